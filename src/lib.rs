@@ -1,0 +1,45 @@
+//! # kstreams: Kafka Streams for Rust
+//!
+//! Typed stream processing over Kafka topics: streams, tables, aggregations in state stores, one task
+//! per input partition. This façade is the crate to depend on; it re-exports the workspace crates:
+//!
+//! - [`streams_core`] (everything under the root here): the DSL, the topology model, the Processor API,
+//!   serdes and the test driver;
+//! - [`state_store`] as [`state`]: store traits and the stores themselves.
+//!
+//! ```
+//! use kstreams::prelude::*;
+//!
+//! let builder = StreamsBuilder::new();
+//! builder
+//!     .stream::<String, f64>("orders")
+//!     .filter(|_, total| *total > 0.0)
+//!     .group_by_key()
+//!     .reduce(|a, b| a + b)
+//!     .to_stream()
+//!     .to("customer-totals");
+//! let topology = builder.build()?;
+//! let mut driver = TopologyTestDriver::new(topology)?;
+//! let orders = driver.input_topic::<String, f64>("orders");
+//! let totals = driver.output_topic::<String, Option<f64>>("customer-totals");
+//! driver.pipe(&orders, "c1".to_string(), 10.0, 0)?;
+//! driver.pipe(&orders, "c1".to_string(), -1.0, 1)?;
+//! driver.pipe(&orders, "c1".to_string(), 2.5, 2)?;
+//! assert_eq!(driver.read_key_values(&totals), vec![("c1".to_string(), Some(10.0)), ("c1".to_string(), Some(12.5))]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub use state_store as state;
+pub use streams_core::*;
+
+/// The names most programs need, in one `use`.
+pub mod prelude {
+    pub use streams_core::dsl::{
+        Branched, Change, Consumed, Grouped, KGroupedStream, KGroupedTable, KStream, KTable, Materialized, Produced,
+        Repartitioned, StreamsBuilder,
+    };
+    pub use streams_core::processor::{Processor, ProcessorContext, Punctuation, PunctuationType};
+    pub use streams_core::serde::{DefaultSerde, JsonSerde, Serde};
+    pub use streams_core::testing::TopologyTestDriver;
+    pub use streams_core::{json_serde, Record, StreamsError, Topology, TopologyError};
+}

@@ -1,0 +1,113 @@
+//! The entry point of the DSL: [`StreamsBuilder`] makes streams and tables from topics and builds the
+//! [`Topology`]. It also owns the name counter that gives every generated node and store its name.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::ktable::table_source;
+use super::options::{Consumed, Materialized};
+use super::{Data, KStream, KTable};
+use crate::serde::{DefaultSerde, Serde};
+use crate::topology::{source_def, TopicRef, Topology};
+use crate::TopologyError;
+
+/// Builds a topology with the typed DSL (Kafka Streams' `StreamsBuilder`).
+///
+/// Streams and tables are cheap handles into the builder; operators on them add nodes. Mistakes found
+/// while building (a name used twice, a topic read twice) are reported by [`StreamsBuilder::build`].
+#[derive(Clone, Default)]
+pub struct StreamsBuilder {
+    pub(crate) state: Rc<RefCell<BuilderState>>,
+}
+
+#[derive(Default)]
+pub(crate) struct BuilderState {
+    pub(crate) topology: Topology,
+    counter: u64,
+}
+
+impl BuilderState {
+    /// `KSTREAM-FILTER-0000000001`: a prefix and the builder-wide counter, ten digits.
+    pub(crate) fn new_name(&mut self, prefix: &str) -> String {
+        let name = format!("{prefix}{:010}", self.counter);
+        self.counter += 1;
+        name
+    }
+
+    /// `KSTREAM-AGGREGATE-STATE-STORE-0000000003`.
+    pub(crate) fn new_store_name(&mut self, prefix: &str) -> String {
+        self.new_name(&format!("{prefix}STATE-STORE-"))
+    }
+
+    /// A user's name if given, else a generated one.
+    pub(crate) fn name_or(&mut self, given: Option<String>, prefix: &str) -> String {
+        given.unwrap_or_else(|| self.new_name(prefix))
+    }
+}
+
+impl StreamsBuilder {
+    /// A new, empty builder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A stream of the records of `topic`, with serdes chosen by type.
+    pub fn stream<K: Data + DefaultSerde, V: Data + DefaultSerde>(&self, topic: &str) -> KStream<K, V> {
+        self.stream_with(topic, Consumed::with(K::default_serde(), V::default_serde()))
+    }
+
+    /// A stream of the records of `topic`, with the serdes and source name given.
+    pub fn stream_with<K: Data, V: Data>(&self, topic: &str, consumed: Consumed<K, V>) -> KStream<K, V> {
+        self.stream_from(&[topic], consumed)
+    }
+
+    /// One stream of the records of several topics.
+    pub fn stream_from<K: Data, V: Data>(&self, topics: &[&str], consumed: Consumed<K, V>) -> KStream<K, V> {
+        let mut state = self.state.borrow_mut();
+        let name = state.name_or(consumed.name, "KSTREAM-SOURCE-");
+        let (Some(key_serde), Some(value_serde)) = (consumed.key_serde, consumed.value_serde) else {
+            state.topology.deferred.push(TopologyError::MissingSerde { node: name.clone(), part: "key or value" });
+            return KStream::new(self.state.clone(), name, None, None, false);
+        };
+        let topics = topics.iter().map(|t| TopicRef::user(t)).collect();
+        state.topology.add_node_deferred(source_def(&name, topics, key_serde.clone(), value_serde.clone()));
+        KStream::new(self.state.clone(), name, Some(key_serde), Some(value_serde), false)
+    }
+
+    /// A table of the latest value per key of `topic` (a null value deletes the key), with serdes chosen
+    /// by type.
+    pub fn table<K: Data + DefaultSerde, V: Data + DefaultSerde>(&self, topic: &str) -> KTable<K, V> {
+        self.table_with(topic, Consumed::with(K::default_serde(), V::default_serde()), Materialized::new())
+    }
+
+    /// A table of `topic` with the serdes, names and store given.
+    pub fn table_with<K: Data, V: Data>(
+        &self,
+        topic: &str,
+        consumed: Consumed<K, V>,
+        materialized: Materialized<K, V>,
+    ) -> KTable<K, V> {
+        table_source(self, topic, consumed, materialized)
+    }
+
+    /// Validates the graph and returns the topology to run.
+    pub fn build(&self) -> Result<Topology, TopologyError> {
+        let topology = std::mem::take(&mut self.state.borrow_mut().topology);
+        topology.validate()?;
+        Ok(topology)
+    }
+}
+
+/// Picks the serde for an operator: given explicitly, else inherited from upstream.
+pub(crate) fn pick<T: ?Sized>(given: Option<Arc<T>>, inherited: &Option<Arc<T>>) -> Option<Arc<T>> {
+    given.or_else(|| inherited.clone())
+}
+
+/// Picks a serde, falling back to the type's default.
+pub(crate) fn pick_or_default<T: DefaultSerde>(
+    given: Option<Arc<dyn Serde<T>>>,
+    inherited: &Option<Arc<dyn Serde<T>>>,
+) -> Arc<dyn Serde<T>> {
+    pick(given, inherited).unwrap_or_else(T::default_serde)
+}

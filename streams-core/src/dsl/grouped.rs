@@ -1,0 +1,351 @@
+//! Grouped streams and tables: [`KGroupedStream`] and [`KGroupedTable`], and their aggregations into
+//! a [`KTable`].
+
+use std::sync::Arc;
+
+use super::aggregate::{StreamAggregate, StreamStep, TableAggregate, TableStep};
+use super::builder::{pick, pick_or_default};
+use super::change::{Change, ChangeSerde};
+use super::options::{Grouped, Materialized};
+use super::repartition::{add_repartition, RepartitionNames};
+use super::{Data, KStream, KTable};
+use crate::serde::{DefaultSerde, Serde};
+use crate::store::{KeyValueBytesStoreSupplier, Stores, ValueAndTimestamp, ValueAndTimestampSerde};
+use crate::topology::processor_def;
+use crate::TopologyError;
+
+/// A stream grouped by key, waiting for an aggregation (Kafka Streams' `KGroupedStream`).
+pub struct KGroupedStream<K, V> {
+    stream: KStream<K, V>,
+    grouped: Grouped<K, V>,
+    repartition_required: bool,
+    next_name: Option<String>,
+}
+
+impl<K: Data, V: Data> KGroupedStream<K, V> {
+    pub(crate) fn new(stream: KStream<K, V>, grouped: Grouped<K, V>, repartition_required: bool) -> Self {
+        let next_name = stream.next_name.clone();
+        KGroupedStream { stream, grouped, repartition_required, next_name }
+    }
+
+    /// Names the aggregation processor (Kafka Streams' `Named`).
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.next_name = Some(name.into());
+        self
+    }
+
+    /// Counts records per key.
+    pub fn count(&self) -> KTable<K, i64>
+    where
+        K: DefaultSerde,
+    {
+        let key_serde = pick_or_default(self.grouped.key_serde.clone(), &self.stream.key_serde);
+        self.count_with(Materialized::with(key_serde, Arc::new(crate::serde::I64Serde)))
+    }
+
+    /// Counts records per key into the store described by `materialized`.
+    pub fn count_with(&self, materialized: Materialized<K, i64>) -> KTable<K, i64> {
+        let step: StreamStep<K, V, i64> = Arc::new(|_, _, old| old.unwrap_or(0) + 1);
+        let materialized = materialized.with_value_serde_if_missing(Arc::new(crate::serde::I64Serde));
+        self.aggregate_internal("KSTREAM-AGGREGATE-", step, materialized)
+    }
+
+    /// Combines the values per key with `reducer` (the first value is the start).
+    pub fn reduce(&self, reducer: impl Fn(V, V) -> V + Send + Sync + 'static) -> KTable<K, V>
+    where
+        K: DefaultSerde,
+        V: DefaultSerde,
+    {
+        let key_serde = pick_or_default(self.grouped.key_serde.clone(), &self.stream.key_serde);
+        let value_serde = pick_or_default(self.grouped.value_serde.clone(), &self.stream.value_serde);
+        self.reduce_with(reducer, Materialized::with(key_serde, value_serde))
+    }
+
+    /// [`reduce`](Self::reduce) into the store described by `materialized`.
+    pub fn reduce_with(
+        &self,
+        reducer: impl Fn(V, V) -> V + Send + Sync + 'static,
+        materialized: Materialized<K, V>,
+    ) -> KTable<K, V> {
+        let step: StreamStep<K, V, V> = Arc::new(move |_, value, old| match old {
+            Some(aggregate) => reducer(aggregate, value),
+            None => value,
+        });
+        let value_serde = pick(self.grouped.value_serde.clone(), &self.stream.value_serde);
+        let materialized = match value_serde {
+            Some(serde) => materialized.with_value_serde_if_missing(serde),
+            None => materialized,
+        };
+        self.aggregate_internal("KSTREAM-REDUCE-", step, materialized)
+    }
+
+    /// Folds the values per key into an aggregate that starts at `initializer()`.
+    pub fn aggregate<VA: Data + DefaultSerde>(
+        &self,
+        initializer: impl Fn() -> VA + Send + Sync + 'static,
+        aggregator: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
+    ) -> KTable<K, VA>
+    where
+        K: DefaultSerde,
+    {
+        let key_serde = pick_or_default(self.grouped.key_serde.clone(), &self.stream.key_serde);
+        self.aggregate_with(initializer, aggregator, Materialized::with(key_serde, VA::default_serde()))
+    }
+
+    /// [`aggregate`](Self::aggregate) into the store described by `materialized`.
+    pub fn aggregate_with<VA: Data>(
+        &self,
+        initializer: impl Fn() -> VA + Send + Sync + 'static,
+        aggregator: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
+        materialized: Materialized<K, VA>,
+    ) -> KTable<K, VA> {
+        let step: StreamStep<K, V, VA> =
+            Arc::new(move |key, value, old| aggregator(key, value, old.unwrap_or_else(&initializer)));
+        self.aggregate_internal("KSTREAM-AGGREGATE-", step, materialized)
+    }
+
+    /// Names in Kafka Streams' order: the store, then the processor, then the repartition nodes.
+    fn aggregate_internal<VA: Data>(
+        &self,
+        prefix: &str,
+        step: StreamStep<K, V, VA>,
+        materialized: Materialized<K, VA>,
+    ) -> KTable<K, VA> {
+        let builder = self.stream.builder.clone();
+        let mut b = builder.borrow_mut();
+        let store = match materialized.store_name.clone() {
+            Some(name) => name,
+            None => b.new_store_name(prefix),
+        };
+        let name = b.name_or(self.next_name.clone(), prefix);
+        let key_serde =
+            pick(materialized.key_serde.clone(), &pick(self.grouped.key_serde.clone(), &self.stream.key_serde));
+        let Some(key_serde) = key_serde else {
+            b.topology.deferred.push(TopologyError::MissingSerde { node: name.clone(), part: "key" });
+            return KTable::new(builder.clone(), name, None, None, Some(store));
+        };
+        let Some(agg_serde) = materialized.value_serde.clone() else {
+            b.topology.deferred.push(TopologyError::MissingSerde { node: name.clone(), part: "value" });
+            return KTable::new(builder.clone(), name, None, None, Some(store));
+        };
+        let mut parent = self.stream.node.clone();
+        if self.repartition_required {
+            let value_serde = pick(self.grouped.value_serde.clone(), &self.stream.value_serde);
+            let Some(value_serde) = value_serde else {
+                b.topology.deferred.push(TopologyError::MissingSerde { node: name.clone(), part: "value" });
+                return KTable::new(builder.clone(), name, None, None, Some(store));
+            };
+            let names = match &self.grouped.name {
+                Some(given) => RepartitionNames::named(given),
+                None => RepartitionNames::generated(&mut b, &store),
+            };
+            parent = add_repartition(&mut b, &parent, names, key_serde.clone(), value_serde, None, None);
+        }
+        let value_serde_for_nulls = pick(self.grouped.value_serde.clone(), &self.stream.value_serde);
+        let (store_for_processor, key_for_processor) = (store.clone(), key_serde.clone());
+        let def = processor_def(&name, vec![parent], move || StreamAggregate {
+            store: store_for_processor.clone(),
+            handle: None,
+            step: step.clone(),
+            key_serde: key_for_processor.clone(),
+            value_serde: value_serde_for_nulls.clone(),
+        });
+        b.topology.add_node_deferred(def);
+        b.topology.add_store_deferred(store_def(&store, &materialized, key_serde.clone(), agg_serde.clone()), &name);
+        KTable::new(builder.clone(), name, Some(key_serde), Some(agg_serde), Some(store))
+    }
+}
+
+/// The store behind a DSL aggregation or table: timestamped values, in memory unless a supplier is given.
+pub(crate) fn store_def<K: Data, V: Data>(
+    store: &str,
+    materialized: &Materialized<K, V>,
+    key_serde: Arc<dyn Serde<K>>,
+    value_serde: Arc<dyn Serde<V>>,
+) -> crate::store::StoreDef {
+    let timestamped: Arc<dyn Serde<ValueAndTimestamp<V>>> = Arc::new(ValueAndTimestampSerde::new(value_serde));
+    let supplier: Arc<dyn KeyValueBytesStoreSupplier> = match &materialized.supplier {
+        Some(supplier) => supplier.clone(),
+        None => Arc::new(Stores::in_memory_key_value_store(store)),
+    };
+    let mut builder = Stores::key_value_store_builder(SharedSupplier(supplier), key_serde, timestamped);
+    if !materialized.logging_enabled {
+        builder = builder.with_logging_disabled();
+    }
+    if materialized.caching_enabled {
+        builder = builder.with_caching_enabled();
+    }
+    builder.into_def()
+}
+
+/// Lets an `Arc`'d supplier be handed to `Stores::key_value_store_builder`.
+struct SharedSupplier(Arc<dyn KeyValueBytesStoreSupplier>);
+
+impl KeyValueBytesStoreSupplier for SharedSupplier {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    fn get(
+        &self,
+        ctx: &crate::store::StoreContext<'_>,
+    ) -> Result<Box<dyn state_store::KeyValueStore>, crate::StreamsError> {
+        self.0.get(ctx)
+    }
+}
+
+impl<K, V> Materialized<K, V> {
+    pub(crate) fn with_value_serde_if_missing(mut self, serde: Arc<dyn Serde<V>>) -> Self {
+        if self.value_serde.is_none() {
+            self.value_serde = Some(serde);
+        }
+        self
+    }
+}
+
+/// A table grouped by a new key, waiting for an aggregation (Kafka Streams' `KGroupedTable`). Its
+/// records are `Change`s, so aggregations can subtract what a key no longer contributes.
+pub struct KGroupedTable<K, V> {
+    pub(crate) builder: std::rc::Rc<std::cell::RefCell<super::builder::BuilderState>>,
+    /// The `KTABLE-SELECT` node, which forwards `Change<V>` under the new key.
+    pub(crate) node: String,
+    pub(crate) key_serde: Option<Arc<dyn Serde<K>>>,
+    pub(crate) grouped: Grouped<K, V>,
+    pub(crate) next_name: Option<String>,
+}
+
+impl<K: Data, V: Data> KGroupedTable<K, V> {
+    /// Names the aggregation processor.
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.next_name = Some(name.into());
+        self
+    }
+
+    /// Counts the table rows per new key.
+    pub fn count(&self) -> KTable<K, i64>
+    where
+        K: DefaultSerde,
+    {
+        self.count_with(Materialized::new())
+    }
+
+    /// [`count`](Self::count) into the store described by `materialized`.
+    pub fn count_with(&self, materialized: Materialized<K, i64>) -> KTable<K, i64>
+    where
+        K: DefaultSerde,
+    {
+        let step: TableStep<K, V, i64> = Arc::new(|_, change, old| {
+            let mut count = old.unwrap_or(0);
+            if change.old.is_some() {
+                count -= 1;
+            }
+            if change.new.is_some() {
+                count += 1;
+            }
+            Some(count)
+        });
+        let materialized = materialized.with_value_serde_if_missing(Arc::new(crate::serde::I64Serde));
+        self.aggregate_internal("KTABLE-AGGREGATE-", step, materialized)
+    }
+
+    /// Combines values per new key: `adder` for rows that arrive, `subtractor` for rows that leave.
+    pub fn reduce(
+        &self,
+        adder: impl Fn(V, V) -> V + Send + Sync + 'static,
+        subtractor: impl Fn(V, V) -> V + Send + Sync + 'static,
+    ) -> KTable<K, V>
+    where
+        K: DefaultSerde,
+        V: DefaultSerde,
+    {
+        let step: TableStep<K, V, V> = Arc::new(move |_, change, old| {
+            let intermediate = match (change.old, old) {
+                (Some(leaving), Some(aggregate)) => Some(subtractor(aggregate, leaving)),
+                (_, old) => old,
+            };
+            match change.new {
+                Some(arriving) => Some(match intermediate {
+                    Some(aggregate) => adder(aggregate, arriving),
+                    None => arriving,
+                }),
+                None => intermediate,
+            }
+        });
+        let value_serde = pick_or_default(self.grouped.value_serde.clone(), &None);
+        self.aggregate_internal("KTABLE-REDUCE-", step, Materialized::new().with_value_serde_if_missing(value_serde))
+    }
+
+    /// Folds values per new key: `adder` for rows that arrive, `subtractor` for rows that leave (the old
+    /// value is subtracted before the new one is added).
+    pub fn aggregate<VA: Data + DefaultSerde>(
+        &self,
+        initializer: impl Fn() -> VA + Send + Sync + 'static,
+        adder: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
+        subtractor: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
+    ) -> KTable<K, VA>
+    where
+        K: DefaultSerde,
+    {
+        self.aggregate_with(initializer, adder, subtractor, Materialized::with(K::default_serde(), VA::default_serde()))
+    }
+
+    /// [`aggregate`](Self::aggregate) into the store described by `materialized`.
+    pub fn aggregate_with<VA: Data>(
+        &self,
+        initializer: impl Fn() -> VA + Send + Sync + 'static,
+        adder: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
+        subtractor: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
+        materialized: Materialized<K, VA>,
+    ) -> KTable<K, VA> {
+        let step: TableStep<K, V, VA> = Arc::new(move |key, change, old| {
+            let intermediate = match (change.old, old) {
+                (Some(leaving), Some(aggregate)) => Some(subtractor(key, leaving, aggregate)),
+                (_, old) => old,
+            };
+            match change.new {
+                Some(arriving) => Some(adder(key, arriving, intermediate.unwrap_or_else(&initializer))),
+                None => intermediate,
+            }
+        });
+        self.aggregate_internal("KTABLE-AGGREGATE-", step, materialized)
+    }
+
+    fn aggregate_internal<VA: Data>(
+        &self,
+        prefix: &str,
+        step: TableStep<K, V, VA>,
+        materialized: Materialized<K, VA>,
+    ) -> KTable<K, VA> {
+        let builder = self.builder.clone();
+        let mut b = builder.borrow_mut();
+        let store = match materialized.store_name.clone() {
+            Some(name) => name,
+            None => b.new_store_name(prefix),
+        };
+        let name = b.name_or(self.next_name.clone(), prefix);
+        let key_serde = pick(materialized.key_serde.clone(), &pick(self.grouped.key_serde.clone(), &self.key_serde));
+        let value_serde = pick(self.grouped.value_serde.clone(), &None);
+        let (Some(key_serde), Some(value_serde), Some(agg_serde)) =
+            (key_serde, value_serde, materialized.value_serde.clone())
+        else {
+            b.topology.deferred.push(TopologyError::MissingSerde { node: name.clone(), part: "key or value" });
+            return KTable::new(builder.clone(), name, None, None, Some(store));
+        };
+        let names = match &self.grouped.name {
+            Some(given) => RepartitionNames::named(given),
+            None => RepartitionNames::generated(&mut b, &store),
+        };
+        let change_serde: Arc<dyn Serde<Change<V>>> = Arc::new(ChangeSerde(value_serde));
+        let parent = add_repartition(&mut b, &self.node, names, key_serde.clone(), change_serde, None, None);
+        let (store_for_processor, key_for_processor) = (store.clone(), key_serde.clone());
+        let def = processor_def(&name, vec![parent], move || TableAggregate {
+            store: store_for_processor.clone(),
+            handle: None,
+            step: step.clone(),
+            key_serde: key_for_processor.clone(),
+        });
+        b.topology.add_node_deferred(def);
+        b.topology.add_store_deferred(store_def(&store, &materialized, key_serde.clone(), agg_serde.clone()), &name);
+        KTable::new(builder.clone(), name, Some(key_serde), Some(agg_serde), Some(store))
+    }
+}

@@ -1,0 +1,328 @@
+//! [`KTable`]: a changelog stream read as a table (the latest value per key), and its operators.
+//! Table nodes forward [`Change`]s (new and old value), so re-grouping can subtract what moved away.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::builder::{pick, BuilderState, StreamsBuilder};
+use super::change::Change;
+use super::grouped::{store_def, KGroupedTable};
+use super::options::{Consumed, Grouped, Materialized};
+use super::{Data, KStream};
+use crate::processor::{Processor, ProcessorContext, StoreHandle};
+use crate::serde::{OptionSerde, Serde};
+use crate::store::ValueAndTimestamp;
+use crate::topology::{processor_def, source_def, TopicRef};
+use crate::{Record, StreamsError, TopologyError};
+
+/// A table: the latest value per key (Kafka Streams' `KTable<K, V>`).
+pub struct KTable<K, V> {
+    pub(crate) builder: Rc<RefCell<BuilderState>>,
+    pub(crate) node: String,
+    pub(crate) key_serde: Option<Arc<dyn Serde<K>>>,
+    pub(crate) value_serde: Option<Arc<dyn Serde<V>>>,
+    /// The store holding this table's values, when it is materialized.
+    pub(crate) store: Option<String>,
+    pub(crate) next_name: Option<String>,
+}
+
+impl<K, V> Clone for KTable<K, V> {
+    fn clone(&self) -> Self {
+        KTable {
+            builder: self.builder.clone(),
+            node: self.node.clone(),
+            key_serde: self.key_serde.clone(),
+            value_serde: self.value_serde.clone(),
+            store: self.store.clone(),
+            next_name: self.next_name.clone(),
+        }
+    }
+}
+
+impl<K: Data, V: Data> KTable<K, V> {
+    pub(crate) fn new(
+        builder: Rc<RefCell<BuilderState>>,
+        node: String,
+        key_serde: Option<Arc<dyn Serde<K>>>,
+        value_serde: Option<Arc<dyn Serde<V>>>,
+        store: Option<String>,
+    ) -> Self {
+        KTable { builder, node, key_serde, value_serde, store, next_name: None }
+    }
+
+    /// The name of the node this table comes out of.
+    pub fn node_name(&self) -> &str {
+        &self.node
+    }
+
+    /// The name of the store that holds this table, when it is materialized (aggregations and source
+    /// tables are); read it in tests with the test driver.
+    pub fn store_name(&self) -> Option<&str> {
+        self.store.as_deref()
+    }
+
+    /// Names the next operator applied to this handle.
+    pub fn named(&self, name: impl Into<String>) -> Self {
+        KTable { next_name: Some(name.into()), ..self.clone() }
+    }
+
+    fn add<V2: Data, P: Processor<K, Change<V>, K, Change<V2>>>(
+        &self,
+        prefix: &str,
+        supplier: impl Fn() -> P + Send + Sync + 'static,
+    ) -> String {
+        let mut b = self.builder.borrow_mut();
+        let name = b.name_or(self.next_name.clone(), prefix);
+        b.topology.add_node_deferred(processor_def(&name, vec![self.node.clone()], supplier));
+        name
+    }
+
+    /// Keeps the rows for which `predicate` holds; a row that stops matching is deleted downstream.
+    pub fn filter(&self, predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static) -> KTable<K, V> {
+        let predicate = Arc::new(predicate);
+        let name = self.add("KTABLE-FILTER-", move || TableFilter { predicate: predicate.clone(), keep_if: true });
+        KTable::new(self.builder.clone(), name, self.key_serde.clone(), self.value_serde.clone(), None)
+    }
+
+    /// Drops the rows for which `predicate` holds.
+    pub fn filter_not(&self, predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static) -> KTable<K, V> {
+        let predicate = Arc::new(predicate);
+        let name = self.add("KTABLE-FILTER-", move || TableFilter { predicate: predicate.clone(), keep_if: false });
+        KTable::new(self.builder.clone(), name, self.key_serde.clone(), self.value_serde.clone(), None)
+    }
+
+    /// A new value per row.
+    pub fn map_values<V2: Data>(&self, mapper: impl Fn(&K, V) -> V2 + Send + Sync + 'static) -> KTable<K, V2> {
+        let mapper = Arc::new(mapper);
+        let name = self.add("KTABLE-MAPVALUES-", move || TableMapValues(mapper.clone()));
+        KTable::new(self.builder.clone(), name, self.key_serde.clone(), None, None)
+    }
+
+    /// The table's updates as a stream; a delete is a `None` value (a tombstone on the wire).
+    pub fn to_stream(&self) -> KStream<K, Option<V>> {
+        let name = {
+            let mut b = self.builder.borrow_mut();
+            let name = b.name_or(self.next_name.clone(), "KTABLE-TOSTREAM-");
+            b.topology.add_node_deferred(processor_def::<K, Change<V>, K, Option<V>, _>(
+                &name,
+                vec![self.node.clone()],
+                || TableToStream,
+            ));
+            name
+        };
+        let value_serde = self.value_serde.clone().map(|s| Arc::new(OptionSerde::new(s)) as Arc<dyn Serde<Option<V>>>);
+        KStream::new(self.builder.clone(), name, self.key_serde.clone(), value_serde, false)
+    }
+
+    /// Re-groups the rows by a new key (always through a repartition topic), for an aggregation that
+    /// adds rows as they arrive and subtracts them as they leave.
+    pub fn group_by<K2: Data + PartialEq, V2: Data>(
+        &self,
+        selector: impl Fn(&K, &V) -> (K2, V2) + Send + Sync + 'static,
+    ) -> KGroupedTable<K2, V2> {
+        self.group_by_with(selector, Grouped::default())
+    }
+
+    /// [`group_by`](Self::group_by) with a repartition topic name or serdes.
+    pub fn group_by_with<K2: Data + PartialEq, V2: Data>(
+        &self,
+        selector: impl Fn(&K, &V) -> (K2, V2) + Send + Sync + 'static,
+        grouped: Grouped<K2, V2>,
+    ) -> KGroupedTable<K2, V2> {
+        let selector = Arc::new(selector);
+        let name = {
+            let mut b = self.builder.borrow_mut();
+            let name = b.name_or(self.next_name.clone(), "KTABLE-SELECT-");
+            let supplier = move || TableRepartitionMap(selector.clone());
+            b.topology.add_node_deferred(processor_def(&name, vec![self.node.clone()], supplier));
+            name
+        };
+        let key_serde = grouped.key_serde.clone();
+        KGroupedTable { builder: self.builder.clone(), node: name, key_serde, grouped, next_name: None }
+    }
+}
+
+/// `builder.table(topic)`: a source, then a `KTABLE-SOURCE` processor that keeps the latest value per
+/// key in a store and forwards changes. Names in Kafka Streams' order: store, source, processor.
+pub(crate) fn table_source<K: Data, V: Data>(
+    builder: &StreamsBuilder,
+    topic: &str,
+    consumed: Consumed<K, V>,
+    materialized: Materialized<K, V>,
+) -> KTable<K, V> {
+    let rc = builder.state.clone();
+    let mut b = rc.borrow_mut();
+    let store = match materialized.store_name.clone() {
+        Some(name) => name,
+        None => b.new_store_name(&format!("{topic}-")),
+    };
+    let source = b.name_or(consumed.name.clone(), "KSTREAM-SOURCE-");
+    let name = b.new_name("KTABLE-SOURCE-");
+    let key_serde = pick(materialized.key_serde.clone(), &consumed.key_serde);
+    let value_serde = pick(materialized.value_serde.clone(), &consumed.value_serde);
+    let (Some(key_serde), Some(value_serde)) = (key_serde, value_serde) else {
+        b.topology.deferred.push(TopologyError::MissingSerde { node: source.clone(), part: "key or value" });
+        return KTable::new(rc.clone(), name, None, None, None);
+    };
+    // The source reads values as `Option<V>`: a null value is a delete.
+    let nullable: Arc<dyn Serde<Option<V>>> = Arc::new(OptionSerde::new(value_serde.clone()));
+    b.topology.add_node_deferred(source_def(&source, vec![TopicRef::user(topic)], key_serde.clone(), nullable));
+    let store_for_processor = store.clone();
+    let def = processor_def(&name, vec![source], move || TableSource::<K, V> {
+        store: store_for_processor.clone(),
+        handle: None,
+    });
+    b.topology.add_node_deferred(def);
+    b.topology.add_store_deferred(store_def(&store, &materialized, key_serde.clone(), value_serde.clone()), &name);
+    KTable::new(rc.clone(), name, Some(key_serde), Some(value_serde), Some(store))
+}
+
+/// `KTABLE-SOURCE`: upserts or deletes, and forwards the change.
+struct TableSource<K, V> {
+    store: String,
+    handle: Option<StoreHandle<K, ValueAndTimestamp<V>>>,
+}
+
+impl<K: Data, V: Data> Processor<K, Option<V>, K, Change<V>> for TableSource<K, V> {
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<(), StreamsError> {
+        self.handle = Some(ctx.store_handle(&self.store)?);
+        Ok(())
+    }
+
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, Change<V>>,
+        record: Record<K, Option<V>>,
+    ) -> Result<(), StreamsError> {
+        let handle = self.handle.ok_or_else(|| StreamsError::Internal("table source used before init".into()))?;
+        let store = ctx.store_mut(handle)?;
+        let old = store.get(&record.key)?.map(|v| v.value);
+        match &record.value {
+            Some(value) => {
+                store.put(&record.key, &ValueAndTimestamp { value: value.clone(), timestamp: record.timestamp })?
+            }
+            None => {
+                store.delete(&record.key)?;
+            }
+        }
+        let timestamp = record.timestamp;
+        ctx.forward(Record {
+            key: record.key,
+            value: Change::new(record.value, old),
+            timestamp,
+            headers: record.headers,
+        })
+    }
+}
+
+/// `KTABLE-FILTER`: filters both sides of a change; forwards nothing when neither side passes.
+struct TableFilter<F> {
+    predicate: Arc<F>,
+    keep_if: bool,
+}
+
+impl<K: Data, V: Data, F: Fn(&K, &V) -> bool + Send + Sync + 'static> Processor<K, Change<V>, K, Change<V>>
+    for TableFilter<F>
+{
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, Change<V>>,
+        record: Record<K, Change<V>>,
+    ) -> Result<(), StreamsError> {
+        let key = &record.key;
+        let keep = |v: &V| (self.predicate)(key, v) == self.keep_if;
+        let new = record.value.new.filter(|v| keep(v));
+        let old = record.value.old.filter(|v| keep(v));
+        if new.is_none() && old.is_none() {
+            return Ok(());
+        }
+        ctx.forward(Record {
+            key: record.key,
+            value: Change::new(new, old),
+            timestamp: record.timestamp,
+            headers: record.headers,
+        })
+    }
+}
+
+/// `KTABLE-MAPVALUES`: maps both sides of a change.
+struct TableMapValues<F>(Arc<F>);
+
+impl<K: Data, V: Data, V2: Data, F: Fn(&K, V) -> V2 + Send + Sync + 'static> Processor<K, Change<V>, K, Change<V2>>
+    for TableMapValues<F>
+{
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, Change<V2>>,
+        record: Record<K, Change<V>>,
+    ) -> Result<(), StreamsError> {
+        let new = record.value.new.map(|v| (self.0)(&record.key, v));
+        let old = record.value.old.map(|v| (self.0)(&record.key, v));
+        ctx.forward(Record {
+            key: record.key,
+            value: Change::new(new, old),
+            timestamp: record.timestamp,
+            headers: record.headers,
+        })
+    }
+}
+
+/// `KTABLE-TOSTREAM`: the new side of each change.
+struct TableToStream;
+
+impl<K: Data, V: Data> Processor<K, Change<V>, K, Option<V>> for TableToStream {
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, Option<V>>,
+        record: Record<K, Change<V>>,
+    ) -> Result<(), StreamsError> {
+        ctx.forward(Record {
+            key: record.key,
+            value: record.value.new,
+            timestamp: record.timestamp,
+            headers: record.headers,
+        })
+    }
+}
+
+/// `KTABLE-SELECT`: maps each side of a change to its new key. When both sides land on the same key
+/// they travel as one change; otherwise the old side goes first (to its key) as a removal, then the new
+/// side as an addition, as Kafka Streams' `KTableRepartitionMap`.
+struct TableRepartitionMap<F>(Arc<F>);
+
+impl<K, V, K2, V2, F> Processor<K, Change<V>, K2, Change<V2>> for TableRepartitionMap<F>
+where
+    K: Data,
+    V: Data,
+    K2: Data + PartialEq,
+    V2: Data,
+    F: Fn(&K, &V) -> (K2, V2) + Send + Sync + 'static,
+{
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K2, Change<V2>>,
+        record: Record<K, Change<V>>,
+    ) -> Result<(), StreamsError> {
+        let new = record.value.new.as_ref().map(|v| (self.0)(&record.key, v));
+        let old = record.value.old.as_ref().map(|v| (self.0)(&record.key, v));
+        let (ts, headers) = (record.timestamp, record.headers);
+        match (new, old) {
+            (Some((new_key, new_value)), Some((old_key, old_value))) if new_key == old_key => {
+                let change = Change::new(Some(new_value), Some(old_value));
+                ctx.forward(Record { key: new_key, value: change, timestamp: ts, headers })
+            }
+            (new, old) => {
+                if let Some((old_key, old_value)) = old {
+                    let change = Change::new(None, Some(old_value));
+                    ctx.forward(Record { key: old_key, value: change, timestamp: ts, headers: headers.clone() })?;
+                }
+                if let Some((new_key, new_value)) = new {
+                    let change = Change::new(Some(new_value), None);
+                    ctx.forward(Record { key: new_key, value: change, timestamp: ts, headers })?;
+                }
+                Ok(())
+            }
+        }
+    }
+}

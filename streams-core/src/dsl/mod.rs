@@ -1,0 +1,34 @@
+//! The typed DSL (Kafka Streams' `kstream` package): [`StreamsBuilder`] makes [`KStream`]s and
+//! [`KTable`]s from topics; their operators add nodes to a [`Topology`](crate::Topology).
+//!
+//! Every operator is a [`Processor`](crate::processor::Processor) underneath, one family per file:
+//! `stateless` (filter, map, …, split), `aggregate` (count/reduce/aggregate), `ktable` (table operators),
+//! `repartition` (the internal-topic hop). Names, stores and internal topics are generated as Kafka
+//! Streams generates them, so `describe()` output reads the same.
+//!
+//! Keys change → repartition: after `select_key`, `map`, `flat_map` or `group_by`, an aggregation first
+//! sends records through `<application.id>-<name>-repartition` so that each key is owned by one task.
+//! `map_values`, `flat_map_values`, `filter` and `peek` keep the key, and so need no repartition.
+
+mod aggregate;
+mod builder;
+mod change;
+mod grouped;
+mod kstream;
+mod ktable;
+mod options;
+mod repartition;
+mod stateless;
+
+pub use builder::StreamsBuilder;
+pub use change::{Change, ChangeSerde};
+pub use grouped::{KGroupedStream, KGroupedTable};
+pub use kstream::{BranchedKStream, Branches, KStream};
+pub use ktable::KTable;
+pub use options::{Branched, Consumed, Grouped, Materialized, Produced, Repartitioned, StreamPartitioner};
+
+/// What a key or value type must be to flow through a topology: cloneable (a record forwarded to two
+/// children is cloned once), sendable to the task's thread, and owned.
+pub trait Data: Clone + Send + 'static {}
+
+impl<T: Clone + Send + 'static> Data for T {}

@@ -1,0 +1,198 @@
+//! What can go wrong, classified by who must act: the topology's author ([`TopologyError`], at build
+//! time), the data ([`StreamsError::Deserialization`], naming the record), user code in a processor
+//! ([`StreamsError::Processor`]), or the environment (stores, later brokers).
+
+use state_store::StoreError;
+
+use crate::serde::SerdeError;
+
+/// A topology that cannot run. Returned by `StreamsBuilder::build` and `Topology::validate`; every variant
+/// names the node, topic or store at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TopologyError {
+    /// Two nodes share a name.
+    #[error("node name `{name}` is used twice; node names must be unique")]
+    DuplicateNode {
+        /// The repeated name.
+        name: String,
+    },
+    /// A node names a parent that does not exist.
+    #[error("node `{node}` names parent `{parent}`, which is not in the topology")]
+    UnknownParent {
+        /// The child.
+        node: String,
+        /// The missing parent.
+        parent: String,
+    },
+    /// A sink was named as a parent; sinks end a branch.
+    #[error("node `{node}` names sink `{sink}` as its parent; a sink cannot have children")]
+    SinkAsParent {
+        /// The child.
+        node: String,
+        /// The sink.
+        sink: String,
+    },
+    /// A processor or sink without any parent can never receive records.
+    #[error("node `{node}` has no parent; every processor and sink needs at least one")]
+    NoParent {
+        /// The orphan.
+        node: String,
+    },
+    /// The graph has a cycle, so a record could loop forever.
+    #[error("the topology has a cycle through node `{node}`")]
+    Cycle {
+        /// A node on the cycle.
+        node: String,
+    },
+    /// A source subscribes to no topic.
+    #[error("source `{source_node}` subscribes to no topic")]
+    SourceWithoutTopic {
+        /// The source.
+        source_node: String,
+    },
+    /// Two sources read the same topic.
+    #[error("topic `{topic}` is read by two sources, `{first}` and `{second}`; a topic may have one source")]
+    TopicReadTwice {
+        /// The topic.
+        topic: String,
+        /// The first source.
+        first: String,
+        /// The second source.
+        second: String,
+    },
+    /// A sink has no topic to write to.
+    #[error("sink `{sink}` has no topic")]
+    SinkWithoutTopic {
+        /// The sink.
+        sink: String,
+    },
+    /// A processor uses a store that was never added.
+    #[error("processor `{node}` uses state store `{store}`, which was never added to the topology")]
+    UnknownStore {
+        /// The processor.
+        node: String,
+        /// The missing store.
+        store: String,
+    },
+    /// Two stores share a name.
+    #[error("state store `{store}` is added twice")]
+    DuplicateStore {
+        /// The store.
+        store: String,
+    },
+    /// A store was added to a node that is not a processor.
+    #[error("state store `{store}` is connected to `{node}`, which is not a processor")]
+    StoreOnNonProcessor {
+        /// The node.
+        node: String,
+        /// The store.
+        store: String,
+    },
+    /// A parent's output types differ from a child's input types (possible only through the Processor API).
+    #[error("node `{child}` takes ({child_types}) but its parent `{parent}` forwards ({parent_types})")]
+    TypeMismatch {
+        /// The parent.
+        parent: String,
+        /// What the parent forwards.
+        parent_types: String,
+        /// The child.
+        child: String,
+        /// What the child takes.
+        child_types: String,
+    },
+    /// A name is empty or has characters Kafka does not allow in topic names.
+    #[error("invalid name `{name}`: {reason}")]
+    InvalidName {
+        /// The name.
+        name: String,
+        /// Why it is invalid.
+        reason: String,
+    },
+    /// An operator needs a serde that was neither given nor inherited from upstream.
+    #[error("node `{node}` needs a {part} serde: give one (Produced/Grouped/Materialized/Repartitioned) or use a type with a DefaultSerde")]
+    MissingSerde {
+        /// The node.
+        node: String,
+        /// `"key"` or `"value"`.
+        part: &'static str,
+    },
+    /// The topology has no source.
+    #[error("the topology has no source; add a stream or table")]
+    Empty,
+}
+
+/// An error while processing records, or while setting up a task.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StreamsError {
+    /// The topology is invalid.
+    #[error("invalid topology")]
+    Topology(#[from] TopologyError),
+    /// An input record could not be deserialized. Handled by the deserialization exception handler.
+    #[error("cannot deserialize the {part} of the record at {topic}-{partition} offset {offset}")]
+    Deserialization {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The offset.
+        offset: i64,
+        /// `"key"` or `"value"`.
+        part: &'static str,
+        /// What the serde said.
+        #[source]
+        source: SerdeError,
+    },
+    /// A record could not be serialized for a sink, a repartition topic or a store.
+    #[error("node `{node}` cannot serialize a record for `{target}`")]
+    Serialization {
+        /// The node that wrote.
+        node: String,
+        /// The topic or store written to.
+        target: String,
+        /// What the serde said.
+        #[source]
+        source: SerdeError,
+    },
+    /// A state store failed.
+    #[error("state store failure")]
+    Store(#[from] StoreError),
+    /// A processor asked for a store it is not connected to, or with the wrong types.
+    #[error("processor `{node}` cannot use state store `{store}`: {reason}")]
+    StoreAccess {
+        /// The processor.
+        node: String,
+        /// The store.
+        store: String,
+        /// Why.
+        reason: String,
+    },
+    /// User code in a processor returned an error.
+    #[error("processor `{node}` failed")]
+    Processor {
+        /// The processor.
+        node: String,
+        /// What the user code returned.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A record was forwarded to a child that does not exist.
+    #[error("processor `{node}` forwarded to unknown child `{child}`")]
+    UnknownChild {
+        /// The forwarding processor.
+        node: String,
+        /// The child it named.
+        child: String,
+    },
+    /// An invariant of this library broke: a bug to report, never caused by data.
+    #[error("internal error (please report): {0}")]
+    Internal(String),
+}
+
+impl StreamsError {
+    /// Wraps an error from user code running in processor `node`.
+    pub fn processor(node: impl Into<String>, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        StreamsError::Processor { node: node.into(), source: source.into() }
+    }
+}

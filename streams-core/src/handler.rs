@@ -1,0 +1,96 @@
+//! What happens to a record that cannot be read: the deserialization exception handler.
+//!
+//! Kafka Streams' default is to log and fail; the alternatives are to log, count and skip the record, or
+//! to send it to a dead-letter topic and skip it. Whatever the choice, the record is named by topic,
+//! partition and offset: nothing is dropped without a trace.
+
+use std::sync::Arc;
+
+use crate::record::{Headers, ProducedRecord, RawRecord};
+use crate::StreamsError;
+
+/// What to do with a record that could not be deserialized.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeserializationResponse {
+    /// Stop processing: the task fails with the deserialization error.
+    Fail,
+    /// Skip the record and go on; the records given (for instance a copy to a dead-letter topic) are
+    /// produced in its place.
+    Continue(Vec<ProducedRecord>),
+}
+
+/// Decides what happens to a record that cannot be deserialized (Kafka Streams'
+/// `DeserializationExceptionHandler`).
+pub trait DeserializationExceptionHandler: Send + Sync + 'static {
+    /// Called with the raw record and the error that names it.
+    fn handle(&self, record: &RawRecord, error: &StreamsError) -> DeserializationResponse;
+}
+
+/// Logs the error and fails the task (the default, as in Kafka Streams).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogAndFail;
+
+impl DeserializationExceptionHandler for LogAndFail {
+    fn handle(&self, _record: &RawRecord, error: &StreamsError) -> DeserializationResponse {
+        tracing::error!(error = %error_chain(error), "deserialization failed; failing the task");
+        DeserializationResponse::Fail
+    }
+}
+
+/// Logs the error at warn level, counts the record as skipped, and goes on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogAndContinue;
+
+impl DeserializationExceptionHandler for LogAndContinue {
+    fn handle(&self, _record: &RawRecord, error: &StreamsError) -> DeserializationResponse {
+        tracing::warn!(error = %error_chain(error), "skipping a record that cannot be deserialized");
+        DeserializationResponse::Continue(Vec::new())
+    }
+}
+
+/// Sends the raw record, unchanged, to a dead-letter topic with headers that say what failed
+/// (`__streams.errors.*`, as Kafka Streams' KIP-1034 dead-letter queue), and goes on.
+#[derive(Debug, Clone)]
+pub struct DeadLetterQueue {
+    topic: Arc<str>,
+}
+
+impl DeadLetterQueue {
+    /// Dead letters go to `topic`.
+    pub fn new(topic: impl Into<String>) -> Self {
+        DeadLetterQueue { topic: topic.into().into() }
+    }
+}
+
+impl DeserializationExceptionHandler for DeadLetterQueue {
+    fn handle(&self, record: &RawRecord, error: &StreamsError) -> DeserializationResponse {
+        tracing::warn!(error = %error_chain(error), dead_letter_topic = %self.topic, "sending an unreadable record to the dead-letter topic");
+        let mut headers: Headers = record.headers.clone();
+        headers
+            .add("__streams.errors.exception", Some(b"DeserializationException".to_vec()))
+            .add("__streams.errors.message", Some(error_chain(error).into_bytes()))
+            .add("__streams.errors.topic", Some(record.topic.as_bytes().to_vec()))
+            .add("__streams.errors.partition", Some(record.partition.to_string().into_bytes()))
+            .add("__streams.errors.offset", Some(record.offset.to_string().into_bytes()));
+        DeserializationResponse::Continue(vec![ProducedRecord {
+            topic: self.topic.clone(),
+            partition: None,
+            key: record.key.clone(),
+            value: record.value.clone(),
+            timestamp: record.timestamp,
+            headers,
+        }])
+    }
+}
+
+/// An error with its causes, `a: b: c`, for logs and headers.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        cause = e.source();
+    }
+    out
+}

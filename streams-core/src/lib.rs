@@ -1,0 +1,64 @@
+//! # streams-core: the kstreams engine
+//!
+//! Kafka Streams for Rust. Users describe a processing graph with a typed DSL or by hand, and it runs
+//! one task per input partition, with state in stores.
+//!
+//! ```text
+//!  dsl (StreamsBuilder, KStream, KTable)      processor (Processor API)
+//!              \                                   /
+//!               `---> topology (untyped graph: nodes, stores, sub-topologies, describe)
+//!                                   |
+//!                     task (one sub-topology x one partition: the one execution path)
+//!                        /                         \
+//!       testing (TopologyTestDriver)        runtime (Kafka / embedded broker; later issues)
+//! ```
+//!
+//! - [`serde`]: typed keys and values to bytes, wire-compatible with Kafka's serdes.
+//! - [`dsl`]: the typed builder. Every operator lowers to a [`processor::Processor`].
+//! - [`processor`]: the Processor API: processors, their context, punctuation.
+//! - [`topology`]: the graph, its validation and its description.
+//! - [`store`]: typed stores over `state-store`'s byte stores, and store builders.
+//! - [`testing`]: the test driver: pipe records in, read records and stores out, move time.
+//! - [`handler`]: what happens to records that cannot be read.
+//! - [`time`]: the clock, real or manual.
+//!
+//! ```
+//! use streams_core::dsl::StreamsBuilder;
+//! use streams_core::testing::TopologyTestDriver;
+//!
+//! let builder = StreamsBuilder::new();
+//! builder
+//!     .stream::<String, i64>("orders")
+//!     .filter(|_, amount| *amount > 0)
+//!     .group_by_key()
+//!     .reduce(|a, b| a + b)
+//!     .to_stream()
+//!     .to("totals");
+//! let mut driver = TopologyTestDriver::new(builder.build()?)?;
+//! let orders = driver.input_topic::<String, i64>("orders");
+//! let totals = driver.output_topic::<String, Option<i64>>("totals");
+//! driver.pipe(&orders, "alice".to_string(), 10, 0)?;
+//! driver.pipe(&orders, "alice".to_string(), 5, 1)?;
+//! assert_eq!(driver.read_key_values(&totals), vec![
+//!     ("alice".to_string(), Some(10)),
+//!     ("alice".to_string(), Some(15)),
+//! ]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod dsl;
+pub mod error;
+pub mod handler;
+pub mod processor;
+pub mod record;
+pub mod serde;
+pub mod store;
+pub mod task;
+pub mod testing;
+pub mod time;
+pub mod topology;
+
+pub use error::{StreamsError, TopologyError};
+pub use record::{Headers, Record, RecordMetadata};
+pub use task::{TaskId, TaskMetrics};
+pub use topology::Topology;

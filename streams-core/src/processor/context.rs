@@ -1,0 +1,155 @@
+//! The processor's window on its task: forwarding, stores, record metadata, time and schedules.
+
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use super::{interval_ms, PunctuationId, PunctuationType};
+use crate::store::TypedKeyValueStore;
+use crate::task::{self, TaskState};
+use crate::{Record, RecordMetadata, StreamsError, TaskId};
+
+/// What a [`Processor`](super::Processor) can do while it runs: forward records to its children, use the
+/// state stores it is connected to, read the input record's metadata, and schedule punctuations.
+///
+/// `KOut`/`VOut` are the types the processor forwards; the compiler checks every `forward`.
+pub struct ProcessorContext<'a, KOut, VOut> {
+    pub(crate) task: &'a mut TaskState,
+    pub(crate) node: usize,
+    pub(crate) children: &'a [usize],
+    pub(crate) _out: PhantomData<fn(KOut, VOut)>,
+}
+
+/// A store looked up once (typically in `init`) and then used per record without a name look-up.
+pub struct StoreHandle<K, V> {
+    index: usize,
+    _types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V> Clone for StoreHandle<K, V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<K, V> Copy for StoreHandle<K, V> {}
+
+impl<'a, KOut: Clone + 'static, VOut: Clone + 'static> ProcessorContext<'a, KOut, VOut> {
+    pub(crate) fn new(task: &'a mut TaskState, node: usize, children: &'a [usize]) -> Self {
+        ProcessorContext { task, node, children, _out: PhantomData }
+    }
+
+    /// Forwards `record` to every child. Each child (and its descendants) has processed it when this
+    /// returns, as in Kafka Streams.
+    pub fn forward(&mut self, record: Record<KOut, VOut>) -> Result<(), StreamsError> {
+        task::forward(self.task, self.children, record)
+    }
+
+    /// Forwards `record` to the child called `child` only.
+    pub fn forward_to(&mut self, child: &str, record: Record<KOut, VOut>) -> Result<(), StreamsError> {
+        let Some(&index) = self.children.iter().find(|&&c| &*self.task.node_names[c] == child) else {
+            return Err(StreamsError::UnknownChild { node: self.node_name().to_string(), child: child.to_string() });
+        };
+        task::deliver(self.task, index, record)
+    }
+
+    /// The names of this processor's children, in the order they were connected.
+    pub fn child_names(&self) -> impl Iterator<Item = &str> {
+        self.children.iter().map(|&c| &*self.task.node_names[c])
+    }
+}
+
+impl<KOut, VOut> ProcessorContext<'_, KOut, VOut> {
+    /// This processor's name.
+    pub fn node_name(&self) -> &str {
+        &self.task.node_names[self.node]
+    }
+
+    /// The task this processor runs in (`<sub-topology>_<partition>`).
+    pub fn task_id(&self) -> TaskId {
+        self.task.id
+    }
+
+    /// The application id (the consumer group, and the prefix of internal topics).
+    pub fn application_id(&self) -> &str {
+        &self.task.application_id
+    }
+
+    /// Where the record being processed came from; `None` during a punctuation.
+    pub fn record_metadata(&self) -> Option<&RecordMetadata> {
+        self.task.current.as_ref()
+    }
+
+    /// The task's stream time: the largest record timestamp it has seen (`-1` before the first record).
+    pub fn stream_time(&self) -> i64 {
+        self.task.stream_time
+    }
+
+    /// Wall-clock time in ms, from the task's clock (manual in the test driver).
+    pub fn wall_clock_time_ms(&self) -> i64 {
+        self.task.clock.now_ms()
+    }
+
+    /// Schedules [`Processor::punctuate`](super::Processor::punctuate) every `interval` on the given
+    /// clock. Stream-time schedules fire as soon as there is data; wall-clock ones `interval` from now.
+    pub fn schedule(&mut self, interval: Duration, kind: PunctuationType) -> PunctuationId {
+        self.task.schedule(self.node, interval_ms(interval), kind)
+    }
+
+    /// Stops a schedule. Cancelling twice, or another processor's schedule, does nothing.
+    pub fn cancel(&mut self, id: PunctuationId) {
+        self.task.cancel_schedule(self.node, id);
+    }
+
+    /// Looks up a store this processor is connected to, checking its key and value types.
+    pub fn store_handle<K: 'static, V: 'static>(&self, name: &str) -> Result<StoreHandle<K, V>, StreamsError> {
+        let index = self.task.store_index_for(self.node, name)?;
+        if !self.task.stores[index].is::<K, V>() {
+            return Err(StreamsError::StoreAccess {
+                node: self.node_name().to_string(),
+                store: name.to_string(),
+                reason: format!(
+                    "the store holds ({}), not ({}, {})",
+                    self.task.stores[index].type_names(),
+                    std::any::type_name::<K>(),
+                    std::any::type_name::<V>()
+                ),
+            });
+        }
+        Ok(StoreHandle { index, _types: PhantomData })
+    }
+
+    /// The store behind a handle from [`store_handle`](Self::store_handle).
+    pub fn store_mut<K: 'static, V: 'static>(
+        &mut self,
+        handle: StoreHandle<K, V>,
+    ) -> Result<&mut TypedKeyValueStore<K, V>, StreamsError> {
+        self.task.stores[handle.index]
+            .downcast_mut::<K, V>()
+            .ok_or_else(|| StreamsError::Internal("a store handle changed type".into()))
+    }
+
+    /// Looks up a store by name and returns it: [`store_handle`](Self::store_handle) then
+    /// [`store_mut`](Self::store_mut). Prefer a handle made in `init` on hot paths.
+    pub fn store<K: 'static, V: 'static>(&mut self, name: &str) -> Result<&mut TypedKeyValueStore<K, V>, StreamsError> {
+        let handle = self.store_handle::<K, V>(name)?;
+        self.store_mut(handle)
+    }
+
+    /// Wraps an error from user code, naming this processor.
+    pub fn error(&self, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StreamsError {
+        StreamsError::processor(self.node_name(), source)
+    }
+
+    /// Counts a record this processor dropped on purpose (a null key in an aggregation), as Kafka Streams'
+    /// `dropped-records` metric does, and logs it at warn level with the record's coordinates.
+    pub fn record_dropped(&mut self, reason: &str) {
+        self.task.metrics.dropped_records += 1;
+        match &self.task.current {
+            Some(m) => tracing::warn!(
+                node = %self.task.node_names[self.node], topic = %m.topic, partition = m.partition, offset = m.offset,
+                "dropping record: {reason}"
+            ),
+            None => tracing::warn!(node = %self.task.node_names[self.node], "dropping record: {reason}"),
+        }
+    }
+}

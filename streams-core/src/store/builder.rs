@@ -1,0 +1,157 @@
+//! How a topology declares a store: a supplier of byte stores, serdes, and logging and caching choices.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use state_store::{InMemoryKeyValueStore, KeyValueStore};
+
+use super::typed::{ErasedStore, TypedKeyValueStore};
+use crate::serde::Serde;
+use crate::{StreamsError, TaskId};
+
+/// What a supplier knows when it opens a store for a task.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreContext<'a> {
+    /// The application id.
+    pub application_id: &'a str,
+    /// The task the store belongs to.
+    pub task_id: TaskId,
+    /// The task's directory (`<state.dir>/<application.id>/<task>`) for persistent stores; `None` when the
+    /// application keeps no local state on disk.
+    pub task_dir: Option<&'a Path>,
+}
+
+/// Opens byte stores of one kind (in memory, RocksDB) for each task (Kafka Streams'
+/// `KeyValueBytesStoreSupplier`).
+pub trait KeyValueBytesStoreSupplier: Send + Sync + 'static {
+    /// The store's name.
+    fn name(&self) -> &str;
+
+    /// Opens the store for one task.
+    fn get(&self, ctx: &StoreContext<'_>) -> Result<Box<dyn KeyValueStore>, StreamsError>;
+}
+
+/// Supplies [`InMemoryKeyValueStore`]s.
+#[derive(Debug, Clone)]
+pub struct InMemoryKeyValueBytesStoreSupplier {
+    name: String,
+}
+
+impl KeyValueBytesStoreSupplier for InMemoryKeyValueBytesStoreSupplier {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn get(&self, _ctx: &StoreContext<'_>) -> Result<Box<dyn KeyValueStore>, StreamsError> {
+        Ok(Box::new(InMemoryKeyValueStore::new(self.name.clone())))
+    }
+}
+
+/// Factory functions for stores, as Kafka Streams' `Stores`.
+///
+/// ```
+/// use std::sync::Arc;
+/// use streams_core::serde::{StringSerde, I64Serde};
+/// use streams_core::store::Stores;
+///
+/// let counts = Stores::key_value_store_builder(
+///     Stores::in_memory_key_value_store("counts"),
+///     Arc::new(StringSerde),
+///     Arc::new(I64Serde),
+/// );
+/// assert_eq!(counts.name(), "counts");
+/// ```
+pub struct Stores;
+
+impl Stores {
+    /// A supplier of in-memory stores called `name`.
+    pub fn in_memory_key_value_store(name: impl Into<String>) -> InMemoryKeyValueBytesStoreSupplier {
+        InMemoryKeyValueBytesStoreSupplier { name: name.into() }
+    }
+
+    /// A builder of typed stores over `supplier`'s byte stores. Logging is on by default, as in Kafka
+    /// Streams; caching is off.
+    pub fn key_value_store_builder<K: 'static, V: 'static>(
+        supplier: impl KeyValueBytesStoreSupplier,
+        key_serde: Arc<dyn Serde<K>>,
+        value_serde: Arc<dyn Serde<V>>,
+    ) -> StoreBuilder<K, V> {
+        StoreBuilder {
+            supplier: Arc::new(supplier),
+            key_serde,
+            value_serde,
+            logging_enabled: true,
+            logging_config: BTreeMap::new(),
+            caching_enabled: false,
+        }
+    }
+}
+
+/// Declares a typed store for a topology: which byte store, which serdes, whether writes are logged to
+/// the changelog topic `<application.id>-<name>-changelog`, and whether a record cache sits in front.
+pub struct StoreBuilder<K, V> {
+    supplier: Arc<dyn KeyValueBytesStoreSupplier>,
+    key_serde: Arc<dyn Serde<K>>,
+    value_serde: Arc<dyn Serde<V>>,
+    logging_enabled: bool,
+    logging_config: BTreeMap<String, String>,
+    caching_enabled: bool,
+}
+
+impl<K: Send + 'static, V: Send + 'static> StoreBuilder<K, V> {
+    /// The store's name.
+    pub fn name(&self) -> &str {
+        self.supplier.name()
+    }
+
+    /// Turns changelog logging off: the store then starts empty on every new instance.
+    pub fn with_logging_disabled(mut self) -> Self {
+        self.logging_enabled = false;
+        self
+    }
+
+    /// Turns changelog logging on, with extra topic configs for the changelog topic.
+    pub fn with_logging_enabled(mut self, config: BTreeMap<String, String>) -> Self {
+        self.logging_enabled = true;
+        self.logging_config = config;
+        self
+    }
+
+    /// Puts the record cache in front of the store.
+    pub fn with_caching_enabled(mut self) -> Self {
+        self.caching_enabled = true;
+        self
+    }
+
+    /// Takes the record cache away.
+    pub fn with_caching_disabled(mut self) -> Self {
+        self.caching_enabled = false;
+        self
+    }
+
+    pub(crate) fn into_def(self) -> StoreDef {
+        let StoreBuilder { supplier, key_serde, value_serde, logging_enabled, logging_config, caching_enabled } = self;
+        let name = supplier.name().to_string();
+        let factory = move |ctx: &StoreContext<'_>| -> Result<Box<dyn ErasedStore>, StreamsError> {
+            let inner = supplier.get(ctx)?;
+            Ok(Box::new(TypedKeyValueStore::new(inner, key_serde.clone(), value_serde.clone())))
+        };
+        StoreDef { name, logging_enabled, logging_config, caching_enabled, factory: Arc::new(factory) }
+    }
+}
+
+type StoreFactory = dyn Fn(&StoreContext<'_>) -> Result<Box<dyn ErasedStore>, StreamsError> + Send + Sync;
+
+/// A store as the untyped topology holds it.
+#[derive(Clone)]
+pub(crate) struct StoreDef {
+    pub(crate) name: String,
+    #[allow(dead_code)] // read by the runtime when it creates changelog topics
+    pub(crate) logging_enabled: bool,
+    #[allow(dead_code)] // read by the runtime when it creates changelog topics
+    pub(crate) logging_config: BTreeMap<String, String>,
+    #[allow(dead_code)] // read once the record cache lands
+    pub(crate) caching_enabled: bool,
+    pub(crate) factory: Arc<StoreFactory>,
+}

@@ -1,0 +1,18 @@
+//! Typed state stores on top of `state-store`'s byte stores: how a processor reads and writes `K -> V`,
+//! and how a topology declares the stores it needs.
+//!
+//! Layers, as in Kafka Streams (`Metered(Caching(ChangeLogging(RocksDB)))`): [`TypedKeyValueStore`] is
+//! the outer, typed layer that processors see; below it any [`state_store::KeyValueStore`]. A
+//! [`StoreBuilder`] (from [`Stores`]) says which store, with which serdes, and whether its writes are
+//! logged to a changelog topic.
+
+mod builder;
+mod timestamped;
+mod typed;
+
+pub use builder::{KeyValueBytesStoreSupplier, StoreBuilder, StoreContext, Stores};
+pub use timestamped::{ValueAndTimestamp, ValueAndTimestampSerde};
+pub use typed::TypedKeyValueStore;
+
+pub(crate) use builder::StoreDef;
+pub(crate) use typed::ErasedStore;

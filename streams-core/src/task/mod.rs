@@ -1,0 +1,380 @@
+//! A task: one sub-topology's processors and stores for one input partition (`0_3`). The test driver and
+//! the runtime both run records through [`Task`]; only where the records come from and where the output
+//! goes differ.
+
+pub(crate) mod node;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use node::ErasedNode;
+
+use crate::handler::{DeserializationExceptionHandler, LogAndFail};
+use crate::processor::{Punctuation, PunctuationId, PunctuationType};
+use crate::record::{ProducedRecord, RawRecord};
+use crate::store::{ErasedStore, StoreContext, TypedKeyValueStore};
+use crate::time::Clock;
+use crate::topology::{plan::SubtopologyPlan, NodeInit, Topology};
+use crate::{Record, RecordMetadata, StreamsError};
+
+/// A task's id: `<sub-topology>_<partition>`, as Kafka Streams prints it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId {
+    /// The sub-topology.
+    pub subtopology: u32,
+    /// The input partition.
+    pub partition: i32,
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}_{}", self.subtopology, self.partition)
+    }
+}
+
+/// Counters a task keeps, as Kafka Streams' task metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TaskMetrics {
+    /// Records taken from the input and processed.
+    pub processed_records: u64,
+    /// Records skipped because they could not be deserialized (and the handler said continue).
+    pub skipped_records: u64,
+    /// Records dropped on purpose: a null key or value where the types cannot hold it.
+    pub dropped_records: u64,
+    /// Punctuations fired.
+    pub punctuations: u64,
+}
+
+/// What a task is started with besides its topology.
+#[derive(Clone)]
+pub(crate) struct TaskConfig {
+    pub(crate) application_id: Arc<str>,
+    pub(crate) clock: Clock,
+    pub(crate) deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
+    pub(crate) task_dir: Option<PathBuf>,
+}
+
+impl TaskConfig {
+    pub(crate) fn new(application_id: &str, clock: Clock) -> Self {
+        TaskConfig {
+            application_id: application_id.into(),
+            clock,
+            deserialization_handler: Arc::new(LogAndFail),
+            task_dir: None,
+        }
+    }
+}
+
+struct Schedule {
+    node: usize,
+    id: PunctuationId,
+    kind: PunctuationType,
+    interval: i64,
+    next: i64,
+    cancelled: bool,
+}
+
+/// Everything a running processor can reach through its context. Nodes are taken out of `nodes` while
+/// they run, so a node and the rest of the task can be borrowed at once; a node found missing means the
+/// graph looped back into a running node.
+pub(crate) struct TaskState {
+    pub(crate) id: TaskId,
+    pub(crate) application_id: Arc<str>,
+    pub(crate) nodes: Vec<Option<Box<dyn ErasedNode>>>,
+    pub(crate) node_names: Vec<Arc<str>>,
+    node_stores: Vec<Vec<usize>>,
+    pub(crate) stores: Vec<Box<dyn ErasedStore>>,
+    store_names: HashMap<String, usize>,
+    pub(crate) current: Option<RecordMetadata>,
+    pub(crate) stream_time: i64,
+    pub(crate) clock: Clock,
+    schedules: Vec<Schedule>,
+    next_schedule: u64,
+    pub(crate) outbox: Vec<ProducedRecord>,
+    pub(crate) metrics: TaskMetrics,
+    pub(crate) deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
+}
+
+impl TaskState {
+    pub(crate) fn schedule(&mut self, node: usize, interval: i64, kind: PunctuationType) -> PunctuationId {
+        let id = PunctuationId(self.next_schedule);
+        self.next_schedule += 1;
+        // Kafka Streams: stream-time schedules are aligned to 0 and fire as soon as there is data;
+        // wall-clock schedules fire one interval from now.
+        let next = match kind {
+            PunctuationType::StreamTime => 0,
+            PunctuationType::WallClockTime => self.clock.now_ms() + interval,
+        };
+        self.schedules.push(Schedule { node, id, kind, interval, next, cancelled: false });
+        id
+    }
+
+    pub(crate) fn cancel_schedule(&mut self, node: usize, id: PunctuationId) {
+        for s in self.schedules.iter_mut().filter(|s| s.node == node && s.id == id) {
+            s.cancelled = true;
+        }
+    }
+
+    pub(crate) fn store_index_for(&self, node: usize, name: &str) -> Result<usize, StreamsError> {
+        let access = |reason: &str| StreamsError::StoreAccess {
+            node: self.node_names[node].to_string(),
+            store: name.to_string(),
+            reason: reason.to_string(),
+        };
+        let index = *self.store_names.get(name).ok_or_else(|| access("no store of that name in this task"))?;
+        if !self.node_stores[node].contains(&index) {
+            return Err(access("the processor is not connected to it; connect it when adding the store"));
+        }
+        Ok(index)
+    }
+}
+
+/// Delivers `record` to node `index`, which must take `(K, V)`.
+pub(crate) fn deliver<K: 'static, V: 'static>(
+    task: &mut TaskState,
+    index: usize,
+    record: Record<K, V>,
+) -> Result<(), StreamsError> {
+    let Some(mut node) = task.nodes[index].take() else {
+        return Err(StreamsError::Internal(format!("node `{}` was re-entered while running", task.node_names[index])));
+    };
+    let result = match node.as_any_mut().downcast_mut::<Box<dyn node::TypedNode<K, V>>>() {
+        Some(typed) => typed.process(task, record),
+        None => Err(StreamsError::Internal(format!(
+            "node `{}` does not take ({}, {})",
+            task.node_names[index],
+            std::any::type_name::<K>(),
+            std::any::type_name::<V>()
+        ))),
+    };
+    task.nodes[index] = Some(node);
+    result
+}
+
+/// Delivers `record` to every child in turn, depth first; the last child gets it without a clone.
+pub(crate) fn forward<K: Clone + 'static, V: Clone + 'static>(
+    task: &mut TaskState,
+    children: &[usize],
+    record: Record<K, V>,
+) -> Result<(), StreamsError> {
+    match children.split_last() {
+        None => Ok(()),
+        Some((&last, rest)) => {
+            for &child in rest {
+                deliver(task, child, record.clone())?;
+            }
+            deliver(task, last, record)
+        }
+    }
+}
+
+/// One sub-topology instantiated for one partition.
+pub struct Task {
+    state: TaskState,
+    sources: HashMap<Arc<str>, usize>,
+    initialized: bool,
+}
+
+impl Task {
+    pub(crate) fn new(
+        topology: &Topology,
+        plan: &SubtopologyPlan,
+        partition: i32,
+        config: &TaskConfig,
+    ) -> Result<Task, StreamsError> {
+        let id = TaskId { subtopology: plan.id, partition };
+        let local: HashMap<usize, usize> = plan.nodes.iter().enumerate().map(|(l, &g)| (g, l)).collect();
+        let store_local: HashMap<&str, usize> =
+            plan.stores.iter().enumerate().map(|(l, &g)| (topology.stores[g].name.as_str(), l)).collect();
+
+        let mut stores: Vec<Box<dyn ErasedStore>> = Vec::with_capacity(plan.stores.len());
+        for &g in &plan.stores {
+            let def = &topology.stores[g];
+            let dir = config.task_dir.as_deref();
+            let ctx = StoreContext { application_id: &config.application_id, task_id: id, task_dir: dir };
+            stores.push((def.factory)(&ctx)?);
+        }
+
+        let mut node_names = Vec::with_capacity(plan.nodes.len());
+        let mut node_stores = Vec::with_capacity(plan.nodes.len());
+        let mut nodes = Vec::with_capacity(plan.nodes.len());
+        let mut sources = HashMap::new();
+        for (l, &g) in plan.nodes.iter().enumerate() {
+            let def = &topology.nodes[g];
+            // Children in the order they were added to the topology, as Kafka Streams connects them.
+            let children: Vec<usize> = topology
+                .nodes
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| n.parents.iter().any(|p| p == &def.name))
+                .filter_map(|(i, _)| local.get(&i).copied())
+                .collect();
+            let init = NodeInit { index: l, children, application_id: &config.application_id };
+            nodes.push(Some((def.factory)(&init)));
+            node_names.push(Arc::<str>::from(def.name.as_str()));
+            node_stores.push(def.stores.iter().filter_map(|s| store_local.get(s.as_str()).copied()).collect());
+            for topic in def.source_topics() {
+                sources.insert(Arc::<str>::from(topic.resolve(&config.application_id)), l);
+            }
+        }
+
+        let state = TaskState {
+            id,
+            application_id: config.application_id.clone(),
+            nodes,
+            node_names,
+            node_stores,
+            store_names: stores.iter().enumerate().map(|(i, s)| (s.name().to_string(), i)).collect(),
+            stores,
+            current: None,
+            stream_time: -1,
+            clock: config.clock.clone(),
+            schedules: Vec::new(),
+            next_schedule: 0,
+            outbox: Vec::new(),
+            metrics: TaskMetrics::default(),
+            deserialization_handler: config.deserialization_handler.clone(),
+        };
+        Ok(Task { state, sources, initialized: false })
+    }
+
+    /// The task's id.
+    pub fn id(&self) -> TaskId {
+        self.state.id
+    }
+
+    /// The topics this task reads (internal ones with the application-id prefix).
+    pub fn source_topics(&self) -> impl Iterator<Item = &str> {
+        self.sources.keys().map(|t| &**t)
+    }
+
+    /// Initializes every processor (stores are open already). Idempotent.
+    pub fn init(&mut self) -> Result<(), StreamsError> {
+        if self.initialized {
+            return Ok(());
+        }
+        self.initialized = true;
+        for index in 0..self.state.nodes.len() {
+            self.with_node(index, |node, state| node.init(state))?;
+        }
+        Ok(())
+    }
+
+    fn with_node(
+        &mut self,
+        index: usize,
+        run: impl FnOnce(&mut Box<dyn ErasedNode>, &mut TaskState) -> Result<(), StreamsError>,
+    ) -> Result<(), StreamsError> {
+        let Some(mut node) = self.state.nodes[index].take() else {
+            return Err(StreamsError::Internal(format!("node `{}` is missing", self.state.node_names[index])));
+        };
+        let result = run(&mut node, &mut self.state);
+        self.state.nodes[index] = Some(node);
+        result
+    }
+
+    /// Processes one input record: advances stream time, runs the record through the sub-topology, then
+    /// fires any stream-time punctuation that came due (in that order, as Kafka Streams).
+    pub fn process(&mut self, raw: RawRecord) -> Result<(), StreamsError> {
+        self.init()?;
+        let Some(&index) = self.sources.get(&raw.topic) else {
+            return Err(StreamsError::Internal(format!(
+                "task {} has no source for topic `{}`",
+                self.state.id, raw.topic
+            )));
+        };
+        self.state.stream_time = self.state.stream_time.max(raw.timestamp);
+        self.state.current =
+            Some(RecordMetadata { topic: raw.topic.clone(), partition: raw.partition, offset: raw.offset });
+        let result = self.with_node(index, |node, state| node.process_raw(state, raw));
+        self.state.current = None;
+        result?;
+        self.state.metrics.processed_records += 1;
+        self.punctuate(PunctuationType::StreamTime, self.state.stream_time)?;
+        Ok(())
+    }
+
+    /// Fires wall-clock punctuations that are due by the task's clock. Returns whether any fired.
+    pub fn punctuate_wall_clock(&mut self) -> Result<bool, StreamsError> {
+        self.init()?;
+        let now = self.state.clock.now_ms();
+        self.punctuate(PunctuationType::WallClockTime, now)
+    }
+
+    fn punctuate(&mut self, kind: PunctuationType, now: i64) -> Result<bool, StreamsError> {
+        if kind == PunctuationType::StreamTime && now < 0 {
+            return Ok(false);
+        }
+        let mut fired = false;
+        // Index loop: a punctuation may add schedules; they are considered from the next check on.
+        let due = self.state.schedules.len();
+        for i in 0..due {
+            let s = &mut self.state.schedules[i];
+            if s.cancelled || s.kind != kind || s.next > now {
+                continue;
+            }
+            // At most one punctuation per check; intervals jumped over are skipped (Kafka Streams'
+            // PunctuationSchedule.next).
+            let mut next = s.next + s.interval;
+            if now >= next {
+                next = s.next + ((now - s.next) / s.interval + 1) * s.interval;
+            }
+            s.next = next;
+            let (node, punctuation) = (s.node, Punctuation { id: s.id, kind, timestamp: now });
+            self.state.metrics.punctuations += 1;
+            fired = true;
+            self.with_node(node, |n, state| n.punctuate(state, punctuation))?;
+        }
+        self.state.schedules.retain(|s| !s.cancelled);
+        Ok(fired)
+    }
+
+    /// Takes the records the sinks wrote since the last call, in the order they were written.
+    pub fn take_output(&mut self) -> Vec<ProducedRecord> {
+        std::mem::take(&mut self.state.outbox)
+    }
+
+    /// Flushes every store (at commit, before offsets are committed).
+    pub fn flush(&mut self) -> Result<(), StreamsError> {
+        for store in &mut self.state.stores {
+            store.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Closes the processors, then the stores.
+    pub fn close(&mut self) -> Result<(), StreamsError> {
+        if self.initialized {
+            for index in 0..self.state.nodes.len() {
+                self.with_node(index, |node, state| node.close(state))?;
+            }
+        }
+        for store in &mut self.state.stores {
+            store.close()?;
+        }
+        Ok(())
+    }
+
+    /// The typed store called `name`, if this task has it with these types.
+    pub fn store<K: 'static, V: 'static>(&mut self, name: &str) -> Option<&mut TypedKeyValueStore<K, V>> {
+        let &index = self.state.store_names.get(name)?;
+        self.state.stores[index].downcast_mut::<K, V>()
+    }
+
+    /// The task's stream time (`-1` before the first record).
+    pub fn stream_time(&self) -> i64 {
+        self.state.stream_time
+    }
+
+    /// The task's counters.
+    pub fn metrics(&self) -> TaskMetrics {
+        self.state.metrics
+    }
+
+    /// Whether the task holds a store called `name`.
+    pub fn has_store(&self, name: &str) -> bool {
+        self.state.store_names.contains_key(name)
+    }
+}

@@ -1,0 +1,220 @@
+//! The three kinds of node a task runs (source, processor, sink), and how a typed record reaches a child
+//! whose concrete type the parent does not know.
+//!
+//! Nodes live in the task as `Box<dyn ErasedNode>`. A node that takes records of `(K, V)` is stored as a
+//! `Box<dyn TypedNode<K, V>>` inside that box, so a parent forwarding `Record<K, V>` finds it with one
+//! `TypeId` check and calls it directly: no per-record allocation, no dynamic typing of records.
+
+use std::any::Any;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use super::{forward, TaskState};
+use crate::handler::DeserializationResponse;
+use crate::processor::{Processor, ProcessorContext, Punctuation};
+use crate::record::{ProducedRecord, RawRecord};
+use crate::serde::{from_bytes, Serde};
+use crate::{Record, RecordMetadata, StreamsError};
+
+/// What the task needs of every node, whatever its types.
+pub(crate) trait ErasedNode: Send {
+    fn init(&mut self, task: &mut TaskState) -> Result<(), StreamsError>;
+    fn punctuate(&mut self, task: &mut TaskState, punctuation: Punctuation) -> Result<(), StreamsError>;
+    fn close(&mut self, task: &mut TaskState) -> Result<(), StreamsError>;
+    /// Only sources take raw records.
+    fn process_raw(&mut self, task: &mut TaskState, _raw: RawRecord) -> Result<(), StreamsError> {
+        let _ = task;
+        Err(StreamsError::Internal("a raw record reached a node that is not a source".into()))
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+/// A node that takes typed records.
+pub(crate) trait TypedNode<K, V>: Send {
+    fn process(&mut self, task: &mut TaskState, record: Record<K, V>) -> Result<(), StreamsError>;
+    fn init(&mut self, task: &mut TaskState) -> Result<(), StreamsError>;
+    fn punctuate(&mut self, task: &mut TaskState, punctuation: Punctuation) -> Result<(), StreamsError>;
+    fn close(&mut self, task: &mut TaskState) -> Result<(), StreamsError>;
+}
+
+impl<K: 'static, V: 'static> ErasedNode for Box<dyn TypedNode<K, V>> {
+    fn init(&mut self, task: &mut TaskState) -> Result<(), StreamsError> {
+        (**self).init(task)
+    }
+
+    fn punctuate(&mut self, task: &mut TaskState, punctuation: Punctuation) -> Result<(), StreamsError> {
+        (**self).punctuate(task, punctuation)
+    }
+
+    fn close(&mut self, task: &mut TaskState) -> Result<(), StreamsError> {
+        (**self).close(task)
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+/// Boxes a typed node so that parents forwarding `(K, V)` can find it.
+pub(crate) fn erase<K: 'static, V: 'static>(node: impl TypedNode<K, V> + 'static) -> Box<dyn ErasedNode> {
+    let typed: Box<dyn TypedNode<K, V>> = Box::new(node);
+    Box::new(typed)
+}
+
+/// Runs a user or DSL [`Processor`].
+pub(crate) struct ProcessorNode<P, KIn, VIn, KOut, VOut> {
+    pub(crate) index: usize,
+    pub(crate) children: Vec<usize>,
+    pub(crate) processor: P,
+    pub(crate) _types: PhantomData<fn(KIn, VIn) -> (KOut, VOut)>,
+}
+
+impl<P, KIn, VIn, KOut, VOut> TypedNode<KIn, VIn> for ProcessorNode<P, KIn, VIn, KOut, VOut>
+where
+    P: Processor<KIn, VIn, KOut, VOut>,
+    KIn: 'static,
+    VIn: 'static,
+    KOut: Clone + 'static,
+    VOut: Clone + 'static,
+{
+    fn process(&mut self, task: &mut TaskState, record: Record<KIn, VIn>) -> Result<(), StreamsError> {
+        let mut ctx = ProcessorContext::new(task, self.index, &self.children);
+        self.processor.process(&mut ctx, record)
+    }
+
+    fn init(&mut self, task: &mut TaskState) -> Result<(), StreamsError> {
+        self.processor.init(&mut ProcessorContext::new(task, self.index, &self.children))
+    }
+
+    fn punctuate(&mut self, task: &mut TaskState, punctuation: Punctuation) -> Result<(), StreamsError> {
+        self.processor.punctuate(&mut ProcessorContext::new(task, self.index, &self.children), punctuation)
+    }
+
+    fn close(&mut self, task: &mut TaskState) -> Result<(), StreamsError> {
+        self.processor.close(&mut ProcessorContext::new(task, self.index, &self.children))
+    }
+}
+
+/// Reads raw records of its topics, deserializes them and forwards typed records.
+pub(crate) struct SourceNode<K, V> {
+    pub(crate) index: usize,
+    pub(crate) children: Vec<usize>,
+    pub(crate) key_serde: Arc<dyn Serde<K>>,
+    pub(crate) value_serde: Arc<dyn Serde<V>>,
+}
+
+impl<K: Clone + Send + 'static, V: Clone + Send + 'static> ErasedNode for SourceNode<K, V> {
+    fn init(&mut self, _task: &mut TaskState) -> Result<(), StreamsError> {
+        Ok(())
+    }
+
+    fn punctuate(&mut self, _task: &mut TaskState, _punctuation: Punctuation) -> Result<(), StreamsError> {
+        Ok(())
+    }
+
+    fn close(&mut self, _task: &mut TaskState) -> Result<(), StreamsError> {
+        Ok(())
+    }
+
+    fn process_raw(&mut self, task: &mut TaskState, raw: RawRecord) -> Result<(), StreamsError> {
+        let key = match from_bytes(&*self.key_serde, &raw.topic, raw.key.as_deref()) {
+            Ok(key) => key,
+            Err(source) => return deserialization_failed(task, raw, "key", source),
+        };
+        let value = match from_bytes(&*self.value_serde, &raw.topic, raw.value.as_deref()) {
+            Ok(value) => value,
+            Err(source) => return deserialization_failed(task, raw, "value", source),
+        };
+        let (Some(key), Some(value)) = (key, value) else {
+            // The stream's types cannot hold a null here; Kafka Streams' aggregations drop such records too.
+            // Streams that must keep them use `Option<K>` / `Option<V>`.
+            let part = if raw.key.is_none() { "key" } else { "value" };
+            let mut ctx = ProcessorContext::<K, V>::new(task, self.index, &self.children);
+            ctx.record_dropped(&format!("null {part}, and the stream's {part} type cannot be null"));
+            return Ok(());
+        };
+        let record = Record { key, value, timestamp: raw.timestamp, headers: raw.headers };
+        forward(task, &self.children, record)
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+fn deserialization_failed(
+    task: &mut TaskState,
+    raw: RawRecord,
+    part: &'static str,
+    source: crate::serde::SerdeError,
+) -> Result<(), StreamsError> {
+    let error = StreamsError::Deserialization {
+        topic: raw.topic.to_string(),
+        partition: raw.partition,
+        offset: raw.offset,
+        part,
+        source,
+    };
+    match task.deserialization_handler.clone().handle(&raw, &error) {
+        DeserializationResponse::Fail => Err(error),
+        DeserializationResponse::Continue(records) => {
+            task.metrics.skipped_records += 1;
+            task.outbox.extend(records);
+            Ok(())
+        }
+    }
+}
+
+/// Where a sink writes.
+pub(crate) enum SinkTarget<K, V> {
+    /// One topic (already prefixed with the application id if internal).
+    Fixed(Arc<str>),
+    /// A topic chosen per record.
+    Dynamic(Arc<dyn Fn(&K, &V, Option<&RecordMetadata>) -> String + Send + Sync>),
+}
+
+pub(crate) use crate::dsl::StreamPartitioner;
+
+/// Serializes typed records and hands them to the task's outbox for the transport to produce.
+pub(crate) struct SinkNode<K, V> {
+    pub(crate) name: Arc<str>,
+    pub(crate) target: SinkTarget<K, V>,
+    pub(crate) key_serde: Arc<dyn Serde<K>>,
+    pub(crate) value_serde: Arc<dyn Serde<V>>,
+    pub(crate) partitioner: Option<Arc<StreamPartitioner<K, V>>>,
+}
+
+impl<K: Send + 'static, V: Send + 'static> TypedNode<K, V> for SinkNode<K, V> {
+    fn process(&mut self, task: &mut TaskState, record: Record<K, V>) -> Result<(), StreamsError> {
+        let topic: Arc<str> = match &self.target {
+            SinkTarget::Fixed(topic) => topic.clone(),
+            SinkTarget::Dynamic(choose) => choose(&record.key, &record.value, task.current.as_ref()).into(),
+        };
+        let serialization =
+            |source| StreamsError::Serialization { node: self.name.to_string(), target: topic.to_string(), source };
+        let key = crate::serde::to_bytes(&*self.key_serde, &topic, &record.key).map_err(serialization)?;
+        let value = crate::serde::to_bytes(&*self.value_serde, &topic, &record.value).map_err(serialization)?;
+        let partition = self.partitioner.as_ref().and_then(|p| p(&topic, &record.key, &record.value));
+        task.outbox.push(ProducedRecord {
+            topic,
+            partition,
+            key,
+            value,
+            timestamp: record.timestamp,
+            headers: record.headers,
+        });
+        Ok(())
+    }
+
+    fn init(&mut self, _task: &mut TaskState) -> Result<(), StreamsError> {
+        Ok(())
+    }
+
+    fn punctuate(&mut self, _task: &mut TaskState, _punctuation: Punctuation) -> Result<(), StreamsError> {
+        Ok(())
+    }
+
+    fn close(&mut self, _task: &mut TaskState) -> Result<(), StreamsError> {
+        Ok(())
+    }
+}

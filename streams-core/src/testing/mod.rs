@@ -1,0 +1,404 @@
+//! The test driver (Kafka Streams' `TopologyTestDriver`): runs a topology in the calling thread with no
+//! broker. Pipe typed records into input topics, read typed records from output topics, look into state
+//! stores, and move wall-clock time by hand.
+//!
+//! It runs exactly the tasks, processors and stores the runtime runs; only the transport differs. Every
+//! sub-topology gets one task (partition 0). Records a sink writes to a topic that the topology also
+//! reads (a repartition topic, or a user topic read further on) are fed back in, first in first out, until
+//! nothing is left, before `pipe` returns.
+//!
+//! ```
+//! use streams_core::dsl::StreamsBuilder;
+//! use streams_core::testing::TopologyTestDriver;
+//!
+//! let builder = StreamsBuilder::new();
+//! builder.stream::<String, String>("words").select_key(|_, w| w.clone()).group_by_key().count().to_stream().to("counts");
+//! let mut driver = TopologyTestDriver::new(builder.build()?)?;
+//! let words = driver.input_topic::<String, String>("words");
+//! let counts = driver.output_topic::<String, Option<i64>>("counts");
+//! for w in ["a", "b", "a"] {
+//!     driver.pipe(&words, String::new(), w.to_string(), 0)?;
+//! }
+//! assert_eq!(driver.read_key_values(&counts), vec![
+//!     ("a".to_string(), Some(1)), ("b".to_string(), Some(1)), ("a".to_string(), Some(2)),
+//! ]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::collections::{HashMap, VecDeque};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::handler::{DeserializationExceptionHandler, LogAndFail};
+use crate::record::{Headers, ProducedRecord, RawRecord};
+use crate::serde::{from_bytes, to_bytes, DefaultSerde, Serde, SerdeError};
+use crate::store::{TypedKeyValueStore, ValueAndTimestamp};
+use crate::task::{Task, TaskConfig, TaskMetrics};
+use crate::time::Clock;
+use crate::topology::{plan, Topology};
+use crate::{Record, StreamsError};
+
+/// Settings for a [`TopologyTestDriver`].
+#[derive(Clone)]
+pub struct TestDriverConfig {
+    /// The application id (prefix of internal topics). Default `test-driver`.
+    pub application_id: String,
+    /// Where the manual wall clock starts, in ms. Default 0.
+    pub wall_clock_start_ms: i64,
+    /// What to do with records that cannot be deserialized. Default: fail.
+    pub deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
+}
+
+impl Default for TestDriverConfig {
+    fn default() -> Self {
+        TestDriverConfig {
+            application_id: "test-driver".to_string(),
+            wall_clock_start_ms: 0,
+            deserialization_handler: Arc::new(LogAndFail),
+        }
+    }
+}
+
+/// A typed handle on an input topic: its name and serdes.
+pub struct TestInputTopic<K, V> {
+    topic: Arc<str>,
+    key_serde: Arc<dyn Serde<K>>,
+    value_serde: Arc<dyn Serde<V>>,
+}
+
+/// A typed handle on an output topic: its name and serdes.
+pub struct TestOutputTopic<K, V> {
+    topic: String,
+    key_serde: Arc<dyn Serde<K>>,
+    value_serde: Arc<dyn Serde<V>>,
+}
+
+/// A record read from an output topic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestRecord<K, V> {
+    /// The key.
+    pub key: K,
+    /// The value.
+    pub value: V,
+    /// The timestamp.
+    pub timestamp: i64,
+    /// The headers.
+    pub headers: Headers,
+    /// The partition a custom partitioner chose, if any.
+    pub partition: Option<i32>,
+}
+
+/// Runs a topology without a broker. See the [module docs](self).
+pub struct TopologyTestDriver {
+    tasks: Vec<Task>,
+    readers: HashMap<String, usize>,
+    offsets: HashMap<String, i64>,
+    outputs: HashMap<String, VecDeque<ProducedRecord>>,
+    clock: Clock,
+    application_id: String,
+}
+
+impl TopologyTestDriver {
+    /// A driver for `topology` with the default settings.
+    pub fn new(topology: Topology) -> Result<Self, StreamsError> {
+        Self::with_config(topology, TestDriverConfig::default())
+    }
+
+    /// A driver for `topology` with the given settings. Fails if the topology is invalid or a store
+    /// cannot be opened.
+    pub fn with_config(topology: Topology, config: TestDriverConfig) -> Result<Self, StreamsError> {
+        let plan = plan::plan(&topology)?;
+        let clock = Clock::manual(config.wall_clock_start_ms);
+        let mut task_config = TaskConfig::new(&config.application_id, clock.clone());
+        task_config.deserialization_handler = config.deserialization_handler.clone();
+        let mut tasks = Vec::new();
+        let mut readers = HashMap::new();
+        for sub in &plan.subtopologies {
+            let mut task = Task::new(&topology, sub, 0, &task_config)?;
+            task.init()?;
+            for topic in task.source_topics() {
+                readers.insert(topic.to_string(), tasks.len());
+            }
+            tasks.push(task);
+        }
+        let mut driver = TopologyTestDriver {
+            tasks,
+            readers,
+            offsets: HashMap::new(),
+            outputs: HashMap::new(),
+            clock,
+            application_id: config.application_id,
+        };
+        // Records forwarded from `init` (rare, but allowed) are collected like any other output.
+        driver.drain(VecDeque::new())?;
+        Ok(driver)
+    }
+
+    /// The application id (internal topics are `<application id>-<name>`).
+    pub fn application_id(&self) -> &str {
+        &self.application_id
+    }
+
+    /// A handle on input topic `topic`, with serdes chosen by type.
+    pub fn input_topic<K: DefaultSerde, V: DefaultSerde>(&self, topic: &str) -> TestInputTopic<K, V> {
+        self.input_topic_with(topic, K::default_serde(), V::default_serde())
+    }
+
+    /// A handle on input topic `topic` with the given serdes.
+    pub fn input_topic_with<K, V>(
+        &self,
+        topic: &str,
+        key_serde: Arc<dyn Serde<K>>,
+        value_serde: Arc<dyn Serde<V>>,
+    ) -> TestInputTopic<K, V> {
+        TestInputTopic { topic: topic.into(), key_serde, value_serde }
+    }
+
+    /// A handle on output topic `topic`, with serdes chosen by type.
+    pub fn output_topic<K: DefaultSerde, V: DefaultSerde>(&self, topic: &str) -> TestOutputTopic<K, V> {
+        self.output_topic_with(topic, K::default_serde(), V::default_serde())
+    }
+
+    /// A handle on output topic `topic` with the given serdes.
+    pub fn output_topic_with<K, V>(
+        &self,
+        topic: &str,
+        key_serde: Arc<dyn Serde<K>>,
+        value_serde: Arc<dyn Serde<V>>,
+    ) -> TestOutputTopic<K, V> {
+        TestOutputTopic { topic: topic.to_string(), key_serde, value_serde }
+    }
+
+    /// Pipes one record with this key, value and timestamp, and processes it (and everything it causes)
+    /// to the end.
+    pub fn pipe<K: 'static, V: 'static>(
+        &mut self,
+        topic: &TestInputTopic<K, V>,
+        key: K,
+        value: V,
+        timestamp: i64,
+    ) -> Result<(), StreamsError> {
+        self.pipe_record(topic, Record::new(key, value, timestamp))
+    }
+
+    /// Pipes one typed record (with its headers).
+    pub fn pipe_record<K: 'static, V: 'static>(
+        &mut self,
+        topic: &TestInputTopic<K, V>,
+        record: Record<K, V>,
+    ) -> Result<(), StreamsError> {
+        let wrap = |source: SerdeError| StreamsError::Serialization {
+            node: "test input".into(),
+            target: topic.topic.to_string(),
+            source,
+        };
+        let key = to_bytes(&*topic.key_serde, &topic.topic, &record.key).map_err(wrap)?;
+        let value = to_bytes(&*topic.value_serde, &topic.topic, &record.value).map_err(wrap)?;
+        self.pipe_raw_with_headers(&topic.topic, key, value, record.timestamp, record.headers)
+    }
+
+    /// Pipes raw bytes: a null key or value, or bytes that do not deserialize (a poison pill).
+    pub fn pipe_raw(
+        &mut self,
+        topic: &str,
+        key: Option<Vec<u8>>,
+        value: Option<Vec<u8>>,
+        timestamp: i64,
+    ) -> Result<(), StreamsError> {
+        self.pipe_raw_with_headers(topic, key, value, timestamp, Headers::new())
+    }
+
+    fn pipe_raw_with_headers(
+        &mut self,
+        topic: &str,
+        key: Option<Vec<u8>>,
+        value: Option<Vec<u8>>,
+        timestamp: i64,
+        headers: Headers,
+    ) -> Result<(), StreamsError> {
+        if !self.readers.contains_key(topic) {
+            return Err(StreamsError::Internal(format!(
+                "the topology does not read topic `{topic}` (it reads: {})",
+                self.input_topics().join(", ")
+            )));
+        }
+        let raw = self.raw(topic, key, value, timestamp, headers);
+        self.drain(VecDeque::from([raw]))
+    }
+
+    /// The topics the topology reads (internal ones with the application-id prefix), sorted.
+    pub fn input_topics(&self) -> Vec<String> {
+        let mut topics: Vec<String> = self.readers.keys().cloned().collect();
+        topics.sort();
+        topics
+    }
+
+    fn raw(
+        &mut self,
+        topic: &str,
+        key: Option<Vec<u8>>,
+        value: Option<Vec<u8>>,
+        timestamp: i64,
+        headers: Headers,
+    ) -> RawRecord {
+        let offset = self.offsets.entry(topic.to_string()).or_insert(0);
+        let raw = RawRecord { topic: topic.into(), partition: 0, offset: *offset, timestamp, key, value, headers };
+        *offset += 1;
+        raw
+    }
+
+    /// Processes queued records until none are left, feeding back records written to topics the
+    /// topology reads.
+    fn drain(&mut self, mut queue: VecDeque<RawRecord>) -> Result<(), StreamsError> {
+        loop {
+            for t in 0..self.tasks.len() {
+                for out in self.tasks[t].take_output() {
+                    if self.readers.contains_key(&*out.topic) {
+                        let raw = self.raw(
+                            &out.topic,
+                            out.key.clone(),
+                            out.value.clone(),
+                            out.timestamp,
+                            out.headers.clone(),
+                        );
+                        queue.push_back(raw);
+                    }
+                    self.outputs.entry(out.topic.to_string()).or_default().push_back(out);
+                }
+            }
+            let Some(raw) = queue.pop_front() else { return Ok(()) };
+            let task = self.readers[&*raw.topic];
+            self.tasks[task].process(raw)?;
+        }
+    }
+
+    /// Moves the manual wall clock forward and fires the wall-clock punctuations that came due.
+    pub fn advance_wall_clock_time(&mut self, by: Duration) -> Result<(), StreamsError> {
+        self.clock.advance(by.as_millis() as i64);
+        for t in 0..self.tasks.len() {
+            self.tasks[t].punctuate_wall_clock()?;
+        }
+        self.drain(VecDeque::new())
+    }
+
+    /// The wall-clock time of the driver, in ms.
+    pub fn wall_clock_time_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// Reads the next record of an output topic. Errors name the topic and the part that failed.
+    pub fn read_record<K: 'static, V: 'static>(
+        &mut self,
+        topic: &TestOutputTopic<K, V>,
+    ) -> Option<Result<TestRecord<K, V>, StreamsError>> {
+        let out = self.outputs.get_mut(&topic.topic)?.pop_front()?;
+        Some(decode(topic, out))
+    }
+
+    /// Reads every record left in an output topic.
+    pub fn read_records<K: 'static, V: 'static>(
+        &mut self,
+        topic: &TestOutputTopic<K, V>,
+    ) -> Result<Vec<TestRecord<K, V>>, StreamsError> {
+        let records = self.outputs.get_mut(&topic.topic).map(std::mem::take).unwrap_or_default();
+        records.into_iter().map(|out| decode(topic, out)).collect()
+    }
+
+    /// Reads every `(key, value)` left in an output topic.
+    ///
+    /// # Panics
+    /// If a record cannot be read with the topic's serdes: this is an assertion helper for tests. Use
+    /// [`read_records`](Self::read_records) to get the error instead.
+    pub fn read_key_values<K: 'static, V: 'static>(&mut self, topic: &TestOutputTopic<K, V>) -> Vec<(K, V)> {
+        match self.read_records(topic) {
+            Ok(records) => records.into_iter().map(|r| (r.key, r.value)).collect(),
+            Err(e) => panic!("cannot read output topic `{}`: {}", topic.topic, crate::handler::error_chain(&e)),
+        }
+    }
+
+    /// How many records wait in an output topic.
+    pub fn queue_size(&self, topic: &str) -> usize {
+        self.outputs.get(topic).map_or(0, VecDeque::len)
+    }
+
+    /// The names of every topic written to so far (internal ones with the application-id prefix).
+    pub fn output_topics(&self) -> Vec<String> {
+        let mut topics: Vec<String> = self.outputs.keys().cloned().collect();
+        topics.sort();
+        topics
+    }
+
+    /// The raw records waiting in a topic, without removing them.
+    pub fn peek_raw(&self, topic: &str) -> Vec<ProducedRecord> {
+        self.outputs.get(topic).map(|q| q.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    /// The store called `name`, typed as stored (DSL aggregations store `ValueAndTimestamp<V>`).
+    pub fn key_value_store<K: 'static, V: 'static>(&mut self, name: &str) -> Option<&mut TypedKeyValueStore<K, V>> {
+        self.tasks.iter_mut().find(|t| t.has_store(name))?.store::<K, V>(name)
+    }
+
+    /// Every `(key, value)` of store `name`, in key-byte order, whether it stores plain or timestamped
+    /// values (as Kafka Streams' test driver unwraps timestamped stores).
+    pub fn store_entries<K: 'static, V: 'static>(&mut self, name: &str) -> Result<Vec<(K, V)>, StreamsError> {
+        let missing = || StreamsError::StoreAccess {
+            node: "test driver".into(),
+            store: name.to_string(),
+            reason: format!(
+                "no store of that name holds ({}, {}) or timestamped values of it",
+                std::any::type_name::<K>(),
+                std::any::type_name::<V>()
+            ),
+        };
+        let Some(task) = self.tasks.iter_mut().find(|t| t.has_store(name)) else { return Err(missing()) };
+        if let Some(store) = task.store::<K, V>(name) {
+            return store.all();
+        }
+        let store = task.store::<K, ValueAndTimestamp<V>>(name).ok_or_else(missing)?;
+        Ok(store.all()?.into_iter().map(|(k, v)| (k, v.value)).collect())
+    }
+
+    /// The counters of every task, added up.
+    pub fn metrics(&self) -> TaskMetrics {
+        self.tasks.iter().map(Task::metrics).fold(TaskMetrics::default(), |a, m| TaskMetrics {
+            processed_records: a.processed_records + m.processed_records,
+            skipped_records: a.skipped_records + m.skipped_records,
+            dropped_records: a.dropped_records + m.dropped_records,
+            punctuations: a.punctuations + m.punctuations,
+        })
+    }
+
+    /// Closes every task (processors, then stores).
+    pub fn close(mut self) -> Result<(), StreamsError> {
+        for task in &mut self.tasks {
+            task.close()?;
+        }
+        Ok(())
+    }
+}
+
+fn decode<K: 'static, V: 'static>(
+    topic: &TestOutputTopic<K, V>,
+    out: ProducedRecord,
+) -> Result<TestRecord<K, V>, StreamsError> {
+    let fail = |part: &'static str, source: SerdeError| StreamsError::Deserialization {
+        topic: topic.topic.clone(),
+        partition: out.partition.unwrap_or(0),
+        offset: -1,
+        part,
+        source,
+    };
+    let key = from_bytes(&*topic.key_serde, &topic.topic, out.key.as_deref()).map_err(|e| fail("key", e))?;
+    let value = from_bytes(&*topic.value_serde, &topic.topic, out.value.as_deref()).map_err(|e| fail("value", e))?;
+    let null = |part: &'static str| {
+        fail(part, SerdeError::new("(output)", &topic.topic, "null, but the type cannot be null; read it as an Option"))
+    };
+    Ok(TestRecord {
+        key: key.ok_or_else(|| null("key"))?,
+        value: value.ok_or_else(|| null("value"))?,
+        timestamp: out.timestamp,
+        headers: out.headers,
+        partition: out.partition,
+    })
+}

@@ -1,0 +1,38 @@
+//! The one place that reads the wall clock. Tasks ask a [`Clock`] for the time, so tests and simulations
+//! can run on manual time and replay exactly.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Wall-clock time in milliseconds since the Unix epoch: the system clock, or a manual clock that only
+/// moves when told to (the test driver's `advance_wall_clock_time`).
+#[derive(Debug, Clone)]
+pub enum Clock {
+    /// The operating system's clock.
+    System,
+    /// A clock that stands still until advanced. Clones share the same time.
+    Manual(Arc<AtomicI64>),
+}
+
+impl Clock {
+    /// A manual clock starting at `start_ms`.
+    pub fn manual(start_ms: i64) -> Self {
+        Clock::Manual(Arc::new(AtomicI64::new(start_ms)))
+    }
+
+    /// The current time in milliseconds since the epoch.
+    pub fn now_ms(&self) -> i64 {
+        match self {
+            Clock::System => SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0),
+            Clock::Manual(t) => t.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Moves a manual clock forward by `ms`; the system clock cannot be moved and ignores this.
+    pub fn advance(&self, ms: i64) {
+        if let Clock::Manual(t) = self {
+            t.fetch_add(ms, Ordering::SeqCst);
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! Validation, and the split of a topology into sub-topologies: the units that become tasks.
+//!
+//! Nodes joined by an edge, or by a shared state store, belong to the same sub-topology; repartition
+//! topics (a sink in one, a source in another) are where the graph splits.
+
+use std::collections::HashMap;
+
+use super::{NodeKind, TopicRef, Topology};
+use crate::TopologyError;
+
+/// A validated topology, split into sub-topologies.
+#[derive(Debug)]
+pub(crate) struct TopologyPlan {
+    pub(crate) subtopologies: Vec<SubtopologyPlan>,
+}
+
+/// One sub-topology: its nodes (parents before children), stores and topics.
+#[derive(Debug)]
+pub(crate) struct SubtopologyPlan {
+    pub(crate) id: u32,
+    pub(crate) nodes: Vec<usize>,
+    pub(crate) stores: Vec<usize>,
+    #[allow(dead_code)] // read by the runtime (co-partitioning, topic creation)
+    pub(crate) source_topics: Vec<TopicRef>,
+    #[allow(dead_code)] // read by the runtime (topic creation)
+    pub(crate) sink_topics: Vec<TopicRef>,
+}
+
+/// Validates the topology and splits it.
+pub(crate) fn plan(topology: &Topology) -> Result<TopologyPlan, TopologyError> {
+    if let Some(e) = topology.deferred.first() {
+        return Err(e.clone());
+    }
+    let nodes = &topology.nodes;
+    if !nodes.iter().any(|n| matches!(n.kind, NodeKind::Source { .. })) {
+        return Err(TopologyError::Empty);
+    }
+    let index: HashMap<&str, usize> = nodes.iter().enumerate().map(|(i, n)| (n.name.as_str(), i)).collect();
+    for node in nodes {
+        let is_source = matches!(node.kind, NodeKind::Source { .. });
+        if !is_source && node.parents.is_empty() {
+            return Err(TopologyError::NoParent { node: node.name.clone() });
+        }
+        for parent in &node.parents {
+            let Some(&p) = index.get(parent.as_str()) else {
+                return Err(TopologyError::UnknownParent { node: node.name.clone(), parent: parent.clone() });
+            };
+            let parent_def = &nodes[p];
+            let Some(out) = parent_def.output else {
+                return Err(TopologyError::SinkAsParent { node: node.name.clone(), sink: parent.clone() });
+            };
+            if let Some(input) = node.input {
+                if !out.same(&input) {
+                    return Err(TopologyError::TypeMismatch {
+                        parent: parent.clone(),
+                        parent_types: out.names(),
+                        child: node.name.clone(),
+                        child_types: input.names(),
+                    });
+                }
+            }
+        }
+        for store in &node.stores {
+            if !topology.stores.iter().any(|s| &s.name == store) {
+                return Err(TopologyError::UnknownStore { node: node.name.clone(), store: store.clone() });
+            }
+            if !matches!(node.kind, NodeKind::Processor) {
+                return Err(TopologyError::StoreOnNonProcessor { node: node.name.clone(), store: store.clone() });
+            }
+        }
+    }
+    let order = topological_order(topology, &index)?;
+
+    let subtopologies = groups(topology)
+        .into_iter()
+        .enumerate()
+        .map(|(id, members)| {
+            let mut in_order: Vec<usize> = order.iter().copied().filter(|n| members.contains(n)).collect();
+            in_order.dedup();
+            let stores = topology
+                .stores
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| in_order.iter().any(|&n| nodes[n].stores.contains(&s.name)))
+                .map(|(i, _)| i)
+                .collect();
+            let source_topics = in_order.iter().flat_map(|&n| nodes[n].source_topics().iter().cloned()).collect();
+            let sink_topics = in_order
+                .iter()
+                .filter_map(|&n| match &nodes[n].kind {
+                    NodeKind::Sink { topic: Some(t) } => Some(t.clone()),
+                    _ => None,
+                })
+                .collect();
+            SubtopologyPlan { id: id as u32, nodes: in_order, stores, source_topics, sink_topics }
+        })
+        .collect();
+    Ok(TopologyPlan { subtopologies })
+}
+
+/// Kahn's algorithm over the parent edges; a node left over sits on a cycle.
+fn topological_order(topology: &Topology, index: &HashMap<&str, usize>) -> Result<Vec<usize>, TopologyError> {
+    let nodes = &topology.nodes;
+    let mut pending: Vec<usize> = nodes.iter().map(|n| n.parents.len()).collect();
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
+    for (i, node) in nodes.iter().enumerate() {
+        for parent in &node.parents {
+            children[index[parent.as_str()]].push(i);
+        }
+    }
+    let mut ready: Vec<usize> = (0..nodes.len()).filter(|&i| pending[i] == 0).rev().collect();
+    let mut order = Vec::with_capacity(nodes.len());
+    while let Some(n) = ready.pop() {
+        order.push(n);
+        for &c in children[n].iter().rev() {
+            pending[c] -= 1;
+            if pending[c] == 0 {
+                ready.push(c);
+            }
+        }
+    }
+    if order.len() < nodes.len() {
+        let stuck = (0..nodes.len()).find(|&i| pending[i] > 0).expect("a node with pending parents exists");
+        return Err(TopologyError::Cycle { node: nodes[stuck].name.clone() });
+    }
+    Ok(order)
+}
+
+/// Groups nodes into sub-topologies (lenient: unknown parents are ignored, so `describe` works on any
+/// topology). Groups are numbered in the order of their first node, which for generated names is the
+/// order Kafka Streams numbers them.
+pub(crate) fn groups(topology: &Topology) -> Vec<Vec<usize>> {
+    let nodes = &topology.nodes;
+    let mut parent: Vec<usize> = (0..nodes.len()).collect();
+    fn find(parent: &mut [usize], mut x: usize) -> usize {
+        while parent[x] != x {
+            parent[x] = parent[parent[x]];
+            x = parent[x];
+        }
+        x
+    }
+    let union = |parent: &mut Vec<usize>, a: usize, b: usize| {
+        let (ra, rb) = (find(parent, a), find(parent, b));
+        if ra != rb {
+            let (lo, hi) = (ra.min(rb), ra.max(rb));
+            parent[hi] = lo;
+        }
+    };
+    let index: HashMap<&str, usize> = nodes.iter().enumerate().map(|(i, n)| (n.name.as_str(), i)).collect();
+    for (i, node) in nodes.iter().enumerate() {
+        for p in &node.parents {
+            if let Some(&pi) = index.get(p.as_str()) {
+                union(&mut parent, i, pi);
+            }
+        }
+    }
+    let mut store_owner: HashMap<&str, usize> = HashMap::new();
+    for (i, node) in nodes.iter().enumerate() {
+        for s in &node.stores {
+            match store_owner.get(s.as_str()) {
+                Some(&owner) => union(&mut parent, i, owner),
+                None => {
+                    store_owner.insert(s, i);
+                }
+            }
+        }
+    }
+    let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+    for i in 0..nodes.len() {
+        let root = find(&mut parent, i);
+        match groups.iter_mut().find(|(r, _)| *r == root) {
+            Some((_, members)) => members.push(i),
+            None => groups.push((root, vec![i])),
+        }
+    }
+    groups.into_iter().map(|(_, members)| members).collect()
+}
