@@ -39,15 +39,28 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
     where
         K: DefaultSerde,
     {
-        let key_serde = pick_or_default(self.grouped.key_serde.clone(), &self.stream.key_serde);
-        self.count_with(Materialized::with(key_serde, Arc::new(crate::serde::I64Serde)))
+        self.count_with(Materialized::new())
     }
 
     /// Counts records per key into the store described by `materialized`.
-    pub fn count_with(&self, materialized: Materialized<K, i64>) -> KTable<K, i64> {
+    pub fn count_with(&self, materialized: Materialized<K, i64>) -> KTable<K, i64>
+    where
+        K: DefaultSerde,
+    {
         let step: StreamStep<K, V, i64> = Arc::new(|_, _, old| old.unwrap_or(0) + 1);
-        let materialized = materialized.with_value_serde_if_missing(Arc::new(crate::serde::I64Serde));
+        let materialized =
+            self.key_serde_into(materialized).with_value_serde_if_missing(Arc::new(crate::serde::I64Serde));
         self.aggregate_internal("KSTREAM-AGGREGATE-", step, materialized)
+    }
+
+    /// Fills in the store's key serde: given, else the grouping's, else upstream's, else the type's.
+    fn key_serde_into<VA>(&self, mut materialized: Materialized<K, VA>) -> Materialized<K, VA>
+    where
+        K: DefaultSerde,
+    {
+        let given = materialized.key_serde.take().or_else(|| self.grouped.key_serde.clone());
+        materialized.key_serde = Some(pick_or_default(given, &self.stream.key_serde));
+        materialized
     }
 
     /// Combines the values per key with `reducer` (the first value is the start).
@@ -56,9 +69,7 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         K: DefaultSerde,
         V: DefaultSerde,
     {
-        let key_serde = pick_or_default(self.grouped.key_serde.clone(), &self.stream.key_serde);
-        let value_serde = pick_or_default(self.grouped.value_serde.clone(), &self.stream.value_serde);
-        self.reduce_with(reducer, Materialized::with(key_serde, value_serde))
+        self.reduce_with(reducer, Materialized::new())
     }
 
     /// [`reduce`](Self::reduce) into the store described by `materialized`.
@@ -66,16 +77,17 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         &self,
         reducer: impl Fn(V, V) -> V + Send + Sync + 'static,
         materialized: Materialized<K, V>,
-    ) -> KTable<K, V> {
+    ) -> KTable<K, V>
+    where
+        K: DefaultSerde,
+        V: DefaultSerde,
+    {
         let step: StreamStep<K, V, V> = Arc::new(move |_, value, old| match old {
             Some(aggregate) => reducer(aggregate, value),
             None => value,
         });
-        let value_serde = pick(self.grouped.value_serde.clone(), &self.stream.value_serde);
-        let materialized = match value_serde {
-            Some(serde) => materialized.with_value_serde_if_missing(serde),
-            None => materialized,
-        };
+        let value_serde = pick_or_default(self.grouped.value_serde.clone(), &self.stream.value_serde);
+        let materialized = self.key_serde_into(materialized).with_value_serde_if_missing(value_serde);
         self.aggregate_internal("KSTREAM-REDUCE-", step, materialized)
     }
 
@@ -88,19 +100,22 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
     where
         K: DefaultSerde,
     {
-        let key_serde = pick_or_default(self.grouped.key_serde.clone(), &self.stream.key_serde);
-        self.aggregate_with(initializer, aggregator, Materialized::with(key_serde, VA::default_serde()))
+        self.aggregate_with(initializer, aggregator, Materialized::new())
     }
 
     /// [`aggregate`](Self::aggregate) into the store described by `materialized`.
-    pub fn aggregate_with<VA: Data>(
+    pub fn aggregate_with<VA: Data + DefaultSerde>(
         &self,
         initializer: impl Fn() -> VA + Send + Sync + 'static,
         aggregator: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
         materialized: Materialized<K, VA>,
-    ) -> KTable<K, VA> {
+    ) -> KTable<K, VA>
+    where
+        K: DefaultSerde,
+    {
         let step: StreamStep<K, V, VA> =
             Arc::new(move |key, value, old| aggregator(key, value, old.unwrap_or_else(&initializer)));
+        let materialized = self.key_serde_into(materialized).with_value_serde_if_missing(VA::default_serde());
         self.aggregate_internal("KSTREAM-AGGREGATE-", step, materialized)
     }
 
@@ -225,6 +240,7 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
     pub fn count(&self) -> KTable<K, i64>
     where
         K: DefaultSerde,
+        V: DefaultSerde,
     {
         self.count_with(Materialized::new())
     }
@@ -233,6 +249,7 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
     pub fn count_with(&self, materialized: Materialized<K, i64>) -> KTable<K, i64>
     where
         K: DefaultSerde,
+        V: DefaultSerde,
     {
         let step: TableStep<K, V, i64> = Arc::new(|_, change, old| {
             let mut count = old.unwrap_or(0);
@@ -245,7 +262,25 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
             Some(count)
         });
         let materialized = materialized.with_value_serde_if_missing(Arc::new(crate::serde::I64Serde));
-        self.aggregate_internal("KTABLE-AGGREGATE-", step, materialized)
+        self.aggregate_internal("KTABLE-AGGREGATE-", step, self.key_serde_into(materialized), self.value_serde())
+    }
+
+    /// Fills in the store's key serde: given, else the grouping's, else upstream's, else the type's.
+    fn key_serde_into<VA>(&self, mut materialized: Materialized<K, VA>) -> Materialized<K, VA>
+    where
+        K: DefaultSerde,
+    {
+        let given = materialized.key_serde.take().or_else(|| self.grouped.key_serde.clone());
+        materialized.key_serde = Some(pick_or_default(given, &self.key_serde));
+        materialized
+    }
+
+    /// The serde of the re-grouped values on the repartition topic.
+    fn value_serde(&self) -> Arc<dyn Serde<V>>
+    where
+        V: DefaultSerde,
+    {
+        pick_or_default(self.grouped.value_serde.clone(), &None)
     }
 
     /// Combines values per new key: `adder` for rows that arrive, `subtractor` for rows that leave.
@@ -271,8 +306,8 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
                 None => intermediate,
             }
         });
-        let value_serde = pick_or_default(self.grouped.value_serde.clone(), &None);
-        self.aggregate_internal("KTABLE-REDUCE-", step, Materialized::new().with_value_serde_if_missing(value_serde))
+        let materialized = self.key_serde_into(Materialized::new()).with_value_serde_if_missing(self.value_serde());
+        self.aggregate_internal("KTABLE-REDUCE-", step, materialized, self.value_serde())
     }
 
     /// Folds values per new key: `adder` for rows that arrive, `subtractor` for rows that leave (the old
@@ -285,8 +320,9 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
     ) -> KTable<K, VA>
     where
         K: DefaultSerde,
+        V: DefaultSerde,
     {
-        self.aggregate_with(initializer, adder, subtractor, Materialized::with(K::default_serde(), VA::default_serde()))
+        self.aggregate_with(initializer, adder, subtractor, Materialized::new())
     }
 
     /// [`aggregate`](Self::aggregate) into the store described by `materialized`.
@@ -296,7 +332,12 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
         adder: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
         subtractor: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
         materialized: Materialized<K, VA>,
-    ) -> KTable<K, VA> {
+    ) -> KTable<K, VA>
+    where
+        K: DefaultSerde,
+        V: DefaultSerde,
+        VA: DefaultSerde,
+    {
         let step: TableStep<K, V, VA> = Arc::new(move |key, change, old| {
             let intermediate = match (change.old, old) {
                 (Some(leaving), Some(aggregate)) => Some(subtractor(key, leaving, aggregate)),
@@ -307,14 +348,17 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
                 None => intermediate,
             }
         });
-        self.aggregate_internal("KTABLE-AGGREGATE-", step, materialized)
+        let materialized = self.key_serde_into(materialized).with_value_serde_if_missing(VA::default_serde());
+        self.aggregate_internal("KTABLE-AGGREGATE-", step, materialized, self.value_serde())
     }
 
+    /// `materialized` has both serdes filled in by the caller.
     fn aggregate_internal<VA: Data>(
         &self,
         prefix: &str,
         step: TableStep<K, V, VA>,
         materialized: Materialized<K, VA>,
+        value_serde: Arc<dyn Serde<V>>,
     ) -> KTable<K, VA> {
         let builder = self.builder.clone();
         let mut b = builder.borrow_mut();
@@ -323,10 +367,7 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
             None => b.new_store_name(prefix),
         };
         let name = b.name_or(self.next_name.clone(), prefix);
-        let key_serde = pick(materialized.key_serde.clone(), &pick(self.grouped.key_serde.clone(), &self.key_serde));
-        let value_serde = pick(self.grouped.value_serde.clone(), &None);
-        let (Some(key_serde), Some(value_serde), Some(agg_serde)) =
-            (key_serde, value_serde, materialized.value_serde.clone())
+        let (Some(key_serde), Some(agg_serde)) = (materialized.key_serde.clone(), materialized.value_serde.clone())
         else {
             b.topology.deferred.push(TopologyError::MissingSerde { node: name.clone(), part: "key or value" });
             return KTable::new(builder.clone(), name, None, None, Some(store));
