@@ -43,3 +43,12 @@ pub mod prelude {
     pub use streams_core::testing::TopologyTestDriver;
     pub use streams_core::{json_serde, Record, StreamsError, Topology, TopologyError};
 }
+
+/// The README's and the docs' code, compiled and run as doctests so they cannot drift from the code.
+#[cfg(doctest)]
+mod doc_snippets {
+    #[doc = include_str!("../README.md")]
+    struct Readme;
+    #[doc = include_str!("../docs/testing.md")]
+    struct Testing;
+}

@@ -326,7 +326,7 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
     }
 
     /// [`aggregate`](Self::aggregate) into the store described by `materialized`.
-    pub fn aggregate_with<VA: Data>(
+    pub fn aggregate_with<VA>(
         &self,
         initializer: impl Fn() -> VA + Send + Sync + 'static,
         adder: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
@@ -336,7 +336,7 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
     where
         K: DefaultSerde,
         V: DefaultSerde,
-        VA: DefaultSerde,
+        VA: Data + DefaultSerde,
     {
         let step: TableStep<K, V, VA> = Arc::new(move |key, change, old| {
             let intermediate = match (change.old, old) {

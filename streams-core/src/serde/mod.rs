@@ -57,7 +57,7 @@ pub trait Serde<T>: Send + Sync + 'static {
 }
 
 /// Types with a serde chosen by type, so that `builder.stream::<String, Order>("orders")` needs no serde
-/// argument. Implemented for the built-in types; implement it for your own types with [`json_serde!`]
+/// argument. Implemented for the built-in types; implement it for your own types with [`json_serde!`](crate::json_serde!)
 /// (JSON), or by hand for another format.
 pub trait DefaultSerde: Sized + 'static {
     /// The serde used when none is given.
@@ -88,9 +88,13 @@ pub fn from_bytes<T: 'static>(
 }
 
 /// A value could not be serialized or deserialized. The message says which type and why; the task adds
-/// the topic, partition and offset of the record at fault.
+/// the topic, partition and offset of the record at fault. (Boxed inside: errors travel up through every
+/// processor's `Result`, which should stay small.)
 #[derive(Debug)]
-pub struct SerdeError {
+pub struct SerdeError(Box<SerdeErrorInner>);
+
+#[derive(Debug)]
+struct SerdeErrorInner {
     type_name: &'static str,
     topic: String,
     reason: String,
@@ -100,7 +104,12 @@ pub struct SerdeError {
 impl SerdeError {
     /// An error for `type_name` in `topic`, with a reason.
     pub fn new(type_name: &'static str, topic: &str, reason: impl Into<String>) -> Self {
-        SerdeError { type_name, topic: topic.to_string(), reason: reason.into(), source: None }
+        SerdeError(Box::new(SerdeErrorInner {
+            type_name,
+            topic: topic.to_string(),
+            reason: reason.into(),
+            source: None,
+        }))
     }
 
     /// An error for `type_name` in `topic`, caused by `source`.
@@ -110,29 +119,30 @@ impl SerdeError {
         reason: impl Into<String>,
         source: impl std::error::Error + Send + Sync + 'static,
     ) -> Self {
-        SerdeError { type_name, topic: topic.to_string(), reason: reason.into(), source: Some(Box::new(source)) }
+        let source = Some(Box::new(source) as Box<dyn std::error::Error + Send + Sync>);
+        SerdeError(Box::new(SerdeErrorInner { type_name, topic: topic.to_string(), reason: reason.into(), source }))
     }
 
     /// The Rust type that failed.
     pub fn type_name(&self) -> &'static str {
-        self.type_name
+        self.0.type_name
     }
 
     /// The topic or store the bytes belonged to.
     pub fn topic(&self) -> &str {
-        &self.topic
+        &self.0.topic
     }
 }
 
 impl fmt::Display for SerdeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "`{}` (topic `{}`): {}", self.type_name, self.topic, self.reason)
+        write!(f, "`{}` (topic `{}`): {}", self.0.type_name, self.0.topic, self.0.reason)
     }
 }
 
 impl std::error::Error for SerdeError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+        self.0.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 

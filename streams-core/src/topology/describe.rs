@@ -156,7 +156,7 @@ impl fmt::Display for SubtopologyDescription {
 
 impl fmt::Display for TopologyDescription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Topologies:\n")?;
+        writeln!(f, "Topologies:")?;
         for sub in &self.subtopologies {
             write!(f, "   {sub}")?;
         }

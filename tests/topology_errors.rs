@@ -1,0 +1,137 @@
+//! A topology that cannot run fails when it is built, with an error that names the node, topic or store.
+
+use std::sync::Arc;
+
+use kstreams::prelude::*;
+use kstreams::processor::{Processor, ProcessorContext};
+use kstreams::serde::{I64Serde, StringSerde};
+use kstreams::store::Stores;
+
+struct Pass;
+impl Processor<String, String, String, String> for Pass {
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, String, String>,
+        r: Record<String, String>,
+    ) -> Result<(), StreamsError> {
+        ctx.forward(r)
+    }
+}
+
+struct TakesNumbers;
+impl Processor<i64, i64, i64, i64> for TakesNumbers {
+    fn process(&mut self, ctx: &mut ProcessorContext<'_, i64, i64>, r: Record<i64, i64>) -> Result<(), StreamsError> {
+        ctx.forward(r)
+    }
+}
+
+fn string() -> Arc<StringSerde> {
+    Arc::new(StringSerde)
+}
+
+#[test]
+fn a_processor_using_a_store_never_added_fails_validation() {
+    let mut t = Topology::new();
+    t.add_source("in", &["a"], string(), string()).unwrap();
+    t.add_processor("p", || Pass, &["in"]).unwrap();
+    t.connect_processor_and_state_stores("p", &["ghost"]).unwrap();
+    assert_eq!(t.validate(), Err(TopologyError::UnknownStore { node: "p".into(), store: "ghost".into() }));
+    assert_eq!(
+        t.validate().unwrap_err().to_string(),
+        "processor `p` uses state store `ghost`, which was never added to the topology"
+    );
+}
+
+#[test]
+fn a_cycle_fails_validation_naming_a_node_on_it() {
+    let mut t = Topology::new();
+    t.add_source("in", &["a"], string(), string()).unwrap();
+    t.add_processor("p1", || Pass, &["in", "p2"]).unwrap();
+    t.add_processor("p2", || Pass, &["p1"]).unwrap();
+    match t.validate() {
+        Err(TopologyError::Cycle { node }) => assert!(node == "p1" || node == "p2"),
+        other => panic!("expected a cycle, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_sink_without_a_topic_is_rejected() {
+    let mut t = Topology::new();
+    t.add_source("in", &["a"], string(), string()).unwrap();
+    let err = t.add_sink("out", "", string(), string(), &["in"]).err().unwrap();
+    assert_eq!(err, TopologyError::SinkWithoutTopic { sink: "out".into() });
+}
+
+#[test]
+fn two_sources_on_one_topic_are_rejected_naming_both() {
+    let mut t = Topology::new();
+    t.add_source("first", &["orders"], string(), string()).unwrap();
+    let err = t.add_source("second", &["orders"], string(), string()).err().unwrap();
+    assert_eq!(
+        err,
+        TopologyError::TopicReadTwice { topic: "orders".into(), first: "first".into(), second: "second".into() }
+    );
+
+    // The DSL defers the same error to build().
+    let b = StreamsBuilder::new();
+    b.stream::<String, String>("orders").to("x");
+    b.stream::<String, String>("orders").to("y");
+    match b.build() {
+        Err(TopologyError::TopicReadTwice { topic, .. }) => assert_eq!(topic, "orders"),
+        other => panic!("expected TopicReadTwice, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
+fn unknown_parents_duplicate_names_and_sinks_as_parents_are_rejected() {
+    let mut t = Topology::new();
+    t.add_source("in", &["a"], string(), string()).unwrap();
+    assert_eq!(
+        t.add_source("in", &["b"], string(), string()).err(),
+        Some(TopologyError::DuplicateNode { name: "in".into() })
+    );
+    t.add_processor("p", || Pass, &["nope"]).unwrap();
+    assert_eq!(t.validate(), Err(TopologyError::UnknownParent { node: "p".into(), parent: "nope".into() }));
+
+    let mut t = Topology::new();
+    t.add_source("in", &["a"], string(), string()).unwrap();
+    t.add_sink("out", "o", string(), string(), &["in"]).unwrap();
+    t.add_processor("after-sink", || Pass, &["out"]).unwrap();
+    assert_eq!(t.validate(), Err(TopologyError::SinkAsParent { node: "after-sink".into(), sink: "out".into() }));
+}
+
+#[test]
+fn mismatched_types_between_parent_and_child_are_rejected() {
+    let mut t = Topology::new();
+    t.add_source("in", &["a"], string(), string()).unwrap();
+    t.add_processor("numbers", || TakesNumbers, &["in"]).unwrap();
+    let err = t.validate().unwrap_err();
+    assert!(
+        matches!(err, TopologyError::TypeMismatch { ref parent, ref child, .. } if parent == "in" && child == "numbers"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("alloc::string::String"), "{err}");
+}
+
+#[test]
+fn empty_topologies_invalid_names_and_duplicate_stores_are_rejected() {
+    assert_eq!(Topology::new().validate(), Err(TopologyError::Empty));
+    assert!(matches!(
+        Topology::new().add_source("bad name!", &["a"], string(), string()).err(),
+        Some(TopologyError::InvalidName { .. })
+    ));
+    let mut t = Topology::new();
+    let store =
+        || Stores::key_value_store_builder(Stores::in_memory_key_value_store("s"), string(), Arc::new(I64Serde));
+    t.add_state_store(store(), &[]).unwrap();
+    assert_eq!(t.add_state_store(store(), &[]).err(), Some(TopologyError::DuplicateStore { store: "s".into() }));
+}
+
+#[test]
+fn a_user_name_used_twice_in_the_dsl_fails_at_build() {
+    let b = StreamsBuilder::new();
+    let s = b.stream::<String, String>("a");
+    s.named("same").filter(|_, _| true).to("x");
+    s.named("same").filter(|_, _| true).to("y");
+    assert_eq!(b.build().err(), Some(TopologyError::DuplicateNode { name: "same".into() }));
+}
