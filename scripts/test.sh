@@ -1,7 +1,24 @@
 #!/usr/bin/env bash
 # The project's test command (the one in the README, the one CI runs).
-# Runs every unit, integration and doc test of the workspace. Needs no broker yet: the tests against
-# real Kafka join here, with this script starting Kafka itself, when the runtime lands.
+#  1. every unit, integration and doc test of the workspace (no broker needed);
+#  2. starts a local Apache Kafka (scripts/kafka.sh) and runs the tests against it (feature kafka-tests).
+#     They fail loudly if Kafka cannot be started; they never skip.
+# Set KSTREAMS_BOOTSTRAP=host:port to use a Kafka you run yourself instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo test --workspace --all-features "$@"
+
+cargo test --workspace "$@"
+
+started_here=0
+if [ -z "${KSTREAMS_BOOTSTRAP:-}" ]; then
+  KSTREAMS_BOOTSTRAP=$(./scripts/kafka.sh start | tail -n 1)
+  started_here=1
+fi
+export KSTREAMS_BOOTSTRAP
+echo "== tests against Apache Kafka at $KSTREAMS_BOOTSTRAP"
+status=0
+cargo test -p kstreams --features kafka-tests --test 'kafka_*' "$@" || status=$?
+if [ "$started_here" = 1 ] && [ -z "${KSTREAMS_KEEP_KAFKA:-}" ]; then
+  ./scripts/kafka.sh stop
+fi
+exit $status

@@ -185,6 +185,49 @@ pub enum StreamsError {
         /// The child it named.
         child: String,
     },
+    /// A setting is wrong.
+    #[error("invalid configuration")]
+    Config(#[from] crate::config::ConfigError),
+    /// A broker client failed.
+    #[error("broker client error")]
+    Client(#[from] crate::client::ClientError),
+    /// Source topics the topology reads do not exist (nothing is created for the user by default).
+    #[error("source topics do not exist: {}", topics.join(", "))]
+    MissingSourceTopics {
+        /// The missing topics.
+        topics: Vec<String>,
+    },
+    /// The source topics of one sub-topology have different partition counts, so one task could not own
+    /// the same key in each.
+    #[error(
+        "the source topics of sub-topology {subtopology} must have the same number of partitions, but have: {counts}"
+    )]
+    CoPartitioning {
+        /// The sub-topology.
+        subtopology: u32,
+        /// `topic (n partitions)`, comma-separated.
+        counts: String,
+    },
+    /// An internal topic exists with the wrong partition count; it is not silently reused.
+    #[error(
+        "internal topic `{topic}` has {actual} partitions but needs {expected}; delete it or reset the application"
+    )]
+    InternalTopicMismatch {
+        /// The topic.
+        topic: String,
+        /// The partitions it must have.
+        expected: i32,
+        /// The partitions it has.
+        actual: i32,
+    },
+    /// The application is not in a state that allows the call.
+    #[error("cannot {action} while the application is {state}")]
+    IllegalState {
+        /// What was attempted.
+        action: &'static str,
+        /// The state it was in.
+        state: String,
+    },
     /// An invariant of this library broke: a bug to report, never caused by data.
     #[error("internal error (please report): {0}")]
     Internal(String),

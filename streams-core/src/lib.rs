@@ -46,11 +46,15 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod client;
+pub mod config;
 pub mod dsl;
 pub mod error;
 pub mod handler;
+pub mod kafka;
 pub mod processor;
 pub mod record;
+pub mod runtime;
 pub mod serde;
 pub mod store;
 pub mod task;

@@ -38,6 +38,7 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
     pub fn count(&self) -> KTable<K, i64>
     where
         K: DefaultSerde,
+        V: DefaultSerde,
     {
         self.count_with(Materialized::new())
     }
@@ -46,11 +47,12 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
     pub fn count_with(&self, materialized: Materialized<K, i64>) -> KTable<K, i64>
     where
         K: DefaultSerde,
+        V: DefaultSerde,
     {
         let step: StreamStep<K, V, i64> = Arc::new(|_, _, old| old.unwrap_or(0) + 1);
         let materialized =
             self.key_serde_into(materialized).with_value_serde_if_missing(Arc::new(crate::serde::I64Serde));
-        self.aggregate_internal("KSTREAM-AGGREGATE-", step, materialized)
+        self.aggregate_internal("KSTREAM-AGGREGATE-", step, materialized, self.value_serde())
     }
 
     /// Fills in the store's key serde: given, else the grouping's, else upstream's, else the type's.
@@ -61,6 +63,14 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         let given = materialized.key_serde.take().or_else(|| self.grouped.key_serde.clone());
         materialized.key_serde = Some(pick_or_default(given, &self.stream.key_serde));
         materialized
+    }
+
+    /// The serde of the values on the repartition topic: the grouping's, else upstream's, else the type's.
+    fn value_serde(&self) -> Arc<dyn Serde<V>>
+    where
+        V: DefaultSerde,
+    {
+        pick_or_default(self.grouped.value_serde.clone(), &self.stream.value_serde)
     }
 
     /// Combines the values per key with `reducer` (the first value is the start).
@@ -88,7 +98,7 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         });
         let value_serde = pick_or_default(self.grouped.value_serde.clone(), &self.stream.value_serde);
         let materialized = self.key_serde_into(materialized).with_value_serde_if_missing(value_serde);
-        self.aggregate_internal("KSTREAM-REDUCE-", step, materialized)
+        self.aggregate_internal("KSTREAM-REDUCE-", step, materialized, self.value_serde())
     }
 
     /// Folds the values per key into an aggregate that starts at `initializer()`.
@@ -99,6 +109,7 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
     ) -> KTable<K, VA>
     where
         K: DefaultSerde,
+        V: DefaultSerde,
     {
         self.aggregate_with(initializer, aggregator, Materialized::new())
     }
@@ -112,11 +123,12 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
     ) -> KTable<K, VA>
     where
         K: DefaultSerde,
+        V: DefaultSerde,
     {
         let step: StreamStep<K, V, VA> =
             Arc::new(move |key, value, old| aggregator(key, value, old.unwrap_or_else(&initializer)));
         let materialized = self.key_serde_into(materialized).with_value_serde_if_missing(VA::default_serde());
-        self.aggregate_internal("KSTREAM-AGGREGATE-", step, materialized)
+        self.aggregate_internal("KSTREAM-AGGREGATE-", step, materialized, self.value_serde())
     }
 
     /// Names in Kafka Streams' order: the store, then the processor, then the repartition nodes.
@@ -125,6 +137,7 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         prefix: &str,
         step: StreamStep<K, V, VA>,
         materialized: Materialized<K, VA>,
+        value_serde: Arc<dyn Serde<V>>,
     ) -> KTable<K, VA> {
         let builder = self.stream.builder.clone();
         let mut b = builder.borrow_mut();
@@ -145,18 +158,13 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         };
         let mut parent = self.stream.node.clone();
         if self.repartition_required {
-            let value_serde = pick(self.grouped.value_serde.clone(), &self.stream.value_serde);
-            let Some(value_serde) = value_serde else {
-                b.topology.deferred.push(TopologyError::MissingSerde { node: name.clone(), part: "value" });
-                return KTable::new(builder.clone(), name, None, None, Some(store));
-            };
             let names = match &self.grouped.name {
                 Some(given) => RepartitionNames::named(given),
                 None => RepartitionNames::generated(&mut b, &store),
             };
-            parent = add_repartition(&mut b, &parent, names, key_serde.clone(), value_serde, None, None);
+            parent = add_repartition(&mut b, &parent, names, key_serde.clone(), value_serde.clone(), None, None);
         }
-        let value_serde_for_nulls = pick(self.grouped.value_serde.clone(), &self.stream.value_serde);
+        let value_serde_for_nulls = Some(value_serde.clone());
         let (store_for_processor, key_for_processor) = (store.clone(), key_serde.clone());
         let def = processor_def(&name, vec![parent], move || StreamAggregate {
             store: store_for_processor.clone(),

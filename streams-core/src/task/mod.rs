@@ -336,6 +336,12 @@ impl Task {
         std::mem::take(&mut self.state.outbox)
     }
 
+    /// Drains the records the sinks wrote, keeping the buffer's capacity for the next record (no
+    /// allocation per record on the hot path).
+    pub fn drain_output(&mut self) -> std::vec::Drain<'_, ProducedRecord> {
+        self.state.outbox.drain(..)
+    }
+
     /// Flushes every store (at commit, before offsets are committed).
     pub fn flush(&mut self) -> Result<(), StreamsError> {
         for store in &mut self.state.stores {

@@ -1,0 +1,300 @@
+//! [`StreamsConfig`]: the application's settings, with Kafka Streams' names and defaults. Built in code or
+//! from `key=value` properties; a wrong value or an unknown key is an error that names it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::handler::{DeadLetterQueue, DeserializationExceptionHandler, LogAndContinue, LogAndFail};
+
+/// How much the application promises about each input record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessingGuarantee {
+    /// Every record is processed at least once; after a crash some may be processed again.
+    AtLeastOnce,
+    /// Outputs, state changes and input offsets commit together or not at all (Kafka transactions).
+    ExactlyOnceV2,
+}
+
+/// Errors in the configuration, each naming the setting at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A required setting is missing.
+    #[error("setting `{0}` is required")]
+    Missing(&'static str),
+    /// A setting has a value it cannot take.
+    #[error("setting `{key}` cannot be `{value}`: {reason}")]
+    Invalid {
+        /// The setting.
+        key: String,
+        /// The value given.
+        value: String,
+        /// What it can be.
+        reason: String,
+    },
+    /// A setting this library does not know (librdkafka settings go under `consumer.`, `producer.`,
+    /// `admin.` or the shared `client.` prefix).
+    #[error(
+        "unknown setting `{0}`; librdkafka settings take a `consumer.`, `producer.`, `admin.` or `client.` prefix"
+    )]
+    Unknown(String),
+}
+
+/// The application's settings (Kafka Streams' `StreamsConfig`). Defaults are Kafka Streams' own.
+#[derive(Clone)]
+pub struct StreamsConfig {
+    /// `application.id`: the consumer group, and the prefix of internal topics and the state directory.
+    pub application_id: String,
+    /// `bootstrap.servers`: `host:port` pairs, comma-separated.
+    pub bootstrap_servers: String,
+    /// `num.stream.threads` (default 1).
+    pub num_stream_threads: usize,
+    /// `processing.guarantee` (default at_least_once).
+    pub processing_guarantee: ProcessingGuarantee,
+    /// `commit.interval.ms` (default 30 s; 100 ms under exactly_once_v2).
+    pub commit_interval: Duration,
+    /// `state.dir` (default `<tmp>/kafka-streams`).
+    pub state_dir: PathBuf,
+    /// `statestore.cache.max.bytes` (default 10 MiB).
+    pub cache_max_bytes: u64,
+    /// `max.poll.records` (default 1000): the most records one poll hands to the tasks.
+    pub max_poll_records: usize,
+    /// `replication.factor` of internal topics (default -1: the broker's default).
+    pub replication_factor: i16,
+    /// `default.api.timeout.ms` (default 60 s): how long admin and metadata calls wait for the broker.
+    pub default_api_timeout: Duration,
+    /// `poll.ms` (default 100 ms): how long a poll waits for records when there are none.
+    pub poll_timeout: Duration,
+    /// `default.deserialization.exception.handler` (default log and fail).
+    pub deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
+    /// librdkafka properties for every client (`client.` prefix).
+    pub client_overrides: BTreeMap<String, String>,
+    /// librdkafka properties for the consumer (`consumer.` prefix).
+    pub consumer_overrides: BTreeMap<String, String>,
+    /// librdkafka properties for the producer (`producer.` prefix).
+    pub producer_overrides: BTreeMap<String, String>,
+    /// librdkafka properties for the admin client (`admin.` prefix).
+    pub admin_overrides: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for StreamsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamsConfig")
+            .field("application_id", &self.application_id)
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("num_stream_threads", &self.num_stream_threads)
+            .field("processing_guarantee", &self.processing_guarantee)
+            .field("commit_interval", &self.commit_interval)
+            .field("state_dir", &self.state_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StreamsConfig {
+    /// Settings for `application_id` on `bootstrap_servers`, everything else at its default.
+    ///
+    /// ```
+    /// use streams_core::config::{StreamsConfig, ProcessingGuarantee};
+    /// let config = StreamsConfig::new("order-totals", "127.0.0.1:9092");
+    /// assert_eq!(config.commit_interval.as_millis(), 30_000);
+    /// assert_eq!(config.processing_guarantee, ProcessingGuarantee::AtLeastOnce);
+    /// ```
+    pub fn new(application_id: impl Into<String>, bootstrap_servers: impl Into<String>) -> Self {
+        StreamsConfig {
+            application_id: application_id.into(),
+            bootstrap_servers: bootstrap_servers.into(),
+            num_stream_threads: 1,
+            processing_guarantee: ProcessingGuarantee::AtLeastOnce,
+            commit_interval: Duration::from_millis(30_000),
+            state_dir: std::env::temp_dir().join("kafka-streams"),
+            cache_max_bytes: 10 * 1024 * 1024,
+            max_poll_records: 1000,
+            replication_factor: -1,
+            default_api_timeout: Duration::from_secs(60),
+            poll_timeout: Duration::from_millis(100),
+            deserialization_handler: Arc::new(LogAndFail),
+            client_overrides: BTreeMap::new(),
+            consumer_overrides: BTreeMap::new(),
+            producer_overrides: BTreeMap::new(),
+            admin_overrides: BTreeMap::new(),
+        }
+    }
+
+    /// Settings from `key=value` properties with Kafka Streams' names. Unknown keys and bad values are
+    /// errors that name them. `processing.guarantee=exactly_once_v2` also moves the commit interval's
+    /// default to 100 ms, as in Kafka Streams.
+    ///
+    /// ```
+    /// use streams_core::config::StreamsConfig;
+    /// let config = StreamsConfig::from_properties([
+    ///     ("application.id", "totals"),
+    ///     ("bootstrap.servers", "127.0.0.1:9092"),
+    ///     ("commit.interval.ms", "1000"),
+    ///     ("consumer.fetch.min.bytes", "1"),
+    /// ]).unwrap();
+    /// assert_eq!(config.commit_interval.as_millis(), 1000);
+    /// let err = StreamsConfig::from_properties([("application.id", "a"), ("bootstrap.servers", "b"), ("num.threads", "2")]);
+    /// assert_eq!(err.unwrap_err().to_string(), "unknown setting `num.threads`; librdkafka settings take a `consumer.`, `producer.`, `admin.` or `client.` prefix");
+    /// ```
+    pub fn from_properties<K: AsRef<str>, V: AsRef<str>>(
+        properties: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Self, ConfigError> {
+        let properties: BTreeMap<String, String> = properties
+            .into_iter()
+            .map(|(k, v)| (k.as_ref().trim().to_string(), v.as_ref().trim().to_string()))
+            .collect();
+        let app = properties.get("application.id").ok_or(ConfigError::Missing("application.id"))?;
+        let servers = properties.get("bootstrap.servers").ok_or(ConfigError::Missing("bootstrap.servers"))?;
+        let mut config = StreamsConfig::new(app.clone(), servers.clone());
+        let mut commit_interval_set = false;
+        for (key, value) in &properties {
+            let invalid =
+                |reason: &str| ConfigError::Invalid { key: key.clone(), value: value.clone(), reason: reason.into() };
+            match key.as_str() {
+                "application.id" | "bootstrap.servers" => {}
+                "num.stream.threads" => {
+                    config.num_stream_threads =
+                        value.parse().ok().filter(|n| *n >= 1).ok_or_else(|| invalid("a number from 1"))?
+                }
+                "processing.guarantee" => {
+                    config.processing_guarantee = match value.as_str() {
+                        "at_least_once" => ProcessingGuarantee::AtLeastOnce,
+                        "exactly_once_v2" => ProcessingGuarantee::ExactlyOnceV2,
+                        _ => return Err(invalid("at_least_once or exactly_once_v2")),
+                    }
+                }
+                "commit.interval.ms" => {
+                    let ms: u64 = value.parse().map_err(|_| invalid("milliseconds, a whole number"))?;
+                    config.commit_interval = Duration::from_millis(ms);
+                    commit_interval_set = true;
+                }
+                "state.dir" => config.state_dir = PathBuf::from(value),
+                "default.api.timeout.ms" => {
+                    let ms: u64 = value.parse().map_err(|_| invalid("milliseconds, a whole number"))?;
+                    config.default_api_timeout = Duration::from_millis(ms);
+                }
+                "poll.ms" => {
+                    let ms: u64 = value.parse().map_err(|_| invalid("milliseconds, a whole number"))?;
+                    config.poll_timeout = Duration::from_millis(ms);
+                }
+                "statestore.cache.max.bytes" => {
+                    config.cache_max_bytes = value.parse().map_err(|_| invalid("bytes, a whole number"))?
+                }
+                "max.poll.records" => {
+                    config.max_poll_records =
+                        value.parse().ok().filter(|n| *n >= 1).ok_or_else(|| invalid("a number from 1"))?
+                }
+                "replication.factor" => {
+                    config.replication_factor = value
+                        .parse()
+                        .ok()
+                        .filter(|n| *n == -1 || *n >= 1)
+                        .ok_or_else(|| invalid("-1 or a number from 1"))?
+                }
+                "default.deserialization.exception.handler" => {
+                    config.deserialization_handler = match value.as_str() {
+                        "log_and_fail" | "LogAndFailExceptionHandler" => Arc::new(LogAndFail),
+                        "log_and_continue" | "LogAndContinueExceptionHandler" => Arc::new(LogAndContinue),
+                        _ => {
+                            return Err(invalid(
+                                "log_and_fail, log_and_continue, or set errors.dead.letter.queue.topic.name",
+                            ))
+                        }
+                    }
+                }
+                "errors.dead.letter.queue.topic.name" => {
+                    config.deserialization_handler = Arc::new(DeadLetterQueue::new(value))
+                }
+                other => {
+                    let (map, rest) = if let Some(rest) = other.strip_prefix("consumer.") {
+                        (&mut config.consumer_overrides, rest)
+                    } else if let Some(rest) = other.strip_prefix("producer.") {
+                        (&mut config.producer_overrides, rest)
+                    } else if let Some(rest) = other.strip_prefix("admin.") {
+                        (&mut config.admin_overrides, rest)
+                    } else if let Some(rest) = other.strip_prefix("client.") {
+                        (&mut config.client_overrides, rest)
+                    } else {
+                        return Err(ConfigError::Unknown(other.to_string()));
+                    };
+                    map.insert(rest.to_string(), value.clone());
+                }
+            }
+        }
+        if config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2 && !commit_interval_set {
+            config.commit_interval = Duration::from_millis(100);
+        }
+        Ok(config)
+    }
+
+    /// Checks values that a builder could have set wrong.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, value: String, reason: &str| ConfigError::Invalid {
+            key: key.into(),
+            value,
+            reason: reason.into(),
+        };
+        if self.application_id.is_empty() {
+            return Err(ConfigError::Missing("application.id"));
+        }
+        if let Err(e) = crate::topology::check_name(&self.application_id) {
+            return Err(invalid("application.id", self.application_id.clone(), &e.to_string()));
+        }
+        if self.bootstrap_servers.trim().is_empty() {
+            return Err(ConfigError::Missing("bootstrap.servers"));
+        }
+        if self.num_stream_threads == 0 {
+            return Err(invalid("num.stream.threads", "0".into(), "a number from 1"));
+        }
+        if self.max_poll_records == 0 {
+            return Err(invalid("max.poll.records", "0".into(), "a number from 1"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_defaults_are_kafka_streams_defaults() {
+        let c = StreamsConfig::new("app", "localhost:9092");
+        assert_eq!(c.num_stream_threads, 1);
+        assert_eq!(c.commit_interval, Duration::from_secs(30));
+        assert_eq!(c.cache_max_bytes, 10 * 1024 * 1024);
+        assert_eq!(c.max_poll_records, 1000);
+        assert!(c.state_dir.ends_with("kafka-streams"));
+    }
+
+    #[test]
+    fn config_exactly_once_moves_the_commit_interval_default() {
+        let c = StreamsConfig::from_properties([
+            ("application.id", "a"),
+            ("bootstrap.servers", "b"),
+            ("processing.guarantee", "exactly_once_v2"),
+        ])
+        .unwrap();
+        assert_eq!(c.commit_interval, Duration::from_millis(100));
+    }
+
+    #[test]
+    fn config_errors_name_the_setting() {
+        let base = [("application.id", "a"), ("bootstrap.servers", "b")];
+        let with = |k: &'static str, v: &'static str| {
+            let mut props = base.to_vec();
+            props.push((k, v));
+            StreamsConfig::from_properties(props).unwrap_err().to_string()
+        };
+        assert!(with("processing.guarantee", "exactly_once").contains("`processing.guarantee`"));
+        assert!(with("commit.interval.ms", "soon").contains("`commit.interval.ms`"));
+        assert!(with("num.stream.threads", "0").contains("`num.stream.threads`"));
+        assert_eq!(
+            StreamsConfig::from_properties([("bootstrap.servers", "b")]).unwrap_err(),
+            ConfigError::Missing("application.id")
+        );
+        assert!(StreamsConfig::new("bad id!", "b").validate().unwrap_err().to_string().contains("application.id"));
+    }
+}

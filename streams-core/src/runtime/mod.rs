@@ -1,0 +1,254 @@
+//! The application runtime (Kafka Streams' `KafkaStreams`): checks and creates topics, runs stream
+//! threads that consume, process through tasks, produce and commit, and reports its state.
+//!
+//! ```no_run
+//! use streams_core::config::StreamsConfig;
+//! use streams_core::dsl::StreamsBuilder;
+//! use streams_core::runtime::{KafkaStreams, State};
+//!
+//! let builder = StreamsBuilder::new();
+//! builder.stream::<String, String>("words").map_values(|w| w.to_uppercase()).to("shouted");
+//! let mut app = KafkaStreams::new(builder.build()?, StreamsConfig::new("shout", "127.0.0.1:9092"))?;
+//! app.set_state_listener(|old, new| println!("{old:?} -> {new:?}"));
+//! app.start()?;
+//! // ... until Ctrl-C
+//! app.close()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod thread;
+mod topics;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::client::ClientSupplier;
+use crate::config::StreamsConfig;
+use crate::kafka::RdKafkaSupplier;
+use crate::topology::plan::{self, TopologyPlan};
+use crate::{StreamsError, TaskMetrics, Topology};
+
+/// The application's state, as Kafka Streams reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Made, not started.
+    Created,
+    /// Joining the group, or partitions are moving.
+    Rebalancing,
+    /// Processing.
+    Running,
+    /// `close` was called; tasks are committing and the group is being left.
+    PendingShutdown,
+    /// Closed.
+    NotRunning,
+    /// A stream thread failed with an error that cannot be recovered; see [`KafkaStreams::error`].
+    Error,
+}
+
+type StateListener = Box<dyn Fn(State, State) + Send + Sync>;
+
+/// The state, its listener, and a condition to wait on.
+pub(crate) struct StateCell {
+    state: Mutex<State>,
+    changed: Condvar,
+    listener: Mutex<Option<StateListener>>,
+}
+
+impl StateCell {
+    fn new() -> Self {
+        StateCell { state: Mutex::new(State::Created), changed: Condvar::new(), listener: Mutex::new(None) }
+    }
+
+    pub(crate) fn get(&self) -> State {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Moves to `new` unless the application is already past it (closing or failed).
+    pub(crate) fn set(&self, new: State) {
+        let old = {
+            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let old = *state;
+            let allowed = match (old, new) {
+                (a, b) if a == b => false,
+                (State::NotRunning | State::Error, _) => false,
+                (State::PendingShutdown, State::Rebalancing | State::Running) => false,
+                _ => true,
+            };
+            if !allowed {
+                return;
+            }
+            *state = new;
+            old
+        };
+        tracing::info!(from = ?old, to = ?new, "state change");
+        self.changed.notify_all();
+        if let Some(listener) = &*self.listener.lock().unwrap_or_else(|p| p.into_inner()) {
+            listener(old, new);
+        }
+    }
+
+    fn wait_for(&self, wanted: State, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        while *state != wanted {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            state = self.changed.wait_timeout(state, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
+        }
+        true
+    }
+}
+
+/// What the stream threads share with the application handle.
+pub(crate) struct Shared {
+    pub(crate) state: StateCell,
+    pub(crate) shutdown: AtomicBool,
+    pub(crate) error: Mutex<Option<StreamsError>>,
+    /// Each thread's counters, by thread name.
+    pub(crate) thread_metrics: Mutex<std::collections::BTreeMap<String, TaskMetrics>>,
+}
+
+/// A running application: one or more stream threads in the application's consumer group.
+pub struct KafkaStreams {
+    topology: Arc<Topology>,
+    plan: Arc<TopologyPlan>,
+    config: StreamsConfig,
+    supplier: Arc<dyn ClientSupplier>,
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl KafkaStreams {
+    /// An application running `topology` with `config`, on Kafka through rdkafka. Invalid settings or an
+    /// invalid topology are errors here.
+    pub fn new(topology: Topology, config: StreamsConfig) -> Result<Self, StreamsError> {
+        Self::with_client_supplier(topology, config, Arc::new(RdKafkaSupplier))
+    }
+
+    /// The same, with clients from `supplier` (an embedded broker, a test double).
+    pub fn with_client_supplier(
+        topology: Topology,
+        config: StreamsConfig,
+        supplier: Arc<dyn ClientSupplier>,
+    ) -> Result<Self, StreamsError> {
+        config.validate()?;
+        let plan = plan::plan(&topology)?;
+        let shared = Arc::new(Shared {
+            state: StateCell::new(),
+            shutdown: AtomicBool::new(false),
+            error: Mutex::new(None),
+            thread_metrics: Mutex::new(Default::default()),
+        });
+        Ok(KafkaStreams {
+            topology: Arc::new(topology),
+            plan: Arc::new(plan),
+            config,
+            supplier,
+            shared,
+            threads: Vec::new(),
+        })
+    }
+
+    /// Calls `listener(old, new)` on every state change.
+    pub fn set_state_listener(&mut self, listener: impl Fn(State, State) + Send + Sync + 'static) {
+        *self.shared.state.listener.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(listener));
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.shared.state.get()
+    }
+
+    /// Waits until the application reaches `state`; false on timeout.
+    pub fn wait_for_state(&self, state: State, timeout: Duration) -> bool {
+        self.shared.state.wait_for(state, timeout)
+    }
+
+    /// The error that put the application in [`State::Error`], if any (taken once).
+    pub fn take_error(&self) -> Option<StreamsError> {
+        self.shared.error.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    /// The counters of every task this instance has run, added up.
+    pub fn metrics(&self) -> TaskMetrics {
+        let metrics = self.shared.thread_metrics.lock().unwrap_or_else(|p| p.into_inner());
+        metrics.values().fold(TaskMetrics::default(), |a, m| TaskMetrics {
+            processed_records: a.processed_records + m.processed_records,
+            skipped_records: a.skipped_records + m.skipped_records,
+            dropped_records: a.dropped_records + m.dropped_records,
+            punctuations: a.punctuations + m.punctuations,
+        })
+    }
+
+    /// Checks the topics, creates internal ones, and starts the stream threads. Errors (a broker that
+    /// cannot be reached within `default.api.timeout.ms`, a missing source topic, co-partitioning) are
+    /// returned here, naming what is wrong.
+    pub fn start(&mut self) -> Result<(), StreamsError> {
+        let state = self.state();
+        if state != State::Created {
+            return Err(StreamsError::IllegalState { action: "start", state: format!("{state:?}") });
+        }
+        let admin = self.supplier.admin(&self.config)?;
+        let layout = Arc::new(topics::prepare(&self.topology, &self.plan, &self.config, &*admin)?);
+        self.shared.state.set(State::Rebalancing);
+        for index in 1..=self.config.num_stream_threads {
+            let name = format!("{}-StreamThread-{index}", self.config.application_id);
+            let thread = thread::StreamThread::new(
+                name.clone(),
+                self.topology.clone(),
+                self.plan.clone(),
+                layout.clone(),
+                self.config.clone(),
+                self.supplier.clone(),
+                self.shared.clone(),
+            )?;
+            // The one place the runtime spawns threads.
+            let handle = std::thread::Builder::new()
+                .name(name)
+                .spawn(move || thread.run())
+                .map_err(|e| StreamsError::Internal(format!("cannot spawn a stream thread: {e}")))?;
+            self.threads.push(handle);
+        }
+        Ok(())
+    }
+
+    /// Commits, closes every task, leaves the group and stops the threads; waits for them.
+    pub fn close(&mut self) -> Result<(), StreamsError> {
+        self.close_timeout(Duration::from_secs(60))
+    }
+
+    /// [`close`](Self::close), waiting at most `timeout` for the threads.
+    pub fn close_timeout(&mut self, timeout: Duration) -> Result<(), StreamsError> {
+        if self.state() != State::Error {
+            self.shared.state.set(State::PendingShutdown);
+        }
+        self.shared.shutdown.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + timeout;
+        for handle in self.threads.drain(..) {
+            while !handle.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if handle.is_finished() {
+                let _ = handle.join();
+            } else {
+                tracing::warn!("a stream thread did not stop within {timeout:?}");
+            }
+        }
+        if self.state() != State::Error {
+            self.shared.state.set(State::NotRunning);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for KafkaStreams {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            let _ = self.close();
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! A stream thread: one consumer, one producer, and the tasks of the partitions assigned to it. It polls
+//! in batches, runs each task's records through the task (picking across the task's partitions by the
+//! smallest timestamp), hands outputs to the producer without waiting, fires punctuations, and commits
+//! every commit interval and before partitions are taken away:
+//! at_least_once: flush the producer, flush the stores, then commit the consumed offsets.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::topics::TopicLayout;
+use super::{Shared, State};
+use crate::client::{
+    ClientError, ClientSupplier, OffsetCommitter, RebalanceListener, StreamsConsumer, StreamsProducer, TopicPartition,
+};
+use crate::config::StreamsConfig;
+use crate::record::RawRecord;
+use crate::task::{Task, TaskConfig, TaskMetrics};
+use crate::time::Clock;
+use crate::topology::plan::TopologyPlan;
+use crate::{StreamsError, TaskId, Topology};
+
+/// The part of a thread that rebalance callbacks also use.
+struct ThreadInner {
+    name: String,
+    topology: Arc<Topology>,
+    plan: Arc<TopologyPlan>,
+    layout: Arc<TopicLayout>,
+    task_config: TaskConfig,
+    tasks: BTreeMap<TaskId, Task>,
+    /// The next offset to commit for each partition processed since the last commit.
+    offsets: BTreeMap<TopicPartition, i64>,
+    producer: Box<dyn StreamsProducer>,
+    /// An error raised inside a rebalance callback, for the loop to act on.
+    fatal: Option<StreamsError>,
+    closed_metrics: TaskMetrics,
+    shared: Arc<Shared>,
+    flush_timeout: Duration,
+}
+
+fn add(a: TaskMetrics, b: TaskMetrics) -> TaskMetrics {
+    TaskMetrics {
+        processed_records: a.processed_records + b.processed_records,
+        skipped_records: a.skipped_records + b.skipped_records,
+        dropped_records: a.dropped_records + b.dropped_records,
+        punctuations: a.punctuations + b.punctuations,
+    }
+}
+
+impl ThreadInner {
+    fn task_id(&self, topic: &str, partition: i32) -> Option<TaskId> {
+        self.layout.reader.get(topic).map(|&subtopology| TaskId { subtopology, partition })
+    }
+
+    /// at_least_once commit: producer, then stores, then offsets.
+    fn commit(
+        &mut self,
+        commit_offsets: impl FnOnce(&[(TopicPartition, i64)]) -> Result<(), ClientError>,
+    ) -> Result<(), StreamsError> {
+        self.producer.flush(self.flush_timeout)?;
+        for task in self.tasks.values_mut() {
+            task.flush()?;
+        }
+        let offsets: Vec<(TopicPartition, i64)> = std::mem::take(&mut self.offsets).into_iter().collect();
+        commit_offsets(&offsets)?;
+        self.publish_metrics();
+        Ok(())
+    }
+
+    fn publish_metrics(&self) {
+        let open = self.tasks.values().map(Task::metrics).fold(TaskMetrics::default(), add);
+        let mut metrics = self.shared.thread_metrics.lock().unwrap_or_else(|p| p.into_inner());
+        metrics.insert(self.name.clone(), add(self.closed_metrics, open));
+    }
+
+    fn close_task(&mut self, id: TaskId) {
+        if let Some(mut task) = self.tasks.remove(&id) {
+            self.closed_metrics = add(self.closed_metrics, task.metrics());
+            if let Err(e) = task.close() {
+                tracing::warn!(task = %id, error = %e, "error closing task");
+            }
+            tracing::info!(task = %id, "task closed");
+        }
+    }
+
+    fn open_task(&mut self, id: TaskId) -> Result<(), StreamsError> {
+        if self.tasks.contains_key(&id) {
+            return Ok(());
+        }
+        let sub = self
+            .plan
+            .subtopologies
+            .iter()
+            .find(|s| s.id == id.subtopology)
+            .ok_or_else(|| StreamsError::Internal(format!("no sub-topology {}", id.subtopology)))?;
+        let mut task = Task::new(&self.topology, sub, id.partition, &self.task_config)?;
+        task.init()?;
+        self.send_outputs_of(&mut task)?;
+        self.tasks.insert(id, task);
+        tracing::info!(task = %id, "task created");
+        Ok(())
+    }
+
+    fn send_outputs_of(&mut self, task: &mut Task) -> Result<(), StreamsError> {
+        for record in task.drain_output() {
+            self.producer.send(&record)?;
+        }
+        Ok(())
+    }
+
+    /// Runs a polled batch through the tasks. Within a task, records of its partitions are taken by the
+    /// smallest timestamp first; each partition's own order is kept.
+    fn process(&mut self, batch: &mut Vec<RawRecord>) -> Result<(), StreamsError> {
+        let mut per_task: BTreeMap<TaskId, BTreeMap<TopicPartition, VecDeque<RawRecord>>> = BTreeMap::new();
+        for record in batch.drain(..) {
+            let Some(id) = self.task_id(&record.topic, record.partition) else {
+                return Err(StreamsError::Internal(format!("a record from unexpected topic `{}`", record.topic)));
+            };
+            let tp = TopicPartition { topic: record.topic.clone(), partition: record.partition };
+            per_task.entry(id).or_default().entry(tp).or_default().push_back(record);
+        }
+        for (id, mut queues) in per_task {
+            let Some(mut task) = self.tasks.remove(&id) else {
+                // A partition revoked while its records were in flight: its new owner reads them again.
+                tracing::debug!(task = %id, "dropping fetched records of a task this thread no longer owns");
+                continue;
+            };
+            let result = self.run_task(&mut task, &mut queues);
+            self.tasks.insert(id, task);
+            result?;
+        }
+        Ok(())
+    }
+
+    fn run_task(
+        &mut self,
+        task: &mut Task,
+        queues: &mut BTreeMap<TopicPartition, VecDeque<RawRecord>>,
+    ) -> Result<(), StreamsError> {
+        loop {
+            let next = queues
+                .iter()
+                .filter_map(|(tp, q)| q.front().map(|r| (r.timestamp, tp)))
+                .min_by_key(|(ts, _)| *ts)
+                .map(|(_, tp)| tp.clone());
+            let Some(tp) = next else { return Ok(()) };
+            let record = queues.get_mut(&tp).and_then(VecDeque::pop_front).expect("the queue had a head");
+            let next_offset = record.offset + 1;
+            task.process(record)?;
+            self.offsets.insert(tp, next_offset);
+            self.send_outputs_of(task)?;
+        }
+    }
+
+    fn punctuate(&mut self) -> Result<(), StreamsError> {
+        let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
+        for id in ids {
+            let mut task = self.tasks.remove(&id).expect("listed above");
+            let result = task.punctuate_wall_clock().map(|_| ()).and_then(|_| self.send_outputs_of(&mut task));
+            self.tasks.insert(id, task);
+            result?;
+        }
+        Ok(())
+    }
+}
+
+/// Hears rebalances for one thread.
+struct Listener {
+    inner: Arc<Mutex<ThreadInner>>,
+}
+
+fn lock(inner: &Mutex<ThreadInner>) -> MutexGuard<'_, ThreadInner> {
+    inner.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl RebalanceListener for Listener {
+    fn on_partitions_revoked(&self, partitions: &[TopicPartition], committer: &dyn OffsetCommitter) {
+        let mut inner = lock(&self.inner);
+        inner.shared.state.set(State::Rebalancing);
+        tracing::info!(thread = %inner.name, partitions = partitions.len(), "partitions revoked; committing");
+        if let Err(e) = inner.commit(|offsets| committer.commit(offsets)) {
+            tracing::error!(error = %e, "commit before revocation failed");
+            inner.fatal.get_or_insert(e);
+        }
+        let ids: Vec<TaskId> = partitions.iter().filter_map(|tp| inner.task_id(&tp.topic, tp.partition)).collect();
+        for id in ids {
+            inner.close_task(id);
+        }
+        for tp in partitions {
+            inner.offsets.remove(tp);
+        }
+    }
+
+    fn on_partitions_assigned(&self, partitions: &[TopicPartition]) {
+        let mut inner = lock(&self.inner);
+        tracing::info!(thread = %inner.name, partitions = partitions.len(), "partitions assigned");
+        let ids: Vec<TaskId> = partitions.iter().filter_map(|tp| inner.task_id(&tp.topic, tp.partition)).collect();
+        for id in ids {
+            if let Err(e) = inner.open_task(id) {
+                inner.fatal.get_or_insert(e);
+            }
+        }
+        if inner.fatal.is_none() {
+            inner.shared.state.set(State::Running);
+        }
+    }
+}
+
+/// One stream thread, ready to run.
+pub(crate) struct StreamThread {
+    consumer: Box<dyn StreamsConsumer>,
+    inner: Arc<Mutex<ThreadInner>>,
+    config: StreamsConfig,
+    shared: Arc<Shared>,
+    source_topics: Vec<String>,
+}
+
+impl StreamThread {
+    pub(crate) fn new(
+        name: String,
+        topology: Arc<Topology>,
+        plan: Arc<TopologyPlan>,
+        layout: Arc<TopicLayout>,
+        config: StreamsConfig,
+        supplier: Arc<dyn ClientSupplier>,
+        shared: Arc<Shared>,
+    ) -> Result<Self, StreamsError> {
+        let producer = supplier.producer(&config, &format!("{name}-producer"))?;
+        let mut task_config = TaskConfig::new(&config.application_id, Clock::System);
+        task_config.deserialization_handler = config.deserialization_handler.clone();
+        let inner = Arc::new(Mutex::new(ThreadInner {
+            name: name.clone(),
+            topology,
+            plan,
+            layout: layout.clone(),
+            task_config,
+            tasks: BTreeMap::new(),
+            offsets: BTreeMap::new(),
+            producer,
+            fatal: None,
+            closed_metrics: TaskMetrics::default(),
+            shared: shared.clone(),
+            flush_timeout: config.default_api_timeout,
+        }));
+        let listener = Arc::new(Listener { inner: inner.clone() });
+        let consumer = supplier.consumer(&config, &format!("{name}-consumer"), listener)?;
+        let source_topics = layout.reader.keys().cloned().collect();
+        Ok(StreamThread { consumer, inner, config, shared, source_topics })
+    }
+
+    pub(crate) fn run(mut self) {
+        let result = self.run_loop();
+        let inner = self.inner.clone();
+        let mut inner = lock(&inner);
+        let result = result.and_then(|()| {
+            // Clean shutdown: commit what was processed, then close every task.
+            let consumer = &mut self.consumer;
+            inner.commit(|offsets| consumer.commit(offsets))
+        });
+        let ids: Vec<TaskId> = inner.tasks.keys().copied().collect();
+        for id in ids {
+            inner.close_task(id);
+        }
+        inner.publish_metrics();
+        drop(inner);
+        self.consumer.close();
+        if let Err(e) = result {
+            tracing::error!(error = %crate::handler::error_chain(&e), "stream thread failed");
+            self.shared.error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+            self.shared.state.set(State::Error);
+        }
+    }
+
+    fn run_loop(&mut self) -> Result<(), StreamsError> {
+        self.consumer.subscribe(&self.source_topics)?;
+        let mut batch = Vec::with_capacity(self.config.max_poll_records);
+        let mut last_commit = Instant::now();
+        let inner = self.inner.clone();
+        while !self.shared.shutdown.load(Ordering::SeqCst) {
+            self.consumer.poll_batch(self.config.poll_timeout, self.config.max_poll_records, &mut batch)?;
+            let mut inner = lock(&inner);
+            if let Some(e) = inner.fatal.take() {
+                return Err(e);
+            }
+            inner.process(&mut batch)?;
+            inner.punctuate()?;
+            if last_commit.elapsed() >= self.config.commit_interval {
+                let consumer = &mut self.consumer;
+                inner.commit(|offsets| consumer.commit(offsets))?;
+                last_commit = Instant::now();
+            }
+        }
+        Ok(())
+    }
+}

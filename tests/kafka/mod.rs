@@ -1,0 +1,102 @@
+//! Helpers for the tests that run against a real Kafka: where it is, fresh topics and application ids,
+//! producing input and reading output through the library's own client seam.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kstreams::client::{
+    ClientSupplier, NewTopic, OffsetCommitter, RebalanceListener, StreamsAdmin, StreamsConsumer, StreamsProducer,
+    TopicPartition,
+};
+use kstreams::config::StreamsConfig;
+use kstreams::kafka::RdKafkaSupplier;
+use kstreams::record::{Headers, ProducedRecord, RawRecord};
+
+/// The broker's address. These tests fail loudly, never skip, when Kafka is not there.
+pub(crate) fn bootstrap() -> String {
+    std::env::var("KSTREAMS_BOOTSTRAP").expect(
+        "KSTREAMS_BOOTSTRAP is not set: run these tests through ./scripts/test.sh, which starts Kafka \
+         (or start it with scripts/kafka.sh start and export KSTREAMS_BOOTSTRAP=<the address it prints>)",
+    )
+}
+
+/// A name no other test (or earlier run) uses.
+pub(crate) fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{prefix}-{}-{}-{}", std::process::id(), nanos % 1_000_000_000, COUNTER.fetch_add(1, Ordering::SeqCst))
+}
+
+/// Settings for a test application: fast commits, a private state dir.
+pub(crate) fn config(app: &str) -> StreamsConfig {
+    let mut config = StreamsConfig::new(app, bootstrap());
+    config.commit_interval = Duration::from_millis(100);
+    config.state_dir = std::env::temp_dir().join(unique("kstreams-state"));
+    config.default_api_timeout = Duration::from_secs(20);
+    config
+}
+
+pub(crate) fn admin() -> Box<dyn StreamsAdmin> {
+    RdKafkaSupplier.admin(&config("admin")).expect("admin client")
+}
+
+pub(crate) fn create_topics(topics: &[(&str, i32)]) {
+    let topics: Vec<NewTopic> = topics
+        .iter()
+        .map(|(name, partitions)| NewTopic {
+            name: name.to_string(),
+            partitions: *partitions,
+            replication_factor: 1,
+            config: BTreeMap::new(),
+        })
+        .collect();
+    admin().create_topics(&topics).expect("create topics");
+}
+
+/// Produces `(key, value)` byte pairs to `topic`, partitioned by murmur2 of the key, and waits for acks.
+pub(crate) fn produce(topic: &str, records: impl IntoIterator<Item = (Option<Vec<u8>>, Option<Vec<u8>>)>) {
+    let mut producer: Box<dyn StreamsProducer> =
+        RdKafkaSupplier.producer(&config("producer"), "test-producer").unwrap();
+    let topic: Arc<str> = topic.into();
+    for (i, (key, value)) in records.into_iter().enumerate() {
+        let record = ProducedRecord {
+            topic: topic.clone(),
+            partition: None,
+            key,
+            value,
+            timestamp: 1_700_000_000_000 + i as i64,
+            headers: Headers::new(),
+        };
+        producer.send(&record).expect("send");
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+}
+
+struct NoListener;
+impl RebalanceListener for NoListener {
+    fn on_partitions_revoked(&self, _: &[TopicPartition], _: &dyn OffsetCommitter) {}
+    fn on_partitions_assigned(&self, _: &[TopicPartition]) {}
+}
+
+/// Reads `topic` from the beginning until `done` says the records so far are enough, or `timeout`.
+pub(crate) fn consume_until(
+    topic: &str,
+    timeout: Duration,
+    mut done: impl FnMut(&[RawRecord]) -> bool,
+) -> Vec<RawRecord> {
+    let config = config(&unique("reader"));
+    let mut consumer: Box<dyn StreamsConsumer> =
+        RdKafkaSupplier.consumer(&config, "test-reader", Arc::new(NoListener)).unwrap();
+    consumer.subscribe(&[topic.to_string()]).unwrap();
+    let deadline = Instant::now() + timeout;
+    let mut records = Vec::new();
+    while Instant::now() < deadline && !done(&records) {
+        consumer.poll_batch(Duration::from_millis(200), 10_000, &mut records).unwrap();
+    }
+    consumer.close();
+    records
+}

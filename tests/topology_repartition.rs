@@ -1,0 +1,120 @@
+//! Kafka Streams' repartition rules: a grouping after a key-changing operator repartitions; after a
+//! value-only operator it does not. The split into sub-topologies follows.
+
+use kstreams::prelude::*;
+use kstreams::topology::{NodeKindDescription, TopologyDescription};
+
+fn repartition_topics(description: &TopologyDescription) -> Vec<String> {
+    let mut topics: Vec<String> = description
+        .subtopologies
+        .iter()
+        .flat_map(|s| &s.nodes)
+        .filter_map(|n| match &n.kind {
+            NodeKindDescription::Sink { topic: Some(t) } if t.ends_with("-repartition") => Some(t.clone()),
+            _ => None,
+        })
+        .collect();
+    topics.sort();
+    topics
+}
+
+fn shape(build: impl FnOnce(&StreamsBuilder)) -> (usize, Vec<String>) {
+    let builder = StreamsBuilder::new();
+    build(&builder);
+    let description = builder.build().expect("valid").describe();
+    (description.subtopologies.len(), repartition_topics(&description))
+}
+
+#[test]
+fn select_key_then_group_by_key_repartitions() {
+    let (subtopologies, topics) = shape(|b| {
+        b.stream::<String, String>("in").select_key(|_, v| v.clone()).group_by_key().count();
+    });
+    assert_eq!(subtopologies, 2);
+    assert_eq!(topics.len(), 1);
+}
+
+#[test]
+fn value_only_operators_do_not_repartition() {
+    let (subtopologies, topics) = shape(|b| {
+        b.stream::<String, String>("in")
+            .map_values(|v| v.len() as i64)
+            .flat_map_values(|v| vec![v, v])
+            .filter(|_, v| *v > 0)
+            .peek(|_, _| {})
+            .group_by_key()
+            .count();
+    });
+    assert_eq!((subtopologies, topics.len()), (1, 0));
+}
+
+#[test]
+fn value_only_operators_after_a_key_change_keep_the_requirement() {
+    for rekey in 0..3 {
+        let (subtopologies, topics) = shape(|b| {
+            let input = b.stream::<String, String>("in");
+            let rekeyed = match rekey {
+                0 => input.map(|k, v| (v, k)),
+                1 => input.flat_map(|k, v| vec![(v, k)]),
+                _ => input.select_key(|_, v| v.clone()),
+            };
+            rekeyed.filter(|_, _| true).map_values(|v| v).peek(|_, _| {}).group_by_key().count();
+        });
+        assert_eq!((subtopologies, topics.len()), (2, 1), "key-changing operator #{rekey}");
+    }
+}
+
+#[test]
+fn group_by_always_repartitions() {
+    let (subtopologies, topics) = shape(|b| {
+        b.stream::<String, String>("in").group_by(|k, _| k.clone()).count();
+    });
+    assert_eq!((subtopologies, topics.len()), (2, 1));
+}
+
+#[test]
+fn merge_with_a_rekeyed_stream_repartitions() {
+    let (subtopologies, topics) = shape(|b| {
+        let a = b.stream::<String, String>("a");
+        let rekeyed = b.stream::<String, String>("b").select_key(|_, v| v.clone());
+        a.merge(&rekeyed).group_by_key().count();
+    });
+    assert_eq!((subtopologies, topics.len()), (2, 1));
+}
+
+#[test]
+fn an_explicit_repartition_satisfies_the_grouping() {
+    let (subtopologies, topics) = shape(|b| {
+        b.stream::<String, String>("in").select_key(|_, v| v.clone()).repartition().group_by_key().count();
+    });
+    assert_eq!((subtopologies, topics.len()), (2, 1));
+    assert!(topics[0].starts_with("KSTREAM-REPARTITION-"), "{topics:?}");
+}
+
+#[test]
+fn table_group_by_always_repartitions() {
+    let (subtopologies, topics) = shape(|b| {
+        b.table::<String, String>("t").group_by(|k, v| (v.clone(), k.clone())).count();
+    });
+    assert_eq!((subtopologies, topics.len()), (2, 1));
+}
+
+#[test]
+fn named_groupings_name_their_repartition_topic() {
+    let (_, topics) = shape(|b| {
+        b.stream::<String, String>("in")
+            .select_key(|_, v| v.clone())
+            .group_by_key_with(Grouped::with_name("by-word"))
+            .count();
+    });
+    assert_eq!(topics, vec!["by-word-repartition".to_string()]);
+}
+
+#[test]
+fn two_sources_joined_by_a_shared_store_form_one_subtopology_and_disjoint_ones_do_not() {
+    let (subtopologies, _) = shape(|b| {
+        b.stream::<String, String>("a").to("x");
+        b.stream::<String, String>("b").to("y");
+    });
+    assert_eq!(subtopologies, 2);
+}
