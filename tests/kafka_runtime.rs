@@ -73,3 +73,212 @@ fn order_totals_end_to_end_on_kafka_match_a_plain_loop() -> anyhow::Result<()> {
     assert_eq!(app.metrics().processed_records, 2_000);
     Ok(())
 }
+
+fn decode_i64(topic: &str, bytes: Option<&[u8]>) -> i64 {
+    from_bytes(&*i64::default_serde(), topic, bytes).unwrap().expect("not null")
+}
+
+fn decode_string(topic: &str, bytes: Option<&[u8]>) -> String {
+    from_bytes(&*String::default_serde(), topic, bytes).unwrap().expect("not null")
+}
+
+/// select_key then group_by_key: records go through `<app>-…-repartition` and are counted per word.
+#[test]
+fn repartition_then_count_end_to_end() -> anyhow::Result<()> {
+    let lines = kafka::unique("lines");
+    let counts = kafka::unique("word-counts");
+    kafka::create_topics(&[(&lines, 3), (&counts, 3)]);
+    let words = ["apple", "banana", "cherry", "date", "elder"];
+    let mut expected: BTreeMap<String, i64> = BTreeMap::new();
+    let mut input = Vec::new();
+    for i in 0..600usize {
+        let word = words[(i * 31) % words.len()];
+        *expected.entry(word.to_string()).or_insert(0) += 1;
+        // Keys are spread on purpose: the count must regroup by word.
+        input.push((Some(format!("line-{i}").into_bytes()), Some(word.as_bytes().to_vec())));
+    }
+    kafka::produce(&lines, input);
+
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, String>(&lines)
+        .select_key(|_, word| word.clone())
+        .group_by_key()
+        .count()
+        .to_stream()
+        .to(&counts);
+    let app_id = kafka::unique("word-count");
+    let mut app = KafkaStreams::new(builder.build()?, kafka::config(&app_id))?;
+    app.start()?;
+    let repartition = format!("{app_id}-KSTREAM-AGGREGATE-STATE-STORE-0000000002-repartition");
+    let partitions = kafka::admin().partition_counts(&[repartition.clone()])?;
+    assert_eq!(partitions[&repartition], Some(3), "repartition topic created with the source's partition count");
+
+    let records = kafka::consume_until(&counts, Duration::from_secs(60), |r| r.len() >= 600);
+    app.close()?;
+    let mut last: BTreeMap<String, i64> = BTreeMap::new();
+    for r in &records {
+        last.insert(decode_string(&counts, r.key.as_deref()), decode_i64(&counts, r.value.as_deref()));
+    }
+    assert_eq!(records.len(), 600);
+    assert_eq!(last, expected);
+    Ok(())
+}
+
+fn poison_input(topic: &str) {
+    let good = |id: u64| {
+        let order = Order { order_id: id, customer_id: 1, total_value: 1.0 };
+        to_bytes(&*Order::default_serde(), topic, &order).unwrap()
+    };
+    let key = to_bytes(&*i64::default_serde(), topic, &1).unwrap();
+    kafka::produce(
+        topic,
+        vec![(key.clone(), good(1)), (key.clone(), Some(b"{ not json".to_vec())), (key.clone(), good(3))],
+    );
+}
+
+fn values_pipeline(input: &str, output: &str) -> anyhow::Result<Topology> {
+    let builder = StreamsBuilder::new();
+    builder.stream::<i64, Order>(input).map_values(|o| o.order_id as i64).to(output);
+    Ok(builder.build()?)
+}
+
+#[test]
+fn poison_pill_under_log_and_fail_stops_with_an_error_naming_the_record() -> anyhow::Result<()> {
+    let (input, output) = (kafka::unique("pp-fail-in"), kafka::unique("pp-fail-out"));
+    kafka::create_topics(&[(&input, 1), (&output, 1)]);
+    poison_input(&input);
+    let mut app = KafkaStreams::new(values_pipeline(&input, &output)?, kafka::config(&kafka::unique("pp-fail")))?;
+    app.start()?;
+    assert!(app.wait_for_state(State::Error, Duration::from_secs(60)), "state {:?}", app.state());
+    let error = app.take_error().expect("the error is kept");
+    assert_eq!(error.to_string(), format!("cannot deserialize the value of the record at {input}-0 offset 1"));
+    app.close()?;
+    // The record before the poison pill was processed and committed; nothing after it.
+    let out = kafka::consume_until(&output, Duration::from_secs(5), |r| r.len() >= 2);
+    assert_eq!(out.len(), 1);
+    Ok(())
+}
+
+#[test]
+fn poison_pill_under_log_and_continue_is_skipped_and_counted() -> anyhow::Result<()> {
+    let (input, output) = (kafka::unique("pp-cont-in"), kafka::unique("pp-cont-out"));
+    kafka::create_topics(&[(&input, 1), (&output, 1)]);
+    poison_input(&input);
+    let mut config = kafka::config(&kafka::unique("pp-cont"));
+    config.deserialization_handler = std::sync::Arc::new(kstreams::handler::LogAndContinue);
+    let mut app = KafkaStreams::new(values_pipeline(&input, &output)?, config)?;
+    app.start()?;
+    let out = kafka::consume_until(&output, Duration::from_secs(60), |r| r.len() >= 2);
+    app.close()?;
+    let ids: Vec<i64> = out.iter().map(|r| decode_i64(&output, r.value.as_deref())).collect();
+    assert_eq!(ids, vec![1, 3]);
+    assert_eq!(app.metrics().skipped_records, 1);
+    assert_eq!(app.state(), State::NotRunning);
+    Ok(())
+}
+
+#[test]
+fn poison_pill_under_dead_letter_queue_lands_in_the_dlq_topic() -> anyhow::Result<()> {
+    let (input, output, dlq) = (kafka::unique("pp-dlq-in"), kafka::unique("pp-dlq-out"), kafka::unique("pp-dlq"));
+    kafka::create_topics(&[(&input, 1), (&output, 1), (&dlq, 1)]);
+    poison_input(&input);
+    let mut config = kafka::config(&kafka::unique("pp-dlq-app"));
+    config.deserialization_handler = std::sync::Arc::new(kstreams::handler::DeadLetterQueue::new(dlq.clone()));
+    let mut app = KafkaStreams::new(values_pipeline(&input, &output)?, config)?;
+    app.start()?;
+    let dead = kafka::consume_until(&dlq, Duration::from_secs(60), |r| !r.is_empty());
+    let out = kafka::consume_until(&output, Duration::from_secs(30), |r| r.len() >= 2);
+    app.close()?;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].value.as_deref(), Some(&b"{ not json"[..]));
+    let header = |name| dead[0].headers.last(name).flatten().map(|v| String::from_utf8_lossy(v).to_string());
+    assert_eq!(header("__streams.errors.topic"), Some(input.clone()));
+    assert_eq!(header("__streams.errors.offset").as_deref(), Some("1"));
+    assert_eq!(out.len(), 2);
+    Ok(())
+}
+
+#[test]
+fn an_unreachable_broker_is_a_clear_error_at_start() -> anyhow::Result<()> {
+    let builder = StreamsBuilder::new();
+    builder.stream::<String, String>("anything").to("elsewhere");
+    let mut config = kstreams::config::StreamsConfig::new(kafka::unique("nobody-home"), "127.0.0.1:9");
+    config.default_api_timeout = Duration::from_secs(3);
+    let mut app = KafkaStreams::new(builder.build()?, config)?;
+    let started = std::time::Instant::now();
+    let error = app.start().expect_err("nothing listens on port 9");
+    let text = kstreams::handler::error_chain(&error);
+    assert!(text.contains("127.0.0.1:9"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(30), "gave up after {:?}", started.elapsed());
+    assert_eq!(app.state(), State::Created);
+    Ok(())
+}
+
+#[test]
+fn a_missing_source_topic_is_an_error_naming_it() -> anyhow::Result<()> {
+    let missing = kafka::unique("does-not-exist");
+    let builder = StreamsBuilder::new();
+    builder.stream::<String, String>(&missing).to("elsewhere");
+    let mut app = KafkaStreams::new(builder.build()?, kafka::config(&kafka::unique("missing")))?;
+    let error = app.start().expect_err("the topic is missing");
+    assert_eq!(error.to_string(), format!("source topics do not exist: {missing}"));
+    Ok(())
+}
+
+#[test]
+fn source_topics_of_one_subtopology_must_be_co_partitioned() -> anyhow::Result<()> {
+    let (a, b) = (kafka::unique("copart-a"), kafka::unique("copart-b"));
+    kafka::create_topics(&[(&a, 2), (&b, 3)]);
+    let builder = StreamsBuilder::new();
+    let left = builder.stream::<String, String>(&a);
+    left.merge(&builder.stream::<String, String>(&b)).to("elsewhere");
+    let mut app = KafkaStreams::new(builder.build()?, kafka::config(&kafka::unique("copart")))?;
+    let error = app.start().expect_err("2 and 3 partitions");
+    assert_eq!(
+        error.to_string(),
+        format!("the source topics of sub-topology 0 must have the same number of partitions, but have: {a} (2 partitions), {b} (3 partitions)")
+    );
+    Ok(())
+}
+
+/// Two instances in one group: the second joins mid-stream, the first leaves; every input record comes
+/// out exactly once (clean rebalances commit before partitions move).
+#[test]
+fn two_instances_share_the_work_through_a_join_and_a_leave() -> anyhow::Result<()> {
+    let (input, output) = (kafka::unique("scale-in"), kafka::unique("scale-out"));
+    kafka::create_topics(&[(&input, 4), (&output, 4)]);
+    let app_id = kafka::unique("scale");
+    let topology = || -> anyhow::Result<Topology> {
+        let builder = StreamsBuilder::new();
+        builder.stream::<String, String>(&input).map_values(|v| format!("seen:{v}")).to(&output);
+        Ok(builder.build()?)
+    };
+    let batch = |from: usize, to: usize| -> Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> {
+        (from..to).map(|i| (Some(format!("k{}", i % 37).into_bytes()), Some(i.to_string().into_bytes()))).collect()
+    };
+    let mut first = KafkaStreams::new(topology()?, kafka::config(&app_id))?;
+    first.start()?;
+    kafka::produce(&input, batch(0, 1000));
+    kafka::consume_until(&output, Duration::from_secs(60), |r| r.len() >= 1000);
+
+    let mut second = KafkaStreams::new(topology()?, kafka::config(&app_id))?;
+    second.start()?;
+    assert!(second.wait_for_state(State::Running, Duration::from_secs(60)));
+    kafka::produce(&input, batch(1000, 2000));
+    kafka::consume_until(&output, Duration::from_secs(60), |r| r.len() >= 2000);
+
+    first.close()?; // leaves: the second takes every partition
+    kafka::produce(&input, batch(2000, 3000));
+    let records = kafka::consume_until(&output, Duration::from_secs(60), |r| r.len() >= 3000);
+    second.close()?;
+
+    let mut seen: Vec<usize> = records
+        .iter()
+        .map(|r| decode_string(&output, r.value.as_deref()).trim_start_matches("seen:").parse().unwrap())
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..3000).collect::<Vec<_>>(), "every record exactly once");
+    assert!(second.metrics().processed_records > 1000, "the second instance did real work");
+    Ok(())
+}
