@@ -82,7 +82,7 @@ impl ClientSupplier for RdKafkaSupplier {
         c.set("enable.auto.commit", "false").set("group.id", &config.application_id);
         let consumer: BaseConsumer<RuntimeContext> =
             c.create_with_context(RuntimeContext { listener }).map_err(|e| client_error("create consumer", e))?;
-        Ok(Box::new(RdKafkaConsumer { consumer }))
+        Ok(Box::new(RdKafkaConsumer { consumer, topics: Vec::new() }))
     }
 
     fn producer(&self, config: &StreamsConfig, client_id: &str) -> Result<Box<dyn StreamsProducer>, ClientError> {
@@ -162,15 +162,28 @@ impl OffsetCommitter for CallbackCommitter<'_> {
 
 struct RdKafkaConsumer {
     consumer: BaseConsumer<RuntimeContext>,
+    /// Topic names as shared strings, so a record does not allocate its topic's name.
+    topics: Vec<Arc<str>>,
 }
 
-fn raw_record(message: &rdkafka::message::BorrowedMessage<'_>) -> RawRecord {
+fn topic_of(topics: &mut Vec<Arc<str>>, name: &str) -> Arc<str> {
+    match topics.iter().find(|t| &***t == name) {
+        Some(topic) => topic.clone(),
+        None => {
+            let topic: Arc<str> = name.into();
+            topics.push(topic.clone());
+            topic
+        }
+    }
+}
+
+fn raw_record(topic: Arc<str>, message: &rdkafka::message::BorrowedMessage<'_>) -> RawRecord {
     let headers = message
         .headers()
         .map(|hs| hs.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
         .unwrap_or_default();
     RawRecord {
-        topic: message.topic().into(),
+        topic,
         partition: message.partition(),
         offset: message.offset(),
         timestamp: message.timestamp().to_millis().unwrap_or(-1),
@@ -191,7 +204,10 @@ impl StreamsConsumer for RdKafkaConsumer {
         while out.len() < max {
             match self.consumer.poll(wait) {
                 None => break,
-                Some(Ok(message)) => out.push(raw_record(&message)),
+                Some(Ok(message)) => {
+                    let topic = topic_of(&mut self.topics, message.topic());
+                    out.push(raw_record(topic, &message));
+                }
                 Some(Err(KafkaError::PartitionEOF(_))) => {}
                 Some(Err(e)) => {
                     let error = client_error("poll", e);
@@ -249,12 +265,17 @@ struct RdKafkaProducer {
 
 impl StreamsProducer for RdKafkaProducer {
     fn send(&mut self, record: &ProducedRecord) -> Result<(), ClientError> {
-        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-        for (key, value) in record.headers.iter() {
-            headers = headers.insert(Header { key, value });
-        }
+        // Most records have no headers: skip librdkafka's header list (an allocation) for them.
+        let headers = (!record.headers.is_empty()).then(|| {
+            record.headers.iter().fold(OwnedHeaders::new_with_capacity(record.headers.len()), |hs, (key, value)| {
+                hs.insert(Header { key, value })
+            })
+        });
         loop {
-            let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&record.topic).headers(headers.clone());
+            let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&record.topic);
+            if let Some(headers) = &headers {
+                r = r.headers(headers.clone());
+            }
             if let Some(key) = &record.key {
                 r = r.key(key.as_slice());
             }

@@ -112,13 +112,40 @@ impl ThreadInner {
     /// Runs a polled batch through the tasks. Within a task, records of its partitions are taken by the
     /// smallest timestamp first; each partition's own order is kept.
     fn process(&mut self, batch: &mut Vec<RawRecord>) -> Result<(), StreamsError> {
-        let mut per_task: BTreeMap<TaskId, BTreeMap<TopicPartition, VecDeque<RawRecord>>> = BTreeMap::new();
+        // Records of one partition arrive in runs, so finding a record's queue is almost always a pointer
+        // comparison with the previous one.
+        let mut per_task: Vec<(TaskId, Vec<PartitionQueue>)> = Vec::new();
+        let mut last: Option<(usize, usize)> = None;
         for record in batch.drain(..) {
+            let same =
+                |q: &PartitionQueue| Arc::ptr_eq(&q.tp.topic, &record.topic) && q.tp.partition == record.partition;
+            if let Some((t, q)) = last {
+                if same(&per_task[t].1[q]) {
+                    per_task[t].1[q].records.push_back(record);
+                    continue;
+                }
+            }
             let Some(id) = self.task_id(&record.topic, record.partition) else {
                 return Err(StreamsError::Internal(format!("a record from unexpected topic `{}`", record.topic)));
             };
-            let tp = TopicPartition { topic: record.topic.clone(), partition: record.partition };
-            per_task.entry(id).or_default().entry(tp).or_default().push_back(record);
+            let t = match per_task.iter().position(|(i, _)| *i == id) {
+                Some(t) => t,
+                None => {
+                    per_task.push((id, Vec::new()));
+                    per_task.len() - 1
+                }
+            };
+            let queues = &mut per_task[t].1;
+            let q = match queues.iter().position(|q| q.tp.topic == record.topic && q.tp.partition == record.partition) {
+                Some(q) => q,
+                None => {
+                    let tp = TopicPartition { topic: record.topic.clone(), partition: record.partition };
+                    queues.push(PartitionQueue { tp, records: VecDeque::new(), next_offset: None });
+                    queues.len() - 1
+                }
+            };
+            queues[q].records.push_back(record);
+            last = Some((t, q));
         }
         for (id, mut queues) in per_task {
             let Some(mut task) = self.tasks.remove(&id) else {
@@ -133,22 +160,34 @@ impl ThreadInner {
         Ok(())
     }
 
-    fn run_task(
-        &mut self,
-        task: &mut Task,
-        queues: &mut BTreeMap<TopicPartition, VecDeque<RawRecord>>,
-    ) -> Result<(), StreamsError> {
+    fn run_task(&mut self, task: &mut Task, queues: &mut [PartitionQueue]) -> Result<(), StreamsError> {
+        let result = self.run_queues(task, queues);
+        // Offsets of what was processed, once per partition and batch rather than once per record.
+        for q in queues.iter() {
+            if let Some(offset) = q.next_offset {
+                self.offsets.insert(q.tp.clone(), offset);
+            }
+        }
+        result
+    }
+
+    fn run_queues(&mut self, task: &mut Task, queues: &mut [PartitionQueue]) -> Result<(), StreamsError> {
         loop {
-            let next = queues
-                .iter()
-                .filter_map(|(tp, q)| q.front().map(|r| (r.timestamp, tp)))
-                .min_by_key(|(ts, _)| *ts)
-                .map(|(_, tp)| tp.clone());
-            let Some(tp) = next else { return Ok(()) };
-            let record = queues.get_mut(&tp).and_then(VecDeque::pop_front).expect("the queue had a head");
+            let next = if queues.len() == 1 {
+                Some(0).filter(|_| !queues[0].records.is_empty())
+            } else {
+                queues
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, q)| q.records.front().map(|r| (r.timestamp, i)))
+                    .min_by_key(|(ts, _)| *ts)
+                    .map(|(_, i)| i)
+            };
+            let Some(i) = next else { return Ok(()) };
+            let record = queues[i].records.pop_front().expect("the queue had a head");
             let next_offset = record.offset + 1;
             task.process(record)?;
-            self.offsets.insert(tp, next_offset);
+            queues[i].next_offset = Some(next_offset);
             self.send_outputs_of(task)?;
         }
     }
@@ -163,6 +202,13 @@ impl ThreadInner {
         }
         Ok(())
     }
+}
+
+/// One partition's records of a batch, and how far processing got.
+struct PartitionQueue {
+    tp: TopicPartition,
+    records: VecDeque<RawRecord>,
+    next_offset: Option<i64>,
 }
 
 /// Hears rebalances for one thread.

@@ -1,0 +1,309 @@
+//! End-to-end throughput against a local Kafka: `./scripts/bench.sh [--records N] [--value-size B]`.
+//!
+//! Loads N records (keys from a space of 10,000 as 8-byte big-endian longs, random values of B bytes, so
+//! compression flatters nobody) into an 8-partition topic once, then runs each workload in its own child
+//! process, timed from the moment it has its partitions until it has seen (or produced) every record:
+//!
+//! - `consume`: raw rdkafka `BaseConsumer` reading everything (the I/O ceiling);
+//! - `consumeproduce`: raw rdkafka consume, and produce each record to a sink topic (the ceiling with output);
+//! - `stateless`: kstreams `stream → filter → map_values → to`;
+//! - `count`: kstreams `group_by_key().count().to_stream().to()` (in-memory store until RocksDB lands).
+//!
+//! Prints records/s, MB/s, CPU seconds per million records and peak RSS per workload, and the ratio of
+//! each to the consume+produce ceiling. A command that prints figures, not a test.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use kstreams::config::StreamsConfig;
+use kstreams::prelude::*;
+use kstreams::runtime::{KafkaStreams, State};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+const PARTITIONS: i32 = 8;
+const KEYS: u64 = 10_000;
+
+struct Args {
+    records: u64,
+    rounds: usize,
+    value_size: usize,
+    workloads: Vec<String>,
+    child: Option<(String, String, String, u64)>,
+}
+
+fn args() -> anyhow::Result<Args> {
+    let mut out = Args {
+        records: 1_000_000,
+        rounds: 3,
+        value_size: 100,
+        workloads: ["consume", "consumeproduce", "stateless", "count"].map(String::from).to_vec(),
+        child: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--records" => out.records = it.next().context("--records N")?.parse()?,
+            "--rounds" => out.rounds = it.next().context("--rounds R")?.parse()?,
+            "--value-size" => out.value_size = it.next().context("--value-size B")?.parse()?,
+            "--workloads" => {
+                out.workloads = it.next().context("--workloads a,b")?.split(',').map(String::from).collect()
+            }
+            "--child" => {
+                let w = it.next().context("workload")?;
+                let input = it.next().context("input")?;
+                let output = it.next().context("output")?;
+                let expected = it.next().context("expected")?.parse()?;
+                out.child = Some((w, input, output, expected));
+            }
+            "--bench" => {} // cargo bench passes this
+            other => bail!("unknown argument `{other}`"),
+        }
+    }
+    Ok(out)
+}
+
+fn bootstrap() -> String {
+    std::env::var("KSTREAMS_BOOTSTRAP").expect("KSTREAMS_BOOTSTRAP is not set: run ./scripts/bench.sh")
+}
+
+fn client() -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap());
+    c
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{prefix}-{}", nanos % 10_000_000_000)
+}
+
+fn create_topic(name: &str) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = client().create()?;
+    let topic = NewTopic::new(name, PARTITIONS, TopicReplication::Fixed(1));
+    for r in futures::executor::block_on(admin.create_topics([&topic], &AdminOptions::new()))? {
+        r.map_err(|(t, e)| anyhow::anyhow!("create {t}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Loads the data; returns how many records pass the stateless filter (value's first byte not 0).
+fn load(topic: &str, records: u64, value_size: usize) -> anyhow::Result<u64> {
+    let producer: ThreadedProducer<DefaultProducerContext> = client()
+        .set("linger.ms", "50")
+        .set("batch.size", "131072")
+        .set("partitioner", "murmur2_random")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()?;
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut value = vec![0u8; value_size];
+    let mut passing = 0;
+    for _ in 0..records {
+        let key = (next() % KEYS).to_be_bytes();
+        for chunk in value.chunks_mut(8) {
+            let r = next().to_le_bytes();
+            chunk.copy_from_slice(&r[..chunk.len()]);
+        }
+        if value[0] != 0 {
+            passing += 1;
+        }
+        loop {
+            match producer.send(BaseRecord::to(topic).key(&key[..]).payload(&value[..])) {
+                Ok(()) => break,
+                Err((e, _)) if e.to_string().contains("Queue full") => std::thread::sleep(Duration::from_millis(5)),
+                Err((e, _)) => bail!("load: {e}"),
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(120))?;
+    Ok(passing)
+}
+
+/// CPU seconds (user + system) of this process so far.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks: f64 = fields.get(11).and_then(|u| u.parse().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|s| s.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0 // USER_HZ
+}
+
+/// Peak resident set size in MiB.
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn output_count(watcher: &BaseConsumer, topic: &str) -> u64 {
+    (0..PARTITIONS)
+        .map(|p| watcher.fetch_watermarks(topic, p, Duration::from_secs(10)).map_or(0, |(_, high)| high.max(0) as u64))
+        .sum()
+}
+
+/// Runs one workload in this process; returns (seconds, bytes seen).
+fn run_child(workload: &str, input: &str, output: &str, expected: u64) -> anyhow::Result<(f64, u64)> {
+    match workload {
+        "consume" | "consumeproduce" => {
+            let consumer: BaseConsumer = client()
+                .set("group.id", unique("bench-raw"))
+                .set("auto.offset.reset", "earliest")
+                .set("enable.auto.commit", "false")
+                .create()?;
+            consumer.subscribe(&[input])?;
+            let producer: Option<ThreadedProducer<DefaultProducerContext>> = if workload == "consumeproduce" {
+                Some(client().set("linger.ms", "100").set("partitioner", "murmur2_random").create()?)
+            } else {
+                None
+            };
+            let (mut seen, mut bytes, mut started) = (0u64, 0u64, None);
+            while seen < expected {
+                let Some(message) = consumer.poll(Duration::from_millis(100)) else { continue };
+                let message = message?;
+                started.get_or_insert_with(Instant::now);
+                seen += 1;
+                bytes += (message.key().map_or(0, <[u8]>::len) + message.payload().map_or(0, <[u8]>::len)) as u64;
+                if let Some(p) = &producer {
+                    let mut record = BaseRecord::to(output).payload(message.payload().unwrap_or_default());
+                    if let Some(k) = message.key() {
+                        record = record.key(k);
+                    }
+                    while let Err((e, r)) = p.send(record) {
+                        if !e.to_string().contains("Queue full") {
+                            bail!("produce: {e}");
+                        }
+                        std::thread::sleep(Duration::from_millis(1));
+                        record = r;
+                    }
+                }
+            }
+            if let Some(p) = &producer {
+                p.flush(Duration::from_secs(60))?;
+            }
+            Ok((started.map_or(0.0, |s| s.elapsed().as_secs_f64()), bytes))
+        }
+        "stateless" | "count" => {
+            let builder = StreamsBuilder::new();
+            let source = builder.stream::<i64, Vec<u8>>(input);
+            if workload == "stateless" {
+                source
+                    .filter(|_, v| v.first() != Some(&0))
+                    .map_values(|mut v| {
+                        v.truncate(v.len() - 1);
+                        v
+                    })
+                    .to(output);
+            } else {
+                source.group_by_key().count().to_stream().to(output);
+            }
+            let mut config = StreamsConfig::new(unique("bench-app"), bootstrap());
+            config.commit_interval = Duration::from_secs(30); // SimpleBenchmark's setting
+            config.state_dir = std::env::temp_dir().join(unique("bench-state"));
+            let mut app = KafkaStreams::new(builder.build()?, config)?;
+            app.start()?;
+            if !app.wait_for_state(State::Running, Duration::from_secs(60)) {
+                bail!("the app never reached RUNNING: {:?} {:?}", app.state(), app.take_error());
+            }
+            let started = Instant::now();
+            let watcher: BaseConsumer = client().create()?;
+            while output_count(&watcher, output) < expected {
+                if app.state() == State::Error {
+                    bail!("app failed: {:?}", app.take_error());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let seconds = started.elapsed().as_secs_f64();
+            app.close()?;
+            Ok((seconds, 0))
+        }
+        other => bail!("unknown workload `{other}`"),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = args()?;
+    if let Some((workload, input, output, expected)) = &args.child {
+        let cpu0 = cpu_seconds();
+        let (seconds, _) = run_child(workload, input, output, *expected)?;
+        println!("RESULT {seconds:.3} {:.3} {:.1}", cpu_seconds() - cpu0, peak_rss_mib());
+        return Ok(());
+    }
+
+    let input = unique("bench-input");
+    create_topic(&input)?;
+    let load_start = Instant::now();
+    let passing = load(&input, args.records, args.value_size)?;
+    let load_secs = load_start.elapsed().as_secs_f64();
+    let record_bytes = (8 + args.value_size) as f64;
+    println!(
+        "machine: {} cores; broker: Apache Kafka (scripts/kafka.sh) at {}; {} records of {} B ({} key + value) over {PARTITIONS} partitions, {KEYS} keys; loaded in {load_secs:.1} s",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        bootstrap(),
+        args.records,
+        8 + args.value_size,
+        8
+    );
+    // Every workload runs once per round, rounds interleaved, and the median round is reported: the
+    // broker shares this machine's cores, so single runs swing.
+    let mut rounds: BTreeMap<String, Vec<(f64, f64, f64)>> = BTreeMap::new();
+    for round in 0..args.rounds {
+        for workload in &args.workloads {
+            let output = unique(&format!("bench-out-{workload}"));
+            create_topic(&output)?;
+            let expected = match workload.as_str() {
+                "stateless" => passing,
+                _ => args.records,
+            };
+            let exe = std::env::current_exe()?;
+            let out = Command::new(exe)
+                .args(["--child", workload, &input, &output, &expected.to_string()])
+                .output()
+                .context("run workload")?;
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let Some(line) = stdout.lines().find(|l| l.starts_with("RESULT ")) else {
+                bail!("workload {workload} failed:\n{}\n{}", stdout, String::from_utf8_lossy(&out.stderr));
+            };
+            let f: Vec<f64> = line[7..].split_whitespace().map(|x| x.parse().unwrap_or(0.0)).collect();
+            eprintln!("round {} {workload}: {:.0} records/s", round + 1, args.records as f64 / f[0]);
+            rounds.entry(workload.clone()).or_default().push((f[0], f[1], f[2]));
+        }
+    }
+    let results: BTreeMap<String, (f64, f64, f64)> = rounds
+        .into_iter()
+        .map(|(w, mut runs)| {
+            runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+            (w, runs[runs.len() / 2])
+        })
+        .collect();
+    let ceiling = results.get("consumeproduce").map(|r| args.records as f64 / r.0);
+    println!("\nmedian of {} rounds:", args.rounds);
+    println!("\n| workload | records/s | MB/s | CPU s per 1M records | peak RSS MiB | vs consume+produce |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    for workload in &args.workloads {
+        let (secs, cpu, rss) = results[workload];
+        let rate = args.records as f64 / secs;
+        let ratio = ceiling.map_or("-".to_string(), |c| format!("{:.0}%", 100.0 * rate / c));
+        println!(
+            "| {workload} | {rate:.0} | {:.1} | {:.2} | {rss:.0} | {ratio} |",
+            rate * record_bytes / 1e6,
+            cpu / (args.records as f64 / 1e6)
+        );
+    }
+    Ok(())
+}
