@@ -378,9 +378,10 @@ fn operators_can_be_named() -> Result {
         "Source: orders-source (topics: [in])",
         "Processor: drop-empty (stores: [])",
         "Processor: rekey (stores: [])",
-        "Processor: by-value-repartition-filter (stores: [])",
-        "Sink: by-value-repartition-sink (topic: by-value-repartition)",
-        "Source: by-value-repartition-source (topics: [by-value-repartition])",
+        // As in Kafka Streams: a named grouping names the topic; its nodes keep generated names.
+        "Processor: KSTREAM-FILTER-0000000001 (stores: [])",
+        "Sink: KSTREAM-SINK-0000000000 (topic: by-value-repartition)",
+        "Source: KSTREAM-SOURCE-0000000002 (topics: [by-value-repartition])",
         "Processor: count-them (stores: [value-counts])",
         "Sink: write-out (topic: out)",
     ] {

@@ -118,3 +118,34 @@ fn two_sources_joined_by_a_shared_store_form_one_subtopology_and_disjoint_ones_d
     });
     assert_eq!(subtopologies, 2);
 }
+
+/// The exact text Kafka Streams 4.x prints for `stream("input").selectKey(..).groupByKey().count()`:
+/// store name before processor name, then the repartition's sink, filter and source, from one counter.
+#[test]
+fn describe_matches_kafka_streams_text_for_a_repartitioned_count() {
+    let builder = StreamsBuilder::new();
+    builder.stream::<String, String>("input").select_key(|_, v| v.clone()).group_by_key().count();
+    let expected = "\
+Topologies:
+   Sub-topology: 0
+    Source: KSTREAM-SOURCE-0000000000 (topics: [input])
+      --> KSTREAM-KEY-SELECT-0000000001
+    Processor: KSTREAM-KEY-SELECT-0000000001 (stores: [])
+      --> KSTREAM-FILTER-0000000005
+      <-- KSTREAM-SOURCE-0000000000
+    Processor: KSTREAM-FILTER-0000000005 (stores: [])
+      --> KSTREAM-SINK-0000000004
+      <-- KSTREAM-KEY-SELECT-0000000001
+    Sink: KSTREAM-SINK-0000000004 (topic: KSTREAM-AGGREGATE-STATE-STORE-0000000002-repartition)
+      <-- KSTREAM-FILTER-0000000005
+
+  Sub-topology: 1
+    Source: KSTREAM-SOURCE-0000000006 (topics: [KSTREAM-AGGREGATE-STATE-STORE-0000000002-repartition])
+      --> KSTREAM-AGGREGATE-0000000003
+    Processor: KSTREAM-AGGREGATE-0000000003 (stores: [KSTREAM-AGGREGATE-STATE-STORE-0000000002])
+      --> none
+      <-- KSTREAM-SOURCE-0000000006
+
+";
+    assert_eq!(builder.build().unwrap().describe().to_string(), expected);
+}

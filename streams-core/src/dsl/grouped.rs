@@ -158,10 +158,8 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         };
         let mut parent = self.stream.node.clone();
         if self.repartition_required {
-            let names = match &self.grouped.name {
-                Some(given) => RepartitionNames::named(given),
-                None => RepartitionNames::generated(&mut b, &store),
-            };
+            let base = self.grouped.name.clone().unwrap_or_else(|| store.clone());
+            let names = RepartitionNames::generated(&mut b, &base);
             parent = add_repartition(&mut b, &parent, names, key_serde.clone(), value_serde.clone(), None, None);
         }
         let value_serde_for_nulls = Some(value_serde.clone());
@@ -380,10 +378,8 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
             b.topology.deferred.push(TopologyError::MissingSerde { node: name.clone(), part: "key or value" });
             return KTable::new(builder.clone(), name, None, None, Some(store));
         };
-        let names = match &self.grouped.name {
-            Some(given) => RepartitionNames::named(given),
-            None => RepartitionNames::generated(&mut b, &store),
-        };
+        let base = self.grouped.name.clone().unwrap_or_else(|| store.clone());
+        let names = RepartitionNames::generated(&mut b, &base);
         let change_serde: Arc<dyn Serde<Change<V>>> = Arc::new(ChangeSerde(value_serde));
         let parent = add_repartition(&mut b, &self.node, names, key_serde.clone(), change_serde, None, None);
         let (store_for_processor, key_for_processor) = (store.clone(), key_serde.clone());

@@ -256,13 +256,8 @@ impl<K: Data, V: Data> KStream<K, V> {
     /// [`repartition`](Self::repartition) with a topic name, serdes, partition count or partitioner.
     pub fn repartition_with(&self, repartitioned: Repartitioned<K, V>) -> KStream<K, V> {
         let mut b = self.builder.borrow_mut();
-        let names = match repartitioned.name {
-            Some(name) => RepartitionNames::named(&name),
-            None => {
-                let base = b.new_name("KSTREAM-REPARTITION-");
-                RepartitionNames::generated_for_repartition(&mut b, &base)
-            }
-        };
+        let base = repartitioned.name.unwrap_or_else(|| b.new_name("KSTREAM-REPARTITION-"));
+        let names = RepartitionNames::generated(&mut b, &base);
         let key_serde = pick(repartitioned.key_serde, &self.key_serde);
         let value_serde = pick(repartitioned.value_serde, &self.value_serde);
         let (Some(k), Some(v)) = (key_serde, value_serde) else {

@@ -21,29 +21,15 @@ pub(crate) struct RepartitionNames {
 }
 
 impl RepartitionNames {
-    /// A user-named repartition (`Grouped::with_name`, `Repartitioned::with_name`): `<name>-repartition`
-    /// and nodes `<name>-repartition-filter`, `-sink`, `-source`.
-    pub(crate) fn named(name: &str) -> Self {
-        RepartitionNames {
-            topic: format!("{name}-repartition"),
-            filter: format!("{name}-repartition-filter"),
-            sink: format!("{name}-repartition-sink"),
-            source: format!("{name}-repartition-source"),
-        }
-    }
-
-    /// A generated repartition for a grouping: topic `<base>-repartition` (the store's name), nodes from
-    /// the builder's counter in Kafka Streams' order.
+    /// The nodes of a repartition take the builder's counter in Kafka Streams' order (sink, filter,
+    /// source), even when the grouping is named; the topic is `<base>-repartition`, where `base` is the
+    /// user's name (`Grouped::with_name`, `Repartitioned::with_name`), else the store's name for a
+    /// grouping, or `KSTREAM-REPARTITION-…` for `repartition()`.
     pub(crate) fn generated(b: &mut BuilderState, base: &str) -> Self {
         let sink = b.new_name("KSTREAM-SINK-");
         let filter = b.new_name("KSTREAM-FILTER-");
         let source = b.new_name("KSTREAM-SOURCE-");
         RepartitionNames { topic: format!("{base}-repartition"), filter, sink, source }
-    }
-
-    /// A generated repartition for `KStream::repartition`: topic `KSTREAM-REPARTITION-…-repartition`.
-    pub(crate) fn generated_for_repartition(b: &mut BuilderState, base: &str) -> Self {
-        Self::generated(b, base)
     }
 }
 

@@ -28,7 +28,7 @@ pub struct NodeDescription {
     pub name: String,
     /// What kind of node it is, with its topics or stores.
     pub kind: NodeKindDescription,
-    /// Children, in the order records are forwarded to them.
+    /// Children (sorted as Kafka Streams prints them, not in forwarding order).
     pub successors: Vec<String>,
     /// Parents.
     pub predecessors: Vec<String>,
@@ -71,6 +71,17 @@ pub(super) fn describe(topology: &Topology) -> TopologyDescription {
             .map(|n| size(topology, &n.name, depth + 1))
             .sum::<usize>()
     }
+    // Kafka Streams sorts nodes, and each node's successor and predecessor lists, by the size of the
+    // sub-graph below the node (largest first), then by name.
+    let sizes: std::collections::HashMap<&str, usize> =
+        nodes.iter().map(|n| (n.name.as_str(), size(topology, &n.name, 0))).collect();
+    let sorted = |mut list: Vec<String>| {
+        list.sort_by(|a, b| {
+            let (sa, sb) = (sizes.get(a.as_str()).copied().unwrap_or(0), sizes.get(b.as_str()).copied().unwrap_or(0));
+            sb.cmp(&sa).then_with(|| a.cmp(b))
+        });
+        list
+    };
     let subtopologies = plan::groups(topology)
         .into_iter()
         .enumerate()
@@ -91,10 +102,10 @@ pub(super) fn describe(topology: &Topology) -> TopologyDescription {
                     let node = NodeDescription {
                         name: def.name.clone(),
                         kind,
-                        successors: successors(&def.name),
-                        predecessors: def.parents.clone(),
+                        successors: sorted(successors(&def.name)),
+                        predecessors: sorted(def.parents.clone()),
                     };
-                    (size(topology, &def.name, 0), node)
+                    (sizes[def.name.as_str()], node)
                 })
                 .collect();
             described.sort_by(|(sa, a), (sb, b)| sb.cmp(sa).then_with(|| a.name.cmp(&b.name)));
@@ -154,11 +165,13 @@ impl fmt::Display for SubtopologyDescription {
     }
 }
 
+/// Byte for byte Kafka Streams' `TopologyDescription.toString()`: `"Topologies:\n "`, then two spaces
+/// before each sub-topology (so the first header is indented by three, the others by two).
 impl fmt::Display for TopologyDescription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "Topologies:")?;
+        write!(f, "Topologies:\n ")?;
         for sub in &self.subtopologies {
-            write!(f, "   {sub}")?;
+            write!(f, "  {sub}")?;
         }
         Ok(())
     }
