@@ -111,7 +111,7 @@ fn repartition_then_count_end_to_end() -> anyhow::Result<()> {
     let mut app = KafkaStreams::new(builder.build()?, kafka::config(&app_id))?;
     app.start()?;
     let repartition = format!("{app_id}-KSTREAM-AGGREGATE-STATE-STORE-0000000002-repartition");
-    let partitions = kafka::admin().partition_counts(&[repartition.clone()])?;
+    let partitions = kafka::admin().partition_counts(std::slice::from_ref(&repartition))?;
     assert_eq!(partitions[&repartition], Some(3), "repartition topic created with the source's partition count");
 
     let records = kafka::consume_until(&counts, Duration::from_secs(60), |r| r.len() >= 600);
