@@ -43,7 +43,7 @@ pub enum State {
     PendingShutdown,
     /// Closed.
     NotRunning,
-    /// A stream thread failed with an error that cannot be recovered; see [`KafkaStreams::error`].
+    /// A stream thread failed with an error that cannot be recovered; see [`KafkaStreams::take_error`].
     Error,
 }
 
