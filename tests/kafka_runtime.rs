@@ -282,3 +282,73 @@ fn two_instances_share_the_work_through_a_join_and_a_leave() -> anyhow::Result<(
     assert!(second.metrics().processed_records > 1000, "the second instance did real work");
     Ok(())
 }
+
+/// Order totals on two instances: the second joins mid-stream, the first leaves. Tasks that move restore
+/// their totals from the changelog, so the final totals are exact and no update is repeated.
+#[test]
+fn stateful_app_keeps_exact_totals_through_a_join_and_a_leave() -> anyhow::Result<()> {
+    let (orders, totals) = (kafka::unique("st-orders"), kafka::unique("st-totals"));
+    kafka::create_topics(&[(&orders, 4), (&totals, 4)]);
+    let app_id = kafka::unique("st-totals-app");
+    let topology = || -> anyhow::Result<Topology> {
+        let builder = StreamsBuilder::new();
+        builder
+            .stream::<i64, Order>(&orders)
+            .filter(|_, order| order.total_value > 0.0)
+            .map_values(|order| order.total_value)
+            .group_by_key()
+            .reduce(|a, b| a + b)
+            .to_stream()
+            .to(&totals);
+        Ok(builder.build()?)
+    };
+    let mut expected: BTreeMap<i64, f64> = BTreeMap::new();
+    let mut updates = 0usize;
+    let batch = |from: u64, to: u64, expected: &mut BTreeMap<i64, f64>, updates: &mut usize| {
+        (from..to)
+            .map(|order_id| {
+                let customer_id = (order_id % 13) as i64;
+                let order = Order { order_id, customer_id, total_value: (order_id % 10) as f64 };
+                if order.total_value > 0.0 {
+                    *expected.entry(customer_id).or_insert(0.0) += order.total_value;
+                    *updates += 1;
+                }
+                let key = to_bytes(&*i64::default_serde(), &orders, &customer_id).unwrap();
+                (key, to_bytes(&*Order::default_serde(), &orders, &order).unwrap())
+            })
+            .collect::<Vec<(Option<Vec<u8>>, Option<Vec<u8>>)>>()
+    };
+    let read_until = |n: usize| kafka::consume_until(&totals, Duration::from_secs(60), |r| r.len() >= n);
+
+    let mut first = KafkaStreams::new(topology()?, kafka::config(&app_id))?;
+    first.start()?;
+    kafka::produce(&orders, batch(0, 500, &mut expected, &mut updates));
+    let mut seen = updates;
+    read_until(seen);
+
+    let mut second = KafkaStreams::new(topology()?, kafka::config(&app_id))?;
+    second.start()?;
+    assert!(second.wait_for_state(State::Running, Duration::from_secs(60)));
+    kafka::produce(&orders, batch(500, 1000, &mut expected, &mut updates));
+    seen = updates;
+    read_until(seen);
+
+    first.close()?;
+    kafka::produce(&orders, batch(1000, 1500, &mut expected, &mut updates));
+    seen = updates;
+    let records = read_until(seen);
+    second.close()?;
+
+    let mut last: BTreeMap<i64, f64> = BTreeMap::new();
+    for r in &records {
+        let key = from_bytes(&*i64::default_serde(), &totals, r.key.as_deref())?.expect("keyed");
+        let value =
+            from_bytes(&*<Option<f64>>::default_serde(), &totals, r.value.as_deref())?.flatten().expect("a total");
+        last.insert(key, value);
+    }
+    assert_eq!(records.len(), seen, "every update once: no loss, no duplicate");
+    assert_eq!(last, expected, "final totals equal a plain loop");
+    let changelog = format!("{app_id}-KSTREAM-REDUCE-STATE-STORE-0000000003-changelog");
+    assert_eq!(kafka::admin().partition_counts(std::slice::from_ref(&changelog))?[&changelog], Some(4));
+    Ok(())
+}

@@ -74,4 +74,13 @@ pub trait KeyValueStore: ReadOnlyKeyValueStore {
 
     /// Removes `key`; returns the value it had, if any.
     fn delete(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Applies one record replayed from the store's changelog: a put, or a delete for `None`. Layers
+    /// that log writes pass it straight down, so a restore is not logged again.
+    fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), StoreError> {
+        match value {
+            Some(value) => self.put(key, value),
+            None => self.delete(key).map(|_| ()),
+        }
+    }
 }

@@ -93,6 +93,17 @@ pub trait StreamsProducer: Send {
     fn flush(&mut self, timeout: Duration) -> Result<(), ClientError>;
 }
 
+/// Reads changelog partitions to rebuild a task's stores.
+pub trait RestoreConsumer: Send {
+    /// Reads `partition` from its first record to its end as of this call, handing each record to
+    /// `apply`; returns how many records were read.
+    fn restore(
+        &mut self,
+        partition: &TopicPartition,
+        apply: &mut dyn FnMut(&RawRecord) -> Result<(), crate::StreamsError>,
+    ) -> Result<u64, crate::StreamsError>;
+}
+
 /// A topic to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewTopic {
@@ -130,4 +141,11 @@ pub trait ClientSupplier: Send + Sync {
 
     /// An admin client.
     fn admin(&self, config: &StreamsConfig) -> Result<Box<dyn StreamsAdmin>, ClientError>;
+
+    /// A consumer outside the group, for restoring stores from changelogs.
+    fn restore_consumer(
+        &self,
+        config: &StreamsConfig,
+        client_id: &str,
+    ) -> Result<Box<dyn RestoreConsumer>, ClientError>;
 }

@@ -21,11 +21,12 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::client::{
-    ClientError, ClientSupplier, NewTopic, OffsetCommitter, RebalanceListener, StreamsAdmin, StreamsConsumer,
-    StreamsProducer, TopicPartition,
+    ClientError, ClientSupplier, NewTopic, OffsetCommitter, RebalanceListener, RestoreConsumer, StreamsAdmin,
+    StreamsConsumer, StreamsProducer, TopicPartition,
 };
 use crate::config::{ProcessingGuarantee, StreamsConfig};
 use crate::record::{ProducedRecord, RawRecord};
+use crate::StreamsError;
 
 /// Makes rdkafka clients: the default [`ClientSupplier`].
 #[derive(Debug, Clone, Copy, Default)]
@@ -96,6 +97,24 @@ impl ClientSupplier for RdKafkaSupplier {
         let producer: ThreadedProducer<DeliveryContext> =
             c.create_with_context(context).map_err(|e| client_error("create producer", e))?;
         Ok(Box::new(RdKafkaProducer { producer, first_error }))
+    }
+
+    fn restore_consumer(
+        &self,
+        config: &StreamsConfig,
+        client_id: &str,
+    ) -> Result<Box<dyn RestoreConsumer>, ClientError> {
+        let mut c = base_config(config, &config.consumer_overrides);
+        // Assigned partitions only, never a group member; offsets are never committed.
+        c.set("client.id", client_id)
+            .set("group.id", format!("{}-restore-consumer", config.application_id))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false");
+        if config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2 {
+            c.set("isolation.level", "read_committed");
+        }
+        let consumer: BaseConsumer = c.create().map_err(|e| client_error("create restore consumer", e))?;
+        Ok(Box::new(RdKafkaRestoreConsumer { consumer, timeout: config.default_api_timeout, topics: Vec::new() }))
     }
 
     fn admin(&self, config: &StreamsConfig) -> Result<Box<dyn StreamsAdmin>, ClientError> {
@@ -359,5 +378,58 @@ impl StreamsAdmin for RdKafkaAdmin {
             }
         }
         Ok(())
+    }
+}
+
+struct RdKafkaRestoreConsumer {
+    consumer: BaseConsumer,
+    timeout: Duration,
+    topics: Vec<Arc<str>>,
+}
+
+impl RestoreConsumer for RdKafkaRestoreConsumer {
+    fn restore(
+        &mut self,
+        tp: &TopicPartition,
+        apply: &mut dyn FnMut(&RawRecord) -> Result<(), StreamsError>,
+    ) -> Result<u64, StreamsError> {
+        let (low, high) = self
+            .consumer
+            .fetch_watermarks(&tp.topic, tp.partition, self.timeout)
+            .map_err(|e| client_error(format!("read the end offset of {tp}"), e))?;
+        if high <= low {
+            return Ok(0);
+        }
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(low))
+            .map_err(|e| client_error(format!("restore {tp}"), e))?;
+        self.consumer.assign(&list).map_err(|e| client_error(format!("assign {tp} for restore"), e))?;
+        let mut restored = 0;
+        let mut last_progress = std::time::Instant::now();
+        let result = loop {
+            match self.consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(message)) => {
+                    last_progress = std::time::Instant::now();
+                    let offset = message.offset();
+                    let topic = topic_of(&mut self.topics, message.topic());
+                    if let Err(e) = apply(&raw_record(topic, &message)) {
+                        break Err(e);
+                    }
+                    restored += 1;
+                    if offset >= high - 1 {
+                        break Ok(restored);
+                    }
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => break Ok(restored),
+                Some(Err(e)) => break Err(client_error(format!("restore {tp}"), e).into()),
+                None if last_progress.elapsed() > self.timeout => {
+                    let message = format!("no progress for {:?} after {restored} records", self.timeout);
+                    break Err(ClientError::new(format!("restore {tp}"), message, true).into());
+                }
+                None => {}
+            }
+        };
+        let _ = self.consumer.unassign();
+        result
     }
 }

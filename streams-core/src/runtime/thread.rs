@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use super::topics::TopicLayout;
 use super::{Shared, State};
 use crate::client::{
-    ClientError, ClientSupplier, OffsetCommitter, RebalanceListener, StreamsConsumer, StreamsProducer, TopicPartition,
+    ClientError, ClientSupplier, OffsetCommitter, RebalanceListener, RestoreConsumer, StreamsConsumer, StreamsProducer,
+    TopicPartition,
 };
 use crate::config::StreamsConfig;
 use crate::record::RawRecord;
@@ -32,6 +33,7 @@ struct ThreadInner {
     /// The next offset to commit for each partition processed since the last commit.
     offsets: BTreeMap<TopicPartition, i64>,
     producer: Box<dyn StreamsProducer>,
+    restorer: Box<dyn RestoreConsumer>,
     /// An error raised inside a rebalance callback, for the loop to act on.
     fatal: Option<StreamsError>,
     closed_metrics: TaskMetrics,
@@ -95,6 +97,16 @@ impl ThreadInner {
             .find(|s| s.id == id.subtopology)
             .ok_or_else(|| StreamsError::Internal(format!("no sub-topology {}", id.subtopology)))?;
         let mut task = Task::new(&self.topology, sub, id.partition, &self.task_config)?;
+        // Restore every logged store from its changelog before the task sees any input.
+        let stores: Vec<(String, TopicPartition)> = task.changelog_partitions().to_vec();
+        for (store, tp) in stores {
+            let started = Instant::now();
+            let restored = self.restorer.restore(&tp, &mut |record| {
+                let key = record.key.as_deref().unwrap_or_default();
+                task.restore(&store, key, record.value.as_deref())
+            })?;
+            tracing::info!(task = %id, store = %store, changelog = %tp, records = restored, elapsed = ?started.elapsed(), "store restored");
+        }
         task.init()?;
         self.send_outputs_of(&mut task)?;
         self.tasks.insert(id, task);
@@ -273,7 +285,9 @@ impl StreamThread {
         shared: Arc<Shared>,
     ) -> Result<Self, StreamsError> {
         let producer = supplier.producer(&config, &format!("{name}-producer"))?;
+        let restorer = supplier.restore_consumer(&config, &format!("{name}-restore-consumer"))?;
         let mut task_config = TaskConfig::new(&config.application_id, Clock::System);
+        task_config.changelogs = true;
         task_config.deserialization_handler = config.deserialization_handler.clone();
         let inner = Arc::new(Mutex::new(ThreadInner {
             name: name.clone(),
@@ -284,6 +298,7 @@ impl StreamThread {
             tasks: BTreeMap::new(),
             offsets: BTreeMap::new(),
             producer,
+            restorer,
             fatal: None,
             closed_metrics: TaskMetrics::default(),
             shared: shared.clone(),

@@ -113,6 +113,42 @@ pub(crate) fn prepare(
     }
     admin.create_topics(&to_create)?;
 
+    // Changelog topics: compacted, one partition per task of the sub-topology that owns the store.
+    let mut changelogs = Vec::new();
+    for sub in &plan.subtopologies {
+        let partitions_of_sub = sub.source_topics.iter().map(|t| partitions[&t.resolve(app)]).max().unwrap_or(1);
+        for &store in &sub.stores {
+            let def = &topology.stores[store];
+            if def.logging_enabled {
+                let mut config_map = BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]);
+                config_map.extend(def.logging_config.clone());
+                changelogs.push(NewTopic {
+                    name: crate::task::changelog_topic(app, &def.name),
+                    partitions: partitions_of_sub,
+                    replication_factor: config.replication_factor,
+                    config: config_map,
+                });
+            }
+        }
+    }
+    let names: Vec<String> = changelogs.iter().map(|t| t.name.clone()).collect();
+    let existing_changelogs = admin.partition_counts(&names)?;
+    let mut missing_changelogs = Vec::new();
+    for topic in changelogs {
+        match existing_changelogs.get(&topic.name).copied().flatten() {
+            Some(actual) if actual != topic.partitions => {
+                return Err(StreamsError::InternalTopicMismatch {
+                    topic: topic.name,
+                    expected: topic.partitions,
+                    actual,
+                });
+            }
+            Some(_) => {}
+            None => missing_changelogs.push(topic),
+        }
+    }
+    admin.create_topics(&missing_changelogs)?;
+
     for sub in &plan.subtopologies {
         let counts: Vec<(String, i32)> =
             sub.source_topics.iter().map(|t| (t.resolve(app), partitions[&t.resolve(app)])).collect();

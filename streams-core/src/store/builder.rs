@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use state_store::{InMemoryKeyValueStore, KeyValueStore};
+use state_store::{ChangeLoggingKeyValueStore, ChangelogWriter, InMemoryKeyValueStore, KeyValueStore};
 
 use super::typed::{ErasedStore, TypedKeyValueStore};
 use crate::serde::Serde;
@@ -133,23 +133,29 @@ impl<K: Send + 'static, V: Send + 'static> StoreBuilder<K, V> {
     pub(crate) fn into_def(self) -> StoreDef {
         let StoreBuilder { supplier, key_serde, value_serde, logging_enabled, logging_config, caching_enabled } = self;
         let name = supplier.name().to_string();
-        let factory = move |ctx: &StoreContext<'_>| -> Result<Box<dyn ErasedStore>, StreamsError> {
-            let inner = supplier.get(ctx)?;
+        let factory = move |ctx: &StoreContext<'_>,
+                            changelog: Option<Box<dyn ChangelogWriter>>|
+              -> Result<Box<dyn ErasedStore>, StreamsError> {
+            let mut inner = supplier.get(ctx)?;
+            if let Some(writer) = changelog {
+                inner = Box::new(ChangeLoggingKeyValueStore::new(inner, writer));
+            }
             Ok(Box::new(TypedKeyValueStore::new(inner, key_serde.clone(), value_serde.clone())))
         };
         StoreDef { name, logging_enabled, logging_config, caching_enabled, factory: Arc::new(factory) }
     }
 }
 
-type StoreFactory = dyn Fn(&StoreContext<'_>) -> Result<Box<dyn ErasedStore>, StreamsError> + Send + Sync;
+/// Opens the store for a task; with a writer, every write is also logged to it.
+type StoreFactory = dyn Fn(&StoreContext<'_>, Option<Box<dyn ChangelogWriter>>) -> Result<Box<dyn ErasedStore>, StreamsError>
+    + Send
+    + Sync;
 
 /// A store as the untyped topology holds it.
 #[derive(Clone)]
 pub(crate) struct StoreDef {
     pub(crate) name: String,
-    #[allow(dead_code)] // read by the runtime when it creates changelog topics
     pub(crate) logging_enabled: bool,
-    #[allow(dead_code)] // read by the runtime when it creates changelog topics
     pub(crate) logging_config: BTreeMap<String, String>,
     #[allow(dead_code)] // read once the record cache lands
     pub(crate) caching_enabled: bool,

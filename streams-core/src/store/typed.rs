@@ -152,6 +152,8 @@ pub(crate) trait ErasedStore: Send {
     fn as_any_mut(&mut self) -> &mut dyn Any;
     fn as_any(&self) -> &dyn Any;
     fn type_names(&self) -> String;
+    /// Applies a record replayed from the changelog, below the logging layer.
+    fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), StreamsError>;
 }
 
 impl<K: 'static, V: 'static> ErasedStore for TypedKeyValueStore<K, V> {
@@ -177,6 +179,10 @@ impl<K: 'static, V: 'static> ErasedStore for TypedKeyValueStore<K, V> {
 
     fn type_names(&self) -> String {
         format!("{}, {}", std::any::type_name::<K>(), std::any::type_name::<V>())
+    }
+
+    fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), StreamsError> {
+        Ok(self.inner.restore(key, value)?)
     }
 }
 

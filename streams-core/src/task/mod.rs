@@ -7,13 +7,16 @@ pub(crate) mod node;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use state_store::ChangelogWriter;
 
 use node::ErasedNode;
 
+use crate::client::TopicPartition;
 use crate::handler::{DeserializationExceptionHandler, LogAndFail};
 use crate::processor::{Punctuation, PunctuationId, PunctuationType};
-use crate::record::{ProducedRecord, RawRecord};
+use crate::record::{Headers, ProducedRecord, RawRecord};
 use crate::store::{ErasedStore, StoreContext, TypedKeyValueStore};
 use crate::time::Clock;
 use crate::topology::{plan::SubtopologyPlan, NodeInit, Topology};
@@ -51,6 +54,9 @@ pub struct TaskMetrics {
 #[derive(Clone)]
 pub(crate) struct TaskConfig {
     pub(crate) application_id: Arc<str>,
+    /// Whether stores with logging enabled write to their changelog topics (the runtime: yes; the test
+    /// driver: no, it has no broker to restore from).
+    pub(crate) changelogs: bool,
     pub(crate) clock: Clock,
     pub(crate) deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
     pub(crate) task_dir: Option<PathBuf>,
@@ -60,6 +66,7 @@ impl TaskConfig {
     pub(crate) fn new(application_id: &str, clock: Clock) -> Self {
         TaskConfig {
             application_id: application_id.into(),
+            changelogs: false,
             clock,
             deserialization_handler: Arc::new(LogAndFail),
             task_dir: None,
@@ -93,6 +100,8 @@ pub(crate) struct TaskState {
     schedules: Vec<Schedule>,
     next_schedule: u64,
     pub(crate) outbox: Vec<ProducedRecord>,
+    /// Writes of logged stores since the last drain: (changelog topic, key, value).
+    changelog: Arc<Mutex<Vec<(Arc<str>, Vec<u8>, Option<Vec<u8>>)>>>,
     pub(crate) metrics: TaskMetrics,
     pub(crate) deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
 }
@@ -175,6 +184,26 @@ pub struct Task {
     state: TaskState,
     sources: HashMap<Arc<str>, usize>,
     initialized: bool,
+    /// Each logged store and the changelog partition it restores from.
+    changelog_partitions: Vec<(String, TopicPartition)>,
+}
+
+/// `<application.id>-<store>-changelog`, as Kafka Streams names it.
+pub(crate) fn changelog_topic(application_id: &str, store: &str) -> String {
+    format!("{application_id}-{store}-changelog")
+}
+
+/// Buffers a logged store's writes until the task moves them into its outbox.
+struct BufferedChangelog {
+    topic: Arc<str>,
+    buffer: Arc<Mutex<Vec<(Arc<str>, Vec<u8>, Option<Vec<u8>>)>>>,
+}
+
+impl ChangelogWriter for BufferedChangelog {
+    fn log(&mut self, key: &[u8], value: Option<&[u8]>) {
+        let mut buffer = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
+        buffer.push((self.topic.clone(), key.to_vec(), value.map(<[u8]>::to_vec)));
+    }
 }
 
 impl Task {
@@ -189,12 +218,21 @@ impl Task {
         let store_local: HashMap<&str, usize> =
             plan.stores.iter().enumerate().map(|(l, &g)| (topology.stores[g].name.as_str(), l)).collect();
 
+        let changelog: Arc<Mutex<Vec<(Arc<str>, Vec<u8>, Option<Vec<u8>>)>>> = Arc::default();
         let mut stores: Vec<Box<dyn ErasedStore>> = Vec::with_capacity(plan.stores.len());
+        let mut changelog_partitions = Vec::new();
         for &g in &plan.stores {
             let def = &topology.stores[g];
             let dir = config.task_dir.as_deref();
             let ctx = StoreContext { application_id: &config.application_id, task_id: id, task_dir: dir };
-            stores.push((def.factory)(&ctx)?);
+            let writer: Option<Box<dyn ChangelogWriter>> = if config.changelogs && def.logging_enabled {
+                let topic: Arc<str> = changelog_topic(&config.application_id, &def.name).into();
+                changelog_partitions.push((def.name.clone(), TopicPartition { topic: topic.clone(), partition }));
+                Some(Box::new(BufferedChangelog { topic, buffer: changelog.clone() }))
+            } else {
+                None
+            };
+            stores.push((def.factory)(&ctx, writer)?);
         }
 
         let mut node_names = Vec::with_capacity(plan.nodes.len());
@@ -234,10 +272,11 @@ impl Task {
             schedules: Vec::new(),
             next_schedule: 0,
             outbox: Vec::new(),
+            changelog,
             metrics: TaskMetrics::default(),
             deserialization_handler: config.deserialization_handler.clone(),
         };
-        Ok(Task { state, sources, initialized: false })
+        Ok(Task { state, sources, initialized: false, changelog_partitions })
     }
 
     /// The task's id.
@@ -333,13 +372,48 @@ impl Task {
 
     /// Takes the records the sinks wrote since the last call, in the order they were written.
     pub fn take_output(&mut self) -> Vec<ProducedRecord> {
+        self.move_changelog_to_outbox();
         std::mem::take(&mut self.state.outbox)
     }
 
-    /// Drains the records the sinks wrote, keeping the buffer's capacity for the next record (no
-    /// allocation per record on the hot path).
+    /// Drains the records the sinks wrote, and the changelog records of the stores, keeping the buffer's
+    /// capacity for the next record (no allocation per record on the hot path).
     pub fn drain_output(&mut self) -> std::vec::Drain<'_, ProducedRecord> {
+        self.move_changelog_to_outbox();
         self.state.outbox.drain(..)
+    }
+
+    /// Changelog records go to the task's own partition of each changelog topic, stamped with stream time.
+    fn move_changelog_to_outbox(&mut self) {
+        let mut buffer = self.state.changelog.lock().unwrap_or_else(|p| p.into_inner());
+        if buffer.is_empty() {
+            return;
+        }
+        let (partition, timestamp) = (self.state.id.partition, self.state.stream_time.max(0));
+        for (topic, key, value) in buffer.drain(..) {
+            self.state.outbox.push(ProducedRecord {
+                topic,
+                partition: Some(partition),
+                key: Some(key),
+                value,
+                timestamp,
+                headers: Headers::new(),
+            });
+        }
+    }
+
+    /// The logged stores of this task and the changelog partition each restores from.
+    pub fn changelog_partitions(&self) -> &[(String, TopicPartition)] {
+        &self.changelog_partitions
+    }
+
+    /// Applies one changelog record to store `store` (below its logging layer): a put, or a delete for a
+    /// null value. Used to restore a task's state before it processes input.
+    pub fn restore(&mut self, store: &str, key: &[u8], value: Option<&[u8]>) -> Result<(), StreamsError> {
+        let Some(&index) = self.state.store_names.get(store) else {
+            return Err(StreamsError::Internal(format!("task {} has no store `{store}` to restore", self.state.id)));
+        };
+        self.state.stores[index].restore(key, value)
     }
 
     /// Flushes every store (at commit, before offsets are committed).
