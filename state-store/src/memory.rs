@@ -101,3 +101,62 @@ impl KeyValueStore for InMemoryKeyValueStore {
         Ok(self.map.remove(key))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(iter: KeyValueIterator<'_>) -> Vec<Vec<u8>> {
+        iter.map(|kv| kv.unwrap().0).collect()
+    }
+
+    fn store() -> InMemoryKeyValueStore {
+        let mut s = InMemoryKeyValueStore::new("s");
+        for k in [&[0x00][..], &[0x7f], &[0x80], &[0xff], &[0xff, 0x00], &[0xff, 0xff], &[b'a', b'b'], &[b'a', b'c']] {
+            s.put(k, b"v").unwrap();
+        }
+        s
+    }
+
+    #[test]
+    fn memory_store_orders_by_unsigned_key_bytes() {
+        let s = store();
+        let all = keys(s.all().unwrap());
+        let mut sorted = all.clone();
+        sorted.sort();
+        assert_eq!(all, sorted);
+        let at = |k: &[u8]| all.iter().position(|x| x == k).unwrap();
+        assert_eq!(at(&[0x80]), at(&[0x7f]) + 1, "0x80 sorts right after 0x7f: bytes are unsigned");
+        assert_eq!(s.approximate_num_entries().unwrap(), 8);
+    }
+
+    #[test]
+    fn memory_store_ranges_and_prefixes_handle_edges() {
+        let s = store();
+        let range = |from, to| keys(s.range(from, to).unwrap());
+        assert_eq!(range(Bound::Included(&b"ab"[..]), Bound::Included(&b"ac"[..])).len(), 2);
+        assert_eq!(range(Bound::Excluded(&b"ab"[..]), Bound::Excluded(&b"ac"[..])).len(), 0);
+        assert!(
+            range(Bound::Included(&[0x80][..]), Bound::Included(&[0x00][..])).is_empty(),
+            "inverted: empty, no panic"
+        );
+        assert!(range(Bound::Excluded(&[0x80][..]), Bound::Excluded(&[0x80][..])).is_empty());
+        assert_eq!(keys(s.prefix_scan(&[0xff]).unwrap()), vec![vec![0xff], vec![0xff, 0x00], vec![0xff, 0xff]]);
+        assert_eq!(keys(s.prefix_scan(&[]).unwrap()).len(), 8);
+        assert_eq!(keys(s.prefix_scan(b"a").unwrap()).len(), 2);
+    }
+
+    #[test]
+    fn memory_store_writes_and_closing() {
+        let mut s = InMemoryKeyValueStore::new("counts");
+        assert_eq!(s.put_if_absent(b"k", b"1").unwrap(), None);
+        assert_eq!(s.put_if_absent(b"k", b"2").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(s.get(b"k").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(s.delete(b"k").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(s.delete(b"k").unwrap(), None);
+        s.close().unwrap();
+        let err = s.get(b"k").unwrap_err();
+        assert_eq!(err.to_string(), "state store `counts` is closed");
+        assert_eq!(err.store(), "counts");
+    }
+}
