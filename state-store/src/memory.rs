@@ -112,7 +112,7 @@ mod tests {
 
     fn store() -> InMemoryKeyValueStore {
         let mut s = InMemoryKeyValueStore::new("s");
-        for k in [&[0x00][..], &[0x7f], &[0x80], &[0xff], &[0xff, 0x00], &[0xff, 0xff], &[b'a', b'b'], &[b'a', b'c']] {
+        for k in [&[0x00][..], &[0x7f], &[0x80], &[0xff], &[0xff, 0x00], &[0xff, 0xff], b"ab", b"ac"] {
             s.put(k, b"v").unwrap();
         }
         s
