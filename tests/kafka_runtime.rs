@@ -352,3 +352,51 @@ fn stateful_app_keeps_exact_totals_through_a_join_and_a_leave() -> anyhow::Resul
     assert_eq!(kafka::admin().partition_counts(std::slice::from_ref(&changelog))?[&changelog], Some(4));
     Ok(())
 }
+
+/// Records routed to a topic that does not exist (auto-creation is off) are rejected by the broker: the
+/// default handler fails the thread naming the topic; `continue` drops them, counts them, and goes on.
+#[test]
+fn production_errors_fail_by_default_and_can_be_skipped() -> anyhow::Result<()> {
+    for continue_on_error in [false, true] {
+        let (input, good) = (kafka::unique("prod-in"), kafka::unique("prod-good"));
+        let missing = kafka::unique("prod-missing");
+        kafka::create_topics(&[(&input, 1), (&good, 1)]);
+        let keys = ["a", "bad", "b"];
+        kafka::produce(
+            &input,
+            keys.iter().map(|k| (Some(k.as_bytes().to_vec()), Some(b"v".to_vec()))).collect::<Vec<_>>(),
+        );
+        let builder = StreamsBuilder::new();
+        let (good_topic, missing_topic) = (good.clone(), missing.clone());
+        builder.stream::<String, String>(&input).to_dynamic(move |k, _, _| {
+            if k == "bad" {
+                missing_topic.clone()
+            } else {
+                good_topic.clone()
+            }
+        });
+        let mut config = kafka::config(&kafka::unique("prod-app"));
+        config.producer_overrides.insert("message.timeout.ms".into(), "2000".into());
+        if continue_on_error {
+            config.production_handler = std::sync::Arc::new(kstreams::handler::ContinueOnProductionError);
+        }
+        let mut app = KafkaStreams::new(builder.build()?, config)?;
+        app.start()?;
+        if continue_on_error {
+            let out = kafka::consume_until(&good, Duration::from_secs(30), |r| r.len() >= 2);
+            assert_eq!(out.len(), 2);
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while app.metrics().production_errors == 0 && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            assert_eq!(app.metrics().production_errors, 1);
+            assert_eq!(app.state(), State::Running);
+        } else {
+            assert!(app.wait_for_state(State::Error, Duration::from_secs(30)), "state {:?}", app.state());
+            let error = kstreams::handler::error_chain(&app.take_error().unwrap());
+            assert!(error.contains(&missing), "{error}");
+        }
+        app.close()?;
+    }
+    Ok(())
+}

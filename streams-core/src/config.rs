@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::handler::{DeadLetterQueue, DeserializationExceptionHandler, LogAndContinue, LogAndFail};
+use crate::handler::{
+    ContinueOnProductionError, DeadLetterQueue, DeserializationExceptionHandler, FailOnProductionError, LogAndContinue,
+    LogAndFail, ProductionExceptionHandler,
+};
 
 /// How much the application promises about each input record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +72,8 @@ pub struct StreamsConfig {
     pub poll_timeout: Duration,
     /// `default.deserialization.exception.handler` (default log and fail).
     pub deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
+    /// `default.production.exception.handler` (default fail).
+    pub production_handler: Arc<dyn ProductionExceptionHandler>,
     /// librdkafka properties for every client (`client.` prefix).
     pub client_overrides: BTreeMap<String, String>,
     /// librdkafka properties for the consumer (`consumer.` prefix).
@@ -115,6 +120,7 @@ impl StreamsConfig {
             default_api_timeout: Duration::from_secs(60),
             poll_timeout: Duration::from_millis(100),
             deserialization_handler: Arc::new(LogAndFail),
+            production_handler: Arc::new(FailOnProductionError),
             client_overrides: BTreeMap::new(),
             consumer_overrides: BTreeMap::new(),
             producer_overrides: BTreeMap::new(),
@@ -202,6 +208,13 @@ impl StreamsConfig {
                                 "log_and_fail, log_and_continue, or set errors.dead.letter.queue.topic.name",
                             ))
                         }
+                    }
+                }
+                "default.production.exception.handler" => {
+                    config.production_handler = match value.as_str() {
+                        "fail" | "DefaultProductionExceptionHandler" => Arc::new(FailOnProductionError),
+                        "continue" => Arc::new(ContinueOnProductionError),
+                        _ => return Err(invalid("fail or continue")),
                     }
                 }
                 "errors.dead.letter.queue.topic.name" => {

@@ -1,4 +1,5 @@
-//! What happens to a record that cannot be read: the deserialization exception handler.
+//! What happens to a record that cannot be read (the deserialization exception handler) or cannot be
+//! written (the production exception handler).
 //!
 //! Kafka Streams' default is to log and fail; the alternatives are to log, count and skip the record, or
 //! to send it to a dead-letter topic and skip it. Whatever the choice, the record is named by topic,
@@ -93,4 +94,41 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         cause = e.source();
     }
     out
+}
+
+/// What to do when the broker rejects a record the application produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProductionResponse {
+    /// Stop: the stream thread fails with the error (nothing after the last commit is committed).
+    Fail,
+    /// Log it, count it, and go on: the rejected record is lost.
+    Continue,
+}
+
+/// Decides what happens when producing fails (Kafka Streams' `ProductionExceptionHandler`).
+pub trait ProductionExceptionHandler: Send + Sync + 'static {
+    /// Called with the error, which names the topic and partition.
+    fn handle(&self, error: &crate::client::ClientError) -> ProductionResponse;
+}
+
+/// Fails the thread (the default, as in Kafka Streams).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FailOnProductionError;
+
+impl ProductionExceptionHandler for FailOnProductionError {
+    fn handle(&self, error: &crate::client::ClientError) -> ProductionResponse {
+        tracing::error!(error = %error, "producing failed; failing the stream thread");
+        ProductionResponse::Fail
+    }
+}
+
+/// Logs at warn level and goes on; the record is lost.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ContinueOnProductionError;
+
+impl ProductionExceptionHandler for ContinueOnProductionError {
+    fn handle(&self, error: &crate::client::ClientError) -> ProductionResponse {
+        tracing::warn!(error = %error, "producing failed; the record is dropped and processing goes on");
+        ProductionResponse::Continue
+    }
 }

@@ -181,6 +181,7 @@ impl KafkaStreams {
             skipped_records: a.skipped_records + m.skipped_records,
             dropped_records: a.dropped_records + m.dropped_records,
             punctuations: a.punctuations + m.punctuations,
+            production_errors: a.production_errors + m.production_errors,
         })
     }
 

@@ -16,6 +16,7 @@ use crate::client::{
     TopicPartition,
 };
 use crate::config::StreamsConfig;
+use crate::handler::{ProductionExceptionHandler, ProductionResponse};
 use crate::record::RawRecord;
 use crate::task::{Task, TaskConfig, TaskMetrics};
 use crate::time::Clock;
@@ -34,6 +35,9 @@ struct ThreadInner {
     offsets: BTreeMap<TopicPartition, i64>,
     producer: Box<dyn StreamsProducer>,
     restorer: Box<dyn RestoreConsumer>,
+    production_handler: Arc<dyn ProductionExceptionHandler>,
+    /// Records the broker rejected and the handler let go.
+    production_errors: u64,
     /// An error raised inside a rebalance callback, for the loop to act on.
     fatal: Option<StreamsError>,
     closed_metrics: TaskMetrics,
@@ -47,6 +51,7 @@ fn add(a: TaskMetrics, b: TaskMetrics) -> TaskMetrics {
         skipped_records: a.skipped_records + b.skipped_records,
         dropped_records: a.dropped_records + b.dropped_records,
         punctuations: a.punctuations + b.punctuations,
+        production_errors: a.production_errors + b.production_errors,
     }
 }
 
@@ -60,7 +65,9 @@ impl ThreadInner {
         &mut self,
         commit_offsets: impl FnOnce(&[(TopicPartition, i64)]) -> Result<(), ClientError>,
     ) -> Result<(), StreamsError> {
-        self.producer.flush(self.flush_timeout)?;
+        if let Err(error) = self.producer.flush(self.flush_timeout) {
+            self.production_failed(error)?;
+        }
         for task in self.tasks.values_mut() {
             task.flush()?;
         }
@@ -71,7 +78,8 @@ impl ThreadInner {
     }
 
     fn publish_metrics(&self) {
-        let open = self.tasks.values().map(Task::metrics).fold(TaskMetrics::default(), add);
+        let mut open = self.tasks.values().map(Task::metrics).fold(TaskMetrics::default(), add);
+        open.production_errors += self.production_errors;
         let mut metrics = self.shared.thread_metrics.lock().unwrap_or_else(|p| p.into_inner());
         metrics.insert(self.name.clone(), add(self.closed_metrics, open));
     }
@@ -116,9 +124,22 @@ impl ThreadInner {
 
     fn send_outputs_of(&mut self, task: &mut Task) -> Result<(), StreamsError> {
         for record in task.drain_output() {
-            self.producer.send(&record)?;
+            if let Err(error) = self.producer.send(&record) {
+                self.production_failed(error)?;
+            }
         }
         Ok(())
+    }
+
+    /// Asks the production exception handler: fail the thread, or count the loss and go on.
+    fn production_failed(&mut self, error: ClientError) -> Result<(), StreamsError> {
+        match self.production_handler.handle(&error) {
+            ProductionResponse::Fail => Err(error.into()),
+            ProductionResponse::Continue => {
+                self.production_errors += 1;
+                Ok(())
+            }
+        }
     }
 
     /// Runs a polled batch through the tasks. Within a task, records of its partitions are taken by the
@@ -299,6 +320,8 @@ impl StreamThread {
             offsets: BTreeMap::new(),
             producer,
             restorer,
+            production_handler: config.production_handler.clone(),
+            production_errors: 0,
             fatal: None,
             closed_metrics: TaskMetrics::default(),
             shared: shared.clone(),

@@ -48,6 +48,8 @@ pub struct TaskMetrics {
     pub dropped_records: u64,
     /// Punctuations fired.
     pub punctuations: u64,
+    /// Produced records the broker rejected and the production exception handler let go.
+    pub production_errors: u64,
 }
 
 /// What a task is started with besides its topology.
