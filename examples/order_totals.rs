@@ -1,11 +1,13 @@
 //! Per-customer order totals: drop invalid orders, keep each order's value, sum per customer.
 //!
-//! `cargo run --example order_totals [-- --orders N]`
+//! `cargo run --example order_totals [-- --orders N]`: in-process, through the test driver, which runs the
+//! very same tasks, processors and stores as the runtime (the embedded broker of #5 will take its place).
+//! It generates orders (some invalid, some with no customer), prints each updated total as it is
+//! computed, and checks the final totals against a plain loop.
 //!
-//! Until the runtime lands (issues #4 and #5: Kafka and the embedded broker), this example runs the
-//! topology in-process through the test driver, which executes the very same tasks, processors and
-//! stores. It generates orders (some invalid, some with no customer), prints each updated total as it
-//! is computed, and checks the final totals against a plain loop.
+//! `cargo run --example order_totals -- --bootstrap-servers HOST:PORT [--orders N]`: on Kafka. Creates the
+//! `orders` and `customer-totals` topics if needed (4 partitions), produces the orders, runs the
+//! application until Ctrl-C, then closes it cleanly: tasks commit and the instance leaves the group.
 
 use std::collections::BTreeMap;
 
@@ -39,15 +41,22 @@ fn topology() -> Result<(Topology, String), TopologyError> {
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let mut orders_to_send = 30u64;
+    let mut bootstrap = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            "--bootstrap-servers" => bootstrap = Some(args.next().context("--bootstrap-servers HOST:PORT")?),
             "--orders" => {
                 orders_to_send = args.next().context("--orders needs a number")?.parse().context("--orders")?;
             }
-            other => bail!("unknown argument `{other}`; usage: order_totals [--orders N]"),
+            other => {
+                bail!("unknown argument `{other}`; usage: order_totals [--bootstrap-servers HOST:PORT] [--orders N]")
+            }
         }
     }
 
+    if let Some(bootstrap) = bootstrap {
+        return run_on_kafka(&bootstrap, orders_to_send);
+    }
     let (topology, store) = topology()?;
     println!("{}", topology.describe());
     let mut driver = TopologyTestDriver::new(topology)?;
@@ -94,5 +103,67 @@ fn main() -> anyhow::Result<()> {
         bail!("totals differ from a plain loop:\n  stream: {actual:?}\n  loop:   {expected:?}");
     }
     println!("final totals match a plain loop over the same orders: {actual:?}");
+    Ok(())
+}
+
+/// Runs the application on Kafka until Ctrl-C.
+fn run_on_kafka(bootstrap: &str, orders_to_send: u64) -> anyhow::Result<()> {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use kstreams::client::{ClientSupplier, NewTopic};
+    use kstreams::config::StreamsConfig;
+    use kstreams::kafka::RdKafkaSupplier;
+    use kstreams::record::{Headers, ProducedRecord};
+    use kstreams::runtime::{KafkaStreams, State};
+
+    let config = StreamsConfig::new("order-totals-example", bootstrap);
+    let admin = RdKafkaSupplier.admin(&config)?;
+    let topic =
+        |name: &str| NewTopic { name: name.into(), partitions: 4, replication_factor: -1, config: Default::default() };
+    admin.create_topics(&[topic("orders"), topic("customer-totals")])?;
+
+    let mut producer = RdKafkaSupplier.producer(&config, "order-generator")?;
+    for order_id in 0..orders_to_send {
+        let customer_id = (order_id % 5) as i64 + 100;
+        let order = Order { order_id, customer_id, total_value: (order_id % 40) as f64 + 0.99 };
+        producer.send(&ProducedRecord {
+            topic: "orders".into(),
+            partition: None,
+            key: to_bytes(&*i64::default_serde(), "orders", &customer_id)?,
+            value: to_bytes(&*Order::default_serde(), "orders", &order)?,
+            timestamp: -1,
+            headers: Headers::new(),
+        })?;
+    }
+    producer.flush(Duration::from_secs(30))?;
+    println!("produced {orders_to_send} orders to `orders` on {bootstrap}");
+
+    let (stop, stopped) = mpsc::channel();
+    ctrlc::set_handler(move || {
+        let _ = stop.send(());
+    })?;
+    let (topology, _) = topology()?;
+    let mut app = KafkaStreams::new(topology, config)?;
+    app.set_state_listener(|old, new| println!("state: {old:?} -> {new:?}"));
+    app.start()?;
+    println!("running; totals go to `customer-totals`. Ctrl-C to stop.");
+    loop {
+        match stopped.recv_timeout(Duration::from_secs(5)) {
+            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                println!("processed so far: {} records", app.metrics().processed_records);
+                if app.state() == State::Error {
+                    break;
+                }
+            }
+        }
+    }
+    println!("closing: committing and leaving the group");
+    app.close()?;
+    if let Some(error) = app.take_error() {
+        bail!(error);
+    }
+    println!("closed after {} records", app.metrics().processed_records);
     Ok(())
 }

@@ -360,6 +360,7 @@ impl StreamThread {
         self.consumer.subscribe(&self.source_topics)?;
         let mut batch = Vec::with_capacity(self.config.max_poll_records);
         let mut last_commit = Instant::now();
+        let mut last_metrics = Instant::now();
         let inner = self.inner.clone();
         while !self.shared.shutdown.load(Ordering::SeqCst) {
             self.consumer.poll_batch(self.config.poll_timeout, self.config.max_poll_records, &mut batch)?;
@@ -369,6 +370,10 @@ impl StreamThread {
             }
             inner.process(&mut batch)?;
             inner.punctuate()?;
+            if last_metrics.elapsed() >= Duration::from_secs(1) {
+                inner.publish_metrics();
+                last_metrics = Instant::now();
+            }
             if last_commit.elapsed() >= self.config.commit_interval {
                 let consumer = &mut self.consumer;
                 inner.commit(|offsets| consumer.commit(offsets))?;
