@@ -55,14 +55,11 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         self.aggregate_internal("KSTREAM-AGGREGATE-", step, materialized, self.value_serde())
     }
 
-    /// Fills in the store's key serde: given, else the grouping's, else upstream's, else the type's.
-    fn key_serde_into<VA>(&self, mut materialized: Materialized<K, VA>) -> Materialized<K, VA>
+    fn key_serde_into<VA>(&self, materialized: Materialized<K, VA>) -> Materialized<K, VA>
     where
         K: DefaultSerde,
     {
-        let given = materialized.key_serde.take().or_else(|| self.grouped.key_serde.clone());
-        materialized.key_serde = Some(pick_or_default(given, &self.stream.key_serde));
-        materialized
+        fill_key_serde(materialized, &self.grouped, &self.stream.key_serde)
     }
 
     /// The serde of the values on the repartition topic: the grouping's, else upstream's, else the type's.
@@ -177,6 +174,17 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
     }
 }
 
+/// Fills in a store's key serde: given, else the grouping's, else upstream's, else the type's.
+fn fill_key_serde<K: DefaultSerde, V, VA>(
+    mut materialized: Materialized<K, VA>,
+    grouped: &Grouped<K, V>,
+    upstream: &Option<Arc<dyn Serde<K>>>,
+) -> Materialized<K, VA> {
+    let given = materialized.key_serde.take().or_else(|| grouped.key_serde.clone());
+    materialized.key_serde = Some(pick_or_default(given, upstream));
+    materialized
+}
+
 /// The store behind a DSL aggregation or table: timestamped values, in memory unless a supplier is given.
 pub(crate) fn store_def<K: Data, V: Data>(
     store: &str,
@@ -271,14 +279,11 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
         self.aggregate_internal("KTABLE-AGGREGATE-", step, self.key_serde_into(materialized), self.value_serde())
     }
 
-    /// Fills in the store's key serde: given, else the grouping's, else upstream's, else the type's.
-    fn key_serde_into<VA>(&self, mut materialized: Materialized<K, VA>) -> Materialized<K, VA>
+    fn key_serde_into<VA>(&self, materialized: Materialized<K, VA>) -> Materialized<K, VA>
     where
         K: DefaultSerde,
     {
-        let given = materialized.key_serde.take().or_else(|| self.grouped.key_serde.clone());
-        materialized.key_serde = Some(pick_or_default(given, &self.key_serde));
-        materialized
+        fill_key_serde(materialized, &self.grouped, &self.key_serde)
     }
 
     /// The serde of the re-grouped values on the repartition topic.

@@ -176,13 +176,7 @@ impl KafkaStreams {
     /// The counters of every task this instance has run, added up.
     pub fn metrics(&self) -> TaskMetrics {
         let metrics = self.shared.thread_metrics.lock().unwrap_or_else(|p| p.into_inner());
-        metrics.values().fold(TaskMetrics::default(), |a, m| TaskMetrics {
-            processed_records: a.processed_records + m.processed_records,
-            skipped_records: a.skipped_records + m.skipped_records,
-            dropped_records: a.dropped_records + m.dropped_records,
-            punctuations: a.punctuations + m.punctuations,
-            production_errors: a.production_errors + m.production_errors,
-        })
+        metrics.values().copied().sum()
     }
 
     /// Checks the topics, creates internal ones, and starts the stream threads. Errors (a broker that

@@ -45,16 +45,6 @@ struct ThreadInner {
     flush_timeout: Duration,
 }
 
-fn add(a: TaskMetrics, b: TaskMetrics) -> TaskMetrics {
-    TaskMetrics {
-        processed_records: a.processed_records + b.processed_records,
-        skipped_records: a.skipped_records + b.skipped_records,
-        dropped_records: a.dropped_records + b.dropped_records,
-        punctuations: a.punctuations + b.punctuations,
-        production_errors: a.production_errors + b.production_errors,
-    }
-}
-
 impl ThreadInner {
     fn task_id(&self, topic: &str, partition: i32) -> Option<TaskId> {
         self.layout.reader.get(topic).map(|&subtopology| TaskId { subtopology, partition })
@@ -78,15 +68,15 @@ impl ThreadInner {
     }
 
     fn publish_metrics(&self) {
-        let mut open = self.tasks.values().map(Task::metrics).fold(TaskMetrics::default(), add);
+        let mut open: TaskMetrics = self.tasks.values().map(Task::metrics).sum();
         open.production_errors += self.production_errors;
         let mut metrics = self.shared.thread_metrics.lock().unwrap_or_else(|p| p.into_inner());
-        metrics.insert(self.name.clone(), add(self.closed_metrics, open));
+        metrics.insert(self.name.clone(), self.closed_metrics + open);
     }
 
     fn close_task(&mut self, id: TaskId) {
         if let Some(mut task) = self.tasks.remove(&id) {
-            self.closed_metrics = add(self.closed_metrics, task.metrics());
+            self.closed_metrics = self.closed_metrics + task.metrics();
             if let Err(e) = task.close() {
                 tracing::warn!(task = %id, error = %e, "error closing task");
             }

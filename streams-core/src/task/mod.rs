@@ -52,6 +52,26 @@ pub struct TaskMetrics {
     pub production_errors: u64,
 }
 
+impl std::ops::Add for TaskMetrics {
+    type Output = TaskMetrics;
+
+    fn add(self, other: TaskMetrics) -> TaskMetrics {
+        TaskMetrics {
+            processed_records: self.processed_records + other.processed_records,
+            skipped_records: self.skipped_records + other.skipped_records,
+            dropped_records: self.dropped_records + other.dropped_records,
+            punctuations: self.punctuations + other.punctuations,
+            production_errors: self.production_errors + other.production_errors,
+        }
+    }
+}
+
+impl std::iter::Sum for TaskMetrics {
+    fn sum<I: Iterator<Item = TaskMetrics>>(iter: I) -> TaskMetrics {
+        iter.fold(TaskMetrics::default(), |a, b| a + b)
+    }
+}
+
 /// What a task is started with besides its topology.
 #[derive(Clone)]
 pub(crate) struct TaskConfig {

@@ -361,13 +361,7 @@ impl TopologyTestDriver {
 
     /// The counters of every task, added up.
     pub fn metrics(&self) -> TaskMetrics {
-        self.tasks.iter().map(Task::metrics).fold(TaskMetrics::default(), |a, m| TaskMetrics {
-            processed_records: a.processed_records + m.processed_records,
-            skipped_records: a.skipped_records + m.skipped_records,
-            dropped_records: a.dropped_records + m.dropped_records,
-            punctuations: a.punctuations + m.punctuations,
-            production_errors: a.production_errors + m.production_errors,
-        })
+        self.tasks.iter().map(Task::metrics).sum()
     }
 
     /// Closes every task (processors, then stores).
