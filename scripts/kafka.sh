@@ -108,9 +108,17 @@ auto.create.topics.enable=false
 log.flush.interval.messages=9223372036854775807
 PROPS
   local cluster_id
-  cluster_id=$(python3 -c 'import base64,uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
+  # A base64url UUID, as `kafka-storage random-uuid` makes; never one starting with '-', which the storage
+  # tool would read as an option (Kafka's own generator avoids it the same way).
+  cluster_id=$(python3 -c '
+import base64, uuid
+while True:
+    s = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    if not s.startswith("-"):
+        print(s)
+        break')
   if ! java -Xmx256m -cp "$(classpath)" -Dlog4j2.configurationFile="$here/kafka/log4j2.xml" kafka.tools.StorageTool \
-      format -t "$cluster_id" -c "$state_dir/server.properties" >"$state_dir/format.log" 2>&1; then
+      format --cluster-id="$cluster_id" --config="$state_dir/server.properties" >"$state_dir/format.log" 2>&1; then
     cat "$state_dir/format.log" >&2
     die "could not format Kafka's storage in $data"
   fi
