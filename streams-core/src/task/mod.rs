@@ -204,7 +204,9 @@ pub(crate) fn forward<K: Clone + 'static, V: Clone + 'static>(
 /// One sub-topology instantiated for one partition.
 pub struct Task {
     state: TaskState,
-    sources: HashMap<Arc<str>, usize>,
+    /// Source topic → source node. A task reads a handful of topics: comparing a few short strings per
+    /// record is cheaper than hashing one.
+    sources: Vec<(Arc<str>, usize)>,
     initialized: bool,
     /// Each logged store and the changelog partition it restores from.
     changelog_partitions: Vec<(String, TopicPartition)>,
@@ -260,7 +262,7 @@ impl Task {
         let mut node_names = Vec::with_capacity(plan.nodes.len());
         let mut node_stores = Vec::with_capacity(plan.nodes.len());
         let mut nodes = Vec::with_capacity(plan.nodes.len());
-        let mut sources = HashMap::new();
+        let mut sources = Vec::new();
         for (l, &g) in plan.nodes.iter().enumerate() {
             let def = &topology.nodes[g];
             // Children in the order they were added to the topology, as Kafka Streams connects them.
@@ -276,7 +278,7 @@ impl Task {
             node_names.push(Arc::<str>::from(def.name.as_str()));
             node_stores.push(def.stores.iter().filter_map(|s| store_local.get(s.as_str()).copied()).collect());
             for topic in def.source_topics() {
-                sources.insert(Arc::<str>::from(topic.resolve(&config.application_id)), l);
+                sources.push((Arc::<str>::from(topic.resolve(&config.application_id)), l));
             }
         }
 
@@ -308,7 +310,7 @@ impl Task {
 
     /// The topics this task reads (internal ones with the application-id prefix).
     pub fn source_topics(&self) -> impl Iterator<Item = &str> {
-        self.sources.keys().map(|t| &**t)
+        self.sources.iter().map(|(t, _)| &**t)
     }
 
     /// Initializes every processor (stores are open already). Idempotent.
@@ -340,7 +342,8 @@ impl Task {
     /// fires any stream-time punctuation that came due (in that order, as Kafka Streams).
     pub fn process(&mut self, raw: RawRecord) -> Result<(), StreamsError> {
         self.init()?;
-        let Some(&index) = self.sources.get(&raw.topic) else {
+        let found = self.sources.iter().find(|(t, _)| *t == raw.topic);
+        let Some(&(_, index)) = found else {
             return Err(StreamsError::Internal(format!(
                 "task {} has no source for topic `{}`",
                 self.state.id, raw.topic
