@@ -378,12 +378,16 @@ fn operators_can_be_named() -> Result {
         "Source: orders-source (topics: [in])",
         "Processor: drop-empty (stores: [])",
         "Processor: rekey (stores: [])",
-        // As in Kafka Streams: a named grouping names the topic; its nodes keep generated names.
-        "Processor: KSTREAM-FILTER-0000000001 (stores: [])",
-        "Sink: KSTREAM-SINK-0000000000 (topic: by-value-repartition)",
-        "Source: KSTREAM-SOURCE-0000000002 (topics: [by-value-repartition])",
+        // As in Kafka Streams (KStreamImpl.createRepartitionedSource): a named grouping names the topic
+        // and, after it, the repartition's nodes.
+        "Processor: by-value-repartition-filter (stores: [])",
+        "Sink: by-value-repartition-sink (topic: by-value-repartition)",
+        "Source: by-value-repartition-source (topics: [by-value-repartition])",
         "Processor: count-them (stores: [value-counts])",
         "Sink: write-out (topic: out)",
+        // Named operators still advance the counter (source, filter, select, 3 repartition nodes, count),
+        // so the first generated name is number 7, as Kafka Streams numbers it.
+        "Processor: KTABLE-TOSTREAM-0000000007 (stores: [])",
     ] {
         assert!(description.contains(expected), "missing `{expected}` in\n{description}");
     }

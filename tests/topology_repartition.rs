@@ -149,3 +149,35 @@ Topologies:
 ";
     assert_eq!(builder.build().unwrap().describe().to_string(), expected);
 }
+
+/// Kafka Streams' numbering for a table re-grouping (KGroupedTableImpl): select, store, sink, source, then
+/// the aggregate; no filter before the sink. And every split branch advances the counter.
+#[test]
+fn table_regrouping_and_split_branches_number_nodes_like_kafka_streams() {
+    let builder = StreamsBuilder::new();
+    builder.table::<String, String>("t").group_by(|k, v| (v.clone(), k.clone())).count();
+    let text = builder.build().unwrap().describe().to_string();
+    for expected in [
+        "Source: KSTREAM-SOURCE-0000000001 (topics: [t])",
+        "Processor: KTABLE-SOURCE-0000000002 (stores: [t-STATE-STORE-0000000000])",
+        "Processor: KTABLE-SELECT-0000000003 (stores: [])",
+        "Sink: KSTREAM-SINK-0000000005 (topic: KTABLE-AGGREGATE-STATE-STORE-0000000004-repartition)",
+        "Source: KSTREAM-SOURCE-0000000006 (topics: [KTABLE-AGGREGATE-STATE-STORE-0000000004-repartition])",
+        "Processor: KTABLE-AGGREGATE-0000000007 (stores: [KTABLE-AGGREGATE-STATE-STORE-0000000004])",
+    ] {
+        assert!(text.contains(expected), "missing `{expected}` in\n{text}");
+    }
+    assert!(!text.contains("KSTREAM-FILTER"), "a table re-grouping has no filter:\n{text}");
+
+    let builder = StreamsBuilder::new();
+    let branches = builder
+        .stream::<String, String>("in")
+        .split()
+        .branch(|_, _| true, Branched::new())
+        .default_branch(Branched::new());
+    branches.at(0).unwrap().to("out");
+    let text = builder.build().unwrap().describe().to_string();
+    assert!(text.contains("Sink: KSTREAM-SINK-0000000004 (topic: out)"), "{text}");
+    assert!(text.contains("Processor: KSTREAM-BRANCH-00000000011 (stores: [])"), "{text}");
+    assert!(text.contains("Processor: KSTREAM-BRANCH-00000000010 (stores: [])"), "{text}");
+}

@@ -40,9 +40,16 @@ impl BuilderState {
         self.new_name(&format!("{prefix}STATE-STORE-"))
     }
 
-    /// A user's name if given, else a generated one.
+    /// A user's name if given, else a generated one. The counter advances either way, as in Kafka
+    /// Streams (`NamedInternal.orElseGenerateWithPrefix`), so naming one operator renumbers no other.
     pub(crate) fn name_or(&mut self, given: Option<String>, prefix: &str) -> String {
-        given.unwrap_or_else(|| self.new_name(prefix))
+        let generated = self.new_name(prefix);
+        given.unwrap_or(generated)
+    }
+
+    /// Advances the counter without using the name (Kafka Streams does this for split branches).
+    pub(crate) fn burn(&mut self) {
+        self.counter += 1;
     }
 }
 

@@ -156,7 +156,7 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         let mut parent = self.stream.node.clone();
         if self.repartition_required {
             let base = self.grouped.name.clone().unwrap_or_else(|| store.clone());
-            let names = RepartitionNames::generated(&mut b, &base);
+            let names = RepartitionNames::for_stream(&mut b, &base);
             parent = add_repartition(&mut b, &parent, names, key_serde.clone(), value_serde.clone(), None, None);
         }
         let value_serde_for_nulls = Some(value_serde.clone());
@@ -318,7 +318,7 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
             }
         });
         let materialized = self.key_serde_into(Materialized::new()).with_value_serde_if_missing(self.value_serde());
-        self.aggregate_internal("KTABLE-REDUCE-", step, materialized, self.value_serde())
+        self.aggregate_internal_named("KTABLE-AGGREGATE-", "KTABLE-REDUCE-", step, materialized, self.value_serde())
     }
 
     /// Folds values per new key: `adder` for rows that arrive, `subtractor` for rows that leave (the old
@@ -371,20 +371,33 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
         materialized: Materialized<K, VA>,
         value_serde: Arc<dyn Serde<V>>,
     ) -> KTable<K, VA> {
+        self.aggregate_internal_named(prefix, prefix, step, materialized, value_serde)
+    }
+
+    /// Kafka Streams names every table aggregation's store `KTABLE-AGGREGATE-STATE-STORE-…`, reduce too.
+    fn aggregate_internal_named<VA: Data>(
+        &self,
+        store_prefix: &str,
+        prefix: &str,
+        step: TableStep<K, V, VA>,
+        materialized: Materialized<K, VA>,
+        value_serde: Arc<dyn Serde<V>>,
+    ) -> KTable<K, VA> {
         let builder = self.builder.clone();
         let mut b = builder.borrow_mut();
         let store = match materialized.store_name.clone() {
             Some(name) => name,
-            None => b.new_store_name(prefix),
+            None => b.new_store_name(store_prefix),
         };
+        // Kafka Streams' order here: store, repartition sink and source, then the processor.
+        let base = self.grouped.name.clone().unwrap_or_else(|| store.clone());
+        let names = RepartitionNames::for_table(&mut b, &base, self.next_name.as_deref());
         let name = b.name_or(self.next_name.clone(), prefix);
         let (Some(key_serde), Some(agg_serde)) = (materialized.key_serde.clone(), materialized.value_serde.clone())
         else {
             b.topology.deferred.push(TopologyError::MissingSerde { node: name.clone(), part: "key or value" });
             return KTable::new(builder.clone(), name, None, None, Some(store));
         };
-        let base = self.grouped.name.clone().unwrap_or_else(|| store.clone());
-        let names = RepartitionNames::generated(&mut b, &base);
         let change_serde: Arc<dyn Serde<Change<V>>> = Arc::new(ChangeSerde(value_serde));
         let parent = add_repartition(&mut b, &self.node, names, key_serde.clone(), change_serde, None, None);
         let (store_for_processor, key_for_processor) = (store.clone(), key_serde.clone());

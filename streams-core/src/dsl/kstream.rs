@@ -257,7 +257,7 @@ impl<K: Data, V: Data> KStream<K, V> {
     pub fn repartition_with(&self, repartitioned: Repartitioned<K, V>) -> KStream<K, V> {
         let mut b = self.builder.borrow_mut();
         let base = repartitioned.name.unwrap_or_else(|| b.new_name("KSTREAM-REPARTITION-"));
-        let names = RepartitionNames::generated(&mut b, &base);
+        let names = RepartitionNames::for_stream(&mut b, &base);
         let key_serde = pick(repartitioned.key_serde, &self.key_serde);
         let value_serde = pick(repartitioned.value_serde, &self.value_serde);
         let (Some(k), Some(v)) = (key_serde, value_serde) else {
@@ -299,7 +299,9 @@ impl<K: Data, V: Data> KStream<K, V> {
         grouped: Grouped<K2, V>,
     ) -> KGroupedStream<K2, V> {
         let selector = Arc::new(selector);
-        let name = self.add("KSTREAM-KEY-SELECT-", move || SelectKey(selector.clone()));
+        // As in Kafka Streams, a Grouped name also names the key-selecting node.
+        let named = KStream { next_name: grouped.name.clone().or(self.next_name.clone()), ..self.clone() };
+        let name = named.add("KSTREAM-KEY-SELECT-", move || SelectKey(selector.clone()));
         let stream = self.derive(name, None, self.value_serde.clone(), true);
         KGroupedStream::new(stream, grouped, true)
     }
@@ -325,7 +327,9 @@ impl<K: Data, V: Data> BranchedKStream<K, V> {
         self
     }
 
+    /// `<split name><branch name or position>`; each branch advances the counter, as in Kafka Streams.
     fn branch_name(&self, branched: Branched) -> String {
+        self.stream.builder.borrow_mut().burn();
         let suffix = branched.name.unwrap_or_else(|| (self.branches.len() + 1).to_string());
         format!("{}{}", self.split_name, suffix)
     }
@@ -334,7 +338,10 @@ impl<K: Data, V: Data> BranchedKStream<K, V> {
     pub fn default_branch(mut self, branched: Branched) -> Branches<K, V> {
         let name = match branched.name {
             Some(_) => self.branch_name(branched),
-            None => format!("{}0", self.split_name),
+            None => {
+                self.stream.builder.borrow_mut().burn();
+                format!("{}0", self.split_name)
+            }
         };
         self.branches.push((None, name));
         self.finish()

@@ -133,7 +133,8 @@ impl<K: Data, V: Data> KTable<K, V> {
         let selector = Arc::new(selector);
         let name = {
             let mut b = self.builder.borrow_mut();
-            let name = b.name_or(self.next_name.clone(), "KTABLE-SELECT-");
+            // As in Kafka Streams, a Grouped name also names the selecting node.
+            let name = b.name_or(grouped.name.clone().or(self.next_name.clone()), "KTABLE-SELECT-");
             let supplier = move || TableRepartitionMap(selector.clone());
             b.topology.add_node_deferred(processor_def(&name, vec![self.node.clone()], supplier));
             name

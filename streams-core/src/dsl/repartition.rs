@@ -12,24 +12,50 @@ use crate::task::node::StreamPartitioner;
 use crate::topology::{processor_def, sink_def, source_def, SinkSpec, TopicRef};
 use crate::{Record, StreamsError};
 
-/// The names of a repartition's three nodes and its topic (without the application-id prefix).
+/// The names of a repartition's nodes and its topic (without the application-id prefix).
 pub(crate) struct RepartitionNames {
     pub(crate) topic: String,
-    pub(crate) filter: String,
+    /// Stream repartitions have a filter before the sink; table re-groupings do not.
+    pub(crate) filter: Option<String>,
     pub(crate) sink: String,
     pub(crate) source: String,
 }
 
+/// Whether `base` is a generated name (`KSTREAM…-0000000007`): Kafka Streams' test for naming the
+/// repartition's nodes from the counter rather than from the topic.
+fn is_generated(base: &str) -> bool {
+    let Some(digits) = base.len().checked_sub(10).map(|i| &base[i..]) else { return false };
+    base.starts_with("KSTREAM")
+        && base.len() > 11
+        && base.as_bytes()[base.len() - 11] == b'-'
+        && digits.bytes().all(|c| c.is_ascii_digit())
+}
+
 impl RepartitionNames {
-    /// The nodes of a repartition take the builder's counter in Kafka Streams' order (sink, filter,
-    /// source), even when the grouping is named; the topic is `<base>-repartition`, where `base` is the
-    /// user's name (`Grouped::with_name`, `Repartitioned::with_name`), else the store's name for a
-    /// grouping, or `KSTREAM-REPARTITION-…` for `repartition()`.
-    pub(crate) fn generated(b: &mut BuilderState, base: &str) -> Self {
-        let sink = b.new_name("KSTREAM-SINK-");
-        let filter = b.new_name("KSTREAM-FILTER-");
-        let source = b.new_name("KSTREAM-SOURCE-");
-        RepartitionNames { topic: format!("{base}-repartition"), filter, sink, source }
+    /// A stream repartition (Kafka Streams' `createRepartitionedSource`): the topic is
+    /// `<base>-repartition`, where `base` is the user's name (`Grouped`, `Repartitioned`), else the store's
+    /// name, or `KSTREAM-REPARTITION-…` for `repartition()`. The counter always advances by three (sink,
+    /// filter, source); the nodes take those generated names when `base` is generated, else
+    /// `<topic>-sink`, `<topic>-filter` and `<topic>-source`.
+    pub(crate) fn for_stream(b: &mut BuilderState, base: &str) -> Self {
+        let topic = if base.ends_with("-repartition") { base.to_string() } else { format!("{base}-repartition") };
+        let (sink, filter, source) =
+            (b.new_name("KSTREAM-SINK-"), b.new_name("KSTREAM-FILTER-"), b.new_name("KSTREAM-SOURCE-"));
+        if is_generated(base) {
+            RepartitionNames { topic, filter: Some(filter), sink, source }
+        } else {
+            let named = |suffix: &str| format!("{topic}-{suffix}");
+            RepartitionNames { filter: Some(named("filter")), sink: named("sink"), source: named("source"), topic }
+        }
+    }
+
+    /// A table re-grouping (Kafka Streams' `KGroupedTableImpl`): no filter; sink and source take the
+    /// aggregation's name with `-sink`/`-source` when it is named, else generated names.
+    pub(crate) fn for_table(b: &mut BuilderState, base: &str, named: Option<&str>) -> Self {
+        let topic = format!("{base}-repartition");
+        let sink = b.name_or(named.map(|n| format!("{n}-sink")), "KSTREAM-SINK-");
+        let source = b.name_or(named.map(|n| format!("{n}-source")), "KSTREAM-SOURCE-");
+        RepartitionNames { topic, filter: None, sink, source }
     }
 }
 
@@ -49,7 +75,7 @@ impl<K: Data, V: Data> Processor<K, V, K, V> for DropNullKeys<K> {
     }
 }
 
-/// Adds filter → sink → (topic) → source below `parent`; returns the source's name.
+/// Adds (filter →) sink → (topic) → source below `parent`; returns the source's name.
 pub(crate) fn add_repartition<K: Data, V: Data>(
     b: &mut BuilderState,
     parent: &str,
@@ -60,14 +86,18 @@ pub(crate) fn add_repartition<K: Data, V: Data>(
     partitions: Option<u32>,
 ) -> String {
     let topic = TopicRef { name: names.topic.clone(), internal: true };
-    let filter_serde = key_serde.clone();
-    let filter = processor_def::<K, V, K, V, _>(&names.filter, vec![parent.to_string()], move || DropNullKeys {
-        key_serde: filter_serde.clone(),
-    });
-    b.topology.add_node_deferred(filter);
+    let mut sink_parent = parent.to_string();
+    if let Some(filter_name) = &names.filter {
+        let filter_serde = key_serde.clone();
+        let filter = processor_def::<K, V, K, V, _>(filter_name, vec![sink_parent], move || DropNullKeys {
+            key_serde: filter_serde.clone(),
+        });
+        b.topology.add_node_deferred(filter);
+        sink_parent = filter_name.clone();
+    }
     let sink = sink_def(
         &names.sink,
-        vec![names.filter.clone()],
+        vec![sink_parent],
         SinkSpec::Fixed(topic.clone()),
         key_serde.clone(),
         value_serde.clone(),
