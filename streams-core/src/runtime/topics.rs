@@ -37,7 +37,16 @@ pub(crate) fn prepare(
             }
         }
     }
-    let all: Vec<String> = user_sources.iter().chain(internal.iter()).cloned().collect();
+    // Every topic the application needs, looked up in one metadata request.
+    let changelog_names: Vec<String> = plan
+        .subtopologies
+        .iter()
+        .flat_map(|sub| sub.stores.iter().map(|&store| &topology.stores[store]))
+        .filter(|def| def.logging_enabled)
+        .map(|def| crate::task::changelog_topic(app, &def.name))
+        .collect();
+    let all: Vec<String> =
+        user_sources.iter().chain(internal.iter()).cloned().chain(changelog_names.iter().cloned()).collect();
     let existing = admin.partition_counts(&all)?;
     let missing: Vec<String> =
         user_sources.iter().filter(|t| existing.get(*t).copied().flatten().is_none()).cloned().collect();
@@ -111,8 +120,6 @@ pub(crate) fn prepare(
             }),
         }
     }
-    admin.create_topics(&to_create)?;
-
     // Changelog topics: compacted, one partition per task of the sub-topology that owns the store.
     let mut changelogs = Vec::new();
     for sub in &plan.subtopologies {
@@ -131,11 +138,8 @@ pub(crate) fn prepare(
             }
         }
     }
-    let names: Vec<String> = changelogs.iter().map(|t| t.name.clone()).collect();
-    let existing_changelogs = admin.partition_counts(&names)?;
-    let mut missing_changelogs = Vec::new();
     for topic in changelogs {
-        match existing_changelogs.get(&topic.name).copied().flatten() {
+        match existing.get(&topic.name).copied().flatten() {
             Some(actual) if actual != topic.partitions => {
                 return Err(StreamsError::InternalTopicMismatch {
                     topic: topic.name,
@@ -144,10 +148,9 @@ pub(crate) fn prepare(
                 });
             }
             Some(_) => {}
-            None => missing_changelogs.push(topic),
+            None => to_create.push(topic),
         }
     }
-    admin.create_topics(&missing_changelogs)?;
 
     for sub in &plan.subtopologies {
         let counts: Vec<(String, i32)> =
@@ -157,5 +160,6 @@ pub(crate) fn prepare(
             return Err(StreamsError::CoPartitioning { subtopology: sub.id, counts });
         }
     }
+    admin.create_topics(&to_create)?;
     Ok(TopicLayout { reader })
 }

@@ -20,9 +20,7 @@ pub(crate) struct SubtopologyPlan {
     pub(crate) id: u32,
     pub(crate) nodes: Vec<usize>,
     pub(crate) stores: Vec<usize>,
-    #[allow(dead_code)] // read by the runtime (co-partitioning, topic creation)
     pub(crate) source_topics: Vec<TopicRef>,
-    #[allow(dead_code)] // read by the runtime (topic creation)
     pub(crate) sink_topics: Vec<TopicRef>,
 }
 
