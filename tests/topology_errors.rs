@@ -135,3 +135,11 @@ fn a_user_name_used_twice_in_the_dsl_fails_at_build() {
     s.named("same").filter(|_, _| true).to("y");
     assert_eq!(b.build().err(), Some(TopologyError::DuplicateNode { name: "same".into() }));
 }
+
+#[test]
+fn connecting_stores_to_an_unknown_processor_names_the_processor() {
+    let mut t = Topology::new();
+    let err = t.connect_processor_and_state_stores("nope", &["counts"]).err().unwrap();
+    assert_eq!(err, TopologyError::UnknownProcessor { processor: "nope".into(), stores: "counts".into() });
+    assert_eq!(err.to_string(), "cannot connect state stores counts to processor `nope`: no such processor");
+}

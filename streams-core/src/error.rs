@@ -25,6 +25,14 @@ pub enum TopologyError {
         /// The missing parent.
         parent: String,
     },
+    /// Stores were connected to a processor that is not in the topology.
+    #[error("cannot connect state stores {stores} to processor `{processor}`: no such processor")]
+    UnknownProcessor {
+        /// The processor named.
+        processor: String,
+        /// The stores, comma-separated.
+        stores: String,
+    },
     /// A sink was named as a parent; sinks end a branch.
     #[error("node `{node}` names sink `{sink}` as its parent; a sink cannot have children")]
     SinkAsParent {

@@ -225,7 +225,10 @@ impl Topology {
         stores: &[&str],
     ) -> Result<&mut Self, TopologyError> {
         let Some(node) = self.nodes.iter_mut().find(|n| n.name == processor) else {
-            return Err(TopologyError::UnknownParent { node: stores.join(", "), parent: processor.to_string() });
+            return Err(TopologyError::UnknownProcessor {
+                processor: processor.to_string(),
+                stores: stores.join(", "),
+            });
         };
         for s in stores {
             if !node.stores.iter().any(|x| x == s) {
