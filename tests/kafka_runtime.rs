@@ -18,6 +18,20 @@ struct Order {
 }
 json_serde!(Order);
 
+/// Per-customer order totals: the topology both order-totals tests run.
+fn order_totals_topology(orders: &str, totals: &str) -> anyhow::Result<Topology> {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<i64, Order>(orders)
+        .filter(|_, order| order.total_value > 0.0)
+        .map_values(|order| order.total_value)
+        .group_by_key()
+        .reduce(|a, b| a + b)
+        .to_stream()
+        .to(totals);
+    Ok(builder.build()?)
+}
+
 #[test]
 fn order_totals_end_to_end_on_kafka_match_a_plain_loop() -> anyhow::Result<()> {
     let orders = kafka::unique("orders");
@@ -44,16 +58,8 @@ fn order_totals_end_to_end_on_kafka_match_a_plain_loop() -> anyhow::Result<()> {
     let expected_count: usize = expected_updates.values().map(Vec::len).sum();
     kafka::produce(&orders, input);
 
-    let builder = StreamsBuilder::new();
-    builder
-        .stream::<i64, Order>(&orders)
-        .filter(|_, order| order.total_value > 0.0)
-        .map_values(|order| order.total_value)
-        .group_by_key()
-        .reduce(|a, b| a + b)
-        .to_stream()
-        .to(&totals);
-    let mut app = KafkaStreams::new(builder.build()?, kafka::config(&kafka::unique("order-totals")))?;
+    let mut app =
+        KafkaStreams::new(order_totals_topology(&orders, &totals)?, kafka::config(&kafka::unique("order-totals")))?;
     app.start()?;
     assert!(app.wait_for_state(State::Running, Duration::from_secs(60)), "never reached RUNNING: {:?}", app.state());
 
@@ -290,18 +296,7 @@ fn stateful_app_keeps_exact_totals_through_a_join_and_a_leave() -> anyhow::Resul
     let (orders, totals) = (kafka::unique("st-orders"), kafka::unique("st-totals"));
     kafka::create_topics(&[(&orders, 4), (&totals, 4)]);
     let app_id = kafka::unique("st-totals-app");
-    let topology = || -> anyhow::Result<Topology> {
-        let builder = StreamsBuilder::new();
-        builder
-            .stream::<i64, Order>(&orders)
-            .filter(|_, order| order.total_value > 0.0)
-            .map_values(|order| order.total_value)
-            .group_by_key()
-            .reduce(|a, b| a + b)
-            .to_stream()
-            .to(&totals);
-        Ok(builder.build()?)
-    };
+    let topology = || order_totals_topology(&orders, &totals);
     let mut expected: BTreeMap<i64, f64> = BTreeMap::new();
     let mut updates = 0usize;
     let batch = |from: u64, to: u64, expected: &mut BTreeMap<i64, f64>, updates: &mut usize| {
