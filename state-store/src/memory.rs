@@ -7,6 +7,22 @@ use crate::store::{KeyValueIterator, KeyValueStore, ReadOnlyKeyValueStore, State
 use crate::StoreError;
 
 /// A `BTreeMap<Vec<u8>, Vec<u8>>` behind the store traits; contents are lost on restart.
+///
+/// ```
+/// use std::ops::Bound;
+/// use state_store::{InMemoryKeyValueStore, KeyValueStore, ReadOnlyKeyValueStore};
+///
+/// let mut store = InMemoryKeyValueStore::new("counts");
+/// store.put(b"apple", b"3")?;
+/// store.put(b"banana", b"5")?;
+/// assert_eq!(store.get(b"apple")?, Some(b"3".to_vec()));
+/// let keys: Vec<Vec<u8>> = store
+///     .range(Bound::Included(&b"a"[..]), Bound::Excluded(&b"b"[..]))?
+///     .map(|kv| kv.map(|(k, _)| k))
+///     .collect::<Result<_, _>>()?;
+/// assert_eq!(keys, vec![b"apple".to_vec()]);
+/// # Ok::<(), state_store::StoreError>(())
+/// ```
 #[derive(Debug)]
 pub struct InMemoryKeyValueStore {
     name: String,
