@@ -60,7 +60,7 @@ fn order_totals_match_a_plain_loop_update_by_update() -> anyhow::Result<()> {
             _ => (gen.next() % 10_000) as f64 / 100.0,
         };
         let order = Order { order_id: i, customer_id: customer, total_value };
-        if gen.next() % 25 == 0 {
+        if gen.next().is_multiple_of(25) {
             // A record with a null key: the aggregation drops it (and counts it), as Kafka Streams does.
             let value = to_bytes(&*Order::default_serde(), "orders", &order)?;
             driver.pipe_raw("orders", None, value, i as i64)?;

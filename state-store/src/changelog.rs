@@ -47,6 +47,22 @@ impl<S: KeyValueStore> StateStore for ChangeLoggingKeyValueStore<S> {
     fn is_open(&self) -> bool {
         self.inner.is_open()
     }
+
+    fn begin_restore(&mut self) -> Result<(), StoreError> {
+        self.inner.begin_restore()
+    }
+
+    fn end_restore(&mut self) -> Result<(), StoreError> {
+        self.inner.end_restore()
+    }
+
+    fn discard_uncommitted(&mut self) -> Result<(), StoreError> {
+        self.inner.discard_uncommitted()
+    }
+
+    fn uncommitted_bytes(&self) -> usize {
+        self.inner.uncommitted_bytes()
+    }
 }
 
 impl<S: KeyValueStore> ReadOnlyKeyValueStore for ChangeLoggingKeyValueStore<S> {
@@ -88,8 +104,16 @@ impl<S: KeyValueStore> KeyValueStore for ChangeLoggingKeyValueStore<S> {
         Ok(old)
     }
 
-    fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), StoreError> {
-        self.inner.restore(key, value)
+    fn write_batch(&mut self, entries: &[(&[u8], Option<&[u8]>)]) -> Result<(), StoreError> {
+        self.inner.write_batch(entries)?;
+        for (key, value) in entries {
+            self.writer.log(key, *value);
+        }
+        Ok(())
+    }
+
+    fn restore_batch(&mut self, entries: &[(&[u8], Option<&[u8]>)]) -> Result<(), StoreError> {
+        self.inner.restore_batch(entries)
     }
 }
 
@@ -106,8 +130,12 @@ impl<S: KeyValueStore + ?Sized> KeyValueStore for Box<S> {
         (**self).delete(key)
     }
 
-    fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), StoreError> {
-        (**self).restore(key, value)
+    fn write_batch(&mut self, entries: &[(&[u8], Option<&[u8]>)]) -> Result<(), StoreError> {
+        (**self).write_batch(entries)
+    }
+
+    fn restore_batch(&mut self, entries: &[(&[u8], Option<&[u8]>)]) -> Result<(), StoreError> {
+        (**self).restore_batch(entries)
     }
 }
 
@@ -148,6 +176,22 @@ impl<S: StateStore + ?Sized> StateStore for Box<S> {
 
     fn is_open(&self) -> bool {
         (**self).is_open()
+    }
+
+    fn begin_restore(&mut self) -> Result<(), StoreError> {
+        (**self).begin_restore()
+    }
+
+    fn end_restore(&mut self) -> Result<(), StoreError> {
+        (**self).end_restore()
+    }
+
+    fn discard_uncommitted(&mut self) -> Result<(), StoreError> {
+        (**self).discard_uncommitted()
+    }
+
+    fn uncommitted_bytes(&self) -> usize {
+        (**self).uncommitted_bytes()
     }
 }
 

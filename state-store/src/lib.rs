@@ -8,6 +8,12 @@
 //!   [`KeyValueStore`] for writers. Keys order by their bytes (lexicographically), as in RocksDB and Kafka
 //!   Streams, so range and prefix scans mean the same thing whatever the implementation.
 //! - [`memory`]: [`InMemoryKeyValueStore`], a `BTreeMap` behind the traits.
+//! - [`rocksdb`]: [`RocksDbKeyValueStore`], a RocksDB database per store, without a write-ahead log,
+//!   sharing one memory budget ([`RocksDbMemory`]) with every other store of the instance.
+//! - [`transactional`]: [`TransactionalKeyValueStore`], which holds a commit's writes apart and applies
+//!   them only when the commit succeeds (KIP-892), so an aborted commit leaves no trace in the store.
+//! - [`checkpoint`]: [`OffsetCheckpoint`], the `.checkpoint` file recording how far into its changelog
+//!   each local store is.
 //! - [`changelog`]: [`ChangeLoggingKeyValueStore`], which reports every write to a [`ChangelogWriter`]
 //!   (the runtime writes them to a compacted topic), and restores without logging again.
 //! - [`error`]: [`StoreError`], naming the store at fault.
@@ -16,11 +22,17 @@
 //! Streams wraps a `KeyValueStore<Bytes, byte[]>` in a metered, typed store.
 
 pub mod changelog;
+pub mod checkpoint;
 pub mod error;
 pub mod memory;
+pub mod rocksdb;
 pub mod store;
+pub mod transactional;
 
 pub use changelog::{ChangeLoggingKeyValueStore, ChangelogWriter};
+pub use checkpoint::{CheckpointError, OffsetCheckpoint};
 pub use error::StoreError;
 pub use memory::InMemoryKeyValueStore;
+pub use rocksdb::{RocksDbKeyValueStore, RocksDbMemory};
 pub use store::{KeyValueIterator, KeyValueStore, ReadOnlyKeyValueStore, StateStore};
+pub use transactional::TransactionalKeyValueStore;

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use crate::store::{KeyValueIterator, KeyValueStore, ReadOnlyKeyValueStore, StateStore};
+use crate::store::{empty_range, KeyValueIterator, KeyValueStore, ReadOnlyKeyValueStore, StateStore};
 use crate::StoreError;
 
 /// A `BTreeMap<Vec<u8>, Vec<u8>>` behind the store traits; contents are lost on restart.
@@ -71,15 +71,10 @@ impl ReadOnlyKeyValueStore for InMemoryKeyValueStore {
     }
     fn range<'a>(&'a self, from: Bound<&[u8]>, to: Bound<&[u8]>) -> Result<KeyValueIterator<'a>, StoreError> {
         self.check()?;
-        let (lo, hi) = (from.map(<[u8]>::to_vec), to.map(<[u8]>::to_vec));
-        let empty = match (&lo, &hi) {
-            (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) if a > b => true,
-            (Bound::Excluded(a), Bound::Excluded(b)) if a == b => true,
-            _ => false,
-        };
-        if empty {
+        if empty_range(from, to) {
             return Ok(Box::new(std::iter::empty()));
         }
+        let (lo, hi) = (from.map(<[u8]>::to_vec), to.map(<[u8]>::to_vec));
         Ok(Box::new(self.map.range((lo, hi)).map(|(k, v)| Ok((k.clone(), v.clone())))))
     }
     fn prefix_scan<'a>(&'a self, prefix: &[u8]) -> Result<KeyValueIterator<'a>, StoreError> {

@@ -31,6 +31,29 @@ pub trait StateStore: Send {
 
     /// Whether the store is open for reads and writes.
     fn is_open(&self) -> bool;
+
+    /// A changelog replay is about to start: a store may switch to bulk-loading settings.
+    fn begin_restore(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// The replay is over: back to normal settings.
+    fn end_restore(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Drops the writes made since the last [`flush`](StateStore::flush) where a layer keeps them apart
+    /// (see [`TransactionalKeyValueStore`](crate::TransactionalKeyValueStore)); a no-op for stores that
+    /// write through.
+    fn discard_uncommitted(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Bytes of writes held back until the next flush (0 for stores that write through). The runtime
+    /// commits early when this grows past its limit.
+    fn uncommitted_bytes(&self) -> usize {
+        0
+    }
 }
 
 /// Reads from a key-value store. Interactive queries and processors that only look up get this view.
@@ -75,12 +98,76 @@ pub trait KeyValueStore: ReadOnlyKeyValueStore {
     /// Removes `key`; returns the value it had, if any.
     fn delete(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 
-    /// Applies one record replayed from the store's changelog: a put, or a delete for `None`. Layers
-    /// that log writes pass it straight down, so a restore is not logged again.
-    fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), StoreError> {
-        match value {
-            Some(value) => self.put(key, value),
-            None => self.delete(key).map(|_| ()),
+    /// Applies puts (`Some`) and deletes (`None`) in order. Stores that can make them atomic (RocksDB's
+    /// write batch) do; the default applies them one by one.
+    fn write_batch(&mut self, entries: &[(&[u8], Option<&[u8]>)]) -> Result<(), StoreError> {
+        for (key, value) in entries {
+            match value {
+                Some(value) => self.put(key, value)?,
+                None => {
+                    self.delete(key)?;
+                }
+            }
         }
+        Ok(())
+    }
+
+    /// Applies records replayed from the store's changelog, as [`write_batch`](KeyValueStore::write_batch).
+    /// Layers that log writes or hold them back pass it straight down: a restore is not logged again and
+    /// is committed at once.
+    fn restore_batch(&mut self, entries: &[(&[u8], Option<&[u8]>)]) -> Result<(), StoreError> {
+        self.write_batch(entries)
+    }
+
+    /// Applies one replayed record (see [`restore_batch`](KeyValueStore::restore_batch)).
+    fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), StoreError> {
+        self.restore_batch(&[(key, value)])
+    }
+}
+
+/// The smallest key greater than every key that starts with `prefix`, or `None` when there is none
+/// (the prefix is all `0xff`).
+pub(crate) fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// Whether `(from, to)` selects nothing at all (from above to).
+pub(crate) fn empty_range(from: Bound<&[u8]>, to: Bound<&[u8]>) -> bool {
+    match (from, to) {
+        (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) if a > b => true,
+        (Bound::Excluded(a), Bound::Excluded(b))
+        | (Bound::Included(a), Bound::Excluded(b))
+        | (Bound::Excluded(a), Bound::Included(b)) => a == b,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_successor_carries_over_ff_bytes() {
+        assert_eq!(prefix_successor(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_successor(&[0x01, 0xff]), Some(vec![0x02]));
+        assert_eq!(prefix_successor(&[0xff, 0xff]), None);
+        assert_eq!(prefix_successor(b""), None);
+    }
+
+    #[test]
+    fn empty_ranges_are_recognised() {
+        use Bound::*;
+        assert!(empty_range(Included(&b"b"[..]), Included(&b"a"[..])));
+        assert!(empty_range(Excluded(&b"a"[..]), Excluded(&b"a"[..])));
+        assert!(empty_range(Included(&b"a"[..]), Excluded(&b"a"[..])));
+        assert!(!empty_range(Included(&b"a"[..]), Included(&b"a"[..])));
+        assert!(!empty_range(Unbounded, Included(&b"a"[..])));
     }
 }

@@ -91,17 +91,28 @@ pub trait StreamsProducer: Send {
 
     /// Waits until every queued record is acknowledged; the first delivery error, if any.
     fn flush(&mut self, timeout: Duration) -> Result<(), ClientError>;
+
+    /// The offset of the last record the broker acknowledged on `partition` from this producer, if any:
+    /// how far a store's changelog is written, for its checkpoint.
+    fn acked_offset(&self, partition: &TopicPartition) -> Option<i64>;
 }
 
 /// Reads changelog partitions to rebuild a task's stores.
 pub trait RestoreConsumer: Send {
-    /// Reads `partition` from its first record to its end as of this call, handing each record to
-    /// `apply`; returns how many records were read.
-    fn restore(
+    /// The first offset of `partition` and its end (the offset the next record written will get).
+    fn watermarks(&mut self, partition: &TopicPartition) -> Result<(i64, i64), ClientError>;
+
+    /// Reads `partition` from offset `from` until every record before `end` has been read, handing the
+    /// records to `apply` in batches of at most `max_batch`. Returns the offset of the last record read
+    /// (`None` if there was none: offsets may have gaps after compaction or transaction markers).
+    fn read(
         &mut self,
         partition: &TopicPartition,
-        apply: &mut dyn FnMut(&RawRecord) -> Result<(), crate::StreamsError>,
-    ) -> Result<u64, crate::StreamsError>;
+        from: i64,
+        end: i64,
+        max_batch: usize,
+        apply: &mut dyn FnMut(&[RawRecord]) -> Result<(), crate::StreamsError>,
+    ) -> Result<Option<i64>, crate::StreamsError>;
 }
 
 /// A topic to create.

@@ -20,6 +20,15 @@ pub enum ProcessingGuarantee {
     ExactlyOnceV2,
 }
 
+/// Which store the DSL uses for a state store the user did not choose (`default.dsl.store`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DslStoreType {
+    /// A RocksDB store under `state.dir` (`rocksDB`, Kafka Streams' default).
+    RocksDb,
+    /// An in-memory store, restored from its changelog on every start (`in_memory`).
+    InMemory,
+}
+
 /// Errors in the configuration, each naming the setting at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -62,6 +71,17 @@ pub struct StreamsConfig {
     pub state_dir: PathBuf,
     /// `statestore.cache.max.bytes` (default 10 MiB).
     pub cache_max_bytes: u64,
+    /// `default.dsl.store`: the store the DSL uses unless told otherwise (default RocksDB).
+    pub default_dsl_store: DslStoreType,
+    /// `rocksdb.cache.bytes`: the memory all RocksDB stores of this instance share, block cache and
+    /// memtables together (default 64 MiB). Not a Kafka Streams setting: there each store has its own
+    /// cache unless a `RocksDBConfigSetter` says otherwise.
+    pub rocksdb_cache_bytes: usize,
+    /// `rocksdb.write.buffer.bytes`: how much of `rocksdb.cache.bytes` memtables may take (default 16 MiB).
+    pub rocksdb_write_buffer_bytes: usize,
+    /// `statestore.uncommitted.max.bytes` (KIP-892): under exactly-once, stores hold a commit's writes in
+    /// memory; past this many bytes the thread commits early (default 64 MiB).
+    pub statestore_uncommitted_max_bytes: usize,
     /// `max.poll.records` (default 1000): the most records one poll hands to the tasks.
     pub max_poll_records: usize,
     /// `replication.factor` of internal topics (default -1: the broker's default).
@@ -115,6 +135,10 @@ impl StreamsConfig {
             commit_interval: Duration::from_millis(30_000),
             state_dir: std::env::temp_dir().join("kafka-streams"),
             cache_max_bytes: 10 * 1024 * 1024,
+            default_dsl_store: DslStoreType::RocksDb,
+            rocksdb_cache_bytes: 64 << 20,
+            rocksdb_write_buffer_bytes: 16 << 20,
+            statestore_uncommitted_max_bytes: 64 << 20,
             max_poll_records: 1000,
             replication_factor: -1,
             default_api_timeout: Duration::from_secs(60),
@@ -187,6 +211,28 @@ impl StreamsConfig {
                 }
                 "statestore.cache.max.bytes" => {
                     config.cache_max_bytes = value.parse().map_err(|_| invalid("bytes, a whole number"))?
+                }
+                "default.dsl.store" => {
+                    config.default_dsl_store = match value.as_str() {
+                        "rocksDB" | "rocksdb" => DslStoreType::RocksDb,
+                        "in_memory" => DslStoreType::InMemory,
+                        _ => return Err(invalid("rocksDB or in_memory")),
+                    }
+                }
+                "rocksdb.cache.bytes" => {
+                    config.rocksdb_cache_bytes =
+                        value.parse().ok().filter(|n| *n >= 1 << 20).ok_or_else(|| invalid("bytes, at least 1 MiB"))?
+                }
+                "rocksdb.write.buffer.bytes" => {
+                    config.rocksdb_write_buffer_bytes = value
+                        .parse()
+                        .ok()
+                        .filter(|n| *n >= 64 << 10)
+                        .ok_or_else(|| invalid("bytes, at least 64 KiB"))?
+                }
+                "statestore.uncommitted.max.bytes" => {
+                    config.statestore_uncommitted_max_bytes =
+                        value.parse().map_err(|_| invalid("bytes, a whole number"))?
                 }
                 "max.poll.records" => {
                     config.max_poll_records =
@@ -263,6 +309,10 @@ impl StreamsConfig {
         }
         if self.max_poll_records == 0 {
             return Err(invalid("max.poll.records", "0".into(), "a number from 1"));
+        }
+        if self.rocksdb_write_buffer_bytes > self.rocksdb_cache_bytes {
+            let reason = format!("at most rocksdb.cache.bytes ({})", self.rocksdb_cache_bytes);
+            return Err(invalid("rocksdb.write.buffer.bytes", self.rocksdb_write_buffer_bytes.to_string(), &reason));
         }
         Ok(())
     }

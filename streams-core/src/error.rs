@@ -166,6 +166,23 @@ pub enum StreamsError {
     /// A state store failed.
     #[error("state store failure")]
     Store(#[from] StoreError),
+    /// The local state directory or a task's files in it cannot be used (locked by another instance,
+    /// unwritable).
+    #[error("state directory {path}: {message}")]
+    StateDir {
+        /// The directory or file at fault.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A task's checkpoint could not be written.
+    #[error("task {task}: {message}")]
+    State {
+        /// The task.
+        task: String,
+        /// What went wrong.
+        message: String,
+    },
     /// A processor asked for a store it is not connected to, or with the wrong types.
     #[error("processor `{node}` cannot use state store `{store}`: {reason}")]
     StoreAccess {

@@ -10,7 +10,9 @@ use super::options::{Grouped, Materialized};
 use super::repartition::{add_repartition, RepartitionNames};
 use super::{Data, KStream, KTable};
 use crate::serde::{DefaultSerde, Serde};
-use crate::store::{KeyValueBytesStoreSupplier, Stores, ValueAndTimestamp, ValueAndTimestampSerde};
+use crate::store::{
+    DefaultKeyValueBytesStoreSupplier, KeyValueBytesStoreSupplier, Stores, ValueAndTimestamp, ValueAndTimestampSerde,
+};
 use crate::topology::processor_def;
 use crate::TopologyError;
 
@@ -185,7 +187,8 @@ fn fill_key_serde<K: DefaultSerde, V, VA>(
     materialized
 }
 
-/// The store behind a DSL aggregation or table: timestamped values, in memory unless a supplier is given.
+/// The store behind a DSL aggregation or table: timestamped values, in the `default.dsl.store` (RocksDB
+/// unless configured otherwise) unless a supplier is given.
 pub(crate) fn store_def<K: Data, V: Data>(
     store: &str,
     materialized: &Materialized<K, V>,
@@ -195,7 +198,7 @@ pub(crate) fn store_def<K: Data, V: Data>(
     let timestamped: Arc<dyn Serde<ValueAndTimestamp<V>>> = Arc::new(ValueAndTimestampSerde::new(value_serde));
     let supplier: Arc<dyn KeyValueBytesStoreSupplier> = match &materialized.supplier {
         Some(supplier) => supplier.clone(),
-        None => Arc::new(Stores::in_memory_key_value_store(store)),
+        None => Arc::new(DefaultKeyValueBytesStoreSupplier { name: store.to_string() }),
     };
     let mut builder = Stores::key_value_store_builder(SharedSupplier(supplier), key_serde, timestamped);
     if !materialized.logging_enabled {

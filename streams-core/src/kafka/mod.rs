@@ -7,7 +7,7 @@
 //! and the producer places keyed records with murmur2 (`partitioner=murmur2_random`), as Kafka's Java
 //! producer does, so Java and Rust applications agree on where a key lives.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -92,11 +92,11 @@ impl ClientSupplier for RdKafkaSupplier {
         for (k, v) in &config.producer_overrides {
             c.set(k, v);
         }
-        let context = DeliveryContext { first_error: Arc::new(Mutex::new(None)) };
-        let first_error = context.first_error.clone();
+        let context = DeliveryContext { first_error: Arc::new(Mutex::new(None)), acked: Arc::default() };
+        let (first_error, acked) = (context.first_error.clone(), context.acked.clone());
         let producer: ThreadedProducer<DeliveryContext> =
             c.create_with_context(context).map_err(|e| client_error("create producer", e))?;
-        Ok(Box::new(RdKafkaProducer { producer, first_error }))
+        Ok(Box::new(RdKafkaProducer { producer, first_error, acked }))
     }
 
     fn restore_consumer(
@@ -109,7 +109,10 @@ impl ClientSupplier for RdKafkaSupplier {
         c.set("client.id", client_id)
             .set("group.id", format!("{}-restore-consumer", config.application_id))
             .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false");
+            .set("enable.auto.offset.store", "false")
+            // The end of a changelog is where a restore stops, even when transaction markers or
+            // compaction leave no record at `end - 1`.
+            .set("enable.partition.eof", "true");
         if config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2 {
             c.set("isolation.level", "read_committed");
         }
@@ -256,9 +259,13 @@ impl StreamsConsumer for RdKafkaConsumer {
     }
 }
 
-/// Keeps the first delivery error for `flush` to report.
+/// Acknowledged offsets: topic -> partition -> offset of the last acknowledged record.
+type Acked = Arc<Mutex<HashMap<String, HashMap<i32, i64>>>>;
+
+/// Keeps the first delivery error for `flush` to report, and the last acknowledged offset per partition.
 struct DeliveryContext {
     first_error: Arc<Mutex<Option<ClientError>>>,
+    acked: Acked,
 }
 
 impl ClientContext for DeliveryContext {}
@@ -267,6 +274,15 @@ impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = ();
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Ok(message) = result {
+            let mut acked = self.acked.lock().unwrap_or_else(|p| p.into_inner());
+            let partitions = match acked.get_mut(message.topic()) {
+                Some(partitions) => partitions,
+                None => acked.entry(message.topic().to_string()).or_default(),
+            };
+            let offset = partitions.entry(message.partition()).or_insert(message.offset());
+            *offset = (*offset).max(message.offset());
+        }
         if let Err((error, message)) = result {
             let operation = format!("produce to {}-{}", message.topic(), message.partition());
             let mut first = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
@@ -280,6 +296,7 @@ impl ProducerContext for DeliveryContext {
 struct RdKafkaProducer {
     producer: ThreadedProducer<DeliveryContext>,
     first_error: Arc<Mutex<Option<ClientError>>>,
+    acked: Acked,
 }
 
 impl StreamsProducer for RdKafkaProducer {
@@ -324,6 +341,11 @@ impl StreamsProducer for RdKafkaProducer {
             Some(error) => Err(error),
             None => Ok(()),
         }
+    }
+
+    fn acked_offset(&self, partition: &TopicPartition) -> Option<i64> {
+        let acked = self.acked.lock().unwrap_or_else(|p| p.into_inner());
+        acked.get(&*partition.topic)?.get(&partition.partition).copied()
     }
 }
 
@@ -388,45 +410,56 @@ struct RdKafkaRestoreConsumer {
 }
 
 impl RestoreConsumer for RdKafkaRestoreConsumer {
-    fn restore(
+    fn watermarks(&mut self, tp: &TopicPartition) -> Result<(i64, i64), ClientError> {
+        self.consumer
+            .fetch_watermarks(&tp.topic, tp.partition, self.timeout)
+            .map_err(|e| client_error(format!("read the offsets of {tp}"), e))
+    }
+
+    fn read(
         &mut self,
         tp: &TopicPartition,
-        apply: &mut dyn FnMut(&RawRecord) -> Result<(), StreamsError>,
-    ) -> Result<u64, StreamsError> {
-        let (low, high) = self
-            .consumer
-            .fetch_watermarks(&tp.topic, tp.partition, self.timeout)
-            .map_err(|e| client_error(format!("read the end offset of {tp}"), e))?;
-        if high <= low {
-            return Ok(0);
+        from: i64,
+        end: i64,
+        max_batch: usize,
+        apply: &mut dyn FnMut(&[RawRecord]) -> Result<(), StreamsError>,
+    ) -> Result<Option<i64>, StreamsError> {
+        if from >= end {
+            return Ok(None);
         }
         let mut list = TopicPartitionList::new();
-        list.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(low))
+        list.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(from))
             .map_err(|e| client_error(format!("restore {tp}"), e))?;
         self.consumer.assign(&list).map_err(|e| client_error(format!("assign {tp} for restore"), e))?;
-        let mut restored = 0;
+        let mut batch = Vec::with_capacity(max_batch);
+        let mut last = None;
+        let mut read = 0u64;
         let mut last_progress = std::time::Instant::now();
         let result = loop {
-            match self.consumer.poll(Duration::from_millis(100)) {
+            let done = match self.consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(message)) => {
                     last_progress = std::time::Instant::now();
-                    let offset = message.offset();
-                    let topic = topic_of(&mut self.topics, message.topic());
-                    if let Err(e) = apply(&raw_record(topic, &message)) {
-                        break Err(e);
-                    }
-                    restored += 1;
-                    if offset >= high - 1 {
-                        break Ok(restored);
-                    }
+                    last = Some(message.offset());
+                    read += 1;
+                    batch.push(raw_record(topic_of(&mut self.topics, message.topic()), &message));
+                    message.offset() >= end - 1
                 }
-                Some(Err(KafkaError::PartitionEOF(_))) => break Ok(restored),
+                Some(Err(KafkaError::PartitionEOF(_))) => true,
                 Some(Err(e)) => break Err(client_error(format!("restore {tp}"), e).into()),
                 None if last_progress.elapsed() > self.timeout => {
-                    let message = format!("no progress for {:?} after {restored} records", self.timeout);
+                    let message = format!("no progress for {:?} after {read} records", self.timeout);
                     break Err(ClientError::new(format!("restore {tp}"), message, true).into());
                 }
-                None => {}
+                None => false,
+            };
+            if !batch.is_empty() && (done || batch.len() >= max_batch) {
+                if let Err(e) = apply(&batch) {
+                    break Err(e);
+                }
+                batch.clear();
+            }
+            if done {
+                break Ok(last);
             }
         };
         let _ = self.consumer.unassign();

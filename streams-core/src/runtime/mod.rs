@@ -16,8 +16,12 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod restore;
+mod state_dir;
 mod thread;
 mod topics;
+
+pub use restore::StateRestoreListener;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -120,6 +124,9 @@ pub struct KafkaStreams {
     supplier: Arc<dyn ClientSupplier>,
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
+    state_dir: state_dir::StateDirectory,
+    rocksdb: state_store::RocksDbMemory,
+    restore_listener: Option<Arc<dyn StateRestoreListener>>,
 }
 
 impl KafkaStreams {
@@ -143,6 +150,8 @@ impl KafkaStreams {
             error: Mutex::new(None),
             thread_metrics: Mutex::new(Default::default()),
         });
+        let state_dir = state_dir::StateDirectory::new(&config.state_dir, &config.application_id);
+        let rocksdb = state_store::RocksDbMemory::new(config.rocksdb_cache_bytes, config.rocksdb_write_buffer_bytes);
         Ok(KafkaStreams {
             topology: Arc::new(topology),
             plan: Arc::new(plan),
@@ -150,12 +159,37 @@ impl KafkaStreams {
             supplier,
             shared,
             threads: Vec::new(),
+            state_dir,
+            rocksdb,
+            restore_listener: None,
         })
     }
 
     /// Calls `listener(old, new)` on every state change.
     pub fn set_state_listener(&mut self, listener: impl Fn(State, State) + Send + Sync + 'static) {
         *self.shared.state.listener.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(listener));
+    }
+
+    /// Hears the progress of every store restore (set it before [`start`](Self::start)).
+    pub fn set_global_state_restore_listener(&mut self, listener: impl StateRestoreListener + 'static) {
+        self.restore_listener = Some(Arc::new(listener));
+    }
+
+    /// The memory budget all RocksDB stores of this instance share (`rocksdb.cache.bytes`), to watch its use.
+    pub fn rocksdb_memory(&self) -> &state_store::RocksDbMemory {
+        &self.rocksdb
+    }
+
+    /// Deletes this application's local state, `<state.dir>/<application.id>`: every task's stores and
+    /// checkpoints (Kafka Streams' `cleanUp`). The stores are then restored from their changelogs on the
+    /// next start. Only before [`start`](Self::start) or after [`close`](Self::close); refused while
+    /// another instance holds the directory.
+    pub fn clean_up(&mut self) -> Result<(), StreamsError> {
+        let state = self.state();
+        if !matches!(state, State::Created | State::NotRunning | State::Error) || !self.threads.is_empty() {
+            return Err(StreamsError::IllegalState { action: "clean up local state", state: format!("{state:?}") });
+        }
+        self.state_dir.clean()
     }
 
     /// The current state.
@@ -187,6 +221,13 @@ impl KafkaStreams {
         if state != State::Created {
             return Err(StreamsError::IllegalState { action: "start", state: format!("{state:?}") });
         }
+        // Only a topology with stores keeps local state, and then only one instance may use the directory.
+        let app_dir = if self.topology.stores.is_empty() {
+            None
+        } else {
+            self.state_dir.lock()?;
+            Some(self.state_dir.app_dir().to_path_buf())
+        };
         let admin = self.supplier.admin(&self.config)?;
         let layout = Arc::new(topics::prepare(&self.topology, &self.plan, &self.config, &*admin)?);
         self.shared.state.set(State::Rebalancing);
@@ -194,12 +235,15 @@ impl KafkaStreams {
             let name = format!("{}-StreamThread-{index}", self.config.application_id);
             let thread = thread::StreamThread::new(
                 name.clone(),
-                self.topology.clone(),
-                self.plan.clone(),
-                layout.clone(),
+                (self.topology.clone(), self.plan.clone(), layout.clone()),
                 self.config.clone(),
                 self.supplier.clone(),
                 self.shared.clone(),
+                thread::ThreadState {
+                    app_dir: app_dir.clone(),
+                    rocksdb: self.rocksdb.clone(),
+                    restore_listener: self.restore_listener.clone(),
+                },
             )?;
             // The one place the runtime spawns threads.
             let handle = std::thread::Builder::new()
@@ -232,6 +276,9 @@ impl KafkaStreams {
             } else {
                 tracing::warn!("a stream thread did not stop within {timeout:?}");
             }
+        }
+        if self.threads.is_empty() {
+            self.state_dir.unlock();
         }
         if self.state() != State::Error {
             self.shared.state.set(State::NotRunning);

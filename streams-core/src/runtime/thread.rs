@@ -9,13 +9,14 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use super::restore::{self, StateRestoreListener};
 use super::topics::TopicLayout;
 use super::{Shared, State};
 use crate::client::{
     ClientError, ClientSupplier, OffsetCommitter, RebalanceListener, RestoreConsumer, StreamsConsumer, StreamsProducer,
     TopicPartition,
 };
-use crate::config::StreamsConfig;
+use crate::config::{ProcessingGuarantee, StreamsConfig};
 use crate::handler::{ProductionExceptionHandler, ProductionResponse};
 use crate::record::RawRecord;
 use crate::task::{Task, TaskConfig, TaskMetrics};
@@ -43,6 +44,9 @@ struct ThreadInner {
     closed_metrics: TaskMetrics,
     shared: Arc<Shared>,
     flush_timeout: Duration,
+    restore_listener: Option<Arc<dyn StateRestoreListener>>,
+    /// Past this many bytes of writes held by stores (exactly-once), the thread commits early.
+    uncommitted_max_bytes: usize,
 }
 
 impl ThreadInner {
@@ -60,6 +64,13 @@ impl ThreadInner {
         }
         for task in self.tasks.values_mut() {
             task.flush()?;
+            // The changelog records this task wrote are acknowledged now: the checkpoint may cover them.
+            for changelog in task.changelogs().to_vec() {
+                if let Some(offset) = self.producer.acked_offset(&changelog.partition) {
+                    task.set_changelog_offset(&changelog.partition, offset);
+                }
+            }
+            task.checkpoint()?;
         }
         let offsets: Vec<(TopicPartition, i64)> = std::mem::take(&mut self.offsets).into_iter().collect();
         commit_offsets(&offsets)?;
@@ -94,16 +105,37 @@ impl ThreadInner {
             .iter()
             .find(|s| s.id == id.subtopology)
             .ok_or_else(|| StreamsError::Internal(format!("no sub-topology {}", id.subtopology)))?;
+        // Which local stores can be trusted is decided before they are opened: those that cannot are
+        // wiped, then restored in full.
+        let logged = Task::logged_stores(&self.topology, sub, &self.task_config);
+        let task_dir = self.task_config.task_dir(id);
+        let plan = if logged.is_empty() {
+            Default::default()
+        } else {
+            let checkpoint = task_dir.as_deref().map(|dir| restore::read_checkpoint(id, dir)).unwrap_or_default();
+            let partitions: Vec<(String, TopicPartition)> = logged
+                .iter()
+                .map(|store| {
+                    let topic = crate::task::changelog_topic(&self.task_config.application_id, store);
+                    (store.clone(), TopicPartition::new(&topic, id.partition))
+                })
+                .collect();
+            let plan = restore::plan_restore(id, &partitions, &checkpoint, &mut *self.restorer)?;
+            for (store, (start, _, _)) in &plan {
+                if let (None, Some(dir)) = (start, &task_dir) {
+                    let path = dir.join("rocksdb").join(store);
+                    state_store::RocksDbKeyValueStore::destroy(store, &path)?;
+                }
+            }
+            plan
+        };
         let mut task = Task::new(&self.topology, sub, id.partition, &self.task_config)?;
         // Restore every logged store from its changelog before the task sees any input.
-        let stores: Vec<(String, TopicPartition)> = task.changelog_partitions().to_vec();
-        for (store, tp) in stores {
-            let started = Instant::now();
-            let restored = self.restorer.restore(&tp, &mut |record| {
-                let key = record.key.as_deref().unwrap_or_default();
-                task.restore(&store, key, record.value.as_deref())
-            })?;
-            tracing::info!(task = %id, store = %store, changelog = %tp, records = restored, elapsed = ?started.elapsed(), "store restored");
+        restore::restore(&mut task, &plan, &mut *self.restorer, self.restore_listener.as_ref())?;
+        if !plan.is_empty() {
+            // What was restored is on disk and checkpointed: a crash now does not restore it again.
+            task.flush()?;
+            task.checkpoint()?;
         }
         task.init()?;
         self.send_outputs_of(&mut task)?;
@@ -181,6 +213,12 @@ impl ThreadInner {
             result?;
         }
         Ok(())
+    }
+
+    /// Whether stores hold so many uncommitted writes that the thread should commit now.
+    fn commit_needed(&self) -> bool {
+        self.task_config.hold_writes_per_commit
+            && self.tasks.values().map(Task::uncommitted_bytes).sum::<usize>() > self.uncommitted_max_bytes
     }
 
     fn run_task(&mut self, task: &mut Task, queues: &mut [PartitionQueue]) -> Result<(), StreamsError> {
@@ -276,6 +314,14 @@ impl RebalanceListener for Listener {
     }
 }
 
+/// What a thread gets from its instance for its tasks' state.
+pub(crate) struct ThreadState {
+    /// `<state.dir>/<application.id>`, locked by the instance; `None` when the topology has no stores.
+    pub(crate) app_dir: Option<std::path::PathBuf>,
+    pub(crate) rocksdb: state_store::RocksDbMemory,
+    pub(crate) restore_listener: Option<Arc<dyn StateRestoreListener>>,
+}
+
 /// One stream thread, ready to run.
 pub(crate) struct StreamThread {
     consumer: Box<dyn StreamsConsumer>,
@@ -288,18 +334,21 @@ pub(crate) struct StreamThread {
 impl StreamThread {
     pub(crate) fn new(
         name: String,
-        topology: Arc<Topology>,
-        plan: Arc<TopologyPlan>,
-        layout: Arc<TopicLayout>,
+        (topology, plan, layout): (Arc<Topology>, Arc<TopologyPlan>, Arc<TopicLayout>),
         config: StreamsConfig,
         supplier: Arc<dyn ClientSupplier>,
         shared: Arc<Shared>,
+        state: ThreadState,
     ) -> Result<Self, StreamsError> {
         let producer = supplier.producer(&config, &format!("{name}-producer"))?;
         let restorer = supplier.restore_consumer(&config, &format!("{name}-restore-consumer"))?;
         let mut task_config = TaskConfig::new(&config.application_id, Clock::System);
         task_config.changelogs = true;
         task_config.deserialization_handler = config.deserialization_handler.clone();
+        task_config.app_dir = state.app_dir;
+        task_config.rocksdb = state.rocksdb;
+        task_config.dsl_store = config.default_dsl_store;
+        task_config.hold_writes_per_commit = config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2;
         let inner = Arc::new(Mutex::new(ThreadInner {
             name: name.clone(),
             topology,
@@ -316,6 +365,8 @@ impl StreamThread {
             closed_metrics: TaskMetrics::default(),
             shared: shared.clone(),
             flush_timeout: config.default_api_timeout,
+            restore_listener: state.restore_listener,
+            uncommitted_max_bytes: config.statestore_uncommitted_max_bytes,
         }));
         let listener = Arc::new(Listener { inner: inner.clone() });
         let consumer = supplier.consumer(&config, &format!("{name}-consumer"), listener)?;
@@ -364,7 +415,7 @@ impl StreamThread {
                 inner.publish_metrics();
                 last_metrics = Instant::now();
             }
-            if last_commit.elapsed() >= self.config.commit_interval {
+            if last_commit.elapsed() >= self.config.commit_interval || inner.commit_needed() {
                 let consumer = &mut self.consumer;
                 inner.commit(|offsets| consumer.commit(offsets))?;
                 last_commit = Instant::now();

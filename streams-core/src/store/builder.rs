@@ -4,9 +4,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use state_store::{ChangeLoggingKeyValueStore, ChangelogWriter, InMemoryKeyValueStore, KeyValueStore};
+use state_store::{
+    ChangeLoggingKeyValueStore, ChangelogWriter, InMemoryKeyValueStore, KeyValueStore, RocksDbKeyValueStore,
+    RocksDbMemory, TransactionalKeyValueStore,
+};
 
 use super::typed::{ErasedStore, TypedKeyValueStore};
+use crate::config::{ConfigError, DslStoreType};
 use crate::serde::Serde;
 use crate::{StreamsError, TaskId};
 
@@ -20,6 +24,20 @@ pub struct StoreContext<'a> {
     /// The task's directory (`<state.dir>/<application.id>/<task>`) for persistent stores; `None` when the
     /// application keeps no local state on disk.
     pub task_dir: Option<&'a Path>,
+    /// The memory budget every RocksDB store of the instance shares.
+    pub rocksdb: &'a RocksDbMemory,
+    /// The store the DSL uses when the user chose none (`default.dsl.store`).
+    pub dsl_store: DslStoreType,
+    /// Whether stores hold each commit's writes apart until the commit succeeds (exactly-once).
+    pub hold_writes_per_commit: bool,
+}
+
+impl StoreContext<'_> {
+    /// Where a persistent store called `store` keeps its files: `<task dir>/rocksdb/<store>`, as in Kafka
+    /// Streams; `None` without a task directory.
+    pub fn store_dir(&self, store: &str) -> Option<std::path::PathBuf> {
+        self.task_dir.map(|dir| dir.join("rocksdb").join(store))
+    }
 }
 
 /// Opens byte stores of one kind (in memory, RocksDB) for each task (Kafka Streams'
@@ -48,6 +66,49 @@ impl KeyValueBytesStoreSupplier for InMemoryKeyValueBytesStoreSupplier {
     }
 }
 
+/// Supplies [`RocksDbKeyValueStore`]s under the task's directory, sharing the instance's memory budget.
+#[derive(Debug, Clone)]
+pub struct RocksDbKeyValueBytesStoreSupplier {
+    name: String,
+}
+
+impl KeyValueBytesStoreSupplier for RocksDbKeyValueBytesStoreSupplier {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn get(&self, ctx: &StoreContext<'_>) -> Result<Box<dyn KeyValueStore>, StreamsError> {
+        let Some(path) = ctx.store_dir(&self.name) else {
+            return Err(ConfigError::Invalid {
+                key: "state.dir".into(),
+                value: "(none)".into(),
+                reason: format!("the persistent store `{}` of task {} needs a state directory", self.name, ctx.task_id),
+            }
+            .into());
+        };
+        Ok(Box::new(RocksDbKeyValueStore::open(self.name.clone(), path, ctx.rocksdb)?))
+    }
+}
+
+/// The DSL's store when the user chose none: RocksDB or in memory, as `default.dsl.store` says.
+#[derive(Debug, Clone)]
+pub(crate) struct DefaultKeyValueBytesStoreSupplier {
+    pub(crate) name: String,
+}
+
+impl KeyValueBytesStoreSupplier for DefaultKeyValueBytesStoreSupplier {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn get(&self, ctx: &StoreContext<'_>) -> Result<Box<dyn KeyValueStore>, StreamsError> {
+        match ctx.dsl_store {
+            DslStoreType::RocksDb => RocksDbKeyValueBytesStoreSupplier { name: self.name.clone() }.get(ctx),
+            DslStoreType::InMemory => Ok(Box::new(InMemoryKeyValueStore::new(self.name.clone()))),
+        }
+    }
+}
+
 /// Factory functions for stores, as Kafka Streams' `Stores`.
 ///
 /// ```
@@ -68,6 +129,11 @@ impl Stores {
     /// A supplier of in-memory stores called `name`.
     pub fn in_memory_key_value_store(name: impl Into<String>) -> InMemoryKeyValueBytesStoreSupplier {
         InMemoryKeyValueBytesStoreSupplier { name: name.into() }
+    }
+
+    /// A supplier of RocksDB stores called `name` (Kafka Streams' `persistentKeyValueStore`).
+    pub fn persistent_key_value_store(name: impl Into<String>) -> RocksDbKeyValueBytesStoreSupplier {
+        RocksDbKeyValueBytesStoreSupplier { name: name.into() }
     }
 
     /// A builder of typed stores over `supplier`'s byte stores. Logging is on by default, as in Kafka
@@ -137,6 +203,9 @@ impl<K: Send + 'static, V: Send + 'static> StoreBuilder<K, V> {
                             changelog: Option<Box<dyn ChangelogWriter>>|
               -> Result<Box<dyn ErasedStore>, StreamsError> {
             let mut inner = supplier.get(ctx)?;
+            if ctx.hold_writes_per_commit {
+                inner = Box::new(TransactionalKeyValueStore::new(inner));
+            }
             if let Some(writer) = changelog {
                 inner = Box::new(ChangeLoggingKeyValueStore::new(inner, writer));
             }

@@ -10,9 +10,12 @@ mod builder;
 mod timestamped;
 mod typed;
 
-pub use builder::{KeyValueBytesStoreSupplier, StoreBuilder, StoreContext, Stores};
+pub use builder::{
+    InMemoryKeyValueBytesStoreSupplier, KeyValueBytesStoreSupplier, RocksDbKeyValueBytesStoreSupplier, StoreBuilder,
+    StoreContext, Stores,
+};
 pub use timestamped::{ValueAndTimestamp, ValueAndTimestampSerde};
 pub use typed::TypedKeyValueStore;
 
-pub(crate) use builder::StoreDef;
+pub(crate) use builder::{DefaultKeyValueBytesStoreSupplier, StoreDef};
 pub(crate) use typed::ErasedStore;

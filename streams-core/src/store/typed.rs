@@ -152,8 +152,13 @@ pub(crate) trait ErasedStore: Send {
     fn as_any_mut(&mut self) -> &mut dyn Any;
     fn as_any(&self) -> &dyn Any;
     fn type_names(&self) -> String;
-    /// Applies a record replayed from the changelog, below the logging layer.
-    fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), StreamsError>;
+    fn persistent(&self) -> bool;
+    /// Applies records replayed from the changelog, below the logging layer.
+    fn restore_batch(&mut self, batch: &[(&[u8], Option<&[u8]>)]) -> Result<(), StreamsError>;
+    fn begin_restore(&mut self) -> Result<(), StreamsError>;
+    fn end_restore(&mut self) -> Result<(), StreamsError>;
+    fn discard_uncommitted(&mut self) -> Result<(), StreamsError>;
+    fn uncommitted_bytes(&self) -> usize;
 }
 
 impl<K: 'static, V: 'static> ErasedStore for TypedKeyValueStore<K, V> {
@@ -181,8 +186,28 @@ impl<K: 'static, V: 'static> ErasedStore for TypedKeyValueStore<K, V> {
         format!("{}, {}", std::any::type_name::<K>(), std::any::type_name::<V>())
     }
 
-    fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), StreamsError> {
-        Ok(self.inner.restore(key, value)?)
+    fn persistent(&self) -> bool {
+        self.inner.persistent()
+    }
+
+    fn restore_batch(&mut self, batch: &[(&[u8], Option<&[u8]>)]) -> Result<(), StreamsError> {
+        Ok(self.inner.restore_batch(batch)?)
+    }
+
+    fn begin_restore(&mut self) -> Result<(), StreamsError> {
+        Ok(self.inner.begin_restore()?)
+    }
+
+    fn end_restore(&mut self) -> Result<(), StreamsError> {
+        Ok(self.inner.end_restore()?)
+    }
+
+    fn discard_uncommitted(&mut self) -> Result<(), StreamsError> {
+        Ok(self.inner.discard_uncommitted()?)
+    }
+
+    fn uncommitted_bytes(&self) -> usize {
+        self.inner.uncommitted_bytes()
     }
 }
 

@@ -4,16 +4,18 @@
 
 pub(crate) mod node;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use state_store::ChangelogWriter;
+use state_store::checkpoint::Offsets;
+use state_store::{ChangelogWriter, OffsetCheckpoint, RocksDbMemory};
 
 use node::ErasedNode;
 
 use crate::client::TopicPartition;
+use crate::config::DslStoreType;
 use crate::handler::{DeserializationExceptionHandler, LogAndFail};
 use crate::processor::{Punctuation, PunctuationId, PunctuationType};
 use crate::record::{Headers, ProducedRecord, RawRecord};
@@ -81,7 +83,13 @@ pub(crate) struct TaskConfig {
     pub(crate) changelogs: bool,
     pub(crate) clock: Clock,
     pub(crate) deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
-    pub(crate) task_dir: Option<PathBuf>,
+    /// The application's directory (`<state.dir>/<application.id>`); each task keeps its files in
+    /// `<app dir>/<task id>`. `None`: no local files (then persistent stores cannot be opened).
+    pub(crate) app_dir: Option<PathBuf>,
+    pub(crate) rocksdb: RocksDbMemory,
+    pub(crate) dsl_store: DslStoreType,
+    /// Whether stores hold each commit's writes apart until it succeeds (exactly-once, KIP-892).
+    pub(crate) hold_writes_per_commit: bool,
 }
 
 impl TaskConfig {
@@ -91,9 +99,28 @@ impl TaskConfig {
             changelogs: false,
             clock,
             deserialization_handler: Arc::new(LogAndFail),
-            task_dir: None,
+            app_dir: None,
+            rocksdb: RocksDbMemory::default(),
+            dsl_store: DslStoreType::InMemory,
+            hold_writes_per_commit: false,
         }
     }
+
+    /// `<app dir>/<task id>`, where task `id` keeps its stores and checkpoint.
+    pub(crate) fn task_dir(&self, id: TaskId) -> Option<PathBuf> {
+        self.app_dir.as_ref().map(|dir| dir.join(id.to_string()))
+    }
+}
+
+/// A logged store of a task and the changelog partition it restores from.
+#[derive(Debug, Clone)]
+pub struct ChangelogStore {
+    /// The store's name.
+    pub store: String,
+    /// `<application.id>-<store>-changelog`, the task's partition.
+    pub partition: TopicPartition,
+    /// Whether the store keeps its contents on disk (only those are checkpointed).
+    pub persistent: bool,
 }
 
 struct Schedule {
@@ -209,7 +236,11 @@ pub struct Task {
     sources: Vec<(Arc<str>, usize)>,
     initialized: bool,
     /// Each logged store and the changelog partition it restores from.
-    changelog_partitions: Vec<(String, TopicPartition)>,
+    changelogs: Vec<ChangelogStore>,
+    task_dir: Option<PathBuf>,
+    /// The offset of the last changelog record each persistent logged store reflects, as far as known
+    /// (restored up to, or written and acknowledged): what the next checkpoint records.
+    changelog_offsets: BTreeMap<TopicPartition, i64>,
 }
 
 /// `<application.id>-<store>-changelog`, as Kafka Streams names it.
@@ -244,19 +275,35 @@ impl Task {
 
         let changelog: Arc<Mutex<Vec<(Arc<str>, Vec<u8>, Option<Vec<u8>>)>>> = Arc::default();
         let mut stores: Vec<Box<dyn ErasedStore>> = Vec::with_capacity(plan.stores.len());
-        let mut changelog_partitions = Vec::new();
+        let mut changelogs = Vec::new();
+        let task_dir = config.task_dir(id);
         for &g in &plan.stores {
             let def = &topology.stores[g];
-            let dir = config.task_dir.as_deref();
-            let ctx = StoreContext { application_id: &config.application_id, task_id: id, task_dir: dir };
-            let writer: Option<Box<dyn ChangelogWriter>> = if config.changelogs && def.logging_enabled {
+            let ctx = StoreContext {
+                application_id: &config.application_id,
+                task_id: id,
+                task_dir: task_dir.as_deref(),
+                rocksdb: &config.rocksdb,
+                dsl_store: config.dsl_store,
+                hold_writes_per_commit: config.hold_writes_per_commit,
+            };
+            let logged = config.changelogs && def.logging_enabled;
+            let writer: Option<Box<dyn ChangelogWriter>> = if logged {
                 let topic: Arc<str> = changelog_topic(&config.application_id, &def.name).into();
-                changelog_partitions.push((def.name.clone(), TopicPartition { topic: topic.clone(), partition }));
                 Some(Box::new(BufferedChangelog { topic, buffer: changelog.clone() }))
             } else {
                 None
             };
-            stores.push((def.factory)(&ctx, writer)?);
+            let store = (def.factory)(&ctx, writer)?;
+            if logged {
+                let topic = changelog_topic(&config.application_id, &def.name);
+                changelogs.push(ChangelogStore {
+                    store: def.name.clone(),
+                    partition: TopicPartition::new(&topic, partition),
+                    persistent: store.persistent(),
+                });
+            }
+            stores.push(store);
         }
 
         let mut node_names = Vec::with_capacity(plan.nodes.len());
@@ -300,7 +347,16 @@ impl Task {
             metrics: TaskMetrics::default(),
             deserialization_handler: config.deserialization_handler.clone(),
         };
-        Ok(Task { state, sources, initialized: false, changelog_partitions })
+        Ok(Task { state, sources, initialized: false, changelogs, task_dir, changelog_offsets: BTreeMap::new() })
+    }
+
+    /// The stores of sub-topology `plan` that log to a changelog, by name, before any task is opened: the
+    /// runtime decides from these which local stores it can trust before it opens them.
+    pub(crate) fn logged_stores(topology: &Topology, plan: &SubtopologyPlan, config: &TaskConfig) -> Vec<String> {
+        if !config.changelogs {
+            return Vec::new();
+        }
+        plan.stores.iter().map(|&g| &topology.stores[g]).filter(|d| d.logging_enabled).map(|d| d.name.clone()).collect()
     }
 
     /// The task's id.
@@ -428,25 +484,90 @@ impl Task {
     }
 
     /// The logged stores of this task and the changelog partition each restores from.
-    pub fn changelog_partitions(&self) -> &[(String, TopicPartition)] {
-        &self.changelog_partitions
+    pub fn changelogs(&self) -> &[ChangelogStore] {
+        &self.changelogs
     }
 
-    /// Applies one changelog record to store `store` (below its logging layer): a put, or a delete for a
-    /// null value. Used to restore a task's state before it processes input.
+    fn store_index(&self, store: &str) -> Result<usize, StreamsError> {
+        self.state
+            .store_names
+            .get(store)
+            .copied()
+            .ok_or_else(|| StreamsError::Internal(format!("task {} has no store `{store}`", self.state.id)))
+    }
+
+    /// Puts store `store` in (or out of) restore mode: bulk-loading settings while its changelog is replayed.
+    pub fn set_restoring(&mut self, store: &str, restoring: bool) -> Result<(), StreamsError> {
+        let index = self.store_index(store)?;
+        match restoring {
+            true => self.state.stores[index].begin_restore(),
+            false => self.state.stores[index].end_restore(),
+        }
+    }
+
+    /// Applies changelog records to store `store` (below its logging layer, committed at once): a put, or
+    /// a delete for a null value. Used to restore a task's state before it processes input.
+    pub fn restore_batch(&mut self, store: &str, records: &[RawRecord]) -> Result<(), StreamsError> {
+        let index = self.store_index(store)?;
+        let batch: Vec<(&[u8], Option<&[u8]>)> =
+            records.iter().map(|r| (r.key.as_deref().unwrap_or_default(), r.value.as_deref())).collect();
+        self.state.stores[index].restore_batch(&batch)
+    }
+
+    /// Applies one changelog record (see [`Task::restore_batch`]).
     pub fn restore(&mut self, store: &str, key: &[u8], value: Option<&[u8]>) -> Result<(), StreamsError> {
-        let Some(&index) = self.state.store_names.get(store) else {
-            return Err(StreamsError::Internal(format!("task {} has no store `{store}` to restore", self.state.id)));
-        };
-        self.state.stores[index].restore(key, value)
+        let index = self.store_index(store)?;
+        self.state.stores[index].restore_batch(&[(key, value)])
     }
 
-    /// Flushes every store (at commit, before offsets are committed).
+    /// Records that the persistent store logging to `partition` reflects the changelog up to `offset`
+    /// (never moves backwards).
+    pub fn set_changelog_offset(&mut self, partition: &TopicPartition, offset: i64) {
+        let known = self.changelog_offsets.entry(partition.clone()).or_insert(offset);
+        *known = (*known).max(offset);
+    }
+
+    /// Flushes every store (at commit, before offsets are committed): held writes are applied, files
+    /// written.
     pub fn flush(&mut self) -> Result<(), StreamsError> {
         for store in &mut self.state.stores {
             store.flush()?;
         }
         Ok(())
+    }
+
+    /// Writes the task's checkpoint: for each persistent logged store, the changelog offset it reflects.
+    /// Call after [`Task::flush`], so the checkpoint never claims more than the files hold.
+    pub fn checkpoint(&self) -> Result<(), StreamsError> {
+        let Some(dir) = &self.task_dir else { return Ok(()) };
+        let offsets: Offsets = self
+            .changelogs
+            .iter()
+            .filter(|c| c.persistent)
+            .filter_map(|c| {
+                let offset = self.changelog_offsets.get(&c.partition)?;
+                Some(((c.partition.topic.to_string(), c.partition.partition), *offset))
+            })
+            .collect();
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        OffsetCheckpoint::in_dir(dir)
+            .write(&offsets)
+            .map_err(|e| StreamsError::State { task: self.state.id.to_string(), message: e.to_string() })
+    }
+
+    /// Drops the stores' writes since the last flush where they are held apart (a failed commit).
+    pub fn discard_uncommitted(&mut self) -> Result<(), StreamsError> {
+        for store in &mut self.state.stores {
+            store.discard_uncommitted()?;
+        }
+        Ok(())
+    }
+
+    /// Bytes of writes the stores hold until the next commit.
+    pub fn uncommitted_bytes(&self) -> usize {
+        self.state.stores.iter().map(|s| s.uncommitted_bytes()).sum()
     }
 
     /// Closes the processors, then the stores.

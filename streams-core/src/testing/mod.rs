@@ -30,6 +30,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::DslStoreType;
 use crate::handler::{DeserializationExceptionHandler, LogAndFail};
 use crate::record::{Headers, ProducedRecord, RawRecord};
 use crate::serde::{from_bytes, to_bytes, DefaultSerde, Serde, SerdeError};
@@ -48,6 +49,9 @@ pub struct TestDriverConfig {
     pub wall_clock_start_ms: i64,
     /// What to do with records that cannot be deserialized. Default: fail.
     pub deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
+    /// The store the DSL uses when the topology chose none. Default: in memory, so tests need no files
+    /// (Kafka Streams' driver uses RocksDB here; set [`DslStoreType::RocksDb`] to do the same).
+    pub default_dsl_store: DslStoreType,
 }
 
 impl Default for TestDriverConfig {
@@ -56,6 +60,7 @@ impl Default for TestDriverConfig {
             application_id: "test-driver".to_string(),
             wall_clock_start_ms: 0,
             deserialization_handler: Arc::new(LogAndFail),
+            default_dsl_store: DslStoreType::InMemory,
         }
     }
 }
@@ -97,6 +102,8 @@ pub struct TopologyTestDriver {
     outputs: HashMap<String, VecDeque<ProducedRecord>>,
     clock: Clock,
     application_id: String,
+    /// Where persistent stores keep their files; deleted with the driver.
+    _state_dir: tempfile::TempDir,
 }
 
 impl TopologyTestDriver {
@@ -112,6 +119,13 @@ impl TopologyTestDriver {
         let clock = Clock::manual(config.wall_clock_start_ms);
         let mut task_config = TaskConfig::new(&config.application_id, clock.clone());
         task_config.deserialization_handler = config.deserialization_handler.clone();
+        task_config.dsl_store = config.default_dsl_store;
+        let state_dir =
+            tempfile::Builder::new().prefix("kstreams-test-driver-").tempdir().map_err(|e| StreamsError::StateDir {
+                path: std::env::temp_dir(),
+                message: format!("cannot create a state directory: {e}"),
+            })?;
+        task_config.app_dir = Some(state_dir.path().join(&config.application_id));
         let mut tasks = Vec::new();
         let mut readers = HashMap::new();
         for sub in &plan.subtopologies {
@@ -129,6 +143,7 @@ impl TopologyTestDriver {
             outputs: HashMap::new(),
             clock,
             application_id: config.application_id,
+            _state_dir: state_dir,
         };
         // Records forwarded from `init` (rare, but allowed) are collected like any other output.
         driver.drain(VecDeque::new())?;

@@ -1,0 +1,349 @@
+//! A key-value store on RocksDB files, one database per store per task, as Kafka Streams lays them out
+//! (`<state.dir>/<application.id>/<task>/rocksdb/<store>`).
+//!
+//! Choices, and why:
+//! - **No write-ahead log.** The changelog topic is the log: whatever RocksDB loses in a crash is restored
+//!   from there, and the checkpoint written after each flush says from where. Writing a WAL too would pay
+//!   for durability twice.
+//! - **One memory budget for all stores.** Every store opened with the same [`RocksDbMemory`] shares one
+//!   LRU block cache, and its memtables are charged to that cache through a write-buffer manager, so
+//!   64 stores cost what one budget allows, not 64 × (block cache + memtables) as RocksDB's defaults would.
+//! - **No compression**, as Kafka Streams: state is read back often and is usually small.
+//! - **Restore mode** turns automatic compactions off while a changelog is replayed in large write
+//!   batches, and back on (RocksDB then compacts in the background) when the restore is done.
+
+use std::fmt;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ::rocksdb::{
+    BlockBasedOptions, Cache, DBCompressionType, DBRawIteratorWithThreadMode, LogLevel, Options, ReadOptions,
+    WriteBatch, WriteBufferManager, WriteOptions, DB,
+};
+
+use crate::store::{
+    empty_range, prefix_successor, KeyValue, KeyValueIterator, KeyValueStore, ReadOnlyKeyValueStore, StateStore,
+};
+use crate::StoreError;
+
+/// The memory every RocksDB store of one application instance shares: an LRU block cache of
+/// `cache_bytes`, and memtables limited to `write_buffer_bytes` and charged to that same cache. The total
+/// stays near `cache_bytes` however many stores are open (RocksDB may overshoot briefly while a memtable
+/// is being flushed). Cheap to clone: clones share the budget.
+#[derive(Clone)]
+pub struct RocksDbMemory {
+    inner: Arc<MemoryInner>,
+}
+
+struct MemoryInner {
+    cache: Cache,
+    write_buffers: WriteBufferManager,
+    cache_bytes: usize,
+    write_buffer_bytes: usize,
+}
+
+impl RocksDbMemory {
+    /// A budget of `cache_bytes` in all, of which memtables may take up to `write_buffer_bytes`.
+    pub fn new(cache_bytes: usize, write_buffer_bytes: usize) -> Self {
+        let cache = Cache::new_lru_cache(cache_bytes);
+        let write_buffers =
+            WriteBufferManager::new_write_buffer_manager_with_cache(write_buffer_bytes, false, cache.clone());
+        RocksDbMemory { inner: Arc::new(MemoryInner { cache, write_buffers, cache_bytes, write_buffer_bytes }) }
+    }
+
+    /// Bytes the shared cache holds now (blocks and the memtables charged to it).
+    pub fn usage(&self) -> usize {
+        self.inner.cache.get_usage()
+    }
+
+    /// Bytes the memtables of all stores take now.
+    pub fn write_buffer_usage(&self) -> usize {
+        self.inner.write_buffers.get_usage()
+    }
+
+    /// The configured total.
+    pub fn cache_bytes(&self) -> usize {
+        self.inner.cache_bytes
+    }
+
+    /// The configured memtable share.
+    pub fn write_buffer_bytes(&self) -> usize {
+        self.inner.write_buffer_bytes
+    }
+}
+
+impl Default for RocksDbMemory {
+    /// 64 MiB in all, up to 16 MiB of it for memtables.
+    fn default() -> Self {
+        RocksDbMemory::new(64 << 20, 16 << 20)
+    }
+}
+
+impl fmt::Debug for RocksDbMemory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RocksDbMemory")
+            .field("cache_bytes", &self.inner.cache_bytes)
+            .field("write_buffer_bytes", &self.inner.write_buffer_bytes)
+            .field("usage", &self.usage())
+            .finish()
+    }
+}
+
+/// A [`KeyValueStore`] on a RocksDB database of its own.
+///
+/// ```
+/// use state_store::{KeyValueStore, ReadOnlyKeyValueStore, RocksDbKeyValueStore, RocksDbMemory, StateStore};
+///
+/// let dir = tempfile::tempdir()?;
+/// let memory = RocksDbMemory::default();
+/// let mut store = RocksDbKeyValueStore::open("counts", dir.path().join("counts"), &memory)?;
+/// store.put(b"apple", b"3")?;
+/// store.flush()?;
+/// store.close()?;
+///
+/// let store = RocksDbKeyValueStore::open("counts", dir.path().join("counts"), &memory)?;
+/// assert_eq!(store.get(b"apple")?, Some(b"3".to_vec()));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct RocksDbKeyValueStore {
+    name: String,
+    path: PathBuf,
+    db: Option<DB>,
+    write: WriteOptions,
+    restoring: bool,
+    // Keeps the shared budget alive as long as a store uses it.
+    _memory: RocksDbMemory,
+}
+
+impl fmt::Debug for RocksDbKeyValueStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RocksDbKeyValueStore").field("name", &self.name).field("path", &self.path).finish()
+    }
+}
+
+impl RocksDbKeyValueStore {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(name: impl Into<String>, path: impl Into<PathBuf>, memory: &RocksDbMemory) -> Result<Self, StoreError> {
+        let (name, path) = (name.into(), path.into());
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| backend(&name, format!("create {}", parent.display()), e))?;
+        }
+        let options = options(memory);
+        let db = DB::open(&options, &path).map_err(|e| backend(&name, format!("open {}", path.display()), e))?;
+        let mut write = WriteOptions::default();
+        write.disable_wal(true);
+        Ok(RocksDbKeyValueStore { name, path, db: Some(db), write, restoring: false, _memory: memory.clone() })
+    }
+
+    /// Deletes the database at `path` and its files (a store must not have it open). Used to wipe a store
+    /// whose checkpoint cannot be trusted before it is restored from scratch.
+    pub fn destroy(name: &str, path: &Path) -> Result<(), StoreError> {
+        if !path.exists() {
+            return Ok(());
+        }
+        std::fs::remove_dir_all(path).map_err(|e| backend(name, format!("delete {}", path.display()), e))
+    }
+
+    /// Where the database lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn db(&self) -> Result<&DB, StoreError> {
+        self.db.as_ref().ok_or_else(|| StoreError::Closed { store: self.name.clone() })
+    }
+
+    fn iterate<'a>(
+        &'a self,
+        lower: Option<Vec<u8>>,
+        upper: Option<Vec<u8>>,
+        skip: Option<Vec<u8>>,
+    ) -> Result<KeyValueIterator<'a>, StoreError> {
+        let db = self.db()?;
+        let mut read = ReadOptions::default();
+        if let Some(lower) = lower {
+            read.set_iterate_lower_bound(lower);
+        }
+        if let Some(upper) = upper {
+            read.set_iterate_upper_bound(upper);
+        }
+        let mut raw = db.raw_iterator_opt(read);
+        raw.seek_to_first();
+        Ok(Box::new(RocksDbIter { raw, skip, name: &self.name, done: false }))
+    }
+}
+
+/// The options every store gets: the shared cache and memtable budget, no compression, bloom filters.
+fn options(memory: &RocksDbMemory) -> Options {
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(&memory.inner.cache);
+    // Index and filter blocks in the cache too, so they count against the budget.
+    table.set_cache_index_and_filter_blocks(true);
+    table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    table.set_block_size(4 << 10);
+    table.set_bloom_filter(10.0, false);
+    let mut options = Options::default();
+    options.create_if_missing(true);
+    options.set_block_based_table_factory(&table);
+    options.set_write_buffer_manager(&memory.inner.write_buffers);
+    // A memtable is never larger than a quarter of the shared memtable budget (and at most 16 MiB, Kafka
+    // Streams' size), so a few stores cannot starve the rest.
+    options.set_write_buffer_size((memory.inner.write_buffer_bytes / 4).clamp(64 << 10, 16 << 20));
+    options.set_max_write_buffer_number(3);
+    options.set_compression_type(DBCompressionType::None);
+    options.set_log_level(LogLevel::Warn);
+    options.set_keep_log_file_num(1);
+    options
+}
+
+fn backend(store: &str, what: String, error: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Backend { store: store.to_string(), message: format!("{what}: {error}"), source: Some(Box::new(error)) }
+}
+
+struct RocksDbIter<'a> {
+    raw: DBRawIteratorWithThreadMode<'a, DB>,
+    /// An excluded lower bound: skipped if the first key equals it.
+    skip: Option<Vec<u8>>,
+    name: &'a str,
+    done: bool,
+}
+
+impl Iterator for RocksDbIter<'_> {
+    type Item = Result<KeyValue, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        if let Some(skip) = self.skip.take() {
+            if self.raw.key() == Some(skip.as_slice()) {
+                self.raw.next();
+            }
+        }
+        match self.raw.item() {
+            Some((key, value)) => {
+                let item = (key.to_vec(), value.to_vec());
+                self.raw.next();
+                Some(Ok(item))
+            }
+            None => {
+                self.done = true;
+                self.raw.status().err().map(|e| Err(backend(self.name, "iterate".into(), e)))
+            }
+        }
+    }
+}
+
+impl StateStore for RocksDbKeyValueStore {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Writes the memtables to SST files: with the write-ahead log off, this is what makes writes durable.
+    fn flush(&mut self) -> Result<(), StoreError> {
+        self.db()?.flush().map_err(|e| backend(&self.name, "flush".into(), e))
+    }
+
+    fn close(&mut self) -> Result<(), StoreError> {
+        if self.restoring {
+            self.end_restore()?;
+        }
+        // Dropping the database closes it; RocksDB flushes unpersisted memtables on the way out.
+        self.db = None;
+        Ok(())
+    }
+
+    fn persistent(&self) -> bool {
+        true
+    }
+
+    fn is_open(&self) -> bool {
+        self.db.is_some()
+    }
+
+    fn begin_restore(&mut self) -> Result<(), StoreError> {
+        self.db()?
+            .set_options(&[("disable_auto_compactions", "true")])
+            .map_err(|e| backend(&self.name, "enter restore mode".into(), e))?;
+        self.restoring = true;
+        Ok(())
+    }
+
+    fn end_restore(&mut self) -> Result<(), StoreError> {
+        self.restoring = false;
+        self.db()?
+            .set_options(&[("disable_auto_compactions", "false")])
+            .map_err(|e| backend(&self.name, "leave restore mode".into(), e))
+    }
+}
+
+impl ReadOnlyKeyValueStore for RocksDbKeyValueStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db()?.get(key).map_err(|e| backend(&self.name, "get".into(), e))
+    }
+
+    fn range<'a>(&'a self, from: Bound<&[u8]>, to: Bound<&[u8]>) -> Result<KeyValueIterator<'a>, StoreError> {
+        if empty_range(from, to) {
+            return Ok(Box::new(std::iter::empty()));
+        }
+        let (lower, skip) = match from {
+            Bound::Included(k) => (Some(k.to_vec()), None),
+            Bound::Excluded(k) => (Some(k.to_vec()), Some(k.to_vec())),
+            Bound::Unbounded => (None, None),
+        };
+        let upper = match to {
+            // The immediate successor of `k` is `k` followed by a zero byte.
+            Bound::Included(k) => Some([k, &[0]].concat()),
+            Bound::Excluded(k) => Some(k.to_vec()),
+            Bound::Unbounded => None,
+        };
+        self.iterate(lower, upper, skip)
+    }
+
+    fn prefix_scan<'a>(&'a self, prefix: &[u8]) -> Result<KeyValueIterator<'a>, StoreError> {
+        self.iterate(Some(prefix.to_vec()), prefix_successor(prefix), None)
+    }
+
+    fn approximate_num_entries(&self) -> Result<u64, StoreError> {
+        let n = self
+            .db()?
+            .property_int_value("rocksdb.estimate-num-keys")
+            .map_err(|e| backend(&self.name, "estimate entries".into(), e))?;
+        Ok(n.unwrap_or(0))
+    }
+}
+
+impl KeyValueStore for RocksDbKeyValueStore {
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.db()?.put_opt(key, value, &self.write).map_err(|e| backend(&self.name, "put".into(), e))
+    }
+
+    fn put_if_absent(&mut self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(existing) = self.get(key)? {
+            return Ok(Some(existing));
+        }
+        self.put(key, value)?;
+        Ok(None)
+    }
+
+    fn delete(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let old = self.get(key)?;
+        if old.is_some() {
+            self.db()?.delete_opt(key, &self.write).map_err(|e| backend(&self.name, "delete".into(), e))?;
+        }
+        Ok(old)
+    }
+
+    /// One RocksDB write batch: all of it lands, or none of it.
+    fn write_batch(&mut self, entries: &[(&[u8], Option<&[u8]>)]) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        for (key, value) in entries {
+            match value {
+                Some(value) => batch.put(key, value),
+                None => batch.delete(key),
+            }
+        }
+        self.db()?.write_opt(batch, &self.write).map_err(|e| backend(&self.name, "write batch".into(), e))
+    }
+}

@@ -1,0 +1,296 @@
+//! One behaviour, every store: the in-memory store, the RocksDB store, and the transactional layer over
+//! each are driven by the same random operations as a plain `BTreeMap` model (the way sled checks its tree
+//! against a model), and must agree on every read, every range and prefix scan, across commits, aborts
+//! and reopening the files.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::path::Path;
+
+use proptest::prelude::*;
+use state_store::{
+    InMemoryKeyValueStore, KeyValueStore, ReadOnlyKeyValueStore, RocksDbKeyValueStore, RocksDbMemory, StateStore,
+    TransactionalKeyValueStore,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Memory,
+    RocksDb,
+    TransactionalMemory,
+    TransactionalRocksDb,
+}
+
+impl Kind {
+    fn transactional(self) -> bool {
+        matches!(self, Kind::TransactionalMemory | Kind::TransactionalRocksDb)
+    }
+    fn persistent(self) -> bool {
+        matches!(self, Kind::RocksDb | Kind::TransactionalRocksDb)
+    }
+}
+
+fn open(kind: Kind, dir: &Path, memory: &RocksDbMemory) -> Box<dyn KeyValueStore> {
+    let rocks = || RocksDbKeyValueStore::open("s", dir.join("s"), memory).unwrap();
+    match kind {
+        Kind::Memory => Box::new(InMemoryKeyValueStore::new("s")),
+        Kind::RocksDb => Box::new(rocks()),
+        Kind::TransactionalMemory => Box::new(TransactionalKeyValueStore::new(InMemoryKeyValueStore::new("s"))),
+        Kind::TransactionalRocksDb => Box::new(TransactionalKeyValueStore::new(rocks())),
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Put(Vec<u8>, Vec<u8>),
+    PutIfAbsent(Vec<u8>, Vec<u8>),
+    Delete(Vec<u8>),
+    Batch(Vec<(Vec<u8>, Option<Vec<u8>>)>),
+    Get(Vec<u8>),
+    Range(Bound<Vec<u8>>, Bound<Vec<u8>>),
+    Prefix(Vec<u8>),
+    Commit,
+    Abort,
+    Reopen,
+}
+
+/// Keys from a few bytes that sit on the edges of unsigned ordering.
+fn key() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(prop::sample::select(vec![0x00u8, 0x01, 0x7f, 0x80, 0xfe, 0xff]), 0..4)
+}
+
+fn value() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(any::<u8>(), 0..8)
+}
+
+fn bound() -> impl Strategy<Value = Bound<Vec<u8>>> {
+    prop_oneof![Just(Bound::Unbounded), key().prop_map(Bound::Included), key().prop_map(Bound::Excluded)]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (key(), value()).prop_map(|(k, v)| Op::Put(k, v)),
+        2 => (key(), value()).prop_map(|(k, v)| Op::PutIfAbsent(k, v)),
+        3 => key().prop_map(Op::Delete),
+        1 => prop::collection::vec((key(), prop::option::of(value())), 0..5).prop_map(Op::Batch),
+        3 => key().prop_map(Op::Get),
+        2 => (bound(), bound()).prop_map(|(a, b)| Op::Range(a, b)),
+        2 => key().prop_map(Op::Prefix),
+        1 => Just(Op::Commit),
+        1 => Just(Op::Abort),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+/// What the store must contain: committed state, and the writes held since the last commit.
+#[derive(Default)]
+struct Model {
+    committed: BTreeMap<Vec<u8>, Vec<u8>>,
+    pending: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl Model {
+    fn view(&self) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        let mut view = self.committed.clone();
+        for (k, v) in &self.pending {
+            match v {
+                Some(v) => view.insert(k.clone(), v.clone()),
+                None => view.remove(k),
+            };
+        }
+        view
+    }
+    fn write(&mut self, kind: Kind, key: &[u8], value: Option<&[u8]>) {
+        if kind.transactional() {
+            self.pending.insert(key.to_vec(), value.map(<[u8]>::to_vec));
+        } else {
+            match value {
+                Some(v) => self.committed.insert(key.to_vec(), v.to_vec()),
+                None => self.committed.remove(key),
+            };
+        }
+    }
+    fn commit(&mut self) {
+        for (k, v) in std::mem::take(&mut self.pending) {
+            match v {
+                Some(v) => self.committed.insert(k, v),
+                None => self.committed.remove(&k),
+            };
+        }
+    }
+}
+
+fn in_bounds(key: &[u8], from: &Bound<Vec<u8>>, to: &Bound<Vec<u8>>) -> bool {
+    let lower = match from {
+        Bound::Included(f) => key >= f.as_slice(),
+        Bound::Excluded(f) => key > f.as_slice(),
+        Bound::Unbounded => true,
+    };
+    let upper = match to {
+        Bound::Included(t) => key <= t.as_slice(),
+        Bound::Excluded(t) => key < t.as_slice(),
+        Bound::Unbounded => true,
+    };
+    lower && upper
+}
+
+fn collect(iter: state_store::KeyValueIterator<'_>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    iter.collect::<Result<_, _>>().unwrap()
+}
+
+fn run(kind: Kind, ops: &[Op]) {
+    let dir = tempfile::tempdir().unwrap();
+    let memory = RocksDbMemory::new(8 << 20, 2 << 20);
+    let mut store = open(kind, dir.path(), &memory);
+    let mut model = Model::default();
+    for (step, op) in ops.iter().enumerate() {
+        let at = format!("{kind:?}, step {step}: {op:?}");
+        match op {
+            Op::Put(k, v) => {
+                store.put(k, v).unwrap();
+                model.write(kind, k, Some(v));
+            }
+            Op::PutIfAbsent(k, v) => {
+                let existing = store.put_if_absent(k, v).unwrap();
+                let expected = model.view().get(k).cloned();
+                assert_eq!(existing, expected, "{at}");
+                if expected.is_none() {
+                    model.write(kind, k, Some(v));
+                }
+            }
+            Op::Delete(k) => {
+                let old = store.delete(k).unwrap();
+                assert_eq!(old, model.view().get(k).cloned(), "{at}");
+                model.write(kind, k, None);
+            }
+            Op::Batch(entries) => {
+                let batch: Vec<(&[u8], Option<&[u8]>)> =
+                    entries.iter().map(|(k, v)| (k.as_slice(), v.as_deref())).collect();
+                store.write_batch(&batch).unwrap();
+                for (k, v) in entries {
+                    model.write(kind, k, v.as_deref());
+                }
+            }
+            Op::Get(k) => assert_eq!(store.get(k).unwrap(), model.view().get(k).cloned(), "{at}"),
+            Op::Range(from, to) => {
+                let got =
+                    collect(store.range(from.as_ref().map(Vec::as_slice), to.as_ref().map(Vec::as_slice)).unwrap());
+                let want: Vec<_> = model.view().into_iter().filter(|(k, _)| in_bounds(k, from, to)).collect();
+                assert_eq!(got, want, "{at}");
+            }
+            Op::Prefix(p) => {
+                let got = collect(store.prefix_scan(p).unwrap());
+                let want: Vec<_> = model.view().into_iter().filter(|(k, _)| k.starts_with(p)).collect();
+                assert_eq!(got, want, "{at}");
+            }
+            Op::Commit => {
+                store.flush().unwrap();
+                model.commit();
+            }
+            Op::Abort => {
+                store.discard_uncommitted().unwrap();
+                model.pending.clear();
+            }
+            Op::Reopen if kind.persistent() => {
+                // Closing without a commit drops what was held; what was written through survives.
+                store.close().unwrap();
+                drop(store);
+                store = open(kind, dir.path(), &memory);
+                model.pending.clear();
+            }
+            Op::Reopen => {}
+        }
+    }
+    let all = collect(store.all().unwrap());
+    assert_eq!(all, model.view().into_iter().collect::<Vec<_>>(), "{kind:?}: final contents");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn memory_store_behaves_as_the_model(ops in prop::collection::vec(op(), 1..60)) {
+        run(Kind::Memory, &ops);
+        run(Kind::TransactionalMemory, &ops);
+    }
+
+    #[test]
+    fn rocksdb_store_behaves_as_the_model(ops in prop::collection::vec(op(), 1..60)) {
+        run(Kind::RocksDb, &ops);
+        run(Kind::TransactionalRocksDb, &ops);
+    }
+}
+
+#[test]
+fn rocksdb_store_keeps_its_contents_across_close_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let memory = RocksDbMemory::default();
+    let path = dir.path().join("0_1").join("rocksdb").join("counts");
+    let mut store = RocksDbKeyValueStore::open("counts", &path, &memory).unwrap();
+    store.put(b"alice", b"3").unwrap();
+    store.put(b"bob", b"5").unwrap();
+    store.delete(b"bob").unwrap();
+    store.close().unwrap();
+    assert!(matches!(store.get(b"alice"), Err(state_store::StoreError::Closed { .. })));
+    drop(store);
+
+    let store = RocksDbKeyValueStore::open("counts", &path, &memory).unwrap();
+    assert_eq!(store.get(b"alice").unwrap(), Some(b"3".to_vec()));
+    assert_eq!(store.get(b"bob").unwrap(), None);
+    assert!(store.persistent());
+}
+
+#[test]
+fn an_aborted_commit_leaves_nothing_in_the_rocksdb_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let memory = RocksDbMemory::default();
+    let path = dir.path().join("s");
+    let mut store = TransactionalKeyValueStore::new(RocksDbKeyValueStore::open("s", &path, &memory).unwrap());
+    store.put(b"k", b"committed").unwrap();
+    store.flush().unwrap();
+    store.put(b"k", b"aborted").unwrap();
+    store.put(b"other", b"aborted").unwrap();
+    assert!(store.uncommitted_bytes() > 0);
+    assert_eq!(store.inner().get(b"k").unwrap(), Some(b"committed".to_vec()), "held, not written through");
+    store.discard_uncommitted().unwrap();
+    assert_eq!(store.uncommitted_bytes(), 0);
+    store.put(b"crash", b"never committed").unwrap();
+    store.close().unwrap(); // a crash: the held write is gone
+    drop(store);
+
+    let reopened = RocksDbKeyValueStore::open("s", &path, &memory).unwrap();
+    let all = collect(reopened.all().unwrap());
+    assert_eq!(all, vec![(b"k".to_vec(), b"committed".to_vec())]);
+}
+
+#[test]
+fn a_million_keys_iterate_in_key_byte_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let memory = RocksDbMemory::default();
+    let mut store = RocksDbKeyValueStore::open("big", dir.path().join("big"), &memory).unwrap();
+    const N: u32 = 1_000_000;
+    // Written in a scrambled order (a multiplicative permutation of 0..N), in batches.
+    let mut batch_keys = Vec::with_capacity(10_000);
+    for i in 0..N {
+        let k = (i as u64 * 7_919 % N as u64) as u32;
+        batch_keys.push(k.to_be_bytes());
+        if batch_keys.len() == 10_000 {
+            let batch: Vec<(&[u8], Option<&[u8]>)> = batch_keys.iter().map(|k| (&k[..], Some(&k[..]))).collect();
+            store.write_batch(&batch).unwrap();
+            batch_keys.clear();
+        }
+    }
+    let mut expected = 0u32;
+    for kv in store.all().unwrap() {
+        let (k, v) = kv.unwrap();
+        assert_eq!(k, expected.to_be_bytes(), "keys come out in order");
+        assert_eq!(v, k);
+        expected += 1;
+    }
+    assert_eq!(expected, N);
+    let from = 500_000u32.to_be_bytes();
+    let to = 500_009u32.to_be_bytes();
+    let range = collect(store.range(Bound::Included(&from[..]), Bound::Excluded(&to[..])).unwrap());
+    assert_eq!(range.len(), 9);
+    assert_eq!(collect(store.prefix_scan(&[0x00, 0x07]).unwrap()).len(), 256 * 256);
+}

@@ -1,0 +1,147 @@
+//! Restoring a task's stores before it processes input: decide, per logged store, where in its changelog
+//! to start (after the checkpointed offset when the local files can be trusted, from the beginning after
+//! wiping them when not), then replay the changelog to its end in batches, reporting progress.
+//!
+//! A checkpoint is trusted only when it is readable and its offset lies inside the changelog as it is now
+//! (`log start - 1 <= offset < end`). A missing, corrupt or stale checkpoint means the store's files are
+//! deleted and it is restored in full: slower, never wrong.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use state_store::checkpoint::Offsets;
+use state_store::OffsetCheckpoint;
+
+use crate::client::{RestoreConsumer, TopicPartition};
+use crate::task::Task;
+use crate::{StreamsError, TaskId};
+
+/// Hears how restoring a store goes (Kafka Streams' `StateRestoreListener`). Set one with
+/// [`KafkaStreams::set_global_state_restore_listener`](super::KafkaStreams::set_global_state_restore_listener).
+pub trait StateRestoreListener: Send + Sync {
+    /// Restoring `store` from `partition` starts at `start_offset`; the changelog ends at `end_offset`
+    /// (exclusive), so at most `end_offset - start_offset` records are to go.
+    fn on_restore_start(&self, partition: &TopicPartition, store: &str, start_offset: i64, end_offset: i64) {
+        let _ = (partition, store, start_offset, end_offset);
+    }
+
+    /// A batch of `restored` records up to `batch_end_offset` was applied.
+    fn on_batch_restored(&self, partition: &TopicPartition, store: &str, batch_end_offset: i64, restored: u64) {
+        let _ = (partition, store, batch_end_offset, restored);
+    }
+
+    /// `store` is restored, `total_restored` records in all.
+    fn on_restore_end(&self, partition: &TopicPartition, store: &str, total_restored: u64) {
+        let _ = (partition, store, total_restored);
+    }
+}
+
+/// Records per batch handed to a store (one RocksDB write batch each).
+const RESTORE_BATCH: usize = 10_000;
+
+/// How often progress goes to the log during a long restore.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
+/// Reads the task's checkpoint. A corrupt one is logged and deleted: every store is then restored in full.
+pub(crate) fn read_checkpoint(task: TaskId, task_dir: &Path) -> Offsets {
+    let checkpoint = OffsetCheckpoint::in_dir(task_dir);
+    match checkpoint.read() {
+        Ok(offsets) => offsets,
+        Err(e) => {
+            tracing::warn!(task = %task, error = %e, "unusable checkpoint; restoring every store of the task in full");
+            if let Err(e) = checkpoint.delete() {
+                tracing::warn!(task = %task, error = %e, "cannot delete the unusable checkpoint");
+            }
+            Offsets::new()
+        }
+    }
+}
+
+/// Where each logged store's restore starts: `Some(offset after the checkpoint)` when the local files
+/// can be trusted, `None` for a full restore.
+pub(crate) fn plan_restore(
+    task: TaskId,
+    stores: &[(String, TopicPartition)],
+    checkpoint: &Offsets,
+    restorer: &mut dyn RestoreConsumer,
+) -> Result<BTreeMap<String, (Option<i64>, i64, i64)>, StreamsError> {
+    let mut plan = BTreeMap::new();
+    for (store, tp) in stores {
+        let (low, high) = restorer.watermarks(tp)?;
+        let checkpointed = checkpoint.get(&(tp.topic.to_string(), tp.partition)).copied();
+        let start = match checkpointed {
+            Some(offset) if offset + 1 >= low && offset < high => Some(offset + 1),
+            Some(offset) => {
+                tracing::warn!(task = %task, store = %store, checkpoint = offset, log_start = low, log_end = high,
+                    "checkpoint outside the changelog; restoring the store in full");
+                None
+            }
+            None => None,
+        };
+        plan.insert(store.clone(), (start, low, high));
+    }
+    Ok(plan)
+}
+
+/// Replays each logged store of `task` from where `plan` says to the changelog's end, then records the
+/// offsets reached so the next checkpoint covers them.
+pub(crate) fn restore(
+    task: &mut Task,
+    plan: &BTreeMap<String, (Option<i64>, i64, i64)>,
+    restorer: &mut dyn RestoreConsumer,
+    listener: Option<&Arc<dyn StateRestoreListener>>,
+) -> Result<(), StreamsError> {
+    let id = task.id();
+    for changelog in task.changelogs().to_vec() {
+        let (store, tp) = (&changelog.store, &changelog.partition);
+        let Some(&(checkpointed_start, low, high)) = plan.get(store) else { continue };
+        // A store that keeps nothing on disk always starts empty, whatever a checkpoint says.
+        let start = checkpointed_start.filter(|_| changelog.persistent).unwrap_or(low);
+        if start > 0 {
+            task.set_changelog_offset(tp, start - 1);
+        }
+        if start >= high {
+            tracing::debug!(task = %id, store = %store, "store is up to date with its changelog");
+            continue;
+        }
+        if let Some(l) = listener {
+            l.on_restore_start(tp, store, start, high);
+        }
+        tracing::info!(task = %id, store = %store, changelog = %tp, from = start, to = high,
+            to_go = high - start, "restoring store");
+        let started = Instant::now();
+        let mut last_report = Instant::now();
+        let mut total = 0u64;
+        task.set_restoring(store, true)?;
+        let last = restorer.read(tp, start, high, RESTORE_BATCH, &mut |batch| {
+            task.restore_batch(store, batch)?;
+            total += batch.len() as u64;
+            let batch_end = batch.last().map_or(start, |r| r.offset);
+            if let Some(l) = listener {
+                l.on_batch_restored(tp, store, batch_end, batch.len() as u64);
+            }
+            if last_report.elapsed() >= PROGRESS_EVERY {
+                tracing::info!(task = %id, store = %store, restored = total, to_go = (high - 1 - batch_end).max(0),
+                    "restoring store");
+                last_report = Instant::now();
+            }
+            Ok(())
+        });
+        let ended = task.set_restoring(store, false);
+        let last = last?;
+        ended?;
+        if let Some(offset) = last {
+            task.set_changelog_offset(tp, offset);
+        }
+        if let Some(l) = listener {
+            l.on_restore_end(tp, store, total);
+        }
+        let elapsed = started.elapsed();
+        let rate = total as f64 / elapsed.as_secs_f64().max(1e-9);
+        tracing::info!(task = %id, store = %store, restored = total, elapsed = ?elapsed, records_per_sec = rate as u64,
+            "store restored");
+    }
+    Ok(())
+}
