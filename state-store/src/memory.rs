@@ -99,14 +99,6 @@ impl KeyValueStore for InMemoryKeyValueStore {
         self.map.insert(key.to_vec(), value.to_vec());
         Ok(())
     }
-    fn put_if_absent(&mut self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.check()?;
-        if let Some(v) = self.map.get(key) {
-            return Ok(Some(v.clone()));
-        }
-        self.map.insert(key.to_vec(), value.to_vec());
-        Ok(None)
-    }
     fn delete(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.check()?;
         Ok(self.map.remove(key))

@@ -319,14 +319,6 @@ impl KeyValueStore for RocksDbKeyValueStore {
         self.db()?.put_opt(key, value, &self.write).map_err(|e| backend(&self.name, "put".into(), e))
     }
 
-    fn put_if_absent(&mut self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        if let Some(existing) = self.get(key)? {
-            return Ok(Some(existing));
-        }
-        self.put(key, value)?;
-        Ok(None)
-    }
-
     fn delete(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let old = self.get(key)?;
         if old.is_some() {

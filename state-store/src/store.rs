@@ -85,7 +85,13 @@ pub trait KeyValueStore: ReadOnlyKeyValueStore {
 
     /// Stores `value` only if `key` has no value; returns the value that was already there, if any
     /// (in which case nothing was written).
-    fn put_if_absent(&mut self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    fn put_if_absent(&mut self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(existing) = self.get(key)? {
+            return Ok(Some(existing));
+        }
+        self.put(key, value)?;
+        Ok(None)
+    }
 
     /// Stores every pair, in order, as if by repeated `put`.
     fn put_all(&mut self, entries: &[(&[u8], &[u8])]) -> Result<(), StoreError> {

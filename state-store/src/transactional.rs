@@ -207,14 +207,6 @@ impl<S: KeyValueStore> KeyValueStore for TransactionalKeyValueStore<S> {
         Ok(())
     }
 
-    fn put_if_absent(&mut self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        if let Some(existing) = self.get(key)? {
-            return Ok(Some(existing));
-        }
-        self.put(key, value)?;
-        Ok(None)
-    }
-
     fn delete(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let old = self.get(key)?;
         self.hold(key, None);

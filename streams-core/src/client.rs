@@ -93,7 +93,8 @@ pub trait StreamsProducer: Send {
     fn flush(&mut self, timeout: Duration) -> Result<(), ClientError>;
 
     /// The offset of the last record the broker acknowledged on `partition` from this producer, if any:
-    /// how far a store's changelog is written, for its checkpoint.
+    /// how far a store's changelog is written, for its checkpoint. Only records sent to an explicit
+    /// partition (changelog records always are) need to be tracked.
     fn acked_offset(&self, partition: &TopicPartition) -> Option<i64>;
 }
 

@@ -271,10 +271,12 @@ struct DeliveryContext {
 impl ClientContext for DeliveryContext {}
 
 impl ProducerContext for DeliveryContext {
-    type DeliveryOpaque = ();
+    /// Whether to remember the record's offset: only for records sent to an explicit partition
+    /// (changelogs), so that sink records do not take a lock each.
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Ok(message) = result {
+    fn delivery(&self, result: &DeliveryResult<'_>, track: usize) {
+        if let (Ok(message), 1) = (result, track) {
             let mut acked = self.acked.lock().unwrap_or_else(|p| p.into_inner());
             let partitions = match acked.get_mut(message.topic()) {
                 Some(partitions) => partitions,
@@ -308,7 +310,8 @@ impl StreamsProducer for RdKafkaProducer {
             })
         });
         loop {
-            let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&record.topic);
+            let track = usize::from(record.partition.is_some());
+            let mut r: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(&record.topic, track);
             if let Some(headers) = &headers {
                 r = r.headers(headers.clone());
             }

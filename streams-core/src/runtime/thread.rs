@@ -123,8 +123,7 @@ impl ThreadInner {
             let plan = restore::plan_restore(id, &partitions, &checkpoint, &mut *self.restorer)?;
             for (store, (start, _, _)) in &plan {
                 if let (None, Some(dir)) = (start, &task_dir) {
-                    let path = dir.join("rocksdb").join(store);
-                    state_store::RocksDbKeyValueStore::destroy(store, &path)?;
+                    state_store::RocksDbKeyValueStore::destroy(store, &crate::store::store_dir(dir, store))?;
                 }
             }
             plan
@@ -145,12 +144,10 @@ impl ThreadInner {
     }
 
     fn send_outputs_of(&mut self, task: &mut Task) -> Result<(), StreamsError> {
-        for record in task.drain_output() {
-            if let Err(error) = self.producer.send(&record) {
-                self.production_failed(error)?;
-            }
-        }
-        Ok(())
+        task.send_output(|record| match self.producer.send(record) {
+            Ok(()) => Ok(()),
+            Err(error) => self.production_failed(error),
+        })
     }
 
     /// Asks the production exception handler: fail the thread, or count the loss and go on.

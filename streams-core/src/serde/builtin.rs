@@ -18,6 +18,13 @@ impl Serde<String> for StringSerde {
         String::from_utf8(bytes.to_vec())
             .map_err(|e| SerdeError::with_source("String", topic, "bytes are not valid UTF-8", e))
     }
+
+    fn deserialize_owned(&self, topic: &str, bytes: Vec<u8>) -> Result<String, (SerdeError, Vec<u8>)> {
+        String::from_utf8(bytes).map_err(|e| {
+            let error = SerdeError::with_source("String", topic, "bytes are not valid UTF-8", e.utf8_error());
+            (error, e.into_bytes())
+        })
+    }
 }
 
 macro_rules! fixed_width {
@@ -101,6 +108,10 @@ impl Serde<Vec<u8>> for BytesSerde {
 
     fn deserialize(&self, _topic: &str, bytes: &[u8]) -> Result<Vec<u8>, SerdeError> {
         Ok(bytes.to_vec())
+    }
+
+    fn deserialize_owned(&self, _topic: &str, bytes: Vec<u8>) -> Result<Vec<u8>, (SerdeError, Vec<u8>)> {
+        Ok(bytes)
     }
 }
 

@@ -45,6 +45,13 @@ pub trait Serde<T>: Send + Sync + 'static {
     /// Reads a value from non-null `bytes`.
     fn deserialize(&self, topic: &str, bytes: &[u8]) -> Result<T, SerdeError>;
 
+    /// Reads a value from bytes the caller owns and no longer needs. Serdes of byte-like types
+    /// (`Vec<u8>`, `String`) take the buffer instead of copying it. On failure the buffer comes back with
+    /// the error, so the record can still be reported or dead-lettered whole.
+    fn deserialize_owned(&self, topic: &str, bytes: Vec<u8>) -> Result<T, (SerdeError, Vec<u8>)> {
+        self.deserialize(topic, &bytes).map_err(|e| (e, bytes))
+    }
+
     /// The value a null on the wire stands for, or `None` when `T` cannot be null.
     fn null_value(&self) -> Option<T> {
         None
@@ -66,12 +73,22 @@ pub trait DefaultSerde: Sized + 'static {
 
 /// Serializes `value`, giving `None` for a null.
 pub fn to_bytes<T: 'static>(serde: &dyn Serde<T>, topic: &str, value: &T) -> Result<Option<Vec<u8>>, SerdeError> {
+    to_bytes_in(serde, topic, value, Vec::new())
+}
+
+/// [`to_bytes`] into `buffer` (cleared first), so a hot path can reuse buffers instead of allocating.
+pub(crate) fn to_bytes_in<T: 'static>(
+    serde: &dyn Serde<T>,
+    topic: &str,
+    value: &T,
+    mut buffer: Vec<u8>,
+) -> Result<Option<Vec<u8>>, SerdeError> {
     if serde.is_null(value) {
         return Ok(None);
     }
-    let mut out = Vec::new();
-    serde.serialize(topic, value, &mut out)?;
-    Ok(Some(out))
+    buffer.clear();
+    serde.serialize(topic, value, &mut buffer)?;
+    Ok(Some(buffer))
 }
 
 /// Deserializes possibly-null bytes. `Ok(None)` means the bytes were null and `T` cannot be null; the

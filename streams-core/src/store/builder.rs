@@ -36,8 +36,13 @@ impl StoreContext<'_> {
     /// Where a persistent store called `store` keeps its files: `<task dir>/rocksdb/<store>`, as in Kafka
     /// Streams; `None` without a task directory.
     pub fn store_dir(&self, store: &str) -> Option<std::path::PathBuf> {
-        self.task_dir.map(|dir| dir.join("rocksdb").join(store))
+        self.task_dir.map(|dir| store_dir(dir, store))
     }
+}
+
+/// `<task dir>/rocksdb/<store>`: the one place that knows where a persistent store's files go.
+pub(crate) fn store_dir(task_dir: &Path, store: &str) -> std::path::PathBuf {
+    task_dir.join("rocksdb").join(store)
 }
 
 /// Opens byte stores of one kind (in memory, RocksDB) for each task (Kafka Streams'

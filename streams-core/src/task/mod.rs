@@ -149,13 +149,31 @@ pub(crate) struct TaskState {
     schedules: Vec<Schedule>,
     next_schedule: u64,
     pub(crate) outbox: Vec<ProducedRecord>,
+    /// Byte buffers of records already produced, for sinks to serialize the next ones into.
+    spare: Vec<Vec<u8>>,
     /// Writes of logged stores since the last drain: (changelog topic, key, value).
     changelog: Arc<Mutex<Vec<(Arc<str>, Vec<u8>, Option<Vec<u8>>)>>>,
     pub(crate) metrics: TaskMetrics,
     pub(crate) deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
 }
 
+/// How many produced records' buffers a task keeps for reuse, and the largest one it keeps.
+const SPARE_BUFFERS: usize = 256;
+const SPARE_BUFFER_MAX_BYTES: usize = 64 << 10;
+
 impl TaskState {
+    /// An empty buffer to serialize into: a recycled one when there is one.
+    pub(crate) fn spare_buffer(&mut self) -> Vec<u8> {
+        self.spare.pop().unwrap_or_default()
+    }
+
+    fn recycle(&mut self, buffer: Option<Vec<u8>>) {
+        if let Some(buffer) = buffer {
+            if self.spare.len() < SPARE_BUFFERS && buffer.capacity() <= SPARE_BUFFER_MAX_BYTES {
+                self.spare.push(buffer);
+            }
+        }
+    }
     pub(crate) fn schedule(&mut self, node: usize, interval: i64, kind: PunctuationType) -> PunctuationId {
         let id = PunctuationId(self.next_schedule);
         self.next_schedule += 1;
@@ -343,6 +361,7 @@ impl Task {
             schedules: Vec::new(),
             next_schedule: 0,
             outbox: Vec::new(),
+            spare: Vec::new(),
             changelog,
             metrics: TaskMetrics::default(),
             deserialization_handler: config.deserialization_handler.clone(),
@@ -462,6 +481,24 @@ impl Task {
     pub fn drain_output(&mut self) -> std::vec::Drain<'_, ProducedRecord> {
         self.move_changelog_to_outbox();
         self.state.outbox.drain(..)
+    }
+
+    /// Hands every record the sinks and stores wrote since the last call to `send`, in order, then keeps
+    /// their buffers for the next records (no allocation per record on the hot path). Stops at the first
+    /// error; the records after it are dropped, as when a thread fails.
+    pub fn send_output<E>(&mut self, mut send: impl FnMut(&ProducedRecord) -> Result<(), E>) -> Result<(), E> {
+        self.move_changelog_to_outbox();
+        let mut outbox = std::mem::take(&mut self.state.outbox);
+        let mut result = Ok(());
+        for record in outbox.drain(..) {
+            if result.is_ok() {
+                result = send(&record);
+            }
+            self.state.recycle(record.key);
+            self.state.recycle(record.value);
+        }
+        self.state.outbox = outbox;
+        result
     }
 
     /// Changelog records go to the task's own partition of each changelog topic, stamped with stream time.

@@ -13,7 +13,7 @@ use super::{forward, TaskState};
 use crate::handler::DeserializationResponse;
 use crate::processor::{Processor, ProcessorContext, Punctuation};
 use crate::record::{ProducedRecord, RawRecord};
-use crate::serde::{from_bytes, Serde};
+use crate::serde::{from_bytes, to_bytes_in, Serde};
 use crate::{Record, RecordMetadata, StreamsError};
 
 /// What the task needs of every node, whatever its types.
@@ -116,14 +116,22 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> ErasedNode for Source
         Ok(())
     }
 
-    fn process_raw(&mut self, task: &mut TaskState, raw: RawRecord) -> Result<(), StreamsError> {
+    fn process_raw(&mut self, task: &mut TaskState, mut raw: RawRecord) -> Result<(), StreamsError> {
         let key = match from_bytes(&*self.key_serde, &raw.topic, raw.key.as_deref()) {
             Ok(key) => key,
             Err(source) => return deserialization_failed(task, raw, "key", source),
         };
-        let value = match from_bytes(&*self.value_serde, &raw.topic, raw.value.as_deref()) {
-            Ok(value) => value,
-            Err(source) => return deserialization_failed(task, raw, "value", source),
+        // The value's buffer is handed to the serde (no copy for bytes and strings); it comes back if the
+        // value cannot be read, so the handler sees the record whole.
+        let value = match raw.value.take() {
+            None => self.value_serde.null_value(),
+            Some(bytes) => match self.value_serde.deserialize_owned(&raw.topic, bytes) {
+                Ok(value) => Some(value),
+                Err((source, bytes)) => {
+                    raw.value = Some(bytes);
+                    return deserialization_failed(task, raw, "value", source);
+                }
+            },
         };
         let (Some(key), Some(value)) = (key, value) else {
             // The stream's types cannot hold a null here; Kafka Streams' aggregations drop such records too.
@@ -192,8 +200,9 @@ impl<K: Send + 'static, V: Send + 'static> TypedNode<K, V> for SinkNode<K, V> {
         };
         let serialization =
             |source| StreamsError::Serialization { node: self.name.to_string(), target: topic.to_string(), source };
-        let key = crate::serde::to_bytes(&*self.key_serde, &topic, &record.key).map_err(serialization)?;
-        let value = crate::serde::to_bytes(&*self.value_serde, &topic, &record.value).map_err(serialization)?;
+        let key = to_bytes_in(&*self.key_serde, &topic, &record.key, task.spare_buffer()).map_err(serialization)?;
+        let value =
+            to_bytes_in(&*self.value_serde, &topic, &record.value, task.spare_buffer()).map_err(serialization)?;
         let partition = self.partitioner.as_ref().and_then(|p| p(&topic, &record.key, &record.value));
         task.outbox.push(ProducedRecord {
             topic,
