@@ -117,7 +117,9 @@ fn run_on_kafka(bootstrap: &str, orders_to_send: u64) -> anyhow::Result<()> {
     use kstreams::record::{Headers, ProducedRecord};
     use kstreams::runtime::{KafkaStreams, State};
 
-    let config = StreamsConfig::new("order-totals-example", bootstrap);
+    let mut config = StreamsConfig::new("order-totals-example", bootstrap);
+    // Totals leave the record cache at each commit: commit every second so they show up promptly.
+    config.commit_interval = Duration::from_secs(1);
     let admin = RdKafkaSupplier.admin(&config)?;
     let topic =
         |name: &str| NewTopic { name: name.into(), partitions: 4, replication_factor: -1, config: Default::default() };

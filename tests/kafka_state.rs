@@ -184,6 +184,31 @@ fn checkpoints_skip_restoring_what_they_cover_and_a_corrupt_one_restores_in_full
 }
 
 #[test]
+fn the_record_cache_sends_the_latest_total_per_key_at_each_commit() -> anyhow::Result<()> {
+    let (input, output) = (kafka::unique("cache-orders"), kafka::unique("cache-totals"));
+    kafka::create_topics(&[(&input, 2), (&output, 2)]);
+    let app = kafka::unique("cache-app");
+    let mut config = kafka::config(&app);
+    config.cache_max_bytes = 10 << 20; // Kafka Streams' default
+    config.commit_interval = Duration::from_secs(2);
+    let mut streams = KafkaStreams::new(totals_topology(&input, &output)?, config)?;
+    streams.start()?;
+    anyhow::ensure!(streams.wait_for_state(State::Running, Duration::from_secs(60)), "never RUNNING");
+    let mut expected = BTreeMap::new();
+    kafka::produce(&input, orders(&input, 0, 3_000, &mut expected));
+    assert_eq!(wait_for_totals(&output, &expected), expected, "the final totals are exact");
+    streams.close()?;
+    let records = kafka::consume_until(&output, Duration::from_secs(5), |r| r.len() >= 3_000);
+    assert!(
+        records.len() < 3_000 / 10,
+        "3,000 updates of 17 keys within a few commits should leave far fewer records, got {}",
+        records.len()
+    );
+    assert_eq!(streams.metrics().processed_records, 3_000);
+    Ok(())
+}
+
+#[test]
 fn two_instances_cannot_share_a_state_directory() -> anyhow::Result<()> {
     let (input, output) = (kafka::unique("lock-orders"), kafka::unique("lock-totals"));
     kafka::create_topics(&[(&input, 1), (&output, 1)]);

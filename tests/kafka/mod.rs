@@ -31,10 +31,13 @@ pub(crate) fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{}-{}", std::process::id(), nanos % 1_000_000_000, COUNTER.fetch_add(1, Ordering::SeqCst))
 }
 
-/// Settings for a test application: fast commits, a private state dir.
+/// Settings for a test application: fast commits, a private state dir, and no record cache, so every
+/// update reaches the output (as Kafka Streams advises for tests that check every update; the cache's own
+/// test turns it back on).
 pub(crate) fn config(app: &str) -> StreamsConfig {
     let mut config = StreamsConfig::new(app, bootstrap());
     config.commit_interval = Duration::from_millis(100);
+    config.cache_max_bytes = 0;
     config.state_dir = std::env::temp_dir().join(unique("kstreams-state"));
     config.default_api_timeout = Duration::from_secs(20);
     config

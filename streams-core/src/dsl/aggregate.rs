@@ -1,16 +1,145 @@
 //! The aggregation processors behind `count`, `reduce` and `aggregate`, for grouped streams and grouped
 //! tables. Each keeps `ValueAndTimestamp<VA>` per key in its store and forwards a [`Change`] with the new
 //! and the old aggregate; the result's timestamp is the largest timestamp that contributed, as in
-//! Kafka Streams.
+//! Kafka Streams. With the record cache on, updates wait in the cache and go to the store and
+//! downstream when evicted or at commit (see [`super::cache`]).
 
 use std::sync::Arc;
 
+use super::cache::{CacheBudget, Pending, RecordCache};
 use super::change::Change;
 use super::Data;
 use crate::processor::{Processor, ProcessorContext, StoreHandle};
-use crate::serde::Serde;
+use crate::serde::{to_bytes, Serde};
 use crate::store::ValueAndTimestamp;
 use crate::{Record, StreamsError};
+
+/// Where an aggregation's updates go: to the store and downstream at once, or through the record cache.
+pub(crate) struct AggregateOutput<K, VA> {
+    store: String,
+    handle: Option<StoreHandle<K, ValueAndTimestamp<VA>>>,
+    key_serde: Arc<dyn Serde<K>>,
+    /// Whether the store was declared with caching (Kafka Streams' `Materialized` default: yes).
+    caching: bool,
+    /// The thread's cache budget, when caching is on and the budget is not 0.
+    budget: Option<Arc<CacheBudget>>,
+    cache: RecordCache<K, VA>,
+}
+
+/// The aggregate a key had: its value (`None`: no aggregate yet) and its timestamp.
+type Current<VA> = (Option<VA>, Option<i64>);
+
+impl<K: Data, VA: Data> AggregateOutput<K, VA> {
+    pub(crate) fn new(store: String, key_serde: Arc<dyn Serde<K>>, caching: bool) -> Self {
+        AggregateOutput { store, handle: None, key_serde, caching, budget: None, cache: RecordCache::default() }
+    }
+
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<(), StreamsError> {
+        self.handle = Some(ctx.store_handle(&self.store)?);
+        let budget = ctx.task.cache_budget.clone();
+        self.budget = (self.caching && budget.enabled()).then_some(budget);
+        Ok(())
+    }
+
+    fn handle(&self) -> Result<StoreHandle<K, ValueAndTimestamp<VA>>, StreamsError> {
+        self.handle.ok_or_else(|| StreamsError::Internal("aggregate used before init".into()))
+    }
+
+    /// The key's bytes, when the cache is in use (it is keyed by them).
+    fn key_bytes(&self, key: &K) -> Result<Option<Vec<u8>>, StreamsError> {
+        if self.budget.is_none() {
+            return Ok(None);
+        }
+        let serialization =
+            |source| StreamsError::Serialization { node: "(record cache)".into(), target: self.store.clone(), source };
+        Ok(to_bytes(&*self.key_serde, &self.store, key).map_err(serialization)?.or(Some(Vec::new())))
+    }
+
+    /// The key's current aggregate: the cached update if there is one, else the store's.
+    fn current(
+        &self,
+        ctx: &mut ProcessorContext<'_, K, Change<VA>>,
+        key: &K,
+        key_bytes: Option<&[u8]>,
+    ) -> Result<Current<VA>, StreamsError> {
+        if let Some(cached) = key_bytes.and_then(|k| self.cache.get(k)) {
+            return Ok((cached.0.cloned(), Some(cached.1)));
+        }
+        let stored = ctx.store_mut(self.handle()?)?.get(key)?;
+        Ok(stored.map_or((None, None), |s| (Some(s.value), Some(s.timestamp))))
+    }
+
+    /// Records the key's new aggregate (`None` deletes it): through the cache, or at once.
+    fn update(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, Change<VA>>,
+        key_bytes: Option<Vec<u8>>,
+        record: Record<K, Option<VA>>,
+        old: Option<VA>,
+    ) -> Result<(), StreamsError> {
+        match (&self.budget, key_bytes) {
+            (Some(budget), Some(key_bytes)) => {
+                let budget = budget.clone();
+                self.cache.put(&budget, key_bytes, (record.key, record.value, record.timestamp, record.headers));
+                while let Some(evicted) = self.cache.evict_if_over(&budget) {
+                    self.write_through(ctx, evicted)?;
+                }
+                Ok(())
+            }
+            _ => {
+                self.write(ctx, &record.key, record.value.as_ref(), record.timestamp)?;
+                let change = Change::new(record.value, old);
+                ctx.forward(Record {
+                    key: record.key,
+                    value: change,
+                    timestamp: record.timestamp,
+                    headers: record.headers,
+                })
+            }
+        }
+    }
+
+    fn write(
+        &self,
+        ctx: &mut ProcessorContext<'_, K, Change<VA>>,
+        key: &K,
+        value: Option<&VA>,
+        timestamp: i64,
+    ) -> Result<(), StreamsError> {
+        let store = ctx.store_mut(self.handle()?)?;
+        match value {
+            Some(value) => store.put(key, &ValueAndTimestamp { value: value.clone(), timestamp }),
+            None => store.delete(key).map(|_| ()),
+        }
+    }
+
+    /// A cached update leaves the cache: to the store, then downstream as a change from the store's value.
+    fn write_through(
+        &self,
+        ctx: &mut ProcessorContext<'_, K, Change<VA>>,
+        pending: Pending<K, VA>,
+    ) -> Result<(), StreamsError> {
+        let old = ctx.store_mut(self.handle()?)?.get(&pending.key)?.map(|s| s.value);
+        self.write(ctx, &pending.key, pending.value.as_ref(), pending.timestamp)?;
+        let change = Change::new(pending.value, old);
+        ctx.forward(Record { key: pending.key, value: change, timestamp: pending.timestamp, headers: pending.headers })
+    }
+
+    /// At commit: every cached update leaves the cache, oldest first.
+    fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<(), StreamsError> {
+        let Some(budget) = self.budget.clone() else { return Ok(()) };
+        for pending in self.cache.drain(&budget) {
+            self.write_through(ctx, pending)?;
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) {
+        if let Some(budget) = &self.budget {
+            self.cache.clear(budget);
+        }
+    }
+}
 
 /// One aggregation step for a stream: `(key, value, old aggregate) -> new aggregate`.
 pub(crate) type StreamStep<K, V, VA> = Arc<dyn Fn(&K, V, Option<VA>) -> VA + Send + Sync>;
@@ -20,8 +149,7 @@ pub(crate) type TableStep<K, V, VA> = Arc<dyn Fn(&K, Change<V>, Option<VA>) -> O
 
 /// `KGroupedStream::{count, reduce, aggregate}` (Kafka Streams' `KStreamAggregate` / `KStreamReduce`).
 pub(crate) struct StreamAggregate<K, V, VA> {
-    pub(crate) store: String,
-    pub(crate) handle: Option<StoreHandle<K, ValueAndTimestamp<VA>>>,
+    pub(crate) output: AggregateOutput<K, VA>,
     pub(crate) step: StreamStep<K, V, VA>,
     pub(crate) key_serde: Arc<dyn Serde<K>>,
     pub(crate) value_serde: Option<Arc<dyn Serde<V>>>,
@@ -29,8 +157,7 @@ pub(crate) struct StreamAggregate<K, V, VA> {
 
 impl<K: Data, V: Data, VA: Data> Processor<K, V, K, Change<VA>> for StreamAggregate<K, V, VA> {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<(), StreamsError> {
-        self.handle = Some(ctx.store_handle(&self.store)?);
-        Ok(())
+        self.output.init(ctx)
     }
 
     fn process(
@@ -42,34 +169,35 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, K, Change<VA>> for StreamAggreg
             ctx.record_dropped("null key or value in an aggregation");
             return Ok(());
         }
-        let handle = self.handle.ok_or_else(|| StreamsError::Internal("aggregate used before init".into()))?;
-        let store = ctx.store_mut(handle)?;
-        let old = store.get(&record.key)?;
-        let (old_value, timestamp) = match old {
-            Some(ValueAndTimestamp { value, timestamp }) => (Some(value), timestamp.max(record.timestamp)),
-            None => (None, record.timestamp),
-        };
+        let key_bytes = self.output.key_bytes(&record.key)?;
+        let (old_value, old_timestamp) = self.output.current(ctx, &record.key, key_bytes.as_deref())?;
+        let timestamp = old_timestamp.map_or(record.timestamp, |t| t.max(record.timestamp));
         let new_value = (self.step)(&record.key, record.value, old_value.clone());
-        let stored = ValueAndTimestamp { value: new_value, timestamp };
-        store.put(&record.key, &stored)?;
-        let change = Change::new(Some(stored.value), old_value);
-        ctx.forward(Record { key: record.key, value: change, timestamp, headers: record.headers })
+        let update = Record { key: record.key, value: Some(new_value), timestamp, headers: record.headers };
+        self.output.update(ctx, key_bytes, update, old_value)
+    }
+
+    fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<(), StreamsError> {
+        self.output.flush(ctx)
+    }
+
+    fn close(&mut self, _ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<(), StreamsError> {
+        self.output.close();
+        Ok(())
     }
 }
 
 /// `KGroupedTable::{count, reduce, aggregate}` (Kafka Streams' `KTableAggregate` / `KTableReduce`):
 /// subtracts the old value, then adds the new one.
 pub(crate) struct TableAggregate<K, V, VA> {
-    pub(crate) store: String,
-    pub(crate) handle: Option<StoreHandle<K, ValueAndTimestamp<VA>>>,
+    pub(crate) output: AggregateOutput<K, VA>,
     pub(crate) step: TableStep<K, V, VA>,
     pub(crate) key_serde: Arc<dyn Serde<K>>,
 }
 
 impl<K: Data, V: Data, VA: Data> Processor<K, Change<V>, K, Change<VA>> for TableAggregate<K, V, VA> {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<(), StreamsError> {
-        self.handle = Some(ctx.store_handle(&self.store)?);
-        Ok(())
+        self.output.init(ctx)
     }
 
     fn process(
@@ -81,25 +209,20 @@ impl<K: Data, V: Data, VA: Data> Processor<K, Change<V>, K, Change<VA>> for Tabl
             ctx.record_dropped("null key in a table aggregation");
             return Ok(());
         }
-        let handle = self.handle.ok_or_else(|| StreamsError::Internal("aggregate used before init".into()))?;
-        let store = ctx.store_mut(handle)?;
-        let old = store.get(&record.key)?;
-        let (old_value, timestamp) = match old {
-            Some(ValueAndTimestamp { value, timestamp }) => (Some(value), timestamp.max(record.timestamp)),
-            None => (None, record.timestamp),
-        };
+        let key_bytes = self.output.key_bytes(&record.key)?;
+        let (old_value, old_timestamp) = self.output.current(ctx, &record.key, key_bytes.as_deref())?;
+        let timestamp = old_timestamp.map_or(record.timestamp, |t| t.max(record.timestamp));
         let new_value = (self.step)(&record.key, record.value, old_value.clone());
-        match &new_value {
-            Some(value) => store.put(&record.key, &ValueAndTimestamp { value: value.clone(), timestamp })?,
-            None => {
-                store.delete(&record.key)?;
-            }
-        }
-        ctx.forward(Record {
-            key: record.key,
-            value: Change::new(new_value, old_value),
-            timestamp,
-            headers: record.headers,
-        })
+        let update = Record { key: record.key, value: new_value, timestamp, headers: record.headers };
+        self.output.update(ctx, key_bytes, update, old_value)
+    }
+
+    fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<(), StreamsError> {
+        self.output.flush(ctx)
+    }
+
+    fn close(&mut self, _ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<(), StreamsError> {
+        self.output.close();
+        Ok(())
     }
 }

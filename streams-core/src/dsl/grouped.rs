@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::aggregate::{StreamAggregate, StreamStep, TableAggregate, TableStep};
+use super::aggregate::{AggregateOutput, StreamAggregate, StreamStep, TableAggregate, TableStep};
 use super::builder::{pick, pick_or_default};
 use super::change::{Change, ChangeSerde};
 use super::options::{Grouped, Materialized};
@@ -163,9 +163,9 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         }
         let value_serde_for_nulls = Some(value_serde.clone());
         let (store_for_processor, key_for_processor) = (store.clone(), key_serde.clone());
+        let caching = materialized.caching_enabled;
         let def = processor_def(&name, vec![parent], move || StreamAggregate {
-            store: store_for_processor.clone(),
-            handle: None,
+            output: AggregateOutput::new(store_for_processor.clone(), key_for_processor.clone(), caching),
             step: step.clone(),
             key_serde: key_for_processor.clone(),
             value_serde: value_serde_for_nulls.clone(),
@@ -404,9 +404,9 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
         let change_serde: Arc<dyn Serde<Change<V>>> = Arc::new(ChangeSerde(value_serde));
         let parent = add_repartition(&mut b, &self.node, names, key_serde.clone(), change_serde, None, None);
         let (store_for_processor, key_for_processor) = (store.clone(), key_serde.clone());
+        let caching = materialized.caching_enabled;
         let def = processor_def(&name, vec![parent], move || TableAggregate {
-            store: store_for_processor.clone(),
-            handle: None,
+            output: AggregateOutput::new(store_for_processor.clone(), key_for_processor.clone(), caching),
             step: step.clone(),
             key_serde: key_for_processor.clone(),
         });

@@ -12,6 +12,7 @@
 
 mod aggregate;
 mod builder;
+mod cache;
 mod change;
 mod grouped;
 mod kstream;
@@ -21,6 +22,7 @@ mod repartition;
 mod stateless;
 
 pub use builder::StreamsBuilder;
+pub(crate) use cache::CacheBudget;
 pub use change::{Change, ChangeSerde};
 pub use grouped::{KGroupedStream, KGroupedTable};
 pub use kstream::{BranchedKStream, Branches, KStream};

@@ -61,6 +61,13 @@ pub trait Processor<KIn, VIn, KOut, VOut>: Send + 'static {
         Ok(())
     }
 
+    /// Called at each commit, before the stores are flushed: a processor that holds records back (as the
+    /// DSL's aggregations do with the record cache) writes and forwards them here. Most processors need
+    /// not implement it. (Not in Kafka Streams' `Processor`, where the cache's flush listener does this.)
+    fn flush(&mut self, _ctx: &mut ProcessorContext<'_, KOut, VOut>) -> Result<(), StreamsError> {
+        Ok(())
+    }
+
     /// Called once when the task closes.
     fn close(&mut self, _ctx: &mut ProcessorContext<'_, KOut, VOut>) -> Result<(), StreamsError> {
         Ok(())

@@ -54,11 +54,20 @@ impl ThreadInner {
         self.layout.reader.get(topic).map(|&subtopology| TaskId { subtopology, partition })
     }
 
-    /// at_least_once commit: producer, then stores, then offsets.
+    /// at_least_once commit: held-back records, producer, then stores and checkpoints, then offsets.
     fn commit(
         &mut self,
         commit_offsets: impl FnOnce(&[(TopicPartition, i64)]) -> Result<(), ClientError>,
     ) -> Result<(), StreamsError> {
+        // Records held back by processors (the record cache) are written and forwarded first; their
+        // outputs go out with the rest before the producer is flushed.
+        let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
+        for id in ids {
+            let mut task = self.tasks.remove(&id).expect("listed above");
+            let result = task.flush_processors().and_then(|()| self.send_outputs_of(&mut task));
+            self.tasks.insert(id, task);
+            result?;
+        }
         if let Err(error) = self.producer.flush(self.flush_timeout) {
             self.production_failed(error)?;
         }
@@ -346,6 +355,9 @@ impl StreamThread {
         task_config.rocksdb = state.rocksdb;
         task_config.dsl_store = config.default_dsl_store;
         task_config.hold_writes_per_commit = config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2;
+        // statestore.cache.max.bytes is split evenly across the threads, as in Kafka Streams.
+        let cache_bytes = config.cache_max_bytes / config.num_stream_threads.max(1) as u64;
+        task_config.cache_budget = Arc::new(crate::dsl::CacheBudget::new(cache_bytes as usize));
         let inner = Arc::new(Mutex::new(ThreadInner {
             name: name.clone(),
             topology,

@@ -16,6 +16,7 @@ use node::ErasedNode;
 
 use crate::client::TopicPartition;
 use crate::config::DslStoreType;
+use crate::dsl::CacheBudget;
 use crate::handler::{DeserializationExceptionHandler, LogAndFail};
 use crate::processor::{Punctuation, PunctuationId, PunctuationType};
 use crate::record::{Headers, ProducedRecord, RawRecord};
@@ -90,6 +91,8 @@ pub(crate) struct TaskConfig {
     pub(crate) dsl_store: DslStoreType,
     /// Whether stores hold each commit's writes apart until it succeeds (exactly-once, KIP-892).
     pub(crate) hold_writes_per_commit: bool,
+    /// The record cache budget shared by the thread's tasks (0: no caching).
+    pub(crate) cache_budget: Arc<CacheBudget>,
 }
 
 impl TaskConfig {
@@ -103,6 +106,7 @@ impl TaskConfig {
             rocksdb: RocksDbMemory::default(),
             dsl_store: DslStoreType::InMemory,
             hold_writes_per_commit: false,
+            cache_budget: Arc::new(CacheBudget::new(0)),
         }
     }
 
@@ -155,6 +159,7 @@ pub(crate) struct TaskState {
     changelog: Arc<Mutex<Vec<(Arc<str>, Vec<u8>, Option<Vec<u8>>)>>>,
     pub(crate) metrics: TaskMetrics,
     pub(crate) deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
+    pub(crate) cache_budget: Arc<CacheBudget>,
 }
 
 /// How many produced records' buffers a task keeps for reuse, and the largest one it keeps.
@@ -365,6 +370,7 @@ impl Task {
             changelog,
             metrics: TaskMetrics::default(),
             deserialization_handler: config.deserialization_handler.clone(),
+            cache_budget: config.cache_budget.clone(),
         };
         Ok(Task { state, sources, initialized: false, changelogs, task_dir, changelog_offsets: BTreeMap::new() })
     }
@@ -562,6 +568,18 @@ impl Task {
     pub fn set_changelog_offset(&mut self, partition: &TopicPartition, offset: i64) {
         let known = self.changelog_offsets.entry(partition.clone()).or_insert(offset);
         *known = (*known).max(offset);
+    }
+
+    /// At commit, first: processors that hold records back (the record cache) write and forward them.
+    /// Their outputs join the task's output, to be sent before the producer is flushed.
+    pub fn flush_processors(&mut self) -> Result<(), StreamsError> {
+        if !self.initialized {
+            return Ok(());
+        }
+        for index in 0..self.state.nodes.len() {
+            self.with_node(index, |node, state| node.flush(state))?;
+        }
+        Ok(())
     }
 
     /// Flushes every store (at commit, before offsets are committed): held writes are applied, files

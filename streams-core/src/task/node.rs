@@ -21,6 +21,10 @@ pub(crate) trait ErasedNode: Send {
     fn init(&mut self, task: &mut TaskState) -> Result<(), StreamsError>;
     fn punctuate(&mut self, task: &mut TaskState, punctuation: Punctuation) -> Result<(), StreamsError>;
     fn close(&mut self, task: &mut TaskState) -> Result<(), StreamsError>;
+    /// At commit, before the stores are flushed: a node that buffers forwards what it holds.
+    fn flush(&mut self, _task: &mut TaskState) -> Result<(), StreamsError> {
+        Ok(())
+    }
     /// Only sources take raw records.
     fn process_raw(&mut self, task: &mut TaskState, _raw: RawRecord) -> Result<(), StreamsError> {
         let _ = task;
@@ -35,6 +39,10 @@ pub(crate) trait TypedNode<K, V>: Send {
     fn init(&mut self, task: &mut TaskState) -> Result<(), StreamsError>;
     fn punctuate(&mut self, task: &mut TaskState, punctuation: Punctuation) -> Result<(), StreamsError>;
     fn close(&mut self, task: &mut TaskState) -> Result<(), StreamsError>;
+    /// At commit, before the stores are flushed: a node that buffers forwards what it holds.
+    fn flush(&mut self, _task: &mut TaskState) -> Result<(), StreamsError> {
+        Ok(())
+    }
 }
 
 impl<K: 'static, V: 'static> ErasedNode for Box<dyn TypedNode<K, V>> {
@@ -48,6 +56,10 @@ impl<K: 'static, V: 'static> ErasedNode for Box<dyn TypedNode<K, V>> {
 
     fn close(&mut self, task: &mut TaskState) -> Result<(), StreamsError> {
         (**self).close(task)
+    }
+
+    fn flush(&mut self, task: &mut TaskState) -> Result<(), StreamsError> {
+        (**self).flush(task)
     }
 
     fn as_any_mut(&mut self) -> &mut dyn Any {
@@ -92,6 +104,10 @@ where
 
     fn close(&mut self, task: &mut TaskState) -> Result<(), StreamsError> {
         self.processor.close(&mut ProcessorContext::new(task, self.index, &self.children))
+    }
+
+    fn flush(&mut self, task: &mut TaskState) -> Result<(), StreamsError> {
+        self.processor.flush(&mut ProcessorContext::new(task, self.index, &self.children))
     }
 }
 

@@ -1,0 +1,145 @@
+//! The record cache in front of a DSL aggregation's store (`statestore.cache.max.bytes`).
+//!
+//! An aggregation with caching on keeps the latest aggregate per key here instead of writing it to its
+//! store and forwarding it at once. Many updates of one key between commits become one store write, one
+//! changelog record and one record downstream. Entries leave the cache, oldest first, when the cache
+//! is over its budget, and all of them at each commit. Leaving means: written to the store (and so to the
+//! changelog), then forwarded downstream as a change from the store's previous value.
+//!
+//! The budget is shared by every cache of a stream thread's tasks (`statestore.cache.max.bytes` divided
+//! by the number of threads), as in Kafka Streams. Each cache evicts its own oldest entries while the
+//! thread's total is over the budget. Sizes are estimates: a key by its serialized bytes, a value by its
+//! in-memory size, plus a fixed overhead per entry. With a budget of 0 nothing is cached and every update
+//! goes through at once (the test driver runs so).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::record::Headers;
+
+/// Bookkeeping counted per entry on top of the key bytes and the value's size.
+const ENTRY_OVERHEAD: usize = 96;
+
+/// The cache memory shared by one stream thread's tasks.
+#[derive(Debug, Default)]
+pub(crate) struct CacheBudget {
+    max: usize,
+    used: AtomicUsize,
+}
+
+impl CacheBudget {
+    pub(crate) fn new(max: usize) -> Self {
+        CacheBudget { max, used: AtomicUsize::new(0) }
+    }
+
+    /// Whether caching is on at all.
+    pub(crate) fn enabled(&self) -> bool {
+        self.max > 0
+    }
+
+    fn over(&self) -> bool {
+        self.used.load(Ordering::Relaxed) > self.max
+    }
+}
+
+/// A pending aggregate: `None` deletes the key.
+pub(crate) struct Pending<K, VA> {
+    pub(crate) key: K,
+    pub(crate) value: Option<VA>,
+    pub(crate) timestamp: i64,
+    pub(crate) headers: Headers,
+    seq: u64,
+    size: usize,
+}
+
+/// One aggregation's cached updates, by serialized key, with their age order.
+pub(crate) struct RecordCache<K, VA> {
+    entries: HashMap<Vec<u8>, Pending<K, VA>>,
+    /// Age order: sequence number of the last update -> key bytes.
+    order: BTreeMap<u64, Vec<u8>>,
+    next_seq: u64,
+}
+
+impl<K, VA> Default for RecordCache<K, VA> {
+    fn default() -> Self {
+        RecordCache { entries: HashMap::new(), order: BTreeMap::new(), next_seq: 0 }
+    }
+}
+
+impl<K, VA> RecordCache<K, VA> {
+    /// The cached update for `key`, if any: `Some(None)` is a cached delete.
+    pub(crate) fn get(&self, key: &[u8]) -> Option<(Option<&VA>, i64)> {
+        self.entries.get(key).map(|p| (p.value.as_ref(), p.timestamp))
+    }
+
+    /// Caches the latest update of `key`, making it the youngest entry.
+    pub(crate) fn put(&mut self, budget: &CacheBudget, key_bytes: Vec<u8>, update: (K, Option<VA>, i64, Headers)) {
+        let (key, value, timestamp, headers) = update;
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let size = key_bytes.len() + std::mem::size_of::<VA>() + ENTRY_OVERHEAD;
+        if let Some(old) = self.entries.get(&key_bytes) {
+            self.order.remove(&old.seq);
+            budget.used.fetch_sub(old.size, Ordering::Relaxed);
+        }
+        budget.used.fetch_add(size, Ordering::Relaxed);
+        self.order.insert(seq, key_bytes.clone());
+        self.entries.insert(key_bytes, Pending { key, value, timestamp, headers, seq, size });
+    }
+
+    /// The oldest entry, if the thread's caches are over budget.
+    pub(crate) fn evict_if_over(&mut self, budget: &CacheBudget) -> Option<Pending<K, VA>> {
+        if !budget.over() {
+            return None;
+        }
+        let (_, key) = self.order.pop_first()?;
+        let pending = self.entries.remove(&key)?;
+        budget.used.fetch_sub(pending.size, Ordering::Relaxed);
+        Some(pending)
+    }
+
+    /// Every entry, oldest first (at commit).
+    pub(crate) fn drain(&mut self, budget: &CacheBudget) -> Vec<Pending<K, VA>> {
+        let order = std::mem::take(&mut self.order);
+        let mut drained = Vec::with_capacity(order.len());
+        for key in order.into_values() {
+            if let Some(pending) = self.entries.remove(&key) {
+                budget.used.fetch_sub(pending.size, Ordering::Relaxed);
+                drained.push(pending);
+            }
+        }
+        drained
+    }
+
+    /// Drops every entry unflushed (a task closed without a commit).
+    pub(crate) fn clear(&mut self, budget: &CacheBudget) {
+        self.drain(budget);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(key: &str, value: i64) -> (String, Option<i64>, i64, Headers) {
+        (key.to_string(), Some(value), 0, Headers::new())
+    }
+
+    #[test]
+    fn the_cache_keeps_the_latest_update_per_key_and_evicts_the_oldest_over_budget() {
+        let budget = CacheBudget::new(2 * (1 + 8 + ENTRY_OVERHEAD));
+        let mut cache: RecordCache<String, i64> = RecordCache::default();
+        cache.put(&budget, b"a".to_vec(), update("a", 1));
+        cache.put(&budget, b"b".to_vec(), update("b", 1));
+        cache.put(&budget, b"a".to_vec(), update("a", 2)); // a is now the youngest, and deduplicated
+        assert!(cache.evict_if_over(&budget).is_none(), "two entries fit");
+        assert_eq!(cache.get(b"a").map(|(v, _)| v.copied()), Some(Some(2)));
+        cache.put(&budget, b"c".to_vec(), update("c", 1));
+        let evicted = cache.evict_if_over(&budget).expect("over budget");
+        assert_eq!(evicted.key, "b", "the oldest goes first");
+        assert!(cache.evict_if_over(&budget).is_none());
+        let rest: Vec<String> = cache.drain(&budget).into_iter().map(|p| p.key).collect();
+        assert_eq!(rest, vec!["a".to_string(), "c".to_string()]);
+        assert_eq!(budget.used.load(Ordering::Relaxed), 0);
+    }
+}
