@@ -211,6 +211,21 @@ mod tests {
     }
 
     #[test]
+    fn owned_deserialization_takes_the_buffer_and_gives_it_back_on_failure() {
+        let bytes = b"plain".to_vec();
+        let address = bytes.as_ptr();
+        let s = StringSerde.deserialize_owned("t", bytes).unwrap();
+        assert_eq!((s.as_str(), s.as_ptr()), ("plain", address), "no copy");
+        let (error, back) = StringSerde.deserialize_owned("t", vec![0xff, 0xfe]).unwrap_err();
+        assert_eq!(back, vec![0xff, 0xfe], "the record's bytes survive for the handler");
+        assert!(error.to_string().contains("UTF-8"), "{error}");
+        assert_eq!(BytesSerde.deserialize_owned("t", vec![1, 2]).unwrap(), vec![1, 2]);
+        // Serdes without their own version copy through `deserialize`, and return the bytes on failure.
+        let (_, back) = I64Serde.deserialize_owned("t", vec![1, 2, 3]).unwrap_err();
+        assert_eq!(back, vec![1, 2, 3]);
+    }
+
+    #[test]
     fn serde_builtins_match_kafka_wire_formats() {
         round_trip("héllo".to_string(), Some("héllo".as_bytes()));
         round_trip(0x0102_i16, Some(&[1, 2]));
