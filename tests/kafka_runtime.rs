@@ -1,209 +1,36 @@
-//! The runtime against a real Apache Kafka (started by scripts/test.sh): order totals end to end.
+//! The runtime against a real Apache Kafka (started by scripts/test.sh). The scenarios are shared with
+//! the embedded broker's suite (tests/embedded_runtime.rs); what only a real broker can show lives here.
 
 mod kafka;
+#[path = "scenarios/runtime.rs"]
+mod scenarios;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kstreams::prelude::*;
 use kstreams::runtime::{KafkaStreams, State};
-use kstreams::serde::{from_bytes, to_bytes, DefaultSerde};
-use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Order {
-    order_id: u64,
-    customer_id: i64,
-    total_value: f64,
-}
-json_serde!(Order);
-
-/// Per-customer order totals: the topology both order-totals tests run.
-fn order_totals_topology(orders: &str, totals: &str) -> anyhow::Result<Topology> {
-    let builder = StreamsBuilder::new();
-    builder
-        .stream::<i64, Order>(orders)
-        .filter(|_, order| order.total_value > 0.0)
-        .map_values(|order| order.total_value)
-        .group_by_key()
-        .reduce(|a, b| a + b)
-        .to_stream()
-        .to(totals);
-    Ok(builder.build()?)
-}
-
-#[test]
-fn order_totals_end_to_end_on_kafka_match_a_plain_loop() -> anyhow::Result<()> {
-    let orders = kafka::unique("orders");
-    let totals = kafka::unique("customer-totals");
-    kafka::create_topics(&[(&orders, 4), (&totals, 4)]);
-
-    // Input: 2,000 orders over 20 customers; every 7th is invalid.
-    let mut expected_updates: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
-    let mut running: BTreeMap<i64, f64> = BTreeMap::new();
-    let mut input = Vec::new();
-    for order_id in 0..2_000u64 {
-        let customer_id = (order_id * 7919 % 20) as i64;
-        let total_value = if order_id % 7 == 0 { -1.0 } else { (order_id % 100) as f64 + 0.5 };
-        let order = Order { order_id, customer_id, total_value };
-        let key = to_bytes(&*i64::default_serde(), &orders, &customer_id)?;
-        let value = to_bytes(&*Order::default_serde(), &orders, &order)?;
-        input.push((key, value));
-        if total_value > 0.0 {
-            let total = running.entry(customer_id).or_insert(0.0);
-            *total += total_value;
-            expected_updates.entry(customer_id).or_default().push(*total);
+macro_rules! on_kafka {
+    ($($name:ident),* $(,)?) => {$(
+        #[test]
+        fn $name() -> anyhow::Result<()> {
+            scenarios::$name()
         }
-    }
-    let expected_count: usize = expected_updates.values().map(Vec::len).sum();
-    kafka::produce(&orders, input);
-
-    let mut app =
-        KafkaStreams::new(order_totals_topology(&orders, &totals)?, kafka::config(&kafka::unique("order-totals")))?;
-    app.start()?;
-    assert!(app.wait_for_state(State::Running, Duration::from_secs(60)), "never reached RUNNING: {:?}", app.state());
-
-    let records = kafka::consume_until(&totals, Duration::from_secs(60), |r| r.len() >= expected_count);
-    app.close()?;
-    assert_eq!(app.state(), State::NotRunning);
-
-    let mut actual_updates: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
-    for r in &records {
-        let key = from_bytes(&*i64::default_serde(), &totals, r.key.as_deref())?.expect("keyed");
-        let value =
-            from_bytes(&*<Option<f64>>::default_serde(), &totals, r.value.as_deref())?.flatten().expect("a total");
-        actual_updates.entry(key).or_default().push(value);
-    }
-    assert_eq!(records.len(), expected_count, "every update, once");
-    assert_eq!(actual_updates, expected_updates, "per customer, every running total in order");
-    assert_eq!(app.metrics().processed_records, 2_000);
-    Ok(())
+    )*};
 }
 
-fn decode_i64(topic: &str, bytes: Option<&[u8]>) -> i64 {
-    from_bytes(&*i64::default_serde(), topic, bytes).unwrap().expect("not null")
-}
-
-fn decode_string(topic: &str, bytes: Option<&[u8]>) -> String {
-    from_bytes(&*String::default_serde(), topic, bytes).unwrap().expect("not null")
-}
-
-/// select_key then group_by_key: records go through `<app>-…-repartition` and are counted per word.
-#[test]
-fn repartition_then_count_end_to_end() -> anyhow::Result<()> {
-    let lines = kafka::unique("lines");
-    let counts = kafka::unique("word-counts");
-    kafka::create_topics(&[(&lines, 3), (&counts, 3)]);
-    let words = ["apple", "banana", "cherry", "date", "elder"];
-    let mut expected: BTreeMap<String, i64> = BTreeMap::new();
-    let mut input = Vec::new();
-    for i in 0..600usize {
-        let word = words[(i * 31) % words.len()];
-        *expected.entry(word.to_string()).or_insert(0) += 1;
-        // Keys are spread on purpose: the count must regroup by word.
-        input.push((Some(format!("line-{i}").into_bytes()), Some(word.as_bytes().to_vec())));
-    }
-    kafka::produce(&lines, input);
-
-    let builder = StreamsBuilder::new();
-    builder
-        .stream::<String, String>(&lines)
-        .select_key(|_, word| word.clone())
-        .group_by_key()
-        .count()
-        .to_stream()
-        .to(&counts);
-    let app_id = kafka::unique("word-count");
-    let mut app = KafkaStreams::new(builder.build()?, kafka::config(&app_id))?;
-    app.start()?;
-    let repartition = format!("{app_id}-KSTREAM-AGGREGATE-STATE-STORE-0000000002-repartition");
-    let partitions = kafka::admin().partition_counts(std::slice::from_ref(&repartition))?;
-    assert_eq!(partitions[&repartition], Some(3), "repartition topic created with the source's partition count");
-
-    let records = kafka::consume_until(&counts, Duration::from_secs(60), |r| r.len() >= 600);
-    app.close()?;
-    let mut last: BTreeMap<String, i64> = BTreeMap::new();
-    for r in &records {
-        last.insert(decode_string(&counts, r.key.as_deref()), decode_i64(&counts, r.value.as_deref()));
-    }
-    assert_eq!(records.len(), 600);
-    assert_eq!(last, expected);
-    Ok(())
-}
-
-fn poison_input(topic: &str) {
-    let good = |id: u64| {
-        let order = Order { order_id: id, customer_id: 1, total_value: 1.0 };
-        to_bytes(&*Order::default_serde(), topic, &order).unwrap()
-    };
-    let key = to_bytes(&*i64::default_serde(), topic, &1).unwrap();
-    kafka::produce(
-        topic,
-        vec![(key.clone(), good(1)), (key.clone(), Some(b"{ not json".to_vec())), (key.clone(), good(3))],
-    );
-}
-
-fn values_pipeline(input: &str, output: &str) -> anyhow::Result<Topology> {
-    let builder = StreamsBuilder::new();
-    builder.stream::<i64, Order>(input).map_values(|o| o.order_id as i64).to(output);
-    Ok(builder.build()?)
-}
-
-#[test]
-fn poison_pill_under_log_and_fail_stops_with_an_error_naming_the_record() -> anyhow::Result<()> {
-    let (input, output) = (kafka::unique("pp-fail-in"), kafka::unique("pp-fail-out"));
-    kafka::create_topics(&[(&input, 1), (&output, 1)]);
-    poison_input(&input);
-    let mut app = KafkaStreams::new(values_pipeline(&input, &output)?, kafka::config(&kafka::unique("pp-fail")))?;
-    app.start()?;
-    assert!(app.wait_for_state(State::Error, Duration::from_secs(60)), "state {:?}", app.state());
-    let error = app.take_error().expect("the error is kept");
-    assert_eq!(error.to_string(), format!("cannot deserialize the value of the record at {input}-0 offset 1"));
-    app.close()?;
-    // The record before the poison pill was processed and committed; nothing after it.
-    let out = kafka::consume_until(&output, Duration::from_secs(5), |r| r.len() >= 2);
-    assert_eq!(out.len(), 1);
-    Ok(())
-}
-
-#[test]
-fn poison_pill_under_log_and_continue_is_skipped_and_counted() -> anyhow::Result<()> {
-    let (input, output) = (kafka::unique("pp-cont-in"), kafka::unique("pp-cont-out"));
-    kafka::create_topics(&[(&input, 1), (&output, 1)]);
-    poison_input(&input);
-    let mut config = kafka::config(&kafka::unique("pp-cont"));
-    config.deserialization_handler = std::sync::Arc::new(kstreams::handler::LogAndContinue);
-    let mut app = KafkaStreams::new(values_pipeline(&input, &output)?, config)?;
-    app.start()?;
-    let out = kafka::consume_until(&output, Duration::from_secs(60), |r| r.len() >= 2);
-    app.close()?;
-    let ids: Vec<i64> = out.iter().map(|r| decode_i64(&output, r.value.as_deref())).collect();
-    assert_eq!(ids, vec![1, 3]);
-    assert_eq!(app.metrics().skipped_records, 1);
-    assert_eq!(app.state(), State::NotRunning);
-    Ok(())
-}
-
-#[test]
-fn poison_pill_under_dead_letter_queue_lands_in_the_dlq_topic() -> anyhow::Result<()> {
-    let (input, output, dlq) = (kafka::unique("pp-dlq-in"), kafka::unique("pp-dlq-out"), kafka::unique("pp-dlq"));
-    kafka::create_topics(&[(&input, 1), (&output, 1), (&dlq, 1)]);
-    poison_input(&input);
-    let mut config = kafka::config(&kafka::unique("pp-dlq-app"));
-    config.deserialization_handler = std::sync::Arc::new(kstreams::handler::DeadLetterQueue::new(dlq.clone()));
-    let mut app = KafkaStreams::new(values_pipeline(&input, &output)?, config)?;
-    app.start()?;
-    let dead = kafka::consume_until(&dlq, Duration::from_secs(60), |r| !r.is_empty());
-    let out = kafka::consume_until(&output, Duration::from_secs(30), |r| r.len() >= 2);
-    app.close()?;
-    assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].value.as_deref(), Some(&b"{ not json"[..]));
-    let header = |name| dead[0].headers.last(name).flatten().map(|v| String::from_utf8_lossy(v).to_string());
-    assert_eq!(header("__streams.errors.topic"), Some(input.clone()));
-    assert_eq!(header("__streams.errors.offset").as_deref(), Some("1"));
-    assert_eq!(out.len(), 2);
-    Ok(())
-}
+on_kafka!(
+    order_totals_end_to_end_match_a_plain_loop,
+    repartition_then_count_end_to_end,
+    poison_pill_under_log_and_fail_stops_with_an_error_naming_the_record,
+    poison_pill_under_log_and_continue_is_skipped_and_counted,
+    poison_pill_under_dead_letter_queue_lands_in_the_dlq_topic,
+    a_missing_source_topic_is_an_error_naming_it,
+    source_topics_of_one_subtopology_must_be_co_partitioned,
+    two_instances_share_the_work_through_a_join_and_a_leave,
+    stateful_app_keeps_exact_totals_through_a_join_and_a_leave,
+    production_errors_fail_by_default_and_can_be_skipped
+);
 
 #[test]
 fn an_unreachable_broker_is_a_clear_error_at_start() -> anyhow::Result<()> {
@@ -218,180 +45,5 @@ fn an_unreachable_broker_is_a_clear_error_at_start() -> anyhow::Result<()> {
     assert!(text.contains("127.0.0.1:9"), "{text}");
     assert!(started.elapsed() < Duration::from_secs(30), "gave up after {:?}", started.elapsed());
     assert_eq!(app.state(), State::Created);
-    Ok(())
-}
-
-#[test]
-fn a_missing_source_topic_is_an_error_naming_it() -> anyhow::Result<()> {
-    let missing = kafka::unique("does-not-exist");
-    let builder = StreamsBuilder::new();
-    builder.stream::<String, String>(&missing).to("elsewhere");
-    let mut app = KafkaStreams::new(builder.build()?, kafka::config(&kafka::unique("missing")))?;
-    let error = app.start().expect_err("the topic is missing");
-    assert_eq!(error.to_string(), format!("source topics do not exist: {missing}"));
-    Ok(())
-}
-
-#[test]
-fn source_topics_of_one_subtopology_must_be_co_partitioned() -> anyhow::Result<()> {
-    let (a, b) = (kafka::unique("copart-a"), kafka::unique("copart-b"));
-    kafka::create_topics(&[(&a, 2), (&b, 3)]);
-    let builder = StreamsBuilder::new();
-    let left = builder.stream::<String, String>(&a);
-    left.merge(&builder.stream::<String, String>(&b)).to("elsewhere");
-    let mut app = KafkaStreams::new(builder.build()?, kafka::config(&kafka::unique("copart")))?;
-    let error = app.start().expect_err("2 and 3 partitions");
-    assert_eq!(
-        error.to_string(),
-        format!("the source topics of sub-topology 0 must have the same number of partitions, but have: {a} (2 partitions), {b} (3 partitions)")
-    );
-    Ok(())
-}
-
-/// Two instances in one group: the second joins mid-stream, the first leaves; every input record comes
-/// out exactly once (clean rebalances commit before partitions move).
-#[test]
-fn two_instances_share_the_work_through_a_join_and_a_leave() -> anyhow::Result<()> {
-    let (input, output) = (kafka::unique("scale-in"), kafka::unique("scale-out"));
-    kafka::create_topics(&[(&input, 4), (&output, 4)]);
-    let app_id = kafka::unique("scale");
-    let topology = || -> anyhow::Result<Topology> {
-        let builder = StreamsBuilder::new();
-        builder.stream::<String, String>(&input).map_values(|v| format!("seen:{v}")).to(&output);
-        Ok(builder.build()?)
-    };
-    let batch = |from: usize, to: usize| -> Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> {
-        (from..to).map(|i| (Some(format!("k{}", i % 37).into_bytes()), Some(i.to_string().into_bytes()))).collect()
-    };
-    let mut first = KafkaStreams::new(topology()?, kafka::config(&app_id))?;
-    first.start()?;
-    kafka::produce(&input, batch(0, 1000));
-    kafka::consume_until(&output, Duration::from_secs(60), |r| r.len() >= 1000);
-
-    let mut second = KafkaStreams::new(topology()?, kafka::config(&app_id))?;
-    second.start()?;
-    assert!(second.wait_for_state(State::Running, Duration::from_secs(60)));
-    kafka::produce(&input, batch(1000, 2000));
-    kafka::consume_until(&output, Duration::from_secs(60), |r| r.len() >= 2000);
-
-    first.close()?; // leaves: the second takes every partition
-    kafka::produce(&input, batch(2000, 3000));
-    let records = kafka::consume_until(&output, Duration::from_secs(60), |r| r.len() >= 3000);
-    second.close()?;
-
-    let mut seen: Vec<usize> = records
-        .iter()
-        .map(|r| decode_string(&output, r.value.as_deref()).trim_start_matches("seen:").parse().unwrap())
-        .collect();
-    seen.sort_unstable();
-    assert_eq!(seen, (0..3000).collect::<Vec<_>>(), "every record exactly once");
-    assert!(second.metrics().processed_records > 1000, "the second instance did real work");
-    Ok(())
-}
-
-/// Order totals on two instances: the second joins mid-stream, the first leaves. Tasks that move restore
-/// their totals from the changelog, so the final totals are exact and no update is repeated.
-#[test]
-fn stateful_app_keeps_exact_totals_through_a_join_and_a_leave() -> anyhow::Result<()> {
-    let (orders, totals) = (kafka::unique("st-orders"), kafka::unique("st-totals"));
-    kafka::create_topics(&[(&orders, 4), (&totals, 4)]);
-    let app_id = kafka::unique("st-totals-app");
-    let topology = || order_totals_topology(&orders, &totals);
-    let mut expected: BTreeMap<i64, f64> = BTreeMap::new();
-    let mut updates = 0usize;
-    let batch = |from: u64, to: u64, expected: &mut BTreeMap<i64, f64>, updates: &mut usize| {
-        (from..to)
-            .map(|order_id| {
-                let customer_id = (order_id % 13) as i64;
-                let order = Order { order_id, customer_id, total_value: (order_id % 10) as f64 };
-                if order.total_value > 0.0 {
-                    *expected.entry(customer_id).or_insert(0.0) += order.total_value;
-                    *updates += 1;
-                }
-                let key = to_bytes(&*i64::default_serde(), &orders, &customer_id).unwrap();
-                (key, to_bytes(&*Order::default_serde(), &orders, &order).unwrap())
-            })
-            .collect::<Vec<(Option<Vec<u8>>, Option<Vec<u8>>)>>()
-    };
-    let read_until = |n: usize| kafka::consume_until(&totals, Duration::from_secs(60), |r| r.len() >= n);
-
-    let mut first = KafkaStreams::new(topology()?, kafka::config(&app_id))?;
-    first.start()?;
-    kafka::produce(&orders, batch(0, 500, &mut expected, &mut updates));
-    let mut seen = updates;
-    read_until(seen);
-
-    let mut second = KafkaStreams::new(topology()?, kafka::config(&app_id))?;
-    second.start()?;
-    assert!(second.wait_for_state(State::Running, Duration::from_secs(60)));
-    kafka::produce(&orders, batch(500, 1000, &mut expected, &mut updates));
-    seen = updates;
-    read_until(seen);
-
-    first.close()?;
-    kafka::produce(&orders, batch(1000, 1500, &mut expected, &mut updates));
-    seen = updates;
-    let records = read_until(seen);
-    second.close()?;
-
-    let mut last: BTreeMap<i64, f64> = BTreeMap::new();
-    for r in &records {
-        let key = from_bytes(&*i64::default_serde(), &totals, r.key.as_deref())?.expect("keyed");
-        let value =
-            from_bytes(&*<Option<f64>>::default_serde(), &totals, r.value.as_deref())?.flatten().expect("a total");
-        last.insert(key, value);
-    }
-    assert_eq!(records.len(), seen, "every update once: no loss, no duplicate");
-    assert_eq!(last, expected, "final totals equal a plain loop");
-    let changelog = format!("{app_id}-KSTREAM-REDUCE-STATE-STORE-0000000003-changelog");
-    assert_eq!(kafka::admin().partition_counts(std::slice::from_ref(&changelog))?[&changelog], Some(4));
-    Ok(())
-}
-
-/// Records routed to a topic that does not exist (auto-creation is off) are rejected by the broker: the
-/// default handler fails the thread naming the topic; `continue` drops them, counts them, and goes on.
-#[test]
-fn production_errors_fail_by_default_and_can_be_skipped() -> anyhow::Result<()> {
-    for continue_on_error in [false, true] {
-        let (input, good) = (kafka::unique("prod-in"), kafka::unique("prod-good"));
-        let missing = kafka::unique("prod-missing");
-        kafka::create_topics(&[(&input, 1), (&good, 1)]);
-        let keys = ["a", "bad", "b"];
-        kafka::produce(
-            &input,
-            keys.iter().map(|k| (Some(k.as_bytes().to_vec()), Some(b"v".to_vec()))).collect::<Vec<_>>(),
-        );
-        let builder = StreamsBuilder::new();
-        let (good_topic, missing_topic) = (good.clone(), missing.clone());
-        builder.stream::<String, String>(&input).to_dynamic(move |k, _, _| {
-            if k == "bad" {
-                missing_topic.clone()
-            } else {
-                good_topic.clone()
-            }
-        });
-        let mut config = kafka::config(&kafka::unique("prod-app"));
-        config.producer_overrides.insert("message.timeout.ms".into(), "2000".into());
-        if continue_on_error {
-            config.production_handler = std::sync::Arc::new(kstreams::handler::ContinueOnProductionError);
-        }
-        let mut app = KafkaStreams::new(builder.build()?, config)?;
-        app.start()?;
-        if continue_on_error {
-            let out = kafka::consume_until(&good, Duration::from_secs(30), |r| r.len() >= 2);
-            assert_eq!(out.len(), 2);
-            let deadline = std::time::Instant::now() + Duration::from_secs(30);
-            while app.metrics().production_errors == 0 && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            assert_eq!(app.metrics().production_errors, 1);
-            assert_eq!(app.state(), State::Running);
-        } else {
-            assert!(app.wait_for_state(State::Error, Duration::from_secs(30)), "state {:?}", app.state());
-            let error = kstreams::handler::error_chain(&app.take_error().unwrap());
-            assert!(error.contains(&missing), "{error}");
-        }
-        app.close()?;
-    }
     Ok(())
 }

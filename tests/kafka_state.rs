@@ -1,233 +1,31 @@
-//! State on real RocksDB files and a real Kafka: checkpoints that let a restart skip what they cover, a
-//! corrupt checkpoint that falls back to a full restore with identical contents, a killed process that
-//! comes back, and a second instance that starts with an empty state directory.
+//! State on real RocksDB files and a real Kafka. The scenarios are shared with the embedded broker
+//! (tests/embedded_state.rs); a killed process that comes back needs a broker outside the process, so it
+//! lives here.
 
 mod kafka;
+#[path = "scenarios/state.rs"]
+mod scenarios;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use kstreams::client::TopicPartition;
-use kstreams::prelude::*;
-use kstreams::runtime::{KafkaStreams, State, StateRestoreListener};
-use kstreams::serde::{from_bytes, to_bytes, DefaultSerde};
-use kstreams::state::{ReadOnlyKeyValueStore, RocksDbKeyValueStore, RocksDbMemory};
+use scenarios::{orders, start, task_dirs, totals_topology, wait_for_totals, Restores};
 
-/// Per-customer sums of order values (i64 cents): the stateful app of these tests.
-fn totals_topology(orders: &str, totals: &str) -> anyhow::Result<Topology> {
-    let builder = StreamsBuilder::new();
-    builder.stream::<i64, i64>(orders).group_by_key().reduce(|a, b| a + b).to_stream().to(totals);
-    Ok(builder.build()?)
-}
-
-const STORE: &str = "KSTREAM-REDUCE-STATE-STORE-0000000001";
-
-/// Orders `from..to`: customer `id % 17`, value `id % 50 + 1`; adds them to `expected`.
-fn orders(
-    topic: &str,
-    from: u64,
-    to: u64,
-    expected: &mut BTreeMap<i64, i64>,
-) -> Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> {
-    (from..to)
-        .map(|id| {
-            let (customer, value) = ((id % 17) as i64, (id % 50 + 1) as i64);
-            *expected.entry(customer).or_insert(0) += value;
-            (
-                to_bytes(&*i64::default_serde(), topic, &customer).unwrap(),
-                to_bytes(&*i64::default_serde(), topic, &value).unwrap(),
-            )
-        })
-        .collect()
-}
-
-/// Reads `totals` until the latest total of every customer equals `expected`; returns those latest totals.
-fn wait_for_totals(totals: &str, expected: &BTreeMap<i64, i64>) -> BTreeMap<i64, i64> {
-    let latest = |records: &[kstreams::record::RawRecord]| {
-        let mut last = BTreeMap::new();
-        for r in records {
-            let key = from_bytes(&*i64::default_serde(), totals, r.key.as_deref()).unwrap().expect("keyed");
-            let value = from_bytes(&*i64::default_serde(), totals, r.value.as_deref()).unwrap().expect("a total");
-            last.insert(key, value);
+macro_rules! on_kafka {
+    ($($name:ident),* $(,)?) => {$(
+        #[test]
+        fn $name() -> anyhow::Result<()> {
+            scenarios::$name()
         }
-        last
-    };
-    let records = kafka::consume_until(totals, Duration::from_secs(60), |r| latest(r) == *expected);
-    latest(&records)
+    )*};
 }
 
-/// Every restore the runtime reports: (store, start offset, end offset, records restored).
-#[derive(Clone, Default)]
-struct Restores(Arc<Mutex<Vec<(String, i64, i64, u64)>>>);
-
-impl StateRestoreListener for Restores {
-    fn on_restore_start(&self, _: &TopicPartition, store: &str, start: i64, end: i64) {
-        self.0.lock().unwrap().push((store.to_string(), start, end, 0));
-    }
-    fn on_restore_end(&self, _: &TopicPartition, store: &str, total: u64) {
-        let mut events = self.0.lock().unwrap();
-        let last = events.iter_mut().rev().find(|e| e.0 == store).expect("started");
-        last.3 = total;
-    }
-}
-
-impl Restores {
-    fn restored(&self) -> u64 {
-        self.0.lock().unwrap().iter().map(|e| e.3).sum()
-    }
-}
-
-fn start(topology: Topology, app: &str, state_dir: &Path, restores: &Restores) -> anyhow::Result<KafkaStreams> {
-    let mut config = kafka::config(app);
-    config.state_dir = state_dir.to_path_buf();
-    // A killed member leaves the group after this, not after the default 45 s.
-    config.consumer_overrides.insert("session.timeout.ms".into(), "6000".into());
-    config.consumer_overrides.insert("heartbeat.interval.ms".into(), "1000".into());
-    let mut streams = KafkaStreams::new(topology, config)?;
-    streams.set_global_state_restore_listener(restores.clone());
-    streams.start()?;
-    anyhow::ensure!(streams.wait_for_state(State::Running, Duration::from_secs(60)), "never RUNNING");
-    Ok(streams)
-}
-
-fn task_dirs(state_dir: &Path, app: &str) -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(state_dir.join(app))
-        .map(|entries| entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect())
-        .unwrap_or_default();
-    dirs.sort();
-    dirs
-}
-
-/// Everything in the store's RocksDB files, over all tasks: (task, key, value).
-fn store_contents(state_dir: &Path, app: &str) -> Vec<(String, Vec<u8>, Vec<u8>)> {
-    let memory = RocksDbMemory::default();
-    let mut all = Vec::new();
-    for dir in task_dirs(state_dir, app) {
-        let path = dir.join("rocksdb").join(STORE);
-        if !path.exists() {
-            continue;
-        }
-        let store = RocksDbKeyValueStore::open(STORE, &path, &memory).unwrap();
-        let task = dir.file_name().unwrap().to_string_lossy().to_string();
-        for kv in store.all().unwrap() {
-            let (k, v) = kv.unwrap();
-            all.push((task.clone(), k, v));
-        }
-    }
-    all
-}
-
-#[test]
-fn checkpoints_skip_restoring_what_they_cover_and_a_corrupt_one_restores_in_full() -> anyhow::Result<()> {
-    let (input, output) = (kafka::unique("ck-orders"), kafka::unique("ck-totals"));
-    kafka::create_topics(&[(&input, 4), (&output, 4)]);
-    let app = kafka::unique("ck-app");
-    let state_dir = std::env::temp_dir().join(kafka::unique("ck-state"));
-    let mut expected = BTreeMap::new();
-
-    // First run: empty state, nothing to restore.
-    let restores = Restores::default();
-    let mut streams = start(totals_topology(&input, &output)?, &app, &state_dir, &restores)?;
-    kafka::produce(&input, orders(&input, 0, 1_000, &mut expected));
-    assert_eq!(wait_for_totals(&output, &expected), expected);
-    streams.close()?;
-    assert_eq!(restores.restored(), 0);
-    let dirs = task_dirs(&state_dir, &app);
-    assert_eq!(dirs.len(), 4, "one directory per task: {dirs:?}");
-    for dir in &dirs {
-        let checkpoint = std::fs::read_to_string(dir.join(".checkpoint"))?;
-        assert!(
-            checkpoint.starts_with("0\n1\n") && checkpoint.contains(&format!("{app}-{STORE}-changelog")),
-            "{checkpoint}"
-        );
-    }
-    let before = store_contents(&state_dir, &app);
-    assert_eq!(before.len(), 17, "one row per customer");
-
-    // Second run on the same files: the checkpoints cover the whole changelog, nothing is replayed.
-    let restores = Restores::default();
-    let mut streams = start(totals_topology(&input, &output)?, &app, &state_dir, &restores)?;
-    kafka::produce(&input, orders(&input, 1_000, 1_500, &mut expected));
-    assert_eq!(wait_for_totals(&output, &expected), expected);
-    streams.close()?;
-    assert_eq!(restores.restored(), 0, "restart restored records the checkpoint covers: {:?}", restores.0);
-    let before = store_contents(&state_dir, &app);
-
-    // Corrupt every checkpoint: each store is wiped and restored in full from its changelog.
-    for dir in task_dirs(&state_dir, app.as_str()) {
-        std::fs::write(dir.join(".checkpoint"), "0\n1\nnot a checkpoint\n")?;
-    }
-    let restores = Restores::default();
-    let mut streams = start(totals_topology(&input, &output)?, &app, &state_dir, &restores)?;
-    streams.close()?;
-    let events = restores.0.lock().unwrap().clone();
-    assert_eq!(events.len(), 4, "every task's store restored: {events:?}");
-    assert!(
-        events.iter().all(|(_, start, end, total)| *start == 0 && *total > 0 && *total as i64 <= *end),
-        "{events:?}"
-    );
-    assert_eq!(store_contents(&state_dir, &app), before, "a full restore gives identical contents");
-
-    // A second instance with an empty state directory restores everything and carries on exactly.
-    let fresh_dir = std::env::temp_dir().join(kafka::unique("ck-state-fresh"));
-    let restores = Restores::default();
-    let mut streams = start(totals_topology(&input, &output)?, &app, &fresh_dir, &restores)?;
-    kafka::produce(&input, orders(&input, 1_500, 2_000, &mut expected));
-    assert_eq!(wait_for_totals(&output, &expected), expected);
-    streams.close()?;
-    assert!(restores.restored() > 0);
-    let _ = std::fs::remove_dir_all(&state_dir);
-    let _ = std::fs::remove_dir_all(&fresh_dir);
-    Ok(())
-}
-
-#[test]
-fn the_record_cache_sends_the_latest_total_per_key_at_each_commit() -> anyhow::Result<()> {
-    let (input, output) = (kafka::unique("cache-orders"), kafka::unique("cache-totals"));
-    kafka::create_topics(&[(&input, 2), (&output, 2)]);
-    let app = kafka::unique("cache-app");
-    let mut config = kafka::config(&app);
-    config.cache_max_bytes = 10 << 20; // Kafka Streams' default
-    config.commit_interval = Duration::from_secs(2);
-    let mut streams = KafkaStreams::new(totals_topology(&input, &output)?, config)?;
-    streams.start()?;
-    anyhow::ensure!(streams.wait_for_state(State::Running, Duration::from_secs(60)), "never RUNNING");
-    let mut expected = BTreeMap::new();
-    kafka::produce(&input, orders(&input, 0, 3_000, &mut expected));
-    assert_eq!(wait_for_totals(&output, &expected), expected, "the final totals are exact");
-    streams.close()?;
-    let records = kafka::consume_until(&output, Duration::from_secs(5), |r| r.len() >= 3_000);
-    assert!(
-        records.len() < 3_000 / 10,
-        "3,000 updates of 17 keys within a few commits should leave far fewer records, got {}",
-        records.len()
-    );
-    assert_eq!(streams.metrics().processed_records, 3_000);
-    Ok(())
-}
-
-#[test]
-fn two_instances_cannot_share_a_state_directory() -> anyhow::Result<()> {
-    let (input, output) = (kafka::unique("lock-orders"), kafka::unique("lock-totals"));
-    kafka::create_topics(&[(&input, 1), (&output, 1)]);
-    let app = kafka::unique("lock-app");
-    let state_dir = std::env::temp_dir().join(kafka::unique("lock-state"));
-    let restores = Restores::default();
-    let mut first = start(totals_topology(&input, &output)?, &app, &state_dir, &restores)?;
-    let mut config = kafka::config(&app);
-    config.state_dir = state_dir.clone();
-    let mut second = KafkaStreams::new(totals_topology(&input, &output)?, config)?;
-    let error = second.start().unwrap_err().to_string();
-    assert!(error.contains(&app) && error.contains("another instance"), "{error}");
-    assert!(first.clean_up().is_err(), "no wiping while running");
-    first.close()?;
-    first.clean_up()?;
-    assert!(task_dirs(&state_dir, &app).is_empty(), "clean_up deletes the task directories");
-    let _ = std::fs::remove_dir_all(&state_dir);
-    Ok(())
-}
+on_kafka!(
+    checkpoints_skip_restoring_what_they_cover_and_a_corrupt_one_restores_in_full,
+    the_record_cache_sends_the_latest_total_per_key_at_each_commit,
+    two_instances_cannot_share_a_state_directory
+);
 
 /// Run as a child process by `a_killed_instance_restarts_from_its_files_with_exact_totals`: starts the
 /// app and runs until killed. Does nothing in a normal test run.

@@ -49,6 +49,7 @@
 pub mod client;
 pub mod config;
 pub mod dsl;
+pub mod embedded;
 pub mod error;
 pub mod handler;
 pub mod kafka;

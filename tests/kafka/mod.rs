@@ -1,12 +1,47 @@
-//! Helpers for the tests that run against a real Kafka: where it is, fresh topics and application ids,
-//! producing input and reading output through the library's own client seam.
+//! Helpers for the tests that run against a broker: the real Kafka by default, or the embedded broker
+//! for a test that calls [`use_embedded`] first. Fresh topics and application ids, producing input and
+//! reading output, all through the library's own client seam, so one scenario runs on either broker.
 
 #![allow(dead_code)]
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use kstreams::embedded::EmbeddedBroker;
+use kstreams::runtime::KafkaStreams;
+use kstreams::{StreamsError, Topology};
+
+thread_local! {
+    /// The embedded broker of the running test, if it chose one (each test runs on its own thread).
+    static EMBEDDED: RefCell<Option<EmbeddedBroker>> = const { RefCell::new(None) };
+}
+
+/// Runs the calling test on a fresh embedded broker instead of the real Kafka.
+pub(crate) fn use_embedded() -> EmbeddedBroker {
+    let broker = EmbeddedBroker::new();
+    EMBEDDED.with(|b| *b.borrow_mut() = Some(broker.clone()));
+    broker
+}
+
+fn embedded() -> Option<EmbeddedBroker> {
+    EMBEDDED.with(|b| b.borrow().clone())
+}
+
+/// The clients of the test's broker.
+pub(crate) fn supplier() -> Arc<dyn ClientSupplier> {
+    match embedded() {
+        Some(broker) => Arc::new(broker),
+        None => Arc::new(RdKafkaSupplier),
+    }
+}
+
+/// An application on the test's broker.
+pub(crate) fn streams(topology: Topology, config: StreamsConfig) -> Result<KafkaStreams, StreamsError> {
+    KafkaStreams::with_client_supplier(topology, config, supplier())
+}
 
 use kstreams::client::{
     ClientSupplier, NewTopic, OffsetCommitter, RebalanceListener, StreamsAdmin, StreamsConsumer, StreamsProducer,
@@ -18,6 +53,9 @@ use kstreams::record::{Headers, ProducedRecord, RawRecord};
 
 /// The broker's address. These tests fail loudly, never skip, when Kafka is not there.
 pub(crate) fn bootstrap() -> String {
+    if embedded().is_some() {
+        return "embedded".into();
+    }
     std::env::var("KSTREAMS_BOOTSTRAP").expect(
         "KSTREAMS_BOOTSTRAP is not set: run these tests through ./scripts/test.sh, which starts Kafka \
          (or start it with scripts/kafka.sh start and export KSTREAMS_BOOTSTRAP=<the address it prints>)",
@@ -44,7 +82,7 @@ pub(crate) fn config(app: &str) -> StreamsConfig {
 }
 
 pub(crate) fn admin() -> Box<dyn StreamsAdmin> {
-    RdKafkaSupplier.admin(&config("admin")).expect("admin client")
+    supplier().admin(&config("admin")).expect("admin client")
 }
 
 pub(crate) fn create_topics(topics: &[(&str, i32)]) {
@@ -62,8 +100,7 @@ pub(crate) fn create_topics(topics: &[(&str, i32)]) {
 
 /// Produces `(key, value)` byte pairs to `topic`, partitioned by murmur2 of the key, and waits for acks.
 pub(crate) fn produce(topic: &str, records: impl IntoIterator<Item = (Option<Vec<u8>>, Option<Vec<u8>>)>) {
-    let mut producer: Box<dyn StreamsProducer> =
-        RdKafkaSupplier.producer(&config("producer"), "test-producer").unwrap();
+    let mut producer: Box<dyn StreamsProducer> = supplier().producer(&config("producer"), "test-producer").unwrap();
     let topic: Arc<str> = topic.into();
     for (i, (key, value)) in records.into_iter().enumerate() {
         let record = ProducedRecord {
@@ -93,7 +130,7 @@ pub(crate) fn consume_until(
 ) -> Vec<RawRecord> {
     let config = config(&unique("reader"));
     let mut consumer: Box<dyn StreamsConsumer> =
-        RdKafkaSupplier.consumer(&config, "test-reader", Arc::new(NoListener)).unwrap();
+        supplier().consumer(&config, "test-reader", Arc::new(NoListener)).unwrap();
     consumer.subscribe(&[topic.to_string()]).unwrap();
     let deadline = Instant::now() + timeout;
     let mut records = Vec::new();
