@@ -18,6 +18,8 @@ use kstreams::record::{Headers, ProducedRecord, RawRecord};
 use kstreams::state::{KeyValueStore, ReadOnlyKeyValueStore, RocksDbKeyValueStore, RocksDbMemory, StateStore};
 
 struct Args {
+    /// Only the Kafka restore figures (for profiling them).
+    kafka_only: bool,
     records: usize,
     value_size: usize,
     stores: usize,
@@ -25,7 +27,7 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args { records: 1_000_000, value_size: 100, stores: 64, budget_mib: 64 };
+    let mut a = Args { kafka_only: false, records: 1_000_000, value_size: 100, stores: 64, budget_mib: 64 };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < argv.len() {
@@ -36,6 +38,7 @@ fn args() -> Args {
             "--value-size" => a.value_size = value(),
             "--stores" => a.stores = value(),
             "--budget-mib" => a.budget_mib = value(),
+            "--kafka-only" => a.kafka_only = true,
             _ => {} // cargo bench passes --bench
         }
         i += 1;
@@ -50,6 +53,15 @@ fn key(i: usize) -> [u8; 8] {
 
 fn rate(n: usize, elapsed: Duration) -> String {
     format!("{:>10.0} records/s ({:.2} s)", n as f64 / elapsed.as_secs_f64(), elapsed.as_secs_f64())
+}
+
+/// CPU seconds this process has used so far (user + system).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    ticks / 100.0
 }
 
 fn rss_mib() -> f64 {
@@ -130,6 +142,26 @@ fn restore_from_kafka(a: &Args, dir: &Path, bootstrap: &str) {
     }
     producer.flush(Duration::from_secs(120)).unwrap();
 
+    // The peer: a plain rdkafka consumer reading the same partition and doing nothing with it.
+    let cpu = cpu_seconds();
+    let raw = raw_consume(bootstrap, &topic, a.records);
+    println!("  raw rdkafka consume, same data {}  cpu {:.2} s", rate(a.records, raw), cpu_seconds() - cpu);
+
+    let mut restorer = RdKafkaSupplier.restore_consumer(&config, "bench-read").unwrap();
+    let tp = TopicPartition::new(&topic, 0);
+    let cpu = cpu_seconds();
+    let started = Instant::now();
+    let (low, high) = restorer.watermarks(&tp).unwrap();
+    let mut n = 0usize;
+    restorer
+        .read(&tp, low, high, 10_000, &mut |batch: &[RawRecord]| {
+            n += batch.len();
+            Ok(())
+        })
+        .unwrap();
+    println!("  restore consumer read only     {}  cpu {:.2} s", rate(n, started.elapsed()), cpu_seconds() - cpu);
+    drop(restorer);
+
     let memory = RocksDbMemory::new(a.budget_mib << 20, (a.budget_mib << 20) / 4);
     let mut store = open(dir, "kafka-restore", &memory);
     let mut restorer = RdKafkaSupplier.restore_consumer(&config, "bench-restore").unwrap();
@@ -149,7 +181,34 @@ fn restore_from_kafka(a: &Args, dir: &Path, bootstrap: &str) {
         .unwrap();
     store.end_restore().unwrap();
     store.flush().unwrap();
-    println!("  restore from a Kafka changelog {}", rate(n, started.elapsed()));
+    let elapsed = started.elapsed();
+    println!("  restore from a Kafka changelog {}", rate(n, elapsed));
+    println!("  restore / raw consume: {:.0}%", 100.0 * raw.as_secs_f64() / elapsed.as_secs_f64());
+}
+
+fn raw_consume(bootstrap: &str, topic: &str, expected: usize) -> Duration {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "state-store-bench-raw")
+        .set("enable.auto.commit", "false")
+        // The same fetch setting the library's consumers use, so the peer is not handicapped.
+        .set("fetch.queue.backoff.ms", "5")
+        .create()
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    list.add_partition_offset(topic, 0, Offset::Beginning).unwrap();
+    consumer.assign(&list).unwrap();
+    let started = Instant::now();
+    let mut n = 0;
+    while n < expected {
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            message.unwrap();
+            n += 1;
+        }
+    }
+    started.elapsed()
 }
 
 fn memory_check(a: &Args, dir: &Path) {
@@ -193,9 +252,11 @@ fn memory_check(a: &Args, dir: &Path) {
 fn main() {
     let a = args();
     let dir = tempfile::tempdir().unwrap();
-    // Memory first, while the process holds nothing else.
-    memory_check(&a, dir.path());
-    put_get_restore(&a, dir.path());
+    if !a.kafka_only {
+        // Memory first, while the process holds nothing else.
+        memory_check(&a, dir.path());
+        put_get_restore(&a, dir.path());
+    }
     match std::env::var("KSTREAMS_BOOTSTRAP") {
         Ok(bootstrap) => restore_from_kafka(&a, dir.path(), &bootstrap),
         Err(_) => println!("  restore from a Kafka changelog: skipped (KSTREAMS_BOOTSTRAP not set)"),

@@ -191,6 +191,9 @@ fn options(memory: &RocksDbMemory) -> Options {
     // Streams' size), so a few stores cannot starve the rest.
     options.set_write_buffer_size((memory.inner.write_buffer_bytes / 4).clamp(64 << 10, 16 << 20));
     options.set_max_write_buffer_number(3);
+    // Memtables grow in arena blocks (by default an eighth of the write buffer each): keep them small,
+    // or many mostly-idle stores would each pin a large block outside the budget.
+    options.set_arena_block_size(64 << 10);
     options.set_compression_type(DBCompressionType::None);
     options.set_log_level(LogLevel::Warn);
     options.set_keep_log_file_num(1);
