@@ -1,9 +1,12 @@
 //! Per-customer order totals: drop invalid orders, keep each order's value, sum per customer.
 //!
-//! `cargo run --example order_totals [-- --orders N]`: in-process, through the test driver, which runs the
-//! very same tasks, processors and stores as the runtime (the embedded broker of #5 will take its place).
-//! It generates orders (some invalid, some with no customer), prints each updated total as it is
-//! computed, and checks the final totals against a plain loop.
+//! `cargo run --example order_totals [-- --orders N]`: the real runtime (`KafkaStreams`, RocksDB stores
+//! under a temporary state dir, changelogs, commits) on the in-process embedded broker: nothing to
+//! install. Produces orders (some invalid), runs the app until every order is processed, closes it, and
+//! checks the final totals against a plain loop.
+//!
+//! `cargo run --example order_totals -- --test-driver [--orders N]`: the same topology through the test
+//! driver, printing each updated total as it is computed (orders with no customer are dropped and counted).
 //!
 //! `cargo run --example order_totals -- --bootstrap-servers HOST:PORT [--orders N]`: on Kafka. Creates the
 //! `orders` and `customer-totals` topics if needed (4 partitions), produces the orders, runs the
@@ -42,20 +45,25 @@ fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let mut orders_to_send = 30u64;
     let mut bootstrap = None;
+    let mut test_driver = false;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--bootstrap-servers" => bootstrap = Some(args.next().context("--bootstrap-servers HOST:PORT")?),
+            "--test-driver" => test_driver = true,
             "--orders" => {
                 orders_to_send = args.next().context("--orders needs a number")?.parse().context("--orders")?;
             }
             other => {
-                bail!("unknown argument `{other}`; usage: order_totals [--bootstrap-servers HOST:PORT] [--orders N]")
+                bail!("unknown argument `{other}`; usage: order_totals [--bootstrap-servers HOST:PORT | --test-driver] [--orders N]")
             }
         }
     }
 
     if let Some(bootstrap) = bootstrap {
         return run_on_kafka(&bootstrap, orders_to_send);
+    }
+    if !test_driver {
+        return run_on_embedded_broker(orders_to_send);
     }
     let (topology, store) = topology()?;
     println!("{}", topology.describe());
@@ -106,6 +114,86 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Order `order_id` of the generated stream: five customers, values from 0.99 to 39.99, and every seventh
+/// order invalid (a negative value, dropped by the filter).
+fn generated_order(order_id: u64) -> Order {
+    let total_value = if order_id % 7 == 3 { -1.0 } else { (order_id % 40) as f64 + 0.99 };
+    Order { order_id, customer_id: (order_id % 5) as i64 + 100, total_value }
+}
+
+/// Runs the application on the embedded broker until every order is processed, then checks the totals.
+fn run_on_embedded_broker(orders_to_send: u64) -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use kstreams::config::StreamsConfig;
+    use kstreams::embedded::EmbeddedBroker;
+    use kstreams::record::{Headers, ProducedRecord};
+    use kstreams::runtime::{KafkaStreams, State};
+    use kstreams::serde::from_bytes;
+
+    let broker = EmbeddedBroker::new();
+    broker.create_topic("orders", 4, false);
+    broker.create_topic("customer-totals", 4, false);
+    let state_dir = tempfile::tempdir()?;
+    let mut config = StreamsConfig::new("order-totals-example", "embedded");
+    config.state_dir = state_dir.path().to_path_buf();
+    config.commit_interval = Duration::from_millis(200);
+
+    let mut producer = kstreams::client::ClientSupplier::producer(&broker, &config, "order-generator")?;
+    let mut expected: BTreeMap<i64, f64> = BTreeMap::new();
+    for order_id in 0..orders_to_send {
+        let order = generated_order(order_id);
+        if order.total_value > 0.0 {
+            *expected.entry(order.customer_id).or_insert(0.0) += order.total_value;
+        }
+        producer.send(&ProducedRecord {
+            topic: "orders".into(),
+            partition: None,
+            key: to_bytes(&*i64::default_serde(), "orders", &order.customer_id)?,
+            value: to_bytes(&*Order::default_serde(), "orders", &order)?,
+            timestamp: order_id as i64,
+            headers: Headers::new(),
+        })?;
+    }
+    println!("produced {orders_to_send} orders to `orders` on the embedded broker");
+
+    let (topology, _) = topology()?;
+    println!("{}", topology.describe());
+    let mut app = KafkaStreams::with_client_supplier(topology, config, Arc::new(broker.clone()))?;
+    app.set_state_listener(|old, new| println!("state: {old:?} -> {new:?}"));
+    app.start()?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while app.metrics().processed_records < orders_to_send && app.state() != State::Error {
+        if Instant::now() > deadline {
+            bail!("only {} of {orders_to_send} orders processed after a minute", app.metrics().processed_records);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    app.close()?; // commits: the record cache's last totals go out
+    if let Some(error) = app.take_error() {
+        bail!(error);
+    }
+
+    let mut actual: BTreeMap<i64, f64> = BTreeMap::new();
+    for record in broker.read_all("customer-totals") {
+        let customer = from_bytes(&*i64::default_serde(), "customer-totals", record.key.as_deref())?;
+        let total = from_bytes(&*<Option<f64>>::default_serde(), "customer-totals", record.value.as_deref())?;
+        if let (Some(customer), Some(Some(total))) = (customer, total) {
+            actual.insert(customer, total);
+        }
+    }
+    for (customer, total) in &actual {
+        println!("customer {customer:>4}  total {total:>10.2}");
+    }
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-6;
+    if actual.len() != expected.len() || actual.iter().any(|(k, v)| !close(*v, expected[k])) {
+        bail!("totals differ from a plain loop:\n  stream: {actual:?}\n  loop:   {expected:?}");
+    }
+    println!("{} orders processed; final totals match a plain loop over the same orders", orders_to_send);
+    Ok(())
+}
+
 /// Runs the application on Kafka until Ctrl-C.
 fn run_on_kafka(bootstrap: &str, orders_to_send: u64) -> anyhow::Result<()> {
     use std::sync::mpsc;
@@ -127,12 +215,11 @@ fn run_on_kafka(bootstrap: &str, orders_to_send: u64) -> anyhow::Result<()> {
 
     let mut producer = RdKafkaSupplier.producer(&config, "order-generator")?;
     for order_id in 0..orders_to_send {
-        let customer_id = (order_id % 5) as i64 + 100;
-        let order = Order { order_id, customer_id, total_value: (order_id % 40) as f64 + 0.99 };
+        let order = generated_order(order_id);
         producer.send(&ProducedRecord {
             topic: "orders".into(),
             partition: None,
-            key: to_bytes(&*i64::default_serde(), "orders", &customer_id)?,
+            key: to_bytes(&*i64::default_serde(), "orders", &order.customer_id)?,
             value: to_bytes(&*Order::default_serde(), "orders", &order)?,
             timestamp: -1,
             headers: Headers::new(),

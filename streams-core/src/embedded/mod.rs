@@ -40,6 +40,7 @@ use crate::client::{
     ClientError, ClientSupplier, RebalanceListener, RestoreConsumer, StreamsAdmin, StreamsConsumer, StreamsProducer,
 };
 use crate::config::StreamsConfig;
+use crate::record::RawRecord;
 use crate::time::Clock;
 
 /// The broker; clones share it. Hand it to the runtime as its [`ClientSupplier`].
@@ -100,6 +101,26 @@ impl EmbeddedBroker {
     /// The end offset of each partition of `topic` (`None` if it does not exist).
     pub fn end_offsets(&self, topic: &str) -> Option<Vec<i64>> {
         self.lock().topics.get(topic).map(|t| t.partitions.iter().map(|p| p.next_offset).collect())
+    }
+
+    /// Every record `topic` holds now: partition by partition, in offset order (empty if it does not exist).
+    pub fn read_all(&self, topic: &str) -> Vec<RawRecord> {
+        let state = self.lock();
+        let Some(t) = state.topics.get(topic) else { return Vec::new() };
+        let name: Arc<str> = topic.into();
+        let mut records = Vec::new();
+        for (partition, log) in t.partitions.iter().enumerate() {
+            records.extend(log.records.iter().map(|r| RawRecord {
+                topic: name.clone(),
+                partition: partition as i32,
+                offset: r.offset,
+                timestamp: r.timestamp,
+                key: r.key.clone(),
+                value: r.value.clone(),
+                headers: r.headers.clone(),
+            }));
+        }
+        records
     }
 
     /// How many records `topic` holds now, over all partitions.
