@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::murmur2::partition_for_key;
-use super::state::{Member, PartitionLog, Topic};
+use super::state::{log_of, Member, PartitionLog, Topic};
 use super::EmbeddedBroker;
 use crate::client::{
     ClientError, NewTopic, OffsetCommitter, RebalanceListener, RestoreConsumer, StreamsAdmin, StreamsConsumer,
@@ -89,8 +89,7 @@ impl EmbeddedConsumer {
                 member.assignment = assignment[&id].clone();
                 let mut assigned = Vec::new();
                 for tp in &member.assignment {
-                    let start =
-                        state.topics.get(&*tp.topic).map_or(0, |t| t.partitions[tp.partition as usize].start_offset());
+                    let start = log_of(&state.topics, tp).map_or(0, PartitionLog::start_offset);
                     let position = group.committed.get(tp).copied().unwrap_or(start).max(start);
                     self.positions.insert(tp.clone(), position);
                     assigned.push(tp.clone());
@@ -127,20 +126,10 @@ impl EmbeddedConsumer {
                 break;
             }
             let tp = &partitions[(self.next_partition + i) % partitions.len()];
-            let Some(log) = state.topics.get(&*tp.topic).and_then(|t| t.partitions.get(tp.partition as usize)) else {
-                continue;
-            };
+            let Some(log) = state.log(tp) else { continue };
             let position = self.positions[tp];
             for r in log.read(position, max - out.len()) {
-                out.push(RawRecord {
-                    topic: tp.topic.clone(),
-                    partition: tp.partition,
-                    offset: r.offset,
-                    timestamp: r.timestamp,
-                    key: r.key.clone(),
-                    value: r.value.clone(),
-                    headers: r.headers.clone(),
-                });
+                out.push(r.to_raw(&tp.topic, tp.partition));
                 self.positions.insert(tp.clone(), r.offset + 1);
             }
         }
@@ -307,11 +296,7 @@ pub(crate) struct EmbeddedRestoreConsumer {
 impl RestoreConsumer for EmbeddedRestoreConsumer {
     fn watermarks(&mut self, tp: &TopicPartition) -> Result<(i64, i64), ClientError> {
         let state = self.broker.lock();
-        let log = state
-            .topics
-            .get(&*tp.topic)
-            .and_then(|t| t.partitions.get(tp.partition as usize))
-            .ok_or_else(|| unknown_topic(format!("read the offsets of {tp}")))?;
+        let log = state.log(tp).ok_or_else(|| unknown_topic(format!("read the offsets of {tp}")))?;
         Ok((log.start_offset(), log.next_offset))
     }
 
@@ -329,23 +314,11 @@ impl RestoreConsumer for EmbeddedRestoreConsumer {
             // Copy a batch out under the lock, apply it without.
             let batch: Vec<RawRecord> = {
                 let state = self.broker.lock();
-                let log = state
-                    .topics
-                    .get(&*tp.topic)
-                    .and_then(|t| t.partitions.get(tp.partition as usize))
-                    .ok_or_else(|| unknown_topic(format!("restore {tp}")))?;
+                let log = state.log(tp).ok_or_else(|| unknown_topic(format!("restore {tp}")))?;
                 log.read(position, max_batch)
                     .iter()
                     .take_while(|r| r.offset < end)
-                    .map(|r| RawRecord {
-                        topic: tp.topic.clone(),
-                        partition: tp.partition,
-                        offset: r.offset,
-                        timestamp: r.timestamp,
-                        key: r.key.clone(),
-                        value: r.value.clone(),
-                        headers: r.headers.clone(),
-                    })
+                    .map(|r| r.to_raw(&tp.topic, tp.partition))
                     .collect()
             };
             let Some(tail) = batch.last() else { break };

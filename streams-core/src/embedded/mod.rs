@@ -110,15 +110,7 @@ impl EmbeddedBroker {
         let name: Arc<str> = topic.into();
         let mut records = Vec::new();
         for (partition, log) in t.partitions.iter().enumerate() {
-            records.extend(log.records.iter().map(|r| RawRecord {
-                topic: name.clone(),
-                partition: partition as i32,
-                offset: r.offset,
-                timestamp: r.timestamp,
-                key: r.key.clone(),
-                value: r.value.clone(),
-                headers: r.headers.clone(),
-            }));
+            records.extend(log.records.iter().map(|r| r.to_raw(&name, partition as i32)));
         }
         records
     }

@@ -4,8 +4,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use std::sync::Arc;
+
 use crate::client::TopicPartition;
-use crate::record::Headers;
+use crate::record::{Headers, RawRecord};
 
 /// One record as the broker stores it.
 #[derive(Debug, Clone)]
@@ -15,6 +17,21 @@ pub(crate) struct Stored {
     pub(crate) key: Option<Vec<u8>>,
     pub(crate) value: Option<Vec<u8>>,
     pub(crate) headers: Headers,
+}
+
+impl Stored {
+    /// The record as a consumer of `topic`-`partition` receives it.
+    pub(crate) fn to_raw(&self, topic: &Arc<str>, partition: i32) -> RawRecord {
+        RawRecord {
+            topic: topic.clone(),
+            partition,
+            offset: self.offset,
+            timestamp: self.timestamp,
+            key: self.key.clone(),
+            value: self.value.clone(),
+            headers: self.headers.clone(),
+        }
+    }
 }
 
 /// A partition's log: records in offset order. Compaction leaves gaps in the offsets, as in Kafka.
@@ -159,6 +176,18 @@ pub(crate) struct BrokerState {
     pub(crate) members_created: u64,
     /// Null-key records spread round robin.
     pub(crate) round_robin: u64,
+}
+
+impl BrokerState {
+    /// The log of `tp`, if the topic and partition exist.
+    pub(crate) fn log(&self, tp: &TopicPartition) -> Option<&PartitionLog> {
+        log_of(&self.topics, tp)
+    }
+}
+
+/// The log of `tp` among `topics` (for callers that hold another part of the state mutably).
+pub(crate) fn log_of<'a>(topics: &'a HashMap<String, Topic>, tp: &TopicPartition) -> Option<&'a PartitionLog> {
+    topics.get(&*tp.topic)?.partitions.get(usize::try_from(tp.partition).ok()?)
 }
 
 #[cfg(test)]
