@@ -69,6 +69,22 @@ impl<K: Data, VA: Data> AggregateOutput<K, VA> {
         Ok(stored.map_or((None, None), |s| (Some(s.value), Some(s.timestamp))))
     }
 
+    /// One aggregation step for `record`: the key's current aggregate, `step` on it, then the update. The
+    /// result's timestamp is the largest that contributed.
+    fn aggregate<V>(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, Change<VA>>,
+        record: Record<K, V>,
+        step: impl FnOnce(&K, V, Option<VA>) -> Option<VA>,
+    ) -> Result<(), StreamsError> {
+        let key_bytes = self.key_bytes(&record.key)?;
+        let (old_value, old_timestamp) = self.current(ctx, &record.key, key_bytes.as_deref())?;
+        let timestamp = old_timestamp.map_or(record.timestamp, |t| t.max(record.timestamp));
+        let new_value = step(&record.key, record.value, old_value.clone());
+        let update = Record { key: record.key, value: new_value, timestamp, headers: record.headers };
+        self.update(ctx, key_bytes, update, old_value)
+    }
+
     /// Records the key's new aggregate (`None` deletes it): through the cache, or at once.
     fn update(
         &mut self,
@@ -169,12 +185,8 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, K, Change<VA>> for StreamAggreg
             ctx.record_dropped("null key or value in an aggregation");
             return Ok(());
         }
-        let key_bytes = self.output.key_bytes(&record.key)?;
-        let (old_value, old_timestamp) = self.output.current(ctx, &record.key, key_bytes.as_deref())?;
-        let timestamp = old_timestamp.map_or(record.timestamp, |t| t.max(record.timestamp));
-        let new_value = (self.step)(&record.key, record.value, old_value.clone());
-        let update = Record { key: record.key, value: Some(new_value), timestamp, headers: record.headers };
-        self.output.update(ctx, key_bytes, update, old_value)
+        let step = &self.step;
+        self.output.aggregate(ctx, record, |key, value, old| Some(step(key, value, old)))
     }
 
     fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<(), StreamsError> {
@@ -209,12 +221,8 @@ impl<K: Data, V: Data, VA: Data> Processor<K, Change<V>, K, Change<VA>> for Tabl
             ctx.record_dropped("null key in a table aggregation");
             return Ok(());
         }
-        let key_bytes = self.output.key_bytes(&record.key)?;
-        let (old_value, old_timestamp) = self.output.current(ctx, &record.key, key_bytes.as_deref())?;
-        let timestamp = old_timestamp.map_or(record.timestamp, |t| t.max(record.timestamp));
-        let new_value = (self.step)(&record.key, record.value, old_value.clone());
-        let update = Record { key: record.key, value: new_value, timestamp, headers: record.headers };
-        self.output.update(ctx, key_bytes, update, old_value)
+        let step = &self.step;
+        self.output.aggregate(ctx, record, |key, change, old| step(key, change, old))
     }
 
     fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<(), StreamsError> {
