@@ -277,9 +277,7 @@ impl KafkaStreams {
                 tracing::warn!("a stream thread did not stop within {timeout:?}");
             }
         }
-        if self.threads.is_empty() {
-            self.state_dir.unlock();
-        }
+        self.state_dir.unlock();
         if self.state() != State::Error {
             self.shared.state.set(State::NotRunning);
         }
