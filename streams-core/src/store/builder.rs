@@ -189,7 +189,8 @@ impl<K: Send + 'static, V: Send + 'static> StoreBuilder<K, V> {
         self
     }
 
-    /// Puts the record cache in front of the store.
+    /// Asks for the record cache in front of the store. Only DSL aggregations are cached so far: for a
+    /// Processor-API store this is accepted and has no effect yet (see `docs/state.md`).
     pub fn with_caching_enabled(mut self) -> Self {
         self.caching_enabled = true;
         self
@@ -231,7 +232,7 @@ pub(crate) struct StoreDef {
     pub(crate) name: String,
     pub(crate) logging_enabled: bool,
     pub(crate) logging_config: BTreeMap<String, String>,
-    #[allow(dead_code)] // read once the record cache lands
+    #[allow(dead_code)] // read once Processor-API stores get the record cache
     pub(crate) caching_enabled: bool,
     pub(crate) factory: Arc<StoreFactory>,
 }
