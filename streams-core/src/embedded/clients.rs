@@ -100,16 +100,12 @@ impl EmbeddedConsumer {
         Ok(GroupStep::Fetch)
     }
 
-    /// The member gave up its partitions: it counts as rejoined for the group's current generation.
+    /// The member gave up its partitions: it counts as rejoined.
     fn rejoined(&mut self) {
         let Some(id) = &self.member else { return };
         let mut state = self.broker.lock();
-        if let Some(group) = state.groups.get_mut(&self.group) {
-            let generation = group.generation;
-            if let Some(member) = group.members.get_mut(id) {
-                member.rejoined = true;
-                member.generation = generation;
-            }
+        if let Some(member) = state.groups.get_mut(&self.group).and_then(|g| g.members.get_mut(id)) {
+            member.rejoined = true;
         }
         drop(state);
         self.broker.notify();
@@ -149,7 +145,6 @@ impl StreamsConsumer for EmbeddedConsumer {
             id.clone(),
             Member {
                 subscription: topics.to_vec(),
-                generation: group.generation,
                 // A new member holds nothing to give up.
                 rejoined: true,
                 assignment: Vec::new(),

@@ -93,12 +93,9 @@ pub(crate) struct Topic {
 #[derive(Debug)]
 pub(crate) struct Member {
     pub(crate) subscription: Vec<String>,
-    /// The generation whose assignment this member has taken; behind the group's generation means it
-    /// must give up its partitions and rejoin.
-    pub(crate) generation: u64,
-    /// Whether it has given up its partitions for the group's current generation.
+    /// Whether it has given up its partitions since the group's membership last changed.
     pub(crate) rejoined: bool,
-    /// Its partitions in the generation it has taken.
+    /// Its partitions in the current assignment (empty while it rejoins).
     pub(crate) assignment: Vec<TopicPartition>,
     /// The broker time (ms) of its last poll, for the session timeout.
     pub(crate) last_seen_ms: i64,
@@ -108,9 +105,8 @@ pub(crate) struct Member {
 /// A consumer group (Kafka's classic protocol with an eager range assignor, as librdkafka's `range`).
 #[derive(Debug, Default)]
 pub(crate) struct Group {
-    pub(crate) generation: u64,
     pub(crate) members: BTreeMap<String, Member>,
-    /// The assignment of the current generation, once every member has rejoined.
+    /// The assignment after the last membership change, once every member has rejoined.
     pub(crate) assignment: Option<BTreeMap<String, Vec<TopicPartition>>>,
     pub(crate) committed: HashMap<TopicPartition, i64>,
 }
@@ -118,7 +114,6 @@ pub(crate) struct Group {
 impl Group {
     /// Membership changed: every member must give up its partitions and rejoin.
     pub(crate) fn rebalance(&mut self) {
-        self.generation += 1;
         self.assignment = None;
         for member in self.members.values_mut() {
             member.rejoined = false;
@@ -197,7 +192,6 @@ mod tests {
     fn member(subscription: &[&str]) -> Member {
         Member {
             subscription: subscription.iter().map(|s| s.to_string()).collect(),
-            generation: 0,
             rejoined: true,
             assignment: Vec::new(),
             last_seen_ms: 0,
