@@ -1,21 +1,13 @@
 //! The runtime on the embedded broker: the same scenarios as on the real Kafka (tests/kafka_runtime.rs),
 //! with no infrastructure at all. Runs in every `cargo test`.
 
+#[macro_use]
 mod kafka;
 #[path = "scenarios/runtime.rs"]
 mod scenarios;
 
-macro_rules! on_embedded {
-    ($($name:ident),* $(,)?) => {$(
-        #[test]
-        fn $name() -> anyhow::Result<()> {
-            kafka::use_embedded();
-            scenarios::$name()
-        }
-    )*};
-}
-
-on_embedded!(
+scenario_tests!(
+    embedded:
     order_totals_end_to_end_match_a_plain_loop,
     repartition_then_count_end_to_end,
     poison_pill_under_log_and_fail_stops_with_an_error_naming_the_record,

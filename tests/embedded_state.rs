@@ -1,21 +1,13 @@
 //! State scenarios on the embedded broker: the same as on the real Kafka (tests/kafka_state.rs), with
 //! real RocksDB files and no infrastructure. Runs in every `cargo test`.
 
+#[macro_use]
 mod kafka;
 #[path = "scenarios/state.rs"]
 mod scenarios;
 
-macro_rules! on_embedded {
-    ($($name:ident),* $(,)?) => {$(
-        #[test]
-        fn $name() -> anyhow::Result<()> {
-            kafka::use_embedded();
-            scenarios::$name()
-        }
-    )*};
-}
-
-on_embedded!(
+scenario_tests!(
+    embedded:
     checkpoints_skip_restoring_what_they_cover_and_a_corrupt_one_restores_in_full,
     the_record_cache_sends_the_latest_total_per_key_at_each_commit,
     two_instances_cannot_share_a_state_directory

@@ -1,6 +1,7 @@
 //! The runtime against a real Apache Kafka (started by scripts/test.sh). The scenarios are shared with
 //! the embedded broker's suite (tests/embedded_runtime.rs); what only a real broker can show lives here.
 
+#[macro_use]
 mod kafka;
 #[path = "scenarios/runtime.rs"]
 mod scenarios;
@@ -10,16 +11,8 @@ use std::time::Duration;
 use kstreams::prelude::*;
 use kstreams::runtime::{KafkaStreams, State};
 
-macro_rules! on_kafka {
-    ($($name:ident),* $(,)?) => {$(
-        #[test]
-        fn $name() -> anyhow::Result<()> {
-            scenarios::$name()
-        }
-    )*};
-}
-
-on_kafka!(
+scenario_tests!(
+    kafka:
     order_totals_end_to_end_match_a_plain_loop,
     repartition_then_count_end_to_end,
     poison_pill_under_log_and_fail_stops_with_an_error_naming_the_record,

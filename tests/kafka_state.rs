@@ -2,6 +2,7 @@
 //! (tests/embedded_state.rs); a killed process that comes back needs a broker outside the process, so it
 //! lives here.
 
+#[macro_use]
 mod kafka;
 #[path = "scenarios/state.rs"]
 mod scenarios;
@@ -12,16 +13,8 @@ use std::time::Duration;
 
 use scenarios::{orders, start, task_dirs, totals_topology, wait_for_totals, Restores};
 
-macro_rules! on_kafka {
-    ($($name:ident),* $(,)?) => {$(
-        #[test]
-        fn $name() -> anyhow::Result<()> {
-            scenarios::$name()
-        }
-    )*};
-}
-
-on_kafka!(
+scenario_tests!(
+    kafka:
     checkpoints_skip_restoring_what_they_cover_and_a_corrupt_one_restores_in_full,
     the_record_cache_sends_the_latest_total_per_key_at_each_commit,
     two_instances_cannot_share_a_state_directory

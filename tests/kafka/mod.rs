@@ -14,6 +14,24 @@ use kstreams::embedded::EmbeddedBroker;
 use kstreams::runtime::KafkaStreams;
 use kstreams::{StreamsError, Topology};
 
+/// Declares one `#[test]` per scenario of the calling file's `scenarios` module, on the real Kafka
+/// (`scenario_tests!(kafka: ...)`) or on a fresh embedded broker (`scenario_tests!(embedded: ...)`).
+macro_rules! scenario_tests {
+    (kafka: $($name:ident),* $(,)?) => {$(
+        #[test]
+        fn $name() -> anyhow::Result<()> {
+            scenarios::$name()
+        }
+    )*};
+    (embedded: $($name:ident),* $(,)?) => {$(
+        #[test]
+        fn $name() -> anyhow::Result<()> {
+            kafka::use_embedded();
+            scenarios::$name()
+        }
+    )*};
+}
+
 thread_local! {
     /// The embedded broker of the running test, if it chose one (each test runs on its own thread).
     static EMBEDDED: RefCell<Option<EmbeddedBroker>> = const { RefCell::new(None) };
