@@ -126,7 +126,7 @@ fn restore_from_kafka(a: &Args, dir: &Path, bootstrap: &str) {
     admin
         .create_topics(&[NewTopic { name: topic.clone(), partitions: 1, replication_factor: 1, config: topic_config }])
         .unwrap();
-    let mut producer = RdKafkaSupplier.producer(&config, "bench-producer").unwrap();
+    let mut producer = RdKafkaSupplier.producer(&config, "bench-producer", None).unwrap();
     let value = vec![7u8; a.value_size];
     let topic_arc: Arc<str> = topic.as_str().into();
     for i in 0..a.records {

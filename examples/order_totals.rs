@@ -140,7 +140,7 @@ fn run_on_embedded_broker(orders_to_send: u64) -> anyhow::Result<()> {
     config.state_dir = state_dir.path().to_path_buf();
     config.commit_interval = Duration::from_millis(200);
 
-    let mut producer = kstreams::client::ClientSupplier::producer(&broker, &config, "order-generator")?;
+    let mut producer = kstreams::client::ClientSupplier::producer(&broker, &config, "order-generator", None)?;
     let mut expected: BTreeMap<i64, f64> = BTreeMap::new();
     for order_id in 0..orders_to_send {
         let order = generated_order(order_id);
@@ -213,7 +213,7 @@ fn run_on_kafka(bootstrap: &str, orders_to_send: u64) -> anyhow::Result<()> {
         |name: &str| NewTopic { name: name.into(), partitions: 4, replication_factor: -1, config: Default::default() };
     admin.create_topics(&[topic("orders"), topic("customer-totals")])?;
 
-    let mut producer = RdKafkaSupplier.producer(&config, "order-generator")?;
+    let mut producer = RdKafkaSupplier.producer(&config, "order-generator", None)?;
     for order_id in 0..orders_to_send {
         let order = generated_order(order_id);
         producer.send(&ProducedRecord {

@@ -104,6 +104,10 @@ transaction.state.log.num.partitions=4
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
+# Tests fence zombies in seconds, not the production minimum of 6 s; and a crashed instance's open
+# transaction is aborted within about a second of its timeout instead of ten.
+group.min.session.timeout.ms=1000
+transaction.abort.timed.out.transaction.cleanup.interval.ms=1000
 auto.create.topics.enable=false
 log.flush.interval.messages=9223372036854775807
 PROPS

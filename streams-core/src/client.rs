@@ -32,7 +32,23 @@ impl std::fmt::Display for TopicPartition {
     }
 }
 
-/// A broker client failed. Says which operation, and whether trying again may help.
+/// What a failed client call means for the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClientErrorKind {
+    /// The same call may succeed later (a timeout, a leader moving). For a transaction this outcome is
+    /// ambiguous: the runtime re-creates the producer rather than retrying blindly.
+    Retriable,
+    /// Trying again will not help (an unknown topic, a bad setting, no authorization).
+    Fatal,
+    /// The open transaction cannot commit but the producer can go on once it is aborted.
+    Abortable,
+    /// This member or producer was fenced out: another took over its partitions (a stale group
+    /// generation, a newer producer with the same transactional id). Its tasks must be closed without
+    /// committing, and the consumer rejoins the group.
+    Fenced,
+}
+
+/// A broker client failed. Says which operation, and what the failure means ([`ClientErrorKind`]).
 #[derive(Debug, thiserror::Error)]
 #[error("{operation} failed: {message}")]
 pub struct ClientError {
@@ -40,21 +56,59 @@ pub struct ClientError {
     pub operation: String,
     /// What the client said.
     pub message: String,
-    /// Whether the same call may succeed later (a timeout, a leader moving).
-    pub retriable: bool,
+    /// What the failure means.
+    pub kind: ClientErrorKind,
 }
 
 impl ClientError {
-    /// An error in `operation`.
+    /// An error in `operation`, retriable or fatal.
     pub fn new(operation: impl Into<String>, message: impl Into<String>, retriable: bool) -> Self {
-        ClientError { operation: operation.into(), message: message.into(), retriable }
+        let kind = if retriable { ClientErrorKind::Retriable } else { ClientErrorKind::Fatal };
+        ClientError::with_kind(operation, message, kind)
+    }
+
+    /// An error in `operation` of the given kind.
+    pub fn with_kind(operation: impl Into<String>, message: impl Into<String>, kind: ClientErrorKind) -> Self {
+        ClientError { operation: operation.into(), message: message.into(), kind }
+    }
+
+    /// Whether the same call may succeed later.
+    pub fn retriable(&self) -> bool {
+        self.kind == ClientErrorKind::Retriable
     }
 }
 
-/// Commits offsets from inside a rebalance callback.
+/// A consumer's group membership (group, member id, generation) as a transactional offset commit
+/// carries it, so that the broker refuses offsets from a member that was fenced out (KIP-447). Opaque:
+/// each client supplier puts in its own form and takes it out again.
+pub struct GroupMetadata(Box<dyn std::any::Any + Send + Sync>);
+
+impl GroupMetadata {
+    /// Wraps a supplier's own form of the metadata.
+    pub fn new<T: std::any::Any + Send + Sync>(metadata: T) -> Self {
+        GroupMetadata(Box::new(metadata))
+    }
+
+    /// The supplier's own form, if it is a `T`.
+    pub fn get<T: std::any::Any>(&self) -> Option<&T> {
+        self.0.downcast_ref()
+    }
+}
+
+impl std::fmt::Debug for GroupMetadata {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GroupMetadata")
+    }
+}
+
+/// Commits offsets, also from inside a rebalance callback.
 pub trait OffsetCommitter {
-    /// Commits, for each partition, the offset of the next record to read.
+    /// Commits, for each partition, the offset of the next record to read (at_least_once).
     fn commit(&self, offsets: &[(TopicPartition, i64)]) -> Result<(), ClientError>;
+
+    /// The membership to send with offsets committed in a transaction (exactly_once_v2); `None`
+    /// before the consumer has joined its group.
+    fn group_metadata(&self) -> Option<GroupMetadata>;
 }
 
 /// Hears about partitions moving. Called from inside [`StreamsConsumer::poll_batch`], on the polling
@@ -64,12 +118,18 @@ pub trait RebalanceListener: Send + Sync {
     /// close their tasks.
     fn on_partitions_revoked(&self, partitions: &[TopicPartition], committer: &dyn OffsetCommitter);
 
+    /// `partitions` were taken away without a chance to commit: this member was fenced out of the group
+    /// (a session that timed out, a poll interval exceeded). Close their tasks without committing;
+    /// their new owner starts from the last committed offsets.
+    fn on_partitions_lost(&self, partitions: &[TopicPartition]);
+
     /// `partitions` were given to this consumer: create their tasks.
     fn on_partitions_assigned(&self, partitions: &[TopicPartition]);
 }
 
-/// Reads input records as a member of the application's consumer group.
-pub trait StreamsConsumer: Send {
+/// Reads input records as a member of the application's consumer group. Commits through
+/// [`OffsetCommitter`].
+pub trait StreamsConsumer: OffsetCommitter + Send {
     /// Joins the group for `topics`.
     fn subscribe(&mut self, topics: &[String]) -> Result<(), ClientError>;
 
@@ -77,8 +137,10 @@ pub trait StreamsConsumer: Send {
     /// in all, without waiting again. Rebalance callbacks run inside this call.
     fn poll_batch(&mut self, timeout: Duration, max: usize, out: &mut Vec<RawRecord>) -> Result<(), ClientError>;
 
-    /// Commits, for each partition, the offset of the next record to read.
-    fn commit(&mut self, offsets: &[(TopicPartition, i64)]) -> Result<(), ClientError>;
+    /// Gives up every partition and joins the group again (Kafka's `enforceRebalance`): after an
+    /// aborted transaction or a fencing, the tasks start again from the group's committed offsets. The
+    /// revocation and the new assignment reach the listener in later polls.
+    fn rejoin(&mut self) -> Result<(), ClientError>;
 
     /// Leaves the group promptly (revoking partitions through the listener first).
     fn close(&mut self);
@@ -96,11 +158,36 @@ pub trait StreamsProducer: Send {
     /// how far a store's changelog is written, for its checkpoint. Only records sent to an explicit
     /// partition (changelog records always are) need to be tracked.
     fn acked_offset(&self, partition: &TopicPartition) -> Option<i64>;
+
+    /// Registers the producer's transactional id with the broker, fencing every older producer with the
+    /// same id and aborting what it left open (exactly_once_v2 only, once, before anything else).
+    fn init_transactions(&mut self, timeout: Duration) -> Result<(), ClientError>;
+
+    /// Starts a transaction: every send until the commit or abort belongs to it.
+    fn begin_transaction(&mut self) -> Result<(), ClientError>;
+
+    /// Adds the consumed `offsets` of the group `group` to the open transaction: they commit with it.
+    fn send_offsets_to_transaction(
+        &mut self,
+        offsets: &[(TopicPartition, i64)],
+        group: &GroupMetadata,
+        timeout: Duration,
+    ) -> Result<(), ClientError>;
+
+    /// Flushes, then commits the open transaction: its records become visible to `read_committed`
+    /// readers and its offsets are committed, all together.
+    fn commit_transaction(&mut self, timeout: Duration) -> Result<(), ClientError>;
+
+    /// Aborts the open transaction: its records are never visible to `read_committed` readers, its
+    /// offsets never committed.
+    fn abort_transaction(&mut self, timeout: Duration) -> Result<(), ClientError>;
 }
 
 /// Reads changelog partitions to rebuild a task's stores.
 pub trait RestoreConsumer: Send {
-    /// The first offset of `partition` and its end (the offset the next record written will get).
+    /// The first offset of `partition` and its end: the offset the next record written will get, or,
+    /// under `read_committed`, the first offset of a transaction still open there (the last stable
+    /// offset), which is as far as a restore can read.
     fn watermarks(&mut self, partition: &TopicPartition) -> Result<(i64, i64), ClientError>;
 
     /// Reads `partition` from offset `from` until every record before `end` has been read, handing the
@@ -148,8 +235,13 @@ pub trait ClientSupplier: Send + Sync {
         listener: Arc<dyn RebalanceListener>,
     ) -> Result<Box<dyn StreamsConsumer>, ClientError>;
 
-    /// A producer.
-    fn producer(&self, config: &StreamsConfig, client_id: &str) -> Result<Box<dyn StreamsProducer>, ClientError>;
+    /// A producer; a transactional one when `transactional_id` is given (exactly_once_v2).
+    fn producer(
+        &self,
+        config: &StreamsConfig,
+        client_id: &str,
+        transactional_id: Option<&str>,
+    ) -> Result<Box<dyn StreamsProducer>, ClientError>;
 
     /// An admin client.
     fn admin(&self, config: &StreamsConfig) -> Result<Box<dyn StreamsAdmin>, ClientError>;

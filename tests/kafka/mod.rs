@@ -87,10 +87,21 @@ pub(crate) fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{}-{}", std::process::id(), nanos % 1_000_000_000, COUNTER.fetch_add(1, Ordering::SeqCst))
 }
 
+/// With `RUST_LOG` set (`RUST_LOG=streams_core=info`), the library's logs go to the test's output.
+pub(crate) fn init_logging() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .try_init();
+    }
+}
+
 /// Settings for a test application: fast commits, a private state dir, and no record cache, so every
 /// update reaches the output (as Kafka Streams advises for tests that check every update; the cache's own
 /// test turns it back on).
 pub(crate) fn config(app: &str) -> StreamsConfig {
+    init_logging();
     let mut config = StreamsConfig::new(app, bootstrap());
     config.commit_interval = Duration::from_millis(100);
     config.cache_max_bytes = 0;
@@ -118,7 +129,8 @@ pub(crate) fn create_topics(topics: &[(&str, i32)]) {
 
 /// Produces `(key, value)` byte pairs to `topic`, partitioned by murmur2 of the key, and waits for acks.
 pub(crate) fn produce(topic: &str, records: impl IntoIterator<Item = (Option<Vec<u8>>, Option<Vec<u8>>)>) {
-    let mut producer: Box<dyn StreamsProducer> = supplier().producer(&config("producer"), "test-producer").unwrap();
+    let mut producer: Box<dyn StreamsProducer> =
+        supplier().producer(&config("producer"), "test-producer", None).unwrap();
     let topic: Arc<str> = topic.into();
     for (i, (key, value)) in records.into_iter().enumerate() {
         let record = ProducedRecord {
@@ -137,16 +149,33 @@ pub(crate) fn produce(topic: &str, records: impl IntoIterator<Item = (Option<Vec
 struct NoListener;
 impl RebalanceListener for NoListener {
     fn on_partitions_revoked(&self, _: &[TopicPartition], _: &dyn OffsetCommitter) {}
+    fn on_partitions_lost(&self, _: &[TopicPartition]) {}
     fn on_partitions_assigned(&self, _: &[TopicPartition]) {}
 }
 
 /// Reads `topic` from the beginning until `done` says the records so far are enough, or `timeout`.
-pub(crate) fn consume_until(
+pub(crate) fn consume_until(topic: &str, timeout: Duration, done: impl FnMut(&[RawRecord]) -> bool) -> Vec<RawRecord> {
+    read_until(topic, timeout, false, done)
+}
+
+/// [`consume_until`] as a `read_committed` reader: records of committed transactions only.
+pub(crate) fn consume_committed_until(
     topic: &str,
     timeout: Duration,
+    done: impl FnMut(&[RawRecord]) -> bool,
+) -> Vec<RawRecord> {
+    read_until(topic, timeout, true, done)
+}
+
+fn read_until(
+    topic: &str,
+    timeout: Duration,
+    read_committed: bool,
     mut done: impl FnMut(&[RawRecord]) -> bool,
 ) -> Vec<RawRecord> {
-    let config = config(&unique("reader"));
+    let mut config = config(&unique("reader"));
+    let isolation = if read_committed { "read_committed" } else { "read_uncommitted" };
+    config.consumer_overrides.insert("isolation.level".into(), isolation.into());
     let mut consumer: Box<dyn StreamsConsumer> =
         supplier().consumer(&config, "test-reader", Arc::new(NoListener)).unwrap();
     consumer.subscribe(&[topic.to_string()]).unwrap();

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::murmur2::partition_for_key;
-use super::state::{log_of, Member, PartitionLog, Topic};
+use super::state::{log_of, BrokerState, Member, OpenTransaction, PartitionLog, Topic};
 use super::EmbeddedBroker;
 use crate::client::{
-    ClientError, NewTopic, OffsetCommitter, RebalanceListener, RestoreConsumer, StreamsAdmin, StreamsConsumer,
-    StreamsProducer, TopicPartition,
+    ClientError, ClientErrorKind, GroupMetadata, NewTopic, OffsetCommitter, RebalanceListener, RestoreConsumer,
+    StreamsAdmin, StreamsConsumer, StreamsProducer, TopicPartition,
 };
 use crate::record::{ProducedRecord, RawRecord};
 use crate::StreamsError;
@@ -19,63 +19,129 @@ fn unknown_topic(operation: String) -> ClientError {
     ClientError::new(operation, "Broker: Unknown topic or partition", false)
 }
 
+fn fenced(operation: impl Into<String>, message: impl Into<String>) -> ClientError {
+    ClientError::with_kind(operation, message, ClientErrorKind::Fenced)
+}
+
 /// What a poll must do for the group before it fetches.
 enum GroupStep {
     Revoke(Vec<TopicPartition>),
     Assign(Vec<TopicPartition>),
+    /// The member was removed from the group (its session timed out): its partitions are gone.
+    Lost,
     Fetch,
+}
+
+/// The embedded broker's [`GroupMetadata`]: who commits, in which generation.
+#[derive(Debug, Clone)]
+pub(crate) struct Membership {
+    pub(crate) group: String,
+    pub(crate) member: String,
+    pub(crate) generation: i32,
 }
 
 pub(crate) struct EmbeddedConsumer {
     pub(crate) broker: EmbeddedBroker,
     pub(crate) group: String,
     pub(crate) client_id: String,
+    pub(crate) topics: Vec<String>,
     pub(crate) member: Option<String>,
+    /// The generation of the member's current assignment.
+    pub(crate) generation: i32,
     pub(crate) listener: Arc<dyn RebalanceListener>,
     pub(crate) session_timeout_ms: i64,
+    pub(crate) read_committed: bool,
     /// The next offset to read of each assigned partition.
     pub(crate) positions: BTreeMap<TopicPartition, i64>,
     /// Where the next fetch starts among the assigned partitions, so every partition gets its turn.
     pub(crate) next_partition: usize,
+    /// `rejoin` was called: leave and join again at the next poll.
+    pub(crate) rejoin_requested: bool,
 }
 
-/// Commits into the consumer's group (also from inside a rebalance callback).
+/// Commits into the consumer's group (also from inside a rebalance callback), as long as the member
+/// is still in the group at its generation.
 struct GroupCommitter<'a> {
     broker: &'a EmbeddedBroker,
-    group: &'a str,
+    membership: Option<Membership>,
 }
 
 impl OffsetCommitter for GroupCommitter<'_> {
     fn commit(&self, offsets: &[(TopicPartition, i64)]) -> Result<(), ClientError> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let Some(m) = &self.membership else {
+            return Err(fenced("commit offsets", "the consumer is not a member of its group"));
+        };
         let mut state = self.broker.lock();
-        let group = state.groups.entry(self.group.to_string()).or_default();
+        let group = state.groups.entry(m.group.clone()).or_default();
+        group.check_member(&m.member, m.generation).map_err(|e| fenced("commit offsets", e))?;
         for (tp, offset) in offsets {
             group.committed.insert(tp.clone(), *offset);
         }
         Ok(())
     }
+
+    fn group_metadata(&self) -> Option<GroupMetadata> {
+        self.membership.clone().map(GroupMetadata::new)
+    }
 }
 
 impl EmbeddedConsumer {
-    /// Heartbeats, expires silent members, and says what this member must do for the group now.
+    fn committer(&self) -> GroupCommitter<'_> {
+        let membership = self.member.as_ref().map(|member| Membership {
+            group: self.group.clone(),
+            member: member.clone(),
+            generation: self.generation,
+        });
+        GroupCommitter { broker: &self.broker, membership }
+    }
+
+    /// Joins the group as a new member: every member gives up its partitions and the group reassigns.
+    fn join(&mut self) {
+        let now = self.broker.now_ms();
+        let mut state = self.broker.lock();
+        state.members_created += 1;
+        let id = format!("{}-{}", self.client_id, state.members_created);
+        let group = state.groups.entry(self.group.clone()).or_default();
+        group.rebalance();
+        group.members.insert(
+            id.clone(),
+            Member {
+                subscription: self.topics.clone(),
+                // A new member holds nothing to give up.
+                rejoined: true,
+                assignment: Vec::new(),
+                last_seen_ms: now,
+                session_timeout_ms: self.session_timeout_ms,
+                generation: -1,
+            },
+        );
+        self.member = Some(id);
+        self.generation = -1;
+        drop(state);
+        self.broker.notify();
+    }
+
+    /// Heartbeats, expires silent members and transactions, and says what this member must do for the
+    /// group now.
     fn group_step(&mut self) -> Result<GroupStep, ClientError> {
         let Some(id) = self.member.clone() else { return Ok(GroupStep::Fetch) };
         let now = self.broker.now_ms();
         let mut state = self.broker.lock();
         let state = &mut *state;
+        state.expire_transactions(now);
         let group = state.groups.entry(self.group.clone()).or_default();
         if let Some(member) = group.members.get_mut(&id) {
             member.last_seen_ms = now;
         }
         group.expire(now);
-        let Some(member) = group.members.get_mut(&id) else {
+        if !group.members.contains_key(&id) {
             // Expired while away (a pause past the session timeout): its partitions belong to others now.
-            return Err(ClientError::new(
-                format!("poll for group {}", self.group),
-                format!("member {id} was removed from the group after its session timed out"),
-                false,
-            ));
-        };
+            return Ok(GroupStep::Lost);
+        }
+        let member = group.members.get_mut(&id).expect("checked above");
         if !member.rejoined {
             // Rejoined only once the revocation callback (which commits) has run: no other member may
             // be assigned these partitions, and read their committed offsets, before that.
@@ -83,19 +149,24 @@ impl EmbeddedConsumer {
             return Ok(GroupStep::Revoke(revoked));
         }
         group.assign_if_ready(&state.topics);
+        let Some(mine) = group.assignment.as_ref().map(|a| a[&id].clone()) else { return Ok(GroupStep::Fetch) };
+        // A partition whose offsets an open transaction is still committing cannot be read from its
+        // committed offset yet: wait for that transaction to end (KIP-447).
+        if mine.iter().any(|tp| state.offsets_pending(&self.group, tp)) {
+            return Ok(GroupStep::Fetch);
+        }
+        let group = state.groups.get_mut(&self.group).expect("present");
         let member = group.members.get_mut(&id).expect("present");
-        if let Some(assignment) = &group.assignment {
-            if member.assignment.is_empty() && !assignment[&id].is_empty() && self.positions.is_empty() {
-                member.assignment = assignment[&id].clone();
-                let mut assigned = Vec::new();
-                for tp in &member.assignment {
-                    let start = log_of(&state.topics, tp).map_or(0, PartitionLog::start_offset);
-                    let position = group.committed.get(tp).copied().unwrap_or(start).max(start);
-                    self.positions.insert(tp.clone(), position);
-                    assigned.push(tp.clone());
-                }
-                return Ok(GroupStep::Assign(assigned));
+        member.generation = group.generation;
+        self.generation = group.generation;
+        if member.assignment.is_empty() && !mine.is_empty() && self.positions.is_empty() {
+            member.assignment = mine;
+            for tp in &member.assignment {
+                let start = log_of(&state.topics, tp).map_or(0, PartitionLog::start_offset);
+                let position = group.committed.get(tp).copied().unwrap_or(start).max(start);
+                self.positions.insert(tp.clone(), position);
             }
+            return Ok(GroupStep::Assign(member.assignment.clone()));
         }
         Ok(GroupStep::Fetch)
     }
@@ -123,49 +194,51 @@ impl EmbeddedConsumer {
             }
             let tp = &partitions[(self.next_partition + i) % partitions.len()];
             let Some(log) = state.log(tp) else { continue };
-            let position = self.positions[tp];
+            let end = log.read_end(self.read_committed);
+            let mut position = self.positions[tp];
             for r in log.read(position, max - out.len()) {
-                out.push(r.to_raw(&tp.topic, tp.partition));
-                self.positions.insert(tp.clone(), r.offset + 1);
+                if r.offset >= end {
+                    break;
+                }
+                if log.visible(r, self.read_committed) {
+                    out.push(r.to_raw(&tp.topic, tp.partition));
+                }
+                position = r.offset + 1;
             }
+            self.positions.insert(tp.clone(), position);
         }
         self.next_partition = (self.next_partition + 1) % partitions.len();
     }
 }
 
+impl OffsetCommitter for EmbeddedConsumer {
+    fn commit(&self, offsets: &[(TopicPartition, i64)]) -> Result<(), ClientError> {
+        self.committer().commit(offsets)
+    }
+
+    fn group_metadata(&self) -> Option<GroupMetadata> {
+        self.committer().group_metadata()
+    }
+}
+
 impl StreamsConsumer for EmbeddedConsumer {
     fn subscribe(&mut self, topics: &[String]) -> Result<(), ClientError> {
-        let now = self.broker.now_ms();
-        let mut state = self.broker.lock();
-        state.members_created += 1;
-        let id = format!("{}-{}", self.client_id, state.members_created);
-        let group = state.groups.entry(self.group.clone()).or_default();
-        group.rebalance();
-        group.members.insert(
-            id.clone(),
-            Member {
-                subscription: topics.to_vec(),
-                // A new member holds nothing to give up.
-                rejoined: true,
-                assignment: Vec::new(),
-                last_seen_ms: now,
-                session_timeout_ms: self.session_timeout_ms,
-            },
-        );
-        self.member = Some(id);
-        drop(state);
-        self.broker.notify();
+        self.topics = topics.to_vec();
+        self.join();
         Ok(())
     }
 
     fn poll_batch(&mut self, timeout: Duration, max: usize, out: &mut Vec<RawRecord>) -> Result<(), ClientError> {
         let deadline = Instant::now() + timeout;
+        if std::mem::take(&mut self.rejoin_requested) {
+            self.leave();
+            self.join();
+        }
         loop {
             match self.group_step()? {
                 GroupStep::Revoke(revoked) => {
-                    let committer = GroupCommitter { broker: &self.broker, group: &self.group };
                     if !revoked.is_empty() {
-                        self.listener.on_partitions_revoked(&revoked, &committer);
+                        self.listener.on_partitions_revoked(&revoked, &self.committer());
                     }
                     self.positions.clear();
                     self.rejoined();
@@ -173,6 +246,15 @@ impl StreamsConsumer for EmbeddedConsumer {
                 }
                 GroupStep::Assign(assigned) => {
                     self.listener.on_partitions_assigned(&assigned);
+                    continue;
+                }
+                GroupStep::Lost => {
+                    let lost: Vec<TopicPartition> = std::mem::take(&mut self.positions).into_keys().collect();
+                    if !lost.is_empty() {
+                        self.listener.on_partitions_lost(&lost);
+                    }
+                    // As librdkafka does: come back as a new member.
+                    self.join();
                     continue;
                 }
                 GroupStep::Fetch => {}
@@ -187,17 +269,27 @@ impl StreamsConsumer for EmbeddedConsumer {
         }
     }
 
-    fn commit(&mut self, offsets: &[(TopicPartition, i64)]) -> Result<(), ClientError> {
-        GroupCommitter { broker: &self.broker, group: &self.group }.commit(offsets)
+    /// Deferred to the next poll, where the listener may be called (the caller may hold what the
+    /// listener needs).
+    fn rejoin(&mut self) -> Result<(), ClientError> {
+        self.rejoin_requested = true;
+        Ok(())
     }
 
     fn close(&mut self) {
-        let Some(id) = self.member.take() else { return };
+        self.leave();
+    }
+}
+
+impl EmbeddedConsumer {
+    /// Gives up the member's partitions (committing through the listener) and leaves the group.
+    fn leave(&mut self) {
+        let Some(id) = self.member.clone() else { return };
         let revoked: Vec<TopicPartition> = self.positions.keys().cloned().collect();
         if !revoked.is_empty() {
-            let committer = GroupCommitter { broker: &self.broker, group: &self.group };
-            self.listener.on_partitions_revoked(&revoked, &committer);
+            self.listener.on_partitions_revoked(&revoked, &self.committer());
         }
+        self.member = None;
         self.positions.clear();
         let mut state = self.broker.lock();
         if let Some(group) = state.groups.get_mut(&self.group) {
@@ -213,6 +305,84 @@ impl StreamsConsumer for EmbeddedConsumer {
 pub(crate) struct EmbeddedProducer {
     pub(crate) broker: EmbeddedBroker,
     pub(crate) acked: HashMap<TopicPartition, i64>,
+    /// Set for a transactional producer.
+    pub(crate) transactional: Option<TransactionalClient>,
+}
+
+/// A transactional producer's side of the protocol.
+pub(crate) struct TransactionalClient {
+    pub(crate) id: String,
+    /// The epoch `init_transactions` got; `None` before it.
+    pub(crate) epoch: Option<u32>,
+    pub(crate) in_transaction: bool,
+    pub(crate) timeout_ms: i64,
+}
+
+impl EmbeddedProducer {
+    /// Checks that this producer may act in a transaction now (initialized, begun, not fenced), expires
+    /// timed-out transactions first, and opens the broker's side of the transaction if needed. Returns
+    /// the transaction's id; `None` for a producer that is not transactional.
+    fn transaction(&self, state: &mut BrokerState, operation: &str) -> Result<Option<u64>, ClientError> {
+        let Some(client) = &self.transactional else { return Ok(None) };
+        let now = self.broker.now_ms();
+        state.expire_transactions(now);
+        let Some(epoch) = client.epoch else {
+            return Err(ClientError::new(operation, "init_transactions was not called", false));
+        };
+        if !client.in_transaction {
+            return Err(ClientError::new(operation, "no transaction was begun", false));
+        }
+        let next_id = state.transactions_created + 1;
+        let producer = state.producers.entry(client.id.clone()).or_default();
+        if producer.epoch != epoch {
+            return Err(fenced(
+                operation,
+                format!(
+                    "producer `{}` epoch {epoch} was fenced by epoch {} (a newer producer, or its transaction timed out)",
+                    client.id, producer.epoch
+                ),
+            ));
+        }
+        let txn = producer.open.get_or_insert_with(|| OpenTransaction {
+            id: next_id,
+            partitions: Default::default(),
+            offsets: Default::default(),
+            started_ms: now,
+            timeout_ms: client.timeout_ms,
+        });
+        if txn.id == next_id {
+            state.transactions_created = next_id;
+        }
+        Ok(Some(txn.id))
+    }
+
+    fn client(&mut self, operation: &str) -> Result<&mut TransactionalClient, ClientError> {
+        self.transactional
+            .as_mut()
+            .ok_or_else(|| ClientError::new(operation, "the producer is not transactional", false))
+    }
+
+    /// Commits or aborts the open transaction, unless this producer was fenced.
+    fn end_transaction(&mut self, commit: bool) -> Result<(), ClientError> {
+        let operation = if commit { "commit transaction" } else { "abort transaction" };
+        let client = self.client(operation)?;
+        if !client.in_transaction {
+            return Err(ClientError::new(operation, "no transaction was begun", false));
+        }
+        let (id, epoch) = (client.id.clone(), client.epoch);
+        client.in_transaction = false;
+        let now = self.broker.now_ms();
+        let mut state = self.broker.lock();
+        state.expire_transactions(now);
+        let current = state.producers.get(&id).map_or(0, |p| p.epoch);
+        if epoch != Some(current) {
+            return Err(fenced(operation, format!("producer `{id}` was fenced by epoch {current}")));
+        }
+        state.end_transaction(&id, commit, now);
+        drop(state);
+        self.broker.notify();
+        Ok(())
+    }
 }
 
 impl StreamsProducer for EmbeddedProducer {
@@ -220,8 +390,10 @@ impl StreamsProducer for EmbeddedProducer {
         let timestamp = if record.timestamp >= 0 { record.timestamp } else { self.broker.now_ms() };
         let mut guard = self.broker.lock();
         let state = &mut *guard;
+        let operation = format!("produce to {}", record.topic);
+        let txn = self.transaction(state, &operation)?;
         let Some(topic) = state.topics.get_mut(&*record.topic) else {
-            return Err(unknown_topic(format!("produce to {}", record.topic)));
+            return Err(unknown_topic(operation));
         };
         let count = topic.partitions.len() as i32;
         let partition = match (record.partition, &record.key) {
@@ -235,22 +407,88 @@ impl StreamsProducer for EmbeddedProducer {
         let Some(log) = topic.partitions.get_mut(partition as usize).filter(|_| partition >= 0) else {
             return Err(unknown_topic(format!("produce to {}-{partition}", record.topic)));
         };
-        let offset = log.append(timestamp, record.key.clone(), record.value.clone(), record.headers.clone());
+        let (key, value, headers) = (record.key.clone(), record.value.clone(), record.headers.clone());
+        let offset = log.append(timestamp, key, value, headers, txn);
+        let tp = TopicPartition { topic: record.topic.clone(), partition };
+        if let (Some(_), Some(client)) = (txn, &self.transactional) {
+            let open = state.producers.get_mut(&client.id).and_then(|p| p.open.as_mut());
+            open.expect("opened above").partitions.insert(tp.clone());
+        }
         if record.partition.is_some() {
-            self.acked.insert(TopicPartition { topic: record.topic.clone(), partition }, offset);
+            self.acked.insert(tp, offset);
         }
         drop(guard);
         self.broker.notify();
         Ok(())
     }
 
-    /// Every send is appended at once: nothing is ever in flight.
+    /// Every send is appended at once: nothing is ever in flight (and so never sent twice: the
+    /// idempotence Kafka's producer ids and sequence numbers give holds here by construction).
     fn flush(&mut self, _timeout: Duration) -> Result<(), ClientError> {
         Ok(())
     }
 
     fn acked_offset(&self, partition: &TopicPartition) -> Option<i64> {
         self.acked.get(partition).copied()
+    }
+
+    fn init_transactions(&mut self, _timeout: Duration) -> Result<(), ClientError> {
+        let now = self.broker.now_ms();
+        let id = self.client("init transactions")?.id.clone();
+        let mut state = self.broker.lock();
+        // What an older producer with this id left open is aborted, and that producer fenced.
+        state.end_transaction(&id, false, now);
+        let producer = state.producers.entry(id).or_default();
+        producer.epoch += 1;
+        let epoch = producer.epoch;
+        drop(state);
+        self.broker.notify();
+        let client = self.client("init transactions")?;
+        client.epoch = Some(epoch);
+        client.in_transaction = false;
+        Ok(())
+    }
+
+    fn begin_transaction(&mut self) -> Result<(), ClientError> {
+        let client = self.client("begin transaction")?;
+        if client.epoch.is_none() {
+            return Err(ClientError::new("begin transaction", "init_transactions was not called", false));
+        }
+        if client.in_transaction {
+            return Err(ClientError::new("begin transaction", "a transaction is already open", false));
+        }
+        client.in_transaction = true;
+        Ok(())
+    }
+
+    fn send_offsets_to_transaction(
+        &mut self,
+        offsets: &[(TopicPartition, i64)],
+        group: &GroupMetadata,
+        _timeout: Duration,
+    ) -> Result<(), ClientError> {
+        let operation = "send offsets to transaction";
+        let Some(m) = group.get::<Membership>() else {
+            return Err(ClientError::new(operation, "the group metadata does not come from this broker", false));
+        };
+        let mut state = self.broker.lock();
+        self.transaction(&mut state, operation)?;
+        // The group refuses offsets from a member that is no longer in it at this generation: a zombie
+        // cannot commit (KIP-447). The transaction must be aborted.
+        let group_state = state.groups.entry(m.group.clone()).or_default();
+        group_state.check_member(&m.member, m.generation).map_err(|e| fenced(operation, e))?;
+        let id = &self.transactional.as_ref().expect("checked in transaction()").id;
+        let open = state.producers.get_mut(id).and_then(|p| p.open.as_mut()).expect("opened above");
+        open.offsets.entry(m.group.clone()).or_default().extend(offsets.iter().cloned());
+        Ok(())
+    }
+
+    fn commit_transaction(&mut self, _timeout: Duration) -> Result<(), ClientError> {
+        self.end_transaction(true)
+    }
+
+    fn abort_transaction(&mut self, _timeout: Duration) -> Result<(), ClientError> {
+        self.end_transaction(false)
     }
 }
 
@@ -286,13 +524,15 @@ impl StreamsAdmin for EmbeddedAdmin {
 
 pub(crate) struct EmbeddedRestoreConsumer {
     pub(crate) broker: EmbeddedBroker,
+    pub(crate) read_committed: bool,
 }
 
 impl RestoreConsumer for EmbeddedRestoreConsumer {
     fn watermarks(&mut self, tp: &TopicPartition) -> Result<(i64, i64), ClientError> {
-        let state = self.broker.lock();
+        let mut state = self.broker.lock();
+        state.expire_transactions(self.broker.now_ms());
         let log = state.log(tp).ok_or_else(|| unknown_topic(format!("read the offsets of {tp}")))?;
-        Ok((log.start_offset(), log.next_offset))
+        Ok((log.start_offset(), log.read_end(self.read_committed)))
     }
 
     fn read(
@@ -307,19 +547,26 @@ impl RestoreConsumer for EmbeddedRestoreConsumer {
         let mut last = None;
         while position < end {
             // Copy a batch out under the lock, apply it without.
-            let batch: Vec<RawRecord> = {
+            let mut batch = Vec::new();
+            {
                 let state = self.broker.lock();
                 let log = state.log(tp).ok_or_else(|| unknown_topic(format!("restore {tp}")))?;
-                log.read(position, max_batch)
-                    .iter()
-                    .take_while(|r| r.offset < end)
-                    .map(|r| r.to_raw(&tp.topic, tp.partition))
-                    .collect()
-            };
-            let Some(tail) = batch.last() else { break };
-            position = tail.offset + 1;
-            last = Some(tail.offset);
-            apply(&batch)?;
+                let stop = end.min(log.read_end(self.read_committed));
+                for r in log.read(position, max_batch).iter().take_while(|r| r.offset < stop) {
+                    if log.visible(r, self.read_committed) {
+                        batch.push(r.to_raw(&tp.topic, tp.partition));
+                        last = Some(r.offset);
+                    }
+                    position = r.offset + 1;
+                }
+                if position < end && log.read(position, 1).first().is_none_or(|r| r.offset >= stop) {
+                    // Nothing more can be read below `end` now (compaction removed the rest).
+                    position = end;
+                }
+            }
+            if !batch.is_empty() {
+                apply(&batch)?;
+            }
         }
         Ok(last)
     }

@@ -2,7 +2,15 @@
 //! deterministic simulation of several instances. It keeps topics of partition logs with offsets,
 //! timestamps and headers, compacts compacted topics on request, runs consumer groups with Kafka's eager
 //! range assignment (so co-partitioned partitions land on one member, as on Kafka), rebalances on join,
-//! leave and session timeout, and keeps committed offsets. Keyed records are placed with Kafka's murmur2.
+//! leave and session timeout, keeps committed offsets and refuses commits from members fenced out of
+//! the group (a stale generation). Keyed records are placed with Kafka's murmur2.
+//!
+//! Transactions follow Kafka's protocol: a transactional producer registers its id
+//! (`init_transactions` bumps the id's epoch, aborts what an older producer left open and fences it),
+//! its records and offsets commit or abort together, markers take offsets, a transaction open longer
+//! than `transaction.timeout.ms` is aborted, and `read_committed` readers stop at the last stable offset
+//! and skip aborted records. A new owner of a partition waits for a transaction that still holds offsets
+//! for it (KIP-447).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -23,23 +31,23 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Not yet (see issue #5): idempotent and transactional producers and `read_committed`, generation
-//! fencing of commits, persistence to a directory, and the seeded simulation with fault injection.
+//! Not yet (see issue #5): persistence to a directory, and the seeded simulation with fault injection.
 
 mod clients;
 mod murmur2;
 mod state;
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use clients::{EmbeddedAdmin, EmbeddedConsumer, EmbeddedProducer, EmbeddedRestoreConsumer};
+use clients::{EmbeddedAdmin, EmbeddedConsumer, EmbeddedProducer, EmbeddedRestoreConsumer, TransactionalClient};
 use state::{BrokerState, PartitionLog, Topic};
 
 use crate::client::{
     ClientError, ClientSupplier, RebalanceListener, RestoreConsumer, StreamsAdmin, StreamsConsumer, StreamsProducer,
 };
-use crate::config::StreamsConfig;
+use crate::config::{ProcessingGuarantee, StreamsConfig};
 use crate::record::RawRecord;
 use crate::time::Clock;
 
@@ -103,21 +111,46 @@ impl EmbeddedBroker {
         self.lock().topics.get(topic).map(|t| t.partitions.iter().map(|p| p.next_offset).collect())
     }
 
-    /// Every record `topic` holds now: partition by partition, in offset order (empty if it does not exist).
+    /// Every record `topic` holds now, as a `read_uncommitted` consumer reads it (open and aborted
+    /// transactions included, markers not): partition by partition, in offset order (empty if it does
+    /// not exist).
     pub fn read_all(&self, topic: &str) -> Vec<RawRecord> {
+        self.read(topic, false)
+    }
+
+    /// What a `read_committed` consumer of `topic` reads now: records of committed transactions and
+    /// records written outside transactions, up to each partition's last stable offset.
+    pub fn read_committed(&self, topic: &str) -> Vec<RawRecord> {
+        self.read(topic, true)
+    }
+
+    fn read(&self, topic: &str, read_committed: bool) -> Vec<RawRecord> {
         let state = self.lock();
         let Some(t) = state.topics.get(topic) else { return Vec::new() };
         let name: Arc<str> = topic.into();
         let mut records = Vec::new();
         for (partition, log) in t.partitions.iter().enumerate() {
-            records.extend(log.records.iter().map(|r| r.to_raw(&name, partition as i32)));
+            let end = log.read_end(read_committed);
+            let visible = log.records.iter().filter(|r| r.offset < end && log.visible(r, read_committed));
+            records.extend(visible.map(|r| r.to_raw(&name, partition as i32)));
         }
         records
     }
 
-    /// How many records `topic` holds now, over all partitions.
+    /// How many records `topic` holds now, over all partitions (transaction markers not counted).
     pub fn record_count(&self, topic: &str) -> usize {
-        self.lock().topics.get(topic).map_or(0, |t| t.partitions.iter().map(|p| p.records.len()).sum())
+        self.lock()
+            .topics
+            .get(topic)
+            .map_or(0, |t| t.partitions.iter().map(|p| p.records.iter().filter(|r| !r.control).count()).sum())
+    }
+
+    /// How many transactions are open now (after aborting those past their timeout).
+    pub fn open_transactions(&self) -> usize {
+        let now = self.now_ms();
+        let mut state = self.lock();
+        state.expire_transactions(now);
+        state.producers.values().filter(|p| p.open.is_some()).count()
     }
 
     fn lock(&self) -> MutexGuard<'_, BrokerState> {
@@ -138,13 +171,17 @@ impl EmbeddedBroker {
     }
 }
 
-fn session_timeout_ms(config: &StreamsConfig) -> i64 {
-    config
-        .consumer_overrides
-        .get("session.timeout.ms")
-        .or_else(|| config.client_overrides.get("session.timeout.ms"))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(45_000)
+/// A client setting as the rdkafka clients would see it: the client's own overrides, then the shared ones.
+fn setting<'a>(config: &'a StreamsConfig, own: &'a BTreeMap<String, String>, name: &str) -> Option<&'a str> {
+    own.get(name).or_else(|| config.client_overrides.get(name)).map(String::as_str)
+}
+
+/// Whether a consumer reads `read_committed`, as the rdkafka clients do: its `isolation.level`, else
+/// `read_committed` under exactly_once_v2 and `read_uncommitted` under at_least_once (Kafka Streams'
+/// choice, which the rdkafka supplier sets too).
+fn read_committed(config: &StreamsConfig) -> bool {
+    setting(config, &config.consumer_overrides, "isolation.level")
+        .map_or(config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2, |level| level == "read_committed")
 }
 
 impl ClientSupplier for EmbeddedBroker {
@@ -154,28 +191,45 @@ impl ClientSupplier for EmbeddedBroker {
         client_id: &str,
         listener: Arc<dyn RebalanceListener>,
     ) -> Result<Box<dyn StreamsConsumer>, ClientError> {
+        let session_timeout = setting(config, &config.consumer_overrides, "session.timeout.ms");
         Ok(Box::new(EmbeddedConsumer {
             broker: self.clone(),
             group: config.application_id.clone(),
             client_id: client_id.to_string(),
+            topics: Vec::new(),
             member: None,
+            generation: -1,
             listener,
-            session_timeout_ms: session_timeout_ms(config),
+            session_timeout_ms: session_timeout.and_then(|v| v.parse().ok()).unwrap_or(45_000),
+            read_committed: read_committed(config),
             positions: Default::default(),
             next_partition: 0,
+            rejoin_requested: false,
         }))
     }
 
-    fn producer(&self, _config: &StreamsConfig, _client_id: &str) -> Result<Box<dyn StreamsProducer>, ClientError> {
-        Ok(Box::new(EmbeddedProducer { broker: self.clone(), acked: Default::default() }))
+    fn producer(
+        &self,
+        config: &StreamsConfig,
+        _client_id: &str,
+        transactional_id: Option<&str>,
+    ) -> Result<Box<dyn StreamsProducer>, ClientError> {
+        let timeout = setting(config, &config.producer_overrides, "transaction.timeout.ms");
+        let transactional = transactional_id.map(|id| TransactionalClient {
+            id: id.to_string(),
+            epoch: None,
+            in_transaction: false,
+            timeout_ms: timeout.and_then(|v| v.parse().ok()).unwrap_or(10_000),
+        });
+        Ok(Box::new(EmbeddedProducer { broker: self.clone(), acked: Default::default(), transactional }))
     }
 
     fn restore_consumer(
         &self,
-        _config: &StreamsConfig,
+        config: &StreamsConfig,
         _client_id: &str,
     ) -> Result<Box<dyn RestoreConsumer>, ClientError> {
-        Ok(Box::new(EmbeddedRestoreConsumer { broker: self.clone() }))
+        Ok(Box::new(EmbeddedRestoreConsumer { broker: self.clone(), read_committed: read_committed(config) }))
     }
 
     fn admin(&self, _config: &StreamsConfig) -> Result<Box<dyn StreamsAdmin>, ClientError> {

@@ -1,8 +1,9 @@
-//! What the embedded broker holds: topics of partition logs, and consumer groups with their members,
-//! assignments and committed offsets. Plain data behind one lock; the clients in `clients.rs` take the
-//! lock, change or read this, and let go before calling back into the runtime.
+//! What the embedded broker holds: topics of partition logs, consumer groups with their members,
+//! assignments and committed offsets, and transactional producers with their open transactions. Plain
+//! data behind one lock; the clients in `clients.rs` take the lock, change or read this, and let go
+//! before calling back into the runtime.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use std::sync::Arc;
 
@@ -17,6 +18,10 @@ pub(crate) struct Stored {
     pub(crate) key: Option<Vec<u8>>,
     pub(crate) value: Option<Vec<u8>>,
     pub(crate) headers: Headers,
+    /// The transaction it was written in; `None` outside any.
+    pub(crate) txn: Option<u64>,
+    /// A transaction marker (commit or abort): it takes an offset, as in Kafka, but is never delivered.
+    pub(crate) control: bool,
 }
 
 impl Stored {
@@ -40,20 +45,65 @@ pub(crate) struct PartitionLog {
     pub(crate) records: Vec<Stored>,
     /// The offset the next record gets (Kafka's log end offset, the high watermark here).
     pub(crate) next_offset: i64,
+    /// Transactions with records here that are still open, and the offset of their first record here.
+    pub(crate) open: BTreeMap<u64, i64>,
+    /// Transactions with records here that were aborted: `read_committed` readers skip their records.
+    pub(crate) aborted: HashSet<u64>,
 }
 
 impl PartitionLog {
+    /// Appends a record (in transaction `txn`, if given); returns its offset.
     pub(crate) fn append(
         &mut self,
         timestamp: i64,
         key: Option<Vec<u8>>,
         value: Option<Vec<u8>>,
         headers: Headers,
+        txn: Option<u64>,
     ) -> i64 {
         let offset = self.next_offset;
-        self.records.push(Stored { offset, timestamp, key, value, headers });
+        if let Some(txn) = txn {
+            self.open.entry(txn).or_insert(offset);
+        }
+        self.records.push(Stored { offset, timestamp, key, value, headers, txn, control: false });
         self.next_offset += 1;
         offset
+    }
+
+    /// Ends transaction `txn` here with a marker; its records become visible (commit) or are skipped
+    /// by `read_committed` readers from now on (abort).
+    pub(crate) fn end_transaction(&mut self, txn: u64, commit: bool, timestamp: i64) {
+        if self.open.remove(&txn).is_none() {
+            return;
+        }
+        if !commit {
+            self.aborted.insert(txn);
+        }
+        let offset = self.next_offset;
+        let headers = Headers::new();
+        self.records.push(Stored { offset, timestamp, key: None, value: None, headers, txn: Some(txn), control: true });
+        self.next_offset += 1;
+    }
+
+    /// The first offset a `read_committed` reader may not read yet: the first record of the oldest open
+    /// transaction, or the end of the log (Kafka's last stable offset).
+    pub(crate) fn last_stable_offset(&self) -> i64 {
+        self.open.values().min().copied().unwrap_or(self.next_offset)
+    }
+
+    /// Where a reader stops: the last stable offset under `read_committed`, else the end of the log.
+    pub(crate) fn read_end(&self, read_committed: bool) -> i64 {
+        if read_committed {
+            self.last_stable_offset()
+        } else {
+            self.next_offset
+        }
+    }
+
+    /// Whether a reader sees `record`: never a marker, and under `read_committed` never a record of an
+    /// aborted transaction.
+    pub(crate) fn visible(&self, record: &Stored, read_committed: bool) -> bool {
+        !record.control && (!read_committed || !record.txn.is_some_and(|t| self.aborted.contains(&t)))
     }
 
     /// The first offset still in the log (the end offset when empty).
@@ -69,16 +119,22 @@ impl PartitionLog {
     }
 
     /// Keeps only the latest record of each key (a null-key record is kept as is), like Kafka's log
-    /// cleaner over the whole log. Tombstones stay, so a reader replaying the log still sees the delete.
+    /// cleaner. Tombstones stay, so a reader replaying the log still sees the delete. As in Kafka, only
+    /// the log below the last stable offset is cleaned, and there aborted records and markers go.
     pub(crate) fn compact(&mut self) {
+        let stable = self.last_stable_offset();
         let mut latest: HashMap<&[u8], i64> = HashMap::new();
-        for r in &self.records {
-            if let Some(key) = &r.key {
+        for r in self.records.iter().take_while(|r| r.offset < stable) {
+            if let (Some(key), true) = (&r.key, self.visible(r, true)) {
                 latest.insert(key, r.offset);
             }
         }
         let keep: BTreeSet<i64> = latest.into_values().collect();
-        self.records.retain(|r| r.key.is_none() || keep.contains(&r.offset));
+        let aborted = &self.aborted;
+        self.records.retain(|r| {
+            let committed_data = !r.control && !r.txn.is_some_and(|t| aborted.contains(&t));
+            r.offset >= stable || (committed_data && (r.key.is_none() || keep.contains(&r.offset)))
+        });
     }
 }
 
@@ -100,6 +156,8 @@ pub(crate) struct Member {
     /// The broker time (ms) of its last poll, for the session timeout.
     pub(crate) last_seen_ms: i64,
     pub(crate) session_timeout_ms: i64,
+    /// The group generation of its assignment: its commits count only while this is the group's.
+    pub(crate) generation: i32,
 }
 
 /// A consumer group (Kafka's classic protocol with an eager range assignor, as librdkafka's `range`).
@@ -108,6 +166,8 @@ pub(crate) struct Group {
     pub(crate) members: BTreeMap<String, Member>,
     /// The assignment after the last membership change, once every member has rejoined.
     pub(crate) assignment: Option<BTreeMap<String, Vec<TopicPartition>>>,
+    /// Counts the assignments computed; a commit from a member of an older one is refused.
+    pub(crate) generation: i32,
     pub(crate) committed: HashMap<TopicPartition, i64>,
 }
 
@@ -159,7 +219,41 @@ impl Group {
             }
         }
         self.assignment = Some(assignment);
+        self.generation += 1;
     }
+
+    /// Whether `member` of `generation` may commit: it is still in the group and no newer assignment
+    /// was made without it (Kafka's ILLEGAL_GENERATION / UNKNOWN_MEMBER_ID checks, which fence zombies).
+    pub(crate) fn check_member(&self, member: &str, generation: i32) -> Result<(), String> {
+        match self.members.get(member) {
+            None => Err(format!("member {member} is not in the group (its session timed out or it left)")),
+            Some(m) if m.generation != generation || generation != self.generation => Err(format!(
+                "member {member} commits for generation {generation}, but the group is at generation {}",
+                self.generation
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+}
+
+/// A transactional producer's registration: Kafka's producer epoch and its open transaction.
+#[derive(Debug, Default)]
+pub(crate) struct TransactionalProducer {
+    /// Bumped by every `init_transactions` and by a timed-out transaction: an older epoch is fenced.
+    pub(crate) epoch: u32,
+    pub(crate) open: Option<OpenTransaction>,
+}
+
+/// A transaction that has begun writing or committing offsets and has not ended.
+#[derive(Debug)]
+pub(crate) struct OpenTransaction {
+    pub(crate) id: u64,
+    pub(crate) partitions: BTreeSet<TopicPartition>,
+    /// Offsets to commit with it: group -> partition -> next offset.
+    pub(crate) offsets: BTreeMap<String, BTreeMap<TopicPartition, i64>>,
+    /// When it began (broker time), for `transaction.timeout.ms`.
+    pub(crate) started_ms: i64,
+    pub(crate) timeout_ms: i64,
 }
 
 /// Everything the broker holds.
@@ -171,12 +265,59 @@ pub(crate) struct BrokerState {
     pub(crate) members_created: u64,
     /// Null-key records spread round robin.
     pub(crate) round_robin: u64,
+    /// Transactional producers by transactional id.
+    pub(crate) producers: HashMap<String, TransactionalProducer>,
+    /// Transaction ids handed out so far.
+    pub(crate) transactions_created: u64,
 }
 
 impl BrokerState {
     /// The log of `tp`, if the topic and partition exist.
     pub(crate) fn log(&self, tp: &TopicPartition) -> Option<&PartitionLog> {
         log_of(&self.topics, tp)
+    }
+
+    /// Ends the open transaction of `transactional_id`, if any: markers on every partition it wrote
+    /// and, on commit, its offsets committed into their groups.
+    pub(crate) fn end_transaction(&mut self, transactional_id: &str, commit: bool, now_ms: i64) {
+        let Some(txn) = self.producers.get_mut(transactional_id).and_then(|p| p.open.take()) else { return };
+        for tp in &txn.partitions {
+            let log = self.topics.get_mut(&*tp.topic).and_then(|t| t.partitions.get_mut(tp.partition as usize));
+            if let Some(log) = log {
+                log.end_transaction(txn.id, commit, now_ms);
+            }
+        }
+        if commit {
+            for (group, offsets) in txn.offsets {
+                self.groups.entry(group).or_default().committed.extend(offsets);
+            }
+        }
+    }
+
+    /// Aborts every transaction open longer than its timeout and fences its producer, as Kafka's
+    /// transaction coordinator does: a crashed instance's transaction does not block readers forever.
+    pub(crate) fn expire_transactions(&mut self, now_ms: i64) {
+        let expired: Vec<String> = self
+            .producers
+            .iter()
+            .filter(|(_, p)| p.open.as_ref().is_some_and(|t| now_ms - t.started_ms > t.timeout_ms))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            self.end_transaction(&id, false, now_ms);
+            if let Some(producer) = self.producers.get_mut(&id) {
+                producer.epoch += 1;
+            }
+        }
+    }
+
+    /// Whether an open transaction holds offsets of `group` for `tp` not yet committed: a new owner of
+    /// `tp` must wait for it to end before reading the committed offset (KIP-447).
+    pub(crate) fn offsets_pending(&self, group: &str, tp: &TopicPartition) -> bool {
+        self.producers
+            .values()
+            .filter_map(|p| p.open.as_ref())
+            .any(|t| t.offsets.get(group).is_some_and(|o| o.contains_key(tp)))
     }
 }
 
@@ -196,6 +337,7 @@ mod tests {
             assignment: Vec::new(),
             last_seen_ms: 0,
             session_timeout_ms: 45_000,
+            generation: 0,
         }
     }
 
@@ -223,7 +365,7 @@ mod tests {
     fn compaction_keeps_the_latest_record_per_key_and_tombstones() {
         let mut log = PartitionLog::default();
         for (k, v) in [("a", Some("1")), ("b", Some("1")), ("a", Some("2")), ("b", None)] {
-            log.append(0, Some(k.as_bytes().to_vec()), v.map(|v| v.as_bytes().to_vec()), Headers::new());
+            log.append(0, Some(k.as_bytes().to_vec()), v.map(|v| v.as_bytes().to_vec()), Headers::new(), None);
         }
         log.compact();
         let left: Vec<i64> = log.records.iter().map(|r| r.offset).collect();
@@ -231,5 +373,68 @@ mod tests {
         assert_eq!(log.next_offset, 4);
         assert_eq!(log.read(0, 10).len(), 2);
         assert_eq!(log.read(3, 10).len(), 1);
+    }
+
+    fn append(log: &mut PartitionLog, key: &str, value: &str, txn: Option<u64>) -> i64 {
+        log.append(0, Some(key.as_bytes().to_vec()), Some(value.as_bytes().to_vec()), Headers::new(), txn)
+    }
+
+    fn values(log: &PartitionLog, read_committed: bool) -> Vec<String> {
+        log.read(0, log.records.len())
+            .iter()
+            .filter(|r| r.offset < log.read_end(read_committed) && log.visible(r, read_committed))
+            .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn an_open_transaction_holds_back_the_last_stable_offset_until_it_ends() {
+        let mut log = PartitionLog::default();
+        append(&mut log, "a", "plain", None);
+        append(&mut log, "a", "t1", Some(1));
+        append(&mut log, "b", "after", None);
+        assert_eq!(log.last_stable_offset(), 1, "the first record of the open transaction");
+        assert_eq!(values(&log, true), vec!["plain"], "read_committed stops at the last stable offset");
+        assert_eq!(values(&log, false), vec!["plain", "t1", "after"], "read_uncommitted reads everything");
+
+        log.end_transaction(1, true, 0);
+        assert_eq!(log.last_stable_offset(), 4, "the marker took offset 3");
+        assert_eq!(values(&log, true), vec!["plain", "t1", "after"], "markers are never delivered");
+    }
+
+    #[test]
+    fn aborted_records_are_skipped_by_read_committed_readers_only() {
+        let mut log = PartitionLog::default();
+        append(&mut log, "a", "aborted", Some(1));
+        append(&mut log, "a", "committed", Some(2));
+        log.end_transaction(1, false, 0);
+        assert_eq!(log.last_stable_offset(), 1, "transaction 2 is still open");
+        log.end_transaction(2, true, 0);
+        assert_eq!(values(&log, true), vec!["committed"]);
+        assert_eq!(values(&log, false), vec!["aborted", "committed"]);
+        log.end_transaction(2, false, 0);
+        assert_eq!(values(&log, true), vec!["committed"], "a second end of a transaction changes nothing");
+    }
+
+    #[test]
+    fn compaction_cleans_only_below_the_last_stable_offset_and_drops_aborted_records_and_markers() {
+        let mut log = PartitionLog::default();
+        append(&mut log, "a", "1", None); // 0: superseded by 4
+        append(&mut log, "b", "aborted", Some(1)); // 1: aborted
+        log.end_transaction(1, false, 0); // 2: marker
+        append(&mut log, "b", "1", None); // 3: latest b below the stable offset
+        append(&mut log, "a", "2", None); // 4: latest a below the stable offset
+        append(&mut log, "a", "open", Some(2)); // 5: open, so the stable offset is 5
+        append(&mut log, "b", "2", None); // 6: above the stable offset: kept though it supersedes 3
+        log.compact();
+        let left: Vec<i64> = log.records.iter().map(|r| r.offset).collect();
+        assert_eq!(left, vec![3, 4, 5, 6]);
+        assert_eq!(values(&log, false), vec!["1", "2", "open", "2"]);
+
+        log.end_transaction(2, true, 0); // 7: marker
+        log.compact();
+        let left: Vec<i64> = log.records.iter().map(|r| r.offset).collect();
+        assert_eq!(left, vec![5, 6], "now a's latest is the committed 5 and b's is 6; the marker goes");
+        assert_eq!(log.next_offset, 8);
     }
 }

@@ -9,20 +9,20 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic as RdNewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers as _, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::client::{
-    ClientError, ClientSupplier, NewTopic, OffsetCommitter, RebalanceListener, RestoreConsumer, StreamsAdmin,
-    StreamsConsumer, StreamsProducer, TopicPartition,
+    ClientError, ClientErrorKind, ClientSupplier, GroupMetadata, NewTopic, OffsetCommitter, RebalanceListener,
+    RestoreConsumer, StreamsAdmin, StreamsConsumer, StreamsProducer, TopicPartition,
 };
 use crate::config::{ProcessingGuarantee, StreamsConfig};
 use crate::record::{ProducedRecord, RawRecord};
@@ -33,19 +33,52 @@ use crate::StreamsError;
 pub struct RdKafkaSupplier;
 
 fn client_error(operation: impl Into<String>, error: KafkaError) -> ClientError {
-    let retriable = matches!(
-        error.rdkafka_error_code(),
+    use RDKafkaErrorCode as Code;
+    let code = error.rdkafka_error_code();
+    let fenced = matches!(
+        code,
         Some(
-            RDKafkaErrorCode::OperationTimedOut
-                | RDKafkaErrorCode::RequestTimedOut
-                | RDKafkaErrorCode::BrokerTransportFailure
-                | RDKafkaErrorCode::AllBrokersDown
-                | RDKafkaErrorCode::NotLeaderForPartition
-                | RDKafkaErrorCode::LeaderNotAvailable
-                | RDKafkaErrorCode::QueueFull
+            Code::ProducerFenced
+                | Code::InvalidProducerEpoch
+                | Code::Fenced
+                | Code::FencedInstanceId
+                | Code::IllegalGeneration
+                | Code::UnknownMemberId
+                | Code::RebalanceInProgress
+                | Code::AssignmentLost
+                | Code::PollExceeded
         )
     );
-    ClientError::new(operation, error.to_string(), retriable)
+    let kind = match &error {
+        // librdkafka says itself what a failed transactional call means.
+        KafkaError::Transaction(e) if e.is_fatal() || fenced => {
+            if fenced {
+                ClientErrorKind::Fenced
+            } else {
+                ClientErrorKind::Fatal
+            }
+        }
+        KafkaError::Transaction(e) if e.txn_requires_abort() => ClientErrorKind::Abortable,
+        KafkaError::Transaction(e) if e.is_retriable() => ClientErrorKind::Retriable,
+        _ if fenced => ClientErrorKind::Fenced,
+        _ if matches!(
+            code,
+            Some(
+                Code::OperationTimedOut
+                    | Code::RequestTimedOut
+                    | Code::BrokerTransportFailure
+                    | Code::AllBrokersDown
+                    | Code::NotLeaderForPartition
+                    | Code::LeaderNotAvailable
+                    | Code::QueueFull
+            )
+        ) =>
+        {
+            ClientErrorKind::Retriable
+        }
+        _ => ClientErrorKind::Fatal,
+    };
+    ClientError::with_kind(operation, error.to_string(), kind)
 }
 
 /// How long librdkafka waits before fetching again once its local queue is full (`queued.min.messages`).
@@ -79,24 +112,47 @@ impl ClientSupplier for RdKafkaSupplier {
             .set("partition.assignment.strategy", "range")
             .set("session.timeout.ms", "45000")
             .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS);
-        if config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2 {
-            c.set("isolation.level", "read_committed");
-        }
+        // Kafka Streams' choice (and the Java consumer's default) under at_least_once; librdkafka's own
+        // default would be read_committed.
+        let exactly_once = config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2;
+        c.set("isolation.level", if exactly_once { "read_committed" } else { "read_uncommitted" });
         for (k, v) in config.client_overrides.iter().chain(&config.consumer_overrides) {
             c.set(k, v);
         }
         // The runtime owns these; overriding them would break its guarantees.
         c.set("enable.auto.commit", "false").set("group.id", &config.application_id);
-        let consumer: BaseConsumer<RuntimeContext> =
-            c.create_with_context(RuntimeContext { listener }).map_err(|e| client_error("create consumer", e))?;
-        Ok(Box::new(RdKafkaConsumer { consumer, topics: Vec::new() }))
+        let stable_offsets_timeout =
+            (c.get("isolation.level") == Some("read_committed")).then_some(config.default_api_timeout);
+        let consumer: BaseConsumer<RuntimeContext> = c
+            .create_with_context(RuntimeContext { listener, stable_offsets_timeout })
+            .map_err(|e| client_error("create consumer", e))?;
+        Ok(Box::new(RdKafkaConsumer {
+            consumer,
+            topics: Vec::new(),
+            subscription: Vec::new(),
+            unknown_topic: None,
+            unknown_topic_grace: config.default_api_timeout,
+        }))
     }
 
-    fn producer(&self, config: &StreamsConfig, client_id: &str) -> Result<Box<dyn StreamsProducer>, ClientError> {
+    fn producer(
+        &self,
+        config: &StreamsConfig,
+        client_id: &str,
+        transactional_id: Option<&str>,
+    ) -> Result<Box<dyn StreamsProducer>, ClientError> {
         let mut c = base_config(config, &BTreeMap::new());
         c.set("client.id", client_id).set("linger.ms", "100").set("partitioner", "murmur2_random");
+        if transactional_id.is_some() {
+            // Kafka Streams' exactly-once default: a transaction left open by a crashed instance blocks
+            // read_committed readers of its partitions for at most this long.
+            c.set("transaction.timeout.ms", "10000");
+        }
         for (k, v) in &config.producer_overrides {
             c.set(k, v);
+        }
+        if let Some(id) = transactional_id {
+            c.set("transactional.id", id).set("enable.idempotence", "true");
         }
         let context = DeliveryContext { first_error: Arc::new(Mutex::new(None)), acked: Arc::default() };
         let (first_error, acked) = (context.first_error.clone(), context.acked.clone());
@@ -116,9 +172,15 @@ impl ClientSupplier for RdKafkaSupplier {
             .set("group.id", format!("{}-restore-consumer", config.application_id))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS);
+            .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS)
+            // At the end of a changelog the broker holds a fetch this long; the next task's offset
+            // query waits behind it on the same connection (at the default 500 ms, every task of a
+            // rebalance took half a second to open).
+            .set("fetch.wait.max.ms", "10");
         if config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2 {
             c.set("isolation.level", "read_committed");
+        } else if c.get("isolation.level").is_none() {
+            c.set("isolation.level", "read_uncommitted");
         }
         let consumer: BaseConsumer = c.create().map_err(|e| client_error("create restore consumer", e))?;
         Ok(Box::new(RdKafkaRestoreConsumer { consumer, timeout: config.default_api_timeout, topics: Vec::new() }))
@@ -137,6 +199,9 @@ impl ClientSupplier for RdKafkaSupplier {
 /// Runs the runtime's rebalance listener inside rdkafka's rebalance callback.
 struct RuntimeContext {
     listener: Arc<dyn RebalanceListener>,
+    /// Under exactly_once_v2: how long to wait for the committed offsets of newly assigned partitions
+    /// to become stable (see [`wait_for_stable_offsets`]).
+    stable_offsets_timeout: Option<Duration>,
 }
 
 impl ClientContext for RuntimeContext {}
@@ -148,6 +213,9 @@ fn partitions_of(list: &TopicPartitionList) -> Vec<TopicPartition> {
 impl ConsumerContext for RuntimeContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
+            Rebalance::Revoke(list) if consumer.assignment_lost() => {
+                self.listener.on_partitions_lost(&partitions_of(list));
+            }
             Rebalance::Revoke(list) => {
                 let committer = CallbackCommitter { consumer };
                 self.listener.on_partitions_revoked(&partitions_of(list), &committer);
@@ -157,10 +225,41 @@ impl ConsumerContext for RuntimeContext {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(list) = rebalance {
+            if let Some(timeout) = self.stable_offsets_timeout {
+                wait_for_stable_offsets(consumer, list, timeout);
+            }
             self.listener.on_partitions_assigned(&partitions_of(list));
         }
+    }
+}
+
+/// Waits until no transaction that holds offsets of `list`'s partitions is pending (KIP-447), before
+/// the runtime restores the tasks of those partitions.
+///
+/// A previous owner (a zombie, or an instance killed between sending its offsets and committing) may
+/// have a transaction open with the offsets, outputs and changelog writes of a task. Its changelog
+/// writes are invisible to the restore (which reads up to the last stable offset) until it ends; if it
+/// then commits, the task's offsets jump past its records while the restored state lacks their updates.
+/// Under `read_committed` librdkafka asks for stable offsets and retries while the broker answers
+/// `UNSTABLE_OFFSET_COMMIT`, so fetching them waits until that transaction has committed or aborted.
+/// Kafka Streams fetches committed offsets before restoring for the same reason.
+fn wait_for_stable_offsets(consumer: &BaseConsumer<RuntimeContext>, list: &TopicPartitionList, timeout: Duration) {
+    if list.count() == 0 {
+        return;
+    }
+    let started = Instant::now();
+    match consumer.committed_offsets(list.clone(), timeout) {
+        Ok(_) if started.elapsed() >= Duration::from_secs(1) => tracing::info!(
+            waited_ms = started.elapsed().as_millis() as u64,
+            "waited for a pending transaction of a previous owner before restoring"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::error!(
+            error = %e,
+            "the committed offsets of newly assigned partitions did not become stable; restoring anyway"
+        ),
     }
 }
 
@@ -179,17 +278,47 @@ struct CallbackCommitter<'a> {
 
 impl OffsetCommitter for CallbackCommitter<'_> {
     fn commit(&self, offsets: &[(TopicPartition, i64)]) -> Result<(), ClientError> {
-        if offsets.is_empty() {
-            return Ok(());
-        }
-        self.consumer.commit(&offset_list(offsets)?, CommitMode::Sync).map_err(|e| client_error("commit offsets", e))
+        commit_sync(self.consumer, offsets)
     }
+
+    fn group_metadata(&self) -> Option<GroupMetadata> {
+        self.consumer.group_metadata().map(GroupMetadata::new)
+    }
+}
+
+fn commit_sync(consumer: &BaseConsumer<RuntimeContext>, offsets: &[(TopicPartition, i64)]) -> Result<(), ClientError> {
+    if offsets.is_empty() {
+        return Ok(());
+    }
+    consumer.commit(&offset_list(offsets)?, CommitMode::Sync).map_err(|e| client_error("commit offsets", e))
 }
 
 struct RdKafkaConsumer {
     consumer: BaseConsumer<RuntimeContext>,
     /// Topic names as shared strings, so a record does not allocate its topic's name.
     topics: Vec<Arc<str>>,
+    subscription: Vec<String>,
+    /// When the current run of "unknown topic or partition" errors began, and the last one.
+    unknown_topic: Option<(Instant, Instant)>,
+    /// How long a subscribed topic may stay unknown before polling fails (`default.api.timeout.ms`).
+    unknown_topic_grace: Duration,
+}
+
+impl RdKafkaConsumer {
+    /// Whether an "unknown topic or partition" error is still within its grace period. Right after a
+    /// topic is created, a broker may not know it yet (metadata propagates); `start()` checked that
+    /// every source topic exists, so the consumer waits for it, and fails only if it stays unknown
+    /// for `default.api.timeout.ms` (a topic deleted under the application). A run of errors that
+    /// stopped for that long starts a new grace period.
+    fn unknown_topic_tolerated(&mut self) -> bool {
+        let now = Instant::now();
+        let (first, last) = match self.unknown_topic {
+            Some((first, last)) if now - last < self.unknown_topic_grace => (first, now),
+            _ => (now, now),
+        };
+        self.unknown_topic = Some((first, last));
+        now - first < self.unknown_topic_grace
+    }
 }
 
 fn topic_of(topics: &mut Vec<Arc<str>>, name: &str) -> Arc<str> {
@@ -219,8 +348,19 @@ fn raw_record(topic: Arc<str>, message: &rdkafka::message::BorrowedMessage<'_>) 
     }
 }
 
+impl OffsetCommitter for RdKafkaConsumer {
+    fn commit(&self, offsets: &[(TopicPartition, i64)]) -> Result<(), ClientError> {
+        commit_sync(&self.consumer, offsets)
+    }
+
+    fn group_metadata(&self) -> Option<GroupMetadata> {
+        self.consumer.group_metadata().map(GroupMetadata::new)
+    }
+}
+
 impl StreamsConsumer for RdKafkaConsumer {
     fn subscribe(&mut self, topics: &[String]) -> Result<(), ClientError> {
+        self.subscription = topics.to_vec();
         let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
         self.consumer.subscribe(&topics).map_err(|e| client_error("subscribe", e))
     }
@@ -228,16 +368,27 @@ impl StreamsConsumer for RdKafkaConsumer {
     fn poll_batch(&mut self, timeout: Duration, max: usize, out: &mut Vec<RawRecord>) -> Result<(), ClientError> {
         let mut wait = timeout;
         while out.len() < max {
-            match self.consumer.poll(wait) {
+            let error = match self.consumer.poll(wait) {
                 None => break,
                 Some(Ok(message)) => {
                     let topic = topic_of(&mut self.topics, message.topic());
                     out.push(raw_record(topic, &message));
+                    None
                 }
-                Some(Err(KafkaError::PartitionEOF(_))) => {}
-                Some(Err(e)) => {
+                Some(Err(KafkaError::PartitionEOF(_))) => None,
+                Some(Err(e)) => Some(e),
+            };
+            match error {
+                None => {}
+                Some(e)
+                    if e.rdkafka_error_code() == Some(RDKafkaErrorCode::UnknownTopicOrPartition)
+                        && self.unknown_topic_tolerated() =>
+                {
+                    tracing::debug!(error = %e, "a subscribed topic is not known to the broker yet; polling on");
+                }
+                Some(e) => {
                     let error = client_error("poll", e);
-                    if error.retriable {
+                    if error.retriable() {
                         tracing::warn!(error = %error, "retriable consumer error; polling on");
                     } else {
                         return Err(error);
@@ -249,11 +400,10 @@ impl StreamsConsumer for RdKafkaConsumer {
         Ok(())
     }
 
-    fn commit(&mut self, offsets: &[(TopicPartition, i64)]) -> Result<(), ClientError> {
-        if offsets.is_empty() {
-            return Ok(());
-        }
-        self.consumer.commit(&offset_list(offsets)?, CommitMode::Sync).map_err(|e| client_error("commit offsets", e))
+    fn rejoin(&mut self) -> Result<(), ClientError> {
+        self.consumer.unsubscribe();
+        let topics: Vec<&str> = self.subscription.iter().map(String::as_str).collect();
+        self.consumer.subscribe(&topics).map_err(|e| client_error("subscribe", e))
     }
 
     fn close(&mut self) {
@@ -305,6 +455,16 @@ struct RdKafkaProducer {
     acked: Acked,
 }
 
+impl RdKafkaProducer {
+    /// The first delivery error since the last call, if any.
+    fn take_delivery_error(&self) -> Result<(), ClientError> {
+        match self.first_error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+}
+
 impl StreamsProducer for RdKafkaProducer {
     fn send(&mut self, record: &ProducedRecord) -> Result<(), ClientError> {
         // Most records have no headers: skip librdkafka's header list (an allocation) for them.
@@ -344,15 +504,53 @@ impl StreamsProducer for RdKafkaProducer {
 
     fn flush(&mut self, timeout: Duration) -> Result<(), ClientError> {
         self.producer.flush(timeout).map_err(|e| client_error("flush producer", e))?;
-        match self.first_error.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            Some(error) => Err(error),
-            None => Ok(()),
-        }
+        self.take_delivery_error()
     }
 
     fn acked_offset(&self, partition: &TopicPartition) -> Option<i64> {
         let acked = self.acked.lock().unwrap_or_else(|p| p.into_inner());
         acked.get(&*partition.topic)?.get(&partition.partition).copied()
+    }
+
+    fn init_transactions(&mut self, timeout: Duration) -> Result<(), ClientError> {
+        self.producer.init_transactions(timeout).map_err(|e| client_error("init transactions", e))
+    }
+
+    fn begin_transaction(&mut self) -> Result<(), ClientError> {
+        self.producer.begin_transaction().map_err(|e| client_error("begin transaction", e))
+    }
+
+    fn send_offsets_to_transaction(
+        &mut self,
+        offsets: &[(TopicPartition, i64)],
+        group: &GroupMetadata,
+        timeout: Duration,
+    ) -> Result<(), ClientError> {
+        let Some(metadata) = group.get::<ConsumerGroupMetadata>() else {
+            let message = "the group metadata does not come from an rdkafka consumer";
+            return Err(ClientError::new("send offsets to transaction", message, false));
+        };
+        self.producer
+            .send_offsets_to_transaction(&offset_list(offsets)?, metadata, timeout)
+            .map_err(|e| client_error("send offsets to transaction", e))
+    }
+
+    fn commit_transaction(&mut self, timeout: Duration) -> Result<(), ClientError> {
+        let result = self.producer.commit_transaction(timeout).map_err(|e| client_error("commit transaction", e));
+        // A record the broker refused makes the commit fail too; name the record's partition rather
+        // than only the transaction.
+        match (result, self.take_delivery_error()) {
+            (Err(mut commit), Err(delivery)) => {
+                commit.message = format!("{} (first delivery error: {delivery})", commit.message);
+                Err(commit)
+            }
+            (result, _) => result,
+        }
+    }
+
+    fn abort_transaction(&mut self, timeout: Duration) -> Result<(), ClientError> {
+        let _ = self.take_delivery_error();
+        self.producer.abort_transaction(timeout).map_err(|e| client_error("abort transaction", e))
     }
 }
 
@@ -429,10 +627,26 @@ impl RdKafkaRestoreConsumer {
 }
 
 impl RestoreConsumer for RdKafkaRestoreConsumer {
+    /// Retries retriable errors until the timeout: right after the runtime creates a changelog topic,
+    /// its partitions may have no leader yet (`NOT_LEADER_OR_FOLLOWER`, `LEADER_NOT_AVAILABLE`).
     fn watermarks(&mut self, tp: &TopicPartition) -> Result<(i64, i64), ClientError> {
-        self.consumer
-            .fetch_watermarks(&tp.topic, tp.partition, self.timeout)
-            .map_err(|e| client_error(format!("read the offsets of {tp}"), e))
+        let deadline = Instant::now() + self.timeout;
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match self.consumer.fetch_watermarks(&tp.topic, tp.partition, remaining) {
+                Ok(watermarks) => return Ok(watermarks),
+                Err(e) => {
+                    let error = client_error(format!("read the offsets of {tp}"), e);
+                    if !error.retriable() || Instant::now() + backoff >= deadline {
+                        return Err(error);
+                    }
+                    tracing::debug!(error = %error, "retrying");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                }
+            }
+        }
     }
 
     fn read(
@@ -458,7 +672,10 @@ impl RestoreConsumer for RdKafkaRestoreConsumer {
             // No `enable.partition.eof`: with it, a plain consumer read at half the rate in two of three
             // runs of our bench. The end is the record at `end - 1`, or, when compaction or transaction
             // markers leave none there, a consumer position at `end` once the fetched records run out.
-            let done = match self.consumer.poll(Duration::from_millis(50)) {
+            // Short polls: under exactly-once a changelog's tail is usually one transaction marker, which
+            // is never delivered, and only the position says the end was reached (at 50 ms per poll,
+            // opening each store of a task took 100 ms).
+            let done = match self.consumer.poll(Duration::from_millis(10)) {
                 Some(Ok(message)) => {
                     last_progress = std::time::Instant::now();
                     last = Some(message.offset());

@@ -16,6 +16,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod producer;
 mod restore;
 mod state_dir;
 mod thread;
@@ -29,7 +30,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::client::ClientSupplier;
-use crate::config::StreamsConfig;
+use crate::config::{ProcessingGuarantee, StreamsConfig};
 use crate::kafka::RdKafkaSupplier;
 use crate::topology::plan::{self, TopologyPlan};
 use crate::{StreamsError, TaskMetrics, Topology};
@@ -127,6 +128,18 @@ pub struct KafkaStreams {
     state_dir: state_dir::StateDirectory,
     rocksdb: state_store::RocksDbMemory,
     restore_listener: Option<Arc<dyn StateRestoreListener>>,
+    /// Tells this instance's transactional ids apart from those of other instances (Kafka Streams'
+    /// process id).
+    process_id: String,
+}
+
+/// A random id for an instance: 64 bits from the standard library's per-process random hash keys.
+fn random_process_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher
+        .write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    format!("{:016x}", hasher.finish())
 }
 
 impl KafkaStreams {
@@ -162,6 +175,7 @@ impl KafkaStreams {
             state_dir,
             rocksdb,
             restore_listener: None,
+            process_id: random_process_id(),
         })
     }
 
@@ -243,6 +257,10 @@ impl KafkaStreams {
                     app_dir: app_dir.clone(),
                     rocksdb: self.rocksdb.clone(),
                     restore_listener: self.restore_listener.clone(),
+                    // Kafka Streams' exactly_once_v2 id: unique per thread of each running instance;
+                    // zombies are fenced by their group generation, not by this id.
+                    transactional_id: (self.config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2)
+                        .then(|| format!("{}-{}-{index}", self.config.application_id, self.process_id)),
                 },
             )?;
             // The one place the runtime spawns threads.

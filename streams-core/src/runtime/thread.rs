@@ -2,18 +2,26 @@
 //! in batches, runs each task's records through the task (picking across the task's partitions by the
 //! smallest timestamp), hands outputs to the producer without waiting, fires punctuations, and commits
 //! every commit interval and before partitions are taken away:
-//! at_least_once: flush the producer, flush the stores, then commit the consumed offsets.
+//! - at_least_once: flush the producer, flush the stores, then commit the consumed offsets;
+//! - exactly_once_v2: commit the transaction that holds the outputs, the changelog writes and the
+//!   consumed offsets, then apply the stores' held writes and checkpoint.
+//!
+//! Under exactly_once_v2 a failed transaction is never fatal by itself: the thread aborts it, closes
+//! every task without committing (their stores drop what they held; nothing was applied), and rejoins
+//! the group, so that each task starts again from the last committed offsets and state. The same
+//! happens when this member was fenced out of the group (a zombie) under either guarantee.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use super::producer::ThreadProducer;
 use super::restore::{self, StateRestoreListener};
 use super::topics::TopicLayout;
 use super::{Shared, State};
 use crate::client::{
-    ClientError, ClientSupplier, OffsetCommitter, RebalanceListener, RestoreConsumer, StreamsConsumer, StreamsProducer,
+    ClientError, ClientErrorKind, ClientSupplier, OffsetCommitter, RebalanceListener, RestoreConsumer, StreamsConsumer,
     TopicPartition,
 };
 use crate::config::{ProcessingGuarantee, StreamsConfig};
@@ -34,7 +42,7 @@ struct ThreadInner {
     tasks: BTreeMap<TaskId, Task>,
     /// The next offset to commit for each partition processed since the last commit.
     offsets: BTreeMap<TopicPartition, i64>,
-    producer: Box<dyn StreamsProducer>,
+    producer: ThreadProducer,
     restorer: Box<dyn RestoreConsumer>,
     production_handler: Arc<dyn ProductionExceptionHandler>,
     /// Records the broker rejected and the handler let go.
@@ -43,22 +51,29 @@ struct ThreadInner {
     fatal: Option<StreamsError>,
     closed_metrics: TaskMetrics,
     shared: Arc<Shared>,
-    flush_timeout: Duration,
     restore_listener: Option<Arc<dyn StateRestoreListener>>,
     /// Past this many bytes of writes held by stores (exactly-once), the thread commits early.
     uncommitted_max_bytes: usize,
+    /// Recoveries (abort, close tasks, rejoin) since the last successful commit.
+    recoveries: u32,
+    /// Recoveries in all.
+    total_recoveries: u64,
 }
+
+/// After this many recoveries without a successful commit in between, the error is fatal: the same
+/// failure keeps coming back (a record the broker always refuses, a broker that refuses every commit).
+const MAX_RECOVERIES: u32 = 5;
 
 impl ThreadInner {
     fn task_id(&self, topic: &str, partition: i32) -> Option<TaskId> {
         self.layout.reader.get(topic).map(|&subtopology| TaskId { subtopology, partition })
     }
 
-    /// at_least_once commit: held-back records, producer, then stores and checkpoints, then offsets.
-    fn commit(
-        &mut self,
-        commit_offsets: impl FnOnce(&[(TopicPartition, i64)]) -> Result<(), ClientError>,
-    ) -> Result<(), StreamsError> {
+    /// The commit: held-back records are written out; then at_least_once flushes the producer, the
+    /// stores and checkpoints, then commits the offsets through `committer`; exactly_once_v2 commits the
+    /// transaction with the offsets, then flushes the stores (applying their held writes) and
+    /// checkpoints.
+    fn commit(&mut self, committer: &dyn OffsetCommitter) -> Result<(), StreamsError> {
         // Records held back by processors (the record cache) are written and forwarded first; their
         // outputs go out with the rest before the producer is flushed.
         let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
@@ -68,7 +83,10 @@ impl ThreadInner {
             self.tasks.insert(id, task);
             result?;
         }
-        if let Err(error) = self.producer.flush(self.flush_timeout) {
+        let offsets: Vec<(TopicPartition, i64)> = std::mem::take(&mut self.offsets).into_iter().collect();
+        if self.producer.exactly_once() {
+            self.producer.commit_transaction(&offsets, committer)?;
+        } else if let Err(error) = self.producer.flush() {
             self.production_failed(error)?;
         }
         for task in self.tasks.values_mut() {
@@ -81,15 +99,65 @@ impl ThreadInner {
             }
             task.checkpoint()?;
         }
-        let offsets: Vec<(TopicPartition, i64)> = std::mem::take(&mut self.offsets).into_iter().collect();
-        commit_offsets(&offsets)?;
+        if !self.producer.exactly_once() {
+            committer.commit(&offsets)?;
+        }
+        if !offsets.is_empty() {
+            self.recoveries = 0;
+        }
         self.publish_metrics();
         Ok(())
+    }
+
+    /// Whether `error` is one the thread recovers from by [`ThreadInner::recover`]: this member was
+    /// fenced out, or (exactly_once_v2) a transaction failed.
+    fn recoverable(&self, error: &StreamsError) -> bool {
+        let StreamsError::Client(error) = error else { return false };
+        match error.kind {
+            ClientErrorKind::Fenced => true,
+            ClientErrorKind::Abortable | ClientErrorKind::Retriable => self.producer.exactly_once(),
+            ClientErrorKind::Fatal => false,
+        }
+    }
+
+    /// Recovers from a recoverable `error`: aborts the open transaction (or replaces a producer in
+    /// doubt), closes every task without committing, and rejoins the group, so that each task starts
+    /// again from the last committed offsets and state. Fails with `error` when it is not recoverable
+    /// or keeps coming back.
+    fn recover(&mut self, error: StreamsError, consumer: &mut dyn StreamsConsumer) -> Result<(), StreamsError> {
+        if !self.recoverable(&error) || self.recoveries >= MAX_RECOVERIES {
+            return Err(error);
+        }
+        let StreamsError::Client(cause) = &error else { return Err(error) };
+        self.recoveries += 1;
+        self.total_recoveries += 1;
+        tracing::warn!(
+            thread = %self.name,
+            error = %cause,
+            attempt = self.recoveries,
+            "closing every task without committing and rejoining the group"
+        );
+        self.producer.abort(cause)?;
+        self.close_all_tasks();
+        consumer.rejoin()?;
+        self.shared.state.set(State::Rebalancing);
+        Ok(())
+    }
+
+    /// Closes every task without committing: what their stores held for the open transaction is
+    /// dropped; their processed offsets are forgotten.
+    fn close_all_tasks(&mut self) {
+        let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
+        for id in ids {
+            self.close_task(id);
+        }
+        self.offsets.clear();
     }
 
     fn publish_metrics(&self) {
         let mut open: TaskMetrics = self.tasks.values().map(Task::metrics).sum();
         open.production_errors += self.production_errors;
+        open.recoveries += self.total_recoveries;
         let mut metrics = self.shared.thread_metrics.lock().unwrap_or_else(|p| p.into_inner());
         metrics.insert(self.name.clone(), self.closed_metrics + open);
     }
@@ -159,8 +227,12 @@ impl ThreadInner {
         })
     }
 
-    /// Asks the production exception handler: fail the thread, or count the loss and go on.
+    /// Asks the production exception handler: fail the thread, or count the loss and go on. A fenced
+    /// producer or a transaction that must abort is not the record's fault: that goes to recovery.
     fn production_failed(&mut self, error: ClientError) -> Result<(), StreamsError> {
+        if matches!(error.kind, ClientErrorKind::Fenced | ClientErrorKind::Abortable) {
+            return Err(error.into());
+        }
         match self.production_handler.handle(&error) {
             ProductionResponse::Fail => Err(error.into()),
             ProductionResponse::Continue => {
@@ -292,9 +364,21 @@ impl RebalanceListener for Listener {
         let mut inner = lock(&self.inner);
         inner.shared.state.set(State::Rebalancing);
         tracing::info!(thread = %inner.name, partitions = partitions.len(), "partitions revoked; committing");
-        if let Err(e) = inner.commit(|offsets| committer.commit(offsets)) {
-            tracing::error!(error = %e, "commit before revocation failed");
-            inner.fatal.get_or_insert(e);
+        match inner.commit(committer) {
+            Ok(()) => {}
+            Err(e) if inner.recoverable(&e) => {
+                // The tasks are closed below without their uncommitted work, as after any failed commit.
+                tracing::warn!(error = %e, "commit before revocation failed; closing the tasks without it");
+                if let StreamsError::Client(cause) = &e {
+                    if let Err(e) = inner.producer.abort(cause) {
+                        inner.fatal.get_or_insert(e.into());
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "commit before revocation failed");
+                inner.fatal.get_or_insert(e);
+            }
         }
         let ids: Vec<TaskId> = partitions.iter().filter_map(|tp| inner.task_id(&tp.topic, tp.partition)).collect();
         for id in ids {
@@ -302,6 +386,25 @@ impl RebalanceListener for Listener {
         }
         for tp in partitions {
             inner.offsets.remove(tp);
+        }
+    }
+
+    fn on_partitions_lost(&self, partitions: &[TopicPartition]) {
+        let mut inner = lock(&self.inner);
+        inner.shared.state.set(State::Rebalancing);
+        tracing::warn!(thread = %inner.name, partitions = partitions.len(), "partitions lost; closing their tasks without committing");
+        // The open transaction holds work of the lost tasks: none of it may commit now.
+        let cause = ClientError::with_kind("rebalance", "partitions lost", ClientErrorKind::Fenced);
+        if let Err(e) = inner.producer.abort(&cause) {
+            inner.fatal.get_or_insert(e.into());
+        }
+        // Every task took part in that transaction, so none keeps its uncommitted work; those whose
+        // partitions stay are opened again from their last committed state.
+        let lost: Vec<TaskId> = partitions.iter().filter_map(|tp| inner.task_id(&tp.topic, tp.partition)).collect();
+        let kept: Vec<TaskId> = inner.tasks.keys().copied().filter(|id| !lost.contains(id)).collect();
+        inner.close_all_tasks();
+        if !kept.is_empty() {
+            inner.fatal.get_or_insert(StreamsError::Client(cause));
         }
     }
 
@@ -326,6 +429,8 @@ pub(crate) struct ThreadState {
     pub(crate) app_dir: Option<std::path::PathBuf>,
     pub(crate) rocksdb: state_store::RocksDbMemory,
     pub(crate) restore_listener: Option<Arc<dyn StateRestoreListener>>,
+    /// Under exactly_once_v2, the thread's producer's `transactional.id`.
+    pub(crate) transactional_id: Option<String>,
 }
 
 /// One stream thread, ready to run.
@@ -346,7 +451,8 @@ impl StreamThread {
         shared: Arc<Shared>,
         state: ThreadState,
     ) -> Result<Self, StreamsError> {
-        let producer = supplier.producer(&config, &format!("{name}-producer"))?;
+        let producer =
+            ThreadProducer::new(supplier.clone(), &config, format!("{name}-producer"), state.transactional_id)?;
         let restorer = supplier.restore_consumer(&config, &format!("{name}-restore-consumer"))?;
         let mut task_config = TaskConfig::new(&config.application_id, Clock::System);
         task_config.changelogs = true;
@@ -373,9 +479,10 @@ impl StreamThread {
             fatal: None,
             closed_metrics: TaskMetrics::default(),
             shared: shared.clone(),
-            flush_timeout: config.default_api_timeout,
             restore_listener: state.restore_listener,
             uncommitted_max_bytes: config.statestore_uncommitted_max_bytes,
+            recoveries: 0,
+            total_recoveries: 0,
         }));
         let listener = Arc::new(Listener { inner: inner.clone() });
         let consumer = supplier.consumer(&config, &format!("{name}-consumer"), listener)?;
@@ -387,15 +494,13 @@ impl StreamThread {
         let result = self.run_loop();
         let inner = self.inner.clone();
         let mut inner = lock(&inner);
-        let result = result.and_then(|()| {
-            // Clean shutdown: commit what was processed, then close every task.
-            let consumer = &mut self.consumer;
-            inner.commit(|offsets| consumer.commit(offsets))
-        });
-        let ids: Vec<TaskId> = inner.tasks.keys().copied().collect();
-        for id in ids {
-            inner.close_task(id);
+        // Clean shutdown: commit what was processed, then close every task.
+        let result = result.and_then(|()| inner.commit(&*self.consumer));
+        if result.is_err() {
+            // Leave no transaction open to block readers until it times out.
+            inner.producer.abort_quietly();
         }
+        inner.close_all_tasks();
         inner.publish_metrics();
         drop(inner);
         self.consumer.close();
@@ -413,21 +518,27 @@ impl StreamThread {
         let mut last_metrics = Instant::now();
         let inner = self.inner.clone();
         while !self.shared.shutdown.load(Ordering::SeqCst) {
-            self.consumer.poll_batch(self.config.poll_timeout, self.config.max_poll_records, &mut batch)?;
+            let polled = self.consumer.poll_batch(self.config.poll_timeout, self.config.max_poll_records, &mut batch);
             let mut inner = lock(&inner);
-            if let Some(e) = inner.fatal.take() {
-                return Err(e);
+            let step = match (polled, inner.fatal.take()) {
+                (Err(e), _) => Err(e.into()),
+                (_, Some(e)) => Err(e),
+                (Ok(()), None) => inner.process(&mut batch).and_then(|()| inner.punctuate()),
+            };
+            let step = step.and_then(|()| {
+                if last_commit.elapsed() >= self.config.commit_interval || inner.commit_needed() {
+                    inner.commit(&*self.consumer)?;
+                    last_commit = Instant::now();
+                }
+                Ok(())
+            });
+            if let Err(error) = step {
+                batch.clear();
+                inner.recover(error, &mut *self.consumer)?;
             }
-            inner.process(&mut batch)?;
-            inner.punctuate()?;
             if last_metrics.elapsed() >= Duration::from_secs(1) {
                 inner.publish_metrics();
                 last_metrics = Instant::now();
-            }
-            if last_commit.elapsed() >= self.config.commit_interval || inner.commit_needed() {
-                let consumer = &mut self.consumer;
-                inner.commit(|offsets| consumer.commit(offsets))?;
-                last_commit = Instant::now();
             }
         }
         Ok(())

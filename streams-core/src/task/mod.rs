@@ -53,6 +53,9 @@ pub struct TaskMetrics {
     pub punctuations: u64,
     /// Produced records the broker rejected and the production exception handler let go.
     pub production_errors: u64,
+    /// Times a stream thread closed its tasks without committing and rejoined its group: it was
+    /// fenced out (a zombie), or a transaction failed and was aborted (a thread counter).
+    pub recoveries: u64,
 }
 
 impl std::ops::Add for TaskMetrics {
@@ -65,6 +68,7 @@ impl std::ops::Add for TaskMetrics {
             dropped_records: self.dropped_records + other.dropped_records,
             punctuations: self.punctuations + other.punctuations,
             production_errors: self.production_errors + other.production_errors,
+            recoveries: self.recoveries + other.recoveries,
         }
     }
 }

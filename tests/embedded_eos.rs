@@ -1,0 +1,13 @@
+//! Exactly-once on the embedded broker: the same scenarios as on the real Kafka (tests/kafka_eos.rs).
+
+#[macro_use]
+mod kafka;
+#[path = "scenarios/eos.rs"]
+mod scenarios;
+
+scenario_tests!(
+    embedded:
+    exactly_once_outputs_and_state_match_the_model_across_a_restart,
+    exactly_once_zombie_is_fenced_and_its_work_rolled_back,
+    at_least_once_zombie_loses_nothing
+);

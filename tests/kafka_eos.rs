@@ -1,0 +1,14 @@
+//! Exactly-once against a real Apache Kafka (started by scripts/test.sh). The scenarios are shared with
+//! the embedded broker's suite (tests/embedded_eos.rs).
+
+#[macro_use]
+mod kafka;
+#[path = "scenarios/eos.rs"]
+mod scenarios;
+
+scenario_tests!(
+    kafka:
+    exactly_once_outputs_and_state_match_the_model_across_a_restart,
+    exactly_once_zombie_is_fenced_and_its_work_rolled_back,
+    at_least_once_zombie_loses_nothing
+);
