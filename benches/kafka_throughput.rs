@@ -12,6 +12,13 @@
 //! - `count-cached`: the same with Kafka Streams' default 10 MiB record cache, timed until every input
 //!   record is processed (the output then holds one update per key and commit).
 //!
+//! A kstreams workload may name its processing guarantee and commit interval: `count:eos:100` is `count`
+//! under `exactly_once_v2` committing every 100 ms, `stateless:alos:1000` is `stateless` under
+//! `at_least_once` every second. Such a workload is timed until a `read_committed` consumer in the same
+//! process has seen every output record (committed, so visible downstream), whichever the guarantee, so
+//! the two guarantees are measured the same way. The cost of exactly-once:
+//! `--workloads count:alos:100,count:eos:100,count:alos:1000,count:eos:1000`.
+//!
 //! Prints records/s, MB/s, CPU seconds per million records and peak RSS per workload, and the ratio of
 //! each to the consume+produce ceiling. A command that prints figures, not a test.
 
@@ -20,7 +27,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use kstreams::config::StreamsConfig;
+use kstreams::config::{ProcessingGuarantee, StreamsConfig};
 use kstreams::prelude::*;
 use kstreams::runtime::{KafkaStreams, State};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -203,10 +210,25 @@ fn run_child(workload: &str, input: &str, output: &str, expected: u64) -> anyhow
             }
             Ok((started.map_or(0.0, |s| s.elapsed().as_secs_f64()), bytes))
         }
-        "stateless" | "count" | "count-cached" => {
+        spec => {
+            let mut parts = spec.split(':');
+            let kind = parts.next().unwrap_or_default();
+            if !matches!(kind, "stateless" | "count" | "count-cached") {
+                bail!("unknown workload `{spec}`");
+            }
+            let guarantee = match parts.next() {
+                None => None,
+                Some("alos") => Some(ProcessingGuarantee::AtLeastOnce),
+                Some("eos") => Some(ProcessingGuarantee::ExactlyOnceV2),
+                Some(other) => bail!("workload `{spec}`: guarantee `{other}` is neither `alos` nor `eos`"),
+            };
+            let commit_ms: Option<u64> = parts
+                .next()
+                .map(|ms| ms.parse().with_context(|| format!("workload `{spec}`: commit interval")))
+                .transpose()?;
             let builder = StreamsBuilder::new();
             let source = builder.stream::<i64, Vec<u8>>(input);
-            if workload == "stateless" {
+            if kind == "stateless" {
                 source
                     .filter(|_, v| v.first() != Some(&0))
                     .map_values(|mut v| {
@@ -218,9 +240,12 @@ fn run_child(workload: &str, input: &str, output: &str, expected: u64) -> anyhow
                 source.group_by_key().count().to_stream().to(output);
             }
             let mut config = StreamsConfig::new(unique("bench-app"), bootstrap());
-            config.commit_interval = Duration::from_secs(30); // SimpleBenchmark's setting
+            config.commit_interval = Duration::from_millis(commit_ms.unwrap_or(30_000)); // SimpleBenchmark's 30 s
             config.state_dir = std::env::temp_dir().join(unique("bench-state"));
-            if workload == "count" {
+            if let Some(guarantee) = guarantee {
+                config.processing_guarantee = guarantee;
+            }
+            if kind == "count" {
                 config.cache_max_bytes = 0;
             }
             let mut app = KafkaStreams::new(builder.build()?, config)?;
@@ -230,22 +255,56 @@ fn run_child(workload: &str, input: &str, output: &str, expected: u64) -> anyhow
             }
             let started = Instant::now();
             let watcher: BaseConsumer = client().create()?;
-            let done = |app: &KafkaStreams| match workload {
+            let committed = if guarantee.is_some() { Some(CommittedCounter::new(output)?) } else { None };
+            let done = |app: &KafkaStreams| match (&committed, kind) {
+                (Some(counter), _) => counter.count_for(Duration::from_millis(20)) >= expected,
                 // Metrics are published every second: up to a second late, over a run of several.
-                "count-cached" => app.metrics().processed_records >= expected,
-                _ => output_count(&watcher, output) >= expected,
+                (None, "count-cached") => app.metrics().processed_records >= expected,
+                (None, _) => output_count(&watcher, output) >= expected,
             };
             while !done(&app) {
                 if app.state() == State::Error {
                     bail!("app failed: {:?}", app.take_error());
                 }
-                std::thread::sleep(Duration::from_millis(20));
+                if committed.is_none() {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
             }
             let seconds = started.elapsed().as_secs_f64();
             app.close()?;
             Ok((seconds, 0))
         }
-        other => bail!("unknown workload `{other}`"),
+    }
+}
+
+/// Counts the records of a topic that a `read_committed` consumer sees: what downstream readers of an
+/// exactly-once application see (the high watermark would also count transaction markers and records of
+/// transactions not yet committed).
+struct CommittedCounter {
+    consumer: BaseConsumer,
+    seen: std::cell::Cell<u64>,
+}
+
+impl CommittedCounter {
+    fn new(topic: &str) -> anyhow::Result<Self> {
+        let consumer: BaseConsumer = client()
+            .set("group.id", unique("bench-committed"))
+            .set("isolation.level", "read_committed")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .set("fetch.queue.backoff.ms", "5")
+            .create()?;
+        consumer.subscribe(&[topic])?;
+        Ok(CommittedCounter { consumer, seen: std::cell::Cell::new(0) })
+    }
+
+    /// Polls for up to `wait`; returns the records seen so far.
+    fn count_for(&self, wait: Duration) -> u64 {
+        let deadline = Instant::now() + wait;
+        while let Some(Ok(_)) = self.consumer.poll(deadline.saturating_duration_since(Instant::now())) {
+            self.seen.set(self.seen.get() + 1);
+        }
+        self.seen.get()
     }
 }
 
@@ -279,7 +338,7 @@ fn main() -> anyhow::Result<()> {
         for workload in &args.workloads {
             let output = unique(&format!("bench-out-{workload}"));
             create_topic(&output)?;
-            let expected = match workload.as_str() {
+            let expected = match workload.split(':').next().unwrap_or_default() {
                 "stateless" => passing,
                 _ => args.records,
             };

@@ -3,7 +3,8 @@
 #  1. every unit, integration and doc test of the workspace (no broker needed; the embedded-broker suites
 #     run here), and the README's main example on the embedded broker;
 #  2. starts a local Apache Kafka (scripts/kafka.sh) and runs the tests against it (feature kafka-tests).
-#     They fail loudly if Kafka cannot be started; they never skip.
+#     They fail loudly if Kafka cannot be started; they never skip;
+#  3. the crash-test harness (examples/crash_test) in its short configuration, under both guarantees.
 # Set KSTREAMS_BOOTSTRAP=host:port to use a Kafka you run yourself instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,12 @@ export KSTREAMS_BOOTSTRAP
 echo "== tests against Apache Kafka at $KSTREAMS_BOOTSTRAP"
 status=0
 cargo test -p kstreams --features kafka-tests --test 'kafka_*' "$@" || status=$?
+# The crash-test harness's short configuration (the long one is ./scripts/crash-test.sh with defaults).
+for guarantee in exactly_once_v2 at_least_once; do
+  echo "== crash test, short configuration, $guarantee"
+  cargo run --quiet --example crash_test -- --guarantee "$guarantee" --records 3000 --rate 150 \
+    --kills 2 --kills-in-txn 1 --zombies 1 || status=$?
+done
 if [ "$started_here" = 1 ] && [ -z "${KSTREAMS_KEEP_KAFKA:-}" ]; then
   ./scripts/kafka.sh stop
 fi

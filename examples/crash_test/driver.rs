@@ -1,0 +1,499 @@
+//! The driver: starts the instances, runs the generator and the fault schedule, waits for the
+//! application to catch up, stops everything, and hands over to the verifier.
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::generator::{self, Progress};
+use crate::kafka;
+use crate::topology::{Names, PARTITIONS};
+use crate::verifier::{self, Report};
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct RunArgs {
+    /// The Kafka to run against.
+    #[arg(long, env = "KSTREAMS_BOOTSTRAP")]
+    bootstrap_servers: Option<String>,
+    /// `exactly_once_v2` or `at_least_once`.
+    #[arg(long, default_value = "exactly_once_v2")]
+    guarantee: String,
+    /// Input records to generate.
+    #[arg(long, default_value_t = 50_000)]
+    records: u64,
+    #[arg(long, default_value_t = 100)]
+    keys: u64,
+    /// Input records per second: the faults are spread over the generation.
+    #[arg(long, default_value_t = 500)]
+    rate: u64,
+    /// Instances running from the start.
+    #[arg(long, default_value_t = 2)]
+    instances: u32,
+    /// `kill -9`s in all, including those inside an open transaction.
+    #[arg(long, default_value_t = 5)]
+    kills: u32,
+    /// Of the kills, how many go through the crash hook: SIGKILL while the instance's transaction is
+    /// open and holds records.
+    #[arg(long, default_value_t = 2)]
+    kills_in_txn: u32,
+    /// Instances paused with SIGSTOP past the session timeout, then resumed.
+    #[arg(long, default_value_t = 1)]
+    zombies: u32,
+    /// Leave out the clean stop-and-start and the scale out and in.
+    #[arg(long)]
+    no_scaling: bool,
+    #[arg(long, default_value_t = 100)]
+    commit_interval_ms: u64,
+    #[arg(long, default_value_t = 6_000)]
+    session_timeout_ms: u64,
+    /// Seed of the generator's keys and amounts.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// How long the application may take to catch up once the generator is done.
+    #[arg(long, default_value_t = 300)]
+    settle_timeout_s: u64,
+    /// Where state directories and instance logs go (default: a new directory under the temp dir).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+}
+
+/// One step of the fault schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// SIGKILL, then start again with the same state directory.
+    Kill,
+    /// Arm the crash hook (SIGUSR1): the instance kills itself inside an open transaction; start again.
+    KillInTransaction,
+    /// SIGSTOP for longer than the session timeout, then SIGCONT: the instance comes back as a zombie.
+    Zombie,
+    /// SIGTERM (a clean close: commit, leave the group), then start again.
+    CleanRestart,
+    /// One more instance.
+    ScaleOut,
+    /// SIGTERM to the newest instance, not started again.
+    ScaleIn,
+}
+
+fn schedule(args: &RunArgs) -> Vec<Fault> {
+    let mut faults = Vec::new();
+    if !args.no_scaling {
+        faults.push(Fault::ScaleOut);
+    }
+    let in_txn = args.kills_in_txn.min(args.kills);
+    let plain = args.kills - in_txn;
+    for i in 0..in_txn.max(plain) {
+        if i < in_txn {
+            faults.push(Fault::KillInTransaction);
+        }
+        if i < plain {
+            faults.push(Fault::Kill);
+        }
+        if i == 0 {
+            faults.extend((0..args.zombies).map(|_| Fault::Zombie));
+            if !args.no_scaling {
+                faults.push(Fault::CleanRestart);
+            }
+        }
+    }
+    if args.kills == 0 {
+        faults.extend((0..args.zombies).map(|_| Fault::Zombie));
+    }
+    if !args.no_scaling {
+        faults.push(Fault::ScaleIn);
+    }
+    faults
+}
+
+/// The instances: separate OS processes running this binary's `instance` command.
+struct Fleet {
+    exe: PathBuf,
+    common: Vec<String>,
+    work_dir: PathBuf,
+    running: BTreeMap<u32, Running>,
+    next_id: u32,
+    /// Round-robin over the running instances for the next victim.
+    turn: usize,
+}
+
+struct Running {
+    child: Child,
+    /// Where this start's output begins in the instance's log (the log is appended across restarts).
+    log_from: u64,
+}
+
+impl Fleet {
+    fn log_path(&self, id: u32) -> PathBuf {
+        self.work_dir.join(format!("instance-{id}.log"))
+    }
+
+    fn start(&mut self, id: u32) -> anyhow::Result<()> {
+        let path = self.log_path(id);
+        let log = OpenOptions::new().create(true).append(true).open(&path)?;
+        let log_from = log.metadata()?.len();
+        let child = Command::new(&self.exe)
+            .arg("instance")
+            .args(&self.common)
+            .arg("--state-dir")
+            .arg(self.work_dir.join(format!("state-{id}")))
+            .env("RUST_BACKTRACE", "0")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting an instance")?;
+        self.running.insert(id, Running { child, log_from });
+        self.next_id = self.next_id.max(id + 1);
+        Ok(())
+    }
+
+    /// This start's log of instance `id`.
+    fn log_since_start(&self, id: u32) -> String {
+        let from = self.running.get(&id).map_or(0, |r| r.log_from) as usize;
+        let log = std::fs::read(self.log_path(id)).unwrap_or_default();
+        String::from_utf8_lossy(log.get(from..).unwrap_or_default()).into_owned()
+    }
+
+    /// Waits until instance `id` has reached RUNNING since its start.
+    fn wait_running(&mut self, id: u32, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        while !self.log_since_start(id).contains("-> Running") {
+            if let Some(status) = self.running.get_mut(&id).and_then(|r| r.child.try_wait().ok().flatten()) {
+                bail!("instance {id} exited ({status}) before reaching RUNNING; see {}", self.log_path(id).display());
+            }
+            if Instant::now() > deadline {
+                bail!("instance {id} not RUNNING after {timeout:?}; see {}", self.log_path(id).display());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    }
+
+    fn victim(&mut self) -> anyhow::Result<u32> {
+        let ids: Vec<u32> = self.running.keys().copied().collect();
+        if ids.is_empty() {
+            bail!("no instance is running");
+        }
+        self.turn += 1;
+        Ok(ids[self.turn % ids.len()])
+    }
+
+    fn signal(&self, id: u32, signal: Signal) -> anyhow::Result<()> {
+        let running = self.running.get(&id).ok_or_else(|| anyhow!("instance {id} is not running"))?;
+        kill(Pid::from_raw(running.child.id() as i32), signal).with_context(|| format!("{signal} to instance {id}"))?;
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for instance `id` to exit; `None` if it did not.
+    fn wait_exit(&mut self, id: u32, timeout: Duration) -> anyhow::Result<Option<ExitStatus>> {
+        let deadline = Instant::now() + timeout;
+        let running = self.running.get_mut(&id).ok_or_else(|| anyhow!("instance {id} is not running"))?;
+        loop {
+            if let Some(status) = running.child.try_wait()? {
+                return Ok(Some(status));
+            }
+            if Instant::now() > deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill9(&mut self, id: u32) -> anyhow::Result<()> {
+        if let Some(mut running) = self.running.remove(&id) {
+            running.child.kill()?;
+            running.child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM and wait for a clean close; a close that fails or hangs is an error.
+    fn stop(&mut self, id: u32) -> anyhow::Result<()> {
+        self.signal(id, Signal::SIGTERM)?;
+        let status = self.wait_exit(id, Duration::from_secs(90))?;
+        let log = self.log_path(id);
+        self.kill9(id)?;
+        match status {
+            Some(status) if status.success() => Ok(()),
+            Some(status) => bail!("instance {id} did not close cleanly ({status}); see {}", log.display()),
+            None => bail!("instance {id} did not close within 90 s after SIGTERM; see {}", log.display()),
+        }
+    }
+}
+
+/// What the fault schedule did, for the report.
+#[derive(Debug, Default)]
+pub(crate) struct FaultCounts {
+    pub(crate) kills: u32,
+    pub(crate) kills_in_transaction: u32,
+    pub(crate) zombies: u32,
+    /// Zombies whose instance then logged a recovery (fenced, tasks closed, group rejoined).
+    pub(crate) zombies_fenced: u32,
+    pub(crate) clean_restarts: u32,
+    pub(crate) scale_outs: u32,
+    pub(crate) scale_ins: u32,
+}
+
+pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
+    let bootstrap = args
+        .bootstrap_servers
+        .clone()
+        .ok_or_else(|| anyhow!("no Kafka: pass --bootstrap-servers HOST:PORT or set KSTREAMS_BOOTSTRAP"))?;
+    if !matches!(args.guarantee.as_str(), "exactly_once_v2" | "at_least_once") {
+        bail!("--guarantee `{}`: expected exactly_once_v2 or at_least_once", args.guarantee);
+    }
+    let run =
+        format!("{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() % 10_000_000_000);
+    let names = Names::new(&run);
+    let work_dir = args.work_dir.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("crash-test-{run}")));
+    std::fs::create_dir_all(&work_dir).with_context(|| format!("creating {}", work_dir.display()))?;
+    kafka::create_topics(&bootstrap, &names.external(), PARTITIONS)?;
+    let faults = schedule(&args);
+    println!(
+        "crash test {run}: {} on {bootstrap}; {} records over {} keys at {}/s; {} instances; faults: {:?}; logs and state in {}",
+        args.guarantee,
+        args.records,
+        args.keys,
+        args.rate,
+        args.instances,
+        faults,
+        work_dir.display()
+    );
+
+    let started = Instant::now();
+    let mut fleet = Fleet {
+        exe: std::env::current_exe()?,
+        common: vec![
+            "--bootstrap-servers".into(),
+            bootstrap.clone(),
+            "--run".into(),
+            run.clone(),
+            "--guarantee".into(),
+            args.guarantee.clone(),
+            "--commit-interval-ms".into(),
+            args.commit_interval_ms.to_string(),
+            "--session-timeout-ms".into(),
+            args.session_timeout_ms.to_string(),
+        ],
+        work_dir: work_dir.clone(),
+        running: BTreeMap::new(),
+        next_id: 0,
+        turn: 0,
+    };
+    for id in 0..args.instances {
+        fleet.start(id)?;
+    }
+    for id in 0..args.instances {
+        fleet.wait_running(id, Duration::from_secs(120))?;
+    }
+
+    let progress = Arc::new(Progress::default());
+    let generator = {
+        let (bootstrap, topic, progress) = (bootstrap.clone(), names.data.clone(), progress.clone());
+        let (records, keys, rate, seed) = (args.records, args.keys, args.rate, args.seed);
+        std::thread::spawn(move || generator::generate(&bootstrap, &topic, records, keys, rate, seed, progress))
+    };
+
+    let mut counts = FaultCounts::default();
+    let result = run_faults(&args, &faults, &mut fleet, &progress, &mut counts);
+    let generated = generator.join().map_err(|_| anyhow!("the generator panicked"))?;
+    if let Err(e) = result.and(generated) {
+        for id in fleet.running.keys().copied().collect::<Vec<_>>() {
+            let _ = fleet.kill9(id);
+        }
+        return Err(e);
+    }
+    println!(
+        "[{:>5.1}s] generator done: {} acknowledged",
+        started.elapsed().as_secs_f64(),
+        progress.acked.lock().unwrap().len()
+    );
+
+    let settled = settle(&bootstrap, &names, Duration::from_secs(args.settle_timeout_s), started);
+    let mut stop_failures = Vec::new();
+    for id in fleet.running.keys().copied().collect::<Vec<_>>() {
+        if let Err(e) = fleet.stop(id) {
+            stop_failures.push(e.to_string());
+        }
+    }
+    println!("[{:>5.1}s] every instance stopped", started.elapsed().as_secs_f64());
+
+    let acked = std::mem::take(&mut *progress.acked.lock().unwrap());
+    let failed = std::mem::take(&mut *progress.failed.lock().unwrap());
+    let mut report = verifier::verify(&bootstrap, &names, args.guarantee == "exactly_once_v2", acked, failed)?;
+    if let Err(e) = settled {
+        report.fail(format!("the application did not catch up: {e}"));
+    }
+    for failure in stop_failures {
+        report.fail(failure);
+    }
+    print_summary(&report, &counts, &args, started.elapsed());
+    if !report.passed() {
+        bail!("the crash test failed; instance logs in {}", work_dir.display());
+    }
+    Ok(())
+}
+
+/// Runs the faults, fault `i` of `n` once the generator has sent `(i + 1) / (n + 1)` of the records.
+fn run_faults(
+    args: &RunArgs,
+    faults: &[Fault],
+    fleet: &mut Fleet,
+    progress: &Progress,
+    counts: &mut FaultCounts,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let up = Duration::from_secs(120);
+    for (i, fault) in faults.iter().enumerate() {
+        let due = args.records * (i as u64 + 1) / (faults.len() as u64 + 1);
+        while progress.sent.load(Ordering::SeqCst) < due {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let at = started.elapsed().as_secs_f64();
+        match fault {
+            Fault::Kill => {
+                let id = fleet.victim()?;
+                println!("[{at:>5.1}s] kill -9 instance {id}");
+                fleet.kill9(id)?;
+                counts.kills += 1;
+                fleet.start(id)?;
+                fleet.wait_running(id, up)?;
+            }
+            Fault::KillInTransaction => {
+                let id = fleet.victim()?;
+                println!("[{at:>5.1}s] crash hook on instance {id}: SIGKILL inside an open transaction");
+                fleet.signal(id, Signal::SIGUSR1)?;
+                let status = fleet.wait_exit(id, Duration::from_secs(60))?;
+                let hooked = fleet.log_since_start(id).contains("crash hook:");
+                match status {
+                    Some(s) if s.signal() == Some(Signal::SIGKILL as i32) && hooked => counts.kills_in_transaction += 1,
+                    other => {
+                        println!("          the hook did not fire ({other:?}); kill -9 instead");
+                        counts.kills += 1;
+                    }
+                }
+                fleet.kill9(id)?;
+                fleet.start(id)?;
+                fleet.wait_running(id, up)?;
+            }
+            Fault::Zombie => {
+                let id = fleet.victim()?;
+                let pause = Duration::from_millis(args.session_timeout_ms + 3_000);
+                println!("[{at:>5.1}s] SIGSTOP instance {id} for {pause:?}, then SIGCONT");
+                let recoveries_before = fleet.log_since_start(id).matches("without committing and rejoining").count();
+                fleet.signal(id, Signal::SIGSTOP)?;
+                std::thread::sleep(pause);
+                fleet.signal(id, Signal::SIGCONT)?;
+                counts.zombies += 1;
+                // The zombie notices at its next commit or poll; give it a few commit intervals.
+                let deadline = Instant::now() + Duration::from_secs(20);
+                while Instant::now() < deadline {
+                    let log = fleet.log_since_start(id);
+                    if log.matches("without committing and rejoining").count() > recoveries_before
+                        || log.contains("partitions lost")
+                    {
+                        counts.zombies_fenced += 1;
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+            Fault::CleanRestart => {
+                let id = fleet.victim()?;
+                println!("[{at:>5.1}s] clean stop and start of instance {id}");
+                fleet.stop(id)?;
+                counts.clean_restarts += 1;
+                fleet.start(id)?;
+                fleet.wait_running(id, up)?;
+            }
+            Fault::ScaleOut => {
+                let id = fleet.next_id;
+                println!("[{at:>5.1}s] scale out: instance {id}");
+                fleet.start(id)?;
+                fleet.wait_running(id, up)?;
+                counts.scale_outs += 1;
+            }
+            Fault::ScaleIn => {
+                let id = *fleet.running.keys().last().ok_or_else(|| anyhow!("no instance to stop"))?;
+                println!("[{at:>5.1}s] scale in: stopping instance {id}");
+                fleet.stop(id)?;
+                counts.scale_ins += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Waits until the application has processed and committed everything: the group's committed offsets
+/// reach the end of the input (not transactional: exactly its high watermark), no transaction is open on
+/// a repartition topic, and the committed offsets of the repartition topics have not moved for five
+/// seconds (their ends also hold transaction markers and aborted records, which no commit passes; so
+/// "caught up" there is "nothing left to do"). Stopping too early shows in the verifier as missing output.
+fn settle(bootstrap: &str, names: &Names, timeout: Duration, started: Instant) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let committed_reader = kafka::reader(bootstrap, "crash-test-settle", true)?;
+    let uncommitted_reader = kafka::reader(bootstrap, "crash-test-settle", false)?;
+    let (mut last_print, mut previous, mut stable_since) = (Instant::now(), Vec::new(), Instant::now());
+    loop {
+        let repartition: BTreeMap<String, i32> = kafka::topics_with_prefix(&committed_reader, &names.app_id)?
+            .into_iter()
+            .filter(|(t, _)| t.ends_with("-repartition"))
+            .collect();
+        let data_end = kafka::ends(&uncommitted_reader, &names.data, PARTITIONS)?;
+        let data_committed = kafka::committed(bootstrap, &names.app_id, &names.data, PARTITIONS)?;
+        let behind: i64 = data_end.iter().zip(&data_committed).map(|(end, c)| end - c.max(&0)).sum();
+        let mut offsets = data_committed;
+        let mut open = false;
+        for (topic, partitions) in &repartition {
+            open |= kafka::ends(&committed_reader, topic, *partitions)?
+                != kafka::ends(&uncommitted_reader, topic, *partitions)?;
+            offsets.extend(kafka::committed(bootstrap, &names.app_id, topic, *partitions)?);
+        }
+        if offsets != previous {
+            stable_since = Instant::now();
+            previous = offsets;
+        }
+        if behind == 0 && !open && stable_since.elapsed() > Duration::from_secs(5) {
+            println!("[{:>5.1}s] caught up", started.elapsed().as_secs_f64());
+            return Ok(());
+        }
+        if last_print.elapsed() > Duration::from_secs(5) {
+            println!(
+                "[{:>5.1}s] waiting: {behind} input records uncommitted{}",
+                started.elapsed().as_secs_f64(),
+                if open { "; a transaction is open on a repartition topic" } else { "" }
+            );
+            last_print = Instant::now();
+        }
+        if Instant::now() > deadline {
+            bail!("{behind} input records still uncommitted after {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn print_summary(report: &Report, counts: &FaultCounts, args: &RunArgs, elapsed: Duration) {
+    println!("\n== crash test: {} ({:.0} s)", args.guarantee, elapsed.as_secs_f64());
+    println!(
+        "faults: {} kill -9 + {} inside an open transaction; {} zombie(s), {} seen fenced; {} clean restart(s); scale out {} / in {}",
+        counts.kills,
+        counts.kills_in_transaction,
+        counts.zombies,
+        counts.zombies_fenced,
+        counts.clean_restarts,
+        counts.scale_outs,
+        counts.scale_ins
+    );
+    for line in &report.lines {
+        println!("{line}");
+    }
+    println!("{}", if report.passed() { "PASSED" } else { "FAILED" });
+}

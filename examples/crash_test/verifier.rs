@@ -1,0 +1,236 @@
+//! The verifier: reads the input and every output after all instances are down and compares them with a
+//! model computed by a plain loop (Kafka Streams' EosTestDriver's checks, see the module doc of main.rs).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use crate::generator::Acked;
+use crate::kafka::{self, Record};
+use crate::topology::{amount, Aggregate, Names, PARTITIONS};
+
+/// Findings: figures for the summary, and failures (a run passes only without any).
+#[derive(Debug, Default)]
+pub(crate) struct Report {
+    pub(crate) lines: Vec<String>,
+    failures: usize,
+}
+
+impl Report {
+    fn note(&mut self, line: String) {
+        self.lines.push(line);
+    }
+
+    pub(crate) fn fail(&mut self, line: String) {
+        self.failures += 1;
+        self.lines.push(format!("FAIL: {line}"));
+    }
+
+    pub(crate) fn passed(&self) -> bool {
+        self.failures == 0
+    }
+}
+
+pub(crate) fn verify(
+    bootstrap: &str,
+    names: &Names,
+    exactly_once: bool,
+    acked: Vec<Acked>,
+    failed: Vec<String>,
+) -> anyhow::Result<Report> {
+    let mut report = Report::default();
+    let input = kafka::read_all(bootstrap, &names.data, PARTITIONS, false)?;
+    check_input(&mut report, &input, acked, failed);
+    check_open_transactions(&mut report, bootstrap, names)?;
+
+    let echo = kafka::read_all(bootstrap, &names.echo, PARTITIONS, true)?;
+    if exactly_once {
+        check_echo_exact(&mut report, &input, &echo);
+    } else {
+        check_echo_at_least_once(&mut report, &input, &echo);
+    }
+
+    // Each key's input in order: a key lives in one partition, so partition order is key order.
+    let mut amounts: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+    for record in input.iter().flatten() {
+        amounts.entry(&record.key).or_default().push(record.value.map_or(0, amount));
+    }
+    for (topic, aggregate) in names.aggregates() {
+        let output = kafka::read_all(bootstrap, topic, PARTITIONS, true)?;
+        check_aggregate(&mut report, topic, aggregate, &amounts, &output, exactly_once);
+    }
+    Ok(report)
+}
+
+/// Every acknowledged record is in the input topic where the broker said it put it.
+fn check_input(report: &mut Report, input: &[Vec<Record>], acked: Vec<Acked>, failed: Vec<String>) {
+    let total: usize = input.iter().map(Vec::len).sum();
+    let at: BTreeMap<(i32, i64), &Record> = input.iter().flatten().map(|r| ((r.partition, r.offset), r)).collect();
+    let missing: Vec<&Acked> = acked
+        .iter()
+        .filter(|a| at.get(&(a.partition, a.offset)).is_none_or(|r| r.key != a.key || r.value != Some(a.value)))
+        .collect();
+    report.note(format!(
+        "input: {total} records in the data topic; {} acknowledged to the generator, {} deliveries failed",
+        acked.len(),
+        failed.len()
+    ));
+    if !missing.is_empty() {
+        report.fail(format!(
+            "{} acknowledged input records are not in the data topic, e.g. {:?}",
+            missing.len(),
+            missing[0]
+        ));
+    }
+    if let Some(first) = failed.first() {
+        report.note(format!("  (a failed delivery may or may not have landed; the verifier uses the topic: {first})"));
+    }
+}
+
+/// Exactly once: `echo` holds, partition by partition, exactly the input in the same order.
+fn check_echo_exact(report: &mut Report, input: &[Vec<Record>], echo: &[Vec<Record>]) {
+    let (mut lost, mut duplicated, mut total) = (0usize, 0usize, 0usize);
+    for (p, (want, got)) in input.iter().zip(echo).enumerate() {
+        total += got.len();
+        let want: Vec<(&str, Option<i64>)> = want.iter().map(|r| (r.key.as_str(), r.value)).collect();
+        let got: Vec<(&str, Option<i64>)> = got.iter().map(|r| (r.key.as_str(), r.value)).collect();
+        if want == got {
+            continue;
+        }
+        let (l, d) = loss_and_duplicates(&want, &got);
+        lost += l;
+        duplicated += d;
+        let at = want.iter().zip(&got).position(|(w, g)| w != g).unwrap_or(want.len().min(got.len()));
+        report.fail(format!(
+            "echo partition {p} differs from the input from position {at}: input {:?}, echo {:?} ({l} lost, {d} duplicated)",
+            want.get(at),
+            got.get(at)
+        ));
+    }
+    report.note(format!("echo: {total} records; lost {lost}; duplicated {duplicated}"));
+}
+
+/// At least once: every input record is in `echo`; duplicates are counted, not failed.
+fn check_echo_at_least_once(report: &mut Report, input: &[Vec<Record>], echo: &[Vec<Record>]) {
+    let want: Vec<(&str, Option<i64>)> = input.iter().flatten().map(|r| (r.key.as_str(), r.value)).collect();
+    let got: Vec<(&str, Option<i64>)> = echo.iter().flatten().map(|r| (r.key.as_str(), r.value)).collect();
+    let (lost, duplicated) = loss_and_duplicates(&want, &got);
+    report.note(format!(
+        "echo: {} records; lost {lost}; duplicated {duplicated} (allowed under at_least_once)",
+        got.len()
+    ));
+    if lost > 0 {
+        report.fail(format!("echo lost {lost} input records"));
+    }
+}
+
+/// Records of `want` (all distinct: values carry a per-key sequence number) missing from `got`, and
+/// records of `got` beyond one of each (a record not in `want` at all counts as a duplicate too).
+fn loss_and_duplicates(want: &[(&str, Option<i64>)], got: &[(&str, Option<i64>)]) -> (usize, usize) {
+    let want_set: BTreeSet<_> = want.iter().collect();
+    let got_set: BTreeSet<_> = got.iter().collect();
+    let lost = want.iter().filter(|r| !got_set.contains(r)).count();
+    (lost, got.len() - got_set.len() + got_set.iter().filter(|r| !want_set.contains(*r)).count())
+}
+
+/// Exactly once: every key's outputs are exactly the running aggregate after each of its input
+/// records. At least once: the final value cannot have lost an update (count and sum no less than the
+/// model, as amounts are not negative; min and max exact, as duplicates do not move them).
+fn check_aggregate(
+    report: &mut Report,
+    topic: &str,
+    aggregate: Aggregate,
+    amounts: &BTreeMap<&str, Vec<i64>>,
+    output: &[Vec<Record>],
+    exactly_once: bool,
+) {
+    let name = format!("{aggregate:?}").to_lowercase();
+    let mut per_key: BTreeMap<&str, Vec<Option<i64>>> = BTreeMap::new();
+    for record in output.iter().flatten() {
+        per_key.entry(&record.key).or_default().push(record.value);
+    }
+    let total: usize = per_key.values().map(Vec::len).sum();
+    let mut wrong_keys = Vec::new();
+    let mut surplus = 0i64;
+    for (key, amounts) in amounts {
+        let model: Vec<Option<i64>> = amounts
+            .iter()
+            .scan(None, |state, a| {
+                *state = Some(aggregate.step(*state, *a));
+                Some(*state)
+            })
+            .collect();
+        let got = per_key.get(key).cloned().unwrap_or_default();
+        surplus += got.len() as i64 - model.len() as i64;
+        let ok = if exactly_once {
+            got == model
+        } else {
+            let (want, last) = (model.last().copied().flatten(), got.last().copied().flatten());
+            match (aggregate, want, last) {
+                (_, Some(_), None) => false,
+                (Aggregate::Count | Aggregate::Sum, Some(w), Some(l)) => l >= w,
+                (_, w, l) => w == l,
+            }
+        };
+        if !ok {
+            let at = got.iter().zip(&model).position(|(g, m)| g != m).unwrap_or(got.len().min(model.len()));
+            wrong_keys.push(format!(
+                "{key}: {} outputs, model {}; first difference at update {at}: {:?} where the model has {:?}",
+                got.len(),
+                model.len(),
+                got.get(at).copied().flatten(),
+                model.get(at).copied().flatten()
+            ));
+        }
+    }
+    let unknown = per_key.keys().filter(|k| !amounts.contains_key(*k)).count();
+    report.note(format!(
+        "{name} ({topic}): {total} records for {} keys; {} keys differ from the model; {surplus} records beyond the model{}",
+        per_key.len(),
+        wrong_keys.len(),
+        if exactly_once { "" } else { " (duplicates, allowed under at_least_once)" }
+    ));
+    if !wrong_keys.is_empty() {
+        report.fail(format!("{name}: {} keys differ from the model, e.g. {}", wrong_keys.len(), wrong_keys[0]));
+    }
+    if unknown > 0 {
+        report.fail(format!("{name}: {unknown} keys that the input never had"));
+    }
+}
+
+/// No transaction left open: on every partition of the outputs and of the application's internal
+/// topics, the last stable offset equals the high watermark. A transaction of a killed instance is
+/// aborted by the broker after the transaction timeout, so this waits up to a minute for that.
+fn check_open_transactions(report: &mut Report, bootstrap: &str, names: &Names) -> anyhow::Result<()> {
+    let committed = kafka::reader(bootstrap, "crash-test-verifier", true)?;
+    let uncommitted = kafka::reader(bootstrap, "crash-test-verifier", false)?;
+    let mut topics = kafka::topics_with_prefix(&committed, &names.app_id)?;
+    for (topic, _) in names.aggregates() {
+        topics.insert(topic.to_string(), PARTITIONS);
+    }
+    topics.insert(names.echo.clone(), PARTITIONS);
+    let started = Instant::now();
+    loop {
+        let mut open = Vec::new();
+        for (topic, partitions) in &topics {
+            let stable = kafka::ends(&committed, topic, *partitions)?;
+            let high = kafka::ends(&uncommitted, topic, *partitions)?;
+            open.extend(
+                (0..*partitions).filter(|p| stable[*p as usize] != high[*p as usize]).map(|p| format!("{topic}-{p}")),
+            );
+        }
+        if open.is_empty() {
+            let partitions: i32 = topics.values().sum();
+            report.note(format!(
+                "open transactions: none (last stable offset = high watermark on all {partitions} partitions of {} topics, after {:.0} s)",
+                topics.len(),
+                started.elapsed().as_secs_f64()
+            ));
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            report.fail(format!("transactions still open a minute after the last instance stopped, on {open:?}"));
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
