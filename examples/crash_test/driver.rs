@@ -229,6 +229,16 @@ impl Fleet {
     }
 }
 
+/// Whatever ends the driver, an error included, leaves no instance behind.
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for (_, mut running) in std::mem::take(&mut self.running) {
+            let _ = running.child.kill();
+            let _ = running.child.wait();
+        }
+    }
+}
+
 /// What the fault schedule did, for the report.
 #[derive(Debug, Default)]
 pub(crate) struct FaultCounts {
@@ -305,12 +315,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut counts = FaultCounts::default();
     let result = run_faults(&args, &faults, &mut fleet, &progress, &mut counts);
     let generated = generator.join().map_err(|_| anyhow!("the generator panicked"))?;
-    if let Err(e) = result.and(generated) {
-        for id in fleet.running.keys().copied().collect::<Vec<_>>() {
-            let _ = fleet.kill9(id);
-        }
-        return Err(e);
-    }
+    result.and(generated)?;
     println!(
         "[{:>5.1}s] generator done: {} acknowledged",
         started.elapsed().as_secs_f64(),
