@@ -458,8 +458,7 @@ fn settle(bootstrap: &str, names: &Names, timeout: Duration, started: Instant) -
         let mut offsets = data_committed;
         let mut open = false;
         for (topic, partitions) in &repartition {
-            open |= kafka::ends(&committed_reader, topic, *partitions)?
-                != kafka::ends(&uncommitted_reader, topic, *partitions)?;
+            open |= !kafka::open_transactions(&committed_reader, &uncommitted_reader, topic, *partitions)?.is_empty();
             offsets.extend(kafka::committed(bootstrap, &names.app_id, topic, *partitions)?);
         }
         if offsets != previous {

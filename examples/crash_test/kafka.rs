@@ -68,6 +68,19 @@ pub(crate) fn ends(consumer: &BaseConsumer, topic: &str, partitions: i32) -> any
         .collect()
 }
 
+/// Partitions of `topic` where a transaction is open: the last stable offset (`committed`, a
+/// `read_committed` reader) is behind the high watermark (`uncommitted`, a `read_uncommitted` one).
+pub(crate) fn open_transactions(
+    committed: &BaseConsumer,
+    uncommitted: &BaseConsumer,
+    topic: &str,
+    partitions: i32,
+) -> anyhow::Result<Vec<i32>> {
+    let stable = ends(committed, topic, partitions)?;
+    let high = ends(uncommitted, topic, partitions)?;
+    Ok((0..partitions).filter(|p| stable[*p as usize] != high[*p as usize]).collect())
+}
+
 /// The offsets `group` has committed for `topic` (-1 where none), read as stable offsets: a pending
 /// transactional commit is waited for, not read.
 pub(crate) fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> anyhow::Result<Vec<i64>> {

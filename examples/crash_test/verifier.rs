@@ -212,11 +212,8 @@ fn check_open_transactions(report: &mut Report, bootstrap: &str, names: &Names) 
     loop {
         let mut open = Vec::new();
         for (topic, partitions) in &topics {
-            let stable = kafka::ends(&committed, topic, *partitions)?;
-            let high = kafka::ends(&uncommitted, topic, *partitions)?;
-            open.extend(
-                (0..*partitions).filter(|p| stable[*p as usize] != high[*p as usize]).map(|p| format!("{topic}-{p}")),
-            );
+            let partitions = kafka::open_transactions(&committed, &uncommitted, topic, *partitions)?;
+            open.extend(partitions.into_iter().map(|p| format!("{topic}-{p}")));
         }
         if open.is_empty() {
             let partitions: i32 = topics.values().sum();
