@@ -22,8 +22,10 @@
 //! `sum` (computed before the repartition), `max` and `cnt` (after it) equals the running aggregate a
 //! plain loop computes from the input; and no transaction is left open (each partition's last stable
 //! offset equals its high watermark). Under `at_least_once` it counts duplicates (allowed) and losses
-//! (never allowed), and checks the final aggregates that duplicates cannot excuse. The exit status is 0
-//! only if every check passes.
+//! (never allowed), and checks that every aggregate reached the model's final value (duplicates cannot
+//! excuse a lost update); a key whose last output is stale, because a resumed zombie's buffered writes
+//! landed after the new owner's, is reported (at-least-once does not fence zombies). The exit status is
+//! 0 only if every check passes.
 
 mod driver;
 mod generator;
