@@ -311,6 +311,13 @@ impl CommittedCounter {
 fn main() -> anyhow::Result<()> {
     let args = args()?;
     if let Some((workload, input, output, expected)) = &args.child {
+        // With RUST_LOG, the library's log of the workload goes to stderr, which the parent passes on.
+        if std::env::var_os("RUST_LOG").is_some() {
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .with_writer(std::io::stderr)
+                .init();
+        }
         let cpu0 = cpu_seconds();
         let (seconds, _) = run_child(workload, input, output, *expected)?;
         println!("RESULT {seconds:.3} {:.3} {:.1}", cpu_seconds() - cpu0, peak_rss_mib());
@@ -336,7 +343,8 @@ fn main() -> anyhow::Result<()> {
     let mut rounds: BTreeMap<String, Vec<(f64, f64, f64)>> = BTreeMap::new();
     for round in 0..args.rounds {
         for workload in &args.workloads {
-            let output = unique(&format!("bench-out-{workload}"));
+            // Topic names take letters, digits, `.`, `_` and `-`: `count:eos:100` becomes `count-eos-100`.
+            let output = unique(&format!("bench-out-{}", workload.replace(':', "-")));
             create_topic(&output)?;
             let expected = match workload.split(':').next().unwrap_or_default() {
                 "stateless" => passing,
@@ -348,6 +356,9 @@ fn main() -> anyhow::Result<()> {
                 .output()
                 .context("run workload")?;
             let stdout = String::from_utf8_lossy(&out.stdout);
+            if std::env::var_os("RUST_LOG").is_some() {
+                eprint!("{}", String::from_utf8_lossy(&out.stderr));
+            }
             let Some(line) = stdout.lines().find(|l| l.starts_with("RESULT ")) else {
                 bail!("workload {workload} failed:\n{}\n{}", stdout, String::from_utf8_lossy(&out.stderr));
             };

@@ -5,6 +5,10 @@
 //! install. Produces orders (some invalid), runs the app until every order is processed, closes it, and
 //! checks the final totals against a plain loop.
 //!
+//! `cargo run --example order_totals -- --data-dir DIR [--orders N]`: the same, with the embedded
+//! broker's topics and offsets and the application's state kept in `DIR`: run it again and the new
+//! orders are added to the totals of the earlier runs (stop it at any point, even with Ctrl-C).
+//!
 //! `cargo run --example order_totals -- --test-driver [--orders N]`: the same topology through the test
 //! driver, printing each updated total as it is computed (orders with no customer are dropped and counted).
 //!
@@ -46,15 +50,17 @@ fn main() -> anyhow::Result<()> {
     let mut orders_to_send = 30u64;
     let mut bootstrap = None;
     let mut test_driver = false;
+    let mut data_dir = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--bootstrap-servers" => bootstrap = Some(args.next().context("--bootstrap-servers HOST:PORT")?),
+            "--data-dir" => data_dir = Some(std::path::PathBuf::from(args.next().context("--data-dir DIR")?)),
             "--test-driver" => test_driver = true,
             "--orders" => {
                 orders_to_send = args.next().context("--orders needs a number")?.parse().context("--orders")?;
             }
             other => {
-                bail!("unknown argument `{other}`; usage: order_totals [--bootstrap-servers HOST:PORT | --test-driver] [--orders N]")
+                bail!("unknown argument `{other}`; usage: order_totals [--bootstrap-servers HOST:PORT | --test-driver | --data-dir DIR] [--orders N]")
             }
         }
     }
@@ -63,7 +69,7 @@ fn main() -> anyhow::Result<()> {
         return run_on_kafka(&bootstrap, orders_to_send);
     }
     if !test_driver {
-        return run_on_embedded_broker(orders_to_send);
+        return run_on_embedded_broker(orders_to_send, data_dir);
     }
     let (topology, store) = topology()?;
     println!("{}", topology.describe());
@@ -121,8 +127,9 @@ fn generated_order(order_id: u64) -> Order {
     Order { order_id, customer_id: (order_id % 5) as i64 + 100, total_value }
 }
 
-/// Runs the application on the embedded broker until every order is processed, then checks the totals.
-fn run_on_embedded_broker(orders_to_send: u64) -> anyhow::Result<()> {
+/// Runs the application on the embedded broker until every order is processed, then checks the totals
+/// against every order the broker holds (those of earlier runs too, with `data_dir`).
+fn run_on_embedded_broker(orders_to_send: u64, data_dir: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
@@ -132,21 +139,24 @@ fn run_on_embedded_broker(orders_to_send: u64) -> anyhow::Result<()> {
     use kstreams::runtime::{KafkaStreams, State};
     use kstreams::serde::from_bytes;
 
-    let broker = EmbeddedBroker::new();
+    let temporary = tempfile::tempdir()?;
+    let (broker, state_dir) = match &data_dir {
+        Some(dir) => (EmbeddedBroker::open(dir.join("broker"))?, dir.join("state")),
+        None => (EmbeddedBroker::new(), temporary.path().to_path_buf()),
+    };
     broker.create_topic("orders", 4, false);
     broker.create_topic("customer-totals", 4, false);
-    let state_dir = tempfile::tempdir()?;
     let mut config = StreamsConfig::new("order-totals-example", "embedded");
-    config.state_dir = state_dir.path().to_path_buf();
+    config.state_dir = state_dir;
     config.commit_interval = Duration::from_millis(200);
 
     let mut producer = kstreams::client::ClientSupplier::producer(&broker, &config, "order-generator", None)?;
-    let mut expected: BTreeMap<i64, f64> = BTreeMap::new();
-    for order_id in 0..orders_to_send {
+    let first = broker.record_count("orders") as u64;
+    if first > 0 {
+        println!("{first} orders from earlier runs are in `orders`");
+    }
+    for order_id in first..first + orders_to_send {
         let order = generated_order(order_id);
-        if order.total_value > 0.0 {
-            *expected.entry(order.customer_id).or_insert(0.0) += order.total_value;
-        }
         producer.send(&ProducedRecord {
             topic: "orders".into(),
             partition: None,
@@ -157,6 +167,14 @@ fn run_on_embedded_broker(orders_to_send: u64) -> anyhow::Result<()> {
         })?;
     }
     println!("produced {orders_to_send} orders to `orders` on the embedded broker");
+    let mut expected: BTreeMap<i64, f64> = BTreeMap::new();
+    for record in broker.read_all("orders") {
+        if let Some(order) = from_bytes(&*Order::default_serde(), "orders", record.value.as_deref())? {
+            if order.total_value > 0.0 {
+                *expected.entry(order.customer_id).or_insert(0.0) += order.total_value;
+            }
+        }
+    }
 
     let (topology, _) = topology()?;
     println!("{}", topology.describe());
@@ -164,9 +182,10 @@ fn run_on_embedded_broker(orders_to_send: u64) -> anyhow::Result<()> {
     app.set_state_listener(|old, new| println!("state: {old:?} -> {new:?}"));
     app.start()?;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while app.metrics().processed_records < orders_to_send && app.state() != State::Error {
+    // Every order processed and its offset committed (those a killed earlier run left too).
+    while broker.group_lag("order-totals-example", "orders") > 0 && app.state() != State::Error {
         if Instant::now() > deadline {
-            bail!("only {} of {orders_to_send} orders processed after a minute", app.metrics().processed_records);
+            bail!("{} orders still unprocessed after a minute", broker.group_lag("order-totals-example", "orders"));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -190,7 +209,11 @@ fn run_on_embedded_broker(orders_to_send: u64) -> anyhow::Result<()> {
     if actual.len() != expected.len() || actual.iter().any(|(k, v)| !close(*v, expected[k])) {
         bail!("totals differ from a plain loop:\n  stream: {actual:?}\n  loop:   {expected:?}");
     }
-    println!("{} orders processed; final totals match a plain loop over the same orders", orders_to_send);
+    let processed = app.metrics().processed_records;
+    println!(
+        "{processed} orders processed; final totals match a plain loop over all {} orders",
+        first + orders_to_send
+    );
     Ok(())
 }
 

@@ -53,7 +53,10 @@ fn a_killed_instance_restarts_from_its_files_with_exact_totals() -> anyhow::Resu
     kafka::produce(&input, orders(&input, 0, 1_000, &mut expected));
     assert_eq!(wait_for_totals(&output, &expected), expected);
     // Let a few 100 ms commits pass, so the offsets of everything processed are committed, then kill -9:
-    // no close, no final commit or checkpoint; RocksDB is left as the last commit flushed it.
+    // no close, no final commit or checkpoint. A running task writes a checkpoint only every 10,000
+    // changelog records (Kafka Streams' rule), so here none was due: the restart restores the
+    // changelogs from their start. (That a checkpoint saves the restore of what it covers is checked
+    // with a clean restart in `checkpoints_skip_restoring_what_they_cover...`.)
     std::thread::sleep(Duration::from_secs(2));
     child.kill()?;
     child.wait()?;
@@ -66,7 +69,7 @@ fn a_killed_instance_restarts_from_its_files_with_exact_totals() -> anyhow::Resu
     assert_eq!(wait_for_totals(&output, &expected), expected, "exactly the totals of a plain loop");
     streams.close()?;
     let restored = restores.restored();
-    assert!(restored < 1_000, "restored {restored} records: the checkpoints were not used");
+    assert!(restored <= 1_000, "restored {restored} records: more than the changelogs hold");
     let _ = std::fs::remove_dir_all(&state_dir);
     Ok(())
 }

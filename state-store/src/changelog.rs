@@ -32,6 +32,10 @@ impl<S: KeyValueStore> StateStore for ChangeLoggingKeyValueStore<S> {
         self.inner.name()
     }
 
+    fn commit(&mut self) -> Result<(), StoreError> {
+        self.inner.commit()
+    }
+
     fn flush(&mut self) -> Result<(), StoreError> {
         self.inner.flush()
     }
@@ -160,6 +164,10 @@ impl<S: ReadOnlyKeyValueStore + ?Sized> ReadOnlyKeyValueStore for Box<S> {
 impl<S: StateStore + ?Sized> StateStore for Box<S> {
     fn name(&self) -> &str {
         (**self).name()
+    }
+
+    fn commit(&mut self) -> Result<(), StoreError> {
+        (**self).commit()
     }
 
     fn flush(&mut self) -> Result<(), StoreError> {

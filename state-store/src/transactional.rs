@@ -121,8 +121,8 @@ impl<S: KeyValueStore> StateStore for TransactionalKeyValueStore<S> {
         self.inner.name()
     }
 
-    /// Commits: the held writes go to the store below in one batch (atomic on RocksDB), then it flushes.
-    fn flush(&mut self) -> Result<(), StoreError> {
+    /// Commits: the held writes go to the store below in one batch (atomic on RocksDB).
+    fn commit(&mut self) -> Result<(), StoreError> {
         if !self.pending.is_empty() {
             let pending = std::mem::take(&mut self.pending);
             self.pending_bytes = 0;
@@ -130,6 +130,12 @@ impl<S: KeyValueStore> StateStore for TransactionalKeyValueStore<S> {
                 pending.iter().map(|(k, v)| (k.as_slice(), v.as_deref())).collect();
             self.inner.write_batch(&batch)?;
         }
+        self.inner.commit()
+    }
+
+    /// Commits, then the store below flushes.
+    fn flush(&mut self) -> Result<(), StoreError> {
+        self.commit()?;
         self.inner.flush()
     }
 

@@ -185,14 +185,18 @@ pub trait StreamsProducer: Send {
 
 /// Reads changelog partitions to rebuild a task's stores.
 pub trait RestoreConsumer: Send {
-    /// The first offset of `partition` and its end: the offset the next record written will get, or,
-    /// under `read_committed`, the first offset of a transaction still open there (the last stable
-    /// offset), which is as far as a restore can read.
+    /// The first offset of `partition` and its high watermark: the offset the next record written will
+    /// get, under either isolation level (Kafka Streams reads changelog end offsets
+    /// `read_uncommitted` too). A restore must reach it: under `read_committed` a last stable offset
+    /// below it may hide committed records behind a transaction still open (a zombie's), and restoring
+    /// only up to there would lose them.
     fn watermarks(&mut self, partition: &TopicPartition) -> Result<(i64, i64), ClientError>;
 
     /// Reads `partition` from offset `from` until every record before `end` has been read, handing the
-    /// records to `apply` in batches of at most `max_batch`. Returns the offset of the last record read
-    /// (`None` if there was none: offsets may have gaps after compaction or transaction markers).
+    /// records to `apply` in batches of at most `max_batch`, and waiting (up to a timeout) while a
+    /// transaction still open below `end` holds `read_committed` back. Returns the offset of the last
+    /// record read (`None` if there was none: offsets may have gaps after compaction or transaction
+    /// markers).
     fn read(
         &mut self,
         partition: &TopicPartition,

@@ -84,6 +84,9 @@ pub struct StreamsConfig {
     pub statestore_uncommitted_max_bytes: usize,
     /// `max.poll.records` (default 1000): the most records one poll hands to the tasks.
     pub max_poll_records: usize,
+    /// `task.timeout.ms` (default 5 minutes, as in Kafka Streams): how long a thread keeps recovering
+    /// from timeouts and failed transactions without one successful commit before it gives up (ERROR).
+    pub task_timeout: Duration,
     /// `replication.factor` of internal topics (default -1: the broker's default).
     pub replication_factor: i16,
     /// `default.api.timeout.ms` (default 60 s): how long admin and metadata calls wait for the broker.
@@ -140,6 +143,7 @@ impl StreamsConfig {
             rocksdb_write_buffer_bytes: 16 << 20,
             statestore_uncommitted_max_bytes: 64 << 20,
             max_poll_records: 1000,
+            task_timeout: Duration::from_secs(300),
             replication_factor: -1,
             default_api_timeout: Duration::from_secs(60),
             poll_timeout: Duration::from_millis(100),
@@ -208,6 +212,10 @@ impl StreamsConfig {
                 "poll.ms" => {
                     let ms: u64 = value.parse().map_err(|_| invalid("milliseconds, a whole number"))?;
                     config.poll_timeout = Duration::from_millis(ms);
+                }
+                "task.timeout.ms" => {
+                    let ms: u64 = value.parse().map_err(|_| invalid("milliseconds, a whole number"))?;
+                    config.task_timeout = Duration::from_millis(ms);
                 }
                 "statestore.cache.max.bytes" => {
                     config.cache_max_bytes = value.parse().map_err(|_| invalid("bytes, a whole number"))?

@@ -57,6 +57,7 @@ pub mod processor;
 pub mod record;
 pub mod runtime;
 pub mod serde;
+pub mod simulation;
 pub mod store;
 pub mod task;
 pub mod testing;

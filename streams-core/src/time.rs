@@ -29,6 +29,16 @@ impl Clock {
         }
     }
 
+    /// Waits `duration`: on the system clock by sleeping; on a manual clock by moving it forward, which
+    /// is how waiting looks in a single-threaded simulation (the rest of the world is not scheduled
+    /// meanwhile).
+    pub fn sleep(&self, duration: std::time::Duration) {
+        match self {
+            Clock::System => std::thread::sleep(duration),
+            Clock::Manual(_) => self.advance(duration.as_millis() as i64),
+        }
+    }
+
     /// Moves a manual clock forward by `ms`; the system clock cannot be moved and ignores this.
     pub fn advance(&self, ms: i64) {
         if let Clock::Manual(t) = self {

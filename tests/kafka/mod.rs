@@ -124,7 +124,16 @@ pub(crate) fn create_topics(topics: &[(&str, i32)]) {
             config: BTreeMap::new(),
         })
         .collect();
-    admin().create_topics(&topics).expect("create topics");
+    let admin = admin();
+    admin.create_topics(&topics).expect("create topics");
+    // Kafka answers before every broker's metadata has the new topics; an application started at once
+    // could find its source topics missing.
+    let names: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while admin.partition_counts(&names).expect("describe topics").values().any(Option::is_none) {
+        assert!(Instant::now() < deadline, "topics {names:?} not visible 30 s after they were created");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Produces `(key, value)` byte pairs to `topic`, partitioned by murmur2 of the key, and waits for acks.

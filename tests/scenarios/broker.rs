@@ -292,11 +292,11 @@ pub(crate) fn two_members_share_co_partitioned_topics_by_range() -> anyhow::Resu
     Ok(())
 }
 
-/// One transaction commits, one aborts, one stays open. `read_committed` readers (under exactly_once_v2,
-/// and by default under at_least_once too) see the committed records only, and stop at the open
-/// transaction's first offset (the last stable offset), which the restore consumer reports as the end;
-/// once it commits, the end moves past its marker. Markers take offsets, as in Kafka: a
-/// `read_uncommitted` reader sees the gaps, and the aborted records.
+/// One transaction commits, one aborts, one stays open. `read_committed` readers (under exactly_once_v2)
+/// see the committed records only, and stop at the open transaction's first offset (the last stable
+/// offset). The restore consumer reports the high watermark as the end under either isolation, and a
+/// `read_committed` restore to it waits for the open transaction to end. Markers take offsets, as in
+/// Kafka: a `read_uncommitted` reader sees the gaps, and the aborted records.
 pub(crate) fn read_committed_sees_committed_transactions_only_and_stops_at_the_last_stable_offset() -> anyhow::Result<()>
 {
     let topic = kafka::unique("txn");
@@ -313,7 +313,7 @@ pub(crate) fn read_committed_sees_committed_transactions_only_and_stops_at_the_l
     let mut restores = Vec::new();
     for isolation in committed {
         let mut restore = restore_consumer(isolation)?;
-        assert_eq!(restore.watermarks(&tp)?, (0, 6), "{isolation:?}: the end is the open transaction's start");
+        assert_eq!(restore.watermarks(&tp)?, (0, 8), "{isolation:?}: the end is the high watermark");
         let mut restored = Vec::new();
         let last = restore.read(&tp, 0, 6, 100, &mut |batch| {
             restored.extend_from_slice(batch);
@@ -338,8 +338,24 @@ pub(crate) fn read_committed_sees_committed_transactions_only_and_stops_at_the_l
         readers.push((isolation, reader, read));
     }
 
+    // A read_committed restore to the high watermark cannot finish while the transaction is open.
+    let waiting_tp = tp.clone();
+    let mut restore = restore_consumer(Isolation::ExactlyOnce)?;
+    let waiting = std::thread::spawn(move || -> anyhow::Result<Vec<RawRecord>> {
+        let mut restored = Vec::new();
+        restore.read(&waiting_tp, 0, 8, 100, &mut |batch| {
+            restored.extend_from_slice(batch);
+            Ok(())
+        })?;
+        Ok(restored)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!waiting.is_finished(), "a read_committed restore to the high watermark waits for the open transaction");
+
     producer.commit_transaction(WAIT)?; // marker 8
-                                        // Kafka writes the markers after the commit returns: the end moves soon, not at once.
+    let restored = waiting.join().expect("the restore thread")?;
+    assert_eq!(values(&restored), ["a1", "a2", "c1", "c2"], "the waiting restore ends once the transaction commits");
+    // Kafka writes the markers after the commit returns: the end moves soon, not at once.
     let deadline = Instant::now() + WAIT;
     while restores[0].watermarks(&tp)?.1 != 9 {
         anyhow::ensure!(Instant::now() < deadline, "the last stable offset never moved past the commit marker");

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::murmur2::partition_for_key;
-use super::state::{log_of, BrokerState, Member, OpenTransaction, PartitionLog, Topic};
+use super::state::{log_of, BrokerState, Member, OpenTransaction, PartitionLog};
 use super::EmbeddedBroker;
 use crate::client::{
     ClientError, ClientErrorKind, GroupMetadata, NewTopic, OffsetCommitter, RebalanceListener, RestoreConsumer,
@@ -21,6 +21,11 @@ fn unknown_topic(operation: String) -> ClientError {
 
 fn fenced(operation: impl Into<String>, message: impl Into<String>) -> ClientError {
     ClientError::with_kind(operation, message, ClientErrorKind::Fenced)
+}
+
+/// An injected commit failure: a timeout, after which the caller cannot know whether it took effect.
+fn commit_timeout(operation: &str) -> ClientError {
+    ClientError::with_kind(operation, "Broker: Request timed out (injected fault)", ClientErrorKind::Retriable)
 }
 
 /// What a poll must do for the group before it fetches.
@@ -75,12 +80,19 @@ impl OffsetCommitter for GroupCommitter<'_> {
             return Err(fenced("commit offsets", "the consumer is not a member of its group"));
         };
         let mut state = self.broker.lock();
+        state.check_journal("commit offsets")?;
+        let injected = state.faults.commits.pop_front();
         let group = state.groups.entry(m.group.clone()).or_default();
         group.check_member(&m.member, m.generation).map_err(|e| fenced("commit offsets", e))?;
-        for (tp, offset) in offsets {
-            group.committed.insert(tp.clone(), *offset);
+        if injected != Some(false) {
+            for (tp, offset) in offsets {
+                state.commit_offset(&m.group, tp, *offset);
+            }
         }
-        Ok(())
+        match injected {
+            Some(_) => Err(commit_timeout("commit offsets")),
+            None => Ok(()),
+        }
     }
 
     fn group_metadata(&self) -> Option<GroupMetadata> {
@@ -133,15 +145,14 @@ impl EmbeddedConsumer {
         let state = &mut *state;
         state.expire_transactions(now);
         let group = state.groups.entry(self.group.clone()).or_default();
-        if let Some(member) = group.members.get_mut(&id) {
-            member.last_seen_ms = now;
-        }
+        // Sessions expire on the broker's clock, whoever calls first: a member back from a pause past
+        // its session timeout finds itself gone, as on Kafka.
         group.expire(now);
-        if !group.members.contains_key(&id) {
-            // Expired while away (a pause past the session timeout): its partitions belong to others now.
+        let Some(member) = group.members.get_mut(&id) else {
+            // Expired while away: its partitions belong to others now.
             return Ok(GroupStep::Lost);
-        }
-        let member = group.members.get_mut(&id).expect("checked above");
+        };
+        member.last_seen_ms = now;
         if !member.rejoined {
             // Rejoined only once the revocation callback (which commits) has run: no other member may
             // be assigned these partitions, and read their committed offsets, before that.
@@ -378,10 +389,18 @@ impl EmbeddedProducer {
         if epoch != Some(current) {
             return Err(fenced(operation, format!("producer `{id}` was fenced by epoch {current}")));
         }
+        let injected = if commit { state.faults.commits.pop_front() } else { None };
+        if injected == Some(false) {
+            // The request never reached the coordinator: the transaction stays open.
+            return Err(commit_timeout(operation));
+        }
         state.end_transaction(&id, commit, now);
         drop(state);
         self.broker.notify();
-        Ok(())
+        match injected {
+            Some(_) => Err(commit_timeout(operation)),
+            None => Ok(()),
+        }
     }
 }
 
@@ -391,8 +410,18 @@ impl StreamsProducer for EmbeddedProducer {
         let mut guard = self.broker.lock();
         let state = &mut *guard;
         let operation = format!("produce to {}", record.topic);
+        state.check_journal(&operation)?;
         let txn = self.transaction(state, &operation)?;
-        let Some(topic) = state.topics.get_mut(&*record.topic) else {
+        if state.faults.refuse_send() {
+            // As a send that exhausted its retries: in a transaction the transaction must abort.
+            let kind = if txn.is_some() { ClientErrorKind::Abortable } else { ClientErrorKind::Retriable };
+            return Err(ClientError::with_kind(
+                operation,
+                "Broker: Not enough in-sync replicas (injected fault)",
+                kind,
+            ));
+        }
+        let Some(topic) = state.topics.get(&*record.topic) else {
             return Err(unknown_topic(operation));
         };
         let count = topic.partitions.len() as i32;
@@ -404,11 +433,10 @@ impl StreamsProducer for EmbeddedProducer {
                 (state.round_robin % count as u64) as i32
             }
         };
-        let Some(log) = topic.partitions.get_mut(partition as usize).filter(|_| partition >= 0) else {
+        let (key, value, headers) = (record.key.clone(), record.value.clone(), record.headers.clone());
+        let Some(offset) = state.append(&record.topic, partition, timestamp, key, value, headers, txn) else {
             return Err(unknown_topic(format!("produce to {}-{partition}", record.topic)));
         };
-        let (key, value, headers) = (record.key.clone(), record.value.clone(), record.headers.clone());
-        let offset = log.append(timestamp, key, value, headers, txn);
         let tp = TopicPartition { topic: record.topic.clone(), partition };
         if let (Some(_), Some(client)) = (txn, &self.transactional) {
             let open = state.producers.get_mut(&client.id).and_then(|p| p.open.as_mut());
@@ -513,10 +541,7 @@ impl StreamsAdmin for EmbeddedAdmin {
                 ));
             }
             let compacted = t.config.get("cleanup.policy").is_some_and(|p| p.contains("compact"));
-            state.topics.entry(t.name.clone()).or_insert_with(|| Topic {
-                partitions: (0..t.partitions).map(|_| PartitionLog::default()).collect(),
-                compacted,
-            });
+            state.create_topic(&t.name, t.partitions, compacted);
         }
         Ok(())
     }
@@ -525,14 +550,15 @@ impl StreamsAdmin for EmbeddedAdmin {
 pub(crate) struct EmbeddedRestoreConsumer {
     pub(crate) broker: EmbeddedBroker,
     pub(crate) read_committed: bool,
+    /// How long a restore waits for an open transaction that holds it back.
+    pub(crate) timeout: Duration,
 }
 
 impl RestoreConsumer for EmbeddedRestoreConsumer {
     fn watermarks(&mut self, tp: &TopicPartition) -> Result<(i64, i64), ClientError> {
-        let mut state = self.broker.lock();
-        state.expire_transactions(self.broker.now_ms());
+        let state = self.broker.lock();
         let log = state.log(tp).ok_or_else(|| unknown_topic(format!("read the offsets of {tp}")))?;
-        Ok((log.start_offset(), log.read_end(self.read_committed)))
+        Ok((log.start_offset(), log.next_offset))
     }
 
     fn read(
@@ -545,13 +571,16 @@ impl RestoreConsumer for EmbeddedRestoreConsumer {
     ) -> Result<Option<i64>, StreamsError> {
         let mut position = from;
         let mut last = None;
+        let mut waited = Duration::ZERO;
         while position < end {
             // Copy a batch out under the lock, apply it without.
             let mut batch = Vec::new();
-            {
-                let state = self.broker.lock();
+            let held_back = {
+                let mut state = self.broker.lock();
+                state.expire_transactions(self.broker.now_ms());
                 let log = state.log(tp).ok_or_else(|| unknown_topic(format!("restore {tp}")))?;
-                let stop = end.min(log.read_end(self.read_committed));
+                let stable = log.read_end(self.read_committed);
+                let stop = end.min(stable);
                 for r in log.read(position, max_batch).iter().take_while(|r| r.offset < stop) {
                     if log.visible(r, self.read_committed) {
                         batch.push(r.to_raw(&tp.topic, tp.partition));
@@ -559,13 +588,25 @@ impl RestoreConsumer for EmbeddedRestoreConsumer {
                     }
                     position = r.offset + 1;
                 }
-                if position < end && log.read(position, 1).first().is_none_or(|r| r.offset >= stop) {
+                let held_back = position < end && stable <= position;
+                if !held_back && position < end && log.read(position, 1).first().is_none_or(|r| r.offset >= stop) {
                     // Nothing more can be read below `end` now (compaction removed the rest).
                     position = end;
                 }
-            }
+                held_back
+            };
             if !batch.is_empty() {
                 apply(&batch)?;
+            }
+            if held_back {
+                // A transaction still open below `end`: wait for it to commit, abort or time out.
+                if waited >= self.timeout {
+                    let message = format!("an open transaction held the restore at offset {position} for {waited:?}");
+                    return Err(ClientError::new(format!("restore {tp}"), message, true).into());
+                }
+                let pause = Duration::from_millis(10);
+                self.broker.sleep(pause);
+                waited += pause;
             }
         }
         Ok(last)

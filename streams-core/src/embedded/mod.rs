@@ -31,9 +31,12 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Not yet (see issue #5): persistence to a directory, and the seeded simulation with fault injection.
+//! [`EmbeddedBroker::open`] persists to a directory (a journal, replayed on open), so that a run can be
+//! stopped and continued. The [`simulation`](crate::simulation) module drives several instances on one
+//! broker from a seed, with faults.
 
 mod clients;
+mod journal;
 mod murmur2;
 mod state;
 
@@ -42,7 +45,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use clients::{EmbeddedAdmin, EmbeddedConsumer, EmbeddedProducer, EmbeddedRestoreConsumer, TransactionalClient};
-use state::{BrokerState, PartitionLog, Topic};
+use state::BrokerState;
 
 use crate::client::{
     ClientError, ClientSupplier, RebalanceListener, RestoreConsumer, StreamsAdmin, StreamsConsumer, StreamsProducer,
@@ -89,21 +92,27 @@ impl EmbeddedBroker {
         }
     }
 
+    /// A broker that keeps its topics, records and committed offsets in `dir`: every change is
+    /// appended to the journal file `dir/broker.journal` as it happens (one JSON line per event, no
+    /// fsync: it survives the process being killed), and a broker opened on `dir` replays it. Group
+    /// members and producers are not kept (their processes are gone); transactions they left open
+    /// are aborted on open. An unreadable journal is an error naming its file and line.
+    pub fn open(dir: impl AsRef<std::path::Path>) -> Result<Self, ClientError> {
+        let (journal, events) = journal::Journal::open(dir.as_ref())?;
+        let broker = EmbeddedBroker::new();
+        let now = broker.now_ms();
+        broker.lock().replay(events, journal, now);
+        Ok(broker)
+    }
+
     /// Creates `name` with `partitions` partitions (compacted or not) unless it exists.
     pub fn create_topic(&self, name: &str, partitions: i32, compacted: bool) {
-        let mut state = self.lock();
-        state.topics.entry(name.to_string()).or_insert_with(|| Topic {
-            partitions: (0..partitions.max(1)).map(|_| PartitionLog::default()).collect(),
-            compacted,
-        });
+        self.lock().create_topic(name, partitions, compacted);
     }
 
     /// Compacts every compacted topic now: the latest record per key (and tombstones) stay.
     pub fn compact(&self) {
-        let mut state = self.lock();
-        for topic in state.topics.values_mut().filter(|t| t.compacted) {
-            topic.partitions.iter_mut().for_each(PartitionLog::compact);
-        }
+        self.lock().compact();
     }
 
     /// The end offset of each partition of `topic` (`None` if it does not exist).
@@ -145,6 +154,76 @@ impl EmbeddedBroker {
             .map_or(0, |t| t.partitions.iter().map(|p| p.records.iter().filter(|r| !r.control).count()).sum())
     }
 
+    /// Fault injection: the next send (of any producer) is refused, as a send that exhausted its
+    /// retries (inside a transaction the transaction must then abort).
+    pub fn refuse_next_send(&self) {
+        self.lock().faults.sends += 1;
+    }
+
+    /// Fault injection: the next commit (of offsets, or of a transaction) fails with a timeout. With
+    /// `takes_effect` it is carried out all the same, the ambiguous outcome a timeout can hide.
+    pub fn fail_next_commit(&self, takes_effect: bool) {
+        self.lock().faults.commits.push_back(takes_effect);
+    }
+
+    /// Writes a record to `topic` outside any transaction, as an idempotent producer whose send
+    /// succeeded (injected faults do not apply): into `partition`, or the key's partition (murmur2),
+    /// or round robin. Returns the partition and offset, or `None` if there is no such topic or
+    /// partition. A simulation's input generator writes through this.
+    pub fn append(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<Vec<u8>>,
+        value: Option<Vec<u8>>,
+        timestamp: i64,
+    ) -> Option<(i32, i64)> {
+        let mut state = self.lock();
+        let count = state.topics.get(topic)?.partitions.len() as i32;
+        let partition = match (partition, &key) {
+            (Some(p), _) => p,
+            (None, Some(key)) => murmur2::partition_for_key(key, count),
+            (None, None) => {
+                state.round_robin += 1;
+                (state.round_robin % count as u64) as i32
+            }
+        };
+        let offset = state.append(topic, partition, timestamp, key, value, crate::record::Headers::new(), None)?;
+        drop(state);
+        self.notify();
+        Some((partition, offset))
+    }
+
+    /// The names of every topic, in order.
+    pub fn topics(&self) -> Vec<String> {
+        self.lock().topics.keys().cloned().collect()
+    }
+
+    /// How many records of `topic` the consumer group `group` has not committed past yet: records
+    /// (not transaction markers) at or above each partition's committed offset, including those of open
+    /// or aborted transactions. Zero once the group has processed and committed all of it.
+    pub fn group_lag(&self, group: &str, topic: &str) -> usize {
+        let state = self.lock();
+        let Some(t) = state.topics.get(topic) else { return 0 };
+        let committed = state.groups.get(group).map(|g| &g.committed);
+        let mut lag = 0;
+        for (p, log) in t.partitions.iter().enumerate() {
+            let tp = crate::client::TopicPartition::new(topic, p as i32);
+            let from = committed.and_then(|c| c.get(&tp)).copied().unwrap_or(0);
+            lag += log
+                .records
+                .iter()
+                .filter(|r| r.offset >= from && !r.control && !r.txn.is_some_and(|txn| log.aborted.contains(&txn)))
+                .count();
+        }
+        lag
+    }
+
+    /// How many transactions the broker aborted because they outlived `transaction.timeout.ms`.
+    pub fn transactions_timed_out(&self) -> u64 {
+        self.lock().transactions_timed_out
+    }
+
     /// How many transactions are open now (after aborting those past their timeout).
     pub fn open_transactions(&self) -> usize {
         let now = self.now_ms();
@@ -168,6 +247,15 @@ impl EmbeddedBroker {
 
     fn now_ms(&self) -> i64 {
         self.inner.clock.now_ms()
+    }
+
+    /// Waits `duration` on the broker's clock: woken early by a change on the system clock; on a
+    /// simulation's manual clock, time moves on instead.
+    fn sleep(&self, duration: Duration) {
+        match self.inner.clock {
+            Clock::System => self.wait(duration),
+            Clock::Manual(_) => self.inner.clock.sleep(duration),
+        }
     }
 }
 
@@ -229,7 +317,11 @@ impl ClientSupplier for EmbeddedBroker {
         config: &StreamsConfig,
         _client_id: &str,
     ) -> Result<Box<dyn RestoreConsumer>, ClientError> {
-        Ok(Box::new(EmbeddedRestoreConsumer { broker: self.clone(), read_committed: read_committed(config) }))
+        Ok(Box::new(EmbeddedRestoreConsumer {
+            broker: self.clone(),
+            read_committed: read_committed(config),
+            timeout: config.default_api_timeout,
+        }))
     }
 
     fn admin(&self, _config: &StreamsConfig) -> Result<Box<dyn StreamsAdmin>, ClientError> {

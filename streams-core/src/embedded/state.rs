@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use std::sync::Arc;
 
-use crate::client::TopicPartition;
+use super::journal::{Event, Journal};
+use crate::client::{ClientError, TopicPartition};
 use crate::record::{Headers, RawRecord};
 
 /// One record as the broker stores it.
@@ -71,10 +72,10 @@ impl PartitionLog {
     }
 
     /// Ends transaction `txn` here with a marker; its records become visible (commit) or are skipped
-    /// by `read_committed` readers from now on (abort).
-    pub(crate) fn end_transaction(&mut self, txn: u64, commit: bool, timestamp: i64) {
+    /// by `read_committed` readers from now on (abort). False if `txn` was not open here.
+    pub(crate) fn end_transaction(&mut self, txn: u64, commit: bool, timestamp: i64) -> bool {
         if self.open.remove(&txn).is_none() {
-            return;
+            return false;
         }
         if !commit {
             self.aborted.insert(txn);
@@ -83,6 +84,7 @@ impl PartitionLog {
         let headers = Headers::new();
         self.records.push(Stored { offset, timestamp, key: None, value: None, headers, txn: Some(txn), control: true });
         self.next_offset += 1;
+        true
     }
 
     /// The first offset a `read_committed` reader may not read yet: the first record of the oldest open
@@ -168,7 +170,7 @@ pub(crate) struct Group {
     pub(crate) assignment: Option<BTreeMap<String, Vec<TopicPartition>>>,
     /// Counts the assignments computed; a commit from a member of an older one is refused.
     pub(crate) generation: i32,
-    pub(crate) committed: HashMap<TopicPartition, i64>,
+    pub(crate) committed: BTreeMap<TopicPartition, i64>,
 }
 
 impl Group {
@@ -192,7 +194,7 @@ impl Group {
     }
 
     /// Computes the assignment once every member has rejoined: Kafka's range assignor, per topic.
-    pub(crate) fn assign_if_ready(&mut self, topics: &HashMap<String, Topic>) {
+    pub(crate) fn assign_if_ready(&mut self, topics: &BTreeMap<String, Topic>) {
         if self.assignment.is_some() || self.members.values().any(|m| !m.rejoined) {
             return;
         }
@@ -256,19 +258,44 @@ pub(crate) struct OpenTransaction {
     pub(crate) timeout_ms: i64,
 }
 
-/// Everything the broker holds.
+/// Failures the broker was told to inject (simulation).
+#[derive(Debug, Default)]
+pub(crate) struct InjectedFaults {
+    /// Sends still to refuse.
+    pub(crate) sends: u32,
+    /// Commits (of offsets or of a transaction) still to fail with a timeout, in order; each says
+    /// whether that commit takes effect all the same (the ambiguous outcome a timeout leaves).
+    pub(crate) commits: std::collections::VecDeque<bool>,
+}
+
+impl InjectedFaults {
+    /// Whether the next send is to be refused (and counts it).
+    pub(crate) fn refuse_send(&mut self) -> bool {
+        let refuse = self.sends > 0;
+        self.sends = self.sends.saturating_sub(1);
+        refuse
+    }
+}
+
+/// Everything the broker holds. Ordered maps throughout: whatever iterates them (transaction expiry,
+/// assignment) does so in the same order every run, which a seeded simulation needs to replay.
 #[derive(Debug, Default)]
 pub(crate) struct BrokerState {
-    pub(crate) topics: HashMap<String, Topic>,
-    pub(crate) groups: HashMap<String, Group>,
+    pub(crate) topics: BTreeMap<String, Topic>,
+    pub(crate) groups: BTreeMap<String, Group>,
     /// Member ids handed out so far, to make each unique.
     pub(crate) members_created: u64,
     /// Null-key records spread round robin.
     pub(crate) round_robin: u64,
     /// Transactional producers by transactional id.
-    pub(crate) producers: HashMap<String, TransactionalProducer>,
+    pub(crate) producers: BTreeMap<String, TransactionalProducer>,
     /// Transaction ids handed out so far.
     pub(crate) transactions_created: u64,
+    /// Transactions aborted because they were open longer than their timeout.
+    pub(crate) transactions_timed_out: u64,
+    pub(crate) faults: InjectedFaults,
+    /// Where every change is also written, when the broker persists to a directory.
+    pub(crate) journal: Option<Journal>,
 }
 
 impl BrokerState {
@@ -277,19 +304,149 @@ impl BrokerState {
         log_of(&self.topics, tp)
     }
 
+    fn journal(&mut self, event: impl FnOnce() -> Event) {
+        if let Some(journal) = &mut self.journal {
+            journal.write(&event());
+        }
+    }
+
+    /// Fails `operation` when the journal could not be written.
+    pub(crate) fn check_journal(&self, operation: &str) -> Result<(), ClientError> {
+        self.journal.as_ref().map_or(Ok(()), |j| j.check(operation))
+    }
+
+    /// Creates `name` unless it exists; true if it was created.
+    pub(crate) fn create_topic(&mut self, name: &str, partitions: i32, compacted: bool) -> bool {
+        if self.topics.contains_key(name) {
+            return false;
+        }
+        let partitions = partitions.max(1);
+        let logs = (0..partitions).map(|_| PartitionLog::default()).collect();
+        self.topics.insert(name.to_string(), Topic { partitions: logs, compacted });
+        self.journal(|| Event::Topic { name: name.to_string(), partitions, compacted });
+        true
+    }
+
+    /// Appends a record to `topic`-`partition` (in transaction `txn`, if given); its offset, or `None`
+    /// if there is no such partition.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn append(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        timestamp: i64,
+        key: Option<Vec<u8>>,
+        value: Option<Vec<u8>>,
+        headers: Headers,
+        txn: Option<u64>,
+    ) -> Option<i64> {
+        let log = self.topics.get_mut(topic)?.partitions.get_mut(usize::try_from(partition).ok()?)?;
+        if self.journal.is_none() {
+            return Some(log.append(timestamp, key, value, headers, txn));
+        }
+        let event = Event::Record {
+            topic: topic.to_string(),
+            partition,
+            timestamp,
+            key: key.clone(),
+            value: value.clone(),
+            headers: headers.iter().map(|(k, v)| (k.to_string(), v.map(<[u8]>::to_vec))).collect(),
+            txn,
+        };
+        let offset = log.append(timestamp, key, value, headers, txn);
+        self.journal(|| event);
+        Some(offset)
+    }
+
+    /// Commits `offset` for `tp` in `group`.
+    pub(crate) fn commit_offset(&mut self, group: &str, tp: &TopicPartition, offset: i64) {
+        self.groups.entry(group.to_string()).or_default().committed.insert(tp.clone(), offset);
+        self.journal(|| Event::Offset {
+            group: group.to_string(),
+            topic: tp.topic.to_string(),
+            partition: tp.partition,
+            offset,
+        });
+    }
+
+    /// Compacts every compacted topic.
+    pub(crate) fn compact(&mut self) {
+        for topic in self.topics.values_mut().filter(|t| t.compacted) {
+            topic.partitions.iter_mut().for_each(PartitionLog::compact);
+        }
+        self.journal(|| Event::Compact);
+    }
+
+    /// Rebuilds the state from `journal`'s `events`, attaches the journal, then aborts the
+    /// transactions the events leave open: their producers are gone.
+    pub(crate) fn replay(&mut self, events: Vec<Event>, journal: Journal, now_ms: i64) {
+        for event in events {
+            match event {
+                Event::Topic { name, partitions, compacted } => {
+                    self.create_topic(&name, partitions, compacted);
+                }
+                Event::Record { topic, partition, timestamp, key, value, headers, txn } => {
+                    let headers = headers.into_iter().collect();
+                    self.append(&topic, partition, timestamp, key, value, headers, txn);
+                    self.transactions_created = self.transactions_created.max(txn.unwrap_or(0));
+                }
+                Event::EndTxn { topic, partition, txn, commit, timestamp } => {
+                    let tp = TopicPartition::new(&topic, partition);
+                    if let Some(log) = self.log_mut(&tp) {
+                        log.end_transaction(txn, commit, timestamp);
+                    }
+                }
+                Event::Offset { group, topic, partition, offset } => {
+                    self.commit_offset(&group, &TopicPartition::new(&topic, partition), offset);
+                }
+                Event::Compact => self.compact(),
+            }
+        }
+        self.journal = Some(journal);
+        let open: Vec<(TopicPartition, u64)> = self
+            .topics
+            .iter()
+            .flat_map(|(name, t)| {
+                t.partitions.iter().enumerate().flat_map(move |(p, log)| {
+                    log.open.keys().map(move |txn| (TopicPartition::new(name, p as i32), *txn))
+                })
+            })
+            .collect();
+        for (tp, txn) in open {
+            self.end_partition_transaction(&tp, txn, false, now_ms);
+        }
+    }
+
+    fn log_mut(&mut self, tp: &TopicPartition) -> Option<&mut PartitionLog> {
+        self.topics.get_mut(&*tp.topic)?.partitions.get_mut(usize::try_from(tp.partition).ok()?)
+    }
+
+    /// Writes transaction `txn`'s marker on `tp`, if it is open there.
+    fn end_partition_transaction(&mut self, tp: &TopicPartition, txn: u64, commit: bool, now_ms: i64) {
+        let ended = self.log_mut(tp).is_some_and(|log| log.end_transaction(txn, commit, now_ms));
+        if ended {
+            self.journal(|| Event::EndTxn {
+                topic: tp.topic.to_string(),
+                partition: tp.partition,
+                txn,
+                commit,
+                timestamp: now_ms,
+            });
+        }
+    }
+
     /// Ends the open transaction of `transactional_id`, if any: markers on every partition it wrote
     /// and, on commit, its offsets committed into their groups.
     pub(crate) fn end_transaction(&mut self, transactional_id: &str, commit: bool, now_ms: i64) {
         let Some(txn) = self.producers.get_mut(transactional_id).and_then(|p| p.open.take()) else { return };
         for tp in &txn.partitions {
-            let log = self.topics.get_mut(&*tp.topic).and_then(|t| t.partitions.get_mut(tp.partition as usize));
-            if let Some(log) = log {
-                log.end_transaction(txn.id, commit, now_ms);
-            }
+            self.end_partition_transaction(tp, txn.id, commit, now_ms);
         }
         if commit {
             for (group, offsets) in txn.offsets {
-                self.groups.entry(group).or_default().committed.extend(offsets);
+                for (tp, offset) in offsets {
+                    self.commit_offset(&group, &tp, offset);
+                }
             }
         }
     }
@@ -304,6 +461,7 @@ impl BrokerState {
             .map(|(id, _)| id.clone())
             .collect();
         for id in expired {
+            self.transactions_timed_out += 1;
             self.end_transaction(&id, false, now_ms);
             if let Some(producer) = self.producers.get_mut(&id) {
                 producer.epoch += 1;
@@ -322,7 +480,7 @@ impl BrokerState {
 }
 
 /// The log of `tp` among `topics` (for callers that hold another part of the state mutably).
-pub(crate) fn log_of<'a>(topics: &'a HashMap<String, Topic>, tp: &TopicPartition) -> Option<&'a PartitionLog> {
+pub(crate) fn log_of<'a>(topics: &'a BTreeMap<String, Topic>, tp: &TopicPartition) -> Option<&'a PartitionLog> {
     topics.get(&*tp.topic)?.partitions.get(usize::try_from(tp.partition).ok()?)
 }
 
@@ -343,7 +501,7 @@ mod tests {
 
     #[test]
     fn range_assignment_gives_co_partitioned_partitions_to_the_same_member() {
-        let mut topics = HashMap::new();
+        let mut topics = BTreeMap::new();
         for name in ["a", "b"] {
             let partitions = (0..5).map(|_| PartitionLog::default()).collect();
             topics.insert(name.to_string(), Topic { partitions, compacted: false });

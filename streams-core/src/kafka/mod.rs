@@ -147,6 +147,11 @@ impl ClientSupplier for RdKafkaSupplier {
             // Kafka Streams' exactly-once default: a transaction left open by a crashed instance blocks
             // read_committed readers of its partitions for at most this long.
             c.set("transaction.timeout.ms", "10000");
+            // After a commit the broker refuses to add partitions to the next transaction until the
+            // last one's markers are written (CONCURRENT_TRANSACTIONS), and librdkafka retries after
+            // `retry.backoff.ms`: at its 100 ms default, every commit waited that long for the sends
+            // of the next transaction (the Java client retries this one after 20 ms, KAFKA-5477).
+            c.set("retry.backoff.ms", "10");
         }
         for (k, v) in &config.producer_overrides {
             c.set(k, v);
@@ -177,13 +182,27 @@ impl ClientSupplier for RdKafkaSupplier {
             // query waits behind it on the same connection (at the default 500 ms, every task of a
             // rebalance took half a second to open).
             .set("fetch.wait.max.ms", "10");
+        // The high watermark comes from a `read_uncommitted` client: librdkafka's offset query follows
+        // the consumer's isolation level, and a last stable offset would end a restore early.
+        let mut end_offsets = c.clone();
+        end_offsets.set("client.id", format!("{client_id}-end-offsets")).set("isolation.level", "read_uncommitted");
         if config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2 {
             c.set("isolation.level", "read_committed");
         } else if c.get("isolation.level").is_none() {
             c.set("isolation.level", "read_uncommitted");
         }
+        let end_offsets = if c.get("isolation.level") == Some("read_committed") {
+            Some(end_offsets.create().map_err(|e| client_error("create restore consumer", e))?)
+        } else {
+            None
+        };
         let consumer: BaseConsumer = c.create().map_err(|e| client_error("create restore consumer", e))?;
-        Ok(Box::new(RdKafkaRestoreConsumer { consumer, timeout: config.default_api_timeout, topics: Vec::new() }))
+        Ok(Box::new(RdKafkaRestoreConsumer {
+            consumer,
+            end_offsets,
+            timeout: config.default_api_timeout,
+            topics: Vec::new(),
+        }))
     }
 
     fn admin(&self, config: &StreamsConfig) -> Result<Box<dyn StreamsAdmin>, ClientError> {
@@ -502,8 +521,22 @@ impl StreamsProducer for RdKafkaProducer {
         }
     }
 
+    /// rust-rdkafka's `flush(timeout)` waits in 100 ms polls of the queue that the threaded producer's
+    /// own thread drains first, so every flush took 100 or 200 ms: at a 100 ms commit interval, most of
+    /// the time. Here each round asks librdkafka to send what it holds now (`rd_kafka_flush` with no
+    /// wait, which overrides `linger.ms`) and checks whether everything was acknowledged, every
+    /// millisecond until `timeout`.
     fn flush(&mut self, timeout: Duration) -> Result<(), ClientError> {
-        self.producer.flush(timeout).map_err(|e| client_error("flush producer", e))?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.producer.flush(Duration::ZERO) {
+                Ok(()) => break,
+                Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut)) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => return Err(client_error("flush producer", e)),
+            }
+        }
         self.take_delivery_error()
     }
 
@@ -610,6 +643,8 @@ impl StreamsAdmin for RdKafkaAdmin {
 
 struct RdKafkaRestoreConsumer {
     consumer: BaseConsumer,
+    /// A `read_uncommitted` client for high watermarks, when `consumer` reads `read_committed`.
+    end_offsets: Option<BaseConsumer>,
     timeout: Duration,
     topics: Vec<Arc<str>>,
 }
@@ -628,17 +663,24 @@ impl RdKafkaRestoreConsumer {
 
 impl RestoreConsumer for RdKafkaRestoreConsumer {
     /// Retries retriable errors until the timeout: right after the runtime creates a changelog topic,
-    /// its partitions may have no leader yet (`NOT_LEADER_OR_FOLLOWER`, `LEADER_NOT_AVAILABLE`).
+    /// its partitions may have no leader yet (`NOT_LEADER_OR_FOLLOWER`, `LEADER_NOT_AVAILABLE`), or not
+    /// be in the client's metadata yet (`UNKNOWN_TOPIC_OR_PARTITION`, librdkafka's local
+    /// `Unknown partition`): the runtime checked that the topic exists before it got here.
     fn watermarks(&mut self, tp: &TopicPartition) -> Result<(i64, i64), ClientError> {
         let deadline = Instant::now() + self.timeout;
         let mut backoff = Duration::from_millis(20);
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
-            match self.consumer.fetch_watermarks(&tp.topic, tp.partition, remaining) {
+            let client = self.end_offsets.as_ref().unwrap_or(&self.consumer);
+            match client.fetch_watermarks(&tp.topic, tp.partition, remaining) {
                 Ok(watermarks) => return Ok(watermarks),
                 Err(e) => {
+                    let not_known_yet = matches!(
+                        e.rdkafka_error_code(),
+                        Some(RDKafkaErrorCode::UnknownPartition | RDKafkaErrorCode::UnknownTopicOrPartition)
+                    );
                     let error = client_error(format!("read the offsets of {tp}"), e);
-                    if !error.retriable() || Instant::now() + backoff >= deadline {
+                    if !(error.retriable() || not_known_yet) || Instant::now() + backoff >= deadline {
                         return Err(error);
                     }
                     tracing::debug!(error = %error, "retrying");

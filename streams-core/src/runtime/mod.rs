@@ -19,7 +19,7 @@
 mod producer;
 mod restore;
 mod state_dir;
-mod thread;
+pub(crate) mod thread;
 mod topics;
 
 pub use restore::StateRestoreListener;
@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use crate::client::ClientSupplier;
 use crate::config::{ProcessingGuarantee, StreamsConfig};
 use crate::kafka::RdKafkaSupplier;
+use crate::time::Clock;
 use crate::topology::plan::{self, TopologyPlan};
 use crate::{StreamsError, TaskMetrics, Topology};
 
@@ -115,6 +116,7 @@ pub(crate) struct Shared {
     pub(crate) error: Mutex<Option<StreamsError>>,
     /// Each thread's counters, by thread name.
     pub(crate) thread_metrics: Mutex<std::collections::BTreeMap<String, TaskMetrics>>,
+    pub(crate) task_holders: thread::TaskHolders,
 }
 
 /// A running application: one or more stream threads in the application's consumer group.
@@ -131,6 +133,8 @@ pub struct KafkaStreams {
     /// Tells this instance's transactional ids apart from those of other instances (Kafka Streams'
     /// process id).
     process_id: String,
+    /// Wall-clock time for the threads: the system clock, or a simulation's virtual clock.
+    clock: Clock,
 }
 
 /// A random id for an instance: 64 bits from the standard library's per-process random hash keys.
@@ -162,6 +166,7 @@ impl KafkaStreams {
             shutdown: AtomicBool::new(false),
             error: Mutex::new(None),
             thread_metrics: Mutex::new(Default::default()),
+            task_holders: Default::default(),
         });
         let state_dir = state_dir::StateDirectory::new(&config.state_dir, &config.application_id);
         let rocksdb = state_store::RocksDbMemory::new(config.rocksdb_cache_bytes, config.rocksdb_write_buffer_bytes);
@@ -176,6 +181,7 @@ impl KafkaStreams {
             rocksdb,
             restore_listener: None,
             process_id: random_process_id(),
+            clock: Clock::System,
         })
     }
 
@@ -231,6 +237,33 @@ impl KafkaStreams {
     /// cannot be reached within `default.api.timeout.ms`, a missing source topic, co-partitioning) are
     /// returned here, naming what is wrong.
     pub fn start(&mut self) -> Result<(), StreamsError> {
+        for thread in self.prepare_threads()? {
+            let name = thread.name().to_string();
+            // The one place the runtime spawns threads.
+            let handle = std::thread::Builder::new()
+                .name(name)
+                .spawn(move || thread.run())
+                .map_err(|e| StreamsError::Internal(format!("cannot spawn a stream thread: {e}")))?;
+            self.threads.push(handle);
+        }
+        Ok(())
+    }
+
+    /// For a simulation: the process id in transactional ids (instead of a random one) and the clock
+    /// the threads read, both before [`start_stepped`](Self::start_stepped).
+    pub(crate) fn set_simulated(&mut self, process_id: String, clock: Clock) {
+        self.process_id = process_id;
+        self.clock = clock;
+    }
+
+    /// [`start`](Self::start) without spawning: the stream threads are handed to the caller (a
+    /// simulation), which steps them, and finishes or crashes them, on its own schedule.
+    pub(crate) fn start_stepped(&mut self) -> Result<Vec<thread::StreamThread>, StreamsError> {
+        self.prepare_threads()
+    }
+
+    /// Everything `start` does except running the threads.
+    fn prepare_threads(&mut self) -> Result<Vec<thread::StreamThread>, StreamsError> {
         let state = self.state();
         if state != State::Created {
             return Err(StreamsError::IllegalState { action: "start", state: format!("{state:?}") });
@@ -245,10 +278,11 @@ impl KafkaStreams {
         let admin = self.supplier.admin(&self.config)?;
         let layout = Arc::new(topics::prepare(&self.topology, &self.plan, &self.config, &*admin)?);
         self.shared.state.set(State::Rebalancing);
+        let mut threads = Vec::with_capacity(self.config.num_stream_threads);
         for index in 1..=self.config.num_stream_threads {
             let name = format!("{}-StreamThread-{index}", self.config.application_id);
-            let thread = thread::StreamThread::new(
-                name.clone(),
+            threads.push(thread::StreamThread::new(
+                name,
                 (self.topology.clone(), self.plan.clone(), layout.clone()),
                 self.config.clone(),
                 self.supplier.clone(),
@@ -261,16 +295,11 @@ impl KafkaStreams {
                     // zombies are fenced by their group generation, not by this id.
                     transactional_id: (self.config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2)
                         .then(|| format!("{}-{}-{index}", self.config.application_id, self.process_id)),
+                    clock: self.clock.clone(),
                 },
-            )?;
-            // The one place the runtime spawns threads.
-            let handle = std::thread::Builder::new()
-                .name(name)
-                .spawn(move || thread.run())
-                .map_err(|e| StreamsError::Internal(format!("cannot spawn a stream thread: {e}")))?;
-            self.threads.push(handle);
+            )?);
         }
-        Ok(())
+        Ok(threads)
     }
 
     /// Commits, closes every task, leaves the group and stops the threads; waits for them.

@@ -90,6 +90,11 @@ impl ThreadProducer {
             return Ok(());
         }
         self.begin_if_needed()?;
+        let started = std::time::Instant::now();
+        // The commit waits for every record of the transaction to be acknowledged; librdkafka's wait
+        // inside `commit_transaction` let `linger.ms` (100 ms) pass first. The producer's own flush
+        // sends at once.
+        self.producer.flush(self.timeout)?;
         if !offsets.is_empty() {
             let Some(group) = committer.group_metadata() else {
                 let message = "the consumer is not a member of its group";
@@ -97,7 +102,10 @@ impl ThreadProducer {
             };
             self.producer.send_offsets_to_transaction(offsets, &group, self.timeout)?;
         }
+        let offsets_sent = started.elapsed();
         self.producer.commit_transaction(self.timeout)?;
+        tracing::debug!(producer = %self.client_id, send_offsets = ?offsets_sent,
+            commit = ?(started.elapsed() - offsets_sent), "transaction committed");
         self.in_transaction = false;
         Ok(())
     }

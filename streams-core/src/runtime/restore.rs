@@ -41,6 +41,9 @@ pub trait StateRestoreListener: Send + Sync {
 /// Records per batch handed to a store (one RocksDB write batch each).
 const RESTORE_BATCH: usize = 10_000;
 
+/// From this many records to go, a store restores in bulk mode (RocksDB: auto compactions off).
+const BULK_RESTORE_RECORDS: i64 = 10_000;
+
 /// How often progress goes to the log during a long restore.
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
@@ -114,7 +117,12 @@ pub(crate) fn restore(
         let started = Instant::now();
         let mut last_report = Instant::now();
         let mut total = 0u64;
-        task.set_restoring(store, true)?;
+        // Bulk mode (no compactions while loading) pays for itself only on a large restore: entering
+        // and leaving it rewrites RocksDB's options file twice, which dominated opening small tasks.
+        let bulk = high - start >= BULK_RESTORE_RECORDS;
+        if bulk {
+            task.set_restoring(store, true)?;
+        }
         let last = restorer.read(tp, start, high, RESTORE_BATCH, &mut |batch| {
             task.restore_batch(store, batch)?;
             total += batch.len() as u64;
@@ -129,7 +137,7 @@ pub(crate) fn restore(
             }
             Ok(())
         });
-        let ended = task.set_restoring(store, false);
+        let ended = if bulk { task.set_restoring(store, false) } else { Ok(()) };
         let last = last?;
         ended?;
         if let Some(offset) = last {

@@ -9,12 +9,17 @@
 //! Under exactly_once_v2 a failed transaction is never fatal by itself: the thread aborts it, closes
 //! every task without committing (their stores drop what they held; nothing was applied), and rejoins
 //! the group, so that each task starts again from the last committed offsets and state. The same
-//! happens when this member was fenced out of the group (a zombie) under either guarantee.
+//! happens under either guarantee when this member was fenced out of the group (a zombie) or a broker
+//! call timed out (at_least_once then redoes the work since the last commit: duplicates, no loss).
+//!
+//! The loop is [`StreamThread::step`]: `run` calls it on the thread's own OS thread, and the
+//! simulation (`crate::simulation`) calls it for many threads of many instances from one, in a seeded
+//! order on a virtual clock.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
 
 use super::producer::ThreadProducer;
 use super::restore::{self, StateRestoreListener};
@@ -33,7 +38,9 @@ use crate::topology::plan::TopologyPlan;
 use crate::{StreamsError, TaskId, Topology};
 
 /// The part of a thread that rebalance callbacks also use.
-struct ThreadInner {
+pub(crate) struct ThreadInner {
+    /// This thread's own handle, for the instance's [`TaskHolders`].
+    me: Weak<Mutex<ThreadInner>>,
     name: String,
     topology: Arc<Topology>,
     plan: Arc<TopologyPlan>,
@@ -56,13 +63,42 @@ struct ThreadInner {
     uncommitted_max_bytes: usize,
     /// Recoveries (abort, close tasks, rejoin) since the last successful commit.
     recoveries: u32,
+    /// When the first of those recoveries happened.
+    failing_since_ms: Option<i64>,
+    task_timeout: Duration,
     /// Recoveries in all.
     total_recoveries: u64,
 }
 
-/// After this many recoveries without a successful commit in between, the error is fatal: the same
-/// failure keeps coming back (a record the broker always refuses, a broker that refuses every commit).
-const MAX_RECOVERIES: u32 = 5;
+/// Which stream thread of this instance holds each open task (and so its state directory). A thread
+/// assigned a task that another thread here still holds takes it from that thread: the group gives a
+/// partition to one member per generation, so the other thread's hold is stale (it lost the partition
+/// in a pause of the whole process and has not polled since to find out).
+#[derive(Default)]
+pub(crate) struct TaskHolders(Mutex<BTreeMap<TaskId, (String, Weak<Mutex<ThreadInner>>)>>);
+
+impl TaskHolders {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<TaskId, (String, Weak<Mutex<ThreadInner>>)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Whether a commit writes every task's checkpoint (flushing its stores first), or only those whose
+/// changelogs moved on enough since their last one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checkpoint {
+    /// Before tasks close or move: the next owner restores only the tail.
+    Now,
+    /// At the commit interval.
+    WhenDue,
+}
+
+/// Recovering goes on at most this many times in a row, and for at most `task.timeout.ms`, without a
+/// successful commit in between: past either, the failure is fatal (a record the broker always
+/// refuses, a broker that refuses every commit). The count catches a failure that repeats at once;
+/// the time, like Kafka Streams' `task.timeout.ms`, lets a thread ride out a broker that is away for a
+/// while, or a burst of faults.
+const MAX_RECOVERIES: u32 = 100;
 
 impl ThreadInner {
     fn task_id(&self, topic: &str, partition: i32) -> Option<TaskId> {
@@ -73,7 +109,7 @@ impl ThreadInner {
     /// stores and checkpoints, then commits the offsets through `committer`; exactly_once_v2 commits the
     /// transaction with the offsets, then flushes the stores (applying their held writes) and
     /// checkpoints.
-    fn commit(&mut self, committer: &dyn OffsetCommitter) -> Result<(), StreamsError> {
+    fn commit(&mut self, committer: &dyn OffsetCommitter, checkpoint: Checkpoint) -> Result<(), StreamsError> {
         // Records held back by processors (the record cache) are written and forwarded first; their
         // outputs go out with the rest before the producer is flushed.
         let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
@@ -84,38 +120,51 @@ impl ThreadInner {
             result?;
         }
         let offsets: Vec<(TopicPartition, i64)> = std::mem::take(&mut self.offsets).into_iter().collect();
+        let started = std::time::Instant::now();
         if self.producer.exactly_once() {
             self.producer.commit_transaction(&offsets, committer)?;
         } else if let Err(error) = self.producer.flush() {
             self.production_failed(error)?;
         }
+        let produced = started.elapsed();
         for task in self.tasks.values_mut() {
-            task.flush()?;
+            task.commit_stores()?;
             // The changelog records this task wrote are acknowledged now: the checkpoint may cover them.
             for changelog in task.changelogs().to_vec() {
                 if let Some(offset) = self.producer.acked_offset(&changelog.partition) {
                     task.set_changelog_offset(&changelog.partition, offset);
                 }
             }
-            task.checkpoint()?;
+            // Flushing RocksDB and writing the checkpoint only now and then: after a crash the restore
+            // replays from an older checkpoint, at most some 10,000 records more.
+            if checkpoint == Checkpoint::Now || task.checkpoint_due() {
+                task.flush()?;
+                task.checkpoint()?;
+            }
         }
+        let stored = started.elapsed();
         if !self.producer.exactly_once() {
             committer.commit(&offsets)?;
         }
+        tracing::debug!(thread = %self.name, producer = ?produced, stores = ?(stored - produced),
+            offsets = ?(started.elapsed() - stored), "committed");
         if !offsets.is_empty() {
             self.recoveries = 0;
+            self.failing_since_ms = None;
         }
         self.publish_metrics();
         Ok(())
     }
 
     /// Whether `error` is one the thread recovers from by [`ThreadInner::recover`]: this member was
-    /// fenced out, or (exactly_once_v2) a transaction failed.
+    /// fenced out, (exactly_once_v2) a transaction failed, or (either guarantee) a call timed out or
+    /// the broker refused it for a while. After a timeout the work since the last commit is redone from
+    /// there, as Kafka Streams does for a retriable send error (its `TaskCorruptedException`).
     fn recoverable(&self, error: &StreamsError) -> bool {
         let StreamsError::Client(error) = error else { return false };
         match error.kind {
-            ClientErrorKind::Fenced => true,
-            ClientErrorKind::Abortable | ClientErrorKind::Retriable => self.producer.exactly_once(),
+            ClientErrorKind::Fenced | ClientErrorKind::Retriable => true,
+            ClientErrorKind::Abortable => self.producer.exactly_once(),
             ClientErrorKind::Fatal => false,
         }
     }
@@ -125,7 +174,10 @@ impl ThreadInner {
     /// again from the last committed offsets and state. Fails with `error` when it is not recoverable
     /// or keeps coming back.
     fn recover(&mut self, error: StreamsError, consumer: &mut dyn StreamsConsumer) -> Result<(), StreamsError> {
-        if !self.recoverable(&error) || self.recoveries >= MAX_RECOVERIES {
+        let now = self.task_config.clock.now_ms();
+        let failing_since = *self.failing_since_ms.get_or_insert(now);
+        let too_long = now - failing_since > self.task_timeout.as_millis() as i64;
+        if !self.recoverable(&error) || self.recoveries >= MAX_RECOVERIES || too_long {
             return Err(error);
         }
         let StreamsError::Client(cause) = &error else { return Err(error) };
@@ -169,6 +221,27 @@ impl ThreadInner {
                 tracing::warn!(task = %id, error = %e, "error closing task");
             }
             tracing::info!(task = %id, "task closed");
+            let mut holders = self.shared.task_holders.lock();
+            if holders.get(&id).is_some_and(|(holder, _)| *holder == self.name) {
+                holders.remove(&id);
+            }
+        }
+    }
+
+    /// Closes task `id` in another thread of this instance that still holds it, without committing
+    /// (see [`TaskHolders`]). The holder's lock is taken without the registry's, so that a holder
+    /// closing a task of its own meanwhile cannot deadlock with us.
+    fn take_from_other_thread(&mut self, id: TaskId) {
+        let holder = self.shared.task_holders.lock().get(&id).cloned();
+        let Some((name, holder)) = holder.filter(|(name, _)| *name != self.name) else { return };
+        let Some(holder) = holder.upgrade() else { return };
+        tracing::warn!(task = %id, from = %name, to = %self.name, "taking a task another thread of this instance still holds; it lost the task without knowing yet");
+        let mut other = lock(&holder);
+        other.close_task(id);
+        let partitions: Vec<TopicPartition> =
+            other.offsets.keys().filter(|tp| other.task_id(&tp.topic, tp.partition) == Some(id)).cloned().collect();
+        for tp in partitions {
+            other.offsets.remove(&tp);
         }
     }
 
@@ -176,6 +249,7 @@ impl ThreadInner {
         if self.tasks.contains_key(&id) {
             return Ok(());
         }
+        self.take_from_other_thread(id);
         let sub = self
             .plan
             .subtopologies
@@ -216,6 +290,7 @@ impl ThreadInner {
         task.init()?;
         self.send_outputs_of(&mut task)?;
         self.tasks.insert(id, task);
+        self.shared.task_holders.lock().insert(id, (self.name.clone(), self.me.clone()));
         tracing::info!(task = %id, "task created");
         Ok(())
     }
@@ -228,9 +303,10 @@ impl ThreadInner {
     }
 
     /// Asks the production exception handler: fail the thread, or count the loss and go on. A fenced
-    /// producer or a transaction that must abort is not the record's fault: that goes to recovery.
+    /// producer, a transaction that must abort, or a broker that timed out is not the record's fault:
+    /// that goes to recovery, and the record is produced again from the last commit.
     fn production_failed(&mut self, error: ClientError) -> Result<(), StreamsError> {
-        if matches!(error.kind, ClientErrorKind::Fenced | ClientErrorKind::Abortable) {
+        if matches!(error.kind, ClientErrorKind::Fenced | ClientErrorKind::Abortable | ClientErrorKind::Retriable) {
             return Err(error.into());
         }
         match self.production_handler.handle(&error) {
@@ -364,7 +440,7 @@ impl RebalanceListener for Listener {
         let mut inner = lock(&self.inner);
         inner.shared.state.set(State::Rebalancing);
         tracing::info!(thread = %inner.name, partitions = partitions.len(), "partitions revoked; committing");
-        match inner.commit(committer) {
+        match inner.commit(committer, Checkpoint::Now) {
             Ok(()) => {}
             Err(e) if inner.recoverable(&e) => {
                 // The tasks are closed below without their uncommitted work, as after any failed commit.
@@ -431,15 +507,23 @@ pub(crate) struct ThreadState {
     pub(crate) restore_listener: Option<Arc<dyn StateRestoreListener>>,
     /// Under exactly_once_v2, the thread's producer's `transactional.id`.
     pub(crate) transactional_id: Option<String>,
+    /// Wall-clock time for commit intervals and wall-clock punctuations.
+    pub(crate) clock: Clock,
 }
 
 /// One stream thread, ready to run.
 pub(crate) struct StreamThread {
+    name: String,
     consumer: Box<dyn StreamsConsumer>,
     inner: Arc<Mutex<ThreadInner>>,
     config: StreamsConfig,
     shared: Arc<Shared>,
     source_topics: Vec<String>,
+    /// The polled records not yet processed (kept to reuse its allocation).
+    batch: Vec<RawRecord>,
+    clock: Clock,
+    last_commit_ms: i64,
+    last_metrics_ms: i64,
 }
 
 impl StreamThread {
@@ -454,7 +538,7 @@ impl StreamThread {
         let producer =
             ThreadProducer::new(supplier.clone(), &config, format!("{name}-producer"), state.transactional_id)?;
         let restorer = supplier.restore_consumer(&config, &format!("{name}-restore-consumer"))?;
-        let mut task_config = TaskConfig::new(&config.application_id, Clock::System);
+        let mut task_config = TaskConfig::new(&config.application_id, state.clock.clone());
         task_config.changelogs = true;
         task_config.deserialization_handler = config.deserialization_handler.clone();
         task_config.app_dir = state.app_dir;
@@ -464,38 +548,118 @@ impl StreamThread {
         // statestore.cache.max.bytes is split evenly across the threads, as in Kafka Streams.
         let cache_bytes = config.cache_max_bytes / config.num_stream_threads.max(1) as u64;
         task_config.cache_budget = Arc::new(crate::dsl::CacheBudget::new(cache_bytes as usize));
-        let inner = Arc::new(Mutex::new(ThreadInner {
-            name: name.clone(),
-            topology,
-            plan,
-            layout: layout.clone(),
-            task_config,
-            tasks: BTreeMap::new(),
-            offsets: BTreeMap::new(),
-            producer,
-            restorer,
-            production_handler: config.production_handler.clone(),
-            production_errors: 0,
-            fatal: None,
-            closed_metrics: TaskMetrics::default(),
-            shared: shared.clone(),
-            restore_listener: state.restore_listener,
-            uncommitted_max_bytes: config.statestore_uncommitted_max_bytes,
-            recoveries: 0,
-            total_recoveries: 0,
-        }));
+        let inner = Arc::new_cyclic(|me| {
+            Mutex::new(ThreadInner {
+                me: me.clone(),
+                name: name.clone(),
+                topology,
+                plan,
+                layout: layout.clone(),
+                task_config,
+                tasks: BTreeMap::new(),
+                offsets: BTreeMap::new(),
+                producer,
+                restorer,
+                production_handler: config.production_handler.clone(),
+                production_errors: 0,
+                fatal: None,
+                closed_metrics: TaskMetrics::default(),
+                shared: shared.clone(),
+                restore_listener: state.restore_listener,
+                uncommitted_max_bytes: config.statestore_uncommitted_max_bytes,
+                recoveries: 0,
+                failing_since_ms: None,
+                task_timeout: config.task_timeout,
+                total_recoveries: 0,
+            })
+        });
         let listener = Arc::new(Listener { inner: inner.clone() });
         let consumer = supplier.consumer(&config, &format!("{name}-consumer"), listener)?;
         let source_topics = layout.reader.keys().cloned().collect();
-        Ok(StreamThread { consumer, inner, config, shared, source_topics })
+        let now = state.clock.now_ms();
+        Ok(StreamThread {
+            name,
+            consumer,
+            inner,
+            batch: Vec::with_capacity(config.max_poll_records),
+            config,
+            shared,
+            source_topics,
+            clock: state.clock,
+            last_commit_ms: now,
+            last_metrics_ms: now,
+        })
     }
 
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The thread's life on its own OS thread: joins the group, steps until shutdown, then closes.
     pub(crate) fn run(mut self) {
-        let result = self.run_loop();
+        let result = self.subscribe().and_then(|()| {
+            while !self.shared.shutdown.load(Ordering::SeqCst) {
+                self.step(self.config.poll_timeout)?;
+            }
+            Ok(())
+        });
+        self.finish(result);
+    }
+
+    /// Joins the group through the consumer's subscription to the source topics.
+    pub(crate) fn subscribe(&mut self) -> Result<(), StreamsError> {
+        Ok(self.consumer.subscribe(&self.source_topics)?)
+    }
+
+    /// One turn of the processing loop: polls (waiting at most `poll_timeout`), runs the batch through
+    /// the tasks, fires punctuations, and commits when the commit interval has passed (or stores hold
+    /// too much). A recoverable failure is recovered from here; an error means the thread must stop.
+    /// A simulation calls this directly, with no wait, to interleave instances in a seeded order.
+    pub(crate) fn step(&mut self, poll_timeout: Duration) -> Result<(), StreamsError> {
+        let polled = self.consumer.poll_batch(poll_timeout, self.config.max_poll_records, &mut self.batch);
+        let inner = self.inner.clone();
+        let mut inner = lock(&inner);
+        let step = match (polled, inner.fatal.take()) {
+            (Err(e), _) => Err(e.into()),
+            (_, Some(e)) => Err(e),
+            (Ok(()), None) => inner.process(&mut self.batch).and_then(|()| inner.punctuate()),
+        };
+        let now = self.clock.now_ms();
+        let step = step.and_then(|()| {
+            let interval = self.config.commit_interval.as_millis() as i64;
+            if now - self.last_commit_ms >= interval || inner.commit_needed() {
+                inner.commit(&*self.consumer, Checkpoint::WhenDue)?;
+                self.last_commit_ms = now;
+            }
+            Ok(())
+        });
+        if let Err(error) = step {
+            self.batch.clear();
+            inner.recover(error, &mut *self.consumer)?;
+        }
+        if now - self.last_metrics_ms >= 1000 {
+            inner.publish_metrics();
+            self.last_metrics_ms = now;
+        }
+        Ok(())
+    }
+
+    /// The end of the thread's life: after `result` Ok, a clean shutdown (commit what was processed,
+    /// close every task, leave the group); after an error, no commit, and the application goes to ERROR.
+    pub(crate) fn finish(mut self, result: Result<(), StreamsError>) {
         let inner = self.inner.clone();
         let mut inner = lock(&inner);
         // Clean shutdown: commit what was processed, then close every task.
-        let result = result.and_then(|()| inner.commit(&*self.consumer));
+        let result = result.and_then(|()| match inner.commit(&*self.consumer, Checkpoint::Now) {
+            // Fenced (or timed out) on the way out: the uncommitted work is left to the next owner,
+            // exactly as after a crash; closing cleanly is still a clean close.
+            Err(e) if inner.recoverable(&e) => {
+                tracing::warn!(error = %e, "the last commit before closing failed; closing without it");
+                inner.producer.abort_quietly();
+                Ok(())
+            }
+            other => other,
+        });
         if result.is_err() {
             // Leave no transaction open to block readers until it times out.
             inner.producer.abort_quietly();
@@ -511,36 +675,11 @@ impl StreamThread {
         }
     }
 
-    fn run_loop(&mut self) -> Result<(), StreamsError> {
-        self.consumer.subscribe(&self.source_topics)?;
-        let mut batch = Vec::with_capacity(self.config.max_poll_records);
-        let mut last_commit = Instant::now();
-        let mut last_metrics = Instant::now();
-        let inner = self.inner.clone();
-        while !self.shared.shutdown.load(Ordering::SeqCst) {
-            let polled = self.consumer.poll_batch(self.config.poll_timeout, self.config.max_poll_records, &mut batch);
-            let mut inner = lock(&inner);
-            let step = match (polled, inner.fatal.take()) {
-                (Err(e), _) => Err(e.into()),
-                (_, Some(e)) => Err(e),
-                (Ok(()), None) => inner.process(&mut batch).and_then(|()| inner.punctuate()),
-            };
-            let step = step.and_then(|()| {
-                if last_commit.elapsed() >= self.config.commit_interval || inner.commit_needed() {
-                    inner.commit(&*self.consumer)?;
-                    last_commit = Instant::now();
-                }
-                Ok(())
-            });
-            if let Err(error) = step {
-                batch.clear();
-                inner.recover(error, &mut *self.consumer)?;
-            }
-            if last_metrics.elapsed() >= Duration::from_secs(1) {
-                inner.publish_metrics();
-                last_metrics = Instant::now();
-            }
-        }
-        Ok(())
+    /// A crash (simulation, on the embedded broker): everything is dropped where it stands. Nothing is
+    /// committed, flushed or aborted; the embedded consumer does not leave the group when dropped, so
+    /// the broker expires the member after its session timeout, and an open transaction stays open
+    /// until the broker's transaction timeout aborts it. The stores' files stay as they are on disk.
+    pub(crate) fn crash(self) {
+        drop(self);
     }
 }

@@ -147,6 +147,7 @@ fn collect<K: 'static, V: 'static>(
 /// downcast back to the typed store.
 pub(crate) trait ErasedStore: Send {
     fn name(&self) -> &str;
+    fn commit(&mut self) -> Result<(), StreamsError>;
     fn flush(&mut self) -> Result<(), StreamsError>;
     fn close(&mut self) -> Result<(), StreamsError>;
     fn as_any_mut(&mut self) -> &mut dyn Any;
@@ -164,6 +165,10 @@ pub(crate) trait ErasedStore: Send {
 impl<K: 'static, V: 'static> ErasedStore for TypedKeyValueStore<K, V> {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn commit(&mut self) -> Result<(), StreamsError> {
+        Ok(self.inner.commit()?)
     }
 
     fn flush(&mut self) -> Result<(), StreamsError> {

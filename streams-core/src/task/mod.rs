@@ -268,7 +268,13 @@ pub struct Task {
     /// The offset of the last changelog record each persistent logged store reflects, as far as known
     /// (restored up to, or written and acknowledged): what the next checkpoint records.
     changelog_offsets: BTreeMap<TopicPartition, i64>,
+    /// What the last checkpoint written said, to tell when the next one is due.
+    checkpointed: BTreeMap<TopicPartition, i64>,
 }
+
+/// While running, a task writes a checkpoint (flushing its stores first) once its changelogs have moved
+/// on by this many records since the last one; on close it always does. Kafka Streams' threshold.
+pub const CHECKPOINT_EVERY_RECORDS: i64 = 10_000;
 
 /// `<application.id>-<store>-changelog`, as Kafka Streams names it.
 pub(crate) fn changelog_topic(application_id: &str, store: &str) -> String {
@@ -376,7 +382,15 @@ impl Task {
             deserialization_handler: config.deserialization_handler.clone(),
             cache_budget: config.cache_budget.clone(),
         };
-        Ok(Task { state, sources, initialized: false, changelogs, task_dir, changelog_offsets: BTreeMap::new() })
+        Ok(Task {
+            state,
+            sources,
+            initialized: false,
+            changelogs,
+            task_dir,
+            changelog_offsets: BTreeMap::new(),
+            checkpointed: BTreeMap::new(),
+        })
     }
 
     /// The stores of sub-topology `plan` that log to a changelog, by name, before any task is opened: the
@@ -586,8 +600,25 @@ impl Task {
         Ok(())
     }
 
-    /// Flushes every store (at commit, before offsets are committed): held writes are applied, files
-    /// written.
+    /// Commits every store (at each commit, after the producer's part of it): held writes are applied.
+    pub fn commit_stores(&mut self) -> Result<(), StreamsError> {
+        for store in &mut self.state.stores {
+            store.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Whether the changelogs moved on by [`CHECKPOINT_EVERY_RECORDS`] since the last checkpoint.
+    pub fn checkpoint_due(&self) -> bool {
+        let moved: i64 = self
+            .changelog_offsets
+            .iter()
+            .map(|(tp, offset)| offset - self.checkpointed.get(tp).copied().unwrap_or(-1))
+            .sum();
+        moved >= CHECKPOINT_EVERY_RECORDS
+    }
+
+    /// Flushes every store: held writes are applied, files written. Before a checkpoint.
     pub fn flush(&mut self) -> Result<(), StreamsError> {
         for store in &mut self.state.stores {
             store.flush()?;
@@ -597,7 +628,8 @@ impl Task {
 
     /// Writes the task's checkpoint: for each persistent logged store, the changelog offset it reflects.
     /// Call after [`Task::flush`], so the checkpoint never claims more than the files hold.
-    pub fn checkpoint(&self) -> Result<(), StreamsError> {
+    pub fn checkpoint(&mut self) -> Result<(), StreamsError> {
+        self.checkpointed = self.changelog_offsets.clone();
         let Some(dir) = &self.task_dir else { return Ok(()) };
         let offsets: Offsets = self
             .changelogs
