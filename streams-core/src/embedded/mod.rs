@@ -200,8 +200,9 @@ impl EmbeddedBroker {
     }
 
     /// How many records of `topic` the consumer group `group` has not committed past yet: records
-    /// (not transaction markers) at or above each partition's committed offset, including those of open
-    /// or aborted transactions. Zero once the group has processed and committed all of it.
+    /// at or above each partition's committed offset, including those of open transactions (not
+    /// markers, nor records of aborted transactions, which no reader processes). Zero once the group
+    /// has processed and committed all of it.
     pub fn group_lag(&self, group: &str, topic: &str) -> usize {
         let state = self.lock();
         let Some(t) = state.topics.get(topic) else { return 0 };
