@@ -337,6 +337,7 @@ mod tests {
         assert_eq!(c.commit_interval, Duration::from_secs(30));
         assert_eq!(c.cache_max_bytes, 10 * 1024 * 1024);
         assert_eq!(c.max_poll_records, 1000);
+        assert_eq!(c.task_timeout, Duration::from_secs(300));
         assert!(c.state_dir.ends_with("kafka-streams"));
     }
 
@@ -362,6 +363,7 @@ mod tests {
         assert!(with("processing.guarantee", "exactly_once").contains("`processing.guarantee`"));
         assert!(with("commit.interval.ms", "soon").contains("`commit.interval.ms`"));
         assert!(with("num.stream.threads", "0").contains("`num.stream.threads`"));
+        assert!(with("task.timeout.ms", "-1").contains("`task.timeout.ms`"));
         assert_eq!(
             StreamsConfig::from_properties([("bootstrap.servers", "b")]).unwrap_err(),
             ConfigError::Missing("application.id")
