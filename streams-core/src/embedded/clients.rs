@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::murmur2::partition_for_key;
 use super::state::{log_of, BrokerState, Member, OpenTransaction, PartitionLog};
 use super::EmbeddedBroker;
 use crate::client::{
@@ -425,14 +424,7 @@ impl StreamsProducer for EmbeddedProducer {
             return Err(unknown_topic(operation));
         };
         let count = topic.partitions.len() as i32;
-        let partition = match (record.partition, &record.key) {
-            (Some(p), _) => p,
-            (None, Some(key)) => partition_for_key(key, count),
-            (None, None) => {
-                state.round_robin += 1;
-                (state.round_robin % count as u64) as i32
-            }
-        };
+        let partition = state.place(record.partition, record.key.as_deref(), count);
         let (key, value, headers) = (record.key.clone(), record.value.clone(), record.headers.clone());
         let Some(offset) = state.append(&record.topic, partition, timestamp, key, value, headers, txn) else {
             return Err(unknown_topic(format!("produce to {}-{partition}", record.topic)));

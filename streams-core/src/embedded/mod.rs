@@ -180,14 +180,7 @@ impl EmbeddedBroker {
     ) -> Option<(i32, i64)> {
         let mut state = self.lock();
         let count = state.topics.get(topic)?.partitions.len() as i32;
-        let partition = match (partition, &key) {
-            (Some(p), _) => p,
-            (None, Some(key)) => murmur2::partition_for_key(key, count),
-            (None, None) => {
-                state.round_robin += 1;
-                (state.round_robin % count as u64) as i32
-            }
-        };
+        let partition = state.place(partition, key.as_deref(), count);
         let offset = state.append(topic, partition, timestamp, key, value, crate::record::Headers::new(), None)?;
         drop(state);
         self.notify();

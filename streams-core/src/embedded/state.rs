@@ -310,6 +310,19 @@ impl BrokerState {
         }
     }
 
+    /// The partition a record goes to among `count`: the one given, else its key's (murmur2, as Java
+    /// clients place keys), else the next one round robin.
+    pub(crate) fn place(&mut self, partition: Option<i32>, key: Option<&[u8]>, count: i32) -> i32 {
+        match (partition, key) {
+            (Some(p), _) => p,
+            (None, Some(key)) => super::murmur2::partition_for_key(key, count),
+            (None, None) => {
+                self.round_robin += 1;
+                (self.round_robin % count.max(1) as u64) as i32
+            }
+        }
+    }
+
     /// Fails `operation` when the journal could not be written.
     pub(crate) fn check_journal(&self, operation: &str) -> Result<(), ClientError> {
         self.journal.as_ref().map_or(Ok(()), |j| j.check(operation))
