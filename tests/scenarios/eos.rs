@@ -65,7 +65,10 @@ fn config(app: &str, guarantee: ProcessingGuarantee) -> StreamsConfig {
 
 /// [`config`] where a member that stops polling is fenced within seconds (the test broker allows
 /// sessions this short): through its session on the embedded broker, through `max.poll.interval.ms`
-/// on Kafka, where librdkafka keeps the session alive from a background thread.
+/// on Kafka, where librdkafka keeps the session alive from a background thread. The transaction
+/// timeout is shorter than that poll interval: a new owner's restore waits (inside the rebalance
+/// callback) for the zombie's open transaction to end, at most this long, and must not overrun the
+/// poll interval itself (docs/exactly-once.md, "Limits").
 fn fencing_config(app: &str, guarantee: ProcessingGuarantee) -> StreamsConfig {
     let mut config = config(app, guarantee);
     for (key, value) in
@@ -73,6 +76,7 @@ fn fencing_config(app: &str, guarantee: ProcessingGuarantee) -> StreamsConfig {
     {
         config.consumer_overrides.insert(key.into(), value.into());
     }
+    config.producer_overrides.insert("transaction.timeout.ms".into(), "1500".into());
     config
 }
 
