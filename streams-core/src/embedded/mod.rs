@@ -204,11 +204,8 @@ impl EmbeddedBroker {
         for (p, log) in t.partitions.iter().enumerate() {
             let tp = crate::client::TopicPartition::new(topic, p as i32);
             let from = committed.and_then(|c| c.get(&tp)).copied().unwrap_or(0);
-            lag += log
-                .records
-                .iter()
-                .filter(|r| r.offset >= from && !r.control && !r.txn.is_some_and(|txn| log.aborted.contains(&txn)))
-                .count();
+            // What a read_committed reader would deliver from there, open transactions included.
+            lag += log.read(from, log.records.len()).iter().filter(|r| log.visible(r, true)).count();
         }
         lag
     }
