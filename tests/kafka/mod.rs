@@ -107,6 +107,11 @@ pub(crate) fn config(app: &str) -> StreamsConfig {
     config.cache_max_bytes = 0;
     config.state_dir = std::env::temp_dir().join(unique("kstreams-state"));
     config.default_api_timeout = Duration::from_secs(20);
+    // librdkafka's own debug log of the applications' consumers, e.g. `cgrp,fetch` (with
+    // RUST_LOG=librdkafka=debug): how a group or fetch problem on the real broker shows itself.
+    if let Ok(debug) = std::env::var("KSTREAMS_TEST_CONSUMER_DEBUG") {
+        config.consumer_overrides.insert("debug".into(), debug);
+    }
     config
 }
 
@@ -114,6 +119,10 @@ pub(crate) fn admin() -> Box<dyn StreamsAdmin> {
     supplier().admin(&config("admin")).expect("admin client")
 }
 
+/// Creates `topics` (name, partitions) and waits until the broker lists them. They keep their records
+/// forever (`retention.ms=-1`): test records carry fixed timestamps from 2023 ([`produce`]), and the
+/// broker's 7-day time retention, checked every 5 minutes, would otherwise delete them (and the outputs
+/// that inherit their timestamps) in the middle of whichever test runs at that moment.
 pub(crate) fn create_topics(topics: &[(&str, i32)]) {
     let topics: Vec<NewTopic> = topics
         .iter()
@@ -121,7 +130,7 @@ pub(crate) fn create_topics(topics: &[(&str, i32)]) {
             name: name.to_string(),
             partitions: *partitions,
             replication_factor: 1,
-            config: BTreeMap::new(),
+            config: BTreeMap::from([("retention.ms".to_string(), "-1".to_string())]),
         })
         .collect();
     let admin = admin();

@@ -280,7 +280,9 @@ impl KafkaStreams {
         self.shared.state.set(State::Rebalancing);
         let mut threads = Vec::with_capacity(self.config.num_stream_threads);
         for index in 1..=self.config.num_stream_threads {
-            let name = format!("{}-StreamThread-{index}", self.config.application_id);
+            // Kafka Streams' thread name, `<application.id>-<process id>-StreamThread-<n>`: the client
+            // ids librdkafka logs and the broker shows tell the instances of one application apart.
+            let name = format!("{}-{}-StreamThread-{index}", self.config.application_id, self.process_id);
             threads.push(thread::StreamThread::new(
                 name,
                 (self.topology.clone(), self.plan.clone(), layout.clone()),
