@@ -234,7 +234,7 @@ fn memory_check(a: &Args, dir: &Path) {
     println!(
         "{} stores x {} records ({:.0} MiB of data), shared budget {} MiB:\n  \
          RSS before {:.0} MiB, after writes {:.0} MiB (+{:.0}), after reads {:.0} MiB (+{:.0}); \
-         cache in use {:.1} MiB, memtables {:.1} MiB",
+         cache in use {:.1} MiB of a capacity of {:.1} MiB (the budget less each store's allowance), memtables {:.1} MiB",
         a.stores,
         per_store,
         (per_store * a.stores * (a.value_size + 8)) as f64 / 1048576.0,
@@ -245,6 +245,7 @@ fn memory_check(a: &Args, dir: &Path) {
         after_reads,
         after_reads - baseline,
         memory.usage() as f64 / 1048576.0,
+        memory.cache_capacity() as f64 / 1048576.0,
         memory.write_buffer_usage() as f64 / 1048576.0,
     );
 }

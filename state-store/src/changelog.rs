@@ -64,6 +64,10 @@ impl<S: KeyValueStore> StateStore for ChangeLoggingKeyValueStore<S> {
         self.inner.discard_uncommitted()
     }
 
+    fn flush_cache(&mut self) -> Result<(), StoreError> {
+        self.inner.flush_cache()
+    }
+
     fn uncommitted_bytes(&self) -> usize {
         self.inner.uncommitted_bytes()
     }
@@ -196,6 +200,10 @@ impl<S: StateStore + ?Sized> StateStore for Box<S> {
 
     fn discard_uncommitted(&mut self) -> Result<(), StoreError> {
         (**self).discard_uncommitted()
+    }
+
+    fn flush_cache(&mut self) -> Result<(), StoreError> {
+        (**self).flush_cache()
     }
 
     fn uncommitted_bytes(&self) -> usize {

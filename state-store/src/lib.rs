@@ -12,6 +12,9 @@
 //!   sharing one memory budget ([`RocksDbMemory`]) with every other store of the instance.
 //! - [`transactional`]: [`TransactionalKeyValueStore`], which holds a commit's writes apart and applies
 //!   them only when the commit succeeds (KIP-892), so an aborted commit leaves no trace in the store.
+//! - [`cache`]: [`CachingKeyValueStore`], the record cache in front of a Processor-API store: repeated
+//!   writes of a key between commits reach the store and its changelog once; [`CacheBudget`] is the
+//!   memory a stream thread's caches share.
 //! - [`checkpoint`]: [`OffsetCheckpoint`], the `.checkpoint` file recording how far into its changelog
 //!   each local store is.
 //! - [`changelog`]: [`ChangeLoggingKeyValueStore`], which reports every write to a [`ChangelogWriter`]
@@ -21,6 +24,7 @@
 //! Typed access (serdes, `get(&K) -> Option<V>`) is layered on top by `streams-core`, the same way Kafka
 //! Streams wraps a `KeyValueStore<Bytes, byte[]>` in a metered, typed store.
 
+pub mod cache;
 pub mod changelog;
 pub mod checkpoint;
 pub mod error;
@@ -29,6 +33,7 @@ pub mod rocksdb;
 pub mod store;
 pub mod transactional;
 
+pub use cache::{CacheBudget, CachingKeyValueStore};
 pub use changelog::{ChangeLoggingKeyValueStore, ChangelogWriter};
 pub use checkpoint::{CheckpointError, OffsetCheckpoint};
 pub use error::StoreError;

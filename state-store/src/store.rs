@@ -59,6 +59,14 @@ pub trait StateStore: Send {
         Ok(())
     }
 
+    /// Writes out what a record cache in front of the store holds (see
+    /// [`CachingKeyValueStore`](crate::CachingKeyValueStore)), so that the changelog records of those
+    /// writes exist before the commit that covers them is made. The runtime calls it first thing at each
+    /// commit; a no-op for stores without a cache.
+    fn flush_cache(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Bytes of writes held back until the next flush (0 for stores that write through). The runtime
     /// commits early when this grows past its limit.
     fn uncommitted_bytes(&self) -> usize {

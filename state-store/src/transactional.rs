@@ -71,19 +71,29 @@ impl<S: KeyValueStore> TransactionalKeyValueStore<S> {
         below: KeyValueIterator<'a>,
         held: impl Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)> + 'a,
     ) -> KeyValueIterator<'a> {
-        Box::new(Merge { below: below.peekable(), held: held.peekable() })
+        Box::new(Merge::new(below, held))
     }
 }
 
-/// Merges the store's records with the held writes, in key order; a held write wins over the store's
-/// record for the same key, and a held delete hides it.
-struct Merge<
+/// Merges the store's records with the held (or cached) writes, in key order; a held write wins over the
+/// store's record for the same key, and a held delete hides it.
+pub(crate) struct Merge<
     'a,
     B: Iterator<Item = Result<KeyValue, StoreError>>,
     H: Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)>,
 > {
     below: Peekable<B>,
     held: Peekable<H>,
+}
+
+impl<'a, B, H> Merge<'a, B, H>
+where
+    B: Iterator<Item = Result<KeyValue, StoreError>>,
+    H: Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)>,
+{
+    pub(crate) fn new(below: B, held: H) -> Self {
+        Merge { below: below.peekable(), held: held.peekable() }
+    }
 }
 
 impl<'a, B, H> Iterator for Merge<'a, B, H>
@@ -166,6 +176,10 @@ impl<S: KeyValueStore> StateStore for TransactionalKeyValueStore<S> {
         self.pending.clear();
         self.pending_bytes = 0;
         self.inner.discard_uncommitted()
+    }
+
+    fn flush_cache(&mut self) -> Result<(), StoreError> {
+        self.inner.flush_cache()
     }
 
     fn uncommitted_bytes(&self) -> usize {

@@ -1,5 +1,5 @@
-//! One behaviour, every store: the in-memory store, the RocksDB store, and the transactional layer over
-//! each are driven by the same random operations as a plain `BTreeMap` model (the way sled checks its tree
+//! One behaviour, every store: the in-memory store, the RocksDB store, and the transactional and caching
+//! layers over each are driven by the same random operations as a plain `BTreeMap` model (the way sled checks its tree
 //! against a model), and must agree on every read, every range and prefix scan, across commits, aborts
 //! and reopening the files.
 
@@ -8,9 +8,11 @@ use std::ops::Bound;
 use std::path::Path;
 
 use proptest::prelude::*;
+use std::sync::Arc;
+
 use state_store::{
-    InMemoryKeyValueStore, KeyValueStore, ReadOnlyKeyValueStore, RocksDbKeyValueStore, RocksDbMemory, StateStore,
-    TransactionalKeyValueStore,
+    CacheBudget, CachingKeyValueStore, InMemoryKeyValueStore, KeyValueStore, ReadOnlyKeyValueStore,
+    RocksDbKeyValueStore, RocksDbMemory, StateStore, TransactionalKeyValueStore,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,14 +21,23 @@ enum Kind {
     RocksDb,
     TransactionalMemory,
     TransactionalRocksDb,
+    /// A record cache small enough that most writes leave it by eviction, not at the commit.
+    CachingMemory,
+    CachingRocksDb,
 }
+
+/// Room for about three small entries: writes are evicted to the store below all the time.
+const CACHE_BYTES: usize = 3 * 110;
 
 impl Kind {
     fn transactional(self) -> bool {
         matches!(self, Kind::TransactionalMemory | Kind::TransactionalRocksDb)
     }
     fn persistent(self) -> bool {
-        matches!(self, Kind::RocksDb | Kind::TransactionalRocksDb)
+        matches!(self, Kind::RocksDb | Kind::TransactionalRocksDb | Kind::CachingRocksDb)
+    }
+    fn caching(self) -> bool {
+        matches!(self, Kind::CachingMemory | Kind::CachingRocksDb)
     }
 }
 
@@ -37,6 +48,11 @@ fn open(kind: Kind, dir: &Path, memory: &RocksDbMemory) -> Box<dyn KeyValueStore
         Kind::RocksDb => Box::new(rocks()),
         Kind::TransactionalMemory => Box::new(TransactionalKeyValueStore::new(InMemoryKeyValueStore::new("s"))),
         Kind::TransactionalRocksDb => Box::new(TransactionalKeyValueStore::new(rocks())),
+        Kind::CachingMemory => Box::new(CachingKeyValueStore::new(
+            InMemoryKeyValueStore::new("s"),
+            Arc::new(CacheBudget::new(CACHE_BYTES)),
+        )),
+        Kind::CachingRocksDb => Box::new(CachingKeyValueStore::new(rocks(), Arc::new(CacheBudget::new(CACHE_BYTES)))),
     }
 }
 
@@ -187,12 +203,19 @@ fn run(kind: Kind, ops: &[Op]) {
                 store.flush().unwrap();
                 model.commit();
             }
+            // What an abort leaves of a cache's writes depends on which were evicted before it (both
+            // outcomes are allowed: a cache is not a transaction), so the model cannot say.
+            Op::Abort if kind.caching() => {}
             Op::Abort => {
                 store.discard_uncommitted().unwrap();
                 model.pending.clear();
             }
             Op::Reopen if kind.persistent() => {
                 // Closing without a commit drops what was held; what was written through survives.
+                // (A cache is written out first, for the same reason as above.)
+                if kind.caching() {
+                    store.flush().unwrap();
+                }
                 store.close().unwrap();
                 drop(store);
                 store = open(kind, dir.path(), &memory);
@@ -212,12 +235,14 @@ proptest! {
     fn memory_store_behaves_as_the_model(ops in prop::collection::vec(op(), 1..60)) {
         run(Kind::Memory, &ops);
         run(Kind::TransactionalMemory, &ops);
+        run(Kind::CachingMemory, &ops);
     }
 
     #[test]
     fn rocksdb_store_behaves_as_the_model(ops in prop::collection::vec(op(), 1..60)) {
         run(Kind::RocksDb, &ops);
         run(Kind::TransactionalRocksDb, &ops);
+        run(Kind::CachingRocksDb, &ops);
     }
 }
 
@@ -238,6 +263,30 @@ fn rocksdb_store_keeps_its_contents_across_close_and_reopen() {
     assert_eq!(store.get(b"alice").unwrap(), Some(b"3".to_vec()));
     assert_eq!(store.get(b"bob").unwrap(), None);
     assert!(store.persistent());
+}
+
+#[test]
+fn open_stores_take_their_allowance_from_the_shared_cache_and_give_it_back() {
+    use state_store::rocksdb::{BASE_ALLOWANCE, PER_STORE_ALLOWANCE};
+    let dir = tempfile::tempdir().unwrap();
+    let memory = RocksDbMemory::new(64 << 20, 16 << 20);
+    assert_eq!(memory.cache_capacity(), 64 << 20);
+    let mut a = RocksDbKeyValueStore::open("a", dir.path().join("a"), &memory).unwrap();
+    let b = RocksDbKeyValueStore::open("b", dir.path().join("b"), &memory).unwrap();
+    assert_eq!(memory.cache_capacity(), (64 << 20) - BASE_ALLOWANCE - 2 * PER_STORE_ALLOWANCE);
+    a.close().unwrap();
+    a.close().unwrap(); // closing twice gives back once
+    assert_eq!(memory.cache_capacity(), (64 << 20) - BASE_ALLOWANCE - PER_STORE_ALLOWANCE);
+    drop(a);
+    drop(b); // dropped without close
+    assert_eq!(memory.cache_capacity(), 64 << 20);
+    // However many stores, the cache keeps a quarter of the budget.
+    let many: Vec<_> = (0..300)
+        .map(|i| RocksDbKeyValueStore::open(format!("s{i}"), dir.path().join(format!("s{i}")), &memory).unwrap())
+        .collect();
+    assert_eq!(memory.cache_capacity(), 16 << 20);
+    drop(many);
+    assert_eq!(memory.cache_capacity(), 64 << 20);
 }
 
 #[test]
@@ -293,4 +342,44 @@ fn a_million_keys_iterate_in_key_byte_order() {
     let range = collect(store.range(Bound::Included(&from[..]), Bound::Excluded(&to[..])).unwrap());
     assert_eq!(range.len(), 9);
     assert_eq!(collect(store.prefix_scan(&[0x00, 0x07]).unwrap()).len(), 256 * 256);
+}
+
+#[test]
+fn a_cache_writes_each_key_once_per_commit_and_evicts_the_oldest_over_budget() {
+    use state_store::{ChangeLoggingKeyValueStore, ChangelogWriter};
+    use std::sync::Mutex;
+
+    #[derive(Clone, Default)]
+    struct Log(Arc<Mutex<Vec<(Vec<u8>, Option<Vec<u8>>)>>>);
+    impl ChangelogWriter for Log {
+        fn log(&mut self, key: &[u8], value: Option<&[u8]>) {
+            self.0.lock().unwrap().push((key.to_vec(), value.map(<[u8]>::to_vec)));
+        }
+    }
+
+    let log = Log::default();
+    let logged = ChangeLoggingKeyValueStore::new(InMemoryKeyValueStore::new("s"), Box::new(log.clone()));
+    let budget = Arc::new(CacheBudget::new(1 << 20));
+    let mut store = CachingKeyValueStore::new(logged, budget.clone());
+    for i in 0..100u8 {
+        store.put(b"a", &[i]).unwrap();
+        store.put(b"b", &[i]).unwrap();
+    }
+    store.delete(b"b").unwrap();
+    assert_eq!(store.get(b"a").unwrap(), Some(vec![99]));
+    assert!(log.0.lock().unwrap().is_empty(), "nothing leaves the cache before the commit");
+    store.flush_cache().unwrap();
+    assert_eq!(*log.0.lock().unwrap(), vec![(b"a".to_vec(), Some(vec![99])), (b"b".to_vec(), None)]);
+    assert_eq!(budget.used(), 0);
+
+    // A budget for about two entries: the third write evicts the oldest.
+    let log = Log::default();
+    let logged = ChangeLoggingKeyValueStore::new(InMemoryKeyValueStore::new("s"), Box::new(log.clone()));
+    let mut store = CachingKeyValueStore::new(logged, Arc::new(CacheBudget::new(2 * 100)));
+    store.put(b"x", b"1").unwrap();
+    store.put(b"y", b"1").unwrap();
+    store.put(b"x", b"2").unwrap(); // x is now the youngest
+    store.put(b"z", b"1").unwrap();
+    assert_eq!(*log.0.lock().unwrap(), vec![(b"y".to_vec(), Some(b"1".to_vec()))]);
+    assert_eq!(store.get(b"y").unwrap(), Some(b"1".to_vec()), "read from the store below");
 }

@@ -1,7 +1,8 @@
 //! State scenarios, run against the real Kafka (tests/kafka_state.rs) and the embedded broker
 //! (tests/embedded_state.rs): checkpoints that let a restart skip what they cover, a corrupt checkpoint
 //! that falls back to a full restore with identical contents, a fresh instance with an empty state
-//! directory, the record cache, and the state directory lock.
+//! directory, the record cache (of a DSL aggregation and of a Processor-API store), and the state
+//! directory lock.
 
 #![allow(dead_code)]
 
@@ -213,6 +214,82 @@ pub(crate) fn the_record_cache_sends_the_latest_total_per_key_at_each_commit() -
         records.len()
     );
     assert_eq!(streams.metrics().processed_records, 3_000);
+    Ok(())
+}
+
+/// Per-customer totals by a Processor-API processor in a store built with caching: it forwards every
+/// new total, and reads its own cached writes.
+struct CachedTotals(Option<kstreams::processor::StoreHandle<i64, i64>>);
+
+impl Processor<i64, i64, i64, i64> for CachedTotals {
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, i64, i64>) -> Result<(), StreamsError> {
+        self.0 = Some(ctx.store_handle("cached-totals")?);
+        Ok(())
+    }
+
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, i64, i64>,
+        record: Record<i64, i64>,
+    ) -> Result<(), StreamsError> {
+        let store = ctx.store_mut(self.0.expect("init"))?;
+        let total = store.get(&record.key)?.unwrap_or(0) + record.value;
+        store.put(&record.key, &total)?;
+        ctx.forward(Record::new(record.key, total, record.timestamp))
+    }
+}
+
+/// A store built `with_caching_enabled()` writes each key to its changelog once per commit, however
+/// often the processor updated it, and what the changelog ends on is exact: a second instance with an
+/// empty state directory restores it and goes on with exact totals.
+pub(crate) fn a_processor_api_store_with_caching_logs_each_key_once_per_commit() -> anyhow::Result<()> {
+    use kstreams::serde::I64Serde;
+    use kstreams::store::Stores;
+    let (input, output) = (kafka::unique("papi-orders"), kafka::unique("papi-totals"));
+    kafka::create_topics(&[(&input, 2), (&output, 2)]);
+    let app = kafka::unique("papi-cache-app");
+    let topology = || -> anyhow::Result<Topology> {
+        let mut topology = Topology::new();
+        topology
+            .add_source("orders", &[input.as_str()], Arc::new(I64Serde), Arc::new(I64Serde))?
+            .add_processor("totals", || CachedTotals(None), &["orders"])?
+            .add_state_store(
+                Stores::key_value_store_builder(
+                    Stores::persistent_key_value_store("cached-totals"),
+                    Arc::new(I64Serde),
+                    Arc::new(I64Serde),
+                )
+                .with_caching_enabled(),
+                &["totals"],
+            )?
+            .add_sink("out", &output, Arc::new(I64Serde), Arc::new(I64Serde), &["totals"])?;
+        Ok(topology)
+    };
+    // Runs an instance over orders `from..to` on top of `totals`; returns the new totals, checked exact.
+    let run = |totals: &BTreeMap<i64, i64>, from: u64, to: u64| -> anyhow::Result<BTreeMap<i64, i64>> {
+        let mut config = kafka::config(&app);
+        config.cache_max_bytes = 10 << 20;
+        config.commit_interval = Duration::from_secs(2);
+        let mut streams = kafka::streams(topology()?, config)?;
+        streams.start()?;
+        anyhow::ensure!(streams.wait_for_state(State::Running, Duration::from_secs(60)), "never RUNNING");
+        let mut expected = totals.clone();
+        kafka::produce(&input, orders(&input, from, to, &mut expected));
+        assert_eq!(wait_for_totals(&output, &expected), expected, "every total exact");
+        streams.close()?;
+        Ok(expected)
+    };
+    let totals = run(&BTreeMap::new(), 0, 3_000)?;
+    let changelog = format!("{app}-cached-totals-changelog");
+    let logged = kafka::consume_until(&changelog, Duration::from_secs(5), |r| r.len() >= 3_000);
+    assert!(
+        !logged.is_empty() && logged.len() < 3_000 / 10,
+        "3,000 updates of 17 keys within a few commits should be logged far fewer times, got {}",
+        logged.len()
+    );
+    // A second instance, with a fresh state directory (kafka::config makes one), restores the store from
+    // the changelog and goes on from the exact totals.
+    run(&totals, 3_000, 4_000)?;
     Ok(())
 }
 

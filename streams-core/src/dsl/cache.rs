@@ -13,34 +13,15 @@
 //! goes through at once (the test driver runs so).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::record::Headers;
 
 /// Bookkeeping counted per entry on top of the key bytes and the value's size.
 const ENTRY_OVERHEAD: usize = 96;
 
-/// The cache memory shared by one stream thread's tasks.
-#[derive(Debug, Default)]
-pub(crate) struct CacheBudget {
-    max: usize,
-    used: AtomicUsize,
-}
-
-impl CacheBudget {
-    pub(crate) fn new(max: usize) -> Self {
-        CacheBudget { max, used: AtomicUsize::new(0) }
-    }
-
-    /// Whether caching is on at all.
-    pub(crate) fn enabled(&self) -> bool {
-        self.max > 0
-    }
-
-    fn over(&self) -> bool {
-        self.used.load(Ordering::Relaxed) > self.max
-    }
-}
+/// The cache memory shared by one stream thread's tasks: the DSL's caches and the Processor-API stores'
+/// (`state_store::CachingKeyValueStore`) draw on the same budget.
+pub(crate) use state_store::CacheBudget;
 
 /// A pending aggregate: `None` deletes the key.
 pub(crate) struct Pending<K, VA> {
@@ -80,9 +61,9 @@ impl<K, VA> RecordCache<K, VA> {
         let size = key_bytes.len() + std::mem::size_of::<VA>() + ENTRY_OVERHEAD;
         if let Some(old) = self.entries.get(&key_bytes) {
             self.order.remove(&old.seq);
-            budget.used.fetch_sub(old.size, Ordering::Relaxed);
+            budget.give_back(old.size);
         }
-        budget.used.fetch_add(size, Ordering::Relaxed);
+        budget.take(size);
         self.order.insert(seq, key_bytes.clone());
         self.entries.insert(key_bytes, Pending { key, value, timestamp, headers, seq, size });
     }
@@ -94,7 +75,7 @@ impl<K, VA> RecordCache<K, VA> {
         }
         let (_, key) = self.order.pop_first()?;
         let pending = self.entries.remove(&key)?;
-        budget.used.fetch_sub(pending.size, Ordering::Relaxed);
+        budget.give_back(pending.size);
         Some(pending)
     }
 
@@ -104,7 +85,7 @@ impl<K, VA> RecordCache<K, VA> {
         let mut drained = Vec::with_capacity(order.len());
         for key in order.into_values() {
             if let Some(pending) = self.entries.remove(&key) {
-                budget.used.fetch_sub(pending.size, Ordering::Relaxed);
+                budget.give_back(pending.size);
                 drained.push(pending);
             }
         }
@@ -140,6 +121,6 @@ mod tests {
         assert!(cache.evict_if_over(&budget).is_none());
         let rest: Vec<String> = cache.drain(&budget).into_iter().map(|p| p.key).collect();
         assert_eq!(rest, vec!["a".to_string(), "c".to_string()]);
-        assert_eq!(budget.used.load(Ordering::Relaxed), 0);
+        assert_eq!(budget.used(), 0);
     }
 }

@@ -204,9 +204,7 @@ pub(crate) fn store_def<K: Data, V: Data>(
     if !materialized.logging_enabled {
         builder = builder.with_logging_disabled();
     }
-    if materialized.caching_enabled {
-        builder = builder.with_caching_enabled();
-    }
+    // The aggregation caches in its processor (which forwards what leaves the cache), never in the store.
     builder.into_def()
 }
 

@@ -5,8 +5,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use state_store::{
-    ChangeLoggingKeyValueStore, ChangelogWriter, InMemoryKeyValueStore, KeyValueStore, RocksDbKeyValueStore,
-    RocksDbMemory, TransactionalKeyValueStore,
+    CacheBudget, CachingKeyValueStore, ChangeLoggingKeyValueStore, ChangelogWriter, InMemoryKeyValueStore,
+    KeyValueStore, RocksDbKeyValueStore, RocksDbMemory, TransactionalKeyValueStore,
 };
 
 use super::typed::{ErasedStore, TypedKeyValueStore};
@@ -30,6 +30,8 @@ pub struct StoreContext<'a> {
     pub dsl_store: DslStoreType,
     /// Whether stores hold each commit's writes apart until the commit succeeds (exactly-once).
     pub hold_writes_per_commit: bool,
+    /// The record cache memory of the task's stream thread, for stores built with caching.
+    pub(crate) cache: &'a Arc<CacheBudget>,
 }
 
 impl StoreContext<'_> {
@@ -189,8 +191,11 @@ impl<K: Send + 'static, V: Send + 'static> StoreBuilder<K, V> {
         self
     }
 
-    /// Asks for the record cache in front of the store. Only DSL aggregations are cached so far: for a
-    /// Processor-API store this is accepted and has no effect yet (see `docs/state.md`).
+    /// Puts the record cache in front of the store (Kafka Streams' caching store): writes of a key
+    /// between commits reach the store and its changelog once, at the commit or when the thread's share
+    /// of `statestore.cache.max.bytes` runs over (`state_store::CachingKeyValueStore`). Reads see the
+    /// cached writes. Nothing is forwarded downstream when entries leave the cache (DSL aggregations
+    /// have their own cache, which does). With a cache size of 0 the store writes through.
     pub fn with_caching_enabled(mut self) -> Self {
         self.caching_enabled = true;
         self
@@ -215,9 +220,13 @@ impl<K: Send + 'static, V: Send + 'static> StoreBuilder<K, V> {
             if let Some(writer) = changelog {
                 inner = Box::new(ChangeLoggingKeyValueStore::new(inner, writer));
             }
+            // Above the logging layer, as in Kafka Streams: the changelog gets the deduplicated writes.
+            if caching_enabled && ctx.cache.enabled() {
+                inner = Box::new(CachingKeyValueStore::new(inner, ctx.cache.clone()));
+            }
             Ok(Box::new(TypedKeyValueStore::new(inner, key_serde.clone(), value_serde.clone())))
         };
-        StoreDef { name, logging_enabled, logging_config, caching_enabled, factory: Arc::new(factory) }
+        StoreDef { name, logging_enabled, logging_config, factory: Arc::new(factory) }
     }
 }
 
@@ -232,7 +241,5 @@ pub(crate) struct StoreDef {
     pub(crate) name: String,
     pub(crate) logging_enabled: bool,
     pub(crate) logging_config: BTreeMap<String, String>,
-    #[allow(dead_code)] // read once Processor-API stores get the record cache
-    pub(crate) caching_enabled: bool,
     pub(crate) factory: Arc<StoreFactory>,
 }

@@ -160,6 +160,7 @@ pub(crate) trait ErasedStore: Send {
     fn end_restore(&mut self) -> Result<(), StreamsError>;
     fn discard_uncommitted(&mut self) -> Result<(), StreamsError>;
     fn uncommitted_bytes(&self) -> usize;
+    fn flush_cache(&mut self) -> Result<(), StreamsError>;
 }
 
 impl<K: 'static, V: 'static> ErasedStore for TypedKeyValueStore<K, V> {
@@ -213,6 +214,10 @@ impl<K: 'static, V: 'static> ErasedStore for TypedKeyValueStore<K, V> {
 
     fn uncommitted_bytes(&self) -> usize {
         self.inner.uncommitted_bytes()
+    }
+
+    fn flush_cache(&mut self) -> Result<(), StreamsError> {
+        Ok(self.inner.flush_cache()?)
     }
 }
 

@@ -319,6 +319,7 @@ impl Task {
                 rocksdb: &config.rocksdb,
                 dsl_store: config.dsl_store,
                 hold_writes_per_commit: config.hold_writes_per_commit,
+                cache: &config.cache_budget,
             };
             let logged = config.changelogs && def.logging_enabled;
             let writer: Option<Box<dyn ChangelogWriter>> = if logged {
@@ -588,14 +589,20 @@ impl Task {
         *known = (*known).max(offset);
     }
 
-    /// At commit, first: processors that hold records back (the record cache) write and forward them.
-    /// Their outputs join the task's output, to be sent before the producer is flushed.
+    /// At commit, first: processors that hold records back (the DSL's record cache) write and forward
+    /// them, and stores with a cache write it out. Their outputs and changelog records join the task's
+    /// output, to be sent before the producer is flushed.
     pub fn flush_processors(&mut self) -> Result<(), StreamsError> {
         if !self.initialized {
             return Ok(());
         }
         for index in 0..self.state.nodes.len() {
             self.with_node(index, |node, state| node.flush(state))?;
+        }
+        // Then the stores' own caches (Processor-API stores built with caching): their writes reach
+        // the changelog buffer now, to be sent before the commit that covers them.
+        for store in &mut self.state.stores {
+            store.flush_cache()?;
         }
         Ok(())
     }
