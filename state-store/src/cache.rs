@@ -4,8 +4,9 @@
 //! that a later write of the same key makes pointless.
 //!
 //! Writes stay in the cache until the commit ([`StateStore::flush_cache`], which the runtime calls before
-//! it flushes the producer, or [`StateStore::commit`]) writes them all to the store below in one batch, or until the budget, shared by every cache of a stream thread, runs over and the oldest
-//! entries of this cache are written out one by one. Reads see the cache first, merged in key order with
+//! it flushes the producer, or [`StateStore::commit`]) writes them all to the store below in one batch,
+//! or until the budget, shared by every cache of a stream thread, runs over and the oldest entries of
+//! this cache are written out one by one. Reads see the cache first, merged in key order with
 //! the store below for scans. Closing without a commit, or an abort, drops what the cache held, like
 //! any write the commit did not cover.
 
