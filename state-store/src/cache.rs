@@ -148,12 +148,12 @@ impl<S: KeyValueStore> CachingKeyValueStore<S> {
         self.budget.give_back(size);
     }
 
-    /// Drops every cached write unwritten.
-    fn drop_all(&mut self) {
-        self.entries.clear();
+    /// Empties the cache and gives its memory back; returns what it held.
+    fn take_all(&mut self) -> BTreeMap<Vec<u8>, Entry> {
         self.order.clear();
         self.budget.give_back(self.held);
         self.held = 0;
+        std::mem::take(&mut self.entries)
     }
 }
 
@@ -171,10 +171,7 @@ impl<S: KeyValueStore> StateStore for CachingKeyValueStore<S> {
     /// Writes every cached entry to the store below in one batch (in key order).
     fn flush_cache(&mut self) -> Result<(), StoreError> {
         if !self.entries.is_empty() {
-            let entries = std::mem::take(&mut self.entries);
-            self.order.clear();
-            self.budget.give_back(self.held);
-            self.held = 0;
+            let entries = self.take_all();
             let batch: Vec<(&[u8], Option<&[u8]>)> =
                 entries.iter().map(|(k, e)| (k.as_slice(), e.value.as_deref())).collect();
             self.inner.write_batch(&batch)?;
@@ -195,7 +192,7 @@ impl<S: KeyValueStore> StateStore for CachingKeyValueStore<S> {
 
     /// Closes without writing the cache out: what the last commit did not cover is dropped.
     fn close(&mut self) -> Result<(), StoreError> {
-        self.drop_all();
+        self.take_all();
         self.inner.close()
     }
 
@@ -216,7 +213,7 @@ impl<S: KeyValueStore> StateStore for CachingKeyValueStore<S> {
     }
 
     fn discard_uncommitted(&mut self) -> Result<(), StoreError> {
-        self.drop_all();
+        self.take_all();
         self.inner.discard_uncommitted()
     }
 
