@@ -80,15 +80,12 @@ pub mod __private {
     use serde::de::DeserializeOwned;
     use serde::Serialize;
 
-    use crate::serde::{DefaultSerde, JsonSerde, Serde};
+    use crate::serde::{JsonSerde, Serde};
 
     /// The JSON serde `#[derive(Event)]` (with the default `serde = json`) makes the type's default.
     pub fn json_serde<T: Serialize + DeserializeOwned + 'static>() -> Arc<dyn Serde<T>> {
         Arc::new(JsonSerde::<T>::new())
     }
-
-    /// Fails to compile when `T` has no default serde; spanned on a key field's type by the derive.
-    pub fn assert_key_serde<T: DefaultSerde>() {}
 
     /// Whether two topics are the same, in a const context (for the topology macro's assertions on
     /// topics that come from `Event::TOPIC`, which it cannot read at expansion time).

@@ -44,3 +44,36 @@ impl Errors {
 pub(crate) fn into_output(result: Result<TokenStream, syn::Error>) -> TokenStream {
     result.unwrap_or_else(syn::Error::into_compile_error)
 }
+
+/// A type as it reads in source: `Sink<i64, Option<f64>>`, not `Sink < i64 , Option < f64 > >`.
+pub(crate) fn pretty(tokens: &impl ToTokens) -> String {
+    let text = tokens.to_token_stream().to_string();
+    let mut out = String::with_capacity(text.len());
+    for (i, c) in text.char_indices() {
+        let next = text[i + c.len_utf8()..].chars().next();
+        let previous = out.chars().last();
+        if c == ' ' {
+            let glued = matches!(next, Some('<' | '>' | ',' | ':'))
+                || matches!(previous, Some('<' | '&' | ':'))
+                || (previous == Some('>') && next == Some('>'));
+            if glued {
+                continue;
+            }
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pretty;
+
+    #[test]
+    fn pretty_prints_types_as_written() {
+        let ty: syn::Type = syn::parse_quote!(kstreams::dsl::Sink<i64, Option<f64>>);
+        assert_eq!(pretty(&ty), "kstreams::dsl::Sink<i64, Option<f64>>");
+        let ty: syn::Type = syn::parse_quote!(Vec<&'static str>);
+        assert_eq!(pretty(&ty), "Vec<&'static str>");
+    }
+}

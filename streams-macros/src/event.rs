@@ -1,8 +1,8 @@
 //! `#[derive(Event)]`: binds a struct to its topic and partition-key field.
 //!
 //! Parse (`#[event(..)]` options) → model ([`EventDef`]) → validate (the key field exists, the topic is a
-//! valid name) → emit (`impl Event`, `impl DefaultSerde` unless `serde = none`, and an assertion that the
-//! key type has a serde, spanned on the field's type). Every problem is reported at once.
+//! valid name) → emit (`impl Event`, and `impl DefaultSerde` unless `serde = none`). Every problem is
+//! reported at once. A key type without a serde fails `Event::Key`'s bound on the field's own type.
 //!
 //! ```text
 //! #[derive(Event)]
@@ -20,15 +20,13 @@
 //!         ::kstreams::event::__private::json_serde::<Self>()
 //!     }
 //! }
-//! const _: () = { let _ = ::kstreams::event::__private::assert_key_serde::<i64>; };
 //! ```
 
 use proc_macro2::{Span, TokenStream};
-use quote::{quote, quote_spanned};
-use syn::spanned::Spanned;
+use quote::{quote, quote_spanned, ToTokens};
 use syn::{Data, DeriveInput, Fields, Ident, LitStr, Type};
 
-use crate::errors::Errors;
+use crate::errors::{pretty, Errors};
 use crate::names::{closest, invalid_name};
 
 /// How the type's default serde is provided.
@@ -58,8 +56,9 @@ struct EventAttr {
     topic: Option<LitStr>,
     key: Option<Ident>,
     serde: Option<(SerdeChoice, Span)>,
-    /// The `event` attribute itself, for "missing option" errors; `None` when there is no attribute.
-    attr_span: Option<Span>,
+    /// The `event` attribute itself, for "missing option" errors (underlined whole); `None` when there
+    /// is no attribute.
+    attr: Option<TokenStream>,
 }
 
 /// The derive's entry point: the impls, or every error found.
@@ -75,11 +74,11 @@ pub(crate) fn expand(input: &DeriveInput) -> Result<TokenStream, syn::Error> {
 fn parse_attrs(input: &DeriveInput, errors: &mut Errors) -> EventAttr {
     let mut out = EventAttr::default();
     for attr in input.attrs.iter().filter(|a| a.path().is_ident("event")) {
-        if out.attr_span.is_some() {
+        if out.attr.is_some() {
             errors.spanned(attr, "`#[event(..)]` is given twice; write one with all its options");
             continue;
         }
-        out.attr_span = Some(attr.span());
+        out.attr = Some(attr.to_token_stream());
         let parsed = attr.parse_nested_meta(|meta| {
             let path = &meta.path;
             if path.is_ident("topic") {
@@ -120,7 +119,7 @@ fn parse_attrs(input: &DeriveInput, errors: &mut Errors) -> EventAttr {
                     errors.spanned(path, "`serde` is given twice");
                 }
             } else {
-                let name = path.to_token_stream_string();
+                let name = pretty(path);
                 errors.spanned(path, format!("unknown option `{name}` in `#[event(..)]`: expected `topic = \"...\"`, `key = field` or `serde = json | none`"));
                 // Skip the option's value so the rest of the attribute is still read.
                 if meta.input.peek(syn::Token![=]) {
@@ -164,7 +163,7 @@ fn validate<'a>(input: &'a DeriveInput, attr: EventAttr, errors: &mut Errors) ->
     if !input.generics.params.is_empty() {
         errors.spanned(&input.generics, "an event type cannot be generic: `Event::TOPIC` is one topic per type");
     }
-    let Some(attr_span) = attr.attr_span else {
+    let Some(attr_tokens) = &attr.attr else {
         errors.spanned(
             ty,
             format!("`#[derive(Event)]` needs `#[event(topic = \"...\", key = field)]` on `{ty}`: the topic it lives on and the field that partitions it"),
@@ -172,12 +171,12 @@ fn validate<'a>(input: &'a DeriveInput, attr: EventAttr, errors: &mut Errors) ->
         return None;
     };
     if attr.topic.is_none() {
-        errors.push(syn::Error::new(
-            attr_span,
+        errors.spanned(
+            attr_tokens,
             format!(
                 "missing `topic = \"...\"` in `#[event(..)]`: the topic `{ty}` events are read from and written to"
             ),
-        ));
+        );
     }
     if let Some(topic) = &attr.topic {
         if let Some(reason) = invalid_name(&topic.value()) {
@@ -185,10 +184,10 @@ fn validate<'a>(input: &'a DeriveInput, attr: EventAttr, errors: &mut Errors) ->
         }
     }
     let Some(key) = attr.key else {
-        errors.push(syn::Error::new(
-            attr_span,
+        errors.spanned(
+            attr_tokens,
             format!("missing `key = field` in `#[event(..)]`: the field of `{ty}` that partitions its topic"),
-        ));
+        );
         return None;
     };
     let fields = fields?;
@@ -209,8 +208,10 @@ fn validate<'a>(input: &'a DeriveInput, attr: EventAttr, errors: &mut Errors) ->
     Some(EventDef { ty, topic: attr.topic?, key_field: key, key_ty: &key_field.ty, serde, serde_span })
 }
 
-/// The impls. The key-serde assertion is spanned on the field's type, so "`X` has no serde" points at
-/// the field declaration rather than at the derive.
+/// The impls. `type Key = <the field's type>` keeps the field type's tokens and spans, so the trait's
+/// bounds on `Key` (a serde, `Clone`, `Send`) fail on the field's declaration, with `DefaultSerde`'s own
+/// message ("`X` has no serde"), rather than on the derive. (A separate `assert_key_serde::<T>()` spanned
+/// there would report the same error a second time.)
 fn emit(def: &EventDef<'_>) -> TokenStream {
     let EventDef { ty, topic, key_field, key_ty, serde, serde_span } = def;
     let event = quote! {
@@ -232,21 +233,5 @@ fn emit(def: &EventDef<'_>) -> TokenStream {
         },
         SerdeChoice::None => TokenStream::new(),
     };
-    let key_serde = quote_spanned! {key_ty.span()=>
-        const _: () = {
-            let _ = ::kstreams::event::__private::assert_key_serde::<#key_ty>;
-        };
-    };
-    quote! { #event #serde #key_serde }
-}
-
-/// `path.to_string()` without the spaces `TokenStream`'s `Display` puts around `::`.
-trait PathString {
-    fn to_token_stream_string(&self) -> String;
-}
-
-impl PathString for syn::Path {
-    fn to_token_stream_string(&self) -> String {
-        self.segments.iter().map(|s| s.ident.to_string()).collect::<Vec<_>>().join("::")
-    }
+    quote! { #event #serde }
 }

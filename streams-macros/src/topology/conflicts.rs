@@ -5,21 +5,21 @@
 //! different key/value types (its readers expect one). Two sinks of the same types on one topic are
 //! fine. A store name may be declared once.
 //!
-//! Literal topics are compared here, and a clash is a `compile_error!` on the later declaration's
-//! attribute. A topic that comes from an event type (`#[source]` with no `topic`) is only known to the
+//! Literal topics are compared here, and a clash is a `compile_error!` on the later declaration's topic
+//! literal. A topic that comes from an event type (`#[source]` with no `topic`) is only known to the
 //! compiler, so for every pair that would clash if the topics were equal we emit a const assertion
-//! instead, spanned the same way: a clash is still a compile error, reported as a failed constant
-//! evaluation with our message.
+//! instead, spanned on the later declaration's literal or, for an event type's topic, on its attribute's
+//! name: a clash is still a compile error, reported as a failed constant evaluation with our message.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, ToTokens};
 
 use super::{Param, Role, Topic};
-use crate::errors::Errors;
+use crate::errors::{pretty, Errors};
 
 /// A const assertion that two topics differ, for topics known only to the compiler.
 pub(crate) struct Assertion {
-    /// The later declaration's attribute.
+    /// The later declaration's topic (see [`Param::decl_span`]).
     pub(crate) span: Span,
     pub(crate) first: TokenStream,
     pub(crate) second: TokenStream,
@@ -50,7 +50,7 @@ pub(super) fn check(params: &[Param], errors: &mut Errors) -> Vec<Assertion> {
                 if let (Some(a), Some(b)) = (&first.store_name, &second.store_name) {
                     if a.value() == b.value() {
                         errors.push(syn::Error::new(
-                            second.attr_span,
+                            second.decl_span,
                             format!(
                                 "store `{}` is declared twice: by `{}` and by `{}`",
                                 b.value(),
@@ -73,11 +73,11 @@ pub(super) fn check(params: &[Param], errors: &mut Errors) -> Vec<Assertion> {
                         second.ident,
                         pretty(&second.ty),
                     );
-                    errors.push(syn::Error::new(second.attr_span, message));
+                    errors.push(syn::Error::new(second.decl_span, message));
                 }
                 (Some(Topic::Literal(_)), Some(Topic::Literal(_))) => {}
                 (Some(a), Some(b)) => assertions.push(Assertion {
-                    span: second.attr_span,
+                    span: second.decl_span,
                     first: topic_expr(first, a),
                     second: topic_expr(second, b),
                     message: format!("{} and {} are the same topic, which is {why}", describe(first), describe(second)),
@@ -111,37 +111,4 @@ fn describe(param: &Param) -> String {
 /// The key and value types as written, to compare two sinks.
 fn types(param: &Param) -> String {
     format!("{}, {}", pretty(&param.key_ty), pretty(&param.value_ty))
-}
-
-/// A type as it reads in source: `Sink<i64, Option<f64>>`, not `Sink < i64 , Option < f64 > >`.
-pub(crate) fn pretty(tokens: &impl ToTokens) -> String {
-    let text = tokens.to_token_stream().to_string();
-    let mut out = String::with_capacity(text.len());
-    for (i, c) in text.char_indices() {
-        let next = text[i + c.len_utf8()..].chars().next();
-        let previous = out.chars().last();
-        if c == ' ' {
-            let glued = matches!(next, Some('<' | '>' | ',' | ':'))
-                || matches!(previous, Some('<' | '&' | ':'))
-                || (previous == Some('>') && next == Some('>'));
-            if glued {
-                continue;
-            }
-        }
-        out.push(c);
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pretty_prints_types_as_written() {
-        let ty: syn::Type = syn::parse_quote!(kstreams::dsl::Sink<i64, Option<f64>>);
-        assert_eq!(pretty(&ty), "kstreams::dsl::Sink<i64, Option<f64>>");
-        let ty: syn::Type = syn::parse_quote!(Vec<&'static str>);
-        assert_eq!(pretty(&ty), "Vec<&'static str>");
-    }
 }

@@ -73,22 +73,33 @@ pub(super) fn stand_ins(def: &TopologyDef) -> TokenStream {
     }
 }
 
-/// `let orders: KStream<i64, Order> = builder.stream_event::<Order>();` and the like.
+/// `let orders: KStream<i64, Order> = builder.stream_event::<Order>();` and the like. Spanned on the
+/// value type when the topic is the value type's (so "`X` is not an event type" points at `X`), else on
+/// the parameter's type.
 fn binding(param: &Param, builder: &Ident) -> TokenStream {
     let Param { ident, ty, key_ty: k, value_ty: v, .. } = param;
+    let span = match param.topic {
+        Some(Topic::Event) => v.span(),
+        _ => ty.span(),
+    };
+    // The same hygiene as the function's `builder` parameter, located at the declaration, so that an
+    // error about the whole expression (a source's key type mismatch) points there too.
+    let builder = Ident::new("builder", builder.span().located_at(span));
     let value = match (param.role, &param.topic) {
-        (Role::Source, Some(Topic::Literal(topic))) => quote! { #builder.stream::<#k, #v>(#topic) },
-        (Role::Source, _) => quote! { #builder.stream_event::<#v>() },
-        (Role::Table, Some(Topic::Literal(topic))) => quote! { #builder.table::<#k, #v>(#topic) },
-        (Role::Table, _) => quote! { #builder.table_event::<#v>() },
-        (Role::Sink, Some(Topic::Literal(topic))) => quote! { ::kstreams::dsl::Sink::<#k, #v>::new(#topic) },
-        (Role::Sink, _) => quote! { ::kstreams::dsl::Sink::<#k, #v>::event() },
+        (Role::Source, Some(Topic::Literal(topic))) => quote_spanned! {span=> #builder.stream::<#k, #v>(#topic) },
+        (Role::Source, _) => quote_spanned! {span=> #builder.stream_event::<#v>() },
+        (Role::Table, Some(Topic::Literal(topic))) => quote_spanned! {span=> #builder.table::<#k, #v>(#topic) },
+        (Role::Table, _) => quote_spanned! {span=> #builder.table_event::<#v>() },
+        (Role::Sink, Some(Topic::Literal(topic))) => {
+            quote_spanned! {span=> ::kstreams::dsl::Sink::<#k, #v>::new(#topic) }
+        }
+        (Role::Sink, _) => quote_spanned! {span=> ::kstreams::dsl::Sink::<#k, #v>::event() },
         (Role::Store, _) => {
             let name = &param.store_name;
-            quote! { ::kstreams::dsl::Materialized::<#k, #v>::as_store(#name) }
+            quote_spanned! {span=> ::kstreams::dsl::Materialized::<#k, #v>::as_store(#name) }
         }
     };
-    quote_spanned! {ty.span()=> let #ident: #ty = #value; }
+    quote_spanned! {span=> let #ident: #ty = #value; }
 }
 
 /// `const _: () = assert!(!same_topic(<Order as Event>::TOPIC, "orders"), "..");`

@@ -99,6 +99,7 @@ pub(crate) struct Param {
     pub(crate) topic: Option<Topic>,
     /// For stores.
     pub(crate) store_name: Option<LitStr>,
-    /// Our attribute: errors about this declaration clashing with an earlier one point here.
-    pub(crate) attr_span: Span,
+    /// Where errors about this declaration clashing with an earlier one point: the topic or store
+    /// name literal, or the attribute's name (`sink` in `#[sink]`) when the topic is an event type's.
+    pub(crate) decl_span: Span,
 }

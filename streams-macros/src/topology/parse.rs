@@ -2,12 +2,11 @@
 //! (`#[source]`, `#[source(topic = "..")]`, `#[table]`, `#[sink]`, `#[store(name = "..")]`) into a
 //! [`Param`]. Our attributes are removed from the function, which is otherwise kept as written.
 
-use quote::ToTokens;
 use syn::spanned::Spanned;
 use syn::{Attribute, FnArg, GenericArgument, ItemFn, LitStr, Meta, Pat, PathArguments, ReturnType, Type};
 
 use super::{Param, Role, Topic, TopologyDef};
-use crate::errors::Errors;
+use crate::errors::{pretty, Errors};
 use crate::names::invalid_name;
 
 /// The function and its parameters; problems go to `errors` (the result is then not used).
@@ -51,11 +50,12 @@ pub(super) fn parse(mut item: ItemFn, errors: &mut Errors) -> TopologyDef {
                     "a `#[{}]` parameter is a `{}<K, V>` (key and value types spelled out), not `{}`",
                     role.attr_name(),
                     role.type_name(),
-                    arg.ty.to_token_stream()
+                    pretty(&arg.ty)
                 ),
             );
             continue;
         };
+        let decl_span = option.as_ref().map_or_else(|| attr.path().span(), LitStr::span);
         let (topic, store_name) = match (role, option) {
             (Role::Store, None) => {
                 errors.spanned(attr, "a `#[store]` needs a name: `#[store(name = \"customer-totals-store\")]`");
@@ -73,7 +73,7 @@ pub(super) fn parse(mut item: ItemFn, errors: &mut Errors) -> TopologyDef {
             value_ty,
             topic,
             store_name,
-            attr_span: attr.span(),
+            decl_span,
         });
     }
     TopologyDef { item, params }
@@ -148,7 +148,7 @@ fn parse_options(role: Role, attr: &Attribute, errors: &mut Errors) -> Option<Li
                 &meta.path,
                 format!(
                     "unknown option `{}` in `#[{}(..)]`: the only option is `{option} = \"...\"`",
-                    meta.path.to_token_stream(),
+                    pretty(&meta.path),
                     role.attr_name()
                 ),
             );
@@ -197,8 +197,8 @@ mod tests {
     fn pair_of_reads_key_and_value_types() {
         let ty: Type = syn::parse_quote!(kstreams::dsl::KStream<i64, Order>);
         let (k, v) = pair_of(&ty, "KStream").unwrap();
-        assert_eq!(k.to_token_stream().to_string(), "i64");
-        assert_eq!(v.to_token_stream().to_string(), "Order");
+        assert_eq!(pretty(&k), "i64");
+        assert_eq!(pretty(&v), "Order");
         assert!(pair_of(&syn::parse_quote!(KTable<i64, Order>), "KStream").is_none());
         assert!(pair_of(&syn::parse_quote!(KStream<i64>), "KStream").is_none());
         assert!(pair_of(&syn::parse_quote!(KStream<'a, i64, Order>), "KStream").is_none());
