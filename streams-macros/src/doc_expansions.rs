@@ -3,7 +3,7 @@
 //! `<!-- macro-expansion: NAME -->`. (The blocks also run as doctests in the façade, so the expansion
 //! shown compiles and does what the text says.)
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Delimiter, TokenStream, TokenTree};
 use quote::ToTokens;
 
 const DOC: &str = include_str!("../../docs/macros.md");
@@ -36,10 +36,38 @@ fn lines(block: &str, keep_hidden: bool) -> String {
     out
 }
 
-/// Tokens printed after a round trip through syn, so formatting differences do not count.
+/// The tokens, printed one by one with one space between: punctuation spacing and how a string literal
+/// is written (escapes, line continuations) do not count, everything else does. The tokens go through
+/// syn first, so doc comments and `#[doc = ".."]` compare equal.
 fn normalized(tokens: TokenStream) -> String {
     let file: syn::File = syn::parse2(tokens).expect("an expansion parses as items");
-    file.into_token_stream().to_string()
+    let mut out = Vec::new();
+    canonical(file.into_token_stream(), &mut out);
+    out.join(" ")
+}
+
+fn canonical(tokens: TokenStream, out: &mut Vec<String>) {
+    for token in tokens {
+        match token {
+            TokenTree::Group(group) => {
+                let (open, close) = match group.delimiter() {
+                    Delimiter::Parenthesis => ("(", ")"),
+                    Delimiter::Brace => ("{", "}"),
+                    Delimiter::Bracket => ("[", "]"),
+                    Delimiter::None => ("", ""),
+                };
+                out.push(open.to_string());
+                canonical(group.stream(), out);
+                out.push(close.to_string());
+            }
+            TokenTree::Punct(punct) => out.push(punct.as_char().to_string()),
+            TokenTree::Ident(ident) => out.push(ident.to_string()),
+            TokenTree::Literal(literal) => match syn::parse2::<syn::LitStr>(literal.to_token_stream()) {
+                Ok(text) => out.push(format!("{:?}", text.value())),
+                Err(_) => out.push(literal.to_string()),
+            },
+        }
+    }
 }
 
 /// The visible code of the expansion block of `name`.
@@ -81,6 +109,16 @@ fn the_topology_expansion_shown_is_the_macros_output() {
     function.attrs.retain(|a| !a.path().is_ident("topology"));
     let expanded = crate::topology::expand(TokenStream::new(), function);
     assert_eq!(normalized(expanded), shown_expansion("order-totals"));
+}
+
+#[test]
+fn normalizing_ignores_layout_only() {
+    let a: TokenStream = "const _: () = assert!(!::a::b(x), \"one \\\n two\");".parse().unwrap();
+    let b: TokenStream = "const _ : () = assert ! (! :: a :: b (x) , \"one two\") ;".parse().unwrap();
+    assert_eq!(normalized(a), normalized(b.clone()));
+    let c: TokenStream = "const _: () = assert!(!::a::b(y), \"one two\");".parse().unwrap();
+    assert_ne!(normalized(c.clone()), normalized("const _: () = assert!(!::a::b(y), \"one  two\");".parse().unwrap()));
+    assert_ne!(normalized(b), normalized(c));
 }
 
 #[test]
