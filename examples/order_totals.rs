@@ -166,12 +166,19 @@ fn run(cluster: &Cluster, orders_to_send: u64, keep_running: bool) -> anyhow::Re
     app.start()?;
     let mut actual: BTreeMap<i64, f64> = BTreeMap::new();
     let close = |a: f64, b: f64| (a - b).abs() < 1e-6;
+    let mut shown = 0;
     let result = cluster.wait_until(Duration::from_secs(120), "order totals", || {
         if app.state() == State::Error {
             bail!("the application failed: {:?}", app.take_error());
         }
         actual.clear();
-        for (customer, total) in cluster.read::<i64, Option<f64>>("customer-totals")? {
+        let updates = cluster.read::<i64, Option<f64>>("customer-totals")?;
+        if updates.len() > shown {
+            // With the record cache on, updates come out at each commit: the latest total per customer.
+            println!("{} total updates in `customer-totals` so far", updates.len());
+            shown = updates.len();
+        }
+        for (customer, total) in updates {
             if let (Some(customer), Some(Some(total))) = (customer, total) {
                 actual.insert(customer, total); // a customer's totals are in one partition, in order
             }
