@@ -412,7 +412,9 @@ fn run_child(workload: &str, input: &str, output: &str, expected: u64) -> anyhow
     let mut config = StreamsConfig::new(unique("bench-app"), bootstrap());
     config.commit_interval = Duration::from_millis(commit_ms.unwrap_or(30_000)); // SimpleBenchmark's 30 s
     config.max_poll_records = 1000;
-    config.state_dir = std::env::temp_dir().join(unique("bench-state"));
+    // The parent names the directory and removes it after the run (it kills this process).
+    config.state_dir = std::env::var_os("KSTREAMS_BENCH_STATE")
+        .map_or_else(|| std::env::temp_dir().join(unique("bench-state")), PathBuf::from);
     if let Some(guarantee) = guarantee {
         config.processing_guarantee = guarantee;
     }
@@ -490,7 +492,7 @@ fn child_command(
     let mut command = match system {
         System::Kstreams => {
             let mut c = Command::new(std::env::current_exe()?);
-            c.args(["--child", workload, input, output, &expected]);
+            c.args(["--child", workload, input, output, &expected]).env("KSTREAMS_BENCH_STATE", state);
             return Ok(c);
         }
         System::KafkaStreams => {

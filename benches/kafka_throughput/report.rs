@@ -44,6 +44,15 @@ impl System {
         }
     }
 
+    /// The name in the chart's legend: the stream processor and the clients of its ceilings.
+    fn legend(self) -> &'static str {
+        match self {
+            System::Kstreams => "kstreams / rdkafka (Rust)",
+            System::KafkaStreams => "Kafka Streams / Java clients",
+            System::Quix => "Quix Streams / confluent-kafka (Python)",
+        }
+    }
+
     fn color(self) -> &'static str {
         match self {
             System::Kstreams => "#d9480f",
@@ -192,7 +201,7 @@ impl Context {
                 p,
                 &[
                     "-c",
-                    "import sys, quixstreams, confluent_kafka; print(sys.version.split()[0], quixstreams.__version__, confluent_kafka.version()[0], confluent_kafka.libversion()[0])",
+                    "import sys, quixstreams, confluent_kafka as ck; v = ck.version(); print(sys.version.split()[0], quixstreams.__version__, v if isinstance(v, str) else v[0], ck.libversion()[0])",
                 ],
             )
         });
@@ -439,7 +448,7 @@ fn svg(results: &[SizeResults]) -> String {
     }
     let mut legend = String::new();
     for (i, s) in systems.iter().enumerate() {
-        let x = 10.0 + 170.0 * i as f64;
+        let x = 10.0 + 250.0 * i as f64;
         let _ = writeln!(
             legend,
             r#"<rect x="{x}" y="{:.1}" width="12" height="12" fill="{}"/><text x="{:.1}" y="{:.1}" font-size="12">{}</text>"#,
@@ -447,7 +456,7 @@ fn svg(results: &[SizeResults]) -> String {
             s.color(),
             x + 16.0,
             y - 2.0,
-            s.name()
+            escape(s.legend())
         );
     }
     format!(
