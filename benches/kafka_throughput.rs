@@ -163,6 +163,27 @@ fn create_topic(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The application id (consumer group) of a child: the parent's run id, so that the parent can delete
+/// the internal topics the run made; a fresh one when run by hand.
+fn app_id(prefix: &str) -> String {
+    std::env::var("KSTREAMS_BENCH_APP_ID").unwrap_or_else(|_| unique(prefix))
+}
+
+/// Deletes the topics of one run: its sink and every topic named after its application id (changelogs),
+/// so that runs of 1 KiB records do not fill the disk. Other work's topics on the same broker are left
+/// alone.
+fn delete_run_topics(output: &str, app_id: &str) -> anyhow::Result<()> {
+    let lister: BaseConsumer = client().create()?;
+    let metadata = lister.fetch_metadata(None, Duration::from_secs(10))?;
+    let doomed: Vec<&str> =
+        metadata.topics().iter().map(|t| t.name()).filter(|n| *n == output || n.contains(app_id)).collect();
+    let admin: AdminClient<DefaultClientContext> = client().create()?;
+    for r in futures::executor::block_on(admin.delete_topics(&doomed, &AdminOptions::new()))? {
+        r.map_err(|(t, e)| anyhow::anyhow!("delete {t}: {e}"))?;
+    }
+    Ok(())
+}
+
 /// Loads the data; returns how many records pass the `stateless` filter (value's first byte not 0).
 fn load(topic: &str, records: u64, value_size: usize) -> anyhow::Result<u64> {
     let producer: ThreadedProducer<DefaultProducerContext> = client()
@@ -314,7 +335,7 @@ fn run_child(workload: &str, input: &str, output: &str, expected: u64) -> anyhow
     let counter = Counter::new(expected);
     if matches!(workload, "consume" | "consumeproduce") {
         let consumer: BaseConsumer<SayAssigned> = client()
-            .set("group.id", unique("bench-raw"))
+            .set("group.id", app_id("bench-raw"))
             // The same fetch setting the library's consumers use, so the ceiling is not handicapped.
             .set("fetch.queue.backoff.ms", "5")
             .set("auto.offset.reset", "earliest")
@@ -409,7 +430,7 @@ fn run_child(workload: &str, input: &str, output: &str, expected: u64) -> anyhow
             builder.build()?
         }
     };
-    let mut config = StreamsConfig::new(unique("bench-app"), bootstrap());
+    let mut config = StreamsConfig::new(app_id("bench-app"), bootstrap());
     config.commit_interval = Duration::from_millis(commit_ms.unwrap_or(30_000)); // SimpleBenchmark's 30 s
     config.max_poll_records = 1000;
     // The parent names the directory and removes it after the run (it kills this process).
@@ -638,6 +659,7 @@ fn main() -> anyhow::Result<()> {
                 for system in systems {
                     // Topic names take letters, digits, `.`, `_` and `-`: `count:eos:100` becomes `count-eos-100`.
                     let output = unique(&format!("bench-out-{}", workload.replace(':', "-")));
+                    let app = unique(&format!("bench-{}", system.name()));
                     create_topic(&output)?;
                     let expected = match workload.split(':').next().unwrap_or_default() {
                         "stateless" => passing,
@@ -646,7 +668,8 @@ fn main() -> anyhow::Result<()> {
                     let state = scratch.path().join(unique("state"));
                     let log =
                         scratch.path().join(format!("{}-{}.log", system.name(), unique(&workload.replace(':', "-"))));
-                    let command = child_command(&args, system, workload, (&input, &output), expected, &state)?;
+                    let mut command = child_command(&args, system, workload, (&input, &output), expected, &state)?;
+                    command.env("KSTREAMS_BENCH_APP_ID", &app);
                     let sink = (watched_by_parent(workload)).then_some((output.as_str(), expected));
                     let entry = runs.entry((workload.clone(), system)).or_default();
                     match measure(command, &log, sink, args.timeout) {
@@ -667,8 +690,14 @@ fn main() -> anyhow::Result<()> {
                         }
                     }
                     let _ = std::fs::remove_dir_all(&state);
+                    if let Err(e) = delete_run_topics(&output, &app) {
+                        eprintln!("could not delete the topics of {app}: {e:#}");
+                    }
                 }
             }
+        }
+        if let Err(e) = delete_run_topics(&input, &input) {
+            eprintln!("could not delete {input}: {e:#}");
         }
         let rows = args
             .workloads

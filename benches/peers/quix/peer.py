@@ -14,8 +14,14 @@ The parent measures CPU and peak RSS from /proc and kills this process when done
 pinned quixstreams is made by scripts/bench-compare.sh.
 """
 
+import os
 import sys
 import time
+
+
+def app_id(prefix):
+    """The parent's run id (it deletes the topics named after it), or a fresh one when run by hand."""
+    return os.environ.get("KSTREAMS_BENCH_APP_ID") or f"{prefix}{time.time_ns()}"
 
 
 def say(line):
@@ -43,7 +49,7 @@ def clients(workload, bootstrap, input_topic, output_topic, expected):
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
-            "group.id": f"bench-python-{time.time_ns()}",
+            "group.id": app_id("bench-python-"),
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
         }
@@ -102,7 +108,7 @@ def quix(workload, bootstrap, input_topic, output_topic, expected, state_dir):
     app = TimedApplication(
         rocksdb_options=rocksdb_options,
         broker_address=bootstrap,
-        consumer_group=f"bench-quix-{time.time_ns()}",
+        consumer_group=app_id("bench-quix-"),
         auto_offset_reset="earliest",
         commit_interval=30.0,
         processing_guarantee="at-least-once",

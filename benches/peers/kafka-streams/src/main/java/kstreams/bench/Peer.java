@@ -71,6 +71,12 @@ public final class Peer {
         }
     }
 
+    /** The parent's run id (it deletes the topics named after it), or a fresh one when run by hand. */
+    private static String appId(final String prefix) {
+        final String id = System.getenv("KSTREAMS_BENCH_APP_ID");
+        return id != null ? id : prefix + System.nanoTime();
+    }
+
     private static void say(final String line) {
         synchronized (OUT) {
             OUT.println(line);
@@ -99,7 +105,7 @@ public final class Peer {
                                 final String output, final long expected) {
         final Properties c = new Properties();
         c.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
-        c.put(ConsumerConfig.GROUP_ID_CONFIG, "bench-java-" + System.nanoTime());
+        c.put(ConsumerConfig.GROUP_ID_CONFIG, appId("bench-java-"));
         c.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
         c.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
         c.put(ConsumerConfig.MAX_POLL_RECORDS_CONFIG, "1000");
@@ -167,7 +173,7 @@ public final class Peer {
         // SimpleBenchmark's settings; everything else at Kafka Streams' defaults (one stream thread,
         // the 10 MiB record cache, RocksDB stores).
         final Properties props = new Properties();
-        props.put(StreamsConfig.APPLICATION_ID_CONFIG, "bench-kafka-streams-" + System.nanoTime());
+        props.put(StreamsConfig.APPLICATION_ID_CONFIG, appId("bench-kafka-streams-"));
         props.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         props.put(StreamsConfig.STATE_DIR_CONFIG, stateDir);
         props.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, StreamsConfig.AT_LEAST_ONCE);
