@@ -29,7 +29,7 @@ use kstreams::prelude::*;
 use kstreams::runtime::State;
 use kstreams::serde::{to_bytes, DefaultSerde};
 use serde::{Deserialize, Serialize};
-use support::{Cluster, CommonArgs};
+use support::{Cluster, CommonArgs, Rng};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Order {
@@ -84,13 +84,8 @@ fn main() -> anyhow::Result<()> {
     let totals = driver.output_topic::<i64, Option<f64>>("customer-totals");
 
     let mut expected: BTreeMap<i64, f64> = BTreeMap::new();
-    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut rng = Rng::new(0x2545_f491_4f6c_dd1d);
+    let mut next = move || rng.next();
     for order_id in 0..orders_to_send {
         let customer_id = (next() % 5) as i64 + 100;
         let total_value = match next() % 8 {
