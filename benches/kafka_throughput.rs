@@ -1,35 +1,53 @@
-//! End-to-end throughput against a local Kafka: `./scripts/bench.sh [--records N] [--value-size B]`.
+//! End-to-end throughput against a local Kafka, kstreams side by side with Apache Kafka Streams and Quix
+//! Streams: `./scripts/bench-compare.sh [--records N]` (every system, written to docs/benchmarks.md and
+//! docs/benchmarks.svg), or `./scripts/bench.sh [--records N] [--value-size B]` (kstreams only, printed).
 //!
-//! Loads N records (keys from a space of 10,000 as 8-byte big-endian longs, random values of B bytes, so
-//! compression flatters nobody) into an 8-partition topic once, then runs each workload in its own child
-//! process, timed from the moment it has its partitions until it has seen (or produced) every record:
+//! Loads N records (keys from a space of 10,000 as 4-byte big-endian ints, Kafka's `IntegerSerializer`
+//! and SimpleBenchmark's key type; random values of B bytes, so compression flatters nobody) into an
+//! 8-partition topic once per value size, then runs each workload of each system in its own child process.
+//! Rounds are interleaved (every workload of every system once per round, the systems' order rotating)
+//! and the median round is reported: the broker shares the machine's cores, so single runs swing.
 //!
-//! - `consume`: raw rdkafka `BaseConsumer` reading everything (the I/O ceiling);
-//! - `consumeproduce`: raw rdkafka consume, and produce each record to a sink topic (the ceiling with output);
-//! - `stateless`: kstreams `stream → filter → map_values → to`;
-//! - `count`: kstreams `group_by_key().count().to_stream().to()` on RocksDB, record cache off (every
-//!   update goes to the changelog and the output: the most work per record);
-//! - `count-cached`: the same with Kafka Streams' default 10 MiB record cache, timed until every input
-//!   record is processed (the output then holds one update per key and commit).
+//! Kafka's SimpleBenchmark workloads, for every system (`--systems kstreams,kafka-streams,quix`):
 //!
-//! A kstreams workload may name its processing guarantee and commit interval: `count:eos:100` is `count`
-//! under `exactly_once_v2` committing every 100 ms, `stateless:alos:1000` is `stateless` under
-//! `at_least_once` every second. Such a workload is timed until a `read_committed` consumer in the same
-//! process has seen every output record (committed, so visible downstream), whichever the guarantee, so
-//! the two guarantees are measured the same way. The cost of exactly-once:
+//! - `consume`, `consumeproduce`: the plain clients each system is built on (rdkafka's `BaseConsumer`
+//!   and `ThreadedProducer`; the Java `KafkaConsumer`/`KafkaProducer`; confluent-kafka for Python): the
+//!   I/O ceilings, without and with output to a sink topic;
+//! - `streamprocess`: `stream().peek(count)`;
+//! - `streamprocesswithsink`: `stream().peek(count).to(sink)`;
+//! - `streamprocesswithstatestore`: a Processor-API processor on a persistent (RocksDB) key-value store
+//!   with caching and logging, `get(key)` then `put(key, value)` per record;
+//! - `streamcount`: `stream().peek(count).group_by_key().count()` with the default 10 MiB record cache.
+//!
+//! And kstreams' own, kept from before: `stateless` (`filter → map_values → to`), `count`
+//! (`group_by_key().count().to_stream().to()`, record cache off: every update reaches the changelog and the
+//! output), `count-cached` (the same with the default cache). A kstreams workload may name its processing
+//! guarantee and commit interval: `count:eos:100` is `count` under `exactly_once_v2` committing every
+//! 100 ms; such a workload is timed until a `read_committed` consumer in the child has seen every output
+//! record, whichever the guarantee. The cost of exactly-once:
 //! `--workloads count:alos:100,count:eos:100,count:alos:1000,count:eos:1000`.
 //!
-//! Prints records/s, MB/s, CPU seconds per million records and peak RSS per workload, and the ratio of
-//! each to the consume+produce ceiling. A command that prints figures, not a test.
+//! How every run is measured, the same for every system: the child prints `ASSIGNED` when it has its
+//! partitions and `DONE` when it has seen every input record; the parent takes the time and the child's
+//! CPU time (`/proc/<pid>/stat`, all threads) at each line, and the peak RSS (`VmHWM`) at the end, then
+//! kills the child. For workloads with a sink the end is when every output record is visible in the sink
+//! topic (the parent asks for its end offsets every 20 ms) instead of `DONE`. A command that prints
+//! figures, not a test.
 
 use std::collections::BTreeMap;
-use std::process::Command;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use kstreams::config::{ProcessingGuarantee, StreamsConfig};
 use kstreams::prelude::*;
 use kstreams::runtime::{KafkaStreams, State};
+use kstreams::serde::{BytesSerde, I32Serde};
+use kstreams::store::Stores;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -37,34 +55,72 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
+#[path = "kafka_throughput/report.rs"]
+mod report;
+
+use report::{Measured, Row, SizeResults, System};
+
 const PARTITIONS: i32 = 8;
 const KEYS: u64 = 10_000;
+/// The key's size on the wire: a 4-byte int.
+const KEY_BYTES: usize = 4;
 
 struct Args {
     records: u64,
     rounds: usize,
-    value_size: usize,
+    value_sizes: Vec<usize>,
     workloads: Vec<String>,
+    systems: Vec<System>,
+    /// The Maven project of the Kafka Streams peer, built (`target/classes`, `target/classpath.txt`).
+    kafka_streams: PathBuf,
+    /// The Python of the venv with quixstreams.
+    python: PathBuf,
+    /// Where `docs/benchmarks.md` and `.svg` go; nothing is written without it.
+    docs: Option<PathBuf>,
+    /// Criterion's output directory, to put the engine bench's figures in the doc.
+    engine: Option<PathBuf>,
+    /// The longest one run may take before it counts as failed (SimpleBenchmark caps at 3 minutes).
+    timeout: Duration,
     child: Option<(String, String, String, u64)>,
 }
 
 fn args() -> anyhow::Result<Args> {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut out = Args {
         records: 1_000_000,
         rounds: 3,
-        value_size: 100,
+        value_sizes: vec![100],
         workloads: ["consume", "consumeproduce", "stateless", "count", "count-cached"].map(String::from).to_vec(),
+        systems: vec![System::Kstreams],
+        kafka_streams: here.join("benches/peers/kafka-streams"),
+        python: dirs_cache().join("quix-venv/bin/python"),
+        docs: None,
+        engine: None,
+        timeout: Duration::from_secs(300),
         child: None,
     };
+    let list = |s: String| s.split(',').map(String::from).collect::<Vec<_>>();
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--records" => out.records = it.next().context("--records N")?.parse()?,
             "--rounds" => out.rounds = it.next().context("--rounds R")?.parse()?,
-            "--value-size" => out.value_size = it.next().context("--value-size B")?.parse()?,
-            "--workloads" => {
-                out.workloads = it.next().context("--workloads a,b")?.split(',').map(String::from).collect()
+            "--value-size" | "--value-sizes" => {
+                out.value_sizes =
+                    list(it.next().context("--value-sizes B,B")?).iter().map(|s| s.parse()).collect::<Result<_, _>>()?
             }
+            "--workloads" => out.workloads = list(it.next().context("--workloads a,b")?),
+            "--systems" => {
+                out.systems = list(it.next().context("--systems a,b")?)
+                    .iter()
+                    .map(|s| System::parse(s).with_context(|| format!("unknown system `{s}`")))
+                    .collect::<Result<_, _>>()?
+            }
+            "--kafka-streams" => out.kafka_streams = it.next().context("--kafka-streams DIR")?.into(),
+            "--python" => out.python = it.next().context("--python PATH")?.into(),
+            "--docs" => out.docs = Some(it.next().context("--docs DIR")?.into()),
+            "--engine" => out.engine = Some(it.next().context("--engine DIR")?.into()),
+            "--timeout" => out.timeout = Duration::from_secs(it.next().context("--timeout SECONDS")?.parse()?),
             "--child" => {
                 let w = it.next().context("workload")?;
                 let input = it.next().context("input")?;
@@ -77,6 +133,10 @@ fn args() -> anyhow::Result<Args> {
         }
     }
     Ok(out)
+}
+
+fn dirs_cache() -> PathBuf {
+    PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache/kstreams")
 }
 
 fn bootstrap() -> String {
@@ -103,7 +163,28 @@ fn create_topic(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Loads the data; returns how many records pass the stateless filter (value's first byte not 0).
+/// The application id (consumer group) of a child: the parent's run id, so that the parent can delete
+/// the internal topics the run made; a fresh one when run by hand.
+fn app_id(prefix: &str) -> String {
+    std::env::var("KSTREAMS_BENCH_APP_ID").unwrap_or_else(|_| unique(prefix))
+}
+
+/// Deletes the topics of one run: its sink and every topic named after its application id (changelogs),
+/// so that runs of 1 KiB records do not fill the disk. Other work's topics on the same broker are left
+/// alone.
+fn delete_run_topics(output: &str, app_id: &str) -> anyhow::Result<()> {
+    let lister: BaseConsumer = client().create()?;
+    let metadata = lister.fetch_metadata(None, Duration::from_secs(10))?;
+    let doomed: Vec<&str> =
+        metadata.topics().iter().map(|t| t.name()).filter(|n| *n == output || n.contains(app_id)).collect();
+    let admin: AdminClient<DefaultClientContext> = client().create()?;
+    for r in futures::executor::block_on(admin.delete_topics(&doomed, &AdminOptions::new()))? {
+        r.map_err(|(t, e)| anyhow::anyhow!("delete {t}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Loads the data; returns how many records pass the `stateless` filter (value's first byte not 0).
 fn load(topic: &str, records: u64, value_size: usize) -> anyhow::Result<u64> {
     let producer: ThreadedProducer<DefaultProducerContext> = client()
         .set("linger.ms", "50")
@@ -121,7 +202,7 @@ fn load(topic: &str, records: u64, value_size: usize) -> anyhow::Result<u64> {
     let mut value = vec![0u8; value_size];
     let mut passing = 0;
     for _ in 0..records {
-        let key = (next() % KEYS).to_be_bytes();
+        let key = ((next() % KEYS) as i32).to_be_bytes();
         for chunk in value.chunks_mut(8) {
             let r = next().to_le_bytes();
             chunk.copy_from_slice(&r[..chunk.len()]);
@@ -141,18 +222,18 @@ fn load(topic: &str, records: u64, value_size: usize) -> anyhow::Result<u64> {
     Ok(passing)
 }
 
-/// CPU seconds (user + system) of this process so far.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+/// CPU seconds (user + system, every thread) of process `pid` so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
     let ticks: f64 = fields.get(11).and_then(|u| u.parse().ok()).unwrap_or(0.0)
         + fields.get(12).and_then(|s| s.parse().ok()).unwrap_or(0.0);
     ticks / 100.0 // USER_HZ
 }
 
-/// Peak resident set size in MiB.
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+/// Peak resident set size of process `pid` in MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
         .find(|l| l.starts_with("VmHWM:"))
@@ -173,129 +254,216 @@ fn output_count(watcher: &BaseConsumer, topic: &str) -> u64 {
     ends.elements().iter().map(|e| e.offset().to_raw().unwrap_or(0).max(0) as u64).sum()
 }
 
-/// When the raw consumer got its partitions: the ceilings are timed from there, as the kstreams workloads
-/// are timed from RUNNING (partitions assigned), so that both include finding the start offsets and the
-/// first fetch. (Timing the ceilings from their first record instead flattered them by a few hundred
-/// milliseconds of a two-second run.)
-#[derive(Default)]
-struct AssignedAt(std::sync::OnceLock<Instant>);
+/// Whether the parent times a workload by its sink topic rather than by the child's `DONE`.
+fn watched_by_parent(workload: &str) -> bool {
+    matches!(workload, "consumeproduce" | "streamprocesswithsink" | "stateless" | "count")
+}
 
-impl rdkafka::ClientContext for AssignedAt {}
+/// Tells the parent a line of the protocol: `ASSIGNED` or `DONE`.
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
 
-impl rdkafka::consumer::ConsumerContext for AssignedAt {
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &rdkafka::consumer::Rebalance<'_>) {
-        if let rdkafka::consumer::Rebalance::Assign(_) = rebalance {
-            let _ = self.0.set(Instant::now());
+/// Counts records and says `DONE` at the expected count (SimpleBenchmark's `CountDownAction`).
+#[derive(Clone)]
+struct Counter {
+    seen: Arc<AtomicU64>,
+    expected: u64,
+}
+
+impl Counter {
+    fn new(expected: u64) -> Self {
+        Counter { seen: Arc::new(AtomicU64::new(0)), expected }
+    }
+
+    fn record(&self) {
+        if self.seen.fetch_add(1, Ordering::Relaxed) + 1 == self.expected {
+            say("DONE");
         }
     }
 }
 
-/// Runs one workload in this process; returns (seconds, bytes seen).
-fn run_child(workload: &str, input: &str, output: &str, expected: u64) -> anyhow::Result<(f64, u64)> {
-    match workload {
-        "consume" | "consumeproduce" => {
-            let consumer: BaseConsumer<AssignedAt> = client()
-                .set("group.id", unique("bench-raw"))
-                // The same fetch setting the library's consumers use, so the ceiling is not handicapped.
-                .set("fetch.queue.backoff.ms", "5")
-                .set("auto.offset.reset", "earliest")
-                .set("enable.auto.commit", "false")
-                .create_with_context(AssignedAt::default())?;
-            consumer.subscribe(&[input])?;
-            let producer: Option<ThreadedProducer<DefaultProducerContext>> = if workload == "consumeproduce" {
-                Some(client().set("linger.ms", "100").set("partitioner", "murmur2_random").create()?)
-            } else {
-                None
-            };
-            let (mut seen, mut bytes) = (0u64, 0u64);
-            while seen < expected {
-                let Some(message) = consumer.poll(Duration::from_millis(100)) else { continue };
-                let message = message?;
-                seen += 1;
-                bytes += (message.key().map_or(0, <[u8]>::len) + message.payload().map_or(0, <[u8]>::len)) as u64;
+/// Says `ASSIGNED` when the raw consumer gets its partitions: the ceilings are timed from there, as the
+/// stream processors are timed from RUNNING (partitions assigned), so that both include finding the start
+/// offsets and the first fetch.
+struct SayAssigned;
+
+impl rdkafka::ClientContext for SayAssigned {}
+
+impl rdkafka::consumer::ConsumerContext for SayAssigned {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &rdkafka::consumer::Rebalance<'_>) {
+        if let rdkafka::consumer::Rebalance::Assign(list) = rebalance {
+            if list.count() > 0 {
+                say("ASSIGNED");
+            }
+        }
+    }
+}
+
+/// SimpleBenchmark's state-store processor: count, get the key, put the value.
+struct GetThenPut {
+    counter: Counter,
+    store: Option<kstreams::processor::StoreHandle<i32, Vec<u8>>>,
+}
+
+const STORE: &str = "store";
+
+impl Processor<i32, Vec<u8>, (), ()> for GetThenPut {
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, (), ()>) -> Result<(), StreamsError> {
+        self.store = Some(ctx.store_handle(STORE)?);
+        Ok(())
+    }
+
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, (), ()>,
+        record: Record<i32, Vec<u8>>,
+    ) -> Result<(), StreamsError> {
+        self.counter.record();
+        let store = ctx.store_mut(self.store.expect("init looked the store up"))?;
+        store.get(&record.key)?;
+        store.put(&record.key, &record.value)
+    }
+}
+
+/// Runs one kstreams workload in this process, saying `ASSIGNED` and `DONE`; returns only on failure
+/// (the parent kills it once it has its figures).
+fn run_child(workload: &str, input: &str, output: &str, expected: u64) -> anyhow::Result<()> {
+    let counter = Counter::new(expected);
+    if matches!(workload, "consume" | "consumeproduce") {
+        let consumer: BaseConsumer<SayAssigned> = client()
+            .set("group.id", app_id("bench-raw"))
+            // The same fetch setting the library's consumers use, so the ceiling is not handicapped.
+            .set("fetch.queue.backoff.ms", "5")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create_with_context(SayAssigned)?;
+        consumer.subscribe(&[input])?;
+        let producer: Option<ThreadedProducer<DefaultProducerContext>> = if workload == "consumeproduce" {
+            Some(client().set("linger.ms", "100").set("partitioner", "murmur2_random").create()?)
+        } else {
+            None
+        };
+        loop {
+            let Some(message) = consumer.poll(Duration::from_millis(100)) else {
                 if let Some(p) = &producer {
-                    let mut record = BaseRecord::to(output).payload(message.payload().unwrap_or_default());
-                    if let Some(k) = message.key() {
-                        record = record.key(k);
+                    p.flush(Duration::from_secs(60))?;
+                }
+                continue;
+            };
+            let message = message?;
+            if let Some(p) = &producer {
+                let mut record = BaseRecord::to(output).payload(message.payload().unwrap_or_default());
+                if let Some(k) = message.key() {
+                    record = record.key(k);
+                }
+                while let Err((e, r)) = p.send(record) {
+                    if !e.to_string().contains("Queue full") {
+                        bail!("produce: {e}");
                     }
-                    while let Err((e, r)) = p.send(record) {
-                        if !e.to_string().contains("Queue full") {
-                            bail!("produce: {e}");
-                        }
-                        std::thread::sleep(Duration::from_millis(1));
-                        record = r;
-                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                    record = r;
                 }
             }
-            if let Some(p) = &producer {
-                p.flush(Duration::from_secs(60))?;
-            }
-            let started = consumer.context().0.get().copied().context("no partitions were assigned")?;
-            Ok((started.elapsed().as_secs_f64(), bytes))
+            counter.record();
         }
-        spec => {
-            let mut parts = spec.split(':');
-            let kind = parts.next().unwrap_or_default();
-            if !matches!(kind, "stateless" | "count" | "count-cached") {
-                bail!("unknown workload `{spec}`");
-            }
-            let guarantee = match parts.next() {
-                None => None,
-                Some("alos") => Some(ProcessingGuarantee::AtLeastOnce),
-                Some("eos") => Some(ProcessingGuarantee::ExactlyOnceV2),
-                Some(other) => bail!("workload `{spec}`: guarantee `{other}` is neither `alos` nor `eos`"),
+    }
+
+    let mut parts = workload.split(':');
+    let kind = parts.next().unwrap_or_default();
+    let guarantee = match parts.next() {
+        None => None,
+        Some("alos") => Some(ProcessingGuarantee::AtLeastOnce),
+        Some("eos") => Some(ProcessingGuarantee::ExactlyOnceV2),
+        Some(other) => bail!("workload `{workload}`: guarantee `{other}` is neither `alos` nor `eos`"),
+    };
+    let commit_ms: Option<u64> = parts
+        .next()
+        .map(|ms| ms.parse().with_context(|| format!("workload `{workload}`: commit interval")))
+        .transpose()?;
+    let topology = match kind {
+        "streamprocesswithstatestore" => {
+            let mut topology = Topology::new();
+            let supplier = {
+                let counter = counter.clone();
+                move || GetThenPut { counter: counter.clone(), store: None }
             };
-            let commit_ms: Option<u64> = parts
-                .next()
-                .map(|ms| ms.parse().with_context(|| format!("workload `{spec}`: commit interval")))
-                .transpose()?;
+            topology
+                .add_source("source", &[input], Arc::new(I32Serde), Arc::new(BytesSerde))?
+                .add_processor("get-then-put", supplier, &["source"])?
+                .add_state_store(
+                    Stores::key_value_store_builder(
+                        Stores::persistent_key_value_store(STORE),
+                        Arc::new(I32Serde),
+                        Arc::new(BytesSerde),
+                    )
+                    .with_caching_enabled(),
+                    &["get-then-put"],
+                )?;
+            topology
+        }
+        _ => {
             let builder = StreamsBuilder::new();
-            let source = builder.stream::<i64, Vec<u8>>(input);
-            if kind == "stateless" {
-                source
+            let counted = {
+                let counter = counter.clone();
+                builder.stream::<i32, Vec<u8>>(input).peek(move |_, _| counter.record())
+            };
+            match kind {
+                "streamprocess" => {}
+                "streamprocesswithsink" => counted.to(output),
+                "streamcount" => {
+                    counted.group_by_key().count();
+                }
+                "stateless" => counted
                     .filter(|_, v| v.first() != Some(&0))
                     .map_values(|mut v| {
                         v.truncate(v.len() - 1);
                         v
                     })
-                    .to(output);
-            } else {
-                source.group_by_key().count().to_stream().to(output);
+                    .to(output),
+                "count" | "count-cached" => counted.group_by_key().count().to_stream().to(output),
+                _ => bail!("unknown workload `{workload}`"),
             }
-            let mut config = StreamsConfig::new(unique("bench-app"), bootstrap());
-            config.commit_interval = Duration::from_millis(commit_ms.unwrap_or(30_000)); // SimpleBenchmark's 30 s
-            config.state_dir = std::env::temp_dir().join(unique("bench-state"));
-            if let Some(guarantee) = guarantee {
-                config.processing_guarantee = guarantee;
-            }
-            if kind == "count" {
-                config.cache_max_bytes = 0;
-            }
-            let mut app = KafkaStreams::new(builder.build()?, config)?;
-            app.start()?;
-            if !app.wait_for_state(State::Running, Duration::from_secs(60)) {
-                bail!("the app never reached RUNNING: {:?} {:?}", app.state(), app.take_error());
-            }
-            let started = Instant::now();
-            let watcher: BaseConsumer = client().create()?;
-            let committed = if guarantee.is_some() { Some(CommittedCounter::new(output)?) } else { None };
-            let done = |app: &KafkaStreams| match (&committed, kind) {
-                (Some(counter), _) => counter.count_for(Duration::from_millis(20)) >= expected,
-                // Metrics are published every second: up to a second late, over a run of several.
-                (None, "count-cached") => app.metrics().processed_records >= expected,
-                (None, _) => output_count(&watcher, output) >= expected,
-            };
-            while !done(&app) {
-                if app.state() == State::Error {
-                    bail!("app failed: {:?}", app.take_error());
+            builder.build()?
+        }
+    };
+    let mut config = StreamsConfig::new(app_id("bench-app"), bootstrap());
+    config.commit_interval = Duration::from_millis(commit_ms.unwrap_or(30_000)); // SimpleBenchmark's 30 s
+    config.max_poll_records = 1000;
+    // The parent names the directory and removes it after the run (it kills this process).
+    config.state_dir = std::env::var_os("KSTREAMS_BENCH_STATE")
+        .map_or_else(|| std::env::temp_dir().join(unique("bench-state")), PathBuf::from);
+    if let Some(guarantee) = guarantee {
+        config.processing_guarantee = guarantee;
+    }
+    if kind == "count" {
+        config.cache_max_bytes = 0;
+    }
+    let mut app = KafkaStreams::new(topology, config)?;
+    let running = std::sync::atomic::AtomicBool::new(false);
+    app.set_state_listener(move |_, new| {
+        if new == State::Running && !running.swap(true, Ordering::Relaxed) {
+            say("ASSIGNED");
+        }
+    });
+    app.start()?;
+    // Under a named guarantee the child itself watches the output, as a downstream `read_committed`
+    // consumer would see it.
+    let committed = if guarantee.is_some() { Some(CommittedCounter::new(output)?) } else { None };
+    loop {
+        if app.state() == State::Error {
+            bail!("app failed: {:?}", app.take_error());
+        }
+        match &committed {
+            Some(c) if c.seen.get() < expected => {
+                if c.count_for(Duration::from_millis(20)) >= expected {
+                    say("DONE");
                 }
-                if committed.is_none() {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
             }
-            let seconds = started.elapsed().as_secs_f64();
-            app.close()?;
-            Ok((seconds, 0))
+            _ => std::thread::sleep(Duration::from_millis(50)),
         }
     }
 }
@@ -331,85 +499,226 @@ impl CommittedCounter {
     }
 }
 
+/// The command that runs `workload` of `system` as a child process.
+fn child_command(
+    args: &Args,
+    system: System,
+    workload: &str,
+    topics: (&str, &str),
+    expected: u64,
+    state: &Path,
+) -> anyhow::Result<Command> {
+    let (input, output) = topics;
+    let expected = expected.to_string();
+    let mut command = match system {
+        System::Kstreams => {
+            let mut c = Command::new(std::env::current_exe()?);
+            c.args(["--child", workload, input, output, &expected]).env("KSTREAMS_BENCH_STATE", state);
+            return Ok(c);
+        }
+        System::KafkaStreams => {
+            let target = args.kafka_streams.join("target");
+            let deps = std::fs::read_to_string(target.join("classpath.txt")).with_context(|| {
+                format!("the Kafka Streams peer is not built in {}: run scripts/bench-compare.sh", target.display())
+            })?;
+            let mut c = Command::new("java");
+            // JVM defaults unless told otherwise (the default heap limit is a quarter of the RAM).
+            if let Ok(opts) = std::env::var("KSTREAMS_BENCH_JVM_OPTS") {
+                c.args(opts.split_whitespace());
+            }
+            c.arg("-cp")
+                .arg(format!("{}:{}", target.join("classes").display(), deps.trim()))
+                .arg("kstreams.bench.Peer");
+            c
+        }
+        System::Quix => {
+            let mut c = Command::new(&args.python);
+            c.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peers/quix/peer.py"));
+            c
+        }
+    };
+    command.args([workload, &bootstrap(), input, output, &expected]).arg(state);
+    Ok(command)
+}
+
+/// Kills the child when dropped, so that no failure path leaves one running.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs one child to the end and measures it; see the module docs for how.
+fn measure(mut command: Command, log: &Path, sink: Option<(&str, u64)>, timeout: Duration) -> anyhow::Result<Measured> {
+    let stderr = std::fs::File::create(log)?;
+    let mut child =
+        Running(command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(stderr).spawn().context("start the child")?);
+    let pid = child.0.id();
+    let stdout = child.0.stdout.take().context("the child's stdout")?;
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send((Instant::now(), line)).is_err() {
+                break;
+            }
+        }
+    });
+    let started = Instant::now();
+    let fail = |child: &mut Running, what: &str| -> anyhow::Error {
+        let status = child.0.try_wait().ok().flatten();
+        let tail: String = std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .rev()
+            .take(15)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n");
+        anyhow::anyhow!("{what} (exit status {status:?}; log {}):\n{tail}", log.display())
+    };
+    // Waits for a protocol line, failing when the child exits or time runs out.
+    let wait_for = |child: &mut Running, word: &str| -> anyhow::Result<Instant> {
+        loop {
+            match lines.recv_timeout(Duration::from_millis(200)) {
+                Ok((at, line)) if line.trim() == word => return Ok(at),
+                Ok(_) => {}
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(fail(child, &format!("the child exited before {word}")))
+                }
+            }
+            if started.elapsed() > timeout {
+                return Err(fail(child, &format!("no {word} within {} s", timeout.as_secs())));
+            }
+        }
+    };
+    let assigned = wait_for(&mut child, "ASSIGNED")?;
+    let cpu0 = cpu_seconds(pid);
+    let done = match sink {
+        None => wait_for(&mut child, "DONE")?,
+        Some((topic, expected)) => {
+            let watcher: BaseConsumer = client().create()?;
+            loop {
+                if output_count(&watcher, topic) >= expected {
+                    break Instant::now();
+                }
+                if child.0.try_wait()?.is_some() {
+                    return Err(fail(&mut child, "the child exited before its output was complete"));
+                }
+                if started.elapsed() > timeout {
+                    return Err(fail(&mut child, &format!("output incomplete after {} s", timeout.as_secs())));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    };
+    let cpu = cpu_seconds(pid) - cpu0;
+    let rss_mib = peak_rss_mib(pid);
+    drop(child);
+    Ok(Measured { secs: done.duration_since(assigned).as_secs_f64(), cpu, rss_mib })
+}
+
 fn main() -> anyhow::Result<()> {
     let args = args()?;
     if let Some((workload, input, output, expected)) = &args.child {
-        // With RUST_LOG, the library's log of the workload goes to stderr, which the parent passes on.
+        // With RUST_LOG, the library's log of the workload goes to stderr, which the parent keeps.
         if std::env::var_os("RUST_LOG").is_some() {
             tracing_subscriber::fmt()
                 .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
                 .with_writer(std::io::stderr)
                 .init();
         }
-        let cpu0 = cpu_seconds();
-        let (seconds, _) = run_child(workload, input, output, *expected)?;
-        println!("RESULT {seconds:.3} {:.3} {:.1}", cpu_seconds() - cpu0, peak_rss_mib());
-        return Ok(());
+        return run_child(workload, input, output, *expected);
     }
 
-    let input = unique("bench-input");
-    create_topic(&input)?;
-    let load_start = Instant::now();
-    let passing = load(&input, args.records, args.value_size)?;
-    let load_secs = load_start.elapsed().as_secs_f64();
-    let record_bytes = (8 + args.value_size) as f64;
-    println!(
-        "machine: {} cores; broker: Apache Kafka (scripts/kafka.sh) at {}; {} records of {} B ({} key + value) over {PARTITIONS} partitions, {KEYS} keys; loaded in {load_secs:.1} s",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        bootstrap(),
-        args.records,
-        8 + args.value_size,
-        8
-    );
-    // Every workload runs once per round, rounds interleaved, and the median round is reported: the
-    // broker shares this machine's cores, so single runs swing.
-    let mut rounds: BTreeMap<String, Vec<(f64, f64, f64)>> = BTreeMap::new();
-    for round in 0..args.rounds {
-        for workload in &args.workloads {
-            // Topic names take letters, digits, `.`, `_` and `-`: `count:eos:100` becomes `count-eos-100`.
-            let output = unique(&format!("bench-out-{}", workload.replace(':', "-")));
-            create_topic(&output)?;
-            let expected = match workload.split(':').next().unwrap_or_default() {
-                "stateless" => passing,
-                _ => args.records,
-            };
-            let exe = std::env::current_exe()?;
-            let out = Command::new(exe)
-                .args(["--child", workload, &input, &output, &expected.to_string()])
-                .output()
-                .context("run workload")?;
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            if std::env::var_os("RUST_LOG").is_some() {
-                eprint!("{}", String::from_utf8_lossy(&out.stderr));
-            }
-            let Some(line) = stdout.lines().find(|l| l.starts_with("RESULT ")) else {
-                bail!("workload {workload} failed:\n{}\n{}", stdout, String::from_utf8_lossy(&out.stderr));
-            };
-            let f: Vec<f64> = line[7..].split_whitespace().map(|x| x.parse().unwrap_or(0.0)).collect();
-            eprintln!("round {} {workload}: {:.0} records/s", round + 1, args.records as f64 / f[0]);
-            rounds.entry(workload.clone()).or_default().push((f[0], f[1], f[2]));
-        }
-    }
-    let results: BTreeMap<String, (f64, f64, f64)> = rounds
-        .into_iter()
-        .map(|(w, mut runs)| {
-            runs.sort_by(|a, b| a.0.total_cmp(&b.0));
-            (w, runs[runs.len() / 2])
-        })
-        .collect();
-    let ceiling = results.get("consumeproduce").map(|r| args.records as f64 / r.0);
-    println!("\nmedian of {} rounds:", args.rounds);
-    println!("\n| workload | records/s | MB/s | CPU s per 1M records | peak RSS MiB | vs consume+produce |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
-    for workload in &args.workloads {
-        let (secs, cpu, rss) = results[workload];
-        let rate = args.records as f64 / secs;
-        let ratio = ceiling.map_or("-".to_string(), |c| format!("{:.0}%", 100.0 * rate / c));
-        println!(
-            "| {workload} | {rate:.0} | {:.1} | {:.2} | {rss:.0} | {ratio} |",
-            rate * record_bytes / 1e6,
-            cpu / (args.records as f64 / 1e6)
+    let scratch = tempfile::Builder::new().prefix("kstreams-bench-").tempdir()?;
+    let mut results = Vec::new();
+    for &value_size in &args.value_sizes {
+        let input = unique("bench-input");
+        create_topic(&input)?;
+        let load_start = Instant::now();
+        let passing = load(&input, args.records, value_size)?;
+        let load_secs = load_start.elapsed().as_secs_f64();
+        eprintln!(
+            "loaded {} records of {} B ({KEY_BYTES} B key + value) over {PARTITIONS} partitions, {KEYS} keys, into {input} in {load_secs:.1} s",
+            args.records,
+            KEY_BYTES + value_size
         );
+        let mut runs: BTreeMap<(String, System), (Vec<Measured>, Vec<String>)> = BTreeMap::new();
+        for round in 0..args.rounds {
+            for workload in &args.workloads {
+                let mut systems: Vec<System> = args.systems.iter().copied().filter(|s| s.supports(workload)).collect();
+                let n = systems.len().max(1);
+                systems.rotate_left(round % n);
+                for system in systems {
+                    // Topic names take letters, digits, `.`, `_` and `-`: `count:eos:100` becomes `count-eos-100`.
+                    let output = unique(&format!("bench-out-{}", workload.replace(':', "-")));
+                    let app = unique(&format!("bench-{}", system.name()));
+                    create_topic(&output)?;
+                    let expected = match workload.split(':').next().unwrap_or_default() {
+                        "stateless" => passing,
+                        _ => args.records,
+                    };
+                    let state = scratch.path().join(unique("state"));
+                    let log =
+                        scratch.path().join(format!("{}-{}.log", system.name(), unique(&workload.replace(':', "-"))));
+                    let mut command = child_command(&args, system, workload, (&input, &output), expected, &state)?;
+                    command.env("KSTREAMS_BENCH_APP_ID", &app);
+                    let sink = (watched_by_parent(workload)).then_some((output.as_str(), expected));
+                    let entry = runs.entry((workload.clone(), system)).or_default();
+                    match measure(command, &log, sink, args.timeout) {
+                        Ok(m) => {
+                            eprintln!(
+                                "{value_size} B round {} {workload} {}: {:.0} records/s, {:.1} CPU s, {:.0} MiB",
+                                round + 1,
+                                system.name(),
+                                args.records as f64 / m.secs,
+                                m.cpu,
+                                m.rss_mib
+                            );
+                            entry.0.push(m);
+                        }
+                        Err(e) => {
+                            eprintln!("{value_size} B round {} {workload} {}: failed: {e:#}", round + 1, system.name());
+                            entry.1.push(format!("{e:#}").split(" (exit").next().unwrap_or_default().to_string());
+                        }
+                    }
+                    let _ = std::fs::remove_dir_all(&state);
+                    if let Err(e) = delete_run_topics(&output, &app) {
+                        eprintln!("could not delete the topics of {app}: {e:#}");
+                    }
+                }
+            }
+        }
+        if let Err(e) = delete_run_topics(&input, &input) {
+            eprintln!("could not delete {input}: {e:#}");
+        }
+        let rows = args
+            .workloads
+            .iter()
+            .flat_map(|w| args.systems.iter().map(move |s| (w, *s)))
+            .filter_map(|(w, s)| {
+                let (mut ok, failed) = runs.remove(&(w.clone(), s))?;
+                ok.sort_by(|a, b| a.secs.total_cmp(&b.secs));
+                let median = (!ok.is_empty()).then(|| ok[ok.len() / 2]);
+                Some(Row { workload: w.clone(), system: s, median, failures: failed })
+            })
+            .collect();
+        let sized = SizeResults { value_size, key_size: KEY_BYTES, records: args.records, load_secs, rows };
+        println!("\n{}", report::table(&sized));
+        results.push(sized);
+    }
+    if let Some(docs) = &args.docs {
+        let context = report::Context::gather(&args.python, &args.kafka_streams, args.rounds, &bootstrap());
+        let engine = args.engine.as_deref().map(report::EngineFigures::read).unwrap_or_default();
+        report::write_docs(docs, &context, &results, &engine)?;
+        eprintln!("wrote {} and {}", docs.join("benchmarks.md").display(), docs.join("benchmarks.svg").display());
     }
     Ok(())
 }

@@ -2,26 +2,34 @@
 //!
 //! `cargo run --example order_totals [-- --orders N]`: the real runtime (`KafkaStreams`, RocksDB stores
 //! under a temporary state dir, changelogs, commits) on the in-process embedded broker: nothing to
-//! install. Produces orders (some invalid), runs the app until every order is processed, closes it, and
-//! checks the final totals against a plain loop.
+//! install. Produces orders (some invalid), runs the app until every order is in the totals, closes it,
+//! and checks the final totals against a plain loop.
 //!
-//! `cargo run --example order_totals -- --data-dir DIR [--orders N]`: the same, with the embedded
-//! broker's topics and offsets and the application's state kept in `DIR`: run it again and the new
-//! orders are added to the totals of the earlier runs (stop it at any point, even with Ctrl-C).
+//! `cargo run --example order_totals -- --bootstrap-servers HOST:PORT [--orders N]`: the same on Kafka
+//! (creates the `orders` and `customer-totals` topics if needed, 4 partitions). The check covers every
+//! order in `orders`, earlier runs' too. With `--keep-running` the application goes on processing after
+//! the check until Ctrl-C, then closes cleanly: tasks commit and the instance leaves the group.
+//!
+//! `cargo run --example order_totals -- --data-dir DIR [--orders N]`: on the embedded broker, with its
+//! topics and offsets and the application's state kept in `DIR`: run it again and the new orders are
+//! added to the totals of the earlier runs (stop it at any point, even with Ctrl-C).
 //!
 //! `cargo run --example order_totals -- --test-driver [--orders N]`: the same topology through the test
 //! driver, printing each updated total as it is computed (orders with no customer are dropped and counted).
-//!
-//! `cargo run --example order_totals -- --bootstrap-servers HOST:PORT [--orders N]`: on Kafka. Creates the
-//! `orders` and `customer-totals` topics if needed (4 partitions), produces the orders, runs the
-//! application until Ctrl-C, then closes it cleanly: tasks commit and the instance leaves the group.
+
+#[path = "support/mod.rs"]
+mod support;
 
 use std::collections::BTreeMap;
 
+use std::time::Duration;
+
 use anyhow::{bail, Context};
 use kstreams::prelude::*;
+use kstreams::runtime::State;
 use kstreams::serde::{to_bytes, DefaultSerde};
 use serde::{Deserialize, Serialize};
+use support::{Cluster, CommonArgs, Rng};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Order {
@@ -48,28 +56,26 @@ fn topology() -> Result<(Topology, String), TopologyError> {
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let mut orders_to_send = 30u64;
-    let mut bootstrap = None;
+    let mut common = CommonArgs::default();
     let mut test_driver = false;
-    let mut data_dir = None;
+    let mut keep_running = false;
     while let Some(arg) = args.next() {
+        if common.take(&arg, &mut args)? {
+            continue;
+        }
         match arg.as_str() {
-            "--bootstrap-servers" => bootstrap = Some(args.next().context("--bootstrap-servers HOST:PORT")?),
-            "--data-dir" => data_dir = Some(std::path::PathBuf::from(args.next().context("--data-dir DIR")?)),
             "--test-driver" => test_driver = true,
+            "--keep-running" => keep_running = true,
             "--orders" => {
                 orders_to_send = args.next().context("--orders needs a number")?.parse().context("--orders")?;
             }
             other => {
-                bail!("unknown argument `{other}`; usage: order_totals [--bootstrap-servers HOST:PORT | --test-driver | --data-dir DIR] [--orders N]")
+                bail!("unknown argument `{other}`; usage: order_totals [--bootstrap-servers HOST:PORT | --data-dir DIR | --test-driver] [--orders N] [--keep-running]")
             }
         }
     }
-
-    if let Some(bootstrap) = bootstrap {
-        return run_on_kafka(&bootstrap, orders_to_send);
-    }
     if !test_driver {
-        return run_on_embedded_broker(orders_to_send, data_dir);
+        return run(&common.cluster()?, orders_to_send, keep_running);
     }
     let (topology, store) = topology()?;
     println!("{}", topology.describe());
@@ -78,13 +84,8 @@ fn main() -> anyhow::Result<()> {
     let totals = driver.output_topic::<i64, Option<f64>>("customer-totals");
 
     let mut expected: BTreeMap<i64, f64> = BTreeMap::new();
-    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut rng = Rng::new(0x2545_f491_4f6c_dd1d);
+    let mut next = move || rng.next();
     for order_id in 0..orders_to_send {
         let customer_id = (next() % 5) as i64 + 100;
         let total_value = match next() % 8 {
@@ -127,155 +128,87 @@ fn generated_order(order_id: u64) -> Order {
     Order { order_id, customer_id: (order_id % 5) as i64 + 100, total_value }
 }
 
-/// Runs the application on the embedded broker until every order is processed, then checks the totals
-/// against every order the broker holds (those of earlier runs too, with `data_dir`).
-fn run_on_embedded_broker(orders_to_send: u64, data_dir: Option<std::path::PathBuf>) -> anyhow::Result<()> {
-    use std::sync::Arc;
-    use std::time::{Duration, Instant};
-
-    use kstreams::config::StreamsConfig;
-    use kstreams::embedded::EmbeddedBroker;
-    use kstreams::record::{Headers, ProducedRecord};
-    use kstreams::runtime::{KafkaStreams, State};
-    use kstreams::serde::from_bytes;
-
-    let temporary = tempfile::tempdir()?;
-    let (broker, state_dir) = match &data_dir {
-        Some(dir) => (EmbeddedBroker::open(dir.join("broker"))?, dir.join("state")),
-        None => (EmbeddedBroker::new(), temporary.path().to_path_buf()),
-    };
-    broker.create_topic("orders", 4, false);
-    broker.create_topic("customer-totals", 4, false);
-    let mut config = StreamsConfig::new("order-totals-example", "embedded");
-    config.state_dir = state_dir;
-    config.commit_interval = Duration::from_millis(200);
-
-    let mut producer = kstreams::client::ClientSupplier::producer(&broker, &config, "order-generator", None)?;
-    let first = broker.record_count("orders") as u64;
+/// Runs the application until every order in `orders` (earlier runs' too) is in the totals, then closes
+/// it and checks the totals against a plain loop over those orders. With `keep_running`, it then goes on
+/// processing until Ctrl-C.
+fn run(cluster: &Cluster, orders_to_send: u64, keep_running: bool) -> anyhow::Result<()> {
+    cluster.create_topics(&["orders", "customer-totals"], 4)?;
+    let first = cluster.read_raw("orders")?.len() as u64;
     if first > 0 {
         println!("{first} orders from earlier runs are in `orders`");
     }
+    let mut producer = cluster.producer()?;
     for order_id in first..first + orders_to_send {
         let order = generated_order(order_id);
-        producer.send(&ProducedRecord {
-            topic: "orders".into(),
-            partition: None,
-            key: to_bytes(&*i64::default_serde(), "orders", &order.customer_id)?,
-            value: to_bytes(&*Order::default_serde(), "orders", &order)?,
-            timestamp: order_id as i64,
-            headers: Headers::new(),
-        })?;
+        producer.send("orders", &order.customer_id, &order, -1)?;
     }
-    println!("produced {orders_to_send} orders to `orders` on the embedded broker");
+    producer.flush()?;
+    println!("produced {orders_to_send} orders to `orders` on {}", cluster.describe());
     let mut expected: BTreeMap<i64, f64> = BTreeMap::new();
-    for record in broker.read_all("orders") {
-        if let Some(order) = from_bytes(&*Order::default_serde(), "orders", record.value.as_deref())? {
-            if order.total_value > 0.0 {
-                *expected.entry(order.customer_id).or_insert(0.0) += order.total_value;
-            }
+    for (_, order) in cluster.read::<i64, Order>("orders")? {
+        if let Some(order) = order.filter(|o| o.total_value > 0.0) {
+            *expected.entry(order.customer_id).or_insert(0.0) += order.total_value;
         }
     }
 
     let (topology, _) = topology()?;
     println!("{}", topology.describe());
-    let mut app = KafkaStreams::with_client_supplier(topology, config, Arc::new(broker.clone()))?;
+    let mut config = cluster.config("order-totals-example");
+    // Totals leave the record cache at each commit: commit often so they show up promptly.
+    config.commit_interval = Duration::from_millis(200);
+    let mut app = cluster.app(topology, config)?;
     app.set_state_listener(|old, new| println!("state: {old:?} -> {new:?}"));
     app.start()?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    // Every order processed and its offset committed (those a killed earlier run left too).
-    while broker.group_lag("order-totals-example", "orders") > 0 && app.state() != State::Error {
-        if Instant::now() > deadline {
-            bail!("{} orders still unprocessed after a minute", broker.group_lag("order-totals-example", "orders"));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    app.close()?; // commits: the record cache's last totals go out
-    if let Some(error) = app.take_error() {
-        bail!(error);
-    }
-
     let mut actual: BTreeMap<i64, f64> = BTreeMap::new();
-    for record in broker.read_all("customer-totals") {
-        let customer = from_bytes(&*i64::default_serde(), "customer-totals", record.key.as_deref())?;
-        let total = from_bytes(&*<Option<f64>>::default_serde(), "customer-totals", record.value.as_deref())?;
-        if let (Some(customer), Some(Some(total))) = (customer, total) {
-            actual.insert(customer, total);
-        }
-    }
-    for (customer, total) in &actual {
-        println!("customer {customer:>4}  total {total:>10.2}");
-    }
     let close = |a: f64, b: f64| (a - b).abs() < 1e-6;
-    if actual.len() != expected.len() || actual.iter().any(|(k, v)| !close(*v, expected[k])) {
-        bail!("totals differ from a plain loop:\n  stream: {actual:?}\n  loop:   {expected:?}");
+    let mut shown = 0;
+    let result = cluster.wait_until(Duration::from_secs(120), "order totals", || {
+        if app.state() == State::Error {
+            bail!("the application failed: {:?}", app.take_error());
+        }
+        actual.clear();
+        let updates = cluster.read::<i64, Option<f64>>("customer-totals")?;
+        if updates.len() > shown {
+            // With the record cache on, updates come out at each commit: the latest total per customer.
+            println!("{} total updates in `customer-totals` so far", updates.len());
+            shown = updates.len();
+        }
+        for (customer, total) in updates {
+            if let (Some(customer), Some(Some(total))) = (customer, total) {
+                actual.insert(customer, total); // a customer's totals are in one partition, in order
+            }
+        }
+        Ok(actual.len() == expected.len() && actual.iter().all(|(k, v)| expected.get(k).is_some_and(|e| close(*v, *e))))
+    });
+    if result.is_ok() {
+        for (customer, total) in &actual {
+            println!("customer {customer:>4}  total {total:>10.2}");
+        }
+        println!(
+            "{} orders processed; final totals match a plain loop over all {} orders",
+            app.metrics().processed_records,
+            first + orders_to_send
+        );
     }
-    let processed = app.metrics().processed_records;
-    println!(
-        "{processed} orders processed; final totals match a plain loop over all {} orders",
-        first + orders_to_send
-    );
-    Ok(())
-}
-
-/// Runs the application on Kafka until Ctrl-C.
-fn run_on_kafka(bootstrap: &str, orders_to_send: u64) -> anyhow::Result<()> {
-    use std::sync::mpsc;
-    use std::time::Duration;
-
-    use kstreams::client::{ClientSupplier, NewTopic};
-    use kstreams::config::StreamsConfig;
-    use kstreams::kafka::RdKafkaSupplier;
-    use kstreams::record::{Headers, ProducedRecord};
-    use kstreams::runtime::{KafkaStreams, State};
-
-    let mut config = StreamsConfig::new("order-totals-example", bootstrap);
-    // Totals leave the record cache at each commit: commit every second so they show up promptly.
-    config.commit_interval = Duration::from_secs(1);
-    let admin = RdKafkaSupplier.admin(&config)?;
-    let topic =
-        |name: &str| NewTopic { name: name.into(), partitions: 4, replication_factor: -1, config: Default::default() };
-    admin.create_topics(&[topic("orders"), topic("customer-totals")])?;
-
-    let mut producer = RdKafkaSupplier.producer(&config, "order-generator", None)?;
-    for order_id in 0..orders_to_send {
-        let order = generated_order(order_id);
-        producer.send(&ProducedRecord {
-            topic: "orders".into(),
-            partition: None,
-            key: to_bytes(&*i64::default_serde(), "orders", &order.customer_id)?,
-            value: to_bytes(&*Order::default_serde(), "orders", &order)?,
-            timestamp: -1,
-            headers: Headers::new(),
+    if result.is_ok() && keep_running {
+        let (stop, stopped) = std::sync::mpsc::channel();
+        ctrlc::set_handler(move || {
+            let _ = stop.send(());
         })?;
-    }
-    producer.flush(Duration::from_secs(30))?;
-    println!("produced {orders_to_send} orders to `orders` on {bootstrap}");
-
-    let (stop, stopped) = mpsc::channel();
-    ctrlc::set_handler(move || {
-        let _ = stop.send(());
-    })?;
-    let (topology, _) = topology()?;
-    let mut app = KafkaStreams::new(topology, config)?;
-    app.set_state_listener(|old, new| println!("state: {old:?} -> {new:?}"));
-    app.start()?;
-    println!("running; totals go to `customer-totals`. Ctrl-C to stop.");
-    loop {
-        match stopped.recv_timeout(Duration::from_secs(5)) {
-            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                println!("processed so far: {} records", app.metrics().processed_records);
-                if app.state() == State::Error {
-                    break;
+        println!("running; totals go to `customer-totals`. Ctrl-C to stop.");
+        while app.state() != State::Error {
+            match stopped.recv_timeout(Duration::from_secs(5)) {
+                Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    println!("processed so far: {} records", app.metrics().processed_records)
                 }
             }
         }
     }
     println!("closing: committing and leaving the group");
-    app.close()?;
+    app.close()?; // commits: the record cache's last totals go out
     if let Some(error) = app.take_error() {
         bail!(error);
     }
-    println!("closed after {} records", app.metrics().processed_records);
-    Ok(())
+    result
 }

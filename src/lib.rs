@@ -58,4 +58,20 @@ mod doc_snippets {
     struct Testing;
     #[doc = include_str!("../docs/macros.md")]
     struct Macros;
+    #[doc = include_str!("../docs/dsl.md")]
+    struct Dsl;
+    #[doc = include_str!("../docs/processor-api.md")]
+    struct ProcessorApi;
+    #[doc = include_str!("../docs/concepts.md")]
+    struct Concepts;
+    #[doc = include_str!("../docs/configuration.md")]
+    struct Configuration;
+    #[doc = include_str!("../docs/operations.md")]
+    struct Operations;
+    #[doc = include_str!("../docs/state.md")]
+    struct State;
+    #[doc = include_str!("../docs/kafka-streams-mapping.md")]
+    struct KafkaStreamsMapping;
+    #[doc = include_str!("../docs/README.md")]
+    struct DocsIndex;
 }

@@ -10,7 +10,7 @@
 //!                                   |
 //!                     task (one sub-topology x one partition: the one execution path)
 //!                        /                         \
-//!       testing (TopologyTestDriver)        runtime (Kafka / embedded broker; later issues)
+//!       testing (TopologyTestDriver)        runtime (KafkaStreams, on Kafka or the embedded broker)
 //! ```
 //!
 //! - [`serde`]: typed keys and values to bytes, wire-compatible with Kafka's serdes.

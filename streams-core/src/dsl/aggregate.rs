@@ -34,7 +34,7 @@ impl<K: Data, VA: Data> AggregateOutput<K, VA> {
         AggregateOutput { store, handle: None, key_serde, caching, budget: None, cache: RecordCache::default() }
     }
 
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<(), StreamsError> {
+    pub(super) fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<(), StreamsError> {
         self.handle = Some(ctx.store_handle(&self.store)?);
         let budget = ctx.task.cache_budget.clone();
         self.budget = (self.caching && budget.enabled()).then_some(budget);
@@ -46,7 +46,7 @@ impl<K: Data, VA: Data> AggregateOutput<K, VA> {
     }
 
     /// The key's bytes, when the cache is in use (it is keyed by them).
-    fn key_bytes(&self, key: &K) -> Result<Option<Vec<u8>>, StreamsError> {
+    pub(super) fn key_bytes(&self, key: &K) -> Result<Option<Vec<u8>>, StreamsError> {
         if self.budget.is_none() {
             return Ok(None);
         }
@@ -56,7 +56,7 @@ impl<K: Data, VA: Data> AggregateOutput<K, VA> {
     }
 
     /// The key's current aggregate: the cached update if there is one, else the store's.
-    fn current(
+    pub(super) fn current(
         &self,
         ctx: &mut ProcessorContext<'_, K, Change<VA>>,
         key: &K,
@@ -86,7 +86,7 @@ impl<K: Data, VA: Data> AggregateOutput<K, VA> {
     }
 
     /// Records the key's new aggregate (`None` deletes it): through the cache, or at once.
-    fn update(
+    pub(super) fn update(
         &mut self,
         ctx: &mut ProcessorContext<'_, K, Change<VA>>,
         key_bytes: Option<Vec<u8>>,
@@ -142,7 +142,7 @@ impl<K: Data, VA: Data> AggregateOutput<K, VA> {
     }
 
     /// At commit: every cached update leaves the cache, oldest first.
-    fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<(), StreamsError> {
+    pub(super) fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<(), StreamsError> {
         let Some(budget) = self.budget.clone() else { return Ok(()) };
         for pending in self.cache.drain(&budget) {
             self.write_through(ctx, pending)?;
@@ -150,7 +150,7 @@ impl<K: Data, VA: Data> AggregateOutput<K, VA> {
         Ok(())
     }
 
-    fn close(&mut self) {
+    pub(super) fn close(&mut self) {
         if let Some(budget) = &self.budget {
             self.cache.clear(budget);
         }

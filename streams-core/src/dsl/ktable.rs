@@ -5,14 +5,14 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use super::aggregate::AggregateOutput;
 use super::builder::{pick, BuilderState, StreamsBuilder};
 use super::change::Change;
 use super::grouped::{store_def, KGroupedTable};
 use super::options::{Consumed, Grouped, Materialized};
 use super::{Data, KStream};
-use crate::processor::{Processor, ProcessorContext, StoreHandle};
+use crate::processor::{Processor, ProcessorContext};
 use crate::serde::{OptionSerde, Serde};
-use crate::store::ValueAndTimestamp;
 use crate::topology::{processor_def, source_def, TopicRef};
 use crate::{Record, StreamsError, TopologyError};
 
@@ -170,25 +170,25 @@ pub(crate) fn table_source<K: Data, V: Data>(
     let nullable: Arc<dyn Serde<Option<V>>> = Arc::new(OptionSerde::new(value_serde.clone()));
     b.topology.add_node_deferred(source_def(&source, vec![TopicRef::user(topic)], key_serde.clone(), nullable));
     let store_for_processor = store.clone();
+    let (key_for_processor, caching) = (key_serde.clone(), materialized.caching_enabled);
     let def = processor_def(&name, vec![source], move || TableSource::<K, V> {
-        store: store_for_processor.clone(),
-        handle: None,
+        output: AggregateOutput::new(store_for_processor.clone(), key_for_processor.clone(), caching),
     });
     b.topology.add_node_deferred(def);
     b.topology.add_store_deferred(store_def(&store, &materialized, key_serde.clone(), value_serde.clone()), &name);
     KTable::new(rc.clone(), name, Some(key_serde), Some(value_serde), Some(store))
 }
 
-/// `KTABLE-SOURCE`: upserts or deletes, and forwards the change.
+/// `KTABLE-SOURCE`: upserts or deletes, and forwards the change. With the record cache on (Kafka
+/// Streams' default for a source table's store), a key's updates within a commit reach the store and
+/// downstream as one change, exactly as an aggregation's do: it shares their output path.
 struct TableSource<K, V> {
-    store: String,
-    handle: Option<StoreHandle<K, ValueAndTimestamp<V>>>,
+    output: AggregateOutput<K, V>,
 }
 
 impl<K: Data, V: Data> Processor<K, Option<V>, K, Change<V>> for TableSource<K, V> {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<(), StreamsError> {
-        self.handle = Some(ctx.store_handle(&self.store)?);
-        Ok(())
+        self.output.init(ctx)
     }
 
     fn process(
@@ -196,24 +196,18 @@ impl<K: Data, V: Data> Processor<K, Option<V>, K, Change<V>> for TableSource<K, 
         ctx: &mut ProcessorContext<'_, K, Change<V>>,
         record: Record<K, Option<V>>,
     ) -> Result<(), StreamsError> {
-        let handle = self.handle.ok_or_else(|| StreamsError::Internal("table source used before init".into()))?;
-        let store = ctx.store_mut(handle)?;
-        let old = store.get(&record.key)?.map(|v| v.value);
-        match &record.value {
-            Some(value) => {
-                store.put(&record.key, &ValueAndTimestamp { value: value.clone(), timestamp: record.timestamp })?
-            }
-            None => {
-                store.delete(&record.key)?;
-            }
-        }
-        let timestamp = record.timestamp;
-        ctx.forward(Record {
-            key: record.key,
-            value: Change::new(record.value, old),
-            timestamp,
-            headers: record.headers,
-        })
+        let key_bytes = self.output.key_bytes(&record.key)?;
+        let (old, _) = self.output.current(ctx, &record.key, key_bytes.as_deref())?;
+        self.output.update(ctx, key_bytes, record, old)
+    }
+
+    fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<(), StreamsError> {
+        self.output.flush(ctx)
+    }
+
+    fn close(&mut self, _ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<(), StreamsError> {
+        self.output.close();
+        Ok(())
     }
 }
 

@@ -637,7 +637,32 @@ impl StreamsAdmin for RdKafkaAdmin {
                 }
             }
         }
-        Ok(())
+        self.wait_until_visible(topics)
+    }
+}
+
+impl RdKafkaAdmin {
+    /// Waits until every topic in `topics` is in the broker's metadata. The controller answers
+    /// CreateTopics before every broker's metadata has the new topic, so without this a metadata
+    /// request right after `create_topics` can still say the topic does not exist.
+    fn wait_until_visible(&self, topics: &[NewTopic]) -> Result<(), ClientError> {
+        let names: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
+        let deadline = Instant::now() + self.timeout;
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            let counts = self.partition_counts(&names)?;
+            let missing: Vec<&str> =
+                counts.iter().filter(|(_, count)| count.is_none()).map(|(name, _)| name.as_str()).collect();
+            if missing.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() + backoff >= deadline {
+                let message = format!("created, but not in the metadata of {} after {:?}", self.servers, self.timeout);
+                return Err(ClientError::new(format!("create topics {}", missing.join(", ")), message, true));
+            }
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_millis(200));
+        }
     }
 }
 

@@ -43,7 +43,7 @@ use crate::task::node::{erase, ErasedNode, ProcessorNode, SinkNode, SinkTarget, 
 use crate::{RecordMetadata, TopologyError};
 
 /// A processing graph: what the DSL builds and the Processor API writes by hand (Kafka Streams'
-/// `Topology`). Run it with the test driver, or (later) the runtime.
+/// `Topology`). Run it with the test driver or the runtime (`KafkaStreams`).
 #[derive(Default)]
 pub struct Topology {
     pub(crate) nodes: Vec<NodeDef>,
