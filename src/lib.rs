@@ -5,7 +5,10 @@
 //!
 //! - [`streams_core`] (everything under the root here): the DSL, the topology model, the Processor API,
 //!   serdes and the test driver;
-//! - [`state_store`] as [`state`]: store traits and the stores themselves.
+//! - [`state_store`] as [`state`]: store traits and the stores themselves;
+//! - [`streams_macros`]: [`Event`](derive@Event) binds an event type to its topic and partition key, and
+//!   [`topology`](macro@topology) derives a topology from a function that declares its inputs, outputs and
+//!   stores (`docs/macros.md` shows what they expand to).
 //!
 //! ```
 //! use kstreams::prelude::*;
@@ -31,17 +34,19 @@
 
 pub use state_store as state;
 pub use streams_core::*;
+pub use streams_macros::{topology, Event};
 
 /// The names most programs need, in one `use`.
 pub mod prelude {
     pub use streams_core::dsl::{
         Branched, Change, Consumed, Grouped, KGroupedStream, KGroupedTable, KStream, KTable, Materialized, Produced,
-        Repartitioned, StreamsBuilder,
+        Repartitioned, Sink, StreamsBuilder,
     };
     pub use streams_core::processor::{Processor, ProcessorContext, Punctuation, PunctuationType};
     pub use streams_core::serde::{DefaultSerde, JsonSerde, Serde};
     pub use streams_core::testing::TopologyTestDriver;
-    pub use streams_core::{json_serde, Record, StreamsError, Topology, TopologyError};
+    pub use streams_core::{json_serde, Event, Record, StreamsError, Topology, TopologyError};
+    pub use streams_macros::{topology, Event};
 }
 
 /// The README's and the docs' code, compiled and run as doctests so they cannot drift from the code.
@@ -51,6 +56,8 @@ mod doc_snippets {
     struct Readme;
     #[doc = include_str!("../docs/testing.md")]
     struct Testing;
+    #[doc = include_str!("../docs/macros.md")]
+    struct Macros;
     #[doc = include_str!("../docs/dsl.md")]
     struct Dsl;
     #[doc = include_str!("../docs/processor-api.md")]

@@ -14,4 +14,6 @@ fn public_types_are_send_and_sync_where_they_must_be() {
     is_sync::<kstreams::StreamsError>();
     is_send::<kstreams::TopologyError>();
     is_send::<kstreams::state::InMemoryKeyValueStore>();
+    is_send::<kstreams::dsl::Sink<i64, f64>>();
+    is_sync::<kstreams::dsl::Sink<i64, f64>>();
 }

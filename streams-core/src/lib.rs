@@ -15,6 +15,8 @@
 //!
 //! - [`serde`]: typed keys and values to bytes, wire-compatible with Kafka's serdes.
 //! - [`dsl`]: the typed builder. Every operator lowers to a [`processor::Processor`].
+//! - [`event`]: event types bound to their topic and partition key ([`event::Event`]), for the DSL's
+//!   `stream_event`/`to_event` and the façade's derive and topology macros.
 //! - [`processor`]: the Processor API: processors, their context, punctuation.
 //! - [`topology`]: the graph, its validation and its description.
 //! - [`store`]: typed stores over `state-store`'s byte stores, and store builders.
@@ -51,6 +53,7 @@ pub mod config;
 pub mod dsl;
 pub mod embedded;
 pub mod error;
+pub mod event;
 pub mod handler;
 pub mod kafka;
 pub mod processor;
@@ -65,6 +68,7 @@ pub mod time;
 pub mod topology;
 
 pub use error::{StreamsError, TopologyError};
+pub use event::Event;
 pub use record::{Headers, Record, RecordMetadata};
 pub use task::{TaskId, TaskMetrics};
 pub use topology::Topology;

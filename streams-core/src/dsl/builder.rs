@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::ktable::table_source;
 use super::options::{Consumed, Materialized};
 use super::{Data, KStream, KTable};
+use crate::event::Event;
 use crate::serde::{DefaultSerde, Serde};
 use crate::topology::{source_def, TopicRef, Topology};
 use crate::TopologyError;
@@ -80,6 +81,44 @@ impl StreamsBuilder {
         let topics = topics.iter().map(|t| TopicRef::user(t)).collect();
         state.topology.add_node_deferred(source_def(&name, topics, key_serde.clone(), value_serde.clone()));
         KStream::new(self.state.clone(), name, Some(key_serde), Some(value_serde), false)
+    }
+
+    /// The stream of an event type's topic ([`Event::TOPIC`]), keyed by its partition key: the same
+    /// source as `stream::<E::Key, E>(E::TOPIC)`.
+    ///
+    /// The key is the record's key as written, read with `E::Key`'s serde; it is not recomputed from the
+    /// value. Writers of the topic key by [`Event::key`] ([`KStream::to_event`] does), so the topic is
+    /// partitioned by it and the stream needs no repartition before a grouping. A key that cannot be read
+    /// goes to the deserialization handler (the error names topic, partition and offset); a null key is
+    /// dropped and counted, as on every stream whose key type cannot be null.
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// use streams_core::dsl::StreamsBuilder;
+    /// use streams_core::Event;
+    /// # #[derive(Clone, Serialize, Deserialize)]
+    /// # struct Order { customer_id: i64, total_value: f64 }
+    /// # streams_core::json_serde!(Order);
+    /// # impl Event for Order {
+    /// #     type Key = i64;
+    /// #     const TOPIC: &'static str = "orders";
+    /// #     fn key(&self) -> i64 { self.customer_id }
+    /// # }
+    /// let builder = StreamsBuilder::new();
+    /// // `Order` is declared with topic "orders" and key `customer_id: i64`.
+    /// builder.stream_event::<Order>().group_by_key().count().to_stream().to("orders-per-customer");
+    /// assert!(builder.build()?.describe().to_string().contains("(topics: [orders])"));
+    /// # Ok::<(), streams_core::TopologyError>(())
+    /// ```
+    pub fn stream_event<E: Event>(&self) -> KStream<E::Key, E> {
+        self.stream::<E::Key, E>(E::TOPIC)
+    }
+
+    /// The table of an event type's topic ([`Event::TOPIC`]): the latest event per partition key, with
+    /// the keys read as [`stream_event`](Self::stream_event) reads them. The same source as
+    /// `table::<E::Key, E>(E::TOPIC)`.
+    pub fn table_event<E: Event>(&self) -> KTable<E::Key, E> {
+        self.table::<E::Key, E>(E::TOPIC)
     }
 
     /// A table of the latest value per key of `topic` (a null value deletes the key), with serdes chosen

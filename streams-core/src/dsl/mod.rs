@@ -3,8 +3,9 @@
 //!
 //! Every operator is a [`Processor`](crate::processor::Processor) underneath, one family per file:
 //! `stateless` (filter, map, …, split), `aggregate` (count/reduce/aggregate), `ktable` (table operators),
-//! `repartition` (the internal-topic hop). Names, stores and internal topics are generated as Kafka
-//! Streams generates them, so `describe()` output reads the same.
+//! `repartition` (the internal-topic hop), `sink` (typed sinks, and writing event types). Names, stores
+//! and internal topics are generated as Kafka Streams generates them, so `describe()` output reads the
+//! same.
 //!
 //! Keys change → repartition: after `select_key`, `map`, `flat_map` or `group_by`, an aggregation first
 //! sends records through `<application.id>-<name>-repartition` so that each key is owned by one task.
@@ -19,6 +20,7 @@ mod kstream;
 mod ktable;
 mod options;
 mod repartition;
+mod sink;
 mod stateless;
 
 pub use builder::StreamsBuilder;
@@ -28,6 +30,7 @@ pub use grouped::{KGroupedStream, KGroupedTable};
 pub use kstream::{BranchedKStream, Branches, KStream};
 pub use ktable::KTable;
 pub use options::{Branched, Consumed, Grouped, Materialized, Produced, Repartitioned, StreamPartitioner};
+pub use sink::Sink;
 
 /// What a key or value type must be to flow through a topology: cloneable (a record forwarded to two
 /// children is cloned once), sendable to the task's thread, and owned.

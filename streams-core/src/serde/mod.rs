@@ -65,7 +65,13 @@ pub trait Serde<T>: Send + Sync + 'static {
 
 /// Types with a serde chosen by type, so that `builder.stream::<String, Order>("orders")` needs no serde
 /// argument. Implemented for the built-in types; implement it for your own types with [`json_serde!`](crate::json_serde!)
-/// (JSON), or by hand for another format.
+/// (JSON), `#[derive(Event)]` (JSON unless `serde = none`), or by hand for another format.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no serde: a key or value type needs one to be read from or written to a topic",
+    label = "no `DefaultSerde` for `{Self}`",
+    note = "derive Serialize and Deserialize and use `json_serde!({Self})`, or implement `DefaultSerde` by hand",
+    note = "or pass a serde explicitly (`Consumed::with`, `Produced::with`, `Grouped::with`, `Materialized::with`)"
+)]
 pub trait DefaultSerde: Sized + 'static {
     /// The serde used when none is given.
     fn default_serde() -> Arc<dyn Serde<Self>>;
