@@ -431,7 +431,7 @@ fn run_child(workload: &str, input: &str, output: &str, expected: u64) -> anyhow
         }
     };
     let mut config = StreamsConfig::new(app_id("bench-app"), bootstrap());
-    config.commit_interval = Duration::from_millis(commit_ms.unwrap_or(30_000)); // SimpleBenchmark's 30 s
+    config.commit_interval = Some(Duration::from_millis(commit_ms.unwrap_or(30_000))); // SimpleBenchmark's 30 s
     config.max_poll_records = 1000;
     // The parent names the directory and removes it after the run (it kills this process).
     config.state_dir = std::env::var_os("KSTREAMS_BENCH_STATE")

@@ -299,7 +299,7 @@ fn run_services(cluster: &Cluster, crash_after: Option<u64>) -> anyhow::Result<(
     ] {
         let mut config = cluster.config(&format!("order-pipeline-{name}"));
         config.processing_guarantee = ProcessingGuarantee::ExactlyOnceV2;
-        config.commit_interval = Duration::from_millis(100);
+        config.commit_interval = Some(Duration::from_millis(100));
         // A crashed process's group membership lasts until its session times out (45 s by default);
         // 10 s lets the crash demo's second run start sooner.
         config.consumer_overrides.insert("session.timeout.ms".into(), "10000".into());

@@ -155,7 +155,7 @@ fn run(cluster: &Cluster, orders_to_send: u64, keep_running: bool) -> anyhow::Re
     println!("{}", topology.describe());
     let mut config = cluster.config("order-totals-example");
     // Totals leave the record cache at each commit: commit often so they show up promptly.
-    config.commit_interval = Duration::from_millis(200);
+    config.commit_interval = Some(Duration::from_millis(200));
     let mut app = cluster.app(topology, config)?;
     app.set_state_listener(|old, new| println!("state: {old:?} -> {new:?}"));
     app.start()?;

@@ -90,7 +90,7 @@ fn main() -> anyhow::Result<()> {
     let topology = topology()?;
     println!("{}", topology.describe());
     let mut config = cluster.config("word-count-example");
-    config.commit_interval = Duration::from_millis(200);
+    config.commit_interval = Some(Duration::from_millis(200));
     let mut app = cluster.app(topology, config)?;
     app.start()?;
     let mut counts: BTreeMap<String, i64> = BTreeMap::new();

@@ -92,7 +92,7 @@ fn totals_app(dir: &std::path::Path, broker: &EmbeddedBroker) -> KafkaStreams {
     builder.stream::<String, i64>("amounts").group_by_key().reduce(|a, b| a + b).to_stream().to("totals");
     let mut config = StreamsConfig::new("persisted-totals", "embedded");
     config.state_dir = dir.join("state");
-    config.commit_interval = Duration::from_millis(50);
+    config.commit_interval = Some(Duration::from_millis(50));
     config.cache_max_bytes = 0;
     config.processing_guarantee = ProcessingGuarantee::ExactlyOnceV2;
     KafkaStreams::with_client_supplier(builder.build().unwrap(), config, Arc::new(broker.clone())).unwrap()

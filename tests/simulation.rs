@@ -44,7 +44,7 @@ fn app(guarantee: ProcessingGuarantee, threads: usize) -> AppFactory {
         let mut config = StreamsConfig::new(APP, "embedded");
         config.processing_guarantee = guarantee;
         config.num_stream_threads = threads;
-        config.commit_interval = std::time::Duration::from_millis(100);
+        config.commit_interval = Some(std::time::Duration::from_millis(100));
         config.cache_max_bytes = 0;
         config.consumer_overrides.insert("session.timeout.ms".into(), "1500".into());
         config.producer_overrides.insert("transaction.timeout.ms".into(), "3000".into());

@@ -65,8 +65,11 @@ pub struct StreamsConfig {
     pub num_stream_threads: usize,
     /// `processing.guarantee` (default at_least_once).
     pub processing_guarantee: ProcessingGuarantee,
-    /// `commit.interval.ms` (default 30 s; 100 ms under exactly_once_v2).
-    pub commit_interval: Duration,
+    /// `commit.interval.ms`. `None` (the default) is Kafka Streams' default for the guarantee in force
+    /// when the application starts: 30 s, or 100 ms under exactly_once_v2, so that setting the
+    /// guarantee after [`new`](Self::new) moves it too. [`effective_commit_interval`](Self::effective_commit_interval)
+    /// says which applies.
+    pub commit_interval: Option<Duration>,
     /// `state.dir` (default `<tmp>/kafka-streams`).
     pub state_dir: PathBuf,
     /// `statestore.cache.max.bytes` (default 10 MiB).
@@ -126,7 +129,7 @@ impl StreamsConfig {
     /// ```
     /// use streams_core::config::{StreamsConfig, ProcessingGuarantee};
     /// let config = StreamsConfig::new("order-totals", "127.0.0.1:9092");
-    /// assert_eq!(config.commit_interval.as_millis(), 30_000);
+    /// assert_eq!(config.effective_commit_interval().as_millis(), 30_000);
     /// assert_eq!(config.processing_guarantee, ProcessingGuarantee::AtLeastOnce);
     /// ```
     pub fn new(application_id: impl Into<String>, bootstrap_servers: impl Into<String>) -> Self {
@@ -135,7 +138,7 @@ impl StreamsConfig {
             bootstrap_servers: bootstrap_servers.into(),
             num_stream_threads: 1,
             processing_guarantee: ProcessingGuarantee::AtLeastOnce,
-            commit_interval: Duration::from_millis(30_000),
+            commit_interval: None,
             state_dir: std::env::temp_dir().join("kafka-streams"),
             cache_max_bytes: 10 * 1024 * 1024,
             default_dsl_store: DslStoreType::RocksDb,
@@ -168,7 +171,7 @@ impl StreamsConfig {
     ///     ("commit.interval.ms", "1000"),
     ///     ("consumer.fetch.min.bytes", "1"),
     /// ]).unwrap();
-    /// assert_eq!(config.commit_interval.as_millis(), 1000);
+    /// assert_eq!(config.effective_commit_interval().as_millis(), 1000);
     /// let err = StreamsConfig::from_properties([("application.id", "a"), ("bootstrap.servers", "b"), ("num.threads", "2")]);
     /// assert_eq!(err.unwrap_err().to_string(), "unknown setting `num.threads`; librdkafka settings take a `consumer.`, `producer.`, `admin.` or `client.` prefix");
     /// ```
@@ -182,7 +185,6 @@ impl StreamsConfig {
         let app = properties.get("application.id").ok_or(ConfigError::Missing("application.id"))?;
         let servers = properties.get("bootstrap.servers").ok_or(ConfigError::Missing("bootstrap.servers"))?;
         let mut config = StreamsConfig::new(app.clone(), servers.clone());
-        let mut commit_interval_set = false;
         for (key, value) in &properties {
             let invalid =
                 |reason: &str| ConfigError::Invalid { key: key.clone(), value: value.clone(), reason: reason.into() };
@@ -201,8 +203,7 @@ impl StreamsConfig {
                 }
                 "commit.interval.ms" => {
                     let ms: u64 = value.parse().map_err(|_| invalid("milliseconds, a whole number"))?;
-                    config.commit_interval = Duration::from_millis(ms);
-                    commit_interval_set = true;
+                    config.commit_interval = Some(Duration::from_millis(ms));
                 }
                 "state.dir" => config.state_dir = PathBuf::from(value),
                 "default.api.timeout.ms" => {
@@ -290,10 +291,26 @@ impl StreamsConfig {
                 }
             }
         }
-        if config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2 && !commit_interval_set {
-            config.commit_interval = Duration::from_millis(100);
-        }
         Ok(config)
+    }
+
+    /// How often a thread commits: `commit_interval` when set, otherwise Kafka Streams' default for
+    /// the guarantee (30 s under at_least_once, 100 ms under exactly_once_v2).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streams_core::config::{ProcessingGuarantee, StreamsConfig};
+    /// let mut config = StreamsConfig::new("order-totals", "127.0.0.1:9092");
+    /// config.processing_guarantee = ProcessingGuarantee::ExactlyOnceV2;
+    /// assert_eq!(config.effective_commit_interval(), Duration::from_millis(100));
+    /// config.commit_interval = Some(Duration::from_secs(1));
+    /// assert_eq!(config.effective_commit_interval(), Duration::from_secs(1));
+    /// ```
+    pub fn effective_commit_interval(&self) -> Duration {
+        self.commit_interval.unwrap_or(match self.processing_guarantee {
+            ProcessingGuarantee::AtLeastOnce => Duration::from_millis(30_000),
+            ProcessingGuarantee::ExactlyOnceV2 => Duration::from_millis(100),
+        })
     }
 
     /// Checks values that a builder could have set wrong.
@@ -334,7 +351,7 @@ mod tests {
     fn config_defaults_are_kafka_streams_defaults() {
         let c = StreamsConfig::new("app", "localhost:9092");
         assert_eq!(c.num_stream_threads, 1);
-        assert_eq!(c.commit_interval, Duration::from_secs(30));
+        assert_eq!(c.effective_commit_interval(), Duration::from_secs(30));
         assert_eq!(c.cache_max_bytes, 10 * 1024 * 1024);
         assert_eq!(c.max_poll_records, 1000);
         assert_eq!(c.task_timeout, Duration::from_secs(300));
@@ -349,7 +366,12 @@ mod tests {
             ("processing.guarantee", "exactly_once_v2"),
         ])
         .unwrap();
-        assert_eq!(c.commit_interval, Duration::from_millis(100));
+        assert_eq!(c.effective_commit_interval(), Duration::from_millis(100));
+        let mut c = StreamsConfig::new("a", "b");
+        c.processing_guarantee = ProcessingGuarantee::ExactlyOnceV2;
+        assert_eq!(c.effective_commit_interval(), Duration::from_millis(100), "set in code, after new");
+        c.commit_interval = Some(Duration::from_secs(2));
+        assert_eq!(c.effective_commit_interval(), Duration::from_secs(2), "an explicit interval wins");
     }
 
     #[test]

@@ -103,7 +103,7 @@ pub(crate) fn init_logging() {
 pub(crate) fn config(app: &str) -> StreamsConfig {
     init_logging();
     let mut config = StreamsConfig::new(app, bootstrap());
-    config.commit_interval = Duration::from_millis(100);
+    config.commit_interval = Some(Duration::from_millis(100));
     config.cache_max_bytes = 0;
     config.state_dir = std::env::temp_dir().join(unique("kstreams-state"));
     config.default_api_timeout = Duration::from_secs(20);

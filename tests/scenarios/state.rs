@@ -199,7 +199,7 @@ pub(crate) fn the_record_cache_sends_the_latest_total_per_key_at_each_commit() -
     let app = kafka::unique("cache-app");
     let mut config = kafka::config(&app);
     config.cache_max_bytes = 10 << 20; // Kafka Streams' default
-    config.commit_interval = Duration::from_secs(2);
+    config.commit_interval = Some(Duration::from_secs(2));
     let mut streams = kafka::streams(totals_topology(&input, &output)?, config)?;
     streams.start()?;
     anyhow::ensure!(streams.wait_for_state(State::Running, Duration::from_secs(60)), "never RUNNING");
@@ -226,7 +226,7 @@ pub(crate) fn a_source_table_with_the_record_cache_sends_the_latest_value_per_ke
     kafka::create_topics(&[(&input, 2), (&output, 2)]);
     let mut config = kafka::config(&kafka::unique("cache-table-app"));
     config.cache_max_bytes = 10 << 20; // Kafka Streams' default
-    config.commit_interval = Duration::from_secs(2);
+    config.commit_interval = Some(Duration::from_secs(2));
     let builder = StreamsBuilder::new();
     builder.table::<i64, i64>(&input).to_stream().to(&output);
     let mut streams = kafka::streams(builder.build()?, config)?;
@@ -295,7 +295,7 @@ pub(crate) fn a_processor_api_store_with_caching_logs_each_key_once_per_commit()
     let run = |totals: &BTreeMap<i64, i64>, from: u64, to: u64| -> anyhow::Result<BTreeMap<i64, i64>> {
         let mut config = kafka::config(&app);
         config.cache_max_bytes = 10 << 20;
-        config.commit_interval = Duration::from_secs(2);
+        config.commit_interval = Some(Duration::from_secs(2));
         let mut streams = kafka::streams(topology()?, config)?;
         streams.start()?;
         anyhow::ensure!(streams.wait_for_state(State::Running, Duration::from_secs(60)), "never RUNNING");

@@ -626,7 +626,7 @@ impl StreamThread {
         };
         let now = self.clock.now_ms();
         let step = step.and_then(|()| {
-            let interval = self.config.commit_interval.as_millis() as i64;
+            let interval = self.config.effective_commit_interval().as_millis() as i64;
             if now - self.last_commit_ms >= interval || inner.commit_needed() {
                 inner.commit(&*self.consumer, Checkpoint::WhenDue)?;
                 self.last_commit_ms = now;
