@@ -95,6 +95,92 @@ fn base_config(config: &StreamsConfig, overrides: &BTreeMap<String, String>) -> 
     c
 }
 
+/// The main consumer's settings: the library's values, then `client.` and `consumer.` overrides, then
+/// the values the runtime owns.
+fn consumer_settings(config: &StreamsConfig, client_id: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.bootstrap_servers)
+        .set("group.id", &config.application_id)
+        .set("client.id", client_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "range")
+        .set("session.timeout.ms", "45000")
+        .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS);
+    // Kafka Streams' choice (and the Java consumer's default) under at_least_once; librdkafka's own
+    // default would be read_committed.
+    let exactly_once = config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2;
+    c.set("isolation.level", if exactly_once { "read_committed" } else { "read_uncommitted" });
+    for (k, v) in config.client_overrides.iter().chain(&config.consumer_overrides) {
+        c.set(k, v);
+    }
+    // The runtime owns these; overriding them would break its guarantees (under exactly-once, a
+    // read_uncommitted consumer would process records of transactions that abort later).
+    c.set("enable.auto.commit", "false").set("group.id", &config.application_id);
+    if exactly_once {
+        c.set("isolation.level", "read_committed");
+    }
+    c
+}
+
+/// A producer's settings: the library's values, then `client.` and `producer.` overrides, then the
+/// transactional id under exactly-once.
+fn producer_settings(config: &StreamsConfig, client_id: &str, transactional_id: Option<&str>) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.bootstrap_servers)
+        .set("client.id", client_id)
+        .set("linger.ms", "100")
+        .set("partitioner", "murmur2_random");
+    if transactional_id.is_some() {
+        // Kafka Streams' exactly-once default: a transaction left open by a crashed instance blocks
+        // read_committed readers of its partitions for at most this long.
+        c.set("transaction.timeout.ms", "10000");
+        // After a commit the broker refuses to add partitions to the next transaction until the
+        // last one's markers are written (CONCURRENT_TRANSACTIONS), and librdkafka retries after
+        // `retry.backoff.ms`: at its 100 ms default, every commit waited that long for the sends
+        // of the next transaction (the Java client retries this one after 20 ms, KAFKA-5477).
+        c.set("retry.backoff.ms", "10");
+    }
+    for (k, v) in config.client_overrides.iter().chain(&config.producer_overrides) {
+        c.set(k, v);
+    }
+    if let Some(id) = transactional_id {
+        c.set("transactional.id", id).set("enable.idempotence", "true");
+    }
+    c
+}
+
+/// The restore consumer's settings, and those of its `read_uncommitted` twin for end offsets.
+fn restore_settings(config: &StreamsConfig, client_id: &str) -> (ClientConfig, ClientConfig) {
+    // The library's defaults first, then `client.` and `consumer.` overrides, then what the restore
+    // needs: assigned partitions only, never a group member; offsets are never committed.
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.bootstrap_servers)
+        .set("client.id", client_id)
+        .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS)
+        // At the end of a changelog the broker holds a fetch this long; the next task's offset
+        // query waits behind it on the same connection (at the default 500 ms, every task of a
+        // rebalance took half a second to open).
+        .set("fetch.wait.max.ms", "10");
+    for (k, v) in config.client_overrides.iter().chain(&config.consumer_overrides) {
+        c.set(k, v);
+    }
+    c.set("group.id", format!("{}-restore-consumer", config.application_id))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false");
+    // The high watermark comes from a `read_uncommitted` client: librdkafka's offset query follows
+    // the consumer's isolation level, and a last stable offset would end a restore early.
+    let mut end_offsets = c.clone();
+    end_offsets.set("client.id", format!("{client_id}-end-offsets")).set("isolation.level", "read_uncommitted");
+    if config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2 {
+        c.set("isolation.level", "read_committed");
+    } else if c.get("isolation.level").is_none() {
+        c.set("isolation.level", "read_uncommitted");
+    }
+    (c, end_offsets)
+}
+
 impl ClientSupplier for RdKafkaSupplier {
     fn consumer(
         &self,
@@ -102,25 +188,7 @@ impl ClientSupplier for RdKafkaSupplier {
         client_id: &str,
         listener: Arc<dyn RebalanceListener>,
     ) -> Result<Box<dyn StreamsConsumer>, ClientError> {
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &config.bootstrap_servers)
-            .set("group.id", &config.application_id)
-            .set("client.id", client_id)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("partition.assignment.strategy", "range")
-            .set("session.timeout.ms", "45000")
-            .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS);
-        // Kafka Streams' choice (and the Java consumer's default) under at_least_once; librdkafka's own
-        // default would be read_committed.
-        let exactly_once = config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2;
-        c.set("isolation.level", if exactly_once { "read_committed" } else { "read_uncommitted" });
-        for (k, v) in config.client_overrides.iter().chain(&config.consumer_overrides) {
-            c.set(k, v);
-        }
-        // The runtime owns these; overriding them would break its guarantees.
-        c.set("enable.auto.commit", "false").set("group.id", &config.application_id);
+        let c = consumer_settings(config, client_id);
         let stable_offsets_timeout =
             (c.get("isolation.level") == Some("read_committed")).then_some(config.default_api_timeout);
         let consumer: BaseConsumer<RuntimeContext> = c
@@ -141,24 +209,7 @@ impl ClientSupplier for RdKafkaSupplier {
         client_id: &str,
         transactional_id: Option<&str>,
     ) -> Result<Box<dyn StreamsProducer>, ClientError> {
-        let mut c = base_config(config, &BTreeMap::new());
-        c.set("client.id", client_id).set("linger.ms", "100").set("partitioner", "murmur2_random");
-        if transactional_id.is_some() {
-            // Kafka Streams' exactly-once default: a transaction left open by a crashed instance blocks
-            // read_committed readers of its partitions for at most this long.
-            c.set("transaction.timeout.ms", "10000");
-            // After a commit the broker refuses to add partitions to the next transaction until the
-            // last one's markers are written (CONCURRENT_TRANSACTIONS), and librdkafka retries after
-            // `retry.backoff.ms`: at its 100 ms default, every commit waited that long for the sends
-            // of the next transaction (the Java client retries this one after 20 ms, KAFKA-5477).
-            c.set("retry.backoff.ms", "10");
-        }
-        for (k, v) in &config.producer_overrides {
-            c.set(k, v);
-        }
-        if let Some(id) = transactional_id {
-            c.set("transactional.id", id).set("enable.idempotence", "true");
-        }
+        let c = producer_settings(config, client_id, transactional_id);
         let context = DeliveryContext { first_error: Arc::new(Mutex::new(None)), acked: Arc::default() };
         let (first_error, acked) = (context.first_error.clone(), context.acked.clone());
         let producer: ThreadedProducer<DeliveryContext> =
@@ -171,26 +222,7 @@ impl ClientSupplier for RdKafkaSupplier {
         config: &StreamsConfig,
         client_id: &str,
     ) -> Result<Box<dyn RestoreConsumer>, ClientError> {
-        let mut c = base_config(config, &config.consumer_overrides);
-        // Assigned partitions only, never a group member; offsets are never committed.
-        c.set("client.id", client_id)
-            .set("group.id", format!("{}-restore-consumer", config.application_id))
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS)
-            // At the end of a changelog the broker holds a fetch this long; the next task's offset
-            // query waits behind it on the same connection (at the default 500 ms, every task of a
-            // rebalance took half a second to open).
-            .set("fetch.wait.max.ms", "10");
-        // The high watermark comes from a `read_uncommitted` client: librdkafka's offset query follows
-        // the consumer's isolation level, and a last stable offset would end a restore early.
-        let mut end_offsets = c.clone();
-        end_offsets.set("client.id", format!("{client_id}-end-offsets")).set("isolation.level", "read_uncommitted");
-        if config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2 {
-            c.set("isolation.level", "read_committed");
-        } else if c.get("isolation.level").is_none() {
-            c.set("isolation.level", "read_uncommitted");
-        }
+        let (c, end_offsets) = restore_settings(config, client_id);
         let end_offsets = if c.get("isolation.level") == Some("read_committed") {
             Some(end_offsets.create().map_err(|e| client_error("create restore consumer", e))?)
         } else {
@@ -770,5 +802,51 @@ impl RestoreConsumer for RdKafkaRestoreConsumer {
         };
         let _ = self.consumer.unassign();
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(guarantee: ProcessingGuarantee) -> StreamsConfig {
+        let mut config = StreamsConfig::new("totals", "127.0.0.1:9092");
+        config.processing_guarantee = guarantee;
+        for (k, v) in [("linger.ms", "5"), ("isolation.level", "read_uncommitted"), ("group.id", "mine")] {
+            config.client_overrides.insert(k.into(), v.into());
+        }
+        config.consumer_overrides.insert("fetch.wait.max.ms".into(), "50".into());
+        config.producer_overrides.insert("partitioner".into(), "consistent".into());
+        config
+    }
+
+    #[test]
+    fn client_settings_override_the_library_s_values_but_not_the_ones_it_owns() {
+        let config = config(ProcessingGuarantee::ExactlyOnceV2);
+        let producer = producer_settings(&config, "p", Some("totals-1-0"));
+        assert_eq!(producer.get("linger.ms"), Some("5"), "a `client.` setting reaches the producer");
+        assert_eq!(producer.get("partitioner"), Some("consistent"), "and a `producer.` one");
+        assert_eq!(producer.get("transactional.id"), Some("totals-1-0"));
+
+        let consumer = consumer_settings(&config, "c");
+        assert_eq!(consumer.get("isolation.level"), Some("read_committed"), "exactly-once reads committed data only");
+        assert_eq!(consumer.get("group.id"), Some("totals"));
+
+        let (restore, end_offsets) = restore_settings(&config, "r");
+        assert_eq!(restore.get("fetch.wait.max.ms"), Some("50"), "a `consumer.` setting reaches the restore consumer");
+        assert_eq!(restore.get("isolation.level"), Some("read_committed"));
+        assert_eq!(restore.get("group.id"), Some("totals-restore-consumer"));
+        assert_eq!(end_offsets.get("isolation.level"), Some("read_uncommitted"));
+    }
+
+    #[test]
+    fn under_at_least_once_the_isolation_level_is_the_user_s_to_choose() {
+        let mut config = config(ProcessingGuarantee::AtLeastOnce);
+        config.client_overrides.insert("isolation.level".into(), "read_committed".into());
+        assert_eq!(consumer_settings(&config, "c").get("isolation.level"), Some("read_committed"));
+        assert_eq!(restore_settings(&config, "r").0.get("isolation.level"), Some("read_committed"));
+        config.client_overrides.remove("isolation.level");
+        assert_eq!(consumer_settings(&config, "c").get("isolation.level"), Some("read_uncommitted"));
+        assert_eq!(producer_settings(&config, "p", None).get("transactional.id"), None);
     }
 }
