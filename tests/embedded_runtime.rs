@@ -19,3 +19,67 @@ scenario_tests!(
     stateful_app_keeps_exact_totals_through_a_join_and_a_leave,
     production_errors_fail_by_default_and_can_be_skipped
 );
+
+/// Fails the first record whose key starts with `boom`, once in the whole process; forwards the rest.
+struct FailsOnce(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl kstreams::processor::Processor<String, String, String, String> for FailsOnce {
+    fn process(
+        &mut self,
+        ctx: &mut kstreams::processor::ProcessorContext<'_, String, String>,
+        record: kstreams::prelude::Record<String, String>,
+    ) -> Result<(), kstreams::StreamsError> {
+        if record.key.starts_with("boom") && !self.0.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Err(ctx.error("the one failure of this test"));
+        }
+        ctx.forward(record)
+    }
+}
+
+/// One failed stream thread shuts the whole instance down, as Kafka Streams' default
+/// (`SHUTDOWN_CLIENT`) does: the other threads commit what they processed and stop, rather than take
+/// over the failed thread's partitions (where the failure would not recur here) and go on in an
+/// instance that reports ERROR.
+#[test]
+fn a_failed_thread_stops_the_instance_s_other_threads() -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use kstreams::prelude::*;
+    use kstreams::runtime::State;
+    use kstreams::serde::StringSerde;
+
+    let broker = kafka::use_embedded();
+    let (input, output) = (kafka::unique("fail-one-in"), kafka::unique("fail-one-out"));
+    kafka::create_topics(&[(&input, 2), (&output, 1)]);
+    let append = |batch: &str| {
+        for i in 0..20 {
+            let key = format!("{batch}-{i}");
+            broker.append(&input, None, Some(key.into_bytes()), Some(b"v".to_vec()), 0).expect("the input exists");
+        }
+    };
+    let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut topology = Topology::new();
+    topology
+        .add_source("in", &[input.as_str()], Arc::new(StringSerde), Arc::new(StringSerde))?
+        .add_processor("fails-once", move || FailsOnce(failed.clone()), &["in"])?
+        .add_sink("out", output.as_str(), Arc::new(StringSerde), Arc::new(StringSerde), &["fails-once"])?;
+    let mut config = kafka::config(&kafka::unique("fail-one"));
+    config.num_stream_threads = 2;
+    let mut app = kafka::streams(topology, config)?;
+    app.start()?;
+    append("a");
+    let out = kafka::consume_until(&output, Duration::from_secs(30), |r| r.len() >= 20);
+    assert_eq!(out.len(), 20, "both threads process before the failure");
+
+    append("boom");
+    assert!(app.wait_for_state(State::Error, Duration::from_secs(30)), "state {:?}", app.state());
+    std::thread::sleep(Duration::from_millis(500));
+    append("c");
+    std::thread::sleep(Duration::from_secs(3));
+    let out = kafka::consume_until(&output, Duration::from_secs(1), |_| false);
+    let after_the_error = out.iter().filter(|r| r.key.as_deref().is_some_and(|k| k.starts_with(b"c-"))).count();
+    assert_eq!(after_the_error, 0, "no thread processes input once the instance is in ERROR");
+    app.close()?;
+    Ok(())
+}

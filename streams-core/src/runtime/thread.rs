@@ -645,7 +645,8 @@ impl StreamThread {
     }
 
     /// The end of the thread's life: after `result` Ok, a clean shutdown (commit what was processed,
-    /// close every task, leave the group); after an error, no commit, and the application goes to ERROR.
+    /// close every task, leave the group); after an error, no commit, the application goes to ERROR and
+    /// its other threads shut down cleanly.
     pub(crate) fn finish(mut self, result: Result<(), StreamsError>) {
         let inner = self.inner.clone();
         let mut inner = lock(&inner);
@@ -671,6 +672,10 @@ impl StreamThread {
         if let Err(e) = result {
             tracing::error!(error = %crate::handler::error_chain(&e), "stream thread failed");
             self.shared.error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+            // Kafka Streams' default answer to a thread's failure (SHUTDOWN_CLIENT): the instance's other
+            // threads commit what they processed and stop too, rather than take over the failed thread's
+            // partitions in an instance that reports ERROR.
+            self.shared.shutdown.store(true, Ordering::SeqCst);
             self.shared.state.set(State::Error);
         }
     }
