@@ -127,6 +127,7 @@ fn render(config: &StreamsConfig) -> BTreeMap<&'static str, (String, String)> {
         replication_factor,
         default_api_timeout,
         poll_timeout,
+        repartition_purge_interval,
         deserialization_handler,
         production_handler,
         client_overrides,
@@ -207,6 +208,10 @@ fn render(config: &StreamsConfig) -> BTreeMap<&'static str, (String, String)> {
         ("replication_factor", (type_of(replication_factor), replication_factor.to_string())),
         ("default_api_timeout", (type_of(default_api_timeout), default_api_timeout.as_millis().to_string())),
         ("poll_timeout", (type_of(poll_timeout), poll_timeout.as_millis().to_string())),
+        (
+            "repartition_purge_interval",
+            (type_of(repartition_purge_interval), repartition_purge_interval.as_millis().to_string()),
+        ),
         ("deserialization_handler", (type_of(deserialization_handler), deserialization)),
         ("production_handler", (type_of(production_handler), production.to_string())),
         ("client_overrides", (type_of(client_overrides), map(client_overrides))),

@@ -227,6 +227,11 @@ pub trait StreamsAdmin: Send {
 
     /// Creates topics; a topic that already exists is not an error.
     fn create_topics(&self, topics: &[NewTopic]) -> Result<(), ClientError>;
+
+    /// Deletes every record below `offset` in each partition (Kafka's DeleteRecords): the partition's
+    /// log start offset moves up to `offset`. The runtime purges what it has consumed and committed of
+    /// its repartition topics this way, as Kafka Streams does.
+    fn delete_records(&self, offsets: &[(TopicPartition, i64)]) -> Result<(), ClientError>;
 }
 
 /// Makes the runtime's clients (Kafka Streams' `KafkaClientSupplier`).

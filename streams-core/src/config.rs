@@ -96,6 +96,9 @@ pub struct StreamsConfig {
     pub default_api_timeout: Duration,
     /// `poll.ms` (default 100 ms): how long a poll waits for records when there are none.
     pub poll_timeout: Duration,
+    /// `repartition.purge.interval.ms` (default 30 s): how often a thread deletes the records of its
+    /// repartition topics that it has consumed and committed, so they do not grow without bound.
+    pub repartition_purge_interval: Duration,
     /// `default.deserialization.exception.handler` (default log and fail).
     pub deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
     /// `default.production.exception.handler` (default fail).
@@ -150,6 +153,7 @@ impl StreamsConfig {
             replication_factor: -1,
             default_api_timeout: Duration::from_secs(60),
             poll_timeout: Duration::from_millis(100),
+            repartition_purge_interval: Duration::from_millis(30_000),
             deserialization_handler: Arc::new(LogAndFail),
             production_handler: Arc::new(FailOnProductionError),
             client_overrides: BTreeMap::new(),
@@ -213,6 +217,10 @@ impl StreamsConfig {
                 "poll.ms" => {
                     let ms: u64 = value.parse().map_err(|_| invalid("milliseconds, a whole number"))?;
                     config.poll_timeout = Duration::from_millis(ms);
+                }
+                "repartition.purge.interval.ms" => {
+                    let ms: u64 = value.parse().map_err(|_| invalid("milliseconds, a whole number"))?;
+                    config.repartition_purge_interval = Duration::from_millis(ms);
                 }
                 "task.timeout.ms" => {
                     let ms: u64 = value.parse().map_err(|_| invalid("milliseconds, a whole number"))?;

@@ -89,7 +89,8 @@ fn decode_string(topic: &str, bytes: Option<&[u8]>) -> String {
     from_bytes(&*String::default_serde(), topic, bytes).unwrap().expect("not null")
 }
 
-/// select_key then group_by_key: records go through `<app>-…-repartition` and are counted per word.
+/// select_key then group_by_key: records go through `<app>-…-repartition` and are counted per word; what
+/// the application has consumed and committed of the repartition topic is deleted from it.
 pub(crate) fn repartition_then_count_end_to_end() -> anyhow::Result<()> {
     let lines = kafka::unique("lines");
     let counts = kafka::unique("word-counts");
@@ -114,14 +115,30 @@ pub(crate) fn repartition_then_count_end_to_end() -> anyhow::Result<()> {
         .to_stream()
         .to(&counts);
     let app_id = kafka::unique("word-count");
-    let mut app = kafka::streams(builder.build()?, kafka::config(&app_id))?;
+    let mut config = kafka::config(&app_id);
+    config.repartition_purge_interval = Duration::from_millis(200);
+    let mut app = kafka::streams(builder.build()?, config)?;
     app.start()?;
     let repartition = format!("{app_id}-KSTREAM-AGGREGATE-STATE-STORE-0000000002-repartition");
     let partitions = kafka::admin().partition_counts(std::slice::from_ref(&repartition))?;
     assert_eq!(partitions[&repartition], Some(3), "repartition topic created with the source's partition count");
 
     let records = kafka::consume_until(&counts, Duration::from_secs(60), |r| r.len() >= 600);
+    // Purged: every partition's log starts where it ends, and all 600 records went through it.
+    let mut reader = kafka::supplier().restore_consumer(&kafka::config(&kafka::unique("watermarks")), "watermarks")?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let watermarks = loop {
+        let watermarks: Vec<(i64, i64)> = (0..3)
+            .map(|p| reader.watermarks(&kstreams::client::TopicPartition::new(&repartition, p)))
+            .collect::<Result<_, _>>()?;
+        let total: i64 = watermarks.iter().map(|(_, high)| high).sum();
+        if (total == 600 && watermarks.iter().all(|(low, high)| low == high)) || std::time::Instant::now() > deadline {
+            break watermarks;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     app.close()?;
+    assert!(watermarks.iter().all(|(low, high)| low == high), "repartition topic not purged: {watermarks:?}");
     let mut last: BTreeMap<String, i64> = BTreeMap::new();
     for r in &records {
         last.insert(decode_string(&counts, r.key.as_deref()), decode_i64(&counts, r.value.as_deref()));

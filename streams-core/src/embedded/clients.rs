@@ -537,6 +537,16 @@ impl StreamsAdmin for EmbeddedAdmin {
         }
         Ok(())
     }
+
+    fn delete_records(&self, offsets: &[(TopicPartition, i64)]) -> Result<(), ClientError> {
+        let mut state = self.broker.lock();
+        for (tp, offset) in offsets {
+            state
+                .delete_records(tp, *offset)
+                .map_err(|message| ClientError::new(format!("delete records of {tp}"), message, false))?;
+        }
+        state.check_journal("delete records")
+    }
 }
 
 pub(crate) struct EmbeddedRestoreConsumer {

@@ -54,6 +54,12 @@ pub(crate) enum Event {
         offset: i64,
     },
     Compact,
+    /// Records below `offset` deleted from one partition.
+    DeleteRecords {
+        topic: String,
+        partition: i32,
+        offset: i64,
+    },
 }
 
 /// The open journal file.

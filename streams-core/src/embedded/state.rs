@@ -113,6 +113,13 @@ impl PartitionLog {
         self.records.first().map_or(self.next_offset, |r| r.offset)
     }
 
+    /// Deletes the records below `offset` (Kafka's DeleteRecords); the start offset becomes `offset`
+    /// (or the first record after it).
+    pub(crate) fn delete_before(&mut self, offset: i64) {
+        let below = self.records.partition_point(|r| r.offset < offset);
+        self.records.drain(..below);
+    }
+
     /// Up to `max` records from offset `from` on.
     pub(crate) fn read(&self, from: i64, max: usize) -> &[Stored] {
         let start = self.records.partition_point(|r| r.offset < from);
@@ -382,6 +389,18 @@ impl BrokerState {
         });
     }
 
+    /// Deletes the records of `tp` below `offset`. An unknown partition, or an offset past the end of the
+    /// log, is an error, as on Kafka (`UNKNOWN_TOPIC_OR_PARTITION`, `OFFSET_OUT_OF_RANGE`).
+    pub(crate) fn delete_records(&mut self, tp: &TopicPartition, offset: i64) -> Result<(), String> {
+        let log = self.log_mut(tp).ok_or_else(|| format!("unknown topic or partition {tp}"))?;
+        if offset < 0 || offset > log.next_offset {
+            return Err(format!("offset {offset} is outside {tp}, which ends at {}", log.next_offset));
+        }
+        log.delete_before(offset);
+        self.journal(|| Event::DeleteRecords { topic: tp.topic.to_string(), partition: tp.partition, offset });
+        Ok(())
+    }
+
     /// Compacts every compacted topic.
     pub(crate) fn compact(&mut self) {
         for topic in self.topics.values_mut().filter(|t| t.compacted) {
@@ -413,6 +432,10 @@ impl BrokerState {
                     self.commit_offset(&group, &TopicPartition::new(&topic, partition), offset);
                 }
                 Event::Compact => self.compact(),
+                Event::DeleteRecords { topic, partition, offset } => {
+                    // Replayed as it happened: it was valid when written.
+                    let _ = self.delete_records(&TopicPartition::new(&topic, partition), offset);
+                }
             }
         }
         self.journal = Some(journal);

@@ -671,6 +671,23 @@ impl StreamsAdmin for RdKafkaAdmin {
         }
         self.wait_until_visible(topics)
     }
+
+    fn delete_records(&self, offsets: &[(TopicPartition, i64)]) -> Result<(), ClientError> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let list = offset_list(offsets)?;
+        let options = AdminOptions::new().operation_timeout(Some(self.timeout)).request_timeout(Some(self.timeout));
+        let result = futures::executor::block_on(self.admin.delete_records(&list, &options))
+            .map_err(|e| client_error("delete records", e))?;
+        for element in result.elements() {
+            if let Err(e) = element.error() {
+                let what = format!("delete records of {}-{} below {:?}", element.topic(), element.partition(), element.offset());
+                return Err(client_error(what, e));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl RdKafkaAdmin {

@@ -26,8 +26,8 @@ use super::restore::{self, StateRestoreListener};
 use super::topics::TopicLayout;
 use super::{Shared, State};
 use crate::client::{
-    ClientError, ClientErrorKind, ClientSupplier, OffsetCommitter, RebalanceListener, RestoreConsumer, StreamsConsumer,
-    TopicPartition,
+    ClientError, ClientErrorKind, ClientSupplier, OffsetCommitter, RebalanceListener, RestoreConsumer, StreamsAdmin,
+    StreamsConsumer, TopicPartition,
 };
 use crate::config::{ProcessingGuarantee, StreamsConfig};
 use crate::handler::{ProductionExceptionHandler, ProductionResponse};
@@ -49,6 +49,9 @@ pub(crate) struct ThreadInner {
     tasks: BTreeMap<TaskId, Task>,
     /// The next offset to commit for each partition processed since the last commit.
     offsets: BTreeMap<TopicPartition, i64>,
+    /// Committed offsets of repartition-topic partitions not yet purged: the records below them are
+    /// consumed for good and can be deleted.
+    purgeable: BTreeMap<TopicPartition, i64>,
     producer: ThreadProducer,
     restorer: Box<dyn RestoreConsumer>,
     production_handler: Arc<dyn ProductionExceptionHandler>,
@@ -145,6 +148,11 @@ impl ThreadInner {
         let stored = started.elapsed();
         if !self.producer.exactly_once() {
             committer.commit(&offsets)?;
+        }
+        for (tp, offset) in &offsets {
+            if self.layout.repartition.contains(&*tp.topic) {
+                self.purgeable.insert(tp.clone(), *offset);
+            }
         }
         tracing::debug!(thread = %self.name, producer = ?produced, stores = ?(stored - produced),
             offsets = ?(started.elapsed() - stored), "committed");
@@ -524,6 +532,9 @@ pub(crate) struct StreamThread {
     clock: Clock,
     last_commit_ms: i64,
     last_metrics_ms: i64,
+    /// Deletes what is committed of the repartition topics, every `repartition.purge.interval.ms`.
+    admin: Box<dyn StreamsAdmin>,
+    last_purge_ms: i64,
 }
 
 impl StreamThread {
@@ -558,6 +569,7 @@ impl StreamThread {
                 task_config,
                 tasks: BTreeMap::new(),
                 offsets: BTreeMap::new(),
+                purgeable: BTreeMap::new(),
                 producer,
                 restorer,
                 production_handler: config.production_handler.clone(),
@@ -575,6 +587,7 @@ impl StreamThread {
         });
         let listener = Arc::new(Listener { inner: inner.clone() });
         let consumer = supplier.consumer(&config, &format!("{name}-consumer"), listener)?;
+        let admin = supplier.admin(&config)?;
         let source_topics = layout.reader.keys().cloned().collect();
         let now = state.clock.now_ms();
         Ok(StreamThread {
@@ -588,6 +601,8 @@ impl StreamThread {
             clock: state.clock,
             last_commit_ms: now,
             last_metrics_ms: now,
+            admin,
+            last_purge_ms: now,
         })
     }
 
@@ -636,6 +651,17 @@ impl StreamThread {
         if let Err(error) = step {
             self.batch.clear();
             inner.recover(error, &mut *self.consumer)?;
+        }
+        if now - self.last_purge_ms >= self.config.repartition_purge_interval.as_millis() as i64 {
+            self.last_purge_ms = now;
+            let offsets: Vec<(TopicPartition, i64)> = std::mem::take(&mut inner.purgeable).into_iter().collect();
+            // Best effort, as in Kafka Streams: a failed purge is tried again at the next interval.
+            if let Err(e) = self.admin.delete_records(&offsets) {
+                tracing::warn!(thread = %self.name, error = %e, "could not purge the repartition topics");
+                for (tp, offset) in offsets {
+                    inner.purgeable.entry(tp).or_insert(offset);
+                }
+            }
         }
         if now - self.last_metrics_ms >= 1000 {
             inner.publish_metrics();

@@ -14,6 +14,9 @@ use crate::StreamsError;
 pub(crate) struct TopicLayout {
     /// Resolved source topic name → the sub-topology that reads it.
     pub(crate) reader: BTreeMap<String, u32>,
+    /// The repartition topics among those sources (resolved names): what is committed of them can be
+    /// deleted.
+    pub(crate) repartition: BTreeSet<String>,
 }
 
 /// Checks source topics, creates internal topics, and returns the layout.
@@ -161,5 +164,5 @@ pub(crate) fn prepare(
         }
     }
     admin.create_topics(&to_create)?;
-    Ok(TopicLayout { reader })
+    Ok(TopicLayout { reader, repartition: internal })
 }
