@@ -682,7 +682,12 @@ impl StreamsAdmin for RdKafkaAdmin {
             .map_err(|e| client_error("delete records", e))?;
         for element in result.elements() {
             if let Err(e) = element.error() {
-                let what = format!("delete records of {}-{} below {:?}", element.topic(), element.partition(), element.offset());
+                let what = format!(
+                    "delete records of {}-{} below {:?}",
+                    element.topic(),
+                    element.partition(),
+                    element.offset()
+                );
                 return Err(client_error(what, e));
             }
         }
