@@ -137,6 +137,21 @@ fn a_user_name_used_twice_in_the_dsl_fails_at_build() {
 }
 
 #[test]
+fn every_mistake_the_dsl_collected_is_reported_at_once() {
+    let b = StreamsBuilder::new();
+    let s = b.stream::<String, String>("a");
+    s.named("same").filter(|_, _| true).to("x");
+    s.named("same").filter(|_, _| true).to("y");
+    s.named("bad name!").filter(|_, _| true).to("z");
+    let error = b.build().err().expect("two mistakes");
+    let TopologyError::Several(errors) = &error else { panic!("expected both mistakes, got {error}") };
+    assert_eq!(errors.len(), 2, "{error}");
+    assert_eq!(errors[0], TopologyError::DuplicateNode { name: "same".into() });
+    assert!(matches!(&errors[1], TopologyError::InvalidName { .. }), "{error}");
+    assert!(error.to_string().starts_with("2 mistakes in the topology: node name `same` is used twice"), "{error}");
+}
+
+#[test]
 fn connecting_stores_to_an_unknown_processor_names_the_processor() {
     let mut t = Topology::new();
     let err = t.connect_processor_and_state_stores("nope", &["counts"]).err().unwrap();

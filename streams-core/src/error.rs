@@ -128,6 +128,10 @@ pub enum TopologyError {
     /// The topology has no source.
     #[error("the topology has no source; add a stream or table")]
     Empty,
+    /// Several mistakes the builder collected while the topology was written, all reported at once
+    /// (one mistake is reported as itself).
+    #[error("{} mistakes in the topology: {}", .0.len(), .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    Several(Vec<TopologyError>),
 }
 
 /// An error while processing records, or while setting up a task.

@@ -26,8 +26,10 @@ pub(crate) struct SubtopologyPlan {
 
 /// Validates the topology and splits it.
 pub(crate) fn plan(topology: &Topology) -> Result<TopologyPlan, TopologyError> {
-    if let Some(e) = topology.deferred.first() {
-        return Err(e.clone());
+    match topology.deferred.as_slice() {
+        [] => {}
+        [one] => return Err(one.clone()),
+        several => return Err(TopologyError::Several(several.to_vec())),
     }
     let nodes = &topology.nodes;
     if !nodes.iter().any(|n| matches!(n.kind, NodeKind::Source { .. })) {
