@@ -83,3 +83,62 @@ fn a_failed_thread_stops_the_instance_s_other_threads() -> anyhow::Result<()> {
     app.close()?;
     Ok(())
 }
+
+/// Forwards every record; asks for a commit after a record keyed `now`.
+struct CommitsOnRequest;
+
+impl kstreams::processor::Processor<String, String, String, String> for CommitsOnRequest {
+    fn process(
+        &mut self,
+        ctx: &mut kstreams::processor::ProcessorContext<'_, String, String>,
+        record: kstreams::prelude::Record<String, String>,
+    ) -> Result<(), kstreams::StreamsError> {
+        if record.key == "now" {
+            ctx.commit();
+        }
+        ctx.forward(record)
+    }
+}
+
+/// `ProcessorContext::commit` commits after the current poll's records, long before a commit interval
+/// of an hour would.
+#[test]
+fn a_processor_can_ask_for_a_commit() -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use kstreams::prelude::*;
+    use kstreams::serde::StringSerde;
+
+    let broker = kafka::use_embedded();
+    let (input, output) = (kafka::unique("commit-req-in"), kafka::unique("commit-req-out"));
+    kafka::create_topics(&[(&input, 1), (&output, 1)]);
+    let mut topology = Topology::new();
+    topology
+        .add_source("in", &[input.as_str()], Arc::new(StringSerde), Arc::new(StringSerde))?
+        .add_processor("commits", || CommitsOnRequest, &["in"])?
+        .add_sink("out", output.as_str(), Arc::new(StringSerde), Arc::new(StringSerde), &["commits"])?;
+    let app_id = kafka::unique("commit-req");
+    let mut config = kafka::config(&app_id);
+    config.commit_interval = Some(Duration::from_secs(3600));
+    let mut app = kafka::streams(topology, config)?;
+    app.start()?;
+    let send = |key: &str| {
+        broker.append(&input, None, Some(key.as_bytes().to_vec()), Some(b"v".to_vec()), 0).expect("the input exists");
+    };
+    for key in ["a", "b", "c"] {
+        send(key);
+    }
+    kafka::consume_until(&output, Duration::from_secs(30), |r| r.len() >= 3);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(broker.group_lag(&app_id, &input), 3, "nothing committed yet: the interval is an hour");
+
+    send("now");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while broker.group_lag(&app_id, &input) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(broker.group_lag(&app_id, &input), 0, "committed on request");
+    app.close()?;
+    Ok(())
+}

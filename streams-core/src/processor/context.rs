@@ -95,6 +95,13 @@ impl<KOut, VOut> ProcessorContext<'_, KOut, VOut> {
         self.task.schedule(self.node, interval_ms(interval), kind)
     }
 
+    /// Asks for a commit as soon as the records of the current poll are processed, instead of at the
+    /// next `commit.interval.ms` (Kafka Streams' `ProcessorContext.commit()`): say, after a record
+    /// whose effects should not wait. The test driver commits after every record anyway.
+    pub fn commit(&mut self) {
+        self.task.commit_requested = true;
+    }
+
     /// Stops a schedule. Cancelling twice, or another processor's schedule, does nothing.
     pub fn cancel(&mut self, id: PunctuationId) {
         self.task.cancel_schedule(self.node, id);

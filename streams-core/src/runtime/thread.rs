@@ -149,6 +149,9 @@ impl ThreadInner {
         if !self.producer.exactly_once() {
             committer.commit(&offsets)?;
         }
+        for task in self.tasks.values_mut() {
+            task.clear_commit_request();
+        }
         for (tp, offset) in &offsets {
             if self.layout.repartition.contains(&*tp.topic) {
                 self.purgeable.insert(tp.clone(), *offset);
@@ -378,9 +381,12 @@ impl ThreadInner {
     }
 
     /// Whether stores hold so many uncommitted writes that the thread should commit now.
+    /// Whether to commit before the interval is up: a processor asked for it, or (exactly-once) the
+    /// stores hold too many uncommitted writes.
     fn commit_needed(&self) -> bool {
-        self.task_config.hold_writes_per_commit
-            && self.tasks.values().map(Task::uncommitted_bytes).sum::<usize>() > self.uncommitted_max_bytes
+        self.tasks.values().any(Task::commit_requested)
+            || (self.task_config.hold_writes_per_commit
+                && self.tasks.values().map(Task::uncommitted_bytes).sum::<usize>() > self.uncommitted_max_bytes)
     }
 
     fn run_task(&mut self, task: &mut Task, queues: &mut [PartitionQueue]) -> Result<(), StreamsError> {

@@ -164,6 +164,8 @@ pub(crate) struct TaskState {
     pub(crate) metrics: TaskMetrics,
     pub(crate) deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
     pub(crate) cache_budget: Arc<CacheBudget>,
+    /// A processor asked for a commit ([`ProcessorContext::commit`](crate::processor::ProcessorContext::commit)).
+    pub(crate) commit_requested: bool,
 }
 
 /// How many produced records' buffers a task keeps for reuse, and the largest one it keeps.
@@ -382,6 +384,7 @@ impl Task {
             metrics: TaskMetrics::default(),
             deserialization_handler: config.deserialization_handler.clone(),
             cache_budget: config.cache_budget.clone(),
+            commit_requested: false,
         };
         Ok(Task {
             state,
@@ -666,6 +669,16 @@ impl Task {
     /// Bytes of writes the stores hold until the next commit.
     pub fn uncommitted_bytes(&self) -> usize {
         self.state.stores.iter().map(|s| s.uncommitted_bytes()).sum()
+    }
+
+    /// Whether a processor asked for a commit since the last one.
+    pub fn commit_requested(&self) -> bool {
+        self.state.commit_requested
+    }
+
+    /// Forgets the request: the commit it asked for is done.
+    pub(crate) fn clear_commit_request(&mut self) {
+        self.state.commit_requested = false;
     }
 
     /// Closes the processors, then the stores.
