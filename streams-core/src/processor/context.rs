@@ -97,7 +97,8 @@ impl<KOut, VOut> ProcessorContext<'_, KOut, VOut> {
 
     /// Asks for a commit as soon as the records of the current poll are processed, instead of at the
     /// next `commit.interval.ms` (Kafka Streams' `ProcessorContext.commit()`): say, after a record
-    /// whose effects should not wait. The test driver commits after every record anyway.
+    /// whose effects should not wait. In the test driver it does nothing: there every record's effects
+    /// are visible at once.
     pub fn commit(&mut self) {
         self.task.commit_requested = true;
     }
