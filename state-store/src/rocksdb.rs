@@ -9,8 +9,11 @@
 //!   LRU block cache, and its memtables are charged to that cache through a write-buffer manager, so
 //!   64 stores cost what one budget allows, not 64 × (block cache + memtables) as RocksDB's defaults would.
 //! - **No compression**, as Kafka Streams: state is read back often and is usually small.
-//! - **Restore mode** turns automatic compactions off while a changelog is replayed in large write
-//!   batches, and back on (RocksDB then compacts in the background) when the restore is done.
+//! - **Restore mode** reopens the database for bulk loading while a changelog is replayed in large
+//!   write batches: nothing reads a store being restored, so its memtable is a vector (an append per
+//!   write, sorted once when it is flushed, instead of a skip-list search per write) and automatic
+//!   compactions wait. When the restore is done the memtable is flushed and the database reopened with
+//!   the normal options; RocksDB then compacts in the background.
 
 use std::fmt;
 use std::ops::Bound;
@@ -18,8 +21,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ::rocksdb::{
-    BlockBasedOptions, Cache, DBCompressionType, DBRawIteratorWithThreadMode, LogLevel, Options, ReadOptions,
-    WriteBatch, WriteBufferManager, WriteOptions, DB,
+    BlockBasedOptions, Cache, DBCompressionType, DBRawIteratorWithThreadMode, LogLevel, MemtableFactory, Options,
+    ReadOptions, WriteBatch, WriteBufferManager, WriteOptions, DB,
 };
 
 use crate::store::{
@@ -196,8 +199,7 @@ impl RocksDbKeyValueStore {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| backend(&name, format!("create {}", parent.display()), e))?;
         }
-        let options = options(memory);
-        let db = DB::open(&options, &path).map_err(|e| backend(&name, format!("open {}", path.display()), e))?;
+        let db = open_db(&name, &path, &options(memory))?;
         let mut write = WriteOptions::default();
         write.disable_wal(true);
         let registration = Some(Registration::new(memory));
@@ -222,6 +224,19 @@ impl RocksDbKeyValueStore {
         self.db.as_ref().ok_or_else(|| StoreError::Closed { store: self.name.clone() })
     }
 
+    /// Flushes and closes the database, then opens it again with the options `choose` picks from the
+    /// store's memory budget (RocksDB fixes the memtable kind when a database opens).
+    fn reopen(&mut self, choose: fn(&RocksDbMemory) -> Options) -> Result<(), StoreError> {
+        let memory = match &self.registration {
+            Some(registration) => registration.0.clone(),
+            None => return Err(StoreError::Closed { store: self.name.clone() }),
+        };
+        self.flush()?;
+        self.db = None;
+        self.db = Some(open_db(&self.name, &self.path, &choose(&memory))?);
+        Ok(())
+    }
+
     fn iterate<'a>(
         &'a self,
         lower: Option<Vec<u8>>,
@@ -240,6 +255,10 @@ impl RocksDbKeyValueStore {
         raw.seek_to_first();
         Ok(Box::new(RocksDbIter { raw, skip, name: &self.name, done: false }))
     }
+}
+
+fn open_db(name: &str, path: &Path, options: &Options) -> Result<DB, StoreError> {
+    DB::open(options, path).map_err(|e| backend(name, format!("open {}", path.display()), e))
 }
 
 /// The options every store gets: the shared cache and memtable budget, no compression, bloom filters.
@@ -265,6 +284,18 @@ fn options(memory: &RocksDbMemory) -> Options {
     options.set_compression_type(DBCompressionType::None);
     options.set_log_level(LogLevel::Warn);
     options.set_keep_log_file_num(1);
+    options
+}
+
+/// The options of a store being restored: those of [`options`], with a vector memtable (writes are
+/// appended and sorted once at flush; reads would scan it, but nothing reads a store during its restore)
+/// and no automatic compactions until the restore ends.
+fn bulk_load_options(memory: &RocksDbMemory) -> Options {
+    let mut options = options(memory);
+    options.set_memtable_factory(MemtableFactory::Vector);
+    // Only the skip list takes concurrent writers; a store has one writer anyway.
+    options.set_allow_concurrent_memtable_write(false);
+    options.set_disable_auto_compactions(true);
     options
 }
 
@@ -317,9 +348,8 @@ impl StateStore for RocksDbKeyValueStore {
     }
 
     fn close(&mut self) -> Result<(), StoreError> {
-        if self.restoring {
-            self.end_restore()?;
-        }
+        // A store closed mid-restore needs no reopening: the next open uses the normal options.
+        self.restoring = false;
         // Dropping the database closes it; RocksDB flushes unpersisted memtables on the way out.
         self.db = None;
         self.registration = None;
@@ -335,18 +365,19 @@ impl StateStore for RocksDbKeyValueStore {
     }
 
     fn begin_restore(&mut self) -> Result<(), StoreError> {
-        self.db()?
-            .set_options(&[("disable_auto_compactions", "true")])
-            .map_err(|e| backend(&self.name, "enter restore mode".into(), e))?;
-        self.restoring = true;
+        if !self.restoring {
+            self.reopen(bulk_load_options)?;
+            self.restoring = true;
+        }
         Ok(())
     }
 
     fn end_restore(&mut self) -> Result<(), StoreError> {
-        self.restoring = false;
-        self.db()?
-            .set_options(&[("disable_auto_compactions", "false")])
-            .map_err(|e| backend(&self.name, "leave restore mode".into(), e))
+        if self.restoring {
+            self.restoring = false;
+            self.reopen(options)?;
+        }
+        Ok(())
     }
 }
 
