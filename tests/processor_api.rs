@@ -206,3 +206,49 @@ fn dsl_processors_and_hand_written_ones_share_one_execution_path() -> Result {
     assert_eq!(driver.read_key_values(&words), vec![("k".to_string(), "HELLO".to_string())]);
     Ok(())
 }
+
+/// Keeps a running count per key in the store `counts` and forwards it, re-keyed by the value.
+struct CountByValue;
+
+impl Processor<String, String, String, i64> for CountByValue {
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, String, i64>,
+        record: Record<String, String>,
+    ) -> std::result::Result<(), StreamsError> {
+        let store = ctx.store::<String, i64>("counts")?;
+        let count = store.get(&record.key)?.unwrap_or(0) + 1;
+        store.put(&record.key, &count)?;
+        let value = record.value.clone();
+        ctx.forward(record.with_key_value(value, count))
+    }
+}
+
+#[test]
+fn kstream_process_runs_a_processor_with_a_store_inside_the_dsl() -> Result<()> {
+    let builder = StreamsBuilder::new();
+    builder.add_state_store(Stores::key_value_store_builder(
+        Stores::in_memory_key_value_store("counts"),
+        Arc::new(StringSerde),
+        Arc::new(I64Serde),
+    ));
+    builder.stream::<String, String>("events").process(|| CountByValue, &["counts"]).to("counted");
+    let topology = builder.build()?;
+    let description = topology.describe().to_string();
+    assert!(description.contains("Processor: KSTREAM-PROCESSOR-0000000001 (stores: [counts])"), "{description}");
+
+    let mut driver = TopologyTestDriver::new(topology)?;
+    let events = driver.input_topic::<String, String>("events");
+    let counted = driver.output_topic::<String, i64>("counted");
+    for (i, (key, value)) in [("a", "x"), ("b", "y"), ("a", "z")].into_iter().enumerate() {
+        driver.pipe(&events, key.to_string(), value.to_string(), i as i64)?;
+    }
+    assert_eq!(driver.read_key_values(&counted), vec![("x".into(), 1), ("y".into(), 1), ("z".into(), 2)]);
+
+    // A store never added is named by build().
+    let builder = StreamsBuilder::new();
+    builder.stream::<String, String>("events").process(|| CountByValue, &["counts"]).to("counted");
+    let error = builder.build().err().expect("the store is missing").to_string();
+    assert!(error.contains("counts"), "{error}");
+    Ok(())
+}

@@ -10,6 +10,7 @@ use super::options::{Consumed, Materialized};
 use super::{Data, KStream, KTable};
 use crate::event::Event;
 use crate::serde::{DefaultSerde, Serde};
+use crate::store::StoreBuilder;
 use crate::topology::{source_def, TopicRef, Topology};
 use crate::TopologyError;
 
@@ -135,6 +136,17 @@ impl StreamsBuilder {
         materialized: Materialized<K, V>,
     ) -> KTable<K, V> {
         table_source(self, topic, consumed, materialized)
+    }
+
+    /// Adds a state store for processors that [`KStream::process`] adds (Kafka Streams'
+    /// `addStateStore`); they name it to use it. A mistake (a bad or repeated name) is reported by
+    /// [`build`](Self::build).
+    pub fn add_state_store<K: Send + 'static, V: Send + 'static>(&self, store: StoreBuilder<K, V>) -> &Self {
+        let mut state = self.state.borrow_mut();
+        if let Err(e) = state.topology.add_state_store(store, &[]) {
+            state.topology.deferred.push(e);
+        }
+        self
     }
 
     /// Validates the graph and returns the topology to run.

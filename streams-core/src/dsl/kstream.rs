@@ -160,6 +160,25 @@ impl<K: Data, V: Data> KStream<K, V> {
         self.derive(name, self.key_serde.clone(), self.value_serde.clone(), self.repartition_required)
     }
 
+    /// Runs a hand-written [`Processor`] on every record (Kafka Streams' `process`), made once per task by
+    /// `supplier`, with access to the stores named in `stores` (added with
+    /// [`StreamsBuilder::add_state_store`]). It forwards what it likes, with any key: the stream it
+    /// returns is marked for repartitioning, so a grouping after it repartitions. An unknown store is
+    /// reported by `build()`.
+    pub fn process<K2: Data, V2: Data, P: Processor<K, V, K2, V2>>(
+        &self,
+        supplier: impl Fn() -> P + Send + Sync + 'static,
+        stores: &[&str],
+    ) -> KStream<K2, V2> {
+        let name = self.add("KSTREAM-PROCESSOR-", supplier);
+        let mut b = self.builder.borrow_mut();
+        if let Err(e) = b.topology.connect_processor_and_state_stores(&name, stores) {
+            b.topology.deferred.push(e);
+        }
+        drop(b);
+        self.derive(name, None, None, true)
+    }
+
     /// Runs `action` on every record; ends the stream.
     pub fn foreach(&self, action: impl Fn(&K, &V) + Send + Sync + 'static) {
         let action = Arc::new(action);
