@@ -1,8 +1,11 @@
 //! The foundation's acceptance test: per-customer order totals through the test driver equal what a plain
 //! loop computes, update by update, in input order, with invalid orders and null keys in the input.
 
+mod gen;
+
 use std::collections::BTreeMap;
 
+use gen::Gen;
 use kstreams::prelude::*;
 use kstreams::serde::{to_bytes, DefaultSerde};
 use serde::{Deserialize, Serialize};
@@ -27,17 +30,6 @@ fn order_totals() -> (Topology, String) {
     totals.to_stream().to("customer-totals");
     let store = totals.store_name().expect("aggregations are materialized").to_string();
     (builder.build().expect("valid topology"), store)
-}
-
-/// A small deterministic generator (xorshift), so the test needs no RNG crate and replays exactly.
-struct Gen(u64);
-impl Gen {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 #[test]

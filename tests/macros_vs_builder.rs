@@ -2,31 +2,17 @@
 //! same topology (`describe()` compared as text) and give the same results through the test driver,
 //! which are also what a plain loop computes.
 
+mod gen;
 mod orders;
 
 use std::collections::BTreeMap;
 
+use gen::Gen;
 use kstreams::prelude::*;
 use orders::{
     order_totals, order_totals_by_hand, order_totals_into, order_validation, order_validation_by_hand, validate, Order,
     OrderRejected, OrderValidated, CATALOG, MAX_TOTAL,
 };
-
-/// A small deterministic generator (xorshift), so the test needs no RNG crate and replays exactly.
-struct Gen(u64);
-
-impl Gen {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// `count` orders from several customers, with every kind of invalid order mixed in: a quantity that is
 /// not positive, an unknown product, a total that is not positive or above the limit.
