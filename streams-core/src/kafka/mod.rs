@@ -25,7 +25,7 @@ use crate::client::{
     RestoreConsumer, StreamsAdmin, StreamsConsumer, StreamsProducer, TopicPartition,
 };
 use crate::config::{ProcessingGuarantee, StreamsConfig};
-use crate::record::{ProducedRecord, RawRecord};
+use crate::record::{Headers as RecordHeaders, ProducedRecord, RawRecord};
 use crate::StreamsError;
 
 /// Makes rdkafka clients: the default [`ClientSupplier`].
@@ -384,10 +384,7 @@ fn topic_of(topics: &mut Vec<Arc<str>>, name: &str) -> Arc<str> {
 }
 
 fn raw_record(topic: Arc<str>, message: &rdkafka::message::BorrowedMessage<'_>) -> RawRecord {
-    let headers = message
-        .headers()
-        .map(|hs| hs.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
-        .unwrap_or_default();
+    let headers = headers_of(message);
     RawRecord {
         topic,
         partition: message.partition(),
@@ -396,6 +393,37 @@ fn raw_record(topic: Arc<str>, message: &rdkafka::message::BorrowedMessage<'_>) 
         key: message.key().map(<[u8]>::to_vec),
         value: message.payload().map(<[u8]>::to_vec),
         headers,
+    }
+}
+
+fn headers_of(message: &rdkafka::message::BorrowedMessage<'_>) -> RecordHeaders {
+    message
+        .headers()
+        .map(|hs| hs.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
+        .unwrap_or_default()
+}
+
+/// Overwrites `record` with `message`, reusing its key and value buffers: a restore reads millions of
+/// records through one batch, and allocating and freeing two buffers per record was a tenth of its time.
+fn refill_raw_record(record: &mut RawRecord, topic: Arc<str>, message: &rdkafka::message::BorrowedMessage<'_>) {
+    fn copy_into(slot: &mut Option<Vec<u8>>, bytes: Option<&[u8]>) {
+        match (slot.as_mut(), bytes) {
+            (Some(buffer), Some(bytes)) => {
+                buffer.clear();
+                buffer.extend_from_slice(bytes);
+            }
+            (None, Some(bytes)) => *slot = Some(bytes.to_vec()),
+            (_, None) => *slot = None,
+        }
+    }
+    record.topic = topic;
+    record.partition = message.partition();
+    record.offset = message.offset();
+    record.timestamp = message.timestamp().to_millis().unwrap_or(-1);
+    copy_into(&mut record.key, message.key());
+    copy_into(&mut record.value, message.payload());
+    if message.headers().is_some() || !record.headers.is_empty() {
+        record.headers = headers_of(message);
     }
 }
 
@@ -785,7 +813,9 @@ impl RestoreConsumer for RdKafkaRestoreConsumer {
         list.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(from))
             .map_err(|e| client_error(format!("restore {tp}"), e))?;
         self.consumer.assign(&list).map_err(|e| client_error(format!("assign {tp} for restore"), e))?;
-        let mut batch = Vec::with_capacity(max_batch);
+        // Records are refilled in place batch after batch (`filled` of them are this batch's).
+        let mut batch: Vec<RawRecord> = Vec::with_capacity(max_batch);
+        let mut filled = 0;
         let mut last = None;
         let mut read = 0u64;
         let mut last_progress = std::time::Instant::now();
@@ -801,7 +831,12 @@ impl RestoreConsumer for RdKafkaRestoreConsumer {
                     last_progress = std::time::Instant::now();
                     last = Some(message.offset());
                     read += 1;
-                    batch.push(raw_record(topic_of(&mut self.topics, message.topic()), &message));
+                    let topic = topic_of(&mut self.topics, message.topic());
+                    match batch.get_mut(filled) {
+                        Some(record) => refill_raw_record(record, topic, &message),
+                        None => batch.push(raw_record(topic, &message)),
+                    }
+                    filled += 1;
                     message.offset() >= end - 1
                 }
                 Some(Err(e)) => break Err(client_error(format!("restore {tp}"), e).into()),
@@ -812,11 +847,11 @@ impl RestoreConsumer for RdKafkaRestoreConsumer {
                 }
                 None => false,
             };
-            if !batch.is_empty() && (done || batch.len() >= max_batch) {
-                if let Err(e) = apply(&batch) {
+            if filled > 0 && (done || filled >= max_batch) {
+                if let Err(e) = apply(&batch[..filled]) {
                     break Err(e);
                 }
-                batch.clear();
+                filled = 0;
             }
             if done {
                 break Ok(last);
