@@ -12,7 +12,7 @@
 //! in-memory size, plus a fixed overhead per entry. With a budget of 0 nothing is cached and every update
 //! goes through at once (the test driver runs so).
 
-use std::collections::{BTreeMap, HashMap};
+use hashlink::LinkedHashMap;
 
 use crate::record::Headers;
 
@@ -29,21 +29,19 @@ pub(crate) struct Pending<K, VA> {
     pub(crate) value: Option<VA>,
     pub(crate) timestamp: i64,
     pub(crate) headers: Headers,
-    seq: u64,
     size: usize,
 }
 
-/// One aggregation's cached updates, by serialized key, with their age order.
+/// One aggregation's cached updates, by serialized key, oldest first: an update moves its key to the
+/// back. A linked hash map does each update in one hash look-up; a hash map plus a `BTreeMap` of ages
+/// took two look-ups, two tree operations and a key copy, a quarter of a count's CPU.
 pub(crate) struct RecordCache<K, VA> {
-    entries: HashMap<Vec<u8>, Pending<K, VA>>,
-    /// Age order: sequence number of the last update -> key bytes.
-    order: BTreeMap<u64, Vec<u8>>,
-    next_seq: u64,
+    entries: LinkedHashMap<Vec<u8>, Pending<K, VA>>,
 }
 
 impl<K, VA> Default for RecordCache<K, VA> {
     fn default() -> Self {
-        RecordCache { entries: HashMap::new(), order: BTreeMap::new(), next_seq: 0 }
+        RecordCache { entries: LinkedHashMap::new() }
     }
 }
 
@@ -56,16 +54,18 @@ impl<K, VA> RecordCache<K, VA> {
     /// Caches the latest update of `key`, making it the youngest entry.
     pub(crate) fn put(&mut self, budget: &CacheBudget, key_bytes: Vec<u8>, update: (K, Option<VA>, i64, Headers)) {
         let (key, value, timestamp, headers) = update;
-        let seq = self.next_seq;
-        self.next_seq += 1;
         let size = key_bytes.len() + std::mem::size_of::<VA>() + ENTRY_OVERHEAD;
-        if let Some(old) = self.entries.get(&key_bytes) {
-            self.order.remove(&old.seq);
-            budget.give_back(old.size);
+        let pending = Pending { key, value, timestamp, headers, size };
+        match self.entries.to_back(&key_bytes[..]) {
+            Some(old) => {
+                budget.give_back(old.size);
+                *old = pending;
+            }
+            None => {
+                self.entries.insert(key_bytes, pending);
+            }
         }
         budget.take(size);
-        self.order.insert(seq, key_bytes.clone());
-        self.entries.insert(key_bytes, Pending { key, value, timestamp, headers, seq, size });
     }
 
     /// The oldest entry, if the thread's caches are over budget.
@@ -73,22 +73,15 @@ impl<K, VA> RecordCache<K, VA> {
         if !budget.over() {
             return None;
         }
-        let (_, key) = self.order.pop_first()?;
-        let pending = self.entries.remove(&key)?;
+        let (_, pending) = self.entries.pop_front()?;
         budget.give_back(pending.size);
         Some(pending)
     }
 
     /// Every entry, oldest first (at commit).
     pub(crate) fn drain(&mut self, budget: &CacheBudget) -> Vec<Pending<K, VA>> {
-        let order = std::mem::take(&mut self.order);
-        let mut drained = Vec::with_capacity(order.len());
-        for key in order.into_values() {
-            if let Some(pending) = self.entries.remove(&key) {
-                budget.give_back(pending.size);
-                drained.push(pending);
-            }
-        }
+        let drained: Vec<Pending<K, VA>> = self.entries.drain().map(|(_, pending)| pending).collect();
+        budget.give_back(drained.iter().map(|p| p.size).sum());
         drained
     }
 
