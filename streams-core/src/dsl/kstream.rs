@@ -162,9 +162,9 @@ impl<K: Data, V: Data> KStream<K, V> {
 
     /// Runs a hand-written [`Processor`] on every record (Kafka Streams' `process`), made once per task by
     /// `supplier`, with access to the stores named in `stores` (added with
-    /// [`StreamsBuilder::add_state_store`]). It forwards what it likes, with any key: the stream it
-    /// returns is marked for repartitioning, so a grouping after it repartitions. An unknown store is
-    /// reported by `build()`.
+    /// [`StreamsBuilder::add_state_store`](super::StreamsBuilder::add_state_store)). It forwards what it
+    /// likes, with any key: the stream it returns is marked for repartitioning, so a grouping after it
+    /// repartitions. An unknown store is reported by `build()`.
     pub fn process<K2: Data, V2: Data, P: Processor<K, V, K2, V2>>(
         &self,
         supplier: impl Fn() -> P + Send + Sync + 'static,
