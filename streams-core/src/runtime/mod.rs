@@ -277,6 +277,8 @@ impl KafkaStreams {
         };
         let admin = self.supplier.admin(&self.config)?;
         let layout = Arc::new(topics::prepare(&self.topology, &self.plan, &self.config, &*admin)?);
+        // One admin client per instance, as in Kafka Streams: the threads purge repartition topics with it.
+        let admin = Arc::new(Mutex::new(admin));
         self.shared.state.set(State::Rebalancing);
         let mut threads = Vec::with_capacity(self.config.num_stream_threads);
         for index in 1..=self.config.num_stream_threads {
@@ -298,6 +300,7 @@ impl KafkaStreams {
                     transactional_id: (self.config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2)
                         .then(|| format!("{}-{}-{index}", self.config.application_id, self.process_id)),
                     clock: self.clock.clone(),
+                    admin: admin.clone(),
                 },
             )?);
         }

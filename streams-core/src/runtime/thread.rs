@@ -523,6 +523,8 @@ pub(crate) struct ThreadState {
     pub(crate) transactional_id: Option<String>,
     /// Wall-clock time for commit intervals and wall-clock punctuations.
     pub(crate) clock: Clock,
+    /// The instance's admin client, shared by its threads.
+    pub(crate) admin: Arc<Mutex<Box<dyn StreamsAdmin>>>,
 }
 
 /// One stream thread, ready to run.
@@ -539,7 +541,7 @@ pub(crate) struct StreamThread {
     last_commit_ms: i64,
     last_metrics_ms: i64,
     /// Deletes what is committed of the repartition topics, every `repartition.purge.interval.ms`.
-    admin: Box<dyn StreamsAdmin>,
+    admin: Arc<Mutex<Box<dyn StreamsAdmin>>>,
     last_purge_ms: i64,
 }
 
@@ -593,7 +595,6 @@ impl StreamThread {
         });
         let listener = Arc::new(Listener { inner: inner.clone() });
         let consumer = supplier.consumer(&config, &format!("{name}-consumer"), listener)?;
-        let admin = supplier.admin(&config)?;
         let source_topics = layout.reader.keys().cloned().collect();
         let now = state.clock.now_ms();
         Ok(StreamThread {
@@ -607,7 +608,7 @@ impl StreamThread {
             clock: state.clock,
             last_commit_ms: now,
             last_metrics_ms: now,
-            admin,
+            admin: state.admin,
             last_purge_ms: now,
         })
     }
@@ -662,7 +663,8 @@ impl StreamThread {
             self.last_purge_ms = now;
             let offsets: Vec<(TopicPartition, i64)> = std::mem::take(&mut inner.purgeable).into_iter().collect();
             // Best effort, as in Kafka Streams: a failed purge is tried again at the next interval.
-            if let Err(e) = self.admin.delete_records(&offsets) {
+            let purged = self.admin.lock().unwrap_or_else(|p| p.into_inner()).delete_records(&offsets);
+            if let Err(e) = purged {
                 tracing::warn!(thread = %self.name, error = %e, "could not purge the repartition topics");
                 for (tp, offset) in offsets {
                     inner.purgeable.entry(tp).or_insert(offset);
