@@ -2,22 +2,23 @@
 //! same topology (`describe()` compared as text) and give the same results through the test driver,
 //! which are also what a plain loop computes.
 
-mod gen;
 mod orders;
+#[path = "../examples/support/rng.rs"]
+mod rng;
 
 use std::collections::BTreeMap;
 
-use gen::Gen;
 use kstreams::prelude::*;
 use orders::{
     order_totals, order_totals_by_hand, order_totals_into, order_validation, order_validation_by_hand, validate, Order,
     OrderRejected, OrderValidated, CATALOG, MAX_TOTAL,
 };
+use rng::Rng;
 
 /// `count` orders from several customers, with every kind of invalid order mixed in: a quantity that is
 /// not positive, an unknown product, a total that is not positive or above the limit.
 fn generated_orders(count: i64) -> Vec<Order> {
-    let mut gen = Gen(0x0dd_5eed);
+    let mut gen = Rng::new(0x0dd_5eed);
     (0..count)
         .map(|order_id| {
             let customer_id = gen.below(9) as i64;

@@ -10,6 +10,8 @@
 
 #![allow(dead_code)] // each example uses a part
 
+mod rng;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +25,7 @@ use kstreams::prelude::*;
 use kstreams::record::{Headers, ProducedRecord, RawRecord};
 use kstreams::runtime::KafkaStreams;
 use kstreams::serde::{from_bytes, to_bytes};
+pub(crate) use rng::Rng;
 
 /// The broker an example runs on, and where its applications keep their state.
 pub(crate) struct Cluster {
@@ -199,28 +202,5 @@ impl CommonArgs {
     /// The cluster these options name.
     pub(crate) fn cluster(&self) -> anyhow::Result<Cluster> {
         Cluster::new(self.bootstrap.as_deref(), self.data_dir.as_deref())
-    }
-}
-
-/// A small deterministic generator (xorshift), so an example's input is the same on every run.
-pub(crate) struct Rng(u64);
-
-impl Rng {
-    /// A generator from `seed` (any value but 0).
-    pub(crate) fn new(seed: u64) -> Self {
-        Rng(seed.max(1))
-    }
-
-    /// The next number.
-    pub(crate) fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    /// A number in `0..n`.
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
     }
 }
