@@ -380,7 +380,6 @@ impl ThreadInner {
         Ok(())
     }
 
-    /// Whether stores hold so many uncommitted writes that the thread should commit now.
     /// Whether to commit before the interval is up: a processor asked for it, or (exactly-once) the
     /// stores hold too many uncommitted writes.
     fn commit_needed(&self) -> bool {
