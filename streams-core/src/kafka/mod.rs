@@ -89,10 +89,16 @@ const FETCH_QUEUE_BACKOFF_MS: &str = "5";
 fn base_config(config: &StreamsConfig, overrides: &BTreeMap<String, String>) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &config.bootstrap_servers);
-    for (k, v) in config.client_overrides.iter().chain(overrides) {
+    apply_overrides(&mut c, config, overrides);
+    c
+}
+
+/// Applies the user's `client.` settings, then those of the client's own prefix (`own`), over what `c`
+/// holds: every client takes the library's values first, so the user can change them.
+fn apply_overrides(c: &mut ClientConfig, config: &StreamsConfig, own: &BTreeMap<String, String>) {
+    for (k, v) in config.client_overrides.iter().chain(own) {
         c.set(k, v);
     }
-    c
 }
 
 /// The main consumer's settings: the library's values, then `client.` and `consumer.` overrides, then
@@ -112,9 +118,7 @@ fn consumer_settings(config: &StreamsConfig, client_id: &str) -> ClientConfig {
     // default would be read_committed.
     let exactly_once = config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2;
     c.set("isolation.level", if exactly_once { "read_committed" } else { "read_uncommitted" });
-    for (k, v) in config.client_overrides.iter().chain(&config.consumer_overrides) {
-        c.set(k, v);
-    }
+    apply_overrides(&mut c, config, &config.consumer_overrides);
     // The runtime owns these; overriding them would break its guarantees (under exactly-once, a
     // read_uncommitted consumer would process records of transactions that abort later).
     c.set("enable.auto.commit", "false").set("group.id", &config.application_id);
@@ -142,9 +146,7 @@ fn producer_settings(config: &StreamsConfig, client_id: &str, transactional_id: 
         // of the next transaction (the Java client retries this one after 20 ms, KAFKA-5477).
         c.set("retry.backoff.ms", "10");
     }
-    for (k, v) in config.client_overrides.iter().chain(&config.producer_overrides) {
-        c.set(k, v);
-    }
+    apply_overrides(&mut c, config, &config.producer_overrides);
     if let Some(id) = transactional_id {
         c.set("transactional.id", id).set("enable.idempotence", "true");
     }
@@ -163,9 +165,7 @@ fn restore_settings(config: &StreamsConfig, client_id: &str) -> (ClientConfig, C
         // query waits behind it on the same connection (at the default 500 ms, every task of a
         // rebalance took half a second to open).
         .set("fetch.wait.max.ms", "10");
-    for (k, v) in config.client_overrides.iter().chain(&config.consumer_overrides) {
-        c.set(k, v);
-    }
+    apply_overrides(&mut c, config, &config.consumer_overrides);
     c.set("group.id", format!("{}-restore-consumer", config.application_id))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false");
