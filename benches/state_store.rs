@@ -108,6 +108,7 @@ fn put_get_restore(a: &Args, dir: &Path) {
 
     let mut restored = open(dir, "restore", &memory);
     let records: Vec<([u8; 8], Vec<u8>)> = (0..a.records).map(|i| (key(i), value.clone())).collect();
+    let cpu = cpu_seconds();
     let started = Instant::now();
     restored.begin_restore().unwrap();
     for chunk in records.chunks(10_000) {
@@ -117,7 +118,7 @@ fn put_get_restore(a: &Args, dir: &Path) {
     restored.end_restore().unwrap();
     restored.flush().unwrap();
     let ours = started.elapsed();
-    println!("  restore (batches of 10k)       {}", rate(a.records, ours));
+    println!("  restore (batches of 10k)       {}  cpu {:.2} s", rate(a.records, ours), cpu_seconds() - cpu);
 
     // The peer: the same batches into a RocksDB database with the crate's default options (WAL off too),
     // so a slow machine shows as a slow peer rather than as a slow store.
@@ -127,6 +128,7 @@ fn put_get_restore(a: &Args, dir: &Path) {
     let plain = rocksdb::DB::open(&options, &plain_dir).unwrap();
     let mut write = rocksdb::WriteOptions::default();
     write.disable_wal(true);
+    let cpu = cpu_seconds();
     let started = Instant::now();
     for chunk in records.chunks(10_000) {
         let mut batch = rocksdb::WriteBatch::default();
@@ -135,7 +137,7 @@ fn put_get_restore(a: &Args, dir: &Path) {
     }
     plain.flush().unwrap();
     let peer = started.elapsed();
-    println!("  plain RocksDB, default options {}", rate(a.records, peer));
+    println!("  plain RocksDB, default options {}  cpu {:.2} s", rate(a.records, peer), cpu_seconds() - cpu);
     println!("  restore / plain RocksDB: {:.0}%", 100.0 * peer.as_secs_f64() / ours.as_secs_f64());
 }
 
@@ -188,6 +190,7 @@ fn restore_from_kafka(a: &Args, dir: &Path, bootstrap: &str) {
     let mut store = open(dir, "kafka-restore", &memory);
     let mut restorer = RdKafkaSupplier.restore_consumer(&config, "bench-restore").unwrap();
     let tp = TopicPartition::new(&topic, 0);
+    let cpu = cpu_seconds();
     let started = Instant::now();
     let (low, high) = restorer.watermarks(&tp).unwrap();
     store.begin_restore().unwrap();
@@ -204,7 +207,7 @@ fn restore_from_kafka(a: &Args, dir: &Path, bootstrap: &str) {
     store.end_restore().unwrap();
     store.flush().unwrap();
     let elapsed = started.elapsed();
-    println!("  restore from a Kafka changelog {}", rate(n, elapsed));
+    println!("  restore from a Kafka changelog {}  cpu {:.2} s", rate(n, elapsed), cpu_seconds() - cpu);
     println!("  restore / raw consume: {:.0}%", 100.0 * raw.as_secs_f64() / elapsed.as_secs_f64());
 }
 

@@ -26,7 +26,9 @@ use crate::client::{
 };
 use crate::config::{ProcessingGuarantee, StreamsConfig};
 use crate::record::{Headers as RecordHeaders, ProducedRecord, RawRecord};
-use crate::StreamsError;
+
+mod restore;
+use restore::RdKafkaRestoreConsumer;
 
 /// Makes rdkafka clients: the default [`ClientSupplier`].
 #[derive(Debug, Clone, Copy, Default)]
@@ -229,12 +231,7 @@ impl ClientSupplier for RdKafkaSupplier {
             None
         };
         let consumer: BaseConsumer = c.create().map_err(|e| client_error("create restore consumer", e))?;
-        Ok(Box::new(RdKafkaRestoreConsumer {
-            consumer,
-            end_offsets,
-            timeout: config.default_api_timeout,
-            topics: Vec::new(),
-        }))
+        Ok(Box::new(RdKafkaRestoreConsumer::new(consumer, end_offsets, config.default_api_timeout)))
     }
 
     fn admin(&self, config: &StreamsConfig) -> Result<Box<dyn StreamsAdmin>, ClientError> {
@@ -401,30 +398,6 @@ fn headers_of(message: &rdkafka::message::BorrowedMessage<'_>) -> RecordHeaders 
         .headers()
         .map(|hs| hs.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
         .unwrap_or_default()
-}
-
-/// Overwrites `record` with `message`, reusing its key and value buffers: a restore reads millions of
-/// records through one batch, and allocating and freeing two buffers per record was a tenth of its time.
-fn refill_raw_record(record: &mut RawRecord, topic: Arc<str>, message: &rdkafka::message::BorrowedMessage<'_>) {
-    fn copy_into(slot: &mut Option<Vec<u8>>, bytes: Option<&[u8]>) {
-        match (slot.as_mut(), bytes) {
-            (Some(buffer), Some(bytes)) => {
-                buffer.clear();
-                buffer.extend_from_slice(bytes);
-            }
-            (None, Some(bytes)) => *slot = Some(bytes.to_vec()),
-            (_, None) => *slot = None,
-        }
-    }
-    record.topic = topic;
-    record.partition = message.partition();
-    record.offset = message.offset();
-    record.timestamp = message.timestamp().to_millis().unwrap_or(-1);
-    copy_into(&mut record.key, message.key());
-    copy_into(&mut record.value, message.payload());
-    if message.headers().is_some() || !record.headers.is_empty() {
-        record.headers = headers_of(message);
-    }
 }
 
 impl OffsetCommitter for RdKafkaConsumer {
@@ -745,120 +718,6 @@ impl RdKafkaAdmin {
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(Duration::from_millis(200));
         }
-    }
-}
-
-struct RdKafkaRestoreConsumer {
-    consumer: BaseConsumer,
-    /// A `read_uncommitted` client for high watermarks, when `consumer` reads `read_committed`.
-    end_offsets: Option<BaseConsumer>,
-    timeout: Duration,
-    topics: Vec<Arc<str>>,
-}
-
-impl RdKafkaRestoreConsumer {
-    /// The offset the consumer will read next on `tp` (0 before it has read anything).
-    fn position(&self, tp: &TopicPartition) -> Result<i64, ClientError> {
-        let positions = self.consumer.position().map_err(|e| client_error(format!("read the position on {tp}"), e))?;
-        let offset = positions.find_partition(&tp.topic, tp.partition).map(|e| e.offset());
-        Ok(match offset {
-            Some(Offset::Offset(o)) => o,
-            _ => 0,
-        })
-    }
-}
-
-impl RestoreConsumer for RdKafkaRestoreConsumer {
-    /// Retries retriable errors until the timeout: right after the runtime creates a changelog topic,
-    /// its partitions may have no leader yet (`NOT_LEADER_OR_FOLLOWER`, `LEADER_NOT_AVAILABLE`), or not
-    /// be in the client's metadata yet (`UNKNOWN_TOPIC_OR_PARTITION`, librdkafka's local
-    /// `Unknown partition`): the runtime checked that the topic exists before it got here.
-    fn watermarks(&mut self, tp: &TopicPartition) -> Result<(i64, i64), ClientError> {
-        let deadline = Instant::now() + self.timeout;
-        let mut backoff = Duration::from_millis(20);
-        loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let client = self.end_offsets.as_ref().unwrap_or(&self.consumer);
-            match client.fetch_watermarks(&tp.topic, tp.partition, remaining) {
-                Ok(watermarks) => return Ok(watermarks),
-                Err(e) => {
-                    let not_known_yet = matches!(
-                        e.rdkafka_error_code(),
-                        Some(RDKafkaErrorCode::UnknownPartition | RDKafkaErrorCode::UnknownTopicOrPartition)
-                    );
-                    let error = client_error(format!("read the offsets of {tp}"), e);
-                    if !(error.retriable() || not_known_yet) || Instant::now() + backoff >= deadline {
-                        return Err(error);
-                    }
-                    tracing::debug!(error = %error, "retrying");
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_millis(500));
-                }
-            }
-        }
-    }
-
-    fn read(
-        &mut self,
-        tp: &TopicPartition,
-        from: i64,
-        end: i64,
-        max_batch: usize,
-        apply: &mut dyn FnMut(&[RawRecord]) -> Result<(), StreamsError>,
-    ) -> Result<Option<i64>, StreamsError> {
-        if from >= end {
-            return Ok(None);
-        }
-        let mut list = TopicPartitionList::new();
-        list.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(from))
-            .map_err(|e| client_error(format!("restore {tp}"), e))?;
-        self.consumer.assign(&list).map_err(|e| client_error(format!("assign {tp} for restore"), e))?;
-        // Records are refilled in place batch after batch (`filled` of them are this batch's).
-        let mut batch: Vec<RawRecord> = Vec::with_capacity(max_batch);
-        let mut filled = 0;
-        let mut last = None;
-        let mut read = 0u64;
-        let mut last_progress = std::time::Instant::now();
-        let result = loop {
-            // No `enable.partition.eof`: with it, a plain consumer read at half the rate in two of three
-            // runs of our bench. The end is the record at `end - 1`, or, when compaction or transaction
-            // markers leave none there, a consumer position at `end` once the fetched records run out.
-            // Short polls: under exactly-once a changelog's tail is usually one transaction marker, which
-            // is never delivered, and only the position says the end was reached (at 50 ms per poll,
-            // opening each store of a task took 100 ms).
-            let done = match self.consumer.poll(Duration::from_millis(10)) {
-                Some(Ok(message)) => {
-                    last_progress = std::time::Instant::now();
-                    last = Some(message.offset());
-                    read += 1;
-                    let topic = topic_of(&mut self.topics, message.topic());
-                    match batch.get_mut(filled) {
-                        Some(record) => refill_raw_record(record, topic, &message),
-                        None => batch.push(raw_record(topic, &message)),
-                    }
-                    filled += 1;
-                    message.offset() >= end - 1
-                }
-                Some(Err(e)) => break Err(client_error(format!("restore {tp}"), e).into()),
-                None if self.position(tp)? >= end => true,
-                None if last_progress.elapsed() > self.timeout => {
-                    let message = format!("no progress for {:?} after {read} records", self.timeout);
-                    break Err(ClientError::new(format!("restore {tp}"), message, true).into());
-                }
-                None => false,
-            };
-            if filled > 0 && (done || filled >= max_batch) {
-                if let Err(e) = apply(&batch[..filled]) {
-                    break Err(e);
-                }
-                filled = 0;
-            }
-            if done {
-                break Ok(last);
-            }
-        };
-        let _ = self.consumer.unassign();
-        result
     }
 }
 

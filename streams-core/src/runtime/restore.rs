@@ -41,7 +41,8 @@ pub trait StateRestoreListener: Send + Sync {
 /// Records per batch handed to a store (one RocksDB write batch each).
 const RESTORE_BATCH: usize = 10_000;
 
-/// From this many records to go, a store restores in bulk mode (RocksDB: auto compactions off).
+/// From this many records to go, a store restores in bulk mode (RocksDB: sorted runs ingested as SST
+/// files, compactions waiting until the end).
 const BULK_RESTORE_RECORDS: i64 = 10_000;
 
 /// How often progress goes to the log during a long restore.
@@ -117,8 +118,8 @@ pub(crate) fn restore(
         let started = Instant::now();
         let mut last_report = Instant::now();
         let mut total = 0u64;
-        // Bulk mode (no compactions while loading) pays for itself only on a large restore: entering
-        // and leaving it rewrites RocksDB's options file twice, which dominated opening small tasks.
+        // Bulk mode pays for itself only on a large restore: entering and leaving it rewrites RocksDB's
+        // options file twice, which dominated opening small tasks.
         let bulk = high - start >= BULK_RESTORE_RECORDS;
         if bulk {
             task.set_restoring(store, true)?;

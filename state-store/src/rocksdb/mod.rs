@@ -9,21 +9,25 @@
 //!   LRU block cache, and its memtables are charged to that cache through a write-buffer manager, so
 //!   64 stores cost what one budget allows, not 64 × (block cache + memtables) as RocksDB's defaults would.
 //! - **No compression**, as Kafka Streams: state is read back often and is usually small.
-//! - **Restore mode** reopens the database for bulk loading while a changelog is replayed in large
-//!   write batches: nothing reads a store being restored, so its memtable is a vector (an append per
-//!   write, sorted once when it is flushed, instead of a skip-list search per write) and automatic
-//!   compactions wait. When the restore is done the memtable is flushed and the database reopened with
-//!   the normal options; RocksDB then compacts in the background.
+//! - **Restore mode** bulk-loads: replayed changelog records skip the write path. They are collected in
+//!   runs the size of the store's memtables, each sorted and written to an SST file that the database
+//!   ingests (`restore_run.rs`), and automatic compactions wait until the restore ends; RocksDB then
+//!   compacts in the background. A read or write during a restore first ingests the run, so it sees
+//!   every restored record and lands after them.
+
+mod restore_run;
 
 use std::fmt;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use ::rocksdb::{
-    BlockBasedOptions, Cache, DBCompressionType, DBRawIteratorWithThreadMode, LogLevel, MemtableFactory, Options,
-    ReadOptions, WriteBatch, WriteBufferManager, WriteOptions, DB,
+    BlockBasedOptions, Cache, DBCompressionType, DBRawIteratorWithThreadMode, LogLevel, Options, ReadOptions,
+    WriteBatch, WriteBufferManager, WriteOptions, DB,
 };
+
+use restore_run::Restoring;
 
 use crate::store::{
     empty_range, prefix_successor, KeyValue, KeyValueIterator, KeyValueStore, ReadOnlyKeyValueStore, StateStore,
@@ -162,9 +166,12 @@ impl fmt::Debug for RocksDbMemory {
 pub struct RocksDbKeyValueStore {
     name: String,
     path: PathBuf,
-    db: Option<DB>,
+    /// Shared with a restore's writer thread.
+    db: Option<Arc<DB>>,
     write: WriteOptions,
-    restoring: bool,
+    /// In restore mode: replayed records not in the database yet (see `restore_run.rs`). A mutex only
+    /// because reads, which take `&self`, put them in first.
+    restoring: Option<Mutex<Restoring>>,
     /// This store's share of the budget, given back when the database closes (declared after `db`, so
     /// that a dropped store closes its database first).
     registration: Option<Registration>,
@@ -200,10 +207,18 @@ impl RocksDbKeyValueStore {
             std::fs::create_dir_all(parent).map_err(|e| backend(&name, format!("create {}", parent.display()), e))?;
         }
         let db = open_db(&name, &path, &options(memory))?;
+        // A run file left by a process that died while writing it was never ingested: its records are
+        // replayed again, as the checkpoint does not cover them.
+        match std::fs::remove_file(path.join(RUN_FILE)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(backend(&name, format!("delete {}", path.join(RUN_FILE).display()), e));
+            }
+            _ => {}
+        }
         let mut write = WriteOptions::default();
         write.disable_wal(true);
         let registration = Some(Registration::new(memory));
-        Ok(RocksDbKeyValueStore { name, path, db: Some(db), write, restoring: false, registration })
+        Ok(RocksDbKeyValueStore { name, path, db: Some(Arc::new(db)), write, restoring: None, registration })
     }
 
     /// Deletes the database at `path` and its files (a store must not have it open). Used to wipe a store
@@ -220,21 +235,26 @@ impl RocksDbKeyValueStore {
         &self.path
     }
 
+    /// The database with every restored record in it: during a restore, the records not in it yet are
+    /// put in first, so a read sees them and a write lands after them.
     fn db(&self) -> Result<&DB, StoreError> {
+        let db = self.db_as_is()?;
+        if let Some(restoring) = &self.restoring {
+            restoring.lock().unwrap_or_else(PoisonError::into_inner).settle(db)?;
+        }
+        Ok(db)
+    }
+
+    fn db_as_is(&self) -> Result<&Arc<DB>, StoreError> {
         self.db.as_ref().ok_or_else(|| StoreError::Closed { store: self.name.clone() })
     }
 
-    /// Flushes and closes the database, then opens it again with the options `choose` picks from the
-    /// store's memory budget (RocksDB fixes the memtable kind when a database opens).
-    fn reopen(&mut self, choose: fn(&RocksDbMemory) -> Options) -> Result<(), StoreError> {
-        let memory = match &self.registration {
-            Some(registration) => registration.0.clone(),
-            None => return Err(StoreError::Closed { store: self.name.clone() }),
-        };
-        self.flush()?;
-        self.db = None;
-        self.db = Some(open_db(&self.name, &self.path, &choose(&memory))?);
-        Ok(())
+    /// Turns RocksDB's automatic compactions on or off (a live option: no reopening).
+    fn auto_compactions(&self, on: bool) -> Result<(), StoreError> {
+        let value = if on { "false" } else { "true" };
+        self.db_as_is()?
+            .set_options(&[("disable_auto_compactions", value)])
+            .map_err(|e| backend(&self.name, "set disable_auto_compactions".into(), e))
     }
 
     fn iterate<'a>(
@@ -257,6 +277,9 @@ impl RocksDbKeyValueStore {
     }
 }
 
+/// The file a restore run is written to before the database ingests it, in the database's directory.
+const RUN_FILE: &str = "restore-run.sst";
+
 fn open_db(name: &str, path: &Path, options: &Options) -> Result<DB, StoreError> {
     DB::open(options, path).map_err(|e| backend(name, format!("open {}", path.display()), e))
 }
@@ -274,10 +297,8 @@ fn options(memory: &RocksDbMemory) -> Options {
     options.create_if_missing(true);
     options.set_block_based_table_factory(&table);
     options.set_write_buffer_manager(&memory.inner.write_buffers);
-    // A memtable is never larger than a quarter of the shared memtable budget (and at most 16 MiB, Kafka
-    // Streams' size), so a few stores cannot starve the rest.
-    options.set_write_buffer_size((memory.inner.write_buffer_bytes / 4).clamp(64 << 10, 16 << 20));
-    options.set_max_write_buffer_number(3);
+    options.set_write_buffer_size(memtable_bytes(memory));
+    options.set_max_write_buffer_number(MEMTABLES);
     // Memtables grow in arena blocks (by default an eighth of the write buffer each): keep them small,
     // or many mostly-idle stores would each pin a large block outside the budget.
     options.set_arena_block_size(64 << 10);
@@ -287,16 +308,13 @@ fn options(memory: &RocksDbMemory) -> Options {
     options
 }
 
-/// The options of a store being restored: those of [`options`], with a vector memtable (writes are
-/// appended and sorted once at flush; reads would scan it, but nothing reads a store during its restore)
-/// and no automatic compactions until the restore ends.
-fn bulk_load_options(memory: &RocksDbMemory) -> Options {
-    let mut options = options(memory);
-    options.set_memtable_factory(MemtableFactory::Vector);
-    // Only the skip list takes concurrent writers; a store has one writer anyway.
-    options.set_allow_concurrent_memtable_write(false);
-    options.set_disable_auto_compactions(true);
-    options
+/// A store's memtables at most (the active one and those being flushed).
+const MEMTABLES: i32 = 3;
+
+/// The size of one memtable of a store: a quarter of the shared memtable budget, so a few stores cannot
+/// starve the rest, and at most 16 MiB, Kafka Streams' size.
+fn memtable_bytes(memory: &RocksDbMemory) -> usize {
+    (memory.inner.write_buffer_bytes / 4).clamp(64 << 10, 16 << 20)
 }
 
 fn backend(store: &str, what: String, error: impl std::error::Error + Send + Sync + 'static) -> StoreError {
@@ -347,13 +365,17 @@ impl StateStore for RocksDbKeyValueStore {
         self.db()?.flush().map_err(|e| backend(&self.name, "flush".into(), e))
     }
 
+    /// A store closed mid-restore keeps what it restored so far (as a flush would) and needs no options
+    /// put back: the next open uses the normal ones.
     fn close(&mut self) -> Result<(), StoreError> {
-        // A store closed mid-restore needs no reopening: the next open uses the normal options.
-        self.restoring = false;
+        let settled = match (&self.db, self.restoring.take()) {
+            (Some(db), Some(restoring)) => restoring.into_inner().unwrap_or_else(PoisonError::into_inner).settle(db),
+            _ => Ok(()),
+        };
         // Dropping the database closes it; RocksDB flushes unpersisted memtables on the way out.
         self.db = None;
         self.registration = None;
-        Ok(())
+        settled
     }
 
     fn persistent(&self) -> bool {
@@ -365,17 +387,21 @@ impl StateStore for RocksDbKeyValueStore {
     }
 
     fn begin_restore(&mut self) -> Result<(), StoreError> {
-        if !self.restoring {
-            self.reopen(bulk_load_options)?;
-            self.restoring = true;
+        if self.restoring.is_none() {
+            let memory = self.registration.as_ref().ok_or_else(|| StoreError::Closed { store: self.name.clone() })?;
+            // A run as large as the store's memtables may grow.
+            let run_bytes = memtable_bytes(&memory.0) * MEMTABLES as usize;
+            let restoring = Restoring::new(&self.name, self.path.join(RUN_FILE), options(&memory.0), run_bytes);
+            self.auto_compactions(false)?;
+            self.restoring = Some(Mutex::new(restoring));
         }
         Ok(())
     }
 
     fn end_restore(&mut self) -> Result<(), StoreError> {
-        if self.restoring {
-            self.restoring = false;
-            self.reopen(options)?;
+        if let Some(restoring) = self.restoring.take() {
+            restoring.into_inner().unwrap_or_else(PoisonError::into_inner).settle(self.db_as_is()?)?;
+            self.auto_compactions(true)?;
         }
         Ok(())
     }
@@ -428,6 +454,15 @@ impl KeyValueStore for RocksDbKeyValueStore {
             self.db()?.delete_opt(key, &self.write).map_err(|e| backend(&self.name, "delete".into(), e))?;
         }
         Ok(old)
+    }
+
+    /// In restore mode the records join the restore run (written out when it is full); otherwise they are
+    /// one write batch.
+    fn restore_batch(&mut self, entries: &[(&[u8], Option<&[u8]>)]) -> Result<(), StoreError> {
+        match (&mut self.restoring, &self.db) {
+            (Some(restoring), Some(db)) => restoring.get_mut().unwrap_or_else(PoisonError::into_inner).add(db, entries),
+            _ => self.write_batch(entries),
+        }
     }
 
     /// One RocksDB write batch: all of it lands, or none of it.
