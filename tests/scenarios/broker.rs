@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kstreams::client::{
-    ClientErrorKind, OffsetCommitter, RebalanceListener, RestoreConsumer, StreamsConsumer, StreamsProducer,
-    TopicPartition,
+    ClientError, ClientErrorKind, OffsetCommitter, RebalanceListener, RestoreConsumer, StreamsConsumer,
+    StreamsProducer, TopicPartition,
 };
 use kstreams::config::{ProcessingGuarantee, StreamsConfig};
 use kstreams::record::{Headers, ProducedRecord, RawRecord};
@@ -215,6 +215,19 @@ pub(crate) fn offsets_are_contiguous_from_zero_and_records_keep_key_value_timest
     })?;
     assert_eq!(last, Some(11), "the restore consumer's last offset read");
     assert_eq!(read_back, read[3..], "the restore consumer reads the same records from offset 3");
+
+    // A store that fails stops the read at once with its error, even while the reader still waits for
+    // records (here up to offset 100, which the partition never reaches).
+    let started = Instant::now();
+    let mut batches = 0;
+    let failed = restore.read(&tp1, 0, 100, 4, &mut |_| {
+        batches += 1;
+        Err(ClientError::new("apply", "the store is full", false).into())
+    });
+    let error = format!("{:?}", failed.expect_err("the store's error"));
+    assert!(error.contains("the store is full"), "the store's error is the one reported: {error}");
+    assert_eq!(batches, 1, "no batch after the failed one");
+    assert!(started.elapsed() < Duration::from_secs(10), "stopped after {:?}", started.elapsed());
     Ok(())
 }
 

@@ -7,6 +7,7 @@
 //! records' key and value buffers are refilled in place: a restore reads millions of records through
 //! a handful of batches.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -106,7 +107,8 @@ impl RestoreConsumer for RdKafkaRestoreConsumer {
         list.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(from))
             .map_err(|e| client_error(format!("restore {tp}"), e))?;
         self.consumer.assign(&list).map_err(|e| client_error(format!("assign {tp} for restore"), e))?;
-        let reader = Reader { consumer: &self.consumer, tp, end, max_batch, timeout: self.timeout };
+        let stopped = AtomicBool::new(false);
+        let reader = Reader { consumer: &self.consumer, tp, end, max_batch, timeout: self.timeout, stopped: &stopped };
         let topics = &mut self.topics;
         let (filled_tx, filled_rx) = mpsc::sync_channel::<Batch>(BATCHES_AHEAD);
         let (spent_tx, spent_rx) = mpsc::channel::<Batch>();
@@ -118,11 +120,13 @@ impl RestoreConsumer for RdKafkaRestoreConsumer {
                     ClientError::new(format!("restore {tp}"), format!("cannot start a reader thread: {e}"), true)
                 })?;
             let mut applied = Ok(());
-            // Ends when the reader is done and drops its sender; a `break` drops the receiver, so the
-            // reader's next send fails and it stops too.
+            // Ends when the reader is done and drops its sender. On an error the reader is told to stop
+            // (it may be waiting for records that never come), and the `break` drops the receiver, so a
+            // send it is blocked in fails too.
             for batch in filled_rx {
                 applied = apply(&batch.records[..batch.len]);
                 if applied.is_err() {
+                    stopped.store(true, Ordering::Relaxed);
                     break;
                 }
                 let _ = spent_tx.send(batch);
@@ -142,6 +146,8 @@ struct Reader<'a> {
     end: i64,
     max_batch: usize,
     timeout: Duration,
+    /// Set when the applier failed: nothing more is wanted.
+    stopped: &'a AtomicBool,
 }
 
 impl Reader<'_> {
@@ -161,6 +167,9 @@ impl Reader<'_> {
         // per record was a twentieth of a restore).
         let (mut progress_at, mut progress_read) = (Instant::now(), 0u64);
         loop {
+            if self.stopped.load(Ordering::Relaxed) {
+                return Ok(last);
+            }
             // No `enable.partition.eof`: with it, a plain consumer read at half the rate in two of three
             // runs of our bench. The end is the record at `end - 1`, or, when compaction or transaction
             // markers leave none there, a consumer position at `end` once the fetched records run out.
