@@ -265,7 +265,7 @@ fn rocksdb_store_keeps_its_contents_across_close_and_reopen() {
     assert!(store.persistent());
 }
 
-/// A restore in bulk mode (the database reopened with a vector memtable) ends with the contents plain
+/// A restore in bulk mode (sorted runs ingested as SST files) ends with the contents plain
 /// writes give: overwrites and deletes applied in changelog order, on top of what the store held, in key
 /// order, kept across a reopen; reads during the restore see it too, and closing mid-restore loses
 /// nothing written.

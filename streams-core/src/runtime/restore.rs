@@ -38,7 +38,7 @@ pub trait StateRestoreListener: Send + Sync {
     }
 }
 
-/// Records per batch handed to a store (one RocksDB write batch each).
+/// Records per batch handed to a store (one RocksDB write batch each, outside bulk mode).
 const RESTORE_BATCH: usize = 10_000;
 
 /// From this many records to go, a store restores in bulk mode (RocksDB: sorted runs ingested as SST
