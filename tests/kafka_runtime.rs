@@ -22,7 +22,8 @@ scenario_tests!(
     source_topics_of_one_subtopology_must_be_co_partitioned,
     two_instances_share_the_work_through_a_join_and_a_leave,
     stateful_app_keeps_exact_totals_through_a_join_and_a_leave,
-    production_errors_fail_by_default_and_can_be_skipped
+    production_errors_fail_by_default_and_can_be_skipped,
+    a_thread_stopped_past_the_pause_limit_rejoins_and_loses_nothing
 );
 
 #[test]

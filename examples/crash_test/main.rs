@@ -23,9 +23,9 @@
 //! plain loop computes from the input; and no transaction is left open (each partition's last stable
 //! offset equals its high watermark). Under `at_least_once` it counts duplicates (allowed) and losses
 //! (never allowed), and checks that every aggregate reached the model's final value (duplicates cannot
-//! excuse a lost update); a key whose last output is stale, because a resumed zombie's buffered writes
-//! landed after the new owner's, is reported (at-least-once does not fence zombies). The exit status is
-//! 0 only if every check passes.
+//! excuse a lost update), and that no key's last output is below the value it reached (a rolled-back
+//! update, which a resumed zombie's late writes would cause). The exit status is 0 only if every check
+//! passes.
 
 mod driver;
 mod generator;

@@ -154,6 +154,12 @@ pub trait StreamsProducer: Send {
     /// Waits until every queued record is acknowledged; the first delivery error, if any.
     fn flush(&mut self, timeout: Duration) -> Result<(), ClientError>;
 
+    /// Drops the records queued and not yet sent, without waiting; they are never delivered, and no
+    /// error is reported for them (at_least_once, when the thread gives up the uncommitted work of its
+    /// tasks). A producer that hands every record to the broker at once has nothing to drop: the
+    /// default does nothing.
+    fn purge_unsent(&mut self) {}
+
     /// The offset of the last record the broker acknowledged on `partition` from this producer, if any:
     /// how far a store's changelog is written, for its checkpoint. Only records sent to an explicit
     /// partition (changelog records always are) need to be tracked.

@@ -321,6 +321,48 @@ impl StreamsConfig {
         })
     }
 
+    /// A consumer property as the consumers get it: the `consumer.` override, else the `client.` one.
+    pub(crate) fn consumer_setting(&self, name: &str) -> Option<&str> {
+        self.consumer_overrides.get(name).or_else(|| self.client_overrides.get(name)).map(String::as_str)
+    }
+
+    /// A producer property as the producers get it: the `producer.` override, else the `client.` one.
+    pub(crate) fn producer_setting(&self, name: &str) -> Option<&str> {
+        self.producer_overrides.get(name).or_else(|| self.client_overrides.get(name)).map(String::as_str)
+    }
+
+    /// Under at_least_once, how long a stream thread may go without running before it must assume
+    /// that its group gave its partitions to another member, and how long its producer may hold a
+    /// record before giving up on it: half of what is left of the consumer's `session.timeout.ms`
+    /// (default 45 s) after one `heartbeat.interval.ms` (default 3 s, counted as at most a third of the
+    /// session), 21 s by default.
+    ///
+    /// Nothing on the broker fences a paused at_least_once member: a write it sends after the group
+    /// moved its partitions lands after the new owner's, and can roll a store's changelog back. A
+    /// member is only evicted a session timeout after its last heartbeat, and heartbeats go out every
+    /// heartbeat interval while the process runs; so a record enqueued no later than this limit after
+    /// the thread last ran, and sent within this limit of being enqueued, reaches the broker before the
+    /// eviction. The stream thread refuses to send after a longer gap (see
+    /// `runtime::producer::ThreadProducer`) and the producer's `message.timeout.ms` is this limit.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streams_core::config::StreamsConfig;
+    /// let mut config = StreamsConfig::new("order-totals", "127.0.0.1:9092");
+    /// assert_eq!(config.pause_limit(), Duration::from_millis(21_000));
+    /// config.consumer_overrides.insert("session.timeout.ms".into(), "6000".into());
+    /// config.consumer_overrides.insert("heartbeat.interval.ms".into(), "1500".into());
+    /// assert_eq!(config.pause_limit(), Duration::from_millis(2_250));
+    /// ```
+    pub fn pause_limit(&self) -> Duration {
+        let ms = |name: &str, default: u64| {
+            self.consumer_setting(name).and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(default)
+        };
+        let session = ms("session.timeout.ms", 45_000);
+        let heartbeat = ms("heartbeat.interval.ms", 3_000).min(session / 3);
+        Duration::from_millis((session - heartbeat) / 2)
+    }
+
     /// Checks values that a builder could have set wrong.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key: &str, value: String, reason: &str| ConfigError::Invalid {

@@ -2,8 +2,8 @@
 //! can run on manual time and replay exactly.
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, OnceLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// Wall-clock time in milliseconds since the Unix epoch: the system clock, or a manual clock that only
 /// moves when told to (the test driver's `advance_wall_clock_time`).
@@ -25,6 +25,19 @@ impl Clock {
     pub fn now_ms(&self) -> i64 {
         match self {
             Clock::System => SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0),
+            Clock::Manual(t) => t.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Milliseconds on a clock that only moves forward, for measuring how long something took: the
+    /// system's monotonic clock (counted from the first call in the process; it goes on while the
+    /// process is stopped, and does not jump when the wall clock is set), or the manual clock.
+    pub fn monotonic_ms(&self) -> i64 {
+        match self {
+            Clock::System => {
+                static START: OnceLock<Instant> = OnceLock::new();
+                START.get_or_init(Instant::now).elapsed().as_millis() as i64
+            }
             Clock::Manual(t) => t.load(Ordering::SeqCst),
         }
     }

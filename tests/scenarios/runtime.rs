@@ -373,7 +373,8 @@ pub(crate) fn production_errors_fail_by_default_and_can_be_skipped() -> anyhow::
             }
         });
         let mut config = kafka::config(&kafka::unique("prod-app"));
-        config.producer_overrides.insert("message.timeout.ms".into(), "2000".into());
+        // librdkafka gives up on the missing topic after this long.
+        config.producer_overrides.insert("topic.metadata.propagation.max.ms".into(), "1000".into());
         if continue_on_error {
             config.production_handler = std::sync::Arc::new(kstreams::handler::ContinueOnProductionError);
         }
@@ -395,5 +396,48 @@ pub(crate) fn production_errors_fail_by_default_and_can_be_skipped() -> anyhow::
         }
         app.close()?;
     }
+    Ok(())
+}
+
+/// Under at_least_once, a stream thread that did not run for longer than its pause limit (here a
+/// processor that blocks that long; a stopped process looks the same to the thread) sends nothing more
+/// for its tasks, which another member may own by then: it closes them without committing and rejoins,
+/// and their records are processed again from the last commit. Nothing is lost, and the application
+/// keeps running.
+pub(crate) fn a_thread_stopped_past_the_pause_limit_rejoins_and_loses_nothing() -> anyhow::Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (input, output) = (kafka::unique("pause-in"), kafka::unique("pause-out"));
+    kafka::create_topics(&[(&input, 1), (&output, 1)]);
+    kafka::produce(
+        &input,
+        (0..20).map(|i| (Some(format!("k{i}").into_bytes()), Some(i.to_string().into_bytes()))).collect::<Vec<_>>(),
+    );
+    let mut config = kafka::config(&kafka::unique("pause-app"));
+    config.consumer_overrides.insert("session.timeout.ms".into(), "6000".into());
+    config.consumer_overrides.insert("heartbeat.interval.ms".into(), "1500".into());
+    let stall = config.pause_limit() + Duration::from_secs(1);
+    let stalled = std::sync::Arc::new(AtomicBool::new(false));
+    let once = stalled.clone();
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, String>(&input)
+        .map_values(move |v| {
+            if v == "10" && !once.swap(true, Ordering::SeqCst) {
+                std::thread::sleep(stall);
+            }
+            v
+        })
+        .to(&output);
+    let mut app = kafka::streams(builder.build()?, config)?;
+    app.start()?;
+    let distinct = |records: &[kstreams::record::RawRecord]| {
+        records.iter().filter_map(|r| r.value.clone()).collect::<std::collections::BTreeSet<_>>().len()
+    };
+    let out = kafka::consume_until(&output, Duration::from_secs(60), |r| distinct(r) >= 20);
+    assert!(stalled.load(Ordering::SeqCst), "the processor stalled");
+    assert_eq!(distinct(&out), 20, "every input record has its output");
+    assert!(app.metrics().recoveries >= 1, "the thread gave up its tasks after the stall");
+    assert_eq!(app.state(), State::Running, "a pause is recovered from, not fatal");
+    app.close()?;
     Ok(())
 }

@@ -40,7 +40,6 @@ mod journal;
 mod murmur2;
 mod state;
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -250,16 +249,12 @@ impl EmbeddedBroker {
     }
 }
 
-/// A client setting as the rdkafka clients would see it: the client's own overrides, then the shared ones.
-fn setting<'a>(config: &'a StreamsConfig, own: &'a BTreeMap<String, String>, name: &str) -> Option<&'a str> {
-    own.get(name).or_else(|| config.client_overrides.get(name)).map(String::as_str)
-}
-
 /// Whether a consumer reads `read_committed`, as the rdkafka clients do: its `isolation.level`, else
 /// `read_committed` under exactly_once_v2 and `read_uncommitted` under at_least_once (Kafka Streams'
 /// choice, which the rdkafka supplier sets too).
 fn read_committed(config: &StreamsConfig) -> bool {
-    setting(config, &config.consumer_overrides, "isolation.level")
+    config
+        .consumer_setting("isolation.level")
         .map_or(config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2, |level| level == "read_committed")
 }
 
@@ -270,7 +265,7 @@ impl ClientSupplier for EmbeddedBroker {
         client_id: &str,
         listener: Arc<dyn RebalanceListener>,
     ) -> Result<Box<dyn StreamsConsumer>, ClientError> {
-        let session_timeout = setting(config, &config.consumer_overrides, "session.timeout.ms");
+        let session_timeout = config.consumer_setting("session.timeout.ms");
         Ok(Box::new(EmbeddedConsumer {
             broker: self.clone(),
             group: config.application_id.clone(),
@@ -293,7 +288,7 @@ impl ClientSupplier for EmbeddedBroker {
         _client_id: &str,
         transactional_id: Option<&str>,
     ) -> Result<Box<dyn StreamsProducer>, ClientError> {
-        let timeout = setting(config, &config.producer_overrides, "transaction.timeout.ms");
+        let timeout = config.producer_setting("transaction.timeout.ms");
         let transactional = transactional_id.map(|id| TransactionalClient {
             id: id.to_string(),
             epoch: None,

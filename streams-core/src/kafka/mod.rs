@@ -8,6 +8,7 @@
 //! producer does, so Java and Rust applications agree on where a key lives.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,7 +18,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers as _, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::client::{
@@ -73,6 +74,7 @@ fn client_error(operation: impl Into<String>, error: KafkaError) -> ClientError 
                     | Code::NotLeaderForPartition
                     | Code::LeaderNotAvailable
                     | Code::QueueFull
+                    | Code::MessageTimedOut
             )
         ) =>
         {
@@ -148,9 +150,39 @@ fn producer_settings(config: &StreamsConfig, client_id: &str, transactional_id: 
         // of the next transaction (the Java client retries this one after 20 ms, KAFKA-5477).
         c.set("retry.backoff.ms", "10");
     }
+    if transactional_id.is_none() {
+        // The Java producer's default since Kafka 3.0, so Kafka Streams' under at_least_once too:
+        // without it a retried batch can land after a later one, and a store's changelog then ends on
+        // an older value of a key than the store holds.
+        c.set("enable.idempotence", "true");
+    }
     apply_overrides(&mut c, config, &config.producer_overrides);
     if let Some(id) = transactional_id {
         c.set("transactional.id", id).set("enable.idempotence", "true");
+    } else {
+        // A record still queued when a paused instance wakes must not go out after the group gave its
+        // partitions to another member (see `StreamsConfig::pause_limit`). `delivery.timeout.ms` is
+        // librdkafka's alias of the same setting; a value set by the user is kept.
+        let limit = config.pause_limit().as_millis() as u64;
+        let timeout = ["message.timeout.ms", "delivery.timeout.ms"].into_iter().find_map(|k| c.get(k));
+        match timeout.map(|v| v.parse::<u64>()) {
+            None => {
+                c.set("message.timeout.ms", limit.to_string());
+                // A record for a topic that does not exist fails as such (the production exception
+                // handler's call) after librdkafka has waited this long for its metadata; at the
+                // default 30 s it would time out first, which the thread takes for a broker away.
+                if c.get("topic.metadata.propagation.max.ms").is_none() {
+                    c.set("topic.metadata.propagation.max.ms", (limit / 2).to_string());
+                }
+            }
+            Some(Ok(ms)) if ms > limit => tracing::warn!(
+                message_timeout_ms = ms,
+                pause_limit_ms = limit,
+                "under at_least_once a producer timeout longer than the pause limit lets a paused instance \
+                 write after its partitions moved, which can roll a store's changelog back"
+            ),
+            Some(_) => {}
+        }
     }
     c
 }
@@ -212,11 +244,11 @@ impl ClientSupplier for RdKafkaSupplier {
         transactional_id: Option<&str>,
     ) -> Result<Box<dyn StreamsProducer>, ClientError> {
         let c = producer_settings(config, client_id, transactional_id);
-        let context = DeliveryContext { first_error: Arc::new(Mutex::new(None)), acked: Arc::default() };
-        let (first_error, acked) = (context.first_error.clone(), context.acked.clone());
+        let context = DeliveryContext::default();
+        let (first_error, acked, era) = (context.first_error.clone(), context.acked.clone(), context.era.clone());
         let producer: ThreadedProducer<DeliveryContext> =
             c.create_with_context(context).map_err(|e| client_error("create producer", e))?;
-        Ok(Box::new(RdKafkaProducer { producer, first_error, acked }))
+        Ok(Box::new(RdKafkaProducer { producer, first_error, acked, era }))
     }
 
     fn restore_consumer(
@@ -469,20 +501,26 @@ impl StreamsConsumer for RdKafkaConsumer {
 type Acked = Arc<Mutex<HashMap<String, HashMap<i32, i64>>>>;
 
 /// Keeps the first delivery error for `flush` to report, and the last acknowledged offset per partition.
+#[derive(Default)]
 struct DeliveryContext {
     first_error: Arc<Mutex<Option<ClientError>>>,
     acked: Acked,
+    /// How many times the unsent records were dropped (`purge_unsent`). A record carries the era it
+    /// was sent in; a failure of a record of an earlier era belongs to work already given up, and is
+    /// not reported (its report can come long after the purge, from librdkafka's own threads).
+    era: Arc<AtomicUsize>,
 }
 
 impl ClientContext for DeliveryContext {}
 
 impl ProducerContext for DeliveryContext {
-    /// Whether to remember the record's offset: only for records sent to an explicit partition
-    /// (changelogs), so that sink records do not take a lock each.
+    /// The record's era (see `era`) shifted left by one, and in the low bit whether to remember its
+    /// offset: only for records sent to an explicit partition (changelogs), so that sink records do
+    /// not take a lock each.
     type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, track: usize) {
-        if let (Ok(message), 1) = (result, track) {
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
+        if let (Ok(message), 1) = (result, opaque & 1) {
             let mut acked = self.acked.lock().unwrap_or_else(|p| p.into_inner());
             let partitions = match acked.get_mut(message.topic()) {
                 Some(partitions) => partitions,
@@ -492,6 +530,11 @@ impl ProducerContext for DeliveryContext {
             *offset = (*offset).max(message.offset());
         }
         if let Err((error, message)) = result {
+            if opaque >> 1 != self.era.load(Ordering::SeqCst) {
+                tracing::debug!(topic = message.topic(), partition = message.partition(), %error,
+                    "a record of work given up failed; its task redoes it from the last commit");
+                return;
+            }
             let operation = format!("produce to {}-{}", message.topic(), message.partition());
             let mut first = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
             if first.is_none() {
@@ -505,6 +548,7 @@ struct RdKafkaProducer {
     producer: ThreadedProducer<DeliveryContext>,
     first_error: Arc<Mutex<Option<ClientError>>>,
     acked: Acked,
+    era: Arc<AtomicUsize>,
 }
 
 impl RdKafkaProducer {
@@ -526,8 +570,8 @@ impl StreamsProducer for RdKafkaProducer {
             })
         });
         loop {
-            let track = usize::from(record.partition.is_some());
-            let mut r: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(&record.topic, track);
+            let opaque = self.era.load(Ordering::Relaxed) << 1 | usize::from(record.partition.is_some());
+            let mut r: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(&record.topic, opaque);
             if let Some(headers) = &headers {
                 r = r.headers(headers.clone());
             }
@@ -552,6 +596,12 @@ impl StreamsProducer for RdKafkaProducer {
                 Err((e, _)) => return Err(client_error(format!("produce to {}", record.topic), e)),
             }
         }
+    }
+
+    fn purge_unsent(&mut self) {
+        self.era.fetch_add(1, Ordering::SeqCst);
+        self.producer.purge(PurgeConfig::default().queue());
+        let _ = self.take_delivery_error();
     }
 
     /// rust-rdkafka's `flush(timeout)` waits in 100 ms polls of the queue that the threaded producer's
@@ -764,5 +814,23 @@ mod tests {
         config.client_overrides.remove("isolation.level");
         assert_eq!(consumer_settings(&config, "c").get("isolation.level"), Some("read_uncommitted"));
         assert_eq!(producer_settings(&config, "p", None).get("transactional.id"), None);
+    }
+
+    #[test]
+    fn under_at_least_once_records_time_out_within_the_pause_limit() {
+        let mut config = config(ProcessingGuarantee::AtLeastOnce);
+        config.consumer_overrides.insert("session.timeout.ms".into(), "6000".into());
+        config.consumer_overrides.insert("heartbeat.interval.ms".into(), "1500".into());
+        let producer = producer_settings(&config, "p", None);
+        assert_eq!(producer.get("message.timeout.ms"), Some("2250"), "(6000 - 1500) / 2");
+        assert_eq!(producer.get("enable.idempotence"), Some("true"));
+        assert_eq!(producer.get("topic.metadata.propagation.max.ms"), Some("1125"), "a missing topic fails first");
+        config.producer_overrides.insert("delivery.timeout.ms".into(), "120000".into());
+        let producer = producer_settings(&config, "p", None);
+        assert_eq!(producer.get("message.timeout.ms"), None, "the user's own timeout, under its alias, is kept");
+        assert_eq!(producer.get("delivery.timeout.ms"), Some("120000"));
+
+        let exactly_once = producer_settings(&config, "p", Some("totals-1-0"));
+        assert_eq!(exactly_once.get("message.timeout.ms"), None, "transactions fence a zombie instead");
     }
 }

@@ -1,6 +1,14 @@
 //! A stream thread's one producer, under either processing guarantee.
 //!
-//! at_least_once: records are sent without waiting and the commit flushes them.
+//! at_least_once: records are sent without waiting and the commit flushes them. Nothing on the broker
+//! fences a member that lost its partitions while paused (a stopped process, a frozen VM): what it sends
+//! after waking lands after the new owner's writes and can roll a store's changelog back, which the next
+//! restore would take as the truth (Kafka Streams has the same hole, KAFKA-12693). So the producer
+//! refuses to send once its thread went longer than [`StreamsConfig::pause_limit`] without running
+//! (the thread then closes its tasks and rejoins, as when fenced), drops what it still queues when the
+//! thread recovers, and its records time out after that same limit instead of going out late. A write
+//! thus reaches the broker before the group can have evicted this member, except when the process
+//! stops in the microseconds between the last check and the write leaving librdkafka.
 //!
 //! exactly_once_v2: the producer is transactional (`transactional.id` = application id, process id,
 //! thread index, as in Kafka Streams). A transaction opens at the first send after a commit; the commit
@@ -17,6 +25,7 @@ use std::time::Duration;
 use crate::client::{ClientError, ClientErrorKind, ClientSupplier, OffsetCommitter, StreamsProducer, TopicPartition};
 use crate::config::StreamsConfig;
 use crate::record::ProducedRecord;
+use crate::time::Clock;
 
 pub(super) struct ThreadProducer {
     producer: Box<dyn StreamsProducer>,
@@ -27,19 +36,55 @@ pub(super) struct ThreadProducer {
     transactional_id: Option<String>,
     in_transaction: bool,
     timeout: Duration,
+    /// Set under at_least_once.
+    pause_guard: Option<PauseGuard>,
+}
+
+/// Notices that its thread did not run for longer than the limit: every check compares the time with
+/// the previous check's. Checks come at every send, after every poll and between restore batches, so a
+/// thread at work or idle in its poll loop never goes that long between two; a longer gap means the
+/// process was stopped, or the thread blocked, for long enough that the group may have moved on.
+struct PauseGuard {
+    clock: Clock,
+    limit_ms: i64,
+    last_ms: i64,
+}
+
+impl PauseGuard {
+    fn check(&mut self) -> Result<(), ClientError> {
+        let now = self.clock.monotonic_ms();
+        let gap = now - std::mem::replace(&mut self.last_ms, now);
+        if gap <= self.limit_ms {
+            return Ok(());
+        }
+        let message = format!(
+            "the stream thread did not run for {gap} ms, longer than its pause limit of {} ms (from the consumer's \
+             session.timeout.ms): its partitions may have moved to another member, so nothing more is sent \
+             for them before it rejoins",
+            self.limit_ms
+        );
+        Err(ClientError::with_kind("send", message, ClientErrorKind::Fenced))
+    }
 }
 
 impl ThreadProducer {
     /// A producer for a thread; under exactly_once_v2 (`transactional_id` given) it is registered
-    /// with the broker at once, fencing a previous incarnation.
+    /// with the broker at once, fencing a previous incarnation. Under at_least_once, `clock` times the
+    /// gaps between the thread's checks.
     pub(super) fn new(
         supplier: Arc<dyn ClientSupplier>,
         config: &StreamsConfig,
         client_id: String,
         transactional_id: Option<String>,
+        clock: Clock,
     ) -> Result<Self, ClientError> {
         let timeout = config.default_api_timeout;
         let producer = make(&*supplier, config, &client_id, transactional_id.as_deref(), timeout)?;
+        let pause_guard = transactional_id.is_none().then(|| PauseGuard {
+            limit_ms: config.pause_limit().as_millis() as i64,
+            last_ms: clock.monotonic_ms(),
+            clock,
+        });
         Ok(ThreadProducer {
             producer,
             supplier,
@@ -48,6 +93,7 @@ impl ThreadProducer {
             transactional_id,
             in_transaction: false,
             timeout,
+            pause_guard,
         })
     }
 
@@ -56,9 +102,21 @@ impl ThreadProducer {
     }
 
     /// Sends without waiting; under exactly_once_v2 inside the open transaction, begun here if needed.
+    /// Under at_least_once, fails (fenced) when the thread was stopped past the pause limit.
     pub(super) fn send(&mut self, record: &ProducedRecord) -> Result<(), ClientError> {
+        self.check_running()?;
         self.begin_if_needed()?;
         self.producer.send(record)
+    }
+
+    /// at_least_once: fails (fenced) when the thread went longer than the pause limit without running
+    /// since the last check; the thread calls this after each poll and restore batch as well as at
+    /// every send. exactly_once_v2 needs none of this: the broker fences a zombie's transaction.
+    pub(super) fn check_running(&mut self) -> Result<(), ClientError> {
+        match &mut self.pause_guard {
+            Some(guard) => guard.check(),
+            None => Ok(()),
+        }
     }
 
     fn begin_if_needed(&mut self) -> Result<(), ClientError> {
@@ -110,10 +168,14 @@ impl ThreadProducer {
         Ok(())
     }
 
-    /// exactly_once_v2: ends the open transaction without committing anything of it. A producer that
-    /// cannot abort (fenced, failed, or in doubt after `cause`) is replaced by a new incarnation.
+    /// Drops the work since the last commit. exactly_once_v2: ends the open transaction without
+    /// committing anything of it; a producer that cannot abort (fenced, failed, or in doubt after
+    /// `cause`) is replaced by a new incarnation. at_least_once: records not yet sent are dropped, as
+    /// their tasks will redo them from the last commit (maybe in another member: sent now, they could
+    /// land after its writes).
     pub(super) fn abort(&mut self, cause: &ClientError) -> Result<(), ClientError> {
         if !self.exactly_once() {
+            self.producer.purge_unsent();
             return Ok(());
         }
         let aborted = match cause.kind {
@@ -158,4 +220,24 @@ fn make(
         producer.init_transactions(timeout)?;
     }
     Ok(producer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gap_longer_than_the_limit_between_two_checks_fails_one_check() {
+        let clock = Clock::manual(1_000);
+        let mut guard = PauseGuard { clock: clock.clone(), limit_ms: 2_250, last_ms: clock.monotonic_ms() };
+        for _ in 0..10 {
+            clock.advance(2_000);
+            guard.check().expect("a thread that runs every 2 s is running");
+        }
+        clock.advance(2_251);
+        let error = guard.check().expect_err("2,251 ms without running is a pause");
+        assert_eq!(error.kind, ClientErrorKind::Fenced, "the thread gives up its tasks as when fenced");
+        assert!(error.message.contains("did not run for 2251 ms"), "{error}");
+        guard.check().expect("the next check starts from the failed one");
+    }
 }

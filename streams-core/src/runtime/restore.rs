@@ -90,12 +90,14 @@ pub(crate) fn plan_restore(
 }
 
 /// Replays each logged store of `task` from where `plan` says to the changelog's end, then records the
-/// offsets reached so the next checkpoint covers them.
+/// offsets reached so the next checkpoint covers them. `between_batches` runs after each batch; its
+/// error stops the restore.
 pub(crate) fn restore(
     task: &mut Task,
     plan: &BTreeMap<String, (Option<i64>, i64, i64)>,
     restorer: &mut dyn RestoreConsumer,
     listener: Option<&Arc<dyn StateRestoreListener>>,
+    between_batches: &mut dyn FnMut() -> Result<(), StreamsError>,
 ) -> Result<(), StreamsError> {
     let id = task.id();
     for changelog in task.changelogs().to_vec() {
@@ -136,7 +138,7 @@ pub(crate) fn restore(
                     "restoring store");
                 last_report = Instant::now();
             }
-            Ok(())
+            between_batches()
         });
         let ended = if bulk { task.set_restoring(store, false) } else { Ok(()) };
         let last = last?;

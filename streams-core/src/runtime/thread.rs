@@ -291,8 +291,11 @@ impl ThreadInner {
             plan
         };
         let mut task = Task::new(&self.topology, sub, id.partition, &self.task_config)?;
-        // Restore every logged store from its changelog before the task sees any input.
-        restore::restore(&mut task, &plan, &mut *self.restorer, self.restore_listener.as_ref())?;
+        // Restore every logged store from its changelog before the task sees any input. A long restore
+        // is time the thread runs, not a pause: checking between batches keeps it from looking like one.
+        let producer = &mut self.producer;
+        let mut running = || producer.check_running().map_err(StreamsError::from);
+        restore::restore(&mut task, &plan, &mut *self.restorer, self.restore_listener.as_ref(), &mut running)?;
         if !plan.is_empty() {
             // What was restored is on disk and checkpointed: a crash now does not restore it again.
             task.flush()?;
@@ -502,7 +505,10 @@ impl RebalanceListener for Listener {
         tracing::info!(thread = %inner.name, partitions = partitions.len(), "partitions assigned");
         let ids: Vec<TaskId> = partitions.iter().filter_map(|tp| inner.task_id(&tp.topic, tp.partition)).collect();
         for id in ids {
-            if let Err(e) = inner.open_task(id) {
+            // Opening many tasks is time the thread runs: checking after each keeps it from looking
+            // like a pause (at_least_once).
+            let opened = inner.open_task(id).and_then(|()| Ok(inner.producer.check_running()?));
+            if let Err(e) = opened {
                 inner.fatal.get_or_insert(e);
             }
         }
@@ -553,8 +559,13 @@ impl StreamThread {
         shared: Arc<Shared>,
         state: ThreadState,
     ) -> Result<Self, StreamsError> {
-        let producer =
-            ThreadProducer::new(supplier.clone(), &config, format!("{name}-producer"), state.transactional_id)?;
+        let producer = ThreadProducer::new(
+            supplier.clone(),
+            &config,
+            format!("{name}-producer"),
+            state.transactional_id,
+            state.clock.clone(),
+        )?;
         let restorer = supplier.restore_consumer(&config, &format!("{name}-restore-consumer"))?;
         let mut task_config = TaskConfig::new(&config.application_id, state.clock.clone());
         task_config.changelogs = true;
@@ -643,7 +654,14 @@ impl StreamThread {
         let step = match (polled, inner.fatal.take()) {
             (Err(e), _) => Err(e.into()),
             (_, Some(e)) => Err(e),
-            (Ok(()), None) => inner.process(&mut self.batch).and_then(|()| inner.punctuate()),
+            // A thread idle in its poll loop checks here that it keeps running (at_least_once), so that a
+            // record after a quiet spell is not taken for one after a pause.
+            (Ok(()), None) => inner
+                .producer
+                .check_running()
+                .map_err(StreamsError::from)
+                .and_then(|()| inner.process(&mut self.batch))
+                .and_then(|()| inner.punctuate()),
         };
         let now = self.clock.now_ms();
         let step = step.and_then(|()| {
