@@ -344,6 +344,8 @@ impl StreamsConfig {
     /// the thread last ran, and sent within this limit of being enqueued, reaches the broker before the
     /// eviction. The stream thread refuses to send after a longer gap (see
     /// `runtime::producer::ThreadProducer`) and the producer's `message.timeout.ms` is this limit.
+    /// This makes late writes rare, not impossible: librdkafka may send a request that was in flight
+    /// at the pause again when the process resumes (`docs/exactly-once.md`, Limits).
     ///
     /// ```
     /// use std::time::Duration;

@@ -8,8 +8,9 @@
 //! (the thread then closes its tasks and rejoins, as when fenced), drops what it still queues when the
 //! thread recovers, and its records time out after that same limit instead of going out late. A write
 //! thus reaches the broker before the group can have evicted this member, except when the process
-//! stops in the microseconds between the last check and librdkafka taking the record, or while
-//! librdkafka builds the request that carries it (`docs/exactly-once.md`, Limits).
+//! stops in the microseconds between the last check and librdkafka taking the record, while librdkafka
+//! builds the request that carries it, or while a request is in flight: librdkafka may then time it out
+//! at resume and send it again, late (`docs/exactly-once.md`, Limits).
 //!
 //! exactly_once_v2: the producer is transactional (`transactional.id` = application id, process id,
 //! thread index, as in Kafka Streams). A transaction opens at the first send after a commit; the commit
