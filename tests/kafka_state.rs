@@ -19,7 +19,8 @@ scenario_tests!(
     the_record_cache_sends_the_latest_total_per_key_at_each_commit,
     a_source_table_with_the_record_cache_sends_the_latest_value_per_key_at_each_commit,
     a_processor_api_store_with_caching_logs_each_key_once_per_commit,
-    two_instances_cannot_share_a_state_directory
+    two_instances_cannot_share_a_state_directory,
+    a_former_owners_late_changelog_write_is_skipped_by_restores_and_written_over
 );
 
 /// Run as a child process by `a_killed_instance_restarts_from_its_files_with_exact_totals`: starts the

@@ -341,6 +341,8 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
         report.fail(failure);
     }
     print_summary(&report, &counts, &args, started.elapsed());
+    let (restores, records) = late_writes_skipped(&work_dir);
+    println!("owner epochs: {records} changelog record(s) of former owners skipped in {restores} restore(s)");
     if !report.passed() {
         bail!("the crash test failed; instance logs in {}", work_dir.display());
     }
@@ -482,6 +484,25 @@ fn settle(bootstrap: &str, names: &Names, timeout: Duration, started: Instant) -
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// What the instances' restores skipped as former owners' late writes (at_least_once owner epochs): the
+/// restores that skipped any, and the records, from the warnings in the instance logs.
+fn late_writes_skipped(work_dir: &std::path::Path) -> (u64, u64) {
+    let (mut restores, mut records) = (0, 0);
+    for entry in std::fs::read_dir(work_dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with("instance-") && name.ends_with(".log")) {
+            continue;
+        }
+        let log = String::from_utf8_lossy(&std::fs::read(entry.path()).unwrap_or_default()).into_owned();
+        for line in log.lines().filter(|l| l.contains("skipped changelog records")) {
+            restores += 1;
+            let count = line.split("skipped=").nth(1).and_then(|rest| rest.split(' ').next());
+            records += count.and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+        }
+    }
+    (restores, records)
 }
 
 fn print_summary(report: &Report, counts: &FaultCounts, args: &RunArgs, elapsed: Duration) {

@@ -1,12 +1,14 @@
 //! What flows between processors: a typed [`Record`] with its timestamp and headers, and the metadata of
 //! the input record being processed.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// Record headers: an ordered list of `(name, value)` pairs, as in Kafka (names may repeat; a value may be
-/// null). Cloning is cheap while headers are empty, which is the common case.
+/// null). Cloning is cheap while headers are empty, which is the common case. A name the library stamps
+/// on every record of a kind (a changelog's owner epoch) is a `&'static str`, not a copy per record.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Headers(Vec<(String, Option<Vec<u8>>)>);
+pub struct Headers(Vec<(Cow<'static, str>, Option<Vec<u8>>)>);
 
 impl Headers {
     /// No headers.
@@ -16,7 +18,13 @@ impl Headers {
 
     /// Appends a header (existing headers of the same name are kept, as in Kafka).
     pub fn add(&mut self, name: impl Into<String>, value: Option<Vec<u8>>) -> &mut Self {
-        self.0.push((name.into(), value));
+        self.0.push((Cow::Owned(name.into()), value));
+        self
+    }
+
+    /// [`Headers::add`] for a name known at compile time: no copy of the name.
+    pub(crate) fn add_static(&mut self, name: &'static str, value: Option<Vec<u8>>) -> &mut Self {
+        self.0.push((Cow::Borrowed(name), value));
         self
     }
 
@@ -32,7 +40,7 @@ impl Headers {
 
     /// Every header, in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> {
-        self.0.iter().map(|(n, v)| (n.as_str(), v.as_deref()))
+        self.0.iter().map(|(n, v)| (n.as_ref(), v.as_deref()))
     }
 
     /// Whether there are no headers.
@@ -48,7 +56,7 @@ impl Headers {
 
 impl<N: Into<String>> FromIterator<(N, Option<Vec<u8>>)> for Headers {
     fn from_iter<I: IntoIterator<Item = (N, Option<Vec<u8>>)>>(iter: I) -> Self {
-        Headers(iter.into_iter().map(|(n, v)| (n.into(), v)).collect())
+        Headers(iter.into_iter().map(|(n, v)| (Cow::Owned(n.into()), v)).collect())
     }
 }
 

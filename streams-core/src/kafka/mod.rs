@@ -563,17 +563,19 @@ impl RdKafkaProducer {
 
 impl StreamsProducer for RdKafkaProducer {
     fn send(&mut self, record: &ProducedRecord) -> Result<(), ClientError> {
-        // Most records have no headers: skip librdkafka's header list (an allocation) for them.
-        let headers = (!record.headers.is_empty()).then(|| {
-            record.headers.iter().fold(OwnedHeaders::new_with_capacity(record.headers.len()), |hs, (key, value)| {
-                hs.insert(Header { key, value })
-            })
-        });
         loop {
             let opaque = self.era.load(Ordering::Relaxed) << 1 | usize::from(record.partition.is_some());
             let mut r: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(&record.topic, opaque);
-            if let Some(headers) = &headers {
-                r = r.headers(headers.clone());
+            // Most records have no headers: skip librdkafka's header list (an allocation) for them. The
+            // list goes to librdkafka with the record, so it is built again only if the queue was full.
+            if !record.headers.is_empty() {
+                let headers = record
+                    .headers
+                    .iter()
+                    .fold(OwnedHeaders::new_with_capacity(record.headers.len()), |hs, (key, value)| {
+                        hs.insert(Header { key, value })
+                    });
+                r = r.headers(headers);
             }
             if let Some(key) = &record.key {
                 r = r.key(key.as_slice());

@@ -15,6 +15,7 @@ use state_store::checkpoint::Offsets;
 use state_store::OffsetCheckpoint;
 
 use crate::client::{RestoreConsumer, TopicPartition};
+use crate::task::owner_epoch::{self, EpochFence};
 use crate::task::Task;
 use crate::{StreamsError, TaskId};
 
@@ -48,17 +49,23 @@ const BULK_RESTORE_RECORDS: i64 = 10_000;
 /// How often progress goes to the log during a long restore.
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
-/// Reads the task's checkpoint. A corrupt one is logged and deleted: every store is then restored in full.
-pub(crate) fn read_checkpoint(task: TaskId, task_dir: &Path) -> Offsets {
+/// Reads the task's checkpoint, and the owner epoch recorded beside it. A corrupt checkpoint or epoch
+/// file is logged and both are deleted: every store is then restored in full.
+pub(crate) fn read_checkpoint(task: TaskId, task_dir: &Path) -> (Offsets, Option<i32>) {
     let checkpoint = OffsetCheckpoint::in_dir(task_dir);
-    match checkpoint.read() {
-        Ok(offsets) => offsets,
+    let read = checkpoint
+        .read()
+        .map_err(|e| e.to_string())
+        .and_then(|offsets| Ok((offsets, owner_epoch::read_recorded(task_dir)?)));
+    match read {
+        Ok(read) => read,
         Err(e) => {
             tracing::warn!(task = %task, error = %e, "unusable checkpoint; restoring every store of the task in full");
             if let Err(e) = checkpoint.delete() {
                 tracing::warn!(task = %task, error = %e, "cannot delete the unusable checkpoint");
             }
-            Offsets::new()
+            let _ = std::fs::remove_file(task_dir.join(owner_epoch::FILE_NAME));
+            (Offsets::new(), None)
         }
     }
 }
@@ -92,19 +99,28 @@ pub(crate) fn plan_restore(
 /// Replays each logged store of `task` from where `plan` says to the changelog's end, then records the
 /// offsets reached so the next checkpoint covers them. `between_batches` runs after each batch; its
 /// error stops the restore.
+///
+/// A record stamped with a lower owner epoch than one before it is a former owner's late write (see
+/// [`owner_epoch`]): it is skipped, and the current value of its key goes to the task's changelog
+/// buffer, to be written again under the new owner's epoch. A store restored after its checkpoint starts
+/// from `recorded_epoch`, the epoch recorded with the checkpoint. Returns the highest owner epoch the
+/// task's state has seen.
 pub(crate) fn restore(
     task: &mut Task,
     plan: &BTreeMap<String, (Option<i64>, i64, i64)>,
+    recorded_epoch: Option<i32>,
     restorer: &mut dyn RestoreConsumer,
     listener: Option<&Arc<dyn StateRestoreListener>>,
     between_batches: &mut dyn FnMut() -> Result<(), StreamsError>,
-) -> Result<(), StreamsError> {
+) -> Result<Option<i32>, StreamsError> {
     let id = task.id();
+    let mut highest = recorded_epoch;
     for changelog in task.changelogs().to_vec() {
         let (store, tp) = (&changelog.store, &changelog.partition);
         let Some(&(checkpointed_start, low, high)) = plan.get(store) else { continue };
         // A store that keeps nothing on disk always starts empty, whatever a checkpoint says.
-        let start = checkpointed_start.filter(|_| changelog.persistent).unwrap_or(low);
+        let checkpointed_start = checkpointed_start.filter(|_| changelog.persistent);
+        let start = checkpointed_start.unwrap_or(low);
         if start > 0 {
             task.set_changelog_offset(tp, start - 1);
         }
@@ -120,6 +136,8 @@ pub(crate) fn restore(
         let started = Instant::now();
         let mut last_report = Instant::now();
         let mut total = 0u64;
+        // A full restore reads every stamp; one after the checkpoint starts from the epoch recorded with it.
+        let mut fence = EpochFence::after(checkpointed_start.and(recorded_epoch));
         // Bulk mode pays for itself only on a large restore: entering and leaving it rewrites RocksDB's
         // options file twice, which dominated opening small tasks.
         let bulk = high - start >= BULK_RESTORE_RECORDS;
@@ -127,7 +145,22 @@ pub(crate) fn restore(
             task.set_restoring(store, true)?;
         }
         let last = restorer.read(tp, start, high, RESTORE_BATCH, &mut |batch| {
-            task.restore_batch(store, batch)?;
+            let mut keep: Vec<bool> = batch.iter().map(|r| fence.admit(r)).collect();
+            for i in 0..batch.len() {
+                if keep[i] {
+                    continue;
+                }
+                // A late write of a key that nothing restored so far holds is all that is left of it
+                // (compaction removed the newer owner's record): better its value than none.
+                let key = batch[i].key.as_deref().unwrap_or_default();
+                let earlier = batch[..i].iter().zip(&keep).any(|(r, &kept)| kept && r.key.as_deref() == Some(key));
+                if !earlier && task.get_raw(store, key)?.is_none() {
+                    keep[i] = true;
+                    fence.readmit(key);
+                }
+            }
+            let mut kept = keep.iter();
+            task.restore_batch_where(store, batch, |_| kept.next().copied().unwrap_or(true))?;
             total += batch.len() as u64;
             let batch_end = batch.last().map_or(start, |r| r.offset);
             if let Some(l) = listener {
@@ -146,6 +179,14 @@ pub(crate) fn restore(
         if let Some(offset) = last {
             task.set_changelog_offset(tp, offset);
         }
+        highest = highest.max(fence.highest());
+        if fence.skipped() > 0 {
+            tracing::warn!(task = %id, store = %store, changelog = %tp, skipped = fence.skipped(),
+                highest_epoch = ?fence.highest(),
+                "skipped changelog records a former owner wrote after a newer owner's (a paused instance's late writes); \
+                 writing the current values of their keys again");
+            task.relog(store, fence.into_stale_keys())?;
+        }
         if let Some(l) = listener {
             l.on_restore_end(tp, store, total);
         }
@@ -154,5 +195,5 @@ pub(crate) fn restore(
         tracing::info!(task = %id, store = %store, restored = total, elapsed = ?elapsed, records_per_sec = rate as u64,
             "store restored");
     }
-    Ok(())
+    Ok(highest)
 }

@@ -271,10 +271,13 @@ impl ThreadInner {
         // wiped, then restored in full.
         let logged = Task::logged_stores(&self.topology, sub, &self.task_config);
         let task_dir = self.task_config.task_dir(id);
+        let mut recorded_epoch = None;
         let plan = if logged.is_empty() {
             Default::default()
         } else {
-            let checkpoint = task_dir.as_deref().map(|dir| restore::read_checkpoint(id, dir)).unwrap_or_default();
+            let (checkpoint, epoch) =
+                task_dir.as_deref().map(|dir| restore::read_checkpoint(id, dir)).unwrap_or_default();
+            recorded_epoch = epoch;
             let partitions: Vec<(String, TopicPartition)> = logged
                 .iter()
                 .map(|store| {
@@ -295,7 +298,10 @@ impl ThreadInner {
         // is time the thread runs, not a pause: checking between batches keeps it from looking like one.
         let producer = &mut self.producer;
         let mut running = || producer.check_running().map_err(StreamsError::from);
-        restore::restore(&mut task, &plan, &mut *self.restorer, self.restore_listener.as_ref(), &mut running)?;
+        let restorer = &mut *self.restorer;
+        let restored_epoch =
+            restore::restore(&mut task, &plan, recorded_epoch, restorer, self.restore_listener.as_ref(), &mut running)?;
+        task.begin_ownership(restored_epoch);
         if !plan.is_empty() {
             // What was restored is on disk and checkpointed: a crash now does not restore it again.
             task.flush()?;
@@ -574,6 +580,7 @@ impl StreamThread {
         task_config.rocksdb = state.rocksdb;
         task_config.dsl_store = config.default_dsl_store;
         task_config.hold_writes_per_commit = config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2;
+        task_config.stamp_owner_epoch = config.processing_guarantee == ProcessingGuarantee::AtLeastOnce;
         // statestore.cache.max.bytes is split evenly across the threads, as in Kafka Streams.
         let cache_bytes = config.cache_max_bytes / config.num_stream_threads.max(1) as u64;
         task_config.cache_budget = Arc::new(crate::dsl::CacheBudget::new(cache_bytes as usize));

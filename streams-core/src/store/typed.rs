@@ -156,6 +156,8 @@ pub(crate) trait ErasedStore: Send {
     fn persistent(&self) -> bool;
     /// Applies records replayed from the changelog, below the logging layer.
     fn restore_batch(&mut self, batch: &[(&[u8], Option<&[u8]>)]) -> Result<(), StreamsError>;
+    /// The stored bytes of `key`, as its changelog carries them.
+    fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StreamsError>;
     fn begin_restore(&mut self) -> Result<(), StreamsError>;
     fn end_restore(&mut self) -> Result<(), StreamsError>;
     fn discard_uncommitted(&mut self) -> Result<(), StreamsError>;
@@ -198,6 +200,10 @@ impl<K: 'static, V: 'static> ErasedStore for TypedKeyValueStore<K, V> {
 
     fn restore_batch(&mut self, batch: &[(&[u8], Option<&[u8]>)]) -> Result<(), StreamsError> {
         Ok(self.inner.restore_batch(batch)?)
+    }
+
+    fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StreamsError> {
+        Ok(self.inner.get(key)?)
     }
 
     fn begin_restore(&mut self) -> Result<(), StreamsError> {

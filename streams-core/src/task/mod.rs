@@ -3,6 +3,7 @@
 //! goes differ.
 
 pub(crate) mod node;
+pub(crate) mod owner_epoch;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -24,6 +25,8 @@ use crate::store::{ErasedStore, StoreContext, TypedKeyValueStore};
 use crate::time::Clock;
 use crate::topology::{plan::SubtopologyPlan, NodeInit, Topology};
 use crate::{Record, RecordMetadata, StreamsError};
+
+pub use owner_epoch::OWNER_EPOCH_HEADER;
 
 /// A task's id: `<sub-topology>_<partition>`, as Kafka Streams prints it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -95,6 +98,9 @@ pub(crate) struct TaskConfig {
     pub(crate) dsl_store: DslStoreType,
     /// Whether stores hold each commit's writes apart until it succeeds (exactly-once, KIP-892).
     pub(crate) hold_writes_per_commit: bool,
+    /// Whether changelog records carry the task's owner epoch (at_least_once, where nothing on the broker
+    /// fences a former owner; see [`owner_epoch`]).
+    pub(crate) stamp_owner_epoch: bool,
     /// The record cache budget shared by the thread's tasks (0: no caching).
     pub(crate) cache_budget: Arc<CacheBudget>,
 }
@@ -110,6 +116,7 @@ impl TaskConfig {
             rocksdb: RocksDbMemory::default(),
             dsl_store: DslStoreType::InMemory,
             hold_writes_per_commit: false,
+            stamp_owner_epoch: false,
             cache_budget: Arc::new(CacheBudget::new(0)),
         }
     }
@@ -272,6 +279,13 @@ pub struct Task {
     changelog_offsets: BTreeMap<TopicPartition, i64>,
     /// What the last checkpoint written said, to tell when the next one is due.
     checkpointed: BTreeMap<TopicPartition, i64>,
+    /// This ownership's epoch, one more than the highest its restored state had seen (see
+    /// [`owner_epoch`]); `None` before a runtime opened the task.
+    owner_epoch: Option<i32>,
+    /// Whether changelog records carry `owner_epoch` (at_least_once).
+    stamp_owner_epoch: bool,
+    /// The owner epoch last recorded beside the checkpoint.
+    recorded_epoch: Option<i32>,
 }
 
 /// While running, a task writes a checkpoint (flushing its stores first) once its changelogs have moved
@@ -394,6 +408,9 @@ impl Task {
             task_dir,
             changelog_offsets: BTreeMap::new(),
             checkpointed: BTreeMap::new(),
+            owner_epoch: None,
+            stamp_owner_epoch: config.stamp_owner_epoch,
+            recorded_epoch: None,
         })
     }
 
@@ -529,23 +546,55 @@ impl Task {
         result
     }
 
-    /// Changelog records go to the task's own partition of each changelog topic, stamped with stream time.
+    /// Changelog records go to the task's own partition of each changelog topic, stamped with stream time
+    /// and, when it has one, the task's owner epoch.
     fn move_changelog_to_outbox(&mut self) {
         let mut buffer = self.state.changelog.lock().unwrap_or_else(|p| p.into_inner());
         if buffer.is_empty() {
             return;
         }
         let (partition, timestamp) = (self.state.id.partition, self.state.stream_time.max(0));
+        let stamp = self.owner_epoch.filter(|_| self.stamp_owner_epoch).map(owner_epoch::encode);
         for (topic, key, value) in buffer.drain(..) {
+            let mut headers = Headers::new();
+            if let Some(stamp) = &stamp {
+                headers.add_static(OWNER_EPOCH_HEADER, Some(stamp.clone()));
+            }
             self.state.outbox.push(ProducedRecord {
                 topic,
                 partition: Some(partition),
                 key: Some(key),
                 value,
                 timestamp,
-                headers: Headers::new(),
+                headers,
             });
         }
+    }
+
+    /// Starts this ownership after a restore whose state had seen owner epochs up to `restored`: its
+    /// epoch is one more, so a later restore can tell its writes from a former owner's late ones.
+    pub(crate) fn begin_ownership(&mut self, restored: Option<i32>) {
+        self.owner_epoch = Some(restored.map_or(0, |e| e.saturating_add(1)));
+    }
+
+    /// This ownership's epoch (see [`OWNER_EPOCH_HEADER`]); `None` outside a runtime.
+    pub fn owner_epoch(&self) -> Option<i32> {
+        self.owner_epoch
+    }
+
+    /// Writes the current value of each of `keys` in store `store` to its changelog again (a delete for
+    /// a key it does not hold): after a restore skipped a former owner's late write of these keys, so
+    /// that the newest record of each key in the compacted changelog is this owner's.
+    pub(crate) fn relog(&mut self, store: &str, keys: impl IntoIterator<Item = Vec<u8>>) -> Result<(), StreamsError> {
+        let Some(changelog) = self.changelogs.iter().find(|c| c.store == store) else { return Ok(()) };
+        let topic = changelog.partition.topic.clone();
+        let mut rewrites = Vec::new();
+        for key in keys {
+            let value = self.get_raw(store, &key)?;
+            rewrites.push((topic.clone(), key, value));
+        }
+        self.state.changelog.lock().unwrap_or_else(|p| p.into_inner()).extend(rewrites);
+        Ok(())
     }
 
     /// The logged stores of this task and the changelog partition each restores from.
@@ -573,10 +622,32 @@ impl Task {
     /// Applies changelog records to store `store` (below its logging layer, committed at once): a put, or
     /// a delete for a null value. Used to restore a task's state before it processes input.
     pub fn restore_batch(&mut self, store: &str, records: &[RawRecord]) -> Result<(), StreamsError> {
+        self.restore_batch_where(store, records, |_| true)
+    }
+
+    /// Applies the changelog records of `records` that `keep` admits, in order (see
+    /// [`Task::restore_batch`]).
+    pub(crate) fn restore_batch_where(
+        &mut self,
+        store: &str,
+        records: &[RawRecord],
+        mut keep: impl FnMut(&RawRecord) -> bool,
+    ) -> Result<(), StreamsError> {
         let index = self.store_index(store)?;
-        let batch: Vec<(&[u8], Option<&[u8]>)> =
-            records.iter().map(|r| (r.key.as_deref().unwrap_or_default(), r.value.as_deref())).collect();
+        let batch: Vec<(&[u8], Option<&[u8]>)> = records
+            .iter()
+            .filter(|r| keep(r))
+            .map(|r| (r.key.as_deref().unwrap_or_default(), r.value.as_deref()))
+            .collect();
+        if batch.is_empty() {
+            return Ok(());
+        }
         self.state.stores[index].restore_batch(&batch)
+    }
+
+    /// The stored bytes of `key` in store `store`, as its changelog carries them.
+    pub(crate) fn get_raw(&self, store: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StreamsError> {
+        self.state.stores[self.store_index(store)?].get_raw(key)
     }
 
     /// Applies one changelog record (see [`Task::restore_batch`]).
@@ -653,9 +724,14 @@ impl Task {
         if offsets.is_empty() {
             return Ok(());
         }
-        OffsetCheckpoint::in_dir(dir)
-            .write(&offsets)
-            .map_err(|e| StreamsError::State { task: self.state.id.to_string(), message: e.to_string() })
+        let failed = |message: String| StreamsError::State { task: self.state.id.to_string(), message };
+        // The epoch first: a checkpoint is never on disk without the epoch its state reached.
+        if let Some(epoch) = self.owner_epoch.filter(|&e| self.recorded_epoch != Some(e)) {
+            owner_epoch::write_recorded(dir, epoch)
+                .map_err(|e| failed(format!("{}: {e}", dir.join(owner_epoch::FILE_NAME).display())))?;
+            self.recorded_epoch = Some(epoch);
+        }
+        OffsetCheckpoint::in_dir(dir).write(&offsets).map_err(|e| failed(e.to_string()))
     }
 
     /// Drops the stores' writes since the last flush where they are held apart (a failed commit).
