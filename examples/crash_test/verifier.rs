@@ -137,7 +137,8 @@ fn loss_and_duplicates(want: &[(&str, Option<i64>)], got: &[(&str, Option<i64>)]
 /// and sum at least that, as amounts are not negative and duplicates only add; min and max exactly, as
 /// duplicates do not move them), and each key's last output is that extreme: a key ending on a lower
 /// value had an update rolled back, which is what a paused instance's late writes do when nothing stops
-/// them (Kafka Streams under at_least_once, KAFKA-12693; the runtime's pause limit here).
+/// them (Kafka Streams under at_least_once, KAFKA-12693; here the runtime's pause limit, and the owner
+/// epochs on changelog records, with which a restore skips a former owner's late write).
 fn check_aggregate(
     report: &mut Report,
     topic: &str,

@@ -345,7 +345,9 @@ impl StreamsConfig {
     /// eviction. The stream thread refuses to send after a longer gap (see
     /// `runtime::producer::ThreadProducer`) and the producer's `message.timeout.ms` is this limit.
     /// This makes late writes rare, not impossible: librdkafka may send a request that was in flight
-    /// at the pause again when the process resumes (`docs/exactly-once.md`, Limits).
+    /// at the pause again when the process resumes (`docs/exactly-once.md`, Limits). For the state, the
+    /// owner epochs on changelog records catch what gets through: a restore skips a former owner's late
+    /// write (`docs/state.md`).
     ///
     /// ```
     /// use std::time::Duration;

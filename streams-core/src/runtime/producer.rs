@@ -10,7 +10,8 @@
 //! thus reaches the broker before the group can have evicted this member, except when the process
 //! stops in the microseconds between the last check and librdkafka taking the record, while librdkafka
 //! builds the request that carries it, or while a request is in flight: librdkafka may then time it out
-//! at resume and send it again, late (`docs/exactly-once.md`, Limits).
+//! at resume and send it again, late (`docs/exactly-once.md`, Limits). A changelog write that gets
+//! through is skipped by the next restore, by its owner epoch (`crate::task::owner_epoch`).
 //!
 //! exactly_once_v2: the producer is transactional (`transactional.id` = application id, process id,
 //! thread index, as in Kafka Streams). A transaction opens at the first send after a commit; the commit
