@@ -10,6 +10,9 @@
 //! order in `orders`, earlier runs' too. With `--keep-running` the application goes on processing after
 //! the check until Ctrl-C, then closes cleanly: tasks commit and the instance leaves the group.
 //!
+//! `cargo run --example order_totals -- --config FILE [--orders N]`: the same on the Kafka and with the
+//! settings a `.properties` file names (`bootstrap.servers`, and TLS and SASL settings: docs/security.md).
+//!
 //! `cargo run --example order_totals -- --data-dir DIR [--orders N]`: on the embedded broker, with its
 //! topics and offsets and the application's state kept in `DIR`: run it again and the new orders are
 //! added to the totals of the earlier runs (stop it at any point, even with Ctrl-C).
@@ -70,7 +73,7 @@ fn main() -> anyhow::Result<()> {
                 orders_to_send = args.next().context("--orders needs a number")?.parse().context("--orders")?;
             }
             other => {
-                bail!("unknown argument `{other}`; usage: order_totals [--bootstrap-servers HOST:PORT | --data-dir DIR | --test-driver] [--orders N] [--keep-running]")
+                bail!("unknown argument `{other}`; usage: order_totals [--bootstrap-servers HOST:PORT | --data-dir DIR | --test-driver] [--config FILE] [--orders N] [--keep-running]")
             }
         }
     }

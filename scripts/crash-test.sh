@@ -4,7 +4,8 @@
 # is set. Arguments go to the harness, e.g.
 #   ./scripts/crash-test.sh                                  # the long run: 50k records, 5 kills, a zombie
 #   ./scripts/crash-test.sh --guarantee at_least_once
-#   ./scripts/crash-test.sh --records 3000 --rate 150 --kills 2 --kills-in-txn 1   # CI's short run
+#   ./scripts/crash-test.sh --records 3000 --rate 150 --kills 2 --kills-in-txn 1 --broker-bounces 1   # CI's short run
+#   ./scripts/crash-test.sh --broker-bounces 3              # the long run, with three broker restarts
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started_here=0

@@ -1,15 +1,28 @@
 #!/usr/bin/env bash
 # A local Apache Kafka (KRaft, one combined broker+controller) for tests and local runs, from Maven
-# Central's jars and the machine's Java 17. No Docker needed.
+# Central's jars and the machine's Java 17. No Docker needed. Java and Maven are installed with apt-get
+# when missing and this runs as root (or with password-less sudo).
 #
 #   scripts/kafka.sh start       download jars once, start Kafka, print its bootstrap address (last line)
 #   scripts/kafka.sh stop        stop it (SIGTERM, then SIGKILL after 30 s)
 #   scripts/kafka.sh status      running or not, and the address
 #   scripts/kafka.sh bootstrap   print the bootstrap address (exit 1 if not running)
 #   scripts/kafka.sh wait        wait until the broker answers
+#   scripts/kafka.sh bounce [S]  kill -9 the broker, and start it again S seconds later (5) on the same
+#                                data and ports
 #   scripts/kafka.sh topics ...  kafka-topics with --bootstrap-server filled in
+#   scripts/kafka.sh produce TOPIC [ARGS]  lines from stdin into TOPIC; `key<TAB>value` with --keyed;
+#                                ARGS go to Kafka's console producer (--compression-codec zstd, ...)
+#   scripts/kafka.sh consume TOPIC [ARGS]  TOPIC from the beginning as `key<TAB>value` lines, until
+#                                idle for 5 s (--timeout-ms N to change; ARGS go to the console consumer)
+#   scripts/kafka.sh sasl-ssl    the SASL_SSL listener's settings, as NAME=value lines (see below)
+#   scripts/kafka.sh segments TOPIC-PARTITION  the partition's record batches on disk (offsets, codec)
 #
-# Environment: KAFKA_VERSION (4.3.0), KSTREAMS_KAFKA_DIR (/tmp/kstreams-kafka: data, logs, pid),
+# Next to the PLAINTEXT listener, Kafka listens with SASL_SSL: TLS with a broker certificate signed by
+# a CA made at each start ($KSTREAMS_KAFKA_DIR/tls/ca.pem), and SASL SCRAM-SHA-512 or PLAIN as user
+# `kstreams`, password `kstreams-secret` (test credentials, made at format time).
+#
+# Environment: KAFKA_VERSION (4.3.0), KSTREAMS_KAFKA_DIR (/tmp/kstreams-kafka: data, logs, pid, tls),
 # KSTREAMS_KAFKA_CACHE (~/.cache/kstreams/kafka-<version>: jars), KSTREAMS_KAFKA_PORT (a free port).
 set -euo pipefail
 
@@ -21,15 +34,29 @@ pid_file="$state_dir/kafka.pid"
 addr_file="$state_dir/bootstrap"
 log_file="$state_dir/kafka.log"
 
+sasl_user=kstreams
+sasl_password=kstreams-secret
+# Guards the generated key stores only; they live in the state directory next to the data.
+store_password=kstreams-test-store
+
 die() { echo "kafka.sh: $*" >&2; exit 1; }
 
+# shellcheck source=install.sh
+source "$here/install.sh"
+
 need_java() {
-  command -v java >/dev/null || die "java is not installed (Java 17 is needed: apt-get install openjdk-17-jre-headless)"
+  if ! command -v java >/dev/null || ! command -v keytool >/dev/null; then
+    apt_install openjdk-17-jre-headless ||
+      die "Java 17 is not installed: install it (Debian/Ubuntu: sudo apt-get install openjdk-17-jre-headless)"
+  fi
 }
 
 fetch_jars() {
   if [ -f "$cache/.complete" ]; then return 0; fi
-  command -v mvn >/dev/null || die "maven is not installed (apt-get install maven) and the jars are not cached in $cache"
+  if ! command -v mvn >/dev/null; then
+    apt_install maven ||
+      die "Maven is not installed and the Kafka jars are not cached in $cache: install it (sudo apt-get install maven)"
+  fi
   echo "kafka.sh: downloading Apache Kafka $version jars into $cache (once)" >&2
   mkdir -p "$cache"
   if ! mvn -q -B -f "$here/kafka/pom.xml" -Dkafka.version="$version" dependency:copy-dependencies \
@@ -46,8 +73,45 @@ running() {
   [ -f "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null
 }
 
+# A port nothing listens on, and not one in $taken (the ports this start already chose).
+taken=" "
 free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+  local port
+  for _ in $(seq 1 200); do
+    port=$((20000 + RANDOM % 40000))
+    case "$taken" in *" $port "*) continue ;; esac
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      taken="$taken$port "
+      echo "$port"
+      return 0
+    fi
+  done
+  die "found no free port on 127.0.0.1"
+}
+
+kafka_java() {
+  java -Xmx256m -cp "$(classpath)" -Dlog4j2.configurationFile="$here/kafka/log4j2.xml" "$@"
+}
+
+# A CA, and a broker certificate it signs for 127.0.0.1 and localhost, made afresh at each start.
+make_tls() {
+  local tls="$state_dir/tls" p="$store_password"
+  rm -rf "$tls"
+  mkdir -p "$tls"
+  keytool -genkeypair -alias ca -dname "CN=kstreams test CA" -ext bc:c -keyalg RSA -keysize 2048 \
+    -validity 3650 -storetype PKCS12 -keystore "$tls/ca.p12" -storepass "$p" >/dev/null 2>&1
+  keytool -exportcert -rfc -alias ca -keystore "$tls/ca.p12" -storepass "$p" >"$tls/ca.pem" 2>/dev/null
+  keytool -genkeypair -alias broker -dname "CN=localhost" -keyalg RSA -keysize 2048 -validity 3650 \
+    -storetype PKCS12 -keystore "$tls/broker.p12" -storepass "$p" >/dev/null 2>&1
+  keytool -certreq -alias broker -keystore "$tls/broker.p12" -storepass "$p" 2>/dev/null |
+    keytool -gencert -alias ca -keystore "$tls/ca.p12" -storepass "$p" -rfc -validity 3650 \
+      -ext "SAN=ip:127.0.0.1,dns:localhost" -ext ku:c=digitalSignature,keyEncipherment -ext eku=serverAuth \
+      >"$tls/broker.pem" 2>/dev/null
+  keytool -importcert -noprompt -alias ca -file "$tls/ca.pem" -keystore "$tls/broker.p12" -storepass "$p" \
+    >/dev/null 2>&1
+  keytool -importcert -noprompt -alias broker -file "$tls/broker.pem" -keystore "$tls/broker.p12" \
+    -storepass "$p" >/dev/null 2>&1
+  [ -s "$tls/ca.pem" ] && [ -s "$tls/broker.pem" ] || die "could not make the test certificates in $tls"
 }
 
 # A metadata request through Kafka's own admin tooling: the broker is ready when it answers.
@@ -57,7 +121,7 @@ answers() {
 }
 
 wait_ready() {
-  local addr="$1" deadline=$((SECONDS + ${KSTREAMS_KAFKA_START_TIMEOUT:-90}))
+  local addr="$1" deadline=$((SECONDS + ${KSTREAMS_KAFKA_START_TIMEOUT:-180}))
   until answers "$addr"; do
     if ! running; then
       tail -n 40 "$log_file" >&2 || true
@@ -65,7 +129,7 @@ wait_ready() {
     fi
     if [ $SECONDS -ge $deadline ]; then
       tail -n 40 "$log_file" >&2 || true
-      die "Kafka at $addr did not answer within ${KSTREAMS_KAFKA_START_TIMEOUT:-90} s (log: $log_file)"
+      die "Kafka at $addr did not answer within ${KSTREAMS_KAFKA_START_TIMEOUT:-180} s (log: $log_file)"
     fi
     sleep 1
   done
@@ -80,60 +144,71 @@ start() {
   fi
   stop_quietly
   fetch_jars
-  local port="${KSTREAMS_KAFKA_PORT:-$(free_port)}" controller_port
+  local port controller_port sasl_port
+  port="${KSTREAMS_KAFKA_PORT:-$(free_port)}"
+  taken=" $port "
   controller_port=$(free_port)
-  local data="$state_dir/data"
+  sasl_port=$(free_port)
+  local data="$state_dir/data" tls="$state_dir/tls"
   rm -rf "$data"
   mkdir -p "$data"
-  cat >"$state_dir/server.properties" <<PROPS
-process.roles=broker,controller
-node.id=1
+  make_tls
+  {
+    cat "$here/kafka/server.properties"
+    cat <<PROPS
 controller.quorum.voters=1@127.0.0.1:$controller_port
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
-controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=PLAINTEXT://127.0.0.1:$port,SASL_SSL://127.0.0.1:$sasl_port,CONTROLLER://127.0.0.1:$controller_port
+advertised.listeners=PLAINTEXT://127.0.0.1:$port,SASL_SSL://127.0.0.1:$sasl_port
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT
 log.dirs=$data
-num.partitions=1
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=4
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-transaction.state.log.num.partitions=4
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-group.initial.rebalance.delay.ms=0
-# Tests fence zombies in seconds, not the production minimum of 6 s; and a crashed instance's open
-# transaction is aborted within about a second of its timeout instead of ten.
-group.min.session.timeout.ms=1000
-transaction.abort.timed.out.transaction.cleanup.interval.ms=1000
-auto.create.topics.enable=false
-log.flush.interval.messages=9223372036854775807
+sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$sasl_user="$sasl_password";
+listener.name.sasl_ssl.ssl.keystore.type=PKCS12
+listener.name.sasl_ssl.ssl.keystore.location=$tls/broker.p12
+listener.name.sasl_ssl.ssl.keystore.password=$store_password
+listener.name.sasl_ssl.ssl.key.password=$store_password
 PROPS
+  } >"$state_dir/server.properties"
   local cluster_id
-  # A base64url UUID, as `kafka-storage random-uuid` makes; never one starting with '-', which the storage
-  # tool would read as an option (Kafka's own generator avoids it the same way).
-  cluster_id=$(python3 -c '
-import base64, uuid
-while True:
-    s = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-    if not s.startswith("-"):
-        print(s)
-        break')
-  if ! java -Xmx256m -cp "$(classpath)" -Dlog4j2.configurationFile="$here/kafka/log4j2.xml" kafka.tools.StorageTool \
-      format --cluster-id="$cluster_id" --config="$state_dir/server.properties" >"$state_dir/format.log" 2>&1; then
+  # Kafka's own generator: a base64url UUID that never starts with '-' (which format would read as an option).
+  cluster_id=$(kafka_java kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)
+  [ -n "$cluster_id" ] || die "could not make a cluster id with Kafka's storage tool"
+  if ! kafka_java kafka.tools.StorageTool format --cluster-id="$cluster_id" --config="$state_dir/server.properties" \
+      --add-scram "SCRAM-SHA-512=[name=$sasl_user,password=$sasl_password]" >"$state_dir/format.log" 2>&1; then
     cat "$state_dir/format.log" >&2
     die "could not format Kafka's storage in $data"
   fi
-  nohup java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
-    -Dlog4j2.configurationFile="$here/kafka/log4j2.xml" -cp "$(classpath)" \
-    kafka.Kafka "$state_dir/server.properties" >"$log_file" 2>&1 &
-  echo $! >"$pid_file"
+  : >"$log_file"
+  launch
   echo "127.0.0.1:$port" >"$addr_file"
+  echo "127.0.0.1:$sasl_port" >"$state_dir/bootstrap-sasl-ssl"
   wait_ready "127.0.0.1:$port"
   echo "kafka.sh: Apache Kafka $version is up (pid $(cat "$pid_file"), log $log_file)" >&2
   cat "$addr_file"
+}
+
+# Starts the broker on the configuration and data in $state_dir, in the background.
+launch() {
+  nohup java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$here/kafka/log4j2.xml" -cp "$(classpath)" \
+    kafka.Kafka "$state_dir/server.properties" >>"$log_file" 2>&1 &
+  echo $! >"$pid_file"
+}
+
+# kill -9 the broker, wait, and start it again on the same data and ports: what a crashed and restarted
+# broker (or `docker compose restart`) looks like to the applications.
+bounce() {
+  local down="${1:-5}" pid
+  running || die "Kafka is not running (scripts/kafka.sh start)"
+  pid=$(cat "$pid_file")
+  kill -KILL "$pid"
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+  echo "kafka.sh: killed Kafka (pid $pid); starting it again in $down s" >&2
+  sleep "$down"
+  launch
+  wait_ready "$(cat "$addr_file")"
+  echo "kafka.sh: Kafka is back (pid $(cat "$pid_file"))" >&2
 }
 
 stop_quietly() {
@@ -158,6 +233,7 @@ stop_quietly() {
 case "${1:-}" in
   start) start ;;
   stop) stop_quietly; echo "kafka.sh: stopped" >&2 ;;
+  bounce) bounce "${2:-5}" ;;
   status)
     if running; then echo "running at $(cat "$addr_file") (pid $(cat "$pid_file"))"; else echo "not running"; fi ;;
   bootstrap)
@@ -169,7 +245,35 @@ case "${1:-}" in
   topics)
     shift
     running || die "Kafka is not running (scripts/kafka.sh start)"
-    java -Xmx256m -cp "$(classpath)" -Dlog4j2.configurationFile="$here/kafka/log4j2.xml" \
-      org.apache.kafka.tools.TopicCommand --bootstrap-server "$(cat "$addr_file")" "$@" ;;
-  *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    kafka_java org.apache.kafka.tools.TopicCommand --bootstrap-server "$(cat "$addr_file")" "$@" ;;
+  produce)
+    [ $# -ge 2 ] || die "usage: scripts/kafka.sh produce TOPIC [--keyed] [console producer options]"
+    running || die "Kafka is not running (scripts/kafka.sh start)"
+    topic="$2"; shift 2
+    keyed=()
+    if [ "${1:-}" = --keyed ]; then
+      keyed=(--reader-property parse.key=true --reader-property "key.separator=$(printf '\t')"); shift
+    fi
+    kafka_java org.apache.kafka.tools.ConsoleProducer --bootstrap-server "$(cat "$addr_file")" --topic "$topic" \
+      "${keyed[@]}" "$@" 2> >(grep -v '^SLF4J' >&2) ;;
+  consume)
+    [ $# -ge 2 ] || die "usage: scripts/kafka.sh consume TOPIC [console consumer options]"
+    running || die "Kafka is not running (scripts/kafka.sh start)"
+    topic="$2"; shift 2
+    kafka_java org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server "$(cat "$addr_file")" \
+      --topic "$topic" --from-beginning --timeout-ms 5000 --formatter-property print.key=true \
+      --formatter-property "key.separator=$(printf '\t')" "$@" \
+      2> >(grep -v '^SLF4J\|TimeoutException\|Processed a total\|KIP-848' >&2) ;;
+  sasl-ssl)
+    running || die "Kafka is not running (scripts/kafka.sh start)"
+    echo "KSTREAMS_SASL_SSL_BOOTSTRAP=$(cat "$state_dir/bootstrap-sasl-ssl")"
+    echo "KSTREAMS_SASL_SSL_CA=$state_dir/tls/ca.pem"
+    echo "KSTREAMS_SASL_USERNAME=$sasl_user"
+    echo "KSTREAMS_SASL_PASSWORD=$sasl_password" ;;
+  segments)
+    [ $# -eq 2 ] || die "usage: scripts/kafka.sh segments TOPIC-PARTITION"
+    running || die "Kafka is not running (scripts/kafka.sh start)"
+    [ -d "$state_dir/data/$2" ] || die "no partition $2 in $state_dir/data"
+    kafka_java org.apache.kafka.tools.DumpLogSegments --files "$state_dir/data/$2"/*.log ;;
+  *) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -2,12 +2,21 @@
 # The project's test command (the one in the README, the one CI runs).
 #  1. every unit, integration and doc test of the workspace (no broker needed; the embedded-broker suites
 #     run here), and the README's main example on the embedded broker;
-#  2. starts a local Apache Kafka (scripts/kafka.sh) and runs the tests against it (feature kafka-tests).
-#     They fail loudly if Kafka cannot be started; they never skip;
+#  2. starts a local Apache Kafka (scripts/kafka.sh) and runs the tests against it (feature kafka-tests),
+#     over its PLAINTEXT and its SASL_SSL listener. They fail loudly if Kafka cannot be started; they never
+#     skip;
 #  3. the crash-test harness (examples/crash_test) in its short configuration, under both guarantees.
-# Set KSTREAMS_BOOTSTRAP=host:port to use a Kafka you run yourself instead.
+# Set KSTREAMS_BOOTSTRAP=host:port to use a Kafka you run yourself instead (the SASL_SSL tests then need
+# the KSTREAMS_SASL_SSL_* settings that `scripts/kafka.sh sasl-ssl` prints, or they are left out, loudly).
+# On a fresh machine it installs what is missing where it can (root or password-less sudo, apt-get):
+# libclang and OpenSSL's headers during the build (scripts/rustc-wrapper), Java 17 and Maven for Kafka.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if ! command -v cargo >/dev/null; then
+  echo "test.sh: cargo is not installed: install Rust with rustup (https://rustup.rs)" >&2
+  exit 1
+fi
 
 cargo test --workspace "$@"
 echo "== the README's main example (embedded broker)"
@@ -19,14 +28,38 @@ if [ -z "${KSTREAMS_BOOTSTRAP:-}" ]; then
   started_here=1
 fi
 export KSTREAMS_BOOTSTRAP
-echo "== tests against Apache Kafka at $KSTREAMS_BOOTSTRAP"
+ours=0
+[ "$(./scripts/kafka.sh bootstrap 2>/dev/null)" = "$KSTREAMS_BOOTSTRAP" ] && ours=1
+# The SASL_SSL listener's settings, when the Kafka in use is the one scripts/kafka.sh runs.
+if [ -z "${KSTREAMS_SASL_SSL_BOOTSTRAP:-}" ] && [ "$ours" = 1 ]; then
+  while IFS= read -r line; do export "${line?}"; done < <(./scripts/kafka.sh sasl-ssl)
+fi
+suites=()
+for file in tests/kafka_*.rs; do
+  suite=$(basename "$file" .rs)
+  if [ "$suite" = kafka_security ] && [ -z "${KSTREAMS_SASL_SSL_BOOTSTRAP:-}" ]; then
+    echo "== NOT RUN: kafka_security (TLS and SASL): $KSTREAMS_BOOTSTRAP is not scripts/kafka.sh's Kafka" \
+      "and KSTREAMS_SASL_SSL_BOOTSTRAP is not set" >&2
+    continue
+  fi
+  if [ "$suite" = kafka_broker_bounce ] && [ "$ours" = 0 ]; then
+    echo "== NOT RUN: kafka_broker_bounce: it restarts the broker, and $KSTREAMS_BOOTSTRAP is not" \
+      "scripts/kafka.sh's Kafka" >&2
+    continue
+  fi
+  suites+=(--test "$suite")
+done
+echo "== tests against Apache Kafka at $KSTREAMS_BOOTSTRAP (SASL_SSL: ${KSTREAMS_SASL_SSL_BOOTSTRAP:-none})"
 status=0
-cargo test -p kstreams --features kafka-tests --test 'kafka_*' "$@" || status=$?
-# The crash-test harness's short configuration (the long one is ./scripts/crash-test.sh with defaults).
+cargo test -p kstreams --features kafka-tests "${suites[@]}" "$@" || status=$?
+# The crash-test harness's short configuration (the long one is ./scripts/crash-test.sh with defaults),
+# with a broker restart when the broker is scripts/kafka.sh's.
+bounces=()
+[ "$ours" = 1 ] && bounces=(--broker-bounces 1)
 for guarantee in exactly_once_v2 at_least_once; do
-  echo "== crash test, short configuration, $guarantee"
+  echo "== crash test, short configuration, $guarantee ${bounces[*]}"
   cargo run --quiet --example crash_test -- --guarantee "$guarantee" --records 3000 --rate 150 \
-    --kills 2 --kills-in-txn 1 --zombies 1 || status=$?
+    --kills 2 --kills-in-txn 1 --zombies 1 "${bounces[@]}" || status=$?
 done
 if [ "$started_here" = 1 ] && [ -z "${KSTREAMS_KEEP_KAFKA:-}" ]; then
   ./scripts/kafka.sh stop

@@ -234,7 +234,10 @@ fn docs_configuration_lists_every_property_from_properties_accepts() {
         })
         .collect();
     assert!(accepted.len() >= 20, "the source scan found too few properties: {accepted:?}");
-    let undocumented: Vec<&String> = accepted.iter().filter(|p| !documented.contains(p.as_str())).collect();
+    // `sasl.mechanism` is documented by the `sasl.*` row.
+    let is_documented =
+        |p: &str| documented.contains(p) || documented.iter().any(|d| d.ends_with('.') && p.starts_with(d));
+    let undocumented: Vec<&String> = accepted.iter().filter(|p| !is_documented(p)).collect();
     assert!(undocumented.is_empty(), "properties missing from docs/configuration.md: {undocumented:?}");
     for row in &rows {
         let key =

@@ -143,3 +143,57 @@ fn a_processor_can_ask_for_a_commit() -> anyhow::Result<()> {
     app.close()?;
     Ok(())
 }
+
+/// A `close_timeout` that runs out says which threads still run, and the state directory stays locked
+/// until they end: a second instance on the same directory is refused until then.
+#[test]
+fn a_close_that_times_out_names_the_running_threads_and_keeps_the_state_directory_locked() -> anyhow::Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use kstreams::prelude::*;
+
+    let broker = kafka::use_embedded();
+    let input = kafka::unique("slow-close-in");
+    kafka::create_topics(&[(&input, 1)]);
+    let busy = Arc::new(AtomicBool::new(false));
+    let topology = |busy: Arc<AtomicBool>| {
+        let builder = StreamsBuilder::new();
+        builder
+            .stream::<String, String>(&input)
+            .peek(move |key, _| {
+                if key == "slow" {
+                    busy.store(true, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_secs(3));
+                }
+            })
+            .group_by_key()
+            .count();
+        builder.build()
+    };
+    let config = kafka::config(&kafka::unique("slow-close"));
+    let mut app = kafka::streams(topology(busy.clone())?, config.clone())?;
+    app.start()?;
+    broker.append(&input, None, Some(b"slow".to_vec()), Some(b"v".to_vec()), 0).expect("the input exists");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !busy.load(Ordering::SeqCst) {
+        assert!(Instant::now() < deadline, "the slow record was never processed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    let error = app.close_timeout(Duration::from_millis(100)).expect_err("a thread is still in its processor");
+    assert!(matches!(&error, StreamsError::CloseTimeout { threads, .. } if threads.len() == 1), "{error:?}");
+    let message = error.to_string();
+    assert!(message.contains("StreamThread-1") && message.contains("stays locked"), "{message}");
+
+    let mut second = kafka::streams(topology(Arc::new(AtomicBool::new(false)))?, config.clone())?;
+    let refused = second.start().expect_err("the first instance's thread still holds the state directory");
+    assert!(refused.to_string().contains("holds its lock"), "{refused}");
+
+    app.close()?; // waits for the thread, which then lets go of the lock
+    let mut third = kafka::streams(topology(Arc::new(AtomicBool::new(false)))?, config)?;
+    third.start()?;
+    third.close()?;
+    Ok(())
+}

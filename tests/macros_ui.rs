@@ -3,9 +3,54 @@
 //! checked in next to it (`.stderr`). After a deliberate change to a message, regenerate them with
 //! `TRYBUILD=overwrite cargo test -p kstreams --test macros_ui` and read the diff.
 
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
 #[test]
 fn macros_ui() {
+    reuse_native_libraries();
     let cases = trybuild::TestCases::new();
     cases.pass("tests/ui/pass/*.rs");
     cases.compile_fail("tests/ui/fail/*.rs");
+}
+
+/// trybuild builds the cases in a target directory of its own (`<target>/tests/trybuild`), where the
+/// build scripts of librocksdb-sys and rdkafka-sys would build RocksDB's C++ and librdkafka again: 13
+/// minutes on a cold 2-core machine. Both scripts can link a library built elsewhere instead, so they are
+/// pointed at the ones this test's own build made (`<target>/<profile>/build/*/out`), through the
+/// environment trybuild's cargo inherits. Where none fits (another feature set), they build as before.
+fn reuse_native_libraries() {
+    let Some(build) = std::env::current_exe().ok().and_then(|exe| Some(exe.parent()?.parent()?.join("build"))) else {
+        return;
+    };
+    if let Some(rocksdb) = newest(&build, "librocksdb-sys-", |out| out.join("librocksdb.a").is_file()) {
+        // librocksdb-sys links a prebuilt library when told where it is (its `ROCKSDB_LIB_DIR`).
+        std::env::set_var("ROCKSDB_LIB_DIR", rocksdb);
+        std::env::set_var("ROCKSDB_STATIC", "1");
+    }
+    let fits = |out: &Path| {
+        let Ok(config) = std::fs::read_to_string(out.join("config.h")) else { return false };
+        let with = |feature: &str| config.contains(&format!("#define {feature} 1"));
+        out.join("src/librdkafka.a").is_file()
+            && with("WITH_SSL") == cfg!(feature = "ssl")
+            && with("WITH_ZSTD") == cfg!(feature = "zstd")
+            && with("WITH_SASL_CYRUS") == cfg!(feature = "gssapi")
+    };
+    if let Some(rdkafka) = newest(&build, "rdkafka-sys-", fits) {
+        // rdkafka-sys's build script links `$DEP_LIBRDKAFKA_STATIC_ROOT/src/librdkafka.a` when it sees
+        // the (undeclared) feature variable `CARGO_FEATURE_STATIC_EXTERNAL`.
+        std::env::set_var("CARGO_FEATURE_STATIC_EXTERNAL", "1");
+        std::env::set_var("DEP_LIBRDKAFKA_STATIC_ROOT", rdkafka);
+    }
+}
+
+/// The most recently built `<build>/<prefix>*/out` that `fits`.
+fn newest(build: &Path, prefix: &str, fits: impl Fn(&Path) -> bool) -> Option<PathBuf> {
+    std::fs::read_dir(build)
+        .ok()?
+        .flatten()
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with(prefix))
+        .map(|entry| entry.path().join("out"))
+        .filter(|out| fits(out))
+        .max_by_key(|out| out.metadata().and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH))
 }

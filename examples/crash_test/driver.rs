@@ -51,6 +51,13 @@ pub(crate) struct RunArgs {
     /// Leave out the clean stop-and-start and the scale out and in.
     #[arg(long)]
     no_scaling: bool,
+    /// Broker restarts: `scripts/kafka.sh bounce` (kill -9 the broker, start it again on the same data
+    /// `--broker-down-s` later). Needs the Kafka that scripts/kafka.sh started.
+    #[arg(long, default_value_t = 0)]
+    broker_bounces: u32,
+    /// How long the broker stays down at each bounce.
+    #[arg(long, default_value_t = 5)]
+    broker_down_s: u64,
     #[arg(long, default_value_t = 100)]
     commit_interval_ms: u64,
     #[arg(long, default_value_t = 6_000)]
@@ -81,6 +88,8 @@ enum Fault {
     ScaleOut,
     /// SIGTERM to the newest instance, not started again.
     ScaleIn,
+    /// kill -9 the broker, start it again on the same data.
+    BrokerBounce,
 }
 
 fn schedule(args: &RunArgs) -> Vec<Fault> {
@@ -110,7 +119,25 @@ fn schedule(args: &RunArgs) -> Vec<Fault> {
     if !args.no_scaling {
         faults.push(Fault::ScaleIn);
     }
+    // Between the other faults: the first in the first third of the run.
+    for i in 0..args.broker_bounces as usize {
+        let at = (faults.len() * (2 * i + 1) / (2 * args.broker_bounces as usize)).min(faults.len());
+        faults.insert(at, Fault::BrokerBounce);
+    }
     faults
+}
+
+/// The project's Kafka script, which can restart the broker it started.
+const KAFKA_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kafka.sh");
+
+/// Fails unless `bootstrap` is the Kafka `scripts/kafka.sh` runs: the only one a bounce can restart.
+fn check_bounceable(bootstrap: &str) -> anyhow::Result<()> {
+    let ours = Command::new(KAFKA_SH).arg("bootstrap").output().context("running scripts/kafka.sh")?;
+    let ours = String::from_utf8_lossy(&ours.stdout).trim().to_string();
+    if ours != bootstrap {
+        bail!("--broker-bounces restarts the broker: it needs the Kafka scripts/kafka.sh started (that one is at `{ours}`, not {bootstrap})");
+    }
+    Ok(())
 }
 
 /// The instances: separate OS processes running this binary's `instance` command.
@@ -250,6 +277,7 @@ pub(crate) struct FaultCounts {
     pub(crate) clean_restarts: u32,
     pub(crate) scale_outs: u32,
     pub(crate) scale_ins: u32,
+    pub(crate) broker_bounces: u32,
 }
 
 pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -265,6 +293,9 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
     let names = Names::new(&run);
     let work_dir = args.work_dir.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("crash-test-{run}")));
     std::fs::create_dir_all(&work_dir).with_context(|| format!("creating {}", work_dir.display()))?;
+    if args.broker_bounces > 0 {
+        check_bounceable(&bootstrap)?;
+    }
     kafka::create_topics(&bootstrap, &names.external(), PARTITIONS)?;
     let faults = schedule(&args);
     println!(
@@ -421,6 +452,19 @@ fn run_faults(
                 fleet.start(id)?;
                 fleet.wait_running(id, up)?;
             }
+            Fault::BrokerBounce => {
+                println!("[{at:>5.1}s] kill -9 the broker, start it again {} s later", args.broker_down_s);
+                let status = Command::new(KAFKA_SH)
+                    .args(["bounce", &args.broker_down_s.to_string()])
+                    .stdout(Stdio::null())
+                    .status()
+                    .context("scripts/kafka.sh bounce")?;
+                if !status.success() {
+                    bail!("scripts/kafka.sh bounce failed ({status})");
+                }
+                counts.broker_bounces += 1;
+                println!("[{:>5.1}s] the broker is back", started.elapsed().as_secs_f64());
+            }
             Fault::ScaleOut => {
                 let id = fleet.next_id;
                 println!("[{at:>5.1}s] scale out: instance {id}");
@@ -508,14 +552,15 @@ fn late_writes_skipped(work_dir: &std::path::Path) -> (u64, u64) {
 fn print_summary(report: &Report, counts: &FaultCounts, args: &RunArgs, elapsed: Duration) {
     println!("\n== crash test: {} ({:.0} s)", args.guarantee, elapsed.as_secs_f64());
     println!(
-        "faults: {} kill -9 + {} inside an open transaction; {} zombie(s), {} seen fenced; {} clean restart(s); scale out {} / in {}",
+        "faults: {} kill -9 + {} inside an open transaction; {} zombie(s), {} seen fenced; {} clean restart(s); scale out {} / in {}; {} broker restart(s)",
         counts.kills,
         counts.kills_in_transaction,
         counts.zombies,
         counts.zombies_fenced,
         counts.clean_restarts,
         counts.scale_outs,
-        counts.scale_ins
+        counts.scale_ins,
+        counts.broker_bounces
     );
     for line in &report.lines {
         println!("{line}");

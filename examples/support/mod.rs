@@ -31,6 +31,8 @@ pub(crate) use rng::Rng;
 pub(crate) struct Cluster {
     supplier: Arc<dyn ClientSupplier>,
     bootstrap: String,
+    /// The settings of `--config FILE`, which every client and application of the example starts from.
+    settings: Option<StreamsConfig>,
     state_dir: PathBuf,
     /// Owns the temporary state directory when there is no `--data-dir`.
     _temporary: Option<tempfile::TempDir>,
@@ -39,7 +41,14 @@ pub(crate) struct Cluster {
 impl Cluster {
     /// Kafka at `bootstrap` if given; otherwise the embedded broker, kept in `data_dir` if given (its
     /// journal: topics, records, offsets and transactions survive the process, even a crash).
-    pub(crate) fn new(bootstrap: Option<&str>, data_dir: Option<&Path>) -> anyhow::Result<Self> {
+    /// With `settings` (from `--config FILE`), every configuration starts from them, and the broker is
+    /// Kafka at their `bootstrap.servers` unless `bootstrap` names another.
+    pub(crate) fn new(
+        bootstrap: Option<&str>,
+        data_dir: Option<&Path>,
+        settings: Option<StreamsConfig>,
+    ) -> anyhow::Result<Self> {
+        let bootstrap = bootstrap.or(settings.as_ref().map(|s| s.bootstrap_servers.as_str()));
         let temporary = match data_dir {
             Some(_) => None,
             None => Some(tempfile::tempdir().context("create a temporary state directory")?),
@@ -54,7 +63,7 @@ impl Cluster {
             (None, Some(dir)) => (Arc::new(EmbeddedBroker::open(dir.join("broker"))?), "embedded".into()),
             (None, None) => (Arc::new(EmbeddedBroker::new()), "embedded".into()),
         };
-        Ok(Cluster { supplier, bootstrap, state_dir, _temporary: temporary })
+        Ok(Cluster { supplier, bootstrap, settings, state_dir, _temporary: temporary })
     }
 
     /// Where the records live, for the messages an example prints.
@@ -68,7 +77,9 @@ impl Cluster {
     /// A configuration for `application_id` on this broker, with its state under the cluster's state
     /// directory.
     pub(crate) fn config(&self, application_id: &str) -> StreamsConfig {
-        let mut config = StreamsConfig::new(application_id, self.bootstrap.as_str());
+        let mut config = self.settings.clone().unwrap_or_else(|| StreamsConfig::new(application_id, ""));
+        config.application_id = application_id.to_string();
+        config.bootstrap_servers = self.bootstrap.clone();
         config.state_dir = self.state_dir.clone();
         config
     }
@@ -186,6 +197,10 @@ pub(crate) struct CommonArgs {
     pub(crate) bootstrap: Option<String>,
     /// `--data-dir DIR`: keep the embedded broker's records and the applications' state in `DIR`.
     pub(crate) data_dir: Option<PathBuf>,
+    /// `--config FILE`: a kstreams `.properties` file (security settings, say) that every client and
+    /// application starts from; its `bootstrap.servers` is the Kafka to run on, unless
+    /// `--bootstrap-servers` names another; the applications keep their own ids.
+    pub(crate) config: Option<PathBuf>,
 }
 
 impl CommonArgs {
@@ -194,6 +209,7 @@ impl CommonArgs {
         match arg {
             "--bootstrap-servers" => self.bootstrap = Some(rest.next().context("--bootstrap-servers HOST:PORT")?),
             "--data-dir" => self.data_dir = Some(rest.next().context("--data-dir DIR")?.into()),
+            "--config" => self.config = Some(rest.next().context("--config FILE")?.into()),
             _ => return Ok(false),
         }
         Ok(true)
@@ -201,6 +217,10 @@ impl CommonArgs {
 
     /// The cluster these options name.
     pub(crate) fn cluster(&self) -> anyhow::Result<Cluster> {
-        Cluster::new(self.bootstrap.as_deref(), self.data_dir.as_deref())
+        let settings = match &self.config {
+            Some(file) => Some(StreamsConfig::from_properties_file(file)?),
+            None => None,
+        };
+        Cluster::new(self.bootstrap.as_deref(), self.data_dir.as_deref(), settings)
     }
 }

@@ -1,8 +1,9 @@
-//! [`StreamsConfig`]: the application's settings, with Kafka Streams' names and defaults. Built in code or
-//! from `key=value` properties; a wrong value or an unknown key is an error that names it.
+//! [`StreamsConfig`]: the application's settings, with Kafka Streams' names and defaults. Built in code,
+//! from `key=value` properties or from a `.properties` file; a wrong value or an unknown key is an error
+//! that names it (and the file and line).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,11 +48,114 @@ pub enum ConfigError {
         reason: String,
     },
     /// A setting this library does not know (librdkafka settings go under `consumer.`, `producer.`,
-    /// `admin.` or the shared `client.` prefix).
+    /// `admin.` or the shared `client.` prefix). The message names the closest known setting, if one is close.
     #[error(
-        "unknown setting `{0}`; librdkafka settings take a `consumer.`, `producer.`, `admin.` or `client.` prefix"
+        "unknown setting `{0}`{suggestion}; librdkafka settings take a `consumer.`, `producer.`, `admin.` or `client.` prefix",
+        suggestion = did_you_mean(.0)
     )]
     Unknown(String),
+    /// A properties file cannot be read.
+    #[error("cannot read {}: {reason}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the system said.
+        reason: String,
+    },
+    /// A setting in a properties file is wrong: the file, the line (none for a missing setting) and what.
+    #[error("{}{}: {error}", path.display(), line.map(|l| format!(" line {l}")).unwrap_or_default())]
+    InFile {
+        /// The file.
+        path: PathBuf,
+        /// The line the setting is on, from 1.
+        line: Option<usize>,
+        /// What is wrong with it.
+        error: Box<ConfigError>,
+    },
+}
+
+/// The property names [`StreamsConfig::set`] takes (besides the prefixed and the security settings).
+const PROPERTIES: [&str; 22] = [
+    "application.id",
+    "bootstrap.servers",
+    "num.stream.threads",
+    "processing.guarantee",
+    "commit.interval.ms",
+    "state.dir",
+    "default.api.timeout.ms",
+    "poll.ms",
+    "repartition.purge.interval.ms",
+    "task.timeout.ms",
+    "statestore.cache.max.bytes",
+    "default.dsl.store",
+    "rocksdb.cache.bytes",
+    "rocksdb.write.buffer.bytes",
+    "statestore.uncommitted.max.bytes",
+    "max.poll.records",
+    "replication.factor",
+    "default.deserialization.exception.handler",
+    "default.production.exception.handler",
+    "errors.dead.letter.queue.topic.name",
+    "security.protocol",
+    "sasl.mechanism",
+];
+
+/// `" (did you mean `x`?)"` for the known setting closest to `key`, or nothing when none is close: one
+/// that differs by a typo or two, or that holds every dot-separated word of `key` (`num.threads`).
+fn did_you_mean(key: &str) -> String {
+    let words: Vec<&str> = key.split('.').collect();
+    PROPERTIES
+        .iter()
+        .map(|known| (edit_distance(key, known), *known))
+        .filter(|(distance, known)| {
+            *distance <= 2.max(key.len() / 6)
+                || (words.len() > 1 && words.iter().all(|w| known.split('.').any(|k| k == *w)))
+        })
+        .min()
+        .map(|(_, known)| format!(" (did you mean `{known}`?)"))
+        .unwrap_or_default()
+}
+
+/// Levenshtein distance, by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (row[j + 1] + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
+            diagonal = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+/// The `key=value` pairs of a Java `.properties` file, each with its line number: `=`, `:` or white
+/// space between key and value, `#` and `!` comments, a `\` at the end of a line continuing it.
+fn parse_properties(text: &str) -> Vec<(usize, String, String)> {
+    let mut out = Vec::new();
+    let mut lines = text.lines().enumerate();
+    while let Some((index, line)) = lines.next() {
+        let mut logical = line.trim_start().to_string();
+        if logical.is_empty() || logical.starts_with('#') || logical.starts_with('!') {
+            continue;
+        }
+        while logical.ends_with('\\') && !logical.ends_with("\\\\") {
+            logical.pop();
+            match lines.next() {
+                Some((_, next)) => logical.push_str(next.trim_start()),
+                None => break,
+            }
+        }
+        let split = logical.find(['=', ':', ' ', '\t']).unwrap_or(logical.len());
+        let key = logical[..split].trim().to_string();
+        let rest = logical[split..].trim_start();
+        let value = rest.strip_prefix(['=', ':']).unwrap_or(rest).trim().to_string();
+        out.push((index + 1, key, value));
+    }
+    out
 }
 
 /// The application's settings (Kafka Streams' `StreamsConfig`). Defaults are Kafka Streams' own.
@@ -177,7 +281,8 @@ impl StreamsConfig {
     /// ]).unwrap();
     /// assert_eq!(config.effective_commit_interval().as_millis(), 1000);
     /// let err = StreamsConfig::from_properties([("application.id", "a"), ("bootstrap.servers", "b"), ("num.threads", "2")]);
-    /// assert_eq!(err.unwrap_err().to_string(), "unknown setting `num.threads`; librdkafka settings take a `consumer.`, `producer.`, `admin.` or `client.` prefix");
+    /// assert_eq!(err.unwrap_err().to_string(), "unknown setting `num.threads` (did you mean `num.stream.threads`?); \
+    ///     librdkafka settings take a `consumer.`, `producer.`, `admin.` or `client.` prefix");
     /// ```
     pub fn from_properties<K: AsRef<str>, V: AsRef<str>>(
         properties: impl IntoIterator<Item = (K, V)>,
@@ -190,116 +295,178 @@ impl StreamsConfig {
         let servers = properties.get("bootstrap.servers").ok_or(ConfigError::Missing("bootstrap.servers"))?;
         let mut config = StreamsConfig::new(app.clone(), servers.clone());
         for (key, value) in &properties {
-            let invalid =
-                |reason: &str| ConfigError::Invalid { key: key.clone(), value: value.clone(), reason: reason.into() };
-            match key.as_str() {
-                "application.id" | "bootstrap.servers" => {}
-                "num.stream.threads" => {
-                    config.num_stream_threads =
-                        value.parse().ok().filter(|n| *n >= 1).ok_or_else(|| invalid("a number from 1"))?
-                }
-                "processing.guarantee" => {
-                    config.processing_guarantee = match value.as_str() {
-                        "at_least_once" => ProcessingGuarantee::AtLeastOnce,
-                        "exactly_once_v2" => ProcessingGuarantee::ExactlyOnceV2,
-                        _ => return Err(invalid("at_least_once or exactly_once_v2")),
-                    }
-                }
-                "commit.interval.ms" => {
-                    let ms: u64 = value.parse().map_err(|_| invalid("milliseconds, a whole number"))?;
-                    config.commit_interval = Some(Duration::from_millis(ms));
-                }
-                "state.dir" => config.state_dir = PathBuf::from(value),
-                "default.api.timeout.ms" => {
-                    let ms: u64 = value.parse().map_err(|_| invalid("milliseconds, a whole number"))?;
-                    config.default_api_timeout = Duration::from_millis(ms);
-                }
-                "poll.ms" => {
-                    let ms: u64 = value.parse().map_err(|_| invalid("milliseconds, a whole number"))?;
-                    config.poll_timeout = Duration::from_millis(ms);
-                }
-                "repartition.purge.interval.ms" => {
-                    let ms: u64 = value.parse().map_err(|_| invalid("milliseconds, a whole number"))?;
-                    config.repartition_purge_interval = Duration::from_millis(ms);
-                }
-                "task.timeout.ms" => {
-                    let ms: u64 = value.parse().map_err(|_| invalid("milliseconds, a whole number"))?;
-                    config.task_timeout = Duration::from_millis(ms);
-                }
-                "statestore.cache.max.bytes" => {
-                    config.cache_max_bytes = value.parse().map_err(|_| invalid("bytes, a whole number"))?
-                }
-                "default.dsl.store" => {
-                    config.default_dsl_store = match value.as_str() {
-                        "rocksDB" | "rocksdb" => DslStoreType::RocksDb,
-                        "in_memory" => DslStoreType::InMemory,
-                        _ => return Err(invalid("rocksDB or in_memory")),
-                    }
-                }
-                "rocksdb.cache.bytes" => {
-                    config.rocksdb_cache_bytes =
-                        value.parse().ok().filter(|n| *n >= 1 << 20).ok_or_else(|| invalid("bytes, at least 1 MiB"))?
-                }
-                "rocksdb.write.buffer.bytes" => {
-                    config.rocksdb_write_buffer_bytes = value
-                        .parse()
-                        .ok()
-                        .filter(|n| *n >= 64 << 10)
-                        .ok_or_else(|| invalid("bytes, at least 64 KiB"))?
-                }
-                "statestore.uncommitted.max.bytes" => {
-                    config.statestore_uncommitted_max_bytes =
-                        value.parse().map_err(|_| invalid("bytes, a whole number"))?
-                }
-                "max.poll.records" => {
-                    config.max_poll_records =
-                        value.parse().ok().filter(|n| *n >= 1).ok_or_else(|| invalid("a number from 1"))?
-                }
-                "replication.factor" => {
-                    config.replication_factor = value
-                        .parse()
-                        .ok()
-                        .filter(|n| *n == -1 || *n >= 1)
-                        .ok_or_else(|| invalid("-1 or a number from 1"))?
-                }
-                "default.deserialization.exception.handler" => {
-                    config.deserialization_handler = match value.as_str() {
-                        "log_and_fail" | "LogAndFailExceptionHandler" => Arc::new(LogAndFail),
-                        "log_and_continue" | "LogAndContinueExceptionHandler" => Arc::new(LogAndContinue),
-                        _ => {
-                            return Err(invalid(
-                                "log_and_fail, log_and_continue, or set errors.dead.letter.queue.topic.name",
-                            ))
-                        }
-                    }
-                }
-                "default.production.exception.handler" => {
-                    config.production_handler = match value.as_str() {
-                        "fail" | "DefaultProductionExceptionHandler" => Arc::new(FailOnProductionError),
-                        "continue" => Arc::new(ContinueOnProductionError),
-                        _ => return Err(invalid("fail or continue")),
-                    }
-                }
-                "errors.dead.letter.queue.topic.name" => {
-                    config.deserialization_handler = Arc::new(DeadLetterQueue::new(value))
-                }
-                other => {
-                    let (map, rest) = if let Some(rest) = other.strip_prefix("consumer.") {
-                        (&mut config.consumer_overrides, rest)
-                    } else if let Some(rest) = other.strip_prefix("producer.") {
-                        (&mut config.producer_overrides, rest)
-                    } else if let Some(rest) = other.strip_prefix("admin.") {
-                        (&mut config.admin_overrides, rest)
-                    } else if let Some(rest) = other.strip_prefix("client.") {
-                        (&mut config.client_overrides, rest)
-                    } else {
-                        return Err(ConfigError::Unknown(other.to_string()));
-                    };
-                    map.insert(rest.to_string(), value.clone());
-                }
-            }
+            config.set(key, value)?;
         }
         Ok(config)
+    }
+
+    /// Settings from a Java `.properties` file, as [`from_properties`](Self::from_properties) takes them:
+    /// an error names the file and the line of the setting at fault.
+    ///
+    /// ```
+    /// use streams_core::config::StreamsConfig;
+    /// let dir = std::env::temp_dir().join(format!("kstreams-doc-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir).unwrap();
+    /// let file = dir.join("app.properties");
+    /// std::fs::write(&file, "# order totals\napplication.id=order-totals\nbootstrap.servers=127.0.0.1:9092\n\
+    ///     security.protocol=SASL_SSL\nnum.stream.threds=2\n").unwrap();
+    /// let error = StreamsConfig::from_properties_file(&file).unwrap_err().to_string();
+    /// assert!(error.ends_with("app.properties line 5: unknown setting `num.stream.threds` (did you mean \
+    ///     `num.stream.threads`?); librdkafka settings take a `consumer.`, `producer.`, `admin.` or `client.` prefix"));
+    /// ```
+    pub fn from_properties_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Read { path: path.to_path_buf(), reason: e.to_string() })?;
+        let in_file = |line: Option<usize>, error: ConfigError| ConfigError::InFile {
+            path: path.to_path_buf(),
+            line,
+            error: Box::new(error),
+        };
+        let properties = parse_properties(&text);
+        let value_of = |key: &'static str| {
+            properties
+                .iter()
+                .rev()
+                .find(|(_, k, _)| k == key)
+                .map(|(_, _, v)| v.clone())
+                .ok_or_else(|| in_file(None, ConfigError::Missing(key)))
+        };
+        let mut config = StreamsConfig::new(value_of("application.id")?, value_of("bootstrap.servers")?);
+        for (line, key, value) in &properties {
+            config.set(key, value).map_err(|e| in_file(Some(*line), e))?;
+        }
+        Ok(config)
+    }
+
+    /// Sets one setting by its property name, as [`from_properties`](Self::from_properties) reads it:
+    /// Kafka Streams' names; librdkafka settings under `consumer.`, `producer.`, `admin.` or `client.`
+    /// (every client); and, as in Kafka Streams, `security.protocol`, `sasl.*` and `ssl.*` without a
+    /// prefix for every client (docs/security.md).
+    ///
+    /// ```
+    /// use streams_core::config::StreamsConfig;
+    /// let mut config = StreamsConfig::new("order-totals", "broker:9093");
+    /// config.set("security.protocol", "SASL_SSL").unwrap();
+    /// config.set("sasl.mechanism", "SCRAM-SHA-512").unwrap();
+    /// assert_eq!(config.client_overrides["sasl.mechanism"], "SCRAM-SHA-512");
+    /// assert!(config.set("sasl.jaas.config", "...").unwrap_err().to_string().contains("sasl.username"));
+    /// ```
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        let (key, value) = (key.trim(), value.trim());
+        let invalid = |reason: &str| ConfigError::Invalid {
+            key: key.to_string(),
+            value: value.to_string(),
+            reason: reason.into(),
+        };
+        let ms =
+            || value.parse::<u64>().map(Duration::from_millis).map_err(|_| invalid("milliseconds, a whole number"));
+        match key {
+            "application.id" => self.application_id = value.to_string(),
+            "bootstrap.servers" => self.bootstrap_servers = value.to_string(),
+            "num.stream.threads" => {
+                self.num_stream_threads =
+                    value.parse().ok().filter(|n| *n >= 1).ok_or_else(|| invalid("a number from 1"))?
+            }
+            "processing.guarantee" => {
+                self.processing_guarantee = match value {
+                    "at_least_once" => ProcessingGuarantee::AtLeastOnce,
+                    "exactly_once_v2" => ProcessingGuarantee::ExactlyOnceV2,
+                    _ => return Err(invalid("at_least_once or exactly_once_v2")),
+                }
+            }
+            "commit.interval.ms" => self.commit_interval = Some(ms()?),
+            "state.dir" => self.state_dir = PathBuf::from(value),
+            "default.api.timeout.ms" => self.default_api_timeout = ms()?,
+            "poll.ms" => self.poll_timeout = ms()?,
+            "repartition.purge.interval.ms" => self.repartition_purge_interval = ms()?,
+            "task.timeout.ms" => self.task_timeout = ms()?,
+            "statestore.cache.max.bytes" => {
+                self.cache_max_bytes = value.parse().map_err(|_| invalid("bytes, a whole number"))?
+            }
+            "default.dsl.store" => {
+                self.default_dsl_store = match value {
+                    "rocksDB" | "rocksdb" => DslStoreType::RocksDb,
+                    "in_memory" => DslStoreType::InMemory,
+                    _ => return Err(invalid("rocksDB or in_memory")),
+                }
+            }
+            "rocksdb.cache.bytes" => {
+                self.rocksdb_cache_bytes =
+                    value.parse().ok().filter(|n| *n >= 1 << 20).ok_or_else(|| invalid("bytes, at least 1 MiB"))?
+            }
+            "rocksdb.write.buffer.bytes" => {
+                self.rocksdb_write_buffer_bytes =
+                    value.parse().ok().filter(|n| *n >= 64 << 10).ok_or_else(|| invalid("bytes, at least 64 KiB"))?
+            }
+            "statestore.uncommitted.max.bytes" => {
+                self.statestore_uncommitted_max_bytes = value.parse().map_err(|_| invalid("bytes, a whole number"))?
+            }
+            "max.poll.records" => {
+                self.max_poll_records =
+                    value.parse().ok().filter(|n| *n >= 1).ok_or_else(|| invalid("a number from 1"))?
+            }
+            "replication.factor" => {
+                self.replication_factor = value
+                    .parse()
+                    .ok()
+                    .filter(|n| *n == -1 || *n >= 1)
+                    .ok_or_else(|| invalid("-1 or a number from 1"))?
+            }
+            "default.deserialization.exception.handler" => {
+                self.deserialization_handler = match value {
+                    "log_and_fail" | "LogAndFailExceptionHandler" => Arc::new(LogAndFail),
+                    "log_and_continue" | "LogAndContinueExceptionHandler" => Arc::new(LogAndContinue),
+                    _ => {
+                        return Err(invalid(
+                            "log_and_fail, log_and_continue, or set errors.dead.letter.queue.topic.name",
+                        ))
+                    }
+                }
+            }
+            "default.production.exception.handler" => {
+                self.production_handler = match value {
+                    "fail" | "DefaultProductionExceptionHandler" => Arc::new(FailOnProductionError),
+                    "continue" => Arc::new(ContinueOnProductionError),
+                    _ => return Err(invalid("fail or continue")),
+                }
+            }
+            "errors.dead.letter.queue.topic.name" => {
+                self.deserialization_handler = Arc::new(DeadLetterQueue::new(value))
+            }
+            // Java clients' settings that librdkafka spells otherwise: say how, rather than let the client
+            // fail later with "no such configuration property".
+            "sasl.jaas.config" => return Err(invalid(
+                "librdkafka takes no JAAS configuration: set `sasl.mechanism`, `sasl.username` and `sasl.password` \
+                     (OAUTHBEARER: `sasl.oauthbearer.*`); docs/security.md",
+            )),
+            "ssl.truststore.location" | "ssl.truststore.password" | "ssl.truststore.type" => {
+                return Err(invalid(
+                    "librdkafka reads trusted CA certificates from `ssl.ca.location` (a PEM file); docs/security.md",
+                ))
+            }
+            // Security settings apply to every client, as unprefixed client settings do in Kafka Streams.
+            security
+                if security == "security.protocol" || security.starts_with("sasl.") || security.starts_with("ssl.") =>
+            {
+                self.client_overrides.insert(security.to_string(), value.to_string());
+            }
+            other => {
+                let (map, rest) = if let Some(rest) = other.strip_prefix("consumer.") {
+                    (&mut self.consumer_overrides, rest)
+                } else if let Some(rest) = other.strip_prefix("producer.") {
+                    (&mut self.producer_overrides, rest)
+                } else if let Some(rest) = other.strip_prefix("admin.") {
+                    (&mut self.admin_overrides, rest)
+                } else if let Some(rest) = other.strip_prefix("client.") {
+                    (&mut self.client_overrides, rest)
+                } else {
+                    return Err(ConfigError::Unknown(other.to_string()));
+                };
+                map.insert(rest.to_string(), value.to_string());
+            }
+        }
+        Ok(())
     }
 
     /// How often a thread commits: `commit_interval` when set, otherwise Kafka Streams' default for
@@ -445,5 +612,63 @@ mod tests {
             ConfigError::Missing("application.id")
         );
         assert!(StreamsConfig::new("bad id!", "b").validate().unwrap_err().to_string().contains("application.id"));
+    }
+
+    #[test]
+    fn an_unknown_setting_names_the_closest_known_one() {
+        let unknown = |key: &str| ConfigError::Unknown(key.into()).to_string();
+        assert!(unknown("comit.interval.ms").contains("(did you mean `commit.interval.ms`?)"));
+        assert!(unknown("num.threads").contains("(did you mean `num.stream.threads`?)"));
+        assert!(unknown("processing.guarantees").contains("(did you mean `processing.guarantee`?)"));
+        assert!(!unknown("fetch.min.bytes").contains("did you mean"), "{}", unknown("fetch.min.bytes"));
+    }
+
+    #[test]
+    fn properties_files_are_read_as_java_reads_them() {
+        let text = "# comment\n! also a comment\n\n  application.id = totals\nbootstrap.servers:host:9092\n\
+                    state.dir /var/lib/kstreams\nclient.sasl.password=a\\\n   b\nempty=\n";
+        let parsed = parse_properties(text);
+        let pairs: Vec<(usize, &str, &str)> = parsed.iter().map(|(l, k, v)| (*l, k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            pairs,
+            vec![
+                (4, "application.id", "totals"),
+                (5, "bootstrap.servers", "host:9092"),
+                (6, "state.dir", "/var/lib/kstreams"),
+                (7, "client.sasl.password", "ab"),
+                (9, "empty", ""),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_properties_file_s_errors_name_the_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("app.properties");
+        std::fs::write(&file, "application.id=a\nbootstrap.servers=b\n\ncommit.interval.ms=soon\n").unwrap();
+        let error = StreamsConfig::from_properties_file(&file).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            format!(
+                "{} line 4: setting `commit.interval.ms` cannot be `soon`: milliseconds, a whole number",
+                file.display()
+            )
+        );
+        std::fs::write(&file, "bootstrap.servers=b\n").unwrap();
+        let error = StreamsConfig::from_properties_file(&file).unwrap_err().to_string();
+        assert_eq!(error, format!("{}: setting `application.id` is required", file.display()));
+        let missing = dir.path().join("nope.properties");
+        assert!(StreamsConfig::from_properties_file(&missing)
+            .unwrap_err()
+            .to_string()
+            .starts_with(&format!("cannot read {}", missing.display())));
+        std::fs::write(
+            &file,
+            "application.id=a\nbootstrap.servers=b\nsecurity.protocol=SASL_SSL\nssl.ca.location=/ca.pem\n",
+        )
+        .unwrap();
+        let config = StreamsConfig::from_properties_file(&file).unwrap();
+        assert_eq!(config.client_overrides.get("security.protocol").map(String::as_str), Some("SASL_SSL"));
+        assert_eq!(config.client_overrides.get("ssl.ca.location").map(String::as_str), Some("/ca.pem"));
     }
 }

@@ -214,11 +214,11 @@ pub enum StreamsError {
         /// The child it named.
         child: String,
     },
-    /// A setting is wrong.
-    #[error("invalid configuration")]
+    /// A setting is wrong. Its message is the setting's (what is wrong, and with which setting).
+    #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
-    /// A broker client failed.
-    #[error("broker client error")]
+    /// A broker client failed. Its message is the client's (the operation, the broker and the cause).
+    #[error(transparent)]
     Client(#[from] crate::client::ClientError),
     /// Source topics the topology reads do not exist (nothing is created for the user by default).
     #[error("source topics do not exist: {}", topics.join(", "))]
@@ -256,6 +256,18 @@ pub enum StreamsError {
         action: &'static str,
         /// The state it was in.
         state: String,
+    },
+    /// `close_timeout` ran out while stream threads were still running. They go on shutting down, and
+    /// the state directory stays locked until they have ended.
+    #[error(
+        "stream threads still running {timeout:?} after close was asked: {}; the state directory stays locked until they end",
+        threads.join(", ")
+    )]
+    CloseTimeout {
+        /// The timeout given.
+        timeout: std::time::Duration,
+        /// The names of the threads still running.
+        threads: Vec<String>,
     },
     /// An invariant of this library broke: a bug to report, never caused by data.
     #[error("internal error (please report): {0}")]

@@ -2,7 +2,7 @@
 //! for a test that calls [`use_embedded`] first. Fresh topics and application ids, producing input and
 //! reading output, all through the library's own client seam, so one scenario runs on either broker.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros)]
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -198,9 +198,11 @@ fn read_until(
         supplier().consumer(&config, "test-reader", Arc::new(NoListener)).unwrap();
     consumer.subscribe(&[topic.to_string()]).unwrap();
     let deadline = Instant::now() + timeout;
-    let mut records = Vec::new();
+    let (mut records, mut batch) = (Vec::new(), Vec::new());
     while Instant::now() < deadline && !done(&records) {
-        consumer.poll_batch(Duration::from_millis(200), 10_000, &mut records).unwrap();
+        // `max` bounds what the vector holds in all: a batch at a time.
+        consumer.poll_batch(Duration::from_millis(200), 10_000, &mut batch).unwrap();
+        records.append(&mut batch);
     }
     consumer.close();
     records

@@ -13,8 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic as RdNewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers as _, Message, OwnedHeaders};
@@ -263,16 +262,87 @@ impl ClientSupplier for RdKafkaSupplier {
             None
         };
         let consumer: BaseConsumer = c.create().map_err(|e| client_error("create restore consumer", e))?;
-        Ok(Box::new(RdKafkaRestoreConsumer::new(consumer, end_offsets, config.default_api_timeout)))
+        Ok(Box::new(RdKafkaRestoreConsumer::new(
+            consumer,
+            end_offsets,
+            config.default_api_timeout,
+            config.task_timeout,
+        )))
     }
 
     fn admin(&self, config: &StreamsConfig) -> Result<Box<dyn StreamsAdmin>, ClientError> {
         let c = base_config(config, &config.admin_overrides);
-        let admin: AdminClient<DefaultClientContext> =
-            c.create().map_err(|e| client_error("create admin client", e))?;
-        let metadata: BaseConsumer = c.create().map_err(|e| client_error("create metadata client", e))?;
+        let connection = ConnectionContext::default();
+        let admin: AdminClient<ConnectionContext> =
+            c.create_with_context(connection.clone()).map_err(|e| client_error("create admin client", e))?;
+        let metadata: BaseConsumer<ConnectionContext> =
+            c.create_with_context(connection.clone()).map_err(|e| client_error("create metadata client", e))?;
         let timeout = config.default_api_timeout;
-        Ok(Box::new(RdKafkaAdmin { admin, metadata, timeout, servers: config.bootstrap_servers.clone() }))
+        Ok(Box::new(RdKafkaAdmin { admin, metadata, connection, timeout, servers: config.bootstrap_servers.clone() }))
+    }
+}
+
+/// The admin clients' context: remembers why librdkafka last failed to reach a broker (a refused
+/// password, a certificate it does not trust, a refused connection), which librdkafka only says in its
+/// log (facility `FAIL`) and in error events. A request that then times out says that cause instead of
+/// only "timed out".
+#[derive(Clone, Default)]
+struct ConnectionContext {
+    last_failure: Arc<Mutex<Option<(u8, String)>>>,
+}
+
+impl ConnectionContext {
+    /// Why the last connection failed, if one did: librdkafka's own words, which name the broker.
+    fn last_failure(&self) -> Option<String> {
+        self.last_failure.lock().ok()?.as_ref().map(|(_, reason)| reason.clone())
+    }
+
+    /// Keeps `reason`, unless a failure that says more is kept: a refused authentication or TLS handshake
+    /// says more than the transport failures that follow it.
+    fn note(&self, reason: &str) {
+        // `[thrd:sasl_ssl://host:port/bootstrap]: sasl_ssl://host:port/bootstrap: ...`: the thread's name
+        // repeats the broker's.
+        let reason = match reason.strip_prefix("[thrd:").and_then(|rest| rest.split_once("]: ")) {
+            Some((_, rest)) => rest,
+            None => reason,
+        };
+        let lower = reason.to_ascii_lowercase();
+        let rank =
+            if ["authentication", "ssl", "certificate", "sasl"].iter().any(|w| lower.contains(w)) { 2 } else { 1 };
+        if let Ok(mut last) = self.last_failure.lock() {
+            if last.as_ref().is_none_or(|(kept, _)| rank >= *kept) {
+                *last = Some((rank, reason.to_string()));
+            }
+        }
+    }
+}
+
+impl ConsumerContext for ConnectionContext {}
+
+impl ClientContext for ConnectionContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        use RDKafkaLogLevel as Level;
+        match level {
+            Level::Emerg | Level::Alert | Level::Critical | Level::Error => {
+                tracing::error!(target: "librdkafka", "librdkafka: {fac} {log_message}")
+            }
+            Level::Warning => tracing::warn!(target: "librdkafka", "librdkafka: {fac} {log_message}"),
+            Level::Notice | Level::Info => tracing::info!(target: "librdkafka", "librdkafka: {fac} {log_message}"),
+            Level::Debug => tracing::debug!(target: "librdkafka", "librdkafka: {fac} {log_message}"),
+        }
+        if fac == "FAIL" {
+            self.note(log_message);
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::error!(target: "librdkafka", "librdkafka: {error}: {reason}");
+        if matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SSL | RDKafkaErrorCode::BrokerTransportFailure)
+        ) {
+            self.note(reason);
+        }
     }
 }
 
@@ -673,19 +743,40 @@ impl StreamsProducer for RdKafkaProducer {
 }
 
 struct RdKafkaAdmin {
-    admin: AdminClient<DefaultClientContext>,
-    metadata: BaseConsumer,
+    admin: AdminClient<ConnectionContext>,
+    metadata: BaseConsumer<ConnectionContext>,
+    connection: ConnectionContext,
     timeout: Duration,
     servers: String,
 }
 
+impl RdKafkaAdmin {
+    /// `error` of a request to the brokers, with why the last connection to one failed, if one did.
+    fn broker_error(&self, operation: String, error: KafkaError) -> ClientError {
+        // librdkafka queues its log lines and error events on the client's main queue (rdkafka sets
+        // `log.queue`), which nothing else polls: drain it so the context sees them.
+        for _ in 0..10_000 {
+            match self.metadata.poll(Duration::ZERO) {
+                None => break,
+                Some(Err(e)) => self.connection.note(&e.to_string()),
+                Some(Ok(_)) => {}
+            }
+        }
+        let mut error = client_error(operation, error);
+        error.message = match self.connection.last_failure() {
+            Some(cause) => format!("{}; the last connection attempt failed: {cause}", error.message),
+            None => format!("{} (is a broker running at {}?)", error.message, self.servers),
+        };
+        error
+    }
+}
+
 impl StreamsAdmin for RdKafkaAdmin {
     fn partition_counts(&self, topics: &[String]) -> Result<BTreeMap<String, Option<i32>>, ClientError> {
-        let metadata = self.metadata.fetch_metadata(None, self.timeout).map_err(|e| {
-            let mut error = client_error(format!("fetch metadata from {}", self.servers), e);
-            error.message = format!("{} (is a broker running at {}?)", error.message, self.servers);
-            error
-        })?;
+        let metadata = self
+            .metadata
+            .fetch_metadata(None, self.timeout)
+            .map_err(|e| self.broker_error(format!("fetch metadata from {}", self.servers), e))?;
         let mut counts: BTreeMap<String, Option<i32>> = topics.iter().map(|t| (t.clone(), None)).collect();
         for topic in metadata.topics() {
             if let Some(count) = counts.get_mut(topic.name()) {
@@ -714,7 +805,7 @@ impl StreamsAdmin for RdKafkaAdmin {
             .collect();
         let options = AdminOptions::new().operation_timeout(Some(self.timeout)).request_timeout(Some(self.timeout));
         let results = futures::executor::block_on(self.admin.create_topics(&specs, &options))
-            .map_err(|e| client_error("create topics", e))?;
+            .map_err(|e| self.broker_error(format!("create topics on {}", self.servers), e))?;
         for result in results {
             if let Err((topic, code)) = result {
                 if code != RDKafkaErrorCode::TopicAlreadyExists {
@@ -732,7 +823,7 @@ impl StreamsAdmin for RdKafkaAdmin {
         let list = offset_list(offsets)?;
         let options = AdminOptions::new().operation_timeout(Some(self.timeout)).request_timeout(Some(self.timeout));
         let result = futures::executor::block_on(self.admin.delete_records(&list, &options))
-            .map_err(|e| client_error("delete records", e))?;
+            .map_err(|e| self.broker_error(format!("delete records on {}", self.servers), e))?;
         for element in result.elements() {
             if let Err(e) = element.error() {
                 let what = format!(

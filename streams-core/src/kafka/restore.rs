@@ -32,12 +32,21 @@ pub(super) struct RdKafkaRestoreConsumer {
     /// A `read_uncommitted` client for high watermarks, when `consumer` reads `read_committed`.
     end_offsets: Option<BaseConsumer>,
     timeout: Duration,
+    /// How long a read goes on through transient errors (`task.timeout.ms`).
+    retry_for: Duration,
     topics: Vec<Arc<str>>,
 }
 
 impl RdKafkaRestoreConsumer {
-    pub(super) fn new(consumer: BaseConsumer, end_offsets: Option<BaseConsumer>, timeout: Duration) -> Self {
-        RdKafkaRestoreConsumer { consumer, end_offsets, timeout, topics: Vec::new() }
+    /// `timeout` bounds each call to the broker (`default.api.timeout.ms`); `retry_for` is how long a read
+    /// rides out transient errors in place (`task.timeout.ms`).
+    pub(super) fn new(
+        consumer: BaseConsumer,
+        end_offsets: Option<BaseConsumer>,
+        timeout: Duration,
+        retry_for: Duration,
+    ) -> Self {
+        RdKafkaRestoreConsumer { consumer, end_offsets, timeout, retry_for, topics: Vec::new() }
     }
 }
 
@@ -108,7 +117,15 @@ impl RestoreConsumer for RdKafkaRestoreConsumer {
             .map_err(|e| client_error(format!("restore {tp}"), e))?;
         self.consumer.assign(&list).map_err(|e| client_error(format!("assign {tp} for restore"), e))?;
         let stopped = AtomicBool::new(false);
-        let reader = Reader { consumer: &self.consumer, tp, end, max_batch, timeout: self.timeout, stopped: &stopped };
+        let reader = Reader {
+            consumer: &self.consumer,
+            tp,
+            end,
+            max_batch,
+            timeout: self.timeout,
+            retry_for: self.retry_for,
+            stopped: &stopped,
+        };
         let topics = &mut self.topics;
         let (filled_tx, filled_rx) = mpsc::sync_channel::<Batch>(BATCHES_AHEAD);
         let (spent_tx, spent_rx) = mpsc::channel::<Batch>();
@@ -146,8 +163,62 @@ struct Reader<'a> {
     end: i64,
     max_batch: usize,
     timeout: Duration,
+    retry_for: Duration,
     /// Set when the applier failed: nothing more is wanted.
     stopped: &'a AtomicBool,
+}
+
+/// A run of transient errors during one read: librdkafka reports a broker it lost (`AllBrokersDown`,
+/// a transport failure) as an error event and reconnects by itself, so the read polls on, as Kafka
+/// Streams does until `task.timeout.ms`, instead of giving the restore up.
+struct Transient {
+    since: Option<Instant>,
+    errors: u64,
+}
+
+impl Transient {
+    /// `Ok` when `error` is transient and the run of them is younger than `retry_for`; the error,
+    /// saying how long it was retried, otherwise.
+    fn tolerate(&mut self, error: ClientError, retry_for: Duration) -> Result<(), ClientError> {
+        if !error.retriable() {
+            return Err(error);
+        }
+        let since = *self.since.get_or_insert_with(Instant::now);
+        self.errors += 1;
+        if since.elapsed() > retry_for {
+            let mut error = error;
+            error.message = format!(
+                "{} ({} transient errors over {:?}; task.timeout.ms is {retry_for:?})",
+                error.message,
+                self.errors,
+                since.elapsed()
+            );
+            return Err(error);
+        }
+        if self.errors == 1 {
+            tracing::warn!(error = %error, "transient error during a restore; reading on until task.timeout.ms ({retry_for:?})");
+        } else {
+            tracing::debug!(error = %error, errors = self.errors, "transient error during a restore");
+        }
+        Ok(())
+    }
+
+    /// How long a read may go without a record: `timeout`, or `retry_for` during a run of transient errors.
+    fn patience(&self, timeout: Duration, retry_for: Duration) -> Duration {
+        if self.since.is_some() {
+            timeout.max(retry_for)
+        } else {
+            timeout
+        }
+    }
+
+    /// A record arrived: the broker is back.
+    fn recovered(&mut self) {
+        if let Some(since) = self.since.take() {
+            tracing::info!(errors = self.errors, after = ?since.elapsed(), "restore reading again after transient errors");
+            self.errors = 0;
+        }
+    }
 }
 
 impl Reader<'_> {
@@ -166,6 +237,7 @@ impl Reader<'_> {
         // When the reader last saw a record arrive, noted on the first empty poll after it (a clock read
         // per record was a twentieth of a restore).
         let (mut progress_at, mut progress_read) = (Instant::now(), 0u64);
+        let mut transient = Transient { since: None, errors: 0 };
         loop {
             if self.stopped.load(Ordering::Relaxed) {
                 return Ok(last);
@@ -178,22 +250,35 @@ impl Reader<'_> {
             // opening each store of a task took 100 ms).
             let done = match self.consumer.poll(Duration::from_millis(10)) {
                 Some(Ok(message)) => {
+                    if transient.since.is_some() {
+                        transient.recovered();
+                    }
                     last = Some(message.offset());
                     read += 1;
                     batch.push(topic_of(topics, message.topic()), &message);
                     message.offset() >= end - 1
                 }
-                Some(Err(e)) => return Err(client_error(format!("restore {tp}"), e).into()),
-                None if self.position()? >= end => true,
-                None if read != progress_read => {
-                    (progress_at, progress_read) = (Instant::now(), read);
+                Some(Err(e)) => {
+                    transient.tolerate(client_error(format!("restore {tp}"), e), self.retry_for)?;
                     false
                 }
-                None if progress_at.elapsed() > self.timeout => {
-                    let message = format!("no progress for {:?} after {read} records", self.timeout);
-                    return Err(ClientError::new(format!("restore {tp}"), message, true).into());
-                }
-                None => false,
+                None => match self.position() {
+                    Ok(position) if position >= end => true,
+                    Ok(_) if read != progress_read => {
+                        (progress_at, progress_read) = (Instant::now(), read);
+                        false
+                    }
+                    // Through a run of transient errors the broker may be away for up to task.timeout.ms.
+                    Ok(_) if progress_at.elapsed() > transient.patience(self.timeout, self.retry_for) => {
+                        let message = format!("no progress for {:?} after {read} records", progress_at.elapsed());
+                        return Err(ClientError::new(format!("restore {tp}"), message, true).into());
+                    }
+                    Ok(_) => false,
+                    Err(error) => {
+                        transient.tolerate(error, self.retry_for)?;
+                        false
+                    }
+                },
             };
             if batch.len > 0 && (done || batch.len >= self.max_batch) {
                 let mut next = spent.try_recv().unwrap_or_else(|_| Batch::with_capacity(self.max_batch));

@@ -301,6 +301,7 @@ impl KafkaStreams {
                         .then(|| format!("{}-{}-{index}", self.config.application_id, self.process_id)),
                     clock: self.clock.clone(),
                     admin: admin.clone(),
+                    dir_lock: self.state_dir.lock_share(),
                 },
             )?);
         }
@@ -312,13 +313,17 @@ impl KafkaStreams {
         self.close_timeout(Duration::from_secs(60))
     }
 
-    /// [`close`](Self::close), waiting at most `timeout` for the threads.
+    /// [`close`](Self::close), waiting at most `timeout` for the threads. Threads still running at the
+    /// deadline are named in the error ([`StreamsError::CloseTimeout`]); they go on shutting down, and the
+    /// state directory stays locked until the last of them has ended, so another instance cannot take
+    /// files they may still write. Calling `close` again waits for them.
     pub fn close_timeout(&mut self, timeout: Duration) -> Result<(), StreamsError> {
         if self.state() != State::Error {
             self.shared.state.set(State::PendingShutdown);
         }
         self.shared.shutdown.store(true, Ordering::SeqCst);
         let deadline = Instant::now() + timeout;
+        let mut still_running = Vec::new();
         for handle in self.threads.drain(..) {
             while !handle.is_finished() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
@@ -326,10 +331,17 @@ impl KafkaStreams {
             if handle.is_finished() {
                 let _ = handle.join();
             } else {
-                tracing::warn!("a stream thread did not stop within {timeout:?}");
+                still_running.push(handle);
             }
         }
         self.state_dir.unlock();
+        if !still_running.is_empty() {
+            let threads = still_running.iter().map(|h| h.thread().name().unwrap_or("unnamed").to_string()).collect();
+            self.threads = still_running;
+            let error = StreamsError::CloseTimeout { timeout, threads };
+            tracing::warn!(%error, "close timed out");
+            return Err(error);
+        }
         if self.state() != State::Error {
             self.shared.state.set(State::NotRunning);
         }

@@ -38,6 +38,8 @@ pub(super) struct ThreadProducer {
     /// Set under exactly_once_v2.
     transactional_id: Option<String>,
     in_transaction: bool,
+    /// The producer was found in doubt and its replacement has not been made yet (see `abort`).
+    replace: bool,
     timeout: Duration,
     /// Set under at_least_once.
     pause_guard: Option<PauseGuard>,
@@ -95,6 +97,7 @@ impl ThreadProducer {
             client_id,
             transactional_id,
             in_transaction: false,
+            replace: false,
             timeout,
             pause_guard,
         })
@@ -124,6 +127,7 @@ impl ThreadProducer {
 
     fn begin_if_needed(&mut self) -> Result<(), ClientError> {
         if self.exactly_once() && !self.in_transaction {
+            self.replace_if_needed()?;
             self.producer.begin_transaction()?;
             self.in_transaction = true;
         }
@@ -194,8 +198,20 @@ impl ThreadProducer {
         self.in_transaction = false;
         if let Err(error) = aborted {
             tracing::warn!(producer = %self.client_id, %error, "re-creating the transactional producer");
+            self.replace = true;
+            self.replace_if_needed()?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the producer by a new incarnation if [`abort`](Self::abort) found it in doubt. A
+    /// replacement that fails (its `init_transactions` timed out: the broker may be away) is tried again
+    /// before the next transaction, so a broker that comes back within `task.timeout.ms` is ridden out.
+    fn replace_if_needed(&mut self) -> Result<(), ClientError> {
+        if self.replace {
             self.producer =
                 make(&*self.supplier, &self.config, &self.client_id, self.transactional_id.as_deref(), self.timeout)?;
+            self.replace = false;
         }
         Ok(())
     }

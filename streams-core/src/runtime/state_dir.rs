@@ -4,6 +4,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::StreamsError;
 
@@ -14,8 +15,9 @@ const LOCK_FILE: &str = ".lock";
 #[derive(Debug)]
 pub(crate) struct StateDirectory {
     app_dir: PathBuf,
-    /// The open, locked lock file; the OS releases the lock when it is closed, also when the process dies.
-    lock: Option<File>,
+    /// The open, locked lock file; the OS releases the lock when it is closed (by the last holder of
+    /// the `Arc`: the stream threads hold it too), also when the process dies.
+    lock: Option<Arc<File>>,
 }
 
 impl StateDirectory {
@@ -44,7 +46,7 @@ impl StateDirectory {
             .map_err(|e| error(format!("cannot open {}: {e}", path.display())))?;
         match file.try_lock() {
             Ok(()) => {
-                self.lock = Some(file);
+                self.lock = Some(Arc::new(file));
                 Ok(())
             }
             Err(std::fs::TryLockError::WouldBlock) => Err(error(
@@ -56,7 +58,13 @@ impl StateDirectory {
         }
     }
 
-    /// Releases the lock (on close).
+    /// A share of the lock, for a stream thread to hold until it ends; `None` when not locked.
+    pub(crate) fn lock_share(&self) -> Option<Arc<File>> {
+        self.lock.clone()
+    }
+
+    /// Lets go of the instance's share of the lock (on close); the lock is released once no stream
+    /// thread holds a share either.
     pub(crate) fn unlock(&mut self) {
         self.lock = None;
     }

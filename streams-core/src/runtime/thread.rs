@@ -200,7 +200,14 @@ impl ThreadInner {
             attempt = self.recoveries,
             "closing every task without committing and rejoining the group"
         );
-        self.producer.abort(cause)?;
+        if let Err(replacing) = self.producer.abort(cause) {
+            // The broker may still be away: the producer is replaced before its next transaction, and
+            // task.timeout.ms bounds how long that may keep failing.
+            if !matches!(replacing.kind, ClientErrorKind::Retriable) {
+                return Err(replacing.into());
+            }
+            tracing::warn!(thread = %self.name, error = %replacing, "the producer could not be replaced yet; trying again");
+        }
         self.close_all_tasks();
         consumer.rejoin()?;
         self.shared.state.set(State::Rebalancing);
@@ -536,6 +543,9 @@ pub(crate) struct ThreadState {
     pub(crate) clock: Clock,
     /// The instance's admin client, shared by its threads.
     pub(crate) admin: Arc<Mutex<Box<dyn StreamsAdmin>>>,
+    /// The state directory's lock, held by every thread as well as the instance: the OS releases it when
+    /// the last of them lets go, so a thread that outlives a `close_timeout` keeps its files locked.
+    pub(crate) dir_lock: Option<Arc<std::fs::File>>,
 }
 
 /// One stream thread, ready to run.
@@ -554,6 +564,8 @@ pub(crate) struct StreamThread {
     /// Deletes what is committed of the repartition topics, every `repartition.purge.interval.ms`.
     admin: Arc<Mutex<Box<dyn StreamsAdmin>>>,
     last_purge_ms: i64,
+    /// Declared last, so dropped after the tasks and their stores are.
+    _dir_lock: Option<Arc<std::fs::File>>,
 }
 
 impl StreamThread {
@@ -627,6 +639,7 @@ impl StreamThread {
             last_metrics_ms: now,
             admin: state.admin,
             last_purge_ms: now,
+            _dir_lock: state.dir_lock,
         })
     }
 
