@@ -158,3 +158,24 @@ fn connecting_stores_to_an_unknown_processor_names_the_processor() {
     assert_eq!(err, TopologyError::UnknownProcessor { processor: "nope".into(), stores: "counts".into() });
     assert_eq!(err.to_string(), "cannot connect state stores counts to processor `nope`: no such processor");
 }
+
+/// A type with no `DefaultSerde`, for the missing-serde message.
+#[derive(Clone)]
+struct PageView {
+    _seconds: u32,
+}
+
+#[test]
+fn a_missing_serde_names_the_topic_and_the_types() {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, String>("page-views")
+        .map_values(|_| PageView { _seconds: 90 })
+        .to_with("long-views", Produced::new());
+    let error = builder.build().err().expect("a missing serde").to_string();
+    assert_eq!(
+        error,
+        "node `KSTREAM-SINK-0000000002` (the sink to long-views) needs a value serde for (String, PageView): give \
+         one (Consumed/Produced/Grouped/Materialized/Repartitioned) or use a type with a DefaultSerde"
+    );
+}

@@ -118,12 +118,16 @@ pub enum TopologyError {
         reason: String,
     },
     /// An operator needs a serde that was neither given nor inherited from upstream.
-    #[error("node `{node}` needs a {part} serde: give one (Produced/Grouped/Materialized/Repartitioned) or use a type with a DefaultSerde")]
+    #[error("node `{node}` ({target}) needs a {part} serde for ({types}): give one (Consumed/Produced/Grouped/Materialized/Repartitioned) or use a type with a DefaultSerde")]
     MissingSerde {
         /// The node.
         node: String,
-        /// `"key"` or `"value"`.
+        /// What the serde is for: the topic read or written, or the store.
+        target: String,
+        /// `"key"`, `"value"` or `"key or value"`.
         part: &'static str,
+        /// The key and value types, as `K, V` without module paths.
+        types: String,
     },
     /// The topology has no source.
     #[error("the topology has no source; add a stream or table")]

@@ -76,7 +76,8 @@ impl StreamsBuilder {
         let mut state = self.state.borrow_mut();
         let name = state.name_or(consumed.name, "KSTREAM-SOURCE-");
         let (Some(key_serde), Some(value_serde)) = (consumed.key_serde, consumed.value_serde) else {
-            state.topology.deferred.push(TopologyError::MissingSerde { node: name.clone(), part: "key or value" });
+            let target = format!("the source of {}", topics.join(", "));
+            state.topology.deferred.push(missing_serde::<K, V>(name.clone(), target, "key or value"));
             return KStream::new(self.state.clone(), name, None, None, false);
         };
         let topics = topics.iter().map(|t| TopicRef::user(t)).collect();
@@ -155,6 +156,40 @@ impl StreamsBuilder {
         topology.validate()?;
         Ok(topology)
     }
+}
+
+/// The error for a serde neither given nor inherited: node `node`, writing or reading `target`, needs a
+/// `part` serde for records of `K` and `V`.
+pub(crate) fn missing_serde<K: ?Sized, V: ?Sized>(
+    node: impl Into<String>,
+    target: impl Into<String>,
+    part: &'static str,
+) -> TopologyError {
+    TopologyError::MissingSerde {
+        node: node.into(),
+        target: target.into(),
+        part,
+        types: format!("{}, {}", short_type_name::<K>(), short_type_name::<V>()),
+    }
+}
+
+/// `std::any::type_name` without module paths: `alloc::string::String` is `String`, and
+/// `core::option::Option<app::PageView>` is `Option<PageView>`.
+fn short_type_name<T: ?Sized>() -> String {
+    let mut out = String::new();
+    let mut ident = String::new();
+    for c in std::any::type_name::<T>().chars() {
+        if c.is_alphanumeric() || c == '_' {
+            ident.push(c);
+        } else if c == ':' {
+            ident.clear();
+        } else {
+            out.push_str(&ident);
+            ident.clear();
+            out.push(c);
+        }
+    }
+    out + &ident
 }
 
 /// Picks the serde for an operator: given explicitly, else inherited from upstream.

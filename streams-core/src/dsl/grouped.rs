@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::aggregate::{AggregateOutput, StreamAggregate, StreamStep, TableAggregate, TableStep};
-use super::builder::{pick, pick_or_default};
+use super::builder::{missing_serde, pick, pick_or_default};
 use super::change::{Change, ChangeSerde};
 use super::options::{Grouped, Materialized};
 use super::repartition::{add_repartition, RepartitionNames};
@@ -14,7 +14,6 @@ use crate::store::{
     DefaultKeyValueBytesStoreSupplier, KeyValueBytesStoreSupplier, Stores, ValueAndTimestamp, ValueAndTimestampSerde,
 };
 use crate::topology::processor_def;
-use crate::TopologyError;
 
 /// A stream grouped by key, waiting for an aggregation (Kafka Streams' `KGroupedStream`).
 pub struct KGroupedStream<K, V> {
@@ -148,11 +147,11 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         let key_serde =
             pick(materialized.key_serde.clone(), &pick(self.grouped.key_serde.clone(), &self.stream.key_serde));
         let Some(key_serde) = key_serde else {
-            b.topology.deferred.push(TopologyError::MissingSerde { node: name.clone(), part: "key" });
+            b.topology.deferred.push(missing_serde::<K, VA>(name.clone(), format!("the store {store}"), "key"));
             return KTable::new(builder.clone(), name, None, None, Some(store));
         };
         let Some(agg_serde) = materialized.value_serde.clone() else {
-            b.topology.deferred.push(TopologyError::MissingSerde { node: name.clone(), part: "value" });
+            b.topology.deferred.push(missing_serde::<K, VA>(name.clone(), format!("the store {store}"), "value"));
             return KTable::new(builder.clone(), name, None, None, Some(store));
         };
         let mut parent = self.stream.node.clone();
@@ -396,7 +395,8 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
         let name = b.name_or(self.next_name.clone(), prefix);
         let (Some(key_serde), Some(agg_serde)) = (materialized.key_serde.clone(), materialized.value_serde.clone())
         else {
-            b.topology.deferred.push(TopologyError::MissingSerde { node: name.clone(), part: "key or value" });
+            let target = format!("the store {store}");
+            b.topology.deferred.push(missing_serde::<K, VA>(name.clone(), target, "key or value"));
             return KTable::new(builder.clone(), name, None, None, Some(store));
         };
         let change_serde: Arc<dyn Serde<Change<V>>> = Arc::new(ChangeSerde(value_serde));

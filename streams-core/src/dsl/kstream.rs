@@ -4,7 +4,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
-use super::builder::{pick, pick_or_default, BuilderState};
+use super::builder::{missing_serde, pick, pick_or_default, BuilderState};
 use super::grouped::KGroupedStream;
 use super::options::{Branched, Grouped, Produced, Repartitioned};
 use super::repartition::{add_repartition, RepartitionNames};
@@ -15,7 +15,7 @@ use super::Data;
 use crate::processor::Processor;
 use crate::serde::{DefaultSerde, Serde};
 use crate::topology::{processor_def, sink_def, SinkSpec, TopicRef};
-use crate::{RecordMetadata, TopologyError};
+use crate::RecordMetadata;
 
 /// A stream of records (Kafka Streams' `KStream<K, V>`): every record is an independent event.
 ///
@@ -255,8 +255,14 @@ impl<K: Data, V: Data> KStream<K, V> {
                 let def = sink_def(&name, vec![self.node.clone()], target, k, v, produced.partitioner);
                 b.topology.add_node_deferred(def);
             }
-            (None, _) => b.topology.deferred.push(TopologyError::MissingSerde { node: name, part: "key" }),
-            (_, None) => b.topology.deferred.push(TopologyError::MissingSerde { node: name, part: "value" }),
+            (key, _) => {
+                let target = match &target {
+                    SinkSpec::Fixed(topic) => format!("the sink to {}", topic.name),
+                    SinkSpec::Dynamic(_) => "a sink to topics chosen per record".to_string(),
+                };
+                let part = if key.is_none() { "key" } else { "value" };
+                b.topology.deferred.push(missing_serde::<K, V>(name, target, part))
+            }
         }
     }
 
@@ -280,7 +286,8 @@ impl<K: Data, V: Data> KStream<K, V> {
         let key_serde = pick(repartitioned.key_serde, &self.key_serde);
         let value_serde = pick(repartitioned.value_serde, &self.value_serde);
         let (Some(k), Some(v)) = (key_serde, value_serde) else {
-            b.topology.deferred.push(TopologyError::MissingSerde { node: names.sink.clone(), part: "key or value" });
+            let target = format!("the repartition topic {}", names.topic);
+            b.topology.deferred.push(missing_serde::<K, V>(names.sink.clone(), target, "key or value"));
             return KStream::new(self.builder.clone(), names.source, None, None, false);
         };
         let source = add_repartition(

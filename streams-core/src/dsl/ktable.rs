@@ -6,7 +6,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use super::aggregate::AggregateOutput;
-use super::builder::{pick, BuilderState, StreamsBuilder};
+use super::builder::{missing_serde, pick, BuilderState, StreamsBuilder};
 use super::change::Change;
 use super::grouped::{store_def, KGroupedTable};
 use super::options::{Consumed, Grouped, Materialized};
@@ -14,7 +14,7 @@ use super::{Data, KStream};
 use crate::processor::{Processor, ProcessorContext};
 use crate::serde::{OptionSerde, Serde};
 use crate::topology::{processor_def, source_def, TopicRef};
-use crate::{Record, StreamsError, TopologyError};
+use crate::{Record, StreamsError};
 
 /// A table: the latest value per key (Kafka Streams' `KTable<K, V>`).
 pub struct KTable<K, V> {
@@ -163,7 +163,8 @@ pub(crate) fn table_source<K: Data, V: Data>(
     let key_serde = pick(materialized.key_serde.clone(), &consumed.key_serde);
     let value_serde = pick(materialized.value_serde.clone(), &consumed.value_serde);
     let (Some(key_serde), Some(value_serde)) = (key_serde, value_serde) else {
-        b.topology.deferred.push(TopologyError::MissingSerde { node: source.clone(), part: "key or value" });
+        let target = format!("the table source of {topic}");
+        b.topology.deferred.push(missing_serde::<K, V>(source.clone(), target, "key or value"));
         return KTable::new(rc.clone(), name, None, None, None);
     };
     // The source reads values as `Option<V>`: a null value is a delete.

@@ -288,13 +288,17 @@ impl ClientSupplier for RdKafkaSupplier {
 /// only "timed out".
 #[derive(Clone, Default)]
 struct ConnectionContext {
-    last_failure: Arc<Mutex<Option<(u8, String)>>>,
+    /// The failure kept: how much it says (see `note`), when, and librdkafka's words.
+    last_failure: Arc<Mutex<Option<(u8, Instant, String)>>>,
 }
 
 impl ConnectionContext {
-    /// Why the last connection failed, if one did: librdkafka's own words, which name the broker.
-    fn last_failure(&self) -> Option<String> {
-        self.last_failure.lock().ok()?.as_ref().map(|(_, reason)| reason.clone())
+    /// Why the last connection failed, if one did within `recent`: librdkafka's own words, which name
+    /// the broker.
+    fn last_failure(&self, recent: Duration) -> Option<String> {
+        let last = self.last_failure.lock().ok()?;
+        let (_, at, reason) = last.as_ref()?;
+        (at.elapsed() <= recent).then(|| reason.clone())
     }
 
     /// Keeps `reason`, unless a failure that says more is kept: a refused authentication or TLS handshake
@@ -310,8 +314,11 @@ impl ConnectionContext {
         let rank =
             if ["authentication", "ssl", "certificate", "sasl"].iter().any(|w| lower.contains(w)) { 2 } else { 1 };
         if let Ok(mut last) = self.last_failure.lock() {
-            if last.as_ref().is_none_or(|(kept, _)| rank >= *kept) {
-                *last = Some((rank, reason.to_string()));
+            // An older failure that said more gives way after a minute: it may be long over.
+            let keep_older =
+                last.as_ref().is_some_and(|(kept, at, _)| *kept > rank && at.elapsed() < Duration::from_secs(60));
+            if !keep_older {
+                *last = Some((rank, Instant::now(), reason.to_string()));
             }
         }
     }
@@ -605,7 +612,11 @@ impl ProducerContext for DeliveryContext {
                     "a record of work given up failed; its task redoes it from the last commit");
                 return;
             }
-            let operation = format!("produce to {}-{}", message.topic(), message.partition());
+            // A record that never got a partition (its topic is missing, say) has partition -1.
+            let operation = match message.partition() {
+                p if p >= 0 => format!("produce to {}-{p}", message.topic()),
+                _ => format!("produce to {}", message.topic()),
+            };
             let mut first = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
             if first.is_none() {
                 *first = Some(client_error(operation, error.clone()));
@@ -763,7 +774,7 @@ impl RdKafkaAdmin {
             }
         }
         let mut error = client_error(operation, error);
-        error.message = match self.connection.last_failure() {
+        error.message = match self.connection.last_failure(self.timeout * 2) {
             Some(cause) => format!("{}; the last connection attempt failed: {cause}", error.message),
             None => format!("{} (is a broker running at {}?)", error.message, self.servers),
         };

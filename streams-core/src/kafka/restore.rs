@@ -329,3 +329,36 @@ fn refill_raw_record(record: &mut RawRecord, topic: Arc<str>, message: &Borrowed
         record.headers = headers_of(message);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn broker_gone() -> ClientError {
+        ClientError::new("restore t-0", "AllBrokersDown (Local: All broker connections are down)", true)
+    }
+
+    #[test]
+    fn transient_errors_are_ridden_out_until_the_task_timeout() {
+        let mut transient = Transient { since: None, errors: 0 };
+        let (timeout, retry_for) = (Duration::from_secs(60), Duration::from_secs(300));
+        assert_eq!(transient.patience(timeout, retry_for), timeout, "no errors yet: the usual patience");
+        for _ in 0..3 {
+            assert!(transient.tolerate(broker_gone(), retry_for).is_ok());
+        }
+        assert_eq!(transient.patience(timeout, retry_for), retry_for, "through transient errors: task.timeout.ms");
+        transient.recovered();
+        assert_eq!((transient.since, transient.errors), (None, 0), "a record ends the run");
+
+        let fatal = ClientError::new("restore t-0", "Broker: Topic authorization failed", false);
+        assert!(transient.tolerate(fatal, retry_for).is_err(), "a fatal error is never ridden out");
+    }
+
+    #[test]
+    fn a_run_of_transient_errors_longer_than_the_task_timeout_fails_saying_so() {
+        let mut transient = Transient { since: Some(Instant::now() - Duration::from_secs(2)), errors: 41 };
+        let error = transient.tolerate(broker_gone(), Duration::from_secs(1)).unwrap_err();
+        assert!(error.message.contains("42 transient errors over"), "{}", error.message);
+        assert!(error.message.contains("task.timeout.ms is 1s"), "{}", error.message);
+    }
+}
