@@ -101,27 +101,24 @@ fn topology() -> Result<Topology, TopologyError> {
     Ok(topology)
 }
 
+/// The Processor API with a punctuation: each customer's order count, reported once a second.
+#[derive(clap::Parser)]
+struct Args {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// How many orders to produce.
+    #[arg(long, default_value_t = 500, value_name = "N")]
+    orders: u64,
+}
+
 fn main() -> anyhow::Result<()> {
-    let mut common = CommonArgs::default();
-    let mut orders = 500u64;
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        if common.take(&arg, &mut it)? {
-            continue;
-        }
-        match arg.as_str() {
-            "--orders" => orders = it.next().context("--orders N")?.parse().context("--orders N")?,
-            other => bail!(
-                "unknown argument `{other}`; usage: customer_activity [--orders N] [--bootstrap-servers HOST:PORT]"
-            ),
-        }
-    }
+    let Args { common, orders } = support::start()?;
     let cluster = common.cluster()?;
     cluster.create_topics(&[ORDERS, ACTIVITY], 4)?;
 
     let first = cluster.read_raw(ORDERS)?.len() as u64;
     let mut rng = Rng::new(first + 7);
-    let mut producer = cluster.producer()?;
+    let mut producer = cluster.producer();
     for order_id in first..first + orders {
         let customer_id = rng.below(12) as i64 + 1;
         let order = Order { order_id, customer_id, total_value: (rng.below(10_000) as f64) / 100.0 };

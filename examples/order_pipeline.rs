@@ -222,35 +222,24 @@ fn payment_service(crash_after: Option<u64>) -> Result<Topology, TopologyError> 
     builder.build()
 }
 
+/// The e-commerce order flow: three services under exactly-once.
+#[derive(clap::Parser)]
 struct Args {
+    #[command(flatten)]
     common: CommonArgs,
+    /// How many orders to produce.
+    #[arg(long, default_value_t = 300, value_name = "N")]
     orders: u64,
+    /// Abort the process (as `kill -9` would end it) after this many payments, inside an open transaction.
+    #[arg(long, value_name = "N")]
     crash_after: Option<u64>,
+    /// Crash a first run half-way and finish in a second process: nothing is lost or duplicated.
+    #[arg(long)]
     crash_demo: bool,
 }
 
-fn args() -> anyhow::Result<Args> {
-    let mut out = Args { common: CommonArgs::default(), orders: 300, crash_after: None, crash_demo: false };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        if out.common.take(&arg, &mut it)? {
-            continue;
-        }
-        match arg.as_str() {
-            "--orders" => out.orders = it.next().context("--orders N")?.parse().context("--orders N")?,
-            "--crash-after" => out.crash_after = Some(it.next().context("--crash-after N")?.parse()?),
-            "--crash-demo" => out.crash_demo = true,
-            other => bail!(
-                "unknown argument `{other}`; usage: order_pipeline [--orders N] [--bootstrap-servers HOST:PORT] \
-                 [--data-dir DIR] [--crash-demo]"
-            ),
-        }
-    }
-    Ok(out)
-}
-
 fn main() -> anyhow::Result<()> {
-    let args = args()?;
+    let args: Args = support::start()?;
     if args.crash_demo {
         return crash_demo(&args);
     }
@@ -268,7 +257,7 @@ fn produce_orders(cluster: &Cluster, count: u64) -> anyhow::Result<()> {
     }
     let first = cluster.read_raw(NEW_ORDERS)?.len() as u64;
     let mut rng = Rng::new(first + 1);
-    let mut producer = cluster.producer()?;
+    let mut producer = cluster.producer();
     for order_id in first..first + count {
         let customer_id = rng.below(20) as i64 + 1;
         let product = match rng.below(20) {
@@ -433,10 +422,10 @@ fn crash_demo(args: &Args) -> anyhow::Result<()> {
     let data_dir = args.common.data_dir.clone().unwrap_or_else(|| temporary.path().to_path_buf());
     let child = |extra: &[String]| -> anyhow::Result<std::process::ExitStatus> {
         let mut command = std::process::Command::new(std::env::current_exe()?);
-        match &args.common.bootstrap {
-            Some(bootstrap) => command.args(["--bootstrap-servers", bootstrap]),
-            None => command.arg("--data-dir").arg(&data_dir),
-        };
+        command.args(args.common.to_args());
+        if args.common.bootstrap.is_none() && args.common.data_dir.is_none() {
+            command.arg("--data-dir").arg(&data_dir);
+        }
         Ok(command.args(extra).status()?)
     };
     let half = (args.orders / 2).max(1);

@@ -8,7 +8,7 @@
 //! `cargo run --example order_totals -- --bootstrap-servers HOST:PORT [--orders N]`: the same on Kafka
 //! (creates the `orders` and `customer-totals` topics if needed, 4 partitions). The check covers every
 //! order in `orders`, earlier runs' too. With `--keep-running` the application goes on processing after
-//! the check until Ctrl-C, then closes cleanly: tasks commit and the instance leaves the group.
+//! the check until Ctrl-C or SIGTERM, then closes cleanly: tasks commit and the instance leaves the group.
 //!
 //! `cargo run --example order_totals -- --config FILE [--orders N]`: the same on the Kafka and with the
 //! settings a `.properties` file names (`bootstrap.servers`, and TLS and SASL settings: docs/security.md).
@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use kstreams::prelude::*;
 use kstreams::runtime::State;
 use kstreams::serde::{to_bytes, DefaultSerde};
@@ -56,27 +56,24 @@ fn topology() -> Result<(Topology, String), TopologyError> {
     Ok((builder.build()?, store))
 }
 
+/// Per-customer order totals, on the embedded broker (by default), on Kafka, or through the test driver.
+#[derive(clap::Parser)]
+struct Args {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Run the topology through the test driver instead (no broker), printing each updated total.
+    #[arg(long)]
+    test_driver: bool,
+    /// How many orders to produce.
+    #[arg(long, default_value_t = 30, value_name = "N")]
+    orders: u64,
+    /// After the check, go on processing until SIGINT or SIGTERM, then close cleanly.
+    #[arg(long)]
+    keep_running: bool,
+}
+
 fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let mut orders_to_send = 30u64;
-    let mut common = CommonArgs::default();
-    let mut test_driver = false;
-    let mut keep_running = false;
-    while let Some(arg) = args.next() {
-        if common.take(&arg, &mut args)? {
-            continue;
-        }
-        match arg.as_str() {
-            "--test-driver" => test_driver = true,
-            "--keep-running" => keep_running = true,
-            "--orders" => {
-                orders_to_send = args.next().context("--orders needs a number")?.parse().context("--orders")?;
-            }
-            other => {
-                bail!("unknown argument `{other}`; usage: order_totals [--bootstrap-servers HOST:PORT | --data-dir DIR | --test-driver] [--config FILE] [--orders N] [--keep-running]")
-            }
-        }
-    }
+    let Args { common, test_driver, orders: orders_to_send, keep_running } = support::start()?;
     if !test_driver {
         return run(&common.cluster()?, orders_to_send, keep_running);
     }
@@ -140,7 +137,7 @@ fn run(cluster: &Cluster, orders_to_send: u64, keep_running: bool) -> anyhow::Re
     if first > 0 {
         println!("{first} orders from earlier runs are in `orders`");
     }
-    let mut producer = cluster.producer()?;
+    let mut producer = cluster.producer();
     for order_id in first..first + orders_to_send {
         let order = generated_order(order_id);
         producer.send("orders", &order.customer_id, &order, -1)?;
@@ -194,17 +191,13 @@ fn run(cluster: &Cluster, orders_to_send: u64, keep_running: bool) -> anyhow::Re
         );
     }
     if result.is_ok() && keep_running {
-        let (stop, stopped) = std::sync::mpsc::channel();
-        ctrlc::set_handler(move || {
-            let _ = stop.send(());
-        })?;
-        println!("running; totals go to `customer-totals`. Ctrl-C to stop.");
-        while app.state() != State::Error {
-            match stopped.recv_timeout(Duration::from_secs(5)) {
-                Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    println!("processed so far: {} records", app.metrics().processed_records)
-                }
+        println!("running; totals go to `customer-totals`. Ctrl-C or SIGTERM to stop.");
+        let mut last_report = std::time::Instant::now();
+        while app.state() != State::Error && !support::stop_requested() {
+            std::thread::sleep(Duration::from_millis(100));
+            if last_report.elapsed() >= Duration::from_secs(5) {
+                println!("processed so far: {} records", app.metrics().processed_records);
+                last_report = std::time::Instant::now();
             }
         }
     }

@@ -18,7 +18,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use kstreams::prelude::*;
 use kstreams::runtime::State;
 use support::{CommonArgs, Rng};
@@ -52,23 +52,22 @@ fn topology() -> Result<Topology, TopologyError> {
     builder.build()
 }
 
+/// Word count: lines of text in, a running count per word out.
+#[derive(clap::Parser)]
+struct Args {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// How many lines to produce.
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    lines: u64,
+}
+
 fn main() -> anyhow::Result<()> {
-    let mut common = CommonArgs::default();
-    let mut lines = 200u64;
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        if common.take(&arg, &mut it)? {
-            continue;
-        }
-        match arg.as_str() {
-            "--lines" => lines = it.next().context("--lines N")?.parse().context("--lines N")?,
-            other => bail!("unknown argument `{other}`; usage: word_count [--lines N] [--bootstrap-servers HOST:PORT]"),
-        }
-    }
+    let Args { common, lines } = support::start()?;
     let cluster = common.cluster()?;
     cluster.create_topics(&[LINES, COUNTS], 4)?;
     let mut rng = Rng::new(lines + 3);
-    let mut producer = cluster.producer()?;
+    let mut producer = cluster.producer();
     for n in 0..lines {
         let text = TEXT[rng.below(TEXT.len() as u64) as usize];
         // A fragment of the sentence, so the counts differ from word to word.

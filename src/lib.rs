@@ -44,7 +44,7 @@ pub mod prelude {
     };
     pub use streams_core::processor::{Processor, ProcessorContext, Punctuation, PunctuationType};
     pub use streams_core::serde::{DefaultSerde, JsonSerde, Serde};
-    pub use streams_core::testing::{TestDriverConfig, TopologyTestDriver};
+    pub use streams_core::testing::{BrokerTopics, TestDriverConfig, TopologyTestDriver};
     pub use streams_core::{json_serde, Event, Record, StreamsError, Topology, TopologyError};
     pub use streams_macros::{topology, Event};
 }
@@ -76,4 +76,6 @@ mod doc_snippets {
     struct DocsIndex;
     #[doc = include_str!("../docs/security.md")]
     struct Security;
+    #[doc = include_str!("../docs/getting-started.md")]
+    struct GettingStarted;
 }

@@ -26,3 +26,26 @@ fn word_count() {
 fn customer_activity() {
     example_runs::customer_activity(None);
 }
+
+#[test]
+fn getting_started_on_the_embedded_broker() {
+    example_runs::getting_started();
+}
+
+#[test]
+fn order_totals_closes_on_sigterm() {
+    example_runs::order_totals_until_sigterm();
+}
+
+/// docs/getting-started.md shows the program the test above runs, unchanged (from its first `use`).
+#[test]
+fn getting_started_page_shows_the_example() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let example = std::fs::read_to_string(root.join("examples/getting_started.rs")).expect("read the example");
+    let page = std::fs::read_to_string(root.join("docs/getting-started.md")).expect("read the page");
+    let program = &example[example.find("use std::").expect("the example's first `use`")..];
+    assert!(
+        page.contains(program),
+        "docs/getting-started.md no longer shows examples/getting_started.rs: copy the example's code (from its first `use`) into the page"
+    );
+}

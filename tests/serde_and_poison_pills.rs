@@ -73,6 +73,14 @@ fn poison_pill_under_log_and_fail_is_an_error_naming_topic_partition_and_offset(
     assert_eq!(err.to_string(), "cannot deserialize the value of the record at orders-0 offset 1");
     let cause = std::error::Error::source(err).unwrap().to_string();
     assert!(cause.contains("invalid JSON"), "{cause}");
+    // The whole chain, as `{:#}` and `error_chain` print it (docs/getting-started.md, "When something
+    // fails"): each cause once.
+    let chain = kstreams::handler::error_chain(err);
+    assert_eq!(
+        chain,
+        "cannot deserialize the value of the record at orders-0 offset 1: `serde_and_poison_pills::Order` \
+         (topic `orders`): invalid JSON: expected value at line 1 column 1"
+    );
     Ok(())
 }
 

@@ -34,7 +34,7 @@ pub(crate) fn run(args: InstanceArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,streams_core::runtime=info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,kstreams::runtime=info")),
         )
         .with_writer(std::io::stderr)
         .with_ansi(false)

@@ -13,19 +13,43 @@
 mod rng;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use kstreams::client::{ClientSupplier, NewTopic, StreamsProducer, TopicPartition};
-use kstreams::config::{ProcessingGuarantee, StreamsConfig};
+use kstreams::client::ClientSupplier;
+use kstreams::config::StreamsConfig;
 use kstreams::embedded::EmbeddedBroker;
-use kstreams::kafka::RdKafkaSupplier;
 use kstreams::prelude::*;
-use kstreams::record::{Headers, ProducedRecord, RawRecord};
+use kstreams::record::RawRecord;
 use kstreams::runtime::KafkaStreams;
-use kstreams::serde::{from_bytes, to_bytes};
+use kstreams::testing::BrokerTopics;
 pub(crate) use rng::Rng;
+
+/// Set on SIGINT or SIGTERM (Ctrl-C, `kill`, a container stopping): the example stops waiting, closes its
+/// applications cleanly and exits.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// An example's start: its arguments parsed (`--help` lists them), logs to stderr (`RUST_LOG`, by default
+/// the library's warnings: `RUST_LOG=kstreams=debug` shows all of them), and SIGINT and SIGTERM heard.
+pub(crate) fn start<A: clap::Parser>() -> anyhow::Result<A> {
+    let args = A::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst)).context("handle SIGINT and SIGTERM")?;
+    Ok(args)
+}
+
+/// Whether SIGINT or SIGTERM has come.
+pub(crate) fn stop_requested() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
 
 /// The broker an example runs on, and where its applications keep their state.
 pub(crate) struct Cluster {
@@ -59,7 +83,7 @@ impl Cluster {
             (None, None) => unreachable!("a temporary directory exists when there is no data dir"),
         };
         let (supplier, bootstrap): (Arc<dyn ClientSupplier>, String) = match (bootstrap, data_dir) {
-            (Some(bootstrap), _) => (Arc::new(RdKafkaSupplier), bootstrap.to_string()),
+            (Some(bootstrap), _) => (kafka()?, bootstrap.to_string()),
             (None, Some(dir)) => (Arc::new(EmbeddedBroker::open(dir.join("broker"))?), "embedded".into()),
             (None, None) => (Arc::new(EmbeddedBroker::new()), "embedded".into()),
         };
@@ -84,22 +108,19 @@ impl Cluster {
         config
     }
 
-    /// Creates `topics` with `partitions` each; existing topics are left as they are.
-    pub(crate) fn create_topics(&self, topics: &[&str], partitions: i32) -> anyhow::Result<()> {
-        let admin = self.supplier.admin(&self.config("example-admin"))?;
-        let new = |name: &&str| NewTopic {
-            name: name.to_string(),
-            partitions,
-            replication_factor: -1,
-            config: Default::default(),
-        };
-        admin.create_topics(&topics.iter().map(new).collect::<Vec<_>>())?;
-        Ok(())
+    /// The example's typed view of the broker's topics: create, produce, read back.
+    pub(crate) fn topics(&self, client: &str) -> BrokerTopics {
+        BrokerTopics::new(self.supplier.clone(), &self.config(client))
     }
 
-    /// A plain producer for an example's input.
-    pub(crate) fn producer(&self) -> anyhow::Result<Producer> {
-        Ok(Producer(self.supplier.producer(&self.config("example-generator"), "example-generator", None)?))
+    /// Creates `topics` with `partitions` each; existing topics are left as they are.
+    pub(crate) fn create_topics(&self, topics: &[&str], partitions: i32) -> anyhow::Result<()> {
+        Ok(self.topics("example-admin").create(topics, partitions)?)
+    }
+
+    /// A producer for an example's input: typed keys and values through their default serdes.
+    pub(crate) fn producer(&self) -> BrokerTopics {
+        self.topics("example-generator")
     }
 
     /// An application running `topology` with `config` on this broker (not started).
@@ -114,35 +135,16 @@ impl Cluster {
         &self,
         topic: &str,
     ) -> anyhow::Result<Vec<(Option<K>, Option<V>)>> {
-        let mut out = Vec::new();
-        for record in self.read_raw(topic)? {
-            let key = from_bytes(&*K::default_serde(), topic, record.key.as_deref())?;
-            let value = from_bytes(&*V::default_serde(), topic, record.value.as_deref())?;
-            out.push((key, value));
-        }
-        Ok(out)
+        Ok(self.topics("example-reader").read(topic)?)
     }
 
     /// The committed records of `topic` as bytes.
     pub(crate) fn read_raw(&self, topic: &str) -> anyhow::Result<Vec<RawRecord>> {
-        let mut config = self.config("example-reader");
-        config.processing_guarantee = ProcessingGuarantee::ExactlyOnceV2; // read_committed
-        let partitions = self.supplier.admin(&config)?.partition_counts(&[topic.to_string()])?;
-        let partitions = partitions.get(topic).copied().flatten().with_context(|| format!("no topic `{topic}`"))?;
-        let mut reader = self.supplier.restore_consumer(&config, "example-reader")?;
-        let mut out = Vec::new();
-        for partition in 0..partitions {
-            let tp = TopicPartition::new(topic, partition);
-            let (low, high) = reader.watermarks(&tp)?;
-            reader.read(&tp, low, high, 10_000, &mut |batch: &[RawRecord]| {
-                out.extend_from_slice(batch);
-                Ok(())
-            })?;
-        }
-        Ok(out)
+        Ok(self.topics("example-reader").read_raw(topic)?)
     }
 
-    /// Waits until `done()` holds, checking every 200 ms, for at most `timeout`.
+    /// Waits until `done()` holds, checking every 200 ms, for at most `timeout`, or until SIGINT or
+    /// SIGTERM (an error, so that the example closes its applications and exits non-zero).
     pub(crate) fn wait_until(
         &self,
         timeout: Duration,
@@ -151,6 +153,9 @@ impl Cluster {
     ) -> anyhow::Result<()> {
         let deadline = std::time::Instant::now() + timeout;
         while !done()? {
+            if stop_requested() {
+                anyhow::bail!("{what}: stopped by a signal before it was done");
+            }
             if std::time::Instant::now() > deadline {
                 anyhow::bail!("{what}: not done after {timeout:?}");
             }
@@ -160,61 +165,33 @@ impl Cluster {
     }
 }
 
-/// Produces an example's input: typed keys and values through their default serdes.
-pub(crate) struct Producer(Box<dyn StreamsProducer>);
+/// The Kafka client (the `kafka` cargo feature, on by default).
+#[cfg(feature = "kafka")]
+fn kafka() -> anyhow::Result<Arc<dyn ClientSupplier>> {
+    Ok(Arc::new(kstreams::kafka::RdKafkaSupplier))
+}
 
-impl Producer {
-    /// Sends one record (the timestamp in ms; -1 for now).
-    pub(crate) fn send<K: DefaultSerde, V: DefaultSerde>(
-        &mut self,
-        topic: &str,
-        key: &K,
-        value: &V,
-        timestamp: i64,
-    ) -> anyhow::Result<()> {
-        self.0.send(&ProducedRecord {
-            topic: topic.into(),
-            partition: None,
-            key: to_bytes(&*K::default_serde(), topic, key)?,
-            value: to_bytes(&*V::default_serde(), topic, value)?,
-            timestamp,
-            headers: Headers::new(),
-        })?;
-        Ok(())
-    }
-
-    /// Waits until every record sent is acknowledged.
-    pub(crate) fn flush(&mut self) -> anyhow::Result<()> {
-        self.0.flush(Duration::from_secs(30))?;
-        Ok(())
-    }
+#[cfg(not(feature = "kafka"))]
+fn kafka() -> anyhow::Result<Arc<dyn ClientSupplier>> {
+    anyhow::bail!("this build has no Kafka client: build with the `kafka` cargo feature (on by default)")
 }
 
 /// The command-line options every example takes.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, clap::Args)]
 pub(crate) struct CommonArgs {
-    /// `--bootstrap-servers HOST:PORT`: run on Kafka.
+    /// Run on Kafka at HOST:PORT rather than on the in-process embedded broker.
+    #[arg(long = "bootstrap-servers", value_name = "HOST:PORT", env = "KSTREAMS_BOOTSTRAP")]
     pub(crate) bootstrap: Option<String>,
-    /// `--data-dir DIR`: keep the embedded broker's records and the applications' state in `DIR`.
+    /// Keep the embedded broker's records and the applications' state in DIR (they survive the process).
+    #[arg(long, value_name = "DIR")]
     pub(crate) data_dir: Option<PathBuf>,
-    /// `--config FILE`: a kstreams `.properties` file (security settings, say) that every client and
-    /// application starts from; its `bootstrap.servers` is the Kafka to run on, unless
-    /// `--bootstrap-servers` names another; the applications keep their own ids.
+    /// A kstreams `.properties` file (security settings, say) that every client and application starts
+    /// from; its `bootstrap.servers` is the Kafka to run on unless --bootstrap-servers names another.
+    #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
 }
 
 impl CommonArgs {
-    /// Takes the common option `arg` (and its value from `rest`); `false` if `arg` is not one.
-    pub(crate) fn take(&mut self, arg: &str, rest: &mut impl Iterator<Item = String>) -> anyhow::Result<bool> {
-        match arg {
-            "--bootstrap-servers" => self.bootstrap = Some(rest.next().context("--bootstrap-servers HOST:PORT")?),
-            "--data-dir" => self.data_dir = Some(rest.next().context("--data-dir DIR")?.into()),
-            "--config" => self.config = Some(rest.next().context("--config FILE")?.into()),
-            _ => return Ok(false),
-        }
-        Ok(true)
-    }
-
     /// The cluster these options name.
     pub(crate) fn cluster(&self) -> anyhow::Result<Cluster> {
         let settings = match &self.config {
@@ -222,5 +199,20 @@ impl CommonArgs {
             None => None,
         };
         Cluster::new(self.bootstrap.as_deref(), self.data_dir.as_deref(), settings)
+    }
+
+    /// These options as arguments again, for a child process of the example.
+    pub(crate) fn to_args(&self) -> Vec<std::ffi::OsString> {
+        let mut args = Vec::new();
+        if let Some(bootstrap) = &self.bootstrap {
+            args.extend(["--bootstrap-servers".into(), bootstrap.into()]);
+        }
+        if let Some(dir) = &self.data_dir {
+            args.extend(["--data-dir".into(), dir.into()]);
+        }
+        if let Some(file) = &self.config {
+            args.extend(["--config".into(), file.into()]);
+        }
+        args
     }
 }

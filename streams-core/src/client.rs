@@ -1,7 +1,7 @@
 //! The seam between the runtime and its broker clients (Kafka Streams' `KafkaClientSupplier`). The
 //! runtime asks a [`ClientSupplier`] for a consumer, a producer and an admin client and speaks only these
-//! traits; [`crate::kafka::RdKafkaSupplier`] (rdkafka) is the default, and an embedded broker plugs in
-//! here too. Nothing above this seam knows which broker it runs on.
+//! traits; `kafka::RdKafkaSupplier` (rdkafka, the `kafka` cargo feature) is the default, and an embedded
+//! broker plugs in here too. Nothing above this seam knows which broker it runs on.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

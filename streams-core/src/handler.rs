@@ -33,7 +33,7 @@ pub struct LogAndFail;
 
 impl DeserializationExceptionHandler for LogAndFail {
     fn handle(&self, _record: &RawRecord, error: &StreamsError) -> DeserializationResponse {
-        tracing::error!(error = %error_chain(error), "deserialization failed; failing the task");
+        tracing::error!(target: "kstreams::handler", error = %error_chain(error), "deserialization failed; failing the task");
         DeserializationResponse::Fail
     }
 }
@@ -44,7 +44,7 @@ pub struct LogAndContinue;
 
 impl DeserializationExceptionHandler for LogAndContinue {
     fn handle(&self, _record: &RawRecord, error: &StreamsError) -> DeserializationResponse {
-        tracing::warn!(error = %error_chain(error), "skipping a record that cannot be deserialized");
+        tracing::warn!(target: "kstreams::handler", error = %error_chain(error), "skipping a record that cannot be deserialized");
         DeserializationResponse::Continue(Vec::new())
     }
 }
@@ -65,7 +65,7 @@ impl DeadLetterQueue {
 
 impl DeserializationExceptionHandler for DeadLetterQueue {
     fn handle(&self, record: &RawRecord, error: &StreamsError) -> DeserializationResponse {
-        tracing::warn!(error = %error_chain(error), dead_letter_topic = %self.topic, "sending an unreadable record to the dead-letter topic");
+        tracing::warn!(target: "kstreams::handler", error = %error_chain(error), dead_letter_topic = %self.topic, "sending an unreadable record to the dead-letter topic");
         let mut headers: Headers = record.headers.clone();
         headers
             .add("__streams.errors.exception", Some(b"DeserializationException".to_vec()))
@@ -117,7 +117,7 @@ pub struct FailOnProductionError;
 
 impl ProductionExceptionHandler for FailOnProductionError {
     fn handle(&self, error: &crate::client::ClientError) -> ProductionResponse {
-        tracing::error!(error = %error, "producing failed; failing the stream thread");
+        tracing::error!(target: "kstreams::handler", error = %error, "producing failed; failing the stream thread");
         ProductionResponse::Fail
     }
 }
@@ -128,7 +128,7 @@ pub struct ContinueOnProductionError;
 
 impl ProductionExceptionHandler for ContinueOnProductionError {
     fn handle(&self, error: &crate::client::ClientError) -> ProductionResponse {
-        tracing::warn!(error = %error, "producing failed; the record is dropped and processing goes on");
+        tracing::warn!(target: "kstreams::handler", error = %error, "producing failed; the record is dropped and processing goes on");
         ProductionResponse::Continue
     }
 }

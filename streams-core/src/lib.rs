@@ -55,6 +55,7 @@ pub mod embedded;
 pub mod error;
 pub mod event;
 pub mod handler;
+#[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod processor;
 pub mod record;
@@ -72,3 +73,36 @@ pub use event::Event;
 pub use record::{Headers, Record, RecordMetadata};
 pub use task::{TaskId, TaskMetrics};
 pub use topology::Topology;
+
+#[cfg(test)]
+mod tests {
+    /// `RUST_LOG=kstreams=debug` must show every log line of the library: each event names a target under
+    /// `kstreams` (by default tracing would use the module path, `streams_core::…`, a crate name users
+    /// never typed).
+    #[test]
+    fn every_log_event_is_under_the_kstreams_target() {
+        fn visit(dir: &std::path::Path, missing: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).expect("read the source folder") {
+                let path = entry.expect("a source folder entry").path();
+                if path.is_dir() {
+                    visit(&path, missing);
+                    continue;
+                }
+                let source = std::fs::read_to_string(&path).expect("read a source file");
+                for level in ["trace", "debug", "info", "warn", "error"] {
+                    let call = format!("tracing::{level}!(");
+                    for (at, _) in source.match_indices(&call) {
+                        let args = source[at + call.len()..].trim_start();
+                        if !args.starts_with("target: \"kstreams") {
+                            let line = source[..at].lines().count();
+                            missing.push(format!("{}:{line}", path.display()));
+                        }
+                    }
+                }
+            }
+        }
+        let mut missing = Vec::new();
+        visit(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut missing);
+        assert!(missing.is_empty(), "log events without a `target: \"kstreams::…\"`: {missing:?}");
+    }
+}

@@ -23,9 +23,10 @@ fn binary(name: &str) -> PathBuf {
 pub(crate) fn run(name: &str, bootstrap: Option<&str>, args: &[&str], expected: &[&str]) -> String {
     let mut command = Command::new(binary(name));
     command.args(args);
-    if let Some(bootstrap) = bootstrap {
-        command.args(["--bootstrap-servers", bootstrap]);
-    }
+    match bootstrap {
+        Some(bootstrap) => command.args(["--bootstrap-servers", bootstrap]),
+        None => command.env_remove("KSTREAMS_BOOTSTRAP"), // the examples' default for --bootstrap-servers
+    };
     let output = command.output().expect("run the example");
     let stdout = String::from_utf8_lossy(&output.stdout).to_string();
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -74,4 +75,68 @@ pub(crate) fn word_count(bootstrap: Option<&str>) {
 
 pub(crate) fn customer_activity(bootstrap: Option<&str>) {
     run("customer_activity", bootstrap, &["--orders", "300"], &["orders", "matches a plain loop"]);
+}
+
+/// Starts example `name` with `args`, waits until its output shows each of `expected`, then stops it with
+/// SIGTERM: it must close cleanly and exit 0. Returns what it printed.
+pub(crate) fn run_until_sigterm(name: &str, args: &[&str], expected: &[&str]) -> String {
+    use std::io::Read;
+    let mut child = Command::new(binary(name))
+        .args(args)
+        .env_remove("KSTREAMS_BOOTSTRAP")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the example");
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let (lines, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut all = String::new();
+        let mut buffer = [0u8; 4096];
+        while let Ok(n @ 1..) = stdout.read(&mut buffer) {
+            all.push_str(&String::from_utf8_lossy(&buffer[..n]));
+            if lines.send(all.clone()).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut out = String::new();
+    while !expected.iter().all(|line| out.contains(line)) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match seen.recv_timeout(left) {
+            Ok(all) => out = all,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("{name} {args:?} did not print all of {expected:?} within 120 s:\n{out}");
+            }
+        }
+    }
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("send SIGTERM");
+    let output = child.wait_with_output().expect("wait for the example");
+    out = seen.iter().last().unwrap_or(out); // the rest, to the end of its output
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{name} {args:?} did not exit cleanly on SIGTERM ({}):\n{out}\n{stderr}",
+        output.status
+    );
+    out
+}
+
+/// docs/getting-started.md's program on the embedded broker: the last count of each page is what the
+/// sample views give, and SIGTERM closes it cleanly.
+pub(crate) fn getting_started() {
+    run_until_sigterm(
+        "getting_started",
+        &["--embedded"],
+        &["/: 6 long views", "/cart: 6 long views", "/checkout: 6 long views", "/help: 7 long views"],
+    );
+}
+
+/// order_totals with --keep-running goes on until SIGTERM, then commits and closes.
+pub(crate) fn order_totals_until_sigterm() {
+    let out = run_until_sigterm("order_totals", &["--keep-running"], &["Ctrl-C or SIGTERM to stop"]);
+    assert!(out.contains("closing: committing and leaving the group"), "no clean close:\n{out}");
 }

@@ -87,7 +87,7 @@ pub(crate) fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{}-{}", std::process::id(), nanos % 1_000_000_000, COUNTER.fetch_add(1, Ordering::SeqCst))
 }
 
-/// With `RUST_LOG` set (`RUST_LOG=streams_core=info`), the library's logs go to the test's output.
+/// With `RUST_LOG` set (`RUST_LOG=kstreams=info`), the library's logs go to the test's output.
 pub(crate) fn init_logging() {
     if std::env::var_os("RUST_LOG").is_some() {
         let _ = tracing_subscriber::fmt()
@@ -108,7 +108,7 @@ pub(crate) fn config(app: &str) -> StreamsConfig {
     config.state_dir = std::env::temp_dir().join(unique("kstreams-state"));
     config.default_api_timeout = Duration::from_secs(20);
     // librdkafka's own debug log of the applications' consumers, e.g. `cgrp,fetch` (with
-    // RUST_LOG=librdkafka=debug): how a group or fetch problem on the real broker shows itself.
+    // RUST_LOG=kstreams::librdkafka=debug): how a group or fetch problem on the real broker shows itself.
     if let Ok(debug) = std::env::var("KSTREAMS_TEST_CONSUMER_DEBUG") {
         config.consumer_overrides.insert("debug".into(), debug);
     }

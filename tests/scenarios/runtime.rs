@@ -175,6 +175,10 @@ pub(crate) fn poison_pill_under_log_and_fail_stops_with_an_error_naming_the_reco
     assert!(app.wait_for_state(State::Error, Duration::from_secs(60)), "state {:?}", app.state());
     let error = app.take_error().expect("the error is kept");
     assert_eq!(error.to_string(), format!("cannot deserialize the value of the record at {input}-0 offset 1"));
+    // What the application reports carries its cause: `{:#}` and `error_chain` print it.
+    let chain = kstreams::handler::error_chain(&error);
+    assert!(chain.starts_with(&error.to_string()) && chain.contains(": invalid JSON: "), "{chain}");
+    assert_eq!(format!("{:#}", anyhow::Error::from(error)), chain);
     app.close()?;
     // The record before the poison pill was processed and committed; nothing after it.
     let out = kafka::consume_until(&output, Duration::from_secs(5), |r| r.len() >= 2);

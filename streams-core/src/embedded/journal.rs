@@ -97,7 +97,7 @@ impl Journal {
                 }
                 number += 1;
                 if !line.ends_with('\n') {
-                    tracing::warn!(journal = %path.display(), line = number, "dropping an incomplete last event");
+                    tracing::warn!(target: "kstreams::embedded::journal", journal = %path.display(), line = number, "dropping an incomplete last event");
                     break;
                 }
                 let event = serde_json::from_str(line.trim_end())
@@ -124,7 +124,7 @@ impl Journal {
         let mut line = serde_json::to_vec(event).expect("journal events always serialize");
         line.push(b'\n');
         if let Err(e) = self.file.write_all(&line) {
-            tracing::error!(journal = %self.path.display(), error = %e, "cannot write the embedded broker's journal");
+            tracing::error!(target: "kstreams::embedded::journal", journal = %self.path.display(), error = %e, "cannot write the embedded broker's journal");
             self.failed = Some(e.to_string());
         }
     }

@@ -174,7 +174,7 @@ fn producer_settings(config: &StreamsConfig, client_id: &str, transactional_id: 
                     c.set("topic.metadata.propagation.max.ms", (limit / 2).to_string());
                 }
             }
-            Some(Ok(ms)) if ms > limit => tracing::warn!(
+            Some(Ok(ms)) if ms > limit => tracing::warn!(target: "kstreams::kafka",
                 message_timeout_ms = ms,
                 pause_limit_ms = limit,
                 "under at_least_once a producer timeout longer than the pause limit lets a paused instance \
@@ -257,11 +257,12 @@ impl ClientSupplier for RdKafkaSupplier {
     ) -> Result<Box<dyn RestoreConsumer>, ClientError> {
         let (c, end_offsets) = restore_settings(config, client_id);
         let end_offsets = if c.get("isolation.level") == Some("read_committed") {
-            Some(end_offsets.create().map_err(|e| client_error("create restore consumer", e))?)
+            Some(end_offsets.create_with_context(LogContext).map_err(|e| client_error("create restore consumer", e))?)
         } else {
             None
         };
-        let consumer: BaseConsumer = c.create().map_err(|e| client_error("create restore consumer", e))?;
+        let consumer: BaseConsumer<LogContext> =
+            c.create_with_context(LogContext).map_err(|e| client_error("create restore consumer", e))?;
         Ok(Box::new(RdKafkaRestoreConsumer::new(
             consumer,
             end_offsets,
@@ -326,24 +327,53 @@ impl ConnectionContext {
 
 impl ConsumerContext for ConnectionContext {}
 
+/// librdkafka's log line, under the target `kstreams::librdkafka` (rdkafka's default context logs under
+/// `librdkafka`, which `RUST_LOG=kstreams=…` would not show). Every client's context logs through here.
+fn log_line(level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+    use RDKafkaLogLevel as Level;
+    match level {
+        Level::Emerg | Level::Alert | Level::Critical | Level::Error => {
+            tracing::error!(target: "kstreams::librdkafka", "librdkafka: {fac} {log_message}")
+        }
+        Level::Warning => tracing::warn!(target: "kstreams::librdkafka", "librdkafka: {fac} {log_message}"),
+        Level::Notice | Level::Info => {
+            tracing::info!(target: "kstreams::librdkafka", "librdkafka: {fac} {log_message}")
+        }
+        Level::Debug => tracing::debug!(target: "kstreams::librdkafka", "librdkafka: {fac} {log_message}"),
+    }
+}
+
+/// librdkafka's error event, under the same target.
+fn log_error(error: &KafkaError, reason: &str) {
+    tracing::error!(target: "kstreams::librdkafka", "librdkafka: {error}: {reason}");
+}
+
+/// The context of a client that hears nothing else: its log goes under `kstreams::librdkafka`.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct LogContext;
+
+impl ClientContext for LogContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        log_line(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        log_error(&error, reason);
+    }
+}
+
+impl ConsumerContext for LogContext {}
+
 impl ClientContext for ConnectionContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        use RDKafkaLogLevel as Level;
-        match level {
-            Level::Emerg | Level::Alert | Level::Critical | Level::Error => {
-                tracing::error!(target: "librdkafka", "librdkafka: {fac} {log_message}")
-            }
-            Level::Warning => tracing::warn!(target: "librdkafka", "librdkafka: {fac} {log_message}"),
-            Level::Notice | Level::Info => tracing::info!(target: "librdkafka", "librdkafka: {fac} {log_message}"),
-            Level::Debug => tracing::debug!(target: "librdkafka", "librdkafka: {fac} {log_message}"),
-        }
+        log_line(level, fac, log_message);
         if fac == "FAIL" {
             self.note(log_message);
         }
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::error!(target: "librdkafka", "librdkafka: {error}: {reason}");
+        log_error(&error, reason);
         if matches!(
             error.rdkafka_error_code(),
             Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SSL | RDKafkaErrorCode::BrokerTransportFailure)
@@ -361,7 +391,15 @@ struct RuntimeContext {
     stable_offsets_timeout: Option<Duration>,
 }
 
-impl ClientContext for RuntimeContext {}
+impl ClientContext for RuntimeContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        log_line(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        log_error(&error, reason);
+    }
+}
 
 fn partitions_of(list: &TopicPartitionList) -> Vec<TopicPartition> {
     list.elements().iter().map(|e| TopicPartition::new(e.topic(), e.partition())).collect()
@@ -378,7 +416,7 @@ impl ConsumerContext for RuntimeContext {
                 self.listener.on_partitions_revoked(&partitions_of(list), &committer);
             }
             Rebalance::Assign(_) => {}
-            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+            Rebalance::Error(e) => tracing::warn!(target: "kstreams::kafka", error = %e, "rebalance error"),
         }
     }
 
@@ -408,12 +446,12 @@ fn wait_for_stable_offsets(consumer: &BaseConsumer<RuntimeContext>, list: &Topic
     }
     let started = Instant::now();
     match consumer.committed_offsets(list.clone(), timeout) {
-        Ok(_) if started.elapsed() >= Duration::from_secs(1) => tracing::info!(
+        Ok(_) if started.elapsed() >= Duration::from_secs(1) => tracing::info!(target: "kstreams::kafka",
             waited_ms = started.elapsed().as_millis() as u64,
             "waited for a pending transaction of a previous owner before restoring"
         ),
         Ok(_) => {}
-        Err(e) => tracing::error!(
+        Err(e) => tracing::error!(target: "kstreams::kafka",
             error = %e,
             "the committed offsets of newly assigned partitions did not become stable; restoring anyway"
         ),
@@ -545,12 +583,12 @@ impl StreamsConsumer for RdKafkaConsumer {
                     if e.rdkafka_error_code() == Some(RDKafkaErrorCode::UnknownTopicOrPartition)
                         && self.unknown_topic_tolerated() =>
                 {
-                    tracing::debug!(error = %e, "a subscribed topic is not known to the broker yet; polling on");
+                    tracing::debug!(target: "kstreams::kafka", error = %e, "a subscribed topic is not known to the broker yet; polling on");
                 }
                 Some(e) => {
                     let error = client_error("poll", e);
                     if error.retriable() {
-                        tracing::warn!(error = %error, "retriable consumer error; polling on");
+                        tracing::warn!(target: "kstreams::kafka", error = %error, "retriable consumer error; polling on");
                     } else {
                         return Err(error);
                     }
@@ -588,7 +626,15 @@ struct DeliveryContext {
     era: Arc<AtomicUsize>,
 }
 
-impl ClientContext for DeliveryContext {}
+impl ClientContext for DeliveryContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        log_line(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        log_error(&error, reason);
+    }
+}
 
 impl ProducerContext for DeliveryContext {
     /// The record's era (see `era`) shifted left by one, and in the low bit whether to remember its
@@ -608,7 +654,7 @@ impl ProducerContext for DeliveryContext {
         }
         if let Err((error, message)) = result {
             if opaque >> 1 != self.era.load(Ordering::SeqCst) {
-                tracing::debug!(topic = message.topic(), partition = message.partition(), %error,
+                tracing::debug!(target: "kstreams::kafka", topic = message.topic(), partition = message.partition(), %error,
                     "a record of work given up failed; its task redoes it from the last commit");
                 return;
             }

@@ -17,7 +17,7 @@ use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{client_error, headers_of, raw_record, topic_of};
+use super::{client_error, headers_of, raw_record, topic_of, LogContext};
 use crate::client::{ClientError, RestoreConsumer, TopicPartition};
 use crate::record::RawRecord;
 use crate::StreamsError;
@@ -28,9 +28,9 @@ use crate::StreamsError;
 const BATCHES_AHEAD: usize = 4;
 
 pub(super) struct RdKafkaRestoreConsumer {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<LogContext>,
     /// A `read_uncommitted` client for high watermarks, when `consumer` reads `read_committed`.
-    end_offsets: Option<BaseConsumer>,
+    end_offsets: Option<BaseConsumer<LogContext>>,
     timeout: Duration,
     /// How long a read goes on through transient errors (`task.timeout.ms`).
     retry_for: Duration,
@@ -41,8 +41,8 @@ impl RdKafkaRestoreConsumer {
     /// `timeout` bounds each call to the broker (`default.api.timeout.ms`); `retry_for` is how long a read
     /// rides out transient errors in place (`task.timeout.ms`).
     pub(super) fn new(
-        consumer: BaseConsumer,
-        end_offsets: Option<BaseConsumer>,
+        consumer: BaseConsumer<LogContext>,
+        end_offsets: Option<BaseConsumer<LogContext>>,
         timeout: Duration,
         retry_for: Duration,
     ) -> Self {
@@ -93,7 +93,7 @@ impl RestoreConsumer for RdKafkaRestoreConsumer {
                     if !(error.retriable() || not_known_yet) || Instant::now() + backoff >= deadline {
                         return Err(error);
                     }
-                    tracing::debug!(error = %error, "retrying");
+                    tracing::debug!(target: "kstreams::kafka::restore", error = %error, "retrying");
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_millis(500));
                 }
@@ -158,7 +158,7 @@ impl RestoreConsumer for RdKafkaRestoreConsumer {
 
 /// The reader thread's side of [`RdKafkaRestoreConsumer::read`].
 struct Reader<'a> {
-    consumer: &'a BaseConsumer,
+    consumer: &'a BaseConsumer<LogContext>,
     tp: &'a TopicPartition,
     end: i64,
     max_batch: usize,
@@ -196,9 +196,9 @@ impl Transient {
             return Err(error);
         }
         if self.errors == 1 {
-            tracing::warn!(error = %error, "transient error during a restore; reading on until task.timeout.ms ({retry_for:?})");
+            tracing::warn!(target: "kstreams::kafka::restore", error = %error, "transient error during a restore; reading on until task.timeout.ms ({retry_for:?})");
         } else {
-            tracing::debug!(error = %error, errors = self.errors, "transient error during a restore");
+            tracing::debug!(target: "kstreams::kafka::restore", error = %error, errors = self.errors, "transient error during a restore");
         }
         Ok(())
     }
@@ -215,7 +215,7 @@ impl Transient {
     /// A record arrived: the broker is back.
     fn recovered(&mut self) {
         if let Some(since) = self.since.take() {
-            tracing::info!(errors = self.errors, after = ?since.elapsed(), "restore reading again after transient errors");
+            tracing::info!(target: "kstreams::kafka::restore", errors = self.errors, after = ?since.elapsed(), "restore reading again after transient errors");
             self.errors = 0;
         }
     }

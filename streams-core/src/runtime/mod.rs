@@ -31,7 +31,6 @@ use std::time::{Duration, Instant};
 
 use crate::client::ClientSupplier;
 use crate::config::{ProcessingGuarantee, StreamsConfig};
-use crate::kafka::RdKafkaSupplier;
 use crate::time::Clock;
 use crate::topology::plan::{self, TopologyPlan};
 use crate::{StreamsError, TaskMetrics, Topology};
@@ -88,7 +87,7 @@ impl StateCell {
             *state = new;
             old
         };
-        tracing::info!(from = ?old, to = ?new, "state change");
+        tracing::info!(target: "kstreams::runtime", from = ?old, to = ?new, "state change");
         self.changed.notify_all();
         if let Some(listener) = &*self.listener.lock().unwrap_or_else(|p| p.into_inner()) {
             listener(old, new);
@@ -148,9 +147,10 @@ fn random_process_id() -> String {
 
 impl KafkaStreams {
     /// An application running `topology` with `config`, on Kafka through rdkafka. Invalid settings or an
-    /// invalid topology are errors here.
+    /// invalid topology are errors here. (The `kafka` cargo feature, on by default.)
+    #[cfg(feature = "kafka")]
     pub fn new(topology: Topology, config: StreamsConfig) -> Result<Self, StreamsError> {
-        Self::with_client_supplier(topology, config, Arc::new(RdKafkaSupplier))
+        Self::with_client_supplier(topology, config, Arc::new(crate::kafka::RdKafkaSupplier))
     }
 
     /// The same, with clients from `supplier` (an embedded broker, a test double).
@@ -339,7 +339,7 @@ impl KafkaStreams {
             let threads = still_running.iter().map(|h| h.thread().name().unwrap_or("unnamed").to_string()).collect();
             self.threads = still_running;
             let error = StreamsError::CloseTimeout { timeout, threads };
-            tracing::warn!(%error, "close timed out");
+            tracing::warn!(target: "kstreams::runtime", %error, "close timed out");
             return Err(error);
         }
         if self.state() != State::Error {

@@ -169,7 +169,7 @@ impl ThreadProducer {
         }
         let offsets_sent = started.elapsed();
         self.producer.commit_transaction(self.timeout)?;
-        tracing::debug!(producer = %self.client_id, send_offsets = ?offsets_sent,
+        tracing::debug!(target: "kstreams::runtime::producer", producer = %self.client_id, send_offsets = ?offsets_sent,
             commit = ?(started.elapsed() - offsets_sent), "transaction committed");
         self.in_transaction = false;
         Ok(())
@@ -197,7 +197,7 @@ impl ThreadProducer {
         };
         self.in_transaction = false;
         if let Err(error) = aborted {
-            tracing::warn!(producer = %self.client_id, %error, "re-creating the transactional producer");
+            tracing::warn!(target: "kstreams::runtime::producer", producer = %self.client_id, %error, "re-creating the transactional producer");
             self.replace = true;
             self.replace_if_needed()?;
         }
@@ -221,7 +221,7 @@ impl ThreadProducer {
         if self.in_transaction {
             self.in_transaction = false;
             if let Err(error) = self.producer.abort_transaction(self.timeout) {
-                tracing::warn!(producer = %self.client_id, %error, "could not abort the open transaction");
+                tracing::warn!(target: "kstreams::runtime::producer", producer = %self.client_id, %error, "could not abort the open transaction");
             }
         }
     }

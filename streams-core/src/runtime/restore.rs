@@ -60,9 +60,9 @@ pub(crate) fn read_checkpoint(task: TaskId, task_dir: &Path) -> (Offsets, Option
     match read {
         Ok(read) => read,
         Err(e) => {
-            tracing::warn!(task = %task, error = %e, "unusable checkpoint; restoring every store of the task in full");
+            tracing::warn!(target: "kstreams::runtime::restore", task = %task, error = %e, "unusable checkpoint; restoring every store of the task in full");
             if let Err(e) = checkpoint.delete() {
-                tracing::warn!(task = %task, error = %e, "cannot delete the unusable checkpoint");
+                tracing::warn!(target: "kstreams::runtime::restore", task = %task, error = %e, "cannot delete the unusable checkpoint");
             }
             let _ = std::fs::remove_file(task_dir.join(owner_epoch::FILE_NAME));
             (Offsets::new(), None)
@@ -85,7 +85,7 @@ pub(crate) fn plan_restore(
         let start = match checkpointed {
             Some(offset) if offset + 1 >= low && offset < high => Some(offset + 1),
             Some(offset) => {
-                tracing::warn!(task = %task, store = %store, checkpoint = offset, log_start = low, log_end = high,
+                tracing::warn!(target: "kstreams::runtime::restore", task = %task, store = %store, checkpoint = offset, log_start = low, log_end = high,
                     "checkpoint outside the changelog; restoring the store in full");
                 None
             }
@@ -125,13 +125,13 @@ pub(crate) fn restore(
             task.set_changelog_offset(tp, start - 1);
         }
         if start >= high {
-            tracing::debug!(task = %id, store = %store, "store is up to date with its changelog");
+            tracing::debug!(target: "kstreams::runtime::restore", task = %id, store = %store, "store is up to date with its changelog");
             continue;
         }
         if let Some(l) = listener {
             l.on_restore_start(tp, store, start, high);
         }
-        tracing::info!(task = %id, store = %store, changelog = %tp, from = start, to = high,
+        tracing::info!(target: "kstreams::runtime::restore", task = %id, store = %store, changelog = %tp, from = start, to = high,
             to_go = high - start, "restoring store");
         let started = Instant::now();
         let mut last_report = Instant::now();
@@ -167,7 +167,7 @@ pub(crate) fn restore(
                 l.on_batch_restored(tp, store, batch_end, batch.len() as u64);
             }
             if last_report.elapsed() >= PROGRESS_EVERY {
-                tracing::info!(task = %id, store = %store, restored = total, to_go = (high - 1 - batch_end).max(0),
+                tracing::info!(target: "kstreams::runtime::restore", task = %id, store = %store, restored = total, to_go = (high - 1 - batch_end).max(0),
                     "restoring store");
                 last_report = Instant::now();
             }
@@ -181,7 +181,7 @@ pub(crate) fn restore(
         }
         highest = highest.max(fence.highest());
         if fence.skipped() > 0 {
-            tracing::warn!(task = %id, store = %store, changelog = %tp, skipped = fence.skipped(),
+            tracing::warn!(target: "kstreams::runtime::restore", task = %id, store = %store, changelog = %tp, skipped = fence.skipped(),
                 highest_epoch = ?fence.highest(),
                 "skipped changelog records a former owner wrote after a newer owner's (a paused instance's late writes); \
                  writing the current values of their keys again");
@@ -192,7 +192,7 @@ pub(crate) fn restore(
         }
         let elapsed = started.elapsed();
         let rate = total as f64 / elapsed.as_secs_f64().max(1e-9);
-        tracing::info!(task = %id, store = %store, restored = total, elapsed = ?elapsed, records_per_sec = rate as u64,
+        tracing::info!(target: "kstreams::runtime::restore", task = %id, store = %store, restored = total, elapsed = ?elapsed, records_per_sec = rate as u64,
             "store restored");
     }
     Ok(highest)

@@ -92,7 +92,7 @@ impl StateDirectory {
             })?;
         }
         self.unlock();
-        tracing::info!(dir = %self.app_dir.display(), "local state deleted");
+        tracing::info!(target: "kstreams::runtime::state_dir", dir = %self.app_dir.display(), "local state deleted");
         Ok(())
     }
 }

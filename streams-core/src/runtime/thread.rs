@@ -157,7 +157,7 @@ impl ThreadInner {
                 self.purgeable.insert(tp.clone(), *offset);
             }
         }
-        tracing::debug!(thread = %self.name, producer = ?produced, stores = ?(stored - produced),
+        tracing::debug!(target: "kstreams::runtime::thread", thread = %self.name, producer = ?produced, stores = ?(stored - produced),
             offsets = ?(started.elapsed() - stored), "committed");
         if !offsets.is_empty() {
             self.recoveries = 0;
@@ -194,7 +194,7 @@ impl ThreadInner {
         let StreamsError::Client(cause) = &error else { return Err(error) };
         self.recoveries += 1;
         self.total_recoveries += 1;
-        tracing::warn!(
+        tracing::warn!(target: "kstreams::runtime::thread",
             thread = %self.name,
             error = %cause,
             attempt = self.recoveries,
@@ -206,7 +206,7 @@ impl ThreadInner {
             if !matches!(replacing.kind, ClientErrorKind::Retriable) {
                 return Err(replacing.into());
             }
-            tracing::warn!(thread = %self.name, error = %replacing, "the producer could not be replaced yet; trying again");
+            tracing::warn!(target: "kstreams::runtime::thread", thread = %self.name, error = %replacing, "the producer could not be replaced yet; trying again");
         }
         self.close_all_tasks();
         consumer.rejoin()?;
@@ -236,9 +236,9 @@ impl ThreadInner {
         if let Some(mut task) = self.tasks.remove(&id) {
             self.closed_metrics = self.closed_metrics + task.metrics();
             if let Err(e) = task.close() {
-                tracing::warn!(task = %id, error = %e, "error closing task");
+                tracing::warn!(target: "kstreams::runtime::thread", task = %id, error = %e, "error closing task");
             }
-            tracing::info!(task = %id, "task closed");
+            tracing::info!(target: "kstreams::runtime::thread", task = %id, "task closed");
             let mut holders = self.shared.task_holders.lock();
             if holders.get(&id).is_some_and(|(holder, _)| *holder == self.name) {
                 holders.remove(&id);
@@ -253,7 +253,7 @@ impl ThreadInner {
         let holder = self.shared.task_holders.lock().get(&id).cloned();
         let Some((name, holder)) = holder.filter(|(name, _)| *name != self.name) else { return };
         let Some(holder) = holder.upgrade() else { return };
-        tracing::warn!(task = %id, from = %name, to = %self.name, "taking a task another thread of this instance still holds; it lost the task without knowing yet");
+        tracing::warn!(target: "kstreams::runtime::thread", task = %id, from = %name, to = %self.name, "taking a task another thread of this instance still holds; it lost the task without knowing yet");
         let mut other = lock(&holder);
         other.close_task(id);
         let partitions: Vec<TopicPartition> =
@@ -318,7 +318,7 @@ impl ThreadInner {
         self.send_outputs_of(&mut task)?;
         self.tasks.insert(id, task);
         self.shared.task_holders.lock().insert(id, (self.name.clone(), self.me.clone()));
-        tracing::info!(task = %id, "task created");
+        tracing::info!(target: "kstreams::runtime::thread", task = %id, "task created");
         Ok(())
     }
 
@@ -386,7 +386,7 @@ impl ThreadInner {
         for (id, mut queues) in per_task {
             let Some(mut task) = self.tasks.remove(&id) else {
                 // A partition revoked while its records were in flight: its new owner reads them again.
-                tracing::debug!(task = %id, "dropping fetched records of a task this thread no longer owns");
+                tracing::debug!(target: "kstreams::runtime::thread", task = %id, "dropping fetched records of a task this thread no longer owns");
                 continue;
             };
             let result = self.run_task(&mut task, &mut queues);
@@ -468,12 +468,12 @@ impl RebalanceListener for Listener {
     fn on_partitions_revoked(&self, partitions: &[TopicPartition], committer: &dyn OffsetCommitter) {
         let mut inner = lock(&self.inner);
         inner.shared.state.set(State::Rebalancing);
-        tracing::info!(thread = %inner.name, partitions = partitions.len(), "partitions revoked; committing");
+        tracing::info!(target: "kstreams::runtime::thread", thread = %inner.name, partitions = partitions.len(), "partitions revoked; committing");
         match inner.commit(committer, Checkpoint::Now) {
             Ok(()) => {}
             Err(e) if inner.recoverable(&e) => {
                 // The tasks are closed below without their uncommitted work, as after any failed commit.
-                tracing::warn!(error = %e, "commit before revocation failed; closing the tasks without it");
+                tracing::warn!(target: "kstreams::runtime::thread", error = %e, "commit before revocation failed; closing the tasks without it");
                 if let StreamsError::Client(cause) = &e {
                     if let Err(e) = inner.producer.abort(cause) {
                         inner.fatal.get_or_insert(e.into());
@@ -481,7 +481,7 @@ impl RebalanceListener for Listener {
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, "commit before revocation failed");
+                tracing::error!(target: "kstreams::runtime::thread", error = %e, "commit before revocation failed");
                 inner.fatal.get_or_insert(e);
             }
         }
@@ -497,7 +497,7 @@ impl RebalanceListener for Listener {
     fn on_partitions_lost(&self, partitions: &[TopicPartition]) {
         let mut inner = lock(&self.inner);
         inner.shared.state.set(State::Rebalancing);
-        tracing::warn!(thread = %inner.name, partitions = partitions.len(), "partitions lost; closing their tasks without committing");
+        tracing::warn!(target: "kstreams::runtime::thread", thread = %inner.name, partitions = partitions.len(), "partitions lost; closing their tasks without committing");
         // The open transaction holds work of the lost tasks: none of it may commit now.
         let cause = ClientError::with_kind("rebalance", "partitions lost", ClientErrorKind::Fenced);
         if let Err(e) = inner.producer.abort(&cause) {
@@ -515,7 +515,7 @@ impl RebalanceListener for Listener {
 
     fn on_partitions_assigned(&self, partitions: &[TopicPartition]) {
         let mut inner = lock(&self.inner);
-        tracing::info!(thread = %inner.name, partitions = partitions.len(), "partitions assigned");
+        tracing::info!(target: "kstreams::runtime::thread", thread = %inner.name, partitions = partitions.len(), "partitions assigned");
         let ids: Vec<TaskId> = partitions.iter().filter_map(|tp| inner.task_id(&tp.topic, tp.partition)).collect();
         for id in ids {
             // Opening many tasks is time the thread runs: checking after each keeps it from looking
@@ -702,7 +702,7 @@ impl StreamThread {
             // Best effort, as in Kafka Streams: a failed purge is tried again at the next interval.
             let purged = self.admin.lock().unwrap_or_else(|p| p.into_inner()).delete_records(&offsets);
             if let Err(e) = purged {
-                tracing::warn!(thread = %self.name, error = %e, "could not purge the repartition topics");
+                tracing::warn!(target: "kstreams::runtime::thread", thread = %self.name, error = %e, "could not purge the repartition topics");
                 for (tp, offset) in offsets {
                     inner.purgeable.entry(tp).or_insert(offset);
                 }
@@ -726,7 +726,7 @@ impl StreamThread {
             // Fenced (or timed out) on the way out: the uncommitted work is left to the next owner,
             // exactly as after a crash; closing cleanly is still a clean close.
             Err(e) if inner.recoverable(&e) => {
-                tracing::warn!(error = %e, "the last commit before closing failed; closing without it");
+                tracing::warn!(target: "kstreams::runtime::thread", error = %e, "the last commit before closing failed; closing without it");
                 inner.producer.abort_quietly();
                 Ok(())
             }
@@ -741,7 +741,7 @@ impl StreamThread {
         drop(inner);
         self.consumer.close();
         if let Err(e) = result {
-            tracing::error!(error = %crate::handler::error_chain(&e), "stream thread failed");
+            tracing::error!(target: "kstreams::runtime::thread", error = %crate::handler::error_chain(&e), "stream thread failed");
             self.shared.error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
             // Kafka Streams' default answer to a thread's failure (SHUTDOWN_CLIENT): the instance's other
             // threads commit what they processed and stop too, rather than take over the failed thread's

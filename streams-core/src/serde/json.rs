@@ -39,6 +39,6 @@ where
 
     fn deserialize(&self, topic: &str, bytes: &[u8]) -> Result<T, SerdeError> {
         serde_json::from_slice(bytes)
-            .map_err(|e| SerdeError::with_source(std::any::type_name::<T>(), topic, format!("invalid JSON: {e}"), e))
+            .map_err(|e| SerdeError::with_source(std::any::type_name::<T>(), topic, "invalid JSON", e))
     }
 }

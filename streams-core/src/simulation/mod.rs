@@ -274,7 +274,7 @@ impl Simulation {
     /// Applies `fault` now. A fault on a slot that has no instance (or, for a join, one that has)
     /// changes nothing.
     pub fn inject(&mut self, fault: Fault) -> Result<(), SimulationError> {
-        tracing::info!(seed = self.seed, step = self.steps, at_ms = self.clock.now_ms(), ?fault, "injecting a fault");
+        tracing::info!(target: "kstreams::simulation", seed = self.seed, step = self.steps, at_ms = self.clock.now_ms(), ?fault, "injecting a fault");
         match fault {
             Fault::Crash { slot, state_lost } => {
                 let Some(instance) = self.slots.get_mut(slot).and_then(Option::take) else { return Ok(()) };

@@ -25,6 +25,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod topics;
+
+pub use topics::BrokerTopics;
+
 use std::collections::{HashMap, VecDeque};
 
 use std::sync::Arc;
