@@ -27,3 +27,8 @@ fn word_count_on_kafka() {
 fn customer_activity_on_kafka() {
     example_runs::customer_activity(Some(&bootstrap()));
 }
+
+#[test]
+fn getting_started_on_kafka() {
+    example_runs::getting_started_on_kafka(&bootstrap());
+}

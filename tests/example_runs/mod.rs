@@ -80,6 +80,19 @@ pub(crate) fn customer_activity(bootstrap: Option<&str>) {
 /// Starts example `name` with `args`, waits until its output shows each of `expected`, then stops it with
 /// SIGTERM: it must close cleanly and exit 0. Returns what it printed.
 pub(crate) fn run_until_sigterm(name: &str, args: &[&str], expected: &[&str]) -> String {
+    let what = format!("print all of {expected:?}");
+    run_until_sigterm_when(name, args, &what, |out| expected.iter().all(|line| out.contains(line)))
+}
+
+/// Starts example `name` with `args`, waits until `done(what it printed so far)` (checked at each new
+/// output, and every second), then stops it with SIGTERM: it must close cleanly and exit 0. Returns what
+/// it printed.
+pub(crate) fn run_until_sigterm_when(
+    name: &str,
+    args: &[&str],
+    what: &str,
+    mut done: impl FnMut(&str) -> bool,
+) -> String {
     use std::io::Read;
     let mut child = Command::new(binary(name))
         .args(args)
@@ -102,14 +115,13 @@ pub(crate) fn run_until_sigterm(name: &str, args: &[&str], expected: &[&str]) ->
     });
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     let mut out = String::new();
-    while !expected.iter().all(|line| out.contains(line)) {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match seen.recv_timeout(left) {
-            Ok(all) => out = all,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("{name} {args:?} did not print all of {expected:?} within 120 s:\n{out}");
-            }
+    while !done(&out) {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{name} {args:?} did not {what} within 120 s:\n{out}");
+        }
+        if let Ok(all) = seen.recv_timeout(std::time::Duration::from_secs(1)) {
+            out = all;
         }
     }
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
@@ -132,6 +144,62 @@ pub(crate) fn getting_started() {
         "getting_started",
         &["--embedded"],
         &["/: 6 long views", "/cart: 6 long views", "/checkout: 6 long views", "/help: 7 long views"],
+    );
+}
+
+/// docs/getting-started.md's program on Kafka, with its settings from a `.properties` file: page views
+/// produced with `BrokerTopics` before it starts, and SIGTERM once the last count of every page covers
+/// every view in `page-views` (those of earlier runs too: each run is a new application that counts the
+/// whole topic).
+pub(crate) fn getting_started_on_kafka(bootstrap: &str) {
+    use kstreams::config::StreamsConfig;
+    use kstreams::testing::BrokerTopics;
+    use std::collections::BTreeMap;
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct PageView {
+        page: String,
+        duration_ms: u64,
+    }
+    kstreams::json_serde!(PageView);
+
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_nanos();
+    let app_id = format!("getting-started-{}-{nanos}", std::process::id());
+    let settings = format!(
+        "application.id={app_id}\nbootstrap.servers={bootstrap}\nprocessing.guarantee=exactly_once_v2\n\
+         commit.interval.ms=200\nstate.dir={}\n",
+        dir.path().join("state").display()
+    );
+    let properties = dir.path().join("app.properties");
+    std::fs::write(&properties, settings).expect("write app.properties");
+
+    let mut topics = BrokerTopics::kafka(&StreamsConfig::new(&app_id, bootstrap));
+    topics.create(&["page-views", "long-views-per-page"], 4).expect("create the topics");
+    for n in 0..30u64 {
+        let view = PageView { page: format!("/page-{}", n % 3), duration_ms: n * 100 };
+        topics.send("page-views", &format!("user-{}", n % 7), &view, -1).expect("send a view");
+    }
+    topics.flush().expect("flush the views");
+    let mut expected: BTreeMap<String, i64> = BTreeMap::new();
+    for (_, view) in topics.read::<String, PageView>("page-views").expect("read page-views") {
+        if let Some(view) = view.filter(|v| v.duration_ms >= 1_000) {
+            *expected.entry(view.page).or_default() += 1;
+        }
+    }
+    run_until_sigterm_when(
+        "getting_started",
+        &[properties.to_str().expect("a UTF-8 path")],
+        "count every view",
+        |_| {
+            let mut last: BTreeMap<String, i64> = BTreeMap::new();
+            for (page, count) in topics.read::<String, i64>("long-views-per-page").expect("read the counts") {
+                if let (Some(page), Some(count)) = (page, count) {
+                    last.insert(page, count); // a page's counts are in one partition, in order
+                }
+            }
+            last == expected
+        },
     );
 }
 
