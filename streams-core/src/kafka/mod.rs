@@ -174,7 +174,8 @@ fn producer_settings(config: &StreamsConfig, client_id: &str, transactional_id: 
                     c.set("topic.metadata.propagation.max.ms", (limit / 2).to_string());
                 }
             }
-            Some(Ok(ms)) if ms > limit => tracing::warn!(target: "kstreams::kafka",
+            Some(Ok(ms)) if ms > limit => tracing::warn!(
+                target: "kstreams::kafka",
                 message_timeout_ms = ms,
                 pause_limit_ms = limit,
                 "under at_least_once a producer timeout longer than the pause limit lets a paused instance \
@@ -446,12 +447,14 @@ fn wait_for_stable_offsets(consumer: &BaseConsumer<RuntimeContext>, list: &Topic
     }
     let started = Instant::now();
     match consumer.committed_offsets(list.clone(), timeout) {
-        Ok(_) if started.elapsed() >= Duration::from_secs(1) => tracing::info!(target: "kstreams::kafka",
+        Ok(_) if started.elapsed() >= Duration::from_secs(1) => tracing::info!(
+            target: "kstreams::kafka",
             waited_ms = started.elapsed().as_millis() as u64,
             "waited for a pending transaction of a previous owner before restoring"
         ),
         Ok(_) => {}
-        Err(e) => tracing::error!(target: "kstreams::kafka",
+        Err(e) => tracing::error!(
+            target: "kstreams::kafka",
             error = %e,
             "the committed offsets of newly assigned partitions did not become stable; restoring anyway"
         ),
@@ -626,6 +629,15 @@ struct DeliveryContext {
     era: Arc<AtomicUsize>,
 }
 
+/// What a failed send was: `produce to <topic>-<partition>`, or `produce to <topic>` for a record that
+/// never got a partition (its topic is missing, say), which librdkafka reports as partition -1.
+fn produce_operation(topic: &str, partition: i32) -> String {
+    match partition {
+        p if p >= 0 => format!("produce to {topic}-{p}"),
+        _ => format!("produce to {topic}"),
+    }
+}
+
 impl ClientContext for DeliveryContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
         log_line(level, fac, log_message);
@@ -658,11 +670,7 @@ impl ProducerContext for DeliveryContext {
                     "a record of work given up failed; its task redoes it from the last commit");
                 return;
             }
-            // A record that never got a partition (its topic is missing, say) has partition -1.
-            let operation = match message.partition() {
-                p if p >= 0 => format!("produce to {}-{p}", message.topic()),
-                _ => format!("produce to {}", message.topic()),
-            };
+            let operation = produce_operation(message.topic(), message.partition());
             let mut first = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
             if first.is_none() {
                 *first = Some(client_error(operation, error.clone()));
@@ -924,6 +932,12 @@ impl RdKafkaAdmin {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_send_names_its_partition_but_never_partition_minus_one() {
+        assert_eq!(produce_operation("long-views", 3), "produce to long-views-3");
+        assert_eq!(produce_operation("long-views", -1), "produce to long-views");
+    }
 
     fn config(guarantee: ProcessingGuarantee) -> StreamsConfig {
         let mut config = StreamsConfig::new("totals", "127.0.0.1:9092");

@@ -153,7 +153,8 @@ impl<KOut, VOut> ProcessorContext<'_, KOut, VOut> {
     pub fn record_dropped(&mut self, reason: &str) {
         self.task.metrics.dropped_records += 1;
         match &self.task.current {
-            Some(m) => tracing::warn!(target: "kstreams::processor::context",
+            Some(m) => tracing::warn!(
+                target: "kstreams::processor::context",
                 node = %self.task.node_names[self.node], topic = %m.topic, partition = m.partition, offset = m.offset,
                 "dropping record: {reason}"
             ),

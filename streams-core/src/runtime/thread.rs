@@ -194,7 +194,8 @@ impl ThreadInner {
         let StreamsError::Client(cause) = &error else { return Err(error) };
         self.recoveries += 1;
         self.total_recoveries += 1;
-        tracing::warn!(target: "kstreams::runtime::thread",
+        tracing::warn!(
+            target: "kstreams::runtime::thread",
             thread = %self.name,
             error = %cause,
             attempt = self.recoveries,
