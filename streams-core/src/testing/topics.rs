@@ -24,7 +24,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::client::{ClientError, ClientSupplier, NewTopic, StreamsProducer, TopicPartition};
+use crate::client::{
+    ClientError, ClientSupplier, NewTopic, RestoreConsumer, StreamsAdmin, StreamsProducer, TopicPartition,
+};
 use crate::config::{ProcessingGuarantee, StreamsConfig};
 use crate::record::{Headers, ProducedRecord, RawRecord};
 use crate::serde::{from_bytes, to_bytes, DefaultSerde};
@@ -41,6 +43,9 @@ pub struct BrokerTopics {
     supplier: Arc<dyn ClientSupplier>,
     config: StreamsConfig,
     producer: Option<Box<dyn StreamsProducer>>,
+    /// The admin client and the `read_committed` reader, made at first use and kept: `wait_for` reads
+    /// every 100 ms, which must not mean two new broker clients every 100 ms.
+    readers: Option<(Box<dyn StreamsAdmin>, Box<dyn RestoreConsumer>)>,
 }
 
 impl std::fmt::Debug for BrokerTopics {
@@ -53,7 +58,7 @@ impl BrokerTopics {
     /// Topics on the broker `supplier` reaches, with the client settings of `config` (its bootstrap
     /// servers, and the `client.`/`producer.`/`consumer.`/`admin.` overrides: TLS, SASL).
     pub fn new(supplier: Arc<dyn ClientSupplier>, config: &StreamsConfig) -> Self {
-        BrokerTopics { supplier, config: config.clone(), producer: None }
+        BrokerTopics { supplier, config: config.clone(), producer: None, readers: None }
     }
 
     /// Topics on the Kafka `config` names (`bootstrap.servers`), through rdkafka.
@@ -64,14 +69,14 @@ impl BrokerTopics {
 
     /// Creates `topics` with `partitions` each (the broker's default replication); a topic that exists
     /// already is left as it is.
-    pub fn create(&self, topics: &[&str], partitions: i32) -> Result<(), StreamsError> {
+    pub fn create(&mut self, topics: &[&str], partitions: i32) -> Result<(), StreamsError> {
         let new = |name: &&str| NewTopic {
             name: name.to_string(),
             partitions,
             replication_factor: -1,
             config: Default::default(),
         };
-        self.supplier.admin(&self.config)?.create_topics(&topics.iter().map(new).collect::<Vec<_>>())?;
+        self.readers()?.0.create_topics(&topics.iter().map(new).collect::<Vec<_>>())?;
         Ok(())
     }
 
@@ -121,7 +126,7 @@ impl BrokerTopics {
     /// the types' default serdes. Committed: what a `read_committed` consumer sees, so records of a
     /// transaction that was aborted, or is still open, are not there.
     pub fn read<K: DefaultSerde, V: DefaultSerde>(
-        &self,
+        &mut self,
         topic: &str,
     ) -> Result<Vec<(Option<K>, Option<V>)>, StreamsError> {
         let (key_serde, value_serde) = (K::default_serde(), V::default_serde());
@@ -147,7 +152,7 @@ impl BrokerTopics {
     /// most for `timeout`; then every record read. Running out of time is an error that says how many
     /// there were.
     pub fn wait_for<K: DefaultSerde, V: DefaultSerde>(
-        &self,
+        &mut self,
         topic: &str,
         count: usize,
         timeout: Duration,
@@ -167,14 +172,12 @@ impl BrokerTopics {
     }
 
     /// The committed records of `topic` as bytes, partition by partition in offset order.
-    pub fn read_raw(&self, topic: &str) -> Result<Vec<RawRecord>, StreamsError> {
-        let mut config = self.config.clone();
-        config.processing_guarantee = ProcessingGuarantee::ExactlyOnceV2; // the clients read read_committed
-        let counts = self.supplier.admin(&config)?.partition_counts(&[topic.to_string()])?;
+    pub fn read_raw(&mut self, topic: &str) -> Result<Vec<RawRecord>, StreamsError> {
+        let (admin, reader) = self.readers()?;
+        let counts = admin.partition_counts(&[topic.to_string()])?;
         let Some(partitions) = counts.get(topic).copied().flatten() else {
             return Err(ClientError::new(format!("read `{topic}`"), "no such topic", false).into());
         };
-        let mut reader = self.supplier.restore_consumer(&config, &format!("{}-reader", config.application_id))?;
         let mut out = Vec::new();
         for partition in 0..partitions {
             let tp = TopicPartition::new(topic, partition);
@@ -185,6 +188,19 @@ impl BrokerTopics {
             })?;
         }
         Ok(out)
+    }
+
+    fn readers(&mut self) -> Result<&mut (Box<dyn StreamsAdmin>, Box<dyn RestoreConsumer>), StreamsError> {
+        let readers = match self.readers.take() {
+            Some(readers) => readers,
+            None => {
+                let mut config = self.config.clone();
+                config.processing_guarantee = ProcessingGuarantee::ExactlyOnceV2; // the clients read read_committed
+                let reader = self.supplier.restore_consumer(&config, &format!("{}-reader", config.application_id))?;
+                (self.supplier.admin(&config)?, reader)
+            }
+        };
+        Ok(self.readers.insert(readers))
     }
 
     fn producer(&mut self) -> Result<&mut Box<dyn StreamsProducer>, StreamsError> {
