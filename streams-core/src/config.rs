@@ -291,11 +291,27 @@ impl StreamsConfig {
             .into_iter()
             .map(|(k, v)| (k.as_ref().trim().to_string(), v.as_ref().trim().to_string()))
             .collect();
-        let app = properties.get("application.id").ok_or(ConfigError::Missing("application.id"))?;
-        let servers = properties.get("bootstrap.servers").ok_or(ConfigError::Missing("bootstrap.servers"))?;
-        let mut config = StreamsConfig::new(app.clone(), servers.clone());
-        for (key, value) in &properties {
-            config.set(key, value)?;
+        let properties: Vec<((), String, String)> = properties.into_iter().map(|(k, v)| ((), k, v)).collect();
+        Self::from_located(&properties, |_, error| error)
+    }
+
+    /// The settings of `properties`, set in order, each tagged with where it came from; an error goes
+    /// through `locate` with the tag of the setting at fault (`None` for a missing required setting).
+    fn from_located<T: Copy>(
+        properties: &[(T, String, String)],
+        locate: impl Fn(Option<T>, ConfigError) -> ConfigError,
+    ) -> Result<Self, ConfigError> {
+        let value_of = |key: &'static str| {
+            properties
+                .iter()
+                .rev()
+                .find(|(_, k, _)| k == key)
+                .map(|(_, _, v)| v.clone())
+                .ok_or_else(|| locate(None, ConfigError::Missing(key)))
+        };
+        let mut config = StreamsConfig::new(value_of("application.id")?, value_of("bootstrap.servers")?);
+        for (at, key, value) in properties {
+            config.set(key, value).map_err(|e| locate(Some(*at), e))?;
         }
         Ok(config)
     }
@@ -323,20 +339,7 @@ impl StreamsConfig {
             line,
             error: Box::new(error),
         };
-        let properties = parse_properties(&text);
-        let value_of = |key: &'static str| {
-            properties
-                .iter()
-                .rev()
-                .find(|(_, k, _)| k == key)
-                .map(|(_, _, v)| v.clone())
-                .ok_or_else(|| in_file(None, ConfigError::Missing(key)))
-        };
-        let mut config = StreamsConfig::new(value_of("application.id")?, value_of("bootstrap.servers")?);
-        for (line, key, value) in &properties {
-            config.set(key, value).map_err(|e| in_file(Some(*line), e))?;
-        }
-        Ok(config)
+        Self::from_located(&parse_properties(&text), in_file)
     }
 
     /// Sets one setting by its property name, as [`from_properties`](Self::from_properties) reads it:
@@ -567,6 +570,16 @@ impl StreamsConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The names "did you mean" suggests are names `set` knows: the list cannot drift from `set`'s arms.
+    #[test]
+    fn every_suggested_name_is_a_setting() {
+        let mut config = StreamsConfig::new("app", "broker:9092");
+        for key in PROPERTIES {
+            let result = config.set(key, "not a value");
+            assert!(!matches!(result, Err(ConfigError::Unknown(_))), "`{key}` is suggested but `set` does not know it");
+        }
+    }
 
     #[test]
     fn config_defaults_are_kafka_streams_defaults() {
