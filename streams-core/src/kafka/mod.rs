@@ -353,15 +353,23 @@ fn log_error(error: &KafkaError, reason: &str) {
 #[derive(Clone, Copy, Default)]
 pub(crate) struct LogContext;
 
-impl ClientContext for LogContext {
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        log_line(level, fac, log_message);
-    }
+/// `ClientContext` for contexts that only log: librdkafka's lines and error events under
+/// `kstreams::librdkafka` (the admin's `ConnectionContext` also keeps the last connection failure).
+macro_rules! logging_client_context {
+    ($($context:ty),+) => {$(
+        impl ClientContext for $context {
+            fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+                log_line(level, fac, log_message);
+            }
 
-    fn error(&self, error: KafkaError, reason: &str) {
-        log_error(&error, reason);
-    }
+            fn error(&self, error: KafkaError, reason: &str) {
+                log_error(&error, reason);
+            }
+        }
+    )+};
 }
+
+logging_client_context!(LogContext, RuntimeContext, DeliveryContext);
 
 impl ConsumerContext for LogContext {}
 
@@ -390,16 +398,6 @@ struct RuntimeContext {
     /// Under exactly_once_v2: how long to wait for the committed offsets of newly assigned partitions
     /// to become stable (see [`wait_for_stable_offsets`]).
     stable_offsets_timeout: Option<Duration>,
-}
-
-impl ClientContext for RuntimeContext {
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        log_line(level, fac, log_message);
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        log_error(&error, reason);
-    }
 }
 
 fn partitions_of(list: &TopicPartitionList) -> Vec<TopicPartition> {
@@ -635,16 +633,6 @@ fn produce_operation(topic: &str, partition: i32) -> String {
     match partition {
         p if p >= 0 => format!("produce to {topic}-{p}"),
         _ => format!("produce to {topic}"),
-    }
-}
-
-impl ClientContext for DeliveryContext {
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        log_line(level, fac, log_message);
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        log_error(&error, reason);
     }
 }
 

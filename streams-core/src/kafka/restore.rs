@@ -179,14 +179,13 @@ struct Transient {
 impl Transient {
     /// `Ok` when `error` is transient and the run of them is younger than `retry_for`; the error,
     /// saying how long it was retried, otherwise.
-    fn tolerate(&mut self, error: ClientError, retry_for: Duration) -> Result<(), ClientError> {
+    fn tolerate(&mut self, mut error: ClientError, retry_for: Duration) -> Result<(), ClientError> {
         if !error.retriable() {
             return Err(error);
         }
         let since = *self.since.get_or_insert_with(Instant::now);
         self.errors += 1;
         if since.elapsed() > retry_for {
-            let mut error = error;
             error.message = format!(
                 "{} ({} transient errors over {:?}; task.timeout.ms is {retry_for:?})",
                 error.message,
@@ -250,9 +249,7 @@ impl Reader<'_> {
             // opening each store of a task took 100 ms).
             let done = match self.consumer.poll(Duration::from_millis(10)) {
                 Some(Ok(message)) => {
-                    if transient.since.is_some() {
-                        transient.recovered();
-                    }
+                    transient.recovered();
                     last = Some(message.offset());
                     read += 1;
                     batch.push(topic_of(topics, message.topic()), &message);
