@@ -130,8 +130,9 @@ pub struct KafkaStreams {
     rocksdb: state_store::RocksDbMemory,
     restore_listener: Option<Arc<dyn StateRestoreListener>>,
     /// Tells this instance's transactional ids apart from those of other instances (Kafka Streams'
-    /// process id).
-    process_id: String,
+    /// process id), when a simulation gives it; otherwise chosen at start: the one kept in the state
+    /// directory when the topology has stores, else a random one.
+    process_id: Option<String>,
     /// Wall-clock time for the threads: the system clock, or a simulation's virtual clock.
     clock: Clock,
 }
@@ -180,7 +181,7 @@ impl KafkaStreams {
             state_dir,
             rocksdb,
             restore_listener: None,
-            process_id: random_process_id(),
+            process_id: None,
             clock: Clock::System,
         })
     }
@@ -252,7 +253,7 @@ impl KafkaStreams {
     /// For a simulation: the process id in transactional ids (instead of a random one) and the clock
     /// the threads read, both before [`start_stepped`](Self::start_stepped).
     pub(crate) fn set_simulated(&mut self, process_id: String, clock: Clock) {
-        self.process_id = process_id;
+        self.process_id = Some(process_id);
         self.clock = clock;
     }
 
@@ -275,6 +276,11 @@ impl KafkaStreams {
             self.state_dir.lock()?;
             Some(self.state_dir.app_dir().to_path_buf())
         };
+        let process_id = match (self.process_id.clone(), &app_dir) {
+            (Some(id), _) => id,
+            (None, Some(_)) => self.state_dir.process_id(random_process_id)?,
+            (None, None) => random_process_id(),
+        };
         let admin = self.supplier.admin(&self.config)?;
         let layout = Arc::new(topics::prepare(&self.topology, &self.plan, &self.config, &*admin)?);
         // One admin client per instance, as in Kafka Streams: the threads purge repartition topics with it.
@@ -284,7 +290,7 @@ impl KafkaStreams {
         for index in 1..=self.config.num_stream_threads {
             // Kafka Streams' thread name, `<application.id>-<process id>-StreamThread-<n>`: the client
             // ids librdkafka logs and the broker shows tell the instances of one application apart.
-            let name = format!("{}-{}-StreamThread-{index}", self.config.application_id, self.process_id);
+            let name = format!("{}-{}-StreamThread-{index}", self.config.application_id, process_id);
             threads.push(thread::StreamThread::new(
                 name,
                 (self.topology.clone(), self.plan.clone(), layout.clone()),
@@ -295,10 +301,11 @@ impl KafkaStreams {
                     app_dir: app_dir.clone(),
                     rocksdb: self.rocksdb.clone(),
                     restore_listener: self.restore_listener.clone(),
-                    // Kafka Streams' exactly_once_v2 id: unique per thread of each running instance;
-                    // zombies are fenced by their group generation, not by this id.
+                    // Kafka Streams' exactly_once_v2 id: unique per thread of each running instance, and
+                    // the same after a restart on the same state (see `process_id`); zombies of other
+                    // instances are fenced by their group generation, not by this id.
                     transactional_id: (self.config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2)
-                        .then(|| format!("{}-{}-{index}", self.config.application_id, self.process_id)),
+                        .then(|| format!("{}-{}-{index}", self.config.application_id, process_id)),
                     clock: self.clock.clone(),
                     admin: admin.clone(),
                     dir_lock: self.state_dir.lock_share(),

@@ -206,8 +206,11 @@ impl ThreadProducer {
 
     /// Replaces the producer by a new incarnation if [`abort`](Self::abort) found it in doubt. A
     /// replacement that fails (its `init_transactions` timed out: the broker may be away) is tried again
-    /// before the next transaction, so a broker that comes back within `task.timeout.ms` is ridden out.
-    fn replace_if_needed(&mut self) -> Result<(), ClientError> {
+    /// before the next transaction, so a broker that comes back within `task.timeout.ms` is ridden out,
+    /// and before tasks restore (the thread calls it on assignment): the new incarnation's registration
+    /// aborts the transaction the old one left open, which would otherwise hold back `read_committed`
+    /// reads of the very changelogs it wrote to.
+    pub(super) fn replace_if_needed(&mut self) -> Result<(), ClientError> {
         if self.replace {
             self.producer =
                 make(&*self.supplier, &self.config, &self.client_id, self.transactional_id.as_deref(), self.timeout)?;

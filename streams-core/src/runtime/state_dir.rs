@@ -11,6 +11,16 @@ use crate::StreamsError;
 /// The lock file's name in the application directory.
 const LOCK_FILE: &str = ".lock";
 
+/// The file that keeps the instance's process id across restarts, named as Kafka Streams names it.
+const PROCESS_FILE: &str = "kafka-streams-process-metadata";
+
+/// The process file's content, as Kafka Streams writes it: `{"processId":"…"}`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ProcessFile {
+    #[serde(rename = "processId")]
+    process_id: String,
+}
+
 /// `<state.dir>/<application.id>`, locked while held.
 #[derive(Debug)]
 pub(crate) struct StateDirectory {
@@ -56,6 +66,39 @@ impl StateDirectory {
             )),
             Err(std::fs::TryLockError::Error(e)) => Err(error(format!("cannot lock {}: {e}", path.display()))),
         }
+    }
+
+    /// The process id kept in the directory (call it with the lock held), or `new_id` written there
+    /// when there is none yet, or an unreadable one. As in Kafka Streams, an instance that restarts on its
+    /// state keeps its process id, and so its transactional ids: its first transaction then aborts the one
+    /// its previous run left open, instead of leaving it to time out while it holds back `read_committed`
+    /// readers (a restore of the changelog among them).
+    pub(crate) fn process_id(&self, new_id: impl FnOnce() -> String) -> Result<String, StreamsError> {
+        let path = self.app_dir.join(PROCESS_FILE);
+        match std::fs::read(&path).map(|bytes| serde_json::from_slice::<ProcessFile>(&bytes)) {
+            Ok(Ok(file)) if !file.process_id.is_empty() => return Ok(file.process_id),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            unreadable => {
+                let problem = match unreadable {
+                    Ok(Err(e)) => e.to_string(),
+                    Err(e) => e.to_string(),
+                    Ok(Ok(_)) => "an empty process id".to_string(),
+                };
+                tracing::warn!(
+                    target: "kstreams::runtime::state_dir",
+                    file = %path.display(),
+                    problem,
+                    "unreadable process file; this instance takes a new process id"
+                );
+            }
+        }
+        let file = ProcessFile { process_id: new_id() };
+        let bytes = serde_json::to_vec(&file).map_err(|e| StreamsError::Internal(format!("process file: {e}")))?;
+        std::fs::write(&path, bytes).map_err(|e| StreamsError::StateDir {
+            path: path.clone(),
+            message: format!("cannot write the process id: {e}"),
+        })?;
+        Ok(file.process_id)
     }
 
     /// A share of the lock, for a stream thread to hold until it ends; `None` when not locked.
@@ -124,5 +167,19 @@ mod tests {
         let left: Vec<_> = std::fs::read_dir(dir.app_dir()).unwrap().flatten().map(|e| e.file_name()).collect();
         assert_eq!(left, vec![std::ffi::OsString::from(LOCK_FILE)]);
         dir.lock().unwrap();
+    }
+
+    #[test]
+    fn the_process_id_is_kept_across_restarts_and_an_unreadable_one_replaced() {
+        let root = tempfile::tempdir().unwrap();
+        let mut dir = StateDirectory::new(root.path(), "app");
+        dir.lock().unwrap();
+        assert_eq!(dir.process_id(|| "first".into()).unwrap(), "first");
+        assert_eq!(dir.process_id(|| "second".into()).unwrap(), "first", "kept, not made anew");
+        let written = std::fs::read_to_string(dir.app_dir().join(PROCESS_FILE)).unwrap();
+        assert_eq!(written, r#"{"processId":"first"}"#, "Kafka Streams' file format");
+        std::fs::write(dir.app_dir().join(PROCESS_FILE), "not json").unwrap();
+        assert_eq!(dir.process_id(|| "third".into()).unwrap(), "third");
+        assert_eq!(dir.process_id(|| "fourth".into()).unwrap(), "third");
     }
 }

@@ -517,6 +517,13 @@ impl RebalanceListener for Listener {
     fn on_partitions_assigned(&self, partitions: &[TopicPartition]) {
         let mut inner = lock(&self.inner);
         tracing::info!(target: "kstreams::runtime::thread", thread = %inner.name, partitions = partitions.len(), "partitions assigned");
+        // A transaction of this thread's producer left open when its abort failed (the broker away)
+        // holds back the restore of every changelog partition it wrote to, until it times out: the
+        // producer's replacement, which aborts it, comes before any restore.
+        if let Err(e) = inner.producer.replace_if_needed() {
+            inner.fatal.get_or_insert(e.into());
+            return;
+        }
         let ids: Vec<TaskId> = partitions.iter().filter_map(|tp| inner.task_id(&tp.topic, tp.partition)).collect();
         for id in ids {
             // Opening many tasks is time the thread runs: checking after each keeps it from looking
