@@ -23,7 +23,8 @@
 # `kstreams`, password `kstreams-secret` (test credentials, made at format time).
 #
 # Environment: KAFKA_VERSION (4.3.0), KSTREAMS_KAFKA_DIR (/tmp/kstreams-kafka: data, logs, pid, tls),
-# KSTREAMS_KAFKA_CACHE (~/.cache/kstreams/kafka-<version>: jars), KSTREAMS_KAFKA_PORT (a free port).
+# KSTREAMS_KAFKA_CACHE (~/.cache/kstreams/kafka-<version>: jars), KSTREAMS_KAFKA_PORT (a free port),
+# KSTREAMS_KAFKA_LOG4J (a log4j2 configuration for the broker instead of scripts/kafka/log4j2.xml's WARN).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -33,6 +34,8 @@ cache="${KSTREAMS_KAFKA_CACHE:-$HOME/.cache/kstreams/kafka-$version}"
 pid_file="$state_dir/kafka.pid"
 addr_file="$state_dir/bootstrap"
 log_file="$state_dir/kafka.log"
+# The broker's and tools' logging: warnings only, unless a diagnosis asks for more.
+log4j="${KSTREAMS_KAFKA_LOG4J:-$here/kafka/log4j2.xml}"
 
 sasl_user=kstreams
 sasl_password=kstreams-secret
@@ -52,19 +55,23 @@ need_java() {
 }
 
 fetch_jars() {
-  if [ -f "$cache/.complete" ]; then return 0; fi
+  # The cache is complete for this pom.xml: a changed dependency list downloads afresh.
+  local wanted
+  wanted=$(sha256sum "$here/kafka/pom.xml" | cut -d' ' -f1)
+  if [ -f "$cache/.complete" ] && [ "$(cat "$cache/.complete")" = "$wanted" ]; then return 0; fi
   if ! command -v mvn >/dev/null; then
     apt_install maven ||
       die "Maven is not installed and the Kafka jars are not cached in $cache: install it (sudo apt-get install maven)"
   fi
   echo "kafka.sh: downloading Apache Kafka $version jars into $cache (once)" >&2
+  rm -f "$cache"/*.jar
   mkdir -p "$cache"
   if ! mvn -q -B -f "$here/kafka/pom.xml" -Dkafka.version="$version" dependency:copy-dependencies \
       -DincludeScope=runtime -DoutputDirectory="$cache" >"$state_dir/mvn.log" 2>&1; then
     tail -n 30 "$state_dir/mvn.log" >&2
     die "could not download Kafka $version from Maven Central (log: $state_dir/mvn.log)"
   fi
-  touch "$cache/.complete"
+  echo "$wanted" >"$cache/.complete"
 }
 
 classpath() { echo "$cache/*"; }
@@ -90,7 +97,7 @@ free_port() {
 }
 
 kafka_java() {
-  java -Xmx256m -cp "$(classpath)" -Dlog4j2.configurationFile="$here/kafka/log4j2.xml" "$@"
+  java -Xmx256m -cp "$(classpath)" -Dlog4j2.configurationFile="$log4j" "$@"
 }
 
 # A CA, and a broker certificate it signs for 127.0.0.1 and localhost, made afresh at each start.
@@ -116,7 +123,7 @@ make_tls() {
 
 # A metadata request through Kafka's own admin tooling: the broker is ready when it answers.
 answers() {
-  timeout 30 java -Xmx256m -cp "$(classpath)" -Dlog4j2.configurationFile="$here/kafka/log4j2.xml" \
+  timeout 30 java -Xmx256m -cp "$(classpath)" -Dlog4j2.configurationFile="$log4j" \
     org.apache.kafka.tools.TopicCommand --bootstrap-server "$1" --list >/dev/null 2>&1
 }
 
@@ -191,7 +198,7 @@ PROPS
 # Starts the broker on the configuration and data in $state_dir, in the background.
 launch() {
   nohup java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
-    -Dlog4j2.configurationFile="$here/kafka/log4j2.xml" -cp "$(classpath)" \
+    -Dlog4j2.configurationFile="$log4j" -cp "$(classpath)" \
     kafka.Kafka "$state_dir/server.properties" >>"$log_file" 2>&1 &
   echo $! >"$pid_file"
 }

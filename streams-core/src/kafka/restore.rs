@@ -266,8 +266,11 @@ impl Reader<'_> {
                         false
                     }
                     // Through a run of transient errors the broker may be away for up to task.timeout.ms.
-                    Ok(_) if progress_at.elapsed() > transient.patience(self.timeout, self.retry_for) => {
-                        let message = format!("no progress for {:?} after {read} records", progress_at.elapsed());
+                    Ok(position) if progress_at.elapsed() > transient.patience(self.timeout, self.retry_for) => {
+                        let mut message = format!("no progress for {:?} after {read} records", progress_at.elapsed());
+                        if self.stable_end() == Some(position) {
+                            message.push_str(&held_by_open_transaction(tp, position));
+                        }
                         return Err(ClientError::new(format!("restore {tp}"), message, true).into());
                     }
                     Ok(_) => false,
@@ -291,6 +294,13 @@ impl Reader<'_> {
         }
     }
 
+    /// The partition's last stable offset, when the consumer reads `read_committed` (its watermark query
+    /// answers with the end a reader of its isolation level may reach); `None` when the broker did not say.
+    fn stable_end(&self) -> Option<i64> {
+        let tp = self.tp;
+        self.consumer.fetch_watermarks(&tp.topic, tp.partition, self.timeout).ok().map(|(_, high)| high)
+    }
+
     /// The offset the consumer will read next (0 before it has read anything).
     fn position(&self) -> Result<i64, ClientError> {
         let tp = self.tp;
@@ -301,6 +311,19 @@ impl Reader<'_> {
             _ => 0,
         })
     }
+}
+
+/// What to add to a stalled restore's error when its position is the partition's last stable offset: a
+/// transaction that began there is still open, long past any transaction timeout. Either its producer's
+/// coordinator cannot reach the partition, or it is a hanging transaction that no marker will ever end.
+fn held_by_open_transaction(tp: &TopicPartition, position: i64) -> String {
+    format!(
+        "; read_committed reads stop at offset {position}, where a transaction is still open. If it stays open \
+         longer than the producers' transaction.timeout.ms, it is a hanging transaction (Kafka 4.3 leaves one \
+         after a broker restart, KAFKA-20734): abort it with `kafka-transactions.sh --bootstrap-server <broker> \
+         abort --topic {} --partition {} --start-offset {position}` (docs/operations.md, Hanging transactions)",
+        tp.topic, tp.partition
+    )
 }
 
 /// Overwrites `record` with `message`, reusing its key and value buffers: allocating and freeing two
@@ -349,6 +372,14 @@ mod tests {
 
         let fatal = ClientError::new("restore t-0", "Broker: Topic authorization failed", false);
         assert!(transient.tolerate(fatal, retry_for).is_err(), "a fatal error is never ridden out");
+    }
+
+    #[test]
+    fn a_restore_held_at_the_last_stable_offset_names_the_abort_command() {
+        let tp = TopicPartition::new("app-store-changelog", 4);
+        let text = held_by_open_transaction(&tp, 1548);
+        assert!(text.contains("read_committed reads stop at offset 1548"), "{text}");
+        assert!(text.contains("abort --topic app-store-changelog --partition 4 --start-offset 1548"), "{text}");
     }
 
     #[test]

@@ -530,7 +530,11 @@ impl RebalanceListener for Listener {
             // like a pause (at_least_once).
             let opened = inner.open_task(id).and_then(|()| Ok(inner.producer.check_running()?));
             if let Err(e) = opened {
+                // The thread recovers (or stops) at its next step: opening the other tasks first would keep
+                // the group waiting for this member through their restores too, for nothing.
+                tracing::warn!(target: "kstreams::runtime::thread", thread = %inner.name, task = %id, error = %e, "could not open the task");
                 inner.fatal.get_or_insert(e);
+                break;
             }
         }
         if inner.fatal.is_none() {
