@@ -74,6 +74,9 @@ pub enum ConfigError {
     },
 }
 
+/// Kafka's default `session.timeout.ms` for consumers (since 3.0), which Kafka Streams keeps.
+pub(crate) const DEFAULT_SESSION_TIMEOUT_MS: u64 = 45_000;
+
 /// The property names [`StreamsConfig::set`] takes (besides the prefixed and the security settings).
 const PROPERTIES: [&str; 22] = [
     "application.id",
@@ -529,12 +532,19 @@ impl StreamsConfig {
     /// assert_eq!(config.pause_limit(), Duration::from_millis(2_250));
     /// ```
     pub fn pause_limit(&self) -> Duration {
-        let ms = |name: &str, default: u64| {
-            self.consumer_setting(name).and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(default)
-        };
-        let session = ms("session.timeout.ms", 45_000);
-        let heartbeat = ms("heartbeat.interval.ms", 3_000).min(session / 3);
+        let session = self.session_timeout_ms();
+        let heartbeat = self.consumer_ms("heartbeat.interval.ms", 3_000).min(session / 3);
         Duration::from_millis((session - heartbeat) / 2)
+    }
+
+    /// The consumers' `session.timeout.ms` as they get it: the override, else Kafka's default of 45 s.
+    pub(crate) fn session_timeout_ms(&self) -> u64 {
+        self.consumer_ms("session.timeout.ms", DEFAULT_SESSION_TIMEOUT_MS)
+    }
+
+    /// A consumer setting in milliseconds, or `default` when it is not set or not a number.
+    fn consumer_ms(&self, name: &str, default: u64) -> u64 {
+        self.consumer_setting(name).and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(default)
     }
 
     /// Checks values that a builder could have set wrong.
@@ -547,8 +557,9 @@ impl StreamsConfig {
         if self.application_id.is_empty() {
             return Err(ConfigError::Missing("application.id"));
         }
-        if let Err(e) = crate::topology::check_name(&self.application_id) {
-            return Err(invalid("application.id", self.application_id.clone(), &e.to_string()));
+        if let Some(reason) = crate::names::invalid_reason(&self.application_id) {
+            let reason = format!("invalid name `{}`: {reason}", self.application_id);
+            return Err(invalid("application.id", self.application_id.clone(), &reason));
         }
         if self.bootstrap_servers.trim().is_empty() {
             return Err(ConfigError::Missing("bootstrap.servers"));

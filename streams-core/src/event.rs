@@ -45,7 +45,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use crate::dsl::Data;
+use crate::record::Data;
 use crate::serde::DefaultSerde;
 
 /// A value type that lives on one topic and is partitioned by one of its fields (see the

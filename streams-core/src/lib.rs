@@ -57,13 +57,18 @@ pub mod event;
 pub mod handler;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(test)]
+mod layering;
+mod names;
 pub mod processor;
 pub mod record;
 pub mod runtime;
 pub mod serde;
 pub mod simulation;
 pub mod store;
+mod sync;
 pub mod task;
+mod task_id;
 pub mod testing;
 pub mod time;
 pub mod topology;

@@ -4,6 +4,12 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
+/// What a key or value type must be to flow through a topology: cloneable (a record forwarded to two
+/// children is cloned once), sendable to the task's thread, and owned.
+pub trait Data: Clone + Send + 'static {}
+
+impl<T: Clone + Send + 'static> Data for T {}
+
 /// Record headers: an ordered list of `(name, value)` pairs, as in Kafka (names may repeat; a value may be
 /// null). Cloning is cheap while headers are empty, which is the common case. A name the library stamps
 /// on every record of a kind (a changelog's owner epoch) is a `&'static str`, not a copy per record.

@@ -1,6 +1,6 @@
 //! Kafka's rule for topic and store names, checked at expansion time so that a bad literal is an error on
 //! the literal rather than a `TopologyError::InvalidName` when the topology is built. (The same rule as
-//! `streams_core::topology::check_name`; this crate depends on nothing of ours, so it is repeated here.)
+//! `streams-core/src/names.rs`; this crate depends on nothing of ours, so it is repeated here.)
 
 /// Why `name` is not a valid topic or store name, if it is not: 1 to 249 characters of
 /// `[a-zA-Z0-9._-]`.

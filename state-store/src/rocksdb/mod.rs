@@ -40,9 +40,9 @@ use crate::StoreError;
 /// Cheap to clone: clones share the budget.
 ///
 /// Why an allowance: every open database also keeps table readers, a MANIFEST writer, column-family
-/// and version metadata of its own, outside any cache. Measured here (`cargo bench --bench
-/// state_store`) at about 0.3 MiB per store, that put 64 stores 30% above a 64 MiB budget in resident
-/// memory. So the block cache gives up [`BASE_ALLOWANCE`] once a store is open, plus
+/// and version metadata of its own, outside any cache: without an allowance, many stores overshoot the
+/// budget in resident memory (figures in docs/state.md, "RocksDB settings, and why"). So the block
+/// cache gives up [`BASE_ALLOWANCE`] once a store is open, plus
 /// [`PER_STORE_ALLOWANCE`] for every open store (never going below a quarter of the budget, so a crowd
 /// of stores still has a cache), and takes it back as stores close.
 ///
@@ -54,12 +54,11 @@ pub struct RocksDbMemory {
     inner: Arc<MemoryInner>,
 }
 
-/// What an open RocksDB database holds outside the shared cache (measured; see [`RocksDbMemory`]).
+/// What an open RocksDB database holds outside the shared cache (measured: docs/state.md).
 pub const PER_STORE_ALLOWANCE: usize = 320 << 10;
 
 /// What RocksDB holds outside the cache once any store is open, however many: its background flush and
-/// compaction threads with their allocator arenas (measured: about 6 MiB of resident memory; 8 MiB
-/// since 64 stores measured 1-2 MiB over a 64 MiB budget with 6).
+/// compaction threads with their allocator arenas (measured: docs/state.md).
 pub const BASE_ALLOWANCE: usize = 8 << 20;
 
 struct MemoryInner {

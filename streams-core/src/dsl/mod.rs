@@ -24,7 +24,6 @@ mod sink;
 mod stateless;
 
 pub use builder::StreamsBuilder;
-pub(crate) use cache::CacheBudget;
 pub use change::{Change, ChangeSerde};
 pub use grouped::{KGroupedStream, KGroupedTable};
 pub use kstream::{BranchedKStream, Branches, KStream};
@@ -32,8 +31,4 @@ pub use ktable::KTable;
 pub use options::{Branched, Consumed, Grouped, Materialized, Produced, Repartitioned, StreamPartitioner};
 pub use sink::Sink;
 
-/// What a key or value type must be to flow through a topology: cloneable (a record forwarded to two
-/// children is cloned once), sendable to the task's thread, and owned.
-pub trait Data: Clone + Send + 'static {}
-
-impl<T: Clone + Send + 'static> Data for T {}
+pub use crate::record::Data;

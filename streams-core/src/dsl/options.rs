@@ -9,10 +9,7 @@ use std::sync::Arc;
 
 use crate::serde::Serde;
 use crate::store::KeyValueBytesStoreSupplier;
-
-/// A custom partitioner: given the topic, key and value, the partition (or `None` for the default
-/// murmur2 of the key bytes, as Kafka's Java producer).
-pub type StreamPartitioner<K, V> = dyn Fn(&str, &K, &V) -> Option<i32> + Send + Sync;
+pub use crate::task::node::StreamPartitioner;
 
 /// How a source reads a topic: serdes and the source node's name.
 pub struct Consumed<K, V> {

@@ -51,6 +51,7 @@ use crate::client::{
 };
 use crate::config::{ProcessingGuarantee, StreamsConfig};
 use crate::record::RawRecord;
+use crate::sync::LockUnpoisoned;
 use crate::time::Clock;
 
 /// The broker; clones share it. Hand it to the runtime as its [`ClientSupplier`].
@@ -223,7 +224,7 @@ impl EmbeddedBroker {
     }
 
     fn lock(&self) -> MutexGuard<'_, BrokerState> {
-        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.state.lock_unpoisoned()
     }
 
     fn notify(&self) {
@@ -265,7 +266,6 @@ impl ClientSupplier for EmbeddedBroker {
         client_id: &str,
         listener: Arc<dyn RebalanceListener>,
     ) -> Result<Box<dyn StreamsConsumer>, ClientError> {
-        let session_timeout = config.consumer_setting("session.timeout.ms");
         Ok(Box::new(EmbeddedConsumer {
             broker: self.clone(),
             group: config.application_id.clone(),
@@ -274,7 +274,7 @@ impl ClientSupplier for EmbeddedBroker {
             member: None,
             generation: -1,
             listener,
-            session_timeout_ms: session_timeout.and_then(|v| v.parse().ok()).unwrap_or(45_000),
+            session_timeout_ms: config.session_timeout_ms() as i64,
             read_committed: read_committed(config),
             positions: Default::default(),
             next_partition: 0,

@@ -24,8 +24,9 @@ use crate::client::{
     ClientError, ClientErrorKind, ClientSupplier, GroupMetadata, NewTopic, OffsetCommitter, RebalanceListener,
     RestoreConsumer, StreamsAdmin, StreamsConsumer, StreamsProducer, TopicPartition,
 };
-use crate::config::{ProcessingGuarantee, StreamsConfig};
+use crate::config::{ProcessingGuarantee, StreamsConfig, DEFAULT_SESSION_TIMEOUT_MS};
 use crate::record::{Headers as RecordHeaders, ProducedRecord, RawRecord};
+use crate::sync::LockUnpoisoned;
 
 mod restore;
 use restore::RdKafkaRestoreConsumer;
@@ -115,7 +116,7 @@ fn consumer_settings(config: &StreamsConfig, client_id: &str) -> ClientConfig {
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("partition.assignment.strategy", "range")
-        .set("session.timeout.ms", "45000")
+        .set("session.timeout.ms", DEFAULT_SESSION_TIMEOUT_MS.to_string())
         .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS);
     // Kafka Streams' choice (and the Java consumer's default) under at_least_once; librdkafka's own
     // default would be read_committed.
@@ -644,7 +645,7 @@ impl ProducerContext for DeliveryContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
         if let (Ok(message), 1) = (result, opaque & 1) {
-            let mut acked = self.acked.lock().unwrap_or_else(|p| p.into_inner());
+            let mut acked = self.acked.lock_unpoisoned();
             let partitions = match acked.get_mut(message.topic()) {
                 Some(partitions) => partitions,
                 None => acked.entry(message.topic().to_string()).or_default(),
@@ -659,7 +660,7 @@ impl ProducerContext for DeliveryContext {
                 return;
             }
             let operation = produce_operation(message.topic(), message.partition());
-            let mut first = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
+            let mut first = self.first_error.lock_unpoisoned();
             if first.is_none() {
                 *first = Some(client_error(operation, error.clone()));
             }
@@ -677,7 +678,7 @@ struct RdKafkaProducer {
 impl RdKafkaProducer {
     /// The first delivery error since the last call, if any.
     fn take_delivery_error(&self) -> Result<(), ClientError> {
-        match self.first_error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        match self.first_error.lock_unpoisoned().take() {
             Some(error) => Err(error),
             None => Ok(()),
         }
@@ -749,7 +750,7 @@ impl StreamsProducer for RdKafkaProducer {
     }
 
     fn acked_offset(&self, partition: &TopicPartition) -> Option<i64> {
-        let acked = self.acked.lock().unwrap_or_else(|p| p.into_inner());
+        let acked = self.acked.lock_unpoisoned();
         acked.get(&*partition.topic)?.get(&partition.partition).copied()
     }
 

@@ -24,7 +24,7 @@ use crate::StreamsError;
 
 /// Filled batches that may wait for the applier: enough to ride out a store that stops now and then
 /// (a RocksDB store hands each full run of records to its writer thread), without holding much memory
-/// (a batch is `max_batch` records). Measured end to end: 2 gave 300-380 k records/s, 4 gave 580-720 k.
+/// (a batch is `max_batch` records). The figures behind 4 are in docs/state.md.
 const BATCHES_AHEAD: usize = 4;
 
 pub(super) struct RdKafkaRestoreConsumer {

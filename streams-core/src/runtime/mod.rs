@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use crate::client::ClientSupplier;
 use crate::config::{ProcessingGuarantee, StreamsConfig};
+use crate::sync::LockUnpoisoned;
 use crate::time::Clock;
 use crate::topology::plan::{self, TopologyPlan};
 use crate::{StreamsError, TaskMetrics, Topology};
@@ -67,13 +68,13 @@ impl StateCell {
     }
 
     pub(crate) fn get(&self) -> State {
-        *self.state.lock().unwrap_or_else(|p| p.into_inner())
+        *self.state.lock_unpoisoned()
     }
 
     /// Moves to `new` unless the application is already past it (closing or failed).
     pub(crate) fn set(&self, new: State) {
         let old = {
-            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let mut state = self.state.lock_unpoisoned();
             let old = *state;
             let allowed = match (old, new) {
                 (a, b) if a == b => false,
@@ -89,14 +90,14 @@ impl StateCell {
         };
         tracing::info!(target: "kstreams::runtime", from = ?old, to = ?new, "state change");
         self.changed.notify_all();
-        if let Some(listener) = &*self.listener.lock().unwrap_or_else(|p| p.into_inner()) {
+        if let Some(listener) = &*self.listener.lock_unpoisoned() {
             listener(old, new);
         }
     }
 
     fn wait_for(&self, wanted: State, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.state.lock_unpoisoned();
         while *state != wanted {
             let now = Instant::now();
             if now >= deadline {
@@ -188,7 +189,7 @@ impl KafkaStreams {
 
     /// Calls `listener(old, new)` on every state change.
     pub fn set_state_listener(&mut self, listener: impl Fn(State, State) + Send + Sync + 'static) {
-        *self.shared.state.listener.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(listener));
+        *self.shared.state.listener.lock_unpoisoned() = Some(Box::new(listener));
     }
 
     /// Hears the progress of every store restore (set it before [`start`](Self::start)).
@@ -225,12 +226,12 @@ impl KafkaStreams {
 
     /// The error that put the application in [`State::Error`], if any (taken once).
     pub fn take_error(&self) -> Option<StreamsError> {
-        self.shared.error.lock().unwrap_or_else(|p| p.into_inner()).take()
+        self.shared.error.lock_unpoisoned().take()
     }
 
     /// The counters of every task this instance has run, added up.
     pub fn metrics(&self) -> TaskMetrics {
-        let metrics = self.shared.thread_metrics.lock().unwrap_or_else(|p| p.into_inner());
+        let metrics = self.shared.thread_metrics.lock_unpoisoned();
         metrics.values().copied().sum()
     }
 

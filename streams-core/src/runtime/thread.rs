@@ -32,6 +32,7 @@ use crate::client::{
 use crate::config::{ProcessingGuarantee, StreamsConfig};
 use crate::handler::{ProductionExceptionHandler, ProductionResponse};
 use crate::record::RawRecord;
+use crate::sync::LockUnpoisoned;
 use crate::task::{Task, TaskConfig, TaskMetrics};
 use crate::time::Clock;
 use crate::topology::plan::TopologyPlan;
@@ -82,7 +83,7 @@ pub(crate) struct TaskHolders(Mutex<BTreeMap<TaskId, (String, Weak<Mutex<ThreadI
 
 impl TaskHolders {
     fn lock(&self) -> MutexGuard<'_, BTreeMap<TaskId, (String, Weak<Mutex<ThreadInner>>)>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.0.lock_unpoisoned()
     }
 }
 
@@ -229,7 +230,7 @@ impl ThreadInner {
         let mut open: TaskMetrics = self.tasks.values().map(Task::metrics).sum();
         open.production_errors += self.production_errors;
         open.recoveries += self.total_recoveries;
-        let mut metrics = self.shared.thread_metrics.lock().unwrap_or_else(|p| p.into_inner());
+        let mut metrics = self.shared.thread_metrics.lock_unpoisoned();
         metrics.insert(self.name.clone(), self.closed_metrics + open);
     }
 
@@ -255,7 +256,7 @@ impl ThreadInner {
         let Some((name, holder)) = holder.filter(|(name, _)| *name != self.name) else { return };
         let Some(holder) = holder.upgrade() else { return };
         tracing::warn!(target: "kstreams::runtime::thread", task = %id, from = %name, to = %self.name, "taking a task another thread of this instance still holds; it lost the task without knowing yet");
-        let mut other = lock(&holder);
+        let mut other = holder.lock_unpoisoned();
         other.close_task(id);
         let partitions: Vec<TopicPartition> =
             other.offsets.keys().filter(|tp| other.task_id(&tp.topic, tp.partition) == Some(id)).cloned().collect();
@@ -461,13 +462,9 @@ struct Listener {
     inner: Arc<Mutex<ThreadInner>>,
 }
 
-fn lock(inner: &Mutex<ThreadInner>) -> MutexGuard<'_, ThreadInner> {
-    inner.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl RebalanceListener for Listener {
     fn on_partitions_revoked(&self, partitions: &[TopicPartition], committer: &dyn OffsetCommitter) {
-        let mut inner = lock(&self.inner);
+        let mut inner = self.inner.lock_unpoisoned();
         inner.shared.state.set(State::Rebalancing);
         tracing::info!(target: "kstreams::runtime::thread", thread = %inner.name, partitions = partitions.len(), "partitions revoked; committing");
         match inner.commit(committer, Checkpoint::Now) {
@@ -496,7 +493,7 @@ impl RebalanceListener for Listener {
     }
 
     fn on_partitions_lost(&self, partitions: &[TopicPartition]) {
-        let mut inner = lock(&self.inner);
+        let mut inner = self.inner.lock_unpoisoned();
         inner.shared.state.set(State::Rebalancing);
         tracing::warn!(target: "kstreams::runtime::thread", thread = %inner.name, partitions = partitions.len(), "partitions lost; closing their tasks without committing");
         // The open transaction holds work of the lost tasks: none of it may commit now.
@@ -515,7 +512,7 @@ impl RebalanceListener for Listener {
     }
 
     fn on_partitions_assigned(&self, partitions: &[TopicPartition]) {
-        let mut inner = lock(&self.inner);
+        let mut inner = self.inner.lock_unpoisoned();
         tracing::info!(target: "kstreams::runtime::thread", thread = %inner.name, partitions = partitions.len(), "partitions assigned");
         // A transaction of this thread's producer left open when its abort failed (the broker away)
         // holds back the restore of every changelog partition it wrote to, until it times out: the
@@ -607,7 +604,7 @@ impl StreamThread {
         task_config.stamp_owner_epoch = config.processing_guarantee == ProcessingGuarantee::AtLeastOnce;
         // statestore.cache.max.bytes is split evenly across the threads, as in Kafka Streams.
         let cache_bytes = config.cache_max_bytes / config.num_stream_threads.max(1) as u64;
-        task_config.cache_budget = Arc::new(crate::dsl::CacheBudget::new(cache_bytes as usize));
+        task_config.cache_budget = Arc::new(state_store::CacheBudget::new(cache_bytes as usize));
         let inner = Arc::new_cyclic(|me| {
             Mutex::new(ThreadInner {
                 me: me.clone(),
@@ -682,7 +679,7 @@ impl StreamThread {
     pub(crate) fn step(&mut self, poll_timeout: Duration) -> Result<(), StreamsError> {
         let polled = self.consumer.poll_batch(poll_timeout, self.config.max_poll_records, &mut self.batch);
         let inner = self.inner.clone();
-        let mut inner = lock(&inner);
+        let mut inner = inner.lock_unpoisoned();
         let step = match (polled, inner.fatal.take()) {
             (Err(e), _) => Err(e.into()),
             (_, Some(e)) => Err(e),
@@ -712,7 +709,7 @@ impl StreamThread {
             self.last_purge_ms = now;
             let offsets: Vec<(TopicPartition, i64)> = std::mem::take(&mut inner.purgeable).into_iter().collect();
             // Best effort, as in Kafka Streams: a failed purge is tried again at the next interval.
-            let purged = self.admin.lock().unwrap_or_else(|p| p.into_inner()).delete_records(&offsets);
+            let purged = self.admin.lock_unpoisoned().delete_records(&offsets);
             if let Err(e) = purged {
                 tracing::warn!(target: "kstreams::runtime::thread", thread = %self.name, error = %e, "could not purge the repartition topics");
                 for (tp, offset) in offsets {
@@ -732,7 +729,7 @@ impl StreamThread {
     /// its other threads shut down cleanly.
     pub(crate) fn finish(mut self, result: Result<(), StreamsError>) {
         let inner = self.inner.clone();
-        let mut inner = lock(&inner);
+        let mut inner = inner.lock_unpoisoned();
         // Clean shutdown: commit what was processed, then close every task.
         let result = result.and_then(|()| match inner.commit(&*self.consumer, Checkpoint::Now) {
             // Fenced (or timed out) on the way out: the uncommitted work is left to the next owner,
@@ -754,7 +751,7 @@ impl StreamThread {
         self.consumer.close();
         if let Err(e) = result {
             tracing::error!(target: "kstreams::runtime::thread", error = %crate::handler::error_chain(&e), "stream thread failed");
-            self.shared.error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+            self.shared.error.lock_unpoisoned().get_or_insert(e);
             // Kafka Streams' default answer to a thread's failure (SHUTDOWN_CLIENT): the instance's other
             // threads commit what they processed and stop too, rather than take over the failed thread's
             // partitions in an instance that reports ERROR.

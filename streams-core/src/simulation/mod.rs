@@ -146,9 +146,7 @@ impl Simulation {
     ) -> Result<Self, SimulationError> {
         let clock = Clock::manual(1_700_000_000_000);
         let session_timeout_ms = match app() {
-            Ok((_, config)) => {
-                config.consumer_setting("session.timeout.ms").and_then(|v| v.parse().ok()).unwrap_or(45_000)
-            }
+            Ok((_, config)) => config.session_timeout_ms() as i64,
             Err(source) => return Err(SimulationError::Start { seed, slot: 0, at_ms: 0, source: Box::new(source) }),
         };
         let mut sim = Simulation {

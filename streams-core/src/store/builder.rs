@@ -12,7 +12,8 @@ use state_store::{
 use super::typed::{ErasedStore, TypedKeyValueStore};
 use crate::config::{ConfigError, DslStoreType};
 use crate::serde::Serde;
-use crate::{StreamsError, TaskId};
+use crate::task_id::TaskId;
+use crate::StreamsError;
 
 /// What a supplier knows when it opens a store for a task.
 #[derive(Debug, Clone, Copy)]

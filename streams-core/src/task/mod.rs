@@ -6,7 +6,6 @@ pub(crate) mod node;
 pub(crate) mod owner_epoch;
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -17,31 +16,19 @@ use node::ErasedNode;
 
 use crate::client::TopicPartition;
 use crate::config::DslStoreType;
-use crate::dsl::CacheBudget;
 use crate::handler::{DeserializationExceptionHandler, LogAndFail};
 use crate::processor::{Punctuation, PunctuationId, PunctuationType};
 use crate::record::{Headers, ProducedRecord, RawRecord};
 use crate::store::{ErasedStore, StoreContext, TypedKeyValueStore};
+use crate::sync::LockUnpoisoned;
 use crate::time::Clock;
 use crate::topology::{plan::SubtopologyPlan, NodeInit, Topology};
 use crate::{Record, RecordMetadata, StreamsError};
+use state_store::CacheBudget;
 
 pub use owner_epoch::OWNER_EPOCH_HEADER;
 
-/// A task's id: `<sub-topology>_<partition>`, as Kafka Streams prints it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TaskId {
-    /// The sub-topology.
-    pub subtopology: u32,
-    /// The input partition.
-    pub partition: i32,
-}
-
-impl fmt::Display for TaskId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}_{}", self.subtopology, self.partition)
-    }
-}
+pub use crate::task_id::TaskId;
 
 /// Counters a task keeps, as Kafka Streams' task metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -305,7 +292,7 @@ struct BufferedChangelog {
 
 impl ChangelogWriter for BufferedChangelog {
     fn log(&mut self, key: &[u8], value: Option<&[u8]>) {
-        let mut buffer = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut buffer = self.buffer.lock_unpoisoned();
         buffer.push((self.topic.clone(), key.to_vec(), value.map(<[u8]>::to_vec)));
     }
 }
@@ -549,7 +536,7 @@ impl Task {
     /// Changelog records go to the task's own partition of each changelog topic, stamped with stream time
     /// and, when it has one, the task's owner epoch.
     fn move_changelog_to_outbox(&mut self) {
-        let mut buffer = self.state.changelog.lock().unwrap_or_else(|p| p.into_inner());
+        let mut buffer = self.state.changelog.lock_unpoisoned();
         if buffer.is_empty() {
             return;
         }
@@ -593,7 +580,7 @@ impl Task {
             let value = self.get_raw(store, &key)?;
             rewrites.push((topic.clone(), key, value));
         }
-        self.state.changelog.lock().unwrap_or_else(|p| p.into_inner()).extend(rewrites);
+        self.state.changelog.lock_unpoisoned().extend(rewrites);
         Ok(())
     }
 

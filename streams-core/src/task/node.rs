@@ -197,7 +197,9 @@ pub(crate) enum SinkTarget<K, V> {
     Dynamic(Arc<dyn Fn(&K, &V, Option<&RecordMetadata>) -> String + Send + Sync>),
 }
 
-pub(crate) use crate::dsl::StreamPartitioner;
+/// A custom partitioner: given the topic, key and value, the partition (or `None` for the default
+/// murmur2 of the key bytes, as Kafka's Java producer).
+pub type StreamPartitioner<K, V> = dyn Fn(&str, &K, &V) -> Option<i32> + Send + Sync;
 
 /// Serializes typed records and hands them to the task's outbox for the transport to produce.
 pub(crate) struct SinkNode<K, V> {

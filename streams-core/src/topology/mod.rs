@@ -308,18 +308,9 @@ impl Topology {
     }
 }
 
-/// Kafka's rule for topic (and so node and store) names: 1 to 249 characters of `[a-zA-Z0-9._-]`.
+/// Kafka's rule for topic (and so node and store) names (`crate::names`).
 pub(crate) fn check_name(name: &str) -> Result<(), TopologyError> {
-    let reason = if name.is_empty() {
-        Some("a name cannot be empty".to_string())
-    } else if name.len() > 249 {
-        Some(format!("a name can have at most 249 characters, not {}", name.len()))
-    } else {
-        name.chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-            .map(|c| format!("`{c}` is not allowed; use ASCII letters, digits, '.', '_' and '-'"))
-    };
-    match reason {
+    match crate::names::invalid_reason(name) {
         Some(reason) => Err(TopologyError::InvalidName { name: name.to_string(), reason }),
         None => Ok(()),
     }
