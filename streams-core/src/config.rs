@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::error::ConfigError;
 use crate::handler::{
     ContinueOnProductionError, DeadLetterQueue, DeserializationExceptionHandler, FailOnProductionError, LogAndContinue,
     LogAndFail, ProductionExceptionHandler,
@@ -30,110 +31,8 @@ pub enum DslStoreType {
     InMemory,
 }
 
-/// Errors in the configuration, each naming the setting at fault.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// A required setting is missing.
-    #[error("setting `{0}` is required")]
-    Missing(&'static str),
-    /// A setting has a value it cannot take.
-    #[error("setting `{key}` cannot be `{value}`: {reason}")]
-    Invalid {
-        /// The setting.
-        key: String,
-        /// The value given.
-        value: String,
-        /// What it can be.
-        reason: String,
-    },
-    /// A setting this library does not know (librdkafka settings go under `consumer.`, `producer.`,
-    /// `admin.` or the shared `client.` prefix). The message names the closest known setting, if one is close.
-    #[error(
-        "unknown setting `{0}`{suggestion}; librdkafka settings take a `consumer.`, `producer.`, `admin.` or `client.` prefix",
-        suggestion = did_you_mean(.0)
-    )]
-    Unknown(String),
-    /// A properties file cannot be read.
-    #[error("cannot read {}: {reason}", path.display())]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// What the system said.
-        reason: String,
-    },
-    /// A setting in a properties file is wrong: the file, the line (none for a missing setting) and what.
-    #[error("{}{}: {error}", path.display(), line.map(|l| format!(" line {l}")).unwrap_or_default())]
-    InFile {
-        /// The file.
-        path: PathBuf,
-        /// The line the setting is on, from 1.
-        line: Option<usize>,
-        /// What is wrong with it.
-        error: Box<ConfigError>,
-    },
-}
-
 /// Kafka's default `session.timeout.ms` for consumers (since 3.0), which Kafka Streams keeps.
 pub(crate) const DEFAULT_SESSION_TIMEOUT_MS: u64 = 45_000;
-
-/// The property names [`StreamsConfig::set`] takes (besides the prefixed and the security settings).
-const PROPERTIES: [&str; 22] = [
-    "application.id",
-    "bootstrap.servers",
-    "num.stream.threads",
-    "processing.guarantee",
-    "commit.interval.ms",
-    "state.dir",
-    "default.api.timeout.ms",
-    "poll.ms",
-    "repartition.purge.interval.ms",
-    "task.timeout.ms",
-    "statestore.cache.max.bytes",
-    "default.dsl.store",
-    "rocksdb.cache.bytes",
-    "rocksdb.write.buffer.bytes",
-    "statestore.uncommitted.max.bytes",
-    "max.poll.records",
-    "replication.factor",
-    "default.deserialization.exception.handler",
-    "default.production.exception.handler",
-    "errors.dead.letter.queue.topic.name",
-    "security.protocol",
-    "sasl.mechanism",
-];
-
-/// `" (did you mean `x`?)"` for the known setting closest to `key`, or nothing when none is close: one
-/// that differs by a typo or two, or that holds every dot-separated word of `key` (`num.threads`).
-fn did_you_mean(key: &str) -> String {
-    let words: Vec<&str> = key.split('.').collect();
-    PROPERTIES
-        .iter()
-        .map(|known| (edit_distance(key, known), *known))
-        .filter(|(distance, known)| {
-            *distance <= 2.max(key.len() / 6)
-                || (words.len() > 1 && words.iter().all(|w| known.split('.').any(|k| k == *w)))
-        })
-        .min()
-        .map(|(_, known)| format!(" (did you mean `{known}`?)"))
-        .unwrap_or_default()
-}
-
-/// Levenshtein distance, by characters.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let next = (row[j + 1] + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
-            diagonal = row[j + 1];
-            row[j + 1] = next;
-        }
-    }
-    row[b.len()]
-}
 
 /// The `key=value` pairs of a Java `.properties` file, each with its line number: `=`, `:` or white
 /// space between key and value, `#` and `!` comments, a `\` at the end of a line continuing it.
@@ -581,6 +480,7 @@ impl StreamsConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::PROPERTIES;
 
     /// The names "did you mean" suggests are names `set` knows: the list cannot drift from `set`'s arms.
     #[test]

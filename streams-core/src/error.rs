@@ -1,10 +1,14 @@
 //! What can go wrong, classified by who must act: the topology's author ([`TopologyError`], at build
 //! time), the data ([`StreamsError::Deserialization`], naming the record), user code in a processor
-//! ([`StreamsError::Processor`]), or the environment (stores, later brokers).
+//! ([`StreamsError::Processor`]), the settings ([`ConfigError`], naming the setting), or the environment
+//! (stores, brokers).
+
+use std::path::PathBuf;
 
 use state_store::StoreError;
 
 use crate::serde::SerdeError;
+use crate::settings::did_you_mean;
 
 /// A topology that cannot run. Returned by `StreamsBuilder::build` and `Topology::validate`; every variant
 /// names the node, topic or store at fault.
@@ -220,10 +224,10 @@ pub enum StreamsError {
     },
     /// A setting is wrong. Its message is the setting's (what is wrong, and with which setting).
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] ConfigError),
     /// A broker client failed. Its message is the client's (the operation, the broker and the cause).
     #[error(transparent)]
-    Client(#[from] crate::client::ClientError),
+    Client(#[from] crate::client_error::ClientError),
     /// Source topics the topology reads do not exist (nothing is created for the user by default).
     #[error("source topics do not exist: {}", topics.join(", "))]
     MissingSourceTopics {
@@ -283,4 +287,48 @@ impl StreamsError {
     pub fn processor(node: impl Into<String>, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         StreamsError::Processor { node: node.into(), source: source.into() }
     }
+}
+
+/// Errors in the configuration, each naming the setting at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A required setting is missing.
+    #[error("setting `{0}` is required")]
+    Missing(&'static str),
+    /// A setting has a value it cannot take.
+    #[error("setting `{key}` cannot be `{value}`: {reason}")]
+    Invalid {
+        /// The setting.
+        key: String,
+        /// The value given.
+        value: String,
+        /// What it can be.
+        reason: String,
+    },
+    /// A setting this library does not know (librdkafka settings go under `consumer.`, `producer.`,
+    /// `admin.` or the shared `client.` prefix). The message names the closest known setting, if one is close.
+    #[error(
+        "unknown setting `{0}`{suggestion}; librdkafka settings take a `consumer.`, `producer.`, `admin.` or `client.` prefix",
+        suggestion = did_you_mean(.0)
+    )]
+    Unknown(String),
+    /// A properties file cannot be read.
+    #[error("cannot read {}: {reason}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the system said.
+        reason: String,
+    },
+    /// A setting in a properties file is wrong: the file, the line (none for a missing setting) and what.
+    #[error("{}{}: {error}", path.display(), line.map(|l| format!(" line {l}")).unwrap_or_default())]
+    InFile {
+        /// The file.
+        path: PathBuf,
+        /// The line the setting is on, from 1.
+        line: Option<usize>,
+        /// What is wrong with it.
+        error: Box<ConfigError>,
+    },
 }

@@ -108,7 +108,7 @@ pub enum ProductionResponse {
 /// Decides what happens when producing fails (Kafka Streams' `ProductionExceptionHandler`).
 pub trait ProductionExceptionHandler: Send + Sync + 'static {
     /// Called with the error, which names the topic and partition.
-    fn handle(&self, error: &crate::client::ClientError) -> ProductionResponse;
+    fn handle(&self, error: &crate::client_error::ClientError) -> ProductionResponse;
 }
 
 /// Fails the thread (the default, as in Kafka Streams).
@@ -116,7 +116,7 @@ pub trait ProductionExceptionHandler: Send + Sync + 'static {
 pub struct FailOnProductionError;
 
 impl ProductionExceptionHandler for FailOnProductionError {
-    fn handle(&self, error: &crate::client::ClientError) -> ProductionResponse {
+    fn handle(&self, error: &crate::client_error::ClientError) -> ProductionResponse {
         tracing::error!(target: "kstreams::handler", error = %error, "producing failed; failing the stream thread");
         ProductionResponse::Fail
     }
@@ -127,7 +127,7 @@ impl ProductionExceptionHandler for FailOnProductionError {
 pub struct ContinueOnProductionError;
 
 impl ProductionExceptionHandler for ContinueOnProductionError {
-    fn handle(&self, error: &crate::client::ClientError) -> ProductionResponse {
+    fn handle(&self, error: &crate::client_error::ClientError) -> ProductionResponse {
         tracing::warn!(target: "kstreams::handler", error = %error, "producing failed; the record is dropped and processing goes on");
         ProductionResponse::Continue
     }

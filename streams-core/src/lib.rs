@@ -49,6 +49,7 @@
 //! ```
 
 pub mod client;
+mod client_error;
 pub mod config;
 pub mod dsl;
 pub mod embedded;
@@ -64,6 +65,7 @@ pub mod processor;
 pub mod record;
 pub mod runtime;
 pub mod serde;
+mod settings;
 pub mod simulation;
 pub mod store;
 mod sync;
