@@ -52,6 +52,9 @@ pub mod prelude {
 /// The README's and the docs' code, compiled and run as doctests so they cannot drift from the code.
 #[cfg(doctest)]
 mod doc_snippets {
+    // The README and getting started run their app on Kafka (`KafkaStreams::new`): built with the
+    // `kafka` feature only.
+    #[cfg(feature = "kafka")]
     #[doc = include_str!("../README.md")]
     struct Readme;
     #[doc = include_str!("../docs/testing.md")]
@@ -76,6 +79,7 @@ mod doc_snippets {
     struct DocsIndex;
     #[doc = include_str!("../docs/security.md")]
     struct Security;
+    #[cfg(feature = "kafka")]
     #[doc = include_str!("../docs/getting-started.md")]
     struct GettingStarted;
 }

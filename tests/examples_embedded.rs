@@ -27,6 +27,8 @@ fn customer_activity() {
     example_runs::customer_activity(None);
 }
 
+// The example needs the `kafka` feature (its `required-features`), even for its `--embedded` mode.
+#[cfg(feature = "kafka")]
 #[test]
 fn getting_started_on_the_embedded_broker() {
     example_runs::getting_started();

@@ -139,6 +139,7 @@ pub(crate) fn run_until_sigterm_when(
 
 /// docs/getting-started.md's program on the embedded broker: the last count of each page is what the
 /// sample views give, and SIGTERM closes it cleanly.
+#[cfg(feature = "kafka")]
 pub(crate) fn getting_started() {
     run_until_sigterm(
         "getting_started",
@@ -151,6 +152,7 @@ pub(crate) fn getting_started() {
 /// produced with `BrokerTopics` before it starts, and SIGTERM once the last count of every page covers
 /// every view in `page-views` (those of earlier runs too: each run is a new application that counts the
 /// whole topic).
+#[cfg(feature = "kafka")]
 pub(crate) fn getting_started_on_kafka(bootstrap: &str) {
     use kstreams::config::StreamsConfig;
     use kstreams::testing::BrokerTopics;
