@@ -75,22 +75,22 @@ impl StateDirectory {
     /// readers (a restore of the changelog among them).
     pub(crate) fn process_id(&self, new_id: impl FnOnce() -> String) -> Result<String, StreamsError> {
         let path = self.app_dir.join(PROCESS_FILE);
-        match std::fs::read(&path).map(|bytes| serde_json::from_slice::<ProcessFile>(&bytes)) {
-            Ok(Ok(file)) if !file.process_id.is_empty() => return Ok(file.process_id),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            unreadable => {
-                let problem = match unreadable {
-                    Ok(Err(e)) => e.to_string(),
-                    Err(e) => e.to_string(),
-                    Ok(Ok(_)) => "an empty process id".to_string(),
-                };
-                tracing::warn!(
-                    target: "kstreams::runtime::state_dir",
-                    file = %path.display(),
-                    problem,
-                    "unreadable process file; this instance takes a new process id"
-                );
-            }
+        let problem = match std::fs::read(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => Some(e.to_string()),
+            Ok(bytes) => match serde_json::from_slice::<ProcessFile>(&bytes) {
+                Ok(file) if !file.process_id.is_empty() => return Ok(file.process_id),
+                Ok(_) => Some("an empty process id".to_string()),
+                Err(e) => Some(e.to_string()),
+            },
+        };
+        if let Some(problem) = problem {
+            tracing::warn!(
+                target: "kstreams::runtime::state_dir",
+                file = %path.display(),
+                problem,
+                "unreadable process file; this instance takes a new process id"
+            );
         }
         let file = ProcessFile { process_id: new_id() };
         let bytes = serde_json::to_vec(&file).map_err(|e| StreamsError::Internal(format!("process file: {e}")))?;
