@@ -5,7 +5,7 @@
 //!
 //! - [`streams_core`] (everything under the root here): the DSL, the topology model, the Processor API,
 //!   serdes and the test driver;
-//! - [`state_store`] as [`state`]: store traits and the stores themselves;
+//! - [`state`]: store traits and the stores themselves;
 //! - [`streams_macros`]: [`Event`](derive@Event) binds an event type to its topic and partition key, and
 //!   [`topology`](macro@topology) derives a topology from a function that declares its inputs, outputs and
 //!   stores (`docs/macros.md` shows what they expand to).
@@ -32,7 +32,15 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-pub use state_store as state;
+/// Byte stores: the read and write interfaces every store has, and the stores the built-in suppliers
+/// open (the state-store crate). Its layers (cache, changelog, transactional buffer) and checkpoints are
+/// the engine's and stay inside it.
+pub mod state {
+    pub use state_store::{
+        store::KeyValue, InMemoryKeyValueStore, KeyValueIterator, KeyValueStore, ReadOnlyKeyValueStore,
+        RocksDbKeyValueStore, RocksDbMemory, StateStore, StoreError,
+    };
+}
 pub use streams_core::*;
 pub use streams_macros::{topology, Event};
 

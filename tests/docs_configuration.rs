@@ -106,9 +106,9 @@ fn type_of<T: ?Sized>(_: &T) -> String {
     short_type::<T>()
 }
 
-/// Every field of `config` as (type, value in the property's units and syntax), by field name. The
-/// destructuring names every field: a new field does not compile here until it is added (and then
-/// documented).
+/// Every field of `config` as (type, value in the property's units and syntax), by field name.
+/// `StreamsConfig` is `#[non_exhaustive]`, so the destructuring cannot be exhaustive here:
+/// `render_covers_every_field_of_streams_config` checks the names against the struct's source instead.
 fn render(config: &StreamsConfig) -> BTreeMap<&'static str, (String, String)> {
     let StreamsConfig {
         application_id,
@@ -134,6 +134,7 @@ fn render(config: &StreamsConfig) -> BTreeMap<&'static str, (String, String)> {
         consumer_overrides,
         producer_overrides,
         admin_overrides,
+        ..
     } = config;
     let map = |m: &BTreeMap<String, String>| {
         if m.is_empty() {
@@ -248,6 +249,25 @@ fn docs_configuration_lists_every_property_from_properties_accepts() {
             row.property
         );
     }
+}
+
+/// The public fields of `StreamsConfig`, read from its definition in config.rs.
+fn source_field_names() -> BTreeSet<String> {
+    let start = CONFIG_SOURCE.find("pub struct StreamsConfig {").expect("StreamsConfig in config.rs");
+    let body = &CONFIG_SOURCE[start..];
+    let body = &body[..body.find("\n}").expect("the end of StreamsConfig")];
+    body.lines()
+        .filter_map(|line| line.trim().strip_prefix("pub ")?.split_once(':').map(|(name, _)| name.to_string()))
+        .collect()
+}
+
+#[test]
+fn render_covers_every_field_of_streams_config() {
+    let fields = source_field_names();
+    assert!(fields.len() >= 20, "the source scan found too few fields: {fields:?}");
+    let rendered: BTreeSet<String> =
+        render(&StreamsConfig::new("app", "localhost:9092")).into_keys().map(str::to_string).collect();
+    assert_eq!(rendered, fields, "render() here must name every field of StreamsConfig (and then document it)");
 }
 
 #[test]

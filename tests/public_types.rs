@@ -8,7 +8,6 @@ fn is_sync<T: Sync>() {}
 fn public_types_are_send_and_sync_where_they_must_be() {
     is_send::<kstreams::Topology>();
     is_sync::<kstreams::Topology>();
-    is_send::<kstreams::task::Task>();
     is_send::<kstreams::testing::TopologyTestDriver>();
     is_send::<kstreams::StreamsError>();
     is_sync::<kstreams::StreamsError>();

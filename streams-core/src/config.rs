@@ -61,7 +61,13 @@ fn parse_properties(text: &str) -> Vec<(usize, String, String)> {
 }
 
 /// The application's settings (Kafka Streams' `StreamsConfig`). Defaults are Kafka Streams' own.
+///
+/// Made with [`StreamsConfig::new`], [`StreamsConfig::from_properties`] or
+/// [`from_properties_file`](StreamsConfig::from_properties_file), then changed through its fields or
+/// [`set`](StreamsConfig::set). It is `#[non_exhaustive]`: a setting added in a later version is not a
+/// breaking change, so it cannot be built with a struct literal.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct StreamsConfig {
     /// `application.id`: the consumer group, and the prefix of internal topics and the state directory.
     pub application_id: String,

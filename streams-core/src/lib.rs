@@ -66,10 +66,11 @@ pub mod record;
 pub mod runtime;
 pub mod serde;
 mod settings;
+#[cfg(feature = "test-utils")]
 pub mod simulation;
 pub mod store;
 mod sync;
-pub mod task;
+pub(crate) mod task;
 mod task_id;
 pub mod testing;
 pub mod time;
@@ -78,7 +79,7 @@ pub mod topology;
 pub use error::{StreamsError, TopologyError};
 pub use event::Event;
 pub use record::{Headers, Record, RecordMetadata};
-pub use task::{TaskId, TaskMetrics};
+pub use task::{TaskId, TaskMetrics, OWNER_EPOCH_HEADER};
 pub use topology::Topology;
 
 #[cfg(test)]

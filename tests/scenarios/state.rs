@@ -19,7 +19,7 @@ use kstreams::record::{ProducedRecord, RawRecord};
 use kstreams::runtime::{KafkaStreams, State, StateRestoreListener};
 use kstreams::serde::{from_bytes, to_bytes, DefaultSerde};
 use kstreams::state::{ReadOnlyKeyValueStore, RocksDbKeyValueStore, RocksDbMemory};
-use kstreams::task::OWNER_EPOCH_HEADER;
+use kstreams::OWNER_EPOCH_HEADER;
 
 /// Per-customer sums of order values (i64 cents): the stateful app of these tests.
 pub(crate) fn totals_topology(orders: &str, totals: &str) -> anyhow::Result<Topology> {

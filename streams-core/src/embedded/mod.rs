@@ -32,7 +32,7 @@
 //! ```
 //!
 //! [`EmbeddedBroker::open`] persists to a directory (a journal, replayed on open), so that a run can be
-//! stopped and continued. The [`simulation`](crate::simulation) module drives several instances on one
+//! stopped and continued. The `simulation` module (feature `test-utils`) drives several instances on one
 //! broker from a seed, with faults.
 
 mod clients;

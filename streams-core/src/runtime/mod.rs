@@ -253,6 +253,7 @@ impl KafkaStreams {
 
     /// For a simulation: the process id in transactional ids (instead of a random one) and the clock
     /// the threads read, both before [`start_stepped`](Self::start_stepped).
+    #[cfg(feature = "test-utils")]
     pub(crate) fn set_simulated(&mut self, process_id: String, clock: Clock) {
         self.process_id = Some(process_id);
         self.clock = clock;
@@ -260,6 +261,7 @@ impl KafkaStreams {
 
     /// [`start`](Self::start) without spawning: the stream threads are handed to the caller (a
     /// simulation), which steps them, and finishes or crashes them, on its own schedule.
+    #[cfg(feature = "test-utils")]
     pub(crate) fn start_stepped(&mut self) -> Result<Vec<thread::StreamThread>, StreamsError> {
         self.prepare_threads()
     }

@@ -764,6 +764,7 @@ impl StreamThread {
     /// committed, flushed or aborted; the embedded consumer does not leave the group when dropped, so
     /// the broker expires the member after its session timeout, and an open transaction stays open
     /// until the broker's transaction timeout aborts it. The stores' files stay as they are on disk.
+    #[cfg(feature = "test-utils")]
     pub(crate) fn crash(self) {
         drop(self);
     }

@@ -160,7 +160,6 @@ pub(crate) trait ErasedStore: Send {
     fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StreamsError>;
     fn begin_restore(&mut self) -> Result<(), StreamsError>;
     fn end_restore(&mut self) -> Result<(), StreamsError>;
-    fn discard_uncommitted(&mut self) -> Result<(), StreamsError>;
     fn uncommitted_bytes(&self) -> usize;
     fn flush_cache(&mut self) -> Result<(), StreamsError>;
 }
@@ -212,10 +211,6 @@ impl<K: 'static, V: 'static> ErasedStore for TypedKeyValueStore<K, V> {
 
     fn end_restore(&mut self) -> Result<(), StreamsError> {
         Ok(self.inner.end_restore()?)
-    }
-
-    fn discard_uncommitted(&mut self) -> Result<(), StreamsError> {
-        Ok(self.inner.discard_uncommitted()?)
     }
 
     fn uncommitted_bytes(&self) -> usize {

@@ -116,13 +116,13 @@ impl TaskConfig {
 
 /// A logged store of a task and the changelog partition it restores from.
 #[derive(Debug, Clone)]
-pub struct ChangelogStore {
+pub(crate) struct ChangelogStore {
     /// The store's name.
-    pub store: String,
+    pub(crate) store: String,
     /// `<application.id>-<store>-changelog`, the task's partition.
-    pub partition: TopicPartition,
+    pub(crate) partition: TopicPartition,
     /// Whether the store keeps its contents on disk (only those are checkpointed).
-    pub persistent: bool,
+    pub(crate) persistent: bool,
 }
 
 struct Schedule {
@@ -252,7 +252,7 @@ pub(crate) fn forward<K: Clone + 'static, V: Clone + 'static>(
 }
 
 /// One sub-topology instantiated for one partition.
-pub struct Task {
+pub(crate) struct Task {
     state: TaskState,
     /// Source topic → source node. A task reads a handful of topics: comparing a few short strings per
     /// record is cheaper than hashing one.
@@ -277,7 +277,7 @@ pub struct Task {
 
 /// While running, a task writes a checkpoint (flushing its stores first) once its changelogs have moved
 /// on by this many records since the last one; on close it always does. Kafka Streams' threshold.
-pub const CHECKPOINT_EVERY_RECORDS: i64 = 10_000;
+pub(crate) const CHECKPOINT_EVERY_RECORDS: i64 = 10_000;
 
 /// `<application.id>-<store>-changelog`, as Kafka Streams names it.
 pub(crate) fn changelog_topic(application_id: &str, store: &str) -> String {
@@ -411,17 +411,17 @@ impl Task {
     }
 
     /// The task's id.
-    pub fn id(&self) -> TaskId {
+    pub(crate) fn id(&self) -> TaskId {
         self.state.id
     }
 
     /// The topics this task reads (internal ones with the application-id prefix).
-    pub fn source_topics(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn source_topics(&self) -> impl Iterator<Item = &str> {
         self.sources.iter().map(|(t, _)| &**t)
     }
 
     /// Initializes every processor (stores are open already). Idempotent.
-    pub fn init(&mut self) -> Result<(), StreamsError> {
+    pub(crate) fn init(&mut self) -> Result<(), StreamsError> {
         if self.initialized {
             return Ok(());
         }
@@ -447,7 +447,7 @@ impl Task {
 
     /// Processes one input record: advances stream time, runs the record through the sub-topology, then
     /// fires any stream-time punctuation that came due (in that order, as Kafka Streams).
-    pub fn process(&mut self, raw: RawRecord) -> Result<(), StreamsError> {
+    pub(crate) fn process(&mut self, raw: RawRecord) -> Result<(), StreamsError> {
         self.init()?;
         let found = self.sources.iter().find(|(t, _)| *t == raw.topic);
         let Some(&(_, index)) = found else {
@@ -468,7 +468,7 @@ impl Task {
     }
 
     /// Fires wall-clock punctuations that are due by the task's clock. Returns whether any fired.
-    pub fn punctuate_wall_clock(&mut self) -> Result<bool, StreamsError> {
+    pub(crate) fn punctuate_wall_clock(&mut self) -> Result<bool, StreamsError> {
         self.init()?;
         let now = self.state.clock.now_ms();
         self.punctuate(PunctuationType::WallClockTime, now)
@@ -503,22 +503,15 @@ impl Task {
     }
 
     /// Takes the records the sinks wrote since the last call, in the order they were written.
-    pub fn take_output(&mut self) -> Vec<ProducedRecord> {
+    pub(crate) fn take_output(&mut self) -> Vec<ProducedRecord> {
         self.move_changelog_to_outbox();
         std::mem::take(&mut self.state.outbox)
-    }
-
-    /// Drains the records the sinks wrote, and the changelog records of the stores, keeping the buffer's
-    /// capacity for the next record (no allocation per record on the hot path).
-    pub fn drain_output(&mut self) -> std::vec::Drain<'_, ProducedRecord> {
-        self.move_changelog_to_outbox();
-        self.state.outbox.drain(..)
     }
 
     /// Hands every record the sinks and stores wrote since the last call to `send`, in order, then keeps
     /// their buffers for the next records (no allocation per record on the hot path). Stops at the first
     /// error; the records after it are dropped, as when a thread fails.
-    pub fn send_output<E>(&mut self, mut send: impl FnMut(&ProducedRecord) -> Result<(), E>) -> Result<(), E> {
+    pub(crate) fn send_output<E>(&mut self, mut send: impl FnMut(&ProducedRecord) -> Result<(), E>) -> Result<(), E> {
         self.move_changelog_to_outbox();
         let mut outbox = std::mem::take(&mut self.state.outbox);
         let mut result = Ok(());
@@ -564,11 +557,6 @@ impl Task {
         self.owner_epoch = Some(restored.map_or(0, |e| e.saturating_add(1)));
     }
 
-    /// This ownership's epoch (see [`OWNER_EPOCH_HEADER`]); `None` outside a runtime.
-    pub fn owner_epoch(&self) -> Option<i32> {
-        self.owner_epoch
-    }
-
     /// Writes the current value of each of `keys` in store `store` to its changelog again (a delete for
     /// a key it does not hold): after a restore skipped a former owner's late write of these keys, so
     /// that the newest record of each key in the compacted changelog is this owner's.
@@ -585,7 +573,7 @@ impl Task {
     }
 
     /// The logged stores of this task and the changelog partition each restores from.
-    pub fn changelogs(&self) -> &[ChangelogStore] {
+    pub(crate) fn changelogs(&self) -> &[ChangelogStore] {
         &self.changelogs
     }
 
@@ -598,7 +586,7 @@ impl Task {
     }
 
     /// Puts store `store` in (or out of) restore mode: bulk-loading settings while its changelog is replayed.
-    pub fn set_restoring(&mut self, store: &str, restoring: bool) -> Result<(), StreamsError> {
+    pub(crate) fn set_restoring(&mut self, store: &str, restoring: bool) -> Result<(), StreamsError> {
         let index = self.store_index(store)?;
         match restoring {
             true => self.state.stores[index].begin_restore(),
@@ -606,14 +594,9 @@ impl Task {
         }
     }
 
-    /// Applies changelog records to store `store` (below its logging layer, committed at once): a put, or
-    /// a delete for a null value. Used to restore a task's state before it processes input.
-    pub fn restore_batch(&mut self, store: &str, records: &[RawRecord]) -> Result<(), StreamsError> {
-        self.restore_batch_where(store, records, |_| true)
-    }
-
-    /// Applies the changelog records of `records` that `keep` admits, in order (see
-    /// [`Task::restore_batch`]).
+    /// Applies to store `store` the changelog records of `records` that `keep` admits, in order, below
+    /// its logging layer and committed at once: a put, or a delete for a null value. Used to restore a
+    /// task's state before it processes input.
     pub(crate) fn restore_batch_where(
         &mut self,
         store: &str,
@@ -637,15 +620,9 @@ impl Task {
         self.state.stores[self.store_index(store)?].get_raw(key)
     }
 
-    /// Applies one changelog record (see [`Task::restore_batch`]).
-    pub fn restore(&mut self, store: &str, key: &[u8], value: Option<&[u8]>) -> Result<(), StreamsError> {
-        let index = self.store_index(store)?;
-        self.state.stores[index].restore_batch(&[(key, value)])
-    }
-
     /// Records that the persistent store logging to `partition` reflects the changelog up to `offset`
     /// (never moves backwards).
-    pub fn set_changelog_offset(&mut self, partition: &TopicPartition, offset: i64) {
+    pub(crate) fn set_changelog_offset(&mut self, partition: &TopicPartition, offset: i64) {
         let known = self.changelog_offsets.entry(partition.clone()).or_insert(offset);
         *known = (*known).max(offset);
     }
@@ -653,7 +630,7 @@ impl Task {
     /// At commit, first: processors that hold records back (the DSL's record cache) write and forward
     /// them, and stores with a cache write it out. Their outputs and changelog records join the task's
     /// output, to be sent before the producer is flushed.
-    pub fn flush_processors(&mut self) -> Result<(), StreamsError> {
+    pub(crate) fn flush_processors(&mut self) -> Result<(), StreamsError> {
         if !self.initialized {
             return Ok(());
         }
@@ -669,7 +646,7 @@ impl Task {
     }
 
     /// Commits every store (at each commit, after the producer's part of it): held writes are applied.
-    pub fn commit_stores(&mut self) -> Result<(), StreamsError> {
+    pub(crate) fn commit_stores(&mut self) -> Result<(), StreamsError> {
         for store in &mut self.state.stores {
             store.commit()?;
         }
@@ -677,7 +654,7 @@ impl Task {
     }
 
     /// Whether the changelogs moved on by [`CHECKPOINT_EVERY_RECORDS`] since the last checkpoint.
-    pub fn checkpoint_due(&self) -> bool {
+    pub(crate) fn checkpoint_due(&self) -> bool {
         let moved: i64 = self
             .changelog_offsets
             .iter()
@@ -687,7 +664,7 @@ impl Task {
     }
 
     /// Flushes every store: held writes are applied, files written. Before a checkpoint.
-    pub fn flush(&mut self) -> Result<(), StreamsError> {
+    pub(crate) fn flush(&mut self) -> Result<(), StreamsError> {
         for store in &mut self.state.stores {
             store.flush()?;
         }
@@ -696,7 +673,7 @@ impl Task {
 
     /// Writes the task's checkpoint: for each persistent logged store, the changelog offset it reflects.
     /// Call after [`Task::flush`], so the checkpoint never claims more than the files hold.
-    pub fn checkpoint(&mut self) -> Result<(), StreamsError> {
+    pub(crate) fn checkpoint(&mut self) -> Result<(), StreamsError> {
         self.checkpointed = self.changelog_offsets.clone();
         let Some(dir) = &self.task_dir else { return Ok(()) };
         let offsets: Offsets = self
@@ -721,21 +698,13 @@ impl Task {
         OffsetCheckpoint::in_dir(dir).write(&offsets).map_err(|e| failed(e.to_string()))
     }
 
-    /// Drops the stores' writes since the last flush where they are held apart (a failed commit).
-    pub fn discard_uncommitted(&mut self) -> Result<(), StreamsError> {
-        for store in &mut self.state.stores {
-            store.discard_uncommitted()?;
-        }
-        Ok(())
-    }
-
     /// Bytes of writes the stores hold until the next commit.
-    pub fn uncommitted_bytes(&self) -> usize {
+    pub(crate) fn uncommitted_bytes(&self) -> usize {
         self.state.stores.iter().map(|s| s.uncommitted_bytes()).sum()
     }
 
     /// Whether a processor asked for a commit since the last one.
-    pub fn commit_requested(&self) -> bool {
+    pub(crate) fn commit_requested(&self) -> bool {
         self.state.commit_requested
     }
 
@@ -745,7 +714,7 @@ impl Task {
     }
 
     /// Closes the processors, then the stores.
-    pub fn close(&mut self) -> Result<(), StreamsError> {
+    pub(crate) fn close(&mut self) -> Result<(), StreamsError> {
         if self.initialized {
             for index in 0..self.state.nodes.len() {
                 self.with_node(index, |node, state| node.close(state))?;
@@ -758,23 +727,18 @@ impl Task {
     }
 
     /// The typed store called `name`, if this task has it with these types.
-    pub fn store<K: 'static, V: 'static>(&mut self, name: &str) -> Option<&mut TypedKeyValueStore<K, V>> {
+    pub(crate) fn store<K: 'static, V: 'static>(&mut self, name: &str) -> Option<&mut TypedKeyValueStore<K, V>> {
         let &index = self.state.store_names.get(name)?;
         self.state.stores[index].downcast_mut::<K, V>()
     }
 
-    /// The task's stream time (`-1` before the first record).
-    pub fn stream_time(&self) -> i64 {
-        self.state.stream_time
-    }
-
     /// The task's counters.
-    pub fn metrics(&self) -> TaskMetrics {
+    pub(crate) fn metrics(&self) -> TaskMetrics {
         self.state.metrics
     }
 
     /// Whether the task holds a store called `name`.
-    pub fn has_store(&self, name: &str) -> bool {
+    pub(crate) fn has_store(&self, name: &str) -> bool {
         self.state.store_names.contains_key(name)
     }
 }
