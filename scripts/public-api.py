@@ -39,7 +39,9 @@ SECTIONS = {
 
 def text(fragment):
     """Rustdoc HTML to one line of Rust: tags dropped, entities decoded, whitespace collapsed."""
-    fragment = fragment.replace('<div class="where">', " ")
+    # A long enum's declaration folds behind a "Show 17 variants" toggle.
+    fragment = re.sub(r"<summary.*?</summary>", "", fragment, flags=re.S)
+    fragment = re.sub(r"</?div[^>]*>", " ", fragment)
     plain = html.unescape(re.sub(r"<[^>]+>", "", fragment))
     plain = re.sub(r"\s+", " ", plain).strip()
     return plain.replace("( ", "(").replace(" )", ")").replace(", }", " }").replace(",)", ")")

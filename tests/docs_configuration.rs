@@ -163,7 +163,7 @@ fn render(config: &StreamsConfig) -> BTreeMap<&'static str, (String, String)> {
         DeserializationResponse::Continue(records) if records.is_empty() => "log_and_continue".to_string(),
         DeserializationResponse::Continue(records) => format!("dead letters to {}", records[0].topic),
     };
-    let rejected = ClientError::with_kind("produce to t", "probe", ClientErrorKind::Fatal);
+    let rejected = ClientError::new("produce to t", "probe", ClientErrorKind::Fatal);
     let production = match production_handler.handle(&rejected) {
         ProductionResponse::Fail => "fail",
         ProductionResponse::Continue => "continue",

@@ -18,9 +18,11 @@ pub enum ClientErrorKind {
     Fenced,
 }
 
-/// A broker client failed. Says which operation, and what the failure means ([`ClientErrorKind`]).
+/// A broker client failed. Says which operation, what the failure means ([`ClientErrorKind`]), and the
+/// broker's or client library's error code when there is one.
 #[derive(Debug, thiserror::Error)]
 #[error("{operation} failed: {message}")]
+#[non_exhaustive]
 pub struct ClientError {
     /// What was being done (`create topics`, `commit offsets`, `produce to orders`).
     pub operation: String,
@@ -28,22 +30,35 @@ pub struct ClientError {
     pub message: String,
     /// What the failure means.
     pub kind: ClientErrorKind,
+    /// The error code, when the client gave one: Kafka's protocol codes are positive (`47`,
+    /// `INVALID_PRODUCER_EPOCH`), librdkafka's own are negative (`-185`, an operation timed out).
+    pub code: Option<i32>,
+    /// The failure below this one (an I/O error of the embedded broker's journal, a thread that could
+    /// not be started), when there is one; `message` does not repeat it.
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
 impl ClientError {
-    /// An error in `operation`, retriable or fatal.
-    pub fn new(operation: impl Into<String>, message: impl Into<String>, retriable: bool) -> Self {
-        let kind = if retriable { ClientErrorKind::Retriable } else { ClientErrorKind::Fatal };
-        ClientError::with_kind(operation, message, kind)
+    /// An error in `operation` of the given kind.
+    pub fn new(operation: impl Into<String>, message: impl Into<String>, kind: ClientErrorKind) -> Self {
+        ClientError { operation: operation.into(), message: message.into(), kind, code: None, source: None }
     }
 
-    /// An error in `operation` of the given kind.
-    pub fn with_kind(operation: impl Into<String>, message: impl Into<String>, kind: ClientErrorKind) -> Self {
-        ClientError { operation: operation.into(), message: message.into(), kind }
+    /// The same error, with the client's error code.
+    pub fn with_code(mut self, code: i32) -> Self {
+        self.code = Some(code);
+        self
+    }
+
+    /// The same error, caused by `source`.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
     }
 
     /// Whether the same call may succeed later.
-    pub fn retriable(&self) -> bool {
+    pub fn is_retriable(&self) -> bool {
         self.kind == ClientErrorKind::Retriable
     }
 }

@@ -222,7 +222,7 @@ pub(crate) fn offsets_are_contiguous_from_zero_and_records_keep_key_value_timest
     let mut batches = 0;
     let failed = restore.read(&tp1, 0, 100, 4, &mut |_| {
         batches += 1;
-        Err(ClientError::new("apply", "the store is full", false).into())
+        Err(ClientError::new("apply", "the store is full", ClientErrorKind::Fatal).into())
     });
     let error = format!("{:?}", failed.expect_err("the store's error"));
     assert!(error.contains("the store is full"), "the store's error is the one reported: {error}");

@@ -15,16 +15,16 @@ use crate::record::{ProducedRecord, RawRecord};
 use crate::StreamsError;
 
 fn unknown_topic(operation: String) -> ClientError {
-    ClientError::new(operation, "Broker: Unknown topic or partition", false)
+    ClientError::new(operation, "Broker: Unknown topic or partition", ClientErrorKind::Fatal)
 }
 
 fn fenced(operation: impl Into<String>, message: impl Into<String>) -> ClientError {
-    ClientError::with_kind(operation, message, ClientErrorKind::Fenced)
+    ClientError::new(operation, message, ClientErrorKind::Fenced)
 }
 
 /// An injected commit failure: a timeout, after which the caller cannot know whether it took effect.
 fn commit_timeout(operation: &str) -> ClientError {
-    ClientError::with_kind(operation, "Broker: Request timed out (injected fault)", ClientErrorKind::Retriable)
+    ClientError::new(operation, "Broker: Request timed out (injected fault)", ClientErrorKind::Retriable)
 }
 
 /// What a poll must do for the group before it fetches.
@@ -337,10 +337,10 @@ impl EmbeddedProducer {
         let now = self.broker.now_ms();
         state.expire_transactions(now);
         let Some(epoch) = client.epoch else {
-            return Err(ClientError::new(operation, "init_transactions was not called", false));
+            return Err(ClientError::new(operation, "init_transactions was not called", ClientErrorKind::Fatal));
         };
         if !client.in_transaction {
-            return Err(ClientError::new(operation, "no transaction was begun", false));
+            return Err(ClientError::new(operation, "no transaction was begun", ClientErrorKind::Fatal));
         }
         let next_id = state.transactions_created + 1;
         let producer = state.producers.entry(client.id.clone()).or_default();
@@ -369,7 +369,7 @@ impl EmbeddedProducer {
     fn client(&mut self, operation: &str) -> Result<&mut TransactionalClient, ClientError> {
         self.transactional
             .as_mut()
-            .ok_or_else(|| ClientError::new(operation, "the producer is not transactional", false))
+            .ok_or_else(|| ClientError::new(operation, "the producer is not transactional", ClientErrorKind::Fatal))
     }
 
     /// Commits or aborts the open transaction, unless this producer was fenced.
@@ -377,7 +377,7 @@ impl EmbeddedProducer {
         let operation = if commit { "commit transaction" } else { "abort transaction" };
         let client = self.client(operation)?;
         if !client.in_transaction {
-            return Err(ClientError::new(operation, "no transaction was begun", false));
+            return Err(ClientError::new(operation, "no transaction was begun", ClientErrorKind::Fatal));
         }
         let (id, epoch) = (client.id.clone(), client.epoch);
         client.in_transaction = false;
@@ -414,11 +414,7 @@ impl StreamsProducer for EmbeddedProducer {
         if state.faults.refuse_send() {
             // As a send that exhausted its retries: in a transaction the transaction must abort.
             let kind = if txn.is_some() { ClientErrorKind::Abortable } else { ClientErrorKind::Retriable };
-            return Err(ClientError::with_kind(
-                operation,
-                "Broker: Not enough in-sync replicas (injected fault)",
-                kind,
-            ));
+            return Err(ClientError::new(operation, "Broker: Not enough in-sync replicas (injected fault)", kind));
         }
         let Some(topic) = state.topics.get(&*record.topic) else {
             return Err(unknown_topic(operation));
@@ -472,10 +468,14 @@ impl StreamsProducer for EmbeddedProducer {
     fn begin_transaction(&mut self) -> Result<(), ClientError> {
         let client = self.client("begin transaction")?;
         if client.epoch.is_none() {
-            return Err(ClientError::new("begin transaction", "init_transactions was not called", false));
+            return Err(ClientError::new(
+                "begin transaction",
+                "init_transactions was not called",
+                ClientErrorKind::Fatal,
+            ));
         }
         if client.in_transaction {
-            return Err(ClientError::new("begin transaction", "a transaction is already open", false));
+            return Err(ClientError::new("begin transaction", "a transaction is already open", ClientErrorKind::Fatal));
         }
         client.in_transaction = true;
         Ok(())
@@ -489,7 +489,11 @@ impl StreamsProducer for EmbeddedProducer {
     ) -> Result<(), ClientError> {
         let operation = "send offsets to transaction";
         let Some(m) = group.get::<Membership>() else {
-            return Err(ClientError::new(operation, "the group metadata does not come from this broker", false));
+            return Err(ClientError::new(
+                operation,
+                "the group metadata does not come from this broker",
+                ClientErrorKind::Fatal,
+            ));
         };
         let mut state = self.broker.lock();
         self.transaction(&mut state, operation)?;
@@ -529,7 +533,7 @@ impl StreamsAdmin for EmbeddedAdmin {
                 return Err(ClientError::new(
                     format!("create topic {}", t.name),
                     "partitions must be at least 1",
-                    false,
+                    ClientErrorKind::Fatal,
                 ));
             }
             let compacted = t.config.get("cleanup.policy").is_some_and(|p| p.contains("compact"));
@@ -541,9 +545,9 @@ impl StreamsAdmin for EmbeddedAdmin {
     fn delete_records(&self, offsets: &[(TopicPartition, i64)]) -> Result<(), ClientError> {
         let mut state = self.broker.lock();
         for (tp, offset) in offsets {
-            state
-                .delete_records(tp, *offset)
-                .map_err(|message| ClientError::new(format!("delete records of {tp}"), message, false))?;
+            state.delete_records(tp, *offset).map_err(|message| {
+                ClientError::new(format!("delete records of {tp}"), message, ClientErrorKind::Fatal)
+            })?;
         }
         state.check_journal("delete records")
     }
@@ -604,7 +608,7 @@ impl RestoreConsumer for EmbeddedRestoreConsumer {
                 // A transaction still open below `end`: wait for it to commit, abort or time out.
                 if waited >= self.timeout {
                     let message = format!("an open transaction held the restore at offset {position} for {waited:?}");
-                    return Err(ClientError::new(format!("restore {tp}"), message, true).into());
+                    return Err(ClientError::new(format!("restore {tp}"), message, ClientErrorKind::Retriable).into());
                 }
                 let pause = Duration::from_millis(10);
                 self.broker.sleep(pause);

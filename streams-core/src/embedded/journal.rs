@@ -72,7 +72,7 @@ pub(crate) struct Journal {
 }
 
 fn error(operation: String, message: String) -> ClientError {
-    ClientError::with_kind(operation, message, ClientErrorKind::Fatal)
+    ClientError::new(operation, message, ClientErrorKind::Fatal)
 }
 
 impl Journal {

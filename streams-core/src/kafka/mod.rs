@@ -82,7 +82,11 @@ fn client_error(operation: impl Into<String>, error: KafkaError) -> ClientError 
         }
         _ => ClientErrorKind::Fatal,
     };
-    ClientError::with_kind(operation, error.to_string(), kind)
+    let client_error = ClientError::new(operation, error.to_string(), kind);
+    match code {
+        Some(code) => client_error.with_code(code as i32),
+        None => client_error,
+    }
 }
 
 /// How long librdkafka waits before fetching again once its local queue is full (`queued.min.messages`).
@@ -589,7 +593,7 @@ impl StreamsConsumer for RdKafkaConsumer {
                 }
                 Some(e) => {
                     let error = client_error("poll", e);
-                    if error.retriable() {
+                    if error.is_retriable() {
                         tracing::warn!(target: "kstreams::kafka", error = %error, "retriable consumer error; polling on");
                     } else {
                         return Err(error);
@@ -770,7 +774,7 @@ impl StreamsProducer for RdKafkaProducer {
     ) -> Result<(), ClientError> {
         let Some(metadata) = group.get::<ConsumerGroupMetadata>() else {
             let message = "the group metadata does not come from an rdkafka consumer";
-            return Err(ClientError::new("send offsets to transaction", message, false));
+            return Err(ClientError::new("send offsets to transaction", message, ClientErrorKind::Fatal));
         };
         self.producer
             .send_offsets_to_transaction(&offset_list(offsets)?, metadata, timeout)
@@ -863,7 +867,11 @@ impl StreamsAdmin for RdKafkaAdmin {
         for result in results {
             if let Err((topic, code)) = result {
                 if code != RDKafkaErrorCode::TopicAlreadyExists {
-                    return Err(ClientError::new(format!("create topic {topic}"), code.to_string(), false));
+                    return Err(ClientError::new(
+                        format!("create topic {topic}"),
+                        code.to_string(),
+                        ClientErrorKind::Fatal,
+                    ));
                 }
             }
         }
@@ -910,7 +918,11 @@ impl RdKafkaAdmin {
             }
             if Instant::now() + backoff >= deadline {
                 let message = format!("created, but not in the metadata of {} after {:?}", self.servers, self.timeout);
-                return Err(ClientError::new(format!("create topics {}", missing.join(", ")), message, true));
+                return Err(ClientError::new(
+                    format!("create topics {}", missing.join(", ")),
+                    message,
+                    ClientErrorKind::Retriable,
+                ));
             }
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(Duration::from_millis(200));
@@ -926,6 +938,17 @@ mod tests {
     fn a_failed_send_names_its_partition_but_never_partition_minus_one() {
         assert_eq!(produce_operation("long-views", 3), "produce to long-views-3");
         assert_eq!(produce_operation("long-views", -1), "produce to long-views");
+    }
+
+    #[test]
+    fn a_client_error_keeps_the_error_code_and_what_it_means() {
+        let fenced = client_error("commit transaction", KafkaError::Global(RDKafkaErrorCode::InvalidProducerEpoch));
+        assert_eq!((fenced.kind, fenced.code), (ClientErrorKind::Fenced, Some(47)));
+        let timed_out = client_error("send", KafkaError::Global(RDKafkaErrorCode::OperationTimedOut));
+        assert_eq!((timed_out.kind, timed_out.code), (ClientErrorKind::Retriable, Some(-185)));
+        assert!(timed_out.is_retriable());
+        let no_code = client_error("create consumer", KafkaError::ClientCreation("bad setting".into()));
+        assert_eq!((no_code.kind, no_code.code), (ClientErrorKind::Fatal, None));
     }
 
     fn config(guarantee: ProcessingGuarantee) -> StreamsConfig {

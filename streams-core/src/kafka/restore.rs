@@ -18,7 +18,7 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{client_error, headers_of, raw_record, topic_of, LogContext};
-use crate::client::{ClientError, RestoreConsumer, TopicPartition};
+use crate::client::{ClientError, ClientErrorKind, RestoreConsumer, TopicPartition};
 use crate::record::RawRecord;
 use crate::StreamsError;
 
@@ -90,7 +90,7 @@ impl RestoreConsumer for RdKafkaRestoreConsumer {
                         Some(RDKafkaErrorCode::UnknownPartition | RDKafkaErrorCode::UnknownTopicOrPartition)
                     );
                     let error = client_error(format!("read the offsets of {tp}"), e);
-                    if !(error.retriable() || not_known_yet) || Instant::now() + backoff >= deadline {
+                    if !(error.is_retriable() || not_known_yet) || Instant::now() + backoff >= deadline {
                         return Err(error);
                     }
                     tracing::debug!(target: "kstreams::kafka::restore", error = %error, "retrying");
@@ -134,7 +134,12 @@ impl RestoreConsumer for RdKafkaRestoreConsumer {
                 .name("restore-reader".into())
                 .spawn_scoped(scope, move || reader.run(topics, filled_tx, spent_rx))
                 .map_err(|e| {
-                    ClientError::new(format!("restore {tp}"), format!("cannot start a reader thread: {e}"), true)
+                    ClientError::new(
+                        format!("restore {tp}"),
+                        "cannot start a reader thread",
+                        ClientErrorKind::Retriable,
+                    )
+                    .with_source(e)
                 })?;
             let mut applied = Ok(());
             // Ends when the reader is done and drops its sender. On an error the reader is told to stop
@@ -180,7 +185,7 @@ impl Transient {
     /// `Ok` when `error` is transient and the run of them is younger than `retry_for`; the error,
     /// saying how long it was retried, otherwise.
     fn tolerate(&mut self, mut error: ClientError, retry_for: Duration) -> Result<(), ClientError> {
-        if !error.retriable() {
+        if !error.is_retriable() {
             return Err(error);
         }
         let since = *self.since.get_or_insert_with(Instant::now);
@@ -271,7 +276,9 @@ impl Reader<'_> {
                         if self.stable_end() == Some(position) {
                             message.push_str(&held_by_open_transaction(tp, position));
                         }
-                        return Err(ClientError::new(format!("restore {tp}"), message, true).into());
+                        return Err(
+                            ClientError::new(format!("restore {tp}"), message, ClientErrorKind::Retriable).into()
+                        );
                     }
                     Ok(_) => false,
                     Err(error) => {
@@ -355,7 +362,11 @@ mod tests {
     use super::*;
 
     fn broker_gone() -> ClientError {
-        ClientError::new("restore t-0", "AllBrokersDown (Local: All broker connections are down)", true)
+        ClientError::new(
+            "restore t-0",
+            "AllBrokersDown (Local: All broker connections are down)",
+            ClientErrorKind::Retriable,
+        )
     }
 
     #[test]
@@ -370,7 +381,7 @@ mod tests {
         transient.recovered();
         assert_eq!((transient.since, transient.errors), (None, 0), "a record ends the run");
 
-        let fatal = ClientError::new("restore t-0", "Broker: Topic authorization failed", false);
+        let fatal = ClientError::new("restore t-0", "Broker: Topic authorization failed", ClientErrorKind::Fatal);
         assert!(transient.tolerate(fatal, retry_for).is_err(), "a fatal error is never ridden out");
     }
 

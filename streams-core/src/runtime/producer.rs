@@ -68,7 +68,7 @@ impl PauseGuard {
              for them before it rejoins",
             self.limit_ms
         );
-        Err(ClientError::with_kind("send", message, ClientErrorKind::Fenced))
+        Err(ClientError::new("send", message, ClientErrorKind::Fenced))
     }
 }
 
@@ -163,7 +163,7 @@ impl ThreadProducer {
         if !offsets.is_empty() {
             let Some(group) = committer.group_metadata() else {
                 let message = "the consumer is not a member of its group";
-                return Err(ClientError::with_kind("send offsets to transaction", message, ClientErrorKind::Fenced));
+                return Err(ClientError::new("send offsets to transaction", message, ClientErrorKind::Fenced));
             };
             self.producer.send_offsets_to_transaction(offsets, &group, self.timeout)?;
         }
@@ -191,9 +191,11 @@ impl ThreadProducer {
             }
             ClientErrorKind::Abortable | ClientErrorKind::Fenced => Ok(()),
             // A timeout or a failure: whether the last call took effect is unknown.
-            ClientErrorKind::Retriable | ClientErrorKind::Fatal => {
-                Err(ClientError::new("abort transaction", format!("the producer is in doubt after: {cause}"), false))
-            }
+            ClientErrorKind::Retriable | ClientErrorKind::Fatal => Err(ClientError::new(
+                "abort transaction",
+                format!("the producer is in doubt after: {cause}"),
+                ClientErrorKind::Fatal,
+            )),
         };
         self.in_transaction = false;
         if let Err(error) = aborted {

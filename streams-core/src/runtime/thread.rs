@@ -497,7 +497,7 @@ impl RebalanceListener for Listener {
         inner.shared.state.set(State::Rebalancing);
         tracing::warn!(target: "kstreams::runtime::thread", thread = %inner.name, partitions = partitions.len(), "partitions lost; closing their tasks without committing");
         // The open transaction holds work of the lost tasks: none of it may commit now.
-        let cause = ClientError::with_kind("rebalance", "partitions lost", ClientErrorKind::Fenced);
+        let cause = ClientError::new("rebalance", "partitions lost", ClientErrorKind::Fenced);
         if let Err(e) = inner.producer.abort(&cause) {
             inner.fatal.get_or_insert(e.into());
         }

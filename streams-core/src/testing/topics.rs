@@ -25,7 +25,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::client::{
-    ClientError, ClientSupplier, NewTopic, RestoreConsumer, StreamsAdmin, StreamsProducer, TopicPartition,
+    ClientError, ClientErrorKind, ClientSupplier, NewTopic, RestoreConsumer, StreamsAdmin, StreamsProducer,
+    TopicPartition,
 };
 use crate::config::{ProcessingGuarantee, StreamsConfig};
 use crate::record::{Headers, ProducedRecord, RawRecord};
@@ -165,7 +166,12 @@ impl BrokerTopics {
             }
             if Instant::now() >= deadline {
                 let message = format!("{} records after {timeout:?}, waiting for {count}", records.len());
-                return Err(ClientError::new(format!("wait for records in `{topic}`"), message, true).into());
+                return Err(ClientError::new(
+                    format!("wait for records in `{topic}`"),
+                    message,
+                    ClientErrorKind::Retriable,
+                )
+                .into());
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -176,7 +182,7 @@ impl BrokerTopics {
         let (admin, reader) = self.readers()?;
         let counts = admin.partition_counts(&[topic.to_string()])?;
         let Some(partitions) = counts.get(topic).copied().flatten() else {
-            return Err(ClientError::new(format!("read `{topic}`"), "no such topic", false).into());
+            return Err(ClientError::new(format!("read `{topic}`"), "no such topic", ClientErrorKind::Fatal).into());
         };
         let mut out = Vec::new();
         for partition in 0..partitions {
