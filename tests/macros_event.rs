@@ -60,7 +60,10 @@ fn an_unreadable_key_is_a_deserialization_error_naming_the_record() -> anyhow::R
     let error = driver.pipe_raw("orders", Some(vec![1, 2, 3]), value, 1).expect_err("3 bytes are not an i64");
     match &error {
         StreamsError::Deserialization { topic, partition, offset, part, .. } => {
-            assert_eq!((topic.as_str(), *partition, *offset, *part), ("orders", 0, 1, "key"));
+            assert_eq!(
+                (topic.as_str(), *partition, *offset, *part),
+                ("orders", 0, 1, kstreams::record::RecordPart::Key)
+            );
         }
         other => panic!("expected a deserialization error, got {other:?}"),
     }

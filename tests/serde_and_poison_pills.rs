@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use kstreams::handler::{DeadLetterQueue, LogAndContinue, LogAndFail};
 use kstreams::prelude::*;
+use kstreams::record::RecordPart;
 use kstreams::serde::{from_bytes, to_bytes, DefaultSerde, JsonSerde};
 use kstreams::testing::TestDriverConfig;
 use serde::{Deserialize, Serialize};
@@ -68,7 +69,7 @@ fn poison_pill_under_log_and_fail_is_an_error_naming_topic_partition_and_offset(
     assert!(results[0].is_ok() && results[2].is_ok());
     let err = results[1].as_ref().unwrap_err();
     assert!(
-        matches!(err, StreamsError::Deserialization { topic, partition: 0, offset: 1, part: "value", .. } if topic == "orders")
+        matches!(err, StreamsError::Deserialization { topic, partition: 0, offset: 1, part: RecordPart::Value, .. } if topic == "orders")
     );
     assert_eq!(err.to_string(), "cannot deserialize the value of the record at orders-0 offset 1");
     let cause = std::error::Error::source(err).unwrap().to_string();

@@ -155,7 +155,7 @@ fn every_mistake_the_dsl_collected_is_reported_at_once() {
 fn connecting_stores_to_an_unknown_processor_names_the_processor() {
     let mut t = Topology::new();
     let err = t.connect_processor_and_state_stores("nope", &["counts"]).err().unwrap();
-    assert_eq!(err, TopologyError::UnknownProcessor { processor: "nope".into(), stores: "counts".into() });
+    assert_eq!(err, TopologyError::UnknownProcessor { processor: "nope".into(), stores: vec!["counts".into()] });
     assert_eq!(err.to_string(), "cannot connect state stores counts to processor `nope`: no such processor");
 }
 

@@ -30,12 +30,12 @@ pub enum TopologyError {
         parent: String,
     },
     /// Stores were connected to a processor that is not in the topology.
-    #[error("cannot connect state stores {stores} to processor `{processor}`: no such processor")]
+    #[error("cannot connect state stores {} to processor `{processor}`: no such processor", stores.join(", "))]
     UnknownProcessor {
         /// The processor named.
         processor: String,
-        /// The stores, comma-separated.
-        stores: String,
+        /// The stores.
+        stores: Vec<String>,
     },
     /// A sink was named as a parent; sinks end a branch.
     #[error("node `{node}` names sink `{sink}` as its parent; a sink cannot have children")]
@@ -128,8 +128,8 @@ pub enum TopologyError {
         node: String,
         /// What the serde is for: the topic read or written, or the store.
         target: String,
-        /// `"key"`, `"value"` or `"key or value"`.
-        part: &'static str,
+        /// Which serde.
+        part: crate::record::RecordPart,
         /// The key and value types, as `K, V` without module paths.
         types: String,
     },
@@ -158,8 +158,8 @@ pub enum StreamsError {
         partition: i32,
         /// The offset.
         offset: i64,
-        /// `"key"` or `"value"`.
-        part: &'static str,
+        /// The key or the value.
+        part: crate::record::RecordPart,
         /// What the serde said.
         #[source]
         source: SerdeError,
@@ -191,7 +191,7 @@ pub enum StreamsError {
     #[error("task {task}: {message}")]
     State {
         /// The task.
-        task: String,
+        task: crate::task_id::TaskId,
         /// What went wrong.
         message: String,
     },
@@ -237,13 +237,14 @@ pub enum StreamsError {
     /// The source topics of one sub-topology have different partition counts, so one task could not own
     /// the same key in each.
     #[error(
-        "the source topics of sub-topology {subtopology} must have the same number of partitions, but have: {counts}"
+        "the source topics of sub-topology {subtopology} must have the same number of partitions, but have: {}",
+        counts.iter().map(|(topic, n)| format!("{topic} ({n} partitions)")).collect::<Vec<_>>().join(", ")
     )]
     CoPartitioning {
         /// The sub-topology.
         subtopology: u32,
-        /// `topic (n partitions)`, comma-separated.
-        counts: String,
+        /// Each source topic and its partition count.
+        counts: Vec<(String, i32)>,
     },
     /// An internal topic exists with the wrong partition count; it is not silently reused.
     #[error(

@@ -111,6 +111,27 @@ impl<K, V> Record<K, V> {
     }
 }
 
+/// Which part of a record an error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RecordPart {
+    /// The key.
+    Key,
+    /// The value.
+    Value,
+    /// The key or the value: a serde pair that is given, or missing, as one.
+    KeyOrValue,
+}
+
+impl std::fmt::Display for RecordPart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RecordPart::Key => "key",
+            RecordPart::Value => "value",
+            RecordPart::KeyOrValue => "key or value",
+        })
+    }
+}
+
 /// Where the record being processed came from: topic, partition and offset (Kafka Streams'
 /// `RecordMetadata`). There is none while a punctuation runs.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,6 +9,7 @@ use super::ktable::table_source;
 use super::options::{Consumed, Materialized};
 use super::{Data, KStream, KTable};
 use crate::event::Event;
+use crate::record::RecordPart;
 use crate::serde::{DefaultSerde, Serde};
 use crate::store::StoreBuilder;
 use crate::topology::{source_def, TopicRef, Topology};
@@ -77,7 +78,7 @@ impl StreamsBuilder {
         let name = state.name_or(consumed.name, "KSTREAM-SOURCE-");
         let (Some(key_serde), Some(value_serde)) = (consumed.key_serde, consumed.value_serde) else {
             let target = format!("the source of {}", topics.join(", "));
-            state.topology.deferred.push(missing_serde::<K, V>(name.clone(), target, "key or value"));
+            state.topology.deferred.push(missing_serde::<K, V>(name.clone(), target, RecordPart::KeyOrValue));
             return KStream::new(self.state.clone(), name, None, None, false);
         };
         let topics = topics.iter().map(|t| TopicRef::user(t)).collect();
@@ -163,7 +164,7 @@ impl StreamsBuilder {
 pub(crate) fn missing_serde<K: ?Sized, V: ?Sized>(
     node: impl Into<String>,
     target: impl Into<String>,
-    part: &'static str,
+    part: RecordPart,
 ) -> TopologyError {
     TopologyError::MissingSerde {
         node: node.into(),

@@ -9,6 +9,7 @@ use super::change::{Change, ChangeSerde};
 use super::options::{Grouped, Materialized};
 use super::repartition::{add_repartition, RepartitionNames};
 use super::{Data, KStream, KTable};
+use crate::record::RecordPart;
 use crate::serde::{DefaultSerde, Serde};
 use crate::store::{
     DefaultKeyValueBytesStoreSupplier, KeyValueBytesStoreSupplier, Stores, ValueAndTimestamp, ValueAndTimestampSerde,
@@ -147,11 +148,19 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         let key_serde =
             pick(materialized.key_serde.clone(), &pick(self.grouped.key_serde.clone(), &self.stream.key_serde));
         let Some(key_serde) = key_serde else {
-            b.topology.deferred.push(missing_serde::<K, VA>(name.clone(), format!("the store {store}"), "key"));
+            b.topology.deferred.push(missing_serde::<K, VA>(
+                name.clone(),
+                format!("the store {store}"),
+                RecordPart::Key,
+            ));
             return KTable::new(builder.clone(), name, None, None, Some(store));
         };
         let Some(agg_serde) = materialized.value_serde.clone() else {
-            b.topology.deferred.push(missing_serde::<K, VA>(name.clone(), format!("the store {store}"), "value"));
+            b.topology.deferred.push(missing_serde::<K, VA>(
+                name.clone(),
+                format!("the store {store}"),
+                RecordPart::Value,
+            ));
             return KTable::new(builder.clone(), name, None, None, Some(store));
         };
         let mut parent = self.stream.node.clone();
@@ -396,7 +405,7 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
         let (Some(key_serde), Some(agg_serde)) = (materialized.key_serde.clone(), materialized.value_serde.clone())
         else {
             let target = format!("the store {store}");
-            b.topology.deferred.push(missing_serde::<K, VA>(name.clone(), target, "key or value"));
+            b.topology.deferred.push(missing_serde::<K, VA>(name.clone(), target, RecordPart::KeyOrValue));
             return KTable::new(builder.clone(), name, None, None, Some(store));
         };
         let change_serde: Arc<dyn Serde<Change<V>>> = Arc::new(ChangeSerde(value_serde));

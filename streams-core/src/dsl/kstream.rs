@@ -13,6 +13,7 @@ use super::stateless::{
 };
 use super::Data;
 use crate::processor::Processor;
+use crate::record::RecordPart;
 use crate::serde::{DefaultSerde, Serde};
 use crate::topology::{processor_def, sink_def, SinkSpec, TopicRef};
 use crate::RecordMetadata;
@@ -260,7 +261,7 @@ impl<K: Data, V: Data> KStream<K, V> {
                     SinkSpec::Fixed(topic) => format!("the sink to {}", topic.name),
                     SinkSpec::Dynamic(_) => "a sink to topics chosen per record".to_string(),
                 };
-                let part = if key.is_none() { "key" } else { "value" };
+                let part = if key.is_none() { RecordPart::Key } else { RecordPart::Value };
                 b.topology.deferred.push(missing_serde::<K, V>(name, target, part))
             }
         }
@@ -287,7 +288,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         let value_serde = pick(repartitioned.value_serde, &self.value_serde);
         let (Some(k), Some(v)) = (key_serde, value_serde) else {
             let target = format!("the repartition topic {}", names.topic);
-            b.topology.deferred.push(missing_serde::<K, V>(names.sink.clone(), target, "key or value"));
+            b.topology.deferred.push(missing_serde::<K, V>(names.sink.clone(), target, RecordPart::KeyOrValue));
             return KStream::new(self.builder.clone(), names.source, None, None, false);
         };
         let source = add_repartition(

@@ -12,6 +12,7 @@ use super::grouped::{store_def, KGroupedTable};
 use super::options::{Consumed, Grouped, Materialized};
 use super::{Data, KStream};
 use crate::processor::{Processor, ProcessorContext};
+use crate::record::RecordPart;
 use crate::serde::{OptionSerde, Serde};
 use crate::topology::{processor_def, source_def, TopicRef};
 use crate::{Record, StreamsError};
@@ -164,7 +165,7 @@ pub(crate) fn table_source<K: Data, V: Data>(
     let value_serde = pick(materialized.value_serde.clone(), &consumed.value_serde);
     let (Some(key_serde), Some(value_serde)) = (key_serde, value_serde) else {
         let target = format!("the table source of {topic}");
-        b.topology.deferred.push(missing_serde::<K, V>(source.clone(), target, "key or value"));
+        b.topology.deferred.push(missing_serde::<K, V>(source.clone(), target, RecordPart::KeyOrValue));
         return KTable::new(rc.clone(), name, None, None, None);
     };
     // The source reads values as `Option<V>`: a null value is a delete.

@@ -159,7 +159,6 @@ pub(crate) fn prepare(
         let counts: Vec<(String, i32)> =
             sub.source_topics.iter().map(|t| (t.resolve(app), partitions[&t.resolve(app)])).collect();
         if counts.windows(2).any(|w| w[0].1 != w[1].1) {
-            let counts = counts.iter().map(|(t, n)| format!("{t} ({n} partitions)")).collect::<Vec<_>>().join(", ");
             return Err(StreamsError::CoPartitioning { subtopology: sub.id, counts });
         }
     }

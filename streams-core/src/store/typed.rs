@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use state_store::KeyValueStore;
 
+use crate::record::RecordPart;
 use crate::serde::Serde;
 use crate::StreamsError;
 
@@ -52,7 +53,7 @@ impl<K: 'static, V: 'static> TypedKeyValueStore<K, V> {
     }
 
     fn decode_value(&self, bytes: &[u8]) -> Result<V, StreamsError> {
-        decode(&*self.value_serde, &self.name, "value", bytes)
+        decode(&*self.value_serde, &self.name, RecordPart::Value, bytes)
     }
 
     /// The value for `key`.
@@ -122,7 +123,7 @@ impl<K: 'static, V: 'static> TypedKeyValueStore<K, V> {
     }
 }
 
-fn decode<T: 'static>(serde: &dyn Serde<T>, store: &str, part: &str, bytes: &[u8]) -> Result<T, StreamsError> {
+fn decode<T: 'static>(serde: &dyn Serde<T>, store: &str, part: RecordPart, bytes: &[u8]) -> Result<T, StreamsError> {
     serde.deserialize(store, bytes).map_err(|source| StreamsError::StoreAccess {
         node: "(store)".into(),
         store: store.to_string(),
@@ -138,7 +139,7 @@ fn collect<K: 'static, V: 'static>(
 ) -> Result<Vec<(K, V)>, StreamsError> {
     iter.map(|kv| {
         let (k, v) = kv?;
-        Ok((decode(key_serde, store, "key", &k)?, decode(value_serde, store, "value", &v)?))
+        Ok((decode(key_serde, store, RecordPart::Key, &k)?, decode(value_serde, store, RecordPart::Value, &v)?))
     })
     .collect()
 }

@@ -688,7 +688,7 @@ impl Task {
         if offsets.is_empty() {
             return Ok(());
         }
-        let failed = |message: String| StreamsError::State { task: self.state.id.to_string(), message };
+        let failed = |message: String| StreamsError::State { task: self.state.id, message };
         // The epoch first: a checkpoint is never on disk without the epoch its state reached.
         if let Some(epoch) = self.owner_epoch.filter(|&e| self.recorded_epoch != Some(e)) {
             owner_epoch::write_recorded(dir, epoch)

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use super::{forward, TaskState};
 use crate::handler::DeserializationResponse;
 use crate::processor::{Processor, ProcessorContext, Punctuation};
+use crate::record::RecordPart;
 use crate::record::{ProducedRecord, RawRecord};
 use crate::serde::{from_bytes, to_bytes_in, Serde};
 use crate::{Record, RecordMetadata, StreamsError};
@@ -135,7 +136,7 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> ErasedNode for Source
     fn process_raw(&mut self, task: &mut TaskState, mut raw: RawRecord) -> Result<(), StreamsError> {
         let key = match from_bytes(&*self.key_serde, &raw.topic, raw.key.as_deref()) {
             Ok(key) => key,
-            Err(source) => return deserialization_failed(task, raw, "key", source),
+            Err(source) => return deserialization_failed(task, raw, RecordPart::Key, source),
         };
         // The value's buffer is handed to the serde (no copy for bytes and strings); it comes back if the
         // value cannot be read, so the handler sees the record whole.
@@ -145,14 +146,14 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> ErasedNode for Source
                 Ok(value) => Some(value),
                 Err((source, bytes)) => {
                     raw.value = Some(bytes);
-                    return deserialization_failed(task, raw, "value", source);
+                    return deserialization_failed(task, raw, RecordPart::Value, source);
                 }
             },
         };
         let (Some(key), Some(value)) = (key, value) else {
             // The stream's types cannot hold a null here; Kafka Streams' aggregations drop such records too.
             // Streams that must keep them use `Option<K>` / `Option<V>`.
-            let part = if raw.key.is_none() { "key" } else { "value" };
+            let part = if raw.key.is_none() { RecordPart::Key } else { RecordPart::Value };
             let mut ctx = ProcessorContext::<K, V>::new(task, self.index, &self.children);
             ctx.record_dropped(&format!("null {part}, and the stream's {part} type cannot be null"));
             return Ok(());
@@ -169,7 +170,7 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> ErasedNode for Source
 fn deserialization_failed(
     task: &mut TaskState,
     raw: RawRecord,
-    part: &'static str,
+    part: RecordPart,
     source: crate::serde::SerdeError,
 ) -> Result<(), StreamsError> {
     let error = StreamsError::Deserialization {

@@ -36,6 +36,7 @@ use std::time::Duration;
 
 use crate::config::DslStoreType;
 use crate::handler::{DeserializationExceptionHandler, LogAndFail};
+use crate::record::RecordPart;
 use crate::record::{Headers, ProducedRecord, RawRecord};
 use crate::serde::{from_bytes, to_bytes, DefaultSerde, Serde, SerdeError};
 use crate::store::{TypedKeyValueStore, ValueAndTimestamp};
@@ -396,21 +397,22 @@ fn decode<K: 'static, V: 'static>(
     topic: &TestOutputTopic<K, V>,
     out: ProducedRecord,
 ) -> Result<TestRecord<K, V>, StreamsError> {
-    let fail = |part: &'static str, source: SerdeError| StreamsError::Deserialization {
+    let fail = |part: RecordPart, source: SerdeError| StreamsError::Deserialization {
         topic: topic.topic.clone(),
         partition: out.partition.unwrap_or(0),
         offset: -1,
         part,
         source,
     };
-    let key = from_bytes(&*topic.key_serde, &topic.topic, out.key.as_deref()).map_err(|e| fail("key", e))?;
-    let value = from_bytes(&*topic.value_serde, &topic.topic, out.value.as_deref()).map_err(|e| fail("value", e))?;
-    let null = |part: &'static str| {
+    let key = from_bytes(&*topic.key_serde, &topic.topic, out.key.as_deref()).map_err(|e| fail(RecordPart::Key, e))?;
+    let value =
+        from_bytes(&*topic.value_serde, &topic.topic, out.value.as_deref()).map_err(|e| fail(RecordPart::Value, e))?;
+    let null = |part: RecordPart| {
         fail(part, SerdeError::new("(output)", &topic.topic, "null, but the type cannot be null; read it as an Option"))
     };
     Ok(TestRecord {
-        key: key.ok_or_else(|| null("key"))?,
-        value: value.ok_or_else(|| null("value"))?,
+        key: key.ok_or_else(|| null(RecordPart::Key))?,
+        value: value.ok_or_else(|| null(RecordPart::Value))?,
         timestamp: out.timestamp,
         headers: out.headers,
         partition: out.partition,

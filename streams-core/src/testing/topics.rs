@@ -29,6 +29,7 @@ use crate::client::{
     TopicPartition,
 };
 use crate::config::{ProcessingGuarantee, StreamsConfig};
+use crate::record::RecordPart;
 use crate::record::{Headers, ProducedRecord, RawRecord};
 use crate::serde::{from_bytes, to_bytes, DefaultSerde};
 use crate::StreamsError;
@@ -141,9 +142,9 @@ impl BrokerTopics {
         let mut out = Vec::new();
         for record in self.read_raw(topic)? {
             let key = from_bytes(&*key_serde, topic, record.key.as_deref())
-                .map_err(|e| deserialization(&record, "key", e))?;
+                .map_err(|e| deserialization(&record, RecordPart::Key, e))?;
             let value = from_bytes(&*value_serde, topic, record.value.as_deref())
-                .map_err(|e| deserialization(&record, "value", e))?;
+                .map_err(|e| deserialization(&record, RecordPart::Value, e))?;
             out.push((key, value));
         }
         Ok(out)

@@ -227,7 +227,7 @@ impl Topology {
         let Some(node) = self.nodes.iter_mut().find(|n| n.name == processor) else {
             return Err(TopologyError::UnknownProcessor {
                 processor: processor.to_string(),
-                stores: stores.join(", "),
+                stores: stores.iter().map(|s| s.to_string()).collect(),
             });
         };
         for s in stores {
