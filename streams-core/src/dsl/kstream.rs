@@ -385,7 +385,8 @@ impl<K: Data, V: Data> BranchedKStream<K, V> {
         {
             let mut b = stream.builder.borrow_mut();
             let shared = shared.clone();
-            let supplier = move || Split { branches: shared.lock().expect("split branches").clone() };
+            let supplier =
+                move || Split { branches: shared.lock().expect("split branches").clone(), positions: Vec::new() };
             b.topology.add_node_deferred(processor_def(&split_name, vec![stream.node.clone()], supplier));
             for (_, child) in &branches {
                 b.topology

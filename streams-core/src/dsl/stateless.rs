@@ -141,16 +141,23 @@ impl<K: Data, V: Data> Processor<K, V, K, V> for PassThrough {
 pub(crate) type Predicate<K, V> = Arc<dyn Fn(&K, &V) -> bool + Send + Sync>;
 
 /// `split`: sends each record to the first branch whose predicate holds, else to the default branch if
-/// there is one (else nowhere: that is what the user asked for).
+/// there is one (else nowhere: that is what the user asked for). The branches are named children,
+/// resolved to positions once at init, so routing a record compares no strings.
 pub(crate) struct Split<K, V> {
     pub(crate) branches: Vec<(Option<Predicate<K, V>>, String)>,
+    pub(crate) positions: Vec<usize>,
 }
 
 impl<K: Data, V: Data> Processor<K, V, K, V> for Split<K, V> {
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, V>) -> Result<(), StreamsError> {
+        self.positions = self.branches.iter().map(|(_, child)| ctx.child_position(child)).collect::<Result<_, _>>()?;
+        Ok(())
+    }
+
     fn process(&mut self, ctx: &mut ProcessorContext<'_, K, V>, record: Record<K, V>) -> Result<(), StreamsError> {
-        for (predicate, child) in &self.branches {
+        for ((predicate, _), &position) in self.branches.iter().zip(&self.positions) {
             if predicate.as_ref().is_none_or(|p| p(&record.key, &record.value)) {
-                return ctx.forward_to(child, record);
+                return ctx.forward_to_position(position, record);
             }
         }
         Ok(())

@@ -46,10 +46,26 @@ impl<'a, KOut: Clone + 'static, VOut: Clone + 'static> ProcessorContext<'a, KOut
 
     /// Forwards `record` to the child called `child` only.
     pub fn forward_to(&mut self, child: &str, record: Record<KOut, VOut>) -> Result<(), StreamsError> {
-        let Some(&index) = self.children.iter().find(|&&c| &*self.task.node_names[c] == child) else {
-            return Err(StreamsError::UnknownChild { node: self.node_name().to_string(), child: child.to_string() });
-        };
-        task::deliver(self.task, index, record)
+        let position = self.child_position(child)?;
+        self.forward_to_position(position, record)
+    }
+
+    /// Where child `child` is among this processor's children: a processor that routes by name (the
+    /// DSL's `split`) looks its children up once, at init, and then forwards by position.
+    pub(crate) fn child_position(&self, child: &str) -> Result<usize, StreamsError> {
+        self.children
+            .iter()
+            .position(|&c| &*self.task.node_names[c] == child)
+            .ok_or_else(|| StreamsError::UnknownChild { node: self.node_name().to_string(), child: child.to_string() })
+    }
+
+    /// Forwards `record` to the child at `position` (see [`child_position`](Self::child_position)).
+    pub(crate) fn forward_to_position(
+        &mut self,
+        position: usize,
+        record: Record<KOut, VOut>,
+    ) -> Result<(), StreamsError> {
+        task::deliver(self.task, self.children[position], record)
     }
 
     /// The names of this processor's children, in the order they were connected.
