@@ -7,7 +7,12 @@
 //!   or in postcard, a compact binary serde, through a `Serde` impl below;
 //! - `operator/*`: one operator between a source and a sink on `i64` keys and values (Kafka's binary
 //!   formats), so that `operator/X - operator/source_to_sink` is the cost of X;
-//! - `serde/*`: encoding and decoding one order, JSON against postcard, and one `i64`.
+//! - `serde/*`: encoding and decoding one order, JSON against postcard, and one `i64`;
+//! - `store_cache/*`: the record cache in front of a Processor-API store built `with_caching_enabled()`
+//!   (state-store's `CachingKeyValueStore` over an in-memory store), driven directly as a processor
+//!   drives it: `count` reads and writes one of 1,000 keys per record, `count_and_range` also scans 10
+//!   keys every 10th record; the cache is written out once per batch, as a commit does. `uncached_*` is
+//!   the same work on the store alone.
 //!
 //! The test driver's own work per record (queueing the input, collecting the output) is in every
 //! figure; the outputs are taken back with a serde that decodes nothing. `scripts/bench-compare.sh` runs
@@ -209,5 +214,35 @@ fn serde(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, order_totals, operator, serde);
+fn store_cache(c: &mut Criterion) {
+    use state_store::{CacheBudget, CachingKeyValueStore, InMemoryKeyValueStore, KeyValueStore};
+    use std::ops::Bound;
+    const KEYS: u64 = 1_000;
+    let mut group = c.benchmark_group("store_cache");
+    group.throughput(Throughput::Elements(BATCH));
+    /// One batch of a per-key count; with `scan`, every 10th record also reads 10 keys in order.
+    fn batch(store: &mut dyn KeyValueStore, scan: bool) {
+        for i in 0..BATCH {
+            let key = (i * 7919 % KEYS).to_be_bytes();
+            let count = store.get(&key).expect("get").map_or(0, |v| u64::from_be_bytes(v.try_into().expect("8 bytes")));
+            store.put(&key, &(count + 1).to_be_bytes()).expect("put");
+            if scan && i % 10 == 0 {
+                let to = (i * 7919 % KEYS + 10).to_be_bytes();
+                let range = store.range(Bound::Included(&key[..]), Bound::Excluded(&to[..])).expect("range");
+                black_box(range.count());
+            }
+        }
+        store.flush_cache().expect("flush");
+    }
+    for (name, scan) in [("count", false), ("count_and_range", true)] {
+        let budget = Arc::new(CacheBudget::new(10 << 20));
+        let mut cached = CachingKeyValueStore::new(InMemoryKeyValueStore::new("s"), budget);
+        group.bench_function(name, |b| b.iter(|| batch(&mut cached, scan)));
+        let mut uncached = InMemoryKeyValueStore::new("s");
+        group.bench_function(format!("uncached_{name}"), |b| b.iter(|| batch(&mut uncached, scan)));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, order_totals, operator, serde, store_cache);
 criterion_main!(benches);
