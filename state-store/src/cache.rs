@@ -10,65 +10,14 @@
 //! the store below for scans. Closing without a commit, or an abort, drops what the cache held, like
 //! any write the commit did not cover.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::ops::Bound;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use crate::record_cache::{CacheBudget, RecordCache};
 use crate::store::{empty_range, prefix_successor, KeyValueIterator, KeyValueStore, ReadOnlyKeyValueStore, StateStore};
 use crate::transactional::Merge;
 use crate::StoreError;
-
-/// Bookkeeping counted per entry on top of key and value bytes.
-const ENTRY_OVERHEAD: usize = 96;
-
-/// The cache memory shared by the caches of one stream thread's tasks (its share of
-/// `statestore.cache.max.bytes`). Sizes are estimates of what the entries hold.
-#[derive(Debug, Default)]
-pub struct CacheBudget {
-    max: usize,
-    used: AtomicUsize,
-}
-
-impl CacheBudget {
-    /// A budget of `max` bytes; 0 turns caching off.
-    pub fn new(max: usize) -> Self {
-        CacheBudget { max, used: AtomicUsize::new(0) }
-    }
-
-    /// Whether caching is on at all.
-    pub fn enabled(&self) -> bool {
-        self.max > 0
-    }
-
-    /// Whether the caches sharing this budget hold more than it allows.
-    pub fn over(&self) -> bool {
-        self.used() > self.max
-    }
-
-    /// Bytes the caches hold now.
-    pub fn used(&self) -> usize {
-        self.used.load(Ordering::Relaxed)
-    }
-
-    /// A cache took `bytes` more.
-    pub fn take(&self, bytes: usize) {
-        self.used.fetch_add(bytes, Ordering::Relaxed);
-    }
-
-    /// A cache gave `bytes` back.
-    pub fn give_back(&self, bytes: usize) {
-        self.used.fetch_sub(bytes, Ordering::Relaxed);
-    }
-}
-
-struct Entry {
-    /// The latest value, or `None` for a delete.
-    value: Option<Vec<u8>>,
-    /// Age: the sequence number of the entry's last write.
-    seq: u64,
-    size: usize,
-}
 
 /// A record cache in front of `inner`; see the [module documentation](self).
 ///
@@ -88,25 +37,24 @@ struct Entry {
 pub struct CachingKeyValueStore<S> {
     inner: S,
     budget: Arc<CacheBudget>,
-    /// Cached writes by key (ordered, for scans).
-    entries: BTreeMap<Vec<u8>, Entry>,
-    /// Age order: sequence number -> key.
-    order: BTreeMap<u64, Vec<u8>>,
-    next_seq: u64,
-    /// Bytes this cache holds of the budget.
-    held: usize,
+    /// The latest write per key, `None` for a delete, oldest first (the crate's one record cache).
+    cache: RecordCache<Option<Vec<u8>>>,
+    /// The cached keys in key order, for scans merged with the store below and for writing the cache
+    /// out in key order. It changes only when a key enters or leaves the cache, so a write of a cached
+    /// key costs one hash look-up.
+    keys: BTreeSet<Vec<u8>>,
 }
 
 impl<S> std::fmt::Debug for CachingKeyValueStore<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CachingKeyValueStore").field("entries", &self.entries.len()).field("held", &self.held).finish()
+        f.debug_struct("CachingKeyValueStore").field("cache", &self.cache).finish()
     }
 }
 
 impl<S: KeyValueStore> CachingKeyValueStore<S> {
     /// A cache in front of `inner`, holding what `budget` allows.
     pub fn new(inner: S, budget: Arc<CacheBudget>) -> Self {
-        CachingKeyValueStore { inner, budget, entries: BTreeMap::new(), order: BTreeMap::new(), next_seq: 0, held: 0 }
+        CachingKeyValueStore { inner, budget, cache: RecordCache::default(), keys: BTreeSet::new() }
     }
 
     /// The store below.
@@ -118,22 +66,15 @@ impl<S: KeyValueStore> CachingKeyValueStore<S> {
         if !self.inner.is_open() {
             return Err(StoreError::Closed { store: self.inner.name().to_string() });
         }
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let size = key.len() + value.map_or(0, <[u8]>::len) + ENTRY_OVERHEAD;
-        if let Some(old) = self.entries.insert(key.to_vec(), Entry { value: value.map(<[u8]>::to_vec), seq, size }) {
-            self.order.remove(&old.seq);
-            self.release(old.size);
+        // The key's copy in the index counts too.
+        let payload = value.map_or(0, <[u8]>::len) + key.len();
+        if self.cache.put(&self.budget, key, value.map(<[u8]>::to_vec), payload) {
+            self.keys.insert(key.to_vec());
         }
-        self.order.insert(seq, key.to_vec());
-        self.held += size;
-        self.budget.take(size);
         // Over the thread's budget: this cache writes out its oldest entries.
-        while self.budget.over() {
-            let Some((_, oldest)) = self.order.pop_first() else { break };
-            let entry = self.entries.remove(&oldest).expect("ordered entries are cached");
-            self.release(entry.size);
-            match entry.value {
+        while let Some((oldest, value)) = self.cache.evict_if_over(&self.budget) {
+            self.keys.remove(&oldest);
+            match value {
                 Some(value) => self.inner.put(&oldest, &value)?,
                 None => {
                     self.inner.delete(&oldest)?;
@@ -143,23 +84,26 @@ impl<S: KeyValueStore> CachingKeyValueStore<S> {
         Ok(())
     }
 
-    fn release(&mut self, size: usize) {
-        self.held -= size;
-        self.budget.give_back(size);
+    /// The cached entries whose keys are in `(from, to)`, in key order.
+    fn cached_range<'a>(
+        &'a self,
+        from: Bound<&[u8]>,
+        to: Bound<&[u8]>,
+    ) -> impl Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)> + 'a {
+        let cache = &self.cache;
+        self.keys.range::<[u8], _>((from, to)).map(move |k| (k, cache.get(k).expect("indexed keys are cached")))
     }
 
-    /// Empties the cache and gives its memory back; returns what it held.
-    fn take_all(&mut self) -> BTreeMap<Vec<u8>, Entry> {
-        self.order.clear();
-        self.budget.give_back(self.held);
-        self.held = 0;
-        std::mem::take(&mut self.entries)
+    /// Empties the cache and gives its memory back, dropping what it held.
+    fn drop_all(&mut self) {
+        self.cache.clear(&self.budget);
+        self.keys.clear();
     }
 }
 
 impl<S> Drop for CachingKeyValueStore<S> {
     fn drop(&mut self) {
-        self.budget.give_back(self.held);
+        self.cache.clear(&self.budget);
     }
 }
 
@@ -170,11 +114,14 @@ impl<S: KeyValueStore> StateStore for CachingKeyValueStore<S> {
 
     /// Writes every cached entry to the store below in one batch (in key order).
     fn flush_cache(&mut self) -> Result<(), StoreError> {
-        if !self.entries.is_empty() {
-            let entries = self.take_all();
-            let batch: Vec<(&[u8], Option<&[u8]>)> =
-                entries.iter().map(|(k, e)| (k.as_slice(), e.value.as_deref())).collect();
-            self.inner.write_batch(&batch)?;
+        if !self.cache.is_empty() {
+            let cache = &self.cache;
+            let batch: Vec<(&[u8], Option<&[u8]>)> = (self.keys.iter())
+                .map(|k| (k.as_slice(), cache.get(k).expect("indexed keys are cached").as_deref()))
+                .collect();
+            let written = self.inner.write_batch(&batch);
+            self.drop_all();
+            written?;
         }
         self.inner.flush_cache()
     }
@@ -192,7 +139,7 @@ impl<S: KeyValueStore> StateStore for CachingKeyValueStore<S> {
 
     /// Closes without writing the cache out: what the last commit did not cover is dropped.
     fn close(&mut self) -> Result<(), StoreError> {
-        self.take_all();
+        self.drop_all();
         self.inner.close()
     }
 
@@ -213,7 +160,7 @@ impl<S: KeyValueStore> StateStore for CachingKeyValueStore<S> {
     }
 
     fn discard_uncommitted(&mut self) -> Result<(), StoreError> {
-        self.take_all();
+        self.drop_all();
         self.inner.discard_uncommitted()
     }
 
@@ -224,8 +171,8 @@ impl<S: KeyValueStore> StateStore for CachingKeyValueStore<S> {
 
 impl<S: KeyValueStore> ReadOnlyKeyValueStore for CachingKeyValueStore<S> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.entries.get(key) {
-            Some(entry) => Ok(entry.value.clone()),
+        match self.cache.get(key) {
+            Some(value) => Ok(value.clone()),
             None => self.inner.get(key),
         }
     }
@@ -235,20 +182,18 @@ impl<S: KeyValueStore> ReadOnlyKeyValueStore for CachingKeyValueStore<S> {
         if empty_range(from, to) {
             return Ok(below);
         }
-        let cached = self.entries.range::<[u8], _>((from, to)).map(|(k, e)| (k, &e.value));
-        Ok(Box::new(Merge::new(below, cached)))
+        Ok(Box::new(Merge::new(below, self.cached_range(from, to))))
     }
 
     fn prefix_scan<'a>(&'a self, prefix: &[u8]) -> Result<KeyValueIterator<'a>, StoreError> {
         let below = self.inner.prefix_scan(prefix)?;
         let end = prefix_successor(prefix);
         let upper = end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
-        let cached = self.entries.range::<[u8], _>((Bound::Included(prefix), upper)).map(|(k, e)| (k, &e.value));
-        Ok(Box::new(Merge::new(below, cached)))
+        Ok(Box::new(Merge::new(below, self.cached_range(Bound::Included(prefix), upper))))
     }
 
     fn approximate_num_entries(&self) -> Result<u64, StoreError> {
-        let added = self.entries.values().filter(|e| e.value.is_some()).count() as u64;
+        let added = self.cache.values().filter(|v| v.is_some()).count() as u64;
         Ok(self.inner.approximate_num_entries()? + added)
     }
 }

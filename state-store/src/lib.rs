@@ -12,9 +12,11 @@
 //!   sharing one memory budget ([`RocksDbMemory`]) with every other store of the instance.
 //! - [`transactional`]: [`TransactionalKeyValueStore`], which holds a commit's writes apart and applies
 //!   them only when the commit succeeds (KIP-892), so an aborted commit leaves no trace in the store.
-//! - [`cache`]: [`CachingKeyValueStore`], the record cache in front of a Processor-API store: repeated
-//!   writes of a key between commits reach the store and its changelog once; [`CacheBudget`] is the
+//! - [`record_cache`]: [`RecordCache`], the one record cache of the library (the latest entry per key,
+//!   oldest first), used by the DSL's aggregations and by the caching store; [`CacheBudget`] is the
 //!   memory a stream thread's caches share.
+//! - [`cache`]: [`CachingKeyValueStore`], the record cache in front of a Processor-API store: repeated
+//!   writes of a key between commits reach the store and its changelog once.
 //! - [`checkpoint`]: [`OffsetCheckpoint`], the `.checkpoint` file recording how far into its changelog
 //!   each local store is.
 //! - [`changelog`]: [`ChangeLoggingKeyValueStore`], which reports every write to a [`ChangelogWriter`]
@@ -29,15 +31,17 @@ pub mod changelog;
 pub mod checkpoint;
 pub mod error;
 pub mod memory;
+pub mod record_cache;
 pub mod rocksdb;
 pub mod store;
 pub mod transactional;
 
-pub use cache::{CacheBudget, CachingKeyValueStore};
+pub use cache::CachingKeyValueStore;
 pub use changelog::{ChangeLoggingKeyValueStore, ChangelogWriter};
 pub use checkpoint::{CheckpointError, OffsetCheckpoint};
 pub use error::StoreError;
 pub use memory::InMemoryKeyValueStore;
+pub use record_cache::{CacheBudget, RecordCache};
 pub use rocksdb::{RocksDbKeyValueStore, RocksDbMemory};
 pub use store::{KeyValueIterator, KeyValueStore, ReadOnlyKeyValueStore, StateStore};
 pub use transactional::TransactionalKeyValueStore;

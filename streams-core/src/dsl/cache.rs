@@ -12,12 +12,9 @@
 //! in-memory size, plus a fixed overhead per entry. With a budget of 0 nothing is cached and every update
 //! goes through at once (the test driver runs so).
 
-use hashlink::LinkedHashMap;
+use state_store::RecordCache as Core;
 
 use crate::record::Headers;
-
-/// Bookkeeping counted per entry on top of the key bytes and the value's size.
-const ENTRY_OVERHEAD: usize = 96;
 
 /// The cache memory shared by one stream thread's tasks: the DSL's caches and the Processor-API stores'
 /// (`state_store::CachingKeyValueStore`) draw on the same budget.
@@ -29,65 +26,46 @@ pub(crate) struct Pending<K, VA> {
     pub(crate) value: Option<VA>,
     pub(crate) timestamp: i64,
     pub(crate) headers: Headers,
-    size: usize,
 }
 
-/// One aggregation's cached updates, by serialized key, oldest first: an update moves its key to the
-/// back. A linked hash map does each update in one hash look-up; a hash map plus a `BTreeMap` of ages
-/// took two look-ups, two tree operations and a key copy, a quarter of a count's CPU.
+/// One aggregation's cached updates, by serialized key, oldest first: state-store's record cache (the
+/// one the caching store uses too) holding typed updates.
 pub(crate) struct RecordCache<K, VA> {
-    entries: LinkedHashMap<Vec<u8>, Pending<K, VA>>,
+    core: Core<Pending<K, VA>>,
 }
 
 impl<K, VA> Default for RecordCache<K, VA> {
     fn default() -> Self {
-        RecordCache { entries: LinkedHashMap::new() }
+        RecordCache { core: Core::default() }
     }
 }
 
 impl<K, VA> RecordCache<K, VA> {
     /// The cached update for `key`, if any: `Some(None)` is a cached delete.
     pub(crate) fn get(&self, key: &[u8]) -> Option<(Option<&VA>, i64)> {
-        self.entries.get(key).map(|p| (p.value.as_ref(), p.timestamp))
+        self.core.get(key).map(|p| (p.value.as_ref(), p.timestamp))
     }
 
-    /// Caches the latest update of `key`, making it the youngest entry.
+    /// Caches the latest update of `key`, making it the youngest entry. A value counts by its in-memory
+    /// size.
     pub(crate) fn put(&mut self, budget: &CacheBudget, key_bytes: Vec<u8>, update: (K, Option<VA>, i64, Headers)) {
         let (key, value, timestamp, headers) = update;
-        let size = key_bytes.len() + std::mem::size_of::<VA>() + ENTRY_OVERHEAD;
-        let pending = Pending { key, value, timestamp, headers, size };
-        match self.entries.to_back(&key_bytes[..]) {
-            Some(old) => {
-                budget.give_back(old.size);
-                *old = pending;
-            }
-            None => {
-                self.entries.insert(key_bytes, pending);
-            }
-        }
-        budget.take(size);
+        self.core.put(budget, key_bytes, Pending { key, value, timestamp, headers }, std::mem::size_of::<VA>());
     }
 
     /// The oldest entry, if the thread's caches are over budget.
     pub(crate) fn evict_if_over(&mut self, budget: &CacheBudget) -> Option<Pending<K, VA>> {
-        if !budget.over() {
-            return None;
-        }
-        let (_, pending) = self.entries.pop_front()?;
-        budget.give_back(pending.size);
-        Some(pending)
+        self.core.evict_if_over(budget).map(|(_, pending)| pending)
     }
 
     /// Every entry, oldest first (at commit).
     pub(crate) fn drain(&mut self, budget: &CacheBudget) -> Vec<Pending<K, VA>> {
-        let drained: Vec<Pending<K, VA>> = self.entries.drain().map(|(_, pending)| pending).collect();
-        budget.give_back(drained.iter().map(|p| p.size).sum());
-        drained
+        self.core.drain(budget).map(|(_, pending)| pending).collect()
     }
 
     /// Drops every entry unflushed (a task closed without a commit).
     pub(crate) fn clear(&mut self, budget: &CacheBudget) {
-        self.drain(budget);
+        self.core.clear(budget);
     }
 }
 
@@ -101,7 +79,7 @@ mod tests {
 
     #[test]
     fn the_cache_keeps_the_latest_update_per_key_and_evicts_the_oldest_over_budget() {
-        let budget = CacheBudget::new(2 * (1 + 8 + ENTRY_OVERHEAD));
+        let budget = CacheBudget::new(2 * (1 + 8 + state_store::record_cache::ENTRY_OVERHEAD));
         let mut cache: RecordCache<String, i64> = RecordCache::default();
         cache.put(&budget, b"a".to_vec(), update("a", 1));
         cache.put(&budget, b"b".to_vec(), update("b", 1));

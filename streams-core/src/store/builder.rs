@@ -28,9 +28,9 @@ pub struct StoreContext<'a> {
     /// The memory budget every RocksDB store of the instance shares.
     pub rocksdb: &'a RocksDbMemory,
     /// The store the DSL uses when the user chose none (`default.dsl.store`).
-    pub dsl_store: DslStoreType,
+    pub(crate) dsl_store: DslStoreType,
     /// Whether stores hold each commit's writes apart until the commit succeeds (exactly-once).
-    pub hold_writes_per_commit: bool,
+    pub(crate) hold_writes_per_commit: bool,
     /// The record cache memory of the task's stream thread, for stores built with caching.
     pub(crate) cache: &'a Arc<CacheBudget>,
 }
