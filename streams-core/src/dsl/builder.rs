@@ -58,21 +58,98 @@ impl BuilderState {
 
 impl StreamsBuilder {
     /// A new, empty builder.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::StreamsBuilder;
+    /// use streams_core::TopologyError;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// // Nothing to run until a stream or table is added.
+    /// assert!(matches!(builder.build(), Err(TopologyError::Empty)));
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// A stream of the records of `topic`, with serdes chosen by type.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::StreamsBuilder;
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, i64>("amounts").to("amounts-copy");
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let amounts = driver.input_topic::<String, i64>("amounts");
+    /// let copy = driver.output_topic::<String, i64>("amounts-copy");
+    /// driver.pipe(&amounts, "ada".into(), 42, 0)?;
+    /// assert_eq!(driver.read_key_values(&copy), vec![("ada".to_string(), 42)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn stream<K: Data + DefaultSerde, V: Data + DefaultSerde>(&self, topic: &str) -> KStream<K, V> {
         self.stream_with(topic, Consumed::with(K::default_serde(), V::default_serde()))
     }
 
     /// A stream of the records of `topic`, with the serdes and source name given.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use streams_core::dsl::{Consumed, StreamsBuilder};
+    /// use streams_core::serde::{I32Serde, StringSerde};
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let consumed = Consumed::with(Arc::new(StringSerde), Arc::new(I32Serde)).with_name("readings-in");
+    /// builder.stream_with("readings", consumed).to("readings-copy");
+    /// let topology = builder.build()?;
+    /// assert!(topology.describe().to_string().contains("Source: readings-in (topics: [readings])"));
+    ///
+    /// let mut driver = TopologyTestDriver::new(topology)?;
+    /// let readings = driver.input_topic::<String, i32>("readings");
+    /// let copy = driver.output_topic::<String, i32>("readings-copy");
+    /// driver.pipe(&readings, "sensor-1".into(), 17, 0)?;
+    /// assert_eq!(driver.read_key_values(&copy), vec![("sensor-1".to_string(), 17)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn stream_with<K: Data, V: Data>(&self, topic: &str, consumed: Consumed<K, V>) -> KStream<K, V> {
         self.stream_from(&[topic], consumed)
     }
 
     /// One stream of the records of several topics.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use streams_core::dsl::{Consumed, StreamsBuilder};
+    /// use streams_core::serde::StringSerde;
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let consumed = Consumed::with(Arc::new(StringSerde), Arc::new(StringSerde));
+    /// builder.stream_from(&["web-logs", "app-logs"], consumed).to("all-logs");
+    /// let topology = builder.build()?;
+    /// assert!(topology.describe().to_string().contains("(topics: [web-logs, app-logs])"));
+    ///
+    /// let mut driver = TopologyTestDriver::new(topology)?;
+    /// let web = driver.input_topic::<String, String>("web-logs");
+    /// let app = driver.input_topic::<String, String>("app-logs");
+    /// let all = driver.output_topic::<String, String>("all-logs");
+    /// driver.pipe(&web, "w".into(), "GET /".into(), 0)?;
+    /// driver.pipe(&app, "a".into(), "start".into(), 1)?;
+    /// assert_eq!(driver.read_key_values(&all), vec![
+    ///     ("w".to_string(), "GET /".to_string()),
+    ///     ("a".to_string(), "start".to_string()),
+    /// ]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn stream_from<K: Data, V: Data>(&self, topics: &[&str], consumed: Consumed<K, V>) -> KStream<K, V> {
         let mut state = self.state.borrow_mut();
         let name = state.name_or(consumed.name, "KSTREAM-SOURCE-");
@@ -94,6 +171,8 @@ impl StreamsBuilder {
     /// partitioned by it and the stream needs no repartition before a grouping. A key that cannot be read
     /// goes to the deserialization handler (the error names topic, partition and offset); a null key is
     /// dropped and counted, as on every stream whose key type cannot be null.
+    ///
+    /// # Examples
     ///
     /// ```
     /// # use serde::{Deserialize, Serialize};
@@ -120,17 +199,86 @@ impl StreamsBuilder {
     /// The table of an event type's topic ([`Event::TOPIC`]): the latest event per partition key, with
     /// the keys read as [`stream_event`](Self::stream_event) reads them. The same source as
     /// `table::<E::Key, E>(E::TOPIC)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// use streams_core::dsl::StreamsBuilder;
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::Event;
+    /// # #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    /// # struct Customer { id: i64, name: String }
+    /// # streams_core::json_serde!(Customer);
+    /// # impl Event for Customer {
+    /// #     type Key = i64;
+    /// #     const TOPIC: &'static str = "customers";
+    /// #     fn key(&self) -> i64 { self.id }
+    /// # }
+    /// let builder = StreamsBuilder::new();
+    /// // `Customer` is declared with topic "customers" and key `id: i64`.
+    /// let customers = builder.table_event::<Customer>();
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let input = driver.input_topic::<i64, Option<Customer>>(Customer::TOPIC);
+    /// driver.pipe(&input, 7, Some(Customer { id: 7, name: "Ada".into() }), 0)?;
+    /// driver.pipe(&input, 7, Some(Customer { id: 7, name: "Ada L.".into() }), 1)?;
+    /// let latest = driver.store_entries::<i64, Customer>(customers.store_name().unwrap())?;
+    /// assert_eq!(latest, vec![(7, Customer { id: 7, name: "Ada L.".into() })]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn table_event<E: Event>(&self) -> KTable<E::Key, E> {
         self.table::<E::Key, E>(E::TOPIC)
     }
 
     /// A table of the latest value per key of `topic` (a null value deletes the key), with serdes chosen
     /// by type.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::StreamsBuilder;
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let users = builder.table::<String, String>("users");
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// // Values are read as `Option`s: `None` is a tombstone, which deletes the key.
+    /// let users_in = driver.input_topic::<String, Option<String>>("users");
+    /// driver.pipe(&users_in, "u1".into(), Some("Ada".into()), 0)?;
+    /// driver.pipe(&users_in, "u2".into(), Some("Bob".into()), 1)?;
+    /// driver.pipe(&users_in, "u1".into(), Some("Ada L.".into()), 2)?;
+    /// driver.pipe(&users_in, "u2".into(), None, 3)?;
+    /// let store = users.store_name().unwrap();
+    /// assert_eq!(driver.store_entries::<String, String>(store)?, vec![("u1".to_string(), "Ada L.".to_string())]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn table<K: Data + DefaultSerde, V: Data + DefaultSerde>(&self, topic: &str) -> KTable<K, V> {
         self.table_with(topic, Consumed::with(K::default_serde(), V::default_serde()), Materialized::new())
     }
 
     /// A table of `topic` with the serdes, names and store given.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use streams_core::dsl::{Consumed, Materialized, StreamsBuilder};
+    /// use streams_core::serde::{I64Serde, StringSerde};
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let consumed = Consumed::with(Arc::new(StringSerde), Arc::new(I64Serde)).with_name("prices-in");
+    /// let prices = builder.table_with("prices", consumed, Materialized::as_store("prices"));
+    /// assert_eq!(prices.store_name(), Some("prices"));
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let prices_in = driver.input_topic::<String, Option<i64>>("prices");
+    /// driver.pipe(&prices_in, "tea".into(), Some(250), 0)?;
+    /// assert_eq!(driver.store_entries::<String, i64>("prices")?, vec![("tea".to_string(), 250)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn table_with<K: Data, V: Data>(
         &self,
         topic: &str,
@@ -143,6 +291,53 @@ impl StreamsBuilder {
     /// Adds a state store for processors that [`KStream::process`] adds (Kafka Streams'
     /// `addStateStore`); they name it to use it. A mistake (a bad or repeated name) is reported by
     /// [`build`](Self::build).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use streams_core::dsl::StreamsBuilder;
+    /// use streams_core::processor::{Processor, ProcessorContext};
+    /// use streams_core::serde::{I64Serde, StringSerde};
+    /// use streams_core::store::Stores;
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::{Record, StreamsError};
+    ///
+    /// /// Forwards only the first record of each key, remembering the keys seen in store "seen".
+    /// struct FirstOnly;
+    ///
+    /// impl Processor<String, String, String, String> for FirstOnly {
+    ///     fn process(
+    ///         &mut self,
+    ///         ctx: &mut ProcessorContext<'_, String, String>,
+    ///         record: Record<String, String>,
+    ///     ) -> Result<(), StreamsError> {
+    ///         let seen = ctx.store::<String, i64>("seen")?;
+    ///         if seen.get(&record.key)?.is_some() {
+    ///             return Ok(());
+    ///         }
+    ///         seen.put(&record.key, &record.timestamp)?;
+    ///         ctx.forward(record)
+    ///     }
+    /// }
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder.add_state_store(Stores::key_value_store_builder(
+    ///     Stores::in_memory_key_value_store("seen"),
+    ///     Arc::new(StringSerde),
+    ///     Arc::new(I64Serde),
+    /// ));
+    /// builder.stream::<String, String>("visits").process(|| FirstOnly, &["seen"]).to("first-visits");
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let visits = driver.input_topic::<String, String>("visits");
+    /// let first = driver.output_topic::<String, String>("first-visits");
+    /// driver.pipe(&visits, "ada".into(), "/home".into(), 0)?;
+    /// driver.pipe(&visits, "ada".into(), "/cart".into(), 1)?;
+    /// assert_eq!(driver.read_key_values(&first), vec![("ada".to_string(), "/home".to_string())]);
+    /// assert_eq!(driver.store_entries::<String, i64>("seen")?, vec![("ada".to_string(), 0)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn add_state_store<K: Send + 'static, V: Send + 'static>(&self, store: StoreBuilder<K, V>) -> &Self {
         let mut state = self.state.borrow_mut();
         if let Err(e) = state.topology.add_state_store(store, &[]) {
@@ -152,6 +347,25 @@ impl StreamsBuilder {
     }
 
     /// Validates the graph and returns the topology to run.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::StreamsBuilder;
+    /// use streams_core::TopologyError;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("events").to("events-copy");
+    /// let topology = builder.build()?;
+    /// assert_eq!(topology.describe().subtopologies.len(), 1);
+    ///
+    /// // Mistakes made while building surface here, not in the chain that made them.
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("events").to("copy-1");
+    /// builder.stream::<String, String>("events").to("copy-2"); // a topic can have one source only
+    /// assert!(matches!(builder.build(), Err(TopologyError::TopicReadTwice { topic, .. }) if topic == "events"));
+    /// # Ok::<(), TopologyError>(())
+    /// ```
     pub fn build(&self) -> Result<Topology, TopologyError> {
         let topology = std::mem::take(&mut self.state.borrow_mut().topology);
         topology.validate()?;

@@ -6,6 +6,24 @@ use std::sync::Arc;
 use crate::serde::{Serde, SerdeError};
 
 /// A table update: `new` is `None` for a delete, `old` is `None` for an insert.
+///
+/// # Examples
+///
+/// ```
+/// use streams_core::dsl::Change;
+///
+/// // A row's life: inserted, updated, deleted.
+/// let changes = [Change::new(Some(3), None), Change::new(Some(4), Some(3)), Change::new(None, Some(4))];
+/// // What a table aggregation does with each (here a count): subtract the old side, add the new one.
+/// let mut count = 0;
+/// let mut counts = Vec::new();
+/// for change in &changes {
+///     count -= i64::from(change.old.is_some());
+///     count += i64::from(change.new.is_some());
+///     counts.push(count);
+/// }
+/// assert_eq!(counts, [1, 1, 0]);
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change<V> {
     /// The value after the update.

@@ -31,12 +31,48 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
     }
 
     /// Names the aggregation processor (Kafka Streams' `Named`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::StreamsBuilder;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let clicks = builder.stream::<String, String>("clicks");
+    /// clicks.group_by_key().named("count-clicks").count().to_stream().to("clicks-per-user");
+    /// let description = builder.build()?.describe().to_string();
+    /// assert!(description.contains("Processor: count-clicks (stores: [KSTREAM-AGGREGATE-STATE-STORE-0000000001])"));
+    /// # Ok::<(), streams_core::TopologyError>(())
+    /// ```
     pub fn named(mut self, name: impl Into<String>) -> Self {
         self.next_name = Some(name.into());
         self
     }
 
     /// Counts records per key.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::StreamsBuilder;
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("clicks").group_by_key().count().to_stream().to("clicks-per-user");
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let clicks = driver.input_topic::<String, String>("clicks");
+    /// let per_user = driver.output_topic::<String, Option<i64>>("clicks-per-user");
+    /// driver.pipe(&clicks, "ada".into(), "/home".into(), 0)?;
+    /// driver.pipe(&clicks, "bob".into(), "/home".into(), 1)?;
+    /// driver.pipe(&clicks, "ada".into(), "/cart".into(), 2)?;
+    /// assert_eq!(driver.read_key_values(&per_user), vec![
+    ///     ("ada".to_string(), Some(1)),
+    ///     ("bob".to_string(), Some(1)),
+    ///     ("ada".to_string(), Some(2)),
+    /// ]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn count(&self) -> KTable<K, i64>
     where
         K: DefaultSerde,
@@ -46,6 +82,25 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
     }
 
     /// Counts records per key into the store described by `materialized`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::{Materialized, StreamsBuilder};
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let clicks = builder.stream::<String, String>("clicks");
+    /// let counts = clicks.group_by_key().count_with(Materialized::as_store("click-counts"));
+    /// assert_eq!(counts.store_name(), Some("click-counts"));
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let clicks = driver.input_topic::<String, String>("clicks");
+    /// driver.pipe(&clicks, "ada".into(), "/home".into(), 0)?;
+    /// driver.pipe(&clicks, "ada".into(), "/cart".into(), 1)?;
+    /// assert_eq!(driver.store_entries::<String, i64>("click-counts")?, vec![("ada".to_string(), 2)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn count_with(&self, materialized: Materialized<K, i64>) -> KTable<K, i64>
     where
         K: DefaultSerde,
@@ -73,6 +128,28 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
     }
 
     /// Combines the values per key with `reducer` (the first value is the start).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::StreamsBuilder;
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let sales = builder.stream::<String, i64>("sales");
+    /// sales.group_by_key().reduce(|total, amount| total + amount).to_stream().to("totals");
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let sales = driver.input_topic::<String, i64>("sales");
+    /// let totals = driver.output_topic::<String, Option<i64>>("totals");
+    /// driver.pipe(&sales, "shop-1".into(), 120, 0)?; // the first value is the start
+    /// driver.pipe(&sales, "shop-1".into(), 30, 1)?;
+    /// assert_eq!(driver.read_key_values(&totals), vec![
+    ///     ("shop-1".to_string(), Some(120)),
+    ///     ("shop-1".to_string(), Some(150)),
+    /// ]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn reduce(&self, reducer: impl Fn(V, V) -> V + Send + Sync + 'static) -> KTable<K, V>
     where
         K: DefaultSerde,
@@ -82,6 +159,24 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
     }
 
     /// [`reduce`](Self::reduce) into the store described by `materialized`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::{Materialized, StreamsBuilder};
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let sales = builder.stream::<String, i64>("sales");
+    /// sales.group_by_key().reduce_with(|a, b| a.max(b), Materialized::as_store("largest-sale"));
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let sales = driver.input_topic::<String, i64>("sales");
+    /// driver.pipe(&sales, "shop-1".into(), 120, 0)?;
+    /// driver.pipe(&sales, "shop-1".into(), 30, 1)?;
+    /// assert_eq!(driver.store_entries::<String, i64>("largest-sale")?, vec![("shop-1".to_string(), 120)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn reduce_with(
         &self,
         reducer: impl Fn(V, V) -> V + Send + Sync + 'static,
@@ -101,6 +196,30 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
     }
 
     /// Folds the values per key into an aggregate that starts at `initializer()`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::StreamsBuilder;
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// // The aggregate's type differs from the values': the total length of each user's messages.
+    /// builder
+    ///     .stream::<String, String>("messages")
+    ///     .group_by_key()
+    ///     .aggregate(|| 0_i64, |_, text, total| total + text.len() as i64)
+    ///     .to_stream()
+    ///     .to("characters-per-user");
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let messages = driver.input_topic::<String, String>("messages");
+    /// let per_user = driver.output_topic::<String, Option<i64>>("characters-per-user");
+    /// driver.pipe(&messages, "ada".into(), "hello".into(), 0)?;
+    /// driver.pipe(&messages, "ada".into(), "bye".into(), 1)?;
+    /// assert_eq!(driver.read_key_values(&per_user), vec![("ada".to_string(), Some(5)), ("ada".to_string(), Some(8))]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn aggregate<VA: Data + DefaultSerde>(
         &self,
         initializer: impl Fn() -> VA + Send + Sync + 'static,
@@ -114,6 +233,26 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
     }
 
     /// [`aggregate`](Self::aggregate) into the store described by `materialized`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::{Materialized, StreamsBuilder};
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("messages").group_by_key().aggregate_with(
+    ///     || 0_i64,
+    ///     |_, text, total| total + text.len() as i64,
+    ///     Materialized::as_store("characters"),
+    /// );
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let messages = driver.input_topic::<String, String>("messages");
+    /// driver.pipe(&messages, "ada".into(), "hello".into(), 0)?;
+    /// assert_eq!(driver.store_entries::<String, i64>("characters")?, vec![("ada".to_string(), 5)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn aggregate_with<VA: Data + DefaultSerde>(
         &self,
         initializer: impl Fn() -> VA + Send + Sync + 'static,
@@ -254,12 +393,58 @@ pub struct KGroupedTable<K, V> {
 
 impl<K: Data, V: Data> KGroupedTable<K, V> {
     /// Names the aggregation processor.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::StreamsBuilder;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .table::<String, String>("user-regions")
+    ///     .group_by(|_, region| (region.clone(), 1_i64))
+    ///     .named("count-users")
+    ///     .count()
+    ///     .to_stream()
+    ///     .to("users-per-region");
+    /// assert!(builder.build()?.describe().to_string().contains("Processor: count-users"));
+    /// # Ok::<(), streams_core::TopologyError>(())
+    /// ```
     pub fn named(mut self, name: impl Into<String>) -> Self {
         self.next_name = Some(name.into());
         self
     }
 
     /// Counts the table rows per new key.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::StreamsBuilder;
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// // user -> region; users per region
+    /// builder
+    ///     .table::<String, String>("user-regions")
+    ///     .group_by(|_, region| (region.clone(), 1_i64))
+    ///     .count()
+    ///     .to_stream()
+    ///     .to("users-per-region");
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let regions = driver.input_topic::<String, Option<String>>("user-regions");
+    /// let per_region = driver.output_topic::<String, Option<i64>>("users-per-region");
+    /// driver.pipe(&regions, "ada".into(), Some("eu".into()), 0)?;
+    /// driver.pipe(&regions, "ada".into(), Some("eu".into()), 1)?; // same row again: counted once
+    /// driver.pipe(&regions, "ada".into(), None, 2)?; // deleted: eu loses it
+    /// assert_eq!(driver.read_key_values(&per_region), vec![
+    ///     ("eu".to_string(), Some(1)),
+    ///     ("eu".to_string(), Some(1)),
+    ///     ("eu".to_string(), Some(0)),
+    /// ]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn count(&self) -> KTable<K, i64>
     where
         K: DefaultSerde,
@@ -269,6 +454,29 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
     }
 
     /// [`count`](Self::count) into the store described by `materialized`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::{Materialized, StreamsBuilder};
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .table::<String, String>("user-regions")
+    ///     .group_by(|_, region| (region.clone(), 1_i64))
+    ///     .count_with(Materialized::as_store("users-per-region"));
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let regions = driver.input_topic::<String, Option<String>>("user-regions");
+    /// driver.pipe(&regions, "ada".into(), Some("eu".into()), 0)?;
+    /// driver.pipe(&regions, "ada".into(), Some("us".into()), 1)?;
+    /// assert_eq!(driver.store_entries::<String, i64>("users-per-region")?, vec![
+    ///     ("eu".to_string(), 0),
+    ///     ("us".to_string(), 1),
+    /// ]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn count_with(&self, materialized: Materialized<K, i64>) -> KTable<K, i64>
     where
         K: DefaultSerde,
@@ -304,6 +512,37 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
     }
 
     /// Combines values per new key: `adder` for rows that arrive, `subtractor` for rows that leave.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::StreamsBuilder;
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// // account -> balance; the sum of all balances
+    /// builder
+    ///     .table::<String, i64>("balances")
+    ///     .group_by(|_, balance| ("all".to_string(), *balance))
+    ///     .reduce(|sum, arriving| sum + arriving, |sum, leaving| sum - leaving)
+    ///     .to_stream()
+    ///     .to("total-balance");
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let balances = driver.input_topic::<String, Option<i64>>("balances");
+    /// let total = driver.output_topic::<String, Option<i64>>("total-balance");
+    /// driver.pipe(&balances, "acc-1".into(), Some(100), 0)?;
+    /// driver.pipe(&balances, "acc-2".into(), Some(50), 1)?;
+    /// driver.pipe(&balances, "acc-1".into(), Some(70), 2)?; // 100 subtracted, 70 added
+    /// driver.pipe(&balances, "acc-2".into(), None, 3)?; // closed: 50 subtracted
+    /// assert_eq!(driver.read_key_values(&total), vec![
+    ///     ("all".to_string(), Some(100)),
+    ///     ("all".to_string(), Some(150)),
+    ///     ("all".to_string(), Some(120)),
+    ///     ("all".to_string(), Some(70)),
+    /// ]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn reduce(
         &self,
         adder: impl Fn(V, V) -> V + Send + Sync + 'static,
@@ -332,6 +571,40 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
 
     /// Folds values per new key: `adder` for rows that arrive, `subtractor` for rows that leave (the old
     /// value is subtracted before the new one is added).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::StreamsBuilder;
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// // user -> region; the members of each region, following moves
+    /// builder
+    ///     .table::<String, String>("user-regions")
+    ///     .group_by(|user, region| (region.clone(), user.clone()))
+    ///     .aggregate(
+    ///         String::new,
+    ///         |_, user, members| if members.is_empty() { user } else { format!("{members},{user}") },
+    ///         |_, user, members| members.split(',').filter(|m| *m != user).collect::<Vec<_>>().join(","),
+    ///     )
+    ///     .to_stream()
+    ///     .to("region-members");
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let regions = driver.input_topic::<String, Option<String>>("user-regions");
+    /// let members = driver.output_topic::<String, Option<String>>("region-members");
+    /// driver.pipe(&regions, "ada".into(), Some("eu".into()), 0)?;
+    /// driver.pipe(&regions, "bob".into(), Some("eu".into()), 1)?;
+    /// driver.pipe(&regions, "ada".into(), Some("us".into()), 2)?; // subtracted from eu, then added to us
+    /// assert_eq!(driver.read_key_values(&members), vec![
+    ///     ("eu".to_string(), Some("ada".to_string())),
+    ///     ("eu".to_string(), Some("ada,bob".to_string())),
+    ///     ("eu".to_string(), Some("bob".to_string())),
+    ///     ("us".to_string(), Some("ada".to_string())),
+    /// ]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn aggregate<VA: Data + DefaultSerde>(
         &self,
         initializer: impl Fn() -> VA + Send + Sync + 'static,
@@ -346,6 +619,29 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
     }
 
     /// [`aggregate`](Self::aggregate) into the store described by `materialized`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::{Materialized, StreamsBuilder};
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// // account -> balance; the sum of all balances, in a store called "total-balance"
+    /// builder.table::<String, i64>("balances").group_by(|_, balance| ("all".to_string(), *balance)).aggregate_with(
+    ///     || 0_i64,
+    ///     |_, arriving, sum| sum + arriving,
+    ///     |_, leaving, sum| sum - leaving,
+    ///     Materialized::as_store("total-balance"),
+    /// );
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let balances = driver.input_topic::<String, Option<i64>>("balances");
+    /// driver.pipe(&balances, "acc-1".into(), Some(100), 0)?;
+    /// driver.pipe(&balances, "acc-1".into(), Some(70), 1)?;
+    /// assert_eq!(driver.store_entries::<String, i64>("total-balance")?, vec![("all".to_string(), 70)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn aggregate_with<VA>(
         &self,
         initializer: impl Fn() -> VA + Send + Sync + 'static,

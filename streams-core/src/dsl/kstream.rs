@@ -56,12 +56,38 @@ impl<K: Data, V: Data> KStream<K, V> {
     }
 
     /// The name of the node this stream comes out of.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::StreamsBuilder;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let orders = builder.stream::<String, i64>("orders");
+    /// assert_eq!(orders.node_name(), "KSTREAM-SOURCE-0000000000");
+    /// assert_eq!(orders.filter(|_, amount| *amount > 0).node_name(), "KSTREAM-FILTER-0000000001");
+    /// ```
     pub fn node_name(&self) -> &str {
         &self.node
     }
 
     /// Names the next operator applied to this handle (Kafka Streams' `Named`), instead of a generated
     /// `KSTREAM-…-0000000007` name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::StreamsBuilder;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let orders = builder.stream::<String, i64>("orders");
+    /// orders.named("positive-orders").filter(|_, amount| *amount > 0).to("valid-orders");
+    /// let description = builder.build()?.describe().to_string();
+    /// assert!(description.contains("Processor: positive-orders"));
+    /// // The given name still advanced the counter: the sink is numbered as if the filter were unnamed.
+    /// assert!(description.contains("Sink: KSTREAM-SINK-0000000002 (topic: valid-orders)"));
+    /// # Ok::<(), streams_core::TopologyError>(())
+    /// ```
     pub fn named(&self, name: impl Into<String>) -> Self {
         KStream { next_name: Some(name.into()), ..self.clone() }
     }
@@ -89,6 +115,24 @@ impl<K: Data, V: Data> KStream<K, V> {
     }
 
     /// Keeps the records for which `predicate` holds.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::StreamsBuilder;
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, i64>("amounts").filter(|_, amount| *amount > 0).to("positive");
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let amounts = driver.input_topic::<String, i64>("amounts");
+    /// let positive = driver.output_topic::<String, i64>("positive");
+    /// driver.pipe(&amounts, "a".into(), 5, 0)?;
+    /// driver.pipe(&amounts, "b".into(), -3, 1)?;
+    /// assert_eq!(driver.read_key_values(&positive), vec![("a".to_string(), 5)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn filter(&self, predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static) -> KStream<K, V> {
         let predicate = Arc::new(predicate);
         let name = self.add("KSTREAM-FILTER-", move || Filter { predicate: predicate.clone(), keep_if: true });
@@ -96,6 +140,24 @@ impl<K: Data, V: Data> KStream<K, V> {
     }
 
     /// Drops the records for which `predicate` holds.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::StreamsBuilder;
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, i64>("amounts").filter_not(|user, _| user.starts_with("test-")).to("real");
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let amounts = driver.input_topic::<String, i64>("amounts");
+    /// let real = driver.output_topic::<String, i64>("real");
+    /// driver.pipe(&amounts, "test-1".into(), 5, 0)?;
+    /// driver.pipe(&amounts, "ada".into(), 7, 1)?;
+    /// assert_eq!(driver.read_key_values(&real), vec![("ada".to_string(), 7)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn filter_not(&self, predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static) -> KStream<K, V> {
         let predicate = Arc::new(predicate);
         let name = self.add("KSTREAM-FILTER-", move || Filter { predicate: predicate.clone(), keep_if: false });
@@ -103,6 +165,24 @@ impl<K: Data, V: Data> KStream<K, V> {
     }
 
     /// A new key and value per record. Changes the key, so a grouping downstream repartitions.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::StreamsBuilder;
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// // user -> page becomes page -> user
+    /// builder.stream::<String, String>("views").map(|user, page| (page, user)).to("views-by-page");
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let views = driver.input_topic::<String, String>("views");
+    /// let by_page = driver.output_topic::<String, String>("views-by-page");
+    /// driver.pipe(&views, "ada".into(), "/home".into(), 0)?;
+    /// assert_eq!(driver.read_key_values(&by_page), vec![("/home".to_string(), "ada".to_string())]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn map<K2: Data, V2: Data>(
         &self,
         mapper: impl Fn(K, V) -> (K2, V2) + Send + Sync + 'static,
@@ -113,11 +193,48 @@ impl<K: Data, V: Data> KStream<K, V> {
     }
 
     /// A new value per record, same key: no repartition needed downstream.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::StreamsBuilder;
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("lines").map_values(|line| line.len() as i64).to("line-lengths");
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let lines = driver.input_topic::<String, String>("lines");
+    /// let lengths = driver.output_topic::<String, i64>("line-lengths");
+    /// driver.pipe(&lines, "doc-1".into(), "hello".into(), 0)?;
+    /// assert_eq!(driver.read_key_values(&lengths), vec![("doc-1".to_string(), 5)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn map_values<V2: Data>(&self, mapper: impl Fn(V) -> V2 + Send + Sync + 'static) -> KStream<K, V2> {
         self.map_values_with_key(move |_, v| mapper(v))
     }
 
     /// A new value per record computed from the (read-only) key and the value.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::StreamsBuilder;
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, i64>("scores")
+    ///     .map_values_with_key(|player, score| format!("{player} scored {score}"))
+    ///     .to("announcements");
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let scores = driver.input_topic::<String, i64>("scores");
+    /// let announcements = driver.output_topic::<String, String>("announcements");
+    /// driver.pipe(&scores, "ada".into(), 42, 0)?;
+    /// assert_eq!(driver.read_key_values(&announcements), vec![("ada".to_string(), "ada scored 42".to_string())]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn map_values_with_key<V2: Data>(
         &self,
         mapper: impl Fn(&K, V) -> V2 + Send + Sync + 'static,
@@ -128,6 +245,30 @@ impl<K: Data, V: Data> KStream<K, V> {
     }
 
     /// Zero or more `(key, value)` pairs per record. Changes the key.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::StreamsBuilder;
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// // order -> "item,item,..." becomes one record per item, keyed by the item
+    /// builder
+    ///     .stream::<String, String>("orders")
+    ///     .flat_map(|order, items| items.split(',').map(|item| (item.to_string(), order.clone())).collect::<Vec<_>>())
+    ///     .to("orders-by-item");
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let orders = driver.input_topic::<String, String>("orders");
+    /// let by_item = driver.output_topic::<String, String>("orders-by-item");
+    /// driver.pipe(&orders, "o1".into(), "tea,milk".into(), 0)?;
+    /// assert_eq!(driver.read_key_values(&by_item), vec![
+    ///     ("tea".to_string(), "o1".to_string()),
+    ///     ("milk".to_string(), "o1".to_string()),
+    /// ]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn flat_map<K2: Data, V2: Data, I: IntoIterator<Item = (K2, V2)> + 'static>(
         &self,
         mapper: impl Fn(K, V) -> I + Send + Sync + 'static,
@@ -138,6 +279,30 @@ impl<K: Data, V: Data> KStream<K, V> {
     }
 
     /// Zero or more values per record, same key.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::StreamsBuilder;
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, String>("lines")
+    ///     .flat_map_values(|line| line.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+    ///     .to("words");
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let lines = driver.input_topic::<String, String>("lines");
+    /// let words = driver.output_topic::<String, String>("words");
+    /// driver.pipe(&lines, "doc-1".into(), "to be".into(), 0)?;
+    /// driver.pipe(&lines, "doc-2".into(), "   ".into(), 1)?; // no words: nothing forwarded
+    /// assert_eq!(driver.read_key_values(&words), vec![
+    ///     ("doc-1".to_string(), "to".to_string()),
+    ///     ("doc-1".to_string(), "be".to_string()),
+    /// ]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn flat_map_values<V2: Data, I: IntoIterator<Item = V2> + 'static>(
         &self,
         mapper: impl Fn(V) -> I + Send + Sync + 'static,
@@ -148,6 +313,24 @@ impl<K: Data, V: Data> KStream<K, V> {
     }
 
     /// A new key computed from key and value. Changes the key, so a grouping downstream repartitions.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::StreamsBuilder;
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// // session -> user becomes user -> user
+    /// builder.stream::<String, String>("logins").select_key(|_, user| user.clone()).to("logins-by-user");
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let logins = driver.input_topic::<String, String>("logins");
+    /// let by_user = driver.output_topic::<String, String>("logins-by-user");
+    /// driver.pipe(&logins, "session-9".into(), "ada".into(), 0)?;
+    /// assert_eq!(driver.read_key_values(&by_user), vec![("ada".to_string(), "ada".to_string())]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn select_key<K2: Data>(&self, selector: impl Fn(&K, &V) -> K2 + Send + Sync + 'static) -> KStream<K2, V> {
         let selector = Arc::new(selector);
         let name = self.add("KSTREAM-KEY-SELECT-", move || SelectKey(selector.clone()));
@@ -155,6 +338,37 @@ impl<K: Data, V: Data> KStream<K, V> {
     }
 
     /// Runs `action` on every record and passes it on unchanged.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// use streams_core::dsl::StreamsBuilder;
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let seen = Arc::new(AtomicUsize::new(0));
+    /// let counter = seen.clone();
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, String>("events")
+    ///     .peek(move |_, _| {
+    ///         counter.fetch_add(1, Ordering::Relaxed);
+    ///     })
+    ///     .to("events-copy");
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let events = driver.input_topic::<String, String>("events");
+    /// let copy = driver.output_topic::<String, String>("events-copy");
+    /// driver.pipe(&events, "k".into(), "a".into(), 0)?;
+    /// driver.pipe(&events, "k".into(), "b".into(), 1)?;
+    /// assert_eq!(seen.load(Ordering::Relaxed), 2);
+    /// assert_eq!(driver.read_key_values(&copy), vec![
+    ///     ("k".to_string(), "a".to_string()),
+    ///     ("k".to_string(), "b".to_string()),
+    /// ]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn peek(&self, action: impl Fn(&K, &V) + Send + Sync + 'static) -> KStream<K, V> {
         let action = Arc::new(action);
         let name = self.add("KSTREAM-PEEK-", move || Peek { action: action.clone(), forward: true });
@@ -166,6 +380,41 @@ impl<K: Data, V: Data> KStream<K, V> {
     /// [`StreamsBuilder::add_state_store`](super::StreamsBuilder::add_state_store)). It forwards what it
     /// likes, with any key: the stream it returns is marked for repartitioning, so a grouping after it
     /// repartitions. An unknown store is reported by `build()`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::StreamsBuilder;
+    /// use streams_core::processor::{Processor, ProcessorContext};
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::{Record, StreamsError};
+    ///
+    /// /// Forwards each word of a line, keyed by the word, with its length.
+    /// struct WordLengths;
+    ///
+    /// impl Processor<String, String, String, i64> for WordLengths {
+    ///     fn process(
+    ///         &mut self,
+    ///         ctx: &mut ProcessorContext<'_, String, i64>,
+    ///         record: Record<String, String>,
+    ///     ) -> Result<(), StreamsError> {
+    ///         for word in record.value.split_whitespace() {
+    ///             ctx.forward(Record::new(word.to_string(), word.len() as i64, record.timestamp))?;
+    ///         }
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("lines").process(|| WordLengths, &[]).to("word-lengths");
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let lines = driver.input_topic::<String, String>("lines");
+    /// let lengths = driver.output_topic::<String, i64>("word-lengths");
+    /// driver.pipe(&lines, "doc-1".into(), "hi there".into(), 0)?;
+    /// assert_eq!(driver.read_key_values(&lengths), vec![("hi".to_string(), 2), ("there".to_string(), 5)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn process<K2: Data, V2: Data, P: Processor<K, V, K2, V2>>(
         &self,
         supplier: impl Fn() -> P + Send + Sync + 'static,
@@ -181,12 +430,60 @@ impl<K: Data, V: Data> KStream<K, V> {
     }
 
     /// Runs `action` on every record; ends the stream.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use streams_core::dsl::StreamsBuilder;
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let alerts = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = alerts.clone();
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, i64>("temperatures")
+    ///     .filter(|_, celsius| *celsius > 30)
+    ///     .foreach(move |room, celsius| sink.lock().unwrap().push(format!("{room}: {celsius}")));
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let temperatures = driver.input_topic::<String, i64>("temperatures");
+    /// driver.pipe(&temperatures, "kitchen".into(), 21, 0)?;
+    /// driver.pipe(&temperatures, "attic".into(), 34, 1)?;
+    /// assert_eq!(*alerts.lock().unwrap(), ["attic: 34"]);
+    /// assert!(driver.output_topics().is_empty()); // foreach writes nothing
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn foreach(&self, action: impl Fn(&K, &V) + Send + Sync + 'static) {
         let action = Arc::new(action);
         self.add::<K, V, _>("KSTREAM-FOREACH-", move || Peek { action: action.clone(), forward: false });
     }
 
     /// One stream of the records of both (Kafka Streams' `merge`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::StreamsBuilder;
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let web = builder.stream::<String, String>("web-clicks");
+    /// let app = builder.stream::<String, String>("app-clicks");
+    /// web.merge(&app).to("clicks");
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let web_in = driver.input_topic::<String, String>("web-clicks");
+    /// let app_in = driver.input_topic::<String, String>("app-clicks");
+    /// let clicks = driver.output_topic::<String, String>("clicks");
+    /// driver.pipe(&web_in, "ada".into(), "/home".into(), 0)?;
+    /// driver.pipe(&app_in, "bob".into(), "/cart".into(), 1)?;
+    /// assert_eq!(driver.read_key_values(&clicks), vec![
+    ///     ("ada".to_string(), "/home".to_string()),
+    ///     ("bob".to_string(), "/cart".to_string()),
+    /// ]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn merge(&self, other: &KStream<K, V>) -> KStream<K, V> {
         let name = {
             let mut b = self.builder.borrow_mut();
@@ -200,10 +497,15 @@ impl<K: Data, V: Data> KStream<K, V> {
     }
 
     /// Splits the stream by predicates (Kafka Streams' `split()`): each record goes to the first branch
-    /// whose predicate holds.
+    /// whose predicate holds. Branches are named `<split name><branch name>`; [`named`](Self::named) before
+    /// `split()` names the split.
+    ///
+    /// # Examples
     ///
     /// ```
     /// use streams_core::dsl::{Branched, StreamsBuilder};
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
     /// let builder = StreamsBuilder::new();
     /// let branches = builder
     ///     .stream::<String, i64>("amounts")
@@ -211,7 +513,17 @@ impl<K: Data, V: Data> KStream<K, V> {
     ///     .branch(|_, v| *v > 0, Branched::with_name("positive"))
     ///     .default_branch(Branched::with_name("other"));
     /// branches.get("KSTREAM-BRANCH-0000000001positive").unwrap().to("positive");
-    /// assert_eq!(branches.len(), 2);
+    /// branches.get("KSTREAM-BRANCH-0000000001other").unwrap().to("other");
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let amounts = driver.input_topic::<String, i64>("amounts");
+    /// let positive = driver.output_topic::<String, i64>("positive");
+    /// let other = driver.output_topic::<String, i64>("other");
+    /// driver.pipe(&amounts, "a".into(), 5, 0)?;
+    /// driver.pipe(&amounts, "b".into(), 0, 1)?;
+    /// assert_eq!(driver.read_key_values(&positive), vec![("a".to_string(), 5)]);
+    /// assert_eq!(driver.read_key_values(&other), vec![("b".to_string(), 0)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn split(&self) -> BranchedKStream<K, V> {
         let name = {
@@ -222,6 +534,23 @@ impl<K: Data, V: Data> KStream<K, V> {
     }
 
     /// Writes every record to `topic`, with the upstream serdes or the types' defaults.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::StreamsBuilder;
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, i64>("amounts").map_values(|euros| euros * 100).to("amounts-in-cents");
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let amounts = driver.input_topic::<String, i64>("amounts");
+    /// let cents = driver.output_topic::<String, i64>("amounts-in-cents");
+    /// driver.pipe(&amounts, "ada".into(), 3, 0)?;
+    /// assert_eq!(driver.read_key_values(&cents), vec![("ada".to_string(), 300)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn to(&self, topic: &str)
     where
         K: DefaultSerde,
@@ -232,11 +561,54 @@ impl<K: Data, V: Data> KStream<K, V> {
     }
 
     /// Writes every record to `topic` with the serdes, partitioner and sink name given.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use streams_core::dsl::{Produced, StreamsBuilder};
+    /// use streams_core::serde::{I64Serde, StringSerde};
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let produced = Produced::with(Arc::new(StringSerde), Arc::new(I64Serde)).with_name("totals-out");
+    /// builder.stream::<String, i64>("amounts").to_with("totals", produced);
+    /// let topology = builder.build()?;
+    /// assert!(topology.describe().to_string().contains("Sink: totals-out (topic: totals)"));
+    ///
+    /// let mut driver = TopologyTestDriver::new(topology)?;
+    /// let amounts = driver.input_topic::<String, i64>("amounts");
+    /// let totals = driver.output_topic::<String, i64>("totals");
+    /// driver.pipe(&amounts, "ada".into(), 3, 0)?;
+    /// assert_eq!(driver.read_key_values(&totals), vec![("ada".to_string(), 3)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn to_with(&self, topic: &str, produced: Produced<K, V>) {
         self.sink(SinkSpec::Fixed(TopicRef::user(topic)), produced)
     }
 
     /// Writes each record to the topic `choose` names for it (Kafka Streams' `TopicNameExtractor`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::StreamsBuilder;
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, String>("logs")
+    ///     .to_dynamic(|_, line, _| if line.starts_with("ERROR") { "errors".into() } else { "other-logs".into() });
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let logs = driver.input_topic::<String, String>("logs");
+    /// driver.pipe(&logs, "web-1".into(), "ERROR disk full".into(), 0)?;
+    /// driver.pipe(&logs, "web-1".into(), "GET /".into(), 1)?;
+    /// let errors = driver.output_topic::<String, String>("errors");
+    /// assert_eq!(driver.read_key_values(&errors), vec![("web-1".to_string(), "ERROR disk full".to_string())]);
+    /// assert_eq!(driver.output_topics(), vec!["errors", "other-logs"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn to_dynamic(&self, choose: impl Fn(&K, &V, Option<&RecordMetadata>) -> String + Send + Sync + 'static)
     where
         K: DefaultSerde,
@@ -269,6 +641,28 @@ impl<K: Data, V: Data> KStream<K, V> {
 
     /// Sends the records through a repartition topic, so that downstream tasks see them partitioned by
     /// their current key.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::StreamsBuilder;
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let logins = builder.stream::<String, String>("logins"); // session -> user
+    /// logins.select_key(|_, user| user.clone()).repartition().to("logins-by-user");
+    /// let topology = builder.build()?;
+    /// // The repartition topic cuts the topology in two: the part before it and the part after it.
+    /// assert_eq!(topology.describe().subtopologies.len(), 2);
+    ///
+    /// let mut driver = TopologyTestDriver::new(topology)?;
+    /// assert_eq!(driver.input_topics(), vec!["logins", "test-driver-KSTREAM-REPARTITION-0000000002-repartition"]);
+    /// let logins = driver.input_topic::<String, String>("logins");
+    /// let by_user = driver.output_topic::<String, String>("logins-by-user");
+    /// driver.pipe(&logins, "session-9".into(), "ada".into(), 0)?;
+    /// assert_eq!(driver.read_key_values(&by_user), vec![("ada".to_string(), "ada".to_string())]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn repartition(&self) -> KStream<K, V>
     where
         K: DefaultSerde,
@@ -280,6 +674,37 @@ impl<K: Data, V: Data> KStream<K, V> {
     }
 
     /// [`repartition`](Self::repartition) with a topic name, serdes, partition count or partitioner.
+    ///
+    /// Serdes left out of `repartitioned` are inherited from upstream; unlike `repartition`, this method
+    /// does not require a [`DefaultSerde`] to fall back on. A key-changing operator (`select_key`, `map`,
+    /// `flat_map`, `process`) leaves the new key's serde unknown, so after one give the serdes with
+    /// [`Repartitioned::with`], or use [`repartition`](Self::repartition); otherwise `build()` reports a
+    /// missing serde.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use streams_core::dsl::{Repartitioned, StreamsBuilder};
+    /// use streams_core::serde::StringSerde;
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let logins = builder.stream::<String, String>("logins"); // session -> user
+    /// // Same key, more partitions: more tasks downstream. The serdes are the source's.
+    /// logins.repartition_with(Repartitioned::with_name("logins-spread").with_partitions(8)).to("logins-spread");
+    /// // A new key: its serde must be given.
+    /// let serdes = Repartitioned::with(Arc::new(StringSerde), Arc::new(StringSerde));
+    /// logins.select_key(|_, user| user.clone()).repartition_with(serdes).to("logins-by-user");
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// assert!(driver.input_topics().contains(&"test-driver-logins-spread-repartition".to_string()));
+    /// let input = driver.input_topic::<String, String>("logins");
+    /// let by_user = driver.output_topic::<String, String>("logins-by-user");
+    /// driver.pipe(&input, "session-9".into(), "ada".into(), 0)?;
+    /// assert_eq!(driver.read_key_values(&by_user), vec![("ada".to_string(), "ada".to_string())]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn repartition_with(&self, repartitioned: Repartitioned<K, V>) -> KStream<K, V> {
         let mut b = self.builder.borrow_mut();
         let base = repartitioned.name.unwrap_or_else(|| b.new_name("KSTREAM-REPARTITION-"));
@@ -305,21 +730,119 @@ impl<K: Data, V: Data> KStream<K, V> {
 
     /// Groups by the current key, for an aggregation. Repartitions first if an upstream operator changed
     /// the key (`select_key`, `map`, `flat_map`); `map_values` and `filter` do not.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::StreamsBuilder;
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let views = builder.stream::<String, String>("views"); // user -> page
+    /// views.group_by_key().count().to_stream().to("views-per-user");
+    /// // The key changes before this grouping, so it goes through a repartition topic; the one above does not.
+    /// views.select_key(|_, page| page.clone()).group_by_key().count().to_stream().to("views-per-page");
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// assert_eq!(driver.input_topics().len(), 2); // "views" and one repartition topic
+    /// let views_in = driver.input_topic::<String, String>("views");
+    /// let per_user = driver.output_topic::<String, Option<i64>>("views-per-user");
+    /// let per_page = driver.output_topic::<String, Option<i64>>("views-per-page");
+    /// driver.pipe(&views_in, "ada".into(), "/home".into(), 0)?;
+    /// driver.pipe(&views_in, "bob".into(), "/home".into(), 1)?;
+    /// assert_eq!(driver.read_key_values(&per_user), vec![("ada".to_string(), Some(1)), ("bob".to_string(), Some(1))]);
+    /// assert_eq!(driver.read_key_values(&per_page), vec![
+    ///     ("/home".to_string(), Some(1)),
+    ///     ("/home".to_string(), Some(2)),
+    /// ]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn group_by_key(&self) -> KGroupedStream<K, V> {
         self.group_by_key_with(Grouped::default())
     }
 
     /// [`group_by_key`](Self::group_by_key) with a repartition topic name or serdes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::{Grouped, StreamsBuilder};
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, String>("views")
+    ///     .select_key(|_, page| page.clone())
+    ///     .group_by_key_with(Grouped::with_name("by-page"))
+    ///     .count()
+    ///     .to_stream()
+    ///     .to("views-per-page");
+    ///
+    /// let driver = TopologyTestDriver::new(builder.build()?)?;
+    /// assert_eq!(driver.input_topics(), vec!["test-driver-by-page-repartition", "views"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn group_by_key_with(&self, grouped: Grouped<K, V>) -> KGroupedStream<K, V> {
         KGroupedStream::new(self.clone(), grouped, self.repartition_required)
     }
 
     /// Groups by a new key computed from key and value; always repartitions.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::StreamsBuilder;
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, i64>("sales") // shop -> amount
+    ///     .group_by(|_, amount| if *amount >= 100 { "big" } else { "small" }.to_string())
+    ///     .count()
+    ///     .to_stream()
+    ///     .to("sales-by-size");
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let sales = driver.input_topic::<String, i64>("sales");
+    /// let by_size = driver.output_topic::<String, Option<i64>>("sales-by-size");
+    /// driver.pipe(&sales, "shop-1".into(), 120, 0)?;
+    /// driver.pipe(&sales, "shop-2".into(), 30, 1)?;
+    /// driver.pipe(&sales, "shop-2".into(), 250, 2)?;
+    /// assert_eq!(driver.read_key_values(&by_size), vec![
+    ///     ("big".to_string(), Some(1)),
+    ///     ("small".to_string(), Some(1)),
+    ///     ("big".to_string(), Some(2)),
+    /// ]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn group_by<K2: Data>(&self, selector: impl Fn(&K, &V) -> K2 + Send + Sync + 'static) -> KGroupedStream<K2, V> {
         self.group_by_with(selector, Grouped::default())
     }
 
     /// [`group_by`](Self::group_by) with a repartition topic name or serdes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::{Grouped, StreamsBuilder};
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let size = |_: &String, amount: &i64| if *amount >= 100 { "big" } else { "small" }.to_string();
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, i64>("sales")
+    ///     .group_by_with(size, Grouped::with_name("by-size"))
+    ///     .count()
+    ///     .to_stream()
+    ///     .to("sales-by-size");
+    /// let topology = builder.build()?;
+    /// // The name names the key-selecting node as well as the repartition topic.
+    /// assert!(topology.describe().to_string().contains("Processor: by-size (stores: [])"));
+    ///
+    /// let driver = TopologyTestDriver::new(topology)?;
+    /// assert_eq!(driver.input_topics(), vec!["sales", "test-driver-by-size-repartition"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn group_by_with<K2: Data>(
         &self,
         selector: impl Fn(&K, &V) -> K2 + Send + Sync + 'static,
@@ -342,12 +865,64 @@ pub struct BranchedKStream<K, V> {
 }
 
 /// The branches of a split, by name, in the order they were declared.
+///
+/// # Examples
+///
+/// ```
+/// use streams_core::dsl::{Branched, StreamsBuilder};
+///
+/// let builder = StreamsBuilder::new();
+/// let branches = builder
+///     .stream::<String, i64>("amounts")
+///     .named("sign")
+///     .split()
+///     .branch(|_, v| *v > 0, Branched::with_name("-positive"))
+///     .default_branch(Branched::with_name("-other"));
+/// assert_eq!(branches.len(), 2);
+/// assert!(!branches.is_empty());
+/// assert_eq!(branches.names().collect::<Vec<_>>(), ["sign-positive", "sign-other"]);
+/// assert_eq!(branches.get("sign-positive").unwrap().node_name(), "sign-positive");
+/// assert_eq!(branches.at(1).unwrap().node_name(), "sign-other");
+/// assert!(branches.get("positive").is_none()); // the full name, split name first
+/// for (branch, topic) in branches.into_vec().into_iter().zip(["positive", "other"]) {
+///     branch.to(topic);
+/// }
+/// assert_eq!(builder.build()?.describe().subtopologies.len(), 1);
+/// # Ok::<(), streams_core::TopologyError>(())
+/// ```
 pub struct Branches<K, V> {
     streams: Vec<(String, KStream<K, V>)>,
 }
 
 impl<K: Data, V: Data> BranchedKStream<K, V> {
     /// Adds a branch for records where `predicate` holds (and no earlier branch's did).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::{Branched, StreamsBuilder};
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let branches = builder
+    ///     .stream::<String, i64>("amounts")
+    ///     .split()
+    ///     .branch(|_, v| *v > 100, Branched::with_name("large"))
+    ///     .branch(|_, v| *v > 0, Branched::with_name("positive"))
+    ///     .no_default_branch();
+    /// branches.at(0).unwrap().to("large");
+    /// branches.at(1).unwrap().to("positive");
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let amounts = driver.input_topic::<String, i64>("amounts");
+    /// let large = driver.output_topic::<String, i64>("large");
+    /// let positive = driver.output_topic::<String, i64>("positive");
+    /// driver.pipe(&amounts, "a".into(), 500, 0)?; // both predicates hold: the first branch takes it
+    /// driver.pipe(&amounts, "b".into(), 7, 1)?;
+    /// assert_eq!(driver.read_key_values(&large), vec![("a".to_string(), 500)]);
+    /// assert_eq!(driver.read_key_values(&positive), vec![("b".to_string(), 7)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn branch(mut self, predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static, branched: Branched) -> Self {
         let name = self.branch_name(branched);
         self.branches.push((Some(Arc::new(predicate)), name));
@@ -362,6 +937,32 @@ impl<K: Data, V: Data> BranchedKStream<K, V> {
     }
 
     /// Ends the split with a branch for every record no predicate took.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::{Branched, StreamsBuilder};
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let branches = builder
+    ///     .stream::<String, i64>("amounts")
+    ///     .split()
+    ///     .branch(|_, v| *v > 0, Branched::with_name("positive"))
+    ///     .default_branch(Branched::new());
+    /// // An unnamed default branch is `<split name>0`.
+    /// let names: Vec<&str> = branches.names().collect();
+    /// assert_eq!(names, ["KSTREAM-BRANCH-0000000001positive", "KSTREAM-BRANCH-00000000010"]);
+    /// branches.get("KSTREAM-BRANCH-00000000010").unwrap().to("not-positive");
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let amounts = driver.input_topic::<String, i64>("amounts");
+    /// let rest = driver.output_topic::<String, i64>("not-positive");
+    /// driver.pipe(&amounts, "a".into(), 5, 0)?;
+    /// driver.pipe(&amounts, "b".into(), -5, 1)?;
+    /// assert_eq!(driver.read_key_values(&rest), vec![("b".to_string(), -5)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn default_branch(mut self, branched: Branched) -> Branches<K, V> {
         let name = match branched.name {
             Some(_) => self.branch_name(branched),
@@ -375,6 +976,30 @@ impl<K: Data, V: Data> BranchedKStream<K, V> {
     }
 
     /// Ends the split; records no predicate took are dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::{Branched, StreamsBuilder};
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let branches = builder
+    ///     .stream::<String, i64>("amounts")
+    ///     .split()
+    ///     .branch(|_, v| *v > 0, Branched::with_name("positive"))
+    ///     .no_default_branch();
+    /// assert_eq!(branches.len(), 1);
+    /// branches.at(0).unwrap().to("positive");
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let amounts = driver.input_topic::<String, i64>("amounts");
+    /// let positive = driver.output_topic::<String, i64>("positive");
+    /// driver.pipe(&amounts, "a".into(), -5, 0)?; // no branch takes it: dropped
+    /// driver.pipe(&amounts, "b".into(), 5, 1)?;
+    /// assert_eq!(driver.read_key_values(&positive), vec![("b".to_string(), 5)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn no_default_branch(self) -> Branches<K, V> {
         self.finish()
     }

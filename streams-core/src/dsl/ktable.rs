@@ -53,17 +53,60 @@ impl<K: Data, V: Data> KTable<K, V> {
     }
 
     /// The name of the node this table comes out of.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::StreamsBuilder;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let users = builder.table::<String, String>("users");
+    /// // A source table is a source node and then the `KTABLE-SOURCE` processor that keeps the store.
+    /// assert_eq!(users.node_name(), "KTABLE-SOURCE-0000000002");
+    /// ```
     pub fn node_name(&self) -> &str {
         &self.node
     }
 
     /// The name of the store that holds this table, when it is materialized (aggregations and source
     /// tables are); read it in tests with the test driver.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::StreamsBuilder;
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let users = builder.table::<String, String>("users");
+    /// assert_eq!(users.store_name(), Some("users-STATE-STORE-0000000000"));
+    /// // A filtered table has no store of its own.
+    /// assert_eq!(users.filter(|_, name| !name.is_empty()).store_name(), None);
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let users_in = driver.input_topic::<String, Option<String>>("users");
+    /// driver.pipe(&users_in, "u1".into(), Some("Ada".into()), 0)?;
+    /// let store = users.store_name().unwrap();
+    /// assert_eq!(driver.store_entries::<String, String>(store)?, vec![("u1".to_string(), "Ada".to_string())]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn store_name(&self) -> Option<&str> {
         self.store.as_deref()
     }
 
     /// Names the next operator applied to this handle.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::StreamsBuilder;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let ages = builder.table::<String, i64>("ages");
+    /// ages.named("adults").filter(|_, age| *age >= 18).to_stream().to("adults");
+    /// assert!(builder.build()?.describe().to_string().contains("Processor: adults"));
+    /// # Ok::<(), streams_core::TopologyError>(())
+    /// ```
     pub fn named(&self, name: impl Into<String>) -> Self {
         KTable { next_name: Some(name.into()), ..self.clone() }
     }
@@ -80,6 +123,25 @@ impl<K: Data, V: Data> KTable<K, V> {
     }
 
     /// Keeps the rows for which `predicate` holds; a row that stops matching is deleted downstream.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::StreamsBuilder;
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder.table::<String, i64>("prices").filter(|_, cents| *cents >= 100).to_stream().to("expensive");
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let prices = driver.input_topic::<String, Option<i64>>("prices");
+    /// let expensive = driver.output_topic::<String, Option<i64>>("expensive");
+    /// driver.pipe(&prices, "tea".into(), Some(150), 0)?;
+    /// driver.pipe(&prices, "tea".into(), Some(50), 1)?; // stops matching: deleted downstream
+    /// driver.pipe(&prices, "milk".into(), Some(20), 2)?; // never matched: nothing forwarded
+    /// assert_eq!(driver.read_key_values(&expensive), vec![("tea".to_string(), Some(150)), ("tea".to_string(), None)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn filter(&self, predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static) -> KTable<K, V> {
         let predicate = Arc::new(predicate);
         let name = self.add("KTABLE-FILTER-", move || TableFilter { predicate: predicate.clone(), keep_if: true });
@@ -87,6 +149,24 @@ impl<K: Data, V: Data> KTable<K, V> {
     }
 
     /// Drops the rows for which `predicate` holds.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::StreamsBuilder;
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder.table::<String, i64>("stock").filter_not(|_, count| *count == 0).to_stream().to("in-stock");
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let stock = driver.input_topic::<String, Option<i64>>("stock");
+    /// let in_stock = driver.output_topic::<String, Option<i64>>("in-stock");
+    /// driver.pipe(&stock, "tea".into(), Some(3), 0)?;
+    /// driver.pipe(&stock, "tea".into(), Some(0), 1)?; // sold out: deleted downstream
+    /// assert_eq!(driver.read_key_values(&in_stock), vec![("tea".to_string(), Some(3)), ("tea".to_string(), None)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn filter_not(&self, predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static) -> KTable<K, V> {
         let predicate = Arc::new(predicate);
         let name = self.add("KTABLE-FILTER-", move || TableFilter { predicate: predicate.clone(), keep_if: false });
@@ -94,6 +174,31 @@ impl<K: Data, V: Data> KTable<K, V> {
     }
 
     /// A new value per row.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::StreamsBuilder;
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .table::<String, String>("users")
+    ///     .map_values(|id, name| format!("{name} <{id}@example.com>"))
+    ///     .to_stream()
+    ///     .to("contacts");
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let users = driver.input_topic::<String, Option<String>>("users");
+    /// let contacts = driver.output_topic::<String, Option<String>>("contacts");
+    /// driver.pipe(&users, "ada".into(), Some("Ada".into()), 0)?;
+    /// driver.pipe(&users, "ada".into(), None, 1)?; // a delete stays a delete
+    /// assert_eq!(driver.read_key_values(&contacts), vec![
+    ///     ("ada".to_string(), Some("Ada <ada@example.com>".to_string())),
+    ///     ("ada".to_string(), None),
+    /// ]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn map_values<V2: Data>(&self, mapper: impl Fn(&K, V) -> V2 + Send + Sync + 'static) -> KTable<K, V2> {
         let mapper = Arc::new(mapper);
         let name = self.add("KTABLE-MAPVALUES-", move || TableMapValues(mapper.clone()));
@@ -101,6 +206,30 @@ impl<K: Data, V: Data> KTable<K, V> {
     }
 
     /// The table's updates as a stream; a delete is a `None` value (a tombstone on the wire).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::StreamsBuilder;
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder.table::<String, String>("users").to_stream().to("user-updates");
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let users = driver.input_topic::<String, Option<String>>("users");
+    /// let updates = driver.output_topic::<String, Option<String>>("user-updates");
+    /// driver.pipe(&users, "u1".into(), Some("Ada".into()), 0)?;
+    /// driver.pipe(&users, "u1".into(), Some("Ada L.".into()), 1)?;
+    /// driver.pipe(&users, "u1".into(), None, 2)?;
+    /// assert_eq!(driver.peek_raw("user-updates")[2].value, None); // the delete is a tombstone on the wire
+    /// assert_eq!(driver.read_key_values(&updates), vec![
+    ///     ("u1".to_string(), Some("Ada".to_string())),
+    ///     ("u1".to_string(), Some("Ada L.".to_string())),
+    ///     ("u1".to_string(), None),
+    /// ]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn to_stream(&self) -> KStream<K, Option<V>> {
         let name = {
             let mut b = self.builder.borrow_mut();
@@ -118,6 +247,36 @@ impl<K: Data, V: Data> KTable<K, V> {
 
     /// Re-groups the rows by a new key (always through a repartition topic), for an aggregation that
     /// adds rows as they arrive and subtracts them as they leave.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::StreamsBuilder;
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// // user -> region; count the users per region, following moves
+    /// builder
+    ///     .table::<String, String>("user-regions")
+    ///     .group_by(|_, region| (region.clone(), 1_i64))
+    ///     .count()
+    ///     .to_stream()
+    ///     .to("users-per-region");
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let regions = driver.input_topic::<String, Option<String>>("user-regions");
+    /// let per_region = driver.output_topic::<String, Option<i64>>("users-per-region");
+    /// driver.pipe(&regions, "ada".into(), Some("eu".into()), 0)?;
+    /// driver.pipe(&regions, "bob".into(), Some("eu".into()), 1)?;
+    /// driver.pipe(&regions, "ada".into(), Some("us".into()), 2)?; // eu loses one, then us gains one
+    /// assert_eq!(driver.read_key_values(&per_region), vec![
+    ///     ("eu".to_string(), Some(1)),
+    ///     ("eu".to_string(), Some(2)),
+    ///     ("eu".to_string(), Some(1)),
+    ///     ("us".to_string(), Some(1)),
+    /// ]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn group_by<K2: Data + PartialEq, V2: Data>(
         &self,
         selector: impl Fn(&K, &V) -> (K2, V2) + Send + Sync + 'static,
@@ -126,6 +285,25 @@ impl<K: Data, V: Data> KTable<K, V> {
     }
 
     /// [`group_by`](Self::group_by) with a repartition topic name or serdes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::{Grouped, StreamsBuilder};
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .table::<String, String>("user-regions")
+    ///     .group_by_with(|_, region| (region.clone(), 1_i64), Grouped::with_name("by-region"))
+    ///     .count()
+    ///     .to_stream()
+    ///     .to("users-per-region");
+    ///
+    /// let driver = TopologyTestDriver::new(builder.build()?)?;
+    /// assert_eq!(driver.input_topics(), vec!["test-driver-by-region-repartition", "user-regions"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn group_by_with<K2: Data + PartialEq, V2: Data>(
         &self,
         selector: impl Fn(&K, &V) -> (K2, V2) + Send + Sync + 'static,

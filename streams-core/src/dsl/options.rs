@@ -12,6 +12,28 @@ use crate::store::KeyValueBytesStoreSupplier;
 pub use crate::task::node::StreamPartitioner;
 
 /// How a source reads a topic: serdes and the source node's name.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use streams_core::dsl::{Consumed, StreamsBuilder};
+/// use streams_core::serde::{I64Serde, StringSerde};
+/// use streams_core::testing::TopologyTestDriver;
+///
+/// let builder = StreamsBuilder::new();
+/// let consumed = Consumed::with(Arc::new(StringSerde), Arc::new(I64Serde)).with_name("amounts-in");
+/// builder.stream_with("amounts", consumed).to("amounts-copy");
+/// let topology = builder.build()?;
+/// assert!(topology.describe().to_string().contains("Source: amounts-in (topics: [amounts])"));
+///
+/// let mut driver = TopologyTestDriver::new(topology)?;
+/// let amounts = driver.input_topic::<String, i64>("amounts");
+/// let copy = driver.output_topic::<String, i64>("amounts-copy");
+/// driver.pipe(&amounts, "ada".into(), 5, 0)?;
+/// assert_eq!(driver.read_key_values(&copy), vec![("ada".to_string(), 5)]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Consumed<K, V> {
     pub(crate) key_serde: Option<Arc<dyn Serde<K>>>,
     pub(crate) value_serde: Option<Arc<dyn Serde<V>>>,
@@ -32,6 +54,35 @@ impl<K, V> Consumed<K, V> {
 }
 
 /// How a sink writes a topic: serdes, partitioner and the sink node's name.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use streams_core::dsl::{Produced, StreamsBuilder};
+/// use streams_core::serde::{I64Serde, StringSerde};
+/// use streams_core::testing::TopologyTestDriver;
+///
+/// let builder = StreamsBuilder::new();
+/// let amounts = builder.stream::<String, i64>("amounts");
+/// // The upstream serdes, a named sink:
+/// amounts.to_with("amounts-copy", Produced::new().with_name("copy-out"));
+/// // Explicit serdes, and a partition chosen from the key (`None` would leave it to murmur2):
+/// let by_length = Produced::with(Arc::new(StringSerde), Arc::new(I64Serde))
+///     .with_partitioner(|_topic, user: &String, _amount| Some((user.len() % 4) as i32));
+/// amounts.to_with("amounts-by-length", by_length);
+/// let topology = builder.build()?;
+/// assert!(topology.describe().to_string().contains("Sink: copy-out (topic: amounts-copy)"));
+///
+/// let mut driver = TopologyTestDriver::new(topology)?;
+/// let input = driver.input_topic::<String, i64>("amounts");
+/// driver.pipe(&input, "ada".into(), 5, 0)?;
+/// let partitioned = driver.output_topic::<String, i64>("amounts-by-length");
+/// assert_eq!(driver.read_records(&partitioned)?[0].partition, Some(3));
+/// let copy = driver.output_topic::<String, i64>("amounts-copy");
+/// assert_eq!(driver.read_records(&copy)?[0].partition, None);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Produced<K, V> {
     pub(crate) key_serde: Option<Arc<dyn Serde<K>>>,
     pub(crate) value_serde: Option<Arc<dyn Serde<V>>>,
@@ -74,6 +125,34 @@ impl<K, V> Produced<K, V> {
 }
 
 /// How a grouping repartitions: the repartition topic's name and serdes.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use streams_core::dsl::{Grouped, StreamsBuilder};
+/// use streams_core::serde::{I64Serde, StringSerde};
+/// use streams_core::testing::TopologyTestDriver;
+///
+/// let builder = StreamsBuilder::new();
+/// let views = builder.stream::<String, String>("views"); // user -> page
+/// // A named repartition topic (the name also names the key-selecting node):
+/// views.group_by_with(|_, page| page.clone(), Grouped::with_name("by-page")).count();
+/// // A named topic with explicit serdes, set one by one:
+/// let by_length =
+///     Grouped::with_name("by-length").with_key_serde(Arc::new(I64Serde)).with_value_serde(Arc::new(StringSerde));
+/// views.group_by_with(|_, page| page.len() as i64, by_length).count();
+/// // Explicit serdes, generated name (after the aggregation's store):
+/// let serdes = Grouped::with(Arc::new(StringSerde), Arc::new(StringSerde));
+/// views.group_by_with(|user, _| user.to_uppercase(), serdes).count();
+///
+/// let driver = TopologyTestDriver::new(builder.build()?)?;
+/// let topics = driver.input_topics();
+/// assert!(topics.contains(&"test-driver-by-page-repartition".to_string()));
+/// assert!(topics.contains(&"test-driver-by-length-repartition".to_string()));
+/// assert_eq!(topics.iter().filter(|t| t.starts_with("test-driver-KSTREAM-AGGREGATE-STATE-STORE-")).count(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Grouped<K, V> {
     pub(crate) name: Option<String>,
     pub(crate) key_serde: Option<Arc<dyn Serde<K>>>,
@@ -111,6 +190,40 @@ impl<K, V> Grouped<K, V> {
 }
 
 /// How an aggregation or table keeps its state: the store's name, serdes, kind, changelog and cache.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use streams_core::dsl::{Materialized, StreamsBuilder};
+/// use streams_core::serde::{I64Serde, StringSerde};
+/// use streams_core::store::Stores;
+/// use streams_core::testing::TopologyTestDriver;
+///
+/// let builder = StreamsBuilder::new();
+/// let clicks = builder.stream::<String, String>("clicks").group_by_key();
+/// // A named store (its changelog is `<application.id>-click-counts-changelog`):
+/// let named = clicks.count_with(Materialized::as_store("click-counts"));
+/// // An in-memory store, without changelog or record cache: it starts empty on every new instance.
+/// let local = Materialized::as_supplier(Stores::in_memory_key_value_store("local-counts"))
+///     .with_logging_disabled()
+///     .with_caching_disabled();
+/// clicks.count_with(local);
+/// // Explicit serdes and a generated name; `new()` with `with_key_serde`/`with_value_serde` is the same.
+/// let generated = clicks.count_with(Materialized::with(Arc::new(StringSerde), Arc::new(I64Serde)));
+/// let one_by_one = Materialized::new().with_key_serde(Arc::new(StringSerde)).with_value_serde(Arc::new(I64Serde));
+/// let also_generated = clicks.count_with(one_by_one);
+/// assert_eq!(named.store_name(), Some("click-counts"));
+/// assert_eq!(generated.store_name(), Some("KSTREAM-AGGREGATE-STATE-STORE-0000000003"));
+/// assert_eq!(also_generated.store_name(), Some("KSTREAM-AGGREGATE-STATE-STORE-0000000005"));
+///
+/// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+/// let input = driver.input_topic::<String, String>("clicks");
+/// driver.pipe(&input, "ada".into(), "/home".into(), 0)?;
+/// assert_eq!(driver.store_entries::<String, i64>("click-counts")?, vec![("ada".to_string(), 1)]);
+/// assert_eq!(driver.store_entries::<String, i64>("local-counts")?, vec![("ada".to_string(), 1)]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Materialized<K, V> {
     pub(crate) store_name: Option<String>,
     pub(crate) key_serde: Option<Arc<dyn Serde<K>>>,
@@ -185,6 +298,34 @@ impl<K, V> Materialized<K, V> {
 
 /// How [`KStream::repartition_with`](super::KStream::repartition_with) repartitions: topic name, serdes,
 /// partition count and partitioner.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use streams_core::dsl::{Repartitioned, StreamsBuilder};
+/// use streams_core::serde::StringSerde;
+/// use streams_core::testing::TopologyTestDriver;
+///
+/// let builder = StreamsBuilder::new();
+/// let logins = builder.stream::<String, String>("logins"); // session -> user
+/// // A named topic of 4 partitions, partitioned by the session id's length; serdes from upstream:
+/// let spread = Repartitioned::with_name("logins-spread")
+///     .with_partitions(4)
+///     .with_partitioner(|_topic, session: &String, _user| Some((session.len() % 4) as i32));
+/// logins.repartition_with(spread).to("logins-spread");
+/// // Explicit serdes (needed after a key change) and a generated name:
+/// let serdes = Repartitioned::with(Arc::new(StringSerde), Arc::new(StringSerde));
+/// logins.select_key(|_, user| user.clone()).repartition_with(serdes).to("logins-by-user");
+///
+/// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+/// let input = driver.input_topic::<String, String>("logins");
+/// driver.pipe(&input, "session-9".into(), "ada".into(), 0)?;
+/// assert_eq!(driver.peek_raw("test-driver-logins-spread-repartition")[0].partition, Some(1));
+/// let generated = driver.input_topics().into_iter().filter(|t| t.starts_with("test-driver-KSTREAM-REPARTITION-"));
+/// assert_eq!(generated.count(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Repartitioned<K, V> {
     pub(crate) name: Option<String>,
     pub(crate) key_serde: Option<Arc<dyn Serde<K>>>,
@@ -227,6 +368,25 @@ impl<K, V> Repartitioned<K, V> {
 }
 
 /// Names a branch of [`KStream::split`](super::KStream::split).
+///
+/// # Examples
+///
+/// ```
+/// use streams_core::dsl::{Branched, StreamsBuilder};
+///
+/// let builder = StreamsBuilder::new();
+/// let branches = builder
+///     .stream::<String, i64>("amounts")
+///     .split()
+///     .branch(|_, v| *v > 0, Branched::with_name("positive"))
+///     .branch(|_, v| *v < 0, Branched::new()) // named by its position, from 1
+///     .default_branch(Branched::with_name("zero"));
+/// assert_eq!(branches.names().collect::<Vec<_>>(), [
+///     "KSTREAM-BRANCH-0000000001positive",
+///     "KSTREAM-BRANCH-00000000012",
+///     "KSTREAM-BRANCH-0000000001zero",
+/// ]);
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct Branched {
     pub(crate) name: Option<String>,
