@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The project's test command (the one in the README, the one CI runs).
 #  1. every unit, integration and doc test of the workspace (no broker needed; the embedded-broker suites
-#     run here), and the README's main example on the embedded broker;
+#     and the differential suite against Kafka Streams' expected files run here), the check that those
+#     files still are what Kafka Streams gives (scripts/differential.sh --check: Java 17 and Maven), and
+#     the README's main example on the embedded broker;
 #  2. starts a local Apache Kafka (scripts/kafka.sh) and runs the tests against it (feature kafka-tests),
 #     over its PLAINTEXT and its SASL_SSL listener. They fail loudly if Kafka cannot be started; they never
 #     skip;
@@ -19,6 +21,8 @@ if ! command -v cargo >/dev/null; then
 fi
 
 cargo test --workspace "$@"
+echo "== the differential suite's expected files, regenerated from Kafka Streams (tests/differential/README.md)"
+./scripts/differential.sh --check
 echo "== the README's main example (embedded broker)"
 cargo run --quiet --example order_totals -- --orders 200
 

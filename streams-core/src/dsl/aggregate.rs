@@ -45,6 +45,11 @@ impl<K: Data, VA: Data> AggregateOutput<K, VA> {
         self.handle.ok_or_else(|| StreamsError::Internal("aggregate used before init".into()))
     }
 
+    /// Whether the key serde writes `key` as null (a null key has no row).
+    pub(super) fn is_null_key(&self, key: &K) -> bool {
+        self.key_serde.is_null(key)
+    }
+
     /// The key's bytes, when the cache is in use (it is keyed by them).
     pub(super) fn key_bytes(&self, key: &K) -> Result<Option<Vec<u8>>, StreamsError> {
         if self.budget.is_none() {
@@ -219,6 +224,11 @@ impl<K: Data, V: Data, VA: Data> Processor<K, Change<V>, K, Change<VA>> for Tabl
     ) -> Result<(), StreamsError> {
         if self.key_serde.is_null(&record.key) {
             ctx.record_dropped("null key in a table aggregation");
+            return Ok(());
+        }
+        if record.value.new.is_none() && record.value.old.is_none() {
+            // A row whose value became null on its way here (a `None` from `map_values`, read back as no
+            // value): nothing to add or subtract. Kafka Streams' repartition map never sends one.
             return Ok(());
         }
         let step = &self.step;

@@ -50,7 +50,8 @@ impl BuilderState {
         given.unwrap_or(generated)
     }
 
-    /// Advances the counter without using the name (Kafka Streams does this for split branches).
+    /// Advances the counter without using the name (Kafka Streams does this for split branches, and for
+    /// a `count` whose `Materialized` names no store).
     pub(crate) fn burn(&mut self) {
         self.counter += 1;
     }

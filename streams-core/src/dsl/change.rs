@@ -46,16 +46,20 @@ pub struct ChangeSerde<V>(pub(crate) Arc<dyn Serde<V>>);
 
 impl<V: 'static> Serde<Change<V>> for ChangeSerde<V> {
     fn serialize(&self, topic: &str, value: &Change<V>, out: &mut Vec<u8>) -> Result<(), SerdeError> {
-        let flags = u8::from(value.new.is_some()) | (u8::from(value.old.is_some()) << 1);
+        // A value the serde writes as null (a `None` from a table's `map_values`) is no value: a delete, as
+        // a null is in Kafka Streams, and read back as `None`.
+        let new = value.new.as_ref().filter(|v| !self.0.is_null(v));
+        let old = value.old.as_ref().filter(|v| !self.0.is_null(v));
+        let flags = u8::from(new.is_some()) | (u8::from(old.is_some()) << 1);
         out.push(flags);
         let len_at = out.len();
         out.extend_from_slice(&[0; 4]);
-        if let Some(new) = &value.new {
+        if let Some(new) = new {
             self.0.serialize(topic, new, out)?;
         }
         let new_len = (out.len() - len_at - 4) as u32;
         out[len_at..len_at + 4].copy_from_slice(&new_len.to_be_bytes());
-        if let Some(old) = &value.old {
+        if let Some(old) = old {
             self.0.serialize(topic, old, out)?;
         }
         Ok(())
@@ -99,5 +103,13 @@ mod tests {
         }
         assert!(serde.deserialize("t", &[3, 0, 0, 0, 9, b'x']).is_err());
         assert!(serde.deserialize("t", &[]).is_err());
+    }
+
+    #[test]
+    fn a_null_value_is_written_as_no_value() {
+        let serde = ChangeSerde(Arc::new(crate::serde::OptionSerde::new(Arc::new(StringSerde))));
+        let mut out = Vec::new();
+        serde.serialize("t", &Change::new(Some(None), Some(Some("old".to_string()))), &mut out).unwrap();
+        assert_eq!(serde.deserialize("t", &out).unwrap(), Change::new(None, Some(Some("old".to_string()))));
     }
 }

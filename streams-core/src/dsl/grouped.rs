@@ -78,10 +78,13 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         K: DefaultSerde,
         V: DefaultSerde,
     {
-        self.count_with(Materialized::new())
+        self.count_into(Materialized::new())
     }
 
-    /// Counts records per key into the store described by `materialized`.
+    /// Counts records per key into the store described by `materialized`. As in Kafka Streams, a
+    /// `Materialized` without a store name uses up one generated name first (`KGroupedStreamImpl.count`
+    /// keeps doing so for compatibility), so the store, and the topics named after it, are numbered as
+    /// a Java application of the same topology numbers them.
     ///
     /// # Examples
     ///
@@ -102,6 +105,17 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn count_with(&self, materialized: Materialized<K, i64>) -> KTable<K, i64>
+    where
+        K: DefaultSerde,
+        V: DefaultSerde,
+    {
+        if materialized.store_name.is_none() {
+            self.stream.builder.borrow_mut().burn();
+        }
+        self.count_into(materialized)
+    }
+
+    fn count_into(&self, materialized: Materialized<K, i64>) -> KTable<K, i64>
     where
         K: DefaultSerde,
         V: DefaultSerde,
@@ -552,6 +566,42 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
         K: DefaultSerde,
         V: DefaultSerde,
     {
+        self.reduce_with(adder, subtractor, Materialized::new())
+    }
+
+    /// [`reduce`](Self::reduce) into the store described by `materialized` (Kafka Streams'
+    /// `reduce(adder, subtractor, Materialized)`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::{Materialized, StreamsBuilder};
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let balances = builder.table::<String, i64>("balances"); // account -> balance
+    /// balances
+    ///     .group_by(|account, balance| (account[..2].to_string(), *balance)) // by country prefix
+    ///     .reduce_with(|total, b| total + b, |total, b| total - b, Materialized::as_store("per-country"));
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let input = driver.input_topic::<String, i64>("balances");
+    /// driver.pipe(&input, "de-1".into(), 100, 0)?;
+    /// driver.pipe(&input, "de-2".into(), 50, 1)?;
+    /// driver.pipe(&input, "de-1".into(), 70, 2)?; // 100 subtracted, 70 added
+    /// assert_eq!(driver.store_entries::<String, i64>("per-country")?, vec![("de".to_string(), 120)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn reduce_with(
+        &self,
+        adder: impl Fn(V, V) -> V + Send + Sync + 'static,
+        subtractor: impl Fn(V, V) -> V + Send + Sync + 'static,
+        materialized: Materialized<K, V>,
+    ) -> KTable<K, V>
+    where
+        K: DefaultSerde,
+        V: DefaultSerde,
+    {
         let step: TableStep<K, V, V> = Arc::new(move |_, change, old| {
             let intermediate = match (change.old, old) {
                 (Some(leaving), Some(aggregate)) => Some(subtractor(aggregate, leaving)),
@@ -565,7 +615,7 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
                 None => intermediate,
             }
         });
-        let materialized = self.key_serde_into(Materialized::new()).with_value_serde_if_missing(self.value_serde());
+        let materialized = self.key_serde_into(materialized).with_value_serde_if_missing(self.value_serde());
         self.aggregate_internal_named("KTABLE-AGGREGATE-", "KTABLE-REDUCE-", step, materialized, self.value_serde())
     }
 

@@ -3,17 +3,18 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::aggregate::AggregateOutput;
-use super::builder::{missing_serde, pick, BuilderState, StreamsBuilder};
+use super::builder::{missing_serde, pick, pick_or_default, BuilderState, StreamsBuilder};
 use super::change::Change;
 use super::grouped::{store_def, KGroupedTable};
 use super::options::{Consumed, Grouped, Materialized};
 use super::{Data, KStream};
 use crate::processor::{Processor, ProcessorContext};
 use crate::record::RecordPart;
-use crate::serde::{OptionSerde, Serde};
+use crate::serde::{DefaultSerde, OptionSerde, Serde};
 use crate::topology::{processor_def, source_def, TopicRef};
 use crate::{Record, StreamsError};
 
@@ -26,6 +27,8 @@ pub struct KTable<K, V> {
     /// The store holding this table's values, when it is materialized.
     pub(crate) store: Option<String>,
     pub(crate) next_name: Option<String>,
+    /// Whether this node must forward old values (see [`SendOldValues`]).
+    pub(crate) old_values: Arc<SendOldValues>,
 }
 
 impl<K, V> Clone for KTable<K, V> {
@@ -37,6 +40,7 @@ impl<K, V> Clone for KTable<K, V> {
             value_serde: self.value_serde.clone(),
             store: self.store.clone(),
             next_name: self.next_name.clone(),
+            old_values: self.old_values.clone(),
         }
     }
 }
@@ -49,7 +53,7 @@ impl<K: Data, V: Data> KTable<K, V> {
         value_serde: Option<Arc<dyn Serde<V>>>,
         store: Option<String>,
     ) -> Self {
-        KTable { builder, node, key_serde, value_serde, store, next_name: None }
+        KTable { builder, node, key_serde, value_serde, store, next_name: None, old_values: Arc::default() }
     }
 
     /// The name of the node this table comes out of.
@@ -111,18 +115,10 @@ impl<K: Data, V: Data> KTable<K, V> {
         KTable { next_name: Some(name.into()), ..self.clone() }
     }
 
-    fn add<V2: Data, P: Processor<K, Change<V>, K, Change<V2>>>(
-        &self,
-        prefix: &str,
-        supplier: impl Fn() -> P + Send + Sync + 'static,
-    ) -> String {
-        let mut b = self.builder.borrow_mut();
-        let name = b.name_or(self.next_name.clone(), prefix);
-        b.topology.add_node_deferred(processor_def(&name, vec![self.node.clone()], supplier));
-        name
-    }
-
-    /// Keeps the rows for which `predicate` holds; a row that stops matching is deleted downstream.
+    /// Keeps the rows for which `predicate` holds; a row that stops matching is deleted downstream. A row
+    /// that does not match is forwarded as a delete even if it never matched, as Kafka Streams does
+    /// (only a `group_by` below, which asks for old values, lets the filter tell the two apart and
+    /// forward nothing).
     ///
     /// # Examples
     ///
@@ -138,14 +134,50 @@ impl<K: Data, V: Data> KTable<K, V> {
     /// let expensive = driver.output_topic::<String, Option<i64>>("expensive");
     /// driver.pipe(&prices, "tea".into(), Some(150), 0)?;
     /// driver.pipe(&prices, "tea".into(), Some(50), 1)?; // stops matching: deleted downstream
-    /// driver.pipe(&prices, "milk".into(), Some(20), 2)?; // never matched: nothing forwarded
-    /// assert_eq!(driver.read_key_values(&expensive), vec![("tea".to_string(), Some(150)), ("tea".to_string(), None)]);
+    /// driver.pipe(&prices, "milk".into(), Some(20), 2)?; // never matched: a delete too, as in Kafka Streams
+    /// assert_eq!(driver.read_key_values(&expensive), vec![
+    ///     ("tea".to_string(), Some(150)),
+    ///     ("tea".to_string(), None),
+    ///     ("milk".to_string(), None),
+    /// ]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn filter(&self, predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static) -> KTable<K, V> {
-        let predicate = Arc::new(predicate);
-        let name = self.add("KTABLE-FILTER-", move || TableFilter { predicate: predicate.clone(), keep_if: true });
-        KTable::new(self.builder.clone(), name, self.key_serde.clone(), self.value_serde.clone(), None)
+        self.add_filter(predicate, true, None)
+    }
+
+    /// [`filter`](Self::filter) into a store of its own: with a store name, the result is kept in that
+    /// store (and can be queried); without one, nothing is stored, as in Kafka Streams.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::{Materialized, StreamsBuilder};
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let prices = builder.table::<String, i64>("prices");
+    /// let expensive = prices.filter_with(|_, cents| *cents >= 100, Materialized::as_store("expensive"));
+    /// assert_eq!(expensive.store_name(), Some("expensive"));
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let input = driver.input_topic::<String, i64>("prices");
+    /// driver.pipe(&input, "tea".into(), 150, 0)?;
+    /// driver.pipe(&input, "milk".into(), 20, 1)?;
+    /// assert_eq!(driver.store_entries::<String, i64>("expensive")?, vec![("tea".to_string(), 150)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn filter_with(
+        &self,
+        predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static,
+        materialized: Materialized<K, V>,
+    ) -> KTable<K, V>
+    where
+        K: DefaultSerde,
+        V: DefaultSerde,
+    {
+        let materialized = self.fill_serdes(materialized, self.value_serde.clone());
+        self.add_filter(predicate, true, Some(materialized))
     }
 
     /// Drops the rows for which `predicate` holds.
@@ -168,9 +200,48 @@ impl<K: Data, V: Data> KTable<K, V> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn filter_not(&self, predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static) -> KTable<K, V> {
+        self.add_filter(predicate, false, None)
+    }
+
+    /// [`filter_not`](Self::filter_not) into a store of its own, as [`filter_with`](Self::filter_with).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::{Materialized, StreamsBuilder};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let stock = builder.table::<String, i64>("stock");
+    /// let in_stock = stock.filter_not_with(|_, count| *count == 0, Materialized::as_store("in-stock"));
+    /// assert_eq!(in_stock.store_name(), Some("in-stock"));
+    /// ```
+    pub fn filter_not_with(
+        &self,
+        predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static,
+        materialized: Materialized<K, V>,
+    ) -> KTable<K, V>
+    where
+        K: DefaultSerde,
+        V: DefaultSerde,
+    {
+        let materialized = self.fill_serdes(materialized, self.value_serde.clone());
+        self.add_filter(predicate, false, Some(materialized))
+    }
+
+    fn add_filter(
+        &self,
+        predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static,
+        keep_if: bool,
+        materialized: Option<Materialized<K, V>>,
+    ) -> KTable<K, V> {
         let predicate = Arc::new(predicate);
-        let name = self.add("KTABLE-FILTER-", move || TableFilter { predicate: predicate.clone(), keep_if: false });
-        KTable::new(self.builder.clone(), name, self.key_serde.clone(), self.value_serde.clone(), None)
+        let op = TableOp { prefix: "KTABLE-FILTER-", asks_for_old_values: true };
+        self.add_table_op(op, materialized, self.value_serde.clone(), move |output, send_old| TableFilter {
+            predicate: predicate.clone(),
+            keep_if,
+            output,
+            send_old,
+        })
     }
 
     /// A new value per row.
@@ -200,9 +271,124 @@ impl<K: Data, V: Data> KTable<K, V> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn map_values<V2: Data>(&self, mapper: impl Fn(&K, V) -> V2 + Send + Sync + 'static) -> KTable<K, V2> {
+        self.add_map_values(mapper, None)
+    }
+
+    /// [`map_values`](Self::map_values) into a store of its own: with a store name, the new values are
+    /// kept in that store (and can be queried); without one, nothing is stored, as in Kafka Streams.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use streams_core::dsl::{Materialized, StreamsBuilder};
+    /// use streams_core::serde::I64Serde;
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let names = builder.table::<String, String>("names");
+    /// names.map_values_with(|_, name| name.len() as i64, Materialized::as_store("name-lengths").with_value_serde(Arc::new(I64Serde)));
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let input = driver.input_topic::<String, String>("names");
+    /// driver.pipe(&input, "u1".into(), "Ada".into(), 0)?;
+    /// assert_eq!(driver.store_entries::<String, i64>("name-lengths")?, vec![("u1".to_string(), 3)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn map_values_with<V2: Data + DefaultSerde>(
+        &self,
+        mapper: impl Fn(&K, V) -> V2 + Send + Sync + 'static,
+        materialized: Materialized<K, V2>,
+    ) -> KTable<K, V2>
+    where
+        K: DefaultSerde,
+    {
+        let materialized = self.fill_serdes(materialized, None);
+        self.add_map_values(mapper, Some(materialized))
+    }
+
+    fn add_map_values<V2: Data>(
+        &self,
+        mapper: impl Fn(&K, V) -> V2 + Send + Sync + 'static,
+        materialized: Option<Materialized<K, V2>>,
+    ) -> KTable<K, V2> {
         let mapper = Arc::new(mapper);
-        let name = self.add("KTABLE-MAPVALUES-", move || TableMapValues(mapper.clone()));
-        KTable::new(self.builder.clone(), name, self.key_serde.clone(), None, None)
+        let op = TableOp { prefix: "KTABLE-MAPVALUES-", asks_for_old_values: false };
+        self.add_table_op(op, materialized, None, move |output, _| TableMapValues { mapper: mapper.clone(), output })
+    }
+
+    /// A `Materialized` with both serdes: given, else this table's key serde and `value_serde`, else the
+    /// types' defaults.
+    fn fill_serdes<V2: DefaultSerde>(
+        &self,
+        mut materialized: Materialized<K, V2>,
+        value_serde: Option<Arc<dyn Serde<V2>>>,
+    ) -> Materialized<K, V2>
+    where
+        K: DefaultSerde,
+    {
+        let key = materialized.key_serde.take();
+        materialized.key_serde = Some(pick_or_default(key, &self.key_serde));
+        let value = materialized.value_serde.take();
+        materialized.value_serde = Some(pick_or_default(value, &value_serde));
+        materialized
+    }
+
+    /// Adds a table operator below this table. With a `Materialized` that names a store, its results are
+    /// kept in that store; one without a name burns a store name (Kafka Streams' numbering) and stores
+    /// nothing. `make` builds the processor from its store output, if any, and whether it must send old
+    /// values.
+    fn add_table_op<V2: Data, P: Processor<K, Change<V>, K, Change<V2>>>(
+        &self,
+        op: TableOp,
+        materialized: Option<Materialized<K, V2>>,
+        value_serde: Option<Arc<dyn Serde<V2>>>,
+        make: impl Fn(Option<AggregateOutput<K, V2>>, bool) -> P + Send + Sync + 'static,
+    ) -> KTable<K, V2> {
+        let mut b = self.builder.borrow_mut();
+        let store = match &materialized {
+            Some(m) if m.store_name.is_none() => {
+                b.new_store_name(op.prefix);
+                None
+            }
+            Some(m) => m.store_name.clone(),
+            None => None,
+        };
+        let name = b.name_or(self.next_name.clone(), op.prefix);
+        let (key_serde, value_serde) = match &materialized {
+            Some(m) => (m.key_serde.clone().or(self.key_serde.clone()), m.value_serde.clone().or(value_serde)),
+            None => (self.key_serde.clone(), value_serde),
+        };
+        let mut output = None;
+        let mut store_def_for = None;
+        if let (Some(store), Some(m)) = (&store, &materialized) {
+            let (Some(key_serde), Some(value_serde)) = (&key_serde, &value_serde) else {
+                let target = format!("the store {store}");
+                b.topology.deferred.push(missing_serde::<K, V2>(name.clone(), target, RecordPart::KeyOrValue));
+                return KTable::new(self.builder.clone(), name, None, None, Some(store.clone()));
+            };
+            store_def_for = Some(store_def(store, m, key_serde.clone(), value_serde.clone()));
+            output = Some((store.clone(), key_serde.clone(), m.caching_enabled));
+        }
+        // A node with a store of its own reads old values from it; one without asks its parent for them.
+        let old_values = match &store {
+            Some(_) => Arc::new(SendOldValues::default()),
+            None => Arc::new(SendOldValues::below(&self.old_values)),
+        };
+        if op.asks_for_old_values && self.old_values.enable(false) {
+            old_values.enabled.store(true, Ordering::Relaxed);
+        }
+        let flag = old_values.clone();
+        let supplier = move || {
+            let output =
+                output.as_ref().map(|(store, key, caching)| AggregateOutput::new(store.clone(), key.clone(), *caching));
+            make(output, flag.enabled())
+        };
+        b.topology.add_node_deferred(processor_def(&name, vec![self.node.clone()], supplier));
+        if let Some(def) = store_def_for {
+            b.topology.add_store_deferred(def, &name);
+        }
+        KTable { builder: self.builder.clone(), node: name, key_serde, value_serde, store, next_name: None, old_values }
     }
 
     /// The table's updates as a stream; a delete is a `None` value (a tombstone on the wire).
@@ -310,6 +496,8 @@ impl<K: Data, V: Data> KTable<K, V> {
         grouped: Grouped<K2, V2>,
     ) -> KGroupedTable<K2, V2> {
         let selector = Arc::new(selector);
+        // The re-grouping subtracts a row's old value from the group it leaves.
+        self.old_values.enable(true);
         let name = {
             let mut b = self.builder.borrow_mut();
             // As in Kafka Streams, a Grouped name also names the selecting node.
@@ -337,8 +525,16 @@ pub(crate) fn table_source<K: Data, V: Data>(
         Some(name) => name,
         None => b.new_store_name(&format!("{topic}-")),
     };
-    let source = b.name_or(consumed.name.clone(), "KSTREAM-SOURCE-");
-    let name = b.new_name("KTABLE-SOURCE-");
+    // A `Consumed` name names the table's processor, and the source node after it with `-source`, as
+    // in Kafka Streams (which still uses up a generated source name first).
+    let source = match &consumed.name {
+        Some(given) => {
+            b.burn();
+            format!("{given}-source")
+        }
+        None => b.new_name("KSTREAM-SOURCE-"),
+    };
+    let name = b.name_or(consumed.name.clone(), "KTABLE-SOURCE-");
     let key_serde = pick(materialized.key_serde.clone(), &consumed.key_serde);
     let value_serde = pick(materialized.value_serde.clone(), &consumed.value_serde);
     let (Some(key_serde), Some(value_serde)) = (key_serde, value_serde) else {
@@ -356,7 +552,11 @@ pub(crate) fn table_source<K: Data, V: Data>(
     });
     b.topology.add_node_deferred(def);
     b.topology.add_store_deferred(store_def(&store, &materialized, key_serde.clone(), value_serde.clone()), &name);
-    KTable::new(rc.clone(), name, Some(key_serde), Some(value_serde), Some(store))
+    let mut table = KTable::new(rc.clone(), name, Some(key_serde), Some(value_serde), Some(store));
+    if materialized.store_name.is_none() {
+        table.old_values = Arc::new(SendOldValues::source());
+    }
+    table
 }
 
 /// `KTABLE-SOURCE`: upserts or deletes, and forwards the change. With the record cache on (Kafka
@@ -376,6 +576,11 @@ impl<K: Data, V: Data> Processor<K, Option<V>, K, Change<V>> for TableSource<K, 
         ctx: &mut ProcessorContext<'_, K, Change<V>>,
         record: Record<K, Option<V>>,
     ) -> Result<(), StreamsError> {
+        if self.output.is_null_key(&record.key) {
+            // A table has no row for a null key: Kafka Streams' KTableSource skips the record too.
+            ctx.record_dropped("null key in a table's source topic");
+            return Ok(());
+        }
         let key_bytes = self.output.key_bytes(&record.key)?;
         let (old, _) = self.output.current(ctx, &record.key, key_bytes.as_deref())?;
         self.output.update(ctx, key_bytes, record, old)
@@ -391,56 +596,194 @@ impl<K: Data, V: Data> Processor<K, Option<V>, K, Change<V>> for TableSource<K, 
     }
 }
 
-/// `KTABLE-FILTER`: filters both sides of a change; forwards nothing when neither side passes.
-struct TableFilter<F> {
+/// A table operator: its name prefix, and whether it asks its parent for old values when it is added
+/// (Kafka Streams' `KTableFilter` does, to spare deletes of rows that were never there).
+struct TableOp {
+    prefix: &'static str,
+    asks_for_old_values: bool,
+}
+
+/// Whether a table node forwards old values (Kafka Streams' `sendOldValues`), and whether it can.
+/// Kafka Streams decides this while the topology is built: a filter asks its parent when it is added
+/// (`enableSendingOldValues(false)`: yes if the parent has a store, or can ask one above it), and a
+/// `group_by` asks with force (`enableSendingOldValues(true)`: a source table without a store gets one).
+/// It decides one thing here: a filter that sends old values forwards nothing when neither side passes;
+/// one that does not forwards the delete, since it cannot tell whether the row was there. This library
+/// always keeps a source table's store; the model follows whether Kafka Streams would have one, so that
+/// the same topology forwards the same records.
+#[derive(Debug, Default)]
+pub(crate) struct SendOldValues {
+    enabled: AtomicBool,
+    kind: OldValuesKind,
+}
+
+#[derive(Debug, Default)]
+enum OldValuesKind {
+    /// A node with a store of its own: an aggregation, a source table or operator with a store name.
+    #[default]
+    Stored,
+    /// A source table that Kafka Streams materializes only when asked with force.
+    Source { materialized: AtomicBool },
+    /// An operator without a store: asks its parent.
+    Derived(Arc<SendOldValues>),
+}
+
+impl SendOldValues {
+    fn source() -> Self {
+        SendOldValues {
+            enabled: AtomicBool::new(false),
+            kind: OldValuesKind::Source { materialized: AtomicBool::new(false) },
+        }
+    }
+
+    fn below(parent: &Arc<SendOldValues>) -> Self {
+        SendOldValues { enabled: AtomicBool::new(false), kind: OldValuesKind::Derived(parent.clone()) }
+    }
+
+    /// Asks this node to send old values (`force`: a source table gets a store for it); whether it will.
+    fn enable(&self, force: bool) -> bool {
+        if self.enabled() {
+            return true;
+        }
+        let can = match &self.kind {
+            OldValuesKind::Stored => true,
+            OldValuesKind::Source { materialized } => {
+                if force {
+                    materialized.store(true, Ordering::Relaxed);
+                }
+                materialized.load(Ordering::Relaxed)
+            }
+            OldValuesKind::Derived(parent) => parent.enable(force),
+        };
+        if can {
+            self.enabled.store(true, Ordering::Relaxed);
+        }
+        can
+    }
+
+    fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::Relaxed)
+    }
+}
+
+/// `KTABLE-FILTER`: filters both sides of a change. With a store, the old value is the store's.
+struct TableFilter<K, V, F> {
     predicate: Arc<F>,
     keep_if: bool,
+    output: Option<AggregateOutput<K, V>>,
+    send_old: bool,
 }
 
 impl<K: Data, V: Data, F: Fn(&K, &V) -> bool + Send + Sync + 'static> Processor<K, Change<V>, K, Change<V>>
-    for TableFilter<F>
+    for TableFilter<K, V, F>
 {
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<(), StreamsError> {
+        match &mut self.output {
+            Some(output) => output.init(ctx),
+            None => Ok(()),
+        }
+    }
+
     fn process(
         &mut self,
         ctx: &mut ProcessorContext<'_, K, Change<V>>,
         record: Record<K, Change<V>>,
     ) -> Result<(), StreamsError> {
-        let key = &record.key;
-        let keep = |v: &V| (self.predicate)(key, v) == self.keep_if;
-        let new = record.value.new.filter(|v| keep(v));
-        let old = record.value.old.filter(|v| keep(v));
-        if new.is_none() && old.is_none() {
-            return Ok(());
+        let (new, old) = {
+            let key = &record.key;
+            let keep = |v: &V| (self.predicate)(key, v) == self.keep_if;
+            (record.value.new.filter(|v| keep(v)), record.value.old.filter(|v| keep(v)))
+        };
+        let update = Record { key: record.key, value: new, timestamp: record.timestamp, headers: record.headers };
+        match &mut self.output {
+            Some(output) => write_materialized(output, ctx, update, self.send_old),
+            None if self.send_old && update.value.is_none() && old.is_none() => Ok(()),
+            None => ctx.forward(with_old(update, old)),
         }
-        ctx.forward(Record {
-            key: record.key,
-            value: Change::new(new, old),
-            timestamp: record.timestamp,
-            headers: record.headers,
-        })
+    }
+
+    fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<(), StreamsError> {
+        match &mut self.output {
+            Some(output) => output.flush(ctx),
+            None => Ok(()),
+        }
+    }
+
+    fn close(&mut self, _ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<(), StreamsError> {
+        if let Some(output) = &mut self.output {
+            output.close();
+        }
+        Ok(())
     }
 }
 
-/// `KTABLE-MAPVALUES`: maps both sides of a change.
-struct TableMapValues<F>(Arc<F>);
+/// `KTABLE-MAPVALUES`: maps both sides of a change. With a store, the old value is the store's.
+struct TableMapValues<K, V2, F> {
+    mapper: Arc<F>,
+    output: Option<AggregateOutput<K, V2>>,
+}
 
 impl<K: Data, V: Data, V2: Data, F: Fn(&K, V) -> V2 + Send + Sync + 'static> Processor<K, Change<V>, K, Change<V2>>
-    for TableMapValues<F>
+    for TableMapValues<K, V2, F>
 {
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V2>>) -> Result<(), StreamsError> {
+        match &mut self.output {
+            Some(output) => output.init(ctx),
+            None => Ok(()),
+        }
+    }
+
     fn process(
         &mut self,
         ctx: &mut ProcessorContext<'_, K, Change<V2>>,
         record: Record<K, Change<V>>,
     ) -> Result<(), StreamsError> {
-        let new = record.value.new.map(|v| (self.0)(&record.key, v));
-        let old = record.value.old.map(|v| (self.0)(&record.key, v));
-        ctx.forward(Record {
-            key: record.key,
-            value: Change::new(new, old),
-            timestamp: record.timestamp,
-            headers: record.headers,
-        })
+        let new = record.value.new.map(|v| (self.mapper)(&record.key, v));
+        let update = Record { key: record.key, value: new, timestamp: record.timestamp, headers: record.headers };
+        match &mut self.output {
+            Some(output) => write_materialized(output, ctx, update, false),
+            None => {
+                let old = record.value.old.map(|v| (self.mapper)(&update.key, v));
+                ctx.forward(with_old(update, old))
+            }
+        }
     }
+
+    fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V2>>) -> Result<(), StreamsError> {
+        match &mut self.output {
+            Some(output) => output.flush(ctx),
+            None => Ok(()),
+        }
+    }
+
+    fn close(&mut self, _ctx: &mut ProcessorContext<'_, K, Change<V2>>) -> Result<(), StreamsError> {
+        if let Some(output) = &mut self.output {
+            output.close();
+        }
+        Ok(())
+    }
+}
+
+/// The change from `old` to the update's value.
+fn with_old<K, V>(update: Record<K, Option<V>>, old: Option<V>) -> Record<K, Change<V>> {
+    let Record { key, value, timestamp, headers } = update;
+    Record { key, value: Change::new(value, old), timestamp, headers }
+}
+
+/// A materialized table operator's result: into its store, and downstream as a change from the store's
+/// value. `skip_empty`: forward nothing when the key had no value and still has none.
+fn write_materialized<K: Data, V: Data>(
+    output: &mut AggregateOutput<K, V>,
+    ctx: &mut ProcessorContext<'_, K, Change<V>>,
+    update: Record<K, Option<V>>,
+    skip_empty: bool,
+) -> Result<(), StreamsError> {
+    let key_bytes = output.key_bytes(&update.key)?;
+    let (old, _) = output.current(ctx, &update.key, key_bytes.as_deref())?;
+    if skip_empty && old.is_none() && update.value.is_none() {
+        return Ok(());
+    }
+    output.update(ctx, key_bytes, update, old)
 }
 
 /// `KTABLE-TOSTREAM`: the new side of each change.

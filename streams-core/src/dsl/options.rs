@@ -351,6 +351,18 @@ impl<K, V> Repartitioned<K, V> {
         Repartitioned { key_serde: Some(key_serde), value_serde: Some(value_serde), ..Self::default() }
     }
 
+    /// With this key serde (Kafka Streams' `withKeySerde`), so that a named topic can have serdes too.
+    pub fn with_key_serde(mut self, serde: Arc<dyn Serde<K>>) -> Self {
+        self.key_serde = Some(serde);
+        self
+    }
+
+    /// With this value serde (Kafka Streams' `withValueSerde`).
+    pub fn with_value_serde(mut self, serde: Arc<dyn Serde<V>>) -> Self {
+        self.value_serde = Some(serde);
+        self
+    }
+
     /// With this many partitions (default: the largest partition count upstream).
     pub fn with_partitions(mut self, partitions: u32) -> Self {
         self.partitions = Some(partitions);

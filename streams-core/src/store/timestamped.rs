@@ -43,4 +43,10 @@ impl<V: 'static> Serde<ValueAndTimestamp<V>> for ValueAndTimestampSerde<V> {
         let timestamp = i64::from_be_bytes(ts.try_into().expect("split_at(8) gives 8 bytes"));
         Ok(ValueAndTimestamp { value: self.0.deserialize(topic, rest)?, timestamp })
     }
+
+    /// A null value with a timestamp is a null, as Kafka Streams' `ValueAndTimestamp.make(null, ts)` is:
+    /// putting it deletes the key.
+    fn is_null(&self, value: &ValueAndTimestamp<V>) -> bool {
+        self.0.is_null(&value.value)
+    }
 }

@@ -65,9 +65,14 @@ impl<K: 'static, V: 'static> TypedKeyValueStore<K, V> {
         }
     }
 
-    /// Stores `value` under `key`.
+    /// Stores `value` under `key`; a value its serde writes as null (`None` of an `Option`) deletes the key,
+    /// as a `put(key, null)` does in Kafka Streams.
     pub fn put(&mut self, key: &K, value: &V) -> Result<(), StreamsError> {
         self.encode_key(key)?;
+        if self.value_serde.is_null(value) {
+            self.inner.delete(&self.key_buf)?;
+            return Ok(());
+        }
         self.value_buf.clear();
         self.value_serde.serialize(&self.name, value, &mut self.value_buf).map_err(|source| {
             StreamsError::Serialization { node: "(store)".into(), target: self.name.to_string(), source }

@@ -1,0 +1,182 @@
+//! The case files (`cases/*.json`) and the expected files (`expected/<case>.json`), as
+//! tests/differential/README.md lays them out.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::Value as Json;
+
+use crate::values::Fmt;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Case {
+    pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) about: String,
+    #[serde(default = "string")]
+    pub(crate) default_key: Fmt,
+    #[serde(default = "string")]
+    pub(crate) default_value: Fmt,
+    pub(crate) topology: Vec<Step>,
+    pub(crate) input: Input,
+    #[serde(default)]
+    pub(crate) outputs: Vec<TopicFormat>,
+    #[serde(default)]
+    pub(crate) stores: Vec<StoreFormat>,
+    #[serde(default)]
+    pub(crate) exceptions: Vec<Exception>,
+}
+
+fn string() -> Fmt {
+    Fmt::String
+}
+
+/// One operator. The fields are the union of what the operators take; each operator reads its own.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Step {
+    pub(crate) op: String,
+    pub(crate) from: Option<String>,
+    #[serde(rename = "as")]
+    pub(crate) id: Option<String>,
+    pub(crate) named: Option<String>,
+    pub(crate) name: Option<String>,
+    pub(crate) key: Option<Fmt>,
+    pub(crate) value: Option<Fmt>,
+    pub(crate) topic: Option<String>,
+    pub(crate) topics: Option<Vec<String>>,
+    #[serde(rename = "fn")]
+    pub(crate) function: Option<String>,
+    pub(crate) init: Option<String>,
+    pub(crate) adder: Option<String>,
+    pub(crate) subtractor: Option<String>,
+    pub(crate) other: Option<String>,
+    pub(crate) partitions: Option<u32>,
+    pub(crate) materialized: Option<MaterializedSpec>,
+    pub(crate) branches: Option<Vec<BranchSpec>>,
+    pub(crate) default: Option<BranchSpec>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MaterializedSpec {
+    pub(crate) store: Option<String>,
+    pub(crate) key: Option<Fmt>,
+    pub(crate) value: Option<Fmt>,
+    pub(crate) logging: Option<bool>,
+    pub(crate) caching: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BranchSpec {
+    #[serde(rename = "fn")]
+    pub(crate) function: Option<String>,
+    pub(crate) name: Option<String>,
+    #[serde(rename = "as")]
+    pub(crate) id: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Input {
+    pub(crate) seeds: Option<u64>,
+    pub(crate) count: Option<[u64; 2]>,
+    pub(crate) records: Option<Json>,
+    #[serde(default)]
+    pub(crate) topics: Vec<InputTopic>,
+    pub(crate) step: Option<[u64; 2]>,
+    pub(crate) late: Option<u64>,
+    pub(crate) late_by: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct InputTopic {
+    pub(crate) topic: String,
+    pub(crate) key: Fmt,
+    pub(crate) value: Fmt,
+    #[serde(default)]
+    pub(crate) keys: Vec<Json>,
+    pub(crate) longs: Option<[i64; 2]>,
+    pub(crate) strings: Option<Vec<String>>,
+    #[serde(default)]
+    pub(crate) null_values: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TopicFormat {
+    pub(crate) topic: String,
+    pub(crate) key: Fmt,
+    pub(crate) value: Fmt,
+}
+
+/// A store to compare. Its formats document the case; both runners read the store with its own serdes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StoreFormat {
+    pub(crate) name: String,
+    #[allow(dead_code)]
+    pub(crate) key: Fmt,
+    #[allow(dead_code)]
+    pub(crate) value: Fmt,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Exception {
+    pub(crate) what: String,
+    pub(crate) reason: String,
+}
+
+impl Case {
+    pub(crate) fn exception(&self, what: &str) -> Option<&str> {
+        self.exceptions.iter().find(|e| e.what == what).map(|e| e.reason.as_str())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct Expected {
+    pub(crate) case: String,
+    #[serde(default)]
+    pub(crate) describe: Vec<String>,
+    #[serde(default)]
+    pub(crate) runs: Vec<Run>,
+    pub(crate) error: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct Run {
+    pub(crate) seed: u64,
+    pub(crate) inputs: usize,
+    pub(crate) input_hash: String,
+    pub(crate) outputs: Vec<Json>,
+    #[serde(default)]
+    pub(crate) stores: BTreeMap<String, Vec<Json>>,
+}
+
+/// Every case of every file in `dir`, in file then array order.
+pub(crate) fn load_cases(dir: &Path) -> Result<Vec<Case>, String> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    let mut cases = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let mut more: Vec<Case> = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+        cases.append(&mut more);
+    }
+    Ok(cases)
+}
+
+pub(crate) fn load_expected(path: &Path) -> Result<Expected, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: {e} (run scripts/differential.sh to generate it)", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}

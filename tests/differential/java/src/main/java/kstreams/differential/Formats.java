@@ -1,0 +1,82 @@
+package kstreams.differential;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import java.nio.charset.StandardCharsets;
+import org.apache.kafka.common.serialization.LongDeserializer;
+import org.apache.kafka.common.serialization.Serde;
+import org.apache.kafka.common.serialization.Serdes;
+import org.apache.kafka.common.serialization.Serializer;
+
+/**
+ * The two serde formats of the case files: "string" (UTF-8, Kafka's StringSerde) and "long" (8 bytes
+ * big-endian, LongSerde). A null key or value is a Kafka null in either format. Values travel through the
+ * runner as Java String, Long or null.
+ */
+final class Formats {
+    private Formats() {}
+
+    static void check(String format) {
+        if (!"string".equals(format) && !"long".equals(format)) {
+            throw new IllegalArgumentException("unknown serde format \"" + format + "\" (string or long)");
+        }
+    }
+
+    /** The serde of a format; null for a null format (the operator then gets no serde). */
+    @SuppressWarnings("unchecked")
+    static Serde<Object> serde(String format) {
+        if (format == null) {
+            return null;
+        }
+        check(format);
+        Serde<?> serde = "long".equals(format) ? Serdes.Long() : Serdes.String();
+        return (Serde<Object>) serde;
+    }
+
+    static Serializer<Object> serializer(String format) {
+        return serde(format).serializer();
+    }
+
+    /** Kafka bytes (possibly null) to the Java value they hold in the format. */
+    static Object decode(byte[] bytes, String format) {
+        check(format);
+        if (bytes == null) {
+            return null;
+        }
+        if ("long".equals(format)) {
+            try (LongDeserializer deserializer = new LongDeserializer()) {
+                return deserializer.deserialize("", bytes);
+            }
+        }
+        return new String(bytes, StandardCharsets.UTF_8);
+    }
+
+    /** A value written in a case file (a key of "keys", a hand-written record) as the Java value of the format. */
+    static Object fromJson(JsonNode node, String format, String what) {
+        check(format);
+        if (node == null || node.isNull()) {
+            return null;
+        }
+        if ("long".equals(format)) {
+            if (!node.isIntegralNumber() || !node.canConvertToLong()) {
+                throw new IllegalArgumentException(what + ": " + node + " is not a long");
+            }
+            return node.asLong();
+        }
+        if (!node.isTextual()) {
+            throw new IllegalArgumentException(what + ": " + node + " is not a string");
+        }
+        return node.asText();
+    }
+
+    /** A value for the expected file: String, Long (Integer widened) or null; anything else is an error. */
+    static Object toJsonValue(Object value, String what) {
+        if (value == null || value instanceof String || value instanceof Long) {
+            return value;
+        }
+        if (value instanceof Integer || value instanceof Short || value instanceof Byte) {
+            return ((Number) value).longValue();
+        }
+        throw new IllegalArgumentException(what + ": a " + value.getClass().getName() + " (" + value
+            + ") is neither a string nor a long");
+    }
+}

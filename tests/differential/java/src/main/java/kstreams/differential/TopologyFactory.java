@@ -1,0 +1,436 @@
+package kstreams.differential;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.function.Function;
+import org.apache.kafka.common.serialization.Serde;
+import org.apache.kafka.streams.StreamsBuilder;
+import org.apache.kafka.streams.Topology;
+import org.apache.kafka.streams.kstream.Branched;
+import org.apache.kafka.streams.kstream.BranchedKStream;
+import org.apache.kafka.streams.kstream.Consumed;
+import org.apache.kafka.streams.kstream.Grouped;
+import org.apache.kafka.streams.kstream.KGroupedStream;
+import org.apache.kafka.streams.kstream.KGroupedTable;
+import org.apache.kafka.streams.kstream.KStream;
+import org.apache.kafka.streams.kstream.KTable;
+import org.apache.kafka.streams.kstream.Materialized;
+import org.apache.kafka.streams.kstream.Named;
+import org.apache.kafka.streams.kstream.Predicate;
+import org.apache.kafka.streams.kstream.Produced;
+import org.apache.kafka.streams.kstream.Repartitioned;
+
+/**
+ * A case's topology steps as StreamsBuilder calls (README.md, "Topology steps"). Each step's input is the
+ * previous step's result, or the result named by its "from"; "as" names a result (the first step's result
+ * is also "source"). Results are KStream, KTable, KGroupedStream or KGroupedTable; to, foreach and split
+ * leave none. Streams are untyped here (Object keys and values): the serdes carry the types.
+ */
+@SuppressWarnings({"unchecked", "rawtypes"})
+final class TopologyFactory {
+    private final Case c;
+    private final StreamsBuilder builder = new StreamsBuilder();
+    private final Map<String, Object> results = new HashMap<>();
+
+    private TopologyFactory(Case c) {
+        this.c = c;
+    }
+
+    static Topology build(Case c, Properties props) {
+        return new TopologyFactory(c).build(props);
+    }
+
+    private Topology build(Properties props) {
+        Object previous = null;
+        List<JsonNode> steps = c.topology();
+        for (int i = 0; i < steps.size(); i++) {
+            JsonNode step = steps.get(i);
+            String op = Case.text(step, "op");
+            String from = Case.text(step, "from");
+            Object input = previous;
+            if (from != null) {
+                input = results.get(from);
+                if (input == null) {
+                    throw new IllegalArgumentException("step " + i + " (" + op + "): no result named \"" + from + "\"");
+                }
+            }
+            Object result;
+            try {
+                result = apply(op, step, input);
+            } catch (IllegalArgumentException e) {
+                throw new IllegalArgumentException("step " + i + " (" + op + "): " + e.getMessage());
+            }
+            if (i == 0 && result != null) {
+                results.put("source", result);
+            }
+            String as = Case.text(step, "as");
+            if (as != null) {
+                if (result == null) {
+                    throw new IllegalArgumentException("step " + i + " (" + op + ") has no result to name \"" + as + "\"");
+                }
+                results.put(as, result);
+            }
+            previous = result;
+        }
+        return builder.build(props);
+    }
+
+    private Object apply(String op, JsonNode step, Object input) {
+        if (op == null) {
+            throw new IllegalArgumentException("a step without \"op\": " + step);
+        }
+        String named = Case.text(step, "named");
+        switch (op) {
+            case "stream": return sourceStream(step, named);
+            case "table": return sourceTable(step, named);
+            case "filter": return filter(input, Functions.predicate(fn(step)), named, step, false);
+            case "filter_not": return filter(input, Functions.predicate(fn(step)), named, step, true);
+            case "map_values": return mapValues(input, step, named);
+            case "map": {
+                KStream s = stream(input, op);
+                return named == null ? s.map(Functions.keyValueMapper(fn(step)))
+                    : s.map(Functions.keyValueMapper(fn(step)), Named.as(named));
+            }
+            case "flat_map": {
+                KStream s = stream(input, op);
+                return named == null ? s.flatMap(Functions.flatMapper(fn(step)))
+                    : s.flatMap(Functions.flatMapper(fn(step)), Named.as(named));
+            }
+            case "flat_map_values": {
+                KStream s = stream(input, op);
+                return named == null ? s.flatMapValues(Functions.flatValueMapper(fn(step)))
+                    : s.flatMapValues(Functions.flatValueMapper(fn(step)), Named.as(named));
+            }
+            case "select_key": {
+                KStream s = stream(input, op);
+                return named == null ? s.selectKey(Functions.keySelector(fn(step)))
+                    : s.selectKey(Functions.keySelector(fn(step)), Named.as(named));
+            }
+            case "peek": {
+                KStream s = stream(input, op);
+                return named == null ? s.peek((k, v) -> {}) : s.peek((k, v) -> {}, Named.as(named));
+            }
+            case "foreach": {
+                KStream s = stream(input, op);
+                if (named == null) {
+                    s.foreach((k, v) -> {});
+                } else {
+                    s.foreach((k, v) -> {}, Named.as(named));
+                }
+                return null;
+            }
+            case "merge": {
+                KStream s = stream(input, op);
+                String other = Case.text(step, "other");
+                KStream o = stream(results.get(other), op + " with \"" + other + "\"");
+                return named == null ? s.merge(o) : s.merge(o, Named.as(named));
+            }
+            case "split": return split(stream(input, op), step, named);
+            case "to": return to(stream(input, op), step, named);
+            case "repartition": return repartition(stream(input, op), step);
+            case "to_stream": {
+                KTable t = table(input, op);
+                return named == null ? t.toStream() : t.toStream(Named.as(named));
+            }
+            case "group_by_key": {
+                Grouped g = grouped(step);
+                KStream s = stream(input, op);
+                return g == null ? s.groupByKey() : s.groupByKey(g);
+            }
+            case "group_by": return groupBy(input, step);
+            case "count": return count(input, step, named);
+            case "reduce": return reduce(input, step, named);
+            case "aggregate": return aggregate(input, step, named);
+            default: throw new IllegalArgumentException("unknown op \"" + op + "\"");
+        }
+    }
+
+    private Object sourceStream(JsonNode step, String named) {
+        List<String> topics = new ArrayList<>();
+        step.path("topics").forEach(t -> topics.add(t.asText()));
+        Consumed consumed = consumed(step, named);
+        return consumed == null ? builder.stream(topics) : builder.stream(topics, consumed);
+    }
+
+    private Object sourceTable(JsonNode step, String named) {
+        String topic = Case.text(step, "topic");
+        Consumed consumed = consumed(step, named);
+        Materialized materialized = materialized(step);
+        if (consumed == null) {
+            return materialized == null ? builder.table(topic) : builder.table(topic, materialized);
+        }
+        return materialized == null ? builder.table(topic, consumed) : builder.table(topic, consumed, materialized);
+    }
+
+    private Object filter(Object input, Predicate p, String named, JsonNode step, boolean not) {
+        if (input instanceof KTable t) {
+            Materialized m = materialized(step);
+            if (m == null) {
+                if (named == null) {
+                    return not ? t.filterNot(p) : t.filter(p);
+                }
+                return not ? t.filterNot(p, Named.as(named)) : t.filter(p, Named.as(named));
+            }
+            if (named == null) {
+                return not ? t.filterNot(p, m) : t.filter(p, m);
+            }
+            return not ? t.filterNot(p, Named.as(named), m) : t.filter(p, Named.as(named), m);
+        }
+        KStream s = stream(input, not ? "filter_not" : "filter");
+        noMaterialized(step);
+        if (named == null) {
+            return not ? s.filterNot(p) : s.filter(p);
+        }
+        return not ? s.filterNot(p, Named.as(named)) : s.filter(p, Named.as(named));
+    }
+
+    private Object mapValues(Object input, JsonNode step, String named) {
+        var mapper = Functions.valueMapper(fn(step));
+        if (input instanceof KTable t) {
+            Materialized m = materialized(step);
+            if (m == null) {
+                return named == null ? t.mapValues(mapper) : t.mapValues(mapper, Named.as(named));
+            }
+            return named == null ? t.mapValues(mapper, m) : t.mapValues(mapper, Named.as(named), m);
+        }
+        KStream s = stream(input, "map_values");
+        noMaterialized(step);
+        return named == null ? s.mapValues(mapper) : s.mapValues(mapper, Named.as(named));
+    }
+
+    private Object split(KStream s, JsonNode step, String named) {
+        BranchedKStream split = named == null ? s.split() : s.split(Named.as(named));
+        for (JsonNode b : step.path("branches")) {
+            split = split.branch(Functions.predicate(fn(b)), branched(b));
+        }
+        JsonNode d = step.get("default");
+        if (d == null || d.isNull()) {
+            split.noDefaultBranch();
+        } else {
+            split.defaultBranch(branched(d));
+        }
+        return null;
+    }
+
+    /** Branched.as(name) (or no name), which also files the branch under its "as". */
+    private Branched branched(JsonNode branch) {
+        String as = Case.text(branch, "as");
+        String name = Case.text(branch, "name");
+        Function<KStream<Object, Object>, KStream<Object, Object>> keep = ks -> {
+            if (as != null) {
+                results.put(as, ks);
+            }
+            return ks;
+        };
+        return name == null ? Branched.<Object, Object>withFunction(keep) : Branched.<Object, Object>withFunction(keep, name);
+    }
+
+    private Object to(KStream s, JsonNode step, String named) {
+        String topic = Case.text(step, "topic");
+        String key = Case.text(step, "key");
+        String value = Case.text(step, "value");
+        if (key == null && value == null && named == null) {
+            s.to(topic);
+        } else {
+            s.to(topic, Produced.with(Formats.serde(key), Formats.serde(value)).withName(named));
+        }
+        return null;
+    }
+
+    private Object repartition(KStream s, JsonNode step) {
+        String name = Case.text(step, "name");
+        String key = Case.text(step, "key");
+        String value = Case.text(step, "value");
+        JsonNode partitions = step.get("partitions");
+        if (name == null && key == null && value == null && partitions == null) {
+            return s.repartition();
+        }
+        Repartitioned r = name == null ? Repartitioned.with(null, null) : Repartitioned.as(name);
+        if (key != null) {
+            r = r.withKeySerde(Formats.serde(key));
+        }
+        if (value != null) {
+            r = r.withValueSerde(Formats.serde(value));
+        }
+        if (partitions != null) {
+            r = r.withNumberOfPartitions(partitions.asInt());
+        }
+        return s.repartition(r);
+    }
+
+    private Object groupBy(Object input, JsonNode step) {
+        Grouped g = grouped(step);
+        if (input instanceof KTable t) {
+            var mapper = Functions.keyValueMapper(fn(step));
+            return g == null ? t.groupBy(mapper) : t.groupBy(mapper, g);
+        }
+        KStream s = stream(input, "group_by");
+        var selector = Functions.keySelector(fn(step));
+        return g == null ? s.groupBy(selector) : s.groupBy(selector, g);
+    }
+
+    private Object count(Object input, JsonNode step, String named) {
+        Materialized m = materialized(step);
+        Named n = named == null ? null : Named.as(named);
+        if (input instanceof KGroupedStream g) {
+            if (m == null) {
+                return n == null ? g.count() : g.count(n);
+            }
+            return n == null ? g.count(m) : g.count(n, m);
+        }
+        KGroupedTable g = groupedTable(input, "count");
+        if (m == null) {
+            return n == null ? g.count() : g.count(n);
+        }
+        return n == null ? g.count(m) : g.count(n, m);
+    }
+
+    /** There is no reduce(.., Named) without Materialized: Materialized.with(null, null) is what reduce(..) uses. */
+    private Object reduce(Object input, JsonNode step, String named) {
+        Materialized m = materialized(step);
+        if (input instanceof KGroupedStream g) {
+            var reducer = Functions.reducer(fn(step));
+            if (named != null) {
+                return g.reduce(reducer, Named.as(named), m == null ? Materialized.with(null, null) : m);
+            }
+            return m == null ? g.reduce(reducer) : g.reduce(reducer, m);
+        }
+        KGroupedTable g = groupedTable(input, "reduce");
+        var adder = Functions.reducer(field(step, "adder"));
+        var subtractor = Functions.reducer(field(step, "subtractor"));
+        if (named != null) {
+            return g.reduce(adder, subtractor, Named.as(named), m == null ? Materialized.with(null, null) : m);
+        }
+        return m == null ? g.reduce(adder, subtractor) : g.reduce(adder, subtractor, m);
+    }
+
+    /** A grouped stream's aggregate has no (.., Named) overload without Materialized either. */
+    private Object aggregate(Object input, JsonNode step, String named) {
+        Materialized m = materialized(step);
+        var init = Functions.initializer(field(step, "init"));
+        if (input instanceof KGroupedStream g) {
+            var aggregator = Functions.aggregator(fn(step));
+            if (named != null) {
+                return g.aggregate(init, aggregator, Named.as(named), m == null ? Materialized.with(null, null) : m);
+            }
+            return m == null ? g.aggregate(init, aggregator) : g.aggregate(init, aggregator, m);
+        }
+        KGroupedTable g = groupedTable(input, "aggregate");
+        var adder = Functions.aggregator(field(step, "adder"));
+        var subtractor = Functions.aggregator(field(step, "subtractor"));
+        if (m == null) {
+            return named == null ? g.aggregate(init, adder, subtractor) : g.aggregate(init, adder, subtractor, Named.as(named));
+        }
+        return named == null ? g.aggregate(init, adder, subtractor, m) : g.aggregate(init, adder, subtractor, Named.as(named), m);
+    }
+
+    // Serde-carrying options.
+
+    private static Consumed consumed(JsonNode step, String named) {
+        String key = Case.text(step, "key");
+        String value = Case.text(step, "value");
+        if (key == null && value == null && named == null) {
+            return null;
+        }
+        return Consumed.with(Formats.serde(key), Formats.serde(value)).withName(named);
+    }
+
+    /** Grouped.as(name).withKeySerde(..).withValueSerde(..); null when none of the three is given. */
+    private static Grouped grouped(JsonNode step) {
+        String name = Case.text(step, "name");
+        String key = Case.text(step, "key");
+        String value = Case.text(step, "value");
+        if (name == null && key == null && value == null) {
+            return null;
+        }
+        return Grouped.with(name, Formats.serde(key), Formats.serde(value));
+    }
+
+    /** README.md: Materialized.as(store) when a store is given, else Materialized.with(key, value). */
+    private static Materialized materialized(JsonNode step) {
+        JsonNode m = step.get("materialized");
+        if (m == null || m.isNull()) {
+            return null;
+        }
+        String store = Case.text(m, "store");
+        Serde key = Formats.serde(Case.text(m, "key"));
+        Serde value = Formats.serde(Case.text(m, "value"));
+        Materialized materialized;
+        if (store != null) {
+            materialized = Materialized.as(store);
+            if (key != null) {
+                materialized = materialized.withKeySerde(key);
+            }
+            if (value != null) {
+                materialized = materialized.withValueSerde(value);
+            }
+        } else {
+            materialized = Materialized.with(key, value);
+        }
+        if (m.has("logging") && !m.get("logging").asBoolean()) {
+            materialized = materialized.withLoggingDisabled();
+        }
+        if (m.has("caching") && !m.get("caching").asBoolean()) {
+            materialized = materialized.withCachingDisabled();
+        }
+        return materialized;
+    }
+
+    private static void noMaterialized(JsonNode step) {
+        if (step.has("materialized")) {
+            throw new IllegalArgumentException("\"materialized\" is for tables only");
+        }
+    }
+
+    // The kinds of results.
+
+    private static KStream stream(Object input, String what) {
+        if (input instanceof KStream s) {
+            return s;
+        }
+        throw new IllegalArgumentException(what + " needs a stream, got " + kind(input));
+    }
+
+    private static KTable table(Object input, String what) {
+        if (input instanceof KTable t) {
+            return t;
+        }
+        throw new IllegalArgumentException(what + " needs a table, got " + kind(input));
+    }
+
+    private static KGroupedTable groupedTable(Object input, String what) {
+        if (input instanceof KGroupedTable g) {
+            return g;
+        }
+        throw new IllegalArgumentException(what + " needs a grouped stream or table, got " + kind(input));
+    }
+
+    private static String kind(Object input) {
+        if (input == null) {
+            return "nothing (the previous step has no result: name one with \"from\")";
+        }
+        if (input instanceof KStream) {
+            return "a stream";
+        }
+        if (input instanceof KTable) {
+            return "a table";
+        }
+        return input instanceof KGroupedStream ? "a grouped stream" : "a grouped table";
+    }
+
+    private static String fn(JsonNode step) {
+        return field(step, "fn");
+    }
+
+    private static String field(JsonNode step, String name) {
+        String v = Case.text(step, name);
+        if (v == null) {
+            throw new IllegalArgumentException("\"" + name + "\" is missing");
+        }
+        return v;
+    }
+}

@@ -1,0 +1,525 @@
+//! A case's steps, built with this library's DSL: the Rust half of the operator table in
+//! tests/differential/README.md (the Java runner's `TopologyFactory.java` is the other).
+
+use std::collections::HashMap;
+
+use kstreams::prelude::*;
+
+use crate::case::{Case, MaterializedSpec, Step};
+use crate::functions as f;
+use crate::values::{key_serde, set_defaults, Dyn, Key, Val};
+
+/// What a step gives the next: the DSL's types over the value types the suite carries.
+enum Handle {
+    Stream(KStream<Key, Val>),
+    LongStream(KStream<Key, i64>),
+    OptStream(KStream<Key, Option<Val>>),
+    OptLongStream(KStream<Key, Option<i64>>),
+    Table(KTable<Key, Val>),
+    LongTable(KTable<Key, i64>),
+    Grouped(KGroupedStream<Key, Val>),
+    LongGrouped(KGroupedStream<Key, i64>),
+    GroupedTable(KGroupedTable<Key, Val>),
+    Done,
+}
+
+impl Handle {
+    fn kind(&self) -> &'static str {
+        match self {
+            Handle::Stream(_) | Handle::LongStream(_) | Handle::OptStream(_) | Handle::OptLongStream(_) => "a stream",
+            Handle::Table(_) | Handle::LongTable(_) => "a table",
+            Handle::Grouped(_) | Handle::LongGrouped(_) => "a grouped stream",
+            Handle::GroupedTable(_) => "a grouped table",
+            Handle::Done => "nothing (a terminal operator)",
+        }
+    }
+
+    fn clone_handle(&self) -> Handle {
+        match self {
+            Handle::Stream(s) => Handle::Stream(s.clone()),
+            Handle::LongStream(s) => Handle::LongStream(s.clone()),
+            Handle::OptStream(s) => Handle::OptStream(s.clone()),
+            Handle::OptLongStream(s) => Handle::OptLongStream(s.clone()),
+            Handle::Table(t) => Handle::Table(t.clone()),
+            Handle::LongTable(t) => Handle::LongTable(t.clone()),
+            // Grouped streams and tables are not Clone in the DSL; a case uses each once.
+            Handle::Grouped(_) | Handle::LongGrouped(_) | Handle::GroupedTable(_) | Handle::Done => Handle::Done,
+        }
+    }
+}
+
+/// Runs `$body` with `$s` bound to the stream of any stream handle; `$wrap` rewraps a result of the same
+/// value type (`same`) or takes it as it is (`any`).
+macro_rules! on_stream {
+    ($h:expr, $s:ident => same $body:expr) => {
+        match $h {
+            Handle::Stream($s) => Handle::Stream($body),
+            Handle::LongStream($s) => Handle::LongStream($body),
+            Handle::OptStream($s) => Handle::OptStream($body),
+            Handle::OptLongStream($s) => Handle::OptLongStream($body),
+            other => return Err(format!("needs a stream, got {}", other.kind())),
+        }
+    };
+    ($h:expr, $s:ident => any $body:expr) => {
+        match $h {
+            Handle::Stream($s) => $body,
+            Handle::LongStream($s) => $body,
+            Handle::OptStream($s) => $body,
+            Handle::OptLongStream($s) => $body,
+            other => return Err(format!("needs a stream, got {}", other.kind())),
+        }
+    };
+}
+
+macro_rules! on_table {
+    ($h:expr, $t:ident => same $body:expr) => {
+        match $h {
+            Handle::Table($t) => Handle::Table($body),
+            Handle::LongTable($t) => Handle::LongTable($body),
+            other => return Err(format!("needs a table, got {}", other.kind())),
+        }
+    };
+    ($h:expr, $t:ident => any $body:expr) => {
+        match $h {
+            Handle::Table($t) => $body,
+            Handle::LongTable($t) => $body,
+            other => return Err(format!("needs a table, got {}", other.kind())),
+        }
+    };
+}
+
+/// Builds the case's topology with the DSL.
+pub(crate) fn build(case: &Case) -> Result<Topology, String> {
+    set_defaults(case.default_key, case.default_value);
+    let builder = StreamsBuilder::new();
+    let mut ids: HashMap<String, Handle> = HashMap::new();
+    let mut previous: Option<Handle> = None;
+    for (i, step) in case.topology.iter().enumerate() {
+        let input = match &step.from {
+            Some(id) => Some(ids.get(id).ok_or_else(|| format!("step {i}: no step is `as` {id:?}"))?.clone_handle()),
+            None => previous.take(),
+        };
+        let result = apply(&builder, step, input, &mut ids).map_err(|e| format!("step {i} ({}): {e}", step.op))?;
+        if i == 0 && step.id.is_none() {
+            ids.insert("source".into(), result.clone_handle());
+        }
+        if let Some(id) = &step.id {
+            ids.insert(id.clone(), result.clone_handle());
+        }
+        previous = Some(result);
+    }
+    builder.build().map_err(|e| format!("build: {e}"))
+}
+
+fn apply(
+    builder: &StreamsBuilder,
+    step: &Step,
+    input: Option<Handle>,
+    ids: &mut HashMap<String, Handle>,
+) -> Result<Handle, String> {
+    let source_op = matches!(step.op.as_str(), "stream" | "table");
+    let input = match (input, source_op) {
+        (_, true) => Handle::Done,
+        (Some(h), false) => h,
+        (None, false) => return Err("has no input".into()),
+    };
+    let named = step.named.clone();
+    Ok(match step.op.as_str() {
+        "stream" => {
+            let topics: Vec<&str> = step.topics.iter().flatten().map(String::as_str).collect();
+            let consumed = consumed::<Val>(step);
+            Handle::Stream(builder.stream_from(&topics, consumed))
+        }
+        "table" => {
+            let topic = step.topic.as_deref().ok_or("needs `topic`")?;
+            let materialized = materialized::<Val>(step.materialized.as_ref());
+            Handle::Table(builder.table_with(topic, consumed::<Val>(step), materialized))
+        }
+        "filter" | "filter_not" => {
+            let p = f::predicate(function(step)?)?;
+            let not = step.op == "filter_not";
+            match input {
+                Handle::Table(_) | Handle::LongTable(_) => on_table!(input, t => same {
+                    let t = with_name(t, &named, |x, n| x.named(n));
+                    let p = p.clone();
+                    let keep = move |k: &Key, v: &_| p(&k.0, &Dyn::to_val(v));
+                    match (&step.materialized, not) {
+                        (Some(m), false) => t.filter_with(keep, materialized(Some(m))),
+                        (Some(m), true) => t.filter_not_with(keep, materialized(Some(m))),
+                        (None, false) => t.filter(keep),
+                        (None, true) => t.filter_not(keep),
+                    }
+                }),
+                input => on_stream!(input, s => same {
+                    let s = with_name(s, &named, |x, n| x.named(n));
+                    let p = p.clone();
+                    if not { s.filter_not(move |k, v| p(&k.0, &v.to_val())) } else { s.filter(move |k, v| p(&k.0, &v.to_val())) }
+                }),
+            }
+        }
+        "map" => {
+            let m = f::key_value_mapper(function(step)?)?;
+            on_stream!(input, s => any Handle::Stream(with_name(s, &named, |x, n| x.named(n)).map(move |k, v| {
+                let (k, v) = m(k.0, v.to_val());
+                (Key(k), v)
+            })))
+        }
+        "map_values" => {
+            let m = f::value_mapper(function(step)?)?;
+            match input {
+                Handle::Table(_) | Handle::LongTable(_) => on_table!(input, t => any {
+                    let t = with_name(t, &named, |x, n| x.named(n));
+                    let map = move |k: &Key, v| m(&k.0, Dyn::to_val(&v));
+                    Handle::Table(match &step.materialized {
+                        Some(spec) => t.map_values_with(map, materialized(Some(spec))),
+                        None => t.map_values(map),
+                    })
+                }),
+                input => on_stream!(input, s => any Handle::Stream(
+                    with_name(s, &named, |x, n| x.named(n)).map_values_with_key(move |k, v| m(&k.0, v.to_val()))
+                )),
+            }
+        }
+        "flat_map" => {
+            let m = f::flat_key_values(function(step)?)?;
+            on_stream!(input, s => any Handle::Stream(with_name(s, &named, |x, n| x.named(n)).flat_map(move |k, v| {
+                m(k.0, v.to_val()).into_iter().map(|(k, v)| (Key(k), v)).collect::<Vec<_>>()
+            })))
+        }
+        "flat_map_values" => {
+            let m = f::flat_values(function(step)?)?;
+            on_stream!(input, s => any Handle::Stream(with_name(s, &named, |x, n| x.named(n)).flat_map_values(move |v| m(v.to_val()))))
+        }
+        "select_key" => {
+            let m = f::key_selector(function(step)?)?;
+            on_stream!(input, s => same with_name(s, &named, |x, n| x.named(n)).select_key(move |k, v| Key(m(&k.0, &v.to_val()))))
+        }
+        "peek" => on_stream!(input, s => same with_name(s, &named, |x, n| x.named(n)).peek(|_, _| {})),
+        "foreach" => on_stream!(input, s => any {
+            with_name(s, &named, |x, n| x.named(n)).foreach(|_, _| {});
+            Handle::Done
+        }),
+        "merge" => {
+            let other_id = step.other.as_deref().ok_or("needs `other`")?;
+            let other = ids.get(other_id).ok_or_else(|| format!("no step is `as` {other_id:?}"))?.clone_handle();
+            match (input, other) {
+                (Handle::Stream(a), Handle::Stream(b)) => {
+                    Handle::Stream(with_name(a, &named, |x, n| x.named(n)).merge(&b))
+                }
+                (Handle::LongStream(a), Handle::LongStream(b)) => {
+                    Handle::LongStream(with_name(a, &named, |x, n| x.named(n)).merge(&b))
+                }
+                (a, b) => return Err(format!("merges streams of one value type, got {} and {}", a.kind(), b.kind())),
+            }
+        }
+        "split" => {
+            on_stream!(input, s => any split(s, step, &named, ids)?)
+        }
+        "to" => {
+            let topic = step.topic.as_deref().ok_or("needs `topic`")?;
+            on_stream!(input, s => any {
+                let produced = produced(step);
+                match produced {
+                    Some(p) => s.to_with(topic, p),
+                    None => s.to(topic),
+                }
+                Handle::Done
+            })
+        }
+        "repartition" => on_stream!(input, s => same {
+            match repartitioned(step) {
+                Some(r) => s.repartition_with(r),
+                None => s.repartition(),
+            }
+        }),
+        "to_stream" => match input {
+            Handle::Table(t) => Handle::OptStream(with_name(t, &named, |x, n| x.named(n)).to_stream()),
+            Handle::LongTable(t) => Handle::OptLongStream(with_name(t, &named, |x, n| x.named(n)).to_stream()),
+            other => return Err(format!("needs a table, got {}", other.kind())),
+        },
+        "group_by_key" => match input {
+            Handle::Stream(s) => Handle::Grouped(match grouped(step) {
+                Some(g) => s.group_by_key_with(g),
+                None => s.group_by_key(),
+            }),
+            Handle::LongStream(s) => Handle::LongGrouped(match grouped(step) {
+                Some(g) => s.group_by_key_with(g),
+                None => s.group_by_key(),
+            }),
+            other => return Err(format!("needs a stream of values or longs, got {}", other.kind())),
+        },
+        "group_by" => match input {
+            Handle::Stream(s) => {
+                let m = f::key_selector(function(step)?)?;
+                let select = move |k: &Key, v: &Val| Key(m(&k.0, v));
+                Handle::Grouped(match grouped(step) {
+                    Some(g) => s.group_by_with(select, g),
+                    None => s.group_by(select),
+                })
+            }
+            Handle::LongStream(s) => {
+                let m = f::key_selector(function(step)?)?;
+                let select = move |k: &Key, v: &i64| Key(m(&k.0, &Val::Long(*v)));
+                Handle::LongGrouped(match grouped(step) {
+                    Some(g) => s.group_by_with(select, g),
+                    None => s.group_by(select),
+                })
+            }
+            input => on_table!(input, t => any {
+                let m = f::key_value_mapper(function(step)?)?;
+                let select = move |k: &Key, v: &_| {
+                    let (k, v) = m(k.0.clone(), Dyn::to_val(v));
+                    (Key(k), v)
+                };
+                Handle::GroupedTable(match grouped(step) {
+                    Some(g) => t.group_by_with(select, g),
+                    None => t.group_by(select),
+                })
+            }),
+        },
+        "count" => match input {
+            Handle::Grouped(g) => Handle::LongTable(count_stream(with_name(g, &named, |x, n| x.named(n)), step)),
+            Handle::LongGrouped(g) => Handle::LongTable(count_stream(with_name(g, &named, |x, n| x.named(n)), step)),
+            Handle::GroupedTable(g) => {
+                let g = with_name(g, &named, |x, n| x.named(n));
+                Handle::LongTable(match &step.materialized {
+                    Some(m) => g.count_with(materialized::<i64>(Some(m))),
+                    None => g.count(),
+                })
+            }
+            other => return Err(format!("needs a grouped stream or table, got {}", other.kind())),
+        },
+        "reduce" => match input {
+            Handle::Grouped(g) => Handle::Table(reduce_stream(with_name(g, &named, |x, n| x.named(n)), step)?),
+            Handle::LongGrouped(g) => Handle::LongTable(reduce_stream(with_name(g, &named, |x, n| x.named(n)), step)?),
+            Handle::GroupedTable(g) => {
+                let adder = f::reducer(step.adder.as_deref().ok_or("needs `adder`")?)?;
+                let subtractor = f::reducer(step.subtractor.as_deref().ok_or("needs `subtractor`")?)?;
+                let (add, sub) = (move |a, v| adder(a, v), move |a, v| subtractor(a, v));
+                let g = with_name(g, &named, |x, n| x.named(n));
+                Handle::Table(match &step.materialized {
+                    Some(m) => g.reduce_with(add, sub, materialized(Some(m))),
+                    None => g.reduce(add, sub),
+                })
+            }
+            other => return Err(format!("needs a grouped stream or table, got {}", other.kind())),
+        },
+        "aggregate" => {
+            let init = f::initializer(step.init.as_deref().ok_or("needs `init`")?)?;
+            match input {
+                Handle::Grouped(g) => {
+                    Handle::Table(aggregate_stream(with_name(g, &named, |x, n| x.named(n)), step, init)?)
+                }
+                Handle::LongGrouped(g) => {
+                    Handle::Table(aggregate_stream(with_name(g, &named, |x, n| x.named(n)), step, init)?)
+                }
+                Handle::GroupedTable(g) => {
+                    let g = with_name(g, &named, |x, n| x.named(n));
+                    let adder = f::aggregator(step.adder.as_deref().ok_or("needs `adder`")?)?;
+                    let subtractor = f::aggregator(step.subtractor.as_deref().ok_or("needs `subtractor`")?)?;
+                    let (init, add, sub) = (
+                        move || init(),
+                        move |k: &Key, v: Val, a| adder(&k.0, v, a),
+                        move |k: &Key, v: Val, a| subtractor(&k.0, v, a),
+                    );
+                    Handle::Table(match &step.materialized {
+                        Some(m) => g.aggregate_with(init, add, sub, materialized::<Val>(Some(m))),
+                        None => g.aggregate(init, add, sub),
+                    })
+                }
+                other => return Err(format!("needs a grouped stream or table, got {}", other.kind())),
+            }
+        }
+        other => return Err(format!("no operator {other:?} (tests/differential/README.md lists them)")),
+    })
+}
+
+fn function(step: &Step) -> Result<&str, String> {
+    step.function.as_deref().ok_or_else(|| "needs `fn`".to_string())
+}
+
+/// `named(..)` before the operator, when the step names it.
+fn with_name<T>(x: T, name: &Option<String>, named: impl FnOnce(T, String) -> T) -> T {
+    match name {
+        Some(n) => named(x, n.clone()),
+        None => x,
+    }
+}
+
+fn consumed<V: Dyn>(step: &Step) -> Consumed<Key, V> {
+    let key = step.key.map_or_else(Key::default_serde, key_serde);
+    let value = step.value.map_or_else(V::default_serde, V::serde);
+    let consumed = Consumed::with(key, value);
+    match &step.named {
+        Some(name) => consumed.with_name(name.clone()),
+        None => consumed,
+    }
+}
+
+fn produced<V: Dyn>(step: &Step) -> Option<Produced<Key, V>> {
+    if step.key.is_none() && step.value.is_none() && step.named.is_none() {
+        return None;
+    }
+    // Kafka Streams takes a serde left null from upstream; Produced::with takes both, so the other one is
+    // the default serde (the same unless upstream changed it).
+    let p = if step.key.is_none() && step.value.is_none() {
+        Produced::new()
+    } else {
+        Produced::with(
+            step.key.map_or_else(Key::default_serde, key_serde),
+            step.value.map_or_else(V::default_serde, V::serde),
+        )
+    };
+    Some(match &step.named {
+        Some(name) => p.with_name(name.clone()),
+        None => p,
+    })
+}
+
+fn repartitioned<V: Dyn>(step: &Step) -> Option<Repartitioned<Key, V>> {
+    if step.name.is_none() && step.key.is_none() && step.value.is_none() && step.partitions.is_none() {
+        return None;
+    }
+    let mut r = match &step.name {
+        Some(name) => Repartitioned::with_name(name.clone()),
+        None => Repartitioned::default(),
+    };
+    if let Some(k) = step.key {
+        r = r.with_key_serde(key_serde(k));
+    }
+    if let Some(v) = step.value {
+        r = r.with_value_serde(V::serde(v));
+    }
+    if let Some(n) = step.partitions {
+        r = r.with_partitions(n);
+    }
+    Some(r)
+}
+
+fn grouped<V: Dyn>(step: &Step) -> Option<Grouped<Key, V>> {
+    if step.name.is_none() && step.key.is_none() && step.value.is_none() {
+        return None;
+    }
+    let mut g = match &step.name {
+        Some(name) => Grouped::with_name(name.clone()),
+        None => Grouped::default(),
+    };
+    if let Some(k) = step.key {
+        g = g.with_key_serde(key_serde(k));
+    }
+    if let Some(v) = step.value {
+        g = g.with_value_serde(V::serde(v));
+    }
+    Some(g)
+}
+
+fn materialized<V: Dyn>(spec: Option<&MaterializedSpec>) -> Materialized<Key, V> {
+    let Some(spec) = spec else { return Materialized::new() };
+    let mut m = match &spec.store {
+        Some(store) => Materialized::as_store(store.clone()),
+        None => Materialized::new(),
+    };
+    if let Some(k) = spec.key {
+        m = m.with_key_serde(key_serde(k));
+    }
+    if let Some(v) = spec.value {
+        m = m.with_value_serde(V::serde(v));
+    }
+    if spec.logging == Some(false) {
+        m = m.with_logging_disabled();
+    }
+    if spec.caching == Some(false) {
+        m = m.with_caching_disabled();
+    }
+    m
+}
+
+fn count_stream<V: Dyn>(g: KGroupedStream<Key, V>, step: &Step) -> KTable<Key, i64> {
+    match &step.materialized {
+        Some(m) => g.count_with(materialized::<i64>(Some(m))),
+        None => g.count(),
+    }
+}
+
+fn reduce_stream<V: Dyn>(g: KGroupedStream<Key, V>, step: &Step) -> Result<KTable<Key, V>, String> {
+    let r = f::reducer(function(step)?)?;
+    let reducer = move |a: V, v: V| V::from_val(r(a.to_val(), v.to_val()));
+    Ok(match &step.materialized {
+        Some(m) => g.reduce_with(reducer, materialized::<V>(Some(m))),
+        None => g.reduce(reducer),
+    })
+}
+
+fn aggregate_stream<V: Dyn>(
+    g: KGroupedStream<Key, V>,
+    step: &Step,
+    init: f::Initializer,
+) -> Result<KTable<Key, Val>, String> {
+    let a = f::aggregator(function(step)?)?;
+    let aggregator = move |k: &Key, v: V, agg: Val| a(&k.0, v.to_val(), agg);
+    Ok(match &step.materialized {
+        Some(m) => g.aggregate_with(move || init(), aggregator, materialized::<Val>(Some(m))),
+        None => g.aggregate(move || init(), aggregator),
+    })
+}
+
+fn split<V: Dyn>(
+    s: KStream<Key, V>,
+    step: &Step,
+    named: &Option<String>,
+    ids: &mut HashMap<String, Handle>,
+) -> Result<Handle, String>
+where
+    KStream<Key, V>: IntoHandle,
+{
+    let specs = step.branches.as_ref().ok_or("needs `branches`")?;
+    let mut b = with_name(s, named, |x, n| x.named(n)).split();
+    for spec in specs {
+        let p = f::predicate(spec.function.as_deref().ok_or("a branch needs `fn`")?)?;
+        let branched = match &spec.name {
+            Some(n) => Branched::with_name(n.clone()),
+            None => Branched::new(),
+        };
+        b = b.branch(move |k, v| p(&k.0, &v.to_val()), branched);
+    }
+    let branches = match &step.default {
+        Some(d) => b.default_branch(match &d.name {
+            Some(n) => Branched::with_name(n.clone()),
+            None => Branched::new(),
+        }),
+        None => b.no_default_branch(),
+    };
+    let all_ids = specs.iter().map(|s| &s.id).chain(step.default.iter().map(|d| &d.id));
+    for (stream, id) in branches.into_vec().into_iter().zip(all_ids) {
+        ids.insert(id.clone(), stream.into_handle());
+    }
+    Ok(Handle::Done)
+}
+
+trait IntoHandle {
+    fn into_handle(self) -> Handle;
+}
+
+impl IntoHandle for KStream<Key, Val> {
+    fn into_handle(self) -> Handle {
+        Handle::Stream(self)
+    }
+}
+
+impl IntoHandle for KStream<Key, i64> {
+    fn into_handle(self) -> Handle {
+        Handle::LongStream(self)
+    }
+}
+
+impl IntoHandle for KStream<Key, Option<Val>> {
+    fn into_handle(self) -> Handle {
+        Handle::OptStream(self)
+    }
+}
+
+impl IntoHandle for KStream<Key, Option<i64>> {
+    fn into_handle(self) -> Handle {
+        Handle::OptLongStream(self)
+    }
+}
