@@ -210,12 +210,13 @@ impl<K, V> Grouped<K, V> {
 ///     .with_caching_disabled();
 /// clicks.count_with(local);
 /// // Explicit serdes and a generated name; `new()` with `with_key_serde`/`with_value_serde` is the same.
+/// // (`count_with` uses up one generated name first, as Kafka Streams' `count(Materialized)` does.)
 /// let generated = clicks.count_with(Materialized::with(Arc::new(StringSerde), Arc::new(I64Serde)));
 /// let one_by_one = Materialized::new().with_key_serde(Arc::new(StringSerde)).with_value_serde(Arc::new(I64Serde));
 /// let also_generated = clicks.count_with(one_by_one);
 /// assert_eq!(named.store_name(), Some("click-counts"));
-/// assert_eq!(generated.store_name(), Some("KSTREAM-AGGREGATE-STATE-STORE-0000000003"));
-/// assert_eq!(also_generated.store_name(), Some("KSTREAM-AGGREGATE-STATE-STORE-0000000005"));
+/// assert_eq!(generated.store_name(), Some("KSTREAM-AGGREGATE-STATE-STORE-0000000004"));
+/// assert_eq!(also_generated.store_name(), Some("KSTREAM-AGGREGATE-STATE-STORE-0000000007"));
 ///
 /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
 /// let input = driver.input_topic::<String, String>("clicks");
