@@ -56,39 +56,16 @@ pub enum NodeKindDescription {
 
 pub(super) fn describe(topology: &Topology) -> TopologyDescription {
     let nodes = &topology.nodes;
-    let successors = |name: &str| -> Vec<String> {
-        nodes.iter().filter(|n| n.parents.iter().any(|p| p == name)).map(|n| n.name.clone()).collect()
-    };
-    // Size of the sub-graph below a node (itself included), Kafka Streams' sort key for describe().
-    fn size(topology: &Topology, name: &str, depth: usize) -> usize {
-        if depth > topology.nodes.len() {
-            return 0; // a cycle; validate() reports it
-        }
-        1 + topology
-            .nodes
-            .iter()
-            .filter(|n| n.parents.iter().any(|p| p == name))
-            .map(|n| size(topology, &n.name, depth + 1))
-            .sum::<usize>()
-    }
-    // Kafka Streams sorts nodes, and each node's successor and predecessor lists, by the size of the
-    // sub-graph below the node (largest first), then by name.
-    let sizes: std::collections::HashMap<&str, usize> =
-        nodes.iter().map(|n| (n.name.as_str(), size(topology, &n.name, 0))).collect();
-    let sorted = |mut list: Vec<String>| {
-        list.sort_by(|a, b| {
-            let (sa, sb) = (sizes.get(a.as_str()).copied().unwrap_or(0), sizes.get(b.as_str()).copied().unwrap_or(0));
-            sb.cmp(&sa).then_with(|| a.cmp(b))
-        });
-        list
-    };
     let subtopologies = plan::groups(topology)
         .into_iter()
         .enumerate()
         .map(|(id, members)| {
+            let order = java_order(topology, &members);
+            let named = |list: &[usize]| list.iter().map(|&p| nodes[members[p]].name.clone()).collect::<Vec<_>>();
             let mut described: Vec<(usize, NodeDescription)> = members
                 .iter()
-                .map(|&i| {
+                .enumerate()
+                .map(|(pos, &i)| {
                     let def = &nodes[i];
                     let kind = match &def.kind {
                         NodeKind::Source { topics } => {
@@ -102,10 +79,10 @@ pub(super) fn describe(topology: &Topology) -> TopologyDescription {
                     let node = NodeDescription {
                         name: def.name.clone(),
                         kind,
-                        successors: sorted(successors(&def.name)),
-                        predecessors: sorted(def.parents.clone()),
+                        successors: named(&order.successors[pos]),
+                        predecessors: named(&order.predecessors[pos]),
                     };
-                    (sizes[def.name.as_str()], node)
+                    (order.size[pos], node)
                 })
                 .collect();
             described.sort_by(|(sa, a), (sb, b)| sb.cmp(sa).then_with(|| a.name.cmp(&b.name)));
@@ -113,6 +90,69 @@ pub(super) fn describe(topology: &Topology) -> TopologyDescription {
         })
         .collect();
     TopologyDescription { subtopologies }
+}
+
+/// How Kafka Streams' `InternalTopologyBuilder.describeSubtopology` orders a sub-topology: it visits the
+/// nodes (`members`, in the order they were added) in `HashMap` order (the bucket of the name's
+/// `String.hashCode`, then the order added), connects each to its predecessors, and adds the node's size
+/// so far to each predecessor and, transitively, to theirs. A node's predecessors and successors are kept
+/// in sets ordered by size (largest first), then name, as the sizes are when each one is inserted; the
+/// sub-topology's nodes by their final sizes. For a tree the size is that of the sub-graph below a node;
+/// where branches meet it depends on the visiting order, which is why the walk is reproduced here rather
+/// than computed from the graph.
+struct JavaOrder {
+    /// Per member: its final size, and its predecessors and successors (member positions) in order.
+    size: Vec<usize>,
+    predecessors: Vec<Vec<usize>>,
+    successors: Vec<Vec<usize>>,
+}
+
+fn java_order(topology: &Topology, members: &[usize]) -> JavaOrder {
+    let nodes = &topology.nodes;
+    let mut capacity = 16;
+    while members.len() * 4 > capacity * 3 {
+        capacity *= 2;
+    }
+    let bucket = |name: &str| {
+        let hash = name.encode_utf16().fold(0_i32, |h, unit| h.wrapping_mul(31).wrapping_add(i32::from(unit))) as u32;
+        ((hash ^ (hash >> 16)) as usize) & (capacity - 1)
+    };
+    let mut visiting: Vec<(usize, usize)> =
+        members.iter().enumerate().map(|(pos, &i)| (bucket(&nodes[i].name), pos)).collect();
+    visiting.sort();
+    let position: std::collections::HashMap<&str, usize> =
+        members.iter().enumerate().map(|(pos, &i)| (nodes[i].name.as_str(), pos)).collect();
+    let name = |pos: usize| nodes[members[pos]].name.as_str();
+    let mut order = JavaOrder {
+        size: vec![1; members.len()],
+        predecessors: vec![Vec::new(); members.len()],
+        successors: vec![Vec::new(); members.len()],
+    };
+    // `TreeSet.add` with Kafka Streams' comparator, against the sizes as they are now.
+    let insert = |set: &mut Vec<usize>, x: usize, size: &[usize]| {
+        let before = |e: usize| size[x] > size[e] || (size[x] == size[e] && name(x) < name(e));
+        let at = set.iter().position(|&e| before(e)).unwrap_or(set.len());
+        set.insert(at, x);
+    };
+    fn add(size: &mut [usize], predecessors: &[Vec<usize>], node: usize, delta: usize, depth: usize) {
+        if depth > size.len() {
+            return; // a cycle; validate() reports it
+        }
+        size[node] += delta;
+        for &p in &predecessors[node] {
+            add(size, predecessors, p, delta, depth + 1);
+        }
+    }
+    for (_, pos) in visiting {
+        for parent in &nodes[members[pos]].parents {
+            let Some(&p) = position.get(parent.as_str()) else { continue };
+            insert(&mut order.predecessors[pos], p, &order.size);
+            insert(&mut order.successors[p], pos, &order.size);
+            let delta = order.size[pos];
+            add(&mut order.size, &order.predecessors, p, delta, 0);
+        }
+    }
+    order
 }
 
 fn names(list: &[String]) -> String {
