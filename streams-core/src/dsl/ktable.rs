@@ -343,7 +343,7 @@ impl<K: Data, V: Data> KTable<K, V> {
         op: TableOp,
         materialized: Option<Materialized<K, V2>>,
         value_serde: Option<Arc<dyn Serde<V2>>>,
-        make: impl Fn(Option<AggregateOutput<K, V2>>, bool) -> P + Send + Sync + 'static,
+        make: impl Fn(TableOutput<K, V2>, bool) -> P + Send + Sync + 'static,
     ) -> KTable<K, V2> {
         let mut b = self.builder.borrow_mut();
         let store = match &materialized {
@@ -382,7 +382,7 @@ impl<K: Data, V: Data> KTable<K, V> {
         let supplier = move || {
             let output =
                 output.as_ref().map(|(store, key, caching)| AggregateOutput::new(store.clone(), key.clone(), *caching));
-            make(output, flag.enabled())
+            make(TableOutput(output), flag.enabled())
         };
         b.topology.add_node_deferred(processor_def(&name, vec![self.node.clone()], supplier));
         if let Some(def) = store_def_for {
@@ -581,9 +581,7 @@ impl<K: Data, V: Data> Processor<K, Option<V>, K, Change<V>> for TableSource<K, 
             ctx.record_dropped("null key in a table's source topic");
             return Ok(());
         }
-        let key_bytes = self.output.key_bytes(&record.key)?;
-        let (old, _) = self.output.current(ctx, &record.key, key_bytes.as_deref())?;
-        self.output.update(ctx, key_bytes, record, old)
+        write_materialized(&mut self.output, ctx, record, false)
     }
 
     fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<(), StreamsError> {
@@ -670,7 +668,7 @@ impl SendOldValues {
 struct TableFilter<K, V, F> {
     predicate: Arc<F>,
     keep_if: bool,
-    output: Option<AggregateOutput<K, V>>,
+    output: TableOutput<K, V>,
     send_old: bool,
 }
 
@@ -678,10 +676,7 @@ impl<K: Data, V: Data, F: Fn(&K, &V) -> bool + Send + Sync + 'static> Processor<
     for TableFilter<K, V, F>
 {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<(), StreamsError> {
-        match &mut self.output {
-            Some(output) => output.init(ctx),
-            None => Ok(()),
-        }
+        self.output.init(ctx)
     }
 
     fn process(
@@ -695,24 +690,15 @@ impl<K: Data, V: Data, F: Fn(&K, &V) -> bool + Send + Sync + 'static> Processor<
             (record.value.new.filter(|v| keep(v)), record.value.old.filter(|v| keep(v)))
         };
         let update = Record { key: record.key, value: new, timestamp: record.timestamp, headers: record.headers };
-        match &mut self.output {
-            Some(output) => write_materialized(output, ctx, update, self.send_old),
-            None if self.send_old && update.value.is_none() && old.is_none() => Ok(()),
-            None => ctx.forward(with_old(update, old)),
-        }
+        self.output.forward(ctx, update, |_| old, self.send_old)
     }
 
     fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<(), StreamsError> {
-        match &mut self.output {
-            Some(output) => output.flush(ctx),
-            None => Ok(()),
-        }
+        self.output.flush(ctx)
     }
 
     fn close(&mut self, _ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<(), StreamsError> {
-        if let Some(output) = &mut self.output {
-            output.close();
-        }
+        self.output.close();
         Ok(())
     }
 }
@@ -720,17 +706,14 @@ impl<K: Data, V: Data, F: Fn(&K, &V) -> bool + Send + Sync + 'static> Processor<
 /// `KTABLE-MAPVALUES`: maps both sides of a change. With a store, the old value is the store's.
 struct TableMapValues<K, V2, F> {
     mapper: Arc<F>,
-    output: Option<AggregateOutput<K, V2>>,
+    output: TableOutput<K, V2>,
 }
 
 impl<K: Data, V: Data, V2: Data, F: Fn(&K, V) -> V2 + Send + Sync + 'static> Processor<K, Change<V>, K, Change<V2>>
     for TableMapValues<K, V2, F>
 {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V2>>) -> Result<(), StreamsError> {
-        match &mut self.output {
-            Some(output) => output.init(ctx),
-            None => Ok(()),
-        }
+        self.output.init(ctx)
     }
 
     fn process(
@@ -740,38 +723,72 @@ impl<K: Data, V: Data, V2: Data, F: Fn(&K, V) -> V2 + Send + Sync + 'static> Pro
     ) -> Result<(), StreamsError> {
         let new = record.value.new.map(|v| (self.mapper)(&record.key, v));
         let update = Record { key: record.key, value: new, timestamp: record.timestamp, headers: record.headers };
-        match &mut self.output {
-            Some(output) => write_materialized(output, ctx, update, false),
+        let mapper = &self.mapper;
+        // The old value is mapped only when there is no store to read it from.
+        self.output.forward(ctx, update, |key| record.value.old.map(|v| mapper(key, v)), false)
+    }
+
+    fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V2>>) -> Result<(), StreamsError> {
+        self.output.flush(ctx)
+    }
+
+    fn close(&mut self, _ctx: &mut ProcessorContext<'_, K, Change<V2>>) -> Result<(), StreamsError> {
+        self.output.close();
+        Ok(())
+    }
+}
+
+/// Where a table operator's results go: into a store of its own and downstream as a change from the
+/// store's value (Kafka Streams' operators with a queryable name), or straight downstream as a change
+/// from the old value its parent sent.
+struct TableOutput<K, V>(Option<AggregateOutput<K, V>>);
+
+impl<K: Data, V: Data> TableOutput<K, V> {
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<(), StreamsError> {
+        match &mut self.0 {
+            Some(output) => output.init(ctx),
+            None => Ok(()),
+        }
+    }
+
+    /// Records `update`. `old_from_parent` gives the old value when there is no store. `skip_empty`:
+    /// forward nothing when the key had no value and still has none.
+    fn forward(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, Change<V>>,
+        update: Record<K, Option<V>>,
+        old_from_parent: impl FnOnce(&K) -> Option<V>,
+        skip_empty: bool,
+    ) -> Result<(), StreamsError> {
+        match &mut self.0 {
+            Some(output) => write_materialized(output, ctx, update, skip_empty),
             None => {
-                let old = record.value.old.map(|v| (self.mapper)(&update.key, v));
-                ctx.forward(with_old(update, old))
+                let old = old_from_parent(&update.key);
+                if skip_empty && update.value.is_none() && old.is_none() {
+                    return Ok(());
+                }
+                let Record { key, value, timestamp, headers } = update;
+                ctx.forward(Record { key, value: Change::new(value, old), timestamp, headers })
             }
         }
     }
 
-    fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V2>>) -> Result<(), StreamsError> {
-        match &mut self.output {
+    fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<(), StreamsError> {
+        match &mut self.0 {
             Some(output) => output.flush(ctx),
             None => Ok(()),
         }
     }
 
-    fn close(&mut self, _ctx: &mut ProcessorContext<'_, K, Change<V2>>) -> Result<(), StreamsError> {
-        if let Some(output) = &mut self.output {
+    fn close(&mut self) {
+        if let Some(output) = &mut self.0 {
             output.close();
         }
-        Ok(())
     }
 }
 
-/// The change from `old` to the update's value.
-fn with_old<K, V>(update: Record<K, Option<V>>, old: Option<V>) -> Record<K, Change<V>> {
-    let Record { key, value, timestamp, headers } = update;
-    Record { key, value: Change::new(value, old), timestamp, headers }
-}
-
-/// A materialized table operator's result: into its store, and downstream as a change from the store's
-/// value. `skip_empty`: forward nothing when the key had no value and still has none.
+/// An update into the store of `output`, and downstream as a change from the store's value.
+/// `skip_empty`: forward nothing when the key had no value and still has none.
 fn write_materialized<K: Data, V: Data>(
     output: &mut AggregateOutput<K, V>,
     ctx: &mut ProcessorContext<'_, K, Change<V>>,
