@@ -4,14 +4,22 @@
 //! one task per input partition, with state in stores.
 //!
 //! ```text
-//!  dsl (StreamsBuilder, KStream, KTable)      processor (Processor API)
-//!              \                                   /
-//!               `---> topology (untyped graph: nodes, stores, sub-topologies, describe)
-//!                                   |
-//!                     task (one sub-topology x one partition: the one execution path)
-//!                        /                         \
-//!       testing (TopologyTestDriver)        runtime (KafkaStreams, on Kafka or the embedded broker)
+//!  testing (TopologyTestDriver)     runtime (KafkaStreams, on Kafka or the embedded broker)
+//!                \                    /
+//!                 v                  v
+//!  task (one sub-topology x one partition: the one execution path)
+//!                 |          dsl (StreamsBuilder, KStream, KTable)
+//!                 v           v
+//!  topology (untyped graph: nodes, stores, sub-topologies, describe)
+//!                 |
+//!                 v
+//!  processor (the Processor API, and the nodes a task runs)
+//!                 |
+//!                 v
+//!  store (typed stores over state-store's byte stores)
 //! ```
+//!
+//! An arrow is a dependency; none points up (docs/architecture.md).
 //!
 //! - [`serde`]: typed keys and values to bytes, wire-compatible with Kafka's serdes.
 //! - [`dsl`]: the typed builder. Every operator lowers to a [`processor::Processor`].
@@ -72,6 +80,7 @@ pub mod store;
 mod sync;
 pub(crate) mod task;
 mod task_id;
+mod task_metrics;
 pub mod testing;
 pub mod time;
 pub mod topology;
@@ -79,7 +88,9 @@ pub mod topology;
 pub use error::{StreamsError, TopologyError};
 pub use event::Event;
 pub use record::{Headers, Record, RecordMetadata};
-pub use task::{TaskId, TaskMetrics, OWNER_EPOCH_HEADER};
+pub use task::OWNER_EPOCH_HEADER;
+pub use task_id::TaskId;
+pub use task_metrics::TaskMetrics;
 pub use topology::Topology;
 
 #[cfg(test)]

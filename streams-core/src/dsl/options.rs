@@ -7,9 +7,9 @@
 
 use std::sync::Arc;
 
+pub use crate::processor::node::StreamPartitioner;
 use crate::serde::Serde;
 use crate::store::KeyValueBytesStoreSupplier;
-pub use crate::task::node::StreamPartitioner;
 
 /// How a source reads a topic: serdes and the source node's name.
 ///

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use super::builder::BuilderState;
 use super::Data;
+use crate::processor::node::StreamPartitioner;
 use crate::processor::{Processor, ProcessorContext};
 use crate::serde::Serde;
-use crate::task::node::StreamPartitioner;
 use crate::topology::{processor_def, sink_def, source_def, SinkSpec, TopicRef};
 use crate::{Record, StreamsError};
 

@@ -3,9 +3,9 @@
 use std::marker::PhantomData;
 use std::time::Duration;
 
+use super::state::{self, TaskState};
 use super::{interval_ms, PunctuationId, PunctuationType};
 use crate::store::TypedKeyValueStore;
-use crate::task::{self, TaskState};
 use crate::{Record, RecordMetadata, StreamsError, TaskId};
 
 /// What a [`Processor`](super::Processor) can do while it runs: forward records to its children, use the
@@ -41,7 +41,7 @@ impl<'a, KOut: Clone + 'static, VOut: Clone + 'static> ProcessorContext<'a, KOut
     /// Forwards `record` to every child. Each child (and its descendants) has processed it when this
     /// returns, as in Kafka Streams.
     pub fn forward(&mut self, record: Record<KOut, VOut>) -> Result<(), StreamsError> {
-        task::forward(self.task, self.children, record)
+        state::forward(self.task, self.children, record)
     }
 
     /// Forwards `record` to the child called `child` only.
@@ -65,7 +65,7 @@ impl<'a, KOut: Clone + 'static, VOut: Clone + 'static> ProcessorContext<'a, KOut
         position: usize,
         record: Record<KOut, VOut>,
     ) -> Result<(), StreamsError> {
-        task::deliver(self.task, self.children[position], record)
+        state::deliver(self.task, self.children[position], record)
     }
 
     /// The names of this processor's children, in the order they were connected.

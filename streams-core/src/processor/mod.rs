@@ -27,8 +27,13 @@
 //! Difference from Kafka Streams: a punctuation is not a closure handed to `schedule` (it could not borrow
 //! the processor's fields in Rust); instead `schedule` returns a [`PunctuationId`] and the task calls
 //! [`Processor::punctuate`] with it.
+//!
+//! Inside the crate, this module also holds what processors run on: the task's nodes (`node`) and the
+//! state they share (`state`), below the topology that creates them and the task that owns them.
 
 mod context;
+pub(crate) mod node;
+pub(crate) mod state;
 
 use std::time::Duration;
 

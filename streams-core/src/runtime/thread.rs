@@ -33,10 +33,10 @@ use crate::config::{ProcessingGuarantee, StreamsConfig};
 use crate::handler::{ProductionExceptionHandler, ProductionResponse};
 use crate::record::RawRecord;
 use crate::sync::LockUnpoisoned;
-use crate::task::{Task, TaskConfig, TaskMetrics};
+use crate::task::{Task, TaskConfig};
 use crate::time::Clock;
 use crate::topology::plan::TopologyPlan;
-use crate::{StreamsError, TaskId, Topology};
+use crate::{StreamsError, TaskId, TaskMetrics, Topology};
 
 /// The part of a thread that rebalance callbacks also use.
 pub(crate) struct ThreadInner {

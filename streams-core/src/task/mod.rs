@@ -1,73 +1,32 @@
 //! A task: one sub-topology's processors and stores for one input partition (`0_3`). The test driver and
 //! the runtime both run records through [`Task`]; only where the records come from and where the output
-//! goes differ.
+//! goes differ. The nodes and the state they share belong to the processor layer
+//! (`processor::state::TaskState`); the task adds what lies outside the graph: where records enter,
+//! restore, commit, checkpoints, owner epochs and changelog records.
 
-pub(crate) mod node;
 pub(crate) mod owner_epoch;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use state_store::checkpoint::Offsets;
 use state_store::{ChangelogWriter, OffsetCheckpoint, RocksDbMemory};
 
-use node::ErasedNode;
-
 use crate::client::TopicPartition;
 use crate::config::DslStoreType;
 use crate::handler::{DeserializationExceptionHandler, LogAndFail};
-use crate::processor::{Punctuation, PunctuationId, PunctuationType};
+use crate::processor::state::{ChangelogBuffer, TaskState};
+use crate::processor::PunctuationType;
 use crate::record::{Headers, ProducedRecord, RawRecord};
-use crate::store::{ErasedStore, StoreContext, TypedKeyValueStore};
+use crate::store::{StoreContext, TypedKeyValueStore};
 use crate::sync::LockUnpoisoned;
 use crate::time::Clock;
 use crate::topology::{plan::SubtopologyPlan, NodeInit, Topology};
-use crate::{Record, RecordMetadata, StreamsError};
+use crate::{RecordMetadata, StreamsError, TaskId, TaskMetrics};
 use state_store::CacheBudget;
 
 pub use owner_epoch::OWNER_EPOCH_HEADER;
-
-pub use crate::task_id::TaskId;
-
-/// Counters a task keeps, as Kafka Streams' task metrics.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TaskMetrics {
-    /// Records taken from the input and processed.
-    pub processed_records: u64,
-    /// Records skipped because they could not be deserialized (and the handler said continue).
-    pub skipped_records: u64,
-    /// Records dropped on purpose: a null key or value where the types cannot hold it.
-    pub dropped_records: u64,
-    /// Punctuations fired.
-    pub punctuations: u64,
-    /// Produced records the broker rejected and the production exception handler let go.
-    pub production_errors: u64,
-    /// Times a stream thread closed its tasks without committing and rejoined its group: it was
-    /// fenced out (a zombie), or a transaction failed and was aborted (a thread counter).
-    pub recoveries: u64,
-}
-
-impl std::ops::Add for TaskMetrics {
-    type Output = TaskMetrics;
-
-    fn add(self, other: TaskMetrics) -> TaskMetrics {
-        TaskMetrics {
-            processed_records: self.processed_records + other.processed_records,
-            skipped_records: self.skipped_records + other.skipped_records,
-            dropped_records: self.dropped_records + other.dropped_records,
-            punctuations: self.punctuations + other.punctuations,
-            production_errors: self.production_errors + other.production_errors,
-            recoveries: self.recoveries + other.recoveries,
-        }
-    }
-}
-
-impl std::iter::Sum for TaskMetrics {
-    fn sum<I: Iterator<Item = TaskMetrics>>(iter: I) -> TaskMetrics {
-        iter.fold(TaskMetrics::default(), |a, b| a + b)
-    }
-}
 
 /// What a task is started with besides its topology.
 #[derive(Clone)]
@@ -125,132 +84,6 @@ pub(crate) struct ChangelogStore {
     pub(crate) persistent: bool,
 }
 
-struct Schedule {
-    node: usize,
-    id: PunctuationId,
-    kind: PunctuationType,
-    interval: i64,
-    next: i64,
-    cancelled: bool,
-}
-
-/// Everything a running processor can reach through its context. Nodes are taken out of `nodes` while
-/// they run, so a node and the rest of the task can be borrowed at once; a node found missing means the
-/// graph looped back into a running node.
-pub(crate) struct TaskState {
-    pub(crate) id: TaskId,
-    pub(crate) application_id: Arc<str>,
-    pub(crate) nodes: Vec<Option<Box<dyn ErasedNode>>>,
-    pub(crate) node_names: Vec<Arc<str>>,
-    node_stores: Vec<Vec<usize>>,
-    pub(crate) stores: Vec<Box<dyn ErasedStore>>,
-    store_names: HashMap<String, usize>,
-    pub(crate) current: Option<RecordMetadata>,
-    pub(crate) stream_time: i64,
-    pub(crate) clock: Clock,
-    schedules: Vec<Schedule>,
-    next_schedule: u64,
-    pub(crate) outbox: Vec<ProducedRecord>,
-    /// Byte buffers of records already produced, for sinks to serialize the next ones into.
-    spare: Vec<Vec<u8>>,
-    /// Writes of logged stores since the last drain: (changelog topic, key, value).
-    changelog: Arc<Mutex<Vec<(Arc<str>, Vec<u8>, Option<Vec<u8>>)>>>,
-    pub(crate) metrics: TaskMetrics,
-    pub(crate) deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
-    pub(crate) cache_budget: Arc<CacheBudget>,
-    /// A processor asked for a commit ([`ProcessorContext::commit`](crate::processor::ProcessorContext::commit)).
-    pub(crate) commit_requested: bool,
-}
-
-/// How many produced records' buffers a task keeps for reuse, and the largest one it keeps.
-const SPARE_BUFFERS: usize = 256;
-const SPARE_BUFFER_MAX_BYTES: usize = 64 << 10;
-
-impl TaskState {
-    /// An empty buffer to serialize into: a recycled one when there is one.
-    pub(crate) fn spare_buffer(&mut self) -> Vec<u8> {
-        self.spare.pop().unwrap_or_default()
-    }
-
-    fn recycle(&mut self, buffer: Option<Vec<u8>>) {
-        if let Some(buffer) = buffer {
-            if self.spare.len() < SPARE_BUFFERS && buffer.capacity() <= SPARE_BUFFER_MAX_BYTES {
-                self.spare.push(buffer);
-            }
-        }
-    }
-    pub(crate) fn schedule(&mut self, node: usize, interval: i64, kind: PunctuationType) -> PunctuationId {
-        let id = PunctuationId(self.next_schedule);
-        self.next_schedule += 1;
-        // Kafka Streams: stream-time schedules are aligned to 0 and fire as soon as there is data;
-        // wall-clock schedules fire one interval from now.
-        let next = match kind {
-            PunctuationType::StreamTime => 0,
-            PunctuationType::WallClockTime => self.clock.now_ms() + interval,
-        };
-        self.schedules.push(Schedule { node, id, kind, interval, next, cancelled: false });
-        id
-    }
-
-    pub(crate) fn cancel_schedule(&mut self, node: usize, id: PunctuationId) {
-        for s in self.schedules.iter_mut().filter(|s| s.node == node && s.id == id) {
-            s.cancelled = true;
-        }
-    }
-
-    pub(crate) fn store_index_for(&self, node: usize, name: &str) -> Result<usize, StreamsError> {
-        let access = |reason: &str| StreamsError::StoreAccess {
-            node: self.node_names[node].to_string(),
-            store: name.to_string(),
-            reason: reason.to_string(),
-        };
-        let index = *self.store_names.get(name).ok_or_else(|| access("no store of that name in this task"))?;
-        if !self.node_stores[node].contains(&index) {
-            return Err(access("the processor is not connected to it; connect it when adding the store"));
-        }
-        Ok(index)
-    }
-}
-
-/// Delivers `record` to node `index`, which must take `(K, V)`.
-pub(crate) fn deliver<K: 'static, V: 'static>(
-    task: &mut TaskState,
-    index: usize,
-    record: Record<K, V>,
-) -> Result<(), StreamsError> {
-    let Some(mut node) = task.nodes[index].take() else {
-        return Err(StreamsError::Internal(format!("node `{}` was re-entered while running", task.node_names[index])));
-    };
-    let result = match node.as_any_mut().downcast_mut::<Box<dyn node::TypedNode<K, V>>>() {
-        Some(typed) => typed.process(task, record),
-        None => Err(StreamsError::Internal(format!(
-            "node `{}` does not take ({}, {})",
-            task.node_names[index],
-            std::any::type_name::<K>(),
-            std::any::type_name::<V>()
-        ))),
-    };
-    task.nodes[index] = Some(node);
-    result
-}
-
-/// Delivers `record` to every child in turn, depth first; the last child gets it without a clone.
-pub(crate) fn forward<K: Clone + 'static, V: Clone + 'static>(
-    task: &mut TaskState,
-    children: &[usize],
-    record: Record<K, V>,
-) -> Result<(), StreamsError> {
-    match children.split_last() {
-        None => Ok(()),
-        Some((&last, rest)) => {
-            for &child in rest {
-                deliver(task, child, record.clone())?;
-            }
-            deliver(task, last, record)
-        }
-    }
-}
-
 /// One sub-topology instantiated for one partition.
 pub(crate) struct Task {
     state: TaskState,
@@ -287,7 +120,7 @@ pub(crate) fn changelog_topic(application_id: &str, store: &str) -> String {
 /// Buffers a logged store's writes until the task moves them into its outbox.
 struct BufferedChangelog {
     topic: Arc<str>,
-    buffer: Arc<Mutex<Vec<(Arc<str>, Vec<u8>, Option<Vec<u8>>)>>>,
+    buffer: ChangelogBuffer,
 }
 
 impl ChangelogWriter for BufferedChangelog {
@@ -305,12 +138,13 @@ impl Task {
         config: &TaskConfig,
     ) -> Result<Task, StreamsError> {
         let id = TaskId { subtopology: plan.id, partition };
-        let local: HashMap<usize, usize> = plan.nodes.iter().enumerate().map(|(l, &g)| (g, l)).collect();
-        let store_local: HashMap<&str, usize> =
-            plan.stores.iter().enumerate().map(|(l, &g)| (topology.stores[g].name.as_str(), l)).collect();
-
-        let changelog: Arc<Mutex<Vec<(Arc<str>, Vec<u8>, Option<Vec<u8>>)>>> = Arc::default();
-        let mut stores: Vec<Box<dyn ErasedStore>> = Vec::with_capacity(plan.stores.len());
+        let mut state = TaskState::new(
+            id,
+            config.application_id.clone(),
+            config.clock.clone(),
+            config.deserialization_handler.clone(),
+            config.cache_budget.clone(),
+        );
         let mut changelogs = Vec::new();
         let task_dir = config.task_dir(id);
         for &g in &plan.stores {
@@ -327,7 +161,7 @@ impl Task {
             let logged = config.changelogs && def.logging_enabled;
             let writer: Option<Box<dyn ChangelogWriter>> = if logged {
                 let topic: Arc<str> = changelog_topic(&config.application_id, &def.name).into();
-                Some(Box::new(BufferedChangelog { topic, buffer: changelog.clone() }))
+                Some(Box::new(BufferedChangelog { topic, buffer: state.changelog.clone() }))
             } else {
                 None
             };
@@ -340,53 +174,20 @@ impl Task {
                     persistent: store.persistent(),
                 });
             }
-            stores.push(store);
+            state.add_store(store);
         }
 
-        let mut node_names = Vec::with_capacity(plan.nodes.len());
-        let mut node_stores = Vec::with_capacity(plan.nodes.len());
-        let mut nodes = Vec::with_capacity(plan.nodes.len());
         let mut sources = Vec::new();
         for (l, &g) in plan.nodes.iter().enumerate() {
             let def = &topology.nodes[g];
-            // Children in the order they were added to the topology, as Kafka Streams connects them.
-            let children: Vec<usize> = topology
-                .nodes
-                .iter()
-                .enumerate()
-                .filter(|(_, n)| n.parents.iter().any(|p| p == &def.name))
-                .filter_map(|(i, _)| local.get(&i).copied())
-                .collect();
-            let init = NodeInit { index: l, children, application_id: &config.application_id };
-            nodes.push(Some((def.factory)(&init)));
-            node_names.push(Arc::<str>::from(def.name.as_str()));
-            node_stores.push(def.stores.iter().filter_map(|s| store_local.get(s.as_str()).copied()).collect());
+            let init =
+                NodeInit { index: l, children: plan.children[l].clone(), application_id: &config.application_id };
+            state.add_node(&def.name, plan.node_stores[l].clone(), (def.factory)(&init));
             for topic in def.source_topics() {
                 sources.push((Arc::<str>::from(topic.resolve(&config.application_id)), l));
             }
         }
 
-        let state = TaskState {
-            id,
-            application_id: config.application_id.clone(),
-            nodes,
-            node_names,
-            node_stores,
-            store_names: stores.iter().enumerate().map(|(i, s)| (s.name().to_string(), i)).collect(),
-            stores,
-            current: None,
-            stream_time: -1,
-            clock: config.clock.clone(),
-            schedules: Vec::new(),
-            next_schedule: 0,
-            outbox: Vec::new(),
-            spare: Vec::new(),
-            changelog,
-            metrics: TaskMetrics::default(),
-            deserialization_handler: config.deserialization_handler.clone(),
-            cache_budget: config.cache_budget.clone(),
-            commit_requested: false,
-        };
         Ok(Task {
             state,
             sources,
@@ -426,23 +227,7 @@ impl Task {
             return Ok(());
         }
         self.initialized = true;
-        for index in 0..self.state.nodes.len() {
-            self.with_node(index, |node, state| node.init(state))?;
-        }
-        Ok(())
-    }
-
-    fn with_node(
-        &mut self,
-        index: usize,
-        run: impl FnOnce(&mut Box<dyn ErasedNode>, &mut TaskState) -> Result<(), StreamsError>,
-    ) -> Result<(), StreamsError> {
-        let Some(mut node) = self.state.nodes[index].take() else {
-            return Err(StreamsError::Internal(format!("node `{}` is missing", self.state.node_names[index])));
-        };
-        let result = run(&mut node, &mut self.state);
-        self.state.nodes[index] = Some(node);
-        result
+        self.state.for_each_node(|node, state| node.init(state))
     }
 
     /// Processes one input record: advances stream time, runs the record through the sub-topology, then
@@ -459,11 +244,11 @@ impl Task {
         self.state.stream_time = self.state.stream_time.max(raw.timestamp);
         self.state.current =
             Some(RecordMetadata { topic: raw.topic.clone(), partition: raw.partition, offset: raw.offset });
-        let result = self.with_node(index, |node, state| node.process_raw(state, raw));
+        let result = self.state.with_node(index, |node, state| node.process_raw(state, raw));
         self.state.current = None;
         result?;
         self.state.metrics.processed_records += 1;
-        self.punctuate(PunctuationType::StreamTime, self.state.stream_time)?;
+        self.state.punctuate(PunctuationType::StreamTime, self.state.stream_time)?;
         Ok(())
     }
 
@@ -471,35 +256,7 @@ impl Task {
     pub(crate) fn punctuate_wall_clock(&mut self) -> Result<bool, StreamsError> {
         self.init()?;
         let now = self.state.clock.now_ms();
-        self.punctuate(PunctuationType::WallClockTime, now)
-    }
-
-    fn punctuate(&mut self, kind: PunctuationType, now: i64) -> Result<bool, StreamsError> {
-        if kind == PunctuationType::StreamTime && now < 0 {
-            return Ok(false);
-        }
-        let mut fired = false;
-        // Index loop: a punctuation may add schedules; they are considered from the next check on.
-        let due = self.state.schedules.len();
-        for i in 0..due {
-            let s = &mut self.state.schedules[i];
-            if s.cancelled || s.kind != kind || s.next > now {
-                continue;
-            }
-            // At most one punctuation per check; intervals jumped over are skipped (Kafka Streams'
-            // PunctuationSchedule.next).
-            let mut next = s.next + s.interval;
-            if now >= next {
-                next = s.next + ((now - s.next) / s.interval + 1) * s.interval;
-            }
-            s.next = next;
-            let (node, punctuation) = (s.node, Punctuation { id: s.id, kind, timestamp: now });
-            self.state.metrics.punctuations += 1;
-            fired = true;
-            self.with_node(node, |n, state| n.punctuate(state, punctuation))?;
-        }
-        self.state.schedules.retain(|s| !s.cancelled);
-        Ok(fired)
+        self.state.punctuate(PunctuationType::WallClockTime, now)
     }
 
     /// Takes the records the sinks wrote since the last call, in the order they were written.
@@ -579,9 +336,7 @@ impl Task {
 
     fn store_index(&self, store: &str) -> Result<usize, StreamsError> {
         self.state
-            .store_names
-            .get(store)
-            .copied()
+            .store_index(store)
             .ok_or_else(|| StreamsError::Internal(format!("task {} has no store `{store}`", self.state.id)))
     }
 
@@ -634,9 +389,7 @@ impl Task {
         if !self.initialized {
             return Ok(());
         }
-        for index in 0..self.state.nodes.len() {
-            self.with_node(index, |node, state| node.flush(state))?;
-        }
+        self.state.for_each_node(|node, state| node.flush(state))?;
         // Then the stores' own caches (Processor-API stores built with caching): their writes reach
         // the changelog buffer now, to be sent before the commit that covers them.
         for store in &mut self.state.stores {
@@ -716,9 +469,7 @@ impl Task {
     /// Closes the processors, then the stores.
     pub(crate) fn close(&mut self) -> Result<(), StreamsError> {
         if self.initialized {
-            for index in 0..self.state.nodes.len() {
-                self.with_node(index, |node, state| node.close(state))?;
-            }
+            self.state.for_each_node(|node, state| node.close(state))?;
         }
         for store in &mut self.state.stores {
             store.close()?;
@@ -728,7 +479,7 @@ impl Task {
 
     /// The typed store called `name`, if this task has it with these types.
     pub(crate) fn store<K: 'static, V: 'static>(&mut self, name: &str) -> Option<&mut TypedKeyValueStore<K, V>> {
-        let &index = self.state.store_names.get(name)?;
+        let index = self.state.store_index(name)?;
         self.state.stores[index].downcast_mut::<K, V>()
     }
 
@@ -739,6 +490,6 @@ impl Task {
 
     /// Whether the task holds a store called `name`.
     pub(crate) fn has_store(&self, name: &str) -> bool {
-        self.state.store_names.contains_key(name)
+        self.state.store_index(name).is_some()
     }
 }

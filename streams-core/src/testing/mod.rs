@@ -40,10 +40,10 @@ use crate::record::RecordPart;
 use crate::record::{Headers, ProducedRecord, RawRecord};
 use crate::serde::{from_bytes, to_bytes, DefaultSerde, Serde, SerdeError};
 use crate::store::{TypedKeyValueStore, ValueAndTimestamp};
-use crate::task::{Task, TaskConfig, TaskMetrics};
+use crate::task::{Task, TaskConfig};
 use crate::time::Clock;
 use crate::topology::{plan, Topology};
-use crate::{Record, StreamsError};
+use crate::{Record, StreamsError, TaskMetrics};
 
 /// Settings for a [`TopologyTestDriver`].
 #[derive(Clone)]

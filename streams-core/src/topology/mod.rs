@@ -36,10 +36,10 @@ use std::sync::Arc;
 
 pub use describe::{NodeDescription, NodeKindDescription, SubtopologyDescription, TopologyDescription};
 
+use crate::processor::node::{erase, ErasedNode, ProcessorNode, SinkNode, SinkTarget, SourceNode, StreamPartitioner};
 use crate::processor::Processor;
 use crate::serde::Serde;
 use crate::store::{StoreBuilder, StoreDef};
-use crate::task::node::{erase, ErasedNode, ProcessorNode, SinkNode, SinkTarget, SourceNode, StreamPartitioner};
 use crate::{RecordMetadata, TopologyError};
 
 /// A processing graph: what the DSL builds and the Processor API writes by hand (Kafka Streams'

@@ -14,12 +14,20 @@ pub(crate) struct TopologyPlan {
     pub(crate) subtopologies: Vec<SubtopologyPlan>,
 }
 
-/// One sub-topology: its nodes (parents before children), stores and topics.
+/// One sub-topology: its nodes (parents before children), stores and topics, and its edges resolved to
+/// positions, so that a task is made without looking up a name.
 #[derive(Debug)]
 pub(crate) struct SubtopologyPlan {
     pub(crate) id: u32,
+    /// The topology's nodes in this sub-topology, parents before children.
     pub(crate) nodes: Vec<usize>,
+    /// For each of `nodes`, its children as positions in `nodes`, in the order they were added to the
+    /// topology (the order Kafka Streams connects them in).
+    pub(crate) children: Vec<Vec<usize>>,
+    /// The topology's stores that nodes of this sub-topology use.
     pub(crate) stores: Vec<usize>,
+    /// For each of `nodes`, the stores it is connected to, as positions in `stores`.
+    pub(crate) node_stores: Vec<Vec<usize>>,
     pub(crate) source_topics: Vec<TopicRef>,
     pub(crate) sink_topics: Vec<TopicRef>,
 }
@@ -70,6 +78,15 @@ pub(crate) fn plan(topology: &Topology) -> Result<TopologyPlan, TopologyError> {
         }
     }
     let order = topological_order(topology, &index)?;
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
+    for (i, node) in nodes.iter().enumerate() {
+        for parent in &node.parents {
+            let siblings = &mut children[index[parent.as_str()]];
+            if !siblings.contains(&i) {
+                siblings.push(i);
+            }
+        }
+    }
 
     let subtopologies = groups(topology)
         .into_iter()
@@ -77,12 +94,22 @@ pub(crate) fn plan(topology: &Topology) -> Result<TopologyPlan, TopologyError> {
         .map(|(id, members)| {
             let mut in_order: Vec<usize> = order.iter().copied().filter(|n| members.contains(n)).collect();
             in_order.dedup();
-            let stores = topology
+            let stores: Vec<usize> = topology
                 .stores
                 .iter()
                 .enumerate()
                 .filter(|(_, s)| in_order.iter().any(|&n| nodes[n].stores.contains(&s.name)))
                 .map(|(i, _)| i)
+                .collect();
+            let position = |node: usize| in_order.iter().position(|&n| n == node);
+            let node_children =
+                in_order.iter().map(|&n| children[n].iter().filter_map(|&c| position(c)).collect()).collect();
+            let node_stores = in_order
+                .iter()
+                .map(|&n| {
+                    let store_position = |name: &String| stores.iter().position(|&g| &topology.stores[g].name == name);
+                    nodes[n].stores.iter().filter_map(store_position).collect()
+                })
                 .collect();
             let source_topics = in_order.iter().flat_map(|&n| nodes[n].source_topics().iter().cloned()).collect();
             let sink_topics = in_order
@@ -92,7 +119,15 @@ pub(crate) fn plan(topology: &Topology) -> Result<TopologyPlan, TopologyError> {
                     _ => None,
                 })
                 .collect();
-            SubtopologyPlan { id: id as u32, nodes: in_order, stores, source_topics, sink_topics }
+            SubtopologyPlan {
+                id: id as u32,
+                nodes: in_order,
+                children: node_children,
+                stores,
+                node_stores,
+                source_topics,
+                sink_topics,
+            }
         })
         .collect();
     Ok(TopologyPlan { subtopologies })

@@ -9,9 +9,9 @@ use std::any::Any;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use super::{forward, TaskState};
+use super::state::{forward, TaskState};
+use super::{Processor, ProcessorContext, Punctuation};
 use crate::handler::DeserializationResponse;
-use crate::processor::{Processor, ProcessorContext, Punctuation};
 use crate::record::RecordPart;
 use crate::record::{ProducedRecord, RawRecord};
 use crate::serde::{from_bytes, to_bytes_in, Serde};

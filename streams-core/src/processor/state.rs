@@ -1,0 +1,251 @@
+//! The state of a running task that its nodes share: the nodes themselves, the stores, stream time, the
+//! punctuation schedules and the records written for the producer. A [`ProcessorContext`](super::ProcessorContext)
+//! is a window on it; the task (`crate::task`) owns it and adds what lies outside the graph: restore,
+//! commit, checkpoints.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use state_store::CacheBudget;
+
+use super::node::{ErasedNode, TypedNode};
+use super::{Punctuation, PunctuationId, PunctuationType};
+use crate::handler::DeserializationExceptionHandler;
+use crate::record::ProducedRecord;
+use crate::store::ErasedStore;
+use crate::time::Clock;
+use crate::{Record, RecordMetadata, StreamsError, TaskId, TaskMetrics};
+
+/// Writes of a task's logged stores since the task last drained them: (changelog topic, key, value).
+pub(crate) type ChangelogBuffer = Arc<Mutex<Vec<(Arc<str>, Vec<u8>, Option<Vec<u8>>)>>>;
+
+struct Schedule {
+    node: usize,
+    id: PunctuationId,
+    kind: PunctuationType,
+    interval: i64,
+    next: i64,
+    cancelled: bool,
+}
+
+/// Everything a running processor can reach through its context. Nodes are taken out of `nodes` while
+/// they run, so a node and the rest of the task can be borrowed at once; a node found missing means the
+/// graph looped back into a running node.
+pub(crate) struct TaskState {
+    pub(crate) id: TaskId,
+    pub(crate) application_id: Arc<str>,
+    nodes: Vec<Option<Box<dyn ErasedNode>>>,
+    pub(crate) node_names: Vec<Arc<str>>,
+    node_stores: Vec<Vec<usize>>,
+    pub(crate) stores: Vec<Box<dyn ErasedStore>>,
+    store_names: HashMap<String, usize>,
+    pub(crate) current: Option<RecordMetadata>,
+    pub(crate) stream_time: i64,
+    pub(crate) clock: Clock,
+    schedules: Vec<Schedule>,
+    next_schedule: u64,
+    pub(crate) outbox: Vec<ProducedRecord>,
+    /// Byte buffers of records already produced, for sinks to serialize the next ones into.
+    spare: Vec<Vec<u8>>,
+    /// Writes of logged stores since the last drain.
+    pub(crate) changelog: ChangelogBuffer,
+    pub(crate) metrics: TaskMetrics,
+    pub(crate) deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
+    pub(crate) cache_budget: Arc<CacheBudget>,
+    /// A processor asked for a commit ([`ProcessorContext::commit`](crate::processor::ProcessorContext::commit)).
+    pub(crate) commit_requested: bool,
+}
+
+/// How many produced records' buffers a task keeps for reuse, and the largest one it keeps.
+const SPARE_BUFFERS: usize = 256;
+const SPARE_BUFFER_MAX_BYTES: usize = 64 << 10;
+
+impl TaskState {
+    /// The state of task `id`, without nodes or stores yet: the task adds its stores first (their
+    /// changelog writers write to [`changelog`](Self::changelog)), then its nodes, parents first.
+    pub(crate) fn new(
+        id: TaskId,
+        application_id: Arc<str>,
+        clock: Clock,
+        deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
+        cache_budget: Arc<CacheBudget>,
+    ) -> Self {
+        TaskState {
+            id,
+            application_id,
+            nodes: Vec::new(),
+            node_names: Vec::new(),
+            node_stores: Vec::new(),
+            stores: Vec::new(),
+            store_names: HashMap::new(),
+            current: None,
+            stream_time: -1,
+            clock,
+            schedules: Vec::new(),
+            next_schedule: 0,
+            outbox: Vec::new(),
+            spare: Vec::new(),
+            changelog: ChangelogBuffer::default(),
+            metrics: TaskMetrics::default(),
+            deserialization_handler,
+            cache_budget,
+            commit_requested: false,
+        }
+    }
+
+    pub(crate) fn add_store(&mut self, store: Box<dyn ErasedStore>) {
+        self.store_names.insert(store.name().to_string(), self.stores.len());
+        self.stores.push(store);
+    }
+
+    /// Adds the next node, connected to `stores` (indices of stores added before).
+    pub(crate) fn add_node(&mut self, name: &str, stores: Vec<usize>, node: Box<dyn ErasedNode>) {
+        self.node_names.push(name.into());
+        self.node_stores.push(stores);
+        self.nodes.push(Some(node));
+    }
+
+    /// The index of store `name`.
+    pub(crate) fn store_index(&self, name: &str) -> Option<usize> {
+        self.store_names.get(name).copied()
+    }
+
+    /// Runs `run` on node `index` with the rest of the state.
+    pub(crate) fn with_node(
+        &mut self,
+        index: usize,
+        run: impl FnOnce(&mut Box<dyn ErasedNode>, &mut TaskState) -> Result<(), StreamsError>,
+    ) -> Result<(), StreamsError> {
+        let Some(mut node) = self.nodes[index].take() else {
+            return Err(StreamsError::Internal(format!("node `{}` is missing", self.node_names[index])));
+        };
+        let result = run(&mut node, self);
+        self.nodes[index] = Some(node);
+        result
+    }
+
+    /// Runs `run` on every node, parents first (init, flush, close).
+    pub(crate) fn for_each_node(
+        &mut self,
+        mut run: impl FnMut(&mut Box<dyn ErasedNode>, &mut TaskState) -> Result<(), StreamsError>,
+    ) -> Result<(), StreamsError> {
+        for index in 0..self.nodes.len() {
+            self.with_node(index, &mut run)?;
+        }
+        Ok(())
+    }
+
+    /// Fires the punctuations of `kind` that are due at `now`. Returns whether any fired.
+    pub(crate) fn punctuate(&mut self, kind: PunctuationType, now: i64) -> Result<bool, StreamsError> {
+        if kind == PunctuationType::StreamTime && now < 0 {
+            return Ok(false);
+        }
+        let mut fired = false;
+        // Index loop: a punctuation may add schedules; they are considered from the next check on.
+        let due = self.schedules.len();
+        for i in 0..due {
+            let s = &mut self.schedules[i];
+            if s.cancelled || s.kind != kind || s.next > now {
+                continue;
+            }
+            // At most one punctuation per check; intervals jumped over are skipped (Kafka Streams'
+            // PunctuationSchedule.next).
+            let mut next = s.next + s.interval;
+            if now >= next {
+                next = s.next + ((now - s.next) / s.interval + 1) * s.interval;
+            }
+            s.next = next;
+            let (node, punctuation) = (s.node, Punctuation { id: s.id, kind, timestamp: now });
+            self.metrics.punctuations += 1;
+            fired = true;
+            self.with_node(node, |n, state| n.punctuate(state, punctuation))?;
+        }
+        self.schedules.retain(|s| !s.cancelled);
+        Ok(fired)
+    }
+
+    /// An empty buffer to serialize into: a recycled one when there is one.
+    pub(crate) fn spare_buffer(&mut self) -> Vec<u8> {
+        self.spare.pop().unwrap_or_default()
+    }
+
+    /// Keeps `buffer` for a later record, unless enough are kept or it is too large.
+    pub(crate) fn recycle(&mut self, buffer: Option<Vec<u8>>) {
+        if let Some(buffer) = buffer {
+            if self.spare.len() < SPARE_BUFFERS && buffer.capacity() <= SPARE_BUFFER_MAX_BYTES {
+                self.spare.push(buffer);
+            }
+        }
+    }
+
+    pub(crate) fn schedule(&mut self, node: usize, interval: i64, kind: PunctuationType) -> PunctuationId {
+        let id = PunctuationId(self.next_schedule);
+        self.next_schedule += 1;
+        // Kafka Streams: stream-time schedules are aligned to 0 and fire as soon as there is data;
+        // wall-clock schedules fire one interval from now.
+        let next = match kind {
+            PunctuationType::StreamTime => 0,
+            PunctuationType::WallClockTime => self.clock.now_ms() + interval,
+        };
+        self.schedules.push(Schedule { node, id, kind, interval, next, cancelled: false });
+        id
+    }
+
+    pub(crate) fn cancel_schedule(&mut self, node: usize, id: PunctuationId) {
+        for s in self.schedules.iter_mut().filter(|s| s.node == node && s.id == id) {
+            s.cancelled = true;
+        }
+    }
+
+    pub(crate) fn store_index_for(&self, node: usize, name: &str) -> Result<usize, StreamsError> {
+        let access = |reason: &str| StreamsError::StoreAccess {
+            node: self.node_names[node].to_string(),
+            store: name.to_string(),
+            reason: reason.to_string(),
+        };
+        let index = *self.store_names.get(name).ok_or_else(|| access("no store of that name in this task"))?;
+        if !self.node_stores[node].contains(&index) {
+            return Err(access("the processor is not connected to it; connect it when adding the store"));
+        }
+        Ok(index)
+    }
+}
+
+/// Delivers `record` to node `index`, which must take `(K, V)`.
+pub(crate) fn deliver<K: 'static, V: 'static>(
+    task: &mut TaskState,
+    index: usize,
+    record: Record<K, V>,
+) -> Result<(), StreamsError> {
+    let Some(mut node) = task.nodes[index].take() else {
+        return Err(StreamsError::Internal(format!("node `{}` was re-entered while running", task.node_names[index])));
+    };
+    let result = match node.as_any_mut().downcast_mut::<Box<dyn TypedNode<K, V>>>() {
+        Some(typed) => typed.process(task, record),
+        None => Err(StreamsError::Internal(format!(
+            "node `{}` does not take ({}, {})",
+            task.node_names[index],
+            std::any::type_name::<K>(),
+            std::any::type_name::<V>()
+        ))),
+    };
+    task.nodes[index] = Some(node);
+    result
+}
+
+/// Delivers `record` to every child in turn, depth first; the last child gets it without a clone.
+pub(crate) fn forward<K: Clone + 'static, V: Clone + 'static>(
+    task: &mut TaskState,
+    children: &[usize],
+    record: Record<K, V>,
+) -> Result<(), StreamsError> {
+    match children.split_last() {
+        None => Ok(()),
+        Some((&last, rest)) => {
+            for &child in rest {
+                deliver(task, child, record.clone())?;
+            }
+            deliver(task, last, record)
+        }
+    }
+}
