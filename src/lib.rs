@@ -37,8 +37,8 @@
 /// the engine's and stay inside it.
 pub mod state {
     pub use state_store::{
-        store::KeyValue, InMemoryKeyValueStore, KeyValueIterator, KeyValueStore, ReadOnlyKeyValueStore,
-        RocksDbKeyValueStore, RocksDbMemory, StateStore, StoreError,
+        InMemoryKeyValueStore, KeyValue, KeyValueIterator, KeyValueStore, ReadOnlyKeyValueStore, RocksDbKeyValueStore,
+        RocksDbMemory, StateStore, StoreError,
     };
 }
 pub use streams_core::*;
@@ -47,7 +47,7 @@ pub use streams_macros::{topology, Event};
 /// The names most programs need, in one `use`.
 pub mod prelude {
     pub use streams_core::dsl::{
-        Branched, Change, Consumed, Grouped, KGroupedStream, KGroupedTable, KStream, KTable, Materialized, Produced,
+        Branched, Consumed, Grouped, KGroupedStream, KGroupedTable, KStream, KTable, Materialized, Produced,
         Repartitioned, Sink, StreamsBuilder,
     };
     pub use streams_core::processor::{Processor, ProcessorContext, Punctuation, PunctuationType};

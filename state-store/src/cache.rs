@@ -1,14 +1,4 @@
-//! The record cache in front of a store (`statestore.cache.max.bytes`), for stores that processors
-//! write directly (the Processor API). DSL aggregations cache one level up, in the processor, because
-//! they also forward what leaves the cache; this layer only saves the store, and its changelog, the writes
-//! that a later write of the same key makes pointless.
-//!
-//! Writes stay in the cache until the commit ([`StateStore::flush_cache`], which the runtime calls before
-//! it flushes the producer, or [`StateStore::commit`]) writes them all to the store below in one batch,
-//! or until the budget, shared by every cache of a stream thread, runs over and the oldest entries of
-//! this cache are written out one by one. Reads see the cache first, merged in key order with
-//! the store below for scans. Closing without a commit, or an abort, drops what the cache held, like
-//! any write the commit did not cover.
+//! The record cache in front of a store: the type below says how it works.
 
 use std::collections::BTreeSet;
 use std::ops::Bound;
@@ -19,7 +9,19 @@ use crate::store::{empty_range, prefix_successor, KeyValueIterator, KeyValueStor
 use crate::transactional::Merge;
 use crate::StoreError;
 
-/// A record cache in front of `inner`; see the [module documentation](self).
+/// A record cache in front of `inner`.
+///
+/// The record cache in front of a store (`statestore.cache.max.bytes`), for stores that processors
+/// write directly (the Processor API). DSL aggregations cache one level up, in the processor, because
+/// they also forward what leaves the cache; this layer only saves the store, and its changelog, the writes
+/// that a later write of the same key makes pointless.
+///
+/// Writes stay in the cache until the commit ([`StateStore::flush_cache`], which the runtime calls before
+/// it flushes the producer, or [`StateStore::commit`]) writes them all to the store below in one batch,
+/// or until the budget, shared by every cache of a stream thread, runs over and the oldest entries of
+/// this cache are written out one by one. Reads see the cache first, merged in key order with
+/// the store below for scans. Closing without a commit, or an abort, drops what the cache held, like
+/// any write the commit did not cover.
 ///
 /// ```
 /// use std::sync::Arc;

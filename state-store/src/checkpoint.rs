@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The checkpoint file's name inside a task directory, as in Kafka Streams.
-pub const CHECKPOINT_FILE_NAME: &str = ".checkpoint";
+const CHECKPOINT_FILE_NAME: &str = ".checkpoint";
 
 const VERSION: u32 = 0;
 
@@ -57,7 +57,8 @@ impl OffsetCheckpoint {
     }
 
     /// The file's path.
-    pub fn path(&self) -> &Path {
+    #[cfg(test)]
+    fn path(&self) -> &Path {
         &self.path
     }
 

@@ -35,7 +35,7 @@ impl CacheBudget {
     }
 
     /// Whether the caches sharing this budget hold more than it allows.
-    pub fn over(&self) -> bool {
+    fn over(&self) -> bool {
         self.used() > self.max
     }
 
@@ -45,12 +45,12 @@ impl CacheBudget {
     }
 
     /// A cache took `bytes` more.
-    pub fn take(&self, bytes: usize) {
+    fn take(&self, bytes: usize) {
         self.used.fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// A cache gave `bytes` back.
-    pub fn give_back(&self, bytes: usize) {
+    fn give_back(&self, bytes: usize) {
         self.used.fetch_sub(bytes, Ordering::Relaxed);
     }
 }

@@ -1,13 +1,4 @@
-//! Writes held per commit (Kafka's KIP-892 idea): a layer that keeps the writes since the last commit in
-//! an ordered in-memory overlay, applies them to the store below in one batch when the commit succeeds
-//! ([`StateStore::flush`]), and drops them when it does not ([`StateStore::discard_uncommitted`]).
-//!
-//! The store below therefore only ever holds committed state. After a crash under exactly-once it needs
-//! no wipe: replaying the changelog's committed records from the checkpoint on brings it up to date,
-//! where Kafka Streams deletes the whole store and restores it from scratch.
-//!
-//! Reads see the task's own uncommitted writes first (read-your-writes), merged in key order with the
-//! store below for range and prefix scans.
+//! Writes held per commit (KIP-892): the type below says how it works.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -22,7 +13,18 @@ use crate::StoreError;
 /// Per-entry bookkeeping counted on top of key and value bytes (tree node, vectors).
 const ENTRY_OVERHEAD: usize = 64;
 
-/// Holds `inner`'s writes until the next flush; see the [module documentation](self).
+/// Holds `inner`'s writes until the next flush.
+///
+/// Writes held per commit (Kafka's KIP-892 idea): a layer that keeps the writes since the last commit in
+/// an ordered in-memory overlay, applies them to the store below in one batch when the commit succeeds
+/// ([`StateStore::flush`]), and drops them when it does not ([`StateStore::discard_uncommitted`]).
+///
+/// The store below therefore only ever holds committed state. After a crash under exactly-once it needs
+/// no wipe: replaying the changelog's committed records from the checkpoint on brings it up to date,
+/// where Kafka Streams deletes the whole store and restores it from scratch.
+///
+/// Reads see the task's own uncommitted writes first (read-your-writes), merged in key order with the
+/// store below for range and prefix scans.
 ///
 /// ```
 /// use state_store::{InMemoryKeyValueStore, KeyValueStore, ReadOnlyKeyValueStore, StateStore, TransactionalKeyValueStore};

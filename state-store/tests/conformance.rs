@@ -313,7 +313,7 @@ fn a_bulk_restore_gives_the_contents_plain_writes_give() {
 
 #[test]
 fn open_stores_take_their_allowance_from_the_shared_cache_and_give_it_back() {
-    use state_store::rocksdb::{BASE_ALLOWANCE, PER_STORE_ALLOWANCE};
+    use state_store::{BASE_ALLOWANCE, PER_STORE_ALLOWANCE};
     let dir = tempfile::tempdir().unwrap();
     let memory = RocksDbMemory::new(64 << 20, 16 << 20);
     assert_eq!(memory.cache_capacity(), 64 << 20);

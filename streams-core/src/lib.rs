@@ -30,7 +30,6 @@
 //! - [`store`]: typed stores over `state-store`'s byte stores, and store builders.
 //! - [`testing`]: the test driver: pipe records in, read records and stores out, move time.
 //! - [`handler`]: what happens to records that cannot be read.
-//! - [`time`]: the clock, real or manual.
 //!
 //! ```
 //! use streams_core::dsl::StreamsBuilder;
@@ -82,7 +81,11 @@ pub(crate) mod task;
 mod task_id;
 mod task_metrics;
 pub mod testing;
+/// The clock: public with `test-utils`, for the simulation's virtual clock.
+#[cfg(feature = "test-utils")]
 pub mod time;
+#[cfg(not(feature = "test-utils"))]
+pub(crate) mod time;
 pub mod topology;
 
 pub use error::{StreamsError, TopologyError};

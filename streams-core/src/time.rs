@@ -1,5 +1,9 @@
 //! The one place that reads the wall clock. Tasks ask a [`Clock`] for the time, so tests and simulations
 //! can run on manual time and replay exactly.
+//!
+//! Public only with the `test-utils` feature (the simulation's clock); otherwise its `pub` items are
+//! the crate's own.
+#![cfg_attr(not(feature = "test-utils"), allow(unreachable_pub))]
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};

@@ -230,11 +230,6 @@ impl RocksDbKeyValueStore {
         std::fs::remove_dir_all(path).map_err(|e| backend(name, format!("delete {}", path.display()), e))
     }
 
-    /// Where the database lives.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// The database with every restored record in it: during a restore, the records not in it yet are
     /// put in first, so a read sees them and a write lands after them.
     fn db(&self) -> Result<&DB, StoreError> {

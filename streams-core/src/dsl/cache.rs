@@ -79,7 +79,7 @@ mod tests {
 
     #[test]
     fn the_cache_keeps_the_latest_update_per_key_and_evicts_the_oldest_over_budget() {
-        let budget = CacheBudget::new(2 * (1 + 8 + state_store::record_cache::ENTRY_OVERHEAD));
+        let budget = CacheBudget::new(2 * (1 + 8 + state_store::ENTRY_OVERHEAD));
         let mut cache: RecordCache<String, i64> = RecordCache::default();
         cache.put(&budget, b"a".to_vec(), update("a", 1));
         cache.put(&budget, b"b".to_vec(), update("b", 1));

@@ -6,35 +6,17 @@ use std::sync::Arc;
 use crate::serde::{Serde, SerdeError};
 
 /// A table update: `new` is `None` for a delete, `old` is `None` for an insert.
-///
-/// # Examples
-///
-/// ```
-/// use streams_core::dsl::Change;
-///
-/// // A row's life: inserted, updated, deleted.
-/// let changes = [Change::new(Some(3), None), Change::new(Some(4), Some(3)), Change::new(None, Some(4))];
-/// // What a table aggregation does with each (here a count): subtract the old side, add the new one.
-/// let mut count = 0;
-/// let mut counts = Vec::new();
-/// for change in &changes {
-///     count -= i64::from(change.old.is_some());
-///     count += i64::from(change.new.is_some());
-///     counts.push(count);
-/// }
-/// assert_eq!(counts, [1, 1, 0]);
-/// ```
 #[derive(Debug, Clone, PartialEq)]
-pub struct Change<V> {
+pub(crate) struct Change<V> {
     /// The value after the update.
-    pub new: Option<V>,
+    pub(crate) new: Option<V>,
     /// The value before it.
-    pub old: Option<V>,
+    pub(crate) old: Option<V>,
 }
 
 impl<V> Change<V> {
     /// An update from `old` to `new`.
-    pub fn new(new: Option<V>, old: Option<V>) -> Self {
+    pub(crate) fn new(new: Option<V>, old: Option<V>) -> Self {
         Change { new, old }
     }
 }
@@ -42,7 +24,7 @@ impl<V> Change<V> {
 /// The bytes of a [`Change`] on a repartition topic: a flags byte (bit 0: new present, bit 1: old
 /// present), the new value's length as 4 bytes big-endian, the new value's bytes, then the old value's.
 /// (Internal to this library; Kafka Streams' `ChangedSerializer` is laid out differently.)
-pub struct ChangeSerde<V>(pub(crate) Arc<dyn Serde<V>>);
+pub(crate) struct ChangeSerde<V>(pub(crate) Arc<dyn Serde<V>>);
 
 impl<V: 'static> Serde<Change<V>> for ChangeSerde<V> {
     fn serialize(&self, topic: &str, value: &Change<V>, out: &mut Vec<u8>) -> Result<(), SerdeError> {

@@ -24,7 +24,6 @@ mod sink;
 mod stateless;
 
 pub use builder::StreamsBuilder;
-pub use change::{Change, ChangeSerde};
 pub use grouped::{KGroupedStream, KGroupedTable};
 pub use kstream::{BranchedKStream, Branches, KStream};
 pub use ktable::KTable;

@@ -47,7 +47,8 @@ impl<K, V> Sink<K, V> {
     }
 
     /// Whether records are re-keyed by their event's partition key before they are written
-    /// ([`Sink::event`]).
+    /// ([`Sink::event`]). Hidden: only the macros' tests (in `tests/`) ask.
+    #[doc(hidden)]
     pub fn is_keyed_by_event(&self) -> bool {
         self.key_of.is_some()
     }

@@ -82,11 +82,17 @@ impl Default for EmbeddedBroker {
 impl EmbeddedBroker {
     /// An empty broker on the system clock.
     pub fn new() -> Self {
-        EmbeddedBroker::with_clock(Clock::System)
+        EmbeddedBroker::on_clock(Clock::System)
     }
 
-    /// An empty broker whose session timeouts and record timestamps follow `clock`.
+    /// An empty broker whose session timeouts and record timestamps follow `clock` (the simulation's
+    /// virtual clock).
+    #[cfg(feature = "test-utils")]
     pub fn with_clock(clock: Clock) -> Self {
+        EmbeddedBroker::on_clock(clock)
+    }
+
+    fn on_clock(clock: Clock) -> Self {
         EmbeddedBroker {
             inner: Arc::new(Inner { state: Mutex::new(BrokerState::default()), changed: Condvar::new(), clock }),
         }
@@ -211,6 +217,7 @@ impl EmbeddedBroker {
     }
 
     /// How many transactions the broker aborted because they outlived `transaction.timeout.ms`.
+    #[cfg(feature = "test-utils")]
     pub fn transactions_timed_out(&self) -> u64 {
         self.lock().transactions_timed_out
     }

@@ -11,8 +11,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use state_store::checkpoint::Offsets;
 use state_store::OffsetCheckpoint;
+use state_store::Offsets;
 
 use crate::client::{RestoreConsumer, TopicPartition};
 use crate::task::owner_epoch::{self, EpochFence};

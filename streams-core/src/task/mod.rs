@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use state_store::checkpoint::Offsets;
+use state_store::Offsets;
 use state_store::{ChangelogWriter, OffsetCheckpoint, RocksDbMemory};
 
 use crate::client::TopicPartition;
