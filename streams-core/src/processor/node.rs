@@ -17,15 +17,27 @@ use crate::record::{ProducedRecord, RawRecord};
 use crate::serde::{from_bytes, to_bytes_in, Serde};
 use crate::{Record, RecordMetadata, StreamsError};
 
-/// What the task needs of every node, whatever its types.
-pub(crate) trait ErasedNode: Send {
-    fn init(&mut self, task: &mut TaskState) -> Result<(), StreamsError>;
-    fn punctuate(&mut self, task: &mut TaskState, punctuation: Punctuation) -> Result<(), StreamsError>;
-    fn close(&mut self, task: &mut TaskState) -> Result<(), StreamsError>;
+/// A node's life besides records: what a processor does at init, punctuation, commit and close. Sources
+/// and sinks do nothing then.
+pub(crate) trait Lifecycle: Send {
+    fn init(&mut self, _task: &mut TaskState) -> Result<(), StreamsError> {
+        Ok(())
+    }
+    fn punctuate(&mut self, _task: &mut TaskState, _punctuation: Punctuation) -> Result<(), StreamsError> {
+        Ok(())
+    }
     /// At commit, before the stores are flushed: a node that buffers forwards what it holds.
     fn flush(&mut self, _task: &mut TaskState) -> Result<(), StreamsError> {
         Ok(())
     }
+    fn close(&mut self, _task: &mut TaskState) -> Result<(), StreamsError> {
+        Ok(())
+    }
+}
+
+/// What the task needs of every node, whatever its types.
+pub(crate) trait ErasedNode: Send {
+    fn lifecycle(&mut self) -> &mut dyn Lifecycle;
     /// Only sources take raw records.
     fn process_raw(&mut self, task: &mut TaskState, _raw: RawRecord) -> Result<(), StreamsError> {
         let _ = task;
@@ -35,32 +47,13 @@ pub(crate) trait ErasedNode: Send {
 }
 
 /// A node that takes typed records.
-pub(crate) trait TypedNode<K, V>: Send {
+pub(crate) trait TypedNode<K, V>: Lifecycle {
     fn process(&mut self, task: &mut TaskState, record: Record<K, V>) -> Result<(), StreamsError>;
-    fn init(&mut self, task: &mut TaskState) -> Result<(), StreamsError>;
-    fn punctuate(&mut self, task: &mut TaskState, punctuation: Punctuation) -> Result<(), StreamsError>;
-    fn close(&mut self, task: &mut TaskState) -> Result<(), StreamsError>;
-    /// At commit, before the stores are flushed: a node that buffers forwards what it holds.
-    fn flush(&mut self, _task: &mut TaskState) -> Result<(), StreamsError> {
-        Ok(())
-    }
 }
 
 impl<K: 'static, V: 'static> ErasedNode for Box<dyn TypedNode<K, V>> {
-    fn init(&mut self, task: &mut TaskState) -> Result<(), StreamsError> {
-        (**self).init(task)
-    }
-
-    fn punctuate(&mut self, task: &mut TaskState, punctuation: Punctuation) -> Result<(), StreamsError> {
-        (**self).punctuate(task, punctuation)
-    }
-
-    fn close(&mut self, task: &mut TaskState) -> Result<(), StreamsError> {
-        (**self).close(task)
-    }
-
-    fn flush(&mut self, task: &mut TaskState) -> Result<(), StreamsError> {
-        (**self).flush(task)
+    fn lifecycle(&mut self) -> &mut dyn Lifecycle {
+        &mut **self
     }
 
     fn as_any_mut(&mut self) -> &mut dyn Any {
@@ -94,7 +87,16 @@ where
         let mut ctx = ProcessorContext::new(task, self.index, &self.children);
         self.processor.process(&mut ctx, record)
     }
+}
 
+impl<P, KIn, VIn, KOut, VOut> Lifecycle for ProcessorNode<P, KIn, VIn, KOut, VOut>
+where
+    P: Processor<KIn, VIn, KOut, VOut>,
+    KIn: 'static,
+    VIn: 'static,
+    KOut: Clone + 'static,
+    VOut: Clone + 'static,
+{
     fn init(&mut self, task: &mut TaskState) -> Result<(), StreamsError> {
         self.processor.init(&mut ProcessorContext::new(task, self.index, &self.children))
     }
@@ -120,17 +122,11 @@ pub(crate) struct SourceNode<K, V> {
     pub(crate) value_serde: Arc<dyn Serde<V>>,
 }
 
+impl<K: Send, V: Send> Lifecycle for SourceNode<K, V> {}
+
 impl<K: Clone + Send + 'static, V: Clone + Send + 'static> ErasedNode for SourceNode<K, V> {
-    fn init(&mut self, _task: &mut TaskState) -> Result<(), StreamsError> {
-        Ok(())
-    }
-
-    fn punctuate(&mut self, _task: &mut TaskState, _punctuation: Punctuation) -> Result<(), StreamsError> {
-        Ok(())
-    }
-
-    fn close(&mut self, _task: &mut TaskState) -> Result<(), StreamsError> {
-        Ok(())
+    fn lifecycle(&mut self) -> &mut dyn Lifecycle {
+        self
     }
 
     fn process_raw(&mut self, task: &mut TaskState, mut raw: RawRecord) -> Result<(), StreamsError> {
@@ -233,16 +229,6 @@ impl<K: Send + 'static, V: Send + 'static> TypedNode<K, V> for SinkNode<K, V> {
         });
         Ok(())
     }
-
-    fn init(&mut self, _task: &mut TaskState) -> Result<(), StreamsError> {
-        Ok(())
-    }
-
-    fn punctuate(&mut self, _task: &mut TaskState, _punctuation: Punctuation) -> Result<(), StreamsError> {
-        Ok(())
-    }
-
-    fn close(&mut self, _task: &mut TaskState) -> Result<(), StreamsError> {
-        Ok(())
-    }
 }
+
+impl<K: Send, V: Send> Lifecycle for SinkNode<K, V> {}

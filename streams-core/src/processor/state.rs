@@ -158,7 +158,7 @@ impl TaskState {
             let (node, punctuation) = (s.node, Punctuation { id: s.id, kind, timestamp: now });
             self.metrics.punctuations += 1;
             fired = true;
-            self.with_node(node, |n, state| n.punctuate(state, punctuation))?;
+            self.with_node(node, |n, state| n.lifecycle().punctuate(state, punctuation))?;
         }
         self.schedules.retain(|s| !s.cancelled);
         Ok(fired)

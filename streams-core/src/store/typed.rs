@@ -149,25 +149,16 @@ fn collect<K: 'static, V: 'static>(
     .collect()
 }
 
-/// What a task needs of a store without knowing its types: its name, flush and close, and a checked
-/// downcast back to the typed store.
+/// What a task needs of a store without knowing its types: its name, the byte store under it (for
+/// commit, flush, close and restore, which work on bytes), and a checked downcast back to the typed
+/// store.
 pub(crate) trait ErasedStore: Send {
     fn name(&self) -> &str;
-    fn commit(&mut self) -> Result<(), StreamsError>;
-    fn flush(&mut self) -> Result<(), StreamsError>;
-    fn close(&mut self) -> Result<(), StreamsError>;
+    fn bytes(&self) -> &dyn KeyValueStore;
+    fn bytes_mut(&mut self) -> &mut dyn KeyValueStore;
     fn as_any_mut(&mut self) -> &mut dyn Any;
     fn as_any(&self) -> &dyn Any;
     fn type_names(&self) -> String;
-    fn persistent(&self) -> bool;
-    /// Applies records replayed from the changelog, below the logging layer.
-    fn restore_batch(&mut self, batch: &[(&[u8], Option<&[u8]>)]) -> Result<(), StreamsError>;
-    /// The stored bytes of `key`, as its changelog carries them.
-    fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StreamsError>;
-    fn begin_restore(&mut self) -> Result<(), StreamsError>;
-    fn end_restore(&mut self) -> Result<(), StreamsError>;
-    fn uncommitted_bytes(&self) -> usize;
-    fn flush_cache(&mut self) -> Result<(), StreamsError>;
 }
 
 impl<K: 'static, V: 'static> ErasedStore for TypedKeyValueStore<K, V> {
@@ -175,16 +166,12 @@ impl<K: 'static, V: 'static> ErasedStore for TypedKeyValueStore<K, V> {
         &self.name
     }
 
-    fn commit(&mut self) -> Result<(), StreamsError> {
-        Ok(self.inner.commit()?)
+    fn bytes(&self) -> &dyn KeyValueStore {
+        &*self.inner
     }
 
-    fn flush(&mut self) -> Result<(), StreamsError> {
-        Ok(self.inner.flush()?)
-    }
-
-    fn close(&mut self) -> Result<(), StreamsError> {
-        Ok(self.inner.close()?)
+    fn bytes_mut(&mut self) -> &mut dyn KeyValueStore {
+        &mut *self.inner
     }
 
     fn as_any_mut(&mut self) -> &mut dyn Any {
@@ -197,34 +184,6 @@ impl<K: 'static, V: 'static> ErasedStore for TypedKeyValueStore<K, V> {
 
     fn type_names(&self) -> String {
         format!("{}, {}", std::any::type_name::<K>(), std::any::type_name::<V>())
-    }
-
-    fn persistent(&self) -> bool {
-        self.inner.persistent()
-    }
-
-    fn restore_batch(&mut self, batch: &[(&[u8], Option<&[u8]>)]) -> Result<(), StreamsError> {
-        Ok(self.inner.restore_batch(batch)?)
-    }
-
-    fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StreamsError> {
-        Ok(self.inner.get(key)?)
-    }
-
-    fn begin_restore(&mut self) -> Result<(), StreamsError> {
-        Ok(self.inner.begin_restore()?)
-    }
-
-    fn end_restore(&mut self) -> Result<(), StreamsError> {
-        Ok(self.inner.end_restore()?)
-    }
-
-    fn uncommitted_bytes(&self) -> usize {
-        self.inner.uncommitted_bytes()
-    }
-
-    fn flush_cache(&mut self) -> Result<(), StreamsError> {
-        Ok(self.inner.flush_cache()?)
     }
 }
 

@@ -171,7 +171,7 @@ impl Task {
                 changelogs.push(ChangelogStore {
                     store: def.name.clone(),
                     partition: TopicPartition::new(&topic, partition),
-                    persistent: store.persistent(),
+                    persistent: store.bytes().persistent(),
                 });
             }
             state.add_store(store);
@@ -227,7 +227,7 @@ impl Task {
             return Ok(());
         }
         self.initialized = true;
-        self.state.for_each_node(|node, state| node.init(state))
+        self.state.for_each_node(|node, state| node.lifecycle().init(state))
     }
 
     /// Processes one input record: advances stream time, runs the record through the sub-topology, then
@@ -344,8 +344,8 @@ impl Task {
     pub(crate) fn set_restoring(&mut self, store: &str, restoring: bool) -> Result<(), StreamsError> {
         let index = self.store_index(store)?;
         match restoring {
-            true => self.state.stores[index].begin_restore(),
-            false => self.state.stores[index].end_restore(),
+            true => Ok(self.state.stores[index].bytes_mut().begin_restore()?),
+            false => Ok(self.state.stores[index].bytes_mut().end_restore()?),
         }
     }
 
@@ -367,12 +367,12 @@ impl Task {
         if batch.is_empty() {
             return Ok(());
         }
-        self.state.stores[index].restore_batch(&batch)
+        Ok(self.state.stores[index].bytes_mut().restore_batch(&batch)?)
     }
 
     /// The stored bytes of `key` in store `store`, as its changelog carries them.
     pub(crate) fn get_raw(&self, store: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StreamsError> {
-        self.state.stores[self.store_index(store)?].get_raw(key)
+        Ok(self.state.stores[self.store_index(store)?].bytes().get(key)?)
     }
 
     /// Records that the persistent store logging to `partition` reflects the changelog up to `offset`
@@ -389,11 +389,11 @@ impl Task {
         if !self.initialized {
             return Ok(());
         }
-        self.state.for_each_node(|node, state| node.flush(state))?;
+        self.state.for_each_node(|node, state| node.lifecycle().flush(state))?;
         // Then the stores' own caches (Processor-API stores built with caching): their writes reach
         // the changelog buffer now, to be sent before the commit that covers them.
         for store in &mut self.state.stores {
-            store.flush_cache()?;
+            store.bytes_mut().flush_cache()?;
         }
         Ok(())
     }
@@ -401,7 +401,7 @@ impl Task {
     /// Commits every store (at each commit, after the producer's part of it): held writes are applied.
     pub(crate) fn commit_stores(&mut self) -> Result<(), StreamsError> {
         for store in &mut self.state.stores {
-            store.commit()?;
+            store.bytes_mut().commit()?;
         }
         Ok(())
     }
@@ -419,7 +419,7 @@ impl Task {
     /// Flushes every store: held writes are applied, files written. Before a checkpoint.
     pub(crate) fn flush(&mut self) -> Result<(), StreamsError> {
         for store in &mut self.state.stores {
-            store.flush()?;
+            store.bytes_mut().flush()?;
         }
         Ok(())
     }
@@ -453,7 +453,7 @@ impl Task {
 
     /// Bytes of writes the stores hold until the next commit.
     pub(crate) fn uncommitted_bytes(&self) -> usize {
-        self.state.stores.iter().map(|s| s.uncommitted_bytes()).sum()
+        self.state.stores.iter().map(|s| s.bytes().uncommitted_bytes()).sum()
     }
 
     /// Whether a processor asked for a commit since the last one.
@@ -469,10 +469,10 @@ impl Task {
     /// Closes the processors, then the stores.
     pub(crate) fn close(&mut self) -> Result<(), StreamsError> {
         if self.initialized {
-            self.state.for_each_node(|node, state| node.close(state))?;
+            self.state.for_each_node(|node, state| node.lifecycle().close(state))?;
         }
         for store in &mut self.state.stores {
-            store.close()?;
+            store.bytes_mut().close()?;
         }
         Ok(())
     }
