@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use state_store::StoreError;
 
 use crate::serde::SerdeError;
-use crate::settings::did_you_mean;
 
 /// A topology that cannot run. Returned by `StreamsBuilder::build` and `Topology::validate`; every variant
 /// names the node, topic or store at fault.
@@ -291,14 +290,15 @@ impl StreamsError {
 }
 
 /// Errors in the configuration, each naming the setting at fault.
+///
+/// Its messages are written next to the settings table in `config` (`impl Display` there): the message
+/// of an unknown setting names the closest known one, and this module sits below `config`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
     /// A required setting is missing.
-    #[error("setting `{0}` is required")]
     Missing(&'static str),
     /// A setting has a value it cannot take.
-    #[error("setting `{key}` cannot be `{value}`: {reason}")]
     Invalid {
         /// The setting.
         key: String,
@@ -309,13 +309,8 @@ pub enum ConfigError {
     },
     /// A setting this library does not know (librdkafka settings go under `consumer.`, `producer.`,
     /// `admin.` or the shared `client.` prefix). The message names the closest known setting, if one is close.
-    #[error(
-        "unknown setting `{0}`{suggestion}; librdkafka settings take a `consumer.`, `producer.`, `admin.` or `client.` prefix",
-        suggestion = did_you_mean(.0)
-    )]
     Unknown(String),
     /// A properties file cannot be read.
-    #[error("cannot read {}: {reason}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
@@ -323,7 +318,6 @@ pub enum ConfigError {
         reason: String,
     },
     /// A setting in a properties file is wrong: the file, the line (none for a missing setting) and what.
-    #[error("{}{}: {error}", path.display(), line.map(|l| format!(" line {l}")).unwrap_or_default())]
     InFile {
         /// The file.
         path: PathBuf,

@@ -10,6 +10,24 @@ use std::sync::Arc;
 use crate::record::{Headers, ProducedRecord, RawRecord};
 use crate::StreamsError;
 
+pub(crate) use naming::HandlerName;
+
+mod naming {
+    use std::sync::Arc;
+
+    /// A handler as the settings show it, for `StreamsConfig`'s `Debug`. Its module is private and it
+    /// implements nothing, so outside this crate the handlers' `handler_name` can be neither overridden
+    /// nor inspected.
+    pub enum HandlerName {
+        /// A handler that a property value sets, by that value: `log_and_fail`, `fail`.
+        Setting(&'static str),
+        /// A `DeadLetterQueue`, by its topic (the value of `errors.dead.letter.queue.topic.name`).
+        DeadLetters(Arc<str>),
+        /// Any other handler, by its type's name.
+        Type(&'static str),
+    }
+}
+
 /// What to do with a record that could not be deserialized.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DeserializationResponse {
@@ -25,6 +43,13 @@ pub enum DeserializationResponse {
 pub trait DeserializationExceptionHandler: Send + Sync + 'static {
     /// Called with the raw record and the error that names it.
     fn handle(&self, record: &RawRecord, error: &StreamsError) -> DeserializationResponse;
+
+    /// How `StreamsConfig`'s `Debug` shows this handler. Hidden, and sealed by its return type, which
+    /// cannot be named outside this crate: not part of the trait users implement.
+    #[doc(hidden)]
+    fn handler_name(&self) -> HandlerName {
+        HandlerName::Type(std::any::type_name::<Self>())
+    }
 }
 
 /// Logs the error and fails the task (the default, as in Kafka Streams).
@@ -36,6 +61,10 @@ impl DeserializationExceptionHandler for LogAndFail {
         tracing::error!(target: "kstreams::handler", error = %error_chain(error), "deserialization failed; failing the task");
         DeserializationResponse::Fail
     }
+
+    fn handler_name(&self) -> HandlerName {
+        HandlerName::Setting("log_and_fail")
+    }
 }
 
 /// Logs the error at warn level, counts the record as skipped, and goes on.
@@ -46,6 +75,10 @@ impl DeserializationExceptionHandler for LogAndContinue {
     fn handle(&self, _record: &RawRecord, error: &StreamsError) -> DeserializationResponse {
         tracing::warn!(target: "kstreams::handler", error = %error_chain(error), "skipping a record that cannot be deserialized");
         DeserializationResponse::Continue(Vec::new())
+    }
+
+    fn handler_name(&self) -> HandlerName {
+        HandlerName::Setting("log_and_continue")
     }
 }
 
@@ -82,6 +115,10 @@ impl DeserializationExceptionHandler for DeadLetterQueue {
             headers,
         }])
     }
+
+    fn handler_name(&self) -> HandlerName {
+        HandlerName::DeadLetters(self.topic.clone())
+    }
 }
 
 /// An error with its causes, `a: b: c`, for logs and headers.
@@ -109,6 +146,13 @@ pub enum ProductionResponse {
 pub trait ProductionExceptionHandler: Send + Sync + 'static {
     /// Called with the error, which names the topic and partition.
     fn handle(&self, error: &crate::client_error::ClientError) -> ProductionResponse;
+
+    /// How `StreamsConfig`'s `Debug` shows this handler. Hidden, and sealed by its return type, which
+    /// cannot be named outside this crate: not part of the trait users implement.
+    #[doc(hidden)]
+    fn handler_name(&self) -> HandlerName {
+        HandlerName::Type(std::any::type_name::<Self>())
+    }
 }
 
 /// Fails the thread (the default, as in Kafka Streams).
@@ -120,6 +164,10 @@ impl ProductionExceptionHandler for FailOnProductionError {
         tracing::error!(target: "kstreams::handler", error = %error, "producing failed; failing the stream thread");
         ProductionResponse::Fail
     }
+
+    fn handler_name(&self) -> HandlerName {
+        HandlerName::Setting("fail")
+    }
 }
 
 /// Logs at warn level and goes on; the record is lost.
@@ -130,5 +178,9 @@ impl ProductionExceptionHandler for ContinueOnProductionError {
     fn handle(&self, error: &crate::client_error::ClientError) -> ProductionResponse {
         tracing::warn!(target: "kstreams::handler", error = %error, "producing failed; the record is dropped and processing goes on");
         ProductionResponse::Continue
+    }
+
+    fn handler_name(&self) -> HandlerName {
+        HandlerName::Setting("continue")
     }
 }

@@ -72,7 +72,6 @@ pub mod processor;
 pub mod record;
 pub mod runtime;
 pub mod serde;
-mod settings;
 #[cfg(feature = "test-utils")]
 pub mod simulation;
 pub mod store;

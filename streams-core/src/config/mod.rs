@@ -3,15 +3,15 @@
 //! that names it (and the file and line).
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use crate::error::ConfigError;
-use crate::handler::{
-    ContinueOnProductionError, DeadLetterQueue, DeserializationExceptionHandler, FailOnProductionError, LogAndContinue,
-    LogAndFail, ProductionExceptionHandler,
-};
+use crate::handler::{DeserializationExceptionHandler, FailOnProductionError, LogAndFail, ProductionExceptionHandler};
+
+mod settings;
 
 /// How much the application promises about each input record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,16 +125,34 @@ pub struct StreamsConfig {
     pub admin_overrides: BTreeMap<String, String>,
 }
 
-impl std::fmt::Debug for StreamsConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StreamsConfig")
-            .field("application_id", &self.application_id)
-            .field("bootstrap_servers", &self.bootstrap_servers)
-            .field("num_stream_threads", &self.num_stream_threads)
-            .field("processing_guarantee", &self.processing_guarantee)
-            .field("commit_interval", &self.commit_interval)
-            .field("state_dir", &self.state_dir)
-            .finish_non_exhaustive()
+/// Every setting of the table by its property name (`consumer.*` for a family), with its value as the
+/// property would be written. Secrets are redacted: a config is printed into logs.
+impl fmt::Debug for StreamsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = f.debug_struct("StreamsConfig");
+        for setting in &settings::SETTINGS {
+            out.field(&setting.label(), &(setting.show)(self));
+        }
+        out.finish()
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Missing(key) => write!(f, "setting `{key}` is required"),
+            ConfigError::Invalid { key, value, reason } => write!(f, "setting `{key}` cannot be `{value}`: {reason}"),
+            ConfigError::Unknown(key) => write!(
+                f,
+                "unknown setting `{key}`{}; librdkafka settings take a `consumer.`, `producer.`, `admin.` or \
+                 `client.` prefix",
+                settings::did_you_mean(key)
+            ),
+            ConfigError::Read { path, reason } => write!(f, "cannot read {}: {reason}", path.display()),
+            ConfigError::InFile { path, line, error } => {
+                write!(f, "{}{}: {error}", path.display(), line.map(|l| format!(" line {l}")).unwrap_or_default())
+            }
+        }
     }
 }
 
@@ -270,114 +288,11 @@ impl StreamsConfig {
             value: value.to_string(),
             reason: reason.into(),
         };
-        let ms =
-            || value.parse::<u64>().map(Duration::from_millis).map_err(|_| invalid("milliseconds, a whole number"));
-        match key {
-            "application.id" => self.application_id = value.to_string(),
-            "bootstrap.servers" => self.bootstrap_servers = value.to_string(),
-            "num.stream.threads" => {
-                self.num_stream_threads =
-                    value.parse().ok().filter(|n| *n >= 1).ok_or_else(|| invalid("a number from 1"))?
-            }
-            "processing.guarantee" => {
-                self.processing_guarantee = match value {
-                    "at_least_once" => ProcessingGuarantee::AtLeastOnce,
-                    "exactly_once_v2" => ProcessingGuarantee::ExactlyOnceV2,
-                    _ => return Err(invalid("at_least_once or exactly_once_v2")),
-                }
-            }
-            "commit.interval.ms" => self.commit_interval = Some(ms()?),
-            "state.dir" => self.state_dir = PathBuf::from(value),
-            "default.api.timeout.ms" => self.default_api_timeout = ms()?,
-            "poll.ms" => self.poll_timeout = ms()?,
-            "repartition.purge.interval.ms" => self.repartition_purge_interval = ms()?,
-            "task.timeout.ms" => self.task_timeout = ms()?,
-            "statestore.cache.max.bytes" => {
-                self.cache_max_bytes = value.parse().map_err(|_| invalid("bytes, a whole number"))?
-            }
-            "default.dsl.store" => {
-                self.default_dsl_store = match value {
-                    "rocksDB" | "rocksdb" => DslStoreType::RocksDb,
-                    "in_memory" => DslStoreType::InMemory,
-                    _ => return Err(invalid("rocksDB or in_memory")),
-                }
-            }
-            "rocksdb.cache.bytes" => {
-                self.rocksdb_cache_bytes =
-                    value.parse().ok().filter(|n| *n >= 1 << 20).ok_or_else(|| invalid("bytes, at least 1 MiB"))?
-            }
-            "rocksdb.write.buffer.bytes" => {
-                self.rocksdb_write_buffer_bytes =
-                    value.parse().ok().filter(|n| *n >= 64 << 10).ok_or_else(|| invalid("bytes, at least 64 KiB"))?
-            }
-            "statestore.uncommitted.max.bytes" => {
-                self.statestore_uncommitted_max_bytes = value.parse().map_err(|_| invalid("bytes, a whole number"))?
-            }
-            "max.poll.records" => {
-                self.max_poll_records =
-                    value.parse().ok().filter(|n| *n >= 1).ok_or_else(|| invalid("a number from 1"))?
-            }
-            "replication.factor" => {
-                self.replication_factor = value
-                    .parse()
-                    .ok()
-                    .filter(|n| *n == -1 || *n >= 1)
-                    .ok_or_else(|| invalid("-1 or a number from 1"))?
-            }
-            "default.deserialization.exception.handler" => {
-                self.deserialization_handler = match value {
-                    "log_and_fail" | "LogAndFailExceptionHandler" => Arc::new(LogAndFail),
-                    "log_and_continue" | "LogAndContinueExceptionHandler" => Arc::new(LogAndContinue),
-                    _ => {
-                        return Err(invalid(
-                            "log_and_fail, log_and_continue, or set errors.dead.letter.queue.topic.name",
-                        ))
-                    }
-                }
-            }
-            "default.production.exception.handler" => {
-                self.production_handler = match value {
-                    "fail" | "DefaultProductionExceptionHandler" => Arc::new(FailOnProductionError),
-                    "continue" => Arc::new(ContinueOnProductionError),
-                    _ => return Err(invalid("fail or continue")),
-                }
-            }
-            "errors.dead.letter.queue.topic.name" => {
-                self.deserialization_handler = Arc::new(DeadLetterQueue::new(value))
-            }
-            // Java clients' settings that librdkafka spells otherwise: say how, rather than let the client
-            // fail later with "no such configuration property".
-            "sasl.jaas.config" => return Err(invalid(
-                "librdkafka takes no JAAS configuration: set `sasl.mechanism`, `sasl.username` and `sasl.password` \
-                     (OAUTHBEARER: `sasl.oauthbearer.*`); docs/security.md",
-            )),
-            "ssl.truststore.location" | "ssl.truststore.password" | "ssl.truststore.type" => {
-                return Err(invalid(
-                    "librdkafka reads trusted CA certificates from `ssl.ca.location` (a PEM file); docs/security.md",
-                ))
-            }
-            // Security settings apply to every client, as unprefixed client settings do in Kafka Streams.
-            security
-                if security == "security.protocol" || security.starts_with("sasl.") || security.starts_with("ssl.") =>
-            {
-                self.client_overrides.insert(security.to_string(), value.to_string());
-            }
-            other => {
-                let (map, rest) = if let Some(rest) = other.strip_prefix("consumer.") {
-                    (&mut self.consumer_overrides, rest)
-                } else if let Some(rest) = other.strip_prefix("producer.") {
-                    (&mut self.producer_overrides, rest)
-                } else if let Some(rest) = other.strip_prefix("admin.") {
-                    (&mut self.admin_overrides, rest)
-                } else if let Some(rest) = other.strip_prefix("client.") {
-                    (&mut self.client_overrides, rest)
-                } else {
-                    return Err(ConfigError::Unknown(other.to_string()));
-                };
-                map.insert(rest.to_string(), value.to_string());
-            }
+        if let Some((_, instead)) = settings::JAVA_ONLY.iter().find(|(java, _)| *java == key) {
+            return Err(invalid(instead));
         }
-        Ok(())
+        let setting = settings::setting(key).ok_or_else(|| ConfigError::Unknown(key.to_string()))?;
+        (setting.set)(self, key, value).map_err(invalid)
     }
 
     /// How often a thread commits: `commit_interval` when set, otherwise Kafka Streams' default for
@@ -449,7 +364,7 @@ impl StreamsConfig {
 
     /// A consumer setting in milliseconds, or `default` when it is not set or not a number.
     fn consumer_ms(&self, name: &str, default: u64) -> u64 {
-        self.consumer_setting(name).and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(default)
+        self.consumer_setting(name).and_then(settings::parse_millis).unwrap_or(default)
     }
 
     /// Checks values that a builder could have set wrong.
@@ -486,17 +401,6 @@ impl StreamsConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::PROPERTIES;
-
-    /// The names "did you mean" suggests are names `set` knows: the list cannot drift from `set`'s arms.
-    #[test]
-    fn every_suggested_name_is_a_setting() {
-        let mut config = StreamsConfig::new("app", "broker:9092");
-        for key in PROPERTIES {
-            let result = config.set(key, "not a value");
-            assert!(!matches!(result, Err(ConfigError::Unknown(_))), "`{key}` is suggested but `set` does not know it");
-        }
-    }
 
     #[test]
     fn config_defaults_are_kafka_streams_defaults() {
