@@ -35,8 +35,8 @@ fn a_reopened_broker_holds_records_compaction_and_aborts_what_was_left_open() {
     let config = StreamsConfig::new("persist", "embedded");
     {
         let broker = EmbeddedBroker::open(dir.path()).unwrap();
-        broker.create_topic("plain", 2, false);
-        broker.create_topic("table", 1, true);
+        broker.create_topic("plain", 2);
+        broker.create_compacted_topic("table", 1);
         let mut producer = broker.producer(&config, "p", None).unwrap();
         for (k, v) in [("a", "1"), ("b", "2"), ("a", "3")] {
             producer.send(&record("plain", k, v)).unwrap();
@@ -78,7 +78,7 @@ fn an_unreadable_journal_is_an_error_naming_the_file_and_line_and_a_cut_last_lin
     .unwrap();
     let broker = EmbeddedBroker::open(dir.path()).expect("an incomplete last line is dropped");
     assert_eq!(broker.topics(), vec!["t".to_string()]);
-    broker.create_topic("u", 1, false);
+    broker.create_topic("u", 1);
     drop(broker);
     assert_eq!(EmbeddedBroker::open(dir.path()).unwrap().topics(), vec!["t".to_string(), "u".to_string()]);
 
@@ -136,8 +136,8 @@ fn an_application_stopped_on_a_persisted_broker_continues_where_it_was() {
     };
     {
         let broker = EmbeddedBroker::open(dir.path().join("broker")).unwrap();
-        broker.create_topic("amounts", 2, false);
-        broker.create_topic("totals", 2, false);
+        broker.create_topic("amounts", 2);
+        broker.create_topic("totals", 2);
         produce(&broker, 0, 100);
         run_until(&mut totals_app(dir.path(), &broker), &broker, &model(100));
     }

@@ -123,7 +123,7 @@ fn simulate(seed: u64, guarantee: ProcessingGuarantee, root: PathBuf) -> Result<
     let exactly_once = guarantee == ProcessingGuarantee::ExactlyOnceV2;
     let broker_setup = |broker: &EmbeddedBroker| {
         for topic in ["data", "echo", "sum", "cnt"] {
-            broker.create_topic(topic, PARTITIONS, false);
+            broker.create_topic(topic, PARTITIONS);
         }
     };
     // Instances with one or two stream threads, by seed.

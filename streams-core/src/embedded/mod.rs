@@ -20,8 +20,8 @@
 //! use streams_core::runtime::KafkaStreams;
 //!
 //! let broker = EmbeddedBroker::new();
-//! broker.create_topic("words", 2, false);
-//! broker.create_topic("shouted", 2, false);
+//! broker.create_topic("words", 2);
+//! broker.create_topic("shouted", 2);
 //! let builder = StreamsBuilder::new();
 //! builder.stream::<String, String>("words").map_values(|w| w.to_uppercase()).to("shouted");
 //! let config = StreamsConfig::new("shout", "embedded");
@@ -111,9 +111,16 @@ impl EmbeddedBroker {
         Ok(broker)
     }
 
-    /// Creates `name` with `partitions` partitions (compacted or not) unless it exists.
-    pub fn create_topic(&self, name: &str, partitions: i32, compacted: bool) {
-        self.lock().create_topic(name, partitions, compacted);
+    /// Creates `name` with `partitions` partitions unless it exists: records are kept (`cleanup.policy`
+    /// delete, without retention limits here).
+    pub fn create_topic(&self, name: &str, partitions: i32) {
+        self.lock().create_topic(name, partitions, false);
+    }
+
+    /// Creates `name` with `partitions` partitions unless it exists, compacted (`cleanup.policy`
+    /// compact): [`compact`](Self::compact) keeps the latest record of each key, as for a table's topic.
+    pub fn create_compacted_topic(&self, name: &str, partitions: i32) {
+        self.lock().create_topic(name, partitions, true);
     }
 
     /// Compacts every compacted topic now: the latest record per key (and tombstones) stay.
@@ -166,10 +173,16 @@ impl EmbeddedBroker {
         self.lock().faults.sends += 1;
     }
 
-    /// Fault injection: the next commit (of offsets, or of a transaction) fails with a timeout. With
-    /// `takes_effect` it is carried out all the same, the ambiguous outcome a timeout can hide.
-    pub fn fail_next_commit(&self, takes_effect: bool) {
-        self.lock().faults.commits.push_back(takes_effect);
+    /// Fault injection: the next commit (of offsets, or of a transaction) fails with a timeout, and is
+    /// not carried out.
+    pub fn fail_next_commit(&self) {
+        self.lock().faults.commits.push_back(false);
+    }
+
+    /// Fault injection: the next commit fails with a timeout but is carried out all the same, the
+    /// ambiguous outcome a timeout can hide.
+    pub fn time_out_next_commit_after_applying_it(&self) {
+        self.lock().faults.commits.push_back(true);
     }
 
     /// Writes a record to `topic` outside any transaction, as an idempotent producer whose send

@@ -307,7 +307,10 @@ impl Simulation {
             }
             Fault::FailCommit { takes_effect } => {
                 self.faults.failed_commits += 1;
-                self.broker.fail_next_commit(takes_effect);
+                match takes_effect {
+                    true => self.broker.time_out_next_commit_after_applying_it(),
+                    false => self.broker.fail_next_commit(),
+                }
             }
         }
         Ok(())
