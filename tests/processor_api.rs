@@ -43,7 +43,8 @@ impl Processor<String, String, String, String> for CountAndEmit {
     ) -> std::result::Result<(), StreamsError> {
         assert_eq!(Some(punctuation.id), self.schedule);
         assert!(ctx.record_metadata().is_none(), "no input record during a punctuation");
-        let all = ctx.store_mut(self.counts.unwrap())?.all()?;
+        let all: Vec<(String, i64)> =
+            ctx.store_mut(self.counts.unwrap())?.all()?.collect::<std::result::Result<_, _>>()?;
         let summary = all.iter().map(|(w, c)| format!("{w}={c}")).collect::<Vec<_>>().join(",");
         ctx.forward(Record::new(format!("@{}", punctuation.timestamp), summary, punctuation.timestamp))
     }

@@ -185,10 +185,10 @@ fn store_lines(driver: &mut TopologyTestDriver, store: &StoreFormat) -> Result<V
     let name = store.name.as_str();
     let read = |e: StreamsError| format!("store {name}: {e}");
     if let Some(s) = driver.key_value_store::<Key, ValueAndTimestamp<Val>>(name) {
-        return Ok(rows(s.all().map_err(read)?));
+        return Ok(rows(s.all().and_then(Iterator::collect).map_err(read)?));
     }
     if let Some(s) = driver.key_value_store::<Key, ValueAndTimestamp<i64>>(name) {
-        return Ok(rows(s.all().map_err(read)?));
+        return Ok(rows(s.all().and_then(Iterator::collect).map_err(read)?));
     }
     Err(format!("no store {name} holding timestamped values of the suite's types"))
 }

@@ -100,26 +100,35 @@ impl<K: 'static, V: 'static> TypedKeyValueStore<K, V> {
     }
 
     /// Records with `from <= key <= to` (both inclusive, as Kafka Streams' `range`), in key-byte order.
-    pub fn range(&mut self, from: &K, to: &K) -> Result<Vec<(K, V)>, StreamsError> {
+    /// Records are read as the iterator goes (nothing is collected first); one whose stored bytes the
+    /// serdes cannot read comes as an error item naming the store.
+    pub fn range(
+        &mut self,
+        from: &K,
+        to: &K,
+    ) -> Result<impl Iterator<Item = Result<(K, V), StreamsError>> + '_, StreamsError> {
         self.encode_key(from)?;
         let from_bytes = std::mem::take(&mut self.key_buf);
         self.encode_key(to)?;
         let iter = self.inner.range(Bound::Included(&from_bytes), Bound::Included(&self.key_buf))?;
-        let out = collect(iter, &*self.key_serde, &*self.value_serde, &self.name);
         self.key_buf = from_bytes;
-        out
+        Ok(decoded(iter, &*self.key_serde, &*self.value_serde, &self.name))
     }
 
-    /// Records whose serialized key starts with the serialized `prefix`.
-    pub fn prefix_scan(&mut self, prefix: &K) -> Result<Vec<(K, V)>, StreamsError> {
+    /// Records whose serialized key starts with the serialized `prefix`, read as [`range`](Self::range)
+    /// reads them.
+    pub fn prefix_scan(
+        &mut self,
+        prefix: &K,
+    ) -> Result<impl Iterator<Item = Result<(K, V), StreamsError>> + '_, StreamsError> {
         self.encode_key(prefix)?;
         let iter = self.inner.prefix_scan(&self.key_buf)?;
-        collect(iter, &*self.key_serde, &*self.value_serde, &self.name)
+        Ok(decoded(iter, &*self.key_serde, &*self.value_serde, &self.name))
     }
 
-    /// Every record, in key-byte order.
-    pub fn all(&self) -> Result<Vec<(K, V)>, StreamsError> {
-        collect(self.inner.all()?, &*self.key_serde, &*self.value_serde, &self.name)
+    /// Every record, in key-byte order, read as [`range`](Self::range) reads them.
+    pub fn all(&self) -> Result<impl Iterator<Item = Result<(K, V), StreamsError>> + '_, StreamsError> {
+        Ok(decoded(self.inner.all()?, &*self.key_serde, &*self.value_serde, &self.name))
     }
 
     /// An estimate of the number of records.
@@ -136,17 +145,16 @@ fn decode<T: 'static>(serde: &dyn Serde<T>, store: &str, part: RecordPart, bytes
     })
 }
 
-fn collect<K: 'static, V: 'static>(
-    iter: state_store::KeyValueIterator<'_>,
-    key_serde: &dyn Serde<K>,
-    value_serde: &dyn Serde<V>,
-    store: &str,
-) -> Result<Vec<(K, V)>, StreamsError> {
-    iter.map(|kv| {
+fn decoded<'a, K: 'static, V: 'static>(
+    iter: state_store::KeyValueIterator<'a>,
+    key_serde: &'a dyn Serde<K>,
+    value_serde: &'a dyn Serde<V>,
+    store: &'a str,
+) -> impl Iterator<Item = Result<(K, V), StreamsError>> + 'a {
+    iter.map(move |kv| {
         let (k, v) = kv?;
         Ok((decode(key_serde, store, RecordPart::Key, &k)?, decode(value_serde, store, RecordPart::Value, &v)?))
     })
-    .collect()
 }
 
 /// What a task needs of a store without knowing its types: its name, the byte store under it (for

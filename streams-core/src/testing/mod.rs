@@ -373,10 +373,10 @@ impl TopologyTestDriver {
         };
         let Some(task) = self.tasks.iter_mut().find(|t| t.has_store(name)) else { return Err(missing()) };
         if let Some(store) = task.store::<K, V>(name) {
-            return store.all();
+            return store.all()?.collect();
         }
         let store = task.store::<K, ValueAndTimestamp<V>>(name).ok_or_else(missing)?;
-        Ok(store.all()?.into_iter().map(|(k, v)| (k, v.value)).collect())
+        store.all()?.map(|kv| kv.map(|(k, v)| (k, v.value))).collect()
     }
 
     /// The counters of every task, added up.
