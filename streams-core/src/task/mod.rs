@@ -742,3 +742,6 @@ impl Task {
         self.state.store_names.contains_key(name)
     }
 }
+
+#[cfg(test)]
+mod tests;
