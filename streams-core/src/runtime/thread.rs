@@ -769,3 +769,7 @@ impl StreamThread {
         drop(self);
     }
 }
+
+#[cfg(test)]
+#[path = "thread_tests.rs"]
+mod tests;

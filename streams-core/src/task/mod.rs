@@ -493,3 +493,6 @@ impl Task {
         self.state.store_index(name).is_some()
     }
 }
+
+#[cfg(test)]
+mod tests;

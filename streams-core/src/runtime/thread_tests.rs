@@ -1,0 +1,423 @@
+//! Unit tests of the stream thread on the embedded broker and a manual clock: one [`StreamThread`] (or
+//! two, for a hand-over) built as the runtime builds it, driven by [`StreamThread::step`] with no wait,
+//! so every commit interval, session timeout and `task.timeout.ms` is crossed by moving the clock, not
+//! by sleeping. They check what the thread promises: records run through its tasks to the output; it
+//! commits at the commit interval (and early when asked); at_least_once and exactly_once_v2 commit
+//! differently; revoked partitions are committed and closed, lost ones are not; a recoverable failure
+//! closes every task without committing and rejoins, until `task.timeout.ms` makes it fatal; committed
+//! repartition records are purged.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::{Shared, StreamThread, ThreadState};
+use crate::client::{ClientErrorKind, ClientSupplier};
+use crate::config::{DslStoreType, ProcessingGuarantee, StreamsConfig};
+use crate::dsl::{Grouped, Materialized, StreamsBuilder};
+use crate::embedded::EmbeddedBroker;
+use crate::processor::{Processor, ProcessorContext};
+use crate::record::RawRecord;
+use crate::runtime::{topics, State, StateCell};
+use crate::serde::StringSerde;
+use crate::sync::LockUnpoisoned;
+use crate::time::Clock;
+use crate::topology::{plan, Topology};
+use crate::{Record, StreamsError};
+
+const APP: &str = "app";
+
+/// Upper-cases values; asks for a commit on the value `commit`, fails on `fail`.
+struct Work;
+
+impl Processor<String, String, String, String> for Work {
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, String, String>,
+        record: Record<String, String>,
+    ) -> Result<(), StreamsError> {
+        match record.value.as_str() {
+            "commit" => ctx.commit(),
+            "fail" => return Err(ctx.error("the record says fail")),
+            _ => {}
+        }
+        let value = record.value.to_uppercase();
+        ctx.forward(record.with_value(value))
+    }
+}
+
+/// `input` → `work` → `output`.
+fn stateless() -> Topology {
+    let mut topology = Topology::new();
+    topology
+        .add_source("in", &["input"], Arc::new(StringSerde), Arc::new(StringSerde))
+        .and_then(|t| t.add_processor("work", || Work, &["in"]))
+        .and_then(|t| t.add_sink("out", "output", Arc::new(StringSerde), Arc::new(StringSerde), &["work"]))
+        .expect("a valid topology");
+    topology
+}
+
+/// Counts records per key of `input` into store `counts` and writes each count to `output`.
+fn counting() -> Topology {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, String>("input")
+        .group_by_key()
+        .count_with(Materialized::as_store("counts"))
+        .to_stream()
+        .to("output");
+    builder.build().expect("a valid topology")
+}
+
+/// Counts records per value: `input` is re-keyed through a repartition topic.
+fn rekeyed_counting() -> Topology {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, String>("input")
+        .select_key(|_, v| v.clone())
+        .group_by_key_with(Grouped::with_name("by-value"))
+        .count()
+        .to_stream()
+        .to("output");
+    builder.build().expect("a valid topology")
+}
+
+/// Settings for a quick, deterministic thread: a 1 s commit interval under either guarantee, stores in
+/// memory (no state directory) and no record cache, so every update goes out at once.
+fn config(guarantee: ProcessingGuarantee) -> StreamsConfig {
+    let mut config = StreamsConfig::new(APP, "embedded");
+    config.processing_guarantee = guarantee;
+    config.commit_interval = Some(Duration::from_millis(1_000));
+    config.default_dsl_store = DslStoreType::InMemory;
+    config.cache_max_bytes = 0;
+    config
+}
+
+/// An embedded broker on a manual clock, with `input` (2 partitions) and `output` (1 partition).
+struct Cluster {
+    broker: EmbeddedBroker,
+    clock: Clock,
+}
+
+impl Cluster {
+    fn new() -> Self {
+        let clock = Clock::manual(1_700_000_000_000);
+        let broker = EmbeddedBroker::with_clock(clock.clone());
+        broker.create_topic("input", 2, false);
+        broker.create_topic("output", 1, false);
+        Cluster { broker, clock }
+    }
+
+    /// A subscribed stream thread called `name`, in an instance of its own, made as the runtime makes
+    /// it: topics checked and created, the instance's admin client, no state directory.
+    fn thread(&self, name: &str, topology: Topology, config: StreamsConfig) -> (StreamThread, Arc<Shared>) {
+        let plan = plan::plan(&topology).expect("a valid topology");
+        let admin = self.broker.admin(&config).expect("an admin client");
+        let layout = topics::prepare(&topology, &plan, &config, &*admin).expect("the topics are ready");
+        let shared = Arc::new(Shared {
+            state: StateCell::new(),
+            shutdown: AtomicBool::new(false),
+            error: Mutex::new(None),
+            thread_metrics: Mutex::new(Default::default()),
+            task_holders: Default::default(),
+        });
+        let state = ThreadState {
+            app_dir: None,
+            rocksdb: state_store::RocksDbMemory::default(),
+            restore_listener: None,
+            transactional_id: (config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2)
+                .then(|| format!("{APP}-{name}")),
+            clock: self.clock.clone(),
+            admin: Arc::new(Mutex::new(admin)),
+            dir_lock: None,
+        };
+        let parts = (Arc::new(topology), Arc::new(plan), Arc::new(layout));
+        let supplier = Arc::new(self.broker.clone());
+        let mut thread = StreamThread::new(name.to_string(), parts, config, supplier, shared.clone(), state)
+            .expect("the thread's clients are made");
+        thread.subscribe().expect("subscribed");
+        (thread, shared)
+    }
+
+    /// Appends `key=value` records to `input`, each to the partition given.
+    fn append(&self, records: &[(i32, &str, &str)]) {
+        for &(partition, key, value) in records {
+            let (key, value) = (Some(key.as_bytes().to_vec()), Some(value.as_bytes().to_vec()));
+            self.broker.append("input", Some(partition), key, value, 0).expect("the input exists");
+        }
+    }
+
+    /// How many records of `input` the application's group has not committed past.
+    fn uncommitted_input(&self) -> usize {
+        self.broker.group_lag(APP, "input")
+    }
+}
+
+fn step(thread: &mut StreamThread) {
+    thread.step(Duration::ZERO).expect("the step succeeds");
+}
+
+fn values(records: &[RawRecord]) -> Vec<String> {
+    records.iter().map(|r| String::from_utf8(r.value.clone().unwrap_or_default()).expect("UTF-8")).collect()
+}
+
+/// The counts written to `output`, as `key=count`, in order.
+fn counts(records: &[RawRecord]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| {
+            let key = String::from_utf8(r.key.clone().unwrap_or_default()).expect("UTF-8");
+            let count = i64::from_be_bytes(r.value.as_deref().expect("a count").try_into().expect("8 bytes"));
+            format!("{key}={count}")
+        })
+        .collect()
+}
+
+fn open_tasks(thread: &StreamThread) -> Vec<String> {
+    thread.inner.lock_unpoisoned().tasks.keys().map(ToString::to_string).collect()
+}
+
+#[test]
+fn a_subscribed_thread_takes_every_partition_and_runs_their_records_through_to_the_output() {
+    let cluster = Cluster::new();
+    cluster.append(&[(0, "a", "x"), (1, "b", "y"), (0, "c", "z")]);
+    let (mut thread, shared) = cluster.thread("t1", stateless(), config(ProcessingGuarantee::AtLeastOnce));
+    assert_eq!(shared.state.get(), State::Created, "nothing happens before the first poll");
+
+    step(&mut thread);
+
+    assert_eq!(open_tasks(&thread), vec!["0_0", "0_1"]);
+    assert_eq!(shared.state.get(), State::Running);
+    let mut out = values(&cluster.broker.read_all("output"));
+    out.sort();
+    assert_eq!(out, vec!["X", "Y", "Z"]);
+}
+
+#[test]
+fn under_at_least_once_offsets_are_committed_when_the_commit_interval_has_passed_and_not_before() {
+    let cluster = Cluster::new();
+    let (mut thread, _) = cluster.thread("t1", stateless(), config(ProcessingGuarantee::AtLeastOnce));
+    cluster.append(&[(0, "a", "x"), (1, "b", "y")]);
+
+    step(&mut thread);
+    assert_eq!(values(&cluster.broker.read_committed("output")).len(), 2, "sent at once, outside a transaction");
+    assert_eq!(cluster.uncommitted_input(), 2, "processed, not committed yet");
+    cluster.clock.advance(999);
+    step(&mut thread);
+    assert_eq!(cluster.uncommitted_input(), 2, "999 ms: the interval has not passed");
+    cluster.clock.advance(1);
+    step(&mut thread);
+    assert_eq!(cluster.uncommitted_input(), 0, "1,000 ms: committed");
+    assert!(thread.inner.lock_unpoisoned().offsets.is_empty(), "nothing left to commit");
+}
+
+#[test]
+fn a_processor_asking_for_a_commit_gets_one_before_the_interval_is_up() {
+    let cluster = Cluster::new();
+    let (mut thread, _) = cluster.thread("t1", stateless(), config(ProcessingGuarantee::AtLeastOnce));
+    cluster.append(&[(0, "a", "x")]);
+    step(&mut thread);
+    assert_eq!(cluster.uncommitted_input(), 1);
+
+    cluster.append(&[(1, "b", "commit")]);
+    step(&mut thread);
+
+    assert_eq!(cluster.uncommitted_input(), 0, "committed with no time gone by");
+    assert!(thread.inner.lock_unpoisoned().tasks.values().all(|t| !t.commit_requested()), "the request is done");
+}
+
+#[test]
+fn under_exactly_once_v2_outputs_and_offsets_commit_together_in_one_transaction() {
+    let cluster = Cluster::new();
+    let (mut thread, _) = cluster.thread("t1", stateless(), config(ProcessingGuarantee::ExactlyOnceV2));
+    cluster.append(&[(0, "a", "x"), (1, "b", "y")]);
+
+    step(&mut thread);
+    assert_eq!(cluster.broker.read_all("output").len(), 2, "sent");
+    assert!(cluster.broker.read_committed("output").is_empty(), "but inside the open transaction");
+    assert_eq!((cluster.broker.open_transactions(), cluster.uncommitted_input()), (1, 2));
+
+    cluster.clock.advance(1_000);
+    step(&mut thread);
+    assert_eq!(values(&cluster.broker.read_committed("output")).len(), 2);
+    assert_eq!((cluster.broker.open_transactions(), cluster.uncommitted_input()), (0, 0), "offsets with outputs");
+}
+
+#[test]
+fn under_exactly_once_v2_stores_holding_too_many_uncommitted_bytes_commit_early() {
+    let cluster = Cluster::new();
+    let mut config = config(ProcessingGuarantee::ExactlyOnceV2);
+    config.statestore_uncommitted_max_bytes = 1;
+    let (mut thread, _) = cluster.thread("t1", counting(), config);
+    cluster.append(&[(0, "a", "x"), (0, "a", "y")]);
+
+    step(&mut thread);
+
+    assert_eq!(counts(&cluster.broker.read_committed("output")), vec!["a=1", "a=2"], "committed with no time gone by");
+    assert_eq!(cluster.uncommitted_input(), 0);
+    assert_eq!(cluster.broker.read_committed("app-counts-changelog").len(), 2, "the changelog writes commit too");
+}
+
+#[test]
+fn revoked_partitions_are_committed_then_closed_and_their_new_owner_goes_on_from_there() {
+    let cluster = Cluster::new();
+    let (mut first, _) = cluster.thread("t1", stateless(), config(ProcessingGuarantee::AtLeastOnce));
+    cluster.append(&[(0, "a", "x"), (1, "b", "y")]);
+    step(&mut first);
+    assert_eq!(cluster.uncommitted_input(), 2);
+
+    // A second member joins: the group rebalances, and the first member gives up its partitions at its
+    // next poll, committing first; it gets one of them back.
+    let (mut second, _) = cluster.thread("t2", stateless(), config(ProcessingGuarantee::AtLeastOnce));
+    step(&mut first);
+    assert_eq!(cluster.uncommitted_input(), 0, "committed before the partitions were given up");
+    assert_eq!(open_tasks(&first), vec!["0_0"], "the task of the partition now elsewhere is closed");
+
+    step(&mut second);
+    assert_eq!(open_tasks(&second), vec!["0_1"]);
+    cluster.append(&[(0, "c", "z"), (1, "d", "w")]);
+    step(&mut first);
+    step(&mut second);
+    let mut out = values(&cluster.broker.read_all("output"));
+    out.sort();
+    assert_eq!(out, vec!["W", "X", "Y", "Z"], "no record processed twice, none lost");
+}
+
+#[test]
+fn under_exactly_once_v2_lost_partitions_abort_the_open_transaction_and_the_work_is_redone_once() {
+    let cluster = Cluster::new();
+    let mut config = config(ProcessingGuarantee::ExactlyOnceV2);
+    // Long enough that only the lost partitions end the transaction, not the broker's timeout.
+    config.producer_overrides.insert("transaction.timeout.ms".into(), "600000".into());
+    let (mut thread, _) = cluster.thread("t1", stateless(), config);
+    cluster.append(&[(0, "a", "x"), (1, "b", "y")]);
+    step(&mut thread);
+    assert_eq!(cluster.broker.open_transactions(), 1);
+
+    // Silent past the session timeout: the group has dropped the member by its next poll.
+    cluster.clock.advance(45_001);
+    step(&mut thread);
+
+    assert_eq!(cluster.broker.open_transactions(), 0);
+    assert_eq!(cluster.broker.read_all("output").len(), 4, "the aborted records stay in the log");
+    let mut committed = values(&cluster.broker.read_committed("output"));
+    committed.sort();
+    assert_eq!(committed, vec!["X", "Y"], "but only the redone ones count");
+    assert_eq!(cluster.uncommitted_input(), 0);
+    assert_eq!(open_tasks(&thread), vec!["0_0", "0_1"], "the member came back as a new one and got them again");
+}
+
+#[test]
+fn a_failed_commit_closes_every_task_without_committing_rejoins_and_redoes_the_work() {
+    let cluster = Cluster::new();
+    let (mut thread, shared) = cluster.thread("t1", stateless(), config(ProcessingGuarantee::AtLeastOnce));
+    cluster.append(&[(0, "a", "x"), (1, "b", "y")]);
+    step(&mut thread);
+
+    cluster.broker.fail_next_commit(false);
+    cluster.clock.advance(1_000);
+    step(&mut thread);
+    {
+        let inner = thread.inner.lock_unpoisoned();
+        assert!(inner.tasks.is_empty(), "every task closed");
+        assert!(inner.offsets.is_empty(), "their processed offsets forgotten");
+        assert_eq!((inner.recoveries, inner.total_recoveries), (1, 1));
+    }
+    assert_eq!(shared.state.get(), State::Rebalancing);
+    assert_eq!(cluster.uncommitted_input(), 2, "the commit did not happen");
+
+    step(&mut thread);
+    assert_eq!(shared.state.get(), State::Running);
+    assert_eq!(open_tasks(&thread), vec!["0_0", "0_1"]);
+    assert_eq!(cluster.uncommitted_input(), 0, "redone and committed");
+    let mut out = values(&cluster.broker.read_all("output"));
+    out.sort();
+    assert_eq!(out, vec!["X", "X", "Y", "Y"], "at_least_once: duplicates, no loss");
+    assert_eq!(thread.inner.lock_unpoisoned().recoveries, 0, "a successful commit ends the failing spell");
+}
+
+#[test]
+fn failing_for_longer_than_task_timeout_is_fatal_and_the_application_goes_to_error() {
+    let cluster = Cluster::new();
+    let mut config = config(ProcessingGuarantee::AtLeastOnce);
+    config.task_timeout = Duration::from_millis(5_000);
+    let (mut thread, shared) = cluster.thread("t1", stateless(), config);
+    cluster.append(&[(0, "a", "x")]);
+    step(&mut thread);
+
+    // Every commit times out: the thread recovers each time, as long as it has failed for at most 5 s.
+    let mut result = Ok(());
+    let mut recovered = 0;
+    for _ in 0..10 {
+        cluster.broker.fail_next_commit(false);
+        cluster.clock.advance(1_000);
+        result = thread.step(Duration::ZERO);
+        if result.is_err() {
+            break;
+        }
+        recovered += 1;
+    }
+
+    assert_eq!(recovered, 6, "failing since the first failure: 0, 1, ... 5 s; the 7th failure is at 6 s");
+    let error = result.expect_err("fatal past task.timeout.ms");
+    assert!(matches!(&error, StreamsError::Client(e) if e.kind == ClientErrorKind::Retriable), "{error:?}");
+    thread.finish(Err(error));
+    assert_eq!(shared.state.get(), State::Error);
+    assert!(shared.error.lock_unpoisoned().is_some(), "the error is kept for the application");
+    assert!(shared.shutdown.load(Ordering::SeqCst), "the instance's other threads stop too");
+}
+
+#[test]
+fn an_error_in_a_processor_is_not_recovered_from_and_nothing_of_it_is_committed() {
+    let cluster = Cluster::new();
+    let (mut thread, _) = cluster.thread("t1", stateless(), config(ProcessingGuarantee::AtLeastOnce));
+    cluster.append(&[(0, "a", "x"), (0, "b", "fail")]);
+
+    let error = thread.step(Duration::ZERO).expect_err("a processor's error stops the thread");
+
+    assert!(matches!(&error, StreamsError::Processor { node, .. } if node == "work"), "{error:?}");
+    assert_eq!(thread.inner.lock_unpoisoned().total_recoveries, 0);
+    assert_eq!(cluster.uncommitted_input(), 2);
+}
+
+#[test]
+fn a_task_restores_its_store_from_the_changelog_before_it_processes() {
+    let cluster = Cluster::new();
+    let (mut first, _) = cluster.thread("t1", counting(), config(ProcessingGuarantee::AtLeastOnce));
+    cluster.append(&[(0, "k", "1"), (0, "k", "2"), (0, "k", "3")]);
+    step(&mut first);
+    first.finish(Ok(())); // commits, closes its tasks, leaves the group
+    assert_eq!(cluster.broker.read_all("app-counts-changelog").len(), 3);
+
+    // A new instance with no local state takes over.
+    let (mut second, _) = cluster.thread("t2", counting(), config(ProcessingGuarantee::AtLeastOnce));
+    cluster.append(&[(0, "k", "4")]);
+    step(&mut second);
+
+    assert_eq!(counts(&cluster.broker.read_all("output")), vec!["k=1", "k=2", "k=3", "k=4"]);
+}
+
+#[test]
+fn committed_repartition_records_are_purged_every_purge_interval() {
+    let cluster = Cluster::new();
+    let mut config = config(ProcessingGuarantee::AtLeastOnce);
+    config.repartition_purge_interval = Duration::from_millis(2_000);
+    let (mut thread, _) = cluster.thread("t1", rekeyed_counting(), config);
+    let repartition = format!("{APP}-by-value-repartition");
+    assert!(thread.inner.lock_unpoisoned().layout.repartition.contains(&repartition));
+    cluster.append(&[(0, "a", "x"), (1, "b", "x"), (0, "c", "y")]);
+
+    step(&mut thread); // the input goes to the repartition topic
+    cluster.clock.advance(1_000);
+    step(&mut thread); // the repartition topic is read and committed; the purge is not due
+    assert_eq!(counts(&cluster.broker.read_all("output")).len(), 3);
+    assert_eq!(cluster.broker.record_count(&repartition), 3, "consumed and committed, still there");
+    assert!(!thread.inner.lock_unpoisoned().purgeable.is_empty());
+
+    cluster.clock.advance(1_000);
+    step(&mut thread);
+    assert_eq!(cluster.broker.record_count(&repartition), 0, "purged below the committed offsets");
+    let ends: i64 = cluster.broker.end_offsets(&repartition).expect("the topic exists").iter().sum();
+    assert_eq!(ends, 3, "the offsets go on where they were");
+    assert!(thread.inner.lock_unpoisoned().purgeable.is_empty());
+}
