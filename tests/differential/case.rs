@@ -75,8 +75,15 @@ pub(crate) struct BranchSpec {
     #[serde(rename = "fn")]
     pub(crate) function: Option<String>,
     pub(crate) name: Option<String>,
+    /// Names the branch, or what its chain made of it.
     #[serde(rename = "as")]
-    pub(crate) id: String,
+    pub(crate) id: Option<String>,
+    /// Steps run on the branch when it is declared (`Branched::with_function`, or `with_consumer` when
+    /// `consume`).
+    #[serde(default)]
+    pub(crate) chain: Vec<Step>,
+    #[serde(default)]
+    pub(crate) consume: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use kstreams::prelude::*;
 
-use crate::case::{Case, MaterializedSpec, Step};
+use crate::case::{BranchSpec, Case, MaterializedSpec, Step};
 use crate::functions as f;
 use crate::values::{key_serde, set_defaults, Dyn, Key, Val};
 
@@ -93,14 +93,26 @@ pub(crate) fn build(case: &Case) -> Result<Topology, String> {
     set_defaults(case.default_key, case.default_value);
     let builder = StreamsBuilder::new();
     let mut ids: HashMap<String, Handle> = HashMap::new();
-    let mut previous: Option<Handle> = None;
-    for (i, step) in case.topology.iter().enumerate() {
+    run_steps(&builder, &case.topology, None, &mut ids, true)?;
+    builder.build().map_err(|e| format!("build: {e}"))
+}
+
+/// Runs `steps` in order, the first on `previous` unless it says `from`; returns the last result. `top`:
+/// the case's own steps, whose first result is also `source`.
+fn run_steps(
+    builder: &StreamsBuilder,
+    steps: &[Step],
+    mut previous: Option<Handle>,
+    ids: &mut HashMap<String, Handle>,
+    top: bool,
+) -> Result<Option<Handle>, String> {
+    for (i, step) in steps.iter().enumerate() {
         let input = match &step.from {
             Some(id) => Some(ids.get(id).ok_or_else(|| format!("step {i}: no step is `as` {id:?}"))?.clone_handle()),
             None => previous.take(),
         };
-        let result = apply(&builder, step, input, &mut ids).map_err(|e| format!("step {i} ({}): {e}", step.op))?;
-        if i == 0 && step.id.is_none() {
+        let result = apply(builder, step, input, ids).map_err(|e| format!("step {i} ({}): {e}", step.op))?;
+        if top && i == 0 && step.id.is_none() {
             ids.insert("source".into(), result.clone_handle());
         }
         if let Some(id) = &step.id {
@@ -108,7 +120,7 @@ pub(crate) fn build(case: &Case) -> Result<Topology, String> {
         }
         previous = Some(result);
     }
-    builder.build().map_err(|e| format!("build: {e}"))
+    Ok(previous)
 }
 
 fn apply(
@@ -213,7 +225,7 @@ fn apply(
             }
         }
         "split" => {
-            on_stream!(input, s => any split(s, step, &named, ids)?)
+            on_stream!(input, s => any split(builder, s, step, &named, ids)?)
         }
         "to" => {
             let topic = step.topic.as_deref().ok_or("needs `topic`")?;
@@ -464,37 +476,97 @@ fn aggregate_stream<V: Dyn>(
 }
 
 fn split<V: Dyn>(
+    builder: &StreamsBuilder,
     s: KStream<Key, V>,
     step: &Step,
     named: &Option<String>,
     ids: &mut HashMap<String, Handle>,
 ) -> Result<Handle, String>
 where
-    KStream<Key, V>: IntoHandle,
+    KStream<Key, V>: IntoHandle + FromHandle,
 {
     let specs = step.branches.as_ref().ok_or("needs `branches`")?;
+    let mut error = None;
     let mut b = with_name(s, named, |x, n| x.named(n)).split();
     for spec in specs {
         let p = f::predicate(spec.function.as_deref().ok_or("a branch needs `fn`")?)?;
-        let branched = match &spec.name {
-            Some(n) => Branched::with_name(n.clone()),
-            None => Branched::new(),
-        };
-        b = b.branch(move |k, v| p(&k.0, &v.to_val()), branched);
+        b = b.branch(move |k, v| p(&k.0, &v.to_val()), branched(builder, spec, ids, &mut error));
     }
-    let branches = match &step.default {
-        Some(d) => b.default_branch(match &d.name {
-            Some(n) => Branched::with_name(n.clone()),
-            None => Branched::new(),
-        }),
-        None => b.no_default_branch(),
-    };
-    let all_ids = specs.iter().map(|s| &s.id).chain(step.default.iter().map(|d| &d.id));
-    for (stream, id) in branches.into_vec().into_iter().zip(all_ids) {
-        ids.insert(id.clone(), stream.into_handle());
+    match &step.default {
+        Some(d) => drop(b.default_branch(branched(builder, d, ids, &mut error))),
+        None => drop(b.no_default_branch()),
     }
-    Ok(Handle::Done)
+    match error {
+        Some(e) => Err(e),
+        None => Ok(Handle::Done),
+    }
 }
+
+/// A branch's `Branched`: its name, and its chain run on the branch as it is declared (with a function,
+/// or a consumer when `consume`); `as` names the branch or what its chain made of it. An error in the
+/// chain is kept in `error`.
+fn branched<'a, V: Dyn>(
+    builder: &'a StreamsBuilder,
+    spec: &'a BranchSpec,
+    ids: &'a mut HashMap<String, Handle>,
+    error: &'a mut Option<String>,
+) -> Branched<'a, Key, V>
+where
+    KStream<Key, V>: IntoHandle + FromHandle,
+{
+    let branched = if spec.consume {
+        Branched::with_consumer(move |branch: KStream<Key, V>| {
+            if let Err(e) = run_steps(builder, &spec.chain, Some(branch.into_handle()), ids, false) {
+                *error = Some(format!("a branch's chain: {e}"));
+            }
+        })
+    } else {
+        Branched::with_function(move |branch: KStream<Key, V>| {
+            let out = match spec.chain.is_empty() {
+                true => Ok(branch.clone()),
+                false => run_steps(builder, &spec.chain, Some(branch.clone().into_handle()), ids, false)
+                    .and_then(|h| KStream::from_handle(h.ok_or("an empty chain")?)),
+            };
+            let out = out.unwrap_or_else(|e| {
+                *error = Some(format!("a branch's chain: {e}"));
+                branch
+            });
+            if let Some(id) = &spec.id {
+                ids.insert(id.clone(), out.clone().into_handle());
+            }
+            out
+        })
+    };
+    match &spec.name {
+        Some(n) => branched.named(n.clone()),
+        None => branched,
+    }
+}
+
+/// A stream of the branch's value type back out of a chain's result.
+trait FromHandle: Sized {
+    fn from_handle(handle: Handle) -> Result<Self, String>;
+}
+
+macro_rules! from_handle {
+    ($v:ty, $variant:ident) => {
+        impl FromHandle for KStream<Key, $v> {
+            fn from_handle(handle: Handle) -> Result<Self, String> {
+                match handle {
+                    Handle::$variant(s) => Ok(s),
+                    other => {
+                        Err(format!("a branch's chain must end in a stream of the branch's type, not {}", other.kind()))
+                    }
+                }
+            }
+        }
+    };
+}
+
+from_handle!(Val, Stream);
+from_handle!(i64, LongStream);
+from_handle!(Option<Val>, OptStream);
+from_handle!(Option<i64>, OptLongStream);
 
 trait IntoHandle {
     fn into_handle(self) -> Handle;

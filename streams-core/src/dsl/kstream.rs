@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use super::builder::{missing_serde, pick, pick_or_default, BuilderState};
 use super::grouped::KGroupedStream;
-use super::options::{Branched, Grouped, Produced, Repartitioned};
+use super::options::{BranchChain, Branched, Grouped, Produced, Repartitioned};
 use super::repartition::{add_repartition, RepartitionNames};
 use super::stateless::{
     Filter, FlatMap, FlatMapValues, Map, MapValues, PassThrough, Peek, Predicate, SelectKey, Split,
@@ -15,6 +15,7 @@ use super::Data;
 use crate::processor::Processor;
 use crate::record::RecordPart;
 use crate::serde::{DefaultSerde, Serde};
+use crate::sync::LockUnpoisoned;
 use crate::topology::{processor_def, sink_def, SinkSpec, TopicRef};
 use crate::RecordMetadata;
 
@@ -526,11 +527,23 @@ impl<K: Data, V: Data> KStream<K, V> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn split(&self) -> BranchedKStream<K, V> {
+        let branches: SharedBranches<K, V> = Arc::default();
         let name = {
             let mut b = self.builder.borrow_mut();
-            b.name_or(self.next_name.clone(), "KSTREAM-BRANCH-")
+            let name = b.name_or(self.next_name.clone(), "KSTREAM-BRANCH-");
+            // The split node is added now and each branch as it is declared, as in Kafka Streams, so that
+            // a branch's chain of operators is numbered and placed where Kafka Streams places it.
+            let shared = branches.clone();
+            let supplier = move || Split { branches: shared.lock_unpoisoned().clone(), positions: Vec::new() };
+            b.topology.add_node_deferred(processor_def(&name, vec![self.node.clone()], supplier));
+            name
         };
-        BranchedKStream { stream: KStream { next_name: None, ..self.clone() }, split_name: name, branches: Vec::new() }
+        BranchedKStream {
+            stream: KStream { next_name: None, ..self.clone() },
+            split_name: name,
+            branches,
+            outputs: Vec::new(),
+        }
     }
 
     /// Writes every record to `topic`, with the upstream serdes or the types' defaults.
@@ -857,11 +870,17 @@ impl<K: Data, V: Data> KStream<K, V> {
     }
 }
 
+/// The branches of a split as its node reads them when a task is made: each predicate (none for the
+/// default branch) and the child it sends records to.
+type SharedBranches<K, V> = Arc<Mutex<Vec<(Option<Predicate<K, V>>, String)>>>;
+
 /// A stream being split into branches; made by [`KStream::split`].
 pub struct BranchedKStream<K, V> {
     stream: KStream<K, V>,
     split_name: String,
-    branches: Vec<(Option<Predicate<K, V>>, String)>,
+    branches: SharedBranches<K, V>,
+    /// The branches among the split's results, in declaration order.
+    outputs: Vec<(String, KStream<K, V>)>,
 }
 
 /// The branches of a split, by name, in the order they were declared.
@@ -923,17 +942,36 @@ impl<K: Data, V: Data> BranchedKStream<K, V> {
     /// assert_eq!(driver.read_key_values(&positive), vec![("b".to_string(), 7)]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn branch(mut self, predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static, branched: Branched) -> Self {
-        let name = self.branch_name(branched);
-        self.branches.push((Some(Arc::new(predicate)), name));
+    pub fn branch(
+        mut self,
+        predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static,
+        branched: Branched<'_, K, V>,
+    ) -> Self {
+        let position = self.branches.lock_unpoisoned().len() + 1;
+        self.add_branch(Some(Arc::new(predicate)), branched, position);
         self
     }
 
-    /// `<split name><branch name or position>`; each branch advances the counter, as in Kafka Streams.
-    fn branch_name(&self, branched: Branched) -> String {
-        self.stream.builder.borrow_mut().burn();
-        let suffix = branched.name.unwrap_or_else(|| (self.branches.len() + 1).to_string());
-        format!("{}{}", self.split_name, suffix)
+    /// Adds branch `<split name><branch name, or index>` (the default branch's index is 0), then runs its
+    /// chain, as Kafka Streams' `BranchedKStreamImpl.createBranch` does; each branch advances the name
+    /// counter.
+    fn add_branch(&mut self, predicate: Option<Predicate<K, V>>, branched: Branched<'_, K, V>, index: usize) {
+        let Branched { name, chain } = branched;
+        let child = format!("{}{}", self.split_name, name.unwrap_or_else(|| index.to_string()));
+        {
+            let mut b = self.stream.builder.borrow_mut();
+            b.burn();
+            let node = processor_def::<K, V, K, V, _>(&child, vec![self.split_name.clone()], || PassThrough);
+            b.topology.add_node_deferred(node);
+        }
+        self.branches.lock_unpoisoned().push((predicate, child.clone()));
+        let s = &self.stream;
+        let branch = s.derive(child.clone(), s.key_serde.clone(), s.value_serde.clone(), s.repartition_required);
+        match chain {
+            BranchChain::Keep => self.outputs.push((child, branch)),
+            BranchChain::Function(function) => self.outputs.push((child, function(branch))),
+            BranchChain::Consumer(consumer) => consumer(branch),
+        }
     }
 
     /// Ends the split with a branch for every record no predicate took.
@@ -963,16 +1001,9 @@ impl<K: Data, V: Data> BranchedKStream<K, V> {
     /// assert_eq!(driver.read_key_values(&rest), vec![("b".to_string(), -5)]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn default_branch(mut self, branched: Branched) -> Branches<K, V> {
-        let name = match branched.name {
-            Some(_) => self.branch_name(branched),
-            None => {
-                self.stream.builder.borrow_mut().burn();
-                format!("{}0", self.split_name)
-            }
-        };
-        self.branches.push((None, name));
-        self.finish()
+    pub fn default_branch(mut self, branched: Branched<'_, K, V>) -> Branches<K, V> {
+        self.add_branch(None, branched, 0);
+        Branches { streams: self.outputs }
     }
 
     /// Ends the split; records no predicate took are dropped.
@@ -1001,36 +1032,7 @@ impl<K: Data, V: Data> BranchedKStream<K, V> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn no_default_branch(self) -> Branches<K, V> {
-        self.finish()
-    }
-
-    fn finish(self) -> Branches<K, V> {
-        let BranchedKStream { stream, split_name, branches } = self;
-        let shared = Arc::new(Mutex::new(branches.clone()));
-        {
-            let mut b = stream.builder.borrow_mut();
-            let shared = shared.clone();
-            let supplier =
-                move || Split { branches: shared.lock().expect("split branches").clone(), positions: Vec::new() };
-            b.topology.add_node_deferred(processor_def(&split_name, vec![stream.node.clone()], supplier));
-            for (_, child) in &branches {
-                b.topology
-                    .add_node_deferred(processor_def::<K, V, K, V, _>(child, vec![split_name.clone()], || PassThrough));
-            }
-        }
-        let streams = branches
-            .into_iter()
-            .map(|(_, child)| {
-                let s = stream.derive(
-                    child.clone(),
-                    stream.key_serde.clone(),
-                    stream.value_serde.clone(),
-                    stream.repartition_required,
-                );
-                (child, s)
-            })
-            .collect();
-        Branches { streams }
+        Branches { streams: self.outputs }
     }
 }
 

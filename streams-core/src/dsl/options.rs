@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use super::KStream;
 pub use crate::processor::node::StreamPartitioner;
 use crate::serde::Serde;
 use crate::store::KeyValueBytesStoreSupplier;
@@ -380,7 +381,8 @@ impl<K, V> Repartitioned<K, V> {
     }
 }
 
-/// Names a branch of [`KStream::split`](super::KStream::split).
+/// Names a branch of [`KStream::split`](super::KStream::split), and can run a chain of operators on it
+/// where it is declared (Kafka Streams' `Branched`).
 ///
 /// # Examples
 ///
@@ -400,12 +402,40 @@ impl<K, V> Repartitioned<K, V> {
 ///     "KSTREAM-BRANCH-0000000001zero",
 /// ]);
 /// ```
-#[derive(Debug, Clone, Default)]
-pub struct Branched {
+pub struct Branched<'a, K, V> {
     pub(crate) name: Option<String>,
+    pub(crate) chain: BranchChain<'a, K, V>,
 }
 
-impl Branched {
+/// What a split does with a branch once it is declared. The chain runs then and there, so it may borrow
+/// what the code building the topology holds (`'a`).
+pub(crate) enum BranchChain<'a, K, V> {
+    /// The branch itself is among the split's results.
+    Keep,
+    /// What the function makes of the branch is among the results, under the branch's name.
+    Function(Box<dyn FnOnce(KStream<K, V>) -> KStream<K, V> + 'a>),
+    /// The consumer takes the branch; it is not among the results.
+    Consumer(Box<dyn FnOnce(KStream<K, V>) + 'a>),
+}
+
+impl<K, V> Default for Branched<'_, K, V> {
+    fn default() -> Self {
+        Branched { name: None, chain: BranchChain::Keep }
+    }
+}
+
+impl<K, V> std::fmt::Debug for Branched<'_, K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let chain = match self.chain {
+            BranchChain::Keep => "keep",
+            BranchChain::Function(_) => "function",
+            BranchChain::Consumer(_) => "consumer",
+        };
+        f.debug_struct("Branched").field("name", &self.name).field("chain", &chain).finish()
+    }
+}
+
+impl<'a, K, V> Branched<'a, K, V> {
     /// A generated name (the split's name and the branch's position, from 1).
     pub fn new() -> Self {
         Self::default()
@@ -413,6 +443,52 @@ impl Branched {
 
     /// The branch is called `<split name><name>`.
     pub fn with_name(name: impl Into<String>) -> Self {
-        Branched { name: Some(name.into()) }
+        Branched { name: Some(name.into()), chain: BranchChain::Keep }
+    }
+
+    /// Runs `chain` on the branch as soon as it is declared; what it returns is among the split's
+    /// results in the branch's place (Kafka Streams' `Branched.withFunction`). The chain may borrow
+    /// from the code that builds the topology: it has run when `branch` returns.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::{Branched, StreamsBuilder};
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let branches = builder
+    ///     .stream::<String, i64>("amounts")
+    ///     .split()
+    ///     .branch(|_, v| *v < 0, Branched::with_function(|s| s.map_values(|v| -v)).named("refunds"))
+    ///     .default_branch(Branched::with_consumer(|s| s.to("sales")));
+    /// // The consumed branch is not among the results.
+    /// assert_eq!(branches.names().collect::<Vec<_>>(), ["KSTREAM-BRANCH-0000000001refunds"]);
+    /// branches.at(0).unwrap().to("refunds");
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let amounts = driver.input_topic::<String, i64>("amounts");
+    /// let (refunds, sales) = (driver.output_topic::<String, i64>("refunds"), driver.output_topic::<String, i64>("sales"));
+    /// driver.pipe(&amounts, "a".into(), -5, 0)?;
+    /// driver.pipe(&amounts, "b".into(), 7, 1)?;
+    /// assert_eq!(driver.read_key_values(&refunds), vec![("a".to_string(), 5)]);
+    /// assert_eq!(driver.read_key_values(&sales), vec![("b".to_string(), 7)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_function(chain: impl FnOnce(KStream<K, V>) -> KStream<K, V> + 'a) -> Self {
+        Branched { name: None, chain: BranchChain::Function(Box::new(chain)) }
+    }
+
+    /// Hands the branch to `chain` as soon as it is declared; it is not among the split's results
+    /// (Kafka Streams' `Branched.withConsumer`). See [`with_function`](Self::with_function).
+    pub fn with_consumer(chain: impl FnOnce(KStream<K, V>) + 'a) -> Self {
+        Branched { name: None, chain: BranchChain::Consumer(Box::new(chain)) }
+    }
+
+    /// Calls the branch `<split name><name>` (Kafka Streams' `withFunction(chain, name)` and
+    /// `withConsumer(chain, name)`).
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
     }
 }

@@ -6,6 +6,7 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Properties;
+import java.util.function.Consumer;
 import java.util.function.Function;
 import org.apache.kafka.common.serialization.Serde;
 import org.apache.kafka.streams.StreamsBuilder;
@@ -45,8 +46,15 @@ final class TopologyFactory {
     }
 
     private Topology build(Properties props) {
-        Object previous = null;
-        List<JsonNode> steps = c.topology();
+        runSteps(c.topology(), null, true);
+        return builder.build(props);
+    }
+
+    /**
+     * Runs {@code steps} in order, the first on {@code previous} unless it says "from"; returns the last
+     * result. {@code top}: the case's own steps, whose first result is also "source".
+     */
+    private Object runSteps(List<JsonNode> steps, Object previous, boolean top) {
         for (int i = 0; i < steps.size(); i++) {
             JsonNode step = steps.get(i);
             String op = Case.text(step, "op");
@@ -64,7 +72,7 @@ final class TopologyFactory {
             } catch (IllegalArgumentException e) {
                 throw new IllegalArgumentException("step " + i + " (" + op + "): " + e.getMessage());
             }
-            if (i == 0 && result != null) {
+            if (top && i == 0 && result != null) {
                 results.put("source", result);
             }
             String as = Case.text(step, "as");
@@ -76,7 +84,7 @@ final class TopologyFactory {
             }
             previous = result;
         }
-        return builder.build(props);
+        return previous;
     }
 
     private Object apply(String op, JsonNode step, Object input) {
@@ -217,14 +225,26 @@ final class TopologyFactory {
     }
 
     /** Branched.as(name) (or no name), which also files the branch under its "as". */
+    /**
+     * A branch's Branched: its name; its "chain" of steps, run on the branch when it is declared (withFunction,
+     * or withConsumer when "consume" is true); "as" names the branch, or what its chain made of it.
+     */
     private Branched branched(JsonNode branch) {
         String as = Case.text(branch, "as");
         String name = Case.text(branch, "name");
+        List<JsonNode> chain = new ArrayList<>();
+        branch.path("chain").forEach(chain::add);
+        if (branch.path("consume").asBoolean(false)) {
+            Consumer<KStream<Object, Object>> consume = ks -> runSteps(chain, ks, false);
+            return name == null ? Branched.<Object, Object>withConsumer(consume) : Branched.<Object, Object>withConsumer(consume, name);
+        }
         Function<KStream<Object, Object>, KStream<Object, Object>> keep = ks -> {
+            @SuppressWarnings("unchecked")
+            KStream<Object, Object> out = chain.isEmpty() ? ks : (KStream<Object, Object>) runSteps(chain, ks, false);
             if (as != null) {
-                results.put(as, ks);
+                results.put(as, out);
             }
-            return ks;
+            return out;
         };
         return name == null ? Branched.<Object, Object>withFunction(keep) : Branched.<Object, Object>withFunction(keep, name);
     }
