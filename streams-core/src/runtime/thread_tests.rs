@@ -103,8 +103,8 @@ impl Cluster {
     fn new() -> Self {
         let clock = Clock::manual(1_700_000_000_000);
         let broker = EmbeddedBroker::with_clock(clock.clone());
-        broker.create_topic("input", 2, false);
-        broker.create_topic("output", 1, false);
+        broker.create_topic("input", 2);
+        broker.create_topic("output", 1);
         Cluster { broker, clock }
     }
 
@@ -314,7 +314,7 @@ fn a_failed_commit_closes_every_task_without_committing_rejoins_and_redoes_the_w
     cluster.append(&[(0, "a", "x"), (1, "b", "y")]);
     step(&mut thread);
 
-    cluster.broker.fail_next_commit(false);
+    cluster.broker.fail_next_commit();
     cluster.clock.advance(1_000);
     step(&mut thread);
     {
@@ -349,7 +349,7 @@ fn failing_for_longer_than_task_timeout_is_fatal_and_the_application_goes_to_err
     let mut result = Ok(());
     let mut recovered = 0;
     for _ in 0..10 {
-        cluster.broker.fail_next_commit(false);
+        cluster.broker.fail_next_commit();
         cluster.clock.advance(1_000);
         result = thread.step(Duration::ZERO);
         if result.is_err() {
