@@ -244,6 +244,20 @@ fn apply(
                 None => s.repartition(),
             }
         }),
+        "to_table" => {
+            let spec = step.materialized.as_ref();
+            match input {
+                Handle::Stream(s) => Handle::Table(match spec {
+                    Some(m) => with_name(s, &named, |x, n| x.named(n)).to_table_with(materialized::<Val>(Some(m))),
+                    None => with_name(s, &named, |x, n| x.named(n)).to_table(),
+                }),
+                Handle::LongStream(s) => Handle::LongTable(match spec {
+                    Some(m) => with_name(s, &named, |x, n| x.named(n)).to_table_with(materialized::<i64>(Some(m))),
+                    None => with_name(s, &named, |x, n| x.named(n)).to_table(),
+                }),
+                other => return Err(format!("needs a stream of strings or longs, got {}", other.kind())),
+            }
+        }
         "to_stream" => match input {
             Handle::Table(t) => Handle::OptStream(with_name(t, &named, |x, n| x.named(n)).to_stream()),
             Handle::LongTable(t) => Handle::OptLongStream(with_name(t, &named, |x, n| x.named(n)).to_stream()),

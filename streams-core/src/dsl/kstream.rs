@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use super::builder::{missing_serde, pick, pick_or_default, BuilderState};
 use super::grouped::KGroupedStream;
-use super::options::{BranchChain, Branched, Grouped, Produced, Repartitioned};
+use super::options::{BranchChain, Branched, Grouped, Materialized, Produced, Repartitioned};
 use super::repartition::{add_repartition, RepartitionNames};
 use super::stateless::{
     Filter, FlatMap, FlatMapValues, Map, MapValues, PassThrough, Peek, Predicate, SelectKey, Split,
@@ -650,6 +650,48 @@ impl<K: Data, V: Data> KStream<K, V> {
                 b.topology.deferred.push(missing_serde::<K, V>(name, target, part))
             }
         }
+    }
+
+    /// The stream as a table: each record upserts its key, a record whose value the serde writes as null
+    /// deletes it, and a record with a null key is dropped (Kafka Streams' `toTable`). A key-changing
+    /// operator upstream makes it repartition first, to `<name>-repartition`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::StreamsBuilder;
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let latest = builder.stream::<String, String>("user-regions").to_table();
+    /// latest.filter(|_, region| region.as_str() == "EU").to_stream().to("eu-users");
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let regions = driver.input_topic::<String, String>("user-regions");
+    /// let eu = driver.output_topic::<String, Option<String>>("eu-users");
+    /// driver.pipe(&regions, "ada".into(), "EU".into(), 0)?;
+    /// driver.pipe(&regions, "ada".into(), "US".into(), 1)?; // ada leaves the EU table: a delete
+    /// assert_eq!(driver.read_key_values(&eu), vec![("ada".to_string(), Some("EU".to_string())), ("ada".to_string(), None)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn to_table(&self) -> KTable<K, V>
+    where
+        K: DefaultSerde,
+        V: DefaultSerde,
+    {
+        self.to_table_with(Materialized::new())
+    }
+
+    /// [`to_table`](Self::to_table) with a store name, serdes, or logging and caching settings. Serdes
+    /// left out come from upstream, else from the types.
+    pub fn to_table_with(&self, materialized: Materialized<K, V>) -> KTable<K, V>
+    where
+        K: DefaultSerde,
+        V: DefaultSerde,
+    {
+        let key_serde = pick_or_default(materialized.key_serde.clone(), &self.key_serde);
+        let value_serde = pick_or_default(materialized.value_serde.clone(), &self.value_serde);
+        super::ktable::stream_to_table(self, materialized.with_key_serde(key_serde).with_value_serde(value_serde))
     }
 
     /// Sends the records through a repartition topic, so that downstream tasks see them partitioned by

@@ -11,6 +11,7 @@ use super::builder::{missing_serde, pick, pick_or_default, BuilderState, Streams
 use super::change::Change;
 use super::grouped::{store_def, KGroupedTable};
 use super::options::{Consumed, Grouped, Materialized};
+use super::repartition::{add_repartition, RepartitionNames};
 use super::{Data, KStream};
 use crate::processor::{Processor, ProcessorContext};
 use crate::record::RecordPart;
@@ -557,6 +558,71 @@ pub(crate) fn table_source<K: Data, V: Data>(
         table.old_values = Arc::new(SendOldValues::source());
     }
     table
+}
+
+/// `stream.to_table()`: a `KSTREAM-TOTABLE` processor that keeps the latest value per key, as a table
+/// source does, after a repartition when the key changed upstream. Names in Kafka Streams' order:
+/// processor, store, then the repartition's nodes. `materialized` carries both serdes.
+pub(crate) fn stream_to_table<K: Data, V: Data>(stream: &KStream<K, V>, materialized: Materialized<K, V>) -> KTable<K, V> {
+    let rc = stream.builder.clone();
+    let mut b = rc.borrow_mut();
+    let name = b.name_or(stream.next_name.clone(), "KSTREAM-TOTABLE-");
+    let store = match materialized.store_name.clone() {
+        Some(name) => name,
+        None => b.new_store_name("KSTREAM-TOTABLE-"),
+    };
+    let (Some(key_serde), Some(value_serde)) = (materialized.key_serde.clone(), materialized.value_serde.clone())
+    else {
+        let target = format!("the store {store}");
+        b.topology.deferred.push(missing_serde::<K, V>(name.clone(), target, RecordPart::KeyOrValue));
+        return KTable::new(rc.clone(), name, None, None, None);
+    };
+    let mut parent = stream.node.clone();
+    if stream.repartition_required {
+        let names = RepartitionNames::for_stream(&mut b, &name);
+        parent = add_repartition(&mut b, &parent, names, key_serde.clone(), value_serde.clone(), None, None);
+    }
+    let (store_for_processor, key_for_processor) = (store.clone(), key_serde.clone());
+    let (value_for_processor, caching) = (value_serde.clone(), materialized.caching_enabled);
+    let def = processor_def(&name, vec![parent], move || StreamToTable::<K, V> {
+        source: TableSource {
+            output: AggregateOutput::new(store_for_processor.clone(), key_for_processor.clone(), caching),
+        },
+        value_serde: value_for_processor.clone(),
+    });
+    b.topology.add_node_deferred(def);
+    b.topology.add_store_deferred(store_def(&store, &materialized, key_serde.clone(), value_serde.clone()), &name);
+    let mut table = KTable::new(rc.clone(), name, Some(key_serde), Some(value_serde), Some(store));
+    if materialized.store_name.is_none() {
+        table.old_values = Arc::new(SendOldValues::source());
+    }
+    table
+}
+
+/// `KSTREAM-TOTABLE`: a table source fed by a stream; a value its serde writes as null is a delete.
+struct StreamToTable<K, V> {
+    source: TableSource<K, V>,
+    value_serde: Arc<dyn Serde<V>>,
+}
+
+impl<K: Data, V: Data> Processor<K, V, K, Change<V>> for StreamToTable<K, V> {
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<(), StreamsError> {
+        self.source.init(ctx)
+    }
+
+    fn process(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>, record: Record<K, V>) -> Result<(), StreamsError> {
+        let value = (!self.value_serde.is_null(&record.value)).then_some(record.value);
+        let update = Record { key: record.key, value, timestamp: record.timestamp, headers: record.headers };
+        self.source.process(ctx, update)
+    }
+
+    fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<(), StreamsError> {
+        self.source.flush(ctx)
+    }
+
+    fn close(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<(), StreamsError> {
+        self.source.close(ctx)
+    }
 }
 
 /// `KTABLE-SOURCE`: upserts or deletes, and forwards the change. With the record cache on (Kafka

@@ -140,6 +140,14 @@ final class TopologyFactory {
             case "split": return split(stream(input, op), step, named);
             case "to": return to(stream(input, op), step, named);
             case "repartition": return repartition(stream(input, op), step);
+            case "to_table": {
+                KStream s = stream(input, op);
+                Materialized m = materialized(step);
+                if (m == null) {
+                    return named == null ? s.toTable() : s.toTable(Named.as(named));
+                }
+                return named == null ? s.toTable(m) : s.toTable(Named.as(named), m);
+            }
             case "to_stream": {
                 KTable t = table(input, op);
                 return named == null ? t.toStream() : t.toStream(Named.as(named));
