@@ -11,7 +11,7 @@ use super::repartition::{add_repartition, RepartitionNames};
 use super::stateless::{
     Filter, FlatMap, FlatMapValues, Map, MapValues, PassThrough, Peek, Predicate, SelectKey, Split,
 };
-use super::Data;
+use super::{Data, KTable};
 use crate::processor::Processor;
 use crate::record::RecordPart;
 use crate::serde::{DefaultSerde, Serde};

@@ -563,7 +563,10 @@ pub(crate) fn table_source<K: Data, V: Data>(
 /// `stream.to_table()`: a `KSTREAM-TOTABLE` processor that keeps the latest value per key, as a table
 /// source does, after a repartition when the key changed upstream. Names in Kafka Streams' order:
 /// processor, store, then the repartition's nodes. `materialized` carries both serdes.
-pub(crate) fn stream_to_table<K: Data, V: Data>(stream: &KStream<K, V>, materialized: Materialized<K, V>) -> KTable<K, V> {
+pub(crate) fn stream_to_table<K: Data, V: Data>(
+    stream: &KStream<K, V>,
+    materialized: Materialized<K, V>,
+) -> KTable<K, V> {
     let rc = stream.builder.clone();
     let mut b = rc.borrow_mut();
     let name = b.name_or(stream.next_name.clone(), "KSTREAM-TOTABLE-");
@@ -610,7 +613,11 @@ impl<K: Data, V: Data> Processor<K, V, K, Change<V>> for StreamToTable<K, V> {
         self.source.init(ctx)
     }
 
-    fn process(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>, record: Record<K, V>) -> Result<(), StreamsError> {
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, Change<V>>,
+        record: Record<K, V>,
+    ) -> Result<(), StreamsError> {
         let value = (!self.value_serde.is_null(&record.value)).then_some(record.value);
         let update = Record { key: record.key, value, timestamp: record.timestamp, headers: record.headers };
         self.source.process(ctx, update)
