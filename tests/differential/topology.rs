@@ -528,32 +528,36 @@ fn branched<'a, V: Dyn>(
 where
     KStream<Key, V>: IntoHandle + FromHandle,
 {
-    let branched = if spec.consume {
-        Branched::with_consumer(move |branch: KStream<Key, V>| {
+    let name = spec.name.clone();
+    if spec.consume {
+        let consume = move |branch: KStream<Key, V>| {
             if let Err(e) = run_steps(builder, &spec.chain, Some(branch.into_handle()), ids, false) {
                 *error = Some(format!("a branch's chain: {e}"));
             }
-        })
-    } else {
-        Branched::with_function(move |branch: KStream<Key, V>| {
-            let out = match spec.chain.is_empty() {
-                true => Ok(branch.clone()),
-                false => run_steps(builder, &spec.chain, Some(branch.clone().into_handle()), ids, false)
-                    .and_then(|h| KStream::from_handle(h.ok_or("an empty chain")?)),
-            };
-            let out = out.unwrap_or_else(|e| {
-                *error = Some(format!("a branch's chain: {e}"));
-                branch
-            });
-            if let Some(id) = &spec.id {
-                ids.insert(id.clone(), out.clone().into_handle());
-            }
-            out
-        })
+        };
+        return match name {
+            Some(n) => Branched::with_consumer_named(consume, n),
+            None => Branched::with_consumer(consume),
+        };
+    }
+    let function = move |branch: KStream<Key, V>| {
+        let out = match spec.chain.is_empty() {
+            true => Ok(branch.clone()),
+            false => run_steps(builder, &spec.chain, Some(branch.clone().into_handle()), ids, false)
+                .and_then(|h| KStream::from_handle(h.ok_or("an empty chain")?)),
+        };
+        let out = out.unwrap_or_else(|e| {
+            *error = Some(format!("a branch's chain: {e}"));
+            branch
+        });
+        if let Some(id) = &spec.id {
+            ids.insert(id.clone(), out.clone().into_handle());
+        }
+        out
     };
-    match &spec.name {
-        Some(n) => branched.named(n.clone()),
-        None => branched,
+    match name {
+        Some(n) => Branched::with_function_named(function, n),
+        None => Branched::with_function(function),
     }
 }
 

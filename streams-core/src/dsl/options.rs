@@ -448,19 +448,21 @@ impl<'a, K, V> Branched<'a, K, V> {
 
     /// Runs `chain` on the branch as soon as it is declared; what it returns is among the split's
     /// results in the branch's place (Kafka Streams' `Branched.withFunction`). The chain may borrow
-    /// from the code that builds the topology: it has run when `branch` returns.
+    /// from the code that builds the topology: it has run when `branch` returns. Where the chain's body
+    /// needs the value type (`map_values(|v| -v)`), write its parameter's type: the compiler checks the
+    /// closure before it learns the branch's types from `branch`.
     ///
     /// # Examples
     ///
     /// ```
-    /// use streams_core::dsl::{Branched, StreamsBuilder};
+    /// use streams_core::dsl::{Branched, KStream, StreamsBuilder};
     /// use streams_core::testing::TopologyTestDriver;
     ///
     /// let builder = StreamsBuilder::new();
     /// let branches = builder
     ///     .stream::<String, i64>("amounts")
     ///     .split()
-    ///     .branch(|_, v| *v < 0, Branched::with_function(|s| s.map_values(|v| -v)).named("refunds"))
+    ///     .branch(|_, v| *v < 0, Branched::with_function_named(|s: KStream<String, i64>| s.map_values(|v| -v), "refunds"))
     ///     .default_branch(Branched::with_consumer(|s| s.to("sales")));
     /// // The consumed branch is not among the results.
     /// assert_eq!(branches.names().collect::<Vec<_>>(), ["KSTREAM-BRANCH-0000000001refunds"]);
@@ -479,16 +481,24 @@ impl<'a, K, V> Branched<'a, K, V> {
         Branched { name: None, chain: BranchChain::Function(Box::new(chain)) }
     }
 
+    /// [`with_function`](Self::with_function) on the branch `<split name><name>` (Kafka Streams'
+    /// `withFunction(chain, name)`).
+    pub fn with_function_named(
+        chain: impl FnOnce(KStream<K, V>) -> KStream<K, V> + 'a,
+        name: impl Into<String>,
+    ) -> Self {
+        Branched { name: Some(name.into()), chain: BranchChain::Function(Box::new(chain)) }
+    }
+
     /// Hands the branch to `chain` as soon as it is declared; it is not among the split's results
     /// (Kafka Streams' `Branched.withConsumer`). See [`with_function`](Self::with_function).
     pub fn with_consumer(chain: impl FnOnce(KStream<K, V>) + 'a) -> Self {
         Branched { name: None, chain: BranchChain::Consumer(Box::new(chain)) }
     }
 
-    /// Calls the branch `<split name><name>` (Kafka Streams' `withFunction(chain, name)` and
+    /// [`with_consumer`](Self::with_consumer) on the branch `<split name><name>` (Kafka Streams'
     /// `withConsumer(chain, name)`).
-    pub fn named(mut self, name: impl Into<String>) -> Self {
-        self.name = Some(name.into());
-        self
+    pub fn with_consumer_named(chain: impl FnOnce(KStream<K, V>) + 'a, name: impl Into<String>) -> Self {
+        Branched { name: Some(name.into()), chain: BranchChain::Consumer(Box::new(chain)) }
     }
 }
