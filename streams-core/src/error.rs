@@ -327,3 +327,22 @@ pub enum ConfigError {
         error: Box<ConfigError>,
     },
 }
+
+/// `std::any::type_name` without module paths, for messages: `alloc::string::String` is `String`, and
+/// `core::option::Option<app::PageView>` is `Option<PageView>`.
+pub(crate) fn short_type_name<T: ?Sized>() -> String {
+    let mut out = String::new();
+    let mut ident = String::new();
+    for c in std::any::type_name::<T>().chars() {
+        if c.is_alphanumeric() || c == '_' {
+            ident.push(c);
+        } else if c == ':' {
+            ident.clear();
+        } else {
+            out.push_str(&ident);
+            ident.clear();
+            out.push(c);
+        }
+    }
+    out + &ident
+}

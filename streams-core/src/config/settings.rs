@@ -658,25 +658,9 @@ mod tests {
             .collect()
     }
 
-    /// `std::any::type_name` without module paths: `alloc::sync::Arc<dyn streams_core::handler::X>` →
-    /// `Arc<dyn X>`.
+    /// The type of a field's value as the page writes it: `Arc<dyn X>`, without module paths.
     fn short_type<T: ?Sized>(_: &T) -> String {
-        let full = std::any::type_name::<T>();
-        let (mut out, mut ident) = (String::new(), String::new());
-        let mut chars = full.chars().peekable();
-        while let Some(c) = chars.next() {
-            if c.is_alphanumeric() || c == '_' {
-                ident.push(c);
-            } else if c == ':' && chars.peek() == Some(&':') {
-                chars.next();
-                ident.clear();
-            } else {
-                out.push_str(&ident);
-                ident.clear();
-                out.push(c);
-            }
-        }
-        out + &ident
+        crate::error::short_type_name::<T>()
     }
 
     /// Every field of `StreamsConfig` with its type. The pattern has no `..`, so a field added to the

@@ -385,27 +385,8 @@ pub(crate) fn missing_serde<K: ?Sized, V: ?Sized>(
         node: node.into(),
         target: target.into(),
         part,
-        types: format!("{}, {}", short_type_name::<K>(), short_type_name::<V>()),
+        types: format!("{}, {}", crate::error::short_type_name::<K>(), crate::error::short_type_name::<V>()),
     }
-}
-
-/// `std::any::type_name` without module paths: `alloc::string::String` is `String`, and
-/// `core::option::Option<app::PageView>` is `Option<PageView>`.
-fn short_type_name<T: ?Sized>() -> String {
-    let mut out = String::new();
-    let mut ident = String::new();
-    for c in std::any::type_name::<T>().chars() {
-        if c.is_alphanumeric() || c == '_' {
-            ident.push(c);
-        } else if c == ':' {
-            ident.clear();
-        } else {
-            out.push_str(&ident);
-            ident.clear();
-            out.push(c);
-        }
-    }
-    out + &ident
 }
 
 /// Picks the serde for an operator: given explicitly, else inherited from upstream.

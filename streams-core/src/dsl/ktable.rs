@@ -16,7 +16,7 @@ use super::{Data, KStream};
 use crate::processor::{Processor, ProcessorContext};
 use crate::record::RecordPart;
 use crate::serde::{DefaultSerde, OptionSerde, Serde};
-use crate::topology::{processor_def, source_def, TopicRef};
+use crate::topology::{processor_def, source_def, NodeDef, TopicRef};
 use crate::{Record, StreamsError};
 
 /// A table: the latest value per key (Kafka Streams' `KTable<K, V>`).
@@ -551,8 +551,22 @@ pub(crate) fn table_source<K: Data, V: Data>(
     let def = processor_def(&name, vec![source], move || TableSource::<K, V> {
         output: AggregateOutput::new(store_for_processor.clone(), key_for_processor.clone(), caching),
     });
+    add_source_table(&rc, &mut b, def, store, &materialized, (key_serde, value_serde))
+}
+
+/// The tail that a table source and `to_table` share: the processor `def`, its store, and the table they
+/// make, which sends old values as Kafka Streams' source table would (with a store only when named).
+fn add_source_table<K: Data, V: Data>(
+    rc: &Rc<RefCell<BuilderState>>,
+    b: &mut BuilderState,
+    def: NodeDef,
+    store: String,
+    materialized: &Materialized<K, V>,
+    (key_serde, value_serde): (Arc<dyn Serde<K>>, Arc<dyn Serde<V>>),
+) -> KTable<K, V> {
+    let name = def.name.clone();
     b.topology.add_node_deferred(def);
-    b.topology.add_store_deferred(store_def(&store, &materialized, key_serde.clone(), value_serde.clone()), &name);
+    b.topology.add_store_deferred(store_def(&store, materialized, key_serde.clone(), value_serde.clone()), &name);
     let mut table = KTable::new(rc.clone(), name, Some(key_serde), Some(value_serde), Some(store));
     if materialized.store_name.is_none() {
         table.old_values = Arc::new(SendOldValues::source());
@@ -593,13 +607,7 @@ pub(crate) fn stream_to_table<K: Data, V: Data>(
         },
         value_serde: value_for_processor.clone(),
     });
-    b.topology.add_node_deferred(def);
-    b.topology.add_store_deferred(store_def(&store, &materialized, key_serde.clone(), value_serde.clone()), &name);
-    let mut table = KTable::new(rc.clone(), name, Some(key_serde), Some(value_serde), Some(store));
-    if materialized.store_name.is_none() {
-        table.old_values = Arc::new(SendOldValues::source());
-    }
-    table
+    add_source_table(&rc, &mut b, def, store, &materialized, (key_serde, value_serde))
 }
 
 /// `KSTREAM-TOTABLE`: a table source fed by a stream; a value its serde writes as null is a delete.
