@@ -15,6 +15,7 @@ pub(crate) type FlatKeyValues = Arc<dyn Fn(Val, Val) -> Vec<(Val, Val)> + Send +
 pub(crate) type Reducer = Arc<dyn Fn(Val, Val) -> Val + Send + Sync>;
 pub(crate) type Initializer = Arc<dyn Fn() -> Val + Send + Sync>;
 pub(crate) type Aggregator = Arc<dyn Fn(&Val, Val, Val) -> Val + Send + Sync>;
+pub(crate) type TopicChooser = Arc<dyn Fn(&Val, &Val) -> String + Send + Sync>;
 
 /// `name` or `name:arg`.
 fn split(spec: &str) -> (&str, &str) {
@@ -229,4 +230,19 @@ fn java_length(s: &str) -> i64 {
 /// One string per character (code point).
 fn java_chars(s: &str) -> Vec<String> {
     s.chars().map(String::from).collect()
+}
+
+/// Topic choosers `(k, v) -> topic` (for `to_dynamic`).
+pub(crate) fn topic_chooser(spec: &str) -> Result<TopicChooser, String> {
+    let (name, arg) = split(spec);
+    Ok(match name {
+        "topic_value_mod" => {
+            let n = long_arg(spec, arg)?;
+            Arc::new(move |_, v| match v {
+                Val::Long(l) => format!("out-{}", l.rem_euclid(n)),
+                _ => "out-other".to_string(),
+            })
+        }
+        _ => return Err(unknown("topic chooser", spec)),
+    })
 }

@@ -227,6 +227,13 @@ fn apply(
         "split" => {
             on_stream!(input, s => any split(builder, s, step, &named, ids)?)
         }
+        "to_dynamic" => {
+            let choose = f::topic_chooser(function(step)?)?;
+            on_stream!(input, s => any {
+                with_name(s, &named, |x, n| x.named(n)).to_dynamic(move |k, v, _| choose(&k.0, &v.to_val()));
+                Handle::Done
+            })
+        }
         "to" => {
             let topic = step.topic.as_deref().ok_or("needs `topic`")?;
             on_stream!(input, s => any {

@@ -12,6 +12,8 @@ import org.apache.kafka.streams.kstream.Predicate;
 import org.apache.kafka.streams.kstream.Reducer;
 import org.apache.kafka.streams.kstream.ValueMapper;
 import org.apache.kafka.streams.kstream.ValueMapperWithKey;
+import org.apache.kafka.streams.processor.RecordContext;
+import org.apache.kafka.streams.processor.TopicNameExtractor;
 
 /**
  * The fixed function vocabulary of the case files ("name" or "name:arg"), exactly as README.md describes
@@ -94,6 +96,34 @@ final class Functions {
     static String valueMod(Object v, long n, String fn) {
         Long l = asLong(v, fn);
         return l == null ? null : "m" + Math.floorMod(l, n);
+    }
+
+    // Topic choosers (k, v) -> topic, for to(TopicNameExtractor).
+    static TopicNameExtractor<Object, Object> topicChooser(String text) {
+        Spec f = Spec.parse(text);
+        switch (f.name) {
+            case "topic_value_mod": return new ValueModTopic(f.n());
+            default: throw f.unknown("topic chooser");
+        }
+    }
+
+    /** A class, not a lambda: describe() prints an extractor's toString(), which for a lambda changes every run. */
+    static final class ValueModTopic implements TopicNameExtractor<Object, Object> {
+        private final long n;
+
+        ValueModTopic(long n) {
+            this.n = n;
+        }
+
+        @Override
+        public String extract(Object k, Object v, RecordContext ctx) {
+            return v instanceof Long ? "out-" + Math.floorMod((Long) v, n) : "out-other";
+        }
+
+        @Override
+        public String toString() {
+            return "topic_value_mod:" + n;
+        }
     }
 
     // Predicates (k, v) -> bool.

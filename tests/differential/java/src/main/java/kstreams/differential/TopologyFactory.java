@@ -24,6 +24,7 @@ import org.apache.kafka.streams.kstream.Named;
 import org.apache.kafka.streams.kstream.Predicate;
 import org.apache.kafka.streams.kstream.Produced;
 import org.apache.kafka.streams.kstream.Repartitioned;
+import org.apache.kafka.streams.processor.TopicNameExtractor;
 
 /**
  * A case's topology steps as StreamsBuilder calls (README.md, "Topology steps"). Each step's input is the
@@ -139,6 +140,16 @@ final class TopologyFactory {
             }
             case "split": return split(stream(input, op), step, named);
             case "to": return to(stream(input, op), step, named);
+            case "to_dynamic": {
+                KStream s = stream(input, op);
+                TopicNameExtractor<Object, Object> choose = Functions.topicChooser(fn(step));
+                if (named == null) {
+                    s.to(choose);
+                } else {
+                    s.to(choose, Produced.as(named));
+                }
+                return null;
+            }
             case "repartition": return repartition(stream(input, op), step);
             case "to_table": {
                 KStream s = stream(input, op);
