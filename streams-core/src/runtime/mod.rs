@@ -119,6 +119,19 @@ pub(crate) struct Shared {
     pub(crate) task_holders: thread::TaskHolders,
 }
 
+impl Shared {
+    /// A new instance's: state CREATED, no error, no threads' counters or tasks yet.
+    pub(crate) fn new() -> Self {
+        Shared {
+            state: StateCell::new(),
+            shutdown: AtomicBool::new(false),
+            error: Mutex::new(None),
+            thread_metrics: Mutex::new(Default::default()),
+            task_holders: Default::default(),
+        }
+    }
+}
+
 /// A running application: one or more stream threads in the application's consumer group.
 pub struct KafkaStreams {
     topology: Arc<Topology>,
@@ -163,13 +176,7 @@ impl KafkaStreams {
     ) -> Result<Self, StreamsError> {
         config.validate()?;
         let plan = plan::plan(&topology)?;
-        let shared = Arc::new(Shared {
-            state: StateCell::new(),
-            shutdown: AtomicBool::new(false),
-            error: Mutex::new(None),
-            thread_metrics: Mutex::new(Default::default()),
-            task_holders: Default::default(),
-        });
+        let shared = Arc::new(Shared::new());
         let state_dir = state_dir::StateDirectory::new(&config.state_dir, &config.application_id);
         let rocksdb = state_store::RocksDbMemory::new(config.rocksdb_cache_bytes, config.rocksdb_write_buffer_bytes);
         Ok(KafkaStreams {

@@ -7,7 +7,7 @@
 //! closes every task without committing and rejoins, until `task.timeout.ms` makes it fatal; committed
 //! repartition records are purged.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ use crate::dsl::{Grouped, Materialized, StreamsBuilder};
 use crate::embedded::EmbeddedBroker;
 use crate::processor::{Processor, ProcessorContext};
 use crate::record::RawRecord;
-use crate::runtime::{topics, State, StateCell};
+use crate::runtime::{topics, State};
 use crate::serde::StringSerde;
 use crate::sync::LockUnpoisoned;
 use crate::time::Clock;
@@ -114,13 +114,7 @@ impl Cluster {
         let plan = plan::plan(&topology).expect("a valid topology");
         let admin = self.broker.admin(&config).expect("an admin client");
         let layout = topics::prepare(&topology, &plan, &config, &*admin).expect("the topics are ready");
-        let shared = Arc::new(Shared {
-            state: StateCell::new(),
-            shutdown: AtomicBool::new(false),
-            error: Mutex::new(None),
-            thread_metrics: Mutex::new(Default::default()),
-            task_holders: Default::default(),
-        });
+        let shared = Arc::new(Shared::new());
         let state = ThreadState {
             app_dir: None,
             rocksdb: state_store::RocksDbMemory::default(),
