@@ -18,7 +18,9 @@ scenario_tests!(
     two_instances_share_the_work_through_a_join_and_a_leave,
     stateful_app_keeps_exact_totals_through_a_join_and_a_leave,
     production_errors_fail_by_default_and_can_be_skipped,
-    a_thread_stopped_past_the_pause_limit_rejoins_and_loses_nothing
+    a_thread_stopped_past_the_pause_limit_rejoins_and_loses_nothing,
+    a_panic_in_user_code_is_dead_lettered_and_processing_goes_on,
+    a_failed_thread_is_replaced_when_the_uncaught_exception_handler_says_so
 );
 
 /// Fails the first record whose key starts with `boom`, once in the whole process; forwards the rest.

@@ -213,6 +213,20 @@ pub enum StreamsError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// User code failed on a record (or in a punctuation) and the processing exception handler said to
+    /// fail. Names the node, the task and where the source record was read.
+    #[error("node `{node}` of task {task} failed {}; the processing exception handler said to fail", at_record(.source_record.as_ref()))]
+    ProcessingFailed {
+        /// The node whose processor, DSL function or serde failed.
+        node: String,
+        /// The task.
+        task: crate::task_id::TaskId,
+        /// Where the source record was read; `None` for a punctuation.
+        source_record: Option<crate::RecordMetadata>,
+        /// What failed.
+        #[source]
+        source: Box<StreamsError>,
+    },
     /// A record was forwarded to a child that does not exist.
     #[error("processor `{node}` forwarded to unknown child `{child}`")]
     UnknownChild {
@@ -282,7 +296,78 @@ pub enum StreamsError {
     Internal(String),
 }
 
+fn at_record(record: Option<&crate::RecordMetadata>) -> String {
+    match record {
+        Some(r) => format!("on the record at {}-{} offset {}", r.topic, r.partition, r.offset),
+        None => "in a punctuation".to_string(),
+    }
+}
+
+/// A panic in user code, caught at the node it happened in and handled as the error it stands for.
+#[derive(Debug)]
+pub(crate) struct Panicked(pub(crate) String);
+
+impl std::fmt::Display for Panicked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "panicked: {}", self.0)
+    }
+}
+
+impl std::error::Error for Panicked {}
+
+impl Panicked {
+    /// The message of a caught panic's payload (a `&str` or `String`, as `panic!` makes them).
+    pub(crate) fn from_payload(payload: &(dyn std::any::Any + Send)) -> Self {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_string());
+        Panicked(message)
+    }
+}
+
 impl StreamsError {
+    /// The variant's name, as a dead letter's `__streams.errors.exception` header gives it (where Kafka
+    /// Streams gives the exception's class).
+    pub(crate) fn kind_name(&self) -> &'static str {
+        match self {
+            StreamsError::Topology(_) => "StreamsError::Topology",
+            StreamsError::Deserialization { .. } => "StreamsError::Deserialization",
+            StreamsError::Serialization { .. } => "StreamsError::Serialization",
+            StreamsError::Store(_) => "StreamsError::Store",
+            StreamsError::StateDir { .. } => "StreamsError::StateDir",
+            StreamsError::State { .. } => "StreamsError::State",
+            StreamsError::StoreAccess { .. } => "StreamsError::StoreAccess",
+            StreamsError::Processor { source, .. } if source.is::<Panicked>() => "panic",
+            StreamsError::Processor { .. } => "StreamsError::Processor",
+            StreamsError::ProcessingFailed { .. } => "StreamsError::ProcessingFailed",
+            StreamsError::UnknownChild { .. } => "StreamsError::UnknownChild",
+            StreamsError::Config(_) => "StreamsError::Config",
+            StreamsError::Client(_) => "StreamsError::Client",
+            StreamsError::MissingSourceTopics { .. } => "StreamsError::MissingSourceTopics",
+            StreamsError::CoPartitioning { .. } => "StreamsError::CoPartitioning",
+            StreamsError::InternalTopicMismatch { .. } => "StreamsError::InternalTopicMismatch",
+            StreamsError::IllegalState { .. } => "StreamsError::IllegalState",
+            StreamsError::CloseTimeout { .. } => "StreamsError::CloseTimeout",
+            StreamsError::Internal(_) => "StreamsError::Internal",
+        }
+    }
+
+    /// Whether the processing exception handler decides about this error at the node it came out of.
+    /// Not: a failure a node below already decided on, a record the deserialization handler already
+    /// decided on, a broker client's failure (the thread recovers from those or stops), and a bug of
+    /// this library.
+    pub(crate) fn is_processing_error(&self) -> bool {
+        !matches!(
+            self,
+            StreamsError::ProcessingFailed { .. }
+                | StreamsError::Deserialization { .. }
+                | StreamsError::Client(_)
+                | StreamsError::Internal(_)
+        )
+    }
+
     /// Wraps an error from user code running in processor `node`.
     pub fn processor(node: impl Into<String>, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         StreamsError::Processor { node: node.into(), source: source.into() }

@@ -1,5 +1,6 @@
-//! What happens to a record that cannot be read (the deserialization exception handler) or cannot be
-//! written (the production exception handler).
+//! What happens to a record that cannot be read (the deserialization exception handler), that user code
+//! fails on (the processing exception handler, KIP-1033), or that cannot be written (the production
+//! exception handler).
 //!
 //! Kafka Streams' default is to log and fail; the alternatives are to log, count and skip the record, or
 //! to send it to a dead-letter topic and skip it. Whatever the choice, the record is named by topic,
@@ -8,7 +9,7 @@
 use std::sync::Arc;
 
 use crate::record::{Headers, ProducedRecord, RawRecord};
-use crate::StreamsError;
+use crate::{RecordMetadata, StreamsError, TaskId};
 
 pub(crate) use naming::HandlerName;
 
@@ -96,24 +97,147 @@ impl DeadLetterQueue {
     }
 }
 
+impl DeadLetterQueue {
+    /// The dead letter: the source record's raw key, value, timestamp and headers, plus Kafka Streams'
+    /// `__streams.errors.*` headers naming the error and where the record came from (null topic,
+    /// partition -1 and offset -1 for a punctuation, as in Kafka Streams).
+    fn dead_letter(
+        &self,
+        exception: &str,
+        error: &StreamsError,
+        source: Option<&RecordMetadata>,
+        record: (Option<&[u8]>, Option<&[u8]>, i64, &Headers),
+    ) -> ProducedRecord {
+        let (key, value, timestamp, headers) = record;
+        let mut headers = headers.clone();
+        let (topic, partition, offset) = match source {
+            Some(m) => (Some(m.topic.as_bytes().to_vec()), m.partition, m.offset),
+            None => (None, -1, -1),
+        };
+        headers
+            .add("__streams.errors.exception", Some(exception.as_bytes().to_vec()))
+            .add("__streams.errors.message", Some(error_chain(error).into_bytes()))
+            .add("__streams.errors.topic", topic)
+            .add("__streams.errors.partition", Some(partition.to_string().into_bytes()))
+            .add("__streams.errors.offset", Some(offset.to_string().into_bytes()));
+        ProducedRecord {
+            topic: self.topic.clone(),
+            partition: None,
+            key: key.map(<[u8]>::to_vec),
+            value: value.map(<[u8]>::to_vec),
+            timestamp,
+            headers,
+        }
+    }
+}
+
 impl DeserializationExceptionHandler for DeadLetterQueue {
     fn handle(&self, record: &RawRecord, error: &StreamsError) -> DeserializationResponse {
         tracing::warn!(target: "kstreams::handler", error = %error_chain(error), dead_letter_topic = %self.topic, "sending an unreadable record to the dead-letter topic");
-        let mut headers: Headers = record.headers.clone();
-        headers
-            .add("__streams.errors.exception", Some(b"DeserializationException".to_vec()))
-            .add("__streams.errors.message", Some(error_chain(error).into_bytes()))
-            .add("__streams.errors.topic", Some(record.topic.as_bytes().to_vec()))
-            .add("__streams.errors.partition", Some(record.partition.to_string().into_bytes()))
-            .add("__streams.errors.offset", Some(record.offset.to_string().into_bytes()));
-        DeserializationResponse::Continue(vec![ProducedRecord {
-            topic: self.topic.clone(),
-            partition: None,
-            key: record.key.clone(),
-            value: record.value.clone(),
-            timestamp: record.timestamp,
-            headers,
-        }])
+        let source = RecordMetadata { topic: record.topic.clone(), partition: record.partition, offset: record.offset };
+        let raw = (record.key.as_deref(), record.value.as_deref(), record.timestamp, &record.headers);
+        DeserializationResponse::Continue(vec![self.dead_letter("DeserializationException", error, Some(&source), raw)])
+    }
+
+    fn handler_name(&self) -> HandlerName {
+        HandlerName::DeadLetters(self.topic.clone())
+    }
+}
+
+/// Where a record failed in user code: the node, the task, and the source record it came from (Kafka
+/// Streams' `ErrorHandlerContext`).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct ErrorContext<'a> {
+    /// The node whose processor, DSL function or serde failed.
+    pub node: &'a str,
+    /// The task running it.
+    pub task: TaskId,
+    /// Where the source record was read; `None` in a punctuation.
+    pub source: Option<&'a RecordMetadata>,
+    /// The source record's timestamp, or the punctuation's time.
+    pub timestamp: i64,
+    /// The source record's headers as read (empty in a punctuation, and when the handler does not
+    /// [`need the source record`](ProcessingExceptionHandler::needs_source_record)).
+    pub headers: &'a Headers,
+    /// The source record's key as read, before deserialization (`None` when null, in a punctuation, or
+    /// when the handler does not need the source record).
+    pub source_key: Option<&'a [u8]>,
+    /// The source record's value as read, likewise.
+    pub source_value: Option<&'a [u8]>,
+}
+
+/// What to do after user code failed on a record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProcessingResponse {
+    /// Stop: the task fails, naming the node and the record; nothing after the last commit is
+    /// committed, so the record is processed again after a restart.
+    Fail,
+    /// Drop the record at the node that failed (counted in `processing_errors`) and go on with the next;
+    /// the records given (for instance a dead letter) are produced in its place.
+    Continue(Vec<ProducedRecord>),
+}
+
+/// Decides what happens when a processor, a DSL function (a mapper, a predicate, an aggregator) or a
+/// punctuation returns an error or panics (Kafka Streams' `ProcessingExceptionHandler`, KIP-1033).
+/// Called at the node that failed; the nodes above it go on with their other children.
+pub trait ProcessingExceptionHandler: Send + Sync + 'static {
+    /// Called with where the record failed and the error, which names the node.
+    fn handle(&self, context: &ErrorContext<'_>, error: &StreamsError) -> ProcessingResponse;
+
+    /// Whether [`ErrorContext`] must carry the source record's raw key, value and headers. Keeping them
+    /// costs a copy of every input record, so the built-in log handlers say no; a dead-letter handler
+    /// needs them.
+    fn needs_source_record(&self) -> bool {
+        true
+    }
+
+    /// How `StreamsConfig`'s `Debug` shows this handler. Hidden, and sealed by its return type, which
+    /// cannot be named outside this crate: not part of the trait users implement.
+    #[doc(hidden)]
+    fn handler_name(&self) -> HandlerName {
+        HandlerName::Type(std::any::type_name::<Self>())
+    }
+}
+
+impl ProcessingExceptionHandler for LogAndFail {
+    fn handle(&self, context: &ErrorContext<'_>, error: &StreamsError) -> ProcessingResponse {
+        tracing::error!(target: "kstreams::handler", node = context.node, task = %context.task, source = ?context.source,
+            error = %error_chain(error), "processing failed; failing the task");
+        ProcessingResponse::Fail
+    }
+
+    fn needs_source_record(&self) -> bool {
+        false
+    }
+
+    fn handler_name(&self) -> HandlerName {
+        HandlerName::Setting("log_and_fail")
+    }
+}
+
+impl ProcessingExceptionHandler for LogAndContinue {
+    fn handle(&self, context: &ErrorContext<'_>, error: &StreamsError) -> ProcessingResponse {
+        tracing::warn!(target: "kstreams::handler", node = context.node, task = %context.task, source = ?context.source,
+            error = %error_chain(error), "skipping a record that processing failed on");
+        ProcessingResponse::Continue(Vec::new())
+    }
+
+    fn needs_source_record(&self) -> bool {
+        false
+    }
+
+    fn handler_name(&self) -> HandlerName {
+        HandlerName::Setting("log_and_continue")
+    }
+}
+
+impl ProcessingExceptionHandler for DeadLetterQueue {
+    fn handle(&self, context: &ErrorContext<'_>, error: &StreamsError) -> ProcessingResponse {
+        tracing::warn!(target: "kstreams::handler", node = context.node, task = %context.task, source = ?context.source,
+            error = %error_chain(error), dead_letter_topic = %self.topic, "sending a record that processing failed on to the dead-letter topic");
+        let raw = (context.source_key, context.source_value, context.timestamp, context.headers);
+        ProcessingResponse::Continue(vec![self.dead_letter(error.kind_name(), error, context.source, raw)])
     }
 
     fn handler_name(&self) -> HandlerName {

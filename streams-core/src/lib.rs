@@ -29,7 +29,8 @@
 //! - [`topology`]: the graph, its validation and its description.
 //! - [`store`]: typed stores over `state-store`'s byte stores, and store builders.
 //! - [`testing`]: the test driver: pipe records in, read records and stores out, move time.
-//! - [`handler`]: what happens to records that cannot be read.
+//! - [`handler`]: what happens to records that cannot be read, that user code fails on, or that cannot
+//!   be written.
 //!
 //! ```
 //! use streams_core::dsl::StreamsBuilder;

@@ -9,6 +9,9 @@ pub struct TaskMetrics {
     pub skipped_records: u64,
     /// Records dropped on purpose: a null key or value where the types cannot hold it.
     pub dropped_records: u64,
+    /// Records user code failed on (an error or a panic) that the processing exception handler let go,
+    /// each counted at the node that failed.
+    pub processing_errors: u64,
     /// Punctuations fired.
     pub punctuations: u64,
     /// Produced records the broker rejected and the production exception handler let go.
@@ -26,6 +29,7 @@ impl std::ops::Add for TaskMetrics {
             processed_records: self.processed_records + other.processed_records,
             skipped_records: self.skipped_records + other.skipped_records,
             dropped_records: self.dropped_records + other.dropped_records,
+            processing_errors: self.processing_errors + other.processing_errors,
             punctuations: self.punctuations + other.punctuations,
             production_errors: self.production_errors + other.production_errors,
             recoveries: self.recoveries + other.recoveries,

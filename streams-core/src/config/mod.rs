@@ -9,7 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use crate::error::ConfigError;
-use crate::handler::{DeserializationExceptionHandler, FailOnProductionError, LogAndFail, ProductionExceptionHandler};
+use crate::handler::{
+    DeserializationExceptionHandler, FailOnProductionError, LogAndFail, ProcessingExceptionHandler,
+    ProductionExceptionHandler,
+};
 
 mod settings;
 
@@ -113,6 +116,9 @@ pub struct StreamsConfig {
     pub repartition_purge_interval: Duration,
     /// `default.deserialization.exception.handler` (default log and fail).
     pub deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
+    /// `processing.exception.handler` (default log and fail): what happens when user code in a
+    /// processor, a DSL function or a punctuation returns an error or panics (KIP-1033).
+    pub processing_handler: Arc<dyn ProcessingExceptionHandler>,
     /// `default.production.exception.handler` (default fail).
     pub production_handler: Arc<dyn ProductionExceptionHandler>,
     /// librdkafka properties for every client (`client.` prefix).
@@ -185,6 +191,7 @@ impl StreamsConfig {
             poll_timeout: Duration::from_millis(100),
             repartition_purge_interval: Duration::from_millis(30_000),
             deserialization_handler: Arc::new(LogAndFail),
+            processing_handler: Arc::new(LogAndFail),
             production_handler: Arc::new(FailOnProductionError),
             client_overrides: BTreeMap::new(),
             consumer_overrides: BTreeMap::new(),

@@ -74,7 +74,7 @@ const TRUSTSTORE: &str =
 
 /// The table: every setting `set` takes, in the order of docs/configuration.md's table (and so of
 /// `Debug`).
-pub(crate) static SETTINGS: [Setting; 28] = [
+pub(crate) static SETTINGS: [Setting; 29] = [
     Setting {
         property: "application.id",
         field: "application_id",
@@ -281,11 +281,27 @@ pub(crate) static SETTINGS: [Setting; 28] = [
         show: |c| handler(c.deserialization_handler.handler_name()),
     },
     Setting {
+        property: "processing.exception.handler",
+        field: "processing_handler",
+        default: "log_and_fail",
+        set: |c, _, v| {
+            c.processing_handler = match v {
+                "log_and_fail" | "LogAndFailProcessingExceptionHandler" => Arc::new(LogAndFail),
+                "log_and_continue" | "LogAndContinueProcessingExceptionHandler" => Arc::new(LogAndContinue),
+                _ => return Err("log_and_fail, log_and_continue, or set errors.dead.letter.queue.topic.name"),
+            };
+            Ok(())
+        },
+        show: |c| handler(c.processing_handler.handler_name()),
+    },
+    Setting {
         property: "errors.dead.letter.queue.topic.name",
         field: "deserialization_handler",
         default: "(none)",
         set: |c, _, v| {
-            c.deserialization_handler = Arc::new(DeadLetterQueue::new(v));
+            let dead_letters = DeadLetterQueue::new(v);
+            c.deserialization_handler = Arc::new(dead_letters.clone());
+            c.processing_handler = Arc::new(dead_letters);
             Ok(())
         },
         show: |c| match c.deserialization_handler.handler_name() {
@@ -678,7 +694,7 @@ mod tests {
             state_dir, cache_max_bytes, default_dsl_store, rocksdb_cache_bytes, rocksdb_write_buffer_bytes,
             statestore_uncommitted_max_bytes, max_poll_records, task_timeout, replication_factor,
             default_api_timeout, poll_timeout, repartition_purge_interval, deserialization_handler,
-            production_handler, client_overrides, consumer_overrides, producer_overrides, admin_overrides,
+            processing_handler, production_handler, client_overrides, consumer_overrides, producer_overrides, admin_overrides,
         )
     }
 

@@ -10,8 +10,9 @@ use state_store::CacheBudget;
 
 use super::node::{ErasedNode, TypedNode};
 use super::{Punctuation, PunctuationId, PunctuationType};
-use crate::handler::DeserializationExceptionHandler;
-use crate::record::ProducedRecord;
+use crate::error::Panicked;
+use crate::handler::{DeserializationExceptionHandler, ErrorContext, ProcessingExceptionHandler, ProcessingResponse};
+use crate::record::{Headers, ProducedRecord};
 use crate::store::ErasedStore;
 use crate::time::Clock;
 use crate::{Record, RecordMetadata, StreamsError, TaskId, TaskMetrics};
@@ -51,9 +52,46 @@ pub(crate) struct TaskState {
     pub(crate) changelog: ChangelogBuffer,
     pub(crate) metrics: TaskMetrics,
     pub(crate) deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
+    pub(crate) processing_handler: Arc<dyn ProcessingExceptionHandler>,
+    /// The record being processed as read, when the processing handler needs it (a dead letter is made
+    /// of it); else only its timestamp.
+    pub(crate) source: SourceRecord,
     pub(crate) cache_budget: Arc<CacheBudget>,
     /// A processor asked for a commit ([`ProcessorContext::commit`](crate::processor::ProcessorContext::commit)).
     pub(crate) commit_requested: bool,
+}
+
+/// The source record of what runs now, for the processing exception handler: its timestamp always, its
+/// raw key, value and headers when the handler asked for them.
+#[derive(Default)]
+pub(crate) struct SourceRecord {
+    pub(crate) keep_bytes: bool,
+    pub(crate) timestamp: i64,
+    pub(crate) key: Option<Vec<u8>>,
+    pub(crate) value: Option<Vec<u8>>,
+    pub(crate) headers: Headers,
+}
+
+impl SourceRecord {
+    /// Remembers `raw` (copying its bytes only when they are kept).
+    pub(crate) fn set(&mut self, raw: &crate::record::RawRecord) {
+        self.timestamp = raw.timestamp;
+        if self.keep_bytes {
+            self.key.clone_from(&raw.key);
+            self.value.clone_from(&raw.value);
+            self.headers.clone_from(&raw.headers);
+        }
+    }
+
+    /// A punctuation at `timestamp`: no source record.
+    pub(crate) fn set_punctuation(&mut self, timestamp: i64) {
+        self.timestamp = timestamp;
+        if self.keep_bytes {
+            self.key = None;
+            self.value = None;
+            self.headers = Headers::new();
+        }
+    }
 }
 
 /// How many produced records' buffers a task keeps for reuse, and the largest one it keeps.
@@ -67,9 +105,11 @@ impl TaskState {
         id: TaskId,
         application_id: Arc<str>,
         clock: Clock,
-        deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
+        handlers: (Arc<dyn DeserializationExceptionHandler>, Arc<dyn ProcessingExceptionHandler>),
         cache_budget: Arc<CacheBudget>,
     ) -> Self {
+        let (deserialization_handler, processing_handler) = handlers;
+        let source = SourceRecord { keep_bytes: processing_handler.needs_source_record(), ..Default::default() };
         TaskState {
             id,
             application_id,
@@ -88,6 +128,8 @@ impl TaskState {
             changelog: ChangelogBuffer::default(),
             metrics: TaskMetrics::default(),
             deserialization_handler,
+            processing_handler,
+            source,
             cache_budget,
             commit_requested: false,
         }
@@ -130,7 +172,9 @@ impl TaskState {
         mut run: impl FnMut(&mut Box<dyn ErasedNode>, &mut TaskState) -> Result<(), StreamsError>,
     ) -> Result<(), StreamsError> {
         for index in 0..self.nodes.len() {
-            self.with_node(index, &mut run)?;
+            self.with_node(index, |node, state| {
+                guarded(|| run(node, state)).unwrap_or_else(|panic| Err(state.panicked(index, panic)))
+            })?;
         }
         Ok(())
     }
@@ -158,7 +202,16 @@ impl TaskState {
             let (node, punctuation) = (s.node, Punctuation { id: s.id, kind, timestamp: now });
             self.metrics.punctuations += 1;
             fired = true;
-            self.with_node(node, |n, state| n.lifecycle().punctuate(state, punctuation))?;
+            let current = self.current.take();
+            self.source.set_punctuation(now);
+            let result = self.with_node(node, |n, state| {
+                guarded(|| n.lifecycle().punctuate(state, punctuation))
+                    .unwrap_or_else(|panic| Err(state.panicked(node, panic)))
+            });
+            self.current = current;
+            if let Err(error) = result {
+                self.processing_failed(node, error)?;
+            }
         }
         self.schedules.retain(|s| !s.cancelled);
         Ok(fired)
@@ -197,6 +250,45 @@ impl TaskState {
         }
     }
 
+    /// Asks the processing exception handler about `error`, which came out of node `index`: fail (the
+    /// error, wrapped to name the node and record, so that no node above asks again), or count the
+    /// record as dropped here, produce what the handler gave, and go on. A panic in the handler fails.
+    pub(crate) fn processing_failed(&mut self, index: usize, error: StreamsError) -> Result<(), StreamsError> {
+        if !error.is_processing_error() {
+            return Err(error);
+        }
+        let node = self.node_names[index].clone();
+        let context = ErrorContext {
+            node: &node,
+            task: self.id,
+            source: self.current.as_ref(),
+            timestamp: self.source.timestamp,
+            headers: &self.source.headers,
+            source_key: self.source.key.as_deref(),
+            source_value: self.source.value.as_deref(),
+        };
+        let handler = self.processing_handler.clone();
+        let response = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler.handle(&context, &error)))
+            .unwrap_or_else(|payload| {
+                let panic = Panicked::from_payload(&*payload);
+                tracing::error!(target: "kstreams::handler", node = %node, error = %panic, "the processing exception handler panicked; failing the task");
+                ProcessingResponse::Fail
+            });
+        match response {
+            ProcessingResponse::Fail => Err(StreamsError::ProcessingFailed {
+                node: node.to_string(),
+                task: self.id,
+                source_record: self.current.clone(),
+                source: Box::new(error),
+            }),
+            ProcessingResponse::Continue(records) => {
+                self.metrics.processing_errors += 1;
+                self.outbox.extend(records);
+                Ok(())
+            }
+        }
+    }
+
     pub(crate) fn store_index_for(&self, node: usize, name: &str) -> Result<usize, StreamsError> {
         let access = |reason: &str| StreamsError::StoreAccess {
             node: self.node_names[node].to_string(),
@@ -221,7 +313,7 @@ pub(crate) fn deliver<K: 'static, V: 'static>(
         return Err(StreamsError::Internal(format!("node `{}` was re-entered while running", task.node_names[index])));
     };
     let result = match node.as_any_mut().downcast_mut::<Box<dyn TypedNode<K, V>>>() {
-        Some(typed) => typed.process(task, record),
+        Some(typed) => guarded(|| typed.process(task, record)).unwrap_or_else(|panic| Err(task.panicked(index, panic))),
         None => Err(StreamsError::Internal(format!(
             "node `{}` does not take ({}, {})",
             task.node_names[index],
@@ -230,7 +322,23 @@ pub(crate) fn deliver<K: 'static, V: 'static>(
         ))),
     };
     task.nodes[index] = Some(node);
-    result
+    match result {
+        Ok(()) => Ok(()),
+        Err(error) => task.processing_failed(index, error),
+    }
+}
+
+/// Runs a node's code, catching a panic in it: user code that panics is handled like user code that
+/// returns an error (the caller names the node), and never unwinds through the task or the stream thread.
+pub(crate) fn guarded(run: impl FnOnce() -> Result<(), StreamsError>) -> Result<Result<(), StreamsError>, Panicked> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).map_err(|payload| Panicked::from_payload(&*payload))
+}
+
+impl TaskState {
+    /// The error of node `index` that panicked.
+    pub(crate) fn panicked(&self, index: usize, panic: Panicked) -> StreamsError {
+        StreamsError::Processor { node: self.node_names[index].to_string(), source: Box::new(panic) }
+    }
 }
 
 /// Delivers `record` to every child in turn, depth first; the last child gets it without a clone.

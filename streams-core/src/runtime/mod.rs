@@ -109,6 +109,20 @@ impl StateCell {
     }
 }
 
+/// What to do when a stream thread fails (Kafka Streams' `StreamThreadExceptionResponse`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StreamThreadExceptionResponse {
+    /// Start a new stream thread in the failed one's place: it joins the group and takes partitions
+    /// again, from the last committed offsets and state. The instance stays up.
+    ReplaceThread,
+    /// Shut this instance down: its other threads commit what they processed and stop, and the
+    /// instance goes to [`State::Error`] with the error in [`KafkaStreams::take_error`] (the default).
+    ShutdownClient,
+}
+
+type UncaughtExceptionHandler = Arc<dyn Fn(&StreamsError) -> StreamThreadExceptionResponse + Send + Sync>;
+
 /// What the stream threads share with the application handle.
 pub(crate) struct Shared {
     pub(crate) state: StateCell,
@@ -117,6 +131,7 @@ pub(crate) struct Shared {
     /// Each thread's counters, by thread name.
     pub(crate) thread_metrics: Mutex<std::collections::BTreeMap<String, TaskMetrics>>,
     pub(crate) task_holders: thread::TaskHolders,
+    uncaught_handler: Mutex<Option<UncaughtExceptionHandler>>,
 }
 
 impl Shared {
@@ -128,7 +143,20 @@ impl Shared {
             error: Mutex::new(None),
             thread_metrics: Mutex::new(Default::default()),
             task_holders: Default::default(),
+            uncaught_handler: Mutex::new(None),
         }
+    }
+
+    /// What the uncaught exception handler says about a thread's failure; `ShutdownClient` when there
+    /// is none, or when the handler panics.
+    pub(crate) fn uncaught_exception_response(&self, error: &StreamsError) -> StreamThreadExceptionResponse {
+        let handler = self.uncaught_handler.lock_unpoisoned().clone();
+        let Some(handler) = handler else { return StreamThreadExceptionResponse::ShutdownClient };
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(error))).unwrap_or_else(|payload| {
+            let panic = crate::error::Panicked::from_payload(&*payload);
+            tracing::error!(target: "kstreams::runtime", error = %panic, "the uncaught exception handler panicked; shutting the instance down");
+            StreamThreadExceptionResponse::ShutdownClient
+        })
     }
 }
 
@@ -197,6 +225,27 @@ impl KafkaStreams {
     /// Calls `listener(old, new)` on every state change.
     pub fn set_state_listener(&mut self, listener: impl Fn(State, State) + Send + Sync + 'static) {
         *self.shared.state.listener.lock_unpoisoned() = Some(Box::new(listener));
+    }
+
+    /// Decides what happens when a stream thread fails: an error its tasks cannot recover from, a
+    /// processing error the processing exception handler said to fail on, or a panic outside user code
+    /// (Kafka Streams' `setUncaughtExceptionHandler`). Without one, the instance shuts down
+    /// ([`StreamThreadExceptionResponse::ShutdownClient`]).
+    ///
+    /// ```no_run
+    /// # use streams_core::runtime::{KafkaStreams, StreamThreadExceptionResponse};
+    /// # fn app() -> KafkaStreams { unimplemented!() }
+    /// let mut app = app();
+    /// app.set_uncaught_exception_handler(|error| {
+    ///     eprintln!("a stream thread failed: {error}");
+    ///     StreamThreadExceptionResponse::ReplaceThread
+    /// });
+    /// ```
+    pub fn set_uncaught_exception_handler(
+        &mut self,
+        handler: impl Fn(&StreamsError) -> StreamThreadExceptionResponse + Send + Sync + 'static,
+    ) {
+        *self.shared.uncaught_handler.lock_unpoisoned() = Some(Arc::new(handler));
     }
 
     /// Hears the progress of every store restore (set it before [`start`](Self::start)).

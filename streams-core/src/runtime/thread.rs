@@ -24,7 +24,7 @@ use std::time::Duration;
 use super::producer::ThreadProducer;
 use super::restore::{self, StateRestoreListener};
 use super::topics::TopicLayout;
-use super::{Shared, State};
+use super::{Shared, State, StreamThreadExceptionResponse};
 use crate::client::{
     ClientError, ClientErrorKind, ClientSupplier, OffsetCommitter, RebalanceListener, RestoreConsumer, StreamsAdmin,
     StreamsConsumer, TopicPartition,
@@ -541,6 +541,7 @@ impl RebalanceListener for Listener {
 }
 
 /// What a thread gets from its instance for its tasks' state.
+#[derive(Clone)]
 pub(crate) struct ThreadState {
     /// `<state.dir>/<application.id>`, locked by the instance; `None` when the topology has no stores.
     pub(crate) app_dir: Option<std::path::PathBuf>,
@@ -573,8 +574,20 @@ pub(crate) struct StreamThread {
     /// Deletes what is committed of the repartition topics, every `repartition.purge.interval.ms`.
     admin: Arc<Mutex<Box<dyn StreamsAdmin>>>,
     last_purge_ms: i64,
+    /// What made this thread, to make its replacement when it fails and the uncaught exception handler
+    /// says `ReplaceThread`.
+    recipe: Recipe,
     /// Declared last, so dropped after the tasks and their stores are.
     _dir_lock: Option<Arc<std::fs::File>>,
+}
+
+/// The arguments of [`StreamThread::new`], kept.
+#[derive(Clone)]
+struct Recipe {
+    parts: (Arc<Topology>, Arc<TopologyPlan>, Arc<TopicLayout>),
+    config: StreamsConfig,
+    supplier: Arc<dyn ClientSupplier>,
+    state: ThreadState,
 }
 
 impl StreamThread {
@@ -586,6 +599,12 @@ impl StreamThread {
         shared: Arc<Shared>,
         state: ThreadState,
     ) -> Result<Self, StreamsError> {
+        let recipe = Recipe {
+            parts: (topology.clone(), plan.clone(), layout.clone()),
+            config: config.clone(),
+            supplier: supplier.clone(),
+            state: state.clone(),
+        };
         let producer = ThreadProducer::new(
             supplier.clone(),
             &config,
@@ -597,6 +616,7 @@ impl StreamThread {
         let mut task_config = TaskConfig::new(&config.application_id, state.clock.clone());
         task_config.changelogs = true;
         task_config.deserialization_handler = config.deserialization_handler.clone();
+        task_config.processing_handler = config.processing_handler.clone();
         task_config.app_dir = state.app_dir;
         task_config.rocksdb = state.rocksdb;
         task_config.dsl_store = config.default_dsl_store;
@@ -648,6 +668,7 @@ impl StreamThread {
             last_metrics_ms: now,
             admin: state.admin,
             last_purge_ms: now,
+            recipe,
             _dir_lock: state.dir_lock,
         })
     }
@@ -656,15 +677,27 @@ impl StreamThread {
         &self.name
     }
 
-    /// The thread's life on its own OS thread: joins the group, steps until shutdown, then closes.
+    /// The thread's life on its own OS thread: joins the group, steps until shutdown, then closes. A
+    /// panic that escapes the nodes (they catch their own) ends the thread as an error would; a thread
+    /// that failed and that the uncaught exception handler replaces goes on here as its replacement.
     pub(crate) fn run(mut self) {
-        let result = self.subscribe().and_then(|()| {
-            while !self.shared.shutdown.load(Ordering::SeqCst) {
-                self.step(self.config.poll_timeout)?;
+        loop {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.subscribe()?;
+                while !self.shared.shutdown.load(Ordering::SeqCst) {
+                    self.step(self.config.poll_timeout)?;
+                }
+                Ok(())
+            }))
+            .unwrap_or_else(|payload| {
+                let panic = crate::error::Panicked::from_payload(&*payload);
+                Err(StreamsError::Internal(format!("stream thread `{}` {panic}", self.name)))
+            });
+            match self.finish(result) {
+                Some(replacement) => self = replacement,
+                None => return,
             }
-            Ok(())
-        });
-        self.finish(result);
+        }
     }
 
     /// Joins the group through the consumer's subscription to the source topics.
@@ -725,9 +758,11 @@ impl StreamThread {
     }
 
     /// The end of the thread's life: after `result` Ok, a clean shutdown (commit what was processed,
-    /// close every task, leave the group); after an error, no commit, the application goes to ERROR and
-    /// its other threads shut down cleanly.
-    pub(crate) fn finish(mut self, result: Result<(), StreamsError>) {
+    /// close every task, leave the group). After an error, no commit, and the uncaught exception
+    /// handler decides: `ShutdownClient` (the default), the application goes to ERROR and its other
+    /// threads shut down cleanly; `ReplaceThread`, a new thread of the same name is returned, to join
+    /// the group in this one's place.
+    pub(crate) fn finish(mut self, result: Result<(), StreamsError>) -> Option<StreamThread> {
         let inner = self.inner.clone();
         let mut inner = inner.lock_unpoisoned();
         // Clean shutdown: commit what was processed, then close every task.
@@ -749,15 +784,30 @@ impl StreamThread {
         inner.publish_metrics();
         drop(inner);
         self.consumer.close();
-        if let Err(e) = result {
-            tracing::error!(target: "kstreams::runtime::thread", error = %crate::handler::error_chain(&e), "stream thread failed");
-            self.shared.error.lock_unpoisoned().get_or_insert(e);
-            // Kafka Streams' default answer to a thread's failure (SHUTDOWN_CLIENT): the instance's other
-            // threads commit what they processed and stop too, rather than take over the failed thread's
-            // partitions in an instance that reports ERROR.
-            self.shared.shutdown.store(true, Ordering::SeqCst);
-            self.shared.state.set(State::Error);
+        let Err(e) = result else { return None };
+        tracing::error!(target: "kstreams::runtime::thread", thread = %self.name, error = %crate::handler::error_chain(&e), "stream thread failed");
+        let response = self.shared.uncaught_exception_response(&e);
+        if response == StreamThreadExceptionResponse::ReplaceThread && !self.shared.shutdown.load(Ordering::SeqCst) {
+            let Recipe { parts, config, supplier, state } = self.recipe.clone();
+            match StreamThread::new(self.name.clone(), parts, config, supplier, self.shared.clone(), state) {
+                Ok(replacement) => {
+                    tracing::warn!(target: "kstreams::runtime::thread", thread = %self.name, "replacing the failed stream thread");
+                    self.shared.state.set(State::Rebalancing);
+                    drop(self);
+                    return Some(replacement);
+                }
+                Err(error) => {
+                    tracing::error!(target: "kstreams::runtime::thread", thread = %self.name, error = %error, "cannot replace the failed stream thread; shutting down the instance");
+                }
+            }
         }
+        self.shared.error.lock_unpoisoned().get_or_insert(e);
+        // SHUTDOWN_CLIENT, Kafka Streams' default answer to a thread's failure: the instance's other
+        // threads commit what they processed and stop too, rather than take over the failed thread's
+        // partitions in an instance that reports ERROR.
+        self.shared.shutdown.store(true, Ordering::SeqCst);
+        self.shared.state.set(State::Error);
+        None
     }
 
     /// A crash (simulation, on the embedded broker): everything is dropped where it stands. Nothing is

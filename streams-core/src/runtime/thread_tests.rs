@@ -369,7 +369,10 @@ fn an_error_in_a_processor_is_not_recovered_from_and_nothing_of_it_is_committed(
 
     let error = thread.step(Duration::ZERO).expect_err("a processor's error stops the thread");
 
-    assert!(matches!(&error, StreamsError::Processor { node, .. } if node == "work"), "{error:?}");
+    let StreamsError::ProcessingFailed { node, source_record, source, .. } = &error else { panic!("{error:?}") };
+    assert_eq!(node, "work");
+    assert_eq!(source_record.as_ref().map(|r| (&*r.topic, r.partition, r.offset)), Some(("input", 0, 1)), "{error}");
+    assert!(matches!(&**source, StreamsError::Processor { node, .. } if node == "work"), "{error:?}");
     assert_eq!(thread.inner.lock_unpoisoned().total_recoveries, 0);
     assert_eq!(cluster.uncommitted_input(), 2);
 }

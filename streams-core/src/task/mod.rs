@@ -15,8 +15,8 @@ use state_store::{ChangelogWriter, OffsetCheckpoint, RocksDbMemory};
 
 use crate::client::TopicPartition;
 use crate::config::DslStoreType;
-use crate::handler::{DeserializationExceptionHandler, LogAndFail};
-use crate::processor::state::{ChangelogBuffer, TaskState};
+use crate::handler::{DeserializationExceptionHandler, LogAndFail, ProcessingExceptionHandler};
+use crate::processor::state::{guarded, ChangelogBuffer, TaskState};
 use crate::processor::PunctuationType;
 use crate::record::{Headers, ProducedRecord, RawRecord};
 use crate::store::{StoreContext, TypedKeyValueStore};
@@ -37,6 +37,7 @@ pub(crate) struct TaskConfig {
     pub(crate) changelogs: bool,
     pub(crate) clock: Clock,
     pub(crate) deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
+    pub(crate) processing_handler: Arc<dyn ProcessingExceptionHandler>,
     /// The application's directory (`<state.dir>/<application.id>`); each task keeps its files in
     /// `<app dir>/<task id>`. `None`: no local files (then persistent stores cannot be opened).
     pub(crate) app_dir: Option<PathBuf>,
@@ -58,6 +59,7 @@ impl TaskConfig {
             changelogs: false,
             clock,
             deserialization_handler: Arc::new(LogAndFail),
+            processing_handler: Arc::new(LogAndFail),
             app_dir: None,
             rocksdb: RocksDbMemory::default(),
             dsl_store: DslStoreType::InMemory,
@@ -142,7 +144,7 @@ impl Task {
             id,
             config.application_id.clone(),
             config.clock.clone(),
-            config.deserialization_handler.clone(),
+            (config.deserialization_handler.clone(), config.processing_handler.clone()),
             config.cache_budget.clone(),
         );
         let mut changelogs = Vec::new();
@@ -244,7 +246,12 @@ impl Task {
         self.state.stream_time = self.state.stream_time.max(raw.timestamp);
         self.state.current =
             Some(RecordMetadata { topic: raw.topic.clone(), partition: raw.partition, offset: raw.offset });
-        let result = self.state.with_node(index, |node, state| node.process_raw(state, raw));
+        self.state.source.set(&raw);
+        let result = self.state.with_node(index, |node, state| {
+            guarded(|| node.process_raw(state, raw)).unwrap_or_else(|panic| Err(state.panicked(index, panic)))
+        });
+        // A source fails only in a serde (unreadable records go to the deserialization handler first).
+        let result = result.or_else(|error| self.state.processing_failed(index, error));
         self.state.current = None;
         result?;
         self.state.metrics.processed_records += 1;

@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::DslStoreType;
-use crate::handler::{DeserializationExceptionHandler, LogAndFail};
+use crate::handler::{DeserializationExceptionHandler, LogAndFail, ProcessingExceptionHandler};
 use crate::record::RecordPart;
 use crate::record::{Headers, ProducedRecord, RawRecord};
 use crate::serde::{from_bytes, to_bytes, DefaultSerde, Serde, SerdeError};
@@ -54,6 +54,8 @@ pub struct TestDriverConfig {
     pub wall_clock_start_ms: i64,
     /// What to do with records that cannot be deserialized. Default: fail.
     pub deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
+    /// What to do when user code fails on a record. Default: fail (`pipe_input` returns the error).
+    pub processing_handler: Arc<dyn ProcessingExceptionHandler>,
     /// The store the DSL uses when the topology chose none. Default: in memory, so tests need no files
     /// (Kafka Streams' driver uses RocksDB here; set [`DslStoreType::RocksDb`] to do the same).
     pub default_dsl_store: DslStoreType,
@@ -65,6 +67,7 @@ impl Default for TestDriverConfig {
             application_id: "test-driver".to_string(),
             wall_clock_start_ms: 0,
             deserialization_handler: Arc::new(LogAndFail),
+            processing_handler: Arc::new(LogAndFail),
             default_dsl_store: DslStoreType::InMemory,
         }
     }
@@ -124,6 +127,7 @@ impl TopologyTestDriver {
         let clock = Clock::manual(config.wall_clock_start_ms);
         let mut task_config = TaskConfig::new(&config.application_id, clock.clone());
         task_config.deserialization_handler = config.deserialization_handler.clone();
+        task_config.processing_handler = config.processing_handler.clone();
         task_config.dsl_store = config.default_dsl_store;
         let state_dir =
             tempfile::Builder::new().prefix("kstreams-test-driver-").tempdir().map_err(|e| StreamsError::StateDir {
