@@ -109,6 +109,14 @@ pub trait StreamsProducer: Send {
     /// Waits until every queued record is acknowledged; the first delivery error, if any.
     fn flush(&mut self, timeout: Duration) -> Result<(), ClientError>;
 
+    /// The records the broker rejected since the last call, each with its error: what `flush` reported
+    /// the first of, for the production exception handler to decide on one by one (and to dead-letter).
+    /// A producer that cannot tell returns none (the default); the handler is then asked once, without
+    /// the record.
+    fn take_rejected(&mut self) -> Vec<(ProducedRecord, ClientError)> {
+        Vec::new()
+    }
+
     /// Drops the records queued and not yet sent, without waiting; they are never delivered, and no
     /// error is reported for them (at_least_once, when the thread gives up the uncommitted work of its
     /// tasks). A producer that hands every record to the broker at once has nothing to drop: the

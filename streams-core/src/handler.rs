@@ -104,7 +104,7 @@ impl DeadLetterQueue {
     fn dead_letter(
         &self,
         exception: &str,
-        error: &StreamsError,
+        message: String,
         source: Option<&RecordMetadata>,
         record: (Option<&[u8]>, Option<&[u8]>, i64, &Headers),
     ) -> ProducedRecord {
@@ -116,7 +116,7 @@ impl DeadLetterQueue {
         };
         headers
             .add("__streams.errors.exception", Some(exception.as_bytes().to_vec()))
-            .add("__streams.errors.message", Some(error_chain(error).into_bytes()))
+            .add("__streams.errors.message", Some(message.into_bytes()))
             .add("__streams.errors.topic", topic)
             .add("__streams.errors.partition", Some(partition.to_string().into_bytes()))
             .add("__streams.errors.offset", Some(offset.to_string().into_bytes()));
@@ -136,7 +136,12 @@ impl DeserializationExceptionHandler for DeadLetterQueue {
         tracing::warn!(target: "kstreams::handler", error = %error_chain(error), dead_letter_topic = %self.topic, "sending an unreadable record to the dead-letter topic");
         let source = RecordMetadata { topic: record.topic.clone(), partition: record.partition, offset: record.offset };
         let raw = (record.key.as_deref(), record.value.as_deref(), record.timestamp, &record.headers);
-        DeserializationResponse::Continue(vec![self.dead_letter("DeserializationException", error, Some(&source), raw)])
+        DeserializationResponse::Continue(vec![self.dead_letter(
+            "DeserializationException",
+            error_chain(error),
+            Some(&source),
+            raw,
+        )])
     }
 
     fn handler_name(&self) -> HandlerName {
@@ -237,7 +242,7 @@ impl ProcessingExceptionHandler for DeadLetterQueue {
         tracing::warn!(target: "kstreams::handler", node = context.node, task = %context.task, source = ?context.source,
             error = %error_chain(error), dead_letter_topic = %self.topic, "sending a record that processing failed on to the dead-letter topic");
         let raw = (context.source_key, context.source_value, context.timestamp, context.headers);
-        ProcessingResponse::Continue(vec![self.dead_letter(error.kind_name(), error, context.source, raw)])
+        ProcessingResponse::Continue(vec![self.dead_letter(error.kind_name(), error_chain(error), context.source, raw)])
     }
 
     fn handler_name(&self) -> HandlerName {
@@ -258,18 +263,22 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 }
 
 /// What to do when the broker rejects a record the application produced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ProductionResponse {
     /// Stop: the stream thread fails with the error (nothing after the last commit is committed).
     Fail,
-    /// Log it, count it, and go on: the rejected record is lost.
-    Continue,
+    /// Count the rejected record (`production_errors`) and go on: it is lost, and the records given
+    /// (for instance a dead letter) are produced in its place.
+    Continue(Vec<ProducedRecord>),
 }
 
-/// Decides what happens when producing fails (Kafka Streams' `ProductionExceptionHandler`).
+/// Decides what happens when the broker rejects a record for good: its topic does not exist, it is too
+/// large, it is not authorized (Kafka Streams' `ProductionExceptionHandler`). Timeouts and fencing are
+/// never handed to it: the thread redoes its work from the last commit instead.
 pub trait ProductionExceptionHandler: Send + Sync + 'static {
-    /// Called with the error, which names the topic and partition.
-    fn handle(&self, error: &crate::client_error::ClientError) -> ProductionResponse;
+    /// Called with the rejected record, when the producer could say which it was, and the error, which
+    /// names the topic and partition.
+    fn handle(&self, record: Option<&ProducedRecord>, error: &crate::client_error::ClientError) -> ProductionResponse;
 
     /// How `StreamsConfig`'s `Debug` shows this handler. Hidden, and sealed by its return type, which
     /// cannot be named outside this crate: not part of the trait users implement.
@@ -284,7 +293,7 @@ pub trait ProductionExceptionHandler: Send + Sync + 'static {
 pub struct FailOnProductionError;
 
 impl ProductionExceptionHandler for FailOnProductionError {
-    fn handle(&self, error: &crate::client_error::ClientError) -> ProductionResponse {
+    fn handle(&self, _: Option<&ProducedRecord>, error: &crate::client_error::ClientError) -> ProductionResponse {
         tracing::error!(target: "kstreams::handler", error = %error, "producing failed; failing the stream thread");
         ProductionResponse::Fail
     }
@@ -299,12 +308,33 @@ impl ProductionExceptionHandler for FailOnProductionError {
 pub struct ContinueOnProductionError;
 
 impl ProductionExceptionHandler for ContinueOnProductionError {
-    fn handle(&self, error: &crate::client_error::ClientError) -> ProductionResponse {
+    fn handle(&self, _: Option<&ProducedRecord>, error: &crate::client_error::ClientError) -> ProductionResponse {
         tracing::warn!(target: "kstreams::handler", error = %error, "producing failed; the record is dropped and processing goes on");
-        ProductionResponse::Continue
+        ProductionResponse::Continue(Vec::new())
     }
 
     fn handler_name(&self) -> HandlerName {
         HandlerName::Setting("continue")
+    }
+}
+
+/// The rejected record as it was produced, with `__streams.errors.*` headers naming the error. It is
+/// not known which input record it came from (the broker answers long after), so the source headers
+/// are those of a punctuation: no topic, partition and offset -1. A record rejected on its way to the
+/// dead-letter topic itself fails the thread, rather than go round in circles.
+impl ProductionExceptionHandler for DeadLetterQueue {
+    fn handle(&self, record: Option<&ProducedRecord>, error: &crate::client_error::ClientError) -> ProductionResponse {
+        let Some(record) = record.filter(|r| r.topic != self.topic) else {
+            tracing::error!(target: "kstreams::handler", error = %error, dead_letter_topic = %self.topic,
+                "producing failed and the record cannot be dead-lettered; failing the stream thread");
+            return ProductionResponse::Fail;
+        };
+        tracing::warn!(target: "kstreams::handler", error = %error, dead_letter_topic = %self.topic, "sending a record the broker rejected to the dead-letter topic");
+        let raw = (record.key.as_deref(), record.value.as_deref(), record.timestamp, &record.headers);
+        ProductionResponse::Continue(vec![self.dead_letter("ProductionException", error_chain(error), None, raw)])
+    }
+
+    fn handler_name(&self) -> HandlerName {
+        HandlerName::DeadLetters(self.topic.clone())
     }
 }

@@ -358,10 +358,16 @@ pub(crate) fn stateful_app_keeps_exact_totals_through_a_join_and_a_leave() -> an
 /// Records routed to a topic that does not exist (auto-creation is off) are rejected by the broker: the
 /// default handler fails the thread naming the topic; `continue` drops them, counts them, and goes on.
 pub(crate) fn production_errors_fail_by_default_and_can_be_skipped() -> anyhow::Result<()> {
-    for continue_on_error in [false, true] {
+    #[derive(Debug, PartialEq)]
+    enum Handler {
+        Fail,
+        Continue,
+        DeadLetters,
+    }
+    for handler in [Handler::Fail, Handler::Continue, Handler::DeadLetters] {
         let (input, good) = (kafka::unique("prod-in"), kafka::unique("prod-good"));
-        let missing = kafka::unique("prod-missing");
-        kafka::create_topics(&[(&input, 1), (&good, 1)]);
+        let (missing, dlq) = (kafka::unique("prod-missing"), kafka::unique("prod-dlq"));
+        kafka::create_topics(&[(&input, 1), (&good, 1), (&dlq, 1)]);
         let keys = ["a", "bad", "b"];
         kafka::produce(
             &input,
@@ -379,12 +385,20 @@ pub(crate) fn production_errors_fail_by_default_and_can_be_skipped() -> anyhow::
         let mut config = kafka::config(&kafka::unique("prod-app"));
         // librdkafka gives up on the missing topic after this long.
         config.producer_overrides.insert("topic.metadata.propagation.max.ms".into(), "1000".into());
-        if continue_on_error {
-            config.production_handler = std::sync::Arc::new(kstreams::handler::ContinueOnProductionError);
+        match handler {
+            Handler::Fail => {}
+            Handler::Continue => {
+                config.production_handler = std::sync::Arc::new(kstreams::handler::ContinueOnProductionError)
+            }
+            Handler::DeadLetters => config.set("errors.dead.letter.queue.topic.name", &dlq)?,
         }
         let mut app = kafka::streams(builder.build()?, config)?;
         app.start()?;
-        if continue_on_error {
+        if handler == Handler::Fail {
+            assert!(app.wait_for_state(State::Error, Duration::from_secs(30)), "state {:?}", app.state());
+            let error = kstreams::handler::error_chain(&app.take_error().unwrap());
+            assert!(error.contains(&missing), "{error}");
+        } else {
             let out = kafka::consume_until(&good, Duration::from_secs(30), |r| r.len() >= 2);
             assert_eq!(out.len(), 2);
             let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -393,10 +407,16 @@ pub(crate) fn production_errors_fail_by_default_and_can_be_skipped() -> anyhow::
             }
             assert_eq!(app.metrics().production_errors, 1);
             assert_eq!(app.state(), State::Running);
-        } else {
-            assert!(app.wait_for_state(State::Error, Duration::from_secs(30)), "state {:?}", app.state());
-            let error = kstreams::handler::error_chain(&app.take_error().unwrap());
-            assert!(error.contains(&missing), "{error}");
+        }
+        if handler == Handler::DeadLetters {
+            // KIP-1034: the rejected record as produced, with headers naming the error.
+            let dead = kafka::consume_until(&dlq, Duration::from_secs(30), |r| !r.is_empty());
+            assert_eq!(dead.len(), 1);
+            assert_eq!((dead[0].key.as_deref(), dead[0].value.as_deref()), (Some(&b"bad"[..]), Some(&b"v"[..])));
+            let header = |name| dead[0].headers.last(name).flatten().map(|v| String::from_utf8_lossy(v).to_string());
+            assert_eq!(header("__streams.errors.exception").as_deref(), Some("ProductionException"));
+            let message = header("__streams.errors.message").unwrap_or_default();
+            assert!(message.contains(&missing), "{message}");
         }
         app.close()?;
     }

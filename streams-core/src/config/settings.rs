@@ -301,7 +301,8 @@ pub(crate) static SETTINGS: [Setting; 29] = [
         set: |c, _, v| {
             let dead_letters = DeadLetterQueue::new(v);
             c.deserialization_handler = Arc::new(dead_letters.clone());
-            c.processing_handler = Arc::new(dead_letters);
+            c.processing_handler = Arc::new(dead_letters.clone());
+            c.production_handler = Arc::new(dead_letters);
             Ok(())
         },
         show: |c| match c.deserialization_handler.handler_name() {
@@ -582,8 +583,8 @@ mod tests {
     fn debug_shows_every_setting_by_its_property_and_no_secret() {
         struct Skip;
         impl ProductionExceptionHandler for Skip {
-            fn handle(&self, _: &ClientError) -> ProductionResponse {
-                ProductionResponse::Continue
+            fn handle(&self, _: Option<&crate::record::ProducedRecord>, _: &ClientError) -> ProductionResponse {
+                ProductionResponse::Continue(Vec::new())
             }
         }
         let mut config = config();

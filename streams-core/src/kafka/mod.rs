@@ -250,10 +250,11 @@ impl ClientSupplier for RdKafkaSupplier {
     ) -> Result<Box<dyn StreamsProducer>, ClientError> {
         let c = producer_settings(config, client_id, transactional_id);
         let context = DeliveryContext::default();
-        let (first_error, acked, era) = (context.first_error.clone(), context.acked.clone(), context.era.clone());
+        let (first_error, rejected) = (context.first_error.clone(), context.rejected.clone());
+        let (acked, era) = (context.acked.clone(), context.era.clone());
         let producer: ThreadedProducer<DeliveryContext> =
             c.create_with_context(context).map_err(|e| client_error("create producer", e))?;
-        Ok(Box::new(RdKafkaProducer { producer, first_error, acked, era }))
+        Ok(Box::new(RdKafkaProducer { producer, first_error, rejected, acked, era }))
     }
 
     fn restore_consumer(
@@ -618,13 +619,38 @@ impl StreamsConsumer for RdKafkaConsumer {
     }
 }
 
+/// Records the broker rejected, copied from librdkafka's report, with the error.
+type Rejected = Arc<Mutex<Vec<(ProducedRecord, ClientError)>>>;
+
+/// A rejected record as it was produced, for the production exception handler: copied only when a
+/// delivery fails.
+fn rejected_record(message: &rdkafka::message::BorrowedMessage<'_>) -> ProducedRecord {
+    use rdkafka::message::{Headers as _, Message as _};
+    let mut headers = crate::record::Headers::new();
+    if let Some(borrowed) = message.headers() {
+        for header in borrowed.iter() {
+            headers.add(header.key, header.value.map(<[u8]>::to_vec));
+        }
+    }
+    ProducedRecord {
+        topic: message.topic().into(),
+        partition: Some(message.partition()).filter(|&p| p >= 0),
+        key: message.key().map(<[u8]>::to_vec),
+        value: message.payload().map(<[u8]>::to_vec),
+        timestamp: message.timestamp().to_millis().unwrap_or(-1),
+        headers,
+    }
+}
+
 /// Acknowledged offsets: topic -> partition -> offset of the last acknowledged record.
 type Acked = Arc<Mutex<HashMap<String, HashMap<i32, i64>>>>;
 
-/// Keeps the first delivery error for `flush` to report, and the last acknowledged offset per partition.
+/// Keeps the first delivery error for `flush` to report, the records the broker rejected, and the last
+/// acknowledged offset per partition.
 #[derive(Default)]
 struct DeliveryContext {
     first_error: Arc<Mutex<Option<ClientError>>>,
+    rejected: Rejected,
     acked: Acked,
     /// How many times the unsent records were dropped (`purge_unsent`). A record carries the era it
     /// was sent in; a failure of a record of an earlier era belongs to work already given up, and is
@@ -664,9 +690,16 @@ impl ProducerContext for DeliveryContext {
                 return;
             }
             let operation = produce_operation(message.topic(), message.partition());
+            let failure = client_error(operation, error.clone());
+            // Kept only when the record itself was refused: a timeout or a fencing is recovered
+            // from (the work is redone), never handed to the production handler.
+            if failure.kind == ClientErrorKind::Fatal {
+                let copy = client_error(produce_operation(message.topic(), message.partition()), error.clone());
+                self.rejected.lock_unpoisoned().push((rejected_record(message), copy));
+            }
             let mut first = self.first_error.lock_unpoisoned();
             if first.is_none() {
-                *first = Some(client_error(operation, error.clone()));
+                *first = Some(failure);
             }
         }
     }
@@ -675,6 +708,7 @@ impl ProducerContext for DeliveryContext {
 struct RdKafkaProducer {
     producer: ThreadedProducer<DeliveryContext>,
     first_error: Arc<Mutex<Option<ClientError>>>,
+    rejected: Rejected,
     acked: Acked,
     era: Arc<AtomicUsize>,
 }
@@ -732,6 +766,11 @@ impl StreamsProducer for RdKafkaProducer {
         self.era.fetch_add(1, Ordering::SeqCst);
         self.producer.purge(PurgeConfig::default().queue());
         let _ = self.take_delivery_error();
+        self.rejected.lock_unpoisoned().clear();
+    }
+
+    fn take_rejected(&mut self) -> Vec<(ProducedRecord, ClientError)> {
+        std::mem::take(&mut *self.rejected.lock_unpoisoned())
     }
 
     /// rust-rdkafka's `flush(timeout)` waits in 100 ms polls of the queue that the threaded producer's

@@ -139,6 +139,11 @@ impl ThreadProducer {
         self.producer.flush(self.timeout)
     }
 
+    /// The records the broker rejected since the last call (see `StreamsProducer::take_rejected`).
+    pub(super) fn take_rejected(&mut self) -> Vec<(ProducedRecord, ClientError)> {
+        self.producer.take_rejected()
+    }
+
     /// The offset of the last acknowledged record on `partition`.
     pub(super) fn acked_offset(&self, partition: &TopicPartition) -> Option<i64> {
         self.producer.acked_offset(partition)

@@ -31,7 +31,7 @@ use crate::client::{
 };
 use crate::config::{ProcessingGuarantee, StreamsConfig};
 use crate::handler::{ProductionExceptionHandler, ProductionResponse};
-use crate::record::RawRecord;
+use crate::record::{ProducedRecord, RawRecord};
 use crate::sync::LockUnpoisoned;
 use crate::task::{Task, TaskConfig};
 use crate::time::Clock;
@@ -127,8 +127,17 @@ impl ThreadInner {
         let started = std::time::Instant::now();
         if self.producer.exactly_once() {
             self.producer.commit_transaction(&offsets, committer)?;
-        } else if let Err(error) = self.producer.flush() {
-            self.production_failed(error)?;
+        } else {
+            // Dead letters of rejected records are flushed too; a handler that keeps giving records
+            // the broker rejects fails the thread after a few rounds rather than loop.
+            let mut rounds = 0;
+            while let Err(error) = self.producer.flush() {
+                rounds += 1;
+                if rounds > 3 {
+                    return Err(error.into());
+                }
+                self.delivery_failed(error)?;
+            }
         }
         let produced = started.elapsed();
         for task in self.tasks.values_mut() {
@@ -327,21 +336,38 @@ impl ThreadInner {
     fn send_outputs_of(&mut self, task: &mut Task) -> Result<(), StreamsError> {
         task.send_output(|record| match self.producer.send(record) {
             Ok(()) => Ok(()),
-            Err(error) => self.production_failed(error),
+            Err(error) => self.production_failed(Some(record), error),
         })
     }
 
-    /// Asks the production exception handler: fail the thread, or count the loss and go on. A fenced
-    /// producer, a transaction that must abort, or a broker that timed out is not the record's fault:
-    /// that goes to recovery, and the record is produced again from the last commit.
-    fn production_failed(&mut self, error: ClientError) -> Result<(), StreamsError> {
+    /// A flush reported a failed delivery: the production exception handler decides on each record the
+    /// broker rejected, or once on the error when the producer cannot say which records they were.
+    fn delivery_failed(&mut self, error: ClientError) -> Result<(), StreamsError> {
+        let rejected = self.producer.take_rejected();
+        if rejected.is_empty() {
+            return self.production_failed(None, error);
+        }
+        for (record, error) in rejected {
+            self.production_failed(Some(&record), error)?;
+        }
+        Ok(())
+    }
+
+    /// Asks the production exception handler: fail the thread, or count the loss, produce what the
+    /// handler gave instead (a dead letter) and go on. A fenced producer, a transaction that must abort,
+    /// or a broker that timed out is not the record's fault: that goes to recovery, and the record is
+    /// produced again from the last commit. A dead letter the broker refuses at once fails the thread.
+    fn production_failed(&mut self, record: Option<&ProducedRecord>, error: ClientError) -> Result<(), StreamsError> {
         if matches!(error.kind, ClientErrorKind::Fenced | ClientErrorKind::Abortable | ClientErrorKind::Retriable) {
             return Err(error.into());
         }
-        match self.production_handler.handle(&error) {
+        match self.production_handler.handle(record, &error) {
             ProductionResponse::Fail => Err(error.into()),
-            ProductionResponse::Continue => {
+            ProductionResponse::Continue(instead) => {
                 self.production_errors += 1;
+                for record in &instead {
+                    self.producer.send(record)?;
+                }
                 Ok(())
             }
         }
