@@ -194,6 +194,13 @@ pub trait StreamsAdmin: Send {
     /// The partition count of each topic, `None` for a topic that does not exist.
     fn partition_counts(&self, topics: &[String]) -> Result<BTreeMap<String, Option<i32>>, ClientError>;
 
+    /// The names of every topic on the cluster, for sources that read the topics a pattern matches. An
+    /// admin client that cannot list them says so (the default): a topology with a topic pattern then
+    /// cannot start.
+    fn topic_names(&self) -> Result<Vec<String>, ClientError> {
+        Err(ClientError::new("list topics", "this admin client cannot list topics", ClientErrorKind::Fatal))
+    }
+
     /// Creates topics; a topic that already exists is not an error.
     fn create_topics(&self, topics: &[NewTopic]) -> Result<(), ClientError>;
 

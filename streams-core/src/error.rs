@@ -72,6 +72,26 @@ pub enum TopologyError {
         /// The second source.
         second: String,
     },
+    /// A topic pattern is not a valid regular expression.
+    #[error("invalid topic pattern `{pattern}`: {reason}")]
+    InvalidPattern {
+        /// The pattern.
+        pattern: String,
+        /// What the regular expression parser said.
+        reason: String,
+    },
+    /// A source's topic pattern matches a topic that another source reads.
+    #[error("topic `{topic}` matches pattern `{pattern}` and would be read by two sources, `{first}` and `{second}`")]
+    PatternMatchesTopic {
+        /// The pattern.
+        pattern: String,
+        /// The topic.
+        topic: String,
+        /// The source added first.
+        first: String,
+        /// The source added second.
+        second: String,
+    },
     /// A sink has no topic to write to.
     #[error("sink `{sink}` has no topic")]
     SinkWithoutTopic {

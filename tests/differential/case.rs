@@ -47,6 +47,7 @@ pub(crate) struct Step {
     pub(crate) value: Option<Fmt>,
     pub(crate) topic: Option<String>,
     pub(crate) topics: Option<Vec<String>>,
+    pub(crate) pattern: Option<String>,
     #[serde(rename = "fn")]
     pub(crate) function: Option<String>,
     pub(crate) init: Option<String>,

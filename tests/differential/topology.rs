@@ -140,7 +140,10 @@ fn apply(
         "stream" => {
             let topics: Vec<&str> = step.topics.iter().flatten().map(String::as_str).collect();
             let consumed = consumed::<Val>(step);
-            Handle::Stream(builder.stream_from(&topics, consumed))
+            match &step.pattern {
+                Some(pattern) => Handle::Stream(builder.stream_pattern_with(pattern, consumed)),
+                None => Handle::Stream(builder.stream_from(&topics, consumed)),
+            }
         }
         "table" => {
             let topic = step.topic.as_deref().ok_or("needs `topic`")?;

@@ -578,3 +578,29 @@ pub(crate) fn a_failed_thread_is_replaced_when_the_uncaught_exception_handler_sa
     assert!(ids.contains(&1));
     Ok(())
 }
+
+/// `stream_pattern`: one stream of every topic the pattern matches when the application starts, and
+/// nothing of the topics it does not match.
+pub(crate) fn a_pattern_source_reads_every_matching_topic() -> anyhow::Result<()> {
+    let prefix = kafka::unique("pattern");
+    let (a, b, other, output) =
+        (format!("{prefix}-in-a"), format!("{prefix}-in-b"), format!("{prefix}-other"), format!("{prefix}-out"));
+    kafka::create_topics(&[(&a, 2), (&b, 2), (&other, 2), (&output, 1)]);
+    let record = |k: &str| (Some(k.as_bytes().to_vec()), Some(b"v".to_vec()));
+    kafka::produce(&a, vec![record("a1"), record("a2")]);
+    kafka::produce(&b, vec![record("b1")]);
+    kafka::produce(&other, vec![record("x")]);
+    let builder = StreamsBuilder::new();
+    builder.stream_pattern::<String, String>(&format!("{prefix}-in-.*")).to(&output);
+    let topology = builder.build()?;
+    assert!(topology.describe().to_string().contains(&format!("(topics: {prefix}-in-.*)")), "{}", topology.describe());
+    let mut app = kafka::streams(topology, kafka::config(&kafka::unique("pattern-app")))?;
+    app.start()?;
+    let out = kafka::consume_until(&output, Duration::from_secs(60), |r| r.len() >= 3);
+    std::thread::sleep(Duration::from_millis(500));
+    app.close()?;
+    let mut keys: Vec<String> = out.iter().map(|r| decode_string(&output, r.key.as_deref())).collect();
+    keys.sort();
+    assert_eq!(keys, ["a1", "a2", "b1"]);
+    Ok(())
+}

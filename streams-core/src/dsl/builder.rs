@@ -12,7 +12,7 @@ use crate::event::Event;
 use crate::record::RecordPart;
 use crate::serde::{DefaultSerde, Serde};
 use crate::store::StoreBuilder;
-use crate::topology::{source_def, TopicRef, Topology};
+use crate::topology::{source_def, SourceTopics, TopicPattern, TopicRef, Topology};
 use crate::TopologyError;
 
 /// Builds a topology with the typed DSL (Kafka Streams' `StreamsBuilder`).
@@ -152,15 +152,63 @@ impl StreamsBuilder {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn stream_from<K: Data, V: Data>(&self, topics: &[&str], consumed: Consumed<K, V>) -> KStream<K, V> {
+        let target = format!("the source of {}", topics.join(", "));
+        let topics = topics.iter().map(|t| TopicRef::user(t)).collect();
+        self.source(Ok(SourceTopics::Names(topics)), target, consumed)
+    }
+
+    /// One stream of the records of every topic whose whole name matches the regular expression
+    /// `pattern` (Kafka Streams' `stream(Pattern)`), with the key and value types' default serdes. The
+    /// topics are those that exist when the application starts; they must have the same number of
+    /// partitions. An invalid pattern is an error at `build()`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::StreamsBuilder;
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream_pattern::<String, String>("logs-.*").to("all-logs");
+    /// let topology = builder.build()?;
+    /// assert!(topology.describe().to_string().contains("Source: KSTREAM-SOURCE-0000000000 (topics: logs-.*)"));
+    ///
+    /// let mut driver = TopologyTestDriver::new(topology)?;
+    /// let web = driver.input_topic::<String, String>("logs-web");
+    /// let all = driver.output_topic::<String, String>("all-logs");
+    /// driver.pipe(&web, "w".into(), "GET /".into(), 0)?;
+    /// assert_eq!(driver.read_key_values(&all), vec![("w".to_string(), "GET /".to_string())]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn stream_pattern<K: Data + DefaultSerde, V: Data + DefaultSerde>(&self, pattern: &str) -> KStream<K, V> {
+        self.stream_pattern_with(pattern, Consumed::with(K::default_serde(), V::default_serde()))
+    }
+
+    /// [`stream_pattern`](Self::stream_pattern) with serdes or a name from `consumed`.
+    pub fn stream_pattern_with<K: Data, V: Data>(&self, pattern: &str, consumed: Consumed<K, V>) -> KStream<K, V> {
+        let target = format!("the source of the topics matching {pattern}");
+        self.source(TopicPattern::new(pattern).map(SourceTopics::Pattern), target, consumed)
+    }
+
+    /// A source node reading `topics` (or the error that they are), and its stream.
+    fn source<K: Data, V: Data>(
+        &self,
+        topics: Result<SourceTopics, TopologyError>,
+        target: String,
+        consumed: Consumed<K, V>,
+    ) -> KStream<K, V> {
         let mut state = self.state.borrow_mut();
         let name = state.name_or(consumed.name, "KSTREAM-SOURCE-");
         let (Some(key_serde), Some(value_serde)) = (consumed.key_serde, consumed.value_serde) else {
-            let target = format!("the source of {}", topics.join(", "));
             state.topology.deferred.push(missing_serde::<K, V>(name.clone(), target, RecordPart::KeyOrValue));
             return KStream::new(self.state.clone(), name, None, None, false);
         };
-        let topics = topics.iter().map(|t| TopicRef::user(t)).collect();
-        state.topology.add_node_deferred(source_def(&name, topics, key_serde.clone(), value_serde.clone()));
+        match topics {
+            Ok(topics) => {
+                state.topology.add_node_deferred(source_def(&name, topics, key_serde.clone(), value_serde.clone()))
+            }
+            Err(error) => state.topology.deferred.push(error),
+        }
         KStream::new(self.state.clone(), name, Some(key_serde), Some(value_serde), false)
     }
 

@@ -16,7 +16,7 @@ use super::{Data, KStream};
 use crate::processor::{Processor, ProcessorContext};
 use crate::record::RecordPart;
 use crate::serde::{DefaultSerde, OptionSerde, Serde};
-use crate::topology::{processor_def, source_def, NodeDef, TopicRef};
+use crate::topology::{processor_def, source_def, NodeDef, SourceTopics, TopicRef};
 use crate::{Record, StreamsError};
 
 /// A table: the latest value per key (Kafka Streams' `KTable<K, V>`).
@@ -545,7 +545,12 @@ pub(crate) fn table_source<K: Data, V: Data>(
     };
     // The source reads values as `Option<V>`: a null value is a delete.
     let nullable: Arc<dyn Serde<Option<V>>> = Arc::new(OptionSerde::new(value_serde.clone()));
-    b.topology.add_node_deferred(source_def(&source, vec![TopicRef::user(topic)], key_serde.clone(), nullable));
+    b.topology.add_node_deferred(source_def(
+        &source,
+        SourceTopics::Names(vec![TopicRef::user(topic)]),
+        key_serde.clone(),
+        nullable,
+    ));
     let store_for_processor = store.clone();
     let (key_for_processor, caching) = (key_serde.clone(), materialized.caching_enabled);
     let def = processor_def(&name, vec![source], move || TableSource::<K, V> {

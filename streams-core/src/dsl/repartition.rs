@@ -9,7 +9,7 @@ use super::Data;
 use crate::processor::node::StreamPartitioner;
 use crate::processor::{Processor, ProcessorContext};
 use crate::serde::Serde;
-use crate::topology::{processor_def, sink_def, source_def, SinkSpec, TopicRef};
+use crate::topology::{processor_def, sink_def, source_def, SinkSpec, SourceTopics, TopicRef};
 use crate::{Record, StreamsError};
 
 /// The names of a repartition's nodes and its topic (without the application-id prefix).
@@ -104,7 +104,7 @@ pub(crate) fn add_repartition<K: Data, V: Data>(
         partitioner,
     );
     b.topology.add_node_deferred(sink);
-    b.topology.add_node_deferred(source_def(&names.source, vec![topic], key_serde, value_serde));
+    b.topology.add_node_deferred(source_def(&names.source, SourceTopics::Names(vec![topic]), key_serde, value_serde));
     b.topology.add_repartition_topic(&names.topic, partitions);
     names.source
 }

@@ -526,6 +526,10 @@ impl StreamsAdmin for EmbeddedAdmin {
         Ok(topics.iter().map(|t| (t.clone(), state.topics.get(t).map(|t| t.partitions.len() as i32))).collect())
     }
 
+    fn topic_names(&self) -> Result<Vec<String>, ClientError> {
+        Ok(self.broker.lock().topics.keys().cloned().collect())
+    }
+
     fn create_topics(&self, topics: &[NewTopic]) -> Result<(), ClientError> {
         let mut state = self.broker.lock();
         for t in topics {

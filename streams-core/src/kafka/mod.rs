@@ -885,6 +885,14 @@ impl StreamsAdmin for RdKafkaAdmin {
         Ok(counts)
     }
 
+    fn topic_names(&self) -> Result<Vec<String>, ClientError> {
+        let metadata = self
+            .metadata
+            .fetch_metadata(None, self.timeout)
+            .map_err(|e| self.broker_error(format!("fetch metadata from {}", self.servers), e))?;
+        Ok(metadata.topics().iter().filter(|t| t.error().is_none()).map(|t| t.name().to_string()).collect())
+    }
+
     fn create_topics(&self, topics: &[NewTopic]) -> Result<(), ClientError> {
         if topics.is_empty() {
             return Ok(());

@@ -66,15 +66,18 @@ pub(crate) struct TaskState {
 #[derive(Default)]
 pub(crate) struct SourceRecord {
     pub(crate) keep_bytes: bool,
-    pub(crate) timestamp: i64,
-    pub(crate) key: Option<Vec<u8>>,
-    pub(crate) value: Option<Vec<u8>>,
-    pub(crate) headers: Headers,
+    /// Whether a source record is being processed (not a punctuation, not a commit's cache flush).
+    present: bool,
+    timestamp: i64,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    headers: Headers,
 }
 
 impl SourceRecord {
-    /// Remembers `raw` (copying its bytes only when they are kept).
+    /// `raw` is processed now (its bytes are copied only when they are kept).
     pub(crate) fn set(&mut self, raw: &crate::record::RawRecord) {
+        self.present = true;
         self.timestamp = raw.timestamp;
         if self.keep_bytes {
             self.key.clone_from(&raw.key);
@@ -83,14 +86,11 @@ impl SourceRecord {
         }
     }
 
-    /// A punctuation at `timestamp`: no source record.
-    pub(crate) fn set_punctuation(&mut self, timestamp: i64) {
+    /// No source record: a punctuation at `timestamp`, or records a commit forwards from a cache (at
+    /// stream time), whose input records are long gone.
+    pub(crate) fn clear(&mut self, timestamp: i64) {
+        self.present = false;
         self.timestamp = timestamp;
-        if self.keep_bytes {
-            self.key = None;
-            self.value = None;
-            self.headers = Headers::new();
-        }
     }
 }
 
@@ -203,7 +203,7 @@ impl TaskState {
             self.metrics.punctuations += 1;
             fired = true;
             let current = self.current.take();
-            self.source.set_punctuation(now);
+            self.source.clear(now);
             let result = self.with_node(node, |n, state| {
                 guarded(|| n.lifecycle().punctuate(state, punctuation))
                     .unwrap_or_else(|panic| Err(state.panicked(node, panic)))
@@ -253,19 +253,23 @@ impl TaskState {
     /// Asks the processing exception handler about `error`, which came out of node `index`: fail (the
     /// error, wrapped to name the node and record, so that no node above asks again), or count the
     /// record as dropped here, produce what the handler gave, and go on. A panic in the handler fails.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn processing_failed(&mut self, index: usize, error: StreamsError) -> Result<(), StreamsError> {
         if !error.is_processing_error() {
             return Err(error);
         }
         let node = self.node_names[index].clone();
+        let (empty, source) = (Headers::new(), &self.source);
+        let bytes = source.present && source.keep_bytes;
         let context = ErrorContext {
             node: &node,
             task: self.id,
             source: self.current.as_ref(),
-            timestamp: self.source.timestamp,
-            headers: &self.source.headers,
-            source_key: self.source.key.as_deref(),
-            source_value: self.source.value.as_deref(),
+            timestamp: source.timestamp,
+            headers: if bytes { &source.headers } else { &empty },
+            source_key: source.key.as_deref().filter(|_| bytes),
+            source_value: source.value.as_deref().filter(|_| bytes),
         };
         let handler = self.processing_handler.clone();
         let response = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler.handle(&context, &error)))
@@ -336,6 +340,8 @@ pub(crate) fn guarded(run: impl FnOnce() -> Result<(), StreamsError>) -> Result<
 
 impl TaskState {
     /// The error of node `index` that panicked.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn panicked(&self, index: usize, panic: Panicked) -> StreamsError {
         StreamsError::Processor { node: self.node_names[index].to_string(), source: Box::new(panic) }
     }

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::client::{NewTopic, StreamsAdmin};
 use crate::config::StreamsConfig;
 use crate::topology::plan::TopologyPlan;
-use crate::topology::Topology;
-use crate::StreamsError;
+use crate::topology::{TopicRef, Topology};
+use crate::{StreamsError, TopologyError};
 
 /// The partition count of every topic the application reads, after start-up checks.
 pub(crate) struct TopicLayout {
@@ -27,11 +27,12 @@ pub(crate) fn prepare(
     admin: &dyn StreamsAdmin,
 ) -> Result<TopicLayout, StreamsError> {
     let app = &config.application_id;
+    let sources = source_topics(plan, app, admin)?;
     let mut reader = BTreeMap::new();
     let mut user_sources = BTreeSet::new();
     let mut internal = BTreeSet::new();
-    for sub in &plan.subtopologies {
-        for t in &sub.source_topics {
+    for (sub, topics) in plan.subtopologies.iter().zip(&sources) {
+        for t in topics {
             reader.insert(t.resolve(app), sub.id);
             if t.internal {
                 internal.insert(t.resolve(app));
@@ -74,12 +75,15 @@ pub(crate) fn prepare(
             let count = match explicit.get(&topic) {
                 Some(&n) => Some(n),
                 None => {
-                    let writers =
-                        plan.subtopologies.iter().filter(|s| s.sink_topics.iter().any(|t| t.resolve(app) == topic));
+                    let writers = plan
+                        .subtopologies
+                        .iter()
+                        .zip(&sources)
+                        .filter(|(s, _)| s.sink_topics.iter().any(|t| t.resolve(app) == topic));
                     let mut max = None;
                     let mut unresolved = false;
-                    for writer in writers {
-                        for source in &writer.source_topics {
+                    for (_, writer_sources) in writers {
+                        for source in writer_sources {
                             match partitions.get(&source.resolve(app)) {
                                 Some(&n) => max = Some(max.map_or(n, |m: i32| m.max(n))),
                                 None => unresolved = true,
@@ -125,8 +129,8 @@ pub(crate) fn prepare(
     }
     // Changelog topics: compacted, one partition per task of the sub-topology that owns the store.
     let mut changelogs = Vec::new();
-    for sub in &plan.subtopologies {
-        let partitions_of_sub = sub.source_topics.iter().map(|t| partitions[&t.resolve(app)]).max().unwrap_or(1);
+    for (sub, topics) in plan.subtopologies.iter().zip(&sources) {
+        let partitions_of_sub = topics.iter().map(|t| partitions[&t.resolve(app)]).max().unwrap_or(1);
         for &store in &sub.stores {
             let def = &topology.stores[store];
             if def.logging_enabled {
@@ -155,13 +159,58 @@ pub(crate) fn prepare(
         }
     }
 
-    for sub in &plan.subtopologies {
-        let counts: Vec<(String, i32)> =
-            sub.source_topics.iter().map(|t| (t.resolve(app), partitions[&t.resolve(app)])).collect();
+    for (sub, topics) in plan.subtopologies.iter().zip(&sources) {
+        let counts: Vec<(String, i32)> = topics.iter().map(|t| (t.resolve(app), partitions[&t.resolve(app)])).collect();
         if counts.windows(2).any(|w| w[0].1 != w[1].1) {
             return Err(StreamsError::CoPartitioning { subtopology: sub.id, counts });
         }
     }
     admin.create_topics(&to_create)?;
     Ok(TopicLayout { reader, repartition: internal })
+}
+
+/// Each sub-topology's source topics: those its sources name, and those their patterns match among the
+/// topics that exist now. A pattern does not match Kafka's own topics (`__consumer_offsets`) nor this
+/// application's internal ones; a topic that two sources would read is an error, as at build time.
+fn source_topics(plan: &TopologyPlan, app: &str, admin: &dyn StreamsAdmin) -> Result<Vec<Vec<TopicRef>>, StreamsError> {
+    let mut sources: Vec<Vec<TopicRef>> = plan.subtopologies.iter().map(|s| s.source_topics.clone()).collect();
+    if plan.subtopologies.iter().all(|s| s.source_patterns.is_empty()) {
+        return Ok(sources);
+    }
+    let named: BTreeSet<String> = sources.iter().flatten().map(|t| t.resolve(app)).collect();
+    let internal_prefix = format!("{app}-");
+    let mut existing = admin.topic_names()?;
+    existing.sort();
+    let mut matched_by: BTreeMap<String, &str> = BTreeMap::new();
+    for (sub, topics) in plan.subtopologies.iter().zip(&mut sources) {
+        for pattern in &sub.source_patterns {
+            let candidates = existing.iter().filter(|t| !t.starts_with("__") && !t.starts_with(&internal_prefix));
+            let mut any = false;
+            for topic in candidates.filter(|t| pattern.matches(t)) {
+                any = true;
+                if let Some(other) = matched_by.insert(topic.clone(), pattern.as_str()) {
+                    return Err(StreamsError::Topology(TopologyError::PatternMatchesTopic {
+                        pattern: pattern.as_str().to_string(),
+                        topic: topic.clone(),
+                        first: format!("the source of pattern `{other}`"),
+                        second: format!("the source of pattern `{}`", pattern.as_str()),
+                    }));
+                }
+                if named.contains(topic) {
+                    return Err(StreamsError::Topology(TopologyError::PatternMatchesTopic {
+                        pattern: pattern.as_str().to_string(),
+                        topic: topic.clone(),
+                        first: "a source that names it".to_string(),
+                        second: format!("the source of pattern `{}`", pattern.as_str()),
+                    }));
+                }
+                topics.push(TopicRef::user(topic));
+            }
+            if !any {
+                tracing::warn!(target: "kstreams::runtime", pattern = pattern.as_str(),
+                    "no topic matches the pattern yet; topics created later are read after the next start");
+            }
+        }
+    }
+    Ok(sources)
 }

@@ -22,7 +22,7 @@ use crate::record::{Headers, ProducedRecord, RawRecord};
 use crate::store::{StoreContext, TypedKeyValueStore};
 use crate::sync::LockUnpoisoned;
 use crate::time::Clock;
-use crate::topology::{plan::SubtopologyPlan, NodeInit, Topology};
+use crate::topology::{plan::SubtopologyPlan, NodeInit, TopicPattern, Topology};
 use crate::{RecordMetadata, StreamsError, TaskId, TaskMetrics};
 use state_store::CacheBudget;
 
@@ -92,6 +92,9 @@ pub(crate) struct Task {
     /// Source topic → source node. A task reads a handful of topics: comparing a few short strings per
     /// record is cheaper than hashing one.
     sources: Vec<(Arc<str>, usize)>,
+    /// Topic pattern → source node, for sources that read the topics a pattern matches; a topic found
+    /// to match is added to `sources`.
+    patterns: Vec<(TopicPattern, usize)>,
     initialized: bool,
     /// Each logged store and the changelog partition it restores from.
     changelogs: Vec<ChangelogStore>,
@@ -180,6 +183,7 @@ impl Task {
         }
 
         let mut sources = Vec::new();
+        let mut patterns = Vec::new();
         for (l, &g) in plan.nodes.iter().enumerate() {
             let def = &topology.nodes[g];
             let init =
@@ -188,11 +192,15 @@ impl Task {
             for topic in def.source_topics() {
                 sources.push((Arc::<str>::from(topic.resolve(&config.application_id)), l));
             }
+            if let Some(pattern) = def.source_pattern() {
+                patterns.push((pattern.clone(), l));
+            }
         }
 
         Ok(Task {
             state,
             sources,
+            patterns,
             initialized: false,
             changelogs,
             task_dir,
@@ -218,6 +226,11 @@ impl Task {
         self.state.id
     }
 
+    /// Whether a source of this task reads `topic` because its pattern matches it.
+    pub(crate) fn reads_by_pattern(&self, topic: &str) -> bool {
+        self.patterns.iter().any(|(p, _)| p.matches(topic))
+    }
+
     /// The topics this task reads (internal ones with the application-id prefix).
     pub(crate) fn source_topics(&self) -> impl Iterator<Item = &str> {
         self.sources.iter().map(|(t, _)| &**t)
@@ -236,8 +249,14 @@ impl Task {
     /// fires any stream-time punctuation that came due (in that order, as Kafka Streams).
     pub(crate) fn process(&mut self, raw: RawRecord) -> Result<(), StreamsError> {
         self.init()?;
-        let found = self.sources.iter().find(|(t, _)| *t == raw.topic);
-        let Some(&(_, index)) = found else {
+        let mut found = self.sources.iter().find(|(t, _)| *t == raw.topic).map(|&(_, index)| index);
+        if found.is_none() {
+            found = self.patterns.iter().find(|(p, _)| p.matches(&raw.topic)).map(|&(_, index)| index);
+            if let Some(index) = found {
+                self.sources.push((raw.topic.clone(), index));
+            }
+        }
+        let Some(index) = found else {
             return Err(StreamsError::Internal(format!(
                 "task {} has no source for topic `{}`",
                 self.state.id, raw.topic
@@ -253,6 +272,7 @@ impl Task {
         // A source fails only in a serde (unreadable records go to the deserialization handler first).
         let result = result.or_else(|error| self.state.processing_failed(index, error));
         self.state.current = None;
+        self.state.source.clear(self.state.stream_time);
         result?;
         self.state.metrics.processed_records += 1;
         self.state.punctuate(PunctuationType::StreamTime, self.state.stream_time)?;

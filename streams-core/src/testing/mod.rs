@@ -241,7 +241,7 @@ impl TopologyTestDriver {
         timestamp: i64,
         headers: Headers,
     ) -> Result<(), StreamsError> {
-        if !self.readers.contains_key(topic) {
+        if self.reader(topic).is_none() {
             return Err(StreamsError::Internal(format!(
                 "the topology does not read topic `{topic}` (it reads: {})",
                 self.input_topics().join(", ")
@@ -251,7 +251,18 @@ impl TopologyTestDriver {
         self.drain(VecDeque::from([raw]))
     }
 
-    /// The topics the topology reads (internal ones with the application-id prefix), sorted.
+    /// The task that reads `topic`: by its name, or (found once, then by name) by a source's pattern.
+    fn reader(&mut self, topic: &str) -> Option<usize> {
+        if let Some(&task) = self.readers.get(topic) {
+            return Some(task);
+        }
+        let task = self.tasks.iter().position(|t| t.reads_by_pattern(topic))?;
+        self.readers.insert(topic.to_string(), task);
+        Some(task)
+    }
+
+    /// The topics the topology reads (internal ones with the application-id prefix; those a pattern
+    /// matched once piped to), sorted.
     pub fn input_topics(&self) -> Vec<String> {
         let mut topics: Vec<String> = self.readers.keys().cloned().collect();
         topics.sort();
@@ -278,7 +289,7 @@ impl TopologyTestDriver {
         loop {
             for t in 0..self.tasks.len() {
                 for out in self.tasks[t].take_output() {
-                    if self.readers.contains_key(&*out.topic) {
+                    if self.reader(&out.topic).is_some() {
                         let raw = self.raw(
                             &out.topic,
                             out.key.clone(),
@@ -292,7 +303,7 @@ impl TopologyTestDriver {
                 }
             }
             let Some(raw) = queue.pop_front() else { return Ok(()) };
-            let task = self.readers[&*raw.topic];
+            let task = self.reader(&raw.topic).expect("only topics with a reader are queued");
             self.tasks[task].process(raw)?;
         }
     }

@@ -39,8 +39,10 @@ pub struct NodeDescription {
 pub enum NodeKindDescription {
     /// Reads topics.
     Source {
-        /// The topics (internal ones without the application-id prefix).
+        /// The topics (internal ones without the application-id prefix); empty for a pattern.
         topics: Vec<String>,
+        /// The topic pattern, for a source that reads the topics it matches.
+        pattern: Option<String>,
     },
     /// Processes records, with access to stores.
     Processor {
@@ -68,9 +70,10 @@ pub(super) fn describe(topology: &Topology) -> TopologyDescription {
                 .map(|(pos, &i)| {
                     let def = &nodes[i];
                     let kind = match &def.kind {
-                        NodeKind::Source { topics } => {
-                            NodeKindDescription::Source { topics: topics.iter().map(|t| t.name.clone()).collect() }
-                        }
+                        NodeKind::Source { topics, pattern } => NodeKindDescription::Source {
+                            topics: topics.iter().map(|t| t.name.clone()).collect(),
+                            pattern: pattern.as_ref().map(|p| p.as_str().to_string()),
+                        },
                         NodeKind::Processor => NodeKindDescription::Processor { stores: def.stores.clone() },
                         NodeKind::Sink { topic } => {
                             NodeKindDescription::Sink { topic: topic.as_ref().map(|t| t.name.clone()) }
@@ -166,14 +169,10 @@ fn names(list: &[String]) -> String {
 impl fmt::Display for NodeDescription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
-            NodeKindDescription::Source { topics } => {
-                write!(
-                    f,
-                    "Source: {} (topics: [{}])\n      --> {}",
-                    self.name,
-                    topics.join(", "),
-                    names(&self.successors)
-                )
+            // A pattern is printed as is, as Kafka Streams prints a `Pattern`.
+            NodeKindDescription::Source { topics, pattern } => {
+                let topics = pattern.clone().unwrap_or_else(|| format!("[{}]", topics.join(", ")));
+                write!(f, "Source: {} (topics: {topics})\n      --> {}", self.name, names(&self.successors))
             }
             NodeKindDescription::Processor { stores } => write!(
                 f,

@@ -77,10 +77,46 @@ impl TopicRef {
     }
 }
 
+/// A source's topic pattern: a regular expression that a whole topic name must match, as Java's
+/// `Pattern.matcher(topic).matches()` (Kafka Streams' `builder.stream(Pattern)`).
+#[derive(Debug, Clone)]
+pub(crate) struct TopicPattern {
+    pattern: String,
+    regex: regex::Regex,
+}
+
+impl TopicPattern {
+    pub(crate) fn new(pattern: &str) -> Result<Self, TopologyError> {
+        match regex::Regex::new(&format!("^(?:{pattern})$")) {
+            Ok(regex) => Ok(TopicPattern { pattern: pattern.to_string(), regex }),
+            Err(e) => Err(TopologyError::InvalidPattern { pattern: pattern.to_string(), reason: e.to_string() }),
+        }
+    }
+
+    pub(crate) fn matches(&self, topic: &str) -> bool {
+        self.regex.is_match(topic)
+    }
+
+    /// The pattern as given.
+    pub(crate) fn as_str(&self) -> &str {
+        &self.pattern
+    }
+}
+
+impl PartialEq for TopicPattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.pattern == other.pattern
+    }
+}
+
+impl Eq for TopicPattern {}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum NodeKind {
+    /// Reads `topics`, or every topic `pattern` matches.
     Source {
         topics: Vec<TopicRef>,
+        pattern: Option<TopicPattern>,
     },
     Processor,
     /// `topic` is `None` when the topic is chosen per record.
@@ -140,8 +176,15 @@ pub(crate) struct NodeDef {
 impl NodeDef {
     pub(crate) fn source_topics(&self) -> &[TopicRef] {
         match &self.kind {
-            NodeKind::Source { topics } => topics,
+            NodeKind::Source { topics, .. } => topics,
             _ => &[],
+        }
+    }
+
+    pub(crate) fn source_pattern(&self) -> Option<&TopicPattern> {
+        match &self.kind {
+            NodeKind::Source { pattern, .. } => pattern.as_ref(),
+            _ => None,
         }
     }
 }
@@ -161,7 +204,23 @@ impl Topology {
         value_serde: Arc<dyn Serde<V>>,
     ) -> Result<&mut Self, TopologyError> {
         let topics = topics.iter().map(|t| TopicRef::user(t)).collect();
-        self.add_node(source_def(name, topics, key_serde, value_serde))?;
+        self.add_node(source_def(name, SourceTopics::Names(topics), key_serde, value_serde))?;
+        Ok(self)
+    }
+
+    /// Adds a source that reads every topic whose whole name matches the regular expression `pattern`
+    /// (Kafka Streams' `addSource(name, Pattern)`). The topics are those that exist when the
+    /// application starts. An invalid pattern, or one that matches a topic another source reads, is an
+    /// error.
+    pub fn add_source_pattern<K: Clone + Send + 'static, V: Clone + Send + 'static>(
+        &mut self,
+        name: &str,
+        pattern: &str,
+        key_serde: Arc<dyn Serde<K>>,
+        value_serde: Arc<dyn Serde<V>>,
+    ) -> Result<&mut Self, TopologyError> {
+        let pattern = TopicPattern::new(pattern)?;
+        self.add_node(source_def(name, SourceTopics::Pattern(pattern), key_serde, value_serde))?;
         Ok(self)
     }
 
@@ -257,14 +316,34 @@ impl Topology {
             return Err(TopologyError::DuplicateNode { name: def.name });
         }
         match &def.kind {
-            NodeKind::Source { topics } if topics.is_empty() => {
+            NodeKind::Source { topics, pattern: None } if topics.is_empty() => {
                 return Err(TopologyError::SourceWithoutTopic { source_node: def.name });
             }
-            NodeKind::Source { topics } => {
+            NodeKind::Source { topics, pattern } => {
                 for topic in topics {
                     if let Some(other) = self.nodes.iter().find(|n| n.source_topics().contains(topic)) {
                         return Err(TopologyError::TopicReadTwice {
                             topic: topic.name.clone(),
+                            first: other.name.clone(),
+                            second: def.name,
+                        });
+                    }
+                    let matched = |n: &&NodeDef| n.source_pattern().is_some_and(|p| p.matches(&topic.name));
+                    if let Some(other) = self.nodes.iter().find(matched) {
+                        return Err(TopologyError::PatternMatchesTopic {
+                            pattern: other.source_pattern().map(|p| p.as_str().to_string()).unwrap_or_default(),
+                            topic: topic.name.clone(),
+                            first: other.name.clone(),
+                            second: def.name,
+                        });
+                    }
+                }
+                if let Some(pattern) = pattern {
+                    let read = |n: &NodeDef| n.source_topics().iter().find(|t| pattern.matches(&t.name)).cloned();
+                    if let Some((other, topic)) = self.nodes.iter().find_map(|n| read(n).map(|t| (n, t))) {
+                        return Err(TopologyError::PatternMatchesTopic {
+                            pattern: pattern.as_str().to_string(),
+                            topic: topic.name,
                             first: other.name.clone(),
                             second: def.name,
                         });
@@ -316,9 +395,15 @@ pub(crate) fn check_name(name: &str) -> Result<(), TopologyError> {
     }
 }
 
+/// What a source reads: named topics, or those a pattern matches.
+pub(crate) enum SourceTopics {
+    Names(Vec<TopicRef>),
+    Pattern(TopicPattern),
+}
+
 pub(crate) fn source_def<K: Clone + Send + 'static, V: Clone + Send + 'static>(
     name: &str,
-    topics: Vec<TopicRef>,
+    topics: SourceTopics,
     key_serde: Arc<dyn Serde<K>>,
     value_serde: Arc<dyn Serde<V>>,
 ) -> NodeDef {
@@ -334,7 +419,10 @@ pub(crate) fn source_def<K: Clone + Send + 'static, V: Clone + Send + 'static>(
         name: name.to_string(),
         parents: Vec::new(),
         stores: Vec::new(),
-        kind: NodeKind::Source { topics },
+        kind: match topics {
+            SourceTopics::Names(topics) => NodeKind::Source { topics, pattern: None },
+            SourceTopics::Pattern(pattern) => NodeKind::Source { topics: Vec::new(), pattern: Some(pattern) },
+        },
         input: None,
         output: Some(TypeSig::of::<K, V>()),
         factory: Arc::new(factory),

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use super::{NodeKind, TopicRef, Topology};
+use super::{NodeKind, TopicPattern, TopicRef, Topology};
 use crate::TopologyError;
 
 /// A validated topology, split into sub-topologies.
@@ -29,6 +29,8 @@ pub(crate) struct SubtopologyPlan {
     /// For each of `nodes`, the stores it is connected to, as positions in `stores`.
     pub(crate) node_stores: Vec<Vec<usize>>,
     pub(crate) source_topics: Vec<TopicRef>,
+    /// The patterns of its sources that read the topics a pattern matches.
+    pub(crate) source_patterns: Vec<TopicPattern>,
     pub(crate) sink_topics: Vec<TopicRef>,
 }
 
@@ -112,6 +114,7 @@ pub(crate) fn plan(topology: &Topology) -> Result<TopologyPlan, TopologyError> {
                 })
                 .collect();
             let source_topics = in_order.iter().flat_map(|&n| nodes[n].source_topics().iter().cloned()).collect();
+            let source_patterns = in_order.iter().filter_map(|&n| nodes[n].source_pattern().cloned()).collect();
             let sink_topics = in_order
                 .iter()
                 .filter_map(|&n| match &nodes[n].kind {
@@ -126,6 +129,7 @@ pub(crate) fn plan(topology: &Topology) -> Result<TopologyPlan, TopologyError> {
                 stores,
                 node_stores,
                 source_topics,
+                source_patterns,
                 sink_topics,
             }
         })

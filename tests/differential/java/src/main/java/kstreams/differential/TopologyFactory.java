@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
+import java.util.regex.Pattern;
 import java.util.Map;
 import java.util.Properties;
 import java.util.function.Consumer;
@@ -180,6 +181,11 @@ final class TopologyFactory {
         List<String> topics = new ArrayList<>();
         step.path("topics").forEach(t -> topics.add(t.asText()));
         Consumed consumed = consumed(step, named);
+        String pattern = Case.text(step, "pattern");
+        if (pattern != null) {
+            Pattern compiled = Pattern.compile(pattern);
+            return consumed == null ? builder.stream(compiled) : builder.stream(compiled, consumed);
+        }
         return consumed == null ? builder.stream(topics) : builder.stream(topics, consumed);
     }
 
