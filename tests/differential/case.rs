@@ -48,6 +48,7 @@ pub(crate) struct Step {
     pub(crate) topic: Option<String>,
     pub(crate) topics: Option<Vec<String>>,
     pub(crate) pattern: Option<String>,
+    pub(crate) partitioner: Option<String>,
     #[serde(rename = "fn")]
     pub(crate) function: Option<String>,
     pub(crate) init: Option<String>,

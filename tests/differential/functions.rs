@@ -16,6 +16,7 @@ pub(crate) type Reducer = Arc<dyn Fn(Val, Val) -> Val + Send + Sync>;
 pub(crate) type Initializer = Arc<dyn Fn() -> Val + Send + Sync>;
 pub(crate) type Aggregator = Arc<dyn Fn(&Val, Val, Val) -> Val + Send + Sync>;
 pub(crate) type TopicChooser = Arc<dyn Fn(&Val, &Val) -> String + Send + Sync>;
+pub(crate) type Partitioner = Arc<dyn Fn(&Val, &Val, u32) -> Option<Vec<i32>> + Send + Sync>;
 
 /// `name` or `name:arg`.
 fn split(spec: &str) -> (&str, &str) {
@@ -230,6 +231,22 @@ fn java_length(s: &str) -> i64 {
 /// One string per character (code point).
 fn java_chars(s: &str) -> Vec<String> {
     s.chars().map(String::from).collect()
+}
+
+/// Multicast partitioners `(k, v, partitions) -> partitions` (for `to`'s `partitioner`).
+pub(crate) fn partitioner(spec: &str) -> Result<Partitioner, String> {
+    let (name, arg) = split(spec);
+    Ok(match name {
+        // v mod n copies, in partitions 0, 1, ...: none (dropped) for 0; the default for a non-long.
+        "copies_value_mod" => {
+            let n = long_arg(spec, arg)?;
+            Arc::new(move |_, v, _| match v {
+                Val::Long(l) => Some((0..l.rem_euclid(n) as i32).collect()),
+                _ => None,
+            })
+        }
+        _ => return Err(unknown("partitioner", spec)),
+    })
 }
 
 /// Topic choosers `(k, v) -> topic` (for `to_dynamic`).

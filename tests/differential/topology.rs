@@ -239,8 +239,16 @@ fn apply(
         }
         "to" => {
             let topic = step.topic.as_deref().ok_or("needs `topic`")?;
+            let partitioner = step.partitioner.as_deref().map(f::partitioner).transpose()?;
             on_stream!(input, s => any {
-                let produced = produced(step);
+                let produced = match (produced(step), &partitioner) {
+                    (p, Some(choose)) => {
+                        let choose = choose.clone();
+                        let multicast = move |_: &str, k: &Key, v: &_, n| choose(&k.0, &Dyn::to_val(v), n);
+                        Some(p.unwrap_or_default().with_multicast_partitioner(multicast))
+                    }
+                    (p, None) => p,
+                };
                 match produced {
                     Some(p) => s.to_with(topic, p),
                     None => s.to(topic),

@@ -604,3 +604,33 @@ pub(crate) fn a_pattern_source_reads_every_matching_topic() -> anyhow::Result<()
     assert_eq!(keys, ["a1", "a2", "b1"]);
     Ok(())
 }
+
+/// A partitioner is given the partition count of the topic it writes, as the broker has it, and the
+/// records land where it said; several partitions per record write a copy to each (KIP-837).
+pub(crate) fn a_partitioner_gets_the_topic_s_partition_count() -> anyhow::Result<()> {
+    use kstreams::dsl::Produced;
+    let (input, output, copies) = (kafka::unique("part-in"), kafka::unique("part-out"), kafka::unique("part-copies"));
+    kafka::create_topics(&[(&input, 1), (&output, 3), (&copies, 2)]);
+    let record = |k: &str| (Some(k.as_bytes().to_vec()), Some(b"v".to_vec()));
+    kafka::produce(&input, vec![record("a"), record("bb"), record("ccc"), record("dddd")]);
+    let builder = StreamsBuilder::new();
+    let stream = builder.stream::<String, String>(&input);
+    let by_length = Produced::new().with_partitioner(|_, key: &String, _: &String, n| {
+        assert_eq!(n, 3, "the partition count of the output topic");
+        Some((key.len() as u32 % n) as i32)
+    });
+    stream.to_with(&output, by_length);
+    stream.to_with(&copies, Produced::new().with_multicast_partitioner(|_, _, _, n| Some((0..n as i32).collect())));
+    let mut app = kafka::streams(builder.build()?, kafka::config(&kafka::unique("part-app")))?;
+    app.start()?;
+    let out = kafka::consume_until(&output, Duration::from_secs(60), |r| r.len() >= 4);
+    let copied = kafka::consume_until(&copies, Duration::from_secs(30), |r| r.len() >= 8);
+    app.close()?;
+    let mut placed: Vec<(String, i32)> =
+        out.iter().map(|r| (decode_string(&output, r.key.as_deref()), r.partition)).collect();
+    placed.sort();
+    assert_eq!(placed, [("a".into(), 1), ("bb".into(), 2), ("ccc".into(), 0), ("dddd".into(), 1)]);
+    assert_eq!(copied.len(), 8, "each record once in each of the 2 partitions");
+    assert_eq!(copied.iter().filter(|r| r.partition == 1).count(), 4);
+    Ok(())
+}

@@ -631,6 +631,16 @@ impl<K: Data, V: Data> KStream<K, V> {
         self.sink(SinkSpec::Dynamic(Arc::new(choose)), produced)
     }
 
+    /// [`to_dynamic`](Self::to_dynamic) with the serdes, partitioner and sink name given (Kafka Streams'
+    /// `to(TopicNameExtractor, Produced)`); serdes not given come from upstream.
+    pub fn to_dynamic_with(
+        &self,
+        choose: impl Fn(&K, &V, Option<&RecordMetadata>) -> String + Send + Sync + 'static,
+        produced: Produced<K, V>,
+    ) {
+        self.sink(SinkSpec::Dynamic(Arc::new(choose)), produced)
+    }
+
     fn sink(&self, target: SinkSpec<K, V>, produced: Produced<K, V>) {
         let mut b = self.builder.borrow_mut();
         let name = b.name_or(produced.name.or(self.next_name.clone()), "KSTREAM-SINK-");

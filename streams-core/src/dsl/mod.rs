@@ -27,7 +27,7 @@ pub use builder::StreamsBuilder;
 pub use grouped::{KGroupedStream, KGroupedTable};
 pub use kstream::{BranchedKStream, Branches, KStream};
 pub use ktable::KTable;
-pub use options::{Branched, Consumed, Grouped, Materialized, Produced, Repartitioned, StreamPartitioner};
+pub use options::{Branched, Consumed, Grouped, Materialized, Produced, Repartitioned};
 pub use sink::Sink;
 
 pub use crate::record::Data;

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use super::KStream;
-pub use crate::processor::node::StreamPartitioner;
+use crate::processor::node::StreamPartitioner;
 use crate::serde::Serde;
 use crate::store::KeyValueBytesStoreSupplier;
 
@@ -68,18 +68,23 @@ impl<K, V> Consumed<K, V> {
 /// let amounts = builder.stream::<String, i64>("amounts");
 /// // The upstream serdes, a named sink:
 /// amounts.to_with("amounts-copy", Produced::new().with_name("copy-out"));
-/// // Explicit serdes, and a partition chosen from the key (`None` would leave it to murmur2):
+/// // Explicit serdes, and a partition chosen from the key among the topic's `n` (`None` would leave
+/// // it to murmur2):
 /// let by_length = Produced::with(Arc::new(StringSerde), Arc::new(I64Serde))
-///     .with_partitioner(|_topic, user: &String, _amount| Some((user.len() % 4) as i32));
+///     .with_partitioner(|_topic, user: &String, _amount, n| Some((user.len() as u32 % n) as i32));
 /// amounts.to_with("amounts-by-length", by_length);
+/// // A copy of every record in each partition (KIP-837); an empty list would drop it:
+/// let everywhere = Produced::new().with_multicast_partitioner(|_, _, _, n| Some((0..n as i32).collect()));
+/// amounts.to_with("amounts-everywhere", everywhere);
 /// let topology = builder.build()?;
 /// assert!(topology.describe().to_string().contains("Sink: copy-out (topic: amounts-copy)"));
 ///
 /// let mut driver = TopologyTestDriver::new(topology)?;
 /// let input = driver.input_topic::<String, i64>("amounts");
 /// driver.pipe(&input, "ada".into(), 5, 0)?;
+/// // The test driver gives every topic one partition, as Kafka Streams' does.
 /// let partitioned = driver.output_topic::<String, i64>("amounts-by-length");
-/// assert_eq!(driver.read_records(&partitioned)?[0].partition, Some(3));
+/// assert_eq!(driver.read_records(&partitioned)?[0].partition, Some(0));
 /// let copy = driver.output_topic::<String, i64>("amounts-copy");
 /// assert_eq!(driver.read_records(&copy)?[0].partition, None);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -114,13 +119,25 @@ impl<K, V> Produced<K, V> {
         self
     }
 
-    /// Chooses partitions with `partitioner` (topic, key, value → partition, or `None` for the default
-    /// murmur2 of the key bytes).
+    /// Chooses partitions with `partitioner` (topic, key, value and the topic's partition count →
+    /// the partition, or `None` for the default murmur2 of the key bytes), as Kafka Streams'
+    /// `StreamPartitioner.partition`.
     pub fn with_partitioner(
         mut self,
-        partitioner: impl Fn(&str, &K, &V) -> Option<i32> + Send + Sync + 'static,
+        partitioner: impl Fn(&str, &K, &V, u32) -> Option<i32> + Send + Sync + 'static,
     ) -> Self {
-        self.partitioner = Some(Arc::new(partitioner));
+        self.partitioner = Some(Arc::new(StreamPartitioner::One(Box::new(partitioner))));
+        self
+    }
+
+    /// Chooses several partitions per record (KIP-837's `StreamPartitioner.partitions`): `None` for the
+    /// default, an empty list to drop the record (counted in `dropped_records`), or the partitions to
+    /// write a copy of it to, each once.
+    pub fn with_multicast_partitioner(
+        mut self,
+        partitioner: impl Fn(&str, &K, &V, u32) -> Option<Vec<i32>> + Send + Sync + 'static,
+    ) -> Self {
+        self.partitioner = Some(Arc::new(StreamPartitioner::Multicast(Box::new(partitioner))));
         self
     }
 }
@@ -314,7 +331,7 @@ impl<K, V> Materialized<K, V> {
 /// // A named topic of 4 partitions, partitioned by the session id's length; serdes from upstream:
 /// let spread = Repartitioned::with_name("logins-spread")
 ///     .with_partitions(4)
-///     .with_partitioner(|_topic, session: &String, _user| Some((session.len() % 4) as i32));
+///     .with_partitioner(|_topic, session: &String, _user, n| Some((session.len() as u32 % n) as i32));
 /// logins.repartition_with(spread).to("logins-spread");
 /// // Explicit serdes (needed after a key change) and a generated name:
 /// let serdes = Repartitioned::with(Arc::new(StringSerde), Arc::new(StringSerde));
@@ -323,7 +340,8 @@ impl<K, V> Materialized<K, V> {
 /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
 /// let input = driver.input_topic::<String, String>("logins");
 /// driver.pipe(&input, "session-9".into(), "ada".into(), 0)?;
-/// assert_eq!(driver.peek_raw("test-driver-logins-spread-repartition")[0].partition, Some(1));
+/// // One partition per topic in the test driver, as in Kafka Streams'.
+/// assert_eq!(driver.peek_raw("test-driver-logins-spread-repartition")[0].partition, Some(0));
 /// let generated = driver.input_topics().into_iter().filter(|t| t.starts_with("test-driver-KSTREAM-REPARTITION-"));
 /// assert_eq!(generated.count(), 1);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -371,12 +389,21 @@ impl<K, V> Repartitioned<K, V> {
         self
     }
 
-    /// Chooses partitions with `partitioner`.
+    /// Chooses partitions with `partitioner`, as [`Produced::with_partitioner`].
     pub fn with_partitioner(
         mut self,
-        partitioner: impl Fn(&str, &K, &V) -> Option<i32> + Send + Sync + 'static,
+        partitioner: impl Fn(&str, &K, &V, u32) -> Option<i32> + Send + Sync + 'static,
     ) -> Self {
-        self.partitioner = Some(Arc::new(partitioner));
+        self.partitioner = Some(Arc::new(StreamPartitioner::One(Box::new(partitioner))));
+        self
+    }
+
+    /// Chooses several partitions per record, as [`Produced::with_multicast_partitioner`].
+    pub fn with_multicast_partitioner(
+        mut self,
+        partitioner: impl Fn(&str, &K, &V, u32) -> Option<Vec<i32>> + Send + Sync + 'static,
+    ) -> Self {
+        self.partitioner = Some(Arc::new(StreamPartitioner::Multicast(Box::new(partitioner))));
         self
     }
 }

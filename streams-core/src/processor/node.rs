@@ -194,9 +194,56 @@ pub(crate) enum SinkTarget<K, V> {
     Dynamic(Arc<dyn Fn(&K, &V, Option<&RecordMetadata>) -> String + Send + Sync>),
 }
 
-/// A custom partitioner: given the topic, key and value, the partition (or `None` for the default
-/// murmur2 of the key bytes, as Kafka's Java producer).
-pub type StreamPartitioner<K, V> = dyn Fn(&str, &K, &V) -> Option<i32> + Send + Sync;
+/// A custom partitioner (Kafka Streams' `StreamPartitioner`), given the topic, the key, the value and
+/// the topic's partition count.
+pub(crate) enum StreamPartitioner<K, V> {
+    /// One partition, or `None` for the default (murmur2 of the key bytes, as Kafka's Java producer).
+    One(Box<dyn Fn(&str, &K, &V, u32) -> Option<i32> + Send + Sync>),
+    /// Several partitions (KIP-837): `None` for the default, none to drop the record, or a copy of it
+    /// in each partition named.
+    Multicast(Box<dyn Fn(&str, &K, &V, u32) -> Option<Vec<i32>> + Send + Sync>),
+}
+
+/// Where a record goes, as a partitioner chose.
+enum Placement {
+    Default,
+    One(i32),
+    Several(Vec<i32>),
+}
+
+impl<K, V> StreamPartitioner<K, V> {
+    fn place(&self, topic: &str, key: &K, value: &V, partitions: u32) -> Placement {
+        match self {
+            StreamPartitioner::One(choose) => {
+                choose(topic, key, value, partitions).map_or(Placement::Default, Placement::One)
+            }
+            StreamPartitioner::Multicast(choose) => match choose(topic, key, value, partitions) {
+                None => Placement::Default,
+                Some(mut chosen) => {
+                    // A set, as in Kafka Streams: each partition once.
+                    chosen.sort_unstable();
+                    chosen.dedup();
+                    Placement::Several(chosen)
+                }
+            },
+        }
+    }
+}
+
+/// How many partitions a topic has, for partitioners: the runtime asks the broker (once per topic),
+/// the test driver says 1, as Kafka Streams' does.
+pub(crate) trait PartitionCounts: Send + Sync {
+    fn partitions(&self, topic: &str) -> Result<u32, StreamsError>;
+}
+
+/// Every topic has one partition: the test driver's answer, as in Kafka Streams' `TopologyTestDriver`.
+pub(crate) struct OnePartition;
+
+impl PartitionCounts for OnePartition {
+    fn partitions(&self, _topic: &str) -> Result<u32, StreamsError> {
+        Ok(1)
+    }
+}
 
 /// Serializes typed records and hands them to the task's outbox for the transport to produce.
 pub(crate) struct SinkNode<K, V> {
@@ -218,15 +265,32 @@ impl<K: Send + 'static, V: Send + 'static> TypedNode<K, V> for SinkNode<K, V> {
         let key = to_bytes_in(&*self.key_serde, &topic, &record.key, task.spare_buffer()).map_err(serialization)?;
         let value =
             to_bytes_in(&*self.value_serde, &topic, &record.value, task.spare_buffer()).map_err(serialization)?;
-        let partition = self.partitioner.as_ref().and_then(|p| p(&topic, &record.key, &record.value));
-        task.outbox.push(ProducedRecord {
-            topic,
-            partition,
-            key,
-            value,
-            timestamp: record.timestamp,
-            headers: record.headers,
-        });
+        let placement = match &self.partitioner {
+            None => Placement::Default,
+            Some(partitioner) => {
+                let partitions = task.partition_counts.partitions(&topic)?;
+                partitioner.place(&topic, &record.key, &record.value, partitions)
+            }
+        };
+        let mut produced =
+            ProducedRecord { topic, partition: None, key, value, timestamp: record.timestamp, headers: record.headers };
+        match placement {
+            Placement::Default => task.outbox.push(produced),
+            Placement::One(partition) => {
+                produced.partition = Some(partition);
+                task.outbox.push(produced);
+            }
+            Placement::Several(partitions) if partitions.is_empty() => {
+                tracing::warn!(target: "kstreams::task", node = %self.name, topic = %produced.topic,
+                    "skipping a record its partitioner sent to no partition");
+                task.metrics.dropped_records += 1;
+            }
+            Placement::Several(partitions) => {
+                for partition in partitions {
+                    task.outbox.push(ProducedRecord { partition: Some(partition), ..produced.clone() });
+                }
+            }
+        }
         Ok(())
     }
 }

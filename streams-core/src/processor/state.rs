@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use state_store::CacheBudget;
 
-use super::node::{ErasedNode, TypedNode};
+use super::node::{ErasedNode, PartitionCounts, TypedNode};
 use super::{Punctuation, PunctuationId, PunctuationType};
 use crate::error::Panicked;
 use crate::handler::{DeserializationExceptionHandler, ErrorContext, ProcessingExceptionHandler, ProcessingResponse};
@@ -57,6 +57,8 @@ pub(crate) struct TaskState {
     /// of it); else only its timestamp.
     pub(crate) source: SourceRecord,
     pub(crate) cache_budget: Arc<CacheBudget>,
+    /// Partition counts of the topics sinks with a partitioner write.
+    pub(crate) partition_counts: Arc<dyn PartitionCounts>,
     /// A processor asked for a commit ([`ProcessorContext::commit`](crate::processor::ProcessorContext::commit)).
     pub(crate) commit_requested: bool,
 }
@@ -107,6 +109,7 @@ impl TaskState {
         clock: Clock,
         handlers: (Arc<dyn DeserializationExceptionHandler>, Arc<dyn ProcessingExceptionHandler>),
         cache_budget: Arc<CacheBudget>,
+        partition_counts: Arc<dyn PartitionCounts>,
     ) -> Self {
         let (deserialization_handler, processing_handler) = handlers;
         let source = SourceRecord { keep_bytes: processing_handler.needs_source_record(), ..Default::default() };
@@ -131,6 +134,7 @@ impl TaskState {
             processing_handler,
             source,
             cache_budget,
+            partition_counts,
             commit_requested: false,
         }
     }

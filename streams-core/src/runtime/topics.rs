@@ -2,10 +2,13 @@
 //! sub-topology's source topics are co-partitioned, and internal (repartition) topics exist with the
 //! right partition counts.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 use crate::client::{NewTopic, StreamsAdmin};
 use crate::config::StreamsConfig;
+use crate::processor::node::PartitionCounts;
+use crate::sync::LockUnpoisoned;
 use crate::topology::plan::TopologyPlan;
 use crate::topology::{TopicRef, Topology};
 use crate::{StreamsError, TopologyError};
@@ -213,4 +216,37 @@ fn source_topics(plan: &TopologyPlan, app: &str, admin: &dyn StreamsAdmin) -> Re
         }
     }
     Ok(sources)
+}
+
+/// Partition counts for partitioners, asked of the broker once per topic and kept: a thread's sinks
+/// ask for every record they place.
+pub(crate) struct BrokerPartitionCounts {
+    admin: Arc<Mutex<Box<dyn StreamsAdmin>>>,
+    known: Mutex<HashMap<String, u32>>,
+}
+
+impl BrokerPartitionCounts {
+    pub(crate) fn new(admin: Arc<Mutex<Box<dyn StreamsAdmin>>>) -> Self {
+        BrokerPartitionCounts { admin, known: Mutex::new(HashMap::new()) }
+    }
+}
+
+impl PartitionCounts for BrokerPartitionCounts {
+    fn partitions(&self, topic: &str) -> Result<u32, StreamsError> {
+        if let Some(&n) = self.known.lock_unpoisoned().get(topic) {
+            return Ok(n);
+        }
+        let counts = self.admin.lock_unpoisoned().partition_counts(&[topic.to_string()])?;
+        match counts.get(topic).copied().flatten() {
+            Some(n) if n > 0 => {
+                self.known.lock_unpoisoned().insert(topic.to_string(), n as u32);
+                Ok(n as u32)
+            }
+            _ => Err(StreamsError::Client(crate::client::ClientError::new(
+                format!("look up the partitions of {topic}"),
+                "the topic does not exist; a partitioner needs its partition count",
+                crate::client::ClientErrorKind::Fatal,
+            ))),
+        }
+    }
 }

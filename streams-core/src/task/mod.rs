@@ -16,6 +16,7 @@ use state_store::{ChangelogWriter, OffsetCheckpoint, RocksDbMemory};
 use crate::client::TopicPartition;
 use crate::config::DslStoreType;
 use crate::handler::{DeserializationExceptionHandler, LogAndFail, ProcessingExceptionHandler};
+use crate::processor::node::{OnePartition, PartitionCounts};
 use crate::processor::state::{guarded, ChangelogBuffer, TaskState};
 use crate::processor::PunctuationType;
 use crate::record::{Headers, ProducedRecord, RawRecord};
@@ -50,6 +51,8 @@ pub(crate) struct TaskConfig {
     pub(crate) stamp_owner_epoch: bool,
     /// The record cache budget shared by the thread's tasks (0: no caching).
     pub(crate) cache_budget: Arc<CacheBudget>,
+    /// Partition counts for sinks with a partitioner (default: one partition per topic).
+    pub(crate) partition_counts: Arc<dyn PartitionCounts>,
 }
 
 impl TaskConfig {
@@ -66,6 +69,7 @@ impl TaskConfig {
             hold_writes_per_commit: false,
             stamp_owner_epoch: false,
             cache_budget: Arc::new(CacheBudget::new(0)),
+            partition_counts: Arc::new(OnePartition),
         }
     }
 
@@ -149,6 +153,7 @@ impl Task {
             config.clock.clone(),
             (config.deserialization_handler.clone(), config.processing_handler.clone()),
             config.cache_budget.clone(),
+            config.partition_counts.clone(),
         );
         let mut changelogs = Vec::new();
         let task_dir = config.task_dir(id);

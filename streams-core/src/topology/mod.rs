@@ -258,6 +258,25 @@ impl Topology {
         Ok(self)
     }
 
+    /// Adds a sink that writes records from `parents` to `topic`, in the partition `partitioner` chooses
+    /// (topic, key, value and the topic's partition count → the partition, or `None` for the default
+    /// murmur2 of the key bytes), as Kafka Streams' `addSink` with a `StreamPartitioner`.
+    pub fn add_sink_with_partitioner<K: Send + 'static, V: Send + 'static>(
+        &mut self,
+        name: &str,
+        topic: &str,
+        key_serde: Arc<dyn Serde<K>>,
+        value_serde: Arc<dyn Serde<V>>,
+        partitioner: impl Fn(&str, &K, &V, u32) -> Option<i32> + Send + Sync + 'static,
+        parents: &[&str],
+    ) -> Result<&mut Self, TopologyError> {
+        let parents = parents.iter().map(|p| p.to_string()).collect();
+        let target = SinkSpec::Fixed(TopicRef::user(topic));
+        let partitioner = Some(Arc::new(StreamPartitioner::One(Box::new(partitioner))));
+        self.add_node(sink_def(name, parents, target, key_serde, value_serde, partitioner))?;
+        Ok(self)
+    }
+
     /// Adds a store and connects it to `processors` (which may be added later).
     pub fn add_state_store<K: Send + 'static, V: Send + 'static>(
         &mut self,

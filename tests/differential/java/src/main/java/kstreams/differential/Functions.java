@@ -4,6 +4,9 @@ import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
 import java.util.Locale;
+import java.util.Optional;
+import java.util.Set;
+import java.util.TreeSet;
 import org.apache.kafka.streams.KeyValue;
 import org.apache.kafka.streams.kstream.Aggregator;
 import org.apache.kafka.streams.kstream.Initializer;
@@ -13,6 +16,7 @@ import org.apache.kafka.streams.kstream.Reducer;
 import org.apache.kafka.streams.kstream.ValueMapper;
 import org.apache.kafka.streams.kstream.ValueMapperWithKey;
 import org.apache.kafka.streams.processor.RecordContext;
+import org.apache.kafka.streams.processor.StreamPartitioner;
 import org.apache.kafka.streams.processor.TopicNameExtractor;
 
 /**
@@ -99,6 +103,27 @@ final class Functions {
     }
 
     // Topic choosers (k, v) -> topic, for to(TopicNameExtractor).
+    /** Multicast partitioners (KIP-837): v mod n copies, in partitions 0, 1, ...; none (dropped) for 0. */
+    static StreamPartitioner<Object, Object> partitioner(String text) {
+        Spec f = Spec.parse(text);
+        switch (f.name) {
+            case "copies_value_mod": {
+                long n = f.n();
+                return (topic, k, v, partitions) -> {
+                    if (!(v instanceof Long)) {
+                        return Optional.empty();
+                    }
+                    Set<Integer> chosen = new TreeSet<>();
+                    for (int p = 0; p < Math.floorMod((Long) v, n); p++) {
+                        chosen.add(p);
+                    }
+                    return Optional.of(chosen);
+                };
+            }
+            default: throw f.unknown("partitioner");
+        }
+    }
+
     static TopicNameExtractor<Object, Object> topicChooser(String text) {
         Spec f = Spec.parse(text);
         switch (f.name) {

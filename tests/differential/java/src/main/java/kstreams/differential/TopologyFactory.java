@@ -278,10 +278,15 @@ final class TopologyFactory {
         String topic = Case.text(step, "topic");
         String key = Case.text(step, "key");
         String value = Case.text(step, "value");
-        if (key == null && value == null && named == null) {
+        String partitioner = Case.text(step, "partitioner");
+        if (key == null && value == null && named == null && partitioner == null) {
             s.to(topic);
         } else {
-            s.to(topic, Produced.with(Formats.serde(key), Formats.serde(value)).withName(named));
+            Produced produced = Produced.with(Formats.serde(key), Formats.serde(value)).withName(named);
+            if (partitioner != null) {
+                produced = produced.withStreamPartitioner(Functions.partitioner(partitioner));
+            }
+            s.to(topic, produced);
         }
         return null;
     }
