@@ -22,7 +22,8 @@ scenario_tests!(
     a_panic_in_user_code_is_dead_lettered_and_processing_goes_on,
     a_failed_thread_is_replaced_when_the_uncaught_exception_handler_says_so,
     a_pattern_source_reads_every_matching_topic,
-    a_partitioner_gets_the_topic_s_partition_count
+    a_partitioner_gets_the_topic_s_partition_count,
+    a_source_s_timestamp_extractor_gives_records_their_timestamps
 );
 
 /// Fails the first record whose key starts with `boom`, once in the whole process; forwards the rest.

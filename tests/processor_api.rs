@@ -1,5 +1,5 @@
 //! The Processor API through the test driver: stores, record metadata, forward_to, and punctuation on
-//! stream time and on wall-clock time.
+//! stream time and on wall-clock time; fixed-key processors and table value transformers with stores.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -251,5 +251,85 @@ fn kstream_process_runs_a_processor_with_a_store_inside_the_dsl() -> Result<()> 
     builder.stream::<String, String>("events").process(|| CountByValue, &["counts"]).to("counted");
     let error = builder.build().err().expect("the store is missing").to_string();
     assert!(error.contains("counts"), "{error}");
+    Ok(())
+}
+
+/// Numbers each key's records in a store, as a fixed-key processor (the key cannot change).
+struct NumberPerKey;
+
+impl kstreams::processor::FixedKeyProcessor<String, String, String> for NumberPerKey {
+    fn process(
+        &mut self,
+        ctx: &mut kstreams::processor::FixedKeyProcessorContext<'_, String, String>,
+        record: kstreams::processor::FixedKeyRecord<String, String>,
+    ) -> std::result::Result<(), StreamsError> {
+        let store = ctx.store::<String, i64>("numbers")?;
+        let n = store.get(record.key())?.unwrap_or(0) + 1;
+        store.put(record.key(), &n)?;
+        let numbered = format!("{n}:{}", record.value);
+        ctx.forward(record.with_value(numbered))
+    }
+}
+
+/// A table's value transformer that reads a store of greetings by key.
+struct Greet;
+
+impl kstreams::dsl::ValueTransformerWithKey<String, String, String> for Greet {
+    fn transform(
+        &mut self,
+        ctx: &mut kstreams::processor::ProcessingContext<'_>,
+        key: &String,
+        name: Option<&String>,
+    ) -> std::result::Result<Option<String>, StreamsError> {
+        let greeting = ctx.store::<String, String>("greetings")?.get(key)?.unwrap_or_else(|| "hello".into());
+        Ok(name.map(|n| format!("{greeting} {n}")))
+    }
+}
+
+#[test]
+fn process_values_and_transform_values_use_their_stores() -> Result<()> {
+    let builder = StreamsBuilder::new();
+    builder.add_state_store(Stores::key_value_store_builder(
+        Stores::in_memory_key_value_store("numbers"),
+        Arc::new(StringSerde),
+        Arc::new(I64Serde),
+    ));
+    builder.add_state_store(Stores::key_value_store_builder(
+        Stores::in_memory_key_value_store("greetings"),
+        Arc::new(StringSerde),
+        Arc::new(StringSerde),
+    ));
+    // process_values keeps the key, so the count after it needs no repartition topic.
+    let numbered = builder.stream::<String, String>("events").process_values(|| NumberPerKey, &["numbers"]);
+    numbered.to("numbered");
+    numbered.group_by_key().count().to_stream().to("counts");
+    builder.table::<String, String>("names").transform_values(|| Greet, &["greetings"]).to_stream().to("greeted");
+    let topology = builder.build()?;
+    let description = topology.describe().to_string();
+    assert!(description.contains("Processor: KSTREAM-PROCESSVALUES-0000000001 (stores: [numbers])"), "{description}");
+    assert!(!description.contains("repartition"), "{description}");
+
+    let mut driver = TopologyTestDriver::new(topology)?;
+    let events = driver.input_topic::<String, String>("events");
+    for (key, value) in [("a", "x"), ("b", "y"), ("a", "z")] {
+        driver.pipe(&events, key.to_string(), value.to_string(), 0)?;
+    }
+    let out = driver.output_topic::<String, String>("numbered");
+    assert_eq!(
+        driver.read_key_values(&out),
+        vec![("a".into(), "1:x".into()), ("b".into(), "1:y".into()), ("a".into(), "2:z".into())]
+    );
+    driver
+        .key_value_store::<String, String>("greetings")
+        .expect("the store")
+        .put(&"ada".to_string(), &"hi".to_string())?;
+    let names = driver.input_topic::<String, Option<String>>("names");
+    driver.pipe(&names, "ada".into(), Some("Ada".into()), 1)?;
+    driver.pipe(&names, "bob".into(), Some("Bob".into()), 2)?;
+    let greeted = driver.output_topic::<String, Option<String>>("greeted");
+    assert_eq!(
+        driver.read_key_values(&greeted),
+        vec![("ada".into(), Some("hi Ada".into())), ("bob".into(), Some("hello Bob".into()))]
+    );
     Ok(())
 }

@@ -183,6 +183,20 @@ pub enum StreamsError {
         #[source]
         source: SerdeError,
     },
+    /// A source's timestamp extractor failed (returned an error or panicked) on an input record. Fails
+    /// the task, as in Kafka Streams; it does not go to the processing exception handler.
+    #[error("the timestamp extractor failed on the record at {topic}-{partition} offset {offset}")]
+    TimestampExtraction {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The offset.
+        offset: i64,
+        /// What the extractor said.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A record could not be serialized for a sink, a repartition topic or a store.
     #[error("node `{node}` cannot serialize a record for `{target}`")]
     Serialization {
@@ -354,6 +368,7 @@ impl StreamsError {
         match self {
             StreamsError::Topology(_) => "StreamsError::Topology",
             StreamsError::Deserialization { .. } => "StreamsError::Deserialization",
+            StreamsError::TimestampExtraction { .. } => "StreamsError::TimestampExtraction",
             StreamsError::Serialization { .. } => "StreamsError::Serialization",
             StreamsError::Store(_) => "StreamsError::Store",
             StreamsError::StateDir { .. } => "StreamsError::StateDir",
@@ -383,6 +398,7 @@ impl StreamsError {
             self,
             StreamsError::ProcessingFailed { .. }
                 | StreamsError::Deserialization { .. }
+                | StreamsError::TimestampExtraction { .. }
                 | StreamsError::Client(_)
                 | StreamsError::Internal(_)
         )

@@ -86,6 +86,7 @@ pub mod testing;
 pub mod time;
 #[cfg(not(feature = "test-utils"))]
 pub(crate) mod time;
+mod timestamp;
 pub mod topology;
 
 pub use error::{StreamsError, TopologyError};

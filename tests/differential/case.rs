@@ -49,6 +49,7 @@ pub(crate) struct Step {
     pub(crate) topics: Option<Vec<String>>,
     pub(crate) pattern: Option<String>,
     pub(crate) partitioner: Option<String>,
+    pub(crate) timestamp_extractor: Option<String>,
     #[serde(rename = "fn")]
     pub(crate) function: Option<String>,
     pub(crate) init: Option<String>,

@@ -16,6 +16,7 @@ pub(crate) type Reducer = Arc<dyn Fn(Val, Val) -> Val + Send + Sync>;
 pub(crate) type Initializer = Arc<dyn Fn() -> Val + Send + Sync>;
 pub(crate) type Aggregator = Arc<dyn Fn(&Val, Val, Val) -> Val + Send + Sync>;
 pub(crate) type TopicChooser = Arc<dyn Fn(&Val, &Val) -> String + Send + Sync>;
+pub(crate) type TimestampExtractor = Arc<dyn Fn(&Val, i64) -> i64 + Send + Sync>;
 pub(crate) type Partitioner = Arc<dyn Fn(&Val, &Val, u32) -> Option<Vec<i32>> + Send + Sync>;
 
 /// `name` or `name:arg`.
@@ -261,5 +262,23 @@ pub(crate) fn topic_chooser(spec: &str) -> Result<TopicChooser, String> {
             })
         }
         _ => return Err(unknown("topic chooser", spec)),
+    })
+}
+
+/// Timestamp extractors `(v, partition time) -> timestamp` (for a source's `timestamp_extractor`).
+pub(crate) fn timestamp_extractor(spec: &str) -> Result<TimestampExtractor, String> {
+    let owned = spec.to_string();
+    Ok(match split(spec).0 {
+        // The value; -1 (skipped) for null.
+        "value" => Arc::new(move |v, _| match v {
+            Val::Null => -1,
+            v => v.long(&owned),
+        }),
+        // The value when it is a long of at least 0, else the partition's time.
+        "value_or_partition_time" => Arc::new(move |v, partition_time| match v {
+            Val::Null => partition_time,
+            v => Some(v.long(&owned)).filter(|&t| t >= 0).unwrap_or(partition_time),
+        }),
+        _ => return Err(unknown("timestamp extractor", spec)),
     })
 }

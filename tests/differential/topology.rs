@@ -3,7 +3,11 @@
 
 use std::collections::HashMap;
 
+use kstreams::dsl::{CogroupedKStream, ValueTransformerWithKey};
 use kstreams::prelude::*;
+use kstreams::processor::{
+    ConsumedRecord, FixedKeyProcessor, FixedKeyProcessorContext, FixedKeyRecord, ProcessingContext,
+};
 
 use crate::case::{BranchSpec, Case, MaterializedSpec, Step};
 use crate::functions as f;
@@ -20,6 +24,7 @@ enum Handle {
     Grouped(KGroupedStream<Key, Val>),
     LongGrouped(KGroupedStream<Key, i64>),
     GroupedTable(KGroupedTable<Key, Val>),
+    Cogrouped(CogroupedKStream<Key, Val>),
     Done,
 }
 
@@ -30,6 +35,7 @@ impl Handle {
             Handle::Table(_) | Handle::LongTable(_) => "a table",
             Handle::Grouped(_) | Handle::LongGrouped(_) => "a grouped stream",
             Handle::GroupedTable(_) => "a grouped table",
+            Handle::Cogrouped(_) => "a cogrouped stream",
             Handle::Done => "nothing (a terminal operator)",
         }
     }
@@ -42,8 +48,10 @@ impl Handle {
             Handle::OptLongStream(s) => Handle::OptLongStream(s.clone()),
             Handle::Table(t) => Handle::Table(t.clone()),
             Handle::LongTable(t) => Handle::LongTable(t.clone()),
-            // Grouped streams and tables are not Clone in the DSL; a case uses each once.
-            Handle::Grouped(_) | Handle::LongGrouped(_) | Handle::GroupedTable(_) | Handle::Done => Handle::Done,
+            Handle::Grouped(g) => Handle::Grouped(g.clone()),
+            Handle::LongGrouped(g) => Handle::LongGrouped(g.clone()),
+            // Grouped tables and cogroups are not Clone in the DSL; a case uses each once.
+            Handle::GroupedTable(_) | Handle::Cogrouped(_) | Handle::Done => Handle::Done,
         }
     }
 }
@@ -139,7 +147,7 @@ fn apply(
     Ok(match step.op.as_str() {
         "stream" => {
             let topics: Vec<&str> = step.topics.iter().flatten().map(String::as_str).collect();
-            let consumed = consumed::<Val>(step);
+            let consumed = consumed::<Val>(step)?;
             match &step.pattern {
                 Some(pattern) => Handle::Stream(builder.stream_pattern_with(pattern, consumed)),
                 None => Handle::Stream(builder.stream_from(&topics, consumed)),
@@ -148,7 +156,7 @@ fn apply(
         "table" => {
             let topic = step.topic.as_deref().ok_or("needs `topic`")?;
             let materialized = materialized::<Val>(step.materialized.as_ref());
-            Handle::Table(builder.table_with(topic, consumed::<Val>(step), materialized))
+            Handle::Table(builder.table_with(topic, consumed::<Val>(step)?, materialized))
         }
         "filter" | "filter_not" => {
             let p = f::predicate(function(step)?)?;
@@ -194,6 +202,27 @@ fn apply(
                     with_name(s, &named, |x, n| x.named(n)).map_values_with_key(move |k, v| m(&k.0, v.to_val()))
                 )),
             }
+        }
+        "process" => {
+            let m = f::key_selector(function(step)?)?;
+            on_stream!(input, s => same with_name(s, &named, |x, n| x.named(n)).process(move || Rekey(m.clone()), &[]))
+        }
+        "process_values" => {
+            let m = f::value_mapper(function(step)?)?;
+            on_stream!(input, s => any Handle::Stream(
+                with_name(s, &named, |x, n| x.named(n)).process_values(move || MapValue(m.clone()), &[])
+            ))
+        }
+        "transform_values" => {
+            let m = f::value_mapper(function(step)?)?;
+            on_table!(input, t => any {
+                let t = with_name(t, &named, |x, n| x.named(n));
+                let supplier = move || MapValue(m.clone());
+                Handle::Table(match &step.materialized {
+                    Some(spec) => t.transform_values_with(supplier, materialized(Some(spec)), &[]),
+                    None => t.transform_values(supplier, &[]),
+                })
+            })
         }
         "flat_map" => {
             let m = f::flat_key_values(function(step)?)?;
@@ -348,9 +377,33 @@ fn apply(
             }
             other => return Err(format!("needs a grouped stream or table, got {}", other.kind())),
         },
+        "cogroup" => {
+            let a = f::aggregator(function(step)?)?;
+            match input {
+                Handle::Grouped(g) => Handle::Cogrouped(cogroup(g, a)),
+                Handle::LongGrouped(g) => Handle::Cogrouped(cogroup(g, a)),
+                Handle::Cogrouped(c) => {
+                    let other = step.other.as_deref().ok_or("needs `other`")?;
+                    let add = move |k: &Key, v: Val, agg| a(&k.0, v, agg);
+                    Handle::Cogrouped(match ids.get(other).map(Handle::clone_handle) {
+                        Some(Handle::Grouped(g)) => c.cogroup(&g, add),
+                        Some(Handle::LongGrouped(g)) => c.cogroup(&g, move |k, v: i64, agg| add(k, Val::Long(v), agg)),
+                        _ => return Err(format!("`other` {other:?} is not a grouped stream")),
+                    })
+                }
+                other => return Err(format!("needs a grouped or cogrouped stream, got {}", other.kind())),
+            }
+        }
         "aggregate" => {
             let init = f::initializer(step.init.as_deref().ok_or("needs `init`")?)?;
             match input {
+                Handle::Cogrouped(c) => {
+                    let c = with_name(c, &named, |x, n| x.named(n));
+                    Handle::Table(match &step.materialized {
+                        Some(m) => c.aggregate_with(move || init(), materialized::<Val>(Some(m))),
+                        None => c.aggregate(move || init()),
+                    })
+                }
                 Handle::Grouped(g) => {
                     Handle::Table(aggregate_stream(with_name(g, &named, |x, n| x.named(n)), step, init)?)
                 }
@@ -390,14 +443,20 @@ fn with_name<T>(x: T, name: &Option<String>, named: impl FnOnce(T, String) -> T)
     }
 }
 
-fn consumed<V: Dyn>(step: &Step) -> Consumed<Key, V> {
+fn consumed<V: Dyn>(step: &Step) -> Result<Consumed<Key, V>, String> {
     let key = step.key.map_or_else(Key::default_serde, key_serde);
     let value = step.value.map_or_else(V::default_serde, V::serde);
-    let consumed = Consumed::with(key, value);
-    match &step.named {
-        Some(name) => consumed.with_name(name.clone()),
-        None => consumed,
+    let mut consumed = Consumed::with(key, value);
+    if let Some(name) = &step.named {
+        consumed = consumed.with_name(name.clone());
     }
+    if let Some(spec) = &step.timestamp_extractor {
+        let extract = f::timestamp_extractor(spec)?;
+        consumed = consumed.with_timestamp_extractor(move |r: &ConsumedRecord<Key, V>, partition_time: i64| {
+            extract(&r.value.map_or(Val::Null, Dyn::to_val), partition_time)
+        });
+    }
+    Ok(consumed)
 }
 
 fn produced<V: Dyn>(step: &Step) -> Option<Produced<Key, V>> {
@@ -492,6 +551,11 @@ fn reduce_stream<V: Dyn>(g: KGroupedStream<Key, V>, step: &Step) -> Result<KTabl
         Some(m) => g.reduce_with(reducer, materialized::<V>(Some(m))),
         None => g.reduce(reducer),
     })
+}
+
+/// `g.cogroup(aggregator)`: the first stream of a cogroup.
+fn cogroup<V: Dyn>(g: KGroupedStream<Key, V>, a: f::Aggregator) -> CogroupedKStream<Key, Val> {
+    g.cogroup(move |k: &Key, v: V, agg: Val| a(&k.0, v.to_val(), agg))
 }
 
 fn aggregate_stream<V: Dyn>(
@@ -629,5 +693,44 @@ impl IntoHandle for KStream<Key, Option<Val>> {
 impl IntoHandle for KStream<Key, Option<i64>> {
     fn into_handle(self) -> Handle {
         Handle::OptLongStream(self)
+    }
+}
+
+/// A value mapper as a fixed-key processor (`process_values`) and as a table's value transformer
+/// (`transform_values`, which maps deletes too: a null in and out is a delete).
+struct MapValue(f::ValueMapper);
+
+impl<V: Dyn> FixedKeyProcessor<Key, V, Val> for MapValue {
+    fn process(
+        &mut self,
+        ctx: &mut FixedKeyProcessorContext<'_, Key, Val>,
+        record: FixedKeyRecord<Key, V>,
+    ) -> Result<(), StreamsError> {
+        let value = (self.0)(&record.key().0, record.value.to_val());
+        ctx.forward(record.with_value(value))
+    }
+}
+
+impl<V: Dyn> ValueTransformerWithKey<Key, V, Val> for MapValue {
+    fn transform(
+        &mut self,
+        _: &mut ProcessingContext<'_>,
+        key: &Key,
+        value: Option<&V>,
+    ) -> Result<Option<Val>, StreamsError> {
+        Ok(match (self.0)(&key.0, value.map_or(Val::Null, Dyn::to_val)) {
+            Val::Null => None,
+            value => Some(value),
+        })
+    }
+}
+
+/// A key selector as a processor (`process`): forwards each record with the selected key.
+struct Rekey(f::KeySelector);
+
+impl<V: Dyn> Processor<Key, V, Key, V> for Rekey {
+    fn process(&mut self, ctx: &mut ProcessorContext<'_, Key, V>, record: Record<Key, V>) -> Result<(), StreamsError> {
+        let key = Key((self.0)(&record.key.0, &record.value.to_val()));
+        ctx.forward(record.with_key(key))
     }
 }

@@ -634,3 +634,32 @@ pub(crate) fn a_partitioner_gets_the_topic_s_partition_count() -> anyhow::Result
     assert_eq!(copied.iter().filter(|r| r.partition == 1).count(), 4);
     Ok(())
 }
+
+/// A source's timestamp extractor gives records their timestamps (here the time in the value): the
+/// output carries them, through a repartition topic too, and a record given a negative one is skipped.
+pub(crate) fn a_source_s_timestamp_extractor_gives_records_their_timestamps() -> anyhow::Result<()> {
+    use kstreams::processor::ConsumedRecord;
+    let (input, output, counts) = (kafka::unique("ts-in"), kafka::unique("ts-out"), kafka::unique("ts-counts"));
+    kafka::create_topics(&[(&input, 1), (&output, 1), (&counts, 1)]);
+    let record = |k: &str, placed_at: i64| (Some(k.as_bytes().to_vec()), Some(placed_at.to_be_bytes().to_vec()));
+    kafka::produce(&input, vec![record("a", 1_000), record("b", 3_000), record("c", -5), record("d", 2_000)]);
+    let builder = StreamsBuilder::new();
+    let placed_at = |r: &ConsumedRecord<String, i64>, _: i64| r.value.copied().unwrap_or(-1);
+    let consumed = Consumed::with(String::default_serde(), i64::default_serde()).with_timestamp_extractor(placed_at);
+    let stream = builder.stream_with(&input, consumed);
+    stream.to(&output);
+    stream.group_by(|_, _| "all".to_string()).count().to_stream().to(&counts);
+    let mut app = kafka::streams(builder.build()?, kafka::config(&kafka::unique("ts-app")))?;
+    app.start()?;
+    let out = kafka::consume_until(&output, Duration::from_secs(60), |r| r.len() >= 3);
+    let counted = kafka::consume_until(&counts, Duration::from_secs(60), |r| r.len() >= 3);
+    app.close()?;
+    let stamped: Vec<(String, i64)> =
+        out.iter().map(|r| (decode_string(&output, r.key.as_deref()), r.timestamp)).collect();
+    assert_eq!(stamped, [("a".into(), 1_000), ("b".into(), 3_000), ("d".into(), 2_000)]);
+    // A count's timestamp is the latest of its records' (Kafka Streams' aggregations).
+    let count_times: Vec<i64> = counted.iter().map(|r| r.timestamp).collect();
+    assert_eq!(count_times, [1_000, 3_000, 3_000]);
+    assert_eq!(app.metrics().dropped_records, 1, "the record with a negative time");
+    Ok(())
+}

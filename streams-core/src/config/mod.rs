@@ -13,6 +13,7 @@ use crate::handler::{
     DeserializationExceptionHandler, FailOnProductionError, LogAndFail, ProcessingExceptionHandler,
     ProductionExceptionHandler,
 };
+use crate::timestamp::{AnyTimestampExtractor, FailOnInvalidTimestamp};
 
 mod settings;
 
@@ -121,6 +122,9 @@ pub struct StreamsConfig {
     pub processing_handler: Arc<dyn ProcessingExceptionHandler>,
     /// `default.production.exception.handler` (default fail).
     pub production_handler: Arc<dyn ProductionExceptionHandler>,
+    /// `default.timestamp.extractor` (default [`FailOnInvalidTimestamp`]): the timestamp of each record
+    /// read by a source that has no extractor of its own (`Consumed::with_timestamp_extractor`).
+    pub default_timestamp_extractor: Arc<AnyTimestampExtractor>,
     /// librdkafka properties for every client (`client.` prefix).
     pub client_overrides: BTreeMap<String, String>,
     /// librdkafka properties for the consumer (`consumer.` prefix).
@@ -193,6 +197,7 @@ impl StreamsConfig {
             deserialization_handler: Arc::new(LogAndFail),
             processing_handler: Arc::new(LogAndFail),
             production_handler: Arc::new(FailOnProductionError),
+            default_timestamp_extractor: Arc::new(FailOnInvalidTimestamp),
             client_overrides: BTreeMap::new(),
             consumer_overrides: BTreeMap::new(),
             producer_overrides: BTreeMap::new(),

@@ -74,7 +74,7 @@ const TRUSTSTORE: &str =
 
 /// The table: every setting `set` takes, in the order of docs/configuration.md's table (and so of
 /// `Debug`).
-pub(crate) static SETTINGS: [Setting; 29] = [
+pub(crate) static SETTINGS: [Setting; 30] = [
     Setting {
         property: "application.id",
         field: "application_id",
@@ -323,6 +323,19 @@ pub(crate) static SETTINGS: [Setting; 29] = [
             Ok(())
         },
         show: |c| handler(c.production_handler.handler_name()),
+    },
+    Setting {
+        property: "default.timestamp.extractor",
+        field: "default_timestamp_extractor",
+        default: "FailOnInvalidTimestamp",
+        set: |c, _, v| {
+            c.default_timestamp_extractor = crate::timestamp::named(v).ok_or(
+                "FailOnInvalidTimestamp, LogAndSkipOnInvalidTimestamp, UsePartitionTimeOnInvalidTimestamp or \
+                 WallclockTimestampExtractor (or Kafka Streams' class name of one)",
+            )?;
+            Ok(())
+        },
+        show: |c| handler(c.default_timestamp_extractor.handler_name()),
     },
     // Security settings apply to every client, as unprefixed client settings do in Kafka Streams.
     Setting {
@@ -695,7 +708,8 @@ mod tests {
             state_dir, cache_max_bytes, default_dsl_store, rocksdb_cache_bytes, rocksdb_write_buffer_bytes,
             statestore_uncommitted_max_bytes, max_poll_records, task_timeout, replication_factor,
             default_api_timeout, poll_timeout, repartition_purge_interval, deserialization_handler,
-            processing_handler, production_handler, client_overrides, consumer_overrides, producer_overrides, admin_overrides,
+            processing_handler, production_handler, default_timestamp_extractor, client_overrides, consumer_overrides,
+            producer_overrides, admin_overrides,
         )
     }
 

@@ -50,6 +50,19 @@ impl BuilderState {
         given.unwrap_or(generated)
     }
 
+    /// A user's name if given (the counter stays), else a generated one: Kafka Streams'
+    /// `process`/`processValues` with a `Named`, which take `NamedInternal.name()` without burning an index.
+    pub(crate) fn given_or(&mut self, given: Option<String>, prefix: &str) -> String {
+        given.unwrap_or_else(|| self.new_name(prefix))
+    }
+
+    /// Connects processor `node` to `stores`; an unknown store is reported by `build()`.
+    pub(crate) fn connect_stores(&mut self, node: &str, stores: &[&str]) {
+        if let Err(e) = self.topology.connect_processor_and_state_stores(node, stores) {
+            self.topology.deferred.push(e);
+        }
+    }
+
     /// Advances the counter without using the name (Kafka Streams does this for split branches, and for
     /// a `count` whose `Materialized` names no store).
     pub(crate) fn burn(&mut self) {
@@ -205,7 +218,9 @@ impl StreamsBuilder {
         };
         match topics {
             Ok(topics) => {
-                state.topology.add_node_deferred(source_def(&name, topics, key_serde.clone(), value_serde.clone()))
+                let def =
+                    source_def(&name, topics, key_serde.clone(), value_serde.clone(), consumed.timestamp_extractor);
+                state.topology.add_node_deferred(def)
             }
             Err(error) => state.topology.deferred.push(error),
         }

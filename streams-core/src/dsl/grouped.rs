@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::aggregate::{AggregateOutput, StreamAggregate, StreamStep, TableAggregate, TableStep};
 use super::builder::{missing_serde, pick, pick_or_default};
 use super::change::{Change, ChangeSerde};
+use super::cogroup::{CogroupedKStream, GroupedInput};
 use super::options::{Grouped, Materialized};
 use super::repartition::{add_repartition, RepartitionNames};
 use super::{Data, KStream, KTable};
@@ -22,6 +23,21 @@ pub struct KGroupedStream<K, V> {
     grouped: Grouped<K, V>,
     repartition_required: bool,
     next_name: Option<String>,
+}
+
+impl<K, V> Clone for KGroupedStream<K, V> {
+    fn clone(&self) -> Self {
+        KGroupedStream {
+            stream: self.stream.clone(),
+            grouped: Grouped {
+                name: self.grouped.name.clone(),
+                key_serde: self.grouped.key_serde.clone(),
+                value_serde: self.grouped.value_serde.clone(),
+            },
+            repartition_required: self.repartition_required,
+            next_name: self.next_name.clone(),
+        }
+    }
 }
 
 impl<K: Data, V: Data> KGroupedStream<K, V> {
@@ -281,6 +297,38 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
             Arc::new(move |key, value, old| aggregator(key, value, old.unwrap_or_else(&initializer)));
         let materialized = self.key_serde_into(materialized).with_value_serde_if_missing(VA::default_serde());
         self.aggregate_internal("KSTREAM-AGGREGATE-", step, materialized, self.value_serde())
+    }
+
+    /// Starts a cogroup (KIP-150): this stream's values, folded by `aggregator` into an aggregate that
+    /// other grouped streams, of other value types, can fold theirs into too
+    /// ([`CogroupedKStream::cogroup`]), before one [`aggregate`](CogroupedKStream::aggregate) makes the
+    /// table. [`CogroupedKStream`] has an example.
+    pub fn cogroup<VA: Data>(
+        &self,
+        aggregator: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
+    ) -> CogroupedKStream<K, VA>
+    where
+        V: DefaultSerde,
+    {
+        CogroupedKStream::new(self.stream.builder.clone(), Box::new(self.cogroup_input(Arc::new(aggregator))))
+    }
+
+    /// This grouped stream as one input of a cogroup.
+    pub(super) fn cogroup_input<VA>(
+        &self,
+        aggregator: Arc<dyn Fn(&K, V, VA) -> VA + Send + Sync>,
+    ) -> GroupedInput<K, V, VA>
+    where
+        V: DefaultSerde,
+    {
+        GroupedInput {
+            node: self.stream.node.clone(),
+            grouped_name: self.grouped.name.clone(),
+            repartition_required: self.repartition_required,
+            key_serde: pick(self.grouped.key_serde.clone(), &self.stream.key_serde),
+            value_serde: self.value_serde(),
+            aggregator,
+        }
     }
 
     /// Names in Kafka Streams' order: the store, then the processor, then the repartition nodes.

@@ -12,7 +12,8 @@ use super::stateless::{
     Filter, FlatMap, FlatMapValues, Map, MapValues, PassThrough, Peek, Predicate, SelectKey, Split,
 };
 use super::{Data, KTable};
-use crate::processor::Processor;
+use crate::processor::fixed_key::FixedKey;
+use crate::processor::{FixedKeyProcessor, Processor};
 use crate::record::RecordPart;
 use crate::serde::{DefaultSerde, Serde};
 use crate::sync::LockUnpoisoned;
@@ -99,8 +100,17 @@ impl<K: Data, V: Data> KStream<K, V> {
         prefix: &str,
         supplier: impl Fn() -> P + Send + Sync + 'static,
     ) -> String {
+        let name = self.builder.borrow_mut().name_or(self.next_name.clone(), prefix);
+        self.add_as(name, supplier)
+    }
+
+    /// Adds the processor made by `supplier` as node `name`.
+    fn add_as<K2: Data, V2: Data, P: Processor<K, V, K2, V2>>(
+        &self,
+        name: String,
+        supplier: impl Fn() -> P + Send + Sync + 'static,
+    ) -> String {
         let mut b = self.builder.borrow_mut();
-        let name = b.name_or(self.next_name.clone(), prefix);
         b.topology.add_node_deferred(processor_def(&name, vec![self.node.clone()], supplier));
         name
     }
@@ -421,13 +431,29 @@ impl<K: Data, V: Data> KStream<K, V> {
         supplier: impl Fn() -> P + Send + Sync + 'static,
         stores: &[&str],
     ) -> KStream<K2, V2> {
-        let name = self.add("KSTREAM-PROCESSOR-", supplier);
-        let mut b = self.builder.borrow_mut();
-        if let Err(e) = b.topology.connect_processor_and_state_stores(&name, stores) {
-            b.topology.deferred.push(e);
-        }
-        drop(b);
+        // A given name burns no index here, unlike other operators (Kafka Streams' `process`).
+        let name = self.builder.borrow_mut().given_or(self.next_name.clone(), "KSTREAM-PROCESSOR-");
+        let name = self.add_as(name, supplier);
+        self.builder.borrow_mut().connect_stores(&name, stores);
         self.derive(name, None, None, true)
+    }
+
+    /// Runs a hand-written [`FixedKeyProcessor`] on every record (Kafka Streams' `processValues`), made
+    /// once per task by `supplier`, with access to the stores named in `stores`. It may change values,
+    /// timestamps and headers and forward any number of records, but not the key (its records are
+    /// [`FixedKeyRecord`](crate::processor::FixedKeyRecord)s), so unlike [`process`](Self::process) the
+    /// stream it returns is partitioned as this one: a grouping after it repartitions only if one after
+    /// this stream would. The key serde carries over. [`FixedKeyProcessor`] has an example.
+    pub fn process_values<V2: Data, P: FixedKeyProcessor<K, V, V2>>(
+        &self,
+        supplier: impl Fn() -> P + Send + Sync + 'static,
+        stores: &[&str],
+    ) -> KStream<K, V2> {
+        // A given name burns no index here, unlike other operators (Kafka Streams' `processValues`).
+        let name = self.builder.borrow_mut().given_or(self.next_name.clone(), "KSTREAM-PROCESSVALUES-");
+        let name = self.add_as(name, move || FixedKey(supplier()));
+        self.builder.borrow_mut().connect_stores(&name, stores);
+        self.derive(name, self.key_serde.clone(), None, self.repartition_required)
     }
 
     /// Runs `action` on every record; ends the stream.

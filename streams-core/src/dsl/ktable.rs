@@ -2,6 +2,7 @@
 //! Table nodes forward [`Change`]s (new and old value), so re-grouping can subtract what moved away.
 
 use std::cell::RefCell;
+use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -12,10 +13,12 @@ use super::change::Change;
 use super::grouped::{store_def, KGroupedTable};
 use super::options::{Consumed, Grouped, Materialized};
 use super::repartition::{add_repartition, RepartitionNames};
+use super::transform_values::{TableTransformValues, ValueTransformerWithKey};
 use super::{Data, KStream};
-use crate::processor::{Processor, ProcessorContext};
+use crate::processor::{Processor, ProcessorContext, TimestampExtractor};
 use crate::record::RecordPart;
 use crate::serde::{DefaultSerde, OptionSerde, Serde};
+use crate::timestamp::NullableValue;
 use crate::topology::{processor_def, source_def, NodeDef, SourceTopics, TopicRef};
 use crate::{Record, StreamsError};
 
@@ -308,6 +311,84 @@ impl<K: Data, V: Data> KTable<K, V> {
         self.add_map_values(mapper, Some(materialized))
     }
 
+    /// Transforms each value with a hand-written [`ValueTransformerWithKey`] (Kafka Streams'
+    /// `transformValues`), made once per task by `supplier`, with access to the stores named in `stores`
+    /// (added with [`StreamsBuilder::add_state_store`](super::StreamsBuilder::add_state_store)). The
+    /// transformer sees deletes as `None` and may turn them into values, or values into deletes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use streams_core::dsl::{StreamsBuilder, ValueTransformerWithKey};
+    /// use streams_core::processor::ProcessingContext;
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::StreamsError;
+    ///
+    /// /// A user's status: their name, or "gone" once deleted.
+    /// struct Status;
+    ///
+    /// impl ValueTransformerWithKey<String, String, String> for Status {
+    ///     fn transform(&mut self, _: &mut ProcessingContext<'_>, _: &String, name: Option<&String>)
+    ///         -> Result<Option<String>, StreamsError>
+    ///     {
+    ///         Ok(Some(name.map_or("gone".to_string(), |n| format!("active: {n}"))))
+    ///     }
+    /// }
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder.table::<String, String>("users").transform_values(|| Status, &[]).to_stream().to("statuses");
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let users = driver.input_topic::<String, Option<String>>("users");
+    /// let statuses = driver.output_topic::<String, Option<String>>("statuses");
+    /// driver.pipe(&users, "u1".into(), Some("Ada".into()), 0)?;
+    /// driver.pipe(&users, "u1".into(), None, 1)?;
+    /// assert_eq!(driver.read_key_values(&statuses), vec![
+    ///     ("u1".to_string(), Some("active: Ada".to_string())),
+    ///     ("u1".to_string(), Some("gone".to_string())),
+    /// ]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn transform_values<V2: Data, T: ValueTransformerWithKey<K, V, V2>>(
+        &self,
+        supplier: impl Fn() -> T + Send + Sync + 'static,
+        stores: &[&str],
+    ) -> KTable<K, V2> {
+        self.add_transform_values(supplier, None, stores)
+    }
+
+    /// [`transform_values`](Self::transform_values) into a store of its own, as
+    /// [`map_values_with`](Self::map_values_with) does.
+    pub fn transform_values_with<V2: Data + DefaultSerde, T: ValueTransformerWithKey<K, V, V2>>(
+        &self,
+        supplier: impl Fn() -> T + Send + Sync + 'static,
+        materialized: Materialized<K, V2>,
+        stores: &[&str],
+    ) -> KTable<K, V2>
+    where
+        K: DefaultSerde,
+    {
+        let materialized = self.fill_serdes(materialized, None);
+        self.add_transform_values(supplier, Some(materialized), stores)
+    }
+
+    fn add_transform_values<V2: Data, T: ValueTransformerWithKey<K, V, V2>>(
+        &self,
+        supplier: impl Fn() -> T + Send + Sync + 'static,
+        materialized: Option<Materialized<K, V2>>,
+        stores: &[&str],
+    ) -> KTable<K, V2> {
+        let op = TableOp { prefix: "KTABLE-TRANSFORMVALUES-", asks_for_old_values: false };
+        let table = self.add_table_op(op, materialized, None, move |output, send_old| TableTransformValues {
+            transformer: supplier(),
+            output,
+            send_old,
+            _input: PhantomData,
+        });
+        self.builder.borrow_mut().connect_stores(&table.node, stores);
+        table
+    }
+
     fn add_map_values<V2: Data>(
         &self,
         mapper: impl Fn(&K, V) -> V2 + Send + Sync + 'static,
@@ -545,11 +626,15 @@ pub(crate) fn table_source<K: Data, V: Data>(
     };
     // The source reads values as `Option<V>`: a null value is a delete.
     let nullable: Arc<dyn Serde<Option<V>>> = Arc::new(OptionSerde::new(value_serde.clone()));
+    let extractor = consumed
+        .timestamp_extractor
+        .map(|e| -> Arc<dyn TimestampExtractor<K, Option<V>>> { Arc::new(NullableValue(e)) });
     b.topology.add_node_deferred(source_def(
         &source,
         SourceTopics::Names(vec![TopicRef::user(topic)]),
         key_serde.clone(),
         nullable,
+        extractor,
     ));
     let store_for_processor = store.clone();
     let (key_for_processor, caching) = (key_serde.clone(), materialized.caching_enabled);
@@ -827,10 +912,15 @@ impl<K: Data, V: Data, V2: Data, F: Fn(&K, V) -> V2 + Send + Sync + 'static> Pro
 /// Where a table operator's results go: into a store of its own and downstream as a change from the
 /// store's value (Kafka Streams' operators with a queryable name), or straight downstream as a change
 /// from the old value its parent sent.
-struct TableOutput<K, V>(Option<AggregateOutput<K, V>>);
+pub(super) struct TableOutput<K, V>(Option<AggregateOutput<K, V>>);
 
 impl<K: Data, V: Data> TableOutput<K, V> {
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<(), StreamsError> {
+    /// Whether the results go into a store of their own.
+    pub(super) fn is_stored(&self) -> bool {
+        self.0.is_some()
+    }
+
+    pub(super) fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<(), StreamsError> {
         match &mut self.0 {
             Some(output) => output.init(ctx),
             None => Ok(()),
@@ -839,7 +929,7 @@ impl<K: Data, V: Data> TableOutput<K, V> {
 
     /// Records `update`. `old_from_parent` gives the old value when there is no store. `skip_empty`:
     /// forward nothing when the key had no value and still has none.
-    fn forward(
+    pub(super) fn forward(
         &mut self,
         ctx: &mut ProcessorContext<'_, K, Change<V>>,
         update: Record<K, Option<V>>,
@@ -859,14 +949,14 @@ impl<K: Data, V: Data> TableOutput<K, V> {
         }
     }
 
-    fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<(), StreamsError> {
+    pub(super) fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<(), StreamsError> {
         match &mut self.0 {
             Some(output) => output.flush(ctx),
             None => Ok(()),
         }
     }
 
-    fn close(&mut self) {
+    pub(super) fn close(&mut self) {
         if let Some(output) = &mut self.0 {
             output.close();
         }

@@ -15,6 +15,7 @@ mod aggregate;
 mod builder;
 mod cache;
 mod change;
+mod cogroup;
 mod grouped;
 mod kstream;
 mod ktable;
@@ -22,12 +23,15 @@ mod options;
 mod repartition;
 mod sink;
 mod stateless;
+mod transform_values;
 
 pub use builder::StreamsBuilder;
+pub use cogroup::CogroupedKStream;
 pub use grouped::{KGroupedStream, KGroupedTable};
 pub use kstream::{BranchedKStream, Branches, KStream};
 pub use ktable::KTable;
 pub use options::{Branched, Consumed, Grouped, Materialized, Produced, Repartitioned};
 pub use sink::Sink;
+pub use transform_values::ValueTransformerWithKey;
 
 pub use crate::record::Data;

@@ -9,10 +9,12 @@ use std::sync::Arc;
 
 use super::KStream;
 use crate::processor::node::StreamPartitioner;
+use crate::processor::TimestampExtractor;
 use crate::serde::Serde;
 use crate::store::KeyValueBytesStoreSupplier;
 
-/// How a source reads a topic: serdes and the source node's name.
+/// How a source reads a topic: serdes, the source node's name, and where its records' timestamps come
+/// from.
 ///
 /// # Examples
 ///
@@ -39,17 +41,25 @@ pub struct Consumed<K, V> {
     pub(crate) key_serde: Option<Arc<dyn Serde<K>>>,
     pub(crate) value_serde: Option<Arc<dyn Serde<V>>>,
     pub(crate) name: Option<String>,
+    pub(crate) timestamp_extractor: Option<Arc<dyn TimestampExtractor<K, V>>>,
 }
 
 impl<K, V> Consumed<K, V> {
     /// With these serdes.
     pub fn with(key_serde: Arc<dyn Serde<K>>, value_serde: Arc<dyn Serde<V>>) -> Self {
-        Consumed { key_serde: Some(key_serde), value_serde: Some(value_serde), name: None }
+        Consumed { key_serde: Some(key_serde), value_serde: Some(value_serde), name: None, timestamp_extractor: None }
     }
 
     /// Names the source node.
     pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
+        self
+    }
+
+    /// Gives the source's records their timestamps with `extractor` instead of the application's
+    /// `default.timestamp.extractor` (see [`TimestampExtractor`], which has an example).
+    pub fn with_timestamp_extractor(mut self, extractor: impl TimestampExtractor<K, V>) -> Self {
+        self.timestamp_extractor = Some(Arc::new(extractor));
         self
     }
 }

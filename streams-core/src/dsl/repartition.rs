@@ -104,7 +104,13 @@ pub(crate) fn add_repartition<K: Data, V: Data>(
         partitioner,
     );
     b.topology.add_node_deferred(sink);
-    b.topology.add_node_deferred(source_def(&names.source, SourceTopics::Names(vec![topic]), key_serde, value_serde));
+    b.topology.add_node_deferred(source_def(
+        &names.source,
+        SourceTopics::Names(vec![topic]),
+        key_serde,
+        value_serde,
+        None,
+    ));
     b.topology.add_repartition_topic(&names.topic, partitions);
     names.source
 }

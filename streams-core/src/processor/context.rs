@@ -1,6 +1,7 @@
 //! The processor's window on its task: forwarding, stores, record metadata, time and schedules.
 
 use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
 use super::state::{self, TaskState};
@@ -8,15 +9,39 @@ use super::{interval_ms, PunctuationId, PunctuationType};
 use crate::store::TypedKeyValueStore;
 use crate::{Record, RecordMetadata, StreamsError, TaskId};
 
-/// What a [`Processor`](super::Processor) can do while it runs: forward records to its children, use the
-/// state stores it is connected to, read the input record's metadata, and schedule punctuations.
-///
-/// `KOut`/`VOut` are the types the processor forwards; the compiler checks every `forward`.
-pub struct ProcessorContext<'a, KOut, VOut> {
+/// What every piece of user code running at a node can reach, whether it forwards records or not
+/// (Kafka Streams' `ProcessingContext`): the state stores it is connected to, the input record's
+/// metadata, time, and punctuation schedules. A [`ProcessorContext`] and a
+/// [`FixedKeyProcessorContext`](super::FixedKeyProcessorContext) add forwarding to it and dereference
+/// to it; a KTable's value transformer gets it alone, as it returns its value instead of forwarding.
+pub struct ProcessingContext<'a> {
     pub(crate) task: &'a mut TaskState,
     pub(crate) node: usize,
     pub(crate) children: &'a [usize],
-    pub(crate) _out: PhantomData<fn(KOut, VOut)>,
+}
+
+/// What a [`Processor`](super::Processor) can do while it runs: forward records to its children, and
+/// everything a [`ProcessingContext`] offers (stores, the input record's metadata, time, schedules),
+/// which it dereferences to.
+///
+/// `KOut`/`VOut` are the types the processor forwards; the compiler checks every `forward`.
+pub struct ProcessorContext<'a, KOut, VOut> {
+    base: ProcessingContext<'a>,
+    _out: PhantomData<fn(KOut, VOut)>,
+}
+
+impl<'a, KOut, VOut> Deref for ProcessorContext<'a, KOut, VOut> {
+    type Target = ProcessingContext<'a>;
+
+    fn deref(&self) -> &ProcessingContext<'a> {
+        &self.base
+    }
+}
+
+impl<KOut, VOut> DerefMut for ProcessorContext<'_, KOut, VOut> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.base
+    }
 }
 
 /// A store looked up once (typically in `init`) and then used per record without a name look-up.
@@ -35,13 +60,23 @@ impl<K, V> Copy for StoreHandle<K, V> {}
 
 impl<'a, KOut: Clone + 'static, VOut: Clone + 'static> ProcessorContext<'a, KOut, VOut> {
     pub(crate) fn new(task: &'a mut TaskState, node: usize, children: &'a [usize]) -> Self {
-        ProcessorContext { task, node, children, _out: PhantomData }
+        ProcessorContext { base: ProcessingContext { task, node, children }, _out: PhantomData }
+    }
+
+    /// The same window, borrowed for a shorter while: for a wrapper of user code that forwards through
+    /// a context of its own (a fixed-key processor's).
+    pub(crate) fn reborrow(&mut self) -> ProcessorContext<'_, KOut, VOut> {
+        let base = &mut self.base;
+        ProcessorContext {
+            base: ProcessingContext { task: &mut *base.task, node: base.node, children: base.children },
+            _out: PhantomData,
+        }
     }
 
     /// Forwards `record` to every child. Each child (and its descendants) has processed it when this
     /// returns, as in Kafka Streams.
     pub fn forward(&mut self, record: Record<KOut, VOut>) -> Result<(), StreamsError> {
-        state::forward(self.task, self.children, record)
+        state::forward(self.base.task, self.base.children, record)
     }
 
     /// Forwards `record` to the child called `child` only.
@@ -65,16 +100,16 @@ impl<'a, KOut: Clone + 'static, VOut: Clone + 'static> ProcessorContext<'a, KOut
         position: usize,
         record: Record<KOut, VOut>,
     ) -> Result<(), StreamsError> {
-        state::deliver(self.task, self.children[position], record)
+        state::deliver(self.base.task, self.base.children[position], record)
     }
+}
 
+impl ProcessingContext<'_> {
     /// The names of this processor's children, in the order they were connected.
     pub fn child_names(&self) -> impl Iterator<Item = &str> {
         self.children.iter().map(|&c| &*self.task.node_names[c])
     }
-}
 
-impl<KOut, VOut> ProcessorContext<'_, KOut, VOut> {
     /// This processor's name.
     pub fn node_name(&self) -> &str {
         &self.task.node_names[self.node]

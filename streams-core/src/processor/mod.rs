@@ -32,12 +32,18 @@
 //! state they share (`state`), below the topology that creates them and the task that owns them.
 
 mod context;
+pub(crate) mod fixed_key;
 pub(crate) mod node;
 pub(crate) mod state;
 
 use std::time::Duration;
 
-pub use context::{ProcessorContext, StoreHandle};
+pub use crate::timestamp::{
+    AnyTimestampExtractor, ConsumedRecord, ExtractorError, FailOnInvalidTimestamp, LogAndSkipOnInvalidTimestamp,
+    TimestampExtractor, UsePartitionTimeOnInvalidTimestamp, WallclockTimestampExtractor,
+};
+pub use context::{ProcessingContext, ProcessorContext, StoreHandle};
+pub use fixed_key::{FixedKeyProcessor, FixedKeyProcessorContext, FixedKeyRecord};
 
 use crate::{Record, StreamsError};
 
@@ -57,7 +63,7 @@ pub trait Processor<KIn, VIn, KOut, VOut>: Send + 'static {
         record: Record<KIn, VIn>,
     ) -> Result<(), StreamsError>;
 
-    /// Called when a schedule made with [`ProcessorContext::schedule`] fires.
+    /// Called when a schedule made with [`ProcessingContext::schedule`] fires.
     fn punctuate(
         &mut self,
         _ctx: &mut ProcessorContext<'_, KOut, VOut>,
@@ -89,7 +95,7 @@ pub enum PunctuationType {
     WallClockTime,
 }
 
-/// Names one schedule of one processor; returned by [`ProcessorContext::schedule`].
+/// Names one schedule of one processor; returned by [`ProcessingContext::schedule`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PunctuationId(pub(crate) u64);
 

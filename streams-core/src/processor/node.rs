@@ -15,6 +15,7 @@ use crate::handler::DeserializationResponse;
 use crate::record::RecordPart;
 use crate::record::{ProducedRecord, RawRecord};
 use crate::serde::{from_bytes, to_bytes_in, Serde};
+use crate::timestamp::{self, TimestampExtractor};
 use crate::{Record, RecordMetadata, StreamsError};
 
 /// A node's life besides records: what a processor does at init, punctuation, commit and close. Sources
@@ -114,12 +115,15 @@ where
     }
 }
 
-/// Reads raw records of its topics, deserializes them and forwards typed records.
+/// Reads raw records of its topics, deserializes them, gives them their timestamps and forwards typed
+/// records.
 pub(crate) struct SourceNode<K, V> {
     pub(crate) index: usize,
     pub(crate) children: Vec<usize>,
     pub(crate) key_serde: Arc<dyn Serde<K>>,
     pub(crate) value_serde: Arc<dyn Serde<V>>,
+    /// The source's own extractor; `None`: the task's default.
+    pub(crate) extractor: Option<Arc<dyn TimestampExtractor<K, V>>>,
 }
 
 impl<K: Send, V: Send> Lifecycle for SourceNode<K, V> {}
@@ -146,6 +150,21 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> ErasedNode for Source
                 }
             },
         };
+        let partition_time = task.partition_time(&raw.topic, raw.partition);
+        let timestamp = match &self.extractor {
+            Some(extractor) => timestamp::extract(&**extractor, &raw, key.as_ref(), value.as_ref(), partition_time)?,
+            None => {
+                let (key, value) = (key.as_ref().map(|k| k as &dyn Any), value.as_ref().map(|v| v as &dyn Any));
+                timestamp::extract(&*task.default_extractor, &raw, key, value, partition_time)?
+            }
+        };
+        if timestamp < 0 {
+            // Kafka Streams' RecordQueue skips it before the source node; stream time does not move.
+            let mut ctx = ProcessorContext::<K, V>::new(task, self.index, &self.children);
+            ctx.record_dropped(&format!("negative extracted timestamp {timestamp}"));
+            return Ok(());
+        }
+        task.advance_time(&raw.topic, raw.partition, timestamp);
         let (Some(key), Some(value)) = (key, value) else {
             // The stream's types cannot hold a null here; Kafka Streams' aggregations drop such records too.
             // Streams that must keep them use `Option<K>` / `Option<V>`.
@@ -154,7 +173,7 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> ErasedNode for Source
             ctx.record_dropped(&format!("null {part}, and the stream's {part} type cannot be null"));
             return Ok(());
         };
-        let record = Record { key, value, timestamp: raw.timestamp, headers: raw.headers };
+        let record = Record { key, value, timestamp, headers: raw.headers };
         forward(task, &self.children, record)
     }
 

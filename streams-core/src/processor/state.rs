@@ -15,6 +15,7 @@ use crate::handler::{DeserializationExceptionHandler, ErrorContext, ProcessingEx
 use crate::record::{Headers, ProducedRecord};
 use crate::store::ErasedStore;
 use crate::time::Clock;
+use crate::timestamp::{AnyTimestampExtractor, FailOnInvalidTimestamp};
 use crate::{Record, RecordMetadata, StreamsError, TaskId, TaskMetrics};
 
 /// Writes of a task's logged stores since the task last drained them: (changelog topic, key, value).
@@ -41,7 +42,13 @@ pub(crate) struct TaskState {
     pub(crate) stores: Vec<Box<dyn ErasedStore>>,
     store_names: HashMap<String, usize>,
     pub(crate) current: Option<RecordMetadata>,
+    /// The highest timestamp extracted from any input record, -1 before the first.
     pub(crate) stream_time: i64,
+    /// The highest timestamp extracted from each partition the task read: (topic, partition, time). A
+    /// task reads a handful of partitions, so a scan beats a hash.
+    partition_times: Vec<(Arc<str>, i32, i64)>,
+    /// The extractor of sources without one of their own (`default.timestamp.extractor`).
+    pub(crate) default_extractor: Arc<AnyTimestampExtractor>,
     pub(crate) clock: Clock,
     schedules: Vec<Schedule>,
     next_schedule: u64,
@@ -59,7 +66,7 @@ pub(crate) struct TaskState {
     pub(crate) cache_budget: Arc<CacheBudget>,
     /// Partition counts of the topics sinks with a partitioner write.
     pub(crate) partition_counts: Arc<dyn PartitionCounts>,
-    /// A processor asked for a commit ([`ProcessorContext::commit`](crate::processor::ProcessorContext::commit)).
+    /// A processor asked for a commit ([`ProcessingContext::commit`](crate::processor::ProcessingContext::commit)).
     pub(crate) commit_requested: bool,
 }
 
@@ -123,6 +130,8 @@ impl TaskState {
             store_names: HashMap::new(),
             current: None,
             stream_time: -1,
+            partition_times: Vec::new(),
+            default_extractor: Arc::new(FailOnInvalidTimestamp),
             clock,
             schedules: Vec::new(),
             next_schedule: 0,
@@ -137,6 +146,27 @@ impl TaskState {
             partition_counts,
             commit_requested: false,
         }
+    }
+
+    /// The time of partition `partition` of `topic`: the highest timestamp extracted from it, -1 before
+    /// the first (what `UsePartitionTimeOnInvalidTimestamp` falls back on).
+    pub(crate) fn partition_time(&self, topic: &Arc<str>, partition: i32) -> i64 {
+        self.partition_index(topic, partition).map_or(-1, |i| self.partition_times[i].2)
+    }
+
+    /// A record of partition `partition` of `topic` was given `timestamp` (not negative): it is the
+    /// record's time from now on, and the partition's time and stream time move up to it.
+    pub(crate) fn advance_time(&mut self, topic: &Arc<str>, partition: i32, timestamp: i64) {
+        self.stream_time = self.stream_time.max(timestamp);
+        self.source.timestamp = timestamp;
+        match self.partition_index(topic, partition) {
+            Some(i) => self.partition_times[i].2 = self.partition_times[i].2.max(timestamp),
+            None => self.partition_times.push((topic.clone(), partition, timestamp)),
+        }
+    }
+
+    fn partition_index(&self, topic: &Arc<str>, partition: i32) -> Option<usize> {
+        self.partition_times.iter().position(|(t, p, _)| *p == partition && (Arc::ptr_eq(t, topic) || t == topic))
     }
 
     pub(crate) fn add_store(&mut self, store: Box<dyn ErasedStore>) {

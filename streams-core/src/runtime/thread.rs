@@ -643,6 +643,7 @@ impl StreamThread {
         task_config.changelogs = true;
         task_config.deserialization_handler = config.deserialization_handler.clone();
         task_config.processing_handler = config.processing_handler.clone();
+        task_config.timestamp_extractor = config.default_timestamp_extractor.clone();
         task_config.partition_counts = Arc::new(super::topics::BrokerPartitionCounts::new(state.admin.clone()));
         task_config.app_dir = state.app_dir;
         task_config.rocksdb = state.rocksdb;

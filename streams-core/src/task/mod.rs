@@ -18,7 +18,7 @@ use crate::config::DslStoreType;
 use crate::handler::{DeserializationExceptionHandler, LogAndFail, ProcessingExceptionHandler};
 use crate::processor::node::{OnePartition, PartitionCounts};
 use crate::processor::state::{guarded, ChangelogBuffer, TaskState};
-use crate::processor::PunctuationType;
+use crate::processor::{AnyTimestampExtractor, FailOnInvalidTimestamp, PunctuationType};
 use crate::record::{Headers, ProducedRecord, RawRecord};
 use crate::store::{StoreContext, TypedKeyValueStore};
 use crate::sync::LockUnpoisoned;
@@ -39,6 +39,8 @@ pub(crate) struct TaskConfig {
     pub(crate) clock: Clock,
     pub(crate) deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
     pub(crate) processing_handler: Arc<dyn ProcessingExceptionHandler>,
+    /// The timestamp extractor of sources without their own (`default.timestamp.extractor`).
+    pub(crate) timestamp_extractor: Arc<AnyTimestampExtractor>,
     /// The application's directory (`<state.dir>/<application.id>`); each task keeps its files in
     /// `<app dir>/<task id>`. `None`: no local files (then persistent stores cannot be opened).
     pub(crate) app_dir: Option<PathBuf>,
@@ -63,6 +65,7 @@ impl TaskConfig {
             clock,
             deserialization_handler: Arc::new(LogAndFail),
             processing_handler: Arc::new(LogAndFail),
+            timestamp_extractor: Arc::new(FailOnInvalidTimestamp),
             app_dir: None,
             rocksdb: RocksDbMemory::default(),
             dsl_store: DslStoreType::InMemory,
@@ -155,6 +158,7 @@ impl Task {
             config.cache_budget.clone(),
             config.partition_counts.clone(),
         );
+        state.default_extractor = config.timestamp_extractor.clone();
         let mut changelogs = Vec::new();
         let task_dir = config.task_dir(id);
         for &g in &plan.stores {
@@ -250,8 +254,9 @@ impl Task {
         self.state.for_each_node(|node, state| node.lifecycle().init(state))
     }
 
-    /// Processes one input record: advances stream time, runs the record through the sub-topology, then
-    /// fires any stream-time punctuation that came due (in that order, as Kafka Streams).
+    /// Processes one input record: its source deserializes it, extracts its timestamp and advances stream
+    /// time, the sub-topology runs it, then any stream-time punctuation that came due fires (in that
+    /// order, as Kafka Streams).
     pub(crate) fn process(&mut self, raw: RawRecord) -> Result<(), StreamsError> {
         self.init()?;
         let mut found = self.sources.iter().find(|(t, _)| *t == raw.topic).map(|&(_, index)| index);
@@ -267,7 +272,6 @@ impl Task {
                 self.state.id, raw.topic
             )));
         };
-        self.state.stream_time = self.state.stream_time.max(raw.timestamp);
         self.state.current =
             Some(RecordMetadata { topic: raw.topic.clone(), partition: raw.partition, offset: raw.offset });
         self.state.source.set(&raw);

@@ -36,6 +36,7 @@ use std::time::Duration;
 
 use crate::config::DslStoreType;
 use crate::handler::{DeserializationExceptionHandler, LogAndFail, ProcessingExceptionHandler};
+use crate::processor::{AnyTimestampExtractor, FailOnInvalidTimestamp};
 use crate::record::RecordPart;
 use crate::record::{Headers, ProducedRecord, RawRecord};
 use crate::serde::{from_bytes, to_bytes, DefaultSerde, Serde, SerdeError};
@@ -56,6 +57,9 @@ pub struct TestDriverConfig {
     pub deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
     /// What to do when user code fails on a record. Default: fail (`pipe_input` returns the error).
     pub processing_handler: Arc<dyn ProcessingExceptionHandler>,
+    /// The timestamp extractor of sources without their own (`default.timestamp.extractor`). Default:
+    /// [`FailOnInvalidTimestamp`].
+    pub default_timestamp_extractor: Arc<AnyTimestampExtractor>,
     /// The store the DSL uses when the topology chose none. Default: in memory, so tests need no files
     /// (Kafka Streams' driver uses RocksDB here; set [`DslStoreType::RocksDb`] to do the same).
     pub default_dsl_store: DslStoreType,
@@ -68,6 +72,7 @@ impl Default for TestDriverConfig {
             wall_clock_start_ms: 0,
             deserialization_handler: Arc::new(LogAndFail),
             processing_handler: Arc::new(LogAndFail),
+            default_timestamp_extractor: Arc::new(FailOnInvalidTimestamp),
             default_dsl_store: DslStoreType::InMemory,
         }
     }
@@ -128,6 +133,7 @@ impl TopologyTestDriver {
         let mut task_config = TaskConfig::new(&config.application_id, clock.clone());
         task_config.deserialization_handler = config.deserialization_handler.clone();
         task_config.processing_handler = config.processing_handler.clone();
+        task_config.timestamp_extractor = config.default_timestamp_extractor.clone();
         task_config.dsl_store = config.default_dsl_store;
         let state_dir =
             tempfile::Builder::new().prefix("kstreams-test-driver-").tempdir().map_err(|e| StreamsError::StateDir {

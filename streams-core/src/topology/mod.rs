@@ -37,7 +37,7 @@ use std::sync::Arc;
 pub use describe::{NodeDescription, NodeKindDescription, SubtopologyDescription, TopologyDescription};
 
 use crate::processor::node::{erase, ErasedNode, ProcessorNode, SinkNode, SinkTarget, SourceNode, StreamPartitioner};
-use crate::processor::Processor;
+use crate::processor::{Processor, TimestampExtractor};
 use crate::serde::Serde;
 use crate::store::{StoreBuilder, StoreDef};
 use crate::{RecordMetadata, TopologyError};
@@ -204,7 +204,24 @@ impl Topology {
         value_serde: Arc<dyn Serde<V>>,
     ) -> Result<&mut Self, TopologyError> {
         let topics = topics.iter().map(|t| TopicRef::user(t)).collect();
-        self.add_node(source_def(name, SourceTopics::Names(topics), key_serde, value_serde))?;
+        self.add_node(source_def(name, SourceTopics::Names(topics), key_serde, value_serde, None))?;
+        Ok(self)
+    }
+
+    /// [`add_source`](Self::add_source) whose records get their timestamps from `extractor` instead of
+    /// the application's `default.timestamp.extractor` (Kafka Streams' `addSource(TimestampExtractor,
+    /// name, topics)`).
+    pub fn add_source_with_extractor<K: Clone + Send + 'static, V: Clone + Send + 'static>(
+        &mut self,
+        name: &str,
+        topics: &[&str],
+        key_serde: Arc<dyn Serde<K>>,
+        value_serde: Arc<dyn Serde<V>>,
+        extractor: impl TimestampExtractor<K, V>,
+    ) -> Result<&mut Self, TopologyError> {
+        let topics = topics.iter().map(|t| TopicRef::user(t)).collect();
+        let extractor: Arc<dyn TimestampExtractor<K, V>> = Arc::new(extractor);
+        self.add_node(source_def(name, SourceTopics::Names(topics), key_serde, value_serde, Some(extractor)))?;
         Ok(self)
     }
 
@@ -220,7 +237,7 @@ impl Topology {
         value_serde: Arc<dyn Serde<V>>,
     ) -> Result<&mut Self, TopologyError> {
         let pattern = TopicPattern::new(pattern)?;
-        self.add_node(source_def(name, SourceTopics::Pattern(pattern), key_serde, value_serde))?;
+        self.add_node(source_def(name, SourceTopics::Pattern(pattern), key_serde, value_serde, None))?;
         Ok(self)
     }
 
@@ -425,6 +442,7 @@ pub(crate) fn source_def<K: Clone + Send + 'static, V: Clone + Send + 'static>(
     topics: SourceTopics,
     key_serde: Arc<dyn Serde<K>>,
     value_serde: Arc<dyn Serde<V>>,
+    extractor: Option<Arc<dyn TimestampExtractor<K, V>>>,
 ) -> NodeDef {
     let factory = move |init: &NodeInit<'_>| -> Box<dyn ErasedNode> {
         Box::new(SourceNode {
@@ -432,6 +450,7 @@ pub(crate) fn source_def<K: Clone + Send + 'static, V: Clone + Send + 'static>(
             children: init.children.clone(),
             key_serde: key_serde.clone(),
             value_serde: value_serde.clone(),
+            extractor: extractor.clone(),
         })
     };
     NodeDef {

@@ -17,6 +17,7 @@ import org.apache.kafka.streams.kstream.ValueMapper;
 import org.apache.kafka.streams.kstream.ValueMapperWithKey;
 import org.apache.kafka.streams.processor.RecordContext;
 import org.apache.kafka.streams.processor.StreamPartitioner;
+import org.apache.kafka.streams.processor.TimestampExtractor;
 import org.apache.kafka.streams.processor.TopicNameExtractor;
 
 /**
@@ -121,6 +122,22 @@ final class Functions {
                 };
             }
             default: throw f.unknown("partitioner");
+        }
+    }
+
+    /** Timestamp extractors (record, partition time) -> timestamp, for a source's Consumed. */
+    static TimestampExtractor timestampExtractor(String text) {
+        Spec f = Spec.parse(text);
+        switch (f.name) {
+            case "value": return (record, partitionTime) -> {
+                Long v = asLong(record.value(), text);
+                return v == null ? -1L : v;
+            };
+            case "value_or_partition_time": return (record, partitionTime) -> {
+                Long v = asLong(record.value(), text);
+                return v != null && v >= 0 ? v : partitionTime;
+            };
+            default: throw f.unknown("timestamp extractor");
         }
     }
 

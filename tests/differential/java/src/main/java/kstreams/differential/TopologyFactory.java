@@ -14,6 +14,7 @@ import org.apache.kafka.streams.StreamsBuilder;
 import org.apache.kafka.streams.Topology;
 import org.apache.kafka.streams.kstream.Branched;
 import org.apache.kafka.streams.kstream.BranchedKStream;
+import org.apache.kafka.streams.kstream.CogroupedKStream;
 import org.apache.kafka.streams.kstream.Consumed;
 import org.apache.kafka.streams.kstream.Grouped;
 import org.apache.kafka.streams.kstream.KGroupedStream;
@@ -25,7 +26,15 @@ import org.apache.kafka.streams.kstream.Named;
 import org.apache.kafka.streams.kstream.Predicate;
 import org.apache.kafka.streams.kstream.Produced;
 import org.apache.kafka.streams.kstream.Repartitioned;
+import org.apache.kafka.streams.kstream.ValueTransformerWithKey;
+import org.apache.kafka.streams.kstream.ValueTransformerWithKeySupplier;
 import org.apache.kafka.streams.processor.TopicNameExtractor;
+import org.apache.kafka.streams.processor.api.ContextualFixedKeyProcessor;
+import org.apache.kafka.streams.processor.api.ContextualProcessor;
+import org.apache.kafka.streams.processor.api.ProcessorSupplier;
+import org.apache.kafka.streams.processor.api.Record;
+import org.apache.kafka.streams.processor.api.FixedKeyProcessorSupplier;
+import org.apache.kafka.streams.processor.api.FixedKeyRecord;
 
 /**
  * A case's topology steps as StreamsBuilder calls (README.md, "Topology steps"). Each step's input is the
@@ -100,6 +109,9 @@ final class TopologyFactory {
             case "filter": return filter(input, Functions.predicate(fn(step)), named, step, false);
             case "filter_not": return filter(input, Functions.predicate(fn(step)), named, step, true);
             case "map_values": return mapValues(input, step, named);
+            case "process": return process(input, step, named);
+            case "process_values": return processValues(input, step, named);
+            case "transform_values": return transformValues(input, step, named);
             case "map": {
                 KStream s = stream(input, op);
                 return named == null ? s.map(Functions.keyValueMapper(fn(step)))
@@ -138,6 +150,20 @@ final class TopologyFactory {
                 String other = Case.text(step, "other");
                 KStream o = stream(results.get(other), op + " with \"" + other + "\"");
                 return named == null ? s.merge(o) : s.merge(o, Named.as(named));
+            }
+            case "cogroup": {
+                var aggregator = Functions.aggregator(fn(step));
+                if (input instanceof CogroupedKStream c) {
+                    String other = Case.text(step, "other");
+                    if (!(results.get(other) instanceof KGroupedStream g)) {
+                        throw new IllegalArgumentException("cogroup: \"" + other + "\" is not a grouped stream");
+                    }
+                    return c.cogroup(g, aggregator);
+                }
+                if (!(input instanceof KGroupedStream g)) {
+                    throw new IllegalArgumentException("cogroup needs a grouped stream or a cogrouped stream");
+                }
+                return g.cogroup(aggregator);
             }
             case "split": return split(stream(input, op), step, named);
             case "to": return to(stream(input, op), step, named);
@@ -233,6 +259,57 @@ final class TopologyFactory {
         KStream s = stream(input, "map_values");
         noMaterialized(step);
         return named == null ? s.mapValues(mapper) : s.mapValues(mapper, Named.as(named));
+    }
+
+    /** process with a Processor that forwards the record with the selected key. */
+    private Object process(Object input, JsonNode step, String named) {
+        var selector = Functions.keySelector(fn(step));
+        KStream s = stream(input, "process");
+        noMaterialized(step);
+        ProcessorSupplier<Object, Object, Object, Object> supplier = () -> new ContextualProcessor<Object, Object, Object, Object>() {
+            @Override
+            public void process(Record<Object, Object> record) {
+                context().forward(record.withKey(selector.apply(record.key(), record.value())));
+            }
+        };
+        return named == null ? s.process(supplier) : s.process(supplier, Named.as(named));
+    }
+
+    /** processValues with a FixedKeyProcessor that forwards the record with its value mapped. */
+    private Object processValues(Object input, JsonNode step, String named) {
+        var mapper = Functions.valueMapper(fn(step));
+        KStream s = stream(input, "process_values");
+        noMaterialized(step);
+        FixedKeyProcessorSupplier<Object, Object, Object> supplier = () -> new ContextualFixedKeyProcessor<Object, Object, Object>() {
+            @Override
+            public void process(FixedKeyRecord<Object, Object> record) {
+                context().forward(record.withValue(mapper.apply(record.key(), record.value())));
+            }
+        };
+        return named == null ? s.processValues(supplier) : s.processValues(supplier, Named.as(named));
+    }
+
+    /** KTable.transformValues with a ValueTransformerWithKey that maps the value (null included). */
+    private Object transformValues(Object input, JsonNode step, String named) {
+        var mapper = Functions.valueMapper(fn(step));
+        KTable t = table(input, "transform_values");
+        ValueTransformerWithKeySupplier<Object, Object, Object> supplier = () -> new ValueTransformerWithKey<Object, Object, Object>() {
+            @Override
+            public void init(org.apache.kafka.streams.processor.ProcessorContext context) {}
+
+            @Override
+            public Object transform(Object key, Object value) {
+                return mapper.apply(key, value);
+            }
+
+            @Override
+            public void close() {}
+        };
+        Materialized m = materialized(step);
+        if (m == null) {
+            return named == null ? t.transformValues(supplier) : t.transformValues(supplier, Named.as(named));
+        }
+        return named == null ? t.transformValues(supplier, m) : t.transformValues(supplier, m, Named.as(named));
     }
 
     private Object split(KStream s, JsonNode step, String named) {
@@ -362,6 +439,12 @@ final class TopologyFactory {
     private Object aggregate(Object input, JsonNode step, String named) {
         Materialized m = materialized(step);
         var init = Functions.initializer(field(step, "init"));
+        if (input instanceof CogroupedKStream c) {
+            if (named != null) {
+                return m == null ? c.aggregate(init, Named.as(named)) : c.aggregate(init, Named.as(named), m);
+            }
+            return m == null ? c.aggregate(init) : c.aggregate(init, m);
+        }
         if (input instanceof KGroupedStream g) {
             var aggregator = Functions.aggregator(fn(step));
             if (named != null) {
@@ -383,10 +466,12 @@ final class TopologyFactory {
     private static Consumed consumed(JsonNode step, String named) {
         String key = Case.text(step, "key");
         String value = Case.text(step, "value");
-        if (key == null && value == null && named == null) {
+        String extractor = Case.text(step, "timestamp_extractor");
+        if (key == null && value == null && named == null && extractor == null) {
             return null;
         }
-        return Consumed.with(Formats.serde(key), Formats.serde(value)).withName(named);
+        Consumed consumed = Consumed.with(Formats.serde(key), Formats.serde(value)).withName(named);
+        return extractor == null ? consumed : consumed.withTimestampExtractor(Functions.timestampExtractor(extractor));
     }
 
     /** Grouped.as(name).withKeySerde(..).withValueSerde(..); null when none of the three is given. */
