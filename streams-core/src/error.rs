@@ -325,6 +325,15 @@ pub enum StreamsError {
         /// The names of the threads still running.
         threads: Vec<String>,
     },
+    /// Another instance of the application (or another thread of this one) failed, and its uncaught
+    /// exception handler said `ShutdownApplication`: every instance running then shuts down to ERROR.
+    #[error("the application is shutting down at the request of stream thread `{thread}`, which failed: {reason}")]
+    ApplicationShutdownRequested {
+        /// The name of the thread that failed (`<application.id>-<process id>-StreamThread-<n>`).
+        thread: String,
+        /// Its error, as text.
+        reason: String,
+    },
     /// An invariant of this library broke: a bug to report, never caused by data.
     #[error("internal error (please report): {0}")]
     Internal(String),
@@ -385,6 +394,7 @@ impl StreamsError {
             StreamsError::InternalTopicMismatch { .. } => "StreamsError::InternalTopicMismatch",
             StreamsError::IllegalState { .. } => "StreamsError::IllegalState",
             StreamsError::CloseTimeout { .. } => "StreamsError::CloseTimeout",
+            StreamsError::ApplicationShutdownRequested { .. } => "StreamsError::ApplicationShutdownRequested",
             StreamsError::Internal(_) => "StreamsError::Internal",
         }
     }

@@ -579,6 +579,49 @@ pub(crate) fn a_failed_thread_is_replaced_when_the_uncaught_exception_handler_sa
     Ok(())
 }
 
+/// `ShutdownApplication`: the instance whose thread failed asks the whole application to shut down,
+/// and every instance running then goes to ERROR: the failed one with its own error, the other with
+/// `ApplicationShutdownRequested` naming the failed thread.
+pub(crate) fn shutdown_application_stops_every_instance() -> anyhow::Result<()> {
+    use kstreams::runtime::StreamThreadExceptionResponse;
+
+    let (input, output) = (kafka::unique("pe-shutdown-in"), kafka::unique("pe-shutdown-out"));
+    kafka::create_topics(&[(&input, 2), (&output, 2)]);
+    let app_id = kafka::unique("pe-shutdown");
+    let instance = || -> anyhow::Result<kstreams::runtime::KafkaStreams> {
+        let mut app = kafka::streams(panicking_pipeline(&input, &output)?, kafka::config(&app_id))?;
+        app.set_uncaught_exception_handler(|_| StreamThreadExceptionResponse::ShutdownApplication);
+        Ok(app)
+    };
+    let (mut first, mut second) = (instance()?, instance()?);
+    first.start()?;
+    assert!(first.wait_for_state(State::Running, Duration::from_secs(60)), "state {:?}", first.state());
+    second.start()?;
+    assert!(second.wait_for_state(State::Running, Duration::from_secs(60)), "state {:?}", second.state());
+    three_orders(&input);
+    for app in [&first, &second] {
+        assert!(app.wait_for_state(State::Error, Duration::from_secs(60)), "state {:?}", app.state());
+    }
+    let errors = [first.take_error().expect("an error"), second.take_error().expect("an error")];
+    first.close()?;
+    second.close()?;
+    let failed = errors.iter().filter(|e| matches!(e, StreamsError::ProcessingFailed { .. })).count();
+    assert_eq!(failed, 1, "{errors:?}");
+    let requested = errors
+        .iter()
+        .find_map(|e| match e {
+            StreamsError::ApplicationShutdownRequested { thread, reason } => Some((thread, reason)),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("one instance was asked to shut down: {errors:?}"));
+    assert!(
+        requested.0.starts_with(&format!("{app_id}-")) && requested.0.ends_with("-StreamThread-1"),
+        "{requested:?}"
+    );
+    assert!(requested.1.contains("order 2 is cursed"), "{requested:?}");
+    Ok(())
+}
+
 /// `stream_pattern`: one stream of every topic the pattern matches when the application starts, and
 /// nothing of the topics it does not match.
 pub(crate) fn a_pattern_source_reads_every_matching_topic() -> anyhow::Result<()> {

@@ -18,6 +18,7 @@
 
 mod producer;
 mod restore;
+mod shutdown_request;
 mod state_dir;
 pub(crate) mod thread;
 mod topics;
@@ -119,6 +120,14 @@ pub enum StreamThreadExceptionResponse {
     /// Shut this instance down: its other threads commit what they processed and stop, and the
     /// instance goes to [`State::Error`] with the error in [`KafkaStreams::take_error`] (the default).
     ShutdownClient,
+    /// Shut every instance of the application down: this one as on `ShutdownClient`, and every other
+    /// instance running now within about a second, each to [`State::Error`] with
+    /// [`StreamsError::ApplicationShutdownRequested`] naming the failed thread and its error. The request
+    /// travels on the topic `<application.id>-shutdown-requests`, which an instance creates at start when
+    /// it has an uncaught exception handler (set the handler before [`KafkaStreams::start`]; an instance
+    /// started without one neither sends nor hears requests, and answers `ShutdownApplication` as
+    /// `ShutdownClient`).
+    ShutdownApplication,
 }
 
 type UncaughtExceptionHandler = Arc<dyn Fn(&StreamsError) -> StreamThreadExceptionResponse + Send + Sync>;
@@ -132,6 +141,8 @@ pub(crate) struct Shared {
     pub(crate) thread_metrics: Mutex<std::collections::BTreeMap<String, TaskMetrics>>,
     pub(crate) task_holders: thread::TaskHolders,
     uncaught_handler: Mutex<Option<UncaughtExceptionHandler>>,
+    /// Whether the instance watches for shutdown requests, and so may send one.
+    pub(crate) shutdown_requests: AtomicBool,
 }
 
 impl Shared {
@@ -144,6 +155,7 @@ impl Shared {
             thread_metrics: Mutex::new(Default::default()),
             task_holders: Default::default(),
             uncaught_handler: Mutex::new(None),
+            shutdown_requests: AtomicBool::new(false),
         }
     }
 
@@ -168,6 +180,8 @@ pub struct KafkaStreams {
     supplier: Arc<dyn ClientSupplier>,
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
+    /// The thread that watches for shutdown requests, when the instance has an uncaught exception handler.
+    shutdown_watch: Option<JoinHandle<()>>,
     state_dir: state_dir::StateDirectory,
     rocksdb: state_store::RocksDbMemory,
     restore_listener: Option<Arc<dyn StateRestoreListener>>,
@@ -214,6 +228,7 @@ impl KafkaStreams {
             supplier,
             shared,
             threads: Vec::new(),
+            shutdown_watch: None,
             state_dir,
             rocksdb,
             restore_listener: None,
@@ -230,7 +245,9 @@ impl KafkaStreams {
     /// Decides what happens when a stream thread fails: an error its tasks cannot recover from, a
     /// processing error the processing exception handler said to fail on, or a panic outside user code
     /// (Kafka Streams' `setUncaughtExceptionHandler`). Without one, the instance shuts down
-    /// ([`StreamThreadExceptionResponse::ShutdownClient`]).
+    /// ([`StreamThreadExceptionResponse::ShutdownClient`]). Set it before [`start`](Self::start), as
+    /// Kafka Streams requires, for [`StreamThreadExceptionResponse::ShutdownApplication`] to reach the
+    /// other instances.
     ///
     /// ```no_run
     /// # use streams_core::runtime::{KafkaStreams, StreamThreadExceptionResponse};
@@ -295,7 +312,18 @@ impl KafkaStreams {
     /// cannot be reached within `default.api.timeout.ms`, a missing source topic, co-partitioning) are
     /// returned here, naming what is wrong.
     pub fn start(&mut self) -> Result<(), StreamsError> {
-        for thread in self.prepare_threads()? {
+        let watch_requests = self.shared.uncaught_handler.lock_unpoisoned().is_some();
+        let (threads, watch) = self.prepare_threads(watch_requests)?;
+        if let Some(watch) = watch {
+            let shared = self.shared.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("{}-shutdown-watch", self.config.application_id))
+                .spawn(move || watch.run(shared))
+                .map_err(|e| StreamsError::Internal(format!("cannot spawn the shutdown watch: {e}")))?;
+            self.shutdown_watch = Some(handle);
+            self.shared.shutdown_requests.store(true, Ordering::SeqCst);
+        }
+        for thread in threads {
             let name = thread.name().to_string();
             // The one place the runtime spawns threads.
             let handle = std::thread::Builder::new()
@@ -319,11 +347,15 @@ impl KafkaStreams {
     /// simulation), which steps them, and finishes or crashes them, on its own schedule.
     #[cfg(feature = "test-utils")]
     pub(crate) fn start_stepped(&mut self) -> Result<Vec<thread::StreamThread>, StreamsError> {
-        self.prepare_threads()
+        Ok(self.prepare_threads(false)?.0)
     }
 
-    /// Everything `start` does except running the threads.
-    fn prepare_threads(&mut self) -> Result<Vec<thread::StreamThread>, StreamsError> {
+    /// Everything `start` does except running the threads, and the watch for shutdown requests when
+    /// `watch_requests` (which creates the topic they travel on).
+    fn prepare_threads(
+        &mut self,
+        watch_requests: bool,
+    ) -> Result<(Vec<thread::StreamThread>, Option<shutdown_request::ShutdownWatch>), StreamsError> {
         let state = self.state();
         if state != State::Created {
             return Err(StreamsError::IllegalState { action: "start", state: format!("{state:?}") });
@@ -342,6 +374,12 @@ impl KafkaStreams {
         };
         let admin = self.supplier.admin(&self.config)?;
         let layout = Arc::new(topics::prepare(&self.topology, &self.plan, &self.config, &*admin)?);
+        let watch = if watch_requests {
+            let client_id = format!("{}-{process_id}", self.config.application_id);
+            Some(shutdown_request::ShutdownWatch::start(&*self.supplier, &*admin, &self.config, &client_id)?)
+        } else {
+            None
+        };
         // One admin client per instance, as in Kafka Streams: the threads purge repartition topics with it.
         let admin = Arc::new(Mutex::new(admin));
         self.shared.state.set(State::Rebalancing);
@@ -371,7 +409,7 @@ impl KafkaStreams {
                 },
             )?);
         }
-        Ok(threads)
+        Ok((threads, watch))
     }
 
     /// Commits, closes every task, leaves the group and stops the threads; waits for them.
@@ -400,6 +438,17 @@ impl KafkaStreams {
                 still_running.push(handle);
             }
         }
+        if let Some(watch) = self.shutdown_watch.take() {
+            // It looks at the shutdown flag twice a second, unless a broker that does not answer holds
+            // it up: then it is left to end on its own, as it holds nothing the instance needs back.
+            let deadline = Instant::now() + Duration::from_secs(1);
+            while !watch.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if watch.is_finished() {
+                let _ = watch.join();
+            }
+        }
         self.state_dir.unlock();
         if !still_running.is_empty() {
             let threads = still_running.iter().map(|h| h.thread().name().unwrap_or("unnamed").to_string()).collect();
@@ -417,7 +466,7 @@ impl KafkaStreams {
 
 impl Drop for KafkaStreams {
     fn drop(&mut self) {
-        if !self.threads.is_empty() {
+        if !self.threads.is_empty() || self.shutdown_watch.is_some() {
             let _ = self.close();
         }
     }

@@ -811,10 +811,29 @@ impl StreamThread {
         inner.close_all_tasks();
         inner.publish_metrics();
         drop(inner);
+        let response = match &result {
+            Ok(()) => None,
+            Err(e) => {
+                tracing::error!(target: "kstreams::runtime::thread", thread = %self.name, error = %crate::handler::error_chain(e), "stream thread failed");
+                Some(self.shared.uncaught_exception_response(e))
+            }
+        };
+        let (Err(e), Some(response)) = (result, response) else {
+            self.consumer.close();
+            return None;
+        };
+        if response == StreamThreadExceptionResponse::ShutdownApplication {
+            let reason = crate::handler::error_chain(&e);
+            // This instance keeps its own error, whichever it hears first.
+            self.shared.error.lock_unpoisoned().get_or_insert(e);
+            // Before this thread leaves the group, so that the other instances hear of it before a
+            // rebalance hands them the partitions this one failed on.
+            self.request_application_shutdown(&reason);
+            self.consumer.close();
+            self.shut_down_instance_to_error();
+            return None;
+        }
         self.consumer.close();
-        let Err(e) = result else { return None };
-        tracing::error!(target: "kstreams::runtime::thread", thread = %self.name, error = %crate::handler::error_chain(&e), "stream thread failed");
-        let response = self.shared.uncaught_exception_response(&e);
         if response == StreamThreadExceptionResponse::ReplaceThread && !self.shared.shutdown.load(Ordering::SeqCst) {
             let Recipe { parts, config, supplier, state } = self.recipe.clone();
             match StreamThread::new(self.name.clone(), parts, config, supplier, self.shared.clone(), state) {
@@ -830,12 +849,37 @@ impl StreamThread {
             }
         }
         self.shared.error.lock_unpoisoned().get_or_insert(e);
-        // SHUTDOWN_CLIENT, Kafka Streams' default answer to a thread's failure: the instance's other
-        // threads commit what they processed and stop too, rather than take over the failed thread's
-        // partitions in an instance that reports ERROR.
+        self.shut_down_instance_to_error();
+        None
+    }
+
+    /// SHUTDOWN_CLIENT, Kafka Streams' default answer to a thread's failure: the instance's other
+    /// threads commit what they processed and stop too, rather than take over the failed thread's
+    /// partitions in an instance that reports ERROR.
+    fn shut_down_instance_to_error(&self) {
         self.shared.shutdown.store(true, Ordering::SeqCst);
         self.shared.state.set(State::Error);
-        None
+    }
+
+    /// SHUTDOWN_APPLICATION: asks every instance to shut down (see `shutdown_request`). A request that
+    /// cannot be sent is logged; this instance shuts down all the same.
+    fn request_application_shutdown(&self, reason: &str) {
+        if !self.shared.shutdown_requests.load(Ordering::SeqCst) {
+            tracing::error!(target: "kstreams::runtime::thread", thread = %self.name,
+                "the uncaught exception handler said ShutdownApplication, but the instance does not watch for shutdown requests (its handler was set after start); shutting down this instance only");
+            return;
+        }
+        let Recipe { config, supplier, .. } = &self.recipe;
+        match super::shutdown_request::send(&**supplier, config, &self.name, reason, self.clock.now_ms()) {
+            Ok(()) => {
+                tracing::error!(target: "kstreams::runtime::thread", thread = %self.name, "asked every instance of the application to shut down");
+                // Time for the other instances to hear it (they look twice a second) while this thread
+                // still holds its partitions.
+                std::thread::sleep(super::shutdown_request::HEARING_TIME);
+            }
+            Err(error) => tracing::error!(target: "kstreams::runtime::thread", thread = %self.name, error = %error,
+                "cannot ask the other instances to shut down; shutting down this instance only"),
+        }
     }
 
     /// A crash (simulation, on the embedded broker): everything is dropped where it stands. Nothing is
