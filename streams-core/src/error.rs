@@ -92,6 +92,15 @@ pub enum TopologyError {
         /// The source added second.
         second: String,
     },
+    /// A windowed aggregation's windows, or its store's retention, cannot be used (Kafka Streams'
+    /// `IllegalArgumentException` messages).
+    #[error("the windowed aggregation `{node}` cannot be built: {reason}")]
+    InvalidWindows {
+        /// The aggregation's processor.
+        node: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A sink has no topic to write to.
     #[error("sink `{sink}` has no topic")]
     SinkWithoutTopic {

@@ -88,6 +88,7 @@ pub mod time;
 pub(crate) mod time;
 mod timestamp;
 pub mod topology;
+mod window;
 
 pub use error::{StreamsError, TopologyError};
 pub use event::Event;

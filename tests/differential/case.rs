@@ -57,6 +57,10 @@ pub(crate) struct Step {
     pub(crate) subtractor: Option<String>,
     pub(crate) other: Option<String>,
     pub(crate) partitions: Option<u32>,
+    /// `windowed_by`: the window size, advance and grace period, in milliseconds.
+    pub(crate) size: Option<u64>,
+    pub(crate) advance: Option<u64>,
+    pub(crate) grace: Option<u64>,
     pub(crate) materialized: Option<MaterializedSpec>,
     pub(crate) branches: Option<Vec<BranchSpec>>,
     pub(crate) default: Option<BranchSpec>,
@@ -70,6 +74,8 @@ pub(crate) struct MaterializedSpec {
     pub(crate) value: Option<Fmt>,
     pub(crate) logging: Option<bool>,
     pub(crate) caching: Option<bool>,
+    /// A window store's retention, in milliseconds.
+    pub(crate) retention: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -13,11 +13,13 @@ use std::collections::{BTreeSet, HashMap};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use kstreams::prelude::*;
+use kstreams::serde::TimeWindowedSerde;
 use kstreams::store::ValueAndTimestamp;
-use kstreams::testing::{TestInputTopic, TestRecord};
+use kstreams::testing::TestInputTopic;
+use kstreams::Headers;
 use serde_json::Value as Json;
 
 use case::{Case, Expected, StoreFormat};
@@ -140,10 +142,21 @@ fn run_all(case: &Case, expected: &Expected) -> Result<Vec<String>, String> {
         if case.exception("outputs").is_none() {
             let mut outputs = Vec::new();
             for o in &case.outputs {
-                let topic =
-                    driver.output_topic_with::<Key, Val>(&o.topic, key_serde(o.key), Arc::new(ValSerde(o.value)));
-                for r in driver.read_records(&topic).map_err(|e| format!("seed {seed}: reading {}: {e}", o.topic))? {
-                    outputs.push(output_line(&o.topic, r));
+                let reading = |e: StreamsError| format!("seed {seed}: reading {}: {e}", o.topic);
+                let value_serde = Arc::new(ValSerde(o.value));
+                if let Some(inner) = o.key.windowed() {
+                    // Kafka's layout has no window end: shown as `[key, start]`.
+                    let key_serde = Arc::new(TimeWindowedSerde::new(key_serde(inner), Duration::MAX));
+                    let topic = driver.output_topic_with::<Windowed<Key>, Val>(&o.topic, key_serde, value_serde);
+                    for r in driver.read_records(&topic).map_err(reading)? {
+                        let key = Json::Array(vec![r.key.key.0.to_json(), Json::from(r.key.window.start)]);
+                        outputs.push(output_line(&o.topic, key, r.value, r.timestamp, &r.headers));
+                    }
+                    continue;
+                }
+                let topic = driver.output_topic_with::<Key, Val>(&o.topic, key_serde(o.key), value_serde);
+                for r in driver.read_records(&topic).map_err(reading)? {
+                    outputs.push(output_line(&o.topic, r.key.0.to_json(), r.value, r.timestamp, &r.headers));
                 }
             }
             compare_records(&format!("seed {seed}: outputs"), &run.outputs, &outputs)?;
@@ -159,11 +172,10 @@ fn run_all(case: &Case, expected: &Expected) -> Result<Vec<String>, String> {
     Ok(skipped)
 }
 
-fn output_line(topic: &str, r: TestRecord<Key, Val>) -> Json {
-    let mut line = vec![Json::from(topic), r.key.0.to_json(), r.value.to_json(), Json::from(r.timestamp)];
-    if !r.headers.is_empty() {
-        let headers = r
-            .headers
+fn output_line(topic: &str, key: Json, value: Val, timestamp: i64, headers: &Headers) -> Json {
+    let mut line = vec![Json::from(topic), key, value.to_json(), Json::from(timestamp)];
+    if !headers.is_empty() {
+        let headers = headers
             .iter()
             .map(|(k, v)| {
                 Json::Array(vec![Json::from(k), v.map_or(Json::Null, |v| Json::from(String::from_utf8_lossy(v)))])
@@ -182,8 +194,24 @@ fn store_lines(driver: &mut TopologyTestDriver, store: &StoreFormat) -> Result<V
             .map(|(k, v)| Json::Array(vec![k.0.to_json(), v.value.to_val().to_json(), Json::from(v.timestamp)]))
             .collect()
     }
+    /// A window store's rows: `[[key, start, end], value, timestamp]`.
+    fn windowed_rows<V: values::Dyn>(entries: Vec<(Windowed<Key>, ValueAndTimestamp<V>)>) -> Vec<Json> {
+        entries
+            .into_iter()
+            .map(|(k, v)| {
+                let key = Json::Array(vec![k.key.0.to_json(), Json::from(k.window.start), Json::from(k.window.end)]);
+                Json::Array(vec![key, v.value.to_val().to_json(), Json::from(v.timestamp)])
+            })
+            .collect()
+    }
     let name = store.name.as_str();
     let read = |e: StreamsError| format!("store {name}: {e}");
+    if let Some(s) = driver.key_value_store::<Windowed<Key>, ValueAndTimestamp<Val>>(name) {
+        return Ok(windowed_rows(s.all().and_then(Iterator::collect).map_err(read)?));
+    }
+    if let Some(s) = driver.key_value_store::<Windowed<Key>, ValueAndTimestamp<i64>>(name) {
+        return Ok(windowed_rows(s.all().and_then(Iterator::collect).map_err(read)?));
+    }
     if let Some(s) = driver.key_value_store::<Key, ValueAndTimestamp<Val>>(name) {
         return Ok(rows(s.all().and_then(Iterator::collect).map_err(read)?));
     }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use kstreams::dsl::{CogroupedKStream, ValueTransformerWithKey};
+use kstreams::dsl::{CogroupedKStream, TimeWindowedKStream, ValueTransformerWithKey};
 use kstreams::prelude::*;
 use kstreams::processor::{
     ConsumedRecord, FixedKeyProcessor, FixedKeyProcessorContext, FixedKeyRecord, ProcessingContext,
@@ -25,6 +25,12 @@ enum Handle {
     LongGrouped(KGroupedStream<Key, i64>),
     GroupedTable(KGroupedTable<Key, Val>),
     Cogrouped(CogroupedKStream<Key, Val>),
+    Windowed(TimeWindowedKStream<Key, Val>),
+    LongWindowed(TimeWindowedKStream<Key, i64>),
+    WinTable(KTable<Windowed<Key>, Val>),
+    WinLongTable(KTable<Windowed<Key>, i64>),
+    WinOptStream(KStream<Windowed<Key>, Option<Val>>),
+    WinOptLongStream(KStream<Windowed<Key>, Option<i64>>),
     Done,
 }
 
@@ -36,6 +42,9 @@ impl Handle {
             Handle::Grouped(_) | Handle::LongGrouped(_) => "a grouped stream",
             Handle::GroupedTable(_) => "a grouped table",
             Handle::Cogrouped(_) => "a cogrouped stream",
+            Handle::Windowed(_) | Handle::LongWindowed(_) => "a windowed stream",
+            Handle::WinTable(_) | Handle::WinLongTable(_) => "a windowed table",
+            Handle::WinOptStream(_) | Handle::WinOptLongStream(_) => "a stream of windowed keys",
             Handle::Done => "nothing (a terminal operator)",
         }
     }
@@ -50,8 +59,16 @@ impl Handle {
             Handle::LongTable(t) => Handle::LongTable(t.clone()),
             Handle::Grouped(g) => Handle::Grouped(g.clone()),
             Handle::LongGrouped(g) => Handle::LongGrouped(g.clone()),
-            // Grouped tables and cogroups are not Clone in the DSL; a case uses each once.
-            Handle::GroupedTable(_) | Handle::Cogrouped(_) | Handle::Done => Handle::Done,
+            Handle::WinTable(t) => Handle::WinTable(t.clone()),
+            Handle::WinLongTable(t) => Handle::WinLongTable(t.clone()),
+            Handle::WinOptStream(s) => Handle::WinOptStream(s.clone()),
+            Handle::WinOptLongStream(s) => Handle::WinOptLongStream(s.clone()),
+            // Grouped tables, cogroups and windowed streams are not Clone in the DSL; a case uses each once.
+            Handle::GroupedTable(_)
+            | Handle::Cogrouped(_)
+            | Handle::Windowed(_)
+            | Handle::LongWindowed(_)
+            | Handle::Done => Handle::Done,
         }
     }
 }
@@ -266,6 +283,16 @@ fn apply(
                 Handle::Done
             })
         }
+        "to" if matches!(input, Handle::WinOptStream(_) | Handle::WinOptLongStream(_)) => {
+            // A windowed table's stream: written with the serdes it inherits (`to(topic)`).
+            let topic = step.topic.as_deref().ok_or("needs `topic`")?;
+            match input {
+                Handle::WinOptStream(s) => with_name(s, &named, |x, n| x.named(n)).to(topic),
+                Handle::WinOptLongStream(s) => with_name(s, &named, |x, n| x.named(n)).to(topic),
+                _ => unreachable!("matched above"),
+            }
+            Handle::Done
+        }
         "to" => {
             let topic = step.topic.as_deref().ok_or("needs `topic`")?;
             let partitioner = step.partitioner.as_deref().map(f::partitioner).transpose()?;
@@ -306,6 +333,8 @@ fn apply(
             }
         }
         "to_stream" => match input {
+            Handle::WinTable(t) => Handle::WinOptStream(with_name(t, &named, |x, n| x.named(n)).to_stream()),
+            Handle::WinLongTable(t) => Handle::WinOptLongStream(with_name(t, &named, |x, n| x.named(n)).to_stream()),
             Handle::Table(t) => Handle::OptStream(with_name(t, &named, |x, n| x.named(n)).to_stream()),
             Handle::LongTable(t) => Handle::OptLongStream(with_name(t, &named, |x, n| x.named(n)).to_stream()),
             other => return Err(format!("needs a table, got {}", other.kind())),
@@ -350,7 +379,19 @@ fn apply(
                 })
             }),
         },
+        "windowed_by" => {
+            let windows = time_windows(step)?;
+            match input {
+                Handle::Grouped(g) => Handle::Windowed(g.windowed_by(windows)),
+                Handle::LongGrouped(g) => Handle::LongWindowed(g.windowed_by(windows)),
+                other => return Err(format!("needs a grouped stream, got {}", other.kind())),
+            }
+        }
         "count" => match input {
+            Handle::Windowed(w) => Handle::WinLongTable(count_windowed(with_name(w, &named, |x, n| x.named(n)), step)),
+            Handle::LongWindowed(w) => {
+                Handle::WinLongTable(count_windowed(with_name(w, &named, |x, n| x.named(n)), step))
+            }
             Handle::Grouped(g) => Handle::LongTable(count_stream(with_name(g, &named, |x, n| x.named(n)), step)),
             Handle::LongGrouped(g) => Handle::LongTable(count_stream(with_name(g, &named, |x, n| x.named(n)), step)),
             Handle::GroupedTable(g) => {
@@ -363,6 +404,10 @@ fn apply(
             other => return Err(format!("needs a grouped stream or table, got {}", other.kind())),
         },
         "reduce" => match input {
+            Handle::Windowed(w) => Handle::WinTable(reduce_windowed(with_name(w, &named, |x, n| x.named(n)), step)?),
+            Handle::LongWindowed(w) => {
+                Handle::WinLongTable(reduce_windowed(with_name(w, &named, |x, n| x.named(n)), step)?)
+            }
             Handle::Grouped(g) => Handle::Table(reduce_stream(with_name(g, &named, |x, n| x.named(n)), step)?),
             Handle::LongGrouped(g) => Handle::LongTable(reduce_stream(with_name(g, &named, |x, n| x.named(n)), step)?),
             Handle::GroupedTable(g) => {
@@ -406,6 +451,12 @@ fn apply(
                 }
                 Handle::Grouped(g) => {
                     Handle::Table(aggregate_stream(with_name(g, &named, |x, n| x.named(n)), step, init)?)
+                }
+                Handle::Windowed(w) => {
+                    Handle::WinTable(aggregate_windowed(with_name(w, &named, |x, n| x.named(n)), step, init)?)
+                }
+                Handle::LongWindowed(w) => {
+                    Handle::WinTable(aggregate_windowed(with_name(w, &named, |x, n| x.named(n)), step, init)?)
                 }
                 Handle::LongGrouped(g) => {
                     Handle::Table(aggregate_stream(with_name(g, &named, |x, n| x.named(n)), step, init)?)
@@ -534,7 +585,53 @@ fn materialized<V: Dyn>(spec: Option<&MaterializedSpec>) -> Materialized<Key, V>
     if spec.caching == Some(false) {
         m = m.with_caching_disabled();
     }
+    if let Some(retention) = spec.retention {
+        m = m.with_retention(std::time::Duration::from_millis(retention));
+    }
     m
+}
+
+/// `TimeWindows.ofSizeWithNoGrace(size)` (or `ofSizeAndGrace(size, grace)`), `.advanceBy(advance)`.
+fn time_windows(step: &Step) -> Result<TimeWindows, String> {
+    let ms = std::time::Duration::from_millis;
+    let size = ms(step.size.ok_or("needs `size`")?);
+    let windows = match step.grace {
+        Some(grace) => TimeWindows::of_size_and_grace(size, ms(grace)),
+        None => TimeWindows::of_size_with_no_grace(size),
+    };
+    Ok(match step.advance {
+        Some(advance) => windows.advance_by(ms(advance)),
+        None => windows,
+    })
+}
+
+fn count_windowed<V: Dyn>(w: TimeWindowedKStream<Key, V>, step: &Step) -> KTable<Windowed<Key>, i64> {
+    match &step.materialized {
+        Some(m) => w.count_with(materialized::<i64>(Some(m))),
+        None => w.count(),
+    }
+}
+
+fn reduce_windowed<V: Dyn>(w: TimeWindowedKStream<Key, V>, step: &Step) -> Result<KTable<Windowed<Key>, V>, String> {
+    let r = f::reducer(function(step)?)?;
+    let reducer = move |a: V, v: V| V::from_val(r(a.to_val(), v.to_val()));
+    Ok(match &step.materialized {
+        Some(m) => w.reduce_with(reducer, materialized::<V>(Some(m))),
+        None => w.reduce(reducer),
+    })
+}
+
+fn aggregate_windowed<V: Dyn>(
+    w: TimeWindowedKStream<Key, V>,
+    step: &Step,
+    init: f::Initializer,
+) -> Result<KTable<Windowed<Key>, Val>, String> {
+    let a = f::aggregator(function(step)?)?;
+    let aggregator = move |k: &Key, v: V, agg: Val| a(&k.0, v.to_val(), agg);
+    Ok(match &step.materialized {
+        Some(m) => w.aggregate_with(move || init(), aggregator, materialized::<Val>(Some(m))),
+        None => w.aggregate(move || init(), aggregator),
+    })
 }
 
 fn count_stream<V: Dyn>(g: KGroupedStream<Key, V>, step: &Step) -> KTable<Key, i64> {

@@ -10,12 +10,28 @@ use kstreams::serde::{I64Serde, OptionSerde, SerdeError};
 use serde::Deserialize;
 use serde_json::Value as Json;
 
-/// A serde format of the case files.
+/// A serde format of the case files. The windowed ones are for the keys of outputs and stores only:
+/// the inner key's format, with the window start after it (Kafka's `TimeWindowedSerializer`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Fmt {
     String,
     Long,
+    #[serde(rename = "windowed:string")]
+    WindowedString,
+    #[serde(rename = "windowed:long")]
+    WindowedLong,
+}
+
+impl Fmt {
+    /// The inner key's format of a windowed format.
+    pub(crate) fn windowed(self) -> Option<Fmt> {
+        match self {
+            Fmt::WindowedString => Some(Fmt::String),
+            Fmt::WindowedLong => Some(Fmt::Long),
+            Fmt::String | Fmt::Long => None,
+        }
+    }
 }
 
 /// A key or value as Kafka Streams' Java code sees it: a `String`, a `Long` or null.
@@ -105,6 +121,9 @@ impl Serde<Val> for ValSerde {
 
     fn deserialize(&self, topic: &str, bytes: &[u8]) -> Result<Val, SerdeError> {
         match self.0 {
+            fmt @ (Fmt::WindowedString | Fmt::WindowedLong) => {
+                Err(SerdeError::new("Val", topic, format!("{fmt:?} is for windowed keys")))
+            }
             Fmt::String => match std::str::from_utf8(bytes) {
                 Ok(s) => Ok(Val::Str(s.to_string())),
                 Err(e) => Err(SerdeError::new("Val", topic, format!("not UTF-8: {e}"))),

@@ -210,3 +210,29 @@ fn read_until(
     consumer.close();
     records
 }
+
+/// The configs of `topic` as the real Kafka describes them (`None` on the embedded broker, which keeps
+/// only whether a topic is compacted).
+pub(crate) fn topic_config(topic: &str) -> Option<BTreeMap<String, String>> {
+    embedded().is_none().then(|| describe_topic_config(topic))
+}
+
+#[cfg(feature = "kafka")]
+fn describe_topic_config(topic: &str) -> BTreeMap<String, String> {
+    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::config::ClientConfig;
+
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", bootstrap()).create().expect("an admin client");
+    let described =
+        futures::executor::block_on(admin.describe_configs(&[ResourceSpecifier::Topic(topic)], &AdminOptions::new()))
+            .expect("describe configs");
+    let resource = described.into_iter().next().expect("one resource").expect("the topic's configs");
+    resource.entries.into_iter().filter_map(|e| Some((e.name, e.value?))).collect()
+}
+
+#[cfg(not(feature = "kafka"))]
+fn describe_topic_config(_topic: &str) -> BTreeMap<String, String> {
+    panic!("describing a topic needs Apache Kafka, and kstreams was built without its `kafka` feature")
+}

@@ -622,6 +622,69 @@ pub(crate) fn shutdown_application_stops_every_instance() -> anyhow::Result<()> 
     Ok(())
 }
 
+/// A windowed count: its output keys are Kafka's `TimeWindowedSerializer` bytes, its changelog keys
+/// Kafka Streams' window store keys (key, start, sequence number 0) in a `compact,delete` topic kept for
+/// the retention plus one day, and an instance with no local state restores the windows from it.
+pub(crate) fn a_windowed_count_is_logged_as_kafka_streams_logs_it_and_restored() -> anyhow::Result<()> {
+    use kstreams::serde::StringSerde;
+    use std::sync::Arc;
+
+    let (input, output) = (kafka::unique("win-in"), kafka::unique("win-out"));
+    kafka::create_topics(&[(&input, 1), (&output, 1)]);
+    let app_id = kafka::unique("win");
+    let hour = Duration::from_secs(3600);
+    let topology = || -> anyhow::Result<Topology> {
+        let builder = StreamsBuilder::new();
+        builder
+            .stream::<String, String>(&input)
+            .group_by_key()
+            .windowed_by(TimeWindows::of_size_with_no_grace(hour))
+            .count_with(Materialized::as_store("per-hour"))
+            .to_stream()
+            .to(&output);
+        Ok(builder.build()?)
+    };
+    let key = |k: &str| Some(k.as_bytes().to_vec());
+    let value = Some(b"v".to_vec());
+    kafka::produce(&input, vec![(key("a"), value.clone()), (key("a"), value.clone())]);
+    let mut first = kafka::streams(topology()?, kafka::config(&app_id))?;
+    first.start()?;
+    kafka::consume_until(&output, Duration::from_secs(60), |r| r.len() >= 2);
+    first.close()?;
+
+    // A new state directory: the second instance restores the window from the changelog.
+    let mut second = kafka::streams(topology()?, kafka::config(&app_id))?;
+    second.start()?;
+    kafka::produce(&input, vec![(key("a"), value)]);
+    let out = kafka::consume_until(&output, Duration::from_secs(60), |r| r.len() >= 3);
+    second.close()?;
+
+    // `kafka::produce` stamps records from 1_700_000_000_000 on: all three fall in one hour.
+    let start: i64 = 1_700_000_000_000 - 1_700_000_000_000 % 3_600_000;
+    let serde = kstreams::serde::TimeWindowedSerde::new(Arc::new(StringSerde), hour);
+    let read: Vec<(Windowed<String>, i64)> = out
+        .iter()
+        .map(|r| {
+            (serde.deserialize(&output, r.key.as_deref().unwrap()).unwrap(), decode_i64(&output, r.value.as_deref()))
+        })
+        .collect();
+    let window = Windowed::new("a".to_string(), Window { start, end: start + 3_600_000 });
+    assert_eq!(read, vec![(window.clone(), 1), (window.clone(), 2), (window, 3)]);
+    let mut expected_key = b"a".to_vec();
+    expected_key.extend_from_slice(&start.to_be_bytes());
+    assert_eq!(out[0].key.as_deref(), Some(&expected_key[..]));
+
+    let changelog = format!("{app_id}-per-hour-changelog");
+    let logged = kafka::consume_until(&changelog, Duration::from_secs(30), |r| r.len() >= 3);
+    expected_key.extend_from_slice(&[0, 0, 0, 0]);
+    assert!(logged.iter().all(|r| r.key.as_deref() == Some(&expected_key[..])), "{logged:?}");
+    if let Some(config) = kafka::topic_config(&changelog) {
+        assert_eq!(config.get("cleanup.policy").map(String::as_str), Some("compact,delete"));
+        assert_eq!(config.get("retention.ms").map(String::as_str), Some("90000000"));
+    }
+    Ok(())
+}
+
 /// `stream_pattern`: one stream of every topic the pattern matches when the application starts, and
 /// nothing of the topics it does not match.
 pub(crate) fn a_pattern_source_reads_every_matching_topic() -> anyhow::Result<()> {

@@ -115,6 +115,10 @@ pub struct StreamsConfig {
     /// `repartition.purge.interval.ms` (default 30 s): how often a thread deletes the records of its
     /// repartition topics that it has consumed and committed, so they do not grow without bound.
     pub repartition_purge_interval: Duration,
+    /// `windowstore.changelog.additional.retention.ms` (default one day): how much longer than its
+    /// window store's retention a window store's changelog topic keeps records (`retention.ms` of the
+    /// topic is the sum), so that a restore still finds every window the store keeps.
+    pub windowstore_changelog_additional_retention: Duration,
     /// `default.deserialization.exception.handler` (default log and fail).
     pub deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
     /// `processing.exception.handler` (default log and fail): what happens when user code in a
@@ -194,6 +198,7 @@ impl StreamsConfig {
             default_api_timeout: Duration::from_secs(60),
             poll_timeout: Duration::from_millis(100),
             repartition_purge_interval: Duration::from_millis(30_000),
+            windowstore_changelog_additional_retention: Duration::from_millis(86_400_000),
             deserialization_handler: Arc::new(LogAndFail),
             processing_handler: Arc::new(LogAndFail),
             production_handler: Arc::new(FailOnProductionError),

@@ -74,7 +74,7 @@ const TRUSTSTORE: &str =
 
 /// The table: every setting `set` takes, in the order of docs/configuration.md's table (and so of
 /// `Debug`).
-pub(crate) static SETTINGS: [Setting; 30] = [
+pub(crate) static SETTINGS: [Setting; 31] = [
     Setting {
         property: "application.id",
         field: "application_id",
@@ -265,6 +265,16 @@ pub(crate) static SETTINGS: [Setting; 30] = [
             Ok(())
         },
         show: |c| c.repartition_purge_interval.as_millis().to_string(),
+    },
+    Setting {
+        property: "windowstore.changelog.additional.retention.ms",
+        field: "windowstore_changelog_additional_retention",
+        default: "86400000",
+        set: |c, _, v| {
+            c.windowstore_changelog_additional_retention = millis(v)?;
+            Ok(())
+        },
+        show: |c| c.windowstore_changelog_additional_retention.as_millis().to_string(),
     },
     Setting {
         property: "default.deserialization.exception.handler",
@@ -707,7 +717,8 @@ mod tests {
             application_id, bootstrap_servers, num_stream_threads, processing_guarantee, commit_interval,
             state_dir, cache_max_bytes, default_dsl_store, rocksdb_cache_bytes, rocksdb_write_buffer_bytes,
             statestore_uncommitted_max_bytes, max_poll_records, task_timeout, replication_factor,
-            default_api_timeout, poll_timeout, repartition_purge_interval, deserialization_handler,
+            default_api_timeout, poll_timeout, repartition_purge_interval, windowstore_changelog_additional_retention,
+            deserialization_handler,
             processing_handler, production_handler, default_timestamp_extractor, client_overrides, consumer_overrides,
             producer_overrides, admin_overrides,
         )

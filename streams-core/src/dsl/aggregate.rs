@@ -12,6 +12,7 @@ use super::Data;
 use crate::processor::{Processor, ProcessorContext, StoreHandle};
 use crate::serde::{to_bytes, Serde};
 use crate::store::ValueAndTimestamp;
+use crate::window::{TimeWindows, Windowed};
 use crate::{Record, StreamsError};
 
 /// Where an aggregation's updates go: to the store and downstream at once, or through the record cache.
@@ -76,7 +77,7 @@ impl<K: Data, VA: Data> AggregateOutput<K, VA> {
 
     /// One aggregation step for `record`: the key's current aggregate, `step` on it, then the update. The
     /// result's timestamp is the largest that contributed.
-    fn aggregate<V>(
+    pub(super) fn aggregate<V>(
         &mut self,
         ctx: &mut ProcessorContext<'_, K, Change<VA>>,
         record: Record<K, V>,
@@ -165,6 +166,27 @@ impl<K: Data, VA: Data> AggregateOutput<K, VA> {
 /// One aggregation step for a stream: `(key, value, old aggregate) -> new aggregate`.
 pub(crate) type StreamStep<K, V, VA> = Arc<dyn Fn(&K, V, Option<VA>) -> VA + Send + Sync>;
 
+/// `count`'s step: one more.
+pub(crate) fn count_step<K, V>() -> StreamStep<K, V, i64> {
+    Arc::new(|_, _, old| old.unwrap_or(0) + 1)
+}
+
+/// `reduce`'s step: the first value is the start.
+pub(crate) fn reduce_step<K, V: 'static>(reducer: impl Fn(V, V) -> V + Send + Sync + 'static) -> StreamStep<K, V, V> {
+    Arc::new(move |_, value, old| match old {
+        Some(aggregate) => reducer(aggregate, value),
+        None => value,
+    })
+}
+
+/// `aggregate`'s step: from `initializer()` when there is no aggregate yet.
+pub(crate) fn aggregate_step<K, V, VA: 'static>(
+    initializer: impl Fn() -> VA + Send + Sync + 'static,
+    aggregator: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
+) -> StreamStep<K, V, VA> {
+    Arc::new(move |key, value, old| aggregator(key, value, old.unwrap_or_else(&initializer)))
+}
+
 /// One aggregation step for a table: `(key, change, old aggregate) -> new aggregate` (`None` deletes).
 pub(crate) type TableStep<K, V, VA> = Arc<dyn Fn(&K, Change<V>, Option<VA>) -> Option<VA> + Send + Sync>;
 
@@ -240,6 +262,66 @@ impl<K: Data, V: Data, VA: Data> Processor<K, Change<V>, K, Change<VA>> for Tabl
     }
 
     fn close(&mut self, _ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<(), StreamsError> {
+        self.output.close();
+        Ok(())
+    }
+}
+
+/// `TimeWindowedKStream::{count, reduce, aggregate}` (Kafka Streams' `KStreamWindowAggregate`): each
+/// record is folded into every window it falls in that is still open. The windows' stream time is the
+/// processor's own, the largest timestamp it has seen (from -1 at each start, as in Kafka Streams); a
+/// window is closed once its end is at or before that time minus the grace period, and a record for a
+/// closed window is dropped for it and counted, once per window.
+pub(crate) struct WindowAggregate<K, V, VA> {
+    pub(crate) output: AggregateOutput<Windowed<K>, VA>,
+    pub(crate) step: StreamStep<K, V, VA>,
+    pub(crate) key_serde: Arc<dyn Serde<K>>,
+    pub(crate) windows: TimeWindows,
+    pub(crate) observed_stream_time: i64,
+}
+
+impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>> for WindowAggregate<K, V, VA> {
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>) -> Result<(), StreamsError> {
+        self.output.init(ctx)
+    }
+
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
+        record: Record<K, V>,
+    ) -> Result<(), StreamsError> {
+        // Kafka Streams drops null keys only: a null value is aggregated (a count counts it).
+        if self.key_serde.is_null(&record.key) {
+            ctx.record_dropped("null key in a windowed aggregation");
+            return Ok(());
+        }
+        self.observed_stream_time = self.observed_stream_time.max(record.timestamp);
+        let close_time = self.observed_stream_time.saturating_sub(self.windows.grace_ms());
+        let step = &self.step;
+        for window in self.windows.windows_for(record.timestamp) {
+            if window.end <= close_time {
+                ctx.record_late(&format!(
+                    "expired window [{},{}) timestamp=[{}] expiration=[{}] streamTime=[{}]",
+                    window.start, window.end, record.timestamp, close_time, self.observed_stream_time
+                ));
+                continue;
+            }
+            let windowed = Record {
+                key: Windowed::new(record.key.clone(), window),
+                value: record.value.clone(),
+                timestamp: record.timestamp,
+                headers: record.headers.clone(),
+            };
+            self.output.aggregate(ctx, windowed, |key, value, old| Some(step(&key.key, value, old)))?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>) -> Result<(), StreamsError> {
+        self.output.flush(ctx)
+    }
+
+    fn close(&mut self, _ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>) -> Result<(), StreamsError> {
         self.output.close();
         Ok(())
     }

@@ -3,12 +3,15 @@
 
 use std::sync::Arc;
 
-use super::aggregate::{AggregateOutput, StreamAggregate, StreamStep, TableAggregate, TableStep};
-use super::builder::{missing_serde, pick, pick_or_default};
+use super::aggregate::{
+    aggregate_step, count_step, reduce_step, AggregateOutput, StreamAggregate, StreamStep, TableAggregate, TableStep,
+};
+use super::builder::{missing_serde, pick, pick_or_default, BuilderState};
 use super::change::{Change, ChangeSerde};
 use super::cogroup::{CogroupedKStream, GroupedInput};
 use super::options::{Grouped, Materialized};
 use super::repartition::{add_repartition, RepartitionNames};
+use super::windowed::TimeWindowedKStream;
 use super::{Data, KStream, KTable};
 use crate::record::RecordPart;
 use crate::serde::{DefaultSerde, Serde};
@@ -16,13 +19,14 @@ use crate::store::{
     DefaultKeyValueBytesStoreSupplier, KeyValueBytesStoreSupplier, Stores, ValueAndTimestamp, ValueAndTimestampSerde,
 };
 use crate::topology::processor_def;
+use crate::window::TimeWindows;
 
 /// A stream grouped by key, waiting for an aggregation (Kafka Streams' `KGroupedStream`).
 pub struct KGroupedStream<K, V> {
-    stream: KStream<K, V>,
-    grouped: Grouped<K, V>,
+    pub(super) stream: KStream<K, V>,
+    pub(super) grouped: Grouped<K, V>,
     repartition_required: bool,
-    next_name: Option<String>,
+    pub(super) next_name: Option<String>,
 }
 
 impl<K, V> Clone for KGroupedStream<K, V> {
@@ -136,13 +140,13 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         K: DefaultSerde,
         V: DefaultSerde,
     {
-        let step: StreamStep<K, V, i64> = Arc::new(|_, _, old| old.unwrap_or(0) + 1);
+        let step = count_step();
         let materialized =
             self.key_serde_into(materialized).with_value_serde_if_missing(Arc::new(crate::serde::I64Serde));
         self.aggregate_internal("KSTREAM-AGGREGATE-", step, materialized, self.value_serde())
     }
 
-    fn key_serde_into<VA>(&self, materialized: Materialized<K, VA>) -> Materialized<K, VA>
+    pub(super) fn key_serde_into<VA>(&self, materialized: Materialized<K, VA>) -> Materialized<K, VA>
     where
         K: DefaultSerde,
     {
@@ -150,7 +154,7 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
     }
 
     /// The serde of the values on the repartition topic: the grouping's, else upstream's, else the type's.
-    fn value_serde(&self) -> Arc<dyn Serde<V>>
+    pub(super) fn value_serde(&self) -> Arc<dyn Serde<V>>
     where
         V: DefaultSerde,
     {
@@ -216,10 +220,7 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         K: DefaultSerde,
         V: DefaultSerde,
     {
-        let step: StreamStep<K, V, V> = Arc::new(move |_, value, old| match old {
-            Some(aggregate) => reducer(aggregate, value),
-            None => value,
-        });
+        let step = reduce_step(reducer);
         let value_serde = pick_or_default(self.grouped.value_serde.clone(), &self.stream.value_serde);
         let materialized = self.key_serde_into(materialized).with_value_serde_if_missing(value_serde);
         self.aggregate_internal("KSTREAM-REDUCE-", step, materialized, self.value_serde())
@@ -293,8 +294,7 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         K: DefaultSerde,
         V: DefaultSerde,
     {
-        let step: StreamStep<K, V, VA> =
-            Arc::new(move |key, value, old| aggregator(key, value, old.unwrap_or_else(&initializer)));
+        let step = aggregate_step(initializer, aggregator);
         let materialized = self.key_serde_into(materialized).with_value_serde_if_missing(VA::default_serde());
         self.aggregate_internal("KSTREAM-AGGREGATE-", step, materialized, self.value_serde())
     }
@@ -341,6 +341,36 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
     ) -> KTable<K, VA> {
         let builder = self.stream.builder.clone();
         let mut b = builder.borrow_mut();
+        let setup = match self.setup_aggregation(&mut b, prefix, &materialized, value_serde.clone()) {
+            Ok(setup) => setup,
+            Err((name, store)) => return KTable::new(builder.clone(), name, None, None, Some(store)),
+        };
+        let AggregationSetup { store, name, key_serde, agg_serde, parent } = setup;
+        let value_serde_for_nulls = Some(value_serde);
+        let (store_for_processor, key_for_processor) = (store.clone(), key_serde.clone());
+        let caching = materialized.caching_enabled;
+        let def = processor_def(&name, vec![parent], move || StreamAggregate {
+            output: AggregateOutput::new(store_for_processor.clone(), key_for_processor.clone(), caching),
+            step: step.clone(),
+            key_serde: key_for_processor.clone(),
+            value_serde: value_serde_for_nulls.clone(),
+        });
+        b.topology.add_node_deferred(def);
+        b.topology.add_store_deferred(store_def(&store, &materialized, key_serde.clone(), agg_serde.clone()), &name);
+        KTable::new(builder.clone(), name, Some(key_serde), Some(agg_serde), Some(store))
+    }
+
+    /// What every aggregation of this stream, windowed or not, does before its processor, in Kafka
+    /// Streams' order: names the store (unless given) and the processor, picks the serdes, and adds the
+    /// repartition topic when the key changed upstream. A missing serde is recorded for `build()`, and
+    /// the processor's and store's names come back as the error.
+    pub(super) fn setup_aggregation<VA>(
+        &self,
+        b: &mut BuilderState,
+        prefix: &str,
+        materialized: &Materialized<K, VA>,
+        value_serde: Arc<dyn Serde<V>>,
+    ) -> Result<AggregationSetup<K, VA>, (String, String)> {
         let store = match materialized.store_name.clone() {
             Some(name) => name,
             None => b.new_store_name(prefix),
@@ -354,7 +384,7 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
                 format!("the store {store}"),
                 RecordPart::Key,
             ));
-            return KTable::new(builder.clone(), name, None, None, Some(store));
+            return Err((name, store));
         };
         let Some(agg_serde) = materialized.value_serde.clone() else {
             b.topology.deferred.push(missing_serde::<K, VA>(
@@ -362,27 +392,57 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
                 format!("the store {store}"),
                 RecordPart::Value,
             ));
-            return KTable::new(builder.clone(), name, None, None, Some(store));
+            return Err((name, store));
         };
         let mut parent = self.stream.node.clone();
         if self.repartition_required {
             let base = self.grouped.name.clone().unwrap_or_else(|| store.clone());
-            let names = RepartitionNames::for_stream(&mut b, &base);
-            parent = add_repartition(&mut b, &parent, names, key_serde.clone(), value_serde.clone(), None, None);
+            let names = RepartitionNames::for_stream(b, &base);
+            parent = add_repartition(b, &parent, names, key_serde.clone(), value_serde, None, None);
         }
-        let value_serde_for_nulls = Some(value_serde.clone());
-        let (store_for_processor, key_for_processor) = (store.clone(), key_serde.clone());
-        let caching = materialized.caching_enabled;
-        let def = processor_def(&name, vec![parent], move || StreamAggregate {
-            output: AggregateOutput::new(store_for_processor.clone(), key_for_processor.clone(), caching),
-            step: step.clone(),
-            key_serde: key_for_processor.clone(),
-            value_serde: value_serde_for_nulls.clone(),
-        });
-        b.topology.add_node_deferred(def);
-        b.topology.add_store_deferred(store_def(&store, &materialized, key_serde.clone(), agg_serde.clone()), &name);
-        KTable::new(builder.clone(), name, Some(key_serde), Some(agg_serde), Some(store))
+        Ok(AggregationSetup { store, name, key_serde, agg_serde, parent })
     }
+
+    /// Counts, reduces or aggregates per key and time window from here on (Kafka Streams'
+    /// `windowedBy(TimeWindows)`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streams_core::dsl::{StreamsBuilder, TimeWindows, Window, Windowed};
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, String>("clicks")
+    ///     .group_by_key()
+    ///     .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_millis(10)))
+    ///     .count()
+    ///     .to_stream()
+    ///     .to("clicks-per-window");
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let clicks = driver.input_topic::<String, String>("clicks");
+    /// let counts = driver.output_topic::<Windowed<String>, Option<i64>>("clicks-per-window");
+    /// driver.pipe(&clicks, "ada".into(), "/home".into(), 3)?;
+    /// driver.pipe(&clicks, "ada".into(), "/cart".into(), 12)?;
+    /// driver.pipe(&clicks, "ada".into(), "/late".into(), 8)?; // window [0, 10) closed at 12
+    /// let read = driver.read_key_values(&counts);
+    /// let window = |start| Windowed::new("ada".to_string(), Window { start, end: i64::MAX });
+    /// assert_eq!(read, vec![(window(0), Some(1)), (window(10), Some(1))]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn windowed_by(&self, windows: TimeWindows) -> TimeWindowedKStream<K, V> {
+        TimeWindowedKStream::new(self.clone(), windows)
+    }
+}
+
+/// The names, serdes and parent node of an aggregation (see [`KGroupedStream::setup_aggregation`]).
+pub(super) struct AggregationSetup<K, VA> {
+    pub(super) store: String,
+    pub(super) name: String,
+    pub(super) key_serde: Arc<dyn Serde<K>>,
+    pub(super) agg_serde: Arc<dyn Serde<VA>>,
+    pub(super) parent: String,
 }
 
 /// Fills in a store's key serde: given, else the grouping's, else upstream's, else the type's.
@@ -398,9 +458,9 @@ fn fill_key_serde<K: DefaultSerde, V, VA>(
 
 /// The store behind a DSL aggregation or table: timestamped values, in the `default.dsl.store` (RocksDB
 /// unless configured otherwise) unless a supplier is given.
-pub(crate) fn store_def<K: Data, V: Data>(
+pub(crate) fn store_def<K: Data, MK, V: Data>(
     store: &str,
-    materialized: &Materialized<K, V>,
+    materialized: &Materialized<MK, V>,
     key_serde: Arc<dyn Serde<K>>,
     value_serde: Arc<dyn Serde<V>>,
 ) -> crate::store::StoreDef {

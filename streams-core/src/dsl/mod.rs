@@ -24,6 +24,7 @@ mod repartition;
 mod sink;
 mod stateless;
 mod transform_values;
+mod windowed;
 
 pub use builder::StreamsBuilder;
 pub use cogroup::CogroupedKStream;
@@ -33,5 +34,8 @@ pub use ktable::KTable;
 pub use options::{Branched, Consumed, Grouped, Materialized, Produced, Repartitioned};
 pub use sink::Sink;
 pub use transform_values::ValueTransformerWithKey;
+pub use windowed::TimeWindowedKStream;
+
+pub use crate::window::{TimeWindows, Window, Windowed};
 
 pub use crate::record::Data;

@@ -260,6 +260,7 @@ pub struct Materialized<K, V> {
     pub(crate) supplier: Option<Arc<dyn KeyValueBytesStoreSupplier>>,
     pub(crate) logging_enabled: bool,
     pub(crate) caching_enabled: bool,
+    pub(crate) retention: Option<std::time::Duration>,
 }
 
 impl<K, V> Default for Materialized<K, V> {
@@ -271,6 +272,7 @@ impl<K, V> Default for Materialized<K, V> {
             supplier: None,
             logging_enabled: true,
             caching_enabled: true,
+            retention: None,
         }
     }
 }
@@ -321,6 +323,14 @@ impl<K, V> Materialized<K, V> {
     /// No record cache: every update is forwarded downstream.
     pub fn with_caching_disabled(mut self) -> Self {
         self.caching_enabled = false;
+        self
+    }
+
+    /// How long a window store keeps a window, from its start (Kafka Streams' `withRetention`; default:
+    /// the window size plus the grace period, which is also the least it may be). Only windowed
+    /// aggregations have a retention.
+    pub fn with_retention(mut self, retention: std::time::Duration) -> Self {
+        self.retention = Some(retention);
         self
     }
 }

@@ -214,4 +214,18 @@ impl ProcessingContext<'_> {
             }
         }
     }
+
+    /// [`record_dropped`](Self::record_dropped) for a record that came too late for a window: counted
+    /// the same, logged at debug level, since late records are an expected part of windowing.
+    pub(crate) fn record_late(&mut self, reason: &str) {
+        self.task.metrics.dropped_records += 1;
+        let node = &self.task.node_names[self.node];
+        match &self.task.current {
+            Some(m) => tracing::debug!(target: "kstreams::processor::context", node = %node, topic = %m.topic,
+                partition = m.partition, offset = m.offset, "skipping record for {reason}"),
+            None => {
+                tracing::debug!(target: "kstreams::processor::context", node = %node, "skipping record for {reason}")
+            }
+        }
+    }
 }

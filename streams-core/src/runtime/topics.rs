@@ -138,6 +138,11 @@ pub(crate) fn prepare(
             let def = &topology.stores[store];
             if def.logging_enabled {
                 let mut config_map = BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]);
+                if let Some(retention) = def.window_retention_ms {
+                    let additional = crate::window::millis(config.windowstore_changelog_additional_retention);
+                    config_map.insert("cleanup.policy".to_string(), "compact,delete".to_string());
+                    config_map.insert("retention.ms".to_string(), retention.saturating_add(additional).to_string());
+                }
                 config_map.extend(def.logging_config.clone());
                 changelogs.push(NewTopic {
                     name: crate::task::changelog_topic(app, &def.name),

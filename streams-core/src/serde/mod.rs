@@ -17,12 +17,14 @@
 //! | `()` | [`UnitSerde`] | always null (`VoidSerializer`) |
 //! | `Option<T>` | [`OptionSerde`] | null for `None`, else `T`'s bytes |
 //! | any `Serialize + DeserializeOwned` | [`JsonSerde`] | JSON text |
+//! | `Windowed<K>` | [`TimeWindowedSerde`] | the key's bytes, then the window start as 8 bytes big-endian (`TimeWindowedSerializer`) |
 //!
 //! Serdes are chosen by type through [`DefaultSerde`]; every DSL operator that needs one also takes an
 //! explicit serde (through `Consumed`, `Produced`, `Grouped`, `Materialized`) to override it.
 
 mod builtin;
 mod json;
+mod windowed;
 
 use std::fmt;
 use std::sync::Arc;
@@ -31,6 +33,8 @@ pub use builtin::{
     BoolSerde, BytesSerde, F32Serde, F64Serde, I16Serde, I32Serde, I64Serde, OptionSerde, StringSerde, UnitSerde,
 };
 pub use json::JsonSerde;
+pub use windowed::TimeWindowedSerde;
+pub(crate) use windowed::WindowStoreKeySerde;
 
 /// Serializes values of `T` to bytes and back.
 ///

@@ -227,7 +227,7 @@ impl<K: Send + 'static, V: Send + 'static> StoreBuilder<K, V> {
             }
             Ok(Box::new(TypedKeyValueStore::new(inner, key_serde.clone(), value_serde.clone())))
         };
-        StoreDef { name, logging_enabled, logging_config, factory: Arc::new(factory) }
+        StoreDef { name, logging_enabled, logging_config, window_retention_ms: None, factory: Arc::new(factory) }
     }
 }
 
@@ -242,5 +242,8 @@ pub(crate) struct StoreDef {
     pub(crate) name: String,
     pub(crate) logging_enabled: bool,
     pub(crate) logging_config: BTreeMap<String, String>,
+    /// A window store's retention: its changelog is then `compact,delete`, kept for the retention plus
+    /// `windowstore.changelog.additional.retention.ms` (Kafka Streams' `WindowedChangelogTopicConfig`).
+    pub(crate) window_retention_ms: Option<i64>,
     pub(crate) factory: Arc<StoreFactory>,
 }

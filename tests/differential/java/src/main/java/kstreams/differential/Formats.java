@@ -36,8 +36,29 @@ final class Formats {
         return serde(format).serializer();
     }
 
-    /** Kafka bytes (possibly null) to the Java value they hold in the format. */
+    /** The inner key's format of a windowed format ("windowed:string"), or null. */
+    static String windowedInner(String format) {
+        return format != null && format.startsWith("windowed:") ? format.substring("windowed:".length()) : null;
+    }
+
+    /**
+     * Kafka bytes (possibly null) to the Java value they hold in the format. A windowed key (Kafka's
+     * TimeWindowedSerializer: the inner key's bytes, then the window start as 8 bytes big-endian) is the
+     * list [inner key, start].
+     */
     static Object decode(byte[] bytes, String format) {
+        String inner = windowedInner(format);
+        if (inner != null) {
+            if (bytes == null) {
+                return null;
+            }
+            if (bytes.length < 8) {
+                throw new IllegalArgumentException(bytes.length + " bytes are too few for a windowed key");
+            }
+            byte[] key = java.util.Arrays.copyOfRange(bytes, 0, bytes.length - 8);
+            long start = java.nio.ByteBuffer.wrap(bytes, bytes.length - 8, 8).getLong();
+            return java.util.Arrays.asList(decode(key, inner), start);
+        }
         check(format);
         if (bytes == null) {
             return null;

@@ -18,6 +18,8 @@ import org.apache.kafka.streams.Topology;
 import org.apache.kafka.streams.TopologyTestDriver;
 import org.apache.kafka.streams.state.KeyValueIterator;
 import org.apache.kafka.streams.state.KeyValueStore;
+import org.apache.kafka.streams.state.WindowStore;
+import org.apache.kafka.streams.kstream.Windowed;
 import org.apache.kafka.streams.state.ValueAndTimestamp;
 import org.apache.kafka.streams.test.TestRecord;
 
@@ -86,7 +88,8 @@ final class Runner {
             }
             Map<String, List<List<Object>>> stores = new LinkedHashMap<>();
             for (Case.Topic store : c.stores()) {
-                stores.put(store.name(), entries(driver, store.name()));
+                stores.put(store.name(), Formats.windowedInner(store.key()) != null
+                    ? windowEntries(driver, store.name()) : entries(driver, store.name()));
             }
             return new RunResult(run.seed(), run.records().size(), Generator.hash(run.records()), outputs, stores);
         }
@@ -139,6 +142,26 @@ final class Runner {
             while (it.hasNext()) {
                 KeyValue<Object, Object> kv = it.next();
                 entries.add(Arrays.asList(Formats.toJsonValue(kv.key, name), Formats.toJsonValue(kv.value, name), null));
+            }
+        }
+        return entries;
+    }
+
+    /** A window store's entries in its own order: [[key, start, end], value, timestamp]. */
+    private static List<List<Object>> windowEntries(TopologyTestDriver driver, String name) {
+        List<List<Object>> entries = new ArrayList<>();
+        WindowStore<Object, ValueAndTimestamp<Object>> store = driver.getTimestampedWindowStore(name);
+        if (store == null) {
+            throw new IllegalArgumentException("no window store named \"" + name + "\"");
+        }
+        try (KeyValueIterator<Windowed<Object>, ValueAndTimestamp<Object>> it = store.all()) {
+            while (it.hasNext()) {
+                KeyValue<Windowed<Object>, ValueAndTimestamp<Object>> kv = it.next();
+                List<Object> key = Arrays.asList(Formats.toJsonValue(kv.key.key(), name), kv.key.window().start(),
+                    kv.key.window().end());
+                Object value = kv.value == null ? null : kv.value.value();
+                Long ts = kv.value == null ? null : kv.value.timestamp();
+                entries.add(Arrays.asList(key, Formats.toJsonValue(value, name), ts));
             }
         }
         return entries;

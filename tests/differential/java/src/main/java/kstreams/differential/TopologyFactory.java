@@ -26,6 +26,8 @@ import org.apache.kafka.streams.kstream.Named;
 import org.apache.kafka.streams.kstream.Predicate;
 import org.apache.kafka.streams.kstream.Produced;
 import org.apache.kafka.streams.kstream.Repartitioned;
+import org.apache.kafka.streams.kstream.TimeWindowedKStream;
+import org.apache.kafka.streams.kstream.TimeWindows;
 import org.apache.kafka.streams.kstream.ValueTransformerWithKey;
 import org.apache.kafka.streams.kstream.ValueTransformerWithKeySupplier;
 import org.apache.kafka.streams.processor.TopicNameExtractor;
@@ -196,6 +198,12 @@ final class TopologyFactory {
                 return g == null ? s.groupByKey() : s.groupByKey(g);
             }
             case "group_by": return groupBy(input, step);
+            case "windowed_by": {
+                if (!(input instanceof KGroupedStream g)) {
+                    throw new IllegalArgumentException("windowed_by needs a grouped stream, got " + kind(input));
+                }
+                return g.windowedBy(timeWindows(step));
+            }
             case "count": return count(input, step, named);
             case "reduce": return reduce(input, step, named);
             case "aggregate": return aggregate(input, step, named);
@@ -400,9 +408,27 @@ final class TopologyFactory {
         return g == null ? s.groupBy(selector) : s.groupBy(selector, g);
     }
 
+    /** TimeWindows.ofSizeWithNoGrace(size), or ofSizeAndGrace(size, grace), then advanceBy(advance). */
+    private static TimeWindows timeWindows(JsonNode step) {
+        if (!step.path("size").isIntegralNumber()) {
+            throw new IllegalArgumentException("\"size\" (ms) is missing");
+        }
+        java.time.Duration size = java.time.Duration.ofMillis(step.get("size").asLong());
+        TimeWindows windows = step.has("grace")
+            ? TimeWindows.ofSizeAndGrace(size, java.time.Duration.ofMillis(step.get("grace").asLong()))
+            : TimeWindows.ofSizeWithNoGrace(size);
+        return step.has("advance") ? windows.advanceBy(java.time.Duration.ofMillis(step.get("advance").asLong())) : windows;
+    }
+
     private Object count(Object input, JsonNode step, String named) {
         Materialized m = materialized(step);
         Named n = named == null ? null : Named.as(named);
+        if (input instanceof TimeWindowedKStream w) {
+            if (m == null) {
+                return n == null ? w.count() : w.count(n);
+            }
+            return n == null ? w.count(m) : w.count(n, m);
+        }
         if (input instanceof KGroupedStream g) {
             if (m == null) {
                 return n == null ? g.count() : g.count(n);
@@ -419,6 +445,13 @@ final class TopologyFactory {
     /** There is no reduce(.., Named) without Materialized: Materialized.with(null, null) is what reduce(..) uses. */
     private Object reduce(Object input, JsonNode step, String named) {
         Materialized m = materialized(step);
+        if (input instanceof TimeWindowedKStream w) {
+            var reducer = Functions.reducer(fn(step));
+            if (m == null) {
+                return named == null ? w.reduce(reducer) : w.reduce(reducer, Named.as(named));
+            }
+            return named == null ? w.reduce(reducer, m) : w.reduce(reducer, Named.as(named), m);
+        }
         if (input instanceof KGroupedStream g) {
             var reducer = Functions.reducer(fn(step));
             if (named != null) {
@@ -444,6 +477,13 @@ final class TopologyFactory {
                 return m == null ? c.aggregate(init, Named.as(named)) : c.aggregate(init, Named.as(named), m);
             }
             return m == null ? c.aggregate(init) : c.aggregate(init, m);
+        }
+        if (input instanceof TimeWindowedKStream w) {
+            var aggregator = Functions.aggregator(fn(step));
+            if (m == null) {
+                return named == null ? w.aggregate(init, aggregator) : w.aggregate(init, aggregator, Named.as(named));
+            }
+            return named == null ? w.aggregate(init, aggregator, m) : w.aggregate(init, aggregator, Named.as(named), m);
         }
         if (input instanceof KGroupedStream g) {
             var aggregator = Functions.aggregator(fn(step));
@@ -512,6 +552,9 @@ final class TopologyFactory {
         if (m.has("caching") && !m.get("caching").asBoolean()) {
             materialized = materialized.withCachingDisabled();
         }
+        if (m.has("retention")) {
+            materialized = materialized.withRetention(java.time.Duration.ofMillis(m.get("retention").asLong()));
+        }
         return materialized;
     }
 
@@ -553,6 +596,9 @@ final class TopologyFactory {
         }
         if (input instanceof KTable) {
             return "a table";
+        }
+        if (input instanceof TimeWindowedKStream) {
+            return "a windowed stream";
         }
         return input instanceof KGroupedStream ? "a grouped stream" : "a grouped table";
     }

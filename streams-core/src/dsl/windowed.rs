@@ -1,0 +1,188 @@
+//! Windowed aggregations of a grouped stream (Kafka Streams' `TimeWindowedKStream`): `count`, `reduce`
+//! and `aggregate` per key and time window, into a table keyed by [`Windowed`] keys. The store is a
+//! key-value store keyed as Kafka Streams keys a window store (the key, the window start, a sequence
+//! number), so its changelog can be read by Kafka's tools; the changelog topic is `compact,delete`, kept
+//! for the retention plus `windowstore.changelog.additional.retention.ms`.
+
+use std::sync::Arc;
+
+use super::aggregate::{aggregate_step, count_step, reduce_step, AggregateOutput, StreamStep, WindowAggregate};
+use super::grouped::{store_def, AggregationSetup, KGroupedStream};
+use super::options::Materialized;
+use super::{Data, KTable};
+use crate::serde::{DefaultSerde, Serde, TimeWindowedSerde, WindowStoreKeySerde};
+use crate::topology::processor_def;
+use crate::window::{millis, TimeWindows, Windowed};
+use crate::TopologyError;
+
+/// A grouped stream cut into time windows, waiting for an aggregation (Kafka Streams'
+/// `TimeWindowedKStream`). Made by [`KGroupedStream::windowed_by`], which has an example.
+pub struct TimeWindowedKStream<K, V> {
+    grouped: KGroupedStream<K, V>,
+    windows: TimeWindows,
+}
+
+impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
+    pub(super) fn new(grouped: KGroupedStream<K, V>, windows: TimeWindows) -> Self {
+        TimeWindowedKStream { grouped, windows }
+    }
+
+    /// Names the aggregation processor (Kafka Streams' `Named`).
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.grouped.next_name = Some(name.into());
+        self
+    }
+
+    /// Counts records per key and window. Records with a null value count, as in Kafka Streams.
+    pub fn count(&self) -> KTable<Windowed<K>, i64>
+    where
+        K: DefaultSerde,
+        V: DefaultSerde,
+    {
+        self.count_into(Materialized::new())
+    }
+
+    /// [`count`](Self::count) into the store described by `materialized` (a name, serdes, a retention).
+    /// Without a store name it uses up one generated name first, as Kafka Streams' `count(Materialized)`.
+    pub fn count_with(&self, materialized: Materialized<K, i64>) -> KTable<Windowed<K>, i64>
+    where
+        K: DefaultSerde,
+        V: DefaultSerde,
+    {
+        if materialized.store_name.is_none() {
+            self.grouped.stream.builder.borrow_mut().burn();
+        }
+        self.count_into(materialized)
+    }
+
+    fn count_into(&self, materialized: Materialized<K, i64>) -> KTable<Windowed<K>, i64>
+    where
+        K: DefaultSerde,
+        V: DefaultSerde,
+    {
+        let step = count_step();
+        let materialized =
+            self.grouped.key_serde_into(materialized).with_value_serde_if_missing(Arc::new(crate::serde::I64Serde));
+        self.aggregate_internal("KSTREAM-AGGREGATE-", step, materialized)
+    }
+
+    /// Combines the values per key and window with `reducer` (the window's first value is the start).
+    pub fn reduce(&self, reducer: impl Fn(V, V) -> V + Send + Sync + 'static) -> KTable<Windowed<K>, V>
+    where
+        K: DefaultSerde,
+        V: DefaultSerde,
+    {
+        self.reduce_with(reducer, Materialized::new())
+    }
+
+    /// [`reduce`](Self::reduce) into the store described by `materialized`.
+    pub fn reduce_with(
+        &self,
+        reducer: impl Fn(V, V) -> V + Send + Sync + 'static,
+        materialized: Materialized<K, V>,
+    ) -> KTable<Windowed<K>, V>
+    where
+        K: DefaultSerde,
+        V: DefaultSerde,
+    {
+        let step = reduce_step(reducer);
+        let materialized =
+            self.grouped.key_serde_into(materialized).with_value_serde_if_missing(self.grouped.value_serde());
+        self.aggregate_internal("KSTREAM-REDUCE-", step, materialized)
+    }
+
+    /// Folds the values per key and window into an aggregate that starts at `initializer()` in each
+    /// window.
+    pub fn aggregate<VA: Data + DefaultSerde>(
+        &self,
+        initializer: impl Fn() -> VA + Send + Sync + 'static,
+        aggregator: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
+    ) -> KTable<Windowed<K>, VA>
+    where
+        K: DefaultSerde,
+        V: DefaultSerde,
+    {
+        self.aggregate_with(initializer, aggregator, Materialized::new())
+    }
+
+    /// [`aggregate`](Self::aggregate) into the store described by `materialized`.
+    pub fn aggregate_with<VA: Data + DefaultSerde>(
+        &self,
+        initializer: impl Fn() -> VA + Send + Sync + 'static,
+        aggregator: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
+        materialized: Materialized<K, VA>,
+    ) -> KTable<Windowed<K>, VA>
+    where
+        K: DefaultSerde,
+        V: DefaultSerde,
+    {
+        let step = aggregate_step(initializer, aggregator);
+        let materialized = self.grouped.key_serde_into(materialized).with_value_serde_if_missing(VA::default_serde());
+        self.aggregate_internal("KSTREAM-AGGREGATE-", step, materialized)
+    }
+
+    /// Names as a grouped stream's aggregation does; the table's keys are written with Kafka's
+    /// `TimeWindowedSerializer` layout.
+    fn aggregate_internal<VA: Data>(
+        &self,
+        prefix: &str,
+        step: StreamStep<K, V, VA>,
+        materialized: Materialized<K, VA>,
+    ) -> KTable<Windowed<K>, VA>
+    where
+        V: DefaultSerde,
+    {
+        let builder = self.grouped.stream.builder.clone();
+        let mut b = builder.borrow_mut();
+        let setup = match self.grouped.setup_aggregation(&mut b, prefix, &materialized, self.grouped.value_serde()) {
+            Ok(setup) => setup,
+            Err((name, store)) => return KTable::new(builder.clone(), name, None, None, Some(store)),
+        };
+        let AggregationSetup { store, name, key_serde, agg_serde, parent } = setup;
+        let windows = self.windows;
+        if let Some(reason) = self.invalid(&store, &materialized) {
+            b.topology.deferred.push(TopologyError::InvalidWindows { node: name.clone(), reason });
+            return KTable::new(builder.clone(), name, None, None, Some(store));
+        }
+        let retention = materialized.retention.map_or(windows.size_ms().saturating_add(windows.grace_ms()), millis);
+        let store_key: Arc<dyn Serde<Windowed<K>>> =
+            Arc::new(WindowStoreKeySerde::new(key_serde.clone(), windows.size_ms()));
+        let (store_for_processor, key_for_processor, store_key_for_processor) =
+            (store.clone(), key_serde.clone(), store_key.clone());
+        let caching = materialized.caching_enabled;
+        let def = processor_def(&name, vec![parent], move || WindowAggregate {
+            output: AggregateOutput::new(store_for_processor.clone(), store_key_for_processor.clone(), caching),
+            step: step.clone(),
+            key_serde: key_for_processor.clone(),
+            windows,
+            observed_stream_time: -1,
+        });
+        b.topology.add_node_deferred(def);
+        let mut def = store_def(&store, &materialized, store_key, agg_serde.clone());
+        def.window_retention_ms = Some(retention);
+        b.topology.add_store_deferred(def, &name);
+        let table_key: Arc<dyn Serde<Windowed<K>>> =
+            Arc::new(TimeWindowedSerde::with_size_ms(key_serde, windows.size_ms()));
+        KTable::new(builder.clone(), name, Some(table_key), Some(agg_serde), Some(store))
+    }
+
+    /// Why the windows, or the store's retention, cannot be used (Kafka Streams' messages).
+    fn invalid<VA>(&self, store: &str, materialized: &Materialized<K, VA>) -> Option<String> {
+        let windows = &self.windows;
+        if let Some(reason) = windows.invalid() {
+            return Some(reason.to_string());
+        }
+        if materialized.supplier.is_some() {
+            return Some("a windowed aggregation takes no key-value store supplier".to_string());
+        }
+        let retention = materialized.retention.map(millis)?;
+        let least = windows.size_ms().saturating_add(windows.grace_ms());
+        (retention < least).then(|| {
+            format!(
+                "The retention period of the window store {store} must be no smaller than its window size plus the grace period. Got size=[{}], grace=[{}], retention=[{retention}]",
+                windows.size_ms(),
+                windows.grace_ms()
+            )
+        })
+    }
+}

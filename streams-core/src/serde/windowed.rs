@@ -1,0 +1,134 @@
+//! Windowed keys in Kafka's byte layouts, so that Java consumers and tools read what we write:
+//! - on topics, Kafka's `TimeWindowedSerializer`: the key's bytes, then the window start (8 bytes,
+//!   big-endian); the end is not written, a reader adds the window size to the start;
+//! - in window stores and their changelogs, Kafka Streams' `WindowKeySchema.toStoreKeyBinary`: the key's
+//!   bytes, the start, then a 4-byte sequence number (0: aggregations keep one value per window).
+
+use std::sync::Arc;
+
+use super::{DefaultSerde, Serde, SerdeError};
+use crate::window::{Window, Windowed};
+
+const START_BYTES: usize = 8;
+const SEQ_BYTES: usize = 4;
+
+/// A windowed key as Kafka's `TimeWindowedSerializer`/`TimeWindowedDeserializer` write and read it. The
+/// window size gives the end of a window read back (`i64::MAX` when the sum overflows, and for the
+/// [`DefaultSerde`] of [`Windowed`], which does not know the size, as Kafka's deserializer without one).
+pub struct TimeWindowedSerde<K> {
+    inner: Arc<dyn Serde<K>>,
+    window_size_ms: i64,
+}
+
+impl<K> TimeWindowedSerde<K> {
+    /// Windowed keys of `inner`, in windows of `window_size`.
+    pub fn new(inner: Arc<dyn Serde<K>>, window_size: std::time::Duration) -> Self {
+        Self::with_size_ms(inner, crate::window::millis(window_size))
+    }
+
+    pub(crate) fn with_size_ms(inner: Arc<dyn Serde<K>>, window_size_ms: i64) -> Self {
+        TimeWindowedSerde { inner, window_size_ms }
+    }
+}
+
+/// Splits `bytes` into the key's bytes and the 8-byte start that follows them, `suffix` bytes before
+/// the end.
+fn split(type_name: &'static str, topic: &str, bytes: &[u8], suffix: usize) -> Result<(usize, i64), SerdeError> {
+    let Some(key_len) = bytes.len().checked_sub(START_BYTES + suffix) else {
+        return Err(SerdeError::new(
+            type_name,
+            topic,
+            format!(
+                "{} bytes are too few for a windowed key (at least {} expected)",
+                bytes.len(),
+                START_BYTES + suffix
+            ),
+        ));
+    };
+    let start: [u8; 8] = bytes[key_len..key_len + START_BYTES].try_into().expect("8 bytes");
+    Ok((key_len, i64::from_be_bytes(start)))
+}
+
+impl<K: 'static> Serde<Windowed<K>> for TimeWindowedSerde<K> {
+    fn serialize(&self, topic: &str, value: &Windowed<K>, out: &mut Vec<u8>) -> Result<(), SerdeError> {
+        self.inner.serialize(topic, &value.key, out)?;
+        out.extend_from_slice(&value.window.start.to_be_bytes());
+        Ok(())
+    }
+
+    fn deserialize(&self, topic: &str, bytes: &[u8]) -> Result<Windowed<K>, SerdeError> {
+        let (key_len, start) = split("Windowed", topic, bytes, 0)?;
+        let key = self.inner.deserialize(topic, &bytes[..key_len])?;
+        Ok(Windowed { key, window: Window { start, end: start.checked_add(self.window_size_ms).unwrap_or(i64::MAX) } })
+    }
+}
+
+impl<K: DefaultSerde> DefaultSerde for Windowed<K> {
+    fn default_serde() -> Arc<dyn Serde<Self>> {
+        Arc::new(TimeWindowedSerde::with_size_ms(K::default_serde(), i64::MAX))
+    }
+}
+
+/// A windowed key as a window store (and its changelog) keys it.
+pub(crate) struct WindowStoreKeySerde<K> {
+    inner: Arc<dyn Serde<K>>,
+    window_size_ms: i64,
+}
+
+impl<K> WindowStoreKeySerde<K> {
+    pub(crate) fn new(inner: Arc<dyn Serde<K>>, window_size_ms: i64) -> Self {
+        WindowStoreKeySerde { inner, window_size_ms }
+    }
+}
+
+impl<K: 'static> Serde<Windowed<K>> for WindowStoreKeySerde<K> {
+    fn serialize(&self, topic: &str, value: &Windowed<K>, out: &mut Vec<u8>) -> Result<(), SerdeError> {
+        self.inner.serialize(topic, &value.key, out)?;
+        out.extend_from_slice(&value.window.start.to_be_bytes());
+        out.extend_from_slice(&0i32.to_be_bytes());
+        Ok(())
+    }
+
+    fn deserialize(&self, topic: &str, bytes: &[u8]) -> Result<Windowed<K>, SerdeError> {
+        let (key_len, start) = split("Windowed", topic, bytes, SEQ_BYTES)?;
+        let key = self.inner.deserialize(topic, &bytes[..key_len])?;
+        Ok(Windowed { key, window: Window { start, end: start.checked_add(self.window_size_ms).unwrap_or(i64::MAX) } })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::serde::{from_bytes, to_bytes, StringSerde};
+
+    fn a_at_1000() -> Windowed<String> {
+        Windowed::new("a".to_string(), Window { start: 1000, end: 1010 })
+    }
+
+    /// The bytes Kafka's `TimeWindowedSerializer` writes for key "a" in the window starting at 1000.
+    #[test]
+    fn topic_layout_is_kafka_s_time_windowed_serializer() {
+        let serde = TimeWindowedSerde::new(Arc::new(StringSerde), std::time::Duration::from_millis(10));
+        let bytes = to_bytes(&serde, "t", &a_at_1000()).unwrap().unwrap();
+        assert_eq!(bytes, [0x61, 0, 0, 0, 0, 0, 0, 0x03, 0xE8]);
+        assert_eq!(from_bytes(&serde, "t", Some(&bytes)).unwrap(), Some(a_at_1000()));
+        let without_size = Windowed::<String>::default_serde();
+        assert_eq!(without_size.deserialize("t", &bytes).unwrap().window.end, i64::MAX);
+    }
+
+    /// Kafka Streams' `WindowKeySchema.toStoreKeyBinary(key, 1000, 0)`.
+    #[test]
+    fn store_layout_is_kafka_streams_window_key_schema() {
+        let serde = WindowStoreKeySerde::new(Arc::new(StringSerde), 10);
+        let bytes = to_bytes(&serde, "s", &a_at_1000()).unwrap().unwrap();
+        assert_eq!(bytes, [0x61, 0, 0, 0, 0, 0, 0, 0x03, 0xE8, 0, 0, 0, 0]);
+        assert_eq!(serde.deserialize("s", &bytes).unwrap(), a_at_1000());
+    }
+
+    #[test]
+    fn too_few_bytes_are_an_error_naming_the_topic() {
+        let serde = WindowStoreKeySerde::new(Arc::new(StringSerde), 10);
+        let error = serde.deserialize("the-store", &[1, 2, 3]).unwrap_err().to_string();
+        assert!(error.contains("the-store") && error.contains("3 bytes are too few"), "{error}");
+    }
+}

@@ -1,0 +1,169 @@
+//! Time windows, as Kafka Streams defines them (`Window`, `Windowed`, `TimeWindows`): the windows a
+//! record's timestamp falls in, their bounds, and the grace period after which a window takes no more
+//! records. Re-exported from [`dsl`](crate::dsl); it sits below the serdes, which write windowed keys.
+
+use std::fmt;
+use std::time::Duration;
+
+/// A time window: `[start, end)` for time windows, as Kafka Streams' `TimeWindow` (end exclusive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Window {
+    /// The first millisecond in the window.
+    pub start: i64,
+    /// The end of the window: the first millisecond after it, for time windows.
+    pub end: i64,
+}
+
+/// A key and the window it was aggregated in: the key type of a windowed aggregation's table (Kafka
+/// Streams' `Windowed<K>`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Windowed<K> {
+    /// The record key.
+    pub key: K,
+    /// The window.
+    pub window: Window,
+}
+
+impl<K> Windowed<K> {
+    /// `key` in `window`.
+    pub fn new(key: K, window: Window) -> Self {
+        Windowed { key, window }
+    }
+}
+
+/// Kafka Streams' text: `[key@start/end]`.
+impl<K: fmt::Display> fmt::Display for Windowed<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{}@{}/{}]", self.key, self.window.start, self.window.end)
+    }
+}
+
+/// Fixed-size windows by time (Kafka Streams' `TimeWindows`): tumbling when they advance by their size
+/// (the default), hopping when they advance by less, so that a record falls in `size / advance`
+/// windows. A window is `[start, start + size)`; its starts are multiples of the advance from 0.
+///
+/// A record is late for a window when the window has closed: its end is at or before the
+/// aggregation's stream time minus the grace period. Late records are dropped for that window and
+/// counted in `dropped_records`.
+///
+/// ```
+/// use std::time::Duration;
+/// use streams_core::dsl::{TimeWindows, Window};
+///
+/// let hopping = TimeWindows::of_size_with_no_grace(Duration::from_millis(10)).advance_by(Duration::from_millis(5));
+/// let windows: Vec<Window> = hopping.windows_for(12).collect();
+/// assert_eq!(windows, vec![Window { start: 5, end: 15 }, Window { start: 10, end: 20 }]);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TimeWindows {
+    size_ms: i64,
+    advance_ms: i64,
+    grace_ms: i64,
+}
+
+/// Milliseconds of a duration, saturating at `i64::MAX` (Kafka Streams' durations are `long` ms).
+pub(crate) fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl TimeWindows {
+    /// Tumbling windows of `size` that close at their end: a record that arrives after stream time has
+    /// passed its window's end is dropped (Kafka Streams' `ofSizeWithNoGrace`).
+    pub fn of_size_with_no_grace(size: Duration) -> Self {
+        Self::of_size_and_grace(size, Duration::ZERO)
+    }
+
+    /// Tumbling windows of `size` that take late records until stream time passes their end by `grace`
+    /// (Kafka Streams' `ofSizeAndGrace`).
+    pub fn of_size_and_grace(size: Duration, grace: Duration) -> Self {
+        let size_ms = millis(size);
+        TimeWindows { size_ms, advance_ms: size_ms, grace_ms: millis(grace) }
+    }
+
+    /// Hopping windows: a new window starts every `advance`, which must be above zero and at most the
+    /// size (Kafka Streams' `advanceBy`). An advance out of range is reported by `StreamsBuilder::build`.
+    pub fn advance_by(self, advance: Duration) -> Self {
+        TimeWindows { advance_ms: millis(advance), ..self }
+    }
+
+    /// The window size, in milliseconds.
+    pub fn size_ms(&self) -> i64 {
+        self.size_ms
+    }
+
+    /// How far apart window starts are, in milliseconds.
+    pub fn advance_ms(&self) -> i64 {
+        self.advance_ms
+    }
+
+    /// The grace period, in milliseconds.
+    pub fn grace_ms(&self) -> i64 {
+        self.grace_ms
+    }
+
+    /// Why these windows cannot be used (Kafka Streams' messages), if they cannot.
+    pub(crate) fn invalid(&self) -> Option<&'static str> {
+        if self.size_ms <= 0 {
+            Some("Window size (sizeMs) must be larger than zero.")
+        } else if self.advance_ms <= 0 || self.advance_ms > self.size_ms {
+            Some("Window advancement interval should be more than zero and less than window duration")
+        } else {
+            None
+        }
+    }
+
+    /// The windows `timestamp` falls in, by ascending start. Windows that would start before 0 are not
+    /// among them, as in Kafka Streams (`TimeWindows.windowsFor`).
+    pub fn windows_for(&self, timestamp: i64) -> impl Iterator<Item = Window> {
+        let (size, advance) = (self.size_ms, self.advance_ms.max(1));
+        let first = (timestamp.saturating_sub(size).saturating_add(advance)).max(0) / advance * advance;
+        std::iter::successors(Some(first), move |start| start.checked_add(advance))
+            .take_while(move |&start| start <= timestamp)
+            .map(move |start| Window { start, end: start.saturating_add(size) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn starts(windows: TimeWindows, ts: i64) -> Vec<i64> {
+        windows.windows_for(ts).map(|w| w.start).collect()
+    }
+
+    #[test]
+    fn tumbling_windows_are_end_exclusive() {
+        let w = TimeWindows::of_size_with_no_grace(ms(10));
+        assert_eq!(w.windows_for(0).collect::<Vec<_>>(), vec![Window { start: 0, end: 10 }]);
+        assert_eq!(starts(w, 9), vec![0]);
+        assert_eq!(starts(w, 10), vec![10]);
+        assert_eq!(starts(w, 25), vec![20]);
+    }
+
+    #[test]
+    fn hopping_windows_start_at_multiples_of_the_advance_and_never_before_zero() {
+        let w = TimeWindows::of_size_with_no_grace(ms(10)).advance_by(ms(3));
+        assert_eq!(starts(w, 2), vec![0]);
+        assert_eq!(starts(w, 10), vec![3, 6, 9]);
+        assert_eq!(starts(w, 12), vec![3, 6, 9, 12]);
+        assert_eq!(starts(w, 100), vec![93, 96, 99]);
+    }
+
+    #[test]
+    fn invalid_windows_say_why_as_kafka_streams_does() {
+        assert!(TimeWindows::of_size_with_no_grace(ms(0)).invalid().unwrap().contains("larger than zero"));
+        let too_far = TimeWindows::of_size_with_no_grace(ms(10)).advance_by(ms(11));
+        assert!(too_far.invalid().unwrap().contains("advancement interval"));
+        assert!(TimeWindows::of_size_with_no_grace(ms(10)).advance_by(ms(0)).invalid().is_some());
+        assert!(TimeWindows::of_size_and_grace(ms(10), ms(5)).invalid().is_none());
+    }
+
+    #[test]
+    fn windowed_keys_print_as_in_kafka_streams() {
+        assert_eq!(Windowed::new("a", Window { start: 0, end: 10 }).to_string(), "[a@0/10]");
+    }
+}

@@ -1,0 +1,202 @@
+//! Windowed aggregations in the test driver: tumbling and hopping time windows, end-exclusive bounds,
+//! grace and the dropping (and counting) of late records, count/reduce/aggregate, the store keyed as
+//! Kafka Streams keys a window store, Kafka Streams' names, and the build errors for windows that cannot
+//! be used. The changelog's layout and topic config are checked on the embedded broker at the end.
+
+use std::time::Duration;
+
+use kstreams::prelude::*;
+
+type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn windowed(key: &str, start: i64, end: i64) -> Windowed<String> {
+    Windowed::new(key.to_string(), Window { start, end })
+}
+
+/// `in` grouped by key, cut by `windows`, counted into store `counts`, written to `out`.
+fn counting(windows: TimeWindows) -> Result<Topology> {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, String>("in")
+        .group_by_key()
+        .windowed_by(windows)
+        .count_with(Materialized::as_store("counts"))
+        .to_stream()
+        .to("out");
+    Ok(builder.build()?)
+}
+
+/// Pipes `(key, timestamp)` records and returns what `out` got, read with the window size known.
+fn run(
+    topology: Topology,
+    size: u64,
+    records: &[(&str, i64)],
+) -> Result<(TopologyTestDriver, Vec<(Windowed<String>, i64, i64)>)> {
+    let mut driver = TopologyTestDriver::new(topology)?;
+    let input = driver.input_topic::<String, String>("in");
+    let key_serde = std::sync::Arc::new(kstreams::serde::TimeWindowedSerde::new(
+        std::sync::Arc::new(kstreams::serde::StringSerde),
+        ms(size),
+    ));
+    let out =
+        driver.output_topic_with::<Windowed<String>, Option<i64>>("out", key_serde, Option::<i64>::default_serde());
+    for (key, ts) in records {
+        driver.pipe(&input, key.to_string(), "v".to_string(), *ts)?;
+    }
+    let read = driver.read_records(&out)?.into_iter().map(|r| (r.key, r.value.unwrap_or(-1), r.timestamp)).collect();
+    Ok((driver, read))
+}
+
+#[test]
+fn tumbling_windows_are_end_exclusive_and_close_after_the_grace_period() -> Result {
+    let windows = TimeWindows::of_size_and_grace(ms(10), ms(5));
+    let records = [("a", 0), ("a", 9), ("a", 10), ("b", 3), ("a", 14), ("a", 4), ("a", 15), ("a", 5)];
+    let (mut driver, out) = run(counting(windows)?, 10, &records)?;
+    assert_eq!(
+        out,
+        vec![
+            (windowed("a", 0, 10), 1, 0),
+            (windowed("a", 0, 10), 2, 9),
+            (windowed("a", 10, 20), 1, 10),
+            (windowed("b", 0, 10), 1, 3),
+            (windowed("a", 10, 20), 2, 14),
+            // Stream time 14, grace 5: [0, 10) is still open (10 > 14 - 5); the timestamp stays 9.
+            (windowed("a", 0, 10), 3, 9),
+            (windowed("a", 10, 20), 3, 15),
+            // At stream time 15, [0, 10) has closed (10 <= 15 - 5): the record at 5 is dropped.
+        ]
+    );
+    assert_eq!(driver.metrics().dropped_records, 1);
+    let stored = driver.store_entries::<Windowed<String>, i64>("counts")?;
+    assert_eq!(stored, vec![(windowed("a", 0, 10), 3), (windowed("a", 10, 20), 3), (windowed("b", 0, 10), 1)]);
+    Ok(())
+}
+
+#[test]
+fn a_record_falls_in_every_hopping_window_that_covers_it() -> Result {
+    let windows = TimeWindows::of_size_with_no_grace(ms(10)).advance_by(ms(5));
+    let (driver, out) = run(counting(windows)?, 10, &[("a", 7), ("a", 12), ("a", 3)])?;
+    assert_eq!(
+        out,
+        vec![
+            (windowed("a", 0, 10), 1, 7),
+            (windowed("a", 5, 15), 1, 7),
+            (windowed("a", 5, 15), 2, 12),
+            (windowed("a", 10, 20), 1, 12),
+            // Stream time 12, no grace: [0, 10) is closed, so the record at 3 counts nowhere, once dropped.
+        ]
+    );
+    assert_eq!(driver.metrics().dropped_records, 1);
+    Ok(())
+}
+
+#[test]
+fn reduce_and_aggregate_fold_per_window() -> Result {
+    let builder = StreamsBuilder::new();
+    let windowed_stream =
+        builder.stream::<String, i64>("in").group_by_key().windowed_by(TimeWindows::of_size_with_no_grace(ms(100)));
+    windowed_stream.reduce(|a, b| a + b).to_stream().to("sums");
+    windowed_stream
+        .aggregate_with(
+            String::new,
+            |_, v, acc| format!("{acc}{v}"),
+            Materialized::as_store("joined").with_retention(ms(1_000)),
+        )
+        .to_stream()
+        .to("joined");
+    let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    let input = driver.input_topic::<String, i64>("in");
+    for (value, ts) in [(1, 10), (2, 50), (3, 120)] {
+        driver.pipe(&input, "k".to_string(), value, ts)?;
+    }
+    let sums = driver.output_topic::<Windowed<String>, Option<i64>>("sums");
+    let sums: Vec<(i64, Option<i64>)> =
+        driver.read_key_values(&sums).into_iter().map(|(k, v)| (k.window.start, v)).collect();
+    assert_eq!(sums, vec![(0, Some(1)), (0, Some(3)), (100, Some(3))]);
+    assert_eq!(
+        driver.store_entries::<Windowed<String>, String>("joined")?,
+        vec![(windowed("k", 0, 100), "12".to_string()), (windowed("k", 100, 200), "3".to_string())]
+    );
+    Ok(())
+}
+
+/// The names and the text of Kafka Streams' `describe()` for the same topology (checked against Kafka
+/// Streams 4.x's `TopologyTest`).
+#[test]
+fn names_are_kafka_streams() -> Result {
+    let builder = StreamsBuilder::new();
+    let counts = builder
+        .stream::<String, String>("in")
+        .group_by_key()
+        .windowed_by(TimeWindows::of_size_with_no_grace(ms(10)))
+        .count();
+    assert_eq!(counts.store_name(), Some("KSTREAM-AGGREGATE-STATE-STORE-0000000001"));
+    counts.to_stream().to("out");
+    let description = builder.build()?.describe().to_string();
+    assert!(
+        description
+            .contains("Processor: KSTREAM-AGGREGATE-0000000002 (stores: [KSTREAM-AGGREGATE-STATE-STORE-0000000001])"),
+        "{description}"
+    );
+    assert!(description.contains("Sink: KSTREAM-SINK-0000000004 (topic: out)"), "{description}");
+    Ok(())
+}
+
+#[test]
+fn windows_or_a_retention_that_cannot_be_used_are_build_errors() {
+    let build = |windows: TimeWindows, retention: Option<u64>| {
+        let builder = StreamsBuilder::new();
+        let mut materialized = Materialized::as_store("w");
+        if let Some(r) = retention {
+            materialized = materialized.with_retention(ms(r));
+        }
+        builder.stream::<String, String>("in").group_by_key().windowed_by(windows).count_with(materialized);
+        builder.build().map(|_| ()).unwrap_err().to_string()
+    };
+    let error = build(TimeWindows::of_size_with_no_grace(ms(10)).advance_by(ms(20)), None);
+    assert!(
+        error.contains("Window advancement interval should be more than zero and less than window duration"),
+        "{error}"
+    );
+    let error = build(TimeWindows::of_size_and_grace(ms(10), ms(5)), Some(14));
+    assert!(
+        error.contains("The retention period of the window store w must be no smaller than its window size plus the grace period. Got size=[10], grace=[5], retention=[14]"),
+        "{error}"
+    );
+}
+
+/// On the embedded broker: the changelog keys are Kafka Streams' window store keys (key, start, a
+/// 4-byte sequence number), the output keys Kafka's `TimeWindowedSerializer` bytes, and the changelog
+/// topic is `compact,delete` kept for the retention plus one day.
+#[test]
+fn the_changelog_and_output_use_kafka_s_layouts() -> Result {
+    use kstreams::config::StreamsConfig;
+    use kstreams::embedded::EmbeddedBroker;
+    use kstreams::runtime::{KafkaStreams, State};
+
+    let broker = EmbeddedBroker::new();
+    broker.create_topic("in", 1);
+    broker.create_topic("out", 1);
+    let mut config = StreamsConfig::new("win", "embedded");
+    config.set("commit.interval.ms", "100")?;
+    let mut app = KafkaStreams::with_client_supplier(
+        counting(TimeWindows::of_size_and_grace(ms(10), ms(5)))?,
+        config.clone(),
+        std::sync::Arc::new(broker.clone()),
+    )?;
+    app.start()?;
+    let mut topics = BrokerTopics::new(std::sync::Arc::new(broker.clone()), &config);
+    topics.send("in", &"a".to_string(), &"v".to_string(), 1000)?;
+    topics.flush()?;
+    let out = topics.wait_for::<Vec<u8>, Option<i64>>("out", 1, Duration::from_secs(30))?;
+    assert_eq!(out[0].0, Some(vec![b'a', 0, 0, 0, 0, 0, 0, 0x03, 0xE8]));
+    let changelog = topics.read_raw("win-counts-changelog")?;
+    assert_eq!(changelog[0].key.as_deref(), Some(&[b'a', 0, 0, 0, 0, 0, 0, 0x03, 0xE8, 0, 0, 0, 0][..]));
+    app.close()?;
+    assert_eq!(app.state(), State::NotRunning);
+    Ok(())
+}
