@@ -1,6 +1,7 @@
 package kstreams.differential;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
@@ -410,14 +411,14 @@ final class TopologyFactory {
 
     /** TimeWindows.ofSizeWithNoGrace(size), or ofSizeAndGrace(size, grace), then advanceBy(advance). */
     private static TimeWindows timeWindows(JsonNode step) {
-        if (!step.path("size").isIntegralNumber()) {
+        Duration size = millis(step, "size");
+        if (size == null) {
             throw new IllegalArgumentException("\"size\" (ms) is missing");
         }
-        java.time.Duration size = java.time.Duration.ofMillis(step.get("size").asLong());
-        TimeWindows windows = step.has("grace")
-            ? TimeWindows.ofSizeAndGrace(size, java.time.Duration.ofMillis(step.get("grace").asLong()))
-            : TimeWindows.ofSizeWithNoGrace(size);
-        return step.has("advance") ? windows.advanceBy(java.time.Duration.ofMillis(step.get("advance").asLong())) : windows;
+        Duration grace = millis(step, "grace");
+        Duration advance = millis(step, "advance");
+        TimeWindows windows = grace == null ? TimeWindows.ofSizeWithNoGrace(size) : TimeWindows.ofSizeAndGrace(size, grace);
+        return advance == null ? windows : windows.advanceBy(advance);
     }
 
     private Object count(Object input, JsonNode step, String named) {
@@ -552,8 +553,9 @@ final class TopologyFactory {
         if (m.has("caching") && !m.get("caching").asBoolean()) {
             materialized = materialized.withCachingDisabled();
         }
-        if (m.has("retention")) {
-            materialized = materialized.withRetention(java.time.Duration.ofMillis(m.get("retention").asLong()));
+        Duration retention = millis(m, "retention");
+        if (retention != null) {
+            materialized = materialized.withRetention(retention);
         }
         return materialized;
     }
@@ -601,6 +603,18 @@ final class TopologyFactory {
             return "a windowed stream";
         }
         return input instanceof KGroupedStream ? "a grouped stream" : "a grouped table";
+    }
+
+    /** A duration field in milliseconds, or null when it is absent or null. */
+    private static Duration millis(JsonNode node, String field) {
+        JsonNode v = node.get(field);
+        if (v == null || v.isNull()) {
+            return null;
+        }
+        if (!v.isIntegralNumber() || !v.canConvertToLong()) {
+            throw new IllegalArgumentException("\"" + field + "\" must be a number of milliseconds: " + node);
+        }
+        return Duration.ofMillis(v.asLong());
     }
 
     private static String fn(JsonNode step) {
