@@ -124,6 +124,46 @@ fn reduce_and_aggregate_fold_per_window() -> Result {
     Ok(())
 }
 
+/// Windows older than the store's retention leave it, in memory and on RocksDB: the store is cut into
+/// segments of `max(retention / 2, 1 min)` that are dropped whole, and reads hide a window that starts at
+/// or before the latest window start less the retention, as Kafka Streams' window stores do.
+#[test]
+fn windows_past_the_retention_leave_the_store() -> Result {
+    use kstreams::config::DslStoreType;
+    use kstreams::testing::TestDriverConfig;
+
+    const MINUTE: u64 = 60_000;
+    for store in [DslStoreType::InMemory, DslStoreType::RocksDb] {
+        let builder = StreamsBuilder::new();
+        builder
+            .stream::<String, String>("in")
+            .group_by_key()
+            .windowed_by(TimeWindows::of_size_with_no_grace(ms(MINUTE)))
+            .count_with(Materialized::as_store("counts").with_retention(ms(2 * MINUTE)));
+        let config = TestDriverConfig { default_dsl_store: store, ..TestDriverConfig::default() };
+        let mut driver = TopologyTestDriver::with_config(builder.build()?, config)?;
+        let input = driver.input_topic::<String, String>("in");
+        let m = MINUTE as i64;
+        for ts in [0, m + 1] {
+            driver.pipe(&input, "a".to_string(), "v".to_string(), ts)?;
+        }
+        let starts = |driver: &mut TopologyTestDriver| -> Result<Vec<i64>> {
+            let entries = driver.store_entries::<Windowed<String>, i64>("counts")?;
+            Ok(entries.into_iter().map(|(k, _)| k.window.start).collect())
+        };
+        assert_eq!(starts(&mut driver)?, vec![0, m], "{store:?}: both inside the retention");
+        // The latest start is 2 min: a window starting at 2 min - 2 min = 0 or before is hidden, though its
+        // segment (0 to 1 min) is still there.
+        driver.pipe(&input, "a".to_string(), "v".to_string(), 2 * m + 5)?;
+        assert_eq!(starts(&mut driver)?, vec![m, 2 * m], "{store:?}");
+        // At 3 min the first segment goes.
+        driver.pipe(&input, "a".to_string(), "v".to_string(), 3 * m)?;
+        assert_eq!(starts(&mut driver)?, vec![2 * m, 3 * m], "{store:?}");
+        assert_eq!(driver.metrics().dropped_records, 0);
+    }
+    Ok(())
+}
+
 /// The names and the text of Kafka Streams' `describe()` for the same topology (checked against Kafka
 /// Streams 4.x's `TopologyTest`).
 #[test]

@@ -10,6 +10,8 @@
 //! - `memory`: [`InMemoryKeyValueStore`], a `BTreeMap` behind the traits.
 //! - `rocksdb`: [`RocksDbKeyValueStore`], a RocksDB database per store, without a write-ahead log,
 //!   sharing one memory budget ([`RocksDbMemory`]) with every other store of the instance.
+//! - `segmented`: [`SegmentedKeyValueStore`], a window store cut into time segments (in memory or one
+//!   RocksDB database each), so that its retention drops whole segments.
 //! - `transactional`: [`TransactionalKeyValueStore`], which holds a commit's writes apart and applies
 //!   them only when the commit succeeds (KIP-892), so an aborted commit leaves no trace in the store.
 //! - `record_cache`: [`RecordCache`], the one record cache of the library (the latest entry per key,
@@ -33,6 +35,7 @@ mod error;
 mod memory;
 mod record_cache;
 mod rocksdb;
+mod segmented;
 mod store;
 mod transactional;
 
@@ -43,5 +46,6 @@ pub use error::StoreError;
 pub use memory::InMemoryKeyValueStore;
 pub use record_cache::{CacheBudget, RecordCache, ENTRY_OVERHEAD};
 pub use rocksdb::{RocksDbKeyValueStore, RocksDbMemory, BASE_ALLOWANCE, PER_STORE_ALLOWANCE};
+pub use segmented::SegmentedKeyValueStore;
 pub use store::{KeyValue, KeyValueIterator, KeyValueStore, ReadOnlyKeyValueStore, StateStore};
 pub use transactional::TransactionalKeyValueStore;

@@ -68,6 +68,7 @@ pub mod handler;
 pub mod kafka;
 #[cfg(test)]
 mod layering;
+mod murmur2;
 mod names;
 pub mod processor;
 pub mod record;

@@ -102,6 +102,12 @@ impl TimeWindows {
     }
 
     /// Why these windows cannot be used (Kafka Streams' messages), if they cannot.
+    /// The retention a store of these windows needs at least, and has when none is given: size plus grace
+    /// (Kafka Streams' `WindowStoreMaterializer`).
+    pub(crate) fn least_retention_ms(&self) -> i64 {
+        self.size_ms().saturating_add(self.grace_ms())
+    }
+
     pub(crate) fn invalid(&self) -> Option<&'static str> {
         if self.size_ms <= 0 {
             Some("Window size (sizeMs) must be larger than zero.")

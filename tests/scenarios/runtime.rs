@@ -685,6 +685,49 @@ pub(crate) fn a_windowed_count_is_logged_as_kafka_streams_logs_it_and_restored()
     Ok(())
 }
 
+/// A windowed table written to a topic without a partitioner: each record goes to the partition of its
+/// inner key (Kafka Streams' `WindowedStreamPartitioner`), the one a producer gives the plain key, so every
+/// window of a key is in one partition.
+pub(crate) fn windowed_keys_are_partitioned_by_their_inner_key() -> anyhow::Result<()> {
+    let (input, output, plain) =
+        (kafka::unique("winpart-in"), kafka::unique("winpart-out"), kafka::unique("winpart-plain"));
+    kafka::create_topics(&[(&input, 1), (&output, 4), (&plain, 4)]);
+    let keys: Vec<String> = (0..12).map(|i| format!("customer-{i}")).collect();
+    let records = || keys.iter().map(|k| (Some(k.as_bytes().to_vec()), Some(b"v".to_vec()))).collect::<Vec<_>>();
+    // The reference: the same keys, placed by the producer's murmur2.
+    kafka::produce(&plain, records());
+    kafka::produce(&input, records());
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, String>(&input)
+        .group_by_key()
+        .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_millis(5)))
+        .count()
+        .to_stream()
+        .to(&output);
+    let mut app = kafka::streams(builder.build()?, kafka::config(&kafka::unique("winpart")))?;
+    app.start()?;
+    let out = kafka::consume_until(&output, Duration::from_secs(60), |r| r.len() >= keys.len());
+    app.close()?;
+    let placed = kafka::consume_until(&plain, Duration::from_secs(30), |r| r.len() >= keys.len());
+    let partition_of = |records: &[kstreams::record::RawRecord], inner: &[u8]| {
+        records
+            .iter()
+            .find(|r| {
+                r.key.as_deref().is_some_and(|k| k == inner || (k.len() == inner.len() + 8 && k.starts_with(inner)))
+            })
+            .map(|r| r.partition)
+    };
+    assert_eq!(out.len(), keys.len());
+    for key in &keys {
+        let expected = partition_of(&placed, key.as_bytes()).expect("the reference record");
+        assert_eq!(partition_of(&out, key.as_bytes()), Some(expected), "{key}");
+    }
+    let used: std::collections::BTreeSet<i32> = out.iter().map(|r| r.partition).collect();
+    assert!(used.len() > 1, "12 keys over 4 partitions use more than one: {used:?}");
+    Ok(())
+}
+
 /// `stream_pattern`: one stream of every topic the pattern matches when the application starts, and
 /// nothing of the topics it does not match.
 pub(crate) fn a_pattern_source_reads_every_matching_topic() -> anyhow::Result<()> {

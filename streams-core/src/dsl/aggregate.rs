@@ -12,7 +12,7 @@ use super::Data;
 use crate::processor::{Processor, ProcessorContext, StoreHandle};
 use crate::serde::{to_bytes, Serde};
 use crate::store::ValueAndTimestamp;
-use crate::window::{TimeWindows, Windowed};
+use crate::window::{TimeWindows, Window, Windowed};
 use crate::{Record, StreamsError};
 
 /// Where an aggregation's updates go: to the store and downstream at once, or through the record cache.
@@ -297,21 +297,30 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>> for Wi
         }
         self.observed_stream_time = self.observed_stream_time.max(record.timestamp);
         let close_time = self.observed_stream_time.saturating_sub(self.windows.grace_ms());
-        let step = &self.step;
-        for window in self.windows.windows_for(record.timestamp) {
-            if window.end <= close_time {
-                ctx.record_late(&format!(
-                    "expired window [{},{}) timestamp=[{}] expiration=[{}] streamTime=[{}]",
-                    window.start, window.end, record.timestamp, close_time, self.observed_stream_time
-                ));
-                continue;
-            }
-            let windowed = Record {
-                key: Windowed::new(record.key.clone(), window),
-                value: record.value.clone(),
-                timestamp: record.timestamp,
-                headers: record.headers.clone(),
+        let (step, observed) = (&self.step, self.observed_stream_time);
+        let open: Vec<Window> = self
+            .windows
+            .windows_for(record.timestamp)
+            .filter(|window| {
+                let late = window.end <= close_time;
+                if late {
+                    ctx.record_late(&format!(
+                        "expired window [{},{}) timestamp=[{}] expiration=[{}] streamTime=[{observed}]",
+                        window.start, window.end, record.timestamp, close_time
+                    ));
+                }
+                !late
+            })
+            .collect();
+        // The record's key, value and headers are cloned for every window but the last, which takes them.
+        let last = open.len().saturating_sub(1);
+        let Record { key, value, timestamp, headers } = record;
+        let mut parts = Some((key, value, headers));
+        for (i, window) in open.into_iter().enumerate() {
+            let Some((key, value, headers)) = (if i == last { parts.take() } else { parts.clone() }) else {
+                break;
             };
+            let windowed = Record { key: Windowed::new(key, window), value, timestamp, headers };
             self.output.aggregate(ctx, windowed, |key, value, old| Some(step(&key.key, value, old)))?;
         }
         Ok(())

@@ -464,11 +464,21 @@ pub(crate) fn store_def<K: Data, MK, V: Data>(
     key_serde: Arc<dyn Serde<K>>,
     value_serde: Arc<dyn Serde<V>>,
 ) -> crate::store::StoreDef {
-    let timestamped: Arc<dyn Serde<ValueAndTimestamp<V>>> = Arc::new(ValueAndTimestampSerde::new(value_serde));
     let supplier: Arc<dyn KeyValueBytesStoreSupplier> = match &materialized.supplier {
         Some(supplier) => supplier.clone(),
         None => Arc::new(DefaultKeyValueBytesStoreSupplier { name: store.to_string() }),
     };
+    store_def_over(supplier, materialized, key_serde, value_serde)
+}
+
+/// [`store_def`] over the given byte stores.
+pub(crate) fn store_def_over<K: Data, MK, V: Data>(
+    supplier: Arc<dyn KeyValueBytesStoreSupplier>,
+    materialized: &Materialized<MK, V>,
+    key_serde: Arc<dyn Serde<K>>,
+    value_serde: Arc<dyn Serde<V>>,
+) -> crate::store::StoreDef {
+    let timestamped: Arc<dyn Serde<ValueAndTimestamp<V>>> = Arc::new(ValueAndTimestampSerde::new(value_serde));
     let mut builder = Stores::key_value_store_builder(SharedSupplier(supplier), key_serde, timestamped);
     if !materialized.logging_enabled {
         builder = builder.with_logging_disabled();

@@ -7,10 +7,11 @@
 use std::sync::Arc;
 
 use super::aggregate::{aggregate_step, count_step, reduce_step, AggregateOutput, StreamStep, WindowAggregate};
-use super::grouped::{store_def, AggregationSetup, KGroupedStream};
+use super::grouped::{store_def_over, AggregationSetup, KGroupedStream};
 use super::options::Materialized;
 use super::{Data, KTable};
 use crate::serde::{DefaultSerde, Serde, TimeWindowedSerde, WindowStoreKeySerde};
+use crate::store::DefaultWindowBytesStoreSupplier;
 use crate::topology::processor_def;
 use crate::window::{millis, TimeWindows, Windowed};
 use crate::TopologyError;
@@ -144,7 +145,7 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
             b.topology.deferred.push(TopologyError::InvalidWindows { node: name.clone(), reason });
             return KTable::new(builder.clone(), name, None, None, Some(store));
         }
-        let retention = materialized.retention.map_or(windows.size_ms().saturating_add(windows.grace_ms()), millis);
+        let retention = materialized.retention.map_or(windows.least_retention_ms(), millis);
         let store_key: Arc<dyn Serde<Windowed<K>>> =
             Arc::new(WindowStoreKeySerde::new(key_serde.clone(), windows.size_ms()));
         let (store_for_processor, key_for_processor, store_key_for_processor) =
@@ -158,7 +159,8 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
             observed_stream_time: -1,
         });
         b.topology.add_node_deferred(def);
-        let mut def = store_def(&store, &materialized, store_key, agg_serde.clone());
+        let supplier = Arc::new(DefaultWindowBytesStoreSupplier { name: store.clone(), retention_ms: retention });
+        let mut def = store_def_over(supplier, &materialized, store_key, agg_serde.clone());
         def.window_retention_ms = Some(retention);
         b.topology.add_store_deferred(def, &name);
         let table_key: Arc<dyn Serde<Windowed<K>>> =
@@ -176,7 +178,7 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
             return Some("a windowed aggregation takes no key-value store supplier".to_string());
         }
         let retention = materialized.retention.map(millis)?;
-        let least = windows.size_ms().saturating_add(windows.grace_ms());
+        let least = windows.least_retention_ms();
         (retention < least).then(|| {
             format!(
                 "The retention period of the window store {store} must be no smaller than its window size plus the grace period. Got size=[{}], grace=[{}], retention=[{retention}]",

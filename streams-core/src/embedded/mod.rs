@@ -37,7 +37,6 @@
 
 mod clients;
 mod journal;
-mod murmur2;
 mod state;
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};

@@ -322,7 +322,7 @@ impl BrokerState {
     pub(crate) fn place(&mut self, partition: Option<i32>, key: Option<&[u8]>, count: i32) -> i32 {
         match (partition, key) {
             (Some(p), _) => p,
-            (None, Some(key)) => super::murmur2::partition_for_key(key, count),
+            (None, Some(key)) => crate::murmur2::partition_for_key(key, count),
             (None, None) => {
                 self.round_robin += 1;
                 (self.round_robin % count.max(1) as u64) as i32

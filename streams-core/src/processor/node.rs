@@ -285,7 +285,15 @@ impl<K: Send + 'static, V: Send + 'static> TypedNode<K, V> for SinkNode<K, V> {
         let value =
             to_bytes_in(&*self.value_serde, &topic, &record.value, task.spare_buffer()).map_err(serialization)?;
         let placement = match &self.partitioner {
-            None => Placement::Default,
+            None => match key.as_deref() {
+                // A windowed key goes where its inner key goes (Kafka Streams' WindowedStreamPartitioner).
+                Some(key) if self.key_serde.partition_bytes(key).len() < key.len() => {
+                    let partitions = task.partition_counts.partitions(&topic)?;
+                    let inner = self.key_serde.partition_bytes(key);
+                    Placement::One(crate::murmur2::partition_for_key(inner, partitions as i32))
+                }
+                _ => Placement::Default,
+            },
             Some(partitioner) => {
                 let partitions = task.partition_counts.partitions(&topic)?;
                 partitioner.place(&topic, &record.key, &record.value, partitions)

@@ -65,6 +65,13 @@ pub trait Serde<T>: Send + Sync + 'static {
     fn is_null(&self, _value: &T) -> bool {
         false
     }
+
+    /// The part of a key's bytes that chooses its partition when a sink has no partitioner: all of them,
+    /// except for windowed keys, which Kafka Streams partitions by the inner key alone (its
+    /// `WindowedStreamPartitioner`), so that every window of a key lands where the key does.
+    fn partition_bytes<'a>(&self, bytes: &'a [u8]) -> &'a [u8] {
+        bytes
+    }
 }
 
 /// Types with a serde chosen by type, so that `builder.stream::<String, Order>("orders")` needs no serde

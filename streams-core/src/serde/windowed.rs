@@ -15,9 +15,9 @@ const SEQ_BYTES: usize = 4;
 /// A windowed key as Kafka's `TimeWindowedSerializer`/`TimeWindowedDeserializer` write and read it. The
 /// window size gives the end of a window read back (`i64::MAX` when the sum overflows, and for the
 /// [`DefaultSerde`] of [`Windowed`], which does not know the size, as Kafka's deserializer without one).
+/// A sink without a partitioner places these keys by the inner key's bytes alone, as Kafka Streams does.
 pub struct TimeWindowedSerde<K> {
-    inner: Arc<dyn Serde<K>>,
-    window_size_ms: i64,
+    layout: WindowKeyLayout<K>,
 }
 
 impl<K> TimeWindowedSerde<K> {
@@ -27,39 +27,21 @@ impl<K> TimeWindowedSerde<K> {
     }
 
     pub(crate) fn with_size_ms(inner: Arc<dyn Serde<K>>, window_size_ms: i64) -> Self {
-        TimeWindowedSerde { inner, window_size_ms }
+        TimeWindowedSerde { layout: WindowKeyLayout { inner, window_size_ms, sequence_number: false } }
     }
-}
-
-/// Splits `bytes` into the key's bytes and the 8-byte start that follows them, `suffix` bytes before
-/// the end.
-fn split(type_name: &'static str, topic: &str, bytes: &[u8], suffix: usize) -> Result<(usize, i64), SerdeError> {
-    let Some(key_len) = bytes.len().checked_sub(START_BYTES + suffix) else {
-        return Err(SerdeError::new(
-            type_name,
-            topic,
-            format!(
-                "{} bytes are too few for a windowed key (at least {} expected)",
-                bytes.len(),
-                START_BYTES + suffix
-            ),
-        ));
-    };
-    let start: [u8; 8] = bytes[key_len..key_len + START_BYTES].try_into().expect("8 bytes");
-    Ok((key_len, i64::from_be_bytes(start)))
 }
 
 impl<K: 'static> Serde<Windowed<K>> for TimeWindowedSerde<K> {
     fn serialize(&self, topic: &str, value: &Windowed<K>, out: &mut Vec<u8>) -> Result<(), SerdeError> {
-        self.inner.serialize(topic, &value.key, out)?;
-        out.extend_from_slice(&value.window.start.to_be_bytes());
-        Ok(())
+        self.layout.serialize(topic, value, out)
     }
 
     fn deserialize(&self, topic: &str, bytes: &[u8]) -> Result<Windowed<K>, SerdeError> {
-        let (key_len, start) = split("Windowed", topic, bytes, 0)?;
-        let key = self.inner.deserialize(topic, &bytes[..key_len])?;
-        Ok(Windowed { key, window: Window { start, end: start.checked_add(self.window_size_ms).unwrap_or(i64::MAX) } })
+        self.layout.deserialize(topic, bytes)
+    }
+
+    fn partition_bytes<'a>(&self, bytes: &'a [u8]) -> &'a [u8] {
+        &bytes[..bytes.len().saturating_sub(START_BYTES)]
     }
 }
 
@@ -69,28 +51,56 @@ impl<K: DefaultSerde> DefaultSerde for Windowed<K> {
     }
 }
 
-/// A windowed key as a window store (and its changelog) keys it.
+/// A windowed key as a window store (and its changelog) keys it: the topic layout and a sequence number.
 pub(crate) struct WindowStoreKeySerde<K> {
-    inner: Arc<dyn Serde<K>>,
-    window_size_ms: i64,
+    layout: WindowKeyLayout<K>,
 }
 
 impl<K> WindowStoreKeySerde<K> {
     pub(crate) fn new(inner: Arc<dyn Serde<K>>, window_size_ms: i64) -> Self {
-        WindowStoreKeySerde { inner, window_size_ms }
+        WindowStoreKeySerde { layout: WindowKeyLayout { inner, window_size_ms, sequence_number: true } }
     }
 }
 
 impl<K: 'static> Serde<Windowed<K>> for WindowStoreKeySerde<K> {
     fn serialize(&self, topic: &str, value: &Windowed<K>, out: &mut Vec<u8>) -> Result<(), SerdeError> {
+        self.layout.serialize(topic, value, out)
+    }
+
+    fn deserialize(&self, topic: &str, bytes: &[u8]) -> Result<Windowed<K>, SerdeError> {
+        self.layout.deserialize(topic, bytes)
+    }
+}
+
+/// The one layout of both: the key's bytes, the start, and (in stores) a sequence number of 0, since
+/// aggregations keep one value per window.
+struct WindowKeyLayout<K> {
+    inner: Arc<dyn Serde<K>>,
+    window_size_ms: i64,
+    sequence_number: bool,
+}
+
+impl<K: 'static> WindowKeyLayout<K> {
+    fn suffix(&self) -> usize {
+        START_BYTES + if self.sequence_number { SEQ_BYTES } else { 0 }
+    }
+
+    fn serialize(&self, topic: &str, value: &Windowed<K>, out: &mut Vec<u8>) -> Result<(), SerdeError> {
         self.inner.serialize(topic, &value.key, out)?;
         out.extend_from_slice(&value.window.start.to_be_bytes());
-        out.extend_from_slice(&0i32.to_be_bytes());
+        if self.sequence_number {
+            out.extend_from_slice(&0i32.to_be_bytes());
+        }
         Ok(())
     }
 
     fn deserialize(&self, topic: &str, bytes: &[u8]) -> Result<Windowed<K>, SerdeError> {
-        let (key_len, start) = split("Windowed", topic, bytes, SEQ_BYTES)?;
+        let suffix = self.suffix();
+        let Some(key_len) = bytes.len().checked_sub(suffix) else {
+            let reason = format!("{} bytes are too few for a windowed key (at least {suffix} expected)", bytes.len());
+            return Err(SerdeError::new("Windowed", topic, reason));
+        };
+        let start = i64::from_be_bytes(bytes[key_len..key_len + START_BYTES].try_into().expect("8 bytes"));
         let key = self.inner.deserialize(topic, &bytes[..key_len])?;
         Ok(Windowed { key, window: Window { start, end: start.checked_add(self.window_size_ms).unwrap_or(i64::MAX) } })
     }
@@ -114,6 +124,7 @@ mod tests {
         assert_eq!(from_bytes(&serde, "t", Some(&bytes)).unwrap(), Some(a_at_1000()));
         let without_size = Windowed::<String>::default_serde();
         assert_eq!(without_size.deserialize("t", &bytes).unwrap().window.end, i64::MAX);
+        assert_eq!(serde.partition_bytes(&bytes), b"a", "placed by the inner key, as WindowedStreamPartitioner");
     }
 
     /// Kafka Streams' `WindowKeySchema.toStoreKeyBinary(key, 1000, 0)`.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use state_store::{
     CacheBudget, CachingKeyValueStore, ChangeLoggingKeyValueStore, ChangelogWriter, InMemoryKeyValueStore,
-    KeyValueStore, RocksDbKeyValueStore, RocksDbMemory, TransactionalKeyValueStore,
+    KeyValueStore, RocksDbKeyValueStore, RocksDbMemory, SegmentedKeyValueStore, TransactionalKeyValueStore,
 };
 
 use super::typed::{ErasedStore, TypedKeyValueStore};
@@ -86,16 +86,21 @@ impl KeyValueBytesStoreSupplier for RocksDbKeyValueBytesStoreSupplier {
     }
 
     fn get(&self, ctx: &StoreContext<'_>) -> Result<Box<dyn KeyValueStore>, StreamsError> {
-        let Some(path) = ctx.store_dir(&self.name) else {
-            return Err(ConfigError::Invalid {
-                key: "state.dir".into(),
-                value: "(none)".into(),
-                reason: format!("the persistent store `{}` of task {} needs a state directory", self.name, ctx.task_id),
-            }
-            .into());
-        };
+        let path = persistent_store_dir(ctx, &self.name)?;
         Ok(Box::new(RocksDbKeyValueStore::open(self.name.clone(), path, ctx.rocksdb)?))
     }
+}
+
+/// Where the persistent store `store` of the context's task goes; an error without a state directory.
+fn persistent_store_dir(ctx: &StoreContext<'_>, store: &str) -> Result<std::path::PathBuf, StreamsError> {
+    ctx.store_dir(store).ok_or_else(|| {
+        ConfigError::Invalid {
+            key: "state.dir".into(),
+            value: "(none)".into(),
+            reason: format!("the persistent store `{store}` of task {} needs a state directory", ctx.task_id),
+        }
+        .into()
+    })
 }
 
 /// The DSL's store when the user chose none: RocksDB or in memory, as `default.dsl.store` says.
@@ -114,6 +119,37 @@ impl KeyValueBytesStoreSupplier for DefaultKeyValueBytesStoreSupplier {
             DslStoreType::RocksDb => RocksDbKeyValueBytesStoreSupplier { name: self.name.clone() }.get(ctx),
             DslStoreType::InMemory => Ok(Box::new(InMemoryKeyValueStore::new(self.name.clone()))),
         }
+    }
+}
+
+/// The DSL's window store: segmented by time so that its retention drops whole segments, on RocksDB (one
+/// database per segment, under the store's directory) or in memory, as `default.dsl.store` says.
+#[derive(Debug, Clone)]
+pub(crate) struct DefaultWindowBytesStoreSupplier {
+    pub(crate) name: String,
+    pub(crate) retention_ms: i64,
+}
+
+impl KeyValueBytesStoreSupplier for DefaultWindowBytesStoreSupplier {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn get(&self, ctx: &StoreContext<'_>) -> Result<Box<dyn KeyValueStore>, StreamsError> {
+        Ok(match ctx.dsl_store {
+            DslStoreType::RocksDb => {
+                let dir = persistent_store_dir(ctx, &self.name)?;
+                Box::new(SegmentedKeyValueStore::rocksdb_window_store(
+                    self.name.clone(),
+                    dir,
+                    ctx.rocksdb,
+                    self.retention_ms,
+                )?)
+            }
+            DslStoreType::InMemory => {
+                Box::new(SegmentedKeyValueStore::in_memory_window_store(self.name.clone(), self.retention_ms))
+            }
+        })
     }
 }
 

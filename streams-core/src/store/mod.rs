@@ -17,5 +17,5 @@ pub use builder::{
 pub use timestamped::{ValueAndTimestamp, ValueAndTimestampSerde};
 pub use typed::TypedKeyValueStore;
 
-pub(crate) use builder::{store_dir, DefaultKeyValueBytesStoreSupplier, StoreDef};
+pub(crate) use builder::{store_dir, DefaultKeyValueBytesStoreSupplier, DefaultWindowBytesStoreSupplier, StoreDef};
 pub(crate) use typed::ErasedStore;

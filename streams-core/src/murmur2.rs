@@ -1,6 +1,7 @@
 //! Kafka's default partitioner for keyed records: murmur2 of the key bytes, made positive, modulo the
 //! partition count (`org.apache.kafka.common.utils.Utils.murmur2`). The embedded broker places keys
-//! exactly where a Java producer, or librdkafka with `partitioner=murmur2_random`, would.
+//! exactly where a Java producer, or librdkafka with `partitioner=murmur2_random`, would; sinks of
+//! windowed keys place them by their inner key with it.
 
 /// Kafka's murmur2 (seed `0x9747b28c`), on the bytes of a key.
 pub(crate) fn murmur2(data: &[u8]) -> i32 {
