@@ -115,6 +115,14 @@ pub enum TopologyError {
         /// The missing store.
         store: String,
     },
+    /// A store's figures cannot be used (a window store whose window is longer than its retention).
+    #[error("state store `{store}` cannot be built: {reason}")]
+    InvalidStore {
+        /// The store.
+        store: String,
+        /// What is wrong (Kafka Streams' message where it has one).
+        reason: String,
+    },
     /// Two stores share a name.
     #[error("state store `{store}` is added twice")]
     DuplicateStore {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::state::{self, TaskState};
 use super::{interval_ms, PunctuationId, PunctuationType};
-use crate::store::TypedKeyValueStore;
+use crate::store::{TypedKeyValueStore, WindowStore};
 use crate::{Record, RecordMetadata, StreamsError, TaskId};
 
 /// What every piece of user code running at a node can reach, whether it forwards records or not
@@ -161,20 +161,24 @@ impl ProcessingContext<'_> {
 
     /// Looks up a store this processor is connected to, checking its key and value types.
     pub fn store_handle<K: 'static, V: 'static>(&self, name: &str) -> Result<StoreHandle<K, V>, StreamsError> {
+        let index = self.store_index_of::<TypedKeyValueStore<K, V>>(name, || {
+            format!("({}, {})", std::any::type_name::<K>(), std::any::type_name::<V>())
+        })?;
+        Ok(StoreHandle { index, _types: PhantomData })
+    }
+
+    /// Where the store `name` of type `S` is among the task's stores; an error naming both types if the
+    /// store is of another type.
+    fn store_index_of<S: 'static>(&self, name: &str, wanted: impl FnOnce() -> String) -> Result<usize, StreamsError> {
         let index = self.task.store_index_for(self.node, name)?;
-        if !self.task.stores[index].is::<K, V>() {
+        if !self.task.stores[index].is::<S>() {
             return Err(StreamsError::StoreAccess {
                 node: self.node_name().to_string(),
                 store: name.to_string(),
-                reason: format!(
-                    "the store holds ({}), not ({}, {})",
-                    self.task.stores[index].type_names(),
-                    std::any::type_name::<K>(),
-                    std::any::type_name::<V>()
-                ),
+                reason: format!("the store holds ({}), not {}", self.task.stores[index].type_names(), wanted()),
             });
         }
-        Ok(StoreHandle { index, _types: PhantomData })
+        Ok(index)
     }
 
     /// The store behind a handle from [`store_handle`](Self::store_handle).
@@ -183,8 +187,19 @@ impl ProcessingContext<'_> {
         handle: StoreHandle<K, V>,
     ) -> Result<&mut TypedKeyValueStore<K, V>, StreamsError> {
         self.task.stores[handle.index]
-            .downcast_mut::<K, V>()
+            .downcast_mut::<TypedKeyValueStore<K, V>>()
             .ok_or_else(|| StreamsError::Internal("a store handle changed type".into()))
+    }
+
+    /// Looks up a window store this processor is connected to (one built with
+    /// [`Stores::window_store_builder`](crate::store::Stores::window_store_builder)), checking its types.
+    pub fn window_store<K: 'static, V: 'static>(&mut self, name: &str) -> Result<&mut WindowStore<K, V>, StreamsError> {
+        let index = self.store_index_of::<WindowStore<K, V>>(name, || {
+            format!("a window store of {}, {}", std::any::type_name::<K>(), std::any::type_name::<V>())
+        })?;
+        self.task.stores[index]
+            .downcast_mut::<WindowStore<K, V>>()
+            .ok_or_else(|| StreamsError::Internal("a window store changed type".into()))
     }
 
     /// Looks up a store by name and returns it: [`store_handle`](Self::store_handle) then

@@ -1,19 +1,23 @@
 //! How a topology declares a store: a supplier of byte stores, serdes, and logging and caching choices.
 
 use std::collections::BTreeMap;
+use std::marker::PhantomData;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use state_store::{
     CacheBudget, CachingKeyValueStore, ChangeLoggingKeyValueStore, ChangelogWriter, InMemoryKeyValueStore,
-    KeyValueStore, RocksDbKeyValueStore, RocksDbMemory, SegmentedKeyValueStore, TransactionalKeyValueStore,
+    KeyValueStore, RocksDbKeyValueStore, RocksDbMemory, TransactionalKeyValueStore,
 };
 
 use super::typed::{ErasedStore, TypedKeyValueStore};
+use super::window::{open_window_bytes, WindowBytesStoreSupplier, WindowStore};
 use crate::config::{ConfigError, DslStoreType};
 use crate::serde::Serde;
 use crate::task_id::TaskId;
-use crate::StreamsError;
+use crate::window::Windowed;
+use crate::{StreamsError, TopologyError};
 
 /// What a supplier knows when it opens a store for a task.
 #[derive(Debug, Clone, Copy)]
@@ -92,7 +96,7 @@ impl KeyValueBytesStoreSupplier for RocksDbKeyValueBytesStoreSupplier {
 }
 
 /// Where the persistent store `store` of the context's task goes; an error without a state directory.
-fn persistent_store_dir(ctx: &StoreContext<'_>, store: &str) -> Result<std::path::PathBuf, StreamsError> {
+pub(super) fn persistent_store_dir(ctx: &StoreContext<'_>, store: &str) -> Result<std::path::PathBuf, StreamsError> {
     ctx.store_dir(store).ok_or_else(|| {
         ConfigError::Invalid {
             key: "state.dir".into(),
@@ -136,20 +140,7 @@ impl KeyValueBytesStoreSupplier for DefaultWindowBytesStoreSupplier {
     }
 
     fn get(&self, ctx: &StoreContext<'_>) -> Result<Box<dyn KeyValueStore>, StreamsError> {
-        Ok(match ctx.dsl_store {
-            DslStoreType::RocksDb => {
-                let dir = persistent_store_dir(ctx, &self.name)?;
-                Box::new(SegmentedKeyValueStore::rocksdb_window_store(
-                    self.name.clone(),
-                    dir,
-                    ctx.rocksdb,
-                    self.retention_ms,
-                )?)
-            }
-            DslStoreType::InMemory => {
-                Box::new(SegmentedKeyValueStore::in_memory_window_store(self.name.clone(), self.retention_ms))
-            }
-        })
+        open_window_bytes(ctx, &self.name, self.retention_ms, matches!(ctx.dsl_store, DslStoreType::RocksDb))
     }
 }
 
@@ -182,19 +173,56 @@ impl Stores {
 
     /// A builder of typed stores over `supplier`'s byte stores. Logging is on by default, as in Kafka
     /// Streams; caching is off.
-    pub fn key_value_store_builder<K: 'static, V: 'static>(
+    pub fn key_value_store_builder<K: Send + 'static, V: Send + 'static>(
         supplier: impl KeyValueBytesStoreSupplier,
         key_serde: Arc<dyn Serde<K>>,
         value_serde: Arc<dyn Serde<V>>,
     ) -> StoreBuilder<K, V> {
-        StoreBuilder {
-            supplier: Arc::new(supplier),
-            key_serde,
-            value_serde,
-            logging_enabled: true,
-            logging_config: BTreeMap::new(),
-            caching_enabled: false,
-        }
+        let typed = move |bytes: Box<dyn KeyValueStore>| -> Box<dyn ErasedStore> {
+            Box::new(TypedKeyValueStore::new(bytes, key_serde.clone(), value_serde.clone()))
+        };
+        StoreBuilder::new(Arc::new(supplier), Arc::new(typed), None)
+    }
+
+    /// A supplier of window stores on RocksDB called `name` (Kafka Streams' `persistentWindowStore`):
+    /// windows are kept for `retention` past the latest window start, in time segments of
+    /// `max(retention / 2, 60 s)`, one database each. With `retain_duplicates`, every put is kept, even
+    /// for a key and window that already have a value (what stream-stream joins need). An error if the
+    /// window size is larger than the retention, as in Kafka Streams.
+    pub fn persistent_window_store(
+        name: impl Into<String>,
+        retention: Duration,
+        window_size: Duration,
+        retain_duplicates: bool,
+    ) -> Result<WindowBytesStoreSupplier, TopologyError> {
+        WindowBytesStoreSupplier::new(name.into(), retention, window_size, retain_duplicates, true)
+    }
+
+    /// [`persistent_window_store`](Self::persistent_window_store) in memory.
+    pub fn in_memory_window_store(
+        name: impl Into<String>,
+        retention: Duration,
+        window_size: Duration,
+        retain_duplicates: bool,
+    ) -> Result<WindowBytesStoreSupplier, TopologyError> {
+        WindowBytesStoreSupplier::new(name.into(), retention, window_size, retain_duplicates, false)
+    }
+
+    /// A builder of window stores over `supplier`: values of `V` per key `K` and window, read and written
+    /// through [`WindowStore`] (`ProcessorContext::window_store`). The builder's types say what the
+    /// store maps: windowed keys to values. Logging is on by default: the changelog topic is
+    /// `compact,delete`, kept for the retention plus `windowstore.changelog.additional.retention.ms`.
+    pub fn window_store_builder<K: Send + 'static, V: Send + 'static>(
+        supplier: WindowBytesStoreSupplier,
+        key_serde: Arc<dyn Serde<K>>,
+        value_serde: Arc<dyn Serde<V>>,
+    ) -> StoreBuilder<Windowed<K>, V> {
+        let (size, duplicates, retention) =
+            (supplier.window_size_ms, supplier.retain_duplicates, supplier.retention_ms);
+        let typed = move |bytes: Box<dyn KeyValueStore>| -> Box<dyn ErasedStore> {
+            Box::new(WindowStore::new(bytes, key_serde.clone(), value_serde.clone(), size, duplicates))
+        };
+        StoreBuilder::new(Arc::new(supplier), Arc::new(typed), Some(retention))
     }
 }
 
@@ -202,14 +230,36 @@ impl Stores {
 /// the changelog topic `<application.id>-<name>-changelog`, and whether a record cache sits in front.
 pub struct StoreBuilder<K, V> {
     supplier: Arc<dyn KeyValueBytesStoreSupplier>,
-    key_serde: Arc<dyn Serde<K>>,
-    value_serde: Arc<dyn Serde<V>>,
+    /// Puts the typed layer (key-value or window) over the byte stack.
+    typed: Arc<TypedLayer>,
+    /// A window store's retention, for its changelog's configuration.
+    window_retention_ms: Option<i64>,
     logging_enabled: bool,
     logging_config: BTreeMap<String, String>,
     caching_enabled: bool,
+    _types: PhantomData<fn() -> (K, V)>,
 }
 
+/// Makes the typed store over a task's byte stack.
+type TypedLayer = dyn Fn(Box<dyn KeyValueStore>) -> Box<dyn ErasedStore> + Send + Sync;
+
 impl<K: Send + 'static, V: Send + 'static> StoreBuilder<K, V> {
+    fn new(
+        supplier: Arc<dyn KeyValueBytesStoreSupplier>,
+        typed: Arc<TypedLayer>,
+        window_retention_ms: Option<i64>,
+    ) -> Self {
+        StoreBuilder {
+            supplier,
+            typed,
+            window_retention_ms,
+            logging_enabled: true,
+            logging_config: BTreeMap::new(),
+            caching_enabled: false,
+            _types: PhantomData,
+        }
+    }
+
     /// The store's name.
     pub fn name(&self) -> &str {
         self.supplier.name()
@@ -245,7 +295,15 @@ impl<K: Send + 'static, V: Send + 'static> StoreBuilder<K, V> {
     }
 
     pub(crate) fn into_def(self) -> StoreDef {
-        let StoreBuilder { supplier, key_serde, value_serde, logging_enabled, logging_config, caching_enabled } = self;
+        let StoreBuilder {
+            supplier,
+            typed,
+            window_retention_ms,
+            logging_enabled,
+            logging_config,
+            caching_enabled,
+            _types,
+        } = self;
         let name = supplier.name().to_string();
         let factory = move |ctx: &StoreContext<'_>,
                             changelog: Option<Box<dyn ChangelogWriter>>|
@@ -261,9 +319,9 @@ impl<K: Send + 'static, V: Send + 'static> StoreBuilder<K, V> {
             if caching_enabled && ctx.cache.enabled() {
                 inner = Box::new(CachingKeyValueStore::new(inner, ctx.cache.clone()));
             }
-            Ok(Box::new(TypedKeyValueStore::new(inner, key_serde.clone(), value_serde.clone())))
+            Ok(typed(inner))
         };
-        StoreDef { name, logging_enabled, logging_config, window_retention_ms: None, factory: Arc::new(factory) }
+        StoreDef { name, logging_enabled, logging_config, window_retention_ms, factory: Arc::new(factory) }
     }
 }
 

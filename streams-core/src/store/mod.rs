@@ -9,6 +9,7 @@
 mod builder;
 mod timestamped;
 mod typed;
+mod window;
 
 pub use builder::{
     InMemoryKeyValueBytesStoreSupplier, KeyValueBytesStoreSupplier, RocksDbKeyValueBytesStoreSupplier, StoreBuilder,
@@ -16,6 +17,7 @@ pub use builder::{
 };
 pub use timestamped::{ValueAndTimestamp, ValueAndTimestampSerde};
 pub use typed::TypedKeyValueStore;
+pub use window::{WindowBytesStoreSupplier, WindowStore, WindowedKeyValue};
 
 pub(crate) use builder::{store_dir, DefaultKeyValueBytesStoreSupplier, DefaultWindowBytesStoreSupplier, StoreDef};
 pub(crate) use typed::ErasedStore;

@@ -45,11 +45,7 @@ impl<K: 'static, V: 'static> TypedKeyValueStore<K, V> {
 
     fn encode_key(&mut self, key: &K) -> Result<(), StreamsError> {
         self.key_buf.clear();
-        self.key_serde.serialize(&self.name, key, &mut self.key_buf).map_err(|source| StreamsError::Serialization {
-            node: "(store)".into(),
-            target: self.name.to_string(),
-            source,
-        })
+        encode(&*self.key_serde, &self.name, key, &mut self.key_buf)
     }
 
     fn decode_value(&self, bytes: &[u8]) -> Result<V, StreamsError> {
@@ -74,9 +70,7 @@ impl<K: 'static, V: 'static> TypedKeyValueStore<K, V> {
             return Ok(());
         }
         self.value_buf.clear();
-        self.value_serde.serialize(&self.name, value, &mut self.value_buf).map_err(|source| {
-            StreamsError::Serialization { node: "(store)".into(), target: self.name.to_string(), source }
-        })?;
+        encode(&*self.value_serde, &self.name, value, &mut self.value_buf)?;
         self.inner.put(&self.key_buf, &self.value_buf)?;
         Ok(())
     }
@@ -137,7 +131,27 @@ impl<K: 'static, V: 'static> TypedKeyValueStore<K, V> {
     }
 }
 
-fn decode<T: 'static>(serde: &dyn Serde<T>, store: &str, part: RecordPart, bytes: &[u8]) -> Result<T, StreamsError> {
+/// Appends a key's or value's bytes for the store `store`.
+pub(super) fn encode<T: 'static>(
+    serde: &dyn Serde<T>,
+    store: &str,
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), StreamsError> {
+    serde.serialize(store, value, out).map_err(|source| StreamsError::Serialization {
+        node: "(store)".into(),
+        target: store.to_string(),
+        source,
+    })
+}
+
+/// Reads a key or value the store `store` holds.
+pub(super) fn decode<T: 'static>(
+    serde: &dyn Serde<T>,
+    store: &str,
+    part: RecordPart,
+    bytes: &[u8],
+) -> Result<T, StreamsError> {
     serde.deserialize(store, bytes).map_err(|source| StreamsError::StoreAccess {
         node: "(store)".into(),
         store: store.to_string(),
@@ -169,38 +183,48 @@ pub(crate) trait ErasedStore: Send {
     fn type_names(&self) -> String;
 }
 
-impl<K: 'static, V: 'static> ErasedStore for TypedKeyValueStore<K, V> {
-    fn name(&self) -> &str {
-        &self.name
-    }
+/// Implements [`ErasedStore`] for a typed store `$store<K, V>` with `name` and `inner` fields; `$what`
+/// starts the text that names its types in errors.
+macro_rules! erased_store {
+    ($store:ident, $what:literal) => {
+        impl<K: 'static, V: 'static> $crate::store::typed::ErasedStore for $store<K, V> {
+            fn name(&self) -> &str {
+                &self.name
+            }
 
-    fn bytes(&self) -> &dyn KeyValueStore {
-        &*self.inner
-    }
+            fn bytes(&self) -> &dyn state_store::KeyValueStore {
+                &*self.inner
+            }
 
-    fn bytes_mut(&mut self) -> &mut dyn KeyValueStore {
-        &mut *self.inner
-    }
+            fn bytes_mut(&mut self) -> &mut dyn state_store::KeyValueStore {
+                &mut *self.inner
+            }
 
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
-    }
+            fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+                self
+            }
 
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
+            fn as_any(&self) -> &dyn std::any::Any {
+                self
+            }
 
-    fn type_names(&self) -> String {
-        format!("{}, {}", std::any::type_name::<K>(), std::any::type_name::<V>())
-    }
+            fn type_names(&self) -> String {
+                format!(concat!($what, "{}, {}"), std::any::type_name::<K>(), std::any::type_name::<V>())
+            }
+        }
+    };
 }
+pub(super) use erased_store;
+
+erased_store!(TypedKeyValueStore, "");
 
 impl dyn ErasedStore {
-    pub(crate) fn is<K: 'static, V: 'static>(&self) -> bool {
-        self.as_any().is::<TypedKeyValueStore<K, V>>()
+    /// Whether the store is an `S` (a [`TypedKeyValueStore`] or a window store of given types).
+    pub(crate) fn is<S: 'static>(&self) -> bool {
+        self.as_any().is::<S>()
     }
 
-    pub(crate) fn downcast_mut<K: 'static, V: 'static>(&mut self) -> Option<&mut TypedKeyValueStore<K, V>> {
-        self.as_any_mut().downcast_mut::<TypedKeyValueStore<K, V>>()
+    pub(crate) fn downcast_mut<S: 'static>(&mut self) -> Option<&mut S> {
+        self.as_any_mut().downcast_mut::<S>()
     }
 }

@@ -20,7 +20,7 @@ use crate::processor::node::{OnePartition, PartitionCounts};
 use crate::processor::state::{guarded, ChangelogBuffer, TaskState};
 use crate::processor::{AnyTimestampExtractor, FailOnInvalidTimestamp, PunctuationType};
 use crate::record::{Headers, ProducedRecord, RawRecord};
-use crate::store::{StoreContext, TypedKeyValueStore};
+use crate::store::StoreContext;
 use crate::sync::LockUnpoisoned;
 use crate::time::Clock;
 use crate::topology::{plan::SubtopologyPlan, NodeInit, TopicPattern, Topology};
@@ -513,10 +513,10 @@ impl Task {
         Ok(())
     }
 
-    /// The typed store called `name`, if this task has it with these types.
-    pub(crate) fn store<K: 'static, V: 'static>(&mut self, name: &str) -> Option<&mut TypedKeyValueStore<K, V>> {
+    /// The store called `name`, if this task has it as an `S` (a typed key-value or window store).
+    pub(crate) fn store<S: 'static>(&mut self, name: &str) -> Option<&mut S> {
         let index = self.state.store_index(name)?;
-        self.state.stores[index].downcast_mut::<K, V>()
+        self.state.stores[index].downcast_mut::<S>()
     }
 
     /// The task's counters.

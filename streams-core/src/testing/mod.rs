@@ -40,7 +40,7 @@ use crate::processor::{AnyTimestampExtractor, FailOnInvalidTimestamp};
 use crate::record::RecordPart;
 use crate::record::{Headers, ProducedRecord, RawRecord};
 use crate::serde::{from_bytes, to_bytes, DefaultSerde, Serde, SerdeError};
-use crate::store::{TypedKeyValueStore, ValueAndTimestamp};
+use crate::store::{TypedKeyValueStore, ValueAndTimestamp, WindowStore};
 use crate::task::{Task, TaskConfig};
 use crate::time::Clock;
 use crate::topology::{plan, Topology};
@@ -377,7 +377,13 @@ impl TopologyTestDriver {
 
     /// The store called `name`, typed as stored (DSL aggregations store `ValueAndTimestamp<V>`).
     pub fn key_value_store<K: 'static, V: 'static>(&mut self, name: &str) -> Option<&mut TypedKeyValueStore<K, V>> {
-        self.tasks.iter_mut().find(|t| t.has_store(name))?.store::<K, V>(name)
+        self.tasks.iter_mut().find(|t| t.has_store(name))?.store::<TypedKeyValueStore<K, V>>(name)
+    }
+
+    /// The window store called `name` (one built with `Stores::window_store_builder`), if it holds these
+    /// types.
+    pub fn window_store<K: 'static, V: 'static>(&mut self, name: &str) -> Option<&mut WindowStore<K, V>> {
+        self.tasks.iter_mut().find(|t| t.has_store(name))?.store::<WindowStore<K, V>>(name)
     }
 
     /// Every `(key, value)` of store `name`, in key-byte order, whether it stores plain or timestamped
@@ -393,10 +399,10 @@ impl TopologyTestDriver {
             ),
         };
         let Some(task) = self.tasks.iter_mut().find(|t| t.has_store(name)) else { return Err(missing()) };
-        if let Some(store) = task.store::<K, V>(name) {
+        if let Some(store) = task.store::<TypedKeyValueStore<K, V>>(name) {
             return store.all()?.collect();
         }
-        let store = task.store::<K, ValueAndTimestamp<V>>(name).ok_or_else(missing)?;
+        let store = task.store::<TypedKeyValueStore<K, ValueAndTimestamp<V>>>(name).ok_or_else(missing)?;
         store.all()?.map(|kv| kv.map(|(k, v)| (k, v.value))).collect()
     }
 
