@@ -240,3 +240,223 @@ fn the_changelog_and_output_use_kafka_s_layouts() -> Result {
     assert_eq!(app.state(), State::NotRunning);
     Ok(())
 }
+
+/// `in`, session-windowed by `windows`, aggregated with a concat aggregator and a `|` merger into store
+/// `agg` (optionally with a retention), written to `out`.
+fn sessions(windows: SessionWindows, retention: Option<u64>) -> Result<Topology> {
+    let builder = StreamsBuilder::new();
+    let mut materialized = Materialized::as_store("agg");
+    if let Some(r) = retention {
+        materialized = materialized.with_retention(ms(r));
+    }
+    builder
+        .stream::<String, String>("in")
+        .group_by_key()
+        .windowed_by(windows)
+        .aggregate_with(String::new, |_, v, agg| format!("{agg},{v}"), |_, a, b| format!("{a}|{b}"), materialized)
+        .to_stream()
+        .to("out");
+    Ok(builder.build()?)
+}
+
+type SessionOut = Vec<(String, i64, i64, Option<String>, i64)>;
+
+/// Pipes `(key, value, timestamp)` records and returns `out` as (key, start, end, value, timestamp).
+fn run_sessions(topology: Topology, records: &[(&str, &str, i64)]) -> Result<(TopologyTestDriver, SessionOut)> {
+    use kstreams::serde::{SessionWindowedSerde, StringSerde};
+    let mut driver = TopologyTestDriver::new(topology)?;
+    let input = driver.input_topic::<String, String>("in");
+    for (key, value, ts) in records {
+        let mut record = Record::new(key.to_string(), value.to_string(), *ts);
+        record.headers.add("trace", Some(b"1".to_vec()));
+        driver.pipe_record(&input, record)?;
+    }
+    let key_serde = std::sync::Arc::new(SessionWindowedSerde::new(std::sync::Arc::new(StringSerde)));
+    let out = driver.output_topic_with::<Windowed<String>, Option<String>>(
+        "out",
+        key_serde,
+        Option::<String>::default_serde(),
+    );
+    let records = driver.read_records(&out)?;
+    assert!(records.iter().all(|r| r.headers.is_empty()), "session results carry no headers, as in Kafka Streams");
+    let read = records.into_iter().map(|r| (r.key.key, r.key.window.start, r.key.window.end, r.value, r.timestamp));
+    Ok((driver, read.collect()))
+}
+
+fn s(start: i64, end: i64, value: Option<&str>, ts: i64) -> (String, i64, i64, Option<String>, i64) {
+    ("a".to_string(), start, end, value.map(str::to_string), ts)
+}
+
+/// A record within the gap of two sessions merges them: a tombstone for each (stamped with its end), then
+/// the merged session, whose aggregate folds the sessions' with the merger from the initializer, oldest
+/// first, then the record. A record that would only extend closed sessions is dropped.
+#[test]
+fn a_record_between_two_sessions_merges_them() -> Result {
+    let windows = SessionWindows::of_inactivity_gap_and_grace(ms(10), ms(20));
+    let records = [("a", "p", 0), ("a", "q", 20), ("a", "r", 10), ("a", "s", 100), ("a", "t", 60), ("a", "u", 75)];
+    let (driver, out) = run_sessions(sessions(windows, Some(30))?, &records)?;
+    assert_eq!(
+        out,
+        vec![
+            s(0, 0, Some(",p"), 0),
+            s(20, 20, Some(",q"), 20),
+            s(0, 0, None, 0),
+            s(20, 20, None, 20),
+            s(0, 20, Some("|,p|,q,r"), 20),
+            s(100, 100, Some(",s"), 100),
+            // t@60: stream time 100 less grace 20 less gap 10 closes everything before 70: dropped.
+            // u@75: [0, 20] has ended at or before 100 - 30 (the retention): not found, a new session.
+            s(75, 75, Some(",u"), 75),
+        ]
+    );
+    assert_eq!(driver.metrics().dropped_records, 1);
+    Ok(())
+}
+
+/// A session still open for the aggregation (its end is not before the close time) but past the store's
+/// retention is not found: the next record within the gap starts a session of its own, as in Kafka
+/// Streams, whose store hides it the same way.
+#[test]
+fn the_store_s_retention_decides_which_sessions_a_record_can_join() -> Result {
+    let windows = SessionWindows::of_inactivity_gap_with_no_grace(ms(10));
+    let builder_records = [("p", 98), ("r", 105), ("s", 98)];
+    let topology = || -> Result<Topology> {
+        let builder = StreamsBuilder::new();
+        let grouped = builder.stream::<String, String>("in").group_by_key();
+        grouped
+            .windowed_by(windows)
+            .aggregate_with(
+                String::new,
+                |_, v, agg| format!("{agg},{v}"),
+                |_, a, b| format!("{a}|{b}"),
+                Materialized::as_store("agg"),
+            )
+            .to_stream()
+            .to("out");
+        Ok(builder.build()?)
+    };
+    let mut driver = TopologyTestDriver::new(topology()?)?;
+    let input = driver.input_topic::<String, String>("in");
+    driver.pipe(&input, "a".into(), "p".into(), 98)?;
+    driver.pipe(&input, "b".into(), "q".into(), 108)?;
+    for (value, ts) in &builder_records[1..] {
+        driver.pipe(&input, "a".into(), value.to_string(), *ts)?;
+    }
+    let stored: Vec<(i64, i64, String)> = driver
+        .store_entries::<Windowed<String>, String>("agg")?
+        .into_iter()
+        .filter(|(k, _)| k.key == "a")
+        .map(|(k, v)| (k.window.start, k.window.end, v))
+        .collect();
+    assert_eq!(stored, vec![(98, 105, "|,r,s".to_string())], "[98, 98] was hidden when r came");
+    Ok(())
+}
+
+/// Kafka Streams' own `SessionWindowedKStreamImplTest.shouldCountSessionWindowed` (caching off).
+#[test]
+fn session_counts_match_kafka_streams_own_test() -> Result {
+    use kstreams::serde::{SessionWindowedSerde, StringSerde};
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, String>("in")
+        .group_by_key()
+        .windowed_by(SessionWindows::of_inactivity_gap_with_no_grace(ms(500)))
+        .count()
+        .to_stream()
+        .to("out");
+    let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    let input = driver.input_topic::<String, String>("in");
+    for (key, ts) in [("1", 10), ("1", 15), ("1", 600), ("2", 600), ("2", 599)] {
+        driver.pipe(&input, key.to_string(), "1".to_string(), ts)?;
+    }
+    let key_serde = std::sync::Arc::new(SessionWindowedSerde::new(std::sync::Arc::new(StringSerde)));
+    let out =
+        driver.output_topic_with::<Windowed<String>, Option<i64>>("out", key_serde, Option::<i64>::default_serde());
+    let read: Vec<(String, i64, i64, Option<i64>, i64)> = driver
+        .read_records(&out)?
+        .into_iter()
+        .map(|r| (r.key.key, r.key.window.start, r.key.window.end, r.value, r.timestamp))
+        .collect();
+    let k = |key: &str, start, end, count, ts| (key.to_string(), start, end, count, ts);
+    assert_eq!(
+        read,
+        vec![
+            k("1", 10, 10, Some(1), 10),
+            k("1", 10, 10, None, 10),
+            k("1", 10, 15, Some(2), 15),
+            k("1", 600, 600, Some(1), 600),
+            k("2", 600, 600, Some(1), 600),
+            k("2", 600, 600, None, 600),
+            k("2", 599, 600, Some(2), 600),
+        ]
+    );
+    Ok(())
+}
+
+#[test]
+fn a_session_store_retention_below_gap_plus_grace_is_a_build_error() {
+    let error = sessions(SessionWindows::of_inactivity_gap_and_grace(ms(100), ms(50)), Some(120))
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("The retention period of the session store agg must be no smaller than the session inactivity gap plus the grace period. Got gap=[100], grace=[50], retention=[120]"),
+        "{error}"
+    );
+}
+
+/// Under exactly-once the store's writes wait for the commit; the aggregation still finds (and hides)
+/// exactly the sessions it does when every write lands at once: the same records give the same results
+/// on the embedded broker, with commits far apart, as in the test driver.
+#[test]
+fn sessions_under_exactly_once_give_the_test_driver_s_results() -> Result {
+    use kstreams::config::StreamsConfig;
+    use kstreams::embedded::EmbeddedBroker;
+    use kstreams::runtime::KafkaStreams;
+    use kstreams::serde::{SessionWindowedSerde, StringSerde};
+
+    let windows = SessionWindows::of_inactivity_gap_with_no_grace(ms(10));
+    // r@105 comes when [98, 98] is still open for the aggregation but past the store's retention (b's
+    // session moved the store's time to 108), so it must not join it; w@151 likewise.
+    let records = [
+        ("a", "p", 98),
+        ("b", "q", 108),
+        ("a", "r", 105),
+        ("a", "s", 98),
+        ("a", "t", 141),
+        ("b", "u", 151),
+        ("a", "w", 148),
+    ];
+    let (_, expected) = run_sessions(sessions(windows, None)?, &records)?;
+    assert!(expected.contains(&s(105, 105, Some(",r"), 105)), "r starts a session of its own: {expected:?}");
+
+    let broker = EmbeddedBroker::new();
+    broker.create_topic("in", 1);
+    broker.create_topic("out", 1);
+    let mut config = StreamsConfig::new("sessions-eos", "embedded");
+    config.set("processing.guarantee", "exactly_once_v2")?;
+    config.set("commit.interval.ms", "60000")?;
+    let supplier = std::sync::Arc::new(broker.clone());
+    let mut app = KafkaStreams::with_client_supplier(sessions(windows, None)?, config.clone(), supplier.clone())?;
+    let mut topics = BrokerTopics::new(supplier, &config);
+    for (key, value, ts) in records {
+        topics.send("in", &key.to_string(), &value.to_string(), ts)?;
+    }
+    topics.flush()?;
+    app.start()?;
+    // Nothing is committed for a minute; closing commits what was processed.
+    std::thread::sleep(Duration::from_secs(2));
+    app.close()?;
+    let key_serde = SessionWindowedSerde::new(std::sync::Arc::new(StringSerde));
+    let out = topics.read_raw("out")?;
+    let read: SessionOut = out
+        .iter()
+        .map(|r| {
+            let key = key_serde.deserialize("out", r.key.as_deref().unwrap()).unwrap();
+            let value = r.value.as_ref().map(|v| String::from_utf8(v.clone()).unwrap());
+            (key.key, key.window.start, key.window.end, value, r.timestamp)
+        })
+        .collect();
+    assert_eq!(read, expected);
+    Ok(())
+}

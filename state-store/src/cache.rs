@@ -169,6 +169,10 @@ impl<S: KeyValueStore> StateStore for CachingKeyValueStore<S> {
     fn uncommitted_bytes(&self) -> usize {
         self.inner.uncommitted_bytes()
     }
+
+    fn observed_stream_time(&self) -> Option<i64> {
+        self.inner.observed_stream_time()
+    }
 }
 
 impl<S: KeyValueStore> ReadOnlyKeyValueStore for CachingKeyValueStore<S> {

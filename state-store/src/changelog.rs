@@ -71,6 +71,10 @@ impl<S: KeyValueStore> StateStore for ChangeLoggingKeyValueStore<S> {
     fn uncommitted_bytes(&self) -> usize {
         self.inner.uncommitted_bytes()
     }
+
+    fn observed_stream_time(&self) -> Option<i64> {
+        self.inner.observed_stream_time()
+    }
 }
 
 impl<S: KeyValueStore> ReadOnlyKeyValueStore for ChangeLoggingKeyValueStore<S> {
@@ -208,6 +212,10 @@ impl<S: StateStore + ?Sized> StateStore for Box<S> {
 
     fn uncommitted_bytes(&self) -> usize {
         (**self).uncommitted_bytes()
+    }
+
+    fn observed_stream_time(&self) -> Option<i64> {
+        (**self).observed_stream_time()
     }
 }
 

@@ -1,9 +1,10 @@
-//! A window store's records cut into time segments, so that retention drops whole segments (Kafka
-//! Streams' segmented bytes store).
+//! Window and session stores' records cut into time segments, so that retention drops whole segments
+//! (Kafka Streams' segmented bytes store).
 //!
-//! Keys are laid out as Kafka Streams lays out a window store's keys: `key ‖ window start (i64, big-endian)
-//! ‖ sequence number (i32, big-endian)`. The store reads the window start from the key's bytes; everything
-//! else about the key is opaque to it.
+//! Keys are laid out as Kafka Streams lays out window and session store keys: `key ‖ window start (i64,
+//! big-endian) ‖ sequence number (i32, big-endian)` for windows, `key ‖ session end (i64) ‖ session start
+//! (i64)` for sessions. The store reads the time it segments by (a window's start, a session's end) from
+//! the key's bytes; everything else about the key is opaque to it.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -12,21 +13,50 @@ use std::path::{Path, PathBuf};
 use crate::store::{KeyValue, KeyValueIterator, KeyValueStore, ReadOnlyKeyValueStore, StateStore};
 use crate::{InMemoryKeyValueStore, RocksDbKeyValueStore, RocksDbMemory, StoreError};
 
-/// Bytes a window store key carries after the user's key: the window start and the sequence number.
-const WINDOW_SUFFIX: usize = 8 + 4;
+/// How a stored key carries its time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// `key ‖ start ‖ seqnum`: segmented by the window start.
+    Window,
+    /// `key ‖ end ‖ start`: segmented by the session end.
+    Session,
+}
+
+impl Layout {
+    /// Bytes after the user's key.
+    fn suffix(self) -> usize {
+        match self {
+            Layout::Window => 8 + 4,
+            Layout::Session => 8 + 8,
+        }
+    }
+
+    /// The time a key is segmented by, or `None` when the key is too short for the layout.
+    fn time_of(self, key: &[u8]) -> Option<i64> {
+        let at = key.len().checked_sub(self.suffix())?;
+        Some(i64::from_be_bytes(key[at..at + 8].try_into().expect("eight bytes")))
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Layout::Window => "a window store key (key, window start, sequence number)",
+            Layout::Session => "a session store key (key, session end, session start)",
+        }
+    }
+}
 
 /// The shortest segment Kafka Streams cuts, whatever the retention.
 const MIN_SEGMENT_INTERVAL_MS: i64 = 60_000;
 
-/// A window store made of one key-value store per time segment.
+/// A window or session store made of one key-value store per time segment.
 ///
-/// As Kafka Streams' segmented stores:
-/// - a segment spans `max(retention / 2, 60 s)` of window starts, and is named `<store>.<segment start>`;
-/// - the store's *observed stream time* is the greatest window start written, deleted or restored;
+/// As Kafka Streams' segmented stores (the time of a record is its window's start, or its session's end):
+/// - a segment spans `max(retention / 2, 60 s)` of time, and is named `<store>.<segment start>`;
+/// - the store's *observed stream time* is the greatest time written, deleted or restored;
 /// - a segment is live while its id is at least that of `observed - retention`; a write into an older
 ///   segment is dropped (with a warning), and every write drops the segments that are no longer live,
 ///   which frees their memory or deletes their RocksDB files;
-/// - reads hide windows that start at or before `observed - retention`, even in a live segment.
+/// - reads hide records whose time is at or before `observed - retention`, even in a live segment.
 ///
 /// Iteration is in ascending key-byte order across segments, as every store of this crate iterates;
 /// Kafka Streams' RocksDB window store goes segment by segment instead (the same order while all
@@ -50,6 +80,7 @@ const MIN_SEGMENT_INTERVAL_MS: i64 = 60_000;
 /// ```
 pub struct SegmentedKeyValueStore {
     name: String,
+    layout: Layout,
     medium: Medium,
     retention_ms: i64,
     interval_ms: i64,
@@ -82,7 +113,7 @@ impl std::fmt::Debug for SegmentedKeyValueStore {
 impl SegmentedKeyValueStore {
     /// A window store in memory keeping windows for `retention_ms` (past the latest window start).
     pub fn in_memory_window_store(name: impl Into<String>, retention_ms: i64) -> Self {
-        Self::new(name.into(), Medium::Memory, retention_ms)
+        Self::new(name.into(), Layout::Window, Medium::Memory, retention_ms)
     }
 
     /// A window store on RocksDB, one database per segment under `dir` (`dir/<store>.<segment start>`),
@@ -93,9 +124,33 @@ impl SegmentedKeyValueStore {
         memory: &RocksDbMemory,
         retention_ms: i64,
     ) -> Result<Self, StoreError> {
-        let dir = dir.into();
+        Self::on_rocksdb(name.into(), Layout::Window, dir.into(), memory, retention_ms)
+    }
+
+    /// A session store in memory keeping sessions for `retention_ms` (past the latest session end).
+    pub fn in_memory_session_store(name: impl Into<String>, retention_ms: i64) -> Self {
+        Self::new(name.into(), Layout::Session, Medium::Memory, retention_ms)
+    }
+
+    /// A session store on RocksDB, laid out as [`rocksdb_window_store`](Self::rocksdb_window_store).
+    pub fn rocksdb_session_store(
+        name: impl Into<String>,
+        dir: impl Into<PathBuf>,
+        memory: &RocksDbMemory,
+        retention_ms: i64,
+    ) -> Result<Self, StoreError> {
+        Self::on_rocksdb(name.into(), Layout::Session, dir.into(), memory, retention_ms)
+    }
+
+    fn on_rocksdb(
+        name: String,
+        layout: Layout,
+        dir: PathBuf,
+        memory: &RocksDbMemory,
+        retention_ms: i64,
+    ) -> Result<Self, StoreError> {
         let mut store =
-            Self::new(name.into(), Medium::RocksDb { dir: dir.clone(), memory: memory.clone() }, retention_ms);
+            Self::new(name, layout, Medium::RocksDb { dir: dir.clone(), memory: memory.clone() }, retention_ms);
         for start in store.segments_on_disk(&dir)? {
             let id = store.segment_id(start);
             store.open_segment(id)?;
@@ -103,10 +158,11 @@ impl SegmentedKeyValueStore {
         Ok(store)
     }
 
-    fn new(name: String, medium: Medium, retention_ms: i64) -> Self {
+    fn new(name: String, layout: Layout, medium: Medium, retention_ms: i64) -> Self {
         let retention_ms = retention_ms.max(0);
         SegmentedKeyValueStore {
             name,
+            layout,
             medium,
             retention_ms,
             interval_ms: (retention_ms / 2).max(MIN_SEGMENT_INTERVAL_MS),
@@ -146,9 +202,9 @@ impl SegmentedKeyValueStore {
         self.segment_id(self.observed.saturating_sub(self.retention_ms))
     }
 
-    /// Whether a window starting at `start` is still inside the retention.
-    fn visible(&self, start: i64) -> bool {
-        start >= self.observed.saturating_sub(self.retention_ms).saturating_add(1)
+    /// Whether a record of time `time` is still inside the retention.
+    fn visible(&self, time: i64) -> bool {
+        time >= self.observed.saturating_sub(self.retention_ms).saturating_add(1)
     }
 
     fn segment_name(&self, id: i64) -> String {
@@ -187,13 +243,15 @@ impl SegmentedKeyValueStore {
         Ok(())
     }
 
-    /// The window start a key carries.
+    /// The time a key carries.
     fn start_of(&self, key: &[u8]) -> Result<i64, StoreError> {
-        window_start(key).ok_or_else(|| StoreError::Backend {
+        self.layout.time_of(key).ok_or_else(|| StoreError::Backend {
             store: self.name.clone(),
             message: format!(
-                "a key of {} bytes is not a window store key (key, window start, sequence number: at least {WINDOW_SUFFIX} bytes)",
-                key.len()
+                "a key of {} bytes is not {} (at least {} bytes)",
+                key.len(),
+                self.layout.describe(),
+                self.layout.suffix()
             ),
             source: None,
         })
@@ -270,16 +328,10 @@ impl SegmentedKeyValueStore {
     fn merged<'a>(&'a self, sources: Vec<KeyValueIterator<'a>>) -> Result<KeyValueIterator<'a>, StoreError> {
         let merged = Merged::new(sources)?;
         Ok(Box::new(merged.filter(move |kv| match kv {
-            Ok((key, _)) => window_start(key).is_none_or(|start| self.visible(start)),
+            Ok((key, _)) => self.layout.time_of(key).is_none_or(|time| self.visible(time)),
             Err(_) => true,
         })))
     }
-}
-
-/// The window start of a window store key, or `None` when the key is too short to be one.
-fn window_start(key: &[u8]) -> Option<i64> {
-    let at = key.len().checked_sub(WINDOW_SUFFIX)?;
-    Some(i64::from_be_bytes(key[at..at + 8].try_into().expect("eight bytes")))
 }
 
 /// Several key-ordered iterators with disjoint keys, merged into one in key order.
@@ -365,6 +417,10 @@ impl StateStore for SegmentedKeyValueStore {
         self.restoring = false;
         self.each_segment(|segment| segment.end_restore())
     }
+
+    fn observed_stream_time(&self) -> Option<i64> {
+        Some(self.observed)
+    }
 }
 
 impl ReadOnlyKeyValueStore for SegmentedKeyValueStore {
@@ -440,8 +496,8 @@ mod tests {
             .unwrap()
             .map(|kv| {
                 let (k, _) = kv.unwrap();
-                let start = window_start(&k).unwrap();
-                (k[..k.len() - WINDOW_SUFFIX].to_vec(), start)
+                let start = Layout::Window.time_of(&k).unwrap();
+                (k[..k.len() - Layout::Window.suffix()].to_vec(), start)
             })
             .collect()
     }
@@ -534,6 +590,25 @@ mod tests {
         let err = store.put(b"short", b"v").unwrap_err();
         assert!(err.to_string().contains("`windows`"), "{err}");
         assert!(err.to_string().contains("5 bytes"), "{err}");
+    }
+
+    #[test]
+    fn session_stores_segment_and_hide_by_the_session_end() {
+        let session =
+            |user: &[u8], start: i64, end: i64| [user, &end.to_be_bytes()[..], &start.to_be_bytes()[..]].concat();
+        let mut store = SegmentedKeyValueStore::in_memory_session_store("s", 10);
+        store.put(&session(b"a", 0, 98), b"p").unwrap();
+        store.put(&session(b"b", 108, 108), b"q").unwrap();
+        assert_eq!(store.observed_stream_time(), Some(108));
+        // 98 <= 108 - 10: hidden, though its segment lives.
+        assert_eq!(store.get(&session(b"a", 0, 98)).unwrap(), None);
+        store.put(&session(b"a", 99, 99), b"r").unwrap();
+        assert_eq!(store.get(&session(b"a", 99, 99)).unwrap(), Some(b"r".to_vec()), "99 > 98: visible");
+        // A delete moves the observed time too, as Kafka Streams' RocksDB store does.
+        store.delete(&session(b"c", 500, 500)).unwrap();
+        assert_eq!(store.observed_stream_time(), Some(500));
+        let err = store.put(b"0123456789ab", b"v").unwrap_err().to_string();
+        assert!(err.contains("12 bytes is not a session store key"), "{err}");
     }
 
     #[test]

@@ -72,6 +72,12 @@ pub trait StateStore: Send {
     fn uncommitted_bytes(&self) -> usize {
         0
     }
+
+    /// The latest time a time-segmented store (window or session) has seen, which decides what it still
+    /// shows; `None` for stores without one. Layers above such a store pass it on.
+    fn observed_stream_time(&self) -> Option<i64> {
+        None
+    }
 }
 
 /// Reads from a key-value store. Interactive queries and processors that only look up get this view.

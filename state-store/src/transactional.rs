@@ -187,6 +187,12 @@ impl<S: KeyValueStore> StateStore for TransactionalKeyValueStore<S> {
     fn uncommitted_bytes(&self) -> usize {
         self.pending_bytes + self.inner.uncommitted_bytes()
     }
+
+    /// The store below's: held writes have not reached it yet, so a reader that needs the time its own
+    /// writes reached keeps track of that itself.
+    fn observed_stream_time(&self) -> Option<i64> {
+        self.inner.observed_stream_time()
+    }
 }
 
 impl<S: KeyValueStore> ReadOnlyKeyValueStore for TransactionalKeyValueStore<S> {

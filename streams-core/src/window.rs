@@ -101,13 +101,13 @@ impl TimeWindows {
         self.grace_ms
     }
 
-    /// Why these windows cannot be used (Kafka Streams' messages), if they cannot.
     /// The retention a store of these windows needs at least, and has when none is given: size plus grace
     /// (Kafka Streams' `WindowStoreMaterializer`).
     pub(crate) fn least_retention_ms(&self) -> i64 {
         self.size_ms().saturating_add(self.grace_ms())
     }
 
+    /// Why these windows cannot be used (Kafka Streams' messages), if they cannot.
     pub(crate) fn invalid(&self) -> Option<&'static str> {
         if self.size_ms <= 0 {
             Some("Window size (sizeMs) must be larger than zero.")
@@ -126,6 +126,57 @@ impl TimeWindows {
         std::iter::successors(Some(first), move |start| start.checked_add(advance))
             .take_while(move |&start| start <= timestamp)
             .map(move |start| Window { start, end: start.saturating_add(size) })
+    }
+}
+
+/// Sessions of activity per key (Kafka Streams' `SessionWindows`): records of a key less than the
+/// inactivity gap apart are in one session, `[first record, last record]` with **both ends inclusive**; a
+/// record that falls within the gap of two sessions merges them into one.
+///
+/// A session closes when its end is before stream time minus the grace period minus the gap; a record
+/// that would only make or extend closed sessions is dropped and counted in `dropped_records`.
+///
+/// ```
+/// use std::time::Duration;
+/// use streams_core::dsl::SessionWindows;
+///
+/// let sessions = SessionWindows::of_inactivity_gap_and_grace(Duration::from_secs(300), Duration::from_secs(60));
+/// assert_eq!((sessions.inactivity_gap_ms(), sessions.grace_ms()), (300_000, 60_000));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionWindows {
+    gap_ms: i64,
+    grace_ms: i64,
+}
+
+impl SessionWindows {
+    /// Sessions that close as soon as stream time passes their end by the gap (Kafka Streams'
+    /// `ofInactivityGapWithNoGrace`).
+    pub fn of_inactivity_gap_with_no_grace(gap: Duration) -> Self {
+        Self::of_inactivity_gap_and_grace(gap, Duration::ZERO)
+    }
+
+    /// Sessions that take late records until stream time passes their end by the gap plus `grace`
+    /// (Kafka Streams' `ofInactivityGapAndGrace`). A gap of zero is allowed, as in Kafka Streams 4.3: only
+    /// records of the same time share a session.
+    pub fn of_inactivity_gap_and_grace(gap: Duration, grace: Duration) -> Self {
+        SessionWindows { gap_ms: millis(gap), grace_ms: millis(grace) }
+    }
+
+    /// The inactivity gap, in milliseconds.
+    pub fn inactivity_gap_ms(&self) -> i64 {
+        self.gap_ms
+    }
+
+    /// The grace period, in milliseconds.
+    pub fn grace_ms(&self) -> i64 {
+        self.grace_ms
+    }
+
+    /// The retention a session store needs at least, and has when none is given: gap plus grace (Kafka
+    /// Streams' `SessionStoreMaterializer`).
+    pub(crate) fn least_retention_ms(&self) -> i64 {
+        self.gap_ms.saturating_add(self.grace_ms)
     }
 }
 

@@ -57,10 +57,14 @@ pub(crate) struct Step {
     pub(crate) subtractor: Option<String>,
     pub(crate) other: Option<String>,
     pub(crate) partitions: Option<u32>,
-    /// `windowed_by`: the window size, advance and grace period, in milliseconds.
+    /// `windowed_by`: the window size, advance and grace period, in milliseconds; or the inactivity gap of
+    /// session windows (with the grace period).
     pub(crate) size: Option<u64>,
     pub(crate) advance: Option<u64>,
     pub(crate) grace: Option<u64>,
+    pub(crate) gap: Option<u64>,
+    /// `aggregate` of a session-windowed stream: how two sessions' aggregates merge.
+    pub(crate) merger: Option<String>,
     pub(crate) materialized: Option<MaterializedSpec>,
     pub(crate) branches: Option<Vec<BranchSpec>>,
     pub(crate) default: Option<BranchSpec>,

@@ -15,6 +15,7 @@ pub(crate) type FlatKeyValues = Arc<dyn Fn(Val, Val) -> Vec<(Val, Val)> + Send +
 pub(crate) type Reducer = Arc<dyn Fn(Val, Val) -> Val + Send + Sync>;
 pub(crate) type Initializer = Arc<dyn Fn() -> Val + Send + Sync>;
 pub(crate) type Aggregator = Arc<dyn Fn(&Val, Val, Val) -> Val + Send + Sync>;
+pub(crate) type Merger = Arc<dyn Fn(&Val, Val, Val) -> Val + Send + Sync>;
 pub(crate) type TopicChooser = Arc<dyn Fn(&Val, &Val) -> String + Send + Sync>;
 pub(crate) type TimestampExtractor = Arc<dyn Fn(&Val, i64) -> i64 + Send + Sync>;
 pub(crate) type Partitioner = Arc<dyn Fn(&Val, &Val, u32) -> Option<Vec<i32>> + Send + Sync>;
@@ -198,6 +199,16 @@ pub(crate) fn aggregator(spec: &str) -> Result<Aggregator, String> {
         "concat" => Arc::new(|_, v, a| Val::Str(format!("{},{}", a.java_string(), v.java_string()))),
         "concat_minus" => Arc::new(|_, v, a| Val::Str(format!("{}-{}", a.java_string(), v.java_string()))),
         _ => return Err(unknown("aggregator", spec)),
+    })
+}
+
+/// Session mergers `(k, aggregate so far, session's aggregate) -> aggregate`.
+pub(crate) fn merger(spec: &str) -> Result<Merger, String> {
+    let f = spec.to_string();
+    Ok(match spec {
+        "sum" => Arc::new(move |_, a, b| Val::Long(a.long(&f).wrapping_add(b.long(&f)))),
+        "concat" => Arc::new(|_, a, b| Val::Str(format!("{}|{}", a.java_string(), b.java_string()))),
+        _ => return Err(unknown("merger", spec)),
     })
 }
 

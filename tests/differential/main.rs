@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kstreams::prelude::*;
-use kstreams::serde::TimeWindowedSerde;
+use kstreams::serde::{SessionWindowedSerde, TimeWindowedSerde};
 use kstreams::store::ValueAndTimestamp;
 use kstreams::testing::TestInputTopic;
 use kstreams::Headers;
@@ -154,6 +154,16 @@ fn run_all(case: &Case, expected: &Expected) -> Result<Vec<String>, String> {
                     }
                     continue;
                 }
+                if let Some(inner) = o.key.session() {
+                    // Kafka's layout has both ends: shown as `[key, start, end]`.
+                    let key_serde = Arc::new(SessionWindowedSerde::new(key_serde(inner)));
+                    let topic = driver.output_topic_with::<Windowed<Key>, Val>(&o.topic, key_serde, value_serde);
+                    for r in driver.read_records(&topic).map_err(reading)? {
+                        let key = session_key(&r.key);
+                        outputs.push(output_line(&o.topic, key, r.value, r.timestamp, &r.headers));
+                    }
+                    continue;
+                }
                 let topic = driver.output_topic_with::<Key, Val>(&o.topic, key_serde(o.key), value_serde);
                 for r in driver.read_records(&topic).map_err(reading)? {
                     outputs.push(output_line(&o.topic, r.key.0.to_json(), r.value, r.timestamp, &r.headers));
@@ -186,6 +196,11 @@ fn output_line(topic: &str, key: Json, value: Val, timestamp: i64, headers: &Hea
     Json::Array(line)
 }
 
+/// A session-windowed key: `[key, start, end]`.
+fn session_key(key: &Windowed<Key>) -> Json {
+    Json::Array(vec![key.key.0.to_json(), Json::from(key.window.start), Json::from(key.window.end)])
+}
+
 /// The store's entries as `[key, value, timestamp]`, whichever of the suite's value types it holds.
 fn store_lines(driver: &mut TopologyTestDriver, store: &StoreFormat) -> Result<Vec<Json>, String> {
     fn rows<V: values::Dyn>(entries: Vec<(Key, ValueAndTimestamp<V>)>) -> Vec<Json> {
@@ -204,8 +219,21 @@ fn store_lines(driver: &mut TopologyTestDriver, store: &StoreFormat) -> Result<V
             })
             .collect()
     }
+    /// A session store's rows: `[[key, start, end], value, null]` (a session store keeps no timestamp).
+    fn session_rows<V: values::Dyn>(entries: Vec<(Windowed<Key>, V)>) -> Vec<Json> {
+        entries.into_iter().map(|(k, v)| Json::Array(vec![session_key(&k), v.to_val().to_json(), Json::Null])).collect()
+    }
     let name = store.name.as_str();
     let read = |e: StreamsError| format!("store {name}: {e}");
+    if store.key.session().is_some() {
+        if let Some(s) = driver.key_value_store::<Windowed<Key>, Val>(name) {
+            return Ok(session_rows(s.all().and_then(Iterator::collect).map_err(read)?));
+        }
+        if let Some(s) = driver.key_value_store::<Windowed<Key>, i64>(name) {
+            return Ok(session_rows(s.all().and_then(Iterator::collect).map_err(read)?));
+        }
+        return Err(format!("no session store {name} holding the suite's types"));
+    }
     if let Some(s) = driver.key_value_store::<Windowed<Key>, ValueAndTimestamp<Val>>(name) {
         return Ok(windowed_rows(s.all().and_then(Iterator::collect).map_err(read)?));
     }

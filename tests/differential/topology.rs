@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use kstreams::dsl::{CogroupedKStream, TimeWindowedKStream, ValueTransformerWithKey};
+use kstreams::dsl::{CogroupedKStream, SessionWindowedKStream, TimeWindowedKStream, ValueTransformerWithKey};
 use kstreams::prelude::*;
 use kstreams::processor::{
     ConsumedRecord, FixedKeyProcessor, FixedKeyProcessorContext, FixedKeyRecord, ProcessingContext,
@@ -27,6 +27,8 @@ enum Handle {
     Cogrouped(CogroupedKStream<Key, Val>),
     Windowed(TimeWindowedKStream<Key, Val>),
     LongWindowed(TimeWindowedKStream<Key, i64>),
+    Sessions(SessionWindowedKStream<Key, Val>),
+    LongSessions(SessionWindowedKStream<Key, i64>),
     WinTable(KTable<Windowed<Key>, Val>),
     WinLongTable(KTable<Windowed<Key>, i64>),
     WinOptStream(KStream<Windowed<Key>, Option<Val>>),
@@ -43,6 +45,7 @@ impl Handle {
             Handle::GroupedTable(_) => "a grouped table",
             Handle::Cogrouped(_) => "a cogrouped stream",
             Handle::Windowed(_) | Handle::LongWindowed(_) => "a windowed stream",
+            Handle::Sessions(_) | Handle::LongSessions(_) => "a session-windowed stream",
             Handle::WinTable(_) | Handle::WinLongTable(_) => "a windowed table",
             Handle::WinOptStream(_) | Handle::WinOptLongStream(_) => "a stream of windowed keys",
             Handle::Done => "nothing (a terminal operator)",
@@ -68,6 +71,8 @@ impl Handle {
             | Handle::Cogrouped(_)
             | Handle::Windowed(_)
             | Handle::LongWindowed(_)
+            | Handle::Sessions(_)
+            | Handle::LongSessions(_)
             | Handle::Done => Handle::Done,
         }
     }
@@ -379,6 +384,14 @@ fn apply(
                 })
             }),
         },
+        "windowed_by" if step.gap.is_some() => {
+            let windows = session_windows(step)?;
+            match input {
+                Handle::Grouped(g) => Handle::Sessions(g.windowed_by(windows)),
+                Handle::LongGrouped(g) => Handle::LongSessions(g.windowed_by(windows)),
+                other => return Err(format!("needs a grouped stream, got {}", other.kind())),
+            }
+        }
         "windowed_by" => {
             let windows = time_windows(step)?;
             match input {
@@ -388,6 +401,10 @@ fn apply(
             }
         }
         "count" => match input {
+            Handle::Sessions(w) => Handle::WinLongTable(count_sessions(with_name(w, &named, |x, n| x.named(n)), step)),
+            Handle::LongSessions(w) => {
+                Handle::WinLongTable(count_sessions(with_name(w, &named, |x, n| x.named(n)), step))
+            }
             Handle::Windowed(w) => Handle::WinLongTable(count_windowed(with_name(w, &named, |x, n| x.named(n)), step)),
             Handle::LongWindowed(w) => {
                 Handle::WinLongTable(count_windowed(with_name(w, &named, |x, n| x.named(n)), step))
@@ -404,6 +421,10 @@ fn apply(
             other => return Err(format!("needs a grouped stream or table, got {}", other.kind())),
         },
         "reduce" => match input {
+            Handle::Sessions(w) => Handle::WinTable(reduce_sessions(with_name(w, &named, |x, n| x.named(n)), step)?),
+            Handle::LongSessions(w) => {
+                Handle::WinLongTable(reduce_sessions(with_name(w, &named, |x, n| x.named(n)), step)?)
+            }
             Handle::Windowed(w) => Handle::WinTable(reduce_windowed(with_name(w, &named, |x, n| x.named(n)), step)?),
             Handle::LongWindowed(w) => {
                 Handle::WinLongTable(reduce_windowed(with_name(w, &named, |x, n| x.named(n)), step)?)
@@ -454,6 +475,12 @@ fn apply(
                 }
                 Handle::Windowed(w) => {
                     Handle::WinTable(aggregate_windowed(with_name(w, &named, |x, n| x.named(n)), step, init)?)
+                }
+                Handle::Sessions(w) => {
+                    Handle::WinTable(aggregate_sessions(with_name(w, &named, |x, n| x.named(n)), step, init)?)
+                }
+                Handle::LongSessions(w) => {
+                    Handle::WinTable(aggregate_sessions(with_name(w, &named, |x, n| x.named(n)), step, init)?)
                 }
                 Handle::LongWindowed(w) => {
                     Handle::WinTable(aggregate_windowed(with_name(w, &named, |x, n| x.named(n)), step, init)?)
@@ -602,6 +629,50 @@ fn time_windows(step: &Step) -> Result<TimeWindows, String> {
     Ok(match step.advance {
         Some(advance) => windows.advance_by(ms(advance)),
         None => windows,
+    })
+}
+
+/// `SessionWindows.ofInactivityGapWithNoGrace(gap)` (or `ofInactivityGapAndGrace(gap, grace)`).
+fn session_windows(step: &Step) -> Result<SessionWindows, String> {
+    let ms = std::time::Duration::from_millis;
+    if step.size.is_some() || step.advance.is_some() {
+        return Err("session windows take `gap` (and `grace`), not `size` or `advance`".into());
+    }
+    let gap = ms(step.gap.ok_or("needs `gap`")?);
+    Ok(match step.grace {
+        Some(grace) => SessionWindows::of_inactivity_gap_and_grace(gap, ms(grace)),
+        None => SessionWindows::of_inactivity_gap_with_no_grace(gap),
+    })
+}
+
+fn count_sessions<V: Dyn>(w: SessionWindowedKStream<Key, V>, step: &Step) -> KTable<Windowed<Key>, i64> {
+    match &step.materialized {
+        Some(m) => w.count_with(materialized::<i64>(Some(m))),
+        None => w.count(),
+    }
+}
+
+fn reduce_sessions<V: Dyn>(w: SessionWindowedKStream<Key, V>, step: &Step) -> Result<KTable<Windowed<Key>, V>, String> {
+    let r = f::reducer(function(step)?)?;
+    let reducer = move |a: V, v: V| V::from_val(r(a.to_val(), v.to_val()));
+    Ok(match &step.materialized {
+        Some(m) => w.reduce_with(reducer, materialized::<V>(Some(m))),
+        None => w.reduce(reducer),
+    })
+}
+
+fn aggregate_sessions<V: Dyn>(
+    w: SessionWindowedKStream<Key, V>,
+    step: &Step,
+    init: f::Initializer,
+) -> Result<KTable<Windowed<Key>, Val>, String> {
+    let a = f::aggregator(function(step)?)?;
+    let m = f::merger(step.merger.as_deref().ok_or("needs `merger`")?)?;
+    let aggregator = move |k: &Key, v: V, agg: Val| a(&k.0, v.to_val(), agg);
+    let merger = move |k: &Key, one: Val, two: Val| m(&k.0, one, two);
+    Ok(match &step.materialized {
+        Some(m) => w.aggregate_with(move || init(), aggregator, merger, materialized::<Val>(Some(m))),
+        None => w.aggregate(move || init(), aggregator, merger),
     })
 }
 

@@ -11,7 +11,8 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 
 /// A serde format of the case files. The windowed ones are for the keys of outputs and stores only:
-/// the inner key's format, with the window start after it (Kafka's `TimeWindowedSerializer`).
+/// the inner key's format, with the window start after it (Kafka's `TimeWindowedSerializer`), or with
+/// the session's end and start after it (`SessionWindowedSerializer`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Fmt {
@@ -21,15 +22,28 @@ pub(crate) enum Fmt {
     WindowedString,
     #[serde(rename = "windowed:long")]
     WindowedLong,
+    #[serde(rename = "session:string")]
+    SessionString,
+    #[serde(rename = "session:long")]
+    SessionLong,
 }
 
 impl Fmt {
-    /// The inner key's format of a windowed format.
+    /// The inner key's format of a time-windowed format.
     pub(crate) fn windowed(self) -> Option<Fmt> {
         match self {
             Fmt::WindowedString => Some(Fmt::String),
             Fmt::WindowedLong => Some(Fmt::Long),
-            Fmt::String | Fmt::Long => None,
+            _ => None,
+        }
+    }
+
+    /// The inner key's format of a session-windowed format.
+    pub(crate) fn session(self) -> Option<Fmt> {
+        match self {
+            Fmt::SessionString => Some(Fmt::String),
+            Fmt::SessionLong => Some(Fmt::Long),
+            _ => None,
         }
     }
 }
@@ -121,7 +135,7 @@ impl Serde<Val> for ValSerde {
 
     fn deserialize(&self, topic: &str, bytes: &[u8]) -> Result<Val, SerdeError> {
         match self.0 {
-            fmt @ (Fmt::WindowedString | Fmt::WindowedLong) => {
+            fmt @ (Fmt::WindowedString | Fmt::WindowedLong | Fmt::SessionString | Fmt::SessionLong) => {
                 Err(SerdeError::new("Val", topic, format!("{fmt:?} is for windowed keys")))
             }
             Fmt::String => match std::str::from_utf8(bytes) {

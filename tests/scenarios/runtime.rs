@@ -685,6 +685,90 @@ pub(crate) fn a_windowed_count_is_logged_as_kafka_streams_logs_it_and_restored()
     Ok(())
 }
 
+/// A session count: its output and changelog keys are Kafka's session layout (key, end, start), its
+/// changelog values the raw counts with tombstones for merged sessions, in a `compact,delete` topic kept
+/// for the retention plus one day; an instance with no local state restores the sessions and extends
+/// them.
+pub(crate) fn a_session_count_is_logged_as_kafka_streams_logs_it_and_restored() -> anyhow::Result<()> {
+    use kstreams::serde::{SessionWindowedSerde, StringSerde};
+    use std::sync::Arc;
+
+    let (input, output) = (kafka::unique("sess-in"), kafka::unique("sess-out"));
+    kafka::create_topics(&[(&input, 1), (&output, 1)]);
+    let app_id = kafka::unique("sess");
+    let hour = Duration::from_secs(3600);
+    let topology = || -> anyhow::Result<Topology> {
+        let builder = StreamsBuilder::new();
+        builder
+            .stream::<String, String>(&input)
+            .group_by_key()
+            .windowed_by(SessionWindows::of_inactivity_gap_with_no_grace(hour))
+            .count_with(Materialized::as_store("visits"))
+            .to_stream()
+            .to(&output);
+        Ok(builder.build()?)
+    };
+    let key = |k: &str| Some(k.as_bytes().to_vec());
+    let value = Some(b"v".to_vec());
+    // `kafka::produce` stamps records from 1_700_000_000_000 on, one millisecond apart.
+    kafka::produce(&input, vec![(key("a"), value.clone()), (key("a"), value.clone())]);
+    let mut first = kafka::streams(topology()?, kafka::config(&app_id))?;
+    first.start()?;
+    kafka::consume_until(&output, Duration::from_secs(60), |r| r.len() >= 3);
+    first.close()?;
+
+    // A new state directory: the second instance restores the session from the changelog, and a record
+    // inside it updates it.
+    let mut second = kafka::streams(topology()?, kafka::config(&app_id))?;
+    second.start()?;
+    kafka::produce(&input, vec![(key("a"), value)]);
+    let out = kafka::consume_until(&output, Duration::from_secs(60), |r| r.len() >= 5);
+    second.close()?;
+
+    let t0: i64 = 1_700_000_000_000;
+    let serde = SessionWindowedSerde::new(Arc::new(StringSerde));
+    let read: Vec<(Windowed<String>, Option<i64>, i64)> = out
+        .iter()
+        .map(|r| {
+            let count = r.value.as_deref().map(|v| decode_i64(&output, Some(v)));
+            (serde.deserialize(&output, r.key.as_deref().unwrap()).unwrap(), count, r.timestamp)
+        })
+        .collect();
+    let session = |start, end| Windowed::new("a".to_string(), Window { start, end });
+    assert_eq!(
+        read,
+        vec![
+            (session(t0, t0), Some(1), t0),
+            (session(t0, t0), None, t0),
+            (session(t0, t0 + 1), Some(2), t0 + 1),
+            (session(t0, t0 + 1), None, t0 + 1),
+            (session(t0, t0 + 1), Some(3), t0 + 1),
+        ]
+    );
+    let session_key = |start: i64, end: i64| [&b"a"[..], &end.to_be_bytes(), &start.to_be_bytes()].concat();
+    assert_eq!(out[2].key.as_deref(), Some(&session_key(t0, t0 + 1)[..]));
+
+    let changelog = format!("{app_id}-visits-changelog");
+    let logged = kafka::consume_until(&changelog, Duration::from_secs(30), |r| r.len() >= 5);
+    let logged: Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> = logged.into_iter().map(|r| (r.key, r.value)).collect();
+    assert_eq!(
+        logged,
+        vec![
+            (Some(session_key(t0, t0)), Some(1i64.to_be_bytes().to_vec())),
+            (Some(session_key(t0, t0)), None),
+            (Some(session_key(t0, t0 + 1)), Some(2i64.to_be_bytes().to_vec())),
+            (Some(session_key(t0, t0 + 1)), None),
+            (Some(session_key(t0, t0 + 1)), Some(3i64.to_be_bytes().to_vec())),
+        ],
+        "Kafka Streams' session store keys, raw values, tombstones for merged sessions"
+    );
+    if let Some(config) = kafka::topic_config(&changelog) {
+        assert_eq!(config.get("cleanup.policy").map(String::as_str), Some("compact,delete"));
+        assert_eq!(config.get("retention.ms").map(String::as_str), Some("90000000"));
+    }
+    Ok(())
+}
+
 /// A windowed table written to a topic without a partitioner: each record goes to the partition of its
 /// inner key (Kafka Streams' `WindowedStreamPartitioner`), the one a producer gives the plain key, so every
 /// window of a key is in one partition.

@@ -276,6 +276,8 @@ pub(crate) struct WindowAggregate<K, V, VA> {
     pub(crate) output: AggregateOutput<Windowed<K>, VA>,
     pub(crate) step: StreamStep<K, V, VA>,
     pub(crate) key_serde: Arc<dyn Serde<K>>,
+    /// Tells an aggregate written as null (a reduce of a null first value), which deletes the window.
+    pub(crate) agg_serde: Arc<dyn Serde<VA>>,
     pub(crate) windows: TimeWindows,
     pub(crate) observed_stream_time: i64,
 }
@@ -321,7 +323,10 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>> for Wi
                 break;
             };
             let windowed = Record { key: Windowed::new(key, window), value, timestamp, headers };
-            self.output.aggregate(ctx, windowed, |key, value, old| Some(step(&key.key, value, old)))?;
+            let agg_serde = &self.agg_serde;
+            self.output.aggregate(ctx, windowed, |key, value, old| {
+                Some(step(&key.key, value, old)).filter(|new| !agg_serde.is_null(new))
+            })?;
         }
         Ok(())
     }

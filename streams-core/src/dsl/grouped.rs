@@ -11,7 +11,7 @@ use super::change::{Change, ChangeSerde};
 use super::cogroup::{CogroupedKStream, GroupedInput};
 use super::options::{Grouped, Materialized};
 use super::repartition::{add_repartition, RepartitionNames};
-use super::windowed::TimeWindowedKStream;
+use super::windowed::WindowedBy;
 use super::{Data, KStream, KTable};
 use crate::record::RecordPart;
 use crate::serde::{DefaultSerde, Serde};
@@ -19,7 +19,6 @@ use crate::store::{
     DefaultKeyValueBytesStoreSupplier, KeyValueBytesStoreSupplier, Stores, ValueAndTimestamp, ValueAndTimestampSerde,
 };
 use crate::topology::processor_def;
-use crate::window::TimeWindows;
 
 /// A stream grouped by key, waiting for an aggregation (Kafka Streams' `KGroupedStream`).
 pub struct KGroupedStream<K, V> {
@@ -403,8 +402,9 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         Ok(AggregationSetup { store, name, key_serde, agg_serde, parent })
     }
 
-    /// Counts, reduces or aggregates per key and time window from here on (Kafka Streams'
-    /// `windowedBy(TimeWindows)`).
+    /// Counts, reduces or aggregates per key and time window (given [`TimeWindows`](crate::dsl::TimeWindows)) or per key and
+    /// session of activity (given [`SessionWindows`](crate::dsl::SessionWindows)) from here on (Kafka
+    /// Streams' `windowedBy`).
     ///
     /// ```
     /// use std::time::Duration;
@@ -431,8 +431,8 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
     /// assert_eq!(read, vec![(window(0), Some(1)), (window(10), Some(1))]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn windowed_by(&self, windows: TimeWindows) -> TimeWindowedKStream<K, V> {
-        TimeWindowedKStream::new(self.clone(), windows)
+    pub fn windowed_by<W: WindowedBy<K, V>>(&self, windows: W) -> W::Stream {
+        windows.windowed(self.clone())
     }
 }
 
@@ -479,7 +479,17 @@ pub(crate) fn store_def_over<K: Data, MK, V: Data>(
     value_serde: Arc<dyn Serde<V>>,
 ) -> crate::store::StoreDef {
     let timestamped: Arc<dyn Serde<ValueAndTimestamp<V>>> = Arc::new(ValueAndTimestampSerde::new(value_serde));
-    let mut builder = Stores::key_value_store_builder(SharedSupplier(supplier), key_serde, timestamped);
+    untimed_store_def(supplier, materialized, key_serde, timestamped)
+}
+
+/// [`store_def_over`] with the values as they are, without a timestamp (session stores).
+pub(crate) fn untimed_store_def<K: Send + 'static, MK, MV, V: Send + 'static>(
+    supplier: Arc<dyn KeyValueBytesStoreSupplier>,
+    materialized: &Materialized<MK, MV>,
+    key_serde: Arc<dyn Serde<K>>,
+    value_serde: Arc<dyn Serde<V>>,
+) -> crate::store::StoreDef {
+    let mut builder = Stores::key_value_store_builder(SharedSupplier(supplier), key_serde, value_serde);
     if !materialized.logging_enabled {
         builder = builder.with_logging_disabled();
     }

@@ -21,6 +21,7 @@ mod kstream;
 mod ktable;
 mod options;
 mod repartition;
+mod session;
 mod sink;
 mod stateless;
 mod transform_values;
@@ -32,10 +33,11 @@ pub use grouped::{KGroupedStream, KGroupedTable};
 pub use kstream::{BranchedKStream, Branches, KStream};
 pub use ktable::KTable;
 pub use options::{Branched, Consumed, Grouped, Materialized, Produced, Repartitioned};
+pub use session::SessionWindowedKStream;
 pub use sink::Sink;
 pub use transform_values::ValueTransformerWithKey;
-pub use windowed::TimeWindowedKStream;
+pub use windowed::{TimeWindowedKStream, WindowedBy};
 
-pub use crate::window::{TimeWindows, Window, Windowed};
+pub use crate::window::{SessionWindows, TimeWindows, Window, Windowed};
 
 pub use crate::record::Data;

@@ -16,6 +16,32 @@ use crate::topology::processor_def;
 use crate::window::{millis, TimeWindows, Windowed};
 use crate::TopologyError;
 
+/// What [`KGroupedStream::windowed_by`] takes: [`TimeWindows`] or [`SessionWindows`](crate::dsl::SessionWindows),
+/// each making its own kind of windowed stream (Kafka Streams overloads `windowedBy`).
+pub trait WindowedBy<K, V>: sealed::Sealed {
+    /// The windowed stream these windows make.
+    type Stream;
+
+    /// Cuts `grouped` into these windows.
+    #[doc(hidden)]
+    fn windowed(self, grouped: KGroupedStream<K, V>) -> Self::Stream;
+}
+
+pub(super) mod sealed {
+    /// Only the crate's windows can window a grouped stream.
+    pub trait Sealed {}
+    impl Sealed for crate::window::TimeWindows {}
+    impl Sealed for crate::window::SessionWindows {}
+}
+
+impl<K: Data, V: Data> WindowedBy<K, V> for TimeWindows {
+    type Stream = TimeWindowedKStream<K, V>;
+
+    fn windowed(self, grouped: KGroupedStream<K, V>) -> Self::Stream {
+        TimeWindowedKStream { grouped, windows: self }
+    }
+}
+
 /// A grouped stream cut into time windows, waiting for an aggregation (Kafka Streams'
 /// `TimeWindowedKStream`). Made by [`KGroupedStream::windowed_by`], which has an example.
 pub struct TimeWindowedKStream<K, V> {
@@ -24,10 +50,6 @@ pub struct TimeWindowedKStream<K, V> {
 }
 
 impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
-    pub(super) fn new(grouped: KGroupedStream<K, V>, windows: TimeWindows) -> Self {
-        TimeWindowedKStream { grouped, windows }
-    }
-
     /// Names the aggregation processor (Kafka Streams' `Named`).
     pub fn named(mut self, name: impl Into<String>) -> Self {
         self.grouped.next_name = Some(name.into());
@@ -148,18 +170,20 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
         let retention = materialized.retention.map_or(windows.least_retention_ms(), millis);
         let store_key: Arc<dyn Serde<Windowed<K>>> =
             Arc::new(WindowStoreKeySerde::new(key_serde.clone(), windows.size_ms()));
-        let (store_for_processor, key_for_processor, store_key_for_processor) =
-            (store.clone(), key_serde.clone(), store_key.clone());
+        let (store_for_processor, key_for_processor, store_key_for_processor, agg_for_processor) =
+            (store.clone(), key_serde.clone(), store_key.clone(), agg_serde.clone());
         let caching = materialized.caching_enabled;
         let def = processor_def(&name, vec![parent], move || WindowAggregate {
             output: AggregateOutput::new(store_for_processor.clone(), store_key_for_processor.clone(), caching),
             step: step.clone(),
             key_serde: key_for_processor.clone(),
+            agg_serde: agg_for_processor.clone(),
             windows,
             observed_stream_time: -1,
         });
         b.topology.add_node_deferred(def);
-        let supplier = Arc::new(DefaultWindowBytesStoreSupplier { name: store.clone(), retention_ms: retention });
+        let supplier =
+            Arc::new(DefaultWindowBytesStoreSupplier { name: store.clone(), retention_ms: retention, sessions: false });
         let mut def = store_def_over(supplier, &materialized, store_key, agg_serde.clone());
         def.window_retention_ms = Some(retention);
         b.topology.add_store_deferred(def, &name);

@@ -2,7 +2,9 @@
 //! - on topics, Kafka's `TimeWindowedSerializer`: the key's bytes, then the window start (8 bytes,
 //!   big-endian); the end is not written, a reader adds the window size to the start;
 //! - in window stores and their changelogs, Kafka Streams' `WindowKeySchema.toStoreKeyBinary`: the key's
-//!   bytes, the start, then a 4-byte sequence number (0: aggregations keep one value per window).
+//!   bytes, the start, then a 4-byte sequence number (0: aggregations keep one value per window);
+//! - for session windows, on topics, in session stores and their changelogs alike, Kafka's
+//!   `SessionWindowedSerializer` (`SessionKeySchema.toBinary`): the key's bytes, the end, then the start.
 
 use std::sync::Arc;
 
@@ -48,6 +50,55 @@ impl<K: 'static> Serde<Windowed<K>> for TimeWindowedSerde<K> {
 impl<K: DefaultSerde> DefaultSerde for Windowed<K> {
     fn default_serde() -> Arc<dyn Serde<Self>> {
         Arc::new(TimeWindowedSerde::with_size_ms(K::default_serde(), i64::MAX))
+    }
+}
+
+/// A session-windowed key as Kafka's `SessionWindowedSerializer`/`SessionWindowedDeserializer` write and
+/// read it, on topics and in session stores alike: the key's bytes, the session's end, then its start
+/// (8 bytes each, big-endian). A sink without a partitioner places these keys by the inner key's bytes
+/// alone. Read a session-windowed topic with this serde: the [`DefaultSerde`] of [`Windowed`] reads
+/// time-windowed keys.
+pub struct SessionWindowedSerde<K> {
+    inner: Arc<dyn Serde<K>>,
+}
+
+impl<K> SessionWindowedSerde<K> {
+    /// Session-windowed keys of `inner`.
+    pub fn new(inner: Arc<dyn Serde<K>>) -> Self {
+        SessionWindowedSerde { inner }
+    }
+}
+
+const SESSION_SUFFIX: usize = 2 * START_BYTES;
+
+impl<K: 'static> Serde<Windowed<K>> for SessionWindowedSerde<K> {
+    fn serialize(&self, topic: &str, value: &Windowed<K>, out: &mut Vec<u8>) -> Result<(), SerdeError> {
+        self.inner.serialize(topic, &value.key, out)?;
+        out.extend_from_slice(&value.window.end.to_be_bytes());
+        out.extend_from_slice(&value.window.start.to_be_bytes());
+        Ok(())
+    }
+
+    fn deserialize(&self, topic: &str, bytes: &[u8]) -> Result<Windowed<K>, SerdeError> {
+        let Some(key_len) = bytes.len().checked_sub(SESSION_SUFFIX) else {
+            let reason = format!(
+                "{} bytes are too few for a session-windowed key (at least {SESSION_SUFFIX} expected)",
+                bytes.len()
+            );
+            return Err(SerdeError::new("Windowed", topic, reason));
+        };
+        let time = |at: usize| i64::from_be_bytes(bytes[at..at + START_BYTES].try_into().expect("8 bytes"));
+        let (end, start) = (time(key_len), time(key_len + START_BYTES));
+        if start < 0 || end < start {
+            let reason = format!("a session cannot run from {start} to {end}");
+            return Err(SerdeError::new("Windowed", topic, reason));
+        }
+        let key = self.inner.deserialize(topic, &bytes[..key_len])?;
+        Ok(Windowed { key, window: Window { start, end } })
+    }
+
+    fn partition_bytes<'a>(&self, bytes: &'a [u8]) -> &'a [u8] {
+        &bytes[..bytes.len().saturating_sub(SESSION_SUFFIX)]
     }
 }
 
@@ -134,6 +185,20 @@ mod tests {
         let bytes = to_bytes(&serde, "s", &a_at_1000()).unwrap().unwrap();
         assert_eq!(bytes, [0x61, 0, 0, 0, 0, 0, 0, 0x03, 0xE8, 0, 0, 0, 0]);
         assert_eq!(serde.deserialize("s", &bytes).unwrap(), a_at_1000());
+    }
+
+    /// Kafka's `SessionWindowedSerializer` for key "a" in the session [1000, 1010].
+    #[test]
+    fn session_layout_is_kafka_s_session_windowed_serializer() {
+        let serde = SessionWindowedSerde::new(Arc::new(StringSerde));
+        let session = a_at_1000();
+        let bytes = to_bytes(&serde, "t", &session).unwrap().unwrap();
+        assert_eq!(bytes, [0x61, 0, 0, 0, 0, 0, 0, 0x03, 0xF2, 0, 0, 0, 0, 0, 0, 0x03, 0xE8]);
+        assert_eq!(serde.deserialize("t", &bytes).unwrap(), session);
+        assert_eq!(serde.partition_bytes(&bytes), b"a");
+        let backwards = [0x61, 0, 0, 0, 0, 0, 0, 0x03, 0xE8, 0, 0, 0, 0, 0, 0, 0x03, 0xF2];
+        let error = serde.deserialize("t", &backwards).unwrap_err().to_string();
+        assert!(error.contains("cannot run from 1010 to 1000"), "{error}");
     }
 
     #[test]

@@ -126,12 +126,15 @@ impl KeyValueBytesStoreSupplier for DefaultKeyValueBytesStoreSupplier {
     }
 }
 
-/// The DSL's window store: segmented by time so that its retention drops whole segments, on RocksDB (one
-/// database per segment, under the store's directory) or in memory, as `default.dsl.store` says.
+/// The DSL's window and session stores: segmented by time so that the retention drops whole segments,
+/// on RocksDB (one database per segment, under the store's directory) or in memory, as
+/// `default.dsl.store` says.
 #[derive(Debug, Clone)]
 pub(crate) struct DefaultWindowBytesStoreSupplier {
     pub(crate) name: String,
     pub(crate) retention_ms: i64,
+    /// Keys laid out as a session store's (key, end, start) rather than a window store's.
+    pub(crate) sessions: bool,
 }
 
 impl KeyValueBytesStoreSupplier for DefaultWindowBytesStoreSupplier {
@@ -140,7 +143,8 @@ impl KeyValueBytesStoreSupplier for DefaultWindowBytesStoreSupplier {
     }
 
     fn get(&self, ctx: &StoreContext<'_>) -> Result<Box<dyn KeyValueStore>, StreamsError> {
-        open_window_bytes(ctx, &self.name, self.retention_ms, matches!(ctx.dsl_store, DslStoreType::RocksDb))
+        let persistent = matches!(ctx.dsl_store, DslStoreType::RocksDb);
+        open_window_bytes(ctx, &self.name, self.retention_ms, persistent, self.sessions)
     }
 }
 

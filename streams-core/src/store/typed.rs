@@ -129,6 +129,25 @@ impl<K: 'static, V: 'static> TypedKeyValueStore<K, V> {
     pub fn approximate_num_entries(&self) -> Result<u64, StreamsError> {
         Ok(self.inner.approximate_num_entries()?)
     }
+
+    /// Records whose stored key bytes are in `[from, to]` and pass `keep`, which sees the bytes before
+    /// anything is decoded: a byte range over keys of variable length can take in keys of other shapes.
+    pub(crate) fn range_bytes_where<'a>(
+        &'a self,
+        from: &[u8],
+        to: &[u8],
+        keep: impl Fn(&[u8]) -> bool + 'a,
+    ) -> Result<impl Iterator<Item = Result<(K, V), StreamsError>> + 'a, StreamsError> {
+        let iter = self.inner.range(Bound::Included(from), Bound::Included(to))?;
+        let kept = iter.filter(move |record| record.as_ref().map_or(true, |(key, _)| keep(key)));
+        Ok(decoded(Box::new(kept), &*self.key_serde, &*self.value_serde, &self.name))
+    }
+
+    /// The latest time the time-segmented store below has seen (see
+    /// `state_store::StateStore::observed_stream_time`).
+    pub(crate) fn observed_stream_time(&self) -> Option<i64> {
+        self.inner.observed_stream_time()
+    }
 }
 
 /// Appends a key's or value's bytes for the store `store`.

@@ -73,23 +73,34 @@ impl KeyValueBytesStoreSupplier for WindowBytesStoreSupplier {
     }
 
     fn get(&self, ctx: &StoreContext<'_>) -> Result<Box<dyn KeyValueStore>, StreamsError> {
-        open_window_bytes(ctx, &self.name, self.retention_ms, self.persistent)
+        open_window_bytes(ctx, &self.name, self.retention_ms, self.persistent, false)
     }
 }
 
-/// Opens the segmented byte store of a window store for the context's task: on RocksDB under the store's
-/// directory, or in memory.
+/// Opens the segmented byte store of a window (or session) store for the context's task: on RocksDB
+/// under the store's directory, or in memory.
 pub(crate) fn open_window_bytes(
     ctx: &StoreContext<'_>,
     name: &str,
     retention_ms: i64,
     persistent: bool,
+    sessions: bool,
 ) -> Result<Box<dyn KeyValueStore>, StreamsError> {
-    Ok(if persistent {
-        let dir = persistent_store_dir(ctx, name)?;
-        Box::new(SegmentedKeyValueStore::rocksdb_window_store(name, dir, ctx.rocksdb, retention_ms)?)
-    } else {
-        Box::new(SegmentedKeyValueStore::in_memory_window_store(name, retention_ms))
+    Ok(match (persistent, sessions) {
+        (true, false) => Box::new(SegmentedKeyValueStore::rocksdb_window_store(
+            name,
+            persistent_store_dir(ctx, name)?,
+            ctx.rocksdb,
+            retention_ms,
+        )?),
+        (true, true) => Box::new(SegmentedKeyValueStore::rocksdb_session_store(
+            name,
+            persistent_store_dir(ctx, name)?,
+            ctx.rocksdb,
+            retention_ms,
+        )?),
+        (false, false) => Box::new(SegmentedKeyValueStore::in_memory_window_store(name, retention_ms)),
+        (false, true) => Box::new(SegmentedKeyValueStore::in_memory_session_store(name, retention_ms)),
     })
 }
 

@@ -41,12 +41,31 @@ final class Formats {
         return format != null && format.startsWith("windowed:") ? format.substring("windowed:".length()) : null;
     }
 
+    /** The inner key's format of a session-windowed format ("session:string"), or null. */
+    static String sessionInner(String format) {
+        return format != null && format.startsWith("session:") ? format.substring("session:".length()) : null;
+    }
+
     /**
      * Kafka bytes (possibly null) to the Java value they hold in the format. A windowed key (Kafka's
      * TimeWindowedSerializer: the inner key's bytes, then the window start as 8 bytes big-endian) is the
-     * list [inner key, start].
+     * list [inner key, start]; a session-windowed key (SessionWindowedSerializer: the inner key's bytes,
+     * the end, then the start) is the list [inner key, start, end].
      */
     static Object decode(byte[] bytes, String format) {
+        String session = sessionInner(format);
+        if (session != null) {
+            if (bytes == null) {
+                return null;
+            }
+            if (bytes.length < 16) {
+                throw new IllegalArgumentException(bytes.length + " bytes are too few for a session-windowed key");
+            }
+            byte[] key = java.util.Arrays.copyOfRange(bytes, 0, bytes.length - 16);
+            long end = java.nio.ByteBuffer.wrap(bytes, bytes.length - 16, 8).getLong();
+            long start = java.nio.ByteBuffer.wrap(bytes, bytes.length - 8, 8).getLong();
+            return java.util.Arrays.asList(decode(key, session), start, end);
+        }
         String inner = windowedInner(format);
         if (inner != null) {
             if (bytes == null) {

@@ -11,6 +11,7 @@ import org.apache.kafka.streams.KeyValue;
 import org.apache.kafka.streams.kstream.Aggregator;
 import org.apache.kafka.streams.kstream.Initializer;
 import org.apache.kafka.streams.kstream.KeyValueMapper;
+import org.apache.kafka.streams.kstream.Merger;
 import org.apache.kafka.streams.kstream.Predicate;
 import org.apache.kafka.streams.kstream.Reducer;
 import org.apache.kafka.streams.kstream.ValueMapper;
@@ -311,6 +312,17 @@ final class Functions {
             case "concat": return (k, v, a) -> concat(a, ",", v);
             case "concat_minus": return (k, v, a) -> concat(a, "-", v);
             default: throw f.unknown("aggregator");
+        }
+    }
+
+    // Session mergers (k, agg so far, session's agg) -> agg.
+    static Merger<Object, Object> merger(String text) {
+        Spec f = Spec.parse(text);
+        String t = f.text;
+        switch (f.name) {
+            case "sum": return (k, a, b) -> num(a, t) + num(b, t);
+            case "concat": return (k, a, b) -> concat(a, "|", b);
+            default: throw f.unknown("merger");
         }
     }
 }

@@ -18,6 +18,7 @@ import org.apache.kafka.streams.Topology;
 import org.apache.kafka.streams.TopologyTestDriver;
 import org.apache.kafka.streams.state.KeyValueIterator;
 import org.apache.kafka.streams.state.KeyValueStore;
+import org.apache.kafka.streams.state.SessionStore;
 import org.apache.kafka.streams.state.WindowStore;
 import org.apache.kafka.streams.kstream.Windowed;
 import org.apache.kafka.streams.state.ValueAndTimestamp;
@@ -88,8 +89,9 @@ final class Runner {
             }
             Map<String, List<List<Object>>> stores = new LinkedHashMap<>();
             for (Case.Topic store : c.stores()) {
-                stores.put(store.name(), Formats.windowedInner(store.key()) != null
-                    ? windowEntries(driver, store.name()) : entries(driver, store.name()));
+                stores.put(store.name(), Formats.sessionInner(store.key()) != null ? sessionEntries(driver, store.name())
+                    : Formats.windowedInner(store.key()) != null ? windowEntries(driver, store.name())
+                    : entries(driver, store.name()));
             }
             return new RunResult(run.seed(), run.records().size(), Generator.hash(run.records()), outputs, stores);
         }
@@ -162,6 +164,24 @@ final class Runner {
                 Object value = kv.value == null ? null : kv.value.value();
                 Long ts = kv.value == null ? null : kv.value.timestamp();
                 entries.add(Arrays.asList(key, Formats.toJsonValue(value, name), ts));
+            }
+        }
+        return entries;
+    }
+
+    /** A session store's entries in its own order: [[key, start, end], value, null] (no timestamp is kept). */
+    private static List<List<Object>> sessionEntries(TopologyTestDriver driver, String name) {
+        List<List<Object>> entries = new ArrayList<>();
+        SessionStore<Object, Object> store = driver.getSessionStore(name);
+        if (store == null) {
+            throw new IllegalArgumentException("no session store named \"" + name + "\"");
+        }
+        try (KeyValueIterator<Windowed<Object>, Object> it = store.fetch(null, null)) {
+            while (it.hasNext()) {
+                KeyValue<Windowed<Object>, Object> kv = it.next();
+                List<Object> key = Arrays.asList(Formats.toJsonValue(kv.key.key(), name), kv.key.window().start(),
+                    kv.key.window().end());
+                entries.add(Arrays.asList(key, Formats.toJsonValue(kv.value, name), null));
             }
         }
         return entries;

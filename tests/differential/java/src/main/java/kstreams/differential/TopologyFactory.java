@@ -27,6 +27,8 @@ import org.apache.kafka.streams.kstream.Named;
 import org.apache.kafka.streams.kstream.Predicate;
 import org.apache.kafka.streams.kstream.Produced;
 import org.apache.kafka.streams.kstream.Repartitioned;
+import org.apache.kafka.streams.kstream.SessionWindowedKStream;
+import org.apache.kafka.streams.kstream.SessionWindows;
 import org.apache.kafka.streams.kstream.TimeWindowedKStream;
 import org.apache.kafka.streams.kstream.TimeWindows;
 import org.apache.kafka.streams.kstream.ValueTransformerWithKey;
@@ -203,7 +205,7 @@ final class TopologyFactory {
                 if (!(input instanceof KGroupedStream g)) {
                     throw new IllegalArgumentException("windowed_by needs a grouped stream, got " + kind(input));
                 }
-                return g.windowedBy(timeWindows(step));
+                return millis(step, "gap") != null ? g.windowedBy(sessionWindows(step)) : g.windowedBy(timeWindows(step));
             }
             case "count": return count(input, step, named);
             case "reduce": return reduce(input, step, named);
@@ -421,9 +423,25 @@ final class TopologyFactory {
         return advance == null ? windows : windows.advanceBy(advance);
     }
 
+    /** SessionWindows.ofInactivityGapWithNoGrace(gap), or ofInactivityGapAndGrace(gap, grace). */
+    private static SessionWindows sessionWindows(JsonNode step) {
+        if (millis(step, "size") != null || millis(step, "advance") != null) {
+            throw new IllegalArgumentException("session windows take \"gap\" (and \"grace\"), not \"size\" or \"advance\"");
+        }
+        Duration gap = millis(step, "gap");
+        Duration grace = millis(step, "grace");
+        return grace == null ? SessionWindows.ofInactivityGapWithNoGrace(gap) : SessionWindows.ofInactivityGapAndGrace(gap, grace);
+    }
+
     private Object count(Object input, JsonNode step, String named) {
         Materialized m = materialized(step);
         Named n = named == null ? null : Named.as(named);
+        if (input instanceof SessionWindowedKStream w) {
+            if (m == null) {
+                return n == null ? w.count() : w.count(n);
+            }
+            return n == null ? w.count(m) : w.count(n, m);
+        }
         if (input instanceof TimeWindowedKStream w) {
             if (m == null) {
                 return n == null ? w.count() : w.count(n);
@@ -446,6 +464,13 @@ final class TopologyFactory {
     /** There is no reduce(.., Named) without Materialized: Materialized.with(null, null) is what reduce(..) uses. */
     private Object reduce(Object input, JsonNode step, String named) {
         Materialized m = materialized(step);
+        if (input instanceof SessionWindowedKStream w) {
+            var reducer = Functions.reducer(fn(step));
+            if (m == null) {
+                return named == null ? w.reduce(reducer) : w.reduce(reducer, Named.as(named));
+            }
+            return named == null ? w.reduce(reducer, m) : w.reduce(reducer, Named.as(named), m);
+        }
         if (input instanceof TimeWindowedKStream w) {
             var reducer = Functions.reducer(fn(step));
             if (m == null) {
@@ -478,6 +503,14 @@ final class TopologyFactory {
                 return m == null ? c.aggregate(init, Named.as(named)) : c.aggregate(init, Named.as(named), m);
             }
             return m == null ? c.aggregate(init) : c.aggregate(init, m);
+        }
+        if (input instanceof SessionWindowedKStream w) {
+            var aggregator = Functions.aggregator(fn(step));
+            var merger = Functions.merger(field(step, "merger"));
+            if (m == null) {
+                return named == null ? w.aggregate(init, aggregator, merger) : w.aggregate(init, aggregator, merger, Named.as(named));
+            }
+            return named == null ? w.aggregate(init, aggregator, merger, m) : w.aggregate(init, aggregator, merger, Named.as(named), m);
         }
         if (input instanceof TimeWindowedKStream w) {
             var aggregator = Functions.aggregator(fn(step));
@@ -601,6 +634,9 @@ final class TopologyFactory {
         }
         if (input instanceof TimeWindowedKStream) {
             return "a windowed stream";
+        }
+        if (input instanceof SessionWindowedKStream) {
+            return "a session-windowed stream";
         }
         return input instanceof KGroupedStream ? "a grouped stream" : "a grouped table";
     }
