@@ -48,7 +48,7 @@ pub use streams_macros::{topology, Event};
 pub mod prelude {
     pub use streams_core::dsl::{
         Branched, Consumed, Grouped, KGroupedStream, KGroupedTable, KStream, KTable, Materialized, Produced,
-        Repartitioned, SessionWindows, Sink, StreamsBuilder, TimeWindows, Window, Windowed,
+        Repartitioned, SessionWindows, Sink, SlidingWindows, StreamsBuilder, TimeWindows, Window, Windowed,
     };
     pub use streams_core::processor::{Processor, ProcessorContext, Punctuation, PunctuationType};
     pub use streams_core::serde::{DefaultSerde, JsonSerde, Serde};

@@ -460,3 +460,164 @@ fn sessions_under_exactly_once_give_the_test_driver_s_results() -> Result {
     assert_eq!(read, expected);
     Ok(())
 }
+
+/// `in` (string values, or null) counted over sliding windows into store `counts` (retention 1 s), written
+/// to `out`; returns `out` as (key, start, end, count, timestamp) and the driver.
+fn run_sliding(
+    windows: SlidingWindows,
+    records: &[(&str, Option<&str>, i64)],
+) -> Result<(TopologyTestDriver, Vec<(String, i64, i64, i64, i64)>)> {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, Option<String>>("in")
+        .group_by_key()
+        .windowed_by(windows)
+        .count_with(Materialized::as_store("counts").with_retention(ms(1_000)))
+        .to_stream()
+        .to("out");
+    let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    let input = driver.input_topic::<String, Option<String>>("in");
+    for (key, value, ts) in records {
+        driver.pipe(&input, key.to_string(), value.map(str::to_string), *ts)?;
+    }
+    let key_serde = std::sync::Arc::new(kstreams::serde::TimeWindowedSerde::new(
+        std::sync::Arc::new(kstreams::serde::StringSerde),
+        ms(windows.time_difference_ms() as u64),
+    ));
+    let out =
+        driver.output_topic_with::<Windowed<String>, Option<i64>>("out", key_serde, Option::<i64>::default_serde());
+    let read = driver.read_records(&out)?;
+    let read =
+        read.into_iter().map(|r| (r.key.key, r.key.window.start, r.key.window.end, r.value.unwrap_or(-1), r.timestamp));
+    Ok((driver, read.collect()))
+}
+
+fn w(start: i64, end: i64, count: i64, ts: i64) -> (String, i64, i64, i64, i64) {
+    ("a".to_string(), start, end, count, ts)
+}
+
+/// Kafka Streams' rules, trace by trace: existing windows are updated newest first, then the previous
+/// record's right window, the record's left window and its own right window (copied from the window
+/// before it, with that window's timestamp).
+#[test]
+fn sliding_windows_are_made_where_records_are() -> Result {
+    let windows = SlidingWindows::of_time_difference_and_grace(ms(10), ms(20));
+    let (_, out) = run_sliding(windows, &[("a", Some("x"), 100), ("a", Some("x"), 115), ("a", Some("x"), 108)])?;
+    assert_eq!(
+        out,
+        vec![
+            w(90, 100, 1, 100),
+            w(105, 115, 1, 115),
+            // 108: [105, 115] updated (timestamp stays 115), 100's right window [101, 111] made, the left
+            // window [98, 108] seeded with [90, 100], then 108's right window copied from [105, 115].
+            w(105, 115, 2, 115),
+            w(101, 111, 1, 108),
+            w(98, 108, 2, 108),
+            w(109, 119, 1, 115),
+        ]
+    );
+    Ok(())
+}
+
+/// Records earlier than the difference share `[0, difference]`; a record is dropped once per closed
+/// window it would update, and null keys and values are dropped without moving stream time.
+#[test]
+fn early_records_late_windows_and_nulls_follow_kafka_streams() -> Result {
+    let windows = SlidingWindows::of_time_difference_with_no_grace(ms(100));
+    let records =
+        [("a", Some("x"), 10), ("a", Some("x"), 50), ("a", Some("x"), 30), ("a", Some("x"), 150), ("a", Some("x"), 60)];
+    let (driver, out) = run_sliding(windows, &records)?;
+    assert_eq!(
+        out,
+        vec![
+            w(0, 100, 1, 10),
+            w(11, 111, 1, 50),
+            w(0, 100, 2, 50),
+            w(11, 111, 2, 50),
+            w(31, 131, 1, 50),
+            w(0, 100, 3, 50),
+            w(51, 151, 1, 150),
+            w(50, 150, 2, 150),
+            w(50, 150, 3, 150),
+            w(51, 151, 2, 150),
+            w(61, 161, 1, 150),
+        ]
+    );
+    assert_eq!(driver.metrics().dropped_records, 3, "60 is late for [11, 111], [31, 131] and [0, 100]");
+
+    let windows = SlidingWindows::of_time_difference_with_no_grace(ms(10));
+    let (driver, out) = run_sliding(windows, &[("a", Some("x"), 100), ("a", None, 300), ("a", Some("x"), 105)])?;
+    assert_eq!(out, vec![w(90, 100, 1, 100), w(101, 111, 1, 105), w(95, 105, 2, 105)], "the null value moved no time");
+    assert_eq!(driver.metrics().dropped_records, 1);
+    Ok(())
+}
+
+/// A difference of zero builds, as in Kafka Streams, and then fails on the first record: no window can
+/// end where it starts.
+#[test]
+fn a_zero_difference_fails_on_the_first_record() -> Result {
+    let error = run_sliding(SlidingWindows::of_time_difference_with_no_grace(ms(0)), &[("a", Some("x"), 5)])
+        .map(|_| ())
+        .unwrap_err();
+    let chain: Vec<String> =
+        std::iter::successors(Some(&*error as &dyn std::error::Error), |e| e.source()).map(|e| e.to_string()).collect();
+    assert!(chain.join(": ").contains("Window endMs must be greater than window startMs."), "{chain:?}");
+    Ok(())
+}
+
+/// Under exactly-once the store's writes wait for the commit; sliding windows still see (and miss) exactly
+/// the windows they see in the test driver, where every write lands at once: a window hidden by the
+/// store's retention (moved on by another key) stays hidden.
+#[test]
+fn sliding_windows_under_exactly_once_give_the_test_driver_s_results() -> Result {
+    use kstreams::config::StreamsConfig;
+    use kstreams::embedded::EmbeddedBroker;
+    use kstreams::runtime::KafkaStreams;
+    use kstreams::serde::{StringSerde, TimeWindowedSerde};
+
+    let topology = || -> Result<Topology> {
+        let builder = StreamsBuilder::new();
+        builder
+            .stream::<String, String>("in")
+            .group_by_key()
+            .windowed_by(SlidingWindows::of_time_difference_and_grace(ms(3), ms(2)))
+            .count_with(Materialized::as_store("counts").with_retention(ms(8)))
+            .to_stream()
+            .to("out");
+        Ok(builder.build()?)
+    };
+    let records =
+        [("a", 4), ("a", 11), ("a", 15), ("a", 16), ("a", 5), ("a", 14), ("c", 20), ("b", 24), ("b", 26), ("c", 21)];
+    let key_serde = TimeWindowedSerde::new(std::sync::Arc::new(StringSerde), ms(3));
+    let read = |out: Vec<(Option<Vec<u8>>, Option<Vec<u8>>, i64)>| -> Vec<(Windowed<String>, Option<Vec<u8>>, i64)> {
+        out.into_iter().map(|(k, v, ts)| (key_serde.deserialize("out", &k.unwrap()).unwrap(), v, ts)).collect()
+    };
+
+    let mut driver = TopologyTestDriver::new(topology()?)?;
+    let input = driver.input_topic::<String, String>("in");
+    for (key, ts) in records {
+        driver.pipe(&input, key.to_string(), "v".to_string(), ts)?;
+    }
+    let expected = read(driver.peek_raw("out").into_iter().map(|r| (r.key, r.value, r.timestamp)).collect());
+    assert!(expected.iter().any(|(w, _, _)| w.key == "a" && w.window.start == 11), "{expected:?}");
+
+    let broker = EmbeddedBroker::new();
+    broker.create_topic("in", 1);
+    broker.create_topic("out", 1);
+    let mut config = StreamsConfig::new("sliding-eos", "embedded");
+    config.set("processing.guarantee", "exactly_once_v2")?;
+    config.set("commit.interval.ms", "60000")?;
+    let supplier = std::sync::Arc::new(broker.clone());
+    let mut app = KafkaStreams::with_client_supplier(topology()?, config.clone(), supplier.clone())?;
+    let mut topics = BrokerTopics::new(supplier, &config);
+    for (key, ts) in records {
+        topics.send("in", &key.to_string(), &"v".to_string(), ts)?;
+    }
+    topics.flush()?;
+    app.start()?;
+    std::thread::sleep(Duration::from_secs(2));
+    app.close()?;
+    let out = read(topics.read_raw("out")?.into_iter().map(|r| (r.key, r.value, r.timestamp)).collect());
+    assert_eq!(out, expected);
+    Ok(())
+}

@@ -5,7 +5,8 @@
 use std::fmt;
 use std::time::Duration;
 
-/// A time window: `[start, end)` for time windows, as Kafka Streams' `TimeWindow` (end exclusive).
+/// A window: `[start, end)` for time windows, as Kafka Streams' `TimeWindow` (end exclusive); `[start, end]`
+/// for sliding windows and sessions (both ends inclusive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Window {
     /// The first millisecond in the window.
@@ -126,6 +127,58 @@ impl TimeWindows {
         std::iter::successors(Some(first), move |start| start.checked_add(advance))
             .take_while(move |&start| start <= timestamp)
             .map(move |start| Window { start, end: start.saturating_add(size) })
+    }
+}
+
+/// Windows of a fixed time difference that slide with the records (Kafka Streams' `SlidingWindows`,
+/// KIP-450): two records are in a common window when their timestamps are at most the time difference
+/// apart. Each window is `[start, start + difference]`, with **both ends inclusive**, and windows exist only
+/// where records make them: a record's window ending at it, the window starting just after it once a later
+/// record falls there, and, for records earlier than the difference, the window `[0, difference]`.
+///
+/// A window closes when its end is before stream time minus the grace period; a record is dropped for
+/// every closed window it would update, and counted in `dropped_records`.
+///
+/// ```
+/// use std::time::Duration;
+/// use streams_core::dsl::SlidingWindows;
+///
+/// let windows = SlidingWindows::of_time_difference_and_grace(Duration::from_secs(5), Duration::from_secs(1));
+/// assert_eq!((windows.time_difference_ms(), windows.grace_ms()), (5_000, 1_000));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SlidingWindows {
+    difference_ms: i64,
+    grace_ms: i64,
+}
+
+impl SlidingWindows {
+    /// Windows of `difference` that close at their end (Kafka Streams' `ofTimeDifferenceWithNoGrace`).
+    pub fn of_time_difference_with_no_grace(difference: Duration) -> Self {
+        Self::of_time_difference_and_grace(difference, Duration::ZERO)
+    }
+
+    /// Windows of `difference` that take late records until stream time passes their end by `grace`
+    /// (Kafka Streams' `ofTimeDifferenceAndGrace`). A difference of zero builds, as in Kafka Streams, but
+    /// every record that is not late then fails, since a window cannot end where it starts.
+    pub fn of_time_difference_and_grace(difference: Duration, grace: Duration) -> Self {
+        SlidingWindows { difference_ms: millis(difference), grace_ms: millis(grace) }
+    }
+
+    /// The time difference, in milliseconds: the length of every window.
+    pub fn time_difference_ms(&self) -> i64 {
+        self.difference_ms
+    }
+
+    /// The grace period, in milliseconds.
+    pub fn grace_ms(&self) -> i64 {
+        self.grace_ms
+    }
+
+    /// The retention a store of these windows needs at least, and has when none is given: twice the
+    /// difference plus the grace (Kafka Streams' `SlidingWindowStoreMaterializer`).
+    pub(crate) fn least_retention_ms(&self) -> i64 {
+        self.difference_ms.saturating_mul(2).saturating_add(self.grace_ms)
     }
 }
 

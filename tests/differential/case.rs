@@ -63,6 +63,8 @@ pub(crate) struct Step {
     pub(crate) advance: Option<u64>,
     pub(crate) grace: Option<u64>,
     pub(crate) gap: Option<u64>,
+    /// `windowed_by`: the time difference of sliding windows (with the grace period), in milliseconds.
+    pub(crate) difference: Option<u64>,
     /// `aggregate` of a session-windowed stream: how two sessions' aggregates merge.
     pub(crate) merger: Option<String>,
     pub(crate) materialized: Option<MaterializedSpec>,

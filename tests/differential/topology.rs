@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 
-use kstreams::dsl::{CogroupedKStream, SessionWindowedKStream, TimeWindowedKStream, ValueTransformerWithKey};
+use kstreams::dsl::{
+    CogroupedKStream, SessionWindowedKStream, SlidingWindowedKStream, TimeWindowedKStream, ValueTransformerWithKey,
+};
 use kstreams::prelude::*;
 use kstreams::processor::{
     ConsumedRecord, FixedKeyProcessor, FixedKeyProcessorContext, FixedKeyRecord, ProcessingContext,
@@ -27,6 +29,8 @@ enum Handle {
     Cogrouped(CogroupedKStream<Key, Val>),
     Windowed(TimeWindowedKStream<Key, Val>),
     LongWindowed(TimeWindowedKStream<Key, i64>),
+    Sliding(SlidingWindowedKStream<Key, Val>),
+    LongSliding(SlidingWindowedKStream<Key, i64>),
     Sessions(SessionWindowedKStream<Key, Val>),
     LongSessions(SessionWindowedKStream<Key, i64>),
     WinTable(KTable<Windowed<Key>, Val>),
@@ -44,7 +48,9 @@ impl Handle {
             Handle::Grouped(_) | Handle::LongGrouped(_) => "a grouped stream",
             Handle::GroupedTable(_) => "a grouped table",
             Handle::Cogrouped(_) => "a cogrouped stream",
-            Handle::Windowed(_) | Handle::LongWindowed(_) => "a windowed stream",
+            Handle::Windowed(_) | Handle::LongWindowed(_) | Handle::Sliding(_) | Handle::LongSliding(_) => {
+                "a windowed stream"
+            }
             Handle::Sessions(_) | Handle::LongSessions(_) => "a session-windowed stream",
             Handle::WinTable(_) | Handle::WinLongTable(_) => "a windowed table",
             Handle::WinOptStream(_) | Handle::WinOptLongStream(_) => "a stream of windowed keys",
@@ -71,6 +77,8 @@ impl Handle {
             | Handle::Cogrouped(_)
             | Handle::Windowed(_)
             | Handle::LongWindowed(_)
+            | Handle::Sliding(_)
+            | Handle::LongSliding(_)
             | Handle::Sessions(_)
             | Handle::LongSessions(_)
             | Handle::Done => Handle::Done,
@@ -384,6 +392,14 @@ fn apply(
                 })
             }),
         },
+        "windowed_by" if step.difference.is_some() => {
+            let windows = sliding_windows(step)?;
+            match input {
+                Handle::Grouped(g) => Handle::Sliding(g.windowed_by(windows)),
+                Handle::LongGrouped(g) => Handle::LongSliding(g.windowed_by(windows)),
+                other => return Err(format!("needs a grouped stream, got {}", other.kind())),
+            }
+        }
         "windowed_by" if step.gap.is_some() => {
             let windows = session_windows(step)?;
             match input {
@@ -401,6 +417,10 @@ fn apply(
             }
         }
         "count" => match input {
+            Handle::Sliding(w) => Handle::WinLongTable(count_sliding(with_name(w, &named, |x, n| x.named(n)), step)),
+            Handle::LongSliding(w) => {
+                Handle::WinLongTable(count_sliding(with_name(w, &named, |x, n| x.named(n)), step))
+            }
             Handle::Sessions(w) => Handle::WinLongTable(count_sessions(with_name(w, &named, |x, n| x.named(n)), step)),
             Handle::LongSessions(w) => {
                 Handle::WinLongTable(count_sessions(with_name(w, &named, |x, n| x.named(n)), step))
@@ -421,6 +441,10 @@ fn apply(
             other => return Err(format!("needs a grouped stream or table, got {}", other.kind())),
         },
         "reduce" => match input {
+            Handle::Sliding(w) => Handle::WinTable(reduce_sliding(with_name(w, &named, |x, n| x.named(n)), step)?),
+            Handle::LongSliding(w) => {
+                Handle::WinLongTable(reduce_sliding(with_name(w, &named, |x, n| x.named(n)), step)?)
+            }
             Handle::Sessions(w) => Handle::WinTable(reduce_sessions(with_name(w, &named, |x, n| x.named(n)), step)?),
             Handle::LongSessions(w) => {
                 Handle::WinLongTable(reduce_sessions(with_name(w, &named, |x, n| x.named(n)), step)?)
@@ -475,6 +499,12 @@ fn apply(
                 }
                 Handle::Windowed(w) => {
                     Handle::WinTable(aggregate_windowed(with_name(w, &named, |x, n| x.named(n)), step, init)?)
+                }
+                Handle::Sliding(w) => {
+                    Handle::WinTable(aggregate_sliding(with_name(w, &named, |x, n| x.named(n)), step, init)?)
+                }
+                Handle::LongSliding(w) => {
+                    Handle::WinTable(aggregate_sliding(with_name(w, &named, |x, n| x.named(n)), step, init)?)
                 }
                 Handle::Sessions(w) => {
                     Handle::WinTable(aggregate_sessions(with_name(w, &named, |x, n| x.named(n)), step, init)?)
@@ -629,6 +659,48 @@ fn time_windows(step: &Step) -> Result<TimeWindows, String> {
     Ok(match step.advance {
         Some(advance) => windows.advance_by(ms(advance)),
         None => windows,
+    })
+}
+
+/// `SlidingWindows.ofTimeDifferenceWithNoGrace(difference)` (or `ofTimeDifferenceAndGrace(difference, grace)`).
+fn sliding_windows(step: &Step) -> Result<SlidingWindows, String> {
+    let ms = std::time::Duration::from_millis;
+    if step.size.is_some() || step.advance.is_some() || step.gap.is_some() {
+        return Err("sliding windows take `difference` (and `grace`), not `size`, `advance` or `gap`".into());
+    }
+    let difference = ms(step.difference.ok_or("needs `difference`")?);
+    Ok(match step.grace {
+        Some(grace) => SlidingWindows::of_time_difference_and_grace(difference, ms(grace)),
+        None => SlidingWindows::of_time_difference_with_no_grace(difference),
+    })
+}
+
+fn count_sliding<V: Dyn>(w: SlidingWindowedKStream<Key, V>, step: &Step) -> KTable<Windowed<Key>, i64> {
+    match &step.materialized {
+        Some(m) => w.count_with(materialized::<i64>(Some(m))),
+        None => w.count(),
+    }
+}
+
+fn reduce_sliding<V: Dyn>(w: SlidingWindowedKStream<Key, V>, step: &Step) -> Result<KTable<Windowed<Key>, V>, String> {
+    let r = f::reducer(function(step)?)?;
+    let reducer = move |a: V, v: V| V::from_val(r(a.to_val(), v.to_val()));
+    Ok(match &step.materialized {
+        Some(m) => w.reduce_with(reducer, materialized::<V>(Some(m))),
+        None => w.reduce(reducer),
+    })
+}
+
+fn aggregate_sliding<V: Dyn>(
+    w: SlidingWindowedKStream<Key, V>,
+    step: &Step,
+    init: f::Initializer,
+) -> Result<KTable<Windowed<Key>, Val>, String> {
+    let a = f::aggregator(function(step)?)?;
+    let aggregator = move |k: &Key, v: V, agg: Val| a(&k.0, v.to_val(), agg);
+    Ok(match &step.materialized {
+        Some(m) => w.aggregate_with(move || init(), aggregator, materialized::<Val>(Some(m))),
+        None => w.aggregate(move || init(), aggregator),
     })
 }
 

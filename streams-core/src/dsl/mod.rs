@@ -23,6 +23,7 @@ mod options;
 mod repartition;
 mod session;
 mod sink;
+mod sliding;
 mod stateless;
 mod transform_values;
 mod windowed;
@@ -35,9 +36,10 @@ pub use ktable::KTable;
 pub use options::{Branched, Consumed, Grouped, Materialized, Produced, Repartitioned};
 pub use session::SessionWindowedKStream;
 pub use sink::Sink;
+pub use sliding::SlidingWindowedKStream;
 pub use transform_values::ValueTransformerWithKey;
 pub use windowed::{TimeWindowedKStream, WindowedBy};
 
-pub use crate::window::{SessionWindows, TimeWindows, Window, Windowed};
+pub use crate::window::{SessionWindows, SlidingWindows, TimeWindows, Window, Windowed};
 
 pub use crate::record::Data;

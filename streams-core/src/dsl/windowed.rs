@@ -16,8 +16,9 @@ use crate::topology::processor_def;
 use crate::window::{millis, TimeWindows, Windowed};
 use crate::TopologyError;
 
-/// What [`KGroupedStream::windowed_by`] takes: [`TimeWindows`] or [`SessionWindows`](crate::dsl::SessionWindows),
-/// each making its own kind of windowed stream (Kafka Streams overloads `windowedBy`).
+/// What [`KGroupedStream::windowed_by`] takes: [`TimeWindows`], [`SlidingWindows`](crate::dsl::SlidingWindows)
+/// or [`SessionWindows`](crate::dsl::SessionWindows), each making its own kind of windowed stream (Kafka
+/// Streams overloads `windowedBy`).
 pub trait WindowedBy<K, V>: sealed::Sealed {
     /// The windowed stream these windows make.
     type Stream;
@@ -32,6 +33,7 @@ pub(super) mod sealed {
     pub trait Sealed {}
     impl Sealed for crate::window::TimeWindows {}
     impl Sealed for crate::window::SessionWindows {}
+    impl Sealed for crate::window::SlidingWindows {}
 }
 
 impl<K: Data, V: Data> WindowedBy<K, V> for TimeWindows {

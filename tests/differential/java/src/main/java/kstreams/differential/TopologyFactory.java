@@ -29,6 +29,7 @@ import org.apache.kafka.streams.kstream.Produced;
 import org.apache.kafka.streams.kstream.Repartitioned;
 import org.apache.kafka.streams.kstream.SessionWindowedKStream;
 import org.apache.kafka.streams.kstream.SessionWindows;
+import org.apache.kafka.streams.kstream.SlidingWindows;
 import org.apache.kafka.streams.kstream.TimeWindowedKStream;
 import org.apache.kafka.streams.kstream.TimeWindows;
 import org.apache.kafka.streams.kstream.ValueTransformerWithKey;
@@ -204,6 +205,9 @@ final class TopologyFactory {
             case "windowed_by": {
                 if (!(input instanceof KGroupedStream g)) {
                     throw new IllegalArgumentException("windowed_by needs a grouped stream, got " + kind(input));
+                }
+                if (millis(step, "difference") != null) {
+                    return g.windowedBy(slidingWindows(step));
                 }
                 return millis(step, "gap") != null ? g.windowedBy(sessionWindows(step)) : g.windowedBy(timeWindows(step));
             }
@@ -421,6 +425,16 @@ final class TopologyFactory {
         Duration advance = millis(step, "advance");
         TimeWindows windows = grace == null ? TimeWindows.ofSizeWithNoGrace(size) : TimeWindows.ofSizeAndGrace(size, grace);
         return advance == null ? windows : windows.advanceBy(advance);
+    }
+
+    /** SlidingWindows.ofTimeDifferenceWithNoGrace(difference), or ofTimeDifferenceAndGrace(difference, grace). */
+    private static SlidingWindows slidingWindows(JsonNode step) {
+        if (millis(step, "size") != null || millis(step, "advance") != null || millis(step, "gap") != null) {
+            throw new IllegalArgumentException("sliding windows take \"difference\" (and \"grace\"), not \"size\", \"advance\" or \"gap\"");
+        }
+        Duration difference = millis(step, "difference");
+        Duration grace = millis(step, "grace");
+        return grace == null ? SlidingWindows.ofTimeDifferenceWithNoGrace(difference) : SlidingWindows.ofTimeDifferenceAndGrace(difference, grace);
     }
 
     /** SessionWindows.ofInactivityGapWithNoGrace(gap), or ofInactivityGapAndGrace(gap, grace). */
