@@ -622,6 +622,12 @@ pub(crate) fn shutdown_application_stops_every_instance() -> anyhow::Result<()> 
     Ok(())
 }
 
+/// The retention of the windowed scenarios' stores. `kafka::produce` stamps records in November 2023, and
+/// the changelog of a window or session store is `compact,delete`, kept for the store's retention plus a
+/// day: with a shorter retention the broker's time-based deletion (every 5 minutes) would empty it in the
+/// middle of a test.
+const TEN_YEARS: Duration = Duration::from_secs(3650 * 24 * 3600);
+
 /// A windowed count: its output keys are Kafka's `TimeWindowedSerializer` bytes, its changelog keys
 /// Kafka Streams' window store keys (key, start, sequence number 0) in a `compact,delete` topic kept for
 /// the retention plus one day, and an instance with no local state restores the windows from it.
@@ -639,7 +645,7 @@ pub(crate) fn a_windowed_count_is_logged_as_kafka_streams_logs_it_and_restored()
             .stream::<String, String>(&input)
             .group_by_key()
             .windowed_by(TimeWindows::of_size_with_no_grace(hour))
-            .count_with(Materialized::as_store("per-hour"))
+            .count_with(Materialized::as_store("per-hour").with_retention(TEN_YEARS))
             .to_stream()
             .to(&output);
         Ok(builder.build()?)
@@ -680,7 +686,7 @@ pub(crate) fn a_windowed_count_is_logged_as_kafka_streams_logs_it_and_restored()
     assert!(logged.iter().all(|r| r.key.as_deref() == Some(&expected_key[..])), "{logged:?}");
     if let Some(config) = kafka::topic_config(&changelog) {
         assert_eq!(config.get("cleanup.policy").map(String::as_str), Some("compact,delete"));
-        assert_eq!(config.get("retention.ms").map(String::as_str), Some("90000000"));
+        assert_eq!(config.get("retention.ms").map(String::as_str), Some("315446400000"));
     }
     Ok(())
 }
@@ -703,7 +709,7 @@ pub(crate) fn a_session_count_is_logged_as_kafka_streams_logs_it_and_restored() 
             .stream::<String, String>(&input)
             .group_by_key()
             .windowed_by(SessionWindows::of_inactivity_gap_with_no_grace(hour))
-            .count_with(Materialized::as_store("visits"))
+            .count_with(Materialized::as_store("visits").with_retention(TEN_YEARS))
             .to_stream()
             .to(&output);
         Ok(builder.build()?)
@@ -764,7 +770,7 @@ pub(crate) fn a_session_count_is_logged_as_kafka_streams_logs_it_and_restored() 
     );
     if let Some(config) = kafka::topic_config(&changelog) {
         assert_eq!(config.get("cleanup.policy").map(String::as_str), Some("compact,delete"));
-        assert_eq!(config.get("retention.ms").map(String::as_str), Some("90000000"));
+        assert_eq!(config.get("retention.ms").map(String::as_str), Some("315446400000"));
     }
     Ok(())
 }
