@@ -249,14 +249,15 @@ impl KafkaStreams {
     /// Kafka Streams requires, for [`StreamThreadExceptionResponse::ShutdownApplication`] to reach the
     /// other instances.
     ///
-    /// ```no_run
-    /// # use streams_core::runtime::{KafkaStreams, StreamThreadExceptionResponse};
-    /// # fn app() -> KafkaStreams { unimplemented!() }
-    /// let mut app = app();
-    /// app.set_uncaught_exception_handler(|error| {
-    ///     eprintln!("a stream thread failed: {error}");
-    ///     StreamThreadExceptionResponse::ReplaceThread
-    /// });
+    /// ```
+    /// use streams_core::runtime::{KafkaStreams, StreamThreadExceptionResponse};
+    ///
+    /// fn replace_failed_threads(app: &mut KafkaStreams) {
+    ///     app.set_uncaught_exception_handler(|error| {
+    ///         eprintln!("a stream thread failed: {error}");
+    ///         StreamThreadExceptionResponse::ReplaceThread
+    ///     });
+    /// }
     /// ```
     pub fn set_uncaught_exception_handler(
         &mut self,
