@@ -18,7 +18,7 @@ use super::options::Materialized;
 use super::windowed::WindowedBy;
 use super::{Data, KTable};
 use crate::processor::{Processor, ProcessorContext, StoreHandle};
-use crate::serde::{to_bytes, DefaultSerde, Serde, SessionWindowedSerde};
+use crate::serde::{to_bytes, DefaultSerde, Serde, SessionWindowedSerde, SESSION_SUFFIX};
 use crate::store::DefaultWindowBytesStoreSupplier;
 use crate::topology::processor_def;
 use crate::window::{millis, SessionWindows, Window, Windowed};
@@ -270,9 +270,6 @@ struct SessionAggregate<K, V, VA> {
     /// for the commit, so the store's own observed time lags behind this one.
     written_end: i64,
 }
-
-/// Bytes after the key in a session store key: the end and the start.
-const SESSION_SUFFIX: usize = 16;
 
 impl<K: Data, V: Data, VA: Data> SessionAggregate<K, V, VA> {
     fn handle(&self) -> Result<StoreHandle<Windowed<K>, VA>, StreamsError> {

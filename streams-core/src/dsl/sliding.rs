@@ -17,7 +17,7 @@ use super::windowed::WindowedBy;
 use super::{Data, KTable};
 use crate::processor::{Processor, ProcessorContext, StoreHandle};
 use crate::record::Headers;
-use crate::serde::{to_bytes, DefaultSerde, Serde, TimeWindowedSerde, WindowStoreKeySerde};
+use crate::serde::{to_bytes, DefaultSerde, Serde, TimeWindowedSerde, WindowStoreKeySerde, WINDOW_STORE_SUFFIX};
 use crate::store::{DefaultWindowBytesStoreSupplier, ValueAndTimestamp};
 use crate::topology::processor_def;
 use crate::window::{millis, SlidingWindows, Window, Windowed};
@@ -243,9 +243,6 @@ struct Update<'a, K, V> {
     close_time: i64,
 }
 
-/// Bytes after the key in a window store key: the start and the sequence number.
-const WINDOW_SUFFIX: usize = 12;
-
 impl<K: Data, V: Data, VA: Data> SlidingAggregate<K, V, VA> {
     fn handle(&self) -> Result<StoreHandle<Windowed<K>, ValueAndTimestamp<VA>>, StreamsError> {
         self.handle.ok_or_else(|| StreamsError::Internal("sliding-window aggregation used before init".into()))
@@ -272,7 +269,7 @@ impl<K: Data, V: Data, VA: Data> SlidingAggregate<K, V, VA> {
         // Another key whose bytes begin with this key's can fall inside the byte range: only this key's
         // windows are kept, before anything is decoded.
         let keep = move |stored: &[u8]| {
-            if stored.len() != key.len() + WINDOW_SUFFIX || !stored.starts_with(&key) {
+            if stored.len() != key.len() + WINDOW_STORE_SUFFIX || !stored.starts_with(&key) {
                 return false;
             }
             let start = i64::from_be_bytes(stored[key.len()..key.len() + 8].try_into().expect("eight bytes"));

@@ -33,8 +33,8 @@ pub use builtin::{
     BoolSerde, BytesSerde, F32Serde, F64Serde, I16Serde, I32Serde, I64Serde, OptionSerde, StringSerde, UnitSerde,
 };
 pub use json::JsonSerde;
-pub(crate) use windowed::WindowStoreKeySerde;
 pub use windowed::{SessionWindowedSerde, TimeWindowedSerde};
+pub(crate) use windowed::{WindowStoreKeySerde, SESSION_SUFFIX, WINDOW_STORE_SUFFIX};
 
 /// Serializes values of `T` to bytes and back.
 ///

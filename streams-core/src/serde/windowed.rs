@@ -14,6 +14,12 @@ use crate::window::{Window, Windowed};
 const START_BYTES: usize = 8;
 const SEQ_BYTES: usize = 4;
 
+/// Bytes a window store key has after the user's key: the start and the sequence number.
+pub(crate) const WINDOW_STORE_SUFFIX: usize = START_BYTES + SEQ_BYTES;
+
+/// Bytes a session key has after the user's key: the end and the start.
+pub(crate) const SESSION_SUFFIX: usize = 2 * START_BYTES;
+
 /// A windowed key as Kafka's `TimeWindowedSerializer`/`TimeWindowedDeserializer` write and read it. The
 /// window size gives the end of a window read back (`i64::MAX` when the sum overflows, and for the
 /// [`DefaultSerde`] of [`Windowed`], which does not know the size, as Kafka's deserializer without one).
@@ -68,8 +74,6 @@ impl<K> SessionWindowedSerde<K> {
         SessionWindowedSerde { inner }
     }
 }
-
-const SESSION_SUFFIX: usize = 2 * START_BYTES;
 
 impl<K: 'static> Serde<Windowed<K>> for SessionWindowedSerde<K> {
     fn serialize(&self, topic: &str, value: &Windowed<K>, out: &mut Vec<u8>) -> Result<(), SerdeError> {

@@ -10,12 +10,9 @@ use state_store::{KeyValueStore, SegmentedKeyValueStore};
 use super::builder::{persistent_store_dir, KeyValueBytesStoreSupplier, StoreContext};
 use super::typed::{decode, encode};
 use crate::record::RecordPart;
-use crate::serde::{Serde, WindowStoreKeySerde};
+use crate::serde::{Serde, WindowStoreKeySerde, WINDOW_STORE_SUFFIX};
 use crate::window::{millis, Windowed};
 use crate::{StreamsError, TopologyError};
-
-/// Bytes after the key in a stored key: the window start and the sequence number.
-const SUFFIX: usize = 8 + 4;
 
 /// Opens window stores for each task: in memory or on RocksDB, with a retention, a window size and
 /// whether each put is kept even when its key and window are already there (Kafka Streams'
@@ -196,7 +193,7 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
     }
 
     fn store_key(key: &[u8], start: i64, seqnum: i32) -> Vec<u8> {
-        let mut bytes = Vec::with_capacity(key.len() + SUFFIX);
+        let mut bytes = Vec::with_capacity(key.len() + WINDOW_STORE_SUFFIX);
         bytes.extend_from_slice(key);
         bytes.extend_from_slice(&start.to_be_bytes());
         bytes.extend_from_slice(&seqnum.to_be_bytes());
@@ -329,7 +326,7 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
                 Ok(record) => record,
                 Err(e) => return Some(Err(e.into())),
             };
-            let Some(key_len) = stored.len().checked_sub(SUFFIX) else {
+            let Some(key_len) = stored.len().checked_sub(WINDOW_STORE_SUFFIX) else {
                 return Some(Err(StreamsError::StoreAccess {
                     node: "(store)".into(),
                     store: self.name.to_string(),
