@@ -18,7 +18,7 @@ use super::options::Materialized;
 use super::windowed::WindowedBy;
 use super::{Data, KTable};
 use crate::processor::{Processor, ProcessorContext, StoreHandle};
-use crate::serde::{to_bytes, DefaultSerde, Serde, SessionWindowedSerde, SESSION_SUFFIX};
+use crate::serde::{to_bytes, DefaultSerde, Serde, SessionWindowedSerde};
 use crate::store::DefaultWindowBytesStoreSupplier;
 use crate::topology::processor_def;
 use crate::window::{millis, SessionWindows, Window, Windowed};
@@ -291,20 +291,13 @@ impl<K: Data, V: Data, VA: Data> SessionAggregate<K, V, VA> {
         let store = ctx.store_mut(self.handle()?)?;
         let observed = self.written_end.max(store.observed_stream_time().unwrap_or(-1));
         let earliest_end = earliest_end.max(observed.saturating_sub(self.retention_ms).saturating_add(1));
-        let bound = |end: i64, start: i64| [&key_bytes[..], &end.to_be_bytes(), &start.to_be_bytes()].concat();
-        let (from, to) = (bound(earliest_end.max(0), 0), bound(i64::MAX, latest_start));
-        // Another key whose bytes begin with this key's can fall inside the byte range: only this key's
-        // sessions are kept, before anything is decoded.
-        let key_len = key_bytes.len();
-        let keep = move |stored: &[u8]| {
-            if stored.len() != key_len + SESSION_SUFFIX || !stored.starts_with(&key_bytes) {
-                return false;
-            }
-            let time = |at: usize| i64::from_be_bytes(stored[at..at + 8].try_into().expect("eight bytes"));
-            let (end, start) = (time(key_len), time(key_len + 8));
-            end >= earliest_end && start <= latest_start
+        let suffix = |end: i64, start: i64| [end.to_be_bytes(), start.to_be_bytes()].concat();
+        let (from, to) = (suffix(earliest_end.max(0), 0), suffix(i64::MAX, latest_start));
+        let keep = move |suffix: &[u8]| {
+            let time = |at: usize| i64::from_be_bytes(suffix[at..at + 8].try_into().expect("eight bytes"));
+            time(0) >= earliest_end && time(8) <= latest_start
         };
-        store.range_bytes_where(&from, &to, keep)?.collect()
+        store.range_of_key(&key_bytes, &from, &to, keep)?.collect()
     }
 
     fn forward(

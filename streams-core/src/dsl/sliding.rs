@@ -17,7 +17,7 @@ use super::windowed::WindowedBy;
 use super::{Data, KTable};
 use crate::processor::{Processor, ProcessorContext, StoreHandle};
 use crate::record::Headers;
-use crate::serde::{to_bytes, DefaultSerde, Serde, TimeWindowedSerde, WindowStoreKeySerde, WINDOW_STORE_SUFFIX};
+use crate::serde::{to_bytes, DefaultSerde, Serde, TimeWindowedSerde, WindowStoreKeySerde};
 use crate::store::{DefaultWindowBytesStoreSupplier, ValueAndTimestamp};
 use crate::topology::processor_def;
 use crate::window::{millis, SlidingWindows, Window, Windowed};
@@ -263,20 +263,14 @@ impl<K: Data, V: Data, VA: Data> SlidingAggregate<K, V, VA> {
         if to < from {
             return Ok(Vec::new());
         }
-        let bound = |start: i64, seq: [u8; 4]| [key_bytes, &start.to_be_bytes(), &seq].concat();
-        let (low, high) = (bound(from, [0; 4]), bound(to, [0xff; 4]));
-        let key = key_bytes.to_vec();
-        // Another key whose bytes begin with this key's can fall inside the byte range: only this key's
-        // windows are kept, before anything is decoded.
-        let keep = move |stored: &[u8]| {
-            if stored.len() != key.len() + WINDOW_STORE_SUFFIX || !stored.starts_with(&key) {
-                return false;
-            }
-            let start = i64::from_be_bytes(stored[key.len()..key.len() + 8].try_into().expect("eight bytes"));
+        let suffix = |start: i64, seq: [u8; 4]| [&start.to_be_bytes()[..], &seq].concat();
+        let (low, high) = (suffix(from, [0; 4]), suffix(to, [0xff; 4]));
+        let keep = move |suffix: &[u8]| {
+            let start = i64::from_be_bytes(suffix[..8].try_into().expect("eight bytes"));
             (from..=to).contains(&start)
         };
         store
-            .range_bytes_where(&low, &high, keep)?
+            .range_of_key(key_bytes, &low, &high, keep)?
             .map(|entry| entry.map(|(window, value)| (window.window.start, value)))
             .collect()
     }

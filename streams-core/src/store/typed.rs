@@ -130,16 +130,25 @@ impl<K: 'static, V: 'static> TypedKeyValueStore<K, V> {
         Ok(self.inner.approximate_num_entries()?)
     }
 
-    /// Records whose stored key bytes are in `[from, to]` and pass `keep`, which sees the bytes before
-    /// anything is decoded: a byte range over keys of variable length can take in keys of other shapes.
-    pub(crate) fn range_bytes_where<'a>(
+    /// The records of one key in a store keyed `key ‖ suffix` (window and session stores): stored keys in
+    /// `[key ‖ from, key ‖ to]` that are exactly this key's, with a suffix as long as `from` that passes
+    /// `keep`, checked before anything is decoded. The byte range alone can take in other keys whose
+    /// bytes begin with this key's.
+    pub(crate) fn range_of_key<'a>(
         &'a self,
+        key: &[u8],
         from: &[u8],
         to: &[u8],
         keep: impl Fn(&[u8]) -> bool + 'a,
     ) -> Result<impl Iterator<Item = Result<(K, V), StreamsError>> + 'a, StreamsError> {
-        let iter = self.inner.range(Bound::Included(from), Bound::Included(to))?;
-        let kept = iter.filter(move |record| record.as_ref().map_or(true, |(key, _)| keep(key)));
+        let (low, high) = ([key, from].concat(), [key, to].concat());
+        let iter = self.inner.range(Bound::Included(&low), Bound::Included(&high))?;
+        let (key, suffix_len) = (key.to_vec(), from.len());
+        let kept = iter.filter(move |record| {
+            record.as_ref().map_or(true, |(stored, _)| {
+                stored.len() == key.len() + suffix_len && stored.starts_with(&key) && keep(&stored[key.len()..])
+            })
+        });
         Ok(decoded(Box::new(kept), &*self.key_serde, &*self.value_serde, &self.name))
     }
 
