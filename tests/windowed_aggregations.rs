@@ -621,3 +621,137 @@ fn sliding_windows_under_exactly_once_give_the_test_driver_s_results() -> Result
     assert_eq!(out, expected);
     Ok(())
 }
+
+/// `in` counted per 10 ms window with 5 ms of grace, final results only, written to `out`.
+fn final_counts() -> Result<Topology> {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, String>("in")
+        .group_by_key()
+        .windowed_by(TimeWindows::of_size_and_grace(ms(10), ms(5)))
+        .count()
+        .suppress(Suppressed::until_window_closes(BufferConfig::unbounded()))
+        .to_stream()
+        .to("out");
+    Ok(builder.build()?)
+}
+
+#[test]
+fn final_results_are_emitted_once_when_the_window_closes() -> Result {
+    let records = [("a", 1), ("a", 4), ("b", 9), ("a", 12), ("b", 14), ("a", 15), ("a", 3), ("b", 30)];
+    let (driver, out) = run(final_counts()?, 10, &records)?;
+    // a@15 closes [0, 10) (15 >= 10 + 5); a@3 is late; b@30 closes [10, 20). Each result carries the
+    // timestamp of its last update.
+    assert_eq!(
+        out,
+        vec![
+            (windowed("a", 0, 10), 2, 4),
+            (windowed("b", 0, 10), 1, 9),
+            (windowed("a", 10, 20), 2, 15),
+            (windowed("b", 10, 20), 1, 14),
+        ]
+    );
+    assert_eq!(driver.metrics().dropped_records, 1);
+    let described = final_counts()?.describe().to_string();
+    assert!(
+        described.contains("Processor: KTABLE-SUPPRESS-0000000003 (stores: [KTABLE-SUPPRESS-STATE-STORE-0000000004])"),
+        "{described}"
+    );
+    Ok(())
+}
+
+#[test]
+fn the_window_s_grace_is_found_through_table_operators() -> Result {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, String>("in")
+        .group_by_key()
+        .windowed_by(TimeWindows::of_size_and_grace(ms(10), ms(20)))
+        .count()
+        .filter(|_, count| *count > 1)
+        .suppress(Suppressed::until_window_closes(BufferConfig::unbounded()).with_name("final"))
+        .to_stream()
+        .to("out");
+    let records = [("a", 1), ("a", 2), ("b", 3), ("b", 29), ("b", 29), ("b", 31), ("b", 31)];
+    let (_, out) = run(builder.build()?, 10, &records)?;
+    // [0, 10) closes at 30: a's count of 2 passed the filter. b's single record there never did, so the
+    // filter forwarded nothing for it. The suppression's stream time is that of the changes it sees, as
+    // in Kafka Streams: b@29 (a count of 2) moves it to 29, b@31 (another 2) to 31, which closes [0, 10);
+    // the filtered-out counts of 1 moved nothing.
+    assert_eq!(out, vec![(windowed("a", 0, 10), 2, 2)]);
+    Ok(())
+}
+
+#[test]
+fn final_results_need_a_windowed_aggregation_above() {
+    use kstreams::serde::{I64Serde, TimeWindowedSerde};
+    use std::sync::Arc;
+
+    let builder = StreamsBuilder::new();
+    let keys = Arc::new(TimeWindowedSerde::new(Arc::new(kstreams::serde::StringSerde), ms(10)));
+    builder
+        .table_with::<Windowed<String>, i64>("counts", Consumed::with(keys, Arc::new(I64Serde)), Materialized::new())
+        .suppress(Suppressed::until_window_closes(BufferConfig::unbounded()))
+        .to_stream()
+        .to("out");
+    let error = builder.build().err().expect("a build error").to_string();
+    assert!(
+        error.contains(
+            "Window close time is only defined for windowed computations. \
+             Got [KSTREAM-SOURCE-0000000001->KTABLE-SOURCE-0000000002]."
+        ),
+        "{error}"
+    );
+}
+
+/// The buffer is a logged store held apart per commit like every store under exactly-once: an instance
+/// that closes with changes held back, and another that takes over from the changelog, emit the same
+/// final results as the test driver, each once.
+#[test]
+fn final_results_under_exactly_once_survive_a_restart_and_match_the_test_driver() -> Result {
+    use kstreams::config::StreamsConfig;
+    use kstreams::embedded::EmbeddedBroker;
+    use kstreams::runtime::KafkaStreams;
+    use kstreams::serde::{StringSerde, TimeWindowedSerde};
+
+    let first = [("a", 1), ("a", 4), ("b", 9), ("a", 12), ("b", 14)];
+    let second = [("a", 15), ("a", 3), ("b", 30)];
+    let all: Vec<_> = first.iter().chain(&second).copied().collect();
+    let (_, expected) = run(final_counts()?, 10, &all)?;
+    assert_eq!(expected.len(), 4);
+
+    let broker = EmbeddedBroker::new();
+    broker.create_topic("in", 1);
+    broker.create_topic("out", 1);
+    let mut config = StreamsConfig::new("final-eos", "embedded");
+    config.set("processing.guarantee", "exactly_once_v2")?;
+    config.set("commit.interval.ms", "60000")?;
+    let supplier = std::sync::Arc::new(broker.clone());
+    let mut topics = BrokerTopics::new(supplier.clone(), &config);
+    for records in [&first[..], &second[..]] {
+        for (key, ts) in records {
+            topics.send("in", &key.to_string(), &"v".to_string(), *ts)?;
+        }
+        topics.flush()?;
+        // A new state directory each time: the second instance restores the buffer from its changelog.
+        let dir = tempfile::tempdir()?;
+        let mut config = config.clone();
+        config.set("state.dir", dir.path().to_str().unwrap())?;
+        let mut app = KafkaStreams::with_client_supplier(final_counts()?, config, supplier.clone())?;
+        app.start()?;
+        std::thread::sleep(Duration::from_secs(2));
+        app.close()?;
+    }
+    let key_serde = TimeWindowedSerde::new(std::sync::Arc::new(StringSerde), ms(10));
+    let out: Vec<(Windowed<String>, i64, i64)> = topics
+        .read_raw("out")?
+        .into_iter()
+        .map(|r| {
+            let key = key_serde.deserialize("out", r.key.as_deref().unwrap()).unwrap();
+            let count = i64::from_be_bytes(r.value.unwrap().try_into().unwrap());
+            (key, count, r.timestamp)
+        })
+        .collect();
+    assert_eq!(out, expected);
+    Ok(())
+}

@@ -101,6 +101,14 @@ pub enum TopologyError {
         /// What is wrong.
         reason: String,
     },
+    /// A `suppress` cannot be built (Kafka Streams' message: final results without windows above).
+    #[error("the suppression `{node}` cannot be built: {reason}")]
+    InvalidSuppress {
+        /// The suppression's processor.
+        node: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A sink has no topic to write to.
     #[error("sink `{sink}` has no topic")]
     SinkWithoutTopic {

@@ -67,6 +67,14 @@ pub(crate) struct Step {
     pub(crate) difference: Option<u64>,
     /// `aggregate` of a session-windowed stream: how two sessions' aggregates merge.
     pub(crate) merger: Option<String>,
+    /// `suppress`: `window_closes` or `time_limit` (with `time_limit` in milliseconds), and the buffer's
+    /// bounds: `max_records`, `max_bytes`, and `when_full` (`emit_early`, the default for a bounded
+    /// time-limit buffer, or `shut_down`). `name` names the suppression.
+    pub(crate) until: Option<String>,
+    pub(crate) time_limit: Option<u64>,
+    pub(crate) max_records: Option<u64>,
+    pub(crate) max_bytes: Option<u64>,
+    pub(crate) when_full: Option<String>,
     pub(crate) materialized: Option<MaterializedSpec>,
     pub(crate) branches: Option<Vec<BranchSpec>>,
     pub(crate) default: Option<BranchSpec>,

@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 
 use kstreams::dsl::{
-    CogroupedKStream, SessionWindowedKStream, SlidingWindowedKStream, TimeWindowedKStream, ValueTransformerWithKey,
+    BufferConfig, CogroupedKStream, SessionWindowedKStream, SlidingWindowedKStream, Suppressed, TimeWindowedKStream,
+    ValueTransformerWithKey,
 };
 use kstreams::prelude::*;
 use kstreams::processor::{
@@ -352,6 +353,13 @@ fn apply(
             Handle::LongTable(t) => Handle::OptLongStream(with_name(t, &named, |x, n| x.named(n)).to_stream()),
             other => return Err(format!("needs a table, got {}", other.kind())),
         },
+        "suppress" => match input {
+            Handle::WinTable(t) => Handle::WinTable(t.suppress(suppressed_windowed(step)?)),
+            Handle::WinLongTable(t) => Handle::WinLongTable(t.suppress(suppressed_windowed(step)?)),
+            Handle::Table(t) => Handle::Table(t.suppress(suppressed(step)?)),
+            Handle::LongTable(t) => Handle::LongTable(t.suppress(suppressed(step)?)),
+            other => return Err(format!("needs a table, got {}", other.kind())),
+        },
         "group_by_key" => match input {
             Handle::Stream(s) => Handle::Grouped(match grouped(step) {
                 Some(g) => s.group_by_key_with(g),
@@ -660,6 +668,56 @@ fn time_windows(step: &Step) -> Result<TimeWindows, String> {
         Some(advance) => windows.advance_by(ms(advance)),
         None => windows,
     })
+}
+
+/// `Suppressed.untilWindowCloses(..)` or [`suppressed`] for a windowed table.
+fn suppressed_windowed<K>(step: &Step) -> Result<Suppressed<Windowed<K>>, String> {
+    if step.until.as_deref() != Some("window_closes") {
+        return suppressed(step);
+    }
+    if step.time_limit.is_some() || step.when_full.is_some() {
+        return Err("`window_closes` takes a strict buffer: no `time_limit` or `when_full`".into());
+    }
+    let mut buffer = BufferConfig::unbounded();
+    if let Some(records) = step.max_records {
+        buffer = buffer.with_max_records(records);
+    }
+    if let Some(bytes) = step.max_bytes {
+        buffer = buffer.with_max_bytes(bytes);
+    }
+    Ok(named_suppressed(Suppressed::until_window_closes(buffer), step))
+}
+
+/// `Suppressed.untilTimeLimit(time_limit, buffer)`: unbounded, or bounded and emitting early (or shutting
+/// down, with `when_full: shut_down`).
+fn suppressed<K>(step: &Step) -> Result<Suppressed<K>, String> {
+    if step.until.as_deref() != Some("time_limit") {
+        return Err(format!("`until` must be `window_closes` (windowed tables) or `time_limit`, got {:?}", step.until));
+    }
+    let limit = std::time::Duration::from_millis(step.time_limit.ok_or("needs `time_limit`")?);
+    let bounded = match (step.max_records, step.max_bytes) {
+        (None, None) => None,
+        (Some(records), bytes) => {
+            Some(BufferConfig::max_records(records).with_max_bytes(bytes.unwrap_or(i64::MAX as u64)))
+        }
+        (None, Some(bytes)) => Some(BufferConfig::max_bytes(bytes)),
+    };
+    let buffer: BufferConfig = match (bounded, step.when_full.as_deref()) {
+        (None, None) => BufferConfig::unbounded().into(),
+        (Some(eager), None | Some("emit_early")) => eager.into(),
+        (Some(eager), Some("shut_down")) => eager.shut_down_when_full().into(),
+        (_, other) => {
+            return Err(format!("`when_full` needs a bound and is `emit_early` or `shut_down`, got {other:?}"))
+        }
+    };
+    Ok(named_suppressed(Suppressed::until_time_limit(limit, buffer), step))
+}
+
+fn named_suppressed<K>(suppressed: Suppressed<K>, step: &Step) -> Suppressed<K> {
+    match &step.name {
+        Some(name) => suppressed.with_name(name),
+        None => suppressed,
+    }
 }
 
 /// `SlidingWindows.ofTimeDifferenceWithNoGrace(difference)` (or `ofTimeDifferenceAndGrace(difference, grace)`).

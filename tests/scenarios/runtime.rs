@@ -775,6 +775,82 @@ pub(crate) fn a_session_count_is_logged_as_kafka_streams_logs_it_and_restored() 
     Ok(())
 }
 
+/// A windowed count with `suppress(until_window_closes)`: nothing is emitted while the window is open,
+/// the held-back counts are logged to the buffer's changelog in Kafka Streams' layout (a version header,
+/// the buffer time last) and restored by an instance with no local state, which emits each window's
+/// final count exactly once when stream time closes it.
+pub(crate) fn final_window_counts_survive_a_restart_in_the_suppression_buffer() -> anyhow::Result<()> {
+    use kstreams::dsl::{BufferConfig, Suppressed};
+    use kstreams::serde::StringSerde;
+    use std::sync::Arc;
+
+    let (input, output) = (kafka::unique("supp-in"), kafka::unique("supp-out"));
+    kafka::create_topics(&[(&input, 1), (&output, 1)]);
+    let app_id = kafka::unique("supp");
+    let size = Duration::from_millis(100);
+    let topology = || -> anyhow::Result<Topology> {
+        let builder = StreamsBuilder::new();
+        builder
+            .stream::<String, String>(&input)
+            .group_by_key()
+            .windowed_by(TimeWindows::of_size_with_no_grace(size))
+            .count_with(Materialized::as_store("counts").with_retention(TEN_YEARS))
+            .suppress(Suppressed::until_window_closes(BufferConfig::unbounded()).with_name("final"))
+            .to_stream()
+            .to(&output);
+        Ok(builder.build()?)
+    };
+    let key = |k: &str| Some(k.as_bytes().to_vec());
+    let value = Some(b"v".to_vec());
+    // `kafka::produce` stamps the i-th record of a call 1_700_000_000_000 + i, a multiple of 100: all
+    // of this first call fall in the window [t0, t0 + 100).
+    let t0: i64 = 1_700_000_000_000;
+    kafka::produce(&input, vec![(key("a"), value.clone()), (key("a"), value.clone()), (key("b"), value.clone())]);
+    let changelog = format!("{app_id}-final-store-changelog");
+    let mut first = kafka::streams(topology()?, kafka::config(&app_id))?;
+    first.start()?;
+    let buffered = kafka::consume_until(&changelog, Duration::from_secs(60), |r| {
+        r.iter().filter_map(|r| r.key.as_deref()).any(|k| k.starts_with(b"b"))
+    });
+    first.close()?;
+    assert!(kafka::consume_until(&output, Duration::from_secs(2), |r| !r.is_empty()).is_empty(), "emitted early");
+
+    // The buffer's changelog: window keys (key, start), values with Kafka Streams' version header whose
+    // last eight bytes are the buffer time, the window's end.
+    let last_b = buffered.iter().rev().find(|r| r.key.as_deref().is_some_and(|k| k.starts_with(b"b"))).unwrap();
+    assert_eq!(last_b.key.as_deref(), Some(&[&b"b"[..], &t0.to_be_bytes()].concat()[..]));
+    assert_eq!(last_b.headers.last("v"), Some(Some(&[3u8][..])), "{:?}", last_b.headers);
+    let logged = last_b.value.as_deref().expect("a buffered value");
+    assert_eq!(logged[logged.len() - 8..], (t0 + 100).to_be_bytes());
+    if let Some(config) = kafka::topic_config(&changelog) {
+        assert_eq!(config.get("cleanup.policy").map(String::as_str), Some("compact"));
+    }
+
+    // A new state directory: the buffer is restored from its changelog. Records of `c` up to t0 + 100
+    // close the window; its three final counts go out in key order, each stamped with its last update.
+    let mut second = kafka::streams(topology()?, kafka::config(&app_id))?;
+    second.start()?;
+    kafka::produce(&input, (0..=100).map(|_| (key("c"), value.clone())));
+    let out = kafka::consume_until(&output, Duration::from_secs(60), |r| r.len() >= 3);
+    second.close()?;
+    let out_after = kafka::consume_until(&output, Duration::from_secs(2), |r| r.len() > 3);
+
+    let serde = kstreams::serde::TimeWindowedSerde::new(Arc::new(StringSerde), size);
+    let read: Vec<(String, i64, i64, i64)> = out
+        .iter()
+        .map(|r| {
+            let w = serde.deserialize(&output, r.key.as_deref().unwrap()).unwrap();
+            (w.key, w.window.start, decode_i64(&output, r.value.as_deref()), r.timestamp)
+        })
+        .collect();
+    assert_eq!(
+        read,
+        vec![("a".to_string(), t0, 2, t0 + 1), ("b".to_string(), t0, 1, t0 + 2), ("c".to_string(), t0, 100, t0 + 99)]
+    );
+    assert_eq!(out_after.len(), 3, "each final count exactly once");
+    Ok(())
+}
+
 /// A windowed table written to a topic without a partitioner: each record goes to the partition of its
 /// inner key (Kafka Streams' `WindowedStreamPartitioner`), the one a producer gives the plain key, so every
 /// window of a key is in one partition.

@@ -2,6 +2,7 @@
 //! [`Topology`]. It also owns the name counter that gives every generated node and store its name.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -28,6 +29,9 @@ pub struct StreamsBuilder {
 pub(crate) struct BuilderState {
     pub(crate) topology: Topology,
     counter: u64,
+    /// For each windowed aggregation's node, how long after a window's end its result is final (the
+    /// grace, plus the gap for sessions): what `suppress(until_window_closes)` below it waits.
+    pub(crate) window_close_after: HashMap<String, i64>,
 }
 
 impl BuilderState {

@@ -805,12 +805,12 @@ impl SendOldValues {
         }
     }
 
-    fn below(parent: &Arc<SendOldValues>) -> Self {
+    pub(super) fn below(parent: &Arc<SendOldValues>) -> Self {
         SendOldValues { enabled: AtomicBool::new(false), kind: OldValuesKind::Derived(parent.clone()) }
     }
 
     /// Asks this node to send old values (`force`: a source table gets a store for it); whether it will.
-    fn enable(&self, force: bool) -> bool {
+    pub(super) fn enable(&self, force: bool) -> bool {
         if self.enabled() {
             return true;
         }

@@ -25,6 +25,7 @@ mod session;
 mod sink;
 mod sliding;
 mod stateless;
+mod suppress;
 mod transform_values;
 mod windowed;
 
@@ -37,6 +38,7 @@ pub use options::{Branched, Consumed, Grouped, Materialized, Produced, Repartiti
 pub use session::SessionWindowedKStream;
 pub use sink::Sink;
 pub use sliding::SlidingWindowedKStream;
+pub use suppress::{BufferConfig, EagerBufferConfig, StrictBufferConfig, Suppressed};
 pub use transform_values::ValueTransformerWithKey;
 pub use windowed::{TimeWindowedKStream, WindowedBy};
 

@@ -233,6 +233,7 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
         let mut def = untimed_store_def(supplier, &materialized, session_key.clone(), agg_serde.clone());
         def.window_retention_ms = Some(retention_ms);
         b.topology.add_store_deferred(def, &name);
+        b.window_close_after.insert(name.clone(), windows.grace_ms().saturating_add(windows.inactivity_gap_ms()));
         KTable::new(builder.clone(), name, Some(session_key), Some(agg_serde), Some(store))
     }
 

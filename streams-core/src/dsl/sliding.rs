@@ -191,6 +191,7 @@ impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
         let mut def = store_def_over(supplier, &materialized, store_key, agg_serde.clone());
         def.window_retention_ms = Some(retention_ms);
         b.topology.add_store_deferred(def, &name);
+        b.window_close_after.insert(name.clone(), grace);
         let table_key: Arc<dyn Serde<Windowed<K>>> = Arc::new(TimeWindowedSerde::with_size_ms(key_serde, difference));
         KTable::new(builder.clone(), name, Some(table_key), Some(agg_serde), Some(store))
     }

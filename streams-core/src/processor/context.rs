@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::state::{self, TaskState};
 use super::{interval_ms, PunctuationId, PunctuationType};
-use crate::store::{TypedKeyValueStore, WindowStore};
+use crate::store::{SuppressionBuffer, TypedKeyValueStore, WindowStore};
 use crate::{Record, RecordMetadata, StreamsError, TaskId};
 
 /// What every piece of user code running at a node can reach, whether it forwards records or not
@@ -77,6 +77,20 @@ impl<'a, KOut: Clone + 'static, VOut: Clone + 'static> ProcessorContext<'a, KOut
     /// returns, as in Kafka Streams.
     pub fn forward(&mut self, record: Record<KOut, VOut>) -> Result<(), StreamsError> {
         state::forward(self.base.task, self.base.children, record)
+    }
+
+    /// Forwards `record` as if it had been read at `metadata` (what the children see as
+    /// [`record_metadata`](ProcessingContext::record_metadata)): a suppression emits a change with the
+    /// context it was buffered with, as Kafka Streams does.
+    pub(crate) fn forward_from(
+        &mut self,
+        metadata: Option<RecordMetadata>,
+        record: Record<KOut, VOut>,
+    ) -> Result<(), StreamsError> {
+        let current = std::mem::replace(&mut self.base.task.current, metadata);
+        let result = self.forward(record);
+        self.base.task.current = current;
+        result
     }
 
     /// Forwards `record` to the child called `child` only.
@@ -200,6 +214,17 @@ impl ProcessingContext<'_> {
         self.task.stores[index]
             .downcast_mut::<WindowStore<K, V>>()
             .ok_or_else(|| StreamsError::Internal("a window store changed type".into()))
+    }
+
+    /// Looks up the suppression buffer `name` of a DSL `suppress`.
+    pub(crate) fn suppression_buffer<K: 'static, V: 'static>(
+        &mut self,
+        name: &str,
+    ) -> Result<&mut SuppressionBuffer<K, V>, StreamsError> {
+        let index = self.store_index_of::<SuppressionBuffer<K, V>>(name, || "a suppression buffer".to_string())?;
+        self.task.stores[index]
+            .downcast_mut::<SuppressionBuffer<K, V>>()
+            .ok_or_else(|| StreamsError::Internal("a suppression buffer changed type".into()))
     }
 
     /// Looks up a store by name and returns it: [`store_handle`](Self::store_handle) then

@@ -11,6 +11,7 @@ use state_store::{
     KeyValueStore, RocksDbKeyValueStore, RocksDbMemory, TransactionalKeyValueStore,
 };
 
+use super::suppression::{SuppressionBuffer, CHANGELOG_VERSION_HEADER};
 use super::typed::{ErasedStore, TypedKeyValueStore};
 use super::window::{open_window_bytes, WindowBytesStoreSupplier, WindowStore};
 use crate::config::{ConfigError, DslStoreType};
@@ -325,8 +326,41 @@ impl<K: Send + 'static, V: Send + 'static> StoreBuilder<K, V> {
             }
             Ok(typed(inner))
         };
-        StoreDef { name, logging_enabled, logging_config, window_retention_ms, factory: Arc::new(factory) }
+        StoreDef {
+            name,
+            logging_enabled,
+            logging_config,
+            window_retention_ms,
+            changelog_value_header: None,
+            factory: Arc::new(factory),
+        }
     }
+}
+
+/// The suppression buffer `name` of a `suppress` (Kafka Streams' `InMemoryTimeOrderedKeyValueChangeBuffer`):
+/// in memory, never cached, logged to a compacted changelog with `logging` as its topic config unless
+/// `logging` is `None`, and each logged value marked with the layout's version as Kafka Streams marks it.
+pub(crate) fn suppression_buffer_def<K: Send + 'static, V: Send + 'static>(
+    name: &str,
+    key_serde: Arc<dyn Serde<K>>,
+    value_serde: Arc<dyn Serde<V>>,
+    logging: Option<BTreeMap<String, String>>,
+) -> StoreDef {
+    let typed = move |bytes: Box<dyn KeyValueStore>| -> Box<dyn ErasedStore> {
+        Box::new(SuppressionBuffer::new(bytes, key_serde.clone(), value_serde.clone()))
+    };
+    let mut builder = StoreBuilder::<K, V>::new(
+        Arc::new(InMemoryKeyValueBytesStoreSupplier { name: name.to_string() }),
+        Arc::new(typed),
+        None,
+    );
+    builder = match logging {
+        Some(config) => builder.with_logging_enabled(config),
+        None => builder.with_logging_disabled(),
+    };
+    let mut def = builder.into_def();
+    def.changelog_value_header = Some(CHANGELOG_VERSION_HEADER);
+    def
 }
 
 /// Opens the store for a task; with a writer, every write is also logged to it.
@@ -343,5 +377,7 @@ pub(crate) struct StoreDef {
     /// A window store's retention: its changelog is then `compact,delete`, kept for the retention plus
     /// `windowstore.changelog.additional.retention.ms` (Kafka Streams' `WindowedChangelogTopicConfig`).
     pub(crate) window_retention_ms: Option<i64>,
+    /// A header every value logged to the changelog carries (the suppression buffer's layout version).
+    pub(crate) changelog_value_header: Option<(&'static str, &'static [u8])>,
     pub(crate) factory: Arc<StoreFactory>,
 }

@@ -7,6 +7,7 @@
 //! logged to a changelog topic.
 
 mod builder;
+mod suppression;
 mod timestamped;
 mod typed;
 mod window;
@@ -19,5 +20,8 @@ pub use timestamped::{ValueAndTimestamp, ValueAndTimestampSerde};
 pub use typed::TypedKeyValueStore;
 pub use window::{WindowBytesStoreSupplier, WindowStore, WindowedKeyValue};
 
-pub(crate) use builder::{store_dir, DefaultKeyValueBytesStoreSupplier, DefaultWindowBytesStoreSupplier, StoreDef};
+pub(crate) use builder::{
+    store_dir, suppression_buffer_def, DefaultKeyValueBytesStoreSupplier, DefaultWindowBytesStoreSupplier, StoreDef,
+};
+pub(crate) use suppression::{BufferedContext, SuppressionBuffer};
 pub(crate) use typed::ErasedStore;

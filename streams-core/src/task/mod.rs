@@ -105,6 +105,8 @@ pub(crate) struct Task {
     initialized: bool,
     /// Each logged store and the changelog partition it restores from.
     changelogs: Vec<ChangelogStore>,
+    /// Changelogs whose values all carry a header (the suppression buffers'): the topic and the header.
+    changelog_value_headers: Vec<(Arc<str>, (&'static str, &'static [u8]))>,
     task_dir: Option<PathBuf>,
     /// The offset of the last changelog record each persistent logged store reflects, as far as known
     /// (restored up to, or written and acknowledged): what the next checkpoint records.
@@ -160,6 +162,7 @@ impl Task {
         );
         state.default_extractor = config.timestamp_extractor.clone();
         let mut changelogs = Vec::new();
+        let mut changelog_value_headers = Vec::new();
         let task_dir = config.task_dir(id);
         for &g in &plan.stores {
             let def = &topology.stores[g];
@@ -182,6 +185,9 @@ impl Task {
             let store = (def.factory)(&ctx, writer)?;
             if logged {
                 let topic = changelog_topic(&config.application_id, &def.name);
+                if let Some(header) = def.changelog_value_header {
+                    changelog_value_headers.push((Arc::<str>::from(topic.as_str()), header));
+                }
                 changelogs.push(ChangelogStore {
                     store: def.name.clone(),
                     partition: TopicPartition::new(&topic, partition),
@@ -212,6 +218,7 @@ impl Task {
             patterns,
             initialized: false,
             changelogs,
+            changelog_value_headers,
             task_dir,
             changelog_offsets: BTreeMap::new(),
             checkpointed: BTreeMap::new(),
@@ -330,6 +337,11 @@ impl Task {
         let stamp = self.owner_epoch.filter(|_| self.stamp_owner_epoch).map(owner_epoch::encode);
         for (topic, key, value) in buffer.drain(..) {
             let mut headers = Headers::new();
+            if value.is_some() {
+                if let Some((_, (name, bytes))) = self.changelog_value_headers.iter().find(|(t, _)| *t == topic) {
+                    headers.add_static(name, Some(bytes.to_vec()));
+                }
+            }
             if let Some(stamp) = &stamp {
                 headers.add_static(OWNER_EPOCH_HEADER, Some(stamp.clone()));
             }

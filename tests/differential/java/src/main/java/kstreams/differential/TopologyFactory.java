@@ -30,6 +30,7 @@ import org.apache.kafka.streams.kstream.Repartitioned;
 import org.apache.kafka.streams.kstream.SessionWindowedKStream;
 import org.apache.kafka.streams.kstream.SessionWindows;
 import org.apache.kafka.streams.kstream.SlidingWindows;
+import org.apache.kafka.streams.kstream.Suppressed;
 import org.apache.kafka.streams.kstream.TimeWindowedKStream;
 import org.apache.kafka.streams.kstream.TimeWindows;
 import org.apache.kafka.streams.kstream.ValueTransformerWithKey;
@@ -196,6 +197,7 @@ final class TopologyFactory {
                 KTable t = table(input, op);
                 return named == null ? t.toStream() : t.toStream(Named.as(named));
             }
+            case "suppress": return table(input, op).suppress(suppressed(step));
             case "group_by_key": {
                 Grouped g = grouped(step);
                 KStream s = stream(input, op);
@@ -653,6 +655,41 @@ final class TopologyFactory {
             return "a session-windowed stream";
         }
         return input instanceof KGroupedStream ? "a grouped stream" : "a grouped table";
+    }
+
+    /** Suppressed.untilWindowCloses(strict buffer) or untilTimeLimit(time_limit, buffer), as the Rust half builds it. */
+    @SuppressWarnings({"rawtypes", "unchecked"})
+    private static Suppressed suppressed(JsonNode step) {
+        String until = field(step, "until");
+        Long maxRecords = step.hasNonNull("max_records") ? step.get("max_records").asLong() : null;
+        Long maxBytes = step.hasNonNull("max_bytes") ? step.get("max_bytes").asLong() : null;
+        String whenFull = Case.text(step, "when_full");
+        Suppressed suppressed;
+        if (until.equals("window_closes")) {
+            Suppressed.StrictBufferConfig buffer = Suppressed.BufferConfig.unbounded();
+            if (maxRecords != null) {
+                buffer = buffer.withMaxRecords(maxRecords);
+            }
+            if (maxBytes != null) {
+                buffer = buffer.withMaxBytes(maxBytes);
+            }
+            suppressed = Suppressed.untilWindowCloses(buffer);
+        } else if (until.equals("time_limit")) {
+            Suppressed.BufferConfig buffer;
+            if (maxRecords == null && maxBytes == null) {
+                buffer = Suppressed.BufferConfig.unbounded();
+            } else {
+                Suppressed.EagerBufferConfig eager = maxRecords != null
+                    ? Suppressed.BufferConfig.maxRecords(maxRecords).withMaxBytes(maxBytes != null ? maxBytes : Long.MAX_VALUE)
+                    : Suppressed.BufferConfig.maxBytes(maxBytes);
+                buffer = "shut_down".equals(whenFull) ? eager.shutDownWhenFull() : eager;
+            }
+            suppressed = Suppressed.untilTimeLimit(millis(step, "time_limit"), buffer);
+        } else {
+            throw new IllegalArgumentException("\"until\" must be window_closes or time_limit: " + step);
+        }
+        String name = Case.text(step, "name");
+        return name == null ? suppressed : suppressed.withName(name);
     }
 
     /** A duration field in milliseconds, or null when it is absent or null. */
