@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use kstreams::dsl::EmitStrategy;
 use kstreams::prelude::*;
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
@@ -753,5 +754,80 @@ fn final_results_under_exactly_once_survive_a_restart_and_match_the_test_driver(
         })
         .collect();
     assert_eq!(out, expected);
+    Ok(())
+}
+
+#[test]
+fn emit_final_forwards_each_closed_window_once_even_after_a_jump_in_stream_time() -> Result {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, String>("in")
+        .group_by_key()
+        .windowed_by(TimeWindows::of_size_with_no_grace(ms(50)))
+        .emit_strategy(EmitStrategy::on_window_close())
+        .count()
+        .to_stream()
+        .to("out");
+    let (_, out) = run(builder.build()?, 50, &[("a", 10), ("b", 60), ("a", 210), ("a", 270)])?;
+    // b@[50, 100) closes while stream time jumps from 60 to 210, past the store's retention (size plus
+    // grace). Kafka Streams without a record cache never emits it (the differential case
+    // emit_final_default_retention); this library does.
+    assert_eq!(
+        out,
+        vec![(windowed("a", 0, 50), 1, 10), (windowed("b", 50, 100), 1, 60), (windowed("a", 200, 250), 1, 210)]
+    );
+    Ok(())
+}
+
+/// On the embedded broker, with the wall-clock interval of the setting Kafka Streams names
+/// `__emit.interval.ms.kstreams.windowed.aggregation__`: each window is emitted once, when a record
+/// closes it, and an open window is not emitted at all.
+#[test]
+fn emit_final_runs_on_the_embedded_broker() -> Result {
+    use kstreams::config::StreamsConfig;
+    use kstreams::embedded::EmbeddedBroker;
+    use kstreams::runtime::KafkaStreams;
+    use kstreams::serde::{StringSerde, TimeWindowedSerde};
+
+    let topology = || -> Result<Topology> {
+        let builder = StreamsBuilder::new();
+        builder
+            .stream::<String, String>("in")
+            .group_by_key()
+            .windowed_by(SlidingWindows::of_time_difference_with_no_grace(ms(10)))
+            .emit_strategy(EmitStrategy::on_window_close())
+            .count()
+            .to_stream()
+            .to("out");
+        Ok(builder.build()?)
+    };
+    let records = [("a", 10), ("a", 15), ("a", 26), ("a", 40)];
+    let broker = EmbeddedBroker::new();
+    broker.create_topic("in", 1);
+    broker.create_topic("out", 1);
+    let mut config = StreamsConfig::new("emit-final", "embedded");
+    config.set("__emit.interval.ms.kstreams.windowed.aggregation__", "0")?;
+    let supplier = std::sync::Arc::new(broker.clone());
+    let mut app = KafkaStreams::with_client_supplier(topology()?, config.clone(), supplier.clone())?;
+    let mut topics = BrokerTopics::new(supplier, &config);
+    for (key, ts) in records {
+        topics.send("in", &key.to_string(), &"v".to_string(), ts)?;
+    }
+    topics.flush()?;
+    app.start()?;
+    std::thread::sleep(Duration::from_secs(2));
+    app.close()?;
+    let key_serde = TimeWindowedSerde::new(std::sync::Arc::new(StringSerde), ms(10));
+    let out: Vec<(i64, i64, i64)> = topics
+        .read_raw("out")?
+        .into_iter()
+        .map(|r| {
+            let key = key_serde.deserialize("out", r.key.as_deref().unwrap()).unwrap();
+            (key.window.start, i64::from_be_bytes(r.value.unwrap().try_into().unwrap()), r.timestamp)
+        })
+        .collect();
+    // Kafka Streams' own sequence (difference 10, no grace): A@15 closes [0,10]; A@26 closes [5,15] and
+    // [11,21]; A@40 closes [16,26]. [30,40] and [27,37] stay open.
+    assert_eq!(out, vec![(0, 1, 10), (5, 2, 15), (11, 1, 15), (16, 1, 26)]);
     Ok(())
 }

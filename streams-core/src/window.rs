@@ -130,6 +130,35 @@ impl TimeWindows {
     }
 }
 
+/// When a time-windowed or sliding-windowed aggregation emits (Kafka Streams' `EmitStrategy`, KIP-825).
+///
+/// [`on_window_update`](EmitStrategy::on_window_update), the default, forwards every update of a window
+/// (through the record cache). [`on_window_close`](EmitStrategy::on_window_close) forwards each window
+/// once, its final aggregate, when stream time passes its end by the grace period: like
+/// `suppress(Suppressed::until_window_closes(..))` without a buffer of its own, since the final values are
+/// read from the window store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum EmitStrategy {
+    /// Every update (Kafka Streams' `onWindowUpdate`).
+    #[default]
+    OnWindowUpdate,
+    /// Final results only (Kafka Streams' `onWindowClose`).
+    OnWindowClose,
+}
+
+impl EmitStrategy {
+    /// Every update of a window goes downstream.
+    pub fn on_window_update() -> Self {
+        EmitStrategy::OnWindowUpdate
+    }
+
+    /// Each window goes downstream once, when it closes.
+    pub fn on_window_close() -> Self {
+        EmitStrategy::OnWindowClose
+    }
+}
+
 /// Windows of a fixed time difference that slide with the records (Kafka Streams' `SlidingWindows`,
 /// KIP-450): two records are in a common window when their timestamps are at most the time difference
 /// apart. Each window is `[start, start + difference]`, with **both ends inclusive**, and windows exist only

@@ -75,6 +75,8 @@ pub(crate) struct Step {
     pub(crate) max_records: Option<u64>,
     pub(crate) max_bytes: Option<u64>,
     pub(crate) when_full: Option<String>,
+    /// `emit_strategy` of a time- or sliding-windowed stream: `on_window_close` or `on_window_update`.
+    pub(crate) strategy: Option<String>,
     pub(crate) materialized: Option<MaterializedSpec>,
     pub(crate) branches: Option<Vec<BranchSpec>>,
     pub(crate) default: Option<BranchSpec>,

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use kstreams::dsl::{
-    BufferConfig, CogroupedKStream, SessionWindowedKStream, SlidingWindowedKStream, Suppressed, TimeWindowedKStream,
-    ValueTransformerWithKey,
+    BufferConfig, CogroupedKStream, EmitStrategy, SessionWindowedKStream, SlidingWindowedKStream, Suppressed,
+    TimeWindowedKStream, ValueTransformerWithKey,
 };
 use kstreams::prelude::*;
 use kstreams::processor::{
@@ -353,6 +353,20 @@ fn apply(
             Handle::LongTable(t) => Handle::OptLongStream(with_name(t, &named, |x, n| x.named(n)).to_stream()),
             other => return Err(format!("needs a table, got {}", other.kind())),
         },
+        "emit_strategy" => {
+            let strategy = match step.strategy.as_deref() {
+                Some("on_window_close") => EmitStrategy::on_window_close(),
+                Some("on_window_update") => EmitStrategy::on_window_update(),
+                other => return Err(format!("`strategy` must be on_window_close or on_window_update, got {other:?}")),
+            };
+            match input {
+                Handle::Windowed(w) => Handle::Windowed(w.emit_strategy(strategy)),
+                Handle::LongWindowed(w) => Handle::LongWindowed(w.emit_strategy(strategy)),
+                Handle::Sliding(w) => Handle::Sliding(w.emit_strategy(strategy)),
+                Handle::LongSliding(w) => Handle::LongSliding(w.emit_strategy(strategy)),
+                other => return Err(format!("needs a time- or sliding-windowed stream, got {}", other.kind())),
+            }
+        }
         "suppress" => match input {
             Handle::WinTable(t) => Handle::WinTable(t.suppress(suppressed_windowed(step)?)),
             Handle::WinLongTable(t) => Handle::WinLongTable(t.suppress(suppressed_windowed(step)?)),

@@ -119,6 +119,11 @@ pub struct StreamsConfig {
     /// window store's retention a window store's changelog topic keeps records (`retention.ms` of the
     /// topic is the sum), so that a restore still finds every window the store keeps.
     pub windowstore_changelog_additional_retention: Duration,
+    /// `__emit.interval.ms.kstreams.windowed.aggregation__` (default 1 s; Kafka Streams' internal setting,
+    /// under its name): how often, at most, an aggregation with
+    /// [`EmitStrategy::on_window_close`](crate::dsl::EmitStrategy::on_window_close) looks for windows that
+    /// have closed, by the wall clock, when a record arrives. The test driver uses 0: every record looks.
+    pub windowed_emit_interval: Duration,
     /// `default.deserialization.exception.handler` (default log and fail).
     pub deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
     /// `processing.exception.handler` (default log and fail): what happens when user code in a
@@ -199,6 +204,7 @@ impl StreamsConfig {
             poll_timeout: Duration::from_millis(100),
             repartition_purge_interval: Duration::from_millis(30_000),
             windowstore_changelog_additional_retention: Duration::from_millis(86_400_000),
+            windowed_emit_interval: Duration::from_millis(1000),
             deserialization_handler: Arc::new(LogAndFail),
             processing_handler: Arc::new(LogAndFail),
             production_handler: Arc::new(FailOnProductionError),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::cache::{CacheBudget, Pending, RecordCache};
 use super::change::Change;
+use super::emit_final::EmitFinal;
 use super::Data;
 use crate::processor::{Processor, ProcessorContext, StoreHandle};
 use crate::serde::{to_bytes, Serde};
@@ -25,6 +26,9 @@ pub(crate) struct AggregateOutput<K, VA> {
     /// The thread's cache budget, when caching is on and the budget is not 0.
     budget: Option<Arc<CacheBudget>>,
     cache: RecordCache<K, VA>,
+    /// Whether updates go downstream (not for a windowed aggregation that emits final results only,
+    /// which reads them back from the store when windows close).
+    forwards: bool,
 }
 
 /// The aggregate a key had: its value (`None`: no aggregate yet) and its timestamp.
@@ -32,7 +36,26 @@ type Current<VA> = (Option<VA>, Option<i64>);
 
 impl<K: Data, VA: Data> AggregateOutput<K, VA> {
     pub(crate) fn new(store: String, key_serde: Arc<dyn Serde<K>>, caching: bool) -> Self {
-        AggregateOutput { store, handle: None, key_serde, caching, budget: None, cache: RecordCache::default() }
+        AggregateOutput {
+            store,
+            handle: None,
+            key_serde,
+            caching,
+            budget: None,
+            cache: RecordCache::default(),
+            forwards: true,
+        }
+    }
+
+    /// Writes updates to the store (through the cache) without forwarding them.
+    pub(crate) fn silent(mut self) -> Self {
+        self.forwards = false;
+        self
+    }
+
+    /// The store's handle, once initialized.
+    pub(crate) fn store_handle(&self) -> Result<StoreHandle<K, ValueAndTimestamp<VA>>, StreamsError> {
+        self.handle()
     }
 
     pub(super) fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<(), StreamsError> {
@@ -110,6 +133,9 @@ impl<K: Data, VA: Data> AggregateOutput<K, VA> {
             }
             _ => {
                 self.write(ctx, &record.key, record.value.as_ref(), record.timestamp)?;
+                if !self.forwards {
+                    return Ok(());
+                }
                 let change = Change::new(record.value, old);
                 ctx.forward(Record {
                     key: record.key,
@@ -141,6 +167,9 @@ impl<K: Data, VA: Data> AggregateOutput<K, VA> {
         ctx: &mut ProcessorContext<'_, K, Change<VA>>,
         pending: Pending<K, VA>,
     ) -> Result<(), StreamsError> {
+        if !self.forwards {
+            return self.write(ctx, &pending.key, pending.value.as_ref(), pending.timestamp);
+        }
         let old = ctx.store_mut(self.handle()?)?.get(&pending.key)?.map(|s| s.value);
         self.write(ctx, &pending.key, pending.value.as_ref(), pending.timestamp)?;
         let change = Change::new(pending.value, old);
@@ -280,6 +309,8 @@ pub(crate) struct WindowAggregate<K, V, VA> {
     pub(crate) agg_serde: Arc<dyn Serde<VA>>,
     pub(crate) windows: TimeWindows,
     pub(crate) observed_stream_time: i64,
+    /// With `EmitStrategy::on_window_close`: the output does not forward; closed windows are.
+    pub(crate) emit_final: Option<EmitFinal>,
 }
 
 impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>> for WindowAggregate<K, V, VA> {
@@ -299,6 +330,13 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>> for Wi
         }
         self.observed_stream_time = self.observed_stream_time.max(record.timestamp);
         let close_time = self.observed_stream_time.saturating_sub(self.windows.grace_ms());
+        if let Some(emit) = &mut self.emit_final {
+            if let Some(range) = emit.due(ctx, close_time) {
+                // The cache's pending updates go to the store first (without forwarding them).
+                self.output.flush(ctx)?;
+                emit.emit(ctx, self.output.store_handle()?, range, close_time, &record.headers)?;
+            }
+        }
         let (step, observed) = (&self.step, self.observed_stream_time);
         let open: Vec<Window> = self
             .windows

@@ -16,6 +16,7 @@ mod builder;
 mod cache;
 mod change;
 mod cogroup;
+mod emit_final;
 mod grouped;
 mod kstream;
 mod ktable;
@@ -42,6 +43,6 @@ pub use suppress::{BufferConfig, EagerBufferConfig, StrictBufferConfig, Suppress
 pub use transform_values::ValueTransformerWithKey;
 pub use windowed::{TimeWindowedKStream, WindowedBy};
 
-pub use crate::window::{SessionWindows, SlidingWindows, TimeWindows, Window, Windowed};
+pub use crate::window::{EmitStrategy, SessionWindows, SlidingWindows, TimeWindows, Window, Windowed};
 
 pub use crate::record::Data;

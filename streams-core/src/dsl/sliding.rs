@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use super::aggregate::{aggregate_step, count_step, reduce_step, StreamStep};
 use super::change::Change;
+use super::emit_final::{EmitFinal, FinalWindows};
 use super::grouped::{store_def_over, AggregationSetup, KGroupedStream};
 use super::options::Materialized;
 use super::windowed::WindowedBy;
@@ -20,14 +21,14 @@ use crate::record::Headers;
 use crate::serde::{to_bytes, DefaultSerde, Serde, TimeWindowedSerde, WindowStoreKeySerde};
 use crate::store::{DefaultWindowBytesStoreSupplier, ValueAndTimestamp};
 use crate::topology::processor_def;
-use crate::window::{millis, SlidingWindows, Window, Windowed};
+use crate::window::{millis, EmitStrategy, SlidingWindows, Window, Windowed};
 use crate::{Record, StreamsError, TopologyError};
 
 impl<K: Data, V: Data> WindowedBy<K, V> for SlidingWindows {
     type Stream = SlidingWindowedKStream<K, V>;
 
     fn windowed(self, grouped: KGroupedStream<K, V>) -> Self::Stream {
-        SlidingWindowedKStream { grouped, windows: self }
+        SlidingWindowedKStream { grouped, windows: self, emit_strategy: EmitStrategy::default() }
     }
 }
 
@@ -61,12 +62,22 @@ impl<K: Data, V: Data> WindowedBy<K, V> for SlidingWindows {
 pub struct SlidingWindowedKStream<K, V> {
     grouped: KGroupedStream<K, V>,
     windows: SlidingWindows,
+    emit_strategy: EmitStrategy,
 }
 
 impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
     /// Names the aggregation processor (Kafka Streams' `Named`).
     pub fn named(mut self, name: impl Into<String>) -> Self {
         self.grouped.next_name = Some(name.into());
+        self
+    }
+
+    /// When the aggregation forwards (Kafka Streams' `emitStrategy`, KIP-825): every update (the
+    /// default), or with [`EmitStrategy::on_window_close`] each window once, when stream time passes its
+    /// end by more than the grace period, read back from the store. See
+    /// [`TimeWindowedKStream::emit_strategy`](super::TimeWindowedKStream::emit_strategy).
+    pub fn emit_strategy(mut self, strategy: EmitStrategy) -> Self {
+        self.emit_strategy = strategy;
         self
     }
 
@@ -169,6 +180,7 @@ impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
             return KTable::new(builder.clone(), name, None, None, Some(store));
         }
         let (difference, grace) = (self.windows.time_difference_ms(), self.windows.grace_ms());
+        let (windows, emit_final) = (self.windows, self.emit_strategy == EmitStrategy::OnWindowClose);
         let retention_ms = materialized.retention.map_or(self.windows.least_retention_ms(), millis);
         let store_key: Arc<dyn Serde<Windowed<K>>> = Arc::new(WindowStoreKeySerde::new(key_serde.clone(), difference));
         let (store_for_processor, key_for_processor, agg_for_processor) =
@@ -185,6 +197,7 @@ impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
             retention_ms,
             observed_stream_time: -1,
             written_start: -1,
+            emit_final: emit_final.then(|| EmitFinal::new(FinalWindows::Sliding(windows))),
         });
         b.topology.add_node_deferred(def);
         let supplier = Arc::new(DefaultWindowBytesStoreSupplier { name: store.clone(), retention_ms, sessions: false });
@@ -230,6 +243,8 @@ struct SlidingAggregate<K, V, VA> {
     /// The latest window start this processor wrote. Under exactly-once the store's writes wait for the
     /// commit, so the store's own observed time lags behind this one.
     written_start: i64,
+    /// With `EmitStrategy::on_window_close`: writes are not forwarded; closed windows are.
+    emit_final: Option<EmitFinal>,
 }
 
 /// A stored window of the record's key: its start, aggregate and timestamp (the latest record in it).
@@ -324,6 +339,9 @@ impl<K: Data, V: Data, VA: Data> SlidingAggregate<K, V, VA> {
             }
         }
         self.written_start = self.written_start.max(window.start);
+        if self.emit_final.is_some() {
+            return Ok(());
+        }
         let headers = record.headers.clone();
         ctx.forward(Record { key, value: Change::new(new, old), timestamp, headers })
     }
@@ -482,9 +500,15 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>> for Sl
         let update =
             Update { key: &record.key, value: &record.value, timestamp: ts, headers: &record.headers, close_time };
         if ts < self.difference {
-            self.process_early(ctx, &update, &key_bytes)
-        } else {
-            self.process_in_time(ctx, &update, &key_bytes)
+            // Early records never make an emit-final aggregation look for closed windows.
+            return self.process_early(ctx, &update, &key_bytes);
         }
+        if let Some(emit) = &mut self.emit_final {
+            if let Some(range) = emit.due(ctx, close_time) {
+                let handle = self.handle.ok_or_else(|| StreamsError::Internal("used before init".into()))?;
+                emit.emit(ctx, handle, range, close_time, &record.headers)?;
+            }
+        }
+        self.process_in_time(ctx, &update, &key_bytes)
     }
 }

@@ -7,13 +7,14 @@
 use std::sync::Arc;
 
 use super::aggregate::{aggregate_step, count_step, reduce_step, AggregateOutput, StreamStep, WindowAggregate};
+use super::emit_final::{EmitFinal, FinalWindows};
 use super::grouped::{store_def_over, AggregationSetup, KGroupedStream};
 use super::options::Materialized;
 use super::{Data, KTable};
 use crate::serde::{DefaultSerde, Serde, TimeWindowedSerde, WindowStoreKeySerde};
 use crate::store::DefaultWindowBytesStoreSupplier;
 use crate::topology::processor_def;
-use crate::window::{millis, TimeWindows, Windowed};
+use crate::window::{millis, EmitStrategy, TimeWindows, Windowed};
 use crate::TopologyError;
 
 /// What [`KGroupedStream::windowed_by`] takes: [`TimeWindows`], [`SlidingWindows`](crate::dsl::SlidingWindows)
@@ -40,7 +41,7 @@ impl<K: Data, V: Data> WindowedBy<K, V> for TimeWindows {
     type Stream = TimeWindowedKStream<K, V>;
 
     fn windowed(self, grouped: KGroupedStream<K, V>) -> Self::Stream {
-        TimeWindowedKStream { grouped, windows: self }
+        TimeWindowedKStream { grouped, windows: self, emit_strategy: EmitStrategy::default() }
     }
 }
 
@@ -49,12 +50,59 @@ impl<K: Data, V: Data> WindowedBy<K, V> for TimeWindows {
 pub struct TimeWindowedKStream<K, V> {
     grouped: KGroupedStream<K, V>,
     windows: TimeWindows,
+    emit_strategy: EmitStrategy,
 }
 
 impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
     /// Names the aggregation processor (Kafka Streams' `Named`).
     pub fn named(mut self, name: impl Into<String>) -> Self {
         self.grouped.next_name = Some(name.into());
+        self
+    }
+
+    /// When the aggregation forwards (Kafka Streams' `emitStrategy`, KIP-825): every update (the
+    /// default), or with [`EmitStrategy::on_window_close`] each window once, its final aggregate, when
+    /// stream time reaches its end plus the grace period. The final results are read back from the
+    /// window store when a record arrives, at most once per `__emit.interval.ms.kstreams.windowed.aggregation__`
+    /// of wall-clock time (1 s; 0 in the test driver), ordered by window start, then key; each carries the
+    /// window's timestamp and the arriving record's headers, and no old value.
+    ///
+    /// The last close time emitted is kept in memory: after a restart, windows that closed before it and
+    /// are still in the store are emitted again (Kafka Streams keeps it in the committed offsets'
+    /// metadata). For exactly one final result per window across restarts, use
+    /// [`KTable::suppress`] with [`Suppressed::until_window_closes`](super::Suppressed::until_window_closes).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streams_core::dsl::{EmitStrategy, StreamsBuilder, TimeWindows, Windowed};
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, String>("clicks")
+    ///     .group_by_key()
+    ///     .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_millis(10)))
+    ///     .emit_strategy(EmitStrategy::on_window_close())
+    ///     .count()
+    ///     .to_stream()
+    ///     .map(|w: Windowed<String>, count: Option<i64>| (format!("{}@{}", w.key, w.window.start), count.unwrap_or(0)))
+    ///     .to("final-counts");
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let clicks = driver.input_topic::<String, String>("clicks");
+    /// let counts = driver.output_topic::<String, i64>("final-counts");
+    /// for (user, at) in [("ada", 0), ("ada", 5), ("bob", 7)] {
+    ///     driver.pipe(&clicks, user.into(), "click".into(), at)?;
+    /// }
+    /// assert!(driver.read_key_values(&counts).is_empty());
+    /// driver.pipe(&clicks, "ada".into(), "click".into(), 10)?; // closes [0, 10)
+    /// assert_eq!(driver.read_key_values(&counts), vec![("ada@0".to_string(), 2), ("bob@0".to_string(), 1)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn emit_strategy(mut self, strategy: EmitStrategy) -> Self {
+        self.emit_strategy = strategy;
         self
     }
 
@@ -175,13 +223,18 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
         let (store_for_processor, key_for_processor, store_key_for_processor, agg_for_processor) =
             (store.clone(), key_serde.clone(), store_key.clone(), agg_serde.clone());
         let caching = materialized.caching_enabled;
-        let def = processor_def(&name, vec![parent], move || WindowAggregate {
-            output: AggregateOutput::new(store_for_processor.clone(), store_key_for_processor.clone(), caching),
-            step: step.clone(),
-            key_serde: key_for_processor.clone(),
-            agg_serde: agg_for_processor.clone(),
-            windows,
-            observed_stream_time: -1,
+        let emit_final = self.emit_strategy == EmitStrategy::OnWindowClose;
+        let def = processor_def(&name, vec![parent], move || {
+            let output = AggregateOutput::new(store_for_processor.clone(), store_key_for_processor.clone(), caching);
+            WindowAggregate {
+                output: if emit_final { output.silent() } else { output },
+                step: step.clone(),
+                key_serde: key_for_processor.clone(),
+                agg_serde: agg_for_processor.clone(),
+                windows,
+                observed_stream_time: -1,
+                emit_final: emit_final.then(|| EmitFinal::new(FinalWindows::Time(windows))),
+            }
         });
         b.topology.add_node_deferred(def);
         let supplier =

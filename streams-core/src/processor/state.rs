@@ -64,6 +64,8 @@ pub(crate) struct TaskState {
     /// of it); else only its timestamp.
     pub(crate) source: SourceRecord,
     pub(crate) cache_budget: Arc<CacheBudget>,
+    /// See `TaskConfig::windowed_emit_interval_ms`.
+    pub(crate) windowed_emit_interval_ms: i64,
     /// Partition counts of the topics sinks with a partitioner write.
     pub(crate) partition_counts: Arc<dyn PartitionCounts>,
     /// A processor asked for a commit ([`ProcessingContext::commit`](crate::processor::ProcessingContext::commit)).
@@ -143,6 +145,7 @@ impl TaskState {
             processing_handler,
             source,
             cache_budget,
+            windowed_emit_interval_ms: 0,
             partition_counts,
             commit_requested: false,
         }

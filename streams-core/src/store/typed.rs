@@ -152,6 +152,27 @@ impl<K: 'static, V: 'static> TypedKeyValueStore<K, V> {
         Ok(decoded(Box::new(kept), &*self.key_serde, &*self.value_serde, &self.name))
     }
 
+    /// Every record whose stored key ends in `suffix_len` bytes that pass `keep` (checked before anything
+    /// is decoded), with its stored key: a window store's records of some window starts, whatever the key.
+    pub(crate) fn all_with_suffix<'a>(
+        &'a self,
+        suffix_len: usize,
+        keep: impl Fn(&[u8]) -> bool + 'a,
+    ) -> Result<impl Iterator<Item = Result<(Vec<u8>, K, V), StreamsError>> + 'a, StreamsError> {
+        let kept = self.inner.all()?.filter(move |record| {
+            record
+                .as_ref()
+                .map_or(true, |(stored, _)| stored.len() >= suffix_len && keep(&stored[stored.len() - suffix_len..]))
+        });
+        let (key_serde, value_serde, name) = (&*self.key_serde, &*self.value_serde, &self.name);
+        Ok(kept.map(move |record| {
+            let (stored, value) = record?;
+            let key = decode(key_serde, name, RecordPart::Key, &stored)?;
+            let value = decode(value_serde, name, RecordPart::Value, &value)?;
+            Ok((stored, key, value))
+        }))
+    }
+
     /// The latest time the time-segmented store below has seen (see
     /// `state_store::StateStore::observed_stream_time`).
     pub(crate) fn observed_stream_time(&self) -> Option<i64> {

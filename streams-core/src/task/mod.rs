@@ -55,6 +55,9 @@ pub(crate) struct TaskConfig {
     pub(crate) cache_budget: Arc<CacheBudget>,
     /// Partition counts for sinks with a partitioner (default: one partition per topic).
     pub(crate) partition_counts: Arc<dyn PartitionCounts>,
+    /// How often, at most, an emit-final windowed aggregation looks for closed windows (wall-clock ms;
+    /// the test driver: 0, as Kafka Streams' test driver).
+    pub(crate) windowed_emit_interval_ms: i64,
 }
 
 impl TaskConfig {
@@ -73,6 +76,7 @@ impl TaskConfig {
             stamp_owner_epoch: false,
             cache_budget: Arc::new(CacheBudget::new(0)),
             partition_counts: Arc::new(OnePartition),
+            windowed_emit_interval_ms: 0,
         }
     }
 
@@ -161,6 +165,7 @@ impl Task {
             config.partition_counts.clone(),
         );
         state.default_extractor = config.timestamp_extractor.clone();
+        state.windowed_emit_interval_ms = config.windowed_emit_interval_ms;
         let mut changelogs = Vec::new();
         let mut changelog_value_headers = Vec::new();
         let task_dir = config.task_dir(id);

@@ -17,6 +17,7 @@ import org.apache.kafka.streams.kstream.Branched;
 import org.apache.kafka.streams.kstream.BranchedKStream;
 import org.apache.kafka.streams.kstream.CogroupedKStream;
 import org.apache.kafka.streams.kstream.Consumed;
+import org.apache.kafka.streams.kstream.EmitStrategy;
 import org.apache.kafka.streams.kstream.Grouped;
 import org.apache.kafka.streams.kstream.KGroupedStream;
 import org.apache.kafka.streams.kstream.KGroupedTable;
@@ -196,6 +197,17 @@ final class TopologyFactory {
             case "to_stream": {
                 KTable t = table(input, op);
                 return named == null ? t.toStream() : t.toStream(Named.as(named));
+            }
+            case "emit_strategy": {
+                if (!(input instanceof TimeWindowedKStream w)) {
+                    throw new IllegalArgumentException("emit_strategy needs a time- or sliding-windowed stream, got " + kind(input));
+                }
+                String strategy = field(step, "strategy");
+                return w.emitStrategy(switch (strategy) {
+                    case "on_window_close" -> EmitStrategy.onWindowClose();
+                    case "on_window_update" -> EmitStrategy.onWindowUpdate();
+                    default -> throw new IllegalArgumentException("unknown strategy " + strategy);
+                });
             }
             case "suppress": return table(input, op).suppress(suppressed(step));
             case "group_by_key": {
