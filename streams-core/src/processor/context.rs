@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::state::{self, TaskState};
 use super::{interval_ms, PunctuationId, PunctuationType};
-use crate::store::{SuppressionBuffer, TypedKeyValueStore, WindowStore};
+use crate::store::{SessionStore, SuppressionBuffer, TypedKeyValueStore, WindowStore};
 use crate::{Record, RecordMetadata, StreamsError, TaskId};
 
 /// What every piece of user code running at a node can reach, whether it forwards records or not
@@ -214,6 +214,20 @@ impl ProcessingContext<'_> {
         self.task.stores[index]
             .downcast_mut::<WindowStore<K, V>>()
             .ok_or_else(|| StreamsError::Internal("a window store changed type".into()))
+    }
+
+    /// Looks up a session store this processor is connected to (one built with
+    /// [`Stores::session_store_builder`](crate::store::Stores::session_store_builder)), checking its types.
+    pub fn session_store<K: 'static, V: 'static>(
+        &mut self,
+        name: &str,
+    ) -> Result<&mut SessionStore<K, V>, StreamsError> {
+        let index = self.store_index_of::<SessionStore<K, V>>(name, || {
+            format!("a session store of {}, {}", std::any::type_name::<K>(), std::any::type_name::<V>())
+        })?;
+        self.task.stores[index]
+            .downcast_mut::<SessionStore<K, V>>()
+            .ok_or_else(|| StreamsError::Internal("a session store changed type".into()))
     }
 
     /// Looks up the suppression buffer `name` of a DSL `suppress`.

@@ -34,7 +34,7 @@ pub use builtin::{
 };
 pub use json::JsonSerde;
 pub use windowed::{SessionWindowedSerde, TimeWindowedSerde};
-pub(crate) use windowed::{WindowStoreKeySerde, WINDOW_STORE_SUFFIX};
+pub(crate) use windowed::{WindowStoreKeySerde, SESSION_SUFFIX, WINDOW_STORE_SUFFIX};
 
 /// Serializes values of `T` to bytes and back.
 ///

@@ -18,7 +18,7 @@ const SEQ_BYTES: usize = 4;
 pub(crate) const WINDOW_STORE_SUFFIX: usize = START_BYTES + SEQ_BYTES;
 
 /// Bytes a session key has after the user's key: the end and the start.
-const SESSION_SUFFIX: usize = 2 * START_BYTES;
+pub(crate) const SESSION_SUFFIX: usize = 2 * START_BYTES;
 
 /// A windowed key as Kafka's `TimeWindowedSerializer`/`TimeWindowedDeserializer` write and read it. The
 /// window size gives the end of a window read back (`i64::MAX` when the sum overflows, and for the

@@ -11,6 +11,7 @@ use state_store::{
     KeyValueStore, RocksDbKeyValueStore, RocksDbMemory, TransactionalKeyValueStore,
 };
 
+use super::session::{SessionBytesStoreSupplier, SessionStore};
 use super::suppression::{SuppressionBuffer, CHANGELOG_VERSION_HEADER};
 use super::typed::{ErasedStore, TypedKeyValueStore};
 use super::window::{open_window_bytes, WindowBytesStoreSupplier, WindowStore};
@@ -211,6 +212,41 @@ impl Stores {
         retain_duplicates: bool,
     ) -> Result<WindowBytesStoreSupplier, TopologyError> {
         WindowBytesStoreSupplier::new(name.into(), retention, window_size, retain_duplicates, false)
+    }
+
+    /// A RocksDB-backed session store kept for `retention` past the latest session end, one RocksDB
+    /// database per time segment (Kafka Streams' `persistentSessionStore`).
+    pub fn persistent_session_store(
+        name: impl Into<String>,
+        retention: Duration,
+    ) -> Result<SessionBytesStoreSupplier, TopologyError> {
+        SessionBytesStoreSupplier::new(name.into(), retention, true)
+    }
+
+    /// An in-memory session store kept for `retention` past the latest session end (Kafka Streams'
+    /// `inMemorySessionStore`).
+    pub fn in_memory_session_store(
+        name: impl Into<String>,
+        retention: Duration,
+    ) -> Result<SessionBytesStoreSupplier, TopologyError> {
+        SessionBytesStoreSupplier::new(name.into(), retention, false)
+    }
+
+    /// A session store of `K` keys and `V` aggregates over `supplier`'s byte stores (Kafka Streams'
+    /// `sessionStoreBuilder`); processors reach it with
+    /// [`ProcessingContext::session_store`](crate::processor::ProcessingContext::session_store). Logged
+    /// like a window store: a `compact,delete` changelog kept for the retention plus
+    /// `windowstore.changelog.additional.retention.ms`.
+    pub fn session_store_builder<K: Send + 'static, V: Send + 'static>(
+        supplier: SessionBytesStoreSupplier,
+        key_serde: Arc<dyn Serde<K>>,
+        value_serde: Arc<dyn Serde<V>>,
+    ) -> StoreBuilder<Windowed<K>, V> {
+        let retention = supplier.retention_ms;
+        let typed = move |bytes: Box<dyn KeyValueStore>| -> Box<dyn ErasedStore> {
+            Box::new(SessionStore::new(bytes, key_serde.clone(), value_serde.clone()))
+        };
+        StoreBuilder::new(Arc::new(supplier), Arc::new(typed), Some(retention))
     }
 
     /// A builder of window stores over `supplier`: values of `V` per key `K` and window, read and written

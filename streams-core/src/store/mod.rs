@@ -7,6 +7,7 @@
 //! logged to a changelog topic.
 
 mod builder;
+mod session;
 mod suppression;
 mod timestamped;
 mod typed;
@@ -16,6 +17,7 @@ pub use builder::{
     InMemoryKeyValueBytesStoreSupplier, KeyValueBytesStoreSupplier, RocksDbKeyValueBytesStoreSupplier, StoreBuilder,
     StoreContext, Stores,
 };
+pub use session::{SessionBytesStoreSupplier, SessionKeyValue, SessionStore};
 pub use timestamped::{ValueAndTimestamp, ValueAndTimestampSerde};
 pub use typed::TypedKeyValueStore;
 pub use window::{WindowBytesStoreSupplier, WindowStore, WindowedKeyValue};

@@ -40,7 +40,7 @@ use crate::processor::{AnyTimestampExtractor, FailOnInvalidTimestamp};
 use crate::record::RecordPart;
 use crate::record::{Headers, ProducedRecord, RawRecord};
 use crate::serde::{from_bytes, to_bytes, DefaultSerde, Serde, SerdeError};
-use crate::store::{TypedKeyValueStore, ValueAndTimestamp, WindowStore};
+use crate::store::{SessionStore, TypedKeyValueStore, ValueAndTimestamp, WindowStore};
 use crate::task::{Task, TaskConfig};
 use crate::time::Clock;
 use crate::topology::{plan, Topology};
@@ -384,6 +384,12 @@ impl TopologyTestDriver {
     /// types.
     pub fn window_store<K: 'static, V: 'static>(&mut self, name: &str) -> Option<&mut WindowStore<K, V>> {
         self.tasks.iter_mut().find(|t| t.has_store(name))?.store::<WindowStore<K, V>>(name)
+    }
+
+    /// The session store called `name` (one built with `Stores::session_store_builder`), if it holds
+    /// these types.
+    pub fn session_store<K: 'static, V: 'static>(&mut self, name: &str) -> Option<&mut SessionStore<K, V>> {
+        self.tasks.iter_mut().find(|t| t.has_store(name))?.store::<SessionStore<K, V>>(name)
     }
 
     /// Every `(key, value)` of store `name`, in key-byte order, whether it stores plain or timestamped
