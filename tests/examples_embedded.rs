@@ -23,6 +23,11 @@ fn word_count() {
 }
 
 #[test]
+fn order_windows() {
+    example_runs::order_windows(None);
+}
+
+#[test]
 fn customer_activity() {
     example_runs::customer_activity(None);
 }

@@ -24,6 +24,11 @@ fn word_count_on_kafka() {
 }
 
 #[test]
+fn order_windows_on_kafka() {
+    example_runs::order_windows(Some(&bootstrap()));
+}
+
+#[test]
 fn customer_activity_on_kafka() {
     example_runs::customer_activity(Some(&bootstrap()));
 }

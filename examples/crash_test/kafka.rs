@@ -102,6 +102,8 @@ pub(crate) struct Record {
     pub(crate) key: String,
     /// `None` for a tombstone (the application writes none; the verifier would report one).
     pub(crate) value: Option<i64>,
+    /// The record's timestamp (the producer's create time for the input).
+    pub(crate) timestamp: i64,
 }
 
 /// Every record of `topic` that `read_committed` (or not) lets a consumer see, partition by partition
@@ -151,6 +153,7 @@ pub(crate) fn read_all(
             offset: message.offset(),
             key,
             value,
+            timestamp: message.timestamp().to_millis().unwrap_or(-1),
         });
     }
     Ok(records)

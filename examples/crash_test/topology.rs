@@ -20,6 +20,8 @@ pub(crate) struct Names {
     pub(crate) sum: String,
     pub(crate) max: String,
     pub(crate) cnt: String,
+    /// Each key's largest amount per window of [`WINDOW`], final results only (`suppress`).
+    pub(crate) win: String,
 }
 
 impl Names {
@@ -33,12 +35,13 @@ impl Names {
             sum: topic("sum"),
             max: topic("max"),
             cnt: topic("cnt"),
+            win: topic("win"),
         }
     }
 
     /// The topics the driver creates (internal topics are the application's own).
-    pub(crate) fn external(&self) -> [&str; 6] {
-        [&self.data, &self.echo, &self.min, &self.sum, &self.max, &self.cnt]
+    pub(crate) fn external(&self) -> [&str; 7] {
+        [&self.data, &self.echo, &self.min, &self.sum, &self.max, &self.cnt, &self.win]
     }
 
     /// The aggregate outputs, with the aggregate each holds.
@@ -89,10 +92,21 @@ pub(crate) fn amount(value: i64) -> i64 {
     value & ((1 << AMOUNT_BITS) - 1)
 }
 
+/// The windows of the windowed aggregate: tumbling, by the input's timestamps (the producer's clock).
+pub(crate) const WINDOW: Duration = Duration::from_secs(5);
+/// How long after its end a window takes late records; its final result goes out after that.
+pub(crate) const GRACE: Duration = Duration::from_secs(2);
+
+/// The key of a window's final result in `win`: `<key>@<window start>`.
+pub(crate) fn window_key(key: &str, start: i64) -> String {
+    format!("{key}@{start}")
+}
+
 /// How long the crash hook lets the open transaction's records reach the broker before the kill.
 const HOOK_GRACE: Duration = Duration::from_millis(300);
 
-/// `data → echo`; per key: `min` and `sum` of the amounts; after a repartition: `max` and `cnt`.
+/// `data → echo`; per key: `min` and `sum` of the amounts; after a repartition: `max` and `cnt`; per
+/// key and window of [`WINDOW`]: the largest amount, once the window has closed (`win`).
 ///
 /// `crash` is the test hook for a kill inside an open transaction: once set, the next record, after
 /// its outputs were sent (they are sent by the branches declared before the hook, so the thread's
@@ -108,6 +122,14 @@ pub(crate) fn build(names: &Names, crash: Arc<AtomicBool>) -> Result<Topology, T
     let repartitioned = amounts.repartition();
     repartitioned.group_by_key().reduce(|a, b| a.max(b)).to_stream().to(&names.max);
     repartitioned.group_by_key().count().to_stream().to(&names.cnt);
+    amounts
+        .group_by_key()
+        .windowed_by(TimeWindows::of_size_and_grace(WINDOW, GRACE))
+        .reduce(|a, b| a.max(b))
+        .suppress(Suppressed::until_window_closes(BufferConfig::unbounded()))
+        .to_stream()
+        .map(|window: Windowed<String>, max: Option<i64>| (window_key(&window.key, window.window.start), max))
+        .to(&names.win);
     data.foreach(move |key, value| {
         if crash.load(Ordering::SeqCst) {
             eprintln!("crash hook: record {key}={value} sent; killing this process inside its open transaction");

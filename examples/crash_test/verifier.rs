@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::generator::Acked;
 use crate::kafka::{self, Record};
-use crate::topology::{amount, Aggregate, Names, PARTITIONS};
+use crate::topology::{amount, window_key, Aggregate, Names, GRACE, PARTITIONS, WINDOW};
 
 /// Findings: figures for the summary, and failures (a run passes only without any).
 #[derive(Debug, Default)]
@@ -58,7 +58,83 @@ pub(crate) fn verify(
         let output = kafka::read_all(bootstrap, topic, PARTITIONS, true)?;
         check_aggregate(&mut report, topic, aggregate, &amounts, &output, exactly_once);
     }
+    let windows = kafka::read_all(bootstrap, &names.win, PARTITIONS, true)?;
+    check_final_windows(&mut report, &names.win, &input, &windows, exactly_once);
     Ok(report)
+}
+
+/// The windowed maximum with `suppress(until_window_closes)`: every window that has closed by the end
+/// (its end plus the grace at or before the largest timestamp of its key's input partition, the stream
+/// time of the task that aggregates it) has exactly one final result under exactly-once, at least one
+/// under at-least-once, and every result is the model's maximum; no window still open has one.
+fn check_final_windows(
+    report: &mut Report,
+    topic: &str,
+    input: &[Vec<Record>],
+    output: &[Vec<Record>],
+    exactly_once: bool,
+) {
+    let (size, grace) = (WINDOW.as_millis() as i64, GRACE.as_millis() as i64);
+    let mut model: BTreeMap<String, i64> = BTreeMap::new();
+    let mut open: BTreeSet<String> = BTreeSet::new();
+    for partition in input {
+        let stream_time = partition.iter().map(|r| r.timestamp).max().unwrap_or(-1);
+        for record in partition {
+            let start = record.timestamp - record.timestamp % size;
+            let key = window_key(&record.key, start);
+            let amount = record.value.map_or(0, amount);
+            if start + size + grace <= stream_time {
+                let max = model.entry(key).or_insert(amount);
+                *max = (*max).max(amount);
+            } else {
+                open.insert(key);
+            }
+        }
+    }
+    let mut got: BTreeMap<&str, Vec<Option<i64>>> = BTreeMap::new();
+    for record in output.iter().flatten() {
+        got.entry(&record.key).or_default().push(record.value);
+    }
+    let (mut missing, mut duplicated, mut wrong, mut early) = (0usize, 0usize, Vec::new(), 0usize);
+    for (key, max) in &model {
+        match got.get(key.as_str()) {
+            None => missing += 1,
+            Some(values) => {
+                duplicated += values.len() - 1;
+                if let Some(bad) = values.iter().find(|v| **v != Some(*max)) {
+                    wrong.push(format!("{key}: {bad:?} where the model has {max}"));
+                }
+            }
+        }
+    }
+    for key in got.keys() {
+        if !model.contains_key(*key) {
+            if open.contains(*key) {
+                early += 1;
+            } else {
+                wrong.push(format!("{key}: a window the input never had"));
+            }
+        }
+    }
+    let total: usize = got.values().map(Vec::len).sum();
+    report.note(format!(
+        "final windows ({topic}): {total} records; {} windows closed in the model, {} still open; missing {missing}; duplicated {duplicated}{}",
+        model.len(),
+        open.len(),
+        if exactly_once { "" } else { " (allowed under at_least_once)" }
+    ));
+    if missing > 0 {
+        report.fail(format!("final windows: {missing} closed windows have no final result"));
+    }
+    if exactly_once && duplicated > 0 {
+        report.fail(format!("final windows: {duplicated} final results came more than once"));
+    }
+    if early > 0 {
+        report.fail(format!("final windows: {early} windows still open have a result"));
+    }
+    if !wrong.is_empty() {
+        report.fail(format!("final windows: {} wrong results, e.g. {}", wrong.len(), wrong[0]));
+    }
 }
 
 /// Every acknowledged record is in the input topic where the broker said it put it.

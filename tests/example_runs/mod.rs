@@ -73,6 +73,11 @@ pub(crate) fn word_count(bootstrap: Option<&str>) {
     assert!(out.contains(" the "), "no word counts printed:\n{out}");
 }
 
+pub(crate) fn order_windows(bootstrap: Option<&str>) {
+    let out = run("order_windows", bootstrap, &["--orders", "300"], &["each reported once, match a plain loop"]);
+    assert!(out.contains("hour 05:00"), "no hourly counts printed:\n{out}");
+}
+
 pub(crate) fn customer_activity(bootstrap: Option<&str>) {
     run("customer_activity", bootstrap, &["--orders", "300"], &["orders", "matches a plain loop"]);
 }
