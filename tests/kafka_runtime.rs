@@ -31,6 +31,7 @@ scenario_tests!(
     windowed_keys_are_partitioned_by_their_inner_key,
     a_session_count_is_logged_as_kafka_streams_logs_it_and_restored,
     final_window_counts_survive_a_restart_in_the_suppression_buffer,
+    emit_final_results_are_not_emitted_again_after_a_restart,
     a_pattern_source_reads_every_matching_topic,
     a_partitioner_gets_the_topic_s_partition_count,
     a_source_s_timestamp_extractor_gives_records_their_timestamps

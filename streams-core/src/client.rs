@@ -33,6 +33,33 @@ impl std::fmt::Display for TopicPartition {
     }
 }
 
+/// An offset to commit (the next record to read) with the metadata string committed beside it (Kafka's
+/// `OffsetAndMetadata`; empty for none). The runtime puts Kafka Streams' partition time and processor
+/// metadata there, so a commit replaces both: every commit of a partition must carry its metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OffsetAndMetadata {
+    /// The offset of the next record to read.
+    pub offset: i64,
+    /// The metadata string; empty for none.
+    pub metadata: String,
+}
+
+impl OffsetAndMetadata {
+    /// `offset` without metadata.
+    pub fn new(offset: i64) -> Self {
+        OffsetAndMetadata { offset, metadata: String::new() }
+    }
+
+    /// `offset` with `metadata`.
+    pub fn with_metadata(offset: i64, metadata: impl Into<String>) -> Self {
+        OffsetAndMetadata { offset, metadata: metadata.into() }
+    }
+}
+
+/// The group's committed offsets of partitions just assigned; a partition absent had none (or they could
+/// not be read).
+pub type CommittedOffsets = BTreeMap<TopicPartition, OffsetAndMetadata>;
+
 /// A consumer's group membership (group, member id, generation) as a transactional offset commit
 /// carries it, so that the broker refuses offsets from a member that was fenced out (KIP-447). Opaque:
 /// each client supplier puts in its own form and takes it out again.
@@ -59,7 +86,7 @@ impl std::fmt::Debug for GroupMetadata {
 /// Commits offsets, also from inside a rebalance callback.
 pub trait OffsetCommitter {
     /// Commits, for each partition, the offset of the next record to read (at_least_once).
-    fn commit(&self, offsets: &[(TopicPartition, i64)]) -> Result<(), ClientError>;
+    fn commit(&self, offsets: &[(TopicPartition, OffsetAndMetadata)]) -> Result<(), ClientError>;
 
     /// The membership to send with offsets committed in a transaction (exactly_once_v2); `None`
     /// before the consumer has joined its group.
@@ -78,8 +105,9 @@ pub trait RebalanceListener: Send + Sync {
     /// their new owner starts from the last committed offsets.
     fn on_partitions_lost(&self, partitions: &[TopicPartition]);
 
-    /// `partitions` were given to this consumer: create their tasks.
-    fn on_partitions_assigned(&self, partitions: &[TopicPartition]);
+    /// `partitions` were given to this consumer, whose group had committed `committed` for them: create
+    /// their tasks.
+    fn on_partitions_assigned(&self, partitions: &[TopicPartition], committed: &CommittedOffsets);
 }
 
 /// Reads input records as a member of the application's consumer group. Commits through
@@ -138,7 +166,7 @@ pub trait StreamsProducer: Send {
     /// Adds the consumed `offsets` of the group `group` to the open transaction: they commit with it.
     fn send_offsets_to_transaction(
         &mut self,
-        offsets: &[(TopicPartition, i64)],
+        offsets: &[(TopicPartition, OffsetAndMetadata)],
         group: &GroupMetadata,
         timeout: Duration,
     ) -> Result<(), ClientError>;

@@ -171,7 +171,7 @@ struct NoListener;
 impl RebalanceListener for NoListener {
     fn on_partitions_revoked(&self, _: &[TopicPartition], _: &dyn OffsetCommitter) {}
     fn on_partitions_lost(&self, _: &[TopicPartition]) {}
-    fn on_partitions_assigned(&self, _: &[TopicPartition]) {}
+    fn on_partitions_assigned(&self, _: &[TopicPartition], _: &kstreams::client::CommittedOffsets) {}
 }
 
 /// Reads `topic` from the beginning until `done` says the records so far are enough, or `timeout`.

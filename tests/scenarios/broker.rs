@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kstreams::client::{
-    ClientError, ClientErrorKind, OffsetCommitter, RebalanceListener, RestoreConsumer, StreamsConsumer,
-    StreamsProducer, TopicPartition,
+    ClientError, ClientErrorKind, CommittedOffsets, OffsetAndMetadata, OffsetCommitter, RebalanceListener,
+    RestoreConsumer, StreamsConsumer, StreamsProducer, TopicPartition,
 };
 use kstreams::config::{ProcessingGuarantee, StreamsConfig};
 use kstreams::record::{Headers, ProducedRecord, RawRecord};
@@ -20,13 +20,18 @@ use crate::kafka;
 /// How long a scenario waits for what must happen (a rebalance, a record, a marker).
 const WAIT: Duration = Duration::from_secs(30);
 
-/// The partitions a consumer owns, as its rebalance callbacks tell them.
+/// The partitions a consumer owns, as its rebalance callbacks tell them, and the committed offsets the
+/// last assignment came with.
 #[derive(Default)]
-struct Owned(Mutex<BTreeSet<TopicPartition>>);
+struct Owned(Mutex<BTreeSet<TopicPartition>>, Mutex<CommittedOffsets>);
 
 impl Owned {
     fn get(&self) -> BTreeSet<TopicPartition> {
         self.0.lock().unwrap().clone()
+    }
+
+    fn committed(&self, tp: &TopicPartition) -> Option<OffsetAndMetadata> {
+        self.1.lock().unwrap().get(tp).cloned()
     }
 
     fn remove(&self, partitions: &[TopicPartition]) {
@@ -43,8 +48,9 @@ impl RebalanceListener for Owned {
         self.remove(partitions);
     }
 
-    fn on_partitions_assigned(&self, partitions: &[TopicPartition]) {
+    fn on_partitions_assigned(&self, partitions: &[TopicPartition], committed: &CommittedOffsets) {
         self.0.lock().unwrap().extend(partitions.iter().cloned());
+        self.1.lock().unwrap().extend(committed.iter().map(|(tp, c)| (tp.clone(), c.clone())));
     }
 }
 
@@ -244,7 +250,7 @@ pub(crate) fn a_new_member_starts_at_the_offset_its_group_committed() -> anyhow:
     let read = poll_until(&mut *first, "the first records", |r| !r.is_empty())?;
     assert_eq!(read[0].offset, 0, "a new group starts at the earliest offset");
     assert!(owned.get().contains(&tp), "the only member owns {tp}");
-    first.commit(&[(tp.clone(), 4)])?;
+    first.commit(&[(tp.clone(), OffsetAndMetadata::new(4))])?;
     first.close();
 
     let (mut second, _) = consumer(&group, &[&topic], Isolation::Default)?;
@@ -441,31 +447,42 @@ pub(crate) fn offsets_sent_in_a_transaction_commit_only_with_it() -> anyhow::Res
     let eos = Isolation::ExactlyOnce;
 
     // A member of the group, with what it reads first, holding the partition.
-    let member = || -> anyhow::Result<(Box<dyn StreamsConsumer>, i64)> {
-        let (mut consumer, _) = consumer(&group, &[&topic], eos)?;
+    let member = || -> anyhow::Result<(Box<dyn StreamsConsumer>, i64, Option<OffsetAndMetadata>)> {
+        let (mut consumer, owned) = consumer(&group, &[&topic], eos)?;
         let read = poll_until(&mut *consumer, "the first record", |r| !r.is_empty())?;
-        Ok((consumer, read[0].offset))
+        let committed = owned.committed(&tp);
+        Ok((consumer, read[0].offset, committed))
     };
 
-    let (mut first, start) = member()?;
-    assert_eq!(start, 0);
-    first.commit(&[(tp.clone(), 2)])?;
+    let (mut first, start, committed) = member()?;
+    assert_eq!((start, committed), (0, None));
+    first.commit(&[(tp.clone(), OffsetAndMetadata::with_metadata(2, "first"))])?;
     producer.begin_transaction()?;
     let metadata = first.group_metadata().expect("a member of the group has group metadata");
-    producer.send_offsets_to_transaction(&[(tp.clone(), 5)], &metadata, WAIT)?;
+    producer.send_offsets_to_transaction(
+        &[(tp.clone(), OffsetAndMetadata::with_metadata(5, "aborted"))],
+        &metadata,
+        WAIT,
+    )?;
     producer.abort_transaction(WAIT)?;
     first.close();
 
-    let (mut second, start) = member()?;
+    let (mut second, start, committed) = member()?;
     assert_eq!(start, 2, "the aborted transaction's offset was not committed");
+    assert_eq!(committed, Some(OffsetAndMetadata::with_metadata(2, "first")), "the assignment brings the metadata");
     producer.begin_transaction()?;
     let metadata = second.group_metadata().expect("a member of the group has group metadata");
-    producer.send_offsets_to_transaction(&[(tp.clone(), 7)], &metadata, WAIT)?;
+    producer.send_offsets_to_transaction(
+        &[(tp.clone(), OffsetAndMetadata::with_metadata(7, "second"))],
+        &metadata,
+        WAIT,
+    )?;
     producer.commit_transaction(WAIT)?;
     second.close();
 
-    let (mut third, start) = member()?;
+    let (mut third, start, committed) = member()?;
     assert_eq!(start, 7, "the committed transaction's offset was committed");
+    assert_eq!(committed, Some(OffsetAndMetadata::with_metadata(7, "second")), "with its metadata");
     third.close();
     Ok(())
 }

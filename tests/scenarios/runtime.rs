@@ -851,6 +851,66 @@ pub(crate) fn final_window_counts_survive_a_restart_in_the_suppression_buffer() 
     Ok(())
 }
 
+/// An emit-final windowed count (`EmitStrategy::on_window_close`) commits the last close time it emitted
+/// in its offsets' metadata, as Kafka Streams does: an instance with no local state that takes over
+/// emits the windows that close from then on, and no window the first one emitted.
+pub(crate) fn emit_final_results_are_not_emitted_again_after_a_restart() -> anyhow::Result<()> {
+    use kstreams::dsl::EmitStrategy;
+    use kstreams::serde::StringSerde;
+    use std::sync::Arc;
+
+    let (input, output) = (kafka::unique("final-in"), kafka::unique("final-out"));
+    kafka::create_topics(&[(&input, 1), (&output, 1)]);
+    let app_id = kafka::unique("final");
+    let size = Duration::from_millis(10);
+    let topology = || -> anyhow::Result<Topology> {
+        let builder = StreamsBuilder::new();
+        builder
+            .stream::<String, String>(&input)
+            .group_by_key()
+            .windowed_by(TimeWindows::of_size_with_no_grace(size))
+            .emit_strategy(EmitStrategy::on_window_close())
+            .count_with(Materialized::as_store("final-counts").with_retention(TEN_YEARS))
+            .to_stream()
+            .to(&output);
+        Ok(builder.build()?)
+    };
+    let config = || {
+        let mut config = kafka::config(&app_id);
+        config.windowed_emit_interval = Duration::ZERO;
+        config
+    };
+    let records = |n: usize| (0..n).map(|_| (Some(b"a".to_vec()), Some(b"v".to_vec()))).collect::<Vec<_>>();
+    // `kafka::produce` stamps the i-th record of a call t0 + i: records at t0..t0+14, which close [t0, t0+10).
+    kafka::produce(&input, records(15));
+    let mut first = kafka::streams(topology()?, config())?;
+    first.start()?;
+    kafka::consume_until(&output, Duration::from_secs(60), |r| !r.is_empty());
+    first.close()?;
+
+    // A new state directory; records at t0..t0+30 again: [t0, t0+10) is updated but was emitted already,
+    // [t0+10, t0+20) and [t0+20, t0+30) close now.
+    let mut second = kafka::streams(topology()?, config())?;
+    second.start()?;
+    kafka::produce(&input, records(31));
+    let out = kafka::consume_until(&output, Duration::from_secs(60), |r| r.len() >= 3);
+    second.close()?;
+    let out_after = kafka::consume_until(&output, Duration::from_secs(2), |r| r.len() > 3);
+
+    let t0: i64 = 1_700_000_000_000;
+    let serde = kstreams::serde::TimeWindowedSerde::new(Arc::new(StringSerde), size);
+    let read: Vec<(i64, i64)> = out
+        .iter()
+        .map(|r| {
+            let w = serde.deserialize(&output, r.key.as_deref().unwrap()).unwrap();
+            (w.window.start - t0, decode_i64(&output, r.value.as_deref()))
+        })
+        .collect();
+    assert_eq!(read, vec![(0, 10), (10, 15), (20, 10)]);
+    assert_eq!(out_after.len(), 3, "no window emitted twice");
+    Ok(())
+}
+
 /// A windowed table written to a topic without a partitioner: each record goes to the partition of its
 /// inner key (Kafka Streams' `WindowedStreamPartitioner`), the one a producer gives the plain key, so every
 /// window of a key is in one partition.

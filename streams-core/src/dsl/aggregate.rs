@@ -315,6 +315,9 @@ pub(crate) struct WindowAggregate<K, V, VA> {
 
 impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>> for WindowAggregate<K, V, VA> {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>) -> Result<(), StreamsError> {
+        if let Some(emit) = &mut self.emit_final {
+            emit.init(ctx);
+        }
         self.output.init(ctx)
     }
 

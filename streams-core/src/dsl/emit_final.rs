@@ -5,6 +5,9 @@
 //! store gives them. It looks at most once per `__emit.interval.ms.kstreams.windowed.aggregation__` of
 //! wall-clock time.
 //!
+//! The close time it last emitted is committed with the task's offsets, in the metadata Kafka Streams
+//! commits there (keyed by the store's name), so a task that reopens elsewhere emits no window twice.
+//!
 //! Kafka Streams looks after the record's own writes; this library looks before them. The windows
 //! forwarded are the same (a record only writes windows that are still open), but the store then hides
 //! no closed window that the record's writes would have pushed past the retention: with caching off
@@ -31,16 +34,25 @@ pub(crate) enum FinalWindows {
 #[derive(Debug)]
 pub(crate) struct EmitFinal {
     windows: FinalWindows,
+    /// The store's name: the key of the close time in the processor metadata.
+    store: String,
     /// The window close time when it last forwarded (Kafka Streams' `lastEmitWindowCloseTime`); -1
-    /// before the first time. Kept in memory only: see issue #22.
+    /// before the first time.
     last_close_time: i64,
     /// The wall-clock time before which it does not look again.
     next_look_ms: i64,
 }
 
 impl EmitFinal {
-    pub(crate) fn new(windows: FinalWindows) -> Self {
-        EmitFinal { windows, last_close_time: -1, next_look_ms: 0 }
+    pub(crate) fn new(windows: FinalWindows, store: String) -> Self {
+        EmitFinal { windows, store, last_close_time: -1, next_look_ms: 0 }
+    }
+
+    /// Takes the close time the task committed last, if any (the processor's `init`).
+    pub(crate) fn init<K, V>(&mut self, ctx: &ProcessorContext<'_, K, V>) {
+        if let Some(time) = ctx.processor_metadata(&self.store) {
+            self.last_close_time = time;
+        }
     }
 
     /// The window starts, both inclusive, whose windows closed since the last look, when it is time to
@@ -109,6 +121,7 @@ impl EmitFinal {
             ctx.forward(Record { key, value: change, timestamp: stored.timestamp, headers: headers.clone() })?;
         }
         self.last_close_time = close_time;
+        ctx.set_processor_metadata(&self.store, close_time);
         Ok(())
     }
 }

@@ -197,7 +197,7 @@ impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
             retention_ms,
             observed_stream_time: -1,
             written_start: -1,
-            emit_final: emit_final.then(|| EmitFinal::new(FinalWindows::Sliding(windows))),
+            emit_final: emit_final.then(|| EmitFinal::new(FinalWindows::Sliding(windows), store_for_processor.clone())),
         });
         b.topology.add_node_deferred(def);
         let supplier = Arc::new(DefaultWindowBytesStoreSupplier { name: store.clone(), retention_ms, sessions: false });
@@ -466,6 +466,9 @@ impl<K: Data, V: Data, VA: Data> SlidingAggregate<K, V, VA> {
 impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>> for SlidingAggregate<K, V, VA> {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>) -> Result<(), StreamsError> {
         self.handle = Some(ctx.store_handle(&self.store)?);
+        if let Some(emit) = &mut self.emit_final {
+            emit.init(ctx);
+        }
         Ok(())
     }
 

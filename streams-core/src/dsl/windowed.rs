@@ -67,10 +67,9 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
     /// of wall-clock time (1 s; 0 in the test driver), ordered by window start, then key; each carries the
     /// window's timestamp and the arriving record's headers, and no old value.
     ///
-    /// The last close time emitted is kept in memory: after a restart, windows that closed before it and
-    /// are still in the store are emitted again (Kafka Streams keeps it in the committed offsets'
-    /// metadata). For exactly one final result per window across restarts, use
-    /// [`KTable::suppress`] with [`Suppressed::until_window_closes`](super::Suppressed::until_window_closes).
+    /// The last close time emitted is committed with the task's offsets, in their metadata as Kafka
+    /// Streams commits it, so that a restarted or moved task emits no window twice; under
+    /// exactly_once_v2 it commits with the transaction that emitted the windows.
     ///
     /// # Examples
     ///
@@ -233,7 +232,8 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
                 agg_serde: agg_for_processor.clone(),
                 windows,
                 observed_stream_time: -1,
-                emit_final: emit_final.then(|| EmitFinal::new(FinalWindows::Time(windows))),
+                emit_final: emit_final
+                    .then(|| EmitFinal::new(FinalWindows::Time(windows), store_for_processor.clone())),
             }
         });
         b.topology.add_node_deferred(def);

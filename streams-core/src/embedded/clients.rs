@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use super::state::{log_of, BrokerState, Member, OpenTransaction, PartitionLog};
 use super::EmbeddedBroker;
 use crate::client::{
-    ClientError, ClientErrorKind, GroupMetadata, NewTopic, OffsetCommitter, RebalanceListener, RestoreConsumer,
-    StreamsAdmin, StreamsConsumer, StreamsProducer, TopicPartition,
+    ClientError, ClientErrorKind, CommittedOffsets, GroupMetadata, NewTopic, OffsetAndMetadata, OffsetCommitter,
+    RebalanceListener, RestoreConsumer, StreamsAdmin, StreamsConsumer, StreamsProducer, TopicPartition,
 };
 use crate::record::{ProducedRecord, RawRecord};
 use crate::StreamsError;
@@ -30,7 +30,8 @@ fn commit_timeout(operation: &str) -> ClientError {
 /// What a poll must do for the group before it fetches.
 enum GroupStep {
     Revoke(Vec<TopicPartition>),
-    Assign(Vec<TopicPartition>),
+    /// Partitions given to the member, with the group's committed offsets of them.
+    Assign(Vec<TopicPartition>, CommittedOffsets),
     /// The member was removed from the group (its session timed out): its partitions are gone.
     Lost,
     Fetch,
@@ -71,7 +72,7 @@ struct GroupCommitter<'a> {
 }
 
 impl OffsetCommitter for GroupCommitter<'_> {
-    fn commit(&self, offsets: &[(TopicPartition, i64)]) -> Result<(), ClientError> {
+    fn commit(&self, offsets: &[(TopicPartition, OffsetAndMetadata)]) -> Result<(), ClientError> {
         if offsets.is_empty() {
             return Ok(());
         }
@@ -85,7 +86,7 @@ impl OffsetCommitter for GroupCommitter<'_> {
         group.check_member(&m.member, m.generation).map_err(|e| fenced("commit offsets", e))?;
         if injected != Some(false) {
             for (tp, offset) in offsets {
-                state.commit_offset(&m.group, tp, *offset);
+                state.commit_offset(&m.group, tp, offset.clone());
             }
         }
         match injected {
@@ -171,12 +172,16 @@ impl EmbeddedConsumer {
         self.generation = group.generation;
         if member.assignment.is_empty() && !mine.is_empty() && self.positions.is_empty() {
             member.assignment = mine;
+            let mut committed = CommittedOffsets::new();
             for tp in &member.assignment {
                 let start = log_of(&state.topics, tp).map_or(0, PartitionLog::start_offset);
-                let position = group.committed.get(tp).copied().unwrap_or(start).max(start);
+                let position = group.committed.get(tp).map(|c| c.offset).unwrap_or(start).max(start);
                 self.positions.insert(tp.clone(), position);
+                if let Some(c) = group.committed.get(tp) {
+                    committed.insert(tp.clone(), c.clone());
+                }
             }
-            return Ok(GroupStep::Assign(member.assignment.clone()));
+            return Ok(GroupStep::Assign(member.assignment.clone(), committed));
         }
         Ok(GroupStep::Fetch)
     }
@@ -222,7 +227,7 @@ impl EmbeddedConsumer {
 }
 
 impl OffsetCommitter for EmbeddedConsumer {
-    fn commit(&self, offsets: &[(TopicPartition, i64)]) -> Result<(), ClientError> {
+    fn commit(&self, offsets: &[(TopicPartition, OffsetAndMetadata)]) -> Result<(), ClientError> {
         self.committer().commit(offsets)
     }
 
@@ -254,8 +259,8 @@ impl StreamsConsumer for EmbeddedConsumer {
                     self.rejoined();
                     continue;
                 }
-                GroupStep::Assign(assigned) => {
-                    self.listener.on_partitions_assigned(&assigned);
+                GroupStep::Assign(assigned, committed) => {
+                    self.listener.on_partitions_assigned(&assigned, &committed);
                     continue;
                 }
                 GroupStep::Lost => {
@@ -483,7 +488,7 @@ impl StreamsProducer for EmbeddedProducer {
 
     fn send_offsets_to_transaction(
         &mut self,
-        offsets: &[(TopicPartition, i64)],
+        offsets: &[(TopicPartition, OffsetAndMetadata)],
         group: &GroupMetadata,
         _timeout: Duration,
     ) -> Result<(), ClientError> {

@@ -52,6 +52,9 @@ pub(crate) enum Event {
         topic: String,
         partition: i32,
         offset: i64,
+        /// The metadata committed with the offset; absent (empty) in journals written before it was kept.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        metadata: String,
     },
     Compact,
     /// Records below `offset` deleted from one partition.

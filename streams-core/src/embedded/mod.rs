@@ -221,7 +221,7 @@ impl EmbeddedBroker {
         let mut lag = 0;
         for (p, log) in t.partitions.iter().enumerate() {
             let tp = crate::client::TopicPartition::new(topic, p as i32);
-            let from = committed.and_then(|c| c.get(&tp)).copied().unwrap_or(0);
+            let from = committed.and_then(|c| c.get(&tp)).map_or(0, |c| c.offset);
             // What a read_committed reader would deliver from there, open transactions included.
             lag += log.read(from, log.records.len()).iter().filter(|r| log.visible(r, true)).count();
         }

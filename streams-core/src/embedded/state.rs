@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::journal::{Event, Journal};
-use crate::client::{ClientError, TopicPartition};
+use crate::client::{ClientError, OffsetAndMetadata, TopicPartition};
 use crate::record::{Headers, RawRecord};
 
 /// One record as the broker stores it.
@@ -177,7 +177,7 @@ pub(crate) struct Group {
     pub(crate) assignment: Option<BTreeMap<String, Vec<TopicPartition>>>,
     /// Counts the assignments computed; a commit from a member of an older one is refused.
     pub(crate) generation: i32,
-    pub(crate) committed: BTreeMap<TopicPartition, i64>,
+    pub(crate) committed: BTreeMap<TopicPartition, OffsetAndMetadata>,
 }
 
 impl Group {
@@ -259,7 +259,7 @@ pub(crate) struct OpenTransaction {
     pub(crate) id: u64,
     pub(crate) partitions: BTreeSet<TopicPartition>,
     /// Offsets to commit with it: group -> partition -> next offset.
-    pub(crate) offsets: BTreeMap<String, BTreeMap<TopicPartition, i64>>,
+    pub(crate) offsets: BTreeMap<String, BTreeMap<TopicPartition, OffsetAndMetadata>>,
     /// When it began (broker time), for `transaction.timeout.ms`.
     pub(crate) started_ms: i64,
     pub(crate) timeout_ms: i64,
@@ -378,14 +378,16 @@ impl BrokerState {
         Some(offset)
     }
 
-    /// Commits `offset` for `tp` in `group`.
-    pub(crate) fn commit_offset(&mut self, group: &str, tp: &TopicPartition, offset: i64) {
-        self.groups.entry(group.to_string()).or_default().committed.insert(tp.clone(), offset);
+    /// Commits `committed` (an offset and its metadata, which replaces any earlier) for `tp` in `group`.
+    pub(crate) fn commit_offset(&mut self, group: &str, tp: &TopicPartition, committed: OffsetAndMetadata) {
+        let (offset, metadata) = (committed.offset, committed.metadata.clone());
+        self.groups.entry(group.to_string()).or_default().committed.insert(tp.clone(), committed);
         self.journal(|| Event::Offset {
             group: group.to_string(),
             topic: tp.topic.to_string(),
             partition: tp.partition,
             offset,
+            metadata,
         });
     }
 
@@ -428,8 +430,9 @@ impl BrokerState {
                         log.end_transaction(txn, commit, timestamp);
                     }
                 }
-                Event::Offset { group, topic, partition, offset } => {
-                    self.commit_offset(&group, &TopicPartition::new(&topic, partition), offset);
+                Event::Offset { group, topic, partition, offset, metadata } => {
+                    let committed = OffsetAndMetadata { offset, metadata };
+                    self.commit_offset(&group, &TopicPartition::new(&topic, partition), committed);
                 }
                 Event::Compact => self.compact(),
                 Event::DeleteRecords { topic, partition, offset } => {

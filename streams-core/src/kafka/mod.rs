@@ -21,8 +21,9 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, P
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::client::{
-    ClientError, ClientErrorKind, ClientSupplier, GroupMetadata, NewTopic, OffsetCommitter, RebalanceListener,
-    RestoreConsumer, StreamsAdmin, StreamsConsumer, StreamsProducer, TopicPartition,
+    ClientError, ClientErrorKind, ClientSupplier, CommittedOffsets, GroupMetadata, NewTopic, OffsetAndMetadata,
+    OffsetCommitter, RebalanceListener, RestoreConsumer, StreamsAdmin, StreamsConsumer, StreamsProducer,
+    TopicPartition,
 };
 use crate::config::{ProcessingGuarantee, StreamsConfig, DEFAULT_SESSION_TIMEOUT_MS};
 use crate::record::{Headers as RecordHeaders, ProducedRecord, RawRecord};
@@ -228,11 +229,10 @@ impl ClientSupplier for RdKafkaSupplier {
         listener: Arc<dyn RebalanceListener>,
     ) -> Result<Box<dyn StreamsConsumer>, ClientError> {
         let c = consumer_settings(config, client_id);
-        let stable_offsets_timeout =
-            (c.get("isolation.level") == Some("read_committed")).then_some(config.default_api_timeout);
-        let consumer: BaseConsumer<RuntimeContext> = c
-            .create_with_context(RuntimeContext { listener, stable_offsets_timeout })
-            .map_err(|e| client_error("create consumer", e))?;
+        let read_committed = c.get("isolation.level") == Some("read_committed");
+        let context = RuntimeContext { listener, read_committed, committed_timeout: config.default_api_timeout };
+        let consumer: BaseConsumer<RuntimeContext> =
+            c.create_with_context(context).map_err(|e| client_error("create consumer", e))?;
         Ok(Box::new(RdKafkaConsumer {
             consumer,
             topics: Vec::new(),
@@ -401,9 +401,11 @@ impl ClientContext for ConnectionContext {
 /// Runs the runtime's rebalance listener inside rdkafka's rebalance callback.
 struct RuntimeContext {
     listener: Arc<dyn RebalanceListener>,
-    /// Under exactly_once_v2: how long to wait for the committed offsets of newly assigned partitions
-    /// to become stable (see [`wait_for_stable_offsets`]).
-    stable_offsets_timeout: Option<Duration>,
+    /// Whether the consumer reads committed records only (exactly_once_v2): fetching committed offsets
+    /// then waits for them to be stable (see [`committed_of`]).
+    read_committed: bool,
+    /// How long to wait for the committed offsets of newly assigned partitions.
+    committed_timeout: Duration,
 }
 
 fn partitions_of(list: &TopicPartitionList) -> Vec<TopicPartition> {
@@ -427,42 +429,81 @@ impl ConsumerContext for RuntimeContext {
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(list) = rebalance {
-            if let Some(timeout) = self.stable_offsets_timeout {
-                wait_for_stable_offsets(consumer, list, timeout);
-            }
-            self.listener.on_partitions_assigned(&partitions_of(list));
+            let committed = committed_of(consumer, list, self.committed_timeout, self.read_committed);
+            self.listener.on_partitions_assigned(&partitions_of(list), &committed);
         }
     }
 }
 
-/// Waits until no transaction that holds offsets of `list`'s partitions is pending (KIP-447), before
-/// the runtime restores the tasks of those partitions.
+/// The group's committed offsets and metadata of `list`'s partitions, read when they are assigned (as
+/// Kafka Streams reads them before it restores the tasks): the metadata holds what the tasks' processors
+/// committed. Empty when they cannot be read; the tasks then start without it.
 ///
-/// A previous owner (a zombie, or an instance killed between sending its offsets and committing) may
-/// have a transaction open with the offsets, outputs and changelog writes of a task. Its changelog
-/// writes are invisible to the restore (which reads up to the last stable offset) until it ends; if it
-/// then commits, the task's offsets jump past its records while the restored state lacks their updates.
-/// Under `read_committed` librdkafka asks for stable offsets and retries while the broker answers
-/// `UNSTABLE_OFFSET_COMMIT`, so fetching them waits until that transaction has committed or aborted.
-/// Kafka Streams fetches committed offsets before restoring for the same reason.
-fn wait_for_stable_offsets(consumer: &BaseConsumer<RuntimeContext>, list: &TopicPartitionList, timeout: Duration) {
+/// Under `read_committed` (exactly_once_v2) this also waits until no transaction that holds offsets of
+/// these partitions is pending (KIP-447). A previous owner (a zombie, or an instance killed between
+/// sending its offsets and committing) may have a transaction open with the offsets, outputs and
+/// changelog writes of a task. Its changelog writes are invisible to the restore (which reads up to the
+/// last stable offset) until it ends; if it then commits, the task's offsets jump past its records while
+/// the restored state lacks their updates. librdkafka then asks for stable offsets and retries while the
+/// broker answers `UNSTABLE_OFFSET_COMMIT`.
+fn committed_of(
+    consumer: &BaseConsumer<RuntimeContext>,
+    list: &TopicPartitionList,
+    timeout: Duration,
+    read_committed: bool,
+) -> CommittedOffsets {
+    let mut committed = CommittedOffsets::new();
     if list.count() == 0 {
-        return;
+        return committed;
     }
     let started = Instant::now();
     match consumer.committed_offsets(list.clone(), timeout) {
-        Ok(_) if started.elapsed() >= Duration::from_secs(1) => tracing::info!(
-            target: "kstreams::kafka",
-            waited_ms = started.elapsed().as_millis() as u64,
-            "waited for a pending transaction of a previous owner before restoring"
-        ),
-        Ok(_) => {}
-        Err(e) => tracing::error!(
+        Ok(offsets) => {
+            if read_committed && started.elapsed() >= Duration::from_secs(1) {
+                tracing::info!(
+                    target: "kstreams::kafka",
+                    waited_ms = started.elapsed().as_millis() as u64,
+                    "waited for a pending transaction of a previous owner before restoring"
+                );
+            }
+            for element in offsets.elements() {
+                let Offset::Offset(offset) = element.offset() else { continue };
+                // rdkafka's `metadata()` panics on bytes that are not UTF-8 (only a foreign client writes
+                // such); this runs inside librdkafka's callback, where a panic would abort the process.
+                let metadata =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| element.metadata().to_string()))
+                        .unwrap_or_default();
+                let tp = TopicPartition::new(element.topic(), element.partition());
+                committed.insert(tp, OffsetAndMetadata { offset, metadata });
+            }
+        }
+        Err(e) if read_committed => tracing::error!(
             target: "kstreams::kafka",
             error = %e,
             "the committed offsets of newly assigned partitions did not become stable; restoring anyway"
         ),
+        Err(e) => tracing::warn!(
+            target: "kstreams::kafka",
+            error = %e,
+            "could not read the committed offsets of newly assigned partitions; their tasks start without their metadata"
+        ),
     }
+    committed
+}
+
+/// The list a commit sends: each partition's offset and, when there is one, its metadata.
+fn commit_list(offsets: &[(TopicPartition, OffsetAndMetadata)]) -> Result<TopicPartitionList, ClientError> {
+    let mut list = TopicPartitionList::new();
+    for (tp, committed) in offsets {
+        let mut element = list.add_partition(&tp.topic, tp.partition);
+        element
+            .set_offset(Offset::Offset(committed.offset))
+            .map_err(|e| client_error(format!("commit offset of {tp}"), e))?;
+        if !committed.metadata.is_empty() {
+            element.set_metadata(&committed.metadata);
+        }
+    }
+    Ok(list)
 }
 
 fn offset_list(offsets: &[(TopicPartition, i64)]) -> Result<TopicPartitionList, ClientError> {
@@ -479,7 +520,7 @@ struct CallbackCommitter<'a> {
 }
 
 impl OffsetCommitter for CallbackCommitter<'_> {
-    fn commit(&self, offsets: &[(TopicPartition, i64)]) -> Result<(), ClientError> {
+    fn commit(&self, offsets: &[(TopicPartition, OffsetAndMetadata)]) -> Result<(), ClientError> {
         commit_sync(self.consumer, offsets)
     }
 
@@ -488,11 +529,14 @@ impl OffsetCommitter for CallbackCommitter<'_> {
     }
 }
 
-fn commit_sync(consumer: &BaseConsumer<RuntimeContext>, offsets: &[(TopicPartition, i64)]) -> Result<(), ClientError> {
+fn commit_sync(
+    consumer: &BaseConsumer<RuntimeContext>,
+    offsets: &[(TopicPartition, OffsetAndMetadata)],
+) -> Result<(), ClientError> {
     if offsets.is_empty() {
         return Ok(());
     }
-    consumer.commit(&offset_list(offsets)?, CommitMode::Sync).map_err(|e| client_error("commit offsets", e))
+    consumer.commit(&commit_list(offsets)?, CommitMode::Sync).map_err(|e| client_error("commit offsets", e))
 }
 
 struct RdKafkaConsumer {
@@ -555,7 +599,7 @@ fn headers_of(message: &rdkafka::message::BorrowedMessage<'_>) -> RecordHeaders 
 }
 
 impl OffsetCommitter for RdKafkaConsumer {
-    fn commit(&self, offsets: &[(TopicPartition, i64)]) -> Result<(), ClientError> {
+    fn commit(&self, offsets: &[(TopicPartition, OffsetAndMetadata)]) -> Result<(), ClientError> {
         commit_sync(&self.consumer, offsets)
     }
 
@@ -807,7 +851,7 @@ impl StreamsProducer for RdKafkaProducer {
 
     fn send_offsets_to_transaction(
         &mut self,
-        offsets: &[(TopicPartition, i64)],
+        offsets: &[(TopicPartition, OffsetAndMetadata)],
         group: &GroupMetadata,
         timeout: Duration,
     ) -> Result<(), ClientError> {
@@ -816,7 +860,7 @@ impl StreamsProducer for RdKafkaProducer {
             return Err(ClientError::new("send offsets to transaction", message, ClientErrorKind::Fatal));
         };
         self.producer
-            .send_offsets_to_transaction(&offset_list(offsets)?, metadata, timeout)
+            .send_offsets_to_transaction(&commit_list(offsets)?, metadata, timeout)
             .map_err(|e| client_error("send offsets to transaction", e))
     }
 

@@ -230,6 +230,17 @@ impl ProcessingContext<'_> {
             .ok_or_else(|| StreamsError::Internal("a session store changed type".into()))
     }
 
+    /// The value `key` has in the processor metadata the task committed with its offsets (Kafka Streams'
+    /// `processorMetadataForKey`).
+    pub(crate) fn processor_metadata(&self, key: &str) -> Option<i64> {
+        self.task.processor_metadata.get(key)
+    }
+
+    /// Sets `key` in the processor metadata, committed with the task's next offsets.
+    pub(crate) fn set_processor_metadata(&mut self, key: &str, value: i64) {
+        self.task.processor_metadata.put(key, value);
+    }
+
     /// Looks up the suppression buffer `name` of a DSL `suppress`.
     pub(crate) fn suppression_buffer<K: 'static, V: 'static>(
         &mut self,

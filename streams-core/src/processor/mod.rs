@@ -34,6 +34,7 @@
 mod context;
 pub(crate) mod fixed_key;
 pub(crate) mod node;
+pub(crate) mod offset_metadata;
 pub(crate) mod state;
 
 use std::time::Duration;

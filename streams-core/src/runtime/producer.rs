@@ -25,7 +25,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::client::{ClientError, ClientErrorKind, ClientSupplier, OffsetCommitter, StreamsProducer, TopicPartition};
+use crate::client::{
+    ClientError, ClientErrorKind, ClientSupplier, OffsetAndMetadata, OffsetCommitter, StreamsProducer, TopicPartition,
+};
 use crate::config::StreamsConfig;
 use crate::record::ProducedRecord;
 use crate::time::Clock;
@@ -153,7 +155,7 @@ impl ThreadProducer {
     /// member `committer` speaks for. Nothing to do when nothing was sent or consumed.
     pub(super) fn commit_transaction(
         &mut self,
-        offsets: &[(TopicPartition, i64)],
+        offsets: &[(TopicPartition, OffsetAndMetadata)],
         committer: &dyn OffsetCommitter,
     ) -> Result<(), ClientError> {
         if !self.in_transaction && offsets.is_empty() {

@@ -26,8 +26,8 @@ use super::restore::{self, StateRestoreListener};
 use super::topics::TopicLayout;
 use super::{Shared, State, StreamThreadExceptionResponse};
 use crate::client::{
-    ClientError, ClientErrorKind, ClientSupplier, OffsetCommitter, RebalanceListener, RestoreConsumer, StreamsAdmin,
-    StreamsConsumer, TopicPartition,
+    ClientError, ClientErrorKind, ClientSupplier, CommittedOffsets, OffsetAndMetadata, OffsetCommitter,
+    RebalanceListener, RestoreConsumer, StreamsAdmin, StreamsConsumer, TopicPartition,
 };
 use crate::config::{ProcessingGuarantee, StreamsConfig};
 use crate::handler::{ProductionExceptionHandler, ProductionResponse};
@@ -123,7 +123,7 @@ impl ThreadInner {
             self.tasks.insert(id, task);
             result?;
         }
-        let offsets: Vec<(TopicPartition, i64)> = std::mem::take(&mut self.offsets).into_iter().collect();
+        let offsets = self.committable_offsets();
         let started = std::time::Instant::now();
         if self.producer.exactly_once() {
             self.producer.commit_transaction(&offsets, committer)?;
@@ -162,9 +162,9 @@ impl ThreadInner {
         for task in self.tasks.values_mut() {
             task.clear_commit_request();
         }
-        for (tp, offset) in &offsets {
+        for (tp, committed) in &offsets {
             if self.layout.repartition.contains(&*tp.topic) {
-                self.purgeable.insert(tp.clone(), *offset);
+                self.purgeable.insert(tp.clone(), committed.offset);
             }
         }
         tracing::debug!(target: "kstreams::runtime::thread", thread = %self.name, producer = ?produced, stores = ?(stored - produced),
@@ -175,6 +175,20 @@ impl ThreadInner {
         }
         self.publish_metrics();
         Ok(())
+    }
+
+    /// The offsets consumed since the last commit, each with the metadata Kafka Streams commits beside it:
+    /// its partition's time and its task's processor metadata (see `task::offset_metadata`).
+    fn committable_offsets(&mut self) -> Vec<(TopicPartition, OffsetAndMetadata)> {
+        let offsets = std::mem::take(&mut self.offsets);
+        offsets
+            .into_iter()
+            .map(|(tp, offset)| {
+                let task = self.task_id(&tp.topic, tp.partition).and_then(|id| self.tasks.get(&id));
+                let metadata = task.map(|t| t.offset_metadata(&tp)).unwrap_or_default();
+                (tp, OffsetAndMetadata { offset, metadata })
+            })
+            .collect()
     }
 
     /// Whether `error` is one the thread recovers from by [`ThreadInner::recover`]: this member was
@@ -274,7 +288,8 @@ impl ThreadInner {
         }
     }
 
-    fn open_task(&mut self, id: TaskId) -> Result<(), StreamsError> {
+    /// Opens task `id` (restoring its stores), with what the group committed for its partitions.
+    fn open_task(&mut self, id: TaskId, committed: &CommittedOffsets) -> Result<(), StreamsError> {
         if self.tasks.contains_key(&id) {
             return Ok(());
         }
@@ -320,6 +335,8 @@ impl ThreadInner {
         let restored_epoch =
             restore::restore(&mut task, &plan, recorded_epoch, restorer, self.restore_listener.as_ref(), &mut running)?;
         task.begin_ownership(restored_epoch);
+        let mine = committed.iter().filter(|(tp, _)| self.task_id(&tp.topic, tp.partition) == Some(id));
+        task.take_committed_metadata(mine);
         if !plan.is_empty() {
             // What was restored is on disk and checkpointed: a crash now does not restore it again.
             task.flush()?;
@@ -537,7 +554,7 @@ impl RebalanceListener for Listener {
         }
     }
 
-    fn on_partitions_assigned(&self, partitions: &[TopicPartition]) {
+    fn on_partitions_assigned(&self, partitions: &[TopicPartition], committed: &CommittedOffsets) {
         let mut inner = self.inner.lock_unpoisoned();
         tracing::info!(target: "kstreams::runtime::thread", thread = %inner.name, partitions = partitions.len(), "partitions assigned");
         // A transaction of this thread's producer left open when its abort failed (the broker away)
@@ -551,7 +568,7 @@ impl RebalanceListener for Listener {
         for id in ids {
             // Opening many tasks is time the thread runs: checking after each keeps it from looking
             // like a pause (at_least_once).
-            let opened = inner.open_task(id).and_then(|()| Ok(inner.producer.check_running()?));
+            let opened = inner.open_task(id, committed).and_then(|()| Ok(inner.producer.check_running()?));
             if let Err(e) = opened {
                 // The thread recovers (or stops) at its next step: opening the other tasks first would keep
                 // the group waiting for this member through their restores too, for nothing.

@@ -13,10 +13,11 @@ use std::sync::Arc;
 use state_store::Offsets;
 use state_store::{ChangelogWriter, OffsetCheckpoint, RocksDbMemory};
 
-use crate::client::TopicPartition;
+use crate::client::{OffsetAndMetadata, TopicPartition};
 use crate::config::DslStoreType;
 use crate::handler::{DeserializationExceptionHandler, LogAndFail, ProcessingExceptionHandler};
 use crate::processor::node::{OnePartition, PartitionCounts};
+use crate::processor::offset_metadata;
 use crate::processor::state::{guarded, ChangelogBuffer, TaskState};
 use crate::processor::{AnyTimestampExtractor, FailOnInvalidTimestamp, PunctuationType};
 use crate::record::{Headers, ProducedRecord, RawRecord};
@@ -358,6 +359,35 @@ impl Task {
                 timestamp,
                 headers,
             });
+        }
+    }
+
+    /// What this task commits beside the offset of its input partition `tp`: the partition's time and
+    /// the task's processor metadata, as Kafka Streams commits them.
+    pub(crate) fn offset_metadata(&self, tp: &TopicPartition) -> String {
+        let time = self.state.partition_time(&tp.topic, tp.partition);
+        offset_metadata::encode(time, &self.state.processor_metadata)
+    }
+
+    /// Takes in the processor metadata committed with this task's partitions (the largest value of
+    /// each key), before its processors are initialized. What cannot be read is left out, with a
+    /// warning. The partition times committed beside it are not restored (stream time starts again
+    /// from the records, as it always has here).
+    pub(crate) fn take_committed_metadata<'a>(
+        &mut self,
+        committed: impl IntoIterator<Item = (&'a TopicPartition, &'a OffsetAndMetadata)>,
+    ) {
+        for (tp, c) in committed {
+            match offset_metadata::decode(&c.metadata) {
+                Ok((_, entries)) => self.state.processor_metadata.merge(entries),
+                Err(reason) => tracing::warn!(
+                    target: "kstreams::task",
+                    task = %self.state.id,
+                    partition = %tp,
+                    %reason,
+                    "the metadata committed with this partition's offset is not Kafka Streams'; ignoring it"
+                ),
+            }
         }
     }
 
