@@ -17,7 +17,13 @@
 //! - `streamprocesswithsink`: `stream().peek(count).to(sink)`;
 //! - `streamprocesswithstatestore`: a Processor-API processor on a persistent (RocksDB) key-value store
 //!   with caching and logging, `get(key)` then `put(key, value)` per record;
-//! - `streamcount`: `stream().peek(count).group_by_key().count()` with the default 10 MiB record cache.
+//! - `streamcount`: `stream().peek(count).group_by_key().count()` with the default 10 MiB record cache;
+//! - `streamcountwindowed`: the same over hopping windows of 1 s advancing by 500 ms
+//!   (`windowed_by(TimeWindows::of_size_with_no_grace(1 s).advance_by(500 ms)).count()`);
+//! - `streamprocesswithwindowstore`: a Processor-API processor on a persistent window store (retention
+//!   3 s, windows of 1 s) with caching and logging, per record a `fetch_range(key - 10, key + 10, t - 1 s,
+//!   t + 1 s)` read to the end, then `put(key, value, t)` (Kafka Streams and kstreams only: Quix Streams
+//!   has no window store of its own to program against).
 //!
 //! And kstreams' own, kept from before: `stateless` (`filter → map_values → to`), `count`
 //! (`group_by_key().count().to_stream().to()`, record cache off: every update reaches the changelog and the
@@ -311,6 +317,28 @@ struct GetThenPut {
 
 const STORE: &str = "store";
 
+/// SimpleBenchmark's `streamprocesswithwindowstore` processor: a key-range fetch over two seconds around
+/// the record, read to the end, then a put.
+struct FetchThenPut {
+    counter: Counter,
+}
+
+impl Processor<i32, Vec<u8>, (), ()> for FetchThenPut {
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, (), ()>,
+        record: Record<i32, Vec<u8>>,
+    ) -> Result<(), StreamsError> {
+        self.counter.record();
+        let store = ctx.window_store::<i32, Vec<u8>>(STORE)?;
+        let t = record.timestamp;
+        for window in store.fetch_range(&(record.key - 10), &(record.key + 10), t - 1000, t + 1000)? {
+            window?;
+        }
+        store.put(&record.key, &record.value, t)
+    }
+}
+
 impl Processor<i32, Vec<u8>, (), ()> for GetThenPut {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, (), ()>) -> Result<(), StreamsError> {
         self.store = Some(ctx.store_handle(STORE)?);
@@ -405,6 +433,27 @@ fn run_child(workload: &str, input: &str, output: &str, expected: u64) -> anyhow
                 )?;
             topology
         }
+        "streamprocesswithwindowstore" => {
+            let mut topology = Topology::new();
+            let supplier = {
+                let counter = counter.clone();
+                move || FetchThenPut { counter: counter.clone() }
+            };
+            let window = Duration::from_millis(1000);
+            topology
+                .add_source("source", &[input], Arc::new(I32Serde), Arc::new(BytesSerde))?
+                .add_processor("fetch-then-put", supplier, &["source"])?
+                .add_state_store(
+                    Stores::window_store_builder(
+                        Stores::persistent_window_store(STORE, 3 * window, window, false)?,
+                        Arc::new(I32Serde),
+                        Arc::new(BytesSerde),
+                    )
+                    .with_caching_enabled(),
+                    &["fetch-then-put"],
+                )?;
+            topology
+        }
         _ => {
             let builder = StreamsBuilder::new();
             let counted = {
@@ -416,6 +465,11 @@ fn run_child(workload: &str, input: &str, output: &str, expected: u64) -> anyhow
                 "streamprocesswithsink" => counted.to(output),
                 "streamcount" => {
                     counted.group_by_key().count();
+                }
+                "streamcountwindowed" => {
+                    let windows = TimeWindows::of_size_with_no_grace(Duration::from_millis(1000))
+                        .advance_by(Duration::from_millis(500));
+                    counted.group_by_key().windowed_by(windows).count();
                 }
                 "stateless" => counted
                     .filter(|_, v| v.first() != Some(&0))

@@ -18,6 +18,7 @@ use kstreams::config::StreamsConfig;
 use kstreams::kafka::RdKafkaSupplier;
 use kstreams::record::{Headers, ProducedRecord, RawRecord};
 use kstreams::state::{KeyValueStore, ReadOnlyKeyValueStore, RocksDbKeyValueStore, RocksDbMemory, StateStore};
+use state_store::SegmentedKeyValueStore;
 
 struct Args {
     /// Only the Kafka restore figures (for profiling them).
@@ -139,6 +140,46 @@ fn put_get_restore(a: &Args, dir: &Path) {
     let peer = started.elapsed();
     println!("  plain RocksDB, default options {}  cpu {:.2} s", rate(a.records, peer), cpu_seconds() - cpu);
     println!("  restore / plain RocksDB: {:.0}%", 100.0 * peer.as_secs_f64() / ours.as_secs_f64());
+    window_restore(a, dir, &memory, &value);
+}
+
+/// `records` window-store changelog records: a 4-byte key of 10,000, the window start (a second later
+/// every 1,000 records), sequence number 0.
+fn window_records(records: usize, value: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    (0..records)
+        .map(|i| {
+            let k = ((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) % 10_000) as u32;
+            let start = (i as i64 / 1000) * 1000;
+            ([&k.to_be_bytes()[..], &start.to_be_bytes(), &0i32.to_be_bytes()].concat(), value.to_vec())
+        })
+        .collect()
+}
+
+/// A window store's restore: the same number of records as window-store changelog records (a 4-byte key
+/// of 10,000, the window start, sequence number 0), their window starts a second apart per 1,000 records
+/// over a retention that keeps them all, so that the restore writes into many time segments.
+fn window_restore(a: &Args, dir: &Path, memory: &RocksDbMemory, value: &[u8]) {
+    let retention_ms = (a.records as i64 / 1000 + 1) * 1000;
+    let mut store =
+        SegmentedKeyValueStore::rocksdb_window_store("window-restore", dir.join("window"), memory, retention_ms)
+            .expect("open the window store");
+    let records = window_records(a.records, value);
+    let cpu = cpu_seconds();
+    let started = Instant::now();
+    store.begin_restore().unwrap();
+    for chunk in records.chunks(10_000) {
+        let batch: Vec<(&[u8], Option<&[u8]>)> = chunk.iter().map(|(k, v)| (&k[..], Some(&v[..]))).collect();
+        store.restore_batch(&batch).unwrap();
+    }
+    store.end_restore().unwrap();
+    store.flush().unwrap();
+    let elapsed = started.elapsed();
+    let segments = std::fs::read_dir(dir.join("window")).map(|d| d.count()).unwrap_or(0);
+    println!(
+        "  window store restore (10k)     {}  cpu {:.2} s, {segments} segments",
+        rate(a.records, elapsed),
+        cpu_seconds() - cpu
+    );
 }
 
 fn restore_from_kafka(a: &Args, dir: &Path, bootstrap: &str) {
@@ -188,8 +229,50 @@ fn restore_from_kafka(a: &Args, dir: &Path, bootstrap: &str) {
 
     let memory = RocksDbMemory::new(a.budget_mib << 20, (a.budget_mib << 20) / 4);
     let mut store = open(dir, "kafka-restore", &memory);
-    let mut restorer = RdKafkaSupplier.restore_consumer(&config, "bench-restore").unwrap();
-    let tp = TopicPartition::new(&topic, 0);
+    let (n, elapsed, cpu) = restore_topic(&config, &topic, &mut store);
+    println!("  restore from a Kafka changelog {}  cpu {cpu:.2} s", rate(n, elapsed));
+    println!("  restore / raw consume: {:.0}%", 100.0 * raw.as_secs_f64() / elapsed.as_secs_f64());
+
+    // A window store's changelog: window-store keys (see `window_restore`), restored into the segmented
+    // store. The part a task's restore adds on top of the read.
+    let window_topic = format!("{topic}-window");
+    let mut topic_config = std::collections::BTreeMap::new();
+    topic_config.insert("cleanup.policy".to_string(), "compact,delete".to_string());
+    topic_config.insert("retention.ms".to_string(), "-1".to_string());
+    admin
+        .create_topics(&[NewTopic {
+            name: window_topic.clone(),
+            partitions: 1,
+            replication_factor: 1,
+            config: topic_config,
+        }])
+        .unwrap();
+    let window_arc: Arc<str> = window_topic.as_str().into();
+    for (key, value) in window_records(a.records, &value) {
+        let record = ProducedRecord {
+            topic: window_arc.clone(),
+            partition: Some(0),
+            key: Some(key),
+            value: Some(value),
+            timestamp: 0,
+            headers: Headers::new(),
+        };
+        producer.send(&record).unwrap();
+    }
+    producer.flush(Duration::from_secs(120)).unwrap();
+    let retention_ms = (a.records as i64 / 1000 + 1) * 1000;
+    let mut store =
+        SegmentedKeyValueStore::rocksdb_window_store("kafka-window", dir.join("kafka-window"), &memory, retention_ms)
+            .expect("open the window store");
+    let (n, elapsed, cpu) = restore_topic(&config, &window_topic, &mut store);
+    println!("  window store from its changelog {}  cpu {cpu:.2} s", rate(n, elapsed));
+}
+
+/// Restores partition 0 of `topic` into `store` as a task restores a changelog: records read, elapsed
+/// time, CPU seconds.
+fn restore_topic(config: &StreamsConfig, topic: &str, store: &mut dyn KeyValueStore) -> (usize, Duration, f64) {
+    let mut restorer = RdKafkaSupplier.restore_consumer(config, "bench-restore").unwrap();
+    let tp = TopicPartition::new(topic, 0);
     let cpu = cpu_seconds();
     let started = Instant::now();
     let (low, high) = restorer.watermarks(&tp).unwrap();
@@ -206,9 +289,7 @@ fn restore_from_kafka(a: &Args, dir: &Path, bootstrap: &str) {
         .unwrap();
     store.end_restore().unwrap();
     store.flush().unwrap();
-    let elapsed = started.elapsed();
-    println!("  restore from a Kafka changelog {}  cpu {:.2} s", rate(n, elapsed), cpu_seconds() - cpu);
-    println!("  restore / raw consume: {:.0}%", 100.0 * raw.as_secs_f64() / elapsed.as_secs_f64());
+    (n, started.elapsed(), cpu_seconds() - cpu)
 }
 
 fn raw_consume(bootstrap: &str, topic: &str, expected: usize) -> Duration {

@@ -139,6 +139,9 @@ def quix(workload, bootstrap, input_topic, output_topic, expected, state_dir):
             counter.record()
 
         sdf = sdf.update(count, stateful=True)
+    elif workload == "streamcountwindowed":
+        # Hopping windows of 1 s advancing by 500 ms, by record time, as SimpleBenchmark's.
+        sdf = sdf.update(counter.record).hopping_window(duration_ms=1000, step_ms=500).count().current()
     else:
         raise SystemExit(f"unknown workload {workload}")
     app.run()

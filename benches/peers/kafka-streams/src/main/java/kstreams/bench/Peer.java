@@ -31,7 +31,11 @@ import org.apache.kafka.streams.kstream.Produced;
 import org.apache.kafka.streams.processor.api.Processor;
 import org.apache.kafka.streams.processor.api.ProcessorContext;
 import org.apache.kafka.streams.processor.api.Record;
+import org.apache.kafka.streams.kstream.TimeWindows;
+import org.apache.kafka.streams.kstream.Windowed;
+import org.apache.kafka.streams.state.KeyValueIterator;
 import org.apache.kafka.streams.state.KeyValueStore;
+import org.apache.kafka.streams.state.WindowStore;
 import org.apache.kafka.streams.state.Stores;
 
 /**
@@ -165,6 +169,17 @@ public final class Peer {
                 source.peek((k, v) -> counter.record()).process(StoreProcessor::new, STORE);
             }
             case "streamcount" -> source.peek((k, v) -> counter.record()).groupByKey().count();
+            case "streamcountwindowed" -> source.peek((k, v) -> counter.record())
+                .groupByKey()
+                .windowedBy(TimeWindows.ofSizeWithNoGrace(Duration.ofMillis(1000)).advanceBy(Duration.ofMillis(500)))
+                .count();
+            case "streamprocesswithwindowstore" -> {
+                builder.addStateStore(Stores.windowStoreBuilder(
+                        Stores.persistentWindowStore(STORE, Duration.ofMillis(3000), Duration.ofMillis(1000), false),
+                        Serdes.Integer(), Serdes.ByteArray())
+                    .withCachingEnabled());
+                source.peek((k, v) -> counter.record()).process(WindowStoreProcessor::new, STORE);
+            }
             default -> {
                 System.err.println("unknown workload " + workload);
                 System.exit(2);
@@ -196,6 +211,28 @@ public final class Peer {
         streams.start();
         // The parent kills this process once it has its figures.
         new CountDownLatch(1).await();
+    }
+
+    /** SimpleBenchmark's window-store processor: fetch keys within 10 over two seconds, then put. */
+    private static final class WindowStoreProcessor implements Processor<Integer, byte[], Void, Void> {
+        private WindowStore<Integer, byte[]> store;
+
+        @Override
+        public void init(final ProcessorContext<Void, Void> context) {
+            store = context.getStateStore(STORE);
+        }
+
+        @Override
+        public void process(final Record<Integer, byte[]> record) {
+            final long t = record.timestamp();
+            try (KeyValueIterator<Windowed<Integer>, byte[]> it =
+                     store.fetch(record.key() - 10, record.key() + 10, t - 1000L, t + 1000L)) {
+                while (it.hasNext()) {
+                    it.next();
+                }
+            }
+            store.put(record.key(), record.value(), t);
+        }
     }
 
     /** SimpleBenchmark's state-store processor: get the key, then put the value. */
