@@ -106,6 +106,19 @@ fn sessions_are_found_as_kafka_streams_finds_them() -> Result {
 }
 
 #[test]
+fn a_key_range_finds_longer_keys_that_sort_among_its_first_key_s_sessions() -> Result {
+    for supplier in suppliers(Duration::from_secs(3600)) {
+        // `a\0`'s stored bytes begin with `a`'s and sort among them (the key, then the end; here before
+        // them): a range from `a` must not start at `a`'s earliest end and pass over it.
+        let mut driver = filled(supplier, &[("a", 0, 10), ("a\u{0}", 5, 5), ("b", 7, 7)])?;
+        let store = store(&mut driver);
+        let range = store.find_sessions_range(&"a".to_string(), &"b".to_string(), 5, 100)?;
+        assert_eq!(found(range)?, vec![s("a\u{0}", 5, 5), s("a", 0, 10), s("b", 7, 7)]);
+    }
+    Ok(())
+}
+
+#[test]
 fn sessions_past_the_retention_are_gone() -> Result {
     for supplier in suppliers(Duration::from_millis(100)) {
         let mut driver = filled(supplier, &[("a", 0, 10), ("a", 95, 110), ("b", 200, 200)])?;

@@ -91,6 +91,21 @@ fn fetches_by_key_and_time_forward_and_backward() -> Result {
 }
 
 #[test]
+fn a_key_range_finds_longer_keys_that_sort_among_its_first_key_s_windows() -> Result {
+    for supplier in suppliers(MINUTE * 10, Duration::from_millis(10), false) {
+        // `a\0`'s stored bytes begin with `a`'s and sort among them (the key, then the start).
+        let mut driver = filled(supplier, &[("a", 1, 0), ("a\u{0}", 2, 5), ("b", 3, 7)])?;
+        let store = store(&mut driver);
+        let ranged: Vec<(String, i64)> = store
+            .fetch_range(&key("a"), &key("b"), 5, 100)?
+            .map(|r| r.map(|(w, v)| (w.key, v)))
+            .collect::<std::result::Result<_, _>>()?;
+        assert_eq!(ranged, vec![(key("a\u{0}"), 2), (key("b"), 3)]);
+    }
+    Ok(())
+}
+
+#[test]
 fn windows_past_the_retention_are_gone_and_nulls_delete() -> Result {
     for supplier in suppliers(MINUTE * 2, MINUTE, false) {
         let m = 60_000;

@@ -831,3 +831,22 @@ fn emit_final_runs_on_the_embedded_broker() -> Result {
     assert_eq!(out, vec![(0, 1, 10), (5, 2, 15), (11, 1, 15), (16, 1, 26)]);
     Ok(())
 }
+
+/// A record at the largest timestamp expires even an empty buffer's minimum (`i64::MAX`): the suppression
+/// stops when the buffer is empty instead of looking for more.
+#[test]
+fn a_record_at_the_end_of_time_empties_the_buffer_and_stops() -> Result {
+    let builder = StreamsBuilder::new();
+    builder
+        .table::<String, i64>("prices")
+        .suppress(Suppressed::until_time_limit(Duration::ZERO, BufferConfig::unbounded()))
+        .to_stream()
+        .to("out");
+    let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    let prices = driver.input_topic::<String, Option<i64>>("prices");
+    let out = driver.output_topic::<String, Option<i64>>("out");
+    driver.pipe(&prices, "tea".into(), Some(1), 5)?;
+    driver.pipe(&prices, "tea".into(), Some(2), i64::MAX)?;
+    assert_eq!(driver.read_key_values(&out), vec![("tea".to_string(), Some(1)), ("tea".to_string(), Some(2))]);
+    Ok(())
+}

@@ -67,6 +67,9 @@ pub(crate) fn verify(
 /// (its end plus the grace at or before the largest timestamp of its key's input partition, the stream
 /// time of the task that aggregates it) has exactly one final result under exactly-once, at least one
 /// under at-least-once, and every result is the model's maximum; no window still open has one.
+/// The model takes each input partition's timestamps as never decreasing (one generator, the wall
+/// clock): no input record is late, so every record counts in its window. A late record, which the
+/// application would drop, would show here as a wrong result.
 fn check_final_windows(
     report: &mut Report,
     topic: &str,

@@ -50,8 +50,15 @@ impl EmitFinal {
 
     /// Takes the close time the task committed last, if any (the processor's `init`).
     pub(crate) fn init<K, V>(&mut self, ctx: &ProcessorContext<'_, K, V>) {
-        if let Some(time) = ctx.processor_metadata(&self.store) {
-            self.last_close_time = time;
+        match ctx.processor_metadata(&self.store) {
+            Some(time) if time >= -1 => self.last_close_time = time,
+            Some(time) => tracing::warn!(
+                target: "kstreams::dsl",
+                store = %self.store,
+                time,
+                "the committed last emitted close time is not a time; starting without it"
+            ),
+            None => {}
         }
     }
 
@@ -72,13 +79,13 @@ impl EmitFinal {
         let (lower, upper) = match self.windows {
             FinalWindows::Time(w) => {
                 let size = w.size_ms();
-                let lower = if last == -1 { 0 } else { (last - size).max(0) + 1 };
-                (lower, close_time - size)
+                let lower = if last == -1 { 0 } else { last.saturating_sub(size).max(0) + 1 };
+                (lower, close_time.saturating_sub(size))
             }
             FinalWindows::Sliding(w) => {
                 let d = w.time_difference_ms();
-                let lower = if last == -1 { 0 } else { (last - d).max(0) };
-                (lower, close_time - d - 1)
+                let lower = if last == -1 { 0 } else { last.saturating_sub(d).max(0) };
+                (lower, close_time.saturating_sub(d).saturating_sub(1))
             }
         };
         if upper < 0 {

@@ -29,7 +29,7 @@ pub struct Suppressed<K> {
 }
 
 enum Until<K> {
-    /// Each key's buffer time is its window's end; it leaves once stream time passes that by the
+    /// Each key's buffer time is its window's end; it leaves once stream time reaches that plus the
     /// window's grace (plus the gap, for sessions). Deletes are not emitted.
     WindowCloses(fn(&K) -> i64),
     /// Each key's buffer time is the timestamp of the record that first buffered it.
@@ -409,7 +409,9 @@ impl<K: Data, V: Data> Processor<K, Change<V>, K, Change<V>> for TableSuppress<K
 
         let expiry = self.observed_stream_time.saturating_sub(s.wait_ms);
         while ctx.suppression_buffer::<K, V>(&s.store)?.min_timestamp()? <= expiry {
-            self.emit_first(ctx)?;
+            if !self.emit_first(ctx)? {
+                break;
+            }
         }
         let over = |ctx: &mut ProcessorContext<'_, K, Change<V>>| -> Result<Option<(u64, u64)>, StreamsError> {
             let buffer = ctx.suppression_buffer::<K, V>(&s.store)?;
@@ -418,7 +420,11 @@ impl<K: Data, V: Data> Processor<K, Change<V>, K, Change<V>> for TableSuppress<K
         };
         while let Some((records, bytes)) = over(ctx)? {
             match s.when_full {
-                WhenFull::EmitEarly => self.emit_first(ctx)?,
+                WhenFull::EmitEarly => {
+                    if !self.emit_first(ctx)? {
+                        break;
+                    }
+                }
                 WhenFull::ShutDown => {
                     let message = format!(
                         "{} buffer exceeded its max capacity. Currently [{records}/{}] records and [{bytes}/{}] bytes.",
@@ -437,17 +443,19 @@ impl<K: Data, V: Data> Processor<K, Change<V>, K, Change<V>> for TableSuppress<K
 impl<K: Data, V: Data> TableSuppress<K, V> {
     /// Takes the oldest key out of the buffer and forwards its latest change with the timestamp,
     /// headers and record metadata it was buffered with; a delete is dropped when only final results
-    /// are wanted.
-    fn emit_first(&self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<(), StreamsError> {
+    /// are wanted. False when the buffer was empty (a stream time of `i64::MAX` expires even an empty
+    /// buffer's minimum: the loops above stop on this).
+    fn emit_first(&self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<bool, StreamsError> {
         let Some(eviction) = ctx.suppression_buffer::<K, V>(&self.settings.store)?.evict_first()? else {
-            return Ok(());
+            return Ok(false);
         };
         if eviction.new.is_none() && self.settings.drop_deletes {
-            return Ok(());
+            return Ok(true);
         }
         let BufferedContext { timestamp, offset, topic, partition, headers } = eviction.context;
         let metadata = (partition >= 0).then(|| RecordMetadata { topic: topic.into(), partition, offset });
         let change = Change::new(eviction.new, eviction.old);
-        ctx.forward_from(metadata, Record { key: eviction.key, value: change, timestamp, headers })
+        ctx.forward_from(metadata, Record { key: eviction.key, value: change, timestamp, headers })?;
+        Ok(true)
     }
 }

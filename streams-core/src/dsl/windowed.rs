@@ -65,7 +65,7 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
     /// stream time reaches its end plus the grace period. The final results are read back from the
     /// window store when a record arrives, at most once per `__emit.interval.ms.kstreams.windowed.aggregation__`
     /// of wall-clock time (1 s; 0 in the test driver), ordered by window start, then key; each carries the
-    /// window's timestamp and the arriving record's headers, and no old value.
+    /// timestamp of the window's latest record, the arriving record's headers, and no old value.
     ///
     /// The last close time emitted is committed with the task's offsets, in their metadata as Kafka
     /// Streams commits it, so that a restarted or moved task emits no window twice; under

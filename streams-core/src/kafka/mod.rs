@@ -230,7 +230,12 @@ impl ClientSupplier for RdKafkaSupplier {
     ) -> Result<Box<dyn StreamsConsumer>, ClientError> {
         let c = consumer_settings(config, client_id);
         let read_committed = c.get("isolation.level") == Some("read_committed");
-        let context = RuntimeContext { listener, read_committed, committed_timeout: config.default_api_timeout };
+        let context = RuntimeContext {
+            listener,
+            read_committed,
+            committed_timeout: config.default_api_timeout,
+            failed_assignment: Mutex::new(None),
+        };
         let consumer: BaseConsumer<RuntimeContext> =
             c.create_with_context(context).map_err(|e| client_error("create consumer", e))?;
         Ok(Box::new(RdKafkaConsumer {
@@ -406,6 +411,9 @@ struct RuntimeContext {
     read_committed: bool,
     /// How long to wait for the committed offsets of newly assigned partitions.
     committed_timeout: Duration,
+    /// Why the last assignment's committed offsets could not be read: its tasks were not opened, and the
+    /// next poll fails with this (a retriable error makes the thread rejoin and try again).
+    failed_assignment: Mutex<Option<ClientError>>,
 }
 
 fn partitions_of(list: &TopicPartitionList) -> Vec<TopicPartition> {
@@ -429,15 +437,23 @@ impl ConsumerContext for RuntimeContext {
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(list) = rebalance {
-            let committed = committed_of(consumer, list, self.committed_timeout, self.read_committed);
-            self.listener.on_partitions_assigned(&partitions_of(list), &committed);
+            match committed_of(consumer, list, self.committed_timeout, self.read_committed) {
+                Ok(committed) => self.listener.on_partitions_assigned(&partitions_of(list), &committed),
+                Err(e) => {
+                    // Without the committed metadata a task would start without what its processors
+                    // committed (an emit-final aggregation would emit its windows again), and its next
+                    // commit would erase it: the tasks are not opened, and the thread tries again.
+                    tracing::warn!(target: "kstreams::kafka", error = %e, "could not read the committed offsets of newly assigned partitions; not opening their tasks");
+                    *self.failed_assignment.lock_unpoisoned() = Some(e);
+                }
+            }
         }
     }
 }
 
 /// The group's committed offsets and metadata of `list`'s partitions, read when they are assigned (as
 /// Kafka Streams reads them before it restores the tasks): the metadata holds what the tasks' processors
-/// committed. Empty when they cannot be read; the tasks then start without it.
+/// committed. An error when they cannot be read, for the whole list or for one partition.
 ///
 /// Under `read_committed` (exactly_once_v2) this also waits until no transaction that holds offsets of
 /// these partitions is pending (KIP-447). A previous owner (a zombie, or an instance killed between
@@ -451,44 +467,32 @@ fn committed_of(
     list: &TopicPartitionList,
     timeout: Duration,
     read_committed: bool,
-) -> CommittedOffsets {
+) -> Result<CommittedOffsets, ClientError> {
     let mut committed = CommittedOffsets::new();
     if list.count() == 0 {
-        return committed;
+        return Ok(committed);
     }
     let started = Instant::now();
-    match consumer.committed_offsets(list.clone(), timeout) {
-        Ok(offsets) => {
-            if read_committed && started.elapsed() >= Duration::from_secs(1) {
-                tracing::info!(
-                    target: "kstreams::kafka",
-                    waited_ms = started.elapsed().as_millis() as u64,
-                    "waited for a pending transaction of a previous owner before restoring"
-                );
-            }
-            for element in offsets.elements() {
-                let Offset::Offset(offset) = element.offset() else { continue };
-                // rdkafka's `metadata()` panics on bytes that are not UTF-8 (only a foreign client writes
-                // such); this runs inside librdkafka's callback, where a panic would abort the process.
-                let metadata =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| element.metadata().to_string()))
-                        .unwrap_or_default();
-                let tp = TopicPartition::new(element.topic(), element.partition());
-                committed.insert(tp, OffsetAndMetadata { offset, metadata });
-            }
-        }
-        Err(e) if read_committed => tracing::error!(
+    let offsets =
+        consumer.committed_offsets(list.clone(), timeout).map_err(|e| client_error("read committed offsets", e))?;
+    if read_committed && started.elapsed() >= Duration::from_secs(1) {
+        tracing::info!(
             target: "kstreams::kafka",
-            error = %e,
-            "the committed offsets of newly assigned partitions did not become stable; restoring anyway"
-        ),
-        Err(e) => tracing::warn!(
-            target: "kstreams::kafka",
-            error = %e,
-            "could not read the committed offsets of newly assigned partitions; their tasks start without their metadata"
-        ),
+            waited_ms = started.elapsed().as_millis() as u64,
+            "waited for a pending transaction of a previous owner before restoring"
+        );
     }
-    committed
+    for element in offsets.elements() {
+        let tp = TopicPartition::new(element.topic(), element.partition());
+        element.error().map_err(|e| client_error(format!("read the committed offset of {tp}"), e))?;
+        let Offset::Offset(offset) = element.offset() else { continue };
+        // rdkafka's `metadata()` panics on bytes that are not UTF-8 (only a foreign client writes such);
+        // this runs inside librdkafka's callback, where a panic must not unwind.
+        let metadata = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| element.metadata().to_string()))
+            .unwrap_or_default();
+        committed.insert(tp, OffsetAndMetadata { offset, metadata });
+    }
+    Ok(committed)
 }
 
 /// The list a commit sends: each partition's offset and, when there is one, its metadata.
@@ -618,7 +622,11 @@ impl StreamsConsumer for RdKafkaConsumer {
     fn poll_batch(&mut self, timeout: Duration, max: usize, out: &mut Vec<RawRecord>) -> Result<(), ClientError> {
         let mut wait = timeout;
         while out.len() < max {
-            let error = match self.consumer.poll(wait) {
+            let polled = self.consumer.poll(wait);
+            if let Some(failed) = self.consumer.context().failed_assignment.lock_unpoisoned().take() {
+                return Err(failed);
+            }
+            let error = match polled {
                 None => break,
                 Some(Ok(message)) => {
                     let topic = topic_of(&mut self.topics, message.topic());

@@ -1,7 +1,8 @@
 //! The metadata Kafka Streams commits with each input partition's offset (`TopicPartitionMetadata`):
 //! Base64 of a version byte (2), the partition's time, and the task's processor metadata (named `i64`
 //! values, such as an emit-final aggregation's last emitted window close time, keyed by its store).
-//! Written the same way, so that offsets committed by either library read the same.
+//! Written the same way, so that offsets committed by either library read the same (this library does
+//! not restore the partition time from it yet).
 
 use std::collections::BTreeMap;
 
@@ -50,7 +51,7 @@ pub(crate) fn encode(partition_time: i64, metadata: &ProcessorMetadata) -> Strin
 }
 
 /// The partition time and processor metadata a committed metadata string holds: `(-1, {})` for an empty
-/// string, and for one that is not Kafka Streams' (with the reason, for a warning).
+/// string; an error saying why for one that is not Kafka Streams'.
 pub(crate) fn decode(metadata: &str) -> Result<(i64, BTreeMap<String, i64>), String> {
     if metadata.is_empty() {
         return Ok((-1, BTreeMap::new()));

@@ -183,10 +183,15 @@ impl ThreadInner {
         let offsets = std::mem::take(&mut self.offsets);
         offsets
             .into_iter()
-            .map(|(tp, offset)| {
+            .filter_map(|(tp, offset)| {
                 let task = self.task_id(&tp.topic, tp.partition).and_then(|id| self.tasks.get(&id));
-                let metadata = task.map(|t| t.offset_metadata(&tp)).unwrap_or_default();
-                (tp, OffsetAndMetadata { offset, metadata })
+                let Some(task) = task else {
+                    // Committed without its task's metadata, the offset would erase what the group
+                    // holds for the partition; its new owner starts from the last commit instead.
+                    tracing::warn!(target: "kstreams::runtime::thread", partition = %tp, offset, "no open task for a consumed partition; its offset is not committed");
+                    return None;
+                };
+                Some((tp.clone(), OffsetAndMetadata { offset, metadata: task.offset_metadata(&tp) }))
             })
             .collect()
     }

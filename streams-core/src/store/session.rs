@@ -266,7 +266,11 @@ impl<K: 'static, V: 'static> SessionStore<K, V> {
     ) -> Result<impl Iterator<Item = Result<SessionKeyValue<K, V>, StreamsError>> + 'a, StreamsError> {
         // Session times are never negative: their bytes sort as numbers.
         let earliest_end = earliest_end.max(0);
-        let lower = low.map(|key| Self::stored(key, earliest_end, 0));
+        // One key's range starts at its earliest end; a range of keys at the first key's lowest bytes,
+        // since a longer key that begins with them sorts among its sessions (Kafka Streams'
+        // `SessionKeySchema.lowerRange`).
+        let lower =
+            low.map(|key| if low == high { Self::stored(key, earliest_end, 0) } else { Self::stored(key, 0, 0) });
         let upper = high.map(|key| Self::stored(key, i64::MAX, i64::MAX));
         let iter = if latest_start < 0 {
             Box::new(std::iter::empty())

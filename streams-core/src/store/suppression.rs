@@ -150,22 +150,26 @@ impl<K: 'static, V: 'static> SuppressionBuffer<K, V> {
 
     /// Takes the change with the earliest buffer time out of the buffer.
     pub(crate) fn evict_first(&mut self) -> Result<Option<Eviction<K, V>>, StreamsError> {
-        let Some((_, key_bytes)) = self.index()?.by_time.pop_first() else { return Ok(None) };
-        let bytes = self.inner.delete(&key_bytes)?.ok_or_else(|| self.corrupt(&key_bytes, "it is not in the store"))?;
+        let Some((time, key_bytes)) = self.index()?.by_time.first().cloned() else { return Ok(None) };
+        // Read and decoded before anything is removed: a change that cannot be read stays buffered.
+        let bytes = self.inner.get(&key_bytes)?.ok_or_else(|| self.corrupt(&key_bytes, "it is not in the store"))?;
         let entry = Entry::read(&bytes).map_err(|reason| self.corrupt(&key_bytes, reason))?;
+        let value = |bytes: &Option<Vec<u8>>| {
+            bytes.as_ref().map(|b| decode(&*self.value_serde, &self.name, RecordPart::Value, b)).transpose()
+        };
+        let eviction = Eviction {
+            key: decode(&*self.key_serde, &self.name, RecordPart::Key, &key_bytes)?,
+            new: value(&entry.new)?,
+            old: value(&entry.old)?,
+            context: entry.context.clone(),
+        };
+        self.inner.delete(&key_bytes)?;
         let size = entry.size_estimate(&key_bytes);
         let index = self.index()?;
+        index.by_time.remove(&(time, key_bytes.clone()));
         index.time_of.remove(&key_bytes);
         index.bytes -= size;
-        let value = |bytes: Option<Vec<u8>>| {
-            bytes.map(|b| decode(&*self.value_serde, &self.name, RecordPart::Value, &b)).transpose()
-        };
-        Ok(Some(Eviction {
-            key: decode(&*self.key_serde, &self.name, RecordPart::Key, &key_bytes)?,
-            new: value(entry.new)?,
-            old: value(entry.old)?,
-            context: entry.context,
-        }))
+        Ok(Some(eviction))
     }
 }
 

@@ -306,7 +306,9 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
         // Window starts are never negative (Kafka Streams' `Window`): their bytes sort as numbers.
         let (from, to) = (from.max(0), to);
         let empty = to < from;
-        let lower = low.map(|key| Self::store_key(key, from, 0));
+        // One key's range starts at its first window; a range of keys at the first key's lowest bytes,
+        // since a longer key that begins with them sorts among its windows.
+        let lower = low.map(|key| if low == high { Self::store_key(key, from, 0) } else { Self::store_key(key, 0, 0) });
         let upper = high.map(|key| {
             let mut bytes = Self::store_key(key, to.max(0), 0);
             let at = bytes.len() - 4;
