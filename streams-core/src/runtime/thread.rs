@@ -178,7 +178,7 @@ impl ThreadInner {
     }
 
     /// The offsets consumed since the last commit, each with the metadata Kafka Streams commits beside it:
-    /// its partition's time and its task's processor metadata (see `task::offset_metadata`).
+    /// its partition's time and its task's processor metadata (see `processor::offset_metadata`).
     fn committable_offsets(&mut self) -> Vec<(TopicPartition, OffsetAndMetadata)> {
         let offsets = std::mem::take(&mut self.offsets);
         offsets
