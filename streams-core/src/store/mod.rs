@@ -7,6 +7,7 @@
 //! logged to a changelog topic.
 
 mod builder;
+mod keyed_scan;
 mod session;
 mod suppression;
 mod timestamped;

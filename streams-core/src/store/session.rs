@@ -3,13 +3,13 @@
 //! segmented byte store. Keys are laid out as Kafka Streams lays them out (the key, the session's end,
 //! its start), so the changelog reads the same.
 
-use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Duration;
 
 use state_store::KeyValueStore;
 
 use super::builder::{KeyValueBytesStoreSupplier, StoreContext};
+use super::keyed_scan::{scan_keyed, KeyedScan};
 use super::typed::{decode, encode};
 use super::window::open_window_bytes;
 use crate::record::RecordPart;
@@ -255,8 +255,7 @@ impl<K: 'static, V: 'static> SessionStore<K, V> {
     }
 
     /// Stored sessions whose key bytes are in `[low, high]`, ending at or after `earliest_end` and
-    /// starting at or before `latest_start`. The byte range alone can take in longer keys that begin with
-    /// `high`'s bytes, so each record is checked.
+    /// starting at or before `latest_start`.
     fn scan<'a>(
         &'a self,
         low: Option<&[u8]>,
@@ -266,44 +265,23 @@ impl<K: 'static, V: 'static> SessionStore<K, V> {
     ) -> Result<impl Iterator<Item = Result<SessionKeyValue<K, V>, StreamsError>> + 'a, StreamsError> {
         // Session times are never negative: their bytes sort as numbers.
         let earliest_end = earliest_end.max(0);
-        // One key's range starts at its earliest end; a range of keys at the first key's lowest bytes,
-        // since a longer key that begins with them sorts among its sessions (Kafka Streams'
-        // `SessionKeySchema.lowerRange`).
-        let lower =
-            low.map(|key| if low == high { Self::stored(key, earliest_end, 0) } else { Self::stored(key, 0, 0) });
-        let upper = high.map(|key| Self::stored(key, i64::MAX, i64::MAX));
-        let iter = if latest_start < 0 {
-            Box::new(std::iter::empty())
-        } else {
-            let lower = lower.as_deref().map_or(Bound::Unbounded, Bound::Included);
-            let upper = upper.as_deref().map_or(Bound::Unbounded, Bound::Included);
-            self.inner.range(lower, upper)?
+        let scan = KeyedScan {
+            low,
+            high,
+            suffix_len: SESSION_SUFFIX,
+            first_suffix: Self::stored(&[], earliest_end, 0),
+            last_suffix: Self::stored(&[], i64::MAX, i64::MAX),
+            kind: "session store",
+            empty: latest_start < 0,
         };
-        let (low, high) = (low.map(<[u8]>::to_vec), high.map(<[u8]>::to_vec));
-        Ok(iter.filter_map(move |record| {
-            let (stored, value) = match record {
-                Ok(record) => record,
-                Err(e) => return Some(Err(e.into())),
-            };
-            let Some(key_len) = stored.len().checked_sub(SESSION_SUFFIX) else {
-                return Some(Err(StreamsError::StoreAccess {
-                    node: "(store)".into(),
-                    store: self.name.to_string(),
-                    reason: format!("a stored key of {} bytes is not a session store key", stored.len()),
-                }));
-            };
-            let (key, times) = stored.split_at(key_len);
+        let keep = move |times: &[u8]| {
             let time = |at: usize| i64::from_be_bytes(times[at..at + 8].try_into().expect("eight bytes"));
-            let (end, start) = (time(0), time(8));
-            let in_keys = low.as_deref().is_none_or(|low| key >= low) && high.as_deref().is_none_or(|high| key <= high);
-            if !in_keys || end < earliest_end || start > latest_start {
-                return None;
-            }
-            let read = || -> Result<SessionKeyValue<K, V>, StreamsError> {
-                let session = decode(&self.stored_key, &self.name, RecordPart::Key, &stored)?;
-                Ok((session, decode(&*self.value_serde, &self.name, RecordPart::Value, &value)?))
-            };
-            Some(read())
+            time(0) >= earliest_end && time(8) <= latest_start
+        };
+        Ok(scan_keyed(&*self.inner, &self.name, scan, keep)?.map(move |record| {
+            let (stored, value) = record?;
+            let session = decode(&self.stored_key, &self.name, RecordPart::Key, &stored)?;
+            Ok((session, decode(&*self.value_serde, &self.name, RecordPart::Value, &value)?))
         }))
     }
 }

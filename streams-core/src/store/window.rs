@@ -8,6 +8,7 @@ use std::time::Duration;
 use state_store::{KeyValueStore, SegmentedKeyValueStore};
 
 use super::builder::{persistent_store_dir, KeyValueBytesStoreSupplier, StoreContext};
+use super::keyed_scan::{scan_keyed, KeyedScan};
 use super::typed::{decode, encode};
 use crate::record::RecordPart;
 use crate::serde::{Serde, WindowStoreKeySerde, WINDOW_STORE_SUFFIX};
@@ -293,8 +294,7 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
         self.scan(None, None, i64::MIN, i64::MAX)
     }
 
-    /// Stored records whose key bytes are in `[low, high]` and whose window starts in `[from, to]`. The
-    /// byte range alone can take in longer keys that begin with `high`'s bytes, so each record is checked.
+    /// Stored records whose key bytes are in `[low, high]` and whose window starts in `[from, to]`.
     fn scan<'a>(
         &'a self,
         low: Option<&[u8]>,
@@ -302,50 +302,25 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
         from: i64,
         to: i64,
     ) -> Result<impl Iterator<Item = Result<WindowedKeyValue<K, V>, StreamsError>> + 'a, StreamsError> {
-        use std::ops::Bound;
         // Window starts are never negative (Kafka Streams' `Window`): their bytes sort as numbers.
         let (from, to) = (from.max(0), to);
-        let empty = to < from;
-        // One key's range starts at its first window; a range of keys at the first key's lowest bytes,
-        // since a longer key that begins with them sorts among its windows.
-        let lower = low.map(|key| if low == high { Self::store_key(key, from, 0) } else { Self::store_key(key, 0, 0) });
-        let upper = high.map(|key| {
-            let mut bytes = Self::store_key(key, to.max(0), 0);
-            let at = bytes.len() - 4;
-            bytes[at..].copy_from_slice(&[0xff; 4]);
-            bytes
-        });
-        let iter = if empty {
-            Box::new(std::iter::empty())
-        } else {
-            let lower = lower.as_deref().map_or(Bound::Unbounded, Bound::Included);
-            let upper = upper.as_deref().map_or(Bound::Unbounded, Bound::Included);
-            self.inner.range(lower, upper)?
+        let scan = KeyedScan {
+            low,
+            high,
+            suffix_len: WINDOW_STORE_SUFFIX,
+            first_suffix: [&from.to_be_bytes()[..], &[0; 4]].concat(),
+            last_suffix: [&to.max(0).to_be_bytes()[..], &[0xff; 4]].concat(),
+            kind: "window store",
+            empty: to < from,
         };
-        let (low, high) = (low.map(<[u8]>::to_vec), high.map(<[u8]>::to_vec));
-        Ok(iter.filter_map(move |record| {
-            let (stored, value) = match record {
-                Ok(record) => record,
-                Err(e) => return Some(Err(e.into())),
-            };
-            let Some(key_len) = stored.len().checked_sub(WINDOW_STORE_SUFFIX) else {
-                return Some(Err(StreamsError::StoreAccess {
-                    node: "(store)".into(),
-                    store: self.name.to_string(),
-                    reason: format!("a stored key of {} bytes is not a window store key", stored.len()),
-                }));
-            };
-            let (key, start) = stored.split_at(key_len);
-            let start = i64::from_be_bytes(start[..8].try_into().expect("eight of the twelve suffix bytes"));
-            let in_keys = low.as_deref().is_none_or(|low| key >= low) && high.as_deref().is_none_or(|high| key <= high);
-            if !in_keys || start < from || start > to {
-                return None;
-            }
-            let read = || -> Result<WindowedKeyValue<K, V>, StreamsError> {
-                let windowed = decode(&self.stored_key, &self.name, RecordPart::Key, &stored)?;
-                Ok((windowed, decode(&*self.value_serde, &self.name, RecordPart::Value, &value)?))
-            };
-            Some(read())
+        let keep = move |suffix: &[u8]| {
+            let start = i64::from_be_bytes(suffix[..8].try_into().expect("eight of the twelve suffix bytes"));
+            (from..=to).contains(&start)
+        };
+        Ok(scan_keyed(&*self.inner, &self.name, scan, keep)?.map(move |record| {
+            let (stored, value) = record?;
+            let windowed = decode(&self.stored_key, &self.name, RecordPart::Key, &stored)?;
+            Ok((windowed, decode(&*self.value_serde, &self.name, RecordPart::Value, &value)?))
         }))
     }
 }
