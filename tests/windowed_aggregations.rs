@@ -409,27 +409,17 @@ fn a_session_store_retention_below_gap_plus_grace_is_a_build_error() {
 /// Under exactly-once the store's writes wait for the commit; the aggregation still finds (and hides)
 /// exactly the sessions it does when every write lands at once: the same records give the same results
 /// on the embedded broker, with commits far apart, as in the test driver.
-#[test]
-fn sessions_under_exactly_once_give_the_test_driver_s_results() -> Result {
+/// Runs `sessions(windows)` under exactly_once_v2 on the embedded broker over `records`, committing
+/// once, at the close, with a record cache of `cache_max_bytes`; returns `out` as `run_sessions` does.
+fn sessions_in_one_commit(
+    windows: SessionWindows,
+    records: &[(&str, &str, i64)],
+    cache_max_bytes: usize,
+) -> Result<SessionOut> {
     use kstreams::config::StreamsConfig;
     use kstreams::embedded::EmbeddedBroker;
     use kstreams::runtime::KafkaStreams;
     use kstreams::serde::{SessionWindowedSerde, StringSerde};
-
-    let windows = SessionWindows::of_inactivity_gap_with_no_grace(ms(10));
-    // r@105 comes when [98, 98] is still open for the aggregation but past the store's retention (b's
-    // session moved the store's time to 108), so it must not join it; w@151 likewise.
-    let records = [
-        ("a", "p", 98),
-        ("b", "q", 108),
-        ("a", "r", 105),
-        ("a", "s", 98),
-        ("a", "t", 141),
-        ("b", "u", 151),
-        ("a", "w", 148),
-    ];
-    let (_, expected) = run_sessions(sessions(windows, None)?, &records)?;
-    assert!(expected.contains(&s(105, 105, Some(",r"), 105)), "r starts a session of its own: {expected:?}");
 
     let broker = EmbeddedBroker::new();
     broker.create_topic("in", 1);
@@ -437,11 +427,12 @@ fn sessions_under_exactly_once_give_the_test_driver_s_results() -> Result {
     let mut config = StreamsConfig::new("sessions-eos", "embedded");
     config.set("processing.guarantee", "exactly_once_v2")?;
     config.set("commit.interval.ms", "60000")?;
+    config.set("statestore.cache.max.bytes", &cache_max_bytes.to_string())?;
     let supplier = std::sync::Arc::new(broker.clone());
     let mut app = KafkaStreams::with_client_supplier(sessions(windows, None)?, config.clone(), supplier.clone())?;
     let mut topics = BrokerTopics::new(supplier, &config);
     for (key, value, ts) in records {
-        topics.send("in", &key.to_string(), &value.to_string(), ts)?;
+        topics.send("in", &key.to_string(), &value.to_string(), *ts)?;
     }
     topics.flush()?;
     app.start()?;
@@ -450,15 +441,105 @@ fn sessions_under_exactly_once_give_the_test_driver_s_results() -> Result {
     app.close()?;
     let key_serde = SessionWindowedSerde::new(std::sync::Arc::new(StringSerde));
     let out = topics.read_raw("out")?;
-    let read: SessionOut = out
+    Ok(out
         .iter()
         .map(|r| {
             let key = key_serde.deserialize("out", r.key.as_deref().unwrap()).unwrap();
             let value = r.value.as_ref().map(|v| String::from_utf8(v.clone()).unwrap());
             (key.key, key.window.start, key.window.end, value, r.timestamp)
         })
+        .collect())
+}
+
+/// Records for the two tests below: r@105 comes when [98, 98] is still open for the aggregation but
+/// past the store's retention (b's session moved the store's time to 108), so it must not join it;
+/// w@151 likewise.
+const RETENTION_EDGE: [(&str, &str, i64); 7] = [
+    ("a", "p", 98),
+    ("b", "q", 108),
+    ("a", "r", 105),
+    ("a", "s", 98),
+    ("a", "t", 141),
+    ("b", "u", 151),
+    ("a", "w", 148),
+];
+
+#[test]
+fn sessions_under_exactly_once_give_the_test_driver_s_results() -> Result {
+    let windows = SessionWindows::of_inactivity_gap_with_no_grace(ms(10));
+    let (_, expected) = run_sessions(sessions(windows, None)?, &RETENTION_EDGE)?;
+    assert!(expected.contains(&s(105, 105, Some(",r"), 105)), "r starts a session of its own: {expected:?}");
+    // No record cache: every update goes out, as from the driver.
+    assert_eq!(sessions_in_one_commit(windows, &RETENTION_EDGE, 0)?, expected);
+    Ok(())
+}
+
+/// With the record cache and one commit, a session that was made and merged away before the commit
+/// ([105, 105], merged into [98, 105] by s@98) never goes downstream, and neither does its tombstone;
+/// the other sessions go out once each, with their final aggregates (Kafka Streams' caching session
+/// store).
+#[test]
+fn with_the_record_cache_a_session_merged_away_before_the_commit_never_goes_out() -> Result {
+    let windows = SessionWindows::of_inactivity_gap_with_no_grace(ms(10));
+    let out = sessions_in_one_commit(windows, &RETENTION_EDGE, 1 << 20)?;
+    let session = |key: &str, start, end, value: &str| (key.to_string(), start, end, Some(value.to_string()), end);
+    assert_eq!(
+        out,
+        vec![
+            session("a", 98, 98, ",p"),
+            session("b", 108, 108, ",q"),
+            session("a", 98, 105, "|,r,s"),
+            session("a", 141, 141, ",t"),
+            session("b", 151, 151, ",u"),
+            session("a", 148, 148, ",w"),
+        ]
+    );
+    Ok(())
+}
+
+/// With the record cache the driver commits after each record (`cache_max_bytes`, as Kafka Streams'
+/// driver does): a record inside a session sends that session once, with its new aggregate, where
+/// without the cache a tombstone and the update go out; cached results carry the headers of the
+/// record that made them, stamped with the session's end.
+#[test]
+fn with_the_record_cache_a_session_merged_into_itself_goes_out_once() -> Result {
+    use kstreams::serde::{SessionWindowedSerde, StringSerde};
+    let windows = SessionWindows::of_inactivity_gap_with_no_grace(ms(10));
+    let config = TestDriverConfig { cache_max_bytes: 1 << 20, ..TestDriverConfig::default() };
+    let mut driver = TopologyTestDriver::with_config(sessions(windows, None)?, config)?;
+    let input = driver.input_topic::<String, String>("in");
+    for (value, ts) in [("p", 0), ("q", 10), ("r", 5)] {
+        let mut record = Record::new("a".to_string(), value.to_string(), ts);
+        record.headers.add("trace", Some(value.as_bytes().to_vec()));
+        driver.pipe_record(&input, record)?;
+    }
+    let key_serde = std::sync::Arc::new(SessionWindowedSerde::new(std::sync::Arc::new(StringSerde)));
+    let out = driver.output_topic_with::<Windowed<String>, Option<String>>(
+        "out",
+        key_serde,
+        Option::<String>::default_serde(),
+    );
+    let read: Vec<_> = driver
+        .read_records(&out)?
+        .into_iter()
+        .map(|r| {
+            let trace = r.headers.last("trace").flatten().map(|v| String::from_utf8(v.to_vec()).unwrap());
+            (r.key.window.start, r.key.window.end, r.value, r.timestamp, trace)
+        })
         .collect();
-    assert_eq!(read, expected);
+    let row = |start, end, value: Option<&str>, trace: &str| {
+        (start, end, value.map(str::to_string), end, Some(trace.to_string()))
+    };
+    assert_eq!(
+        read,
+        vec![
+            row(0, 0, Some(",p"), "p"),
+            row(0, 0, None, "q"),
+            row(0, 10, Some("|,p,q"), "q"),
+            // r@5 deletes [0, 10] and puts it again: one update.
+            row(0, 10, Some("||,p,q,r"), "r"),
+        ]
+    );
     Ok(())
 }
 
@@ -608,6 +689,8 @@ fn sliding_windows_under_exactly_once_give_the_test_driver_s_results() -> Result
     let mut config = StreamsConfig::new("sliding-eos", "embedded");
     config.set("processing.guarantee", "exactly_once_v2")?;
     config.set("commit.interval.ms", "60000")?;
+    // No record cache: every update goes out, as from the driver (which commits after each record).
+    config.set("statestore.cache.max.bytes", "0")?;
     let supplier = std::sync::Arc::new(broker.clone());
     let mut app = KafkaStreams::with_client_supplier(topology()?, config.clone(), supplier.clone())?;
     let mut topics = BrokerTopics::new(supplier, &config);

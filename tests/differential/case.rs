@@ -27,6 +27,9 @@ pub(crate) struct Case {
     pub(crate) stores: Vec<StoreFormat>,
     #[serde(default)]
     pub(crate) exceptions: Vec<Exception>,
+    /// `statestore.cache.max.bytes` for both drivers (default 0: no record cache).
+    #[serde(default)]
+    pub(crate) cache_max_bytes: usize,
 }
 
 fn string() -> Fmt {

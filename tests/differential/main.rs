@@ -103,7 +103,7 @@ fn fails(case: &Case) -> Option<String> {
     drop(topology);
     for seed in generator::seeds(&case.input) {
         let inputs = generator::generate(&case.input, seed).ok()?;
-        let config = TestDriverConfig { application_id: "diff".into(), ..TestDriverConfig::default() };
+        let config = driver_config(case);
         let mut driver = match TopologyTestDriver::with_config(topology::build(case).ok()?, config) {
             Ok(driver) => driver,
             Err(e) => return Some(e.to_string()),
@@ -117,6 +117,15 @@ fn fails(case: &Case) -> Option<String> {
         }
     }
     None
+}
+
+/// The driver's settings for a case: Kafka Streams' runner uses the same (README.md, "Expected files").
+fn driver_config(case: &Case) -> TestDriverConfig {
+    TestDriverConfig {
+        application_id: "diff".into(),
+        cache_max_bytes: case.cache_max_bytes,
+        ..TestDriverConfig::default()
+    }
 }
 
 fn run_all(case: &Case, expected: &Expected) -> Result<Vec<String>, String> {
@@ -151,7 +160,7 @@ fn run_all(case: &Case, expected: &Expected) -> Result<Vec<String>, String> {
                 run.input_hash
             ));
         }
-        let config = TestDriverConfig { application_id: "diff".into(), ..TestDriverConfig::default() };
+        let config = driver_config(case);
         let mut driver = TopologyTestDriver::with_config(topology::build(case)?, config).map_err(|e| e.to_string())?;
         let mut topics: HashMap<&str, TestInputTopic<Key, Val>> = HashMap::new();
         for record in &inputs {

@@ -53,6 +53,25 @@ impl<K: Data, VA: Data> AggregateOutput<K, VA> {
         self
     }
 
+    /// Keeps the cache readable by key range ([`AggregateOutput::cached_range`]), for an aggregation that
+    /// reads its store by range.
+    pub(crate) fn ranged(mut self) -> Self {
+        self.cache = RecordCache::sorted();
+        self
+    }
+
+    /// The cached updates of one key, read as the store is by range (see [`RecordCache::range_of_key`]).
+    /// Empty without the cache.
+    pub(crate) fn cached_range_of_key<'a>(
+        &'a self,
+        key: &'a [u8],
+        from: &[u8],
+        to: &[u8],
+        keep: impl Fn(&[u8]) -> bool + 'a,
+    ) -> impl Iterator<Item = &'a Pending<K, VA>> + 'a {
+        self.cache.range_of_key(key, from, to, keep)
+    }
+
     /// The store's handle, once initialized.
     pub(crate) fn store_handle(&self) -> Result<StoreHandle<K, ValueAndTimestamp<VA>>, StreamsError> {
         self.handle()
@@ -162,6 +181,7 @@ impl<K: Data, VA: Data> AggregateOutput<K, VA> {
     }
 
     /// A cached update leaves the cache: to the store, then downstream as a change from the store's value.
+    /// A delete of a key the store does not hold goes nowhere, as in Kafka Streams' caching stores.
     fn write_through(
         &self,
         ctx: &mut ProcessorContext<'_, K, Change<VA>>,
@@ -171,6 +191,9 @@ impl<K: Data, VA: Data> AggregateOutput<K, VA> {
             return self.write(ctx, &pending.key, pending.value.as_ref(), pending.timestamp);
         }
         let old = ctx.store_mut(self.handle()?)?.get(&pending.key)?.map(|s| s.value);
+        if pending.value.is_none() && old.is_none() {
+            return Ok(());
+        }
         self.write(ctx, &pending.key, pending.value.as_ref(), pending.timestamp)?;
         let change = Change::new(pending.value, old);
         ctx.forward(Record { key: pending.key, value: change, timestamp: pending.timestamp, headers: pending.headers })

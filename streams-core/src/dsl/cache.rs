@@ -12,6 +12,8 @@
 //! in-memory size, plus a fixed overhead per entry. With a budget of 0 nothing is cached and every update
 //! goes through at once (the test driver runs so).
 
+use std::collections::BTreeSet;
+
 use state_store::RecordCache as Core;
 
 use crate::record::Headers;
@@ -32,15 +34,49 @@ pub(crate) struct Pending<K, VA> {
 /// one the caching store uses too) holding typed updates.
 pub(crate) struct RecordCache<K, VA> {
     core: Core<Pending<K, VA>>,
+    /// The cached keys in byte order, for an aggregation that reads its store by range (sessions and
+    /// sliding windows read a key's windows); `None` for one that reads by key only, which so pays no
+    /// ordered insert per new key.
+    keys: Option<BTreeSet<Vec<u8>>>,
 }
 
 impl<K, VA> Default for RecordCache<K, VA> {
     fn default() -> Self {
-        RecordCache { core: Core::default() }
+        RecordCache { core: Core::default(), keys: None }
     }
 }
 
 impl<K, VA> RecordCache<K, VA> {
+    /// A cache that can also be read by key range ([`RecordCache::range`]).
+    pub(crate) fn sorted() -> Self {
+        RecordCache { core: Core::default(), keys: Some(BTreeSet::new()) }
+    }
+
+    /// The cached updates of one key in a store keyed `key ‖ suffix` (window and session stores), in key
+    /// order: those in `[key ‖ from, key ‖ to]` that are exactly this key's, with a suffix as long as
+    /// `from` that passes `keep`, as [`TypedKeyValueStore::range_of_key`](crate::store::TypedKeyValueStore)
+    /// reads the store. None for a cache that is not sorted.
+    pub(crate) fn range_of_key<'a>(
+        &'a self,
+        key: &'a [u8],
+        from: &[u8],
+        to: &[u8],
+        keep: impl Fn(&[u8]) -> bool + 'a,
+    ) -> impl Iterator<Item = &'a Pending<K, VA>> + 'a {
+        use std::ops::Bound::Included;
+        let (low, high) = ([key, from].concat(), [key, to].concat());
+        let suffix_len = from.len();
+        // (`BTreeSet::range` panics on bounds out of order.)
+        let keys = self.keys.as_ref().filter(|_| low <= high);
+        keys.map(|keys| keys.range::<[u8], _>((Included(&low[..]), Included(&high[..]))))
+            .into_iter()
+            .flatten()
+            .filter(move |stored| {
+                stored.len() == key.len() + suffix_len && stored.starts_with(key) && keep(&stored[key.len()..])
+            })
+            .map(move |stored| self.core.get(stored).expect("indexed keys are cached"))
+    }
+
     /// The cached update for `key`, if any: `Some(None)` is a cached delete.
     pub(crate) fn get(&self, key: &[u8]) -> Option<(Option<&VA>, i64)> {
         self.core.get(key).map(|p| (p.value.as_ref(), p.timestamp))
@@ -50,23 +86,61 @@ impl<K, VA> RecordCache<K, VA> {
     /// size.
     pub(crate) fn put(&mut self, budget: &CacheBudget, key_bytes: Vec<u8>, update: (K, Option<VA>, i64, Headers)) {
         let (key, value, timestamp, headers) = update;
-        self.core.put(budget, key_bytes, Pending { key, value, timestamp, headers }, std::mem::size_of::<VA>());
+        let pending = Pending { key, value, timestamp, headers };
+        match &mut self.keys {
+            None => {
+                self.core.put(budget, key_bytes, pending, std::mem::size_of::<VA>());
+            }
+            Some(keys) => {
+                // The key's copy in the index counts too.
+                let payload = std::mem::size_of::<VA>() + key_bytes.len();
+                if self.core.put(budget, key_bytes.as_slice(), pending, payload) {
+                    keys.insert(key_bytes);
+                }
+            }
+        }
     }
 
     /// The oldest entry, if the thread's caches are over budget.
     pub(crate) fn evict_if_over(&mut self, budget: &CacheBudget) -> Option<Pending<K, VA>> {
-        self.core.evict_if_over(budget).map(|(_, pending)| pending)
+        let (key, pending) = self.core.evict_if_over(budget)?;
+        if let Some(keys) = &mut self.keys {
+            keys.remove(&key);
+        }
+        Some(pending)
     }
 
     /// Every entry, oldest first (at commit).
     pub(crate) fn drain(&mut self, budget: &CacheBudget) -> Vec<Pending<K, VA>> {
+        if let Some(keys) = &mut self.keys {
+            keys.clear();
+        }
         self.core.drain(budget).map(|(_, pending)| pending).collect()
     }
 
     /// Drops every entry unflushed (a task closed without a commit).
     pub(crate) fn clear(&mut self, budget: &CacheBudget) {
+        if let Some(keys) = &mut self.keys {
+            keys.clear();
+        }
         self.core.clear(budget);
     }
+}
+
+/// `stored` records in suffix order (`T`, from a store read by range) with the cached updates of the
+/// same range over them: a cached value replaces the record of its suffix, a cached delete removes it.
+pub(crate) fn overlay<T: Ord, V>(
+    stored: impl IntoIterator<Item = (T, V)>,
+    cached: impl IntoIterator<Item = (T, Option<V>)>,
+) -> Vec<(T, V)> {
+    let mut merged: std::collections::BTreeMap<T, V> = stored.into_iter().collect();
+    for (at, update) in cached {
+        match update {
+            Some(value) => merged.insert(at, value),
+            None => merged.remove(&at),
+        };
+    }
+    merged.into_iter().collect()
 }
 
 #[cfg(test)]

@@ -6,18 +6,21 @@
 //! The store is keyed as Kafka Streams keys a session store (the key, the session's end, its start) and
 //! holds the aggregates as they are, without a timestamp (a session's timestamp is its end); the changelog
 //! is `compact,delete`, kept for the retention plus `windowstore.changelog.additional.retention.ms`.
-//! Updates go to the store and downstream at once: a session aggregation has no record cache (what Kafka
-//! Streams does with `statestore.cache.max.bytes=0`).
+//! With the record cache, a session's updates and deletes wait in it and go to the store and downstream
+//! at commit or eviction (Kafka Streams' caching session store and its flush listener); the processor
+//! reads its key's sessions from the store with the cached updates over them.
 
 use std::sync::Arc;
 
 use super::aggregate::{aggregate_step, count_step, reduce_step, StreamStep};
+use super::cache::{overlay, CacheBudget, Pending, RecordCache};
 use super::change::Change;
 use super::grouped::{untimed_store_def, AggregationSetup, KGroupedStream};
 use super::options::Materialized;
 use super::windowed::WindowedBy;
 use super::{Data, KTable};
 use crate::processor::{Processor, ProcessorContext, StoreHandle};
+use crate::record::Headers;
 use crate::serde::{to_bytes, DefaultSerde, Serde, SessionWindowedSerde};
 use crate::store::DefaultWindowBytesStoreSupplier;
 use crate::topology::processor_def;
@@ -216,9 +219,13 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
         let session_key: Arc<dyn Serde<Windowed<K>>> = Arc::new(SessionWindowedSerde::new(key_serde.clone()));
         let (store_for_processor, key_for_processor, agg_for_processor) =
             (store.clone(), key_serde.clone(), agg_serde.clone());
+        let caching = materialized.caching_enabled;
         let def = processor_def(&name, vec![parent], move || SessionAggregate {
             store: store_for_processor.clone(),
             handle: None,
+            caching,
+            budget: None,
+            cache: RecordCache::sorted(),
             key_serde: key_for_processor.clone(),
             agg_serde: agg_for_processor.clone(),
             add: add.clone(),
@@ -258,6 +265,12 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
 struct SessionAggregate<K, V, VA> {
     store: String,
     handle: Option<StoreHandle<Windowed<K>, VA>>,
+    /// Whether the store was declared with caching (Kafka Streams' `Materialized` default: yes).
+    caching: bool,
+    /// The thread's cache budget, when caching is on and the budget is not 0.
+    budget: Option<Arc<CacheBudget>>,
+    /// The sessions' pending updates (`None`: a delete), by store key, readable by range.
+    cache: RecordCache<Windowed<K>, VA>,
     key_serde: Arc<dyn Serde<K>>,
     /// Tells an aggregate written as null (a reduce of a null first value), which deletes the session.
     agg_serde: Arc<dyn Serde<VA>>,
@@ -277,44 +290,112 @@ impl<K: Data, V: Data, VA: Data> SessionAggregate<K, V, VA> {
         self.handle.ok_or_else(|| StreamsError::Internal("session aggregation used before init".into()))
     }
 
+    /// The key's bytes, as the store's keys begin.
+    fn key_bytes(&self, key: &K) -> Result<Vec<u8>, StreamsError> {
+        let serialization =
+            |source| StreamsError::Serialization { node: "(session store)".into(), target: self.store.clone(), source };
+        Ok(to_bytes(&*self.key_serde, &self.store, key).map_err(serialization)?.unwrap_or_default())
+    }
+
     /// The key's sessions that end at or after `earliest_end` and start at or before `latest_start`, by
-    /// end, then start (Kafka Streams' `findSessions`), leaving out those past the store's retention.
+    /// end, then start (Kafka Streams' `findSessions`), leaving out those past the store's retention: the
+    /// store's, with the cached updates over them.
     fn find_sessions(
         &self,
         ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
-        key: &K,
+        key_bytes: &[u8],
         earliest_end: i64,
         latest_start: i64,
     ) -> Result<Vec<(Windowed<K>, VA)>, StreamsError> {
-        let serialization =
-            |source| StreamsError::Serialization { node: "(session store)".into(), target: self.store.clone(), source };
-        let key_bytes = to_bytes(&*self.key_serde, &self.store, key).map_err(serialization)?.unwrap_or_default();
         let store = ctx.store_mut(self.handle()?)?;
         let observed = self.written_end.max(store.observed_stream_time().unwrap_or(-1));
         let earliest_end = earliest_end.max(observed.saturating_sub(self.retention_ms).saturating_add(1));
-        let suffix = |end: i64, start: i64| [end.to_be_bytes(), start.to_be_bytes()].concat();
-        let (from, to) = (suffix(earliest_end.max(0), 0), suffix(i64::MAX, latest_start));
+        let (from, to) = (
+            suffix(Window { start: 0, end: earliest_end.max(0) }),
+            suffix(Window { start: latest_start, end: i64::MAX }),
+        );
         let keep = move |suffix: &[u8]| {
             let time = |at: usize| i64::from_be_bytes(suffix[at..at + 8].try_into().expect("eight bytes"));
             time(0) >= earliest_end && time(8) <= latest_start
         };
-        store.range_of_key(&key_bytes, &from, &to, keep)?.collect()
+        let by_end = |session: &Windowed<K>| (session.window.end, session.window.start);
+        let stored = store
+            .range_of_key(key_bytes, &from, &to, keep)?
+            .map(|entry| entry.map(|(session, value)| (by_end(&session), (session, value))))
+            .collect::<Result<Vec<_>, StreamsError>>()?;
+        let cached = self
+            .cache
+            .range_of_key(key_bytes, &from, &to, keep)
+            .map(|pending| (by_end(&pending.key), pending.value.clone().map(|value| (pending.key.clone(), value))));
+        Ok(overlay(stored, cached).into_iter().map(|(_, session)| session).collect())
     }
 
-    fn forward(
+    /// Puts (`new`) or deletes a session: through the cache, which forwards it when it leaves, or to the
+    /// store and downstream at once, as Kafka Streams forwards session results without a cache: with the
+    /// session's end as their time and no headers.
+    fn write(
+        &mut self,
         ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
+        key_bytes: &[u8],
         session: Windowed<K>,
         change: Change<VA>,
+        headers: &Headers,
     ) -> Result<(), StreamsError> {
-        // Kafka Streams forwards session results with the session's end as their time and no headers.
+        self.written_end = self.written_end.max(session.window.end);
+        if let Some(budget) = self.budget.clone() {
+            let store_key = [key_bytes, &suffix(session.window)].concat();
+            let end = session.window.end;
+            self.cache.put(&budget, store_key, (session, change.new, end, headers.clone()));
+            while let Some(evicted) = self.cache.evict_if_over(&budget) {
+                self.write_through(ctx, evicted)?;
+            }
+            return Ok(());
+        }
+        let store = ctx.store_mut(self.handle()?)?;
+        match &change.new {
+            Some(value) => store.put(&session, value)?,
+            None => {
+                store.delete(&session)?;
+            }
+        }
         let timestamp = session.window.end;
-        ctx.forward(Record { key: session, value: change, timestamp, headers: Default::default() })
+        ctx.forward(Record { key: session, value: change, timestamp, headers: Headers::new() })
     }
+
+    /// A cached update leaves the cache: to the store, then downstream as a change from the store's
+    /// session, with the session's end as its time and the headers of the record that made it (Kafka
+    /// Streams' `CachingSessionStore` and `SessionCacheFlushListener`). A delete of a session the store
+    /// does not hold goes nowhere.
+    fn write_through(
+        &self,
+        ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
+        pending: Pending<Windowed<K>, VA>,
+    ) -> Result<(), StreamsError> {
+        let store = ctx.store_mut(self.handle()?)?;
+        let old = store.get(&pending.key)?;
+        match (&pending.value, &old) {
+            (None, None) => return Ok(()),
+            (Some(value), _) => store.put(&pending.key, value)?,
+            (None, Some(_)) => {
+                store.delete(&pending.key)?;
+            }
+        }
+        let timestamp = pending.key.window.end;
+        let change = Change::new(pending.value, old);
+        ctx.forward(Record { key: pending.key, value: change, timestamp, headers: pending.headers })
+    }
+}
+
+/// A session's suffix in the store's keys: its end, then its start (Kafka's `SessionKeySchema`).
+fn suffix(window: Window) -> Vec<u8> {
+    [window.end.to_be_bytes(), window.start.to_be_bytes()].concat()
 }
 
 impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>> for SessionAggregate<K, V, VA> {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>) -> Result<(), StreamsError> {
         self.handle = Some(ctx.store_handle(&self.store)?);
+        let budget = ctx.task.cache_budget.clone();
+        self.budget = (self.caching && budget.enabled()).then_some(budget);
         Ok(())
     }
 
@@ -332,8 +413,9 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>> for Se
         self.observed_stream_time = self.observed_stream_time.max(timestamp);
         let gap = self.windows.inactivity_gap_ms();
         let close_time = self.observed_stream_time.saturating_sub(self.windows.grace_ms()).saturating_sub(gap);
+        let key_bytes = self.key_bytes(&record.key)?;
         let found =
-            self.find_sessions(ctx, &record.key, timestamp.saturating_sub(gap), timestamp.saturating_add(gap))?;
+            self.find_sessions(ctx, &key_bytes, timestamp.saturating_sub(gap), timestamp.saturating_add(gap))?;
         let own = Window { start: timestamp, end: timestamp };
         let mut merged_window = own;
         let mut merged = None;
@@ -349,21 +431,31 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>> for Se
             ));
             return Ok(());
         }
-        let handle = self.handle()?;
         if merged_window != own {
             for (session, value) in found {
-                ctx.store_mut(handle)?.delete(&session)?;
-                self.written_end = self.written_end.max(session.window.end);
-                Self::forward(ctx, session, Change::new(None, Some(value)))?;
+                self.write(ctx, &key_bytes, session, Change::new(None, Some(value)), &record.headers)?;
             }
         }
         let aggregate = (self.add)(&record.key, record.value, merged);
         let session = Windowed::new(record.key, merged_window);
-        // A put of what the serde writes as null deletes the session, and a null goes downstream, as in
+        // An aggregate the serde writes as null deletes the session, and a null goes downstream, as in
         // Kafka Streams.
-        ctx.store_mut(handle)?.put(&session, &aggregate)?;
-        self.written_end = self.written_end.max(merged_window.end);
         let new = (!self.agg_serde.is_null(&aggregate)).then_some(aggregate);
-        Self::forward(ctx, session, Change::new(new, None))
+        self.write(ctx, &key_bytes, session, Change::new(new, None), &record.headers)
+    }
+
+    fn flush(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>) -> Result<(), StreamsError> {
+        let Some(budget) = self.budget.clone() else { return Ok(()) };
+        for pending in self.cache.drain(&budget) {
+            self.write_through(ctx, pending)?;
+        }
+        Ok(())
+    }
+
+    fn close(&mut self, _ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>) -> Result<(), StreamsError> {
+        if let Some(budget) = &self.budget {
+            self.cache.clear(budget);
+        }
+        Ok(())
     }
 }

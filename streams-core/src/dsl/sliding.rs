@@ -3,13 +3,15 @@
 //! per key over windows `[start, start + difference]` that exist only where records make them.
 //!
 //! The store is a window store with the difference as its window size, keyed and logged as time windows'
-//! are. Updates go to the store and downstream at once: a sliding aggregation reads its key's windows by
-//! range and has no record cache (what Kafka Streams does with `statestore.cache.max.bytes=0`).
+//! are. With the record cache, updates wait in it and go to the store and downstream at commit or
+//! eviction, as a time-windowed aggregation's do; the processor reads its key's windows from the store
+//! with the cached updates over them.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::aggregate::{aggregate_step, count_step, reduce_step, StreamStep};
+use super::aggregate::{aggregate_step, count_step, reduce_step, AggregateOutput, StreamStep};
+use super::cache::overlay;
 use super::change::Change;
 use super::emit_final::{EmitFinal, FinalWindows};
 use super::grouped::{store_def_over, AggregationSetup, KGroupedStream};
@@ -183,11 +185,21 @@ impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
         let (windows, emit_final) = (self.windows, self.emit_strategy == EmitStrategy::OnWindowClose);
         let retention_ms = materialized.retention.map_or(self.windows.least_retention_ms(), millis);
         let store_key: Arc<dyn Serde<Windowed<K>>> = Arc::new(WindowStoreKeySerde::new(key_serde.clone(), difference));
-        let (store_for_processor, key_for_processor, agg_for_processor) =
-            (store.clone(), key_serde.clone(), agg_serde.clone());
+        let (store_for_processor, key_for_processor, agg_for_processor, store_key_for_processor) =
+            (store.clone(), key_serde.clone(), agg_serde.clone(), store_key.clone());
+        let caching = materialized.caching_enabled;
         let def = processor_def(&name, vec![parent], move || SlidingAggregate {
             store: store_for_processor.clone(),
-            handle: None,
+            output: {
+                let output =
+                    AggregateOutput::new(store_for_processor.clone(), store_key_for_processor.clone(), caching)
+                        .ranged();
+                if emit_final {
+                    output.silent()
+                } else {
+                    output
+                }
+            },
             key_serde: key_for_processor.clone(),
             value_serde: value_serde.clone(),
             agg_serde: agg_for_processor.clone(),
@@ -229,7 +241,8 @@ impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
 /// backward-fetching path, the one Kafka Streams takes with its own stores).
 struct SlidingAggregate<K, V, VA> {
     store: String,
-    handle: Option<StoreHandle<Windowed<K>, ValueAndTimestamp<VA>>>,
+    /// The store's writes and forwards, through the record cache when it is on.
+    output: AggregateOutput<Windowed<K>, VA>,
     key_serde: Arc<dyn Serde<K>>,
     value_serde: Arc<dyn Serde<V>>,
     /// Tells an aggregate written as null, which deletes the window.
@@ -243,7 +256,7 @@ struct SlidingAggregate<K, V, VA> {
     /// The latest window start this processor wrote. Under exactly-once the store's writes wait for the
     /// commit, so the store's own observed time lags behind this one.
     written_start: i64,
-    /// With `EmitStrategy::on_window_close`: writes are not forwarded; closed windows are.
+    /// With `EmitStrategy::on_window_close`: the output does not forward; closed windows are.
     emit_final: Option<EmitFinal>,
 }
 
@@ -261,11 +274,11 @@ struct Update<'a, K, V> {
 
 impl<K: Data, V: Data, VA: Data> SlidingAggregate<K, V, VA> {
     fn handle(&self) -> Result<StoreHandle<Windowed<K>, ValueAndTimestamp<VA>>, StreamsError> {
-        self.handle.ok_or_else(|| StreamsError::Internal("sliding-window aggregation used before init".into()))
+        self.output.store_handle()
     }
 
-    /// The key's stored windows that start in `[from, to]`, oldest first, leaving out those the store's
-    /// retention hides (Kafka Streams' window store `fetch`).
+    /// The key's windows that start in `[from, to]`, oldest first, leaving out those the store's retention
+    /// hides (Kafka Streams' window store `fetch`): the store's, with the cached updates over them.
     fn windows(
         &self,
         ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
@@ -285,10 +298,15 @@ impl<K: Data, V: Data, VA: Data> SlidingAggregate<K, V, VA> {
             let start = i64::from_be_bytes(suffix[..8].try_into().expect("eight bytes"));
             (from..=to).contains(&start)
         };
-        store
+        let stored = store
             .range_of_key(key_bytes, &low, &high, keep)?
             .map(|entry| entry.map(|(window, value)| (window.window.start, value)))
-            .collect()
+            .collect::<Result<Vec<_>, StreamsError>>()?;
+        let cached = self.output.cached_range_of_key(key_bytes, &low, &high, keep).map(|pending| {
+            let value = pending.value.clone().map(|value| ValueAndTimestamp { value, timestamp: pending.timestamp });
+            (pending.key.window.start, value)
+        });
+        Ok(overlay(stored, cached))
     }
 
     fn window(&self, start: i64) -> Window {
@@ -320,7 +338,7 @@ impl<K: Data, V: Data, VA: Data> SlidingAggregate<K, V, VA> {
         self.write(ctx, record, window, new, old, timestamp)
     }
 
-    /// Puts (or, for `None`, deletes) a window and forwards the change.
+    /// Puts (or, for `None`, deletes) a window and forwards the change: at once, or through the cache.
     fn write(
         &mut self,
         ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
@@ -331,19 +349,10 @@ impl<K: Data, V: Data, VA: Data> SlidingAggregate<K, V, VA> {
         timestamp: i64,
     ) -> Result<(), StreamsError> {
         let key = Windowed::new(record.key.clone(), window);
-        let store = ctx.store_mut(self.handle()?)?;
-        match &new {
-            Some(value) => store.put(&key, &ValueAndTimestamp { value: value.clone(), timestamp })?,
-            None => {
-                store.delete(&key)?;
-            }
-        }
+        let key_bytes = self.output.key_bytes(&key)?;
         self.written_start = self.written_start.max(window.start);
-        if self.emit_final.is_some() {
-            return Ok(());
-        }
-        let headers = record.headers.clone();
-        ctx.forward(Record { key, value: Change::new(new, old), timestamp, headers })
+        let update = Record { key, value: new, timestamp, headers: record.headers.clone() };
+        self.output.update(ctx, key_bytes, update, old)
     }
 
     /// The record's own right window, `[ts + 1, ts + 1 + difference]`, made from the window before it,
@@ -465,11 +474,10 @@ impl<K: Data, V: Data, VA: Data> SlidingAggregate<K, V, VA> {
 
 impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>> for SlidingAggregate<K, V, VA> {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>) -> Result<(), StreamsError> {
-        self.handle = Some(ctx.store_handle(&self.store)?);
         if let Some(emit) = &mut self.emit_final {
             emit.init(ctx);
         }
-        Ok(())
+        self.output.init(ctx)
     }
 
     fn process(
@@ -508,10 +516,20 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>> for Sl
         }
         if let Some(emit) = &mut self.emit_final {
             if let Some(range) = emit.due(ctx, close_time) {
-                let handle = self.handle.ok_or_else(|| StreamsError::Internal("used before init".into()))?;
-                emit.emit(ctx, handle, range, close_time, &record.headers)?;
+                // The cache's pending updates go to the store first (without forwarding them).
+                self.output.flush(ctx)?;
+                emit.emit(ctx, self.output.store_handle()?, range, close_time, &record.headers)?;
             }
         }
         self.process_in_time(ctx, &update, &key_bytes)
+    }
+
+    fn flush(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>) -> Result<(), StreamsError> {
+        self.output.flush(ctx)
+    }
+
+    fn close(&mut self, _ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>) -> Result<(), StreamsError> {
+        self.output.close();
+        Ok(())
     }
 }

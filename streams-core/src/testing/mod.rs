@@ -34,6 +34,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use state_store::CacheBudget;
+
 use crate::config::DslStoreType;
 use crate::handler::{DeserializationExceptionHandler, LogAndFail, ProcessingExceptionHandler};
 use crate::processor::{AnyTimestampExtractor, FailOnInvalidTimestamp};
@@ -63,6 +65,12 @@ pub struct TestDriverConfig {
     /// The store the DSL uses when the topology chose none. Default: in memory, so tests need no files
     /// (Kafka Streams' driver uses RocksDB here; set [`DslStoreType::RocksDb`] to do the same).
     pub default_dsl_store: DslStoreType,
+    /// The record cache's budget (`statestore.cache.max.bytes`). Default 0: no cache, every update of an
+    /// aggregation goes downstream at once. Above 0, the driver commits after each record it pipes and
+    /// after each wall-clock advance, as Kafka Streams' driver does, so what a cache holds goes downstream
+    /// then: one update per key and window for the record, and a session's tombstone and update collapse
+    /// into one.
+    pub cache_max_bytes: usize,
 }
 
 impl Default for TestDriverConfig {
@@ -74,6 +82,7 @@ impl Default for TestDriverConfig {
             processing_handler: Arc::new(LogAndFail),
             default_timestamp_extractor: Arc::new(FailOnInvalidTimestamp),
             default_dsl_store: DslStoreType::InMemory,
+            cache_max_bytes: 0,
         }
     }
 }
@@ -115,6 +124,8 @@ pub struct TopologyTestDriver {
     outputs: HashMap<String, VecDeque<ProducedRecord>>,
     clock: Clock,
     application_id: String,
+    /// Whether the record cache is on (`cache_max_bytes` above 0).
+    cache_enabled: bool,
     /// Where persistent stores keep their files; deleted with the driver.
     _state_dir: tempfile::TempDir,
 }
@@ -135,6 +146,7 @@ impl TopologyTestDriver {
         task_config.processing_handler = config.processing_handler.clone();
         task_config.timestamp_extractor = config.default_timestamp_extractor.clone();
         task_config.dsl_store = config.default_dsl_store;
+        task_config.cache_budget = Arc::new(CacheBudget::new(config.cache_max_bytes));
         let state_dir =
             tempfile::Builder::new().prefix("kstreams-test-driver-").tempdir().map_err(|e| StreamsError::StateDir {
                 path: std::env::temp_dir(),
@@ -158,6 +170,7 @@ impl TopologyTestDriver {
             outputs: HashMap::new(),
             clock,
             application_id: config.application_id,
+            cache_enabled: config.cache_max_bytes > 0,
             _state_dir: state_dir,
         };
         // Records forwarded from `init` (rare, but allowed) are collected like any other output.
@@ -311,6 +324,7 @@ impl TopologyTestDriver {
             let Some(raw) = queue.pop_front() else { return Ok(()) };
             let task = self.reader(&raw.topic).expect("only topics with a reader are queued");
             self.tasks[task].process(raw)?;
+            self.commit(task)?;
         }
     }
 
@@ -319,8 +333,18 @@ impl TopologyTestDriver {
         self.clock.advance(by.as_millis() as i64);
         for t in 0..self.tasks.len() {
             self.tasks[t].punctuate_wall_clock()?;
+            self.commit(t)?;
         }
         self.drain(VecDeque::new())
+    }
+
+    /// A task's commit, with the record cache on: what the caches hold is written and goes downstream.
+    /// (Without it there is nothing to write: stores are written at once.)
+    fn commit(&mut self, task: usize) -> Result<(), StreamsError> {
+        if self.cache_enabled {
+            self.tasks[task].flush_processors()?;
+        }
+        Ok(())
     }
 
     /// The wall-clock time of the driver, in ms.

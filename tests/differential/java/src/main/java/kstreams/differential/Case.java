@@ -12,7 +12,8 @@ record Case(
     List<JsonNode> topology,
     JsonNode input,
     List<Topic> outputs,
-    List<Topic> stores) {
+    List<Topic> stores,
+    long cacheMaxBytes) {
 
     /** An output topic or a store: a name and the key and value formats. */
     record Topic(String name, String key, String value) {}
@@ -30,7 +31,8 @@ record Case(
         node.path("topology").forEach(steps::add);
         List<Topic> outputs = topics(node.path("outputs"), "topic", defaultKey, defaultValue);
         List<Topic> stores = topics(node.path("stores"), "name", defaultKey, defaultValue);
-        return new Case(name, defaultKey, defaultValue, steps, node.path("input"), outputs, stores);
+        long cacheMaxBytes = node.path("cache_max_bytes").asLong(0);
+        return new Case(name, defaultKey, defaultValue, steps, node.path("input"), outputs, stores, cacheMaxBytes);
     }
 
     private static List<Topic> topics(JsonNode list, String nameField, String defaultKey, String defaultValue) {

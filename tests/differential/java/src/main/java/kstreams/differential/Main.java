@@ -51,7 +51,7 @@ public final class Main {
                         fail(file + ": " + e.getMessage());
                     }
                     unreadable.put(name, Runner.describe(e));
-                    c = new Case(name, null, null, List.of(), null, List.of(), List.of());
+                    c = new Case(name, null, null, List.of(), null, List.of(), List.of(), 0L);
                 }
                 Path other = names.putIfAbsent(c.name(), file);
                 if (other != null) {

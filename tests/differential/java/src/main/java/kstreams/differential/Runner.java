@@ -62,7 +62,7 @@ final class Runner {
         Properties props = new Properties();
         props.put(StreamsConfig.APPLICATION_ID_CONFIG, "diff");
         props.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, "dummy:1234");
-        props.put(StreamsConfig.STATESTORE_CACHE_MAX_BYTES_CONFIG, 0L);
+        props.put(StreamsConfig.STATESTORE_CACHE_MAX_BYTES_CONFIG, c.cacheMaxBytes());
         props.put(StreamsConfig.DEFAULT_KEY_SERDE_CLASS_CONFIG, Formats.serde(c.defaultKey()).getClass());
         props.put(StreamsConfig.DEFAULT_VALUE_SERDE_CLASS_CONFIG, Formats.serde(c.defaultValue()).getClass());
         props.put(StreamsConfig.STATE_DIR_CONFIG, stateDir.toString());
