@@ -18,7 +18,7 @@ scenario_tests!(
     checkpoints_skip_restoring_what_they_cover_and_a_corrupt_one_restores_in_full,
     the_record_cache_sends_the_latest_total_per_key_at_each_commit,
     a_source_table_with_the_record_cache_sends_the_latest_value_per_key_at_each_commit,
-    session_and_sliding_counts_with_the_record_cache_end_on_the_uncached_values,
+    session_sliding_and_cogrouped_aggregations_with_the_record_cache_end_on_the_uncached_values,
     a_processor_api_store_with_caching_logs_each_key_once_per_commit,
     two_instances_cannot_share_a_state_directory,
     a_former_owners_late_changelog_write_is_skipped_by_restores_and_written_over

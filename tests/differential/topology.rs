@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use kstreams::dsl::{
-    BufferConfig, CogroupedKStream, EmitStrategy, SessionWindowedKStream, SlidingWindowedKStream, Suppressed,
-    TimeWindowedKStream, ValueTransformerWithKey,
+    BufferConfig, CogroupedKStream, EmitStrategy, SessionWindowedCogroupedKStream, SessionWindowedKStream,
+    SlidingWindowedKStream, Suppressed, TimeWindowedCogroupedKStream, TimeWindowedKStream, ValueTransformerWithKey,
 };
 use kstreams::prelude::*;
 use kstreams::processor::{
@@ -28,6 +28,8 @@ enum Handle {
     LongGrouped(KGroupedStream<Key, i64>),
     GroupedTable(KGroupedTable<Key, Val>),
     Cogrouped(CogroupedKStream<Key, Val>),
+    CoWindowed(TimeWindowedCogroupedKStream<Key, Val>),
+    CoSessions(SessionWindowedCogroupedKStream<Key, Val>),
     Windowed(TimeWindowedKStream<Key, Val>),
     LongWindowed(TimeWindowedKStream<Key, i64>),
     Sliding(SlidingWindowedKStream<Key, Val>),
@@ -49,6 +51,7 @@ impl Handle {
             Handle::Grouped(_) | Handle::LongGrouped(_) => "a grouped stream",
             Handle::GroupedTable(_) => "a grouped table",
             Handle::Cogrouped(_) => "a cogrouped stream",
+            Handle::CoWindowed(_) | Handle::CoSessions(_) => "a windowed cogrouped stream",
             Handle::Windowed(_) | Handle::LongWindowed(_) | Handle::Sliding(_) | Handle::LongSliding(_) => {
                 "a windowed stream"
             }
@@ -76,6 +79,8 @@ impl Handle {
             // Grouped tables, cogroups and windowed streams are not Clone in the DSL; a case uses each once.
             Handle::GroupedTable(_)
             | Handle::Cogrouped(_)
+            | Handle::CoWindowed(_)
+            | Handle::CoSessions(_)
             | Handle::Windowed(_)
             | Handle::LongWindowed(_)
             | Handle::Sliding(_)
@@ -419,6 +424,7 @@ fn apply(
             match input {
                 Handle::Grouped(g) => Handle::Sliding(g.windowed_by(windows)),
                 Handle::LongGrouped(g) => Handle::LongSliding(g.windowed_by(windows)),
+                Handle::Cogrouped(c) => Handle::CoWindowed(c.windowed_by(windows)),
                 other => return Err(format!("needs a grouped stream, got {}", other.kind())),
             }
         }
@@ -427,6 +433,7 @@ fn apply(
             match input {
                 Handle::Grouped(g) => Handle::Sessions(g.windowed_by(windows)),
                 Handle::LongGrouped(g) => Handle::LongSessions(g.windowed_by(windows)),
+                Handle::Cogrouped(c) => Handle::CoSessions(c.windowed_by(windows)),
                 other => return Err(format!("needs a grouped stream, got {}", other.kind())),
             }
         }
@@ -435,6 +442,7 @@ fn apply(
             match input {
                 Handle::Grouped(g) => Handle::Windowed(g.windowed_by(windows)),
                 Handle::LongGrouped(g) => Handle::LongWindowed(g.windowed_by(windows)),
+                Handle::Cogrouped(c) => Handle::CoWindowed(c.windowed_by(windows)),
                 other => return Err(format!("needs a grouped stream, got {}", other.kind())),
             }
         }
@@ -514,6 +522,22 @@ fn apply(
                     Handle::Table(match &step.materialized {
                         Some(m) => c.aggregate_with(move || init(), materialized::<Val>(Some(m))),
                         None => c.aggregate(move || init()),
+                    })
+                }
+                Handle::CoWindowed(c) => {
+                    let c = with_name(c, &named, |x, n| x.named(n));
+                    Handle::WinTable(match &step.materialized {
+                        Some(m) => c.aggregate_with(move || init(), materialized::<Val>(Some(m))),
+                        None => c.aggregate(move || init()),
+                    })
+                }
+                Handle::CoSessions(c) => {
+                    let c = with_name(c, &named, |x, n| x.named(n));
+                    let m = f::merger(step.merger.as_deref().ok_or("needs `merger`")?)?;
+                    let merger = move |k: &Key, one: Val, two: Val| m(&k.0, one, two);
+                    Handle::WinTable(match &step.materialized {
+                        Some(ms) => c.aggregate_with(move || init(), merger, materialized::<Val>(Some(ms))),
+                        None => c.aggregate(move || init(), merger),
                     })
                 }
                 Handle::Grouped(g) => {

@@ -301,12 +301,14 @@ pub(crate) fn the_record_cache_sends_the_latest_total_per_key_at_each_commit() -
     Ok(())
 }
 
-/// Session counts (gap 20 ms) and sliding-window counts (difference 100 ms) of the same orders, each
-/// window written as `key@start..end`: the app of the windowed record-cache scenario.
-fn windowed_counts_topology(orders: &str, sessions: &str, sliding: &str) -> anyhow::Result<Topology> {
+/// Session counts (gap 20 ms), sliding-window counts (difference 100 ms) and a cogroup (the orders'
+/// values plus 1,000 per order, from two groupings of the orders) of the same orders, each window
+/// written as `key@start..end`, each cogrouped key as it is: the app of the record-cache scenario below.
+fn cached_aggregations_topology(orders: &str, outputs: &[String; 3]) -> anyhow::Result<Topology> {
     use kstreams::dsl::{SessionWindows, SlidingWindows, Windowed};
     let builder = StreamsBuilder::new();
-    let grouped = builder.stream::<i64, i64>(orders).group_by_key();
+    let stream = builder.stream::<i64, i64>(orders);
+    let grouped = stream.group_by_key();
     let label =
         |w: Windowed<i64>, count: Option<i64>| (format!("{}@{}..{}", w.key, w.window.start, w.window.end), count);
     grouped
@@ -315,23 +317,32 @@ fn windowed_counts_topology(orders: &str, sessions: &str, sliding: &str) -> anyh
         .count()
         .to_stream()
         .map(label)
-        .to(sessions);
+        .to(&outputs[0]);
     grouped
+        .clone()
         .windowed_by(SlidingWindows::of_time_difference_with_no_grace(Duration::from_millis(100)))
         .count()
         .to_stream()
         .map(label)
-        .to(sliding);
+        .to(&outputs[1]);
+    let orders_again = stream.map_values(|v| v * 2).group_by_key();
+    grouped
+        .cogroup(|_, value, total: i64| total + value)
+        .cogroup(&orders_again, |_, _, total| total + 1_000)
+        .aggregate(|| 0)
+        .to_stream()
+        .map(|key, total| (key.to_string(), total))
+        .to(&outputs[2]);
     Ok(builder.build()?)
 }
 
-/// Each window's latest count among `records`, and the windows whose latest is a count (not a tombstone).
+/// Each window's (or key's) latest value among `records`: those whose latest is a value, not a tombstone.
 fn windows_ending_on(records: impl IntoIterator<Item = (String, Option<i64>)>) -> BTreeMap<String, i64> {
     let latest: BTreeMap<String, Option<i64>> = records.into_iter().collect();
     latest.into_iter().filter_map(|(window, count)| Some((window, count?))).collect()
 }
 
-/// `records` of `topic` decoded as [`windowed_counts_topology`] writes them.
+/// `records` of `topic` decoded as [`cached_aggregations_topology`] writes them.
 fn decode_counts<'a>(topic: &'a str, records: &'a [RawRecord]) -> impl Iterator<Item = (String, Option<i64>)> + 'a {
     records.iter().map(move |r| {
         let window = from_bytes(&*String::default_serde(), topic, r.key.as_deref()).unwrap().expect("keyed");
@@ -339,55 +350,56 @@ fn decode_counts<'a>(topic: &'a str, records: &'a [RawRecord]) -> impl Iterator<
     })
 }
 
-/// Session and sliding-window aggregations keep their updates in the record cache too: 3,000 orders
-/// of 17 customers within a few commits reach the outputs as far fewer records than without the cache
-/// (where every session merge is a tombstone and an update), and every window ends on the value the
-/// test driver, with no cache, computes for the same records.
-pub(crate) fn session_and_sliding_counts_with_the_record_cache_end_on_the_uncached_values() -> anyhow::Result<()> {
+/// Session, sliding-window and cogrouped aggregations keep their updates in the record cache too (the
+/// cogroup's two nodes share one): 3,000 orders of 17 customers within a few commits reach the outputs
+/// as far fewer records than without the cache (where every session merge is a tombstone and an
+/// update), and every window and key ends on the value the test driver, with no cache, computes for
+/// the same records.
+pub(crate) fn session_sliding_and_cogrouped_aggregations_with_the_record_cache_end_on_the_uncached_values(
+) -> anyhow::Result<()> {
     use kstreams::testing::TopologyTestDriver;
-    let (input, sessions, sliding) =
-        (kafka::unique("cache-win-in"), kafka::unique("cache-sessions"), kafka::unique("cache-sliding"));
-    kafka::create_topics(&[(&input, 2), (&sessions, 1), (&sliding, 1)]);
+    let input = kafka::unique("cache-agg-in");
+    let outputs = [kafka::unique("cache-sessions"), kafka::unique("cache-sliding"), kafka::unique("cache-cogroup")];
+    kafka::create_topics(&[(&input, 2), (&outputs[0], 1), (&outputs[1], 1), (&outputs[2], 1)]);
     let records = orders(&input, 0, 3_000, &mut BTreeMap::new());
 
     // The model: the test driver, no cache, the same records with the same timestamps (`kafka::produce`
     // stamps the i-th record 1_700_000_000_000 + i; rising, so no record is late on either side).
-    let mut driver = TopologyTestDriver::new(windowed_counts_topology(&input, &sessions, &sliding)?)?;
+    let mut driver = TopologyTestDriver::new(cached_aggregations_topology(&input, &outputs)?)?;
     for (i, (key, value)) in records.iter().enumerate() {
         driver.pipe_raw(&input, key.clone(), value.clone(), 1_700_000_000_000 + i as i64)?;
     }
-    let model_sessions = driver.read_key_values(&driver.output_topic::<String, Option<i64>>(&sessions));
-    let model_sliding = driver.read_key_values(&driver.output_topic::<String, Option<i64>>(&sliding));
-    let (uncached_sessions, uncached_sliding) = (model_sessions.len(), model_sliding.len());
-    let expected_sessions = windows_ending_on(model_sessions);
-    let expected_sliding = windows_ending_on(model_sliding);
+    let mut expected = Vec::new();
+    for output in &outputs {
+        let model = driver.read_key_values(&driver.output_topic::<String, Option<i64>>(output));
+        expected.push((model.len(), windows_ending_on(model)));
+    }
 
-    let mut config = kafka::config(&kafka::unique("cache-win-app"));
+    let mut config = kafka::config(&kafka::unique("cache-agg-app"));
     config.cache_max_bytes = 10 << 20; // Kafka Streams' default
     config.commit_interval = Some(Duration::from_secs(2));
-    let mut streams = kafka::streams(windowed_counts_topology(&input, &sessions, &sliding)?, config)?;
+    let mut streams = kafka::streams(cached_aggregations_topology(&input, &outputs)?, config)?;
     streams.start()?;
     anyhow::ensure!(streams.wait_for_state(State::Running, Duration::from_secs(60)), "never RUNNING");
     kafka::produce(&input, records);
-    let ends_on = |topic: &str, expected: &BTreeMap<String, i64>| {
-        kafka::consume_until(topic, Duration::from_secs(120), |r| {
-            windows_ending_on(decode_counts(topic, r)) == *expected
-        })
-    };
-    let (out_sessions, out_sliding) = (ends_on(&sessions, &expected_sessions), ends_on(&sliding, &expected_sliding));
+    let mut read = Vec::new();
+    for (output, (_, expected)) in outputs.iter().zip(&expected) {
+        let ends_on = |r: &[RawRecord]| windows_ending_on(decode_counts(output, r)) == *expected;
+        read.push(kafka::consume_until(output, Duration::from_secs(120), ends_on));
+    }
     streams.close()?;
-    assert_eq!(windows_ending_on(decode_counts(&sessions, &out_sessions)), expected_sessions, "the sessions' counts");
-    assert_eq!(
-        windows_ending_on(decode_counts(&sliding, &out_sliding)),
-        expected_sliding,
-        "the sliding windows' counts"
-    );
-    assert!(
-        out_sessions.len() < uncached_sessions / 10 && out_sliding.len() < uncached_sliding / 2,
-        "with the cache, {} session and {} sliding records; without it {uncached_sessions} and {uncached_sliding}",
-        out_sessions.len(),
-        out_sliding.len(),
-    );
+    // The uncached figures at most: sessions 1/10 (a tombstone and an update per order), sliding
+    // windows 1/2 (each updated several times), the cogroup 1/10 (an update per order).
+    for ((output, (uncached, expected)), (records, at_most)) in
+        outputs.iter().zip(&expected).zip(read.iter().zip([10, 2, 10]))
+    {
+        assert_eq!(&windows_ending_on(decode_counts(output, records)), expected, "the final values of {output}");
+        assert!(
+            records.len() < uncached / at_most,
+            "{output}: {} records with the cache, {uncached} without",
+            records.len()
+        );
+    }
     Ok(())
 }
 

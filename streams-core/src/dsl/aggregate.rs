@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use super::cache::{CacheBudget, Pending, RecordCache};
+use super::cache::{CacheBudget, CacheSlot, Pending, RecordCache};
 use super::change::Change;
 use super::emit_final::EmitFinal;
 use super::Data;
@@ -25,7 +25,9 @@ pub(crate) struct AggregateOutput<K, VA> {
     caching: bool,
     /// The thread's cache budget, when caching is on and the budget is not 0.
     budget: Option<Arc<CacheBudget>>,
-    cache: RecordCache<K, VA>,
+    cache: CacheSlot<K, VA>,
+    /// Whether the cache is the one the task's nodes writing this store share (a cogroup's).
+    shared: bool,
     /// Whether updates go downstream (not for a windowed aggregation that emits final results only,
     /// which reads them back from the store when windows close).
     forwards: bool,
@@ -42,7 +44,8 @@ impl<K: Data, VA: Data> AggregateOutput<K, VA> {
             key_serde,
             caching,
             budget: None,
-            cache: RecordCache::default(),
+            cache: CacheSlot::Own(RecordCache::default()),
+            shared: false,
             forwards: true,
         }
     }
@@ -56,20 +59,28 @@ impl<K: Data, VA: Data> AggregateOutput<K, VA> {
     /// Keeps the cache readable by key range ([`AggregateOutput::cached_range`]), for an aggregation that
     /// reads its store by range.
     pub(crate) fn ranged(mut self) -> Self {
-        self.cache = RecordCache::sorted();
+        self.cache = CacheSlot::Own(RecordCache::sorted());
         self
     }
 
-    /// The cached updates of one key, read as the store is by range (see [`RecordCache::range_of_key`]).
-    /// Empty without the cache.
-    pub(crate) fn cached_range_of_key<'a>(
-        &'a self,
-        key: &'a [u8],
+    /// Shares the cache with the task's other nodes that write the same store (a cogroup's nodes), so
+    /// that each reads what the others have pending.
+    pub(crate) fn shared(mut self) -> Self {
+        self.shared = true;
+        self
+    }
+
+    /// The cached updates of one key, read as the store is by range (see [`RecordCache::range_of_key`]),
+    /// each through `f`. Empty without the cache.
+    pub(crate) fn cached_range_of_key<T>(
+        &self,
+        key: &[u8],
         from: &[u8],
         to: &[u8],
-        keep: impl Fn(&[u8]) -> bool + 'a,
-    ) -> impl Iterator<Item = &'a Pending<K, VA>> + 'a {
-        self.cache.range_of_key(key, from, to, keep)
+        keep: impl Fn(&[u8]) -> bool,
+        f: impl FnMut(&Pending<K, VA>) -> T,
+    ) -> Vec<T> {
+        self.cache.read(|cache| cache.range_of_key(key, from, to, keep).map(f).collect())
     }
 
     /// The store's handle, once initialized.
@@ -81,6 +92,9 @@ impl<K: Data, VA: Data> AggregateOutput<K, VA> {
         self.handle = Some(ctx.store_handle(&self.store)?);
         let budget = ctx.task.cache_budget.clone();
         self.budget = (self.caching && budget.enabled()).then_some(budget);
+        if self.shared && self.budget.is_some() {
+            self.cache.share(ctx.task, &self.store)?;
+        }
         Ok(())
     }
 
@@ -110,8 +124,9 @@ impl<K: Data, VA: Data> AggregateOutput<K, VA> {
         key: &K,
         key_bytes: Option<&[u8]>,
     ) -> Result<Current<VA>, StreamsError> {
-        if let Some(cached) = key_bytes.and_then(|k| self.cache.get(k)) {
-            return Ok((cached.0.cloned(), Some(cached.1)));
+        let cached = key_bytes.and_then(|k| self.cache.read(|cache| cache.get(k).map(|(v, t)| (v.cloned(), t))));
+        if let Some((value, timestamp)) = cached {
+            return Ok((value, Some(timestamp)));
         }
         let stored = ctx.store_mut(self.handle()?)?.get(key)?;
         Ok(stored.map_or((None, None), |s| (Some(s.value), Some(s.timestamp))))
@@ -144,8 +159,9 @@ impl<K: Data, VA: Data> AggregateOutput<K, VA> {
         match (&self.budget, key_bytes) {
             (Some(budget), Some(key_bytes)) => {
                 let budget = budget.clone();
-                self.cache.put(&budget, key_bytes, (record.key, record.value, record.timestamp, record.headers));
-                while let Some(evicted) = self.cache.evict_if_over(&budget) {
+                let update = (record.key, record.value, record.timestamp, record.headers);
+                self.cache.with(|cache| cache.put(&budget, key_bytes, update));
+                while let Some(evicted) = self.cache.with(|cache| cache.evict_if_over(&budget)) {
                     self.write_through(ctx, evicted)?;
                 }
                 Ok(())
@@ -202,7 +218,7 @@ impl<K: Data, VA: Data> AggregateOutput<K, VA> {
     /// At commit: every cached update leaves the cache, oldest first.
     pub(super) fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<(), StreamsError> {
         let Some(budget) = self.budget.clone() else { return Ok(()) };
-        for pending in self.cache.drain(&budget) {
+        for pending in self.cache.with(|cache| cache.drain(&budget)) {
             self.write_through(ctx, pending)?;
         }
         Ok(())
@@ -210,7 +226,7 @@ impl<K: Data, VA: Data> AggregateOutput<K, VA> {
 
     pub(super) fn close(&mut self) {
         if let Some(budget) = &self.budget {
-            self.cache.clear(budget);
+            self.cache.with(|cache| cache.clear(budget));
         }
     }
 }

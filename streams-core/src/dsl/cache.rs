@@ -13,10 +13,14 @@
 //! goes through at once (the test driver runs so).
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 
 use state_store::RecordCache as Core;
 
+use crate::processor::state::TaskState;
 use crate::record::Headers;
+use crate::sync::LockUnpoisoned;
+use crate::StreamsError;
 
 /// The cache memory shared by one stream thread's tasks: the DSL's caches and the Processor-API stores'
 /// (`state_store::CachingKeyValueStore`) draw on the same budget.
@@ -124,6 +128,41 @@ impl<K, VA> RecordCache<K, VA> {
             keys.clear();
         }
         self.core.clear(budget);
+    }
+}
+
+/// Where a processor's cached updates live: in a cache of its own, or in one that the nodes of a
+/// cogroup share: they write one store, and each must read the updates the others have pending (Kafka
+/// Streams' cogroup shares one caching store the same way).
+pub(crate) enum CacheSlot<K, VA> {
+    Own(RecordCache<K, VA>),
+    Shared(Arc<Mutex<RecordCache<K, VA>>>),
+}
+
+impl<K: Send + 'static, VA: Send + 'static> CacheSlot<K, VA> {
+    /// From now on, the cache of `store` that the task's nodes share (made, like this one, sorted or
+    /// not, by the first node that asks).
+    pub(crate) fn share(&mut self, task: &mut TaskState, store: &str) -> Result<(), StreamsError> {
+        let sorted = self.read(|cache| cache.keys.is_some());
+        let make = || Mutex::new(if sorted { RecordCache::sorted() } else { RecordCache::default() });
+        *self = CacheSlot::Shared(task.shared(&format!("the record cache of {store}"), make)?);
+        Ok(())
+    }
+
+    /// `f` on the cache, to change it.
+    pub(crate) fn with<R>(&mut self, f: impl FnOnce(&mut RecordCache<K, VA>) -> R) -> R {
+        match self {
+            CacheSlot::Own(cache) => f(cache),
+            CacheSlot::Shared(cache) => f(&mut cache.lock_unpoisoned()),
+        }
+    }
+
+    /// `f` on the cache, to read it.
+    pub(crate) fn read<R>(&self, f: impl FnOnce(&RecordCache<K, VA>) -> R) -> R {
+        match self {
+            CacheSlot::Own(cache) => f(cache),
+            CacheSlot::Shared(cache) => f(&cache.lock_unpoisoned()),
+        }
     }
 }
 

@@ -10,17 +10,23 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::aggregate::{AggregateOutput, StreamAggregate, StreamStep};
+use super::aggregate::{StreamAggregate, StreamStep};
 use super::builder::{pick_or_default, BuilderState};
 use super::change::Change;
 use super::grouped::store_def;
 use super::options::Materialized;
 use super::repartition::{add_repartition, RepartitionNames};
+use super::session::{invalid_session_windows, session_close_after, session_window_node, session_window_store, Merge};
+use super::sliding::{invalid_sliding_windows, sliding_window_node, sliding_window_store};
+use super::windowed::sealed::Sealed;
+use super::windowed::{invalid_time_windows, time_window_node, time_window_store, AggregationStore};
 use super::{Data, KTable};
 use crate::processor::{Processor, ProcessorContext};
-use crate::serde::{DefaultSerde, Serde};
+use crate::serde::{DefaultSerde, Serde, SessionWindowedSerde, TimeWindowedSerde};
+use crate::store::StoreDef;
 use crate::topology::{processor_def, NodeDef};
-use crate::{Record, StreamsError};
+use crate::window::{millis, SessionWindows, SlidingWindows, TimeWindows, Windowed};
+use crate::{Record, StreamsError, TopologyError};
 
 /// Grouped streams waiting to be aggregated together (Kafka Streams' `CogroupedKStream`), made by
 /// [`KGroupedStream::cogroup`](super::KGroupedStream::cogroup).
@@ -66,14 +72,15 @@ pub(super) trait CogroupInput<K, VA> {
     /// `store`); returns the node its records come from.
     fn source(&self, b: &mut BuilderState, store: &str, key_serde: &Arc<dyn Serde<K>>) -> String;
 
-    /// The node `name` that aggregates the stream's records from `parent` into `store`.
+    /// The node `name` that aggregates the stream's records from `parent` into `store`, per key or per
+    /// key and window.
     fn aggregator(
         &self,
         name: &str,
         parent: String,
-        store: &str,
-        key_serde: &Arc<dyn Serde<K>>,
+        store: &AggregationStore<K, VA>,
         init: &Init<VA>,
+        windows: &CogroupWindows<K, VA>,
     ) -> NodeDef;
 }
 
@@ -109,22 +116,48 @@ impl<K: Data, V: Data, VA: Data> CogroupInput<K, VA> for GroupedInput<K, V, VA> 
         &self,
         name: &str,
         parent: String,
-        store: &str,
-        key_serde: &Arc<dyn Serde<K>>,
+        store: &AggregationStore<K, VA>,
         init: &Init<VA>,
+        windows: &CogroupWindows<K, VA>,
     ) -> NodeDef {
         let (aggregator, init) = (self.aggregator.clone(), init.clone());
         let step: StreamStep<K, V, VA> =
             Arc::new(move |key, value, old| aggregator(key, value, old.unwrap_or_else(|| init())));
-        let (store, key_serde, value_serde) = (store.to_string(), key_serde.clone(), self.value_serde.clone());
-        // No record cache: the nodes share the store, and each would keep its own cache of it.
-        processor_def(name, vec![parent], move || StreamAggregate {
-            output: AggregateOutput::new(store.clone(), key_serde.clone(), false),
-            step: step.clone(),
-            key_serde: key_serde.clone(),
-            value_serde: Some(value_serde.clone()),
-        })
+        let value_serde = self.value_serde.clone();
+        match windows {
+            CogroupWindows::None => {
+                let store = store.clone();
+                processor_def(name, vec![parent], move || StreamAggregate {
+                    output: store.output(store.key_serde.clone(), true),
+                    step: step.clone(),
+                    key_serde: store.key_serde.clone(),
+                    value_serde: Some(value_serde.clone()),
+                })
+            }
+            CogroupWindows::Time(windows) => time_window_node(name, parent, store, *windows, false, step),
+            CogroupWindows::Sliding(windows, retention_ms) => {
+                sliding_window_node(name, parent, store, *windows, *retention_ms, false, step, value_serde)
+            }
+            CogroupWindows::Session(windows, retention_ms, merge) => {
+                session_window_node(name, parent, store, *windows, *retention_ms, step, merge.clone())
+            }
+        }
     }
+}
+
+/// How a cogroup aggregates: per key, or per key and window (with what the windows' nodes need: the
+/// store's retention, the sessions' merger).
+pub(super) enum CogroupWindows<K, VA> {
+    None,
+    Time(TimeWindows),
+    Sliding(SlidingWindows, i64),
+    Session(SessionWindows, i64, Merge<K, VA>),
+}
+
+/// What [`CogroupedKStream::build`] made: the merge node the table comes out of, and the store.
+struct Built<K, VA> {
+    merge: String,
+    store: AggregationStore<K, VA>,
 }
 
 impl<K: Data, VA: Data> CogroupedKStream<K, VA> {
@@ -161,9 +194,8 @@ impl<K: Data, VA: Data> CogroupedKStream<K, VA> {
         self.aggregate_with(initializer, Materialized::new())
     }
 
-    /// [`aggregate`](Self::aggregate) into the store described by `materialized`. The store is not
-    /// cached: every update goes downstream (a difference from Kafka Streams, whose caching store is
-    /// shared by the cogroup's nodes).
+    /// [`aggregate`](Self::aggregate) into the store described by `materialized`. The cogroup's nodes
+    /// share the store and its record cache, as in Kafka Streams.
     pub fn aggregate_with(
         self,
         initializer: impl Fn() -> VA + Send + Sync + 'static,
@@ -174,34 +206,298 @@ impl<K: Data, VA: Data> CogroupedKStream<K, VA> {
         VA: DefaultSerde,
     {
         let builder = self.builder.clone();
+        let Built { merge, store } = self.build(Arc::new(initializer), materialized, |_| CogroupWindows::None);
+        KTable::new(builder, merge, Some(store.key_serde), Some(store.agg_serde), Some(store.name))
+    }
+
+    /// Cuts the cogroup into windows before aggregating (Kafka Streams' `windowedBy`): [`TimeWindows`]
+    /// or [`SlidingWindows`] make a [`TimeWindowedCogroupedKStream`], [`SessionWindows`] a
+    /// [`SessionWindowedCogroupedKStream`].
+    pub fn windowed_by<W: CogroupWindowedBy<K, VA>>(self, windows: W) -> W::Stream {
+        windows.windowed(self)
+    }
+
+    /// The cogroup's nodes and store, as Kafka Streams' `CogroupedStreamAggregateBuilder` makes them:
+    /// the store's name (generated unless `materialized` gives one), each stream's repartition topic if
+    /// it needs one, an aggregation node per stream, all on the one store (the first adds it), and the
+    /// merge node the table comes out of. A window or retention that cannot be
+    /// used is a build error, reported by the first aggregation node.
+    fn build(
+        self,
+        init: Init<VA>,
+        materialized: Materialized<K, VA>,
+        windows: impl FnOnce(&Materialized<K, VA>) -> CogroupWindows<K, VA>,
+    ) -> Built<K, VA>
+    where
+        K: DefaultSerde,
+        VA: DefaultSerde,
+    {
+        let builder = self.builder.clone();
         let mut b = builder.borrow_mut();
-        let store = match materialized.store_name.clone() {
+        let name = match materialized.store_name.clone() {
             Some(name) => name,
             None => b.new_store_name("COGROUPKSTREAM-AGGREGATE-"),
         };
         let first_key_serde = self.inputs[0].key_serde();
         let key_serde = pick_or_default(materialized.key_serde.clone(), &first_key_serde);
         let agg_serde = pick_or_default(materialized.value_serde.clone(), &None);
-        let parents: Vec<String> = self.inputs.iter().map(|input| input.source(&mut b, &store, &key_serde)).collect();
-        let init: Init<VA> = Arc::new(initializer);
+        let store = AggregationStore::new(name, key_serde, agg_serde, &materialized, true);
+        let parents: Vec<String> =
+            self.inputs.iter().map(|input| input.source(&mut b, &store.name, &store.key_serde)).collect();
+        let windows = windows(&materialized);
         let mut aggregators = Vec::new();
         for (i, (input, parent)) in self.inputs.iter().zip(parents).enumerate() {
             let given = self.next_name.as_ref().map(|n| format!("{n}-cogroup-agg-{i}"));
             let name = b.name_or(given, "COGROUPKSTREAM-AGGREGATE-");
-            b.topology.add_node_deferred(input.aggregator(&name, parent, &store, &key_serde, &init));
             if i == 0 {
-                b.topology
-                    .add_store_deferred(store_def(&store, &materialized, key_serde.clone(), agg_serde.clone()), &name);
+                if let Some(reason) = windows.invalid(&store.name, &materialized) {
+                    b.topology.deferred.push(TopologyError::InvalidWindows { node: name.clone(), reason });
+                }
+            }
+            b.topology.add_node_deferred(input.aggregator(&name, parent, &store, &init, &windows));
+            if i == 0 {
+                b.topology.add_store_deferred(windows.store_def(&store, &materialized), &name);
             } else {
-                b.connect_stores(&name, &[&store]);
+                b.connect_stores(&name, &[&store.name]);
+            }
+            if let Some(after) = windows.close_after() {
+                b.window_close_after.insert(name.clone(), after);
             }
             aggregators.push(name);
         }
         let given = self.next_name.as_ref().map(|n| format!("{n}-cogroup-merge"));
         let merge = b.name_or(given, "COGROUPKSTREAM-MERGE-");
-        let pass_through = processor_def::<K, Change<VA>, K, Change<VA>, _>(&merge, aggregators, || PassThrough);
-        b.topology.add_node_deferred(pass_through);
-        KTable::new(builder.clone(), merge, Some(key_serde), Some(agg_serde), Some(store))
+        b.topology.add_node_deferred(windows.merge_node(&merge, aggregators));
+        Built { merge, store }
+    }
+}
+
+impl<K: Data, VA: Data> CogroupWindows<K, VA> {
+    /// Why these windows, or the store's retention, cannot be used (Kafka Streams' messages).
+    fn invalid(&self, store: &str, materialized: &Materialized<K, VA>) -> Option<String> {
+        match self {
+            CogroupWindows::None => None,
+            CogroupWindows::Time(windows) => invalid_time_windows(*windows, store, materialized),
+            CogroupWindows::Sliding(windows, _) => invalid_sliding_windows(*windows, store, materialized),
+            CogroupWindows::Session(windows, _, _) => invalid_session_windows(*windows, store, materialized),
+        }
+    }
+
+    /// The store the nodes share: a key-value, window or session store.
+    fn store_def(&self, store: &AggregationStore<K, VA>, materialized: &Materialized<K, VA>) -> StoreDef {
+        match self {
+            CogroupWindows::None => {
+                store_def(&store.name, materialized, store.key_serde.clone(), store.agg_serde.clone())
+            }
+            CogroupWindows::Time(windows) => time_window_store(store, *windows, materialized),
+            CogroupWindows::Sliding(windows, retention_ms) => {
+                sliding_window_store(store, *windows, *retention_ms, materialized)
+            }
+            CogroupWindows::Session(_, retention_ms, _) => session_window_store(store, *retention_ms, materialized),
+        }
+    }
+
+    /// How long after a window's end its result is final (for `suppress`), when there are windows.
+    fn close_after(&self) -> Option<i64> {
+        match self {
+            CogroupWindows::None => None,
+            CogroupWindows::Time(windows) => Some(windows.grace_ms()),
+            CogroupWindows::Sliding(windows, _) => Some(windows.grace_ms()),
+            CogroupWindows::Session(windows, _, _) => Some(session_close_after(*windows)),
+        }
+    }
+
+    /// The merge node, typed by the table's key: `K`, or `Windowed<K>`.
+    fn merge_node(&self, name: &str, aggregators: Vec<String>) -> NodeDef {
+        match self {
+            CogroupWindows::None => processor_def::<K, Change<VA>, K, Change<VA>, _>(name, aggregators, || PassThrough),
+            _ => {
+                processor_def::<Windowed<K>, Change<VA>, Windowed<K>, Change<VA>, _>(name, aggregators, || PassThrough)
+            }
+        }
+    }
+}
+
+/// What [`CogroupedKStream::windowed_by`] takes: [`TimeWindows`], [`SlidingWindows`] or
+/// [`SessionWindows`], each making its own kind of windowed cogroup (Kafka Streams overloads
+/// `windowedBy`).
+pub trait CogroupWindowedBy<K, VA>: Sealed {
+    /// The windowed cogroup these windows make.
+    type Stream;
+
+    /// Cuts `cogrouped` into these windows.
+    #[doc(hidden)]
+    fn windowed(self, cogrouped: CogroupedKStream<K, VA>) -> Self::Stream;
+}
+
+impl<K: Data, VA: Data> CogroupWindowedBy<K, VA> for TimeWindows {
+    type Stream = TimeWindowedCogroupedKStream<K, VA>;
+
+    fn windowed(self, cogrouped: CogroupedKStream<K, VA>) -> Self::Stream {
+        TimeWindowedCogroupedKStream { cogrouped, windows: TimeOrSliding::Time(self) }
+    }
+}
+
+impl<K: Data, VA: Data> CogroupWindowedBy<K, VA> for SlidingWindows {
+    type Stream = TimeWindowedCogroupedKStream<K, VA>;
+
+    fn windowed(self, cogrouped: CogroupedKStream<K, VA>) -> Self::Stream {
+        TimeWindowedCogroupedKStream { cogrouped, windows: TimeOrSliding::Sliding(self) }
+    }
+}
+
+impl<K: Data, VA: Data> CogroupWindowedBy<K, VA> for SessionWindows {
+    type Stream = SessionWindowedCogroupedKStream<K, VA>;
+
+    fn windowed(self, cogrouped: CogroupedKStream<K, VA>) -> Self::Stream {
+        SessionWindowedCogroupedKStream { cogrouped, windows: self }
+    }
+}
+
+enum TimeOrSliding {
+    Time(TimeWindows),
+    Sliding(SlidingWindows),
+}
+
+/// A cogroup cut into time or sliding windows, waiting for its aggregation (Kafka Streams'
+/// `TimeWindowedCogroupedKStream`). Made by [`CogroupedKStream::windowed_by`].
+///
+/// # Examples
+///
+/// Net orders (orders less returns) per customer and minute:
+///
+/// ```
+/// use std::time::Duration;
+/// use streams_core::dsl::{StreamsBuilder, TimeWindows, Windowed};
+/// use streams_core::testing::TopologyTestDriver;
+///
+/// let builder = StreamsBuilder::new();
+/// let orders = builder.stream::<String, String>("orders").group_by_key();
+/// let returns = builder.stream::<String, String>("returns").group_by_key();
+/// orders
+///     .cogroup(|_, _, net: i64| net + 1)
+///     .cogroup(&returns, |_, _, net| net - 1)
+///     .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_secs(60)))
+///     .aggregate(|| 0)
+///     .to_stream()
+///     .map(|w: Windowed<String>, net: Option<i64>| (format!("{}@{}", w.key, w.window.start), net))
+///     .to("net-orders");
+///
+/// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+/// let (o, r) = (driver.input_topic::<String, String>("orders"), driver.input_topic::<String, String>("returns"));
+/// let net = driver.output_topic::<String, Option<i64>>("net-orders");
+/// driver.pipe(&o, "ada".into(), "book".into(), 1_000)?;
+/// driver.pipe(&o, "ada".into(), "pen".into(), 2_000)?;
+/// driver.pipe(&r, "ada".into(), "book".into(), 61_000)?;
+/// assert_eq!(
+///     driver.read_key_values(&net),
+///     vec![("ada@0".into(), Some(1)), ("ada@0".into(), Some(2)), ("ada@60000".into(), Some(-1))]
+/// );
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct TimeWindowedCogroupedKStream<K, VA> {
+    cogrouped: CogroupedKStream<K, VA>,
+    windows: TimeOrSliding,
+}
+
+impl<K: Data, VA: Data> TimeWindowedCogroupedKStream<K, VA> {
+    /// Names the aggregation: its nodes become `<name>-cogroup-agg-<i>` and `<name>-cogroup-merge`
+    /// (Kafka Streams' `Named`).
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.cogrouped.next_name = Some(name.into());
+        self
+    }
+
+    /// Aggregates every stream's records per key and window into one table, each window starting at
+    /// `initializer`. The store's name is generated (`COGROUPKSTREAM-AGGREGATE-STATE-STORE-…`).
+    pub fn aggregate(self, initializer: impl Fn() -> VA + Send + Sync + 'static) -> KTable<Windowed<K>, VA>
+    where
+        K: DefaultSerde,
+        VA: DefaultSerde,
+    {
+        self.aggregate_with(initializer, Materialized::new())
+    }
+
+    /// [`aggregate`](Self::aggregate) into the window store described by `materialized` (a name,
+    /// serdes, a retention).
+    pub fn aggregate_with(
+        self,
+        initializer: impl Fn() -> VA + Send + Sync + 'static,
+        materialized: Materialized<K, VA>,
+    ) -> KTable<Windowed<K>, VA>
+    where
+        K: DefaultSerde,
+        VA: DefaultSerde,
+    {
+        let builder = self.cogrouped.builder.clone();
+        let windows = self.windows;
+        let (size, cogroup_windows): (i64, Box<dyn FnOnce(&Materialized<K, VA>) -> CogroupWindows<K, VA>>) =
+            match windows {
+                TimeOrSliding::Time(w) => (w.size_ms(), Box::new(move |_| CogroupWindows::Time(w))),
+                TimeOrSliding::Sliding(w) => (
+                    w.time_difference_ms(),
+                    Box::new(move |m| CogroupWindows::Sliding(w, m.retention.map_or(w.least_retention_ms(), millis))),
+                ),
+            };
+        let Built { merge, store } = self.cogrouped.build(Arc::new(initializer), materialized, cogroup_windows);
+        let table_key: Arc<dyn Serde<Windowed<K>>> = Arc::new(TimeWindowedSerde::with_size_ms(store.key_serde, size));
+        KTable::new(builder, merge, Some(table_key), Some(store.agg_serde), Some(store.name))
+    }
+}
+
+/// A cogroup cut into sessions, waiting for its aggregation (Kafka Streams'
+/// `SessionWindowedCogroupedKStream`). Made by [`CogroupedKStream::windowed_by`] with [`SessionWindows`].
+pub struct SessionWindowedCogroupedKStream<K, VA> {
+    cogrouped: CogroupedKStream<K, VA>,
+    windows: SessionWindows,
+}
+
+impl<K: Data, VA: Data> SessionWindowedCogroupedKStream<K, VA> {
+    /// Names the aggregation: its nodes become `<name>-cogroup-agg-<i>` and `<name>-cogroup-merge`
+    /// (Kafka Streams' `Named`).
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.cogrouped.next_name = Some(name.into());
+        self
+    }
+
+    /// Aggregates every stream's records per key and session into one table, each session starting at
+    /// `initializer`; when a record joins sessions, `merger(key, aggregate so far, session's aggregate)`
+    /// folds them together, starting from `initializer()`, oldest session first.
+    pub fn aggregate(
+        self,
+        initializer: impl Fn() -> VA + Send + Sync + 'static,
+        merger: impl Fn(&K, VA, VA) -> VA + Send + Sync + 'static,
+    ) -> KTable<Windowed<K>, VA>
+    where
+        K: DefaultSerde,
+        VA: DefaultSerde,
+    {
+        self.aggregate_with(initializer, merger, Materialized::new())
+    }
+
+    /// [`aggregate`](Self::aggregate) into the session store described by `materialized`.
+    pub fn aggregate_with(
+        self,
+        initializer: impl Fn() -> VA + Send + Sync + 'static,
+        merger: impl Fn(&K, VA, VA) -> VA + Send + Sync + 'static,
+        materialized: Materialized<K, VA>,
+    ) -> KTable<Windowed<K>, VA>
+    where
+        K: DefaultSerde,
+        VA: DefaultSerde,
+    {
+        let builder = self.cogrouped.builder.clone();
+        let windows = self.windows;
+        let init: Init<VA> = Arc::new(initializer);
+        let for_merge = init.clone();
+        let merge: Merge<K, VA> =
+            Arc::new(move |key, merged, session| merger(key, merged.unwrap_or_else(|| for_merge()), session));
+        let cogroup_windows = move |m: &Materialized<K, VA>| {
+            CogroupWindows::Session(windows, m.retention.map_or(windows.least_retention_ms(), millis), merge)
+        };
+        let Built { merge, store } = self.cogrouped.build(init, materialized, cogroup_windows);
+        let table_key: Arc<dyn Serde<Windowed<K>>> = Arc::new(SessionWindowedSerde::new(store.key_serde));
+        KTable::new(builder, merge, Some(table_key), Some(store.agg_serde), Some(store.name))
     }
 }
 

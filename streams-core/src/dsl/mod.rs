@@ -31,7 +31,7 @@ mod transform_values;
 mod windowed;
 
 pub use builder::StreamsBuilder;
-pub use cogroup::CogroupedKStream;
+pub use cogroup::{CogroupWindowedBy, CogroupedKStream, SessionWindowedCogroupedKStream, TimeWindowedCogroupedKStream};
 pub use grouped::{KGroupedStream, KGroupedTable};
 pub use kstream::{BranchedKStream, Branches, KStream};
 pub use ktable::KTable;

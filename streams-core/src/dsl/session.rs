@@ -13,17 +13,17 @@
 use std::sync::Arc;
 
 use super::aggregate::{aggregate_step, count_step, reduce_step, StreamStep};
-use super::cache::{overlay, CacheBudget, Pending, RecordCache};
+use super::cache::{overlay, CacheBudget, CacheSlot, Pending, RecordCache};
 use super::change::Change;
 use super::grouped::{untimed_store_def, AggregationSetup, KGroupedStream};
 use super::options::Materialized;
-use super::windowed::WindowedBy;
+use super::windowed::{AggregationStore, WindowedBy};
 use super::{Data, KTable};
 use crate::processor::{Processor, ProcessorContext, StoreHandle};
 use crate::record::Headers;
 use crate::serde::{to_bytes, DefaultSerde, Serde, SessionWindowedSerde};
-use crate::store::DefaultWindowBytesStoreSupplier;
-use crate::topology::processor_def;
+use crate::store::{DefaultWindowBytesStoreSupplier, StoreDef};
+use crate::topology::{processor_def, NodeDef};
 use crate::window::{millis, SessionWindows, Window, Windowed};
 use crate::{Record, StreamsError, TopologyError};
 
@@ -82,7 +82,7 @@ pub struct SessionWindowedKStream<K, V> {
 }
 
 /// Merges a session's aggregate into the aggregate so far (`None`: nothing merged yet).
-type Merge<K, VA> = Arc<dyn Fn(&K, Option<VA>, VA) -> VA + Send + Sync>;
+pub(super) type Merge<K, VA> = Arc<dyn Fn(&K, Option<VA>, VA) -> VA + Send + Sync>;
 
 impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
     /// Names the aggregation processor (Kafka Streams' `Named`).
@@ -211,54 +211,86 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
         };
         let AggregationSetup { store, name, key_serde, agg_serde, parent } = setup;
         let windows = self.windows;
-        if let Some(reason) = self.invalid(&store, &materialized) {
+        if let Some(reason) = invalid_session_windows(windows, &store, &materialized) {
             b.topology.deferred.push(TopologyError::InvalidWindows { node: name.clone(), reason });
             return KTable::new(builder.clone(), name, None, None, Some(store));
         }
+        let target = AggregationStore::new(store.clone(), key_serde.clone(), agg_serde.clone(), &materialized, false);
         let retention_ms = materialized.retention.map_or(windows.least_retention_ms(), millis);
-        let session_key: Arc<dyn Serde<Windowed<K>>> = Arc::new(SessionWindowedSerde::new(key_serde.clone()));
-        let (store_for_processor, key_for_processor, agg_for_processor) =
-            (store.clone(), key_serde.clone(), agg_serde.clone());
-        let caching = materialized.caching_enabled;
-        let def = processor_def(&name, vec![parent], move || SessionAggregate {
-            store: store_for_processor.clone(),
-            handle: None,
-            caching,
-            budget: None,
-            cache: RecordCache::sorted(),
-            key_serde: key_for_processor.clone(),
-            agg_serde: agg_for_processor.clone(),
-            add: add.clone(),
-            merge: merge.clone(),
-            windows,
-            retention_ms,
-            observed_stream_time: -1,
-            written_end: -1,
-        });
-        b.topology.add_node_deferred(def);
-        let supplier = Arc::new(DefaultWindowBytesStoreSupplier { name: store.clone(), retention_ms, sessions: true });
-        let mut def = untimed_store_def(supplier, &materialized, session_key.clone(), agg_serde.clone());
-        def.window_retention_ms = Some(retention_ms);
-        b.topology.add_store_deferred(def, &name);
-        b.window_close_after.insert(name.clone(), windows.grace_ms().saturating_add(windows.inactivity_gap_ms()));
+        b.topology.add_node_deferred(session_window_node(&name, parent, &target, windows, retention_ms, add, merge));
+        b.topology.add_store_deferred(session_window_store(&target, retention_ms, &materialized), &name);
+        b.window_close_after.insert(name.clone(), session_close_after(windows));
+        let session_key: Arc<dyn Serde<Windowed<K>>> = Arc::new(SessionWindowedSerde::new(key_serde));
         KTable::new(builder.clone(), name, Some(session_key), Some(agg_serde), Some(store))
     }
+}
 
-    /// Why the windows, or the store's retention, cannot be used (Kafka Streams' messages).
-    fn invalid<VA>(&self, store: &str, materialized: &Materialized<K, VA>) -> Option<String> {
-        let windows = &self.windows;
-        if materialized.supplier.is_some() {
-            return Some("a session-windowed aggregation takes no key-value store supplier".to_string());
-        }
-        let retention = materialized.retention.map(millis)?;
-        (retention < windows.least_retention_ms()).then(|| {
-            format!(
-                "The retention period of the session store {store} must be no smaller than the session inactivity gap plus the grace period. Got gap=[{}], grace=[{}], retention=[{retention}]",
-                windows.inactivity_gap_ms(),
-                windows.grace_ms()
-            )
-        })
+/// How long after a session's end its result is final: the grace period plus the gap.
+pub(super) fn session_close_after(windows: SessionWindows) -> i64 {
+    windows.grace_ms().saturating_add(windows.inactivity_gap_ms())
+}
+
+/// The node `name` that aggregates `parent`'s records per key and session into `store` with `add`,
+/// merging sessions with `merge`, reading the store as kept for `retention_ms` (Kafka Streams'
+/// `KStreamSessionWindowAggregate`): a grouped stream's, or one of a cogroup's.
+pub(super) fn session_window_node<K: Data, V: Data, VA: Data>(
+    name: &str,
+    parent: String,
+    store: &AggregationStore<K, VA>,
+    windows: SessionWindows,
+    retention_ms: i64,
+    add: StreamStep<K, V, VA>,
+    merge: Merge<K, VA>,
+) -> NodeDef {
+    let store = store.clone();
+    processor_def(name, vec![parent], move || SessionAggregate {
+        store: store.name.clone(),
+        handle: None,
+        caching: store.caching,
+        shared: store.shared,
+        budget: None,
+        cache: CacheSlot::Own(RecordCache::sorted()),
+        key_serde: store.key_serde.clone(),
+        agg_serde: store.agg_serde.clone(),
+        add: add.clone(),
+        merge: merge.clone(),
+        windows,
+        retention_ms,
+        observed_stream_time: -1,
+        written_end: -1,
+    })
+}
+
+/// The session store of a session-windowed aggregation, kept for `retention_ms`.
+pub(super) fn session_window_store<K: Data, VA: Data, MK, MV>(
+    store: &AggregationStore<K, VA>,
+    retention_ms: i64,
+    materialized: &Materialized<MK, MV>,
+) -> StoreDef {
+    let session_key: Arc<dyn Serde<Windowed<K>>> = Arc::new(SessionWindowedSerde::new(store.key_serde.clone()));
+    let supplier = Arc::new(DefaultWindowBytesStoreSupplier { name: store.name.clone(), retention_ms, sessions: true });
+    let mut def = untimed_store_def(supplier, materialized, session_key, store.agg_serde.clone());
+    def.window_retention_ms = Some(retention_ms);
+    def
+}
+
+/// Why the store's retention cannot be used (Kafka Streams' message).
+pub(super) fn invalid_session_windows<MK, MV>(
+    windows: SessionWindows,
+    store: &str,
+    materialized: &Materialized<MK, MV>,
+) -> Option<String> {
+    if materialized.supplier.is_some() {
+        return Some("a session-windowed aggregation takes no key-value store supplier".to_string());
     }
+    let retention = materialized.retention.map(millis)?;
+    (retention < windows.least_retention_ms()).then(|| {
+        format!(
+            "The retention period of the session store {store} must be no smaller than the session inactivity gap plus the grace period. Got gap=[{}], grace=[{}], retention=[{retention}]",
+            windows.inactivity_gap_ms(),
+            windows.grace_ms()
+        )
+    })
 }
 
 /// The processor of a session-windowed aggregation (Kafka Streams' `KStreamSessionWindowAggregate`).
@@ -267,10 +299,12 @@ struct SessionAggregate<K, V, VA> {
     handle: Option<StoreHandle<Windowed<K>, VA>>,
     /// Whether the store was declared with caching (Kafka Streams' `Materialized` default: yes).
     caching: bool,
+    /// Whether the task's other nodes writing the store (a cogroup's) share its record cache.
+    shared: bool,
     /// The thread's cache budget, when caching is on and the budget is not 0.
     budget: Option<Arc<CacheBudget>>,
     /// The sessions' pending updates (`None`: a delete), by store key, readable by range.
-    cache: RecordCache<Windowed<K>, VA>,
+    cache: CacheSlot<Windowed<K>, VA>,
     key_serde: Arc<dyn Serde<K>>,
     /// Tells an aggregate written as null (a reduce of a null first value), which deletes the session.
     agg_serde: Arc<dyn Serde<VA>>,
@@ -323,10 +357,12 @@ impl<K: Data, V: Data, VA: Data> SessionAggregate<K, V, VA> {
             .range_of_key(key_bytes, &from, &to, keep)?
             .map(|entry| entry.map(|(session, value)| (by_end(&session), (session, value))))
             .collect::<Result<Vec<_>, StreamsError>>()?;
-        let cached = self
-            .cache
-            .range_of_key(key_bytes, &from, &to, keep)
-            .map(|pending| (by_end(&pending.key), pending.value.clone().map(|value| (pending.key.clone(), value))));
+        let cached: Vec<_> = self.cache.read(|cache| {
+            let cached = cache.range_of_key(key_bytes, &from, &to, keep);
+            cached
+                .map(|pending| (by_end(&pending.key), pending.value.clone().map(|value| (pending.key.clone(), value))))
+                .collect()
+        });
         Ok(overlay(stored, cached).into_iter().map(|(_, session)| session).collect())
     }
 
@@ -345,8 +381,9 @@ impl<K: Data, V: Data, VA: Data> SessionAggregate<K, V, VA> {
         if let Some(budget) = self.budget.clone() {
             let store_key = [key_bytes, &suffix(session.window)].concat();
             let end = session.window.end;
-            self.cache.put(&budget, store_key, (session, change.new, end, headers.clone()));
-            while let Some(evicted) = self.cache.evict_if_over(&budget) {
+            let update = (session, change.new, end, headers.clone());
+            self.cache.with(|cache| cache.put(&budget, store_key, update));
+            while let Some(evicted) = self.cache.with(|cache| cache.evict_if_over(&budget)) {
                 self.write_through(ctx, evicted)?;
             }
             return Ok(());
@@ -396,6 +433,9 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>> for Se
         self.handle = Some(ctx.store_handle(&self.store)?);
         let budget = ctx.task.cache_budget.clone();
         self.budget = (self.caching && budget.enabled()).then_some(budget);
+        if self.shared && self.budget.is_some() {
+            self.cache.share(ctx.task, &self.store)?;
+        }
         Ok(())
     }
 
@@ -446,7 +486,7 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>> for Se
 
     fn flush(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>) -> Result<(), StreamsError> {
         let Some(budget) = self.budget.clone() else { return Ok(()) };
-        for pending in self.cache.drain(&budget) {
+        for pending in self.cache.with(|cache| cache.drain(&budget)) {
             self.write_through(ctx, pending)?;
         }
         Ok(())
@@ -454,7 +494,7 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>> for Se
 
     fn close(&mut self, _ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>) -> Result<(), StreamsError> {
         if let Some(budget) = &self.budget {
-            self.cache.clear(budget);
+            self.cache.with(|cache| cache.clear(budget));
         }
         Ok(())
     }

@@ -16,13 +16,14 @@ use super::change::Change;
 use super::emit_final::{EmitFinal, FinalWindows};
 use super::grouped::{store_def_over, AggregationSetup, KGroupedStream};
 use super::options::Materialized;
+use super::windowed::AggregationStore;
 use super::windowed::WindowedBy;
 use super::{Data, KTable};
 use crate::processor::{Processor, ProcessorContext, StoreHandle};
 use crate::record::Headers;
 use crate::serde::{to_bytes, DefaultSerde, Serde, TimeWindowedSerde, WindowStoreKeySerde};
-use crate::store::{DefaultWindowBytesStoreSupplier, ValueAndTimestamp};
-use crate::topology::processor_def;
+use crate::store::{DefaultWindowBytesStoreSupplier, StoreDef, ValueAndTimestamp};
+use crate::topology::{processor_def, NodeDef};
 use crate::window::{millis, EmitStrategy, SlidingWindows, Window, Windowed};
 use crate::{Record, StreamsError, TopologyError};
 
@@ -177,64 +178,92 @@ impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
             Err((name, store)) => return KTable::new(builder.clone(), name, None, None, Some(store)),
         };
         let AggregationSetup { store, name, key_serde, agg_serde, parent } = setup;
-        if let Some(reason) = self.invalid(&store, &materialized) {
+        let windows = self.windows;
+        if let Some(reason) = invalid_sliding_windows(windows, &store, &materialized) {
             b.topology.deferred.push(TopologyError::InvalidWindows { node: name.clone(), reason });
             return KTable::new(builder.clone(), name, None, None, Some(store));
         }
-        let (difference, grace) = (self.windows.time_difference_ms(), self.windows.grace_ms());
-        let (windows, emit_final) = (self.windows, self.emit_strategy == EmitStrategy::OnWindowClose);
-        let retention_ms = materialized.retention.map_or(self.windows.least_retention_ms(), millis);
-        let store_key: Arc<dyn Serde<Windowed<K>>> = Arc::new(WindowStoreKeySerde::new(key_serde.clone(), difference));
-        let (store_for_processor, key_for_processor, agg_for_processor, store_key_for_processor) =
-            (store.clone(), key_serde.clone(), agg_serde.clone(), store_key.clone());
-        let caching = materialized.caching_enabled;
-        let def = processor_def(&name, vec![parent], move || SlidingAggregate {
-            store: store_for_processor.clone(),
-            output: {
-                let output =
-                    AggregateOutput::new(store_for_processor.clone(), store_key_for_processor.clone(), caching)
-                        .ranged();
-                if emit_final {
-                    output.silent()
-                } else {
-                    output
-                }
-            },
-            key_serde: key_for_processor.clone(),
-            value_serde: value_serde.clone(),
-            agg_serde: agg_for_processor.clone(),
-            step: step.clone(),
-            difference,
-            grace,
-            retention_ms,
-            observed_stream_time: -1,
-            written_start: -1,
-            emit_final: emit_final.then(|| EmitFinal::new(FinalWindows::Sliding(windows), store_for_processor.clone())),
-        });
-        b.topology.add_node_deferred(def);
-        let supplier = Arc::new(DefaultWindowBytesStoreSupplier { name: store.clone(), retention_ms, sessions: false });
-        let mut def = store_def_over(supplier, &materialized, store_key, agg_serde.clone());
-        def.window_retention_ms = Some(retention_ms);
-        b.topology.add_store_deferred(def, &name);
-        b.window_close_after.insert(name.clone(), grace);
-        let table_key: Arc<dyn Serde<Windowed<K>>> = Arc::new(TimeWindowedSerde::with_size_ms(key_serde, difference));
+        let target = AggregationStore::new(store.clone(), key_serde.clone(), agg_serde.clone(), &materialized, false);
+        let retention_ms = materialized.retention.map_or(windows.least_retention_ms(), millis);
+        let emit_final = self.emit_strategy == EmitStrategy::OnWindowClose;
+        let node = sliding_window_node(&name, parent, &target, windows, retention_ms, emit_final, step, value_serde);
+        b.topology.add_node_deferred(node);
+        b.topology.add_store_deferred(sliding_window_store(&target, windows, retention_ms, &materialized), &name);
+        b.window_close_after.insert(name.clone(), windows.grace_ms());
+        let table_key: Arc<dyn Serde<Windowed<K>>> =
+            Arc::new(TimeWindowedSerde::with_size_ms(key_serde, windows.time_difference_ms()));
         KTable::new(builder.clone(), name, Some(table_key), Some(agg_serde), Some(store))
     }
+}
 
-    /// Why the store's retention cannot be used (Kafka Streams' message).
-    fn invalid<VA>(&self, store: &str, materialized: &Materialized<K, VA>) -> Option<String> {
-        if materialized.supplier.is_some() {
-            return Some("a windowed aggregation takes no key-value store supplier".to_string());
-        }
-        let retention = materialized.retention.map(millis)?;
-        (retention < self.windows.least_retention_ms()).then(|| {
-            format!(
-                "The retention period of the window store {store} must be no smaller than 2 * time difference plus the grace period. Got time difference=[{}], grace=[{}], retention=[{retention}]",
-                self.windows.time_difference_ms(),
-                self.windows.grace_ms()
-            )
-        })
+/// The node `name` that aggregates `parent`'s records (values read with `value_serde`, to drop nulls)
+/// per key over sliding windows into `store` with `step`, reading the store as kept for `retention_ms`
+/// (Kafka Streams' `KStreamSlidingWindowAggregate`): a grouped stream's, or one of a cogroup's.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn sliding_window_node<K: Data, V: Data, VA: Data>(
+    name: &str,
+    parent: String,
+    store: &AggregationStore<K, VA>,
+    windows: SlidingWindows,
+    retention_ms: i64,
+    emit_final: bool,
+    step: StreamStep<K, V, VA>,
+    value_serde: Arc<dyn Serde<V>>,
+) -> NodeDef {
+    let store = store.clone();
+    let difference = windows.time_difference_ms();
+    let store_key: Arc<dyn Serde<Windowed<K>>> =
+        Arc::new(WindowStoreKeySerde::new(store.key_serde.clone(), difference));
+    processor_def(name, vec![parent], move || SlidingAggregate {
+        store: store.name.clone(),
+        output: store.output(store_key.clone(), !emit_final).ranged(),
+        key_serde: store.key_serde.clone(),
+        value_serde: value_serde.clone(),
+        agg_serde: store.agg_serde.clone(),
+        step: step.clone(),
+        difference,
+        grace: windows.grace_ms(),
+        retention_ms,
+        observed_stream_time: -1,
+        written_start: -1,
+        emit_final: emit_final.then(|| EmitFinal::new(FinalWindows::Sliding(windows), store.name.clone())),
+    })
+}
+
+/// The window store of a sliding-window aggregation: windows of the difference's size, kept for
+/// `retention_ms`.
+pub(super) fn sliding_window_store<K: Data, VA: Data, MK>(
+    store: &AggregationStore<K, VA>,
+    windows: SlidingWindows,
+    retention_ms: i64,
+    materialized: &Materialized<MK, VA>,
+) -> StoreDef {
+    let store_key: Arc<dyn Serde<Windowed<K>>> =
+        Arc::new(WindowStoreKeySerde::new(store.key_serde.clone(), windows.time_difference_ms()));
+    let supplier =
+        Arc::new(DefaultWindowBytesStoreSupplier { name: store.name.clone(), retention_ms, sessions: false });
+    let mut def = store_def_over(supplier, materialized, store_key, store.agg_serde.clone());
+    def.window_retention_ms = Some(retention_ms);
+    def
+}
+
+/// Why the store's retention cannot be used (Kafka Streams' message).
+pub(super) fn invalid_sliding_windows<MK, MV>(
+    windows: SlidingWindows,
+    store: &str,
+    materialized: &Materialized<MK, MV>,
+) -> Option<String> {
+    if materialized.supplier.is_some() {
+        return Some("a windowed aggregation takes no key-value store supplier".to_string());
     }
+    let retention = materialized.retention.map(millis)?;
+    (retention < windows.least_retention_ms()).then(|| {
+        format!(
+            "The retention period of the window store {store} must be no smaller than 2 * time difference plus the grace period. Got time difference=[{}], grace=[{}], retention=[{retention}]",
+            windows.time_difference_ms(),
+            windows.grace_ms()
+        )
+    })
 }
 
 /// The processor of a sliding-window aggregation (Kafka Streams' `KStreamSlidingWindowAggregate`, on its
@@ -302,7 +331,7 @@ impl<K: Data, V: Data, VA: Data> SlidingAggregate<K, V, VA> {
             .range_of_key(key_bytes, &low, &high, keep)?
             .map(|entry| entry.map(|(window, value)| (window.window.start, value)))
             .collect::<Result<Vec<_>, StreamsError>>()?;
-        let cached = self.output.cached_range_of_key(key_bytes, &low, &high, keep).map(|pending| {
+        let cached = self.output.cached_range_of_key(key_bytes, &low, &high, keep, |pending| {
             let value = pending.value.clone().map(|value| ValueAndTimestamp { value, timestamp: pending.timestamp });
             (pending.key.window.start, value)
         });

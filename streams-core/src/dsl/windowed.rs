@@ -12,8 +12,8 @@ use super::grouped::{store_def_over, AggregationSetup, KGroupedStream};
 use super::options::Materialized;
 use super::{Data, KTable};
 use crate::serde::{DefaultSerde, Serde, TimeWindowedSerde, WindowStoreKeySerde};
-use crate::store::DefaultWindowBytesStoreSupplier;
-use crate::topology::processor_def;
+use crate::store::{DefaultWindowBytesStoreSupplier, StoreDef};
+use crate::topology::{processor_def, NodeDef};
 use crate::window::{millis, EmitStrategy, TimeWindows, Windowed};
 use crate::TopologyError;
 
@@ -212,59 +212,126 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
         };
         let AggregationSetup { store, name, key_serde, agg_serde, parent } = setup;
         let windows = self.windows;
-        if let Some(reason) = self.invalid(&store, &materialized) {
+        if let Some(reason) = invalid_time_windows(windows, &store, &materialized) {
             b.topology.deferred.push(TopologyError::InvalidWindows { node: name.clone(), reason });
             return KTable::new(builder.clone(), name, None, None, Some(store));
         }
-        let retention = materialized.retention.map_or(windows.least_retention_ms(), millis);
-        let store_key: Arc<dyn Serde<Windowed<K>>> =
-            Arc::new(WindowStoreKeySerde::new(key_serde.clone(), windows.size_ms()));
-        let (store_for_processor, key_for_processor, store_key_for_processor, agg_for_processor) =
-            (store.clone(), key_serde.clone(), store_key.clone(), agg_serde.clone());
-        let caching = materialized.caching_enabled;
+        let target = AggregationStore::new(store.clone(), key_serde.clone(), agg_serde.clone(), &materialized, false);
         let emit_final = self.emit_strategy == EmitStrategy::OnWindowClose;
-        let def = processor_def(&name, vec![parent], move || {
-            let output = AggregateOutput::new(store_for_processor.clone(), store_key_for_processor.clone(), caching);
-            WindowAggregate {
-                output: if emit_final { output.silent() } else { output },
-                step: step.clone(),
-                key_serde: key_for_processor.clone(),
-                agg_serde: agg_for_processor.clone(),
-                windows,
-                observed_stream_time: -1,
-                emit_final: emit_final
-                    .then(|| EmitFinal::new(FinalWindows::Time(windows), store_for_processor.clone())),
-            }
-        });
-        b.topology.add_node_deferred(def);
-        let supplier =
-            Arc::new(DefaultWindowBytesStoreSupplier { name: store.clone(), retention_ms: retention, sessions: false });
-        let mut def = store_def_over(supplier, &materialized, store_key, agg_serde.clone());
-        def.window_retention_ms = Some(retention);
-        b.topology.add_store_deferred(def, &name);
+        b.topology.add_node_deferred(time_window_node(&name, parent, &target, windows, emit_final, step));
+        b.topology.add_store_deferred(time_window_store(&target, windows, &materialized), &name);
         b.window_close_after.insert(name.clone(), windows.grace_ms());
         let table_key: Arc<dyn Serde<Windowed<K>>> =
             Arc::new(TimeWindowedSerde::with_size_ms(key_serde, windows.size_ms()));
         KTable::new(builder.clone(), name, Some(table_key), Some(agg_serde), Some(store))
     }
+}
 
-    /// Why the windows, or the store's retention, cannot be used (Kafka Streams' messages).
-    fn invalid<VA>(&self, store: &str, materialized: &Materialized<K, VA>) -> Option<String> {
-        let windows = &self.windows;
-        if let Some(reason) = windows.invalid() {
-            return Some(reason.to_string());
-        }
-        if materialized.supplier.is_some() {
-            return Some("a windowed aggregation takes no key-value store supplier".to_string());
-        }
-        let retention = materialized.retention.map(millis)?;
-        let least = windows.least_retention_ms();
-        (retention < least).then(|| {
-            format!(
-                "The retention period of the window store {store} must be no smaller than its window size plus the grace period. Got size=[{}], grace=[{}], retention=[{retention}]",
-                windows.size_ms(),
-                windows.grace_ms()
-            )
-        })
+/// The store an aggregation's nodes write, and how: what a grouped stream's windowed aggregation and a
+/// cogroup's nodes (windowed or not) have in common.
+#[derive(Clone)]
+pub(super) struct AggregationStore<K, VA> {
+    pub(super) name: String,
+    pub(super) key_serde: Arc<dyn Serde<K>>,
+    pub(super) agg_serde: Arc<dyn Serde<VA>>,
+    /// Whether the store was declared with caching (Kafka Streams' `Materialized` default: yes).
+    pub(super) caching: bool,
+    /// Whether several nodes write it (a cogroup's), sharing its record cache.
+    pub(super) shared: bool,
+}
+
+impl<K, VA> AggregationStore<K, VA> {
+    pub(super) fn new<MK, MV>(
+        name: String,
+        key_serde: Arc<dyn Serde<K>>,
+        agg_serde: Arc<dyn Serde<VA>>,
+        materialized: &Materialized<MK, MV>,
+        shared: bool,
+    ) -> Self {
+        AggregationStore { name, key_serde, agg_serde, caching: materialized.caching_enabled, shared }
     }
+
+    /// The aggregation's output to the store: through the record cache when it is on (shared when the
+    /// store is), forwarding unless only final results go downstream.
+    pub(super) fn output<SK: Data>(&self, key_serde: Arc<dyn Serde<SK>>, forwards: bool) -> AggregateOutput<SK, VA>
+    where
+        VA: Data,
+    {
+        let mut output = AggregateOutput::new(self.name.clone(), key_serde, self.caching);
+        if self.shared {
+            output = output.shared();
+        }
+        if forwards {
+            output
+        } else {
+            output.silent()
+        }
+    }
+}
+
+/// The node `name` that aggregates `parent`'s records per key and time window into `store` with `step`
+/// (Kafka Streams' `KStreamWindowAggregate`): a grouped stream's, or one of a cogroup's.
+pub(super) fn time_window_node<K: Data, V: Data, VA: Data>(
+    name: &str,
+    parent: String,
+    store: &AggregationStore<K, VA>,
+    windows: TimeWindows,
+    emit_final: bool,
+    step: StreamStep<K, V, VA>,
+) -> NodeDef {
+    let store = store.clone();
+    let store_key: Arc<dyn Serde<Windowed<K>>> =
+        Arc::new(WindowStoreKeySerde::new(store.key_serde.clone(), windows.size_ms()));
+    processor_def(name, vec![parent], move || WindowAggregate {
+        output: store.output(store_key.clone(), !emit_final),
+        step: step.clone(),
+        key_serde: store.key_serde.clone(),
+        agg_serde: store.agg_serde.clone(),
+        windows,
+        observed_stream_time: -1,
+        emit_final: emit_final.then(|| EmitFinal::new(FinalWindows::Time(windows), store.name.clone())),
+    })
+}
+
+/// The window store of a time-windowed aggregation: kept for the retention `materialized` gives, else
+/// the window size plus the grace period.
+pub(super) fn time_window_store<K: Data, VA: Data, MK>(
+    store: &AggregationStore<K, VA>,
+    windows: TimeWindows,
+    materialized: &Materialized<MK, VA>,
+) -> StoreDef {
+    let retention = materialized.retention.map_or(windows.least_retention_ms(), millis);
+    let store_key: Arc<dyn Serde<Windowed<K>>> =
+        Arc::new(WindowStoreKeySerde::new(store.key_serde.clone(), windows.size_ms()));
+    let supplier = Arc::new(DefaultWindowBytesStoreSupplier {
+        name: store.name.clone(),
+        retention_ms: retention,
+        sessions: false,
+    });
+    let mut def = store_def_over(supplier, materialized, store_key, store.agg_serde.clone());
+    def.window_retention_ms = Some(retention);
+    def
+}
+
+/// Why the windows, or the store's retention, cannot be used (Kafka Streams' messages).
+pub(super) fn invalid_time_windows<MK, MV>(
+    windows: TimeWindows,
+    store: &str,
+    materialized: &Materialized<MK, MV>,
+) -> Option<String> {
+    if let Some(reason) = windows.invalid() {
+        return Some(reason.to_string());
+    }
+    if materialized.supplier.is_some() {
+        return Some("a windowed aggregation takes no key-value store supplier".to_string());
+    }
+    let retention = materialized.retention.map(millis)?;
+    let least = windows.least_retention_ms();
+    (retention < least).then(|| {
+        format!(
+            "The retention period of the window store {store} must be no smaller than its window size plus the grace period. Got size=[{}], grace=[{}], retention=[{retention}]",
+            windows.size_ms(),
+            windows.grace_ms()
+        )
+    })
 }

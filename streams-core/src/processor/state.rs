@@ -73,6 +73,8 @@ pub(crate) struct TaskState {
     pub(crate) partition_counts: Arc<dyn PartitionCounts>,
     /// A processor asked for a commit ([`ProcessingContext::commit`](crate::processor::ProcessingContext::commit)).
     pub(crate) commit_requested: bool,
+    /// What several nodes of the task share, by name: see [`TaskState::shared`].
+    shared: HashMap<String, Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 /// The source record of what runs now, for the processing exception handler: its timestamp always, its
@@ -152,7 +154,20 @@ impl TaskState {
             processor_metadata: Default::default(),
             partition_counts,
             commit_requested: false,
+            shared: HashMap::new(),
         }
+    }
+
+    /// The value shared under `name` by the task's nodes: made by `make` for the first node that asks
+    /// (the record cache of a store that a cogroup's nodes all write). An error if an earlier node
+    /// shared something of another type under that name.
+    pub(crate) fn shared<T: Send + Sync + 'static>(
+        &mut self,
+        name: &str,
+        make: impl FnOnce() -> T,
+    ) -> Result<Arc<T>, StreamsError> {
+        let value = self.shared.entry(name.to_string()).or_insert_with(|| Arc::new(make())).clone();
+        value.downcast::<T>().map_err(|_| StreamsError::Internal(format!("`{name}` is shared with another type")))
     }
 
     /// The time of partition `partition` of `topic`: the highest timestamp extracted from it, -1 before

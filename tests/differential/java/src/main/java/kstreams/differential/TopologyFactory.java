@@ -28,10 +28,12 @@ import org.apache.kafka.streams.kstream.Named;
 import org.apache.kafka.streams.kstream.Predicate;
 import org.apache.kafka.streams.kstream.Produced;
 import org.apache.kafka.streams.kstream.Repartitioned;
+import org.apache.kafka.streams.kstream.SessionWindowedCogroupedKStream;
 import org.apache.kafka.streams.kstream.SessionWindowedKStream;
 import org.apache.kafka.streams.kstream.SessionWindows;
 import org.apache.kafka.streams.kstream.SlidingWindows;
 import org.apache.kafka.streams.kstream.Suppressed;
+import org.apache.kafka.streams.kstream.TimeWindowedCogroupedKStream;
 import org.apache.kafka.streams.kstream.TimeWindowedKStream;
 import org.apache.kafka.streams.kstream.TimeWindows;
 import org.apache.kafka.streams.kstream.ValueTransformerWithKey;
@@ -217,6 +219,12 @@ final class TopologyFactory {
             }
             case "group_by": return groupBy(input, step);
             case "windowed_by": {
+                if (input instanceof CogroupedKStream c) {
+                    if (millis(step, "difference") != null) {
+                        return c.windowedBy(slidingWindows(step));
+                    }
+                    return millis(step, "gap") != null ? c.windowedBy(sessionWindows(step)) : c.windowedBy(timeWindows(step));
+                }
                 if (!(input instanceof KGroupedStream g)) {
                     throw new IllegalArgumentException("windowed_by needs a grouped stream, got " + kind(input));
                 }
@@ -531,6 +539,19 @@ final class TopologyFactory {
                 return m == null ? c.aggregate(init, Named.as(named)) : c.aggregate(init, Named.as(named), m);
             }
             return m == null ? c.aggregate(init) : c.aggregate(init, m);
+        }
+        if (input instanceof TimeWindowedCogroupedKStream c) {
+            if (named != null) {
+                return m == null ? c.aggregate(init, Named.as(named)) : c.aggregate(init, Named.as(named), m);
+            }
+            return m == null ? c.aggregate(init) : c.aggregate(init, m);
+        }
+        if (input instanceof SessionWindowedCogroupedKStream c) {
+            var merger = Functions.merger(field(step, "merger"));
+            if (named != null) {
+                return m == null ? c.aggregate(init, merger, Named.as(named)) : c.aggregate(init, merger, Named.as(named), m);
+            }
+            return m == null ? c.aggregate(init, merger) : c.aggregate(init, merger, m);
         }
         if (input instanceof SessionWindowedKStream w) {
             var aggregator = Functions.aggregator(fn(step));
