@@ -15,6 +15,7 @@ scenario_tests!(
     poison_pill_under_dead_letter_queue_lands_in_the_dlq_topic,
     a_missing_source_topic_is_an_error_naming_it,
     source_topics_of_one_subtopology_must_be_co_partitioned,
+    joins_enrich_orders_under_exactly_once,
     two_instances_share_the_work_through_a_join_and_a_leave,
     stateful_app_keeps_exact_totals_through_a_join_and_a_leave,
     production_errors_fail_by_default_and_can_be_skipped,

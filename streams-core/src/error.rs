@@ -101,6 +101,14 @@ pub enum TopologyError {
         /// What is wrong.
         reason: String,
     },
+    /// A join cannot be built: a table it reads cannot be looked up by key.
+    #[error("the join `{node}` cannot be built: {reason}")]
+    InvalidJoin {
+        /// The join's processor.
+        node: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A `suppress` cannot be built (Kafka Streams' message: final results without windows above).
     #[error("the suppression `{node}` cannot be built: {reason}")]
     InvalidSuppress {

@@ -16,6 +16,8 @@ pub(crate) type Reducer = Arc<dyn Fn(Val, Val) -> Val + Send + Sync>;
 pub(crate) type Initializer = Arc<dyn Fn() -> Val + Send + Sync>;
 pub(crate) type Aggregator = Arc<dyn Fn(&Val, Val, Val) -> Val + Send + Sync>;
 pub(crate) type Merger = Arc<dyn Fn(&Val, Val, Val) -> Val + Send + Sync>;
+/// Value joiners `(value, other value) -> result`; a side without a value is `Val::Null`.
+pub(crate) type Joiner = Arc<dyn Fn(&Val, &Val) -> Val + Send + Sync>;
 pub(crate) type TopicChooser = Arc<dyn Fn(&Val, &Val) -> String + Send + Sync>;
 pub(crate) type TimestampExtractor = Arc<dyn Fn(&Val, i64) -> i64 + Send + Sync>;
 pub(crate) type Partitioner = Arc<dyn Fn(&Val, &Val, u32) -> Option<Vec<i32>> + Send + Sync>;
@@ -209,6 +211,14 @@ pub(crate) fn merger(spec: &str) -> Result<Merger, String> {
         "sum" => Arc::new(move |_, a, b| Val::Long(a.long(&f).wrapping_add(b.long(&f)))),
         "concat" => Arc::new(|_, a, b| Val::Str(format!("{}|{}", a.java_string(), b.java_string()))),
         _ => return Err(unknown("merger", spec)),
+    })
+}
+
+/// Value joiners: `pair` writes `<value>+<other>` (Java's string concatenation, `null` for a missing side).
+pub(crate) fn joiner(spec: &str) -> Result<Joiner, String> {
+    Ok(match spec {
+        "pair" => Arc::new(|a, b| Val::Str(format!("{}+{}", a.java_string(), b.java_string()))),
+        _ => return Err(unknown("joiner", spec)),
     })
 }
 

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use kstreams::dsl::{
-    BufferConfig, CogroupedKStream, EmitStrategy, SessionWindowedCogroupedKStream, SessionWindowedKStream,
+    BufferConfig, CogroupedKStream, EmitStrategy, Joined, SessionWindowedCogroupedKStream, SessionWindowedKStream,
     SlidingWindowedKStream, Suppressed, TimeWindowedCogroupedKStream, TimeWindowedKStream, ValueTransformerWithKey,
 };
 use kstreams::prelude::*;
@@ -290,6 +290,27 @@ fn apply(
                     Handle::LongStream(with_name(a, &named, |x, n| x.named(n)).merge(&b))
                 }
                 (a, b) => return Err(format!("merges streams of one value type, got {} and {}", a.kind(), b.kind())),
+            }
+        }
+        "join" | "left_join" | "outer_join" => {
+            let other_id = step.other.as_deref().ok_or("needs `other`")?;
+            let other = ids.get(other_id).ok_or_else(|| format!("no step is `as` {other_id:?}"))?.clone_handle();
+            let j = f::joiner(function(step)?)?;
+            let op = step.op.as_str();
+            match (input, other) {
+                (Handle::Stream(s), Handle::Table(t)) => Handle::Stream(stream_table_join(s, &t, j, &named, op)?),
+                (Handle::Stream(s), Handle::LongTable(t)) => Handle::Stream(stream_table_join(s, &t, j, &named, op)?),
+                (Handle::LongStream(s), Handle::Table(t)) => Handle::Stream(stream_table_join(s, &t, j, &named, op)?),
+                (Handle::LongStream(s), Handle::LongTable(t)) => {
+                    Handle::Stream(stream_table_join(s, &t, j, &named, op)?)
+                }
+                (Handle::Table(a), Handle::Table(b)) => Handle::Table(table_join(a, &b, j, step, &named, op)),
+                (Handle::Table(a), Handle::LongTable(b)) => Handle::Table(table_join(a, &b, j, step, &named, op)),
+                (Handle::LongTable(a), Handle::Table(b)) => Handle::Table(table_join(a, &b, j, step, &named, op)),
+                (Handle::LongTable(a), Handle::LongTable(b)) => Handle::Table(table_join(a, &b, j, step, &named, op)),
+                (a, b) => {
+                    return Err(format!("joins a stream or a table with a table, got {} and {}", a.kind(), b.kind()))
+                }
             }
         }
         "split" => {
@@ -587,6 +608,49 @@ fn apply(
 
 fn function(step: &Step) -> Result<&str, String> {
     step.function.as_deref().ok_or_else(|| "needs `fn`".to_string())
+}
+
+/// `stream.join(table, ..)` or `left_join`, with `Joined.as(named)` when the step names it.
+fn stream_table_join<V: Dyn, VT: Dyn>(
+    s: KStream<Key, V>,
+    t: &KTable<Key, VT>,
+    j: f::Joiner,
+    named: &Option<String>,
+    op: &str,
+) -> Result<KStream<Key, Val>, String> {
+    let joined = named.as_ref().map_or_else(Joined::default, |n| Joined::as_name(n.clone()));
+    Ok(match op {
+        "join" => s.join_with(t, move |v, t: &VT| j(&v.to_val(), &t.to_val()), joined),
+        "left_join" => {
+            s.left_join_with(t, move |v, t: Option<&VT>| j(&v.to_val(), &t.map_or(Val::Null, Dyn::to_val)), joined)
+        }
+        other => return Err(format!("a stream joins a table with join or left_join, not {other}")),
+    })
+}
+
+/// `table.join(other, ..)`, `left_join` or `outer_join`, named and materialized as the step says.
+fn table_join<V: Dyn, VO: Dyn>(
+    a: KTable<Key, V>,
+    b: &KTable<Key, VO>,
+    j: f::Joiner,
+    step: &Step,
+    named: &Option<String>,
+    op: &str,
+) -> KTable<Key, Val> {
+    let a = with_name(a, named, |x, n| x.named(n));
+    let val = |x: Option<&V>| x.map_or(Val::Null, Dyn::to_val);
+    let other = |y: Option<&VO>| y.map_or(Val::Null, Dyn::to_val);
+    let m = step.materialized.as_ref();
+    match (op, m) {
+        ("join", None) => a.join(b, move |x, y| j(&x.to_val(), &y.to_val())),
+        ("join", Some(m)) => a.join_with(b, move |x, y| j(&x.to_val(), &y.to_val()), materialized::<Val>(Some(m))),
+        ("left_join", None) => a.left_join(b, move |x, y| j(&x.to_val(), &other(y))),
+        ("left_join", Some(m)) => {
+            a.left_join_with(b, move |x, y| j(&x.to_val(), &other(y)), materialized::<Val>(Some(m)))
+        }
+        (_, None) => a.outer_join(b, move |x, y| j(&val(x), &other(y))),
+        (_, Some(m)) => a.outer_join_with(b, move |x, y| j(&val(x), &other(y)), materialized::<Val>(Some(m))),
+    }
 }
 
 /// `named(..)` before the operator, when the step names it.

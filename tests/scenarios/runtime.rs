@@ -248,6 +248,78 @@ pub(crate) fn source_topics_of_one_subtopology_must_be_co_partitioned() -> anyho
     Ok(())
 }
 
+/// Orders enriched with their customer's name (a stream-table join), customers joined with their
+/// addresses (a table-table left join), under exactly_once_v2: every order of a known customer comes
+/// out once, with the name the table held; every customer's contact line ends on its latest address.
+/// A table on a topic of another partition count than the stream's is refused at start, naming both.
+pub(crate) fn joins_enrich_orders_under_exactly_once() -> anyhow::Result<()> {
+    let prefix = kafka::unique("join");
+    let (orders, customers, addresses) =
+        (format!("{prefix}-orders"), format!("{prefix}-customers"), format!("{prefix}-addresses"));
+    let (enriched, contacts, wide) =
+        (format!("{prefix}-enriched"), format!("{prefix}-contacts"), format!("{prefix}-wide"));
+    kafka::create_topics(&[(&orders, 2), (&customers, 2), (&addresses, 2), (&enriched, 1), (&contacts, 1), (&wide, 3)]);
+    let topology = |table_topic: &str| -> anyhow::Result<Topology> {
+        let builder = StreamsBuilder::new();
+        let names = builder.table::<String, String>(table_topic);
+        let places = builder.table::<String, String>(&addresses);
+        builder.stream::<String, i64>(&orders).join(&names, |cents, name| format!("{name}:{cents}")).to(&enriched);
+        names
+            .left_join(&places, |name, place| format!("{name}@{}", place.map_or("?", String::as_str)))
+            .to_stream()
+            .to(&contacts);
+        Ok(builder.build()?)
+    };
+    let bytes = |s: String| Some(s.into_bytes());
+    let cents = |n: i64| to_bytes(&*i64::default_serde(), &orders, &n).unwrap();
+    kafka::produce(&customers, (0..20).map(|c| (bytes(format!("c{c}")), bytes(format!("name{c}")))));
+    kafka::produce(&addresses, (0..20).step_by(2).map(|c| (bytes(format!("c{c}")), bytes(format!("street{c}")))));
+    let mut config = kafka::config(&kafka::unique("join-app"));
+    config.set("processing.guarantee", "exactly_once_v2")?;
+    let mut app = kafka::streams(topology(&customers)?, config)?;
+    app.start()?;
+    // The tables are loaded once every customer's contact line has come out with its address.
+    let expected_contacts: BTreeMap<String, String> = (0..20)
+        .map(|c| (format!("c{c}"), format!("name{c}@{}", if c % 2 == 0 { format!("street{c}") } else { "?".into() })))
+        .collect();
+    let latest = |records: &[kstreams::record::RawRecord]| -> BTreeMap<String, String> {
+        records
+            .iter()
+            .map(|r| (decode_string(&contacts, r.key.as_deref()), decode_string(&contacts, r.value.as_deref())))
+            .collect()
+    };
+    let read = kafka::consume_committed_until(&contacts, Duration::from_secs(60), |r| latest(r) == expected_contacts);
+    assert_eq!(latest(&read), expected_contacts, "each customer's contact line ends on its address");
+    // Orders of customers c0..c19 and of an unknown customer, which joins nothing.
+    let order_list: Vec<(String, i64)> =
+        (0..60).map(|i| (format!("c{}", if i % 7 == 6 { 99 } else { i % 20 }), i)).collect();
+    kafka::produce(&orders, order_list.iter().map(|(c, n)| (bytes(c.clone()), cents(*n))));
+    let mut expected: Vec<(String, String)> = order_list
+        .iter()
+        .filter(|(c, _)| c != "c99")
+        .map(|(c, n)| (c.clone(), format!("name{}:{n}", &c[1..])))
+        .collect();
+    let out = kafka::consume_committed_until(&enriched, Duration::from_secs(60), |r| r.len() >= expected.len());
+    std::thread::sleep(Duration::from_millis(500));
+    app.close()?;
+    let mut got: Vec<(String, String)> = out
+        .iter()
+        .map(|r| (decode_string(&enriched, r.key.as_deref()), decode_string(&enriched, r.value.as_deref())))
+        .collect();
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected, "each order of a known customer once, with its name");
+
+    let mut refused = kafka::streams(topology(&wide)?, kafka::config(&kafka::unique("join-copart")))?;
+    let error = refused.start().expect_err("2 and 3 partitions");
+    assert!(
+        error.to_string().contains(&format!("{orders} (2 partitions)"))
+            && error.to_string().contains(&format!("{wide} (3 partitions)")),
+        "{error}"
+    );
+    Ok(())
+}
+
 /// Two instances in one group: the second joins mid-stream, the first leaves; every input record comes
 /// out exactly once (clean rebalances commit before partitions move).
 pub(crate) fn two_instances_share_the_work_through_a_join_and_a_leave() -> anyhow::Result<()> {

@@ -26,8 +26,6 @@ pub(crate) struct AggregateOutput<K, VA> {
     /// The thread's cache budget, when caching is on and the budget is not 0.
     budget: Option<Arc<CacheBudget>>,
     cache: CacheSlot<K, VA>,
-    /// Whether the cache is the one the task's nodes writing this store share (a cogroup's).
-    shared: bool,
     /// Whether updates go downstream (not for a windowed aggregation that emits final results only,
     /// which reads them back from the store when windows close).
     forwards: bool,
@@ -45,7 +43,6 @@ impl<K: Data, VA: Data> AggregateOutput<K, VA> {
             caching,
             budget: None,
             cache: CacheSlot::Own(RecordCache::default()),
-            shared: false,
             forwards: true,
         }
     }
@@ -60,13 +57,6 @@ impl<K: Data, VA: Data> AggregateOutput<K, VA> {
     /// reads its store by range.
     pub(crate) fn ranged(mut self) -> Self {
         self.cache = CacheSlot::Own(RecordCache::sorted());
-        self
-    }
-
-    /// Shares the cache with the task's other nodes that write the same store (a cogroup's nodes), so
-    /// that each reads what the others have pending.
-    pub(crate) fn shared(mut self) -> Self {
-        self.shared = true;
         self
     }
 
@@ -92,7 +82,8 @@ impl<K: Data, VA: Data> AggregateOutput<K, VA> {
         self.handle = Some(ctx.store_handle(&self.store)?);
         let budget = ctx.task.cache_budget.clone();
         self.budget = (self.caching && budget.enabled()).then_some(budget);
-        if self.shared && self.budget.is_some() {
+        // Other nodes reach the store too (a cogroup's, a join's): they read what this one has pending.
+        if self.budget.is_some() && ctx.task.store_shared(&self.store) {
             self.cache.share(ctx.task, &self.store)?;
         }
         Ok(())

@@ -207,7 +207,7 @@ impl<K: Data, VA: Data> CogroupedKStream<K, VA> {
     {
         let builder = self.builder.clone();
         let Built { merge, store } = self.build(Arc::new(initializer), materialized, |_| CogroupWindows::None);
-        KTable::new(builder, merge, Some(store.key_serde), Some(store.agg_serde), Some(store.name))
+        KTable::new(builder, merge, Some(store.key_serde), Some(store.agg_serde), Some(store.name)).with_store_getter()
     }
 
     /// Cuts the cogroup into windows before aggregating (Kafka Streams' `windowedBy`): [`TimeWindows`]
@@ -241,7 +241,7 @@ impl<K: Data, VA: Data> CogroupedKStream<K, VA> {
         let first_key_serde = self.inputs[0].key_serde();
         let key_serde = pick_or_default(materialized.key_serde.clone(), &first_key_serde);
         let agg_serde = pick_or_default(materialized.value_serde.clone(), &None);
-        let store = AggregationStore::new(name, key_serde, agg_serde, &materialized, true);
+        let store = AggregationStore::new(name, key_serde, agg_serde, &materialized);
         let parents: Vec<String> =
             self.inputs.iter().map(|input| input.source(&mut b, &store.name, &store.key_serde)).collect();
         let windows = windows(&materialized);

@@ -356,7 +356,7 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         });
         b.topology.add_node_deferred(def);
         b.topology.add_store_deferred(store_def(&store, &materialized, key_serde.clone(), agg_serde.clone()), &name);
-        KTable::new(builder.clone(), name, Some(key_serde), Some(agg_serde), Some(store))
+        KTable::new(builder.clone(), name, Some(key_serde), Some(agg_serde), Some(store)).with_store_getter()
     }
 
     /// What every aggregation of this stream, windowed or not, does before its processor, in Kafka
@@ -893,6 +893,6 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
         });
         b.topology.add_node_deferred(def);
         b.topology.add_store_deferred(store_def(&store, &materialized, key_serde.clone(), agg_serde.clone()), &name);
-        KTable::new(builder.clone(), name, Some(key_serde), Some(agg_serde), Some(store))
+        KTable::new(builder.clone(), name, Some(key_serde), Some(agg_serde), Some(store)).with_store_getter()
     }
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use super::aggregate::AggregateOutput;
 use super::builder::{missing_serde, pick, pick_or_default, BuilderState, StreamsBuilder};
 use super::change::Change;
+use super::getter::{GetterStep, GetterSupplier};
 use super::grouped::{store_def, KGroupedTable};
 use super::options::{Consumed, Grouped, Materialized};
 use super::repartition::{add_repartition, RepartitionNames};
@@ -18,6 +19,7 @@ use super::{Data, KStream};
 use crate::processor::{Processor, ProcessorContext, TimestampExtractor};
 use crate::record::RecordPart;
 use crate::serde::{DefaultSerde, OptionSerde, Serde};
+use crate::store::ValueAndTimestamp;
 use crate::timestamp::NullableValue;
 use crate::topology::{processor_def, source_def, NodeDef, SourceTopics, TopicRef};
 use crate::{Record, StreamsError};
@@ -33,6 +35,8 @@ pub struct KTable<K, V> {
     pub(crate) next_name: Option<String>,
     /// Whether this node must forward old values (see [`SendOldValues`]).
     pub(crate) old_values: Arc<SendOldValues>,
+    /// How a join reads this table's values, when it can (see [`super::getter`]).
+    pub(crate) getter: Option<GetterSupplier<K, V>>,
 }
 
 impl<K, V> Clone for KTable<K, V> {
@@ -45,6 +49,7 @@ impl<K, V> Clone for KTable<K, V> {
             store: self.store.clone(),
             next_name: self.next_name.clone(),
             old_values: self.old_values.clone(),
+            getter: self.getter.clone(),
         }
     }
 }
@@ -57,7 +62,39 @@ impl<K: Data, V: Data> KTable<K, V> {
         value_serde: Option<Arc<dyn Serde<V>>>,
         store: Option<String>,
     ) -> Self {
-        KTable { builder, node, key_serde, value_serde, store, next_name: None, old_values: Arc::default() }
+        KTable {
+            builder,
+            node,
+            key_serde,
+            value_serde,
+            store,
+            next_name: None,
+            old_values: Arc::default(),
+            getter: None,
+        }
+    }
+
+    /// This table read from its store by a join (a table keyed by `K` whose store holds values with
+    /// timestamps: a source, an aggregation, a materialized operator).
+    pub(crate) fn with_store_getter(mut self) -> Self {
+        if let (Some(store), Some(key_serde)) = (&self.store, &self.key_serde) {
+            self.getter = Some(GetterSupplier::store(store.clone(), key_serde.clone()));
+        }
+        self
+    }
+
+    /// How a join reads this table: its store, or its parent's through the operators in between. Like
+    /// Kafka Streams' `valueGetterSupplier()`, it makes the source table above keep its store (which
+    /// changes whether it sends old values). An error when the table cannot be read by key.
+    pub(crate) fn value_getter(&self) -> Result<GetterSupplier<K, V>, String> {
+        let getter = self.getter.clone().ok_or_else(|| {
+            format!(
+                "the table `{}` cannot be looked up by key: join a table that a source, an aggregation or a materialized operator (`Materialized::as_store`) keeps, or that filters or maps one",
+                self.node
+            )
+        })?;
+        self.old_values.materialize();
+        Ok(getter)
     }
 
     /// The name of the node this table comes out of.
@@ -239,7 +276,10 @@ impl<K: Data, V: Data> KTable<K, V> {
         materialized: Option<Materialized<K, V>>,
     ) -> KTable<K, V> {
         let predicate = Arc::new(predicate);
-        let op = TableOp { prefix: "KTABLE-FILTER-", asks_for_old_values: true };
+        let keep = predicate.clone();
+        let step: GetterStep<K, V, V> =
+            Arc::new(move |key, value| (keep(key, &value.value) == keep_if).then_some(value));
+        let op = TableOp { prefix: "KTABLE-FILTER-", asks_for_old_values: true, getter_step: Some(step) };
         self.add_table_op(op, materialized, self.value_serde.clone(), move |output, send_old| TableFilter {
             predicate: predicate.clone(),
             keep_if,
@@ -378,7 +418,8 @@ impl<K: Data, V: Data> KTable<K, V> {
         materialized: Option<Materialized<K, V2>>,
         stores: &[&str],
     ) -> KTable<K, V2> {
-        let op = TableOp { prefix: "KTABLE-TRANSFORMVALUES-", asks_for_old_values: false };
+        // A transformer may keep state of its own: read only from a store of this table's.
+        let op = TableOp { prefix: "KTABLE-TRANSFORMVALUES-", asks_for_old_values: false, getter_step: None };
         let table = self.add_table_op(op, materialized, None, move |output, send_old| TableTransformValues {
             transformer: supplier(),
             output,
@@ -395,7 +436,11 @@ impl<K: Data, V: Data> KTable<K, V> {
         materialized: Option<Materialized<K, V2>>,
     ) -> KTable<K, V2> {
         let mapper = Arc::new(mapper);
-        let op = TableOp { prefix: "KTABLE-MAPVALUES-", asks_for_old_values: false };
+        let map = mapper.clone();
+        let step: GetterStep<K, V, V2> = Arc::new(move |key, value| {
+            Some(ValueAndTimestamp { value: map(key, value.value), timestamp: value.timestamp })
+        });
+        let op = TableOp { prefix: "KTABLE-MAPVALUES-", asks_for_old_values: false, getter_step: Some(step) };
         self.add_table_op(op, materialized, None, move |output, _| TableMapValues { mapper: mapper.clone(), output })
     }
 
@@ -422,7 +467,7 @@ impl<K: Data, V: Data> KTable<K, V> {
     /// values.
     fn add_table_op<V2: Data, P: Processor<K, Change<V>, K, Change<V2>>>(
         &self,
-        op: TableOp,
+        op: TableOp<K, V, V2>,
         materialized: Option<Materialized<K, V2>>,
         value_serde: Option<Arc<dyn Serde<V2>>>,
         make: impl Fn(TableOutput<K, V2>, bool) -> P + Send + Sync + 'static,
@@ -470,7 +515,20 @@ impl<K: Data, V: Data> KTable<K, V> {
         if let Some(def) = store_def_for {
             b.topology.add_store_deferred(def, &name);
         }
-        KTable { builder: self.builder.clone(), node: name, key_serde, value_serde, store, next_name: None, old_values }
+        let getter = match (&store, &key_serde) {
+            (Some(store), Some(key_serde)) => Some(GetterSupplier::store(store.clone(), key_serde.clone())),
+            _ => self.getter.as_ref().zip(op.getter_step).map(|(getter, step)| getter.then(step)),
+        };
+        KTable {
+            builder: self.builder.clone(),
+            node: name,
+            key_serde,
+            value_serde,
+            store,
+            next_name: None,
+            old_values,
+            getter,
+        }
     }
 
     /// The table's updates as a stream; a delete is a `None` value (a tombstone on the wire).
@@ -657,7 +715,7 @@ fn add_source_table<K: Data, V: Data>(
     let name = def.name.clone();
     b.topology.add_node_deferred(def);
     b.topology.add_store_deferred(store_def(&store, materialized, key_serde.clone(), value_serde.clone()), &name);
-    let mut table = KTable::new(rc.clone(), name, Some(key_serde), Some(value_serde), Some(store));
+    let mut table = KTable::new(rc.clone(), name, Some(key_serde), Some(value_serde), Some(store)).with_store_getter();
     if materialized.store_name.is_none() {
         table.old_values = Arc::new(SendOldValues::source());
     }
@@ -765,11 +823,14 @@ impl<K: Data, V: Data> Processor<K, Option<V>, K, Change<V>> for TableSource<K, 
     }
 }
 
-/// A table operator: its name prefix, and whether it asks its parent for old values when it is added
-/// (Kafka Streams' `KTableFilter` does, to spare deletes of rows that were never there).
-struct TableOp {
+/// A table operator: its name prefix, whether it asks its parent for old values when it is added
+/// (Kafka Streams' `KTableFilter` does, to spare deletes of rows that were never there), and what it
+/// does to a value a join reads through it when it has no store of its own (`None`: such a join
+/// cannot read through it).
+struct TableOp<K, V, V2> {
     prefix: &'static str,
     asks_for_old_values: bool,
+    getter_step: Option<GetterStep<K, V, V2>>,
 }
 
 /// Whether a table node forwards old values (Kafka Streams' `sendOldValues`), and whether it can.
@@ -832,6 +893,16 @@ impl SendOldValues {
 
     fn enabled(&self) -> bool {
         self.enabled.load(Ordering::Relaxed)
+    }
+
+    /// A join reads the table: a source table above without a store of its own in Kafka Streams' model
+    /// gets one (Kafka Streams' `KTableSource.materialize`).
+    pub(super) fn materialize(&self) {
+        match &self.kind {
+            OldValuesKind::Stored => {}
+            OldValuesKind::Source { materialized } => materialized.store(true, Ordering::Relaxed),
+            OldValuesKind::Derived(parent) => parent.materialize(),
+        }
     }
 }
 
@@ -915,6 +986,11 @@ impl<K: Data, V: Data, V2: Data, F: Fn(&K, V) -> V2 + Send + Sync + 'static> Pro
 pub(super) struct TableOutput<K, V>(Option<AggregateOutput<K, V>>);
 
 impl<K: Data, V: Data> TableOutput<K, V> {
+    /// Results into `output`'s store (and downstream from it), or, with none, straight downstream.
+    pub(super) fn new(output: Option<AggregateOutput<K, V>>) -> Self {
+        TableOutput(output)
+    }
+
     /// Whether the results go into a store of their own.
     pub(super) fn is_stored(&self) -> bool {
         self.0.is_some()

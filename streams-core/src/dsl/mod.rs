@@ -17,7 +17,9 @@ mod cache;
 mod change;
 mod cogroup;
 mod emit_final;
+mod getter;
 mod grouped;
+mod join;
 mod kstream;
 mod ktable;
 mod options;
@@ -35,7 +37,7 @@ pub use cogroup::{CogroupWindowedBy, CogroupedKStream, SessionWindowedCogroupedK
 pub use grouped::{KGroupedStream, KGroupedTable};
 pub use kstream::{BranchedKStream, Branches, KStream};
 pub use ktable::KTable;
-pub use options::{Branched, Consumed, Grouped, Materialized, Produced, Repartitioned};
+pub use options::{Branched, Consumed, Grouped, Joined, Materialized, Produced, Repartitioned};
 pub use session::SessionWindowedKStream;
 pub use sink::Sink;
 pub use sliding::SlidingWindowedKStream;

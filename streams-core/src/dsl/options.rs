@@ -217,6 +217,70 @@ impl<K, V> Grouped<K, V> {
     }
 }
 
+/// How a stream is joined with a table (Kafka Streams' `Joined`): the join's name, and the serdes of
+/// the repartition topic a re-keyed stream goes through first (the key, the stream's values; the
+/// table's value serde is accepted for Kafka Streams' sake and not needed here).
+///
+/// The name names the join node, and the repartition topic `<application.id>-<name>-repartition`.
+pub struct Joined<K, V, VT> {
+    pub(crate) name: Option<String>,
+    pub(crate) key_serde: Option<Arc<dyn Serde<K>>>,
+    pub(crate) value_serde: Option<Arc<dyn Serde<V>>>,
+    pub(crate) other_value_serde: Option<Arc<dyn Serde<VT>>>,
+}
+
+impl<K, V, VT> Default for Joined<K, V, VT> {
+    fn default() -> Self {
+        Joined { name: None, key_serde: None, value_serde: None, other_value_serde: None }
+    }
+}
+
+impl<K, V, VT> Joined<K, V, VT> {
+    /// A join named `name` (Kafka Streams' `Joined.as`).
+    pub fn as_name(name: impl Into<String>) -> Self {
+        Joined { name: Some(name.into()), ..Self::default() }
+    }
+
+    /// With these serdes: the key, the stream's values, the table's values (Kafka Streams'
+    /// `Joined.with`).
+    pub fn with(
+        key_serde: Arc<dyn Serde<K>>,
+        value_serde: Arc<dyn Serde<V>>,
+        other_value_serde: Arc<dyn Serde<VT>>,
+    ) -> Self {
+        Joined {
+            name: None,
+            key_serde: Some(key_serde),
+            value_serde: Some(value_serde),
+            other_value_serde: Some(other_value_serde),
+        }
+    }
+
+    /// Names the join.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Sets the key serde.
+    pub fn with_key_serde(mut self, serde: Arc<dyn Serde<K>>) -> Self {
+        self.key_serde = Some(serde);
+        self
+    }
+
+    /// Sets the stream's value serde.
+    pub fn with_value_serde(mut self, serde: Arc<dyn Serde<V>>) -> Self {
+        self.value_serde = Some(serde);
+        self
+    }
+
+    /// Sets the table's value serde.
+    pub fn with_other_value_serde(mut self, serde: Arc<dyn Serde<VT>>) -> Self {
+        self.other_value_serde = Some(serde);
+        self
+    }
+}
+
 /// How an aggregation or table keeps its state: the store's name, serdes, kind, changelog and cache.
 ///
 /// # Examples

@@ -215,7 +215,7 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
             b.topology.deferred.push(TopologyError::InvalidWindows { node: name.clone(), reason });
             return KTable::new(builder.clone(), name, None, None, Some(store));
         }
-        let target = AggregationStore::new(store.clone(), key_serde.clone(), agg_serde.clone(), &materialized, false);
+        let target = AggregationStore::new(store.clone(), key_serde.clone(), agg_serde.clone(), &materialized);
         let retention_ms = materialized.retention.map_or(windows.least_retention_ms(), millis);
         b.topology.add_node_deferred(session_window_node(&name, parent, &target, windows, retention_ms, add, merge));
         b.topology.add_store_deferred(session_window_store(&target, retention_ms, &materialized), &name);
@@ -247,7 +247,6 @@ pub(super) fn session_window_node<K: Data, V: Data, VA: Data>(
         store: store.name.clone(),
         handle: None,
         caching: store.caching,
-        shared: store.shared,
         budget: None,
         cache: CacheSlot::Own(RecordCache::sorted()),
         key_serde: store.key_serde.clone(),
@@ -299,8 +298,6 @@ struct SessionAggregate<K, V, VA> {
     handle: Option<StoreHandle<Windowed<K>, VA>>,
     /// Whether the store was declared with caching (Kafka Streams' `Materialized` default: yes).
     caching: bool,
-    /// Whether the task's other nodes writing the store (a cogroup's) share its record cache.
-    shared: bool,
     /// The thread's cache budget, when caching is on and the budget is not 0.
     budget: Option<Arc<CacheBudget>>,
     /// The sessions' pending updates (`None`: a delete), by store key, readable by range.
@@ -433,7 +430,7 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>> for Se
         self.handle = Some(ctx.store_handle(&self.store)?);
         let budget = ctx.task.cache_budget.clone();
         self.budget = (self.caching && budget.enabled()).then_some(budget);
-        if self.shared && self.budget.is_some() {
+        if self.budget.is_some() && ctx.task.store_shared(&self.store) {
             self.cache.share(ctx.task, &self.store)?;
         }
         Ok(())

@@ -183,7 +183,7 @@ impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
             b.topology.deferred.push(TopologyError::InvalidWindows { node: name.clone(), reason });
             return KTable::new(builder.clone(), name, None, None, Some(store));
         }
-        let target = AggregationStore::new(store.clone(), key_serde.clone(), agg_serde.clone(), &materialized, false);
+        let target = AggregationStore::new(store.clone(), key_serde.clone(), agg_serde.clone(), &materialized);
         let retention_ms = materialized.retention.map_or(windows.least_retention_ms(), millis);
         let emit_final = self.emit_strategy == EmitStrategy::OnWindowClose;
         let node = sliding_window_node(&name, parent, &target, windows, retention_ms, emit_final, step, value_serde);

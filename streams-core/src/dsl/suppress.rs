@@ -311,6 +311,9 @@ impl<K: Data, V: Data> KTable<K, V> {
             store: None,
             next_name: None,
             old_values: Arc::new(SendOldValues::below(&self.old_values)),
+            // A join cannot look up a suppressed table yet (Kafka Streams reads the buffer, then the
+            // table above).
+            getter: None,
         }
     }
 }

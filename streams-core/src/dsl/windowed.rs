@@ -216,7 +216,7 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
             b.topology.deferred.push(TopologyError::InvalidWindows { node: name.clone(), reason });
             return KTable::new(builder.clone(), name, None, None, Some(store));
         }
-        let target = AggregationStore::new(store.clone(), key_serde.clone(), agg_serde.clone(), &materialized, false);
+        let target = AggregationStore::new(store.clone(), key_serde.clone(), agg_serde.clone(), &materialized);
         let emit_final = self.emit_strategy == EmitStrategy::OnWindowClose;
         b.topology.add_node_deferred(time_window_node(&name, parent, &target, windows, emit_final, step));
         b.topology.add_store_deferred(time_window_store(&target, windows, &materialized), &name);
@@ -236,8 +236,6 @@ pub(super) struct AggregationStore<K, VA> {
     pub(super) agg_serde: Arc<dyn Serde<VA>>,
     /// Whether the store was declared with caching (Kafka Streams' `Materialized` default: yes).
     pub(super) caching: bool,
-    /// Whether several nodes write it (a cogroup's), sharing its record cache.
-    pub(super) shared: bool,
 }
 
 impl<K, VA> AggregationStore<K, VA> {
@@ -246,21 +244,17 @@ impl<K, VA> AggregationStore<K, VA> {
         key_serde: Arc<dyn Serde<K>>,
         agg_serde: Arc<dyn Serde<VA>>,
         materialized: &Materialized<MK, MV>,
-        shared: bool,
     ) -> Self {
-        AggregationStore { name, key_serde, agg_serde, caching: materialized.caching_enabled, shared }
+        AggregationStore { name, key_serde, agg_serde, caching: materialized.caching_enabled }
     }
 
-    /// The aggregation's output to the store: through the record cache when it is on (shared when the
-    /// store is), forwarding unless only final results go downstream.
+    /// The aggregation's output to the store: through the record cache when it is on, forwarding unless
+    /// only final results go downstream.
     pub(super) fn output<SK: Data>(&self, key_serde: Arc<dyn Serde<SK>>, forwards: bool) -> AggregateOutput<SK, VA>
     where
         VA: Data,
     {
-        let mut output = AggregateOutput::new(self.name.clone(), key_serde, self.caching);
-        if self.shared {
-            output = output.shared();
-        }
+        let output = AggregateOutput::new(self.name.clone(), key_serde, self.caching);
         if forwards {
             output
         } else {

@@ -158,6 +158,13 @@ impl TaskState {
         }
     }
 
+    /// Whether more than one of the task's nodes reach the store `name`: a cogroup's aggregation nodes,
+    /// or a table's processor and a join that looks the table up. They share its record cache.
+    pub(crate) fn store_shared(&self, name: &str) -> bool {
+        let Some(&index) = self.store_names.get(name) else { return false };
+        self.node_stores.iter().filter(|stores| stores.contains(&index)).count() > 1
+    }
+
     /// The value shared under `name` by the task's nodes: made by `make` for the first node that asks
     /// (the record cache of a store that a cogroup's nodes all write). An error if an earlier node
     /// shared something of another type under that name.

@@ -12,6 +12,7 @@ import org.apache.kafka.streams.kstream.Aggregator;
 import org.apache.kafka.streams.kstream.Initializer;
 import org.apache.kafka.streams.kstream.KeyValueMapper;
 import org.apache.kafka.streams.kstream.Merger;
+import org.apache.kafka.streams.kstream.ValueJoiner;
 import org.apache.kafka.streams.kstream.Predicate;
 import org.apache.kafka.streams.kstream.Reducer;
 import org.apache.kafka.streams.kstream.ValueMapper;
@@ -312,6 +313,15 @@ final class Functions {
             case "concat": return (k, v, a) -> concat(a, ",", v);
             case "concat_minus": return (k, v, a) -> concat(a, "-", v);
             default: throw f.unknown("aggregator");
+        }
+    }
+
+    // Value joiners (value, other value) -> result.
+    static ValueJoiner<Object, Object, Object> joiner(String text) {
+        Spec f = Spec.parse(text);
+        switch (f.name) {
+            case "pair": return (a, b) -> concat(a, "+", b);
+            default: throw f.unknown("joiner");
         }
     }
 

@@ -19,6 +19,7 @@ import org.apache.kafka.streams.kstream.CogroupedKStream;
 import org.apache.kafka.streams.kstream.Consumed;
 import org.apache.kafka.streams.kstream.EmitStrategy;
 import org.apache.kafka.streams.kstream.Grouped;
+import org.apache.kafka.streams.kstream.Joined;
 import org.apache.kafka.streams.kstream.KGroupedStream;
 import org.apache.kafka.streams.kstream.KGroupedTable;
 import org.apache.kafka.streams.kstream.KStream;
@@ -175,6 +176,7 @@ final class TopologyFactory {
                 }
                 return g.cogroup(aggregator);
             }
+            case "join": case "left_join": case "outer_join": return join(input, step, named, op);
             case "split": return split(stream(input, op), step, named);
             case "to": return to(stream(input, op), step, named);
             case "to_dynamic": {
@@ -531,6 +533,36 @@ final class TopologyFactory {
     }
 
     /** A grouped stream's aggregate has no (.., Named) overload without Materialized either. */
+    private Object join(Object input, JsonNode step, String named, String op) {
+        String otherId = field(step, "other");
+        if (!(results.get(otherId) instanceof KTable other)) {
+            throw new IllegalArgumentException(op + ": \"" + otherId + "\" is not a table");
+        }
+        var joiner = Functions.joiner(fn(step));
+        if (input instanceof KStream s) {
+            Joined j = named == null ? null : Joined.as(named);
+            switch (op) {
+                case "join": return j == null ? s.join(other, joiner) : s.join(other, joiner, j);
+                case "left_join": return j == null ? s.leftJoin(other, joiner) : s.leftJoin(other, joiner, j);
+                default: throw new IllegalArgumentException("a stream joins a table with join or left_join");
+            }
+        }
+        KTable t = table(input, op);
+        Materialized m = materialized(step);
+        Named n = named == null ? null : Named.as(named);
+        switch (op) {
+            case "join":
+                if (n == null) return m == null ? t.join(other, joiner) : t.join(other, joiner, m);
+                return m == null ? t.join(other, joiner, n) : t.join(other, joiner, n, m);
+            case "left_join":
+                if (n == null) return m == null ? t.leftJoin(other, joiner) : t.leftJoin(other, joiner, m);
+                return m == null ? t.leftJoin(other, joiner, n) : t.leftJoin(other, joiner, n, m);
+            default:
+                if (n == null) return m == null ? t.outerJoin(other, joiner) : t.outerJoin(other, joiner, m);
+                return m == null ? t.outerJoin(other, joiner, n) : t.outerJoin(other, joiner, n, m);
+        }
+    }
+
     private Object aggregate(Object input, JsonNode step, String named) {
         Materialized m = materialized(step);
         var init = Functions.initializer(field(step, "init"));

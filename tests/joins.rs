@@ -1,0 +1,107 @@
+//! Joins with tables in the test driver, beyond what the differential suite compares with Kafka Streams:
+//! the tables a join cannot read by key are build errors naming the join, and a table's updates waiting
+//! in the record cache are what a join reads.
+
+use std::time::Duration;
+
+use kstreams::dsl::{TimeWindows, ValueTransformerWithKey};
+use kstreams::prelude::*;
+use kstreams::processor::ProcessingContext;
+
+struct Upper;
+impl ValueTransformerWithKey<String, String, String> for Upper {
+    fn transform(
+        &mut self,
+        _ctx: &mut ProcessingContext<'_>,
+        _key: &String,
+        value: Option<&String>,
+    ) -> Result<Option<String>, StreamsError> {
+        Ok(value.map(|v| v.to_uppercase()))
+    }
+}
+
+/// An unmaterialized `transform_values` keeps no store and its transformer may keep state of its own, so
+/// a join cannot look it up; materialized, it can.
+#[test]
+fn a_join_needs_a_table_it_can_read_by_key() -> Result<(), Box<dyn std::error::Error>> {
+    let builder = StreamsBuilder::new();
+    let upper = builder.table::<String, String>("names").transform_values(|| Upper, &[]);
+    builder.stream::<String, String>("orders").join(&upper, |order, name| format!("{name}:{order}")).to("out");
+    let Err(error) = builder.build() else { panic!("an unreadable table") };
+    assert!(error.to_string().contains("the join `KSTREAM-JOIN-0000000005` cannot be built"), "{error}");
+    assert!(error.to_string().contains("cannot be looked up by key"), "{error}");
+
+    let builder = StreamsBuilder::new();
+    let upper = builder.table::<String, String>("names").transform_values_with(
+        || Upper,
+        Materialized::as_store("upper-names"),
+        &[],
+    );
+    builder.stream::<String, String>("orders").join(&upper, |order, name| format!("{name}:{order}")).to("out");
+    let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    let (names, orders) =
+        (driver.input_topic::<String, String>("names"), driver.input_topic::<String, String>("orders"));
+    driver.pipe(&names, "c1".into(), "ada".into(), 0)?;
+    driver.pipe(&orders, "c1".into(), "tea".into(), 1)?;
+    let out = driver.output_topic::<String, String>("out");
+    assert_eq!(driver.read_key_values(&out), vec![("c1".to_string(), "ADA:tea".to_string())]);
+    Ok(())
+}
+
+/// A windowed table is not read by key: joining it is a build error.
+#[test]
+fn a_windowed_table_cannot_be_joined() {
+    let builder = StreamsBuilder::new();
+    let counts = builder
+        .stream::<String, String>("clicks")
+        .group_by_key()
+        .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_secs(60)))
+        .count();
+    let other = builder
+        .stream::<String, String>("clicks")
+        .group_by_key()
+        .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_secs(60)))
+        .count();
+    counts.join(&other, |a, b| a + b).to_stream().to("out");
+    let Err(error) = builder.build() else { panic!("windowed tables") };
+    assert!(error.to_string().contains("cannot be looked up by key"), "{error}");
+}
+
+/// With the record cache on, a table's latest value may still be in the cache when a record of the
+/// stream arrives: the join reads it there (the table's processor and the join share the cache).
+#[test]
+fn a_join_reads_the_table_s_updates_in_the_record_cache() -> Result<(), Box<dyn std::error::Error>> {
+    use kstreams::config::StreamsConfig;
+    use kstreams::embedded::EmbeddedBroker;
+    use kstreams::runtime::KafkaStreams;
+    use kstreams::testing::BrokerTopics;
+
+    let topology = || -> Result<Topology, Box<dyn std::error::Error>> {
+        let builder = StreamsBuilder::new();
+        let names = builder.table::<String, String>("names");
+        builder.stream::<String, String>("orders").join(&names, |order, name| format!("{name}:{order}")).to("out");
+        Ok(builder.build()?)
+    };
+    let broker = EmbeddedBroker::new();
+    for topic in ["names", "orders", "out"] {
+        broker.create_topic(topic, 1);
+    }
+    let mut config = StreamsConfig::new("join-cache", "embedded");
+    // One commit, at the close: the table's updates wait in the cache until then.
+    config.set("commit.interval.ms", "60000")?;
+    config.set("statestore.cache.max.bytes", "1048576")?;
+    let supplier = std::sync::Arc::new(broker.clone());
+    let mut topics = BrokerTopics::new(supplier.clone(), &config);
+    topics.send("names", &"c1".to_string(), &"ada".to_string(), 0)?;
+    topics.send("names", &"c1".to_string(), &"ada lovelace".to_string(), 1)?;
+    topics.send("orders", &"c1".to_string(), &"tea".to_string(), 2)?;
+    topics.flush()?;
+    let mut app = KafkaStreams::with_client_supplier(topology()?, config.clone(), supplier)?;
+    app.start()?;
+    std::thread::sleep(Duration::from_secs(2));
+    app.close()?;
+    let out: Vec<String> =
+        topics.read_raw("out")?.into_iter().map(|r| String::from_utf8(r.value.unwrap_or_default()).unwrap()).collect();
+    assert_eq!(out, vec!["ada lovelace:tea".to_string()]);
+    Ok(())
+}
