@@ -211,6 +211,78 @@ impl SlidingWindows {
     }
 }
 
+/// How far apart in time two records of a stream-stream join may be (Kafka Streams' `JoinWindows`): a
+/// record at `t` joins the other stream's records of the same key from `t - before` to `t + after`, both
+/// inclusive. Records are kept for `before + after + grace`; a left or outer join's record without a
+/// partner is emitted, joined with `None`, once stream time has passed its window by the grace period.
+///
+/// ```
+/// use std::time::Duration;
+/// use streams_core::dsl::JoinWindows;
+///
+/// let windows = JoinWindows::of_time_difference_and_grace(Duration::from_secs(5), Duration::from_secs(1))
+///     .after(Duration::from_secs(10));
+/// assert_eq!((windows.before_ms(), windows.after_ms(), windows.grace_ms()), (5_000, 10_000, 1_000));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct JoinWindows {
+    before_ms: i64,
+    after_ms: i64,
+    grace_ms: i64,
+}
+
+impl JoinWindows {
+    /// Records at most `difference` apart join, and late records are not taken (Kafka Streams'
+    /// `ofTimeDifferenceWithNoGrace`).
+    pub fn of_time_difference_with_no_grace(difference: Duration) -> Self {
+        Self::of_time_difference_and_grace(difference, Duration::ZERO)
+    }
+
+    /// Records at most `difference` apart join; a record's window takes late records until stream time
+    /// passes it by `grace` (Kafka Streams' `ofTimeDifferenceAndGrace`).
+    pub fn of_time_difference_and_grace(difference: Duration, grace: Duration) -> Self {
+        let difference = millis(difference);
+        JoinWindows { before_ms: difference, after_ms: difference, grace_ms: millis(grace) }
+    }
+
+    /// The same windows, reaching `before` back in time from a record of this stream (Kafka Streams'
+    /// `before`).
+    pub fn before(self, before: Duration) -> Self {
+        JoinWindows { before_ms: millis(before), ..self }
+    }
+
+    /// The same windows, reaching `after` forward in time from a record of this stream (Kafka Streams'
+    /// `after`).
+    pub fn after(self, after: Duration) -> Self {
+        JoinWindows { after_ms: millis(after), ..self }
+    }
+
+    /// How far back a record of this stream reaches, in milliseconds.
+    pub fn before_ms(&self) -> i64 {
+        self.before_ms
+    }
+
+    /// How far forward a record of this stream reaches, in milliseconds.
+    pub fn after_ms(&self) -> i64 {
+        self.after_ms
+    }
+
+    /// The grace period, in milliseconds.
+    pub fn grace_ms(&self) -> i64 {
+        self.grace_ms
+    }
+
+    /// The window size of the join's stores: `before + after`.
+    pub(crate) fn size_ms(&self) -> i64 {
+        self.before_ms.saturating_add(self.after_ms)
+    }
+
+    /// How long the join's stores keep records: the size plus the grace period.
+    pub(crate) fn retention_ms(&self) -> i64 {
+        self.size_ms().saturating_add(self.grace_ms)
+    }
+}
+
 /// Sessions of activity per key (Kafka Streams' `SessionWindows`): records of a key less than the
 /// inactivity gap apart are in one session, `[first record, last record]` with **both ends inclusive**; a
 /// record that falls within the gap of two sessions merges them into one.

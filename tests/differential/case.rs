@@ -48,6 +48,8 @@ pub(crate) struct Step {
     pub(crate) name: Option<String>,
     pub(crate) key: Option<Fmt>,
     pub(crate) value: Option<Fmt>,
+    /// A stream-stream join's other value format (`StreamJoined.with(key, value, other_value)`).
+    pub(crate) other_value: Option<Fmt>,
     pub(crate) topic: Option<String>,
     pub(crate) topics: Option<Vec<String>>,
     pub(crate) pattern: Option<String>,
@@ -66,8 +68,11 @@ pub(crate) struct Step {
     pub(crate) advance: Option<u64>,
     pub(crate) grace: Option<u64>,
     pub(crate) gap: Option<u64>,
-    /// `windowed_by`: the time difference of sliding windows (with the grace period), in milliseconds.
+    /// `windowed_by`: the time difference of sliding windows (with the grace period), in milliseconds;
+    /// also a stream-stream join's, with `before` and `after` to change one reach.
     pub(crate) difference: Option<u64>,
+    pub(crate) before: Option<u64>,
+    pub(crate) after: Option<u64>,
     /// `aggregate` of a session-windowed stream: how two sessions' aggregates merge.
     pub(crate) merger: Option<String>,
     /// `suppress`: `window_closes` or `time_limit` (with `time_limit` in milliseconds), and the buffer's

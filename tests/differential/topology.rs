@@ -4,8 +4,9 @@
 use std::collections::HashMap;
 
 use kstreams::dsl::{
-    BufferConfig, CogroupedKStream, EmitStrategy, Joined, SessionWindowedCogroupedKStream, SessionWindowedKStream,
-    SlidingWindowedKStream, Suppressed, TimeWindowedCogroupedKStream, TimeWindowedKStream, ValueTransformerWithKey,
+    BufferConfig, CogroupedKStream, EmitStrategy, JoinWindows, Joined, SessionWindowedCogroupedKStream,
+    SessionWindowedKStream, SlidingWindowedKStream, StreamJoined, Suppressed, TimeWindowedCogroupedKStream,
+    TimeWindowedKStream, ValueTransformerWithKey,
 };
 use kstreams::prelude::*;
 use kstreams::processor::{
@@ -298,6 +299,12 @@ fn apply(
             let j = f::joiner(function(step)?)?;
             let op = step.op.as_str();
             match (input, other) {
+                (Handle::Stream(s), Handle::Stream(o)) => Handle::Stream(stream_stream_join(s, &o, j, step, op)?),
+                (Handle::Stream(s), Handle::LongStream(o)) => Handle::Stream(stream_stream_join(s, &o, j, step, op)?),
+                (Handle::LongStream(s), Handle::Stream(o)) => Handle::Stream(stream_stream_join(s, &o, j, step, op)?),
+                (Handle::LongStream(s), Handle::LongStream(o)) => {
+                    Handle::Stream(stream_stream_join(s, &o, j, step, op)?)
+                }
                 (Handle::Stream(s), Handle::Table(t)) => Handle::Stream(stream_table_join(s, &t, j, &named, op)?),
                 (Handle::Stream(s), Handle::LongTable(t)) => Handle::Stream(stream_table_join(s, &t, j, &named, op)?),
                 (Handle::LongStream(s), Handle::Table(t)) => Handle::Stream(stream_table_join(s, &t, j, &named, op)?),
@@ -608,6 +615,52 @@ fn apply(
 
 fn function(step: &Step) -> Result<&str, String> {
     step.function.as_deref().ok_or_else(|| "needs `fn`".to_string())
+}
+
+/// `stream.join(other stream, .., JoinWindows)`, `left_join` or `outer_join`: `difference` and `grace`,
+/// then `before`/`after`; `StreamJoined` with `named` as its name and `name` as its store name.
+fn stream_stream_join<V: Dyn, VO: Dyn>(
+    s: KStream<Key, V>,
+    o: &KStream<Key, VO>,
+    j: f::Joiner,
+    step: &Step,
+    op: &str,
+) -> Result<KStream<Key, Val>, String> {
+    let ms = std::time::Duration::from_millis;
+    let difference = ms(step.difference.ok_or("a stream-stream join needs `difference`")?);
+    let mut windows = match step.grace {
+        Some(grace) => JoinWindows::of_time_difference_and_grace(difference, ms(grace)),
+        None => JoinWindows::of_time_difference_with_no_grace(difference),
+    };
+    if let Some(before) = step.before {
+        windows = windows.before(ms(before));
+    }
+    if let Some(after) = step.after {
+        windows = windows.after(ms(after));
+    }
+    let mut joined = StreamJoined::default();
+    if let Some(n) = &step.named {
+        joined = joined.with_name(n.clone());
+    }
+    if let Some(n) = &step.name {
+        joined = joined.with_store_name(n.clone());
+    }
+    if let Some(k) = step.key {
+        joined = joined.with_key_serde(key_serde(k));
+    }
+    if let Some(v) = step.value {
+        joined = joined.with_value_serde(V::serde(v));
+    }
+    if let Some(v) = step.other_value {
+        joined = joined.with_other_value_serde(VO::serde(v));
+    }
+    let val = |x: Option<&V>| x.map_or(Val::Null, Dyn::to_val);
+    let other = |y: Option<&VO>| y.map_or(Val::Null, Dyn::to_val);
+    Ok(match op {
+        "join" => s.join_stream_with(o, move |x, y| j(&x.to_val(), &y.to_val()), windows, joined),
+        "left_join" => s.left_join_stream_with(o, move |x, y| j(&x.to_val(), &other(y)), windows, joined),
+        _ => s.outer_join_stream_with(o, move |x, y| j(&val(x), &other(y)), windows, joined),
+    })
 }
 
 /// `stream.join(table, ..)` or `left_join`, with `Joined.as(named)` when the step names it.

@@ -320,6 +320,65 @@ pub(crate) fn joins_enrich_orders_under_exactly_once() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Orders left-joined with their payments within 100 ms (a stream-stream join) under exactly_once_v2:
+/// every paid order comes out once with its payment, every unpaid one once with none, after its window
+/// has closed, never both. The join's window stores log to `delete` changelogs, as Kafka Streams' do.
+pub(crate) fn a_stream_stream_left_join_answers_each_order_once() -> anyhow::Result<()> {
+    use kstreams::dsl::JoinWindows;
+    let prefix = kafka::unique("ssjoin");
+    let (orders, payments, paid) = (format!("{prefix}-orders"), format!("{prefix}-payments"), format!("{prefix}-paid"));
+    kafka::create_topics(&[(&orders, 2), (&payments, 2), (&paid, 1)]);
+    let app_id = kafka::unique("ssjoin-app");
+    let builder = StreamsBuilder::new();
+    let paid_with = builder.stream::<String, String>(&payments);
+    builder
+        .stream::<String, String>(&orders)
+        .left_join_stream(
+            &paid_with,
+            |order, payment| format!("{order}+{}", payment.map_or("none", String::as_str)),
+            JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(100)),
+        )
+        .to(&paid);
+    let mut config = kafka::config(&app_id);
+    config.set("processing.guarantee", "exactly_once_v2")?;
+    // Unpaid orders are looked for at every record that moves stream time, not once a second (the
+    // records below come within a second, and nothing comes after them).
+    config.set("__emit.interval.ms.kstreams.outer.join.spurious.results.fix__", "0")?;
+    let mut app = kafka::streams(builder.build()?, config)?;
+    app.start()?;
+    anyhow::ensure!(app.wait_for_state(State::Running, Duration::from_secs(60)), "never RUNNING");
+    let bytes = |s: String| Some(s.into_bytes());
+    // `kafka::produce` stamps the i-th record of a call 1_700_000_000_000 + i: orders and payments of
+    // one order fall within the window.
+    kafka::produce(&orders, (0..20).map(|i| (bytes(format!("o{i}")), bytes(format!("order{i}")))));
+    kafka::produce(&payments, (0..20).step_by(2).map(|i| (bytes(format!("o{i}")), bytes(format!("paid{i}")))));
+    // Later records move stream time past the unpaid orders' windows.
+    kafka::produce(&orders, (0..400).map(|i| (bytes(format!("z{}", i % 4)), bytes("later".to_string()))));
+    let expected: BTreeMap<String, String> = (0..20)
+        .map(|i| (format!("o{i}"), if i % 2 == 0 { format!("order{i}+paid{i}") } else { format!("order{i}+none") }))
+        .collect();
+    let orders_only = |records: &[kstreams::record::RawRecord]| -> Vec<(String, String)> {
+        records
+            .iter()
+            .map(|r| (decode_string(&paid, r.key.as_deref()), decode_string(&paid, r.value.as_deref())))
+            .filter(|(k, _)| k.starts_with('o'))
+            .collect()
+    };
+    let out = kafka::consume_committed_until(&paid, Duration::from_secs(90), |r| orders_only(r).len() >= 20);
+    std::thread::sleep(Duration::from_millis(1_500));
+    let again = kafka::consume_committed_until(&paid, Duration::from_secs(2), |r| r.len() > out.len());
+    app.close()?;
+    let got = orders_only(&again);
+    assert_eq!(got.len(), 20, "each order once: {got:?}");
+    assert_eq!(got.into_iter().collect::<BTreeMap<_, _>>(), expected);
+    for store in ["KSTREAM-JOINTHIS-0000000004-store", "KSTREAM-OUTEROTHER-0000000005-store"] {
+        if let Some(config) = kafka::topic_config(&format!("{app_id}-{store}-changelog")) {
+            assert_eq!(config.get("cleanup.policy").map(String::as_str), Some("delete"), "{store}");
+        }
+    }
+    Ok(())
+}
+
 /// Two instances in one group: the second joins mid-stream, the first leaves; every input record comes
 /// out exactly once (clean rebalances commit before partitions move).
 pub(crate) fn two_instances_share_the_work_through_a_join_and_a_leave() -> anyhow::Result<()> {

@@ -124,6 +124,10 @@ pub struct StreamsConfig {
     /// [`EmitStrategy::on_window_close`](crate::dsl::EmitStrategy::on_window_close) looks for windows that
     /// have closed, by the wall clock, when a record arrives. The test driver uses 0: every record looks.
     pub windowed_emit_interval: Duration,
+    /// `__emit.interval.ms.kstreams.outer.join.spurious.results.fix__` (default 1 s; Kafka Streams'
+    /// internal setting, under its name): how often, at most, a stream-stream left or outer join looks,
+    /// by the wall clock, for records whose window closed without a partner. The test driver uses 0.
+    pub outer_join_emit_interval: Duration,
     /// `default.deserialization.exception.handler` (default log and fail).
     pub deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
     /// `processing.exception.handler` (default log and fail): what happens when user code in a
@@ -205,6 +209,7 @@ impl StreamsConfig {
             repartition_purge_interval: Duration::from_millis(30_000),
             windowstore_changelog_additional_retention: Duration::from_millis(86_400_000),
             windowed_emit_interval: Duration::from_millis(1000),
+            outer_join_emit_interval: Duration::from_millis(1000),
             deserialization_handler: Arc::new(LogAndFail),
             processing_handler: Arc::new(LogAndFail),
             production_handler: Arc::new(FailOnProductionError),

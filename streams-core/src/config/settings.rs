@@ -74,7 +74,7 @@ const TRUSTSTORE: &str =
 
 /// The table: every setting `set` takes, in the order of docs/configuration.md's table (and so of
 /// `Debug`).
-pub(crate) static SETTINGS: [Setting; 32] = [
+pub(crate) static SETTINGS: [Setting; 33] = [
     Setting {
         property: "application.id",
         field: "application_id",
@@ -285,6 +285,16 @@ pub(crate) static SETTINGS: [Setting; 32] = [
             Ok(())
         },
         show: |c| c.windowed_emit_interval.as_millis().to_string(),
+    },
+    Setting {
+        property: "__emit.interval.ms.kstreams.outer.join.spurious.results.fix__",
+        field: "outer_join_emit_interval",
+        default: "1000",
+        set: |c, _, v| {
+            c.outer_join_emit_interval = millis(v)?;
+            Ok(())
+        },
+        show: |c| c.outer_join_emit_interval.as_millis().to_string(),
     },
     Setting {
         property: "default.deserialization.exception.handler",
@@ -728,7 +738,7 @@ mod tests {
             state_dir, cache_max_bytes, default_dsl_store, rocksdb_cache_bytes, rocksdb_write_buffer_bytes,
             statestore_uncommitted_max_bytes, max_poll_records, task_timeout, replication_factor,
             default_api_timeout, poll_timeout, repartition_purge_interval, windowstore_changelog_additional_retention,
-            windowed_emit_interval,
+            windowed_emit_interval, outer_join_emit_interval,
             deserialization_handler,
             processing_handler, production_handler, default_timestamp_extractor, client_overrides, consumer_overrides,
             producer_overrides, admin_overrides,

@@ -28,6 +28,7 @@ mod session;
 mod sink;
 mod sliding;
 mod stateless;
+mod stream_join;
 mod suppress;
 mod transform_values;
 mod windowed;
@@ -37,7 +38,7 @@ pub use cogroup::{CogroupWindowedBy, CogroupedKStream, SessionWindowedCogroupedK
 pub use grouped::{KGroupedStream, KGroupedTable};
 pub use kstream::{BranchedKStream, Branches, KStream};
 pub use ktable::KTable;
-pub use options::{Branched, Consumed, Grouped, Joined, Materialized, Produced, Repartitioned};
+pub use options::{Branched, Consumed, Grouped, Joined, Materialized, Produced, Repartitioned, StreamJoined};
 pub use session::SessionWindowedKStream;
 pub use sink::Sink;
 pub use sliding::SlidingWindowedKStream;
@@ -45,6 +46,6 @@ pub use suppress::{BufferConfig, EagerBufferConfig, StrictBufferConfig, Suppress
 pub use transform_values::ValueTransformerWithKey;
 pub use windowed::{TimeWindowedKStream, WindowedBy};
 
-pub use crate::window::{EmitStrategy, SessionWindows, SlidingWindows, TimeWindows, Window, Windowed};
+pub use crate::window::{EmitStrategy, JoinWindows, SessionWindows, SlidingWindows, TimeWindows, Window, Windowed};
 
 pub use crate::record::Data;

@@ -5,6 +5,7 @@
 //! (Kafka's `Named` is [`KStream::named`](super::KStream::named) / [`KTable::named`](super::KTable::named):
 //! it names the next operator.)
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::KStream;
@@ -277,6 +278,92 @@ impl<K, V, VT> Joined<K, V, VT> {
     /// Sets the table's value serde.
     pub fn with_other_value_serde(mut self, serde: Arc<dyn Serde<VT>>) -> Self {
         self.other_value_serde = Some(serde);
+        self
+    }
+}
+
+/// How two streams are joined (Kafka Streams' `StreamJoined`): the join's name, the base name of its
+/// stores, the serdes of its stores and of the repartition topics a re-keyed side goes through, and
+/// whether the stores are logged.
+pub struct StreamJoined<K, V, VO> {
+    pub(crate) name: Option<String>,
+    pub(crate) store_name: Option<String>,
+    pub(crate) key_serde: Option<Arc<dyn Serde<K>>>,
+    pub(crate) value_serde: Option<Arc<dyn Serde<V>>>,
+    pub(crate) other_value_serde: Option<Arc<dyn Serde<VO>>>,
+    pub(crate) logging: Option<BTreeMap<String, String>>,
+}
+
+impl<K, V, VO> Default for StreamJoined<K, V, VO> {
+    fn default() -> Self {
+        StreamJoined {
+            name: None,
+            store_name: None,
+            key_serde: None,
+            value_serde: None,
+            other_value_serde: None,
+            logging: Some(BTreeMap::new()),
+        }
+    }
+}
+
+impl<K, V, VO> StreamJoined<K, V, VO> {
+    /// With these serdes: the key, this stream's values, the other stream's (Kafka Streams'
+    /// `StreamJoined.with`).
+    pub fn with(
+        key_serde: Arc<dyn Serde<K>>,
+        value_serde: Arc<dyn Serde<V>>,
+        other_value_serde: Arc<dyn Serde<VO>>,
+    ) -> Self {
+        StreamJoined {
+            key_serde: Some(key_serde),
+            value_serde: Some(value_serde),
+            other_value_serde: Some(other_value_serde),
+            ..Self::default()
+        }
+    }
+
+    /// Names the join's nodes (`<name>-this-windowed`, `<name>-this-join`, `<name>-merge`, ...) and the
+    /// repartition topics of re-keyed sides (`<name>-left-repartition`, `<name>-right-repartition`).
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Names the join's stores `<store name>-this-join-store`, `<store name>-other-join-store`, ...
+    /// (Kafka Streams' `withStoreName`).
+    pub fn with_store_name(mut self, store_name: impl Into<String>) -> Self {
+        self.store_name = Some(store_name.into());
+        self
+    }
+
+    /// Sets the key serde.
+    pub fn with_key_serde(mut self, serde: Arc<dyn Serde<K>>) -> Self {
+        self.key_serde = Some(serde);
+        self
+    }
+
+    /// Sets this stream's value serde.
+    pub fn with_value_serde(mut self, serde: Arc<dyn Serde<V>>) -> Self {
+        self.value_serde = Some(serde);
+        self
+    }
+
+    /// Sets the other stream's value serde.
+    pub fn with_other_value_serde(mut self, serde: Arc<dyn Serde<VO>>) -> Self {
+        self.other_value_serde = Some(serde);
+        self
+    }
+
+    /// No changelogs for the join's stores: they start empty on every new instance.
+    pub fn with_logging_disabled(mut self) -> Self {
+        self.logging = None;
+        self
+    }
+
+    /// Changelogs for the join's stores, with these extra topic configs.
+    pub fn with_logging_enabled(mut self, config: BTreeMap<String, String>) -> Self {
+        self.logging = Some(config);
         self
     }
 }

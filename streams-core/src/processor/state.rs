@@ -66,6 +66,8 @@ pub(crate) struct TaskState {
     pub(crate) cache_budget: Arc<CacheBudget>,
     /// See `TaskConfig::windowed_emit_interval_ms`.
     pub(crate) windowed_emit_interval_ms: i64,
+    /// See `TaskConfig::outer_join_emit_interval_ms`.
+    pub(crate) outer_join_emit_interval_ms: i64,
     /// Named values processors commit with the task's offsets and read back when it reopens (an
     /// emit-final aggregation's last emitted close time).
     pub(crate) processor_metadata: super::offset_metadata::ProcessorMetadata,
@@ -151,6 +153,7 @@ impl TaskState {
             source,
             cache_budget,
             windowed_emit_interval_ms: 0,
+            outer_join_emit_interval_ms: 0,
             processor_metadata: Default::default(),
             partition_counts,
             commit_requested: false,

@@ -676,6 +676,7 @@ impl StreamThread {
         let cache_bytes = config.cache_max_bytes / config.num_stream_threads.max(1) as u64;
         task_config.cache_budget = Arc::new(state_store::CacheBudget::new(cache_bytes as usize));
         task_config.windowed_emit_interval_ms = crate::window::millis(config.windowed_emit_interval);
+        task_config.outer_join_emit_interval_ms = crate::window::millis(config.outer_join_emit_interval);
         let inner = Arc::new_cyclic(|me| {
             Mutex::new(ThreadInner {
                 me: me.clone(),

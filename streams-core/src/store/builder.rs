@@ -373,6 +373,53 @@ impl<K: Send + 'static, V: Send + 'static> StoreBuilder<K, V> {
     }
 }
 
+/// The window store of one side of a stream-stream join (Kafka Streams' `StreamJoinedStoreFactory`):
+/// the DSL's default kind, every record kept (duplicates retained), windows of `window_size_ms` kept
+/// for `retention_ms`, logged unless `logging` is `None`, to a changelog that is only `delete` (a store
+/// of duplicates cannot be compacted).
+pub(crate) fn join_window_store_def<K: Send + 'static, V: Send + 'static>(
+    name: &str,
+    window_size_ms: i64,
+    retention_ms: i64,
+    key_serde: Arc<dyn Serde<K>>,
+    value_serde: Arc<dyn Serde<V>>,
+    logging: Option<BTreeMap<String, String>>,
+) -> StoreDef {
+    let typed = move |bytes: Box<dyn KeyValueStore>| -> Box<dyn ErasedStore> {
+        Box::new(WindowStore::new(bytes, key_serde.clone(), value_serde.clone(), window_size_ms, true))
+    };
+    let supplier = DefaultWindowBytesStoreSupplier { name: name.to_string(), retention_ms, sessions: false };
+    let builder = StoreBuilder::<Windowed<K>, V>::new(Arc::new(supplier), Arc::new(typed), Some(retention_ms));
+    let builder = match logging {
+        Some(mut config) => {
+            config.insert("cleanup.policy".to_string(), "delete".to_string());
+            builder.with_logging_enabled(config)
+        }
+        None => builder.with_logging_disabled(),
+    };
+    builder.into_def()
+}
+
+/// A key-value store of the DSL's default kind, logged unless `logging` is `None`: a stream-stream
+/// outer join's store of records still waiting for a partner.
+pub(crate) fn dsl_key_value_store_def<K: Send + 'static, V: Send + 'static>(
+    name: &str,
+    key_serde: Arc<dyn Serde<K>>,
+    value_serde: Arc<dyn Serde<V>>,
+    logging: Option<BTreeMap<String, String>>,
+) -> StoreDef {
+    let builder = Stores::key_value_store_builder(
+        DefaultKeyValueBytesStoreSupplier { name: name.to_string() },
+        key_serde,
+        value_serde,
+    );
+    let builder = match logging {
+        Some(config) => builder.with_logging_enabled(config),
+        None => builder.with_logging_disabled(),
+    };
+    builder.into_def()
+}
+
 /// The suppression buffer `name` of a `suppress` (Kafka Streams' `InMemoryTimeOrderedKeyValueChangeBuffer`):
 /// in memory, never cached, logged to a compacted changelog with `logging` as its topic config unless
 /// `logging` is `None`, and each logged value marked with the layout's version as Kafka Streams marks it.

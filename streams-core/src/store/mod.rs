@@ -24,7 +24,8 @@ pub use typed::TypedKeyValueStore;
 pub use window::{WindowBytesStoreSupplier, WindowStore, WindowedKeyValue};
 
 pub(crate) use builder::{
-    store_dir, suppression_buffer_def, DefaultKeyValueBytesStoreSupplier, DefaultWindowBytesStoreSupplier, StoreDef,
+    dsl_key_value_store_def, join_window_store_def, store_dir, suppression_buffer_def,
+    DefaultKeyValueBytesStoreSupplier, DefaultWindowBytesStoreSupplier, StoreDef,
 };
 pub(crate) use suppression::{BufferedContext, SuppressionBuffer};
 pub(crate) use typed::ErasedStore;

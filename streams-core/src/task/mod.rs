@@ -59,6 +59,9 @@ pub(crate) struct TaskConfig {
     /// How often, at most, an emit-final windowed aggregation looks for closed windows (wall-clock ms;
     /// the test driver: 0, as Kafka Streams' test driver).
     pub(crate) windowed_emit_interval_ms: i64,
+    /// How often, at most, a stream-stream left or outer join looks for records whose window closed
+    /// without a partner (wall-clock ms; the test driver: 0).
+    pub(crate) outer_join_emit_interval_ms: i64,
 }
 
 impl TaskConfig {
@@ -78,6 +81,7 @@ impl TaskConfig {
             cache_budget: Arc::new(CacheBudget::new(0)),
             partition_counts: Arc::new(OnePartition),
             windowed_emit_interval_ms: 0,
+            outer_join_emit_interval_ms: 0,
         }
     }
 
@@ -167,6 +171,7 @@ impl Task {
         );
         state.default_extractor = config.timestamp_extractor.clone();
         state.windowed_emit_interval_ms = config.windowed_emit_interval_ms;
+        state.outer_join_emit_interval_ms = config.outer_join_emit_interval_ms;
         let mut changelogs = Vec::new();
         let mut changelog_value_headers = Vec::new();
         let task_dir = config.task_dir(id);

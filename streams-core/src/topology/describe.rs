@@ -74,7 +74,9 @@ pub(super) fn describe(topology: &Topology) -> TopologyDescription {
                             topics: topics.iter().map(|t| t.name.clone()).collect(),
                             pattern: pattern.as_ref().map(|p| p.as_str().to_string()),
                         },
-                        NodeKind::Processor => NodeKindDescription::Processor { stores: def.stores.clone() },
+                        NodeKind::Processor => {
+                            NodeKindDescription::Processor { stores: java_hash_set_order(&def.stores) }
+                        }
                         NodeKind::Sink { topic } => {
                             NodeKindDescription::Sink { topic: topic.as_ref().map(|t| t.name.clone()) }
                         }
@@ -213,5 +215,45 @@ impl fmt::Display for TopologyDescription {
             write!(f, "  {sub}")?;
         }
         Ok(())
+    }
+}
+
+/// `names` in the order a `java.util.HashSet` of them, filled in this order, iterates: Kafka Streams
+/// keeps a processor's store names in one, and prints them so. By bucket (the spread `String.hashCode`
+/// masked by the capacity, 16 doubled while more than three quarters full), then by insertion.
+fn java_hash_set_order(names: &[String]) -> Vec<String> {
+    let mut capacity = 16usize;
+    while names.len() * 4 > capacity * 3 {
+        capacity *= 2;
+    }
+    let bucket = |name: &str| {
+        let h = name.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)));
+        let spread = (h ^ ((h as u32) >> 16) as i32) as u32;
+        spread as usize & (capacity - 1)
+    };
+    let mut ordered: Vec<(usize, usize, &String)> = names.iter().enumerate().map(|(i, n)| (bucket(n), i, n)).collect();
+    ordered.sort();
+    ordered.into_iter().map(|(_, _, n)| n.clone()).collect()
+}
+
+#[cfg(test)]
+mod hash_set_order_tests {
+    use super::java_hash_set_order;
+
+    #[test]
+    fn store_names_come_in_the_order_kafka_streams_prints_them() {
+        // As Kafka Streams 4.x describes a stream-stream outer join's nodes.
+        let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            java_hash_set_order(&names(&[
+                "KSTREAM-OUTEROTHER-0000000011-store",
+                "KSTREAM-OUTERSHARED-0000000010-store"
+            ])),
+            names(&["KSTREAM-OUTERSHARED-0000000010-store", "KSTREAM-OUTEROTHER-0000000011-store"])
+        );
+        assert_eq!(
+            java_hash_set_order(&names(&["pay-stores-outer-this-join-store", "pay-stores-outer-shared-join-store"])),
+            names(&["pay-stores-outer-shared-join-store", "pay-stores-outer-this-join-store"])
+        );
     }
 }

@@ -19,7 +19,9 @@ import org.apache.kafka.streams.kstream.CogroupedKStream;
 import org.apache.kafka.streams.kstream.Consumed;
 import org.apache.kafka.streams.kstream.EmitStrategy;
 import org.apache.kafka.streams.kstream.Grouped;
+import org.apache.kafka.streams.kstream.JoinWindows;
 import org.apache.kafka.streams.kstream.Joined;
+import org.apache.kafka.streams.kstream.StreamJoined;
 import org.apache.kafka.streams.kstream.KGroupedStream;
 import org.apache.kafka.streams.kstream.KGroupedTable;
 import org.apache.kafka.streams.kstream.KStream;
@@ -535,6 +537,9 @@ final class TopologyFactory {
     /** A grouped stream's aggregate has no (.., Named) overload without Materialized either. */
     private Object join(Object input, JsonNode step, String named, String op) {
         String otherId = field(step, "other");
+        if (results.get(otherId) instanceof KStream otherStream) {
+            return streamStreamJoin(stream(input, op), otherStream, step, named, op);
+        }
         if (!(results.get(otherId) instanceof KTable other)) {
             throw new IllegalArgumentException(op + ": \"" + otherId + "\" is not a table");
         }
@@ -560,6 +565,34 @@ final class TopologyFactory {
             default:
                 if (n == null) return m == null ? t.outerJoin(other, joiner) : t.outerJoin(other, joiner, m);
                 return m == null ? t.outerJoin(other, joiner, n) : t.outerJoin(other, joiner, n, m);
+        }
+    }
+
+    private Object streamStreamJoin(KStream s, KStream other, JsonNode step, String named, String op) {
+        var joiner = Functions.joiner(fn(step));
+        Duration difference = millis(step, "difference");
+        Duration grace = millis(step, "grace");
+        JoinWindows windows = grace == null ? JoinWindows.ofTimeDifferenceWithNoGrace(difference) : JoinWindows.ofTimeDifferenceAndGrace(difference, grace);
+        if (millis(step, "before") != null) {
+            windows = windows.before(millis(step, "before"));
+        }
+        if (millis(step, "after") != null) {
+            windows = windows.after(millis(step, "after"));
+        }
+        String storeName = Case.text(step, "name");
+        Serde key = Formats.serde(Case.text(step, "key"));
+        Serde value = Formats.serde(Case.text(step, "value"));
+        Serde otherValue = Formats.serde(Case.text(step, "other_value"));
+        StreamJoined joined = null;
+        if (named != null || storeName != null || key != null || value != null || otherValue != null) {
+            joined = StreamJoined.with(key, value, otherValue);
+            if (named != null) joined = joined.withName(named);
+            if (storeName != null) joined = joined.withStoreName(storeName);
+        }
+        switch (op) {
+            case "join": return joined == null ? s.join(other, joiner, windows) : s.join(other, joiner, windows, joined);
+            case "left_join": return joined == null ? s.leftJoin(other, joiner, windows) : s.leftJoin(other, joiner, windows, joined);
+            default: return joined == null ? s.outerJoin(other, joiner, windows) : s.outerJoin(other, joiner, windows, joined);
         }
     }
 
