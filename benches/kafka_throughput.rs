@@ -23,7 +23,14 @@
 //! - `streamprocesswithwindowstore`: a Processor-API processor on a persistent window store (retention
 //!   3 s, windows of 1 s) with caching and logging, per record a `fetch_range(key - 10, key + 10, t - 1 s,
 //!   t + 1 s)` read to the end, then `put(key, value, t)` (Kafka Streams and kstreams only: Quix Streams
-//!   has no window store of its own to program against).
+//!   has no window store of its own to program against);
+//! - `streamtablejoin`, `streamstreamjoin`, `tabletablejoin`: SimpleBenchmark's left joins of the input
+//!   with a second topic loaded with the same records (`stream.left_join(table)`,
+//!   `stream.left_join_stream(stream, JoinWindows::of_time_difference_with_no_grace(10 s))`,
+//!   `table.left_join(table).to_stream()`), the joiner keeping the left value; done, as in
+//!   SimpleBenchmark, when N results have come out (Kafka Streams and kstreams: Quix Streams' joins are
+//!   not these). `tabletablejoin` runs without the record cache in both systems: with it, the tables'
+//!   updates reach the join only at each commit.
 //!
 //! And kstreams' own, kept from before: `stateless` (`filter → map_values → to`), `count`
 //! (`group_by_key().count().to_stream().to()`, record cache off: every update reaches the changelog and the
@@ -50,6 +57,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use kstreams::config::{ProcessingGuarantee, StreamsConfig};
+use kstreams::dsl::JoinWindows;
 use kstreams::prelude::*;
 use kstreams::runtime::{KafkaStreams, State};
 use kstreams::serde::{BytesSerde, I32Serde};
@@ -190,8 +198,19 @@ fn delete_run_topics(output: &str, app_id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Loads the data; returns how many records pass the `stateless` filter (value's first byte not 0).
-fn load(topic: &str, records: u64, value_size: usize) -> anyhow::Result<u64> {
+/// The second input of the join workloads: `<input>-2`, loaded with the same records.
+fn second_input(input: &str) -> String {
+    format!("{input}-2")
+}
+
+/// Whether a workload joins the input with the second input.
+fn is_join(workload: &str) -> bool {
+    matches!(workload, "streamtablejoin" | "streamstreamjoin" | "tabletablejoin")
+}
+
+/// Loads the data, each record into every topic of `topics`; returns how many records pass the
+/// `stateless` filter (value's first byte not 0).
+fn load(topics: &[&str], records: u64, value_size: usize) -> anyhow::Result<u64> {
     let producer: ThreadedProducer<DefaultProducerContext> = client()
         .set("linger.ms", "50")
         .set("batch.size", "131072")
@@ -216,11 +235,13 @@ fn load(topic: &str, records: u64, value_size: usize) -> anyhow::Result<u64> {
         if value[0] != 0 {
             passing += 1;
         }
-        loop {
-            match producer.send(BaseRecord::to(topic).key(&key[..]).payload(&value[..])) {
-                Ok(()) => break,
-                Err((e, _)) if e.to_string().contains("Queue full") => std::thread::sleep(Duration::from_millis(5)),
-                Err((e, _)) => bail!("load: {e}"),
+        for topic in topics {
+            loop {
+                match producer.send(BaseRecord::to(topic).key(&key[..]).payload(&value[..])) {
+                    Ok(()) => break,
+                    Err((e, _)) if e.to_string().contains("Queue full") => std::thread::sleep(Duration::from_millis(5)),
+                    Err((e, _)) => bail!("load: {e}"),
+                }
             }
         }
     }
@@ -454,6 +475,35 @@ fn run_child(workload: &str, input: &str, output: &str, expected: u64) -> anyhow
                 )?;
             topology
         }
+        "streamtablejoin" | "streamstreamjoin" | "tabletablejoin" => {
+            // SimpleBenchmark's joiner: the left value (the right one where there is no left).
+            let builder = StreamsBuilder::new();
+            let second = second_input(input);
+            let count = {
+                let counter = counter.clone();
+                move |_: &i32, _: &Vec<u8>| counter.record()
+            };
+            match kind {
+                "streamtablejoin" => {
+                    let table = builder.table::<i32, Vec<u8>>(&second);
+                    builder.stream::<i32, Vec<u8>>(input).left_join(&table, |v, _| v).peek(count);
+                }
+                "streamstreamjoin" => {
+                    let other = builder.stream::<i32, Vec<u8>>(&second);
+                    let windows = JoinWindows::of_time_difference_with_no_grace(Duration::from_secs(10));
+                    builder
+                        .stream::<i32, Vec<u8>>(input)
+                        .left_join_stream(&other, |v, _| v.clone(), windows)
+                        .peek(count);
+                }
+                _ => {
+                    let other = builder.table::<i32, Vec<u8>>(&second);
+                    let joined = builder.table::<i32, Vec<u8>>(input).left_join(&other, |v, _| v.clone());
+                    joined.to_stream().peek(move |k, v: &Option<Vec<u8>>| count(k, v.as_ref().unwrap_or(&Vec::new())));
+                }
+            }
+            builder.build()?
+        }
         _ => {
             let builder = StreamsBuilder::new();
             let counted = {
@@ -493,7 +543,10 @@ fn run_child(workload: &str, input: &str, output: &str, expected: u64) -> anyhow
     if let Some(guarantee) = guarantee {
         config.processing_guarantee = guarantee;
     }
-    if kind == "count" {
+    // `count` forwards every update; so does `tabletablejoin`: with the record cache, both tables' updates
+    // would reach the join only at each 30 s commit (10,000 keys fit in it), and 3 M results would take
+    // hours, in either system.
+    if kind == "count" || kind == "tabletablejoin" {
         config.cache_max_bytes = 0;
     }
     let mut app = KafkaStreams::new(topology, config)?;
@@ -696,8 +749,16 @@ fn main() -> anyhow::Result<()> {
     for &value_size in &args.value_sizes {
         let input = unique("bench-input");
         create_topic(&input)?;
+        // The joins read a second topic with the same records.
+        let second = second_input(&input);
+        let joins = args.workloads.iter().any(|w| is_join(w));
+        let mut topics = vec![input.as_str()];
+        if joins {
+            create_topic(&second)?;
+            topics.push(&second);
+        }
         let load_start = Instant::now();
-        let passing = load(&input, args.records, value_size)?;
+        let passing = load(&topics, args.records, value_size)?;
         let load_secs = load_start.elapsed().as_secs_f64();
         eprintln!(
             "loaded {} records of {} B ({KEY_BYTES} B key + value) over {PARTITIONS} partitions, {KEYS} keys, into {input} in {load_secs:.1} s",

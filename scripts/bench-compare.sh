@@ -26,7 +26,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
 
 engine=1
 args=(--systems kstreams,kafka-streams,quix
-      --workloads consume,consumeproduce,streamprocess,streamprocesswithsink,streamprocesswithstatestore,streamcount,streamcountwindowed
+      --workloads consume,consumeproduce,streamprocess,streamprocesswithsink,streamprocesswithstatestore,streamcount,streamcountwindowed,streamtablejoin,streamstreamjoin,tabletablejoin
       --records 1500000 --value-sizes 100)
 while [ $# -gt 0 ]; do
   case "$1" in

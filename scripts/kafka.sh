@@ -80,12 +80,19 @@ running() {
   [ -f "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null
 }
 
-# A port nothing listens on, and not one in $taken (the ports this start already chose).
+# A port nothing listens on, and not one in $taken (the ports this start already chose). Below the
+# kernel's ephemeral range: while a bounced broker is down, its clients' reconnections take local ports
+# from that range, and one of them could hold a listener port when the broker comes back.
 taken=" "
 free_port() {
-  local port
+  local port low=32768 span
+  if [ -r /proc/sys/net/ipv4/ip_local_port_range ]; then
+    read -r low _ < /proc/sys/net/ipv4/ip_local_port_range
+  fi
+  span=$((low - 20000))
+  [ "$span" -ge 1000 ] || span=40000
   for _ in $(seq 1 200); do
-    port=$((20000 + RANDOM % 40000))
+    port=$((20000 + RANDOM % span))
     case "$taken" in *" $port "*) continue ;; esac
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
       taken="$taken$port "

@@ -62,9 +62,10 @@ impl System {
     }
 
     /// Whether the system has the workload: SimpleBenchmark's for every system that can express it,
-    /// kstreams' own for it only. Quix Streams has no window store to program against.
+    /// kstreams' own for it only. Quix Streams has no window store to program against, and its joins
+    /// (`join_asof`, `join_lookup`, `join_interval`) are not Kafka Streams' left joins.
     pub(crate) fn supports(self, workload: &str) -> bool {
-        const SIMPLE_BENCHMARK: [&str; 8] = [
+        const SIMPLE_BENCHMARK: [&str; 11] = [
             "consume",
             "consumeproduce",
             "streamprocess",
@@ -73,10 +74,13 @@ impl System {
             "streamcount",
             "streamcountwindowed",
             "streamprocesswithwindowstore",
+            "streamtablejoin",
+            "streamstreamjoin",
+            "tabletablejoin",
         ];
         match self {
             System::Kstreams => true,
-            System::Quix if workload == "streamprocesswithwindowstore" => false,
+            System::Quix if workload == "streamprocesswithwindowstore" || workload.ends_with("join") => false,
             _ => SIMPLE_BENCHMARK.contains(&workload),
         }
     }

@@ -219,7 +219,12 @@ impl<K: Data + DefaultSerde, V: Data> KTable<K, V> {
         materialized: Materialized<K, VR>,
     ) -> KTable<K, VR> {
         let joiner: TableJoiner<V, VO, VR> = Arc::new(move |v, o| Some(joiner(v?, o?)));
-        self.table_join(other, joiner, JoinKind::Inner, Some(materialized))
+        self.table_join(
+            other,
+            joiner,
+            JoinKind::Inner,
+            Some(materialized.with_value_serde_if_missing(VR::default_serde())),
+        )
     }
 
     /// Joins two tables by key into a table that has a row where this one does:
@@ -241,7 +246,12 @@ impl<K: Data + DefaultSerde, V: Data> KTable<K, V> {
         materialized: Materialized<K, VR>,
     ) -> KTable<K, VR> {
         let joiner: TableJoiner<V, VO, VR> = Arc::new(move |v, o| Some(joiner(v?, o)));
-        self.table_join(other, joiner, JoinKind::Left, Some(materialized))
+        self.table_join(
+            other,
+            joiner,
+            JoinKind::Left,
+            Some(materialized.with_value_serde_if_missing(VR::default_serde())),
+        )
     }
 
     /// Joins two tables by key into a table that has a row where either does:
@@ -263,7 +273,12 @@ impl<K: Data + DefaultSerde, V: Data> KTable<K, V> {
         materialized: Materialized<K, VR>,
     ) -> KTable<K, VR> {
         let joiner: TableJoiner<V, VO, VR> = Arc::new(move |v, o| (v.is_some() || o.is_some()).then(|| joiner(v, o)));
-        self.table_join(other, joiner, JoinKind::Outer, Some(materialized))
+        self.table_join(
+            other,
+            joiner,
+            JoinKind::Outer,
+            Some(materialized.with_value_serde_if_missing(VR::default_serde())),
+        )
     }
 
     /// Names and nodes as Kafka Streams' `KTableImpl.doJoin`: the store's name (from `materialized`, else

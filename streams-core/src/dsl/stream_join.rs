@@ -210,12 +210,12 @@ impl<K: Data + DefaultSerde, V: Data + DefaultSerde> KStream<K, V> {
         }));
 
         let tracker = format!("the stream time of the join {merge}");
-        let interval = JoinSpan { windows, before: windows.before_ms(), after: windows.after_ms() };
+        let this_span = JoinSpan { windows, before: windows.before_ms(), after: windows.after_ms() };
         let this_side = JoinSide::<K, V, VO, V, VO, VR> {
             other_store: other_store.clone(),
             outer_store: outer_store.clone(),
             outer_handle: None,
-            span: interval,
+            span: this_span,
             answers_alone: left_outer,
             this_is_left: true,
             joiner: joiner.clone(),

@@ -27,6 +27,9 @@ import org.apache.kafka.streams.StreamsBuilder;
 import org.apache.kafka.streams.StreamsConfig;
 import org.apache.kafka.streams.kstream.Consumed;
 import org.apache.kafka.streams.kstream.KStream;
+import org.apache.kafka.streams.kstream.ValueJoiner;
+import org.apache.kafka.streams.kstream.StreamJoined;
+import org.apache.kafka.streams.kstream.JoinWindows;
 import org.apache.kafka.streams.kstream.Produced;
 import org.apache.kafka.streams.processor.api.Processor;
 import org.apache.kafka.streams.processor.api.ProcessorContext;
@@ -156,9 +159,30 @@ public final class Peer {
             throws InterruptedException {
         final Counter counter = new Counter(expected);
         final StreamsBuilder builder = new StreamsBuilder();
+        final Consumed<Integer, byte[]> consumed = Consumed.with(Serdes.Integer(), Serdes.ByteArray());
+        final String second = input + "-2";
+        // SimpleBenchmark's joiner: the left value, the right one where there is no left.
+        final ValueJoiner<byte[], byte[], byte[]> joiner = (a, b) -> a != null ? a : b;
+        if (workload.endsWith("join")) {
+            switch (workload) {
+                case "streamtablejoin" -> builder.stream(input, consumed)
+                    .leftJoin(builder.table(second, consumed), joiner)
+                    .peek((k, v) -> counter.record());
+                case "streamstreamjoin" -> builder.stream(input, consumed)
+                    .leftJoin(builder.stream(second, consumed), joiner,
+                        JoinWindows.ofTimeDifferenceWithNoGrace(Duration.ofMillis(10_000)),
+                        StreamJoined.with(Serdes.Integer(), Serdes.ByteArray(), Serdes.ByteArray()))
+                    .peek((k, v) -> counter.record());
+                default -> builder.table(input, consumed)
+                    .leftJoin(builder.table(second, consumed), joiner)
+                    .toStream()
+                    .peek((k, v) -> counter.record());
+            }
+        }
         final KStream<Integer, byte[]> source =
-            builder.stream(input, Consumed.with(Serdes.Integer(), Serdes.ByteArray()));
+            workload.endsWith("join") ? null : builder.stream(input, consumed);
         switch (workload) {
+            case "streamtablejoin", "streamstreamjoin", "tabletablejoin" -> { }
             case "streamprocess" -> source.peek((k, v) -> counter.record());
             case "streamprocesswithsink" ->
                 source.peek((k, v) -> counter.record()).to(output, Produced.with(Serdes.Integer(), Serdes.ByteArray()));
@@ -197,6 +221,10 @@ public final class Peer {
         props.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
         props.put(StreamsConfig.DEFAULT_KEY_SERDE_CLASS_CONFIG, Serdes.IntegerSerde.class);
         props.put(StreamsConfig.DEFAULT_VALUE_SERDE_CLASS_CONFIG, Serdes.ByteArraySerde.class);
+        if (workload.equals("tabletablejoin")) {
+            // Without the record cache the tables' updates reach the join as they come (kstreams does the same).
+            props.put(StreamsConfig.STATESTORE_CACHE_MAX_BYTES_CONFIG, 0L);
+        }
         final KafkaStreams streams = new KafkaStreams(builder.build(), props);
         final AtomicBoolean running = new AtomicBoolean();
         streams.setStateListener((next, previous) -> {
