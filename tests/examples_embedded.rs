@@ -28,6 +28,11 @@ fn order_windows() {
 }
 
 #[test]
+fn order_joins() {
+    example_runs::order_joins(None);
+}
+
+#[test]
 fn customer_activity() {
     example_runs::customer_activity(None);
 }

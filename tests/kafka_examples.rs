@@ -29,6 +29,11 @@ fn order_windows_on_kafka() {
 }
 
 #[test]
+fn order_joins_on_kafka() {
+    example_runs::order_joins(Some(&bootstrap()));
+}
+
+#[test]
 fn customer_activity_on_kafka() {
     example_runs::customer_activity(Some(&bootstrap()));
 }

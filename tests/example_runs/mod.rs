@@ -78,6 +78,16 @@ pub(crate) fn order_windows(bootstrap: Option<&str>) {
     assert!(out.contains("hour 05:00"), "no hourly counts printed:\n{out}");
 }
 
+pub(crate) fn order_joins(bootstrap: Option<&str>) {
+    let out = run(
+        "order_joins",
+        bootstrap,
+        &["--orders", "200"],
+        &["each checked once with its customer: match a plain loop"],
+    );
+    assert!(out.contains("unpaid"), "no unpaid order printed:\n{out}");
+}
+
 pub(crate) fn customer_activity(bootstrap: Option<&str>) {
     run("customer_activity", bootstrap, &["--orders", "300"], &["orders", "matches a plain loop"]);
 }
