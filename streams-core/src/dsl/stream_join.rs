@@ -392,7 +392,10 @@ impl<K: Data, V: Data, VO: Data, VL: Data, VR: Data, VOut: Data> JoinSide<K, V, 
         let tracker = self.tracker()?.clone();
         let mut time = tracker.lock_unpoisoned();
         let grace = self.span.windows.grace_ms();
-        if time.min_time.saturating_add(self.span.after).saturating_add(grace) >= time.stream_time {
+        // Wrapping, as Java's `long` sum in Kafka Streams: with no record waiting since the start (the
+        // earliest time still `i64::MAX`) the sum is negative and the store is looked at, so that records
+        // restored into it after a restart are found and emitted.
+        if time.min_time.wrapping_add(self.span.after).wrapping_add(grace) >= time.stream_time {
             return Ok(());
         }
         let now = ctx.wall_clock_time_ms();
