@@ -6,7 +6,8 @@
 //! `cargo run --example crash_test -- --bootstrap-servers HOST:PORT ...`.
 //!
 //! One run, in this process (the driver):
-//! 1. creates fresh topics (`data`, `echo`, `min`, `sum`, `max`, `cnt`, `win`, 5 partitions each);
+//! 1. creates fresh topics (`data`, `echo`, `min`, `sum`, `max`, `cnt`, `win`, `joined`, 5 partitions
+//!    each);
 //! 2. starts application instances as separate OS processes (this binary with `instance`), each with
 //!    its own state directory, one stream thread, no record cache;
 //! 3. a generator writes `--records` records over `--keys` keys at `--rate` records/s with an idempotent
@@ -23,11 +24,13 @@
 //! plain loop computes from the input; every window of `win` (each key's largest amount per 5 s window
 //! of the input's timestamps, with 2 s of grace, through `suppress(until_window_closes)`) that has closed
 //! by the end of the run has exactly one final result, the model's, and no window still open has one;
+//! every record of `joined` (each input record joined with its key's `sum` table, a stream-table join)
+//! is, key by key, the input record with the model's running sum after it;
 //! and no transaction is left open (each partition's last stable offset equals its high watermark). Under `at_least_once` it counts duplicates (allowed) and losses
 //! (never allowed), and checks that every aggregate reached the model's final value (duplicates cannot
 //! excuse a lost update), and that no key's last output is below the value it reached (a rolled-back
 //! update, which a resumed zombie's late writes would cause); every closed window has at least one final
-//! result and every one is the model's. The exit status is 0 only if every check
+//! result and every one is the model's; every input record has a `joined` output. The exit status is 0 only if every check
 //! passes.
 
 mod driver;

@@ -22,6 +22,8 @@ pub(crate) struct Names {
     pub(crate) cnt: String,
     /// Each key's largest amount per window of [`WINDOW`], final results only (`suppress`).
     pub(crate) win: String,
+    /// Each input record joined with its key's running sum (a stream-table join; [`joined`]).
+    pub(crate) joined: String,
 }
 
 impl Names {
@@ -36,12 +38,13 @@ impl Names {
             max: topic("max"),
             cnt: topic("cnt"),
             win: topic("win"),
+            joined: topic("joined"),
         }
     }
 
     /// The topics the driver creates (internal topics are the application's own).
-    pub(crate) fn external(&self) -> [&str; 7] {
-        [&self.data, &self.echo, &self.min, &self.sum, &self.max, &self.cnt, &self.win]
+    pub(crate) fn external(&self) -> [&str; 8] {
+        [&self.data, &self.echo, &self.min, &self.sum, &self.max, &self.cnt, &self.win, &self.joined]
     }
 
     /// The aggregate outputs, with the aggregate each holds.
@@ -102,11 +105,25 @@ pub(crate) fn window_key(key: &str, start: i64) -> String {
     format!("{key}@{start}")
 }
 
+/// Bits of a `joined` value that carry the input value; the running sum is above them.
+const JOINED_BITS: u32 = 40;
+
+/// The `joined` value of an input record: the record's value and its key's sum after it.
+pub(crate) fn joined(value: i64, sum: i64) -> i64 {
+    (sum << JOINED_BITS) | value
+}
+
+/// The input value a `joined` value carries.
+pub(crate) fn joined_input(joined: i64) -> i64 {
+    joined & ((1 << JOINED_BITS) - 1)
+}
+
 /// How long the crash hook lets the open transaction's records reach the broker before the kill.
 const HOOK_GRACE: Duration = Duration::from_millis(300);
 
 /// `data → echo`; per key: `min` and `sum` of the amounts; after a repartition: `max` and `cnt`; per
-/// key and window of [`WINDOW`]: the largest amount, once the window has closed (`win`).
+/// key and window of [`WINDOW`]: the largest amount, once the window has closed (`win`); each record
+/// joined with its key's sum table, which the record has already updated (`joined`).
 ///
 /// `crash` is the test hook for a kill inside an open transaction: once set, the next record, after
 /// its outputs were sent (they are sent by the branches declared before the hook, so the thread's
@@ -118,7 +135,8 @@ pub(crate) fn build(names: &Names, crash: Arc<AtomicBool>) -> Result<Topology, T
     data.to(&names.echo);
     let amounts = data.map_values(amount);
     amounts.group_by_key().reduce(|a, b| a.min(b)).to_stream().to(&names.min);
-    amounts.group_by_key().reduce(|a, b| a + b).to_stream().to(&names.sum);
+    let sums = amounts.group_by_key().reduce(|a, b| a + b);
+    sums.to_stream().to(&names.sum);
     let repartitioned = amounts.repartition();
     repartitioned.group_by_key().reduce(|a, b| a.max(b)).to_stream().to(&names.max);
     repartitioned.group_by_key().count().to_stream().to(&names.cnt);
@@ -130,6 +148,8 @@ pub(crate) fn build(names: &Names, crash: Arc<AtomicBool>) -> Result<Topology, T
         .to_stream()
         .map(|window: Windowed<String>, max: Option<i64>| (window_key(&window.key, window.window.start), max))
         .to(&names.win);
+    // Declared after the sum, so each record reaches the sum's processor first.
+    data.join(&sums, |value, sum| joined(value, *sum)).to(&names.joined);
     data.foreach(move |key, value| {
         if crash.load(Ordering::SeqCst) {
             eprintln!("crash hook: record {key}={value} sent; killing this process inside its open transaction");

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::generator::Acked;
 use crate::kafka::{self, Record};
-use crate::topology::{amount, window_key, Aggregate, Names, GRACE, PARTITIONS, WINDOW};
+use crate::topology::{amount, joined, joined_input, window_key, Aggregate, Names, GRACE, PARTITIONS, WINDOW};
 
 /// Findings: figures for the summary, and failures (a run passes only without any).
 #[derive(Debug, Default)]
@@ -58,6 +58,8 @@ pub(crate) fn verify(
         let output = kafka::read_all(bootstrap, topic, PARTITIONS, true)?;
         check_aggregate(&mut report, topic, aggregate, &amounts, &output, exactly_once);
     }
+    let joins = kafka::read_all(bootstrap, &names.joined, PARTITIONS, true)?;
+    check_joined(&mut report, &names.joined, &input, &joins, exactly_once);
     let windows = kafka::read_all(bootstrap, &names.win, PARTITIONS, true)?;
     check_final_windows(&mut report, &names.win, &input, &windows, exactly_once);
     Ok(report)
@@ -137,6 +139,60 @@ fn check_final_windows(
     }
     if !wrong.is_empty() {
         report.fail(format!("final windows: {} wrong results, e.g. {}", wrong.len(), wrong[0]));
+    }
+}
+
+/// The stream-table join of each record with its key's running sum: under exactly-once each key's
+/// outputs are exactly its inputs, in order, each with the sum after it; under at-least-once every
+/// input record has an output (duplicates allowed; a replayed record meets a sum that already counted
+/// it, so sums are not checked).
+fn check_joined(report: &mut Report, topic: &str, input: &[Vec<Record>], output: &[Vec<Record>], exactly_once: bool) {
+    let mut model: BTreeMap<&str, Vec<Option<i64>>> = BTreeMap::new();
+    let mut sums: BTreeMap<&str, i64> = BTreeMap::new();
+    for record in input.iter().flatten() {
+        let Some(value) = record.value else { continue };
+        let sum = sums.entry(&record.key).or_insert(0);
+        *sum += amount(value);
+        model.entry(&record.key).or_default().push(Some(joined(value, *sum)));
+    }
+    let mut got: BTreeMap<&str, Vec<Option<i64>>> = BTreeMap::new();
+    for record in output.iter().flatten() {
+        got.entry(&record.key).or_default().push(record.value);
+    }
+    let total: usize = got.values().map(Vec::len).sum();
+    let (mut lost, mut wrong) = (0usize, Vec::new());
+    for (key, want) in &model {
+        let have = got.get(key).cloned().unwrap_or_default();
+        if exactly_once {
+            if have != *want {
+                let at = have.iter().zip(want).position(|(h, w)| h != w).unwrap_or(have.len().min(want.len()));
+                wrong.push(format!(
+                    "{key}: {} outputs, model {}; first difference at {at}: {:?} where the model has {:?}",
+                    have.len(),
+                    want.len(),
+                    have.get(at).copied().flatten(),
+                    want.get(at).copied().flatten()
+                ));
+            }
+        } else {
+            let seen: BTreeSet<i64> = have.iter().flatten().map(|v| joined_input(*v)).collect();
+            lost += want.iter().flatten().filter(|v| !seen.contains(&joined_input(**v))).count();
+        }
+    }
+    let unknown = got.keys().filter(|k| !model.contains_key(*k)).count();
+    report.note(format!(
+        "stream-table join ({topic}): {total} records for {} keys; {} keys differ from the model; lost {lost}",
+        got.len(),
+        wrong.len()
+    ));
+    if !wrong.is_empty() {
+        report.fail(format!("join: {} keys differ from the model, e.g. {}", wrong.len(), wrong[0]));
+    }
+    if lost > 0 {
+        report.fail(format!("join: {lost} input records have no output"));
+    }
+    if unknown > 0 {
+        report.fail(format!("join: {unknown} keys that the input never had"));
     }
 }
 
@@ -303,6 +359,7 @@ fn check_open_transactions(report: &mut Report, bootstrap: &str, names: &Names) 
         topics.insert(topic.to_string(), PARTITIONS);
     }
     topics.insert(names.echo.clone(), PARTITIONS);
+    topics.insert(names.joined.clone(), PARTITIONS);
     let started = Instant::now();
     loop {
         let mut open = Vec::new();

@@ -86,6 +86,8 @@ pub(crate) struct Step {
     /// `emit_strategy` of a time- or sliding-windowed stream: `on_window_close` or `on_window_update`.
     pub(crate) strategy: Option<String>,
     pub(crate) materialized: Option<MaterializedSpec>,
+    /// `fk_join`, `fk_left_join`: the key selector that finds a row's foreign key (null: none).
+    pub(crate) foreign_key: Option<String>,
     pub(crate) branches: Option<Vec<BranchSpec>>,
     pub(crate) default: Option<BranchSpec>,
 }

@@ -119,6 +119,13 @@ pub(crate) fn key_selector(spec: &str) -> Result<KeySelector, String> {
             k => Val::Str(k.str(&f).to_uppercase()),
         }),
         "to_null" => Arc::new(|_, _| Val::Null),
+        "value_unless" => {
+            let unless = arg.to_string();
+            Arc::new(move |_, v| match v {
+                Val::Str(s) if *s == unless => Val::Null,
+                v => v.clone(),
+            })
+        }
         _ => return Err(unknown("key selector", spec)),
     })
 }

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use kstreams::dsl::{
     BufferConfig, CogroupedKStream, EmitStrategy, JoinWindows, Joined, SessionWindowedCogroupedKStream,
-    SessionWindowedKStream, SlidingWindowedKStream, StreamJoined, Suppressed, TimeWindowedCogroupedKStream,
-    TimeWindowedKStream, ValueTransformerWithKey,
+    SessionWindowedKStream, SlidingWindowedKStream, StreamJoined, Suppressed, TableJoined,
+    TimeWindowedCogroupedKStream, TimeWindowedKStream, ValueTransformerWithKey,
 };
 use kstreams::prelude::*;
 use kstreams::processor::{
@@ -318,6 +318,19 @@ fn apply(
                 (a, b) => {
                     return Err(format!("joins a stream or a table with a table, got {} and {}", a.kind(), b.kind()))
                 }
+            }
+        }
+        "fk_join" | "fk_left_join" => {
+            let other_id = step.other.as_deref().ok_or("needs `other`")?;
+            let other = ids.get(other_id).ok_or_else(|| format!("no step is `as` {other_id:?}"))?.clone_handle();
+            let j = f::joiner(function(step)?)?;
+            let fk = f::key_selector(step.foreign_key.as_deref().ok_or("needs `foreign_key`")?)?;
+            match (input, other) {
+                (Handle::Table(a), Handle::Table(b)) => Handle::Table(fk_join(a, &b, fk, j, step, &named)),
+                (Handle::Table(a), Handle::LongTable(b)) => Handle::Table(fk_join(a, &b, fk, j, step, &named)),
+                (Handle::LongTable(a), Handle::Table(b)) => Handle::Table(fk_join(a, &b, fk, j, step, &named)),
+                (Handle::LongTable(a), Handle::LongTable(b)) => Handle::Table(fk_join(a, &b, fk, j, step, &named)),
+                (a, b) => return Err(format!("joins two tables by a foreign key, got {} and {}", a.kind(), b.kind())),
             }
         }
         "split" => {
@@ -703,6 +716,43 @@ fn table_join<V: Dyn, VO: Dyn>(
         }
         (_, None) => a.outer_join(b, move |x, y| j(&val(x), &other(y))),
         (_, Some(m)) => a.outer_join_with(b, move |x, y| j(&val(x), &other(y)), materialized::<Val>(Some(m))),
+    }
+}
+
+/// `table.join_on_foreign_key(other, ..)` or `left_join_on_foreign_key`, named (`TableJoined::as_name`) and
+/// materialized as the step says.
+fn fk_join<V: Dyn, VO: Dyn>(
+    a: KTable<Key, V>,
+    b: &KTable<Key, VO>,
+    fk: f::KeySelector,
+    j: f::Joiner,
+    step: &Step,
+    named: &Option<String>,
+) -> KTable<Key, Val> {
+    let foreign_key = move |k: &Key, v: &V| match fk(&k.0, &v.to_val()) {
+        Val::Null => None,
+        fk => Some(Key(fk)),
+    };
+    let other = |y: Option<&VO>| y.map_or(Val::Null, Dyn::to_val);
+    let joined = || named.clone().map_or_else(TableJoined::default, TableJoined::as_name);
+    let m = || materialized::<Val>(step.materialized.as_ref());
+    match step.op.as_str() {
+        "fk_join" => {
+            let joiner = move |x: &V, y: &VO| j(&x.to_val(), &y.to_val());
+            if named.is_none() && step.materialized.is_none() {
+                a.join_on_foreign_key(b, foreign_key, joiner)
+            } else {
+                a.join_on_foreign_key_with(b, foreign_key, joiner, joined(), m())
+            }
+        }
+        _ => {
+            let joiner = move |x: &V, y: Option<&VO>| j(&x.to_val(), &other(y));
+            if named.is_none() && step.materialized.is_none() {
+                a.left_join_on_foreign_key(b, foreign_key, joiner)
+            } else {
+                a.left_join_on_foreign_key_with(b, foreign_key, joiner, joined(), m())
+            }
+        }
     }
 }
 

@@ -18,6 +18,8 @@ use serde_json::Value as Json;
 pub(crate) enum Fmt {
     String,
     Long,
+    /// Any bytes, shown as lowercase hex: for reading internal topics (outputs only).
+    Hex,
     #[serde(rename = "windowed:string")]
     WindowedString,
     #[serde(rename = "windowed:long")]
@@ -128,6 +130,12 @@ impl Serde<Val> for ValSerde {
         match (self.0, value) {
             (Fmt::String, Val::Str(s)) => out.extend_from_slice(s.as_bytes()),
             (Fmt::Long, Val::Long(n)) => out.extend_from_slice(&n.to_be_bytes()),
+            (Fmt::Hex, Val::Str(hex)) if hex.len() % 2 == 0 => {
+                for pair in hex.as_bytes().chunks(2) {
+                    let digits = std::str::from_utf8(pair).ok().and_then(|d| u8::from_str_radix(d, 16).ok());
+                    out.push(digits.ok_or_else(|| SerdeError::new("Val", topic, format!("{hex} is not hex")))?);
+                }
+            }
             (fmt, value) => return Err(SerdeError::new("Val", topic, format!("{value} is not a {fmt:?}"))),
         }
         Ok(())
@@ -142,6 +150,7 @@ impl Serde<Val> for ValSerde {
                 Ok(s) => Ok(Val::Str(s.to_string())),
                 Err(e) => Err(SerdeError::new("Val", topic, format!("not UTF-8: {e}"))),
             },
+            Fmt::Hex => Ok(Val::Str(bytes.iter().map(|b| format!("{b:02x}")).collect())),
             Fmt::Long => match <[u8; 8]>::try_from(bytes) {
                 Ok(b) => Ok(Val::Long(i64::from_be_bytes(b))),
                 Err(_) => Err(SerdeError::new("Val", topic, format!("a long needs 8 bytes, got {}", bytes.len()))),

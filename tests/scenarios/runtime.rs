@@ -320,6 +320,94 @@ pub(crate) fn joins_enrich_orders_under_exactly_once() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Orders (an order's product id) joined by foreign key with products (a product's name), on topics of
+/// different partition counts, under exactly_once_v2: orders are placed, moved to other products and
+/// cancelled, products renamed and withdrawn, and the result ends, per order, on its current product's
+/// name (or deleted when the order or its product is gone), as a plain join of the final tables says.
+/// The subscription topic has the products' partition count, the response topic the orders'.
+pub(crate) fn a_foreign_key_join_follows_both_tables_under_exactly_once() -> anyhow::Result<()> {
+    let prefix = kafka::unique("fkjoin");
+    let (orders, products, out) = (format!("{prefix}-orders"), format!("{prefix}-products"), format!("{prefix}-out"));
+    kafka::create_topics(&[(&orders, 4), (&products, 2), (&out, 1)]);
+    let app_id = kafka::unique("fkjoin-app");
+    let builder = StreamsBuilder::new();
+    let names = builder.table::<String, String>(&products);
+    builder
+        .table::<String, String>(&orders)
+        .join_on_foreign_key(&names, |_, product| Some(product.clone()), |product, name| format!("{product}:{name}"))
+        .to_stream()
+        .to(&out);
+    let mut config = kafka::config(&app_id);
+    config.set("processing.guarantee", "exactly_once_v2")?;
+    config.set("commit.interval.ms", "200")?;
+    let mut app = kafka::streams(builder.build()?, config)?;
+    app.start()?;
+    anyhow::ensure!(app.wait_for_state(State::Running, Duration::from_secs(60)), "never RUNNING");
+    let bytes = |s: String| Some(s.into_bytes());
+    let mut product_names: BTreeMap<String, String> = BTreeMap::new();
+    let mut order_products: BTreeMap<String, String> = BTreeMap::new();
+    let mut products_batch = Vec::new();
+    for p in 0..10 {
+        product_names.insert(format!("p{p}"), format!("name{p}"));
+        products_batch.push((bytes(format!("p{p}")), bytes(format!("name{p}"))));
+    }
+    kafka::produce(&products, products_batch);
+    let mut orders_batch = Vec::new();
+    for o in 0..60 {
+        order_products.insert(format!("o{o}"), format!("p{}", o % 10));
+        orders_batch.push((bytes(format!("o{o}")), bytes(format!("p{}", o % 10))));
+    }
+    kafka::produce(&orders, orders_batch);
+    // Orders move to other products (some to one that does not exist), some are cancelled; products are
+    // renamed, one is withdrawn.
+    let mut changes = Vec::new();
+    for o in (0..60).step_by(3) {
+        let moved = format!("p{}", (o * 7 + 3) % 12);
+        order_products.insert(format!("o{o}"), moved.clone());
+        changes.push((bytes(format!("o{o}")), bytes(moved)));
+    }
+    for o in (1..60).step_by(11) {
+        order_products.remove(&format!("o{o}"));
+        changes.push((bytes(format!("o{o}")), None));
+    }
+    kafka::produce(&orders, changes);
+    let mut renames = Vec::new();
+    for p in (0..10).step_by(2) {
+        product_names.insert(format!("p{p}"), format!("renamed{p}"));
+        renames.push((bytes(format!("p{p}")), bytes(format!("renamed{p}"))));
+    }
+    product_names.remove("p5");
+    renames.push((bytes("p5".to_string()), None));
+    kafka::produce(&products, renames);
+
+    let expected: BTreeMap<String, String> = order_products
+        .iter()
+        .filter_map(|(o, p)| product_names.get(p).map(|name| (o.clone(), format!("{p}:{name}"))))
+        .collect();
+    let latest = |records: &[kstreams::record::RawRecord]| -> BTreeMap<String, String> {
+        let mut table = BTreeMap::new();
+        for r in records {
+            let key = decode_string(&out, r.key.as_deref());
+            match r.value.as_deref() {
+                Some(value) => table.insert(key, decode_string(&out, Some(value))),
+                None => table.remove(&key),
+            };
+        }
+        table
+    };
+    let read = kafka::consume_committed_until(&out, Duration::from_secs(90), |r| latest(r) == expected);
+    app.close()?;
+    assert_eq!(latest(&read), expected, "each order ends on its current product's name");
+    let internal = [
+        format!("{app_id}-KTABLE-FK-JOIN-SUBSCRIPTION-REGISTRATION-0000000006-topic"),
+        format!("{app_id}-KTABLE-FK-JOIN-SUBSCRIPTION-RESPONSE-0000000014-topic"),
+    ];
+    let counts = kafka::admin().partition_counts(&internal)?;
+    assert_eq!(counts.get(&internal[0]).copied().flatten(), Some(2), "subscriptions go where the products are");
+    assert_eq!(counts.get(&internal[1]).copied().flatten(), Some(4), "answers go where the orders are");
+    Ok(())
+}
+
 /// Orders left-joined with their payments within 100 ms (a stream-stream join) under exactly_once_v2:
 /// every paid order comes out once with its payment, every unpaid one once with none, after its window
 /// has closed, never both. The join's window stores log to `delete` changelogs, as Kafka Streams' do.

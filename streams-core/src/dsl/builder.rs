@@ -32,6 +32,9 @@ pub(crate) struct BuilderState {
     /// For each windowed aggregation's node, how long after a window's end its result is final (the
     /// grace, plus the gap for sessions): what `suppress(until_window_closes)` below it waits.
     pub(crate) window_close_after: HashMap<String, i64>,
+    /// What is decided only once the whole topology is known, run by `build` (in the order added): a
+    /// foreign-key join's result gets a store if an operator below came to need one.
+    finishers: Vec<Box<dyn FnOnce(&mut Topology)>>,
 }
 
 impl BuilderState {
@@ -65,6 +68,11 @@ impl BuilderState {
         if let Err(e) = self.topology.connect_processor_and_state_stores(node, stores) {
             self.topology.deferred.push(e);
         }
+    }
+
+    /// Runs `finish` on the topology when it is built.
+    pub(crate) fn finish_with(&mut self, finish: impl FnOnce(&mut Topology) + 'static) {
+        self.finishers.push(Box::new(finish));
     }
 
     /// Advances the counter without using the name (Kafka Streams does this for split branches, and for
@@ -435,7 +443,11 @@ impl StreamsBuilder {
     /// # Ok::<(), TopologyError>(())
     /// ```
     pub fn build(&self) -> Result<Topology, TopologyError> {
-        let topology = std::mem::take(&mut self.state.borrow_mut().topology);
+        let mut state = self.state.borrow_mut();
+        for finish in std::mem::take(&mut state.finishers) {
+            finish(&mut state.topology);
+        }
+        let topology = std::mem::take(&mut state.topology);
         topology.validate()?;
         Ok(topology)
     }

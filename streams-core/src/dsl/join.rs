@@ -111,7 +111,9 @@ impl<K: Data + DefaultSerde, V: Data + DefaultSerde> KStream<K, V> {
         if self.repartition_required {
             let base = joined.name.clone().unwrap_or_else(|| self.node.clone());
             let names = RepartitionNames::for_stream(&mut b, &base);
+            let topic = names.topic.clone();
             parent = add_repartition(&mut b, &parent, names, key_serde.clone(), value_serde.clone(), None, None);
+            b.topology.copartition_with_readers(&topic);
         }
         let name = b.name_or(joined.name.clone(), if left { "KSTREAM-LEFTJOIN-" } else { "KSTREAM-JOIN-" });
         match getter {

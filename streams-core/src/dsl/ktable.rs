@@ -859,7 +859,9 @@ enum OldValuesKind {
 }
 
 impl SendOldValues {
-    fn source() -> Self {
+    /// A node that has a store only if asked with force (Kafka Streams' source tables, and the result
+    /// of a foreign-key join without a store name).
+    pub(super) fn source() -> Self {
         SendOldValues {
             enabled: AtomicBool::new(false),
             kind: OldValuesKind::Source { materialized: AtomicBool::new(false) },
@@ -893,6 +895,16 @@ impl SendOldValues {
 
     fn enabled(&self) -> bool {
         self.enabled.load(Ordering::Relaxed)
+    }
+
+    /// Whether the node has a store of its own: a stored one always, one that has a store only when
+    /// asked with force once it was.
+    pub(super) fn is_materialized(&self) -> bool {
+        match &self.kind {
+            OldValuesKind::Stored => true,
+            OldValuesKind::Source { materialized } => materialized.load(Ordering::Relaxed),
+            OldValuesKind::Derived(_) => false,
+        }
     }
 
     /// A join reads the table: a source table above without a store of its own in Kafka Streams' model

@@ -17,6 +17,7 @@ mod cache;
 mod change;
 mod cogroup;
 mod emit_final;
+mod fk_join;
 mod getter;
 mod grouped;
 mod join;
@@ -29,6 +30,7 @@ mod sink;
 mod sliding;
 mod stateless;
 mod stream_join;
+mod subscription;
 mod suppress;
 mod transform_values;
 mod windowed;
@@ -38,7 +40,9 @@ pub use cogroup::{CogroupWindowedBy, CogroupedKStream, SessionWindowedCogroupedK
 pub use grouped::{KGroupedStream, KGroupedTable};
 pub use kstream::{BranchedKStream, Branches, KStream};
 pub use ktable::KTable;
-pub use options::{Branched, Consumed, Grouped, Joined, Materialized, Produced, Repartitioned, StreamJoined};
+pub use options::{
+    Branched, Consumed, Grouped, Joined, Materialized, Produced, Repartitioned, StreamJoined, TableJoined,
+};
 pub use session::SessionWindowedKStream;
 pub use sink::Sink;
 pub use sliding::SlidingWindowedKStream;

@@ -282,6 +282,62 @@ impl<K, V, VT> Joined<K, V, VT> {
     }
 }
 
+/// A partitioner of a foreign-key join's internal topic: topic, key and partition count → a partition,
+/// or `None` for the default.
+pub(crate) type KeyPartitioner<K> = Arc<dyn Fn(&str, &K, u32) -> Option<i32> + Send + Sync>;
+
+/// How two tables are joined by a foreign key (Kafka Streams' `TableJoined`): the join's name, and the
+/// partitioners of the tables' topics when they were written with custom ones (KIP-775), so that the
+/// join's internal topics place each key where the table's own topic does.
+///
+/// The name prefixes the join's nodes, store and internal topics (`<name>-subscription-registration-topic`,
+/// `<name>-subscription-store`, `<name>-subscription-response-topic`, ...); the result's store is named
+/// by the `Materialized` of the join, not by this name.
+pub struct TableJoined<K, KO> {
+    pub(crate) name: Option<String>,
+    pub(crate) partitioner: Option<KeyPartitioner<K>>,
+    pub(crate) other_partitioner: Option<KeyPartitioner<KO>>,
+}
+
+impl<K, KO> Default for TableJoined<K, KO> {
+    fn default() -> Self {
+        TableJoined { name: None, partitioner: None, other_partitioner: None }
+    }
+}
+
+impl<K, KO> TableJoined<K, KO> {
+    /// A join named `name` (Kafka Streams' `TableJoined.as`).
+    pub fn as_name(name: impl Into<String>) -> Self {
+        TableJoined { name: Some(name.into()), ..Self::default() }
+    }
+
+    /// Names the join.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// How this table's topic is partitioned (topic, key, partition count → partition, `None`: the
+    /// default): the join's answers go to the partition it gives for their key.
+    pub fn with_partitioner(
+        mut self,
+        partitioner: impl Fn(&str, &K, u32) -> Option<i32> + Send + Sync + 'static,
+    ) -> Self {
+        self.partitioner = Some(Arc::new(partitioner));
+        self
+    }
+
+    /// How the other table's topic is partitioned: the join's subscriptions go to the partition it
+    /// gives for their foreign key.
+    pub fn with_other_partitioner(
+        mut self,
+        partitioner: impl Fn(&str, &KO, u32) -> Option<i32> + Send + Sync + 'static,
+    ) -> Self {
+        self.other_partitioner = Some(Arc::new(partitioner));
+        self
+    }
+}
+
 /// How two streams are joined (Kafka Streams' `StreamJoined`): the join's name, the base name of its
 /// stores, the serdes of its stores and of the repartition topics a re-keyed side goes through, and
 /// whether the stores are logged.

@@ -280,8 +280,9 @@ impl ProcessingContext<'_> {
         }
     }
 
-    /// [`record_dropped`](Self::record_dropped) for a record that came too late for a window: counted
-    /// the same, logged at debug level, since late records are an expected part of windowing.
+    /// [`record_dropped`](Self::record_dropped) for a record dropped as an expected part of its
+    /// operator (too late for a window; a foreign-key join's answer to a value its row no longer has):
+    /// counted the same, logged at debug level.
     pub(crate) fn record_late(&mut self, reason: &str) {
         self.task.metrics.dropped_records += 1;
         let node = &self.task.node_names[self.node];

@@ -63,9 +63,11 @@ pub(crate) fn prepare(
     let mut partitions: BTreeMap<String, i32> =
         user_sources.iter().map(|t| (t.clone(), existing[t].expect("checked above"))).collect();
 
-    // A repartition topic has the partitions set with `Repartitioned`, else as many as the largest source
-    // topic of the sub-topology that writes it (Kafka Streams' rule). Resolve in rounds, because that
-    // sub-topology may itself read a repartition topic.
+    // A repartition topic has the partitions set with `Repartitioned`; else, when it must be
+    // co-partitioned with the user topics read beside it (a re-keyed stream joining a table, a
+    // foreign-key join's topics: Kafka Streams' copartition groups), as many as they have; else as many
+    // as the largest source topic of the sub-topology that writes it (Kafka Streams' rule). Resolve in
+    // rounds, because that sub-topology may itself read a repartition topic.
     let explicit: BTreeMap<String, i32> = topology
         .repartition_topics
         .iter()
@@ -75,9 +77,14 @@ pub(crate) fn prepare(
     while !pending.is_empty() {
         let mut progressed = false;
         for topic in pending.clone() {
-            let count = match explicit.get(&topic) {
-                Some(&n) => Some(n),
-                None => {
+            let copartitioned = topology.copartitioned_topics.iter().any(|t| format!("{app}-{t}") == topic);
+            let read_beside = sources
+                .iter()
+                .find(|topics| copartitioned && topics.iter().any(|t| t.resolve(app) == topic))
+                .and_then(|topics| topics.iter().filter(|t| !t.internal).filter_map(|t| partitions.get(&t.name)).max());
+            let count = match (explicit.get(&topic), read_beside) {
+                (Some(&n), _) | (None, Some(&n)) => Some(n),
+                (None, None) => {
                     let writers = plan
                         .subtopologies
                         .iter()

@@ -53,6 +53,10 @@ pub struct Topology {
     /// Repartition topics (without the application-id prefix) and their partition counts when set;
     /// the runtime creates them.
     pub(crate) repartition_topics: Vec<(String, Option<u32>)>,
+    /// Repartition topics that must be co-partitioned with the user topics read beside them (Kafka
+    /// Streams' copartition groups: a foreign-key join's subscriptions with the other table's topic,
+    /// its answers with this table's, a re-keyed stream with the table it joins).
+    pub(crate) copartitioned_topics: Vec<String>,
 }
 
 /// A topic a node reads or writes. Internal topics (repartition) get the application id as a prefix at
@@ -405,6 +409,11 @@ impl Topology {
     /// For the DSL: records a repartition topic for the runtime to create.
     pub(crate) fn add_repartition_topic(&mut self, name: &str, partitions: Option<u32>) {
         self.repartition_topics.push((name.to_string(), partitions));
+    }
+
+    /// Marks the repartition topic `name` as co-partitioned with the user topics its readers read.
+    pub(crate) fn copartition_with_readers(&mut self, name: &str) {
+        self.copartitioned_topics.push(name.to_string());
     }
 
     /// For the DSL: adds a store, keeping any error for `validate`.

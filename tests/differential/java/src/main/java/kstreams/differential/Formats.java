@@ -10,7 +10,8 @@ import org.apache.kafka.common.serialization.Serializer;
 /**
  * The two serde formats of the case files: "string" (UTF-8, Kafka's StringSerde) and "long" (8 bytes
  * big-endian, LongSerde). A null key or value is a Kafka null in either format. Values travel through the
- * runner as Java String, Long or null.
+ * runner as Java String, Long or null. Outputs may also be read as "hex": any bytes, as lowercase hex (an
+ * internal topic's records).
  */
 final class Formats {
     private Formats() {}
@@ -53,6 +54,9 @@ final class Formats {
      * the end, then the start) is the list [inner key, start, end].
      */
     static Object decode(byte[] bytes, String format) {
+        if ("hex".equals(format)) {
+            return bytes == null ? null : java.util.HexFormat.of().formatHex(bytes);
+        }
         String session = sessionInner(format);
         if (session != null) {
             if (bytes == null) {

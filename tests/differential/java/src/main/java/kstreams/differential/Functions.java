@@ -220,6 +220,7 @@ final class Functions {
             case "key_prefix": { long n = f.n(); return (k, v) -> prefix(asString(k, t), n); }
             case "key_upper": return (k, v) -> { String s = asString(k, t); return s == null ? null : s.toUpperCase(Locale.ROOT); };
             case "to_null": return (k, v) -> null;
+            case "value_unless": { String unless = f.arg; return (k, v) -> unless.equals(v) ? null : v; }
             default: throw f.unknown("key selector");
         }
     }

@@ -9,6 +9,7 @@ import java.util.regex.Pattern;
 import java.util.Map;
 import java.util.Properties;
 import java.util.function.Consumer;
+import java.util.function.BiFunction;
 import java.util.function.Function;
 import org.apache.kafka.common.serialization.Serde;
 import org.apache.kafka.streams.StreamsBuilder;
@@ -35,6 +36,7 @@ import org.apache.kafka.streams.kstream.SessionWindowedCogroupedKStream;
 import org.apache.kafka.streams.kstream.SessionWindowedKStream;
 import org.apache.kafka.streams.kstream.SessionWindows;
 import org.apache.kafka.streams.kstream.SlidingWindows;
+import org.apache.kafka.streams.kstream.TableJoined;
 import org.apache.kafka.streams.kstream.Suppressed;
 import org.apache.kafka.streams.kstream.TimeWindowedCogroupedKStream;
 import org.apache.kafka.streams.kstream.TimeWindowedKStream;
@@ -179,6 +181,7 @@ final class TopologyFactory {
                 return g.cogroup(aggregator);
             }
             case "join": case "left_join": case "outer_join": return join(input, step, named, op);
+            case "fk_join": case "fk_left_join": return foreignKeyJoin(input, step, named, op);
             case "split": return split(stream(input, op), step, named);
             case "to": return to(stream(input, op), step, named);
             case "to_dynamic": {
@@ -566,6 +569,24 @@ final class TopologyFactory {
                 if (n == null) return m == null ? t.outerJoin(other, joiner) : t.outerJoin(other, joiner, m);
                 return m == null ? t.outerJoin(other, joiner, n) : t.outerJoin(other, joiner, n, m);
         }
+    }
+
+    /** KTable#join / leftJoin with a foreign-key extractor (the BiFunction form, KIP-1104). */
+    private Object foreignKeyJoin(Object input, JsonNode step, String named, String op) {
+        KTable t = table(input, op);
+        String otherId = field(step, "other");
+        if (!(results.get(otherId) instanceof KTable other)) {
+            throw new IllegalArgumentException(op + ": \"" + otherId + "\" is not a table");
+        }
+        var joiner = Functions.joiner(fn(step));
+        var selector = Functions.keySelector(field(step, "foreign_key"));
+        BiFunction<Object, Object, Object> foreignKey = selector::apply;
+        Materialized m = materialized(step);
+        TableJoined tj = named == null ? TableJoined.with(null, null) : TableJoined.as(named);
+        if (op.equals("fk_join")) {
+            return m == null ? t.join(other, foreignKey, joiner, tj) : t.join(other, foreignKey, joiner, tj, m);
+        }
+        return m == null ? t.leftJoin(other, foreignKey, joiner, tj) : t.leftJoin(other, foreignKey, joiner, tj, m);
     }
 
     private Object streamStreamJoin(KStream s, KStream other, JsonNode step, String named, String op) {
