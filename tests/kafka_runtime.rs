@@ -22,6 +22,7 @@ scenario_tests!(
     source_topics_of_one_subtopology_must_be_co_partitioned,
     joins_enrich_orders_under_exactly_once,
     a_foreign_key_join_follows_both_tables_under_exactly_once,
+    a_re_keyed_stream_joins_a_table_of_another_partition_count,
     a_stream_stream_left_join_answers_each_order_once,
     two_instances_share_the_work_through_a_join_and_a_leave,
     stateful_app_keeps_exact_totals_through_a_join_and_a_leave,

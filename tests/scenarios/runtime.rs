@@ -408,6 +408,44 @@ pub(crate) fn a_foreign_key_join_follows_both_tables_under_exactly_once() -> any
     Ok(())
 }
 
+/// A stream re-keyed before it joins a table goes through a repartition topic with the table's
+/// partition count, not its own (Kafka Streams' copartition groups): orders on 2 partitions, keyed by
+/// order id, re-keyed by customer and joined with customers on 3 partitions; every order comes out once
+/// with its customer's name.
+pub(crate) fn a_re_keyed_stream_joins_a_table_of_another_partition_count() -> anyhow::Result<()> {
+    let prefix = kafka::unique("rekeyjoin");
+    let (orders, customers, out) = (format!("{prefix}-orders"), format!("{prefix}-customers"), format!("{prefix}-out"));
+    kafka::create_topics(&[(&orders, 2), (&customers, 3), (&out, 1)]);
+    let app_id = kafka::unique("rekeyjoin-app");
+    let builder = StreamsBuilder::new();
+    let names = builder.table::<String, String>(&customers);
+    builder
+        .stream::<String, String>(&orders)
+        .select_key(|_, order: &String| order.split('@').nth(1).unwrap_or_default().to_string())
+        .join_with(&names, |order, name| format!("{order}:{name}"), kstreams::dsl::Joined::as_name("by-customer"))
+        .to(&out);
+    let bytes = |s: String| Some(s.into_bytes());
+    kafka::produce(&customers, (0..6).map(|c| (bytes(format!("c{c}")), bytes(format!("name{c}")))));
+    let mut app = kafka::streams(builder.build()?, kafka::config(&app_id))?;
+    app.start()?;
+    anyhow::ensure!(app.wait_for_state(State::Running, Duration::from_secs(60)), "never RUNNING");
+    // The table is loaded before the orders come: each order meets its customer.
+    std::thread::sleep(Duration::from_secs(2));
+    // An order's value names its customer: `o7@c1`.
+    kafka::produce(&orders, (0..30).map(|o| (bytes(format!("o{o}")), bytes(format!("o{o}@c{}", o % 6)))));
+    let read = kafka::consume_until(&out, Duration::from_secs(60), |r| r.len() >= 30);
+    app.close()?;
+    let mut got: Vec<String> = read.iter().map(|r| decode_string(&out, r.value.as_deref())).collect();
+    got.sort();
+    let mut expected: Vec<String> = (0..30).map(|o| format!("o{o}@c{}:name{}", o % 6, o % 6)).collect();
+    expected.sort();
+    assert_eq!(got, expected);
+    let repartition = format!("{app_id}-by-customer-repartition");
+    let counts = kafka::admin().partition_counts(std::slice::from_ref(&repartition))?;
+    assert_eq!(counts.get(&repartition).copied().flatten(), Some(3), "the table's partition count");
+    Ok(())
+}
+
 /// Orders left-joined with their payments within 100 ms (a stream-stream join) under exactly_once_v2:
 /// every paid order comes out once with its payment, every unpaid one once with none, after its window
 /// has closed, never both. The join's window stores log to `delete` changelogs, as Kafka Streams' do.
