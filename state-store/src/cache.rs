@@ -173,6 +173,10 @@ impl<S: KeyValueStore> StateStore for CachingKeyValueStore<S> {
     fn observed_stream_time(&self) -> Option<i64> {
         self.inner.observed_stream_time()
     }
+
+    fn bound_restored_stream_time(&mut self, bound: Option<i64>) {
+        self.inner.bound_restored_stream_time(bound)
+    }
 }
 
 impl<S: KeyValueStore> ReadOnlyKeyValueStore for CachingKeyValueStore<S> {

@@ -75,6 +75,10 @@ impl<S: KeyValueStore> StateStore for ChangeLoggingKeyValueStore<S> {
     fn observed_stream_time(&self) -> Option<i64> {
         self.inner.observed_stream_time()
     }
+
+    fn bound_restored_stream_time(&mut self, bound: Option<i64>) {
+        self.inner.bound_restored_stream_time(bound)
+    }
 }
 
 impl<S: KeyValueStore> ReadOnlyKeyValueStore for ChangeLoggingKeyValueStore<S> {
@@ -216,6 +220,10 @@ impl<S: StateStore + ?Sized> StateStore for Box<S> {
 
     fn observed_stream_time(&self) -> Option<i64> {
         (**self).observed_stream_time()
+    }
+
+    fn bound_restored_stream_time(&mut self, bound: Option<i64>) {
+        (**self).bound_restored_stream_time(bound)
     }
 }
 

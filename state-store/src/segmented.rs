@@ -52,7 +52,8 @@ const MIN_SEGMENT_INTERVAL_MS: i64 = 60_000;
 ///
 /// As Kafka Streams' segmented stores (the time of a record is its window's start, or its session's end):
 /// - a segment spans `max(retention / 2, 60 s)` of time, and is named `<store>.<segment start>`;
-/// - the store's *observed stream time* is the greatest time written, deleted or restored;
+/// - the store's *observed stream time* is the greatest time written, deleted or restored (a restore
+///   moves it no further than its bound, see [`StateStore::bound_restored_stream_time`]);
 /// - a segment is live while its id is at least that of `observed - retention`; a write into an older
 ///   segment is dropped (with a warning), and every write drops the segments that are no longer live,
 ///   which frees their memory or deletes their RocksDB files;
@@ -87,6 +88,8 @@ pub struct SegmentedKeyValueStore {
     /// Segment id → its store, oldest first.
     segments: BTreeMap<i64, Box<dyn KeyValueStore>>,
     observed: i64,
+    /// How far a restore may move `observed`.
+    restore_bound: i64,
     restoring: bool,
     open: bool,
 }
@@ -168,6 +171,7 @@ impl SegmentedKeyValueStore {
             interval_ms: (retention_ms / 2).max(MIN_SEGMENT_INTERVAL_MS),
             segments: BTreeMap::new(),
             observed: -1,
+            restore_bound: i64::MAX,
             restoring: false,
             open: true,
         }
@@ -274,17 +278,18 @@ impl SegmentedKeyValueStore {
     }
 
     /// Applies writes and deletes segment by segment. A restore first moves the observed stream time to
-    /// the batch's latest window start (as Kafka Streams does), so records it has already expired are not
-    /// written at all; other writes move it record by record.
+    /// the batch's latest window start (as Kafka Streams does), or to its bound if that is earlier, so
+    /// records it has already expired are not written at all; other writes move it record by record.
     fn write(&mut self, entries: &[(&[u8], Option<&[u8]>)], restore: bool) -> Result<(), StoreError> {
         self.check()?;
         let starts = entries.iter().map(|(key, _)| self.start_of(key)).collect::<Result<Vec<_>, _>>()?;
+        let bound = if restore { self.restore_bound } else { i64::MAX };
         if restore {
-            self.observed = starts.iter().copied().fold(self.observed, i64::max);
+            self.observed = starts.iter().map(|&start| start.min(bound)).fold(self.observed, i64::max);
         }
         let mut per_segment: BTreeMap<i64, Vec<(&[u8], Option<&[u8]>)>> = BTreeMap::new();
         for (&(key, value), &start) in entries.iter().zip(&starts) {
-            self.observed = self.observed.max(start);
+            self.observed = self.observed.max(start.min(bound));
             let id = self.segment_id(start);
             if id < self.min_live_segment() {
                 if value.is_some() && !restore {
@@ -420,6 +425,10 @@ impl StateStore for SegmentedKeyValueStore {
 
     fn observed_stream_time(&self) -> Option<i64> {
         Some(self.observed)
+    }
+
+    fn bound_restored_stream_time(&mut self, bound: Option<i64>) {
+        self.restore_bound = bound.unwrap_or(i64::MAX);
     }
 }
 
@@ -572,6 +581,21 @@ mod tests {
         let mut store = SegmentedKeyValueStore::in_memory_window_store("s", 2 * MINUTE);
         store.write_batch(&[(&old, Some(b"0")), (&new, Some(b"1"))]).unwrap();
         assert_eq!(starts(&store), vec![(b"a".to_vec(), 10 * MINUTE)]);
+    }
+
+    #[test]
+    fn a_bounded_restore_moves_stream_time_no_further_than_its_bound() {
+        let mut store = SegmentedKeyValueStore::in_memory_window_store("s", 2 * MINUTE);
+        let (old, new) = (key(b"a", MINUTE), key(b"a", 10 * MINUTE));
+        // The input resumes at stream time 2 min: the window at 10 min comes from records to be redone.
+        store.bound_restored_stream_time(Some(2 * MINUTE));
+        store.restore_batch(&[(&old, Some(b"0")), (&new, Some(b"1"))]).unwrap();
+        assert_eq!(store.observed_stream_time(), Some(2 * MINUTE));
+        assert_eq!(store.get(&old).unwrap(), Some(b"0".to_vec()), "still inside the retention at 2 min");
+        assert_eq!(store.get(&new).unwrap(), Some(b"1".to_vec()));
+        // Processing moves it on as usual.
+        store.put(&key(b"b", 10 * MINUTE), b"2").unwrap();
+        assert_eq!(store.get(&old).unwrap(), None);
     }
 
     #[test]

@@ -78,6 +78,18 @@ pub trait StateStore: Send {
     fn observed_stream_time(&self) -> Option<i64> {
         None
     }
+
+    /// Bounds the time a coming changelog replay may move [`observed_stream_time`] to: the stream time of
+    /// the position the task's input resumes from (`None`: no bound). A time-segmented store hides and
+    /// drops what is older than its observed time minus its retention; under at-least-once its
+    /// changelog may end with writes of records processed after the last commit, which are processed
+    /// again after the replay, and a replay that moved the observed time up to them would hide windows
+    /// those records still update. Stores without a time ignore it; layers above one pass it on.
+    ///
+    /// [`observed_stream_time`]: StateStore::observed_stream_time
+    fn bound_restored_stream_time(&mut self, bound: Option<i64>) {
+        let _ = bound;
+    }
 }
 
 /// Reads from a key-value store. Interactive queries and processors that only look up get this view.

@@ -38,18 +38,43 @@ const ENTRY_OVERHEAD: usize = 64;
 /// assert_eq!(store.get(b"a")?, Some(b"1".to_vec()));
 /// # Ok::<(), state_store::StoreError>(())
 /// ```
+///
+/// [`holding_deletes`](Self::holding_deletes) holds only the deletes: puts reach the store below at
+/// once.
 #[derive(Debug)]
 pub struct TransactionalKeyValueStore<S> {
     inner: S,
     /// Uncommitted writes: a value, or `None` for a delete.
     pending: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     pending_bytes: usize,
+    /// Whether puts are held too (or pass through, dropping a held delete of their key).
+    hold_puts: bool,
 }
 
 impl<S: KeyValueStore> TransactionalKeyValueStore<S> {
     /// Wraps `inner`, with nothing pending.
     pub fn new(inner: S) -> Self {
-        TransactionalKeyValueStore { inner, pending: BTreeMap::new(), pending_bytes: 0 }
+        TransactionalKeyValueStore { inner, pending: BTreeMap::new(), pending_bytes: 0, hold_puts: true }
+    }
+
+    /// Wraps `inner`, holding only its deletes until the commit. Over a change-logging layer, the
+    /// deletes then reach the changelog only at the commit, while puts go at once.
+    ///
+    /// ```
+    /// use state_store::{InMemoryKeyValueStore, KeyValueStore, ReadOnlyKeyValueStore, StateStore, TransactionalKeyValueStore};
+    ///
+    /// let mut store = TransactionalKeyValueStore::holding_deletes(InMemoryKeyValueStore::new("s"));
+    /// store.put(b"a", b"1")?;
+    /// assert_eq!(store.inner().get(b"a")?, Some(b"1".to_vec())); // a put passes through
+    /// store.delete(b"a")?;
+    /// assert_eq!(store.get(b"a")?, None);
+    /// assert_eq!(store.inner().get(b"a")?, Some(b"1".to_vec())); // the delete is held
+    /// store.commit()?;
+    /// assert_eq!(store.inner().get(b"a")?, None);
+    /// # Ok::<(), state_store::StoreError>(())
+    /// ```
+    pub fn holding_deletes(inner: S) -> Self {
+        TransactionalKeyValueStore { hold_puts: false, ..Self::new(inner) }
     }
 
     /// The store below.
@@ -65,6 +90,13 @@ impl<S: KeyValueStore> TransactionalKeyValueStore<S> {
                     self.pending_bytes + value.map_or(0, <[u8]>::len) - old.as_ref().map_or(0, Vec::len)
             }
             None => self.pending_bytes += added,
+        }
+    }
+
+    /// Drops what is held for `key`.
+    fn release(&mut self, key: &[u8]) {
+        if let Some(old) = self.pending.remove(key) {
+            self.pending_bytes -= key.len() + old.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD;
         }
     }
 
@@ -193,6 +225,10 @@ impl<S: KeyValueStore> StateStore for TransactionalKeyValueStore<S> {
     fn observed_stream_time(&self) -> Option<i64> {
         self.inner.observed_stream_time()
     }
+
+    fn bound_restored_stream_time(&mut self, bound: Option<i64>) {
+        self.inner.bound_restored_stream_time(bound)
+    }
 }
 
 impl<S: KeyValueStore> ReadOnlyKeyValueStore for TransactionalKeyValueStore<S> {
@@ -231,6 +267,10 @@ impl<S: KeyValueStore> KeyValueStore for TransactionalKeyValueStore<S> {
         if !self.inner.is_open() {
             return Err(StoreError::Closed { store: self.inner.name().to_string() });
         }
+        if !self.hold_puts {
+            self.release(key);
+            return self.inner.put(key, value);
+        }
         self.hold(key, Some(value));
         Ok(())
     }
@@ -243,7 +283,10 @@ impl<S: KeyValueStore> KeyValueStore for TransactionalKeyValueStore<S> {
 
     fn write_batch(&mut self, entries: &[(&[u8], Option<&[u8]>)]) -> Result<(), StoreError> {
         for (key, value) in entries {
-            self.hold(key, *value);
+            match value {
+                Some(value) if !self.hold_puts => self.put(key, value)?,
+                _ => self.hold(key, *value),
+            }
         }
         Ok(())
     }

@@ -320,6 +320,8 @@ impl EmbeddedConsumer {
 pub(crate) struct EmbeddedProducer {
     pub(crate) broker: EmbeddedBroker,
     pub(crate) acked: HashMap<TopicPartition, i64>,
+    /// A send that was lost (an injected fault), reported by the next flush.
+    pub(crate) undelivered: Option<ClientError>,
     /// Set for a transactional producer.
     pub(crate) transactional: Option<TransactionalClient>,
 }
@@ -421,6 +423,13 @@ impl StreamsProducer for EmbeddedProducer {
             let kind = if txn.is_some() { ClientErrorKind::Abortable } else { ClientErrorKind::Retriable };
             return Err(ClientError::new(operation, "Broker: Not enough in-sync replicas (injected fault)", kind));
         }
+        if txn.is_none() && state.faults.lose_send(&record.topic) {
+            // As a send whose record timed out in the producer's queue: accepted now, failed at the flush.
+            let error =
+                ClientError::new(operation, "Local: Message timed out (injected fault)", ClientErrorKind::Retriable);
+            self.undelivered.get_or_insert(error);
+            return Ok(());
+        }
         let Some(topic) = state.topics.get(&*record.topic) else {
             return Err(unknown_topic(operation));
         };
@@ -444,9 +453,10 @@ impl StreamsProducer for EmbeddedProducer {
     }
 
     /// Every send is appended at once: nothing is ever in flight (and so never sent twice: the
-    /// idempotence Kafka's producer ids and sequence numbers give holds here by construction).
+    /// idempotence Kafka's producer ids and sequence numbers give holds here by construction). A send
+    /// lost to an injected fault is reported here.
     fn flush(&mut self, _timeout: Duration) -> Result<(), ClientError> {
-        Ok(())
+        self.undelivered.take().map_or(Ok(()), Err)
     }
 
     fn acked_offset(&self, partition: &TopicPartition) -> Option<i64> {

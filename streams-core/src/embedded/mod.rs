@@ -172,6 +172,13 @@ impl EmbeddedBroker {
         self.lock().faults.sends += 1;
     }
 
+    /// Fault injection: the next send to `topic` outside a transaction is lost: the send is accepted,
+    /// the record never written, and the producer's next flush fails with a timeout, as when a record
+    /// times out in a Kafka producer's queue while others, to other partitions, get through.
+    pub fn lose_next_send_to(&self, topic: &str) {
+        self.lock().faults.lost_sends_to.push(topic.to_string());
+    }
+
     /// Fault injection: the next commit (of offsets, or of a transaction) fails with a timeout, and is
     /// not carried out.
     pub fn fail_next_commit(&self) {
@@ -314,7 +321,12 @@ impl ClientSupplier for EmbeddedBroker {
             in_transaction: false,
             timeout_ms: timeout.and_then(|v| v.parse().ok()).unwrap_or(10_000),
         });
-        Ok(Box::new(EmbeddedProducer { broker: self.clone(), acked: Default::default(), transactional }))
+        Ok(Box::new(EmbeddedProducer {
+            broker: self.clone(),
+            acked: Default::default(),
+            undelivered: None,
+            transactional,
+        }))
     }
 
     fn restore_consumer(

@@ -270,6 +270,8 @@ pub(crate) struct OpenTransaction {
 pub(crate) struct InjectedFaults {
     /// Sends still to refuse.
     pub(crate) sends: u32,
+    /// Topics whose next send is to be lost, one entry per send.
+    pub(crate) lost_sends_to: Vec<String>,
     /// Commits (of offsets or of a transaction) still to fail with a timeout, in order; each says
     /// whether that commit takes effect all the same (the ambiguous outcome a timeout leaves).
     pub(crate) commits: std::collections::VecDeque<bool>,
@@ -281,6 +283,12 @@ impl InjectedFaults {
         let refuse = self.sends > 0;
         self.sends = self.sends.saturating_sub(1);
         refuse
+    }
+
+    /// Whether the next send to `topic` is to be lost (and counts it).
+    pub(crate) fn lose_send(&mut self, topic: &str) -> bool {
+        let lost = self.lost_sends_to.iter().position(|t| t == topic);
+        lost.map(|i| self.lost_sends_to.remove(i)).is_some()
     }
 }
 

@@ -2,7 +2,8 @@
 //! in batches, runs each task's records through the task (picking across the task's partitions by the
 //! smallest timestamp), hands outputs to the producer without waiting, fires punctuations, and commits
 //! every commit interval and before partitions are taken away:
-//! - at_least_once: flush the producer, flush the stores, then commit the consumed offsets;
+//! - at_least_once: flush the producer, commit the stores (a suppression buffer logs the deletes of
+//!   what it emitted only now), checkpoint, then commit the consumed offsets;
 //! - exactly_once_v2: commit the transaction that holds the outputs, the changelog writes and the
 //!   consumed offsets, then apply the stores' held writes and checkpoint.
 //!
@@ -109,8 +110,8 @@ impl ThreadInner {
         self.layout.reader.get(topic).map(|&subtopology| TaskId { subtopology, partition })
     }
 
-    /// The commit: held-back records are written out; then at_least_once flushes the producer, the
-    /// stores and checkpoints, then commits the offsets through `committer`; exactly_once_v2 commits the
+    /// The commit: held-back records are written out; then at_least_once flushes the producer, commits
+    /// the stores, checkpoints, then commits the offsets through `committer`; exactly_once_v2 commits the
     /// transaction with the offsets, then flushes the stores (applying their held writes) and
     /// checkpoints.
     fn commit(&mut self, committer: &dyn OffsetCommitter, checkpoint: Checkpoint) -> Result<(), StreamsError> {
@@ -128,20 +129,22 @@ impl ThreadInner {
         if self.producer.exactly_once() {
             self.producer.commit_transaction(&offsets, committer)?;
         } else {
-            // Dead letters of rejected records are flushed too; a handler that keeps giving records
-            // the broker rejects fails the thread after a few rounds rather than loop.
-            let mut rounds = 0;
-            while let Err(error) = self.producer.flush() {
-                rounds += 1;
-                if rounds > 3 {
-                    return Err(error.into());
-                }
-                self.delivery_failed(error)?;
+            self.flush_producer()?;
+            // Stores that log deletes at the commit (suppression buffers) write them now that what they
+            // emitted is acknowledged. Their acknowledgement is not awaited: lost, they cost duplicates.
+            let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
+            for id in ids {
+                let mut task = self.tasks.remove(&id).expect("listed above");
+                let result = task.commit_stores().and_then(|()| self.send_outputs_of(&mut task));
+                self.tasks.insert(id, task);
+                result?;
             }
         }
         let produced = started.elapsed();
         for task in self.tasks.values_mut() {
-            task.commit_stores()?;
+            if self.producer.exactly_once() {
+                task.commit_stores()?;
+            }
             // The changelog records this task wrote are acknowledged now: the checkpoint may cover them.
             for changelog in task.changelogs().to_vec() {
                 if let Some(offset) = self.producer.acked_offset(&changelog.partition) {
@@ -174,6 +177,21 @@ impl ThreadInner {
             self.failing_since_ms = None;
         }
         self.publish_metrics();
+        Ok(())
+    }
+
+    /// Waits until the broker acknowledged every record sent (at_least_once). Dead letters of rejected
+    /// records are flushed too; a handler that keeps giving records the broker rejects fails the thread
+    /// after a few rounds rather than loop.
+    fn flush_producer(&mut self) -> Result<(), StreamsError> {
+        let mut rounds = 0;
+        while let Err(error) = self.producer.flush() {
+            rounds += 1;
+            if rounds > 3 {
+                return Err(error.into());
+            }
+            self.delivery_failed(error)?;
+        }
         Ok(())
     }
 
@@ -332,6 +350,8 @@ impl ThreadInner {
             plan
         };
         let mut task = Task::new(&self.topology, sub, id.partition, &self.task_config)?;
+        let mine = committed.iter().filter(|(tp, _)| self.task_id(&tp.topic, tp.partition) == Some(id));
+        task.take_committed_metadata(mine);
         // Restore every logged store from its changelog before the task sees any input. A long restore
         // is time the thread runs, not a pause: checking between batches keeps it from looking like one.
         let producer = &mut self.producer;
@@ -340,8 +360,6 @@ impl ThreadInner {
         let restored_epoch =
             restore::restore(&mut task, &plan, recorded_epoch, restorer, self.restore_listener.as_ref(), &mut running)?;
         task.begin_ownership(restored_epoch);
-        let mine = committed.iter().filter(|(tp, _)| self.task_id(&tp.topic, tp.partition) == Some(id));
-        task.take_committed_metadata(mine);
         if !plan.is_empty() {
             // What was restored is on disk and checkpointed: a crash now does not restore it again.
             task.flush()?;

@@ -14,7 +14,7 @@ use std::time::Duration;
 use super::{Shared, StreamThread, ThreadState};
 use crate::client::{ClientErrorKind, ClientSupplier};
 use crate::config::{DslStoreType, ProcessingGuarantee, StreamsConfig};
-use crate::dsl::{Grouped, Materialized, StreamsBuilder};
+use crate::dsl::{BufferConfig, Grouped, Materialized, StreamsBuilder, Suppressed, TimeWindows};
 use crate::embedded::EmbeddedBroker;
 use crate::processor::{Processor, ProcessorContext};
 use crate::record::RawRecord;
@@ -93,6 +93,24 @@ fn config(guarantee: ProcessingGuarantee) -> StreamsConfig {
     config
 }
 
+/// Each key's greatest value per window of 10 ms (no grace), final results only (`suppress`), to
+/// `output` as `key=value`.
+fn final_window_maxima() -> Topology {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, String>("input")
+        .group_by_key()
+        .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_millis(10)))
+        .reduce(|max, value| max.max(value))
+        .suppress(Suppressed::until_window_closes(BufferConfig::unbounded()))
+        .to_stream()
+        .map(|window, max| {
+            (window.key.clone(), format!("{}@{}={}", window.key, window.window.start, max.unwrap_or_default()))
+        })
+        .to("output");
+    builder.build().expect("a valid topology")
+}
+
 /// An embedded broker on a manual clock, with `input` (2 partitions) and `output` (1 partition).
 struct Cluster {
     broker: EmbeddedBroker,
@@ -138,6 +156,14 @@ impl Cluster {
         for &(partition, key, value) in records {
             let (key, value) = (Some(key.as_bytes().to_vec()), Some(value.as_bytes().to_vec()));
             self.broker.append("input", Some(partition), key, value, 0).expect("the input exists");
+        }
+    }
+
+    /// Appends `key=value` records with their timestamps to partition 0 of `input`.
+    fn append_at(&self, records: &[(&str, &str, i64)]) {
+        for &(key, value, timestamp) in records {
+            let (key, value) = (Some(key.as_bytes().to_vec()), Some(value.as_bytes().to_vec()));
+            self.broker.append("input", Some(0), key, value, timestamp).expect("the input exists");
         }
     }
 
@@ -417,4 +443,56 @@ fn committed_repartition_records_are_purged_every_purge_interval() {
     let ends: i64 = cluster.broker.end_offsets(&repartition).expect("the topic exists").iter().sum();
     assert_eq!(ends, 3, "the offsets go on where they were");
     assert!(thread.inner.lock_unpoisoned().purgeable.is_empty());
+}
+
+#[test]
+fn under_at_least_once_a_final_result_whose_send_failed_is_emitted_again_after_the_recovery() {
+    let cluster = Cluster::new();
+    let (mut thread, _) = cluster.thread("t1", final_window_maxima(), config(ProcessingGuarantee::AtLeastOnce));
+    cluster.append_at(&[("a", "5", 1)]);
+    step(&mut thread);
+    cluster.clock.advance(1_000);
+    step(&mut thread); // committed: a@1 is consumed for good, its window [0,10) waits in the buffer
+    assert_eq!(cluster.uncommitted_input(), 0);
+
+    // b@20 closes [0,10): the buffer emits a's final result and deletes it, but the result is lost on
+    // its way (its send times out at the commit's flush). Logged at once, that delete would reach the
+    // buffer's changelog and the restored buffer would no longer hold the window, which no input left
+    // to redo makes again.
+    cluster.broker.lose_next_send_to("output");
+    cluster.append_at(&[("b", "1", 20)]);
+    step(&mut thread);
+    cluster.clock.advance(1_000);
+    step(&mut thread);
+    assert!(thread.inner.lock_unpoisoned().tasks.is_empty(), "recovering");
+    assert!(cluster.broker.read_all("output").is_empty());
+
+    step(&mut thread); // reopened: the buffer restored, b@20 redone
+    assert_eq!(values(&cluster.broker.read_all("output")), vec!["a@0=5"]);
+}
+
+#[test]
+fn under_at_least_once_windows_written_after_the_last_commit_do_not_hide_those_the_redone_records_update() {
+    let cluster = Cluster::new();
+    let (mut thread, _) = cluster.thread("t1", final_window_maxima(), config(ProcessingGuarantee::AtLeastOnce));
+    cluster.append_at(&[("a", "5", 1)]);
+    step(&mut thread);
+    cluster.clock.advance(1_000);
+    step(&mut thread); // committed at stream time 1
+
+    // Processed, their windows logged, then the commit fails: a@5 and b@100 are redone from the
+    // restored state. The window store restored b's window at 100; had that moved its time to 100,
+    // [0,10) would be past its retention and hidden, and the redone a@5 would start it afresh ("3").
+    cluster.append_at(&[("a", "3", 5), ("b", "1", 100)]);
+    step(&mut thread);
+    assert_eq!(values(&cluster.broker.read_all("output")), vec!["a@0=5"]);
+    cluster.broker.fail_next_commit();
+    cluster.clock.advance(1_000);
+    step(&mut thread);
+    assert!(thread.inner.lock_unpoisoned().tasks.is_empty(), "recovering");
+
+    step(&mut thread);
+    let output = values(&cluster.broker.read_all("output"));
+    assert!(output.len() >= 2, "redone: {output:?}");
+    assert!(output.iter().all(|v| v == "a@0=5"), "every final result of [0,10) is its maximum: {output:?}");
 }

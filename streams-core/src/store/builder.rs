@@ -278,6 +278,9 @@ pub struct StoreBuilder<K, V> {
     logging_enabled: bool,
     logging_config: BTreeMap<String, String>,
     caching_enabled: bool,
+    /// Under at_least_once, deletes reach the changelog only at the commit (see
+    /// [`suppression_buffer_def`]).
+    log_deletes_at_commit: bool,
     _types: PhantomData<fn() -> (K, V)>,
 }
 
@@ -297,6 +300,7 @@ impl<K: Send + 'static, V: Send + 'static> StoreBuilder<K, V> {
             logging_enabled: true,
             logging_config: BTreeMap::new(),
             caching_enabled: false,
+            log_deletes_at_commit: false,
             _types: PhantomData,
         }
     }
@@ -343,6 +347,7 @@ impl<K: Send + 'static, V: Send + 'static> StoreBuilder<K, V> {
             logging_enabled,
             logging_config,
             caching_enabled,
+            log_deletes_at_commit,
             _types,
         } = self;
         let name = supplier.name().to_string();
@@ -355,6 +360,9 @@ impl<K: Send + 'static, V: Send + 'static> StoreBuilder<K, V> {
             }
             if let Some(writer) = changelog {
                 inner = Box::new(ChangeLoggingKeyValueStore::new(inner, writer));
+                if log_deletes_at_commit && !ctx.hold_writes_per_commit {
+                    inner = Box::new(TransactionalKeyValueStore::holding_deletes(inner));
+                }
             }
             // Above the logging layer, as in Kafka Streams: the changelog gets the deduplicated writes.
             if caching_enabled && ctx.cache.enabled() {
@@ -423,6 +431,14 @@ pub(crate) fn dsl_key_value_store_def<K: Send + 'static, V: Send + 'static>(
 /// The suppression buffer `name` of a `suppress` (Kafka Streams' `InMemoryTimeOrderedKeyValueChangeBuffer`):
 /// in memory, never cached, logged to a compacted changelog with `logging` as its topic config unless
 /// `logging` is `None`, and each logged value marked with the layout's version as Kafka Streams marks it.
+///
+/// Under at_least_once the deletes of emitted changes reach the buffer's changelog at the commit, after
+/// the producer has acknowledged what the buffer emitted. Logged at once, such a delete could reach the
+/// changelog while the emitted record itself was lost (a send that timed out): restored without the
+/// change, with the input that made it committed, the buffer would never emit that final result again.
+/// Held until the commit, a lost delete costs a duplicate at most. Puts are logged at once: the buffer
+/// restores to where the aggregation above it restores. (Under exactly_once_v2 both are in one
+/// transaction.)
 pub(crate) fn suppression_buffer_def<K: Send + 'static, V: Send + 'static>(
     name: &str,
     key_serde: Arc<dyn Serde<K>>,
@@ -441,6 +457,7 @@ pub(crate) fn suppression_buffer_def<K: Send + 'static, V: Send + 'static>(
         Some(config) => builder.with_logging_enabled(config),
         None => builder.with_logging_disabled(),
     };
+    builder.log_deletes_at_commit = true;
     let mut def = builder.into_def();
     def.changelog_value_header = Some(CHANGELOG_VERSION_HEADER);
     def

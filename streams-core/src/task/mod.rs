@@ -375,16 +375,22 @@ impl Task {
     }
 
     /// Takes in the processor metadata committed with this task's partitions (the largest value of
-    /// each key), before its processors are initialized. What cannot be read is left out, with a
-    /// warning. The partition times committed beside it are not restored (stream time starts again
-    /// from the records, as it always has here).
+    /// each key), before its stores are restored. What cannot be read is left out, with a warning. The
+    /// partition times committed beside it are not restored (stream time starts again from the records,
+    /// as in Kafka Streams), but the latest of them bounds how far the restore moves the time of the
+    /// task's window and session stores (see `StateStore::bound_restored_stream_time`): what the
+    /// changelogs hold beyond the commit is redone from the committed offsets on.
     pub(crate) fn take_committed_metadata<'a>(
         &mut self,
         committed: impl IntoIterator<Item = (&'a TopicPartition, &'a OffsetAndMetadata)>,
     ) {
+        let mut stream_time = None;
         for (tp, c) in committed {
             match offset_metadata::decode(&c.metadata) {
-                Ok((_, entries)) => self.state.processor_metadata.merge(entries),
+                Ok((time, entries)) => {
+                    stream_time = stream_time.max(Some(time));
+                    self.state.processor_metadata.merge(entries)
+                }
                 Err(reason) => tracing::warn!(
                     target: "kstreams::task",
                     task = %self.state.id,
@@ -393,6 +399,9 @@ impl Task {
                     "the metadata committed with this partition's offset is not Kafka Streams'; ignoring it"
                 ),
             }
+        }
+        for store in &mut self.state.stores {
+            store.bytes_mut().bound_restored_stream_time(stream_time);
         }
     }
 
