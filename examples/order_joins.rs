@@ -1,19 +1,20 @@
 //! The order flow with joins, as Kafka Streams' microservices example wires it: each order is enriched
-//! with its customer (a stream-table join), then matched with its payment within ten minutes (a
-//! stream-stream left join); an order that is never paid comes out once, unpaid, when its window has
-//! closed. Under exactly_once_v2.
+//! with its customer (a stream-table join) and its product (a join with a global table of products, which
+//! every instance holds whole), then matched with its payment within ten minutes (a stream-stream left
+//! join); an order that is never paid comes out once, unpaid, when its window has closed. Under
+//! exactly_once_v2.
 //!
 //! ```text
 //! cargo run --example order_joins [-- --orders N] [--bootstrap-servers HOST:PORT]
 //! ```
 //!
-//! Produces eight customers, `N` orders over two hours of event time (their own timestamps) and a
+//! Produces eight customers, five products, `N` orders over two hours of event time (their own timestamps) and a
 //! payment within five minutes for four orders in five, and runs the application until the paid orders
 //! have come out. The join takes records up to three hours late (its grace): the orders reach it through
 //! a repartition topic, after payments that are already there. Then it produces a paid order per
 //! partition six hours on, which moves stream time past every window, so that the unpaid orders come
-//! out too. Checks the results against a plain loop (each order once: with its customer's name, and
-//! paid or not), and exits. Each run uses its own topics and application id (`order-joins-<run>`).
+//! out too. Checks the results against a plain loop (each order once: with its customer's and its
+//! product's names, and paid or not), and exits. Each run uses its own topics and application id (`order-joins-<run>`).
 
 #[path = "support/mod.rs"]
 mod support;
@@ -38,20 +39,29 @@ struct Customer {
 }
 json_serde!(Customer);
 
+/// A product, keyed by product id.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Product {
+    name: String,
+}
+json_serde!(Product);
+
 /// An order, keyed by customer id.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Order {
     order_id: i64,
     customer_id: i64,
+    product_id: i64,
     cents: i64,
 }
 json_serde!(Order);
 
-/// An order with its customer's name.
+/// An order with its customer's and product's names.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct NamedOrder {
     order: Order,
     customer: String,
+    product: String,
 }
 json_serde!(NamedOrder);
 
@@ -68,19 +78,27 @@ json_serde!(Payment);
 struct CheckedOrder {
     order_id: i64,
     customer: String,
+    product: String,
     cents: i64,
     paid: Option<i64>,
 }
 json_serde!(CheckedOrder);
 
-fn topology(customers: &str, orders: &str, payments: &str, checked: &str) -> Result<Topology, TopologyError> {
+fn topology([customers, products, orders, payments, checked]: [&str; 5]) -> Result<Topology, TopologyError> {
     let builder = StreamsBuilder::new();
     let customers = builder.table::<i64, Customer>(customers);
+    let products = builder.global_table::<i64, Product>(products);
     let payments = builder.stream::<i64, Payment>(payments);
     builder
         .stream::<i64, Order>(orders)
         // Orders of unknown customers are dropped here.
-        .join(&customers, |order, customer| NamedOrder { order, customer: customer.name.clone() })
+        .join(&customers, |order, customer| (order, customer.name.clone()))
+        // Every instance holds every product: no repartitioning by product id.
+        .join_global(
+            &products,
+            |_, (order, _)| order.product_id,
+            |(order, customer), product| NamedOrder { order, customer, product: product.name.clone() },
+        )
         // Keyed by order id, as the payments are: repartitioned before the next join.
         .select_key(|_, named: &NamedOrder| named.order.order_id)
         .left_join_stream(
@@ -88,6 +106,7 @@ fn topology(customers: &str, orders: &str, payments: &str, checked: &str) -> Res
             |named, payment| CheckedOrder {
                 order_id: named.order.order_id,
                 customer: named.customer.clone(),
+                product: named.product.clone(),
                 cents: named.order.cents,
                 paid: payment.map(|p| p.cents),
             },
@@ -112,9 +131,11 @@ fn main() -> anyhow::Result<()> {
     let cluster = common.cluster()?;
     let run = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis();
     let topic = |name: &str| format!("order-joins-{run}-{name}");
-    let (customers_topic, orders_topic, payments_topic, checked_topic) =
-        (topic("customers"), topic("orders"), topic("payments"), topic("checked"));
+    let (customers_topic, products_topic, orders_topic, payments_topic, checked_topic) =
+        (topic("customers"), topic("products"), topic("orders"), topic("payments"), topic("checked"));
     cluster.create_topics(&[&customers_topic, &orders_topic, &payments_topic, &checked_topic], 4)?;
+    // The products on another partition count: a global table needs no co-partitioning.
+    cluster.create_topics(&[&products_topic], 3)?;
 
     // From midnight, 1 January 2026: the customers an hour before the first order.
     let start: i64 = 1_767_225_600_000;
@@ -125,17 +146,25 @@ fn main() -> anyhow::Result<()> {
     for (c, name) in names.iter().enumerate() {
         producer.send(&customers_topic, &(c as i64 + 1), &Customer { name: name.clone() }, start - HOUR)?;
     }
+    let products = 5;
+    let product_names: Vec<String> = (1..=products).map(|p| format!("product-{p}")).collect();
+    for (p, name) in product_names.iter().enumerate() {
+        producer.send(&products_topic, &(p as i64 + 1), &Product { name: name.clone() }, start - HOUR)?;
+    }
     let mut expected: BTreeMap<i64, CheckedOrder> = BTreeMap::new();
     let mut order_at = |order_id: i64, at: i64, paid: bool, rng: &mut Rng| -> anyhow::Result<()> {
         let customer_id = rng.below(customers) as i64 + 1;
+        let product_id = rng.below(products) as i64 + 1;
         let cents = rng.below(10_000) as i64 + 1;
-        producer.send(&orders_topic, &customer_id, &Order { order_id, customer_id, cents }, at)?;
+        producer.send(&orders_topic, &customer_id, &Order { order_id, customer_id, product_id, cents }, at)?;
         let paid_at = at + rng.below(5 * MINUTE as u64) as i64;
         if paid {
             producer.send(&payments_topic, &order_id, &Payment { order_id, cents }, paid_at)?;
         }
         let customer = names[customer_id as usize - 1].clone();
-        expected.insert(order_id, CheckedOrder { order_id, customer, cents, paid: paid.then_some(cents) });
+        let product = product_names[product_id as usize - 1].clone();
+        let checked = CheckedOrder { order_id, customer, product, cents, paid: paid.then_some(cents) };
+        expected.insert(order_id, checked);
         Ok(())
     };
     let orders = orders as i64;
@@ -152,18 +181,20 @@ fn main() -> anyhow::Result<()> {
     let mut later = Vec::new();
     for &order_id in &ticks {
         let customer_id = rng.below(customers) as i64 + 1;
+        let product_id = rng.below(products) as i64 + 1;
         let cents = rng.below(10_000) as i64 + 1;
         let customer = names[customer_id as usize - 1].clone();
-        later.push((Order { order_id, customer_id, cents }, start + 6 * HOUR));
-        expected.insert(order_id, CheckedOrder { order_id, customer, cents, paid: Some(cents) });
+        let product = product_names[product_id as usize - 1].clone();
+        later.push((Order { order_id, customer_id, product_id, cents }, start + 6 * HOUR));
+        expected.insert(order_id, CheckedOrder { order_id, customer, product, cents, paid: Some(cents) });
     }
     let paid_first = expected.values().filter(|o| o.paid.is_some() && o.order_id < orders).count();
     println!(
-        "produced {customers} customers, {orders} orders and their payments to `{orders_topic}` on {}",
+        "produced {customers} customers, {products} products, {orders} orders and their payments to `{orders_topic}` on {}",
         cluster.describe()
     );
 
-    let topology = topology(&customers_topic, &orders_topic, &payments_topic, &checked_topic)?;
+    let topology = topology([&customers_topic, &products_topic, &orders_topic, &payments_topic, &checked_topic])?;
     println!("{}", topology.describe());
     let mut config = cluster.config(&format!("order-joins-{run}"));
     config.set("processing.guarantee", "exactly_once_v2")?;
@@ -181,7 +212,10 @@ fn main() -> anyhow::Result<()> {
         let read = cluster.read::<i64, CheckedOrder>(&checked_topic)?;
         for (_, order) in read.iter().skip(seen).filter_map(|(k, o)| Some((k, o.clone()?))) {
             let paid = order.paid.map_or("unpaid".to_string(), |c| format!("paid {c}"));
-            println!("order {:>4}  {}  {:>6} cents  {paid}", order.order_id, order.customer, order.cents);
+            println!(
+                "order {:>4}  {}  {}  {:>6} cents  {paid}",
+                order.order_id, order.customer, order.product, order.cents
+            );
         }
         seen = read.len();
         if seen >= paid_first && !later.is_empty() {
@@ -212,7 +246,7 @@ fn main() -> anyhow::Result<()> {
     }
     let unpaid = checked.values().filter(|o| o.paid.is_none()).count();
     println!(
-        "{} orders, {unpaid} of them unpaid, each checked once with its customer: match a plain loop",
+        "{} orders, {unpaid} of them unpaid, each checked once with its customer and product: match a plain loop",
         checked.len()
     );
     Ok(())

@@ -47,9 +47,9 @@ pub use streams_macros::{topology, Event};
 /// The names most programs need, in one `use`.
 pub mod prelude {
     pub use streams_core::dsl::{
-        Branched, BufferConfig, Consumed, Grouped, KGroupedStream, KGroupedTable, KStream, KTable, Materialized,
-        Produced, Repartitioned, SessionWindows, Sink, SlidingWindows, StreamsBuilder, Suppressed, TimeWindows, Window,
-        Windowed,
+        Branched, BufferConfig, Consumed, GlobalKTable, Grouped, KGroupedStream, KGroupedTable, KStream, KTable,
+        Materialized, Produced, Repartitioned, SessionWindows, Sink, SlidingWindows, StreamsBuilder, Suppressed,
+        TimeWindows, Window, Windowed,
     };
     pub use streams_core::processor::{Processor, ProcessorContext, Punctuation, PunctuationType};
     pub use streams_core::serde::{DefaultSerde, JsonSerde, Serde};

@@ -14,5 +14,6 @@ scenario_tests!(
     session_sliding_and_cogrouped_aggregations_with_the_record_cache_end_on_the_uncached_values,
     a_processor_api_store_with_caching_logs_each_key_once_per_commit,
     two_instances_cannot_share_a_state_directory,
-    a_former_owners_late_changelog_write_is_skipped_by_restores_and_written_over
+    a_former_owners_late_changelog_write_is_skipped_by_restores_and_written_over,
+    a_global_table_is_read_whole_before_processing_and_followed
 );

@@ -139,6 +139,22 @@ pub enum TopologyError {
         /// What is wrong (Kafka Streams' message where it has one).
         reason: String,
     },
+    /// A global store's source and processor have the same name.
+    #[error("the source and the processor of a global store are both named `{name}`; they must be different")]
+    GlobalStoreNames {
+        /// The name.
+        name: String,
+    },
+    /// A processor is connected to a global store, which every processor reads without being connected.
+    #[error(
+        "processor `{processor}` is connected to the global store `{store}`; a global store can be read by any processor without being connected to it, and only its global processor writes it"
+    )]
+    GlobalStoreConnected {
+        /// The processor.
+        processor: String,
+        /// The global store.
+        store: String,
+    },
     /// Two stores share a name.
     #[error("state store `{store}` is added twice")]
     DuplicateStore {

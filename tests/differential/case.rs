@@ -88,6 +88,8 @@ pub(crate) struct Step {
     pub(crate) materialized: Option<MaterializedSpec>,
     /// `fk_join`, `fk_left_join`: the key selector that finds a row's foreign key (null: none).
     pub(crate) foreign_key: Option<String>,
+    /// `global_join`, `global_left_join`: the key selector that finds a record's row (null: none).
+    pub(crate) key_selector: Option<String>,
     pub(crate) branches: Option<Vec<BranchSpec>>,
     pub(crate) default: Option<BranchSpec>,
 }

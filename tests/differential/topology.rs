@@ -25,6 +25,7 @@ enum Handle {
     OptLongStream(KStream<Key, Option<i64>>),
     Table(KTable<Key, Val>),
     LongTable(KTable<Key, i64>),
+    Global(GlobalKTable<Key, Val>),
     Grouped(KGroupedStream<Key, Val>),
     LongGrouped(KGroupedStream<Key, i64>),
     GroupedTable(KGroupedTable<Key, Val>),
@@ -49,6 +50,7 @@ impl Handle {
         match self {
             Handle::Stream(_) | Handle::LongStream(_) | Handle::OptStream(_) | Handle::OptLongStream(_) => "a stream",
             Handle::Table(_) | Handle::LongTable(_) => "a table",
+            Handle::Global(_) => "a global table",
             Handle::Grouped(_) | Handle::LongGrouped(_) => "a grouped stream",
             Handle::GroupedTable(_) => "a grouped table",
             Handle::Cogrouped(_) => "a cogrouped stream",
@@ -71,6 +73,7 @@ impl Handle {
             Handle::OptLongStream(s) => Handle::OptLongStream(s.clone()),
             Handle::Table(t) => Handle::Table(t.clone()),
             Handle::LongTable(t) => Handle::LongTable(t.clone()),
+            Handle::Global(t) => Handle::Global(t.clone()),
             Handle::Grouped(g) => Handle::Grouped(g.clone()),
             Handle::LongGrouped(g) => Handle::LongGrouped(g.clone()),
             Handle::WinTable(t) => Handle::WinTable(t.clone()),
@@ -174,7 +177,7 @@ fn apply(
     input: Option<Handle>,
     ids: &mut HashMap<String, Handle>,
 ) -> Result<Handle, String> {
-    let source_op = matches!(step.op.as_str(), "stream" | "table");
+    let source_op = matches!(step.op.as_str(), "stream" | "table" | "global_table");
     let input = match (input, source_op) {
         (_, true) => Handle::Done,
         (Some(h), false) => h,
@@ -194,6 +197,21 @@ fn apply(
             let topic = step.topic.as_deref().ok_or("needs `topic`")?;
             let materialized = materialized::<Val>(step.materialized.as_ref());
             Handle::Table(builder.table_with(topic, consumed::<Val>(step)?, materialized))
+        }
+        "global_table" => {
+            let topic = step.topic.as_deref().ok_or("needs `topic`")?;
+            let materialized = materialized::<Val>(step.materialized.as_ref());
+            Handle::Global(builder.global_table_with(topic, consumed::<Val>(step)?, materialized))
+        }
+        "global_join" | "global_left_join" => {
+            let other_id = step.other.as_deref().ok_or("needs `other`")?;
+            let Some(Handle::Global(table)) = ids.get(other_id).map(Handle::clone_handle) else {
+                return Err(format!("`{other_id}` is not a global table"));
+            };
+            let j = f::joiner(function(step)?)?;
+            let select = f::key_selector(step.key_selector.as_deref().ok_or("needs `key_selector`")?)?;
+            let left = step.op == "global_left_join";
+            on_stream!(input, s => any Handle::Stream(global_join(with_name(s, &named, |x, n| x.named(n)), &table, select.clone(), j.clone(), left)))
         }
         "filter" | "filter_not" => {
             let p = f::predicate(function(step)?)?;
@@ -692,6 +710,22 @@ fn stream_table_join<V: Dyn, VT: Dyn>(
         }
         other => return Err(format!("a stream joins a table with join or left_join, not {other}")),
     })
+}
+
+/// `stream.join_global(table, ..)` or `left_join_global`: the key selector's null is a null key.
+fn global_join<V: Dyn + DefaultSerde>(
+    s: KStream<Key, V>,
+    table: &GlobalKTable<Key, Val>,
+    select: f::KeySelector,
+    j: f::Joiner,
+    left: bool,
+) -> KStream<Key, Val> {
+    let key = move |k: &Key, v: &V| Key(select(&k.0, &v.to_val()));
+    if left {
+        s.left_join_global(table, key, move |v, t: Option<&Val>| j(&v.to_val(), t.unwrap_or(&Val::Null)))
+    } else {
+        s.join_global(table, key, move |v, t: &Val| j(&v.to_val(), t))
+    }
 }
 
 /// `table.join(other, ..)`, `left_join` or `outer_join`, named and materialized as the step says.

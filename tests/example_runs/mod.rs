@@ -83,7 +83,7 @@ pub(crate) fn order_joins(bootstrap: Option<&str>) {
         "order_joins",
         bootstrap,
         &["--orders", "200"],
-        &["each checked once with its customer: match a plain loop"],
+        &["each checked once with its customer and product: match a plain loop"],
     );
     assert!(out.contains("unpaid"), "no unpaid order printed:\n{out}");
 }

@@ -524,3 +524,73 @@ pub(crate) fn two_instances_cannot_share_a_state_directory() -> anyhow::Result<(
     let _ = std::fs::remove_dir_all(&state_dir);
     Ok(())
 }
+
+/// A global table of products (3 partitions) joined with orders (2 partitions, keyed by order id, so not
+/// co-partitioned with anything): the instance reads every product before it processes an order (orders
+/// written before the start all find their product), keeps following the products (a rename reaches
+/// later orders), and a restart of its persistent store reads only what its checkpoint does not cover.
+pub(crate) fn a_global_table_is_read_whole_before_processing_and_followed() -> anyhow::Result<()> {
+    let prefix = kafka::unique("global");
+    let (orders, products, out) = (format!("{prefix}-orders"), format!("{prefix}-products"), format!("{prefix}-out"));
+    kafka::create_topics(&[(&orders, 2), (&products, 3), (&out, 1)]);
+    let app = kafka::unique("global-app");
+    let state_dir = std::env::temp_dir().join(kafka::unique("global-state"));
+    let bytes = |s: String| Some(s.into_bytes());
+    kafka::produce(&products, (0..30).map(|p| (bytes(format!("p{p}")), bytes(format!("name{p}")))));
+    kafka::produce(&orders, (0..30).map(|o| (bytes(format!("o{o}")), bytes(format!("p{o}")))));
+    let topology = || -> anyhow::Result<Topology> {
+        let builder = StreamsBuilder::new();
+        let names = builder.global_table::<String, String>(&products);
+        builder
+            .stream::<String, String>(&orders)
+            .left_join_global(
+                &names,
+                |_, product| product.clone(),
+                |product, name| format!("{product}:{}", name.map_or("?", String::as_str)),
+            )
+            .to(&out);
+        Ok(builder.build()?)
+    };
+    let latest = |records: &[RawRecord]| -> BTreeMap<String, String> {
+        let decode = |b: Option<&[u8]>| from_bytes(&*String::default_serde(), &out, b).unwrap().expect("not null");
+        records.iter().map(|r| (decode(r.key.as_deref()), decode(r.value.as_deref()))).collect()
+    };
+
+    let restores = Restores::default();
+    let streams = start(topology()?, &app, &state_dir, &restores)?;
+    let expected: BTreeMap<String, String> = (0..30).map(|o| (format!("o{o}"), format!("p{o}:name{o}"))).collect();
+    let read = kafka::consume_until(&out, Duration::from_secs(60), |r| latest(r) == expected);
+    assert_eq!(latest(&read), expected, "every order found its product: the table was whole before the first order");
+    assert_eq!(restores.restored(), 30, "the bootstrap read every product");
+
+    // A rename reaches later orders: the global thread follows the topic.
+    kafka::produce(&products, [(bytes("p7".into()), bytes("renamed".into()))]);
+    let mut n = 100;
+    let found = loop {
+        kafka::produce(&orders, [(bytes(format!("o{n}")), bytes("p7".into()))]);
+        let key = format!("o{n}");
+        let read = kafka::consume_until(&out, Duration::from_secs(10), |r| latest(r).contains_key(&key));
+        if latest(&read).get(&key).map(String::as_str) == Some("p7:renamed") {
+            break true;
+        }
+        n += 1;
+        if n > 160 {
+            break false;
+        }
+        // The global thread looks for new records every 100 ms when it has read everything.
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(found, "the rename never reached an order");
+    drop(streams);
+
+    // Restarted on the same state directory: only the product written since the checkpoint is read.
+    kafka::produce(&products, [(bytes("p8".into()), bytes("renamed too".into()))]);
+    let restores = Restores::default();
+    let streams = start(topology()?, &app, &state_dir, &restores)?;
+    assert_eq!(restores.restored(), 1, "the checkpoint covered the rest: {:?}", restores.0.lock().unwrap());
+    kafka::produce(&orders, [(bytes("o200".into()), bytes("p8".into()))]);
+    let read = kafka::consume_until(&out, Duration::from_secs(60), |r| latest(r).contains_key("o200"));
+    assert_eq!(latest(&read).get("o200").map(String::as_str), Some("p8:renamed too"));
+    drop(streams);
+    Ok(())
+}

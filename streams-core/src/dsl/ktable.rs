@@ -661,20 +661,7 @@ pub(crate) fn table_source<K: Data, V: Data>(
 ) -> KTable<K, V> {
     let rc = builder.state.clone();
     let mut b = rc.borrow_mut();
-    let store = match materialized.store_name.clone() {
-        Some(name) => name,
-        None => b.new_store_name(&format!("{topic}-")),
-    };
-    // A `Consumed` name names the table's processor, and the source node after it with `-source`, as
-    // in Kafka Streams (which still uses up a generated source name first).
-    let source = match &consumed.name {
-        Some(given) => {
-            b.burn();
-            format!("{given}-source")
-        }
-        None => b.new_name("KSTREAM-SOURCE-"),
-    };
-    let name = b.name_or(consumed.name.clone(), "KTABLE-SOURCE-");
+    let (store, source, name) = source_table_names(&mut b, topic, &consumed, &materialized);
     let key_serde = pick(materialized.key_serde.clone(), &consumed.key_serde);
     let value_serde = pick(materialized.value_serde.clone(), &consumed.value_serde);
     let (Some(key_serde), Some(value_serde)) = (key_serde, value_serde) else {
@@ -700,6 +687,31 @@ pub(crate) fn table_source<K: Data, V: Data>(
         output: AggregateOutput::new(store_for_processor.clone(), key_for_processor.clone(), caching),
     });
     add_source_table(&rc, &mut b, def, store, &materialized, (key_serde, value_serde))
+}
+
+/// The names of a source table's store, source and processor, in Kafka Streams' order (a global table's
+/// too): the store's unless `materialized` names it, then the source and the processor; a `Consumed` name
+/// names the processor, and the source after it with `-source` (Kafka Streams still uses up a generated
+/// source name first).
+pub(super) fn source_table_names<K, V>(
+    b: &mut BuilderState,
+    topic: &str,
+    consumed: &Consumed<K, V>,
+    materialized: &Materialized<K, V>,
+) -> (String, String, String) {
+    let store = match materialized.store_name.clone() {
+        Some(name) => name,
+        None => b.new_store_name(&format!("{topic}-")),
+    };
+    let source = match &consumed.name {
+        Some(given) => {
+            b.burn();
+            format!("{given}-source")
+        }
+        None => b.new_name("KSTREAM-SOURCE-"),
+    };
+    let processor = b.name_or(consumed.name.clone(), "KTABLE-SOURCE-");
+    (store, source, processor)
 }
 
 /// The tail that a table source and `to_table` share: the processor `def`, its store, and the table they
@@ -791,8 +803,15 @@ impl<K: Data, V: Data> Processor<K, V, K, Change<V>> for StreamToTable<K, V> {
 /// `KTABLE-SOURCE`: upserts or deletes, and forwards the change. With the record cache on (Kafka
 /// Streams' default for a source table's store), a key's updates within a commit reach the store and
 /// downstream as one change, exactly as an aggregation's do: it shares their output path.
-struct TableSource<K, V> {
+pub(super) struct TableSource<K, V> {
     output: AggregateOutput<K, V>,
+}
+
+impl<K: Data, V: Data> TableSource<K, V> {
+    /// Keeps the store `store`, keyed with `key_serde`, behind the record cache when `caching`.
+    pub(super) fn new(store: String, key_serde: Arc<dyn Serde<K>>, caching: bool) -> Self {
+        TableSource { output: AggregateOutput::new(store, key_serde, caching) }
+    }
 }
 
 impl<K: Data, V: Data> Processor<K, Option<V>, K, Change<V>> for TableSource<K, V> {

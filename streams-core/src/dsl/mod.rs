@@ -19,6 +19,7 @@ mod cogroup;
 mod emit_final;
 mod fk_join;
 mod getter;
+mod global;
 mod grouped;
 mod join;
 mod kstream;
@@ -37,6 +38,7 @@ mod windowed;
 
 pub use builder::StreamsBuilder;
 pub use cogroup::{CogroupWindowedBy, CogroupedKStream, SessionWindowedCogroupedKStream, TimeWindowedCogroupedKStream};
+pub use global::GlobalKTable;
 pub use grouped::{KGroupedStream, KGroupedTable};
 pub use kstream::{BranchedKStream, Branches, KStream};
 pub use ktable::KTable;

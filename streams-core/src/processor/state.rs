@@ -30,6 +30,18 @@ struct Schedule {
     cancelled: bool,
 }
 
+/// The global stores of an instance (or a test driver), kept by its global tasks and read by every
+/// task: a processor reaches one through [`TaskState::globals`] without being connected to it.
+pub(crate) trait GlobalStores: Send + Sync {
+    /// Runs `read` on the global store `name` while its global task is held still; an error naming
+    /// the store when there is no such global store.
+    fn with_store(
+        &self,
+        name: &str,
+        read: &mut dyn FnMut(&mut (dyn ErasedStore + 'static)) -> Result<(), StreamsError>,
+    ) -> Result<(), StreamsError>;
+}
+
 /// Everything a running processor can reach through its context. Nodes are taken out of `nodes` while
 /// they run, so a node and the rest of the task can be borrowed at once; a node found missing means the
 /// graph looped back into a running node.
@@ -73,6 +85,8 @@ pub(crate) struct TaskState {
     pub(crate) processor_metadata: super::offset_metadata::ProcessorMetadata,
     /// Partition counts of the topics sinks with a partitioner write.
     pub(crate) partition_counts: Arc<dyn PartitionCounts>,
+    /// The instance's global stores, for a join with a global table; `None` in a global task.
+    pub(crate) globals: Option<Arc<dyn GlobalStores>>,
     /// A processor asked for a commit ([`ProcessingContext::commit`](crate::processor::ProcessingContext::commit)).
     pub(crate) commit_requested: bool,
     /// What several nodes of the task share, by name: see [`TaskState::shared`].
@@ -158,6 +172,7 @@ impl TaskState {
             partition_counts,
             commit_requested: false,
             shared: HashMap::new(),
+            globals: None,
         }
     }
 

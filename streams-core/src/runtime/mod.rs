@@ -16,6 +16,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod global;
 mod producer;
 mod restore;
 mod shutdown_request;
@@ -180,6 +181,8 @@ pub struct KafkaStreams {
     supplier: Arc<dyn ClientSupplier>,
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
+    /// The global thread, when the topology has global stores.
+    global_thread: Option<JoinHandle<()>>,
     /// The thread that watches for shutdown requests, when the instance has an uncaught exception handler.
     shutdown_watch: Option<JoinHandle<()>>,
     state_dir: state_dir::StateDirectory,
@@ -228,6 +231,7 @@ impl KafkaStreams {
             supplier,
             shared,
             threads: Vec::new(),
+            global_thread: None,
             shutdown_watch: None,
             state_dir,
             rocksdb,
@@ -314,7 +318,15 @@ impl KafkaStreams {
     /// returned here, naming what is wrong.
     pub fn start(&mut self) -> Result<(), StreamsError> {
         let watch_requests = self.shared.uncaught_handler.lock_unpoisoned().is_some();
-        let (threads, watch) = self.prepare_threads(watch_requests)?;
+        let (threads, watch, global) = self.prepare_threads(watch_requests)?;
+        if let Some(global) = global {
+            let shared = self.shared.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("{}-GlobalStreamThread", self.config.application_id))
+                .spawn(move || global.run(shared))
+                .map_err(|e| StreamsError::Internal(format!("cannot spawn the global thread: {e}")))?;
+            self.global_thread = Some(handle);
+        }
         if let Some(watch) = watch {
             let shared = self.shared.clone();
             let handle = std::thread::Builder::new()
@@ -348,15 +360,27 @@ impl KafkaStreams {
     /// simulation), which steps them, and finishes or crashes them, on its own schedule.
     #[cfg(feature = "test-utils")]
     pub(crate) fn start_stepped(&mut self) -> Result<Vec<thread::StreamThread>, StreamsError> {
+        if !self.plan.globals.is_empty() {
+            // The global thread would have to be stepped too; not built yet.
+            return Err(StreamsError::IllegalState {
+                action: "simulate a topology with global stores",
+                state: "not supported by the simulation yet".to_string(),
+            });
+        }
         Ok(self.prepare_threads(false)?.0)
     }
 
-    /// Everything `start` does except running the threads, and the watch for shutdown requests when
+    /// Everything `start` does except running the threads: the global stores bootstrapped (their
+    /// updater is returned to follow the topics from there), and the watch for shutdown requests when
     /// `watch_requests` (which creates the topic they travel on).
+    #[allow(clippy::type_complexity)]
     fn prepare_threads(
         &mut self,
         watch_requests: bool,
-    ) -> Result<(Vec<thread::StreamThread>, Option<shutdown_request::ShutdownWatch>), StreamsError> {
+    ) -> Result<
+        (Vec<thread::StreamThread>, Option<shutdown_request::ShutdownWatch>, Option<global::GlobalUpdater>),
+        StreamsError,
+    > {
         let state = self.state();
         if state != State::Created {
             return Err(StreamsError::IllegalState { action: "start", state: format!("{state:?}") });
@@ -384,6 +408,10 @@ impl KafkaStreams {
         // One admin client per instance, as in Kafka Streams: the threads purge repartition topics with it.
         let admin = Arc::new(Mutex::new(admin));
         self.shared.state.set(State::Rebalancing);
+        // The global stores are read to the end before any stream thread starts.
+        let client_id = format!("{}-{process_id}", self.config.application_id);
+        let global = self.bootstrap_global_stores(&layout, app_dir.clone(), &client_id)?;
+        let globals = global.as_ref().map(|g| -> Arc<dyn crate::processor::state::GlobalStores> { g.tasks() });
         let mut threads = Vec::with_capacity(self.config.num_stream_threads);
         for index in 1..=self.config.num_stream_threads {
             // Kafka Streams' thread name, `<application.id>-<process id>-StreamThread-<n>`: the client
@@ -407,10 +435,43 @@ impl KafkaStreams {
                     clock: self.clock.clone(),
                     admin: admin.clone(),
                     dir_lock: self.state_dir.lock_share(),
+                    globals: globals.clone(),
                 },
             )?);
         }
-        Ok((threads, watch))
+        Ok((threads, watch, global))
+    }
+
+    /// Opens the global tasks and reads their topics to the end; `None` without global stores.
+    fn bootstrap_global_stores(
+        &self,
+        layout: &topics::TopicLayout,
+        app_dir: Option<std::path::PathBuf>,
+        client_id: &str,
+    ) -> Result<Option<global::GlobalUpdater>, StreamsError> {
+        if self.plan.globals.is_empty() {
+            return Ok(None);
+        }
+        let mut task_config = crate::task::TaskConfig::new(&self.config.application_id, self.clock.clone());
+        task_config.deserialization_handler = self.config.deserialization_handler.clone();
+        task_config.processing_handler = self.config.processing_handler.clone();
+        task_config.app_dir = app_dir;
+        task_config.rocksdb = self.rocksdb.clone();
+        task_config.dsl_store = self.config.default_dsl_store;
+        let tasks = Arc::new(crate::task::global::GlobalTasks::open(&self.topology, &self.plan, &task_config)?);
+        let global_dir =
+            task_config.task_dir(crate::TaskId { subtopology: 0, partition: crate::task::global::GLOBAL_PARTITION });
+        let listener = self.restore_listener.clone();
+        let mut updater = global::GlobalUpdater::new(
+            tasks,
+            &layout.global,
+            &*self.supplier,
+            &self.config,
+            (client_id, global_dir),
+            listener,
+        )?;
+        updater.bootstrap()?;
+        Ok(Some(updater))
     }
 
     /// Commits, closes every task, leaves the group and stops the threads; waits for them.
@@ -437,6 +498,16 @@ impl KafkaStreams {
                 let _ = handle.join();
             } else {
                 still_running.push(handle);
+            }
+        }
+        if let Some(global) = self.global_thread.take() {
+            while !global.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if global.is_finished() {
+                let _ = global.join();
+            } else {
+                still_running.push(global);
             }
         }
         if let Some(watch) = self.shutdown_watch.take() {
@@ -467,7 +538,7 @@ impl KafkaStreams {
 
 impl Drop for KafkaStreams {
     fn drop(&mut self) {
-        if !self.threads.is_empty() || self.shutdown_watch.is_some() {
+        if !self.threads.is_empty() || self.global_thread.is_some() || self.shutdown_watch.is_some() {
             let _ = self.close();
         }
     }

@@ -622,6 +622,8 @@ pub(crate) struct ThreadState {
     /// The state directory's lock, held by every thread as well as the instance: the OS releases it when
     /// the last of them lets go, so a thread that outlives a `close_timeout` keeps its files locked.
     pub(crate) dir_lock: Option<Arc<std::fs::File>>,
+    /// The instance's global stores, which the tasks' joins read.
+    pub(crate) globals: Option<Arc<dyn crate::processor::state::GlobalStores>>,
 }
 
 /// One stream thread, ready to run.
@@ -695,6 +697,7 @@ impl StreamThread {
         task_config.cache_budget = Arc::new(state_store::CacheBudget::new(cache_bytes as usize));
         task_config.windowed_emit_interval_ms = crate::window::millis(config.windowed_emit_interval);
         task_config.outer_join_emit_interval_ms = crate::window::millis(config.outer_join_emit_interval);
+        task_config.globals = state.globals.clone();
         let inner = Arc::new_cyclic(|me| {
             Mutex::new(ThreadInner {
                 me: me.clone(),

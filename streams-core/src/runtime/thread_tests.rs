@@ -142,6 +142,7 @@ impl Cluster {
             clock: self.clock.clone(),
             admin: Arc::new(Mutex::new(admin)),
             dir_lock: None,
+            globals: None,
         };
         let parts = (Arc::new(topology), Arc::new(plan), Arc::new(layout));
         let supplier = Arc::new(self.broker.clone());

@@ -20,6 +20,8 @@ pub(crate) struct TopicLayout {
     /// The repartition topics among those sources (resolved names): what is committed of them can be
     /// deleted.
     pub(crate) repartition: BTreeSet<String>,
+    /// The topics of the global stores, with their partition counts: the global thread reads them all.
+    pub(crate) global: BTreeMap<String, i32>,
 }
 
 /// Checks source topics, creates internal topics, and returns the layout.
@@ -44,6 +46,9 @@ pub(crate) fn prepare(
             }
         }
     }
+    let global_topics: BTreeSet<String> =
+        plan.globals.iter().flat_map(|g| g.source_topics.iter().map(|t| t.name.clone())).collect();
+    user_sources.extend(global_topics.iter().cloned());
     // Every topic the application needs, looked up in one metadata request.
     let changelog_names: Vec<String> = plan
         .subtopologies
@@ -181,7 +186,8 @@ pub(crate) fn prepare(
         }
     }
     admin.create_topics(&to_create)?;
-    Ok(TopicLayout { reader, repartition: internal })
+    let global = global_topics.into_iter().filter_map(|t| partitions.get(&t).map(|&n| (t, n))).collect();
+    Ok(TopicLayout { reader, repartition: internal, global })
 }
 
 /// Each sub-topology's source topics: those its sources name, and those their patterns match among the

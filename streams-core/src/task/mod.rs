@@ -4,6 +4,7 @@
 //! (`processor::state::TaskState`); the task adds what lies outside the graph: where records enter,
 //! restore, commit, checkpoints, owner epochs and changelog records.
 
+pub(crate) mod global;
 pub(crate) mod owner_epoch;
 
 use std::collections::BTreeMap;
@@ -18,7 +19,7 @@ use crate::config::DslStoreType;
 use crate::handler::{DeserializationExceptionHandler, LogAndFail, ProcessingExceptionHandler};
 use crate::processor::node::{OnePartition, PartitionCounts};
 use crate::processor::offset_metadata;
-use crate::processor::state::{guarded, ChangelogBuffer, TaskState};
+use crate::processor::state::{guarded, ChangelogBuffer, GlobalStores, TaskState};
 use crate::processor::{AnyTimestampExtractor, FailOnInvalidTimestamp, PunctuationType};
 use crate::record::{Headers, ProducedRecord, RawRecord};
 use crate::store::StoreContext;
@@ -62,6 +63,8 @@ pub(crate) struct TaskConfig {
     /// How often, at most, a stream-stream left or outer join looks for records whose window closed
     /// without a partner (wall-clock ms; the test driver: 0).
     pub(crate) outer_join_emit_interval_ms: i64,
+    /// The instance's global stores, which any task's joins read.
+    pub(crate) globals: Option<Arc<dyn GlobalStores>>,
 }
 
 impl TaskConfig {
@@ -82,12 +85,15 @@ impl TaskConfig {
             partition_counts: Arc::new(OnePartition),
             windowed_emit_interval_ms: 0,
             outer_join_emit_interval_ms: 0,
+            globals: None,
         }
     }
 
-    /// `<app dir>/<task id>`, where task `id` keeps its stores and checkpoint.
+    /// `<app dir>/<task id>`, where task `id` keeps its stores and checkpoint; `<app dir>/global` for
+    /// the global tasks (partition -1), as in Kafka Streams.
     pub(crate) fn task_dir(&self, id: TaskId) -> Option<PathBuf> {
-        self.app_dir.as_ref().map(|dir| dir.join(id.to_string()))
+        let name = if id.partition == global::GLOBAL_PARTITION { "global".to_string() } else { id.to_string() };
+        self.app_dir.as_ref().map(|dir| dir.join(name))
     }
 }
 
@@ -172,6 +178,7 @@ impl Task {
         state.default_extractor = config.timestamp_extractor.clone();
         state.windowed_emit_interval_ms = config.windowed_emit_interval_ms;
         state.outer_join_emit_interval_ms = config.outer_join_emit_interval_ms;
+        state.globals = config.globals.clone();
         let mut changelogs = Vec::new();
         let mut changelog_value_headers = Vec::new();
         let task_dir = config.task_dir(id);

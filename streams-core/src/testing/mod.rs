@@ -38,11 +38,13 @@ use state_store::CacheBudget;
 
 use crate::config::DslStoreType;
 use crate::handler::{DeserializationExceptionHandler, LogAndFail, ProcessingExceptionHandler};
+use crate::processor::state::GlobalStores;
 use crate::processor::{AnyTimestampExtractor, FailOnInvalidTimestamp};
 use crate::record::RecordPart;
 use crate::record::{Headers, ProducedRecord, RawRecord};
 use crate::serde::{from_bytes, to_bytes, DefaultSerde, Serde, SerdeError};
-use crate::store::{SessionStore, TypedKeyValueStore, ValueAndTimestamp, WindowStore};
+use crate::store::{ErasedStore, SessionStore, TypedKeyValueStore, ValueAndTimestamp, WindowStore};
+use crate::task::global::GlobalTasks;
 use crate::task::{Task, TaskConfig};
 use crate::time::Clock;
 use crate::topology::{plan, Topology};
@@ -119,6 +121,8 @@ pub struct TestRecord<K, V> {
 /// Runs a topology without a broker. See the [module docs](self).
 pub struct TopologyTestDriver {
     tasks: Vec<Task>,
+    /// The global tasks, fed every record of their topics; the tasks' joins read their stores.
+    globals: Arc<GlobalTasks>,
     readers: HashMap<String, usize>,
     offsets: HashMap<String, i64>,
     outputs: HashMap<String, VecDeque<ProducedRecord>>,
@@ -153,6 +157,10 @@ impl TopologyTestDriver {
                 message: format!("cannot create a state directory: {e}"),
             })?;
         task_config.app_dir = Some(state_dir.path().join(&config.application_id));
+        let globals = Arc::new(GlobalTasks::open(&topology, &plan, &task_config)?);
+        if !globals.is_empty() {
+            task_config.globals = Some(globals.clone());
+        }
         let mut tasks = Vec::new();
         let mut readers = HashMap::new();
         for sub in &plan.subtopologies {
@@ -165,6 +173,7 @@ impl TopologyTestDriver {
         }
         let mut driver = TopologyTestDriver {
             tasks,
+            globals,
             readers,
             offsets: HashMap::new(),
             outputs: HashMap::new(),
@@ -260,6 +269,10 @@ impl TopologyTestDriver {
         timestamp: i64,
         headers: Headers,
     ) -> Result<(), StreamsError> {
+        if self.reads_globally(topic) {
+            let raw = self.raw(topic, key, value, timestamp, headers);
+            return self.globals.process(raw);
+        }
         if self.reader(topic).is_none() {
             return Err(StreamsError::Internal(format!(
                 "the topology does not read topic `{topic}` (it reads: {})",
@@ -280,10 +293,16 @@ impl TopologyTestDriver {
         Some(task)
     }
 
+    /// Whether a global table (or store) reads `topic`.
+    fn reads_globally(&self, topic: &str) -> bool {
+        self.globals.topics().any(|t| t == topic)
+    }
+
     /// The topics the topology reads (internal ones with the application-id prefix; those a pattern
-    /// matched once piped to), sorted.
+    /// matched once piped to; global tables' topics), sorted.
     pub fn input_topics(&self) -> Vec<String> {
         let mut topics: Vec<String> = self.readers.keys().cloned().collect();
+        topics.extend(self.globals.topics().map(str::to_string));
         topics.sort();
         topics
     }
@@ -308,7 +327,11 @@ impl TopologyTestDriver {
         loop {
             for t in 0..self.tasks.len() {
                 for out in self.tasks[t].take_output() {
-                    if self.reader(&out.topic).is_some() {
+                    if self.reads_globally(&out.topic) {
+                        let headers = out.headers.clone();
+                        let raw = self.raw(&out.topic, out.key.clone(), out.value.clone(), out.timestamp, headers);
+                        self.globals.process(raw)?;
+                    } else if self.reader(&out.topic).is_some() {
                         let raw = self.raw(
                             &out.topic,
                             out.key.clone(),
@@ -428,7 +451,15 @@ impl TopologyTestDriver {
                 std::any::type_name::<V>()
             ),
         };
-        let Some(task) = self.tasks.iter_mut().find(|t| t.has_store(name)) else { return Err(missing()) };
+        let Some(task) = self.tasks.iter_mut().find(|t| t.has_store(name)) else {
+            // A global store.
+            let mut entries = None;
+            self.globals.with_store(name, &mut |store| {
+                entries = store_entries(store);
+                Ok(())
+            })?;
+            return entries.unwrap_or_else(|| Err(missing()));
+        };
         if let Some(store) = task.store::<TypedKeyValueStore<K, V>>(name) {
             return store.all()?.collect();
         }
@@ -438,7 +469,7 @@ impl TopologyTestDriver {
 
     /// The counters of every task, added up.
     pub fn metrics(&self) -> TaskMetrics {
-        self.tasks.iter().map(Task::metrics).sum()
+        self.tasks.iter().map(Task::metrics).sum::<TaskMetrics>() + self.globals.metrics()
     }
 
     /// Closes every task (processors, then stores).
@@ -446,8 +477,21 @@ impl TopologyTestDriver {
         for task in &mut self.tasks {
             task.close()?;
         }
+        self.globals.close();
         Ok(())
     }
+}
+
+/// The entries of a key-value store of `(K, V)`, or of timestamped `V`s; `None` for another store.
+fn store_entries<K: 'static, V: 'static>(
+    store: &mut (dyn ErasedStore + 'static),
+) -> Option<Result<Vec<(K, V)>, StreamsError>> {
+    if store.is::<TypedKeyValueStore<K, V>>() {
+        let store = store.downcast_mut::<TypedKeyValueStore<K, V>>()?;
+        return Some(store.all().and_then(Iterator::collect));
+    }
+    let store = store.downcast_mut::<TypedKeyValueStore<K, ValueAndTimestamp<V>>>()?;
+    Some(store.all().and_then(|entries| entries.map(|kv| kv.map(|(k, v)| (k, v.value))).collect()))
 }
 
 fn decode<K: 'static, V: 'static>(

@@ -5,11 +5,24 @@ use std::fmt;
 
 use super::{plan, NodeKind, Topology};
 
-/// The whole topology: its sub-topologies in id order.
+/// The whole topology: its sub-topologies and global stores, each in id order (the two share the ids).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopologyDescription {
-    /// The sub-topologies.
+    /// The sub-topologies that make tasks.
     pub subtopologies: Vec<SubtopologyDescription>,
+    /// The global stores: each a sub-topology of its own that makes no task.
+    pub global_stores: Vec<GlobalStoreDescription>,
+}
+
+/// A global store's sub-topology: the source that reads its topic and the processor that keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GlobalStoreDescription {
+    /// Its id, from the same sequence as the sub-topologies'.
+    pub id: u32,
+    /// The source.
+    pub source: NodeDescription,
+    /// The processor, with the store.
+    pub processor: NodeDescription,
 }
 
 /// One sub-topology and its nodes.
@@ -58,7 +71,7 @@ pub enum NodeKindDescription {
 
 pub(super) fn describe(topology: &Topology) -> TopologyDescription {
     let nodes = &topology.nodes;
-    let subtopologies = plan::groups(topology)
+    let (globals, subtopologies): (Vec<SubtopologyDescription>, Vec<SubtopologyDescription>) = plan::groups(topology)
         .into_iter()
         .enumerate()
         .map(|(id, members)| {
@@ -93,8 +106,20 @@ pub(super) fn describe(topology: &Topology) -> TopologyDescription {
             described.sort_by(|(sa, a), (sb, b)| sb.cmp(sa).then_with(|| a.name.cmp(&b.name)));
             SubtopologyDescription { id: id as u32, nodes: described.into_iter().map(|(_, n)| n).collect() }
         })
+        .partition(|sub| {
+            let member = |name: &String| nodes.iter().find(|n| &n.name == name);
+            plan::is_global(topology, sub.nodes.iter().filter_map(|n| member(&n.name)))
+        });
+    let global_stores = globals
+        .into_iter()
+        .filter_map(|sub| {
+            let is_source = |n: &NodeDescription| matches!(n.kind, NodeKindDescription::Source { .. });
+            let source = sub.nodes.iter().find(|n| is_source(n))?.clone();
+            let processor = sub.nodes.iter().find(|n| !is_source(n))?.clone();
+            Some(GlobalStoreDescription { id: sub.id, source, processor })
+        })
         .collect();
-    TopologyDescription { subtopologies }
+    TopologyDescription { subtopologies, global_stores }
 }
 
 /// How Kafka Streams' `InternalTopologyBuilder.describeSubtopology` orders a sub-topology: it visits the
@@ -206,13 +231,37 @@ impl fmt::Display for SubtopologyDescription {
     }
 }
 
+/// As Kafka Streams prints a global store: no blank line after it.
+impl fmt::Display for GlobalStoreDescription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "Sub-topology: {} for global store (will not generate tasks)", self.id)?;
+        writeln!(f, "    {}", self.source)?;
+        writeln!(f, "    {}", self.processor)
+    }
+}
+
 /// Byte for byte Kafka Streams' `TopologyDescription.toString()`: `"Topologies:\n "`, then two spaces
-/// before each sub-topology (so the first header is indented by three, the others by two).
+/// before each sub-topology (so the first header is indented by three, the others by two). Sub-topologies
+/// and global stores are merged as Kafka Streams merges them: while both are left, the next id's, then
+/// the rest of the sub-topologies, then the rest of the global stores.
 impl fmt::Display for TopologyDescription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Topologies:\n ")?;
-        for sub in &self.subtopologies {
+        let (mut subs, mut globals) = (self.subtopologies.iter().peekable(), self.global_stores.iter().peekable());
+        let mut expected = 0;
+        while let (Some(sub), Some(_)) = (subs.peek(), globals.peek()) {
+            if sub.id == expected {
+                write!(f, "  {}", subs.next().expect("peeked"))?;
+            } else {
+                write!(f, "  {}", globals.next().expect("peeked"))?;
+            }
+            expected += 1;
+        }
+        for sub in subs {
             write!(f, "  {sub}")?;
+        }
+        for global in globals {
+            write!(f, "  {global}")?;
         }
         Ok(())
     }

@@ -34,7 +34,9 @@ use std::any::TypeId;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-pub use describe::{NodeDescription, NodeKindDescription, SubtopologyDescription, TopologyDescription};
+pub use describe::{
+    GlobalStoreDescription, NodeDescription, NodeKindDescription, SubtopologyDescription, TopologyDescription,
+};
 
 use crate::processor::node::{erase, ErasedNode, ProcessorNode, SinkNode, SinkTarget, SourceNode, StreamPartitioner};
 use crate::processor::{Processor, TimestampExtractor};
@@ -57,6 +59,10 @@ pub struct Topology {
     /// Streams' copartition groups: a foreign-key join's subscriptions with the other table's topic,
     /// its answers with this table's, a re-keyed stream with the table it joins).
     pub(crate) copartitioned_topics: Vec<String>,
+    /// Global stores (Kafka Streams' `addGlobalStore`, a `GlobalKTable`'s store), each with the
+    /// processor that keeps it: kept by one global task from every partition of its source topic, and
+    /// read by any task.
+    pub(crate) global_stores: Vec<(String, String)>,
 }
 
 /// A topic a node reads or writes. Internal topics (repartition) get the application id as a prefix at
@@ -315,6 +321,63 @@ impl Topology {
             self.connect_processor_and_state_stores(p, &[&name])?;
         }
         Ok(self)
+    }
+
+    /// Adds a global store (Kafka Streams' `addGlobalStore`): the source `source_name` reads every
+    /// partition of `topic` into the processor `processor_name` made by `supplier`, which keeps the
+    /// store built by `store` up to date. One global task per instance runs them, ahead of the stream
+    /// threads: the instance starts processing only once the store holds all of `topic`, and it keeps
+    /// following the topic. The topic is the store's log: the store gets no changelog (logging is turned
+    /// off, as in Kafka Streams 4.1). Any processor may read the store without being connected to it;
+    /// connecting one is an error. The processor forwards nothing (it has no children).
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_global_store<K, V, SK, SV, P>(
+        &mut self,
+        store: StoreBuilder<SK, SV>,
+        source_name: &str,
+        key_serde: Arc<dyn Serde<K>>,
+        value_serde: Arc<dyn Serde<V>>,
+        topic: &str,
+        processor_name: &str,
+        supplier: impl Fn() -> P + Send + Sync + 'static,
+    ) -> Result<&mut Self, TopologyError>
+    where
+        K: Clone + Send + 'static,
+        V: Clone + Send + 'static,
+        SK: Send + 'static,
+        SV: Send + 'static,
+        P: Processor<K, V, (), ()>,
+    {
+        if source_name == processor_name {
+            return Err(TopologyError::GlobalStoreNames { name: source_name.to_string() });
+        }
+        let def = store.with_logging_disabled().into_def();
+        let name = def.name.clone();
+        if self.stores.iter().any(|s| s.name == name) {
+            return Err(TopologyError::DuplicateStore { store: name });
+        }
+        check_name(&name)?;
+        let topics = SourceTopics::Names(vec![TopicRef::user(topic)]);
+        self.add_node(source_def(source_name, topics, key_serde, value_serde, None))?;
+        self.add_processor(processor_name, supplier, &[source_name])?;
+        self.stores.push(def);
+        self.global_stores.push((name.clone(), processor_name.to_string()));
+        self.connect_processor_and_state_stores(processor_name, &[&name])
+    }
+
+    /// For the DSL: a global store, its source and processor added (with any error kept for
+    /// `validate`).
+    pub(crate) fn add_global_deferred(&mut self, source: NodeDef, processor: NodeDef, store: StoreDef) {
+        let (store_name, processor_name) = (store.name.clone(), processor.name.clone());
+        self.add_node_deferred(source);
+        self.add_node_deferred(processor);
+        self.add_store_deferred(store, &processor_name);
+        self.global_stores.push((store_name, processor_name));
+    }
+
+    /// Whether `store` is a global store.
+    pub(crate) fn is_global_store(&self, store: &str) -> bool {
+        self.global_stores.iter().any(|(s, _)| s == store)
     }
 
     /// Gives `processor` access to `stores`.

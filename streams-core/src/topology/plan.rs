@@ -5,13 +5,17 @@
 
 use std::collections::HashMap;
 
-use super::{NodeKind, TopicPattern, TopicRef, Topology};
+use super::{NodeDef, NodeKind, TopicPattern, TopicRef, Topology};
 use crate::TopologyError;
 
 /// A validated topology, split into sub-topologies.
 #[derive(Debug)]
 pub(crate) struct TopologyPlan {
+    /// The sub-topologies that make tasks, one per input partition.
     pub(crate) subtopologies: Vec<SubtopologyPlan>,
+    /// The global sub-topologies (a source and the processor that keeps a global store): run by the
+    /// instance's global task over every partition of their topics, never as tasks.
+    pub(crate) globals: Vec<SubtopologyPlan>,
 }
 
 /// One sub-topology: its nodes (parents before children), stores and topics, and its edges resolved to
@@ -79,6 +83,14 @@ pub(crate) fn plan(topology: &Topology) -> Result<TopologyPlan, TopologyError> {
             }
         }
     }
+    for node in nodes {
+        // Only the processor that keeps a global store is connected to it.
+        let keeper = |store: &String| topology.global_stores.iter().any(|(s, p)| s == store && *p == node.name);
+        let foreign = node.stores.iter().find(|s| topology.is_global_store(s) && !keeper(s));
+        if let Some(store) = foreign {
+            return Err(TopologyError::GlobalStoreConnected { processor: node.name.clone(), store: store.clone() });
+        }
+    }
     let order = topological_order(topology, &index)?;
     let mut children: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
     for (i, node) in nodes.iter().enumerate() {
@@ -90,7 +102,7 @@ pub(crate) fn plan(topology: &Topology) -> Result<TopologyPlan, TopologyError> {
         }
     }
 
-    let subtopologies = groups(topology)
+    let (globals, subtopologies): (Vec<SubtopologyPlan>, Vec<SubtopologyPlan>) = groups(topology)
         .into_iter()
         .enumerate()
         .map(|(id, members)| {
@@ -133,8 +145,22 @@ pub(crate) fn plan(topology: &Topology) -> Result<TopologyPlan, TopologyError> {
                 sink_topics,
             }
         })
-        .collect();
-    Ok(TopologyPlan { subtopologies })
+        .partition(|sub| is_global(topology, sub.nodes.iter().map(|&n| &nodes[n])));
+    for global in &globals {
+        if global.nodes.len() != 2 {
+            // Something else reads the global source or its processor: connected through an edge.
+            let store = global.stores.first().map(|&s| topology.stores[s].name.clone()).unwrap_or_default();
+            let other = global.nodes.iter().map(|&n| &nodes[n]).find(|n| n.stores.is_empty() && !n.parents.is_empty());
+            let processor = other.map_or_else(String::new, |n| n.name.clone());
+            return Err(TopologyError::GlobalStoreConnected { processor, store });
+        }
+    }
+    Ok(TopologyPlan { subtopologies, globals })
+}
+
+/// Whether the sub-topology of `members` keeps a global store.
+pub(crate) fn is_global<'a>(topology: &Topology, mut members: impl Iterator<Item = &'a NodeDef>) -> bool {
+    members.any(|n| n.stores.iter().any(|s| topology.is_global_store(s)))
 }
 
 /// Kahn's algorithm over the parent edges; a node left over sits on a cycle.

@@ -19,6 +19,7 @@ import org.apache.kafka.streams.kstream.BranchedKStream;
 import org.apache.kafka.streams.kstream.CogroupedKStream;
 import org.apache.kafka.streams.kstream.Consumed;
 import org.apache.kafka.streams.kstream.EmitStrategy;
+import org.apache.kafka.streams.kstream.GlobalKTable;
 import org.apache.kafka.streams.kstream.Grouped;
 import org.apache.kafka.streams.kstream.JoinWindows;
 import org.apache.kafka.streams.kstream.Joined;
@@ -121,6 +122,8 @@ final class TopologyFactory {
         switch (op) {
             case "stream": return sourceStream(step, named);
             case "table": return sourceTable(step, named);
+            case "global_table": return sourceGlobalTable(step, named);
+            case "global_join": case "global_left_join": return globalJoin(input, step, named, op);
             case "filter": return filter(input, Functions.predicate(fn(step)), named, step, false);
             case "filter_not": return filter(input, Functions.predicate(fn(step)), named, step, true);
             case "map_values": return mapValues(input, step, named);
@@ -267,6 +270,31 @@ final class TopologyFactory {
             return materialized == null ? builder.table(topic) : builder.table(topic, materialized);
         }
         return materialized == null ? builder.table(topic, consumed) : builder.table(topic, consumed, materialized);
+    }
+
+    private Object sourceGlobalTable(JsonNode step, String named) {
+        String topic = Case.text(step, "topic");
+        Consumed consumed = consumed(step, named);
+        Materialized materialized = materialized(step);
+        if (consumed == null) {
+            return materialized == null ? builder.globalTable(topic) : builder.globalTable(topic, materialized);
+        }
+        return materialized == null ? builder.globalTable(topic, consumed) : builder.globalTable(topic, consumed, materialized);
+    }
+
+    /** KStream#join / leftJoin with a GlobalKTable, by the key the step's key selector picks. */
+    private Object globalJoin(Object input, JsonNode step, String named, String op) {
+        KStream s = stream(input, op);
+        String otherId = field(step, "other");
+        if (!(results.get(otherId) instanceof GlobalKTable other)) {
+            throw new IllegalArgumentException(op + ": \"" + otherId + "\" is not a global table");
+        }
+        var joiner = Functions.joiner(fn(step));
+        var selector = Functions.keySelector(field(step, "key_selector"));
+        if (op.equals("global_join")) {
+            return named == null ? s.join(other, selector, joiner) : s.join(other, selector, joiner, Named.as(named));
+        }
+        return named == null ? s.leftJoin(other, selector, joiner) : s.leftJoin(other, selector, joiner, Named.as(named));
     }
 
     private Object filter(Object input, Predicate p, String named, JsonNode step, boolean not) {
