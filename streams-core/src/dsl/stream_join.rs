@@ -16,7 +16,7 @@ use super::repartition::{add_repartition, RepartitionNames};
 use super::{Data, KStream};
 use crate::processor::{Processor, ProcessorContext, StoreHandle};
 use crate::serde::{DefaultSerde, Serde, SerdeError};
-use crate::store::{dsl_key_value_store_def, join_window_store_def};
+use crate::store::{join_window_store_def, outer_join_store_def};
 use crate::sync::LockUnpoisoned;
 use crate::topology::processor_def;
 use crate::window::JoinWindows;
@@ -281,7 +281,7 @@ impl<K: Data + DefaultSerde, V: Data + DefaultSerde> KStream<K, V> {
             let side_keys: Arc<dyn Serde<SideKey<K>>> = Arc::new(SideKeySerde(key_serde.clone()));
             let values: Arc<dyn Serde<Vec<LeftOrRight<V, VO>>>> =
                 Arc::new(LeftOrRightListSerde(value_serde.clone(), other_serde.clone()));
-            b.topology.add_store_deferred(dsl_key_value_store_def(outer_store, side_keys, values, logging), &this_name);
+            b.topology.add_store_deferred(outer_join_store_def(outer_store, side_keys, values, logging), &this_name);
             b.connect_stores(&other_name, &[outer_store.as_str()]);
         }
         KStream::new(self.builder.clone(), merge, Some(key_serde), None, false)

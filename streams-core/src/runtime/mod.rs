@@ -452,12 +452,7 @@ impl KafkaStreams {
         if self.plan.globals.is_empty() {
             return Ok(None);
         }
-        let mut task_config = crate::task::TaskConfig::new(&self.config.application_id, self.clock.clone());
-        task_config.deserialization_handler = self.config.deserialization_handler.clone();
-        task_config.processing_handler = self.config.processing_handler.clone();
-        task_config.app_dir = app_dir;
-        task_config.rocksdb = self.rocksdb.clone();
-        task_config.dsl_store = self.config.default_dsl_store;
+        let task_config = task_config(&self.config, self.clock.clone(), app_dir, self.rocksdb.clone());
         let tasks = Arc::new(crate::task::global::GlobalTasks::open(&self.topology, &self.plan, &task_config)?);
         let global_dir =
             task_config.task_dir(crate::TaskId { subtopology: 0, partition: crate::task::global::GLOBAL_PARTITION });
@@ -534,6 +529,23 @@ impl KafkaStreams {
         }
         Ok(())
     }
+}
+
+/// What every task of an instance, stream or global, takes from the application's settings and state.
+fn task_config(
+    config: &StreamsConfig,
+    clock: Clock,
+    app_dir: Option<std::path::PathBuf>,
+    rocksdb: state_store::RocksDbMemory,
+) -> crate::task::TaskConfig {
+    let mut task_config = crate::task::TaskConfig::new(&config.application_id, clock);
+    task_config.deserialization_handler = config.deserialization_handler.clone();
+    task_config.processing_handler = config.processing_handler.clone();
+    task_config.timestamp_extractor = config.default_timestamp_extractor.clone();
+    task_config.app_dir = app_dir;
+    task_config.rocksdb = rocksdb;
+    task_config.dsl_store = config.default_dsl_store;
+    task_config
 }
 
 impl Drop for KafkaStreams {

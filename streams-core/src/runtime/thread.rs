@@ -2,8 +2,9 @@
 //! in batches, runs each task's records through the task (picking across the task's partitions by the
 //! smallest timestamp), hands outputs to the producer without waiting, fires punctuations, and commits
 //! every commit interval and before partitions are taken away:
-//! - at_least_once: flush the producer, commit the stores (a suppression buffer logs the deletes of
-//!   what it emitted only now), checkpoint, then commit the consumed offsets;
+//! - at_least_once: flush the producer, commit the stores (a suppression buffer or an outer join logs
+//!   the deletes of what it emitted only now) and flush again, checkpoint, then commit the consumed
+//!   offsets;
 //! - exactly_once_v2: commit the transaction that holds the outputs, the changelog writes and the
 //!   consumed offsets, then apply the stores' held writes and checkpoint.
 //!
@@ -117,28 +118,18 @@ impl ThreadInner {
     fn commit(&mut self, committer: &dyn OffsetCommitter, checkpoint: Checkpoint) -> Result<(), StreamsError> {
         // Records held back by processors (the record cache) are written and forwarded first; their
         // outputs go out with the rest before the producer is flushed.
-        let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
-        for id in ids {
-            let mut task = self.tasks.remove(&id).expect("listed above");
-            let result = task.flush_processors().and_then(|()| self.send_outputs_of(&mut task));
-            self.tasks.insert(id, task);
-            result?;
-        }
+        self.each_task_then_send(Task::flush_processors)?;
         let offsets = self.committable_offsets();
         let started = std::time::Instant::now();
         if self.producer.exactly_once() {
             self.producer.commit_transaction(&offsets, committer)?;
         } else {
             self.flush_producer()?;
-            // Stores that log deletes at the commit (suppression buffers) write them now that what they
-            // emitted is acknowledged. Their acknowledgement is not awaited: lost, they cost duplicates.
-            let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
-            for id in ids {
-                let mut task = self.tasks.remove(&id).expect("listed above");
-                let result = task.commit_stores().and_then(|()| self.send_outputs_of(&mut task));
-                self.tasks.insert(id, task);
-                result?;
-            }
+            // Stores that log deletes at the commit (suppression buffers, outer joins' waiting records)
+            // write them now that what they emitted is acknowledged, and they are acknowledged before the
+            // offsets move on: a waiting record whose delete was lost would come out again, unmatched.
+            self.each_task_then_send(Task::commit_stores)?;
+            self.flush_producer()?;
         }
         let produced = started.elapsed();
         for task in self.tasks.values_mut() {
@@ -177,6 +168,18 @@ impl ThreadInner {
             self.failing_since_ms = None;
         }
         self.publish_metrics();
+        Ok(())
+    }
+
+    /// Runs `step` on every task, then sends what it wrote (outputs, changelog records).
+    fn each_task_then_send(&mut self, step: fn(&mut Task) -> Result<(), StreamsError>) -> Result<(), StreamsError> {
+        let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
+        for id in ids {
+            let mut task = self.tasks.remove(&id).expect("listed above");
+            let result = step(&mut task).and_then(|()| self.send_outputs_of(&mut task));
+            self.tasks.insert(id, task);
+            result?;
+        }
         Ok(())
     }
 
@@ -681,15 +684,9 @@ impl StreamThread {
             state.clock.clone(),
         )?;
         let restorer = supplier.restore_consumer(&config, &format!("{name}-restore-consumer"))?;
-        let mut task_config = TaskConfig::new(&config.application_id, state.clock.clone());
+        let mut task_config = super::task_config(&config, state.clock.clone(), state.app_dir, state.rocksdb);
         task_config.changelogs = true;
-        task_config.deserialization_handler = config.deserialization_handler.clone();
-        task_config.processing_handler = config.processing_handler.clone();
-        task_config.timestamp_extractor = config.default_timestamp_extractor.clone();
         task_config.partition_counts = Arc::new(super::topics::BrokerPartitionCounts::new(state.admin.clone()));
-        task_config.app_dir = state.app_dir;
-        task_config.rocksdb = state.rocksdb;
-        task_config.dsl_store = config.default_dsl_store;
         task_config.hold_writes_per_commit = config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2;
         task_config.stamp_owner_epoch = config.processing_guarantee == ProcessingGuarantee::AtLeastOnce;
         // statestore.cache.max.bytes is split evenly across the threads, as in Kafka Streams.

@@ -23,6 +23,7 @@ use crate::serde::StringSerde;
 use crate::sync::LockUnpoisoned;
 use crate::time::Clock;
 use crate::topology::{plan, Topology};
+use crate::window::JoinWindows;
 use crate::{Record, StreamsError};
 
 const APP: &str = "app";
@@ -107,6 +108,23 @@ fn final_window_maxima() -> Topology {
         .map(|window, max| {
             (window.key.clone(), format!("{}@{}={}", window.key, window.window.start, max.unwrap_or_default()))
         })
+        .to("output");
+    builder.build().expect("a valid topology")
+}
+
+/// `input` left-joined with `other` within 10 ms (no grace), to `output` as `key=value+other` (`-` for
+/// no partner).
+fn left_join() -> Topology {
+    let builder = StreamsBuilder::new();
+    let other = builder.stream::<String, String>("other");
+    builder
+        .stream::<String, String>("input")
+        .left_join_stream(
+            &other,
+            |v, o: Option<&String>| format!("{v}+{}", o.map_or("-", String::as_str)),
+            JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(10)),
+        )
+        .map(|k, v| (k.clone(), format!("{k}={v}")))
         .to("output");
     builder.build().expect("a valid topology")
 }
@@ -496,4 +514,31 @@ fn under_at_least_once_windows_written_after_the_last_commit_do_not_hide_those_t
     let output = values(&cluster.broker.read_all("output"));
     assert!(output.len() >= 2, "redone: {output:?}");
     assert!(output.iter().all(|v| v == "a@0=5"), "every final result of [0,10) is its maximum: {output:?}");
+}
+
+#[test]
+fn under_at_least_once_an_unmatched_left_join_result_whose_send_failed_is_emitted_again() {
+    let cluster = Cluster::new();
+    cluster.broker.create_topic("other", 2);
+    let mut config = config(ProcessingGuarantee::AtLeastOnce);
+    config.outer_join_emit_interval = Duration::ZERO;
+    let (mut thread, _) = cluster.thread("t1", left_join(), config);
+    cluster.append_at(&[("a", "x", 1)]);
+    step(&mut thread);
+    cluster.clock.advance(1_000);
+    step(&mut thread); // committed: a@1 is consumed for good and waits for a partner
+    assert_eq!(cluster.uncommitted_input(), 0);
+
+    // b@100 closes a's window: a comes out unmatched and leaves the waiting records, but the result is
+    // lost on its way. Logged at once, that delete would reach the changelog and a would never come out.
+    cluster.broker.lose_next_send_to("output");
+    cluster.append_at(&[("b", "y", 100)]);
+    step(&mut thread);
+    cluster.clock.advance(1_000);
+    step(&mut thread);
+    assert!(thread.inner.lock_unpoisoned().tasks.is_empty(), "recovering");
+    assert!(cluster.broker.read_all("output").is_empty());
+
+    step(&mut thread); // reopened: the waiting records restored, b@100 redone
+    assert_eq!(values(&cluster.broker.read_all("output")), vec!["a=x+-"]);
 }

@@ -408,24 +408,47 @@ pub(crate) fn join_window_store_def<K: Send + 'static, V: Send + 'static>(
     builder.into_def()
 }
 
-/// A key-value store of the DSL's default kind, logged unless `logging` is `None`: a stream-stream
-/// outer join's store of records still waiting for a partner.
+/// A key-value store of the DSL's default kind, logged unless `logging` is `None` (a foreign-key
+/// join's subscription store).
 pub(crate) fn dsl_key_value_store_def<K: Send + 'static, V: Send + 'static>(
     name: &str,
     key_serde: Arc<dyn Serde<K>>,
     value_serde: Arc<dyn Serde<V>>,
     logging: Option<BTreeMap<String, String>>,
 ) -> StoreDef {
+    dsl_key_value_builder(name, key_serde, value_serde, logging).into_def()
+}
+
+/// A stream-stream left or outer join's store of records still waiting for a partner: a
+/// [`dsl_key_value_store_def`] whose deletes reach the changelog at the commit under at_least_once, as
+/// a suppression buffer's do (see [`suppression_buffer_def`]): a record leaves the store when its result,
+/// joined or not, is emitted, and must not leave it for good while that result may still be lost.
+pub(crate) fn outer_join_store_def<K: Send + 'static, V: Send + 'static>(
+    name: &str,
+    key_serde: Arc<dyn Serde<K>>,
+    value_serde: Arc<dyn Serde<V>>,
+    logging: Option<BTreeMap<String, String>>,
+) -> StoreDef {
+    let mut builder = dsl_key_value_builder(name, key_serde, value_serde, logging);
+    builder.log_deletes_at_commit = true;
+    builder.into_def()
+}
+
+fn dsl_key_value_builder<K: Send + 'static, V: Send + 'static>(
+    name: &str,
+    key_serde: Arc<dyn Serde<K>>,
+    value_serde: Arc<dyn Serde<V>>,
+    logging: Option<BTreeMap<String, String>>,
+) -> StoreBuilder<K, V> {
     let builder = Stores::key_value_store_builder(
         DefaultKeyValueBytesStoreSupplier { name: name.to_string() },
         key_serde,
         value_serde,
     );
-    let builder = match logging {
+    match logging {
         Some(config) => builder.with_logging_enabled(config),
         None => builder.with_logging_disabled(),
-    };
-    builder.into_def()
+    }
 }
 
 /// The suppression buffer `name` of a `suppress` (Kafka Streams' `InMemoryTimeOrderedKeyValueChangeBuffer`):
@@ -433,11 +456,11 @@ pub(crate) fn dsl_key_value_store_def<K: Send + 'static, V: Send + 'static>(
 /// `logging` is `None`, and each logged value marked with the layout's version as Kafka Streams marks it.
 ///
 /// Under at_least_once the deletes of emitted changes reach the buffer's changelog at the commit, after
-/// the producer has acknowledged what the buffer emitted. Logged at once, such a delete could reach the
-/// changelog while the emitted record itself was lost (a send that timed out): restored without the
-/// change, with the input that made it committed, the buffer would never emit that final result again.
-/// Held until the commit, a lost delete costs a duplicate at most. Puts are logged at once: the buffer
-/// restores to where the aggregation above it restores. (Under exactly_once_v2 both are in one
+/// the producer has acknowledged what the buffer emitted, and are acknowledged in turn before the
+/// offsets are committed. Logged at once, such a delete could reach the changelog while the emitted
+/// record itself was lost (a send that timed out): restored without the change, with the input that
+/// made it committed, the buffer would never emit that final result again. Puts are logged at once: the
+/// buffer restores to where the aggregation above it restores. (Under exactly_once_v2 both are in one
 /// transaction.)
 pub(crate) fn suppression_buffer_def<K: Send + 'static, V: Send + 'static>(
     name: &str,
