@@ -137,18 +137,14 @@ fn a_processor_api_global_store_is_kept_by_its_processor() -> Result<(), Box<dyn
             Arc::new(StringSerde),
         )
     };
+    let add_global = |topology: &mut Topology| -> Result<(), TopologyError> {
+        let (keys, values) = (Arc::new(StringSerde), Arc::new(StringSerde));
+        topology.add_global_store(store(), "g-source", keys, values, "g", "g-keep", || Keep).map(|_| ())
+    };
     let mut topology = Topology::new();
     topology.add_source("in", &["input"], Arc::new(StringSerde), Arc::new(StringSerde))?;
     topology.add_sink("out", "output", Arc::new(StringSerde), Arc::new(StringSerde), &["in"])?;
-    topology.add_global_store(
-        store(),
-        "g-source",
-        Arc::new(StringSerde),
-        Arc::new(StringSerde),
-        "g",
-        "g-keep",
-        || Keep,
-    )?;
+    add_global(&mut topology)?;
     let mut driver = TopologyTestDriver::new(topology)?;
     let g = driver.input_topic::<String, String>("g");
     driver.pipe(&g, "k".into(), "v".into(), 0)?;
@@ -157,15 +153,7 @@ fn a_processor_api_global_store_is_kept_by_its_processor() -> Result<(), Box<dyn
     let mut topology = Topology::new();
     topology.add_source("in", &["input"], Arc::new(StringSerde), Arc::new(StringSerde))?;
     topology.add_processor("reader", || Keep, &["in"])?;
-    topology.add_global_store(
-        store(),
-        "g-source",
-        Arc::new(StringSerde),
-        Arc::new(StringSerde),
-        "g",
-        "g-keep",
-        || Keep,
-    )?;
+    add_global(&mut topology)?;
     topology.connect_processor_and_state_stores("reader", &["upper"])?;
     let error = topology.validate().unwrap_err().to_string();
     assert!(error.contains("processor `reader` is connected to the global store `upper`"), "{error}");

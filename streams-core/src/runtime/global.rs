@@ -67,22 +67,12 @@ impl GlobalUpdater {
             })?,
             None => Offsets::new(),
         };
-        let mut positions = BTreeMap::new();
-        for topic in tasks.topics() {
-            let count = partitions.get(topic).copied().unwrap_or(0);
-            for partition in 0..count {
-                let tp = TopicPartition::new(topic, partition);
-                if let Some(&next) = checkpoint.get(&(topic.to_string(), partition)) {
-                    positions.insert(tp, next);
-                }
-            }
-        }
         let mut updater = GlobalUpdater {
             tasks,
             consumer,
             positions: BTreeMap::new(),
             checkpoint_dir,
-            checkpointed: positions.clone(),
+            checkpointed: BTreeMap::new(),
             last_checkpoint: Instant::now(),
             commit_interval: config.effective_commit_interval(),
             task_timeout: config.task_timeout,
@@ -92,8 +82,8 @@ impl GlobalUpdater {
             for partition in 0..partitions.get(&topic).copied().unwrap_or(0) {
                 let tp = TopicPartition::new(&topic, partition);
                 let (low, high) = updater.consumer.watermarks(&tp)?;
-                let next = match positions.get(&tp) {
-                    Some(&next) if next < low || next > high => {
+                let next = match checkpoint.get(&(topic.clone(), partition)).copied() {
+                    Some(next) if next < low || next > high => {
                         let dir = updater.checkpoint_dir.clone().unwrap_or_default();
                         return Err(StreamsError::StateDir {
                             path: dir,
@@ -102,7 +92,10 @@ impl GlobalUpdater {
                             ),
                         });
                     }
-                    Some(&next) => next,
+                    Some(next) => {
+                        updater.checkpointed.insert(tp.clone(), next);
+                        next
+                    }
                     None => low,
                 };
                 updater.positions.insert(tp, next);
@@ -142,9 +135,7 @@ impl GlobalUpdater {
         }
         let (tasks, mut count) = (self.tasks.clone(), 0u64);
         self.consumer.read(tp, from, end, BATCH, &mut |records| {
-            for record in records {
-                tasks.process(record.clone())?;
-            }
+            tasks.process_all(records)?;
             count += records.len() as u64;
             if let (Some(l), Some(last)) = (&listener, records.last()) {
                 l.on_batch_restored(tp, &store, last.offset, records.len() as u64);

@@ -64,10 +64,15 @@ impl GlobalTasks {
         self.tasks.iter().flat_map(|t| t.topics.iter().map(String::as_str))
     }
 
+    /// The global task that reads `topic`.
+    fn reader(&self, topic: &str) -> Result<&GlobalTask, StreamsError> {
+        let reader = self.tasks.iter().find(|t| t.topics.iter().any(|t| t == topic));
+        reader.ok_or_else(|| StreamsError::Internal(format!("no global task reads `{topic}`")))
+    }
+
     /// The store the task that reads `topic` keeps (for restore progress).
     pub(crate) fn store_of(&self, topic: &str) -> Option<&str> {
-        let global = self.tasks.iter().find(|t| t.topics.iter().any(|t| t == topic))?;
-        global.stores.first().map(String::as_str)
+        self.reader(topic).ok()?.stores.first().map(String::as_str)
     }
 
     /// Whether some global store keeps its state on disk (then a checkpoint saves a bootstrap).
@@ -77,10 +82,14 @@ impl GlobalTasks {
 
     /// Runs `raw`, a record of a global topic, through the task that reads it.
     pub(crate) fn process(&self, raw: RawRecord) -> Result<(), StreamsError> {
-        let Some(global) = self.tasks.iter().find(|t| t.topics.iter().any(|topic| **topic == *raw.topic)) else {
-            return Err(StreamsError::Internal(format!("no global task reads `{}`", raw.topic)));
-        };
-        global.task.lock_unpoisoned().process(raw)
+        self.reader(&raw.topic)?.task.lock_unpoisoned().process(raw)
+    }
+
+    /// Runs `records`, all of one global topic, through the task that reads it, held once for them all.
+    pub(crate) fn process_all(&self, records: &[RawRecord]) -> Result<(), StreamsError> {
+        let Some(first) = records.first() else { return Ok(()) };
+        let mut task = self.reader(&first.topic)?.task.lock_unpoisoned();
+        records.iter().try_for_each(|record| task.process(record.clone()))
     }
 
     /// Flushes every global store (RocksDB memtables to files), before a checkpoint.
