@@ -133,6 +133,9 @@ pub(crate) struct Task {
     owner_epoch: Option<i32>,
     /// Whether changelog records carry `owner_epoch` (at_least_once).
     stamp_owner_epoch: bool,
+    /// Whether the stores hold each commit's writes apart (exactly-once): their files then hold only
+    /// committed state.
+    writes_held: bool,
     /// The owner epoch last recorded beside the checkpoint.
     recorded_epoch: Option<i32>,
 }
@@ -242,6 +245,7 @@ impl Task {
             checkpointed: BTreeMap::new(),
             owner_epoch: None,
             stamp_owner_epoch: config.stamp_owner_epoch,
+            writes_held: config.hold_writes_per_commit,
             recorded_epoch: None,
         })
     }
@@ -568,6 +572,18 @@ impl Task {
     /// Forgets the request: the commit it asked for is done.
     pub(crate) fn clear_commit_request(&mut self) {
         self.state.commit_requested = false;
+    }
+
+    /// After a close without a commit under at_least_once: the stores' files hold writes of work done
+    /// since the last commit (which is redone), and what it did to them goes beyond undoing: a window
+    /// store drops whole segments as its time moves on. The checkpoint no longer says what the files
+    /// hold, so it goes, and the next owner here restores the stores in full. Under exactly-once the
+    /// files hold only committed writes (held per commit) and the checkpoint stays.
+    pub(crate) fn discard_checkpoint_unless_writes_held(&mut self) {
+        let Some(dir) = self.task_dir.as_deref().filter(|_| !self.writes_held) else { return };
+        if let Err(error) = OffsetCheckpoint::in_dir(dir).delete() {
+            tracing::warn!(target: "kstreams::task", task = %self.state.id, %error, "cannot delete the checkpoint of a task closed without a commit");
+        }
     }
 
     /// Closes the processors, then the stores.
