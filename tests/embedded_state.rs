@@ -15,5 +15,6 @@ scenario_tests!(
     a_processor_api_store_with_caching_logs_each_key_once_per_commit,
     two_instances_cannot_share_a_state_directory,
     a_former_owners_late_changelog_write_is_skipped_by_restores_and_written_over,
-    a_global_table_is_read_whole_before_processing_and_followed
+    a_global_table_is_read_whole_before_processing_and_followed,
+    an_unreadable_global_record_fails_the_start_naming_it
 );

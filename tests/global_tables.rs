@@ -159,3 +159,48 @@ fn a_processor_api_global_store_is_kept_by_its_processor() -> Result<(), Box<dyn
     assert!(error.contains("processor `reader` is connected to the global store `upper`"), "{error}");
     Ok(())
 }
+
+/// Any processor reads a global store without being connected to it, read-only; a wrong type or an
+/// unknown name is an error naming the store.
+#[test]
+fn processors_read_global_stores_through_their_context() -> Result<(), Box<dyn std::error::Error>> {
+    struct Look(&'static str);
+    impl Processor<String, String, String, String> for Look {
+        fn process(
+            &mut self,
+            ctx: &mut ProcessorContext<'_, String, String>,
+            record: Record<String, String>,
+        ) -> Result<(), StreamsError> {
+            let found = match self.0 {
+                "wrong type" => {
+                    ctx.global_store::<String, i64, _>("prices", |mut v| v.get(&record.value))?.map(|p| p.to_string())
+                }
+                "unknown" => ctx.global_store::<String, String, _>("nope", |mut v| v.get(&record.value))?,
+                _ => ctx
+                    .global_store::<String, kstreams::store::ValueAndTimestamp<String>, _>("prices", |mut v| {
+                        v.get(&record.value)
+                    })?
+                    .map(|p| p.value),
+            };
+            ctx.forward(record.with_value(found.unwrap_or_default()))
+        }
+    }
+    let run = |look: &'static str| -> Result<Vec<(String, String)>, StreamsError> {
+        let builder = StreamsBuilder::new();
+        let serdes = Consumed::with(Arc::new(StringSerde), Arc::new(StringSerde));
+        builder.global_table_with("prices", serdes, Materialized::as_store("prices"));
+        builder.stream::<String, String>("in").process(move || Look(look), &[]).to("out");
+        let mut driver = TopologyTestDriver::new(builder.build().expect("valid"))?;
+        let prices = driver.input_topic::<String, String>("prices");
+        driver.pipe(&prices, "tea".into(), "3".into(), 0)?;
+        let input = driver.input_topic::<String, String>("in");
+        driver.pipe(&input, "k".into(), "tea".into(), 1)?;
+        Ok(driver.read_key_values(&driver.output_topic::<String, String>("out")))
+    };
+    assert_eq!(run("right")?, vec![("k".to_string(), "3".to_string())]);
+    let error = format!("{:?}", run("wrong type").unwrap_err());
+    assert!(error.contains("prices") && error.contains("i64"), "{error}");
+    let error = format!("{:?}", run("unknown").unwrap_err());
+    assert!(error.contains("nope") && error.contains("no global store of that name"), "{error}");
+    Ok(())
+}

@@ -594,3 +594,22 @@ pub(crate) fn a_global_table_is_read_whole_before_processing_and_followed() -> a
     drop(streams);
     Ok(())
 }
+
+/// A record of a global table's topic that cannot be read fails the bootstrap under the default
+/// `LogAndFail`: `start()` returns the error naming the record, and the instance is in `Error`, as Kafka
+/// Streams' is when its global thread dies.
+pub(crate) fn an_unreadable_global_record_fails_the_start_naming_it() -> anyhow::Result<()> {
+    let prefix = kafka::unique("global-bad");
+    let (prices, orders, out) = (format!("{prefix}-prices"), format!("{prefix}-orders"), format!("{prefix}-out"));
+    kafka::create_topics(&[(&prices, 1), (&orders, 1), (&out, 1)]);
+    // Three bytes are no i64.
+    kafka::produce(&prices, [(Some(b"p1".to_vec()), Some(vec![1, 2, 3]))]);
+    let builder = StreamsBuilder::new();
+    let table = builder.global_table::<String, i64>(&prices);
+    builder.stream::<String, String>(&orders).join_global(&table, |_, p| p.clone(), |_, price| *price).to(&out);
+    let mut streams = kafka::streams(builder.build()?, kafka::config(&kafka::unique("global-bad-app")))?;
+    let error = streams.start().expect_err("the record cannot be read").to_string();
+    assert!(error.contains(&format!("the value of the record at {prices}-0 offset 0")), "{error}");
+    assert_eq!(streams.state(), State::Error);
+    Ok(())
+}

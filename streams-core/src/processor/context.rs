@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::state::{self, TaskState};
 use super::{interval_ms, PunctuationId, PunctuationType};
-use crate::store::{SessionStore, SuppressionBuffer, TypedKeyValueStore, WindowStore};
+use crate::store::{ReadOnlyKeyValueView, SessionStore, SuppressionBuffer, TypedKeyValueStore, WindowStore};
 use crate::{Record, RecordMetadata, StreamsError, TaskId};
 
 /// What every piece of user code running at a node can reach, whether it forwards records or not
@@ -179,6 +179,72 @@ impl ProcessingContext<'_> {
             format!("({}, {})", std::any::type_name::<K>(), std::any::type_name::<V>())
         })?;
         Ok(StoreHandle { index, _types: PhantomData })
+    }
+
+    /// Reads the global store `name` (kept by [`Topology::add_global_store`](crate::Topology::add_global_store)'s
+    /// processor, or a global table's: then the values are [`ValueAndTimestamp`](crate::store::ValueAndTimestamp)s)
+    /// while its global task holds still, as Kafka Streams' `getStateStore` gives any processor a global
+    /// store, read-only and without being connected to it. An error names the store when there is no
+    /// such global store or it holds other types, and in a global task's own processor (which reaches its
+    /// store with [`store_handle`](Self::store_handle)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use streams_core::processor::{Processor, ProcessorContext};
+    /// use streams_core::serde::StringSerde;
+    /// use streams_core::store::{Stores, ValueAndTimestamp};
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::dsl::StreamsBuilder;
+    /// use streams_core::{Record, StreamsError};
+    ///
+    /// /// Appends the colour the global table `colors` holds for each record's value.
+    /// struct Paint;
+    /// impl Processor<String, String, String, String> for Paint {
+    ///     fn process(&mut self, ctx: &mut ProcessorContext<'_, String, String>, record: Record<String, String>) -> Result<(), StreamsError> {
+    ///         let color = ctx.global_store::<String, ValueAndTimestamp<String>, _>("colors", |mut colors| colors.get(&record.value))?;
+    ///         let value = format!("{} {}", record.value, color.map_or("?".to_string(), |c| c.value));
+    ///         ctx.forward(record.with_value(value))
+    ///     }
+    /// }
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder.global_table_with("colors", streams_core::dsl::Consumed::with(Arc::new(StringSerde), Arc::new(StringSerde)), streams_core::dsl::Materialized::as_store("colors"));
+    /// builder.stream::<String, String>("things").process(|| Paint, &[]).to("painted");
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let colors = driver.input_topic::<String, String>("colors");
+    /// let things = driver.input_topic::<String, String>("things");
+    /// driver.pipe(&colors, "sky".into(), "blue".into(), 0)?;
+    /// driver.pipe(&things, "t1".into(), "sky".into(), 1)?;
+    /// let painted = driver.output_topic::<String, String>("painted");
+    /// assert_eq!(driver.read_key_values(&painted), vec![("t1".to_string(), "sky blue".to_string())]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn global_store<K: 'static, V: 'static, R>(
+        &self,
+        name: &str,
+        read: impl FnOnce(ReadOnlyKeyValueView<'_, K, V>) -> Result<R, StreamsError>,
+    ) -> Result<R, StreamsError> {
+        let access = |reason: String| StreamsError::StoreAccess {
+            node: self.node_name().to_string(),
+            store: name.to_string(),
+            reason,
+        };
+        let globals =
+            self.task.globals.clone().ok_or_else(|| access("this task reads no global stores".to_string()))?;
+        let (mut read, mut result) = (Some(read), None);
+        globals.with_store(name, &mut |store| {
+            if !store.is::<TypedKeyValueStore<K, V>>() {
+                let wanted = format!("({}, {})", std::any::type_name::<K>(), std::any::type_name::<V>());
+                return Err(access(format!("the global store holds ({}), not {wanted}", store.type_names())));
+            }
+            let typed = store.downcast_mut::<TypedKeyValueStore<K, V>>().expect("checked above");
+            let read = read.take().expect("a store is read once");
+            result = Some(read(ReadOnlyKeyValueView::new(typed)));
+            Ok(())
+        })?;
+        result.expect("the store was read")
     }
 
     /// Where the store `name` of type `S` is among the task's stores; an error naming both types if the

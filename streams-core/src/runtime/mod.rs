@@ -410,7 +410,10 @@ impl KafkaStreams {
         self.shared.state.set(State::Rebalancing);
         // The global stores are read to the end before any stream thread starts.
         let client_id = format!("{}-{process_id}", self.config.application_id);
-        let global = self.bootstrap_global_stores(&layout, app_dir.clone(), &client_id)?;
+        let global = self.bootstrap_global_stores(&layout, app_dir.clone(), &client_id).inspect_err(|_| {
+            // As in Kafka Streams: the global thread is gone, and with it the instance.
+            self.shared.state.set(State::Error);
+        })?;
         let globals = global.as_ref().map(|g| -> Arc<dyn crate::processor::state::GlobalStores> { g.tasks() });
         let mut threads = Vec::with_capacity(self.config.num_stream_threads);
         for index in 1..=self.config.num_stream_threads {

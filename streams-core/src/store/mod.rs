@@ -20,7 +20,7 @@ pub use builder::{
 };
 pub use session::{SessionBytesStoreSupplier, SessionKeyValue, SessionStore};
 pub use timestamped::{ValueAndTimestamp, ValueAndTimestampSerde};
-pub use typed::TypedKeyValueStore;
+pub use typed::{ReadOnlyKeyValueView, TypedKeyValueStore};
 pub use window::{WindowBytesStoreSupplier, WindowStore, WindowedKeyValue};
 
 pub(crate) use builder::{

@@ -267,6 +267,54 @@ pub(super) use erased_store;
 
 erased_store!(TypedKeyValueStore, "");
 
+/// A key-value store to read, never to write: a global store as the processors of other tasks see it
+/// ([`ProcessingContext::global_store`](crate::processor::ProcessingContext::global_store)), which only its
+/// own processor writes (Kafka Streams' read-only decorator of a global store).
+pub struct ReadOnlyKeyValueView<'a, K, V>(&'a mut TypedKeyValueStore<K, V>);
+
+impl<'a, K: 'static, V: 'static> ReadOnlyKeyValueView<'a, K, V> {
+    pub(crate) fn new(store: &'a mut TypedKeyValueStore<K, V>) -> Self {
+        ReadOnlyKeyValueView(store)
+    }
+
+    /// The store's name.
+    pub fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    /// The value for `key`.
+    pub fn get(&mut self, key: &K) -> Result<Option<V>, StreamsError> {
+        self.0.get(key)
+    }
+
+    /// Records with `from <= key <= to`, as [`TypedKeyValueStore::range`] reads them.
+    pub fn range(
+        &mut self,
+        from: &K,
+        to: &K,
+    ) -> Result<impl Iterator<Item = Result<(K, V), StreamsError>> + '_, StreamsError> {
+        self.0.range(from, to)
+    }
+
+    /// Records whose serialized key starts with the serialized `prefix`.
+    pub fn prefix_scan(
+        &mut self,
+        prefix: &K,
+    ) -> Result<impl Iterator<Item = Result<(K, V), StreamsError>> + '_, StreamsError> {
+        self.0.prefix_scan(prefix)
+    }
+
+    /// Every record, in key-byte order.
+    pub fn all(&self) -> Result<impl Iterator<Item = Result<(K, V), StreamsError>> + '_, StreamsError> {
+        self.0.all()
+    }
+
+    /// An estimate of the number of records.
+    pub fn approximate_num_entries(&self) -> Result<u64, StreamsError> {
+        self.0.approximate_num_entries()
+    }
+}
+
 impl dyn ErasedStore {
     /// Whether the store is an `S` (a [`TypedKeyValueStore`] or a window store of given types).
     pub(crate) fn is<S: 'static>(&self) -> bool {
