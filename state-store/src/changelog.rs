@@ -76,8 +76,8 @@ impl<S: KeyValueStore> StateStore for ChangeLoggingKeyValueStore<S> {
         self.inner.observed_stream_time()
     }
 
-    fn bound_restored_stream_time(&mut self, bound: Option<i64>) {
-        self.inner.bound_restored_stream_time(bound)
+    fn set_committed_stream_time(&mut self, time: Option<i64>) {
+        self.inner.set_committed_stream_time(time)
     }
 }
 
@@ -222,8 +222,8 @@ impl<S: StateStore + ?Sized> StateStore for Box<S> {
         (**self).observed_stream_time()
     }
 
-    fn bound_restored_stream_time(&mut self, bound: Option<i64>) {
-        (**self).bound_restored_stream_time(bound)
+    fn set_committed_stream_time(&mut self, time: Option<i64>) {
+        (**self).set_committed_stream_time(time)
     }
 }
 

@@ -53,11 +53,15 @@ const MIN_SEGMENT_INTERVAL_MS: i64 = 60_000;
 /// As Kafka Streams' segmented stores (the time of a record is its window's start, or its session's end):
 /// - a segment spans `max(retention / 2, 60 s)` of time, and is named `<store>.<segment start>`;
 /// - the store's *observed stream time* is the greatest time written, deleted or restored (a restore
-///   moves it no further than its bound, see [`StateStore::bound_restored_stream_time`]);
+///   moves it no further than the committed stream time, see [`StateStore::set_committed_stream_time`]);
 /// - a segment is live while its id is at least that of `observed - retention`; a write into an older
-///   segment is dropped (with a warning), and every write drops the segments that are no longer live,
-///   which frees their memory or deletes their RocksDB files;
-/// - reads hide records whose time is at or before `observed - retention`, even in a live segment.
+///   segment is dropped (with a warning), and reads neither see it nor records whose time is at or
+///   before `observed - retention`, even in a live segment;
+/// - writes drop the segments that are no longer live, which frees their memory or deletes their
+///   RocksDB files; once the store is told the committed stream time, only those no longer live at that
+///   time. After a crash the files are reused with the last checkpoint and the records processed since
+///   the last commit are redone: the windows they update must still be there, though the time those
+///   records had reached expired their segments.
 ///
 /// Iteration is in ascending key-byte order across segments, as every store of this crate iterates;
 /// Kafka Streams' RocksDB window store goes segment by segment instead (the same order while all
@@ -88,8 +92,9 @@ pub struct SegmentedKeyValueStore {
     /// Segment id → its store, oldest first.
     segments: BTreeMap<i64, Box<dyn KeyValueStore>>,
     observed: i64,
-    /// How far a restore may move `observed`.
-    restore_bound: i64,
+    /// The stream time of the task's last commit, once told (see
+    /// [`StateStore::set_committed_stream_time`]).
+    committed: Option<i64>,
     restoring: bool,
     open: bool,
 }
@@ -171,7 +176,7 @@ impl SegmentedKeyValueStore {
             interval_ms: (retention_ms / 2).max(MIN_SEGMENT_INTERVAL_MS),
             segments: BTreeMap::new(),
             observed: -1,
-            restore_bound: i64::MAX,
+            committed: None,
             restoring: false,
             open: true,
         }
@@ -206,6 +211,17 @@ impl SegmentedKeyValueStore {
         self.segment_id(self.observed.saturating_sub(self.retention_ms))
     }
 
+    /// The oldest segment to keep: the oldest live one, or the oldest live at the committed stream time.
+    fn min_kept_segment(&self) -> i64 {
+        let time = self.committed.map_or(self.observed, |committed| committed.min(self.observed));
+        self.segment_id(time.saturating_sub(self.retention_ms))
+    }
+
+    /// The live segments, oldest first.
+    fn live_segments(&self) -> impl Iterator<Item = &Box<dyn KeyValueStore>> {
+        self.segments.range(self.min_live_segment()..).map(|(_, segment)| segment)
+    }
+
     /// Whether a record of time `time` is still inside the retention.
     fn visible(&self, time: i64) -> bool {
         time >= self.observed.saturating_sub(self.retention_ms).saturating_add(1)
@@ -233,9 +249,9 @@ impl SegmentedKeyValueStore {
         Ok(self.segments.get_mut(&id).expect("inserted above"))
     }
 
-    /// Closes and deletes the segments that are no longer live.
+    /// Closes and deletes the segments that are no longer kept.
     fn drop_expired(&mut self) -> Result<(), StoreError> {
-        let live = self.segments.split_off(&self.min_live_segment());
+        let live = self.segments.split_off(&self.min_kept_segment());
         let expired = std::mem::replace(&mut self.segments, live);
         for (id, mut segment) in expired {
             segment.close()?;
@@ -283,7 +299,7 @@ impl SegmentedKeyValueStore {
     fn write(&mut self, entries: &[(&[u8], Option<&[u8]>)], restore: bool) -> Result<(), StoreError> {
         self.check()?;
         let starts = entries.iter().map(|(key, _)| self.start_of(key)).collect::<Result<Vec<_>, _>>()?;
-        let bound = if restore { self.restore_bound } else { i64::MAX };
+        let bound = if restore { self.committed.unwrap_or(i64::MAX) } else { i64::MAX };
         if restore {
             self.observed = starts.iter().map(|&start| start.min(bound)).fold(self.observed, i64::max);
         }
@@ -427,8 +443,8 @@ impl StateStore for SegmentedKeyValueStore {
         Some(self.observed)
     }
 
-    fn bound_restored_stream_time(&mut self, bound: Option<i64>) {
-        self.restore_bound = bound.unwrap_or(i64::MAX);
+    fn set_committed_stream_time(&mut self, time: Option<i64>) {
+        self.committed = time;
     }
 }
 
@@ -447,20 +463,19 @@ impl ReadOnlyKeyValueStore for SegmentedKeyValueStore {
 
     fn range<'a>(&'a self, from: Bound<&[u8]>, to: Bound<&[u8]>) -> Result<KeyValueIterator<'a>, StoreError> {
         self.check()?;
-        let sources = self.segments.values().map(|segment| segment.range(from, to)).collect::<Result<Vec<_>, _>>()?;
+        let sources = self.live_segments().map(|segment| segment.range(from, to)).collect::<Result<Vec<_>, _>>()?;
         self.merged(sources)
     }
 
     fn prefix_scan<'a>(&'a self, prefix: &[u8]) -> Result<KeyValueIterator<'a>, StoreError> {
         self.check()?;
-        let sources =
-            self.segments.values().map(|segment| segment.prefix_scan(prefix)).collect::<Result<Vec<_>, _>>()?;
+        let sources = self.live_segments().map(|segment| segment.prefix_scan(prefix)).collect::<Result<Vec<_>, _>>()?;
         self.merged(sources)
     }
 
     fn approximate_num_entries(&self) -> Result<u64, StoreError> {
         self.check()?;
-        self.segments.values().try_fold(0u64, |sum, segment| Ok(sum.saturating_add(segment.approximate_num_entries()?)))
+        self.live_segments().try_fold(0u64, |sum, segment| Ok(sum.saturating_add(segment.approximate_num_entries()?)))
     }
 }
 
@@ -471,11 +486,7 @@ impl KeyValueStore for SegmentedKeyValueStore {
 
     fn delete(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.check()?;
-        let start = self.start_of(key)?;
-        let old = match self.segments.get(&self.segment_id(start)) {
-            Some(segment) => segment.get(key)?,
-            None => None,
-        };
+        let old = self.get(key)?;
         self.write(&[(key, None)], false)?;
         Ok(old)
     }
@@ -588,7 +599,7 @@ mod tests {
         let mut store = SegmentedKeyValueStore::in_memory_window_store("s", 2 * MINUTE);
         let (old, new) = (key(b"a", MINUTE), key(b"a", 10 * MINUTE));
         // The input resumes at stream time 2 min: the window at 10 min comes from records to be redone.
-        store.bound_restored_stream_time(Some(2 * MINUTE));
+        store.set_committed_stream_time(Some(2 * MINUTE));
         store.restore_batch(&[(&old, Some(b"0")), (&new, Some(b"1"))]).unwrap();
         assert_eq!(store.observed_stream_time(), Some(2 * MINUTE));
         assert_eq!(store.get(&old).unwrap(), Some(b"0".to_vec()), "still inside the retention at 2 min");
@@ -596,6 +607,36 @@ mod tests {
         // Processing moves it on as usual.
         store.put(&key(b"b", 10 * MINUTE), b"2").unwrap();
         assert_eq!(store.get(&old).unwrap(), None);
+    }
+
+    #[test]
+    fn segments_expired_after_the_committed_time_stay_on_disk_but_hidden() {
+        let dir = tempfile::tempdir().unwrap();
+        let memory = RocksDbMemory::new(8 << 20, 2 << 20);
+        let mut store = SegmentedKeyValueStore::rocksdb_window_store("w", dir.path(), &memory, 2 * MINUTE).unwrap();
+        store.set_committed_stream_time(Some(0));
+        store.put(&key(b"a", 0), b"0").unwrap();
+        store.put(&key(b"a", 200_000), b"1").unwrap();
+        // Segment 0 expired at 200 s, not at the committed 0 s: a crash now would redo records into it.
+        assert!(dir.path().join("w.0").exists());
+        assert_eq!(store.get(&key(b"a", 0)).unwrap(), None);
+        assert_eq!(store.delete(&key(b"a", 0)).unwrap(), None);
+        assert_eq!(starts(&store), vec![(b"a".to_vec(), 200_000)]);
+        assert_eq!(store.approximate_num_entries().unwrap(), 1);
+        store.close().unwrap(); // the process dies before its commit
+
+        // The restart reopens the files and replays the changelog's tail no further than the committed
+        // time: the window the redone records update is there.
+        let mut store = SegmentedKeyValueStore::rocksdb_window_store("w", dir.path(), &memory, 2 * MINUTE).unwrap();
+        store.set_committed_stream_time(Some(0));
+        store.restore_batch(&[(&key(b"a", 200_000), Some(b"1"))]).unwrap();
+        assert_eq!(store.get(&key(b"a", 0)).unwrap(), Some(b"0".to_vec()));
+        // Redone up to 200 s and committed there: the next write lets the segment go.
+        store.put(&key(b"a", 200_000), b"1").unwrap();
+        assert!(dir.path().join("w.0").exists());
+        store.set_committed_stream_time(Some(200_000));
+        store.put(&key(b"b", 200_000), b"2").unwrap();
+        assert!(!dir.path().join("w.0").exists());
     }
 
     #[test]

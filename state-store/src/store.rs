@@ -79,16 +79,16 @@ pub trait StateStore: Send {
         None
     }
 
-    /// Bounds the time a coming changelog replay may move [`observed_stream_time`] to: the stream time of
-    /// the position the task's input resumes from (`None`: no bound). A time-segmented store hides and
-    /// drops what is older than its observed time minus its retention; under at-least-once its
-    /// changelog may end with writes of records processed after the last commit, which are processed
-    /// again after the replay, and a replay that moved the observed time up to them would hide windows
-    /// those records still update. Stores without a time ignore it; layers above one pass it on.
-    ///
-    /// [`observed_stream_time`]: StateStore::observed_stream_time
-    fn bound_restored_stream_time(&mut self, bound: Option<i64>) {
-        let _ = bound;
+    /// The stream time committed with the task's input offsets: the position its input resumes from
+    /// after a crash (`None`: not known). The runtime tells it before a changelog replay and after each
+    /// commit. Under at-least-once a store's changelog, and its files after a crash, can hold writes of
+    /// records processed after the last commit, which are processed again. A time-segmented store
+    /// (window or session) hides and drops what is older than its observed time minus its retention:
+    /// a replay moves that time no further than the committed one, and segments are deleted only once
+    /// they expire at the committed time, so the windows the redone records update are still there.
+    /// Stores without a time ignore it; layers above one pass it on.
+    fn set_committed_stream_time(&mut self, time: Option<i64>) {
+        let _ = time;
     }
 }
 

@@ -226,8 +226,8 @@ impl<S: KeyValueStore> StateStore for TransactionalKeyValueStore<S> {
         self.inner.observed_stream_time()
     }
 
-    fn bound_restored_stream_time(&mut self, bound: Option<i64>) {
-        self.inner.bound_restored_stream_time(bound)
+    fn set_committed_stream_time(&mut self, time: Option<i64>) {
+        self.inner.set_committed_stream_time(time)
     }
 }
 

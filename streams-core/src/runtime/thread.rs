@@ -157,6 +157,9 @@ impl ThreadInner {
             task.clear_commit_request();
         }
         for (tp, committed) in &offsets {
+            if let Some(task) = self.task_id(&tp.topic, tp.partition).and_then(|id| self.tasks.get_mut(&id)) {
+                task.input_committed(tp);
+            }
             if self.layout.repartition.contains(&*tp.topic) {
                 self.purgeable.insert(tp.clone(), committed.offset);
             }
@@ -259,18 +262,18 @@ impl ThreadInner {
             }
             tracing::warn!(target: "kstreams::runtime::thread", thread = %self.name, error = %replacing, "the producer could not be replaced yet; trying again");
         }
-        self.close_all_tasks(false);
+        self.close_all_tasks();
         consumer.rejoin()?;
         self.shared.state.set(State::Rebalancing);
         Ok(())
     }
 
-    /// Closes every task (`committed`: right after a successful commit; else what their stores held for
-    /// the open transaction is dropped); their processed offsets are forgotten.
-    fn close_all_tasks(&mut self, committed: bool) {
+    /// Closes every task without committing: what their stores held for the open transaction is
+    /// dropped; their processed offsets are forgotten.
+    fn close_all_tasks(&mut self) {
         let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
         for id in ids {
-            self.close_task(id, committed);
+            self.close_task(id);
         }
         self.offsets.clear();
     }
@@ -283,16 +286,11 @@ impl ThreadInner {
         metrics.insert(self.name.clone(), self.closed_metrics + open);
     }
 
-    /// Closes task `id`; `committed`: right after a successful commit (else its checkpoint may no longer
-    /// describe its files: see `Task::discard_checkpoint_unless_writes_held`).
-    fn close_task(&mut self, id: TaskId, committed: bool) {
+    fn close_task(&mut self, id: TaskId) {
         if let Some(mut task) = self.tasks.remove(&id) {
             self.closed_metrics = self.closed_metrics + task.metrics();
             if let Err(e) = task.close() {
                 tracing::warn!(target: "kstreams::runtime::thread", task = %id, error = %e, "error closing task");
-            }
-            if !committed {
-                task.discard_checkpoint_unless_writes_held();
             }
             tracing::info!(target: "kstreams::runtime::thread", task = %id, "task closed");
             let mut holders = self.shared.task_holders.lock();
@@ -311,7 +309,7 @@ impl ThreadInner {
         let Some(holder) = holder.upgrade() else { return };
         tracing::warn!(target: "kstreams::runtime::thread", task = %id, from = %name, to = %self.name, "taking a task another thread of this instance still holds; it lost the task without knowing yet");
         let mut other = holder.lock_unpoisoned();
-        other.close_task(id, false);
+        other.close_task(id);
         let partitions: Vec<TopicPartition> =
             other.offsets.keys().filter(|tp| other.task_id(&tp.topic, tp.partition) == Some(id)).cloned().collect();
         for tp in partitions {
@@ -541,8 +539,8 @@ impl RebalanceListener for Listener {
         let mut inner = self.inner.lock_unpoisoned();
         inner.shared.state.set(State::Rebalancing);
         tracing::info!(target: "kstreams::runtime::thread", thread = %inner.name, partitions = partitions.len(), "partitions revoked; committing");
-        let committed = match inner.commit(committer, Checkpoint::Now) {
-            Ok(()) => true,
+        match inner.commit(committer, Checkpoint::Now) {
+            Ok(()) => {}
             Err(e) if inner.recoverable(&e) => {
                 // The tasks are closed below without their uncommitted work, as after any failed commit.
                 tracing::warn!(target: "kstreams::runtime::thread", error = %e, "commit before revocation failed; closing the tasks without it");
@@ -551,17 +549,15 @@ impl RebalanceListener for Listener {
                         inner.fatal.get_or_insert(e.into());
                     }
                 }
-                false
             }
             Err(e) => {
                 tracing::error!(target: "kstreams::runtime::thread", error = %e, "commit before revocation failed");
                 inner.fatal.get_or_insert(e);
-                false
             }
-        };
+        }
         let ids: Vec<TaskId> = partitions.iter().filter_map(|tp| inner.task_id(&tp.topic, tp.partition)).collect();
         for id in ids {
-            inner.close_task(id, committed);
+            inner.close_task(id);
         }
         for tp in partitions {
             inner.offsets.remove(tp);
@@ -581,7 +577,7 @@ impl RebalanceListener for Listener {
         // partitions stay are opened again from their last committed state.
         let lost: Vec<TaskId> = partitions.iter().filter_map(|tp| inner.task_id(&tp.topic, tp.partition)).collect();
         let kept: Vec<TaskId> = inner.tasks.keys().copied().filter(|id| !lost.contains(id)).collect();
-        inner.close_all_tasks(false);
+        inner.close_all_tasks();
         if !kept.is_empty() {
             inner.fatal.get_or_insert(StreamsError::Client(cause));
         }
@@ -843,12 +839,7 @@ impl StreamThread {
         let inner = self.inner.clone();
         let mut inner = inner.lock_unpoisoned();
         // Clean shutdown: commit what was processed, then close every task.
-        let mut committed = false;
         let result = result.and_then(|()| match inner.commit(&*self.consumer, Checkpoint::Now) {
-            Ok(()) => {
-                committed = true;
-                Ok(())
-            }
             // Fenced (or timed out) on the way out: the uncommitted work is left to the next owner,
             // exactly as after a crash; closing cleanly is still a clean close.
             Err(e) if inner.recoverable(&e) => {
@@ -856,13 +847,13 @@ impl StreamThread {
                 inner.producer.abort_quietly();
                 Ok(())
             }
-            Err(e) => Err(e),
+            other => other,
         });
         if result.is_err() {
             // Leave no transaction open to block readers until it times out.
             inner.producer.abort_quietly();
         }
-        inner.close_all_tasks(committed);
+        inner.close_all_tasks();
         inner.publish_metrics();
         drop(inner);
         let response = match &result {

@@ -147,12 +147,23 @@ impl Cluster {
     /// A subscribed stream thread called `name`, in an instance of its own, made as the runtime makes
     /// it: topics checked and created, the instance's admin client, no state directory.
     fn thread(&self, name: &str, topology: Topology, config: StreamsConfig) -> (StreamThread, Arc<Shared>) {
+        self.thread_in(None, name, topology, config)
+    }
+
+    /// [`Cluster::thread`] with its stores' files under `app_dir` (when given).
+    fn thread_in(
+        &self,
+        app_dir: Option<&std::path::Path>,
+        name: &str,
+        topology: Topology,
+        config: StreamsConfig,
+    ) -> (StreamThread, Arc<Shared>) {
         let plan = plan::plan(&topology).expect("a valid topology");
         let admin = self.broker.admin(&config).expect("an admin client");
         let layout = topics::prepare(&topology, &plan, &config, &*admin).expect("the topics are ready");
         let shared = Arc::new(Shared::new());
         let state = ThreadState {
-            app_dir: None,
+            app_dir: app_dir.map(std::path::Path::to_path_buf),
             rocksdb: state_store::RocksDbMemory::default(),
             restore_listener: None,
             transactional_id: (config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2)
@@ -513,6 +524,39 @@ fn under_at_least_once_windows_written_after_the_last_commit_do_not_hide_those_t
     step(&mut thread);
     let output = values(&cluster.broker.read_all("output"));
     assert!(output.len() >= 2, "redone: {output:?}");
+    assert!(output.iter().all(|v| v == "a@0=5"), "every final result of [0,10) is its maximum: {output:?}");
+}
+
+#[test]
+fn under_at_least_once_a_crash_leaves_the_windows_the_redone_records_update_in_the_files() {
+    let cluster = Cluster::new();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut config = config(ProcessingGuarantee::AtLeastOnce);
+    config.default_dsl_store = DslStoreType::RocksDb;
+    let thread = |name| cluster.thread_in(Some(dir.path()), name, final_window_maxima(), config.clone()).0;
+    let mut first = thread("t1");
+    cluster.append_at(&[("a", "5", 1)]);
+    step(&mut first);
+    first.finish(Ok(())); // committed at stream time 1, checkpointed: the files hold [0,10) = 5
+
+    // a@5 updates [0,10) in the files (its changelog record dies with the process, still in the
+    // producer's queue), then b@200000 moves the window store's time far past its retention (10 ms):
+    // the segment of [0,10) expires. Then the process dies before its commit. The restart trusts the
+    // checkpoint and the files, replays the changelog's tail (b's window only) and redoes a@5 and b:
+    // had the segment's files been deleted, a@5 would start [0,10) afresh and its final result be 3.
+    let mut second = thread("t2");
+    let changelog = cluster.broker.topics().into_iter().find(|t| t.ends_with("-changelog") && t.contains("REDUCE"));
+    cluster.broker.lose_next_send_to(&changelog.expect("the window store's changelog"));
+    cluster.append_at(&[("a", "3", 5), ("b", "1", 200_000)]);
+    step(&mut second);
+    second.crash();
+    cluster.clock.advance(45_001); // the group drops the dead member
+
+    let mut third = thread("t3");
+    step(&mut third);
+    step(&mut third);
+    let output = values(&cluster.broker.read_all("output"));
+    assert!(!output.is_empty(), "[0,10) closed");
     assert!(output.iter().all(|v| v == "a@0=5"), "every final result of [0,10) is its maximum: {output:?}");
 }
 

@@ -133,9 +133,8 @@ pub(crate) struct Task {
     owner_epoch: Option<i32>,
     /// Whether changelog records carry `owner_epoch` (at_least_once).
     stamp_owner_epoch: bool,
-    /// Whether the stores hold each commit's writes apart (exactly-once): their files then hold only
-    /// committed state.
-    writes_held: bool,
+    /// The stream time committed with the task's input offsets (see [`Task::take_committed_metadata`]).
+    committed_stream_time: Option<i64>,
     /// The owner epoch last recorded beside the checkpoint.
     recorded_epoch: Option<i32>,
 }
@@ -245,7 +244,7 @@ impl Task {
             checkpointed: BTreeMap::new(),
             owner_epoch: None,
             stamp_owner_epoch: config.stamp_owner_epoch,
-            writes_held: config.hold_writes_per_commit,
+            committed_stream_time: None,
             recorded_epoch: None,
         })
     }
@@ -388,31 +387,50 @@ impl Task {
     /// Takes in the processor metadata committed with this task's partitions (the largest value of
     /// each key), before its stores are restored. What cannot be read is left out, with a warning. The
     /// partition times committed beside it are not restored (stream time starts again from the records,
-    /// as in Kafka Streams), but the latest of them bounds how far the restore moves the time of the
-    /// task's window and session stores (see `StateStore::bound_restored_stream_time`): what the
-    /// changelogs hold beyond the commit is redone from the committed offsets on.
+    /// as in Kafka Streams), but the latest of them is the committed stream time of the task's window
+    /// and session stores (see `StateStore::set_committed_stream_time`): what the changelogs and files
+    /// hold beyond the commit is redone from the committed offsets on. With nothing committed every
+    /// record is redone (-1); with a partition's metadata unreadable the time is not known.
     pub(crate) fn take_committed_metadata<'a>(
         &mut self,
         committed: impl IntoIterator<Item = (&'a TopicPartition, &'a OffsetAndMetadata)>,
     ) {
-        let mut stream_time = None;
+        let mut stream_time = Some(-1);
         for (tp, c) in committed {
             match offset_metadata::decode(&c.metadata) {
                 Ok((time, entries)) => {
-                    stream_time = stream_time.max(Some(time));
+                    stream_time = stream_time.map(|t| t.max(time));
                     self.state.processor_metadata.merge(entries)
                 }
-                Err(reason) => tracing::warn!(
-                    target: "kstreams::task",
-                    task = %self.state.id,
-                    partition = %tp,
-                    %reason,
-                    "the metadata committed with this partition's offset is not Kafka Streams'; ignoring it"
-                ),
+                Err(reason) => {
+                    stream_time = None;
+                    tracing::warn!(
+                        target: "kstreams::task",
+                        task = %self.state.id,
+                        partition = %tp,
+                        %reason,
+                        "the metadata committed with this partition's offset is not Kafka Streams'; ignoring it"
+                    )
+                }
             }
         }
+        self.committed_stream_time = stream_time;
+        self.tell_stores_committed_stream_time();
+    }
+
+    /// The offset of input partition `tp` was committed, with its partition time: the stores may let go
+    /// of what expired at that time (see `StateStore::set_committed_stream_time`).
+    pub(crate) fn input_committed(&mut self, tp: &TopicPartition) {
+        let time = self.state.partition_time(&tp.topic, tp.partition);
+        if self.committed_stream_time.is_none_or(|committed| time > committed) {
+            self.committed_stream_time = Some(time);
+            self.tell_stores_committed_stream_time();
+        }
+    }
+
+    fn tell_stores_committed_stream_time(&mut self) {
         for store in &mut self.state.stores {
-            store.bytes_mut().bound_restored_stream_time(stream_time);
+            store.bytes_mut().set_committed_stream_time(self.committed_stream_time);
         }
     }
 
@@ -572,18 +590,6 @@ impl Task {
     /// Forgets the request: the commit it asked for is done.
     pub(crate) fn clear_commit_request(&mut self) {
         self.state.commit_requested = false;
-    }
-
-    /// After a close without a commit under at_least_once: the stores' files hold writes of work done
-    /// since the last commit (which is redone), and what it did to them goes beyond undoing: a window
-    /// store drops whole segments as its time moves on. The checkpoint no longer says what the files
-    /// hold, so it goes, and the next owner here restores the stores in full. Under exactly-once the
-    /// files hold only committed writes (held per commit) and the checkpoint stays.
-    pub(crate) fn discard_checkpoint_unless_writes_held(&mut self) {
-        let Some(dir) = self.task_dir.as_deref().filter(|_| !self.writes_held) else { return };
-        if let Err(error) = OffsetCheckpoint::in_dir(dir).delete() {
-            tracing::warn!(target: "kstreams::task", task = %self.state.id, %error, "cannot delete the checkpoint of a task closed without a commit");
-        }
     }
 
     /// Closes the processors, then the stores.

@@ -429,30 +429,6 @@ fn a_checkpoint_records_the_acknowledged_changelog_offset_of_each_persistent_log
 }
 
 #[test]
-fn a_close_without_a_commit_discards_the_checkpoint_unless_the_stores_hold_writes_per_commit() {
-    for held in [false, true] {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let probe = Probe::default();
-        let topology = probe_topology(&probe, vec![string_store("disk", true)]);
-        let mut config = config();
-        config.changelogs = true;
-        config.app_dir = Some(dir.path().join("app"));
-        config.hold_writes_per_commit = held;
-        let mut task = open(&topology, 0, &config);
-        task.begin_ownership(None);
-        task.set_changelog_offset(&TopicPartition::new("app-disk-changelog", 0), 5);
-        task.checkpoint().expect("checkpointed");
-        let checkpoint = state_store::OffsetCheckpoint::in_dir(&dir.path().join("app").join("0_0"));
-        assert_eq!(checkpoint.read().expect("readable").len(), 1);
-        task.close().expect("closed");
-        task.discard_checkpoint_unless_writes_held();
-        let left = checkpoint.read().expect("readable").len();
-        // at_least_once: the files may hold uncommitted work the checkpoint does not describe.
-        assert_eq!(left, if held { 1 } else { 0 }, "writes held per commit: {held}");
-    }
-}
-
-#[test]
 fn held_writes_are_dropped_when_the_task_closes_without_a_commit_and_kept_after_one() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let probe = Probe { store: Some("disk"), ..Probe::default() };
