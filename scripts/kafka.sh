@@ -18,13 +18,27 @@
 #   scripts/kafka.sh sasl-ssl    the SASL_SSL listener's settings, as NAME=value lines (see below)
 #   scripts/kafka.sh segments TOPIC-PARTITION  the partition's record batches on disk (offsets, codec)
 #
+# A three-node cluster for broker-fault tests, apart from the single broker (its own directory and
+# ports; both can run at once). Each node is broker and controller; topics are replicated 3 times with
+# min.insync.replicas=2, the internal topics too. Nodes are numbered 1 to 3.
+#   scripts/kafka.sh cluster start       start it, print its bootstrap addresses (last line)
+#   scripts/kafka.sh cluster stop | status | bootstrap
+#   scripts/kafka.sh cluster bounce N [S]        kill -9 node N, start it again S seconds later (5)
+#   scripts/kafka.sh cluster roll [S]            restart every node in turn (SIGTERM, S seconds down,
+#                                                start, wait until it leads or follows again)
+#   scripts/kafka.sh cluster leader TOPIC P      the node leading partition P of TOPIC
+#   scripts/kafka.sh cluster group-coordinator GROUP    the node coordinating consumer group GROUP
+#   scripts/kafka.sh cluster txn-coordinator PREFIX     the node coordinating the first open or ongoing
+#                                                transactional id that starts with PREFIX
+#
 # Next to the PLAINTEXT listener, Kafka listens with SASL_SSL: TLS with a broker certificate signed by
 # a CA made at each start ($KSTREAMS_KAFKA_DIR/tls/ca.pem), and SASL SCRAM-SHA-512 or PLAIN as user
 # `kstreams`, password `kstreams-secret` (test credentials, made at format time).
 #
 # Environment: KAFKA_VERSION (4.3.0), KSTREAMS_KAFKA_DIR (/tmp/kstreams-kafka: data, logs, pid, tls),
 # KSTREAMS_KAFKA_CACHE (~/.cache/kstreams/kafka-<version>: jars), KSTREAMS_KAFKA_PORT (a free port),
-# KSTREAMS_KAFKA_LOG4J (a log4j2 configuration for the broker instead of scripts/kafka/log4j2.xml's WARN).
+# KSTREAMS_KAFKA_LOG4J (a log4j2 configuration for the broker instead of scripts/kafka/log4j2.xml's WARN),
+# KSTREAMS_KAFKA_CLUSTER_DIR (/tmp/kstreams-kafka-cluster: the cluster's nodes, node-1 to node-3).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -65,7 +79,7 @@ fetch_jars() {
   fi
   echo "kafka.sh: downloading Apache Kafka $version jars into $cache (once)" >&2
   rm -f "$cache"/*.jar
-  mkdir -p "$cache"
+  mkdir -p "$cache" "$state_dir"
   if ! mvn -q -B -f "$here/kafka/pom.xml" -Dkafka.version="$version" dependency:copy-dependencies \
       -DincludeScope=runtime -DoutputDirectory="$cache" >"$state_dir/mvn.log" 2>&1; then
     tail -n 30 "$state_dir/mvn.log" >&2
@@ -202,12 +216,192 @@ PROPS
   cat "$addr_file"
 }
 
-# Starts the broker on the configuration and data in $state_dir, in the background.
+# Starts the broker on the configuration and data in $state_dir, in the background, in a session of its
+# own: a broker restarted by a test's fault (`bounce`) must not die with that test's process group.
 launch() {
-  nohup java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
+  setsid nohup java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$log4j" -cp "$(classpath)" \
     kafka.Kafka "$state_dir/server.properties" >>"$log_file" 2>&1 &
   echo $! >"$pid_file"
+}
+
+# --- the three-node cluster ---------------------------------------------------------------------------
+cluster_dir="${KSTREAMS_KAFKA_CLUSTER_DIR:-/tmp/kstreams-kafka-cluster}"
+nodes="1 2 3"
+
+# Points the single-broker functions (launch, running, wait_ready, stop_quietly) at node $1.
+use_node() {
+  [[ "$1" =~ ^[123]$ ]] || die "no node $1 in the cluster (nodes are 1, 2 and 3)"
+  state_dir="$cluster_dir/node-$1"
+  pid_file="$state_dir/kafka.pid"
+  log_file="$state_dir/kafka.log"
+  addr_file="$cluster_dir/bootstrap"
+}
+
+cluster_running() {
+  local n
+  for n in $nodes; do (use_node "$n"; running) || return 1; done
+}
+
+cluster_bootstrap() {
+  [ -f "$cluster_dir/bootstrap" ] && cluster_running || die "the cluster is not running (scripts/kafka.sh cluster start)"
+  cat "$cluster_dir/bootstrap"
+}
+
+cluster_start() {
+  need_java
+  mkdir -p "$cluster_dir"
+  if [ -f "$cluster_dir/bootstrap" ] && cluster_running && answers "$(cat "$cluster_dir/bootstrap")"; then
+    cat "$cluster_dir/bootstrap"
+    return 0
+  fi
+  cluster_stop
+  fetch_jars
+  local n voters="" bootstrap="" ports=() controllers=()
+  for n in $nodes; do
+    ports[n]=$(free_port)
+    taken="$taken${ports[n]} "
+    controllers[n]=$(free_port)
+    taken="$taken${controllers[n]} "
+    voters="$voters${voters:+,}$n@127.0.0.1:${controllers[n]}"
+    bootstrap="$bootstrap${bootstrap:+,}127.0.0.1:${ports[n]}"
+  done
+  local cluster_id
+  cluster_id=$(kafka_java kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)
+  [ -n "$cluster_id" ] || die "could not make a cluster id with Kafka's storage tool"
+  for n in $nodes; do
+    use_node "$n"
+    rm -rf "$state_dir"
+    mkdir -p "$state_dir/data"
+    {
+      # The single broker's settings, made a cluster's: three replicas of everything, two in sync.
+      grep -v -e '^node.id=' -e 'replication.factor=' -e 'min.isr=' "$here/kafka/server.properties"
+      cat <<PROPS
+node.id=$n
+controller.quorum.voters=$voters
+listeners=PLAINTEXT://127.0.0.1:${ports[n]},CONTROLLER://127.0.0.1:${controllers[n]}
+advertised.listeners=PLAINTEXT://127.0.0.1:${ports[n]}
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$state_dir/data
+default.replication.factor=3
+min.insync.replicas=2
+offsets.topic.replication.factor=3
+transaction.state.log.replication.factor=3
+transaction.state.log.min.isr=2
+share.coordinator.state.topic.replication.factor=3
+share.coordinator.state.topic.min.isr=2
+PROPS
+    } >"$state_dir/server.properties"
+    if ! kafka_java kafka.tools.StorageTool format --cluster-id="$cluster_id" \
+        --config="$state_dir/server.properties" >"$state_dir/format.log" 2>&1; then
+      cat "$state_dir/format.log" >&2
+      die "could not format node $n's storage in $state_dir/data"
+    fi
+    : >"$log_file"
+    launch
+  done
+  echo "$bootstrap" >"$cluster_dir/bootstrap"
+  for n in $nodes; do
+    use_node "$n"
+    wait_ready "127.0.0.1:${ports[n]}"
+  done
+  echo "kafka.sh: a three-node Apache Kafka $version cluster is up (logs $cluster_dir/node-*/kafka.log)" >&2
+  cat "$cluster_dir/bootstrap"
+}
+
+cluster_stop() {
+  local n
+  for n in $nodes; do (use_node "$n"; stop_quietly); done
+}
+
+# The address node $1 listens on.
+node_address() {
+  grep '^advertised.listeners=' "$cluster_dir/node-$1/server.properties" | sed 's|.*PLAINTEXT://||'
+}
+
+# Waits until node $1 answers and no partition of the cluster is under-replicated.
+wait_node_back() {
+  use_node "$1"
+  wait_ready "$(node_address "$1")"
+  local deadline=$((SECONDS + 120))
+  while [ -n "$(kafka_java org.apache.kafka.tools.TopicCommand --bootstrap-server "$(cat "$cluster_dir/bootstrap")" \
+      --describe --under-replicated-partitions 2>/dev/null | head -n 1)" ]; do
+    [ $SECONDS -lt $deadline ] || { echo "kafka.sh: partitions still under-replicated after 120 s" >&2; return 0; }
+    sleep 1
+  done
+}
+
+cluster_bounce() {
+  local n="$1" down="${2:-5}" pid
+  use_node "$n"
+  running || die "node $n is not running"
+  pid=$(cat "$pid_file")
+  kill -KILL "$pid"
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+  echo "kafka.sh: killed node $n (pid $pid); starting it again in $down s" >&2
+  sleep "$down"
+  launch
+  wait_listening "$(node_address "$n")"
+  echo "kafka.sh: node $n is back (pid $(cat "$pid_file"))" >&2
+}
+
+# Waits until the broker at $1 (host:port) accepts connections: quicker than asking it with Kafka's
+# tools (a JVM each time), so that a fault test's broker is back as soon as clients could see it.
+wait_listening() {
+  local host="${1%:*}" port="${1##*:}" deadline=$((SECONDS + ${KSTREAMS_KAFKA_START_TIMEOUT:-180}))
+  until (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; do
+    running || die "Kafka exited during start-up (log: $log_file)"
+    [ $SECONDS -lt $deadline ] || die "Kafka at $1 did not listen within ${KSTREAMS_KAFKA_START_TIMEOUT:-180} s (log: $log_file)"
+    sleep 0.2
+  done
+}
+
+# A rolling restart: each node in turn stopped cleanly, started again, and waited for until every
+# partition has its replicas in sync again.
+cluster_roll() {
+  local n down="${1:-5}"
+  for n in $nodes; do
+    use_node "$n"
+    stop_quietly
+    echo "kafka.sh: stopped node $n; starting it again in $down s" >&2
+    sleep "$down"
+    launch
+    wait_node_back "$n"
+    echo "kafka.sh: node $n is back" >&2
+  done
+}
+
+cluster_tool() {
+  kafka_java "$@" 2> >(grep -v '^SLF4J' >&2)
+}
+
+cluster() {
+  case "${1:-}" in
+    start) cluster_start ;;
+    stop) cluster_stop; echo "kafka.sh: cluster stopped" >&2 ;;
+    status)
+      if cluster_running; then echo "running at $(cat "$cluster_dir/bootstrap")"; else echo "not running (or not every node)"; fi ;;
+    bootstrap) cluster_bootstrap ;;
+    bounce) [ $# -ge 2 ] || die "usage: scripts/kafka.sh cluster bounce NODE [SECONDS]"; cluster_bounce "$2" "${3:-5}" ;;
+    roll) cluster_bootstrap >/dev/null; cluster_roll "${2:-5}" ;;
+    leader)
+      [ $# -eq 3 ] || die "usage: scripts/kafka.sh cluster leader TOPIC PARTITION"
+      cluster_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$(cluster_bootstrap)" --describe --topic "$2" |
+        awk -v p="$3" '{ for (i = 1; i < NF; i++) { if ($i == "Partition:") part = $(i + 1); if ($i == "Leader:" && part == p) { print $(i + 1); exit } } }' ;;
+    group-coordinator)
+      [ $# -eq 2 ] || die "usage: scripts/kafka.sh cluster group-coordinator GROUP"
+      cluster_tool org.apache.kafka.tools.consumer.group.ConsumerGroupCommand --bootstrap-server "$(cluster_bootstrap)" \
+        --describe --group "$2" --state | grep -o '([0-9]*)' | head -n 1 | tr -d '()' ;;
+    txn-coordinator)
+      [ $# -eq 2 ] || die "usage: scripts/kafka.sh cluster txn-coordinator PREFIX"
+      local id
+      id=$(cluster_tool org.apache.kafka.tools.TransactionsCommand --bootstrap-server "$(cluster_bootstrap)" list |
+        awk -v p="$2" 'index($1, p) == 1 { print $1; exit }')
+      [ -n "$id" ] || die "no transactional id starts with $2"
+      cluster_tool org.apache.kafka.tools.TransactionsCommand --bootstrap-server "$(cluster_bootstrap)" \
+        describe --transactional-id "$id" | awk 'NR == 2 { print $1 }' ;;
+    *) die "usage: scripts/kafka.sh cluster start|stop|status|bootstrap|bounce N [S]|roll [S]|leader TOPIC P|group-coordinator GROUP|txn-coordinator PREFIX" ;;
+  esac
 }
 
 # kill -9 the broker, wait, and start it again on the same data and ports: what a crashed and restarted
@@ -289,5 +483,6 @@ case "${1:-}" in
     running || die "Kafka is not running (scripts/kafka.sh start)"
     [ -d "$state_dir/data/$2" ] || die "no partition $2 in $state_dir/data"
     kafka_java org.apache.kafka.tools.DumpLogSegments --files "$state_dir/data/$2"/*.log ;;
-  *) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  cluster) shift; cluster "$@" ;;
+  *) sed -n '2,42p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -7,7 +7,10 @@
 #  2. starts a local Apache Kafka (scripts/kafka.sh) and runs the tests against it (feature kafka-tests),
 #     over its PLAINTEXT and its SASL_SSL listener. They fail loudly if Kafka cannot be started; they never
 #     skip;
-#  3. the crash-test harness (examples/crash_test) in its short configuration, under both guarantees.
+#  3. the crash-test harness (examples/crash_test) in its short configuration, under both guarantees;
+#  4. broker faults on a three-node cluster (scripts/kafka.sh cluster, started here and stopped after):
+#     the crash-test harness killing partition leaders and coordinators, and a rolling restart, in a
+#     short configuration under both guarantees (KSTREAMS_SKIP_CLUSTER=1 leaves it out, loudly).
 # Set KSTREAMS_BOOTSTRAP=host:port to use a Kafka you run yourself instead (the SASL_SSL tests then need
 # the KSTREAMS_SASL_SSL_* settings that `scripts/kafka.sh sasl-ssl` prints, or they are left out, loudly).
 # On a fresh machine it installs what is missing where it can (root or password-less sudo, apt-get):
@@ -67,5 +70,20 @@ for guarantee in exactly_once_v2 at_least_once; do
 done
 if [ "$started_here" = 1 ] && [ -z "${KSTREAMS_KEEP_KAFKA:-}" ]; then
   ./scripts/kafka.sh stop
+fi
+if [ -n "${KSTREAMS_SKIP_CLUSTER:-}" ]; then
+  echo "== NOT RUN: broker faults on the three-node cluster (KSTREAMS_SKIP_CLUSTER is set)" >&2
+else
+  # The long form: docs/reliability.md.
+  cluster=$(./scripts/kafka.sh cluster start | tail -n 1)
+  echo "== crash test on the three-node cluster, short configuration, exactly_once_v2"
+  cargo run --quiet --example crash_test -- --bootstrap-servers "$cluster" --guarantee exactly_once_v2 \
+    --records 4000 --rate 100 --kills 1 --kills-in-txn 0 --zombies 0 --no-scaling \
+    --leader-kills 3 --coordinator-kills 2 --rolling-restarts 1 --broker-down-s 2 || status=$?
+  echo "== crash test on the three-node cluster, short configuration, at_least_once"
+  cargo run --quiet --example crash_test -- --bootstrap-servers "$cluster" --guarantee at_least_once \
+    --records 4000 --rate 100 --kills 1 --kills-in-txn 0 --zombies 0 --no-scaling \
+    --leader-kills 3 --broker-down-s 2 || status=$?
+  ./scripts/kafka.sh cluster stop
 fi
 exit $status

@@ -58,6 +58,18 @@ pub(crate) struct RunArgs {
     /// How long the broker stays down at each bounce.
     #[arg(long, default_value_t = 5)]
     broker_down_s: u64,
+    /// On the three-node cluster of `scripts/kafka.sh cluster` (the bootstrap must be its): kill -9s of
+    /// the node leading partition 0 of the input, of `echo` and of a changelog, in turn, each started
+    /// again `--broker-down-s` later.
+    #[arg(long, default_value_t = 0)]
+    leader_kills: u32,
+    /// On the cluster: kill -9s of the application's group coordinator and (exactly_once_v2) of its
+    /// transaction coordinator, in turn.
+    #[arg(long, default_value_t = 0)]
+    coordinator_kills: u32,
+    /// On the cluster: rolling restarts (each node stopped, started again, and waited for in turn).
+    #[arg(long, default_value_t = 0)]
+    rolling_restarts: u32,
     #[arg(long, default_value_t = 100)]
     commit_interval_ms: u64,
     #[arg(long, default_value_t = 6_000)]
@@ -90,6 +102,28 @@ enum Fault {
     ScaleIn,
     /// kill -9 the broker, start it again on the same data.
     BrokerBounce,
+    /// kill -9 the cluster node leading partition 0 of a topic, start it again.
+    LeaderKill(Led),
+    /// kill -9 the cluster node coordinating the application's group, start it again.
+    GroupCoordinatorKill,
+    /// kill -9 the cluster node coordinating an instance's transactional id, start it again.
+    TransactionCoordinatorKill,
+    /// Restart every cluster node in turn.
+    RollingRestart,
+}
+
+/// Whose partition leader a [`Fault::LeaderKill`] kills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Led {
+    Input,
+    Output,
+    Changelog,
+}
+
+impl RunArgs {
+    fn cluster_faults(&self) -> u32 {
+        self.leader_kills + self.coordinator_kills + self.rolling_restarts
+    }
 }
 
 fn schedule(args: &RunArgs) -> Vec<Fault> {
@@ -119,10 +153,24 @@ fn schedule(args: &RunArgs) -> Vec<Fault> {
     if !args.no_scaling {
         faults.push(Fault::ScaleIn);
     }
-    // Between the other faults: the first in the first third of the run.
-    for i in 0..args.broker_bounces as usize {
-        let at = (faults.len() * (2 * i + 1) / (2 * args.broker_bounces as usize)).min(faults.len());
-        faults.insert(at, Fault::BrokerBounce);
+    let mut broker_faults = vec![Fault::BrokerBounce; args.broker_bounces as usize];
+    let led = [Led::Input, Led::Output, Led::Changelog];
+    broker_faults.extend((0..args.leader_kills as usize).map(|i| Fault::LeaderKill(led[i % led.len()])));
+    let exactly_once = args.guarantee == "exactly_once_v2";
+    broker_faults.extend((0..args.coordinator_kills).map(|i| {
+        if i % 2 == 1 && exactly_once {
+            Fault::TransactionCoordinatorKill
+        } else {
+            Fault::GroupCoordinatorKill
+        }
+    }));
+    broker_faults.extend((0..args.rolling_restarts).map(|_| Fault::RollingRestart));
+    // Between the other faults, spread over the run: the first in its first part.
+    let n = broker_faults.len();
+    for (i, fault) in broker_faults.into_iter().enumerate() {
+        let others = faults.len() - i;
+        let at = (others * (2 * i + 1) / (2 * n) + i).min(faults.len());
+        faults.insert(at, fault);
     }
     faults
 }
@@ -130,14 +178,23 @@ fn schedule(args: &RunArgs) -> Vec<Fault> {
 /// The project's Kafka script, which can restart the broker it started.
 const KAFKA_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kafka.sh");
 
-/// Fails unless `bootstrap` is the Kafka `scripts/kafka.sh` runs: the only one a bounce can restart.
-fn check_bounceable(bootstrap: &str) -> anyhow::Result<()> {
-    let ours = Command::new(KAFKA_SH).arg("bootstrap").output().context("running scripts/kafka.sh")?;
-    let ours = String::from_utf8_lossy(&ours.stdout).trim().to_string();
+/// Fails unless `bootstrap` is the Kafka `scripts/kafka.sh <which>` prints: the only one its faults can
+/// restart.
+fn check_bounceable(bootstrap: &str, which: &[&str], option: &str) -> anyhow::Result<()> {
+    let ours = kafka_sh(which)?;
     if ours != bootstrap {
-        bail!("--broker-bounces restarts the broker: it needs the Kafka scripts/kafka.sh started (that one is at `{ours}`, not {bootstrap})");
+        bail!("{option} restarts brokers: it needs the Kafka `scripts/kafka.sh {}` started (that one is at `{ours}`, not {bootstrap})", which.join(" "));
     }
     Ok(())
+}
+
+/// What `scripts/kafka.sh <args>` prints (its last line), or its failure.
+fn kafka_sh(args: &[&str]) -> anyhow::Result<String> {
+    let output = Command::new(KAFKA_SH).args(args).output().context("running scripts/kafka.sh")?;
+    if !output.status.success() {
+        bail!("scripts/kafka.sh {} failed: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).lines().last().unwrap_or_default().trim().to_string())
 }
 
 /// The instances: separate OS processes running this binary's `instance` command.
@@ -278,6 +335,11 @@ pub(crate) struct FaultCounts {
     pub(crate) scale_outs: u32,
     pub(crate) scale_ins: u32,
     pub(crate) broker_bounces: u32,
+    pub(crate) leader_kills: u32,
+    pub(crate) coordinator_kills: u32,
+    pub(crate) rolling_restarts: u32,
+    /// After each broker fault, how long until the application committed input again.
+    pub(crate) resumed_after: Vec<Duration>,
 }
 
 pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -293,8 +355,18 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
     let names = Names::new(&run);
     let work_dir = args.work_dir.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("crash-test-{run}")));
     std::fs::create_dir_all(&work_dir).with_context(|| format!("creating {}", work_dir.display()))?;
+    if args.broker_bounces > 0 && args.cluster_faults() > 0 {
+        bail!("--broker-bounces restarts the single broker of scripts/kafka.sh; the other broker faults need its three-node cluster: not both in one run");
+    }
     if args.broker_bounces > 0 {
-        check_bounceable(&bootstrap)?;
+        check_bounceable(&bootstrap, &["bootstrap"], "--broker-bounces")?;
+    }
+    if args.cluster_faults() > 0 {
+        check_bounceable(
+            &bootstrap,
+            &["cluster", "bootstrap"],
+            "--leader-kills, --coordinator-kills or --rolling-restarts",
+        )?;
     }
     kafka::create_topics(&bootstrap, &names.external(), PARTITIONS)?;
     let faults = schedule(&args);
@@ -344,7 +416,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
     };
 
     let mut counts = FaultCounts::default();
-    let result = run_faults(&args, &faults, &mut fleet, &progress, &mut counts);
+    let result = run_faults(&args, &bootstrap, &names, &faults, &mut fleet, &progress, &mut counts);
     let generated = generator.join().map_err(|_| anyhow!("the generator panicked"))?;
     result.and(generated)?;
     println!(
@@ -383,6 +455,8 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
 /// Runs the faults, fault `i` of `n` once the generator has sent `(i + 1) / (n + 1)` of the records.
 fn run_faults(
     args: &RunArgs,
+    bootstrap: &str,
+    names: &Names,
     faults: &[Fault],
     fleet: &mut Fleet,
     progress: &Progress,
@@ -454,16 +528,46 @@ fn run_faults(
             }
             Fault::BrokerBounce => {
                 println!("[{at:>5.1}s] kill -9 the broker, start it again {} s later", args.broker_down_s);
-                let status = Command::new(KAFKA_SH)
-                    .args(["bounce", &args.broker_down_s.to_string()])
-                    .stdout(Stdio::null())
-                    .status()
-                    .context("scripts/kafka.sh bounce")?;
-                if !status.success() {
-                    bail!("scripts/kafka.sh bounce failed ({status})");
-                }
+                let before = committed_input(bootstrap, names)?;
+                kafka_sh(&["bounce", &args.broker_down_s.to_string()])?;
                 counts.broker_bounces += 1;
                 println!("[{:>5.1}s] the broker is back", started.elapsed().as_secs_f64());
+                counts.resumed_after.push(wait_progress(bootstrap, names, before, started, up)?);
+            }
+            Fault::LeaderKill(_) | Fault::GroupCoordinatorKill | Fault::TransactionCoordinatorKill => {
+                let (what, node) = match fault {
+                    Fault::LeaderKill(Led::Input) => ("the leader of the input's partition 0", leader(&names.data)?),
+                    Fault::LeaderKill(Led::Output) => ("the leader of echo's partition 0", leader(&names.echo)?),
+                    Fault::LeaderKill(Led::Changelog) => {
+                        let reader = kafka::reader(bootstrap, "crash-test-driver", false)?;
+                        let changelog = kafka::topics_with_prefix(&reader, &names.app_id)?
+                            .into_keys()
+                            .find(|t| t.ends_with("-changelog"))
+                            .ok_or_else(|| anyhow!("the application has no changelog topic yet"))?;
+                        ("the leader of a changelog's partition 0", leader(&changelog)?)
+                    }
+                    Fault::GroupCoordinatorKill => {
+                        ("the group coordinator", kafka_sh(&["cluster", "group-coordinator", &names.app_id])?)
+                    }
+                    _ => ("the transaction coordinator", kafka_sh(&["cluster", "txn-coordinator", &names.app_id])?),
+                };
+                println!("[{at:>5.1}s] kill -9 {what} (node {node}), start it again {} s later", args.broker_down_s);
+                let before = committed_input(bootstrap, names)?;
+                kafka_sh(&["cluster", "bounce", &node, &args.broker_down_s.to_string()])?;
+                match fault {
+                    Fault::LeaderKill(_) => counts.leader_kills += 1,
+                    _ => counts.coordinator_kills += 1,
+                }
+                println!("[{:>5.1}s] node {node} is back", started.elapsed().as_secs_f64());
+                counts.resumed_after.push(wait_progress(bootstrap, names, before, started, up)?);
+            }
+            Fault::RollingRestart => {
+                println!("[{at:>5.1}s] rolling restart of the cluster, each node down {} s", args.broker_down_s);
+                let before = committed_input(bootstrap, names)?;
+                kafka_sh(&["cluster", "roll", &args.broker_down_s.to_string()])?;
+                counts.rolling_restarts += 1;
+                println!("[{:>5.1}s] every node restarted", started.elapsed().as_secs_f64());
+                counts.resumed_after.push(wait_progress(bootstrap, names, before, started, up)?);
             }
             Fault::ScaleOut => {
                 let id = fleet.next_id;
@@ -481,6 +585,55 @@ fn run_faults(
         }
     }
     Ok(())
+}
+
+/// The cluster node leading partition 0 of `topic`.
+fn leader(topic: &str) -> anyhow::Result<String> {
+    let node = kafka_sh(&["cluster", "leader", topic, "0"])?;
+    if node.is_empty() {
+        bail!("no leader found for {topic}-0");
+    }
+    Ok(node)
+}
+
+/// How many input records the application's group has committed past, in all.
+fn committed_input(bootstrap: &str, names: &Names) -> anyhow::Result<i64> {
+    Ok(kafka::committed(bootstrap, &names.app_id, &names.data, PARTITIONS)?.iter().map(|o| o.max(&0)).sum())
+}
+
+/// Waits until the group commits past more input than `before` (the application processes again) or
+/// past all of it (nothing was left to do), and says how long that took since the broker was back.
+fn wait_progress(
+    bootstrap: &str,
+    names: &Names,
+    before: i64,
+    started: Instant,
+    timeout: Duration,
+) -> anyhow::Result<Duration> {
+    let since = Instant::now();
+    let reader = kafka::reader(bootstrap, "crash-test-driver", false)?;
+    loop {
+        // The broker may still refuse a moment after it is back: that is part of the wait.
+        let committed = committed_input(bootstrap, names).ok();
+        let end = kafka::ends(&reader, &names.data, PARTITIONS).ok().map(|ends| ends.iter().sum::<i64>());
+        if let (Some(committed), Some(end)) = (committed, end) {
+            if committed > before || committed >= end {
+                let took = since.elapsed();
+                println!(
+                    "[{:>5.1}s] processing again {:.1} s after ({committed} of {end} input records committed)",
+                    started.elapsed().as_secs_f64(),
+                    took.as_secs_f64()
+                );
+                return Ok(took);
+            }
+        }
+        if since.elapsed() > timeout {
+            bail!(
+                "the application committed no input for {timeout:?} after the broker fault ({committed:?} of {end:?} input records committed)"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// Waits until the application has processed and committed everything: the group's committed offsets
@@ -552,7 +705,7 @@ fn late_writes_skipped(work_dir: &std::path::Path) -> (u64, u64) {
 fn print_summary(report: &Report, counts: &FaultCounts, args: &RunArgs, elapsed: Duration) {
     println!("\n== crash test: {} ({:.0} s)", args.guarantee, elapsed.as_secs_f64());
     println!(
-        "faults: {} kill -9 + {} inside an open transaction; {} zombie(s), {} seen fenced; {} clean restart(s); scale out {} / in {}; {} broker restart(s)",
+        "faults: {} kill -9 + {} inside an open transaction; {} zombie(s), {} seen fenced; {} clean restart(s); scale out {} / in {}; {} broker restart(s); {} leader kill(s), {} coordinator kill(s), {} rolling restart(s)",
         counts.kills,
         counts.kills_in_transaction,
         counts.zombies,
@@ -560,8 +713,19 @@ fn print_summary(report: &Report, counts: &FaultCounts, args: &RunArgs, elapsed:
         counts.clean_restarts,
         counts.scale_outs,
         counts.scale_ins,
-        counts.broker_bounces
+        counts.broker_bounces,
+        counts.leader_kills,
+        counts.coordinator_kills,
+        counts.rolling_restarts
     );
+    if let Some(slowest) = counts.resumed_after.iter().max() {
+        let each: Vec<String> = counts.resumed_after.iter().map(|d| format!("{:.1}", d.as_secs_f64())).collect();
+        println!(
+            "processing again after each broker fault within {:.1} s (each: {} s)",
+            slowest.as_secs_f64(),
+            each.join(", ")
+        );
+    }
     for line in &report.lines {
         println!("{line}");
     }

@@ -26,7 +26,7 @@ pub(crate) fn client(bootstrap: &str) -> ClientConfig {
 pub(crate) fn create_topics(bootstrap: &str, names: &[&str], partitions: i32) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = client(bootstrap).create()?;
     let topics: Vec<NewTopic> =
-        names.iter().map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1))).collect();
+        names.iter().map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(-1))).collect();
     for result in futures::executor::block_on(admin.create_topics(&topics, &AdminOptions::new()))? {
         result.map_err(|(topic, e)| anyhow!("creating topic {topic}: {e}"))?;
     }

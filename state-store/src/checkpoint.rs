@@ -137,6 +137,29 @@ impl OffsetCheckpoint {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// Hostile input: any file reads as offsets or as an error naming it, never a panic.
+        #[test]
+        fn any_file_is_read_or_refused(file in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let dir = tempfile::tempdir().unwrap();
+            let checkpoint = OffsetCheckpoint::in_dir(dir.path());
+            std::fs::write(checkpoint.path(), &file).unwrap();
+            if let Err(error) = checkpoint.read() {
+                proptest::prop_assert!(error.to_string().contains(".checkpoint"), "{}", error);
+            }
+        }
+
+        #[test]
+        fn offsets_read_back_as_written(
+            offsets in proptest::collection::btree_map(("[a-zA-Z0-9._-]{1,12}", 0..1000i32), 0..i64::MAX, 0..6),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let checkpoint = OffsetCheckpoint::in_dir(dir.path());
+            checkpoint.write(&offsets).unwrap();
+            proptest::prop_assert_eq!(checkpoint.read().unwrap(), offsets);
+        }
+    }
+
     #[test]
     fn checkpoint_round_trips_in_kafka_streams_format() {
         let dir = tempfile::tempdir().unwrap();

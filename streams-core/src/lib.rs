@@ -64,6 +64,8 @@ pub mod embedded;
 pub mod error;
 pub mod event;
 pub mod handler;
+#[cfg(test)]
+mod hostile_input;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 #[cfg(test)]

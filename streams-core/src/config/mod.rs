@@ -15,7 +15,7 @@ use crate::handler::{
 };
 use crate::timestamp::{AnyTimestampExtractor, FailOnInvalidTimestamp};
 
-mod settings;
+pub(crate) mod settings;
 
 /// How much the application promises about each input record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,7 +14,7 @@
 mod aggregate;
 mod builder;
 mod cache;
-mod change;
+pub(crate) mod change;
 mod cogroup;
 mod emit_final;
 mod fk_join;
@@ -31,7 +31,7 @@ mod sink;
 mod sliding;
 mod stateless;
 mod stream_join;
-mod subscription;
+pub(crate) mod subscription;
 mod suppress;
 mod transform_values;
 mod windowed;

@@ -19,6 +19,9 @@ use crate::client::{ClientError, ClientErrorKind};
 /// The journal's file name inside the broker's directory.
 const FILE: &str = "broker.journal";
 
+/// The most partitions a journal's topic may have: more is a damaged line, not a topic to allocate.
+const MAX_PARTITIONS: i32 = 100_000;
+
 /// One change to the broker's state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -103,8 +106,14 @@ impl Journal {
                     tracing::warn!(target: "kstreams::embedded::journal", journal = %path.display(), line = number, "dropping an incomplete last event");
                     break;
                 }
-                let event = serde_json::from_str(line.trim_end())
+                let event: Event = serde_json::from_str(line.trim_end())
                     .map_err(|e| error(operation.clone(), format!("line {number} is not a journal event: {e}")))?;
+                if let Event::Topic { name, partitions, .. } = &event {
+                    if !(1..=MAX_PARTITIONS).contains(partitions) {
+                        let message = format!("line {number}: topic `{name}` cannot have {partitions} partitions");
+                        return Err(error(operation, message));
+                    }
+                }
                 events.push(event);
                 valid_len += read as u64;
             }

@@ -36,7 +36,7 @@
 //! broker from a seed, with faults.
 
 mod clients;
-mod journal;
+pub(crate) mod journal;
 mod state;
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};

@@ -76,6 +76,9 @@ fn client_error(operation: impl Into<String>, error: KafkaError) -> ClientError 
                     | Code::LeaderNotAvailable
                     | Code::QueueFull
                     | Code::MessageTimedOut
+                    // A request in flight to a broker that left the cluster's metadata (it went down):
+                    // librdkafka dropped its handle, the client goes on with the others.
+                    | Code::DestroyBroker
             )
         ) =>
         {

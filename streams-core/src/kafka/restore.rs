@@ -72,15 +72,18 @@ impl Batch {
 }
 
 impl RestoreConsumer for RdKafkaRestoreConsumer {
-    /// Retries retriable errors until the timeout: right after the runtime creates a changelog topic,
-    /// its partitions may have no leader yet (`NOT_LEADER_OR_FOLLOWER`, `LEADER_NOT_AVAILABLE`), or not
-    /// be in the client's metadata yet (`UNKNOWN_TOPIC_OR_PARTITION`, librdkafka's local
-    /// `Unknown partition`): the runtime checked that the topic exists before it got here.
+    /// Retries transient errors with back-off until `task.timeout.ms`: right after the runtime creates a
+    /// changelog topic, its partitions may have no leader yet (`NOT_LEADER_OR_FOLLOWER`,
+    /// `LEADER_NOT_AVAILABLE`), or not be in the client's metadata yet (`UNKNOWN_TOPIC_OR_PARTITION`,
+    /// librdkafka's local `Unknown partition`): the runtime checked that the topic exists before it got
+    /// here. The same errors come while a broker that led the partition is down and after it is back:
+    /// librdkafka can keep the partition unknown for a minute and more until its metadata is refreshed,
+    /// so a retry asks for the topic's metadata first.
     fn watermarks(&mut self, tp: &TopicPartition) -> Result<(i64, i64), ClientError> {
-        let deadline = Instant::now() + self.timeout;
+        let deadline = Instant::now() + self.retry_for;
         let mut backoff = Duration::from_millis(20);
         loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
+            let remaining = deadline.saturating_duration_since(Instant::now()).min(self.timeout);
             let client = self.end_offsets.as_ref().unwrap_or(&self.consumer);
             match client.fetch_watermarks(&tp.topic, tp.partition, remaining) {
                 Ok(watermarks) => return Ok(watermarks),
@@ -96,6 +99,10 @@ impl RestoreConsumer for RdKafkaRestoreConsumer {
                     tracing::debug!(target: "kstreams::kafka::restore", error = %error, "retrying");
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_millis(500));
+                    let wait = deadline.saturating_duration_since(Instant::now()).min(self.timeout);
+                    if let Err(error) = client.fetch_metadata(Some(&tp.topic), wait) {
+                        tracing::debug!(target: "kstreams::kafka::restore", partition = %tp, %error, "refreshing metadata failed");
+                    }
                 }
             }
         }

@@ -333,6 +333,24 @@ mod tests {
         assert_eq!(entry.size_estimate(&[0]), 1 + 8 + 1 + 25);
     }
 
+    proptest::proptest! {
+        /// Hostile input (a changelog record of the buffer): read or refused, never a panic; and what is
+        /// written reads back.
+        #[test]
+        fn entries_are_read_or_refused_and_read_back_as_written(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..128),
+            timestamp in proptest::prelude::any::<i64>(),
+            prior in proptest::option::of(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4)),
+            old_is_prior in proptest::prelude::any::<bool>(),
+            new in proptest::option::of(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4)),
+        ) {
+            let _ = Entry::read(&bytes);
+            let old = if old_is_prior { prior.clone() } else { new.clone() };
+            let entry = Entry { context: context(timestamp), prior, old, new, time: timestamp };
+            proptest::prop_assert_eq!(Entry::read(&entry.write()), Ok(entry));
+        }
+    }
+
     #[test]
     fn a_key_keeps_its_first_place_and_prior_value_and_leaves_in_time_order() {
         let mut buffer = buffer();
