@@ -225,6 +225,18 @@ launch() {
   echo $! >"$pid_file"
 }
 
+# kill -9 the broker of $pid_file ($2 in messages), wait until it is gone, and start it again $1 seconds
+# later on the same data and ports; the caller waits until it is back.
+kill_and_launch() {
+  local down="$1" what="$2" pid
+  pid=$(cat "$pid_file")
+  kill -KILL "$pid"
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+  echo "kafka.sh: killed $what (pid $pid); starting it again in $down s" >&2
+  sleep "$down"
+  launch
+}
+
 # --- the three-node cluster ---------------------------------------------------------------------------
 cluster_dir="${KSTREAMS_KAFKA_CLUSTER_DIR:-/tmp/kstreams-kafka-cluster}"
 nodes="1 2 3"
@@ -332,15 +344,10 @@ wait_node_back() {
 }
 
 cluster_bounce() {
-  local n="$1" down="${2:-5}" pid
+  local n="$1" down="${2:-5}"
   use_node "$n"
   running || die "node $n is not running"
-  pid=$(cat "$pid_file")
-  kill -KILL "$pid"
-  while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-  echo "kafka.sh: killed node $n (pid $pid); starting it again in $down s" >&2
-  sleep "$down"
-  launch
+  kill_and_launch "$down" "node $n"
   wait_listening "$(node_address "$n")"
   echo "kafka.sh: node $n is back (pid $(cat "$pid_file"))" >&2
 }
@@ -407,14 +414,9 @@ cluster() {
 # kill -9 the broker, wait, and start it again on the same data and ports: what a crashed and restarted
 # broker (or `docker compose restart`) looks like to the applications.
 bounce() {
-  local down="${1:-5}" pid
+  local down="${1:-5}"
   running || die "Kafka is not running (scripts/kafka.sh start)"
-  pid=$(cat "$pid_file")
-  kill -KILL "$pid"
-  while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-  echo "kafka.sh: killed Kafka (pid $pid); starting it again in $down s" >&2
-  sleep "$down"
-  launch
+  kill_and_launch "$down" Kafka
   wait_ready "$(cat "$addr_file")"
   echo "kafka.sh: Kafka is back (pid $(cat "$pid_file"))" >&2
 }
