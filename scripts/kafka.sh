@@ -486,5 +486,5 @@ case "${1:-}" in
     [ -d "$state_dir/data/$2" ] || die "no partition $2 in $state_dir/data"
     kafka_java org.apache.kafka.tools.DumpLogSegments --files "$state_dir/data/$2"/*.log ;;
   cluster) shift; cluster "$@" ;;
-  *) sed -n '2,42p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,41p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
