@@ -42,7 +42,8 @@ fn string() -> Arc<dyn Serde<String>> {
     Arc::new(StringSerde)
 }
 
-fn round_trip<T: 'static>(serde: &dyn Serde<T>, value: &T) -> T {
+/// What `serde` reads back from what it writes of `value`.
+pub(crate) fn round_trip<T: 'static>(serde: &dyn Serde<T>, value: &T) -> T {
     let mut out = Vec::new();
     serde.serialize(TOPIC, value, &mut out).expect("serializes");
     serde.deserialize(TOPIC, &out).expect("reads back what it wrote")

@@ -650,14 +650,9 @@ impl<VL: 'static, VR: 'static> Serde<Vec<LeftOrRight<VL, VR>>> for LeftOrRightLi
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hostile_input::round_trip;
     use crate::serde::{I64Serde, StringSerde};
     use proptest::prelude::*;
-
-    fn round_trip<T: 'static>(serde: &dyn Serde<T>, value: &T) -> T {
-        let mut out = Vec::new();
-        serde.serialize("t", value, &mut out).expect("serializes");
-        serde.deserialize("t", &out).expect("reads back what it wrote")
-    }
 
     proptest! {
         /// Hostile input (a changelog record of the outer join's store): read or refused, never a panic;
