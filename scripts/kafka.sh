@@ -16,6 +16,8 @@
 #   scripts/kafka.sh consume TOPIC [ARGS]  TOPIC from the beginning as `key<TAB>value` lines, until
 #                                idle for 5 s (--timeout-ms N to change; ARGS go to the console consumer)
 #   scripts/kafka.sh sasl-ssl    the SASL_SSL listener's settings, as NAME=value lines (see below)
+#   scripts/kafka.sh proxied     `PROXY BROKER`: the PROXIED listener's advertised address and the one it
+#                                listens on (see below)
 #   scripts/kafka.sh segments TOPIC-PARTITION  the partition's record batches on disk (offsets, codec)
 #
 # A three-node cluster for broker-fault tests, apart from the single broker (its own directory and
@@ -34,6 +36,10 @@
 # Next to the PLAINTEXT listener, Kafka listens with SASL_SSL: TLS with a broker certificate signed by
 # a CA made at each start ($KSTREAMS_KAFKA_DIR/tls/ca.pem), and SASL SCRAM-SHA-512 or PLAIN as user
 # `kstreams`, password `kstreams-secret` (test credentials, made at format time).
+#
+# And with PLAINTEXT on a third listener, PROXIED, that advertises another free port, where nothing
+# listens unless a fault-injecting proxy forwards it to the listener's own (the crash test's network
+# faults): clients bootstrapped there keep talking through the proxy, whatever the metadata says.
 #
 # Environment: KAFKA_VERSION (4.3.0), KSTREAMS_KAFKA_DIR (/tmp/kstreams-kafka: data, logs, pid, tls),
 # KSTREAMS_KAFKA_CACHE (~/.cache/kstreams/kafka-<version>: jars), KSTREAMS_KAFKA_PORT (a free port),
@@ -172,11 +178,13 @@ start() {
   fi
   stop_quietly
   fetch_jars
-  local port controller_port sasl_port
+  local port controller_port sasl_port proxied_port proxy_port
   port="${KSTREAMS_KAFKA_PORT:-$(free_port)}"
   taken=" $port "
   controller_port=$(free_port)
   sasl_port=$(free_port)
+  proxied_port=$(free_port)
+  proxy_port=$(free_port)
   local data="$state_dir/data" tls="$state_dir/tls"
   rm -rf "$data"
   mkdir -p "$data"
@@ -185,9 +193,9 @@ start() {
     cat "$here/kafka/server.properties"
     cat <<PROPS
 controller.quorum.voters=1@127.0.0.1:$controller_port
-listeners=PLAINTEXT://127.0.0.1:$port,SASL_SSL://127.0.0.1:$sasl_port,CONTROLLER://127.0.0.1:$controller_port
-advertised.listeners=PLAINTEXT://127.0.0.1:$port,SASL_SSL://127.0.0.1:$sasl_port
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT
+listeners=PLAINTEXT://127.0.0.1:$port,SASL_SSL://127.0.0.1:$sasl_port,PROXIED://127.0.0.1:$proxied_port,CONTROLLER://127.0.0.1:$controller_port
+advertised.listeners=PLAINTEXT://127.0.0.1:$port,SASL_SSL://127.0.0.1:$sasl_port,PROXIED://127.0.0.1:$proxy_port
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,PROXIED:PLAINTEXT,CONTROLLER:PLAINTEXT
 log.dirs=$data
 sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN
 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
@@ -211,6 +219,7 @@ PROPS
   launch
   echo "127.0.0.1:$port" >"$addr_file"
   echo "127.0.0.1:$sasl_port" >"$state_dir/bootstrap-sasl-ssl"
+  echo "127.0.0.1:$proxy_port 127.0.0.1:$proxied_port" >"$state_dir/proxied"
   wait_ready "127.0.0.1:$port"
   echo "kafka.sh: Apache Kafka $version is up (pid $(cat "$pid_file"), log $log_file)" >&2
   cat "$addr_file"
@@ -474,6 +483,10 @@ case "${1:-}" in
       --topic "$topic" --from-beginning --timeout-ms 5000 --formatter-property print.key=true \
       --formatter-property "key.separator=$(printf '\t')" "$@" \
       2> >(grep -v '^SLF4J\|TimeoutException\|Processed a total\|KIP-848' >&2) ;;
+  proxied)
+    running || die "Kafka is not running (scripts/kafka.sh start)"
+    [ -f "$state_dir/proxied" ] || die "this Kafka was started without the PROXIED listener: scripts/kafka.sh stop, then start"
+    cat "$state_dir/proxied" ;;
   sasl-ssl)
     running || die "Kafka is not running (scripts/kafka.sh start)"
     echo "KSTREAMS_SASL_SSL_BOOTSTRAP=$(cat "$state_dir/bootstrap-sasl-ssl")"

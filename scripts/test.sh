@@ -7,7 +7,9 @@
 #  2. starts a local Apache Kafka (scripts/kafka.sh) and runs the tests against it (feature kafka-tests),
 #     over its PLAINTEXT and its SASL_SSL listener. They fail loudly if Kafka cannot be started; they never
 #     skip;
-#  3. the crash-test harness (examples/crash_test) in its short configuration, under both guarantees;
+#  3. the crash-test harness (examples/crash_test) in its short configuration, under both guarantees,
+#     with a broker restart and network faults (a partition of one instance, every connection cut)
+#     through the harness's proxy when the Kafka is scripts/kafka.sh's;
 #  4. broker faults on a three-node cluster (scripts/kafka.sh cluster, started here and stopped after):
 #     the crash-test harness killing partition leaders and coordinators, and a rolling restart, in a
 #     short configuration under both guarantees (KSTREAMS_SKIP_CLUSTER=1 leaves it out, loudly).
@@ -60,9 +62,9 @@ echo "== tests against Apache Kafka at $KSTREAMS_BOOTSTRAP (SASL_SSL: ${KSTREAMS
 status=0
 cargo test -p kstreams --features kafka-tests "${suites[@]}" "$@" || status=$?
 # The crash-test harness's short configuration (the long one is ./scripts/crash-test.sh with defaults),
-# with a broker restart when the broker is scripts/kafka.sh's.
+# with a broker restart and two network faults when the broker is scripts/kafka.sh's.
 bounces=()
-[ "$ours" = 1 ] && bounces=(--broker-bounces 1)
+[ "$ours" = 1 ] && bounces=(--broker-bounces 1 --network-faults 2)
 for guarantee in exactly_once_v2 at_least_once; do
   echo "== crash test, short configuration, $guarantee ${bounces[*]}"
   cargo run --quiet --example crash_test -- --guarantee "$guarantee" --records 3000 --rate 150 \

@@ -27,6 +27,8 @@ scenario_tests!(
     two_instances_share_the_work_through_a_join_and_a_leave,
     stateful_app_keeps_exact_totals_through_a_join_and_a_leave,
     production_errors_fail_by_default_and_can_be_skipped,
+    a_record_too_large_to_send_goes_to_the_production_handler,
+    timestamps_far_in_the_past_and_future_go_through_the_handlers_as_kafka_streams_does,
     a_thread_stopped_past_the_pause_limit_rejoins_and_loses_nothing,
     a_panic_in_user_code_is_dead_lettered_and_processing_goes_on,
     a_failed_thread_is_replaced_when_the_uncaught_exception_handler_says_so,

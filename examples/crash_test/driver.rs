@@ -16,6 +16,7 @@ use nix::unistd::Pid;
 
 use crate::generator::{self, Progress};
 use crate::kafka;
+use crate::proxy;
 use crate::topology::{Names, PARTITIONS};
 use crate::verifier::{self, Report};
 
@@ -70,6 +71,13 @@ pub(crate) struct RunArgs {
     /// On the cluster: rolling restarts (each node stopped, started again, and waited for in turn).
     #[arg(long, default_value_t = 0)]
     rolling_restarts: u32,
+    /// Network faults through a fault-injecting proxy (examples/crash_test/proxy.rs) between the
+    /// instances and the broker's PROXIED listener, in turn: one instance silenced for the session
+    /// timeout and 5 s more (a partition: the group moves its tasks, and it comes back a zombie), every
+    /// connection cut at once, one instance silenced for half the session timeout (a stall), and 300 ms
+    /// latency on every connection for 10 s. Needs the Kafka that scripts/kafka.sh started.
+    #[arg(long, default_value_t = 0)]
+    network_faults: u32,
     #[arg(long, default_value_t = 100)]
     commit_interval_ms: u64,
     #[arg(long, default_value_t = 6_000)]
@@ -110,6 +118,14 @@ enum Fault {
     TransactionCoordinatorKill,
     /// Restart every cluster node in turn.
     RollingRestart,
+    /// Latency on every connection for a while.
+    NetworkLatency,
+    /// Every connection closed at once.
+    NetworkCut,
+    /// One instance's connections silent for `session.timeout.ms` / 2.
+    NetworkStall,
+    /// One instance's connections silent past `session.timeout.ms`.
+    NetworkPartition,
 }
 
 /// Whose partition leader a [`Fault::LeaderKill`] kills.
@@ -165,6 +181,8 @@ fn schedule(args: &RunArgs) -> Vec<Fault> {
         }
     }));
     broker_faults.extend((0..args.rolling_restarts).map(|_| Fault::RollingRestart));
+    let network = [Fault::NetworkPartition, Fault::NetworkCut, Fault::NetworkStall, Fault::NetworkLatency];
+    broker_faults.extend((0..args.network_faults as usize).map(|i| network[i % network.len()]));
     // Between the other faults, spread over the run: the first in its first part.
     let n = broker_faults.len();
     for (i, fault) in broker_faults.into_iter().enumerate() {
@@ -228,6 +246,8 @@ impl Fleet {
             .args(&self.common)
             .arg("--state-dir")
             .arg(self.work_dir.join(format!("state-{id}")))
+            .arg("--client-id")
+            .arg(format!("instance-{id}"))
             .env("RUST_BACKTRACE", "0")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -338,7 +358,8 @@ pub(crate) struct FaultCounts {
     pub(crate) leader_kills: u32,
     pub(crate) coordinator_kills: u32,
     pub(crate) rolling_restarts: u32,
-    /// After each broker fault, how long until the application committed input again.
+    pub(crate) network_faults: u32,
+    /// After each broker or network fault, how long until the application committed input again.
     pub(crate) resumed_after: Vec<Duration>,
 }
 
@@ -368,6 +389,18 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
             "--leader-kills, --coordinator-kills or --rolling-restarts",
         )?;
     }
+    // Under network faults the instances reach the broker through the proxy; the generator, the
+    // verifier and the driver's own checks keep the direct route.
+    let proxy = if args.network_faults > 0 {
+        check_bounceable(&bootstrap, &["bootstrap"], "--network-faults")?;
+        let proxied = kafka_sh(&["proxied"])?;
+        let (listen, upstream) =
+            proxied.split_once(' ').ok_or_else(|| anyhow!("scripts/kafka.sh proxied printed `{proxied}`"))?;
+        Some((proxy::Proxy::start(listen.parse()?, upstream.parse()?)?, listen.to_string()))
+    } else {
+        None
+    };
+    let instances_bootstrap = proxy.as_ref().map_or(bootstrap.clone(), |(_, listen)| listen.clone());
     kafka::create_topics(&bootstrap, &names.external(), PARTITIONS)?;
     let faults = schedule(&args);
     println!(
@@ -386,7 +419,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
         exe: std::env::current_exe()?,
         common: vec![
             "--bootstrap-servers".into(),
-            bootstrap.clone(),
+            instances_bootstrap,
             "--run".into(),
             run.clone(),
             "--guarantee".into(),
@@ -416,7 +449,8 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
     };
 
     let mut counts = FaultCounts::default();
-    let result = run_faults(&args, &bootstrap, &names, &faults, &mut fleet, &progress, &mut counts);
+    let proxy = proxy.map(|(proxy, _)| proxy);
+    let result = run_faults(&args, &bootstrap, &names, &faults, &mut fleet, proxy.as_ref(), &progress, &mut counts);
     let generated = generator.join().map_err(|_| anyhow!("the generator panicked"))?;
     result.and(generated)?;
     println!(
@@ -459,6 +493,7 @@ fn run_faults(
     names: &Names,
     faults: &[Fault],
     fleet: &mut Fleet,
+    proxy: Option<&proxy::Proxy>,
     progress: &Progress,
     counts: &mut FaultCounts,
 ) -> anyhow::Result<()> {
@@ -567,6 +602,39 @@ fn run_faults(
                 kafka_sh(&["cluster", "roll", &args.broker_down_s.to_string()])?;
                 counts.rolling_restarts += 1;
                 println!("[{:>5.1}s] every node restarted", started.elapsed().as_secs_f64());
+                counts.resumed_after.push(wait_progress(bootstrap, names, before, started, up)?);
+            }
+            Fault::NetworkLatency | Fault::NetworkCut | Fault::NetworkStall | Fault::NetworkPartition => {
+                let proxy = proxy.ok_or_else(|| anyhow!("a network fault without the proxy"))?;
+                let before = committed_input(bootstrap, names)?;
+                match fault {
+                    Fault::NetworkLatency => {
+                        println!("[{at:>5.1}s] 300 ms latency on every connection for 10 s");
+                        proxy.set_latency(proxy::Target::All, Duration::from_millis(300));
+                        std::thread::sleep(Duration::from_secs(10));
+                        proxy.set_latency(proxy::Target::All, Duration::ZERO);
+                    }
+                    Fault::NetworkCut => {
+                        let cut = proxy.cut(proxy::Target::All);
+                        println!("[{at:>5.1}s] every connection cut ({cut} sockets)");
+                    }
+                    _ => {
+                        let id = fleet.victim()?;
+                        let stall = *fault == Fault::NetworkStall;
+                        let silent = if stall {
+                            Duration::from_millis(args.session_timeout_ms / 2)
+                        } else {
+                            Duration::from_millis(args.session_timeout_ms + 5_000)
+                        };
+                        let what = if stall { "stall" } else { "partition" };
+                        println!("[{at:>5.1}s] network {what}: instance {id} cut off from the broker for {silent:?}");
+                        proxy.partition(id, true);
+                        std::thread::sleep(silent);
+                        proxy.partition(id, false);
+                    }
+                }
+                counts.network_faults += 1;
+                println!("[{:>5.1}s] the network is whole again", started.elapsed().as_secs_f64());
                 counts.resumed_after.push(wait_progress(bootstrap, names, before, started, up)?);
             }
             Fault::ScaleOut => {
@@ -705,7 +773,7 @@ fn late_writes_skipped(work_dir: &std::path::Path) -> (u64, u64) {
 fn print_summary(report: &Report, counts: &FaultCounts, args: &RunArgs, elapsed: Duration) {
     println!("\n== crash test: {} ({:.0} s)", args.guarantee, elapsed.as_secs_f64());
     println!(
-        "faults: {} kill -9 + {} inside an open transaction; {} zombie(s), {} seen fenced; {} clean restart(s); scale out {} / in {}; {} broker restart(s); {} leader kill(s), {} coordinator kill(s), {} rolling restart(s)",
+        "faults: {} kill -9 + {} inside an open transaction; {} zombie(s), {} seen fenced; {} clean restart(s); scale out {} / in {}; {} broker restart(s); {} leader kill(s), {} coordinator kill(s), {} rolling restart(s); {} network fault(s)",
         counts.kills,
         counts.kills_in_transaction,
         counts.zombies,
@@ -716,12 +784,13 @@ fn print_summary(report: &Report, counts: &FaultCounts, args: &RunArgs, elapsed:
         counts.broker_bounces,
         counts.leader_kills,
         counts.coordinator_kills,
-        counts.rolling_restarts
+        counts.rolling_restarts,
+        counts.network_faults
     );
     if let Some(slowest) = counts.resumed_after.iter().max() {
         let each: Vec<String> = counts.resumed_after.iter().map(|d| format!("{:.1}", d.as_secs_f64())).collect();
         println!(
-            "processing again after each broker fault within {:.1} s (each: {} s)",
+            "processing again after each broker or network fault within {:.1} s (each: {} s)",
             slowest.as_secs_f64(),
             each.join(", ")
         );

@@ -28,6 +28,10 @@ pub(crate) struct InstanceArgs {
     commit_interval_ms: u64,
     #[arg(long)]
     session_timeout_ms: u64,
+    /// Every client id of the instance starts with it (the network fault proxy tells instances apart
+    /// by it).
+    #[arg(long)]
+    client_id: String,
 }
 
 pub(crate) fn run(args: InstanceArgs) -> anyhow::Result<()> {
@@ -49,6 +53,7 @@ pub(crate) fn run(args: InstanceArgs) -> anyhow::Result<()> {
     let heartbeat = (args.session_timeout_ms / 4).to_string();
     let config = StreamsConfig::from_properties([
         ("application.id", names.app_id.clone()),
+        ("client.id", format!("{}-{}", args.run, args.client_id)),
         ("bootstrap.servers", args.bootstrap_servers.clone()),
         ("processing.guarantee", args.guarantee.clone()),
         ("commit.interval.ms", args.commit_interval_ms.to_string()),

@@ -37,6 +37,7 @@ mod driver;
 mod generator;
 mod instance;
 mod kafka;
+mod proxy;
 mod topology;
 mod verifier;
 

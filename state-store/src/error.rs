@@ -22,13 +22,26 @@ pub enum StoreError {
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
+    /// The store's files are damaged (a checksum that does not match, a file cut short or missing): its
+    /// contents cannot be trusted. A logged store is wiped and restored from its changelog.
+    #[error("state store `{store}`'s files in {} are damaged: {message}", path.display())]
+    Corrupt {
+        /// The store's name.
+        store: String,
+        /// The directory of the damaged files.
+        path: std::path::PathBuf,
+        /// What the medium said.
+        message: String,
+    },
 }
 
 impl StoreError {
     /// The name of the store that failed.
     pub fn store(&self) -> &str {
         match self {
-            StoreError::Closed { store } | StoreError::Backend { store, .. } => store,
+            StoreError::Closed { store } | StoreError::Backend { store, .. } | StoreError::Corrupt { store, .. } => {
+                store
+            }
         }
     }
 }

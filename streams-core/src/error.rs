@@ -450,8 +450,9 @@ impl StreamsError {
 
     /// Whether the processing exception handler decides about this error at the node it came out of.
     /// Not: a failure a node below already decided on, a record the deserialization handler already
-    /// decided on, a broker client's failure (the thread recovers from those or stops), and a bug of
-    /// this library.
+    /// decided on, a broker client's failure (the thread recovers from those or stops), a store whose
+    /// files are damaged or whose disk fails (no record's fault: skipping records would lose each one
+    /// that meets the store, where Kafka Streams asks the handler), and a bug of this library.
     pub(crate) fn is_processing_error(&self) -> bool {
         !matches!(
             self,
@@ -460,6 +461,7 @@ impl StreamsError {
                 | StreamsError::TimestampExtraction { .. }
                 | StreamsError::Client(_)
                 | StreamsError::Internal(_)
+                | StreamsError::Store(StoreError::Corrupt { .. } | StoreError::Backend { .. })
         )
     }
 

@@ -91,8 +91,9 @@ fn event() -> impl Strategy<Value = Event> {
     let offset = prop_oneof![3 => -2..20i64, 1 => any::<i64>()];
     let value = proptest::option::of(proptest::collection::vec(any::<u8>(), 0..8));
     prop_oneof![
-        (topic.clone(), prop_oneof![3 => -1..5i32, 1 => any::<i32>()], any::<bool>())
-            .prop_map(|(name, partitions, compacted)| Event::Topic { name, partitions, compacted }),
+        (topic.clone(), prop_oneof![3 => -1..5i32, 1 => any::<i32>()], any::<bool>()).prop_map(
+            |(name, partitions, compacted)| Event::Topic { name, partitions, compacted, timestamp_after_max_ms: None }
+        ),
         (topic.clone(), partition.clone(), any::<i64>(), value.clone(), value, proptest::option::of(0..4u64)).prop_map(
             |(topic, partition, timestamp, key, value, txn)| Event::Record {
                 topic,

@@ -127,13 +127,20 @@ pub(crate) fn admin() -> Box<dyn StreamsAdmin> {
 /// broker's 7-day time retention, checked every 5 minutes, would otherwise delete them (and the outputs
 /// that inherit their timestamps) in the middle of whichever test runs at that moment.
 pub(crate) fn create_topics(topics: &[(&str, i32)]) {
+    create_topics_with(topics, &[]);
+}
+
+/// [`create_topics`] with topic configs of their own.
+pub(crate) fn create_topics_with(topics: &[(&str, i32)], configs: &[(&str, &str)]) {
+    let mut config = BTreeMap::from([("retention.ms".to_string(), "-1".to_string())]);
+    config.extend(configs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let topics: Vec<NewTopic> = topics
         .iter()
         .map(|(name, partitions)| NewTopic {
             name: name.to_string(),
             partitions: *partitions,
             replication_factor: 1,
-            config: BTreeMap::from([("retention.ms".to_string(), "-1".to_string())]),
+            config: config.clone(),
         })
         .collect();
     let admin = admin();
@@ -150,18 +157,18 @@ pub(crate) fn create_topics(topics: &[(&str, i32)]) {
 
 /// Produces `(key, value)` byte pairs to `topic`, partitioned by murmur2 of the key, and waits for acks.
 pub(crate) fn produce(topic: &str, records: impl IntoIterator<Item = (Option<Vec<u8>>, Option<Vec<u8>>)>) {
+    let stamped = records.into_iter().enumerate().map(|(i, (key, value))| (key, value, 1_700_000_000_000 + i as i64));
+    produce_at(topic, stamped);
+}
+
+/// [`produce`] with each record's timestamp given.
+pub(crate) fn produce_at(topic: &str, records: impl IntoIterator<Item = (Option<Vec<u8>>, Option<Vec<u8>>, i64)>) {
     let mut producer: Box<dyn StreamsProducer> =
         supplier().producer(&config("producer"), "test-producer", None).unwrap();
     let topic: Arc<str> = topic.into();
-    for (i, (key, value)) in records.into_iter().enumerate() {
-        let record = ProducedRecord {
-            topic: topic.clone(),
-            partition: None,
-            key,
-            value,
-            timestamp: 1_700_000_000_000 + i as i64,
-            headers: Headers::new(),
-        };
+    for (key, value, timestamp) in records {
+        let record =
+            ProducedRecord { topic: topic.clone(), partition: None, key, value, timestamp, headers: Headers::new() };
         producer.send(&record).expect("send");
     }
     producer.flush(Duration::from_secs(30)).expect("flush");

@@ -680,6 +680,119 @@ pub(crate) fn production_errors_fail_by_default_and_can_be_skipped() -> anyhow::
     Ok(())
 }
 
+/// A record larger than the producer's `message.max.bytes` (librdkafka's 1,000,000 bytes) is refused
+/// before it is queued, and goes to the production exception handler as Kafka Streams'
+/// `RecordTooLargeException` does: by default the instance stops with an error naming the topic; under
+/// `continue` it is skipped and counted, and the records around it go out.
+pub(crate) fn a_record_too_large_to_send_goes_to_the_production_handler() -> anyhow::Result<()> {
+    for skip in [false, true] {
+        let (input, output) = (kafka::unique("big-in"), kafka::unique("big-out"));
+        kafka::create_topics(&[(&input, 1), (&output, 1)]);
+        let bytes = |s: &str| Some(s.as_bytes().to_vec());
+        kafka::produce(&input, ["a", "big", "b"].map(|k| (bytes(k), bytes("v"))));
+        let builder = StreamsBuilder::new();
+        builder
+            .stream::<String, String>(&input)
+            .map_values_with_key(|k, v| if k == "big" { "x".repeat(1_500_000) } else { v })
+            .to(&output);
+        let mut config = kafka::config(&kafka::unique("big-app"));
+        if skip {
+            config.production_handler = std::sync::Arc::new(kstreams::handler::ContinueOnProductionError);
+        }
+        let mut app = kafka::streams(builder.build()?, config)?;
+        app.start()?;
+        if skip {
+            let out = kafka::consume_until(&output, Duration::from_secs(30), |r| r.len() >= 2);
+            let keys: Vec<_> = out.iter().map(|r| r.key.clone()).collect();
+            assert_eq!(keys, vec![bytes("a"), bytes("b")]);
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while app.metrics().production_errors == 0 && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            assert_eq!(app.metrics().production_errors, 1);
+            assert_eq!(app.state(), State::Running);
+        } else {
+            assert!(app.wait_for_state(State::Error, Duration::from_secs(30)), "state {:?}", app.state());
+            let error = kstreams::handler::error_chain(&app.take_error().unwrap());
+            assert!(error.contains(&output) && error.contains("too large"), "{error}");
+        }
+        app.close()?;
+    }
+    Ok(())
+}
+
+/// Timestamps far in the past and far in the future, read from a topic that takes any
+/// (`message.timestamp.after.max.ms` at its largest). The epoch's first millisecond passes through unchanged; a record stamped
+/// more than an hour ahead (Kafka 4's default `message.timestamp.after.max.ms` of the topics the app
+/// writes) is refused by the broker and goes to the production exception handler, as in Kafka Streams:
+/// by default the instance stops with an error naming the topic; under `continue` each refused record
+/// (output and changelog) is skipped and counted, and the windowed count goes on: the windows of the year
+/// 9999 and of `i64::MAX - 1` are computed (the last one's end saturates) and the jump in stream time
+/// makes a record of an early window late, dropped and counted.
+pub(crate) fn timestamps_far_in_the_past_and_future_go_through_the_handlers_as_kafka_streams_does() -> anyhow::Result<()>
+{
+    let year_9999 = 253_402_300_799_000;
+    let bytes = |s: &str| Some(s.as_bytes().to_vec());
+    for skip in [false, true] {
+        let (input, echo, counts) = (kafka::unique("far-in"), kafka::unique("far-echo"), kafka::unique("far-counts"));
+        kafka::create_topics_with(&[(&input, 1)], &[("message.timestamp.after.max.ms", &i64::MAX.to_string())]);
+        kafka::create_topics(&[(&echo, 1), (&counts, 1)]);
+        // 1 ms after the epoch: librdkafka stamps a record of timestamp 0 with its wall clock instead.
+        let stamps = [1, year_9999, i64::MAX - 1, 1_000];
+        kafka::produce_at(&input, stamps.map(|t| (bytes("a"), bytes("v"), t)));
+        let builder = StreamsBuilder::new();
+        let stream = builder.stream::<String, String>(&input);
+        stream.to(&echo);
+        stream
+            .group_by_key()
+            .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_secs(60)))
+            .count()
+            .to_stream()
+            .map(|k, v| (format!("{}@{}", k.key, k.window.start), v))
+            .to(&counts);
+        let mut config = kafka::config(&kafka::unique("far-app"));
+        if skip {
+            config.production_handler = std::sync::Arc::new(kstreams::handler::ContinueOnProductionError);
+            // A batch with a refused record in it fails whole, the other records too (`InvalidDifferentRecord`
+            // from librdkafka, an `InvalidRecordException` from Java's producer), and the handler skips them
+            // all: one record per batch keeps this test about the refused ones.
+            config.producer_overrides.insert("batch.num.messages".into(), "1".into());
+        }
+        let mut app = kafka::streams(builder.build()?, config)?;
+        app.start()?;
+        if !skip {
+            assert!(app.wait_for_state(State::Error, Duration::from_secs(30)), "state {:?}", app.state());
+            let error = kstreams::handler::error_chain(&app.take_error().unwrap());
+            // The refused record, or one batched with it (KIP-467: the broker fails the whole batch).
+            assert!(error.contains("produce to far-") && error.to_lowercase().contains("invalid"), "{error}");
+            app.close()?;
+            continue;
+        }
+        let echoed = kafka::consume_until(&echo, Duration::from_secs(30), |r| r.len() >= 2);
+        assert_eq!(echoed.iter().map(|r| r.timestamp).collect::<Vec<_>>(), vec![1, 1_000]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while app.metrics().dropped_records == 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let metrics = app.metrics();
+        assert_eq!(metrics.dropped_records, 1, "the record of the closed window at 1 s");
+        // Two echoes, two window counts and their two changelog records: each refused, each counted.
+        assert_eq!(metrics.production_errors, 6);
+        assert_eq!(app.state(), State::Running);
+        let out = kafka::consume_until(&counts, Duration::from_secs(10), |r| r.len() >= 2);
+        let read: Vec<(String, i64)> = out
+            .iter()
+            .map(|r| {
+                let key = from_bytes(&*String::default_serde(), &counts, r.key.as_deref()).unwrap().unwrap();
+                (key, decode_i64(&counts, r.value.as_deref()))
+            })
+            .collect();
+        assert_eq!(read, vec![("a@0".to_string(), 1)]);
+        app.close()?;
+    }
+    Ok(())
+}
+
 /// Under at_least_once, a stream thread that did not run for longer than its pause limit (here a
 /// processor that blocks that long; a stopped process looks the same to the thread) sends nothing more
 /// for its tasks, which another member may own by then: it closes them without committing and rejoins,

@@ -132,20 +132,35 @@ pub(crate) fn store_contents(state_dir: &Path, app: &str) -> Vec<(String, Vec<u8
     all
 }
 
-pub(crate) fn checkpoints_skip_restoring_what_they_cover_and_a_corrupt_one_restores_in_full() -> anyhow::Result<()> {
-    let (input, output) = (kafka::unique("ck-orders"), kafka::unique("ck-totals"));
-    kafka::create_topics(&[(&input, 4), (&output, 4)]);
-    let app = kafka::unique("ck-app");
-    let state_dir = std::env::temp_dir().join(kafka::unique("ck-state"));
-    let mut expected = BTreeMap::new();
+/// What [`first_run`] leaves: the topics, the application, its state directory and the totals so far.
+struct FirstRun {
+    input: String,
+    output: String,
+    app: String,
+    state_dir: PathBuf,
+    expected: BTreeMap<i64, i64>,
+}
 
-    // First run: empty state, nothing to restore.
+/// A first run of the totals app on new 4-partition topics named after `prefix`, with an empty state
+/// directory (nothing to restore): 1,000 orders, then a clean close.
+fn first_run(prefix: &str) -> anyhow::Result<FirstRun> {
+    let (input, output) = (kafka::unique(&format!("{prefix}-orders")), kafka::unique(&format!("{prefix}-totals")));
+    kafka::create_topics(&[(&input, 4), (&output, 4)]);
+    let app = kafka::unique(&format!("{prefix}-app"));
+    let state_dir = std::env::temp_dir().join(kafka::unique(&format!("{prefix}-state")));
+    let mut expected = BTreeMap::new();
     let restores = Restores::default();
     let mut streams = start(totals_topology(&input, &output)?, &app, &state_dir, &restores)?;
     kafka::produce(&input, orders(&input, 0, 1_000, &mut expected));
     assert_eq!(wait_for_totals(&output, &expected), expected);
     streams.close()?;
     assert_eq!(restores.restored(), 0);
+    Ok(FirstRun { input, output, app, state_dir, expected })
+}
+
+pub(crate) fn checkpoints_skip_restoring_what_they_cover_and_a_corrupt_one_restores_in_full() -> anyhow::Result<()> {
+    // First run: empty state, nothing to restore.
+    let FirstRun { input, output, app, state_dir, mut expected } = first_run("ck")?;
     let dirs = task_dirs(&state_dir, &app);
     assert_eq!(dirs.len(), 4, "one directory per task: {dirs:?}");
     for dir in &dirs {
@@ -192,6 +207,161 @@ pub(crate) fn checkpoints_skip_restoring_what_they_cover_and_a_corrupt_one_resto
     assert!(restores.restored() > 0);
     let _ = std::fs::remove_dir_all(&state_dir);
     let _ = std::fs::remove_dir_all(&fresh_dir);
+    Ok(())
+}
+
+/// The newest SST file of a RocksDB database directory.
+fn newest_sst(db: &Path) -> PathBuf {
+    let mut ssts: Vec<PathBuf> = std::fs::read_dir(db)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sst"))
+        .collect();
+    ssts.sort();
+    ssts.pop().unwrap_or_else(|| panic!("no SST file in {}", db.display()))
+}
+
+/// A store's files damaged between two runs, a different way in each task: its CURRENT file deleted, its
+/// newest SST file cut to half its size, bytes of that file's first data block overwritten (found only
+/// when a record reads it), and its whole directory deleted (the checkpoint left vouching for it). Each
+/// store is wiped and restored in full from its changelog, and the totals go on exactly.
+pub(crate) fn damaged_store_files_are_wiped_and_restored_from_the_changelog() -> anyhow::Result<()> {
+    let FirstRun { input, output, app, state_dir, mut expected } = first_run("dmg")?;
+    let before = store_contents(&state_dir, &app);
+
+    let dirs = task_dirs(&state_dir, &app);
+    assert_eq!(dirs.len(), 4);
+    let db = |task: usize| dirs[task].join("rocksdb").join(STORE);
+    std::fs::remove_file(db(0).join("CURRENT"))?;
+    let cut = newest_sst(&db(1));
+    let len = std::fs::metadata(&cut)?.len();
+    std::fs::OpenOptions::new().write(true).open(&cut)?.set_len(len / 2)?;
+    let flipped = newest_sst(&db(2));
+    let mut bytes = std::fs::read(&flipped)?;
+    for b in &mut bytes[8..24] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&flipped, bytes)?;
+    std::fs::remove_dir_all(db(3))?;
+
+    let restores = Restores::default();
+    let mut streams = start(totals_topology(&input, &output)?, &app, &state_dir, &restores)?;
+    kafka::produce(&input, orders(&input, 1_000, 1_500, &mut expected));
+    assert_eq!(wait_for_totals(&output, &expected), expected, "totals from the restored stores");
+    streams.close()?;
+    let events = restores.0.lock().unwrap().clone();
+    let full: Vec<_> = events.iter().filter(|(_, start, _, total)| *start == 0 && *total > 0).collect();
+    assert!(full.len() >= 4, "every damaged store restored in full: {events:?}");
+    assert_eq!(
+        store_contents(&state_dir, &app).len(),
+        before.len(),
+        "one row per customer again, nothing left of the damaged files"
+    );
+    let _ = std::fs::remove_dir_all(&state_dir);
+    Ok(())
+}
+
+/// A small disk of its own: a tmpfs mounted on a new directory, that can be filled up and made
+/// read-only, unmounted when dropped. Mounting needs root (`None` otherwise).
+struct SmallDisk {
+    dir: PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(mib: u32) -> Option<SmallDisk> {
+        let dir = std::env::temp_dir().join(kafka::unique("small-disk"));
+        std::fs::create_dir_all(&dir).ok()?;
+        let size = format!("size={mib}m");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &size, "tmpfs"])
+            .arg(&dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        mounted.then_some(SmallDisk { dir })
+    }
+
+    fn remount(&self, options: &str) {
+        let status = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,{options}")])
+            .arg(&self.dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount -o remount,{options} {}", self.dir.display());
+    }
+
+    /// Writes a file until the disk is full.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut file = std::fs::File::create(self.dir.join("filler")).unwrap();
+        let chunk = vec![0u8; 64 << 10];
+        while file.write_all(&chunk).is_ok() {}
+        let _ = file.sync_all();
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.dir.join("filler")).unwrap();
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.dir).status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The state directory on a disk that is read-only at the start, then full in the middle of the run
+/// (under exactly_once_v2): the start fails naming the directory; the full disk stops the instance with
+/// an error naming the store whose files could not be written; once there is room again, a new start
+/// restores and the totals go on exactly, nothing lost and nothing counted twice.
+pub(crate) fn a_read_only_or_full_state_disk_is_a_clear_error_and_loses_nothing() -> anyhow::Result<()> {
+    let Some(disk) = SmallDisk::mount(32) else {
+        eprintln!(
+            "NOT RUN: a_read_only_or_full_state_disk_is_a_clear_error_and_loses_nothing mounts a tmpfs: run it as root"
+        );
+        return Ok(());
+    };
+    let (input, output) = (kafka::unique("disk-orders"), kafka::unique("disk-totals"));
+    kafka::create_topics(&[(&input, 1), (&output, 1)]);
+    let app = kafka::unique("disk-app");
+    let config = || {
+        let mut config = kafka::config(&app);
+        config.state_dir = disk.dir.clone();
+        config.processing_guarantee = kstreams::config::ProcessingGuarantee::ExactlyOnceV2;
+        config
+    };
+    let mut expected = BTreeMap::new();
+
+    disk.remount("ro");
+    let started = kafka::streams(totals_topology(&input, &output)?, config()).and_then(|mut s| s.start());
+    let error = kstreams::handler::error_chain(&started.expect_err("a read-only state directory"));
+    assert!(error.contains(&*disk.dir.to_string_lossy()), "the error names the directory: {error}");
+    disk.remount("rw");
+
+    let mut streams = kafka::streams(totals_topology(&input, &output)?, config())?;
+    streams.start()?;
+    kafka::produce(&input, orders(&input, 0, 1_000, &mut expected));
+    assert_eq!(wait_for_totals(&output, &expected), expected);
+    disk.fill();
+    // Past a checkpoint's worth of changelog records the store's memtables must go to disk.
+    kafka::produce(&input, orders(&input, 1_000, 12_000, &mut expected));
+    assert!(streams.wait_for_state(State::Error, Duration::from_secs(120)), "the instance stops on the full disk");
+    let error = kstreams::handler::error_chain(&streams.take_error().expect("the error that stopped it"));
+    assert!(error.contains(STORE) && error.contains("No space left on device"), "{error}");
+    let _ = streams.close();
+
+    disk.free();
+    let restores = Restores::default();
+    let mut config = config();
+    config.consumer_overrides.insert("session.timeout.ms".into(), "6000".into());
+    let mut streams = kafka::streams(totals_topology(&input, &output)?, config)?;
+    streams.set_global_state_restore_listener(restores.clone());
+    streams.start()?;
+    kafka::produce(&input, orders(&input, 12_000, 12_500, &mut expected));
+    assert_eq!(wait_for_totals(&output, &expected), expected, "exact totals after the full disk");
+    streams.close()?;
     Ok(())
 }
 

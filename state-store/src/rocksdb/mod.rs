@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use ::rocksdb::{
-    BlockBasedOptions, Cache, DBCompressionType, DBRawIteratorWithThreadMode, LogLevel, Options, ReadOptions,
-    WriteBatch, WriteBufferManager, WriteOptions, DB,
+    BlockBasedOptions, Cache, DBCompressionType, DBRawIteratorWithThreadMode, ErrorKind, LogLevel, Options,
+    ReadOptions, WriteBatch, WriteBufferManager, WriteOptions, DB,
 };
 
 use restore_run::Restoring;
@@ -268,15 +268,51 @@ impl RocksDbKeyValueStore {
         }
         let mut raw = db.raw_iterator_opt(read);
         raw.seek_to_first();
-        Ok(Box::new(RocksDbIter { raw, skip, name: &self.name, done: false }))
+        Ok(Box::new(RocksDbIter { raw, skip, name: &self.name, path: &self.path, done: false }))
     }
 }
 
 /// The file a restore run is written to before the database ingests it, in the database's directory.
 const RUN_FILE: &str = "restore-run.sst";
 
+/// Opens the database at `path`, creating it when the directory holds nothing yet.
 fn open_db(name: &str, path: &Path, options: &Options) -> Result<DB, StoreError> {
-    DB::open(options, path).map_err(|e| backend(name, format!("open {}", path.display()), e))
+    // RocksDB makes a new, empty database wherever it finds no CURRENT file, whatever else is there: the
+    // files of a database without one are a damaged database, not a missing one, and a checkpoint would
+    // vouch for the empty store in its place.
+    let has_files = std::fs::read_dir(path).is_ok_and(|mut entries| entries.next().is_some());
+    if has_files && !path.join("CURRENT").exists() {
+        return Err(StoreError::Corrupt {
+            store: name.to_string(),
+            path: path.to_path_buf(),
+            message: "the CURRENT file is missing".into(),
+        });
+    }
+    DB::open(options, path).map_err(|e| {
+        // A file the MANIFEST names that is gone is damage too, though RocksDB calls it an I/O error.
+        let missing = e.kind() == ErrorKind::IOError && e.to_string().contains("No such file or directory");
+        if has_files && missing {
+            return StoreError::Corrupt {
+                store: name.to_string(),
+                path: path.to_path_buf(),
+                message: format!("open: {e}"),
+            };
+        }
+        db_error(name, path, "open", e)
+    })
+}
+
+/// RocksDB's `error` in `what` as the store's: one that says the files are damaged (a checksum that does
+/// not match, a file cut short) is [`StoreError::Corrupt`], so the runtime can restore the store afresh.
+fn db_error(store: &str, path: &Path, what: &str, error: ::rocksdb::Error) -> StoreError {
+    if error.kind() == ErrorKind::Corruption {
+        return StoreError::Corrupt {
+            store: store.to_string(),
+            path: path.to_path_buf(),
+            message: format!("{what}: {error}"),
+        };
+    }
+    backend(store, what.to_string(), error)
 }
 
 /// The options every store gets: the shared cache and memtable budget, no compression, bloom filters.
@@ -321,6 +357,7 @@ struct RocksDbIter<'a> {
     /// An excluded lower bound: skipped if the first key equals it.
     skip: Option<Vec<u8>>,
     name: &'a str,
+    path: &'a Path,
     done: bool,
 }
 
@@ -344,7 +381,7 @@ impl Iterator for RocksDbIter<'_> {
             }
             None => {
                 self.done = true;
-                self.raw.status().err().map(|e| Err(backend(self.name, "iterate".into(), e)))
+                self.raw.status().err().map(|e| Err(db_error(self.name, self.path, "iterate", e)))
             }
         }
     }
@@ -357,7 +394,7 @@ impl StateStore for RocksDbKeyValueStore {
 
     /// Writes the memtables to SST files: with the write-ahead log off, this is what makes writes durable.
     fn flush(&mut self) -> Result<(), StoreError> {
-        self.db()?.flush().map_err(|e| backend(&self.name, "flush".into(), e))
+        self.db()?.flush().map_err(|e| db_error(&self.name, &self.path, "flush", e))
     }
 
     /// A store closed mid-restore keeps what it restored so far (as a flush would) and needs no options
@@ -404,7 +441,7 @@ impl StateStore for RocksDbKeyValueStore {
 
 impl ReadOnlyKeyValueStore for RocksDbKeyValueStore {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.db()?.get(key).map_err(|e| backend(&self.name, "get".into(), e))
+        self.db()?.get(key).map_err(|e| db_error(&self.name, &self.path, "get", e))
     }
 
     fn range<'a>(&'a self, from: Bound<&[u8]>, to: Bound<&[u8]>) -> Result<KeyValueIterator<'a>, StoreError> {
@@ -440,13 +477,13 @@ impl ReadOnlyKeyValueStore for RocksDbKeyValueStore {
 
 impl KeyValueStore for RocksDbKeyValueStore {
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        self.db()?.put_opt(key, value, &self.write).map_err(|e| backend(&self.name, "put".into(), e))
+        self.db()?.put_opt(key, value, &self.write).map_err(|e| db_error(&self.name, &self.path, "put", e))
     }
 
     fn delete(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let old = self.get(key)?;
         if old.is_some() {
-            self.db()?.delete_opt(key, &self.write).map_err(|e| backend(&self.name, "delete".into(), e))?;
+            self.db()?.delete_opt(key, &self.write).map_err(|e| db_error(&self.name, &self.path, "delete", e))?;
         }
         Ok(old)
     }
@@ -469,6 +506,6 @@ impl KeyValueStore for RocksDbKeyValueStore {
                 None => batch.delete(key),
             }
         }
-        self.db()?.write_opt(batch, &self.write).map_err(|e| backend(&self.name, "write batch".into(), e))
+        self.db()?.write_opt(batch, &self.write).map_err(|e| db_error(&self.name, &self.path, "write batch", e))
     }
 }

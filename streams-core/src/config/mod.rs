@@ -77,6 +77,11 @@ pub struct StreamsConfig {
     pub application_id: String,
     /// `bootstrap.servers`: `host:port` pairs, comma-separated.
     pub bootstrap_servers: String,
+    /// `client.id` (default `<application.id>-<process id>`): the prefix of the id of every client of
+    /// the instance (`<client.id>-StreamThread-<n>-consumer`, `...-producer`, `...-restore-consumer`,
+    /// `<client.id>-admin`) and of its threads' names, as in Kafka Streams: how broker logs, quotas and
+    /// request metrics tell one instance's connections from another's.
+    pub client_id: Option<String>,
     /// `num.stream.threads` (default 1).
     pub num_stream_threads: usize,
     /// `processing.guarantee` (default at_least_once).
@@ -192,6 +197,7 @@ impl StreamsConfig {
         StreamsConfig {
             application_id: application_id.into(),
             bootstrap_servers: bootstrap_servers.into(),
+            client_id: None,
             num_stream_threads: 1,
             processing_guarantee: ProcessingGuarantee::AtLeastOnce,
             commit_interval: None,

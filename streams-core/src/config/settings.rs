@@ -74,7 +74,7 @@ const TRUSTSTORE: &str =
 
 /// The table: every setting `set` takes, in the order of docs/configuration.md's table (and so of
 /// `Debug`).
-pub(crate) static SETTINGS: [Setting; 33] = [
+pub(crate) static SETTINGS: [Setting; 34] = [
     Setting {
         property: "application.id",
         field: "application_id",
@@ -94,6 +94,16 @@ pub(crate) static SETTINGS: [Setting; 33] = [
             Ok(())
         },
         show: |c| c.bootstrap_servers.clone(),
+    },
+    Setting {
+        property: "client.id",
+        field: "client_id",
+        default: "(none)",
+        set: |c, _, v| {
+            c.client_id = Some(v.to_string()).filter(|v| !v.is_empty());
+            Ok(())
+        },
+        show: |c| c.client_id.clone().unwrap_or_else(|| "(none)".into()),
     },
     Setting {
         property: "num.stream.threads",
@@ -734,7 +744,7 @@ mod tests {
 
     fn field_types(config: &StreamsConfig) -> BTreeMap<&'static str, String> {
         field_types!(config;
-            application_id, bootstrap_servers, num_stream_threads, processing_guarantee, commit_interval,
+            application_id, bootstrap_servers, client_id, num_stream_threads, processing_guarantee, commit_interval,
             state_dir, cache_max_bytes, default_dsl_store, rocksdb_cache_bytes, rocksdb_write_buffer_bytes,
             statestore_uncommitted_max_bytes, max_poll_records, task_timeout, replication_factor,
             default_api_timeout, poll_timeout, repartition_purge_interval, windowstore_changelog_additional_retention,

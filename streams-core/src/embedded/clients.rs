@@ -324,6 +324,8 @@ pub(crate) struct EmbeddedProducer {
     pub(crate) undelivered: Option<ClientError>,
     /// Set for a transactional producer.
     pub(crate) transactional: Option<TransactionalClient>,
+    /// librdkafka's `message.max.bytes`: a larger record is refused at the send.
+    pub(crate) max_message_bytes: usize,
 }
 
 /// A transactional producer's side of the protocol.
@@ -416,6 +418,14 @@ impl StreamsProducer for EmbeddedProducer {
         let mut guard = self.broker.lock();
         let state = &mut *guard;
         let operation = format!("produce to {}", record.topic);
+        // As librdkafka counts a record against `message.max.bytes` before it queues it.
+        let headers: usize = record.headers.iter().map(|(name, value)| name.len() + value.map_or(0, <[u8]>::len)).sum();
+        let size = record.key.as_ref().map_or(0, |k| k.len()) + record.value.as_ref().map_or(0, |v| v.len()) + headers;
+        if size > self.max_message_bytes {
+            let message =
+                format!("Broker: Message size too large ({size} bytes, message.max.bytes {})", self.max_message_bytes);
+            return Err(ClientError::new(operation, message, ClientErrorKind::Fatal).with_code(10));
+        }
         state.check_journal(&operation)?;
         let txn = self.transaction(state, &operation)?;
         if state.faults.refuse_send() {
@@ -433,6 +443,13 @@ impl StreamsProducer for EmbeddedProducer {
         let Some(topic) = state.topics.get(&*record.topic) else {
             return Err(unknown_topic(operation));
         };
+        if !topic.takes_timestamp(timestamp, self.broker.now_ms()) {
+            // Kafka refuses the record (INVALID_TIMESTAMP): the record's fault, for the production handler.
+            let message = format!(
+                "Broker: Invalid timestamp ({timestamp} is more than message.timestamp.after.max.ms ahead of the broker's clock)"
+            );
+            return Err(ClientError::new(operation, message, ClientErrorKind::Fatal).with_code(32));
+        }
         let count = topic.partitions.len() as i32;
         let partition = state.place(record.partition, record.key.as_deref(), count);
         let (key, value, headers) = (record.key.clone(), record.value.clone(), record.headers.clone());
@@ -556,7 +573,8 @@ impl StreamsAdmin for EmbeddedAdmin {
                 ));
             }
             let compacted = t.config.get("cleanup.policy").is_some_and(|p| p.contains("compact"));
-            state.create_topic(&t.name, t.partitions, compacted);
+            let after_max = t.config.get("message.timestamp.after.max.ms").and_then(|v| v.parse().ok());
+            state.create_topic_with(&t.name, t.partitions, compacted, after_max);
         }
         Ok(())
     }

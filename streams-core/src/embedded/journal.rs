@@ -30,6 +30,9 @@ pub(crate) enum Event {
         name: String,
         partitions: i32,
         compacted: bool,
+        /// `message.timestamp.after.max.ms`, when not the broker's default.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timestamp_after_max_ms: Option<i64>,
     },
     Record {
         topic: String,

@@ -53,6 +53,9 @@ use crate::record::RawRecord;
 use crate::sync::LockUnpoisoned;
 use crate::time::Clock;
 
+/// librdkafka's default `message.max.bytes`: the largest record a producer sends.
+const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
+
 /// The broker; clones share it. Hand it to the runtime as its [`ClientSupplier`].
 #[derive(Clone)]
 pub struct EmbeddedBroker {
@@ -326,6 +329,10 @@ impl ClientSupplier for EmbeddedBroker {
             acked: Default::default(),
             undelivered: None,
             transactional,
+            max_message_bytes: config
+                .producer_setting("message.max.bytes")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(DEFAULT_MESSAGE_MAX_BYTES),
         }))
     }
 

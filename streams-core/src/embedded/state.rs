@@ -152,6 +152,19 @@ impl PartitionLog {
 pub(crate) struct Topic {
     pub(crate) partitions: Vec<PartitionLog>,
     pub(crate) compacted: bool,
+    /// `message.timestamp.after.max.ms`, when not the broker's default.
+    pub(crate) timestamp_after_max_ms: Option<i64>,
+}
+
+/// Kafka 4's default `message.timestamp.after.max.ms`: a record stamped further than this ahead of the
+/// broker's clock is refused.
+pub(crate) const TIMESTAMP_AFTER_MAX_MS: i64 = 3_600_000;
+
+impl Topic {
+    /// Whether the broker takes a record stamped `timestamp` at `now_ms`, as Kafka's log validator.
+    pub(crate) fn takes_timestamp(&self, timestamp: i64, now_ms: i64) -> bool {
+        timestamp.saturating_sub(now_ms) <= self.timestamp_after_max_ms.unwrap_or(TIMESTAMP_AFTER_MAX_MS)
+    }
 }
 
 /// A member of a consumer group.
@@ -345,13 +358,24 @@ impl BrokerState {
 
     /// Creates `name` unless it exists; true if it was created.
     pub(crate) fn create_topic(&mut self, name: &str, partitions: i32, compacted: bool) -> bool {
+        self.create_topic_with(name, partitions, compacted, None)
+    }
+
+    /// [`create_topic`](Self::create_topic) with a `message.timestamp.after.max.ms` of its own.
+    pub(crate) fn create_topic_with(
+        &mut self,
+        name: &str,
+        partitions: i32,
+        compacted: bool,
+        timestamp_after_max_ms: Option<i64>,
+    ) -> bool {
         if self.topics.contains_key(name) {
             return false;
         }
         let partitions = partitions.max(1);
         let logs = (0..partitions).map(|_| PartitionLog::default()).collect();
-        self.topics.insert(name.to_string(), Topic { partitions: logs, compacted });
-        self.journal(|| Event::Topic { name: name.to_string(), partitions, compacted });
+        self.topics.insert(name.to_string(), Topic { partitions: logs, compacted, timestamp_after_max_ms });
+        self.journal(|| Event::Topic { name: name.to_string(), partitions, compacted, timestamp_after_max_ms });
         true
     }
 
@@ -424,8 +448,8 @@ impl BrokerState {
     pub(crate) fn replay(&mut self, events: Vec<Event>, journal: Journal, now_ms: i64) {
         for event in events {
             match event {
-                Event::Topic { name, partitions, compacted } => {
-                    self.create_topic(&name, partitions, compacted);
+                Event::Topic { name, partitions, compacted, timestamp_after_max_ms } => {
+                    self.create_topic_with(&name, partitions, compacted, timestamp_after_max_ms);
                 }
                 Event::Record { topic, partition, timestamp, key, value, headers, txn } => {
                     let headers = headers.into_iter().collect();
@@ -551,7 +575,7 @@ mod tests {
         let mut topics = BTreeMap::new();
         for name in ["a", "b"] {
             let partitions = (0..5).map(|_| PartitionLog::default()).collect();
-            topics.insert(name.to_string(), Topic { partitions, compacted: false });
+            topics.insert(name.to_string(), Topic { partitions, compacted: false, timestamp_after_max_ms: None });
         }
         let mut group = Group::default();
         group.members.insert("m1".into(), member(&["a", "b"]));

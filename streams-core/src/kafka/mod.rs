@@ -38,7 +38,11 @@ pub struct RdKafkaSupplier;
 
 fn client_error(operation: impl Into<String>, error: KafkaError) -> ClientError {
     use RDKafkaErrorCode as Code;
-    let code = error.rdkafka_error_code();
+    // rdkafka keeps an admin operation's code to itself.
+    let code = match &error {
+        KafkaError::AdminOp(code) => Some(*code),
+        _ => error.rdkafka_error_code(),
+    };
     let fenced = matches!(
         code,
         Some(
@@ -76,9 +80,33 @@ fn client_error(operation: impl Into<String>, error: KafkaError) -> ClientError 
                     | Code::LeaderNotAvailable
                     | Code::QueueFull
                     | Code::MessageTimedOut
+                    | Code::TimedOutQueue
+                    | Code::Retry
                     // A request in flight to a broker that left the cluster's metadata (it went down):
                     // librdkafka dropped its handle, the client goes on with the others.
                     | Code::DestroyBroker
+                    // A broker's name that does not resolve yet (a restarting container or pod).
+                    | Code::Resolve
+                    | Code::NetworkException
+                    | Code::BrokerNotAvailable
+                    // A coordinator moving to another broker, or loading its state there.
+                    | Code::WaitingForCoordinator
+                    | Code::NotCoordinator
+                    | Code::CoordinatorNotAvailable
+                    | Code::CoordinatorLoadInProgress
+                    | Code::NotController
+                    // A partition's leadership or replicas moving: ListOffsets and produce requests
+                    // answer these until the new leader is known and in sync.
+                    | Code::ReplicaNotAvailable
+                    | Code::PreferredLeaderNotAvailable
+                    | Code::FencedLeaderEpoch
+                    | Code::UnknownLeaderEpoch
+                    | Code::OffsetNotAvailable
+                    | Code::NotEnoughReplicas
+                    | Code::NotEnoughReplicasAfterAppend
+                    | Code::KafkaStorageError
+                    | Code::UnstableOffsetCommit
+                    | Code::ThrottlingQuotaExceeded
             )
         ) =>
         {
@@ -97,13 +125,6 @@ fn client_error(operation: impl Into<String>, error: KafkaError) -> ClientError 
 /// Its default, 1000 ms, leaves a consumer that is only a little slower than the broker idle for a
 /// second at a time: restores ran at a quarter of the raw consume rate because of it.
 const FETCH_QUEUE_BACKOFF_MS: &str = "5";
-
-fn base_config(config: &StreamsConfig, overrides: &BTreeMap<String, String>) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &config.bootstrap_servers);
-    apply_overrides(&mut c, config, overrides);
-    c
-}
 
 /// Applies the user's `client.` settings, then those of the client's own prefix (`own`), over what `c`
 /// holds: every client takes the library's values first, so the user can change them.
@@ -287,7 +308,12 @@ impl ClientSupplier for RdKafkaSupplier {
     }
 
     fn admin(&self, config: &StreamsConfig) -> Result<Box<dyn StreamsAdmin>, ClientError> {
-        let c = base_config(config, &config.admin_overrides);
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &config.bootstrap_servers);
+        if let Some(id) = &config.client_id {
+            c.set("client.id", format!("{id}-admin"));
+        }
+        apply_overrides(&mut c, config, &config.admin_overrides);
         let connection = ConnectionContext::default();
         let admin: AdminClient<ConnectionContext> =
             c.create_with_context(connection.clone()).map_err(|e| client_error("create admin client", e))?;
@@ -889,8 +915,15 @@ impl StreamsProducer for RdKafkaProducer {
     }
 
     fn abort_transaction(&mut self, timeout: Duration) -> Result<(), ClientError> {
+        // The abort purges the transaction's records still queued or in flight, and their failures
+        // (`PurgeQueue`, `PurgeInflight`) arrive while it runs: they belong to work given up, not to
+        // the next transaction's flush.
+        self.era.fetch_add(1, Ordering::SeqCst);
         let _ = self.take_delivery_error();
-        self.producer.abort_transaction(timeout).map_err(|e| client_error("abort transaction", e))
+        let aborted = self.producer.abort_transaction(timeout).map_err(|e| client_error("abort transaction", e));
+        let _ = self.take_delivery_error();
+        self.rejected.lock_unpoisoned().clear();
+        aborted
     }
 }
 

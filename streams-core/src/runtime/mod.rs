@@ -397,10 +397,13 @@ impl KafkaStreams {
             (None, Some(_)) => self.state_dir.process_id(random_process_id)?,
             (None, None) => random_process_id(),
         };
+        // Kafka Streams' client id: every client's id and every thread's name start with it.
+        let client_id =
+            self.config.client_id.clone().unwrap_or_else(|| format!("{}-{process_id}", self.config.application_id));
+        self.config.client_id = Some(client_id.clone());
         let admin = self.supplier.admin(&self.config)?;
         let layout = Arc::new(topics::prepare(&self.topology, &self.plan, &self.config, &*admin)?);
         let watch = if watch_requests {
-            let client_id = format!("{}-{process_id}", self.config.application_id);
             Some(shutdown_request::ShutdownWatch::start(&*self.supplier, &*admin, &self.config, &client_id)?)
         } else {
             None
@@ -409,7 +412,6 @@ impl KafkaStreams {
         let admin = Arc::new(Mutex::new(admin));
         self.shared.state.set(State::Rebalancing);
         // The global stores are read to the end before any stream thread starts.
-        let client_id = format!("{}-{process_id}", self.config.application_id);
         let global = self.bootstrap_global_stores(&layout, app_dir.clone(), &client_id).inspect_err(|_| {
             // As in Kafka Streams: the global thread is gone, and with it the instance.
             self.shared.state.set(State::Error);
@@ -417,9 +419,9 @@ impl KafkaStreams {
         let globals = global.as_ref().map(|g| -> Arc<dyn crate::processor::state::GlobalStores> { g.tasks() });
         let mut threads = Vec::with_capacity(self.config.num_stream_threads);
         for index in 1..=self.config.num_stream_threads {
-            // Kafka Streams' thread name, `<application.id>-<process id>-StreamThread-<n>`: the client
-            // ids librdkafka logs and the broker shows tell the instances of one application apart.
-            let name = format!("{}-{}-StreamThread-{index}", self.config.application_id, process_id);
+            // Kafka Streams' thread name, `<client.id>-StreamThread-<n>`: the client ids librdkafka logs
+            // and the broker shows tell the instances of one application apart.
+            let name = format!("{client_id}-StreamThread-{index}");
             threads.push(thread::StreamThread::new(
                 name,
                 (self.topology.clone(), self.plan.clone(), layout.clone()),

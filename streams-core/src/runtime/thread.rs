@@ -71,6 +71,8 @@ pub(crate) struct ThreadInner {
     recoveries: u32,
     /// When the first of those recoveries happened.
     failing_since_ms: Option<i64>,
+    /// When the last recovery happened.
+    last_recovery_ms: i64,
     task_timeout: Duration,
     /// Recoveries in all.
     total_recoveries: u64,
@@ -225,6 +227,9 @@ impl ThreadInner {
     /// the broker refused it for a while. After a timeout the work since the last commit is redone from
     /// there, as Kafka Streams does for a retriable send error (its `TaskCorruptedException`).
     fn recoverable(&self, error: &StreamsError) -> bool {
+        if self.damaged_logged_store(error).is_some() {
+            return true;
+        }
         let StreamsError::Client(error) = error else { return false };
         match error.kind {
             ClientErrorKind::Fenced | ClientErrorKind::Retriable => true,
@@ -239,14 +244,42 @@ impl ThreadInner {
     /// or keeps coming back.
     fn recover(&mut self, error: StreamsError, consumer: &mut dyn StreamsConsumer) -> Result<(), StreamsError> {
         let now = self.task_config.clock.now_ms();
+        // A thread with no input to commit never clears its count: a recovery longer ago than
+        // task.timeout.ms ended that run of failures all the same.
+        if now - self.last_recovery_ms > self.task_timeout.as_millis() as i64 {
+            self.recoveries = 0;
+            self.failing_since_ms = None;
+        }
         let failing_since = *self.failing_since_ms.get_or_insert(now);
         let too_long = now - failing_since > self.task_timeout.as_millis() as i64;
         if !self.recoverable(&error) || self.recoveries >= MAX_RECOVERIES || too_long {
             return Err(error);
         }
-        let StreamsError::Client(cause) = &error else { return Err(error) };
+        let damaged = self.damaged_logged_store(&error);
+        // Damaged store files are no broker's doing, but what the open transaction holds of their task
+        // is dropped all the same.
+        let store_damage = match (&error, &damaged) {
+            (StreamsError::Store(damage), Some(_)) => {
+                Some(ClientError::new("read a state store", damage.to_string(), ClientErrorKind::Abortable))
+            }
+            _ => None,
+        };
+        let cause = match (&error, &store_damage) {
+            (StreamsError::Client(cause), _) | (_, Some(cause)) => cause,
+            _ => return Err(error),
+        };
+        if store_damage.is_some() && !self.producer.exactly_once() {
+            // As Kafka Streams does before it revives a corrupted task: under at_least_once the work done
+            // since the last commit is committed first (its changelog records acknowledged), so the full
+            // restore takes it in and nothing is done twice; only the record that met the damage is redone.
+            if let Err(e) = self.commit(&*consumer, Checkpoint::Now) {
+                tracing::warn!(target: "kstreams::runtime::thread", thread = %self.name, error = %e,
+                    "could not commit before restoring the damaged store; the work since the last commit is redone");
+            }
+        }
         self.recoveries += 1;
         self.total_recoveries += 1;
+        self.last_recovery_ms = now;
         tracing::warn!(
             target: "kstreams::runtime::thread",
             thread = %self.name,
@@ -263,9 +296,31 @@ impl ThreadInner {
             tracing::warn!(target: "kstreams::runtime::thread", thread = %self.name, error = %replacing, "the producer could not be replaced yet; trying again");
         }
         self.close_all_tasks();
+        if let Some(dir) = damaged {
+            // Once its files are gone the store's checkpoint is not trusted: it is restored in full.
+            tracing::warn!(target: "kstreams::runtime::thread", thread = %self.name, dir = %dir.display(),
+                "deleting the damaged store's files; it is restored from its changelog when its task opens again");
+            let store = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            state_store::RocksDbKeyValueStore::destroy(&store, &dir)?;
+        }
         consumer.rejoin()?;
         self.shared.state.set(State::Rebalancing);
         Ok(())
+    }
+
+    /// The directory of the store whose damaged files `error` reports (`<task dir>/rocksdb/<store>`),
+    /// when that store is one of this application's logged stores, so that wiping it and restoring it
+    /// from its changelog loses nothing. A damaged store without a changelog stays an error: its
+    /// contents exist nowhere else.
+    fn damaged_logged_store(&self, error: &StreamsError) -> Option<std::path::PathBuf> {
+        let StreamsError::Store(state_store::StoreError::Corrupt { path, .. }) = error else { return None };
+        let app_dir = self.task_config.app_dir.as_deref()?;
+        // A window or session store's segment is a database of its own inside the store's directory.
+        let dir = path.ancestors().find(|a| a.parent().and_then(|p| p.file_name()) == Some("rocksdb".as_ref()))?;
+        let store = dir.file_name()?.to_str()?;
+        let logged =
+            self.task_config.changelogs && self.topology.stores.iter().any(|d| d.name == store && d.logging_enabled);
+        (logged && dir.starts_with(app_dir)).then(|| dir.to_path_buf())
     }
 
     /// Closes every task without committing: what their stores held for the open transaction is
@@ -347,10 +402,19 @@ impl ThreadInner {
                     (store.clone(), TopicPartition::new(&topic, id.partition))
                 })
                 .collect();
-            let plan = restore::plan_restore(id, &partitions, &checkpoint, &mut *self.restorer)?;
-            for (store, (start, _, _)) in &plan {
-                if let (None, Some(dir)) = (start, &task_dir) {
-                    state_store::RocksDbKeyValueStore::destroy(store, &crate::store::store_dir(dir, store))?;
+            let mut plan = restore::plan_restore(id, &partitions, &checkpoint, &mut *self.restorer)?;
+            for (store, (start, _, _)) in &mut plan {
+                let Some(dir) = &task_dir else { continue };
+                let store_dir = crate::store::store_dir(dir, store);
+                // A checkpoint vouches for files that are there: with none, the store would open empty.
+                let has_files = std::fs::read_dir(&store_dir).is_ok_and(|mut entries| entries.next().is_some());
+                if start.is_some() && !has_files {
+                    tracing::warn!(target: "kstreams::runtime::thread", task = %id, store = %store, dir = %store_dir.display(),
+                        "the checkpoint covers a store whose files are gone; restoring it in full");
+                    *start = None;
+                }
+                if start.is_none() {
+                    state_store::RocksDbKeyValueStore::destroy(store, &store_dir)?;
                 }
             }
             plan
@@ -720,6 +784,7 @@ impl StreamThread {
                 uncommitted_max_bytes: config.statestore_uncommitted_max_bytes,
                 recoveries: 0,
                 failing_since_ms: None,
+                last_recovery_ms: 0,
                 task_timeout: config.task_timeout,
                 total_recoveries: 0,
             })
