@@ -158,6 +158,8 @@ fn connect(mut client: TcpStream, upstream: SocketAddr, shared: &Arc<Shared>) ->
 fn pump(mut from: TcpStream, mut to: TcpStream, pending: Vec<u8>, instance: Option<u32>, shared: &Shared) {
     let mut held = pending;
     let mut buf = vec![0u8; 64 << 10];
+    // A short read timeout, so that held bytes go out soon after a partition heals.
+    let _ = from.set_read_timeout(Some(Duration::from_millis(50)));
     loop {
         if !held.is_empty() && !shared.partitioned(instance) {
             let latency = shared.latency(instance);
@@ -169,8 +171,6 @@ fn pump(mut from: TcpStream, mut to: TcpStream, pending: Vec<u8>, instance: Opti
             }
             held.clear();
         }
-        // A short read timeout, so that held bytes go out soon after a partition heals.
-        let _ = from.set_read_timeout(Some(Duration::from_millis(50)));
         match from.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => held.extend_from_slice(&buf[..n]),
