@@ -224,6 +224,8 @@ struct Fleet {
     next_id: u32,
     /// Round-robin over the running instances for the next victim.
     turn: usize,
+    /// Under network faults, the proxy the instances reach the broker through.
+    proxy: Option<Arc<proxy::Proxy>>,
 }
 
 struct Running {
@@ -396,11 +398,11 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
         let proxied = kafka_sh(&["proxied"])?;
         let (listen, upstream) =
             proxied.split_once(' ').ok_or_else(|| anyhow!("scripts/kafka.sh proxied printed `{proxied}`"))?;
-        Some((proxy::Proxy::start(listen.parse()?, upstream.parse()?)?, listen.to_string()))
+        Some(Arc::new(proxy::Proxy::start(listen.parse()?, upstream.parse()?)?))
     } else {
         None
     };
-    let instances_bootstrap = proxy.as_ref().map_or(bootstrap.clone(), |(_, listen)| listen.clone());
+    let instances_bootstrap = proxy.as_ref().map_or(bootstrap.clone(), |p| p.address().to_string());
     kafka::create_topics(&bootstrap, &names.external(), PARTITIONS)?;
     let faults = schedule(&args);
     println!(
@@ -433,6 +435,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
         running: BTreeMap::new(),
         next_id: 0,
         turn: 0,
+        proxy,
     };
     for id in 0..args.instances {
         fleet.start(id)?;
@@ -449,8 +452,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
     };
 
     let mut counts = FaultCounts::default();
-    let proxy = proxy.map(|(proxy, _)| proxy);
-    let result = run_faults(&args, &bootstrap, &names, &faults, &mut fleet, proxy.as_ref(), &progress, &mut counts);
+    let result = run_faults(&args, &bootstrap, &names, &faults, &mut fleet, &progress, &mut counts);
     let generated = generator.join().map_err(|_| anyhow!("the generator panicked"))?;
     result.and(generated)?;
     println!(
@@ -493,7 +495,6 @@ fn run_faults(
     names: &Names,
     faults: &[Fault],
     fleet: &mut Fleet,
-    proxy: Option<&proxy::Proxy>,
     progress: &Progress,
     counts: &mut FaultCounts,
 ) -> anyhow::Result<()> {
@@ -605,7 +606,7 @@ fn run_faults(
                 counts.resumed_after.push(wait_progress(bootstrap, names, before, started, up)?);
             }
             Fault::NetworkLatency | Fault::NetworkCut | Fault::NetworkStall | Fault::NetworkPartition => {
-                let proxy = proxy.ok_or_else(|| anyhow!("a network fault without the proxy"))?;
+                let proxy = fleet.proxy.clone().ok_or_else(|| anyhow!("a network fault without the proxy"))?;
                 let before = committed_input(bootstrap, names)?;
                 match fault {
                     Fault::NetworkLatency => {

@@ -85,6 +85,11 @@ impl Proxy {
         Ok(Proxy { shared, listen })
     }
 
+    /// Where the proxy listens: the instances' bootstrap address.
+    pub(crate) fn address(&self) -> SocketAddr {
+        self.listen
+    }
+
     /// Every chunk to or from `target` waits `latency` (zero: none).
     pub(crate) fn set_latency(&self, target: Target, latency: Duration) {
         let mut faults = self.shared.faults.lock().unwrap();

@@ -45,7 +45,7 @@ pub use checkpoint::{CheckpointError, OffsetCheckpoint, Offsets};
 pub use error::StoreError;
 pub use memory::InMemoryKeyValueStore;
 pub use record_cache::{CacheBudget, RecordCache, ENTRY_OVERHEAD};
-pub use rocksdb::{RocksDbKeyValueStore, RocksDbMemory, BASE_ALLOWANCE, PER_STORE_ALLOWANCE};
+pub use rocksdb::{holds_files, RocksDbKeyValueStore, RocksDbMemory, BASE_ALLOWANCE, PER_STORE_ALLOWANCE};
 pub use segmented::SegmentedKeyValueStore;
 pub use store::{KeyValue, KeyValueIterator, KeyValueStore, ReadOnlyKeyValueStore, StateStore};
 pub use transactional::TransactionalKeyValueStore;

@@ -275,12 +275,17 @@ impl RocksDbKeyValueStore {
 /// The file a restore run is written to before the database ingests it, in the database's directory.
 const RUN_FILE: &str = "restore-run.sst";
 
+/// Whether directory `dir` exists and holds anything: a store's files that a checkpoint can vouch for.
+pub fn holds_files(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some())
+}
+
 /// Opens the database at `path`, creating it when the directory holds nothing yet.
 fn open_db(name: &str, path: &Path, options: &Options) -> Result<DB, StoreError> {
     // RocksDB makes a new, empty database wherever it finds no CURRENT file, whatever else is there: the
     // files of a database without one are a damaged database, not a missing one, and a checkpoint would
     // vouch for the empty store in its place.
-    let has_files = std::fs::read_dir(path).is_ok_and(|mut entries| entries.next().is_some());
+    let has_files = holds_files(path);
     if has_files && !path.join("CURRENT").exists() {
         return Err(StoreError::Corrupt {
             store: name.to_string(),

@@ -407,8 +407,7 @@ impl ThreadInner {
                 let Some(dir) = &task_dir else { continue };
                 let store_dir = crate::store::store_dir(dir, store);
                 // A checkpoint vouches for files that are there: with none, the store would open empty.
-                let has_files = std::fs::read_dir(&store_dir).is_ok_and(|mut entries| entries.next().is_some());
-                if start.is_some() && !has_files {
+                if start.is_some() && !state_store::holds_files(&store_dir) {
                     tracing::warn!(target: "kstreams::runtime::thread", task = %id, store = %store, dir = %store_dir.display(),
                         "the checkpoint covers a store whose files are gone; restoring it in full");
                     *start = None;
