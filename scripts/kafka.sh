@@ -19,6 +19,9 @@
 #   scripts/kafka.sh proxied     `PROXY BROKER`: the PROXIED listener's advertised address and the one it
 #                                listens on (see below)
 #   scripts/kafka.sh segments TOPIC-PARTITION  the partition's record batches on disk (offsets, codec)
+#   scripts/kafka.sh abort-hanging  abort every hanging transaction (open on a partition while its
+#                                coordinator no longer counts that partition in: KAFKA-20734 after a
+#                                bounce, docs/operations.md); prints how many it aborted (last line)
 #
 # A three-node cluster for broker-fault tests, apart from the single broker (its own directory and
 # ports; both can run at once). Each node is broker and controller; topics are replicated 3 times with
@@ -430,6 +433,26 @@ bounce() {
   echo "kafka.sh: Kafka is back (pid $(cat "$pid_file"))" >&2
 }
 
+# Kafka's own test for a hanging transaction (`kafka-transactions.sh find-hanging`): open on a partition
+# while its coordinator no longer lists that partition, so no marker will ever come. With a maximum
+# timeout of 0 it reports them at once rather than after 15 minutes; one that ends between the two looks
+# is then not found again by `abort` (an error, skipped).
+abort_hanging() {
+  local bootstrap rows aborted=0 topic partition start
+  bootstrap=$(cat "$addr_file")
+  rows=$(kafka_java org.apache.kafka.tools.TransactionsCommand --bootstrap-server "$bootstrap" \
+    find-hanging --broker-id 1 --max-transaction-timeout 0 2> >(grep -v '^SLF4J' >&2) | awk 'NR > 1 { print $1, $2, $6 }')
+  while read -r topic partition start; do
+    [ -n "$topic" ] || continue
+    if kafka_java org.apache.kafka.tools.TransactionsCommand --bootstrap-server "$bootstrap" \
+        abort --topic "$topic" --partition "$partition" --start-offset "$start" 2> >(grep -v '^SLF4J' >&2); then
+      echo "kafka.sh: aborted the hanging transaction at $topic-$partition offset $start" >&2
+      aborted=$((aborted + 1))
+    fi
+  done <<<"$rows"
+  echo "$aborted"
+}
+
 stop_quietly() {
   if [ -f "$pid_file" ]; then
     local pid
@@ -498,6 +521,9 @@ case "${1:-}" in
     running || die "Kafka is not running (scripts/kafka.sh start)"
     [ -d "$state_dir/data/$2" ] || die "no partition $2 in $state_dir/data"
     kafka_java org.apache.kafka.tools.DumpLogSegments --files "$state_dir/data/$2"/*.log ;;
+  abort-hanging)
+    running || die "Kafka is not running (scripts/kafka.sh start)"
+    abort_hanging ;;
   cluster) shift; cluster "$@" ;;
-  *) sed -n '2,41p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,50p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -17,6 +17,7 @@ use nix::unistd::Pid;
 use crate::generator::{self, Progress};
 use crate::kafka;
 use crate::proxy;
+use crate::soak;
 use crate::topology::{Names, PARTITIONS};
 use crate::verifier::{self, Report};
 
@@ -91,6 +92,11 @@ pub(crate) struct RunArgs {
     /// Where state directories and instance logs go (default: a new directory under the temp dir).
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// A soak: instance 0 is never killed or stopped, every instance's RSS is sampled every 10 s
+    /// (`rss.csv`), and the summary gives instance 0's RSS slope and every error the instances logged.
+    /// The length and the faults come from the other options (`scripts/soak.sh` has the 30-minute run).
+    #[arg(long)]
+    soak: bool,
 }
 
 /// One step of the fault schedule.
@@ -169,20 +175,31 @@ fn schedule(args: &RunArgs) -> Vec<Fault> {
     if !args.no_scaling {
         faults.push(Fault::ScaleIn);
     }
-    let mut broker_faults = vec![Fault::BrokerBounce; args.broker_bounces as usize];
     let led = [Led::Input, Led::Output, Led::Changelog];
-    broker_faults.extend((0..args.leader_kills as usize).map(|i| Fault::LeaderKill(led[i % led.len()])));
     let exactly_once = args.guarantee == "exactly_once_v2";
-    broker_faults.extend((0..args.coordinator_kills).map(|i| {
-        if i % 2 == 1 && exactly_once {
-            Fault::TransactionCoordinatorKill
-        } else {
-            Fault::GroupCoordinatorKill
-        }
-    }));
-    broker_faults.extend((0..args.rolling_restarts).map(|_| Fault::RollingRestart));
     let network = [Fault::NetworkPartition, Fault::NetworkCut, Fault::NetworkStall, Fault::NetworkLatency];
-    broker_faults.extend((0..args.network_faults as usize).map(|i| network[i % network.len()]));
+    let kinds: [Vec<Fault>; 5] = [
+        vec![Fault::BrokerBounce; args.broker_bounces as usize],
+        (0..args.leader_kills as usize).map(|i| Fault::LeaderKill(led[i % led.len()])).collect(),
+        (0..args.coordinator_kills)
+            .map(|i| {
+                if i % 2 == 1 && exactly_once {
+                    Fault::TransactionCoordinatorKill
+                } else {
+                    Fault::GroupCoordinatorKill
+                }
+            })
+            .collect(),
+        vec![Fault::RollingRestart; args.rolling_restarts as usize],
+        (0..args.network_faults as usize).map(|i| network[i % network.len()]).collect(),
+    ];
+    // Each kind spread evenly over the broker faults (a long run meets every kind early and late).
+    let mut placed: Vec<(f64, Fault)> = kinds
+        .iter()
+        .flat_map(|kind| kind.iter().enumerate().map(|(j, f)| ((j as f64 + 0.5) / kind.len() as f64, *f)))
+        .collect();
+    placed.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let broker_faults: Vec<Fault> = placed.into_iter().map(|(_, f)| f).collect();
     // Between the other faults, spread over the run: the first in its first part.
     let n = broker_faults.len();
     for (i, fault) in broker_faults.into_iter().enumerate() {
@@ -224,8 +241,51 @@ struct Fleet {
     next_id: u32,
     /// Round-robin over the running instances for the next victim.
     turn: usize,
+    /// An instance never chosen as a victim (a soak's steady one).
+    spared: Option<u32>,
     /// Under network faults, the proxy the instances reach the broker through.
     proxy: Option<Arc<proxy::Proxy>>,
+    /// Hanging transactions a single broker's restart left behind, and what was done about them.
+    hanging: HangingTransactions,
+}
+
+/// A single broker restarted after `kill -9` can drop the markers of the transactions open when it died
+/// (KAFKA-20734, docs/operations.md "Hanging transactions"): their partitions then hold every
+/// `read_committed` reader, the application's restores among them, at the open transaction for good.
+/// Once a broker bounce has happened and a wait has seen no progress for a while, the driver does what
+/// that page tells an operator to do: `scripts/kafka.sh abort-hanging`, Kafka's own test, aborts only the
+/// transactions whose coordinator no longer counts the partition in. A transaction the application left
+/// open itself is still ongoing at its coordinator and is left alone, so the verifier still sees it.
+#[derive(Default)]
+struct HangingTransactions {
+    /// Whether the single broker has been bounced in this run.
+    armed: bool,
+    last_try: Option<Instant>,
+    aborted: u32,
+}
+
+impl HangingTransactions {
+    /// How long a wait goes without progress before the driver looks for hanging transactions.
+    const AFTER: Duration = Duration::from_secs(20);
+
+    /// Looks for hanging transactions and aborts them, if armed and nothing has moved since `waiting_since`
+    /// (nor since the last look) for [`Self::AFTER`].
+    fn heal(&mut self, waiting_since: Instant, started: Instant) -> anyhow::Result<()> {
+        let quiet_since = self.last_try.map_or(waiting_since, |last| last.max(waiting_since));
+        if !self.armed || quiet_since.elapsed() < Self::AFTER {
+            return Ok(());
+        }
+        let aborted: u32 = kafka_sh(&["abort-hanging"])?.parse().context("scripts/kafka.sh abort-hanging")?;
+        self.last_try = Some(Instant::now());
+        if aborted > 0 {
+            println!(
+                "[{:>5.1}s] aborted {aborted} hanging transaction(s) the broker's restart left open (KAFKA-20734)",
+                started.elapsed().as_secs_f64()
+            );
+            self.aborted += aborted;
+        }
+        Ok(())
+    }
 }
 
 struct Running {
@@ -269,9 +329,11 @@ impl Fleet {
     }
 
     /// Waits until instance `id` has reached RUNNING since its start.
-    fn wait_running(&mut self, id: u32, timeout: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + timeout;
+    fn wait_running(&mut self, id: u32, timeout: Duration, started: Instant) -> anyhow::Result<()> {
+        let since = Instant::now();
+        let deadline = since + timeout;
         while !self.log_since_start(id).contains("-> Running") {
+            self.hanging.heal(since, started)?;
             if let Some(status) = self.running.get_mut(&id).and_then(|r| r.child.try_wait().ok().flatten()) {
                 bail!("instance {id} exited ({status}) before reaching RUNNING; see {}", self.log_path(id).display());
             }
@@ -284,7 +346,7 @@ impl Fleet {
     }
 
     fn victim(&mut self) -> anyhow::Result<u32> {
-        let ids: Vec<u32> = self.running.keys().copied().collect();
+        let ids: Vec<u32> = self.running.keys().copied().filter(|id| Some(*id) != self.spared).collect();
         if ids.is_empty() {
             bail!("no instance is running");
         }
@@ -363,6 +425,8 @@ pub(crate) struct FaultCounts {
     pub(crate) network_faults: u32,
     /// After each broker or network fault, how long until the application committed input again.
     pub(crate) resumed_after: Vec<Duration>,
+    /// Transactions a broker restart left hanging, aborted by the driver.
+    pub(crate) hanging_aborted: u32,
 }
 
 pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -435,14 +499,17 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
         running: BTreeMap::new(),
         next_id: 0,
         turn: 0,
+        spared: args.soak.then_some(soak::STEADY),
         proxy,
+        hanging: HangingTransactions::default(),
     };
     for id in 0..args.instances {
         fleet.start(id)?;
     }
     for id in 0..args.instances {
-        fleet.wait_running(id, Duration::from_secs(120))?;
+        fleet.wait_running(id, Duration::from_secs(120), started)?;
     }
+    let sampler = if args.soak { Some(soak::Sampler::start(&run, &work_dir)?) } else { None };
 
     let progress = Arc::new(Progress::default());
     let generator = {
@@ -461,7 +528,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
         progress.acked.lock().unwrap().len()
     );
 
-    let settled = settle(&bootstrap, &names, Duration::from_secs(args.settle_timeout_s), started);
+    let settled = settle(&bootstrap, &names, Duration::from_secs(args.settle_timeout_s), started, &mut fleet.hanging);
     let mut stop_failures = Vec::new();
     for id in fleet.running.keys().copied().collect::<Vec<_>>() {
         if let Err(e) = fleet.stop(id) {
@@ -479,6 +546,11 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
     for failure in stop_failures {
         report.fail(failure);
     }
+    if let Some(sampler) = sampler {
+        sampler.finish(&mut report)?;
+        soak::errors(&work_dir, &mut report);
+    }
+    counts.hanging_aborted = fleet.hanging.aborted;
     print_summary(&report, &counts, &args, started.elapsed());
     let (restores, records) = late_writes_skipped(&work_dir);
     println!("owner epochs: {records} changelog record(s) of former owners skipped in {restores} restore(s)");
@@ -513,7 +585,7 @@ fn run_faults(
                 fleet.kill9(id)?;
                 counts.kills += 1;
                 fleet.start(id)?;
-                fleet.wait_running(id, up)?;
+                fleet.wait_running(id, up, started)?;
             }
             Fault::KillInTransaction => {
                 let id = fleet.victim()?;
@@ -530,7 +602,7 @@ fn run_faults(
                 }
                 fleet.kill9(id)?;
                 fleet.start(id)?;
-                fleet.wait_running(id, up)?;
+                fleet.wait_running(id, up, started)?;
             }
             Fault::Zombie => {
                 let id = fleet.victim()?;
@@ -560,15 +632,16 @@ fn run_faults(
                 fleet.stop(id)?;
                 counts.clean_restarts += 1;
                 fleet.start(id)?;
-                fleet.wait_running(id, up)?;
+                fleet.wait_running(id, up, started)?;
             }
             Fault::BrokerBounce => {
                 println!("[{at:>5.1}s] kill -9 the broker, start it again {} s later", args.broker_down_s);
                 let before = committed_input(bootstrap, names)?;
                 kafka_sh(&["bounce", &args.broker_down_s.to_string()])?;
                 counts.broker_bounces += 1;
+                fleet.hanging.armed = true;
                 println!("[{:>5.1}s] the broker is back", started.elapsed().as_secs_f64());
-                counts.resumed_after.push(wait_progress(bootstrap, names, before, started, up)?);
+                counts.resumed_after.push(wait_progress(bootstrap, names, before, started, up, &mut fleet.hanging)?);
             }
             Fault::LeaderKill(_) | Fault::GroupCoordinatorKill | Fault::TransactionCoordinatorKill => {
                 let (what, node) = match fault {
@@ -595,7 +668,7 @@ fn run_faults(
                     _ => counts.coordinator_kills += 1,
                 }
                 println!("[{:>5.1}s] node {node} is back", started.elapsed().as_secs_f64());
-                counts.resumed_after.push(wait_progress(bootstrap, names, before, started, up)?);
+                counts.resumed_after.push(wait_progress(bootstrap, names, before, started, up, &mut fleet.hanging)?);
             }
             Fault::RollingRestart => {
                 println!("[{at:>5.1}s] rolling restart of the cluster, each node down {} s", args.broker_down_s);
@@ -603,7 +676,7 @@ fn run_faults(
                 kafka_sh(&["cluster", "roll", &args.broker_down_s.to_string()])?;
                 counts.rolling_restarts += 1;
                 println!("[{:>5.1}s] every node restarted", started.elapsed().as_secs_f64());
-                counts.resumed_after.push(wait_progress(bootstrap, names, before, started, up)?);
+                counts.resumed_after.push(wait_progress(bootstrap, names, before, started, up, &mut fleet.hanging)?);
             }
             Fault::NetworkLatency | Fault::NetworkCut | Fault::NetworkStall | Fault::NetworkPartition => {
                 let proxy = fleet.proxy.clone().ok_or_else(|| anyhow!("a network fault without the proxy"))?;
@@ -636,13 +709,13 @@ fn run_faults(
                 }
                 counts.network_faults += 1;
                 println!("[{:>5.1}s] the network is whole again", started.elapsed().as_secs_f64());
-                counts.resumed_after.push(wait_progress(bootstrap, names, before, started, up)?);
+                counts.resumed_after.push(wait_progress(bootstrap, names, before, started, up, &mut fleet.hanging)?);
             }
             Fault::ScaleOut => {
                 let id = fleet.next_id;
                 println!("[{at:>5.1}s] scale out: instance {id}");
                 fleet.start(id)?;
-                fleet.wait_running(id, up)?;
+                fleet.wait_running(id, up, started)?;
                 counts.scale_outs += 1;
             }
             Fault::ScaleIn => {
@@ -678,6 +751,7 @@ fn wait_progress(
     before: i64,
     started: Instant,
     timeout: Duration,
+    hanging: &mut HangingTransactions,
 ) -> anyhow::Result<Duration> {
     let since = Instant::now();
     let reader = kafka::reader(bootstrap, "crash-test-driver", false)?;
@@ -696,6 +770,7 @@ fn wait_progress(
                 return Ok(took);
             }
         }
+        hanging.heal(since, started)?;
         if since.elapsed() > timeout {
             bail!(
                 "the application committed no input for {timeout:?} after the broker fault ({committed:?} of {end:?} input records committed)"
@@ -710,7 +785,13 @@ fn wait_progress(
 /// a repartition topic, and the committed offsets of the repartition topics have not moved for five
 /// seconds (their ends also hold transaction markers and aborted records, which no commit passes; so
 /// "caught up" there is "nothing left to do"). Stopping too early shows in the verifier as missing output.
-fn settle(bootstrap: &str, names: &Names, timeout: Duration, started: Instant) -> anyhow::Result<()> {
+fn settle(
+    bootstrap: &str,
+    names: &Names,
+    timeout: Duration,
+    started: Instant,
+    hanging: &mut HangingTransactions,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     let committed_reader = kafka::reader(bootstrap, "crash-test-settle", true)?;
     let uncommitted_reader = kafka::reader(bootstrap, "crash-test-settle", false)?;
@@ -745,6 +826,7 @@ fn settle(bootstrap: &str, names: &Names, timeout: Duration, started: Instant) -
             );
             last_print = Instant::now();
         }
+        hanging.heal(stable_since, started)?;
         if Instant::now() > deadline {
             bail!("{behind} input records still uncommitted after {timeout:?}");
         }
@@ -794,6 +876,12 @@ fn print_summary(report: &Report, counts: &FaultCounts, args: &RunArgs, elapsed:
             "processing again after each broker or network fault within {:.1} s (each: {} s)",
             slowest.as_secs_f64(),
             each.join(", ")
+        );
+    }
+    if counts.hanging_aborted > 0 {
+        println!(
+            "hanging transactions the broker's restarts left open (KAFKA-20734), aborted by the driver: {}",
+            counts.hanging_aborted
         );
     }
     for line in &report.lines {

@@ -32,19 +32,28 @@
 //! update, which a resumed zombie's late writes would cause); every closed window has at least one final
 //! result and every one is the model's; every input record has a `joined` output. The exit status is 0 only if every check
 //! passes.
+//!
+//! With `--soak` ([`soak`]) one instance lives through the whole run while the others take the faults,
+//! and the summary adds its memory (RSS sampled every 10 s, the slope after warm-up) and every error
+//! the instances logged (`scripts/soak.sh`: 30 minutes).
 
 mod driver;
 mod generator;
 mod instance;
 mod kafka;
 mod proxy;
+mod soak;
 mod topology;
 mod verifier;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(about = "Kills kstreams instances while they process, then checks that nothing was lost or duplicated")]
+#[command(
+    about = "Kills kstreams instances while they process, then checks that nothing was lost or duplicated",
+    // A later option wins (scripts/soak.sh passes its own, then the caller's).
+    args_override_self = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

@@ -16,7 +16,7 @@ pub(crate) struct Report {
 }
 
 impl Report {
-    fn note(&mut self, line: String) {
+    pub(crate) fn note(&mut self, line: String) {
         self.lines.push(line);
     }
 
