@@ -338,11 +338,47 @@ impl Fleet {
                 bail!("instance {id} exited ({status}) before reaching RUNNING; see {}", self.log_path(id).display());
             }
             if Instant::now() > deadline {
+                self.dump_stacks();
                 bail!("instance {id} not RUNNING after {timeout:?}; see {}", self.log_path(id).display());
             }
             std::thread::sleep(Duration::from_millis(100));
         }
         Ok(())
+    }
+
+    /// [`wait_progress`], with the instances' thread stacks kept when it gives up.
+    fn wait_progress(
+        &mut self,
+        bootstrap: &str,
+        names: &Names,
+        before: i64,
+        started: Instant,
+        timeout: Duration,
+    ) -> anyhow::Result<Duration> {
+        let waited = wait_progress(bootstrap, names, before, started, timeout, &mut self.hanging);
+        if waited.is_err() {
+            self.dump_stacks();
+        }
+        waited
+    }
+
+    /// For a stall: every running instance's thread stacks (gdb, when installed) into
+    /// `instance-N.stacks` beside its log, to see where it waits.
+    fn dump_stacks(&self) {
+        for (id, running) in &self.running {
+            let path = self.work_dir.join(format!("instance-{id}.stacks"));
+            let dumped = Command::new("gdb")
+                .args(["-p", &running.child.id().to_string(), "-batch", "-ex", "thread apply all bt"])
+                .stdin(Stdio::null())
+                .output();
+            match dumped {
+                Ok(out) => match std::fs::write(&path, [out.stdout, out.stderr].concat()) {
+                    Ok(()) => println!("          instance {id}'s thread stacks: {}", path.display()),
+                    Err(e) => println!("          could not write {}: {e}", path.display()),
+                },
+                Err(e) => println!("          no thread stacks of instance {id} (gdb: {e})"),
+            }
+        }
     }
 
     fn victim(&mut self) -> anyhow::Result<u32> {
@@ -641,7 +677,7 @@ fn run_faults(
                 counts.broker_bounces += 1;
                 fleet.hanging.armed = true;
                 println!("[{:>5.1}s] the broker is back", started.elapsed().as_secs_f64());
-                counts.resumed_after.push(wait_progress(bootstrap, names, before, started, up, &mut fleet.hanging)?);
+                counts.resumed_after.push(fleet.wait_progress(bootstrap, names, before, started, up)?);
             }
             Fault::LeaderKill(_) | Fault::GroupCoordinatorKill | Fault::TransactionCoordinatorKill => {
                 let (what, node) = match fault {
@@ -668,7 +704,7 @@ fn run_faults(
                     _ => counts.coordinator_kills += 1,
                 }
                 println!("[{:>5.1}s] node {node} is back", started.elapsed().as_secs_f64());
-                counts.resumed_after.push(wait_progress(bootstrap, names, before, started, up, &mut fleet.hanging)?);
+                counts.resumed_after.push(fleet.wait_progress(bootstrap, names, before, started, up)?);
             }
             Fault::RollingRestart => {
                 println!("[{at:>5.1}s] rolling restart of the cluster, each node down {} s", args.broker_down_s);
@@ -676,7 +712,7 @@ fn run_faults(
                 kafka_sh(&["cluster", "roll", &args.broker_down_s.to_string()])?;
                 counts.rolling_restarts += 1;
                 println!("[{:>5.1}s] every node restarted", started.elapsed().as_secs_f64());
-                counts.resumed_after.push(wait_progress(bootstrap, names, before, started, up, &mut fleet.hanging)?);
+                counts.resumed_after.push(fleet.wait_progress(bootstrap, names, before, started, up)?);
             }
             Fault::NetworkLatency | Fault::NetworkCut | Fault::NetworkStall | Fault::NetworkPartition => {
                 let proxy = fleet.proxy.clone().ok_or_else(|| anyhow!("a network fault without the proxy"))?;
@@ -709,7 +745,7 @@ fn run_faults(
                 }
                 counts.network_faults += 1;
                 println!("[{:>5.1}s] the network is whole again", started.elapsed().as_secs_f64());
-                counts.resumed_after.push(wait_progress(bootstrap, names, before, started, up, &mut fleet.hanging)?);
+                counts.resumed_after.push(fleet.wait_progress(bootstrap, names, before, started, up)?);
             }
             Fault::ScaleOut => {
                 let id = fleet.next_id;

@@ -63,17 +63,23 @@ pub type CommittedOffsets = BTreeMap<TopicPartition, OffsetAndMetadata>;
 /// A consumer's group membership (group, member id, generation) as a transactional offset commit
 /// carries it, so that the broker refuses offsets from a member that was fenced out (KIP-447). Opaque:
 /// each client supplier puts in its own form and takes it out again.
-pub struct GroupMetadata(Box<dyn std::any::Any + Send + Sync>);
+pub struct GroupMetadata(std::sync::Arc<dyn std::any::Any + Send + Sync>);
 
 impl GroupMetadata {
     /// Wraps a supplier's own form of the metadata.
     pub fn new<T: std::any::Any + Send + Sync>(metadata: T) -> Self {
-        GroupMetadata(Box::new(metadata))
+        GroupMetadata(std::sync::Arc::new(metadata))
     }
 
     /// The supplier's own form, if it is a `T`.
     pub fn get<T: std::any::Any>(&self) -> Option<&T> {
         self.0.downcast_ref()
+    }
+
+    /// The supplier's own form, if it is a `T`, as a handle another thread can keep.
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+    pub(crate) fn shared<T: std::any::Any + Send + Sync>(&self) -> Option<std::sync::Arc<T>> {
+        self.0.clone().downcast().ok()
     }
 }
 

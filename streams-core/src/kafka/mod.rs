@@ -281,9 +281,13 @@ impl ClientSupplier for RdKafkaSupplier {
         let context = DeliveryContext::default();
         let (first_error, rejected) = (context.first_error.clone(), context.rejected.clone());
         let (acked, era) = (context.acked.clone(), context.era.clone());
+        // librdkafka's default, 60 s, unless set (the runtime sets 10 s under exactly_once_v2).
+        let transaction_timeout =
+            Duration::from_millis(c.get("transaction.timeout.ms").and_then(|ms| ms.parse().ok()).unwrap_or(60_000));
         let producer: ThreadedProducer<DeliveryContext> =
             c.create_with_context(context).map_err(|e| client_error("create producer", e))?;
-        Ok(Box::new(RdKafkaProducer { producer, first_error, rejected, acked, era }))
+        let producer = Arc::new(producer);
+        Ok(Box::new(RdKafkaProducer { producer, transaction_timeout, first_error, rejected, acked, era }))
     }
 
     fn restore_consumer(
@@ -786,8 +790,16 @@ impl ProducerContext for DeliveryContext {
     }
 }
 
+/// How much longer than its own timeout `send_offsets_to_transaction` may take before the stream thread
+/// stops waiting for it.
+const SEND_OFFSETS_GRACE: Duration = Duration::from_secs(1);
+
 struct RdKafkaProducer {
-    producer: ThreadedProducer<DeliveryContext>,
+    /// Shared with the thread that waits for `send_offsets_to_transaction` (see there).
+    producer: Arc<ThreadedProducer<DeliveryContext>>,
+    /// `transaction.timeout.ms`: the coordinator aborts a transaction open longer than that, so waiting
+    /// longer for one of its calls is waiting for nothing.
+    transaction_timeout: Duration,
     first_error: Arc<Mutex<Option<ClientError>>>,
     rejected: Rejected,
     acked: Acked,
@@ -892,13 +904,40 @@ impl StreamsProducer for RdKafkaProducer {
         group: &GroupMetadata,
         timeout: Duration,
     ) -> Result<(), ClientError> {
-        let Some(metadata) = group.get::<ConsumerGroupMetadata>() else {
+        const OPERATION: &str = "send offsets to transaction";
+        let Some(metadata) = group.shared::<ConsumerGroupMetadata>() else {
             let message = "the group metadata does not come from an rdkafka consumer";
-            return Err(ClientError::new("send offsets to transaction", message, ClientErrorKind::Fatal));
+            return Err(ClientError::new(OPERATION, message, ClientErrorKind::Fatal));
         };
-        self.producer
-            .send_offsets_to_transaction(&commit_list(offsets)?, metadata, timeout)
-            .map_err(|e| client_error("send offsets to transaction", e))
+        // librdkafka does not keep this call's timeout when the group coordinator's broker goes away
+        // (confluentinc/librdkafka#5456; #5511 once that broker has left the metadata, as a killed KRaft
+        // broker does): it can wait for good, the brokers back and well (docs/reliability.md). So the
+        // call runs on a thread of its own and the stream thread waits for it only as long as the timeout,
+        // or `transaction.timeout.ms` when shorter (the transaction is aborted by then in any case).
+        // Past that the producer is in doubt: the thread recovers, replacing it (the new one fences it
+        // and aborts its transaction); the waiting thread keeps the old one until the call returns.
+        let (list, producer) = (commit_list(offsets)?, self.producer.clone());
+        let timeout = timeout.min(self.transaction_timeout);
+        let (answer, answered) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("kstreams-send-offsets".to_string())
+            .spawn(move || {
+                let _ = answer.send(producer.send_offsets_to_transaction(&list, &metadata, timeout));
+            })
+            .map_err(|e| {
+                ClientError::new(OPERATION, format!("cannot start its thread: {e}"), ClientErrorKind::Fatal)
+            })?;
+        match answered.recv_timeout(timeout + SEND_OFFSETS_GRACE) {
+            Ok(result) => result.map_err(|e| client_error(OPERATION, e)),
+            Err(_) => Err(ClientError::new(
+                OPERATION,
+                format!(
+                    "no answer within {timeout:?}: librdkafka waits for a group coordinator that left \
+                     (confluentinc/librdkafka#5456); the producer is replaced"
+                ),
+                ClientErrorKind::Retriable,
+            )),
+        }
     }
 
     fn commit_transaction(&mut self, timeout: Duration) -> Result<(), ClientError> {

@@ -86,7 +86,22 @@ impl ThreadProducer {
         clock: Clock,
     ) -> Result<Self, ClientError> {
         let timeout = config.default_api_timeout;
-        let producer = make(&*supplier, config, &client_id, transactional_id.as_deref(), timeout)?;
+        let mut producer = supplier.producer(config, &client_id, transactional_id.as_deref())?;
+        // A registration that fails for a transient reason (the broker away, its transaction coordinator
+        // still loading) is not the start's failure: the producer is made again before the first
+        // transaction, as after an abort in doubt, and the thread's recovery bounds that by task.timeout.ms.
+        let mut replace = false;
+        if transactional_id.is_some() {
+            match producer.init_transactions(timeout) {
+                Ok(()) => {}
+                Err(error) if error.is_retriable() => {
+                    tracing::warn!(target: "kstreams::runtime::producer", producer = %client_id, %error,
+                        "could not register the transactional producer yet; trying again before the first transaction");
+                    replace = true;
+                }
+                Err(error) => return Err(error),
+            }
+        }
         let pause_guard = transactional_id.is_none().then(|| PauseGuard {
             limit_ms: config.pause_limit().as_millis() as i64,
             last_ms: clock.monotonic_ms(),
@@ -99,7 +114,7 @@ impl ThreadProducer {
             client_id,
             transactional_id,
             in_transaction: false,
-            replace: false,
+            replace,
             timeout,
             pause_guard,
         })

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::client::{NewTopic, StreamsAdmin};
 use crate::config::StreamsConfig;
@@ -24,8 +25,36 @@ pub(crate) struct TopicLayout {
     pub(crate) global: BTreeMap<String, i32>,
 }
 
-/// Checks source topics, creates internal topics, and returns the layout.
+/// Back-off between tries of the start's checks: Kafka's client defaults (`retry.backoff.ms` 100,
+/// doubling up to `retry.backoff.max.ms` 1000).
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(1));
+
+/// Checks source topics, creates internal topics, and returns the layout. A transient error (a broker
+/// not up yet, a controller that moved, one that is still loading) is tried again with back-off until
+/// `default.api.timeout.ms` has passed since the first try: an application started beside its Kafka,
+/// or during a broker's restart, starts once the broker answers; anything else fails at once.
 pub(crate) fn prepare(
+    topology: &Topology,
+    plan: &TopologyPlan,
+    config: &StreamsConfig,
+    admin: &dyn StreamsAdmin,
+) -> Result<TopicLayout, StreamsError> {
+    let deadline = Instant::now() + config.default_api_timeout;
+    let mut backoff = BACKOFF.0;
+    loop {
+        match prepare_once(topology, plan, config, admin) {
+            Err(StreamsError::Client(error)) if error.is_retriable() && Instant::now() + backoff < deadline => {
+                tracing::warn!(target: "kstreams::runtime", %error, ?backoff,
+                    "the brokers cannot answer the start's topic checks yet; trying again until default.api.timeout.ms");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(BACKOFF.1);
+            }
+            result => return result,
+        }
+    }
+}
+
+fn prepare_once(
     topology: &Topology,
     plan: &TopologyPlan,
     config: &StreamsConfig,
