@@ -149,6 +149,9 @@ fn an_application_started_while_its_broker_restarts_starts_once_it_is_back() -> 
     }
     let mut config = config(&app);
     config.processing_guarantee = ProcessingGuarantee::ExactlyOnceV2;
+    // The start waits for the brokers as long as default.api.timeout.ms; the tests' 20 s is shorter than
+    // the broker's 8 s down and its JVM's start on a busy machine. Kafka's default, 60 s, is not.
+    config.default_api_timeout = Duration::from_secs(60);
     let mut streams = streams(topology(&input, &output), config)?;
     let started = Instant::now();
     streams.start()?;
