@@ -269,14 +269,20 @@ impl HangingTransactions {
     const AFTER: Duration = Duration::from_secs(20);
 
     /// Looks for hanging transactions and aborts them, if armed and nothing has moved since `waiting_since`
-    /// (nor since the last look) for [`Self::AFTER`].
-    fn heal(&mut self, waiting_since: Instant, started: Instant) -> anyhow::Result<()> {
+    /// (nor since the last look) for [`Self::AFTER`]. A look that fails (the broker not answering yet) is
+    /// only reported: the next one comes [`Self::AFTER`] later.
+    fn heal(&mut self, waiting_since: Instant, started: Instant) {
         let quiet_since = self.last_try.map_or(waiting_since, |last| last.max(waiting_since));
         if !self.armed || quiet_since.elapsed() < Self::AFTER {
-            return Ok(());
+            return;
         }
-        let aborted: u32 = kafka_sh(&["abort-hanging"])?.parse().context("scripts/kafka.sh abort-hanging")?;
+        let looked = kafka_sh(&["abort-hanging"])
+            .and_then(|aborted| aborted.parse::<u32>().context("scripts/kafka.sh abort-hanging printed no count"));
         self.last_try = Some(Instant::now());
+        let aborted = looked.unwrap_or_else(|e| {
+            println!("          could not look for hanging transactions (again in {:?}): {e:#}", Self::AFTER);
+            0
+        });
         if aborted > 0 {
             println!(
                 "[{:>5.1}s] aborted {aborted} hanging transaction(s) the broker's restart left open (KAFKA-20734)",
@@ -284,7 +290,6 @@ impl HangingTransactions {
             );
             self.aborted += aborted;
         }
-        Ok(())
     }
 }
 
@@ -333,7 +338,7 @@ impl Fleet {
         let since = Instant::now();
         let deadline = since + timeout;
         while !self.log_since_start(id).contains("-> Running") {
-            self.hanging.heal(since, started)?;
+            self.hanging.heal(since, started);
             if let Some(status) = self.running.get_mut(&id).and_then(|r| r.child.try_wait().ok().flatten()) {
                 bail!("instance {id} exited ({status}) before reaching RUNNING; see {}", self.log_path(id).display());
             }
@@ -556,6 +561,9 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let mut counts = FaultCounts::default();
     let result = run_faults(&args, &bootstrap, &names, &faults, &mut fleet, &progress, &mut counts);
+    if result.is_err() {
+        progress.stop.store(true, Ordering::SeqCst);
+    }
     let generated = generator.join().map_err(|_| anyhow!("the generator panicked"))?;
     result.and(generated)?;
     println!(
@@ -806,7 +814,7 @@ fn wait_progress(
                 return Ok(took);
             }
         }
-        hanging.heal(since, started)?;
+        hanging.heal(since, started);
         if since.elapsed() > timeout {
             bail!(
                 "the application committed no input for {timeout:?} after the broker fault ({committed:?} of {end:?} input records committed)"
@@ -862,7 +870,7 @@ fn settle(
             );
             last_print = Instant::now();
         }
-        hanging.heal(stable_since, started)?;
+        hanging.heal(stable_since, started);
         if Instant::now() > deadline {
             bail!("{behind} input records still uncommitted after {timeout:?}");
         }

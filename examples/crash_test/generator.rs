@@ -31,6 +31,9 @@ pub(crate) struct Progress {
     pub(crate) acked: Mutex<Vec<Acked>>,
     /// Deliveries that failed, with the broker's reason: the records may or may not be in the topic.
     pub(crate) failed: Mutex<Vec<String>>,
+    /// Set by the driver when its fault schedule failed: the run has failed, generating on is waiting
+    /// for nothing (a soak's generator has half an hour to go).
+    pub(crate) stop: std::sync::atomic::AtomicBool,
 }
 
 struct Deliveries(Arc<Progress>);
@@ -84,6 +87,9 @@ pub(crate) fn generate(
     let mut sequence = vec![0u64; keys as usize];
     let started = Instant::now();
     for i in 0..records {
+        if progress.stop.load(Ordering::SeqCst) {
+            break;
+        }
         // Pace: record i goes out at i / rate seconds.
         let due = Duration::from_secs_f64(i as f64 / rate.max(1) as f64);
         if let Some(wait) = due.checked_sub(started.elapsed()) {
