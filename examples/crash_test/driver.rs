@@ -590,13 +590,14 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
     for failure in stop_failures {
         report.fail(failure);
     }
+    let logs = instance_logs(&work_dir);
     if let Some(sampler) = sampler {
         sampler.finish(&mut report)?;
-        soak::errors(&work_dir, &mut report);
+        soak::errors(&logs, &mut report);
     }
     counts.hanging_aborted = fleet.hanging.aborted;
     print_summary(&report, &counts, &args, started.elapsed());
-    let (restores, records) = late_writes_skipped(&work_dir);
+    let (restores, records) = late_writes_skipped(&logs);
     println!("owner epochs: {records} changelog record(s) of former owners skipped in {restores} restore(s)");
     if !report.passed() {
         bail!("the crash test failed; instance logs in {}", work_dir.display());
@@ -880,14 +881,9 @@ fn settle(
 
 /// What the instances' restores skipped as former owners' late writes (at_least_once owner epochs): the
 /// restores that skipped any, and the records, from the warnings in the instance logs.
-fn late_writes_skipped(work_dir: &std::path::Path) -> (u64, u64) {
+fn late_writes_skipped(logs: &[(String, String)]) -> (u64, u64) {
     let (mut restores, mut records) = (0, 0);
-    for entry in std::fs::read_dir(work_dir).into_iter().flatten().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !(name.starts_with("instance-") && name.ends_with(".log")) {
-            continue;
-        }
-        let log = String::from_utf8_lossy(&std::fs::read(entry.path()).unwrap_or_default()).into_owned();
+    for (_, log) in logs {
         for line in log.lines().filter(|l| l.contains("skipped changelog records")) {
             restores += 1;
             let count = line.split("skipped=").nth(1).and_then(|rest| rest.split(' ').next());
@@ -895,6 +891,19 @@ fn late_writes_skipped(work_dir: &std::path::Path) -> (u64, u64) {
         }
     }
     (restores, records)
+}
+
+/// Every instance's log in `work_dir` (`instance-N.log`, across its restarts), by file name.
+fn instance_logs(work_dir: &std::path::Path) -> Vec<(String, String)> {
+    let mut logs = Vec::new();
+    for entry in std::fs::read_dir(work_dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("instance-") && name.ends_with(".log") {
+            let log = String::from_utf8_lossy(&std::fs::read(entry.path()).unwrap_or_default()).into_owned();
+            logs.push((name, log));
+        }
+    }
+    logs
 }
 
 fn print_summary(report: &Report, counts: &FaultCounts, args: &RunArgs, elapsed: Duration) {

@@ -139,15 +139,11 @@ fn slope_per_hour(points: &[(f64, f64)]) -> Option<f64> {
 
 /// What the instances logged at ERROR level, and any that went to the ERROR state or panicked: the
 /// library's own errors are listed one by one (a soak expects none beyond the injected faults' effects),
-/// librdkafka's (connections down while the broker or the network was) are counted by kind.
-pub(crate) fn errors(work_dir: &Path, report: &mut Report) {
+/// librdkafka's (connections down while the broker or the network was) are counted by kind. `logs`:
+/// each instance's log, by file name.
+pub(crate) fn errors(logs: &[(String, String)], report: &mut Report) {
     let (mut library, mut client) = (std::collections::BTreeMap::new(), std::collections::BTreeMap::new());
-    for entry in std::fs::read_dir(work_dir).into_iter().flatten().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !(name.starts_with("instance-") && name.ends_with(".log")) {
-            continue;
-        }
-        let log = String::from_utf8_lossy(&std::fs::read(entry.path()).unwrap_or_default()).into_owned();
+    for (name, log) in logs {
         for line in log.lines() {
             if line.contains("-> Error") || line.contains("panicked at") {
                 report.fail(format!("{name}: {line}"));

@@ -287,35 +287,28 @@ fn open_db(name: &str, path: &Path, options: &Options) -> Result<DB, StoreError>
     // vouch for the empty store in its place.
     let has_files = holds_files(path);
     if has_files && !path.join("CURRENT").exists() {
-        return Err(StoreError::Corrupt {
-            store: name.to_string(),
-            path: path.to_path_buf(),
-            message: "the CURRENT file is missing".into(),
-        });
+        return Err(corrupt(name, path, "the CURRENT file is missing".into()));
     }
     DB::open(options, path).map_err(|e| {
         // A file the MANIFEST names that is gone is damage too, though RocksDB calls it an I/O error.
         let missing = e.kind() == ErrorKind::IOError && e.to_string().contains("No such file or directory");
         if has_files && missing {
-            return StoreError::Corrupt {
-                store: name.to_string(),
-                path: path.to_path_buf(),
-                message: format!("open: {e}"),
-            };
+            return corrupt(name, path, format!("open: {e}"));
         }
         db_error(name, path, "open", e)
     })
+}
+
+/// [`StoreError::Corrupt`] for the store `store` whose files are in `path`.
+fn corrupt(store: &str, path: &Path, message: String) -> StoreError {
+    StoreError::Corrupt { store: store.to_string(), path: path.to_path_buf(), message }
 }
 
 /// RocksDB's `error` in `what` as the store's: one that says the files are damaged (a checksum that does
 /// not match, a file cut short) is [`StoreError::Corrupt`], so the runtime can restore the store afresh.
 fn db_error(store: &str, path: &Path, what: &str, error: ::rocksdb::Error) -> StoreError {
     if error.kind() == ErrorKind::Corruption {
-        return StoreError::Corrupt {
-            store: store.to_string(),
-            path: path.to_path_buf(),
-            message: format!("{what}: {error}"),
-        };
+        return corrupt(store, path, format!("{what}: {error}"));
     }
     backend(store, what.to_string(), error)
 }
