@@ -39,6 +39,7 @@ scenario_tests!(
     final_window_counts_survive_a_restart_in_the_suppression_buffer,
     emit_final_results_are_not_emitted_again_after_a_restart,
     a_pattern_source_reads_every_matching_topic,
+    a_pattern_source_picks_up_topics_created_while_it_runs,
     a_partitioner_gets_the_topic_s_partition_count,
     a_source_s_timestamp_extractor_gives_records_their_timestamps
 );

@@ -1350,6 +1350,84 @@ pub(crate) fn a_pattern_source_reads_every_matching_topic() -> anyhow::Result<()
     Ok(())
 }
 
+/// A pattern source reads the topics created while the application runs, as Kafka Streams does at
+/// its consumers' metadata refresh (`metadata.max.age.ms`, 0.5 s here). No topic matches at start; a
+/// count by key (a store with its changelog) runs on two instances. Keys written to both topics count
+/// exactly: partition p of both is read by one task, on one instance. A later topic with another
+/// partition count (not co-partitioned) is refused, and the application goes on with the others.
+pub(crate) fn a_pattern_source_picks_up_topics_created_while_it_runs() -> anyhow::Result<()> {
+    let prefix = kafka::unique("live-pattern");
+    let (a, b, wide, output) =
+        (format!("{prefix}-in-a"), format!("{prefix}-in-b"), format!("{prefix}-in-wide"), format!("{prefix}-out"));
+    kafka::create_topics(&[(&output, 1)]);
+    let app_id = kafka::unique("live-pattern-app");
+    let topology = || -> anyhow::Result<Topology> {
+        let builder = StreamsBuilder::new();
+        builder
+            .stream_pattern::<String, String>(&format!("{prefix}-in-.*"))
+            .group_by_key()
+            .count()
+            .to_stream()
+            .to(&output);
+        Ok(builder.build()?)
+    };
+    let config = || {
+        let mut config = kafka::config(&app_id);
+        config.consumer_overrides.insert("metadata.max.age.ms".into(), "500".into());
+        config
+    };
+    let mut first = kafka::streams(topology()?, config())?;
+    first.start()?;
+    let mut second = kafka::streams(topology()?, config())?;
+    second.start()?;
+    let keys: Vec<String> = (0..10).map(|i| format!("k{i}")).collect();
+    let records = |times: usize| {
+        keys.iter()
+            .flat_map(|k| std::iter::repeat_n((Some(k.as_bytes().to_vec()), Some(b"v".to_vec())), times))
+            .collect::<Vec<_>>()
+    };
+    let last_counts = |records: &[kstreams::record::RawRecord]| -> BTreeMap<String, i64> {
+        let mut last = BTreeMap::new();
+        for r in records {
+            let key = from_bytes(&*String::default_serde(), &output, r.key.as_deref()).ok().flatten();
+            let count = from_bytes(&*i64::default_serde(), &output, r.value.as_deref()).ok().flatten();
+            if let (Some(key), Some(count)) = (key, count) {
+                last.insert(key, count);
+            }
+        }
+        last
+    };
+    let counted = |n: i64| {
+        let out = kafka::consume_until(&output, Duration::from_secs(90), |r| {
+            let last = last_counts(r);
+            last.len() == keys.len() && last.values().all(|&c| c == n)
+        });
+        last_counts(&out)
+    };
+    let all = |n: i64| keys.iter().map(|k| (k.clone(), n)).collect::<BTreeMap<String, i64>>();
+
+    kafka::create_topics(&[(&a, 2)]);
+    kafka::produce(&a, records(1));
+    assert_eq!(counted(1), all(1), "the first topic, created after the start, is read");
+    kafka::create_topics(&[(&b, 2)]);
+    kafka::produce(&b, records(2));
+    assert_eq!(counted(3), all(3), "each key's records of both topics counted once, by one task");
+    // Not co-partitioned with the other two: refused (an error logged at each look), the rest goes on.
+    kafka::create_topics(&[(&wide, 3)]);
+    kafka::produce(&wide, vec![(Some(b"k0".to_vec()), Some(b"v".to_vec()))]);
+    std::thread::sleep(Duration::from_secs(2));
+    kafka::produce(&a, records(1));
+    assert_eq!(counted(4), all(4), "the others are still read; the refused topic is not");
+    assert_eq!(first.state(), State::Running);
+    assert_eq!(second.state(), State::Running);
+    first.close()?;
+    second.close()?;
+    let changelog = format!("{app_id}-KSTREAM-AGGREGATE-STATE-STORE-0000000001-changelog");
+    let partitions = kafka::admin().partition_counts(std::slice::from_ref(&changelog))?;
+    assert_eq!(partitions[&changelog], Some(2), "the changelog, created with the first topic, has its partitions");
+    Ok(())
+}
+
 /// A partitioner is given the partition count of the topic it writes, as the broker has it, and the
 /// records land where it said; several partitions per record write a copy to each (KIP-837).
 pub(crate) fn a_partitioner_gets_the_topic_s_partition_count() -> anyhow::Result<()> {

@@ -396,6 +396,13 @@ impl StreamsConfig {
         self.consumer_ms("session.timeout.ms", DEFAULT_SESSION_TIMEOUT_MS)
     }
 
+    /// The consumers' `metadata.max.age.ms` as they get it (Kafka's default, 5 minutes): also how often
+    /// a running application looks for new topics its source patterns match, as Kafka Streams picks
+    /// them up at its consumers' metadata refresh.
+    pub(crate) fn metadata_max_age(&self) -> Duration {
+        Duration::from_millis(self.consumer_ms("metadata.max.age.ms", 300_000))
+    }
+
     /// A consumer setting in milliseconds, or `default` when it is not set or not a number.
     fn consumer_ms(&self, name: &str, default: u64) -> u64 {
         self.consumer_setting(name).and_then(settings::parse_millis).unwrap_or(default)

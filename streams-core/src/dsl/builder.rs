@@ -184,8 +184,11 @@ impl StreamsBuilder {
 
     /// One stream of the records of every topic whose whole name matches the regular expression
     /// `pattern` (Kafka Streams' `stream(Pattern)`), with the key and value types' default serdes. The
-    /// topics are those that exist when the application starts; they must have the same number of
-    /// partitions. An invalid pattern is an error at `build()`.
+    /// topics are those that exist when the application starts, and those created while it runs, found
+    /// every `metadata.max.age.ms` (a consumer setting; 5 minutes by default) as Kafka Streams finds them
+    /// at its consumers' metadata refresh. They must have the same number of partitions: a later topic
+    /// with another count is refused, with an error logged. An invalid pattern is an error at
+    /// `build()`.
     ///
     /// # Examples
     ///

@@ -237,9 +237,26 @@ impl OffsetCommitter for EmbeddedConsumer {
 }
 
 impl StreamsConsumer for EmbeddedConsumer {
+    /// A member that subscribes again keeps its id, and the group rebalances with its new
+    /// subscription, as on Kafka.
     fn subscribe(&mut self, topics: &[String]) -> Result<(), ClientError> {
         self.topics = topics.to_vec();
-        self.join();
+        let Some(id) = &self.member else {
+            self.join();
+            return Ok(());
+        };
+        let mut state = self.broker.lock();
+        let group = state.groups.entry(self.group.clone()).or_default();
+        match group.members.get_mut(id) {
+            Some(member) => {
+                member.subscription = self.topics.clone();
+                group.rebalance();
+                drop(state);
+                self.broker.notify();
+            }
+            // Expired meanwhile: the next poll finds its partitions lost and joins as a new member.
+            None => drop(state),
+        }
         Ok(())
     }
 

@@ -648,6 +648,12 @@ impl OffsetCommitter for RdKafkaConsumer {
 impl StreamsConsumer for RdKafkaConsumer {
     fn subscribe(&mut self, topics: &[String]) -> Result<(), ClientError> {
         self.subscription = topics.to_vec();
+        if topics.is_empty() {
+            // librdkafka refuses an empty subscription: a source pattern that matches no topic yet. The
+            // member joins once one does.
+            self.consumer.unsubscribe();
+            return Ok(());
+        }
         let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
         self.consumer.subscribe(&topics).map_err(|e| client_error("subscribe", e))
     }
@@ -693,8 +699,8 @@ impl StreamsConsumer for RdKafkaConsumer {
 
     fn rejoin(&mut self) -> Result<(), ClientError> {
         self.consumer.unsubscribe();
-        let topics: Vec<&str> = self.subscription.iter().map(String::as_str).collect();
-        self.consumer.subscribe(&topics).map_err(|e| client_error("subscribe", e))
+        let topics = self.subscription.clone();
+        self.subscribe(&topics)
     }
 
     fn close(&mut self) {

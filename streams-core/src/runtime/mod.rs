@@ -17,6 +17,7 @@
 //! ```
 
 mod global;
+mod layout;
 mod producer;
 mod restore;
 mod shutdown_request;
@@ -402,7 +403,7 @@ impl KafkaStreams {
             self.config.client_id.clone().unwrap_or_else(|| format!("{}-{process_id}", self.config.application_id));
         self.config.client_id = Some(client_id.clone());
         let admin = self.supplier.admin(&self.config)?;
-        let layout = Arc::new(topics::prepare(&self.topology, &self.plan, &self.config, &*admin)?);
+        let layout = topics::prepare(&self.topology, &self.plan, &self.config, &*admin)?;
         let watch = if watch_requests {
             Some(shutdown_request::ShutdownWatch::start(&*self.supplier, &*admin, &self.config, &client_id)?)
         } else {
@@ -417,6 +418,12 @@ impl KafkaStreams {
             self.shared.state.set(State::Error);
         })?;
         let globals = global.as_ref().map(|g| -> Arc<dyn crate::processor::state::GlobalStores> { g.tasks() });
+        let layouts = Arc::new(layout::Layouts::new(
+            layout,
+            (self.topology.clone(), self.plan.clone()),
+            &self.config,
+            admin.clone(),
+        ));
         let mut threads = Vec::with_capacity(self.config.num_stream_threads);
         for index in 1..=self.config.num_stream_threads {
             // Kafka Streams' thread name, `<client.id>-StreamThread-<n>`: the client ids librdkafka logs
@@ -424,7 +431,7 @@ impl KafkaStreams {
             let name = format!("{client_id}-StreamThread-{index}");
             threads.push(thread::StreamThread::new(
                 name,
-                (self.topology.clone(), self.plan.clone(), layout.clone()),
+                (self.topology.clone(), self.plan.clone(), layouts.clone()),
                 self.config.clone(),
                 self.supplier.clone(),
                 self.shared.clone(),

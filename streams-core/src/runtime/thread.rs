@@ -23,6 +23,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
+use super::layout::Layouts;
 use super::producer::ThreadProducer;
 use super::restore::{self, StateRestoreListener};
 use super::topics::TopicLayout;
@@ -47,7 +48,10 @@ pub(crate) struct ThreadInner {
     name: String,
     topology: Arc<Topology>,
     plan: Arc<TopologyPlan>,
+    /// The layout this thread subscribed with, and its generation.
     layout: Arc<TopicLayout>,
+    generation: u64,
+    layouts: Arc<Layouts>,
     task_config: TaskConfig,
     tasks: BTreeMap<TaskId, Task>,
     /// The next offset to commit for each partition processed since the last commit.
@@ -649,6 +653,16 @@ impl RebalanceListener for Listener {
     fn on_partitions_assigned(&self, partitions: &[TopicPartition], committed: &CommittedOffsets) {
         let mut inner = self.inner.lock_unpoisoned();
         tracing::info!(target: "kstreams::runtime::thread", thread = %inner.name, partitions = partitions.len(), "partitions assigned");
+        // A member whose subscription lacks a topic the patterns match now was given only part of its
+        // tasks' partitions (see `runtime::layout`): it opens none and joins again at its next step.
+        if inner.layouts.watched() {
+            inner.layouts.look();
+            if inner.layouts.generation() != inner.generation {
+                tracing::info!(target: "kstreams::runtime::thread", thread = %inner.name,
+                    "the source patterns match topics this thread does not subscribe to yet; taking no task until it joins again with them");
+                return;
+            }
+        }
         // A transaction of this thread's producer left open when its abort failed (the broker away)
         // holds back the restore of every changelog partition it wrote to, until it times out: the
         // producer's replacement, which aborts it, comes before any restore.
@@ -702,7 +716,9 @@ pub(crate) struct StreamThread {
     inner: Arc<Mutex<ThreadInner>>,
     config: StreamsConfig,
     shared: Arc<Shared>,
-    source_topics: Vec<String>,
+    /// The instance's topic layout, and the generation of it this thread subscribed with.
+    layouts: Arc<Layouts>,
+    generation: u64,
     /// The polled records not yet processed (kept to reuse its allocation).
     batch: Vec<RawRecord>,
     clock: Clock,
@@ -721,7 +737,7 @@ pub(crate) struct StreamThread {
 /// The arguments of [`StreamThread::new`], kept.
 #[derive(Clone)]
 struct Recipe {
-    parts: (Arc<Topology>, Arc<TopologyPlan>, Arc<TopicLayout>),
+    parts: (Arc<Topology>, Arc<TopologyPlan>, Arc<Layouts>),
     config: StreamsConfig,
     supplier: Arc<dyn ClientSupplier>,
     state: ThreadState,
@@ -730,14 +746,14 @@ struct Recipe {
 impl StreamThread {
     pub(crate) fn new(
         name: String,
-        (topology, plan, layout): (Arc<Topology>, Arc<TopologyPlan>, Arc<TopicLayout>),
+        (topology, plan, layouts): (Arc<Topology>, Arc<TopologyPlan>, Arc<Layouts>),
         config: StreamsConfig,
         supplier: Arc<dyn ClientSupplier>,
         shared: Arc<Shared>,
         state: ThreadState,
     ) -> Result<Self, StreamsError> {
         let recipe = Recipe {
-            parts: (topology.clone(), plan.clone(), layout.clone()),
+            parts: (topology.clone(), plan.clone(), layouts.clone()),
             config: config.clone(),
             supplier: supplier.clone(),
             state: state.clone(),
@@ -761,6 +777,7 @@ impl StreamThread {
         task_config.windowed_emit_interval_ms = crate::window::millis(config.windowed_emit_interval);
         task_config.outer_join_emit_interval_ms = crate::window::millis(config.outer_join_emit_interval);
         task_config.globals = state.globals.clone();
+        let (generation, layout) = layouts.current();
         let inner = Arc::new_cyclic(|me| {
             Mutex::new(ThreadInner {
                 me: me.clone(),
@@ -768,6 +785,8 @@ impl StreamThread {
                 topology,
                 plan,
                 layout: layout.clone(),
+                generation,
+                layouts: layouts.clone(),
                 task_config,
                 tasks: BTreeMap::new(),
                 offsets: BTreeMap::new(),
@@ -790,7 +809,6 @@ impl StreamThread {
         });
         let listener = Arc::new(Listener { inner: inner.clone() });
         let consumer = supplier.consumer(&config, &format!("{name}-consumer"), listener)?;
-        let source_topics = layout.reader.keys().cloned().collect();
         let now = state.clock.now_ms();
         Ok(StreamThread {
             name,
@@ -799,7 +817,8 @@ impl StreamThread {
             batch: Vec::with_capacity(config.max_poll_records),
             config,
             shared,
-            source_topics,
+            layouts,
+            generation,
             clock: state.clock,
             last_commit_ms: now,
             last_metrics_ms: now,
@@ -837,9 +856,18 @@ impl StreamThread {
         }
     }
 
-    /// Joins the group through the consumer's subscription to the source topics.
+    /// Joins the group through the consumer's subscription to the source topics of the layout in force;
+    /// called again, joins again with those of a newer layout.
     pub(crate) fn subscribe(&mut self) -> Result<(), StreamsError> {
-        Ok(self.consumer.subscribe(&self.source_topics)?)
+        let (generation, layout) = self.layouts.current();
+        let topics: Vec<String> = layout.reader.keys().cloned().collect();
+        {
+            let mut inner = self.inner.lock_unpoisoned();
+            inner.layout = layout;
+            inner.generation = generation;
+        }
+        self.generation = generation;
+        Ok(self.consumer.subscribe(&topics)?)
     }
 
     /// One turn of the processing loop: polls (waiting at most `poll_timeout`), runs the batch through
@@ -847,6 +875,12 @@ impl StreamThread {
     /// too much). A recoverable failure is recovered from here; an error means the thread must stop.
     /// A simulation calls this directly, with no wait, to interleave instances in a seeded order.
     pub(crate) fn step(&mut self, poll_timeout: Duration) -> Result<(), StreamsError> {
+        // Topics a source pattern came to match, found by this thread's look, another thread's, or at an
+        // assignment this thread's subscription was behind for: join the group again with them.
+        self.layouts.look_if_due(self.clock.now_ms());
+        if self.layouts.generation() != self.generation {
+            self.subscribe()?;
+        }
         let polled = self.consumer.poll_batch(poll_timeout, self.config.max_poll_records, &mut self.batch);
         let inner = self.inner.clone();
         let mut inner = inner.lock_unpoisoned();

@@ -18,7 +18,7 @@ use crate::dsl::{BufferConfig, Grouped, Materialized, StreamsBuilder, Suppressed
 use crate::embedded::EmbeddedBroker;
 use crate::processor::{Processor, ProcessorContext};
 use crate::record::RawRecord;
-use crate::runtime::{topics, State};
+use crate::runtime::{layout::Layouts, topics, State};
 use crate::serde::StringSerde;
 use crate::sync::LockUnpoisoned;
 use crate::time::Clock;
@@ -173,7 +173,9 @@ impl Cluster {
             dir_lock: None,
             globals: None,
         };
-        let parts = (Arc::new(topology), Arc::new(plan), Arc::new(layout));
+        let (topology, plan) = (Arc::new(topology), Arc::new(plan));
+        let layouts = Layouts::new(layout, (topology.clone(), plan.clone()), &config, state.admin.clone());
+        let parts = (topology, plan, Arc::new(layouts));
         let supplier = Arc::new(self.broker.clone());
         let mut thread = StreamThread::new(name.to_string(), parts, config, supplier, shared.clone(), state)
             .expect("the thread's clients are made");
@@ -585,4 +587,54 @@ fn under_at_least_once_an_unmatched_left_join_result_whose_send_failed_is_emitte
 
     step(&mut thread); // reopened: the waiting records restored, b@100 redone
     assert_eq!(values(&cluster.broker.read_all("output")), vec!["a=x+-"]);
+}
+
+/// Two instances of a pattern source (`in-.*` → `output`): the first looks for new topics every
+/// second, the second only every minute. When `in-b` appears, the first subscribes to it; the group's
+/// range assignment then gives the second partition 1 of `in-a` and the first partition 1 of `in-b`,
+/// halves of task 0_1. The second, finding at that assignment that its subscription is behind, opens
+/// no task and joins again: task 0_1 never runs on both, and once both subscribe to both topics each
+/// task has its partitions of both.
+#[test]
+fn a_thread_behind_on_its_patterns_topics_takes_no_task_and_joins_again_with_them() {
+    let cluster = Cluster::new();
+    cluster.broker.create_topic("in-a", 2);
+    let topology = || {
+        let builder = StreamsBuilder::new();
+        builder.stream_pattern::<String, String>("in-.*").to("output");
+        builder.build().expect("a valid topology")
+    };
+    let with_look_every = |ms: &str| {
+        let mut config = config(ProcessingGuarantee::AtLeastOnce);
+        config.consumer_overrides.insert("metadata.max.age.ms".into(), ms.into());
+        config
+    };
+    let (mut first, _) = cluster.thread("t1", topology(), with_look_every("1000"));
+    let (mut second, _) = cluster.thread("t2", topology(), with_look_every("60000"));
+    let both = |first: &mut StreamThread, second: &mut StreamThread| {
+        for turn in 0..8 {
+            step(if turn % 2 == 0 { &mut *first } else { &mut *second });
+            let (one, two) = (open_tasks(first), open_tasks(second));
+            assert!(one.iter().all(|t| !two.contains(t)), "a task open on both: {one:?} and {two:?}");
+        }
+    };
+    both(&mut first, &mut second);
+    assert_eq!((open_tasks(&first), open_tasks(&second)), (vec!["0_0".to_string()], vec!["0_1".to_string()]));
+
+    cluster.broker.create_topic("in-b", 2);
+    cluster.clock.advance(1_000);
+    both(&mut first, &mut second);
+
+    assert_eq!((open_tasks(&first), open_tasks(&second)), (vec!["0_0".to_string()], vec!["0_1".to_string()]));
+    assert_eq!(second.generation, 1, "the second took the new topic up at the assignment, not at its own look");
+    for (topic, value) in [("in-a", "a"), ("in-b", "b")] {
+        for partition in 0..2 {
+            let (key, value) = (Some(value.as_bytes().to_vec()), Some(value.as_bytes().to_vec()));
+            cluster.broker.append(topic, Some(partition), key, value, 0).expect("exists");
+        }
+    }
+    both(&mut first, &mut second);
+    let mut out = values(&cluster.broker.read_all("output"));
+    out.sort();
+    assert_eq!(out, ["a", "a", "b", "b"]);
 }

@@ -41,7 +41,7 @@ pub(crate) fn prepare(
 ) -> Result<TopicLayout, StreamsError> {
     let deadline = Instant::now() + config.default_api_timeout;
     let mut backoff = BACKOFF.0;
-    loop {
+    let layout = loop {
         match prepare_once(topology, plan, config, admin) {
             Err(StreamsError::Client(error)) if error.is_retriable() && Instant::now() + backoff < deadline => {
                 tracing::warn!(target: "kstreams::runtime", %error, ?backoff,
@@ -49,19 +49,30 @@ pub(crate) fn prepare(
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(BACKOFF.1);
             }
-            result => return result,
+            result => break result?,
+        }
+    };
+    for sub in plan.subtopologies.iter().filter(|s| !s.source_patterns.is_empty()) {
+        if !layout.reader.values().any(|&reader| reader == sub.id) {
+            let patterns: Vec<&str> = sub.source_patterns.iter().map(|p| p.as_str()).collect();
+            tracing::warn!(target: "kstreams::runtime", subtopology = sub.id, ?patterns,
+                "no topic matches the source patterns yet; the sub-topology starts reading once one does (looked for every metadata.max.age.ms)");
         }
     }
+    Ok(layout)
 }
 
-fn prepare_once(
+/// The start's checks and topic creation, tried once: also what a running application redoes when its
+/// source patterns may match new topics (`runtime::layout`).
+pub(crate) fn prepare_once(
     topology: &Topology,
     plan: &TopologyPlan,
     config: &StreamsConfig,
     admin: &dyn StreamsAdmin,
 ) -> Result<TopicLayout, StreamsError> {
     let app = &config.application_id;
-    let sources = source_topics(plan, app, admin)?;
+    let mut sources = source_topics(plan, app, admin)?;
+    leave_out_dormant(plan, app, &mut sources);
     let mut reader = BTreeMap::new();
     let mut user_sources = BTreeSet::new();
     let mut internal = BTreeSet::new();
@@ -152,6 +163,13 @@ fn prepare_once(
         }
     }
 
+    // Before the internal topics' checks: a source topic of another partition count is what to name.
+    for (sub, topics) in plan.subtopologies.iter().zip(&sources) {
+        let counts: Vec<(String, i32)> = topics.iter().map(|t| (t.resolve(app), partitions[&t.resolve(app)])).collect();
+        if counts.windows(2).any(|w| w[0].1 != w[1].1) {
+            return Err(StreamsError::CoPartitioning { subtopology: sub.id, counts });
+        }
+    }
     let mut to_create = Vec::new();
     for topic in &internal {
         let expected = partitions[topic];
@@ -174,7 +192,8 @@ fn prepare_once(
     // Changelog topics: compacted, one partition per task of the sub-topology that owns the store.
     let mut changelogs = Vec::new();
     for (sub, topics) in plan.subtopologies.iter().zip(&sources) {
-        let partitions_of_sub = topics.iter().map(|t| partitions[&t.resolve(app)]).max().unwrap_or(1);
+        // A sub-topology with no topic to read yet has no tasks: its changelogs are sized when it has.
+        let Some(partitions_of_sub) = topics.iter().map(|t| partitions[&t.resolve(app)]).max() else { continue };
         for &store in &sub.stores {
             let def = &topology.stores[store];
             if def.logging_enabled {
@@ -208,12 +227,6 @@ fn prepare_once(
         }
     }
 
-    for (sub, topics) in plan.subtopologies.iter().zip(&sources) {
-        let counts: Vec<(String, i32)> = topics.iter().map(|t| (t.resolve(app), partitions[&t.resolve(app)])).collect();
-        if counts.windows(2).any(|w| w[0].1 != w[1].1) {
-            return Err(StreamsError::CoPartitioning { subtopology: sub.id, counts });
-        }
-    }
     admin.create_topics(&to_create)?;
     let global = global_topics.into_iter().filter_map(|t| partitions.get(&t).map(|&n| (t, n))).collect();
     Ok(TopicLayout { reader, repartition: internal, global })
@@ -235,9 +248,7 @@ fn source_topics(plan: &TopologyPlan, app: &str, admin: &dyn StreamsAdmin) -> Re
     for (sub, topics) in plan.subtopologies.iter().zip(&mut sources) {
         for pattern in &sub.source_patterns {
             let candidates = existing.iter().filter(|t| !t.starts_with("__") && !t.starts_with(&internal_prefix));
-            let mut any = false;
             for topic in candidates.filter(|t| pattern.matches(t)) {
-                any = true;
                 if let Some(other) = matched_by.insert(topic.clone(), pattern.as_str()) {
                     return Err(StreamsError::Topology(TopologyError::PatternMatchesTopic {
                         pattern: pattern.as_str().to_string(),
@@ -256,13 +267,37 @@ fn source_topics(plan: &TopologyPlan, app: &str, admin: &dyn StreamsAdmin) -> Re
                 }
                 topics.push(TopicRef::user(topic));
             }
-            if !any {
-                tracing::warn!(target: "kstreams::runtime", pattern = pattern.as_str(),
-                    "no topic matches the pattern yet; topics created later are read after the next start");
-            }
         }
     }
     Ok(sources)
+}
+
+/// A sub-topology whose patterns match no topic yet has no tasks, and neither has one that reads only
+/// repartition topics that such sub-topologies write: those repartition topics cannot be sized yet.
+/// Their sources are left out (and their internal topics not created) until a pattern matches.
+fn leave_out_dormant(plan: &TopologyPlan, app: &str, sources: &mut [Vec<TopicRef>]) {
+    loop {
+        let dormant: Vec<bool> = sources.iter().map(Vec::is_empty).collect();
+        let written_only_by_dormant = |topic: &TopicRef| {
+            let name = topic.resolve(app);
+            let mut writers = plan
+                .subtopologies
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.sink_topics.iter().any(|t| t.resolve(app) == name))
+                .peekable();
+            topic.internal && writers.peek().is_some() && writers.all(|(w, _)| dormant[w])
+        };
+        let mut changed = false;
+        for topics in sources.iter_mut() {
+            let before = topics.len();
+            topics.retain(|t| !written_only_by_dormant(t));
+            changed |= topics.len() != before;
+        }
+        if !changed {
+            return;
+        }
+    }
 }
 
 /// Partition counts for partitioners, asked of the broker once per topic and kept: a thread's sinks
