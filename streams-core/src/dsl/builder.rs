@@ -99,7 +99,8 @@ impl StreamsBuilder {
         Self::default()
     }
 
-    /// A stream of the records of `topic`, with serdes chosen by type.
+    /// A stream of the records of `topic`, with serdes chosen by type. A record whose key or value is
+    /// null is dropped (and counted in `dropped_records`) unless that type is an `Option`.
     ///
     /// # Examples
     ///
