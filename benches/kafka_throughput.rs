@@ -322,10 +322,10 @@ impl rdkafka::ClientContext for SayAssigned {}
 
 impl rdkafka::consumer::ConsumerContext for SayAssigned {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &rdkafka::consumer::Rebalance<'_>) {
-        if let rdkafka::consumer::Rebalance::Assign(list) = rebalance {
-            if list.count() > 0 {
-                say("ASSIGNED");
-            }
+        if let rdkafka::consumer::Rebalance::Assign(list) = rebalance
+            && list.count() > 0
+        {
+            say("ASSIGNED");
         }
     }
 }

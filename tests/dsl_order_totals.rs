@@ -40,20 +40,20 @@ fn order_totals_match_a_plain_loop_update_by_update() -> anyhow::Result<()> {
     let orders = driver.input_topic::<i64, Order>("orders");
     let totals = driver.output_topic::<i64, Option<f64>>("customer-totals");
 
-    let mut gen = Rng::new(0x5eed);
+    let mut random = Rng::new(0x5eed);
     let mut expected = Vec::new();
     let mut running: BTreeMap<i64, f64> = BTreeMap::new();
     let (mut invalid, mut null_keys) = (0, 0);
     for i in 0..500u64 {
-        let customer = (gen.next() % 7) as i64;
-        let roll = gen.next() % 10;
+        let customer = (random.next() % 7) as i64;
+        let roll = random.next() % 10;
         let total_value = match roll {
-            0 => -((gen.next() % 100) as f64), // refund-like, invalid
-            1 => 0.0,                          // invalid
-            _ => (gen.next() % 10_000) as f64 / 100.0,
+            0 => -((random.next() % 100) as f64), // refund-like, invalid
+            1 => 0.0,                             // invalid
+            _ => (random.next() % 10_000) as f64 / 100.0,
         };
         let order = Order { order_id: i, customer_id: customer, total_value };
-        if gen.next().is_multiple_of(25) {
+        if random.next().is_multiple_of(25) {
             // A record with a null key: the aggregation drops it (and counts it), as Kafka Streams does.
             let value = to_bytes(&*Order::default_serde(), "orders", &order)?;
             driver.pipe_raw("orders", None, value, i as i64)?;

@@ -18,24 +18,24 @@ use rng::Rng;
 /// `count` orders from several customers, with every kind of invalid order mixed in: a quantity that is
 /// not positive, an unknown product, a total that is not positive or above the limit.
 fn generated_orders(count: i64) -> Vec<Order> {
-    let mut gen = Rng::new(0x0dd_5eed);
+    let mut random = Rng::new(0x0dd_5eed);
     (0..count)
         .map(|order_id| {
-            let customer_id = gen.below(9) as i64;
-            let product = match gen.below(12) {
+            let customer_id = random.below(9) as i64;
+            let product = match random.below(12) {
                 0 => "teapot".to_string(),
                 n => CATALOG[n as usize % CATALOG.len()].to_string(),
             };
-            let quantity = match gen.below(15) {
+            let quantity = match random.below(15) {
                 0 => 0,
                 1 => -1,
-                _ => 1 + gen.below(5) as i32,
+                _ => 1 + random.below(5) as i32,
             };
-            let total_value = match gen.below(14) {
+            let total_value = match random.below(14) {
                 0 => 0.0,
-                1 => -((1 + gen.below(100)) as f64),
-                2 => MAX_TOTAL + 1.0 + gen.below(1_000) as f64,
-                _ => (1 + gen.below(200_000)) as f64 / 100.0,
+                1 => -((1 + random.below(100)) as f64),
+                2 => MAX_TOTAL + 1.0 + random.below(1_000) as f64,
+                _ => (1 + random.below(200_000)) as f64 / 100.0,
             };
             Order { customer_id, order_id, product, quantity, total_value }
         })

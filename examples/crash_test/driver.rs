@@ -804,16 +804,16 @@ fn wait_progress(
         // The broker may still refuse a moment after it is back: that is part of the wait.
         let committed = committed_input(bootstrap, names).ok();
         let end = kafka::ends(&reader, &names.data, PARTITIONS).ok().map(|ends| ends.iter().sum::<i64>());
-        if let (Some(committed), Some(end)) = (committed, end) {
-            if committed > before || committed >= end {
-                let took = since.elapsed();
-                println!(
-                    "[{:>5.1}s] processing again {:.1} s after ({committed} of {end} input records committed)",
-                    started.elapsed().as_secs_f64(),
-                    took.as_secs_f64()
-                );
-                return Ok(took);
-            }
+        if let (Some(committed), Some(end)) = (committed, end)
+            && (committed > before || committed >= end)
+        {
+            let took = since.elapsed();
+            println!(
+                "[{:>5.1}s] processing again {:.1} s after ({committed} of {end} input records committed)",
+                started.elapsed().as_secs_f64(),
+                took.as_secs_f64()
+            );
+            return Ok(took);
         }
         hanging.heal(since, started);
         if since.elapsed() > timeout {

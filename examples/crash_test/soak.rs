@@ -108,10 +108,10 @@ fn instances(run: &str) -> Vec<(u32, u32)> {
             args.windows(2).find(|w| w[0] == flag.as_bytes()).map(|w| String::from_utf8_lossy(w[1]).into_owned())
         };
         let ours = args.get(1) == Some(&b"instance".as_slice()) && after("--run").as_deref() == Some(run);
-        if let Some(instance) = after("--client-id").and_then(|c| c.strip_prefix("instance-")?.parse().ok()) {
-            if ours {
-                found.push((pid, instance));
-            }
+        if let Some(instance) = after("--client-id").and_then(|c| c.strip_prefix("instance-")?.parse().ok())
+            && ours
+        {
+            found.push((pid, instance));
         }
     }
     found

@@ -91,7 +91,7 @@ impl<S: KeyValueStore> CachingKeyValueStore<S> {
         &'a self,
         from: Bound<&[u8]>,
         to: Bound<&[u8]>,
-    ) -> impl Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)> + 'a {
+    ) -> impl Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)> + use<'a, S> {
         let cache = &self.cache;
         self.keys.range::<[u8], _>((from, to)).map(move |k| (k, cache.get(k).expect("indexed keys are cached")))
     }

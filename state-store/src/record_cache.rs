@@ -121,7 +121,7 @@ impl<V> RecordCache<V> {
     }
 
     /// Takes every entry out, oldest first, and gives the memory back.
-    pub fn drain(&mut self, budget: &CacheBudget) -> impl Iterator<Item = (Vec<u8>, V)> + '_ {
+    pub fn drain(&mut self, budget: &CacheBudget) -> impl Iterator<Item = (Vec<u8>, V)> + use<'_, V> {
         budget.give_back(self.held);
         self.held = 0;
         self.entries.drain().map(|(key, slot)| (key, slot.value))

@@ -121,7 +121,7 @@ impl TimeWindows {
 
     /// The windows `timestamp` falls in, by ascending start. Windows that would start before 0 are not
     /// among them, as in Kafka Streams (`TimeWindows.windowsFor`).
-    pub fn windows_for(&self, timestamp: i64) -> impl Iterator<Item = Window> {
+    pub fn windows_for(&self, timestamp: i64) -> impl Iterator<Item = Window> + use<> {
         let (size, advance) = (self.size_ms, self.advance_ms.max(1));
         let first = (timestamp.saturating_sub(size).saturating_add(advance)).max(0) / advance * advance;
         std::iter::successors(Some(first), move |start| start.checked_add(advance))

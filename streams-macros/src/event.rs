@@ -178,10 +178,10 @@ fn validate<'a>(input: &'a DeriveInput, attr: EventAttr, errors: &mut Errors) ->
             ),
         );
     }
-    if let Some(topic) = &attr.topic {
-        if let Some(reason) = invalid_name(&topic.value()) {
-            errors.spanned(topic, format!("invalid topic name `{}`: {reason}", topic.value()));
-        }
+    if let Some(topic) = &attr.topic
+        && let Some(reason) = invalid_name(&topic.value())
+    {
+        errors.spanned(topic, format!("invalid topic name `{}`: {reason}", topic.value()));
     }
     let Some(key) = attr.key else {
         errors.spanned(

@@ -366,10 +366,10 @@ impl Iterator for RocksDbIter<'_> {
         if self.done {
             return None;
         }
-        if let Some(skip) = self.skip.take() {
-            if self.raw.key() == Some(skip.as_slice()) {
-                self.raw.next();
-            }
+        if let Some(skip) = self.skip.take()
+            && self.raw.key() == Some(skip.as_slice())
+        {
+            self.raw.next();
         }
         match self.raw.item() {
             Some((key, value)) => {

@@ -363,12 +363,12 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>> for Wi
         }
         self.observed_stream_time = self.observed_stream_time.max(record.timestamp);
         let close_time = self.observed_stream_time.saturating_sub(self.windows.grace_ms());
-        if let Some(emit) = &mut self.emit_final {
-            if let Some(range) = emit.due(ctx, close_time) {
-                // The cache's pending updates go to the store first (without forwarding them).
-                self.output.flush(ctx)?;
-                emit.emit(ctx, self.output.store_handle()?, range, close_time, &record.headers)?;
-            }
+        if let Some(emit) = &mut self.emit_final
+            && let Some(range) = emit.due(ctx, close_time)
+        {
+            // The cache's pending updates go to the store first (without forwarding them).
+            self.output.flush(ctx)?;
+            emit.emit(ctx, self.output.store_handle()?, range, close_time, &record.headers)?;
         }
         let (step, observed) = (&self.step, self.observed_stream_time);
         let open: Vec<Window> = self

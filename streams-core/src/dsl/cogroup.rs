@@ -249,10 +249,10 @@ impl<K: Data, VA: Data> CogroupedKStream<K, VA> {
         for (i, (input, parent)) in self.inputs.iter().zip(parents).enumerate() {
             let given = self.next_name.as_ref().map(|n| format!("{n}-cogroup-agg-{i}"));
             let name = b.name_or(given, "COGROUPKSTREAM-AGGREGATE-");
-            if i == 0 {
-                if let Some(reason) = windows.invalid(&store.name, &materialized) {
-                    b.topology.deferred.push(TopologyError::InvalidWindows { node: name.clone(), reason });
-                }
+            if i == 0
+                && let Some(reason) = windows.invalid(&store.name, &materialized)
+            {
+                b.topology.deferred.push(TopologyError::InvalidWindows { node: name.clone(), reason });
             }
             b.topology.add_node_deferred(input.aggregator(&name, parent, &store, &init, &windows));
             if i == 0 {

@@ -543,12 +543,12 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>> for Sl
             // Early records never make an emit-final aggregation look for closed windows.
             return self.process_early(ctx, &update, &key_bytes);
         }
-        if let Some(emit) = &mut self.emit_final {
-            if let Some(range) = emit.due(ctx, close_time) {
-                // The cache's pending updates go to the store first (without forwarding them).
-                self.output.flush(ctx)?;
-                emit.emit(ctx, self.output.store_handle()?, range, close_time, &record.headers)?;
-            }
+        if let Some(emit) = &mut self.emit_final
+            && let Some(range) = emit.due(ctx, close_time)
+        {
+            // The cache's pending updates go to the store first (without forwarding them).
+            self.output.flush(ctx)?;
+            emit.emit(ctx, self.output.store_handle()?, range, close_time, &record.headers)?;
         }
         self.process_in_time(ctx, &update, &key_bytes)
     }

@@ -476,10 +476,10 @@ impl<K: Data, V: Data, VO: Data, VL: Data, VR: Data, VOut: Data> Processor<K, V,
             ctx.record_dropped("null key or value in a stream-stream join");
             return Ok(());
         }
-        if ts == stream_time {
-            if let Some(handle) = self.outer_handle {
-                self.emit_non_joined(ctx, handle, &record.headers)?;
-            }
+        if ts == stream_time
+            && let Some(handle) = self.outer_handle
+        {
+            self.emit_non_joined(ctx, handle, &record.headers)?;
         }
         let from = ts.saturating_sub(self.span.before).max(0);
         let to = ts.saturating_add(self.span.after).max(0);

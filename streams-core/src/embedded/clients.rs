@@ -324,10 +324,10 @@ impl EmbeddedConsumer {
         self.member = None;
         self.positions.clear();
         let mut state = self.broker.lock();
-        if let Some(group) = state.groups.get_mut(&self.group) {
-            if group.members.remove(&id).is_some() {
-                group.rebalance();
-            }
+        if let Some(group) = state.groups.get_mut(&self.group)
+            && group.members.remove(&id).is_some()
+        {
+            group.rebalance();
         }
         drop(state);
         self.broker.notify();

@@ -111,11 +111,11 @@ impl Journal {
                 }
                 let event: Event = serde_json::from_str(line.trim_end())
                     .map_err(|e| error(operation.clone(), format!("line {number} is not a journal event: {e}")))?;
-                if let Event::Topic { name, partitions, .. } = &event {
-                    if !(1..=MAX_PARTITIONS).contains(partitions) {
-                        let message = format!("line {number}: topic `{name}` cannot have {partitions} partitions");
-                        return Err(error(operation, message));
-                    }
+                if let Event::Topic { name, partitions, .. } = &event
+                    && !(1..=MAX_PARTITIONS).contains(partitions)
+                {
+                    let message = format!("line {number}: topic `{name}` cannot have {partitions} partitions");
+                    return Err(error(operation, message));
                 }
                 events.push(event);
                 valid_len += read as u64;

@@ -1009,10 +1009,10 @@ impl StreamsAdmin for RdKafkaAdmin {
             .map_err(|e| self.broker_error(format!("fetch metadata from {}", self.servers), e))?;
         let mut counts: BTreeMap<String, Option<i32>> = topics.iter().map(|t| (t.clone(), None)).collect();
         for topic in metadata.topics() {
-            if let Some(count) = counts.get_mut(topic.name()) {
-                if topic.error().is_none() {
-                    *count = Some(topic.partitions().len() as i32);
-                }
+            if let Some(count) = counts.get_mut(topic.name())
+                && topic.error().is_none()
+            {
+                *count = Some(topic.partitions().len() as i32);
             }
         }
         Ok(counts)
@@ -1045,14 +1045,14 @@ impl StreamsAdmin for RdKafkaAdmin {
         let results = futures::executor::block_on(self.admin.create_topics(&specs, &options))
             .map_err(|e| self.broker_error(format!("create topics on {}", self.servers), e))?;
         for result in results {
-            if let Err((topic, code)) = result {
-                if code != RDKafkaErrorCode::TopicAlreadyExists {
-                    return Err(ClientError::new(
-                        format!("create topic {topic}"),
-                        code.to_string(),
-                        ClientErrorKind::Fatal,
-                    ));
-                }
+            if let Err((topic, code)) = result
+                && code != RDKafkaErrorCode::TopicAlreadyExists
+            {
+                return Err(ClientError::new(
+                    format!("create topic {topic}"),
+                    code.to_string(),
+                    ClientErrorKind::Fatal,
+                ));
             }
         }
         self.wait_until_visible(topics)

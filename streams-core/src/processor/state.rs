@@ -305,10 +305,11 @@ impl TaskState {
 
     /// Keeps `buffer` for a later record, unless enough are kept or it is too large.
     pub(crate) fn recycle(&mut self, buffer: Option<Vec<u8>>) {
-        if let Some(buffer) = buffer {
-            if self.spare.len() < SPARE_BUFFERS && buffer.capacity() <= SPARE_BUFFER_MAX_BYTES {
-                self.spare.push(buffer);
-            }
+        if let Some(buffer) = buffer
+            && self.spare.len() < SPARE_BUFFERS
+            && buffer.capacity() <= SPARE_BUFFER_MAX_BYTES
+        {
+            self.spare.push(buffer);
         }
     }
 

@@ -496,11 +496,11 @@ impl ThreadInner {
         for record in batch.drain(..) {
             let same =
                 |q: &PartitionQueue| Arc::ptr_eq(&q.tp.topic, &record.topic) && q.tp.partition == record.partition;
-            if let Some((t, q)) = last {
-                if same(&per_task[t].1[q]) {
-                    per_task[t].1[q].records.push_back(record);
-                    continue;
-                }
+            if let Some((t, q)) = last
+                && same(&per_task[t].1[q])
+            {
+                per_task[t].1[q].records.push_back(record);
+                continue;
             }
             let Some(id) = self.task_id(&record.topic, record.partition) else {
                 return Err(StreamsError::Internal(format!("a record from unexpected topic `{}`", record.topic)));
@@ -611,10 +611,10 @@ impl RebalanceListener for Listener {
             Err(e) if inner.recoverable(&e) => {
                 // The tasks are closed below without their uncommitted work, as after any failed commit.
                 tracing::warn!(target: "kstreams::runtime::thread", error = %e, "commit before revocation failed; closing the tasks without it");
-                if let StreamsError::Client(cause) = &e {
-                    if let Err(e) = inner.producer.abort(cause) {
-                        inner.fatal.get_or_insert(e.into());
-                    }
+                if let StreamsError::Client(cause) = &e
+                    && let Err(e) = inner.producer.abort(cause)
+                {
+                    inner.fatal.get_or_insert(e.into());
                 }
             }
             Err(e) => {

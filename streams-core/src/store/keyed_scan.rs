@@ -28,12 +28,12 @@ pub(super) struct KeyedScan<'b> {
 /// since a longer key that begins with them sorts among its records (Kafka Streams' key schemas'
 /// `lowerRange`). The byte range alone can take in longer keys that begin with `high`'s bytes, so each
 /// record's key is checked too.
-pub(super) fn scan_keyed<'a>(
+pub(super) fn scan_keyed<'a, F: Fn(&[u8]) -> bool + 'a>(
     inner: &'a dyn KeyValueStore,
     name: &'a str,
     scan: KeyedScan<'_>,
-    keep: impl Fn(&[u8]) -> bool + 'a,
-) -> Result<impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), StreamsError>> + 'a, StreamsError> {
+    keep: F,
+) -> Result<impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), StreamsError>> + use<'a, F>, StreamsError> {
     let KeyedScan { low, high, suffix_len, first_suffix, last_suffix, kind, empty } = scan;
     let lowest = vec![0; suffix_len];
     let lower = low.map(|key| [key, if low == high { &first_suffix } else { &lowest }].concat());

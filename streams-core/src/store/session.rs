@@ -196,7 +196,8 @@ impl<K: 'static, V: 'static> SessionStore<K, V> {
         key: &K,
         earliest_end: i64,
         latest_start: i64,
-    ) -> Result<impl Iterator<Item = Result<SessionKeyValue<K, V>, StreamsError>> + '_, StreamsError> {
+    ) -> Result<impl Iterator<Item = Result<SessionKeyValue<K, V>, StreamsError>> + '_ + use<'_, K, V>, StreamsError>
+    {
         let key = self.key_bytes(key)?;
         self.scan(Some(&key), Some(&key), earliest_end, latest_start)
     }
@@ -222,7 +223,8 @@ impl<K: 'static, V: 'static> SessionStore<K, V> {
         key_to: &K,
         earliest_end: i64,
         latest_start: i64,
-    ) -> Result<impl Iterator<Item = Result<SessionKeyValue<K, V>, StreamsError>> + '_, StreamsError> {
+    ) -> Result<impl Iterator<Item = Result<SessionKeyValue<K, V>, StreamsError>> + '_ + use<'_, K, V>, StreamsError>
+    {
         let (low, high) = (self.key_bytes(key_from)?, self.key_bytes(key_to)?);
         self.scan(Some(&low), Some(&high), earliest_end, latest_start)
     }
@@ -231,7 +233,8 @@ impl<K: 'static, V: 'static> SessionStore<K, V> {
     pub fn fetch(
         &self,
         key: &K,
-    ) -> Result<impl Iterator<Item = Result<SessionKeyValue<K, V>, StreamsError>> + '_, StreamsError> {
+    ) -> Result<impl Iterator<Item = Result<SessionKeyValue<K, V>, StreamsError>> + '_ + use<'_, K, V>, StreamsError>
+    {
         self.find_sessions(key, i64::MIN, i64::MAX)
     }
 
@@ -245,7 +248,8 @@ impl<K: 'static, V: 'static> SessionStore<K, V> {
         &self,
         key_from: &K,
         key_to: &K,
-    ) -> Result<impl Iterator<Item = Result<SessionKeyValue<K, V>, StreamsError>> + '_, StreamsError> {
+    ) -> Result<impl Iterator<Item = Result<SessionKeyValue<K, V>, StreamsError>> + '_ + use<'_, K, V>, StreamsError>
+    {
         self.find_sessions_range(key_from, key_to, i64::MIN, i64::MAX)
     }
 
@@ -262,7 +266,8 @@ impl<K: 'static, V: 'static> SessionStore<K, V> {
         high: Option<&[u8]>,
         earliest_end: i64,
         latest_start: i64,
-    ) -> Result<impl Iterator<Item = Result<SessionKeyValue<K, V>, StreamsError>> + 'a, StreamsError> {
+    ) -> Result<impl Iterator<Item = Result<SessionKeyValue<K, V>, StreamsError>> + 'a + use<'a, K, V>, StreamsError>
+    {
         // Session times are never negative: their bytes sort as numbers.
         let earliest_end = earliest_end.max(0);
         let scan = KeyedScan {

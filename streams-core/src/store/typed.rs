@@ -100,7 +100,7 @@ impl<K: 'static, V: 'static> TypedKeyValueStore<K, V> {
         &mut self,
         from: &K,
         to: &K,
-    ) -> Result<impl Iterator<Item = Result<(K, V), StreamsError>> + '_, StreamsError> {
+    ) -> Result<impl Iterator<Item = Result<(K, V), StreamsError>> + '_ + use<'_, K, V>, StreamsError> {
         self.encode_key(from)?;
         let from_bytes = std::mem::take(&mut self.key_buf);
         self.encode_key(to)?;
@@ -114,7 +114,7 @@ impl<K: 'static, V: 'static> TypedKeyValueStore<K, V> {
     pub fn prefix_scan(
         &mut self,
         prefix: &K,
-    ) -> Result<impl Iterator<Item = Result<(K, V), StreamsError>> + '_, StreamsError> {
+    ) -> Result<impl Iterator<Item = Result<(K, V), StreamsError>> + '_ + use<'_, K, V>, StreamsError> {
         self.encode_key(prefix)?;
         let iter = self.inner.prefix_scan(&self.key_buf)?;
         Ok(decoded(iter, &*self.key_serde, &*self.value_serde, &self.name))
@@ -292,7 +292,7 @@ impl<'a, K: 'static, V: 'static> ReadOnlyKeyValueView<'a, K, V> {
         &mut self,
         from: &K,
         to: &K,
-    ) -> Result<impl Iterator<Item = Result<(K, V), StreamsError>> + '_, StreamsError> {
+    ) -> Result<impl Iterator<Item = Result<(K, V), StreamsError>> + '_ + use<'_, K, V>, StreamsError> {
         self.0.range(from, to)
     }
 
@@ -300,7 +300,7 @@ impl<'a, K: 'static, V: 'static> ReadOnlyKeyValueView<'a, K, V> {
     pub fn prefix_scan(
         &mut self,
         prefix: &K,
-    ) -> Result<impl Iterator<Item = Result<(K, V), StreamsError>> + '_, StreamsError> {
+    ) -> Result<impl Iterator<Item = Result<(K, V), StreamsError>> + '_ + use<'_, K, V>, StreamsError> {
         self.0.prefix_scan(prefix)
     }
 

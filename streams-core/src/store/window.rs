@@ -240,7 +240,7 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
         key: &K,
         from: i64,
         to: i64,
-    ) -> Result<impl Iterator<Item = Result<(i64, V), StreamsError>> + '_, StreamsError> {
+    ) -> Result<impl Iterator<Item = Result<(i64, V), StreamsError>> + '_ + use<'_, K, V>, StreamsError> {
         let key = self.key_bytes(key)?;
         let records = self.scan(Some(&key), Some(&key), from, to)?;
         Ok(records.map(|record| record.map(|(windowed, value)| (windowed.window.start, value))))
@@ -262,7 +262,8 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
         key_to: &K,
         from: i64,
         to: i64,
-    ) -> Result<impl Iterator<Item = Result<WindowedKeyValue<K, V>, StreamsError>> + '_, StreamsError> {
+    ) -> Result<impl Iterator<Item = Result<WindowedKeyValue<K, V>, StreamsError>> + '_ + use<'_, K, V>, StreamsError>
+    {
         let (low, high) = (self.key_bytes(key_from)?, self.key_bytes(key_to)?);
         self.scan(Some(&low), Some(&high), from, to)
     }
@@ -285,7 +286,8 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
         &self,
         from: i64,
         to: i64,
-    ) -> Result<impl Iterator<Item = Result<WindowedKeyValue<K, V>, StreamsError>> + '_, StreamsError> {
+    ) -> Result<impl Iterator<Item = Result<WindowedKeyValue<K, V>, StreamsError>> + '_ + use<'_, K, V>, StreamsError>
+    {
         self.scan(None, None, from, to)
     }
 
@@ -301,7 +303,8 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
         high: Option<&[u8]>,
         from: i64,
         to: i64,
-    ) -> Result<impl Iterator<Item = Result<WindowedKeyValue<K, V>, StreamsError>> + 'a, StreamsError> {
+    ) -> Result<impl Iterator<Item = Result<WindowedKeyValue<K, V>, StreamsError>> + 'a + use<'a, K, V>, StreamsError>
+    {
         // Window starts are never negative (Kafka Streams' `Window`): their bytes sort as numbers.
         let (from, to) = (from.max(0), to);
         let scan = KeyedScan {

@@ -358,10 +358,10 @@ impl Task {
         let stamp = self.owner_epoch.filter(|_| self.stamp_owner_epoch).map(owner_epoch::encode);
         for (topic, key, value) in buffer.drain(..) {
             let mut headers = Headers::new();
-            if value.is_some() {
-                if let Some((_, (name, bytes))) = self.changelog_value_headers.iter().find(|(t, _)| *t == topic) {
-                    headers.add_static(name, Some(bytes.to_vec()));
-                }
+            if value.is_some()
+                && let Some((_, (name, bytes))) = self.changelog_value_headers.iter().find(|(t, _)| *t == topic)
+            {
+                headers.add_static(name, Some(bytes.to_vec()));
             }
             if let Some(stamp) = &stamp {
                 headers.add_static(OWNER_EPOCH_HEADER, Some(stamp.clone()));

@@ -63,15 +63,15 @@ pub(crate) fn plan(topology: &Topology) -> Result<TopologyPlan, TopologyError> {
             let Some(out) = parent_def.output else {
                 return Err(TopologyError::SinkAsParent { node: node.name.clone(), sink: parent.clone() });
             };
-            if let Some(input) = node.input {
-                if !out.same(&input) {
-                    return Err(TopologyError::TypeMismatch {
-                        parent: parent.clone(),
-                        parent_types: out.names(),
-                        child: node.name.clone(),
-                        child_types: input.names(),
-                    });
-                }
+            if let Some(input) = node.input
+                && !out.same(&input)
+            {
+                return Err(TopologyError::TypeMismatch {
+                    parent: parent.clone(),
+                    parent_types: out.names(),
+                    child: node.name.clone(),
+                    child_types: input.names(),
+                });
             }
         }
         for store in &node.stores {

@@ -47,18 +47,18 @@ pub(super) fn check(params: &[Param], errors: &mut Errors) -> Vec<Assertion> {
     for (j, second) in params.iter().enumerate() {
         for first in &params[..j] {
             if first.role == Role::Store || second.role == Role::Store {
-                if let (Some(a), Some(b)) = (&first.store_name, &second.store_name) {
-                    if a.value() == b.value() {
-                        errors.push(syn::Error::new(
-                            second.decl_span,
-                            format!(
-                                "store `{}` is declared twice: by `{}` and by `{}`",
-                                b.value(),
-                                first.ident,
-                                second.ident
-                            ),
-                        ));
-                    }
+                if let (Some(a), Some(b)) = (&first.store_name, &second.store_name)
+                    && a.value() == b.value()
+                {
+                    errors.push(syn::Error::new(
+                        second.decl_span,
+                        format!(
+                            "store `{}` is declared twice: by `{}` and by `{}`",
+                            b.value(),
+                            first.ident,
+                            second.ident
+                        ),
+                    ));
                 }
                 continue;
             }
