@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use kstreams::prelude::*;
 use kstreams::serde::{SessionWindowedSerde, TimeWindowedSerde};
-use kstreams::store::ValueAndTimestamp;
+use kstreams::store::{TypedKeyValueStore, ValueAndTimestamp};
 use kstreams::testing::TestInputTopic;
 use kstreams::Headers;
 use serde_json::Value as Json;
@@ -277,11 +277,14 @@ fn store_lines(driver: &mut TopologyTestDriver, store: &StoreFormat) -> Result<V
     if let Some(s) = driver.key_value_store::<Windowed<Key>, ValueAndTimestamp<i64>>(name) {
         return Ok(windowed_rows(s.all().and_then(Iterator::collect).map_err(read)?));
     }
-    if let Some(s) = driver.key_value_store::<Key, ValueAndTimestamp<Val>>(name) {
-        return Ok(rows(s.all().and_then(Iterator::collect).map_err(read)?));
+    // A task's store or a global one.
+    let all = |s: &mut TypedKeyValueStore<Key, ValueAndTimestamp<Val>>| s.all().and_then(Iterator::collect);
+    if let Some(entries) = driver.with_key_value_store(name, all) {
+        return Ok(rows(entries.map_err(read)?));
     }
-    if let Some(s) = driver.key_value_store::<Key, ValueAndTimestamp<i64>>(name) {
-        return Ok(rows(s.all().and_then(Iterator::collect).map_err(read)?));
+    let all = |s: &mut TypedKeyValueStore<Key, ValueAndTimestamp<i64>>| s.all().and_then(Iterator::collect);
+    if let Some(entries) = driver.with_key_value_store(name, all) {
+        return Ok(rows(entries.map_err(read)?));
     }
     Err(format!("no store {name} holding timestamped values of the suite's types"))
 }

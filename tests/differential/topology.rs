@@ -2,6 +2,7 @@
 //! tests/differential/README.md (the Java runner's `TopologyFactory.java` is the other).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use kstreams::dsl::{
     BufferConfig, CogroupedKStream, EmitStrategy, JoinWindows, Joined, SessionWindowedCogroupedKStream,
@@ -12,6 +13,7 @@ use kstreams::prelude::*;
 use kstreams::processor::{
     ConsumedRecord, FixedKeyProcessor, FixedKeyProcessorContext, FixedKeyRecord, ProcessingContext,
 };
+use kstreams::store::{Stores, ValueAndTimestamp, ValueAndTimestampSerde};
 
 use crate::case::{BranchSpec, Case, MaterializedSpec, Step};
 use crate::functions as f;
@@ -177,7 +179,7 @@ fn apply(
     input: Option<Handle>,
     ids: &mut HashMap<String, Handle>,
 ) -> Result<Handle, String> {
-    let source_op = matches!(step.op.as_str(), "stream" | "table" | "global_table");
+    let source_op = matches!(step.op.as_str(), "stream" | "table" | "global_table" | "global_store");
     let input = match (input, source_op) {
         (_, true) => Handle::Done,
         (Some(h), false) => h,
@@ -202,6 +204,19 @@ fn apply(
             let topic = step.topic.as_deref().ok_or("needs `topic`")?;
             let materialized = materialized::<Val>(step.materialized.as_ref());
             Handle::Global(builder.global_table_with(topic, consumed::<Val>(step)?, materialized))
+        }
+        "global_store" => {
+            let topic = step.topic.as_deref().ok_or("needs `topic`")?;
+            let store = step.materialized.as_ref().and_then(|m| m.store.clone()).ok_or("needs `materialized.store`")?;
+            let (key, value) = (step.key.ok_or("needs `key`")?, step.value.ok_or("needs `value`")?);
+            let builder_of_store = Stores::key_value_store_builder(
+                Stores::persistent_key_value_store(store.clone()),
+                key_serde(key),
+                Arc::new(ValueAndTimestampSerde::new(Val::serde(value))),
+            );
+            builder
+                .add_global_store(builder_of_store, topic, consumed::<Val>(step)?, move || KeepGlobal(store.clone()));
+            Handle::Done
         }
         "global_join" | "global_left_join" => {
             let other_id = step.other.as_deref().ok_or("needs `other`")?;
@@ -1230,6 +1245,28 @@ impl IntoHandle for KStream<Key, Option<Val>> {
 impl IntoHandle for KStream<Key, Option<i64>> {
     fn into_handle(self) -> Handle {
         Handle::OptLongStream(self)
+    }
+}
+
+/// A global store's processor (`global_store`): puts each record's value with its timestamp, deletes on
+/// a null value, skips a null key.
+struct KeepGlobal(String);
+
+impl Processor<Key, Val, (), ()> for KeepGlobal {
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, (), ()>,
+        record: Record<Key, Val>,
+    ) -> Result<(), StreamsError> {
+        if record.key.0 == Val::Null {
+            return Ok(());
+        }
+        let handle = ctx.store_handle::<Key, ValueAndTimestamp<Val>>(&self.0)?;
+        let store = ctx.store_mut(handle)?;
+        match record.value {
+            Val::Null => store.delete(&record.key).map(drop),
+            value => store.put(&record.key, &ValueAndTimestamp { value, timestamp: record.timestamp }),
+        }
     }
 }
 

@@ -17,8 +17,9 @@ use kstreams::client::TopicPartition;
 use kstreams::prelude::*;
 use kstreams::record::{ProducedRecord, RawRecord};
 use kstreams::runtime::{KafkaStreams, State, StateRestoreListener};
-use kstreams::serde::{from_bytes, to_bytes, DefaultSerde};
+use kstreams::serde::{from_bytes, to_bytes, DefaultSerde, StringSerde};
 use kstreams::state::{ReadOnlyKeyValueStore, RocksDbKeyValueStore, RocksDbMemory};
+use kstreams::store::Stores;
 use kstreams::OWNER_EPOCH_HEADER;
 
 /// Per-customer sums of order values (i64 cents): the stateful app of these tests.
@@ -781,5 +782,66 @@ pub(crate) fn an_unreadable_global_record_fails_the_start_naming_it() -> anyhow:
     let error = streams.start().expect_err("the record cannot be read").to_string();
     assert!(error.contains(&format!("the value of the record at {prices}-0 offset 0")), "{error}");
     assert_eq!(streams.state(), State::Error);
+    Ok(())
+}
+
+/// A topology of nothing but a global store kept by a processor of our own
+/// (`StreamsBuilder::add_global_store`): the instance reads every record of the topic through the
+/// processor before it is RUNNING, with no stream task and no consumer group to wait for, keeps
+/// following the topic, and a restart on the same state directory reads only what the store's
+/// checkpoint does not cover.
+pub(crate) fn a_global_only_topology_runs_its_global_store_alone() -> anyhow::Result<()> {
+    struct Upper(Arc<Mutex<Vec<String>>>);
+    impl Processor<String, String, (), ()> for Upper {
+        fn process(
+            &mut self,
+            ctx: &mut ProcessorContext<'_, (), ()>,
+            record: Record<String, String>,
+        ) -> Result<(), StreamsError> {
+            self.0.lock().unwrap().push(record.key.clone());
+            let store = ctx.store_handle::<String, String>("codes")?;
+            ctx.store_mut(store)?.put(&record.key, &record.value.to_uppercase())
+        }
+    }
+    let codes = kafka::unique("global-only-codes");
+    kafka::create_topics(&[(&codes, 2)]);
+    let app = kafka::unique("global-only-app");
+    let state_dir = std::env::temp_dir().join(kafka::unique("global-only-state"));
+    let bytes = |s: String| Some(s.into_bytes());
+    kafka::produce(&codes, (0..20).map(|c| (bytes(format!("c{c}")), bytes(format!("code{c}")))));
+    let topology = |seen: &Arc<Mutex<Vec<String>>>| -> anyhow::Result<Topology> {
+        let builder = StreamsBuilder::new();
+        let store = Stores::key_value_store_builder(
+            Stores::persistent_key_value_store("codes"),
+            Arc::new(StringSerde),
+            Arc::new(StringSerde),
+        );
+        let seen = seen.clone();
+        let serdes = Consumed::with(Arc::new(StringSerde), Arc::new(StringSerde));
+        builder.add_global_store(store, &codes, serdes, move || Upper(seen.clone()));
+        Ok(builder.build()?)
+    };
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let restores = Restores::default();
+    let streams = start(topology(&seen)?, &app, &state_dir, &restores)?;
+    assert_eq!(seen.lock().unwrap().len(), 20, "the bootstrap ran every record through the processor");
+    assert_eq!(restores.restored(), 20);
+
+    kafka::produce(&codes, (20..25).map(|c| (bytes(format!("c{c}")), bytes(format!("code{c}")))));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while seen.lock().unwrap().len() < 25 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(seen.lock().unwrap().len(), 25, "the global thread follows the topic");
+    assert_eq!(streams.state(), State::Running);
+    drop(streams);
+
+    kafka::produce(&codes, [(bytes("c99".into()), bytes("late".into()))]);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let restores = Restores::default();
+    let streams = start(topology(&seen)?, &app, &state_dir, &restores)?;
+    assert_eq!(*seen.lock().unwrap(), vec!["c99".to_string()], "only what the checkpoint did not cover");
+    drop(streams);
+    let _ = std::fs::remove_dir_all(&state_dir);
     Ok(())
 }

@@ -7,13 +7,13 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use super::builder::{missing_serde, pick};
-use super::ktable::{source_table_names, TableSource};
+use super::ktable::{source_table_names, table_source_node_names, TableSource};
 use super::options::{Consumed, Materialized};
 use super::{Data, KStream, StreamsBuilder};
 use crate::processor::{ProcessingContext, Processor, ProcessorContext};
 use crate::record::RecordPart;
 use crate::serde::{DefaultSerde, OptionSerde, Serde};
-use crate::store::{TypedKeyValueStore, ValueAndTimestamp};
+use crate::store::{StoreBuilder, TypedKeyValueStore, ValueAndTimestamp};
 use crate::topology::{processor_def, source_def, SourceTopics, TopicRef};
 use crate::{Record, StreamsError};
 
@@ -107,6 +107,79 @@ impl StreamsBuilder {
         let store_def = super::grouped::store_def(&store, &materialized, key_serde.clone(), value_serde);
         b.topology.add_global_deferred(source_def, processor, store_def);
         GlobalKTable { store, key_serde: Some(key_serde), _types: PhantomData }
+    }
+
+    /// A global store kept by a processor of your own (Kafka Streams' `StreamsBuilder#addGlobalStore`):
+    /// every record of every partition of `topic`, read with `consumed`'s serdes, goes to the processor
+    /// `supplier` makes, which keeps `store` (built here, never logged: the topic is its log) and
+    /// forwards nothing. As with [`global_table`](Self::global_table), the instance reads the whole topic
+    /// before it processes anything and then keeps following it, and a restart reads the topic again from
+    /// the store's checkpoint or the beginning, through the same processor. Any processor reads the store
+    /// with `ProcessorContext::global_store`. Names as Kafka Streams gives them: the source
+    /// `KSTREAM-SOURCE-<n>` and the processor `KTABLE-SOURCE-<n+1>`, or `<name>-source` and `<name>`
+    /// with a `Consumed` name. A timestamp extractor in `consumed` is not used (records keep their own
+    /// timestamps, as in Kafka Streams' global task).
+    ///
+    /// A topology may be nothing but global stores: the instance then runs its global task and no
+    /// stream task.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use streams_core::dsl::{Consumed, StreamsBuilder};
+    /// use streams_core::processor::{Processor, ProcessorContext};
+    /// use streams_core::serde::StringSerde;
+    /// use streams_core::store::Stores;
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::{Record, StreamsError};
+    ///
+    /// /// Keeps the latest value of each key, upper-cased.
+    /// struct Upper;
+    /// impl Processor<String, String, (), ()> for Upper {
+    ///     fn process(&mut self, ctx: &mut ProcessorContext<'_, (), ()>, record: Record<String, String>) -> Result<(), StreamsError> {
+    ///         let store = ctx.store_handle::<String, String>("codes")?;
+    ///         ctx.store_mut(store)?.put(&record.key, &record.value.to_uppercase())
+    ///     }
+    /// }
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let store = Stores::key_value_store_builder(
+    ///     Stores::in_memory_key_value_store("codes"),
+    ///     Arc::new(StringSerde),
+    ///     Arc::new(StringSerde),
+    /// );
+    /// builder.add_global_store(store, "countries", Consumed::with(Arc::new(StringSerde), Arc::new(StringSerde)), || Upper);
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let countries = driver.input_topic::<String, String>("countries");
+    /// driver.pipe(&countries, "fr".into(), "fra".into(), 0)?;
+    /// assert_eq!(driver.store_entries::<String, String>("codes")?, vec![("fr".to_string(), "FRA".to_string())]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn add_global_store<K: Data, V: Data, SK: Send + 'static, SV: Send + 'static, P>(
+        &self,
+        store: StoreBuilder<SK, SV>,
+        topic: &str,
+        consumed: Consumed<K, V>,
+        supplier: impl Fn() -> P + Send + Sync + 'static,
+    ) -> &Self
+    where
+        P: Processor<K, V, (), ()>,
+    {
+        let mut b = self.state.borrow_mut();
+        let (source, name) = table_source_node_names(&mut b, consumed.name.clone());
+        let (Some(key_serde), Some(value_serde)) = (consumed.key_serde, consumed.value_serde) else {
+            let target = format!("the global store of {topic}");
+            b.topology.deferred.push(missing_serde::<K, V>(source, target, RecordPart::KeyOrValue));
+            return self;
+        };
+        let topics = SourceTopics::Names(vec![TopicRef::user(topic)]);
+        let source_def = source_def(&source, topics, key_serde, value_serde, None);
+        let processor = processor_def(&name, vec![source], supplier);
+        b.topology.add_global_deferred(source_def, processor, store.with_logging_disabled().into_def());
+        drop(b);
+        self
     }
 }
 

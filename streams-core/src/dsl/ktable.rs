@@ -703,15 +703,22 @@ pub(super) fn source_table_names<K, V>(
         Some(name) => name,
         None => b.new_store_name(&format!("{topic}-")),
     };
-    let source = match &consumed.name {
+    let (source, processor) = table_source_node_names(b, consumed.name.clone());
+    (store, source, processor)
+}
+
+/// The names of a table source's (or a global store's) two nodes, source then processor: with a
+/// `Consumed` name, `<name>-source` (an index burnt, as Kafka Streams' `suffixWithOrElseGet` does) and
+/// `<name>`; without, `KSTREAM-SOURCE-<n>` and `KTABLE-SOURCE-<n+1>`.
+pub(super) fn table_source_node_names(b: &mut BuilderState, consumed_name: Option<String>) -> (String, String) {
+    let source = match &consumed_name {
         Some(given) => {
             b.burn();
             format!("{given}-source")
         }
         None => b.new_name("KSTREAM-SOURCE-"),
     };
-    let processor = b.name_or(consumed.name.clone(), "KTABLE-SOURCE-");
-    (store, source, processor)
+    (source, b.name_or(consumed_name, "KTABLE-SOURCE-"))
 }
 
 /// The tail that a table source and `to_table` share: the processor `def`, its store, and the table they

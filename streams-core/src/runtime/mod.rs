@@ -424,8 +424,17 @@ impl KafkaStreams {
             &self.config,
             admin.clone(),
         ));
-        let mut threads = Vec::with_capacity(self.config.num_stream_threads);
-        for index in 1..=self.config.num_stream_threads {
+        // As in Kafka Streams: a topology of global stores only has no task for a stream thread, and the
+        // instance runs once they are bootstrapped (no consumer group to join).
+        let stream_threads = if self.plan.subtopologies.is_empty() {
+            tracing::info!(target: "kstreams::runtime", "a topology of global stores only: no stream thread");
+            self.shared.state.set(State::Running);
+            0
+        } else {
+            self.config.num_stream_threads
+        };
+        let mut threads = Vec::with_capacity(stream_threads);
+        for index in 1..=stream_threads {
             // Kafka Streams' thread name, `<client.id>-StreamThread-<n>`: the client ids librdkafka logs
             // and the broker shows tell the instances of one application apart.
             let name = format!("{client_id}-StreamThread-{index}");

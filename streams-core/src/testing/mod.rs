@@ -427,6 +427,27 @@ impl TopologyTestDriver {
         self.tasks.iter_mut().find(|t| t.has_store(name))?.store::<TypedKeyValueStore<K, V>>(name)
     }
 
+    /// Runs `f` on the key-value store called `name`, a task's or a global one (which
+    /// [`key_value_store`](Self::key_value_store) cannot lend out: the global task holds it), if it holds
+    /// these types; `None` otherwise.
+    pub fn with_key_value_store<K: 'static, V: 'static, R>(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(&mut TypedKeyValueStore<K, V>) -> R,
+    ) -> Option<R> {
+        if self.tasks.iter().any(|t| t.has_store(name)) {
+            return self.key_value_store::<K, V>(name).map(f);
+        }
+        let (mut f, mut out) = (Some(f), None);
+        let _ = self.globals.with_store(name, &mut |store| {
+            if let (Some(typed), Some(f)) = (store.downcast_mut::<TypedKeyValueStore<K, V>>(), f.take()) {
+                out = Some(f(typed));
+            }
+            Ok(())
+        });
+        out
+    }
+
     /// The window store called `name` (one built with `Stores::window_store_builder`), if it holds these
     /// types.
     pub fn window_store<K: 'static, V: 'static>(&mut self, name: &str) -> Option<&mut WindowStore<K, V>> {

@@ -124,6 +124,7 @@ final class TopologyFactory {
             case "table": return sourceTable(step, named);
             case "global_table": return sourceGlobalTable(step, named);
             case "global_join": case "global_left_join": return globalJoin(input, step, named, op);
+            case "global_store": return globalStore(step, named);
             case "filter": return filter(input, Functions.predicate(fn(step)), named, step, false);
             case "filter_not": return filter(input, Functions.predicate(fn(step)), named, step, true);
             case "map_values": return mapValues(input, step, named);
@@ -280,6 +281,35 @@ final class TopologyFactory {
             return materialized == null ? builder.globalTable(topic) : builder.globalTable(topic, materialized);
         }
         return materialized == null ? builder.globalTable(topic, consumed) : builder.globalTable(topic, consumed, materialized);
+    }
+
+    /**
+     * StreamsBuilder#addGlobalStore: a timestamped key-value store (materialized.store) kept by a processor
+     * that puts each record's value with its timestamp, deletes on a null value and skips a null key.
+     */
+    private Object globalStore(JsonNode step, String named) {
+        String topic = field(step, "topic");
+        String store = field(step.path("materialized"), "store");
+        Serde key = Formats.serde(field(step, "key"));
+        Serde value = Formats.serde(field(step, "value"));
+        var builderOfStore = org.apache.kafka.streams.state.Stores.timestampedKeyValueStoreBuilder(
+            org.apache.kafka.streams.state.Stores.persistentTimestampedKeyValueStore(store), key, value);
+        ProcessorSupplier<Object, Object, Void, Void> keep = () -> new ContextualProcessor<Object, Object, Void, Void>() {
+            @Override
+            public void process(Record<Object, Object> record) {
+                if (record.key() == null) {
+                    return;
+                }
+                org.apache.kafka.streams.state.TimestampedKeyValueStore<Object, Object> kept = context().getStateStore(store);
+                if (record.value() == null) {
+                    kept.delete(record.key());
+                } else {
+                    kept.put(record.key(), org.apache.kafka.streams.state.ValueAndTimestamp.make(record.value(), record.timestamp()));
+                }
+            }
+        };
+        builder.addGlobalStore(builderOfStore, topic, Consumed.with(key, value).withName(named), keep);
+        return null;
     }
 
     /** KStream#join / leftJoin with a GlobalKTable, by the key the step's key selector picks. */
