@@ -159,3 +159,33 @@ fn records_waiting_for_a_partner_survive_a_restart() -> Result<(), Box<dyn std::
     assert_eq!(out, vec!["tea:unpaid".to_string()]);
     Ok(())
 }
+
+/// `StreamJoined`'s store suppliers are checked as Kafka Streams checks them: duplicates kept, the
+/// windows' size and retention, two different names; each mistake is a build error naming the store.
+#[test]
+fn a_join_s_store_suppliers_must_fit_its_windows() -> Result<(), Box<dyn std::error::Error>> {
+    use kstreams::dsl::{JoinWindows, StreamJoined};
+    use kstreams::store::{Stores, WindowBytesStoreSupplier};
+    let ms = Duration::from_millis;
+    let windows = JoinWindows::of_time_difference_and_grace(ms(50), ms(20));
+    let build = |this: WindowBytesStoreSupplier, other: WindowBytesStoreSupplier| {
+        let builder = StreamsBuilder::new();
+        let right = builder.stream::<String, String>("right");
+        let joined = StreamJoined::with_store_suppliers(this, other);
+        builder
+            .stream::<String, String>("left")
+            .join_stream_with(&right, |l, r| format!("{l}{r}"), windows, joined)
+            .to("out");
+        builder.build().map(drop).map_err(|e| e.to_string())
+    };
+    let fits = |name: &str| Stores::in_memory_window_store(name, ms(120), ms(100), true);
+    build(fits("a")?, Stores::persistent_window_store("b", ms(120), ms(100), true)?).expect("fits");
+
+    let error = build(Stores::in_memory_window_store("a", ms(120), ms(100), false)?, fits("b")?).unwrap_err();
+    assert!(error.contains("`a`") && error.contains("retainDuplicates=true"), "{error}");
+    let error = build(fits("a")?, Stores::in_memory_window_store("b", ms(100), ms(100), true)?).unwrap_err();
+    assert!(error.contains("`b`") && error.contains("Window settings mismatch"), "{error}");
+    let error = build(fits("same")?, fits("same")?).unwrap_err();
+    assert!(error.contains("`same`") && error.contains("Both StoreSuppliers have the same name"), "{error}");
+    Ok(())
+}

@@ -26,7 +26,8 @@ scenario_tests!(
     a_former_owners_late_changelog_write_is_skipped_by_restores_and_written_over,
     a_global_table_is_read_whole_before_processing_and_followed,
     an_unreadable_global_record_fails_the_start_naming_it,
-    a_global_only_topology_runs_its_global_store_alone
+    a_global_only_topology_runs_its_global_store_alone,
+    a_versioned_store_restores_its_history_from_the_changelog
 );
 
 /// Run as a child process by `a_killed_instance_restarts_from_its_files_with_exact_totals`: starts the

@@ -272,8 +272,9 @@ impl JoinWindows {
         self.grace_ms
     }
 
-    /// The window size of the join's stores: `before + after`.
-    pub(crate) fn size_ms(&self) -> i64 {
+    /// The window size of the join's stores: `before + after` (Kafka Streams' `size()`), which a store
+    /// supplied through `StreamJoined` must have, with a retention of this plus the grace period.
+    pub fn size_ms(&self) -> i64 {
         self.before_ms.saturating_add(self.after_ms)
     }
 

@@ -50,6 +50,9 @@ pub(crate) struct Step {
     pub(crate) value: Option<Fmt>,
     /// A stream-stream join's other value format (`StreamJoined.with(key, value, other_value)`).
     pub(crate) other_value: Option<Fmt>,
+    /// A stream-stream join's window store suppliers (`withThisStoreSupplier`, `withOtherStoreSupplier`).
+    pub(crate) this_store: Option<JoinStoreSpec>,
+    pub(crate) other_store: Option<JoinStoreSpec>,
     pub(crate) topic: Option<String>,
     pub(crate) topics: Option<Vec<String>>,
     pub(crate) pattern: Option<String>,
@@ -92,6 +95,15 @@ pub(crate) struct Step {
     pub(crate) key_selector: Option<String>,
     pub(crate) branches: Option<Vec<BranchSpec>>,
     pub(crate) default: Option<BranchSpec>,
+}
+
+/// A window store supplier for one side of a stream-stream join: `Stores.persistentWindowStore` or
+/// `inMemoryWindowStore(name, size + grace, size, true)` of the join's windows.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct JoinStoreSpec {
+    pub(crate) name: String,
+    pub(crate) persistent: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -15,7 +15,7 @@ use kstreams::processor::{
 };
 use kstreams::store::{Stores, ValueAndTimestamp, ValueAndTimestampSerde};
 
-use crate::case::{BranchSpec, Case, MaterializedSpec, Step};
+use crate::case::{BranchSpec, Case, JoinStoreSpec, MaterializedSpec, Step};
 use crate::functions as f;
 use crate::values::{key_serde, set_defaults, Dyn, Key, Val};
 
@@ -699,6 +699,17 @@ fn stream_stream_join<V: Dyn, VO: Dyn>(
     }
     if let Some(v) = step.other_value {
         joined = joined.with_other_value_serde(VO::serde(v));
+    }
+    let supplier = |spec: &JoinStoreSpec| {
+        let (size, grace) = (windows.size_ms() as u64, windows.grace_ms() as u64);
+        let store = if spec.persistent { Stores::persistent_window_store } else { Stores::in_memory_window_store };
+        store(spec.name.clone(), ms(size + grace), ms(size), true).map_err(|e| e.to_string())
+    };
+    if let Some(spec) = &step.this_store {
+        joined = joined.with_this_store_supplier(supplier(spec)?);
+    }
+    if let Some(spec) = &step.other_store {
+        joined = joined.with_other_store_supplier(supplier(spec)?);
     }
     let val = |x: Option<&V>| x.map_or(Val::Null, Dyn::to_val);
     let other = |y: Option<&VO>| y.map_or(Val::Null, Dyn::to_val);

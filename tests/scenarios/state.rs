@@ -13,6 +13,9 @@ use std::time::Duration;
 
 use crate::kafka;
 
+#[path = "versioned_topology.rs"]
+mod versioned_topology;
+
 use kstreams::client::TopicPartition;
 use kstreams::prelude::*;
 use kstreams::record::{ProducedRecord, RawRecord};
@@ -841,6 +844,59 @@ pub(crate) fn a_global_only_topology_runs_its_global_store_alone() -> anyhow::Re
     let restores = Restores::default();
     let streams = start(topology(&seen)?, &app, &state_dir, &restores)?;
     assert_eq!(*seen.lock().unwrap(), vec!["c99".to_string()], "only what the checkpoint did not cover");
+    drop(streams);
+    let _ = std::fs::remove_dir_all(&state_dir);
+    Ok(())
+}
+
+/// A versioned store (KIP-889) through the Processor API: its changelog is compacted and keeps the
+/// history for the retention plus a day, and a new instance with no local state restores every version
+/// from it, so that lookups as of past times answer as before.
+pub(crate) fn a_versioned_store_restores_its_history_from_the_changelog() -> anyhow::Result<()> {
+    let prefix = kafka::unique("versioned");
+    let topics = ["prices", "orders", "puts", "answers"].map(|t| format!("{prefix}-{t}"));
+    let [prices, orders, puts, answers] = &topics;
+    kafka::create_topics(&[(prices, 1), (orders, 1), (puts, 1), (answers, 1)]);
+    let app = kafka::unique("versioned-app");
+    let state_dir = std::env::temp_dir().join(kafka::unique("versioned-state"));
+    let tea = || Some(b"tea".to_vec());
+    let price = |p: i64| Some(p.to_be_bytes().to_vec());
+    // Recent times: the topics' time-based retention must not take the records.
+    const T: i64 = 1_700_000_000_000;
+    kafka::produce_at(
+        prices,
+        [
+            (tea(), price(3), T + 1_000),
+            (tea(), price(5), T + 10_000),
+            (tea(), price(4), T + 5_000),
+            (tea(), price(9), T + 80_000),
+        ],
+    );
+    let values = |records: &[RawRecord]| -> Vec<i64> {
+        records
+            .iter()
+            .map(|r| from_bytes(&*i64::default_serde(), puts, r.value.as_deref()).unwrap().expect("a value"))
+            .collect()
+    };
+    let topology = || versioned_topology::prices_topology(prices, orders, puts, answers);
+
+    let streams = start(topology()?, &app, &state_dir, &Restores::default())?;
+    let written = kafka::consume_until(puts, Duration::from_secs(60), |r| r.len() >= 4);
+    assert_eq!(values(&written), vec![-1, -1, T + 10_000, -1], "what each put returned");
+    // The embedded broker keeps no topic configs but the cleanup policy.
+    if let Some(changelog) = kafka::topic_config(&format!("{app}-prices-changelog")) {
+        assert_eq!(changelog.get("cleanup.policy").map(String::as_str), Some("compact"));
+        assert_eq!(changelog.get("min.compaction.lag.ms").map(String::as_str), Some("86460000"));
+    }
+    drop(streams);
+
+    std::fs::remove_dir_all(&state_dir)?;
+    let restores = Restores::default();
+    let streams = start(topology()?, &app, &state_dir, &restores)?;
+    assert!(restores.restored() > 0, "restored from the changelog");
+    kafka::produce_at(orders, [(tea(), Some(b"o1".to_vec()), T + 30_000), (tea(), Some(b"o2".to_vec()), T + 90_000)]);
+    let read = kafka::consume_until(answers, Duration::from_secs(60), |r| r.len() >= 2);
+    assert_eq!(values(&read), vec![5, 9], "the price as of 30 s came from the restored history");
     drop(streams);
     let _ = std::fs::remove_dir_all(&state_dir);
     Ok(())

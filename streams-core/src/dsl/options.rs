@@ -12,7 +12,7 @@ use super::KStream;
 use crate::processor::node::StreamPartitioner;
 use crate::processor::TimestampExtractor;
 use crate::serde::Serde;
-use crate::store::KeyValueBytesStoreSupplier;
+use crate::store::{KeyValueBytesStoreSupplier, WindowBytesStoreSupplier};
 
 /// How a source reads a topic: serdes, the source node's name, and where its records' timestamps come
 /// from.
@@ -348,6 +348,8 @@ pub struct StreamJoined<K, V, VO> {
     pub(crate) value_serde: Option<Arc<dyn Serde<V>>>,
     pub(crate) other_value_serde: Option<Arc<dyn Serde<VO>>>,
     pub(crate) logging: Option<BTreeMap<String, String>>,
+    pub(crate) this_store_supplier: Option<WindowBytesStoreSupplier>,
+    pub(crate) other_store_supplier: Option<WindowBytesStoreSupplier>,
 }
 
 impl<K, V, VO> Default for StreamJoined<K, V, VO> {
@@ -359,6 +361,8 @@ impl<K, V, VO> Default for StreamJoined<K, V, VO> {
             value_serde: None,
             other_value_serde: None,
             logging: Some(BTreeMap::new()),
+            this_store_supplier: None,
+            other_store_supplier: None,
         }
     }
 }
@@ -377,6 +381,31 @@ impl<K, V, VO> StreamJoined<K, V, VO> {
             other_value_serde: Some(other_value_serde),
             ..Self::default()
         }
+    }
+
+    /// With these window stores for this side and the other (Kafka Streams' `StreamJoined.with(storeSupplier,
+    /// otherStoreSupplier)`); see [`with_this_store_supplier`](Self::with_this_store_supplier).
+    pub fn with_store_suppliers(this: WindowBytesStoreSupplier, other: WindowBytesStoreSupplier) -> Self {
+        StreamJoined { this_store_supplier: Some(this), other_store_supplier: Some(other), ..Self::default() }
+    }
+
+    /// This side's window store comes from `supplier` (Kafka Streams' `withThisStoreSupplier`): its
+    /// name is the store's (and its changelog's, `<application.id>-<name>-changelog`), and it is on
+    /// RocksDB or in memory as the supplier says; a left or outer join's shared store then is
+    /// `<name>-left-shared-join-store` (`-outer-shared-join-store`), of the same kind. The supplier must
+    /// keep duplicates (`retain_duplicates`), and its window size and retention must be the join
+    /// windows' size and size plus grace: `build()` fails otherwise, as Kafka Streams does. Unlike
+    /// Kafka Streams, `with_logging_disabled`/`with_logging_enabled` apply to a supplied store too.
+    pub fn with_this_store_supplier(mut self, supplier: WindowBytesStoreSupplier) -> Self {
+        self.this_store_supplier = Some(supplier);
+        self
+    }
+
+    /// The other side's window store comes from `supplier` (Kafka Streams' `withOtherStoreSupplier`),
+    /// as in [`with_this_store_supplier`](Self::with_this_store_supplier).
+    pub fn with_other_store_supplier(mut self, supplier: WindowBytesStoreSupplier) -> Self {
+        self.other_store_supplier = Some(supplier);
+        self
     }
 
     /// Names the join's nodes (`<name>-this-windowed`, `<name>-this-join`, `<name>-merge`, ...) and the

@@ -16,11 +16,11 @@ use super::repartition::{add_repartition, RepartitionNames};
 use super::{Data, KStream};
 use crate::processor::{Processor, ProcessorContext, StoreHandle};
 use crate::serde::{DefaultSerde, Serde, SerdeError};
-use crate::store::{join_window_store_def, outer_join_store_def};
+use crate::store::{join_window_store_def, outer_join_store_def, Stores, WindowBytesStoreSupplier};
 use crate::sync::LockUnpoisoned;
 use crate::topology::processor_def;
 use crate::window::JoinWindows;
-use crate::{Record, StreamsError};
+use crate::{Record, StreamsError, TopologyError};
 
 /// A stream-stream joiner, both sides optional; `None`: no result for that pair (an inner join answers
 /// pairs only, a left join this stream's records).
@@ -187,14 +187,32 @@ impl<K: Data + DefaultSerde, V: Data + DefaultSerde> KStream<K, V> {
             Some(base) => format!("{base}{suffix}-store"),
             None => format!("{generated}-store"),
         };
-        let (this_store, other_store) = (store(this_suffix, &this_generated), store(other_suffix, &other_generated));
+        let (this_supplier, other_supplier) = (&joined.this_store_supplier, &joined.other_store_supplier);
+        let this_store = this_supplier.as_ref().map_or_else(|| store(this_suffix, &this_generated), |s| s.name.clone());
+        let other_store =
+            other_supplier.as_ref().map_or_else(|| store(other_suffix, &other_generated), |s| s.name.clone());
         let outer_store = left_outer.then(|| {
             let suffix = if right_outer { "-outer-shared-join" } else { "-left-shared-join" };
-            let generated = format!("KSTREAM-OUTERSHARED-{}", &this_generated[this_prefix.len()..]);
-            store(suffix, &generated)
+            match this_supplier.as_ref().filter(|s| !s.name.is_empty()) {
+                Some(supplier) => format!("{}{suffix}-store", supplier.name),
+                None => store(suffix, &format!("KSTREAM-OUTERSHARED-{}", &this_generated[this_prefix.len()..])),
+            }
         });
 
         let (size, retention) = (windows.size_ms(), windows.retention_ms());
+        for supplier in [this_supplier, other_supplier].into_iter().flatten() {
+            if let Err(e) = check_join_store_supplier(supplier, size, retention) {
+                b.topology.deferred.push(e);
+            }
+        }
+        if let (Some(this), Some(other)) = (this_supplier, other_supplier)
+            && this.name == other.name
+        {
+            b.topology.deferred.push(TopologyError::InvalidStore {
+                store: this.name.clone(),
+                reason: "Both StoreSuppliers have the same name.  StoreSuppliers must provide unique names".into(),
+            });
+        }
         let logging = joined.logging.clone();
         let (keys, this_store_for_node) = (key_serde.clone(), this_store.clone());
         b.topology.add_node_deferred(processor_def(&this_windowed, vec![this_parent], move || JoinWindow::<K, V> {
@@ -253,39 +271,71 @@ impl<K: Data + DefaultSerde, V: Data + DefaultSerde> KStream<K, V> {
             || PassThrough,
         ));
 
-        b.topology.add_store_deferred(
-            join_window_store_def(
-                &this_store,
-                size,
-                retention,
-                key_serde.clone(),
-                value_serde.clone(),
-                logging.clone(),
-            ),
-            &this_windowed,
-        );
+        let this_def = match this_supplier {
+            Some(supplier) => supplied_join_store_def(supplier, key_serde.clone(), value_serde.clone(), &logging),
+            None => {
+                join_window_store_def(&this_store, size, retention, key_serde.clone(), value_serde.clone(), &logging)
+            }
+        };
+        b.topology.add_store_deferred(this_def, &this_windowed);
         b.connect_stores(&other_name, &[this_store.as_str()]);
-        b.topology.add_store_deferred(
-            join_window_store_def(
-                &other_store,
-                size,
-                retention,
-                key_serde.clone(),
-                other_serde.clone(),
-                logging.clone(),
-            ),
-            &other_windowed,
-        );
+        let other_def = match other_supplier {
+            Some(supplier) => supplied_join_store_def(supplier, key_serde.clone(), other_serde.clone(), &logging),
+            None => {
+                join_window_store_def(&other_store, size, retention, key_serde.clone(), other_serde.clone(), &logging)
+            }
+        };
+        b.topology.add_store_deferred(other_def, &other_windowed);
         b.connect_stores(&this_name, &[other_store.as_str()]);
         if let Some(outer_store) = &outer_store {
             let side_keys: Arc<dyn Serde<SideKey<K>>> = Arc::new(SideKeySerde(key_serde.clone()));
             let values: Arc<dyn Serde<Vec<LeftOrRight<V, VO>>>> =
                 Arc::new(LeftOrRightListSerde(value_serde.clone(), other_serde.clone()));
-            b.topology.add_store_deferred(outer_join_store_def(outer_store, side_keys, values, logging), &this_name);
+            // Of this side's supplied kind, as in Kafka Streams; else the DSL's default kind.
+            let persistent = this_supplier.as_ref().map(|s| s.persistent);
+            let def = outer_join_store_def(outer_store, side_keys, values, logging, persistent);
+            b.topology.add_store_deferred(def, &this_name);
             b.connect_stores(&other_name, &[outer_store.as_str()]);
         }
         KStream::new(self.builder.clone(), merge, Some(key_serde), None, false)
     }
+}
+
+/// Kafka Streams' `KStreamImplJoin.assertWindowSettings`: a side's supplied store keeps duplicates and
+/// has the join windows' size and retention (size plus grace).
+fn check_join_store_supplier(
+    supplier: &WindowBytesStoreSupplier,
+    size: i64,
+    retention: i64,
+) -> Result<(), TopologyError> {
+    let reason = if !supplier.retain_duplicates {
+        "The StoreSupplier must set retainDuplicates=true, found retainDuplicates=false".to_string()
+    } else if supplier.window_size_ms != size || supplier.retention_ms != retention {
+        format!(
+            "Window settings mismatch. The store's window size {}ms and retention {}ms must match the join windows' size {size}ms and size plus grace {retention}ms",
+            supplier.window_size_ms, supplier.retention_ms
+        )
+    } else {
+        return Ok(());
+    };
+    Err(TopologyError::InvalidStore { store: supplier.name.clone(), reason })
+}
+
+/// A side's window store from the user's supplier: a window store of duplicates as the supplier makes
+/// it, logged as `StreamJoined` says (the window stores' `compact,delete` changelog, as Kafka Streams'
+/// `Stores.windowStoreBuilder` gives a supplied store).
+fn supplied_join_store_def<K: Data, V: Data>(
+    supplier: &WindowBytesStoreSupplier,
+    key_serde: Arc<dyn Serde<K>>,
+    value_serde: Arc<dyn Serde<V>>,
+    logging: &Option<std::collections::BTreeMap<String, String>>,
+) -> crate::store::StoreDef {
+    let builder = Stores::window_store_builder(supplier.clone(), key_serde, value_serde);
+    match logging {
+        Some(config) => builder.with_logging_enabled(config.clone()),
+        None => builder.with_logging_disabled(),
+    }
+    .into_def()
 }
 
 /// `KSTREAM-WINDOWED`: passes each record on, then keeps it (with a key) in its side's window store

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use super::state::{self, TaskState};
 use super::{interval_ms, PunctuationId, PunctuationType};
-use crate::store::{ReadOnlyKeyValueView, SessionStore, SuppressionBuffer, TypedKeyValueStore, WindowStore};
+use crate::store::{
+    ReadOnlyKeyValueView, SessionStore, SuppressionBuffer, TypedKeyValueStore, VersionedKeyValueStore, WindowStore,
+};
 use crate::{Record, RecordMetadata, StreamsError, TaskId};
 
 /// What every piece of user code running at a node can reach, whether it forwards records or not
@@ -280,6 +282,21 @@ impl ProcessingContext<'_> {
         self.task.stores[index]
             .downcast_mut::<WindowStore<K, V>>()
             .ok_or_else(|| StreamsError::Internal("a window store changed type".into()))
+    }
+
+    /// Looks up a versioned key-value store this processor is connected to (one built with
+    /// [`Stores::versioned_key_value_store_builder`](crate::store::Stores::versioned_key_value_store_builder)),
+    /// checking its types.
+    pub fn versioned_store<K: 'static, V: 'static>(
+        &mut self,
+        name: &str,
+    ) -> Result<&mut VersionedKeyValueStore<K, V>, StreamsError> {
+        let index = self.store_index_of::<VersionedKeyValueStore<K, V>>(name, || {
+            format!("a versioned key-value store of {}, {}", std::any::type_name::<K>(), std::any::type_name::<V>())
+        })?;
+        self.task.stores[index]
+            .downcast_mut::<VersionedKeyValueStore<K, V>>()
+            .ok_or_else(|| StreamsError::Internal("a versioned store changed type".into()))
     }
 
     /// Looks up a session store this processor is connected to (one built with

@@ -14,11 +14,12 @@ use state_store::{
 use super::session::{SessionBytesStoreSupplier, SessionStore};
 use super::suppression::{SuppressionBuffer, CHANGELOG_VERSION_HEADER};
 use super::typed::{ErasedStore, TypedKeyValueStore};
+use super::versioned::VersionedKeyValueStore;
 use super::window::{open_window_bytes, WindowBytesStoreSupplier, WindowStore};
 use crate::config::{ConfigError, DslStoreType};
 use crate::serde::Serde;
 use crate::task_id::TaskId;
-use crate::window::Windowed;
+use crate::window::{millis, Windowed};
 use crate::{StreamsError, TopologyError};
 
 /// What a supplier knows when it opens a store for a task.
@@ -94,6 +95,28 @@ impl KeyValueBytesStoreSupplier for RocksDbKeyValueBytesStoreSupplier {
     fn get(&self, ctx: &StoreContext<'_>) -> Result<Box<dyn KeyValueStore>, StreamsError> {
         let path = persistent_store_dir(ctx, &self.name)?;
         Ok(Box::new(RocksDbKeyValueStore::open(self.name.clone(), path, ctx.rocksdb)?))
+    }
+}
+
+/// A supplier of versioned key-value stores on RocksDB (Kafka Streams'
+/// `RocksDbVersionedKeyValueBytesStoreSupplier`): made by
+/// [`Stores::persistent_versioned_key_value_store`], turned into a store by
+/// [`Stores::versioned_key_value_store_builder`].
+#[derive(Debug, Clone)]
+pub struct VersionedBytesStoreSupplier {
+    bytes: RocksDbKeyValueBytesStoreSupplier,
+    pub(crate) history_retention_ms: i64,
+}
+
+impl VersionedBytesStoreSupplier {
+    /// The store's name.
+    pub fn name(&self) -> &str {
+        &self.bytes.name
+    }
+
+    /// How long older versions are kept.
+    pub fn history_retention(&self) -> Duration {
+        Duration::from_millis(self.history_retention_ms.max(0) as u64)
     }
 }
 
@@ -190,6 +213,41 @@ impl Stores {
         StoreBuilder::new(Arc::new(supplier), Arc::new(typed), None)
     }
 
+    /// A supplier of versioned key-value stores on RocksDB called `name` (Kafka Streams'
+    /// `persistentVersionedKeyValueStore`, KIP-889): each key's values are kept with the time each became
+    /// valid, and older versions for `history_retention` past the newest timestamp written, so that a
+    /// reader can ask for the value at a given time. The same duration is the grace period for writes:
+    /// older ones are refused.
+    pub fn persistent_versioned_key_value_store(
+        name: impl Into<String>,
+        history_retention: Duration,
+    ) -> VersionedBytesStoreSupplier {
+        VersionedBytesStoreSupplier {
+            bytes: RocksDbKeyValueBytesStoreSupplier { name: name.into() },
+            history_retention_ms: millis(history_retention),
+        }
+    }
+
+    /// A builder of versioned stores of `K` keys and `V` values over `supplier` (Kafka Streams'
+    /// `versionedKeyValueStoreBuilder`); processors reach them with
+    /// [`ProcessingContext::versioned_store`](crate::processor::ProcessingContext::versioned_store). Logged
+    /// to a compacted changelog whose `min.compaction.lag.ms` is the history retention plus a day (unless
+    /// the logging config sets it), as in Kafka Streams; never cached (`with_caching_enabled` is ignored,
+    /// where Kafka Streams throws).
+    pub fn versioned_key_value_store_builder<K: Send + 'static, V: Send + 'static>(
+        supplier: VersionedBytesStoreSupplier,
+        key_serde: Arc<dyn Serde<K>>,
+        value_serde: Arc<dyn Serde<V>>,
+    ) -> StoreBuilder<K, V> {
+        let history = supplier.history_retention_ms;
+        let typed = move |bytes: Box<dyn KeyValueStore>| -> Box<dyn ErasedStore> {
+            Box::new(VersionedKeyValueStore::new(bytes, key_serde.clone(), value_serde.clone(), history))
+        };
+        let mut builder = StoreBuilder::new(Arc::new(supplier.bytes), Arc::new(typed), None);
+        builder.versioned_history_ms = Some(history);
+        builder
+    }
+
     /// A supplier of window stores on RocksDB called `name` (Kafka Streams' `persistentWindowStore`):
     /// windows are kept for `retention` past the latest window start, in time segments of
     /// `max(retention / 2, 60 s)`, one database each. With `retain_duplicates`, every put is kept, even
@@ -281,6 +339,9 @@ pub struct StoreBuilder<K, V> {
     /// Under at_least_once, deletes reach the changelog only at the commit (see
     /// [`suppression_buffer_def`]).
     log_deletes_at_commit: bool,
+    /// A versioned store's history retention: never cached, and its changelog's
+    /// `min.compaction.lag.ms` follows it.
+    versioned_history_ms: Option<i64>,
     _types: PhantomData<fn() -> (K, V)>,
 }
 
@@ -301,6 +362,7 @@ impl<K: Send + 'static, V: Send + 'static> StoreBuilder<K, V> {
             logging_config: BTreeMap::new(),
             caching_enabled: false,
             log_deletes_at_commit: false,
+            versioned_history_ms: None,
             _types: PhantomData,
         }
     }
@@ -345,11 +407,19 @@ impl<K: Send + 'static, V: Send + 'static> StoreBuilder<K, V> {
             typed,
             window_retention_ms,
             logging_enabled,
-            logging_config,
-            caching_enabled,
+            mut logging_config,
+            mut caching_enabled,
             log_deletes_at_commit,
+            versioned_history_ms,
             _types,
         } = self;
+        if let Some(history) = versioned_history_ms {
+            // Kafka Streams' `VersionedChangelogTopicConfig`: history kept for a day past the retention.
+            logging_config
+                .entry("min.compaction.lag.ms".to_string())
+                .or_insert_with(|| history.saturating_add(86_400_000).to_string());
+            caching_enabled = false;
+        }
         let name = supplier.name().to_string();
         let factory = move |ctx: &StoreContext<'_>,
                             changelog: Option<Box<dyn ChangelogWriter>>|
@@ -391,14 +461,14 @@ pub(crate) fn join_window_store_def<K: Send + 'static, V: Send + 'static>(
     retention_ms: i64,
     key_serde: Arc<dyn Serde<K>>,
     value_serde: Arc<dyn Serde<V>>,
-    logging: Option<BTreeMap<String, String>>,
+    logging: &Option<BTreeMap<String, String>>,
 ) -> StoreDef {
     let typed = move |bytes: Box<dyn KeyValueStore>| -> Box<dyn ErasedStore> {
         Box::new(WindowStore::new(bytes, key_serde.clone(), value_serde.clone(), window_size_ms, true))
     };
     let supplier = DefaultWindowBytesStoreSupplier { name: name.to_string(), retention_ms, sessions: false };
     let builder = StoreBuilder::<Windowed<K>, V>::new(Arc::new(supplier), Arc::new(typed), Some(retention_ms));
-    let builder = match logging {
+    let builder = match logging.clone() {
         Some(mut config) => {
             config.insert("cleanup.policy".to_string(), "delete".to_string());
             builder.with_logging_enabled(config)
@@ -423,15 +493,38 @@ pub(crate) fn dsl_key_value_store_def<K: Send + 'static, V: Send + 'static>(
 /// [`dsl_key_value_store_def`] whose deletes reach the changelog at the commit under at_least_once, as
 /// a suppression buffer's do (see [`suppression_buffer_def`]): a record leaves the store when its result,
 /// joined or not, is emitted, and must not leave it for good while that result may still be lost.
+/// `persistent` chooses RocksDB or memory (the kind of a side's supplied store); `None`: the DSL's
+/// default kind.
 pub(crate) fn outer_join_store_def<K: Send + 'static, V: Send + 'static>(
     name: &str,
     key_serde: Arc<dyn Serde<K>>,
     value_serde: Arc<dyn Serde<V>>,
     logging: Option<BTreeMap<String, String>>,
+    persistent: Option<bool>,
 ) -> StoreDef {
-    let mut builder = dsl_key_value_builder(name, key_serde, value_serde, logging);
+    let mut builder = match persistent {
+        None => dsl_key_value_builder(name, key_serde, value_serde, logging),
+        Some(true) => logged(
+            Stores::key_value_store_builder(Stores::persistent_key_value_store(name), key_serde, value_serde),
+            logging,
+        ),
+        Some(false) => logged(
+            Stores::key_value_store_builder(Stores::in_memory_key_value_store(name), key_serde, value_serde),
+            logging,
+        ),
+    };
     builder.log_deletes_at_commit = true;
     builder.into_def()
+}
+
+fn logged<K: Send + 'static, V: Send + 'static>(
+    builder: StoreBuilder<K, V>,
+    logging: Option<BTreeMap<String, String>>,
+) -> StoreBuilder<K, V> {
+    match logging {
+        Some(config) => builder.with_logging_enabled(config),
+        None => builder.with_logging_disabled(),
+    }
 }
 
 fn dsl_key_value_builder<K: Send + 'static, V: Send + 'static>(
@@ -445,10 +538,7 @@ fn dsl_key_value_builder<K: Send + 'static, V: Send + 'static>(
         key_serde,
         value_serde,
     );
-    match logging {
-        Some(config) => builder.with_logging_enabled(config),
-        None => builder.with_logging_disabled(),
-    }
+    logged(builder, logging)
 }
 
 /// The suppression buffer `name` of a `suppress` (Kafka Streams' `InMemoryTimeOrderedKeyValueChangeBuffer`):

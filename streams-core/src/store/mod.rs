@@ -12,15 +12,19 @@ mod session;
 mod suppression;
 mod timestamped;
 mod typed;
+mod versioned;
 mod window;
 
 pub use builder::{
     InMemoryKeyValueBytesStoreSupplier, KeyValueBytesStoreSupplier, RocksDbKeyValueBytesStoreSupplier, StoreBuilder,
-    StoreContext, Stores,
+    StoreContext, Stores, VersionedBytesStoreSupplier,
 };
 pub use session::{SessionBytesStoreSupplier, SessionKeyValue, SessionStore};
 pub use timestamped::{ValueAndTimestamp, ValueAndTimestampSerde};
 pub use typed::{ReadOnlyKeyValueView, TypedKeyValueStore};
+pub use versioned::{
+    VersionedKeyValueStore, VersionedRecord, PUT_RETURN_CODE_NOT_PUT, PUT_RETURN_CODE_VALID_TO_UNDEFINED,
+};
 pub use window::{WindowBytesStoreSupplier, WindowStore, WindowedKeyValue};
 
 pub(crate) use builder::{

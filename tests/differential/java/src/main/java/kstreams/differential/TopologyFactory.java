@@ -662,17 +662,32 @@ final class TopologyFactory {
         Serde key = Formats.serde(Case.text(step, "key"));
         Serde value = Formats.serde(Case.text(step, "value"));
         Serde otherValue = Formats.serde(Case.text(step, "other_value"));
+        JsonNode thisStore = step.get("this_store");
+        JsonNode otherStore = step.get("other_store");
         StreamJoined joined = null;
-        if (named != null || storeName != null || key != null || value != null || otherValue != null) {
+        if (named != null || storeName != null || key != null || value != null || otherValue != null
+                || thisStore != null || otherStore != null) {
             joined = StreamJoined.with(key, value, otherValue);
             if (named != null) joined = joined.withName(named);
             if (storeName != null) joined = joined.withStoreName(storeName);
+            if (thisStore != null) joined = joined.withThisStoreSupplier(joinStoreSupplier(thisStore, windows));
+            if (otherStore != null) joined = joined.withOtherStoreSupplier(joinStoreSupplier(otherStore, windows));
         }
         switch (op) {
             case "join": return joined == null ? s.join(other, joiner, windows) : s.join(other, joiner, windows, joined);
             case "left_join": return joined == null ? s.leftJoin(other, joiner, windows) : s.leftJoin(other, joiner, windows, joined);
             default: return joined == null ? s.outerJoin(other, joiner, windows) : s.outerJoin(other, joiner, windows, joined);
         }
+    }
+
+    /** A side's window store: {"name", "persistent"}, of the join windows' size and size plus grace, duplicates kept. */
+    private static org.apache.kafka.streams.state.WindowBytesStoreSupplier joinStoreSupplier(JsonNode spec, JoinWindows windows) {
+        String name = field(spec, "name");
+        Duration retention = Duration.ofMillis(windows.size() + windows.gracePeriodMs());
+        Duration size = Duration.ofMillis(windows.size());
+        return spec.path("persistent").asBoolean()
+            ? org.apache.kafka.streams.state.Stores.persistentWindowStore(name, retention, size, true)
+            : org.apache.kafka.streams.state.Stores.inMemoryWindowStore(name, retention, size, true);
     }
 
     private Object aggregate(Object input, JsonNode step, String named) {
