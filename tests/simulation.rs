@@ -1,8 +1,8 @@
-//! Deterministic simulation (issue #5): many seeds of a stateful topology with a repartition, run by
-//! several instances on the embedded broker through crashes (with and without their state), zombies,
-//! joins, leaves, refused sends and failed commits, under at_least_once and exactly_once_v2. Each run
-//! ends by letting the instances catch up and close; then the committed outputs and the stores'
-//! changelogs are compared with a model computed by a plain loop.
+//! Deterministic simulation (issue #5): many seeds of a stateful topology with a repartition and a join
+//! with a global table, run by several instances on the embedded broker through crashes (with and
+//! without their state), zombies, joins, leaves, refused sends and failed commits, under at_least_once
+//! and exactly_once_v2. Each run ends by letting the instances catch up and close; then the committed
+//! outputs and the stores' changelogs are compared with a model computed by a plain loop.
 //!
 //! `KSTREAMS_SIM_SEEDS` (default 200) seeds per guarantee, from `KSTREAMS_SIM_FIRST_SEED` (default 1);
 //! `KSTREAMS_SIM_SEED=N` runs that one seed (a failure prints the seed to replay).
@@ -29,11 +29,19 @@ const STEPS: u64 = 1_500;
 const STEPS_PER_FAULT: f64 = 120.0;
 const SETTLE_STEPS: u64 = 60_000;
 
-/// data -> echo; sum per key -> sum; count per key after a repartition -> cnt.
+/// Each key's weight, in the global table `weights`, written before the instances start.
+fn weight(key: &str) -> i64 {
+    key.trim_start_matches('k').parse::<i64>().unwrap_or(0) * 7 + 1
+}
+
+/// data -> echo; sum per key -> sum; count per key after a repartition -> cnt; each value joined with
+/// its key's weight from the global table -> weighted.
 fn topology() -> Result<Topology, StreamsError> {
     let builder = StreamsBuilder::new();
+    let weights = builder.global_table::<String, i64>("weights");
     let data = builder.stream::<String, i64>("data");
     data.clone().to("echo");
+    data.clone().join_global(&weights, |k, _| k.clone(), |v, w| v * 1_000 + w).to("weighted");
     data.clone().group_by_key().reduce(|a, b| a + b).to_stream().to("sum");
     data.select_key(|k, _| k.clone()).group_by_key().count().to_stream().to("cnt");
     Ok(builder.build()?)
@@ -122,8 +130,14 @@ fn run_seed(seed: u64, guarantee: ProcessingGuarantee) -> Result<Outcome, String
 fn simulate(seed: u64, guarantee: ProcessingGuarantee, root: PathBuf) -> Result<Outcome, String> {
     let exactly_once = guarantee == ProcessingGuarantee::ExactlyOnceV2;
     let broker_setup = |broker: &EmbeddedBroker| {
-        for topic in ["data", "echo", "sum", "cnt"] {
+        for topic in ["data", "echo", "sum", "cnt", "weighted", "weights"] {
             broker.create_topic(topic, PARTITIONS);
+        }
+        for key in 0..KEYS {
+            let key = format!("k{key}");
+            let k = to_bytes(&*String::default_serde(), "weights", &key).expect("a key");
+            let w = to_bytes(&*i64::default_serde(), "weights", &weight(&key)).expect("a weight");
+            broker.append("weights", None, k, w, 0).expect("the topic weights");
         }
     };
     // Instances with one or two stream threads, by seed.
@@ -188,6 +202,18 @@ fn simulate(seed: u64, guarantee: ProcessingGuarantee, root: PathBuf) -> Result<
     }
     if lost > 0 {
         return Err(format!("echo lost {lost} of {} records", input.len()));
+    }
+
+    // Weighted: every input record joined with its key's weight from the global table (read whole by
+    // each instance before it processed anything, after crashes with and without its state directory).
+    let weighted = per_key(&read("weighted"));
+    for (key, values) in &want {
+        let joined: Vec<i64> = values.iter().map(|v| v * 1_000 + weight(key)).collect();
+        let got = weighted.get(key).cloned().unwrap_or_default();
+        let ok = if exactly_once { got == joined } else { joined.iter().all(|v| got.contains(v)) };
+        if !ok {
+            return Err(format!("weighted of {key}: {got:?}, the model {joined:?}"));
+        }
     }
 
     // Aggregates: every update exactly under exactly_once_v2; under at_least_once each reached the

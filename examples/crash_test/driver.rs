@@ -18,7 +18,7 @@ use crate::generator::{self, Progress};
 use crate::kafka;
 use crate::proxy;
 use crate::soak;
-use crate::topology::{Names, PARTITIONS};
+use crate::topology::{region, Names, PARTITIONS};
 use crate::verifier::{self, Report};
 
 #[derive(clap::Args, Debug)]
@@ -509,6 +509,10 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let instances_bootstrap = proxy.as_ref().map_or(bootstrap.clone(), |p| p.address().to_string());
     kafka::create_topics(&bootstrap, &names.external(), PARTITIONS)?;
+    // The global table, whole before any instance starts (the application joins every record with it).
+    let regions: Vec<(String, i64)> =
+        (0..args.keys).map(|k| format!("k{k}")).map(|k| (k.clone(), region(&k))).collect();
+    kafka::produce(&bootstrap, &names.regions, &regions)?;
     let faults = schedule(&args);
     println!(
         "crash test {run}: {} on {bootstrap}; {} records over {} keys at {}/s; {} instances; faults: {:?}; logs and state in {}",

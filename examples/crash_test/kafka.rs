@@ -33,6 +33,20 @@ pub(crate) fn create_topics(bootstrap: &str, names: &[&str], partitions: i32) ->
     Ok(())
 }
 
+/// Writes `records` (string keys, long values, as the application's serdes write them) to `topic` and
+/// waits for every acknowledgement.
+pub(crate) fn produce(bootstrap: &str, topic: &str, records: &[(String, i64)]) -> anyhow::Result<()> {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let producer: BaseProducer = client(bootstrap).set("acks", "all").create()?;
+    for (key, value) in records {
+        let value = value.to_be_bytes();
+        let record = BaseRecord::to(topic).key(key.as_bytes()).payload(&value[..]);
+        producer.send(record).map_err(|(e, _)| anyhow!("sending to {topic}: {e}"))?;
+    }
+    producer.flush(TIMEOUT).with_context(|| format!("flushing the records of {topic}"))?;
+    Ok(())
+}
+
 /// A consumer that joins no group: for metadata, watermarks and reading assigned partitions.
 /// `read_committed` decides whether transactional records count before their commit (and whether the
 /// "end" of a partition is its high watermark or its last stable offset).

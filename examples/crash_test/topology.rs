@@ -24,6 +24,10 @@ pub(crate) struct Names {
     pub(crate) win: String,
     /// Each input record joined with its key's running sum (a stream-table join; [`joined`]).
     pub(crate) joined: String,
+    /// The global table of each key's [`region`], written by the driver before the instances start.
+    pub(crate) regions: String,
+    /// Each input record joined with its key's region from the global table ([`joined`]).
+    pub(crate) regional: String,
 }
 
 impl Names {
@@ -39,12 +43,25 @@ impl Names {
             cnt: topic("cnt"),
             win: topic("win"),
             joined: topic("joined"),
+            regions: topic("regions"),
+            regional: topic("regional"),
         }
     }
 
     /// The topics the driver creates (internal topics are the application's own).
-    pub(crate) fn external(&self) -> [&str; 8] {
-        [&self.data, &self.echo, &self.min, &self.sum, &self.max, &self.cnt, &self.win, &self.joined]
+    pub(crate) fn external(&self) -> [&str; 10] {
+        [
+            &self.data,
+            &self.echo,
+            &self.min,
+            &self.sum,
+            &self.max,
+            &self.cnt,
+            &self.win,
+            &self.joined,
+            &self.regions,
+            &self.regional,
+        ]
     }
 
     /// The aggregate outputs, with the aggregate each holds.
@@ -113,6 +130,11 @@ pub(crate) fn joined(value: i64, sum: i64) -> i64 {
     (sum << JOINED_BITS) | value
 }
 
+/// A key's region in the global table: any number below 2^20 that differs between keys.
+pub(crate) fn region(key: &str) -> i64 {
+    key.bytes().fold(7i64, |h, b| (h * 31 + i64::from(b)) % 1_000_003)
+}
+
 /// The input value a `joined` value carries.
 pub(crate) fn joined_input(joined: i64) -> i64 {
     joined & ((1 << JOINED_BITS) - 1)
@@ -123,7 +145,8 @@ const HOOK_GRACE: Duration = Duration::from_millis(300);
 
 /// `data → echo`; per key: `min` and `sum` of the amounts; after a repartition: `max` and `cnt`; per
 /// key and window of [`WINDOW`]: the largest amount, once the window has closed (`win`); each record
-/// joined with its key's sum table, which the record has already updated (`joined`).
+/// joined with its key's sum table, which the record has already updated (`joined`), and with its key's
+/// region from a global table (`regional`).
 ///
 /// `crash` is the test hook for a kill inside an open transaction: once set, the next record, after
 /// its outputs were sent (they are sent by the branches declared before the hook, so the thread's
@@ -150,6 +173,8 @@ pub(crate) fn build(names: &Names, crash: Arc<AtomicBool>) -> Result<Topology, T
         .to(&names.win);
     // Declared after the sum, so each record reaches the sum's processor first.
     data.join(&sums, |value, sum| joined(value, *sum)).to(&names.joined);
+    let regions = builder.global_table::<String, i64>(&names.regions);
+    data.join_global(&regions, |key, _| key.clone(), |value, region| joined(value, *region)).to(&names.regional);
     data.foreach(move |key, value| {
         if crash.load(Ordering::SeqCst) {
             eprintln!("crash hook: record {key}={value} sent; killing this process inside its open transaction");

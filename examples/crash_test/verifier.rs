@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::generator::Acked;
 use crate::kafka::{self, Record};
-use crate::topology::{amount, joined, joined_input, window_key, Aggregate, Names, GRACE, PARTITIONS, WINDOW};
+use crate::topology::{amount, joined, joined_input, region, window_key, Aggregate, Names, GRACE, PARTITIONS, WINDOW};
 
 /// Findings: figures for the summary, and failures (a run passes only without any).
 #[derive(Debug, Default)]
@@ -59,7 +59,10 @@ pub(crate) fn verify(
         check_aggregate(&mut report, topic, aggregate, &amounts, &output, exactly_once);
     }
     let joins = kafka::read_all(bootstrap, &names.joined, PARTITIONS, true)?;
-    check_joined(&mut report, &names.joined, &input, &joins, exactly_once);
+    check_joined(&mut report, "stream-table join", &names.joined, &sum_join_model(&input), &joins, exactly_once);
+    let regional = kafka::read_all(bootstrap, &names.regional, PARTITIONS, true)?;
+    let model = global_join_model(&input);
+    check_joined(&mut report, "stream-global table join", &names.regional, &model, &regional, exactly_once);
     let windows = kafka::read_all(bootstrap, &names.win, PARTITIONS, true)?;
     check_final_windows(&mut report, &names.win, &input, &windows, exactly_once);
     Ok(report)
@@ -142,12 +145,12 @@ fn check_final_windows(
     }
 }
 
-/// The stream-table join of each record with its key's running sum: under exactly-once each key's
-/// outputs are exactly its inputs, in order, each with the sum after it; under at-least-once every
-/// input record has an output (duplicates allowed; a replayed record meets a sum that already counted
-/// it, so sums are not checked).
-fn check_joined(report: &mut Report, topic: &str, input: &[Vec<Record>], output: &[Vec<Record>], exactly_once: bool) {
-    let mut model: BTreeMap<&str, Vec<Option<i64>>> = BTreeMap::new();
+/// What each key's records of a join must be.
+type JoinModel<'a> = BTreeMap<&'a str, Vec<Option<i64>>>;
+
+/// The stream-table join of each record with its key's running sum, which the record has updated.
+fn sum_join_model(input: &[Vec<Record>]) -> JoinModel<'_> {
+    let mut model = JoinModel::new();
     let mut sums: BTreeMap<&str, i64> = BTreeMap::new();
     for record in input.iter().flatten() {
         let Some(value) = record.value else { continue };
@@ -155,13 +158,38 @@ fn check_joined(report: &mut Report, topic: &str, input: &[Vec<Record>], output:
         *sum += amount(value);
         model.entry(&record.key).or_default().push(Some(joined(value, *sum)));
     }
+    model
+}
+
+/// The join of each record with its key's region from the global table, written before the start.
+fn global_join_model(input: &[Vec<Record>]) -> JoinModel<'_> {
+    let mut model = JoinModel::new();
+    for record in input.iter().flatten() {
+        let Some(value) = record.value else { continue };
+        model.entry(&record.key).or_default().push(Some(joined(value, region(&record.key))));
+    }
+    model
+}
+
+/// A join's outputs against `model`: under exactly-once each key's outputs are exactly its inputs, in
+/// order, each joined as the model says; under at-least-once every input record has an output
+/// (duplicates allowed; a replayed record meets a sum that already counted it, so the joined values are
+/// not checked).
+fn check_joined(
+    report: &mut Report,
+    what: &str,
+    topic: &str,
+    model: &JoinModel<'_>,
+    output: &[Vec<Record>],
+    exactly_once: bool,
+) {
     let mut got: BTreeMap<&str, Vec<Option<i64>>> = BTreeMap::new();
     for record in output.iter().flatten() {
         got.entry(&record.key).or_default().push(record.value);
     }
     let total: usize = got.values().map(Vec::len).sum();
     let (mut lost, mut wrong) = (0usize, Vec::new());
-    for (key, want) in &model {
+    for (key, want) in model {
         let have = got.get(key).cloned().unwrap_or_default();
         if exactly_once {
             if have != *want {
@@ -181,18 +209,18 @@ fn check_joined(report: &mut Report, topic: &str, input: &[Vec<Record>], output:
     }
     let unknown = got.keys().filter(|k| !model.contains_key(*k)).count();
     report.note(format!(
-        "stream-table join ({topic}): {total} records for {} keys; {} keys differ from the model; lost {lost}",
+        "{what} ({topic}): {total} records for {} keys; {} keys differ from the model; lost {lost}",
         got.len(),
         wrong.len()
     ));
     if !wrong.is_empty() {
-        report.fail(format!("join: {} keys differ from the model, e.g. {}", wrong.len(), wrong[0]));
+        report.fail(format!("{what}: {} keys differ from the model, e.g. {}", wrong.len(), wrong[0]));
     }
     if lost > 0 {
-        report.fail(format!("join: {lost} input records have no output"));
+        report.fail(format!("{what}: {lost} input records have no output"));
     }
     if unknown > 0 {
-        report.fail(format!("join: {unknown} keys that the input never had"));
+        report.fail(format!("{what}: {unknown} keys that the input never had"));
     }
 }
 
@@ -360,6 +388,7 @@ fn check_open_transactions(report: &mut Report, bootstrap: &str, names: &Names) 
     }
     topics.insert(names.echo.clone(), PARTITIONS);
     topics.insert(names.joined.clone(), PARTITIONS);
+    topics.insert(names.regional.clone(), PARTITIONS);
     let started = Instant::now();
     loop {
         let mut open = Vec::new();

@@ -20,6 +20,7 @@ use crate::client::{ClientErrorKind, ClientSupplier, RestoreConsumer, TopicParti
 use crate::config::StreamsConfig;
 use crate::sync::LockUnpoisoned;
 use crate::task::global::GlobalTasks;
+use crate::time::Clock;
 use crate::StreamsError;
 
 /// Records handed to the global tasks per read.
@@ -39,7 +40,9 @@ pub(crate) struct GlobalUpdater {
     /// store is in memory (a restart reads the topics again from the beginning).
     checkpoint_dir: Option<PathBuf>,
     checkpointed: BTreeMap<TopicPartition, i64>,
-    last_checkpoint: Instant,
+    /// The runtime's clock (a simulation's virtual one), for the checkpoints' interval.
+    clock: Clock,
+    last_checkpoint_ms: i64,
     commit_interval: Duration,
     task_timeout: Duration,
     listener: Option<Arc<dyn StateRestoreListener>>,
@@ -57,6 +60,7 @@ impl GlobalUpdater {
         config: &StreamsConfig,
         (client_id, global_dir): (&str, Option<PathBuf>),
         listener: Option<Arc<dyn StateRestoreListener>>,
+        clock: Clock,
     ) -> Result<Self, StreamsError> {
         let consumer = supplier.restore_consumer(config, &format!("{client_id}-global-consumer"))?;
         let checkpoint_dir = global_dir.filter(|_| tasks.persistent());
@@ -73,7 +77,8 @@ impl GlobalUpdater {
             positions: BTreeMap::new(),
             checkpoint_dir,
             checkpointed: BTreeMap::new(),
-            last_checkpoint: Instant::now(),
+            last_checkpoint_ms: clock.now_ms(),
+            clock,
             commit_interval: config.effective_commit_interval(),
             task_timeout: config.task_timeout,
             listener,
@@ -150,13 +155,14 @@ impl GlobalUpdater {
     }
 
     /// Reads what is new in every partition; checkpoints once a commit interval has passed. Returns
-    /// whether anything was new.
-    fn poll(&mut self) -> Result<bool, StreamsError> {
+    /// whether anything was new. One turn of the thread's loop (a simulation steps it).
+    pub(crate) fn poll(&mut self) -> Result<bool, StreamsError> {
         let mut read = 0;
         for tp in self.positions.keys().cloned().collect::<Vec<_>>() {
             read += self.read(&tp, false)?;
         }
-        if self.last_checkpoint.elapsed() >= self.commit_interval && self.positions != self.checkpointed {
+        let since = self.clock.now_ms().saturating_sub(self.last_checkpoint_ms);
+        if since >= self.commit_interval.as_millis() as i64 && self.positions != self.checkpointed {
             self.checkpoint()?;
         }
         Ok(read > 0)
@@ -164,7 +170,7 @@ impl GlobalUpdater {
 
     /// Flushes the global stores and writes where each partition goes on (persistent stores only).
     fn checkpoint(&mut self) -> Result<(), StreamsError> {
-        self.last_checkpoint = Instant::now();
+        self.last_checkpoint_ms = self.clock.now_ms();
         let Some(dir) = &self.checkpoint_dir else { return Ok(()) };
         self.tasks.flush()?;
         let offsets: Offsets =
@@ -209,6 +215,11 @@ impl GlobalUpdater {
                 }
             }
         }
+        self.close();
+    }
+
+    /// Checkpoints the stores and closes the tasks.
+    pub(crate) fn close(mut self) {
         if let Err(error) = self.checkpoint() {
             tracing::warn!(target: "kstreams::runtime::global", %error, "cannot checkpoint the global stores at close");
         }

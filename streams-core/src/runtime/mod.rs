@@ -16,7 +16,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-mod global;
+pub(crate) mod global;
 mod layout;
 mod producer;
 mod restore;
@@ -357,18 +357,15 @@ impl KafkaStreams {
         self.clock = clock;
     }
 
-    /// [`start`](Self::start) without spawning: the stream threads are handed to the caller (a
-    /// simulation), which steps them, and finishes or crashes them, on its own schedule.
+    /// [`start`](Self::start) without spawning: the stream threads and the global stores' updater (after
+    /// its bootstrap) are handed to the caller (a simulation), which steps them, and finishes or crashes
+    /// them, on its own schedule.
     #[cfg(feature = "test-utils")]
-    pub(crate) fn start_stepped(&mut self) -> Result<Vec<thread::StreamThread>, StreamsError> {
-        if !self.plan.globals.is_empty() {
-            // The global thread would have to be stepped too; not built yet.
-            return Err(StreamsError::IllegalState {
-                action: "simulate a topology with global stores",
-                state: "not supported by the simulation yet".to_string(),
-            });
-        }
-        Ok(self.prepare_threads(false)?.0)
+    pub(crate) fn start_stepped(
+        &mut self,
+    ) -> Result<(Vec<thread::StreamThread>, Option<global::GlobalUpdater>), StreamsError> {
+        let (threads, _, global) = self.prepare_threads(false)?;
+        Ok((threads, global))
     }
 
     /// Everything `start` does except running the threads: the global stores bootstrapped (their
@@ -485,6 +482,7 @@ impl KafkaStreams {
             &self.config,
             (client_id, global_dir),
             listener,
+            self.clock.clone(),
         )?;
         updater.bootstrap()?;
         Ok(Some(updater))

@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use crate::config::StreamsConfig;
 use crate::embedded::EmbeddedBroker;
+use crate::runtime::global::GlobalUpdater;
 use crate::runtime::thread::StreamThread;
 use crate::runtime::KafkaStreams;
 use crate::time::Clock;
@@ -110,6 +111,8 @@ pub enum SimulationError {
 struct Instance {
     app: KafkaStreams,
     threads: Vec<StreamThread>,
+    /// The global stores' updater, stepped as one more thread (its bootstrap ran at the start).
+    global: Option<GlobalUpdater>,
     /// Not scheduled before this time (a pause).
     paused_until_ms: i64,
 }
@@ -224,8 +227,12 @@ impl Simulation {
         }
         let slot = runnable[self.rng.below(runnable.len() as u64) as usize];
         let instance = self.slots[slot].as_mut().expect("runnable");
-        let index = self.rng.below(instance.threads.len() as u64) as usize;
-        if let Err(source) = instance.threads[index].step(Duration::ZERO) {
+        let index = self.rng.below((instance.threads.len() + usize::from(instance.global.is_some())) as u64) as usize;
+        let stepped = match instance.threads.get_mut(index) {
+            Some(thread) => thread.step(Duration::ZERO),
+            None => instance.global.as_mut().expect("the one past the threads").poll().map(drop),
+        };
+        if let Err(source) = stepped {
             // The thread would stop here; the instance is of no more use to the run.
             return Err(SimulationError::ThreadFailed {
                 seed: self.seed,
@@ -278,6 +285,8 @@ impl Simulation {
                 let Some(instance) = self.slots.get_mut(slot).and_then(Option::take) else { return Ok(()) };
                 self.faults.crashes += 1;
                 instance.threads.into_iter().for_each(StreamThread::crash);
+                // The global stores close without a checkpoint, as a process that dies leaves them.
+                drop(instance.global);
                 drop(instance.app);
                 if state_lost {
                     self.faults.state_lost += 1;
@@ -390,11 +399,11 @@ impl Simulation {
         let mut app =
             KafkaStreams::with_client_supplier(topology, config, Arc::new(self.broker.clone())).map_err(error)?;
         app.set_simulated(format!("sim{slot}.{}", self.lives), self.clock.clone());
-        let mut threads = app.start_stepped().map_err(error)?;
+        let (mut threads, global) = app.start_stepped().map_err(error)?;
         for thread in &mut threads {
             thread.subscribe().map_err(error)?;
         }
-        self.slots[slot] = Some(Instance { app, threads, paused_until_ms: at_ms });
+        self.slots[slot] = Some(Instance { app, threads, global, paused_until_ms: at_ms });
         Ok(())
     }
 }
@@ -403,6 +412,9 @@ impl Simulation {
 fn close(mut instance: Instance) {
     for thread in instance.threads {
         thread.finish(Ok(()));
+    }
+    if let Some(global) = instance.global {
+        global.close();
     }
     let _ = instance.app.close();
 }
