@@ -118,7 +118,8 @@ impl StreamsBuilder {
     /// with `ProcessorContext::global_store`. Names as Kafka Streams gives them: the source
     /// `KSTREAM-SOURCE-<n>` and the processor `KTABLE-SOURCE-<n+1>`, or `<name>-source` and `<name>`
     /// with a `Consumed` name. A timestamp extractor in `consumed` is not used (records keep their own
-    /// timestamps, as in Kafka Streams' global task).
+    /// timestamps, as in Kafka Streams' global task). `consumed` must give both serdes (`Consumed::with`):
+    /// `build()` fails naming the source otherwise, where Kafka Streams falls back to the default serdes.
     ///
     /// A topology may be nothing but global stores: the instance then runs its global task and no
     /// stream task.

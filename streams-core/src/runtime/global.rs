@@ -190,6 +190,7 @@ impl GlobalUpdater {
     /// replaced.
     pub(crate) fn run(mut self, shared: Arc<Shared>) {
         let mut failing_since: Option<Instant> = None;
+        let mut failed = false;
         while !shared.shutdown.load(Ordering::SeqCst) {
             match self.poll() {
                 Ok(read) => {
@@ -210,12 +211,17 @@ impl GlobalUpdater {
                         "the global thread failed; the instance shuts down to ERROR");
                     shared.error.lock_unpoisoned().get_or_insert(error);
                     shared.shutdown.store(true, Ordering::SeqCst);
-                    shared.state.set(State::Error);
+                    failed = true;
                     break;
                 }
             }
         }
         self.close();
+        // Only once the stores are checkpointed and closed, as Kafka Streams reaches ERROR after its
+        // threads have stopped: a `clean_up` that waits for ERROR cannot race the last checkpoint.
+        if failed {
+            shared.state.set(State::Error);
+        }
     }
 
     /// Checkpoints the stores and closes the tasks.

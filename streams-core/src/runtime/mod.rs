@@ -287,7 +287,8 @@ impl KafkaStreams {
     /// another instance holds the directory.
     pub fn clean_up(&mut self) -> Result<(), StreamsError> {
         let state = self.state();
-        if !matches!(state, State::Created | State::NotRunning | State::Error) || !self.threads.is_empty() {
+        let running = !self.threads.is_empty() || self.global_thread.is_some();
+        if !matches!(state, State::Created | State::NotRunning | State::Error) || running {
             return Err(StreamsError::IllegalState { action: "clean up local state", state: format!("{state:?}") });
         }
         self.state_dir.clean()

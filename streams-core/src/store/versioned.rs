@@ -8,12 +8,14 @@
 //! - `[0] key` → `[timestamp][1 value | 0]`: the newest version (a value or a tombstone);
 //! - `[1] [key length] key [valid from]` → `[valid to][1 value | 0]`: an older version;
 //! - `[2] [valid to] [key length] key [valid from]` → empty: when an older version expires;
-//! - `[3]` → `[observed stream time]`.
+//! - `[3]` → `[observed stream time]`, written with every write that moves it, so that a restored or
+//!   reopened store refuses exactly what it refused before;
+//! - `[4] [timestamp] [key length] key` → empty: when a newest version that is a tombstone expires.
 //!
 //! Times are written so that their bytes sort as numbers (big-endian, sign bit flipped). A version
-//! expires once its end is no later than the observed stream time minus the history retention: no
-//! query or write the store still accepts can reach it (Kafka Streams drops whole segments by the same
-//! rule).
+//! expires once its end is no later than the observed stream time minus the history retention, and a
+//! newest tombstone once its own time is: no query or write the store still accepts can reach them
+//! (Kafka Streams drops whole segments by the same rule).
 
 use std::ops::Bound;
 use std::sync::Arc;
@@ -48,11 +50,7 @@ const LATEST: u8 = 0;
 const HISTORY: u8 = 1;
 const EXPIRY: u8 = 2;
 const OBSERVED: u8 = 3;
-
-/// The observed stream time is written again once it has moved on by this share of the history
-/// retention: after a restart the store then accepts writes at most that much older than it would
-/// have, rather than logging a row for every write that moves time.
-const OBSERVED_WRITE_SHARE: i64 = 10;
+const TOMBSTONE_EXPIRY: u8 = 4;
 
 fn time_bytes(time: i64) -> [u8; 8] {
     ((time as u64) ^ (1 << 63)).to_be_bytes()
@@ -83,8 +81,8 @@ pub(crate) struct VersionRows {
     history_retention_ms: i64,
     /// The largest timestamp written; `None` until the first write or a read of the stored one.
     observed: Option<i64>,
-    /// The observed time as last written to its row.
-    observed_written: Option<i64>,
+    /// The horizon up to which expired rows were last dropped: later drops start there.
+    expired_through: Option<i64>,
     loaded: bool,
 }
 
@@ -93,14 +91,13 @@ type Found = (Option<Vec<u8>>, i64, Option<i64>);
 
 impl VersionRows {
     pub(crate) fn new(history_retention_ms: i64) -> Self {
-        VersionRows { history_retention_ms, observed: None, observed_written: None, loaded: false }
+        VersionRows { history_retention_ms, observed: None, expired_through: None, loaded: false }
     }
 
     fn load(&mut self, store: &dyn KeyValueStore) -> Result<(), StreamsError> {
         if !self.loaded {
             let stored = store.get(&[OBSERVED])?.map(|b| time_of(&b));
             self.observed = self.observed.max(stored);
-            self.observed_written = stored;
             self.loaded = true;
         }
         Ok(())
@@ -135,6 +132,17 @@ impl VersionRows {
         Ok(store.get(&row)?.map(|bytes| (time_of(&bytes), version_value(&bytes[8..]).map(<[u8]>::to_vec))))
     }
 
+    fn tombstone_expiry_key(key: &[u8], time: i64) -> Vec<u8> {
+        let mut row = Vec::with_capacity(key.len() + 13);
+        row.push(TOMBSTONE_EXPIRY);
+        row.extend_from_slice(&time_bytes(time));
+        row.extend_from_slice(&(key.len() as u32).to_be_bytes());
+        row.extend_from_slice(key);
+        row
+    }
+
+    /// The key's newest version; a tombstone is indexed to expire (an index row the key has moved on
+    /// from is dropped when it expires, finding a newer version there).
     fn write_latest(
         store: &mut dyn KeyValueStore,
         key: &[u8],
@@ -143,7 +151,11 @@ impl VersionRows {
     ) -> Result<(), StreamsError> {
         let row = [&[LATEST][..], key].concat();
         let bytes = [&time_bytes(time)[..], &tagged(value)].concat();
-        Ok(store.put(&row, &bytes)?)
+        store.put(&row, &bytes)?;
+        if value.is_none() {
+            store.put(&Self::tombstone_expiry_key(key, time), &[])?;
+        }
+        Ok(())
     }
 
     /// The key's older versions, oldest first: (valid from, valid to, value).
@@ -177,23 +189,44 @@ impl VersionRows {
         Ok(())
     }
 
-    /// Drops every older version that ended at or before the horizon.
-    fn expire(&self, store: &mut dyn KeyValueStore) -> Result<(), StreamsError> {
-        let Some(horizon) = self.horizon() else { return Ok(()) };
-        let upper = [&[EXPIRY][..], &time_bytes(horizon.saturating_add(1))].concat();
-        let expired: Vec<Vec<u8>> = store
-            .range(Bound::Included(&[EXPIRY][..]), Bound::Excluded(&upper[..]))?
+    /// The index rows of `tag` whose time is from the last drop's horizon to `horizon`.
+    fn due(&self, store: &dyn KeyValueStore, tag: u8, horizon: i64) -> Result<Vec<Vec<u8>>, StreamsError> {
+        // Rows due before the last horizon are gone, and no write since can have been that old.
+        let lower = match self.expired_through {
+            Some(last) => [&[tag][..], &time_bytes(last)].concat(),
+            None => vec![tag],
+        };
+        let upper = [&[tag][..], &time_bytes(horizon.saturating_add(1))].concat();
+        Ok(store
+            .range(Bound::Included(&lower[..]), Bound::Excluded(&upper[..]))?
             .map(|row| row.map(|(k, _)| k))
-            .collect::<Result<_, _>>()?;
-        for row in expired {
-            if time_of(&row[1..9]) > horizon {
-                continue;
-            }
-            let key_len = u32::from_be_bytes(row[9..13].try_into().expect("four bytes")) as usize;
-            let (key, valid_from) = (&row[13..13 + key_len], time_of(&row[13 + key_len..]));
-            store.delete(&Self::history_key(key, valid_from))?;
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Drops every older version that ended at or before the horizon, then every newest version that
+    /// is a tombstone from then or before (the key's older versions all ended by its time).
+    fn expire(&mut self, store: &mut dyn KeyValueStore) -> Result<(), StreamsError> {
+        let Some(horizon) = self.horizon() else { return Ok(()) };
+        let key_at = |row: &[u8], at: usize| {
+            let len = u32::from_be_bytes(row[at..at + 4].try_into().expect("four bytes")) as usize;
+            row[at + 4..at + 4 + len].to_vec()
+        };
+        for row in self.due(store, EXPIRY, horizon)? {
+            let key = key_at(&row, 9);
+            let valid_from = time_of(&row[13 + key.len()..]);
+            store.delete(&Self::history_key(&key, valid_from))?;
             store.delete(&row)?;
         }
+        for row in self.due(store, TOMBSTONE_EXPIRY, horizon)? {
+            let (key, time) = (key_at(&row, 9), time_of(&row[1..9]));
+            if let Some((newest, None)) = Self::latest(store, &key)?
+                && newest == time
+            {
+                store.delete(&[&[LATEST][..], &key].concat())?;
+            }
+            store.delete(&row)?;
+        }
+        self.expired_through = Some(horizon);
         Ok(())
     }
 
@@ -208,16 +241,15 @@ impl VersionRows {
         time: i64,
     ) -> Result<i64, StreamsError> {
         self.load(store)?;
-        if self.horizon().is_some_and(|h| time < h) {
+        if let Some(horizon) = self.horizon()
+            && time < horizon
+        {
+            tracing::warn!(target: "kstreams::store", time, horizon, "skipping a write to a versioned store older than its history retention allows");
             return Ok(PUT_RETURN_CODE_NOT_PUT);
         }
         if self.observed.is_none_or(|o| time > o) {
             self.observed = Some(time);
-            let step = self.history_retention_ms / OBSERVED_WRITE_SHARE;
-            if self.observed_written.is_none_or(|w| time >= w.saturating_add(step)) {
-                store.put(&[OBSERVED], &time_bytes(time))?;
-                self.observed_written = Some(time);
-            }
+            store.put(&[OBSERVED], &time_bytes(time))?;
             self.expire(store)?;
         }
         let valid_to = match Self::latest(store, key)? {
@@ -444,5 +476,21 @@ mod tests {
         // A restart reads the observed time back.
         let mut restarted = VersionRows::new(100);
         assert_eq!(restarted.put(&mut s, b"k", Some(b"late"), 150).unwrap(), PUT_RETURN_CODE_NOT_PUT);
+    }
+
+    /// A key whose newest version is a tombstone leaves no row behind once that tombstone is older than
+    /// the history retention reaches, and behaves as before: no value at any time still in reach.
+    #[test]
+    fn a_newest_tombstone_expires_with_the_history() {
+        let (mut r, mut s) = rows(100);
+        r.put(&mut s, b"k", Some(b"a"), 10).unwrap();
+        r.put(&mut s, b"k", None, 20).unwrap();
+        r.put(&mut s, b"gone", None, 30).unwrap(); // a delete of a key that never had a value
+        r.put(&mut s, b"other", Some(b"x"), 200).unwrap();
+        let keys: Vec<Vec<u8>> = s.all().unwrap().map(|row| row.unwrap().0).collect();
+        assert!(!keys.iter().any(|k| k.ends_with(b"k") || k.ends_with(b"gone")), "{keys:?}");
+        assert_eq!(at(&mut r, &s, 150), None);
+        assert_eq!(r.put(&mut s, b"k", Some(b"b"), 150).unwrap(), PUT_RETURN_CODE_VALID_TO_UNDEFINED);
+        assert_eq!(at(&mut r, &s, 160), Some(("b".into(), 150, None)));
     }
 }
