@@ -179,7 +179,6 @@ impl StreamsBuilder {
         let source_def = source_def(&source, topics, key_serde, value_serde, None);
         let processor = processor_def(&name, vec![source], supplier);
         b.topology.add_global_deferred(source_def, processor, store.with_logging_disabled().into_def());
-        drop(b);
         self
     }
 }

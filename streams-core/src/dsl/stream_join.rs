@@ -16,7 +16,7 @@ use super::repartition::{add_repartition, RepartitionNames};
 use super::{Data, KStream};
 use crate::processor::{Processor, ProcessorContext, StoreHandle};
 use crate::serde::{DefaultSerde, Serde, SerdeError};
-use crate::store::{join_window_store_def, outer_join_store_def, Stores, WindowBytesStoreSupplier};
+use crate::store::{join_window_store_def, logged, outer_join_store_def, Stores, WindowBytesStoreSupplier};
 use crate::sync::LockUnpoisoned;
 use crate::topology::processor_def;
 use crate::window::JoinWindows;
@@ -330,12 +330,7 @@ fn supplied_join_store_def<K: Data, V: Data>(
     value_serde: Arc<dyn Serde<V>>,
     logging: &Option<std::collections::BTreeMap<String, String>>,
 ) -> crate::store::StoreDef {
-    let builder = Stores::window_store_builder(supplier.clone(), key_serde, value_serde);
-    match logging {
-        Some(config) => builder.with_logging_enabled(config.clone()),
-        None => builder.with_logging_disabled(),
-    }
-    .into_def()
+    logged(Stores::window_store_builder(supplier.clone(), key_serde, value_serde), logging.clone()).into_def()
 }
 
 /// `KSTREAM-WINDOWED`: passes each record on, then keeps it (with a key) in its side's window store

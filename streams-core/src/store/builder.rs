@@ -468,14 +468,11 @@ pub(crate) fn join_window_store_def<K: Send + 'static, V: Send + 'static>(
     };
     let supplier = DefaultWindowBytesStoreSupplier { name: name.to_string(), retention_ms, sessions: false };
     let builder = StoreBuilder::<Windowed<K>, V>::new(Arc::new(supplier), Arc::new(typed), Some(retention_ms));
-    let builder = match logging.clone() {
-        Some(mut config) => {
-            config.insert("cleanup.policy".to_string(), "delete".to_string());
-            builder.with_logging_enabled(config)
-        }
-        None => builder.with_logging_disabled(),
-    };
-    builder.into_def()
+    let logging = logging.clone().map(|mut config| {
+        config.insert("cleanup.policy".to_string(), "delete".to_string());
+        config
+    });
+    logged(builder, logging).into_def()
 }
 
 /// A key-value store of the DSL's default kind, logged unless `logging` is `None` (a foreign-key
@@ -517,7 +514,9 @@ pub(crate) fn outer_join_store_def<K: Send + 'static, V: Send + 'static>(
     builder.into_def()
 }
 
-fn logged<K: Send + 'static, V: Send + 'static>(
+/// `builder` logged with `logging` as its changelog's topic configs, or not logged for `None` (the DSL's
+/// way of passing a store's logging choice).
+pub(crate) fn logged<K: Send + 'static, V: Send + 'static>(
     builder: StoreBuilder<K, V>,
     logging: Option<BTreeMap<String, String>>,
 ) -> StoreBuilder<K, V> {

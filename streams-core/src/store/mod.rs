@@ -28,7 +28,7 @@ pub use versioned::{
 pub use window::{WindowBytesStoreSupplier, WindowStore, WindowedKeyValue};
 
 pub(crate) use builder::{
-    dsl_key_value_store_def, join_window_store_def, outer_join_store_def, store_dir, suppression_buffer_def,
+    dsl_key_value_store_def, join_window_store_def, logged, outer_join_store_def, store_dir, suppression_buffer_def,
     DefaultKeyValueBytesStoreSupplier, DefaultWindowBytesStoreSupplier, StoreDef,
 };
 pub(crate) use suppression::{BufferedContext, SuppressionBuffer};

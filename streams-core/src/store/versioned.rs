@@ -108,23 +108,24 @@ impl VersionRows {
         self.observed.map(|o| o.saturating_sub(self.history_retention_ms))
     }
 
-    fn history_key(key: &[u8], valid_from: i64) -> Vec<u8> {
-        let mut row = Vec::with_capacity(key.len() + 13);
-        row.push(HISTORY);
+    /// The key of a row of `tag` (the layout in the module's documentation): `[tag] [lead] [key length]
+    /// key [trail]`, each time only when given.
+    fn row_key(tag: u8, lead: Option<i64>, key: &[u8], trail: Option<i64>) -> Vec<u8> {
+        let mut row = Vec::with_capacity(key.len() + 21);
+        row.push(tag);
+        row.extend(lead.map(time_bytes).into_iter().flatten());
         row.extend_from_slice(&(key.len() as u32).to_be_bytes());
         row.extend_from_slice(key);
-        row.extend_from_slice(&time_bytes(valid_from));
+        row.extend(trail.map(time_bytes).into_iter().flatten());
         row
     }
 
+    fn history_key(key: &[u8], valid_from: i64) -> Vec<u8> {
+        Self::row_key(HISTORY, None, key, Some(valid_from))
+    }
+
     fn expiry_key(key: &[u8], valid_from: i64, valid_to: i64) -> Vec<u8> {
-        let mut row = Vec::with_capacity(key.len() + 21);
-        row.push(EXPIRY);
-        row.extend_from_slice(&time_bytes(valid_to));
-        row.extend_from_slice(&(key.len() as u32).to_be_bytes());
-        row.extend_from_slice(key);
-        row.extend_from_slice(&time_bytes(valid_from));
-        row
+        Self::row_key(EXPIRY, Some(valid_to), key, Some(valid_from))
     }
 
     fn latest(store: &dyn KeyValueStore, key: &[u8]) -> Result<Option<(i64, Option<Vec<u8>>)>, StreamsError> {
@@ -133,12 +134,7 @@ impl VersionRows {
     }
 
     fn tombstone_expiry_key(key: &[u8], time: i64) -> Vec<u8> {
-        let mut row = Vec::with_capacity(key.len() + 13);
-        row.push(TOMBSTONE_EXPIRY);
-        row.extend_from_slice(&time_bytes(time));
-        row.extend_from_slice(&(key.len() as u32).to_be_bytes());
-        row.extend_from_slice(key);
-        row
+        Self::row_key(TOMBSTONE_EXPIRY, Some(time), key, None)
     }
 
     /// The key's newest version; a tombstone is indexed to expire (an index row the key has moved on
@@ -161,12 +157,7 @@ impl VersionRows {
     /// The key's older versions, oldest first: (valid from, valid to, value).
     #[allow(clippy::type_complexity)]
     fn history(store: &dyn KeyValueStore, key: &[u8]) -> Result<Vec<(i64, i64, Option<Vec<u8>>)>, StreamsError> {
-        let prefix = {
-            let mut p = vec![HISTORY];
-            p.extend_from_slice(&(key.len() as u32).to_be_bytes());
-            p.extend_from_slice(key);
-            p
-        };
+        let prefix = Self::row_key(HISTORY, None, key, None);
         let mut versions = Vec::new();
         for row in store.prefix_scan(&prefix)? {
             let (row_key, bytes) = row?;
