@@ -263,6 +263,19 @@ impl ProcessingContext<'_> {
         Ok(index)
     }
 
+    /// The store `name` this processor is connected to, as an `S` (`wanted` names `S` in the error when
+    /// it is not one).
+    fn connected_store<S: 'static>(
+        &mut self,
+        name: &str,
+        wanted: impl FnOnce() -> String,
+    ) -> Result<&mut S, StreamsError> {
+        let index = self.store_index_of::<S>(name, wanted)?;
+        self.task.stores[index]
+            .downcast_mut::<S>()
+            .ok_or_else(|| StreamsError::Internal(format!("the store `{name}` changed type")))
+    }
+
     /// The store behind a handle from [`store_handle`](Self::store_handle).
     pub fn store_mut<K: 'static, V: 'static>(
         &mut self,
@@ -276,12 +289,9 @@ impl ProcessingContext<'_> {
     /// Looks up a window store this processor is connected to (one built with
     /// [`Stores::window_store_builder`](crate::store::Stores::window_store_builder)), checking its types.
     pub fn window_store<K: 'static, V: 'static>(&mut self, name: &str) -> Result<&mut WindowStore<K, V>, StreamsError> {
-        let index = self.store_index_of::<WindowStore<K, V>>(name, || {
+        self.connected_store::<WindowStore<K, V>>(name, || {
             format!("a window store of {}, {}", std::any::type_name::<K>(), std::any::type_name::<V>())
-        })?;
-        self.task.stores[index]
-            .downcast_mut::<WindowStore<K, V>>()
-            .ok_or_else(|| StreamsError::Internal("a window store changed type".into()))
+        })
     }
 
     /// Looks up a versioned key-value store this processor is connected to (one built with
@@ -291,12 +301,9 @@ impl ProcessingContext<'_> {
         &mut self,
         name: &str,
     ) -> Result<&mut VersionedKeyValueStore<K, V>, StreamsError> {
-        let index = self.store_index_of::<VersionedKeyValueStore<K, V>>(name, || {
+        self.connected_store::<VersionedKeyValueStore<K, V>>(name, || {
             format!("a versioned key-value store of {}, {}", std::any::type_name::<K>(), std::any::type_name::<V>())
-        })?;
-        self.task.stores[index]
-            .downcast_mut::<VersionedKeyValueStore<K, V>>()
-            .ok_or_else(|| StreamsError::Internal("a versioned store changed type".into()))
+        })
     }
 
     /// Looks up a session store this processor is connected to (one built with
@@ -305,12 +312,9 @@ impl ProcessingContext<'_> {
         &mut self,
         name: &str,
     ) -> Result<&mut SessionStore<K, V>, StreamsError> {
-        let index = self.store_index_of::<SessionStore<K, V>>(name, || {
+        self.connected_store::<SessionStore<K, V>>(name, || {
             format!("a session store of {}, {}", std::any::type_name::<K>(), std::any::type_name::<V>())
-        })?;
-        self.task.stores[index]
-            .downcast_mut::<SessionStore<K, V>>()
-            .ok_or_else(|| StreamsError::Internal("a session store changed type".into()))
+        })
     }
 
     /// The value `key` has in the processor metadata the task committed with its offsets (Kafka Streams'
@@ -329,10 +333,7 @@ impl ProcessingContext<'_> {
         &mut self,
         name: &str,
     ) -> Result<&mut SuppressionBuffer<K, V>, StreamsError> {
-        let index = self.store_index_of::<SuppressionBuffer<K, V>>(name, || "a suppression buffer".to_string())?;
-        self.task.stores[index]
-            .downcast_mut::<SuppressionBuffer<K, V>>()
-            .ok_or_else(|| StreamsError::Internal("a suppression buffer changed type".into()))
+        self.connected_store::<SuppressionBuffer<K, V>>(name, || "a suppression buffer".to_string())
     }
 
     /// Looks up a store by name and returns it: [`store_handle`](Self::store_handle) then
