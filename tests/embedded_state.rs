@@ -20,5 +20,6 @@ scenario_tests!(
     a_global_table_is_read_whole_before_processing_and_followed,
     an_unreadable_global_record_fails_the_start_naming_it,
     a_global_only_topology_runs_its_global_store_alone,
-    a_versioned_store_restores_its_history_from_the_changelog
+    a_versioned_store_restores_its_history_from_the_changelog,
+    a_grace_buffer_and_a_versioned_table_are_restored_from_their_changelogs
 );

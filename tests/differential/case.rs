@@ -116,6 +116,8 @@ pub(crate) struct MaterializedSpec {
     pub(crate) caching: Option<bool>,
     /// A window store's retention, in milliseconds.
     pub(crate) retention: Option<u64>,
+    /// A versioned store's history retention, in milliseconds (`Materialized.as(versionedSupplier)`).
+    pub(crate) versioned: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -338,11 +338,17 @@ fn apply(
                 (Handle::LongStream(s), Handle::LongStream(o)) => {
                     Handle::Stream(stream_stream_join(s, &o, j, step, op)?)
                 }
-                (Handle::Stream(s), Handle::Table(t)) => Handle::Stream(stream_table_join(s, &t, j, &named, op)?),
-                (Handle::Stream(s), Handle::LongTable(t)) => Handle::Stream(stream_table_join(s, &t, j, &named, op)?),
-                (Handle::LongStream(s), Handle::Table(t)) => Handle::Stream(stream_table_join(s, &t, j, &named, op)?),
+                (Handle::Stream(s), Handle::Table(t)) => {
+                    Handle::Stream(stream_table_join(s, &t, j, &named, step.grace, op)?)
+                }
+                (Handle::Stream(s), Handle::LongTable(t)) => {
+                    Handle::Stream(stream_table_join(s, &t, j, &named, step.grace, op)?)
+                }
+                (Handle::LongStream(s), Handle::Table(t)) => {
+                    Handle::Stream(stream_table_join(s, &t, j, &named, step.grace, op)?)
+                }
                 (Handle::LongStream(s), Handle::LongTable(t)) => {
-                    Handle::Stream(stream_table_join(s, &t, j, &named, op)?)
+                    Handle::Stream(stream_table_join(s, &t, j, &named, step.grace, op)?)
                 }
                 (Handle::Table(a), Handle::Table(b)) => Handle::Table(table_join(a, &b, j, step, &named, op)),
                 (Handle::Table(a), Handle::LongTable(b)) => Handle::Table(table_join(a, &b, j, step, &named, op)),
@@ -726,9 +732,13 @@ fn stream_table_join<V: Dyn, VT: Dyn>(
     t: &KTable<Key, VT>,
     j: f::Joiner,
     named: &Option<String>,
+    grace: Option<u64>,
     op: &str,
 ) -> Result<KStream<Key, Val>, String> {
-    let joined = named.as_ref().map_or_else(Joined::default, |n| Joined::as_name(n.clone()));
+    let mut joined = named.as_ref().map_or_else(Joined::default, |n| Joined::as_name(n.clone()));
+    if let Some(grace) = grace {
+        joined = joined.with_grace_period(std::time::Duration::from_millis(grace));
+    }
     Ok(match op {
         "join" => s.join_with(t, move |v, t: &VT| j(&v.to_val(), &t.to_val()), joined),
         "left_join" => {
@@ -899,9 +909,14 @@ fn grouped<V: Dyn>(step: &Step) -> Option<Grouped<Key, V>> {
 
 fn materialized<V: Dyn>(spec: Option<&MaterializedSpec>) -> Materialized<Key, V> {
     let Some(spec) = spec else { return Materialized::new() };
-    let mut m = match &spec.store {
-        Some(store) => Materialized::as_store(store.clone()),
-        None => Materialized::new(),
+    let mut m = match (&spec.store, spec.versioned) {
+        (Some(store), Some(history)) => Materialized::as_versioned(Stores::persistent_versioned_key_value_store(
+            store.clone(),
+            std::time::Duration::from_millis(history),
+        )),
+        (Some(store), None) => Materialized::as_store(store.clone()),
+        (None, None) => Materialized::new(),
+        (None, Some(_)) => panic!("a versioned `materialized` needs a `store`"),
     };
     if let Some(k) = spec.key {
         m = m.with_key_serde(key_serde(k));

@@ -901,3 +901,48 @@ pub(crate) fn a_versioned_store_restores_its_history_from_the_changelog() -> any
     let _ = std::fs::remove_dir_all(&state_dir);
     Ok(())
 }
+
+/// A versioned table (KIP-914) and a stream-table join with a grace period (KIP-923): an order waits in
+/// the join's buffer, the instance goes away with its local state, and a new one restores both the
+/// buffer and the table's history from their changelogs; a price that arrives late, after the restart,
+/// still prices the order that waited, as of the order's own time.
+pub(crate) fn a_grace_buffer_and_a_versioned_table_are_restored_from_their_changelogs() -> anyhow::Result<()> {
+    let prefix = kafka::unique("grace");
+    let topics = ["prices", "orders", "totals"].map(|t| format!("{prefix}-{t}"));
+    let [prices, orders, totals] = &topics;
+    kafka::create_topics(&[(prices, 1), (orders, 1), (totals, 1)]);
+    let app = kafka::unique("grace-app");
+    let state_dir = std::env::temp_dir().join(kafka::unique("grace-state"));
+    let tea = || Some(b"tea".to_vec());
+    let long = |v: i64| Some(v.to_be_bytes().to_vec());
+    const T: i64 = 1_700_000_000_000;
+    let topology = || versioned_topology::priced_orders_topology(prices, orders, totals);
+
+    let streams = start(topology()?, &app, &state_dir, &Restores::default())?;
+    kafka::produce_at(prices, [(tea(), long(3), T + 1_000)]);
+    kafka::produce_at(orders, [(tea(), long(2), T + 5_000)]);
+    // The order is buffered: its entry and the buffer's state row reach the changelog.
+    let buffer_changelog = format!("{app}-priced-Buffer-changelog");
+    let logged = kafka::consume_until(&buffer_changelog, Duration::from_secs(60), |r| r.len() >= 2);
+    assert!(logged.len() >= 2, "the buffered order is logged: {logged:?}");
+    drop(streams);
+    if let Some(config) = kafka::topic_config(&buffer_changelog) {
+        assert_eq!(config.get("cleanup.policy").map(String::as_str), Some("compact"));
+    }
+
+    std::fs::remove_dir_all(&state_dir)?;
+    let restores = Restores::default();
+    let streams = start(topology()?, &app, &state_dir, &restores)?;
+    assert!(restores.restored() > 0, "restored from the changelogs");
+    kafka::produce_at(prices, [(tea(), long(4), T + 4_000)]); // late, within the history
+    kafka::produce_at(orders, [(tea(), long(1), T + 20_000)]); // the stream passes 5 s + 10 s
+    let read = kafka::consume_until(totals, Duration::from_secs(60), |r| !r.is_empty());
+    let values: Vec<(i64, i64)> = read
+        .iter()
+        .map(|r| (from_bytes(&*i64::default_serde(), totals, r.value.as_deref()).unwrap().unwrap(), r.timestamp))
+        .collect();
+    assert_eq!(values, vec![(8, T + 5_000)], "the waiting order, priced as of 5 s with the late price");
+    drop(streams);
+    let _ = std::fs::remove_dir_all(&state_dir);
+    Ok(())
+}

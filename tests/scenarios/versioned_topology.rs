@@ -61,3 +61,19 @@ pub(crate) fn prices_topology(
     topology.add_state_store(store, &["keep", "price-at"])?;
     Ok(topology)
 }
+
+/// The DSL's versioned table (KIP-914) and the stream-table join's grace period (KIP-923): `prices`
+/// (product → price) a table versioned with a minute of history in store `prices`; `orders` (product →
+/// quantity) wait ten seconds in the join's buffer `priced-Buffer`, then are priced as of their own time
+/// on `totals` (quantity × price).
+#[allow(dead_code)] // not every test that includes this file uses both topologies
+pub(crate) fn priced_orders_topology(prices: &str, orders: &str, totals: &str) -> Result<Topology, TopologyError> {
+    use kstreams::dsl::{Consumed, Joined, Materialized, StreamsBuilder};
+    let builder = StreamsBuilder::new();
+    let history = Stores::persistent_versioned_key_value_store("prices", Duration::from_secs(60));
+    let consumed = Consumed::with(Arc::new(StringSerde), Arc::new(I64Serde));
+    let table = builder.table_with(prices, consumed, Materialized::as_versioned(history));
+    let joined = Joined::as_name("priced").with_grace_period(Duration::from_secs(10));
+    builder.stream::<String, i64>(orders).join_with(&table, |quantity, price| quantity * price, joined).to(totals);
+    builder.build()
+}

@@ -9,17 +9,18 @@ use std::sync::Arc;
 use super::cache::{CacheBudget, CacheSlot, Pending, RecordCache};
 use super::change::Change;
 use super::emit_final::EmitFinal;
+use super::table_store::TableStore;
 use super::Data;
 use crate::processor::{Processor, ProcessorContext, StoreHandle};
 use crate::serde::{to_bytes, Serde};
-use crate::store::ValueAndTimestamp;
+use crate::store::{ValueAndTimestamp, PUT_RETURN_CODE_NOT_PUT, PUT_RETURN_CODE_VALID_TO_UNDEFINED};
 use crate::window::{TimeWindows, Window, Windowed};
 use crate::{Record, StreamsError};
 
 /// Where an aggregation's updates go: to the store and downstream at once, or through the record cache.
 pub(crate) struct AggregateOutput<K, VA> {
     store: String,
-    handle: Option<StoreHandle<K, ValueAndTimestamp<VA>>>,
+    handle: Option<TableStore<K, VA>>,
     key_serde: Arc<dyn Serde<K>>,
     /// Whether the store was declared with caching (Kafka Streams' `Materialized` default: yes).
     caching: bool,
@@ -73,15 +74,21 @@ impl<K: Data, VA: Data> AggregateOutput<K, VA> {
         self.cache.read(|cache| cache.range_of_key(key, from, to, keep).map(f).collect())
     }
 
-    /// The store's handle, once initialized.
+    /// The store's handle, once initialized (a timestamped store's: what windowed aggregations keep).
     pub(crate) fn store_handle(&self) -> Result<StoreHandle<K, ValueAndTimestamp<VA>>, StreamsError> {
-        self.handle()
+        match self.handle()? {
+            TableStore::Timestamped(handle) => Ok(handle),
+            TableStore::Versioned(_) => Err(StreamsError::Internal(format!("`{}` is a versioned store", self.store))),
+        }
     }
 
     pub(super) fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<(), StreamsError> {
-        self.handle = Some(ctx.store_handle(&self.store)?);
+        let store = TableStore::find(ctx, &self.store)?;
+        self.handle = Some(store);
         let budget = ctx.task.cache_budget.clone();
-        self.budget = (self.caching && budget.enabled()).then_some(budget);
+        // A versioned store is never cached, whatever `Materialized` said (Kafka Streams logs that it
+        // ignores the setting).
+        self.budget = (self.caching && !store.is_versioned() && budget.enabled()).then_some(budget);
         // Other nodes reach the store too (a cogroup's, a join's): they read what this one has pending.
         if self.budget.is_some() && ctx.task.store_shared(&self.store) {
             self.cache.share(ctx.task, &self.store)?;
@@ -89,7 +96,7 @@ impl<K: Data, VA: Data> AggregateOutput<K, VA> {
         Ok(())
     }
 
-    fn handle(&self) -> Result<StoreHandle<K, ValueAndTimestamp<VA>>, StreamsError> {
+    fn handle(&self) -> Result<TableStore<K, VA>, StreamsError> {
         self.handle.ok_or_else(|| StreamsError::Internal("aggregate used before init".into()))
     }
 
@@ -119,7 +126,7 @@ impl<K: Data, VA: Data> AggregateOutput<K, VA> {
         if let Some((value, timestamp)) = cached {
             return Ok((value, Some(timestamp)));
         }
-        let stored = ctx.store_mut(self.handle()?)?.get(key)?;
+        let stored = self.handle()?.get(ctx, key)?;
         Ok(stored.map_or((None, None), |s| (Some(s.value), Some(s.timestamp))))
     }
 
@@ -158,11 +165,19 @@ impl<K: Data, VA: Data> AggregateOutput<K, VA> {
                 Ok(())
             }
             _ => {
-                self.write(ctx, &record.key, record.value.as_ref(), record.timestamp)?;
+                let written = self.write(ctx, &record.key, record.value.as_ref(), record.timestamp)?;
+                if written == PUT_RETURN_CODE_NOT_PUT {
+                    // Older than a versioned store's history retention: neither kept nor forwarded.
+                    let reason =
+                        format!("an update older than the history retention of the versioned store {}", self.store);
+                    ctx.record_dropped(&reason);
+                    return Ok(());
+                }
                 if !self.forwards {
                     return Ok(());
                 }
-                let change = Change::new(record.value, old);
+                let is_latest = written == PUT_RETURN_CODE_VALID_TO_UNDEFINED;
+                let change = Change::new(record.value, old).latest(is_latest);
                 ctx.forward(Record {
                     key: record.key,
                     value: change,
@@ -173,21 +188,19 @@ impl<K: Data, VA: Data> AggregateOutput<K, VA> {
         }
     }
 
+    /// Writes to the store; returns what [`TableStore::put`] does.
     fn write(
         &self,
         ctx: &mut ProcessorContext<'_, K, Change<VA>>,
         key: &K,
         value: Option<&VA>,
         timestamp: i64,
-    ) -> Result<(), StreamsError> {
-        let store = ctx.store_mut(self.handle()?)?;
-        match value {
-            Some(value) => store.put(key, &ValueAndTimestamp { value: value.clone(), timestamp }),
-            None => store.delete(key).map(|_| ()),
-        }
+    ) -> Result<i64, StreamsError> {
+        self.handle()?.put(ctx, key, value, timestamp)
     }
 
     /// A cached update leaves the cache: to the store, then downstream as a change from the store's value.
+    /// (Only timestamped stores are cached, so the write is always taken as the newest.)
     /// A delete of a key the store does not hold goes nowhere, as in Kafka Streams' caching stores.
     fn write_through(
         &self,
@@ -195,9 +208,9 @@ impl<K: Data, VA: Data> AggregateOutput<K, VA> {
         pending: Pending<K, VA>,
     ) -> Result<(), StreamsError> {
         if !self.forwards {
-            return self.write(ctx, &pending.key, pending.value.as_ref(), pending.timestamp);
+            return self.write(ctx, &pending.key, pending.value.as_ref(), pending.timestamp).map(|_| ());
         }
-        let old = ctx.store_mut(self.handle()?)?.get(&pending.key)?.map(|s| s.value);
+        let old = self.handle()?.get(ctx, &pending.key)?.map(|s| s.value);
         if pending.value.is_none() && old.is_none() {
             return Ok(());
         }

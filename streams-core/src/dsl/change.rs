@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::processor::ProcessingContext;
 use crate::serde::{Serde, SerdeError};
 
 /// A table update: `new` is `None` for a delete, `old` is `None` for an insert.
@@ -12,12 +13,33 @@ pub(crate) struct Change<V> {
     pub(crate) new: Option<V>,
     /// The value before it.
     pub(crate) old: Option<V>,
+    /// Whether `new` is the key's newest value by timestamp (Kafka Streams' `isLatest`): false only for
+    /// an out-of-order update a versioned table kept as history. Not written to repartition topics, as
+    /// in Kafka Streams: an update read back from one is the latest.
+    pub(crate) is_latest: bool,
 }
 
 impl<V> Change<V> {
     /// An update from `old` to `new`.
     pub(crate) fn new(new: Option<V>, old: Option<V>) -> Self {
-        Change { new, old }
+        Change { new, old, is_latest: true }
+    }
+
+    /// This change, marked as the key's newest value or not.
+    pub(crate) fn latest(mut self, is_latest: bool) -> Self {
+        self.is_latest = is_latest;
+        self
+    }
+
+    /// Whether a table-table or foreign-key join skips this change of a table whose output is
+    /// `versioned`: an out-of-order update (KIP-914), which it counts as a dropped record, as Kafka
+    /// Streams does.
+    pub(crate) fn skipped_by_join(&self, ctx: &mut ProcessingContext<'_>, versioned: bool) -> bool {
+        let skip = versioned && !self.is_latest;
+        if skip {
+            ctx.record_dropped("an out-of-order update of a versioned table, which a join of tables skips");
+        }
+        skip
     }
 }
 
@@ -61,7 +83,7 @@ impl<V: 'static> Serde<Change<V>> for ChangeSerde<V> {
         let (new_bytes, old_bytes) = rest.split_at(len);
         let new = if flags & 1 != 0 { Some(self.0.deserialize(topic, new_bytes)?) } else { None };
         let old = if flags & 2 != 0 { Some(self.0.deserialize(topic, old_bytes)?) } else { None };
-        Ok(Change { new, old })
+        Ok(Change::new(new, old))
     }
 }
 

@@ -206,8 +206,11 @@ impl<K: Data, VA: Data> CogroupedKStream<K, VA> {
         VA: DefaultSerde,
     {
         let builder = self.builder.clone();
+        let history = materialized.versioned_history_ms();
         let Built { merge, store } = self.build(Arc::new(initializer), materialized, |_| CogroupWindows::None);
-        KTable::new(builder, merge, Some(store.key_serde), Some(store.agg_serde), Some(store.name)).with_store_getter()
+        KTable::new(builder, merge, Some(store.key_serde), Some(store.agg_serde), Some(store.name))
+            .with_store_getter()
+            .versioned(history)
     }
 
     /// Cuts the cogroup into windows before aggregating (Kafka Streams' `windowedBy`): [`TimeWindows`]

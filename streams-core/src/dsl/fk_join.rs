@@ -177,12 +177,14 @@ impl<K: Data + DefaultSerde, V: Data> KTable<K, V> {
             registration_topic: names.registration_topic.clone(),
         });
 
+        let (this_versioned, other_versioned) = (self.versioned.is_some(), other.versioned.is_some());
         // This side: each change subscribes its row to its foreign key.
         let (send_serdes, send_extractor) = (serdes.clone(), extractor);
         b.topology.add_node_deferred(processor_def(&names.send, vec![self.node.clone()], move || SubscriptionSend {
             extractor: send_extractor.clone(),
             left,
             serdes: send_serdes.clone(),
+            versioned: this_versioned,
         }));
         let registration = TopicRef { name: names.registration_topic.clone(), internal: true };
         let registration_key: Arc<dyn Serde<Option<KO>>> = Arc::new(OptionSerde::new(fk_serde.clone()));
@@ -234,7 +236,12 @@ impl<K: Data + DefaultSerde, V: Data> KTable<K, V> {
         let foreign_change = processor_def::<KO, Change<VO>, K, Response<VO>, _>(
             &names.foreign_change,
             vec![other.node.clone()],
-            move || ForeignChange { store: store.clone(), handle: None, serdes: foreign_serdes.clone() },
+            move || ForeignChange {
+                store: store.clone(),
+                handle: None,
+                serdes: foreign_serdes.clone(),
+                versioned: other_versioned,
+            },
         );
         b.topology.add_node_deferred(foreign_change);
         b.connect_stores(&names.foreign_change, &[&names.store]);
@@ -312,7 +319,7 @@ impl<K: Data + DefaultSerde, V: Data> KTable<K, V> {
         );
         table.getter = Some(GetterSupplier::store(names.result_store, result_keys));
         table.old_values = old_values;
-        table
+        table.versioned(materialized.versioned_history_ms())
     }
 }
 
@@ -437,6 +444,8 @@ struct SubscriptionSend<K, V, KO> {
     extractor: ForeignKeyExtractor<K, V, KO>,
     left: bool,
     serdes: Arc<FkSerdes<K, V, KO>>,
+    /// Whether this table's output is versioned: out-of-order updates are skipped.
+    versioned: bool,
 }
 
 impl<K: Data, V: Data, KO: Data> Processor<K, Change<V>, Option<KO>, Subscription<K>> for SubscriptionSend<K, V, KO> {
@@ -446,7 +455,7 @@ impl<K: Data, V: Data, KO: Data> Processor<K, Change<V>, Option<KO>, Subscriptio
         record: Record<K, Change<V>>,
     ) -> Result<(), StreamsError> {
         let Record { key, value: change, timestamp, headers } = record;
-        if change.new.is_none() && change.old.is_none() {
+        if change.skipped_by_join(ctx, self.versioned) || (change.new.is_none() && change.old.is_none()) {
             return Ok(());
         }
         let old_fk = change.old.as_ref().and_then(|v| (self.extractor)(&key, v));
@@ -586,6 +595,8 @@ struct ForeignChange<K, V, KO> {
     store: String,
     handle: Option<StoreHandle<Vec<u8>, ValueAndTimestamp<Subscription<K>>>>,
     serdes: Arc<FkSerdes<K, V, KO>>,
+    /// Whether the other table's output is versioned: out-of-order updates are skipped.
+    versioned: bool,
 }
 
 impl<K: Data, V: Data, KO: Data, VO: Data> Processor<KO, Change<VO>, K, Response<VO>> for ForeignChange<K, V, KO> {
@@ -603,6 +614,9 @@ impl<K: Data, V: Data, KO: Data, VO: Data> Processor<KO, Change<VO>, K, Response
             ctx.record_dropped("null key in a foreign-key join's other table");
             return Ok(());
         };
+        if record.value.skipped_by_join(ctx, self.versioned) {
+            return Ok(());
+        }
         let handle = self.handle.ok_or_else(|| StreamsError::Internal("a foreign change before its init".into()))?;
         let subscribers: Vec<Subscription<K>> = ctx
             .store_mut(handle)?
@@ -679,7 +693,7 @@ impl<K: Data, VR: Data> Processor<K, Option<VR>, K, Change<VR>> for FkJoinResult
         ctx: &mut ProcessorContext<'_, K, Change<VR>>,
         record: Record<K, Option<VR>>,
     ) -> Result<(), StreamsError> {
-        self.output.forward(ctx, record, |_| None, false)
+        self.output.forward(ctx, record, |_| None, true, false)
     }
 
     fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VR>>) -> Result<(), StreamsError> {

@@ -8,8 +8,9 @@
 use std::sync::{Arc, Mutex};
 
 use super::cache::RecordCache;
+use super::table_store::TableStore;
 use super::Data;
-use crate::processor::{ProcessingContext, StoreHandle};
+use crate::processor::ProcessingContext;
 use crate::serde::{to_bytes, Serde};
 use crate::store::ValueAndTimestamp;
 use crate::sync::LockUnpoisoned;
@@ -22,6 +23,19 @@ pub(crate) trait ValueGetter<K, V>: Send {
 
     /// The table's value of `key` and its timestamp, if it has one.
     fn get(&mut self, ctx: &mut ProcessingContext<'_>, key: &K) -> Result<Option<ValueAndTimestamp<V>>, StreamsError>;
+
+    /// The table's value of `key` at `as_of` when it reads a versioned store ([`is_versioned`](Self::is_versioned));
+    /// otherwise its value now.
+    fn get_as_of(
+        &mut self,
+        ctx: &mut ProcessingContext<'_>,
+        key: &K,
+        as_of: i64,
+    ) -> Result<Option<ValueAndTimestamp<V>>, StreamsError>;
+
+    /// Whether the values come from a versioned store (known once initialized): a stream-table join then
+    /// reads the table as of each stream record's timestamp.
+    fn is_versioned(&self) -> bool;
 }
 
 /// Makes a table's getters, one per task, and names the stores they read (the processor that looks the
@@ -43,7 +57,8 @@ pub(crate) type GetterStep<K, V, V2> =
     Arc<dyn Fn(&K, ValueAndTimestamp<V>) -> Option<ValueAndTimestamp<V2>> + Send + Sync>;
 
 impl<K: Data, V: Data> GetterSupplier<K, V> {
-    /// Reads the key-value store `store` (values with timestamps), keyed with `key_serde`.
+    /// Reads the key-value store `store` (values with timestamps, or a versioned store: found when the
+    /// task starts), keyed with `key_serde`.
     pub(crate) fn store(store: String, key_serde: Arc<dyn Serde<K>>) -> Self {
         let stores = vec![store.clone()];
         let make = move || -> Box<dyn ValueGetter<K, V>> {
@@ -86,15 +101,17 @@ impl<K: Data, V: Data> GetterSupplier<K, V> {
 struct StoreGetter<K, V> {
     store: String,
     key_serde: Arc<dyn Serde<K>>,
-    handle: Option<StoreHandle<K, ValueAndTimestamp<V>>>,
+    handle: Option<TableStore<K, V>>,
     /// The record cache the table's processor shares, when the cache is on.
     cache: Option<Arc<Mutex<RecordCache<K, V>>>>,
 }
 
 impl<K: Data, V: Data> ValueGetter<K, V> for StoreGetter<K, V> {
     fn init(&mut self, ctx: &mut ProcessingContext<'_>) -> Result<(), StreamsError> {
-        self.handle = Some(ctx.store_handle(&self.store)?);
-        if ctx.task.cache_budget.enabled() {
+        let store = TableStore::find(ctx, &self.store)?;
+        self.handle = Some(store);
+        // A versioned store is never cached.
+        if ctx.task.cache_budget.enabled() && !store.is_versioned() {
             let name = format!("the record cache of {}", self.store);
             self.cache = Some(ctx.task.shared(&name, || Mutex::new(RecordCache::default()))?);
         }
@@ -114,8 +131,29 @@ impl<K: Data, V: Data> ValueGetter<K, V> for StoreGetter<K, V> {
                 return Ok(value.map(|value| ValueAndTimestamp { value, timestamp }));
             }
         }
-        let handle = self.handle.ok_or_else(|| StreamsError::Internal("a table lookup before its init".into()))?;
-        ctx.store_mut(handle)?.get(key)
+        self.store()?.get(ctx, key)
+    }
+
+    fn get_as_of(
+        &mut self,
+        ctx: &mut ProcessingContext<'_>,
+        key: &K,
+        as_of: i64,
+    ) -> Result<Option<ValueAndTimestamp<V>>, StreamsError> {
+        match self.store()? {
+            store @ TableStore::Versioned(_) => store.get_as_of(ctx, key, as_of),
+            TableStore::Timestamped(_) => self.get(ctx, key),
+        }
+    }
+
+    fn is_versioned(&self) -> bool {
+        self.handle.is_some_and(|store| store.is_versioned())
+    }
+}
+
+impl<K: Data, V: Data> StoreGetter<K, V> {
+    fn store(&self) -> Result<TableStore<K, V>, StreamsError> {
+        self.handle.ok_or_else(|| StreamsError::Internal("a table lookup before its init".into()))
     }
 }
 
@@ -132,6 +170,19 @@ impl<K: Data, V: Data, V2: Data> ValueGetter<K, V2> for Stepped<K, V, V2> {
 
     fn get(&mut self, ctx: &mut ProcessingContext<'_>, key: &K) -> Result<Option<ValueAndTimestamp<V2>>, StreamsError> {
         Ok(self.parent.get(ctx, key)?.and_then(|value| (self.step)(key, value)))
+    }
+
+    fn get_as_of(
+        &mut self,
+        ctx: &mut ProcessingContext<'_>,
+        key: &K,
+        as_of: i64,
+    ) -> Result<Option<ValueAndTimestamp<V2>>, StreamsError> {
+        Ok(self.parent.get_as_of(ctx, key, as_of)?.and_then(|value| (self.step)(key, value)))
+    }
+
+    fn is_versioned(&self) -> bool {
+        self.parent.is_versioned()
     }
 }
 
@@ -153,5 +204,19 @@ impl<K: Data, V: Data, VO: Data, VR: Data> ValueGetter<K, VR> for Joined<K, V, V
         let timestamp = this.iter().map(|t| t.timestamp).chain(other.iter().map(|o| o.timestamp)).max();
         let value = (self.joiner)(this.as_ref().map(|t| &t.value), other.as_ref().map(|o| &o.value));
         Ok(value.zip(timestamp).map(|(value, timestamp)| ValueAndTimestamp { value, timestamp }))
+    }
+
+    /// A join's result has no history, even of versioned tables (as in Kafka Streams): its value now.
+    fn get_as_of(
+        &mut self,
+        ctx: &mut ProcessingContext<'_>,
+        key: &K,
+        _as_of: i64,
+    ) -> Result<Option<ValueAndTimestamp<VR>>, StreamsError> {
+        self.get(ctx, key)
+    }
+
+    fn is_versioned(&self) -> bool {
+        false
     }
 }

@@ -15,7 +15,7 @@ use crate::record::RecordPart;
 use crate::serde::{DefaultSerde, OptionSerde, Serde};
 use crate::store::{StoreBuilder, TypedKeyValueStore, ValueAndTimestamp};
 use crate::topology::{processor_def, source_def, SourceTopics, TopicRef};
-use crate::{Record, StreamsError};
+use crate::{Record, StreamsError, TopologyError};
 
 /// A table of every partition of a topic, on every instance (Kafka Streams' `GlobalKTable`): made by
 /// [`StreamsBuilder::global_table`], joined by [`KStream::join_global`] and
@@ -89,6 +89,11 @@ impl StreamsBuilder {
     ) -> GlobalKTable<K, V> {
         let mut b = self.state.borrow_mut();
         let (store, source, name) = source_table_names(&mut b, topic, &consumed, &materialized);
+        if materialized.versioned.is_some() {
+            let reason = "Invalid topology: GlobalTables cannot be versioned.".to_string();
+            b.topology.deferred.push(TopologyError::InvalidStore { store: store.clone(), reason });
+            return GlobalKTable { store, key_serde: None, _types: PhantomData };
+        }
         let key_serde = pick(materialized.key_serde.clone(), &consumed.key_serde);
         let value_serde = pick(materialized.value_serde.clone(), &consumed.value_serde);
         let (Some(key_serde), Some(value_serde)) = (key_serde, value_serde) else {

@@ -356,7 +356,9 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         });
         b.topology.add_node_deferred(def);
         b.topology.add_store_deferred(store_def(&store, &materialized, key_serde.clone(), agg_serde.clone()), &name);
-        KTable::new(builder.clone(), name, Some(key_serde), Some(agg_serde), Some(store)).with_store_getter()
+        KTable::new(builder.clone(), name, Some(key_serde), Some(agg_serde), Some(store))
+            .with_store_getter()
+            .versioned(materialized.versioned_history_ms())
     }
 
     /// What every aggregation of this stream, windowed or not, does before its processor, in Kafka
@@ -464,6 +466,13 @@ pub(crate) fn store_def<K: Data, MK, V: Data>(
     key_serde: Arc<dyn Serde<K>>,
     value_serde: Arc<dyn Serde<V>>,
 ) -> crate::store::StoreDef {
+    if let Some(versioned) = &materialized.versioned {
+        let mut builder = Stores::versioned_key_value_store_builder(versioned.clone(), key_serde, value_serde);
+        if !materialized.logging_enabled {
+            builder = builder.with_logging_disabled();
+        }
+        return builder.into_def();
+    }
     let supplier: Arc<dyn KeyValueBytesStoreSupplier> = match &materialized.supplier {
         Some(supplier) => supplier.clone(),
         None => Arc::new(DefaultKeyValueBytesStoreSupplier { name: store.to_string() }),
@@ -893,6 +902,8 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
         });
         b.topology.add_node_deferred(def);
         b.topology.add_store_deferred(store_def(&store, &materialized, key_serde.clone(), agg_serde.clone()), &name);
-        KTable::new(builder.clone(), name, Some(key_serde), Some(agg_serde), Some(store)).with_store_getter()
+        KTable::new(builder.clone(), name, Some(key_serde), Some(agg_serde), Some(store))
+            .with_store_getter()
+            .versioned(materialized.versioned_history_ms())
     }
 }

@@ -3,6 +3,7 @@
 //! getter (see [`super::getter`]): its store, or its parent's through the operators in between; the
 //! joining processor is connected to the stores it reads, so both sides run in one task.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::aggregate::AggregateOutput;
@@ -10,15 +11,21 @@ use super::builder::{missing_serde, pick_or_default};
 use super::change::Change;
 use super::getter::{GetterSupplier, ValueGetter};
 use super::grouped::store_def;
+use super::join_buffer::JoinBuffer;
 use super::ktable::{SendOldValues, TableOutput};
 use super::options::{Joined, Materialized};
 use super::repartition::{add_repartition, RepartitionNames};
 use super::{Data, KStream, KTable};
 use crate::processor::{Processor, ProcessorContext};
 use crate::record::RecordPart;
-use crate::serde::{DefaultSerde, Serde};
+use crate::serde::{to_bytes, BytesSerde, DefaultSerde, Serde};
+use crate::store::{decode_stored, outer_join_store_def, BufferedContext};
 use crate::topology::processor_def;
+use crate::window::millis;
 use crate::{Record, StreamsError, TopologyError};
+
+/// Kafka Streams' message for a grace period over a table that is not versioned.
+const GRACE_NEEDS_VERSIONED: &str = "KTable must be versioned to use a grace period in a stream table join.";
 
 /// How a stream record's value and the table's (if any) make the result; `None`: no result.
 type StreamJoiner<V, VT, VR> = Arc<dyn Fn(V, Option<&VT>) -> Option<VR> + Send + Sync>;
@@ -116,9 +123,27 @@ impl<K: Data + DefaultSerde, V: Data + DefaultSerde> KStream<K, V> {
             b.topology.copartition_with_readers(&topic);
         }
         let name = b.name_or(joined.name.clone(), if left { "KSTREAM-LEFTJOIN-" } else { "KSTREAM-JOIN-" });
+        let grace = joined.grace.map(millis);
+        let getter = getter.and_then(|getter| match (grace, table.versioned) {
+            (Some(_), None) => Err(GRACE_NEEDS_VERSIONED.to_string()),
+            (Some(grace), Some(history)) if grace > history => {
+                Err("History retention must be at least grace period.".to_string())
+            }
+            _ => Ok(getter),
+        });
         match getter {
             Ok(getter) => {
-                let stores = getter.stores.clone();
+                let mut stores = getter.stores.clone();
+                // The buffer's name takes no number (Kafka Streams': `<join>-Buffer`).
+                let buffer = grace.map(|grace| (format!("{name}-Buffer"), grace));
+                if let Some((buffer, _)) = &buffer {
+                    // Logged, its deletes held until the commit under at_least_once as a stream-stream
+                    // join's waiting records are: an entry leaves for good only with its result.
+                    let bytes = Arc::new(BytesSerde);
+                    let def = outer_join_store_def(buffer, bytes.clone(), bytes, Some(BTreeMap::new()), None);
+                    b.topology.add_store_deferred(def, &name);
+                    stores.push(buffer.clone());
+                }
                 let (keys, values) = (key_serde.clone(), value_serde);
                 let def = processor_def(&name, vec![parent], move || StreamTableJoin {
                     table: getter.get(),
@@ -126,6 +151,7 @@ impl<K: Data + DefaultSerde, V: Data + DefaultSerde> KStream<K, V> {
                     left,
                     key_serde: keys.clone(),
                     value_serde: values.clone(),
+                    buffer: buffer.as_ref().map(|(store, grace)| JoinBuffer::new(store.clone(), *grace)),
                 });
                 b.topology.add_node_deferred(def);
                 b.connect_stores(&name, &stores.iter().map(String::as_str).collect::<Vec<_>>());
@@ -136,18 +162,27 @@ impl<K: Data + DefaultSerde, V: Data + DefaultSerde> KStream<K, V> {
     }
 }
 
-/// `KSTREAM-JOIN` / `KSTREAM-LEFTJOIN`: each record looked up in the table.
+/// `KSTREAM-JOIN` / `KSTREAM-LEFTJOIN`: each record looked up in the table, as of its timestamp when
+/// the table is versioned; with a grace period, after waiting in the buffer.
 struct StreamTableJoin<K, V, VT, VR> {
     table: Box<dyn ValueGetter<K, VT>>,
     joiner: StreamJoiner<V, VT, VR>,
     left: bool,
     key_serde: Arc<dyn Serde<K>>,
     value_serde: Arc<dyn Serde<V>>,
+    buffer: Option<JoinBuffer>,
 }
 
 impl<K: Data, V: Data, VT: Data, VR: Data> Processor<K, V, K, VR> for StreamTableJoin<K, V, VT, VR> {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, K, VR>) -> Result<(), StreamsError> {
-        self.table.init(ctx)
+        self.table.init(ctx)?;
+        if let Some(buffer) = &mut self.buffer {
+            if !self.table.is_versioned() {
+                return Err(ctx.error(GRACE_NEEDS_VERSIONED));
+            }
+            buffer.init(ctx)?;
+        }
+        Ok(())
     }
 
     fn process(&mut self, ctx: &mut ProcessorContext<'_, K, VR>, record: Record<K, V>) -> Result<(), StreamsError> {
@@ -157,10 +192,50 @@ impl<K: Data, V: Data, VT: Data, VR: Data> Processor<K, V, K, VR> for StreamTabl
             ctx.record_dropped("null join key or value in a stream-table join");
             return Ok(());
         }
-        let found = if null_key { None } else { self.table.get(ctx, &record.key)? };
+        // A record without a key cannot wait in the buffer (Kafka Streams fails on it): it joins at once.
+        let Some(buffer) = self.buffer.as_mut().filter(|b| !null_key && !b.is_late(record.timestamp)) else {
+            return match self.join(ctx, record, null_key)? {
+                Some(result) => ctx.forward(result),
+                None => Ok(()),
+            };
+        };
+        let store = buffer.name().to_string();
+        let serialization =
+            |source| StreamsError::Serialization { node: ctx.node_name().to_string(), target: store.clone(), source };
+        let key = to_bytes(&*self.key_serde, &store, &record.key).map_err(serialization)?.unwrap_or_default();
+        let value = to_bytes(&*self.value_serde, &store, &record.value).map_err(serialization)?.unwrap_or_default();
+        let context = BufferedContext::of(ctx.record_metadata(), record.timestamp, record.headers);
+        buffer.put(ctx, &key, value, context)?;
+        for buffered in buffer.evict(ctx)? {
+            let key = decode_stored(&*self.key_serde, &store, RecordPart::Key, &buffered.key)?;
+            let value = decode_stored(&*self.value_serde, &store, RecordPart::Value, &buffered.value)?;
+            let metadata = buffered.context.metadata();
+            let BufferedContext { timestamp, headers, .. } = buffered.context;
+            // Downstream sees the record as it was read, as in Kafka Streams.
+            if let Some(result) = self.join(ctx, Record { key, value, timestamp, headers }, false)? {
+                ctx.forward_from(metadata, result)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<K: Data, V: Data, VT: Data, VR: Data> StreamTableJoin<K, V, VT, VR> {
+    /// Joins `record` with the table (a versioned one as of the record's timestamp): the result, if any.
+    fn join(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, VR>,
+        record: Record<K, V>,
+        null_key: bool,
+    ) -> Result<Option<Record<K, VR>>, StreamsError> {
+        let found = match null_key {
+            true => None,
+            false if self.table.is_versioned() => self.table.get_as_of(ctx, &record.key, record.timestamp)?,
+            false => self.table.get(ctx, &record.key)?,
+        };
         let Record { key, value, timestamp, headers } = record;
-        let Some(joined) = (self.joiner)(value, found.as_ref().map(|t| &t.value)) else { return Ok(()) };
-        ctx.forward(Record { key, value: joined, timestamp, headers })
+        let joined = (self.joiner)(value, found.as_ref().map(|t| &t.value));
+        Ok(joined.map(|value| Record { key, value, timestamp, headers }))
     }
 }
 
@@ -325,19 +400,23 @@ impl<K: Data + DefaultSerde, V: Data> KTable<K, V> {
         // This side's changes look up the other table; the other side's, this table.
         let (on_this, needs_other) = (joiner.clone(), kind == JoinKind::Inner);
         let (keys, getter) = (key_serde.clone(), other_getter.clone());
+        let versioned = self.versioned.is_some();
         b.topology.add_node_deferred(processor_def(&this_name, vec![self.node.clone()], move || TableJoinSide {
             other: getter.get(),
             result: on_this.clone(),
             needs_other,
             key_serde: keys.clone(),
+            versioned,
         }));
         let on_other: TableJoiner<VO, V, VR> = Arc::new(move |o, v| joiner(v, o));
         let needs_other = kind != JoinKind::Outer;
         let (keys, getter) = (key_serde.clone(), this_getter.clone());
+        let versioned = other.versioned.is_some();
         b.topology.add_node_deferred(processor_def(&other_name, vec![other.node.clone()], move || TableJoinSide {
             other: getter.get(),
             result: on_other.clone(),
             needs_other,
+            versioned,
             key_serde: keys.clone(),
         }));
         let other_stores: Vec<&str> = other_getter.stores.iter().map(String::as_str).collect();
@@ -370,7 +449,10 @@ impl<K: Data + DefaultSerde, V: Data> KTable<K, V> {
             }
             None => this_getter.join(&other_getter, for_getter),
         };
-        let mut table = KTable::new(self.builder.clone(), merge, Some(key_serde), value_serde, store);
+        // Versioned only when materialized in a versioned store: the sides' history is not the join's.
+        let versioned = materialized.as_ref().and_then(Materialized::versioned_history_ms);
+        let mut table =
+            KTable::new(self.builder.clone(), merge, Some(key_serde), value_serde, store).versioned(versioned);
         // Like Kafka Streams' join merger: asked for old values, it always can.
         table.old_values = std::sync::Arc::new(SendOldValues::default());
         table.getter = Some(getter);
@@ -388,6 +470,8 @@ struct TableJoinSide<K, V, VO, VR> {
     /// sides, a left join's right side).
     needs_other: bool,
     key_serde: Arc<dyn Serde<K>>,
+    /// Whether this side's table is versioned: its out-of-order updates are skipped.
+    versioned: bool,
 }
 
 impl<K: Data, V: Data, VO: Data, VR: Data> Processor<K, Change<V>, K, Change<VR>> for TableJoinSide<K, V, VO, VR> {
@@ -402,6 +486,9 @@ impl<K: Data, V: Data, VO: Data, VR: Data> Processor<K, Change<V>, K, Change<VR>
     ) -> Result<(), StreamsError> {
         if self.key_serde.is_null(&record.key) {
             ctx.record_dropped("null key in a table-table join");
+            return Ok(());
+        }
+        if record.value.skipped_by_join(ctx, self.versioned) {
             return Ok(());
         }
         let other = self.other.get(ctx, &record.key)?;
@@ -435,7 +522,7 @@ impl<K: Data, VR: Data> Processor<K, Change<VR>, K, Change<VR>> for JoinMerge<K,
     ) -> Result<(), StreamsError> {
         let Record { key, value, timestamp, headers } = record;
         let update = Record { key, value: value.new, timestamp, headers };
-        self.output.forward(ctx, update, |_| value.old, false)
+        self.output.forward(ctx, update, |_| value.old, true, false)
     }
 
     fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VR>>) -> Result<(), StreamsError> {

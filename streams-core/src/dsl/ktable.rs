@@ -37,6 +37,12 @@ pub struct KTable<K, V> {
     pub(crate) old_values: Arc<SendOldValues>,
     /// How a join reads this table's values, when it can (see [`super::getter`]).
     pub(crate) getter: Option<GetterSupplier<K, V>>,
+    /// The history retention of the versioned store this table's values come from, when its output is
+    /// versioned (Kafka Streams' `isOutputVersioned`): set by the operators that materialize (a source,
+    /// an aggregation, an operator with a `Materialized`, where only `Materialized::as_versioned` makes
+    /// it versioned), inherited through the others. The operators below that care only about each key's
+    /// newest value then skip out-of-order updates.
+    pub(crate) versioned: Option<i64>,
 }
 
 impl<K, V> Clone for KTable<K, V> {
@@ -50,6 +56,7 @@ impl<K, V> Clone for KTable<K, V> {
             next_name: self.next_name.clone(),
             old_values: self.old_values.clone(),
             getter: self.getter.clone(),
+            versioned: self.versioned,
         }
     }
 }
@@ -71,7 +78,14 @@ impl<K: Data, V: Data> KTable<K, V> {
             next_name: None,
             old_values: Arc::default(),
             getter: None,
+            versioned: None,
         }
+    }
+
+    /// This table, its output versioned with that history retention or not.
+    pub(crate) fn versioned(mut self, history_ms: Option<i64>) -> Self {
+        self.versioned = history_ms;
+        self
     }
 
     /// This table read from its store by a join (a table keyed by `K` whose store holds values with
@@ -280,11 +294,13 @@ impl<K: Data, V: Data> KTable<K, V> {
         let step: GetterStep<K, V, V> =
             Arc::new(move |key, value| (keep(key, &value.value) == keep_if).then_some(value));
         let op = TableOp { prefix: "KTABLE-FILTER-", asks_for_old_values: true, getter_step: Some(step) };
+        let versioned_input = self.versioned.is_some();
         self.add_table_op(op, materialized, self.value_serde.clone(), move |output, send_old| TableFilter {
             predicate: predicate.clone(),
             keep_if,
             output,
             send_old,
+            versioned_input,
         })
     }
 
@@ -528,6 +544,11 @@ impl<K: Data, V: Data> KTable<K, V> {
             next_name: None,
             old_values,
             getter,
+            // A `Materialized` decides (only a versioned store's makes it versioned); without, inherited.
+            versioned: match &materialized {
+                Some(m) => m.versioned_history_ms(),
+                None => self.versioned,
+            },
         }
     }
 
@@ -642,7 +663,8 @@ impl<K: Data, V: Data> KTable<K, V> {
             let mut b = self.builder.borrow_mut();
             // As in Kafka Streams, a Grouped name also names the selecting node.
             let name = b.name_or(grouped.name.clone().or(self.next_name.clone()), "KTABLE-SELECT-");
-            let supplier = move || TableRepartitionMap(selector.clone());
+            let versioned = self.versioned.is_some();
+            let supplier = move || TableRepartitionMap { selector: selector.clone(), versioned };
             b.topology.add_node_deferred(processor_def(&name, vec![self.node.clone()], supplier));
             name
         };
@@ -734,7 +756,9 @@ fn add_source_table<K: Data, V: Data>(
     let name = def.name.clone();
     b.topology.add_node_deferred(def);
     b.topology.add_store_deferred(store_def(&store, materialized, key_serde.clone(), value_serde.clone()), &name);
-    let mut table = KTable::new(rc.clone(), name, Some(key_serde), Some(value_serde), Some(store)).with_store_getter();
+    let mut table = KTable::new(rc.clone(), name, Some(key_serde), Some(value_serde), Some(store))
+        .with_store_getter()
+        .versioned(materialized.versioned_history_ms());
     if materialized.store_name.is_none() {
         table.old_values = Arc::new(SendOldValues::source());
     }
@@ -950,6 +974,8 @@ struct TableFilter<K, V, F> {
     keep_if: bool,
     output: TableOutput<K, V>,
     send_old: bool,
+    /// Whether the filtered table is versioned (Kafka Streams' versioned semantics).
+    versioned_input: bool,
 }
 
 impl<K: Data, V: Data, F: Fn(&K, &V) -> bool + Send + Sync + 'static> Processor<K, Change<V>, K, Change<V>>
@@ -964,13 +990,16 @@ impl<K: Data, V: Data, F: Fn(&K, &V) -> bool + Send + Sync + 'static> Processor<
         ctx: &mut ProcessorContext<'_, K, Change<V>>,
         record: Record<K, Change<V>>,
     ) -> Result<(), StreamsError> {
+        let is_latest = record.value.is_latest;
         let (new, old) = {
             let key = &record.key;
             let keep = |v: &V| (self.predicate)(key, v) == self.keep_if;
             (record.value.new.filter(|v| keep(v)), record.value.old.filter(|v| keep(v)))
         };
         let update = Record { key: record.key, value: new, timestamp: record.timestamp, headers: record.headers };
-        self.output.forward(ctx, update, |_| old, self.send_old)
+        // Under versioned semantics a delete of a row that was not there still goes downstream.
+        let skip_empty = self.send_old && !self.versioned_input;
+        self.output.forward(ctx, update, |_| old, is_latest, skip_empty)
     }
 
     fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<(), StreamsError> {
@@ -1001,11 +1030,12 @@ impl<K: Data, V: Data, V2: Data, F: Fn(&K, V) -> V2 + Send + Sync + 'static> Pro
         ctx: &mut ProcessorContext<'_, K, Change<V2>>,
         record: Record<K, Change<V>>,
     ) -> Result<(), StreamsError> {
+        let is_latest = record.value.is_latest;
         let new = record.value.new.map(|v| (self.mapper)(&record.key, v));
         let update = Record { key: record.key, value: new, timestamp: record.timestamp, headers: record.headers };
         let mapper = &self.mapper;
         // The old value is mapped only when there is no store to read it from.
-        self.output.forward(ctx, update, |key| record.value.old.map(|v| mapper(key, v)), false)
+        self.output.forward(ctx, update, |key| record.value.old.map(|v| mapper(key, v)), is_latest, false)
     }
 
     fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V2>>) -> Result<(), StreamsError> {
@@ -1041,13 +1071,15 @@ impl<K: Data, V: Data> TableOutput<K, V> {
         }
     }
 
-    /// Records `update`. `old_from_parent` gives the old value when there is no store. `skip_empty`:
-    /// forward nothing when the key had no value and still has none.
+    /// Records `update`. `old_from_parent` gives the old value when there is no store, and `is_latest`
+    /// whether the parent's change was the key's newest (a store says it itself). `skip_empty`: forward
+    /// nothing when the key had no value and still has none.
     pub(super) fn forward(
         &mut self,
         ctx: &mut ProcessorContext<'_, K, Change<V>>,
         update: Record<K, Option<V>>,
         old_from_parent: impl FnOnce(&K) -> Option<V>,
+        is_latest: bool,
         skip_empty: bool,
     ) -> Result<(), StreamsError> {
         match &mut self.0 {
@@ -1058,7 +1090,7 @@ impl<K: Data, V: Data> TableOutput<K, V> {
                     return Ok(());
                 }
                 let Record { key, value, timestamp, headers } = update;
-                ctx.forward(Record { key, value: Change::new(value, old), timestamp, headers })
+                ctx.forward(Record { key, value: Change::new(value, old).latest(is_latest), timestamp, headers })
             }
         }
     }
@@ -1113,8 +1145,12 @@ impl<K: Data, V: Data> Processor<K, Change<V>, K, Option<V>> for TableToStream {
 
 /// `KTABLE-SELECT`: maps each side of a change to its new key. When both sides land on the same key
 /// they travel as one change; otherwise the old side goes first (to its key) as a removal, then the new
-/// side as an addition, as Kafka Streams' `KTableRepartitionMap`.
-struct TableRepartitionMap<F>(Arc<F>);
+/// side as an addition, as Kafka Streams' `KTableRepartitionMap`. Out-of-order updates of a versioned
+/// table are skipped, silently as in Kafka Streams: the groups hold each row's newest value.
+struct TableRepartitionMap<F> {
+    selector: Arc<F>,
+    versioned: bool,
+}
 
 impl<K, V, K2, V2, F> Processor<K, Change<V>, K2, Change<V2>> for TableRepartitionMap<F>
 where
@@ -1129,8 +1165,11 @@ where
         ctx: &mut ProcessorContext<'_, K2, Change<V2>>,
         record: Record<K, Change<V>>,
     ) -> Result<(), StreamsError> {
-        let new = record.value.new.as_ref().map(|v| (self.0)(&record.key, v));
-        let old = record.value.old.as_ref().map(|v| (self.0)(&record.key, v));
+        if self.versioned && !record.value.is_latest {
+            return Ok(());
+        }
+        let new = record.value.new.as_ref().map(|v| (self.selector)(&record.key, v));
+        let old = record.value.old.as_ref().map(|v| (self.selector)(&record.key, v));
         let (ts, headers) = (record.timestamp, record.headers);
         match (new, old) {
             (Some((new_key, new_value)), Some((old_key, old_value))) if new_key == old_key => {

@@ -22,6 +22,7 @@ mod getter;
 mod global;
 mod grouped;
 mod join;
+mod join_buffer;
 mod kstream;
 mod ktable;
 mod options;
@@ -33,6 +34,7 @@ mod stateless;
 mod stream_join;
 pub(crate) mod subscription;
 mod suppress;
+mod table_store;
 mod transform_values;
 mod windowed;
 

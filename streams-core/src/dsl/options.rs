@@ -12,7 +12,7 @@ use super::KStream;
 use crate::processor::node::StreamPartitioner;
 use crate::processor::TimestampExtractor;
 use crate::serde::Serde;
-use crate::store::{KeyValueBytesStoreSupplier, WindowBytesStoreSupplier};
+use crate::store::{KeyValueBytesStoreSupplier, VersionedBytesStoreSupplier, WindowBytesStoreSupplier};
 
 /// How a source reads a topic: serdes, the source node's name, and where its records' timestamps come
 /// from.
@@ -228,11 +228,12 @@ pub struct Joined<K, V, VT> {
     pub(crate) key_serde: Option<Arc<dyn Serde<K>>>,
     pub(crate) value_serde: Option<Arc<dyn Serde<V>>>,
     pub(crate) other_value_serde: Option<Arc<dyn Serde<VT>>>,
+    pub(crate) grace: Option<std::time::Duration>,
 }
 
 impl<K, V, VT> Default for Joined<K, V, VT> {
     fn default() -> Self {
-        Joined { name: None, key_serde: None, value_serde: None, other_value_serde: None }
+        Joined { name: None, key_serde: None, value_serde: None, other_value_serde: None, grace: None }
     }
 }
 
@@ -254,6 +255,7 @@ impl<K, V, VT> Joined<K, V, VT> {
             key_serde: Some(key_serde),
             value_serde: Some(value_serde),
             other_value_serde: Some(other_value_serde),
+            grace: None,
         }
     }
 
@@ -278,6 +280,45 @@ impl<K, V, VT> Joined<K, V, VT> {
     /// Sets the table's value serde.
     pub fn with_other_value_serde(mut self, serde: Arc<dyn Serde<VT>>) -> Self {
         self.other_value_serde = Some(serde);
+        self
+    }
+
+    /// Holds each stream record back until the stream has moved `grace` past its timestamp, then joins
+    /// it with the table's value as of its timestamp (Kafka Streams' `withGracePeriod`, KIP-923): table
+    /// updates that arrive up to `grace` late still meet the records they belong to. Records leave in
+    /// timestamp order; one already older than the stream time minus `grace` joins at once. The table
+    /// must be versioned ([`Materialized::as_versioned`]) with a history retention of at least `grace`;
+    /// the waiting records are kept in a store `<join name>-Buffer` with a changelog.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use streams_core::dsl::{Consumed, Joined, Materialized, StreamsBuilder};
+    /// use streams_core::serde::{I64Serde, StringSerde};
+    /// use streams_core::store::Stores;
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let history = Stores::persistent_versioned_key_value_store("prices", Duration::from_secs(60));
+    /// let consumed = Consumed::with(Arc::new(StringSerde), Arc::new(I64Serde));
+    /// let prices = builder.table_with("prices", consumed, Materialized::as_versioned(history));
+    /// let joined = Joined::as_name("priced").with_grace_period(Duration::from_secs(10));
+    /// builder.stream::<String, i64>("orders").join_with(&prices, |quantity, price| quantity * price, joined).to("totals");
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let prices_in = driver.input_topic::<String, Option<i64>>("prices");
+    /// let orders = driver.input_topic::<String, i64>("orders");
+    /// let totals = driver.output_topic::<String, i64>("totals");
+    /// driver.pipe(&orders, "tea".into(), 2, 5_000)?; // waits: the price comes late
+    /// driver.pipe(&prices_in, "tea".into(), Some(3), 4_000)?;
+    /// driver.pipe(&orders, "tea".into(), 1, 15_000)?; // the stream is 10 s past the first order
+    /// assert_eq!(driver.read_key_values(&totals), vec![("tea".to_string(), 6)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_grace_period(mut self, grace: std::time::Duration) -> Self {
+        self.grace = Some(grace);
         self
     }
 }
@@ -494,6 +535,8 @@ pub struct Materialized<K, V> {
     pub(crate) key_serde: Option<Arc<dyn Serde<K>>>,
     pub(crate) value_serde: Option<Arc<dyn Serde<V>>>,
     pub(crate) supplier: Option<Arc<dyn KeyValueBytesStoreSupplier>>,
+    /// A versioned store's supplier (KIP-914): the table keeps its history.
+    pub(crate) versioned: Option<VersionedBytesStoreSupplier>,
     pub(crate) logging_enabled: bool,
     pub(crate) caching_enabled: bool,
     pub(crate) retention: Option<std::time::Duration>,
@@ -506,6 +549,7 @@ impl<K, V> Default for Materialized<K, V> {
             key_serde: None,
             value_serde: None,
             supplier: None,
+            versioned: None,
             logging_enabled: true,
             caching_enabled: true,
             retention: None,
@@ -531,6 +575,53 @@ impl<K, V> Materialized<K, V> {
             supplier: Some(Arc::new(supplier)),
             ..Self::default()
         }
+    }
+
+    /// A versioned store from `supplier` (Kafka Streams' `Materialized.as(VersionedBytesStoreSupplier)`,
+    /// KIP-914): the table keeps each key's versions for the supplier's history retention, and a
+    /// stream joined with it reads the version valid at each stream record's timestamp. Updates older
+    /// than the newest timestamp the store has seen minus the history retention are dropped; updates
+    /// that arrive out of order but within it are kept as history and still forwarded, and the
+    /// operators that only care about the newest value (table-table and foreign-key joins, `group_by`)
+    /// skip them. Never cached. A versioned table cannot be suppressed, nor be a global table.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use streams_core::dsl::{Consumed, Materialized, StreamsBuilder};
+    /// use streams_core::serde::{I64Serde, StringSerde};
+    /// use streams_core::store::Stores;
+    /// use streams_core::testing::TopologyTestDriver;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let history = Stores::persistent_versioned_key_value_store("prices", Duration::from_secs(60));
+    /// let consumed = Consumed::with(Arc::new(StringSerde), Arc::new(I64Serde));
+    /// let prices = builder.table_with("prices", consumed, Materialized::as_versioned(history));
+    /// builder.stream::<String, i64>("orders").join(&prices, |quantity, price| quantity * price).to("totals");
+    ///
+    /// let mut driver = TopologyTestDriver::new(builder.build()?)?;
+    /// let (prices_in, orders) = (driver.input_topic::<String, Option<i64>>("prices"), driver.input_topic::<String, i64>("orders"));
+    /// let totals = driver.output_topic::<String, i64>("totals");
+    /// driver.pipe(&prices_in, "tea".into(), Some(3), 1_000)?;
+    /// driver.pipe(&prices_in, "tea".into(), Some(4), 5_000)?;
+    /// driver.pipe(&orders, "tea".into(), 2, 2_000)?; // the price at 2 s was 3
+    /// assert_eq!(driver.read_key_values(&totals), vec![("tea".to_string(), 6)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn as_versioned(supplier: VersionedBytesStoreSupplier) -> Self {
+        Materialized { store_name: Some(supplier.name().to_string()), versioned: Some(supplier), ..Self::default() }
+    }
+
+    /// Whether a store supplier was given (of either kind): windowed stores take none.
+    pub(crate) fn has_supplier(&self) -> bool {
+        self.supplier.is_some() || self.versioned.is_some()
+    }
+
+    /// The history retention of the versioned store, when it is one.
+    pub(crate) fn versioned_history_ms(&self) -> Option<i64> {
+        self.versioned.as_ref().map(|s| s.history_retention_ms)
     }
 
     /// With these serdes.

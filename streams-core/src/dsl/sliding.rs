@@ -253,7 +253,7 @@ pub(super) fn invalid_sliding_windows<MK, MV>(
     store: &str,
     materialized: &Materialized<MK, MV>,
 ) -> Option<String> {
-    if materialized.supplier.is_some() {
+    if materialized.has_supplier() {
         return Some("a windowed aggregation takes no key-value store supplier".to_string());
     }
     let retention = materialized.retention.map(millis)?;

@@ -17,7 +17,7 @@ use crate::record::RecordPart;
 use crate::store::{suppression_buffer_def, BufferedContext};
 use crate::topology::processor_def;
 use crate::window::{millis, Windowed};
-use crate::{Record, RecordMetadata, StreamsError, TopologyError};
+use crate::{Record, StreamsError, TopologyError};
 
 /// What to hold back and for how long (Kafka Streams' `Suppressed`): made by
 /// [`until_window_closes`](Suppressed::until_window_closes) or
@@ -273,6 +273,12 @@ impl<K: Data, V: Data> KTable<K, V> {
             },
             Until::TimeLimit(limit) => (BufferTime::RecordTime, millis(limit), false),
         };
+        if self.versioned.is_some() {
+            // Kafka Streams' message: a buffer of each key's latest change cannot keep a history.
+            let reason = "Invalid topology: suppress() is only supported for non-versioned KTables (note that version semantics might be inherited from upstream)";
+            b.topology.deferred.push(TopologyError::InvalidSuppress { node: name.clone(), reason: reason.into() });
+            return self.suppressed_table(&name);
+        }
         // A named suppression's store is named after it; a generated one takes the next number.
         let store = match given {
             Some(_) => format!("{name}-store"),
@@ -314,6 +320,7 @@ impl<K: Data, V: Data> KTable<K, V> {
             // A join cannot look up a suppressed table yet (Kafka Streams reads the buffer, then the
             // table above).
             getter: None,
+            versioned: None,
         }
     }
 }
@@ -391,22 +398,7 @@ impl<K: Data, V: Data> Processor<K, Change<V>, K, Change<V>> for TableSuppress<K
             BufferTime::WindowEnd(end) => end(&record.key),
             BufferTime::RecordTime => record.timestamp,
         };
-        let context = match ctx.record_metadata() {
-            Some(m) => BufferedContext {
-                timestamp: record.timestamp,
-                offset: m.offset,
-                topic: m.topic.to_string(),
-                partition: m.partition,
-                headers: record.headers,
-            },
-            None => BufferedContext {
-                timestamp: record.timestamp,
-                offset: -1,
-                topic: String::new(),
-                partition: -1,
-                headers: record.headers,
-            },
-        };
+        let context = BufferedContext::of(ctx.record_metadata(), record.timestamp, record.headers);
         let buffer = ctx.suppression_buffer::<K, V>(&s.store)?;
         buffer.put(time, &record.key, record.value.new.as_ref(), record.value.old.as_ref(), context)?;
 
@@ -455,8 +447,8 @@ impl<K: Data, V: Data> TableSuppress<K, V> {
         if eviction.new.is_none() && self.settings.drop_deletes {
             return Ok(true);
         }
-        let BufferedContext { timestamp, offset, topic, partition, headers } = eviction.context;
-        let metadata = (partition >= 0).then(|| RecordMetadata { topic: topic.into(), partition, offset });
+        let metadata = eviction.context.metadata();
+        let BufferedContext { timestamp, headers, .. } = eviction.context;
         let change = Change::new(eviction.new, eviction.old);
         ctx.forward_from(metadata, Record { key: eviction.key, value: change, timestamp, headers })?;
         Ok(true)

@@ -69,13 +69,14 @@ where
         ctx: &mut ProcessorContext<'_, K, Change<VR>>,
         record: Record<K, Change<V>>,
     ) -> Result<(), StreamsError> {
+        let is_latest = record.value.is_latest;
         let new = self.transformer.transform(ctx, &record.key, record.value.new.as_ref())?;
         let old = match !self.output.is_stored() && self.send_old {
             true => self.transformer.transform(ctx, &record.key, record.value.old.as_ref())?,
             false => None,
         };
         let update = Record { key: record.key, value: new, timestamp: record.timestamp, headers: record.headers };
-        self.output.forward(ctx, update, |_| old, false)
+        self.output.forward(ctx, update, |_| old, is_latest, false)
     }
 
     fn punctuate(

@@ -316,7 +316,7 @@ pub(super) fn invalid_time_windows<MK, MV>(
     if let Some(reason) = windows.invalid() {
         return Some(reason.to_string());
     }
-    if materialized.supplier.is_some() {
+    if materialized.has_supplier() {
         return Some("a windowed aggregation takes no key-value store supplier".to_string());
     }
     let retention = materialized.retention.map(millis)?;

@@ -7,7 +7,8 @@ use std::time::Duration;
 use super::state::{self, TaskState};
 use super::{interval_ms, PunctuationId, PunctuationType};
 use crate::store::{
-    ReadOnlyKeyValueView, SessionStore, SuppressionBuffer, TypedKeyValueStore, VersionedKeyValueStore, WindowStore,
+    ReadOnlyKeyValueView, SessionStore, SuppressionBuffer, TypedKeyValueStore, VersionedKeyValueStore, VersionedRecord,
+    WindowStore,
 };
 use crate::{Record, RecordMetadata, StreamsError, TaskId};
 
@@ -274,6 +275,27 @@ impl ProcessingContext<'_> {
         self.task.stores[index]
             .downcast_mut::<S>()
             .ok_or_else(|| StreamsError::Internal(format!("the store `{name}` changed type")))
+    }
+
+    /// A handle on the store `name` when it is a versioned store of `K` and `V` (`None` when it is a store
+    /// of another kind): how a DSL table finds out which kind its store is.
+    pub(crate) fn versioned_handle<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<Option<StoreHandle<K, VersionedRecord<V>>>, StreamsError> {
+        let index = self.task.store_index_for(self.node, name)?;
+        let versioned = self.task.stores[index].is::<VersionedKeyValueStore<K, V>>();
+        Ok(versioned.then_some(StoreHandle { index, _types: PhantomData }))
+    }
+
+    /// The versioned store behind a handle from [`versioned_handle`](Self::versioned_handle).
+    pub(crate) fn versioned_mut<K: 'static, V: 'static>(
+        &mut self,
+        handle: StoreHandle<K, VersionedRecord<V>>,
+    ) -> Result<&mut VersionedKeyValueStore<K, V>, StreamsError> {
+        self.task.stores[handle.index]
+            .downcast_mut::<VersionedKeyValueStore<K, V>>()
+            .ok_or_else(|| StreamsError::Internal("a store handle changed type".into()))
     }
 
     /// The store behind a handle from [`store_handle`](Self::store_handle).

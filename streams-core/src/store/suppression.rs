@@ -15,6 +15,7 @@ use state_store::KeyValueStore;
 use super::typed::{decode, encode};
 use crate::record::{Headers, RecordPart};
 use crate::serde::Serde;
+use crate::RecordMetadata;
 use crate::StreamsError;
 
 /// The header Kafka Streams puts on every value of a buffer's changelog: the layout's version.
@@ -29,6 +30,45 @@ pub(crate) struct BufferedContext {
     pub(crate) topic: String,
     pub(crate) partition: i32,
     pub(crate) headers: Headers,
+}
+
+impl BufferedContext {
+    /// The context of a record now being processed: its timestamp and headers, and where it was read
+    /// (`metadata`; none for a record that was not read from a topic).
+    pub(crate) fn of(metadata: Option<&RecordMetadata>, timestamp: i64, headers: Headers) -> Self {
+        match metadata {
+            Some(m) => BufferedContext {
+                timestamp,
+                offset: m.offset,
+                topic: m.topic.to_string(),
+                partition: m.partition,
+                headers,
+            },
+            None => BufferedContext { timestamp, offset: -1, topic: String::new(), partition: -1, headers },
+        }
+    }
+
+    /// Where the record was read, if it was.
+    pub(crate) fn metadata(&self) -> Option<RecordMetadata> {
+        (self.partition >= 0).then(|| RecordMetadata {
+            topic: self.topic.as_str().into(),
+            partition: self.partition,
+            offset: self.offset,
+        })
+    }
+}
+
+/// A stream-table join's buffered record as Kafka Streams stores and logs it
+/// (`RocksDBTimeOrderedKeyValueBuffer`): a buffer entry with only a new value, the record's, and a
+/// buffer time of 0.
+pub(crate) fn write_join_buffer_value(context: BufferedContext, value: Vec<u8>) -> Vec<u8> {
+    Entry { context, prior: None, old: None, new: Some(value), time: 0 }.write()
+}
+
+/// The record context and value bytes of [`write_join_buffer_value`]'s bytes.
+pub(crate) fn read_join_buffer_value(bytes: &[u8]) -> Result<(BufferedContext, Vec<u8>), &'static str> {
+    let entry = Entry::read(bytes)?;
+    Ok((entry.context, entry.new.ok_or("the buffered value is null")?))
 }
 
 /// A change leaving the buffer.

@@ -195,7 +195,7 @@ pub(super) fn encode<T: 'static>(
 }
 
 /// Reads a key or value the store `store` holds.
-pub(super) fn decode<T: 'static>(
+pub(crate) fn decode<T: 'static>(
     serde: &dyn Serde<T>,
     store: &str,
     part: RecordPart,

@@ -43,7 +43,9 @@ use crate::processor::{AnyTimestampExtractor, FailOnInvalidTimestamp};
 use crate::record::RecordPart;
 use crate::record::{Headers, ProducedRecord, RawRecord};
 use crate::serde::{from_bytes, to_bytes, DefaultSerde, Serde, SerdeError};
-use crate::store::{ErasedStore, SessionStore, TypedKeyValueStore, ValueAndTimestamp, WindowStore};
+use crate::store::{
+    ErasedStore, SessionStore, TypedKeyValueStore, ValueAndTimestamp, VersionedKeyValueStore, WindowStore,
+};
 use crate::task::global::GlobalTasks;
 use crate::task::{Task, TaskConfig};
 use crate::time::Clock;
@@ -454,6 +456,13 @@ impl TopologyTestDriver {
         self.tasks.iter_mut().find(|t| t.has_store(name))?.store::<WindowStore<K, V>>(name)
     }
 
+    /// The versioned key-value store called `name` (one built with
+    /// `Stores::versioned_key_value_store_builder`, or a table materialized with
+    /// `Materialized::as_versioned`), if it holds these types.
+    pub fn versioned_store<K: 'static, V: 'static>(&mut self, name: &str) -> Option<&mut VersionedKeyValueStore<K, V>> {
+        self.tasks.iter_mut().find(|t| t.has_store(name))?.store::<VersionedKeyValueStore<K, V>>(name)
+    }
+
     /// The session store called `name` (one built with `Stores::session_store_builder`), if it holds
     /// these types.
     pub fn session_store<K: 'static, V: 'static>(&mut self, name: &str) -> Option<&mut SessionStore<K, V>> {
@@ -483,6 +492,13 @@ impl TopologyTestDriver {
         };
         if let Some(store) = task.store::<TypedKeyValueStore<K, V>>(name) {
             return store.all()?.collect();
+        }
+        if task.store::<VersionedKeyValueStore<K, V>>(name).is_some() {
+            return Err(StreamsError::StoreAccess {
+                node: "test driver".into(),
+                store: name.to_string(),
+                reason: "it is a versioned store, which has no list of entries: read it with `versioned_store`".into(),
+            });
         }
         let store = task.store::<TypedKeyValueStore<K, ValueAndTimestamp<V>>>(name).ok_or_else(missing)?;
         store.all()?.map(|kv| kv.map(|(k, v)| (k, v.value))).collect()

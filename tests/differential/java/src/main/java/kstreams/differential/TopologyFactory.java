@@ -607,6 +607,11 @@ final class TopologyFactory {
         var joiner = Functions.joiner(fn(step));
         if (input instanceof KStream s) {
             Joined j = named == null ? null : Joined.as(named);
+            Duration grace = millis(step, "grace");
+            if (grace != null) {
+                // KIP-923: the stream side waits in a buffer (store "<join name>-Buffer") until stream time passes ts + grace.
+                j = (j == null ? Joined.with(null, null, null) : j).withGracePeriod(grace);
+            }
             switch (op) {
                 case "join": return j == null ? s.join(other, joiner) : s.join(other, joiner, j);
                 case "left_join": return j == null ? s.leftJoin(other, joiner) : s.leftJoin(other, joiner, j);
@@ -767,7 +772,10 @@ final class TopologyFactory {
         return Grouped.with(name, Formats.serde(key), Formats.serde(value));
     }
 
-    /** README.md: Materialized.as(store) when a store is given, else Materialized.with(key, value). */
+    /**
+     * README.md: Materialized.as(store) when a store is given, else Materialized.with(key, value); with
+     * "versioned" (history retention, ms), Materialized.as(Stores.persistentVersionedKeyValueStore(store, history)).
+     */
     private static Materialized materialized(JsonNode step) {
         JsonNode m = step.get("materialized");
         if (m == null || m.isNull()) {
@@ -776,9 +784,14 @@ final class TopologyFactory {
         String store = Case.text(m, "store");
         Serde key = Formats.serde(Case.text(m, "key"));
         Serde value = Formats.serde(Case.text(m, "value"));
+        Duration history = millis(m, "versioned");
+        if (history != null && store == null) {
+            throw new IllegalArgumentException("a \"versioned\" materialized needs its \"store\": " + m);
+        }
         Materialized materialized;
         if (store != null) {
-            materialized = Materialized.as(store);
+            materialized = history == null ? Materialized.as(store)
+                : Materialized.as(org.apache.kafka.streams.state.Stores.persistentVersionedKeyValueStore(store, history));
             if (key != null) {
                 materialized = materialized.withKeySerde(key);
             }
