@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use super::java_tree_set::{TreeSet, TreeSets};
 use super::{plan, NodeKind, Topology};
 
 /// The whole topology: its sub-topologies and global stores, each in id order (the two share the ids).
@@ -103,7 +104,8 @@ pub(super) fn describe(topology: &Topology) -> TopologyDescription {
                     (order.size[pos], node)
                 })
                 .collect();
-            described.sort_by(|(sa, a), (sb, b)| sb.cmp(sa).then_with(|| a.name.cmp(&b.name)));
+            described
+                .sort_by(|(sa, a), (sb, b)| sb.cmp(sa).then_with(|| a.name.encode_utf16().cmp(b.name.encode_utf16())));
             SubtopologyDescription { id: id as u32, nodes: described.into_iter().map(|(_, n)| n).collect() }
         })
         .partition(|sub| {
@@ -126,8 +128,8 @@ pub(super) fn describe(topology: &Topology) -> TopologyDescription {
 /// nodes (`members`, in the order they were added) in `HashMap` order (the bucket of the name's
 /// `String.hashCode`, then the order added), connects each to its predecessors, and adds the node's size
 /// so far to each predecessor and, transitively, to theirs. A node's predecessors and successors are kept
-/// in sets ordered by size (largest first), then name, as the sizes are when each one is inserted; the
-/// sub-topology's nodes by their final sizes. For a tree the size is that of the sub-graph below a node;
+/// in `TreeSet`s ordered by size (largest first), then name, as the sizes are when each one is inserted
+/// (see [`super::java_tree_set`]); the sub-topology's nodes by their final sizes. For a tree the size is that of the sub-graph below a node;
 /// where branches meet it depends on the visiting order, which is why the walk is reproduced here rather
 /// than computed from the graph.
 struct JavaOrder {
@@ -153,36 +155,45 @@ fn java_order(topology: &Topology, members: &[usize]) -> JavaOrder {
     let position: std::collections::HashMap<&str, usize> =
         members.iter().enumerate().map(|(pos, &i)| (nodes[i].name.as_str(), pos)).collect();
     let name = |pos: usize| nodes[members[pos]].name.as_str();
-    let mut order = JavaOrder {
-        size: vec![1; members.len()],
-        predecessors: vec![Vec::new(); members.len()],
-        successors: vec![Vec::new(); members.len()],
+    let mut size = vec![1; members.len()];
+    let mut sets = TreeSets::default();
+    let (mut predecessors, mut successors) =
+        (vec![TreeSet::default(); members.len()], vec![TreeSet::default(); members.len()]);
+    // The predecessors connected so far, which `updateSize` walks (their order does not change the sums).
+    let mut connected: Vec<Vec<usize>> = vec![Vec::new(); members.len()];
+    // Kafka Streams' `NODE_COMPARATOR`, against the sizes as they are now: larger first, then the name
+    // (`String.compareTo`: UTF-16 code units).
+    let compare = |size: &[usize], x: usize, e: usize| {
+        if x == e {
+            return std::cmp::Ordering::Equal;
+        }
+        size[e].cmp(&size[x]).then_with(|| name(x).encode_utf16().cmp(name(e).encode_utf16()))
     };
-    // `TreeSet.add` with Kafka Streams' comparator, against the sizes as they are now.
-    let insert = |set: &mut Vec<usize>, x: usize, size: &[usize]| {
-        let before = |e: usize| size[x] > size[e] || (size[x] == size[e] && name(x) < name(e));
-        let at = set.iter().position(|&e| before(e)).unwrap_or(set.len());
-        set.insert(at, x);
-    };
-    fn add(size: &mut [usize], predecessors: &[Vec<usize>], node: usize, delta: usize, depth: usize) {
+    fn add(size: &mut [usize], connected: &[Vec<usize>], node: usize, delta: usize, depth: usize) {
         if depth > size.len() {
             return; // a cycle; validate() reports it
         }
         size[node] += delta;
-        for &p in &predecessors[node] {
-            add(size, predecessors, p, delta, depth + 1);
+        for &p in &connected[node] {
+            add(size, connected, p, delta, depth + 1);
         }
     }
     for (_, pos) in visiting {
         for parent in &nodes[members[pos]].parents {
             let Some(&p) = position.get(parent.as_str()) else { continue };
-            insert(&mut order.predecessors[pos], p, &order.size);
-            insert(&mut order.successors[p], pos, &order.size);
-            let delta = order.size[pos];
-            add(&mut order.size, &order.predecessors, p, delta, 0);
+            if sets.insert(&mut predecessors[pos], p, |x, e| compare(&size, x, e)) {
+                connected[pos].push(p);
+            }
+            sets.insert(&mut successors[p], pos, |x, e| compare(&size, x, e));
+            let delta = size[pos];
+            add(&mut size, &connected, p, delta, 0);
         }
     }
-    order
+    JavaOrder {
+        size,
+        predecessors: predecessors.into_iter().map(|set| sets.keys(set)).collect(),
+        successors: successors.into_iter().map(|set| sets.keys(set)).collect(),
+    }
 }
 
 fn names(list: &[String]) -> String {

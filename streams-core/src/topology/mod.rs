@@ -28,6 +28,7 @@
 //! ```
 
 mod describe;
+mod java_tree_set;
 pub(crate) mod plan;
 
 use std::any::TypeId;
