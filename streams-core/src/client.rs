@@ -195,6 +195,15 @@ pub trait RestoreConsumer: Send {
     /// only up to there would lose them.
     fn watermarks(&mut self, partition: &TopicPartition) -> Result<(i64, i64), ClientError>;
 
+    /// Where a reader of this consumer's isolation level can read `partition` to now: under
+    /// `read_committed` the last stable offset (a transaction still open holds it back), else the high
+    /// watermark. What a global store follows, as Kafka Streams' global consumer does: a producer of the
+    /// global topic that keeps a transaction open must not stall the instance. The default is the high
+    /// watermark, for a consumer that does not read `read_committed`.
+    fn readable_end(&mut self, partition: &TopicPartition) -> Result<i64, ClientError> {
+        self.watermarks(partition).map(|(_, high)| high)
+    }
+
     /// Reads `partition` from offset `from` until every record before `end` has been read, handing the
     /// records to `apply` in batches of at most `max_batch`, and waiting (up to a timeout) while a
     /// transaction still open below `end` holds `read_committed` back. Returns the offset of the last

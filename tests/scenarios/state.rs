@@ -946,3 +946,78 @@ pub(crate) fn a_grace_buffer_and_a_versioned_table_are_restored_from_their_chang
     let _ = std::fs::remove_dir_all(&state_dir);
     Ok(())
 }
+
+/// Under exactly-once a global table reads its topic `read_committed` up to the last stable offset, as
+/// Kafka Streams' global consumer does: a producer of the global topic that keeps a transaction open
+/// holds back only its own records, never the instance's start (which would otherwise wait for the
+/// transaction to end, or fail once the read timed out); the records come when it commits.
+pub(crate) fn a_transaction_left_open_on_a_global_topic_holds_back_only_its_records() -> anyhow::Result<()> {
+    let prefix = kafka::unique("global-txn");
+    let (orders, products, out) = (format!("{prefix}-orders"), format!("{prefix}-products"), format!("{prefix}-out"));
+    kafka::create_topics(&[(&orders, 1), (&products, 1), (&out, 1)]);
+    let app = kafka::unique("global-txn-app");
+    let state_dir = std::env::temp_dir().join(kafka::unique("global-txn-state"));
+    let bytes = |s: &str| Some(s.as_bytes().to_vec());
+    kafka::produce(&products, [(bytes("p1"), bytes("tea"))]);
+    // A transaction that stays open for longer than the test, unless committed.
+    let mut producer_config = kafka::config("global-txn-producer");
+    producer_config.producer_overrides.insert("transaction.timeout.ms".into(), "120000".into());
+    let mut producer =
+        kafka::supplier().producer(&producer_config, "global-txn-producer", Some(&format!("{prefix}-txn")))?;
+    producer.init_transactions(Duration::from_secs(30))?;
+    producer.begin_transaction()?;
+    let record = |key: &str, value: &str| ProducedRecord {
+        topic: products.as_str().into(),
+        partition: None,
+        key: bytes(key),
+        value: bytes(value),
+        timestamp: 1_700_000_000_000,
+        headers: Default::default(),
+    };
+    producer.send(&record("p2", "coffee"))?;
+    producer.flush(Duration::from_secs(30))?;
+
+    let builder = StreamsBuilder::new();
+    let names = builder.global_table::<String, String>(&products);
+    builder
+        .stream::<String, String>(&orders)
+        .left_join_global(
+            &names,
+            |_, product| product.clone(),
+            |product, name| format!("{product}:{}", name.map_or("?", String::as_str)),
+        )
+        .to(&out);
+    let mut config = kafka::config(&app);
+    config.state_dir = state_dir.clone();
+    config.processing_guarantee = kstreams::config::ProcessingGuarantee::ExactlyOnceV2;
+    let mut streams = kafka::streams(builder.build()?, config)?;
+    streams.start()?;
+    assert!(streams.wait_for_state(State::Running, Duration::from_secs(30)), "RUNNING with the transaction open");
+
+    let values = |records: &[RawRecord]| -> Vec<String> {
+        let decode = |b: Option<&[u8]>| from_bytes(&*String::default_serde(), &out, b).unwrap().expect("not null");
+        records.iter().map(|r| decode(r.value.as_deref())).collect()
+    };
+    kafka::produce(&orders, [(bytes("o1"), bytes("p1")), (bytes("o2"), bytes("p2"))]);
+    let read = kafka::consume_committed_until(&out, Duration::from_secs(60), |r| r.len() >= 2);
+    assert_eq!(values(&read), vec!["p1:tea", "p2:?"], "the open transaction's product is not there yet");
+
+    producer.commit_transaction(Duration::from_secs(30))?;
+    let mut n = 3;
+    let found = loop {
+        kafka::produce(&orders, [(bytes(&format!("o{n}")), bytes("p2"))]);
+        let read = kafka::consume_committed_until(&out, Duration::from_secs(10), |r| r.len() >= n);
+        if values(&read).last().map(String::as_str) == Some("p2:coffee") {
+            break true;
+        }
+        n += 1;
+        if n > 60 {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(found, "the committed product never reached an order");
+    drop(streams);
+    let _ = std::fs::remove_dir_all(&state_dir);
+    Ok(())
+}

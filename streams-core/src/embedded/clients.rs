@@ -621,6 +621,13 @@ impl RestoreConsumer for EmbeddedRestoreConsumer {
         Ok((log.start_offset(), log.next_offset))
     }
 
+    fn readable_end(&mut self, tp: &TopicPartition) -> Result<i64, ClientError> {
+        let mut state = self.broker.lock();
+        state.expire_transactions(self.broker.now_ms());
+        let log = state.log(tp).ok_or_else(|| unknown_topic(format!("read the offsets of {tp}")))?;
+        Ok(log.read_end(self.read_committed))
+    }
+
     fn read(
         &mut self,
         tp: &TopicPartition,

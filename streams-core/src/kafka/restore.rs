@@ -71,7 +71,7 @@ impl Batch {
     }
 }
 
-impl RestoreConsumer for RdKafkaRestoreConsumer {
+impl RdKafkaRestoreConsumer {
     /// Retries transient errors with back-off until `task.timeout.ms`: right after the runtime creates a
     /// changelog topic, its partitions may have no leader yet (`NOT_LEADER_OR_FOLLOWER`,
     /// `LEADER_NOT_AVAILABLE`), or not be in the client's metadata yet (`UNKNOWN_TOPIC_OR_PARTITION`,
@@ -79,12 +79,15 @@ impl RestoreConsumer for RdKafkaRestoreConsumer {
     /// here. The same errors come while a broker that led the partition is down and after it is back:
     /// librdkafka can keep the partition unknown for a minute and more until its metadata is refreshed,
     /// so a retry asks for the topic's metadata first.
-    fn watermarks(&mut self, tp: &TopicPartition) -> Result<(i64, i64), ClientError> {
+    fn query_watermarks(
+        &self,
+        client: &BaseConsumer<LogContext>,
+        tp: &TopicPartition,
+    ) -> Result<(i64, i64), ClientError> {
         let deadline = Instant::now() + self.retry_for;
         let mut backoff = Duration::from_millis(20);
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now()).min(self.timeout);
-            let client = self.end_offsets.as_ref().unwrap_or(&self.consumer);
             match client.fetch_watermarks(&tp.topic, tp.partition, remaining) {
                 Ok(watermarks) => return Ok(watermarks),
                 Err(e) => {
@@ -106,6 +109,18 @@ impl RestoreConsumer for RdKafkaRestoreConsumer {
                 }
             }
         }
+    }
+}
+
+impl RestoreConsumer for RdKafkaRestoreConsumer {
+    fn watermarks(&mut self, tp: &TopicPartition) -> Result<(i64, i64), ClientError> {
+        self.query_watermarks(self.end_offsets.as_ref().unwrap_or(&self.consumer), tp)
+    }
+
+    /// librdkafka's offset query follows the client's isolation level: the restore consumer's own gives
+    /// the last stable offset under `read_committed`.
+    fn readable_end(&mut self, tp: &TopicPartition) -> Result<i64, ClientError> {
+        self.query_watermarks(&self.consumer, tp).map(|(_, end)| end)
     }
 
     fn read(

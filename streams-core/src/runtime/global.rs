@@ -126,10 +126,12 @@ impl GlobalUpdater {
         self.checkpoint()
     }
 
-    /// Reads what is new in partition `tp` (up to its end now); returns how many records.
+    /// Reads what is new in partition `tp` (up to its end now); returns how many records. Under
+    /// exactly-once the end is the last stable offset, as Kafka Streams' global consumer reads: records
+    /// behind a transaction still open come when it ends, and the instance does not wait for it.
     fn read(&mut self, tp: &TopicPartition, report: bool) -> Result<u64, StreamsError> {
         let from = self.positions[tp];
-        let (_, end) = self.consumer.watermarks(tp)?;
+        let end = self.consumer.readable_end(tp)?;
         if from >= end {
             return Ok(0);
         }
