@@ -260,6 +260,22 @@ impl TaskState {
         Ok(())
     }
 
+    /// Runs `run` at every node, even after one failed (closing: each node gets its chance to let go of
+    /// what it holds); the first error, the others logged.
+    pub(crate) fn for_every_node(
+        &mut self,
+        mut run: impl FnMut(&mut Box<dyn ErasedNode>, &mut TaskState) -> Result<(), StreamsError>,
+    ) -> Result<(), StreamsError> {
+        let mut first = Ok(());
+        for index in 0..self.nodes.len() {
+            let result = self.with_node(index, |node, state| {
+                guarded(|| run(node, state)).unwrap_or_else(|panic| Err(state.panicked(index, panic)))
+            });
+            keep_first(&mut first, result);
+        }
+        first
+    }
+
     /// Fires the punctuations of `kind` that are due at `now`. Returns whether any fired.
     pub(crate) fn punctuate(&mut self, kind: PunctuationType, now: i64) -> Result<bool, StreamsError> {
         if kind == PunctuationType::StreamTime && now < 0 {
@@ -442,6 +458,16 @@ pub(crate) fn forward<K: Clone + 'static, V: Clone + 'static>(
                 deliver(task, child, record.clone())?;
             }
             deliver(task, last, record)
+        }
+    }
+}
+
+/// Keeps the first error of a series that goes on after errors, logging the later ones.
+pub(crate) fn keep_first(first: &mut Result<(), StreamsError>, result: Result<(), StreamsError>) {
+    if let Err(error) = result {
+        match first {
+            Ok(()) => *first = Err(error),
+            Err(_) => tracing::warn!(target: "kstreams::task", %error, "a further error while closing"),
         }
     }
 }

@@ -19,7 +19,7 @@ use crate::config::DslStoreType;
 use crate::handler::{DeserializationExceptionHandler, LogAndFail, ProcessingExceptionHandler};
 use crate::processor::node::{OnePartition, PartitionCounts};
 use crate::processor::offset_metadata;
-use crate::processor::state::{guarded, ChangelogBuffer, GlobalStores, TaskState};
+use crate::processor::state::{guarded, keep_first, ChangelogBuffer, GlobalStores, TaskState};
 use crate::processor::{AnyTimestampExtractor, FailOnInvalidTimestamp, PunctuationType};
 use crate::record::{Headers, ProducedRecord, RawRecord};
 use crate::store::StoreContext;
@@ -592,15 +592,17 @@ impl Task {
         self.state.commit_requested = false;
     }
 
-    /// Closes the processors, then the stores.
+    /// Closes the processors, then the stores: every one of them, even after one failed (a store left
+    /// open would keep its files locked against the next owner); the first error.
     pub(crate) fn close(&mut self) -> Result<(), StreamsError> {
+        let mut first = Ok(());
         if self.initialized {
-            self.state.for_each_node(|node, state| node.lifecycle().close(state))?;
+            first = self.state.for_every_node(|node, state| node.lifecycle().close(state));
         }
         for store in &mut self.state.stores {
-            store.bytes_mut().close()?;
+            keep_first(&mut first, store.bytes_mut().close().map_err(StreamsError::from));
         }
-        Ok(())
+        first
     }
 
     /// The store called `name`, if this task has it as an `S` (a typed key-value or window store).

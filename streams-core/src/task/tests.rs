@@ -12,7 +12,7 @@ use crate::dsl::{Materialized, StreamsBuilder};
 use crate::processor::{Processor, ProcessorContext, Punctuation, PunctuationType};
 use crate::record::{Headers, ProducedRecord, RawRecord};
 use crate::serde::{I64Serde, Serde, StringSerde};
-use crate::store::{StoreBuilder, Stores};
+use crate::store::{StoreBuilder, Stores, TypedKeyValueStore};
 use crate::time::Clock;
 use crate::topology::{plan, Topology};
 use crate::{Record, StreamsError};
@@ -29,6 +29,8 @@ struct Probe {
     stream_time_every: Option<Duration>,
     wall_clock_every: Option<Duration>,
     store: Option<&'static str>,
+    /// Fails its close.
+    fail_close: bool,
 }
 
 impl Probe {
@@ -82,8 +84,11 @@ impl Processor<String, String, String, String> for Probe {
         Ok(())
     }
 
-    fn close(&mut self, _ctx: &mut ProcessorContext<'_, String, String>) -> Result<(), StreamsError> {
+    fn close(&mut self, ctx: &mut ProcessorContext<'_, String, String>) -> Result<(), StreamsError> {
         self.note("close".into());
+        if self.fail_close {
+            return Err(ctx.error("cannot let go"));
+        }
         Ok(())
     }
 }
@@ -507,4 +512,24 @@ fn closing_a_task_closes_its_processors_only_if_they_were_initialized() {
     task.flush_processors().expect("flushed");
     task.close().expect("closed");
     assert_eq!(started.seen(), vec!["init", "flush", "close"]);
+}
+
+#[test]
+fn closing_a_task_closes_every_processor_and_store_even_after_one_failed() {
+    let (failing, next) = (Probe { fail_close: true, ..Probe::default() }, Probe::default());
+    let (a, b) = (failing.clone(), next.clone());
+    let mut topology = Topology::new();
+    topology
+        .add_source("in", &["input"], Arc::new(StringSerde), Arc::new(StringSerde))
+        .and_then(|t| t.add_processor("failing", move || a.clone(), &["in"]))
+        .and_then(|t| t.add_processor("next", move || b.clone(), &["failing"]))
+        .expect("a valid topology");
+    topology.add_state_store(string_store("kept", false), &["next"]).expect("a new store");
+    let mut task = open(&topology, 0, &config());
+    task.init().expect("initialized");
+    let error = task.close().expect_err("the failed close is reported");
+    assert!(error.to_string().contains("failing"), "{error}");
+    assert_eq!(next.seen(), vec!["init", "close"], "the processor after the failed one still closed");
+    let store = task.store::<TypedKeyValueStore<String, String>>("kept").expect("the store");
+    assert!(store.get(&"k".to_string()).is_err(), "the store was closed too");
 }
