@@ -612,6 +612,85 @@ pub(crate) fn stateful_app_keeps_exact_totals_through_a_join_and_a_leave() -> an
     Ok(())
 }
 
+/// `add_stream_thread` and `remove_stream_thread` (Kafka Streams' `addStreamThread`,
+/// `removeStreamThread`): a thread added while the instance runs joins the group and takes tasks; a
+/// thread removed commits, closes its tasks and leaves, and the others take them over; the totals stay
+/// exact through both (every update once). Thread numbers are reused, lowest first.
+pub(crate) fn stream_threads_are_added_and_removed_while_running() -> anyhow::Result<()> {
+    let (orders, totals) = (kafka::unique("thr-orders"), kafka::unique("thr-totals"));
+    kafka::create_topics(&[(&orders, 4), (&totals, 4)]);
+    let app_id = kafka::unique("thr-totals-app");
+    let mut expected: BTreeMap<i64, f64> = BTreeMap::new();
+    let mut updates = 0usize;
+    let batch = |from: u64, to: u64, expected: &mut BTreeMap<i64, f64>, updates: &mut usize| {
+        (from..to)
+            .map(|order_id| {
+                let customer_id = (order_id % 13) as i64;
+                let order = Order { order_id, customer_id, total_value: (order_id % 10) as f64 };
+                if order.total_value > 0.0 {
+                    *expected.entry(customer_id).or_insert(0.0) += order.total_value;
+                    *updates += 1;
+                }
+                let key = to_bytes(&*i64::default_serde(), &orders, &customer_id).unwrap();
+                (key, to_bytes(&*Order::default_serde(), &orders, &order).unwrap())
+            })
+            .collect::<Vec<(Option<Vec<u8>>, Option<Vec<u8>>)>>()
+    };
+    let read_until = |n: usize| kafka::consume_until(&totals, Duration::from_secs(60), |r| r.len() >= n);
+    // Waits until the instance runs with `threads` threads that each hold a task, and the four tasks.
+    let settled = |streams: &kstreams::runtime::KafkaStreams, threads: usize| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let metadata = streams.metadata_for_local_threads();
+            let tasks: usize = metadata.iter().map(|t| t.active_tasks.len()).sum();
+            let busy = metadata.iter().all(|t| !t.active_tasks.is_empty());
+            if streams.state() == State::Running && metadata.len() == threads && tasks == 4 && busy {
+                return metadata;
+            }
+            assert!(std::time::Instant::now() < deadline, "never settled on {threads} threads: {metadata:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+
+    let mut streams = kafka::streams(order_totals_topology(&orders, &totals)?, kafka::config(&app_id))?;
+    streams.start()?;
+    let one = settled(&streams, 1);
+    assert!(one[0].thread_name.ends_with("-StreamThread-1"), "{one:?}");
+    kafka::produce(&orders, batch(0, 500, &mut expected, &mut updates));
+    read_until(updates);
+
+    let added = streams.add_stream_thread()?.expect("running: a thread is added");
+    assert!(added.ends_with("-StreamThread-2"), "{added}");
+    settled(&streams, 2);
+    kafka::produce(&orders, batch(500, 1000, &mut expected, &mut updates));
+    read_until(updates);
+
+    let removed = streams.remove_stream_thread(Duration::from_secs(60))?.expect("a thread to remove");
+    assert!(removed.ends_with("-StreamThread-1"), "{removed}");
+    let left = settled(&streams, 1);
+    assert_eq!(left[0].thread_name, added, "the added thread holds every task");
+    kafka::produce(&orders, batch(1000, 1500, &mut expected, &mut updates));
+    read_until(updates);
+    let again = streams.add_stream_thread()?.expect("a thread is added");
+    assert!(again.ends_with("-StreamThread-1"), "the lowest free number: {again}");
+    settled(&streams, 2);
+    kafka::produce(&orders, batch(1500, 2000, &mut expected, &mut updates));
+    let records = read_until(updates);
+    streams.close()?;
+    assert_eq!(streams.add_stream_thread()?, None, "not running: nothing added");
+
+    let mut last: BTreeMap<i64, f64> = BTreeMap::new();
+    for r in &records {
+        let key = from_bytes(&*i64::default_serde(), &totals, r.key.as_deref())?.expect("keyed");
+        let value =
+            from_bytes(&*<Option<f64>>::default_serde(), &totals, r.value.as_deref())?.flatten().expect("a total");
+        last.insert(key, value);
+    }
+    assert_eq!(records.len(), updates, "every update once: no loss, no duplicate");
+    assert_eq!(last, expected, "final totals equal a plain loop");
+    Ok(())
+}
+
 /// Records routed to a topic that does not exist (auto-creation is off) are rejected by the broker: the
 /// default handler fails the thread naming the topic; `continue` drops them, counts them, and goes on.
 pub(crate) fn production_errors_fail_by_default_and_can_be_skipped() -> anyhow::Result<()> {

@@ -181,7 +181,9 @@ pub struct KafkaStreams {
     config: StreamsConfig,
     supplier: Arc<dyn ClientSupplier>,
     shared: Arc<Shared>,
-    threads: Vec<JoinHandle<()>>,
+    threads: Vec<RunningThread>,
+    /// What a stream thread added while the instance runs is made of (set at start).
+    new_threads: Option<ThreadFactory>,
     /// The global thread, when the topology has global stores.
     global_thread: Option<JoinHandle<()>>,
     /// The thread that watches for shutdown requests, when the instance has an uncaught exception handler.
@@ -232,6 +234,7 @@ impl KafkaStreams {
             supplier,
             shared,
             threads: Vec::new(),
+            new_threads: None,
             global_thread: None,
             shutdown_watch: None,
             state_dir,
@@ -339,15 +342,75 @@ impl KafkaStreams {
             self.shared.shutdown_requests.store(true, Ordering::SeqCst);
         }
         for thread in threads {
-            let name = thread.name().to_string();
-            // The one place the runtime spawns threads.
-            let handle = std::thread::Builder::new()
-                .name(name)
-                .spawn(move || thread.run())
-                .map_err(|e| StreamsError::Internal(format!("cannot spawn a stream thread: {e}")))?;
-            self.threads.push(handle);
+            self.spawn(thread)?;
         }
         Ok(())
+    }
+
+    /// Runs `thread` on an OS thread of its own: the one place the runtime spawns stream threads.
+    fn spawn(&mut self, (thread, stop): (thread::StreamThread, Arc<AtomicBool>)) -> Result<String, StreamsError> {
+        let name = thread.name().to_string();
+        let handle = std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || thread.run())
+            .map_err(|e| StreamsError::Internal(format!("cannot spawn a stream thread: {e}")))?;
+        self.threads.push(RunningThread { name: name.clone(), stop, handle });
+        Ok(name)
+    }
+
+    /// Starts one more stream thread (Kafka Streams' `addStreamThread`), named with the lowest thread
+    /// number no running thread has; it joins the group, and a rebalance shares the tasks out again.
+    /// Its name, or `None` when the instance is not running or rebalancing (nothing is started then).
+    /// The record cache of the new thread is `statestore.cache.max.bytes` split over
+    /// `num.stream.threads`, as the others' (Kafka Streams resizes every thread's share).
+    pub fn add_stream_thread(&mut self) -> Result<Option<String>, StreamsError> {
+        if !matches!(self.state(), State::Running | State::Rebalancing) {
+            return Ok(None);
+        }
+        self.threads.retain(|t| !t.handle.is_finished());
+        let Some(factory) = &self.new_threads else { return Ok(None) };
+        let taken: Vec<usize> = self.threads.iter().filter_map(|t| factory.index_of(&t.name)).collect();
+        let index = (1..).find(|i| !taken.contains(i)).expect("a free number");
+        let thread = factory.make(index, &self.config, &self.supplier, &self.shared)?;
+        self.spawn(thread).map(Some)
+    }
+
+    /// Stops one stream thread (Kafka Streams' `removeStreamThread`): it commits what it processed,
+    /// closes its tasks and leaves the group, whose rebalance hands its tasks to the other threads (of
+    /// this instance or others). Waits at most `timeout` for it; its name, or `None` when no stream
+    /// thread runs. An error when it did not end in time (it goes on shutting down).
+    pub fn remove_stream_thread(&mut self, timeout: Duration) -> Result<Option<String>, StreamsError> {
+        self.threads.retain(|t| !t.handle.is_finished());
+        let Some(position) = self.threads.iter().position(|t| !t.stop.load(Ordering::SeqCst)) else {
+            return Ok(None);
+        };
+        let thread = self.threads.remove(position);
+        thread.stop.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + timeout;
+        while !thread.handle.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if !thread.handle.is_finished() {
+            let threads = vec![thread.name.clone()];
+            self.threads.push(thread);
+            return Err(StreamsError::CloseTimeout { timeout, threads });
+        }
+        let _ = thread.handle.join();
+        Ok(Some(thread.name))
+    }
+
+    /// The stream threads running now, each with the tasks it holds (Kafka Streams'
+    /// `metadataForLocalThreads`, its thread names and active tasks).
+    pub fn metadata_for_local_threads(&self) -> Vec<ThreadMetadata> {
+        let holders = self.shared.task_holders.holders();
+        self.threads
+            .iter()
+            .filter(|t| !t.handle.is_finished())
+            .map(|t| ThreadMetadata {
+                thread_name: t.name.clone(),
+                active_tasks: holders.iter().filter(|(_, name)| *name == t.name).map(|(id, _)| *id).collect(),
+            })
+            .collect()
     }
 
     /// For a simulation: the process id in transactional ids (instead of a random one) and the clock
@@ -366,7 +429,7 @@ impl KafkaStreams {
         &mut self,
     ) -> Result<(Vec<thread::StreamThread>, Option<global::GlobalUpdater>), StreamsError> {
         let (threads, _, global) = self.prepare_threads(false)?;
-        Ok((threads, global))
+        Ok((threads.into_iter().map(|(thread, _)| thread).collect(), global))
     }
 
     /// Everything `start` does except running the threads: the global stores bootstrapped (their
@@ -376,10 +439,8 @@ impl KafkaStreams {
     fn prepare_threads(
         &mut self,
         watch_requests: bool,
-    ) -> Result<
-        (Vec<thread::StreamThread>, Option<shutdown_request::ShutdownWatch>, Option<global::GlobalUpdater>),
-        StreamsError,
-    > {
+    ) -> Result<(Vec<NewThread>, Option<shutdown_request::ShutdownWatch>, Option<global::GlobalUpdater>), StreamsError>
+    {
         let state = self.state();
         if state != State::Created {
             return Err(StreamsError::IllegalState { action: "start", state: format!("{state:?}") });
@@ -431,33 +492,26 @@ impl KafkaStreams {
         } else {
             self.config.num_stream_threads
         };
-        let mut threads = Vec::with_capacity(stream_threads);
-        for index in 1..=stream_threads {
-            // Kafka Streams' thread name, `<client.id>-StreamThread-<n>`: the client ids librdkafka logs
-            // and the broker shows tell the instances of one application apart.
-            let name = format!("{client_id}-StreamThread-{index}");
-            threads.push(thread::StreamThread::new(
-                name,
-                (self.topology.clone(), self.plan.clone(), layouts.clone()),
-                self.config.clone(),
-                self.supplier.clone(),
-                self.shared.clone(),
-                thread::ThreadState {
-                    app_dir: app_dir.clone(),
-                    rocksdb: self.rocksdb.clone(),
-                    restore_listener: self.restore_listener.clone(),
-                    // Kafka Streams' exactly_once_v2 id: unique per thread of each running instance, and
-                    // the same after a restart on the same state (see `process_id`); zombies of other
-                    // instances are fenced by their group generation, not by this id.
-                    transactional_id: (self.config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2)
-                        .then(|| format!("{}-{}-{index}", self.config.application_id, process_id)),
-                    clock: self.clock.clone(),
-                    admin: admin.clone(),
-                    dir_lock: self.state_dir.lock_share(),
-                    globals: globals.clone(),
-                },
-            )?);
-        }
+        let factory = ThreadFactory {
+            parts: (self.topology.clone(), self.plan.clone(), layouts),
+            state: thread::ThreadState {
+                app_dir,
+                rocksdb: self.rocksdb.clone(),
+                restore_listener: self.restore_listener.clone(),
+                transactional_id: None,
+                clock: self.clock.clone(),
+                admin,
+                dir_lock: self.state_dir.lock_share(),
+                globals,
+                stop: Arc::default(),
+            },
+            client_id,
+            process_id,
+        };
+        let threads = (1..=stream_threads)
+            .map(|index| factory.make(index, &self.config, &self.supplier, &self.shared))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.new_threads = Some(factory);
         Ok((threads, watch, global))
     }
 
@@ -505,7 +559,7 @@ impl KafkaStreams {
         self.shared.shutdown.store(true, Ordering::SeqCst);
         let deadline = Instant::now() + timeout;
         let mut still_running = Vec::new();
-        for handle in self.threads.drain(..) {
+        for handle in self.threads.drain(..).map(|t| t.handle) {
             while !handle.is_finished() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
             }
@@ -536,10 +590,19 @@ impl KafkaStreams {
                 let _ = watch.join();
             }
         }
+        // Its share of the state directory's lock goes with it: no thread is added after a close.
+        self.new_threads = None;
         self.state_dir.unlock();
         if !still_running.is_empty() {
             let threads = still_running.iter().map(|h| h.thread().name().unwrap_or("unnamed").to_string()).collect();
-            self.threads = still_running;
+            self.threads = still_running
+                .into_iter()
+                .map(|handle| RunningThread {
+                    name: handle.thread().name().unwrap_or("unnamed").to_string(),
+                    stop: Arc::new(AtomicBool::new(true)),
+                    handle,
+                })
+                .collect();
             let error = StreamsError::CloseTimeout { timeout, threads };
             tracing::warn!(target: "kstreams::runtime", %error, "close timed out");
             return Err(error);
@@ -549,6 +612,74 @@ impl KafkaStreams {
         }
         Ok(())
     }
+}
+
+/// A stream thread the instance runs: its name, its own stop flag, its OS thread.
+struct RunningThread {
+    name: String,
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<()>,
+}
+
+/// A stream thread made, not yet running, with its stop flag.
+type NewThread = (thread::StreamThread, Arc<AtomicBool>);
+
+/// What the instance's stream threads are made of, kept from the start for threads added later.
+struct ThreadFactory {
+    parts: (Arc<Topology>, Arc<TopologyPlan>, Arc<layout::Layouts>),
+    /// Every thread's state but its transactional id and stop flag.
+    state: thread::ThreadState,
+    client_id: String,
+    process_id: String,
+}
+
+impl ThreadFactory {
+    /// Stream thread number `index`: Kafka Streams' name, `<client.id>-StreamThread-<n>` (the client ids
+    /// librdkafka logs and the broker shows tell the instances of one application apart).
+    fn make(
+        &self,
+        index: usize,
+        config: &StreamsConfig,
+        supplier: &Arc<dyn ClientSupplier>,
+        shared: &Arc<Shared>,
+    ) -> Result<NewThread, StreamsError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let state = thread::ThreadState {
+            // Kafka Streams' exactly_once_v2 id: unique per thread of each running instance, and the same
+            // after a restart on the same state (see `process_id`); zombies of other instances are fenced
+            // by their group generation, not by this id.
+            transactional_id: (config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2)
+                .then(|| format!("{}-{}-{index}", config.application_id, self.process_id)),
+            stop: stop.clone(),
+            ..self.state.clone()
+        };
+        let name = format!("{}-StreamThread-{index}", self.client_id);
+        let thread = thread::StreamThread::new(
+            name,
+            self.parts.clone(),
+            config.clone(),
+            supplier.clone(),
+            shared.clone(),
+            state,
+        )?;
+        Ok((thread, stop))
+    }
+
+    /// The number in a thread name this factory gave.
+    fn index_of(&self, name: &str) -> Option<usize> {
+        name.strip_prefix(&format!("{}-StreamThread-", self.client_id))?.parse().ok()
+    }
+}
+
+/// A stream thread of this instance and the tasks it holds (Kafka Streams' `ThreadMetadata`, its name
+/// and active tasks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ThreadMetadata {
+    /// `<client.id>-StreamThread-<n>`.
+    pub thread_name: String,
+    /// The tasks it runs, in order.
+    pub active_tasks: Vec<crate::TaskId>,
 }
 
 /// What every task of an instance, stream or global, takes from the application's settings and state.

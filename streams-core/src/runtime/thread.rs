@@ -93,6 +93,11 @@ impl TaskHolders {
     fn lock(&self) -> MutexGuard<'_, BTreeMap<TaskId, (String, Weak<Mutex<ThreadInner>>)>> {
         self.0.lock_unpoisoned()
     }
+
+    /// Each task and the name of the thread that holds it, in task order.
+    pub(crate) fn holders(&self) -> Vec<(TaskId, String)> {
+        self.lock().iter().map(|(id, (name, _))| (*id, name.clone())).collect()
+    }
 }
 
 /// Whether a commit writes every task's checkpoint (flushing its stores first), or only those whose
@@ -707,6 +712,9 @@ pub(crate) struct ThreadState {
     pub(crate) dir_lock: Option<Arc<std::fs::File>>,
     /// The instance's global stores, which the tasks' joins read.
     pub(crate) globals: Option<Arc<dyn crate::processor::state::GlobalStores>>,
+    /// Set when this thread alone is to stop (`KafkaStreams::remove_stream_thread`): it shuts down
+    /// cleanly, as on the instance's shutdown, and leaves the group.
+    pub(crate) stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// One stream thread, ready to run.
@@ -840,7 +848,7 @@ impl StreamThread {
         loop {
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 self.subscribe()?;
-                while !self.shared.shutdown.load(Ordering::SeqCst) {
+                while !self.stopping() {
                     self.step(self.config.poll_timeout)?;
                 }
                 Ok(())
@@ -854,6 +862,11 @@ impl StreamThread {
                 None => return,
             }
         }
+    }
+
+    /// Whether the instance shuts down, or this thread was asked to stop.
+    fn stopping(&self) -> bool {
+        self.shared.shutdown.load(Ordering::SeqCst) || self.recipe.state.stop.load(Ordering::SeqCst)
     }
 
     /// Joins the group through the consumer's subscription to the source topics of the layout in force;
@@ -977,7 +990,7 @@ impl StreamThread {
             return None;
         }
         self.consumer.close();
-        if response == StreamThreadExceptionResponse::ReplaceThread && !self.shared.shutdown.load(Ordering::SeqCst) {
+        if response == StreamThreadExceptionResponse::ReplaceThread && !self.stopping() {
             let Recipe { parts, config, supplier, state } = self.recipe.clone();
             match StreamThread::new(self.name.clone(), parts, config, supplier, self.shared.clone(), state) {
                 Ok(replacement) => {

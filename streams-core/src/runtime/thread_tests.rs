@@ -172,6 +172,7 @@ impl Cluster {
             admin: Arc::new(Mutex::new(admin)),
             dir_lock: None,
             globals: None,
+            stop: Default::default(),
         };
         let (topology, plan) = (Arc::new(topology), Arc::new(plan));
         let layouts = Layouts::new(layout, (topology.clone(), plan.clone()), &config, state.admin.clone());
