@@ -675,9 +675,23 @@ pub(crate) fn stream_threads_are_added_and_removed_while_running() -> anyhow::Re
     assert!(again.ends_with("-StreamThread-1"), "the lowest free number: {again}");
     settled(&streams, 2);
     kafka::produce(&orders, batch(1500, 2000, &mut expected, &mut updates));
+    read_until(updates);
+
+    // Down to no thread at all: the instance stays RUNNING (as Kafka Streams'), and a thread added then
+    // takes every task.
+    streams.remove_stream_thread(Duration::from_secs(60))?.expect("a thread to remove");
+    streams.remove_stream_thread(Duration::from_secs(60))?.expect("the last thread");
+    assert_eq!(streams.remove_stream_thread(Duration::from_secs(60))?, None, "no thread left");
+    assert!(streams.metadata_for_local_threads().is_empty());
+    assert_eq!(streams.state(), State::Running);
+    streams.add_stream_thread()?.expect("a thread is added");
+    settled(&streams, 1);
+    kafka::produce(&orders, batch(2000, 2500, &mut expected, &mut updates));
     let records = read_until(updates);
     streams.close()?;
     assert_eq!(streams.add_stream_thread()?, None, "not running: nothing added");
+    // Every thread's counters, those that ended included, once (a reused thread name counts anew).
+    assert_eq!(streams.metrics().processed_records, 2500, "each order processed once");
 
     let mut last: BTreeMap<i64, f64> = BTreeMap::new();
     for r in &records {

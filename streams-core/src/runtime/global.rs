@@ -141,7 +141,7 @@ impl GlobalUpdater {
             l.on_restore_start(tp, &store, from, end);
         }
         let (tasks, mut count) = (self.tasks.clone(), 0u64);
-        self.consumer.read(tp, from, end, BATCH, &mut |records| {
+        let last = self.consumer.read(tp, from, end, BATCH, &mut |records| {
             tasks.process_all(records)?;
             count += records.len() as u64;
             if let (Some(l), Some(last)) = (&listener, records.last()) {
@@ -152,7 +152,9 @@ impl GlobalUpdater {
         if let Some(l) = &listener {
             l.on_restore_end(tp, &store, count);
         }
-        self.positions.insert(tp.clone(), end);
+        // A read may go past `end` (the next records were fetched with the last one): on from there, so
+        // that no record reaches a global store's processor twice.
+        self.positions.insert(tp.clone(), last.map_or(end, |last| end.max(last + 1)));
         Ok(count)
     }
 

@@ -364,7 +364,8 @@ impl KafkaStreams {
     /// The record cache of the new thread is `statestore.cache.max.bytes` split over
     /// `num.stream.threads`, as the others' (Kafka Streams resizes every thread's share).
     pub fn add_stream_thread(&mut self) -> Result<Option<String>, StreamsError> {
-        if !matches!(self.state(), State::Running | State::Rebalancing) {
+        // A topology of global stores only has no task for a stream thread.
+        if !matches!(self.state(), State::Running | State::Rebalancing) || self.plan.subtopologies.is_empty() {
             return Ok(None);
         }
         self.threads.retain(|t| !t.handle.is_finished());
@@ -380,6 +381,9 @@ impl KafkaStreams {
     /// this instance or others). Waits at most `timeout` for it; its name, or `None` when no stream
     /// thread runs. An error when it did not end in time (it goes on shutting down).
     pub fn remove_stream_thread(&mut self, timeout: Duration) -> Result<Option<String>, StreamsError> {
+        if !matches!(self.state(), State::Running | State::Rebalancing) {
+            return Ok(None);
+        }
         self.threads.retain(|t| !t.handle.is_finished());
         let Some(position) = self.threads.iter().position(|t| !t.stop.load(Ordering::SeqCst)) else {
             return Ok(None);
@@ -569,6 +573,7 @@ impl KafkaStreams {
                 still_running.push(handle);
             }
         }
+        let mut global_running = None;
         if let Some(global) = self.global_thread.take() {
             while !global.is_finished() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
@@ -576,7 +581,7 @@ impl KafkaStreams {
             if global.is_finished() {
                 let _ = global.join();
             } else {
-                still_running.push(global);
+                global_running = Some(global);
             }
         }
         if let Some(watch) = self.shutdown_watch.take() {
@@ -593,8 +598,13 @@ impl KafkaStreams {
         // Its share of the state directory's lock goes with it: no thread is added after a close.
         self.new_threads = None;
         self.state_dir.unlock();
-        if !still_running.is_empty() {
-            let threads = still_running.iter().map(|h| h.thread().name().unwrap_or("unnamed").to_string()).collect();
+        if !still_running.is_empty() || global_running.is_some() {
+            let threads = still_running
+                .iter()
+                .chain(&global_running)
+                .map(|h| h.thread().name().unwrap_or("unnamed").to_string())
+                .collect();
+            self.global_thread = global_running;
             self.threads = still_running
                 .into_iter()
                 .map(|handle| RunningThread {

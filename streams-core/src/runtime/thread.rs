@@ -46,6 +46,10 @@ pub(crate) struct ThreadInner {
     /// This thread's own handle, for the instance's [`TaskHolders`].
     me: Weak<Mutex<ThreadInner>>,
     name: String,
+    /// This thread's own stop flag (see [`ThreadState::stop`]).
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    /// Whether its counters went to those of the threads that ended (nothing is published after).
+    metrics_retired: bool,
     topology: Arc<Topology>,
     plan: Arc<TopologyPlan>,
     /// The layout this thread subscribed with, and its generation.
@@ -342,7 +346,22 @@ impl ThreadInner {
         self.offsets.clear();
     }
 
+    /// At the thread's end: its counters join those of the threads that ended, so that a thread of the
+    /// same name (a replacement, a thread added later) starts from zero and nothing is counted twice.
+    fn retire_metrics(&mut self) {
+        self.metrics_retired = true;
+        let mut metrics = self.shared.thread_metrics.lock_unpoisoned();
+        if let Some(mine) = metrics.remove(&self.name) {
+            let ended = metrics.get(ENDED_THREADS).copied().unwrap_or_default();
+            metrics.insert(ENDED_THREADS.to_string(), ended + mine);
+        }
+    }
+
     fn publish_metrics(&self) {
+        // The consumer's close may still commit (a last revocation): counted already.
+        if self.metrics_retired {
+            return;
+        }
         let mut open: TaskMetrics = self.tasks.values().map(Task::metrics).sum();
         open.production_errors += self.production_errors;
         open.recoveries += self.total_recoveries;
@@ -601,6 +620,9 @@ struct PartitionQueue {
     next_offset: Option<i64>,
 }
 
+/// Where the counters of the threads that ended are kept, beside those of the running ones (by name).
+const ENDED_THREADS: &str = "(threads that ended)";
+
 /// Hears rebalances for one thread.
 struct Listener {
     inner: Arc<Mutex<ThreadInner>>,
@@ -609,7 +631,12 @@ struct Listener {
 impl RebalanceListener for Listener {
     fn on_partitions_revoked(&self, partitions: &[TopicPartition], committer: &dyn OffsetCommitter) {
         let mut inner = self.inner.lock_unpoisoned();
-        inner.shared.state.set(State::Rebalancing);
+        // A thread removed on its own gives its partitions up without a rebalance of the instance (as in
+        // Kafka Streams, whose threads shutting down do not move to PARTITIONS_REVOKED): the instance may
+        // have no other thread to bring it back to RUNNING.
+        if !inner.stop.load(Ordering::SeqCst) {
+            inner.shared.state.set(State::Rebalancing);
+        }
         tracing::info!(target: "kstreams::runtime::thread", thread = %inner.name, partitions = partitions.len(), "partitions revoked; committing");
         match inner.commit(committer, Checkpoint::Now) {
             Ok(()) => {}
@@ -790,6 +817,8 @@ impl StreamThread {
             Mutex::new(ThreadInner {
                 me: me.clone(),
                 name: name.clone(),
+                stop: state.stop.clone(),
+                metrics_retired: false,
                 topology,
                 plan,
                 layout: layout.clone(),
@@ -966,12 +995,16 @@ impl StreamThread {
         }
         inner.close_all_tasks();
         inner.publish_metrics();
+        inner.retire_metrics();
         drop(inner);
+        // A thread removed on its own that fails on its way out is logged, as Kafka Streams does: the
+        // instance goes on with its other threads.
+        let removed = self.recipe.state.stop.load(Ordering::SeqCst) && !self.shared.shutdown.load(Ordering::SeqCst);
         let response = match &result {
             Ok(()) => None,
             Err(e) => {
                 tracing::error!(target: "kstreams::runtime::thread", thread = %self.name, error = %crate::handler::error_chain(e), "stream thread failed");
-                Some(self.shared.uncaught_exception_response(e))
+                (!removed).then(|| self.shared.uncaught_exception_response(e))
             }
         };
         let (Err(e), Some(response)) = (result, response) else {

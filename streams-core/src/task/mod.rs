@@ -600,7 +600,10 @@ impl Task {
             first = self.state.for_every_node(|node, state| node.lifecycle().close(state));
         }
         for store in &mut self.state.stores {
-            keep_first(&mut first, store.bytes_mut().close().map_err(StreamsError::from));
+            let name = store.name().to_string();
+            let closed = guarded(|| store.bytes_mut().close().map_err(StreamsError::from))
+                .unwrap_or_else(|panic| Err(StreamsError::Internal(format!("closing the store `{name}`: it {panic}"))));
+            keep_first(&mut first, closed);
         }
         first
     }
