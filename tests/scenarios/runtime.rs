@@ -554,6 +554,39 @@ pub(crate) fn two_instances_share_the_work_through_a_join_and_a_leave() -> anyho
     Ok(())
 }
 
+/// Orders `ids` of 13 customers, as keyed records for `topic`; `expected` gains each order's value per
+/// customer and `updates` counts the totals they change (orders of value 0 are filtered out).
+fn order_batch(
+    topic: &str,
+    ids: std::ops::Range<u64>,
+    expected: &mut BTreeMap<i64, f64>,
+    updates: &mut usize,
+) -> Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> {
+    ids.map(|order_id| {
+        let customer_id = (order_id % 13) as i64;
+        let order = Order { order_id, customer_id, total_value: (order_id % 10) as f64 };
+        if order.total_value > 0.0 {
+            *expected.entry(customer_id).or_insert(0.0) += order.total_value;
+            *updates += 1;
+        }
+        let key = to_bytes(&*i64::default_serde(), topic, &customer_id).unwrap();
+        (key, to_bytes(&*Order::default_serde(), topic, &order).unwrap())
+    })
+    .collect()
+}
+
+/// The last total of each customer in the records read from `topic`.
+fn last_totals(topic: &str, records: &[kstreams::record::RawRecord]) -> anyhow::Result<BTreeMap<i64, f64>> {
+    let mut last = BTreeMap::new();
+    for r in records {
+        let key = from_bytes(&*i64::default_serde(), topic, r.key.as_deref())?.expect("keyed");
+        let value =
+            from_bytes(&*<Option<f64>>::default_serde(), topic, r.value.as_deref())?.flatten().expect("a total");
+        last.insert(key, value);
+    }
+    Ok(last)
+}
+
 /// Order totals on two instances: the second joins mid-stream, the first leaves. Tasks that move restore
 /// their totals from the changelog, so the final totals are exact and no update is repeated.
 pub(crate) fn stateful_app_keeps_exact_totals_through_a_join_and_a_leave() -> anyhow::Result<()> {
@@ -563,19 +596,8 @@ pub(crate) fn stateful_app_keeps_exact_totals_through_a_join_and_a_leave() -> an
     let topology = || order_totals_topology(&orders, &totals);
     let mut expected: BTreeMap<i64, f64> = BTreeMap::new();
     let mut updates = 0usize;
-    let batch = |from: u64, to: u64, expected: &mut BTreeMap<i64, f64>, updates: &mut usize| {
-        (from..to)
-            .map(|order_id| {
-                let customer_id = (order_id % 13) as i64;
-                let order = Order { order_id, customer_id, total_value: (order_id % 10) as f64 };
-                if order.total_value > 0.0 {
-                    *expected.entry(customer_id).or_insert(0.0) += order.total_value;
-                    *updates += 1;
-                }
-                let key = to_bytes(&*i64::default_serde(), &orders, &customer_id).unwrap();
-                (key, to_bytes(&*Order::default_serde(), &orders, &order).unwrap())
-            })
-            .collect::<Vec<(Option<Vec<u8>>, Option<Vec<u8>>)>>()
+    let batch = |from, to, expected: &mut BTreeMap<i64, f64>, updates: &mut usize| {
+        order_batch(&orders, from..to, expected, updates)
     };
     let read_until = |n: usize| kafka::consume_until(&totals, Duration::from_secs(60), |r| r.len() >= n);
 
@@ -598,13 +620,7 @@ pub(crate) fn stateful_app_keeps_exact_totals_through_a_join_and_a_leave() -> an
     let records = read_until(seen);
     second.close()?;
 
-    let mut last: BTreeMap<i64, f64> = BTreeMap::new();
-    for r in &records {
-        let key = from_bytes(&*i64::default_serde(), &totals, r.key.as_deref())?.expect("keyed");
-        let value =
-            from_bytes(&*<Option<f64>>::default_serde(), &totals, r.value.as_deref())?.flatten().expect("a total");
-        last.insert(key, value);
-    }
+    let last = last_totals(&totals, &records)?;
     assert_eq!(records.len(), seen, "every update once: no loss, no duplicate");
     assert_eq!(last, expected, "final totals equal a plain loop");
     let changelog = format!("{app_id}-KSTREAM-REDUCE-STATE-STORE-0000000003-changelog");
@@ -622,19 +638,8 @@ pub(crate) fn stream_threads_are_added_and_removed_while_running() -> anyhow::Re
     let app_id = kafka::unique("thr-totals-app");
     let mut expected: BTreeMap<i64, f64> = BTreeMap::new();
     let mut updates = 0usize;
-    let batch = |from: u64, to: u64, expected: &mut BTreeMap<i64, f64>, updates: &mut usize| {
-        (from..to)
-            .map(|order_id| {
-                let customer_id = (order_id % 13) as i64;
-                let order = Order { order_id, customer_id, total_value: (order_id % 10) as f64 };
-                if order.total_value > 0.0 {
-                    *expected.entry(customer_id).or_insert(0.0) += order.total_value;
-                    *updates += 1;
-                }
-                let key = to_bytes(&*i64::default_serde(), &orders, &customer_id).unwrap();
-                (key, to_bytes(&*Order::default_serde(), &orders, &order).unwrap())
-            })
-            .collect::<Vec<(Option<Vec<u8>>, Option<Vec<u8>>)>>()
+    let batch = |from, to, expected: &mut BTreeMap<i64, f64>, updates: &mut usize| {
+        order_batch(&orders, from..to, expected, updates)
     };
     let read_until = |n: usize| kafka::consume_until(&totals, Duration::from_secs(60), |r| r.len() >= n);
     // Waits until the instance runs with `threads` threads that each hold a task, and the four tasks.
@@ -693,13 +698,7 @@ pub(crate) fn stream_threads_are_added_and_removed_while_running() -> anyhow::Re
     // Every thread's counters, those that ended included, once (a reused thread name counts anew).
     assert_eq!(streams.metrics().processed_records, 2500, "each order processed once");
 
-    let mut last: BTreeMap<i64, f64> = BTreeMap::new();
-    for r in &records {
-        let key = from_bytes(&*i64::default_serde(), &totals, r.key.as_deref())?.expect("keyed");
-        let value =
-            from_bytes(&*<Option<f64>>::default_serde(), &totals, r.value.as_deref())?.flatten().expect("a total");
-        last.insert(key, value);
-    }
+    let last = last_totals(&totals, &records)?;
     assert_eq!(records.len(), updates, "every update once: no loss, no duplicate");
     assert_eq!(last, expected, "final totals equal a plain loop");
     Ok(())

@@ -699,6 +699,22 @@ pub(crate) fn two_instances_cannot_share_a_state_directory() -> anyhow::Result<(
     Ok(())
 }
 
+/// Orders (order id → product id) left-joined with the global table of `products` (product id → name):
+/// `<product>:<name>` on `out`, `?` for a product the table does not have.
+fn product_names_topology(orders: &str, products: &str, out: &str) -> anyhow::Result<Topology> {
+    let builder = StreamsBuilder::new();
+    let names = builder.global_table::<String, String>(products);
+    builder
+        .stream::<String, String>(orders)
+        .left_join_global(
+            &names,
+            |_, product| product.clone(),
+            |product, name| format!("{product}:{}", name.map_or("?", String::as_str)),
+        )
+        .to(out);
+    Ok(builder.build()?)
+}
+
 /// A global table of products (3 partitions) joined with orders (2 partitions, keyed by order id, so not
 /// co-partitioned with anything): the instance reads every product before it processes an order (orders
 /// written before the start all find their product), keeps following the products (a rename reaches
@@ -712,19 +728,7 @@ pub(crate) fn a_global_table_is_read_whole_before_processing_and_followed() -> a
     let bytes = |s: String| Some(s.into_bytes());
     kafka::produce(&products, (0..30).map(|p| (bytes(format!("p{p}")), bytes(format!("name{p}")))));
     kafka::produce(&orders, (0..30).map(|o| (bytes(format!("o{o}")), bytes(format!("p{o}")))));
-    let topology = || -> anyhow::Result<Topology> {
-        let builder = StreamsBuilder::new();
-        let names = builder.global_table::<String, String>(&products);
-        builder
-            .stream::<String, String>(&orders)
-            .left_join_global(
-                &names,
-                |_, product| product.clone(),
-                |product, name| format!("{product}:{}", name.map_or("?", String::as_str)),
-            )
-            .to(&out);
-        Ok(builder.build()?)
-    };
+    let topology = || product_names_topology(&orders, &products, &out);
     let latest = |records: &[RawRecord]| -> BTreeMap<String, String> {
         let decode = |b: Option<&[u8]>| from_bytes(&*String::default_serde(), &out, b).unwrap().expect("not null");
         records.iter().map(|r| (decode(r.key.as_deref()), decode(r.value.as_deref()))).collect()
@@ -977,20 +981,10 @@ pub(crate) fn a_transaction_left_open_on_a_global_topic_holds_back_only_its_reco
     producer.send(&record("p2", "coffee"))?;
     producer.flush(Duration::from_secs(30))?;
 
-    let builder = StreamsBuilder::new();
-    let names = builder.global_table::<String, String>(&products);
-    builder
-        .stream::<String, String>(&orders)
-        .left_join_global(
-            &names,
-            |_, product| product.clone(),
-            |product, name| format!("{product}:{}", name.map_or("?", String::as_str)),
-        )
-        .to(&out);
     let mut config = kafka::config(&app);
     config.state_dir = state_dir.clone();
     config.processing_guarantee = kstreams::config::ProcessingGuarantee::ExactlyOnceV2;
-    let mut streams = kafka::streams(builder.build()?, config)?;
+    let mut streams = kafka::streams(product_names_topology(&orders, &products, &out)?, config)?;
     streams.start()?;
     assert!(streams.wait_for_state(State::Running, Duration::from_secs(30)), "RUNNING with the transaction open");
 

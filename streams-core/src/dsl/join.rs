@@ -228,11 +228,8 @@ impl<K: Data, V: Data, VT: Data, VR: Data> StreamTableJoin<K, V, VT, VR> {
         record: Record<K, V>,
         null_key: bool,
     ) -> Result<Option<Record<K, VR>>, StreamsError> {
-        let found = match null_key {
-            true => None,
-            false if self.table.is_versioned() => self.table.get_as_of(ctx, &record.key, record.timestamp)?,
-            false => self.table.get(ctx, &record.key)?,
-        };
+        // As of the record's time: a table without a history answers with its value now.
+        let found = if null_key { None } else { self.table.get_as_of(ctx, &record.key, record.timestamp)? };
         let Record { key, value, timestamp, headers } = record;
         let joined = (self.joiner)(value, found.as_ref().map(|t| &t.value));
         Ok(joined.map(|value| Record { key, value, timestamp, headers }))
