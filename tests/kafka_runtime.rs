@@ -21,6 +21,8 @@ scenario_tests!(
     a_missing_source_topic_is_an_error_naming_it,
     source_topics_of_one_subtopology_must_be_co_partitioned,
     joins_enrich_orders_under_exactly_once,
+    a_task_waits_max_task_idle_ms_for_its_empty_partition,
+    a_small_input_buffer_pauses_partitions_and_loses_nothing,
     a_foreign_key_join_follows_both_tables_under_exactly_once,
     a_re_keyed_stream_joins_a_table_of_another_partition_count,
     a_stream_stream_left_join_answers_each_order_once,

@@ -131,6 +131,22 @@ pub trait StreamsConsumer: OffsetCommitter + Send {
     /// revocation and the new assignment reach the listener in later polls.
     fn rejoin(&mut self) -> Result<(), ClientError>;
 
+    /// Stops fetching `partitions` (their records wait in the runtime's buffers, which are full) until
+    /// [`resume`](Self::resume). What was fetched but not yet returned by `poll_batch` may still come, or
+    /// be fetched again from the position after the last record returned: nothing is skipped. A
+    /// partition assigned again after a rebalance is not paused.
+    fn pause(&mut self, partitions: &[TopicPartition]) -> Result<(), ClientError>;
+
+    /// Fetches `partitions` again, from the position after the last record `poll_batch` returned.
+    fn resume(&mut self, partitions: &[TopicPartition]) -> Result<(), ClientError>;
+
+    /// For each of `partitions` (assigned to this consumer), how many records the broker holds beyond
+    /// those `poll_batch` returned, as of the last fetch (Kafka's `Consumer::currentLag`), up to the end
+    /// a reader at this consumer's isolation level can see; `None` while that is not known (nothing
+    /// fetched yet). A task waits for a partition with no buffered record whose lag is not known to be
+    /// zero (`max.task.idle.ms`), so a consumer that never knows makes such tasks wait for data.
+    fn fetched_lags(&mut self, partitions: &[TopicPartition]) -> Vec<Option<i64>>;
+
     /// Leaves the group promptly (revoking partitions through the listener first).
     fn close(&mut self);
 }

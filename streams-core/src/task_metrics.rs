@@ -19,6 +19,10 @@ pub struct TaskMetrics {
     /// Times a stream thread closed its tasks without committing and rejoined its group: it was
     /// fenced out (a zombie), or a transaction failed and was aborted (a thread counter).
     pub recoveries: u64,
+    /// Times a task went on with a partition that had no record buffered, once `max.task.idle.ms` had
+    /// passed with that partition known to be empty at the broker: records may be processed out of
+    /// timestamp order across the task's partitions (Kafka Streams' `enforced-processing-total`).
+    pub enforced_processing: u64,
 }
 
 impl std::ops::Add for TaskMetrics {
@@ -33,6 +37,7 @@ impl std::ops::Add for TaskMetrics {
             punctuations: self.punctuations + other.punctuations,
             production_errors: self.production_errors + other.production_errors,
             recoveries: self.recoveries + other.recoveries,
+            enforced_processing: self.enforced_processing + other.enforced_processing,
         }
     }
 }

@@ -320,6 +320,94 @@ pub(crate) fn joins_enrich_orders_under_exactly_once() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Topics `<prefix>-orders` and `<prefix>-customers` of `partitions` partitions, and `<prefix>-enriched`.
+fn order_customer_topics(prefix: &str, partitions: i32) -> (String, String, String) {
+    let prefix = kafka::unique(prefix);
+    let (orders, customers, enriched) =
+        (format!("{prefix}-orders"), format!("{prefix}-customers"), format!("{prefix}-enriched"));
+    kafka::create_topics(&[(&orders, partitions), (&customers, partitions), (&enriched, 1)]);
+    (orders, customers, enriched)
+}
+
+/// Orders (customer id to order id) joined with the customers' names: `<name>:<order>`.
+fn named_orders_topology(orders: &str, customers: &str, enriched: &str) -> anyhow::Result<Topology> {
+    let builder = StreamsBuilder::new();
+    let names = builder.table::<String, String>(customers);
+    builder.stream::<String, String>(orders).join(&names, |order, name| format!("{name}:{order}")).to(enriched);
+    Ok(builder.build()?)
+}
+
+/// `max.task.idle.ms`: an order arrives while its task's customer partition is empty, here and at the
+/// broker; the task waits (3 s here) rather than join the order with no customer. The customer, older
+/// than the order, is written 1 s into the wait, and the task takes it first: the order is enriched.
+/// As in Kafka Streams, the drained customer partition is then waited for again (it might still get an
+/// update older than the order) for 3 s, after which the order goes on alone (enforced processing,
+/// counted), and so does a second order at once: the partition has stayed empty past its deadline.
+pub(crate) fn a_task_waits_max_task_idle_ms_for_its_empty_partition() -> anyhow::Result<()> {
+    let (orders, customers, enriched) = order_customer_topics("idle", 1);
+    let mut config = kafka::config(&kafka::unique("idle-app"));
+    config.set("max.task.idle.ms", "3000")?;
+    let mut app = kafka::streams(named_orders_topology(&orders, &customers, &enriched)?, config)?;
+    app.start()?;
+    anyhow::ensure!(app.wait_for_state(State::Running, Duration::from_secs(60)), "never RUNNING");
+    let bytes = |s: &str| Some(s.as_bytes().to_vec());
+    let t0 = 1_700_000_000_000;
+    let sent = std::time::Instant::now();
+    kafka::produce_at(&orders, [(bytes("c1"), bytes("o1"), t0 + 2_000)]);
+    std::thread::sleep(Duration::from_millis(1_000));
+    kafka::produce_at(&customers, [(bytes("c1"), bytes("ann"), t0 + 1_000)]);
+    let values = |records: &[kstreams::record::RawRecord]| -> Vec<String> {
+        records.iter().map(|r| decode_string(&enriched, r.value.as_deref())).collect()
+    };
+    let out = kafka::consume_until(&enriched, Duration::from_secs(30), |r| !r.is_empty());
+    let waited = sent.elapsed();
+    assert_eq!(values(&out), ["ann:o1"], "the order waited for the older customer record");
+    assert!(waited >= Duration::from_millis(3_500), "then for the drained partition, 3 s: {waited:?}");
+    let sent = std::time::Instant::now();
+    kafka::produce_at(&orders, [(bytes("c1"), bytes("o2"), t0 + 3_000)]);
+    let out = kafka::consume_until(&enriched, Duration::from_secs(30), |r| r.len() >= 2);
+    let waited = sent.elapsed();
+    assert_eq!(values(&out), ["ann:o1", "ann:o2"]);
+    assert!(waited < Duration::from_millis(2_500), "the second order did not wait again: {waited:?}");
+    std::thread::sleep(Duration::from_millis(1_100));
+    let enforced = app.metrics().enforced_processing;
+    app.close()?;
+    assert_eq!(enforced, 2, "each order went on with the customer partition given up waiting for");
+    Ok(())
+}
+
+/// `buffered.records.per.partition` of 5: the thread pauses each partition past it and resumes it as
+/// its task drains, through 1,500 orders joined with customers written before them (older), on 2
+/// partitions. Every order comes out once, enriched: the customers, older, are taken first however the
+/// fetches interleave, and pausing loses and repeats nothing.
+pub(crate) fn a_small_input_buffer_pauses_partitions_and_loses_nothing() -> anyhow::Result<()> {
+    let (orders, customers, enriched) = order_customer_topics("buffer", 2);
+    let t0 = 1_700_000_000_000;
+    let bytes = |s: String| Some(s.into_bytes());
+    // Orders are written first but stamped after every customer.
+    kafka::produce_at(
+        &orders,
+        (0..1_500).map(|i| (bytes(format!("c{}", i % 30)), bytes(format!("o{i}")), t0 + 10_000 + i)),
+    );
+    kafka::produce_at(&customers, (0..30).map(|c| (bytes(format!("c{c}")), bytes(format!("name{c}")), t0 + c)));
+    let mut config = kafka::config(&kafka::unique("buffer-app"));
+    config.set("buffered.records.per.partition", "5")?;
+    config.set("max.poll.records", "50")?;
+    let mut app = kafka::streams(named_orders_topology(&orders, &customers, &enriched)?, config)?;
+    app.start()?;
+    let out = kafka::consume_until(&enriched, Duration::from_secs(60), |r| r.len() >= 1_500);
+    std::thread::sleep(Duration::from_millis(500));
+    let processed = app.metrics().processed_records;
+    app.close()?;
+    let mut got: Vec<String> = out.iter().map(|r| decode_string(&enriched, r.value.as_deref())).collect();
+    got.sort();
+    let mut expected: Vec<String> = (0..1_500).map(|i| format!("name{}:o{i}", i % 30)).collect();
+    expected.sort();
+    assert_eq!(got, expected, "every order once, with its customer's name");
+    assert_eq!(processed, 1_530, "each input record processed once");
+    Ok(())
+}
+
 /// Orders (an order's product id) joined by foreign key with products (a product's name), on topics of
 /// different partition counts, under exactly_once_v2: orders are placed, moved to other products and
 /// cancelled, products renamed and withdrawn, and the result ends, per order, on its current product's

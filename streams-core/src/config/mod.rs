@@ -108,6 +108,15 @@ pub struct StreamsConfig {
     pub statestore_uncommitted_max_bytes: usize,
     /// `max.poll.records` (default 1000): the most records one poll hands to the tasks.
     pub max_poll_records: usize,
+    /// `buffered.records.per.partition` (default 1000): past this many records buffered for one input
+    /// partition, the thread stops fetching it until its task has drained it to that many.
+    pub buffered_records_per_partition: usize,
+    /// `max.task.idle.ms` (default 0; `None` is Kafka's -1): how long a task with records buffered for
+    /// some of its input partitions waits for one that has none, once the broker has none either, before
+    /// it goes on without it (and may take records out of timestamp order across its partitions). A
+    /// partition with records at the broker not fetched yet is always waited for, unless `None`, which
+    /// never waits: records are taken across a task's partitions as they were fetched.
+    pub max_task_idle: Option<Duration>,
     /// `task.timeout.ms` (default 5 minutes, as in Kafka Streams): how long a thread keeps recovering
     /// from timeouts and failed transactions without one successful commit before it gives up (ERROR).
     pub task_timeout: Duration,
@@ -208,6 +217,8 @@ impl StreamsConfig {
             rocksdb_write_buffer_bytes: 16 << 20,
             statestore_uncommitted_max_bytes: 64 << 20,
             max_poll_records: 1000,
+            buffered_records_per_partition: 1000,
+            max_task_idle: Some(Duration::ZERO),
             task_timeout: Duration::from_secs(300),
             replication_factor: -1,
             default_api_timeout: Duration::from_secs(60),

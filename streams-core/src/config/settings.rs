@@ -74,7 +74,7 @@ const TRUSTSTORE: &str =
 
 /// The table: every setting `set` takes, in the order of docs/configuration.md's table (and so of
 /// `Debug`).
-pub(crate) static SETTINGS: [Setting; 34] = [
+pub(crate) static SETTINGS: [Setting; 36] = [
     Setting {
         property: "application.id",
         field: "application_id",
@@ -225,6 +225,30 @@ pub(crate) static SETTINGS: [Setting; 34] = [
             Ok(())
         },
         show: |c| c.max_poll_records.to_string(),
+    },
+    Setting {
+        property: "buffered.records.per.partition",
+        field: "buffered_records_per_partition",
+        default: "1000",
+        set: |c, _, v| {
+            c.buffered_records_per_partition = at_least(v, 1, "a number from 1")?;
+            Ok(())
+        },
+        show: |c| c.buffered_records_per_partition.to_string(),
+    },
+    Setting {
+        property: "max.task.idle.ms",
+        field: "max_task_idle",
+        default: "0",
+        set: |c, _, v| {
+            c.max_task_idle = if v == "-1" {
+                None
+            } else {
+                Some(millis(v).map_err(|_| "milliseconds, a whole number, or -1 (never wait)")?)
+            };
+            Ok(())
+        },
+        show: |c| c.max_task_idle.map_or("-1".to_string(), |d| d.as_millis().to_string()),
     },
     Setting {
         property: "task.timeout.ms",
@@ -746,7 +770,7 @@ mod tests {
         field_types!(config;
             application_id, bootstrap_servers, client_id, num_stream_threads, processing_guarantee, commit_interval,
             state_dir, cache_max_bytes, default_dsl_store, rocksdb_cache_bytes, rocksdb_write_buffer_bytes,
-            statestore_uncommitted_max_bytes, max_poll_records, task_timeout, replication_factor,
+            statestore_uncommitted_max_bytes, max_poll_records, buffered_records_per_partition, max_task_idle, task_timeout, replication_factor,
             default_api_timeout, poll_timeout, repartition_purge_interval, windowstore_changelog_additional_retention,
             windowed_emit_interval, outer_join_emit_interval,
             deserialization_handler,

@@ -1,7 +1,7 @@
 //! The embedded broker's clients: the consumer (a group member), the producer, the admin client and the
 //! restore consumer, each speaking the runtime's client traits against the broker's state.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -58,6 +58,8 @@ pub(crate) struct EmbeddedConsumer {
     pub(crate) read_committed: bool,
     /// The next offset to read of each assigned partition.
     pub(crate) positions: BTreeMap<TopicPartition, i64>,
+    /// Assigned partitions not fetched until resumed.
+    pub(crate) paused: BTreeSet<TopicPartition>,
     /// Where the next fetch starts among the assigned partitions, so every partition gets its turn.
     pub(crate) next_partition: usize,
     /// `rejoin` was called: leave and join again at the next poll.
@@ -199,7 +201,8 @@ impl EmbeddedConsumer {
 
     fn fetch(&mut self, max: usize, out: &mut Vec<RawRecord>) {
         let state = self.broker.lock();
-        let partitions: Vec<TopicPartition> = self.positions.keys().cloned().collect();
+        let partitions: Vec<TopicPartition> =
+            self.positions.keys().filter(|tp| !self.paused.contains(*tp)).cloned().collect();
         if partitions.is_empty() {
             return;
         }
@@ -273,6 +276,7 @@ impl StreamsConsumer for EmbeddedConsumer {
                         self.listener.on_partitions_revoked(&revoked, &self.committer());
                     }
                     self.positions.clear();
+                    self.paused.clear();
                     self.rejoined();
                     continue;
                 }
@@ -282,6 +286,7 @@ impl StreamsConsumer for EmbeddedConsumer {
                 }
                 GroupStep::Lost => {
                     let lost: Vec<TopicPartition> = std::mem::take(&mut self.positions).into_keys().collect();
+                    self.paused.clear();
                     if !lost.is_empty() {
                         self.listener.on_partitions_lost(&lost);
                     }
@@ -308,6 +313,31 @@ impl StreamsConsumer for EmbeddedConsumer {
         Ok(())
     }
 
+    fn pause(&mut self, partitions: &[TopicPartition]) -> Result<(), ClientError> {
+        self.paused.extend(partitions.iter().filter(|tp| self.positions.contains_key(*tp)).cloned());
+        Ok(())
+    }
+
+    fn resume(&mut self, partitions: &[TopicPartition]) -> Result<(), ClientError> {
+        for tp in partitions {
+            self.paused.remove(tp);
+        }
+        Ok(())
+    }
+
+    /// Exact: the end a reader at this isolation level sees, less the position.
+    fn fetched_lags(&mut self, partitions: &[TopicPartition]) -> Vec<Option<i64>> {
+        let state = self.broker.lock();
+        partitions
+            .iter()
+            .map(|tp| {
+                let position = *self.positions.get(tp)?;
+                let end = state.log(tp).map_or(0, |log| log.read_end(self.read_committed));
+                Some((end - position).max(0))
+            })
+            .collect()
+    }
+
     fn close(&mut self) {
         self.leave();
     }
@@ -323,6 +353,7 @@ impl EmbeddedConsumer {
         }
         self.member = None;
         self.positions.clear();
+        self.paused.clear();
         let mut state = self.broker.lock();
         if let Some(group) = state.groups.get_mut(&self.group)
             && group.members.remove(&id).is_some()

@@ -306,6 +306,7 @@ impl ClientSupplier for EmbeddedBroker {
             session_timeout_ms: config.session_timeout_ms() as i64,
             read_committed: read_committed(config),
             positions: Default::default(),
+            paused: Default::default(),
             next_partition: 0,
             rejoin_requested: false,
         }))

@@ -259,11 +259,14 @@ impl ClientSupplier for RdKafkaSupplier {
             read_committed,
             committed_timeout: config.default_api_timeout,
             failed_assignment: Mutex::new(None),
+            assigned_from: Mutex::new(BTreeMap::new()),
+            reset_to_latest: matches!(c.get("auto.offset.reset"), Some("latest" | "largest" | "end")),
         };
         let consumer: BaseConsumer<RuntimeContext> =
             c.create_with_context(context).map_err(|e| client_error("create consumer", e))?;
         Ok(Box::new(RdKafkaConsumer {
             consumer,
+            ends: HashMap::new(),
             topics: Vec::new(),
             subscription: Vec::new(),
             unknown_topic: None,
@@ -447,6 +450,12 @@ struct RuntimeContext {
     /// Why the last assignment's committed offsets could not be read: its tasks were not opened, and the
     /// next poll fails with this (a retriable error makes the thread rejoin and try again).
     failed_assignment: Mutex<Option<ClientError>>,
+    /// Where fetching of each assigned partition starts (its committed offset), for its lag until
+    /// librdkafka has a position of its own: one where nothing was fetched since the assignment.
+    assigned_from: Mutex<BTreeMap<TopicPartition, i64>>,
+    /// Where a partition without a committed offset starts: its end (`auto.offset.reset` = latest)
+    /// rather than its beginning.
+    reset_to_latest: bool,
 }
 
 fn partitions_of(list: &TopicPartitionList) -> Vec<TopicPartition> {
@@ -471,7 +480,18 @@ impl ConsumerContext for RuntimeContext {
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(list) = rebalance {
             match committed_of(consumer, list, self.committed_timeout, self.read_committed) {
-                Ok(committed) => self.listener.on_partitions_assigned(&partitions_of(list), &committed),
+                Ok(committed) => {
+                    // librdkafka keeps a partition paused by the application across its reassignment;
+                    // the runtime's fresh queues expect it fetched.
+                    if let Err(e) = consumer.resume(list) {
+                        tracing::warn!(target: "kstreams::kafka", error = %e, "could not resume newly assigned partitions");
+                    }
+                    let mut from = self.assigned_from.lock_unpoisoned();
+                    from.clear();
+                    from.extend(committed.iter().map(|(tp, c)| (tp.clone(), c.offset)));
+                    drop(from);
+                    self.listener.on_partitions_assigned(&partitions_of(list), &committed)
+                }
                 Err(e) => {
                     // Without the committed metadata a task would start without what its processors
                     // committed (an emit-final aggregation would emit its windows again), and its next
@@ -543,6 +563,14 @@ fn commit_list(offsets: &[(TopicPartition, OffsetAndMetadata)]) -> Result<TopicP
     Ok(list)
 }
 
+fn partition_list(partitions: &[TopicPartition]) -> TopicPartitionList {
+    let mut list = TopicPartitionList::new();
+    for tp in partitions {
+        list.add_partition(&tp.topic, tp.partition);
+    }
+    list
+}
+
 fn offset_list(offsets: &[(TopicPartition, i64)]) -> Result<TopicPartitionList, ClientError> {
     let mut list = TopicPartitionList::new();
     for (tp, offset) in offsets {
@@ -576,8 +604,25 @@ fn commit_sync(
     consumer.commit(&commit_list(offsets)?, CommitMode::Sync).map_err(|e| client_error("commit offsets", e))
 }
 
+/// How long the end of a partition asked of the broker is taken as its end while the consumer's
+/// position has reached it: new records produced meanwhile go unseen that long (`max.task.idle.ms`).
+const END_REFRESH: Duration = Duration::from_millis(100);
+
+/// How long asking a partition's end may take; past it the lag is not known (the task waits).
+const END_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A partition's first offset and readable end, as the broker said at `asked`.
+#[derive(Clone, Copy)]
+struct PartitionEnd {
+    low: i64,
+    end: i64,
+    asked: Instant,
+}
+
 struct RdKafkaConsumer {
     consumer: BaseConsumer<RuntimeContext>,
+    /// The partitions' ends last asked of the broker, for [`StreamsConsumer::fetched_lags`].
+    ends: HashMap<TopicPartition, PartitionEnd>,
     /// Topic names as shared strings, so a record does not allocate its topic's name.
     topics: Vec<Arc<str>>,
     subscription: Vec<String>,
@@ -701,6 +746,58 @@ impl StreamsConsumer for RdKafkaConsumer {
         self.consumer.unsubscribe();
         let topics = self.subscription.clone();
         self.subscribe(&topics)
+    }
+
+    fn pause(&mut self, partitions: &[TopicPartition]) -> Result<(), ClientError> {
+        let list = partition_list(partitions);
+        self.consumer.pause(&list).map_err(|e| client_error("pause partitions", e))
+    }
+
+    fn resume(&mut self, partitions: &[TopicPartition]) -> Result<(), ClientError> {
+        let list = partition_list(partitions);
+        self.consumer.resume(&list).map_err(|e| client_error("resume partitions", e))
+    }
+
+    /// The end a reader at this consumer's isolation level sees (the last stable offset under
+    /// read_committed), less the position after the last record or transaction marker handed out
+    /// (librdkafka's `position`, or where fetching started when nothing was handed out yet). rdkafka
+    /// offers no cached end: it is asked of the broker (`ListOffsets`), at most every
+    /// [`END_REFRESH`] per partition, and only when the position has reached the end last seen.
+    fn fetched_lags(&mut self, partitions: &[TopicPartition]) -> Vec<Option<i64>> {
+        let positions = self.consumer.position().ok();
+        let context = self.consumer.context();
+        let assigned_from = context.assigned_from.lock_unpoisoned();
+        partitions
+            .iter()
+            .map(|tp| {
+                let handed_out =
+                    positions.as_ref().and_then(|p| p.find_partition(&tp.topic, tp.partition)).and_then(|e| {
+                        match e.offset() {
+                            Offset::Offset(offset) => Some(offset),
+                            _ => None,
+                        }
+                    });
+                let position = handed_out.or_else(|| assigned_from.get(tp).copied());
+                let known = self.ends.get(tp).filter(|end| {
+                    end.asked.elapsed() < END_REFRESH || position.is_some_and(|position| position < end.end)
+                });
+                let end = match known {
+                    Some(end) => *end,
+                    None => {
+                        let (low, high) = self.consumer.fetch_watermarks(&tp.topic, tp.partition, END_TIMEOUT).ok()?;
+                        let end = PartitionEnd { low, end: high, asked: Instant::now() };
+                        self.ends.insert(tp.clone(), end);
+                        end
+                    }
+                };
+                let position = match position {
+                    Some(position) => position,
+                    None if context.reset_to_latest => end.end,
+                    None => end.low,
+                };
+                Some((end.end - position).max(0))
+            })
+            .collect()
     }
 
     fn close(&mut self) {

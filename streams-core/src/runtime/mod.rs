@@ -18,6 +18,7 @@
 
 pub(crate) mod global;
 mod layout;
+mod partition_group;
 mod producer;
 mod restore;
 mod shutdown_request;

@@ -18,12 +18,13 @@
 //! simulation (`crate::simulation`) calls it for many threads of many instances from one, in a seeded
 //! order on a virtual clock.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use super::layout::Layouts;
+use super::partition_group::{PartitionGroup, IDLE_DISABLED};
 use super::producer::ThreadProducer;
 use super::restore::{self, StateRestoreListener};
 use super::topics::TopicLayout;
@@ -58,6 +59,12 @@ pub(crate) struct ThreadInner {
     layouts: Arc<Layouts>,
     task_config: TaskConfig,
     tasks: BTreeMap<TaskId, Task>,
+    /// The records fetched for each open task and not processed yet.
+    inputs: BTreeMap<TaskId, PartitionGroup>,
+    /// `max.task.idle.ms` (-1: never wait).
+    max_task_idle_ms: i64,
+    /// `buffered.records.per.partition`.
+    max_buffered: usize,
     /// The next offset to commit for each partition processed since the last commit.
     offsets: BTreeMap<TopicPartition, i64>,
     /// Committed offsets of repartition-topic partitions not yet purged: the records below them are
@@ -363,6 +370,7 @@ impl ThreadInner {
             return;
         }
         let mut open: TaskMetrics = self.tasks.values().map(Task::metrics).sum();
+        open.enforced_processing += self.inputs.values().map(PartitionGroup::enforced).sum::<u64>();
         open.production_errors += self.production_errors;
         open.recoveries += self.total_recoveries;
         let mut metrics = self.shared.thread_metrics.lock_unpoisoned();
@@ -370,6 +378,9 @@ impl ThreadInner {
     }
 
     fn close_task(&mut self, id: TaskId) {
+        if let Some(input) = self.inputs.remove(&id) {
+            self.closed_metrics.enforced_processing += input.enforced();
+        }
         if let Some(mut task) = self.tasks.remove(&id) {
             self.closed_metrics = self.closed_metrics + task.metrics();
             if let Err(e) = task.close() {
@@ -510,53 +521,108 @@ impl ThreadInner {
         }
     }
 
-    /// Runs a polled batch through the tasks. Within a task, records of its partitions are taken by the
-    /// smallest timestamp first; each partition's own order is kept.
-    fn process(&mut self, batch: &mut Vec<RawRecord>) -> Result<(), StreamsError> {
-        // Records of one partition arrive in runs, so finding a record's queue is almost always a pointer
-        // comparison with the previous one.
-        let mut per_task: Vec<(TaskId, Vec<PartitionQueue>)> = Vec::new();
-        let mut last: Option<(usize, usize)> = None;
+    /// Buffers a polled batch in the input queues of its tasks (see [`PartitionGroup`]). Records of a
+    /// task this thread no longer holds are dropped: their new owner reads them again.
+    fn buffer(&mut self, batch: &mut Vec<RawRecord>) -> Result<(), StreamsError> {
+        // Records of one partition arrive in runs: its task is looked up once per run.
+        let mut last: Option<(Arc<str>, i32, Option<TaskId>)> = None;
         for record in batch.drain(..) {
-            let same =
-                |q: &PartitionQueue| Arc::ptr_eq(&q.tp.topic, &record.topic) && q.tp.partition == record.partition;
-            if let Some((t, q)) = last
-                && same(&per_task[t].1[q])
+            let id = match &last {
+                Some((topic, partition, id)) if Arc::ptr_eq(topic, &record.topic) && *partition == record.partition => {
+                    *id
+                }
+                _ => {
+                    let Some(id) = self.task_id(&record.topic, record.partition) else {
+                        return Err(StreamsError::Internal(format!(
+                            "a record from unexpected topic `{}`",
+                            record.topic
+                        )));
+                    };
+                    let id = self.tasks.contains_key(&id).then_some(id);
+                    if id.is_none() {
+                        tracing::debug!(target: "kstreams::runtime::thread", topic = %record.topic, partition = record.partition,
+                            "dropping fetched records of a task this thread no longer owns");
+                    }
+                    last = Some((record.topic.clone(), record.partition, id));
+                    id
+                }
+            };
+            if let Some(id) = id
+                && !self.inputs.entry(id).or_default().push(record)
             {
-                per_task[t].1[q].records.push_back(record);
-                continue;
+                tracing::debug!(target: "kstreams::runtime::thread", task = %id, "dropping a record fetched twice across a rebalance");
             }
-            let Some(id) = self.task_id(&record.topic, record.partition) else {
-                return Err(StreamsError::Internal(format!("a record from unexpected topic `{}`", record.topic)));
-            };
-            let t = match per_task.iter().position(|(i, _)| *i == id) {
-                Some(t) => t,
-                None => {
-                    per_task.push((id, Vec::new()));
-                    per_task.len() - 1
-                }
-            };
-            let queues = &mut per_task[t].1;
-            let q = match queues.iter().position(|q| q.tp.topic == record.topic && q.tp.partition == record.partition) {
-                Some(q) => q,
-                None => {
-                    let tp = TopicPartition { topic: record.topic.clone(), partition: record.partition };
-                    queues.push(PartitionQueue { tp, records: VecDeque::new(), next_offset: None });
-                    queues.len() - 1
-                }
-            };
-            queues[q].records.push_back(record);
-            last = Some((t, q));
         }
-        for (id, mut queues) in per_task {
-            let Some(mut task) = self.tasks.remove(&id) else {
-                // A partition revoked while its records were in flight: its new owner reads them again.
-                tracing::debug!(target: "kstreams::runtime::thread", task = %id, "dropping fetched records of a task this thread no longer owns");
-                continue;
-            };
-            let result = self.run_task(&mut task, &mut queues);
+        Ok(())
+    }
+
+    /// Asks the consumer how far behind the broker the input partitions of tasks with records waiting
+    /// are, for `max.task.idle.ms` (tasks of one partition, or with nothing waiting, need not know).
+    fn update_lags(&mut self, consumer: &mut dyn StreamsConsumer) {
+        let mut wanted = Vec::new();
+        for input in self.inputs.values() {
+            input.lags_wanted(self.max_task_idle_ms, &mut wanted);
+        }
+        if wanted.is_empty() {
+            return;
+        }
+        let lags = consumer.fetched_lags(&wanted);
+        for (tp, lag) in wanted.iter().zip(lags) {
+            if let Some(input) = self.task_id(&tp.topic, tp.partition).and_then(|id| self.inputs.get_mut(&id)) {
+                input.set_lag(tp, lag);
+            }
+        }
+    }
+
+    /// Runs every task that is ready through its buffered records, until it has none or must wait for
+    /// a partition (`max.task.idle.ms`); each record is the one with the smallest timestamp among the
+    /// heads of the task's partitions.
+    fn process(&mut self) -> Result<(), StreamsError> {
+        let now = self.task_config.clock.now_ms();
+        let ids: Vec<TaskId> =
+            self.inputs.iter().filter(|(_, input)| input.buffered() > 0).map(|(id, _)| *id).collect();
+        for id in ids {
+            let Some(mut input) = self.inputs.remove(&id) else { continue };
+            // Queues are filled for open tasks only and dropped with them.
+            let Some(mut task) = self.tasks.remove(&id) else { continue };
+            let result = self.run_task(&mut task, &mut input, now);
+            // Offsets of what was processed, once per partition and step rather than once per record.
+            for (tp, offset) in input.take_processed() {
+                self.offsets.insert(tp, offset);
+            }
             self.tasks.insert(id, task);
+            self.inputs.insert(id, input);
             result?;
+        }
+        Ok(())
+    }
+
+    fn run_task(&mut self, task: &mut Task, input: &mut PartitionGroup, now: i64) -> Result<(), StreamsError> {
+        while input.ready(now, self.max_task_idle_ms) {
+            let Some((queue, record)) = input.pop() else { break };
+            let offset = record.offset;
+            task.process(record)?;
+            input.processed(queue, offset);
+            self.send_outputs_of(task)?;
+        }
+        Ok(())
+    }
+
+    /// Pauses the partitions whose queues are past `buffered.records.per.partition` and resumes those
+    /// drained back to it.
+    fn pause_and_resume(&mut self, consumer: &mut dyn StreamsConsumer) -> Result<(), StreamsError> {
+        let (mut pause, mut resume) = (Vec::new(), Vec::new());
+        for input in self.inputs.values_mut() {
+            input.pause_full(self.max_buffered, &mut pause);
+            input.resume_drained(self.max_buffered, &mut resume);
+        }
+        if !pause.is_empty() {
+            tracing::debug!(target: "kstreams::runtime::thread", thread = %self.name, partitions = ?pause, "pausing full partitions");
+            consumer.pause(&pause)?;
+        }
+        if !resume.is_empty() {
+            tracing::debug!(target: "kstreams::runtime::thread", thread = %self.name, partitions = ?resume, "resuming drained partitions");
+            consumer.resume(&resume)?;
         }
         Ok(())
     }
@@ -569,38 +635,6 @@ impl ThreadInner {
                 && self.tasks.values().map(Task::uncommitted_bytes).sum::<usize>() > self.uncommitted_max_bytes)
     }
 
-    fn run_task(&mut self, task: &mut Task, queues: &mut [PartitionQueue]) -> Result<(), StreamsError> {
-        let result = self.run_queues(task, queues);
-        // Offsets of what was processed, once per partition and batch rather than once per record.
-        for q in queues.iter() {
-            if let Some(offset) = q.next_offset {
-                self.offsets.insert(q.tp.clone(), offset);
-            }
-        }
-        result
-    }
-
-    fn run_queues(&mut self, task: &mut Task, queues: &mut [PartitionQueue]) -> Result<(), StreamsError> {
-        loop {
-            let next = if queues.len() == 1 {
-                Some(0).filter(|_| !queues[0].records.is_empty())
-            } else {
-                queues
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, q)| q.records.front().map(|r| (r.timestamp, i)))
-                    .min_by_key(|(ts, _)| *ts)
-                    .map(|(_, i)| i)
-            };
-            let Some(i) = next else { return Ok(()) };
-            let record = queues[i].records.pop_front().expect("the queue had a head");
-            let next_offset = record.offset + 1;
-            task.process(record)?;
-            queues[i].next_offset = Some(next_offset);
-            self.send_outputs_of(task)?;
-        }
-    }
-
     fn punctuate(&mut self) -> Result<(), StreamsError> {
         let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
         for id in ids {
@@ -611,13 +645,6 @@ impl ThreadInner {
         }
         Ok(())
     }
-}
-
-/// One partition's records of a batch, and how far processing got.
-struct PartitionQueue {
-    tp: TopicPartition,
-    records: VecDeque<RawRecord>,
-    next_offset: Option<i64>,
 }
 
 /// Where the counters of the threads that ended are kept, beside those of the running ones (by name).
@@ -713,6 +740,13 @@ impl RebalanceListener for Listener {
                 tracing::warn!(target: "kstreams::runtime::thread", thread = %inner.name, task = %id, error = %e, "could not open the task");
                 inner.fatal.get_or_insert(e);
                 break;
+            }
+        }
+        for tp in partitions {
+            // Every input partition of an open task has its queue before any record comes: the task
+            // waits for those with none (`max.task.idle.ms`).
+            if let Some(id) = inner.task_id(&tp.topic, tp.partition).filter(|id| inner.tasks.contains_key(id)) {
+                inner.inputs.entry(id).or_default().add_partition(tp);
             }
         }
         if inner.fatal.is_none() {
@@ -826,6 +860,9 @@ impl StreamThread {
                 layouts: layouts.clone(),
                 task_config,
                 tasks: BTreeMap::new(),
+                inputs: BTreeMap::new(),
+                max_task_idle_ms: config.max_task_idle.map_or(IDLE_DISABLED, |idle| idle.as_millis() as i64),
+                max_buffered: config.buffered_records_per_partition,
                 offsets: BTreeMap::new(),
                 purgeable: BTreeMap::new(),
                 producer,
@@ -935,7 +972,12 @@ impl StreamThread {
                 .producer
                 .check_running()
                 .map_err(StreamsError::from)
-                .and_then(|()| inner.process(&mut self.batch))
+                .and_then(|()| inner.buffer(&mut self.batch))
+                .and_then(|()| {
+                    inner.update_lags(&mut *self.consumer);
+                    inner.process()
+                })
+                .and_then(|()| inner.pause_and_resume(&mut *self.consumer))
                 .and_then(|()| inner.punctuate()),
         };
         let now = self.clock.now_ms();
