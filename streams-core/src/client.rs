@@ -141,10 +141,11 @@ pub trait StreamsConsumer: OffsetCommitter + Send {
     fn resume(&mut self, partitions: &[TopicPartition]) -> Result<(), ClientError>;
 
     /// For each of `partitions` (assigned to this consumer), how many records the broker holds beyond
-    /// those `poll_batch` returned, as of the last fetch (Kafka's `Consumer::currentLag`), up to the end
-    /// a reader at this consumer's isolation level can see; `None` while that is not known (nothing
-    /// fetched yet). A task waits for a partition with no buffered record whose lag is not known to be
-    /// zero (`max.task.idle.ms`), so a consumer that never knows makes such tasks wait for data.
+    /// those `poll_batch` returned (Kafka's `Consumer::currentLag`), up to the end a reader at this
+    /// consumer's isolation level can see, as recently as the consumer can say without slowing the
+    /// thread down; `None` where it cannot say. A task waits for a partition with no buffered record
+    /// whose lag is not known to be zero (`max.task.idle.ms`), so a consumer that never knows makes
+    /// such tasks wait for data.
     fn fetched_lags(&mut self, partitions: &[TopicPartition]) -> Vec<Option<i64>>;
 
     /// Leaves the group promptly (revoking partitions through the listener first).

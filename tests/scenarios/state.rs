@@ -1015,3 +1015,79 @@ pub(crate) fn a_transaction_left_open_on_a_global_topic_holds_back_only_its_reco
     let _ = std::fs::remove_dir_all(&state_dir);
     Ok(())
 }
+
+/// Hears a restore and makes it slow: each batch applied costs a second more.
+#[derive(Clone, Default)]
+struct SlowRestore {
+    ended: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StateRestoreListener for SlowRestore {
+    fn on_batch_restored(&self, _: &TopicPartition, _: &str, _: i64, _: u64) {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    fn on_restore_end(&self, _: &TopicPartition, _: &str, _: u64) {
+        self.ended.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Restore in the thread's loop: a new instance, with an empty state directory, restores a count of
+/// 40,000 keys (4 batches, made to take a second each), and meanwhile the same thread's other task,
+/// which has nothing to restore, already processes: its output comes while the restore goes on and the
+/// instance says REBALANCING. Once the restore is done the instance is RUNNING and the restored counts
+/// go on from where they were.
+pub(crate) fn a_task_runs_while_another_restores() -> anyhow::Result<()> {
+    let prefix = kafka::unique("loop-restore");
+    let (big, small, counts, copies) =
+        (format!("{prefix}-big"), format!("{prefix}-small"), format!("{prefix}-counts"), format!("{prefix}-copies"));
+    kafka::create_topics(&[(&big, 1), (&small, 1), (&counts, 1), (&copies, 1)]);
+    let topology = || -> anyhow::Result<Topology> {
+        let builder = StreamsBuilder::new();
+        builder.stream::<String, String>(&big).group_by_key().count().to_stream().to(&counts);
+        builder.stream::<String, String>(&small).map_values(|v| v.to_uppercase()).to(&copies);
+        Ok(builder.build()?)
+    };
+    let bytes = |s: &str| Some(s.as_bytes().to_vec());
+    kafka::produce(&big, (0..40_000).map(|i| (bytes(&format!("k{i}")), bytes("v"))));
+    let app = kafka::unique("loop-restore-app");
+    let config = |dir: &Path| -> anyhow::Result<kstreams::config::StreamsConfig> {
+        let mut config = kafka::config(&app);
+        config.state_dir = dir.to_path_buf();
+        config.set("commit.interval.ms", "200")?;
+        Ok(config)
+    };
+    let first_dir = std::env::temp_dir().join(kafka::unique("loop-restore-first"));
+    let mut first = kafka::streams(topology()?, config(&first_dir)?)?;
+    first.start()?;
+    let counted = kafka::consume_until(&counts, Duration::from_secs(120), |r| r.len() >= 40_000);
+    anyhow::ensure!(counted.len() >= 40_000, "the first instance counted {} keys", counted.len());
+    first.close()?;
+
+    let second_dir = std::env::temp_dir().join(kafka::unique("loop-restore-second"));
+    let mut second = kafka::streams(topology()?, config(&second_dir)?)?;
+    let restore = SlowRestore::default();
+    second.set_global_state_restore_listener(restore.clone());
+    second.start()?;
+    kafka::produce(&small, [(bytes("a"), bytes("hello"))]);
+    let copied = kafka::consume_until(&copies, Duration::from_secs(60), |r| !r.is_empty());
+    let (ended, state) = (restore.ended.load(std::sync::atomic::Ordering::SeqCst), second.state());
+    anyhow::ensure!(copied.len() == 1, "the small task's output never came");
+    assert!(!ended, "the small task's output came before the restore ended");
+    assert_eq!(state, State::Rebalancing, "a task restoring keeps the instance REBALANCING");
+    anyhow::ensure!(second.wait_for_state(State::Running, Duration::from_secs(60)), "never RUNNING");
+    assert!(restore.ended.load(std::sync::atomic::Ordering::SeqCst), "RUNNING once restored");
+    kafka::produce(&big, [(bytes("k7"), bytes("v"))]);
+    let out = kafka::consume_until(&counts, Duration::from_secs(60), |r| r.len() > counted.len());
+    second.close()?;
+    let last = out.last().expect("a count");
+    assert_eq!(from_bytes(&*String::default_serde(), &counts, last.key.as_deref())?, Some("k7".to_string()));
+    assert_eq!(
+        from_bytes(&*i64::default_serde(), &counts, last.value.as_deref())?,
+        Some(2),
+        "restored, then counted on"
+    );
+    for dir in [first_dir, second_dir] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    Ok(())
+}

@@ -608,8 +608,13 @@ fn commit_sync(
 /// position has reached it: new records produced meanwhile go unseen that long (`max.task.idle.ms`).
 const END_REFRESH: Duration = Duration::from_millis(100);
 
-/// How long asking a partition's end may take; past it the lag is not known (the task waits).
+/// How long asking the partitions' ends may take, all together at one step; past it their lags are not
+/// known (their tasks wait).
 const END_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long an end asked of the broker is used at all, even while the position is below it (a log
+/// truncated under the consumer would otherwise keep a task waiting).
+const END_MAX_AGE: Duration = Duration::from_secs(5);
 
 /// A partition's first offset and readable end, as the broker said at `asked`.
 #[derive(Clone, Copy)]
@@ -767,6 +772,7 @@ impl StreamsConsumer for RdKafkaConsumer {
         let positions = self.consumer.position().ok();
         let context = self.consumer.context();
         let assigned_from = context.assigned_from.lock_unpoisoned();
+        let deadline = Instant::now() + END_TIMEOUT;
         partitions
             .iter()
             .map(|tp| {
@@ -779,23 +785,27 @@ impl StreamsConsumer for RdKafkaConsumer {
                     });
                 let position = handed_out.or_else(|| assigned_from.get(tp).copied());
                 let known = self.ends.get(tp).filter(|end| {
-                    end.asked.elapsed() < END_REFRESH || position.is_some_and(|position| position < end.end)
+                    let age = end.asked.elapsed();
+                    age < END_REFRESH || (age < END_MAX_AGE && position.is_some_and(|position| position < end.end))
                 });
                 let end = match known {
                     Some(end) => *end,
                     None => {
-                        let (low, high) = self.consumer.fetch_watermarks(&tp.topic, tp.partition, END_TIMEOUT).ok()?;
+                        let wait = deadline.saturating_duration_since(Instant::now());
+                        let (low, high) = self.consumer.fetch_watermarks(&tp.topic, tp.partition, wait).ok()?;
                         let end = PartitionEnd { low, end: high, asked: Instant::now() };
                         self.ends.insert(tp.clone(), end);
                         end
                     }
                 };
                 let position = match position {
-                    Some(position) => position,
+                    // A committed offset below the log's start (records deleted unread) reads from the
+                    // start: the consumer resets there.
+                    Some(position) => position.clamp(end.low, end.end.max(end.low)),
                     None if context.reset_to_latest => end.end,
                     None => end.low,
                 };
-                Some((end.end - position).max(0))
+                Some(end.end - position)
             })
             .collect()
     }

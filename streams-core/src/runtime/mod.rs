@@ -143,6 +143,9 @@ pub(crate) struct Shared {
     /// Each thread's counters, by thread name.
     pub(crate) thread_metrics: Mutex<std::collections::BTreeMap<String, TaskMetrics>>,
     pub(crate) task_holders: thread::TaskHolders,
+    /// Tasks of this instance's threads still restoring their stores: the instance is RUNNING only
+    /// when there are none.
+    pub(crate) restoring_tasks: std::sync::atomic::AtomicUsize,
     uncaught_handler: Mutex<Option<UncaughtExceptionHandler>>,
     /// Whether the instance watches for shutdown requests, and so may send one.
     pub(crate) shutdown_requests: AtomicBool,
@@ -157,6 +160,7 @@ impl Shared {
             error: Mutex::new(None),
             thread_metrics: Mutex::new(Default::default()),
             task_holders: Default::default(),
+            restoring_tasks: Default::default(),
             uncaught_handler: Mutex::new(None),
             shutdown_requests: AtomicBool::new(false),
         }

@@ -32,8 +32,6 @@ struct RecordQueue {
     records: VecDeque<RawRecord>,
     /// The offset after the last record processed, not yet taken for a commit.
     processed: Option<i64>,
-    /// The offset of the last record buffered: a partition's offsets only grow.
-    last_offset: Option<i64>,
     /// Records at the broker not fetched yet, as of the last look; `None` while not known.
     lag: Option<i64>,
     /// When the wait for this partition ends (wall clock, ms): set once it is empty here and at the
@@ -50,7 +48,6 @@ impl PartitionGroup {
                 tp: tp.clone(),
                 records: VecDeque::new(),
                 processed: None,
-                last_offset: None,
                 lag: None,
                 idle_deadline: None,
                 paused: false,
@@ -58,11 +55,9 @@ impl PartitionGroup {
         }
     }
 
-    /// Buffers `record` at the tail of its partition's queue. A record at or below the offset of one
-    /// already buffered is dropped (false): a poll that spanned a rebalance may hand over records
-    /// fetched for the task's previous life before those its new life fetched again from the same
-    /// committed offset.
-    pub(crate) fn push(&mut self, record: RawRecord) -> bool {
+    /// Buffers `record` at the tail of its partition's queue. The partition's lag is not known any more:
+    /// once the queue drains, the task asks again before it goes on without the partition.
+    pub(crate) fn push(&mut self, record: RawRecord) {
         let same = |q: &RecordQueue| Arc::ptr_eq(&q.tp.topic, &record.topic) && q.tp.partition == record.partition;
         let i = match self.queues.get(self.last) {
             Some(q) if same(q) => self.last,
@@ -82,13 +77,9 @@ impl PartitionGroup {
         };
         self.last = i;
         let q = &mut self.queues[i];
-        if q.last_offset.is_some_and(|last| record.offset <= last) {
-            return false;
-        }
-        q.last_offset = Some(record.offset);
+        q.lag = None;
         q.records.push_back(record);
         self.buffered += 1;
-        true
     }
 
     /// Records buffered in all the queues.
@@ -161,14 +152,22 @@ impl PartitionGroup {
         self.queues.iter_mut().filter_map(|q| q.processed.take().map(|offset| (q.tp.clone(), offset)))
     }
 
-    /// The partitions whose broker-side lag [`PartitionGroup::ready`] needs, while the task has records
-    /// waiting and waits for empty partitions at all: every one, as a partition may drain while the
-    /// task runs (its lag, counted from what was fetched, then says whether more is on its way).
+    /// The partitions whose broker-side lag [`PartitionGroup::ready`] needs: the empty ones, while the
+    /// task has records waiting and waits for empty partitions at all.
     pub(crate) fn lags_wanted(&self, max_idle_ms: i64, out: &mut Vec<TopicPartition>) {
         if self.buffered == 0 || max_idle_ms == IDLE_DISABLED || self.queues.len() == 1 {
             return;
         }
-        out.extend(self.queues.iter().map(|q| q.tp.clone()));
+        out.extend(self.queues.iter().filter(|q| q.records.is_empty()).map(|q| q.tp.clone()));
+    }
+
+    /// Whether the task waits for an empty partition whose lag is not known (one that drained while
+    /// the task ran): asking for it now may let the task go on without another poll.
+    pub(crate) fn waits_for_a_lag(&self, max_idle_ms: i64) -> bool {
+        self.buffered > 0
+            && max_idle_ms != IDLE_DISABLED
+            && self.queues.len() > 1
+            && self.queues.iter().any(|q| q.records.is_empty() && q.lag.is_none())
     }
 
     /// What the consumer knows of `tp`'s records at the broker not fetched yet.
@@ -282,7 +281,9 @@ mod tests {
         assert!(group.ready(50, 100));
         let (_, first) = group.pop().unwrap();
         assert_eq!(&*first.topic, "b");
-        // b is empty again: a new wait of 100 ms from now.
+        // b is empty again, and still nothing at the broker: a new wait of 100 ms from now.
+        assert!(!group.ready(150, 100), "b's lag is asked again first");
+        group.set_lag(&b, Some(0));
         assert!(!group.ready(150, 100));
         assert!(group.ready(250, 100));
     }
@@ -310,14 +311,21 @@ mod tests {
     }
 
     #[test]
-    fn a_record_fetched_again_is_buffered_once() {
-        let (mut group, a, _) = two_partitions();
-        assert!(group.push(record(&a, 4, 1)));
-        assert!(group.push(record(&a, 5, 1)));
-        assert!(!group.push(record(&a, 4, 1)));
-        assert!(!group.push(record(&a, 5, 1)));
-        assert!(group.push(record(&a, 6, 1)));
-        assert_eq!(group.buffered(), 3);
+    fn a_partition_that_drained_is_asked_for_its_lag_again() {
+        let (mut group, a, b) = two_partitions();
+        group.set_lag(&b, Some(0));
+        group.push(record(&a, 0, 1));
+        group.push(record(&b, 0, 2));
+        group.push(record(&a, 1, 3));
+        assert!(group.ready(0, 0));
+        group.pop();
+        group.pop();
+        // b drained: the lag it had before its record came says nothing now.
+        assert!(!group.ready(0, 0));
+        assert!(group.waits_for_a_lag(0));
+        group.set_lag(&b, Some(0));
+        assert!(!group.waits_for_a_lag(0));
+        assert!(group.ready(0, 0));
     }
 
     #[test]
@@ -326,12 +334,12 @@ mod tests {
         group.push(record(&a, 7, 1));
         let (i, r) = group.pop().unwrap();
         group.processed(i, r.offset);
-        assert_eq!(group.take_processed().collect::<Vec<_>>(), [(a, 8)]);
+        assert_eq!(group.take_processed().collect::<Vec<_>>(), [(a.clone(), 8)]);
         assert_eq!(group.take_processed().count(), 0);
         let mut wanted = Vec::new();
         group.push(record(&b, 0, 1));
         group.lags_wanted(0, &mut wanted);
-        assert_eq!(wanted.len(), 2, "both, while b has a record");
+        assert_eq!(wanted, [a], "the empty one, while b has a record");
         wanted.clear();
         group.lags_wanted(IDLE_DISABLED, &mut wanted);
         assert!(wanted.is_empty());

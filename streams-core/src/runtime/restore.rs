@@ -6,7 +6,7 @@
 //! (`log start - 1 <= offset < end`). A missing, corrupt or stale checkpoint means the store's files are
 //! deleted and it is restored in full: slower, never wrong.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -96,55 +96,251 @@ pub(crate) fn plan_restore(
     Ok(plan)
 }
 
-/// Replays each logged store of `task` from where `plan` says to the changelog's end, then records the
-/// offsets reached so the next checkpoint covers them. `between_batches` runs after each batch; its
-/// error stops the restore.
+/// Takes the stores that `plan` restores in full out of the task's checkpoint file: a restore cut short
+/// leaves part of the changelog in their files, which the old entry (untrusted because the files were
+/// gone, say) must not vouch for at the next start.
+pub(crate) fn forget_full_restores(
+    task: TaskId,
+    task_dir: &Path,
+    checkpoint: &Offsets,
+    stores: &[(String, TopicPartition)],
+    plan: &BTreeMap<String, (Option<i64>, i64, i64)>,
+) -> Result<(), StreamsError> {
+    let mut kept = checkpoint.clone();
+    for (store, tp) in stores {
+        if plan.get(store).is_some_and(|(start, _, _)| start.is_none()) {
+            kept.remove(&(tp.topic.to_string(), tp.partition));
+        }
+    }
+    if kept.len() == checkpoint.len() {
+        return Ok(());
+    }
+    OffsetCheckpoint::in_dir(task_dir).write(&kept).map_err(|e| StreamsError::State {
+        task,
+        message: format!("rewriting the checkpoint in {}: {e}", task_dir.display()),
+    })
+}
+
+/// About how long a stream thread restores between two polls: its running tasks wait no longer.
+const RESTORE_STEP_TIME: Duration = Duration::from_millis(100);
+
+/// The changelog offsets read at a time, at least and at most: each read starts the fetch again, so a
+/// chunk is sized to take about [`RESTORE_STEP_TIME`] at the rate the last one went.
+const MIN_CHUNK: i64 = RESTORE_BATCH as i64;
+const MAX_CHUNK: i64 = 2_000_000;
+
+/// The restore of one task's stores, a step at a time between the thread's polls
+/// ([`Restoration::step`]), from where the plan says to each changelog's end as it was when planned.
 ///
 /// A record stamped with a lower owner epoch than one before it is a former owner's late write (see
 /// [`owner_epoch`]): it is skipped, and the current value of its key goes to the task's changelog
 /// buffer, to be written again under the new owner's epoch. A store restored after its checkpoint starts
-/// from `recorded_epoch`, the epoch recorded with the checkpoint. Returns the highest owner epoch the
-/// task's state has seen.
-pub(crate) fn restore(
-    task: &mut Task,
-    plan: &BTreeMap<String, (Option<i64>, i64, i64)>,
+/// from the epoch recorded with the checkpoint.
+pub(crate) struct Restoration {
+    /// The stores still to restore, in the task's order.
+    pending: VecDeque<PendingStore>,
+    /// The store being restored.
+    current: Option<StoreRestore>,
     recorded_epoch: Option<i32>,
-    restorer: &mut dyn RestoreConsumer,
-    listener: Option<&Arc<dyn StateRestoreListener>>,
-    between_batches: &mut dyn FnMut() -> Result<(), StreamsError>,
-) -> Result<Option<i32>, StreamsError> {
-    let id = task.id();
-    let mut highest = recorded_epoch;
-    for changelog in task.changelogs().to_vec() {
-        let (store, tp) = (&changelog.store, &changelog.partition);
-        let Some(&(checkpointed_start, low, high)) = plan.get(store) else { continue };
-        // A store that keeps nothing on disk always starts empty, whatever a checkpoint says.
-        let checkpointed_start = checkpointed_start.filter(|_| changelog.persistent);
-        let start = checkpointed_start.unwrap_or(low);
-        if start > 0 {
-            task.set_changelog_offset(tp, start - 1);
+    /// The highest owner epoch the task's state has seen so far.
+    highest: Option<i32>,
+    /// The changelog offsets the next read covers.
+    chunk: i64,
+}
+
+struct PendingStore {
+    store: String,
+    tp: TopicPartition,
+    start: i64,
+    high: i64,
+    /// Whether the restore starts after a trusted checkpoint (else from the log's start).
+    after_checkpoint: bool,
+}
+
+/// How far the restore of one store got.
+struct StoreRestore {
+    store: String,
+    tp: TopicPartition,
+    start: i64,
+    /// The next offset to read.
+    position: i64,
+    high: i64,
+    fence: EpochFence,
+    /// Records restored so far.
+    total: u64,
+    /// Whether the store is in bulk mode.
+    bulk: bool,
+    started: Instant,
+    last_report: Instant,
+}
+
+impl Restoration {
+    /// The restore of `task`'s logged stores from where `plan` says; a store with nothing to restore is
+    /// marked up to date at once.
+    pub(crate) fn new(
+        task: &mut Task,
+        plan: &BTreeMap<String, (Option<i64>, i64, i64)>,
+        recorded_epoch: Option<i32>,
+    ) -> Self {
+        let mut pending = VecDeque::new();
+        for changelog in task.changelogs().to_vec() {
+            let Some(&(checkpointed_start, low, high)) = plan.get(&changelog.store) else { continue };
+            // A store that keeps nothing on disk always starts empty, whatever a checkpoint says.
+            let checkpointed_start = checkpointed_start.filter(|_| changelog.persistent);
+            let start = checkpointed_start.unwrap_or(low);
+            if start > 0 {
+                task.set_changelog_offset(&changelog.partition, start - 1);
+            }
+            if start >= high {
+                tracing::debug!(target: "kstreams::runtime::restore", task = %task.id(), store = %changelog.store, "store is up to date with its changelog");
+                continue;
+            }
+            pending.push_back(PendingStore {
+                store: changelog.store.clone(),
+                tp: changelog.partition.clone(),
+                start,
+                high,
+                after_checkpoint: checkpointed_start.is_some(),
+            });
         }
-        if start >= high {
-            tracing::debug!(target: "kstreams::runtime::restore", task = %id, store = %store, "store is up to date with its changelog");
-            continue;
+        Restoration { pending, current: None, recorded_epoch, highest: recorded_epoch, chunk: 2 * MIN_CHUNK }
+    }
+
+    /// Whether every store is restored.
+    pub(crate) fn is_done(&self) -> bool {
+        self.current.is_none() && self.pending.is_empty()
+    }
+
+    /// The highest owner epoch the restored state has seen.
+    pub(crate) fn highest_epoch(&self) -> Option<i32> {
+        self.highest
+    }
+
+    /// Restores for about [`RESTORE_STEP_TIME`] more (at least one read of whole batches), store after
+    /// store; true once every store is restored. `between_batches` runs after each batch; its error
+    /// stops the restore.
+    pub(crate) fn step(
+        &mut self,
+        task: &mut Task,
+        restorer: &mut dyn RestoreConsumer,
+        listener: Option<&Arc<dyn StateRestoreListener>>,
+        between_batches: &mut dyn FnMut() -> Result<(), StreamsError>,
+    ) -> Result<bool, StreamsError> {
+        let step_started = Instant::now();
+        loop {
+            let current = match &mut self.current {
+                Some(current) => current,
+                None => {
+                    let Some(next) = self.pending.pop_front() else { return Ok(true) };
+                    let started = self.start_store(task, next, listener)?;
+                    self.current.insert(started)
+                }
+            };
+            let (from, end) = (current.position, current.position.saturating_add(self.chunk).min(current.high));
+            let read_started = Instant::now();
+            current.read_to(task, end, restorer, listener, between_batches)?;
+            let rate = (end - from) as f64 / read_started.elapsed().as_secs_f64().max(1e-6);
+            self.chunk = ((rate * RESTORE_STEP_TIME.as_secs_f64()) as i64).clamp(MIN_CHUNK, MAX_CHUNK);
+            if current.position >= current.high {
+                self.finish_store(task, listener)?;
+            }
+            if self.is_done() {
+                return Ok(true);
+            }
+            if step_started.elapsed() >= RESTORE_STEP_TIME {
+                return Ok(false);
+            }
         }
+    }
+
+    fn start_store(
+        &mut self,
+        task: &mut Task,
+        next: PendingStore,
+        listener: Option<&Arc<dyn StateRestoreListener>>,
+    ) -> Result<StoreRestore, StreamsError> {
+        let PendingStore { store, tp, start, high, after_checkpoint } = next;
         if let Some(l) = listener {
-            l.on_restore_start(tp, store, start, high);
+            l.on_restore_start(&tp, &store, start, high);
         }
-        tracing::info!(target: "kstreams::runtime::restore", task = %id, store = %store, changelog = %tp, from = start, to = high,
+        tracing::info!(target: "kstreams::runtime::restore", task = %task.id(), store = %store, changelog = %tp, from = start, to = high,
             to_go = high - start, "restoring store");
-        let started = Instant::now();
-        let mut last_report = Instant::now();
-        let mut total = 0u64;
-        // A full restore reads every stamp; one after the checkpoint starts from the epoch recorded with it.
-        let mut fence = EpochFence::after(checkpointed_start.and(recorded_epoch));
         // Bulk mode pays for itself only on a large restore: entering and leaving it rewrites RocksDB's
         // options file twice, which dominated opening small tasks.
         let bulk = high - start >= BULK_RESTORE_RECORDS;
         if bulk {
-            task.set_restoring(store, true)?;
+            task.set_restoring(&store, true)?;
         }
-        let last = restorer.read(tp, start, high, RESTORE_BATCH, &mut |batch| {
+        Ok(StoreRestore {
+            store,
+            tp,
+            start,
+            position: start,
+            high,
+            // A full restore reads every stamp; one after the checkpoint starts from the epoch recorded with it.
+            fence: EpochFence::after(if after_checkpoint { self.recorded_epoch } else { None }),
+            total: 0,
+            bulk,
+            started: Instant::now(),
+            last_report: Instant::now(),
+        })
+    }
+
+    fn finish_store(
+        &mut self,
+        task: &mut Task,
+        listener: Option<&Arc<dyn StateRestoreListener>>,
+    ) -> Result<(), StreamsError> {
+        let Some(current) = self.current.take() else { return Ok(()) };
+        let StoreRestore { store, tp, fence, total, bulk, started, .. } = current;
+        if bulk {
+            task.set_restoring(&store, false)?;
+        }
+        self.highest = self.highest.max(fence.highest());
+        if fence.skipped() > 0 {
+            tracing::warn!(target: "kstreams::runtime::restore", task = %task.id(), store = %store, changelog = %tp, skipped = fence.skipped(),
+                highest_epoch = ?fence.highest(),
+                "skipped changelog records a former owner wrote after a newer owner's (a paused instance's late writes); \
+                 writing the current values of their keys again");
+            task.relog(&store, fence.into_stale_keys())?;
+        }
+        if let Some(l) = listener {
+            l.on_restore_end(&tp, &store, total);
+        }
+        let elapsed = started.elapsed();
+        let rate = total as f64 / elapsed.as_secs_f64().max(1e-9);
+        tracing::info!(target: "kstreams::runtime::restore", task = %task.id(), store = %store, restored = total, elapsed = ?elapsed, records_per_sec = rate as u64,
+            "store restored");
+        Ok(())
+    }
+
+    /// Takes the store being restored out of bulk mode, when its task closes before the restore ends:
+    /// what was restored stays, and the next restore of the task replays its changelog from the
+    /// checkpoint over it (the same records in the same order: the same state).
+    pub(crate) fn abandon(&mut self, task: &mut Task) {
+        if let Some(current) = self.current.take()
+            && current.bulk
+            && let Err(e) = task.set_restoring(&current.store, false)
+        {
+            tracing::warn!(target: "kstreams::runtime::restore", task = %task.id(), store = %current.store, error = %e, "could not leave bulk mode");
+        }
+    }
+}
+
+impl StoreRestore {
+    /// Reads the changelog from the position to `end`, applying every record the owner-epoch fence
+    /// admits.
+    fn read_to(
+        &mut self,
+        task: &mut Task,
+        end: i64,
+        restorer: &mut dyn RestoreConsumer,
+        listener: Option<&Arc<dyn StateRestoreListener>>,
+        between_batches: &mut dyn FnMut() -> Result<(), StreamsError>,
+    ) -> Result<(), StreamsError> {
+        let id = task.id();
+        let StoreRestore { store, tp, start, high, fence, total, last_report, .. } = self;
+        let last = restorer.read(tp, self.position, end, RESTORE_BATCH, &mut |batch| {
             let mut keep: Vec<bool> = batch.iter().map(|r| fence.admit(r)).collect();
             for i in 0..batch.len() {
                 if keep[i] {
@@ -161,39 +357,22 @@ pub(crate) fn restore(
             }
             let mut kept = keep.iter();
             task.restore_batch_where(store, batch, |_| kept.next().copied().unwrap_or(true))?;
-            total += batch.len() as u64;
-            let batch_end = batch.last().map_or(start, |r| r.offset);
+            *total += batch.len() as u64;
+            let batch_end = batch.last().map_or(*start, |r| r.offset);
             if let Some(l) = listener {
                 l.on_batch_restored(tp, store, batch_end, batch.len() as u64);
             }
             if last_report.elapsed() >= PROGRESS_EVERY {
-                tracing::info!(target: "kstreams::runtime::restore", task = %id, store = %store, restored = total, to_go = (high - 1 - batch_end).max(0),
-                    "restoring store");
-                last_report = Instant::now();
+                tracing::info!(target: "kstreams::runtime::restore", task = %id, store = %store, restored = *total,
+                    to_go = (*high - 1 - batch_end).max(0), "restoring store");
+                *last_report = Instant::now();
             }
             between_batches()
-        });
-        let ended = if bulk { task.set_restoring(store, false) } else { Ok(()) };
-        let last = last?;
-        ended?;
+        })?;
         if let Some(offset) = last {
             task.set_changelog_offset(tp, offset);
         }
-        highest = highest.max(fence.highest());
-        if fence.skipped() > 0 {
-            tracing::warn!(target: "kstreams::runtime::restore", task = %id, store = %store, changelog = %tp, skipped = fence.skipped(),
-                highest_epoch = ?fence.highest(),
-                "skipped changelog records a former owner wrote after a newer owner's (a paused instance's late writes); \
-                 writing the current values of their keys again");
-            task.relog(store, fence.into_stale_keys())?;
-        }
-        if let Some(l) = listener {
-            l.on_restore_end(tp, store, total);
-        }
-        let elapsed = started.elapsed();
-        let rate = total as f64 / elapsed.as_secs_f64().max(1e-9);
-        tracing::info!(target: "kstreams::runtime::restore", task = %id, store = %store, restored = total, elapsed = ?elapsed, records_per_sec = rate as u64,
-            "store restored");
+        self.position = end;
+        Ok(())
     }
-    Ok(highest)
 }

@@ -26,7 +26,7 @@ use std::time::Duration;
 use super::layout::Layouts;
 use super::partition_group::{PartitionGroup, IDLE_DISABLED};
 use super::producer::ThreadProducer;
-use super::restore::{self, StateRestoreListener};
+use super::restore::{self, Restoration, StateRestoreListener};
 use super::topics::TopicLayout;
 use super::{Shared, State, StreamThreadExceptionResponse};
 use crate::client::{
@@ -59,6 +59,8 @@ pub(crate) struct ThreadInner {
     layouts: Arc<Layouts>,
     task_config: TaskConfig,
     tasks: BTreeMap<TaskId, Task>,
+    /// Tasks restoring their stores, a step at a time between polls; they join `tasks` once restored.
+    restoring: BTreeMap<TaskId, (Task, Restoration)>,
     /// The records fetched for each open task and not processed yet.
     inputs: BTreeMap<TaskId, PartitionGroup>,
     /// `max.task.idle.ms` (-1: never wait).
@@ -346,7 +348,7 @@ impl ThreadInner {
     /// Closes every task without committing: what their stores held for the open transaction is
     /// dropped; their processed offsets are forgotten.
     fn close_all_tasks(&mut self) {
-        let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
+        let ids: Vec<TaskId> = self.tasks.keys().chain(self.restoring.keys()).copied().collect();
         for id in ids {
             self.close_task(id);
         }
@@ -381,7 +383,13 @@ impl ThreadInner {
         if let Some(input) = self.inputs.remove(&id) {
             self.closed_metrics.enforced_processing += input.enforced();
         }
-        if let Some(mut task) = self.tasks.remove(&id) {
+        let restoring = self.restoring.remove(&id).map(|(mut task, mut restoration)| {
+            // What was restored stays on disk; the checkpoint is left as it was.
+            restoration.abandon(&mut task);
+            self.shared.restoring_tasks.fetch_sub(1, Ordering::SeqCst);
+            task
+        });
+        if let Some(mut task) = self.tasks.remove(&id).or(restoring) {
             self.closed_metrics = self.closed_metrics + task.metrics();
             if let Err(e) = task.close() {
                 tracing::warn!(target: "kstreams::runtime::thread", task = %id, error = %e, "error closing task");
@@ -411,9 +419,10 @@ impl ThreadInner {
         }
     }
 
-    /// Opens task `id` (restoring its stores), with what the group committed for its partitions.
+    /// Opens task `id` with what the group committed for its partitions: running at once when its stores
+    /// have nothing to restore, else restoring (see [`ThreadInner::restore_step`]).
     fn open_task(&mut self, id: TaskId, committed: &CommittedOffsets) -> Result<(), StreamsError> {
-        if self.tasks.contains_key(&id) {
+        if self.tasks.contains_key(&id) || self.restoring.contains_key(&id) {
             return Ok(());
         }
         self.take_from_other_thread(id);
@@ -455,29 +464,83 @@ impl ThreadInner {
                     state_store::RocksDbKeyValueStore::destroy(store, &store_dir)?;
                 }
             }
+            if let Some(dir) = &task_dir {
+                restore::forget_full_restores(id, dir, &checkpoint, &partitions, &plan)?;
+            }
             plan
         };
         let mut task = Task::new(&self.topology, sub, id.partition, &self.task_config)?;
         let mine = committed.iter().filter(|(tp, _)| self.task_id(&tp.topic, tp.partition) == Some(id));
         task.take_committed_metadata(mine);
-        // Restore every logged store from its changelog before the task sees any input. A long restore
-        // is time the thread runs, not a pause: checking between batches keeps it from looking like one.
+        // The stores are restored from their changelogs before the task sees any input, a step at a
+        // time between polls (`restore_step`): the thread goes on with its other tasks meanwhile.
+        let restoration = Restoration::new(&mut task, &plan, recorded_epoch);
+        self.shared.task_holders.lock().insert(id, (self.name.clone(), self.me.clone()));
+        if restoration.is_done() {
+            tracing::info!(target: "kstreams::runtime::thread", task = %id, "task created");
+            return self.activate(id, task, restoration, !plan.is_empty());
+        }
+        tracing::info!(target: "kstreams::runtime::thread", task = %id, "task created; restoring its stores");
+        self.shared.restoring_tasks.fetch_add(1, Ordering::SeqCst);
+        self.restoring.insert(id, (task, restoration));
+        Ok(())
+    }
+
+    /// Restores the first restoring task some more (about 100 ms of it), and starts it once its stores
+    /// are restored, running it at once through the records it has waiting. The instance is RUNNING
+    /// once no task of it restores.
+    fn restore_step(&mut self, consumer: &mut dyn StreamsConsumer) -> Result<(), StreamsError> {
+        let Some(id) = self.restoring.keys().next().copied() else { return Ok(()) };
+        let (mut task, mut restoration) = self.restoring.remove(&id).expect("listed above");
+        // A long restore is time the thread runs, not a pause: checking between batches keeps it from
+        // looking like one (at_least_once).
         let producer = &mut self.producer;
         let mut running = || producer.check_running().map_err(StreamsError::from);
-        let restorer = &mut *self.restorer;
-        let restored_epoch =
-            restore::restore(&mut task, &plan, recorded_epoch, restorer, self.restore_listener.as_ref(), &mut running)?;
-        task.begin_ownership(restored_epoch);
-        if !plan.is_empty() {
-            // What was restored is on disk and checkpointed: a crash now does not restore it again.
-            task.flush()?;
-            task.checkpoint()?;
+        let listener = self.restore_listener.as_ref();
+        let stepped = restoration.step(&mut task, &mut *self.restorer, listener, &mut running);
+        match stepped {
+            Ok(false) => {
+                self.restoring.insert(id, (task, restoration));
+                Ok(())
+            }
+            Ok(true) => {
+                self.shared.restoring_tasks.fetch_sub(1, Ordering::SeqCst);
+                self.activate(id, task, restoration, true)?;
+                self.update_lags(consumer);
+                self.process()?;
+                if self.restoring.is_empty()
+                    && self.fatal.is_none()
+                    && self.shared.restoring_tasks.load(Ordering::SeqCst) == 0
+                {
+                    self.shared.state.set(State::Running);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // Back in the map, so that the recovery or the shutdown closes it like any other task.
+                self.restoring.insert(id, (task, restoration));
+                Err(e)
+            }
         }
-        task.init()?;
-        self.send_outputs_of(&mut task)?;
+    }
+
+    /// Starts a task whose stores are restored: a new owner epoch, what was restored flushed and
+    /// checkpointed (when there was a restore), the processors initialized.
+    fn activate(
+        &mut self,
+        id: TaskId,
+        mut task: Task,
+        restoration: Restoration,
+        restored: bool,
+    ) -> Result<(), StreamsError> {
+        task.begin_ownership(restoration.highest_epoch());
+        // What was restored is on disk and checkpointed: a crash now does not restore it again.
+        let checkpointed = if restored { task.flush().and_then(|()| task.checkpoint()) } else { Ok(()) };
+        let started = checkpointed.and_then(|()| task.init()).and_then(|()| self.send_outputs_of(&mut task));
+        // In the map even when starting failed, so that the recovery or the shutdown closes it.
         self.tasks.insert(id, task);
-        self.shared.task_holders.lock().insert(id, (self.name.clone(), self.me.clone()));
-        tracing::info!(target: "kstreams::runtime::thread", task = %id, "task created");
+        started?;
+        tracing::info!(target: "kstreams::runtime::thread", task = %id, "task running");
         Ok(())
     }
 
@@ -538,7 +601,7 @@ impl ThreadInner {
                             record.topic
                         )));
                     };
-                    let id = self.tasks.contains_key(&id).then_some(id);
+                    let id = (self.tasks.contains_key(&id) || self.restoring.contains_key(&id)).then_some(id);
                     if id.is_none() {
                         tracing::debug!(target: "kstreams::runtime::thread", topic = %record.topic, partition = record.partition,
                             "dropping fetched records of a task this thread no longer owns");
@@ -547,17 +610,15 @@ impl ThreadInner {
                     id
                 }
             };
-            if let Some(id) = id
-                && !self.inputs.entry(id).or_default().push(record)
-            {
-                tracing::debug!(target: "kstreams::runtime::thread", task = %id, "dropping a record fetched twice across a rebalance");
+            if let Some(id) = id {
+                self.inputs.entry(id).or_default().push(record);
             }
         }
         Ok(())
     }
 
-    /// Asks the consumer how far behind the broker the input partitions of tasks with records waiting
-    /// are, for `max.task.idle.ms` (tasks of one partition, or with nothing waiting, need not know).
+    /// Asks the consumer how far behind the broker the empty input partitions of tasks with records
+    /// waiting are, for `max.task.idle.ms` (tasks of one partition need not know).
     fn update_lags(&mut self, consumer: &mut dyn StreamsConsumer) {
         let mut wanted = Vec::new();
         for input in self.inputs.values() {
@@ -579,8 +640,13 @@ impl ThreadInner {
     /// heads of the task's partitions.
     fn process(&mut self) -> Result<(), StreamsError> {
         let now = self.task_config.clock.now_ms();
-        let ids: Vec<TaskId> =
-            self.inputs.iter().filter(|(_, input)| input.buffered() > 0).map(|(id, _)| *id).collect();
+        // A task restoring keeps its records until it runs.
+        let ids: Vec<TaskId> = self
+            .inputs
+            .iter()
+            .filter(|(id, input)| input.buffered() > 0 && self.tasks.contains_key(id))
+            .map(|(id, _)| *id)
+            .collect();
         for id in ids {
             let Some(mut input) = self.inputs.remove(&id) else { continue };
             // Queues are filled for open tasks only and dropped with them.
@@ -745,11 +811,15 @@ impl RebalanceListener for Listener {
         for tp in partitions {
             // Every input partition of an open task has its queue before any record comes: the task
             // waits for those with none (`max.task.idle.ms`).
-            if let Some(id) = inner.task_id(&tp.topic, tp.partition).filter(|id| inner.tasks.contains_key(id)) {
+            if let Some(id) = inner
+                .task_id(&tp.topic, tp.partition)
+                .filter(|id| inner.tasks.contains_key(id) || inner.restoring.contains_key(id))
+            {
                 inner.inputs.entry(id).or_default().add_partition(tp);
             }
         }
-        if inner.fatal.is_none() {
+        // Tasks restoring keep the instance REBALANCING until they are restored (`restore_step`).
+        if inner.fatal.is_none() && inner.shared.restoring_tasks.load(Ordering::SeqCst) == 0 {
             inner.shared.state.set(State::Running);
         }
     }
@@ -860,8 +930,11 @@ impl StreamThread {
                 layouts: layouts.clone(),
                 task_config,
                 tasks: BTreeMap::new(),
+                restoring: BTreeMap::new(),
                 inputs: BTreeMap::new(),
-                max_task_idle_ms: config.max_task_idle.map_or(IDLE_DISABLED, |idle| idle.as_millis() as i64),
+                max_task_idle_ms: config
+                    .max_task_idle
+                    .map_or(IDLE_DISABLED, |idle| i64::try_from(idle.as_millis()).unwrap_or(i64::MAX)),
                 max_buffered: config.buffered_records_per_partition,
                 offsets: BTreeMap::new(),
                 purgeable: BTreeMap::new(),
@@ -960,6 +1033,9 @@ impl StreamThread {
         if self.layouts.generation() != self.generation {
             self.subscribe()?;
         }
+        // While tasks restore, the poll does not wait: the restore goes on between polls.
+        let restoring = !self.inner.lock_unpoisoned().restoring.is_empty();
+        let poll_timeout = if restoring { Duration::ZERO } else { poll_timeout };
         let polled = self.consumer.poll_batch(poll_timeout, self.config.max_poll_records, &mut self.batch);
         let inner = self.inner.clone();
         let mut inner = inner.lock_unpoisoned();
@@ -975,10 +1051,18 @@ impl StreamThread {
                 .and_then(|()| inner.buffer(&mut self.batch))
                 .and_then(|()| {
                     inner.update_lags(&mut *self.consumer);
-                    inner.process()
+                    inner.process()?;
+                    // A partition that drained while its task ran is asked about at once, so that a task
+                    // caught up with it goes on without waiting for another poll.
+                    if inner.inputs.values().any(|input| input.waits_for_a_lag(inner.max_task_idle_ms)) {
+                        inner.update_lags(&mut *self.consumer);
+                        inner.process()?;
+                    }
+                    Ok(())
                 })
                 .and_then(|()| inner.pause_and_resume(&mut *self.consumer))
-                .and_then(|()| inner.punctuate()),
+                .and_then(|()| inner.punctuate())
+                .and_then(|()| inner.restore_step(&mut *self.consumer)),
         };
         let now = self.clock.now_ms();
         let step = step.and_then(|()| {
