@@ -1034,8 +1034,9 @@ impl StateRestoreListener for SlowRestore {
 /// Restore in the thread's loop: a new instance, with an empty state directory, restores a count of
 /// 40,000 keys (4 batches, made to take a second each), and meanwhile the same thread's other task,
 /// which has nothing to restore, already processes: its output comes while the restore goes on and the
-/// instance says REBALANCING. Once the restore is done the instance is RUNNING and the restored counts
-/// go on from where they were.
+/// instance says REBALANCING. That instance is closed before its restore ends: what it restored is
+/// checkpointed, and the next instance on the same directory restores only the rest, is RUNNING once
+/// done, and its counts go on from where they were.
 pub(crate) fn a_task_runs_while_another_restores() -> anyhow::Result<()> {
     let prefix = kafka::unique("loop-restore");
     let (big, small, counts, copies) =
@@ -1074,11 +1075,22 @@ pub(crate) fn a_task_runs_while_another_restores() -> anyhow::Result<()> {
     anyhow::ensure!(copied.len() == 1, "the small task's output never came");
     assert!(!ended, "the small task's output came before the restore ended");
     assert_eq!(state, State::Rebalancing, "a task restoring keeps the instance REBALANCING");
-    anyhow::ensure!(second.wait_for_state(State::Running, Duration::from_secs(60)), "never RUNNING");
-    assert!(restore.ended.load(std::sync::atomic::Ordering::SeqCst), "RUNNING once restored");
+    second.close()?;
+    assert!(!restore.ended.load(std::sync::atomic::Ordering::SeqCst), "closed before the restore ended");
+
+    let mut third = kafka::streams(topology()?, config(&second_dir)?)?;
+    let restores = Restores::default();
+    third.set_global_state_restore_listener(restores.clone());
+    third.start()?;
+    anyhow::ensure!(third.wait_for_state(State::Running, Duration::from_secs(60)), "never RUNNING");
+    let events = restores.0.lock().unwrap().clone();
+    assert_eq!(events.len(), 1, "one store restored: {events:?}");
+    let (_, from, to, restored) = events[0].clone();
+    assert!(from > 0 && restored < 40_000, "the restore went on from the checkpoint: {events:?}");
+    assert_eq!(restored as i64, to - from, "and restored the rest");
     kafka::produce(&big, [(bytes("k7"), bytes("v"))]);
     let out = kafka::consume_until(&counts, Duration::from_secs(60), |r| r.len() > counted.len());
-    second.close()?;
+    third.close()?;
     let last = out.last().expect("a count");
     assert_eq!(from_bytes(&*String::default_serde(), &counts, last.key.as_deref())?, Some("k7".to_string()));
     assert_eq!(

@@ -232,7 +232,11 @@ fn restore_settings(config: &StreamsConfig, client_id: &str) -> (ClientConfig, C
     apply_overrides(&mut c, config, &config.consumer_overrides);
     c.set("group.id", format!("{}-restore-consumer", config.application_id))
         .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false");
+        .set("enable.auto.offset.store", "false")
+        // A restore reads a changelog in chunks, each from where the last ended: if the log's start
+        // passed that meanwhile (a window changelog's retention), it goes on from the start, never the
+        // end (librdkafka's default), which would skip what is left.
+        .set("auto.offset.reset", "earliest");
     // The high watermark comes from a `read_uncommitted` client: librdkafka's offset query follows
     // the consumer's isolation level, and a last stable offset would end a restore early.
     let mut end_offsets = c.clone();

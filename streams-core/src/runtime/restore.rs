@@ -146,6 +146,9 @@ pub(crate) struct Restoration {
     highest: Option<i32>,
     /// The changelog offsets the next read covers.
     chunk: i64,
+    /// Whether a finished store skipped a former owner's late writes: their keys wait in the task's
+    /// changelog buffer to be written again when it runs.
+    relogged: bool,
 }
 
 struct PendingStore {
@@ -203,7 +206,14 @@ impl Restoration {
                 after_checkpoint: checkpointed_start.is_some(),
             });
         }
-        Restoration { pending, current: None, recorded_epoch, highest: recorded_epoch, chunk: 2 * MIN_CHUNK }
+        Restoration {
+            pending,
+            current: None,
+            recorded_epoch,
+            highest: recorded_epoch,
+            chunk: 2 * MIN_CHUNK,
+            relogged: false,
+        }
     }
 
     /// Whether every store is restored.
@@ -303,6 +313,7 @@ impl Restoration {
                 "skipped changelog records a former owner wrote after a newer owner's (a paused instance's late writes); \
                  writing the current values of their keys again");
             task.relog(&store, fence.into_stale_keys())?;
+            self.relogged = true;
         }
         if let Some(l) = listener {
             l.on_restore_end(&tp, &store, total);
@@ -314,15 +325,35 @@ impl Restoration {
         Ok(())
     }
 
-    /// Takes the store being restored out of bulk mode, when its task closes before the restore ends:
-    /// what was restored stays, and the next restore of the task replays its changelog from the
-    /// checkpoint over it (the same records in the same order: the same state).
+    /// When the task closes before its restore ends: takes the store being restored out of bulk mode
+    /// and checkpoints what was restored, with the owner epoch its fence reached, so that the next
+    /// restore goes on from there exactly as this one would have. Only when that one epoch says it
+    /// for every store: no store skipped a former owner's late writes (their keys would have to be
+    /// written again, which only a running task does), no store still to restore starts after the
+    /// old checkpoint (its fence starts from the old epoch), and no store restored so far saw a
+    /// higher epoch than the one being restored. Otherwise the checkpoint stays as it was and the next
+    /// restore starts over from it.
     pub(crate) fn abandon(&mut self, task: &mut Task) {
+        let id = task.id();
+        let skipped = self.relogged || self.current.as_ref().is_some_and(|c| c.fence.skipped() > 0);
+        let reached = self.current.as_ref().map_or(self.highest, |c| c.fence.highest());
+        let one_epoch = self.highest <= reached && self.pending.iter().all(|p| !p.after_checkpoint);
         if let Some(current) = self.current.take()
             && current.bulk
             && let Err(e) = task.set_restoring(&current.store, false)
         {
-            tracing::warn!(target: "kstreams::runtime::restore", task = %task.id(), store = %current.store, error = %e, "could not leave bulk mode");
+            tracing::warn!(target: "kstreams::runtime::restore", task = %id, store = %current.store, error = %e, "could not leave bulk mode");
+            return;
+        }
+        if skipped || !one_epoch {
+            return;
+        }
+        match task.checkpoint_partial_restore(reached) {
+            Ok(()) => {
+                tracing::info!(target: "kstreams::runtime::restore", task = %id, "restore cut short; what was restored is checkpointed")
+            }
+            Err(e) => tracing::warn!(target: "kstreams::runtime::restore", task = %id, error = %e,
+                "could not checkpoint the restore cut short; the next one starts from the last checkpoint"),
         }
     }
 }
@@ -372,7 +403,8 @@ impl StoreRestore {
         if let Some(offset) = last {
             task.set_changelog_offset(tp, offset);
         }
-        self.position = end;
+        // The reader may apply one record past `end` when `end - 1` is a gap (compaction, a marker).
+        self.position = last.map_or(end, |offset| end.max(offset + 1));
         Ok(())
     }
 }

@@ -384,7 +384,6 @@ impl ThreadInner {
             self.closed_metrics.enforced_processing += input.enforced();
         }
         let restoring = self.restoring.remove(&id).map(|(mut task, mut restoration)| {
-            // What was restored stays on disk; the checkpoint is left as it was.
             restoration.abandon(&mut task);
             self.shared.restoring_tasks.fetch_sub(1, Ordering::SeqCst);
             task
@@ -490,38 +489,27 @@ impl ThreadInner {
     /// are restored, running it at once through the records it has waiting. The instance is RUNNING
     /// once no task of it restores.
     fn restore_step(&mut self, consumer: &mut dyn StreamsConsumer) -> Result<(), StreamsError> {
-        let Some(id) = self.restoring.keys().next().copied() else { return Ok(()) };
-        let (mut task, mut restoration) = self.restoring.remove(&id).expect("listed above");
+        let Some((&id, (task, restoration))) = self.restoring.iter_mut().next() else { return Ok(()) };
         // A long restore is time the thread runs, not a pause: checking between batches keeps it from
-        // looking like one (at_least_once).
+        // looking like one (at_least_once). The task stays in the map meanwhile, so that whatever
+        // happens (an error, a panic in a listener) the shutdown or the recovery closes it.
         let producer = &mut self.producer;
         let mut running = || producer.check_running().map_err(StreamsError::from);
         let listener = self.restore_listener.as_ref();
-        let stepped = restoration.step(&mut task, &mut *self.restorer, listener, &mut running);
-        match stepped {
-            Ok(false) => {
-                self.restoring.insert(id, (task, restoration));
-                Ok(())
-            }
-            Ok(true) => {
-                self.shared.restoring_tasks.fetch_sub(1, Ordering::SeqCst);
-                self.activate(id, task, restoration, true)?;
-                self.update_lags(consumer);
-                self.process()?;
-                if self.restoring.is_empty()
-                    && self.fatal.is_none()
-                    && self.shared.restoring_tasks.load(Ordering::SeqCst) == 0
-                {
-                    self.shared.state.set(State::Running);
-                }
-                Ok(())
-            }
-            Err(e) => {
-                // Back in the map, so that the recovery or the shutdown closes it like any other task.
-                self.restoring.insert(id, (task, restoration));
-                Err(e)
+        if restoration.step(task, &mut *self.restorer, listener, &mut running)? {
+            let (task, restoration) = self.restoring.remove(&id).expect("stepped above");
+            self.shared.restoring_tasks.fetch_sub(1, Ordering::SeqCst);
+            self.activate(id, task, restoration, true)?;
+            self.update_lags(consumer);
+            self.process()?;
+            if self.restoring.is_empty()
+                && self.fatal.is_none()
+                && self.shared.restoring_tasks.load(Ordering::SeqCst) == 0
+            {
+                self.shared.state.set(State::Running);
             }
         }
+        Ok(())
     }
 
     /// Starts a task whose stores are restored: a new owner epoch, what was restored flushed and

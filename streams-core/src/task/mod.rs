@@ -577,6 +577,16 @@ impl Task {
         OffsetCheckpoint::in_dir(dir).write(&offsets).map_err(|e| failed(e.to_string()))
     }
 
+    /// Checkpoints a restore cut short (the task closes before it runs): the stores are flushed, the
+    /// owner epoch the restored part had seen is recorded, then the offsets restored, so that the next
+    /// restore goes on from there with the same epoch fence.
+    pub(crate) fn checkpoint_partial_restore(&mut self, highest_epoch: Option<i32>) -> Result<(), StreamsError> {
+        self.flush()?;
+        // Not an ownership: the task never ran. Its epoch is what the state reached, recorded as is.
+        self.owner_epoch = highest_epoch;
+        self.checkpoint()
+    }
+
     /// Bytes of writes the stores hold until the next commit.
     pub(crate) fn uncommitted_bytes(&self) -> usize {
         self.state.stores.iter().map(|s| s.bytes().uncommitted_bytes()).sum()
