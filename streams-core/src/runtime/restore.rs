@@ -149,6 +149,9 @@ pub(crate) struct Restoration {
     /// Whether a finished store skipped a former owner's late writes: their keys wait in the task's
     /// changelog buffer to be written again when it runs.
     relogged: bool,
+    /// Whether the last step failed part way (its chunk applied in part, a store taken from the
+    /// pending ones but not started): what was restored is then not checkpointed.
+    interrupted: bool,
 }
 
 struct PendingStore {
@@ -191,7 +194,9 @@ impl Restoration {
             // A store that keeps nothing on disk always starts empty, whatever a checkpoint says.
             let checkpointed_start = checkpointed_start.filter(|_| changelog.persistent);
             let start = checkpointed_start.unwrap_or(low);
-            if start > 0 {
+            // A store restored in full reflects the log's start only once its restore begins: a
+            // checkpoint of a restore cut short before then must not say it does.
+            if start > 0 && (checkpointed_start.is_some() || start >= high) {
                 task.set_changelog_offset(&changelog.partition, start - 1);
             }
             if start >= high {
@@ -213,6 +218,7 @@ impl Restoration {
             highest: recorded_epoch,
             chunk: 2 * MIN_CHUNK,
             relogged: false,
+            interrupted: false,
         }
     }
 
@@ -237,6 +243,20 @@ impl Restoration {
         between_batches: &mut dyn FnMut() -> Result<(), StreamsError>,
     ) -> Result<bool, StreamsError> {
         let step_started = Instant::now();
+        self.interrupted = true;
+        let done = self.step_on(task, restorer, listener, between_batches, step_started)?;
+        self.interrupted = false;
+        Ok(done)
+    }
+
+    fn step_on(
+        &mut self,
+        task: &mut Task,
+        restorer: &mut dyn RestoreConsumer,
+        listener: Option<&Arc<dyn StateRestoreListener>>,
+        between_batches: &mut dyn FnMut() -> Result<(), StreamsError>,
+        step_started: Instant,
+    ) -> Result<bool, StreamsError> {
         loop {
             let current = match &mut self.current {
                 Some(current) => current,
@@ -270,6 +290,9 @@ impl Restoration {
         listener: Option<&Arc<dyn StateRestoreListener>>,
     ) -> Result<StoreRestore, StreamsError> {
         let PendingStore { store, tp, start, high, after_checkpoint } = next;
+        if !after_checkpoint && start > 0 {
+            task.set_changelog_offset(&tp, start - 1);
+        }
         if let Some(l) = listener {
             l.on_restore_start(&tp, &store, start, high);
         }
@@ -331,11 +354,11 @@ impl Restoration {
     /// for every store: no store skipped a former owner's late writes (their keys would have to be
     /// written again, which only a running task does), no store still to restore starts after the
     /// old checkpoint (its fence starts from the old epoch), and no store restored so far saw a
-    /// higher epoch than the one being restored. Otherwise the checkpoint stays as it was and the next
-    /// restore starts over from it.
+    /// higher epoch than the one being restored; and the last step did not fail part way. Otherwise
+    /// the checkpoint stays as it was and the next restore starts over from it.
     pub(crate) fn abandon(&mut self, task: &mut Task) {
         let id = task.id();
-        let skipped = self.relogged || self.current.as_ref().is_some_and(|c| c.fence.skipped() > 0);
+        let skipped = self.relogged || self.interrupted || self.current.as_ref().is_some_and(|c| c.fence.skipped() > 0);
         let reached = self.current.as_ref().map_or(self.highest, |c| c.fence.highest());
         let one_epoch = self.highest <= reached && self.pending.iter().all(|p| !p.after_checkpoint);
         if let Some(current) = self.current.take()
