@@ -576,7 +576,9 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
         progress.acked.lock().unwrap().len()
     );
 
-    let settled = settle(&bootstrap, &names, Duration::from_secs(args.settle_timeout_s), started, &mut fleet.hanging);
+    let exactly_once = args.guarantee == "exactly_once_v2";
+    let timeout = Duration::from_secs(args.settle_timeout_s);
+    let settled = settle(&bootstrap, &names, exactly_once, timeout, started, &mut fleet.hanging);
     let mut stop_failures = Vec::new();
     for id in fleet.running.keys().copied().collect::<Vec<_>>() {
         if let Err(e) = fleet.stop(id) {
@@ -833,10 +835,14 @@ fn wait_progress(
 /// reach the end of the input (not transactional: exactly its high watermark), no transaction is open on
 /// a repartition topic, and the committed offsets of the repartition topics have not moved for five
 /// seconds (their ends also hold transaction markers and aborted records, which no commit passes; so
-/// "caught up" there is "nothing left to do"). Stopping too early shows in the verifier as missing output.
+/// "caught up" there is "nothing left to do"). Under at_least_once the repartition topics hold neither,
+/// so their committed offsets must reach their ends too: a task still restoring its stores (restores
+/// run beside the processing of other tasks) holds its offsets still, which stability alone took for
+/// done. Stopping too early shows in the verifier as missing output.
 fn settle(
     bootstrap: &str,
     names: &Names,
+    exactly_once: bool,
     timeout: Duration,
     started: Instant,
     hanging: &mut HangingTransactions,
@@ -855,21 +861,27 @@ fn settle(
         let behind: i64 = data_end.iter().zip(&data_committed).map(|(end, c)| end - c.max(&0)).sum();
         let mut offsets = data_committed;
         let mut open = false;
+        let mut repartition_behind = 0;
         for (topic, partitions) in &repartition {
             open |= !kafka::open_transactions(&committed_reader, &uncommitted_reader, topic, *partitions)?.is_empty();
-            offsets.extend(kafka::committed(bootstrap, &names.app_id, topic, *partitions)?);
+            let committed = kafka::committed(bootstrap, &names.app_id, topic, *partitions)?;
+            if !exactly_once {
+                let ends = kafka::ends(&uncommitted_reader, topic, *partitions)?;
+                repartition_behind += ends.iter().zip(&committed).map(|(end, c)| end - c.max(&0)).sum::<i64>();
+            }
+            offsets.extend(committed);
         }
         if offsets != previous {
             stable_since = Instant::now();
             previous = offsets;
         }
-        if behind == 0 && !open && stable_since.elapsed() > Duration::from_secs(5) {
+        if behind == 0 && repartition_behind == 0 && !open && stable_since.elapsed() > Duration::from_secs(5) {
             println!("[{:>5.1}s] caught up", started.elapsed().as_secs_f64());
             return Ok(());
         }
         if last_print.elapsed() > Duration::from_secs(5) {
             println!(
-                "[{:>5.1}s] waiting: {behind} input records uncommitted{}",
+                "[{:>5.1}s] waiting: {behind} input records uncommitted, {repartition_behind} repartition records{}",
                 started.elapsed().as_secs_f64(),
                 if open { "; a transaction is open on a repartition topic" } else { "" }
             );
