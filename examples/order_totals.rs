@@ -19,6 +19,9 @@
 //!
 //! `cargo run --example order_totals -- --test-driver [--orders N]`: the same topology through the test
 //! driver, printing each updated total as it is computed (orders with no customer are dropped and counted).
+//!
+//! `cargo run --example order_totals -- --describe text|mermaid|dot`: prints the topology (the picture in
+//! docs/concepts.md is the Mermaid one) and exits.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -29,7 +32,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use kstreams::prelude::*;
-use kstreams::runtime::State;
+use kstreams::runtime::{QueryableStoreTypes, State, StoreQueryParameters};
 use kstreams::serde::{to_bytes, DefaultSerde};
 use serde::{Deserialize, Serialize};
 use support::{Cluster, CommonArgs, Rng};
@@ -70,10 +73,30 @@ struct Args {
     /// After the check, go on processing until SIGINT or SIGTERM, then close cleanly.
     #[arg(long)]
     keep_running: bool,
+    /// Print the topology (as `describe()` text, a Mermaid flowchart or a Graphviz DOT graph) and exit.
+    #[arg(long, value_name = "FORMAT")]
+    describe: Option<Picture>,
+}
+
+/// How `--describe` prints the topology.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Picture {
+    Text,
+    Mermaid,
+    Dot,
 }
 
 fn main() -> anyhow::Result<()> {
-    let Args { common, test_driver, orders: orders_to_send, keep_running } = support::start()?;
+    let Args { common, test_driver, orders: orders_to_send, keep_running, describe } = support::start()?;
+    if let Some(picture) = describe {
+        let description = topology()?.0.describe();
+        match picture {
+            Picture::Text => print!("{description}"),
+            Picture::Mermaid => print!("{}", description.to_mermaid()),
+            Picture::Dot => print!("{}", description.to_dot()),
+        }
+        return Ok(());
+    }
     if !test_driver {
         return run(&common.cluster()?, orders_to_send, keep_running);
     }
@@ -151,7 +174,7 @@ fn run(cluster: &Cluster, orders_to_send: u64, keep_running: bool) -> anyhow::Re
         }
     }
 
-    let (topology, _) = topology()?;
+    let (topology, store) = topology()?;
     println!("{}", topology.describe());
     let mut config = cluster.config("order-totals-example");
     // Totals leave the record cache at each commit: commit often so they show up promptly.
@@ -189,6 +212,16 @@ fn run(cluster: &Cluster, orders_to_send: u64, keep_running: bool) -> anyhow::Re
             app.metrics().processed_records,
             first + orders_to_send
         );
+        // The same totals, read from the application's store while it runs (an interactive query).
+        let totals = app.store(StoreQueryParameters::from_name_and_type(
+            store.as_str(),
+            QueryableStoreTypes::key_value::<i64, f64>(),
+        ))?;
+        let queried: BTreeMap<i64, f64> = totals.all()?.into_iter().collect();
+        if queried.len() != actual.len() || !queried.iter().all(|(k, v)| actual.get(k).is_some_and(|a| close(*v, *a))) {
+            bail!("the store's totals differ from the output's:\n  store:  {queried:?}\n  output: {actual:?}");
+        }
+        println!("the store `{store}` queried while running holds the same {} totals", queried.len());
     }
     if result.is_ok() && keep_running {
         println!("running; totals go to `customer-totals`. Ctrl-C or SIGTERM to stop.");

@@ -76,6 +76,8 @@ mod doc_snippets {
     struct ProcessorApi;
     #[doc = include_str!("../docs/concepts.md")]
     struct Concepts;
+    #[doc = include_str!("../docs/interactive-queries.md")]
+    struct InteractiveQueries;
     #[doc = include_str!("../docs/configuration.md")]
     struct Configuration;
     #[doc = include_str!("../docs/operations.md")]

@@ -23,5 +23,6 @@ scenario_tests!(
     a_versioned_store_restores_its_history_from_the_changelog,
     a_grace_buffer_and_a_versioned_table_are_restored_from_their_changelogs,
     a_transaction_left_open_on_a_global_topic_holds_back_only_its_records,
-    a_task_runs_while_another_restores
+    a_task_runs_while_another_restores,
+    interactive_queries_read_every_local_partition_and_global_stores
 );

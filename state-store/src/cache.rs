@@ -206,6 +206,13 @@ impl<S: KeyValueStore> ReadOnlyKeyValueStore for CachingKeyValueStore<S> {
         let added = self.cache.values().filter(|v| v.is_some()).count() as u64;
         Ok(self.inner.approximate_num_entries()? + added)
     }
+
+    /// The store below's: where a layer below holds writes until the commit, what the cache holds is
+    /// not committed either; where none does (at-least-once), reads through the cache are the view, as
+    /// in Kafka Streams.
+    fn committed(&self) -> Option<&dyn ReadOnlyKeyValueStore> {
+        self.inner.committed()
+    }
 }
 
 impl<S: KeyValueStore> KeyValueStore for CachingKeyValueStore<S> {

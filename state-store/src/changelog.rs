@@ -86,6 +86,10 @@ impl<S: KeyValueStore> ReadOnlyKeyValueStore for ChangeLoggingKeyValueStore<S> {
         self.inner.get(key)
     }
 
+    fn committed(&self) -> Option<&dyn ReadOnlyKeyValueStore> {
+        self.inner.committed()
+    }
+
     fn range<'a>(&'a self, from: Bound<&[u8]>, to: Bound<&[u8]>) -> Result<KeyValueIterator<'a>, StoreError> {
         self.inner.range(from, to)
     }
@@ -170,6 +174,10 @@ impl<S: ReadOnlyKeyValueStore + ?Sized> ReadOnlyKeyValueStore for Box<S> {
 
     fn approximate_num_entries(&self) -> Result<u64, StoreError> {
         (**self).approximate_num_entries()
+    }
+
+    fn committed(&self) -> Option<&dyn ReadOnlyKeyValueStore> {
+        (**self).committed()
     }
 }
 

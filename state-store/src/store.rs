@@ -112,6 +112,15 @@ pub trait ReadOnlyKeyValueStore: StateStore {
     /// An estimate of the number of records: exact in memory, RocksDB's estimate on disk. Use it for sizing,
     /// never for correctness.
     fn approximate_num_entries(&self) -> Result<u64, StoreError>;
+
+    /// The store as of the last commit, when this store or a layer below it holds the writes since then
+    /// apart until it (see [`TransactionalKeyValueStore`](crate::TransactionalKeyValueStore)); `None`
+    /// when no layer does, and reads of the store itself are the view. Interactive queries read through
+    /// it, so that under exactly-once a reader never sees a write whose transaction may still abort.
+    /// Layers that hold nothing until a commit pass their inner store's on.
+    fn committed(&self) -> Option<&dyn ReadOnlyKeyValueStore> {
+        None
+    }
 }
 
 /// Writes to a key-value store. Writes are visible to reads at once (read-your-writes within a task).

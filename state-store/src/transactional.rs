@@ -260,6 +260,17 @@ impl<S: KeyValueStore> ReadOnlyKeyValueStore for TransactionalKeyValueStore<S> {
         let added = self.pending.values().filter(|v| v.is_some()).count() as u64;
         Ok(self.inner.approximate_num_entries()? + added)
     }
+
+    /// The store below, which only ever holds committed state. A layer holding only deletes (for the
+    /// changelog's sake, under at-least-once) is no commit boundary for readers: it passes the store
+    /// below's on.
+    fn committed(&self) -> Option<&dyn ReadOnlyKeyValueStore> {
+        if self.hold_puts {
+            Some(self.inner.committed().unwrap_or(&self.inner))
+        } else {
+            self.inner.committed()
+        }
+    }
 }
 
 impl<S: KeyValueStore> KeyValueStore for TransactionalKeyValueStore<S> {

@@ -187,7 +187,16 @@ fn run(kind: Kind, ops: &[Op]) {
                     model.write(kind, k, v.as_deref());
                 }
             }
-            Op::Get(k) => assert_eq!(store.get(k).unwrap(), model.view().get(k).cloned(), "{at}"),
+            Op::Get(k) => {
+                assert_eq!(store.get(k).unwrap(), model.view().get(k).cloned(), "{at}");
+                // What an interactive query reads: the committed state where writes are held, else the view.
+                let committed = match store.committed() {
+                    Some(committed) => collect(committed.all().unwrap()),
+                    None => collect(store.all().unwrap()),
+                };
+                let want = if kind.transactional() { model.committed.clone() } else { model.view() };
+                assert_eq!(committed, want.into_iter().collect::<Vec<_>>(), "{at}: committed reads");
+            }
             Op::Range(from, to) => {
                 let got =
                     collect(store.range(from.as_ref().map(Vec::as_slice), to.as_ref().map(Vec::as_slice)).unwrap());

@@ -383,9 +383,72 @@ pub enum StreamsError {
         /// Its error, as text.
         reason: String,
     },
+    /// An interactive query ([`KafkaStreams::store`](crate::runtime::KafkaStreams::store)) cannot read the
+    /// store now; [`StoreUnavailable::is_retriable`] says whether asking again later may work.
+    #[error("cannot query state store `{store}`: {reason}")]
+    StoreUnavailable {
+        /// The store asked for.
+        store: String,
+        /// Why it cannot be read.
+        reason: StoreUnavailable,
+    },
     /// An invariant of this library broke: a bug to report, never caused by data.
     #[error("internal error (please report): {0}")]
     Internal(String),
+}
+
+/// Why an interactive query cannot read a store (Kafka Streams' `InvalidStateStoreException` and its
+/// kinds).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreUnavailable {
+    /// The instance has not been started (`StreamsNotStartedException`); retriable once it is.
+    #[error("the instance has not started")]
+    NotStarted,
+    /// The instance is shutting down, stopped or failed (`StateStoreNotAvailableException`).
+    #[error("the instance is {state}")]
+    NotRunning {
+        /// Its state.
+        state: String,
+    },
+    /// The topology has no store of that name that holds the asked types (`UnknownStateStoreException`).
+    #[error("{0}")]
+    Unknown(String),
+    /// No task of this instance holds the store (or the partition asked for) now: the group gave it to
+    /// another instance, or is giving it back to this one (`StateStoreMigratedException`); retriable.
+    #[error("no task of this instance holds it now{}; it may have moved to another instance",
+        partition.map(|p| format!(" for partition {p}")).unwrap_or_default())]
+    Migrated {
+        /// The partition asked for, if one was.
+        partition: Option<i32>,
+    },
+    /// A task of this instance is still restoring it from its changelog; retriable (or ask with
+    /// stale stores enabled to read it as restored so far).
+    #[error("task {task} is restoring it")]
+    Restoring {
+        /// The task.
+        task: crate::task_id::TaskId,
+    },
+    /// The query was made on a stream thread of this instance (from a processor), which would wait for
+    /// itself.
+    #[error(
+        "it was queried from stream thread `{thread}`, which holds the task; query from outside the stream threads"
+    )]
+    OnStreamThread {
+        /// The thread.
+        thread: String,
+    },
+}
+
+impl StoreUnavailable {
+    /// Whether the same query may succeed later: the instance starting, a rebalance or a restore
+    /// finishing.
+    pub fn is_retriable(&self) -> bool {
+        matches!(
+            self,
+            StoreUnavailable::NotStarted | StoreUnavailable::Migrated { .. } | StoreUnavailable::Restoring { .. }
+        )
+    }
 }
 
 fn at_record(record: Option<&crate::RecordMetadata>) -> String {
@@ -444,6 +507,7 @@ impl StreamsError {
             StreamsError::IllegalState { .. } => "StreamsError::IllegalState",
             StreamsError::CloseTimeout { .. } => "StreamsError::CloseTimeout",
             StreamsError::ApplicationShutdownRequested { .. } => "StreamsError::ApplicationShutdownRequested",
+            StreamsError::StoreUnavailable { .. } => "StreamsError::StoreUnavailable",
             StreamsError::Internal(_) => "StreamsError::Internal",
         }
     }

@@ -17,9 +17,10 @@ use crate::kafka;
 mod versioned_topology;
 
 use kstreams::client::TopicPartition;
+use kstreams::error::StoreUnavailable;
 use kstreams::prelude::*;
 use kstreams::record::{ProducedRecord, RawRecord};
-use kstreams::runtime::{KafkaStreams, State, StateRestoreListener};
+use kstreams::runtime::{KafkaStreams, QueryableStoreTypes, State, StateRestoreListener, StoreQueryParameters};
 use kstreams::serde::{from_bytes, to_bytes, DefaultSerde, StringSerde};
 use kstreams::state::{ReadOnlyKeyValueStore, RocksDbKeyValueStore, RocksDbMemory};
 use kstreams::store::Stores;
@@ -1032,9 +1033,10 @@ impl StateRestoreListener for SlowRestore {
 }
 
 /// Restore in the thread's loop: a new instance, with an empty state directory, restores a count of
-/// 40,000 keys (4 batches, made to take a second each), and meanwhile the same thread's other task,
+/// 60,000 keys (6 batches, made to take a second each), and meanwhile the same thread's other task,
 /// which has nothing to restore, already processes: its output comes while the restore goes on and the
-/// instance says REBALANCING. That instance is closed before its restore ends: what it restored is
+/// instance says REBALANCING, and an interactive query of the store says it is restoring (or, with
+/// stale stores enabled, reads what is restored so far). That instance is closed before its restore ends: what it restored is
 /// checkpointed, and the next instance on the same directory restores only the rest, is RUNNING once
 /// done, and its counts go on from where they were.
 pub(crate) fn a_task_runs_while_another_restores() -> anyhow::Result<()> {
@@ -1044,12 +1046,17 @@ pub(crate) fn a_task_runs_while_another_restores() -> anyhow::Result<()> {
     kafka::create_topics(&[(&big, 1), (&small, 1), (&counts, 1), (&copies, 1)]);
     let topology = || -> anyhow::Result<Topology> {
         let builder = StreamsBuilder::new();
-        builder.stream::<String, String>(&big).group_by_key().count().to_stream().to(&counts);
+        builder
+            .stream::<String, String>(&big)
+            .group_by_key()
+            .count_with(Materialized::as_store("big-counts"))
+            .to_stream()
+            .to(&counts);
         builder.stream::<String, String>(&small).map_values(|v| v.to_uppercase()).to(&copies);
         Ok(builder.build()?)
     };
     let bytes = |s: &str| Some(s.as_bytes().to_vec());
-    kafka::produce(&big, (0..40_000).map(|i| (bytes(&format!("k{i}")), bytes("v"))));
+    kafka::produce(&big, (0..60_000).map(|i| (bytes(&format!("k{i}")), bytes("v"))));
     let app = kafka::unique("loop-restore-app");
     let config = |dir: &Path| -> anyhow::Result<kstreams::config::StreamsConfig> {
         let mut config = kafka::config(&app);
@@ -1060,8 +1067,8 @@ pub(crate) fn a_task_runs_while_another_restores() -> anyhow::Result<()> {
     let first_dir = std::env::temp_dir().join(kafka::unique("loop-restore-first"));
     let mut first = kafka::streams(topology()?, config(&first_dir)?)?;
     first.start()?;
-    let counted = kafka::consume_until(&counts, Duration::from_secs(120), |r| r.len() >= 40_000);
-    anyhow::ensure!(counted.len() >= 40_000, "the first instance counted {} keys", counted.len());
+    let counted = kafka::consume_until(&counts, Duration::from_secs(120), |r| r.len() >= 60_000);
+    anyhow::ensure!(counted.len() >= 60_000, "the first instance counted {} keys", counted.len());
     first.close()?;
 
     let second_dir = std::env::temp_dir().join(kafka::unique("loop-restore-second"));
@@ -1075,6 +1082,17 @@ pub(crate) fn a_task_runs_while_another_restores() -> anyhow::Result<()> {
     anyhow::ensure!(copied.len() == 1, "the small task's output never came");
     assert!(!ended, "the small task's output came before the restore ended");
     assert_eq!(state, State::Rebalancing, "a task restoring keeps the instance REBALANCING");
+    // An interactive query says the store is restoring (ask again later), or reads what is restored so
+    // far when stale stores are enabled.
+    let query =
+        || StoreQueryParameters::from_name_and_type("big-counts", QueryableStoreTypes::key_value::<String, i64>());
+    let read = second.store(query())?.get(&"k7".into());
+    let Err(StreamsError::StoreUnavailable { reason, .. }) = read else {
+        panic!("a restoring store was read: {read:?}")
+    };
+    assert!(matches!(reason, StoreUnavailable::Restoring { .. }) && reason.is_retriable(), "{reason:?}");
+    let restored_so_far = second.store(query().enable_stale_stores())?.all()?.len();
+    assert!(restored_so_far < 60_000, "{restored_so_far} keys restored before the restore ended");
     second.close()?;
     assert!(!restore.ended.load(std::sync::atomic::Ordering::SeqCst), "closed before the restore ended");
 
@@ -1086,10 +1104,12 @@ pub(crate) fn a_task_runs_while_another_restores() -> anyhow::Result<()> {
     let events = restores.0.lock().unwrap().clone();
     assert_eq!(events.len(), 1, "one store restored: {events:?}");
     let (_, from, to, restored) = events[0].clone();
-    assert!(from > 0 && restored < 40_000, "the restore went on from the checkpoint: {events:?}");
+    assert!(from > 0 && restored < 60_000, "the restore went on from the checkpoint: {events:?}");
     assert_eq!(restored as i64, to - from, "and restored the rest");
     kafka::produce(&big, [(bytes("k7"), bytes("v"))]);
     let out = kafka::consume_until(&counts, Duration::from_secs(60), |r| r.len() > counted.len());
+    let view = third.store(query())?;
+    assert_eq!((view.get(&"k7".into())?, view.get(&"k8".into())?), (Some(2), Some(1)), "queried after the restore");
     third.close()?;
     let last = out.last().expect("a count");
     assert_eq!(from_bytes(&*String::default_serde(), &counts, last.key.as_deref())?, Some("k7".to_string()));
@@ -1101,5 +1121,106 @@ pub(crate) fn a_task_runs_while_another_restores() -> anyhow::Result<()> {
     for dir in [first_dir, second_dir] {
         let _ = std::fs::remove_dir_all(dir);
     }
+    Ok(())
+}
+
+/// Interactive queries on a running instance with two stream threads: per-customer totals (4
+/// partitions, exactly_once_v2) read from outside the threads, whole and by partition, every customer
+/// found with the total the output topic ends on; a global table read the same way; a store the
+/// topology does not have, or asked with other types, is an error that says so; once closed, a
+/// clear error.
+pub(crate) fn interactive_queries_read_every_local_partition_and_global_stores() -> anyhow::Result<()> {
+    let prefix = kafka::unique("iq");
+    let (orders, totals, products) =
+        (format!("{prefix}-orders"), format!("{prefix}-totals"), format!("{prefix}-products"));
+    kafka::create_topics(&[(&orders, 4), (&totals, 1), (&products, 1)]);
+    let topology = {
+        let builder = StreamsBuilder::new();
+        builder
+            .stream::<i64, i64>(&orders)
+            .group_by_key()
+            .reduce_with(|a, b| a + b, Materialized::as_store("totals"))
+            .to_stream()
+            .to(&totals);
+        builder.global_table_with::<String, String>(
+            &products,
+            Consumed::with(String::default_serde(), String::default_serde()),
+            Materialized::as_store("products"),
+        );
+        builder.build()?
+    };
+    let bytes = |s: &str| Some(s.as_bytes().to_vec());
+    kafka::produce(&products, [(bytes("p1"), bytes("tea")), (bytes("p2"), bytes("cake"))]);
+    let mut expected = BTreeMap::new();
+    kafka::produce(&orders, self::orders(&orders, 0, 2_000, &mut expected));
+    let app = kafka::unique("iq-app");
+    let mut config = kafka::config(&app);
+    config.state_dir = std::env::temp_dir().join(kafka::unique("iq-state"));
+    config.set("num.stream.threads", "2")?;
+    config.set("processing.guarantee", "exactly_once_v2")?;
+    config.set("commit.interval.ms", "200")?;
+    let mut streams = kafka::streams(topology, config.clone())?;
+    let not_started =
+        streams.store(StoreQueryParameters::from_name_and_type("totals", QueryableStoreTypes::key_value::<i64, i64>()));
+    assert!(
+        matches!(not_started, Err(StreamsError::StoreUnavailable { reason: StoreUnavailable::NotStarted, .. })),
+        "before the start"
+    );
+    streams.start()?;
+    anyhow::ensure!(streams.wait_for_state(State::Running, Duration::from_secs(60)), "never RUNNING");
+    wait_for_totals(&totals, &expected);
+
+    let view = streams
+        .store(StoreQueryParameters::from_name_and_type("totals", QueryableStoreTypes::key_value::<i64, i64>()))?;
+    // The output is read uncommitted: the last commit may still be on its way to the store's view.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut all = view.all()?;
+    while all.iter().cloned().collect::<BTreeMap<_, _>>() != expected && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        all = view.all()?;
+    }
+    assert_eq!(all, expected.clone().into_iter().collect::<Vec<_>>(), "every customer, in key order");
+    for (customer, total) in &expected {
+        assert_eq!(view.get(customer)?, Some(*total), "customer {customer}");
+    }
+    assert_eq!(view.get(&1_000)?, None, "no such customer");
+    assert_eq!(view.range(&3, &5)?, expected.range(3..=5).map(|(k, v)| (*k, *v)).collect::<Vec<_>>());
+    let mut by_partition = Vec::new();
+    for partition in 0..4 {
+        let part = streams.store(
+            StoreQueryParameters::from_name_and_type("totals", QueryableStoreTypes::key_value::<i64, i64>())
+                .with_partition(partition),
+        )?;
+        by_partition.extend(part.all()?);
+    }
+    by_partition.sort();
+    assert_eq!(by_partition, all, "the partitions' parts make the whole");
+    let stamped = streams.store(StoreQueryParameters::from_name_and_type(
+        "totals",
+        QueryableStoreTypes::timestamped_key_value::<i64, i64>(),
+    ))?;
+    assert_eq!(stamped.get(&3)?.map(|v| v.value), expected.get(&3).copied());
+
+    let names = streams.store(StoreQueryParameters::from_name_and_type(
+        "products",
+        QueryableStoreTypes::key_value::<String, String>(),
+    ))?;
+    assert_eq!(names.all()?, vec![("p1".to_string(), "tea".to_string()), ("p2".to_string(), "cake".to_string())]);
+
+    let unknown =
+        streams.store(StoreQueryParameters::from_name_and_type("nope", QueryableStoreTypes::key_value::<i64, i64>()));
+    let Err(StreamsError::StoreUnavailable { reason, .. }) = unknown else { panic!("an unknown store was found") };
+    assert!(matches!(reason, StoreUnavailable::Unknown(_)) && !reason.is_retriable(), "{reason:?}");
+    let wrong = streams
+        .store(StoreQueryParameters::from_name_and_type("totals", QueryableStoreTypes::key_value::<String, i64>()))?;
+    let Err(StreamsError::StoreUnavailable { reason, .. }) = wrong.get(&"3".into()) else {
+        panic!("read with other types")
+    };
+    assert!(matches!(reason, StoreUnavailable::Unknown(_)), "{reason:?}");
+
+    streams.close()?;
+    let Err(StreamsError::StoreUnavailable { reason, .. }) = view.get(&3) else { panic!("read after close") };
+    assert_eq!(reason, StoreUnavailable::NotRunning { state: "NotRunning".into() });
+    let _ = std::fs::remove_dir_all(&config.state_dir);
     Ok(())
 }

@@ -20,12 +20,16 @@ pub(crate) mod global;
 mod layout;
 mod partition_group;
 mod producer;
+mod query;
 mod restore;
 mod shutdown_request;
 mod state_dir;
 pub(crate) mod thread;
 mod topics;
 
+pub use query::{
+    KeyValueStoreType, LocalKeyValueStore, QueryableStoreType, QueryableStoreTypes, StoreQueryParameters, StoreSource,
+};
 pub use restore::StateRestoreListener;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -149,6 +153,9 @@ pub(crate) struct Shared {
     uncaught_handler: Mutex<Option<UncaughtExceptionHandler>>,
     /// Whether the instance watches for shutdown requests, and so may send one.
     pub(crate) shutdown_requests: AtomicBool,
+    /// Interactive queries waiting for a stream thread's lock: a thread lets them in before it takes
+    /// its lock again (a lock is not fair, and a busy thread takes it back at once).
+    pub(crate) queries_waiting: std::sync::atomic::AtomicUsize,
 }
 
 impl Shared {
@@ -163,6 +170,7 @@ impl Shared {
             restoring_tasks: Default::default(),
             uncaught_handler: Mutex::new(None),
             shutdown_requests: AtomicBool::new(false),
+            queries_waiting: Default::default(),
         }
     }
 
@@ -420,6 +428,54 @@ impl KafkaStreams {
                 active_tasks: holders.iter().filter(|(_, name)| *name == t.name).map(|(id, _)| *id).collect(),
             })
             .collect()
+    }
+
+    /// A read-only view of the store `params` names, over the tasks of this instance that hold it
+    /// (Kafka Streams' interactive queries; `docs/interactive-queries.md`). Errors here when the
+    /// instance has not started or has stopped, or the topology has no store of that name; the view's
+    /// calls check again each time, and fail with a retriable [`StreamsError::StoreUnavailable`] while
+    /// the store is restoring or moving between instances.
+    ///
+    /// ```no_run
+    /// # use streams_core::runtime::{KafkaStreams, QueryableStoreTypes, StoreQueryParameters};
+    /// # fn query(app: &KafkaStreams) -> Result<(), streams_core::StreamsError> {
+    /// let totals = app.store(StoreQueryParameters::from_name_and_type(
+    ///     "totals",
+    ///     QueryableStoreTypes::key_value::<String, f64>(),
+    /// ))?;
+    /// println!("customer 42: {:?}", totals.get(&"42".to_string())?);
+    /// # Ok(()) }
+    /// ```
+    pub fn store<T: QueryableStoreType>(&self, params: StoreQueryParameters<T>) -> Result<T::Store, StreamsError> {
+        let (name, partition, stale) = params.into_parts();
+        let unavailable = |reason| StreamsError::StoreUnavailable { store: name.clone(), reason };
+        match self.state() {
+            State::Created => return Err(unavailable(crate::error::StoreUnavailable::NotStarted)),
+            State::Running | State::Rebalancing => {}
+            state => {
+                return Err(unavailable(crate::error::StoreUnavailable::NotRunning { state: format!("{state:?}") }))
+            }
+        }
+        let place = if self.topology.is_global_store(&name) {
+            let globals = self.new_threads.as_ref().and_then(|factory| factory.state.globals.clone());
+            let globals =
+                globals.ok_or_else(|| StreamsError::Internal(format!("global store `{name}` has no global task")))?;
+            query::Place::Global(globals)
+        } else {
+            let subtopology = self
+                .plan
+                .subtopologies
+                .iter()
+                .find(|sub| sub.stores.iter().any(|&g| self.topology.stores[g].name == name))
+                .map(|sub| sub.id);
+            let Some(subtopology) = subtopology else {
+                return Err(unavailable(crate::error::StoreUnavailable::Unknown(
+                    "the topology has no store of that name".into(),
+                )));
+            };
+            query::Place::Tasks(subtopology)
+        };
+        Ok(T::create(query::StoreSource::new(name, self.shared.clone(), place, partition, stale)))
     }
 
     /// For a simulation: the process id in transactional ids (instead of a random one) and the clock

@@ -19,7 +19,7 @@
 //! order on a virtual clock.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -100,16 +100,57 @@ pub(crate) struct ThreadInner {
 /// partition to one member per generation, so the other thread's hold is stale (it lost the partition
 /// in a pause of the whole process and has not polled since to find out).
 #[derive(Default)]
-pub(crate) struct TaskHolders(Mutex<BTreeMap<TaskId, (String, Weak<Mutex<ThreadInner>>)>>);
+pub(crate) struct TaskHolders(Mutex<BTreeMap<TaskId, Holder>>);
+
+/// The thread that holds a task.
+#[derive(Clone)]
+struct Holder {
+    name: String,
+    inner: Weak<Mutex<ThreadInner>>,
+    /// Whether the task is still restoring its stores: a query is told so without waiting for the
+    /// thread's lock, which a restore step holds.
+    restoring: bool,
+}
 
 impl TaskHolders {
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<TaskId, (String, Weak<Mutex<ThreadInner>>)>> {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<TaskId, Holder>> {
         self.0.lock_unpoisoned()
     }
 
     /// Each task and the name of the thread that holds it, in task order.
     pub(crate) fn holders(&self) -> Vec<(TaskId, String)> {
-        self.lock().iter().map(|(id, (name, _))| (*id, name.clone())).collect()
+        self.lock().iter().map(|(id, holder)| (*id, holder.name.clone())).collect()
+    }
+
+    /// Whether task `id` is held here and still restoring.
+    pub(crate) fn restoring(&self, id: TaskId) -> bool {
+        self.lock().get(&id).is_some_and(|holder| holder.restoring)
+    }
+
+    fn set_restoring(&self, id: TaskId, restoring: bool) {
+        if let Some(holder) = self.lock().get_mut(&id) {
+            holder.restoring = restoring;
+        }
+    }
+
+    /// Runs `read` on task `id` (and whether it is still restoring) under its thread's lock, so between
+    /// two of the thread's steps; `None` when no thread of this instance holds the task. The registry's
+    /// lock is let go first: a reader holds one thread's lock at a time, and nothing else.
+    pub(crate) fn read_task<R>(
+        &self,
+        id: TaskId,
+        queries_waiting: &AtomicUsize,
+        read: impl FnOnce(&Task, bool) -> R,
+    ) -> Option<R> {
+        let holder = self.lock().get(&id).and_then(|holder| holder.inner.upgrade())?;
+        queries_waiting.fetch_add(1, Ordering::SeqCst);
+        let inner = holder.lock_unpoisoned();
+        queries_waiting.fetch_sub(1, Ordering::SeqCst);
+        match (inner.tasks.get(&id), inner.restoring.get(&id)) {
+            (Some(task), _) => Some(read(task, false)),
+            (None, Some((task, _))) => Some(read(task, true)),
+            (None, None) => None,
+        }
     }
 }
 
@@ -395,7 +436,7 @@ impl ThreadInner {
             }
             tracing::info!(target: "kstreams::runtime::thread", task = %id, "task closed");
             let mut holders = self.shared.task_holders.lock();
-            if holders.get(&id).is_some_and(|(holder, _)| *holder == self.name) {
+            if holders.get(&id).is_some_and(|holder| holder.name == self.name) {
                 holders.remove(&id);
             }
         }
@@ -406,7 +447,7 @@ impl ThreadInner {
     /// closing a task of its own meanwhile cannot deadlock with us.
     fn take_from_other_thread(&mut self, id: TaskId) {
         let holder = self.shared.task_holders.lock().get(&id).cloned();
-        let Some((name, holder)) = holder.filter(|(name, _)| *name != self.name) else { return };
+        let Some(Holder { name, inner: holder, .. }) = holder.filter(|holder| holder.name != self.name) else { return };
         let Some(holder) = holder.upgrade() else { return };
         tracing::warn!(target: "kstreams::runtime::thread", task = %id, from = %name, to = %self.name, "taking a task another thread of this instance still holds; it lost the task without knowing yet");
         let mut other = holder.lock_unpoisoned();
@@ -474,7 +515,8 @@ impl ThreadInner {
         // The stores are restored from their changelogs before the task sees any input, a step at a
         // time between polls (`restore_step`): the thread goes on with its other tasks meanwhile.
         let restoration = Restoration::new(&mut task, &plan, recorded_epoch);
-        self.shared.task_holders.lock().insert(id, (self.name.clone(), self.me.clone()));
+        let holder = Holder { name: self.name.clone(), inner: self.me.clone(), restoring: !restoration.is_done() };
+        self.shared.task_holders.lock().insert(id, holder);
         if restoration.is_done() {
             tracing::info!(target: "kstreams::runtime::thread", task = %id, "task created");
             return self.activate(id, task, restoration, !plan.is_empty());
@@ -499,6 +541,7 @@ impl ThreadInner {
         if restoration.step(task, &mut *self.restorer, listener, &mut running)? {
             let (task, restoration) = self.restoring.remove(&id).expect("stepped above");
             self.shared.restoring_tasks.fetch_sub(1, Ordering::SeqCst);
+            self.shared.task_holders.set_restoring(id, false);
             self.activate(id, task, restoration, true)?;
             self.update_lags(consumer);
             self.process()?;
@@ -1025,6 +1068,7 @@ impl StreamThread {
         let restoring = !self.inner.lock_unpoisoned().restoring.is_empty();
         let poll_timeout = if restoring { Duration::ZERO } else { poll_timeout };
         let polled = self.consumer.poll_batch(poll_timeout, self.config.max_poll_records, &mut self.batch);
+        self.let_queries_in();
         let inner = self.inner.clone();
         let mut inner = inner.lock_unpoisoned();
         let step = match (polled, inner.fatal.take()) {
@@ -1082,6 +1126,15 @@ impl StreamThread {
             self.last_metrics_ms = now;
         }
         Ok(())
+    }
+
+    /// Waits (a millisecond at most) while interactive queries wait for this instance's threads' locks,
+    /// so that they get in between two steps of a thread that never waits in its poll.
+    fn let_queries_in(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_millis(1);
+        while self.shared.queries_waiting.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
     }
 
     /// The end of the thread's life: after `result` Ok, a clean shutdown (commit what was processed,

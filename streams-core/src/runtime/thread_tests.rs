@@ -16,10 +16,13 @@ use crate::client::{ClientErrorKind, ClientSupplier};
 use crate::config::{DslStoreType, ProcessingGuarantee, StreamsConfig};
 use crate::dsl::{BufferConfig, Grouped, Materialized, StreamsBuilder, Suppressed, TimeWindows};
 use crate::embedded::EmbeddedBroker;
+use crate::error::StoreUnavailable;
 use crate::processor::{Processor, ProcessorContext};
 use crate::record::RawRecord;
-use crate::runtime::{layout::Layouts, topics, State};
+use crate::runtime::query::{Place, StoreSource};
+use crate::runtime::{layout::Layouts, topics, KeyValueStoreType, LocalKeyValueStore, QueryableStoreType, State};
 use crate::serde::StringSerde;
+use crate::store::ValueAndTimestamp;
 use crate::sync::LockUnpoisoned;
 use crate::time::Clock;
 use crate::topology::{plan, Topology};
@@ -638,4 +641,92 @@ fn a_thread_behind_on_its_patterns_topics_takes_no_task_and_joins_again_with_the
     let mut out = values(&cluster.broker.read_all("output"));
     out.sort();
     assert_eq!(out, ["a", "a", "b", "b"]);
+}
+
+/// An interactive query's view of store `counts` of `shared`'s instance, its counts without timestamps.
+fn queried_counts(shared: &Arc<Shared>, partition: Option<i32>) -> LocalKeyValueStore<String, i64> {
+    let source = StoreSource::new("counts".into(), shared.clone(), Place::Tasks(0), partition, false);
+    KeyValueStoreType::<String, i64>::create(source)
+}
+
+fn unavailable(result: Result<impl std::fmt::Debug, StreamsError>) -> StoreUnavailable {
+    match result {
+        Err(StreamsError::StoreUnavailable { reason, .. }) => reason,
+        other => panic!("expected the store to be unavailable, got {other:?}"),
+    }
+}
+
+#[test]
+fn under_exactly_once_v2_an_interactive_query_sees_each_task_as_of_its_last_commit() {
+    let cluster = Cluster::new();
+    let (mut thread, shared) = cluster.thread("t1", counting(), config(ProcessingGuarantee::ExactlyOnceV2));
+    let counts = queried_counts(&shared, None);
+    assert_eq!(unavailable(counts.get(&"a".into())), StoreUnavailable::NotStarted);
+
+    cluster.append(&[(0, "b", "1"), (1, "a", "1"), (0, "b", "2")]);
+    step(&mut thread);
+    assert_eq!(counts.get(&"b".into()).unwrap(), None, "processed, in the open transaction");
+    assert_eq!(counts.all().unwrap(), vec![]);
+
+    cluster.clock.advance(1_000);
+    step(&mut thread);
+    assert_eq!(counts.get(&"b".into()).unwrap(), Some(2));
+    assert_eq!(counts.all().unwrap(), vec![("a".into(), 1), ("b".into(), 2)], "in key order across partitions");
+
+    cluster.append(&[(1, "a", "3")]);
+    step(&mut thread);
+    assert_eq!(counts.get(&"a".into()).unwrap(), Some(1), "the update is not committed yet");
+    cluster.clock.advance(1_000);
+    step(&mut thread);
+    assert_eq!(counts.get(&"a".into()).unwrap(), Some(2));
+    assert_eq!(counts.range(&"a".into(), &"a".into()).unwrap(), vec![("a".into(), 2)]);
+    assert_eq!(counts.reverse_all().unwrap(), vec![("b".into(), 2), ("a".into(), 2)]);
+    assert_eq!(counts.approximate_num_entries().unwrap(), 2);
+    let stamped = KeyValueStoreType::<String, ValueAndTimestamp<i64>>::create(StoreSource::new(
+        "counts".into(),
+        shared.clone(),
+        Place::Tasks(0),
+        Some(1),
+        false,
+    ));
+    assert_eq!(stamped.all().unwrap().iter().map(|(k, v)| (k.as_str(), v.value)).collect::<Vec<_>>(), [("a", 2)]);
+}
+
+#[test]
+fn under_at_least_once_an_interactive_query_sees_what_was_processed_before_the_commit() {
+    let cluster = Cluster::new();
+    let (mut thread, shared) = cluster.thread("t1", counting(), config(ProcessingGuarantee::AtLeastOnce));
+    cluster.append(&[(0, "b", "1"), (1, "a", "1")]);
+    step(&mut thread);
+    assert_eq!(cluster.uncommitted_input(), 2);
+    assert_eq!(queried_counts(&shared, None).all().unwrap(), vec![("a".into(), 1), ("b".into(), 1)]);
+    assert_eq!(queried_counts(&shared, Some(1)).all().unwrap(), vec![("a".into(), 1)], "partition 1 only");
+}
+
+#[test]
+fn an_interactive_query_says_why_it_cannot_read_and_whether_to_ask_again() {
+    let cluster = Cluster::new();
+    let (mut thread, shared) = cluster.thread("t1", counting(), config(ProcessingGuarantee::AtLeastOnce));
+    cluster.append(&[(0, "b", "1")]);
+    step(&mut thread);
+
+    let reason = unavailable(queried_counts(&shared, Some(7)).get(&"b".into()));
+    assert_eq!(reason, StoreUnavailable::Migrated { partition: Some(7) });
+    assert!(reason.is_retriable());
+    let wrong = KeyValueStoreType::<String, String>::create(StoreSource::new(
+        "counts".into(),
+        shared.clone(),
+        Place::Tasks(0),
+        None,
+        false,
+    ));
+    let reason = unavailable(wrong.get(&"b".into()));
+    assert!(matches!(&reason, StoreUnavailable::Unknown(why) if why.contains("ValueAndTimestamp<i64>")), "{reason:?}");
+    assert!(!reason.is_retriable());
+
+    thread.finish(Ok(()));
+    shared.state.set(State::NotRunning);
+    let reason = unavailable(queried_counts(&shared, None).get(&"b".into()));
+    assert_eq!(reason, StoreUnavailable::NotRunning { state: "NotRunning".into() });
+    assert!(!reason.is_retriable());
 }

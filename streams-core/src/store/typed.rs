@@ -178,6 +178,11 @@ impl<K: 'static, V: 'static> TypedKeyValueStore<K, V> {
     pub(crate) fn observed_stream_time(&self) -> Option<i64> {
         self.inner.observed_stream_time()
     }
+
+    /// The serdes it reads keys and values with, for a reader of its bytes (interactive queries).
+    pub(crate) fn serdes(&self) -> (Arc<dyn Serde<K>>, Arc<dyn Serde<V>>) {
+        (self.key_serde.clone(), self.value_serde.clone())
+    }
 }
 
 /// Appends a key's or value's bytes for the store `store`.

@@ -22,6 +22,7 @@ use crate::processor::offset_metadata;
 use crate::processor::state::{guarded, keep_first, ChangelogBuffer, GlobalStores, TaskState};
 use crate::processor::{AnyTimestampExtractor, FailOnInvalidTimestamp, PunctuationType};
 use crate::record::{Headers, ProducedRecord, RawRecord};
+use crate::store::ErasedStore;
 use crate::store::StoreContext;
 use crate::sync::LockUnpoisoned;
 use crate::time::Clock;
@@ -627,6 +628,12 @@ impl Task {
     /// The task's counters.
     pub(crate) fn metrics(&self) -> TaskMetrics {
         self.state.metrics
+    }
+
+    /// The store called `name`, untyped, to read (interactive queries).
+    pub(crate) fn erased_store(&self, name: &str) -> Option<&dyn ErasedStore> {
+        let index = self.state.store_index(name)?;
+        Some(&*self.state.stores[index])
     }
 
     /// Whether the task holds a store called `name`.

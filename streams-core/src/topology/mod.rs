@@ -29,6 +29,7 @@
 
 mod describe;
 mod java_tree_set;
+mod picture;
 pub(crate) mod plan;
 
 use std::any::TypeId;
