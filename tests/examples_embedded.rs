@@ -7,6 +7,13 @@ fn order_totals() {
     example_runs::order_totals(None);
 }
 
+// The example needs the `tokio` feature (its `required-features`).
+#[cfg(feature = "tokio")]
+#[test]
+fn order_totals_over_http() {
+    example_runs::order_totals_http(None);
+}
+
 #[test]
 fn order_totals_through_the_test_driver() {
     example_runs::order_totals_test_driver();

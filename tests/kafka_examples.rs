@@ -14,6 +14,11 @@ fn order_totals_on_kafka() {
 }
 
 #[test]
+fn order_totals_over_http_on_kafka() {
+    example_runs::order_totals_http(Some(&bootstrap()));
+}
+
+#[test]
 fn order_pipeline_and_its_crash_demo_on_kafka() {
     example_runs::order_pipeline(Some(&bootstrap()));
 }

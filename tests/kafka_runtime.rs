@@ -62,3 +62,104 @@ fn an_unreachable_broker_is_a_clear_error_at_start() -> anyhow::Result<()> {
     assert_eq!(app.state(), State::Created);
     Ok(())
 }
+
+/// `kstreams-reset` on a stopped application: a word count (a repartition topic and a changelog) runs
+/// over its input and stops; a dry run lists what the reset would do and changes nothing; the reset
+/// moves the input offsets back to the start, deletes both internal topics and the local state; the
+/// rerun then writes the same counts again, each word's from 1. While the application runs, the reset is
+/// refused, naming its members.
+#[test]
+fn the_reset_tool_makes_a_rerun_reproduce_the_outputs_from_the_start() -> anyhow::Result<()> {
+    use kstreams::serde::{from_bytes, DefaultSerde};
+    use std::collections::BTreeMap;
+    let prefix = kafka::unique("reset");
+    let (words, counts) = (format!("{prefix}-words"), format!("{prefix}-counts"));
+    kafka::create_topics(&[(&words, 2), (&counts, 1)]);
+    let app = kafka::unique("reset-app");
+    let state_dir = std::env::temp_dir().join(kafka::unique("reset-state"));
+    let topology = || -> anyhow::Result<Topology> {
+        let builder = StreamsBuilder::new();
+        builder
+            .stream::<String, String>(&words)
+            .group_by_with(|_, word| word.clone(), Grouped::with_name("by-word"))
+            .count()
+            .to_stream()
+            .to(&counts);
+        Ok(builder.build()?)
+    };
+    let bytes = |s: String| Some(s.into_bytes());
+    kafka::produce(&words, (0..300).map(|i| (bytes(format!("k{i}")), bytes(format!("w{}", i % 7)))));
+    // Each word's counts in the order they came out.
+    let per_word = |records: &[kstreams::record::RawRecord]| -> BTreeMap<String, Vec<i64>> {
+        let mut out: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+        for r in records {
+            let word = from_bytes(&*String::default_serde(), &counts, r.key.as_deref()).unwrap().expect("keyed");
+            let count = from_bytes(&*i64::default_serde(), &counts, r.value.as_deref()).unwrap().expect("a count");
+            out.entry(word).or_default().push(count);
+        }
+        out
+    };
+    let run = |seen: usize| -> anyhow::Result<Vec<kstreams::record::RawRecord>> {
+        let mut config = kafka::config(&app);
+        config.state_dir = state_dir.clone();
+        config.cache_max_bytes = 0; // every update comes out: the runs' outputs can be compared one by one
+        let mut streams = KafkaStreams::new(topology()?, config)?;
+        streams.start()?;
+        let out = kafka::consume_until(&counts, Duration::from_secs(90), |r| r.len() >= seen + 300);
+        // While it runs, the reset is refused.
+        let refused = reset(&app, &[&words], &["--dry-run"])?;
+        assert!(!refused.status.success() && refused.stderr.contains("active member"), "{refused:?}");
+        streams.close()?;
+        Ok(out)
+    };
+    let first = run(0)?;
+    anyhow::ensure!(first.len() == 300, "the first run wrote {} counts", first.len());
+    let internal_topics = || -> anyhow::Result<Vec<String>> {
+        let mut topics = kafka::admin().topic_names()?;
+        topics.retain(|t| t.starts_with(&format!("{app}-")));
+        topics.sort();
+        Ok(topics)
+    };
+    let internal = internal_topics()?;
+    assert_eq!(internal.len(), 2, "a repartition topic and a changelog after the first run: {internal:?}");
+
+    let dry = reset(&app, &[&words], &["--dry-run", "--state-dir", state_dir.to_str().expect("UTF-8")])?;
+    assert!(dry.status.success(), "{dry:?}");
+    for topic in &internal {
+        assert!(dry.stdout.contains(&format!("internal topic {topic} would be deleted")), "{}", dry.stdout);
+    }
+    assert!(dry.stdout.contains(&format!("offset of {words}-0 would be set to 0")), "{}", dry.stdout);
+    assert_eq!(internal_topics()?, internal, "a dry run deletes nothing");
+
+    let done = reset(&app, &[&words], &["--state-dir", state_dir.to_str().expect("UTF-8")])?;
+    assert!(done.status.success(), "{done:?}");
+    assert_eq!(internal_topics()?, Vec::<String>::new(), "the internal topics are gone: {}", done.stdout);
+    assert!(!state_dir.join(&app).exists(), "the local state is gone");
+
+    let both = run(300)?;
+    assert_eq!(both.len(), 600, "the rerun wrote every count once more");
+    assert_eq!(per_word(&both[300..]), per_word(&first), "the rerun's counts are the first run's, from 1");
+    let _ = std::fs::remove_dir_all(&state_dir);
+    Ok(())
+}
+
+/// What `kstreams-reset` printed, and how it ended.
+#[derive(Debug)]
+struct Reset {
+    status: std::process::ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `kstreams-reset` for application `app` with input topics `inputs` and `more` arguments.
+fn reset(app: &str, inputs: &[&str], more: &[&str]) -> anyhow::Result<Reset> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kstreams-reset"))
+        .args(["--application-id", app, "--bootstrap-server", &kafka::bootstrap(), "--input-topics", &inputs.join(",")])
+        .args(more)
+        .output()?;
+    Ok(Reset {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}

@@ -25,6 +25,7 @@ use kstreams::prelude::*;
 use kstreams::record::RawRecord;
 use kstreams::runtime::KafkaStreams;
 use kstreams::testing::BrokerTopics;
+#[allow(unused_imports)] // each example uses a part
 pub(crate) use rng::Rng;
 
 /// Set on SIGINT or SIGTERM (Ctrl-C, `kill`, a container stopping): the example stops waiting, closes its

@@ -113,11 +113,12 @@ pub trait ReadOnlyKeyValueStore: StateStore {
     /// never for correctness.
     fn approximate_num_entries(&self) -> Result<u64, StoreError>;
 
-    /// The store as of the last commit, when this store or a layer below it holds the writes since then
-    /// apart until it (see [`TransactionalKeyValueStore`](crate::TransactionalKeyValueStore)); `None`
-    /// when no layer does, and reads of the store itself are the view. Interactive queries read through
-    /// it, so that under exactly-once a reader never sees a write whose transaction may still abort.
-    /// Layers that hold nothing until a commit pass their inner store's on.
+    /// The store as of the last commit, when this store or a layer below it is a transaction boundary
+    /// that holds the writes since then apart (see
+    /// [`TransactionalKeyValueStore`](crate::TransactionalKeyValueStore)); `None` when there is no such
+    /// boundary, and reads of the store itself are the view. Interactive queries read through it, so
+    /// that under exactly-once a reader never sees a write whose transaction may still abort. Other
+    /// layers (a cache, a change logger) pass their inner store's on.
     fn committed(&self) -> Option<&dyn ReadOnlyKeyValueStore> {
         None
     }

@@ -438,3 +438,48 @@ fn a_cache_writes_each_key_once_per_commit_and_evicts_the_oldest_over_budget() {
     assert_eq!(*log.0.lock().unwrap(), vec![(b"y".to_vec(), Some(b"1".to_vec()))]);
     assert_eq!(store.get(b"y").unwrap(), Some(b"1".to_vec()), "read from the store below");
 }
+
+/// Discards what a change-logging layer logs.
+struct NoChangelog;
+
+impl state_store::ChangelogWriter for NoChangelog {
+    fn log(&mut self, _: &[u8], _: Option<&[u8]>) {}
+}
+
+/// The stack exactly-once builds for a cached, logged store (cache, change logger, held writes, store):
+/// what interactive queries read (`committed`) shows a write only once its commit is done, whether it
+/// sat in the cache or among the held writes, and never one whose commit was dropped.
+#[test]
+fn an_exactly_once_stack_shows_readers_committed_writes_only() {
+    let logged = state_store::ChangeLoggingKeyValueStore::new(
+        TransactionalKeyValueStore::new(InMemoryKeyValueStore::new("s")),
+        Box::new(NoChangelog),
+    );
+    let mut store = CachingKeyValueStore::new(logged, Arc::new(CacheBudget::new(1 << 20)));
+    let read = |store: &CachingKeyValueStore<_>| collect(store.committed().expect("a boundary below").all().unwrap());
+    store.put(b"a", b"1").unwrap();
+    assert_eq!(read(&store), vec![], "in the cache");
+    store.flush_cache().unwrap();
+    assert_eq!(read(&store), vec![], "held until the commit");
+    store.commit().unwrap();
+    assert_eq!(read(&store), vec![(b"a".to_vec(), b"1".to_vec())]);
+    store.put(b"a", b"2").unwrap();
+    store.flush_cache().unwrap();
+    store.discard_uncommitted().unwrap();
+    assert_eq!(read(&store), vec![(b"a".to_vec(), b"1".to_vec())], "a dropped commit never shows");
+}
+
+/// The stack at-least-once builds for a store whose deletes are logged at the commit (held deletes, change
+/// logger, store): no transaction boundary, so readers see the store as processed, deletes included.
+#[test]
+fn an_at_least_once_stack_holding_deletes_shows_readers_what_was_processed() {
+    let mut store = TransactionalKeyValueStore::holding_deletes(state_store::ChangeLoggingKeyValueStore::new(
+        InMemoryKeyValueStore::new("s"),
+        Box::new(NoChangelog),
+    ));
+    store.put(b"a", b"1").unwrap();
+    store.put(b"b", b"1").unwrap();
+    store.delete(b"a").unwrap();
+    assert!(store.committed().is_none(), "no boundary: reads of the store are the view");
+    assert_eq!(collect(store.all().unwrap()), vec![(b"b".to_vec(), b"1".to_vec())]);
+}

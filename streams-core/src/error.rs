@@ -429,15 +429,17 @@ pub enum StoreUnavailable {
         /// The task.
         task: crate::task_id::TaskId,
     },
-    /// The query was made on a stream thread of this instance (from a processor), which would wait for
-    /// itself.
+    /// The instance is rebalancing: some of its tasks may be closed until their partitions come back,
+    /// so a read of every local partition could miss keys (`StreamsRebalancingException`); retriable,
+    /// or ask with stale stores enabled to read what is open.
+    #[error("the instance is rebalancing")]
+    Rebalancing,
+    /// The query was made while this OS thread runs a task (from a processor, a punctuation, a restore
+    /// or state listener), which would wait for itself or for a thread that waits for it.
     #[error(
-        "it was queried from stream thread `{thread}`, which holds the task; query from outside the stream threads"
+        "it was queried from inside a task (a processor, a punctuation or a listener); query from outside the stream threads"
     )]
-    OnStreamThread {
-        /// The thread.
-        thread: String,
-    },
+    OnStreamThread,
 }
 
 impl StoreUnavailable {
@@ -446,7 +448,10 @@ impl StoreUnavailable {
     pub fn is_retriable(&self) -> bool {
         matches!(
             self,
-            StoreUnavailable::NotStarted | StoreUnavailable::Migrated { .. } | StoreUnavailable::Restoring { .. }
+            StoreUnavailable::NotStarted
+                | StoreUnavailable::Migrated { .. }
+                | StoreUnavailable::Restoring { .. }
+                | StoreUnavailable::Rebalancing
         )
     }
 }

@@ -17,3 +17,46 @@ impl<T: ?Sized> LockUnpoisoned<T> for Mutex<T> {
         self.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
+
+thread_local! {
+    /// How many task locks this OS thread holds (see [`lock_task`]).
+    static TASK_LOCKS_HELD: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// The lock of a stream thread's tasks, or of a global task, held. While one is held the OS thread runs
+/// (or may run) user code of a task: a processor, a punctuation, a restore or state listener. An
+/// interactive query made from there would wait for the lock it holds, or for another thread's while
+/// that one waits for it; [`holds_task_lock`] lets the query refuse instead.
+pub(crate) struct TaskLock<'a, T: ?Sized>(MutexGuard<'a, T>);
+
+/// Takes the lock of a stream thread's tasks or of a global task (unpoisoned, as [`LockUnpoisoned`]).
+pub(crate) fn lock_task<T: ?Sized>(mutex: &Mutex<T>) -> TaskLock<'_, T> {
+    let guard = mutex.lock_unpoisoned();
+    TASK_LOCKS_HELD.with(|held| held.set(held.get() + 1));
+    TaskLock(guard)
+}
+
+/// Whether this OS thread holds a task lock now.
+pub(crate) fn holds_task_lock() -> bool {
+    TASK_LOCKS_HELD.with(|held| held.get() > 0)
+}
+
+impl<T: ?Sized> Drop for TaskLock<'_, T> {
+    fn drop(&mut self) {
+        TASK_LOCKS_HELD.with(|held| held.set(held.get().saturating_sub(1)));
+    }
+}
+
+impl<T: ?Sized> std::ops::Deref for TaskLock<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: ?Sized> std::ops::DerefMut for TaskLock<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.0
+    }
+}

@@ -42,6 +42,17 @@ pub(crate) fn order_totals(bootstrap: Option<&str>) {
     assert!(out.contains("customer  100  total"), "no totals printed:\n{out}");
 }
 
+/// The totals served over HTTP (axum on tokio), each customer's asked through the server.
+pub(crate) fn order_totals_http(bootstrap: Option<&str>) {
+    let out = run(
+        "order_totals_http",
+        bootstrap,
+        &["--check", "--listen", "127.0.0.1:0", "--orders", "200"],
+        &["every customer's total served over HTTP matches a plain loop over the orders"],
+    );
+    assert!(out.contains("GET /totals/100 -> "), "no totals printed:\n{out}");
+}
+
 pub(crate) fn order_totals_test_driver() {
     run(
         "order_totals",

@@ -29,6 +29,7 @@ use crate::config::{ProcessingGuarantee, StreamsConfig, DEFAULT_SESSION_TIMEOUT_
 use crate::record::{Headers as RecordHeaders, ProducedRecord, RawRecord};
 use crate::sync::LockUnpoisoned;
 
+pub mod reset;
 mod restore;
 use restore::RdKafkaRestoreConsumer;
 

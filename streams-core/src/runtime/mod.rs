@@ -25,6 +25,8 @@ mod restore;
 mod shutdown_request;
 mod state_dir;
 pub(crate) mod thread;
+#[cfg(feature = "tokio")]
+mod tokio_support;
 mod topics;
 
 pub use query::{
@@ -68,11 +70,20 @@ pub(crate) struct StateCell {
     state: Mutex<State>,
     changed: Condvar,
     listener: Mutex<Option<StateListener>>,
+    /// The state for async readers (`KafkaStreams::state_receiver`).
+    #[cfg(feature = "tokio")]
+    watch: tokio::sync::watch::Sender<State>,
 }
 
 impl StateCell {
     fn new() -> Self {
-        StateCell { state: Mutex::new(State::Created), changed: Condvar::new(), listener: Mutex::new(None) }
+        StateCell {
+            state: Mutex::new(State::Created),
+            changed: Condvar::new(),
+            listener: Mutex::new(None),
+            #[cfg(feature = "tokio")]
+            watch: tokio::sync::watch::Sender::new(State::Created),
+        }
     }
 
     pub(crate) fn get(&self) -> State {
@@ -98,6 +109,8 @@ impl StateCell {
         };
         tracing::info!(target: "kstreams::runtime", from = ?old, to = ?new, "state change");
         self.changed.notify_all();
+        #[cfg(feature = "tokio")]
+        self.watch.send_replace(new);
         if let Some(listener) = &*self.listener.lock_unpoisoned() {
             listener(old, new);
         }
@@ -153,9 +166,6 @@ pub(crate) struct Shared {
     uncaught_handler: Mutex<Option<UncaughtExceptionHandler>>,
     /// Whether the instance watches for shutdown requests, and so may send one.
     pub(crate) shutdown_requests: AtomicBool,
-    /// Interactive queries waiting for a stream thread's lock: a thread lets them in before it takes
-    /// its lock again (a lock is not fair, and a busy thread takes it back at once).
-    pub(crate) queries_waiting: std::sync::atomic::AtomicUsize,
 }
 
 impl Shared {
@@ -170,7 +180,6 @@ impl Shared {
             restoring_tasks: Default::default(),
             uncaught_handler: Mutex::new(None),
             shutdown_requests: AtomicBool::new(false),
-            queries_waiting: Default::default(),
         }
     }
 

@@ -167,18 +167,24 @@ impl StoreSource {
     }
 
     /// Runs `read` on the committed view of each store this source names (see the module's doc), in
-    /// task order.
+    /// task order, under each task's thread lock in turn (`read` should copy, not decode: user serdes
+    /// run after the lock is let go).
     fn read_each<R>(
         &self,
         mut read: impl FnMut(&dyn ErasedStore, &dyn ReadOnlyKeyValueStore) -> Result<R, StreamsError>,
     ) -> Result<Vec<R>, StreamsError> {
-        match self.shared.state.get() {
-            super::State::Running | super::State::Rebalancing => {}
+        if crate::sync::holds_task_lock() {
+            return Err(self.unavailable(StoreUnavailable::OnStreamThread));
+        }
+        let rebalancing = match self.shared.state.get() {
+            super::State::Running => false,
+            super::State::Rebalancing => true,
             super::State::Created => return Err(self.unavailable(StoreUnavailable::NotStarted)),
             state => return Err(self.unavailable(StoreUnavailable::NotRunning { state: format!("{state:?}") })),
-        }
+        };
         let mut out = Vec::new();
         let subtopology = match &self.place {
+            // A global store is read whole by every instance: rebalances do not move it.
             Place::Global(globals) => {
                 globals.with_store(&self.name, &mut |store| {
                     out.push(read(&*store, committed(store.bytes()))?);
@@ -188,27 +194,32 @@ impl StoreSource {
             }
             Place::Tasks(subtopology) => *subtopology,
         };
-        let holders: Vec<(TaskId, String)> = self
+        let holders: Vec<TaskId> = self
             .shared
             .task_holders
             .holders()
             .into_iter()
-            .filter(|(id, _)| id.subtopology == subtopology && self.partition.is_none_or(|p| p == id.partition))
+            .map(|(id, _)| id)
+            .filter(|id| id.subtopology == subtopology && self.partition.is_none_or(|p| p == id.partition))
             .collect();
         let migrated = || self.unavailable(StoreUnavailable::Migrated { partition: self.partition });
         if holders.is_empty() {
             return Err(migrated());
         }
-        let current = std::thread::current();
-        for (id, thread) in holders {
-            if current.name() == Some(thread.as_str()) {
-                return Err(self.unavailable(StoreUnavailable::OnStreamThread { thread }));
-            }
+        if !self.stale_stores {
             // Told at once, without waiting for the restore step that holds the thread's lock.
-            if !self.stale_stores && self.shared.task_holders.restoring(id) {
-                return Err(self.unavailable(StoreUnavailable::Restoring { task: id }));
+            if let Some(&task) = holders.iter().find(|&&id| self.shared.task_holders.restoring(id)) {
+                return Err(self.unavailable(StoreUnavailable::Restoring { task }));
             }
-            let result = self.shared.task_holders.read_task(id, &self.shared.queries_waiting, |task, restoring| {
+            // An eager rebalance closes a thread's tasks until its partitions come back: the tasks
+            // listed now may not be all this instance will hold, and a key missing from them may be
+            // in one closed for the while.
+            if rebalancing {
+                return Err(self.unavailable(StoreUnavailable::Rebalancing));
+            }
+        }
+        for id in holders {
+            let result = self.shared.task_holders.read_task(id, |task, restoring| {
                 if restoring && !self.stale_stores {
                     return Err(self.unavailable(StoreUnavailable::Restoring { task: id }));
                 }
@@ -299,32 +310,34 @@ impl<K: 'static, V: 'static> LocalKeyValueStore<K, V> {
     pub fn get(&self, key: &K) -> Result<Option<V>, StreamsError> {
         let found = self.source.read_each(|store, bytes| {
             let (keys, values) = self.serdes(store)?;
-            match bytes.get(&self.encode_key(&*keys, key)?)? {
-                Some(value) => self.decode_value(&values, &value).map(Some),
-                None => Ok(None),
-            }
+            Ok(bytes.get(&self.encode_key(&*keys, key)?)?.map(|value| (values, value)))
         })?;
-        Ok(found.into_iter().flatten().next())
+        match found.into_iter().flatten().next() {
+            Some((values, bytes)) => self.decode_value(&values, &bytes).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Records of each store `scan` picks out, decoded, in the order of their key bytes across stores.
+    /// The bytes are copied under each thread's lock and decoded after it is let go.
     fn scan(
         &self,
         scan: impl for<'s> Fn(&'s dyn ReadOnlyKeyValueStore, &[Vec<u8>]) -> Result<KeyValueIterator<'s>, StreamsError>,
         keys: &[&K],
     ) -> Result<Vec<(K, V)>, StreamsError> {
-        let parts: Vec<Read<K, V>> = self.source.read_each(|store, bytes| {
+        let parts = self.source.read_each(|store, bytes| {
             let (key_serde, values) = self.serdes(store)?;
             let encoded = keys.iter().map(|key| self.encode_key(&*key_serde, key)).collect::<Result<Vec<_>, _>>()?;
-            let mut read = Vec::new();
-            for record in scan(bytes, &encoded)? {
-                let (key, value) = record?;
-                let decoded = decode_stored(&*key_serde, &self.source.name, RecordPart::Key, &key)?;
-                read.push((key, decoded, self.decode_value(&values, &value)?));
-            }
-            Ok(read)
+            let records = scan(bytes, &encoded)?.collect::<Result<Vec<_>, _>>()?;
+            Ok((key_serde, values, records))
         })?;
-        let mut records: Read<K, V> = parts.into_iter().flatten().collect();
+        let mut records: Read<K, V> = Vec::new();
+        for (key_serde, values, part) in parts {
+            for (key, value) in part {
+                let decoded = decode_stored(&*key_serde, &self.source.name, RecordPart::Key, &key)?;
+                records.push((key, decoded, self.decode_value(&values, &value)?));
+            }
+        }
         // Each part is in key order already, and a key lives in one partition: a stable sort merges them.
         records.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(records.into_iter().map(|(_, key, value)| (key, value)).collect())
@@ -363,7 +376,10 @@ impl<K: 'static, V: 'static> LocalKeyValueStore<K, V> {
 
     /// An estimate of the number of records in all the local stores read (RocksDB's estimate on disk).
     pub fn approximate_num_entries(&self) -> Result<u64, StreamsError> {
-        let counts = self.source.read_each(|_, bytes| Ok(bytes.approximate_num_entries()?))?;
+        let counts = self.source.read_each(|store, bytes| {
+            self.serdes(store)?;
+            Ok(bytes.approximate_num_entries()?)
+        })?;
         Ok(counts.into_iter().fold(0u64, u64::saturating_add))
     }
 }

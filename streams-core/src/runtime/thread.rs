@@ -36,7 +36,7 @@ use crate::client::{
 use crate::config::{ProcessingGuarantee, StreamsConfig};
 use crate::handler::{ProductionExceptionHandler, ProductionResponse};
 use crate::record::{ProducedRecord, RawRecord};
-use crate::sync::LockUnpoisoned;
+use crate::sync::{lock_task, LockUnpoisoned};
 use crate::task::{Task, TaskConfig};
 use crate::time::Clock;
 use crate::topology::plan::TopologyPlan;
@@ -93,6 +93,8 @@ pub(crate) struct ThreadInner {
     task_timeout: Duration,
     /// Recoveries in all.
     total_recoveries: u64,
+    /// Interactive queries waiting for this thread's lock.
+    queries_waiting: Arc<AtomicUsize>,
 }
 
 /// Which stream thread of this instance holds each open task (and so its state directory). A thread
@@ -110,6 +112,8 @@ struct Holder {
     /// Whether the task is still restoring its stores: a query is told so without waiting for the
     /// thread's lock, which a restore step holds.
     restoring: bool,
+    /// The holding thread's count of queries waiting for its lock (see `StreamThread::let_queries_in`).
+    queries_waiting: Arc<AtomicUsize>,
 }
 
 impl TaskHolders {
@@ -136,16 +140,15 @@ impl TaskHolders {
     /// Runs `read` on task `id` (and whether it is still restoring) under its thread's lock, so between
     /// two of the thread's steps; `None` when no thread of this instance holds the task. The registry's
     /// lock is let go first: a reader holds one thread's lock at a time, and nothing else.
-    pub(crate) fn read_task<R>(
-        &self,
-        id: TaskId,
-        queries_waiting: &AtomicUsize,
-        read: impl FnOnce(&Task, bool) -> R,
-    ) -> Option<R> {
-        let holder = self.lock().get(&id).and_then(|holder| holder.inner.upgrade())?;
-        queries_waiting.fetch_add(1, Ordering::SeqCst);
+    pub(crate) fn read_task<R>(&self, id: TaskId, read: impl FnOnce(&Task, bool) -> R) -> Option<R> {
+        let (holder, waiting) = {
+            let holders = self.lock();
+            let holder = holders.get(&id)?;
+            (holder.inner.upgrade()?, holder.queries_waiting.clone())
+        };
+        waiting.fetch_add(1, Ordering::SeqCst);
         let inner = holder.lock_unpoisoned();
-        queries_waiting.fetch_sub(1, Ordering::SeqCst);
+        waiting.fetch_sub(1, Ordering::SeqCst);
         match (inner.tasks.get(&id), inner.restoring.get(&id)) {
             (Some(task), _) => Some(read(task, false)),
             (None, Some((task, _))) => Some(read(task, true)),
@@ -450,7 +453,7 @@ impl ThreadInner {
         let Some(Holder { name, inner: holder, .. }) = holder.filter(|holder| holder.name != self.name) else { return };
         let Some(holder) = holder.upgrade() else { return };
         tracing::warn!(target: "kstreams::runtime::thread", task = %id, from = %name, to = %self.name, "taking a task another thread of this instance still holds; it lost the task without knowing yet");
-        let mut other = holder.lock_unpoisoned();
+        let mut other = lock_task(&holder);
         other.close_task(id);
         let partitions: Vec<TopicPartition> =
             other.offsets.keys().filter(|tp| other.task_id(&tp.topic, tp.partition) == Some(id)).cloned().collect();
@@ -515,7 +518,12 @@ impl ThreadInner {
         // The stores are restored from their changelogs before the task sees any input, a step at a
         // time between polls (`restore_step`): the thread goes on with its other tasks meanwhile.
         let restoration = Restoration::new(&mut task, &plan, recorded_epoch);
-        let holder = Holder { name: self.name.clone(), inner: self.me.clone(), restoring: !restoration.is_done() };
+        let holder = Holder {
+            name: self.name.clone(),
+            inner: self.me.clone(),
+            restoring: !restoration.is_done(),
+            queries_waiting: self.queries_waiting.clone(),
+        };
         self.shared.task_holders.lock().insert(id, holder);
         if restoration.is_done() {
             tracing::info!(target: "kstreams::runtime::thread", task = %id, "task created");
@@ -754,7 +762,7 @@ struct Listener {
 
 impl RebalanceListener for Listener {
     fn on_partitions_revoked(&self, partitions: &[TopicPartition], committer: &dyn OffsetCommitter) {
-        let mut inner = self.inner.lock_unpoisoned();
+        let mut inner = lock_task(&self.inner);
         // A thread removed on its own gives its partitions up without a rebalance of the instance (as in
         // Kafka Streams, whose threads shutting down do not move to PARTITIONS_REVOKED): the instance may
         // have no other thread to bring it back to RUNNING.
@@ -788,7 +796,7 @@ impl RebalanceListener for Listener {
     }
 
     fn on_partitions_lost(&self, partitions: &[TopicPartition]) {
-        let mut inner = self.inner.lock_unpoisoned();
+        let mut inner = lock_task(&self.inner);
         inner.shared.state.set(State::Rebalancing);
         tracing::warn!(target: "kstreams::runtime::thread", thread = %inner.name, partitions = partitions.len(), "partitions lost; closing their tasks without committing");
         // The open transaction holds work of the lost tasks: none of it may commit now.
@@ -807,7 +815,7 @@ impl RebalanceListener for Listener {
     }
 
     fn on_partitions_assigned(&self, partitions: &[TopicPartition], committed: &CommittedOffsets) {
-        let mut inner = self.inner.lock_unpoisoned();
+        let mut inner = lock_task(&self.inner);
         tracing::info!(target: "kstreams::runtime::thread", thread = %inner.name, partitions = partitions.len(), "partitions assigned");
         // A member whose subscription lacks a topic the patterns match now was given only part of its
         // tasks' partitions (see `runtime::layout`): it opens none and joins again at its next step.
@@ -900,6 +908,8 @@ pub(crate) struct StreamThread {
     /// What made this thread, to make its replacement when it fails and the uncaught exception handler
     /// says `ReplaceThread`.
     recipe: Recipe,
+    /// Interactive queries waiting for this thread's lock (shared with its tasks' holders).
+    queries_waiting: Arc<AtomicUsize>,
     /// Declared last, so dropped after the tasks and their stores are.
     _dir_lock: Option<Arc<std::fs::File>>,
 }
@@ -948,6 +958,7 @@ impl StreamThread {
         task_config.outer_join_emit_interval_ms = crate::window::millis(config.outer_join_emit_interval);
         task_config.globals = state.globals.clone();
         let (generation, layout) = layouts.current();
+        let queries_waiting = Arc::<AtomicUsize>::default();
         let inner = Arc::new_cyclic(|me| {
             Mutex::new(ThreadInner {
                 me: me.clone(),
@@ -983,6 +994,7 @@ impl StreamThread {
                 last_recovery_ms: 0,
                 task_timeout: config.task_timeout,
                 total_recoveries: 0,
+                queries_waiting: queries_waiting.clone(),
             })
         });
         let listener = Arc::new(Listener { inner: inner.clone() });
@@ -1003,6 +1015,7 @@ impl StreamThread {
             admin: state.admin,
             last_purge_ms: now,
             recipe,
+            queries_waiting,
             _dir_lock: state.dir_lock,
         })
     }
@@ -1065,12 +1078,12 @@ impl StreamThread {
             self.subscribe()?;
         }
         // While tasks restore, the poll does not wait: the restore goes on between polls.
-        let restoring = !self.inner.lock_unpoisoned().restoring.is_empty();
+        let restoring = !lock_task(&self.inner).restoring.is_empty();
         let poll_timeout = if restoring { Duration::ZERO } else { poll_timeout };
         let polled = self.consumer.poll_batch(poll_timeout, self.config.max_poll_records, &mut self.batch);
         self.let_queries_in();
         let inner = self.inner.clone();
-        let mut inner = inner.lock_unpoisoned();
+        let mut inner = lock_task(&inner);
         let step = match (polled, inner.fatal.take()) {
             (Err(e), _) => Err(e.into()),
             (_, Some(e)) => Err(e),
@@ -1128,11 +1141,15 @@ impl StreamThread {
         Ok(())
     }
 
-    /// Waits (a millisecond at most) while interactive queries wait for this instance's threads' locks,
-    /// so that they get in between two steps of a thread that never waits in its poll.
+    /// Waits (a millisecond at most) while interactive queries wait for this thread's lock, so that they
+    /// get in between two steps of a thread that never waits in its poll (a lock is not fair: a busy
+    /// thread takes it back at once).
     fn let_queries_in(&self) {
+        if self.queries_waiting.load(Ordering::SeqCst) == 0 {
+            return;
+        }
         let deadline = std::time::Instant::now() + Duration::from_millis(1);
-        while self.shared.queries_waiting.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+        while self.queries_waiting.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
             std::thread::yield_now();
         }
     }
@@ -1144,7 +1161,7 @@ impl StreamThread {
     /// the group in this one's place.
     pub(crate) fn finish(mut self, result: Result<(), StreamsError>) -> Option<StreamThread> {
         let inner = self.inner.clone();
-        let mut inner = inner.lock_unpoisoned();
+        let mut inner = lock_task(&inner);
         // Clean shutdown: commit what was processed, then close every task.
         let result = result.and_then(|()| match inner.commit(&*self.consumer, Checkpoint::Now) {
             // Fenced (or timed out) on the way out: the uncommitted work is left to the next owner,

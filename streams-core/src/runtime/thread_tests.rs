@@ -723,6 +723,24 @@ fn an_interactive_query_says_why_it_cannot_read_and_whether_to_ask_again() {
     let reason = unavailable(wrong.get(&"b".into()));
     assert!(matches!(&reason, StoreUnavailable::Unknown(why) if why.contains("ValueAndTimestamp<i64>")), "{reason:?}");
     assert!(!reason.is_retriable());
+    assert!(matches!(unavailable(wrong.approximate_num_entries()), StoreUnavailable::Unknown(_)));
+    {
+        // As from a processor: this OS thread holds a task lock.
+        let _held = crate::sync::lock_task(&thread.inner);
+        assert_eq!(unavailable(queried_counts(&shared, None).get(&"b".into())), StoreUnavailable::OnStreamThread);
+    }
+    shared.state.set(State::Rebalancing);
+    let reason = unavailable(queried_counts(&shared, None).get(&"b".into()));
+    assert_eq!(reason, StoreUnavailable::Rebalancing, "a read of every partition during a rebalance could miss keys");
+    assert!(reason.is_retriable());
+    let stale = KeyValueStoreType::<String, i64>::create(StoreSource::new(
+        "counts".into(),
+        shared.clone(),
+        Place::Tasks(0),
+        None,
+        true,
+    ));
+    assert_eq!(stale.get(&"b".into()).unwrap(), Some(1), "with stale stores: what is open");
 
     thread.finish(Ok(()));
     shared.state.set(State::NotRunning);

@@ -9,7 +9,7 @@ use super::{Task, TaskConfig};
 use crate::processor::state::GlobalStores;
 use crate::record::RawRecord;
 use crate::store::ErasedStore;
-use crate::sync::LockUnpoisoned;
+use crate::sync::{lock_task, LockUnpoisoned};
 use crate::timestamp::{AnyTimestampExtractor, ConsumedRecord};
 use crate::topology::plan::TopologyPlan;
 use crate::topology::Topology;
@@ -82,13 +82,13 @@ impl GlobalTasks {
 
     /// Runs `raw`, a record of a global topic, through the task that reads it.
     pub(crate) fn process(&self, raw: RawRecord) -> Result<(), StreamsError> {
-        self.reader(&raw.topic)?.task.lock_unpoisoned().process(raw)
+        lock_task(&self.reader(&raw.topic)?.task).process(raw)
     }
 
     /// Runs `records`, all of one global topic, through the task that reads it, held once for them all.
     pub(crate) fn process_all(&self, records: &[RawRecord]) -> Result<(), StreamsError> {
         let Some(first) = records.first() else { return Ok(()) };
-        let mut task = self.reader(&first.topic)?.task.lock_unpoisoned();
+        let mut task = lock_task(&self.reader(&first.topic)?.task);
         records.iter().try_for_each(|record| task.process(record.clone()))
     }
 
@@ -125,7 +125,7 @@ impl GlobalStores for GlobalTasks {
                 reason: "there is no global store of that name".into(),
             });
         };
-        let mut task = global.task.lock_unpoisoned();
+        let mut task = lock_task(&global.task);
         let index = task
             .state
             .store_index(name)
