@@ -116,6 +116,19 @@ fn main() -> anyhow::Result<()> {
 /// totals) is answered right by the server.
 async fn serve(app: KafkaStreams, listen: SocketAddr, check: Option<BTreeMap<i64, f64>>) -> anyhow::Result<()> {
     let app = app.start_async().await?;
+    // Closed on every path: dropping a started instance would close it on this thread, blocking.
+    let outcome = serve_running(&app, listen, check).await;
+    println!("closing: committing and leaving the group");
+    app.close_async().await?;
+    outcome
+}
+
+/// Serves the totals of the running `app` until Ctrl-C, its failure, or the end of the check.
+async fn serve_running(
+    app: &KafkaStreams,
+    listen: SocketAddr,
+    check: Option<BTreeMap<i64, f64>>,
+) -> anyhow::Result<()> {
     let totals =
         app.store(StoreQueryParameters::from_name_and_type("totals", QueryableStoreTypes::key_value::<i64, f64>()))?;
     let router = Router::new()
@@ -131,7 +144,7 @@ async fn serve(app: KafkaStreams, listen: SocketAddr, check: Option<BTreeMap<i64
     });
     let mut states = app.state_receiver();
     let outcome = match check {
-        Some(expected) => check_totals(address, &expected).await,
+        Some(expected) => check_totals(app, address, &expected).await,
         None => loop {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(100)) => if support::stop_requested() { break Ok(()) },
@@ -147,8 +160,6 @@ async fn serve(app: KafkaStreams, listen: SocketAddr, check: Option<BTreeMap<i64
     };
     let _ = stop.send(());
     server.await??;
-    println!("closing: committing and leaving the group");
-    app.close_async().await?;
     outcome
 }
 
@@ -185,12 +196,16 @@ fn unavailable(error: StreamsError) -> Response {
 }
 
 /// Asks the server at `address` for each customer's total until all match `expected` (60 s at most).
-async fn check_totals(address: SocketAddr, expected: &BTreeMap<i64, f64>) -> anyhow::Result<()> {
+async fn check_totals(app: &KafkaStreams, address: SocketAddr, expected: &BTreeMap<i64, f64>) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
+        anyhow::ensure!(app.state() != State::Error, "the application failed: {:?}", app.take_error());
         let mut answers = BTreeMap::new();
         for customer in expected.keys() {
-            let (status, body) = http_get(address, &format!("/totals/{customer}")).await?;
+            let path = format!("/totals/{customer}");
+            let request = http_get(address, &path);
+            let (status, body) =
+                tokio::time::timeout(Duration::from_secs(10), request).await.context("no answer in 10 s")??;
             if status == 200 {
                 let total: Total = serde_json::from_str(&body).with_context(|| format!("the answer {body}"))?;
                 answers.insert(*customer, total.total);

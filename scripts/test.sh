@@ -60,6 +60,9 @@ for file in tests/kafka_*.rs; do
 done
 echo "== tests against Apache Kafka at $KSTREAMS_BOOTSTRAP (SASL_SSL: ${KSTREAMS_SASL_SSL_BOOTSTRAP:-none})"
 status=0
+# Examples that need the suites' features (the HTTP one: tokio) are not built by the first `cargo test`,
+# and `cargo test --test ...` builds no example: build them here for tests/kafka_examples.rs.
+cargo build -p kstreams --features kafka-tests --example order_totals_http
 cargo test -p kstreams --features kafka-tests "${suites[@]}" "$@" || status=$?
 # The crash-test harness's short configuration (the long one is ./scripts/crash-test.sh with defaults),
 # with a broker restart and two network faults when the broker is scripts/kafka.sh's.

@@ -114,33 +114,53 @@ fn the_reset_tool_makes_a_rerun_reproduce_the_outputs_from_the_start() -> anyhow
     };
     let first = run(0)?;
     anyhow::ensure!(first.len() == 300, "the first run wrote {} counts", first.len());
+    // An input topic named like an internal one is an input: never deleted (as Kafka's tool, KAFKA-7930).
+    let side = format!("{app}-side-repartition");
+    kafka::create_topics(&[(&side, 1)]);
     let internal_topics = || -> anyhow::Result<Vec<String>> {
         let mut topics = kafka::admin().topic_names()?;
-        topics.retain(|t| t.starts_with(&format!("{app}-")));
+        topics.retain(|t| t.starts_with(&format!("{app}-")) && *t != side);
         topics.sort();
         Ok(topics)
     };
     let internal = internal_topics()?;
     assert_eq!(internal.len(), 2, "a repartition topic and a changelog after the first run: {internal:?}");
 
-    let dry = reset(&app, &[&words], &["--dry-run", "--state-dir", state_dir.to_str().expect("UTF-8")])?;
+    let dry = reset(&app, &[&words, &side], &["--dry-run", "--state-dir", state_dir.to_str().expect("UTF-8")])?;
     assert!(dry.status.success(), "{dry:?}");
     for topic in &internal {
         assert!(dry.stdout.contains(&format!("internal topic {topic} would be deleted")), "{}", dry.stdout);
     }
     assert!(dry.stdout.contains(&format!("offset of {words}-0 would be set to 0")), "{}", dry.stdout);
     assert_eq!(internal_topics()?, internal, "a dry run deletes nothing");
+    // By time: the records carry timestamps of 2023, so 2000 is before them all and an hour ago after.
+    let before = reset(&app, &[&words], &["--dry-run", "--to-datetime", "2000-01-01T00:00:00Z"])?;
+    assert!(before.stdout.contains(&format!("offset of {words}-1 would be set to 0")), "{before:?}");
+    let after = reset(&app, &[&words], &["--dry-run", "--by-duration", "1h"])?;
+    let end_of_1 = first_offsets(&after.stdout, &format!("offset of {words}-1 would be set to "));
+    assert!(end_of_1.is_some_and(|end| end > 0), "no record that late: the end ({after:?})");
 
-    let done = reset(&app, &[&words], &["--state-dir", state_dir.to_str().expect("UTF-8")])?;
+    let done = reset(&app, &[&words, &side], &["--state-dir", state_dir.to_str().expect("UTF-8")])?;
     assert!(done.status.success(), "{done:?}");
     assert_eq!(internal_topics()?, Vec::<String>::new(), "the internal topics are gone: {}", done.stdout);
-    assert!(!state_dir.join(&app).exists(), "the local state is gone");
+    assert!(kafka::admin().topic_names()?.contains(&side), "the input named like an internal topic is kept");
+    let left: Vec<String> = std::fs::read_dir(state_dir.join(&app))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name != ".lock")
+        .collect();
+    assert!(left.is_empty(), "the local state is gone but the lock file: {left:?}");
 
     let both = run(300)?;
     assert_eq!(both.len(), 600, "the rerun wrote every count once more");
     assert_eq!(per_word(&both[300..]), per_word(&first), "the rerun's counts are the first run's, from 1");
     let _ = std::fs::remove_dir_all(&state_dir);
     Ok(())
+}
+
+/// The number after `prefix` in `out`, if `out` has it.
+fn first_offsets(out: &str, prefix: &str) -> Option<i64> {
+    out.lines().find_map(|line| line.strip_prefix(prefix)).and_then(|rest| rest.trim().parse().ok())
 }
 
 /// What `kstreams-reset` printed, and how it ended.

@@ -47,8 +47,8 @@ struct Args {
     /// Input offsets to each partition's end.
     #[arg(long, group = "to")]
     to_latest: bool,
-    /// Input offsets to the first record at or after this time (RFC 3339, `2026-12-01T00:00:00Z`; no
-    /// zone means UTC).
+    /// Input offsets to the first record at or after this time, in UTC (RFC 3339 with `Z` or no zone:
+    /// `2026-12-01T00:00:00Z`).
     #[arg(long, group = "to", value_name = "TIME")]
     to_datetime: Option<String>,
     /// Input offsets to the first record at or after this long ago (`2h`, `1day 30min`).
@@ -94,7 +94,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         ResetTo::Latest
     } else if let Some(time) = &args.to_datetime {
         let at = humantime::parse_rfc3339_weak(time)
-            .with_context(|| format!("--to-datetime {time}: not an RFC 3339 time such as 2026-12-01T00:00:00Z"))?;
+            .with_context(|| format!("--to-datetime {time}: not a UTC time such as 2026-12-01T00:00:00Z"))?;
         let ms = at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
         ResetTo::Timestamp(ms)
     } else if let Some(ago) = &args.by_duration {
@@ -129,21 +129,23 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(dir) = &args.state_dir {
         let app_dir = dir.join(&args.application_id);
-        if app_dir.exists() {
-            if !args.dry_run {
-                std::fs::remove_dir_all(&app_dir)
-                    .with_context(|| format!("deleting the local state in {}", app_dir.display()))?;
-            }
-            println!("local state {} {deleted}", app_dir.display());
+        let there = if args.dry_run {
+            app_dir.exists()
         } else {
-            println!("no local state in {}", app_dir.display());
+            // As `KafkaStreams::clean_up`: refused while an instance here holds the directory.
+            kstreams::runtime::clean_local_state(dir, &args.application_id)?
+        };
+        match there {
+            true => println!("local state {} {deleted}", app_dir.display()),
+            false => println!("no local state in {}", app_dir.display()),
         }
     }
     println!("done");
     Ok(())
 }
 
-/// The `key=value` (or `key: value`) lines of a client `.properties` file; `#` and `!` start comments.
+/// The `key=value` (or `key: value`) lines of a client `.properties` file; `#` and `!` start comments
+/// (no continuation lines).
 fn properties(text: &str) -> Vec<(String, String)> {
     text.lines()
         .map(str::trim)

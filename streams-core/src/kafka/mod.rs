@@ -968,6 +968,14 @@ impl StreamsProducer for RdKafkaProducer {
                     // Back-pressure: let deliveries drain, then try again.
                     std::thread::sleep(Duration::from_millis(1));
                 }
+                // A transactional producer refuses records outside an open transaction: a call of the
+                // transaction failed before (librdkafka's abortable error state; a fatal one says
+                // `Fatal`). The transaction must abort, and the work since the last commit be redone.
+                Err((e @ KafkaError::MessageProduction(RDKafkaErrorCode::State), _)) => {
+                    let mut error = client_error(format!("produce to {}", record.topic), e);
+                    error.kind = ClientErrorKind::Abortable;
+                    return Err(error);
+                }
                 Err((e, _)) => return Err(client_error(format!("produce to {}", record.topic), e)),
             }
         }

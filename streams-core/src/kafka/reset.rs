@@ -105,7 +105,9 @@ pub fn reset_application(config: &StreamsConfig, options: &ResetOptions) -> Resu
         .set("group.id", app)
         .set("enable.auto.commit", "false");
     apply_overrides(&mut settings, config, &config.admin_overrides);
-    settings.set("group.id", app).set("enable.auto.commit", "false");
+    // "The end" is the high watermark, as for Kafka's tool (librdkafka's default, read_committed, would
+    // give the last stable offset).
+    settings.set("group.id", app).set("enable.auto.commit", "false").set("isolation.level", "read_uncommitted");
     let consumer: BaseConsumer<ConnectionContext> = settings
         .create_with_context(ConnectionContext::default())
         .map_err(|e| client_error("create the reset's consumer", e))?;
@@ -113,13 +115,19 @@ pub fn reset_application(config: &StreamsConfig, options: &ResetOptions) -> Resu
     let groups = consumer
         .fetch_group_list(Some(app), timeout)
         .map_err(|e| client_error(format!("describe consumer group {app}"), e))?;
-    if let Some(group) = groups.groups().iter().find(|g| g.name() == app.as_str() && !g.members().is_empty()) {
+    // Only a group that is empty (or not there) may be reset: members, or a state librdkafka could not
+    // tell, are refused (a running instance would commit over the reset).
+    let active = |g: &&rdkafka::groups::GroupInfo| {
+        g.name() == app.as_str() && (!g.members().is_empty() || !matches!(g.state(), "Empty" | "Dead"))
+    };
+    if let Some(group) = groups.groups().iter().find(active) {
         let members: Vec<String> =
             group.members().iter().map(|m| format!("{} ({})", m.client_id(), m.client_host())).collect();
+        let state = if group.state().is_empty() { "in an unknown state" } else { group.state() };
         return Err(StreamsError::IllegalState {
             action: "reset the application",
             state: format!(
-                "running: consumer group `{app}` has {} active member(s): {}; stop every instance first",
+                "running: consumer group `{app}` is {state} with {} active member(s): {}; stop every instance first",
                 members.len(),
                 members.join(", ")
             ),
@@ -147,14 +155,20 @@ pub fn reset_application(config: &StreamsConfig, options: &ResetOptions) -> Resu
 
     let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
     let time = match options.to {
-        ResetTo::Timestamp(ms) => Some(ms),
+        ResetTo::Timestamp(ms) => Some(ms.max(0)),
         ResetTo::Ago(ago) => Some(now_ms.saturating_sub(ago.as_millis()) as i64),
         ResetTo::Earliest | ResetTo::Latest => None,
     };
     let mut offsets = Vec::new();
+    let mut topics: Vec<(&String, bool)> = Vec::new();
     for (topic, input) in
         options.input_topics.iter().map(|t| (t, true)).chain(options.intermediate_topics.iter().map(|t| (t, false)))
     {
+        if !topics.iter().any(|(seen, _)| *seen == topic) {
+            topics.push((topic, input));
+        }
+    }
+    for (topic, input) in topics {
         let mut by_time = TopicPartitionList::new();
         for partition in 0..partitions[topic.as_str()] {
             let (low, high) = consumer
@@ -177,6 +191,10 @@ pub fn reset_application(config: &StreamsConfig, options: &ResetOptions) -> Resu
                 .offsets_for_times(by_time, timeout)
                 .map_err(|e| client_error(format!("find the offsets of {topic} at {}", time.unwrap_or_default()), e))?;
             for element in found.elements() {
+                if let Err(e) = element.error() {
+                    let what = format!("find the offset of {topic}-{} at {}", element.partition(), time.unwrap_or(0));
+                    return Err(client_error(what, e).into());
+                }
                 // No record at or after the time: the end, as Kafka's tool does.
                 if let Offset::Offset(offset) = element.offset()
                     && let Some(entry) =
@@ -187,11 +205,43 @@ pub fn reset_application(config: &StreamsConfig, options: &ResetOptions) -> Resu
             }
         }
     }
+    // Kafka's rule, less the topics given as input or intermediate (KAFKA-7930).
+    let given = |topic: &str| options.input_topics.iter().chain(&options.intermediate_topics).any(|t| t == topic);
     let internal: Vec<String> =
-        partitions.keys().filter(|t| is_internal_topic(app, t)).map(|t| t.to_string()).collect();
+        partitions.keys().filter(|t| is_internal_topic(app, t) && !given(t)).map(|t| t.to_string()).collect();
     let plan = ResetPlan { offsets, deleted_topics: internal };
     if options.dry_run {
         return Ok(plan);
+    }
+
+    // The group's offsets of the internal topics go back to 0 before they are deleted: the broker drops
+    // a deleted topic's offsets only some time after, and a restart that found the old offset of a
+    // repartition topic created again would skip as many of its new records.
+    let mut internal_partitions = TopicPartitionList::new();
+    for topic in &plan.deleted_topics {
+        for partition in 0..partitions[topic.as_str()] {
+            internal_partitions.add_partition(topic, partition);
+        }
+    }
+    if internal_partitions.count() > 0 {
+        let committed = consumer
+            .committed_offsets(internal_partitions, timeout)
+            .map_err(|e| client_error(format!("read the committed offsets of group {app}"), e))?;
+        let mut rewound = TopicPartitionList::new();
+        for element in committed.elements() {
+            if let Offset::Offset(offset) = element.offset()
+                && offset > 0
+            {
+                rewound
+                    .add_partition_offset(element.topic(), element.partition(), Offset::Offset(0))
+                    .map_err(|e| client_error("rewind the internal topics' offsets", e))?;
+            }
+        }
+        if rewound.count() > 0 {
+            consumer
+                .commit(&rewound, CommitMode::Sync)
+                .map_err(|e| client_error(format!("rewind the internal topics' offsets of group {app}"), e))?;
+        }
     }
 
     if !plan.offsets.is_empty() {

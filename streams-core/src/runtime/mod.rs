@@ -33,6 +33,7 @@ pub use query::{
     KeyValueStoreType, LocalKeyValueStore, QueryableStoreType, QueryableStoreTypes, StoreQueryParameters, StoreSource,
 };
 pub use restore::StateRestoreListener;
+pub use state_dir::clean_local_state;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -105,12 +106,13 @@ impl StateCell {
                 return;
             }
             *state = new;
+            // Under the lock, so that two changes reach the watch in the order they were made.
+            #[cfg(feature = "tokio")]
+            self.watch.send_replace(new);
             old
         };
         tracing::info!(target: "kstreams::runtime", from = ?old, to = ?new, "state change");
         self.changed.notify_all();
-        #[cfg(feature = "tokio")]
-        self.watch.send_replace(new);
         if let Some(listener) = &*self.listener.lock_unpoisoned() {
             listener(old, new);
         }

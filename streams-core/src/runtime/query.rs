@@ -1,9 +1,11 @@
 //! Interactive queries on this instance's stores (Kafka Streams' `KafkaStreams#store`): a read-only,
 //! typed view over every local task's store of one name, or over a global store.
 //!
-//! A read takes each task's thread lock in turn (between two of the thread's steps) and reads that
-//! task's part whole while holding it, so each partition's part is one consistent picture; different
-//! partitions may be read a step apart. What a reader sees of a store:
+//! A read takes each task's thread lock in turn (between two of the thread's steps) and copies that
+//! task's part whole while holding it (decoding it after), so each partition's part is one consistent
+//! picture; different partitions may be read a step apart. While the instance rebalances, or a task
+//! of the store restores, a read fails with a retriable error unless stale stores are enabled. What a
+//! reader sees of a store:
 //! - exactly_once_v2: the state as of the task's last commit, never a write whose transaction could
 //!   still abort (the stores hold writes apart until the commit; reads go below them);
 //! - at_least_once: the state as processed so far, including writes since the last commit (which a
@@ -55,8 +57,9 @@ impl<T: QueryableStoreType> StoreQueryParameters<T> {
         StoreQueryParameters { partition: Some(partition), ..self }
     }
 
-    /// Also reads stores still restoring from their changelogs, as far as restored (Kafka Streams also
-    /// reads standbys then; this library has none yet).
+    /// Also reads stores still restoring from their changelogs, as far as restored, and the tasks open
+    /// while the instance rebalances (Kafka Streams also reads standbys then; this library has none
+    /// yet).
     pub fn enable_stale_stores(self) -> Self {
         StoreQueryParameters { stale_stores: true, ..self }
     }
@@ -167,8 +170,8 @@ impl StoreSource {
     }
 
     /// Runs `read` on the committed view of each store this source names (see the module's doc), in
-    /// task order, under each task's thread lock in turn (`read` should copy, not decode: user serdes
-    /// run after the lock is let go).
+    /// task order, under each task's thread lock in turn (`read` should copy, not decode: values are
+    /// decoded after the lock is let go; only the queried keys are encoded under it).
     fn read_each<R>(
         &self,
         mut read: impl FnMut(&dyn ErasedStore, &dyn ReadOnlyKeyValueStore) -> Result<R, StreamsError>,
@@ -230,6 +233,10 @@ impl StoreSource {
             });
             // Closed since it was listed: it is moving.
             out.push(result.ok_or_else(migrated)??);
+        }
+        // A rebalance that began after the tasks were listed may have closed some before they were read.
+        if !self.stale_stores && self.shared.state.get() == super::State::Rebalancing {
+            return Err(self.unavailable(StoreUnavailable::Rebalancing));
         }
         Ok(out)
     }

@@ -140,6 +140,29 @@ impl StateDirectory {
     }
 }
 
+/// Deletes application `application_id`'s local state under `state_dir` (what
+/// [`KafkaStreams::clean_up`](super::KafkaStreams::clean_up) deletes: every task directory, not the lock
+/// file), for tools that reset an application; refused while an instance on this machine holds the
+/// directory. False when there was nothing to delete.
+pub fn clean_local_state(state_dir: &Path, application_id: &str) -> Result<bool, StreamsError> {
+    let plain = !application_id.is_empty()
+        && application_id != "."
+        && application_id != ".."
+        && !application_id.contains(['/', '\\']);
+    if !plain {
+        return Err(StreamsError::StateDir {
+            path: state_dir.to_path_buf(),
+            message: format!("`{application_id}` is not an application id whose state can be deleted under it"),
+        });
+    }
+    let mut directory = StateDirectory::new(state_dir, application_id);
+    if !directory.app_dir.exists() {
+        return Ok(false);
+    }
+    directory.clean()?;
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,8 +3,9 @@
 //! whatever the feature; what must not happen is a tokio worker blocked in a call that waits for the
 //! broker (`start` checks and creates topics, up to `default.api.timeout.ms`) or for the threads
 //! (`close` waits for them to commit and leave the group), since every task on that worker would wait
-//! with it. Interactive queries wait at most for one step of a stream thread; call them from
-//! `spawn_blocking` too when a step can be long (large `max.poll.records`, slow processors).
+//! with it. Dropping a started instance closes it, blocking: end it with `close_async` in async code.
+//! Interactive queries wait for a stream thread's step (longer while a rebalance opens tasks): call
+//! them from `spawn_blocking`.
 
 use std::time::Duration;
 

@@ -94,13 +94,13 @@ impl GlobalTasks {
 
     /// Flushes every global store (RocksDB memtables to files), before a checkpoint.
     pub(crate) fn flush(&self) -> Result<(), StreamsError> {
-        self.tasks.iter().try_for_each(|t| t.task.lock_unpoisoned().flush())
+        self.tasks.iter().try_for_each(|t| lock_task(&t.task).flush())
     }
 
     /// Closes every global task.
     pub(crate) fn close(&self) {
         for global in &self.tasks {
-            if let Err(error) = global.task.lock_unpoisoned().close() {
+            if let Err(error) = lock_task(&global.task).close() {
                 tracing::warn!(target: "kstreams::task", stores = ?global.stores, %error, "error closing a global task");
             }
         }
