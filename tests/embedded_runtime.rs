@@ -39,7 +39,8 @@ scenario_tests!(
     a_pattern_source_reads_every_matching_topic,
     a_pattern_source_picks_up_topics_created_while_it_runs,
     a_partitioner_gets_the_topic_s_partition_count,
-    a_source_s_timestamp_extractor_gives_records_their_timestamps
+    a_source_s_timestamp_extractor_gives_records_their_timestamps,
+    metrics_move_with_the_records_under_kafka_streams_names
 );
 
 /// Fails the first record whose key starts with `boom`, once in the whole process; forwards the rest.

@@ -170,6 +170,10 @@ impl<S: KeyValueStore> StateStore for CachingKeyValueStore<S> {
         self.inner.uncommitted_bytes()
     }
 
+    fn property(&self, name: &str) -> Option<u64> {
+        self.inner.property(name)
+    }
+
     fn observed_stream_time(&self) -> Option<i64> {
         self.inner.observed_stream_time()
     }

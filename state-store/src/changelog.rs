@@ -72,6 +72,10 @@ impl<S: KeyValueStore> StateStore for ChangeLoggingKeyValueStore<S> {
         self.inner.uncommitted_bytes()
     }
 
+    fn property(&self, name: &str) -> Option<u64> {
+        self.inner.property(name)
+    }
+
     fn observed_stream_time(&self) -> Option<i64> {
         self.inner.observed_stream_time()
     }
@@ -224,6 +228,10 @@ impl<S: StateStore + ?Sized> StateStore for Box<S> {
 
     fn uncommitted_bytes(&self) -> usize {
         (**self).uncommitted_bytes()
+    }
+
+    fn property(&self, name: &str) -> Option<u64> {
+        (**self).property(name)
     }
 
     fn observed_stream_time(&self) -> Option<i64> {

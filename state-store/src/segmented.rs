@@ -401,6 +401,17 @@ impl StateStore for SegmentedKeyValueStore {
         &self.name
     }
 
+    /// Summed over the segments, except the block cache's figures: the segments share one cache, and
+    /// each reports all of it (as Kafka Streams reads them when the cache is shared).
+    fn property(&self, name: &str) -> Option<u64> {
+        let mut values = self.segments.values().filter_map(|segment| segment.property(name));
+        if name.starts_with("rocksdb.block-cache") {
+            values.next()
+        } else {
+            values.reduce(|a, b| a + b)
+        }
+    }
+
     fn commit(&mut self) -> Result<(), StoreError> {
         self.each_segment(|segment| segment.commit())
     }

@@ -73,6 +73,14 @@ pub trait StateStore: Send {
         0
     }
 
+    /// An integer property of the database under the store (RocksDB's `rocksdb.estimate-num-keys`,
+    /// ...), summed over a segmented store's databases; `None` for stores without one. Layers above a
+    /// store pass it on. Read for metrics.
+    fn property(&self, name: &str) -> Option<u64> {
+        let _ = name;
+        None
+    }
+
     /// The latest time a time-segmented store (window or session) has seen, which decides what it still
     /// shows; `None` for stores without one. Layers above such a store pass it on.
     fn observed_stream_time(&self) -> Option<i64> {

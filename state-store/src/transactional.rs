@@ -220,6 +220,10 @@ impl<S: KeyValueStore> StateStore for TransactionalKeyValueStore<S> {
         self.pending_bytes + self.inner.uncommitted_bytes()
     }
 
+    fn property(&self, name: &str) -> Option<u64> {
+        self.inner.property(name)
+    }
+
     /// The store below's: held writes have not reached it yet, so a reader that needs the time its own
     /// writes reached keeps track of that itself.
     fn observed_stream_time(&self) -> Option<i64> {

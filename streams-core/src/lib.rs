@@ -70,6 +70,7 @@ mod hostile_input;
 pub mod kafka;
 #[cfg(test)]
 mod layering;
+mod metrics;
 mod murmur2;
 mod names;
 pub mod processor;

@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kstreams::embedded::EmbeddedBroker;
+
+pub(crate) mod metrics;
 use kstreams::runtime::KafkaStreams;
 use kstreams::{StreamsError, Topology};
 
@@ -209,9 +211,14 @@ fn read_until(
     consumer.subscribe(&[topic.to_string()]).unwrap();
     let deadline = Instant::now() + timeout;
     let (mut records, mut batch) = (Vec::new(), Vec::new());
+    // The reader commits nothing: if its own group rebalances (its session expired in a stall of the
+    // machine), it reads its partitions again from the start. A record read twice has the same offset;
+    // one the application wrote twice has two.
+    let mut seen = std::collections::HashSet::new();
     while Instant::now() < deadline && !done(&records) {
         // `max` bounds what the vector holds in all: a batch at a time.
         consumer.poll_batch(Duration::from_millis(200), 10_000, &mut batch).unwrap();
+        batch.retain(|r| seen.insert((r.partition, r.offset)));
         records.append(&mut batch);
     }
     consumer.close();

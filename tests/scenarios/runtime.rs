@@ -1666,3 +1666,109 @@ pub(crate) fn a_source_s_timestamp_extractor_gives_records_their_timestamps() ->
     assert_eq!(app.metrics().dropped_records, 1, "the record with a negative time");
     Ok(())
 }
+
+/// The metrics an application publishes, read as Prometheus scrapes them (on Kafka, from the
+/// exporter of `metrics.prometheus.listen.address`): Kafka Streams' names and tags at each level, and
+/// figures that move as the records do. A word count over two partitions at DEBUG: the thread's
+/// process total follows the records, each task's adds up to it, polls and commits are counted, the
+/// source nodes' end-to-end latency and the RocksDB store's figures are there, the client says one
+/// thread alive and RUNNING; on Kafka, the consumer's lag of each input partition goes to 0.
+pub(crate) fn metrics_move_with_the_records_under_kafka_streams_names() -> anyhow::Result<()> {
+    use kafka::metrics::Sample;
+    let (input, output, app_id) =
+        (kafka::unique("metrics-in"), kafka::unique("metrics-out"), kafka::unique("metrics-app"));
+    kafka::create_topics(&[(&input, 2), (&output, 2)]);
+    let words = |n: usize, from: usize| {
+        (from..from + n).map(|i| (Some(format!("w{}", i % 10).into_bytes()), Some(b"x".to_vec()))).collect::<Vec<_>>()
+    };
+    kafka::produce(&input, words(100, 0));
+    let builder = StreamsBuilder::new();
+    builder.stream::<String, String>(&input).group_by_key().count().to_stream().to(&output);
+    let mut config = kafka::config(&app_id);
+    config.set("metrics.recording.level", "DEBUG")?;
+    let reader = kafka::metrics::reader(&mut config);
+    let mut app = kafka::streams(builder.build()?, config)?;
+    app.start()?;
+    let mine = |s: &Sample| s.labels.values().any(|v| v.starts_with(&app_id));
+    let sum = |samples: &[Sample], name: &str| -> f64 {
+        samples.iter().filter(|s| s.name == name && mine(s)).map(|s| s.value).sum()
+    };
+    // Published each second: wait until the figures show `processed` records.
+    let wait_for = |processed: f64| -> Vec<Sample> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let samples = reader.scrape();
+            let done = sum(&samples, "kafka_streams_stream_thread_metrics_process_total") >= processed
+                && sum(&samples, "kafka_streams_stream_task_metrics_process_total") >= processed;
+            if done || std::time::Instant::now() > deadline {
+                return samples;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let first = wait_for(100.0);
+    assert_eq!(sum(&first, "kafka_streams_stream_thread_metrics_process_total"), 100.0);
+    assert_eq!(sum(&first, "kafka_streams_stream_task_metrics_process_total"), 100.0);
+    let tasks: std::collections::BTreeSet<&str> = first
+        .iter()
+        .filter(|s| s.name == "kafka_streams_stream_task_metrics_process_total" && mine(s))
+        .filter_map(|s| s.labels.get("task_id").map(String::as_str))
+        .collect();
+    assert_eq!(tasks, ["0_0", "0_1"].into_iter().collect());
+    for name in [
+        "kafka_streams_stream_thread_metrics_poll_total",
+        "kafka_streams_stream_thread_metrics_commit_total",
+        "kafka_streams_stream_thread_metrics_process_rate",
+        "kafka_streams_stream_thread_metrics_task_created_total",
+    ] {
+        assert!(sum(&first, name) > 0.0, "{name} should have moved");
+    }
+    let present = |samples: &[Sample], name: &str| samples.iter().any(|s| s.name == name && mine(s));
+    for name in [
+        "kafka_streams_stream_thread_metrics_process_latency_avg",
+        "kafka_streams_stream_thread_metrics_commit_latency_max",
+        "kafka_streams_stream_thread_metrics_poll_records_max",
+        "kafka_streams_stream_task_metrics_dropped_records_total",
+        "kafka_streams_stream_processor_node_metrics_record_e2e_latency_max",
+        "kafka_streams_stream_state_metrics_estimate_num_keys",
+        "kafka_streams_stream_state_metrics_block_cache_usage",
+    ] {
+        assert!(present(&first, name), "{name} is missing");
+    }
+    let client = |samples: &[Sample], name: &str| {
+        samples
+            .iter()
+            .find(|s| s.name == name && s.labels.get("client_id").is_some_and(|c| c.starts_with(&app_id)))
+            .map(|s| s.value)
+    };
+    assert_eq!(client(&first, "kafka_streams_stream_metrics_alive_stream_threads"), Some(1.0));
+    assert_eq!(client(&first, "kafka_streams_stream_metrics_client_state"), Some(2.0), "RUNNING");
+
+    kafka::produce(&input, words(50, 100));
+    let second = wait_for(150.0);
+    assert_eq!(sum(&second, "kafka_streams_stream_thread_metrics_process_total"), 150.0);
+    assert!(
+        sum(&second, "kafka_streams_stream_thread_metrics_commit_total")
+            > sum(&first, "kafka_streams_stream_thread_metrics_commit_total")
+    );
+    if matches!(reader, kafka::metrics::MetricsReader::Prometheus(_)) {
+        // librdkafka's statistics, every second: each input partition fetched to its end.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let samples = reader.scrape();
+            let lags: Vec<f64> = samples
+                .iter()
+                .filter(|s| s.name == "kafka_consumer_consumer_fetch_manager_metrics_records_lag" && mine(s))
+                .filter(|s| s.labels.get("topic").is_some_and(|t| *t == input.replace('.', "_")))
+                .map(|s| s.value)
+                .collect();
+            if lags.len() == 2 && lags.iter().all(|l| *l == 0.0) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "input partitions' lag: {lags:?}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    app.close()?;
+    Ok(())
+}

@@ -390,6 +390,10 @@ impl StateStore for RocksDbKeyValueStore {
         &self.name
     }
 
+    fn property(&self, name: &str) -> Option<u64> {
+        self.db().ok()?.property_int_value(name).ok()?
+    }
+
     /// Writes the memtables to SST files: with the write-ahead log off, this is what makes writes durable.
     fn flush(&mut self) -> Result<(), StoreError> {
         self.db()?.flush().map_err(|e| db_error(&self.name, &self.path, "flush", e))

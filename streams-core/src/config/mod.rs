@@ -13,6 +13,7 @@ use crate::handler::{
     DeserializationExceptionHandler, FailOnProductionError, LogAndFail, ProcessingExceptionHandler,
     ProductionExceptionHandler,
 };
+pub use crate::metrics::RecordingLevel;
 use crate::timestamp::{AnyTimestampExtractor, FailOnInvalidTimestamp};
 
 pub(crate) mod settings;
@@ -129,6 +130,19 @@ pub struct StreamsConfig {
     /// `repartition.purge.interval.ms` (default 30 s): how often a thread deletes the records of its
     /// repartition topics that it has consumed and committed, so they do not grow without bound.
     pub repartition_purge_interval: Duration,
+    /// `metrics.recording.level` (default INFO): which metrics are recorded (docs/operations.md lists
+    /// each metric with its level).
+    pub metrics_recording_level: RecordingLevel,
+    /// `metrics.sample.window.ms` (default 30 s): the window of one sample of a metric's `-rate`,
+    /// `-avg` and `-max`.
+    pub metrics_sample_window: Duration,
+    /// `metrics.num.samples` (default 2): how many samples those figures span.
+    pub metrics_num_samples: usize,
+    /// `metrics.prometheus.listen.address` (default none; not a Kafka Streams setting): where the
+    /// process serves its metrics to Prometheus (`GET /metrics`), with the `prometheus` feature.
+    /// Without it, metrics go to whatever [`metrics`](https://docs.rs/metrics) recorder the
+    /// application installs, if any.
+    pub metrics_prometheus_listen_address: Option<std::net::SocketAddr>,
     /// `windowstore.changelog.additional.retention.ms` (default one day): how much longer than its
     /// window store's retention a window store's changelog topic keeps records (`retention.ms` of the
     /// topic is the sum), so that a restore still finds every window the store keeps.
@@ -224,6 +238,10 @@ impl StreamsConfig {
             default_api_timeout: Duration::from_secs(60),
             poll_timeout: Duration::from_millis(100),
             repartition_purge_interval: Duration::from_millis(30_000),
+            metrics_recording_level: RecordingLevel::Info,
+            metrics_sample_window: Duration::from_millis(30_000),
+            metrics_num_samples: 2,
+            metrics_prometheus_listen_address: None,
             windowstore_changelog_additional_retention: Duration::from_millis(86_400_000),
             windowed_emit_interval: Duration::from_millis(1000),
             outer_join_emit_interval: Duration::from_millis(1000),

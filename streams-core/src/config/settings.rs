@@ -8,7 +8,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{DslStoreType, ProcessingGuarantee, StreamsConfig};
+use super::{DslStoreType, ProcessingGuarantee, RecordingLevel, StreamsConfig};
 use crate::handler::{
     ContinueOnProductionError, DeadLetterQueue, FailOnProductionError, HandlerName, LogAndContinue, LogAndFail,
 };
@@ -74,7 +74,7 @@ const TRUSTSTORE: &str =
 
 /// The table: every setting `set` takes, in the order of docs/configuration.md's table (and so of
 /// `Debug`).
-pub(crate) static SETTINGS: [Setting; 36] = [
+pub(crate) static SETTINGS: [Setting; 40] = [
     Setting {
         property: "application.id",
         field: "application_id",
@@ -299,6 +299,50 @@ pub(crate) static SETTINGS: [Setting; 36] = [
             Ok(())
         },
         show: |c| c.repartition_purge_interval.as_millis().to_string(),
+    },
+    Setting {
+        property: "metrics.recording.level",
+        field: "metrics_recording_level",
+        default: "INFO",
+        set: |c, _, v| {
+            c.metrics_recording_level = RecordingLevel::parse(v).ok_or("INFO, DEBUG or TRACE")?;
+            Ok(())
+        },
+        show: |c| c.metrics_recording_level.name().to_string(),
+    },
+    Setting {
+        property: "metrics.sample.window.ms",
+        field: "metrics_sample_window",
+        default: "30000",
+        set: |c, _, v| {
+            c.metrics_sample_window = Duration::from_millis(at_least(v, 1, "milliseconds, from 1")?);
+            Ok(())
+        },
+        show: |c| c.metrics_sample_window.as_millis().to_string(),
+    },
+    Setting {
+        property: "metrics.num.samples",
+        field: "metrics_num_samples",
+        default: "2",
+        set: |c, _, v| {
+            c.metrics_num_samples = at_least(v, 1, "a number from 1")?;
+            Ok(())
+        },
+        show: |c| c.metrics_num_samples.to_string(),
+    },
+    Setting {
+        property: "metrics.prometheus.listen.address",
+        field: "metrics_prometheus_listen_address",
+        default: "(none)",
+        set: |c, _, v| {
+            c.metrics_prometheus_listen_address = if v.is_empty() {
+                None
+            } else {
+                Some(v.parse().map_err(|_| "an IP address and port, such as 0.0.0.0:9464")?)
+            };
+            Ok(())
+        },
+        show: |c| c.metrics_prometheus_listen_address.map_or_else(|| "(none)".into(), |a| a.to_string()),
     },
     Setting {
         property: "windowstore.changelog.additional.retention.ms",
@@ -771,7 +815,8 @@ mod tests {
             application_id, bootstrap_servers, client_id, num_stream_threads, processing_guarantee, commit_interval,
             state_dir, cache_max_bytes, default_dsl_store, rocksdb_cache_bytes, rocksdb_write_buffer_bytes,
             statestore_uncommitted_max_bytes, max_poll_records, buffered_records_per_partition, max_task_idle, task_timeout, replication_factor,
-            default_api_timeout, poll_timeout, repartition_purge_interval, windowstore_changelog_additional_retention,
+            default_api_timeout, poll_timeout, repartition_purge_interval, metrics_recording_level, metrics_sample_window,
+            metrics_num_samples, metrics_prometheus_listen_address, windowstore_changelog_additional_retention,
             windowed_emit_interval, outer_join_emit_interval,
             deserialization_handler,
             processing_handler, production_handler, default_timestamp_extractor, client_overrides, consumer_overrides,

@@ -114,7 +114,7 @@ impl EmbeddedConsumer {
 
     /// Joins the group as a new member: every member gives up its partitions and the group reassigns.
     fn join(&mut self) {
-        let now = self.broker.now_ms();
+        let now = self.broker.session_ms();
         let mut state = self.broker.lock();
         state.members_created += 1;
         let id = format!("{}-{}", self.client_id, state.members_created);
@@ -142,19 +142,19 @@ impl EmbeddedConsumer {
     /// group now.
     fn group_step(&mut self) -> Result<GroupStep, ClientError> {
         let Some(id) = self.member.clone() else { return Ok(GroupStep::Fetch) };
-        let now = self.broker.now_ms();
+        let (now, session_now) = (self.broker.now_ms(), self.broker.session_ms());
         let mut state = self.broker.lock();
         let state = &mut *state;
         state.expire_transactions(now);
         let group = state.groups.entry(self.group.clone()).or_default();
         // Sessions expire on the broker's clock, whoever calls first: a member back from a pause past
         // its session timeout finds itself gone, as on Kafka.
-        group.expire(now);
+        group.expire(session_now);
         let Some(member) = group.members.get_mut(&id) else {
             // Expired while away: its partitions belong to others now.
             return Ok(GroupStep::Lost);
         };
-        member.last_seen_ms = now;
+        member.last_seen_ms = session_now;
         if !member.rejoined {
             // Rejoined only once the revocation callback (which commits) has run: no other member may
             // be assigned these partitions, and read their committed offsets, before that.

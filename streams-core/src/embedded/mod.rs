@@ -269,6 +269,12 @@ impl EmbeddedBroker {
         self.inner.clock.now_ms()
     }
 
+    /// The time group sessions are measured on: monotonic, so that a step of the system clock does
+    /// not expire every member (on the simulation's manual clock, the same as [`now_ms`](Self::now_ms)).
+    fn session_ms(&self) -> i64 {
+        self.inner.clock.monotonic_ms()
+    }
+
     /// Waits `duration` on the broker's clock: woken early by a change on the system clock; on a
     /// simulation's manual clock, time moves on instead.
     fn sleep(&self, duration: Duration) {

@@ -175,7 +175,7 @@ pub(crate) struct Member {
     pub(crate) rejoined: bool,
     /// Its partitions in the current assignment (empty while it rejoins).
     pub(crate) assignment: Vec<TopicPartition>,
-    /// The broker time (ms) of its last poll, for the session timeout.
+    /// The broker's session time (monotonic ms) of its last poll, for the session timeout.
     pub(crate) last_seen_ms: i64,
     pub(crate) session_timeout_ms: i64,
     /// The group generation of its assignment: its commits count only while this is the group's.

@@ -257,7 +257,13 @@ impl ClientSupplier for RdKafkaSupplier {
         client_id: &str,
         listener: Arc<dyn RebalanceListener>,
     ) -> Result<Box<dyn StreamsConsumer>, ClientError> {
-        let c = consumer_settings(config, client_id);
+        let mut c = consumer_settings(config, client_id);
+        // For the consumer's lag metrics (see `RuntimeContext::stats`), unless set otherwise.
+        if !config.consumer_overrides.contains_key("statistics.interval.ms")
+            && !config.client_overrides.contains_key("statistics.interval.ms")
+        {
+            c.set("statistics.interval.ms", "1000");
+        }
         let read_committed = c.get("isolation.level") == Some("read_committed");
         let context = RuntimeContext {
             listener,
@@ -421,7 +427,45 @@ macro_rules! logging_client_context {
     )+};
 }
 
-logging_client_context!(LogContext, RuntimeContext, DeliveryContext);
+logging_client_context!(LogContext, DeliveryContext);
+
+impl ClientContext for RuntimeContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        log_line(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        log_error(&error, reason);
+    }
+
+    /// librdkafka's statistics (every `statistics.interval.ms`) give the Java consumer's lag metrics:
+    /// `records-lag` of each partition the thread fetches (the end a reader at its isolation level
+    /// sees, less the position handed out; librdkafka's own `consumer_lag` counts from the committed
+    /// offset instead) and `records-lag-max` of the client (the largest now).
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let client = crate::metrics::Tags::new(&[("client-id", &statistics.client_id)]);
+        let mut max: Option<i64> = None;
+        for (name, topic) in &statistics.topics {
+            for (partition, figures) in &topic.partitions {
+                let end = if self.read_committed { figures.ls_offset } else { figures.hi_offset };
+                if *partition < 0 || figures.app_offset < 0 || end < 0 {
+                    continue;
+                }
+                let lag = (end - figures.app_offset).max(0);
+                max = Some(max.map_or(lag, |m| m.max(lag)));
+                // As the Java consumer's tag: dots in a topic name become underscores.
+                client.with("topic", &name.replace('.', "_")).with("partition", &partition.to_string()).gauge(
+                    crate::metrics::CONSUMER_FETCH,
+                    "records-lag",
+                    lag as f64,
+                );
+            }
+        }
+        if let Some(max) = max {
+            client.gauge(crate::metrics::CONSUMER_FETCH, "records-lag-max", max as f64);
+        }
+    }
+}
 
 impl ConsumerContext for LogContext {}
 

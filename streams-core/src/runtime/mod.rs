@@ -25,6 +25,7 @@ mod restore;
 mod shutdown_request;
 mod state_dir;
 pub(crate) mod thread;
+mod thread_metrics;
 #[cfg(feature = "tokio")]
 mod tokio_support;
 mod topics;
@@ -168,6 +169,8 @@ pub(crate) struct Shared {
     uncaught_handler: Mutex<Option<UncaughtExceptionHandler>>,
     /// Whether the instance watches for shutdown requests, and so may send one.
     pub(crate) shutdown_requests: AtomicBool,
+    /// Stream threads that ended with an error (`failed-stream-threads`).
+    pub(crate) failed_threads: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -182,6 +185,7 @@ impl Shared {
             restoring_tasks: Default::default(),
             uncaught_handler: Mutex::new(None),
             shutdown_requests: AtomicBool::new(false),
+            failed_threads: Default::default(),
         }
     }
 
@@ -521,6 +525,9 @@ impl KafkaStreams {
         if state != State::Created {
             return Err(StreamsError::IllegalState { action: "start", state: format!("{state:?}") });
         }
+        if let Some(address) = self.config.metrics_prometheus_listen_address {
+            crate::metrics::install_prometheus(address)?;
+        }
         // Only a topology with stores keeps local state, and then only one instance may use the directory.
         let app_dir = if self.topology.stores.is_empty() {
             None
@@ -778,6 +785,10 @@ fn task_config(
     task_config.app_dir = app_dir;
     task_config.rocksdb = rocksdb;
     task_config.dsl_store = config.default_dsl_store;
+    task_config.metric_samples = crate::metrics::sensor::SampleConfig {
+        window_ms: config.metrics_sample_window.as_millis().min(i64::MAX as u128) as i64,
+        samples: config.metrics_num_samples,
+    };
     task_config
 }
 

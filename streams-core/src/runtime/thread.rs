@@ -27,6 +27,7 @@ use super::layout::Layouts;
 use super::partition_group::{PartitionGroup, IDLE_DISABLED};
 use super::producer::ThreadProducer;
 use super::restore::{self, Restoration, StateRestoreListener};
+use super::thread_metrics::{ClientFigures, ThreadSensors};
 use super::topics::TopicLayout;
 use super::{Shared, State, StreamThreadExceptionResponse};
 use crate::client::{
@@ -95,6 +96,8 @@ pub(crate) struct ThreadInner {
     total_recoveries: u64,
     /// Interactive queries waiting for this thread's lock.
     queries_waiting: Arc<AtomicUsize>,
+    /// What the thread measures for the metrics it publishes.
+    sensors: ThreadSensors,
 }
 
 /// Which stream thread of this instance holds each open task (and so its state directory). A thread
@@ -184,6 +187,7 @@ impl ThreadInner {
     /// transaction with the offsets, then flushes the stores (applying their held writes) and
     /// checkpoints.
     fn commit(&mut self, committer: &dyn OffsetCommitter, checkpoint: Checkpoint) -> Result<(), StreamsError> {
+        let began = std::time::Instant::now();
         // Records held back by processors (the record cache) are written and forwarded first; their
         // outputs go out with the rest before the producer is flushed.
         self.each_task_then_send(Task::flush_processors)?;
@@ -238,6 +242,7 @@ impl ThreadInner {
             self.recoveries = 0;
             self.failing_since_ms = None;
         }
+        self.sensors.committed(began.elapsed(), self.tasks.len(), self.task_config.clock.now_ms());
         self.publish_metrics();
         Ok(())
     }
@@ -433,6 +438,7 @@ impl ThreadInner {
             task
         });
         if let Some(mut task) = self.tasks.remove(&id).or(restoring) {
+            self.sensors.task_closed(self.task_config.clock.now_ms());
             self.closed_metrics = self.closed_metrics + task.metrics();
             if let Err(e) = task.close() {
                 tracing::warn!(target: "kstreams::runtime::thread", task = %id, error = %e, "error closing task");
@@ -513,6 +519,7 @@ impl ThreadInner {
             plan
         };
         let mut task = Task::new(&self.topology, sub, id.partition, &self.task_config)?;
+        self.sensors.task_created(self.task_config.clock.now_ms());
         let mine = committed.iter().filter(|(tp, _)| self.task_id(&tp.topic, tp.partition) == Some(id));
         task.take_committed_metadata(mine);
         // The stores are restored from their changelogs before the task sees any input, a step at a
@@ -679,6 +686,8 @@ impl ThreadInner {
     /// heads of the task's partitions.
     fn process(&mut self) -> Result<(), StreamsError> {
         let now = self.task_config.clock.now_ms();
+        let began = std::time::Instant::now();
+        let mut processed = 0;
         // A task restoring keeps its records until it runs.
         let ids: Vec<TaskId> = self
             .inputs
@@ -690,22 +699,34 @@ impl ThreadInner {
             let Some(mut input) = self.inputs.remove(&id) else { continue };
             // Queues are filled for open tasks only and dropped with them.
             let Some(mut task) = self.tasks.remove(&id) else { continue };
-            let result = self.run_task(&mut task, &mut input, now);
+            let result = self.run_task(&mut task, &mut input, now, &mut processed);
             // Offsets of what was processed, once per partition and step rather than once per record.
             for (tp, offset) in input.take_processed() {
                 self.offsets.insert(tp, offset);
             }
             self.tasks.insert(id, task);
             self.inputs.insert(id, input);
-            result?;
+            if let Err(error) = result {
+                self.sensors.processed(began.elapsed(), processed, now);
+                return Err(error);
+            }
         }
+        self.sensors.processed(began.elapsed(), processed, now);
         Ok(())
     }
 
-    fn run_task(&mut self, task: &mut Task, input: &mut PartitionGroup, now: i64) -> Result<(), StreamsError> {
+    fn run_task(
+        &mut self,
+        task: &mut Task,
+        input: &mut PartitionGroup,
+        now: i64,
+        processed: &mut u64,
+    ) -> Result<(), StreamsError> {
+        task.set_wall_clock(now);
         while input.ready(now, self.max_task_idle_ms) {
             let Some((queue, record)) = input.pop() else { break };
             let offset = record.offset;
+            *processed += 1;
             task.process(record)?;
             input.processed(queue, offset);
             self.send_outputs_of(task)?;
@@ -741,14 +762,34 @@ impl ThreadInner {
     }
 
     fn punctuate(&mut self) -> Result<(), StreamsError> {
+        let began = std::time::Instant::now();
+        let mut punctuated = 0;
         let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
         for id in ids {
             let mut task = self.tasks.remove(&id).expect("listed above");
-            let result = task.punctuate_wall_clock().map(|_| ()).and_then(|_| self.send_outputs_of(&mut task));
+            let result = task.punctuate_wall_clock().and_then(|fired| {
+                punctuated += usize::from(fired);
+                self.send_outputs_of(&mut task)
+            });
             self.tasks.insert(id, task);
             result?;
         }
+        self.sensors.punctuated(began.elapsed(), punctuated, self.task_config.clock.now_ms());
         Ok(())
+    }
+
+    /// Publishes the metrics of the instance, this thread and its tasks (see [`ThreadSensors`]).
+    fn export_metrics(&mut self, now_ms: i64) {
+        let alive_threads = {
+            let metrics = self.shared.thread_metrics.lock_unpoisoned();
+            metrics.keys().filter(|name| name.as_str() != ENDED_THREADS).count()
+        };
+        let client = ClientFigures {
+            state: self.shared.state.get(),
+            alive_threads,
+            failed_threads: self.shared.failed_threads.load(Ordering::SeqCst),
+        };
+        self.sensors.publish(self.tasks.iter_mut(), client, now_ms);
     }
 }
 
@@ -995,6 +1036,11 @@ impl StreamThread {
                 task_timeout: config.task_timeout,
                 total_recoveries: 0,
                 queries_waiting: queries_waiting.clone(),
+                sensors: ThreadSensors::new(
+                    &config,
+                    &name,
+                    name.rsplit_once("-StreamThread-").map_or(&name, |(c, _)| c),
+                ),
             })
         });
         let listener = Arc::new(Listener { inner: inner.clone() });
@@ -1080,10 +1126,13 @@ impl StreamThread {
         // While tasks restore, the poll does not wait: the restore goes on between polls.
         let restoring = !lock_task(&self.inner).restoring.is_empty();
         let poll_timeout = if restoring { Duration::ZERO } else { poll_timeout };
+        let poll_began = std::time::Instant::now();
         let polled = self.consumer.poll_batch(poll_timeout, self.config.max_poll_records, &mut self.batch);
+        let poll_took = poll_began.elapsed();
         self.let_queries_in();
         let inner = self.inner.clone();
         let mut inner = lock_task(&inner);
+        inner.sensors.polled(poll_took, self.batch.len(), self.clock.now_ms());
         let step = match (polled, inner.fatal.take()) {
             (Err(e), _) => Err(e.into()),
             (_, Some(e)) => Err(e),
@@ -1134,8 +1183,10 @@ impl StreamThread {
                 }
             }
         }
+        inner.sensors.step_ended(now);
         if now - self.last_metrics_ms >= 1000 {
             inner.publish_metrics();
+            inner.export_metrics(now);
             self.last_metrics_ms = now;
         }
         Ok(())
@@ -1188,6 +1239,7 @@ impl StreamThread {
             Ok(()) => None,
             Err(e) => {
                 tracing::error!(target: "kstreams::runtime::thread", thread = %self.name, error = %crate::handler::error_chain(e), "stream thread failed");
+                self.shared.failed_threads.fetch_add(1, Ordering::SeqCst);
                 (!removed).then(|| self.shared.uncaught_exception_response(e))
             }
         };

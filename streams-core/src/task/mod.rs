@@ -17,6 +17,7 @@ use state_store::{ChangelogWriter, OffsetCheckpoint, RocksDbMemory};
 use crate::client::{OffsetAndMetadata, TopicPartition};
 use crate::config::DslStoreType;
 use crate::handler::{DeserializationExceptionHandler, LogAndFail, ProcessingExceptionHandler};
+use crate::metrics::sensor::{SampleConfig, Sensor};
 use crate::processor::node::{OnePartition, PartitionCounts};
 use crate::processor::offset_metadata;
 use crate::processor::state::{guarded, keep_first, ChangelogBuffer, GlobalStores, TaskState};
@@ -66,6 +67,8 @@ pub(crate) struct TaskConfig {
     pub(crate) outer_join_emit_interval_ms: i64,
     /// The instance's global stores, which any task's joins read.
     pub(crate) globals: Option<Arc<dyn GlobalStores>>,
+    /// How the task samples the end-to-end latency of its source nodes (`metrics.*`).
+    pub(crate) metric_samples: SampleConfig,
 }
 
 impl TaskConfig {
@@ -87,6 +90,7 @@ impl TaskConfig {
             windowed_emit_interval_ms: 0,
             outer_join_emit_interval_ms: 0,
             globals: None,
+            metric_samples: SampleConfig { window_ms: 30_000, samples: 2 },
         }
     }
 
@@ -138,6 +142,14 @@ pub(crate) struct Task {
     committed_stream_time: Option<i64>,
     /// The owner epoch last recorded beside the checkpoint.
     recorded_epoch: Option<i32>,
+    /// The wall-clock time of the records being processed, when the runtime gives it (Kafka Streams
+    /// takes it once per processing pass): each record's end-to-end latency at its source node is
+    /// measured against it. The test driver gives none, and nothing is measured.
+    wall_clock_ms: Option<i64>,
+    /// Each source node's end-to-end latency (wall clock less record timestamp), by node index; the
+    /// sampling of `metric_samples`.
+    e2e: Vec<Option<Sensor>>,
+    metric_samples: SampleConfig,
 }
 
 /// While running, a task writes a checkpoint (flushing its stores first) once its changelogs have moved
@@ -247,6 +259,9 @@ impl Task {
             stamp_owner_epoch: config.stamp_owner_epoch,
             committed_stream_time: None,
             recorded_epoch: None,
+            wall_clock_ms: None,
+            e2e: Vec::new(),
+            metric_samples: config.metric_samples,
         })
     }
 
@@ -301,6 +316,9 @@ impl Task {
                 self.state.id, raw.topic
             )));
         };
+        if let Some(now) = self.wall_clock_ms {
+            self.record_e2e_latency(index, now - raw.timestamp, now);
+        }
         self.state.current =
             Some(RecordMetadata { topic: raw.topic.clone(), partition: raw.partition, offset: raw.offset });
         self.state.source.set(&raw);
@@ -315,6 +333,41 @@ impl Task {
         self.state.metrics.processed_records += 1;
         self.state.punctuate(PunctuationType::StreamTime, self.state.stream_time)?;
         Ok(())
+    }
+
+    /// The wall-clock time of the records processed next (see `wall_clock_ms`).
+    pub(crate) fn set_wall_clock(&mut self, now_ms: i64) {
+        self.wall_clock_ms = Some(now_ms);
+    }
+
+    fn record_e2e_latency(&mut self, node: usize, latency_ms: i64, now_ms: i64) {
+        if self.e2e.len() <= node {
+            self.e2e.resize(node + 1, None);
+        }
+        let samples = self.metric_samples;
+        self.e2e[node].get_or_insert_with(|| Sensor::new(samples)).record(latency_ms as f64, now_ms);
+    }
+
+    /// Each source node that processed a record, by name, with its end-to-end latency sensor.
+    pub(crate) fn e2e_latencies(&mut self) -> impl Iterator<Item = (&str, &mut Sensor)> {
+        let names = &self.state.node_names;
+        self.e2e.iter_mut().enumerate().filter_map(|(node, sensor)| Some((&*names[node], sensor.as_mut()?)))
+    }
+
+    /// Each RocksDB store's values of `properties` (RocksDB's `rocksdb.<property>`) that it has.
+    pub(crate) fn rocksdb_properties(&self, properties: &[&'static str]) -> Vec<(&str, Vec<(&'static str, u64)>)> {
+        self.state
+            .stores
+            .iter()
+            .map(|store| store.bytes())
+            .filter(|store| store.persistent())
+            .map(|store| {
+                let values =
+                    properties.iter().filter_map(|p| Some((*p, store.property(&format!("rocksdb.{p}"))?))).collect();
+                (store.name(), values)
+            })
+            .filter(|(_, values): &(&str, Vec<_>)| !values.is_empty())
+            .collect()
     }
 
     /// Fires wall-clock punctuations that are due by the task's clock. Returns whether any fired.
