@@ -50,6 +50,11 @@ fn embedded() -> Option<EmbeddedBroker> {
     EMBEDDED.with(|b| b.borrow().clone())
 }
 
+/// Whether the calling test runs on the real Kafka.
+pub(crate) fn on_kafka() -> bool {
+    embedded().is_none()
+}
+
 /// The clients of the test's broker.
 pub(crate) fn supplier() -> Arc<dyn ClientSupplier> {
     match embedded() {

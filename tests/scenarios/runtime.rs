@@ -1671,8 +1671,9 @@ pub(crate) fn a_source_s_timestamp_extractor_gives_records_their_timestamps() ->
 /// exporter of `metrics.prometheus.listen.address`): Kafka Streams' names and tags at each level, and
 /// figures that move as the records do. A word count over two partitions at DEBUG: the thread's
 /// process total follows the records, each task's adds up to it, polls and commits are counted, the
-/// source nodes' end-to-end latency and the RocksDB store's figures are there, the client says one
-/// thread alive and RUNNING; on Kafka, the consumer's lag of each input partition goes to 0.
+/// store's gets and puts are timed, the source nodes' end-to-end latency, the restore figures and the
+/// RocksDB store's properties are there, the client says one thread alive and RUNNING; on Kafka, the
+/// consumer's lag of each input partition goes to 0.
 pub(crate) fn metrics_move_with_the_records_under_kafka_streams_names() -> anyhow::Result<()> {
     use kafka::metrics::Sample;
     let (input, output, app_id) =
@@ -1732,8 +1733,27 @@ pub(crate) fn metrics_move_with_the_records_under_kafka_streams_names() -> anyho
         "kafka_streams_stream_processor_node_metrics_record_e2e_latency_max",
         "kafka_streams_stream_state_metrics_estimate_num_keys",
         "kafka_streams_stream_state_metrics_block_cache_usage",
+        "kafka_streams_stream_task_metrics_restore_remaining_records_total",
+        "kafka_streams_stream_task_metrics_restore_total",
     ] {
         assert!(present(&first, name), "{name} is missing");
+    }
+    // At DEBUG the count's store is metered: each record reads and writes its key (through the store's
+    // timestamped layer), timed in nanoseconds.
+    let store_figure = |samples: &[Sample], name: &str| -> f64 {
+        samples
+            .iter()
+            .filter(|s| s.name == name && mine(s) && s.labels.contains_key("rocksdb_state_id"))
+            .map(|s| s.value)
+            .filter(|v| !v.is_nan())
+            .sum()
+    };
+    for name in [
+        "kafka_streams_stream_state_metrics_get_rate",
+        "kafka_streams_stream_state_metrics_put_rate",
+        "kafka_streams_stream_state_metrics_put_latency_max",
+    ] {
+        assert!(store_figure(&first, name) > 0.0, "{name} should have moved");
     }
     let client = |samples: &[Sample], name: &str| {
         samples
@@ -1751,7 +1771,7 @@ pub(crate) fn metrics_move_with_the_records_under_kafka_streams_names() -> anyho
         sum(&second, "kafka_streams_stream_thread_metrics_commit_total")
             > sum(&first, "kafka_streams_stream_thread_metrics_commit_total")
     );
-    if matches!(reader, kafka::metrics::MetricsReader::Prometheus(_)) {
+    if kafka::on_kafka() {
         // librdkafka's statistics, every second: each input partition fetched to its end.
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {

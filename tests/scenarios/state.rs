@@ -1024,8 +1024,12 @@ struct SlowRestore {
 }
 
 impl StateRestoreListener for SlowRestore {
+    /// Three seconds a batch: the whole restore (18 s) outlasts, with room to spare on a loaded
+    /// machine, the first restore step (two batches) plus the test's reader joining its group and
+    /// reading the small task's output. (ci48's failure here was the thread's: a poll that stopped at
+    /// librdkafka's statistics events left the small task's record unread until the restore ended.)
     fn on_batch_restored(&self, _: &TopicPartition, _: &str, _: i64, _: u64) {
-        std::thread::sleep(Duration::from_secs(1));
+        std::thread::sleep(Duration::from_secs(3));
     }
     fn on_restore_end(&self, _: &TopicPartition, _: &str, _: u64) {
         self.ended.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -1033,7 +1037,7 @@ impl StateRestoreListener for SlowRestore {
 }
 
 /// Restore in the thread's loop: a new instance, with an empty state directory, restores a count of
-/// 60,000 keys (6 batches, made to take a second each), and meanwhile the same thread's other task,
+/// 60,000 keys (6 batches, made to take 3 seconds each), and meanwhile the same thread's other task,
 /// which has nothing to restore, already processes: its output comes while the restore goes on and the
 /// instance says REBALANCING, and an interactive query of the store says it is restoring (or, with
 /// stale stores enabled, reads what is restored so far). That instance is closed before its restore ends: what it restored is

@@ -282,6 +282,12 @@ impl ClientSupplier for RdKafkaSupplier {
             subscription: Vec::new(),
             unknown_topic: None,
             unknown_topic_grace: config.default_api_timeout,
+            statistics_interval: c
+                .get("statistics.interval.ms")
+                .and_then(|ms| ms.parse().ok())
+                .filter(|ms| *ms > 0)
+                .map(Duration::from_millis),
+            last_poll: Instant::now(),
         }))
     }
 
@@ -341,6 +347,11 @@ impl ClientSupplier for RdKafkaSupplier {
         Ok(Box::new(RdKafkaAdmin { admin, metadata, connection, timeout, servers: config.bootstrap_servers.clone() }))
     }
 }
+
+/// How many `None`s in a row end a poll, besides one per statistics event that can have queued since
+/// the last (see `poll_batch`): past the handled events, the queue is empty. Each costs a look at the
+/// queue once its wait is over.
+const MAX_EMPTY_POLLS: u32 = 3;
 
 /// The admin clients' context: remembers why librdkafka last failed to reach a broker (a refused
 /// password, a certificate it does not trust, a refused connection), which librdkafka only says in its
@@ -684,6 +695,10 @@ struct RdKafkaConsumer {
     unknown_topic: Option<(Instant, Instant)>,
     /// How long a subscribed topic may stay unknown before polling fails (`default.api.timeout.ms`).
     unknown_topic_grace: Duration,
+    /// `statistics.interval.ms`, when librdkafka sends statistics (see `poll_batch`).
+    statistics_interval: Option<Duration>,
+    /// When the last poll ended.
+    last_poll: Instant,
 }
 
 impl RdKafkaConsumer {
@@ -758,14 +773,32 @@ impl StreamsConsumer for RdKafkaConsumer {
     }
 
     fn poll_batch(&mut self, timeout: Duration, max: usize, out: &mut Vec<RawRecord>) -> Result<(), ClientError> {
-        let mut wait = timeout;
+        let deadline = Instant::now() + timeout;
+        // `poll` also answers `None` when it handled an event in place of a message (librdkafka's
+        // statistics every `statistics.interval.ms`, a log line): a poll that stopped at the first
+        // `None` left the fetched records behind one such event per call (a thread restoring, which
+        // polls without waiting, saw no record for as long as its restore lasted). It looks past as
+        // many as can have queued since the last poll: one statistics event per interval, and a few.
+        let queued_statistics = self.statistics_interval.map_or(0, |interval| {
+            (self.last_poll.elapsed().as_millis() / interval.as_millis().max(1)).min(u32::MAX as u128) as u32
+        });
+        let max_empty_polls = MAX_EMPTY_POLLS.saturating_add(queued_statistics);
+        let mut empty_polls = 0;
         while out.len() < max {
+            // Wait only until something came; then take what is already fetched.
+            let wait = if out.is_empty() { deadline.saturating_duration_since(Instant::now()) } else { Duration::ZERO };
             let polled = self.consumer.poll(wait);
             if let Some(failed) = self.consumer.context().failed_assignment.lock_unpoisoned().take() {
                 return Err(failed);
             }
             let error = match polled {
-                None => break,
+                None => {
+                    empty_polls += 1;
+                    if empty_polls > max_empty_polls {
+                        break;
+                    }
+                    continue;
+                }
                 Some(Ok(message)) => {
                     let topic = topic_of(&mut self.topics, message.topic());
                     out.push(raw_record(topic, &message));
@@ -791,8 +824,9 @@ impl StreamsConsumer for RdKafkaConsumer {
                     }
                 }
             }
-            wait = Duration::ZERO;
+            empty_polls = 0;
         }
+        self.last_poll = Instant::now();
         Ok(())
     }
 

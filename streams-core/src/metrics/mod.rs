@@ -1,6 +1,6 @@
 //! Metrics with Kafka Streams' names, published through the [`metrics`](https://docs.rs/metrics)
 //! facade: whatever recorder the application installs (Prometheus, StatsD, OpenTelemetry, ...) sees
-//! them; without one they cost a check of an empty slot. With the `prometheus` feature,
+//! them (without one, the thread still computes them each second: microseconds). With the `prometheus` feature,
 //! `metrics.prometheus.listen.address` installs a Prometheus exporter.
 //!
 //! A metric's facade name is Kafka's MBean name flattened: `kafka.streams.<group>.<name>` (group
@@ -93,9 +93,11 @@ impl Tags {
         metrics::gauge!(key_name(group, name), self.0.clone()).set(value);
     }
 
-    /// Sets counter `name` of `group` to `total` (a `-total`, kept by its owner).
-    pub(crate) fn total(&self, group: &str, name: &str, total: u64) {
-        metrics::counter!(key_name(group, name), self.0.clone()).absolute(total);
+    /// Adds `added` to counter `name` of `group` (a `-total`). Increments rather than the owner's
+    /// total: a recorder keeps a counter's largest value, and a thread replaced under the same name,
+    /// or a task opened again, counts from zero.
+    pub(crate) fn add(&self, group: &str, name: &str, added: u64) {
+        metrics::counter!(key_name(group, name), self.0.clone()).increment(added);
     }
 
     /// Publishes `sensor` as `<name>-rate` (of the values' sum when `rate_of_sum`, else of the
@@ -110,13 +112,9 @@ impl Tags {
         latency: Option<&str>,
         now_ms: i64,
     ) {
-        let (rate, total) = if rate_of_sum {
-            (sensor.rate_of_sum(now_ms), sensor.total_sum() as u64)
-        } else {
-            (sensor.rate_of_count(now_ms), sensor.total_count())
-        };
+        let rate = if rate_of_sum { sensor.rate_of_sum(now_ms) } else { sensor.rate_of_count(now_ms) };
         self.gauge(group, &format!("{name}-rate"), rate);
-        self.total(group, &format!("{name}-total"), total);
+        self.add(group, &format!("{name}-total"), sensor.unpublished(rate_of_sum));
         if let Some(latency) = latency {
             self.avg_max(group, latency, sensor, now_ms);
         }

@@ -16,8 +16,8 @@ use crate::sync::LockUnpoisoned;
 /// process-wide and set once).
 static INSTALLED: Mutex<Option<SocketAddr>> = Mutex::new(None);
 
-/// How long a metric nobody updates stays in the scrape: a closed task's, a revoked partition's lag.
-/// Live metrics are published every second.
+/// How long a gauge nobody updates stays in the scrape: a closed task's, a revoked partition's lag
+/// (the application's own gauges too). Live gauges are published every second; counters stay.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub(super) fn install(address: SocketAddr) -> Result<(), String> {
@@ -31,16 +31,27 @@ pub(super) fn install(address: SocketAddr) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the exporter's runtime: {e}"))?;
-    let (recorder, exporter) = {
+    let built = {
         let _entered = runtime.enter();
         PrometheusBuilder::new()
             .with_http_listener(address)
-            .idle_timeout(MetricKindMask::ALL, Some(IDLE_TIMEOUT))
+            .idle_timeout(MetricKindMask::GAUGE, Some(IDLE_TIMEOUT))
             .build()
-            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
     };
-    metrics::set_global_recorder(recorder)
-        .map_err(|_| "another metrics recorder is installed in this process".to_string())?;
+    let installed_recorder = built.and_then(|(recorder, exporter)| {
+        metrics::set_global_recorder(recorder)
+            .map(|()| exporter)
+            .map_err(|_| "another metrics recorder is installed in this process".to_string())
+    });
+    let exporter = match installed_recorder {
+        Ok(exporter) => exporter,
+        Err(reason) => {
+            // Dropping a runtime from inside another one's thread (a `start` called on tokio) panics.
+            runtime.shutdown_background();
+            return Err(reason);
+        }
+    };
     std::thread::Builder::new()
         .name("kstreams-prometheus".into())
         .spawn(move || {

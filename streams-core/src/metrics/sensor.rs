@@ -33,23 +33,43 @@ pub(crate) struct Sensor {
     samples: VecDeque<Sample>,
     total_count: u64,
     total_sum: f64,
+    /// What [`unpublished`](Self::unpublished) gave so far.
+    published_count: u64,
+    published_sum: u64,
 }
 
 impl Sensor {
     pub(crate) fn new(config: SampleConfig) -> Self {
         let config = SampleConfig { window_ms: config.window_ms.max(1), samples: config.samples.max(1) };
-        Sensor { config, samples: VecDeque::new(), total_count: 0, total_sum: 0.0 }
+        Sensor {
+            config,
+            samples: VecDeque::new(),
+            total_count: 0,
+            total_sum: 0.0,
+            published_count: 0,
+            published_sum: 0,
+        }
     }
 
     /// Records one measurement of `value` at `now_ms`.
     /// Cheap enough for the record path: a new sample (and the purge) once per window only.
     pub(crate) fn record(&mut self, value: f64, now_ms: i64) {
+        self.record_many(1, value, value, value, now_ms);
+    }
+
+    /// Records `count` measurements at once, whose values add up to `sum` and range from `min` to
+    /// `max` (what a store's operations came to since the thread last looked).
+    pub(crate) fn record_many(&mut self, count: u64, sum: f64, min: f64, max: f64, now_ms: i64) {
+        if count == 0 {
+            return;
+        }
         let window = self.config.window_ms;
         let current = match self.samples.back_mut() {
-            Some(sample) if now_ms < sample.start_ms + window => sample,
+            Some(sample) if now_ms < sample.start_ms.saturating_add(window) => sample,
             _ => {
                 self.purge(now_ms);
-                if self.samples.len() == self.config.samples {
+                // One more than the samples a measure spans, as Kafka's ring: the newest overlaps now.
+                if self.samples.len() > self.config.samples {
                     self.samples.pop_front();
                 }
                 self.samples.push_back(Sample {
@@ -63,19 +83,19 @@ impl Sensor {
                 self.samples.back_mut().expect("pushed")
             }
         };
-        current.count += 1;
+        current.count += count;
         current.last_event_ms = now_ms;
-        current.sum += value;
-        current.max = if current.max.is_nan() { value } else { current.max.max(value) };
-        current.min = if current.min.is_nan() { value } else { current.min.min(value) };
-        self.total_count += 1;
-        self.total_sum += value;
+        current.sum += sum;
+        current.max = if current.max.is_nan() { max } else { current.max.max(max) };
+        current.min = if current.min.is_nan() { min } else { current.min.min(min) };
+        self.total_count += count;
+        self.total_sum += sum;
     }
 
     /// Forgets the samples whose last measurement is as old as all kept samples' span (Kafka's
     /// `purgeObsoleteSamples`: `samples * window`).
     fn purge(&mut self, now_ms: i64) {
-        let expire = self.config.window_ms * self.config.samples as i64;
+        let expire = self.config.window_ms.saturating_mul(self.config.samples as i64);
         self.samples.retain(|s| now_ms - s.last_event_ms < expire);
     }
 
@@ -117,14 +137,19 @@ impl Sensor {
         self.samples.iter().map(|s| s.min).filter(|m| !m.is_nan()).reduce(f64::min).unwrap_or(f64::NAN)
     }
 
-    /// Measurements ever recorded (`-total` of calls).
-    pub(crate) fn total_count(&self) -> u64 {
-        self.total_count
-    }
-
-    /// The sum of every value ever recorded (`-total` of records).
-    pub(crate) fn total_sum(&self) -> f64 {
-        self.total_sum
+    /// What the `-total` grew by since the last call: measurements, or the values' sum when
+    /// `of_sum` (a counter is published by its increments).
+    pub(crate) fn unpublished(&mut self, of_sum: bool) -> u64 {
+        if of_sum {
+            let total = self.total_sum as u64;
+            let added = total.saturating_sub(self.published_sum);
+            self.published_sum = total;
+            added
+        } else {
+            let added = self.total_count - self.published_count;
+            self.published_count = self.total_count;
+            added
+        }
     }
 
     /// The time the kept samples span, in seconds: from the oldest sample's start to now, at least
@@ -136,7 +161,7 @@ impl Sensor {
         let full_windows = elapsed / window;
         let min_full_windows = self.config.samples as i64 - 1;
         if full_windows < min_full_windows {
-            elapsed += (min_full_windows - full_windows) * window;
+            elapsed = elapsed.saturating_add((min_full_windows - full_windows).saturating_mul(window));
         }
         elapsed.max(1) as f64 / 1000.0
     }
@@ -158,7 +183,8 @@ mod tests {
             s.record(1.0, i * 10);
         }
         assert_eq!(s.rate_of_count(1_000), 60.0 / 31.0);
-        assert_eq!(s.total_count(), 60);
+        assert_eq!(s.unpublished(false), 60);
+        assert_eq!(s.unpublished(false), 0);
     }
 
     #[test]
@@ -172,7 +198,7 @@ mod tests {
         assert_eq!((s.avg(60_000), s.max(60_000)), (4.0, 6.0));
         // Nothing kept: NaN, as Kafka's Avg and Max; the totals stay.
         assert!(s.avg(200_000).is_nan() && s.max(200_000).is_nan());
-        assert_eq!((s.total_count(), s.total_sum()), (3, 18.0));
+        assert_eq!((s.unpublished(false), s.unpublished(true)), (3, 18));
     }
 
     #[test]

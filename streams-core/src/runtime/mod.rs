@@ -72,6 +72,8 @@ pub(crate) struct StateCell {
     state: Mutex<State>,
     changed: Condvar,
     listener: Mutex<Option<StateListener>>,
+    /// The client's metric tags, once the instance started: each change publishes `client-state`.
+    metrics: std::sync::OnceLock<crate::metrics::Tags>,
     /// The state for async readers (`KafkaStreams::state_receiver`).
     #[cfg(feature = "tokio")]
     watch: tokio::sync::watch::Sender<State>,
@@ -83,6 +85,7 @@ impl StateCell {
             state: Mutex::new(State::Created),
             changed: Condvar::new(),
             listener: Mutex::new(None),
+            metrics: std::sync::OnceLock::new(),
             #[cfg(feature = "tokio")]
             watch: tokio::sync::watch::Sender::new(State::Created),
         }
@@ -90,6 +93,11 @@ impl StateCell {
 
     pub(crate) fn get(&self) -> State {
         *self.state.lock_unpoisoned()
+    }
+
+    /// The client's metric tags, once the instance started.
+    pub(crate) fn metrics_tags(&self) -> Option<&crate::metrics::Tags> {
+        self.metrics.get()
     }
 
     /// Moves to `new` unless the application is already past it (closing or failed).
@@ -113,6 +121,9 @@ impl StateCell {
             old
         };
         tracing::info!(target: "kstreams::runtime", from = ?old, to = ?new, "state change");
+        if let Some(tags) = self.metrics.get() {
+            tags.gauge(crate::metrics::CLIENT, "client-state", thread_metrics::state_ordinal(new));
+        }
         self.changed.notify_all();
         if let Some(listener) = &*self.listener.lock_unpoisoned() {
             listener(old, new);
@@ -544,6 +555,7 @@ impl KafkaStreams {
         let client_id =
             self.config.client_id.clone().unwrap_or_else(|| format!("{}-{process_id}", self.config.application_id));
         self.config.client_id = Some(client_id.clone());
+        let _ = self.shared.state.metrics.set(crate::metrics::Tags::new(&[("client-id", &client_id)]));
         let admin = self.supplier.admin(&self.config)?;
         let layout = topics::prepare(&self.topology, &self.plan, &self.config, &*admin)?;
         let watch = if watch_requests {
@@ -789,6 +801,7 @@ fn task_config(
         window_ms: config.metrics_sample_window.as_millis().min(i64::MAX as u128) as i64,
         samples: config.metrics_num_samples,
     };
+    task_config.metered_stores = config.metrics_recording_level >= crate::config::RecordingLevel::Debug;
     task_config
 }
 

@@ -227,6 +227,14 @@ impl Restoration {
         self.current.is_none() && self.pending.is_empty()
     }
 
+    /// Changelog offsets still to read, over every store (Kafka Streams' `restore-remaining-records-total`,
+    /// which also counts offsets: a compacted changelog has fewer records than that).
+    pub(crate) fn remaining(&self) -> u64 {
+        let pending: i64 = self.pending.iter().map(|p| p.high - p.start).sum();
+        let current = self.current.as_ref().map_or(0, |c| c.high - c.position);
+        (pending + current).max(0) as u64
+    }
+
     /// The highest owner epoch the restored state has seen.
     pub(crate) fn highest_epoch(&self) -> Option<i32> {
         self.highest

@@ -27,7 +27,7 @@ use super::layout::Layouts;
 use super::partition_group::{PartitionGroup, IDLE_DISABLED};
 use super::producer::ThreadProducer;
 use super::restore::{self, Restoration, StateRestoreListener};
-use super::thread_metrics::{ClientFigures, ThreadSensors};
+use super::thread_metrics::{TaskFigures, ThreadSensors};
 use super::topics::TopicLayout;
 use super::{Shared, State, StreamThreadExceptionResponse};
 use crate::client::{
@@ -242,7 +242,9 @@ impl ThreadInner {
             self.recoveries = 0;
             self.failing_since_ms = None;
         }
-        self.sensors.committed(began.elapsed(), self.tasks.len(), self.task_config.clock.now_ms());
+        if !offsets.is_empty() {
+            self.sensors.committed(began.elapsed(), self.tasks.len(), self.task_config.clock.now_ms());
+        }
         self.publish_metrics();
         Ok(())
     }
@@ -438,7 +440,7 @@ impl ThreadInner {
             task
         });
         if let Some(mut task) = self.tasks.remove(&id).or(restoring) {
-            self.sensors.task_closed(self.task_config.clock.now_ms());
+            self.sensors.task_closed(id, self.task_config.clock.now_ms());
             self.closed_metrics = self.closed_metrics + task.metrics();
             if let Err(e) = task.close() {
                 tracing::warn!(target: "kstreams::runtime::thread", task = %id, error = %e, "error closing task");
@@ -780,21 +782,26 @@ impl ThreadInner {
 
     /// Publishes the metrics of the instance, this thread and its tasks (see [`ThreadSensors`]).
     fn export_metrics(&mut self, now_ms: i64) {
-        let alive_threads = {
-            let metrics = self.shared.thread_metrics.lock_unpoisoned();
-            metrics.keys().filter(|name| name.as_str() != ENDED_THREADS).count()
-        };
-        let client = ClientFigures {
-            state: self.shared.state.get(),
-            alive_threads,
-            failed_threads: self.shared.failed_threads.load(Ordering::SeqCst),
-        };
-        self.sensors.publish(self.tasks.iter_mut(), client, now_ms);
+        let inputs = &self.inputs;
+        let enforced = |id: &TaskId| inputs.get(id).map_or(0, PartitionGroup::enforced);
+        let running = self.tasks.iter_mut().map(|(id, task)| TaskFigures {
+            id: *id,
+            task,
+            restore_remaining: 0,
+            enforced: enforced(id),
+        });
+        let restoring = self.restoring.iter_mut().map(|(id, (task, restoration))| TaskFigures {
+            id: *id,
+            restore_remaining: restoration.remaining(),
+            task,
+            enforced: enforced(id),
+        });
+        self.sensors.publish(running.chain(restoring), &self.shared, now_ms);
     }
 }
 
 /// Where the counters of the threads that ended are kept, beside those of the running ones (by name).
-const ENDED_THREADS: &str = "(threads that ended)";
+pub(crate) const ENDED_THREADS: &str = "(threads that ended)";
 
 /// Hears rebalances for one thread.
 struct Listener {
@@ -1036,11 +1043,7 @@ impl StreamThread {
                 task_timeout: config.task_timeout,
                 total_recoveries: 0,
                 queries_waiting: queries_waiting.clone(),
-                sensors: ThreadSensors::new(
-                    &config,
-                    &name,
-                    name.rsplit_once("-StreamThread-").map_or(&name, |(c, _)| c),
-                ),
+                sensors: ThreadSensors::new(&config, &name),
             })
         });
         let listener = Arc::new(Listener { inner: inner.clone() });
@@ -1228,6 +1231,8 @@ impl StreamThread {
             // Leave no transaction open to block readers until it times out.
             inner.producer.abort_quietly();
         }
+        let now = self.clock.now_ms();
+        inner.export_metrics(now);
         inner.close_all_tasks();
         inner.publish_metrics();
         inner.retire_metrics();
@@ -1243,6 +1248,7 @@ impl StreamThread {
                 (!removed).then(|| self.shared.uncaught_exception_response(e))
             }
         };
+        super::thread_metrics::publish_client(&self.shared, self.config.metrics_recording_level);
         let (Err(e), Some(response)) = (result, response) else {
             self.consumer.close();
             return None;

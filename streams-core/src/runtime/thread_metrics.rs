@@ -7,15 +7,18 @@
 //! end-to-end latency at the source nodes by the task (`Task::e2e_latencies`).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::config::StreamsConfig;
 use crate::metrics::sensor::{SampleConfig, Sensor};
 use crate::metrics::{RecordingLevel, Tags, CLIENT, NODE, STORE, TASK, THREAD};
+use crate::sync::LockUnpoisoned;
 use crate::task::Task;
-use crate::{TaskId, TaskMetrics};
+use crate::TaskId;
 
-use super::State;
+use super::thread::ENDED_THREADS;
+use super::{Shared, State};
 
 /// RocksDB properties Kafka Streams publishes for each RocksDB store (`rocksdb.<name>`), all INFO.
 const ROCKSDB_PROPERTIES: [&str; 22] = [
@@ -43,12 +46,27 @@ const ROCKSDB_PROPERTIES: [&str; 22] = [
     "background-errors",
 ];
 
-/// A task's counters as last published, and the sensors their increments feed.
+/// What the thread published of one task.
 struct TaskSensors {
-    last: TaskMetrics,
-    dropped: Sensor,
-    processed: Sensor,
-    enforced: Sensor,
+    dropped: Counted,
+    processed: Counted,
+    enforced: Counted,
+    restored: Counted,
+    /// Each metered store's operations (`metrics.recording.level` DEBUG), by store and operation;
+    /// latencies in nanoseconds, as Kafka Streams' store metrics.
+    operations: BTreeMap<(String, &'static str), Sensor>,
+}
+
+impl TaskSensors {
+    fn new(samples: SampleConfig) -> Self {
+        TaskSensors {
+            dropped: Counted::new(samples),
+            processed: Counted::new(samples),
+            enforced: Counted::new(samples),
+            restored: Counted::new(samples),
+            operations: BTreeMap::new(),
+        }
+    }
 }
 
 /// One stream thread's sensors.
@@ -56,7 +74,6 @@ pub(crate) struct ThreadSensors {
     level: RecordingLevel,
     samples: SampleConfig,
     thread: Tags,
-    client: Tags,
     poll: Sensor,
     poll_records: Sensor,
     process: Sensor,
@@ -72,7 +89,7 @@ pub(crate) struct ThreadSensors {
 }
 
 impl ThreadSensors {
-    pub(crate) fn new(config: &StreamsConfig, thread: &str, client: &str) -> Self {
+    pub(crate) fn new(config: &StreamsConfig, thread: &str) -> Self {
         let samples = SampleConfig {
             window_ms: config.metrics_sample_window.as_millis().min(i64::MAX as u128) as i64,
             samples: config.metrics_num_samples,
@@ -82,7 +99,6 @@ impl ThreadSensors {
             level: config.metrics_recording_level,
             samples,
             thread: Tags::new(&[("thread-id", thread)]),
-            client: Tags::new(&[("client-id", client)]),
             poll: sensor(),
             poll_records: sensor(),
             process: sensor(),
@@ -137,21 +153,16 @@ impl ThreadSensors {
         self.task_created.record(1.0, now_ms);
     }
 
-    pub(crate) fn task_closed(&mut self, now_ms: i64) {
+    /// Forgets what was published of task `id`, closed: if it opens again here, its counters start
+    /// from zero and add to the same series.
+    pub(crate) fn task_closed(&mut self, id: TaskId, now_ms: i64) {
         self.task_closed.record(1.0, now_ms);
+        self.tasks.remove(&id);
     }
 
-    /// Publishes the client's, this thread's and its tasks' metrics.
-    pub(crate) fn publish<'a>(
-        &mut self,
-        tasks: impl Iterator<Item = (&'a TaskId, &'a mut Task)>,
-        client: ClientFigures,
-        now_ms: i64,
-    ) {
-        self.client.gauge(CLIENT, "alive-stream-threads", client.alive_threads as f64);
-        self.client.total(CLIENT, "failed-stream-threads", client.failed_threads);
-        self.client.gauge(CLIENT, "client-state", state_ordinal(client.state));
-        self.client.gauge(CLIENT, "recording-level", self.level as u8 as f64);
+    /// Publishes the client's, this thread's and its tasks' (running or restoring) metrics.
+    pub(crate) fn publish<'a>(&mut self, tasks: impl Iterator<Item = TaskFigures<'a>>, shared: &Shared, now_ms: i64) {
+        publish_client(shared, self.level);
         let t = &self.thread;
         t.sensor(THREAD, "poll", &mut self.poll, false, Some("poll-latency"), now_ms);
         t.avg_max(THREAD, "poll-records", &mut self.poll_records, now_ms);
@@ -162,58 +173,94 @@ impl ThreadSensors {
         t.sensor(THREAD, "commit", &mut self.commit, false, Some("commit-latency"), now_ms);
         t.sensor(THREAD, "task-created", &mut self.task_created, false, None, now_ms);
         t.sensor(THREAD, "task-closed", &mut self.task_closed, false, None, now_ms);
-        let mut seen = Vec::new();
-        for (id, task) in tasks {
-            seen.push(*id);
-            let task_tags = self.thread.with("task-id", &id.to_string());
+        let debug = self.level >= RecordingLevel::Debug;
+        for TaskFigures { id, task, restore_remaining, enforced } in tasks {
+            let tags = self.thread.with("task-id", &id.to_string());
             let samples = self.samples;
-            let sensors = self.tasks.entry(*id).or_insert_with(|| TaskSensors {
-                last: TaskMetrics::default(),
-                dropped: Sensor::new(samples),
-                processed: Sensor::new(samples),
-                enforced: Sensor::new(samples),
-            });
+            let sensors = self.tasks.entry(id).or_insert_with(|| TaskSensors::new(samples));
+            tags.gauge(TASK, "restore-remaining-records-total", restore_remaining as f64);
             let counts = task.metrics();
-            sensors.dropped.record(counts.dropped_records.saturating_sub(sensors.last.dropped_records) as f64, now_ms);
-            task_tags.gauge(TASK, "dropped-records-rate", sensors.dropped.rate_of_sum(now_ms));
-            task_tags.total(TASK, "dropped-records-total", counts.dropped_records);
-            if self.level >= RecordingLevel::Debug {
-                let processed = counts.processed_records.saturating_sub(sensors.last.processed_records);
-                sensors.processed.record(processed as f64, now_ms);
-                task_tags.gauge(TASK, "process-rate", sensors.processed.rate_of_sum(now_ms));
-                task_tags.total(TASK, "process-total", counts.processed_records);
-                let enforced = counts.enforced_processing.saturating_sub(sensors.last.enforced_processing);
-                sensors.enforced.record(enforced as f64, now_ms);
-                task_tags.gauge(TASK, "enforced-processing-rate", sensors.enforced.rate_of_sum(now_ms));
-                task_tags.total(TASK, "enforced-processing-total", counts.enforced_processing);
+            // As Kafka Streams' dropped-records: records skipped by the deserialization and processing
+            // handlers too (a production error is counted by the thread, which sent the record).
+            let dropped = counts.dropped_records + counts.skipped_records + counts.processing_errors;
+            sensors.dropped.count(&tags, TASK, "dropped-records", dropped, now_ms);
+            if debug {
+                sensors.processed.count(&tags, TASK, "process", counts.processed_records, now_ms);
+                sensors.enforced.count(&tags, TASK, "enforced-processing", enforced, now_ms);
+                sensors.restored.count(&tags, TASK, "restore", task.restored_records(), now_ms);
             }
-            sensors.last = counts;
             for (node, e2e) in task.e2e_latencies() {
-                let node_tags = task_tags.with("processor-node-id", node);
+                let node_tags = tags.with("processor-node-id", node);
                 node_tags.gauge(NODE, "record-e2e-latency-avg", e2e.avg(now_ms));
                 node_tags.gauge(NODE, "record-e2e-latency-min", e2e.min(now_ms));
                 node_tags.gauge(NODE, "record-e2e-latency-max", e2e.max(now_ms));
             }
+            for (store, persistent, times) in task.store_operation_times() {
+                // Kafka Streams' `<store scope>-state-id`.
+                let scope = if persistent { "rocksdb-state-id" } else { "in-memory-state-id" };
+                let store_tags = tags.with(scope, &store);
+                for (operation, taken) in times.take() {
+                    let sensor =
+                        sensors.operations.entry((store.clone(), operation)).or_insert_with(|| Sensor::new(samples));
+                    sensor.record_many(taken.count, taken.total_ns as f64, f64::NAN, taken.max_ns as f64, now_ms);
+                    store_tags.gauge(STORE, &format!("{operation}-rate"), sensor.rate_of_count(now_ms));
+                    store_tags.avg_max(STORE, &format!("{operation}-latency"), sensor, now_ms);
+                }
+            }
             for (store, properties) in task.rocksdb_properties(&ROCKSDB_PROPERTIES) {
-                let store_tags = task_tags.with("rocksdb-state-id", store);
+                let store_tags = tags.with("rocksdb-state-id", store);
                 for (property, value) in properties {
                     store_tags.gauge(STORE, property, value as f64);
                 }
             }
         }
-        self.tasks.retain(|id, _| seen.contains(id));
     }
 }
 
-/// What the client-level metrics show, as the thread sees the instance.
-pub(crate) struct ClientFigures {
-    pub(crate) state: State,
-    pub(crate) alive_threads: usize,
-    pub(crate) failed_threads: u64,
+/// A task's figures the thread keeps outside it.
+pub(crate) struct TaskFigures<'a> {
+    pub(crate) id: TaskId,
+    pub(crate) task: &'a mut Task,
+    /// Changelog offsets it has still to restore (0 once it runs).
+    pub(crate) restore_remaining: u64,
+    /// Times it went on without a partition (`max.task.idle.ms`), counted by its input queues.
+    pub(crate) enforced: u64,
+}
+
+/// A count a task keeps (records dropped, processed, ...), published as `<name>-rate` and
+/// `<name>-total` from its increments.
+struct Counted {
+    last: u64,
+    sensor: Sensor,
+}
+
+impl Counted {
+    fn new(samples: SampleConfig) -> Self {
+        Counted { last: 0, sensor: Sensor::new(samples) }
+    }
+
+    fn count(&mut self, tags: &Tags, group: &str, name: &str, now: u64, now_ms: i64) {
+        let added = now.saturating_sub(self.last);
+        self.last = now;
+        self.sensor.record(added as f64, now_ms);
+        tags.gauge(group, &format!("{name}-rate"), self.sensor.rate_of_sum(now_ms));
+        tags.add(group, &format!("{name}-total"), added);
+    }
+}
+
+/// Publishes the client-level metrics of the instance `shared` belongs to (once it started): by each
+/// stream thread every second, and as a thread ends.
+pub(crate) fn publish_client(shared: &Shared, level: RecordingLevel) {
+    let Some(tags) = shared.state.metrics_tags() else { return };
+    let alive = shared.thread_metrics.lock_unpoisoned().keys().filter(|name| name.as_str() != ENDED_THREADS).count();
+    tags.gauge(CLIENT, "alive-stream-threads", alive as f64);
+    tags.gauge(CLIENT, "failed-stream-threads", shared.failed_threads.load(Ordering::SeqCst) as f64);
+    tags.gauge(CLIENT, "client-state", state_ordinal(shared.state.get()));
+    tags.gauge(CLIENT, "recording-level", level as u8 as f64);
 }
 
 /// Kafka Streams' `client-state` (KIP-1091): the ordinal of its `KafkaStreams.State`.
-fn state_ordinal(state: State) -> f64 {
+pub(crate) fn state_ordinal(state: State) -> f64 {
     match state {
         State::Created => 0.0,
         State::Rebalancing => 1.0,

@@ -11,6 +11,7 @@ use state_store::{
     KeyValueStore, RocksDbKeyValueStore, RocksDbMemory, TransactionalKeyValueStore,
 };
 
+use super::metered::{MeteredKeyValueStore, StoreMeters};
 use super::session::{SessionBytesStoreSupplier, SessionStore};
 use super::suppression::{SuppressionBuffer, CHANGELOG_VERSION_HEADER};
 use super::typed::{ErasedStore, TypedKeyValueStore};
@@ -40,6 +41,9 @@ pub struct StoreContext<'a> {
     pub(crate) hold_writes_per_commit: bool,
     /// The record cache memory of the task's stream thread, for stores built with caching.
     pub(crate) cache: &'a Arc<CacheBudget>,
+    /// Where the task keeps its stores' operation times, when they are metered
+    /// (`metrics.recording.level` DEBUG or above).
+    pub(crate) meters: Option<&'a StoreMeters>,
 }
 
 impl StoreContext<'_> {
@@ -421,6 +425,7 @@ impl<K: Send + 'static, V: Send + 'static> StoreBuilder<K, V> {
             caching_enabled = false;
         }
         let name = supplier.name().to_string();
+        let metered_name = name.clone();
         let factory = move |ctx: &StoreContext<'_>,
                             changelog: Option<Box<dyn ChangelogWriter>>|
               -> Result<Box<dyn ErasedStore>, StreamsError> {
@@ -437,6 +442,10 @@ impl<K: Send + 'static, V: Send + 'static> StoreBuilder<K, V> {
             // Above the logging layer, as in Kafka Streams: the changelog gets the deduplicated writes.
             if caching_enabled && ctx.cache.enabled() {
                 inner = Box::new(CachingKeyValueStore::new(inner, ctx.cache.clone()));
+            }
+            // Outermost, as Kafka Streams' metered store: the operations the processor asks for.
+            if let Some(meters) = ctx.meters {
+                inner = Box::new(MeteredKeyValueStore::new(inner, meters.register(&metered_name)));
             }
             Ok(typed(inner))
         };

@@ -8,6 +8,7 @@
 
 mod builder;
 mod keyed_scan;
+pub(crate) mod metered;
 mod session;
 mod suppression;
 mod timestamped;

@@ -23,6 +23,7 @@ use crate::processor::offset_metadata;
 use crate::processor::state::{guarded, keep_first, ChangelogBuffer, GlobalStores, TaskState};
 use crate::processor::{AnyTimestampExtractor, FailOnInvalidTimestamp, PunctuationType};
 use crate::record::{Headers, ProducedRecord, RawRecord};
+use crate::store::metered::{OperationTimes, StoreMeters};
 use crate::store::ErasedStore;
 use crate::store::StoreContext;
 use crate::sync::LockUnpoisoned;
@@ -69,6 +70,8 @@ pub(crate) struct TaskConfig {
     pub(crate) globals: Option<Arc<dyn GlobalStores>>,
     /// How the task samples the end-to-end latency of its source nodes (`metrics.*`).
     pub(crate) metric_samples: SampleConfig,
+    /// Whether the task's stores time their operations (`metrics.recording.level` DEBUG or above).
+    pub(crate) metered_stores: bool,
 }
 
 impl TaskConfig {
@@ -91,6 +94,7 @@ impl TaskConfig {
             outer_join_emit_interval_ms: 0,
             globals: None,
             metric_samples: SampleConfig { window_ms: 30_000, samples: 2 },
+            metered_stores: false,
         }
     }
 
@@ -150,6 +154,10 @@ pub(crate) struct Task {
     /// sampling of `metric_samples`.
     e2e: Vec<Option<Sensor>>,
     metric_samples: SampleConfig,
+    /// The operation times of its metered stores (none unless `metered_stores`).
+    meters: StoreMeters,
+    /// Changelog records restored into its stores.
+    restored_records: u64,
 }
 
 /// While running, a task writes a checkpoint (flushing its stores first) once its changelogs have moved
@@ -197,6 +205,7 @@ impl Task {
         let mut changelogs = Vec::new();
         let mut changelog_value_headers = Vec::new();
         let task_dir = config.task_dir(id);
+        let meters = StoreMeters::default();
         for &g in &plan.stores {
             let def = &topology.stores[g];
             let ctx = StoreContext {
@@ -207,6 +216,7 @@ impl Task {
                 dsl_store: config.dsl_store,
                 hold_writes_per_commit: config.hold_writes_per_commit,
                 cache: &config.cache_budget,
+                meters: config.metered_stores.then_some(&meters),
             };
             let logged = config.changelogs && def.logging_enabled;
             let writer: Option<Box<dyn ChangelogWriter>> = if logged {
@@ -262,6 +272,8 @@ impl Task {
             wall_clock_ms: None,
             e2e: Vec::new(),
             metric_samples: config.metric_samples,
+            meters,
+            restored_records: 0,
         })
     }
 
@@ -316,8 +328,9 @@ impl Task {
                 self.state.id, raw.topic
             )));
         };
-        if let Some(now) = self.wall_clock_ms {
-            self.record_e2e_latency(index, now - raw.timestamp, now);
+        // A record without a valid timestamp goes to the timestamp extractor, which may skip it.
+        if let (Some(now), true) = (self.wall_clock_ms, raw.timestamp >= 0) {
+            self.record_e2e_latency(index, now.saturating_sub(raw.timestamp), now);
         }
         self.state.current =
             Some(RecordMetadata { topic: raw.topic.clone(), partition: raw.partition, offset: raw.offset });
@@ -352,6 +365,13 @@ impl Task {
     pub(crate) fn e2e_latencies(&mut self) -> impl Iterator<Item = (&str, &mut Sensor)> {
         let names = &self.state.node_names;
         self.e2e.iter_mut().enumerate().filter_map(|(node, sensor)| Some((&*names[node], sensor.as_mut()?)))
+    }
+
+    /// Each metered store's operation times, by store name, with whether the store is persistent.
+    pub(crate) fn store_operation_times(&self) -> Vec<(String, bool, Arc<OperationTimes>)> {
+        let persistent =
+            |name: &str| self.state.store_index(name).is_some_and(|i| self.state.stores[i].bytes().persistent());
+        self.meters.stores().into_iter().map(|(name, times)| (name.clone(), persistent(&name), times)).collect()
     }
 
     /// Each RocksDB store's values of `properties` (RocksDB's `rocksdb.<property>`) that it has.
@@ -547,7 +567,14 @@ impl Task {
         if batch.is_empty() {
             return Ok(());
         }
-        Ok(self.state.stores[index].bytes_mut().restore_batch(&batch)?)
+        self.state.stores[index].bytes_mut().restore_batch(&batch)?;
+        self.restored_records += batch.len() as u64;
+        Ok(())
+    }
+
+    /// Changelog records restored into the task's stores so far.
+    pub(crate) fn restored_records(&self) -> u64 {
+        self.restored_records
     }
 
     /// The stored bytes of `key` in store `store`, as its changelog carries them.
