@@ -351,7 +351,7 @@ impl ClientSupplier for RdKafkaSupplier {
 /// How many `None`s in a row end a poll, besides one per statistics event that can have queued since
 /// the last (see `poll_batch`): past the handled events, the queue is empty. Each costs a look at the
 /// queue once its wait is over.
-const MAX_EMPTY_POLLS: u32 = 3;
+const MAX_EMPTY_POLLS: u32 = 8;
 
 /// The admin clients' context: remembers why librdkafka last failed to reach a broker (a refused
 /// password, a certificate it does not trust, a refused connection), which librdkafka only says in its
@@ -773,12 +773,15 @@ impl StreamsConsumer for RdKafkaConsumer {
     }
 
     fn poll_batch(&mut self, timeout: Duration, max: usize, out: &mut Vec<RawRecord>) -> Result<(), ClientError> {
-        let deadline = Instant::now() + timeout;
+        let deadline =
+            Instant::now().checked_add(timeout).unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
         // `poll` also answers `None` when it handled an event in place of a message (librdkafka's
         // statistics every `statistics.interval.ms`, a log line): a poll that stopped at the first
         // `None` left the fetched records behind one such event per call (a thread restoring, which
         // polls without waiting, saw no record for as long as its restore lasted). It looks past as
-        // many as can have queued since the last poll: one statistics event per interval, and a few.
+        // many as can have queued since the last poll: one statistics event per interval, and a few
+        // more (log lines; rdkafka gives no safe way to ask the queue's length). A burst of log events
+        // longer than that (`debug=` settings) can still end a batch early: the next poll goes on.
         let queued_statistics = self.statistics_interval.map_or(0, |interval| {
             (self.last_poll.elapsed().as_millis() / interval.as_millis().max(1)).min(u32::MAX as u128) as u32
         });

@@ -115,15 +115,16 @@ impl StateCell {
                 return;
             }
             *state = new;
-            // Under the lock, so that two changes reach the watch in the order they were made.
+            // Under the lock, so that two changes reach the watch and the metric in the order they
+            // were made.
             #[cfg(feature = "tokio")]
             self.watch.send_replace(new);
+            if let Some(tags) = self.metrics.get() {
+                tags.gauge(crate::metrics::CLIENT, "client-state", thread_metrics::state_ordinal(new));
+            }
             old
         };
         tracing::info!(target: "kstreams::runtime", from = ?old, to = ?new, "state change");
-        if let Some(tags) = self.metrics.get() {
-            tags.gauge(crate::metrics::CLIENT, "client-state", thread_metrics::state_ordinal(new));
-        }
         self.changed.notify_all();
         if let Some(listener) = &*self.listener.lock_unpoisoned() {
             listener(old, new);

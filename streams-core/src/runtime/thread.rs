@@ -431,16 +431,19 @@ impl ThreadInner {
     }
 
     fn close_task(&mut self, id: TaskId) {
-        if let Some(input) = self.inputs.remove(&id) {
-            self.closed_metrics.enforced_processing += input.enforced();
-        }
+        let enforced = self.inputs.remove(&id).map_or(0, |input| input.enforced());
+        self.closed_metrics.enforced_processing += enforced;
+        let mut restore_remaining = 0;
         let restoring = self.restoring.remove(&id).map(|(mut task, mut restoration)| {
+            restore_remaining = restoration.remaining();
             restoration.abandon(&mut task);
             self.shared.restoring_tasks.fetch_sub(1, Ordering::SeqCst);
             task
         });
         if let Some(mut task) = self.tasks.remove(&id).or(restoring) {
-            self.sensors.task_closed(id, self.task_config.clock.now_ms());
+            let now = self.task_config.clock.now_ms();
+            self.sensors.publish_task(TaskFigures { id, task: &mut task, restore_remaining, enforced }, now);
+            self.sensors.task_closed(id, now);
             self.closed_metrics = self.closed_metrics + task.metrics();
             if let Err(e) = task.close() {
                 tracing::warn!(target: "kstreams::runtime::thread", task = %id, error = %e, "error closing task");
@@ -1231,9 +1234,9 @@ impl StreamThread {
             // Leave no transaction open to block readers until it times out.
             inner.producer.abort_quietly();
         }
-        let now = self.clock.now_ms();
-        inner.export_metrics(now);
         inner.close_all_tasks();
+        // Each task published itself as it closed: this publishes the thread's last figures.
+        inner.export_metrics(self.clock.now_ms());
         inner.publish_metrics();
         inner.retire_metrics();
         drop(inner);

@@ -153,8 +153,8 @@ impl ThreadSensors {
         self.task_created.record(1.0, now_ms);
     }
 
-    /// Forgets what was published of task `id`, closed: if it opens again here, its counters start
-    /// from zero and add to the same series.
+    /// Forgets what was published of task `id`, closed (published one last time first): if it opens
+    /// again here, its counters start from zero and add to the same series.
     pub(crate) fn task_closed(&mut self, id: TaskId, now_ms: i64) {
         self.task_closed.record(1.0, now_ms);
         self.tasks.remove(&id);
@@ -173,45 +173,51 @@ impl ThreadSensors {
         t.sensor(THREAD, "commit", &mut self.commit, false, Some("commit-latency"), now_ms);
         t.sensor(THREAD, "task-created", &mut self.task_created, false, None, now_ms);
         t.sensor(THREAD, "task-closed", &mut self.task_closed, false, None, now_ms);
+        for figures in tasks {
+            self.publish_task(figures, now_ms);
+        }
+    }
+
+    /// Publishes one task's metrics (every second, and as it closes: nothing it counted is lost).
+    pub(crate) fn publish_task(&mut self, figures: TaskFigures<'_>, now_ms: i64) {
         let debug = self.level >= RecordingLevel::Debug;
-        for TaskFigures { id, task, restore_remaining, enforced } in tasks {
-            let tags = self.thread.with("task-id", &id.to_string());
-            let samples = self.samples;
-            let sensors = self.tasks.entry(id).or_insert_with(|| TaskSensors::new(samples));
-            tags.gauge(TASK, "restore-remaining-records-total", restore_remaining as f64);
-            let counts = task.metrics();
-            // As Kafka Streams' dropped-records: records skipped by the deserialization and processing
-            // handlers too (a production error is counted by the thread, which sent the record).
-            let dropped = counts.dropped_records + counts.skipped_records + counts.processing_errors;
-            sensors.dropped.count(&tags, TASK, "dropped-records", dropped, now_ms);
-            if debug {
-                sensors.processed.count(&tags, TASK, "process", counts.processed_records, now_ms);
-                sensors.enforced.count(&tags, TASK, "enforced-processing", enforced, now_ms);
-                sensors.restored.count(&tags, TASK, "restore", task.restored_records(), now_ms);
+        let TaskFigures { id, task, restore_remaining, enforced } = figures;
+        let tags = self.thread.with("task-id", &id.to_string());
+        let samples = self.samples;
+        let sensors = self.tasks.entry(id).or_insert_with(|| TaskSensors::new(samples));
+        tags.gauge(TASK, "restore-remaining-records-total", restore_remaining as f64);
+        let counts = task.metrics();
+        // As Kafka Streams' dropped-records: records skipped by the deserialization and processing
+        // handlers too (a production error is counted by the thread, which sent the record).
+        let dropped = counts.dropped_records + counts.skipped_records + counts.processing_errors;
+        sensors.dropped.count(&tags, TASK, "dropped-records", dropped, now_ms);
+        if debug {
+            sensors.processed.count(&tags, TASK, "process", counts.processed_records, now_ms);
+            sensors.enforced.count(&tags, TASK, "enforced-processing", enforced, now_ms);
+            sensors.restored.count(&tags, TASK, "restore", task.restored_records(), now_ms);
+        }
+        for (node, e2e) in task.e2e_latencies() {
+            let node_tags = tags.with("processor-node-id", node);
+            node_tags.gauge(NODE, "record-e2e-latency-avg", e2e.avg(now_ms));
+            node_tags.gauge(NODE, "record-e2e-latency-min", e2e.min(now_ms));
+            node_tags.gauge(NODE, "record-e2e-latency-max", e2e.max(now_ms));
+        }
+        for (store, persistent, times) in task.store_operation_times() {
+            // Kafka Streams' `<store scope>-state-id`.
+            let scope = if persistent { "rocksdb-state-id" } else { "in-memory-state-id" };
+            let store_tags = tags.with(scope, &store);
+            for (operation, taken) in times.take() {
+                let sensor =
+                    sensors.operations.entry((store.clone(), operation)).or_insert_with(|| Sensor::new(samples));
+                sensor.record_many(taken.count, taken.total_ns as f64, f64::NAN, taken.max_ns as f64, now_ms);
+                store_tags.gauge(STORE, &format!("{operation}-rate"), sensor.rate_of_count(now_ms));
+                store_tags.avg_max(STORE, &format!("{operation}-latency"), sensor, now_ms);
             }
-            for (node, e2e) in task.e2e_latencies() {
-                let node_tags = tags.with("processor-node-id", node);
-                node_tags.gauge(NODE, "record-e2e-latency-avg", e2e.avg(now_ms));
-                node_tags.gauge(NODE, "record-e2e-latency-min", e2e.min(now_ms));
-                node_tags.gauge(NODE, "record-e2e-latency-max", e2e.max(now_ms));
-            }
-            for (store, persistent, times) in task.store_operation_times() {
-                // Kafka Streams' `<store scope>-state-id`.
-                let scope = if persistent { "rocksdb-state-id" } else { "in-memory-state-id" };
-                let store_tags = tags.with(scope, &store);
-                for (operation, taken) in times.take() {
-                    let sensor =
-                        sensors.operations.entry((store.clone(), operation)).or_insert_with(|| Sensor::new(samples));
-                    sensor.record_many(taken.count, taken.total_ns as f64, f64::NAN, taken.max_ns as f64, now_ms);
-                    store_tags.gauge(STORE, &format!("{operation}-rate"), sensor.rate_of_count(now_ms));
-                    store_tags.avg_max(STORE, &format!("{operation}-latency"), sensor, now_ms);
-                }
-            }
-            for (store, properties) in task.rocksdb_properties(&ROCKSDB_PROPERTIES) {
-                let store_tags = tags.with("rocksdb-state-id", store);
-                for (property, value) in properties {
-                    store_tags.gauge(STORE, property, value as f64);
-                }
+        }
+        for (store, properties) in task.rocksdb_properties(&ROCKSDB_PROPERTIES) {
+            let store_tags = tags.with("rocksdb-state-id", store);
+            for (property, value) in properties {
+                store_tags.gauge(STORE, property, value as f64);
             }
         }
     }

@@ -44,7 +44,8 @@ impl OperationTimes {
     fn record(&self, operation: usize, began: Instant) {
         let ns = began.elapsed().as_nanos().min(u64::MAX as u128) as u64;
         let times = &self.0[operation];
-        // Only the store's own stream thread writes, only the same thread takes: relaxed is enough.
+        // Whoever records or takes holds the task's thread lock (the stream thread, or an interactive
+        // query reading through this layer): relaxed is enough.
         times.count.fetch_add(1, Ordering::Relaxed);
         times.total_ns.fetch_add(ns, Ordering::Relaxed);
         times.max_ns.fetch_max(ns, Ordering::Relaxed);
