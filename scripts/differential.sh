@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The Kafka Streams side of the differential suite (tests/differential/README.md): runs every case of
 # tests/differential/cases through Apache Kafka Streams' own TopologyTestDriver (the broker's version,
-# from Maven Central) and writes what it saw to tests/differential/expected/<case>.json.
+# from Maven Central) and writes what it saw to tests/differential/expected/<case>.json; and runs Kafka
+# Streams' task assignor over the groups of streams-core/testdata/assignor/groups.jsonl into expected.jsonl
+# there (the assignor's check, streams-core's `assignments_are_kafka_streams_own`).
 #
 #   scripts/differential.sh            regenerate expected/ (and delete the files of cases that are gone)
 #   scripts/differential.sh SUBSTRING  regenerate only the cases whose name contains SUBSTRING
@@ -51,6 +53,14 @@ run() {
     kstreams.differential.Main "$suite/cases" "$@"
 }
 
+# assign OUT_FILE: Kafka Streams' task assignor over the assignor's groups.
+assignor="$(cd "$here/.." && pwd)/streams-core/testdata/assignor"
+assign() {
+  # shellcheck disable=SC2086 # JAVA_OPTS is a list of options
+  java ${JAVA_OPTS--XX:TieredStopAtLevel=1} -cp "$project/target/classes:$(cat "$project/target/classpath.txt")" \
+    kstreams.differential.AssignorHarness <"$assignor/groups.jsonl" >"$1"
+}
+
 check=0
 filter=""
 while [ $# -gt 0 ]; do
@@ -72,6 +82,14 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 if [ "$check" = 1 ]; then
+  assign "$tmp.assignor"
+  if ! diff -q "$assignor/expected.jsonl" "$tmp.assignor" >/dev/null; then
+    echo "differential.sh: Kafka Streams' task assignor answers differently from streams-core/testdata/assignor/expected.jsonl (first lines of the difference below); run scripts/differential.sh to regenerate it" >&2
+    diff "$assignor/expected.jsonl" "$tmp.assignor" | head -n 20 >&2 || true
+    rm -f "$tmp.assignor"
+    exit 1
+  fi
+  rm -f "$tmp.assignor"
   run "$tmp"
   mkdir -p "$expected"
   if ! diff -r "$expected" "$tmp" >"$tmp.diff" 2>&1; then
@@ -88,7 +106,7 @@ if [ "$check" = 1 ]; then
     exit 1
   fi
   rm -f "$tmp.diff"
-  echo "differential.sh: expected/ matches Kafka Streams ($(find "$tmp" -name '*.json' | wc -l) cases, $(elapsed))" >&2
+  echo "differential.sh: expected/ matches Kafka Streams ($(find "$tmp" -name '*.json' | wc -l) cases, $(wc -l <"$assignor/groups.jsonl") assignor groups, $(elapsed))" >&2
   exit 0
 fi
 
@@ -106,5 +124,6 @@ else
     fi
   done
   cp "$tmp"/*.json "$expected"/
+  assign "$assignor/expected.jsonl"
 fi
 echo "differential.sh: wrote tests/differential/expected/ in $(elapsed)" >&2
