@@ -142,15 +142,22 @@ impl ConstrainedPrioritySet {
     }
 }
 
-/// The order in which a `java.util.HashSet`, filled with `items` in that order, iterates them: by
-/// bucket (the spread hash masked by a table of 16, doubled while more than 3/4 full), and within one
-/// bucket in the order they went in (a resize keeps it).
-pub(super) fn hash_set_order(mut items: Vec<usize>, java_hash: impl Fn(usize) -> i32) -> Vec<usize> {
+/// The order in which a `java.util.HashSet`, filled with `items` in that order, iterates them.
+fn hash_set_order(items: Vec<usize>, java_hash: impl Fn(usize) -> i32) -> Vec<usize> {
+    let entries = items.len();
+    hash_order(items, entries, |&item| java_hash(item))
+}
+
+/// The order in which a `java.util.HashMap` (or `HashSet`) iterates `items`, put in that order into a
+/// table that has held at most `entries` at once: by bucket (the spread hash masked by a table of 16,
+/// doubled while more than 3/4 full), and within one bucket in the order they went in (a resize keeps
+/// it, a removal leaves the others in place).
+pub(super) fn hash_order<T>(mut items: Vec<T>, entries: usize, java_hash: impl Fn(&T) -> i32) -> Vec<T> {
     let mut capacity = 16usize;
-    while items.len() * 4 > capacity * 3 {
+    while entries * 4 > capacity * 3 {
         capacity *= 2;
     }
-    items.sort_by_key(|&item| {
+    items.sort_by_key(|item| {
         let h = java_hash(item) as u32;
         ((h ^ (h >> 16)) as usize) & (capacity - 1)
     });

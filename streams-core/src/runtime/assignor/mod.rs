@@ -8,9 +8,10 @@
 //! Standbys (`num.standby.replicas`) go to the least loaded instances without a copy; stateless tasks by
 //! active load. The steps, their order and their tie-breaks are Kafka Streams', down to the Java
 //! collections that break ties (`java_queue.rs`), so an assignment made here is the one Kafka Streams
-//! would make for the same group (`tests.rs` checks it against Kafka Streams' own on 1,005 groups). Not
-//! yet: client-tag (rack) aware standbys and the rack-aware traffic optimisation
-//! (`rack.aware.assignment.*`); the caller's part (end offsets of the changelogs, Kafka Streams'
+//! would make for the same group (`tests.rs` checks it against Kafka Streams' own on 1,505 groups).
+//! With `rack.aware.assignment.tags`, standbys are placed apart by client tags
+//! (`ClientTagAwareStandbyTaskAssignor`). Not yet: the rack-aware traffic optimisation
+//! (`rack.aware.assignment.strategy`); the caller's part (end offsets of the changelogs, Kafka Streams'
 //! fallback to the previous assignment when they cannot be read) comes with the group member.
 
 mod java_queue;
@@ -64,7 +65,7 @@ pub(crate) const LATEST_OFFSET: i64 = -2;
 pub(crate) const UNKNOWN_OFFSET_SUM: i64 = -3;
 
 /// The settings the assignment follows (Kafka Streams' `AssignmentConfigs`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct AssignmentConfigs {
     /// `acceptable.recovery.lag`: how far behind the changelogs an instance may be and still count as
     /// caught up (`i64::MAX`: every instance does).
@@ -73,6 +74,9 @@ pub(crate) struct AssignmentConfigs {
     pub(crate) max_warmup_replicas: i64,
     /// `num.standby.replicas`.
     pub(crate) num_standby_replicas: usize,
+    /// `rack.aware.assignment.tags`: the client tags (`client.tag.<key>`) whose values a task's
+    /// standbys should differ from its active's and each other's in (zones, clusters).
+    pub(crate) rack_aware_assignment_tags: Vec<String>,
 }
 
 /// One instance as the assignment sees it: its capacity, how far its state is behind on each stateful
@@ -81,6 +85,8 @@ pub(crate) struct AssignmentConfigs {
 pub(crate) struct ClientState {
     /// Its stream threads (the members it has in the group).
     capacity: u32,
+    /// Its `client.tag.*` settings.
+    tags: BTreeMap<String, String>,
     /// Per stateful task: how many records behind the changelogs' ends its state is, or
     /// `LATEST_OFFSET`, `UNKNOWN_OFFSET_SUM`.
     lags: BTreeMap<TaskId, i64>,
@@ -115,7 +121,19 @@ impl ClientState {
                 (task, lag)
             })
             .collect();
-        ClientState { capacity: capacity.max(1), lags, active: BTreeSet::new(), standby: BTreeSet::new() }
+        ClientState {
+            capacity: capacity.max(1),
+            tags: BTreeMap::new(),
+            lags,
+            active: BTreeSet::new(),
+            standby: BTreeSet::new(),
+        }
+    }
+
+    /// The instance with its client tags (`client.tag.*`).
+    pub(crate) fn with_tags(mut self, tags: BTreeMap<String, String>) -> Self {
+        self.tags = tags;
+        self
     }
 
     /// How far behind its state of `task` is (a stateless task: caught up).
@@ -166,7 +184,7 @@ pub(crate) fn assign(
     clients: &mut BTreeMap<ProcessId, ClientState>,
     all_tasks: &BTreeSet<TaskId>,
     stateful_tasks: &BTreeSet<TaskId>,
-    configs: AssignmentConfigs,
+    configs: &AssignmentConfigs,
 ) -> AssignmentOutcome {
     let mut outcome = AssignmentOutcome::default();
     if clients.is_empty() {
@@ -178,7 +196,15 @@ pub(crate) fn assign(
     let stateful_tasks: &BTreeSet<TaskId> = &stateful_tasks.intersection(all_tasks).copied().collect();
 
     group.assign_active_stateful(stateful_tasks);
-    group.assign_standbys(stateful_tasks, configs.num_standby_replicas);
+    if configs.num_standby_replicas > 0 {
+        if configs.rack_aware_assignment_tags.is_empty() {
+            group.assign_standbys(stateful_tasks, configs.num_standby_replicas);
+            group.balance_over_threads(Kind::Standby, |_, _| true);
+        } else {
+            group.assign_standbys_by_tags(stateful_tasks, configs);
+            group.balance_over_threads(Kind::Standby, same_tags);
+        }
+    }
 
     let mut remaining_warmups = configs.max_warmup_replicas;
     let caught_up = group.caught_up_clients(stateful_tasks, configs.acceptable_recovery_lag);
@@ -219,40 +245,123 @@ impl Group<'_> {
         for (i, &task) in stateful.iter().enumerate() {
             self.states[i % self.states.len()].active.insert(task);
         }
-        self.balance_over_threads(Kind::Active);
+        self.balance_over_threads(Kind::Active, |_, _| true);
     }
 
     /// `num_standby` copies of each stateful task on the least loaded instances without one
-    /// (`DefaultStandbyTaskAssignor`), then balanced over threads. Fewer instances than copies: fewer
-    /// copies, as Kafka Streams (which warns).
+    /// (`DefaultStandbyTaskAssignor`). Fewer instances than copies: fewer copies, as Kafka Streams
+    /// (which warns).
     fn assign_standbys(&mut self, stateful: &BTreeSet<TaskId>, num_standby: usize) {
-        if num_standby == 0 {
-            return;
-        }
         let mut clients = ConstrainedPrioritySet::new(self.states.len());
         clients.offer_all(&self.all(), &by_load(self.states, ClientState::assigned_load));
         for &task in stateful {
-            for _ in 0..num_standby {
-                let allowed = |c: usize| !self.states[c].has_assigned(task);
-                let polled = clients.poll(allowed, self.hash(), &by_load(self.states, ClientState::assigned_load));
-                let Some(client) = polled else {
+            self.place_standbys(&mut clients, task, num_standby);
+        }
+    }
+
+    /// `count` copies of `task` on the least loaded instances of `clients` without one
+    /// (`pollClientAndMaybeAssignAndUpdateRemainingStandbyTasks`).
+    fn place_standbys(&mut self, clients: &mut ConstrainedPrioritySet, task: TaskId, count: usize) {
+        for _ in 0..count {
+            let allowed = |c: usize| !self.states[c].has_assigned(task);
+            let polled = clients.poll(allowed, self.hash(), &by_load(self.states, ClientState::assigned_load));
+            let Some(client) = polled else {
+                tracing::warn!(
+                    target: "kstreams::runtime::assignor",
+                    task = %task,
+                    "not enough instances for every standby replica of this task (num.standby.replicas)"
+                );
+                break;
+            };
+            self.states[client].standby.insert(task);
+            clients.offer(client, &by_load(self.states, ClientState::assigned_load));
+        }
+    }
+
+    /// Standbys placed apart by client tags (`ClientTagAwareStandbyTaskAssignor`): each copy of a task
+    /// goes to the least loaded instance whose values of the `rack.aware.assignment.tags` none of the
+    /// task's copies so far has (a tag with no value left unused stops counting); copies that cannot
+    /// be placed so go to the least loaded instances without one.
+    fn assign_standbys_by_tags(&mut self, stateful: &BTreeSet<TaskId>, configs: &AssignmentConfigs) {
+        let num_standby = configs.num_standby_replicas;
+        let rack_tags: BTreeSet<&str> = configs.rack_aware_assignment_tags.iter().map(String::as_str).collect();
+        // Per tag key, its values; per (key, value), the instances with it.
+        let mut values_of: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        let mut clients_with: BTreeMap<(&str, &str), BTreeSet<usize>> = BTreeMap::new();
+        for (c, state) in self.states.iter().enumerate() {
+            for (key, value) in &state.tags {
+                values_of.entry(key).or_default().insert(value);
+                clients_with.entry((key, value)).or_default().insert(c);
+            }
+        }
+        let values_of: BTreeMap<String, usize> = values_of.into_iter().map(|(k, v)| (k.to_string(), v.len())).collect();
+        let clients_with: BTreeMap<(String, String), BTreeSet<usize>> =
+            clients_with.into_iter().map(|((k, v), c)| ((k.to_string(), v.to_string()), c)).collect();
+        let mut remaining: BTreeMap<TaskId, usize> = stateful.iter().map(|&t| (t, num_standby)).collect();
+        let mut clients = ConstrainedPrioritySet::new(self.states.len());
+        for &task in stateful {
+            for active_client in 0..self.states.len() {
+                if !self.states[active_client].active.contains(&task) {
+                    continue;
+                }
+                clients.offer_all(&self.all(), &by_load(self.states, ClientState::assigned_load));
+                let mut used_clients = 1;
+                let mut left = remaining[&task];
+                // Per (key, value) in use by a copy of the task: the instances with it.
+                let mut used: BTreeMap<(String, String), &BTreeSet<usize>> = BTreeMap::new();
+                let mut last = active_client;
+                loop {
+                    for (key, value) in &self.states[last].tags {
+                        if !rack_tags.contains(key.as_str()) {
+                            continue;
+                        }
+                        if values_of[key] <= used_clients {
+                            used.retain(|(k, _), _| k != key);
+                        } else {
+                            let entry = (key.clone(), value.clone());
+                            let with = &clients_with[&entry];
+                            used.insert(entry, with);
+                        }
+                    }
+                    let apart = |c: usize| !self.states[c].has_assigned(task) && used.values().all(|u| !u.contains(&c));
+                    let polled = clients.poll(apart, self.hash(), &by_load(self.states, ClientState::assigned_load));
+                    let Some(client) = polled else { break };
+                    used_clients += 1;
+                    left -= 1;
+                    self.states[client].standby.insert(task);
+                    last = client;
+                    if left == 0 {
+                        break;
+                    }
+                }
+                if left > 0 {
                     tracing::warn!(
                         target: "kstreams::runtime::assignor",
                         task = %task,
-                        "not enough instances for every standby replica of this task (num.standby.replicas)"
+                        standbys = left,
+                        "not enough instances on other client tag values (rack.aware.assignment.tags) for every standby of this task; the rest go to the least loaded instances"
                     );
-                    break;
-                };
-                self.states[client].standby.insert(task);
-                clients.offer(client, &by_load(self.states, ClientState::assigned_load));
+                    remaining.insert(task, left);
+                } else {
+                    remaining.remove(&task);
+                }
             }
         }
-        self.balance_over_threads(Kind::Standby);
+        if remaining.is_empty() {
+            return;
+        }
+        clients.offer_all(&self.all(), &by_load(self.states, ClientState::assigned_load));
+        // Kafka Streams walks its HashMap of tasks: bucket order of `TaskId.hashCode()` in a table
+        // sized for every stateful task.
+        let pending = java_queue::hash_order(remaining.keys().copied().collect(), stateful.len(), task_hash);
+        for task in pending {
+            self.place_standbys(&mut clients, task, remaining[&task]);
+        }
     }
 
     /// Moves tasks of `kind` from more to less loaded instances while that lowers the skew
     /// (`balanceTasksOverThreads`).
-    fn balance_over_threads(&mut self, kind: Kind) {
+    fn balance_over_threads(&mut self, kind: Kind, allowed: impl Fn(&ClientState, &ClientState) -> bool) {
         let mut keep_balancing = true;
         while keep_balancing {
             keep_balancing = false;
@@ -266,7 +375,9 @@ impl Group<'_> {
                         if !should_move_a_task(&self.states[source], &self.states[destination]) {
                             break;
                         }
-                        if !self.states[destination].has_assigned(task) {
+                        if !self.states[destination].has_assigned(task)
+                            && allowed(&self.states[source], &self.states[destination])
+                        {
                             kind.tasks_mut(&mut self.states[source]).remove(&task);
                             kind.tasks_mut(&mut self.states[destination]).insert(task);
                             keep_balancing = true;
@@ -473,6 +584,21 @@ fn by_load(states: &[ClientState], load: fn(&ClientState) -> f64) -> impl Fn(&us
 /// order, as in Java's queue).
 fn by_movement(a: &Movement, b: &Movement) -> Ordering {
     (a.caught_up_clients, a.task).cmp(&(b.caught_up_clients, b.task))
+}
+
+/// Whether a standby may move from `source` to `destination` when balancing with client tags: the
+/// destination has every tag of the source, with the same value (Kafka Streams'
+/// `ClientTagAwareStandbyTaskAssignor.isAllowedTaskMovement`).
+fn same_tags(source: &ClientState, destination: &ClientState) -> bool {
+    source.tags.iter().all(|(key, value)| destination.tags.get(key) == Some(value))
+}
+
+/// Java's `TaskId.hashCode()` (`Objects.hash(subtopology, partition, null)`).
+fn task_hash(task: &TaskId) -> i32 {
+    let mut h: i32 = 1;
+    h = h.wrapping_mul(31).wrapping_add(task.subtopology as i32);
+    h = h.wrapping_mul(31).wrapping_add(task.partition);
+    h.wrapping_mul(31)
 }
 
 /// Takes one warm-up replica if any is left (Kafka Streams' `getAndDecrement() > 0`).

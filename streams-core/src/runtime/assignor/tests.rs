@@ -24,7 +24,7 @@ fn client(capacity: u32, sums: &[(TaskId, i64)], stateful: &BTreeSet<TaskId>) ->
 }
 
 fn configs(acceptable_recovery_lag: i64, max_warmup_replicas: i64, num_standby_replicas: usize) -> AssignmentConfigs {
-    AssignmentConfigs { acceptable_recovery_lag, max_warmup_replicas, num_standby_replicas }
+    AssignmentConfigs { acceptable_recovery_lag, max_warmup_replicas, num_standby_replicas, ..Default::default() }
 }
 
 fn ids(set: &BTreeSet<TaskId>) -> Vec<i32> {
@@ -48,7 +48,7 @@ fn caught_up_instances_share_stateful_tasks_evenly_without_probing() {
     let caught_up: Vec<(TaskId, i64)> = stateful.iter().map(|&t| (t, END)).collect();
     let mut clients: BTreeMap<ProcessId, ClientState> =
         (1..=3).map(|id| (ProcessId(id), client(1, &caught_up, &stateful))).collect();
-    let outcome = assign(&mut clients, &stateful, &stateful, configs(10_000, 2, 0));
+    let outcome = assign(&mut clients, &stateful, &stateful, &configs(10_000, 2, 0));
     assert!(!outcome.probing_rebalance_needed);
     for c in clients.values() {
         assert_eq!(c.active.len(), 2, "{clients:?}");
@@ -62,7 +62,7 @@ fn a_new_instance_warms_up_while_the_tasks_stay_with_their_state() {
     let running: Vec<(TaskId, i64)> = stateful.iter().map(|&t| (t, LATEST_OFFSET)).collect();
     let mut clients =
         BTreeMap::from([(ProcessId(1), client(1, &running, &stateful)), (ProcessId(2), client(1, &[], &stateful))]);
-    let outcome = assign(&mut clients, &stateful, &stateful, configs(100, 1, 0));
+    let outcome = assign(&mut clients, &stateful, &stateful, &configs(100, 1, 0));
     let (old, new) = (&clients[&ProcessId(1)], &clients[&ProcessId(2)]);
     assert_eq!(ids(&old.active), vec![0, 1, 2, 3], "no task moves to an instance without its state");
     assert_eq!(new.active.len(), 0);
@@ -78,7 +78,7 @@ fn an_instance_within_the_acceptable_lag_takes_its_share_at_once() {
     let close: Vec<(TaskId, i64)> = stateful.iter().map(|&t| (t, END - 50)).collect();
     let mut clients =
         BTreeMap::from([(ProcessId(1), client(1, &running, &stateful)), (ProcessId(2), client(1, &close, &stateful))]);
-    let outcome = assign(&mut clients, &stateful, &stateful, configs(100, 2, 0));
+    let outcome = assign(&mut clients, &stateful, &stateful, &configs(100, 2, 0));
     assert!(!outcome.probing_rebalance_needed);
     assert_eq!(clients[&ProcessId(1)].active.len(), 2);
     assert_eq!(clients[&ProcessId(2)].active.len(), 2);
@@ -92,7 +92,7 @@ fn standbys_go_to_other_instances_and_take_over_when_one_leaves() {
         (ProcessId(2), client(1, &[], &stateful)),
         (ProcessId(3), client(1, &[], &stateful)),
     ]);
-    assign(&mut clients, &stateful, &stateful, configs(i64::MAX, 2, 1));
+    assign(&mut clients, &stateful, &stateful, &configs(i64::MAX, 2, 1));
     for t in &stateful {
         let actives = clients.values().filter(|c| c.active.contains(t)).count();
         let standbys = clients.values().filter(|c| c.standby.contains(t)).count();
@@ -107,7 +107,7 @@ fn standbys_go_to_other_instances_and_take_over_when_one_leaves() {
         (ProcessId(3), client(1, &sums(&clients[&ProcessId(3)]), &stateful)),
     ]);
     let lags: BTreeMap<ProcessId, ClientState> = after.clone();
-    let outcome = assign(&mut after, &stateful, &stateful, configs(0, 2, 1));
+    let outcome = assign(&mut after, &stateful, &stateful, &configs(0, 2, 1));
     for (id, c) in &after {
         for &t in &c.active {
             let lag = lags[id].lag_for(t);
@@ -132,7 +132,7 @@ fn a_caught_up_standby_swaps_with_a_balanced_owner_that_is_behind() {
         (ProcessId(1), client(1, &[(task(0, 0), LATEST_OFFSET), (task(0, 1), LATEST_OFFSET)], &stateful)),
         (ProcessId(2), client(1, &[(task(0, 1), END)], &stateful)),
     ]);
-    let outcome = assign(&mut clients, &stateful, &stateful, configs(0, 2, 1));
+    let outcome = assign(&mut clients, &stateful, &stateful, &configs(0, 2, 1));
     assert_eq!(ids(&clients[&ProcessId(2)].active), vec![1], "{clients:?}");
     assert_eq!(ids(&clients[&ProcessId(1)].active), vec![0]);
     assert!(!outcome.probing_rebalance_needed);
@@ -143,7 +143,7 @@ fn stateless_tasks_follow_active_load_per_thread() {
     let all: BTreeSet<TaskId> = (0..8).map(|p| task(1, p)).collect();
     let none = BTreeSet::new();
     let mut clients = BTreeMap::from([(ProcessId(1), client(1, &[], &none)), (ProcessId(2), client(3, &[], &none))]);
-    let outcome = assign(&mut clients, &all, &none, configs(0, 2, 1));
+    let outcome = assign(&mut clients, &all, &none, &configs(0, 2, 1));
     assert!(!outcome.probing_rebalance_needed);
     assert_eq!(clients[&ProcessId(1)].active.len(), 2);
     assert_eq!(clients[&ProcessId(2)].active.len(), 6);
@@ -156,11 +156,11 @@ fn one_instance_gets_everything_and_no_standby() {
     let mut all = stateful.clone();
     all.insert(task(1, 0));
     let mut clients = BTreeMap::from([(ProcessId(7), client(2, &[], &stateful))]);
-    let outcome = assign(&mut clients, &all, &stateful, configs(0, 2, 2));
+    let outcome = assign(&mut clients, &all, &stateful, &configs(0, 2, 2));
     assert_eq!(clients[&ProcessId(7)].active.len(), 4);
     assert!(clients[&ProcessId(7)].standby.is_empty());
     assert!(!outcome.probing_rebalance_needed);
-    assert_eq!(assign(&mut BTreeMap::new(), &all, &stateful, configs(0, 2, 2)), AssignmentOutcome::default());
+    assert_eq!(assign(&mut BTreeMap::new(), &all, &stateful, &configs(0, 2, 2)), AssignmentOutcome::default());
 }
 
 proptest! {
@@ -189,7 +189,7 @@ proptest! {
         }
         let input = clients.clone();
         let config = configs(acceptable, max_warmups, standbys);
-        let outcome = assign(&mut clients, &all, &stateful, config);
+        let outcome = assign(&mut clients, &all, &stateful, &config);
         for t in &all {
             prop_assert_eq!(clients.values().filter(|c| c.active.contains(t)).count(), 1, "task {}", t);
             prop_assert!(clients.values().all(|c| !(c.active.contains(t) && c.standby.contains(t))));
@@ -209,7 +209,7 @@ proptest! {
                 (id, c)
             })
             .collect();
-        prop_assert_eq!(assign(&mut again, &all, &stateful, config), outcome);
+        prop_assert_eq!(assign(&mut again, &all, &stateful, &config), outcome);
         for (id, c) in &clients {
             prop_assert_eq!(&again[id].active, &c.active);
             prop_assert_eq!(&again[id].standby, &c.standby);
@@ -217,7 +217,7 @@ proptest! {
     }
 }
 
-/// The assignor against Kafka Streams' own `HighAvailabilityTaskAssignor` (4.3.0): 1,005 groups
+/// The assignor against Kafka Streams' own `HighAvailabilityTaskAssignor` (4.3.0): 1,505 groups
 /// (`testdata/assignor/groups.jsonl`) and what Kafka Streams assigned them (`expected.jsonl`, written by
 /// `scripts/differential.sh`, whose `--check` in CI keeps it Kafka Streams' answer).
 #[test]
@@ -252,14 +252,21 @@ fn assignments_are_kafka_streams_own() {
                 })
                 .collect();
             let capacity = c["capacity"].as_u64().unwrap() as u32;
-            clients.insert(process_id(&c["id"]), ClientState::new(capacity, &sums, &ends));
+            let tags: BTreeMap<String, String> = c["tags"]
+                .as_object()
+                .map(|tags| tags.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())).collect())
+                .unwrap_or_default();
+            clients.insert(process_id(&c["id"]), ClientState::new(capacity, &sums, &ends).with_tags(tags));
         }
-        let config = configs(
+        let mut config = configs(
             group["acceptable_recovery_lag"].as_i64().unwrap(),
             group["max_warmup_replicas"].as_i64().unwrap(),
             group["num_standby_replicas"].as_u64().unwrap() as usize,
         );
-        let outcome = assign(&mut clients, &set(&group["all"]), &stateful, config);
+        if let Some(tags) = group["rack_aware_assignment_tags"].as_array() {
+            config.rack_aware_assignment_tags = tags.iter().map(|t| t.as_str().unwrap().to_string()).collect();
+        }
+        let outcome = assign(&mut clients, &set(&group["all"]), &stateful, &config);
         let mut same = outcome.probing_rebalance_needed == expected["probing_rebalance_needed"].as_bool().unwrap();
         for c in expected["clients"].as_array().unwrap() {
             let ours = &clients[&process_id(&c["id"])];
@@ -273,7 +280,7 @@ fn assignments_are_kafka_streams_own() {
             ));
         }
     }
-    assert_eq!(count, 1005);
+    assert_eq!(count, 1505);
     assert!(differences.is_empty(), "{} of {count} differ; first: {}", differences.len(), differences[0]);
 }
 
@@ -321,5 +328,29 @@ proptest! {
         prop_assert_eq!(seen, all.iter().copied().collect::<Vec<_>>());
         let counts: Vec<usize> = given.values().map(Vec::len).collect();
         prop_assert!(counts.iter().max().unwrap() - counts.iter().min().unwrap() <= 1, "{:?}", counts);
+    }
+}
+
+#[test]
+fn standbys_go_to_other_zones_and_clusters_with_rack_aware_tags() {
+    let stateful = tasks(6);
+    let mut clients = BTreeMap::new();
+    let places = [("a", "k1"), ("b", "k1"), ("c", "k1"), ("a", "k2"), ("b", "k2"), ("c", "k2")];
+    for (i, (zone, cluster)) in places.into_iter().enumerate() {
+        let tags =
+            BTreeMap::from([("zone".to_string(), zone.to_string()), ("cluster".to_string(), cluster.to_string())]);
+        clients.insert(ProcessId(i as u128 + 1), client(1, &[], &stateful).with_tags(tags));
+    }
+    let before = clients.clone();
+    let mut config = configs(i64::MAX, 2, 2);
+    config.rack_aware_assignment_tags = vec!["zone".into(), "cluster".into()];
+    assign(&mut clients, &stateful, &stateful, &config);
+    for t in &stateful {
+        let holders: Vec<&ClientState> =
+            before.keys().filter(|id| clients[id].has_assigned(*t)).map(|id| &before[id]).collect();
+        assert_eq!(holders.len(), 3, "task {t}: one active, two standbys");
+        let zones: BTreeSet<&String> = holders.iter().map(|c| &c.tags["zone"]).collect();
+        let clusters: BTreeSet<&String> = holders.iter().map(|c| &c.tags["cluster"]).collect();
+        assert_eq!((zones.len(), clusters.len()), (3, 2), "task {t}: three zones, both clusters");
     }
 }

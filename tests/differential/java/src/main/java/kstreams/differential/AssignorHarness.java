@@ -9,6 +9,7 @@ import java.io.InputStreamReader;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.HashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.OptionalInt;
 import java.util.Set;
@@ -54,9 +55,13 @@ public final class AssignorHarness {
         while ((line = in.readLine()) != null) {
             if (line.isBlank()) continue;
             JsonNode group = mapper.readTree(line);
+            List<String> rackTags = new ArrayList<>();
+            if (group.has("rack_aware_assignment_tags")) {
+                group.get("rack_aware_assignment_tags").forEach(t -> rackTags.add(t.asText()));
+            }
             AssignmentConfigs configs = new AssignmentConfigs(
                 group.get("acceptable_recovery_lag").asLong(), group.get("max_warmup_replicas").asInt(),
-                group.get("num_standby_replicas").asInt(), 600_000L, Collections.emptyList(),
+                group.get("num_standby_replicas").asInt(), 600_000L, rackTags,
                 OptionalInt.empty(), OptionalInt.empty(), StreamsConfig.RACK_AWARE_ASSIGNMENT_STRATEGY_NONE);
             Map<ProcessId, ClientState> clients = new TreeMap<>();
             for (JsonNode c : group.get("clients")) {
@@ -65,8 +70,12 @@ public final class AssignorHarness {
                 String hex = c.get("id").asText();
                 ProcessId id = new ProcessId(new UUID(Long.parseUnsignedLong(hex.substring(0, 16), 16),
                     Long.parseUnsignedLong(hex.substring(16), 16)));
-                clients.put(id, new ClientState(Collections.emptySet(), Collections.emptySet(), lags,
-                    Collections.emptyMap(), c.get("capacity").asInt(), id));
+                Map<String, String> tags = new HashMap<>();
+                if (c.has("tags")) {
+                    c.get("tags").fields().forEachRemaining(e -> tags.put(e.getKey(), e.getValue().asText()));
+                }
+                clients.put(id, new ClientState(Collections.emptySet(), Collections.emptySet(), lags, tags,
+                    c.get("capacity").asInt(), id));
             }
             RackAwareTaskAssignor racks = new RackAwareTaskAssignor(null, new HashMap<>(), new HashMap<>(),
                 new HashMap<>(), new HashMap<>(), null, configs, Time.SYSTEM);
