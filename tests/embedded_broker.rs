@@ -13,5 +13,6 @@ scenario_tests!(
     two_members_share_co_partitioned_topics_by_range,
     read_committed_sees_committed_transactions_only_and_stops_at_the_last_stable_offset,
     a_new_producer_with_the_same_transactional_id_fences_the_old_one,
-    offsets_sent_in_a_transaction_commit_only_with_it
+    offsets_sent_in_a_transaction_commit_only_with_it,
+    offsets_sent_with_another_generation_or_member_are_fenced
 );

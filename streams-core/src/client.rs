@@ -60,32 +60,32 @@ impl OffsetAndMetadata {
 /// not be read).
 pub type CommittedOffsets = BTreeMap<TopicPartition, OffsetAndMetadata>;
 
-/// A consumer's group membership (group, member id, generation) as a transactional offset commit
-/// carries it, so that the broker refuses offsets from a member that was fenced out (KIP-447). Opaque:
-/// each client supplier puts in its own form and takes it out again.
-pub struct GroupMetadata(std::sync::Arc<dyn std::any::Any + Send + Sync>);
-
-impl GroupMetadata {
-    /// Wraps a supplier's own form of the metadata.
-    pub fn new<T: std::any::Any + Send + Sync>(metadata: T) -> Self {
-        GroupMetadata(std::sync::Arc::new(metadata))
-    }
-
-    /// The supplier's own form, if it is a `T`.
-    pub fn get<T: std::any::Any>(&self) -> Option<&T> {
-        self.0.downcast_ref()
-    }
-
-    /// The supplier's own form, if it is a `T`, as a handle another thread can keep.
-    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
-    pub(crate) fn shared<T: std::any::Any + Send + Sync>(&self) -> Option<std::sync::Arc<T>> {
-        self.0.clone().downcast().ok()
-    }
+/// A consumer's group membership as a transactional offset commit carries it (KIP-447): the group
+/// coordinator refuses offsets from a member that is no longer in the group at this generation, which is
+/// what fences a zombie instance out. Kafka's `ConsumerGroupMetadata`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GroupMetadata {
+    /// `group.id` (the application id).
+    pub group_id: String,
+    /// The id the group coordinator gave the member when it joined.
+    pub member_id: String,
+    /// The generation of the group the member last joined.
+    pub generation_id: i32,
+    /// `group.instance.id`, for a static member.
+    pub group_instance_id: Option<String>,
 }
 
-impl std::fmt::Debug for GroupMetadata {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("GroupMetadata")
+impl GroupMetadata {
+    /// A dynamic member's metadata.
+    pub fn new(group_id: impl Into<String>, member_id: impl Into<String>, generation_id: i32) -> Self {
+        GroupMetadata { group_id: group_id.into(), member_id: member_id.into(), generation_id, group_instance_id: None }
+    }
+
+    /// The same member, static with `group.instance.id` `id`.
+    pub fn with_group_instance_id(mut self, id: impl Into<String>) -> Self {
+        self.group_instance_id = Some(id.into());
+        self
     }
 }
 

@@ -2,15 +2,15 @@
 //! against the embedded broker (tests/embedded_broker.rs): what both brokers must do alike, checked by
 //! one suite, so the embedded broker cannot drift from Kafka (Kafka is the reference). Offsets and
 //! records, committed offsets, group assignment, transactions under `read_committed`, fencing, and
-//! offsets committed in a transaction.
+//! offsets committed in a transaction (and refused from a membership the group does not have).
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kstreams::client::{
-    ClientError, ClientErrorKind, CommittedOffsets, OffsetAndMetadata, OffsetCommitter, RebalanceListener,
-    RestoreConsumer, StreamsConsumer, StreamsProducer, TopicPartition,
+    ClientError, ClientErrorKind, CommittedOffsets, GroupMetadata, OffsetAndMetadata, OffsetCommitter,
+    RebalanceListener, RestoreConsumer, StreamsConsumer, StreamsProducer, TopicPartition,
 };
 use kstreams::config::{ProcessingGuarantee, StreamsConfig};
 use kstreams::record::{Headers, ProducedRecord, RawRecord};
@@ -435,15 +435,21 @@ pub(crate) fn a_new_producer_with_the_same_transactional_id_fences_the_old_one()
     Ok(())
 }
 
-/// Offsets sent in a transaction commit with it: an abort leaves the group's committed offset where it
-/// was, a commit moves it.
-pub(crate) fn offsets_sent_in_a_transaction_commit_only_with_it() -> anyhow::Result<()> {
+/// A topic of one partition holding ten records, a group to read it, and a transactional producer to
+/// commit the group's offsets.
+fn offsets_to_commit() -> anyhow::Result<(String, TopicPartition, String, Box<dyn StreamsProducer>)> {
     let topic = kafka::unique("input");
     kafka::create_topics(&[(&topic, 1)]);
     kafka::produce(&topic, (0..10).map(|i| (None, Some(format!("v{i}").into_bytes()))));
     let tp = TopicPartition::new(&topic, 0);
-    let group = kafka::unique("group");
-    let mut producer = transactional_producer(&kafka::unique("txn-id"))?;
+    let producer = transactional_producer(&kafka::unique("txn-id"))?;
+    Ok((topic, tp, kafka::unique("group"), producer))
+}
+
+/// Offsets sent in a transaction commit with it: an abort leaves the group's committed offset where it
+/// was, a commit moves it.
+pub(crate) fn offsets_sent_in_a_transaction_commit_only_with_it() -> anyhow::Result<()> {
+    let (topic, tp, group, mut producer) = offsets_to_commit()?;
     let eos = Isolation::ExactlyOnce;
 
     // A member of the group, with what it reads first, holding the partition.
@@ -484,5 +490,49 @@ pub(crate) fn offsets_sent_in_a_transaction_commit_only_with_it() -> anyhow::Res
     assert_eq!(start, 7, "the committed transaction's offset was committed");
     assert_eq!(committed, Some(OffsetAndMetadata::with_metadata(7, "second")), "with its metadata");
     third.close();
+    Ok(())
+}
+
+/// Offsets sent in a transaction with a membership the group does not have now (another generation, a
+/// member that is not in it) are refused as fenced (KIP-447): how a zombie's offsets are kept out. The
+/// membership is built by hand, as the runtime's own group member will build it, and the same
+/// membership with the group's generation and member id commits.
+pub(crate) fn offsets_sent_with_another_generation_or_member_are_fenced() -> anyhow::Result<()> {
+    let (topic, tp, group, mut producer) = offsets_to_commit()?;
+    let eos = Isolation::ExactlyOnce;
+
+    let (mut member, _) = consumer(&group, &[&topic], eos)?;
+    poll_until(&mut *member, "the first record", |r| !r.is_empty())?;
+    let metadata = member.group_metadata().expect("a member of the group has group metadata");
+    assert_eq!(metadata.group_id, group);
+    assert!(metadata.generation_id >= 1 && !metadata.member_id.is_empty(), "{metadata:?}");
+    assert_eq!(metadata.group_instance_id, None);
+
+    let (id, generation) = (&metadata.member_id, metadata.generation_id);
+    let strangers = [
+        ("a later generation", GroupMetadata::new(&group, id, generation + 1)),
+        ("an earlier generation", GroupMetadata::new(&group, id, generation - 1)),
+        ("a member not in the group", GroupMetadata::new(&group, format!("{id}-zombie"), generation)),
+    ];
+    for (who, stranger) in strangers {
+        producer.begin_transaction()?;
+        let error = producer
+            .send_offsets_to_transaction(&[(tp.clone(), OffsetAndMetadata::new(9))], &stranger, WAIT)
+            .expect_err(who);
+        assert_eq!(error.kind, ClientErrorKind::Fenced, "{who}: {error}");
+        producer.abort_transaction(WAIT)?;
+    }
+
+    producer.begin_transaction()?;
+    let own = GroupMetadata::new(&group, id, generation);
+    producer.send_offsets_to_transaction(&[(tp.clone(), OffsetAndMetadata::new(4))], &own, WAIT)?;
+    producer.commit_transaction(WAIT)?;
+    member.close();
+
+    let (mut next, owned) = consumer(&group, &[&topic], eos)?;
+    let read = poll_until(&mut *next, "the first record", |r| !r.is_empty())?;
+    next.close();
+    assert_eq!(read[0].offset, 4, "the membership the group had committed, the strangers' did not");
+    assert_eq!(owned.committed(&tp), Some(OffsetAndMetadata::new(4)));
     Ok(())
 }

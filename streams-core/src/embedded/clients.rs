@@ -37,14 +37,6 @@ enum GroupStep {
     Fetch,
 }
 
-/// The embedded broker's [`GroupMetadata`]: who commits, in which generation.
-#[derive(Debug, Clone)]
-pub(crate) struct Membership {
-    pub(crate) group: String,
-    pub(crate) member: String,
-    pub(crate) generation: i32,
-}
-
 pub(crate) struct EmbeddedConsumer {
     pub(crate) broker: EmbeddedBroker,
     pub(crate) group: String,
@@ -70,7 +62,7 @@ pub(crate) struct EmbeddedConsumer {
 /// is still in the group at its generation.
 struct GroupCommitter<'a> {
     broker: &'a EmbeddedBroker,
-    membership: Option<Membership>,
+    membership: Option<GroupMetadata>,
 }
 
 impl OffsetCommitter for GroupCommitter<'_> {
@@ -84,11 +76,11 @@ impl OffsetCommitter for GroupCommitter<'_> {
         let mut state = self.broker.lock();
         state.check_journal("commit offsets")?;
         let injected = state.faults.commits.pop_front();
-        let group = state.groups.entry(m.group.clone()).or_default();
-        group.check_member(&m.member, m.generation).map_err(|e| fenced("commit offsets", e))?;
+        let group = state.groups.entry(m.group_id.clone()).or_default();
+        group.check_member(&m.member_id, m.generation_id).map_err(|e| fenced("commit offsets", e))?;
         if injected != Some(false) {
             for (tp, offset) in offsets {
-                state.commit_offset(&m.group, tp, offset.clone());
+                state.commit_offset(&m.group_id, tp, offset.clone());
             }
         }
         match injected {
@@ -98,17 +90,13 @@ impl OffsetCommitter for GroupCommitter<'_> {
     }
 
     fn group_metadata(&self) -> Option<GroupMetadata> {
-        self.membership.clone().map(GroupMetadata::new)
+        self.membership.clone()
     }
 }
 
 impl EmbeddedConsumer {
     fn committer(&self) -> GroupCommitter<'_> {
-        let membership = self.member.as_ref().map(|member| Membership {
-            group: self.group.clone(),
-            member: member.clone(),
-            generation: self.generation,
-        });
+        let membership = (self.member.as_ref()).map(|member| GroupMetadata::new(&self.group, member, self.generation));
         GroupCommitter { broker: &self.broker, membership }
     }
 
@@ -568,22 +556,15 @@ impl StreamsProducer for EmbeddedProducer {
         _timeout: Duration,
     ) -> Result<(), ClientError> {
         let operation = "send offsets to transaction";
-        let Some(m) = group.get::<Membership>() else {
-            return Err(ClientError::new(
-                operation,
-                "the group metadata does not come from this broker",
-                ClientErrorKind::Fatal,
-            ));
-        };
         let mut state = self.broker.lock();
         self.transaction(&mut state, operation)?;
         // The group refuses offsets from a member that is no longer in it at this generation: a zombie
         // cannot commit (KIP-447). The transaction must be aborted.
-        let group_state = state.groups.entry(m.group.clone()).or_default();
-        group_state.check_member(&m.member, m.generation).map_err(|e| fenced(operation, e))?;
+        let group_state = state.groups.entry(group.group_id.clone()).or_default();
+        group_state.check_member(&group.member_id, group.generation_id).map_err(|e| fenced(operation, e))?;
         let id = &self.transactional.as_ref().expect("checked in transaction()").id;
         let open = state.producers.get_mut(id).and_then(|p| p.open.as_mut()).expect("opened above");
-        open.offsets.entry(m.group.clone()).or_default().extend(offsets.iter().cloned());
+        open.offsets.entry(group.group_id.clone()).or_default().extend(offsets.iter().cloned());
         Ok(())
     }
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic as RdNewTopic, TopicReplication};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers as _, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer};
@@ -38,12 +38,43 @@ use restore::RdKafkaRestoreConsumer;
 pub struct RdKafkaSupplier;
 
 fn client_error(operation: impl Into<String>, error: KafkaError) -> ClientError {
-    use RDKafkaErrorCode as Code;
     // rdkafka keeps an admin operation's code to itself.
     let code = match &error {
         KafkaError::AdminOp(code) => Some(*code),
         _ => error.rdkafka_error_code(),
     };
+    let transaction = match &error {
+        KafkaError::Transaction(e) => Some(TransactionVerdict {
+            fatal: e.is_fatal(),
+            requires_abort: e.txn_requires_abort(),
+            retriable: e.is_retriable(),
+        }),
+        _ => None,
+    };
+    classified(operation, error.to_string(), code, transaction)
+}
+
+/// A transactional call's failure through the extension crate, classified as [`client_error`] would
+/// classify rdkafka's own.
+fn transaction_error(operation: impl Into<String>, e: streams_rdkafka_ext::TransactionError) -> ClientError {
+    let verdict = TransactionVerdict { fatal: e.fatal, requires_abort: e.requires_abort, retriable: e.retriable };
+    classified(operation, format!("Transaction error: {}", e.message), Some(e.code), Some(verdict))
+}
+
+/// What librdkafka says itself about a failed transactional call.
+struct TransactionVerdict {
+    fatal: bool,
+    requires_abort: bool,
+    retriable: bool,
+}
+
+fn classified(
+    operation: impl Into<String>,
+    message: String,
+    code: Option<RDKafkaErrorCode>,
+    transaction: Option<TransactionVerdict>,
+) -> ClientError {
+    use RDKafkaErrorCode as Code;
     let fenced = matches!(
         code,
         Some(
@@ -58,17 +89,17 @@ fn client_error(operation: impl Into<String>, error: KafkaError) -> ClientError 
                 | Code::PollExceeded
         )
     );
-    let kind = match &error {
+    let kind = match &transaction {
         // librdkafka says itself what a failed transactional call means.
-        KafkaError::Transaction(e) if e.is_fatal() || fenced => {
+        Some(t) if t.fatal || fenced => {
             if fenced {
                 ClientErrorKind::Fenced
             } else {
                 ClientErrorKind::Fatal
             }
         }
-        KafkaError::Transaction(e) if e.txn_requires_abort() => ClientErrorKind::Abortable,
-        KafkaError::Transaction(e) if e.is_retriable() => ClientErrorKind::Retriable,
+        Some(t) if t.requires_abort => ClientErrorKind::Abortable,
+        Some(t) if t.retriable => ClientErrorKind::Retriable,
         _ if fenced => ClientErrorKind::Fenced,
         _ if matches!(
             code,
@@ -115,7 +146,7 @@ fn client_error(operation: impl Into<String>, error: KafkaError) -> ClientError 
         }
         _ => ClientErrorKind::Fatal,
     };
-    let client_error = ClientError::new(operation, error.to_string(), kind);
+    let client_error = ClientError::new(operation, message, kind);
     match code {
         Some(code) => client_error.with_code(code as i32),
         None => client_error,
@@ -650,8 +681,19 @@ impl OffsetCommitter for CallbackCommitter<'_> {
     }
 
     fn group_metadata(&self) -> Option<GroupMetadata> {
-        self.consumer.group_metadata().map(GroupMetadata::new)
+        consumer_group_metadata(self.consumer)
     }
+}
+
+/// The consumer's membership as librdkafka holds it now (read through the extension crate, so that offsets
+/// sent to a transaction carry a membership of the same form whichever group member made it).
+fn consumer_group_metadata(consumer: &BaseConsumer<RuntimeContext>) -> Option<GroupMetadata> {
+    let m = streams_rdkafka_ext::consumer_membership(consumer.client())?;
+    let metadata = GroupMetadata::new(m.group_id, m.member_id, m.generation_id);
+    Some(match m.group_instance_id {
+        Some(id) => metadata.with_group_instance_id(id),
+        None => metadata,
+    })
 }
 
 fn commit_sync(
@@ -755,7 +797,7 @@ impl OffsetCommitter for RdKafkaConsumer {
     }
 
     fn group_metadata(&self) -> Option<GroupMetadata> {
-        self.consumer.group_metadata().map(GroupMetadata::new)
+        consumer_group_metadata(&self.consumer)
     }
 }
 
@@ -1112,9 +1154,11 @@ impl StreamsProducer for RdKafkaProducer {
         timeout: Duration,
     ) -> Result<(), ClientError> {
         const OPERATION: &str = "send offsets to transaction";
-        let Some(metadata) = group.shared::<ConsumerGroupMetadata>() else {
-            let message = "the group metadata does not come from an rdkafka consumer";
-            return Err(ClientError::new(OPERATION, message, ClientErrorKind::Fatal));
+        let membership = streams_rdkafka_ext::Membership {
+            group_id: group.group_id.clone(),
+            member_id: group.member_id.clone(),
+            generation_id: group.generation_id,
+            group_instance_id: group.group_instance_id.clone(),
         };
         // librdkafka does not keep this call's timeout when the group coordinator's broker goes away
         // (confluentinc/librdkafka#5456; #5511 once that broker has left the metadata, as a killed KRaft
@@ -1129,13 +1173,15 @@ impl StreamsProducer for RdKafkaProducer {
         std::thread::Builder::new()
             .name("kstreams-send-offsets".to_string())
             .spawn(move || {
-                let _ = answer.send(producer.send_offsets_to_transaction(&list, &metadata, timeout));
+                let client = producer.client();
+                let sent = streams_rdkafka_ext::send_offsets_to_transaction(client, &list, &membership, timeout);
+                let _ = answer.send(sent);
             })
             .map_err(|e| {
                 ClientError::new(OPERATION, format!("cannot start its thread: {e}"), ClientErrorKind::Fatal)
             })?;
         match answered.recv_timeout(timeout + SEND_OFFSETS_GRACE) {
-            Ok(result) => result.map_err(|e| client_error(OPERATION, e)),
+            Ok(result) => result.map_err(|e| transaction_error(OPERATION, e)),
             Err(_) => Err(ClientError::new(
                 OPERATION,
                 format!(
