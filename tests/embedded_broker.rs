@@ -16,3 +16,22 @@ scenario_tests!(
     offsets_sent_in_a_transaction_commit_only_with_it,
     offsets_sent_with_another_generation_or_member_are_fenced
 );
+
+#[path = "scenarios/group.rs"]
+mod group_scenarios;
+
+/// The library's own group member on the embedded broker (classic group protocol).
+mod group_member {
+    use super::group_scenarios as scenarios;
+    use crate::kafka;
+
+    scenario_tests!(
+        embedded:
+        members_join_and_the_leader_assigns_each_its_part,
+        a_member_that_leaves_makes_the_others_rejoin_at_once,
+        a_static_member_restarted_within_its_session_moves_nothing,
+        a_member_that_stops_polling_leaves_and_loses_its_part,
+        a_member_commits_offsets_in_its_generation,
+        a_transaction_commits_offsets_only_as_a_member_of_the_current_generation
+    );
+}

@@ -7,6 +7,7 @@ mod example_runs;
 
 use std::time::{Duration, Instant};
 
+use kstreams::client::ClientSupplier;
 use kstreams::config::StreamsConfig;
 use kstreams::prelude::*;
 use kstreams::runtime::KafkaStreams;
@@ -111,4 +112,76 @@ fn an_untrusted_broker_certificate_is_a_clear_error_within_the_api_timeout() {
     assert!(error.contains(&listener.bootstrap), "the error does not name the broker: {error}");
     assert!(error.contains("certificate verify failed"), "the error does not name the cause: {error}");
     assert!(elapsed < Duration::from_secs(10), "took {elapsed:?} with default.api.timeout.ms=5000");
+}
+
+/// The library's own group member (its connections, not librdkafka's) over SASL_SSL: `mechanism` with
+/// `password`, trusting `ca`.
+fn group_member(
+    listener: &SaslSsl,
+    mechanism: &str,
+    password: &str,
+    ca: Option<&str>,
+) -> Result<Box<dyn kstreams::client::GroupMember>, kstreams::client::ClientError> {
+    let properties = scram_properties(listener, password, ca).replace("SCRAM-SHA-512", mechanism);
+    let mut config = StreamsConfig::from_properties(
+        properties.lines().filter_map(|l| l.split_once('=')).chain([("application.id", "security-group-member")]),
+    )
+    .unwrap();
+    config.application_id = format!("security-group-member-{}", std::process::id());
+    kstreams::kafka::RdKafkaSupplier.group_member(&config, "security-member")
+}
+
+#[test]
+fn the_librarys_group_member_joins_over_sasl_ssl_with_scram_and_plain() {
+    use kstreams::client::{Assignment, GroupEvent, Subscription, TopicPartition};
+    let listener = sasl_ssl();
+    for mechanism in ["SCRAM-SHA-512", "PLAIN"] {
+        let mut member = group_member(&listener, mechanism, &listener.password, Some(&listener.ca)).unwrap();
+        member.join(Subscription { topics: vec!["t".into()], ..Subscription::default() }).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (generation, id) = loop {
+            match member.poll(Duration::from_millis(100)).unwrap() {
+                GroupEvent::Lead { generation, members } => break (generation, members[0].member_id.clone()),
+                GroupEvent::Idle => assert!(Instant::now() < deadline, "{mechanism}: no answer"),
+                other => panic!("{mechanism}: {other:?}"),
+            }
+        };
+        let part = Assignment { partitions: vec![TopicPartition::new("t", 0)], user_data: vec![7] };
+        member.sync(generation, vec![(id, part.clone())]).unwrap();
+        loop {
+            match member.poll(Duration::from_millis(100)).unwrap() {
+                GroupEvent::Assigned { assignment, .. } => break assert_eq!(assignment, part, "{mechanism}"),
+                GroupEvent::Idle => assert!(Instant::now() < deadline, "{mechanism}: no assignment"),
+                other => panic!("{mechanism}: {other:?}"),
+            }
+        }
+        member.close();
+    }
+}
+
+#[test]
+fn the_librarys_group_member_names_a_wrong_password_or_an_untrusted_certificate() {
+    use kstreams::client::{ClientErrorKind, GroupEvent, Subscription};
+    let listener = sasl_ssl();
+    let refused = |password: &str, ca: Option<&str>| {
+        let mut member = group_member(&listener, "SCRAM-SHA-512", password, ca).unwrap();
+        member.join(Subscription::default()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match member.poll(Duration::from_millis(100)) {
+                Err(error) => break error,
+                Ok(GroupEvent::Idle) => assert!(Instant::now() < deadline, "no error"),
+                Ok(other) => panic!("{other:?}"),
+            }
+        }
+    };
+    let error = refused("not-the-password", Some(&listener.ca));
+    println!("{error}");
+    assert_eq!(error.kind, ClientErrorKind::Fatal, "{error}");
+    assert!(error.message.contains("SASL SCRAM-SHA-512 authentication"), "{error}");
+    assert!(error.message.contains(&listener.bootstrap), "{error}");
+    let error = refused(&listener.password, None);
+    println!("{error}");
+    assert_eq!(error.kind, ClientErrorKind::Fatal, "{error}");
+    assert!(error.message.contains("certificate verify failed"), "{error}");
 }

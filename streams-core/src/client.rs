@@ -270,6 +270,104 @@ pub trait StreamsAdmin: Send {
     fn delete_records(&self, offsets: &[(TopicPartition, i64)]) -> Result<(), ClientError>;
 }
 
+/// What a member joins its group with (Kafka's consumer protocol subscription): the topics it reads, the
+/// task assignor's data about it, and the partitions it owns now (so a cooperative rebalance can leave
+/// them where they are).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Subscription {
+    /// The topics the member reads.
+    pub topics: Vec<String>,
+    /// The assignor's data (Kafka Streams' `SubscriptionInfo`).
+    pub user_data: Vec<u8>,
+    /// The partitions the member owns as it joins.
+    pub owned_partitions: Vec<TopicPartition>,
+}
+
+/// What a member is given (Kafka's consumer protocol assignment): its partitions and the assignor's data
+/// (Kafka Streams' `AssignmentInfo`: active and standby tasks, where the others are).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Assignment {
+    /// The partitions the member reads in this generation.
+    pub partitions: Vec<TopicPartition>,
+    /// The assignor's data.
+    pub user_data: Vec<u8>,
+}
+
+/// A member of the group as its leader sees it when the group has formed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinedMember {
+    /// The member's id in the group.
+    pub member_id: String,
+    /// Its `group.instance.id`, for a static member.
+    pub group_instance_id: Option<String>,
+    /// What it joined with.
+    pub subscription: Subscription,
+}
+
+/// What a [`GroupMember`]'s group did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GroupEvent {
+    /// Nothing new.
+    Idle,
+    /// The group formed `generation` with this member as its leader: it must assign every member
+    /// ([`GroupMember::sync`]).
+    Lead {
+        /// The generation the group formed.
+        generation: i32,
+        /// Every member of it, this one included.
+        members: Vec<JoinedMember>,
+    },
+    /// The member's assignment in `generation`.
+    Assigned {
+        /// The generation the assignment belongs to.
+        generation: i32,
+        /// The member's part.
+        assignment: Assignment,
+    },
+    /// The group is rebalancing: the member must join again ([`GroupMember::join`]). Its partitions
+    /// stay its own until its next assignment says otherwise.
+    RejoinNeeded,
+    /// The member is out of the group (its session expired, a static member with its instance id took
+    /// its place, its generation is gone): its partitions are no longer its own, and it joins again
+    /// as a new member.
+    Lost {
+        /// Why, as the group coordinator said it.
+        reason: String,
+    },
+}
+
+/// One member of the application's consumer group under Kafka's classic group protocol, run by the
+/// library so that its own task assignor decides (Kafka Streams' `StreamsPartitionAssignor`; librdkafka
+/// takes no custom assignor). The member keeps its session alive by itself (heartbeats); the calls
+/// never wait for the group to form: the answers come out of [`GroupMember::poll`].
+pub trait GroupMember: Send {
+    /// Joins the group, or joins again, with `subscription` (JoinGroup).
+    fn join(&mut self, subscription: Subscription) -> Result<(), ClientError>;
+
+    /// What the group did since the last call; waits up to `timeout` for something to happen.
+    fn poll(&mut self, timeout: Duration) -> Result<GroupEvent, ClientError>;
+
+    /// The leader's assignment of every member for `generation` (SyncGroup), after
+    /// [`GroupEvent::Lead`]; each member's own part comes as [`GroupEvent::Assigned`].
+    fn sync(&mut self, generation: i32, assignments: Vec<(String, Assignment)>) -> Result<(), ClientError>;
+
+    /// Commits offsets as this member of its generation (OffsetCommit): refused as
+    /// [`ClientErrorKind::Fenced`] once the member is no longer in the group at that generation.
+    fn commit(&mut self, offsets: &[(TopicPartition, OffsetAndMetadata)]) -> Result<(), ClientError>;
+
+    /// The group's committed offsets of `partitions` (a partition without one is absent); waits out
+    /// offsets of transactions still open, so an exactly-once task starts where the last commit left it.
+    fn committed(&mut self, partitions: &[TopicPartition]) -> Result<CommittedOffsets, ClientError>;
+
+    /// The membership a transaction's offsets go with; `None` until the member has an assignment.
+    fn group_metadata(&self) -> Option<GroupMetadata>;
+
+    /// Leaves the group (LeaveGroup), so its partitions move at once; a static member only stops, and
+    /// its place waits for it until its session expires.
+    fn close(&mut self);
+}
+
 /// Makes the runtime's clients (Kafka Streams' `KafkaClientSupplier`).
 pub trait ClientSupplier: Send + Sync {
     /// A consumer in the application's group; `listener` hears about rebalances.
@@ -297,4 +395,15 @@ pub trait ClientSupplier: Send + Sync {
         config: &StreamsConfig,
         client_id: &str,
     ) -> Result<Box<dyn RestoreConsumer>, ClientError>;
+
+    /// A member of the application's group run by the library (its own task assignment). A supplier
+    /// without one says so.
+    fn group_member(&self, config: &StreamsConfig, client_id: &str) -> Result<Box<dyn GroupMember>, ClientError> {
+        let _ = (config, client_id);
+        Err(ClientError::new(
+            "create group member",
+            "this client supplier has no group member of the library's own",
+            ClientErrorKind::Fatal,
+        ))
+    }
 }

@@ -77,7 +77,7 @@ impl OffsetCommitter for GroupCommitter<'_> {
         state.check_journal("commit offsets")?;
         let injected = state.faults.commits.pop_front();
         let group = state.groups.entry(m.group_id.clone()).or_default();
-        group.check_member(&m.member_id, m.generation_id).map_err(|e| fenced("commit offsets", e))?;
+        group.check_member(&m.member_id, m.generation_id, false).map_err(|e| fenced("commit offsets", e))?;
         if injected != Some(false) {
             for (tp, offset) in offsets {
                 state.commit_offset(&m.group_id, tp, offset.clone());
@@ -561,7 +561,7 @@ impl StreamsProducer for EmbeddedProducer {
         // The group refuses offsets from a member that is no longer in it at this generation: a zombie
         // cannot commit (KIP-447). The transaction must be aborted.
         let group_state = state.groups.entry(group.group_id.clone()).or_default();
-        group_state.check_member(&group.member_id, group.generation_id).map_err(|e| fenced(operation, e))?;
+        group_state.check_member(&group.member_id, group.generation_id, true).map_err(|e| fenced(operation, e))?;
         let id = &self.transactional.as_ref().expect("checked in transaction()").id;
         let open = state.producers.get_mut(id).and_then(|p| p.open.as_mut()).expect("opened above");
         open.offsets.entry(group.group_id.clone()).or_default().extend(offsets.iter().cloned());

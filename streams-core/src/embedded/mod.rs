@@ -35,7 +35,9 @@
 //! stopped and continued. The `simulation` module (feature `test-utils`) drives several instances on one
 //! broker from a seed, with faults.
 
+mod classic_group;
 mod clients;
+mod group_member;
 pub(crate) mod journal;
 mod state;
 
@@ -46,7 +48,8 @@ use clients::{EmbeddedAdmin, EmbeddedConsumer, EmbeddedProducer, EmbeddedRestore
 use state::BrokerState;
 
 use crate::client::{
-    ClientError, ClientSupplier, RebalanceListener, RestoreConsumer, StreamsAdmin, StreamsConsumer, StreamsProducer,
+    ClientError, ClientSupplier, GroupMember, RebalanceListener, RestoreConsumer, StreamsAdmin, StreamsConsumer,
+    StreamsProducer,
 };
 use crate::config::{ProcessingGuarantee, StreamsConfig};
 use crate::record::RawRecord;
@@ -357,5 +360,9 @@ impl ClientSupplier for EmbeddedBroker {
 
     fn admin(&self, _config: &StreamsConfig) -> Result<Box<dyn StreamsAdmin>, ClientError> {
         Ok(Box::new(EmbeddedAdmin { broker: self.clone() }))
+    }
+
+    fn group_member(&self, config: &StreamsConfig, client_id: &str) -> Result<Box<dyn GroupMember>, ClientError> {
+        Ok(Box::new(group_member::EmbeddedGroupMember::new(self, config, client_id)?))
     }
 }

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use std::sync::Arc;
 
+use super::classic_group::ClassicGroup;
 use super::journal::{Event, Journal};
 use crate::client::{ClientError, OffsetAndMetadata, TopicPartition};
 use crate::record::{Headers, RawRecord};
@@ -191,6 +192,8 @@ pub(crate) struct Group {
     /// Counts the assignments computed; a commit from a member of an older one is refused.
     pub(crate) generation: i32,
     pub(crate) committed: BTreeMap<TopicPartition, OffsetAndMetadata>,
+    /// Members of the library's own ([`GroupMember`](crate::client::GroupMember)), on Kafka's classic protocol.
+    pub(crate) classic: ClassicGroup,
 }
 
 impl Group {
@@ -246,7 +249,10 @@ impl Group {
 
     /// Whether `member` of `generation` may commit: it is still in the group and no newer assignment
     /// was made without it (Kafka's ILLEGAL_GENERATION / UNKNOWN_MEMBER_ID checks, which fence zombies).
-    pub(crate) fn check_member(&self, member: &str, generation: i32) -> Result<(), String> {
+    pub(crate) fn check_member(&self, member: &str, generation: i32, transactional: bool) -> Result<(), String> {
+        if self.classic.has(member) {
+            return self.classic.check(member, generation, transactional).map_err(|(_, why)| why);
+        }
         match self.members.get(member) {
             None => Err(format!("member {member} is not in the group (its session timed out or it left)")),
             Some(m) if m.generation != generation || generation != self.generation => Err(format!(

@@ -21,16 +21,19 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, P
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::client::{
-    ClientError, ClientErrorKind, ClientSupplier, CommittedOffsets, GroupMetadata, NewTopic, OffsetAndMetadata,
-    OffsetCommitter, RebalanceListener, RestoreConsumer, StreamsAdmin, StreamsConsumer, StreamsProducer,
-    TopicPartition,
+    ClientError, ClientErrorKind, ClientSupplier, CommittedOffsets, GroupMember, GroupMetadata, NewTopic,
+    OffsetAndMetadata, OffsetCommitter, RebalanceListener, RestoreConsumer, StreamsAdmin, StreamsConsumer,
+    StreamsProducer, TopicPartition,
 };
 use crate::config::{ProcessingGuarantee, StreamsConfig, DEFAULT_SESSION_TIMEOUT_MS};
 use crate::record::{Headers as RecordHeaders, ProducedRecord, RawRecord};
 use crate::sync::LockUnpoisoned;
 
+mod consumer_protocol;
+mod group_member;
 pub mod reset;
 mod restore;
+mod wire;
 use restore::RdKafkaRestoreConsumer;
 
 /// Makes rdkafka clients: the default [`ClientSupplier`].
@@ -376,6 +379,10 @@ impl ClientSupplier for RdKafkaSupplier {
             c.create_with_context(connection.clone()).map_err(|e| client_error("create metadata client", e))?;
         let timeout = config.default_api_timeout;
         Ok(Box::new(RdKafkaAdmin { admin, metadata, connection, timeout, servers: config.bootstrap_servers.clone() }))
+    }
+
+    fn group_member(&self, config: &StreamsConfig, client_id: &str) -> Result<Box<dyn GroupMember>, ClientError> {
+        Ok(Box::new(group_member::KafkaGroupMember::new(config, client_id)?))
     }
 }
 
