@@ -7,7 +7,8 @@
 #  2. starts a local Apache Kafka (scripts/kafka.sh) and runs the tests against it (feature kafka-tests),
 #     over its PLAINTEXT and its SASL_SSL listener. They fail loudly if Kafka cannot be started; they never
 #     skip;
-#  3. the crash-test harness (examples/crash_test) in its short configuration, under both guarantees,
+#  3. the crash-test harness (examples/crash_test) in its short configuration, under both guarantees
+#     (and under exactly_once_v2 with `group.assignor=streams`),
 #     with a broker restart and network faults (a partition of one instance, every connection cut)
 #     through the harness's proxy when the Kafka is scripts/kafka.sh's;
 #  4. broker faults on a three-node cluster (scripts/kafka.sh cluster, started here and stopped after):
@@ -73,6 +74,10 @@ for guarantee in exactly_once_v2 at_least_once; do
   cargo run --quiet --example crash_test -- --guarantee "$guarantee" --records 3000 --rate 150 \
     --kills 2 --kills-in-txn 1 --zombies 1 "${bounces[@]}" || status=$?
 done
+# The same under the library's own group member and Kafka Streams' task assignor (`group.assignor=streams`).
+echo "== crash test, short configuration, exactly_once_v2, group.assignor=streams"
+cargo run --quiet --example crash_test -- --guarantee exactly_once_v2 --group-assignor streams --records 3000 \
+  --rate 150 --kills 2 --kills-in-txn 1 --zombies 1 || status=$?
 if [ "$started_here" = 1 ] && [ -z "${KSTREAMS_KEEP_KAFKA:-}" ]; then
   ./scripts/kafka.sh stop
 fi

@@ -32,6 +32,8 @@ mod group_member {
         a_static_member_restarted_within_its_session_moves_nothing,
         a_member_that_stops_polling_leaves_and_loses_its_part,
         a_member_commits_offsets_in_its_generation,
-        a_transaction_commits_offsets_only_as_a_member_of_the_current_generation
+        a_transaction_commits_offsets_only_as_a_member_of_the_current_generation,
+        an_assigned_consumer_reads_from_the_offsets_it_is_given,
+        a_leader_told_to_rejoin_before_it_assigned_stays_in_the_group_and_rejoins
     );
 }

@@ -23,6 +23,7 @@ scenario_tests!(
     a_stream_stream_left_join_answers_each_order_once,
     two_instances_share_the_work_through_a_join_and_a_leave,
     stateful_app_keeps_exact_totals_through_a_join_and_a_leave,
+    stateful_app_keeps_exact_totals_through_a_join_and_a_leave_under_the_streams_assignor,
     stream_threads_are_added_and_removed_while_running,
     production_errors_fail_by_default_and_can_be_skipped,
     a_record_too_large_to_send_goes_to_the_production_handler,

@@ -29,6 +29,10 @@ pub(crate) struct RunArgs {
     /// `exactly_once_v2` or `at_least_once`.
     #[arg(long, default_value = "exactly_once_v2")]
     guarantee: String,
+    /// The instances' `group.assignor`: `range` (librdkafka's group) or `streams` (the library's own
+    /// group member and Kafka Streams' task assignor).
+    #[arg(long, default_value = "range")]
+    group_assignor: String,
     /// Input records to generate.
     #[arg(long, default_value_t = 50_000)]
     records: u64,
@@ -535,6 +539,8 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
             run.clone(),
             "--guarantee".into(),
             args.guarantee.clone(),
+            "--group-assignor".into(),
+            args.group_assignor.clone(),
             "--commit-interval-ms".into(),
             args.commit_interval_ms.to_string(),
             "--session-timeout-ms".into(),

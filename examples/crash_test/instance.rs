@@ -22,6 +22,9 @@ pub(crate) struct InstanceArgs {
     /// `at_least_once` or `exactly_once_v2`.
     #[arg(long)]
     guarantee: String,
+    /// `range` or `streams`.
+    #[arg(long)]
+    group_assignor: String,
     #[arg(long)]
     state_dir: PathBuf,
     #[arg(long)]
@@ -56,6 +59,7 @@ pub(crate) fn run(args: InstanceArgs) -> anyhow::Result<()> {
         ("client.id", format!("{}-{}", args.run, args.client_id)),
         ("bootstrap.servers", args.bootstrap_servers.clone()),
         ("processing.guarantee", args.guarantee.clone()),
+        ("group.assignor", args.group_assignor.clone()),
         ("commit.interval.ms", args.commit_interval_ms.to_string()),
         ("statestore.cache.max.bytes", "0".into()),
         ("state.dir", args.state_dir.display().to_string()),

@@ -150,6 +150,28 @@ pub trait StreamsConsumer: OffsetCommitter + Send {
 
     /// Leaves the group promptly (revoking partitions through the listener first).
     fn close(&mut self);
+
+    /// Reads `partitions` too, each from its offset, or from where `auto.offset.reset` says when `None`
+    /// (Kafka's `incrementalAssign` with a seek): for a consumer whose partitions the library's own
+    /// [`GroupMember`] hands out, which never subscribes. No rebalance callback runs for these.
+    fn assign(&mut self, partitions: &[(TopicPartition, Option<i64>)]) -> Result<(), ClientError> {
+        let _ = partitions;
+        Err(ClientError::new("assign partitions", "this consumer only subscribes", ClientErrorKind::Fatal))
+    }
+
+    /// Whether the consumer's group is rebalancing and has not given it its part yet: nothing may be
+    /// committed meanwhile (the group may be forming a generation its commits no longer belong to).
+    /// Kafka's consumer joins inside `poll`, so its application never commits then.
+    fn rebalance_in_progress(&self) -> bool {
+        false
+    }
+
+    /// Stops reading `partitions` (Kafka's `incrementalUnassign`); records of them fetched and not yet
+    /// returned are dropped.
+    fn unassign(&mut self, partitions: &[TopicPartition]) -> Result<(), ClientError> {
+        let _ = partitions;
+        Err(ClientError::new("unassign partitions", "this consumer only subscribes", ClientErrorKind::Fatal))
+    }
 }
 
 /// Writes output, repartition and changelog records.

@@ -170,12 +170,29 @@ pub(crate) fn produce(topic: &str, records: impl IntoIterator<Item = (Option<Vec
 
 /// [`produce`] with each record's timestamp given.
 pub(crate) fn produce_at(topic: &str, records: impl IntoIterator<Item = (Option<Vec<u8>>, Option<Vec<u8>>, i64)>) {
+    send(topic, None, records);
+}
+
+/// Produces `(key, value)` records to partition `partition` of `topic`, stamped as [`produce`] does.
+pub(crate) fn produce_to(
+    topic: &str,
+    partition: i32,
+    records: impl IntoIterator<Item = (Option<Vec<u8>>, Option<Vec<u8>>)>,
+) {
+    let stamped = records.into_iter().enumerate().map(|(i, (key, value))| (key, value, 1_700_000_000_000 + i as i64));
+    send(topic, Some(partition), stamped);
+}
+
+fn send(
+    topic: &str,
+    partition: Option<i32>,
+    records: impl IntoIterator<Item = (Option<Vec<u8>>, Option<Vec<u8>>, i64)>,
+) {
     let mut producer: Box<dyn StreamsProducer> =
         supplier().producer(&config("producer"), "test-producer", None).unwrap();
     let topic: Arc<str> = topic.into();
     for (key, value, timestamp) in records {
-        let record =
-            ProducedRecord { topic: topic.clone(), partition: None, key, value, timestamp, headers: Headers::new() };
+        let record = ProducedRecord { topic: topic.clone(), partition, key, value, timestamp, headers: Headers::new() };
         producer.send(&record).expect("send");
     }
     producer.flush(Duration::from_secs(30)).expect("flush");

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kstreams::config::{ProcessingGuarantee, StreamsConfig};
+use kstreams::config::{GroupAssignor, ProcessingGuarantee, StreamsConfig};
 use kstreams::prelude::*;
 use kstreams::record::RawRecord;
 use kstreams::runtime::{KafkaStreams, State};
@@ -57,9 +57,10 @@ fn topology(topics: &Topics, stall: Arc<AtomicBool>, stall_for: Duration) -> any
     Ok(builder.build()?)
 }
 
-fn config(app: &str, guarantee: ProcessingGuarantee) -> StreamsConfig {
+fn config(app: &str, guarantee: ProcessingGuarantee, assignor: GroupAssignor) -> StreamsConfig {
     let mut config = kafka::config(app);
     config.processing_guarantee = guarantee;
+    config.group_assignor = assignor;
     config
 }
 
@@ -69,8 +70,8 @@ fn config(app: &str, guarantee: ProcessingGuarantee) -> StreamsConfig {
 /// timeout is shorter than that poll interval: a new owner's restore waits (inside the rebalance
 /// callback) for the zombie's open transaction to end, at most this long, and must not overrun the
 /// poll interval itself (docs/exactly-once.md, "Limits").
-fn fencing_config(app: &str, guarantee: ProcessingGuarantee) -> StreamsConfig {
-    let mut config = config(app, guarantee);
+fn fencing_config(app: &str, guarantee: ProcessingGuarantee, assignor: GroupAssignor) -> StreamsConfig {
+    let mut config = config(app, guarantee, assignor);
     for (key, value) in
         [("session.timeout.ms", "2000"), ("heartbeat.interval.ms", "500"), ("max.poll.interval.ms", "3000")]
     {
@@ -205,9 +206,19 @@ fn start(app: &mut KafkaStreams) -> anyhow::Result<()> {
 /// One instance, stopped and started again halfway: every output is there exactly once, and the
 /// state after the restart (restored from a checkpoint and the committed changelog) goes on exactly.
 pub(crate) fn exactly_once_outputs_and_state_match_the_model_across_a_restart() -> anyhow::Result<()> {
+    restart(GroupAssignor::Range)
+}
+
+/// The same under the library's own group member (`group.assignor=streams`).
+pub(crate) fn exactly_once_outputs_and_state_match_the_model_across_a_restart_under_the_streams_assignor(
+) -> anyhow::Result<()> {
+    restart(GroupAssignor::Streams)
+}
+
+fn restart(assignor: GroupAssignor) -> anyhow::Result<()> {
     let topics = Topics::create();
     let app_id = kafka::unique("eos");
-    let config = config(&app_id, ProcessingGuarantee::ExactlyOnceV2);
+    let config = config(&app_id, ProcessingGuarantee::ExactlyOnceV2, assignor);
     let all = input(2_000, None);
     let never = Arc::new(AtomicBool::new(false));
 
@@ -237,10 +248,10 @@ pub(crate) fn exactly_once_outputs_and_state_match_the_model_across_a_restart() 
 /// partitions; when the zombie wakes, its commit is refused (a stale group generation), its transaction
 /// aborted, its tasks closed without their uncommitted state, and it rejoins. `exactly_once_v2`: every
 /// output exactly once, every aggregate exact. `at_least_once`: nothing lost.
-fn zombie(guarantee: ProcessingGuarantee) -> anyhow::Result<()> {
+fn zombie(guarantee: ProcessingGuarantee, assignor: GroupAssignor) -> anyhow::Result<()> {
     let topics = Topics::create();
     let app_id = kafka::unique("zombie");
-    let config = fencing_config(&app_id, guarantee);
+    let config = fencing_config(&app_id, guarantee, assignor);
     let all = input(4_000, Some(1_500));
     let stall = Arc::new(AtomicBool::new(true));
     let stall_for = Duration::from_secs(5);
@@ -287,9 +298,21 @@ fn zombie(guarantee: ProcessingGuarantee) -> anyhow::Result<()> {
 }
 
 pub(crate) fn exactly_once_zombie_is_fenced_and_its_work_rolled_back() -> anyhow::Result<()> {
-    zombie(ProcessingGuarantee::ExactlyOnceV2)
+    zombie(ProcessingGuarantee::ExactlyOnceV2, GroupAssignor::Range)
 }
 
 pub(crate) fn at_least_once_zombie_loses_nothing() -> anyhow::Result<()> {
-    zombie(ProcessingGuarantee::AtLeastOnce)
+    zombie(ProcessingGuarantee::AtLeastOnce, GroupAssignor::Range)
+}
+
+/// The zombie under the library's own group member: its heartbeat thread keeps its session, so it is
+/// `max.poll.interval.ms` that puts it out of the group (as Kafka Streams' zombies), and its generation
+/// that fences its transaction's offsets.
+pub(crate) fn exactly_once_zombie_is_fenced_and_its_work_rolled_back_under_the_streams_assignor() -> anyhow::Result<()>
+{
+    zombie(ProcessingGuarantee::ExactlyOnceV2, GroupAssignor::Streams)
+}
+
+pub(crate) fn at_least_once_zombie_loses_nothing_under_the_streams_assignor() -> anyhow::Result<()> {
+    zombie(ProcessingGuarantee::AtLeastOnce, GroupAssignor::Streams)
 }

@@ -292,3 +292,114 @@ pub(crate) fn a_transaction_commits_offsets_only_as_a_member_of_the_current_gene
     b.close();
     Ok(())
 }
+
+/// A consumer the group member hands partitions to (no subscription): it reads each from the offset it
+/// is given, or from the group's committed one, else the earliest; it stops reading what it gives up,
+/// and takes a partition back from a new offset.
+pub(crate) fn an_assigned_consumer_reads_from_the_offsets_it_is_given() -> anyhow::Result<()> {
+    use std::sync::Arc;
+
+    use kstreams::client::{CommittedOffsets, OffsetCommitter, RebalanceListener};
+    struct NoCallbacks;
+    impl RebalanceListener for NoCallbacks {
+        fn on_partitions_revoked(&self, _: &[TopicPartition], _: &dyn OffsetCommitter) {
+            panic!("an assigned consumer has no rebalance")
+        }
+        fn on_partitions_lost(&self, _: &[TopicPartition]) {
+            panic!("an assigned consumer has no rebalance")
+        }
+        fn on_partitions_assigned(&self, _: &[TopicPartition], _: &CommittedOffsets) {
+            panic!("an assigned consumer has no rebalance")
+        }
+    }
+    let group = kafka::unique("group");
+    let topic = kafka::unique("input");
+    kafka::create_topics(&[(&topic, 3)]);
+    for p in 0..3 {
+        kafka::produce_to(&topic, p, (0..10).map(|i| (None, Some(format!("{p}-{i}").into_bytes()))));
+    }
+    let (p0, p1, p2) = (TopicPartition::new(&topic, 0), TopicPartition::new(&topic, 1), TopicPartition::new(&topic, 2));
+    // The group committed 6 on partition 2 (through the member).
+    let mut a = member(&group, None, None)?;
+    a.join(Subscription { topics: vec![topic.clone()], ..Subscription::default() })?;
+    let (generation, members) = lead(&mut *a, "the member")?;
+    let all = Assignment { partitions: vec![p0.clone(), p1.clone(), p2.clone()], user_data: Vec::new() };
+    a.sync(generation, vec![(members[0].member_id.clone(), all)])?;
+    assigned(&mut *a, "its part")?;
+    a.commit(&[(p2.clone(), OffsetAndMetadata::new(6))])?;
+
+    let config = kafka::config(&group);
+    let mut consumer = kafka::supplier().consumer(&config, &kafka::unique("fetcher"), Arc::new(NoCallbacks))?;
+    consumer.assign(&[(p0.clone(), Some(3)), (p1.clone(), None), (p2.clone(), None)])?;
+    let values = |consumer: &mut dyn kstreams::client::StreamsConsumer, n: usize| -> anyhow::Result<Vec<String>> {
+        let deadline = Instant::now() + WAIT;
+        let mut records = Vec::new();
+        while records.len() < n {
+            anyhow::ensure!(Instant::now() < deadline, "{n} records: read {records:?}");
+            consumer.poll_batch(Duration::from_millis(100), 1_000, &mut records)?;
+        }
+        let mut v: Vec<String> =
+            records.iter().map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into()).collect();
+        v.sort();
+        Ok(v)
+    };
+    let read = values(&mut *consumer, 7 + 10 + 4)?;
+    let expected: Vec<String> = {
+        let mut e: Vec<String> = (3..10)
+            .map(|i| format!("0-{i}"))
+            .chain((0..10).map(|i| format!("1-{i}")))
+            .chain((6..10).map(|i| format!("2-{i}")))
+            .collect();
+        e.sort();
+        e
+    };
+    assert_eq!(read, expected, "partition 0 from 3, 1 from the earliest, 2 from the group's 6");
+
+    consumer.unassign(&[p0.clone(), p1.clone()])?;
+    kafka::produce_to(&topic, 0, [(None, Some(b"0-late".to_vec()))]);
+    kafka::produce_to(&topic, 2, [(None, Some(b"2-late".to_vec()))]);
+    assert_eq!(values(&mut *consumer, 1)?, ["2-late"], "nothing more of the partitions given up");
+    consumer.assign(&[(p0.clone(), Some(9))])?;
+    assert_eq!(values(&mut *consumer, 2)?, ["0-9", "0-late"], "partition 0 again, from 9");
+    consumer.close();
+    a.close();
+    Ok(())
+}
+
+/// A member joins while the leader has not handed out its generation's assignment yet: the leader hears
+/// it must rejoin, its assignment of the stale generation changes nothing, its heartbeats keep it in the
+/// group past its session timeout while it takes its time, and the next generation has both members.
+pub(crate) fn a_leader_told_to_rejoin_before_it_assigned_stays_in_the_group_and_rejoins() -> anyhow::Result<()> {
+    let group = kafka::unique("group");
+    let mut config = kafka::config(&group);
+    for (key, value) in [("heartbeat.interval.ms", "200"), ("session.timeout.ms", "6000")] {
+        config.consumer_overrides.insert(key.into(), value.into());
+    }
+    let supplier = kafka::supplier();
+    let mut a = supplier.group_member(&config, &kafka::unique("member"))?;
+    a.join(subscription("a", &[]))?;
+    let (first, members) = lead(&mut *a, "the first member")?;
+    let a_id = members[0].member_id.clone();
+    let mut b = supplier.group_member(&config, &kafka::unique("member"))?;
+    b.join(subscription("b", &[]))?;
+    assert_eq!(next_event(&mut *a, "the leader, before it assigned")?, GroupEvent::RejoinNeeded);
+    a.sync(first, vec![(a_id.clone(), assignment(&[0, 1], "stale"))])?;
+    // Past the session timeout before rejoining: the heartbeats keep the leader in.
+    let deadline = Instant::now() + Duration::from_millis(7_000);
+    while Instant::now() < deadline {
+        let event = a.poll(Duration::from_millis(100))?;
+        assert!(matches!(event, GroupEvent::Idle), "nothing from a stale generation: {event:?}");
+    }
+    a.join(subscription("a", &[]))?;
+    let (next, members) = lead(&mut *a, "the leader of both")?;
+    assert!(next > first);
+    assert_eq!(members.len(), 2, "{members:?}");
+    assert!(members.iter().any(|m| m.member_id == a_id), "the leader kept its id: {members:?}");
+    let b_id = members.iter().find(|m| m.member_id != a_id).expect("two").member_id.clone();
+    a.sync(next, vec![(a_id, assignment(&[0], "a")), (b_id, assignment(&[1], "b"))])?;
+    assert_eq!(assigned(&mut *a, "the leader")?, (next, assignment(&[0], "a")));
+    assert_eq!(assigned(&mut *b, "the other")?, (next, assignment(&[1], "b")));
+    a.close();
+    b.close();
+    Ok(())
+}

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use kstreams::config::GroupAssignor;
 use kstreams::prelude::*;
 use kstreams::runtime::State;
 use kstreams::serde::{from_bytes, to_bytes, DefaultSerde};
@@ -678,6 +679,22 @@ fn last_totals(topic: &str, records: &[kstreams::record::RawRecord]) -> anyhow::
 /// Order totals on two instances: the second joins mid-stream, the first leaves. Tasks that move restore
 /// their totals from the changelog, so the final totals are exact and no update is repeated.
 pub(crate) fn stateful_app_keeps_exact_totals_through_a_join_and_a_leave() -> anyhow::Result<()> {
+    stateful_join_and_leave(GroupAssignor::Range)
+}
+
+/// The same under the library's own group member and Kafka Streams' task assignor (`group.assignor=streams`):
+/// cooperative rebalances, tasks moved only as far as the balance asks.
+pub(crate) fn stateful_app_keeps_exact_totals_through_a_join_and_a_leave_under_the_streams_assignor(
+) -> anyhow::Result<()> {
+    stateful_join_and_leave(GroupAssignor::Streams)
+}
+
+fn stateful_join_and_leave(assignor: GroupAssignor) -> anyhow::Result<()> {
+    let config = |app: &str| {
+        let mut config = kafka::config(app);
+        config.group_assignor = assignor;
+        config
+    };
     let (orders, totals) = (kafka::unique("st-orders"), kafka::unique("st-totals"));
     kafka::create_topics(&[(&orders, 4), (&totals, 4)]);
     let app_id = kafka::unique("st-totals-app");
@@ -689,13 +706,13 @@ pub(crate) fn stateful_app_keeps_exact_totals_through_a_join_and_a_leave() -> an
     };
     let read_until = |n: usize| kafka::consume_until(&totals, Duration::from_secs(60), |r| r.len() >= n);
 
-    let mut first = kafka::streams(topology()?, kafka::config(&app_id))?;
+    let mut first = kafka::streams(topology()?, config(&app_id))?;
     first.start()?;
     kafka::produce(&orders, batch(0, 500, &mut expected, &mut updates));
     let mut seen = updates;
     read_until(seen);
 
-    let mut second = kafka::streams(topology()?, kafka::config(&app_id))?;
+    let mut second = kafka::streams(topology()?, config(&app_id))?;
     second.start()?;
     assert!(second.wait_for_state(State::Running, Duration::from_secs(60)));
     kafka::produce(&orders, batch(500, 1000, &mut expected, &mut updates));

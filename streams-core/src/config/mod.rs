@@ -27,6 +27,19 @@ pub enum ProcessingGuarantee {
     ExactlyOnceV2,
 }
 
+/// Who assigns the application's partitions to its stream threads (`group.assignor`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupAssignor {
+    /// librdkafka's consumer group with its `range` assignor (`range`, the default for now): every
+    /// rebalance moves every task, each with its partitions by range, whatever state is where.
+    Range,
+    /// The library's own group member with Kafka Streams' task assignor (`streams`): tasks stay where
+    /// they are across rebalances, stateful tasks go where their state is, rebalances are cooperative,
+    /// static membership keeps a restarted instance's tasks. Experimental: no standby replicas or
+    /// warm-ups yet (every instance counts as caught up), and a group cannot mix it with `range`.
+    Streams,
+}
+
 /// Which store the DSL uses for a state store the user did not choose (`default.dsl.store`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DslStoreType {
@@ -87,6 +100,8 @@ pub struct StreamsConfig {
     pub num_stream_threads: usize,
     /// `processing.guarantee` (default at_least_once).
     pub processing_guarantee: ProcessingGuarantee,
+    /// `group.assignor` (default range).
+    pub group_assignor: GroupAssignor,
     /// `commit.interval.ms`. `None` (the default) is Kafka Streams' default for the guarantee in force
     /// when the application starts: 30 s, or 100 ms under exactly_once_v2, so that setting the
     /// guarantee after [`new`](Self::new) moves it too. [`effective_commit_interval`](Self::effective_commit_interval)
@@ -223,6 +238,7 @@ impl StreamsConfig {
             client_id: None,
             num_stream_threads: 1,
             processing_guarantee: ProcessingGuarantee::AtLeastOnce,
+            group_assignor: GroupAssignor::Range,
             commit_interval: None,
             state_dir: std::env::temp_dir().join("kafka-streams"),
             cache_max_bytes: 10 * 1024 * 1024,

@@ -8,7 +8,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{DslStoreType, ProcessingGuarantee, RecordingLevel, StreamsConfig};
+use super::{DslStoreType, GroupAssignor, ProcessingGuarantee, RecordingLevel, StreamsConfig};
 use crate::handler::{
     ContinueOnProductionError, DeadLetterQueue, FailOnProductionError, HandlerName, LogAndContinue, LogAndFail,
 };
@@ -74,7 +74,7 @@ const TRUSTSTORE: &str =
 
 /// The table: every setting `set` takes, in the order of docs/configuration.md's table (and so of
 /// `Debug`).
-pub(crate) static SETTINGS: [Setting; 40] = [
+pub(crate) static SETTINGS: [Setting; 41] = [
     Setting {
         property: "application.id",
         field: "application_id",
@@ -131,6 +131,26 @@ pub(crate) static SETTINGS: [Setting; 40] = [
             match c.processing_guarantee {
                 ProcessingGuarantee::AtLeastOnce => "at_least_once",
                 ProcessingGuarantee::ExactlyOnceV2 => "exactly_once_v2",
+            }
+            .to_string()
+        },
+    },
+    Setting {
+        property: "group.assignor",
+        field: "group_assignor",
+        default: "range",
+        set: |c, _, v| {
+            c.group_assignor = match v {
+                "range" => GroupAssignor::Range,
+                "streams" => GroupAssignor::Streams,
+                _ => return Err("range or streams"),
+            };
+            Ok(())
+        },
+        show: |c| {
+            match c.group_assignor {
+                GroupAssignor::Range => "range",
+                GroupAssignor::Streams => "streams",
             }
             .to_string()
         },
@@ -812,7 +832,8 @@ mod tests {
 
     fn field_types(config: &StreamsConfig) -> BTreeMap<&'static str, String> {
         field_types!(config;
-            application_id, bootstrap_servers, client_id, num_stream_threads, processing_guarantee, commit_interval,
+            application_id, bootstrap_servers, client_id, num_stream_threads, processing_guarantee, group_assignor,
+            commit_interval,
             state_dir, cache_max_bytes, default_dsl_store, rocksdb_cache_bytes, rocksdb_write_buffer_bytes,
             statestore_uncommitted_max_bytes, max_poll_records, buffered_records_per_partition, max_task_idle, task_timeout, replication_factor,
             default_api_timeout, poll_timeout, repartition_purge_interval, metrics_recording_level, metrics_sample_window,

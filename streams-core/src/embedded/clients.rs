@@ -329,6 +329,25 @@ impl StreamsConsumer for EmbeddedConsumer {
     fn close(&mut self) {
         self.leave();
     }
+
+    fn assign(&mut self, partitions: &[(TopicPartition, Option<i64>)]) -> Result<(), ClientError> {
+        let state = self.broker.lock();
+        for (tp, offset) in partitions {
+            let start = log_of(&state.topics, tp).map_or(0, PartitionLog::start_offset);
+            // No offset: the group's committed one, else the earliest (Kafka Streams' reset policy).
+            let committed = state.groups.get(&self.group).and_then(|g| g.committed.get(tp)).map(|c| c.offset);
+            self.positions.insert(tp.clone(), offset.or(committed).unwrap_or(start).max(start));
+        }
+        Ok(())
+    }
+
+    fn unassign(&mut self, partitions: &[TopicPartition]) -> Result<(), ClientError> {
+        for tp in partitions {
+            self.positions.remove(tp);
+            self.paused.remove(tp);
+        }
+        Ok(())
+    }
 }
 
 impl EmbeddedConsumer {

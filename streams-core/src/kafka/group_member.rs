@@ -143,6 +143,7 @@ impl KafkaGroupMember {
             phase: Phase::Out,
             subscription: None,
             next_heartbeat: Instant::now(),
+            rejoin_told: false,
         };
         let thread = std::thread::Builder::new()
             .name(format!("kstreams-group-{client_id}"))
@@ -388,7 +389,7 @@ impl GroupMember for KafkaGroupMember {
             }
         });
         if let Err(e) = left {
-            tracing::warn!(group = %self.settings.group_id, error = %e, "could not leave the group: its session will expire");
+            tracing::warn!(target: "kstreams::kafka::group", group = %self.settings.group_id, error = %e, "could not leave the group: its session will expire");
         }
     }
 }
@@ -406,9 +407,8 @@ enum Phase {
     Out,
     /// Leading `generation`: the assignment is the stream thread's to make.
     Leading(i32),
-    /// In `generation` with an assignment. `rejoin_told` once the stream thread heard that the group
-    /// rebalances.
-    Stable { generation: i32, rejoin_told: bool },
+    /// In `generation` with an assignment.
+    Stable { generation: i32 },
 }
 
 /// The member thread: joins, syncs, heartbeats.
@@ -421,6 +421,8 @@ struct Worker {
     phase: Phase,
     subscription: Option<Subscription>,
     next_heartbeat: Instant,
+    /// The stream thread heard, since the last join, that the group rebalances.
+    rejoin_told: bool,
 }
 
 /// How one exchange with the coordinator ended, when not with an answer.
@@ -443,6 +445,7 @@ impl Worker {
             match self.commands.recv_timeout(wait) {
                 Ok(Command::Join(subscription)) => {
                     self.subscription = Some(subscription);
+                    self.rejoin_told = false;
                     self.join();
                 }
                 Ok(Command::Sync(generation, assignments)) => {
@@ -495,7 +498,7 @@ impl Worker {
     }
 
     fn lose_connection(&mut self, why: &str) {
-        tracing::debug!(group = %self.settings.group_id, why, "finding the group coordinator again");
+        tracing::debug!(target: "kstreams::kafka::group", group = %self.settings.group_id, why, "finding the group coordinator again");
         self.connection = None;
         *self.shared.socket.lock_unpoisoned() = None;
     }
@@ -648,7 +651,7 @@ impl Worker {
         match decode_assignment(&answer.assignment) {
             Ok(assignment) => {
                 self.set_membership(None, generation);
-                self.phase = Phase::Stable { generation, rejoin_told: false };
+                self.phase = Phase::Stable { generation };
                 self.tell(Ok(GroupEvent::Assigned { generation, assignment }));
             }
             Err(e) => {
@@ -662,11 +665,9 @@ impl Worker {
     fn out_of_generation(&mut self, error: ResponseError, operation: &str) {
         match error {
             ResponseError::RebalanceInProgress => {
-                if let Phase::Stable { generation, rejoin_told: false } = self.phase {
-                    self.phase = Phase::Stable { generation, rejoin_told: true };
-                    self.tell(Ok(GroupEvent::RejoinNeeded));
-                } else if !matches!(self.phase, Phase::Stable { .. }) {
-                    self.phase = Phase::Out;
+                // Told once per join; the member goes on heartbeating in its generation meanwhile, which
+                // keeps its session (the group waits up to the rebalance timeout for it to rejoin).
+                if !std::mem::replace(&mut self.rejoin_told, true) {
                     self.tell(Ok(GroupEvent::RejoinNeeded));
                 }
             }

@@ -950,6 +950,35 @@ impl StreamsConsumer for RdKafkaConsumer {
         // Serve the revocation callback so the listener commits and closes tasks before we go.
         let _ = self.consumer.poll(Duration::from_millis(100));
     }
+
+    fn assign(&mut self, partitions: &[(TopicPartition, Option<i64>)]) -> Result<(), ClientError> {
+        let mut list = TopicPartitionList::new();
+        for (tp, offset) in partitions {
+            // No offset: librdkafka reads the group's committed one, else applies `auto.offset.reset`.
+            let offset = offset.map_or(Offset::Invalid, Offset::Offset);
+            list.add_partition_offset(&tp.topic, tp.partition, offset)
+                .map_err(|e| client_error(format!("assign {tp}"), e))?;
+        }
+        self.consumer.incremental_assign(&list).map_err(|e| client_error("assign partitions", e))?;
+        let mut from = self.consumer.context().assigned_from.lock_unpoisoned();
+        for (tp, offset) in partitions {
+            match offset {
+                Some(offset) => from.insert(tp.clone(), *offset),
+                None => from.remove(tp),
+            };
+        }
+        Ok(())
+    }
+
+    fn unassign(&mut self, partitions: &[TopicPartition]) -> Result<(), ClientError> {
+        let list = partition_list(partitions);
+        self.consumer.incremental_unassign(&list).map_err(|e| client_error("unassign partitions", e))?;
+        let mut from = self.consumer.context().assigned_from.lock_unpoisoned();
+        for tp in partitions {
+            from.remove(tp);
+        }
+        Ok(())
+    }
 }
 
 /// Records the broker rejected, copied from librdkafka's report, with the error.

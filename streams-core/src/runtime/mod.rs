@@ -18,12 +18,12 @@
 
 // The task assignor of #24 part 3 and the user data its group exchanges: built and tested first; the
 // group member that runs them comes next (docs/architecture.md, "Task assignment").
-#[allow(dead_code)]
 mod assignment_info;
-#[allow(dead_code)]
 mod assignor;
 pub(crate) mod global;
+mod group_assignment;
 mod layout;
+mod member_consumer;
 mod partition_group;
 mod producer;
 mod query;
@@ -601,6 +601,7 @@ impl KafkaStreams {
                 rocksdb: self.rocksdb.clone(),
                 restore_listener: self.restore_listener.clone(),
                 transactional_id: None,
+                process_id: assignor::ProcessId::of(&process_id),
                 clock: self.clock.clone(),
                 admin,
                 dir_lock: self.state_dir.lock_share(),

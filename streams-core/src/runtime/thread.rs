@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use super::layout::Layouts;
+use super::member_consumer::{MemberConsumer, MemberContext};
 use super::partition_group::{PartitionGroup, IDLE_DISABLED};
 use super::producer::ThreadProducer;
 use super::restore::{self, Restoration, StateRestoreListener};
@@ -34,7 +35,7 @@ use crate::client::{
     ClientError, ClientErrorKind, ClientSupplier, CommittedOffsets, OffsetAndMetadata, OffsetCommitter,
     RebalanceListener, RestoreConsumer, StreamsAdmin, StreamsConsumer, TopicPartition,
 };
-use crate::config::{ProcessingGuarantee, StreamsConfig};
+use crate::config::{GroupAssignor, ProcessingGuarantee, StreamsConfig};
 use crate::handler::{ProductionExceptionHandler, ProductionResponse};
 use crate::record::{ProducedRecord, RawRecord};
 use crate::sync::{lock_task, LockUnpoisoned};
@@ -806,6 +807,15 @@ impl ThreadInner {
 /// Where the counters of the threads that ended are kept, beside those of the running ones (by name).
 pub(crate) const ENDED_THREADS: &str = "(threads that ended)";
 
+/// The listener of a consumer that never subscribes (its partitions are assigned): never called.
+struct NoRebalance;
+
+impl RebalanceListener for NoRebalance {
+    fn on_partitions_revoked(&self, _: &[TopicPartition], _: &dyn OffsetCommitter) {}
+    fn on_partitions_lost(&self, _: &[TopicPartition]) {}
+    fn on_partitions_assigned(&self, _: &[TopicPartition], _: &CommittedOffsets) {}
+}
+
 /// Hears rebalances for one thread.
 struct Listener {
     inner: Arc<Mutex<ThreadInner>>,
@@ -924,6 +934,8 @@ pub(crate) struct ThreadState {
     pub(crate) restore_listener: Option<Arc<dyn StateRestoreListener>>,
     /// Under exactly_once_v2, the thread's producer's `transactional.id`.
     pub(crate) transactional_id: Option<String>,
+    /// The instance's process id, as the library's group member tells it (`group.assignor=streams`).
+    pub(crate) process_id: super::assignor::ProcessId,
     /// Wall-clock time for commit intervals and wall-clock punctuations.
     pub(crate) clock: Clock,
     /// The instance's admin client, shared by its threads.
@@ -1050,7 +1062,40 @@ impl StreamThread {
             })
         });
         let listener = Arc::new(Listener { inner: inner.clone() });
-        let consumer = supplier.consumer(&config, &format!("{name}-consumer"), listener)?;
+        let consumer_id = format!("{name}-consumer");
+        let consumer: Box<dyn StreamsConsumer> = match config.group_assignor {
+            GroupAssignor::Range => supplier.consumer(&config, &consumer_id, listener)?,
+            GroupAssignor::Streams => {
+                let fetcher = supplier.consumer(&config, &consumer_id, Arc::new(NoRebalance))?;
+                let member = supplier.group_member(&config, &consumer_id)?;
+                let tasks_of = inner.clone();
+                let context = MemberContext {
+                    process_id: state.process_id,
+                    endpoint: None,
+                    client_tags: BTreeMap::new(),
+                    // The tasks it runs or restores are where they should stay: caught up.
+                    offset_sums: Box::new(move || {
+                        let inner = lock_task(&tasks_of);
+                        let ids = inner.tasks.keys().chain(inner.restoring.keys());
+                        ids.map(|&id| (id, super::assignor::LATEST_OFFSET)).collect()
+                    }),
+                    layouts: layouts.clone(),
+                    ends: supplier.restore_consumer(&config, &format!("{name}-assignor"))?,
+                    // No standbys or warm-ups yet: every instance counts as caught up, so a task moves
+                    // at once (restoring on its new owner) rather than wait for a warm-up that never
+                    // runs.
+                    configs: super::assignor::AssignmentConfigs {
+                        acceptable_recovery_lag: i64::MAX,
+                        max_warmup_replicas: 0,
+                        num_standby_replicas: 0,
+                        rack_aware_assignment_tags: Vec::new(),
+                    },
+                    probing_interval_ms: 600_000,
+                    clock: state.clock.clone(),
+                };
+                Box::new(MemberConsumer::new(member, fetcher, listener, context))
+            }
+        };
         let now = state.clock.now_ms();
         Ok(StreamThread {
             name,
@@ -1167,7 +1212,8 @@ impl StreamThread {
         let now = self.clock.now_ms();
         let step = step.and_then(|()| {
             let interval = self.config.effective_commit_interval().as_millis() as i64;
-            if now - self.last_commit_ms >= interval || inner.commit_needed() {
+            let due = now - self.last_commit_ms >= interval || inner.commit_needed();
+            if due && !self.consumer.rebalance_in_progress() {
                 inner.commit(&*self.consumer, Checkpoint::WhenDue)?;
                 self.last_commit_ms = now;
             }

@@ -171,6 +171,7 @@ impl Cluster {
             restore_listener: None,
             transactional_id: (config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2)
                 .then(|| format!("{APP}-{name}")),
+            process_id: crate::runtime::assignor::ProcessId::of(name),
             clock: self.clock.clone(),
             admin: Arc::new(Mutex::new(admin)),
             dir_lock: None,

@@ -6,13 +6,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::client::{NewTopic, StreamsAdmin};
+use crate::client::{NewTopic, StreamsAdmin, TopicPartition};
 use crate::config::StreamsConfig;
 use crate::processor::node::PartitionCounts;
 use crate::sync::LockUnpoisoned;
 use crate::topology::plan::TopologyPlan;
 use crate::topology::{TopicRef, Topology};
-use crate::{StreamsError, TopologyError};
+use crate::{StreamsError, TaskId, TopologyError};
 
 /// The partition count of every topic the application reads, after start-up checks.
 pub(crate) struct TopicLayout {
@@ -23,6 +23,48 @@ pub(crate) struct TopicLayout {
     pub(crate) repartition: BTreeSet<String>,
     /// The topics of the global stores, with their partition counts: the global thread reads them all.
     pub(crate) global: BTreeMap<String, i32>,
+    /// Each sub-topology with a topic to read: its partition count (its tasks) and its stores'
+    /// changelog topics (resolved names; none: a stateless sub-topology). For the group leader's
+    /// assignment (`group_assignment`), which the runtime does not run yet.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) subtopologies: BTreeMap<u32, (i32, Vec<String>)>,
+}
+
+#[cfg_attr(not(test), allow(dead_code))]
+impl TopicLayout {
+    /// Every task with its source partitions (the group leader's view of the topology).
+    pub(crate) fn tasks(&self) -> BTreeMap<TaskId, Vec<TopicPartition>> {
+        let mut tasks: BTreeMap<TaskId, Vec<TopicPartition>> = BTreeMap::new();
+        for (&sub, &(partitions, _)) in &self.subtopologies {
+            for partition in 0..partitions {
+                tasks.insert(TaskId { subtopology: sub, partition }, Vec::new());
+            }
+        }
+        for (topic, &subtopology) in &self.reader {
+            for (task, partitions) in
+                tasks.range_mut(TaskId { subtopology, partition: 0 }..=TaskId { subtopology, partition: i32::MAX })
+            {
+                partitions.push(TopicPartition::new(topic, task.partition));
+            }
+        }
+        tasks
+    }
+
+    /// The tasks with changelogs, each with its changelog partitions: where the leader reads how far
+    /// behind an instance's state is.
+    pub(crate) fn changelog_partitions(&self) -> BTreeMap<TaskId, Vec<TopicPartition>> {
+        let mut tasks = BTreeMap::new();
+        for (&subtopology, (partitions, changelogs)) in &self.subtopologies {
+            if changelogs.is_empty() {
+                continue;
+            }
+            for partition in 0..*partitions {
+                let task = TaskId { subtopology, partition };
+                tasks.insert(task, changelogs.iter().map(|c| TopicPartition::new(c, partition)).collect());
+            }
+        }
+        tasks
+    }
 }
 
 /// Back-off between tries of the start's checks: Kafka's client defaults (`retry.backoff.ms` 100,
@@ -191,9 +233,13 @@ pub(crate) fn prepare_once(
     }
     // Changelog topics: compacted, one partition per task of the sub-topology that owns the store.
     let mut changelogs = Vec::new();
+    let mut subtopologies = BTreeMap::new();
     for (sub, topics) in plan.subtopologies.iter().zip(&sources) {
         // A sub-topology with no topic to read yet has no tasks: its changelogs are sized when it has.
         let Some(partitions_of_sub) = topics.iter().map(|t| partitions[&t.resolve(app)]).max() else { continue };
+        let logged = sub.stores.iter().map(|&store| &topology.stores[store]).filter(|def| def.logging_enabled);
+        let names = logged.map(|def| crate::task::changelog_topic(app, &def.name)).collect();
+        subtopologies.insert(sub.id, (partitions_of_sub, names));
         for &store in &sub.stores {
             let def = &topology.stores[store];
             if def.logging_enabled {
@@ -229,7 +275,7 @@ pub(crate) fn prepare_once(
 
     admin.create_topics(&to_create)?;
     let global = global_topics.into_iter().filter_map(|t| partitions.get(&t).map(|&n| (t, n))).collect();
-    Ok(TopicLayout { reader, repartition: internal, global })
+    Ok(TopicLayout { reader, repartition: internal, global, subtopologies })
 }
 
 /// Each sub-topology's source topics: those its sources name, and those their patterns match among the
@@ -330,5 +376,41 @@ impl PartitionCounts for BrokerPartitionCounts {
                 crate::client::ClientErrorKind::Fatal,
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::ClientSupplier;
+    use crate::dsl::StreamsBuilder;
+    use crate::embedded::EmbeddedBroker;
+    use crate::topology::plan;
+
+    /// The group leader's view: every task with its partitions, and the changelogs of the stateful ones.
+    #[test]
+    fn the_layout_lists_every_task_with_its_partitions_and_changelogs() {
+        let broker = EmbeddedBroker::new();
+        broker.create_topic("orders", 3);
+        broker.create_topic("clicks", 2);
+        let builder = StreamsBuilder::new();
+        builder.stream::<String, String>("orders").group_by_key().count().to_stream().to("counts");
+        builder.stream::<String, String>("clicks").filter(|_, _| true).to("kept");
+        let topology = builder.build().unwrap();
+        let plan = plan::plan(&topology).unwrap();
+        let config = StreamsConfig::new("app", "embedded");
+        let admin = broker.admin(&config).unwrap();
+        let layout = prepare(&topology, &plan, &config, &*admin).unwrap();
+        let tasks = layout.tasks();
+        let task = |subtopology, partition| TaskId { subtopology, partition };
+        assert_eq!(tasks.len(), 5, "{tasks:?}");
+        assert_eq!(tasks[&task(0, 2)], [TopicPartition::new("orders", 2)]);
+        assert_eq!(tasks[&task(1, 1)], [TopicPartition::new("clicks", 1)]);
+        let changelogs = layout.changelog_partitions();
+        assert_eq!(changelogs.keys().copied().collect::<Vec<_>>(), [task(0, 0), task(0, 1), task(0, 2)]);
+        assert_eq!(
+            changelogs[&task(0, 1)],
+            [TopicPartition::new("app-KSTREAM-AGGREGATE-STATE-STORE-0000000001-changelog", 1)]
+        );
     }
 }

@@ -23,6 +23,7 @@ impl<T: Copy + PartialEq> JavaPriorityQueue<T> {
         self.heap.len()
     }
 
+    #[cfg(test)]
     pub(super) fn is_empty(&self) -> bool {
         self.heap.is_empty()
     }

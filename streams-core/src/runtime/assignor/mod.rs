@@ -21,8 +21,7 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
 use java_queue::{ConstrainedPrioritySet, JavaPriorityQueue};
-#[cfg(test)]
-use threads::assign_tasks_to_threads;
+pub(crate) use threads::assign_tasks_to_threads;
 
 use crate::task_id::TaskId;
 
@@ -33,6 +32,25 @@ use crate::task_id::TaskId;
 pub(crate) struct ProcessId(pub(crate) u128);
 
 impl ProcessId {
+    /// The id of an instance whose process id is `id` (the state directory's, or a random one): its
+    /// digits when it is hexadecimal (a UUID's dashes left out), else a hash of it.
+    pub(crate) fn of(id: &str) -> Self {
+        let hex: String = id.chars().filter(|c| *c != '-').collect();
+        if !hex.is_empty()
+            && hex.len() <= 32
+            && let Ok(n) = u128::from_str_radix(&hex, 16)
+        {
+            return ProcessId(n);
+        }
+        // FNV-1a, 128 bits: the same on every machine and run, unlike the standard library's hasher.
+        let mut hash: u128 = 0x6c62272e07bb014262b821756295c58d;
+        for byte in id.bytes() {
+            hash ^= u128::from(byte);
+            hash = hash.wrapping_mul(0x0000000001000000000000000000013B);
+        }
+        ProcessId(hash)
+    }
+
     fn halves(self) -> (i64, i64) {
         ((self.0 >> 64) as u64 as i64, self.0 as u64 as i64)
     }
