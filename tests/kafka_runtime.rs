@@ -29,6 +29,7 @@ scenario_tests!(
     two_instances_share_the_work_through_a_join_and_a_leave,
     stateful_app_keeps_exact_totals_through_a_join_and_a_leave,
     stateful_app_keeps_exact_totals_through_a_join_and_a_leave_under_the_streams_assignor,
+    a_static_instance_restarted_within_its_session_gets_its_tasks_back_without_a_rebalance,
     stream_threads_are_added_and_removed_while_running,
     production_errors_fail_by_default_and_can_be_skipped,
     a_record_too_large_to_send_goes_to_the_production_handler,

@@ -733,6 +733,75 @@ fn stateful_join_and_leave(assignor: GroupAssignor) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Under `group.assignor=streams` with static membership (`consumer.group.instance.id`, one static member
+/// per thread): an instance closed and started again within its session timeout gets its tasks back with
+/// no rebalance, the other instance never leaving RUNNING; the totals stay exact (KIP-345: a rolling
+/// restart moves nothing).
+pub(crate) fn a_static_instance_restarted_within_its_session_gets_its_tasks_back_without_a_rebalance(
+) -> anyhow::Result<()> {
+    let (orders, totals) = (kafka::unique("static-orders"), kafka::unique("static-totals"));
+    kafka::create_topics(&[(&orders, 4), (&totals, 4)]);
+    let app_id = kafka::unique("static-app");
+    let config = |instance: &str| {
+        let mut config = kafka::config(&app_id);
+        config.group_assignor = GroupAssignor::Streams;
+        config.num_stream_threads = 2;
+        config.state_dir = std::env::temp_dir().join(kafka::unique("kstreams-state"));
+        for (key, value) in
+            [("group.instance.id", instance), ("session.timeout.ms", "30000"), ("heartbeat.interval.ms", "500")]
+        {
+            config.consumer_overrides.insert(key.into(), value.into());
+        }
+        config
+    };
+    let topology = || order_totals_topology(&orders, &totals);
+    let mut expected: BTreeMap<i64, f64> = BTreeMap::new();
+    let mut updates = 0usize;
+    let read_until = |n: usize| kafka::consume_until(&totals, Duration::from_secs(60), |r| r.len() >= n);
+
+    let stay_config = config("stays");
+    let restart_config = config("restarts");
+    let mut stays = kafka::streams(topology()?, stay_config)?;
+    let left_running = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = left_running.clone();
+    stays.set_state_listener(move |old, _| {
+        if old == State::Running {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    stays.start()?;
+    let mut restarts = kafka::streams(topology()?, restart_config.clone())?;
+    restarts.start()?;
+    for app in [&stays, &restarts] {
+        anyhow::ensure!(app.wait_for_state(State::Running, Duration::from_secs(60)), "never RUNNING");
+    }
+    // Both instances in, the group settled (a follow-up rebalance included), before the count starts.
+    std::thread::sleep(Duration::from_secs(3));
+    kafka::produce(&orders, order_batch(&orders, 0..400, &mut expected, &mut updates));
+    read_until(updates);
+    let settled = left_running.load(std::sync::atomic::Ordering::SeqCst);
+
+    restarts.close()?;
+    // Long enough for a group that lost a member to rebalance (a dynamic member leaves at close, and
+    // the other instance would take its tasks, and give them back at the restart); well within the
+    // session, which keeps a static member's place.
+    std::thread::sleep(Duration::from_secs(3));
+    let mut restarted = kafka::streams(topology()?, restart_config)?;
+    restarted.start()?;
+    anyhow::ensure!(restarted.wait_for_state(State::Running, Duration::from_secs(60)), "never RUNNING again");
+    kafka::produce(&orders, order_batch(&orders, 400..800, &mut expected, &mut updates));
+    let records = read_until(updates);
+    assert_eq!(
+        left_running.load(std::sync::atomic::Ordering::SeqCst),
+        settled,
+        "the instance that stayed never left RUNNING through the other's restart"
+    );
+    stays.close()?;
+    restarted.close()?;
+    assert_eq!(last_totals(&totals, &records)?, expected, "final totals equal a plain loop");
+    Ok(())
+}
+
 /// `add_stream_thread` and `remove_stream_thread` (Kafka Streams' `addStreamThread`,
 /// `removeStreamThread`): a thread added while the instance runs joins the group and takes tasks; a
 /// thread removed commits, closes its tasks and leaves, and the others take them over; the totals stay

@@ -1067,7 +1067,13 @@ impl StreamThread {
             GroupAssignor::Range => supplier.consumer(&config, &consumer_id, listener)?,
             GroupAssignor::Streams => {
                 let fetcher = supplier.consumer(&config, &consumer_id, Arc::new(NoRebalance))?;
-                let member = supplier.group_member(&config, &consumer_id)?;
+                // One static member per thread, as Kafka Streams names them: `<group.instance.id>-<n>`.
+                let mut member_config = config.clone();
+                if let Some(id) = config.consumer_setting("group.instance.id") {
+                    let index = name.rsplit_once("StreamThread-").map_or(name.as_str(), |(_, index)| index);
+                    member_config.consumer_overrides.insert("group.instance.id".into(), format!("{id}-{index}"));
+                }
+                let member = supplier.group_member(&member_config, &consumer_id)?;
                 let tasks_of = inner.clone();
                 let context = MemberContext {
                     process_id: state.process_id,
