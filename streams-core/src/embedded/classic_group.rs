@@ -110,6 +110,8 @@ impl ClassicGroup {
         let known = member.filter(|id| self.members.contains_key(*id)).map(str::to_string);
         if let Some(id) = known {
             let m = self.members.get_mut(&id).expect("known");
+            // What the group said to its earlier joins is stale: this join gets its own answer.
+            m.events.clear();
             let changed = m.subscription != subscription;
             (m.subscription, m.last_seen_ms, m.config) = (subscription, now_ms, config);
             match self.state {

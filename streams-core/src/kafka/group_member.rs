@@ -109,7 +109,8 @@ pub(crate) struct KafkaGroupMember {
     settings: Arc<MemberSettings>,
     shared: Arc<Shared>,
     commands: Sender<Command>,
-    events: Receiver<Result<GroupEvent, ClientError>>,
+    /// What the member thread tells, each with the number of the join it answers.
+    events: Receiver<(u64, Result<GroupEvent, ClientError>)>,
     /// The stream thread's connection to the coordinator, for offsets.
     offsets: Option<Connection>,
     thread: Option<JoinHandle<()>>,
@@ -117,8 +118,9 @@ pub(crate) struct KafkaGroupMember {
     /// thread polled, not of one the member thread has just received (whose partitions the stream
     /// thread does not know yet); none once lost.
     committing: Option<Membership>,
-    /// A join was asked for and its answer not polled yet: a `RejoinNeeded` heard meanwhile is stale.
-    joining: bool,
+    /// How many joins were asked for: an answer to an earlier one (a group formed, an assignment, a
+    /// rebalance heard) is stale once a later join is on its way.
+    joins: u64,
 }
 
 impl KafkaGroupMember {
@@ -144,6 +146,7 @@ impl KafkaGroupMember {
             subscription: None,
             next_heartbeat: Instant::now(),
             rejoin_told: false,
+            joins: 0,
         };
         let thread = std::thread::Builder::new()
             .name(format!("kstreams-group-{client_id}"))
@@ -159,7 +162,7 @@ impl KafkaGroupMember {
             offsets: None,
             thread: Some(thread),
             committing: None,
-            joining: false,
+            joins: 0,
         })
     }
 
@@ -202,7 +205,7 @@ impl KafkaGroupMember {
 impl GroupMember for KafkaGroupMember {
     fn join(&mut self, subscription: Subscription) -> Result<(), ClientError> {
         *self.shared.last_poll.lock_unpoisoned() = Instant::now();
-        self.joining = true;
+        self.joins += 1;
         self.send(Command::Join(subscription), "join group")
     }
 
@@ -210,27 +213,26 @@ impl GroupMember for KafkaGroupMember {
         *self.shared.last_poll.lock_unpoisoned() = Instant::now();
         let deadline = Instant::now() + timeout;
         let event = loop {
-            let event = match self.events.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(event) => event?,
-                Err(RecvTimeoutError::Timeout) => GroupEvent::Idle,
+            let (join, event) = match self.events.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok((join, event)) => (join, event?),
+                Err(RecvTimeoutError::Timeout) => (self.joins, GroupEvent::Idle),
                 Err(RecvTimeoutError::Disconnected) => {
                     let message = "the group member's thread has ended";
                     return Err(ClientError::new("poll group", message, ClientErrorKind::Fatal));
                 }
             };
             match &event {
-                // Heard before the join the stream thread already asked for: that join answers it.
-                GroupEvent::RejoinNeeded if self.joining => continue,
-                GroupEvent::Lead { .. } => self.joining = false,
+                // An answer to an earlier join than the last one asked for: that join answers again.
+                GroupEvent::RejoinNeeded | GroupEvent::Lead { .. } | GroupEvent::Assigned { .. }
+                    if join < self.joins =>
+                {
+                    continue;
+                }
                 GroupEvent::Assigned { generation, .. } => {
-                    self.joining = false;
                     let member_id = self.shared.membership.lock_unpoisoned().member_id.clone();
                     self.committing = Some(Membership { member_id, generation: *generation });
                 }
-                GroupEvent::Lost { .. } => {
-                    self.joining = false;
-                    self.committing = None;
-                }
+                GroupEvent::Lost { .. } => self.committing = None,
                 _ => {}
             }
             break event;
@@ -416,7 +418,9 @@ struct Worker {
     settings: Arc<MemberSettings>,
     shared: Arc<Shared>,
     commands: Receiver<Command>,
-    events: Sender<Result<GroupEvent, ClientError>>,
+    events: Sender<(u64, Result<GroupEvent, ClientError>)>,
+    /// How many joins the stream thread asked for, this one included: the events say which they answer.
+    joins: u64,
     connection: Option<Connection>,
     phase: Phase,
     subscription: Option<Subscription>,
@@ -446,6 +450,7 @@ impl Worker {
                 Ok(Command::Join(subscription)) => {
                     self.subscription = Some(subscription);
                     self.rejoin_told = false;
+                    self.joins += 1;
                     self.join();
                 }
                 Ok(Command::Sync(generation, assignments)) => {
@@ -464,7 +469,7 @@ impl Worker {
     }
 
     fn tell(&self, event: Result<GroupEvent, ClientError>) {
-        let _ = self.events.send(event);
+        let _ = self.events.send((self.joins, event));
     }
 
     fn membership(&self) -> Membership {

@@ -63,6 +63,11 @@ pub(crate) fn assign_group(
     let mut unreadable = Vec::new();
     let mut owner: BTreeMap<&TopicPartition, &str> = BTreeMap::new();
     for member in members {
+        // What a member owns is held back from others even when the rest of its subscription cannot
+        // be read: it gives it up only at its own assignment.
+        for tp in &member.subscription.owned_partitions {
+            owner.insert(tp, &member.member_id);
+        }
         let info = match SubscriptionInfo::decode(&member.subscription.user_data) {
             Ok(info) => info,
             Err(e) => {
@@ -70,9 +75,6 @@ pub(crate) fn assign_group(
                 continue;
             }
         };
-        for tp in &member.subscription.owned_partitions {
-            owner.insert(tp, &member.member_id);
-        }
         let instance = instances.entry(info.process_id).or_default();
         instance.members.push(member.member_id.clone());
         let had: BTreeSet<TaskId> =
@@ -178,12 +180,11 @@ pub(crate) fn assign_group(
             assignments.push((member.clone(), part));
         }
     }
-    // A member whose subscription could not be read gets an empty part: the group goes on without it.
+    // A member whose subscription could not be read gets an empty part (giving up what it owned, which
+    // its new owners get at the follow-up): the group goes on without it.
     for (member, _) in &unreadable {
-        assignments.push((
-            member.clone(),
-            Assignment { partitions: Vec::new(), user_data: AssignmentInfo::default().encode() },
-        ));
+        let info = AssignmentInfo { next_rebalance_ms: followup.then_some(0), ..AssignmentInfo::default() };
+        assignments.push((member.clone(), Assignment { partitions: Vec::new(), user_data: info.encode() }));
     }
     GroupAssignment { assignments, followup, probing: outcome.probing_rebalance_needed, unreadable }
 }
@@ -337,5 +338,16 @@ mod tests {
         let infos = parts(&result);
         assert!(infos["bad"].1.active.is_empty());
         assert_eq!(infos["m1"].1.active.len(), 8);
+
+        // One that owns a partition: its task waits for it to give it up.
+        let mut bad = member("bad", 9, &[], &[TopicPartition::new("a", 0)]);
+        bad.subscription.user_data = vec![0xff; 3];
+        let members = [member("m1", 1, &[], &[]), bad];
+        let result = assign_group(&members, &topology, &configs(), 0, 600_000);
+        assert!(result.followup);
+        let infos = parts(&result);
+        assert_eq!(infos["m1"].1.active.len(), 7);
+        assert!(!infos["m1"].1.active.contains(&task(0, 0)));
+        assert_eq!(infos["bad"].1.next_rebalance_ms, Some(0));
     }
 }

@@ -21,8 +21,7 @@ use super::group_assignment::{self, GroupTopology};
 use super::layout::Layouts;
 use crate::client::{
     ClientError, ClientErrorKind, CommittedOffsets, GroupEvent, GroupMember, GroupMetadata, JoinedMember,
-    OffsetAndMetadata, OffsetCommitter, RebalanceListener, RestoreConsumer, StreamsConsumer, Subscription,
-    TopicPartition,
+    OffsetAndMetadata, OffsetCommitter, RebalanceListener, StreamsConsumer, Subscription, TopicPartition,
 };
 use crate::record::RawRecord;
 use crate::sync::LockUnpoisoned;
@@ -38,8 +37,6 @@ pub(crate) struct MemberContext {
     /// The thread's tasks' offset sums now (`assignor::LATEST_OFFSET` for those it runs).
     pub(crate) offset_sums: Box<dyn Fn() -> BTreeMap<TaskId, i64> + Send>,
     pub(crate) layouts: Arc<Layouts>,
-    /// For the changelogs' end offsets, when this member leads.
-    pub(crate) ends: Box<dyn RestoreConsumer>,
     pub(crate) configs: AssignmentConfigs,
     /// `probing.rebalance.interval.ms`.
     pub(crate) probing_interval_ms: i64,
@@ -66,6 +63,10 @@ pub(crate) struct MemberConsumer {
     give_up_all: bool,
     /// The generation whose assignment asked for a follow-up rebalance, once asked.
     followup_of: Option<i32>,
+    /// The topic layout's generation the thread subscribed with.
+    layout_generation: u64,
+    /// Partitions given up (revoked, lost) since the poll began.
+    given_up: BTreeSet<TopicPartition>,
 }
 
 impl MemberConsumer {
@@ -87,6 +88,8 @@ impl MemberConsumer {
             rejoin_at: None,
             give_up_all: false,
             followup_of: None,
+            layout_generation: 0,
+            given_up: BTreeSet::new(),
         }
     }
 
@@ -120,6 +123,7 @@ impl MemberConsumer {
         for tp in &partitions {
             self.owned.remove(tp);
         }
+        self.given_up.extend(partitions);
         Ok(())
     }
 
@@ -148,7 +152,28 @@ impl MemberConsumer {
                         let message = format!("the assignment of generation {generation} cannot be read: {e}");
                         ClientError::new("assignment", message, ClientErrorKind::Fatal)
                     })?;
-                    let revoked = self.take(assignment.partitions.into_iter().collect())?;
+                    let assigned: BTreeSet<TopicPartition> = assignment.partitions.into_iter().collect();
+                    // A leader whose source patterns match topics this thread does not read yet: as
+                    // Kafka's consumer, give up what moved, take nothing, and join again once the
+                    // thread's layout has caught up (the look below; the thread subscribes again).
+                    let behind = assigned.iter().any(|tp| !self.topics.iter().any(|t| **t == *tp.topic))
+                        || self.context.layouts.generation() != self.layout_generation;
+                    if behind {
+                        tracing::info!(target: "kstreams::runtime::thread", generation,
+                            "the assignment names topics this thread does not read yet; joining again with them");
+                        let moved: Vec<TopicPartition> = self.owned.difference(&assigned).cloned().collect();
+                        self.revoke(moved)?;
+                        self.listener.on_partitions_assigned(&[], &CommittedOffsets::new());
+                        self.context.layouts.look();
+                        if self.context.layouts.generation() == self.layout_generation {
+                            // The broker has not shown this instance the topics yet: join again in a
+                            // second rather than at once (a follower that rejoins unchanged is answered
+                            // with the same assignment).
+                            self.rejoin_at = Some(self.context.clock.now_ms().saturating_add(1_000));
+                        }
+                        continue;
+                    }
+                    let revoked = self.take(assigned)?;
                     self.rejoin_at = match info.next_rebalance_ms {
                         // The follow-up this assignment asks for, once: the group answers a member that
                         // rejoins unchanged with the same assignment, asking again.
@@ -165,17 +190,15 @@ impl MemberConsumer {
                         self.join()?;
                     }
                 }
-                GroupEvent::RejoinNeeded => {
-                    if !self.joining {
-                        self.join()?;
-                    }
-                }
+                // Only ever about the last join asked for (the member drops what answers an earlier one).
+                GroupEvent::RejoinNeeded => self.join()?,
                 GroupEvent::Lost { reason } => {
                     tracing::warn!(target: "kstreams::runtime::thread", reason, "out of the group; its partitions are lost");
                     let lost: Vec<TopicPartition> = std::mem::take(&mut self.owned).into_iter().collect();
                     if !lost.is_empty() {
                         self.listener.on_partitions_lost(&lost);
                         self.consumer.unassign(&lost)?;
+                        self.given_up.extend(lost);
                     }
                     (self.joining, self.syncing) = (false, false);
                     self.join()?;
@@ -211,20 +234,10 @@ impl MemberConsumer {
         let tasks = layout.tasks();
         let changelogs = layout.changelog_partitions();
         let stateful: BTreeSet<TaskId> = changelogs.keys().copied().collect();
-        let mut end_offset_sums = BTreeMap::new();
-        for (task, partitions) in &changelogs {
-            let mut sum = 0i64;
-            for tp in partitions {
-                match self.context.ends.watermarks(tp) {
-                    Ok((_, high)) => sum = sum.saturating_add(high.max(0)),
-                    Err(e) => {
-                        // Unknown ends count as empty changelogs: the task goes by balance alone.
-                        tracing::warn!(target: "kstreams::runtime::thread", partition = %tp, error = %e, "no end offset for the assignment");
-                    }
-                }
-            }
-            end_offset_sums.insert(*task, sum);
-        }
+        // No instance runs standbys or warm-ups yet, so every one counts as caught up and the changelogs'
+        // ends change nothing: not asked of the broker (a request per partition, which a leader of many
+        // tasks would spend its rebalance timeout on).
+        let end_offset_sums: BTreeMap<TaskId, i64> = stateful.iter().map(|&task| (task, 0)).collect();
         let topology = GroupTopology { tasks: &tasks, stateful: &stateful, end_offset_sums: &end_offset_sums };
         let now = self.context.clock.now_ms();
         let result = group_assignment::assign_group(
@@ -269,15 +282,23 @@ impl OffsetCommitter for MemberConsumer {
 impl StreamsConsumer for MemberConsumer {
     fn subscribe(&mut self, topics: &[String]) -> Result<(), ClientError> {
         self.topics = topics.to_vec();
+        self.layout_generation = self.context.layouts.generation();
         self.join()
     }
 
     fn poll_batch(&mut self, timeout: Duration, max: usize, out: &mut Vec<RawRecord>) -> Result<(), ClientError> {
+        self.given_up.clear();
         self.follow_group()?;
         self.consumer.poll_batch(timeout, max, out)?;
-        // What the group did meanwhile is acted on at once (a revocation before records of it are
-        // processed is not needed: they were fetched while the partition was this member's).
-        self.follow_group()
+        // What the group did meanwhile is acted on at once. Records of a partition it gave up on the
+        // way are dropped: its task was closed (and may be opened again from the committed offset,
+        // which would read them again).
+        self.given_up.clear();
+        self.follow_group()?;
+        if !self.given_up.is_empty() {
+            out.retain(|r| !self.given_up.contains(&TopicPartition { topic: r.topic.clone(), partition: r.partition }));
+        }
+        Ok(())
     }
 
     fn rejoin(&mut self) -> Result<(), ClientError> {
@@ -308,5 +329,266 @@ impl StreamsConsumer for MemberConsumer {
 
     fn rebalance_in_progress(&self) -> bool {
         self.joining || self.syncing
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::client::{Assignment, ClientSupplier, StreamsAdmin};
+    use crate::config::StreamsConfig;
+    use crate::embedded::EmbeddedBroker;
+    use crate::runtime::topics::TopicLayout;
+
+    /// What the fakes saw, in order.
+    #[derive(Default)]
+    struct Log(Mutex<Vec<String>>);
+
+    impl Log {
+        fn push(&self, line: String) {
+            self.0.lock().unwrap().push(line);
+        }
+
+        fn take(&self) -> Vec<String> {
+            std::mem::take(&mut *self.0.lock().unwrap())
+        }
+    }
+
+    fn names(partitions: &[TopicPartition]) -> String {
+        partitions.iter().map(|tp| format!("{}-{}", tp.topic, tp.partition)).collect::<Vec<_>>().join(",")
+    }
+
+    /// A group member that says what its script says.
+    struct Scripted {
+        events: Arc<Mutex<VecDeque<GroupEvent>>>,
+        log: Arc<Log>,
+    }
+
+    impl GroupMember for Scripted {
+        fn join(&mut self, subscription: Subscription) -> Result<(), ClientError> {
+            self.log.push(format!("join owning [{}]", names(&subscription.owned_partitions)));
+            Ok(())
+        }
+        fn poll(&mut self, _: Duration) -> Result<GroupEvent, ClientError> {
+            Ok(self.events.lock().unwrap().pop_front().unwrap_or(GroupEvent::Idle))
+        }
+        fn sync(&mut self, generation: i32, _: Vec<(String, Assignment)>) -> Result<(), ClientError> {
+            self.log.push(format!("sync {generation}"));
+            Ok(())
+        }
+        fn commit(&mut self, offsets: &[(TopicPartition, OffsetAndMetadata)]) -> Result<(), ClientError> {
+            self.log.push(format!("commit {}", offsets.len()));
+            Ok(())
+        }
+        fn committed(&mut self, _: &[TopicPartition]) -> Result<CommittedOffsets, ClientError> {
+            Ok(CommittedOffsets::new())
+        }
+        fn group_metadata(&self) -> Option<GroupMetadata> {
+            None
+        }
+        fn close(&mut self) {}
+    }
+
+    /// A consumer that hands out the records it is given, once.
+    struct Fetcher {
+        records: Arc<Mutex<Vec<RawRecord>>>,
+        log: Arc<Log>,
+    }
+
+    impl OffsetCommitter for Fetcher {
+        fn commit(&self, _: &[(TopicPartition, OffsetAndMetadata)]) -> Result<(), ClientError> {
+            unreachable!("the member commits")
+        }
+        fn group_metadata(&self) -> Option<GroupMetadata> {
+            None
+        }
+    }
+
+    impl StreamsConsumer for Fetcher {
+        fn subscribe(&mut self, _: &[String]) -> Result<(), ClientError> {
+            unreachable!("an assigned consumer never subscribes")
+        }
+        fn poll_batch(&mut self, _: Duration, _: usize, out: &mut Vec<RawRecord>) -> Result<(), ClientError> {
+            out.append(&mut self.records.lock().unwrap());
+            Ok(())
+        }
+        fn rejoin(&mut self) -> Result<(), ClientError> {
+            unreachable!()
+        }
+        fn pause(&mut self, _: &[TopicPartition]) -> Result<(), ClientError> {
+            Ok(())
+        }
+        fn resume(&mut self, _: &[TopicPartition]) -> Result<(), ClientError> {
+            Ok(())
+        }
+        fn fetched_lags(&mut self, partitions: &[TopicPartition]) -> Vec<Option<i64>> {
+            vec![None; partitions.len()]
+        }
+        fn close(&mut self) {}
+        fn assign(&mut self, partitions: &[(TopicPartition, Option<i64>)]) -> Result<(), ClientError> {
+            let tps: Vec<TopicPartition> = partitions.iter().map(|(tp, _)| tp.clone()).collect();
+            self.log.push(format!("fetch [{}]", names(&tps)));
+            Ok(())
+        }
+        fn unassign(&mut self, partitions: &[TopicPartition]) -> Result<(), ClientError> {
+            self.log.push(format!("stop [{}]", names(partitions)));
+            Ok(())
+        }
+    }
+
+    /// The thread's callbacks, logged; a revocation commits through the committer, as the thread's does.
+    struct Callbacks(Arc<Log>);
+
+    impl RebalanceListener for Callbacks {
+        fn on_partitions_revoked(&self, partitions: &[TopicPartition], committer: &dyn OffsetCommitter) {
+            let _ = committer.commit(&[(partitions[0].clone(), OffsetAndMetadata::new(1))]);
+            self.0.push(format!("revoked [{}]", names(partitions)));
+        }
+        fn on_partitions_lost(&self, partitions: &[TopicPartition]) {
+            self.0.push(format!("lost [{}]", names(partitions)));
+        }
+        fn on_partitions_assigned(&self, partitions: &[TopicPartition], _: &CommittedOffsets) {
+            self.0.push(format!("assigned [{}]", names(partitions)));
+        }
+    }
+
+    struct Setup {
+        consumer: MemberConsumer,
+        events: Arc<Mutex<VecDeque<GroupEvent>>>,
+        records: Arc<Mutex<Vec<RawRecord>>>,
+        log: Arc<Log>,
+    }
+
+    /// A consumer of topic `a` (4 partitions), subscribed.
+    fn setup() -> Setup {
+        let broker = EmbeddedBroker::new();
+        broker.create_topic("a", 4);
+        let topology = {
+            let builder = crate::dsl::StreamsBuilder::new();
+            builder.stream::<String, String>("a").to("b");
+            builder.build().unwrap()
+        };
+        let plan = crate::topology::plan::plan(&topology).unwrap();
+        let config = StreamsConfig::new("app", "embedded");
+        let admin: Box<dyn StreamsAdmin> = broker.admin(&config).unwrap();
+        let layout = TopicLayout {
+            reader: [("a".to_string(), 0)].into(),
+            repartition: Default::default(),
+            global: Default::default(),
+            subtopologies: [(0, (4, Vec::new()))].into(),
+        };
+        let layouts =
+            Arc::new(Layouts::new(layout, (Arc::new(topology), Arc::new(plan)), &config, Arc::new(Mutex::new(admin))));
+        let (events, records, log) = (Arc::default(), Arc::default(), Arc::new(Log::default()));
+        let member = Scripted { events: Arc::clone(&events), log: Arc::clone(&log) };
+        let fetcher = Fetcher { records: Arc::clone(&records), log: Arc::clone(&log) };
+        let context = MemberContext {
+            process_id: ProcessId(1),
+            endpoint: None,
+            client_tags: BTreeMap::new(),
+            offset_sums: Box::new(BTreeMap::new),
+            layouts,
+            configs: AssignmentConfigs::default(),
+            probing_interval_ms: 600_000,
+            clock: Clock::System,
+        };
+        let mut consumer =
+            MemberConsumer::new(Box::new(member), Box::new(fetcher), Arc::new(Callbacks(Arc::clone(&log))), context);
+        consumer.subscribe(&["a".to_string()]).unwrap();
+        assert_eq!(log.take(), ["join owning []"]);
+        Setup { consumer, events, records, log }
+    }
+
+    fn assigned(generation: i32, partitions: &[i32]) -> GroupEvent {
+        let partitions = partitions.iter().map(|&p| TopicPartition::new("a", p)).collect();
+        let info = AssignmentInfo::default();
+        GroupEvent::Assigned { generation, assignment: Assignment { partitions, user_data: info.encode() } }
+    }
+
+    fn poll(setup: &mut Setup) -> Vec<RawRecord> {
+        let mut out = Vec::new();
+        setup.consumer.poll_batch(Duration::ZERO, 100, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn an_assignment_gives_up_what_moved_committing_first_then_takes_what_is_new_and_the_giver_rejoins() {
+        let mut s = setup();
+        assert!(s.consumer.rebalance_in_progress(), "joining: no commit");
+        s.events.lock().unwrap().push_back(assigned(1, &[0, 1]));
+        poll(&mut s);
+        assert_eq!(s.log.take(), ["assigned [a-0,a-1]", "fetch [a-0,a-1]"]);
+        assert!(!s.consumer.rebalance_in_progress());
+
+        s.events.lock().unwrap().push_back(assigned(2, &[1, 2]));
+        poll(&mut s);
+        assert_eq!(
+            s.log.take(),
+            ["commit 1", "revoked [a-0]", "stop [a-0]", "assigned [a-2]", "fetch [a-2]", "join owning [a-1,a-2]"],
+            "KIP-429: the giver joins again at once with what it kept"
+        );
+        assert!(s.consumer.rebalance_in_progress());
+    }
+
+    #[test]
+    fn a_rebalance_heard_while_joining_is_joined_again() {
+        let mut s = setup();
+        s.events.lock().unwrap().extend([GroupEvent::RejoinNeeded]);
+        poll(&mut s);
+        assert_eq!(s.log.take(), ["join owning []"], "the member only passes on what is about the last join");
+    }
+
+    #[test]
+    fn records_of_partitions_lost_during_the_poll_are_dropped() {
+        let mut s = setup();
+        s.events.lock().unwrap().push_back(assigned(1, &[0, 1]));
+        poll(&mut s);
+        s.log.take();
+        let record = |p| RawRecord {
+            topic: "a".into(),
+            partition: p,
+            offset: 5,
+            timestamp: 0,
+            key: None,
+            value: None,
+            headers: Default::default(),
+        };
+        s.records.lock().unwrap().extend([record(0), record(1)]);
+        // The group says, while the records were fetched, that the member is out.
+        s.events.lock().unwrap().extend([GroupEvent::Idle, GroupEvent::Lost { reason: "test".into() }]);
+        let out = poll(&mut s);
+        assert!(out.is_empty(), "their tasks are closed: {out:?}");
+        assert_eq!(s.log.take(), ["lost [a-0,a-1]", "stop [a-0,a-1]", "join owning []"]);
+    }
+
+    #[test]
+    fn a_rejoin_after_a_recovery_gives_everything_up_first() {
+        let mut s = setup();
+        s.events.lock().unwrap().push_back(assigned(1, &[0, 3]));
+        poll(&mut s);
+        s.log.take();
+        s.consumer.rejoin().unwrap();
+        poll(&mut s);
+        assert_eq!(s.log.take(), ["commit 1", "revoked [a-0,a-3]", "stop [a-0,a-3]", "join owning []"]);
+    }
+
+    #[test]
+    fn an_assignment_naming_a_topic_the_thread_does_not_read_takes_nothing() {
+        let mut s = setup();
+        s.events.lock().unwrap().push_back(assigned(1, &[0]));
+        poll(&mut s);
+        s.log.take();
+        let partitions = vec![TopicPartition::new("a", 1), TopicPartition::new("new-topic", 0)];
+        let assignment = Assignment { partitions, user_data: AssignmentInfo::default().encode() };
+        s.events.lock().unwrap().push_back(GroupEvent::Assigned { generation: 2, assignment });
+        poll(&mut s);
+        assert_eq!(
+            s.log.take(),
+            ["commit 1", "revoked [a-0]", "stop [a-0]", "assigned []"],
+            "a-1 waits for the layout"
+        );
     }
 }

@@ -1086,7 +1086,6 @@ impl StreamThread {
                         ids.map(|&id| (id, super::assignor::LATEST_OFFSET)).collect()
                     }),
                     layouts: layouts.clone(),
-                    ends: supplier.restore_consumer(&config, &format!("{name}-assignor"))?,
                     // No standbys or warm-ups yet: every instance counts as caught up, so a task moves
                     // at once (restoring on its new owner) rather than wait for a warm-up that never
                     // runs.
