@@ -20,13 +20,31 @@ use super::assignor::{AssignmentConfigs, ProcessId};
 use super::group_assignment::{self, GroupTopology};
 use super::layout::Layouts;
 use crate::client::{
-    ClientError, ClientErrorKind, CommittedOffsets, GroupEvent, GroupMember, GroupMetadata, JoinedMember,
-    OffsetAndMetadata, OffsetCommitter, RebalanceListener, StreamsConsumer, Subscription, TopicPartition,
+    ClientError, ClientErrorKind, ClientSupplier, CommittedOffsets, GroupEvent, GroupMember, GroupMetadata,
+    JoinedMember, OffsetAndMetadata, OffsetCommitter, RebalanceListener, StreamsConsumer, Subscription, TopicPartition,
 };
+use crate::config::StreamsConfig;
 use crate::record::RawRecord;
 use crate::sync::LockUnpoisoned;
 use crate::task_id::TaskId;
 use crate::time::Clock;
+
+/// What a stream thread tells about its instance.
+pub(crate) struct Instance {
+    pub(crate) process_id: ProcessId,
+    /// The thread's tasks' offset sums now (`assignor::LATEST_OFFSET` for those it runs).
+    pub(crate) offset_sums: Box<dyn Fn() -> BTreeMap<TaskId, i64> + Send>,
+    pub(crate) layouts: Arc<Layouts>,
+}
+
+/// The listener of a consumer that never subscribes (its partitions are assigned): never called.
+struct NoRebalance;
+
+impl RebalanceListener for NoRebalance {
+    fn on_partitions_revoked(&self, _: &[TopicPartition], _: &dyn OffsetCommitter) {}
+    fn on_partitions_lost(&self, _: &[TopicPartition]) {}
+    fn on_partitions_assigned(&self, _: &[TopicPartition], _: &CommittedOffsets) {}
+}
 
 /// What the member says about its instance, and what it needs when it leads.
 pub(crate) struct MemberContext {
@@ -70,6 +88,45 @@ pub(crate) struct MemberConsumer {
 }
 
 impl MemberConsumer {
+    /// The consumer of stream thread `thread` (`<client id>-StreamThread-<n>`) under
+    /// `group.assignor=streams`, its clients made by `supplier`, its rebalances told to `listener`.
+    pub(crate) fn for_thread(
+        thread: &str,
+        config: &StreamsConfig,
+        supplier: &dyn ClientSupplier,
+        listener: Arc<dyn RebalanceListener>,
+        instance: Instance,
+        clock: Clock,
+    ) -> Result<Self, ClientError> {
+        let client_id = format!("{thread}-consumer");
+        let fetcher = supplier.consumer(config, &client_id, Arc::new(NoRebalance))?;
+        // One static member per thread, as Kafka Streams names them: `<group.instance.id>-<n>`.
+        let mut member_config = config.clone();
+        if let Some(id) = config.consumer_setting("group.instance.id") {
+            let index = thread.rsplit_once("StreamThread-").map_or(thread, |(_, index)| index);
+            member_config.consumer_overrides.insert("group.instance.id".into(), format!("{id}-{index}"));
+        }
+        let member = supplier.group_member(&member_config, &client_id)?;
+        let context = MemberContext {
+            process_id: instance.process_id,
+            endpoint: None,
+            client_tags: BTreeMap::new(),
+            offset_sums: instance.offset_sums,
+            layouts: instance.layouts,
+            // No standbys or warm-ups yet: every instance counts as caught up, so a task moves at once
+            // (restoring on its new owner) rather than wait for a warm-up that never runs.
+            configs: AssignmentConfigs {
+                acceptable_recovery_lag: i64::MAX,
+                max_warmup_replicas: 0,
+                num_standby_replicas: 0,
+                rack_aware_assignment_tags: Vec::new(),
+            },
+            probing_interval_ms: 600_000,
+            clock,
+        };
+        Ok(MemberConsumer::new(member, fetcher, listener, context))
+    }
+
     pub(crate) fn new(
         member: Box<dyn GroupMember>,
         consumer: Box<dyn StreamsConsumer>,
@@ -338,8 +395,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::client::{Assignment, ClientSupplier, StreamsAdmin};
-    use crate::config::StreamsConfig;
+    use crate::client::{Assignment, StreamsAdmin};
     use crate::embedded::EmbeddedBroker;
     use crate::runtime::topics::TopicLayout;
 

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use super::layout::Layouts;
-use super::member_consumer::{MemberConsumer, MemberContext};
+use super::member_consumer::{Instance, MemberConsumer};
 use super::partition_group::{PartitionGroup, IDLE_DISABLED};
 use super::producer::ThreadProducer;
 use super::restore::{self, Restoration, StateRestoreListener};
@@ -807,15 +807,6 @@ impl ThreadInner {
 /// Where the counters of the threads that ended are kept, beside those of the running ones (by name).
 pub(crate) const ENDED_THREADS: &str = "(threads that ended)";
 
-/// The listener of a consumer that never subscribes (its partitions are assigned): never called.
-struct NoRebalance;
-
-impl RebalanceListener for NoRebalance {
-    fn on_partitions_revoked(&self, _: &[TopicPartition], _: &dyn OffsetCommitter) {}
-    fn on_partitions_lost(&self, _: &[TopicPartition]) {}
-    fn on_partitions_assigned(&self, _: &[TopicPartition], _: &CommittedOffsets) {}
-}
-
 /// Hears rebalances for one thread.
 struct Listener {
     inner: Arc<Mutex<ThreadInner>>,
@@ -1066,39 +1057,22 @@ impl StreamThread {
         let consumer: Box<dyn StreamsConsumer> = match config.group_assignor {
             GroupAssignor::Range => supplier.consumer(&config, &consumer_id, listener)?,
             GroupAssignor::Streams => {
-                let fetcher = supplier.consumer(&config, &consumer_id, Arc::new(NoRebalance))?;
-                // One static member per thread, as Kafka Streams names them: `<group.instance.id>-<n>`.
-                let mut member_config = config.clone();
-                if let Some(id) = config.consumer_setting("group.instance.id") {
-                    let index = name.rsplit_once("StreamThread-").map_or(name.as_str(), |(_, index)| index);
-                    member_config.consumer_overrides.insert("group.instance.id".into(), format!("{id}-{index}"));
-                }
-                let member = supplier.group_member(&member_config, &consumer_id)?;
                 let tasks_of = inner.clone();
-                let context = MemberContext {
-                    process_id: state.process_id,
-                    endpoint: None,
-                    client_tags: BTreeMap::new(),
-                    // The tasks it runs or restores are where they should stay: caught up.
-                    offset_sums: Box::new(move || {
-                        let inner = lock_task(&tasks_of);
-                        let ids = inner.tasks.keys().chain(inner.restoring.keys());
-                        ids.map(|&id| (id, super::assignor::LATEST_OFFSET)).collect()
-                    }),
-                    layouts: layouts.clone(),
-                    // No standbys or warm-ups yet: every instance counts as caught up, so a task moves
-                    // at once (restoring on its new owner) rather than wait for a warm-up that never
-                    // runs.
-                    configs: super::assignor::AssignmentConfigs {
-                        acceptable_recovery_lag: i64::MAX,
-                        max_warmup_replicas: 0,
-                        num_standby_replicas: 0,
-                        rack_aware_assignment_tags: Vec::new(),
-                    },
-                    probing_interval_ms: 600_000,
-                    clock: state.clock.clone(),
-                };
-                Box::new(MemberConsumer::new(member, fetcher, listener, context))
+                // The tasks it runs or restores are where they should stay: caught up.
+                let offset_sums = Box::new(move || {
+                    let inner = lock_task(&tasks_of);
+                    let ids = inner.tasks.keys().chain(inner.restoring.keys());
+                    ids.map(|&id| (id, super::assignor::LATEST_OFFSET)).collect()
+                });
+                let instance = Instance { process_id: state.process_id, offset_sums, layouts: layouts.clone() };
+                Box::new(MemberConsumer::for_thread(
+                    &name,
+                    &config,
+                    &*supplier,
+                    listener,
+                    instance,
+                    state.clock.clone(),
+                )?)
             }
         };
         let now = state.clock.now_ms();
