@@ -25,12 +25,10 @@ pub(crate) struct TopicLayout {
     pub(crate) global: BTreeMap<String, i32>,
     /// Each sub-topology with a topic to read: its partition count (its tasks) and its stores'
     /// changelog topics (resolved names; none: a stateless sub-topology). For the group leader's
-    /// assignment (`group_assignment`), which the runtime does not run yet.
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// assignment (`group.assignor=streams`).
     pub(crate) subtopologies: BTreeMap<u32, (i32, Vec<String>)>,
 }
 
-#[cfg_attr(not(test), allow(dead_code))]
 impl TopicLayout {
     /// Every task with its source partitions (the group leader's view of the topology).
     pub(crate) fn tasks(&self) -> BTreeMap<TaskId, Vec<TopicPartition>> {
