@@ -453,6 +453,17 @@ impl StreamsConfig {
         self.consumer_setting(name).and_then(settings::parse_millis).unwrap_or(default)
     }
 
+    /// A consumer setting in milliseconds, or `default` when it is not set; a value that is not a
+    /// number is an error (for the library's own group member, which has no librdkafka to refuse it).
+    pub(crate) fn consumer_millis(&self, name: &str, default: u64) -> Result<Duration, String> {
+        match self.consumer_setting(name) {
+            None => Ok(Duration::from_millis(default)),
+            Some(v) => settings::parse_millis(v)
+                .map(Duration::from_millis)
+                .ok_or_else(|| format!("`{v}` is not a number of milliseconds")),
+        }
+    }
+
     /// Checks values that a builder could have set wrong.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key: &str, value: String, reason: &str| ConfigError::Invalid {

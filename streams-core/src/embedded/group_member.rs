@@ -32,23 +32,17 @@ pub(crate) struct EmbeddedGroupMember {
 
 impl EmbeddedGroupMember {
     pub(crate) fn new(broker: &EmbeddedBroker, config: &StreamsConfig, client_id: &str) -> Result<Self, ClientError> {
-        let poll_interval = match config.consumer_setting("max.poll.interval.ms") {
-            None => 300_000,
-            Some(v) => v.trim().parse().map_err(|_| {
-                ClientError::new(
-                    "create group member",
-                    format!("setting `max.poll.interval.ms`: `{v}` is not a number of milliseconds"),
-                    ClientErrorKind::Fatal,
-                )
-            })?,
-        };
+        let poll_interval = config.consumer_millis("max.poll.interval.ms", 300_000).map_err(|message| {
+            let message = format!("setting `max.poll.interval.ms`: {message}");
+            ClientError::new("create group member", message, ClientErrorKind::Fatal)
+        })?;
         Ok(EmbeddedGroupMember {
             broker: broker.clone(),
             group: config.application_id.clone(),
             client_id: client_id.to_string(),
             instance_id: config.consumer_setting("group.instance.id").map(str::to_string),
             session_timeout_ms: config.session_timeout_ms() as i64,
-            rebalance_timeout_ms: poll_interval,
+            rebalance_timeout_ms: i64::try_from(poll_interval.as_millis()).unwrap_or(i64::MAX),
             api_timeout: config.default_api_timeout,
             member_id: None,
             generation: -1,

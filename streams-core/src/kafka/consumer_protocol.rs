@@ -9,9 +9,10 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedTopic;
 use kafka_protocol::messages::consumer_protocol_subscription::TopicPartition as OwnedTopic;
-use kafka_protocol::messages::{ConsumerProtocolAssignment, ConsumerProtocolSubscription, TopicName};
+use kafka_protocol::messages::{ConsumerProtocolAssignment, ConsumerProtocolSubscription};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
+use super::wire::by_topic;
 use crate::client::{Assignment, Subscription, TopicPartition};
 
 /// The version of the subscriptions sent: 1 carries the owned partitions.
@@ -19,15 +20,10 @@ const SUBSCRIPTION_VERSION: i16 = 1;
 const ASSIGNMENT_VERSION: i16 = 1;
 
 pub(super) fn encode_subscription(s: &Subscription) -> Bytes {
-    let mut owned: Vec<OwnedTopic> = Vec::new();
-    for tp in &s.owned_partitions {
-        match owned.iter_mut().find(|t| *t.topic.0 == *tp.topic) {
-            Some(t) => t.partitions.push(tp.partition),
-            None => {
-                owned.push(OwnedTopic::default().with_topic(topic_name(&tp.topic)).with_partitions(vec![tp.partition]))
-            }
-        }
-    }
+    let owned = by_topic(s.owned_partitions.iter().map(|tp| (tp.clone(), tp.partition)))
+        .into_iter()
+        .map(|(topic, partitions)| OwnedTopic::default().with_topic(topic).with_partitions(partitions))
+        .collect();
     let message = ConsumerProtocolSubscription::default()
         .with_topics(s.topics.iter().map(|t| StrBytes::from_string(t.clone())).collect())
         .with_user_data(Some(Bytes::from(s.user_data.clone())))
@@ -36,14 +32,10 @@ pub(super) fn encode_subscription(s: &Subscription) -> Bytes {
 }
 
 pub(super) fn encode_assignment(a: &Assignment) -> Bytes {
-    let mut topics: Vec<AssignedTopic> = Vec::new();
-    for tp in &a.partitions {
-        match topics.iter_mut().find(|t| *t.topic.0 == *tp.topic) {
-            Some(t) => t.partitions.push(tp.partition),
-            None => topics
-                .push(AssignedTopic::default().with_topic(topic_name(&tp.topic)).with_partitions(vec![tp.partition])),
-        }
-    }
+    let topics = by_topic(a.partitions.iter().map(|tp| (tp.clone(), tp.partition)))
+        .into_iter()
+        .map(|(topic, partitions)| AssignedTopic::default().with_topic(topic).with_partitions(partitions))
+        .collect();
     let message = ConsumerProtocolAssignment::default()
         .with_assigned_partitions(topics)
         .with_user_data(Some(Bytes::from(a.user_data.clone())));
@@ -71,10 +63,6 @@ pub(super) fn decode_assignment(bytes: &[u8]) -> Result<Assignment, String> {
     let partitions = r.topic_partitions()?;
     let user_data = r.nullable_bytes()?.unwrap_or_default();
     Ok(Assignment { partitions, user_data })
-}
-
-fn topic_name(topic: &str) -> TopicName {
-    TopicName(StrBytes::from_string(topic.to_string()))
 }
 
 fn encode_versioned(version: i16, message: &impl Encodable) -> Bytes {
@@ -151,6 +139,7 @@ impl Reader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kafka::wire::topic_name;
 
     fn subscription() -> Subscription {
         Subscription {

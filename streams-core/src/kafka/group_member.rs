@@ -23,13 +23,13 @@ use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
     GroupId, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest, OffsetFetchRequest,
-    SyncGroupRequest, TopicName,
+    SyncGroupRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::consumer_protocol::{decode_assignment, decode_subscription, encode_assignment, encode_subscription};
-use super::wire::{Connection, WireError, WireSettings};
+use super::wire::{by_topic, consumer_millis, Connection, WireError, WireSettings};
 use crate::client::{
     Assignment, ClientError, ClientErrorKind, CommittedOffsets, GroupEvent, GroupMember, GroupMetadata, JoinedMember,
     OffsetAndMetadata, Subscription, TopicPartition,
@@ -62,13 +62,7 @@ struct MemberSettings {
 
 impl MemberSettings {
     fn new(config: &StreamsConfig, client_id: &str) -> Result<MemberSettings, WireError> {
-        let millis = |name: &'static str, default: u64| match config.consumer_setting(name) {
-            None => Ok(Duration::from_millis(default)),
-            Some(v) => v.trim().parse().map(Duration::from_millis).map_err(|_| WireError::Setting {
-                setting: name,
-                message: format!("`{v}` is not a number of milliseconds"),
-            }),
-        };
+        let millis = |name, default| consumer_millis(config, name, default);
         Ok(MemberSettings {
             wire: WireSettings::from_config(config, client_id)?,
             group_id: config.application_id.clone(),
@@ -255,21 +249,17 @@ impl GroupMember for KafkaGroupMember {
             let message = "the member has no generation of its group";
             return Err(ClientError::new(OPERATION, message, ClientErrorKind::Fenced));
         };
-        let mut topics: Vec<OffsetCommitRequestTopic> = Vec::new();
-        for (tp, committed) in offsets {
+        let partitions = offsets.iter().map(|(tp, committed)| {
             let partition = OffsetCommitRequestPartition::default()
                 .with_partition_index(tp.partition)
                 .with_committed_offset(committed.offset)
                 .with_committed_metadata(Some(StrBytes::from_string(committed.metadata.clone())));
-            match topics.iter_mut().find(|t| *t.name.0 == *tp.topic) {
-                Some(t) => t.partitions.push(partition),
-                None => topics.push(
-                    OffsetCommitRequestTopic::default()
-                        .with_name(topic_name(&tp.topic))
-                        .with_partitions(vec![partition]),
-                ),
-            }
-        }
+            (tp.clone(), partition)
+        });
+        let topics = by_topic(partitions)
+            .into_iter()
+            .map(|(name, partitions)| OffsetCommitRequestTopic::default().with_name(name).with_partitions(partitions))
+            .collect();
         let request = OffsetCommitRequest::default()
             .with_group_id(GroupId(StrBytes::from_string(self.settings.group_id.clone())))
             .with_generation_id_or_member_epoch(membership.generation)
@@ -293,17 +283,10 @@ impl GroupMember for KafkaGroupMember {
 
     fn committed(&mut self, partitions: &[TopicPartition]) -> Result<CommittedOffsets, ClientError> {
         const OPERATION: &str = "fetch committed offsets";
-        let mut topics: Vec<OffsetFetchRequestTopic> = Vec::new();
-        for tp in partitions {
-            match topics.iter_mut().find(|t| *t.name.0 == *tp.topic) {
-                Some(t) => t.partition_indexes.push(tp.partition),
-                None => topics.push(
-                    OffsetFetchRequestTopic::default()
-                        .with_name(topic_name(&tp.topic))
-                        .with_partition_indexes(vec![tp.partition]),
-                ),
-            }
-        }
+        let topics = by_topic(partitions.iter().map(|tp| (tp.clone(), tp.partition)))
+            .into_iter()
+            .map(|(name, indexes)| OffsetFetchRequestTopic::default().with_name(name).with_partition_indexes(indexes))
+            .collect();
         let request = OffsetFetchRequest::default()
             .with_group_id(GroupId(StrBytes::from_string(self.settings.group_id.clone())))
             .with_topics(Some(topics))
@@ -379,9 +362,7 @@ impl GroupMember for KafkaGroupMember {
         if self.settings.instance_id.is_some() || member_id.is_empty() {
             return;
         }
-        let request = LeaveGroupRequest::default()
-            .with_group_id(GroupId(StrBytes::from_string(self.settings.group_id.clone())))
-            .with_members(vec![MemberIdentity::default().with_member_id(StrBytes::from_string(member_id))]);
+        let request = leave_request(&self.settings, member_id);
         let left = self.on_offsets("leave group", |c| {
             let (answer, _) = c.send(&request, 3, 5, Duration::ZERO).map_err(|e| e.into_client_error("leave group"))?;
             let code = answer.members.iter().map(|m| m.error_code).find(|c| *c != 0).unwrap_or(answer.error_code);
@@ -701,11 +682,7 @@ impl Worker {
             self.phase = Phase::Out;
             self.set_membership(None, -1);
             if settings.instance_id.is_none() {
-                let request = LeaveGroupRequest::default()
-                    .with_group_id(GroupId(StrBytes::from_string(settings.group_id.clone())))
-                    .with_members(vec![
-                        MemberIdentity::default().with_member_id(StrBytes::from_string(membership.member_id))
-                    ]);
+                let request = leave_request(&settings, membership.member_id);
                 if let Ok(c) = self.connection() {
                     let _ = c.send(&request, 3, 5, Duration::ZERO);
                 }
@@ -765,6 +742,13 @@ fn coordinator_error(code: i16) -> Result<(), Failure> {
     }
 }
 
+/// A dynamic member's LeaveGroup (version 3+: the member in the members list).
+fn leave_request(settings: &MemberSettings, member_id: String) -> LeaveGroupRequest {
+    LeaveGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(settings.group_id.clone())))
+        .with_members(vec![MemberIdentity::default().with_member_id(StrBytes::from_string(member_id))])
+}
+
 /// A connection to the group's coordinator (FindCoordinator through a bootstrap server).
 fn find_coordinator(settings: &MemberSettings) -> Result<Connection, WireError> {
     let mut bootstrap = Connection::bootstrap(&settings.wire)?;
@@ -804,10 +788,6 @@ fn kafka_error(operation: &str, code: i16, address: &str) -> ClientError {
         _ => ClientErrorKind::Fatal,
     };
     ClientError::new(operation, format!("{address} answered {error} ({code})"), kind).with_code(i32::from(code))
-}
-
-fn topic_name(topic: &str) -> TopicName {
-    TopicName(StrBytes::from_string(topic.to_string()))
 }
 
 fn millis_i32(d: Duration) -> i32 {

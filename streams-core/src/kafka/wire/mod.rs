@@ -20,7 +20,7 @@ use bytes::{Buf, BytesMut};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{encode_request_header_into_buffer, Decodable, HeaderVersion, Request, StrBytes};
 
-use crate::client::{ClientError, ClientErrorKind};
+use crate::client::{ClientError, ClientErrorKind, TopicPartition};
 use crate::config::StreamsConfig;
 
 /// The largest answer read: a group's JoinGroup answer with every member's subscription is the largest
@@ -81,6 +81,12 @@ impl WireError {
     }
 }
 
+/// A consumer setting in milliseconds (`default` when unset); a value that is not one is an error
+/// naming the setting.
+pub(crate) fn consumer_millis(config: &StreamsConfig, name: &'static str, default: u64) -> Result<Duration, WireError> {
+    config.consumer_millis(name, default).map_err(|message| WireError::Setting { setting: name, message })
+}
+
 /// How connections are made: librdkafka's settings, as the group member's consumer would get them.
 #[derive(Debug, Clone)]
 pub(crate) struct WireSettings {
@@ -112,15 +118,7 @@ impl WireSettings {
     /// The settings of `config`'s consumers (`consumer.` over `client.` properties).
     pub(crate) fn from_config(config: &StreamsConfig, client_id: &str) -> Result<WireSettings, WireError> {
         let setting = |name: &str| config.consumer_setting(name).map(str::to_string);
-        let millis = |name: &'static str, default: u64| -> Result<Duration, WireError> {
-            match config.consumer_setting(name) {
-                None => Ok(Duration::from_millis(default)),
-                Some(v) => v.trim().parse::<u64>().map(Duration::from_millis).map_err(|_| WireError::Setting {
-                    setting: name,
-                    message: format!("`{v}` is not a number of milliseconds"),
-                }),
-            }
-        };
+        let millis = |name, default| consumer_millis(config, name, default);
         let protocol = setting("security.protocol").unwrap_or_else(|| "plaintext".into()).to_ascii_lowercase();
         let (tls, sasl) = match protocol.as_str() {
             "plaintext" => (false, false),
@@ -421,6 +419,26 @@ impl Connection {
         }
         Ok(answer)
     }
+}
+
+/// A topic's name as Kafka's messages carry it.
+pub(crate) fn topic_name(topic: &str) -> kafka_protocol::messages::TopicName {
+    kafka_protocol::messages::TopicName(StrBytes::from_string(topic.to_string()))
+}
+
+/// `items` grouped under their partitions' topics, each topic where it first comes: Kafka's requests
+/// and the consumer protocol carry partitions topic by topic.
+pub(crate) fn by_topic<T>(
+    items: impl IntoIterator<Item = (TopicPartition, T)>,
+) -> Vec<(kafka_protocol::messages::TopicName, Vec<T>)> {
+    let mut topics: Vec<(kafka_protocol::messages::TopicName, Vec<T>)> = Vec::new();
+    for (tp, item) in items {
+        match topics.iter_mut().find(|(name, _)| *name.0 == *tp.topic) {
+            Some((_, list)) => list.push(item),
+            None => topics.push((topic_name(&tp.topic), vec![item])),
+        }
+    }
+    topics
 }
 
 /// The request's name as Kafka's documentation spells it.
