@@ -74,10 +74,11 @@ for guarantee in exactly_once_v2 at_least_once; do
   cargo run --quiet --example crash_test -- --guarantee "$guarantee" --records 3000 --rate 150 \
     --kills 2 --kills-in-txn 1 --zombies 1 "${bounces[@]}" || status=$?
 done
-# The same under the library's own group member and Kafka Streams' task assignor (`group.assignor=streams`).
-echo "== crash test, short configuration, exactly_once_v2, group.assignor=streams"
-cargo run --quiet --example crash_test -- --guarantee exactly_once_v2 --group-assignor streams --records 3000 \
-  --rate 150 --kills 2 --kills-in-txn 1 --zombies 1 || status=$?
+# The same under the library's own group member and Kafka Streams' task assignor (`group.assignor=streams`),
+# with a standby of every task: killed instances' tasks fail over to their standbys.
+echo "== crash test, short configuration, exactly_once_v2, group.assignor=streams, num.standby.replicas=1"
+cargo run --quiet --example crash_test -- --guarantee exactly_once_v2 --group-assignor streams \
+  --num-standby-replicas 1 --records 3000 --rate 150 --kills 2 --kills-in-txn 1 --zombies 1 || status=$?
 if [ "$started_here" = 1 ] && [ -z "${KSTREAMS_KEEP_KAFKA:-}" ]; then
   ./scripts/kafka.sh stop
 fi

@@ -31,7 +31,9 @@ scenario_tests!(
     a_grace_buffer_and_a_versioned_table_are_restored_from_their_changelogs,
     a_transaction_left_open_on_a_global_topic_holds_back_only_its_records,
     a_task_runs_while_another_restores,
-    interactive_queries_read_every_local_partition_and_global_stores
+    interactive_queries_read_every_local_partition_and_global_stores,
+    a_standby_takes_over_restoring_only_what_it_lagged_behind,
+    a_standby_takes_over_restoring_only_what_it_lagged_behind_under_exactly_once
 );
 
 /// Run as a child process by `a_killed_instance_restarts_from_its_files_with_exact_totals`: starts the

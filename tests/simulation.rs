@@ -4,7 +4,9 @@
 //! and exactly_once_v2. Each run ends by letting the instances catch up and close; then the committed
 //! outputs and the stores' changelogs are compared with a model computed by a plain loop.
 //!
-//! `KSTREAMS_SIM_SEEDS` (default 200) seeds per guarantee, from `KSTREAMS_SIM_FIRST_SEED` (default 1);
+//! The same again under `group.assignor=streams` with a standby of every task (fewer seeds by default).
+//!
+//! `KSTREAMS_SIM_SEEDS` (default 200, 60 with standbys) seeds per guarantee, from `KSTREAMS_SIM_FIRST_SEED` (default 1);
 //! `KSTREAMS_SIM_SEED=N` runs that one seed (a failure prints the seed to replay).
 
 use std::collections::BTreeMap;
@@ -47,10 +49,27 @@ fn topology() -> Result<Topology, StreamsError> {
     Ok(builder.build()?)
 }
 
-fn app(guarantee: ProcessingGuarantee, threads: usize) -> AppFactory {
+/// Who runs the group in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Group {
+    /// The default, `group.assignor=range`.
+    Range,
+    /// `group.assignor=streams` with a standby of every task (`num.standby.replicas=1`); with
+    /// `acceptable.recovery.lag=0` on some seeds, so that tasks wait for warm-ups rather than move.
+    Standbys,
+}
+
+fn app(guarantee: ProcessingGuarantee, threads: usize, group: Group, seed: u64) -> AppFactory {
     Arc::new(move || {
         let mut config = StreamsConfig::new(APP, "embedded");
         config.processing_guarantee = guarantee;
+        if group == Group::Standbys {
+            config.group_assignor = kstreams::config::GroupAssignor::Streams;
+            config.num_standby_replicas = 1;
+            if seed.is_multiple_of(3) {
+                config.acceptable_recovery_lag = 0;
+            }
+        }
         config.num_stream_threads = threads;
         config.commit_interval = Some(std::time::Duration::from_millis(100));
         config.cache_max_bytes = 0;
@@ -116,18 +135,18 @@ fn state_root() -> PathBuf {
     }
 }
 
-fn run_seed(seed: u64, guarantee: ProcessingGuarantee) -> Result<Outcome, String> {
+fn run_seed(seed: u64, guarantee: ProcessingGuarantee, group: Group) -> Result<Outcome, String> {
     let exactly_once = guarantee == ProcessingGuarantee::ExactlyOnceV2;
-    let root = state_root().join(format!("kstreams-sim-{}-{}-{seed}", std::process::id(), exactly_once));
+    let root = state_root().join(format!("kstreams-sim-{}-{}-{group:?}-{seed}", std::process::id(), exactly_once));
     let _ = std::fs::remove_dir_all(&root);
-    let outcome = simulate(seed, guarantee, root.clone());
+    let outcome = simulate(seed, guarantee, group, root.clone());
     if outcome.is_ok() {
         let _ = std::fs::remove_dir_all(&root);
     }
     outcome.map_err(|e| format!("{e} (state under {})", root.display()))
 }
 
-fn simulate(seed: u64, guarantee: ProcessingGuarantee, root: PathBuf) -> Result<Outcome, String> {
+fn simulate(seed: u64, guarantee: ProcessingGuarantee, group: Group, root: PathBuf) -> Result<Outcome, String> {
     let exactly_once = guarantee == ProcessingGuarantee::ExactlyOnceV2;
     let broker_setup = |broker: &EmbeddedBroker| {
         for topic in ["data", "echo", "sum", "cnt", "weighted", "weights"] {
@@ -142,8 +161,8 @@ fn simulate(seed: u64, guarantee: ProcessingGuarantee, root: PathBuf) -> Result<
     };
     // Instances with one or two stream threads, by seed.
     let threads = 1 + (seed % 2) as usize;
-    let mut sim =
-        Simulation::new(seed, 3, 2, root, app(guarantee, threads), broker_setup).map_err(|e| error_chain(&e))?;
+    let mut sim = Simulation::new(seed, 3, 2, root, app(guarantee, threads, group, seed), broker_setup)
+        .map_err(|e| error_chain(&e))?;
 
     // The input: each key's values in order, every value distinct (its sequence number).
     let mut input: Vec<(String, i64)> = Vec::new();
@@ -256,8 +275,9 @@ fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
-/// Runs the configured seeds; prints what they did, and fails listing every failing seed.
-fn run_seeds(guarantee: ProcessingGuarantee) {
+/// Runs the configured seeds (`default_seeds` unless `KSTREAMS_SIM_SEEDS` says); prints what they did,
+/// and fails listing every failing seed.
+fn run_seeds(guarantee: ProcessingGuarantee, group: Group, default_seeds: u64) {
     if std::env::var_os("RUST_LOG").is_some() {
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
@@ -268,14 +288,14 @@ fn run_seeds(guarantee: ProcessingGuarantee) {
         Some(seed) => vec![seed],
         None => {
             let first = env_u64("KSTREAMS_SIM_FIRST_SEED").unwrap_or(1);
-            (first..first + env_u64("KSTREAMS_SIM_SEEDS").unwrap_or(200)).collect()
+            (first..first + env_u64("KSTREAMS_SIM_SEEDS").unwrap_or(default_seeds)).collect()
         }
     };
     let started = Instant::now();
     let (mut faults, mut steps, mut records, mut duplicates, mut timed_out) = (FaultCounts::default(), 0, 0, 0, 0);
     let mut failures = Vec::new();
     for &seed in &seeds {
-        match run_seed(seed, guarantee) {
+        match run_seed(seed, guarantee, group) {
             Ok(outcome) => {
                 let f = outcome.faults;
                 faults.crashes += f.crashes;
@@ -295,7 +315,7 @@ fn run_seeds(guarantee: ProcessingGuarantee) {
     }
     let minutes = started.elapsed().as_secs_f64() / 60.0;
     println!(
-        "simulation ({guarantee:?}): {} seeds ({} failed) in {:.1} s: {:.0} seeds/min, {:.0} faults/min; {} steps, {} input records, {} duplicates in echo, {} transactions timed out; faults: {faults:?}",
+        "simulation ({guarantee:?}, {group:?}): {} seeds ({} failed) in {:.1} s: {:.0} seeds/min, {:.0} faults/min; {} steps, {} input records, {} duplicates in echo, {} transactions timed out; faults: {faults:?}",
         seeds.len(),
         failures.len(),
         minutes * 60.0,
@@ -308,7 +328,7 @@ fn run_seeds(guarantee: ProcessingGuarantee) {
     );
     assert!(
         failures.is_empty(),
-        "{} of {} seeds failed (replay one with KSTREAMS_SIM_SEED=<seed> cargo test --test simulation):\n{}",
+        "{} of {} seeds failed (replay one with KSTREAMS_SIM_SEED=<seed> cargo test --test simulation <test>):\n{}",
         failures.len(),
         seeds.len(),
         failures.join("\n")
@@ -317,20 +337,35 @@ fn run_seeds(guarantee: ProcessingGuarantee) {
 
 #[test]
 fn simulated_seeds_lose_nothing_under_at_least_once() {
-    run_seeds(ProcessingGuarantee::AtLeastOnce);
+    run_seeds(ProcessingGuarantee::AtLeastOnce, Group::Range, 200);
 }
 
 #[test]
 fn simulated_seeds_are_exactly_once_under_exactly_once_v2() {
-    run_seeds(ProcessingGuarantee::ExactlyOnceV2);
+    run_seeds(ProcessingGuarantee::ExactlyOnceV2, Group::Range, 200);
+}
+
+/// The same faults under `group.assignor=streams` with standbys: crashed and leaving instances' tasks
+/// fail over to their standbys, joining ones warm up.
+#[test]
+fn simulated_seeds_with_standbys_lose_nothing_under_at_least_once() {
+    run_seeds(ProcessingGuarantee::AtLeastOnce, Group::Standbys, 60);
+}
+
+#[test]
+fn simulated_seeds_with_standbys_are_exactly_once_under_exactly_once_v2() {
+    run_seeds(ProcessingGuarantee::ExactlyOnceV2, Group::Standbys, 60);
 }
 
 #[test]
 fn a_seed_replays_exactly() {
     for guarantee in [ProcessingGuarantee::AtLeastOnce, ProcessingGuarantee::ExactlyOnceV2] {
-        let a = run_seed(7, guarantee).unwrap();
-        let b = run_seed(7, guarantee).unwrap();
-        assert!(a.faults.total() > 0, "the seed injects faults");
-        assert_eq!((a.fingerprint, a.steps, a.faults), (b.fingerprint, b.steps, b.faults), "{guarantee:?}");
+        for group in [Group::Range, Group::Standbys] {
+            let a = run_seed(7, guarantee, group).unwrap();
+            let b = run_seed(7, guarantee, group).unwrap();
+            assert!(a.faults.total() > 0, "the seed injects faults");
+            let (a, b) = ((a.fingerprint, a.steps, a.faults), (b.fingerprint, b.steps, b.faults));
+            assert_eq!(a, b, "{guarantee:?} {group:?}");
+        }
     }
 }

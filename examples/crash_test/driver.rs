@@ -33,6 +33,9 @@ pub(crate) struct RunArgs {
     /// group member and Kafka Streams' task assignor).
     #[arg(long, default_value = "range")]
     group_assignor: String,
+    /// The instances' `num.standby.replicas` (needs `--group-assignor streams`).
+    #[arg(long, default_value_t = 0)]
+    num_standby_replicas: u32,
     /// Input records to generate.
     #[arg(long, default_value_t = 50_000)]
     records: u64,
@@ -519,8 +522,10 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
     kafka::produce(&bootstrap, &names.regions, &regions)?;
     let faults = schedule(&args);
     println!(
-        "crash test {run}: {} on {bootstrap}; {} records over {} keys at {}/s; {} instances; faults: {:?}; logs and state in {}",
+        "crash test {run}: {} ({} assignor, {} standbys) on {bootstrap}; {} records over {} keys at {}/s; {} instances; faults: {:?}; logs and state in {}",
         args.guarantee,
+        args.group_assignor,
+        args.num_standby_replicas,
         args.records,
         args.keys,
         args.rate,
@@ -541,6 +546,8 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
             args.guarantee.clone(),
             "--group-assignor".into(),
             args.group_assignor.clone(),
+            "--num-standby-replicas".into(),
+            args.num_standby_replicas.to_string(),
             "--commit-interval-ms".into(),
             args.commit_interval_ms.to_string(),
             "--session-timeout-ms".into(),

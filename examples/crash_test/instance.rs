@@ -26,6 +26,8 @@ pub(crate) struct InstanceArgs {
     #[arg(long)]
     group_assignor: String,
     #[arg(long)]
+    num_standby_replicas: u32,
+    #[arg(long)]
     state_dir: PathBuf,
     #[arg(long)]
     commit_interval_ms: u64,
@@ -60,6 +62,7 @@ pub(crate) fn run(args: InstanceArgs) -> anyhow::Result<()> {
         ("bootstrap.servers", args.bootstrap_servers.clone()),
         ("processing.guarantee", args.guarantee.clone()),
         ("group.assignor", args.group_assignor.clone()),
+        ("num.standby.replicas", args.num_standby_replicas.to_string()),
         ("commit.interval.ms", args.commit_interval_ms.to_string()),
         ("statestore.cache.max.bytes", "0".into()),
         ("state.dir", args.state_dir.display().to_string()),

@@ -172,6 +172,15 @@ pub trait StreamsConsumer: OffsetCommitter + Send {
         let _ = partitions;
         Err(ClientError::new("unassign partitions", "this consumer only subscribes", ClientErrorKind::Fatal))
     }
+
+    /// The end offset of each of `partitions` as a reader at this consumer's isolation level sees it
+    /// (Kafka's `endOffsets`), asked of the broker in one request per partition leader: how the group's
+    /// leader tells how far behind each instance's copy of a task's state is. Partitions the broker
+    /// could not answer for are left out.
+    fn end_offsets(&mut self, partitions: &[TopicPartition]) -> Result<BTreeMap<TopicPartition, i64>, ClientError> {
+        let _ = partitions;
+        Err(ClientError::new("end offsets", "this consumer cannot ask for end offsets", ClientErrorKind::Fatal))
+    }
 }
 
 /// Writes output, repartition and changelog records.

@@ -36,6 +36,26 @@ pub(crate) fn lock_task<T: ?Sized>(mutex: &Mutex<T>) -> TaskLock<'_, T> {
     TaskLock(guard)
 }
 
+/// Takes the lock of another stream thread's tasks, waiting at most `wait`: `None` when that thread kept
+/// it all along. Two threads that each hold their own lock and take the other's this way cannot
+/// deadlock: both give up.
+pub(crate) fn try_lock_task_for<T: ?Sized>(mutex: &Mutex<T>, wait: std::time::Duration) -> Option<TaskLock<'_, T>> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let guard = match mutex.try_lock() {
+            Ok(guard) => guard,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                continue;
+            }
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        TASK_LOCKS_HELD.with(|held| held.set(held.get() + 1));
+        return Some(TaskLock(guard));
+    }
+}
+
 /// Whether this OS thread holds a task lock now.
 pub(crate) fn holds_task_lock() -> bool {
     TASK_LOCKS_HELD.with(|held| held.get() > 0)

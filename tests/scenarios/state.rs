@@ -1243,3 +1243,91 @@ pub(crate) fn interactive_queries_read_every_local_partition_and_global_stores()
     let _ = std::fs::remove_dir_all(&config.state_dir);
     Ok(())
 }
+
+/// Standby replicas (`num.standby.replicas=1` under `group.assignor=streams`): each task's state is kept
+/// on the other instance too, from its changelog, and can be read there as a stale store; when an
+/// instance leaves, the other takes its tasks over and restores only what its standbys lagged behind,
+/// not the changelogs; the totals stay exact.
+pub(crate) fn a_standby_takes_over_restoring_only_what_it_lagged_behind() -> anyhow::Result<()> {
+    standby_takes_over(kstreams::config::ProcessingGuarantee::AtLeastOnce)
+}
+
+/// The same under exactly_once_v2: a standby reads its changelogs `read_committed`, up to their last
+/// stable offsets, never waiting on its task's open transaction.
+pub(crate) fn a_standby_takes_over_restoring_only_what_it_lagged_behind_under_exactly_once() -> anyhow::Result<()> {
+    standby_takes_over(kstreams::config::ProcessingGuarantee::ExactlyOnceV2)
+}
+
+fn standby_takes_over(guarantee: kstreams::config::ProcessingGuarantee) -> anyhow::Result<()> {
+    let (input, totals) = (kafka::unique("sb-orders"), kafka::unique("sb-totals"));
+    kafka::create_topics(&[(&input, 4), (&totals, 4)]);
+    let app = kafka::unique("sb-app");
+    let start = |instance: &str, restores: &Restores| -> anyhow::Result<KafkaStreams> {
+        let mut config = kafka::config(&app);
+        config.group_assignor = kstreams::config::GroupAssignor::Streams;
+        config.num_standby_replicas = 1;
+        config.processing_guarantee = guarantee;
+        // Every update reaches the changelog: a full restore would read one record per order.
+        config.cache_max_bytes = 0;
+        config.state_dir = std::env::temp_dir().join(kafka::unique(instance));
+        let mut streams = kafka::streams(totals_topology(&input, &totals)?, config)?;
+        streams.set_global_state_restore_listener(restores.clone());
+        streams.start()?;
+        Ok(streams)
+    };
+    let (first_restores, second_restores) = (Restores::default(), Restores::default());
+    let mut first = start("sb-first", &first_restores)?;
+    let mut second = start("sb-second", &second_restores)?;
+    for streams in [&first, &second] {
+        anyhow::ensure!(streams.wait_for_state(State::Running, Duration::from_secs(60)), "never RUNNING");
+    }
+    let mut expected = BTreeMap::new();
+    kafka::produce(&input, orders(&input, 0, 4_000, &mut expected));
+    wait_for_totals(&totals, &expected);
+
+    // Every task runs on one instance and has a standby on the other: once the standbys caught up, each
+    // instance reads every customer's total, its own tasks' and its standbys'.
+    let stale = || {
+        StoreQueryParameters::from_name_and_type(STORE, QueryableStoreTypes::key_value::<i64, i64>())
+            .enable_stale_stores()
+    };
+    for (name, streams) in [("first", &first), ("second", &second)] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let read: BTreeMap<i64, i64> = streams.store(stale())?.all()?.into_iter().collect();
+            if read == expected {
+                break;
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "the {name} instance's standbys never caught up: {read:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    // Kafka Streams' thread metadata lists them: every task has a standby on the instance that does not
+    // run it.
+    let tasks = |streams: &KafkaStreams, standby: bool| -> Vec<kstreams::TaskId> {
+        let threads = streams.metadata_for_local_threads();
+        let mut tasks: Vec<_> = threads
+            .iter()
+            .flat_map(|t| if standby { t.standby_tasks.clone() } else { t.active_tasks.clone() })
+            .collect();
+        tasks.sort();
+        tasks
+    };
+    assert_eq!(tasks(&first, true), tasks(&second, false), "the first instance keeps standbys of the second's tasks");
+    assert_eq!(tasks(&second, true), tasks(&first, false), "and the second of the first's");
+    assert_eq!(tasks(&first, false).len() + tasks(&second, false).len(), 4);
+    let restored_before = second_restores.restored();
+
+    first.close()?;
+    kafka::produce(&input, orders(&input, 4_000, 5_000, &mut expected));
+    wait_for_totals(&totals, &expected);
+    let restored = second_restores.restored() - restored_before;
+    second.close()?;
+    // A full restore of the first instance's tasks would read about 2,000 records (one per order).
+    assert!(restored < 200, "the standbys restored {restored} records at the failover: a full restore, not their lag");
+    assert_eq!(first_restores.restored() + restored_before, 0, "nothing to restore at the start");
+    Ok(())
+}

@@ -35,8 +35,8 @@ pub enum GroupAssignor {
     Range,
     /// The library's own group member with Kafka Streams' task assignor (`streams`): tasks stay where
     /// they are across rebalances, stateful tasks go where their state is, rebalances are cooperative,
-    /// static membership keeps a restarted instance's tasks. Experimental: no standby replicas or
-    /// warm-ups yet (every instance counts as caught up), and a group cannot mix it with `range`.
+    /// static membership keeps a restarted instance's tasks, standby replicas (`num.standby.replicas`)
+    /// are kept up to date on other instances. Experimental, and a group cannot mix it with `range`.
     Streams,
 }
 
@@ -102,6 +102,21 @@ pub struct StreamsConfig {
     pub processing_guarantee: ProcessingGuarantee,
     /// `group.assignor` (default range).
     pub group_assignor: GroupAssignor,
+    /// `num.standby.replicas` (default 0): copies of each stateful task's stores kept up to date on
+    /// other instances from its changelogs, so that the task fails over to one of them and restores only
+    /// what the copy lags behind. Needs `group.assignor=streams`.
+    pub num_standby_replicas: usize,
+    /// `acceptable.recovery.lag` (default 10000): how many changelog records an instance's copy of a
+    /// task may lag behind and still count as caught up, so that the task may move there at once; a
+    /// task whose only caught-up copy is where it runs stays there while a warm-up copy catches up
+    /// elsewhere (`group.assignor=streams`).
+    pub acceptable_recovery_lag: i64,
+    /// `max.warmup.replicas` (default 2): warm-up copies restoring at once for tasks to move to
+    /// instances that are not caught up yet (`group.assignor=streams`).
+    pub max_warmup_replicas: usize,
+    /// `probing.rebalance.interval.ms` (default 10 minutes, at least 1 minute): how often the group
+    /// rebalances while warm-ups restore, to move those that caught up (`group.assignor=streams`).
+    pub probing_rebalance_interval: Duration,
     /// `commit.interval.ms`. `None` (the default) is Kafka Streams' default for the guarantee in force
     /// when the application starts: 30 s, or 100 ms under exactly_once_v2, so that setting the
     /// guarantee after [`new`](Self::new) moves it too. [`effective_commit_interval`](Self::effective_commit_interval)
@@ -239,6 +254,10 @@ impl StreamsConfig {
             num_stream_threads: 1,
             processing_guarantee: ProcessingGuarantee::AtLeastOnce,
             group_assignor: GroupAssignor::Range,
+            num_standby_replicas: 0,
+            acceptable_recovery_lag: 10_000,
+            max_warmup_replicas: 2,
+            probing_rebalance_interval: Duration::from_secs(600),
             commit_interval: None,
             state_dir: std::env::temp_dir().join("kafka-streams"),
             cache_max_bytes: 10 * 1024 * 1024,
@@ -491,6 +510,23 @@ impl StreamsConfig {
             let reason = format!("at most rocksdb.cache.bytes ({})", self.rocksdb_cache_bytes);
             return Err(invalid("rocksdb.write.buffer.bytes", self.rocksdb_write_buffer_bytes.to_string(), &reason));
         }
+        // librdkafka's group moves every task at each rebalance and knows no standbys: asking for them
+        // there would be asking for nothing.
+        if self.num_standby_replicas > 0 && self.group_assignor == GroupAssignor::Range {
+            let reason = "0 under group.assignor=range: standby replicas need group.assignor=streams";
+            return Err(invalid("num.standby.replicas", self.num_standby_replicas.to_string(), reason));
+        }
+        if self.max_warmup_replicas == 0 {
+            return Err(invalid("max.warmup.replicas", "0".into(), "a number from 1"));
+        }
+        if self.acceptable_recovery_lag < 0 {
+            let lag = self.acceptable_recovery_lag.to_string();
+            return Err(invalid("acceptable.recovery.lag", lag, "a number of records from 0"));
+        }
+        if self.probing_rebalance_interval < Duration::from_secs(60) {
+            let interval = self.probing_rebalance_interval.as_millis().to_string();
+            return Err(invalid("probing.rebalance.interval.ms", interval, "milliseconds, at least 60000"));
+        }
         Ok(())
     }
 }
@@ -498,6 +534,18 @@ impl StreamsConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn standbys_need_the_streams_assignor() {
+        let mut c = StreamsConfig::new("app", "localhost:9092");
+        c.set("num.standby.replicas", "1").unwrap();
+        let error = c.validate().unwrap_err().to_string();
+        assert!(error.contains("num.standby.replicas") && error.contains("group.assignor=streams"), "{error}");
+        c.set("group.assignor", "streams").unwrap();
+        c.validate().unwrap();
+        assert!(c.set("probing.rebalance.interval.ms", "59999").is_err(), "Kafka Streams' minimum is a minute");
+        assert!(c.set("max.warmup.replicas", "0").is_err());
+    }
 
     #[test]
     fn config_defaults_are_kafka_streams_defaults() {

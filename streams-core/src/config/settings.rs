@@ -74,7 +74,7 @@ const TRUSTSTORE: &str =
 
 /// The table: every setting `set` takes, in the order of docs/configuration.md's table (and so of
 /// `Debug`).
-pub(crate) static SETTINGS: [Setting; 41] = [
+pub(crate) static SETTINGS: [Setting; 45] = [
     Setting {
         property: "application.id",
         field: "application_id",
@@ -154,6 +154,46 @@ pub(crate) static SETTINGS: [Setting; 41] = [
             }
             .to_string()
         },
+    },
+    Setting {
+        property: "num.standby.replicas",
+        field: "num_standby_replicas",
+        default: "0",
+        set: |c, _, v| {
+            c.num_standby_replicas = at_least(v, 0, "a number from 0")?;
+            Ok(())
+        },
+        show: |c| c.num_standby_replicas.to_string(),
+    },
+    Setting {
+        property: "acceptable.recovery.lag",
+        field: "acceptable_recovery_lag",
+        default: "10000",
+        set: |c, _, v| {
+            c.acceptable_recovery_lag = at_least(v, 0, "a number of records from 0")?;
+            Ok(())
+        },
+        show: |c| c.acceptable_recovery_lag.to_string(),
+    },
+    Setting {
+        property: "max.warmup.replicas",
+        field: "max_warmup_replicas",
+        default: "2",
+        set: |c, _, v| {
+            c.max_warmup_replicas = at_least(v, 1, "a number from 1")?;
+            Ok(())
+        },
+        show: |c| c.max_warmup_replicas.to_string(),
+    },
+    Setting {
+        property: "probing.rebalance.interval.ms",
+        field: "probing_rebalance_interval",
+        default: "600000",
+        set: |c, _, v| {
+            c.probing_rebalance_interval = Duration::from_millis(at_least(v, 60_000, "milliseconds, at least 60000")?);
+            Ok(())
+        },
+        show: |c| c.probing_rebalance_interval.as_millis().to_string(),
     },
     Setting {
         property: "commit.interval.ms",
@@ -833,7 +873,7 @@ mod tests {
     fn field_types(config: &StreamsConfig) -> BTreeMap<&'static str, String> {
         field_types!(config;
             application_id, bootstrap_servers, client_id, num_stream_threads, processing_guarantee, group_assignor,
-            commit_interval,
+            num_standby_replicas, acceptable_recovery_lag, max_warmup_replicas, probing_rebalance_interval, commit_interval,
             state_dir, cache_max_bytes, default_dsl_store, rocksdb_cache_bytes, rocksdb_write_buffer_bytes,
             statestore_uncommitted_max_bytes, max_poll_records, buffered_records_per_partition, max_task_idle, task_timeout, replication_factor,
             default_api_timeout, poll_timeout, repartition_purge_interval, metrics_recording_level, metrics_sample_window,

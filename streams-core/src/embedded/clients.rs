@@ -348,6 +348,12 @@ impl StreamsConsumer for EmbeddedConsumer {
         }
         Ok(())
     }
+
+    fn end_offsets(&mut self, partitions: &[TopicPartition]) -> Result<BTreeMap<TopicPartition, i64>, ClientError> {
+        let state = self.broker.lock();
+        let ends = partitions.iter().filter_map(|tp| Some((tp.clone(), state.log(tp)?.read_end(self.read_committed))));
+        Ok(ends.collect())
+    }
 }
 
 impl EmbeddedConsumer {

@@ -272,6 +272,12 @@ impl EmbeddedBroker {
         self.inner.clock.now_ms()
     }
 
+    /// Whether the broker runs on a simulation's manual clock: its time moves only between steps, so
+    /// waiting for it inside a call never ends.
+    fn simulated(&self) -> bool {
+        matches!(self.inner.clock, crate::time::Clock::Manual(_))
+    }
+
     /// The time group sessions are measured on: monotonic, so that a step of the system clock does
     /// not expire every member (on the simulation's manual clock, the same as [`now_ms`](Self::now_ms)).
     fn session_ms(&self) -> i64 {

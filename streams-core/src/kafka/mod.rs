@@ -970,6 +970,25 @@ impl StreamsConsumer for RdKafkaConsumer {
         Ok(())
     }
 
+    /// librdkafka's offsets-for-times with Kafka's "latest" timestamp (-1): one ListOffsets request per
+    /// partition leader, at the consumer's isolation level.
+    fn end_offsets(&mut self, partitions: &[TopicPartition]) -> Result<BTreeMap<TopicPartition, i64>, ClientError> {
+        let mut list = TopicPartitionList::new();
+        for tp in partitions {
+            list.add_partition_offset(&tp.topic, tp.partition, Offset::End)
+                .map_err(|e| client_error(format!("end offset of {tp}"), e))?;
+        }
+        let answered = self
+            .consumer
+            .offsets_for_times(list, self.unknown_topic_grace)
+            .map_err(|e| client_error("read the end offsets", e))?;
+        let ends = answered.elements().into_iter().filter(|e| e.error().is_ok()).filter_map(|e| match e.offset() {
+            Offset::Offset(end) => Some((TopicPartition::new(e.topic(), e.partition()), end)),
+            _ => None,
+        });
+        Ok(ends.collect())
+    }
+
     fn unassign(&mut self, partitions: &[TopicPartition]) -> Result<(), ClientError> {
         let list = partition_list(partitions);
         self.consumer.incremental_unassign(&list).map_err(|e| client_error("unassign partitions", e))?;

@@ -46,6 +46,8 @@ struct Instance {
     offset_sums: BTreeMap<TaskId, i64>,
     /// Per member, the stateful tasks it had (its subscription's offset sums).
     previous: BTreeMap<String, BTreeSet<TaskId>>,
+    /// The member that runs each task it reports as running (`LATEST_OFFSET`).
+    running: BTreeMap<TaskId, String>,
     endpoint: Option<String>,
     tags: BTreeMap<String, String>,
 }
@@ -80,6 +82,11 @@ pub(crate) fn assign_group(
         let had: BTreeSet<TaskId> =
             info.task_offset_sums.keys().copied().filter(|t| topology.stateful.contains(t)).collect();
         instance.previous.insert(member.member_id.clone(), had);
+        for (&task, &sum) in &info.task_offset_sums {
+            if sum == assignor::LATEST_OFFSET {
+                instance.running.insert(task, member.member_id.clone());
+            }
+        }
         // Threads of one instance share its state directory: a task one of them runs is caught up; else
         // the largest sum any reports is the instance's state.
         for (task, sum) in info.task_offset_sums {
@@ -97,6 +104,12 @@ pub(crate) fn assign_group(
     }
     for instance in instances.values_mut() {
         instance.members.sort();
+        // A task one thread runs is that thread's to keep, not another's that has (or had) its files: two
+        // threads claiming one task would take it from each other at every rebalance.
+        let running = &instance.running;
+        for (member, had) in &mut instance.previous {
+            had.retain(|task| running.get(task).is_none_or(|runner| runner == member));
+        }
     }
 
     let all_tasks: BTreeSet<TaskId> = topology.tasks.keys().copied().collect();
@@ -238,6 +251,26 @@ mod tests {
 
     fn configs() -> AssignmentConfigs {
         AssignmentConfigs { acceptable_recovery_lag: 10_000, max_warmup_replicas: 2, ..AssignmentConfigs::default() }
+    }
+
+    /// Found by the simulation: one thread reports the task directories no thread holds, among them one
+    /// whose task the other thread was just given. Were both threads to count it as theirs, the one
+    /// that reports files would be given it back at once, and the two would pass it to and fro forever.
+    #[test]
+    fn a_task_stays_with_the_thread_that_runs_it_when_another_has_its_files() {
+        let (tasks, stateful, ends) = topology();
+        let topology = GroupTopology { tasks: &tasks, stateful: &stateful, end_offset_sums: &ends };
+        let latest = assignor::LATEST_OFFSET;
+        // One instance, two threads: m2 runs 1_0 and 1_2; m1 runs 1_1 and has the files of 1_0 and 1_3.
+        let owned = |ps: &[i32]| ps.iter().map(|&p| TopicPartition::new("b", p)).collect::<Vec<_>>();
+        let members = [
+            member("m1", 1, &[(task(1, 1), latest), (task(1, 0), 900), (task(1, 3), 900)], &owned(&[1])),
+            member("m2", 1, &[(task(1, 0), latest), (task(1, 2), latest)], &owned(&[0, 2])),
+        ];
+        let result = assign_group(&members, &topology, &configs(), 0, 600_000);
+        let parts = parts(&result);
+        assert!(parts["m2"].1.active.contains(&task(1, 0)), "m2 keeps the task it runs: {parts:?}");
+        assert!(!result.followup, "nothing held back, no follow-up: {parts:?}");
     }
 
     #[test]

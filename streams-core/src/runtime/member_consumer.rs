@@ -19,6 +19,7 @@ use super::assignment_info::{AssignmentInfo, SubscriptionInfo};
 use super::assignor::{AssignmentConfigs, ProcessId};
 use super::group_assignment::{self, GroupTopology};
 use super::layout::Layouts;
+use super::standby::StandbyAssignment;
 use crate::client::{
     ClientError, ClientErrorKind, ClientSupplier, CommittedOffsets, GroupEvent, GroupMember, GroupMetadata,
     JoinedMember, OffsetAndMetadata, OffsetCommitter, RebalanceListener, StreamsConsumer, Subscription, TopicPartition,
@@ -35,6 +36,8 @@ pub(crate) struct Instance {
     /// The thread's tasks' offset sums now (`assignor::LATEST_OFFSET` for those it runs).
     pub(crate) offset_sums: Box<dyn Fn() -> BTreeMap<TaskId, i64> + Send>,
     pub(crate) layouts: Arc<Layouts>,
+    /// Where the standby tasks of each assignment go, for the thread to open.
+    pub(crate) standbys: Arc<StandbyAssignment>,
 }
 
 /// The listener of a consumer that never subscribes (its partitions are assigned): never called.
@@ -55,6 +58,7 @@ pub(crate) struct MemberContext {
     /// The thread's tasks' offset sums now (`assignor::LATEST_OFFSET` for those it runs).
     pub(crate) offset_sums: Box<dyn Fn() -> BTreeMap<TaskId, i64> + Send>,
     pub(crate) layouts: Arc<Layouts>,
+    pub(crate) standbys: Arc<StandbyAssignment>,
     pub(crate) configs: AssignmentConfigs,
     /// `probing.rebalance.interval.ms`.
     pub(crate) probing_interval_ms: i64,
@@ -85,6 +89,9 @@ pub(crate) struct MemberConsumer {
     layout_generation: u64,
     /// Partitions given up (revoked, lost) since the poll began.
     given_up: BTreeSet<TopicPartition>,
+    /// Partitions of the last assignment not taken yet: their committed offsets could not be read (an
+    /// open transaction still commits them, KIP-447). Taken at a later poll.
+    awaiting: Vec<TopicPartition>,
 }
 
 impl MemberConsumer {
@@ -113,15 +120,14 @@ impl MemberConsumer {
             client_tags: BTreeMap::new(),
             offset_sums: instance.offset_sums,
             layouts: instance.layouts,
-            // No standbys or warm-ups yet: every instance counts as caught up, so a task moves at once
-            // (restoring on its new owner) rather than wait for a warm-up that never runs.
+            standbys: instance.standbys,
             configs: AssignmentConfigs {
-                acceptable_recovery_lag: i64::MAX,
-                max_warmup_replicas: 0,
-                num_standby_replicas: 0,
+                acceptable_recovery_lag: config.acceptable_recovery_lag,
+                max_warmup_replicas: i64::try_from(config.max_warmup_replicas).unwrap_or(i64::MAX),
+                num_standby_replicas: config.num_standby_replicas,
                 rack_aware_assignment_tags: Vec::new(),
             },
-            probing_interval_ms: 600_000,
+            probing_interval_ms: i64::try_from(config.probing_rebalance_interval.as_millis()).unwrap_or(i64::MAX),
             clock,
         };
         Ok(MemberConsumer::new(member, fetcher, listener, context))
@@ -147,6 +153,7 @@ impl MemberConsumer {
             followup_of: None,
             layout_generation: 0,
             given_up: BTreeSet::new(),
+            awaiting: Vec::new(),
         }
     }
 
@@ -194,6 +201,10 @@ impl MemberConsumer {
         if self.rejoin_at.is_some_and(|at| self.context.clock.now_ms() >= at) && !self.joining {
             self.join()?;
         }
+        if !self.awaiting.is_empty() && !self.joining && !self.syncing {
+            let awaiting = std::mem::take(&mut self.awaiting);
+            self.open(awaiting)?;
+        }
         loop {
             let event = self.member.lock_unpoisoned().poll(Duration::ZERO)?;
             match event {
@@ -230,6 +241,7 @@ impl MemberConsumer {
                         }
                         continue;
                     }
+                    self.context.standbys.set(info.standby.iter().copied());
                     let revoked = self.take(assigned)?;
                     self.rejoin_at = match info.next_rebalance_ms {
                         // The follow-up this assignment asks for, once: the group answers a member that
@@ -251,6 +263,7 @@ impl MemberConsumer {
                 GroupEvent::RejoinNeeded => self.join()?,
                 GroupEvent::Lost { reason } => {
                     tracing::warn!(target: "kstreams::runtime::thread", reason, "out of the group; its partitions are lost");
+                    self.awaiting.clear();
                     let lost: Vec<TopicPartition> = std::mem::take(&mut self.owned).into_iter().collect();
                     if !lost.is_empty() {
                         self.listener.on_partitions_lost(&lost);
@@ -267,22 +280,40 @@ impl MemberConsumer {
     /// Moves to `assigned`: gives up what moved away, then opens what is new, from the group's
     /// committed offsets. Whether it gave something up.
     fn take(&mut self, assigned: BTreeSet<TopicPartition>) -> Result<bool, ClientError> {
+        self.awaiting.clear();
         let revoked: Vec<TopicPartition> = self.owned.difference(&assigned).cloned().collect();
         let gave_up = !revoked.is_empty();
         self.revoke(revoked)?;
         let added: Vec<TopicPartition> = assigned.difference(&self.owned).cloned().collect();
+        self.open(added)?;
+        Ok(gave_up)
+    }
+
+    /// Opens `added` from the group's committed offsets. When those cannot be read yet (a transaction
+    /// still commits them), the partitions wait for a later poll, as Kafka's consumer retries its offset
+    /// fetch within `poll`; the thread goes on with its other tasks meanwhile.
+    fn open(&mut self, added: Vec<TopicPartition>) -> Result<(), ClientError> {
         if added.is_empty() {
             // Called with nothing new too: the assignment is what brings the instance back to RUNNING.
             self.listener.on_partitions_assigned(&[], &CommittedOffsets::new());
-            return Ok(gave_up);
+            return Ok(());
         }
-        let committed = self.member.lock_unpoisoned().committed(&added)?;
+        let committed = match self.member.lock_unpoisoned().committed(&added) {
+            Ok(committed) => committed,
+            Err(e) if e.kind == ClientErrorKind::Retriable => {
+                tracing::debug!(target: "kstreams::runtime::thread", error = %e, partitions = added.len(),
+                    "the committed offsets of the partitions assigned cannot be read yet; trying again at the next poll");
+                self.awaiting = added;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
         self.listener.on_partitions_assigned(&added, &committed);
         let from: Vec<(TopicPartition, Option<i64>)> =
             added.iter().map(|tp| (tp.clone(), committed.get(tp).map(|c| c.offset))).collect();
         self.consumer.assign(&from)?;
         self.owned.extend(added);
-        Ok(gave_up)
+        Ok(())
     }
 
     /// The leader's assignment of the group.
@@ -291,10 +322,7 @@ impl MemberConsumer {
         let tasks = layout.tasks();
         let changelogs = layout.changelog_partitions();
         let stateful: BTreeSet<TaskId> = changelogs.keys().copied().collect();
-        // No instance runs standbys or warm-ups yet, so every one counts as caught up and the changelogs'
-        // ends change nothing: not asked of the broker (a request per partition, which a leader of many
-        // tasks would spend its rebalance timeout on).
-        let end_offset_sums: BTreeMap<TaskId, i64> = stateful.iter().map(|&task| (task, 0)).collect();
+        let end_offset_sums = self.end_offset_sums(&changelogs);
         let topology = GroupTopology { tasks: &tasks, stateful: &stateful, end_offset_sums: &end_offset_sums };
         let now = self.context.clock.now_ms();
         let result = group_assignment::assign_group(
@@ -310,6 +338,23 @@ impl MemberConsumer {
         tracing::info!(target: "kstreams::runtime::thread", members = members.len(), tasks = tasks.len(),
             followup = result.followup, probing = result.probing, "assigned the group");
         result.assignments
+    }
+
+    /// Per stateful task, the sum of its changelogs' ends, asked of the broker at once. When they
+    /// cannot be read, every instance's copy counts as caught up (tasks go where the balance says,
+    /// restoring there), as when Kafka Streams' leader cannot list them.
+    fn end_offset_sums(&mut self, changelogs: &BTreeMap<TaskId, Vec<TopicPartition>>) -> BTreeMap<TaskId, i64> {
+        let partitions: Vec<TopicPartition> = changelogs.values().flatten().cloned().collect();
+        let ends = match self.consumer.end_offsets(&partitions) {
+            Ok(ends) => ends,
+            Err(e) => {
+                tracing::warn!(target: "kstreams::runtime::thread", error = %e,
+                    "cannot read the changelogs' end offsets; assigning as if every instance were caught up");
+                return changelogs.keys().map(|&task| (task, 0)).collect();
+            }
+        };
+        let sum = |tps: &Vec<TopicPartition>| tps.iter().map(|tp| ends.get(tp).copied().unwrap_or(0)).sum();
+        changelogs.iter().map(|(&task, tps)| (task, sum(tps))).collect()
     }
 }
 
@@ -417,10 +462,12 @@ mod tests {
         partitions.iter().map(|tp| format!("{}-{}", tp.topic, tp.partition)).collect::<Vec<_>>().join(",")
     }
 
-    /// A group member that says what its script says.
+    /// A group member that says what its script says; its committed offsets are not stable for the first
+    /// `unstable` reads.
     struct Scripted {
         events: Arc<Mutex<VecDeque<GroupEvent>>>,
         log: Arc<Log>,
+        unstable: Arc<Mutex<u32>>,
     }
 
     impl GroupMember for Scripted {
@@ -440,6 +487,11 @@ mod tests {
             Ok(())
         }
         fn committed(&mut self, _: &[TopicPartition]) -> Result<CommittedOffsets, ClientError> {
+            let mut unstable = self.unstable.lock().unwrap();
+            if *unstable > 0 {
+                *unstable -= 1;
+                return Err(ClientError::new("fetch committed offsets", "not stable", ClientErrorKind::Retriable));
+            }
             Ok(CommittedOffsets::new())
         }
         fn group_metadata(&self) -> Option<GroupMetadata> {
@@ -516,6 +568,7 @@ mod tests {
         events: Arc<Mutex<VecDeque<GroupEvent>>>,
         records: Arc<Mutex<Vec<RawRecord>>>,
         log: Arc<Log>,
+        unstable: Arc<Mutex<u32>>,
     }
 
     /// A consumer of topic `a` (4 partitions), subscribed.
@@ -539,7 +592,8 @@ mod tests {
         let layouts =
             Arc::new(Layouts::new(layout, (Arc::new(topology), Arc::new(plan)), &config, Arc::new(Mutex::new(admin))));
         let (events, records, log) = (Arc::default(), Arc::default(), Arc::new(Log::default()));
-        let member = Scripted { events: Arc::clone(&events), log: Arc::clone(&log) };
+        let unstable = Arc::new(Mutex::new(0));
+        let member = Scripted { events: Arc::clone(&events), log: Arc::clone(&log), unstable: Arc::clone(&unstable) };
         let fetcher = Fetcher { records: Arc::clone(&records), log: Arc::clone(&log) };
         let context = MemberContext {
             process_id: ProcessId(1),
@@ -547,6 +601,7 @@ mod tests {
             client_tags: BTreeMap::new(),
             offset_sums: Box::new(BTreeMap::new),
             layouts,
+            standbys: Arc::default(),
             configs: AssignmentConfigs::default(),
             probing_interval_ms: 600_000,
             clock: Clock::System,
@@ -555,7 +610,7 @@ mod tests {
             MemberConsumer::new(Box::new(member), Box::new(fetcher), Arc::new(Callbacks(Arc::clone(&log))), context);
         consumer.subscribe(&["a".to_string()]).unwrap();
         assert_eq!(log.take(), ["join owning []"]);
-        Setup { consumer, events, records, log }
+        Setup { consumer, events, records, log, unstable }
     }
 
     fn assigned(generation: i32, partitions: &[i32]) -> GroupEvent {
@@ -587,6 +642,18 @@ mod tests {
             "KIP-429: the giver joins again at once with what it kept"
         );
         assert!(s.consumer.rebalance_in_progress());
+    }
+
+    #[test]
+    fn partitions_whose_committed_offsets_are_not_stable_yet_are_taken_at_a_later_poll() {
+        let mut s = setup();
+        *s.unstable.lock().unwrap() = 2;
+        s.events.lock().unwrap().push_back(assigned(1, &[0, 1]));
+        poll(&mut s);
+        assert!(s.log.take().is_empty(), "nothing opened while a transaction still commits their offsets");
+        assert!(!s.consumer.rebalance_in_progress(), "the group is not waited for: commits go on");
+        poll(&mut s);
+        assert_eq!(s.log.take(), ["assigned [a-0,a-1]", "fetch [a-0,a-1]"]);
     }
 
     #[test]

@@ -29,6 +29,7 @@ mod producer;
 mod query;
 mod restore;
 mod shutdown_request;
+mod standby;
 mod state_dir;
 pub(crate) mod thread;
 mod thread_metrics;
@@ -189,6 +190,11 @@ pub(crate) struct Shared {
     pub(crate) shutdown_requests: AtomicBool,
     /// Stream threads that ended with an error (`failed-stream-threads`).
     pub(crate) failed_threads: std::sync::atomic::AtomicU64,
+    /// The stream thread that tells the group's leader about the task directories no thread holds
+    /// (their checkpoints' offset sums): one per instance, as in Kafka Streams, where the first thread
+    /// to lock a directory reports it. Were every thread to report them, each would claim every task
+    /// and the leader could not keep tasks on their threads.
+    pub(crate) task_dir_reporter: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -204,6 +210,7 @@ impl Shared {
             uncaught_handler: Mutex::new(None),
             shutdown_requests: AtomicBool::new(false),
             failed_threads: Default::default(),
+            task_dir_reporter: Mutex::new(None),
         }
     }
 
@@ -458,7 +465,16 @@ impl KafkaStreams {
             .filter(|t| !t.handle.is_finished())
             .map(|t| ThreadMetadata {
                 thread_name: t.name.clone(),
-                active_tasks: holders.iter().filter(|(_, name)| *name == t.name).map(|(id, _)| *id).collect(),
+                active_tasks: holders
+                    .iter()
+                    .filter(|(_, name, standby)| *name == t.name && !standby)
+                    .map(|h| h.0)
+                    .collect(),
+                standby_tasks: holders
+                    .iter()
+                    .filter(|(_, name, standby)| *name == t.name && *standby)
+                    .map(|h| h.0)
+                    .collect(),
             })
             .collect()
     }
@@ -780,8 +796,8 @@ impl ThreadFactory {
     }
 }
 
-/// A stream thread of this instance and the tasks it holds (Kafka Streams' `ThreadMetadata`, its name
-/// and active tasks).
+/// A stream thread of this instance and the tasks it holds (Kafka Streams' `ThreadMetadata`, its name,
+/// active and standby tasks).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ThreadMetadata {
@@ -789,6 +805,8 @@ pub struct ThreadMetadata {
     pub thread_name: String,
     /// The tasks it runs, in order.
     pub active_tasks: Vec<crate::TaskId>,
+    /// The tasks it keeps a standby of (`num.standby.replicas`, warm-ups), in order.
+    pub standby_tasks: Vec<crate::TaskId>,
 }
 
 /// What every task of an instance, stream or global, takes from the application's settings and state.

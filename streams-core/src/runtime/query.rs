@@ -202,7 +202,9 @@ impl StoreSource {
             .task_holders
             .holders()
             .into_iter()
-            .map(|(id, _)| id)
+            // Standbys only for a reader that accepts stale stores.
+            .filter(|(_, _, standby)| self.stale_stores || !standby)
+            .map(|(id, _, _)| id)
             .filter(|id| id.subtopology == subtopology && self.partition.is_none_or(|p| p == id.partition))
             .collect();
         let migrated = || self.unavailable(StoreUnavailable::Migrated { partition: self.partition });

@@ -70,6 +70,10 @@ pub(crate) fn read_checkpoint(task: TaskId, task_dir: &Path) -> (Offsets, Option
     }
 }
 
+/// Per logged store: where its restore starts (`Some(offset after the checkpoint)` when the local files
+/// can be trusted, `None` for a full restore from the log's start), the log's start, and its end.
+pub(crate) type RestorePlan = BTreeMap<String, (Option<i64>, i64, i64)>;
+
 /// Where each logged store's restore starts: `Some(offset after the checkpoint)` when the local files
 /// can be trusted, `None` for a full restore.
 pub(crate) fn plan_restore(
@@ -77,7 +81,7 @@ pub(crate) fn plan_restore(
     stores: &[(String, TopicPartition)],
     checkpoint: &Offsets,
     restorer: &mut dyn RestoreConsumer,
-) -> Result<BTreeMap<String, (Option<i64>, i64, i64)>, StreamsError> {
+) -> Result<RestorePlan, StreamsError> {
     let mut plan = BTreeMap::new();
     for (store, tp) in stores {
         let (low, high) = restorer.watermarks(tp)?;
@@ -104,7 +108,7 @@ pub(crate) fn forget_full_restores(
     task_dir: &Path,
     checkpoint: &Offsets,
     stores: &[(String, TopicPartition)],
-    plan: &BTreeMap<String, (Option<i64>, i64, i64)>,
+    plan: &RestorePlan,
 ) -> Result<(), StreamsError> {
     let mut kept = checkpoint.clone();
     for (store, tp) in stores {
@@ -146,9 +150,13 @@ pub(crate) struct Restoration {
     highest: Option<i32>,
     /// The changelog offsets the next read covers.
     chunk: i64,
-    /// Whether a finished store skipped a former owner's late writes: their keys wait in the task's
-    /// changelog buffer to be written again when it runs.
+    /// Whether a finished store skipped a former owner's late writes. Restoring a task: their keys wait
+    /// in its changelog buffer to be written again when it runs. Updating a standby: nothing writes
+    /// them again, so its checkpoint must stay before them (the task's next owner then restores them
+    /// and writes them again).
     relogged: bool,
+    /// Whether this updates a standby (see [`Restoration::standby_update`]).
+    standby: bool,
     /// Whether the last step failed part way (its chunk applied in part, a store taken from the
     /// pending ones but not started): what was restored is then not checkpointed.
     interrupted: bool,
@@ -183,16 +191,17 @@ struct StoreRestore {
 impl Restoration {
     /// The restore of `task`'s logged stores from where `plan` says; a store with nothing to restore is
     /// marked up to date at once.
-    pub(crate) fn new(
-        task: &mut Task,
-        plan: &BTreeMap<String, (Option<i64>, i64, i64)>,
-        recorded_epoch: Option<i32>,
-    ) -> Self {
+    pub(crate) fn new(task: &mut Task, plan: &RestorePlan, recorded_epoch: Option<i32>) -> Self {
+        Restoration::planned(task, plan, recorded_epoch, false)
+    }
+
+    fn planned(task: &mut Task, plan: &RestorePlan, recorded_epoch: Option<i32>, standby: bool) -> Self {
         let mut pending = VecDeque::new();
         for changelog in task.changelogs().to_vec() {
             let Some(&(checkpointed_start, low, high)) = plan.get(&changelog.store) else { continue };
-            // A store that keeps nothing on disk always starts empty, whatever a checkpoint says.
-            let checkpointed_start = checkpointed_start.filter(|_| changelog.persistent);
+            // A store that keeps nothing on disk always starts empty, whatever a checkpoint says; a
+            // standby's in-memory store goes on from what it applied (its first update has no start).
+            let checkpointed_start = checkpointed_start.filter(|_| changelog.persistent || standby);
             let start = checkpointed_start.unwrap_or(low);
             // A store restored in full reflects the log's start only once its restore begins: a
             // checkpoint of a restore cut short before then must not say it does.
@@ -218,8 +227,28 @@ impl Restoration {
             highest: recorded_epoch,
             chunk: 2 * MIN_CHUNK,
             relogged: false,
+            standby,
             interrupted: false,
         }
+    }
+
+    /// The same for a standby's stores (`runtime::standby`): logged at debug level (an update runs every
+    /// few hundred milliseconds), and a former owner's late writes skipped are not written again (a
+    /// standby writes nothing; [`Restoration::skipped_late_writes`] says so instead). `pinned`: an
+    /// earlier update of the standby skipped some, so this one never checkpoints either.
+    pub(crate) fn standby_update(
+        task: &mut Task,
+        plan: &RestorePlan,
+        recorded_epoch: Option<i32>,
+        pinned: bool,
+    ) -> Self {
+        Restoration { relogged: pinned, ..Restoration::planned(task, plan, recorded_epoch, true) }
+    }
+
+    /// Whether a store skipped a former owner's late writes: a standby's state is right, but its
+    /// checkpoint must not pass them.
+    pub(crate) fn skipped_late_writes(&self) -> bool {
+        self.relogged || self.current.as_ref().is_some_and(|c| c.fence.skipped() > 0)
     }
 
     /// Whether every store is restored.
@@ -304,8 +333,13 @@ impl Restoration {
         if let Some(l) = listener {
             l.on_restore_start(&tp, &store, start, high);
         }
-        tracing::info!(target: "kstreams::runtime::restore", task = %task.id(), store = %store, changelog = %tp, from = start, to = high,
-            to_go = high - start, "restoring store");
+        if self.standby {
+            tracing::debug!(target: "kstreams::runtime::restore", task = %task.id(), store = %store, changelog = %tp, from = start, to = high,
+                "updating standby store");
+        } else {
+            tracing::info!(target: "kstreams::runtime::restore", task = %task.id(), store = %store, changelog = %tp, from = start, to = high,
+                to_go = high - start, "restoring store");
+        }
         // Bulk mode pays for itself only on a large restore: entering and leaving it rewrites RocksDB's
         // options file twice, which dominated opening small tasks.
         let bulk = high - start >= BULK_RESTORE_RECORDS;
@@ -338,7 +372,13 @@ impl Restoration {
             task.set_restoring(&store, false)?;
         }
         self.highest = self.highest.max(fence.highest());
-        if fence.skipped() > 0 {
+        if fence.skipped() > 0 && self.standby {
+            tracing::warn!(target: "kstreams::runtime::restore", task = %task.id(), store = %store, changelog = %tp, skipped = fence.skipped(),
+                highest_epoch = ?fence.highest(),
+                "a standby skipped changelog records a former owner wrote after a newer owner's (a paused instance's late writes); \
+                 its checkpoint stays before them, so that the task's next owner writes their keys again");
+            self.relogged = true;
+        } else if fence.skipped() > 0 {
             tracing::warn!(target: "kstreams::runtime::restore", task = %task.id(), store = %store, changelog = %tp, skipped = fence.skipped(),
                 highest_epoch = ?fence.highest(),
                 "skipped changelog records a former owner wrote after a newer owner's (a paused instance's late writes); \
@@ -350,6 +390,10 @@ impl Restoration {
             l.on_restore_end(&tp, &store, total);
         }
         let elapsed = started.elapsed();
+        if self.standby {
+            tracing::debug!(target: "kstreams::runtime::restore", task = %task.id(), store = %store, applied = total, "standby store updated");
+            return Ok(());
+        }
         let rate = total as f64 / elapsed.as_secs_f64().max(1e-9);
         tracing::info!(target: "kstreams::runtime::restore", task = %task.id(), store = %store, restored = total, elapsed = ?elapsed, records_per_sec = rate as u64,
             "store restored");

@@ -2,11 +2,12 @@
 //! (its RocksDB stores and `.checkpoint`), and a `.lock` file that one running instance holds, so two
 //! instances on one machine never share a task's files by mistake.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::StreamsError;
+use crate::{StreamsError, TaskId};
 
 /// The lock file's name in the application directory.
 const LOCK_FILE: &str = ".lock";
@@ -140,6 +141,29 @@ impl StateDirectory {
     }
 }
 
+/// Per task directory under `app_dir` (named `<sub-topology>_<partition>`) with a readable checkpoint,
+/// the sum of its checkpointed changelog offsets: how much state of the task this instance holds, which
+/// the group's leader weighs when it decides where the task goes (Kafka Streams reports the same for
+/// the task directories it does not hold). Unreadable entries are passed over: a restore decides later
+/// what to trust.
+pub(crate) fn checkpointed_offset_sums(app_dir: &Path) -> BTreeMap<TaskId, i64> {
+    let Ok(entries) = std::fs::read_dir(app_dir) else { return BTreeMap::new() };
+    let mut sums = BTreeMap::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some((subtopology, partition)) = name.to_str().and_then(|n| n.split_once('_')) else { continue };
+        let (Ok(subtopology), Ok(partition)) = (subtopology.parse(), partition.parse()) else { continue };
+        let Ok(offsets) = state_store::OffsetCheckpoint::in_dir(&entry.path()).read() else { continue };
+        if !offsets.is_empty() {
+            sums.insert(
+                TaskId { subtopology, partition },
+                offsets.values().fold(0, |sum: i64, &o| sum.saturating_add(o)),
+            );
+        }
+    }
+    sums
+}
+
 /// Deletes application `application_id`'s local state under `state_dir` (what
 /// [`KafkaStreams::clean_up`](super::KafkaStreams::clean_up) deletes: every task directory, not the lock
 /// file), for tools that reset an application; refused while an instance on this machine holds the
@@ -178,6 +202,22 @@ mod tests {
         assert!(second.clean().is_err(), "no wiping under a running instance");
         first.unlock();
         second.lock().unwrap();
+    }
+
+    #[test]
+    fn task_directories_report_their_checkpointed_offset_sums() {
+        let dir = tempfile::tempdir().unwrap();
+        let offsets = |pairs: &[(&str, i64)]| pairs.iter().map(|&(t, o)| ((t.to_string(), 3), o)).collect();
+        let task = dir.path().join("1_3");
+        std::fs::create_dir(&task).unwrap();
+        state_store::OffsetCheckpoint::in_dir(&task)
+            .write(&offsets(&[("a-changelog", 40), ("b-changelog", 2)]))
+            .unwrap();
+        std::fs::create_dir(dir.path().join("0_1")).unwrap(); // no checkpoint
+        std::fs::create_dir(dir.path().join("global")).unwrap();
+        std::fs::write(dir.path().join(LOCK_FILE), b"").unwrap();
+        let sums = checkpointed_offset_sums(dir.path());
+        assert_eq!(sums, BTreeMap::from([(TaskId { subtopology: 1, partition: 3 }, 42)]));
     }
 
     #[test]

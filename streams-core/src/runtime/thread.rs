@@ -27,7 +27,8 @@ use super::layout::Layouts;
 use super::member_consumer::{Instance, MemberConsumer};
 use super::partition_group::{PartitionGroup, IDLE_DISABLED};
 use super::producer::ThreadProducer;
-use super::restore::{self, Restoration, StateRestoreListener};
+use super::restore::{self, Restoration, RestorePlan, StateRestoreListener};
+use super::standby::{StandbyAssignment, StandbyTask, Standbys};
 use super::thread_metrics::{TaskFigures, ThreadSensors};
 use super::topics::TopicLayout;
 use super::{Shared, State, StreamThreadExceptionResponse};
@@ -38,10 +39,10 @@ use crate::client::{
 use crate::config::{GroupAssignor, ProcessingGuarantee, StreamsConfig};
 use crate::handler::{ProductionExceptionHandler, ProductionResponse};
 use crate::record::{ProducedRecord, RawRecord};
-use crate::sync::{lock_task, LockUnpoisoned};
+use crate::sync::{lock_task, try_lock_task_for, LockUnpoisoned};
 use crate::task::{Task, TaskConfig};
 use crate::time::Clock;
-use crate::topology::plan::TopologyPlan;
+use crate::topology::plan::{SubtopologyPlan, TopologyPlan};
 use crate::{StreamsError, TaskId, TaskMetrics, Topology};
 
 /// The part of a thread that rebalance callbacks also use.
@@ -63,6 +64,8 @@ pub(crate) struct ThreadInner {
     tasks: BTreeMap<TaskId, Task>,
     /// Tasks restoring their stores, a step at a time between polls; they join `tasks` once restored.
     restoring: BTreeMap<TaskId, (Task, Restoration)>,
+    /// Standby tasks (`group.assignor=streams`): copies of other instances' tasks kept up to date.
+    standbys: Standbys,
     /// The records fetched for each open task and not processed yet.
     inputs: BTreeMap<TaskId, PartitionGroup>,
     /// `max.task.idle.ms` (-1: never wait).
@@ -116,6 +119,8 @@ struct Holder {
     /// Whether the task is still restoring its stores: a query is told so without waiting for the
     /// thread's lock, which a restore step holds.
     restoring: bool,
+    /// Whether the thread holds a standby of the task, not the task.
+    standby: bool,
     /// The holding thread's count of queries waiting for its lock (see `StreamThread::let_queries_in`).
     queries_waiting: Arc<AtomicUsize>,
 }
@@ -125,9 +130,10 @@ impl TaskHolders {
         self.0.lock_unpoisoned()
     }
 
-    /// Each task and the name of the thread that holds it, in task order.
-    pub(crate) fn holders(&self) -> Vec<(TaskId, String)> {
-        self.lock().iter().map(|(id, holder)| (*id, holder.name.clone())).collect()
+    /// Each task and the name of the thread that holds it, and whether it holds a standby of it (not the
+    /// task), in task order.
+    pub(crate) fn holders(&self) -> Vec<(TaskId, String, bool)> {
+        self.lock().iter().map(|(id, holder)| (*id, holder.name.clone(), holder.standby)).collect()
     }
 
     /// Whether task `id` is held here and still restoring.
@@ -141,9 +147,10 @@ impl TaskHolders {
         }
     }
 
-    /// Runs `read` on task `id` (and whether it is still restoring) under its thread's lock, so between
-    /// two of the thread's steps; `None` when no thread of this instance holds the task. The registry's
-    /// lock is let go first: a reader holds one thread's lock at a time, and nothing else.
+    /// Runs `read` on task `id` (and whether its state may be behind: restoring, or a standby) under its
+    /// thread's lock, so between two of the thread's steps; `None` when no thread of this instance holds
+    /// the task. The registry's lock is let go first: a reader holds one thread's lock at a time, and
+    /// nothing else.
     pub(crate) fn read_task<R>(&self, id: TaskId, read: impl FnOnce(&Task, bool) -> R) -> Option<R> {
         let (holder, waiting) = {
             let holders = self.lock();
@@ -153,10 +160,11 @@ impl TaskHolders {
         waiting.fetch_add(1, Ordering::SeqCst);
         let inner = holder.lock_unpoisoned();
         waiting.fetch_sub(1, Ordering::SeqCst);
-        match (inner.tasks.get(&id), inner.restoring.get(&id)) {
-            (Some(task), _) => Some(read(task, false)),
-            (None, Some((task, _))) => Some(read(task, true)),
-            (None, None) => None,
+        match (inner.tasks.get(&id), inner.restoring.get(&id), inner.standbys.get(id)) {
+            (Some(task), _, _) => Some(read(task, false)),
+            (None, Some((task, _)), _) => Some(read(task, true)),
+            (None, None, Some(standby)) => Some(read(standby.task(), true)),
+            (None, None, None) => None,
         }
     }
 }
@@ -169,6 +177,12 @@ enum Checkpoint {
     Now,
     /// At the commit interval.
     WhenDue,
+}
+
+/// Task `id`'s sub-topology in `plan`.
+fn subtopology(plan: &TopologyPlan, id: TaskId) -> Result<&SubtopologyPlan, StreamsError> {
+    let sub = plan.subtopologies.iter().find(|s| s.id == id.subtopology);
+    sub.ok_or_else(|| StreamsError::Internal(format!("no sub-topology {}", id.subtopology)))
 }
 
 /// Recovering goes on at most this many times in a row, and for at most `task.timeout.ms`, without a
@@ -246,6 +260,7 @@ impl ThreadInner {
         if !offsets.is_empty() {
             self.sensors.committed(began.elapsed(), self.tasks.len(), self.task_config.clock.now_ms());
         }
+        self.standbys.checkpoint_if_due();
         self.publish_metrics();
         Ok(())
     }
@@ -400,11 +415,20 @@ impl ThreadInner {
     /// Closes every task without committing: what their stores held for the open transaction is
     /// dropped; their processed offsets are forgotten.
     fn close_all_tasks(&mut self) {
-        let ids: Vec<TaskId> = self.tasks.keys().chain(self.restoring.keys()).copied().collect();
+        let standbys = self.standbys.ids();
+        let ids: Vec<TaskId> = self.tasks.keys().chain(self.restoring.keys()).copied().chain(standbys).collect();
         for id in ids {
             self.close_task(id);
         }
         self.offsets.clear();
+    }
+
+    /// At the thread's end: another thread reports the task directories no thread holds.
+    fn stop_reporting_task_dirs(&self) {
+        let mut reporter = self.shared.task_dir_reporter.lock_unpoisoned();
+        if reporter.as_deref() == Some(self.name.as_str()) {
+            *reporter = None;
+        }
     }
 
     /// At the thread's end: its counters join those of the threads that ended, so that a thread of the
@@ -431,7 +455,12 @@ impl ThreadInner {
         metrics.insert(self.name.clone(), self.closed_metrics + open);
     }
 
+    /// Closes task `id`, or this thread's standby of it.
     fn close_task(&mut self, id: TaskId) {
+        if let Some(standby) = self.standbys.remove(id) {
+            standby.close();
+            self.forget_holder(id);
+        }
         let enforced = self.inputs.remove(&id).map_or(0, |input| input.enforced());
         self.closed_metrics.enforced_processing += enforced;
         let mut restore_remaining = 0;
@@ -450,11 +479,98 @@ impl ThreadInner {
                 tracing::warn!(target: "kstreams::runtime::thread", task = %id, error = %e, "error closing task");
             }
             tracing::info!(target: "kstreams::runtime::thread", task = %id, "task closed");
-            let mut holders = self.shared.task_holders.lock();
-            if holders.get(&id).is_some_and(|holder| holder.name == self.name) {
-                holders.remove(&id);
-            }
+            self.forget_holder(id);
         }
+    }
+
+    /// Takes this thread out of the holders' registry for task `id`.
+    fn forget_holder(&self, id: TaskId) {
+        let mut holders = self.shared.task_holders.lock();
+        if holders.get(&id).is_some_and(|holder| holder.name == self.name) {
+            holders.remove(&id);
+        }
+    }
+
+    /// Opens the standbys the last assignment gave this thread and closes those it no longer gives. A
+    /// task another thread of this instance still holds is left for a later step.
+    fn keep_standbys(&mut self) -> Result<(), StreamsError> {
+        let (missing, unwanted) = self.standbys.follow_assignment();
+        for id in unwanted {
+            self.close_task(id);
+        }
+        for id in missing {
+            if self.tasks.contains_key(&id) || self.restoring.contains_key(&id) {
+                continue;
+            }
+            // Another thread here holds it: as a task its assignment has not moved yet, or as a standby
+            // it gives up at its next step. Either way its own step lets it go.
+            if self.shared.task_holders.lock().get(&id).is_some_and(|h| h.name != self.name) {
+                continue;
+            }
+            match self.open_standby(id) {
+                Ok(standby) => {
+                    let holder = Holder {
+                        name: self.name.clone(),
+                        inner: self.me.clone(),
+                        restoring: false,
+                        standby: true,
+                        queries_waiting: self.queries_waiting.clone(),
+                    };
+                    self.shared.task_holders.lock().insert(id, holder);
+                    self.standbys.insert(standby);
+                }
+                Err(e) => self.standbys.failed(id, &e),
+            }
+            self.producer.check_running()?;
+        }
+        Ok(())
+    }
+
+    fn open_standby(&mut self, id: TaskId) -> Result<StandbyTask, StreamsError> {
+        let topology = self.plan.clone();
+        let sub = subtopology(&topology, id)?;
+        let (plan, recorded_epoch) = self.prepare_stores(id, sub)?;
+        let task = Task::new(&self.topology, sub, id.partition, &self.task_config)?;
+        StandbyTask::new(task, plan, recorded_epoch, &mut *self.restorer)
+    }
+
+    /// Keeps the standbys up to date, once no task of this thread restores (a restore comes first: its
+    /// task is waited for).
+    fn update_standbys(&mut self) -> Result<(), StreamsError> {
+        if !self.restoring.is_empty() {
+            return Ok(());
+        }
+        // As a restore: a long catch-up is time the thread runs, not a pause (at_least_once).
+        let producer = &mut self.producer;
+        let mut running = || producer.check_running().map_err(StreamsError::from);
+        for id in self.standbys.update(&mut *self.restorer, &mut running)? {
+            self.forget_holder(id);
+        }
+        Ok(())
+    }
+
+    /// The offset sum of every task this thread has state of (Kafka Streams' `getTaskOffsetSums`): a task
+    /// it runs or restores is caught up (`assignor::LATEST_OFFSET`), a standby reports what it applied,
+    /// and, from the instance's one reporting thread (`Shared::task_dir_reporter`), a task directory no
+    /// thread holds reports its checkpoint.
+    fn offset_sums(&self) -> BTreeMap<TaskId, i64> {
+        let reports_dirs = {
+            let mut reporter = self.shared.task_dir_reporter.lock_unpoisoned();
+            reporter.get_or_insert_with(|| self.name.clone()) == &self.name
+        };
+        let mut sums: BTreeMap<TaskId, i64> = match &self.task_config.app_dir {
+            Some(dir) if reports_dirs => {
+                let held = self.shared.task_holders.holders();
+                let mut sums = super::state_dir::checkpointed_offset_sums(dir);
+                sums.retain(|id, _| !held.iter().any(|(h, name, _)| h == id && *name != self.name));
+                sums
+            }
+            _ => BTreeMap::new(),
+        };
+        sums.extend(self.standbys.offset_sums());
+        let running = self.tasks.keys().chain(self.restoring.keys());
+        sums.extend(running.map(|&id| (id, super::assignor::LATEST_OFFSET)));
+        sums
     }
 
     /// Closes task `id` in another thread of this instance that still holds it, without committing
@@ -465,7 +581,11 @@ impl ThreadInner {
         let Some(Holder { name, inner: holder, .. }) = holder.filter(|holder| holder.name != self.name) else { return };
         let Some(holder) = holder.upgrade() else { return };
         tracing::warn!(target: "kstreams::runtime::thread", task = %id, from = %name, to = %self.name, "taking a task another thread of this instance still holds; it lost the task without knowing yet");
-        let mut other = lock_task(&holder);
+        // Bounded: that thread may be taking a task of ours at the same moment.
+        let Some(mut other) = try_lock_task_for(&holder, Duration::from_secs(2)) else {
+            tracing::warn!(target: "kstreams::runtime::thread", task = %id, from = %name, "the other thread stayed busy; its files of the task may still be locked");
+            return;
+        };
         other.close_task(id);
         let partitions: Vec<TopicPartition> =
             other.offsets.keys().filter(|tp| other.task_id(&tp.topic, tp.partition) == Some(id)).cloned().collect();
@@ -474,56 +594,62 @@ impl ThreadInner {
         }
     }
 
+    /// Decides, before task `id`'s stores are opened, which of them can be trusted: where each logged
+    /// store's restore starts (after the checkpoint, or from the log's start), and with which recorded
+    /// owner epoch; the stores that cannot be trusted are wiped, to be restored in full.
+    fn prepare_stores(
+        &mut self,
+        id: TaskId,
+        sub: &SubtopologyPlan,
+    ) -> Result<(RestorePlan, Option<i32>), StreamsError> {
+        let logged = Task::logged_stores(&self.topology, sub, &self.task_config);
+        if logged.is_empty() {
+            return Ok(Default::default());
+        }
+        let task_dir = self.task_config.task_dir(id);
+        let (checkpoint, recorded_epoch) =
+            task_dir.as_deref().map(|dir| restore::read_checkpoint(id, dir)).unwrap_or_default();
+        let partitions: Vec<(String, TopicPartition)> = logged
+            .iter()
+            .map(|store| {
+                let topic = crate::task::changelog_topic(&self.task_config.application_id, store);
+                (store.clone(), TopicPartition::new(&topic, id.partition))
+            })
+            .collect();
+        let mut plan = restore::plan_restore(id, &partitions, &checkpoint, &mut *self.restorer)?;
+        for (store, (start, _, _)) in &mut plan {
+            let Some(dir) = &task_dir else { continue };
+            let store_dir = crate::store::store_dir(dir, store);
+            // A checkpoint vouches for files that are there: with none, the store would open empty.
+            if start.is_some() && !state_store::holds_files(&store_dir) {
+                tracing::warn!(target: "kstreams::runtime::thread", task = %id, store = %store, dir = %store_dir.display(),
+                    "the checkpoint covers a store whose files are gone; restoring it in full");
+                *start = None;
+            }
+            if start.is_none() {
+                state_store::RocksDbKeyValueStore::destroy(store, &store_dir)?;
+            }
+        }
+        if let Some(dir) = &task_dir {
+            restore::forget_full_restores(id, dir, &checkpoint, &partitions, &plan)?;
+        }
+        Ok((plan, recorded_epoch))
+    }
+
     /// Opens task `id` with what the group committed for its partitions: running at once when its stores
     /// have nothing to restore, else restoring (see [`ThreadInner::restore_step`]).
     fn open_task(&mut self, id: TaskId, committed: &CommittedOffsets) -> Result<(), StreamsError> {
         if self.tasks.contains_key(&id) || self.restoring.contains_key(&id) {
             return Ok(());
         }
+        // A standby of the task here, or in another thread, hands its state over through its checkpoint.
+        if let Some(standby) = self.standbys.remove(id) {
+            standby.close();
+        }
         self.take_from_other_thread(id);
-        let sub = self
-            .plan
-            .subtopologies
-            .iter()
-            .find(|s| s.id == id.subtopology)
-            .ok_or_else(|| StreamsError::Internal(format!("no sub-topology {}", id.subtopology)))?;
-        // Which local stores can be trusted is decided before they are opened: those that cannot are
-        // wiped, then restored in full.
-        let logged = Task::logged_stores(&self.topology, sub, &self.task_config);
-        let task_dir = self.task_config.task_dir(id);
-        let mut recorded_epoch = None;
-        let plan = if logged.is_empty() {
-            Default::default()
-        } else {
-            let (checkpoint, epoch) =
-                task_dir.as_deref().map(|dir| restore::read_checkpoint(id, dir)).unwrap_or_default();
-            recorded_epoch = epoch;
-            let partitions: Vec<(String, TopicPartition)> = logged
-                .iter()
-                .map(|store| {
-                    let topic = crate::task::changelog_topic(&self.task_config.application_id, store);
-                    (store.clone(), TopicPartition::new(&topic, id.partition))
-                })
-                .collect();
-            let mut plan = restore::plan_restore(id, &partitions, &checkpoint, &mut *self.restorer)?;
-            for (store, (start, _, _)) in &mut plan {
-                let Some(dir) = &task_dir else { continue };
-                let store_dir = crate::store::store_dir(dir, store);
-                // A checkpoint vouches for files that are there: with none, the store would open empty.
-                if start.is_some() && !state_store::holds_files(&store_dir) {
-                    tracing::warn!(target: "kstreams::runtime::thread", task = %id, store = %store, dir = %store_dir.display(),
-                        "the checkpoint covers a store whose files are gone; restoring it in full");
-                    *start = None;
-                }
-                if start.is_none() {
-                    state_store::RocksDbKeyValueStore::destroy(store, &store_dir)?;
-                }
-            }
-            if let Some(dir) = &task_dir {
-                restore::forget_full_restores(id, dir, &checkpoint, &partitions, &plan)?;
-            }
-            plan
-        };
+        let topology = self.plan.clone();
+        let sub = subtopology(&topology, id)?;
+        let (plan, recorded_epoch) = self.prepare_stores(id, sub)?;
         let mut task = Task::new(&self.topology, sub, id.partition, &self.task_config)?;
         self.sensors.task_created(self.task_config.clock.now_ms());
         let mine = committed.iter().filter(|(tp, _)| self.task_id(&tp.topic, tp.partition) == Some(id));
@@ -535,6 +661,7 @@ impl ThreadInner {
             name: self.name.clone(),
             inner: self.me.clone(),
             restoring: !restoration.is_done(),
+            standby: false,
             queries_waiting: self.queries_waiting.clone(),
         };
         self.shared.task_holders.lock().insert(id, holder);
@@ -832,6 +959,16 @@ impl RebalanceListener for Listener {
                 {
                     inner.fatal.get_or_insert(e.into());
                 }
+                // A cooperative rebalance keeps the thread's other tasks: their work since the last commit
+                // took part in the commit that failed (under exactly_once_v2 it was aborted with it), so
+                // they may not go on from where they are. Closed as well, they are opened again from the
+                // last commit by the recovery this error brings at the next step.
+                let revoked: Vec<TaskId> =
+                    partitions.iter().filter_map(|tp| inner.task_id(&tp.topic, tp.partition)).collect();
+                if inner.tasks.keys().chain(inner.restoring.keys()).any(|id| !revoked.contains(id)) {
+                    inner.close_all_tasks();
+                    inner.fatal.get_or_insert(e);
+                }
             }
             Err(e) => {
                 tracing::error!(target: "kstreams::runtime::thread", error = %e, "commit before revocation failed");
@@ -909,9 +1046,11 @@ impl RebalanceListener for Listener {
                 inner.inputs.entry(id).or_default().add_partition(tp);
             }
         }
-        // Tasks restoring keep the instance REBALANCING until they are restored (`restore_step`).
-        if inner.fatal.is_none() && inner.shared.restoring_tasks.load(Ordering::SeqCst) == 0 {
-            inner.shared.state.set(State::Running);
+        // Tasks restoring keep the instance REBALANCING until they are restored (`restore_step`), also
+        // when a cooperative rebalance took nothing away from it.
+        if inner.fatal.is_none() {
+            let restoring = inner.shared.restoring_tasks.load(Ordering::SeqCst) > 0;
+            inner.shared.state.set(if restoring { State::Rebalancing } else { State::Running });
         }
     }
 }
@@ -1013,6 +1152,7 @@ impl StreamThread {
         task_config.globals = state.globals.clone();
         let (generation, layout) = layouts.current();
         let queries_waiting = Arc::<AtomicUsize>::default();
+        let standby_assignment = Arc::new(StandbyAssignment::default());
         let inner = Arc::new_cyclic(|me| {
             Mutex::new(ThreadInner {
                 me: me.clone(),
@@ -1027,6 +1167,7 @@ impl StreamThread {
                 task_config,
                 tasks: BTreeMap::new(),
                 restoring: BTreeMap::new(),
+                standbys: Standbys::new(standby_assignment.clone(), state.clock.clone()),
                 inputs: BTreeMap::new(),
                 max_task_idle_ms: config
                     .max_task_idle
@@ -1058,13 +1199,13 @@ impl StreamThread {
             GroupAssignor::Range => supplier.consumer(&config, &consumer_id, listener)?,
             GroupAssignor::Streams => {
                 let tasks_of = inner.clone();
-                // The tasks it runs or restores are where they should stay: caught up.
-                let offset_sums = Box::new(move || {
-                    let inner = lock_task(&tasks_of);
-                    let ids = inner.tasks.keys().chain(inner.restoring.keys());
-                    ids.map(|&id| (id, super::assignor::LATEST_OFFSET)).collect()
-                });
-                let instance = Instance { process_id: state.process_id, offset_sums, layouts: layouts.clone() };
+                let offset_sums = Box::new(move || lock_task(&tasks_of).offset_sums());
+                let instance = Instance {
+                    process_id: state.process_id,
+                    offset_sums,
+                    layouts: layouts.clone(),
+                    standbys: standby_assignment,
+                };
                 Box::new(MemberConsumer::for_thread(
                     &name,
                     &config,
@@ -1153,8 +1294,11 @@ impl StreamThread {
         if self.layouts.generation() != self.generation {
             self.subscribe()?;
         }
-        // While tasks restore, the poll does not wait: the restore goes on between polls.
-        let restoring = !lock_task(&self.inner).restoring.is_empty();
+        // While tasks restore or standbys catch up, the poll does not wait: they go on between polls.
+        let restoring = {
+            let inner = lock_task(&self.inner);
+            !inner.restoring.is_empty() || inner.standbys.updating()
+        };
         let poll_timeout = if restoring { Duration::ZERO } else { poll_timeout };
         let poll_began = std::time::Instant::now();
         let polled = self.consumer.poll_batch(poll_timeout, self.config.max_poll_records, &mut self.batch);
@@ -1186,7 +1330,9 @@ impl StreamThread {
                 })
                 .and_then(|()| inner.pause_and_resume(&mut *self.consumer))
                 .and_then(|()| inner.punctuate())
-                .and_then(|()| inner.restore_step(&mut *self.consumer)),
+                .and_then(|()| inner.restore_step(&mut *self.consumer))
+                .and_then(|()| inner.keep_standbys())
+                .and_then(|()| inner.update_standbys()),
         };
         let now = self.clock.now_ms();
         let step = step.and_then(|()| {
@@ -1264,6 +1410,7 @@ impl StreamThread {
         inner.export_metrics(self.clock.now_ms());
         inner.publish_metrics();
         inner.retire_metrics();
+        inner.stop_reporting_task_dirs();
         drop(inner);
         // A thread removed on its own that fails on its way out is logged, as Kafka Streams does: the
         // instance goes on with its other threads.

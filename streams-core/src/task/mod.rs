@@ -582,6 +582,11 @@ impl Task {
         Ok(self.state.stores[self.store_index(store)?].bytes().get(key)?)
     }
 
+    /// The changelog offset the store logging to `partition` reflects, when known.
+    pub(crate) fn changelog_offset(&self, partition: &TopicPartition) -> Option<i64> {
+        self.changelog_offsets.get(partition).copied()
+    }
+
     /// Records that the persistent store logging to `partition` reflects the changelog up to `offset`
     /// (never moves backwards).
     pub(crate) fn set_changelog_offset(&mut self, partition: &TopicPartition, offset: i64) {

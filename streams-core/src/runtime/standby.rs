@@ -1,0 +1,300 @@
+//! Standby tasks (Kafka Streams' `StandbyTask`): a copy of a stateful task's stores on a thread that
+//! does not run the task, kept up to date from its changelogs, so that when the task comes here (its
+//! owner gone, or the assignor moving it) it restores only what the copy lags behind. A warm-up is the
+//! same thing from this side: a standby the assignor gives while the copy catches up, to move the task
+//! here once it has.
+//!
+//! A standby reads only what is committed: under `read_committed` (exactly_once_v2) up to each
+//! changelog's last stable offset, so that it never waits on the owner's open transaction and never
+//! holds an aborted write. It processes nothing and writes nothing: its stores are opened below their
+//! logging layer, as a restore uses them, and it never takes an owner epoch. Its checkpoint records
+//! what it applied, with the highest owner epoch seen, exactly as a restore cut short would, so that
+//! the next owner of the task on this instance goes on from there under the same epoch fence.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::restore::{Restoration, RestorePlan};
+use crate::client::RestoreConsumer;
+use crate::sync::LockUnpoisoned;
+use crate::task::Task;
+use crate::time::Clock;
+use crate::{StreamsError, TaskId};
+
+/// How often (ms, on the thread's clock) a standby that is caught up asks its changelogs how far they
+/// go. Its lag behind the owner is about this much of the owner's output, plus what the owner has not
+/// committed yet.
+const LOOK_EVERY_MS: i64 = 250;
+
+/// One standby task: see the module's documentation.
+pub(crate) struct StandbyTask {
+    task: Task,
+    /// The update under way: from the stores' positions to the changelogs' committed ends when it began.
+    update: Restoration,
+    /// The highest owner epoch the copy's state has seen.
+    highest_epoch: Option<i32>,
+    /// A former owner's late writes were skipped: the copy is right, but its checkpoint stays where it
+    /// was (see [`Restoration::skipped_late_writes`]).
+    pinned: bool,
+    /// When (ms) the changelogs' ends are asked again, once the update under way is done.
+    next_look_ms: i64,
+}
+
+impl StandbyTask {
+    /// A standby of `task` (its stores open, its processors never initialized), its first update from
+    /// `plan` (see `restore::prepare_stores`) with each changelog's end lowered to what is committed.
+    pub(crate) fn new(
+        mut task: Task,
+        mut plan: RestorePlan,
+        recorded_epoch: Option<i32>,
+        restorer: &mut dyn RestoreConsumer,
+    ) -> Result<Self, StreamsError> {
+        for changelog in task.changelogs().to_vec() {
+            if let Some((_, _, high)) = plan.get_mut(&changelog.store) {
+                *high = restorer.readable_end(&changelog.partition)?;
+            }
+        }
+        let update = Restoration::standby_update(&mut task, &plan, recorded_epoch, false);
+        tracing::info!(target: "kstreams::runtime::thread", task = %task.id(), to_go = update.remaining(), "standby task created");
+        Ok(StandbyTask { task, update, highest_epoch: recorded_epoch, pinned: false, next_look_ms: i64::MIN })
+    }
+
+    pub(crate) fn id(&self) -> TaskId {
+        self.task.id()
+    }
+
+    /// The copy, for an interactive query that accepts stale stores.
+    pub(crate) fn task(&self) -> &Task {
+        &self.task
+    }
+
+    /// The sum of the changelog offsets the copy reflects (Kafka Streams' task offset sum), which the
+    /// group's leader weighs against the changelogs' ends to tell how far behind it is.
+    pub(crate) fn offset_sum(&self) -> i64 {
+        let changelogs = self.task.changelogs();
+        changelogs.iter().filter_map(|c| self.task.changelog_offset(&c.partition)).fold(0, i64::saturating_add)
+    }
+
+    /// Whether an update is under way (the thread's poll then does not wait).
+    pub(crate) fn updating(&self) -> bool {
+        !self.update.is_done()
+    }
+
+    /// Applies some more of the changelogs (about 100 ms at most); once an update is done, asks the
+    /// changelogs' ends again every [`LOOK_EVERY_MS`] (`now_ms` on the thread's clock) and starts the
+    /// next one when they moved.
+    pub(crate) fn step(
+        &mut self,
+        restorer: &mut dyn RestoreConsumer,
+        now_ms: i64,
+        between_batches: &mut dyn FnMut() -> Result<(), StreamsError>,
+    ) -> Result<(), StreamsError> {
+        if self.update.is_done() {
+            if now_ms < self.next_look_ms {
+                return Ok(());
+            }
+            self.next_look_ms = now_ms.saturating_add(LOOK_EVERY_MS);
+            let mut plan = BTreeMap::new();
+            for changelog in self.task.changelogs().to_vec() {
+                let end = restorer.readable_end(&changelog.partition)?;
+                let start = self.task.changelog_offset(&changelog.partition).map(|offset| offset + 1);
+                if start.unwrap_or(0) >= end {
+                    continue;
+                }
+                // A changelog this copy has not read yet starts where the log does.
+                let low = match start {
+                    Some(_) => 0,
+                    None => restorer.watermarks(&changelog.partition)?.0,
+                };
+                plan.insert(changelog.store.clone(), (start, low, end));
+            }
+            if plan.is_empty() {
+                return Ok(());
+            }
+            self.update = Restoration::standby_update(&mut self.task, &plan, self.highest_epoch, self.pinned);
+        }
+        let done = self.update.step(&mut self.task, restorer, None, between_batches)?;
+        self.highest_epoch = self.highest_epoch.max(self.update.highest_epoch());
+        self.pinned |= self.update.skipped_late_writes();
+        if done {
+            tracing::trace!(target: "kstreams::runtime::thread", task = %self.task.id(), "standby caught up");
+        }
+        Ok(())
+    }
+
+    /// At a commit: the copy's files are flushed and checkpointed when its changelogs moved on enough
+    /// since the last checkpoint (between updates only: a store in bulk mode is not flushed).
+    pub(crate) fn checkpoint_if_due(&mut self) -> Result<(), StreamsError> {
+        if self.pinned || !self.update.is_done() || !self.task.checkpoint_due() {
+            return Ok(());
+        }
+        self.task.checkpoint_partial_restore(self.highest_epoch)
+    }
+
+    /// Closes the copy, checkpointing what it applied (an update cut short as a restore would be, which
+    /// keeps a pinned checkpoint where it is), so that the task's next owner here, or the next standby,
+    /// goes on from there.
+    pub(crate) fn close(mut self) {
+        let id = self.task.id();
+        if !self.update.is_done() {
+            self.update.abandon(&mut self.task);
+        } else if !self.pinned
+            && let Err(e) = self.task.checkpoint_partial_restore(self.highest_epoch)
+        {
+            tracing::warn!(target: "kstreams::runtime::thread", task = %id, error = %e, "could not checkpoint the standby task");
+        }
+        if let Err(e) = self.task.close() {
+            tracing::warn!(target: "kstreams::runtime::thread", task = %id, error = %e, "error closing the standby task");
+        }
+        tracing::info!(target: "kstreams::runtime::thread", task = %id, "standby task closed");
+    }
+}
+
+/// The standby tasks the thread's last assignment gave it, handed from its consumer (which hears the
+/// assignment) to its loop (which opens and closes them between polls).
+#[derive(Default)]
+pub(crate) struct StandbyAssignment(Mutex<Option<BTreeSet<TaskId>>>);
+
+impl StandbyAssignment {
+    /// The standbys of an assignment just received.
+    pub(crate) fn set(&self, tasks: impl IntoIterator<Item = TaskId>) {
+        *self.0.lock_unpoisoned() = Some(tasks.into_iter().collect());
+    }
+
+    /// The standbys of the last assignment, if one came since the last call.
+    fn take(&self) -> Option<BTreeSet<TaskId>> {
+        self.0.lock_unpoisoned().take()
+    }
+}
+
+/// A thread's standby tasks: those its assignment wants and those it has open.
+pub(crate) struct Standbys {
+    assigned: Arc<StandbyAssignment>,
+    /// The standbys of the last assignment.
+    wanted: BTreeSet<TaskId>,
+    open: BTreeMap<TaskId, StandbyTask>,
+    /// Where the next update round starts, so that one standby's long catch-up does not starve the
+    /// others.
+    next: Option<TaskId>,
+    /// Standbys that failed, and when (ms) to open them again.
+    retry_at: BTreeMap<TaskId, i64>,
+    /// The thread's clock.
+    clock: Clock,
+}
+
+/// How long (ms) a standby that failed stays closed before it is opened again.
+const RETRY_AFTER_MS: i64 = 1_000;
+
+/// About how long a thread updates its standbys between two polls.
+const UPDATE_TIME: Duration = Duration::from_millis(100);
+
+impl Standbys {
+    /// Standbys given through `assigned`, timed by `clock`.
+    pub(crate) fn new(assigned: Arc<StandbyAssignment>, clock: Clock) -> Self {
+        Standbys {
+            assigned,
+            wanted: BTreeSet::new(),
+            open: BTreeMap::new(),
+            next: None,
+            retry_at: BTreeMap::new(),
+            clock,
+        }
+    }
+
+    /// Takes the standbys of an assignment that came since the last call; the tasks wanted and not
+    /// open (save those that failed a moment ago), and those open and no longer wanted.
+    pub(crate) fn follow_assignment(&mut self) -> (Vec<TaskId>, Vec<TaskId>) {
+        if let Some(wanted) = self.assigned.take() {
+            self.wanted = wanted;
+        }
+        let now = self.clock.now_ms();
+        self.retry_at.retain(|_, at| *at > now);
+        let missing = self.wanted.iter().filter(|id| !self.open.contains_key(id) && !self.retry_at.contains_key(id));
+        let missing = missing.copied().collect();
+        let unwanted = self.open.keys().filter(|id| !self.wanted.contains(id)).copied().collect();
+        (missing, unwanted)
+    }
+
+    pub(crate) fn insert(&mut self, standby: StandbyTask) {
+        self.open.insert(standby.id(), standby);
+    }
+
+    pub(crate) fn remove(&mut self, id: TaskId) -> Option<StandbyTask> {
+        self.open.remove(&id)
+    }
+
+    pub(crate) fn get(&self, id: TaskId) -> Option<&StandbyTask> {
+        self.open.get(&id)
+    }
+
+    pub(crate) fn ids(&self) -> Vec<TaskId> {
+        self.open.keys().copied().collect()
+    }
+
+    /// Each open standby's offset sum.
+    pub(crate) fn offset_sums(&self) -> impl Iterator<Item = (TaskId, i64)> + '_ {
+        self.open.iter().map(|(&id, standby)| (id, standby.offset_sum()))
+    }
+
+    /// Whether a standby has an update under way.
+    pub(crate) fn updating(&self) -> bool {
+        self.open.values().any(StandbyTask::updating)
+    }
+
+    /// A standby could not be opened or updated: it is closed (when open) and opened again after
+    /// [`RETRY_AFTER_MS`]. A standby's failure is its own: the thread's tasks go on.
+    pub(crate) fn failed(&mut self, id: TaskId, error: &StreamsError) {
+        tracing::warn!(target: "kstreams::runtime::thread", task = %id, error = %crate::handler::error_chain(error),
+            "standby task failed; opening it again in a moment");
+        if let Some(standby) = self.open.remove(&id) {
+            standby.close();
+        }
+        self.retry_at.insert(id, self.clock.now_ms().saturating_add(RETRY_AFTER_MS));
+    }
+
+    /// Updates the standbys for about [`UPDATE_TIME`], in turn from where the last round stopped. The
+    /// standbys that failed are closed ([`Standbys::failed`]) and returned. `between_batches` runs
+    /// after each batch applied; its error stops the round.
+    pub(crate) fn update(
+        &mut self,
+        restorer: &mut dyn RestoreConsumer,
+        between_batches: &mut dyn FnMut() -> Result<(), StreamsError>,
+    ) -> Result<Vec<TaskId>, StreamsError> {
+        let started = Instant::now();
+        let order: Vec<TaskId> = match self.next {
+            Some(next) => self.open.range(next..).chain(self.open.range(..next)).map(|(&id, _)| id).collect(),
+            None => self.open.keys().copied().collect(),
+        };
+        self.next = None;
+        let mut failed = Vec::new();
+        for id in order {
+            if started.elapsed() >= UPDATE_TIME {
+                self.next = Some(id);
+                break;
+            }
+            let Some(standby) = self.open.get_mut(&id) else { continue };
+            // The thread's own check (a pause, at_least_once) is the thread's error, not the standby's.
+            let mut thread_failed = false;
+            let mut check = || between_batches().inspect_err(|_| thread_failed = true);
+            if let Err(e) = standby.step(restorer, self.clock.now_ms(), &mut check) {
+                if thread_failed {
+                    return Err(e);
+                }
+                self.failed(id, &e);
+                failed.push(id);
+            }
+        }
+        Ok(failed)
+    }
+
+    /// At a commit: checkpoints the standbys whose changelogs moved on enough. A failure is logged: the
+    /// copy stays right, only a restart would restore more of it.
+    pub(crate) fn checkpoint_if_due(&mut self) {
+        for standby in self.open.values_mut() {
+            if let Err(e) = standby.checkpoint_if_due() {
+                tracing::warn!(target: "kstreams::runtime::thread", task = %standby.id(), error = %e, "could not checkpoint the standby task");
+            }
+        }
+    }
+}
