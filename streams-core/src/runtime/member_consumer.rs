@@ -216,6 +216,8 @@ impl MemberConsumer {
                 }
                 GroupEvent::Assigned { generation, assignment } => {
                     (self.joining, self.syncing) = (false, false);
+                    // Whatever an earlier assignment left waiting is that generation's, not this one's.
+                    self.awaiting.clear();
                     let info = AssignmentInfo::decode(&assignment.user_data).map_err(|e| {
                         let message = format!("the assignment of generation {generation} cannot be read: {e}");
                         ClientError::new("assignment", message, ClientErrorKind::Fatal)
@@ -290,8 +292,10 @@ impl MemberConsumer {
     }
 
     /// Opens `added` from the group's committed offsets. When those cannot be read yet (a transaction
-    /// still commits them), the partitions wait for a later poll, as Kafka's consumer retries its offset
-    /// fetch within `poll`; the thread goes on with its other tasks meanwhile.
+    /// still commits them, and the member's own retries within `default.api.timeout.ms` ran out, or
+    /// the embedded broker runs on a simulation's clock), the partitions wait for a later poll, as
+    /// Kafka's consumer retries its offset fetch within `poll`; the thread goes on with its other tasks
+    /// meanwhile.
     fn open(&mut self, added: Vec<TopicPartition>) -> Result<(), ClientError> {
         if added.is_empty() {
             // Called with nothing new too: the assignment is what brings the instance back to RUNNING.
@@ -353,7 +357,9 @@ impl MemberConsumer {
                 return changelogs.keys().map(|&task| (task, 0)).collect();
             }
         };
-        let sum = |tps: &Vec<TopicPartition>| tps.iter().map(|tp| ends.get(tp).copied().unwrap_or(0)).sum();
+        let sum = |tps: &Vec<TopicPartition>| {
+            tps.iter().map(|tp| ends.get(tp).copied().unwrap_or(0)).fold(0, i64::saturating_add)
+        };
         changelogs.iter().map(|(&task, tps)| (task, sum(tps))).collect()
     }
 }

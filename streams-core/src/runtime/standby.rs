@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::restore::{Restoration, RestorePlan};
-use crate::client::RestoreConsumer;
+use crate::client::{RestoreConsumer, TopicPartition};
 use crate::sync::LockUnpoisoned;
 use crate::task::Task;
 use crate::time::Clock;
@@ -39,6 +39,11 @@ pub(crate) struct StandbyTask {
     pinned: bool,
     /// When (ms) the changelogs' ends are asked again, once the update under way is done.
     next_look_ms: i64,
+    /// Per changelog, the end the update under way reads to, and the end the last finished one read
+    /// to: under `read_committed` a changelog ends in a transaction marker, one past the last record
+    /// applied, so the record's offset alone would start a read of nothing at every look.
+    planned: BTreeMap<TopicPartition, i64>,
+    reached: BTreeMap<TopicPartition, i64>,
 }
 
 impl StandbyTask {
@@ -50,14 +55,24 @@ impl StandbyTask {
         recorded_epoch: Option<i32>,
         restorer: &mut dyn RestoreConsumer,
     ) -> Result<Self, StreamsError> {
+        let mut planned = BTreeMap::new();
         for changelog in task.changelogs().to_vec() {
             if let Some((_, _, high)) = plan.get_mut(&changelog.store) {
                 *high = restorer.readable_end(&changelog.partition)?;
+                planned.insert(changelog.partition.clone(), *high);
             }
         }
         let update = Restoration::standby_update(&mut task, &plan, recorded_epoch, false);
         tracing::info!(target: "kstreams::runtime::thread", task = %task.id(), to_go = update.remaining(), "standby task created");
-        Ok(StandbyTask { task, update, highest_epoch: recorded_epoch, pinned: false, next_look_ms: i64::MIN })
+        Ok(StandbyTask {
+            task,
+            update,
+            highest_epoch: recorded_epoch,
+            pinned: false,
+            next_look_ms: i64::MIN,
+            planned,
+            reached: BTreeMap::new(),
+        })
     }
 
     pub(crate) fn id(&self) -> TaskId {
@@ -70,10 +85,12 @@ impl StandbyTask {
     }
 
     /// The sum of the changelog offsets the copy reflects (Kafka Streams' task offset sum), which the
-    /// group's leader weighs against the changelogs' ends to tell how far behind it is.
+    /// group's leader weighs against the changelogs' ends to tell how far behind it is. Persistent
+    /// stores only, as a checkpoint: an in-memory store's copy does not survive the handover to its
+    /// task.
     pub(crate) fn offset_sum(&self) -> i64 {
-        let changelogs = self.task.changelogs();
-        changelogs.iter().filter_map(|c| self.task.changelog_offset(&c.partition)).fold(0, i64::saturating_add)
+        let persistent = self.task.changelogs().iter().filter(|c| c.persistent);
+        persistent.filter_map(|c| self.task.changelog_offset(&c.partition)).fold(0, i64::saturating_add)
     }
 
     /// Whether an update is under way (the thread's poll then does not wait).
@@ -96,12 +113,16 @@ impl StandbyTask {
             }
             self.next_look_ms = now_ms.saturating_add(LOOK_EVERY_MS);
             let mut plan = BTreeMap::new();
+            self.planned.clear();
             for changelog in self.task.changelogs().to_vec() {
                 let end = restorer.readable_end(&changelog.partition)?;
-                let start = self.task.changelog_offset(&changelog.partition).map(|offset| offset + 1);
+                let applied = self.task.changelog_offset(&changelog.partition).map(|offset| offset + 1);
+                let reached = self.reached.get(&changelog.partition).copied();
+                let start = applied.max(reached);
                 if start.unwrap_or(0) >= end {
                     continue;
                 }
+                self.planned.insert(changelog.partition.clone(), end);
                 // A changelog this copy has not read yet starts where the log does.
                 let low = match start {
                     Some(_) => 0,
@@ -118,6 +139,7 @@ impl StandbyTask {
         self.highest_epoch = self.highest_epoch.max(self.update.highest_epoch());
         self.pinned |= self.update.skipped_late_writes();
         if done {
+            self.reached.extend(std::mem::take(&mut self.planned));
             tracing::trace!(target: "kstreams::runtime::thread", task = %self.task.id(), "standby caught up");
         }
         Ok(())

@@ -576,15 +576,22 @@ impl ThreadInner {
     /// Closes task `id` in another thread of this instance that still holds it, without committing
     /// (see [`TaskHolders`]). The holder's lock is taken without the registry's, so that a holder
     /// closing a task of its own meanwhile cannot deadlock with us.
-    fn take_from_other_thread(&mut self, id: TaskId) {
+    fn take_from_other_thread(&mut self, id: TaskId) -> Result<(), StreamsError> {
         let holder = self.shared.task_holders.lock().get(&id).cloned();
-        let Some(Holder { name, inner: holder, .. }) = holder.filter(|holder| holder.name != self.name) else { return };
-        let Some(holder) = holder.upgrade() else { return };
-        tracing::warn!(target: "kstreams::runtime::thread", task = %id, from = %name, to = %self.name, "taking a task another thread of this instance still holds; it lost the task without knowing yet");
-        // Bounded: that thread may be taking a task of ours at the same moment.
+        let Some(Holder { name, inner: holder, standby, .. }) = holder.filter(|holder| holder.name != self.name) else {
+            return Ok(());
+        };
+        let Some(holder) = holder.upgrade() else { return Ok(()) };
+        if standby {
+            tracing::debug!(target: "kstreams::runtime::thread", task = %id, from = %name, to = %self.name, "closing another thread's standby of the task");
+        } else {
+            tracing::warn!(target: "kstreams::runtime::thread", task = %id, from = %name, to = %self.name, "taking a task another thread of this instance still holds; it lost the task without knowing yet");
+        }
+        // Bounded: that thread may be taking a task of ours at the same moment. Its files are not
+        // touched while it may still have them open: the thread recovers and the task comes again.
         let Some(mut other) = try_lock_task_for(&holder, Duration::from_secs(2)) else {
-            tracing::warn!(target: "kstreams::runtime::thread", task = %id, from = %name, "the other thread stayed busy; its files of the task may still be locked");
-            return;
+            let message = format!("thread `{name}` of this instance still holds task {id} and stayed busy");
+            return Err(ClientError::new("take a task over", message, ClientErrorKind::Retriable).into());
         };
         other.close_task(id);
         let partitions: Vec<TopicPartition> =
@@ -592,6 +599,7 @@ impl ThreadInner {
         for tp in partitions {
             other.offsets.remove(&tp);
         }
+        Ok(())
     }
 
     /// Decides, before task `id`'s stores are opened, which of them can be trusted: where each logged
@@ -643,10 +651,8 @@ impl ThreadInner {
             return Ok(());
         }
         // A standby of the task here, or in another thread, hands its state over through its checkpoint.
-        if let Some(standby) = self.standbys.remove(id) {
-            standby.close();
-        }
-        self.take_from_other_thread(id);
+        self.close_task(id);
+        self.take_from_other_thread(id)?;
         let topology = self.plan.clone();
         let sub = subtopology(&topology, id)?;
         let (plan, recorded_epoch) = self.prepare_stores(id, sub)?;
