@@ -483,6 +483,19 @@ impl ThreadInner {
         }
     }
 
+    /// Enters this thread in the holders' registry as the holder of task `id` (restoring, or a standby
+    /// of it).
+    fn hold(&self, id: TaskId, restoring: bool, standby: bool) {
+        let holder = Holder {
+            name: self.name.clone(),
+            inner: self.me.clone(),
+            restoring,
+            standby,
+            queries_waiting: self.queries_waiting.clone(),
+        };
+        self.shared.task_holders.lock().insert(id, holder);
+    }
+
     /// Takes this thread out of the holders' registry for task `id`.
     fn forget_holder(&self, id: TaskId) {
         let mut holders = self.shared.task_holders.lock();
@@ -509,14 +522,7 @@ impl ThreadInner {
             }
             match self.open_standby(id) {
                 Ok(standby) => {
-                    let holder = Holder {
-                        name: self.name.clone(),
-                        inner: self.me.clone(),
-                        restoring: false,
-                        standby: true,
-                        queries_waiting: self.queries_waiting.clone(),
-                    };
-                    self.shared.task_holders.lock().insert(id, holder);
+                    self.hold(id, false, true);
                     self.standbys.insert(standby);
                 }
                 Err(e) => self.standbys.failed(id, &e),
@@ -663,14 +669,7 @@ impl ThreadInner {
         // The stores are restored from their changelogs before the task sees any input, a step at a
         // time between polls (`restore_step`): the thread goes on with its other tasks meanwhile.
         let restoration = Restoration::new(&mut task, &plan, recorded_epoch);
-        let holder = Holder {
-            name: self.name.clone(),
-            inner: self.me.clone(),
-            restoring: !restoration.is_done(),
-            standby: false,
-            queries_waiting: self.queries_waiting.clone(),
-        };
-        self.shared.task_holders.lock().insert(id, holder);
+        self.hold(id, !restoration.is_done(), false);
         if restoration.is_done() {
             tracing::info!(target: "kstreams::runtime::thread", task = %id, "task created");
             return self.activate(id, task, restoration, !plan.is_empty());
