@@ -1,10 +1,11 @@
 //! Deterministic simulation (issue #5): many seeds of a stateful topology with a repartition and a join
 //! with a global table, run by several instances on the embedded broker through crashes (with and
-//! without their state), zombies, joins, leaves, refused sends and failed commits, under at_least_once
+//! without their state), zombies, joins, leaves, restarts, refused sends and failed commits, under at_least_once
 //! and exactly_once_v2. Each run ends by letting the instances catch up and close; then the committed
 //! outputs and the stores' changelogs are compared with a model computed by a plain loop.
 //!
-//! The same again under `group.assignor=streams` with a standby of every task (fewer seeds by default).
+//! The same again under `group.assignor=streams` with a standby of every task, and static members
+//! (`group.instance.id`) on half the seeds (fewer seeds by default).
 //!
 //! `KSTREAMS_SIM_SEEDS` (default 200, 60 with standbys) seeds per guarantee, from `KSTREAMS_SIM_FIRST_SEED` (default 1);
 //! `KSTREAMS_SIM_SEED=N` runs that one seed (a failure prints the seed to replay).
@@ -55,7 +56,8 @@ enum Group {
     /// The default, `group.assignor=range`.
     Range,
     /// `group.assignor=streams` with a standby of every task (`num.standby.replicas=1`); with
-    /// `acceptable.recovery.lag=0` on some seeds, so that tasks wait for warm-ups rather than move.
+    /// `acceptable.recovery.lag=0` on some seeds, so that tasks wait for warm-ups rather than move, and
+    /// static members on half of them (a restart keeps its place in the group).
     Standbys,
 }
 
@@ -68,6 +70,10 @@ fn app(guarantee: ProcessingGuarantee, threads: usize, group: Group, seed: u64) 
             config.num_standby_replicas = 1;
             if seed.is_multiple_of(3) {
                 config.acceptable_recovery_lag = 0;
+            }
+            if (seed / 2) % 2 == 1 {
+                // The simulation appends each slot's number.
+                config.consumer_overrides.insert("group.instance.id".into(), "sim".into());
             }
         }
         config.num_stream_threads = threads;
@@ -303,6 +309,7 @@ fn run_seeds(guarantee: ProcessingGuarantee, group: Group, default_seeds: u64) {
                 faults.pauses += f.pauses;
                 faults.joins += f.joins;
                 faults.leaves += f.leaves;
+                faults.restarts += f.restarts;
                 faults.refused_sends += f.refused_sends;
                 faults.failed_commits += f.failed_commits;
                 steps += outcome.steps;

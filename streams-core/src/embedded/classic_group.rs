@@ -151,14 +151,23 @@ impl ClassicGroup {
                 self.assignments.insert(id.clone(), a);
             }
             (m.subscription, m.last_seen_ms, m.config) = (subscription, now_ms, config);
-            if self.state == State::Stable {
-                m.events.clear();
-                let assignment = self.assignments.get(&id).cloned().unwrap_or_default();
-                m.events.push_back(GroupEvent::Assigned { generation: self.generation, assignment });
-            } else {
-                m.joined = true;
-            }
+            m.events.clear();
+            m.joined = true;
             self.members.insert(id.clone(), m);
+            match self.state {
+                State::Stable => {
+                    let assignment = self.assignments.get(&id).cloned().unwrap_or_default();
+                    let m = self.members.get_mut(&id).expect("inserted");
+                    m.events.push_back(GroupEvent::Assigned { generation: self.generation, assignment });
+                }
+                // As Kafka does: the leader may be assigning to the old member's id already, which would
+                // leave the new one without an assignment; the group rebalances again.
+                State::Completing { .. } => {
+                    self.prepare(now_ms, Some(&id));
+                    self.members.get_mut(&id).expect("inserted").joined = true;
+                }
+                State::Preparing { .. } | State::Empty => {}
+            }
             self.tick(now_ms);
             return Ok(id);
         }
@@ -454,6 +463,22 @@ mod tests {
     }
 
     #[test]
+    fn a_static_member_back_while_its_leader_assigns_makes_the_group_rebalance_again() {
+        let alive = Arc::new(());
+        let mut g = ClassicGroup::default();
+        let a = g.join(None, || "a".into(), config(&alive, Some("i-a")), subscription("a"), 0).unwrap();
+        let GroupEvent::Lead { generation: 1, .. } = poll(&mut g, &a, 0) else { panic!() };
+        // a restarts before it assigned generation 1, whose assignment would name its old id.
+        let back = g.join(None, || "a2".into(), config(&alive, Some("i-a")), subscription("a"), 5).unwrap();
+        g.sync(&a, 1, vec![(a.clone(), Assignment::default())], 5);
+        let GroupEvent::Lead { generation: 2, members } = poll(&mut g, &back, 5) else { panic!() };
+        assert_eq!(members.iter().map(|m| m.member_id.as_str()).collect::<Vec<_>>(), ["a2"]);
+        let part = Assignment { partitions: vec![crate::client::TopicPartition::new("t", 0)], user_data: vec![1] };
+        g.sync(&back, 2, vec![(back.clone(), part.clone())], 5);
+        assert_eq!(poll(&mut g, &back, 5), GroupEvent::Assigned { generation: 2, assignment: part });
+    }
+
+    #[test]
     fn commits_are_refused_while_the_group_completes_a_rebalance_and_from_an_older_generation() {
         let alive = Arc::new(());
         let (mut g, a, b) = formed(&alive);
@@ -492,15 +517,15 @@ mod tests {
     }
 
     #[test]
-    fn a_static_leader_restarted_while_the_group_forms_still_leads_it() {
+    fn a_static_leader_restarted_while_the_group_forms_leads_the_next_generation() {
         let alive = Arc::new(());
         let mut g = ClassicGroup::default();
         let a = g.join(None, || "a".into(), config(&alive, Some("i-a")), subscription("a"), 0).unwrap();
         let back = g.join(None, || "a2".into(), config(&alive, Some("i-a")), subscription("a"), 1).unwrap();
-        let GroupEvent::Lead { generation: 1, members } = poll(&mut g, &back, 1) else { panic!() };
-        assert_eq!(members.len(), 1);
+        let GroupEvent::Lead { generation: 2, members } = poll(&mut g, &back, 1) else { panic!() };
+        assert_eq!(members.iter().map(|m| m.member_id.as_str()).collect::<Vec<_>>(), ["a2"]);
         assert!(matches!(g.poll(&a, 1), Err(Gone::Fenced(_))));
-        g.sync(&back, 1, vec![(back.clone(), Assignment::default())], 1);
-        assert!(matches!(poll(&mut g, &back, 1), GroupEvent::Assigned { generation: 1, .. }));
+        g.sync(&back, 2, vec![(back.clone(), Assignment::default())], 1);
+        assert!(matches!(poll(&mut g, &back, 1), GroupEvent::Assigned { generation: 2, .. }));
     }
 }

@@ -12,6 +12,8 @@
 //!   stays in the group until the session timeout, and its state directory survives or is deleted;
 //! - a pause past the session timeout: the instance comes back as a zombie and must be fenced;
 //! - a join (an instance starts in an empty slot) and a leave (a clean close);
+//! - a restart: the instance closes as a process that stops and starts again on its state directory
+//!   (a static member, with `group.instance.id`, keeps its place in the group: no rebalance);
 //! - the broker refuses a send, or a commit times out (with or without taking effect).
 //!
 //! Nothing here reads the wall clock or spawns a thread; the broker's maps are ordered; the one
@@ -36,7 +38,8 @@ use crate::time::Clock;
 use crate::{StreamsError, Topology};
 
 /// Builds one life of an instance: the topology and its config (the simulation sets the state
-/// directory, the clock and the process id).
+/// directory, the clock and the process id, and makes a `group.instance.id` the slot's own by
+/// appending `-<slot>`).
 pub type AppFactory = Arc<dyn Fn() -> Result<(Topology, StreamsConfig), StreamsError> + Send + Sync>;
 
 /// A fault to inject.
@@ -51,6 +54,8 @@ pub enum Fault {
     Join { slot: usize },
     /// The instance in `slot` closes cleanly.
     Leave { slot: usize },
+    /// The instance in `slot` closes cleanly and starts again at once on its state directory.
+    Restart { slot: usize },
     /// The broker refuses the next send.
     RefuseSend,
     /// The next commit times out; with `takes_effect` it happened all the same.
@@ -67,6 +72,7 @@ pub struct FaultCounts {
     pub pauses: u64,
     pub joins: u64,
     pub leaves: u64,
+    pub restarts: u64,
     pub refused_sends: u64,
     pub failed_commits: u64,
 }
@@ -74,7 +80,7 @@ pub struct FaultCounts {
 impl FaultCounts {
     /// All faults together.
     pub fn total(&self) -> u64 {
-        self.crashes + self.pauses + self.joins + self.leaves + self.refused_sends + self.failed_commits
+        self.crashes + self.pauses + self.joins + self.leaves + self.restarts + self.refused_sends + self.failed_commits
     }
 }
 
@@ -254,7 +260,7 @@ impl Simulation {
         let empty: Vec<usize> = (0..self.slots.len()).filter(|&s| self.slots[s].is_none()).collect();
         let fault = loop {
             let pick_running = |rng: &mut SimRng| running[rng.below(running.len() as u64) as usize];
-            let fault = match self.rng.below(6) {
+            let fault = match self.rng.below(7) {
                 0 if !running.is_empty() => {
                     Fault::Crash { slot: pick_running(&mut self.rng), state_lost: self.rng.chance(0.5) }
                 }
@@ -268,6 +274,7 @@ impl Simulation {
                 3 if !running.is_empty() => Fault::Leave { slot: pick_running(&mut self.rng) },
                 4 => Fault::RefuseSend,
                 5 => Fault::FailCommit { takes_effect: self.rng.chance(0.5) },
+                6 if !running.is_empty() => Fault::Restart { slot: pick_running(&mut self.rng) },
                 _ => continue,
             };
             break fault;
@@ -309,6 +316,12 @@ impl Simulation {
                 let Some(instance) = self.slots.get_mut(slot).and_then(Option::take) else { return Ok(()) };
                 self.faults.leaves += 1;
                 close(instance);
+            }
+            Fault::Restart { slot } => {
+                let Some(instance) = self.slots.get_mut(slot).and_then(Option::take) else { return Ok(()) };
+                self.faults.restarts += 1;
+                close(instance);
+                self.start(slot)?;
             }
             Fault::RefuseSend => {
                 self.faults.refused_sends += 1;
@@ -395,6 +408,9 @@ impl Simulation {
         let error = |source| SimulationError::Start { seed, slot, at_ms, source: Box::new(source) };
         let (topology, mut config) = (self.app)().map_err(error)?;
         config.state_dir = self.state_dir(slot);
+        if let Some(id) = config.consumer_setting("group.instance.id").map(str::to_string) {
+            config.consumer_overrides.insert("group.instance.id".into(), format!("{id}-{slot}"));
+        }
         self.lives += 1;
         let mut app =
             KafkaStreams::with_client_supplier(topology, config, Arc::new(self.broker.clone())).map_err(error)?;
@@ -408,7 +424,8 @@ impl Simulation {
     }
 }
 
-/// A clean close: every thread commits, closes its tasks and leaves the group.
+/// A clean close: every thread commits, closes its tasks and leaves the group (a static member keeps
+/// its place until its session times out).
 fn close(mut instance: Instance) {
     for thread in instance.threads {
         thread.finish(Ok(()));
