@@ -12,25 +12,21 @@
 //! produced again (the longest, and the session timeout it includes), and the changelog records the
 //! survivors restored to take them over. A command that prints figures, not a test.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::io::{BufRead, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use common::{bootstrap, create_topics, now_ms, output_ends, producer, read_output, send, wait_until_processed};
 use kstreams::client::TopicPartition;
 use kstreams::config::{GroupAssignor, StreamsConfig};
 use kstreams::prelude::*;
 use kstreams::runtime::{KafkaStreams, StateRestoreListener};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::producer::Producer;
 
 /// Set in a child process: the instance to run (see [`run_instance`]).
 const INSTANCE_ENV: &str = "KSTREAMS_FAILOVER_INSTANCE";
@@ -60,16 +56,6 @@ fn args() -> anyhow::Result<Args> {
         }
     }
     Ok(args)
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
-fn client(bootstrap: &str) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", bootstrap);
-    config
 }
 
 /// What a child process runs: one instance, until it is killed. Restores go to stdout as
@@ -157,90 +143,10 @@ fn rebalancing_after(instance: &Instance, since: i64) -> Option<i64> {
     Some(running - began)
 }
 
-fn producer(bootstrap: &str) -> anyhow::Result<ThreadedProducer<DefaultProducerContext>> {
-    // murmur2, as the application's sink: a key's input and output partitions are the same, so an output
-    // partition is one task's history.
-    Ok(client(bootstrap).set("linger.ms", "20").set("partitioner", "murmur2_random").create()?)
-}
-
-fn send(producer: &ThreadedProducer<DefaultProducerContext>, topic: &str, key: &str, value: &str) {
-    let mut record = BaseRecord::to(topic).key(key).payload(value);
-    loop {
-        match producer.send(record) {
-            Ok(()) => return,
-            Err((_, back)) => {
-                record = back;
-                producer.poll(Duration::from_millis(10));
-            }
-        }
-    }
-}
-
-/// Waits until the application's group has committed the whole input.
-fn wait_until_processed(bootstrap: &str, app: &str, input: &str, partitions: i32) -> anyhow::Result<()> {
-    let consumer: BaseConsumer = client(bootstrap).set("group.id", app).create()?;
-    let mut list = TopicPartitionList::new();
-    for p in 0..partitions {
-        list.add_partition(input, p);
-    }
-    let started = Instant::now();
-    loop {
-        let committed = consumer.committed_offsets(list.clone(), Duration::from_secs(10))?;
-        let mut behind = 0i64;
-        for p in 0..partitions {
-            let (_, end) = consumer.fetch_watermarks(input, p, Duration::from_secs(10))?;
-            let at = match committed.find_partition(input, p).map(|e| e.offset()) {
-                Some(Offset::Offset(at)) => at,
-                _ => 0,
-            };
-            behind += end - at;
-        }
-        if behind == 0 {
-            return Ok(());
-        }
-        anyhow::ensure!(started.elapsed() < Duration::from_secs(900), "still {behind} records to process");
-        std::thread::sleep(Duration::from_secs(1));
-    }
-}
-
-/// Per output partition from `from` (its offsets), every output: (instance, processed at ms).
-fn read_output(
-    bootstrap: &str,
-    output: &str,
-    from: &BTreeMap<i32, i64>,
-) -> anyhow::Result<BTreeMap<i32, Vec<(String, i64)>>> {
-    let consumer: BaseConsumer = client(bootstrap).set("group.id", format!("failover-reader-{}", now_ms())).create()?;
-    let mut list = TopicPartitionList::new();
-    for (&p, &offset) in from {
-        list.add_partition_offset(output, p, Offset::Offset(offset))?;
-    }
-    consumer.assign(&list)?;
-    let mut out: BTreeMap<i32, Vec<(String, i64)>> = BTreeMap::new();
-    let mut quiet_since = Instant::now();
-    while quiet_since.elapsed() < Duration::from_secs(5) {
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                quiet_since = Instant::now();
-                let value = String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string();
-                let mut parts = value.split(':');
-                let (Some(who), Some(at)) = (parts.next(), parts.next().and_then(|a| a.parse().ok())) else { continue };
-                out.entry(m.partition()).or_default().push((who.to_string(), at));
-            }
-            Some(Err(e)) => anyhow::bail!("reading {output}: {e}"),
-            None => {}
-        }
-    }
-    Ok(out)
-}
-
 fn run(args: &Args, bootstrap: &str, standbys: u32) -> anyhow::Result<()> {
     let tag = format!("sb{standbys}-{}", now_ms());
     let (input, output, app) = (format!("fo-in-{tag}"), format!("fo-out-{tag}"), format!("fo-app-{tag}"));
-    let admin: AdminClient<DefaultClientContext> = client(bootstrap).create()?;
-    let topics = [&input, &output].map(|n| NewTopic::new(n, args.partitions, TopicReplication::Fixed(1)));
-    for result in futures::executor::block_on(admin.create_topics(&topics, &AdminOptions::new()))? {
-        result.map_err(|(topic, e)| anyhow::anyhow!("create {topic}: {e}"))?;
-    }
+    create_topics(bootstrap, &[&input, &output], args.partitions)?;
     let payload = "x".repeat(args.value_bytes);
     let loading = Instant::now();
     let loader = producer(bootstrap)?;
@@ -257,15 +163,11 @@ fn run(args: &Args, bootstrap: &str, standbys: u32) -> anyhow::Result<()> {
             format!("{name}|{app}|{bootstrap}|{input}|{output}|{standbys}|{}|{}", args.session_ms, dir.display());
         instances.push(spawn(&spec, dir)?);
     }
-    wait_until_processed(bootstrap, &app, &input, args.partitions)?;
+    wait_until_processed(bootstrap, &app, &input, args.partitions, 0)?;
     println!("  {} keys of {} B loaded and processed in {:.0?}", args.keys, args.value_bytes, loading.elapsed());
     // The standbys catch up with the changelogs meanwhile.
     std::thread::sleep(Duration::from_secs(15));
-    let reader: BaseConsumer = client(bootstrap).create()?;
-    let mut from = BTreeMap::new();
-    for p in 0..args.partitions {
-        from.insert(p, reader.fetch_watermarks(&output, p, Duration::from_secs(10))?.1);
-    }
+    let from = output_ends(bootstrap, &output, args.partitions)?;
 
     // A trickle over every key: every task has output every few milliseconds.
     let stop = Arc::new(AtomicBool::new(false));
@@ -340,8 +242,7 @@ fn main() -> anyhow::Result<()> {
         return run_instance(&spec);
     }
     let args = args()?;
-    let bootstrap = std::env::var("KSTREAMS_BOOTSTRAP")
-        .context("set KSTREAMS_BOOTSTRAP (export KSTREAMS_BOOTSTRAP=$(./scripts/kafka.sh bootstrap))")?;
+    let bootstrap = bootstrap()?;
     println!(
         "failover: 3 instances, {} partitions, {} keys of {} B, session timeout {} ms, one instance killed (SIGKILL)",
         args.partitions, args.keys, args.value_bytes, args.session_ms

@@ -1,37 +1,72 @@
-//! How long tasks stop when the group changes, under each `group.assignor`: `cargo bench --bench rebalance
-//! --features kafka-tests` against `KSTREAMS_BOOTSTRAP` (scripts/kafka.sh's Kafka: `export
-//! KSTREAMS_BOOTSTRAP=$(./scripts/kafka.sh bootstrap)`). Options: `--rate N` (input records/s, default
-//! 1200), `--partitions N` (12), `--phase-s N` (seconds between the steps, 12), `--assignors range,streams`.
+//! How long tasks stop when the group changes: `cargo bench --bench rebalance --features kafka-tests`
+//! against `KSTREAMS_BOOTSTRAP` (scripts/kafka.sh's Kafka: `export KSTREAMS_BOOTSTRAP=$(./scripts/kafka.sh
+//! bootstrap)`). Options: `--rate N` (input records/s, default 1200), `--partitions N` (12), `--phase-s N`
+//! (seconds between the steps, 12), `--state-keys N` (records of state loaded before the run, one per
+//! key, default 0), `--value-bytes N` (their size, 200), `--probing-s N` (`probing.rebalance.interval.ms`
+//! of the warm-up run, in seconds, 60), `--runs range,streams,warmup,static`.
 //!
-//! Per assignor, in one process: a count per key (`group_by_key().aggregate(..)`, a changelogged RocksDB
-//! store, record cache off, commit every second) over an input of N partitions fed at a steady rate; two
-//! instances start, a third joins after a phase (scale out) and leaves after another (scale in). Each
-//! output record says which instance made it and when (wall clock), so every task's (output
-//! partition's) history shows its pauses and whether it moved. Printed: per step, the longest pause of a
-//! task that moved, the longest pause of a task that stayed where it was, and how many moved; the normal
-//! gap between two outputs of a task for scale. A command that prints figures, not a test.
+//! Per run, in one process: a count per key (`group_by_key().aggregate(..)`, a changelogged RocksDB
+//! store, record cache off, commit every second) over an input of N partitions fed at a steady rate,
+//! after the state records were loaded and processed. Each output record says which instance made it
+//! and when (wall clock), so every task's (output partition's) history shows its pauses and whether it
+//! moved. The runs:
+//! - `range`, `streams`: two instances, a third joins after a phase (scale out) and leaves after
+//!   another (scale in), under `group.assignor=range` and under `streams` with every copy counted as
+//!   caught up (`acceptable.recovery.lag` unbounded: a task moves at once and its new instance
+//!   restores it whole);
+//! - `warmup`: the same under `streams` with Kafka Streams' `acceptable.recovery.lag` (10,000): a
+//!   stateful task moves only to an instance that caught up, through a warm-up and the probing
+//!   rebalance after it (the scale-out phase lasts one probing interval longer);
+//! - `static`: three static members (`group.instance.id`), each closed and started again in turn on
+//!   its state directory (a rolling restart); the group's state is asked every 100 ms meanwhile.
+//!
+//! Printed: per step, the longest pause of a task that moved and of a task that stayed where it was,
+//! how many moved, the records restored; the normal gap between two outputs of a task for scale. A
+//! command that prints figures, not a test.
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use common::{bootstrap, create_topics, now_ms, producer, read_output, send, wait_until_processed};
+use kstreams::client::TopicPartition;
 use kstreams::config::{GroupAssignor, StreamsConfig};
 use kstreams::prelude::*;
-use kstreams::runtime::{KafkaStreams, State};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
+use kstreams::runtime::{KafkaStreams, State, StateRestoreListener};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::Producer;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Run {
+    Range,
+    Streams,
+    Warmup,
+    Static,
+}
+
+impl Run {
+    fn name(self) -> &'static str {
+        match self {
+            Run::Range => "range",
+            Run::Streams => "streams",
+            Run::Warmup => "warmup",
+            Run::Static => "static",
+        }
+    }
+}
 
 struct Args {
     rate: u64,
     partitions: i32,
     phase: Duration,
-    assignors: Vec<GroupAssignor>,
+    state_keys: u64,
+    value_bytes: usize,
+    probing: Duration,
+    runs: Vec<Run>,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -39,7 +74,10 @@ fn args() -> anyhow::Result<Args> {
         rate: 1200,
         partitions: 12,
         phase: Duration::from_secs(12),
-        assignors: vec![GroupAssignor::Range, GroupAssignor::Streams],
+        state_keys: 0,
+        value_bytes: 200,
+        probing: Duration::from_secs(60),
+        runs: vec![Run::Range, Run::Streams],
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -48,13 +86,17 @@ fn args() -> anyhow::Result<Args> {
             "--rate" => args.rate = value()?.parse()?,
             "--partitions" => args.partitions = value()?.parse()?,
             "--phase-s" => args.phase = Duration::from_secs(value()?.parse()?),
-            "--assignors" => {
-                args.assignors = value()?
+            "--state-keys" => args.state_keys = value()?.parse()?,
+            "--value-bytes" => args.value_bytes = value()?.parse()?,
+            "--probing-s" => args.probing = Duration::from_secs(value()?.parse()?),
+            "--runs" => {
+                args.runs = value()?
                     .split(',')
-                    .map(|a| match a {
-                        "range" => Ok(GroupAssignor::Range),
-                        "streams" => Ok(GroupAssignor::Streams),
-                        other => anyhow::bail!("--assignors: `{other}` is neither range nor streams"),
+                    .map(|r| {
+                        [Run::Range, Run::Streams, Run::Warmup, Run::Static]
+                            .into_iter()
+                            .find(|run| run.name() == r)
+                            .with_context(|| format!("--runs: `{r}` is none of range, streams, warmup, static"))
                     })
                     .collect::<Result<_, _>>()?
             }
@@ -66,48 +108,16 @@ fn args() -> anyhow::Result<Args> {
     Ok(args)
 }
 
-fn bootstrap() -> anyhow::Result<String> {
-    std::env::var("KSTREAMS_BOOTSTRAP")
-        .context("set KSTREAMS_BOOTSTRAP (export KSTREAMS_BOOTSTRAP=$(./scripts/kafka.sh bootstrap))")
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
-fn create_topics(bootstrap: &str, names: &[&str], partitions: i32) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", bootstrap).create()?;
-    let topics: Vec<NewTopic<'_>> =
-        names.iter().map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1))).collect();
-    for result in futures::executor::block_on(admin.create_topics(&topics, &AdminOptions::new()))? {
-        result.map_err(|(topic, e)| anyhow::anyhow!("create {topic}: {e}"))?;
-    }
-    Ok(())
-}
-
 /// Feeds `input` at `rate` records/s (keys `k0..k999`) until `stop`.
 fn feed(bootstrap: String, input: String, rate: u64, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
     std::thread::spawn(move || {
-        let producer: ThreadedProducer<DefaultProducerContext> =
-            // murmur2, as the application's sink: a key's input and output partitions are the same, so
-            // an output partition is one task's history.
-            ClientConfig::new()
-                .set("bootstrap.servers", &bootstrap)
-                .set("linger.ms", "5")
-                .set("partitioner", "murmur2_random")
-                .create()
-                .expect("producer");
+        let producer = producer(&bootstrap).expect("producer");
         let started = Instant::now();
         let mut sent = 0u64;
         while !stop.load(Ordering::SeqCst) {
             let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;
             while sent < due {
-                let key = format!("k{}", sent % 1000);
-                let record = BaseRecord::to(&input).key(&key).payload("1");
-                if producer.send(record).is_err() {
-                    producer.poll(Duration::from_millis(10));
-                    continue;
-                }
+                send(&producer, &input, &format!("k{}", sent % 1000), "1");
                 sent += 1;
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -117,87 +127,104 @@ fn feed(bootstrap: String, input: String, rate: u64, stop: Arc<AtomicBool>) -> s
     })
 }
 
-fn instance(
-    name: &str,
-    app: &str,
-    bootstrap: &str,
-    input: &str,
-    output: &str,
-    assignor: GroupAssignor,
-) -> anyhow::Result<KafkaStreams> {
-    let builder = StreamsBuilder::new();
-    let who = name.to_string();
-    builder
-        .stream::<String, String>(input)
-        .group_by_key()
-        .aggregate(String::new, move |_, _, previous: String| {
-            let count: u64 = previous.rsplit(':').next().and_then(|c| c.parse().ok()).unwrap_or(0);
-            format!("{who}:{}:{}", now_ms(), count + 1)
-        })
-        .to_stream()
-        .to(output);
-    let mut config = StreamsConfig::new(app, bootstrap);
-    config.group_assignor = assignor;
-    config.cache_max_bytes = 0;
-    config.commit_interval = Some(Duration::from_secs(1));
-    config.state_dir = std::env::temp_dir().join(format!("kstreams-rebalance-{app}-{name}"));
-    config.consumer_overrides.insert("session.timeout.ms".into(), "10000".into());
-    config.consumer_overrides.insert("heartbeat.interval.ms".into(), "1000".into());
-    let mut streams = KafkaStreams::new(builder.build()?, config)?;
-    streams.start()?;
-    Ok(streams)
+/// Records restored by the run's instances: (at ms, records) per finished store restore.
+#[derive(Clone, Default)]
+struct Restores(Arc<Mutex<Vec<(i64, u64)>>>);
+
+impl StateRestoreListener for Restores {
+    fn on_restore_end(&self, _: &TopicPartition, _: &str, total_restored: u64) {
+        self.0.lock().expect("restores").push((now_ms(), total_restored));
+    }
 }
 
-/// Every output record: (partition, instance, processed at ms).
-fn read_output(bootstrap: &str, output: &str) -> anyhow::Result<Vec<(i32, String, i64)>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("rebalance-reader-{}", now_ms()))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()?;
-    consumer.subscribe(&[output])?;
-    let mut records = Vec::new();
-    let mut quiet_since = Instant::now();
-    while quiet_since.elapsed() < Duration::from_secs(5) {
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                quiet_since = Instant::now();
-                let value = String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string();
-                let mut parts = value.split(':');
-                let (Some(who), Some(at)) = (parts.next(), parts.next().and_then(|a| a.parse().ok())) else { continue };
-                records.push((m.partition(), who.to_string(), at));
-            }
-            Some(Err(e)) => anyhow::bail!("reading {output}: {e}"),
-            None => {}
+impl Restores {
+    fn between(&self, from: i64, to: i64) -> u64 {
+        self.0.lock().expect("restores").iter().filter(|(at, _)| (from..to).contains(at)).map(|(_, n)| n).sum()
+    }
+}
+
+struct Setup<'a> {
+    run: Run,
+    args: &'a Args,
+    app: String,
+    bootstrap: String,
+    input: String,
+    output: String,
+    restores: Restores,
+}
+
+impl Setup<'_> {
+    fn instance(&self, name: &str) -> anyhow::Result<KafkaStreams> {
+        let builder = StreamsBuilder::new();
+        let who = name.to_string();
+        builder
+            .stream::<String, String>(&self.input)
+            .group_by_key()
+            // `<instance>:<ms>:<count>`, and a loaded record's value after it (the state's size).
+            .aggregate(String::new, move |_, value: String, previous: String| {
+                let count: u64 = previous.split(':').nth(2).and_then(|c| c.parse().ok()).unwrap_or(0);
+                let load = if value.len() > 1 { value.as_str() } else { "" };
+                format!("{who}:{}:{}:{load}", now_ms(), count + 1)
+            })
+            .to_stream()
+            .to(&self.output);
+        let mut config = StreamsConfig::new(&self.app, &self.bootstrap);
+        config.group_assignor = if self.run == Run::Range { GroupAssignor::Range } else { GroupAssignor::Streams };
+        if self.run == Run::Streams {
+            config.acceptable_recovery_lag = i64::MAX;
+        }
+        config.probing_rebalance_interval = self.args.probing;
+        if self.run == Run::Static {
+            config.consumer_overrides.insert("group.instance.id".into(), format!("{}-{name}", self.app));
+        }
+        config.cache_max_bytes = 0;
+        config.commit_interval = Some(Duration::from_secs(1));
+        config.state_dir = std::env::temp_dir().join(format!("kstreams-rebalance-{}-{name}", self.app));
+        config.consumer_overrides.insert("session.timeout.ms".into(), "10000".into());
+        config.consumer_overrides.insert("heartbeat.interval.ms".into(), "1000".into());
+        let mut streams = KafkaStreams::new(builder.build()?, config)?;
+        streams.set_global_state_restore_listener(self.restores.clone());
+        streams.start()?;
+        Ok(streams)
+    }
+
+    fn running(&self, streams: &[&KafkaStreams]) -> anyhow::Result<()> {
+        for s in streams {
+            anyhow::ensure!(s.wait_for_state(State::Running, Duration::from_secs(300)), "never RUNNING");
+        }
+        Ok(())
+    }
+
+    fn remove_state(&self) {
+        for name in ["a", "b", "c"] {
+            let _ =
+                std::fs::remove_dir_all(std::env::temp_dir().join(format!("kstreams-rebalance-{}-{name}", self.app)));
         }
     }
-    Ok(records)
 }
 
+type Outputs = BTreeMap<i32, Vec<(String, i64)>>;
+
 /// Per task in the window `[from, to)` (ms): the longest pause and whether another instance took it.
-fn pauses(records: &[(i32, String, i64)], from: i64, to: i64) -> BTreeMap<i32, (i64, bool)> {
-    let mut by_task: BTreeMap<i32, Vec<(i64, &str)>> = BTreeMap::new();
-    for (p, who, at) in records {
-        by_task.entry(*p).or_default().push((*at, who));
-    }
-    by_task
-        .into_iter()
-        .map(|(task, mut history)| {
+fn pauses(outputs: &Outputs, from: i64, to: i64) -> BTreeMap<i32, (i64, bool)> {
+    outputs
+        .iter()
+        .map(|(task, history)| {
+            let mut history: Vec<(i64, &str)> = history.iter().map(|(who, at)| (*at, who.as_str())).collect();
             history.sort();
             let window: Vec<&(i64, &str)> = history.iter().filter(|(at, _)| *at >= from - 2_000 && *at < to).collect();
             let longest = window.windows(2).filter(|w| w[1].0 >= from).map(|w| w[1].0 - w[0].0).max().unwrap_or(0);
             let moved = window.windows(2).any(|w| w[0].1 != w[1].1 && w[1].0 >= from);
-            (task, (longest, moved))
+            (*task, (longest, moved))
         })
         .collect()
 }
 
-fn report(step: &str, pauses: &BTreeMap<i32, (i64, bool)>) {
+fn report(step: &str, pauses: &BTreeMap<i32, (i64, bool)>, restored: u64) {
     let moved: Vec<i64> = pauses.values().filter(|(_, m)| *m).map(|(p, _)| *p).collect();
     let stayed: Vec<i64> = pauses.values().filter(|(_, m)| !*m).map(|(p, _)| *p).collect();
     println!(
-        "  {step:<10} tasks moved {:>2}/{:<2}  longest pause: moved {:>6} ms, stayed {:>6} ms",
+        "  {step:<12} tasks moved {:>2}/{:<2}  longest pause: moved {:>6} ms, stayed {:>6} ms; {restored} records restored",
         moved.len(),
         pauses.len(),
         moved.iter().max().map_or("-".into(), |p| p.to_string()),
@@ -205,46 +232,168 @@ fn report(step: &str, pauses: &BTreeMap<i32, (i64, bool)>) {
     );
 }
 
+/// The instance that last produced each task's output before `at`.
+fn owners(outputs: &Outputs, at: i64) -> BTreeMap<i32, String> {
+    outputs
+        .iter()
+        .filter_map(|(task, history)| {
+            let last = history.iter().filter(|(_, t)| *t < at).max_by_key(|(_, t)| *t)?;
+            Some((*task, last.0.clone()))
+        })
+        .collect()
+}
+
+/// The group's states other than Stable seen from the moment the watch starts, asked every 100 ms:
+/// (at ms, state).
+fn watch_group(bootstrap: &str, app: &str, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<(i64, String)>> {
+    let (bootstrap, app) = (bootstrap.to_string(), app.to_string());
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let Ok(consumer) = common::client(&bootstrap).create::<BaseConsumer>() else { return seen };
+        while !stop.load(Ordering::SeqCst) {
+            match consumer.fetch_group_list(Some(&app), Duration::from_secs(5)) {
+                Ok(list) => {
+                    for group in list.groups().iter().filter(|g| g.state() != "Stable") {
+                        seen.push((now_ms(), group.state().to_string()));
+                    }
+                }
+                Err(e) => seen.push((now_ms(), format!("(not asked: {e})"))),
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        seen
+    })
+}
+
+/// The steps of a run, each with its window (ms), and the instances still running at its end.
+type Steps = (Vec<(&'static str, i64, i64)>, Vec<KafkaStreams>);
+
+/// Two instances, a third joins, then leaves.
+fn scale_out_and_in(r: &Setup<'_>) -> anyhow::Result<Steps> {
+    let args = r.args;
+    let a = r.instance("a")?;
+    let b = r.instance("b")?;
+    r.running(&[&a, &b])?;
+    wait_until_processed(&r.bootstrap, &r.app, &r.input, args.partitions, 2 * args.rate as i64)?;
+    std::thread::sleep(args.phase);
+    let scale_out = now_ms();
+    let mut c = r.instance("c")?;
+    // A warm-up moves its task at the first probing rebalance after it caught up.
+    let out_phase = if r.run == Run::Warmup { args.phase + args.probing } else { args.phase };
+    std::thread::sleep(out_phase);
+    let scale_in = now_ms();
+    c.close()?;
+    std::thread::sleep(args.phase);
+    let steps = vec![
+        ("steady", scale_out - args.phase.as_millis() as i64 + 2_000, scale_out),
+        ("scale out", scale_out, scale_in),
+        ("scale in", scale_in, now_ms()),
+    ];
+    Ok((steps, vec![a, b]))
+}
+
+/// Three static members, each closed and started again in turn. Prints the group's states seen.
+fn rolling_restart(r: &Setup<'_>) -> anyhow::Result<Steps> {
+    let args = r.args;
+    let mut instances = vec![("a", r.instance("a")?), ("b", r.instance("b")?), ("c", r.instance("c")?)];
+    r.running(&instances.iter().map(|(_, s)| s).collect::<Vec<_>>())?;
+    wait_until_processed(&r.bootstrap, &r.app, &r.input, args.partitions, 2 * args.rate as i64)?;
+    std::thread::sleep(args.phase);
+    let stop = Arc::new(AtomicBool::new(false));
+    let watch = watch_group(&r.bootstrap, &r.app, stop.clone());
+    let mut steps = vec![("steady", now_ms() - args.phase.as_millis() as i64 + 2_000, now_ms())];
+    for (i, step) in ["restart a", "restart b", "restart c"].into_iter().enumerate() {
+        let started = now_ms();
+        let (name, streams) = &mut instances[i];
+        streams.close()?;
+        *streams = r.instance(name)?;
+        r.running(&[streams])?;
+        println!("  {step}: RUNNING again {} ms after its close began", now_ms() - started);
+        std::thread::sleep(args.phase);
+        steps.push((step, started, now_ms()));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let seen = watch.join().map_err(|_| anyhow::anyhow!("the group watch panicked"))?;
+    match seen.first() {
+        None => println!("  the group was Stable at every look during the restarts (every 100 ms)"),
+        Some(_) => println!("  the group's states other than Stable during the restarts: {seen:?}"),
+    }
+    Ok((steps, instances.into_iter().map(|(_, s)| s).collect()))
+}
+
+fn run(args: &Args, bootstrap: &str, run: Run) -> anyhow::Result<()> {
+    let tag = format!("{}-{}", run.name(), now_ms());
+    let r = Setup {
+        run,
+        args,
+        app: format!("rb-app-{tag}"),
+        bootstrap: bootstrap.to_string(),
+        input: format!("rb-in-{tag}"),
+        output: format!("rb-out-{tag}"),
+        restores: Restores::default(),
+    };
+    create_topics(bootstrap, &[&r.input, &r.output], args.partitions)?;
+    if args.state_keys > 0 {
+        let loader = producer(bootstrap)?;
+        let payload = "x".repeat(args.value_bytes.max(2));
+        for key in 0..args.state_keys {
+            send(&loader, &r.input, &format!("s{key}"), &payload);
+        }
+        loader.flush(Duration::from_secs(120))?;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let feeder = feed(bootstrap.to_string(), r.input.clone(), args.rate, stop.clone());
+    let steps = if run == Run::Static { rolling_restart(&r) } else { scale_out_and_in(&r) };
+    stop.store(true, Ordering::SeqCst);
+    let sent = feeder.join().map_err(|_| anyhow::anyhow!("the feeder panicked"))?;
+    let (steps, instances) = steps?;
+    // The last records fed are processed before the instances close.
+    std::thread::sleep(Duration::from_secs(3));
+    for mut streams in instances {
+        streams.close()?;
+    }
+    r.remove_state();
+    let outputs = read_output(bootstrap, &r.output, &(0..args.partitions).map(|p| (p, 0)).collect())?;
+    let out = outputs.values().map(Vec::len).sum::<usize>() as u64;
+    println!("{tag}: {} records in, {out} out", sent + args.state_keys);
+    for (step, from, to) in steps {
+        let pauses = pauses(&outputs, from, to);
+        if step == "steady" {
+            let gap = pauses.values().map(|(p, _)| *p).max().unwrap_or(0);
+            println!("  steady       longest gap between two outputs of a task: {gap} ms");
+            continue;
+        }
+        report(step, &pauses, r.restores.between(from, to));
+        if run == Run::Static {
+            // The restarted instance's own tasks and the others'.
+            let who = step.trim_start_matches("restart ");
+            let (own, others): (Vec<_>, Vec<_>) =
+                owners(&outputs, from).into_iter().partition(|(_, owner)| owner == who);
+            let longest = |tasks: &[(i32, String)]| {
+                tasks.iter().filter_map(|(t, _)| pauses.get(t)).map(|p| p.0).max().unwrap_or(0)
+            };
+            println!(
+                "               its {} tasks stopped for at most {} ms, the other {} for at most {} ms",
+                own.len(),
+                longest(&own),
+                others.len(),
+                longest(&others)
+            );
+        }
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args = args()?;
     let bootstrap = bootstrap()?;
     println!(
-        "rebalance pauses: {} partitions, {} records/s, {:?} per phase, commit every 1 s, session 10 s",
-        args.partitions, args.rate, args.phase
+        "rebalance pauses: {} partitions, {} records/s, {:?} per phase, {} state keys of {} B, commit every 1 s, \
+         session 10 s",
+        args.partitions, args.rate, args.phase, args.state_keys, args.value_bytes
     );
-    for assignor in &args.assignors {
-        let tag = format!("{}-{}", if *assignor == GroupAssignor::Range { "range" } else { "streams" }, now_ms());
-        let (input, output, app) = (format!("rb-in-{tag}"), format!("rb-out-{tag}"), format!("rb-app-{tag}"));
-        create_topics(&bootstrap, &[&input, &output], args.partitions)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let feeder = feed(bootstrap.clone(), input.clone(), args.rate, stop.clone());
-        let mut a = instance("a", &app, &bootstrap, &input, &output, *assignor)?;
-        let mut b = instance("b", &app, &bootstrap, &input, &output, *assignor)?;
-        for s in [&a, &b] {
-            anyhow::ensure!(s.wait_for_state(State::Running, Duration::from_secs(60)), "never RUNNING");
-        }
-        std::thread::sleep(args.phase);
-        let scale_out = now_ms();
-        let mut c = instance("c", &app, &bootstrap, &input, &output, *assignor)?;
-        std::thread::sleep(args.phase);
-        let scale_in = now_ms();
-        c.close()?;
-        std::thread::sleep(args.phase);
-        let end = now_ms();
-        stop.store(true, Ordering::SeqCst);
-        let sent = feeder.join().expect("the feeder");
-        std::thread::sleep(Duration::from_secs(3));
-        a.close()?;
-        b.close()?;
-        let records = read_output(&bootstrap, &output)?;
-        println!("{tag}: {sent} records in, {} out", records.len());
-        let steady = pauses(&records, scale_out - args.phase.as_millis() as i64 + 2_000, scale_out);
-        println!(
-            "  steady     longest gap between two outputs of a task: {} ms",
-            steady.values().map(|(p, _)| *p).max().unwrap_or(0)
-        );
-        report("scale out", &pauses(&records, scale_out, scale_in));
-        report("scale in", &pauses(&records, scale_in, end));
+    for &run in &args.runs {
+        self::run(&args, &bootstrap, run)?;
     }
     Ok(())
 }

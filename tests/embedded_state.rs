@@ -26,5 +26,6 @@ scenario_tests!(
     a_task_runs_while_another_restores,
     interactive_queries_read_every_local_partition_and_global_stores,
     a_standby_takes_over_restoring_only_what_it_lagged_behind,
-    a_standby_takes_over_restoring_only_what_it_lagged_behind_under_exactly_once
+    a_standby_takes_over_restoring_only_what_it_lagged_behind_under_exactly_once,
+    an_in_memory_standby_takes_over_restoring_only_what_it_lagged_behind
 );

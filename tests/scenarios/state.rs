@@ -20,7 +20,10 @@ use kstreams::client::TopicPartition;
 use kstreams::error::StoreUnavailable;
 use kstreams::prelude::*;
 use kstreams::record::{ProducedRecord, RawRecord};
-use kstreams::runtime::{KafkaStreams, QueryableStoreTypes, State, StateRestoreListener, StoreQueryParameters};
+use kstreams::runtime::{
+    KafkaStreams, QueryableStoreTypes, StandbyUpdateListener, State, StateRestoreListener, StoreQueryParameters,
+    SuspendReason,
+};
 use kstreams::serde::{from_bytes, to_bytes, DefaultSerde, StringSerde};
 use kstreams::state::{ReadOnlyKeyValueStore, RocksDbKeyValueStore, RocksDbMemory};
 use kstreams::store::Stores;
@@ -89,6 +92,31 @@ impl StateRestoreListener for Restores {
 impl Restores {
     pub(crate) fn restored(&self) -> u64 {
         self.0.lock().unwrap().iter().map(|e| e.3).sum()
+    }
+}
+
+/// What a standby update listener heard: per task, the updates started, the records loaded, and why
+/// its standby stopped.
+#[derive(Clone, Default)]
+struct StandbyUpdates(Arc<Mutex<BTreeMap<kstreams::TaskId, (usize, u64, Vec<SuspendReason>)>>>);
+
+impl StandbyUpdateListener for StandbyUpdates {
+    fn on_update_start(&self, _: &TopicPartition, _: &str, task: kstreams::TaskId, _: i64) {
+        self.0.lock().unwrap().entry(task).or_default().0 += 1;
+    }
+    fn on_batch_loaded(&self, _: &TopicPartition, _: &str, task: kstreams::TaskId, _: i64, size: u64, _: i64) {
+        self.0.lock().unwrap().entry(task).or_default().1 += size;
+    }
+    fn on_update_suspended(
+        &self,
+        _: &TopicPartition,
+        _: &str,
+        task: kstreams::TaskId,
+        _: Option<i64>,
+        _: Option<i64>,
+        reason: SuspendReason,
+    ) {
+        self.0.lock().unwrap().entry(task).or_default().2.push(reason);
     }
 }
 
@@ -1249,29 +1277,43 @@ pub(crate) fn interactive_queries_read_every_local_partition_and_global_stores()
 /// instance leaves, the other takes its tasks over and restores only what its standbys lagged behind,
 /// not the changelogs; the totals stay exact.
 pub(crate) fn a_standby_takes_over_restoring_only_what_it_lagged_behind() -> anyhow::Result<()> {
-    standby_takes_over(kstreams::config::ProcessingGuarantee::AtLeastOnce)
+    standby_takes_over(kstreams::config::ProcessingGuarantee::AtLeastOnce, kstreams::config::DslStoreType::RocksDb)
+}
+
+/// The same with in-memory stores: the standby becomes its task with its stores open, so what it
+/// applied is kept (through a checkpoint it would start empty and restore in full).
+pub(crate) fn an_in_memory_standby_takes_over_restoring_only_what_it_lagged_behind() -> anyhow::Result<()> {
+    standby_takes_over(kstreams::config::ProcessingGuarantee::AtLeastOnce, kstreams::config::DslStoreType::InMemory)
 }
 
 /// The same under exactly_once_v2: a standby reads its changelogs `read_committed`, up to their last
 /// stable offsets, never waiting on its task's open transaction.
 pub(crate) fn a_standby_takes_over_restoring_only_what_it_lagged_behind_under_exactly_once() -> anyhow::Result<()> {
-    standby_takes_over(kstreams::config::ProcessingGuarantee::ExactlyOnceV2)
+    standby_takes_over(kstreams::config::ProcessingGuarantee::ExactlyOnceV2, kstreams::config::DslStoreType::RocksDb)
 }
 
-fn standby_takes_over(guarantee: kstreams::config::ProcessingGuarantee) -> anyhow::Result<()> {
+fn standby_takes_over(
+    guarantee: kstreams::config::ProcessingGuarantee,
+    store: kstreams::config::DslStoreType,
+) -> anyhow::Result<()> {
     let (input, totals) = (kafka::unique("sb-orders"), kafka::unique("sb-totals"));
     kafka::create_topics(&[(&input, 4), (&totals, 4)]);
     let app = kafka::unique("sb-app");
+    let updates = StandbyUpdates::default();
     let start = |instance: &str, restores: &Restores| -> anyhow::Result<KafkaStreams> {
         let mut config = kafka::config(&app);
         config.group_assignor = kstreams::config::GroupAssignor::Streams;
         config.num_standby_replicas = 1;
         config.processing_guarantee = guarantee;
+        config.default_dsl_store = store;
         // Every update reaches the changelog: a full restore would read one record per order.
         config.cache_max_bytes = 0;
         config.state_dir = std::env::temp_dir().join(kafka::unique(instance));
         let mut streams = kafka::streams(totals_topology(&input, &totals)?, config)?;
         streams.set_global_state_restore_listener(restores.clone());
+        if instance == "sb-second" {
+            streams.set_standby_update_listener(updates.clone());
+        }
         streams.start()?;
         Ok(streams)
     };
@@ -1320,6 +1362,7 @@ fn standby_takes_over(guarantee: kstreams::config::ProcessingGuarantee) -> anyho
     assert_eq!(tasks(&second, true), tasks(&first, false), "and the second of the first's");
     assert_eq!(tasks(&first, false).len() + tasks(&second, false).len(), 4);
     let restored_before = second_restores.restored();
+    let first_tasks = tasks(&first, false);
 
     first.close()?;
     kafka::produce(&input, orders(&input, 4_000, 5_000, &mut expected));
@@ -1329,5 +1372,13 @@ fn standby_takes_over(guarantee: kstreams::config::ProcessingGuarantee) -> anyho
     // A full restore of the first instance's tasks would read about 2,000 records (one per order).
     assert!(restored < 200, "the standbys restored {restored} records at the failover: a full restore, not their lag");
     assert_eq!(first_restores.restored() + restored_before, 0, "nothing to restore at the start");
+    // The second instance's listener heard its standbys of the first's tasks start, load, and end as
+    // their tasks came to it.
+    let heard = updates.0.lock().unwrap().clone();
+    for task in &first_tasks {
+        let (started, loaded, suspended) = heard.get(task).cloned().unwrap_or_default();
+        assert!(started >= 1 && loaded > 0, "standby {task}: {started} updates started, {loaded} records loaded");
+        assert!(suspended.contains(&SuspendReason::Promoted), "standby {task} suspended for {suspended:?}");
+    }
     Ok(())
 }

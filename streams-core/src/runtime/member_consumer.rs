@@ -30,6 +30,10 @@ use crate::sync::LockUnpoisoned;
 use crate::task_id::TaskId;
 use crate::time::Clock;
 
+/// How long assigned partitions wait for their committed offsets before that is a warning: Kafka's
+/// consumer's `default.api.timeout.ms`, after which its offset fetch fails and Kafka Streams warns.
+const AWAITING_WARN_MS: i64 = 60_000;
+
 /// What a stream thread tells about its instance.
 pub(crate) struct Instance {
     pub(crate) process_id: ProcessId,
@@ -62,6 +66,8 @@ pub(crate) struct MemberContext {
     pub(crate) configs: AssignmentConfigs,
     /// `probing.rebalance.interval.ms`.
     pub(crate) probing_interval_ms: i64,
+    /// `task.timeout.ms`: how long assigned partitions may wait for their committed offsets.
+    pub(crate) task_timeout_ms: i64,
     pub(crate) clock: Clock,
 }
 
@@ -92,6 +98,8 @@ pub(crate) struct MemberConsumer {
     /// Partitions of the last assignment not taken yet: their committed offsets could not be read (an
     /// open transaction still commits them, KIP-447). Taken at a later poll.
     awaiting: Vec<TopicPartition>,
+    /// Since when (clock ms) they wait, and whether that was told at warn level.
+    awaiting_since: Option<(i64, bool)>,
 }
 
 impl MemberConsumer {
@@ -128,6 +136,7 @@ impl MemberConsumer {
                 rack_aware_assignment_tags: Vec::new(),
             },
             probing_interval_ms: i64::try_from(config.probing_rebalance_interval.as_millis()).unwrap_or(i64::MAX),
+            task_timeout_ms: i64::try_from(config.task_timeout.as_millis()).unwrap_or(i64::MAX),
             clock,
         };
         Ok(MemberConsumer::new(member, fetcher, listener, context))
@@ -154,6 +163,7 @@ impl MemberConsumer {
             layout_generation: 0,
             given_up: BTreeSet::new(),
             awaiting: Vec::new(),
+            awaiting_since: None,
         }
     }
 
@@ -217,7 +227,7 @@ impl MemberConsumer {
                 GroupEvent::Assigned { generation, assignment } => {
                     (self.joining, self.syncing) = (false, false);
                     // Whatever an earlier assignment left waiting is that generation's, not this one's.
-                    self.awaiting.clear();
+                    self.stop_awaiting();
                     let info = AssignmentInfo::decode(&assignment.user_data).map_err(|e| {
                         let message = format!("the assignment of generation {generation} cannot be read: {e}");
                         ClientError::new("assignment", message, ClientErrorKind::Fatal)
@@ -265,7 +275,7 @@ impl MemberConsumer {
                 GroupEvent::RejoinNeeded => self.join()?,
                 GroupEvent::Lost { reason } => {
                     tracing::warn!(target: "kstreams::runtime::thread", reason, "out of the group; its partitions are lost");
-                    self.awaiting.clear();
+                    self.stop_awaiting();
                     let lost: Vec<TopicPartition> = std::mem::take(&mut self.owned).into_iter().collect();
                     if !lost.is_empty() {
                         self.listener.on_partitions_lost(&lost);
@@ -279,10 +289,16 @@ impl MemberConsumer {
         }
     }
 
+    /// Nothing waits for its committed offsets any more.
+    fn stop_awaiting(&mut self) {
+        self.awaiting.clear();
+        self.awaiting_since = None;
+    }
+
     /// Moves to `assigned`: gives up what moved away, then opens what is new, from the group's
     /// committed offsets. Whether it gave something up.
     fn take(&mut self, assigned: BTreeSet<TopicPartition>) -> Result<bool, ClientError> {
-        self.awaiting.clear();
+        self.stop_awaiting();
         let revoked: Vec<TopicPartition> = self.owned.difference(&assigned).cloned().collect();
         let gave_up = !revoked.is_empty();
         self.revoke(revoked)?;
@@ -295,7 +311,7 @@ impl MemberConsumer {
     /// still commits them, and the member's own retries within `default.api.timeout.ms` ran out, or
     /// the embedded broker runs on a simulation's clock), the partitions wait for a later poll, as
     /// Kafka's consumer retries its offset fetch within `poll`; the thread goes on with its other tasks
-    /// meanwhile.
+    /// meanwhile. Past `task.timeout.ms` of waiting, the thread fails, as Kafka Streams' does.
     fn open(&mut self, added: Vec<TopicPartition>) -> Result<(), ClientError> {
         if added.is_empty() {
             // Called with nothing new too: the assignment is what brings the instance back to RUNNING.
@@ -305,13 +321,33 @@ impl MemberConsumer {
         let committed = match self.member.lock_unpoisoned().committed(&added) {
             Ok(committed) => committed,
             Err(e) if e.kind == ClientErrorKind::Retriable => {
-                tracing::debug!(target: "kstreams::runtime::thread", error = %e, partitions = added.len(),
-                    "the committed offsets of the partitions assigned cannot be read yet; trying again at the next poll");
+                let now = self.context.clock.now_ms();
+                let (since, warned) = self.awaiting_since.get_or_insert((now, false));
+                let waited = now.saturating_sub(*since);
+                if waited >= self.context.task_timeout_ms {
+                    let message = format!(
+                        "the committed offsets of {} (assigned {waited} ms ago) could not be read within task.timeout.ms ({} ms): {e}",
+                        added.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+                        self.context.task_timeout_ms
+                    );
+                    return Err(ClientError::new("fetch committed offsets", message, ClientErrorKind::Fatal));
+                }
+                // Kafka's consumer gives up on an offset fetch after `default.api.timeout.ms` (a minute),
+                // which Kafka Streams logs as a warning before it tries again.
+                if waited >= AWAITING_WARN_MS && !*warned {
+                    *warned = true;
+                    tracing::warn!(target: "kstreams::runtime::thread", error = %e, partitions = added.len(), waited_ms = waited,
+                        "the committed offsets of the partitions assigned still cannot be read; trying again until task.timeout.ms");
+                } else {
+                    tracing::debug!(target: "kstreams::runtime::thread", error = %e, partitions = added.len(),
+                        "the committed offsets of the partitions assigned cannot be read yet; trying again at the next poll");
+                }
                 self.awaiting = added;
                 return Ok(());
             }
             Err(e) => return Err(e),
         };
+        self.awaiting_since = None;
         self.listener.on_partitions_assigned(&added, &committed);
         let from: Vec<(TopicPartition, Option<i64>)> =
             added.iter().map(|tp| (tp.clone(), committed.get(tp).map(|c| c.offset))).collect();
@@ -575,6 +611,7 @@ mod tests {
         records: Arc<Mutex<Vec<RawRecord>>>,
         log: Arc<Log>,
         unstable: Arc<Mutex<u32>>,
+        clock: Clock,
     }
 
     /// A consumer of topic `a` (4 partitions), subscribed.
@@ -599,6 +636,7 @@ mod tests {
             Arc::new(Layouts::new(layout, (Arc::new(topology), Arc::new(plan)), &config, Arc::new(Mutex::new(admin))));
         let (events, records, log) = (Arc::default(), Arc::default(), Arc::new(Log::default()));
         let unstable = Arc::new(Mutex::new(0));
+        let clock = Clock::manual(0);
         let member = Scripted { events: Arc::clone(&events), log: Arc::clone(&log), unstable: Arc::clone(&unstable) };
         let fetcher = Fetcher { records: Arc::clone(&records), log: Arc::clone(&log) };
         let context = MemberContext {
@@ -610,13 +648,14 @@ mod tests {
             standbys: Arc::default(),
             configs: AssignmentConfigs::default(),
             probing_interval_ms: 600_000,
-            clock: Clock::System,
+            task_timeout_ms: 300_000,
+            clock: clock.clone(),
         };
         let mut consumer =
             MemberConsumer::new(Box::new(member), Box::new(fetcher), Arc::new(Callbacks(Arc::clone(&log))), context);
         consumer.subscribe(&["a".to_string()]).unwrap();
         assert_eq!(log.take(), ["join owning []"]);
-        Setup { consumer, events, records, log, unstable }
+        Setup { consumer, events, records, log, unstable, clock }
     }
 
     fn assigned(generation: i32, partitions: &[i32]) -> GroupEvent {
@@ -660,6 +699,22 @@ mod tests {
         assert!(!s.consumer.rebalance_in_progress(), "the group is not waited for: commits go on");
         poll(&mut s);
         assert_eq!(s.log.take(), ["assigned [a-0,a-1]", "fetch [a-0,a-1]"]);
+    }
+
+    #[test]
+    fn partitions_that_wait_for_their_committed_offsets_past_task_timeout_fail_the_thread() {
+        let mut s = setup();
+        *s.unstable.lock().unwrap() = u32::MAX;
+        s.events.lock().unwrap().push_back(assigned(1, &[0]));
+        poll(&mut s);
+        s.clock.advance(299_999);
+        poll(&mut s);
+        assert!(s.log.take().is_empty());
+        s.clock.advance(1);
+        let e = s.consumer.poll_batch(Duration::ZERO, 100, &mut Vec::new()).unwrap_err();
+        assert_eq!(e.kind, ClientErrorKind::Fatal);
+        assert!(e.to_string().contains("of a-0 (assigned 300000 ms ago)"), "{e}");
+        assert!(e.to_string().contains("within task.timeout.ms (300000 ms)"), "{e}");
     }
 
     #[test]

@@ -41,6 +41,7 @@ pub use query::{
     KeyValueStoreType, LocalKeyValueStore, QueryableStoreType, QueryableStoreTypes, StoreQueryParameters, StoreSource,
 };
 pub use restore::StateRestoreListener;
+pub use standby::{StandbyUpdateListener, SuspendReason};
 pub use state_dir::clean_local_state;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -244,6 +245,7 @@ pub struct KafkaStreams {
     state_dir: state_dir::StateDirectory,
     rocksdb: state_store::RocksDbMemory,
     restore_listener: Option<Arc<dyn StateRestoreListener>>,
+    standby_listener: Option<Arc<dyn StandbyUpdateListener>>,
     /// Tells this instance's transactional ids apart from those of other instances (Kafka Streams'
     /// process id), when a simulation gives it; otherwise chosen at start: the one kept in the state
     /// directory when the topology has stores, else a random one.
@@ -293,6 +295,7 @@ impl KafkaStreams {
             state_dir,
             rocksdb,
             restore_listener: None,
+            standby_listener: None,
             process_id: None,
             clock: Clock::System,
         })
@@ -330,6 +333,12 @@ impl KafkaStreams {
     /// Hears the progress of every store restore (set it before [`start`](Self::start)).
     pub fn set_global_state_restore_listener(&mut self, listener: impl StateRestoreListener + 'static) {
         self.restore_listener = Some(Arc::new(listener));
+    }
+
+    /// Hears how the standby tasks of this instance keep up (set it before [`start`](Self::start);
+    /// standbys need `num.standby.replicas` and `group.assignor=streams`).
+    pub fn set_standby_update_listener(&mut self, listener: impl StandbyUpdateListener + 'static) {
+        self.standby_listener = Some(Arc::new(listener));
     }
 
     /// The memory budget all RocksDB stores of this instance share (`rocksdb.cache.bytes`), to watch its use.
@@ -616,6 +625,7 @@ impl KafkaStreams {
                 app_dir,
                 rocksdb: self.rocksdb.clone(),
                 restore_listener: self.restore_listener.clone(),
+                standby_listener: self.standby_listener.clone(),
                 transactional_id: None,
                 process_id: assignor::ProcessId::of(&process_id),
                 clock: self.clock.clone(),

@@ -8,12 +8,12 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use state_store::OffsetCheckpoint;
 use state_store::Offsets;
 
+use super::standby::StandbyUpdateListener;
 use crate::client::{RestoreConsumer, TopicPartition};
 use crate::task::owner_epoch::{self, EpochFence};
 use crate::task::Task;
@@ -37,6 +37,15 @@ pub trait StateRestoreListener: Send + Sync {
     fn on_restore_end(&self, partition: &TopicPartition, store: &str, total_restored: u64) {
         let _ = (partition, store, total_restored);
     }
+}
+
+/// Who hears how a [`Restoration`] goes: a task's restore tells the state restore listener, a
+/// standby's update the standby update listener.
+#[derive(Clone, Copy)]
+pub(crate) enum Progress<'a> {
+    Unheard,
+    Restore(&'a dyn StateRestoreListener),
+    Standby(&'a dyn StandbyUpdateListener),
 }
 
 /// Records per batch handed to a store (one RocksDB write batch each, outside bulk mode).
@@ -192,16 +201,24 @@ impl Restoration {
     /// The restore of `task`'s logged stores from where `plan` says; a store with nothing to restore is
     /// marked up to date at once.
     pub(crate) fn new(task: &mut Task, plan: &RestorePlan, recorded_epoch: Option<i32>) -> Self {
-        Restoration::planned(task, plan, recorded_epoch, false)
+        Restoration::planned(task, plan, recorded_epoch, false, false)
     }
 
-    fn planned(task: &mut Task, plan: &RestorePlan, recorded_epoch: Option<i32>, standby: bool) -> Self {
+    /// The restore of a task that took its standby's stores over open (`StandbyTask::takeover_plan`):
+    /// as [`Restoration::new`], but an in-memory store goes on from what the standby applied.
+    pub(crate) fn taken_over(task: &mut Task, plan: &RestorePlan, recorded_epoch: Option<i32>) -> Self {
+        Restoration::planned(task, plan, recorded_epoch, false, true)
+    }
+
+    /// `open`: the stores were open before (a standby's), so an in-memory store holds what it applied.
+    fn planned(task: &mut Task, plan: &RestorePlan, recorded_epoch: Option<i32>, standby: bool, open: bool) -> Self {
         let mut pending = VecDeque::new();
         for changelog in task.changelogs().to_vec() {
             let Some(&(checkpointed_start, low, high)) = plan.get(&changelog.store) else { continue };
-            // A store that keeps nothing on disk always starts empty, whatever a checkpoint says; a
-            // standby's in-memory store goes on from what it applied (its first update has no start).
-            let checkpointed_start = checkpointed_start.filter(|_| changelog.persistent || standby);
+            // A store that keeps nothing on disk starts empty when it opens, whatever a checkpoint
+            // says; one open already goes on from what it applied (a standby's first update has no
+            // start).
+            let checkpointed_start = checkpointed_start.filter(|_| changelog.persistent || open);
             let start = checkpointed_start.unwrap_or(low);
             // A store restored in full reflects the log's start only once its restore begins: a
             // checkpoint of a restore cut short before then must not say it does.
@@ -242,7 +259,7 @@ impl Restoration {
         recorded_epoch: Option<i32>,
         pinned: bool,
     ) -> Self {
-        Restoration { relogged: pinned, ..Restoration::planned(task, plan, recorded_epoch, true) }
+        Restoration { relogged: pinned, ..Restoration::planned(task, plan, recorded_epoch, true, true) }
     }
 
     /// Whether a store skipped a former owner's late writes: a standby's state is right, but its
@@ -276,7 +293,7 @@ impl Restoration {
         &mut self,
         task: &mut Task,
         restorer: &mut dyn RestoreConsumer,
-        listener: Option<&Arc<dyn StateRestoreListener>>,
+        listener: Progress<'_>,
         between_batches: &mut dyn FnMut() -> Result<(), StreamsError>,
     ) -> Result<bool, StreamsError> {
         let step_started = Instant::now();
@@ -290,7 +307,7 @@ impl Restoration {
         &mut self,
         task: &mut Task,
         restorer: &mut dyn RestoreConsumer,
-        listener: Option<&Arc<dyn StateRestoreListener>>,
+        listener: Progress<'_>,
         between_batches: &mut dyn FnMut() -> Result<(), StreamsError>,
         step_started: Instant,
     ) -> Result<bool, StreamsError> {
@@ -324,13 +341,13 @@ impl Restoration {
         &mut self,
         task: &mut Task,
         next: PendingStore,
-        listener: Option<&Arc<dyn StateRestoreListener>>,
+        listener: Progress<'_>,
     ) -> Result<StoreRestore, StreamsError> {
         let PendingStore { store, tp, start, high, after_checkpoint } = next;
         if !after_checkpoint && start > 0 {
             task.set_changelog_offset(&tp, start - 1);
         }
-        if let Some(l) = listener {
+        if let Progress::Restore(l) = listener {
             l.on_restore_start(&tp, &store, start, high);
         }
         if self.standby {
@@ -361,11 +378,7 @@ impl Restoration {
         })
     }
 
-    fn finish_store(
-        &mut self,
-        task: &mut Task,
-        listener: Option<&Arc<dyn StateRestoreListener>>,
-    ) -> Result<(), StreamsError> {
+    fn finish_store(&mut self, task: &mut Task, listener: Progress<'_>) -> Result<(), StreamsError> {
         let Some(current) = self.current.take() else { return Ok(()) };
         let StoreRestore { store, tp, fence, total, bulk, started, .. } = current;
         if bulk {
@@ -386,7 +399,7 @@ impl Restoration {
             task.relog(&store, fence.into_stale_keys())?;
             self.relogged = true;
         }
-        if let Some(l) = listener {
+        if let Progress::Restore(l) = listener {
             l.on_restore_end(&tp, &store, total);
         }
         let elapsed = started.elapsed();
@@ -441,7 +454,7 @@ impl StoreRestore {
         task: &mut Task,
         end: i64,
         restorer: &mut dyn RestoreConsumer,
-        listener: Option<&Arc<dyn StateRestoreListener>>,
+        listener: Progress<'_>,
         between_batches: &mut dyn FnMut() -> Result<(), StreamsError>,
     ) -> Result<(), StreamsError> {
         let id = task.id();
@@ -465,8 +478,10 @@ impl StoreRestore {
             task.restore_batch_where(store, batch, |_| kept.next().copied().unwrap_or(true))?;
             *total += batch.len() as u64;
             let batch_end = batch.last().map_or(*start, |r| r.offset);
-            if let Some(l) = listener {
-                l.on_batch_restored(tp, store, batch_end, batch.len() as u64);
+            match listener {
+                Progress::Restore(l) => l.on_batch_restored(tp, store, batch_end, batch.len() as u64),
+                Progress::Standby(l) => l.on_batch_loaded(tp, store, id, batch_end, batch.len() as u64, *high),
+                Progress::Unheard => {}
             }
             if last_report.elapsed() >= PROGRESS_EVERY {
                 tracing::info!(target: "kstreams::runtime::restore", task = %id, store = %store, restored = *total,

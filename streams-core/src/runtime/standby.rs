@@ -10,17 +10,76 @@
 //! logging layer, as a restore uses them, and it never takes an owner epoch. Its checkpoint records
 //! what it applied, with the highest owner epoch seen, exactly as a restore cut short would, so that
 //! the next owner of the task on this instance goes on from there under the same epoch fence.
+//!
+//! When its task comes to the same thread, the copy becomes the task with its stores open (Kafka
+//! Streams recycles a standby task into an active one): nothing is closed and opened again, and an
+//! in-memory store keeps what it applied. Elsewhere in the instance it goes through its checkpoint.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::restore::{Restoration, RestorePlan};
+use super::restore::{Progress, Restoration, RestorePlan};
 use crate::client::{RestoreConsumer, TopicPartition};
 use crate::sync::LockUnpoisoned;
 use crate::task::Task;
 use crate::time::Clock;
 use crate::{StreamsError, TaskId};
+
+/// Hears how the standby tasks of an instance keep up (Kafka Streams' `StandbyUpdateListener`,
+/// KIP-988). Set one with
+/// [`KafkaStreams::set_standby_update_listener`](super::KafkaStreams::set_standby_update_listener). Its
+/// methods run on the stream thread that keeps the standby, between its polls: they should return
+/// quickly.
+pub trait StandbyUpdateListener: Send + Sync {
+    /// A standby of task `task` opened `store`, whose changelog is `partition`; its updates start at
+    /// `start_offset` (after its checkpoint, or where the changelog starts).
+    fn on_update_start(&self, partition: &TopicPartition, store: &str, task: TaskId, start_offset: i64) {
+        let _ = (partition, store, task, start_offset);
+    }
+
+    /// A batch of `batch_size` changelog records up to `batch_end_offset` was applied to the standby's
+    /// `store`; the update under way reads to `current_end_offset` (exclusive: the changelog's end as
+    /// far as committed when the update began).
+    fn on_batch_loaded(
+        &self,
+        partition: &TopicPartition,
+        store: &str,
+        task: TaskId,
+        batch_end_offset: i64,
+        batch_size: u64,
+        current_end_offset: i64,
+    ) {
+        let _ = (partition, store, task, batch_end_offset, batch_size, current_end_offset);
+    }
+
+    /// The standby's `store` stops being updated, at `store_offset` (the last changelog offset it
+    /// applied, `None` when it applied none), the changelog's end as last seen being
+    /// `current_end_offset`: its task came to this thread (`Promoted`) or the standby went away
+    /// (`Migrated`).
+    fn on_update_suspended(
+        &self,
+        partition: &TopicPartition,
+        store: &str,
+        task: TaskId,
+        store_offset: Option<i64>,
+        current_end_offset: Option<i64>,
+        reason: SuspendReason,
+    ) {
+        let _ = (partition, store, task, store_offset, current_end_offset, reason);
+    }
+}
+
+/// Why a standby stopped being updated ([`StandbyUpdateListener::on_update_suspended`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SuspendReason {
+    /// The standby went away: the assignment gave it to another instance or thread, dropped it, or it
+    /// failed and opens again in a moment.
+    Migrated,
+    /// Its task came to this thread: the standby became the task, or handed it its state.
+    Promoted,
+}
 
 /// How often (ms, on the thread's clock) a standby that is caught up asks its changelogs how far they
 /// go. Its lag behind the owner is about this much of the owner's output, plus what the owner has not
@@ -44,6 +103,7 @@ pub(crate) struct StandbyTask {
     /// applied, so the record's offset alone would start a read of nothing at every look.
     planned: BTreeMap<TopicPartition, i64>,
     reached: BTreeMap<TopicPartition, i64>,
+    listener: Option<Arc<dyn StandbyUpdateListener>>,
 }
 
 impl StandbyTask {
@@ -54,12 +114,16 @@ impl StandbyTask {
         mut plan: RestorePlan,
         recorded_epoch: Option<i32>,
         restorer: &mut dyn RestoreConsumer,
+        listener: Option<Arc<dyn StandbyUpdateListener>>,
     ) -> Result<Self, StreamsError> {
         let mut planned = BTreeMap::new();
         for changelog in task.changelogs().to_vec() {
-            if let Some((_, _, high)) = plan.get_mut(&changelog.store) {
+            if let Some((start, low, high)) = plan.get_mut(&changelog.store) {
                 *high = restorer.readable_end(&changelog.partition)?;
                 planned.insert(changelog.partition.clone(), *high);
+                if let Some(l) = &listener {
+                    l.on_update_start(&changelog.partition, &changelog.store, task.id(), start.unwrap_or(*low));
+                }
             }
         }
         let update = Restoration::standby_update(&mut task, &plan, recorded_epoch, false);
@@ -72,6 +136,7 @@ impl StandbyTask {
             next_look_ms: i64::MIN,
             planned,
             reached: BTreeMap::new(),
+            listener,
         })
     }
 
@@ -85,12 +150,52 @@ impl StandbyTask {
     }
 
     /// The sum of the changelog offsets the copy reflects (Kafka Streams' task offset sum), which the
-    /// group's leader weighs against the changelogs' ends to tell how far behind it is. Persistent
-    /// stores only, as a checkpoint: an in-memory store's copy does not survive the handover to its
-    /// task.
+    /// group's leader weighs against the changelogs' ends to tell how far behind it is. In-memory
+    /// stores count too, as in Kafka Streams: the task goes to this thread, which had the copy, and
+    /// takes the copy over with its stores open.
     pub(crate) fn offset_sum(&self) -> i64 {
-        let persistent = self.task.changelogs().iter().filter(|c| c.persistent);
-        persistent.filter_map(|c| self.task.changelog_offset(&c.partition)).fold(0, i64::saturating_add)
+        let changelogs = self.task.changelogs().iter();
+        changelogs.filter_map(|c| self.task.changelog_offset(&c.partition)).fold(0, i64::saturating_add)
+    }
+
+    /// Where the task's restore would start from this copy: per store, after what the copy applied
+    /// (or read to), to the changelog's end (`restorer`'s high watermark, as a task's restore). `None`
+    /// when the copy cannot be taken over open and goes through its checkpoint instead: an update is
+    /// under way, or the copy skipped a former owner's late writes (only a restore from the checkpoint
+    /// writes them again).
+    pub(crate) fn takeover_plan(
+        &self,
+        restorer: &mut dyn RestoreConsumer,
+    ) -> Result<Option<RestorePlan>, StreamsError> {
+        if self.pinned || !self.update.is_done() {
+            return Ok(None);
+        }
+        let mut plan = RestorePlan::new();
+        for changelog in self.task.changelogs() {
+            let (low, high) = restorer.watermarks(&changelog.partition)?;
+            let applied = self.task.changelog_offset(&changelog.partition).map(|offset| offset + 1);
+            let start = applied.max(self.reached.get(&changelog.partition).copied());
+            plan.insert(changelog.store.clone(), (start, low, high));
+        }
+        Ok(Some(plan))
+    }
+
+    /// The copy's task with its stores open, and the highest owner epoch its state has seen, for
+    /// [`Restoration::taken_over`] with a [`takeover_plan`](Self::takeover_plan).
+    pub(crate) fn into_task(self) -> (Task, Option<i32>) {
+        self.suspended(SuspendReason::Promoted);
+        tracing::info!(target: "kstreams::runtime::thread", task = %self.task.id(), "standby task taken over by its task");
+        (self.task, self.highest_epoch)
+    }
+
+    /// Tells the listener that every store stops being updated.
+    fn suspended(&self, reason: SuspendReason) {
+        let Some(l) = &self.listener else { return };
+        for changelog in self.task.changelogs() {
+            let p = &changelog.partition;
+            let end = self.planned.get(p).or(self.reached.get(p)).copied();
+            l.on_update_suspended(p, &changelog.store, self.task.id(), self.task.changelog_offset(p), end, reason);
+        }
     }
 
     /// Whether an update is under way (the thread's poll then does not wait).
@@ -135,7 +240,8 @@ impl StandbyTask {
             }
             self.update = Restoration::standby_update(&mut self.task, &plan, self.highest_epoch, self.pinned);
         }
-        let done = self.update.step(&mut self.task, restorer, None, between_batches)?;
+        let progress = self.listener.as_deref().map_or(Progress::Unheard, Progress::Standby);
+        let done = self.update.step(&mut self.task, restorer, progress, between_batches)?;
         self.highest_epoch = self.highest_epoch.max(self.update.highest_epoch());
         self.pinned |= self.update.skipped_late_writes();
         if done {
@@ -157,7 +263,8 @@ impl StandbyTask {
     /// Closes the copy, checkpointing what it applied (an update cut short as a restore would be, which
     /// keeps a pinned checkpoint where it is), so that the task's next owner here, or the next standby,
     /// goes on from there.
-    pub(crate) fn close(mut self) {
+    pub(crate) fn close(mut self, reason: SuspendReason) {
+        self.suspended(reason);
         let id = self.task.id();
         if !self.update.is_done() {
             self.update.abandon(&mut self.task);
@@ -270,7 +377,7 @@ impl Standbys {
         tracing::warn!(target: "kstreams::runtime::thread", task = %id, error = %crate::handler::error_chain(error),
             "standby task failed; opening it again in a moment");
         if let Some(standby) = self.open.remove(&id) {
-            standby.close();
+            standby.close(SuspendReason::Migrated);
         }
         self.retry_at.insert(id, self.clock.now_ms().saturating_add(RETRY_AFTER_MS));
     }

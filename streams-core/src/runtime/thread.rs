@@ -27,8 +27,8 @@ use super::layout::Layouts;
 use super::member_consumer::{Instance, MemberConsumer};
 use super::partition_group::{PartitionGroup, IDLE_DISABLED};
 use super::producer::ThreadProducer;
-use super::restore::{self, Restoration, RestorePlan, StateRestoreListener};
-use super::standby::{StandbyAssignment, StandbyTask, Standbys};
+use super::restore::{self, Progress, Restoration, RestorePlan, StateRestoreListener};
+use super::standby::{StandbyAssignment, StandbyTask, StandbyUpdateListener, Standbys, SuspendReason};
 use super::thread_metrics::{TaskFigures, ThreadSensors};
 use super::topics::TopicLayout;
 use super::{Shared, State, StreamThreadExceptionResponse};
@@ -87,6 +87,7 @@ pub(crate) struct ThreadInner {
     closed_metrics: TaskMetrics,
     shared: Arc<Shared>,
     restore_listener: Option<Arc<dyn StateRestoreListener>>,
+    standby_listener: Option<Arc<dyn StandbyUpdateListener>>,
     /// Past this many bytes of writes held by stores (exactly-once), the thread commits early.
     uncommitted_max_bytes: usize,
     /// Recoveries (abort, close tasks, rejoin) since the last successful commit.
@@ -458,7 +459,7 @@ impl ThreadInner {
     /// Closes task `id`, or this thread's standby of it.
     fn close_task(&mut self, id: TaskId) {
         if let Some(standby) = self.standbys.remove(id) {
-            standby.close();
+            standby.close(SuspendReason::Migrated);
             self.forget_holder(id);
         }
         let enforced = self.inputs.remove(&id).map_or(0, |input| input.enforced());
@@ -484,8 +485,14 @@ impl ThreadInner {
     }
 
     /// Enters this thread in the holders' registry as the holder of task `id` (restoring, or a standby
-    /// of it).
-    fn hold(&self, id: TaskId, restoring: bool, standby: bool) {
+    /// of it) before it opens the task's files, unless another live thread of the instance is there:
+    /// looked at and entered under one lock, so that two threads never open one task's files at once.
+    /// Whether it did.
+    fn reserve(&self, id: TaskId, restoring: bool, standby: bool) -> bool {
+        let mut holders = self.shared.task_holders.lock();
+        if holders.get(&id).is_some_and(|h| h.name != self.name && h.inner.strong_count() > 0) {
+            return false;
+        }
         let holder = Holder {
             name: self.name.clone(),
             inner: self.me.clone(),
@@ -493,7 +500,8 @@ impl ThreadInner {
             standby,
             queries_waiting: self.queries_waiting.clone(),
         };
-        self.shared.task_holders.lock().insert(id, holder);
+        holders.insert(id, holder);
+        true
     }
 
     /// Takes this thread out of the holders' registry for task `id`.
@@ -517,15 +525,15 @@ impl ThreadInner {
             }
             // Another thread here holds it: as a task its assignment has not moved yet, or as a standby
             // it gives up at its next step. Either way its own step lets it go.
-            if self.shared.task_holders.lock().get(&id).is_some_and(|h| h.name != self.name) {
+            if !self.reserve(id, false, true) {
                 continue;
             }
             match self.open_standby(id) {
-                Ok(standby) => {
-                    self.hold(id, false, true);
-                    self.standbys.insert(standby);
+                Ok(standby) => self.standbys.insert(standby),
+                Err(e) => {
+                    self.forget_holder(id);
+                    self.standbys.failed(id, &e);
                 }
-                Err(e) => self.standbys.failed(id, &e),
             }
             self.producer.check_running()?;
         }
@@ -537,7 +545,7 @@ impl ThreadInner {
         let sub = subtopology(&topology, id)?;
         let (plan, recorded_epoch) = self.prepare_stores(id, sub)?;
         let task = Task::new(&self.topology, sub, id.partition, &self.task_config)?;
-        StandbyTask::new(task, plan, recorded_epoch, &mut *self.restorer)
+        StandbyTask::new(task, plan, recorded_epoch, &mut *self.restorer, self.standby_listener.clone())
     }
 
     /// Keeps the standbys up to date, once no task of this thread restores (a restore comes first: its
@@ -656,21 +664,76 @@ impl ThreadInner {
         if self.tasks.contains_key(&id) || self.restoring.contains_key(&id) {
             return Ok(());
         }
-        // A standby of the task here, or in another thread, hands its state over through its checkpoint.
+        // A standby of the task on this thread becomes the task with its stores open; one that cannot,
+        // or one in another thread, hands its state over through its checkpoint.
+        let standby = self.take_standby_over(id);
+        if standby.is_none()
+            && let Some(standby) = self.standbys.remove(id)
+        {
+            standby.close(SuspendReason::Promoted);
+            self.forget_holder(id);
+        }
         self.close_task(id);
         self.take_from_other_thread(id)?;
-        let topology = self.plan.clone();
-        let sub = subtopology(&topology, id)?;
-        let (plan, recorded_epoch) = self.prepare_stores(id, sub)?;
-        let mut task = Task::new(&self.topology, sub, id.partition, &self.task_config)?;
+        if !self.reserve(id, true, false) {
+            let message = format!("another thread of this instance took task {id} meanwhile");
+            return Err(ClientError::new("take a task over", message, ClientErrorKind::Retriable).into());
+        }
+        let opened = self.open_reserved(id, committed, standby);
+        if opened.is_err() && !self.tasks.contains_key(&id) && !self.restoring.contains_key(&id) {
+            self.forget_holder(id);
+        }
+        opened
+    }
+
+    /// This thread's standby of task `id`, taken out to become the task with its stores open: the task,
+    /// where its restore starts, and the highest owner epoch seen. `None` when there is none, or it
+    /// goes through its checkpoint instead (see `StandbyTask::takeover_plan`).
+    fn take_standby_over(&mut self, id: TaskId) -> Option<(Task, RestorePlan, Option<i32>)> {
+        match self.standbys.get(id)?.takeover_plan(&mut *self.restorer) {
+            Ok(Some(plan)) => {
+                let (task, epoch) = self.standbys.remove(id)?.into_task();
+                Some((task, plan, epoch))
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(target: "kstreams::runtime::thread", task = %id, error = %e,
+                    "could not take the standby over open; it hands its state over through its checkpoint");
+                None
+            }
+        }
+    }
+
+    /// [`open_task`](Self::open_task) once the task is this thread's in the holders' registry; from
+    /// this thread's standby of it when there is one to take over.
+    fn open_reserved(
+        &mut self,
+        id: TaskId,
+        committed: &CommittedOffsets,
+        standby: Option<(Task, RestorePlan, Option<i32>)>,
+    ) -> Result<(), StreamsError> {
+        let (mut task, restoration, plan) = match standby {
+            Some((mut task, plan, epoch)) => {
+                let restoration = Restoration::taken_over(&mut task, &plan, epoch);
+                (task, restoration, plan)
+            }
+            None => {
+                let topology = self.plan.clone();
+                let sub = subtopology(&topology, id)?;
+                let (plan, recorded_epoch) = self.prepare_stores(id, sub)?;
+                let mut task = Task::new(&self.topology, sub, id.partition, &self.task_config)?;
+                // The stores are restored from their changelogs before the task sees any input, a step
+                // at a time between polls (`restore_step`): the thread goes on with its other tasks
+                // meanwhile.
+                let restoration = Restoration::new(&mut task, &plan, recorded_epoch);
+                (task, restoration, plan)
+            }
+        };
         self.sensors.task_created(self.task_config.clock.now_ms());
         let mine = committed.iter().filter(|(tp, _)| self.task_id(&tp.topic, tp.partition) == Some(id));
         task.take_committed_metadata(mine);
-        // The stores are restored from their changelogs before the task sees any input, a step at a
-        // time between polls (`restore_step`): the thread goes on with its other tasks meanwhile.
-        let restoration = Restoration::new(&mut task, &plan, recorded_epoch);
-        self.hold(id, !restoration.is_done(), false);
         if restoration.is_done() {
+            self.shared.task_holders.set_restoring(id, false);
             tracing::info!(target: "kstreams::runtime::thread", task = %id, "task created");
             return self.activate(id, task, restoration, !plan.is_empty());
         }
@@ -690,7 +753,7 @@ impl ThreadInner {
         // happens (an error, a panic in a listener) the shutdown or the recovery closes it.
         let producer = &mut self.producer;
         let mut running = || producer.check_running().map_err(StreamsError::from);
-        let listener = self.restore_listener.as_ref();
+        let listener = self.restore_listener.as_deref().map_or(Progress::Unheard, Progress::Restore);
         if restoration.step(task, &mut *self.restorer, listener, &mut running)? {
             let (task, restoration) = self.restoring.remove(&id).expect("stepped above");
             self.shared.restoring_tasks.fetch_sub(1, Ordering::SeqCst);
@@ -1067,6 +1130,7 @@ pub(crate) struct ThreadState {
     pub(crate) app_dir: Option<std::path::PathBuf>,
     pub(crate) rocksdb: state_store::RocksDbMemory,
     pub(crate) restore_listener: Option<Arc<dyn StateRestoreListener>>,
+    pub(crate) standby_listener: Option<Arc<dyn StandbyUpdateListener>>,
     /// Under exactly_once_v2, the thread's producer's `transactional.id`.
     pub(crate) transactional_id: Option<String>,
     /// The instance's process id, as the library's group member tells it (`group.assignor=streams`).
@@ -1188,6 +1252,7 @@ impl StreamThread {
                 closed_metrics: TaskMetrics::default(),
                 shared: shared.clone(),
                 restore_listener: state.restore_listener,
+                standby_listener: state.standby_listener,
                 uncommitted_max_bytes: config.statestore_uncommitted_max_bytes,
                 recoveries: 0,
                 failing_since_ms: None,

@@ -169,6 +169,7 @@ impl Cluster {
             app_dir: app_dir.map(std::path::Path::to_path_buf),
             rocksdb: state_store::RocksDbMemory::default(),
             restore_listener: None,
+            standby_listener: None,
             transactional_id: (config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2)
                 .then(|| format!("{APP}-{name}")),
             process_id: crate::runtime::assignor::ProcessId::of(name),
