@@ -205,14 +205,18 @@ impl Setup<'_> {
 
 type Outputs = BTreeMap<i32, Vec<(String, i64)>>;
 
-/// Per task in the window `[from, to)` (ms): the longest pause and whether another instance took it.
+/// Per task in the window `[from, to)` (ms): the longest pause and whether another instance took it. A
+/// pause still under way at `to` counts until `to` (the rest of it, if any, is the next step's: the
+/// next step's change begins at `to`).
 fn pauses(outputs: &Outputs, from: i64, to: i64) -> BTreeMap<i32, (i64, bool)> {
     outputs
         .iter()
         .map(|(task, history)| {
             let mut history: Vec<(i64, &str)> = history.iter().map(|(who, at)| (*at, who.as_str())).collect();
             history.sort();
-            let window: Vec<&(i64, &str)> = history.iter().filter(|(at, _)| *at >= from - 2_000 && *at < to).collect();
+            let mut window: Vec<(i64, &str)> =
+                history.iter().filter(|(at, _)| *at >= from - 2_000 && *at < to).copied().collect();
+            window.push((to, window.last().map_or("", |(_, who)| *who)));
             let longest = window.windows(2).filter(|w| w[1].0 >= from).map(|w| w[1].0 - w[0].0).max().unwrap_or(0);
             let moved = window.windows(2).any(|w| w[0].1 != w[1].1 && w[1].0 >= from);
             (*task, (longest, moved))
@@ -356,14 +360,16 @@ fn run(args: &Args, bootstrap: &str, run: Run) -> anyhow::Result<()> {
     let outputs = read_output(bootstrap, &r.output, &(0..args.partitions).map(|p| (p, 0)).collect())?;
     let out = outputs.values().map(Vec::len).sum::<usize>() as u64;
     println!("{tag}: {} records in, {out} out", sent + args.state_keys);
-    for (step, from, to) in steps {
+    for (i, &(step, from, to)) in steps.iter().enumerate() {
         let pauses = pauses(&outputs, from, to);
+        // A restore a step brought may end after it: counted until the next step begins.
+        let restores_until = steps.get(i + 1).map_or(i64::MAX, |next| next.1);
         if step == "steady" {
             let gap = pauses.values().map(|(p, _)| *p).max().unwrap_or(0);
             println!("  steady       longest gap between two outputs of a task: {gap} ms");
             continue;
         }
-        report(step, &pauses, r.restores.between(from, to));
+        report(step, &pauses, r.restores.between(from, restores_until));
         if run == Run::Static {
             // The restarted instance's own tasks and the others'.
             let who = step.trim_start_matches("restart ");

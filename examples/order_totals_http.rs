@@ -1,19 +1,21 @@
 //! Per-customer order totals served over HTTP while the application runs: interactive queries of its
-//! store, behind an axum server on tokio.
+//! store, behind an axum server on tokio, across the application's instances.
 //!
-//! `cargo run --example order_totals_http --features tokio [-- --orders N] [--listen 127.0.0.1:8080]`:
-//! produces orders, runs the totals application (on the embedded broker, or on Kafka with
-//! `--bootstrap-servers HOST:PORT`), and serves until Ctrl-C:
+//! `cargo run --example order_totals_http --features tokio [-- --orders N] [--listen 127.0.0.1:8080]
+//! [--instances N]`: produces orders, runs N instances of the totals application (on the embedded
+//! broker, or on Kafka with `--bootstrap-servers HOST:PORT`), each with its own HTTP server (the
+//! listen port, then the next ones; port 0: any free port) given to the application as its
+//! `application.server`, and serves until Ctrl-C. Every server answers for every customer:
 //! - `GET /totals/{customer}`: `{"customer":101,"total":218.87}`, or 404 when the customer has none;
-//! - `GET /totals`: every customer's total, in customer order;
+//!   asked of an instance that does not hold the customer, it asks the one that does
+//!   (`query_metadata_for_key`) and passes its answer on;
+//! - `GET /totals`: every customer's total, gathered from every instance (`streams_metadata_for_store`),
+//!   in customer order;
 //! - 503 with `Retry-After: 1` while the store cannot be read now (restoring, or moving between
 //!   instances during a rebalance): never a wrong answer.
 //!
-//! With `--check` it asks its own server for every customer's total until each matches a plain loop
+//! With `--check` it asks every server for every customer's total until each matches a plain loop
 //! over the orders in the topic, prints them, and closes (what the tests run).
-//!
-//! One instance answers for the partitions it holds; routing a question to the instance that holds the
-//! key is not there yet (docs/interactive-queries.md).
 
 #[path = "support/mod.rs"]
 mod support;
@@ -29,8 +31,9 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use kstreams::config::GroupAssignor;
 use kstreams::prelude::*;
-use kstreams::runtime::{KafkaStreams, LocalKeyValueStore, QueryableStoreTypes, State, StoreQueryParameters};
+use kstreams::runtime::{HostInfo, KafkaStreams, LocalKeyValueStore, QueryableStoreTypes, State, StoreQueryParameters};
 use serde::{Deserialize, Serialize};
 use support::CommonArgs;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -76,16 +79,27 @@ struct Args {
     /// How many orders to produce.
     #[arg(long, default_value_t = 30, value_name = "N")]
     orders: u64,
-    /// Where the HTTP server listens (port 0: any free port, printed at start).
+    /// Where the first instance's HTTP server listens (port 0: any free port, printed at start); the
+    /// others listen on the next ports.
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
     listen: SocketAddr,
-    /// Check every customer's total through the server, then close.
+    /// How many instances of the application to run, each with its own server.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    instances: u16,
+    /// Check every customer's total through every server, then close.
     #[arg(long)]
     check: bool,
 }
 
+/// One instance of the application and what its server needs.
+struct Instance {
+    app: KafkaStreams,
+    /// Its own address (`application.server`).
+    me: HostInfo,
+}
+
 fn main() -> anyhow::Result<()> {
-    let Args { common, orders, listen, check } = support::start()?;
+    let Args { common, orders, listen, instances, check } = support::start()?;
     // The blocking work (topics, the orders) is done before the runtime starts: no worker waits on it.
     let cluster = common.cluster()?;
     cluster.create_topics(&[ORDERS, TOTALS], 4)?;
@@ -104,69 +118,151 @@ fn main() -> anyhow::Result<()> {
             *expected.entry(order.customer_id).or_insert(0.0) += order.total_value;
         }
     }
-    let mut config = cluster.config("order-totals-http-example");
-    config.commit_interval = Some(Duration::from_millis(200));
-    let app = cluster.app(topology()?, config)?;
+    // Each instance's server listens before its application starts: the address it is given to
+    // announce is the one bound (a port 0 becomes a real one).
+    let mut servers = Vec::new();
+    for i in 0..instances {
+        let port = if listen.port() == 0 { 0 } else { listen.port() + i };
+        let address = SocketAddr::new(listen.ip(), port);
+        let listener = std::net::TcpListener::bind(address).with_context(|| format!("listen on {address}"))?;
+        listener.set_nonblocking(true)?;
+        let bound = listener.local_addr()?;
+        let mut config = cluster.config("order-totals-http-example");
+        config.commit_interval = Some(Duration::from_millis(200));
+        config.group_assignor = GroupAssignor::Streams;
+        config.application_server = Some(bound.to_string());
+        config.state_dir = config.state_dir.join(format!("instance-{i}"));
+        let app = cluster.app(topology()?, config)?;
+        let me = HostInfo::new(bound.ip().to_string(), bound.port());
+        servers.push((Instance { app, me }, listener));
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(serve(app, listen, check.then_some(expected)))
+    runtime.block_on(serve(servers, check.then_some(expected)))
 }
 
-/// Starts `app`, serves its totals on `listen`, and closes it at Ctrl-C, or once `check` (the expected
-/// totals) is answered right by the server.
-async fn serve(app: KafkaStreams, listen: SocketAddr, check: Option<BTreeMap<i64, f64>>) -> anyhow::Result<()> {
-    let app = app.start_async().await?;
+/// Starts the instances, serves their totals, and closes them at Ctrl-C, or once `check` (the
+/// expected totals) is answered right by every server.
+async fn serve(
+    servers: Vec<(Instance, std::net::TcpListener)>,
+    check: Option<BTreeMap<i64, f64>>,
+) -> anyhow::Result<()> {
+    let mut started = Vec::new();
+    for (Instance { app, me }, listener) in servers {
+        match app.start_async().await {
+            Ok(app) => started.push((Arc::new(Instance { app, me }), listener)),
+            Err(e) => {
+                close_all(started.into_iter().map(|(instance, _)| instance).collect()).await;
+                return Err(e.into());
+            }
+        }
+    }
+    let instances: Vec<Arc<Instance>> = started.iter().map(|(instance, _)| instance.clone()).collect();
     // Closed on every path: dropping a started instance would close it on this thread, blocking.
-    let outcome = serve_running(&app, listen, check).await;
+    let outcome = serve_running(started, check).await;
     println!("closing: committing and leaving the group");
-    app.close_async().await?;
+    close_all(instances).await;
     outcome
 }
 
-/// Serves the totals of the running `app` until Ctrl-C, its failure, or the end of the check.
+/// Closes every instance (once its server has let it go).
+async fn close_all(instances: Vec<Arc<Instance>>) {
+    for instance in instances {
+        match Arc::try_unwrap(instance) {
+            Ok(Instance { app, .. }) => {
+                if let Err(e) = app.close_async().await {
+                    eprintln!("closing an instance: {e}");
+                }
+            }
+            Err(_) => eprintln!("an instance is still in use by its server; it closes as it is dropped"),
+        }
+    }
+}
+
+/// Serves the totals of the running instances until Ctrl-C, a failure, or the end of the check.
 async fn serve_running(
-    app: &KafkaStreams,
-    listen: SocketAddr,
+    started: Vec<(Arc<Instance>, std::net::TcpListener)>,
     check: Option<BTreeMap<i64, f64>>,
 ) -> anyhow::Result<()> {
-    let totals =
-        app.store(StoreQueryParameters::from_name_and_type("totals", QueryableStoreTypes::key_value::<i64, f64>()))?;
-    let router = Router::new()
-        .route("/totals", get(all_totals))
-        .route("/totals/{customer}", get(one_total))
-        .with_state(Arc::new(totals));
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listen on {listen}"))?;
-    let address = listener.local_addr()?;
-    println!("serving the totals on http://{address}/totals/{{customer}} (Ctrl-C to stop)");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router).with_graceful_shutdown(async move { stopped.await.unwrap_or_default() }).await
-    });
-    let mut states = app.state_receiver();
+    let mut stops = Vec::new();
+    let mut tasks = Vec::new();
+    let mut addresses = Vec::new();
+    for (instance, listener) in &started {
+        let router = Router::new()
+            .route("/totals", get(all_totals))
+            .route("/totals/{customer}", get(one_total))
+            .route("/local/totals", get(local_totals))
+            .route("/local/totals/{customer}", get(local_total))
+            .with_state(instance.clone());
+        let listener = tokio::net::TcpListener::from_std(listener.try_clone()?)?;
+        let address = listener.local_addr()?;
+        println!("serving the totals on http://{address}/totals/{{customer}} (Ctrl-C to stop)");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tasks.push(tokio::spawn(async move {
+            axum::serve(listener, router).with_graceful_shutdown(async move { stopped.await.unwrap_or_default() }).await
+        }));
+        stops.push(stop);
+        addresses.push(address);
+    }
+    let instances: Vec<Arc<Instance>> = started.into_iter().map(|(instance, _)| instance).collect();
     let outcome = match check {
-        Some(expected) => check_totals(app, address, &expected).await,
+        Some(expected) => check_totals(&instances, &addresses, &expected).await,
         None => loop {
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(100)) => if support::stop_requested() { break Ok(()) },
-                changed = states.changed() => {
-                    let state = *states.borrow();
-                    println!("state: {state:?}");
-                    if changed.is_err() || state == State::Error {
-                        break Err(anyhow::anyhow!("the application failed: {:?}", app.take_error()));
-                    }
-                }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if support::stop_requested() {
+                break Ok(());
+            }
+            if let Err(e) = running(&instances) {
+                break Err(e);
             }
         },
     };
-    let _ = stop.send(());
-    server.await??;
+    drop(instances);
+    for stop in stops {
+        let _ = stop.send(());
+    }
+    for task in tasks {
+        task.await??;
+    }
     outcome
 }
 
-/// `GET /totals/{customer}`.
-async fn one_total(Extract(totals): Extract<Arc<LocalKeyValueStore<i64, f64>>>, Path(customer): Path<i64>) -> Response {
+/// Fails when an instance has failed.
+fn running(instances: &[Arc<Instance>]) -> anyhow::Result<()> {
+    for instance in instances {
+        let app = &instance.app;
+        anyhow::ensure!(app.state() != State::Error, "the instance at {} failed: {:?}", instance.me, app.take_error());
+    }
+    Ok(())
+}
+
+/// The instance's store of totals: its local partitions.
+fn local_store(instance: &Instance) -> Result<LocalKeyValueStore<i64, f64>, StreamsError> {
+    instance.app.store(StoreQueryParameters::from_name_and_type("totals", QueryableStoreTypes::key_value::<i64, f64>()))
+}
+
+/// `GET /totals/{customer}`: from here when this instance holds the customer, else from the one that
+/// does (`query_metadata_for_key`).
+async fn one_total(Extract(instance): Extract<Arc<Instance>>, Path(customer): Path<i64>) -> Response {
+    let holder = match instance.app.query_metadata_for_key("totals", &customer, &*i64::default_serde()) {
+        Ok(metadata) => metadata.active_host,
+        Err(error) => return unavailable(error),
+    };
+    if holder == instance.me {
+        return local_total(Extract(instance), Path(customer)).await;
+    }
+    // Asked at its local route: a holder that has meanwhile lost the customer answers 503, rather
+    // than asking on in a circle.
+    match http_get(&holder.to_string(), &format!("/local/totals/{customer}")).await {
+        Ok((status, body)) => passed_on(status, body),
+        Err(e) => (StatusCode::BAD_GATEWAY, format!("asking {holder}: {e}\n")).into_response(),
+    }
+}
+
+/// `GET /local/totals/{customer}`: from this instance's store only.
+async fn local_total(Extract(instance): Extract<Arc<Instance>>, Path(customer): Path<i64>) -> Response {
     // A query waits for the stream thread's current step: on the blocking pool, not on a worker.
-    match tokio::task::spawn_blocking(move || totals.get(&customer)).await {
+    match tokio::task::spawn_blocking(move || local_store(&instance)?.get(&customer)).await {
         Ok(Ok(Some(total))) => Json(Total { customer, total }).into_response(),
         Ok(Ok(None)) => (StatusCode::NOT_FOUND, format!("no orders of customer {customer}\n")).into_response(),
         Ok(Err(error)) => unavailable(error),
@@ -174,15 +270,49 @@ async fn one_total(Extract(totals): Extract<Arc<LocalKeyValueStore<i64, f64>>>, 
     }
 }
 
-/// `GET /totals`.
-async fn all_totals(Extract(totals): Extract<Arc<LocalKeyValueStore<i64, f64>>>) -> Response {
-    match tokio::task::spawn_blocking(move || totals.all()).await {
+/// `GET /totals`: every instance's local totals (`streams_metadata_for_store`), merged.
+async fn all_totals(Extract(instance): Extract<Arc<Instance>>) -> Response {
+    let holders: Vec<HostInfo> =
+        instance.app.streams_metadata_for_store("totals").into_iter().map(|m| m.host_info).collect();
+    let mut all: BTreeMap<i64, f64> = BTreeMap::new();
+    for holder in holders {
+        let (status, body) = match http_get(&holder.to_string(), "/local/totals").await {
+            Ok(answer) => answer,
+            Err(e) => return (StatusCode::BAD_GATEWAY, format!("asking {holder}: {e}\n")).into_response(),
+        };
+        if status != 200 {
+            return passed_on(status, body);
+        }
+        match serde_json::from_str::<Vec<Total>>(&body) {
+            Ok(totals) => all.extend(totals.into_iter().map(|t| (t.customer, t.total))),
+            Err(e) => return (StatusCode::BAD_GATEWAY, format!("{holder} answered {body}: {e}\n")).into_response(),
+        }
+    }
+    Json(all.into_iter().map(|(customer, total)| Total { customer, total }).collect::<Vec<_>>()).into_response()
+}
+
+/// `GET /local/totals`: every total of this instance's partitions.
+async fn local_totals(Extract(instance): Extract<Arc<Instance>>) -> Response {
+    match tokio::task::spawn_blocking(move || local_store(&instance)?.all()).await {
         Ok(Ok(all)) => {
             Json(all.into_iter().map(|(customer, total)| Total { customer, total }).collect::<Vec<_>>()).into_response()
         }
         Ok(Err(error)) => unavailable(error),
         Err(panic) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{panic}\n")).into_response(),
     }
+}
+
+/// Another instance's answer, passed on as it came.
+fn passed_on(status: u16, body: String) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut response = (status, body).into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    }
+    if status == StatusCode::OK {
+        response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    }
+    response
 }
 
 /// A store that cannot be read: 503 and "ask again in a second" when that may help, 500 otherwise.
@@ -195,41 +325,68 @@ fn unavailable(error: StreamsError) -> Response {
     }
 }
 
-/// Asks the server at `address` for each customer's total until all match `expected` (60 s at most).
-async fn check_totals(app: &KafkaStreams, address: SocketAddr, expected: &BTreeMap<i64, f64>) -> anyhow::Result<()> {
+/// Asks every server for each customer's total, and for all of them, until all match `expected` (60 s
+/// at most).
+async fn check_totals(
+    instances: &[Arc<Instance>],
+    addresses: &[SocketAddr],
+    expected: &BTreeMap<i64, f64>,
+) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let matches = |answers: &BTreeMap<i64, f64>| {
+        answers.len() == expected.len()
+            && answers.iter().all(|(customer, total)| (total - expected[customer]).abs() < 1e-6)
+    };
     loop {
-        anyhow::ensure!(app.state() != State::Error, "the application failed: {:?}", app.take_error());
-        let mut answers = BTreeMap::new();
-        for customer in expected.keys() {
-            let path = format!("/totals/{customer}");
-            let request = http_get(address, &path);
-            let (status, body) =
-                tokio::time::timeout(Duration::from_secs(10), request).await.context("no answer in 10 s")??;
-            if status == 200 {
-                let total: Total = serde_json::from_str(&body).with_context(|| format!("the answer {body}"))?;
-                answers.insert(*customer, total.total);
+        running(instances)?;
+        let mut right = true;
+        let mut first_answers = BTreeMap::new();
+        for address in addresses {
+            let mut answers = BTreeMap::new();
+            for customer in expected.keys() {
+                let (address, path) = (address.to_string(), format!("/totals/{customer}"));
+                let request = http_get(&address, &path);
+                let (status, body) =
+                    tokio::time::timeout(Duration::from_secs(10), request).await.context("no answer in 10 s")??;
+                if status == 200 {
+                    let total: Total = serde_json::from_str(&body).with_context(|| format!("the answer {body}"))?;
+                    answers.insert(*customer, total.total);
+                }
+            }
+            let (status, body) = http_get(&address.to_string(), "/totals").await?;
+            let all: BTreeMap<i64, f64> = match status {
+                200 => serde_json::from_str::<Vec<Total>>(&body)
+                    .with_context(|| format!("the answer {body}"))?
+                    .into_iter()
+                    .map(|t| (t.customer, t.total))
+                    .collect(),
+                _ => BTreeMap::new(),
+            };
+            right &= matches(&answers) && matches(&all);
+            if first_answers.is_empty() {
+                first_answers = answers;
             }
         }
-        let right = answers.len() == expected.len()
-            && answers.iter().all(|(customer, total)| (total - expected[customer]).abs() < 1e-6);
         if right {
-            for (customer, total) in &answers {
+            for (customer, total) in &first_answers {
                 println!("GET /totals/{customer} -> {total:.2}");
             }
-            println!("every customer's total served over HTTP matches a plain loop over the orders");
+            println!(
+                "every customer's total served over HTTP matches a plain loop over the orders (asked of each of {} instances)",
+                addresses.len()
+            );
             return Ok(());
         }
         anyhow::ensure!(
             tokio::time::Instant::now() < deadline,
-            "the server's totals {answers:?} never became {expected:?}"
+            "the servers' totals {first_answers:?} never became {expected:?}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
-/// `GET path` on `address` over plain HTTP/1.1: the status and the body.
-async fn http_get(address: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+/// `GET path` on `address` (`host:port`) over plain HTTP/1.1: the status and the body.
+async fn http_get(address: &str, path: &str) -> anyhow::Result<(u16, String)> {
     let mut stream = tokio::net::TcpStream::connect(address).await?;
     stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
     let mut response = String::new();

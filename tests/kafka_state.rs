@@ -34,7 +34,8 @@ scenario_tests!(
     interactive_queries_read_every_local_partition_and_global_stores,
     a_standby_takes_over_restoring_only_what_it_lagged_behind,
     a_standby_takes_over_restoring_only_what_it_lagged_behind_under_exactly_once,
-    an_in_memory_standby_takes_over_restoring_only_what_it_lagged_behind
+    an_in_memory_standby_takes_over_restoring_only_what_it_lagged_behind,
+    query_metadata_names_the_instance_that_holds_each_key
 );
 
 /// Run as a child process by `a_killed_instance_restarts_from_its_files_with_exact_totals`: starts the

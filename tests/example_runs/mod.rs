@@ -42,13 +42,14 @@ pub(crate) fn order_totals(bootstrap: Option<&str>) {
     assert!(out.contains("customer  100  total"), "no totals printed:\n{out}");
 }
 
-/// The totals served over HTTP (axum on tokio), each customer's asked through the server.
+/// The totals served over HTTP (axum on tokio) by two instances, each customer's asked of each: the
+/// one that does not hold the customer asks the one that does (`query_metadata_for_key`).
 pub(crate) fn order_totals_http(bootstrap: Option<&str>) {
     let out = run(
         "order_totals_http",
         bootstrap,
-        &["--check", "--listen", "127.0.0.1:0", "--orders", "200"],
-        &["every customer's total served over HTTP matches a plain loop over the orders"],
+        &["--check", "--listen", "127.0.0.1:0", "--orders", "200", "--instances", "2"],
+        &["every customer's total served over HTTP matches a plain loop over the orders (asked of each of 2 instances)"],
     );
     assert!(out.contains("GET /totals/100 -> "), "no totals printed:\n{out}");
 }

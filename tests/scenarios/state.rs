@@ -6,7 +6,7 @@
 
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,8 +21,8 @@ use kstreams::error::StoreUnavailable;
 use kstreams::prelude::*;
 use kstreams::record::{ProducedRecord, RawRecord};
 use kstreams::runtime::{
-    KafkaStreams, QueryableStoreTypes, StandbyUpdateListener, State, StateRestoreListener, StoreQueryParameters,
-    SuspendReason,
+    HostInfo, KafkaStreams, QueryableStoreTypes, StandbyUpdateListener, State, StateRestoreListener,
+    StoreQueryParameters, SuspendReason,
 };
 use kstreams::serde::{from_bytes, to_bytes, DefaultSerde, StringSerde};
 use kstreams::state::{ReadOnlyKeyValueStore, RocksDbKeyValueStore, RocksDbMemory};
@@ -1284,6 +1284,108 @@ pub(crate) fn a_standby_takes_over_restoring_only_what_it_lagged_behind() -> any
 /// applied is kept (through a checkpoint it would start empty and restore in full).
 pub(crate) fn an_in_memory_standby_takes_over_restoring_only_what_it_lagged_behind() -> anyhow::Result<()> {
     standby_takes_over(kstreams::config::ProcessingGuarantee::AtLeastOnce, kstreams::config::DslStoreType::InMemory)
+}
+
+/// Two instances with addresses (`application.server`) and a standby of every task: either instance
+/// tells, for every key, which instance holds it and which keeps its standby, and the instance it names
+/// answers the key's total from the partition it names (Kafka Streams' `queryMetadataForKey`).
+pub(crate) fn query_metadata_names_the_instance_that_holds_each_key() -> anyhow::Result<()> {
+    let (input, totals) = (kafka::unique("qm-orders"), kafka::unique("qm-totals"));
+    kafka::create_topics(&[(&input, 4), (&totals, 4)]);
+    let app = kafka::unique("qm-app");
+    let start = |port: u16| -> anyhow::Result<KafkaStreams> {
+        let mut config = kafka::config(&app);
+        config.group_assignor = kstreams::config::GroupAssignor::Streams;
+        config.num_standby_replicas = 1;
+        config.application_server = Some(format!("localhost:{port}"));
+        config.cache_max_bytes = 0;
+        config.state_dir = std::env::temp_dir().join(kafka::unique("qm-instance"));
+        let mut streams = kafka::streams(totals_topology(&input, &totals)?, config)?;
+        streams.start()?;
+        Ok(streams)
+    };
+    let mut first = start(7001)?;
+    let mut second = start(7002)?;
+    let hosts = [HostInfo::new("localhost", 7001), HostInfo::new("localhost", 7002)];
+    let serde = i64::default_serde();
+    let missing = first.query_metadata_for_key("no-such-store", &1, &*serde).unwrap_err();
+    assert!(missing.to_string().contains("no-such-store"), "{missing}");
+    for streams in [&first, &second] {
+        anyhow::ensure!(streams.wait_for_state(State::Running, Duration::from_secs(60)), "never RUNNING");
+    }
+    let mut expected = BTreeMap::new();
+    kafka::produce(&input, orders(&input, 0, 400, &mut expected));
+    wait_for_totals(&totals, &expected);
+
+    // Both instances know both addresses, each running two of the four tasks and a standby of the others.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    for streams in [&first, &second] {
+        loop {
+            let all = streams.streams_metadata_for_store(STORE);
+            let partitions: BTreeSet<i32> =
+                all.iter().flat_map(|m| m.topic_partitions.iter().map(|tp| tp.partition)).collect();
+            let standbys: usize = all.iter().map(|m| m.standby_topic_partitions.len()).sum();
+            if all.len() == 2 && partitions.len() == 4 && standbys == 4 {
+                assert_eq!(all.iter().map(|m| m.host_info.clone()).collect::<Vec<_>>(), hosts);
+                assert!(all.iter().all(|m| m.topic_partitions.iter().all(|tp| *tp.topic == *input)));
+                break;
+            }
+            anyhow::ensure!(std::time::Instant::now() < deadline, "the metadata never showed both instances: {all:?}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let holders = [(&hosts[0], &first), (&hosts[1], &second)];
+    for (customer, total) in &expected {
+        let meta = first.query_metadata_for_key(STORE, customer, &*serde)?;
+        assert_eq!(
+            meta,
+            second.query_metadata_for_key(STORE, customer, &*serde)?,
+            "both instances agree on {customer}"
+        );
+        assert_eq!(meta.standby_hosts.len(), 1, "{meta:?}");
+        assert!(!meta.standby_hosts.contains(&meta.active_host), "{meta:?}");
+        let (_, holder) = holders.iter().find(|(host, _)| **host == meta.active_host).expect("one of the two");
+        let params = StoreQueryParameters::from_name_and_type(STORE, QueryableStoreTypes::key_value::<i64, i64>());
+        let read = holder.store(params.with_partition(meta.partition))?.get(customer)?;
+        assert_eq!(read, Some(*total), "customer {customer} on {} partition {}", meta.active_host, meta.partition);
+    }
+
+    // A third instance joins. Until the group has settled, each question asked as an application
+    // forwards it (where is the key, then ask there) gets the right total or a retriable error.
+    let mut third = start(7003)?;
+    let all = [(HostInfo::new("localhost", 7001), &first), (HostInfo::new("localhost", 7002), &second)];
+    let all: Vec<(HostInfo, &KafkaStreams)> =
+        all.into_iter().chain([(HostInfo::new("localhost", 7003), &third)]).collect();
+    let (mut answered, mut retried) = (0, 0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let settled = || {
+        all.iter().all(|(_, s)| s.state() == State::Running)
+            && all.iter().all(|(_, s)| s.streams_metadata_for_store(STORE).len() == 3)
+    };
+    while !settled() || answered < 3 * expected.len() {
+        anyhow::ensure!(std::time::Instant::now() < deadline, "the group never settled with three instances");
+        for (streams, (customer, total)) in all.iter().map(|(_, s)| s).cycle().zip(&expected) {
+            let asked = streams.query_metadata_for_key(STORE, customer, &*serde).and_then(|meta| {
+                let (_, holder) = all.iter().find(|(host, _)| *host == meta.active_host).expect("one of the three");
+                let params =
+                    StoreQueryParameters::from_name_and_type(STORE, QueryableStoreTypes::key_value::<i64, i64>());
+                holder.store(params.with_partition(meta.partition))?.get(customer)
+            });
+            match asked {
+                Ok(read) => {
+                    assert_eq!(read, Some(*total), "customer {customer} during the rebalance");
+                    answered += 1;
+                }
+                Err(kstreams::StreamsError::StoreUnavailable { reason, .. }) if reason.is_retriable() => retried += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    println!("during the rebalance: {answered} answers, all right, and {retried} retriable errors");
+    for streams in [&mut first, &mut second, &mut third] {
+        streams.close()?;
+    }
+    Ok(())
 }
 
 /// The same under exactly_once_v2: a standby reads its changelogs `read_committed`, up to their last

@@ -102,6 +102,11 @@ pub struct StreamsConfig {
     pub processing_guarantee: ProcessingGuarantee,
     /// `group.assignor` (default range).
     pub group_assignor: GroupAssignor,
+    /// `application.server` (default none): this instance's address, `host:port`, where the
+    /// application serves interactive queries; the assignment tells every instance every address
+    /// with its tasks, so that a query for a key is forwarded to the instance that holds it
+    /// (`KafkaStreams::query_metadata_for_key`). Needs `group.assignor=streams`.
+    pub application_server: Option<String>,
     /// `num.standby.replicas` (default 0): copies of each stateful task's stores kept up to date on
     /// other instances from its changelogs, so that the task fails over to one of them and restores only
     /// what the copy lags behind. Needs `group.assignor=streams`.
@@ -254,6 +259,7 @@ impl StreamsConfig {
             num_stream_threads: 1,
             processing_guarantee: ProcessingGuarantee::AtLeastOnce,
             group_assignor: GroupAssignor::Range,
+            application_server: None,
             num_standby_replicas: 0,
             acceptable_recovery_lag: 10_000,
             max_warmup_replicas: 2,
@@ -512,6 +518,16 @@ impl StreamsConfig {
         }
         // librdkafka's group moves every task at each rebalance and knows no standbys: asking for them
         // there would be asking for nothing.
+        if let Some(server) = &self.application_server {
+            if host_and_port(server).is_none() {
+                return Err(invalid("application.server", server.clone(), "host:port, such as orders-1.internal:8080"));
+            }
+            // librdkafka's assignment carries no addresses.
+            if self.group_assignor == GroupAssignor::Range {
+                let reason = "unset under group.assignor=range: the instances' addresses need group.assignor=streams";
+                return Err(invalid("application.server", server.clone(), reason));
+            }
+        }
         if self.num_standby_replicas > 0 && self.group_assignor == GroupAssignor::Range {
             let reason = "0 under group.assignor=range: standby replicas need group.assignor=streams";
             return Err(invalid("num.standby.replicas", self.num_standby_replicas.to_string(), reason));
@@ -531,6 +547,17 @@ impl StreamsConfig {
     }
 }
 
+/// `host:port` (the port a number up to 65535, the host not empty; an IPv6 host in brackets), as
+/// Kafka Streams reads `application.server`.
+pub(crate) fn host_and_port(endpoint: &str) -> Option<(&str, u16)> {
+    let (host, port) = endpoint.rsplit_once(':')?;
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return None;
+    }
+    Some((host, port.parse().ok()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -545,6 +572,22 @@ mod tests {
         c.validate().unwrap();
         assert!(c.set("probing.rebalance.interval.ms", "59999").is_err(), "Kafka Streams' minimum is a minute");
         assert!(c.set("max.warmup.replicas", "0").is_err());
+    }
+
+    #[test]
+    fn application_server_is_host_and_port_under_the_streams_assignor() {
+        let mut c = StreamsConfig::new("app", "localhost:9092");
+        c.set("application.server", "orders-1.internal:8080").unwrap();
+        let error = c.validate().unwrap_err().to_string();
+        assert!(error.contains("application.server") && error.contains("group.assignor=streams"), "{error}");
+        c.set("group.assignor", "streams").unwrap();
+        c.validate().unwrap();
+        c.set("application.server", "orders-1.internal").unwrap();
+        let error = c.validate().unwrap_err().to_string();
+        assert!(error.contains("`orders-1.internal`") && error.contains("host:port"), "{error}");
+        c.set("application.server", "").unwrap();
+        assert_eq!(c.application_server, None);
+        c.validate().unwrap();
     }
 
     #[test]

@@ -74,7 +74,7 @@ const TRUSTSTORE: &str =
 
 /// The table: every setting `set` takes, in the order of docs/configuration.md's table (and so of
 /// `Debug`).
-pub(crate) static SETTINGS: [Setting; 45] = [
+pub(crate) static SETTINGS: [Setting; 46] = [
     Setting {
         property: "application.id",
         field: "application_id",
@@ -154,6 +154,16 @@ pub(crate) static SETTINGS: [Setting; 45] = [
             }
             .to_string()
         },
+    },
+    Setting {
+        property: "application.server",
+        field: "application_server",
+        default: "(none)",
+        set: |c, _, v| {
+            c.application_server = Some(v.to_string()).filter(|v| !v.is_empty());
+            Ok(())
+        },
+        show: |c| c.application_server.clone().unwrap_or_else(|| "(none)".into()),
     },
     Setting {
         property: "num.standby.replicas",
@@ -873,7 +883,7 @@ mod tests {
     fn field_types(config: &StreamsConfig) -> BTreeMap<&'static str, String> {
         field_types!(config;
             application_id, bootstrap_servers, client_id, num_stream_threads, processing_guarantee, group_assignor,
-            num_standby_replicas, acceptable_recovery_lag, max_warmup_replicas, probing_rebalance_interval, commit_interval,
+            application_server, num_standby_replicas, acceptable_recovery_lag, max_warmup_replicas, probing_rebalance_interval, commit_interval,
             state_dir, cache_max_bytes, default_dsl_store, rocksdb_cache_bytes, rocksdb_write_buffer_bytes,
             statestore_uncommitted_max_bytes, max_poll_records, buffered_records_per_partition, max_task_idle, task_timeout, replication_factor,
             default_api_timeout, poll_timeout, repartition_purge_interval, metrics_recording_level, metrics_sample_window,

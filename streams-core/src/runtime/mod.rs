@@ -24,6 +24,7 @@ pub(crate) mod global;
 mod group_assignment;
 mod layout;
 mod member_consumer;
+mod metadata;
 mod partition_group;
 mod producer;
 mod query;
@@ -37,6 +38,7 @@ mod thread_metrics;
 mod tokio_support;
 mod topics;
 
+pub use metadata::{HostInfo, KeyQueryMetadata, StreamsMetadata};
 pub use query::{
     KeyValueStoreType, LocalKeyValueStore, QueryableStoreType, QueryableStoreTypes, StoreQueryParameters, StoreSource,
 };
@@ -196,6 +198,8 @@ pub(crate) struct Shared {
     /// to lock a directory reports it. Were every thread to report them, each would claim every task
     /// and the leader could not keep tasks on their threads.
     pub(crate) task_dir_reporter: Mutex<Option<String>>,
+    /// Every instance's address with its tasks, from the last assignment (`application.server`).
+    pub(crate) endpoints: Arc<metadata::Endpoints>,
 }
 
 impl Shared {
@@ -212,6 +216,7 @@ impl Shared {
             shutdown_requests: AtomicBool::new(false),
             failed_threads: Default::default(),
             task_dir_reporter: Mutex::new(None),
+            endpoints: Arc::default(),
         }
     }
 
@@ -534,6 +539,86 @@ impl KafkaStreams {
             query::Place::Tasks(subtopology)
         };
         Ok(T::create(query::StoreSource::new(name, self.shared.clone(), place, partition, stale)))
+    }
+
+    /// Every instance of the application that has an `application.server`, with the stores and source
+    /// partitions of its tasks and standbys, as the last assignment told this instance (Kafka Streams'
+    /// `metadataForAllStreamsClients`). Empty before the first assignment, and under
+    /// `group.assignor=range` (which carries no addresses).
+    pub fn metadata_for_all_stream_clients(&self) -> Vec<StreamsMetadata> {
+        let Some(factory) = &self.new_threads else { return Vec::new() };
+        let (_, layout) = factory.parts.2.current();
+        self.shared.endpoints.all(&self.topology, &self.plan, &layout)
+    }
+
+    /// The instances whose tasks hold store `store` (as active tasks; Kafka Streams'
+    /// `streamsMetadataForStore`).
+    pub fn streams_metadata_for_store(&self, store: &str) -> Vec<StreamsMetadata> {
+        let mut all = self.metadata_for_all_stream_clients();
+        all.retain(|m| m.state_store_names.contains(store));
+        all
+    }
+
+    /// Which instance holds `key` of store `store`, and which keep standbys of it (Kafka Streams'
+    /// `queryMetadataForKey`): the key, serialized by `serde` as the application's producers do, goes
+    /// to the partition Kafka's default partitioner gives it among the store's source partitions;
+    /// the assignment says whose task that is. Forward a query for the key there. Fails with a
+    /// retriable [`StreamsError::StoreUnavailable`] before the instance runs, and while no instance
+    /// runs the key's task (a rebalance under way); with a non-retriable one for a store the topology
+    /// does not have, a global store (every instance has it whole: query it here), or a key `serde`
+    /// cannot serialize.
+    pub fn query_metadata_for_key<K: 'static>(
+        &self,
+        store: &str,
+        key: &K,
+        serde: &dyn crate::serde::Serde<K>,
+    ) -> Result<KeyQueryMetadata, StreamsError> {
+        use crate::error::StoreUnavailable;
+        let unavailable = |reason| StreamsError::StoreUnavailable { store: store.to_string(), reason };
+        match self.state() {
+            State::Created => return Err(unavailable(StoreUnavailable::NotStarted)),
+            State::Running | State::Rebalancing => {}
+            state => return Err(unavailable(StoreUnavailable::NotRunning { state: format!("{state:?}") })),
+        }
+        let subtopology = self
+            .plan
+            .subtopologies
+            .iter()
+            .find(|sub| sub.stores.iter().any(|&g| self.topology.stores[g].name == store))
+            .map(|sub| sub.id);
+        let Some(subtopology) = subtopology else {
+            let why = match self.topology.is_global_store(store) {
+                true => "it is a global store: every instance holds it whole; query it on this one",
+                false => "the topology has no store of that name",
+            };
+            return Err(unavailable(StoreUnavailable::Unknown(why.into())));
+        };
+        if self.config.application_server.is_none() {
+            let why = "this instance has no application.server: the assignment carries no addresses".into();
+            return Err(unavailable(StoreUnavailable::Unknown(why)));
+        }
+        let Some(factory) = &self.new_threads else { return Err(unavailable(StoreUnavailable::NotStarted)) };
+        let (_, layout) = factory.parts.2.current();
+        let partitions = layout.subtopologies.get(&subtopology).map_or(0, |(partitions, _)| *partitions);
+        // The serde is told one of the store's source topics (they all have its partition count).
+        let mut topics = layout.reader.iter().filter(|(_, sub)| **sub == subtopology).map(|(topic, _)| topic.as_str());
+        let topic = topics.next().unwrap_or(store);
+        let bytes = crate::serde::to_bytes(serde, topic, key).map_err(|source| StreamsError::Serialization {
+            node: "query_metadata_for_key".into(),
+            target: store.to_string(),
+            source,
+        })?;
+        let Some(bytes) = bytes else {
+            return Err(unavailable(StoreUnavailable::Unknown(
+                "the key serializes to null: it has no partition".into(),
+            )));
+        };
+        let partition = metadata::key_partition(&bytes, partitions);
+        let task = crate::TaskId { subtopology, partition };
+        match self.shared.endpoints.task_hosts(task) {
+            Some((active_host, standby_hosts)) => Ok(KeyQueryMetadata { active_host, standby_hosts, partition }),
+            None => Err(unavailable(StoreUnavailable::Migrated { partition: Some(partition) })),
+        }
     }
 
     /// For a simulation: the process id in transactional ids (instead of a random one) and the clock

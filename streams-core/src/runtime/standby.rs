@@ -30,7 +30,7 @@ use crate::{StreamsError, TaskId};
 /// KIP-988). Set one with
 /// [`KafkaStreams::set_standby_update_listener`](super::KafkaStreams::set_standby_update_listener). Its
 /// methods run on the stream thread that keeps the standby, between its polls: they should return
-/// quickly.
+/// quickly, and an interactive query from inside one fails (`StoreUnavailable::OnStreamThread`).
 pub trait StandbyUpdateListener: Send + Sync {
     /// A standby of task `task` opened `store`, whose changelog is `partition`; its updates start at
     /// `start_offset` (after its checkpoint, or where the changelog starts).
@@ -118,10 +118,15 @@ impl StandbyTask {
     ) -> Result<Self, StreamsError> {
         let mut planned = BTreeMap::new();
         for changelog in task.changelogs().to_vec() {
-            if let Some((start, low, high)) = plan.get_mut(&changelog.store) {
+            if let Some((_, _, high)) = plan.get_mut(&changelog.store) {
                 *high = restorer.readable_end(&changelog.partition)?;
                 planned.insert(changelog.partition.clone(), *high);
-                if let Some(l) = &listener {
+            }
+        }
+        // Told once the standby surely opens: every start has its suspension.
+        if let Some(l) = &listener {
+            for changelog in task.changelogs() {
+                if let Some((start, low, _)) = plan.get(&changelog.store) {
                     l.on_update_start(&changelog.partition, &changelog.store, task.id(), start.unwrap_or(*low));
                 }
             }
@@ -152,17 +157,22 @@ impl StandbyTask {
     /// The sum of the changelog offsets the copy reflects (Kafka Streams' task offset sum), which the
     /// group's leader weighs against the changelogs' ends to tell how far behind it is. In-memory
     /// stores count too, as in Kafka Streams: the task goes to this thread, which had the copy, and
-    /// takes the copy over with its stores open.
-    pub(crate) fn offset_sum(&self) -> i64 {
+    /// takes the copy over with its stores open. None for a pinned copy: its task would restore from
+    /// the checkpoint kept behind, not from what the copy applied, so it does not claim to be caught up.
+    pub(crate) fn offset_sum(&self) -> Option<i64> {
+        if self.pinned {
+            return None;
+        }
         let changelogs = self.task.changelogs().iter();
-        changelogs.filter_map(|c| self.task.changelog_offset(&c.partition)).fold(0, i64::saturating_add)
+        Some(changelogs.filter_map(|c| self.task.changelog_offset(&c.partition)).fold(0, i64::saturating_add))
     }
 
     /// Where the task's restore would start from this copy: per store, after what the copy applied
     /// (or read to), to the changelog's end (`restorer`'s high watermark, as a task's restore). `None`
-    /// when the copy cannot be taken over open and goes through its checkpoint instead: an update is
-    /// under way, or the copy skipped a former owner's late writes (only a restore from the checkpoint
-    /// writes them again).
+    /// when the copy cannot be taken over open and goes through its checkpoint instead: it skipped a
+    /// former owner's late writes (only a restore from the checkpoint writes them again), or an update
+    /// is under way (the highest owner epoch of a store part restored is known only to the update, and
+    /// the checkpoint written when it is cut short is what carries it).
     pub(crate) fn takeover_plan(
         &self,
         restorer: &mut dyn RestoreConsumer,
@@ -363,7 +373,7 @@ impl Standbys {
 
     /// Each open standby's offset sum.
     pub(crate) fn offset_sums(&self) -> impl Iterator<Item = (TaskId, i64)> + '_ {
-        self.open.iter().map(|(&id, standby)| (id, standby.offset_sum()))
+        self.open.iter().filter_map(|(&id, standby)| Some((id, standby.offset_sum()?)))
     }
 
     /// Whether a standby has an update under way.

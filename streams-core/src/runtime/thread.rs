@@ -674,10 +674,21 @@ impl ThreadInner {
             self.forget_holder(id);
         }
         self.close_task(id);
-        self.take_from_other_thread(id)?;
-        if !self.reserve(id, true, false) {
-            let message = format!("another thread of this instance took task {id} meanwhile");
-            return Err(ClientError::new("take a task over", message, ClientErrorKind::Retriable).into());
+        let reserved = self.take_from_other_thread(id).and_then(|()| match self.reserve(id, true, false) {
+            true => Ok(()),
+            false => {
+                let message = format!("another thread of this instance took task {id} meanwhile");
+                Err(ClientError::new("take a task over", message, ClientErrorKind::Retriable).into())
+            }
+        });
+        if let Err(e) = reserved {
+            if let Some((mut task, ..)) = standby {
+                if let Err(e) = task.close() {
+                    tracing::warn!(target: "kstreams::runtime::thread", task = %id, error = %e, "error closing the standby taken over");
+                }
+                self.forget_holder(id);
+            }
+            return Err(e);
         }
         let opened = self.open_reserved(id, committed, standby);
         if opened.is_err() && !self.tasks.contains_key(&id) && !self.restoring.contains_key(&id) {
@@ -1275,6 +1286,7 @@ impl StreamThread {
                     offset_sums,
                     layouts: layouts.clone(),
                     standbys: standby_assignment,
+                    endpoints: shared.endpoints.clone(),
                 };
                 Box::new(MemberConsumer::for_thread(
                     &name,

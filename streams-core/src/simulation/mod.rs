@@ -44,6 +44,7 @@ pub type AppFactory = Arc<dyn Fn() -> Result<(Topology, StreamsConfig), StreamsE
 
 /// A fault to inject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 #[allow(missing_docs)] // the fields are named for what the variant's doc says
 pub enum Fault {
     /// The instance in `slot` dies; with `state_lost` its state directory goes with it.
@@ -64,6 +65,7 @@ pub enum Fault {
 
 /// How many faults of each kind a simulation injected.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 #[allow(missing_docs)] // one count per kind of fault
 pub struct FaultCounts {
     pub crashes: u64,
@@ -253,8 +255,8 @@ impl Simulation {
         Ok(())
     }
 
-    /// A fault chosen by the seed among those that make sense now (a crash, pause or leave needs a
-    /// running instance, a join an empty slot), applied.
+    /// A fault chosen by the seed among those that make sense now (a crash, pause, leave or restart
+    /// needs a running instance, a join an empty slot), applied.
     pub fn random_fault(&mut self) -> Result<Fault, SimulationError> {
         let running: Vec<usize> = (0..self.slots.len()).filter(|&s| self.slots[s].is_some()).collect();
         let empty: Vec<usize> = (0..self.slots.len()).filter(|&s| self.slots[s].is_none()).collect();

@@ -1,0 +1,176 @@
+//! Where the application's tasks run, across its instances: each instance's address
+//! (`application.server`) travels in its subscription, and every assignment tells each member every
+//! address with its active and standby tasks (`group.assignor=streams`). From those, an instance
+//! answers which instance holds a store's partitions and which one holds a key (Kafka Streams'
+//! `StreamsMetadata`, `KeyQueryMetadata` and `queryMetadataForKey`), for an application that forwards
+//! an interactive query to the instance that can answer it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+
+use super::topics::TopicLayout;
+use crate::client::TopicPartition;
+use crate::sync::LockUnpoisoned;
+use crate::topology::plan::TopologyPlan;
+use crate::{TaskId, Topology};
+
+/// An instance's address, as its `application.server` says (Kafka Streams' `HostInfo`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct HostInfo {
+    /// The host name or address.
+    pub host: String,
+    /// The port.
+    pub port: u16,
+}
+
+impl HostInfo {
+    /// `host:port`.
+    pub fn new(host: impl Into<String>, port: u16) -> Self {
+        HostInfo { host: host.into(), port }
+    }
+
+    /// Reads `host:port` (the port a number up to 65535, the host not empty; an IPv6 host in
+    /// brackets), as Kafka Streams reads `application.server`.
+    pub fn parse(endpoint: &str) -> Option<HostInfo> {
+        let (host, port) = crate::config::host_and_port(endpoint)?;
+        Some(HostInfo::new(host, port))
+    }
+}
+
+impl std::fmt::Display for HostInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.host.contains(':') {
+            true => write!(f, "[{}]:{}", self.host, self.port),
+            false => write!(f, "{}:{}", self.host, self.port),
+        }
+    }
+}
+
+/// One instance of the application, as the last assignment describes it (Kafka Streams'
+/// `StreamsMetadata`): its address, and the stores and source partitions of the tasks it runs and of
+/// its standbys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StreamsMetadata {
+    /// The instance's `application.server`.
+    pub host_info: HostInfo,
+    /// The stores of the tasks it runs.
+    pub state_store_names: BTreeSet<String>,
+    /// The source partitions of the tasks it runs.
+    pub topic_partitions: BTreeSet<TopicPartition>,
+    /// The stores of its standby tasks.
+    pub standby_state_store_names: BTreeSet<String>,
+    /// The source partitions of its standby tasks.
+    pub standby_topic_partitions: BTreeSet<TopicPartition>,
+}
+
+/// Where a key of a store is (Kafka Streams' `KeyQueryMetadata`): the partition it belongs to, the
+/// instance whose task holds it, and the instances with a standby of that task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeyQueryMetadata {
+    /// The instance that runs the key's task.
+    pub active_host: HostInfo,
+    /// The instances that keep a standby of it (readable with stale stores enabled).
+    pub standby_hosts: BTreeSet<HostInfo>,
+    /// The key's partition (of the store's source topics).
+    pub partition: i32,
+}
+
+/// Every instance's address with its active and standby tasks, as the last assignment of a thread of
+/// this instance told it.
+#[derive(Default)]
+pub(crate) struct Endpoints(Mutex<BTreeMap<String, (Vec<TaskId>, Vec<TaskId>)>>);
+
+impl Endpoints {
+    pub(crate) fn set(&self, endpoints: &BTreeMap<String, (Vec<TaskId>, Vec<TaskId>)>) {
+        self.0.lock_unpoisoned().clone_from(endpoints);
+    }
+
+    /// Every instance with an address: its tasks as [`StreamsMetadata`], in address order. An address
+    /// that cannot be read (another instance's bad setting) is left out.
+    pub(crate) fn all(&self, topology: &Topology, plan: &TopologyPlan, layout: &TopicLayout) -> Vec<StreamsMetadata> {
+        let endpoints = self.0.lock_unpoisoned().clone();
+        let stores_of = |tasks: &[TaskId]| -> BTreeSet<String> {
+            let subs: BTreeSet<u32> = tasks.iter().map(|t| t.subtopology).collect();
+            plan.subtopologies
+                .iter()
+                .filter(|s| subs.contains(&s.id))
+                .flat_map(|s| s.stores.iter().map(|&g| topology.stores[g].name.clone()))
+                .collect()
+        };
+        let partitions_of = |tasks: &[TaskId]| -> BTreeSet<TopicPartition> {
+            tasks
+                .iter()
+                .flat_map(|t| {
+                    let topics = layout.reader.iter().filter(|(_, sub)| **sub == t.subtopology);
+                    topics.map(|(topic, _)| TopicPartition::new(topic, t.partition))
+                })
+                .collect()
+        };
+        endpoints
+            .iter()
+            .filter_map(|(endpoint, (active, standby))| {
+                Some(StreamsMetadata {
+                    host_info: HostInfo::parse(endpoint)?,
+                    state_store_names: stores_of(active),
+                    topic_partitions: partitions_of(active),
+                    standby_state_store_names: stores_of(standby),
+                    standby_topic_partitions: partitions_of(standby),
+                })
+            })
+            .collect()
+    }
+
+    /// Where partition `partition` of sub-topology `subtopology`'s tasks is: the instance that runs it
+    /// and those with a standby of it; `None` when no instance runs it (yet).
+    pub(crate) fn task_hosts(&self, task: TaskId) -> Option<(HostInfo, BTreeSet<HostInfo>)> {
+        let endpoints = self.0.lock_unpoisoned();
+        let mut active = None;
+        let mut standbys = BTreeSet::new();
+        for (endpoint, (running, standing)) in endpoints.iter() {
+            let Some(host) = HostInfo::parse(endpoint) else { continue };
+            if running.contains(&task) {
+                active = Some(host);
+            } else if standing.contains(&task) {
+                standbys.insert(host);
+            }
+        }
+        active.map(|host| (host, standbys))
+    }
+}
+
+/// The partition of a key serialized as `key` among `partitions`: Kafka's default partitioner (the
+/// murmur2 hash made positive, modulo the count), as the application's producers place it.
+pub(crate) fn key_partition(key: &[u8], partitions: i32) -> i32 {
+    (crate::murmur2::murmur2(key) & 0x7fff_ffff) % partitions.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_is_host_colon_port() {
+        assert_eq!(HostInfo::parse("orders-1.internal:8080"), Some(HostInfo::new("orders-1.internal", 8080)));
+        assert_eq!(HostInfo::parse("[::1]:80"), Some(HostInfo::new("::1", 80)));
+        assert_eq!(HostInfo::new("::1", 80).to_string(), "[::1]:80");
+        for bad in ["", "host", ":80", "host:", "host:65536", "host:x", "a b:1"] {
+            assert_eq!(HostInfo::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_hosts_of_a_task_are_who_runs_it_and_who_keeps_a_standby() {
+        let endpoints = Endpoints::default();
+        let t = |p| TaskId { subtopology: 0, partition: p };
+        endpoints.set(&BTreeMap::from([
+            ("a:1".to_string(), (vec![t(0)], vec![t(1)])),
+            ("b:2".to_string(), (vec![t(1)], vec![t(0)])),
+            ("not an address".to_string(), (vec![t(2)], vec![])),
+        ]));
+        assert_eq!(endpoints.task_hosts(t(0)), Some((HostInfo::new("a", 1), BTreeSet::from([HostInfo::new("b", 2)]))));
+        assert_eq!(endpoints.task_hosts(t(2)), None, "an unreadable address is no host");
+        assert_eq!(endpoints.task_hosts(t(3)), None);
+    }
+}
