@@ -8,9 +8,9 @@
 //! `application.server`, and serves until Ctrl-C. Every server answers for every customer:
 //! - `GET /totals/{customer}`: `{"customer":101,"total":218.87}`, or 404 when the customer has none;
 //!   asked of an instance that does not hold the customer, it asks the one that does
-//!   (`query_metadata_for_key`) and passes its answer on;
-//! - `GET /totals`: every customer's total, gathered from every instance (`streams_metadata_for_store`),
-//!   in customer order;
+//!   (`query_metadata_for_key`) for the customer's partition and passes its answer on;
+//! - `GET /totals`: every customer's total, gathered partition by partition from the instances that
+//!   hold them (`streams_metadata_for_store`), in customer order;
 //! - 503 with `Retry-After: 1` while the store cannot be read now (restoring, or moving between
 //!   instances during a rebalance): never a wrong answer.
 //!
@@ -49,6 +49,10 @@ json_serde!(Order);
 /// The example's topics: its own, so that it can run beside `order_totals` on one Kafka.
 const ORDERS: &str = "orders-http";
 const TOTALS: &str = "customer-totals-http";
+const PARTITIONS: i32 = 4;
+
+/// How long a question forwarded to another instance may take.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What `/totals/{customer}` answers.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -102,7 +106,7 @@ fn main() -> anyhow::Result<()> {
     let Args { common, orders, listen, instances, check } = support::start()?;
     // The blocking work (topics, the orders) is done before the runtime starts: no worker waits on it.
     let cluster = common.cluster()?;
-    cluster.create_topics(&[ORDERS, TOTALS], 4)?;
+    cluster.create_topics(&[ORDERS, TOTALS], PARTITIONS)?;
     let mut producer = cluster.producer();
     for order_id in 0..orders {
         let total_value = if order_id % 7 == 3 { -1.0 } else { (order_id % 40) as f64 + 0.99 };
@@ -122,7 +126,10 @@ fn main() -> anyhow::Result<()> {
     // announce is the one bound (a port 0 becomes a real one).
     let mut servers = Vec::new();
     for i in 0..instances {
-        let port = if listen.port() == 0 { 0 } else { listen.port() + i };
+        let port = match listen.port() {
+            0 => 0,
+            first => first.checked_add(i).context("--listen's port plus --instances goes past 65535")?,
+        };
         let address = SocketAddr::new(listen.ip(), port);
         let listener = std::net::TcpListener::bind(address).with_context(|| format!("listen on {address}"))?;
         listener.set_nonblocking(true)?;
@@ -191,8 +198,8 @@ async fn serve_running(
         let router = Router::new()
             .route("/totals", get(all_totals))
             .route("/totals/{customer}", get(one_total))
-            .route("/local/totals", get(local_totals))
-            .route("/local/totals/{customer}", get(local_total))
+            .route("/local/partitions/{partition}/totals", get(local_totals))
+            .route("/local/partitions/{partition}/totals/{customer}", get(local_total))
             .with_state(instance.clone());
         let listener = tokio::net::TcpListener::from_std(listener.try_clone()?)?;
         let address = listener.local_addr()?;
@@ -236,33 +243,46 @@ fn running(instances: &[Arc<Instance>]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The instance's store of totals: its local partitions.
-fn local_store(instance: &Instance) -> Result<LocalKeyValueStore<i64, f64>, StreamsError> {
-    instance.app.store(StoreQueryParameters::from_name_and_type("totals", QueryableStoreTypes::key_value::<i64, f64>()))
+/// Partition `partition` of the instance's store of totals: an error (`Migrated`, retriable) when the
+/// instance does not hold it now, so that a question asked of the wrong instance is never answered
+/// "no orders".
+fn local_store(instance: &Instance, partition: i32) -> Result<LocalKeyValueStore<i64, f64>, StreamsError> {
+    let params = StoreQueryParameters::from_name_and_type("totals", QueryableStoreTypes::key_value::<i64, f64>());
+    instance.app.store(params.with_partition(partition))
 }
 
-/// `GET /totals/{customer}`: from here when this instance holds the customer, else from the one that
-/// does (`query_metadata_for_key`).
+/// `GET /totals/{customer}`: from here when this instance holds the customer's partition, else from
+/// the one that does (`query_metadata_for_key`).
 async fn one_total(Extract(instance): Extract<Arc<Instance>>, Path(customer): Path<i64>) -> Response {
-    let holder = match instance.app.query_metadata_for_key("totals", &customer, &*i64::default_serde()) {
-        Ok(metadata) => metadata.active_host,
+    let (holder, partition) = match instance.app.query_metadata_for_key("totals", &customer, &*i64::default_serde()) {
+        Ok(metadata) => (metadata.active_host, metadata.partition),
         Err(error) => return unavailable(error),
     };
     if holder == instance.me {
-        return local_total(Extract(instance), Path(customer)).await;
+        return local_total(Extract(instance), Path((partition, customer))).await;
     }
-    // Asked at its local route: a holder that has meanwhile lost the customer answers 503, rather
-    // than asking on in a circle.
-    match http_get(&holder.to_string(), &format!("/local/totals/{customer}")).await {
-        Ok((status, body)) => passed_on(status, body),
-        Err(e) => (StatusCode::BAD_GATEWAY, format!("asking {holder}: {e}\n")).into_response(),
+    // Asked at its local route for that partition: a holder that has meanwhile lost it answers 503,
+    // rather than "no orders", or asking on in a circle.
+    forward(&holder, &format!("/local/partitions/{partition}/totals/{customer}")).await
+}
+
+/// `GET path` of the instance at `holder`, its answer passed on (503 when it does not answer in time).
+async fn forward(holder: &HostInfo, path: &str) -> Response {
+    match tokio::time::timeout(FORWARD_TIMEOUT, http_get(&holder.to_string(), path)).await {
+        Ok(Ok((status, body))) => passed_on(status, body),
+        Ok(Err(e)) => (StatusCode::BAD_GATEWAY, format!("asking {holder}: {e}\n")).into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "1")], format!("{holder} did not answer\n"))
+            .into_response(),
     }
 }
 
-/// `GET /local/totals/{customer}`: from this instance's store only.
-async fn local_total(Extract(instance): Extract<Arc<Instance>>, Path(customer): Path<i64>) -> Response {
+/// `GET /local/partitions/{partition}/totals/{customer}`: from this instance's store only.
+async fn local_total(
+    Extract(instance): Extract<Arc<Instance>>,
+    Path((partition, customer)): Path<(i32, i64)>,
+) -> Response {
     // A query waits for the stream thread's current step: on the blocking pool, not on a worker.
-    match tokio::task::spawn_blocking(move || local_store(&instance)?.get(&customer)).await {
+    match tokio::task::spawn_blocking(move || local_store(&instance, partition)?.get(&customer)).await {
         Ok(Ok(Some(total))) => Json(Total { customer, total }).into_response(),
         Ok(Ok(None)) => (StatusCode::NOT_FOUND, format!("no orders of customer {customer}\n")).into_response(),
         Ok(Err(error)) => unavailable(error),
@@ -270,30 +290,40 @@ async fn local_total(Extract(instance): Extract<Arc<Instance>>, Path(customer): 
     }
 }
 
-/// `GET /totals`: every instance's local totals (`streams_metadata_for_store`), merged.
+/// `GET /totals`: every partition's totals, each asked of the instance that holds it
+/// (`streams_metadata_for_store`), merged; 503 while a partition has no holder (a rebalance).
 async fn all_totals(Extract(instance): Extract<Arc<Instance>>) -> Response {
-    let holders: Vec<HostInfo> =
-        instance.app.streams_metadata_for_store("totals").into_iter().map(|m| m.host_info).collect();
-    let mut all: BTreeMap<i64, f64> = BTreeMap::new();
-    for holder in holders {
-        let (status, body) = match http_get(&holder.to_string(), "/local/totals").await {
-            Ok(answer) => answer,
-            Err(e) => return (StatusCode::BAD_GATEWAY, format!("asking {holder}: {e}\n")).into_response(),
-        };
-        if status != 200 {
-            return passed_on(status, body);
+    let mut holders: BTreeMap<i32, HostInfo> = BTreeMap::new();
+    for metadata in instance.app.streams_metadata_for_store("totals") {
+        for tp in metadata.topic_partitions.iter().filter(|tp| &*tp.topic == ORDERS) {
+            holders.insert(tp.partition, metadata.host_info.clone());
         }
-        match serde_json::from_str::<Vec<Total>>(&body) {
+    }
+    if holders.len() != PARTITIONS as usize {
+        let message = format!("only partitions {:?} of {PARTITIONS} have an instance now\n", holders.keys());
+        return (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "1")], message).into_response();
+    }
+    let mut all: BTreeMap<i64, f64> = BTreeMap::new();
+    for (partition, holder) in holders {
+        let response = forward(&holder, &format!("/local/partitions/{partition}/totals")).await;
+        if response.status() != StatusCode::OK {
+            return response;
+        }
+        let body = match axum::body::to_bytes(response.into_body(), usize::MAX).await {
+            Ok(body) => body,
+            Err(e) => return (StatusCode::BAD_GATEWAY, format!("reading {holder}'s answer: {e}\n")).into_response(),
+        };
+        match serde_json::from_slice::<Vec<Total>>(&body) {
             Ok(totals) => all.extend(totals.into_iter().map(|t| (t.customer, t.total))),
-            Err(e) => return (StatusCode::BAD_GATEWAY, format!("{holder} answered {body}: {e}\n")).into_response(),
+            Err(e) => return (StatusCode::BAD_GATEWAY, format!("{holder}'s answer: {e}\n")).into_response(),
         }
     }
     Json(all.into_iter().map(|(customer, total)| Total { customer, total }).collect::<Vec<_>>()).into_response()
 }
 
-/// `GET /local/totals`: every total of this instance's partitions.
-async fn local_totals(Extract(instance): Extract<Arc<Instance>>) -> Response {
-    match tokio::task::spawn_blocking(move || local_store(&instance)?.all()).await {
+/// `GET /local/partitions/{partition}/totals`: every total of that partition, from this instance.
+async fn local_totals(Extract(instance): Extract<Arc<Instance>>, Path(partition): Path<i32>) -> Response {
+    match tokio::task::spawn_blocking(move || local_store(&instance, partition)?.all()).await {
         Ok(Ok(all)) => {
             Json(all.into_iter().map(|(customer, total)| Total { customer, total }).collect::<Vec<_>>()).into_response()
         }

@@ -516,8 +516,6 @@ impl StreamsConfig {
             let reason = format!("at most rocksdb.cache.bytes ({})", self.rocksdb_cache_bytes);
             return Err(invalid("rocksdb.write.buffer.bytes", self.rocksdb_write_buffer_bytes.to_string(), &reason));
         }
-        // librdkafka's group moves every task at each rebalance and knows no standbys: asking for them
-        // there would be asking for nothing.
         if let Some(server) = &self.application_server {
             if host_and_port(server).is_none() {
                 return Err(invalid("application.server", server.clone(), "host:port, such as orders-1.internal:8080"));
@@ -528,6 +526,8 @@ impl StreamsConfig {
                 return Err(invalid("application.server", server.clone(), reason));
             }
         }
+        // librdkafka's group moves every task at each rebalance and knows no standbys: asking for them
+        // there would be asking for nothing.
         if self.num_standby_replicas > 0 && self.group_assignor == GroupAssignor::Range {
             let reason = "0 under group.assignor=range: standby replicas need group.assignor=streams";
             return Err(invalid("num.standby.replicas", self.num_standby_replicas.to_string(), reason));
@@ -547,12 +547,17 @@ impl StreamsConfig {
     }
 }
 
-/// `host:port` (the port a number up to 65535, the host not empty; an IPv6 host in brackets), as
-/// Kafka Streams reads `application.server`.
+/// `host:port` (the port a number up to 65535; the host not empty, of letters, digits and `-%._:`
+/// as Kafka's `Utils.getHost` allows, an IPv6 host in brackets), as Kafka Streams reads
+/// `application.server`.
 pub(crate) fn host_and_port(endpoint: &str) -> Option<(&str, u16)> {
     let (host, port) = endpoint.rsplit_once(':')?;
-    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
-    if host.is_empty() || host.contains(char::is_whitespace) {
+    let host = match host.strip_prefix('[') {
+        Some(bracketed) => bracketed.strip_suffix(']')?,
+        None => host,
+    };
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "-%._:".contains(c);
+    if host.is_empty() || !host.chars().all(allowed) || !port.chars().all(|c| c.is_ascii_digit()) {
         return None;
     }
     Some((host, port.parse().ok()?))

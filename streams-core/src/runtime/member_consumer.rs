@@ -258,14 +258,15 @@ impl MemberConsumer {
                         }
                         continue;
                     }
-                    self.context.endpoints.set(&info.endpoints);
+                    self.context.endpoints.set(generation, &info.endpoints);
                     let revoked = self.take(assigned)?;
                     // A task whose committed offsets are not stable yet stays a standby here meanwhile:
                     // that copy is what the task takes over once they are.
                     let (_, layout) = self.context.layouts.current();
                     let waiting = self.awaiting.iter().filter_map(|tp| {
                         let subtopology = *layout.reader.get(&*tp.topic)?;
-                        Some(TaskId { subtopology, partition: tp.partition })
+                        let stateful = layout.subtopologies.get(&subtopology).is_some_and(|(_, logs)| !logs.is_empty());
+                        stateful.then_some(TaskId { subtopology, partition: tp.partition })
                     });
                     self.context.standbys.set(info.standby.iter().copied().chain(waiting));
                     self.rejoin_at = match info.next_rebalance_ms {

@@ -77,20 +77,25 @@ pub struct KeyQueryMetadata {
     pub partition: i32,
 }
 
-/// Every instance's address with its active and standby tasks, as the last assignment of a thread of
-/// this instance told it.
+/// Every instance's address with its active and standby tasks, as the newest assignment a thread of
+/// this instance got told it (with that assignment's generation: a thread that hears an older one
+/// later does not bring it back).
 #[derive(Default)]
-pub(crate) struct Endpoints(Mutex<BTreeMap<String, (Vec<TaskId>, Vec<TaskId>)>>);
+pub(crate) struct Endpoints(Mutex<(i32, BTreeMap<String, (Vec<TaskId>, Vec<TaskId>)>)>);
 
 impl Endpoints {
-    pub(crate) fn set(&self, endpoints: &BTreeMap<String, (Vec<TaskId>, Vec<TaskId>)>) {
-        self.0.lock_unpoisoned().clone_from(endpoints);
+    pub(crate) fn set(&self, generation: i32, endpoints: &BTreeMap<String, (Vec<TaskId>, Vec<TaskId>)>) {
+        let mut known = self.0.lock_unpoisoned();
+        if generation >= known.0 {
+            known.0 = generation;
+            known.1.clone_from(endpoints);
+        }
     }
 
     /// Every instance with an address: its tasks as [`StreamsMetadata`], in address order. An address
     /// that cannot be read (another instance's bad setting) is left out.
     pub(crate) fn all(&self, topology: &Topology, plan: &TopologyPlan, layout: &TopicLayout) -> Vec<StreamsMetadata> {
-        let endpoints = self.0.lock_unpoisoned().clone();
+        let endpoints = self.0.lock_unpoisoned().1.clone();
         let stores_of = |tasks: &[TaskId]| -> BTreeSet<String> {
             let subs: BTreeSet<u32> = tasks.iter().map(|t| t.subtopology).collect();
             plan.subtopologies
@@ -128,7 +133,7 @@ impl Endpoints {
         let endpoints = self.0.lock_unpoisoned();
         let mut active = None;
         let mut standbys = BTreeSet::new();
-        for (endpoint, (running, standing)) in endpoints.iter() {
+        for (endpoint, (running, standing)) in endpoints.1.iter() {
             let Some(host) = HostInfo::parse(endpoint) else { continue };
             if running.contains(&task) {
                 active = Some(host);
@@ -140,12 +145,6 @@ impl Endpoints {
     }
 }
 
-/// The partition of a key serialized as `key` among `partitions`: Kafka's default partitioner (the
-/// murmur2 hash made positive, modulo the count), as the application's producers place it.
-pub(crate) fn key_partition(key: &[u8], partitions: i32) -> i32 {
-    (crate::murmur2::murmur2(key) & 0x7fff_ffff) % partitions.max(1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,7 +154,7 @@ mod tests {
         assert_eq!(HostInfo::parse("orders-1.internal:8080"), Some(HostInfo::new("orders-1.internal", 8080)));
         assert_eq!(HostInfo::parse("[::1]:80"), Some(HostInfo::new("::1", 80)));
         assert_eq!(HostInfo::new("::1", 80).to_string(), "[::1]:80");
-        for bad in ["", "host", ":80", "host:", "host:65536", "host:x", "a b:1"] {
+        for bad in ["", "host", ":80", "host:", "host:65536", "host:x", "a b:1", "http://h:80", "[::1:80", "h:+80"] {
             assert_eq!(HostInfo::parse(bad), None, "{bad}");
         }
     }
@@ -164,13 +163,18 @@ mod tests {
     fn the_hosts_of_a_task_are_who_runs_it_and_who_keeps_a_standby() {
         let endpoints = Endpoints::default();
         let t = |p| TaskId { subtopology: 0, partition: p };
-        endpoints.set(&BTreeMap::from([
-            ("a:1".to_string(), (vec![t(0)], vec![t(1)])),
-            ("b:2".to_string(), (vec![t(1)], vec![t(0)])),
-            ("not an address".to_string(), (vec![t(2)], vec![])),
-        ]));
+        endpoints.set(
+            3,
+            &BTreeMap::from([
+                ("a:1".to_string(), (vec![t(0)], vec![t(1)])),
+                ("b:2".to_string(), (vec![t(1)], vec![t(0)])),
+                ("not an address".to_string(), (vec![t(2)], vec![])),
+            ]),
+        );
         assert_eq!(endpoints.task_hosts(t(0)), Some((HostInfo::new("a", 1), BTreeSet::from([HostInfo::new("b", 2)]))));
         assert_eq!(endpoints.task_hosts(t(2)), None, "an unreadable address is no host");
         assert_eq!(endpoints.task_hosts(t(3)), None);
+        endpoints.set(2, &BTreeMap::new());
+        assert!(endpoints.task_hosts(t(0)).is_some(), "an older generation's assignment heard late changes nothing");
     }
 }

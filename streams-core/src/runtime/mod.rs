@@ -512,26 +512,14 @@ impl KafkaStreams {
     pub fn store<T: QueryableStoreType>(&self, params: StoreQueryParameters<T>) -> Result<T::Store, StreamsError> {
         let (name, partition, stale) = params.into_parts();
         let unavailable = |reason| StreamsError::StoreUnavailable { store: name.clone(), reason };
-        match self.state() {
-            State::Created => return Err(unavailable(crate::error::StoreUnavailable::NotStarted)),
-            State::Running | State::Rebalancing => {}
-            state => {
-                return Err(unavailable(crate::error::StoreUnavailable::NotRunning { state: format!("{state:?}") }))
-            }
-        }
+        self.queryable().map_err(unavailable)?;
         let place = if self.topology.is_global_store(&name) {
             let globals = self.new_threads.as_ref().and_then(|factory| factory.state.globals.clone());
             let globals =
                 globals.ok_or_else(|| StreamsError::Internal(format!("global store `{name}` has no global task")))?;
             query::Place::Global(globals)
         } else {
-            let subtopology = self
-                .plan
-                .subtopologies
-                .iter()
-                .find(|sub| sub.stores.iter().any(|&g| self.topology.stores[g].name == name))
-                .map(|sub| sub.id);
-            let Some(subtopology) = subtopology else {
+            let Some(subtopology) = self.store_subtopology(&name) else {
                 return Err(unavailable(crate::error::StoreUnavailable::Unknown(
                     "the topology has no store of that name".into(),
                 )));
@@ -539,6 +527,21 @@ impl KafkaStreams {
             query::Place::Tasks(subtopology)
         };
         Ok(T::create(query::StoreSource::new(name, self.shared.clone(), place, partition, stale)))
+    }
+
+    /// Whether the instance's stores can be asked about now: started, and not stopping or stopped.
+    fn queryable(&self) -> Result<(), crate::error::StoreUnavailable> {
+        match self.state() {
+            State::Created => Err(crate::error::StoreUnavailable::NotStarted),
+            State::Running | State::Rebalancing => Ok(()),
+            state => Err(crate::error::StoreUnavailable::NotRunning { state: format!("{state:?}") }),
+        }
+    }
+
+    /// The sub-topology whose tasks hold store `name` (not a global store).
+    fn store_subtopology(&self, name: &str) -> Option<u32> {
+        let mut subtopologies = self.plan.subtopologies.iter();
+        subtopologies.find(|sub| sub.stores.iter().any(|&g| self.topology.stores[g].name == name)).map(|sub| sub.id)
     }
 
     /// Every instance of the application that has an `application.server`, with the stores and source
@@ -575,18 +578,8 @@ impl KafkaStreams {
     ) -> Result<KeyQueryMetadata, StreamsError> {
         use crate::error::StoreUnavailable;
         let unavailable = |reason| StreamsError::StoreUnavailable { store: store.to_string(), reason };
-        match self.state() {
-            State::Created => return Err(unavailable(StoreUnavailable::NotStarted)),
-            State::Running | State::Rebalancing => {}
-            state => return Err(unavailable(StoreUnavailable::NotRunning { state: format!("{state:?}") })),
-        }
-        let subtopology = self
-            .plan
-            .subtopologies
-            .iter()
-            .find(|sub| sub.stores.iter().any(|&g| self.topology.stores[g].name == store))
-            .map(|sub| sub.id);
-        let Some(subtopology) = subtopology else {
+        self.queryable().map_err(unavailable)?;
+        let Some(subtopology) = self.store_subtopology(store) else {
             let why = match self.topology.is_global_store(store) {
                 true => "it is a global store: every instance holds it whole; query it on this one",
                 false => "the topology has no store of that name",
@@ -600,6 +593,10 @@ impl KafkaStreams {
         let Some(factory) = &self.new_threads else { return Err(unavailable(StoreUnavailable::NotStarted)) };
         let (_, layout) = factory.parts.2.current();
         let partitions = layout.subtopologies.get(&subtopology).map_or(0, |(partitions, _)| *partitions);
+        if partitions <= 0 {
+            let why = "none of the store's source topics exists yet (a pattern that matches no topic)";
+            return Err(unavailable(StoreUnavailable::Unknown(why.into())));
+        }
         // The serde is told one of the store's source topics (they all have its partition count).
         let mut topics = layout.reader.iter().filter(|(_, sub)| **sub == subtopology).map(|(topic, _)| topic.as_str());
         let topic = topics.next().unwrap_or(store);
@@ -613,7 +610,7 @@ impl KafkaStreams {
                 "the key serializes to null: it has no partition".into(),
             )));
         };
-        let partition = metadata::key_partition(&bytes, partitions);
+        let partition = crate::murmur2::partition_for_key(&bytes, partitions);
         let task = crate::TaskId { subtopology, partition };
         match self.shared.endpoints.task_hosts(task) {
             Some((active_host, standby_hosts)) => Ok(KeyQueryMetadata { active_host, standby_hosts, partition }),
