@@ -107,10 +107,7 @@ impl Endpoints {
         let partitions_of = |tasks: &[TaskId]| -> BTreeSet<TopicPartition> {
             tasks
                 .iter()
-                .flat_map(|t| {
-                    let topics = layout.reader.iter().filter(|(_, sub)| **sub == t.subtopology);
-                    topics.map(|(topic, _)| TopicPartition::new(topic, t.partition))
-                })
+                .flat_map(|t| layout.source_topics(t.subtopology).map(|topic| TopicPartition::new(topic, t.partition)))
                 .collect()
         };
         endpoints

@@ -598,8 +598,7 @@ impl KafkaStreams {
             return Err(unavailable(StoreUnavailable::Unknown(why.into())));
         }
         // The serde is told one of the store's source topics (they all have its partition count).
-        let mut topics = layout.reader.iter().filter(|(_, sub)| **sub == subtopology).map(|(topic, _)| topic.as_str());
-        let topic = topics.next().unwrap_or(store);
+        let topic = layout.source_topics(subtopology).next().unwrap_or(store);
         let bytes = crate::serde::to_bytes(serde, topic, key).map_err(|source| StreamsError::Serialization {
             node: "query_metadata_for_key".into(),
             target: store.to_string(),

@@ -183,8 +183,7 @@ impl StandbyTask {
         let mut plan = RestorePlan::new();
         for changelog in self.task.changelogs() {
             let (low, high) = restorer.watermarks(&changelog.partition)?;
-            let applied = self.task.changelog_offset(&changelog.partition).map(|offset| offset + 1);
-            let start = applied.max(self.reached.get(&changelog.partition).copied());
+            let start = self.next_offset(&changelog.partition);
             plan.insert(changelog.store.clone(), (start, low, high));
         }
         Ok(Some(plan))
@@ -196,6 +195,14 @@ impl StandbyTask {
         self.suspended(SuspendReason::Promoted);
         tracing::info!(target: "kstreams::runtime::thread", task = %self.task.id(), "standby task taken over by its task");
         (self.task, self.highest_epoch)
+    }
+
+    /// Where the copy goes on reading `changelog`: after the last record it applied, or after the end
+    /// the last finished update read to (a transaction marker past that record); `None` when it has
+    /// read nothing of it.
+    fn next_offset(&self, changelog: &TopicPartition) -> Option<i64> {
+        let applied = self.task.changelog_offset(changelog).map(|offset| offset + 1);
+        applied.max(self.reached.get(changelog).copied())
     }
 
     /// Tells the listener that every store stops being updated.
@@ -231,9 +238,7 @@ impl StandbyTask {
             self.planned.clear();
             for changelog in self.task.changelogs().to_vec() {
                 let end = restorer.readable_end(&changelog.partition)?;
-                let applied = self.task.changelog_offset(&changelog.partition).map(|offset| offset + 1);
-                let reached = self.reached.get(&changelog.partition).copied();
-                let start = applied.max(reached);
+                let start = self.next_offset(&changelog.partition);
                 if start.unwrap_or(0) >= end {
                     continue;
                 }

@@ -458,10 +458,7 @@ impl ThreadInner {
 
     /// Closes task `id`, or this thread's standby of it.
     fn close_task(&mut self, id: TaskId) {
-        if let Some(standby) = self.standbys.remove(id) {
-            standby.close(SuspendReason::Migrated);
-            self.forget_holder(id);
-        }
+        self.close_standby(id, SuspendReason::Migrated);
         let enforced = self.inputs.remove(&id).map_or(0, |input| input.enforced());
         self.closed_metrics.enforced_processing += enforced;
         let mut restore_remaining = 0;
@@ -480,6 +477,14 @@ impl ThreadInner {
                 tracing::warn!(target: "kstreams::runtime::thread", task = %id, error = %e, "error closing task");
             }
             tracing::info!(target: "kstreams::runtime::thread", task = %id, "task closed");
+            self.forget_holder(id);
+        }
+    }
+
+    /// Closes this thread's standby of task `id`, if it has one, telling the listener why.
+    fn close_standby(&mut self, id: TaskId, reason: SuspendReason) {
+        if let Some(standby) = self.standbys.remove(id) {
+            standby.close(reason);
             self.forget_holder(id);
         }
     }
@@ -667,11 +672,8 @@ impl ThreadInner {
         // A standby of the task on this thread becomes the task with its stores open; one that cannot,
         // or one in another thread, hands its state over through its checkpoint.
         let standby = self.take_standby_over(id);
-        if standby.is_none()
-            && let Some(standby) = self.standbys.remove(id)
-        {
-            standby.close(SuspendReason::Promoted);
-            self.forget_holder(id);
+        if standby.is_none() {
+            self.close_standby(id, SuspendReason::Promoted);
         }
         self.close_task(id);
         let reserved = self.take_from_other_thread(id).and_then(|()| match self.reserve(id, true, false) {

@@ -30,6 +30,11 @@ pub(crate) struct TopicLayout {
 }
 
 impl TopicLayout {
+    /// The source topics sub-topology `subtopology` reads (resolved names, in name order).
+    pub(crate) fn source_topics(&self, subtopology: u32) -> impl Iterator<Item = &str> {
+        self.reader.iter().filter(move |(_, sub)| **sub == subtopology).map(|(topic, _)| topic.as_str())
+    }
+
     /// Every task with its source partitions (the group leader's view of the topology).
     pub(crate) fn tasks(&self) -> BTreeMap<TaskId, Vec<TopicPartition>> {
         let mut tasks: BTreeMap<TaskId, Vec<TopicPartition>> = BTreeMap::new();
