@@ -1334,6 +1334,10 @@ pub(crate) fn query_metadata_names_the_instance_that_holds_each_key() -> anyhow:
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+    let beyond = first.query_metadata_for_key_with_partitioner(STORE, &1, |_, _, partitions| partitions as i32);
+    let beyond = beyond.unwrap_err();
+    assert!(beyond.to_string().contains("partition 4 of"), "{beyond}");
+    assert!(matches!(&beyond, kstreams::StreamsError::StoreUnavailable { reason, .. } if !reason.is_retriable()));
     let holders = [(&hosts[0], &first), (&hosts[1], &second)];
     for (customer, total) in &expected {
         let meta = first.query_metadata_for_key(STORE, customer, &*serde)?;
@@ -1344,6 +1348,13 @@ pub(crate) fn query_metadata_names_the_instance_that_holds_each_key() -> anyhow:
         );
         assert_eq!(meta.standby_hosts.len(), 1, "{meta:?}");
         assert!(!meta.standby_hosts.contains(&meta.active_host), "{meta:?}");
+        // Input placed by a partitioner of the producers' own: it is told a source topic and its
+        // partition count, and the partition it names is looked up as the default one's.
+        let placed = second.query_metadata_for_key_with_partitioner(STORE, customer, |topic, _, partitions| {
+            assert_eq!((topic, partitions), (input.as_str(), 4));
+            meta.partition
+        })?;
+        assert_eq!(placed, meta, "customer {customer} placed by a partitioner");
         let (_, holder) = holders.iter().find(|(host, _)| **host == meta.active_host).expect("one of the two");
         let params = StoreQueryParameters::from_name_and_type(STORE, QueryableStoreTypes::key_value::<i64, i64>());
         let read = holder.store(params.with_partition(meta.partition))?.get(customer)?;

@@ -54,7 +54,7 @@ impl std::fmt::Display for HostInfo {
 pub struct StreamsMetadata {
     /// The instance's `application.server`.
     pub host_info: HostInfo,
-    /// The stores of the tasks it runs.
+    /// The stores of the tasks it runs, and the global stores (every instance holds them whole).
     pub state_store_names: BTreeSet<String>,
     /// The source partitions of the tasks it runs.
     pub topic_partitions: BTreeSet<TopicPartition>,
@@ -92,10 +92,12 @@ impl Endpoints {
         }
     }
 
-    /// Every instance with an address: its tasks as [`StreamsMetadata`], in address order. An address
-    /// that cannot be read (another instance's bad setting) is left out.
+    /// Every instance with an address: its tasks as [`StreamsMetadata`], in address order; every
+    /// instance holds the global stores whole, so each lists them among its active stores (as Kafka
+    /// Streams does). An address that cannot be read (another instance's bad setting) is left out.
     pub(crate) fn all(&self, topology: &Topology, plan: &TopologyPlan, layout: &TopicLayout) -> Vec<StreamsMetadata> {
         let endpoints = self.0.lock_unpoisoned().1.clone();
+        let globals = || topology.global_stores.iter().map(|(store, _)| store.clone());
         let stores_of = |tasks: &[TaskId]| -> BTreeSet<String> {
             let subs: BTreeSet<u32> = tasks.iter().map(|t| t.subtopology).collect();
             plan.subtopologies
@@ -115,7 +117,7 @@ impl Endpoints {
             .filter_map(|(endpoint, (active, standby))| {
                 Some(StreamsMetadata {
                     host_info: HostInfo::parse(endpoint)?,
-                    state_store_names: stores_of(active),
+                    state_store_names: stores_of(active).into_iter().chain(globals()).collect(),
                     topic_partitions: partitions_of(active),
                     standby_state_store_names: stores_of(standby),
                     standby_topic_partitions: partitions_of(standby),
@@ -173,5 +175,47 @@ mod tests {
         assert_eq!(endpoints.task_hosts(t(3)), None);
         endpoints.set(2, &BTreeMap::new());
         assert!(endpoints.task_hosts(t(0)).is_some(), "an older generation's assignment heard late changes nothing");
+    }
+
+    #[test]
+    fn each_instance_lists_its_tasks_stores_and_partitions_and_every_global_store() {
+        use crate::dsl::{Consumed, Materialized, StreamsBuilder};
+        use crate::serde::DefaultSerde;
+        let builder = StreamsBuilder::new();
+        let consumed = || Consumed::with(String::default_serde(), String::default_serde());
+        builder.table_with("orders", consumed(), Materialized::as_store("totals"));
+        builder.global_table_with("rates", consumed(), Materialized::as_store("rates"));
+        let topology = builder.build().unwrap();
+        let plan = crate::topology::plan::plan(&topology).unwrap();
+        let layout = TopicLayout {
+            reader: [("orders".to_string(), 0)].into(),
+            repartition: Default::default(),
+            global: [("rates".to_string(), 1)].into(),
+            subtopologies: [(0, (2, vec!["app-totals-changelog".to_string()]))].into(),
+        };
+        let endpoints = Endpoints::default();
+        let t = |p| TaskId { subtopology: 0, partition: p };
+        endpoints.set(
+            1,
+            &BTreeMap::from([
+                ("a:1".to_string(), (vec![t(0), t(1)], vec![])),
+                ("b:2".to_string(), (vec![], vec![t(1)])),
+            ]),
+        );
+        let all = endpoints.all(&topology, &plan, &layout);
+        let names = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>();
+        let partitions = |ps: &[i32]| ps.iter().map(|&p| TopicPartition::new("orders", p)).collect::<BTreeSet<_>>();
+        assert_eq!(all.len(), 2);
+        assert_eq!(
+            (all[0].host_info.clone(), all[1].host_info.clone()),
+            (HostInfo::new("a", 1), HostInfo::new("b", 2))
+        );
+        assert_eq!(all[0].state_store_names, names(&["rates", "totals"]));
+        assert_eq!(all[0].topic_partitions, partitions(&[0, 1]));
+        assert_eq!(all[1].state_store_names, names(&["rates"]), "a global store is on every instance");
+        assert_eq!(
+            (all[1].standby_state_store_names.clone(), all[1].standby_topic_partitions.clone()),
+            (names(&["totals"]), partitions(&[1]))
+        );
     }
 }

@@ -569,12 +569,57 @@ impl KafkaStreams {
     /// retriable [`StreamsError::StoreUnavailable`] before the instance runs, and while no instance
     /// runs the key's task (a rebalance under way); with a non-retriable one for a store the topology
     /// does not have, a global store (every instance has it whole: query it here), or a key `serde`
-    /// cannot serialize.
+    /// cannot serialize. Input written with a partitioner of its own: see
+    /// [`query_metadata_for_key_with_partitioner`](Self::query_metadata_for_key_with_partitioner).
     pub fn query_metadata_for_key<K: 'static>(
         &self,
         store: &str,
         key: &K,
         serde: &dyn crate::serde::Serde<K>,
+    ) -> Result<KeyQueryMetadata, StreamsError> {
+        self.key_query_metadata(store, |topic, partitions| {
+            let bytes = crate::serde::to_bytes(serde, topic, key).map_err(|source| StreamsError::Serialization {
+                node: "query_metadata_for_key".into(),
+                target: store.to_string(),
+                source,
+            })?;
+            let Some(bytes) = bytes else {
+                return Err(unknown_store(store, "the key serializes to null: it has no partition"));
+            };
+            Ok(crate::murmur2::partition_for_key(&bytes, partitions))
+        })
+    }
+
+    /// [`query_metadata_for_key`](Self::query_metadata_for_key) for input whose producers place keys
+    /// with a partitioner of their own (Kafka Streams' overload taking a `StreamPartitioner`):
+    /// `partitioner` gets a source topic of the store, the key and the topics' partition count, and
+    /// names the key's partition. Kafka Streams calls its partitioner with a null value here; this one
+    /// takes no value. A partition outside the topics' is a non-retriable error naming it.
+    pub fn query_metadata_for_key_with_partitioner<K>(
+        &self,
+        store: &str,
+        key: &K,
+        partitioner: impl Fn(&str, &K, u32) -> i32,
+    ) -> Result<KeyQueryMetadata, StreamsError> {
+        self.key_query_metadata(store, |topic, partitions| {
+            let partition = partitioner(topic, key, partitions as u32);
+            match (0..partitions).contains(&partition) {
+                true => Ok(partition),
+                false => {
+                    let why = format!("the partitioner chose partition {partition} of {topic}, which has {partitions}");
+                    Err(unknown_store(store, why))
+                }
+            }
+        })
+    }
+
+    /// The part of `query_metadata_for_key` that does not depend on how a key is placed: the store's
+    /// sub-topology and source topics, and the hosts of the task `place` (given a source topic and
+    /// the partition count) names the partition of.
+    fn key_query_metadata(
+        &self,
+        store: &str,
+        place: impl FnOnce(&str, i32) -> Result<i32, StreamsError>,
     ) -> Result<KeyQueryMetadata, StreamsError> {
         use crate::error::StoreUnavailable;
         let unavailable = |reason| StreamsError::StoreUnavailable { store: store.to_string(), reason };
@@ -584,32 +629,22 @@ impl KafkaStreams {
                 true => "it is a global store: every instance holds it whole; query it on this one",
                 false => "the topology has no store of that name",
             };
-            return Err(unavailable(StoreUnavailable::Unknown(why.into())));
+            return Err(unknown_store(store, why));
         };
         if self.config.application_server.is_none() {
-            let why = "this instance has no application.server: the assignment carries no addresses".into();
-            return Err(unavailable(StoreUnavailable::Unknown(why)));
+            let why = "this instance has no application.server: the assignment carries no addresses";
+            return Err(unknown_store(store, why));
         }
         let Some(factory) = &self.new_threads else { return Err(unavailable(StoreUnavailable::NotStarted)) };
         let (_, layout) = factory.parts.2.current();
         let partitions = layout.subtopologies.get(&subtopology).map_or(0, |(partitions, _)| *partitions);
         if partitions <= 0 {
             let why = "none of the store's source topics exists yet (a pattern that matches no topic)";
-            return Err(unavailable(StoreUnavailable::Unknown(why.into())));
+            return Err(unknown_store(store, why));
         }
-        // The serde is told one of the store's source topics (they all have its partition count).
+        // The key is placed among one of the store's source topics (they all have its partition count).
         let topic = layout.source_topics(subtopology).next().unwrap_or(store);
-        let bytes = crate::serde::to_bytes(serde, topic, key).map_err(|source| StreamsError::Serialization {
-            node: "query_metadata_for_key".into(),
-            target: store.to_string(),
-            source,
-        })?;
-        let Some(bytes) = bytes else {
-            return Err(unavailable(StoreUnavailable::Unknown(
-                "the key serializes to null: it has no partition".into(),
-            )));
-        };
-        let partition = crate::murmur2::partition_for_key(&bytes, partitions);
+        let partition = place(topic, partitions)?;
         let task = crate::TaskId { subtopology, partition };
         match self.shared.endpoints.task_hosts(task) {
             Some((active_host, standby_hosts)) => Ok(KeyQueryMetadata { active_host, standby_hosts, partition }),
@@ -831,6 +866,14 @@ impl KafkaStreams {
 }
 
 /// A stream thread the instance runs: its name, its own stop flag, its OS thread.
+/// A non-retriable [`StreamsError::StoreUnavailable`] for store `store`, saying why.
+fn unknown_store(store: &str, why: impl Into<String>) -> StreamsError {
+    StreamsError::StoreUnavailable {
+        store: store.to_string(),
+        reason: crate::error::StoreUnavailable::Unknown(why.into()),
+    }
+}
+
 struct RunningThread {
     name: String,
     stop: Arc<AtomicBool>,
