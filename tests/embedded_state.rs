@@ -25,6 +25,7 @@ scenario_tests!(
     a_transaction_left_open_on_a_global_topic_holds_back_only_its_records,
     a_task_runs_while_another_restores,
     interactive_queries_read_every_local_partition_and_global_stores,
+    interactive_queries_read_window_and_session_stores,
     a_standby_takes_over_restoring_only_what_it_lagged_behind,
     a_standby_takes_over_restoring_only_what_it_lagged_behind_under_exactly_once,
     an_in_memory_standby_takes_over_restoring_only_what_it_lagged_behind,

@@ -1272,6 +1272,162 @@ pub(crate) fn interactive_queries_read_every_local_partition_and_global_stores()
     Ok(())
 }
 
+/// Interactive queries of window and session stores: a windowed count's and a session count's (DSL)
+/// and a Processor API window store, read from outside the stream threads across every local
+/// partition, by key and time range, forward and backward, and refused when read as the other kind.
+pub(crate) fn interactive_queries_read_window_and_session_stores() -> anyhow::Result<()> {
+    const BASE: i64 = 1_700_000_000_000;
+    const HOUR: Duration = Duration::from_secs(3600);
+    let orders = kafka::unique("iqw-orders");
+    kafka::create_topics(&[(&orders, 2)]);
+    let topology = {
+        let builder = StreamsBuilder::new();
+        let grouped = builder.stream::<i64, i64>(&orders).group_by_key();
+        grouped
+            .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_secs(10)))
+            .count_with(Materialized::as_store("per-10s").with_retention(HOUR));
+        grouped
+            .windowed_by(SessionWindows::of_inactivity_gap_with_no_grace(Duration::from_secs(7)))
+            .count_with(Materialized::as_store("visits").with_retention(HOUR));
+        let mut topology = builder.build()?;
+        // A Processor API window store beside them: each order's value at its own timestamp.
+        struct Put;
+        impl Processor<i64, i64, i64, i64> for Put {
+            fn process(
+                &mut self,
+                ctx: &mut ProcessorContext<'_, i64, i64>,
+                r: Record<i64, i64>,
+            ) -> Result<(), StreamsError> {
+                ctx.window_store::<i64, i64>("papi")?.put(&r.key, &r.value, r.timestamp)
+            }
+        }
+        topology.add_processor("put", || Put, &["KSTREAM-SOURCE-0000000000"])?;
+        let supplier = Stores::persistent_window_store("papi", HOUR, Duration::from_secs(10), false)?;
+        topology.add_state_store(
+            Stores::window_store_builder(supplier, i64::default_serde(), i64::default_serde()),
+            &["put"],
+        )?;
+        topology
+    };
+    // Two bursts of orders, a second apart within each: customer `i % 6`, value `i`. Each customer's
+    // orders are 6 s apart, within the sessions' 7 s gap, so each burst is one session per customer.
+    let times: Vec<(i64, i64, i64)> =
+        (0..60).map(|i| (i % 6, i, BASE + if i < 30 { i * 1_000 } else { 100_000 + (i - 30) * 1_000 })).collect();
+    let serde = i64::default_serde();
+    let bytes = |v: i64| to_bytes(&*serde, &orders, &v).unwrap();
+    kafka::produce_at(&orders, times.iter().map(|&(c, v, t)| (bytes(c), bytes(v), t)));
+    let mut windows: BTreeMap<(i64, i64), i64> = BTreeMap::new();
+    for &(c, _, t) in &times {
+        *windows.entry((c, t - t % 10_000)).or_insert(0) += 1;
+    }
+    let session = |c: i64, second: bool| {
+        let start = BASE + c * 1_000 + if second { 100_000 } else { 0 };
+        Windowed { key: c, window: Window { start, end: start + 24_000 } }
+    };
+
+    let app = kafka::unique("iqw-app");
+    let mut config = kafka::config(&app);
+    config.state_dir = std::env::temp_dir().join(kafka::unique("iqw-state"));
+    config.cache_max_bytes = 0;
+    let mut streams = kafka::streams(topology, config.clone())?;
+    streams.start()?;
+    let per_10s = streams
+        .store(StoreQueryParameters::from_name_and_type("per-10s", QueryableStoreTypes::window_store::<i64, i64>()))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let counted: BTreeMap<(i64, i64), i64> = match per_10s.all() {
+            Ok(all) => all.into_iter().map(|(w, n)| ((w.key, w.window.start), n)).collect(),
+            Err(StreamsError::StoreUnavailable { reason, .. }) if reason.is_retriable() => BTreeMap::new(),
+            Err(e) => return Err(e.into()),
+        };
+        if counted == windows {
+            break;
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the windowed counts never showed every order: {counted:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // By key and time range, oldest first; backward, newest first; one window by its start.
+    let of = |c: i64, from: i64| -> Vec<(i64, i64)> {
+        windows.iter().filter(|((k, s), _)| *k == c && *s >= from).map(|((_, s), n)| (*s, *n)).collect()
+    };
+    for c in 0..6 {
+        assert_eq!(per_10s.fetch(&c, BASE, BASE + 200_000)?, of(c, BASE), "customer {c}");
+        let mut backward = of(c, BASE + 100_000);
+        backward.reverse();
+        assert_eq!(per_10s.backward_fetch(&c, BASE + 100_000, i64::MAX)?, backward, "customer {c}, second burst");
+    }
+    assert_eq!(per_10s.get(&2, BASE + 10_000)?, windows.get(&(2, BASE + 10_000)).copied());
+    assert_eq!(per_10s.get(&2, BASE + 5_000)?, None, "no window starts there");
+    let stamped = streams.store(StoreQueryParameters::from_name_and_type(
+        "per-10s",
+        QueryableStoreTypes::timestamped_window_store::<i64, i64>(),
+    ))?;
+    let count = stamped.get(&2, BASE + 10_000)?.map(|v| (v.value, v.timestamp));
+    assert_eq!(count, Some((1, BASE + 14_000)), "the count with its last order's timestamp");
+    let range = per_10s.fetch_range(&1, &3, BASE, BASE + 50_000)?;
+    let expected: Vec<(i64, i64, i64)> = windows
+        .iter()
+        .filter(|((k, s), _)| (1..=3).contains(k) && *s <= BASE + 50_000)
+        .map(|((k, s), n)| (*k, *s, *n))
+        .collect();
+    assert_eq!(range.iter().map(|(w, n)| (w.key, w.window.start, *n)).collect::<Vec<_>>(), expected);
+    assert!(range.iter().all(|(w, _)| w.window.end == w.window.start + 10_000), "windows of 10 s");
+    let late = per_10s.fetch_all(BASE + 100_000, i64::MAX)?;
+    assert_eq!(late.len(), windows.keys().filter(|(_, s)| *s >= BASE + 100_000).count());
+    let mut all = per_10s.all()?;
+    all.reverse();
+    assert_eq!(per_10s.backward_all()?, all);
+
+    let visits = streams
+        .store(StoreQueryParameters::from_name_and_type("visits", QueryableStoreTypes::session_store::<i64, i64>()))?;
+    for c in 0..6 {
+        assert_eq!(visits.fetch(&c)?, vec![(session(c, false), 5), (session(c, true), 5)], "customer {c}'s sessions");
+        assert_eq!(visits.backward_fetch(&c)?, vec![(session(c, true), 5), (session(c, false), 5)]);
+        let s = session(c, true);
+        assert_eq!(visits.fetch_session(&c, s.window.start, s.window.end)?, Some(5));
+        assert_eq!(
+            visits.find_sessions(&c, BASE + 100_000, i64::MAX)?,
+            vec![(s, 5)],
+            "sessions ending after the break"
+        );
+    }
+    assert_eq!(visits.fetch_range(&4, &5)?.len(), 4);
+    assert_eq!(visits.find_sessions_range(&0, &5, 0, BASE + 50_000)?.len(), 6, "the first burst's");
+
+    let papi = streams
+        .store(StoreQueryParameters::from_name_and_type("papi", QueryableStoreTypes::window_store::<i64, i64>()))?;
+    let puts: Vec<(i64, i64)> = times.iter().filter(|(c, _, _)| *c == 4).map(|&(_, v, t)| (t, v)).collect();
+    assert_eq!(papi.fetch(&4, 0, i64::MAX)?, puts, "the processor's puts");
+
+    // The other kind, or other types: a clear, non-retriable error.
+    let as_sessions = streams
+        .store(StoreQueryParameters::from_name_and_type("per-10s", QueryableStoreTypes::session_store::<i64, i64>()))?;
+    let as_windows = streams
+        .store(StoreQueryParameters::from_name_and_type("visits", QueryableStoreTypes::window_store::<i64, i64>()))?;
+    let wrong_types = streams.store(StoreQueryParameters::from_name_and_type(
+        "per-10s",
+        QueryableStoreTypes::window_store::<String, i64>(),
+    ))?;
+    for wrong in [
+        as_sessions.fetch(&1).err(),
+        as_windows.fetch(&1, 0, i64::MAX).err(),
+        wrong_types.fetch(&"1".into(), 0, 1).err(),
+    ] {
+        let Some(StreamsError::StoreUnavailable { reason, .. }) = wrong else {
+            panic!("read as the wrong kind: {wrong:?}")
+        };
+        assert!(matches!(reason, StoreUnavailable::Unknown(_)) && !reason.is_retriable(), "{reason:?}");
+    }
+
+    streams.close()?;
+    let _ = std::fs::remove_dir_all(&config.state_dir);
+    Ok(())
+}
+
 /// Standby replicas (`num.standby.replicas=1` under `group.assignor=streams`): each task's state is kept
 /// on the other instance too, from its changelog, and can be read there as a stale store; when an
 /// instance leaves, the other takes its tasks over and restores only what its standbys lagged behind,

@@ -28,6 +28,7 @@ mod metadata;
 mod partition_group;
 mod producer;
 mod query;
+mod query_windowed;
 mod restore;
 mod shutdown_request;
 mod standby;
@@ -42,6 +43,7 @@ pub use metadata::{HostInfo, KeyQueryMetadata, StreamsMetadata};
 pub use query::{
     KeyValueStoreType, LocalKeyValueStore, QueryableStoreType, QueryableStoreTypes, StoreQueryParameters, StoreSource,
 };
+pub use query_windowed::{LocalSessionStore, LocalWindowStore, SessionStoreType, WindowStoreType};
 pub use restore::StateRestoreListener;
 pub use standby::{StandbyUpdateListener, SuspendReason};
 pub use state_dir::clean_local_state;

@@ -85,7 +85,7 @@ impl<T: QueryableStoreType> StoreQueryParameters<T> {
     }
 }
 
-mod sealed {
+pub(super) mod sealed {
     /// Only this crate's store types can be queried: the views read the engine's stores.
     pub trait Sealed {}
 }
@@ -145,7 +145,7 @@ impl<K: 'static, V: 'static> QueryableStoreType for KeyValueStoreType<K, V> {
 /// Where a queried store is read from: this instance's tasks of one sub-topology, or a global store.
 /// Opaque; made by [`KafkaStreams::store`](super::KafkaStreams::store).
 pub struct StoreSource {
-    name: Arc<str>,
+    pub(super) name: Arc<str>,
     shared: Arc<Shared>,
     place: Place,
     partition: Option<i32>,
@@ -165,14 +165,14 @@ impl StoreSource {
         StoreSource { name: name.into(), shared, place, partition, stale_stores: stale }
     }
 
-    fn unavailable(&self, reason: StoreUnavailable) -> StreamsError {
+    pub(super) fn unavailable(&self, reason: StoreUnavailable) -> StreamsError {
         StreamsError::StoreUnavailable { store: self.name.to_string(), reason }
     }
 
     /// Runs `read` on the committed view of each store this source names (see the module's doc), in
     /// task order, under each task's thread lock in turn (`read` should copy, not decode: values are
     /// decoded after the lock is let go; only the queried keys are encoded under it).
-    fn read_each<R>(
+    pub(super) fn read_each<R>(
         &self,
         mut read: impl FnMut(&dyn ErasedStore, &dyn ReadOnlyKeyValueStore) -> Result<R, StreamsError>,
     ) -> Result<Vec<R>, StreamsError> {
@@ -245,14 +245,41 @@ impl StoreSource {
 }
 
 /// What interactive queries read of a store: its committed state where a layer holds writes apart.
-fn committed(store: &dyn state_store::KeyValueStore) -> &dyn ReadOnlyKeyValueStore {
+pub(super) fn committed(store: &dyn state_store::KeyValueStore) -> &dyn ReadOnlyKeyValueStore {
     store.committed().unwrap_or(store)
 }
 
 /// How a view reads a store's values: stored as they are, or with a timestamp it leaves out.
-enum Values<V> {
+pub(super) enum Values<V> {
     Plain(Arc<dyn Serde<V>>),
     Timestamped(Arc<dyn Serde<ValueAndTimestamp<V>>>),
+}
+
+impl<V: 'static> Values<V> {
+    /// A value of store `store`, from its bytes.
+    pub(super) fn decode(&self, store: &str, bytes: &[u8]) -> Result<V, StreamsError> {
+        match self {
+            Values::Plain(serde) => decode_stored(&**serde, store, RecordPart::Value, bytes),
+            Values::Timestamped(serde) => {
+                decode_stored(&**serde, store, RecordPart::Value, bytes).map(|stamped| stamped.value)
+            }
+        }
+    }
+}
+
+/// `value` serialized by `serde` for a query of store `store`.
+pub(super) fn encode_for_query<T: 'static>(
+    serde: &dyn Serde<T>,
+    store: &str,
+    value: &T,
+) -> Result<Vec<u8>, StreamsError> {
+    let mut bytes = Vec::new();
+    serde.serialize(store, value, &mut bytes).map_err(|source| StreamsError::Serialization {
+        node: "(interactive query)".into(),
+        target: store.to_string(),
+        source,
+    })?;
+    Ok(bytes)
 }
 
 /// A read-only view of this instance's key-value stores of one name (Kafka Streams'
@@ -297,22 +324,11 @@ impl<K: 'static, V: 'static> LocalKeyValueStore<K, V> {
     }
 
     fn decode_value(&self, values: &Values<V>, bytes: &[u8]) -> Result<V, StreamsError> {
-        match values {
-            Values::Plain(serde) => decode_stored(&**serde, &self.source.name, RecordPart::Value, bytes),
-            Values::Timestamped(serde) => {
-                decode_stored(&**serde, &self.source.name, RecordPart::Value, bytes).map(|stamped| stamped.value)
-            }
-        }
+        values.decode(&self.source.name, bytes)
     }
 
     fn encode_key(&self, serde: &dyn Serde<K>, key: &K) -> Result<Vec<u8>, StreamsError> {
-        let mut bytes = Vec::new();
-        serde.serialize(&self.source.name, key, &mut bytes).map_err(|source| StreamsError::Serialization {
-            node: "(interactive query)".into(),
-            target: self.source.name.to_string(),
-            source,
-        })?;
-        Ok(bytes)
+        encode_for_query(serde, &self.source.name, key)
     }
 
     /// The value for `key`, from whichever local store holds it.

@@ -125,6 +125,12 @@ impl<K: 'static> Serde<Windowed<K>> for WindowStoreKeySerde<K> {
     fn deserialize(&self, topic: &str, bytes: &[u8]) -> Result<Windowed<K>, SerdeError> {
         self.layout.deserialize(topic, bytes)
     }
+
+    /// The inner key's bytes, as [`TimeWindowedSerde`] places its keys (interactive queries read a
+    /// key's windows by them).
+    fn partition_bytes<'a>(&self, bytes: &'a [u8]) -> &'a [u8] {
+        &bytes[..bytes.len().saturating_sub(self.layout.suffix())]
+    }
 }
 
 /// The one layout of both: the key's bytes, the start, and (in stores) a sequence number of 0, since

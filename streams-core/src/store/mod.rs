@@ -32,5 +32,6 @@ pub(crate) use builder::{
     dsl_key_value_store_def, join_window_store_def, logged, outer_join_store_def, store_dir, suppression_buffer_def,
     DefaultKeyValueBytesStoreSupplier, DefaultWindowBytesStoreSupplier, StoreDef,
 };
+pub(crate) use keyed_scan::{session_records, window_records};
 pub(crate) use suppression::{read_join_buffer_value, write_join_buffer_value, BufferedContext, SuppressionBuffer};
 pub(crate) use typed::{decode as decode_stored, ErasedStore};

@@ -9,11 +9,11 @@ use std::time::Duration;
 use state_store::KeyValueStore;
 
 use super::builder::{KeyValueBytesStoreSupplier, StoreContext};
-use super::keyed_scan::{scan_keyed, KeyedScan};
+use super::keyed_scan::session_records;
 use super::typed::{decode, encode};
 use super::window::open_window_bytes;
 use crate::record::RecordPart;
-use crate::serde::{Serde, SessionWindowedSerde, SESSION_SUFFIX};
+use crate::serde::{Serde, SessionWindowedSerde};
 use crate::window::{millis, Windowed};
 use crate::{StreamsError, TopologyError};
 
@@ -117,7 +117,7 @@ pub struct SessionStore<K, V> {
     key_serde: Arc<dyn Serde<K>>,
     value_serde: Arc<dyn Serde<V>>,
     /// Stored keys: Kafka's session layout.
-    stored_key: SessionWindowedSerde<K>,
+    stored_key: Arc<SessionWindowedSerde<K>>,
 }
 
 /// A session store's record as its reads give it: the session's key, and the value.
@@ -132,7 +132,7 @@ impl<K: 'static, V: 'static> SessionStore<K, V> {
         SessionStore {
             name: inner.name().into(),
             inner,
-            stored_key: SessionWindowedSerde::new(key_serde.clone()),
+            stored_key: Arc::new(SessionWindowedSerde::new(key_serde.clone())),
             key_serde,
             value_serde,
         }
@@ -143,6 +143,11 @@ impl<K: 'static, V: 'static> SessionStore<K, V> {
         &self.name
     }
 
+    /// The serdes of its stored keys (key and session) and of its values, for interactive queries.
+    pub(crate) fn query_serdes(&self) -> (Arc<dyn Serde<Windowed<K>>>, Arc<dyn Serde<V>>) {
+        (self.stored_key.clone(), self.value_serde.clone())
+    }
+
     fn key_bytes(&self, key: &K) -> Result<Vec<u8>, StreamsError> {
         let mut bytes = Vec::new();
         encode(&*self.key_serde, &self.name, key, &mut bytes)?;
@@ -151,7 +156,7 @@ impl<K: 'static, V: 'static> SessionStore<K, V> {
 
     fn session_bytes(&self, session: &Windowed<K>) -> Result<Vec<u8>, StreamsError> {
         let mut bytes = Vec::new();
-        encode(&self.stored_key, &self.name, session, &mut bytes)?;
+        encode(&*self.stored_key, &self.name, session, &mut bytes)?;
         Ok(bytes)
     }
 
@@ -268,24 +273,9 @@ impl<K: 'static, V: 'static> SessionStore<K, V> {
         latest_start: i64,
     ) -> Result<impl Iterator<Item = Result<SessionKeyValue<K, V>, StreamsError>> + 'a + use<'a, K, V>, StreamsError>
     {
-        // Session times are never negative: their bytes sort as numbers.
-        let earliest_end = earliest_end.max(0);
-        let scan = KeyedScan {
-            low,
-            high,
-            suffix_len: SESSION_SUFFIX,
-            first_suffix: Self::stored(&[], earliest_end, 0),
-            last_suffix: Self::stored(&[], i64::MAX, i64::MAX),
-            kind: "session store",
-            empty: latest_start < 0,
-        };
-        let keep = move |times: &[u8]| {
-            let time = |at: usize| i64::from_be_bytes(times[at..at + 8].try_into().expect("eight bytes"));
-            time(0) >= earliest_end && time(8) <= latest_start
-        };
-        Ok(scan_keyed(&*self.inner, &self.name, scan, keep)?.map(move |record| {
+        Ok(session_records(&*self.inner, &self.name, low, high, earliest_end, latest_start)?.map(move |record| {
             let (stored, value) = record?;
-            let session = decode(&self.stored_key, &self.name, RecordPart::Key, &stored)?;
+            let session = decode(&*self.stored_key, &self.name, RecordPart::Key, &stored)?;
             Ok((session, decode(&*self.value_serde, &self.name, RecordPart::Value, &value)?))
         }))
     }

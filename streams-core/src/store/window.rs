@@ -8,7 +8,7 @@ use std::time::Duration;
 use state_store::{KeyValueStore, SegmentedKeyValueStore};
 
 use super::builder::{persistent_store_dir, KeyValueBytesStoreSupplier, StoreContext};
-use super::keyed_scan::{scan_keyed, KeyedScan};
+use super::keyed_scan::window_records;
 use super::typed::{decode, encode};
 use crate::record::RecordPart;
 use crate::serde::{Serde, WindowStoreKeySerde, WINDOW_STORE_SUFFIX};
@@ -154,7 +154,7 @@ pub struct WindowStore<K, V> {
     key_serde: Arc<dyn Serde<K>>,
     value_serde: Arc<dyn Serde<V>>,
     /// Reads stored keys back, with the window end from the window size.
-    stored_key: WindowStoreKeySerde<K>,
+    stored_key: Arc<WindowStoreKeySerde<K>>,
     retain_duplicates: bool,
     /// The sequence number of the last put with duplicates retained (Kafka Streams' `seqnum`).
     seqnum: i32,
@@ -174,7 +174,7 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
         WindowStore {
             name: inner.name().into(),
             inner,
-            stored_key: WindowStoreKeySerde::new(key_serde.clone(), window_size_ms),
+            stored_key: Arc::new(WindowStoreKeySerde::new(key_serde.clone(), window_size_ms)),
             key_serde,
             value_serde,
             retain_duplicates,
@@ -185,6 +185,11 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
     /// The store's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The serdes of its stored keys (key and window) and of its values, for interactive queries.
+    pub(crate) fn query_serdes(&self) -> (Arc<dyn Serde<Windowed<K>>>, Arc<dyn Serde<V>>) {
+        (self.stored_key.clone(), self.value_serde.clone())
     }
 
     fn key_bytes(&self, key: &K) -> Result<Vec<u8>, StreamsError> {
@@ -305,24 +310,9 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
         to: i64,
     ) -> Result<impl Iterator<Item = Result<WindowedKeyValue<K, V>, StreamsError>> + 'a + use<'a, K, V>, StreamsError>
     {
-        // Window starts are never negative (Kafka Streams' `Window`): their bytes sort as numbers.
-        let (from, to) = (from.max(0), to);
-        let scan = KeyedScan {
-            low,
-            high,
-            suffix_len: WINDOW_STORE_SUFFIX,
-            first_suffix: [&from.to_be_bytes()[..], &[0; 4]].concat(),
-            last_suffix: [&to.max(0).to_be_bytes()[..], &[0xff; 4]].concat(),
-            kind: "window store",
-            empty: to < from,
-        };
-        let keep = move |suffix: &[u8]| {
-            let start = i64::from_be_bytes(suffix[..8].try_into().expect("eight of the twelve suffix bytes"));
-            (from..=to).contains(&start)
-        };
-        Ok(scan_keyed(&*self.inner, &self.name, scan, keep)?.map(move |record| {
+        Ok(window_records(&*self.inner, &self.name, low, high, from, to)?.map(move |record| {
             let (stored, value) = record?;
-            let windowed = decode(&self.stored_key, &self.name, RecordPart::Key, &stored)?;
+            let windowed = decode(&*self.stored_key, &self.name, RecordPart::Key, &stored)?;
             Ok((windowed, decode(&*self.value_serde, &self.name, RecordPart::Value, &value)?))
         }))
     }
