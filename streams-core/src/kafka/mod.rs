@@ -332,7 +332,7 @@ impl ClientSupplier for RdKafkaSupplier {
         transactional_id: Option<&str>,
     ) -> Result<Box<dyn StreamsProducer>, ClientError> {
         let c = producer_settings(config, client_id, transactional_id);
-        let context = DeliveryContext::default();
+        let context = DeliveryContext { transactional: transactional_id.is_some(), ..DeliveryContext::default() };
         let (first_error, rejected) = (context.first_error.clone(), context.rejected.clone());
         let (acked, era) = (context.acked.clone(), context.era.clone());
         // librdkafka's default, 60 s, unless set (the runtime sets 10 s under exactly_once_v2).
@@ -1037,6 +1037,8 @@ struct DeliveryContext {
     /// was sent in; a failure of a record of an earlier era belongs to work already given up, and is
     /// not reported (its report can come long after the purge, from librdkafka's own threads).
     era: Arc<AtomicUsize>,
+    /// Whether the producer is transactional (see `delivery`).
+    transactional: bool,
 }
 
 /// What a failed send was: `produce to <topic>-<partition>`, or `produce to <topic>` for a record that
@@ -1046,6 +1048,18 @@ fn produce_operation(topic: &str, partition: i32) -> String {
         p if p >= 0 => format!("produce to {topic}-{p}"),
         _ => format!("produce to {topic}"),
     }
+}
+
+/// A record's failed delivery, classified. A transaction that failed by itself (an error that needs
+/// the producer's epoch bumped, as out-of-order sequence numbers after a broker restart) has its queued
+/// records purged by librdkafka: this era's `PurgeQueue`/`PurgeInflight` mean the transaction must
+/// abort and its work be redone. (Without a transaction only `purge_unsent` purges, in a new era.)
+fn delivery_failure(operation: String, error: &KafkaError, transactional: bool) -> ClientError {
+    let mut failure = client_error(operation, error.clone());
+    if matches!(error.rdkafka_error_code(), Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)) {
+        failure.kind = if transactional { ClientErrorKind::Abortable } else { ClientErrorKind::Retriable };
+    }
+    failure
 }
 
 impl ProducerContext for DeliveryContext {
@@ -1071,7 +1085,7 @@ impl ProducerContext for DeliveryContext {
                 return;
             }
             let operation = produce_operation(message.topic(), message.partition());
-            let failure = client_error(operation, error.clone());
+            let failure = delivery_failure(operation, error, self.transactional);
             // Kept only when the record itself was refused: a timeout or a fencing is recovered
             // from (the work is redone), never handed to the production handler.
             if failure.kind == ClientErrorKind::Fatal {
@@ -1431,6 +1445,17 @@ mod tests {
         assert!(timed_out.is_retriable());
         let no_code = client_error("create consumer", KafkaError::ClientCreation("bad setting".into()));
         assert_eq!((no_code.kind, no_code.code), (ClientErrorKind::Fatal, None));
+    }
+
+    #[test]
+    fn records_librdkafka_purged_from_a_failed_transaction_make_it_abort_not_fail_the_thread() {
+        let purged = KafkaError::MessageProduction(RDKafkaErrorCode::PurgeQueue);
+        let in_transaction = delivery_failure("produce to min-2".into(), &purged, true);
+        assert_eq!(in_transaction.kind, ClientErrorKind::Abortable, "{in_transaction}");
+        let in_flight = KafkaError::MessageProduction(RDKafkaErrorCode::PurgeInflight);
+        assert_eq!(delivery_failure("produce to min-2".into(), &in_flight, false).kind, ClientErrorKind::Retriable);
+        let refused = KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge);
+        assert_eq!(delivery_failure("produce to min-2".into(), &refused, true).kind, ClientErrorKind::Fatal);
     }
 
     fn config(guarantee: ProcessingGuarantee) -> StreamsConfig {
