@@ -867,7 +867,6 @@ impl KafkaStreams {
     }
 }
 
-/// A stream thread the instance runs: its name, its own stop flag, its OS thread.
 /// A non-retriable [`StreamsError::StoreUnavailable`] for store `store`, saying why.
 fn unknown_store(store: &str, why: impl Into<String>) -> StreamsError {
     StreamsError::StoreUnavailable {
@@ -876,6 +875,7 @@ fn unknown_store(store: &str, why: impl Into<String>) -> StreamsError {
     }
 }
 
+/// A stream thread the instance runs: its name, its own stop flag, its OS thread.
 struct RunningThread {
     name: String,
     stop: Arc<AtomicBool>,

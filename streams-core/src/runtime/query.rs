@@ -267,6 +267,12 @@ impl<V: 'static> Values<V> {
     }
 }
 
+/// `records` last first: the `reverse_` and `backward_` reads of the views.
+pub(super) fn reversed<T>(mut records: Vec<T>) -> Vec<T> {
+    records.reverse();
+    records
+}
+
 /// `value` serialized by `serde` for a query of store `store`.
 pub(super) fn encode_for_query<T: 'static>(
     serde: &dyn Serde<T>,
@@ -376,9 +382,7 @@ impl<K: 'static, V: 'static> LocalKeyValueStore<K, V> {
 
     /// [`range`](Self::range), last key first.
     pub fn reverse_range(&self, from: &K, to: &K) -> Result<Vec<(K, V)>, StreamsError> {
-        let mut records = self.range(from, to)?;
-        records.reverse();
-        Ok(records)
+        self.range(from, to).map(reversed)
     }
 
     /// Records whose serialized key starts with the serialized `prefix`, in key order.
@@ -394,9 +398,7 @@ impl<K: 'static, V: 'static> LocalKeyValueStore<K, V> {
 
     /// [`all`](Self::all), last key first.
     pub fn reverse_all(&self) -> Result<Vec<(K, V)>, StreamsError> {
-        let mut records = self.all()?;
-        records.reverse();
-        Ok(records)
+        self.all().map(reversed)
     }
 
     /// An estimate of the number of records in all the local stores read (RocksDB's estimate on disk).

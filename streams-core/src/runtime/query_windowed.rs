@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use state_store::ReadOnlyKeyValueStore;
 
-use super::query::{encode_for_query, sealed, QueryableStoreType, StoreSource, Values};
+use super::query::{encode_for_query, reversed, sealed, QueryableStoreType, StoreSource, Values};
 use super::QueryableStoreTypes;
 use crate::error::StoreUnavailable;
 use crate::record::RecordPart;
@@ -272,9 +272,7 @@ impl<K: Clone + 'static, V: 'static> LocalWindowStore<K, V> {
 
     /// [`fetch`](Self::fetch), newest first (Kafka Streams' `backwardFetch(key, ..)`).
     pub fn backward_fetch(&self, key: &K, from: i64, to: i64) -> Result<Vec<(i64, V)>, StreamsError> {
-        let mut records = self.fetch(key, from, to)?;
-        records.reverse();
-        Ok(records)
+        self.fetch(key, from, to).map(reversed)
     }
 
     /// The windows of keys in `[key_from, key_to]` (by their serialized bytes) that start in
@@ -298,9 +296,7 @@ impl<K: Clone + 'static, V: 'static> LocalWindowStore<K, V> {
         from: i64,
         to: i64,
     ) -> Result<Vec<WindowedKeyValue<K, V>>, StreamsError> {
-        let mut records = self.fetch_range(key_from, key_to, from, to)?;
-        records.reverse();
-        Ok(records)
+        self.fetch_range(key_from, key_to, from, to).map(reversed)
     }
 
     /// Every window that starts in `[from, to]`, whatever its key (Kafka Streams' `fetchAll`). Reads
@@ -311,9 +307,7 @@ impl<K: Clone + 'static, V: 'static> LocalWindowStore<K, V> {
 
     /// [`fetch_all`](Self::fetch_all) in the reverse order (Kafka Streams' `backwardFetchAll`).
     pub fn backward_fetch_all(&self, from: i64, to: i64) -> Result<Vec<WindowedKeyValue<K, V>>, StreamsError> {
-        let mut records = self.fetch_all(from, to)?;
-        records.reverse();
-        Ok(records)
+        self.fetch_all(from, to).map(reversed)
     }
 
     /// Every window in the stores (Kafka Streams' `all`).
@@ -366,9 +360,7 @@ impl<K: Clone + 'static, V: 'static> LocalSessionStore<K, V> {
         earliest_end: i64,
         latest_start: i64,
     ) -> Result<Vec<SessionKeyValue<K, V>>, StreamsError> {
-        let mut sessions = self.find_sessions(key, earliest_end, latest_start)?;
-        sessions.reverse();
-        Ok(sessions)
+        self.find_sessions(key, earliest_end, latest_start).map(reversed)
     }
 
     /// The sessions of keys in `[key_from, key_to]` (by their serialized bytes) that end at or after
@@ -393,9 +385,7 @@ impl<K: Clone + 'static, V: 'static> LocalSessionStore<K, V> {
         earliest_end: i64,
         latest_start: i64,
     ) -> Result<Vec<SessionKeyValue<K, V>>, StreamsError> {
-        let mut sessions = self.find_sessions_range(key_from, key_to, earliest_end, latest_start)?;
-        sessions.reverse();
-        Ok(sessions)
+        self.find_sessions_range(key_from, key_to, earliest_end, latest_start).map(reversed)
     }
 
     /// Every session of `key` (Kafka Streams' `fetch(key)`).
@@ -415,8 +405,6 @@ impl<K: Clone + 'static, V: 'static> LocalSessionStore<K, V> {
 
     /// [`fetch_range`](Self::fetch_range), last first (Kafka Streams' `backwardFetch(keyFrom, keyTo)`).
     pub fn backward_fetch_range(&self, key_from: &K, key_to: &K) -> Result<Vec<SessionKeyValue<K, V>>, StreamsError> {
-        let mut sessions = self.fetch_range(key_from, key_to)?;
-        sessions.reverse();
-        Ok(sessions)
+        self.fetch_range(key_from, key_to).map(reversed)
     }
 }

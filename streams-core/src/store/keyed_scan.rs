@@ -10,8 +10,8 @@ use state_store::{KeyValueIterator, ReadOnlyKeyValueStore};
 use crate::serde::{SESSION_SUFFIX, WINDOW_STORE_SUFFIX};
 use crate::StreamsError;
 
-/// Records (stored key and value bytes) of window store `name` (keys `key ‖ start ‖ seqnum`) whose key bytes are in `[low, high]`
-/// (`None`: unbounded) and whose window starts in `[from, to]`.
+/// Records (stored key and value bytes) of window store `name` (keys `key ‖ start ‖ seqnum`) whose
+/// key bytes are in `[low, high]` (`None`: unbounded) and whose window starts in `[from, to]`.
 pub(crate) fn window_records<'a>(
     inner: &'a dyn ReadOnlyKeyValueStore,
     name: &'a str,
@@ -38,8 +38,9 @@ pub(crate) fn window_records<'a>(
     scan_keyed(inner, name, scan, keep)
 }
 
-/// Records (stored key and value bytes) of session store `name` (keys `key ‖ end ‖ start`) whose key bytes are in `[low, high]`
-/// (`None`: unbounded), ending at or after `earliest_end` and starting at or before `latest_start`.
+/// Records (stored key and value bytes) of session store `name` (keys `key ‖ end ‖ start`) whose key
+/// bytes are in `[low, high]` (`None`: unbounded), ending at or after `earliest_end` and starting at
+/// or before `latest_start`.
 pub(crate) fn session_records<'a>(
     inner: &'a dyn ReadOnlyKeyValueStore,
     name: &'a str,
