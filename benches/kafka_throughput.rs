@@ -45,7 +45,8 @@
 //! CPU time (`/proc/<pid>/stat`, all threads) at each line, and the peak RSS (`VmHWM`) at the end, then
 //! kills the child. For workloads with a sink the end is when every output record is visible in the sink
 //! topic (the parent asks for its end offsets every 20 ms) instead of `DONE`. A command that prints
-//! figures, not a test.
+//! figures, not a test. To profile a child by hand, `--rounds 0 --keep-input` loads the input and leaves
+//! it in place.
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -95,6 +96,9 @@ struct Args {
     engine: Option<PathBuf>,
     /// The longest one run may take before it counts as failed (SimpleBenchmark caps at 3 minutes).
     timeout: Duration,
+    /// Leave the loaded input topics in place (their names are printed), to run a child on them by hand
+    /// under a profiler.
+    keep_input: bool,
     child: Option<(String, String, String, u64)>,
 }
 
@@ -111,6 +115,7 @@ fn args() -> anyhow::Result<Args> {
         docs: None,
         engine: None,
         timeout: Duration::from_secs(300),
+        keep_input: false,
         child: None,
     };
     let list = |s: String| s.split(',').map(String::from).collect::<Vec<_>>();
@@ -135,6 +140,7 @@ fn args() -> anyhow::Result<Args> {
             "--docs" => out.docs = Some(it.next().context("--docs DIR")?.into()),
             "--engine" => out.engine = Some(it.next().context("--engine DIR")?.into()),
             "--timeout" => out.timeout = Duration::from_secs(it.next().context("--timeout SECONDS")?.parse()?),
+            "--keep-input" => out.keep_input = true,
             "--child" => {
                 let w = it.next().context("workload")?;
                 let input = it.next().context("input")?;
@@ -811,7 +817,9 @@ fn main() -> anyhow::Result<()> {
                 }
             }
         }
-        if let Err(e) = delete_run_topics(&input, &input) {
+        if args.keep_input {
+            eprintln!("kept the input: {}", topics.join(", "));
+        } else if let Err(e) = delete_run_topics(&input, &input) {
             eprintln!("could not delete {input}: {e:#}");
         }
         let rows = args

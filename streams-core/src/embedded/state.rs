@@ -34,8 +34,8 @@ impl Stored {
             partition,
             offset: self.offset,
             timestamp: self.timestamp,
-            key: self.key.clone(),
-            value: self.value.clone(),
+            key: self.key.as_deref().map(crate::buffers::copy_of),
+            value: self.value.as_deref().map(crate::buffers::copy_of),
             headers: self.headers.clone(),
         }
     }

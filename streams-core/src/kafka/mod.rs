@@ -785,8 +785,8 @@ fn raw_record(topic: Arc<str>, message: &rdkafka::message::BorrowedMessage<'_>) 
         partition: message.partition(),
         offset: message.offset(),
         timestamp: message.timestamp().to_millis().unwrap_or(-1),
-        key: message.key().map(<[u8]>::to_vec),
-        value: message.payload().map(<[u8]>::to_vec),
+        key: message.key().map(crate::buffers::copy_of),
+        value: message.payload().map(crate::buffers::copy_of),
         headers,
     }
 }

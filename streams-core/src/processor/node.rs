@@ -174,6 +174,7 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> ErasedNode for Source
             return Ok(());
         };
         let record = Record { key, value, timestamp, headers: raw.headers };
+        crate::buffers::recycle(raw.key);
         forward(task, &self.children, record)
     }
 
@@ -281,9 +282,9 @@ impl<K: Send + 'static, V: Send + 'static> TypedNode<K, V> for SinkNode<K, V> {
         };
         let serialization =
             |source| StreamsError::Serialization { node: self.name.to_string(), target: topic.to_string(), source };
-        let key = to_bytes_in(&*self.key_serde, &topic, &record.key, task.spare_buffer()).map_err(serialization)?;
+        let key = to_bytes_in(&*self.key_serde, &topic, &record.key, crate::buffers::spare()).map_err(serialization)?;
         let value =
-            to_bytes_in(&*self.value_serde, &topic, &record.value, task.spare_buffer()).map_err(serialization)?;
+            to_bytes_in(&*self.value_serde, &topic, &record.value, crate::buffers::spare()).map_err(serialization)?;
         let placement = match &self.partitioner {
             None => match key.as_deref() {
                 // A windowed key goes where its inner key goes (Kafka Streams' WindowedStreamPartitioner).

@@ -65,8 +65,6 @@ pub(crate) struct TaskState {
     schedules: Vec<Schedule>,
     next_schedule: u64,
     pub(crate) outbox: Vec<ProducedRecord>,
-    /// Byte buffers of records already produced, for sinks to serialize the next ones into.
-    spare: Vec<Vec<u8>>,
     /// Writes of logged stores since the last drain.
     pub(crate) changelog: ChangelogBuffer,
     pub(crate) metrics: TaskMetrics,
@@ -126,10 +124,6 @@ impl SourceRecord {
     }
 }
 
-/// How many produced records' buffers a task keeps for reuse, and the largest one it keeps.
-const SPARE_BUFFERS: usize = 256;
-const SPARE_BUFFER_MAX_BYTES: usize = 64 << 10;
-
 impl TaskState {
     /// The state of task `id`, without nodes or stores yet: the task adds its stores first (their
     /// changelog writers write to [`changelog`](Self::changelog)), then its nodes, parents first.
@@ -159,7 +153,6 @@ impl TaskState {
             schedules: Vec::new(),
             next_schedule: 0,
             outbox: Vec::new(),
-            spare: Vec::new(),
             changelog: ChangelogBuffer::default(),
             metrics: TaskMetrics::default(),
             deserialization_handler,
@@ -312,21 +305,6 @@ impl TaskState {
         }
         self.schedules.retain(|s| !s.cancelled);
         Ok(fired)
-    }
-
-    /// An empty buffer to serialize into: a recycled one when there is one.
-    pub(crate) fn spare_buffer(&mut self) -> Vec<u8> {
-        self.spare.pop().unwrap_or_default()
-    }
-
-    /// Keeps `buffer` for a later record, unless enough are kept or it is too large.
-    pub(crate) fn recycle(&mut self, buffer: Option<Vec<u8>>) {
-        if let Some(buffer) = buffer
-            && self.spare.len() < SPARE_BUFFERS
-            && buffer.capacity() <= SPARE_BUFFER_MAX_BYTES
-        {
-            self.spare.push(buffer);
-        }
     }
 
     pub(crate) fn schedule(&mut self, node: usize, interval: i64, kind: PunctuationType) -> PunctuationId {

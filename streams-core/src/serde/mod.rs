@@ -50,10 +50,17 @@ pub trait Serde<T>: Send + Sync + 'static {
     fn deserialize(&self, topic: &str, bytes: &[u8]) -> Result<T, SerdeError>;
 
     /// Reads a value from bytes the caller owns and no longer needs. Serdes of byte-like types
-    /// (`Vec<u8>`, `String`) take the buffer instead of copying it. On failure the buffer comes back with
-    /// the error, so the record can still be reported or dead-lettered whole.
+    /// (`Vec<u8>`, `String`) take the buffer instead of copying it; the others read it and leave it to
+    /// be reused for a later record. On failure the buffer comes back with the error, so the record can
+    /// still be reported or dead-lettered whole.
     fn deserialize_owned(&self, topic: &str, bytes: Vec<u8>) -> Result<T, (SerdeError, Vec<u8>)> {
-        self.deserialize(topic, &bytes).map_err(|e| (e, bytes))
+        match self.deserialize(topic, &bytes) {
+            Ok(value) => {
+                crate::buffers::recycle(Some(bytes));
+                Ok(value)
+            }
+            Err(e) => Err((e, bytes)),
+        }
     }
 
     /// The value a null on the wire stands for, or `None` when `T` cannot be null.

@@ -315,7 +315,13 @@ impl Task {
     /// order, as Kafka Streams).
     pub(crate) fn process(&mut self, raw: RawRecord) -> Result<(), StreamsError> {
         self.init()?;
-        let mut found = self.sources.iter().find(|(t, _)| *t == raw.topic).map(|&(_, index)| index);
+        // The consumer's name of the topic is kept once it matched, so that later records match by pointer.
+        let mut found = self.sources.iter_mut().find(|(t, _)| *t == raw.topic).map(|(t, index)| {
+            if !Arc::ptr_eq(t, &raw.topic) {
+                *t = raw.topic.clone();
+            }
+            *index
+        });
         if found.is_none() {
             found = self.patterns.iter().find(|(p, _)| p.matches(&raw.topic)).map(|&(_, index)| index);
             if let Some(index) = found {
@@ -414,8 +420,8 @@ impl Task {
             if result.is_ok() {
                 result = send(&record);
             }
-            self.state.recycle(record.key);
-            self.state.recycle(record.value);
+            crate::buffers::recycle(record.key);
+            crate::buffers::recycle(record.value);
         }
         self.state.outbox = outbox;
         result
