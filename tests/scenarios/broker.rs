@@ -422,6 +422,13 @@ pub(crate) fn a_new_producer_with_the_same_transactional_id_fences_the_old_one()
         .and_then(|()| zombie.commit_transaction(WAIT))
         .expect_err("a fenced producer cannot commit");
     assert_eq!(error.kind, ClientErrorKind::Fenced, "{error}");
+    // Once fenced, librdkafka refuses every further record with a bare `Fatal`: the error says its
+    // cause, the fencing, so that a stream thread recovers with a new producer instead of failing.
+    let error = zombie
+        .send(&record(&topic, 0, "zombie-3"))
+        .and_then(|()| zombie.flush(WAIT))
+        .expect_err("a fenced producer cannot send");
+    assert_eq!(error.kind, ClientErrorKind::Fenced, "{error}");
 
     successor.begin_transaction()?;
     successor.send(&record(&topic, 0, "successor"))?;

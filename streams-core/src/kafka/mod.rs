@@ -1120,8 +1120,26 @@ impl RdKafkaProducer {
     /// The first delivery error since the last call, if any.
     fn take_delivery_error(&self) -> Result<(), ClientError> {
         match self.first_error.lock_unpoisoned().take() {
-            Some(error) => Err(error),
+            Some(error) => Err(self.with_fatal_cause(error)),
             None => Ok(()),
+        }
+    }
+
+    /// Once the producer has hit a fatal error, librdkafka fails its records with a bare `Fatal`, and
+    /// that can reach the thread before the failed transactional call that says why. The cause
+    /// decides: a producer fenced by a newer incarnation of its transactional id (this member lost its
+    /// tasks while cut off from the brokers) is recovered from like any fencing, with a new producer;
+    /// any other cause fails the thread.
+    fn with_fatal_cause(&self, error: ClientError) -> ClientError {
+        if error.code != Some(RDKafkaErrorCode::Fatal as i32) {
+            return error;
+        }
+        let Some((code, reason)) = self.producer.client().fatal_error() else { return error };
+        let message = format!("{} (the producer's fatal error: {reason})", error.message);
+        let cause = classified(error.operation.clone(), message, Some(code), None);
+        match cause.kind {
+            ClientErrorKind::Fenced => cause,
+            _ => error,
         }
     }
 }
@@ -1168,7 +1186,9 @@ impl StreamsProducer for RdKafkaProducer {
                     error.kind = ClientErrorKind::Abortable;
                     return Err(error);
                 }
-                Err((e, _)) => return Err(client_error(format!("produce to {}", record.topic), e)),
+                Err((e, _)) => {
+                    return Err(self.with_fatal_cause(client_error(format!("produce to {}", record.topic), e)))
+                }
             }
         }
     }

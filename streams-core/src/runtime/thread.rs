@@ -847,31 +847,24 @@ impl ThreadInner {
     /// Buffers a polled batch in the input queues of its tasks (see [`PartitionGroup`]). Records of a
     /// task this thread no longer holds are dropped: their new owner reads them again.
     fn buffer(&mut self, batch: &mut Vec<RawRecord>) -> Result<(), StreamsError> {
-        // Records of one partition arrive in runs: its task is looked up once per run.
-        let mut last: Option<(Arc<str>, i32, Option<TaskId>)> = None;
-        for record in batch.drain(..) {
-            let id = match &last {
-                Some((topic, partition, id)) if Arc::ptr_eq(topic, &record.topic) && *partition == record.partition => {
-                    *id
-                }
-                _ => {
-                    let Some(id) = self.task_id(&record.topic, record.partition) else {
-                        return Err(StreamsError::Internal(format!(
-                            "a record from unexpected topic `{}`",
-                            record.topic
-                        )));
-                    };
-                    let id = (self.tasks.contains_key(&id) || self.restoring.contains_key(&id)).then_some(id);
-                    if id.is_none() {
-                        tracing::debug!(target: "kstreams::runtime::thread", topic = %record.topic, partition = record.partition,
-                            "dropping fetched records of a task this thread no longer owns");
-                    }
-                    last = Some((record.topic.clone(), record.partition, id));
-                    id
-                }
+        // Records of one partition arrive in runs: its task and queue are looked up once per run.
+        let mut records = batch.drain(..).peekable();
+        while let Some(first) = records.next() {
+            let (topic, partition) = (first.topic.clone(), first.partition);
+            let same_partition = |r: &RawRecord| Arc::ptr_eq(&r.topic, &topic) && r.partition == partition;
+            let Some(id) = self.task_id(&topic, partition) else {
+                return Err(StreamsError::Internal(format!("a record from unexpected topic `{topic}`")));
             };
-            if let Some(id) = id {
-                self.inputs.entry(id).or_default().push(record);
+            if self.tasks.contains_key(&id) || self.restoring.contains_key(&id) {
+                let input = self.inputs.entry(id).or_default();
+                input.push(first);
+                while let Some(record) = records.next_if(same_partition) {
+                    input.push(record);
+                }
+            } else {
+                tracing::debug!(target: "kstreams::runtime::thread", topic = %topic, partition,
+                    "dropping fetched records of a task this thread no longer owns");
+                while records.next_if(same_partition).is_some() {}
             }
         }
         Ok(())

@@ -178,7 +178,8 @@ struct BufferedChangelog {
 impl ChangelogWriter for BufferedChangelog {
     fn log(&mut self, key: &[u8], value: Option<&[u8]>) {
         let mut buffer = self.buffer.lock_unpoisoned();
-        buffer.push((self.topic.clone(), key.to_vec(), value.map(<[u8]>::to_vec)));
+        let (key, value) = (crate::buffers::copy_of(key), value.map(crate::buffers::copy_of));
+        buffer.push((self.topic.clone(), key, value));
     }
 }
 
@@ -430,6 +431,10 @@ impl Task {
     /// Changelog records go to the task's own partition of each changelog topic, stamped with stream time
     /// and, when it has one, the task's owner epoch.
     fn move_changelog_to_outbox(&mut self) {
+        // Only logged stores write there: a task without one takes no lock per record.
+        if self.changelogs.is_empty() {
+            return;
+        }
         let mut buffer = self.state.changelog.lock_unpoisoned();
         if buffer.is_empty() {
             return;
