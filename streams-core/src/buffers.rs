@@ -34,26 +34,36 @@ thread_local! {
 
 /// An empty buffer: a kept one when there is one.
 pub(crate) fn spare() -> Vec<u8> {
-    POOL.with(|pool| {
+    take(|_| true).unwrap_or_default()
+}
+
+/// The last buffer kept, if `fits` it. (None on a thread that is exiting: its pool is gone.)
+fn take(fits: impl FnOnce(&Vec<u8>) -> bool) -> Option<Vec<u8>> {
+    POOL.try_with(|pool| {
         let mut pool = pool.borrow_mut();
-        let buffer = pool.buffers.pop().unwrap_or_default();
+        let buffer = pool.buffers.pop_if(|b| fits(b))?;
         pool.bytes -= buffer.capacity();
-        buffer
+        Some(buffer)
     })
+    .ok()
+    .flatten()
 }
 
 /// `bytes` in a buffer of their own: the last one kept when they fit in it (growing a small one would
 /// cost an allocation anyway, and keys and values of very different sizes share the pool).
 pub(crate) fn copy_of(bytes: &[u8]) -> Vec<u8> {
-    let kept = POOL.with(|pool| {
-        let mut pool = pool.borrow_mut();
-        let fits = pool.buffers.last().is_some_and(|b| b.capacity() >= bytes.len());
-        let buffer = if fits { pool.buffers.pop() } else { None };
-        pool.bytes -= buffer.as_ref().map_or(0, Vec::capacity);
-        buffer
-    });
+    let kept = take(|b| b.capacity() >= bytes.len());
     let mut buffer = kept.unwrap_or_else(|| Vec::with_capacity(bytes.len().max(MIN_CAPACITY)));
     buffer.extend_from_slice(bytes);
+    buffer
+}
+
+/// `buffer`, which an application keeps as its own value (a `Vec<u8>`, a `String`), with at most twice
+/// the room its bytes need: a kept buffer `copy_of` reused can be far larger than the record.
+pub(crate) fn fitted(mut buffer: Vec<u8>) -> Vec<u8> {
+    if buffer.capacity() > 2 * buffer.len().max(MIN_CAPACITY) {
+        buffer.shrink_to_fit();
+    }
     buffer
 }
 
@@ -121,9 +131,30 @@ mod tests {
         let (buffers, bytes) = kept();
         assert!(bytes <= MAX_BYTES);
         assert_eq!(buffers, MAX_BYTES / MAX_BUFFER_BYTES);
+        while kept().0 > 0 {
+            spare();
+        }
+        assert_eq!(kept(), (0, 0));
         for _ in 0..MAX_BUFFERS + 10 {
             recycle(Some(Vec::with_capacity(8)));
         }
-        assert!(kept().0 <= MAX_BUFFERS);
+        assert_eq!(kept(), (MAX_BUFFERS, MAX_BUFFERS * 8));
+    }
+
+    #[test]
+    fn a_value_kept_by_the_application_holds_at_most_twice_its_bytes() {
+        recycle(Some(Vec::with_capacity(MAX_BUFFER_BYTES)));
+        let value = fitted(copy_of(b"ten bytes!"));
+        assert_eq!(value, b"ten bytes!");
+        assert!(value.capacity() <= 2 * MIN_CAPACITY, "{}", value.capacity());
+    }
+
+    #[test]
+    fn a_serde_that_reads_the_bytes_leaves_the_buffer_for_the_next_record_and_one_that_keeps_it_does_not() {
+        use crate::serde::{BytesSerde, I64Serde, Serde};
+        assert_eq!(I64Serde.deserialize_owned("t", copy_of(&7i64.to_be_bytes())).ok(), Some(7));
+        assert_eq!(kept().0, 1, "an i64 does not keep its bytes");
+        assert_eq!(BytesSerde.deserialize_owned("t", copy_of(b"kept")).ok(), Some(b"kept".to_vec()));
+        assert_eq!(kept().0, 0, "the application keeps a Vec<u8> value's buffer");
     }
 }

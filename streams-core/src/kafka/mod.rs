@@ -341,7 +341,16 @@ impl ClientSupplier for RdKafkaSupplier {
         let producer: ThreadedProducer<DeliveryContext> =
             c.create_with_context(context).map_err(|e| client_error("create producer", e))?;
         let producer = Arc::new(producer);
-        Ok(Box::new(RdKafkaProducer { producer, transaction_timeout, first_error, rejected, acked, era }))
+        let transactional = transactional_id.is_some();
+        Ok(Box::new(RdKafkaProducer {
+            producer,
+            transactional,
+            transaction_timeout,
+            first_error,
+            rejected,
+            acked,
+            era,
+        }))
     }
 
     fn restore_consumer(
@@ -1062,6 +1071,20 @@ fn delivery_failure(operation: String, error: &KafkaError, transactional: bool) 
     failure
 }
 
+/// What a producer's fatal error `cause` means for its thread. A transactional producer whose epoch is
+/// stale (its coordinator aborted a transaction that outlived `transaction.timeout.ms`, as when the
+/// member was cut off from the brokers, and bumped the epoch; or a newer incarnation took its id) is
+/// fenced: the thread recovers with a new producer, as from any fencing. Any other cause, and any
+/// fatal error of a producer without transactions (which the recovery would not replace), fails the
+/// thread.
+fn fatal_cause_kind(cause: RDKafkaErrorCode, transactional: bool) -> ClientErrorKind {
+    use RDKafkaErrorCode as Code;
+    match cause {
+        Code::Fenced | Code::ProducerFenced | Code::InvalidProducerEpoch if transactional => ClientErrorKind::Fenced,
+        _ => ClientErrorKind::Fatal,
+    }
+}
+
 impl ProducerContext for DeliveryContext {
     /// The record's era (see `era`) shifted left by one, and in the low bit whether to remember its
     /// offset: only for records sent to an explicit partition (changelogs), so that sink records do
@@ -1107,6 +1130,7 @@ const SEND_OFFSETS_GRACE: Duration = Duration::from_secs(1);
 struct RdKafkaProducer {
     /// Shared with the thread that waits for `send_offsets_to_transaction` (see there).
     producer: Arc<ThreadedProducer<DeliveryContext>>,
+    transactional: bool,
     /// `transaction.timeout.ms`: the coordinator aborts a transaction open longer than that, so waiting
     /// longer for one of its calls is waiting for nothing.
     transaction_timeout: Duration,
@@ -1126,21 +1150,17 @@ impl RdKafkaProducer {
     }
 
     /// Once the producer has hit a fatal error, librdkafka fails its records with a bare `Fatal`, and
-    /// that can reach the thread before the failed transactional call that says why. The cause
-    /// decides: a producer fenced by a newer incarnation of its transactional id (this member lost its
-    /// tasks while cut off from the brokers) is recovered from like any fencing, with a new producer;
-    /// any other cause fails the thread.
-    fn with_fatal_cause(&self, error: ClientError) -> ClientError {
+    /// that can reach the thread before the failed transactional call that says why: the error takes
+    /// the cause's code and reason, and the cause decides what it means (see `fatal_cause_kind`).
+    fn with_fatal_cause(&self, mut error: ClientError) -> ClientError {
         if error.code != Some(RDKafkaErrorCode::Fatal as i32) {
             return error;
         }
-        let Some((code, reason)) = self.producer.client().fatal_error() else { return error };
-        let message = format!("{} (the producer's fatal error: {reason})", error.message);
-        let cause = classified(error.operation.clone(), message, Some(code), None);
-        match cause.kind {
-            ClientErrorKind::Fenced => cause,
-            _ => error,
-        }
+        let Some((cause, reason)) = self.producer.client().fatal_error() else { return error };
+        error.message = format!("{} (the producer's fatal error: {reason})", error.message);
+        error.kind = fatal_cause_kind(cause, self.transactional);
+        error.code = Some(cause as i32);
+        error
     }
 }
 
@@ -1476,6 +1496,19 @@ mod tests {
         assert_eq!(delivery_failure("produce to min-2".into(), &in_flight, false).kind, ClientErrorKind::Retriable);
         let refused = KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge);
         assert_eq!(delivery_failure("produce to min-2".into(), &refused, true).kind, ClientErrorKind::Fatal);
+    }
+
+    #[test]
+    fn a_fatal_error_is_a_fencing_only_for_a_transactional_producer_whose_epoch_is_stale() {
+        use RDKafkaErrorCode as Code;
+        for cause in [Code::Fenced, Code::ProducerFenced, Code::InvalidProducerEpoch] {
+            assert_eq!(fatal_cause_kind(cause, true), ClientErrorKind::Fenced, "{cause:?}");
+            // An idempotent producer without transactions is not replaced by a recovery: it fails.
+            assert_eq!(fatal_cause_kind(cause, false), ClientErrorKind::Fatal, "{cause:?}");
+        }
+        for cause in [Code::OutOfOrderSequenceNumber, Code::UnknownMemberId, Code::IllegalGeneration] {
+            assert_eq!(fatal_cause_kind(cause, true), ClientErrorKind::Fatal, "{cause:?}");
+        }
     }
 
     fn config(guarantee: ProcessingGuarantee) -> StreamsConfig {

@@ -20,7 +20,7 @@ impl Serde<String> for StringSerde {
     }
 
     fn deserialize_owned(&self, topic: &str, bytes: Vec<u8>) -> Result<String, (SerdeError, Vec<u8>)> {
-        String::from_utf8(bytes).map_err(|e| {
+        String::from_utf8(crate::buffers::fitted(bytes)).map_err(|e| {
             let error = SerdeError::with_source("String", topic, "bytes are not valid UTF-8", e.utf8_error());
             (error, e.into_bytes())
         })
@@ -111,7 +111,7 @@ impl Serde<Vec<u8>> for BytesSerde {
     }
 
     fn deserialize_owned(&self, _topic: &str, bytes: Vec<u8>) -> Result<Vec<u8>, (SerdeError, Vec<u8>)> {
-        Ok(bytes)
+        Ok(crate::buffers::fitted(bytes))
     }
 }
 
