@@ -51,8 +51,8 @@ pub trait Serde<T>: Send + Sync + 'static {
 
     /// Reads a value from bytes the caller owns and no longer needs. Serdes of byte-like types
     /// (`Vec<u8>`, `String`) take the buffer instead of copying it; the others read it and leave it to
-    /// be reused for a later record (kept by the calling thread, a few MiB at most). On failure the buffer comes back with the error, so the record can
-    /// still be reported or dead-lettered whole.
+    /// be reused for a later record (kept by the calling thread, a few MiB at most). On failure the
+    /// buffer comes back with the error, so the record can still be reported or dead-lettered whole.
     fn deserialize_owned(&self, topic: &str, bytes: Vec<u8>) -> Result<T, (SerdeError, Vec<u8>)> {
         match self.deserialize(topic, &bytes) {
             Ok(value) => {
