@@ -35,6 +35,8 @@
 #   scripts/kafka.sh cluster group-coordinator GROUP    the node coordinating consumer group GROUP
 #   scripts/kafka.sh cluster txn-coordinator PREFIX     the node coordinating the first open or ongoing
 #                                                transactional id that starts with PREFIX
+#   scripts/kafka.sh cluster proxied     `PROXY BROKER` for nodes 1, 2 and 3 in turn, on one line: each
+#                                        node's PROXIED listener, as the single broker's (below)
 #
 # Next to the PLAINTEXT listener, Kafka listens with SASL_SSL: TLS with a broker certificate signed by
 # a CA made at each start ($KSTREAMS_KAFKA_DIR/tls/ca.pem), and SASL SCRAM-SHA-512 or PLAIN as user
@@ -281,12 +283,17 @@ cluster_start() {
   fi
   cluster_stop
   fetch_jars
-  local n voters="" bootstrap="" ports=() controllers=()
+  local n voters="" bootstrap="" proxied="" ports=() controllers=() proxied_ports=() proxy_ports=()
   for n in $nodes; do
     ports[n]=$(free_port)
     taken="$taken${ports[n]} "
     controllers[n]=$(free_port)
     taken="$taken${controllers[n]} "
+    proxied_ports[n]=$(free_port)
+    taken="$taken${proxied_ports[n]} "
+    proxy_ports[n]=$(free_port)
+    taken="$taken${proxy_ports[n]} "
+    proxied="$proxied${proxied:+ }127.0.0.1:${proxy_ports[n]} 127.0.0.1:${proxied_ports[n]}"
     voters="$voters${voters:+,}$n@127.0.0.1:${controllers[n]}"
     bootstrap="$bootstrap${bootstrap:+,}127.0.0.1:${ports[n]}"
   done
@@ -303,9 +310,9 @@ cluster_start() {
       cat <<PROPS
 node.id=$n
 controller.quorum.voters=$voters
-listeners=PLAINTEXT://127.0.0.1:${ports[n]},CONTROLLER://127.0.0.1:${controllers[n]}
-advertised.listeners=PLAINTEXT://127.0.0.1:${ports[n]}
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=PLAINTEXT://127.0.0.1:${ports[n]},PROXIED://127.0.0.1:${proxied_ports[n]},CONTROLLER://127.0.0.1:${controllers[n]}
+advertised.listeners=PLAINTEXT://127.0.0.1:${ports[n]},PROXIED://127.0.0.1:${proxy_ports[n]}
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,PROXIED:PLAINTEXT,CONTROLLER:PLAINTEXT
 log.dirs=$state_dir/data
 default.replication.factor=3
 min.insync.replicas=2
@@ -325,6 +332,7 @@ PROPS
     launch
   done
   echo "$bootstrap" >"$cluster_dir/bootstrap"
+  echo "$proxied" >"$cluster_dir/proxied"
   for n in $nodes; do
     use_node "$n"
     wait_ready "127.0.0.1:${ports[n]}"
@@ -340,7 +348,7 @@ cluster_stop() {
 
 # The address node $1 listens on.
 node_address() {
-  grep '^advertised.listeners=' "$cluster_dir/node-$1/server.properties" | sed 's|.*PLAINTEXT://||'
+  grep '^advertised.listeners=' "$cluster_dir/node-$1/server.properties" | sed 's|.*PLAINTEXT://||; s|,.*||'
 }
 
 # Waits until node $1 answers and no partition of the cluster is under-replicated.
@@ -401,6 +409,10 @@ cluster() {
     status)
       if cluster_running; then echo "running at $(cat "$cluster_dir/bootstrap")"; else echo "not running (or not every node)"; fi ;;
     bootstrap) cluster_bootstrap ;;
+    proxied)
+      cluster_bootstrap >/dev/null
+      [ -f "$cluster_dir/proxied" ] || die "this cluster was started without the PROXIED listeners: scripts/kafka.sh cluster stop, then start"
+      cat "$cluster_dir/proxied" ;;
     bounce) [ $# -ge 2 ] || die "usage: scripts/kafka.sh cluster bounce NODE [SECONDS]"; cluster_bounce "$2" "${3:-5}" ;;
     roll) cluster_bootstrap >/dev/null; cluster_roll "${2:-5}" ;;
     leader)

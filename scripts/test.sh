@@ -90,7 +90,7 @@ else
   echo "== crash test on the three-node cluster, short configuration, exactly_once_v2"
   cargo run --quiet --example crash_test -- --bootstrap-servers "$cluster" --guarantee exactly_once_v2 \
     --records 4000 --rate 100 --kills 1 --kills-in-txn 0 --zombies 0 --no-scaling \
-    --leader-kills 3 --coordinator-kills 2 --rolling-restarts 1 --broker-down-s 2 || status=$?
+    --leader-kills 3 --coordinator-kills 2 --rolling-restarts 1 --broker-down-s 2 --network-faults 1 || status=$?
   echo "== crash test on the three-node cluster, short configuration, at_least_once"
   cargo run --quiet --example crash_test -- --bootstrap-servers "$cluster" --guarantee at_least_once \
     --records 4000 --rate 100 --kills 1 --kills-in-txn 0 --zombies 0 --no-scaling \

@@ -80,10 +80,12 @@ pub(crate) struct RunArgs {
     #[arg(long, default_value_t = 0)]
     rolling_restarts: u32,
     /// Network faults through a fault-injecting proxy (examples/crash_test/proxy.rs) between the
-    /// instances and the broker's PROXIED listener, in turn: one instance silenced for the session
+    /// instances and the brokers' PROXIED listeners, in turn: one instance silenced for the session
     /// timeout and 5 s more (a partition: the group moves its tasks, and it comes back a zombie), every
-    /// connection cut at once, one instance silenced for half the session timeout (a stall), and 300 ms
-    /// latency on every connection for 10 s. Needs the Kafka that scripts/kafka.sh started.
+    /// connection cut at once, one instance silenced for half the session timeout (a stall), 300 ms
+    /// latency on every connection for 10 s, and on the three-node cluster one node (the leader of the
+    /// input's partition 0) silenced from every instance for the session timeout and 5 s more, while
+    /// it still reaches the other nodes. Needs the Kafka or the cluster that scripts/kafka.sh started.
     #[arg(long, default_value_t = 0)]
     network_faults: u32,
     #[arg(long, default_value_t = 100)]
@@ -139,6 +141,9 @@ enum Fault {
     NetworkStall,
     /// One instance's connections silent past `session.timeout.ms`.
     NetworkPartition,
+    /// Every connection to the cluster node leading the input's partition 0 silent past
+    /// `session.timeout.ms`.
+    NetworkBrokerPartition,
 }
 
 /// Whose partition leader a [`Fault::LeaderKill`] kills.
@@ -155,7 +160,8 @@ impl RunArgs {
     }
 }
 
-fn schedule(args: &RunArgs) -> Vec<Fault> {
+/// The faults of the run, in order; `on_cluster`: the bootstrap is the three-node cluster's.
+fn schedule(args: &RunArgs, on_cluster: bool) -> Vec<Fault> {
     let mut faults = Vec::new();
     if !args.no_scaling {
         faults.push(Fault::ScaleOut);
@@ -184,7 +190,10 @@ fn schedule(args: &RunArgs) -> Vec<Fault> {
     }
     let led = [Led::Input, Led::Output, Led::Changelog];
     let exactly_once = args.guarantee == "exactly_once_v2";
-    let network = [Fault::NetworkPartition, Fault::NetworkCut, Fault::NetworkStall, Fault::NetworkLatency];
+    let mut network = vec![Fault::NetworkPartition, Fault::NetworkCut, Fault::NetworkStall, Fault::NetworkLatency];
+    if on_cluster {
+        network.insert(0, Fault::NetworkBrokerPartition);
+    }
     let kinds: [Vec<Fault>; 5] = [
         vec![Fault::BrokerBounce; args.broker_bounces as usize],
         (0..args.leader_kills as usize).map(|i| Fault::LeaderKill(led[i % led.len()])).collect(),
@@ -503,24 +512,35 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
             "--leader-kills, --coordinator-kills or --rolling-restarts",
         )?;
     }
-    // Under network faults the instances reach the broker through the proxy; the generator, the
+    let on_cluster = kafka_sh(&["cluster", "bootstrap"]).is_ok_and(|b| b == bootstrap);
+    // Under network faults the instances reach the brokers through the proxy; the generator, the
     // verifier and the driver's own checks keep the direct route.
     let proxy = if args.network_faults > 0 {
-        check_bounceable(&bootstrap, &["bootstrap"], "--network-faults")?;
-        let proxied = kafka_sh(&["proxied"])?;
-        let (listen, upstream) =
-            proxied.split_once(' ').ok_or_else(|| anyhow!("scripts/kafka.sh proxied printed `{proxied}`"))?;
-        Some(Arc::new(proxy::Proxy::start(listen.parse()?, upstream.parse()?)?))
+        let which: &[&str] = if on_cluster { &["cluster", "proxied"] } else { &["proxied"] };
+        if !on_cluster {
+            check_bounceable(&bootstrap, &["bootstrap"], "--network-faults")?;
+        }
+        let proxied = kafka_sh(which)?;
+        let words: Vec<&str> = proxied.split_whitespace().collect();
+        if words.is_empty() || words.len() % 2 != 0 {
+            bail!("scripts/kafka.sh {} printed `{proxied}`: expected PROXY BROKER pairs", which.join(" "));
+        }
+        let routes = words
+            .chunks(2)
+            .map(|pair| Ok((pair[0].parse()?, pair[1].parse()?)))
+            .collect::<anyhow::Result<Vec<_>>>()
+            .with_context(|| format!("scripts/kafka.sh {} printed `{proxied}`", which.join(" ")))?;
+        Some(Arc::new(proxy::Proxy::start(&routes)?))
     } else {
         None
     };
-    let instances_bootstrap = proxy.as_ref().map_or(bootstrap.clone(), |p| p.address().to_string());
+    let instances_bootstrap = proxy.as_ref().map_or(bootstrap.clone(), |p| p.bootstrap());
     kafka::create_topics(&bootstrap, &names.external(), PARTITIONS)?;
     // The global table, whole before any instance starts (the application joins every record with it).
     let regions: Vec<(String, i64)> =
         (0..args.keys).map(|k| format!("k{k}")).map(|k| (k.clone(), region(&k))).collect();
     kafka::produce(&bootstrap, &names.regions, &regions)?;
-    let faults = schedule(&args);
+    let faults = schedule(&args, on_cluster);
     println!(
         "crash test {run}: {} ({} assignor, {} standbys) on {bootstrap}; {} records over {} keys at {}/s; {} instances; faults: {:?}; logs and state in {}",
         args.guarantee,
@@ -742,7 +762,11 @@ fn run_faults(
                 println!("[{:>5.1}s] every node restarted", started.elapsed().as_secs_f64());
                 counts.resumed_after.push(fleet.wait_progress(bootstrap, names, before, started, up)?);
             }
-            Fault::NetworkLatency | Fault::NetworkCut | Fault::NetworkStall | Fault::NetworkPartition => {
+            Fault::NetworkLatency
+            | Fault::NetworkCut
+            | Fault::NetworkStall
+            | Fault::NetworkPartition
+            | Fault::NetworkBrokerPartition => {
                 let proxy = fleet.proxy.clone().ok_or_else(|| anyhow!("a network fault without the proxy"))?;
                 let before = committed_input(bootstrap, names)?;
                 match fault {
@@ -756,6 +780,22 @@ fn run_faults(
                         let cut = proxy.cut(proxy::Target::All);
                         println!("[{at:>5.1}s] every connection cut ({cut} sockets)");
                     }
+                    Fault::NetworkBrokerPartition => {
+                        let node = leader(&names.data)?;
+                        let broker = node
+                            .parse::<usize>()
+                            .ok()
+                            .and_then(|n| n.checked_sub(1))
+                            .filter(|&b| b < proxy.brokers())
+                            .ok_or_else(|| {
+                                anyhow!("node `{node}` leads the input's partition 0: not one the proxy fronts")
+                            })?;
+                        let silent = Duration::from_millis(args.session_timeout_ms + 5_000);
+                        println!("[{at:>5.1}s] network partition: node {node} (leading the input's partition 0) cut off from every instance for {silent:?}");
+                        proxy.partition(proxy::Target::Broker(broker), true);
+                        std::thread::sleep(silent);
+                        proxy.partition(proxy::Target::Broker(broker), false);
+                    }
                     _ => {
                         let id = fleet.victim()?;
                         let stall = *fault == Fault::NetworkStall;
@@ -766,9 +806,9 @@ fn run_faults(
                         };
                         let what = if stall { "stall" } else { "partition" };
                         println!("[{at:>5.1}s] network {what}: instance {id} cut off from the broker for {silent:?}");
-                        proxy.partition(id, true);
+                        proxy.partition(proxy::Target::Instance(id), true);
                         std::thread::sleep(silent);
-                        proxy.partition(id, false);
+                        proxy.partition(proxy::Target::Instance(id), false);
                     }
                 }
                 counts.network_faults += 1;
