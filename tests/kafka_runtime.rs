@@ -162,6 +162,56 @@ fn the_reset_tool_makes_a_rerun_reproduce_the_outputs_from_the_start() -> anyhow
 }
 
 /// The number after `prefix` in `out`, if `out` has it.
+/// A record under librdkafka's `message.max.bytes` but over its topic's `max.message.bytes` is refused
+/// by the broker, not the client (`MSG_SIZE_TOO_LARGE` in the delivery report), and goes to the
+/// production exception handler as Kafka Streams' `RecordTooLargeException` from the broker does: by
+/// default the instance stops with an error naming the topic; under `continue` it is skipped and
+/// counted, and the records around it go out. Under exactly_once_v2 no handler saves the transaction
+/// the broker refused a record of: the instance stops with the same error. Only a real broker: the
+/// embedded one has no per-topic size limit.
+#[test]
+fn a_record_over_its_topic_s_max_message_bytes_goes_to_the_production_handler() -> anyhow::Result<()> {
+    use kstreams::config::ProcessingGuarantee::{AtLeastOnce, ExactlyOnceV2};
+    for (guarantee, skip) in [(AtLeastOnce, false), (AtLeastOnce, true), (ExactlyOnceV2, true)] {
+        let (input, output) = (kafka::unique("topic-big-in"), kafka::unique("topic-big-out"));
+        kafka::create_topics(&[(&input, 1)]);
+        kafka::create_topics_with(&[(&output, 1)], &[("max.message.bytes", "10000")]);
+        let bytes = |s: &str| Some(s.as_bytes().to_vec());
+        kafka::produce(&input, ["a", "big", "b"].map(|k| (bytes(k), bytes("v"))));
+        let builder = StreamsBuilder::new();
+        builder
+            .stream::<String, String>(&input)
+            .map_values_with_key(|k, v| if k == "big" { "x".repeat(50_000) } else { v })
+            .to(&output);
+        let mut config = kafka::config(&kafka::unique("topic-big-app"));
+        // The broker refuses a batch whole: one record per batch keeps this test about the large one.
+        config.producer_overrides.insert("batch.num.messages".into(), "1".into());
+        config.processing_guarantee = guarantee;
+        if skip {
+            config.production_handler = std::sync::Arc::new(kstreams::handler::ContinueOnProductionError);
+        }
+        let mut app = kafka::streams(builder.build()?, config)?;
+        app.start()?;
+        if skip && guarantee == AtLeastOnce {
+            let out = kafka::consume_until(&output, Duration::from_secs(30), |r| r.len() >= 2);
+            let keys: Vec<_> = out.iter().map(|r| r.key.clone()).collect();
+            assert_eq!(keys, vec![bytes("a"), bytes("b")]);
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while app.metrics().production_errors == 0 && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            assert_eq!(app.metrics().production_errors, 1);
+            assert_eq!(app.state(), State::Running);
+        } else {
+            assert!(app.wait_for_state(State::Error, Duration::from_secs(30)), "state {:?}", app.state());
+            let error = kstreams::handler::error_chain(&app.take_error().unwrap());
+            assert!(error.contains(&output) && error.to_lowercase().contains("too large"), "{error}");
+        }
+        app.close()?;
+    }
+    Ok(())
+}
+
 fn first_offsets(out: &str, prefix: &str) -> Option<i64> {
     out.lines().find_map(|line| line.strip_prefix(prefix)).and_then(|rest| rest.trim().parse().ok())
 }
