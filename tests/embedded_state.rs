@@ -11,6 +11,7 @@ scenario_tests!(
     checkpoints_skip_restoring_what_they_cover_and_a_corrupt_one_restores_in_full,
     damaged_store_files_are_wiped_and_restored_from_the_changelog,
     a_read_only_or_full_state_disk_is_a_clear_error_and_loses_nothing,
+    a_state_disk_that_turns_read_only_mid_run_is_a_clear_error_and_loses_nothing,
     the_record_cache_sends_the_latest_total_per_key_at_each_commit,
     a_source_table_with_the_record_cache_sends_the_latest_value_per_key_at_each_commit,
     session_sliding_and_cogrouped_aggregations_with_the_record_cache_end_on_the_uncached_values,

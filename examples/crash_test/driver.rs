@@ -522,7 +522,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         let proxied = kafka_sh(which)?;
         let words: Vec<&str> = proxied.split_whitespace().collect();
-        if words.is_empty() || words.len() % 2 != 0 {
+        if words.is_empty() || !words.len().is_multiple_of(2) {
             bail!("scripts/kafka.sh {} printed `{proxied}`: expected PROXY BROKER pairs", which.join(" "));
         }
         let routes = words

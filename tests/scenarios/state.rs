@@ -398,6 +398,131 @@ pub(crate) fn a_read_only_or_full_state_disk_is_a_clear_error_and_loses_nothing(
     Ok(())
 }
 
+/// A state directory on an ext4 disk image of its own, mounted with `errors=remount-ro`, whose errors
+/// the test raises through ext4's `trigger_fs_error`: the kernel then turns the file system read-only
+/// under the open files, as it does on a real disk error (a `mount -o remount,ro` is refused while
+/// RocksDB holds files open for writing).
+struct FailingDisk {
+    dir: PathBuf,
+    image: PathBuf,
+}
+
+impl FailingDisk {
+    /// None when this machine cannot: not root, no loop devices, no ext4 tools.
+    fn mount(mib: u32) -> Option<FailingDisk> {
+        let dir = std::env::temp_dir().join(kafka::unique("failing-disk"));
+        let image = dir.with_extension("img");
+        std::fs::create_dir_all(&dir).ok()?;
+        std::fs::File::create(&image).ok()?.set_len(u64::from(mib) << 20).ok()?;
+        let quiet = |cmd: &mut std::process::Command| {
+            cmd.stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let made = quiet(std::process::Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image));
+        let disk = FailingDisk { dir, image };
+        if !made || !disk.attach() {
+            return None;
+        }
+        Some(disk)
+    }
+
+    /// Mounts the image on `dir` and finds its loop device's trigger; false when it cannot.
+    fn attach(&self) -> bool {
+        let mounted = std::process::Command::new("mount")
+            .args(["-o", "loop,errors=remount-ro"])
+            .arg(&self.image)
+            .arg(&self.dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        mounted && self.device_trigger().is_some()
+    }
+
+    fn device_trigger(&self) -> Option<PathBuf> {
+        let mounts = std::fs::read_to_string("/proc/mounts").ok()?;
+        let dir = self.dir.to_string_lossy();
+        let device = mounts.lines().find(|l| l.split(' ').nth(1) == Some(&*dir))?.split(' ').next()?;
+        let trigger = Path::new("/sys/fs/ext4").join(device.strip_prefix("/dev/")?).join("trigger_fs_error");
+        trigger.exists().then_some(trigger)
+    }
+
+    /// Raises an ext4 error: the file system is read-only from now on, open files included.
+    fn fail(&self) {
+        let trigger = self.device_trigger().expect("the disk's trigger_fs_error");
+        std::fs::write(trigger, "1").expect("trigger_fs_error");
+    }
+
+    /// Unmounts, repairs and mounts the disk again, writable.
+    fn repair(&self) {
+        let unmounted = std::process::Command::new("umount").arg(&self.dir).status().unwrap();
+        assert!(unmounted.success(), "umount {}", self.dir.display());
+        // e2fsck: 0 clean, 1 errors corrected, 2 corrected and a reboot advised (not for a loop image).
+        let checked = std::process::Command::new("e2fsck").arg("-fy").arg(&self.image).output().unwrap();
+        assert!(matches!(checked.status.code(), Some(0..=2)), "e2fsck: {}", String::from_utf8_lossy(&checked.stdout));
+        assert!(self.attach(), "mount {} again", self.image.display());
+    }
+}
+
+impl Drop for FailingDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.dir).status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_file(&self.image);
+    }
+}
+
+/// The state directory's disk fails in the middle of a run under exactly_once_v2 and the kernel makes
+/// it read-only: the instance stops with an error naming the store whose files could not be written
+/// and the read-only file system; once the disk is repaired, a new start restores and the totals go on
+/// exactly, nothing lost and nothing counted twice.
+pub(crate) fn a_state_disk_that_turns_read_only_mid_run_is_a_clear_error_and_loses_nothing() -> anyhow::Result<()> {
+    let Some(disk) = FailingDisk::mount(64) else {
+        eprintln!(
+            "NOT RUN: a_state_disk_that_turns_read_only_mid_run_is_a_clear_error_and_loses_nothing mounts an ext4 \
+             image on a loop device: run it as root on a machine with loop devices and mkfs.ext4"
+        );
+        return Ok(());
+    };
+    let (input, output) = (kafka::unique("rodisk-orders"), kafka::unique("rodisk-totals"));
+    kafka::create_topics(&[(&input, 1), (&output, 1)]);
+    let app = kafka::unique("rodisk-app");
+    let config = || {
+        let mut config = kafka::config(&app);
+        config.state_dir = disk.dir.clone();
+        config.processing_guarantee = kstreams::config::ProcessingGuarantee::ExactlyOnceV2;
+        config.consumer_overrides.insert("session.timeout.ms".into(), "6000".into());
+        config
+    };
+    let mut expected = BTreeMap::new();
+
+    let mut streams = kafka::streams(totals_topology(&input, &output)?, config())?;
+    streams.start()?;
+    kafka::produce(&input, orders(&input, 0, 1_000, &mut expected));
+    assert_eq!(wait_for_totals(&output, &expected), expected);
+    disk.fail();
+    // Past a checkpoint's worth of changelog records the store's memtables must go to disk.
+    kafka::produce(&input, orders(&input, 1_000, 12_000, &mut expected));
+    assert!(streams.wait_for_state(State::Error, Duration::from_secs(120)), "the instance stops on the read-only disk");
+    let error = kstreams::handler::error_chain(&streams.take_error().expect("the error that stopped it"));
+    assert!(error.contains("Read-only file system"), "{error}");
+    assert!(
+        error.contains(STORE) || error.contains(&*disk.dir.to_string_lossy()),
+        "names the store or the directory: {error}"
+    );
+    let _ = streams.close();
+    drop(streams);
+
+    disk.repair();
+    let mut streams = kafka::streams(totals_topology(&input, &output)?, config())?;
+    streams.start()?;
+    kafka::produce(&input, orders(&input, 12_000, 12_500, &mut expected));
+    assert_eq!(wait_for_totals(&output, &expected), expected, "exact totals after the disk was repaired");
+    streams.close()?;
+    Ok(())
+}
+
 /// The changelog of the totals store, partition 0, read until it holds `at_least` records.
 fn changelog_records(app: &str, at_least: usize) -> Vec<RawRecord> {
     let changelog = format!("{app}-{STORE}-changelog");
