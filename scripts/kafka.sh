@@ -431,7 +431,7 @@ cluster() {
       [ -n "$id" ] || die "no transactional id starts with $2"
       cluster_tool org.apache.kafka.tools.TransactionsCommand --bootstrap-server "$(cluster_bootstrap)" \
         describe --transactional-id "$id" | awk 'NR == 2 { print $1 }' ;;
-    *) die "usage: scripts/kafka.sh cluster start|stop|status|bootstrap|bounce N [S]|roll [S]|leader TOPIC P|group-coordinator GROUP|txn-coordinator PREFIX" ;;
+    *) die "usage: scripts/kafka.sh cluster start|stop|status|bootstrap|bounce N [S]|roll [S]|leader TOPIC P|group-coordinator GROUP|txn-coordinator PREFIX|proxied" ;;
   esac
 }
 

@@ -80,7 +80,8 @@ pub(crate) struct RunArgs {
     #[arg(long, default_value_t = 0)]
     rolling_restarts: u32,
     /// Network faults through a fault-injecting proxy (examples/crash_test/proxy.rs) between the
-    /// instances and the brokers' PROXIED listeners, in turn: one instance silenced for the session
+    /// instances and the brokers' PROXIED listeners, in turn (on the cluster the node's silence below
+    /// comes first, so `--network-faults 1` is that one): one instance silenced for the session
     /// timeout and 5 s more (a partition: the group moves its tasks, and it comes back a zombie), every
     /// connection cut at once, one instance silenced for half the session timeout (a stall), 300 ms
     /// latency on every connection for 10 s, and on the three-node cluster one node (the leader of the
@@ -805,7 +806,7 @@ fn run_faults(
                             Duration::from_millis(args.session_timeout_ms + 5_000)
                         };
                         let what = if stall { "stall" } else { "partition" };
-                        println!("[{at:>5.1}s] network {what}: instance {id} cut off from the broker for {silent:?}");
+                        println!("[{at:>5.1}s] network {what}: instance {id} cut off from the brokers for {silent:?}");
                         proxy.partition(proxy::Target::Instance(id), true);
                         std::thread::sleep(silent);
                         proxy.partition(proxy::Target::Instance(id), false);

@@ -3,8 +3,7 @@
 //! Each broker's PROXIED listener (`scripts/kafka.sh proxied`, `scripts/kafka.sh cluster proxied`)
 //! advertises an address of the proxy, one per broker, so an instance bootstrapped there keeps talking
 //! through the proxy after it reads the metadata, and the proxy knows which broker each connection
-//! goes to. The proxy
-//! tells the instances' connections apart by the `client.id` of the first request on each connection
+//! goes to. The proxy tells the instances' connections apart by the `client.id` of the first request on each connection
 //! (every request header carries it; the driver gives each instance `instance-<id>`), so one instance
 //! can be cut off while the others work on.
 //!
@@ -15,8 +14,8 @@
 //! Faults: latency (every chunk in either direction waits), a cut (every open connection of an
 //! instance closed at once, as a broker's or a NAT's reset would), and a partition (an instance's
 //! connections, or every connection to one broker, go silent both ways, new ones included, as if the
-//! packets were dropped; when it heals the connections opened meanwhile are cut, as the kernel would
-//! have given up on them). A broker silenced this way still reaches the other brokers and the
+//! packets were dropped; when it heals, its connections are cut, as the kernel would have given up on
+//! them). A broker silenced this way still reaches the other brokers and the
 //! controllers: it keeps leading its partitions while the instances cannot reach it.
 
 use std::collections::BTreeMap;
@@ -70,7 +69,7 @@ struct Shared {
 }
 
 impl Shared {
-    /// The latency of the narrowest target that covers `link`.
+    /// The latency in force for `link`: its instance's, else its broker's, else every connection's.
     fn latency(&self, link: Link) -> Duration {
         let faults = self.faults.lock().unwrap();
         let narrowest = [link.instance.map(Target::Instance), Some(Target::Broker(link.broker)), Some(Target::All)];
@@ -95,9 +94,14 @@ impl Proxy {
     /// (a broker's PROXIED listener); the routes' order numbers the brokers for [`Target::Broker`].
     pub(crate) fn start(routes: &[(SocketAddr, SocketAddr)]) -> anyhow::Result<Proxy> {
         let shared = Arc::new(Shared::default());
-        for (broker, &(listen, upstream)) in routes.iter().enumerate() {
-            let listener =
-                TcpListener::bind(listen).with_context(|| format!("the network fault proxy binding {listen}"))?;
+        // Every address bound before any thread starts: a failed bind leaves no thread accepting.
+        let listeners = routes
+            .iter()
+            .map(|&(listen, _)| {
+                TcpListener::bind(listen).with_context(|| format!("the network fault proxy binding {listen}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        for (broker, (listener, &(_, upstream))) in listeners.into_iter().zip(routes).enumerate() {
             let accepting = shared.clone();
             std::thread::Builder::new().name(format!("proxy-accept-{broker}")).spawn(move || {
                 for client in listener.incoming() {

@@ -242,7 +242,7 @@ fn check_input(report: &mut Report, input: &[Vec<Record>], acked: Vec<Acked>, fa
             at.get(&(a.partition, a.offset)).is_none_or(|r| r.key != a.key || r.value != Some(a.value))
         })
         .collect();
-    let unplaced = acked.iter().filter(|a| a.offset < 0).count();
+    let unplaced = acked.iter().filter(|a| a.offset < 0).count() - missing.iter().filter(|a| a.offset < 0).count();
     report.note(format!(
         "input: {total} records in the data topic; {} acknowledged to the generator, {} deliveries failed",
         acked.len(),
